@@ -1,0 +1,264 @@
+//! BGP-4 wire codec (RFC 4271 §4), pure: bytes in, messages out, and back.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                                                               |
+//! +                           Marker (16 x 0xff)                  +
+//! |                                                               |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |          Length               |      Type     |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! Decoding never panics on any input: every length is checked before it is used, and
+//! every error carries the NOTIFICATION the RFCs require plus a sentence for people.
+
+mod notification;
+mod open;
+mod prefix;
+mod update;
+
+pub use notification::{Notification, cease, error_code, header_err, open_err, update_err};
+pub use open::{Capability, Open, cap_code};
+pub use prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
+pub use update::{
+    AsPathSegment, Origin, PathAttrs, RawAttr, Update, UpdateProblem, encode_updates,
+};
+
+use bytes::{BufMut, BytesMut};
+
+pub const MARKER: [u8; 16] = [0xff; 16];
+pub const HEADER_LEN: usize = 19;
+/// RFC 4271 maximum; RFC 8654 extended messages are not negotiated.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+pub const BGP_VERSION: u8 = 4;
+pub const AS_TRANS: u32 = 23456;
+
+pub mod msg_type {
+    pub const OPEN: u8 = 1;
+    pub const UPDATE: u8 = 2;
+    pub const NOTIFICATION: u8 = 3;
+    pub const KEEPALIVE: u8 = 4;
+    pub const ROUTE_REFRESH: u8 = 5;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Open(Open),
+    Update(Update),
+    Notification(Notification),
+    Keepalive,
+    /// RFC 2918: (AFI, SAFI).
+    RouteRefresh {
+        afi: u16,
+        safi: u8,
+    },
+}
+
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Open(_) => "OPEN",
+            Message::Update(_) => "UPDATE",
+            Message::Notification(_) => "NOTIFICATION",
+            Message::Keepalive => "KEEPALIVE",
+            Message::RouteRefresh { .. } => "ROUTE-REFRESH",
+        }
+    }
+
+    /// Encodes one message. An UPDATE larger than 4096 bytes must be split by the
+    /// caller with [`encode_updates`]; here it is encoded as is.
+    pub fn encode(&self) -> BytesMut {
+        let mut b = BytesMut::with_capacity(64);
+        b.put_slice(&MARKER);
+        b.put_u16(0); // length, patched below
+        match self {
+            Message::Open(o) => {
+                b.put_u8(msg_type::OPEN);
+                o.encode_body(&mut b);
+            }
+            Message::Update(u) => {
+                b.put_u8(msg_type::UPDATE);
+                u.encode_body(&mut b);
+            }
+            Message::Notification(n) => {
+                b.put_u8(msg_type::NOTIFICATION);
+                b.put_u8(n.code);
+                b.put_u8(n.subcode);
+                b.put_slice(&n.data);
+            }
+            Message::Keepalive => b.put_u8(msg_type::KEEPALIVE),
+            Message::RouteRefresh { afi, safi } => {
+                b.put_u8(msg_type::ROUTE_REFRESH);
+                b.put_u16(*afi);
+                b.put_u8(0);
+                b.put_u8(*safi);
+            }
+        }
+        let len = b.len() as u16;
+        b[16..18].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+}
+
+/// Why a message could not be decoded: the NOTIFICATION to send (RFC 4271 §6) and a
+/// human-readable reason with the byte offset, for logs and status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (at byte {offset}; {})", notification.describe())]
+pub struct DecodeError {
+    pub notification: Notification,
+    pub reason: String,
+    pub offset: usize,
+}
+
+impl DecodeError {
+    pub fn new(
+        code: u8,
+        subcode: u8,
+        data: Vec<u8>,
+        offset: usize,
+        reason: impl Into<String>,
+    ) -> Self {
+        DecodeError {
+            notification: Notification {
+                code,
+                subcode,
+                data,
+            },
+            reason: reason.into(),
+            offset,
+        }
+    }
+}
+
+/// Context a decoder needs from the session: whether the peer is internal (LOCAL_PREF is
+/// honoured only from iBGP peers, RFC 7606 §7.5).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeContext {
+    pub ibgp: bool,
+}
+
+/// Looks for one whole message at the front of `buf`. `Ok(None)`: need more bytes.
+/// `Ok(Some((msg, n)))`: a message of `n` bytes.
+pub fn decode_message(
+    buf: &[u8],
+    cx: &DecodeContext,
+) -> Result<Option<(Message, usize)>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    if buf[..16] != MARKER {
+        // RFC 4271 §6.1: "If the Marker field of the message header is not as expected,
+        // then a synchronization error has occurred".
+        return Err(DecodeError::new(
+            error_code::HEADER,
+            header_err::NOT_SYNCHRONIZED,
+            vec![],
+            0,
+            "marker is not all ones",
+        ));
+    }
+    let len = u16::from_be_bytes([buf[16], buf[17]]) as usize;
+    let ty = buf[18];
+    let bad_len = || {
+        DecodeError::new(
+            error_code::HEADER,
+            header_err::BAD_LENGTH,
+            (len as u16).to_be_bytes().to_vec(),
+            16,
+            format!("length {len} is invalid for message type {ty}"),
+        )
+    };
+    if !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&len) {
+        return Err(bad_len());
+    }
+    let min = match ty {
+        msg_type::OPEN => 29,
+        msg_type::UPDATE => 23,
+        msg_type::NOTIFICATION => 21,
+        msg_type::KEEPALIVE => 19,
+        msg_type::ROUTE_REFRESH => 23,
+        _ => {
+            return Err(DecodeError::new(
+                error_code::HEADER,
+                header_err::BAD_TYPE,
+                vec![ty],
+                18,
+                format!("unknown message type {ty}"),
+            ));
+        }
+    };
+    if len < min
+        || (ty == msg_type::KEEPALIVE && len != 19)
+        || (ty == msg_type::ROUTE_REFRESH && len != 23)
+    {
+        return Err(bad_len());
+    }
+    if buf.len() < len {
+        return Ok(None);
+    }
+    let body = &buf[HEADER_LEN..len];
+    let msg = match ty {
+        msg_type::OPEN => Message::Open(Open::decode_body(body)?),
+        msg_type::UPDATE => Message::Update(Update::decode_body(body, cx)?),
+        msg_type::NOTIFICATION => Message::Notification(Notification {
+            code: body[0],
+            subcode: body[1],
+            data: body[2..].to_vec(),
+        }),
+        msg_type::KEEPALIVE => Message::Keepalive,
+        _ => Message::RouteRefresh {
+            afi: u16::from_be_bytes([body[0], body[1]]),
+            safi: body[3],
+        },
+    };
+    Ok(Some((msg, len)))
+}
+
+/// A bounds-checked cursor over a message body; offsets are relative to the message.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    base: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
+        Reader { buf, pos: 0, base }
+    }
+    pub(crate) fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        let v = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        let s = self.take(2)?;
+        Some(u16::from_be_bytes([s[0], s[1]]))
+    }
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        let s = self.take(4)?;
+        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.remaining() < n {
+            return None;
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,611 @@
+use std::net::Ipv4Addr;
+
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    hex::decode(s.split_whitespace().collect::<String>()).expect("golden hex")
+}
+
+fn golden(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/golden/bird/{name}.hex",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    hex(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+fn decode_one(b: &[u8], cx: &DecodeContext) -> Message {
+    let (m, n) = decode_message(b, cx).expect("decodes").expect("complete");
+    assert_eq!(n, b.len(), "consumed the whole message");
+    m
+}
+
+fn net(s: &str) -> ipnet::Ipv4Net {
+    s.parse().expect("test prefix")
+}
+
+fn attrs_with(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+    // An UPDATE for 10.1.0.0/16 whose attribute block is written by `f`.
+    let mut a = BytesMut::new();
+    f(&mut a);
+    let mut body = BytesMut::new();
+    body.put_u16(0);
+    body.put_u16(a.len() as u16);
+    body.put_slice(&a);
+    body.put_slice(&[16, 10, 1]);
+    let mut m = BytesMut::new();
+    m.put_slice(&MARKER);
+    m.put_u16((HEADER_LEN + body.len()) as u16);
+    m.put_u8(msg_type::UPDATE);
+    m.put_slice(&body);
+    m.to_vec()
+}
+
+fn origin(a: &mut BytesMut) {
+    a.put_slice(&[0x40, 1, 1, 0]);
+}
+fn as_path(a: &mut BytesMut) {
+    a.put_slice(&[0x40, 2, 6, 2, 1, 0, 0, 0xfd, 0xe9]);
+}
+fn next_hop(a: &mut BytesMut) {
+    a.put_slice(&[0x40, 3, 4, 169, 254, 100, 2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Golden bytes: messages encoded by BIRD 2.0.12 (tools/capture-golden-bird.py).
+
+#[test]
+fn bird_open_decodes_and_reencodes_byte_for_byte() {
+    let b = golden("open");
+    let Message::Open(o) = decode_one(&b, &DecodeContext::default()) else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(o.version, 4);
+    assert_eq!(o.my_as, 65001);
+    assert_eq!(o.asn(), 65001);
+    assert_eq!(o.hold_time, 90);
+    assert_eq!(o.bgp_id, Ipv4Addr::new(10, 99, 0, 1));
+    assert!(o.has(&Capability::Multiprotocol { afi: 1, safi: 1 }));
+    assert!(o.has(&Capability::RouteRefresh));
+    assert!(o.supports_ipv4_unicast());
+    // Graceful restart (64), enhanced route refresh (70), LLGR (71) are kept as unknown.
+    assert!(
+        o.capabilities
+            .iter()
+            .any(|c| matches!(c, Capability::Unknown { code: 64, .. }))
+    );
+    assert_eq!(Message::Open(o).encode().to_vec(), b);
+}
+
+#[test]
+fn bird_keepalive_and_end_of_rib() {
+    assert_eq!(
+        decode_one(&golden("keepalive"), &DecodeContext::default()),
+        Message::Keepalive
+    );
+    let Message::Update(u) = decode_one(&golden("eor"), &DecodeContext::default()) else {
+        panic!()
+    };
+    assert!(u.is_end_of_rib());
+    assert_eq!(Message::Update(u).encode().to_vec(), golden("eor"));
+}
+
+#[test]
+fn bird_updates_decode_and_reencode_byte_for_byte() {
+    let cx = DecodeContext::default();
+    let Message::Update(u1) = decode_one(&golden("update-1"), &cx) else {
+        panic!()
+    };
+    assert_eq!(u1.nlri, vec![net("0.0.0.0/0"), net("192.168.10.0/24")]);
+    let a = u1.attrs.clone().expect("attrs");
+    assert_eq!(a.origin, Origin::Igp);
+    assert_eq!(a.as_path, vec![AsPathSegment::Sequence(vec![65001])]);
+    assert_eq!(a.next_hop, Some(Ipv4Addr::new(10, 99, 0, 1)));
+    assert!(u1.problems.is_empty());
+
+    let Message::Update(u2) = decode_one(&golden("update-2"), &cx) else {
+        panic!()
+    };
+    assert_eq!(u2.nlri, vec![net("172.16.0.0/12")]);
+    assert_eq!(
+        u2.attrs.as_ref().map(|a| a.as_path_len()),
+        Some(2),
+        "prepended once"
+    );
+
+    let Message::Update(u3) = decode_one(&golden("update-3"), &cx) else {
+        panic!()
+    };
+    assert_eq!(u3.nlri, vec![net("10.20.0.0/16")]);
+    let a = u3.attrs.clone().expect("attrs");
+    assert_eq!(a.med, Some(50));
+    assert_eq!(
+        a.communities,
+        vec![(65001 << 16) | 100, (65001 << 16) | 200]
+    );
+    assert_eq!(a.large_communities, vec![[65001, 1, 2]]);
+
+    for (name, u) in [("update-1", u1), ("update-2", u2), ("update-3", u3)] {
+        assert_eq!(Message::Update(u).encode().to_vec(), golden(name), "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Our encoder against bytes written out from the RFCs.
+
+#[test]
+fn open_for_a_four_octet_asn_uses_as_trans() {
+    let b = Message::Open(Open::new(200_350, 90, Ipv4Addr::new(10, 0, 0, 1))).encode();
+    let want = hex(
+        "ffffffffffffffffffffffffffffffff 002d 01 04 5ba0 005a 0a000001 10 \
+         02 0e 01040001 0001 0200 4104 00030e9e"
+            .replace(' ', "")
+            .as_str(),
+    );
+    assert_eq!(b.to_vec(), want);
+}
+
+#[test]
+fn keepalive_notification_route_refresh_bytes() {
+    assert_eq!(
+        Message::Keepalive.encode().to_vec(),
+        hex("ffffffffffffffffffffffffffffffff001304")
+    );
+    let n = Message::Notification(Notification::new(error_code::CEASE, cease::MAX_PREFIXES));
+    assert_eq!(
+        n.encode().to_vec(),
+        hex("ffffffffffffffffffffffffffffffff0015030601")
+    );
+    let rr = Message::RouteRefresh { afi: 1, safi: 1 };
+    assert_eq!(
+        rr.encode().to_vec(),
+        hex("ffffffffffffffffffffffffffffffff00170500010001")
+    );
+    for m in [Message::Keepalive, n, rr] {
+        assert_eq!(decode_one(&m.encode(), &DecodeContext::default()), m);
+    }
+}
+
+#[test]
+fn shutdown_communication_is_readable() {
+    let n = Notification::cease_with_text(cease::ADMIN_SHUTDOWN, "maintenance 42");
+    assert_eq!(n.shutdown_text().as_deref(), Some("maintenance 42"));
+    assert!(n.describe().contains("Administrative Shutdown"));
+    assert!(n.describe().contains("maintenance 42"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Round trips.
+
+/// A small deterministic generator: no external crate, same cases every run.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    fn prefix(&mut self) -> ipnet::Ipv4Net {
+        let len = (self.next() % 33) as u8;
+        ipnet::Ipv4Net::new(Ipv4Addr::from(self.next()), len)
+            .expect("len <= 32")
+            .trunc()
+    }
+}
+
+#[test]
+fn random_updates_round_trip() {
+    let mut g = Lcg(7);
+    for _ in 0..500 {
+        let nlri: Vec<_> = (0..g.next() % 20).map(|_| g.prefix()).collect();
+        let withdrawn: Vec<_> = (0..g.next() % 20).map(|_| g.prefix()).collect();
+        let attrs = (!nlri.is_empty()).then(|| PathAttrs {
+            origin: [Origin::Igp, Origin::Egp, Origin::Incomplete][(g.next() % 3) as usize],
+            as_path: (0..g.next() % 3)
+                .map(|i| {
+                    let v: Vec<u32> = (0..1 + g.next() % 5).map(|_| g.next()).collect();
+                    if i % 2 == 0 {
+                        AsPathSegment::Sequence(v)
+                    } else {
+                        AsPathSegment::Set(v)
+                    }
+                })
+                .collect(),
+            next_hop: Some(Ipv4Addr::new(10, 0, (g.next() % 255) as u8, 1)),
+            med: (g.next() % 2 == 0).then(|| g.next()),
+            local_pref: (g.next() % 2 == 0).then(|| g.next()),
+            atomic_aggregate: g.next() % 2 == 0,
+            aggregator: (g.next() % 2 == 0).then(|| (g.next(), Ipv4Addr::from(g.next()))),
+            communities: (0..g.next() % 4).map(|_| g.next()).collect(),
+            large_communities: (0..g.next() % 3)
+                .map(|_| [g.next(), g.next(), g.next()])
+                .collect(),
+            other: vec![],
+        });
+        let u = Update {
+            withdrawn,
+            attrs,
+            nlri,
+            problems: vec![],
+        };
+        let b = Message::Update(u.clone()).encode();
+        let cx = DecodeContext { ibgp: true };
+        let Message::Update(back) = decode_one(&b, &cx) else {
+            panic!()
+        };
+        assert_eq!(back, u);
+    }
+}
+
+#[test]
+fn long_as_path_uses_extended_length_and_round_trips() {
+    let a = PathAttrs {
+        as_path: vec![AsPathSegment::Sequence((1..=300).collect())],
+        next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        ..Default::default()
+    };
+    let u = Update {
+        nlri: vec![net("10.0.0.0/8")],
+        attrs: Some(a),
+        ..Default::default()
+    };
+    let b = Message::Update(u.clone()).encode();
+    let Message::Update(back) = decode_one(&b, &DecodeContext::default()) else {
+        panic!()
+    };
+    // 300 ASNs are split into segments of 255 + 45 on the wire.
+    assert_eq!(back.attrs.as_ref().map(|a| a.as_path_len()), Some(300));
+    assert_eq!(
+        back.attrs.expect("attrs").path_asns().collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn encode_updates_splits_at_4096_bytes_and_loses_nothing() {
+    let nlri: Vec<_> = (0..3000u32)
+        .map(|i| ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).expect("/24"))
+        .collect();
+    let attrs = PathAttrs {
+        next_hop: Some(Ipv4Addr::new(1, 2, 3, 4)),
+        ..Default::default()
+    };
+    let msgs = encode_updates(&nlri[..1000], Some(&attrs), &nlri);
+    assert!(msgs.len() > 2);
+    let (mut got_w, mut got_n) = (vec![], vec![]);
+    for m in &msgs {
+        assert!(m.len() <= MAX_MESSAGE_LEN);
+        let Message::Update(u) = decode_one(m, &DecodeContext::default()) else {
+            panic!()
+        };
+        got_w.extend(u.withdrawn);
+        got_n.extend(u.nlri);
+    }
+    assert_eq!(got_w, nlri[..1000].to_vec());
+    assert_eq!(got_n, nlri);
+}
+
+// ---------------------------------------------------------------------------------------
+// Header and OPEN errors.
+
+#[test]
+fn incomplete_input_asks_for_more() {
+    let b = golden("update-3");
+    for n in 0..b.len() {
+        assert_eq!(
+            decode_message(&b[..n], &DecodeContext::default()),
+            Ok(None),
+            "prefix of {n} bytes"
+        );
+    }
+}
+
+#[test]
+fn header_errors_carry_the_right_notification() {
+    let cx = DecodeContext::default();
+    let mut bad_marker = golden("keepalive");
+    bad_marker[3] = 0;
+    let e = decode_message(&bad_marker, &cx).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (1, 1));
+
+    let e = decode_message(&hex("ffffffffffffffffffffffffffffffff001404 00"), &cx).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (1, 2));
+    assert_eq!(e.notification.data, vec![0, 0x14], "data is the bad length");
+
+    let e = decode_message(&hex("ffffffffffffffffffffffffffffffff001309"), &cx).unwrap_err();
+    assert_eq!(
+        (
+            e.notification.code,
+            e.notification.subcode,
+            e.notification.data.clone()
+        ),
+        (1, 3, vec![9])
+    );
+
+    let e = decode_message(&hex("ffffffffffffffffffffffffffffffff100004"), &cx).unwrap_err();
+    assert_eq!(
+        (e.notification.code, e.notification.subcode),
+        (1, 2),
+        "length above 4096"
+    );
+}
+
+#[test]
+fn open_errors() {
+    let cx = DecodeContext::default();
+    let mut v3 = golden("open");
+    v3[19] = 3;
+    let e = decode_message(&v3, &cx).unwrap_err();
+    assert_eq!(
+        (
+            e.notification.code,
+            e.notification.subcode,
+            e.notification.data.clone()
+        ),
+        (2, 1, vec![0, 4])
+    );
+
+    // Optional parameter type 1 (authentication, deprecated) is not supported.
+    let m = hex(
+        "ffffffffffffffffffffffffffffffff 001f 01 04 fde9 005a 0a630001 02 0100"
+            .replace(' ', "")
+            .as_str(),
+    );
+    let e = decode_message(&m, &cx).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (2, 4));
+
+    // A capability that claims more bytes than its parameter holds.
+    let m = hex(
+        "ffffffffffffffffffffffffffffffff 0021 01 04 fde9 005a 0a630001 04 0202 4109"
+            .replace(' ', "")
+            .as_str(),
+    );
+    assert_eq!(decode_message(&m, &cx).unwrap_err().notification.code, 2);
+}
+
+#[test]
+fn extended_optional_parameters_length_is_understood() {
+    // RFC 9072: Non-Ext OP Len 255, Non-Ext OP Type 255, then a 2-octet length, and
+    // parameters with 2-octet lengths.
+    let m = hex(
+        "ffffffffffffffffffffffffffffffff 0029 01 04 fde9 005a 0a630001 ff ff 0009 02 0006 4104 0000fde9"
+            .replace(' ', "")
+            .as_str(),
+    );
+    let Message::Open(o) = decode_one(&m, &DecodeContext::default()) else {
+        panic!()
+    };
+    assert_eq!(o.four_octet_as(), Some(65001));
+}
+
+// ---------------------------------------------------------------------------------------
+// RFC 7606: which malformations cost the routes, the attribute, or the session.
+
+fn decode_update(b: &[u8], cx: &DecodeContext) -> Result<Update, DecodeError> {
+    match decode_message(b, cx)? {
+        Some((Message::Update(u), _)) => Ok(u),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn bad_origin_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        a.put_slice(&[0x40, 1, 1, 7]);
+        as_path(a);
+        next_hop(a);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("no session reset");
+    assert!(u.treated_as_withdraw());
+    assert!(u.nlri.is_empty());
+    assert_eq!(u.withdrawn, vec![net("10.1.0.0/16")]);
+    assert!(u.attrs.is_none());
+}
+
+#[test]
+fn missing_next_hop_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("no session reset");
+    assert!(
+        matches!(&u.problems[..], [UpdateProblem::TreatAsWithdraw(w)] if w.contains("NEXT_HOP"))
+    );
+}
+
+#[test]
+fn malformed_as_path_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        origin(a);
+        a.put_slice(&[0x40, 2, 6, 2, 2, 0, 0, 0xfd, 0xe9]); // claims 2 ASNs, holds 1
+        next_hop(a);
+    });
+    assert!(
+        decode_update(&m, &DecodeContext::default())
+            .expect("no reset")
+            .treated_as_withdraw()
+    );
+}
+
+#[test]
+fn wrong_flags_on_a_well_known_attribute_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        a.put_slice(&[0xc0, 1, 1, 0]); // ORIGIN marked optional
+        as_path(a);
+        next_hop(a);
+    });
+    assert!(
+        decode_update(&m, &DecodeContext::default())
+            .expect("no reset")
+            .treated_as_withdraw()
+    );
+}
+
+#[test]
+fn attribute_overrunning_the_block_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0xc0, 8, 20, 0, 0]); // COMMUNITIES says 20 bytes, 2 follow
+    });
+    assert!(
+        decode_update(&m, &DecodeContext::default())
+            .expect("no reset")
+            .treated_as_withdraw()
+    );
+}
+
+#[test]
+fn bad_atomic_aggregate_and_aggregator_are_discarded_routes_kept() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0x40, 6, 1, 0]);
+        a.put_slice(&[0xc0, 7, 6, 0, 0, 0, 1, 1, 1]);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("no reset");
+    assert!(!u.treated_as_withdraw());
+    assert_eq!(u.nlri, vec![net("10.1.0.0/16")]);
+    assert_eq!(u.problems.len(), 2);
+    let a = u.attrs.expect("attrs");
+    assert!(!a.atomic_aggregate);
+    assert!(a.aggregator.is_none());
+}
+
+#[test]
+fn local_pref_from_an_external_peer_is_discarded() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0x40, 5, 4, 0, 0, 0x01, 0x2c]);
+    });
+    let ebgp = decode_update(&m, &DecodeContext { ibgp: false }).expect("ok");
+    assert_eq!(ebgp.attrs.expect("attrs").local_pref, None);
+    let ibgp = decode_update(&m, &DecodeContext { ibgp: true }).expect("ok");
+    assert_eq!(ibgp.attrs.expect("attrs").local_pref, Some(300));
+}
+
+#[test]
+fn duplicate_attribute_keeps_the_first() {
+    let m = attrs_with(|a| {
+        origin(a);
+        a.put_slice(&[0x40, 1, 1, 2]);
+        as_path(a);
+        next_hop(a);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("ok");
+    assert_eq!(u.attrs.expect("attrs").origin, Origin::Igp);
+}
+
+#[test]
+fn duplicate_mp_reach_resets_the_session() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        for _ in 0..2 {
+            a.put_slice(&[0x80, 14, 8, 0, 2, 1, 0, 0, 0, 0, 0]); // IPv6 MP_REACH stubs
+        }
+    });
+    let e = decode_update(&m, &DecodeContext::default()).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (3, 1));
+}
+
+#[test]
+fn unknown_optional_transitive_is_kept_with_partial_bit() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0xc0, 99, 2, 0xab, 0xcd]);
+        a.put_slice(&[0x80, 98, 1, 0xee]); // optional non-transitive: dropped
+    });
+    let a = decode_update(&m, &DecodeContext::default())
+        .expect("ok")
+        .attrs
+        .expect("attrs");
+    assert_eq!(
+        a.other,
+        vec![RawAttr {
+            flags: 0xe0,
+            type_code: 99,
+            data: vec![0xab, 0xcd]
+        }]
+    );
+}
+
+#[test]
+fn unknown_well_known_attribute_resets_the_session() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0x40, 99, 1, 0]);
+    });
+    let e = decode_update(&m, &DecodeContext::default()).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (3, 2));
+    assert_eq!(
+        e.notification.data,
+        vec![0x40, 99, 1, 0],
+        "data is the offending attribute"
+    );
+}
+
+#[test]
+fn bad_nlri_resets_the_session() {
+    let mut m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+    });
+    let n = m.len();
+    m[n - 3] = 33; // prefix length 33
+    let e = decode_update(&m, &DecodeContext::default()).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (3, 10));
+    assert!(e.reason.contains("33"));
+}
+
+#[test]
+fn mp_reach_ipv4_unicast_is_merged() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        // AFI 1 SAFI 1, NH 10.0.0.9, reserved, NLRI 10.9.0.0/16
+        a.put_slice(&[0x80, 14, 12, 0, 1, 1, 4, 10, 0, 0, 9, 0, 16, 10, 9]);
+    });
+    // The classic NLRI 10.1.0.0/16 has no NEXT_HOP attribute: that is treat-as-withdraw.
+    let u = decode_update(&m, &DecodeContext::default()).expect("ok");
+    assert!(u.treated_as_withdraw());
+    assert!(u.withdrawn.contains(&net("10.9.0.0/16")));
+}
+
+#[test]
+fn no_input_makes_the_decoder_panic() {
+    // Every single-byte corruption of every golden message, and every truncation of the
+    // length field, decodes to a message or an error — never a panic.
+    let cx = DecodeContext::default();
+    for name in [
+        "open",
+        "keepalive",
+        "eor",
+        "update-1",
+        "update-2",
+        "update-3",
+    ] {
+        let b = golden(name);
+        for i in 0..b.len() {
+            for v in [0u8, 1, 0x7f, 0x80, 0xff, b[i].wrapping_add(1)] {
+                let mut m = b.clone();
+                m[i] = v;
+                let _ = decode_message(&m, &cx);
+                let _ = decode_message(&m, &DecodeContext { ibgp: true });
+            }
+        }
+    }
+}

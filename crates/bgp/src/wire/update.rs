@@ -1,0 +1,791 @@
+//! UPDATE (RFC 4271 §4.3), path attributes, and the revised error handling of RFC 7606:
+//! a malformed attribute costs the routes of that one UPDATE ("treat-as-withdraw") or
+//! just the attribute ("attribute discard"), and resets the session only when the
+//! message itself cannot be parsed.
+//!
+//! ```text
+//! +-----------------------------------------------------+
+//! |   Withdrawn Routes Length (2 octets)                |
+//! +-----------------------------------------------------+
+//! |   Withdrawn Routes (variable)                       |
+//! +-----------------------------------------------------+
+//! |   Total Path Attribute Length (2 octets)            |
+//! +-----------------------------------------------------+
+//! |   Path Attributes (variable)                        |
+//! +-----------------------------------------------------+
+//! |   Network Layer Reachability Information (variable) |
+//! +-----------------------------------------------------+
+//! ```
+
+use std::net::Ipv4Addr;
+
+use bytes::{BufMut, BytesMut};
+use ipnet::Ipv4Net;
+
+use super::prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
+use super::{
+    DecodeContext, DecodeError, HEADER_LEN, MAX_MESSAGE_LEN, Reader, error_code, update_err,
+};
+
+pub mod attr_type {
+    pub const ORIGIN: u8 = 1;
+    pub const AS_PATH: u8 = 2;
+    pub const NEXT_HOP: u8 = 3;
+    pub const MED: u8 = 4;
+    pub const LOCAL_PREF: u8 = 5;
+    pub const ATOMIC_AGGREGATE: u8 = 6;
+    pub const AGGREGATOR: u8 = 7;
+    pub const COMMUNITIES: u8 = 8;
+    pub const MP_REACH: u8 = 14;
+    pub const MP_UNREACH: u8 = 15;
+    pub const EXT_COMMUNITIES: u8 = 16;
+    pub const AS4_PATH: u8 = 17;
+    pub const AS4_AGGREGATOR: u8 = 18;
+    pub const LARGE_COMMUNITIES: u8 = 32;
+}
+
+pub mod flag {
+    pub const OPTIONAL: u8 = 0x80;
+    pub const TRANSITIVE: u8 = 0x40;
+    pub const PARTIAL: u8 = 0x20;
+    pub const EXTENDED_LENGTH: u8 = 0x10;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Origin {
+    #[default]
+    Igp = 0,
+    Egp = 1,
+    Incomplete = 2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AsPathSegment {
+    Set(Vec<u32>),
+    Sequence(Vec<u32>),
+}
+
+/// An attribute cic does not interpret but passes on (optional transitive).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RawAttr {
+    pub flags: u8,
+    pub type_code: u8,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct PathAttrs {
+    pub origin: Origin,
+    pub as_path: Vec<AsPathSegment>,
+    pub next_hop: Option<Ipv4Addr>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<(u32, Ipv4Addr)>,
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<[u32; 3]>,
+    /// Unrecognised optional transitive attributes and extended communities, in order.
+    pub other: Vec<RawAttr>,
+}
+
+impl std::hash::Hash for Origin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self as u8).hash(state)
+    }
+}
+
+impl PathAttrs {
+    /// AS_PATH length for best-path selection: an AS_SET counts as one (RFC 4271 §9.1.2.2).
+    pub fn as_path_len(&self) -> usize {
+        self.as_path
+            .iter()
+            .map(|s| match s {
+                AsPathSegment::Sequence(v) => v.len(),
+                AsPathSegment::Set(_) => 1,
+            })
+            .sum()
+    }
+
+    /// The neighbour AS: first AS of a leading AS_SEQUENCE.
+    pub fn first_as(&self) -> Option<u32> {
+        match self.as_path.first()? {
+            AsPathSegment::Sequence(v) => v.first().copied(),
+            AsPathSegment::Set(_) => None,
+        }
+    }
+
+    pub fn path_asns(&self) -> impl Iterator<Item = u32> + '_ {
+        self.as_path.iter().flat_map(|s| match s {
+            AsPathSegment::Sequence(v) | AsPathSegment::Set(v) => v.iter().copied(),
+        })
+    }
+
+    /// Prepends `asn` as on export to an external peer (RFC 4271 §5.1.2).
+    pub fn prepend(&mut self, asn: u32) {
+        match self.as_path.first_mut() {
+            Some(AsPathSegment::Sequence(v)) if v.len() < 255 => v.insert(0, asn),
+            _ => self.as_path.insert(0, AsPathSegment::Sequence(vec![asn])),
+        }
+    }
+
+    pub fn as_path_string(&self) -> String {
+        self.as_path
+            .iter()
+            .map(|s| match s {
+                AsPathSegment::Sequence(v) => v
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                AsPathSegment::Set(v) => {
+                    format!(
+                        "{{{}}}",
+                        v.iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn encode(&self, b: &mut BytesMut) {
+        use attr_type::*;
+        use flag::*;
+        put_attr(b, TRANSITIVE, ORIGIN, &[self.origin as u8]);
+        let mut path = BytesMut::new();
+        for seg in &self.as_path {
+            let (ty, v) = match seg {
+                AsPathSegment::Set(v) => (1u8, v),
+                AsPathSegment::Sequence(v) => (2u8, v),
+            };
+            // A segment holds at most 255 ASNs; longer runs are split.
+            for chunk in v.chunks(255) {
+                path.put_u8(ty);
+                path.put_u8(chunk.len() as u8);
+                for a in chunk {
+                    path.put_u32(*a);
+                }
+            }
+        }
+        put_attr(b, TRANSITIVE, AS_PATH, &path);
+        if let Some(nh) = self.next_hop {
+            put_attr(b, TRANSITIVE, NEXT_HOP, &nh.octets());
+        }
+        if let Some(med) = self.med {
+            put_attr(b, OPTIONAL, MED, &med.to_be_bytes());
+        }
+        if let Some(lp) = self.local_pref {
+            put_attr(b, TRANSITIVE, LOCAL_PREF, &lp.to_be_bytes());
+        }
+        if self.atomic_aggregate {
+            put_attr(b, TRANSITIVE, ATOMIC_AGGREGATE, &[]);
+        }
+        if let Some((asn, id)) = self.aggregator {
+            let mut v = asn.to_be_bytes().to_vec();
+            v.extend_from_slice(&id.octets());
+            put_attr(b, OPTIONAL | TRANSITIVE, AGGREGATOR, &v);
+        }
+        if !self.communities.is_empty() {
+            let v: Vec<u8> = self
+                .communities
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
+            put_attr(b, OPTIONAL | TRANSITIVE, COMMUNITIES, &v);
+        }
+        for raw in self
+            .other
+            .iter()
+            .filter(|r| r.type_code < LARGE_COMMUNITIES)
+        {
+            put_attr(b, raw.flags & !EXTENDED_LENGTH, raw.type_code, &raw.data);
+        }
+        if !self.large_communities.is_empty() {
+            let v: Vec<u8> = self
+                .large_communities
+                .iter()
+                .flatten()
+                .flat_map(|c| c.to_be_bytes())
+                .collect();
+            put_attr(b, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v);
+        }
+        for raw in self
+            .other
+            .iter()
+            .filter(|r| r.type_code > LARGE_COMMUNITIES)
+        {
+            put_attr(b, raw.flags & !EXTENDED_LENGTH, raw.type_code, &raw.data);
+        }
+    }
+}
+
+fn put_attr(b: &mut BytesMut, flags: u8, ty: u8, v: &[u8]) {
+    if v.len() > 255 {
+        b.put_u8(flags | flag::EXTENDED_LENGTH);
+        b.put_u8(ty);
+        b.put_u16(v.len() as u16);
+    } else {
+        b.put_u8(flags);
+        b.put_u8(ty);
+        b.put_u8(v.len() as u8);
+    }
+    b.put_slice(v);
+}
+
+/// What RFC 7606 made the decoder do to an UPDATE that was not entirely well formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateProblem {
+    /// The update's NLRI were turned into withdrawals (RFC 7606 §2 "treat-as-withdraw").
+    TreatAsWithdraw(String),
+    /// One attribute was dropped (RFC 7606 §2 "attribute discard").
+    AttributeDiscarded(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Update {
+    pub withdrawn: Vec<Ipv4Net>,
+    pub attrs: Option<PathAttrs>,
+    pub nlri: Vec<Ipv4Net>,
+    /// Filled by the decoder only; ignored by the encoder.
+    pub problems: Vec<UpdateProblem>,
+}
+
+impl Update {
+    /// The End-of-RIB marker for IPv4 unicast: an empty UPDATE (RFC 4724 §2).
+    pub fn is_end_of_rib(&self) -> bool {
+        self.withdrawn.is_empty() && self.nlri.is_empty() && self.attrs.is_none()
+    }
+
+    pub fn treated_as_withdraw(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| matches!(p, UpdateProblem::TreatAsWithdraw(_)))
+    }
+
+    pub(super) fn encode_body(&self, b: &mut BytesMut) {
+        let at = b.len();
+        b.put_u16(0);
+        for p in &self.withdrawn {
+            encode_prefix(b, p);
+        }
+        let wlen = (b.len() - at - 2) as u16;
+        b[at..at + 2].copy_from_slice(&wlen.to_be_bytes());
+        let at = b.len();
+        b.put_u16(0);
+        if let Some(a) = &self.attrs {
+            a.encode(b);
+        }
+        let alen = (b.len() - at - 2) as u16;
+        b[at..at + 2].copy_from_slice(&alen.to_be_bytes());
+        for p in &self.nlri {
+            encode_prefix(b, p);
+        }
+    }
+
+    pub(super) fn decode_body(body: &[u8], cx: &DecodeContext) -> Result<Update, DecodeError> {
+        let reset = |sub: u8, off: usize, why: String| {
+            DecodeError::new(error_code::UPDATE, sub, vec![], off, why)
+        };
+        let mut r = Reader::new(body, HEADER_LEN);
+        let wlen = r.u16().unwrap_or(0) as usize;
+        // RFC 7606 §5.3 / RFC 4271 §6.3: lengths inconsistent with the message → reset.
+        if wlen + 4 > body.len() {
+            return Err(reset(
+                update_err::MALFORMED_ATTR_LIST,
+                HEADER_LEN,
+                format!("withdrawn routes length {wlen} overruns the message"),
+            ));
+        }
+        let wbase = r.offset();
+        let wbytes = r.take(wlen).unwrap_or_default();
+        let withdrawn = decode_prefixes(wbytes, wbase).map_err(|(off, why)| {
+            reset(
+                update_err::INVALID_NETWORK,
+                off,
+                format!("withdrawn routes: {why}"),
+            )
+        })?;
+        let alen = r.u16().unwrap_or(0) as usize;
+        if alen > r.remaining() {
+            return Err(reset(
+                update_err::MALFORMED_ATTR_LIST,
+                r.offset() - 2,
+                format!("total path attribute length {alen} overruns the message"),
+            ));
+        }
+        let abase = r.offset();
+        let abytes = r.take(alen).unwrap_or_default();
+        let nbase = r.offset();
+        let nbytes = r.take(r.remaining()).unwrap_or_default();
+        let nlri = decode_prefixes(nbytes, nbase).map_err(|(off, why)| {
+            reset(update_err::INVALID_NETWORK, off, format!("NLRI: {why}"))
+        })?;
+
+        let classic_nlri = !nlri.is_empty();
+        let mut u = Update {
+            withdrawn,
+            attrs: None,
+            nlri,
+            problems: Vec::new(),
+        };
+        let mut seen = Seen::default();
+        if alen > 0 {
+            u.attrs = Some(decode_attrs(abytes, abase, cx, &mut u, &mut seen)?);
+        }
+        if !u.nlri.is_empty() {
+            // RFC 7606 §3.d: a missing well-known mandatory attribute → treat-as-withdraw.
+            let mut missing = Vec::new();
+            if !seen.has(attr_type::ORIGIN) {
+                missing.push("ORIGIN");
+            }
+            if !seen.has(attr_type::AS_PATH) {
+                missing.push("AS_PATH");
+            }
+            if classic_nlri && !seen.has(attr_type::NEXT_HOP) {
+                missing.push("NEXT_HOP");
+            }
+            if !missing.is_empty() {
+                u.problems.push(UpdateProblem::TreatAsWithdraw(format!(
+                    "missing well-known attribute {}",
+                    missing.join(", ")
+                )));
+            }
+        }
+        if u.treated_as_withdraw() {
+            let nlri = std::mem::take(&mut u.nlri);
+            u.withdrawn.extend(nlri);
+            u.attrs = None;
+        }
+        Ok(u)
+    }
+}
+
+#[derive(Default)]
+struct Seen([u64; 4]);
+
+impl Seen {
+    fn has(&self, t: u8) -> bool {
+        self.0[(t / 64) as usize] & (1 << (t % 64)) != 0
+    }
+    fn set(&mut self, t: u8) {
+        self.0[(t / 64) as usize] |= 1 << (t % 64);
+    }
+}
+
+/// What RFC 7606 says to do when an attribute is malformed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnError {
+    TreatAsWithdraw,
+    Discard,
+    Reset,
+}
+
+/// Expected (optional, transitive) flag bits and the error action, per known attribute.
+fn known(t: u8) -> Option<(u8, OnError)> {
+    use OnError::*;
+    use attr_type::*;
+    use flag::*;
+    Some(match t {
+        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF => (TRANSITIVE, TreatAsWithdraw),
+        ATOMIC_AGGREGATE => (TRANSITIVE, Discard),
+        MED => (OPTIONAL, TreatAsWithdraw),
+        AGGREGATOR | AS4_AGGREGATOR | AS4_PATH => (OPTIONAL | TRANSITIVE, Discard),
+        COMMUNITIES | LARGE_COMMUNITIES | EXT_COMMUNITIES => {
+            (OPTIONAL | TRANSITIVE, TreatAsWithdraw)
+        }
+        MP_REACH | MP_UNREACH => (OPTIONAL, Reset),
+        _ => return None,
+    })
+}
+
+fn attr_name(t: u8) -> String {
+    use attr_type::*;
+    match t {
+        ORIGIN => "ORIGIN".into(),
+        AS_PATH => "AS_PATH".into(),
+        NEXT_HOP => "NEXT_HOP".into(),
+        MED => "MULTI_EXIT_DISC".into(),
+        LOCAL_PREF => "LOCAL_PREF".into(),
+        ATOMIC_AGGREGATE => "ATOMIC_AGGREGATE".into(),
+        AGGREGATOR => "AGGREGATOR".into(),
+        COMMUNITIES => "COMMUNITIES".into(),
+        MP_REACH => "MP_REACH_NLRI".into(),
+        MP_UNREACH => "MP_UNREACH_NLRI".into(),
+        EXT_COMMUNITIES => "EXTENDED_COMMUNITIES".into(),
+        AS4_PATH => "AS4_PATH".into(),
+        AS4_AGGREGATOR => "AS4_AGGREGATOR".into(),
+        LARGE_COMMUNITIES => "LARGE_COMMUNITY".into(),
+        _ => format!("attribute {t}"),
+    }
+}
+
+fn decode_attrs(
+    buf: &[u8],
+    base: usize,
+    cx: &DecodeContext,
+    u: &mut Update,
+    seen: &mut Seen,
+) -> Result<PathAttrs, DecodeError> {
+    use attr_type::*;
+    let mut a = PathAttrs::default();
+    let mut r = Reader::new(buf, base);
+    while !r.is_empty() {
+        let at = r.offset();
+        let (Some(flags), Some(ty)) = (r.u8(), r.u8()) else {
+            u.problems.push(UpdateProblem::TreatAsWithdraw(format!(
+                "attribute header truncated at byte {at}"
+            )));
+            break;
+        };
+        let len = if flags & flag::EXTENDED_LENGTH != 0 {
+            r.u16().map(usize::from)
+        } else {
+            r.u8().map(usize::from)
+        };
+        // RFC 7606 §4: an attribute overrunning the attribute field → treat-as-withdraw.
+        let Some(v) = len.and_then(|l| r.take(l)) else {
+            u.problems.push(UpdateProblem::TreatAsWithdraw(format!(
+                "{} at byte {at} overruns the path attributes",
+                attr_name(ty)
+            )));
+            break;
+        };
+        if seen.has(ty) {
+            if ty == MP_REACH || ty == MP_UNREACH {
+                return Err(DecodeError::new(
+                    error_code::UPDATE,
+                    update_err::MALFORMED_ATTR_LIST,
+                    vec![],
+                    at,
+                    format!("{} appears twice", attr_name(ty)),
+                ));
+            }
+            // RFC 7606 §3.g: keep the first, discard the rest.
+            u.problems.push(UpdateProblem::AttributeDiscarded(format!(
+                "duplicate {} at byte {at}",
+                attr_name(ty)
+            )));
+            continue;
+        }
+        seen.set(ty);
+        let Some((want_flags, on_error)) = known(ty) else {
+            if flags & flag::OPTIONAL == 0 {
+                // Unrecognised well-known attribute: RFC 4271 §6.3, data = the attribute.
+                let mut data = vec![flags, ty];
+                data.extend_from_slice(&buf[at - base + 2..r.offset() - base]);
+                return Err(DecodeError::new(
+                    error_code::UPDATE,
+                    update_err::UNRECOGNIZED_WELL_KNOWN,
+                    data,
+                    at,
+                    format!("unrecognised well-known attribute type {ty}"),
+                ));
+            }
+            if flags & flag::TRANSITIVE != 0 {
+                a.other.push(RawAttr {
+                    flags: flags | flag::PARTIAL,
+                    type_code: ty,
+                    data: v.to_vec(),
+                });
+            }
+            continue;
+        };
+        let fail = |u: &mut Update, why: String| -> Result<(), DecodeError> {
+            let why = format!("{} at byte {at}: {why}", attr_name(ty));
+            match on_error {
+                OnError::TreatAsWithdraw => u.problems.push(UpdateProblem::TreatAsWithdraw(why)),
+                OnError::Discard => u.problems.push(UpdateProblem::AttributeDiscarded(why)),
+                OnError::Reset => {
+                    return Err(DecodeError::new(
+                        error_code::UPDATE,
+                        update_err::OPTIONAL_ATTR,
+                        vec![],
+                        at,
+                        why,
+                    ));
+                }
+            }
+            Ok(())
+        };
+        if flags & (flag::OPTIONAL | flag::TRANSITIVE) != want_flags {
+            fail(
+                u,
+                format!("flags {flags:#04x} are wrong for this attribute"),
+            )?;
+            continue;
+        }
+        let n = v.len();
+        match ty {
+            ORIGIN => match v {
+                [0] => a.origin = Origin::Igp,
+                [1] => a.origin = Origin::Egp,
+                [2] => a.origin = Origin::Incomplete,
+                _ => fail(u, format!("invalid value {v:?}"))?,
+            },
+            AS_PATH => match decode_as_path(v) {
+                Ok(p) => a.as_path = p,
+                Err(why) => fail(u, why)?,
+            },
+            NEXT_HOP => {
+                if n != 4 {
+                    fail(u, format!("length {n}, expected 4"))?;
+                } else {
+                    let nh = Ipv4Addr::new(v[0], v[1], v[2], v[3]);
+                    // RFC 4271 §6.3: a semantically incorrect NEXT_HOP.
+                    if nh.is_unspecified()
+                        || nh.is_multicast()
+                        || nh.is_broadcast()
+                        || nh.is_loopback()
+                    {
+                        fail(u, format!("{nh} is not a usable next hop"))?;
+                    } else {
+                        a.next_hop = Some(nh);
+                    }
+                }
+            }
+            MED | LOCAL_PREF => {
+                if n != 4 {
+                    fail(u, format!("length {n}, expected 4"))?;
+                } else {
+                    let x = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                    if ty == MED {
+                        a.med = Some(x);
+                    } else if cx.ibgp {
+                        a.local_pref = Some(x);
+                    } else {
+                        // RFC 7606 §7.5: LOCAL_PREF from an external peer is discarded.
+                        u.problems.push(UpdateProblem::AttributeDiscarded(
+                            "LOCAL_PREF from an external peer".into(),
+                        ));
+                    }
+                }
+            }
+            ATOMIC_AGGREGATE => {
+                if n != 0 {
+                    fail(u, format!("length {n}, expected 0"))?;
+                } else {
+                    a.atomic_aggregate = true;
+                }
+            }
+            AGGREGATOR => {
+                if n != 8 {
+                    fail(u, format!("length {n}, expected 8"))?;
+                } else {
+                    a.aggregator = Some((
+                        u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                        Ipv4Addr::new(v[4], v[5], v[6], v[7]),
+                    ));
+                }
+            }
+            COMMUNITIES => {
+                if n == 0 || n % 4 != 0 {
+                    fail(u, format!("length {n} is not a positive multiple of 4"))?;
+                } else {
+                    a.communities = v
+                        .chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                }
+            }
+            LARGE_COMMUNITIES => {
+                if n == 0 || n % 12 != 0 {
+                    fail(u, format!("length {n} is not a positive multiple of 12"))?;
+                } else {
+                    a.large_communities = v
+                        .chunks_exact(12)
+                        .map(|c| {
+                            let w =
+                                |i: usize| u32::from_be_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+                            [w(0), w(4), w(8)]
+                        })
+                        .collect();
+                }
+            }
+            EXT_COMMUNITIES => {
+                if n == 0 || n % 8 != 0 {
+                    fail(u, format!("length {n} is not a positive multiple of 8"))?;
+                } else {
+                    a.other.push(RawAttr {
+                        flags,
+                        type_code: ty,
+                        data: v.to_vec(),
+                    });
+                }
+            }
+            AS4_PATH | AS4_AGGREGATOR => {
+                // RFC 6793 §4.1: between two 4-octet speakers these are discarded.
+                u.problems.push(UpdateProblem::AttributeDiscarded(format!(
+                    "{} from a 4-octet AS speaker",
+                    attr_name(ty)
+                )));
+            }
+            MP_REACH => decode_mp_reach(v, at, u, &mut a)?,
+            MP_UNREACH => decode_mp_unreach(v, at, u)?,
+            _ => {}
+        }
+    }
+    Ok(a)
+}
+
+/// 4-octet AS_PATH (RFC 6793): segments of (type, count, count × 4 octets).
+fn decode_as_path(v: &[u8]) -> Result<Vec<AsPathSegment>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let (Some(&ty), Some(&cnt)) = (v.get(i), v.get(i + 1)) else {
+            return Err("segment header truncated".into());
+        };
+        if cnt == 0 {
+            return Err("segment of zero length".into());
+        }
+        let body = v
+            .get(i + 2..i + 2 + 4 * cnt as usize)
+            .ok_or("segment overruns the attribute")?;
+        let asns: Vec<u32> = body
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.push(match ty {
+            1 => AsPathSegment::Set(asns),
+            2 => AsPathSegment::Sequence(asns),
+            // Confederation segments (RFC 5065) never come from outside a confederation.
+            _ => return Err(format!("unsupported segment type {ty}")),
+        });
+        i += 2 + 4 * cnt as usize;
+    }
+    Ok(out)
+}
+
+/// MP_REACH_NLRI (RFC 4760 §3). IPv4 unicast is merged into the update; other address
+/// families were not negotiated and are ignored.
+fn decode_mp_reach(
+    v: &[u8],
+    at: usize,
+    u: &mut Update,
+    a: &mut PathAttrs,
+) -> Result<(), DecodeError> {
+    let bad = |why: String| {
+        DecodeError::new(
+            error_code::UPDATE,
+            update_err::OPTIONAL_ATTR,
+            vec![],
+            at,
+            format!("MP_REACH_NLRI: {why}"),
+        )
+    };
+    if v.len() < 5 {
+        return Err(bad(format!("length {} is too short", v.len())));
+    }
+    let (afi, safi, nhlen) = (u16::from_be_bytes([v[0], v[1]]), v[2], v[3] as usize);
+    if afi != 1 || safi != 1 {
+        return Ok(());
+    }
+    let nh = v
+        .get(4..4 + nhlen)
+        .ok_or_else(|| bad("next hop overruns the attribute".into()))?;
+    if nhlen != 4 {
+        return Err(bad(format!("IPv4 next hop of length {nhlen}")));
+    }
+    let rest = v
+        .get(5 + nhlen..)
+        .ok_or_else(|| bad("truncated before NLRI".into()))?;
+    let nlri = decode_prefixes(rest, at).map_err(|(_, why)| bad(why))?;
+    a.next_hop
+        .get_or_insert(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]));
+    u.nlri.extend(nlri);
+    Ok(())
+}
+
+fn decode_mp_unreach(v: &[u8], at: usize, u: &mut Update) -> Result<(), DecodeError> {
+    let bad = |why: String| {
+        DecodeError::new(
+            error_code::UPDATE,
+            update_err::OPTIONAL_ATTR,
+            vec![],
+            at,
+            format!("MP_UNREACH_NLRI: {why}"),
+        )
+    };
+    if v.len() < 3 {
+        return Err(bad(format!("length {} is too short", v.len())));
+    }
+    if u16::from_be_bytes([v[0], v[1]]) != 1 || v[2] != 1 {
+        return Ok(());
+    }
+    let w = decode_prefixes(&v[3..], at).map_err(|(_, why)| bad(why))?;
+    u.withdrawn.extend(w);
+    Ok(())
+}
+
+/// Encodes withdrawals and announcements (all sharing `attrs`) into as few UPDATEs as
+/// fit in 4096 bytes each.
+pub fn encode_updates(
+    withdrawn: &[Ipv4Net],
+    attrs: Option<&PathAttrs>,
+    nlri: &[Ipv4Net],
+) -> Vec<BytesMut> {
+    let mut out = Vec::new();
+    // header 19 + withdrawn len 2 + attr len 2
+    let room = MAX_MESSAGE_LEN - 23;
+    let mut chunk = Vec::new();
+    let mut used = 0;
+    for p in withdrawn {
+        if used + prefix_wire_len(p) > room {
+            out.push(
+                super::Message::Update(Update {
+                    withdrawn: std::mem::take(&mut chunk),
+                    ..Default::default()
+                })
+                .encode(),
+            );
+            used = 0;
+        }
+        used += prefix_wire_len(p);
+        chunk.push(*p);
+    }
+    if !chunk.is_empty() {
+        out.push(
+            super::Message::Update(Update {
+                withdrawn: chunk,
+                ..Default::default()
+            })
+            .encode(),
+        );
+    }
+    if let (Some(attrs), false) = (attrs, nlri.is_empty()) {
+        let mut ab = BytesMut::new();
+        attrs.encode(&mut ab);
+        let room = room.saturating_sub(ab.len()).max(5);
+        let mut chunk = Vec::new();
+        let mut used = 0;
+        for p in nlri {
+            if used + prefix_wire_len(p) > room {
+                out.push(
+                    super::Message::Update(Update {
+                        nlri: std::mem::take(&mut chunk),
+                        attrs: Some(attrs.clone()),
+                        ..Default::default()
+                    })
+                    .encode(),
+                );
+                used = 0;
+            }
+            used += prefix_wire_len(p);
+            chunk.push(*p);
+        }
+        if !chunk.is_empty() {
+            out.push(
+                super::Message::Update(Update {
+                    nlri: chunk,
+                    attrs: Some(attrs.clone()),
+                    ..Default::default()
+                })
+                .encode(),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! The edge-sync contract: what the server compiles for one edge (desired config at a
+//! revision) and what the edge reports back (applied revision, live status).
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Everything one edge must realise, as of `revision` of the whole store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeConfig {
+    pub revision: u64,
+    pub edge_id: String,
+    pub router_id: Ipv4Addr,
+    /// The cloud's ASN: local AS of every session of this edge.
+    pub local_asn: u32,
+    pub bgp: BgpSettings,
+    /// One per routing instance, plus one per private connection not (yet) in a routing
+    /// instance, so that its BGP session can come up and be seen.
+    pub instances: Vec<InstanceConfig>,
+}
+
+/// Operator-wide BGP settings; defaults are the modelled service's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpSettings {
+    pub hold_time_secs: u16,
+    /// Hold times below this are refused (OPEN Message Error / Unacceptable Hold Time).
+    pub min_hold_time_secs: u16,
+    pub connect_retry_secs: u16,
+    pub max_prefixes: u32,
+    pub max_prefix_action: MaxPrefixAction,
+    /// How long a session stays idle after the prefix limit tore it down.
+    pub max_prefix_idle_secs: u32,
+}
+
+impl Default for BgpSettings {
+    fn default() -> Self {
+        BgpSettings {
+            hold_time_secs: 90,
+            min_hold_time_secs: 90,
+            connect_retry_secs: 5,
+            max_prefixes: 500,
+            max_prefix_action: MaxPrefixAction::Teardown,
+            max_prefix_idle_secs: 30 * 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MaxPrefixAction {
+    /// Cease/1 to the peer, session held idle for `maxPrefixIdleSecs`.
+    Teardown,
+    /// Keep the session; ignore prefixes beyond the limit.
+    Discard,
+    /// Keep everything; report the excess.
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceConfig {
+    /// Stable id; the edge derives the namespace name from it.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_instance_id: Option<String>,
+    /// VPC prefixes announced to customers while the fabric covers them.
+    pub vpc_prefixes: Vec<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fabric: Option<FabricAttachment>,
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// The segment between a routing instance's namespace on this edge and the fabric router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FabricAttachment {
+    pub vni: u32,
+    pub remote_vtep: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    pub udp_port: u16,
+    pub subnet: Ipv4Net,
+    pub edge_ip: Ipv4Addr,
+    pub fabric_ip: Ipv4Addr,
+    pub fabric_asn: u32,
+}
+
+/// How a connection's frames reach the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Attachment {
+    /// 802.1Q subinterface `port.vlan` of a physical trunk port.
+    Vlan { port: String },
+    /// VXLAN segment, VNI = VLAN id, toward the trunk's remote VTEP.
+    Vxlan {
+        remote_vtep: Ipv4Addr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        udp_port: u16,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionConfig {
+    pub id: String,
+    pub trunk_id: String,
+    pub attachment: Attachment,
+    pub vlan_id: u16,
+    pub subnet: Ipv4Net,
+    pub cloud_ip: Ipv4Addr,
+    pub peer_ip: Ipv4Addr,
+    pub peer_asn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5_key: Option<String>,
+    pub mtu: u32,
+    /// Trunk capacity in Mbit/s (shaping: not yet enforced by the data plane).
+    pub capacity_mbps: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// What the edge reports
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeReport {
+    /// The revision of the last config the edge has fully applied (0: none yet).
+    pub applied_revision: u64,
+    /// Which data plane the edge uses, as probed at start (e.g. `vxlan-overlay`).
+    pub dataplane: String,
+    pub sessions: Vec<SessionStatus>,
+    /// Resources the edge could not realise at `appliedRevision`.
+    pub errors: Vec<ResourceError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceError {
+    pub resource_id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SessionKind {
+    Customer,
+    Fabric,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStatus {
+    /// The private connection id, or the routing instance id for a fabric session.
+    pub resource_id: String,
+    pub kind: SessionKind,
+    pub peer: Ipv4Addr,
+    pub peer_asn: u32,
+    /// RFC 4271 state name: IDLE, CONNECT, ACTIVE, OPEN_SENT, OPEN_CONFIRM, ESTABLISHED.
+    pub state: String,
+    pub uptime_secs: u64,
+    pub prefixes_received: u32,
+    pub prefixes_accepted: u32,
+    pub prefixes_advertised: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

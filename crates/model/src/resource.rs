@@ -1,0 +1,437 @@
+//! Public resources, shaped like the modelled service's REST API (camelCase JSON).
+//!
+//! Output-only fields (ids, statuses, live state) are in the resource types; what a client
+//! may send is in the `Create…Request` types, which reject unknown fields so that a typo
+//! is an error instead of a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    #[default]
+    Creating,
+    Updating,
+    Deleting,
+    Active,
+}
+
+/// Fields common to every tenant resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub id: String,
+    pub folder_id: String,
+    pub name: String,
+    pub description: String,
+    pub labels: Labels,
+    pub created_at: String,
+    pub status: Status,
+}
+
+// ---------------------------------------------------------------------------------------
+// Catalog (operator-managed)
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PointOfPresence {
+    /// Operator-chosen id such as `ru-msk-m9-0`.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub location_address: String,
+    #[serde(default)]
+    pub connection_points: Vec<String>,
+}
+
+/// How an edge reaches the cloud fabric router of each routing instance: one VXLAN
+/// segment per (routing instance, edge), addressed from `transitPool`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FabricSettings {
+    /// ASN of the fabric router; equal to the cloud ASN means iBGP.
+    pub asn: u32,
+    /// The fabric router's VTEP address.
+    pub remote_vtep: Ipv4Addr,
+    /// The edge's VTEP address, as the fabric must address it.
+    pub local_vtep: Ipv4Addr,
+    /// Underlay port toward the fabric (optional: the kernel routes to `remoteVtep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    /// Pool of /31 transit subnets, one per routing instance on this edge.
+    pub transit_pool: Ipv4Net,
+    /// First VNI used for fabric segments (must be above the VLAN range).
+    #[serde(default = "default_vni_base")]
+    pub vni_base: u32,
+}
+
+fn default_vni_base() -> u32 {
+    100_000
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateEdgeRequest {
+    pub name: String,
+    pub point_of_presence_id: String,
+    pub router_id: Ipv4Addr,
+    pub fabric: FabricSettings,
+}
+
+/// An edge router running `cic edge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Edge {
+    pub id: String,
+    pub name: String,
+    pub point_of_presence_id: String,
+    pub router_id: Ipv4Addr,
+    pub fabric: FabricSettings,
+    pub created_at: String,
+    /// What the edge last reported (not stored; absent until the edge first reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<EdgeLive>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeLive {
+    pub reported_at: String,
+    pub applied_revision: u64,
+    pub dataplane: String,
+    pub errors: Vec<crate::edge::ResourceError>,
+}
+
+/// Returned once by `POST /cic/v1/edges`: the edge's own bearer token is never shown again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeRegistration {
+    pub edge: Edge,
+    pub token: String,
+}
+
+// ---------------------------------------------------------------------------------------
+// Trunk connections
+
+/// Trunk capacity; the enforced rate of the trunk port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Capacity {
+    Capacity50Mbps,
+    Capacity100Mbps,
+    Capacity200Mbps,
+    Capacity300Mbps,
+    Capacity400Mbps,
+    Capacity500Mbps,
+    Capacity1Gbps,
+    Capacity2Gbps,
+    Capacity3Gbps,
+    Capacity4Gbps,
+    Capacity5Gbps,
+    Capacity10Gbps,
+    Capacity20Gbps,
+    Capacity30Gbps,
+    Capacity40Gbps,
+    Capacity50Gbps,
+    Capacity100Gbps,
+    Capacity200Gbps,
+}
+
+impl Capacity {
+    pub fn mbps(self) -> u64 {
+        use Capacity::*;
+        match self {
+            Capacity50Mbps => 50,
+            Capacity100Mbps => 100,
+            Capacity200Mbps => 200,
+            Capacity300Mbps => 300,
+            Capacity400Mbps => 400,
+            Capacity500Mbps => 500,
+            Capacity1Gbps => 1_000,
+            Capacity2Gbps => 2_000,
+            Capacity3Gbps => 3_000,
+            Capacity4Gbps => 4_000,
+            Capacity5Gbps => 5_000,
+            Capacity10Gbps => 10_000,
+            Capacity20Gbps => 20_000,
+            Capacity30Gbps => 30_000,
+            Capacity40Gbps => 40_000,
+            Capacity50Gbps => 50_000,
+            Capacity100Gbps => 100_000,
+            Capacity200Gbps => 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransceiverType {
+    #[serde(rename = "TRANSCEIVER_TYPE_1000BASE_LX")]
+    T1000BaseLx,
+    #[serde(rename = "TRANSCEIVER_TYPE_10GBASE_LR")]
+    T10GBaseLr,
+    #[serde(rename = "TRANSCEIVER_TYPE_10GBASE_ER")]
+    T10GBaseEr,
+    #[serde(rename = "TRANSCEIVER_TYPE_100GBASE_LR4")]
+    T100GBaseLr4,
+    #[serde(rename = "TRANSCEIVER_TYPE_100GBASE_ER4")]
+    T100GBaseEr4,
+}
+
+/// A physical port of an edge router; connections are 802.1Q subinterfaces of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SinglePortDirectJoint {
+    pub transceiver_type: TransceiverType,
+    /// The edge's port, e.g. `eth3`.
+    pub port_name: String,
+    /// Name of the edge router (an edge of the PoP); chosen by cic when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_device_name: Option<String>,
+}
+
+/// A virtual cross-connect through a partner's IP network: each connection is a VXLAN
+/// segment with VNI = its VLAN id toward `remoteVtep`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OverlayJoint {
+    pub remote_vtep: Ipv4Addr,
+    /// Underlay port of the edge; the kernel routes to `remoteVtep` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    #[serde(default = "default_vxlan_port")]
+    pub udp_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_device_name: Option<String>,
+}
+
+pub fn default_vxlan_port() -> u16 {
+    4789
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTrunkConnectionRequest {
+    pub folder_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub point_of_presence_id: String,
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub deletion_protection: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_port_direct_joint: Option<SinglePortDirectJoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_joint: Option<OverlayJoint>,
+    /// Accepted by the modelled API; rejected here with a clear error until implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_direct_joint: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_joint_info: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkConnection {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub point_of_presence_id: String,
+    pub capacity: Capacity,
+    pub deletion_protection: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_port_direct_joint: Option<SinglePortDirectJoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_joint: Option<OverlayJoint>,
+    /// The edge that carries this trunk (output).
+    pub edge_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateTrunkConnectionRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Labels>,
+    #[serde(default)]
+    pub deletion_protection: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Private connections
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipv4PeeringSpec {
+    pub peering_subnet: Ipv4Net,
+    pub peer_ip: Ipv4Addr,
+    pub cloud_ip: Ipv4Addr,
+    pub peer_bgp_asn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_bgp_md5_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipv4Peering {
+    pub peering_subnet: Ipv4Net,
+    pub peer_ip: Ipv4Addr,
+    pub cloud_ip: Ipv4Addr,
+    pub peer_bgp_asn: u32,
+    pub cloud_bgp_asn: u32,
+    /// The secret; shown masked unless the caller may read secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_bgp_md5_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticRoute {
+    pub prefix: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePrivateConnectionRequest {
+    pub folder_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub trunk_connection_id: String,
+    pub vlan_id: u32,
+    pub ipv4_peering: Ipv4PeeringSpec,
+    #[serde(default)]
+    pub ipv4_static_routes: Vec<StaticRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateConnection {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub trunk_connection_id: String,
+    pub vlan_id: u16,
+    pub ipv4_peering: Ipv4Peering,
+    #[serde(default)]
+    pub ipv4_static_routes: Vec<StaticRoute>,
+    /// The routing instance this connection belongs to, if any (output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_instance_id: Option<String>,
+    /// Live BGP state as last reported by the edge (output, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::edge::SessionStatus>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing instances (Cloud Router)
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzInfo {
+    pub az_id: String,
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VpcInfo {
+    pub vpc_network_id: String,
+    #[serde(default)]
+    pub az_infos: Vec<AzInfo>,
+}
+
+impl VpcInfo {
+    pub fn prefixes(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        self.az_infos
+            .iter()
+            .flat_map(|az| az.prefixes.iter().copied())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivateConnectionRef {
+    pub cic_private_connection_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRoutingInstanceRequest {
+    pub folder_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub vpc_info: Vec<VpcInfo>,
+    #[serde(default)]
+    pub cic_private_connection_info: Vec<PrivateConnectionRef>,
+    #[serde(default)]
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingInstance {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub vpc_info: Vec<VpcInfo>,
+    pub cic_private_connection_info: Vec<PrivateConnectionRef>,
+    pub deletion_protection: bool,
+}
+
+impl RoutingInstance {
+    pub fn prefixes(&self) -> Vec<Ipv4Net> {
+        self.vpc_info.iter().flat_map(|v| v.prefixes()).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations
+
+/// A long-running operation. `done=false` → neither `error` nor `response`;
+/// `done=true` → exactly one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: String,
+    pub description: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub modified_at: String,
+    pub done: bool,
+    pub metadata: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Value>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub next_page_token: String,
+}

@@ -1,0 +1,438 @@
+//! The rules of REFERENCE.md "Rules to enforce", one function per rule. Each returns an
+//! `ApiError` naming the field (camelCase JSON path) and what is wrong with it.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::error::{ApiError, ApiResult};
+use crate::resource::Labels;
+
+/// RFC 1918 and link-local ranges that may hold a peering subnet.
+pub const PEERING_RANGES: [&str; 4] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+];
+
+/// 802.1Q VLAN id reserved for the special stitching connection.
+pub const STITCHING_VLAN: u32 = 4095;
+pub const MAX_CUSTOMER_VLAN: u32 = 4000;
+pub const MIN_CUSTOMER_VLAN: u32 = 2;
+/// Linux `TCP_MD5SIG_MAXKEYLEN`: a longer key cannot be installed on the edge's socket.
+pub const MAX_MD5_KEY_LEN: usize = 80;
+pub const MAX_STATIC_ROUTES: usize = 100;
+pub const AS_TRANS: u32 = 23456;
+
+fn net(s: &str) -> Ipv4Net {
+    // Constants above are valid literals; a typo there is a bug caught by the unit tests.
+    s.parse().unwrap_or_default()
+}
+
+/// `name`: empty, or a letter then up to 62 of `[-_a-zA-Z0-9]`, ending alphanumeric.
+pub fn name(field: &str, v: &str) -> ApiResult<()> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    let ok = v.len() <= 63
+        && v.starts_with(|c: char| c.is_ascii_alphabetic())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            field,
+            format!(
+                "{v:?} is not a valid name: a letter, then up to 62 of [-_a-zA-Z0-9], ending with a letter or digit"
+            ),
+        ))
+    }
+}
+
+pub fn description(field: &str, v: &str) -> ApiResult<()> {
+    let n = v.chars().count();
+    if n > 256 {
+        return Err(ApiError::field(
+            field,
+            format!("is {n} characters long; at most 256 are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Labels: at most 64; key 1–63 of `[a-z][-_0-9a-z]*`, value at most 63 of `[-_0-9a-z]*`.
+pub fn labels(field: &str, v: &Labels) -> ApiResult<()> {
+    if v.len() > 64 {
+        return Err(ApiError::field(
+            field,
+            format!("has {} labels; at most 64 are allowed", v.len()),
+        ));
+    }
+    let low = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    for (k, val) in v {
+        let key_ok = (1..=63).contains(&k.len())
+            && k.starts_with(|c: char| c.is_ascii_lowercase())
+            && k.chars().all(low);
+        if !key_ok {
+            return Err(ApiError::field(
+                &format!("{field}.{k}"),
+                "label key must be 1-63 characters of [-_0-9a-z] starting with a letter",
+            ));
+        }
+        if val.len() > 63 || !val.chars().all(low) {
+            return Err(ApiError::field(
+                &format!("{field}.{k}"),
+                format!("label value {val:?} must be at most 63 characters of [-_0-9a-z]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Folder ids and other references: non-empty, at most 50 of `[-_a-zA-Z0-9]`.
+pub fn id_ref(field: &str, v: &str) -> ApiResult<()> {
+    if v.is_empty() {
+        return Err(ApiError::field(field, "is required"));
+    }
+    if v.len() > 50
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::field(
+            field,
+            format!("{v:?} is not a valid id: at most 50 of [-_a-zA-Z0-9]"),
+        ));
+    }
+    Ok(())
+}
+
+/// Customer VLAN: 2–4000; 4095 is reserved for the stitching connection.
+pub fn vlan_id(field: &str, v: u32) -> ApiResult<u16> {
+    if v == STITCHING_VLAN {
+        return Err(ApiError::field(
+            field,
+            "VLAN 4095 is reserved for the stitching connection",
+        ));
+    }
+    if !(MIN_CUSTOMER_VLAN..=MAX_CUSTOMER_VLAN).contains(&v) {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "VLAN {v} is out of range: customer VLANs are {MIN_CUSTOMER_VLAN}-{MAX_CUSTOMER_VLAN}"
+            ),
+        ));
+    }
+    Ok(v as u16)
+}
+
+/// A prefix written with host bits set (10.0.0.1/30) is refused, not silently truncated.
+pub fn canonical(field: &str, p: &Ipv4Net) -> ApiResult<()> {
+    if p.trunc() != *p {
+        return Err(ApiError::field(
+            field,
+            format!("{p} has host bits set; did you mean {}?", p.trunc()),
+        ));
+    }
+    Ok(())
+}
+
+/// Peering subnet /30 or /31, canonical, inside RFC 1918 or 169.254.0.0/16; `peerIp` and
+/// `cloudIp` distinct usable hosts of it.
+pub fn peering(
+    field: &str,
+    subnet: &Ipv4Net,
+    peer_ip: Ipv4Addr,
+    cloud_ip: Ipv4Addr,
+) -> ApiResult<()> {
+    let sf = format!("{field}.peeringSubnet");
+    if !matches!(subnet.prefix_len(), 30 | 31) {
+        return Err(ApiError::field(
+            &sf,
+            format!("{subnet} must be a /30 or a /31"),
+        ));
+    }
+    canonical(&sf, subnet)?;
+    if !PEERING_RANGES.iter().any(|r| net(r).contains(subnet)) {
+        return Err(ApiError::field(
+            &sf,
+            format!(
+                "{subnet} must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 169.254.0.0/16"
+            ),
+        ));
+    }
+    for (name, ip) in [("peerIp", peer_ip), ("cloudIp", cloud_ip)] {
+        let f = format!("{field}.{name}");
+        if !subnet.contains(&ip) {
+            return Err(ApiError::field(
+                &f,
+                format!("{ip} is not in the peering subnet {subnet}"),
+            ));
+        }
+        if subnet.prefix_len() == 30 && (ip == subnet.network() || ip == subnet.broadcast()) {
+            let what = if ip == subnet.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            return Err(ApiError::field(
+                &f,
+                format!("{ip} is the {what} address of {subnet}, not a usable host"),
+            ));
+        }
+    }
+    if peer_ip == cloud_ip {
+        return Err(ApiError::field(
+            &format!("{field}.cloudIp"),
+            format!("must differ from peerIp ({peer_ip})"),
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 5398 documentation ASNs (and AS_TRANS) never belong to a real network.
+pub fn is_reserved_asn(asn: u32) -> bool {
+    asn == 0
+        || asn == AS_TRANS
+        || (64496..=64511).contains(&asn)
+        || (65536..=65551).contains(&asn)
+        || asn == 4_294_967_295
+}
+
+/// Peer ASN: 1–4294967294, not 23456, not a documentation ASN, not the cloud's own.
+pub fn peer_asn(field: &str, asn: u32, cloud_asn: u32) -> ApiResult<()> {
+    if asn == 0 || asn == 4_294_967_295 {
+        return Err(ApiError::field(
+            field,
+            format!("{asn} is not a valid ASN: use 1-4294967294"),
+        ));
+    }
+    if asn == AS_TRANS {
+        return Err(ApiError::field(
+            field,
+            "23456 is AS_TRANS (RFC 6793), not a real ASN",
+        ));
+    }
+    if is_reserved_asn(asn) {
+        return Err(ApiError::field(
+            field,
+            format!("{asn} is a documentation ASN (RFC 5398: 64496-64511, 65536-65551)"),
+        ));
+    }
+    if asn == cloud_asn {
+        return Err(ApiError::field(
+            field,
+            format!("{asn} is the cloud's own ASN; the session is eBGP"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn md5_key(field: &str, key: &Option<String>) -> ApiResult<()> {
+    if let Some(k) = key {
+        if k.is_empty() {
+            return Err(ApiError::field(
+                field,
+                "must not be empty when present (omit it for no key)",
+            ));
+        }
+        if k.len() > MAX_MD5_KEY_LEN {
+            return Err(ApiError::field(
+                field,
+                format!(
+                    "is {} bytes long; at most {MAX_MD5_KEY_LEN} (the Linux TCP-MD5 key limit)",
+                    k.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn static_routes(field: &str, routes: &[Ipv4Net]) -> ApiResult<()> {
+    if routes.len() > MAX_STATIC_ROUTES {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "has {} routes; at most {MAX_STATIC_ROUTES} are allowed",
+                routes.len()
+            ),
+        ));
+    }
+    for (i, p) in routes.iter().enumerate() {
+        canonical(&format!("{field}[{i}].prefix"), p)?;
+    }
+    Ok(())
+}
+
+/// Routing-instance prefixes: canonical and not overlapping each other.
+pub fn vpc_prefixes(field: &str, prefixes: &[Ipv4Net], max: usize) -> ApiResult<()> {
+    if prefixes.len() > max {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "has {} prefixes; the quota is {max} per routing instance",
+                prefixes.len()
+            ),
+        ));
+    }
+    for p in prefixes {
+        canonical(field, p)?;
+    }
+    for (i, a) in prefixes.iter().enumerate() {
+        for b in &prefixes[i + 1..] {
+            if overlaps(a, b) {
+                return Err(ApiError::field(
+                    field,
+                    format!("prefixes {a} and {b} overlap"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> Ipv4Net {
+        s.parse().expect("test prefix")
+    }
+    fn a(s: &str) -> Ipv4Addr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn range_constants_parse() {
+        for r in PEERING_RANGES {
+            assert!(r.parse::<Ipv4Net>().is_ok(), "{r}");
+        }
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in ["", "a", "trunk-1", "A_b-9", &format!("a{}", "b".repeat(62))] {
+            assert!(name("name", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "1abc",
+            "-a",
+            "a-",
+            "a b",
+            "a.b",
+            &format!("a{}", "b".repeat(63)),
+        ] {
+            let e = name("name", bad).unwrap_err();
+            assert_eq!(e.details[0].field, "name", "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_follow_the_rule() {
+        let mut l = Labels::new();
+        l.insert("env".into(), "prod-1".into());
+        assert!(labels("labels", &l).is_ok());
+        l.insert("Env".into(), "x".into());
+        assert!(labels("labels", &l).is_err());
+        let mut l = Labels::new();
+        l.insert("env".into(), "Prod".into());
+        assert!(labels("labels", &l).unwrap_err().message.contains("Prod"));
+        let many: Labels = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(labels("labels", &many).is_err());
+    }
+
+    #[test]
+    fn vlan_range_and_reserved() {
+        assert_eq!(vlan_id("vlanId", 2).ok(), Some(2));
+        assert_eq!(vlan_id("vlanId", 4000).ok(), Some(4000));
+        assert!(vlan_id("vlanId", 1).is_err());
+        assert!(vlan_id("vlanId", 0).is_err());
+        assert!(vlan_id("vlanId", 4001).is_err());
+        assert!(
+            vlan_id("vlanId", 4095)
+                .unwrap_err()
+                .message
+                .contains("reserved")
+        );
+    }
+
+    #[test]
+    fn peering_accepts_slash30_and_slash31() {
+        assert!(
+            peering(
+                "p",
+                &n("169.254.100.0/30"),
+                a("169.254.100.2"),
+                a("169.254.100.1")
+            )
+            .is_ok()
+        );
+        assert!(peering("p", &n("10.1.1.0/31"), a("10.1.1.0"), a("10.1.1.1")).is_ok());
+    }
+
+    #[test]
+    fn peering_rejects_each_broken_rule() {
+        let cases = [
+            ("10.0.0.0/29", "10.0.0.1", "10.0.0.2", "/30 or a /31"),
+            ("10.0.0.1/30", "10.0.0.1", "10.0.0.2", "host bits"),
+            ("100.64.0.0/30", "100.64.0.1", "100.64.0.2", "inside"),
+            ("10.0.0.0/30", "10.0.0.0", "10.0.0.2", "network address"),
+            ("10.0.0.0/30", "10.0.0.1", "10.0.0.3", "broadcast address"),
+            ("10.0.0.0/30", "10.0.0.1", "10.0.0.1", "must differ"),
+            (
+                "10.0.0.0/30",
+                "10.0.0.5",
+                "10.0.0.1",
+                "not in the peering subnet",
+            ),
+        ];
+        for (s, p, c, want) in cases {
+            let e = peering("ipv4Peering", &n(s), a(p), a(c)).unwrap_err();
+            assert!(e.message.contains(want), "{s} {p} {c}: {}", e.message);
+            assert!(e.details[0].field.starts_with("ipv4Peering."));
+        }
+    }
+
+    #[test]
+    fn asn_rules() {
+        for ok in [
+            1,
+            65001,
+            64512,
+            65534,
+            4_200_000_000,
+            4_294_967_294,
+            200_349,
+        ] {
+            assert!(peer_asn("asn", ok, 200_350).is_ok(), "{ok}");
+        }
+        for bad in [0, 23456, 64496, 64511, 65536, 65551, 4_294_967_295, 200_350] {
+            assert!(peer_asn("asn", bad, 200_350).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn md5_key_length() {
+        assert!(md5_key("k", &None).is_ok());
+        assert!(md5_key("k", &Some("x".repeat(80))).is_ok());
+        assert!(md5_key("k", &Some("x".repeat(81))).is_err());
+        assert!(md5_key("k", &Some(String::new())).is_err());
+    }
+
+    #[test]
+    fn vpc_prefixes_must_not_overlap() {
+        assert!(vpc_prefixes("p", &[n("10.0.0.0/24"), n("10.0.1.0/24")], 100).is_ok());
+        let e = vpc_prefixes("p", &[n("10.0.0.0/16"), n("10.0.1.0/24")], 100).unwrap_err();
+        assert!(e.message.contains("overlap"));
+        assert!(vpc_prefixes("p", &[n("10.0.0.0/24"), n("10.0.1.0/24")], 1).is_err());
+        assert!(vpc_prefixes("p", &[n("10.0.0.1/24")], 100).is_err());
+    }
+}
