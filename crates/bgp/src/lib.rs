@@ -11,4 +11,8 @@
 //!   driver    tokio: TCP sessions, timers, listener; the only module doing I/O
 //! ```
 
+pub mod fsm;
+pub mod instance;
+pub mod policy;
+pub mod rib;
 pub mod wire;

@@ -1,0 +1,772 @@
+//! The BGP session state machine of RFC 4271 §8, sans-IO: [`Input`]s go in, [`Output`]s
+//! come out, and a driver turns outputs into socket writes, connects and timers.
+//!
+//! ```text
+//!            Start                 TcpConnected              OPEN ok
+//!   Idle ───────────▶ Connect ─────────────────▶ OpenSent ─────────▶ OpenConfirm
+//!    ▲  ◀── error ──   │  ▲ retry                                        │ KEEPALIVE
+//!    │                 ▼  │                                              ▼
+//!    │               Active ── TcpConnected (incoming) ──▶ OpenSent   Established
+//!    └──────── NOTIFICATION / hold timer / TCP closed / decode error ────┘
+//! ```
+//!
+//! After an error the session waits in Idle for the idle-hold time, which doubles on each
+//! failure before Established (RFC 4271 §8.1.1 DampPeerOscillations) and resets once the
+//! session is up; a Cease from the local side can ask for a fixed hold (max-prefix).
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::wire::{
+    Capability, DecodeError, Message as Msg, Notification, Open, Update, cease, error_code,
+    open_err,
+};
+
+/// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
+const OPEN_SENT_HOLD: Duration = Duration::from_secs(240);
+const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub local_asn: u32,
+    pub router_id: Ipv4Addr,
+    pub peer_asn: u32,
+    pub hold_time: u16,
+    /// Smaller hold times (including 0) are refused; 0 accepts any RFC-valid value.
+    pub min_hold_time: u16,
+    pub connect_retry: Duration,
+    /// Never initiate a connection; wait for the peer's.
+    pub passive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Idle => "IDLE",
+            State::Connect => "CONNECT",
+            State::Active => "ACTIVE",
+            State::OpenSent => "OPEN_SENT",
+            State::OpenConfirm => "OPEN_CONFIRM",
+            State::Established => "ESTABLISHED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    ConnectRetry,
+    Hold,
+    Keepalive,
+    IdleHold,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Administrative start (and automatic restart after the idle hold).
+    Start,
+    /// Administrative stop: the notification is sent if a connection is up. With
+    /// `restart_after`, the session starts again by itself after that long.
+    Stop {
+        notification: Notification,
+        restart_after: Option<Duration>,
+    },
+    /// A TCP connection to the peer is up (ours or the peer's, accepted).
+    TcpConnected,
+    /// The connection attempt failed or the connection closed.
+    TcpFailed,
+    Message(Msg),
+    /// The bytes from the peer could not be decoded.
+    DecodeError(DecodeError),
+    TimerExpired(Timer),
+}
+
+/// What both sides agreed on in the OPEN exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub peer_asn: u32,
+    pub peer_id: Ipv4Addr,
+    pub hold_time: u16,
+    pub keepalive: u16,
+    pub route_refresh: bool,
+    pub ibgp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Start an outgoing TCP connection attempt (dropping any attempt under way).
+    Connect,
+    Send(Msg),
+    /// Close the connection (or abandon the attempt).
+    Disconnect,
+    StartTimer(Timer, Duration),
+    StopTimer(Timer),
+    Established(Negotiated),
+    /// The session left Established; the reason is for people.
+    Down(String),
+    Update(Update),
+    /// The peer asked for our routes again (RFC 2918).
+    RouteRefresh,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    state: State,
+    started: bool,
+    negotiated: Option<Negotiated>,
+    idle_hold: Duration,
+    last_error: Option<String>,
+}
+
+impl Session {
+    pub fn new(cfg: SessionConfig) -> Self {
+        let idle_hold = cfg.connect_retry;
+        Session {
+            cfg,
+            state: State::Idle,
+            started: false,
+            negotiated: None,
+            idle_hold,
+            last_error: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+    /// The last reason the session went down or could not come up.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+    /// Whether the peer is in our AS (decides LOCAL_PREF handling and next hops).
+    pub fn is_ibgp(&self) -> bool {
+        self.cfg.peer_asn == self.cfg.local_asn
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.step(input, &mut out);
+        out
+    }
+
+    fn step(&mut self, input: Input, out: &mut Vec<Output>) {
+        use Input::*;
+        use State::*;
+        match (self.state, input) {
+            // -- administrative events, any state
+            (_, Start) => {
+                self.started = true;
+                if self.state == Idle {
+                    self.begin(out);
+                }
+            }
+            (
+                _,
+                Stop {
+                    notification,
+                    restart_after,
+                },
+            ) => {
+                if matches!(self.state, OpenSent | OpenConfirm | Established) {
+                    out.push(Output::Send(Msg::Notification(notification.clone())));
+                }
+                let why = format!("stopped locally: {}", notification.describe());
+                self.started = restart_after.is_some();
+                self.to_idle(out, why, restart_after);
+            }
+            (Idle, TimerExpired(Timer::IdleHold)) => {
+                if self.started {
+                    self.begin(out);
+                }
+            }
+            (Idle, _) => {} // everything else is ignored in Idle (RFC 4271 §8.2.2)
+
+            // -- waiting for TCP
+            (Connect | Active, TcpConnected) => {
+                out.push(Output::StopTimer(Timer::ConnectRetry));
+                out.push(Output::Send(Msg::Open(self.open())));
+                out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
+                self.state = OpenSent;
+            }
+            (Connect, TcpFailed) => {
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                self.state = Active;
+            }
+            (Connect | Active, TimerExpired(Timer::ConnectRetry)) => {
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                if !self.cfg.passive {
+                    out.push(Output::Connect);
+                    self.state = Connect;
+                }
+            }
+            (Connect | Active, _) => {}
+
+            // -- connected, any of OpenSent / OpenConfirm / Established
+            (_, DecodeError(e)) => {
+                out.push(Output::Send(Msg::Notification(e.notification.clone())));
+                self.fail(
+                    out,
+                    format!("sent {}: {}", e.notification.describe(), e.reason),
+                );
+            }
+            (_, TcpFailed) => self.fail(out, "TCP connection closed".into()),
+            (_, TimerExpired(Timer::Hold)) => {
+                out.push(Output::Send(Msg::Notification(Notification::new(
+                    error_code::HOLD_TIMER_EXPIRED,
+                    0,
+                ))));
+                self.fail(out, "hold timer expired".into());
+            }
+            (_, Message(Msg::Notification(n))) => {
+                self.fail(out, format!("received {}", n.describe()));
+            }
+            (OpenSent, Message(Msg::Open(o))) => match self.check_open(&o) {
+                Ok(n) => {
+                    out.push(Output::Send(Msg::Keepalive));
+                    if n.hold_time > 0 {
+                        out.push(Output::StartTimer(Timer::Hold, secs(n.hold_time)));
+                        out.push(Output::StartTimer(Timer::Keepalive, secs(n.keepalive)));
+                    } else {
+                        out.push(Output::StopTimer(Timer::Hold));
+                    }
+                    self.negotiated = Some(n);
+                    self.state = OpenConfirm;
+                }
+                Err(notification) => {
+                    let why = format!("refused the peer's OPEN: {}", notification.describe());
+                    out.push(Output::Send(Msg::Notification(notification)));
+                    self.fail(out, why);
+                }
+            },
+            (OpenConfirm | Established, TimerExpired(Timer::Keepalive)) => {
+                out.push(Output::Send(Msg::Keepalive));
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::StartTimer(Timer::Keepalive, secs(n.keepalive)));
+                }
+            }
+            (OpenConfirm, Message(Msg::Keepalive)) => {
+                self.restart_hold(out);
+                self.state = Established;
+                self.idle_hold = self.cfg.connect_retry;
+                self.last_error = None;
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::Established(n.clone()));
+                }
+            }
+            (Established, Message(Msg::Keepalive)) => self.restart_hold(out),
+            (Established, Message(Msg::Update(u))) => {
+                self.restart_hold(out);
+                out.push(Output::Update(u));
+            }
+            (Established, Message(Msg::RouteRefresh { afi: 1, safi: 1 })) => {
+                out.push(Output::RouteRefresh);
+            }
+            (Established, Message(Msg::RouteRefresh { .. })) => {} // not negotiated: ignore
+            (state @ (OpenSent | OpenConfirm | Established), Message(m)) => {
+                // RFC 6608 subcodes: unexpected message in OpenSent / OpenConfirm / Established.
+                let sub = match state {
+                    OpenSent => 1,
+                    OpenConfirm => 2,
+                    _ => 3,
+                };
+                let n = Notification::new(error_code::FSM, sub);
+                let why = format!(
+                    "unexpected {} in {}: sent {}",
+                    m.kind(),
+                    state.name(),
+                    n.describe()
+                );
+                out.push(Output::Send(Msg::Notification(n)));
+                self.fail(out, why);
+            }
+            (OpenSent | OpenConfirm | Established, TcpConnected) => {}
+            (OpenSent | OpenConfirm | Established, TimerExpired(_)) => {}
+        }
+    }
+
+    fn begin(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::StartTimer(
+            Timer::ConnectRetry,
+            self.cfg.connect_retry,
+        ));
+        if self.cfg.passive {
+            self.state = State::Active;
+        } else {
+            out.push(Output::Connect);
+            self.state = State::Connect;
+        }
+    }
+
+    fn restart_hold(&self, out: &mut Vec<Output>) {
+        if let Some(n) = &self.negotiated {
+            if n.hold_time > 0 {
+                out.push(Output::StartTimer(Timer::Hold, secs(n.hold_time)));
+            }
+        }
+    }
+
+    /// An error on a live connection: close it, go Idle, restart after the idle hold.
+    fn fail(&mut self, out: &mut Vec<Output>, why: String) {
+        let hold = self.idle_hold;
+        self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
+        self.to_idle(out, why, Some(hold));
+    }
+
+    fn to_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
+        if self.state != State::Idle {
+            out.push(Output::Disconnect);
+        }
+        for t in [
+            Timer::ConnectRetry,
+            Timer::Hold,
+            Timer::Keepalive,
+            Timer::IdleHold,
+        ] {
+            out.push(Output::StopTimer(t));
+        }
+        if self.state == State::Established {
+            out.push(Output::Down(why.clone()));
+        }
+        if let (true, Some(d)) = (self.started, restart_after) {
+            out.push(Output::StartTimer(Timer::IdleHold, d));
+        }
+        self.last_error = Some(why);
+        self.negotiated = None;
+        self.state = State::Idle;
+    }
+
+    fn open(&self) -> Open {
+        Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id)
+    }
+
+    /// RFC 4271 §6.2 checks, plus what cic requires of a peer (4-octet AS, IPv4 unicast).
+    fn check_open(&self, o: &Open) -> Result<Negotiated, Notification> {
+        let Some(peer_asn) = o.four_octet_as() else {
+            // RFC 5492 §3: the data lists the capability we need and did not get.
+            let mut n = Notification::new(error_code::OPEN, open_err::UNSUPPORTED_CAPABILITY);
+            n.data = vec![65, 4];
+            n.data.extend_from_slice(&self.cfg.local_asn.to_be_bytes());
+            return Err(n);
+        };
+        if peer_asn != self.cfg.peer_asn {
+            let mut n = Notification::new(error_code::OPEN, open_err::BAD_PEER_AS);
+            n.data = o.my_as.to_be_bytes().to_vec();
+            return Err(n);
+        }
+        if o.hold_time == 1 || o.hold_time == 2 || o.hold_time < self.cfg.min_hold_time {
+            return Err(Notification::new(
+                error_code::OPEN,
+                open_err::UNACCEPTABLE_HOLD_TIME,
+            ));
+        }
+        let id = o.bgp_id;
+        let ibgp = peer_asn == self.cfg.local_asn;
+        if id.is_unspecified()
+            || id.is_multicast()
+            || id.is_broadcast()
+            || (ibgp && id == self.cfg.router_id)
+        {
+            return Err(Notification::new(error_code::OPEN, open_err::BAD_BGP_ID));
+        }
+        if !o.supports_ipv4_unicast() {
+            let mut n = Notification::new(error_code::OPEN, open_err::UNSUPPORTED_CAPABILITY);
+            n.data = vec![1, 4, 0, 1, 0, 1];
+            return Err(n);
+        }
+        let hold_time = self.cfg.hold_time.min(o.hold_time);
+        Ok(Negotiated {
+            peer_asn,
+            peer_id: id,
+            hold_time,
+            keepalive: hold_time / 3,
+            route_refresh: o.has(&Capability::RouteRefresh),
+            ibgp,
+        })
+    }
+}
+
+fn secs(s: u16) -> Duration {
+    Duration::from_secs(s as u64)
+}
+
+/// Notification for a local administrative shutdown with a reason (RFC 9003).
+pub fn admin_shutdown(text: &str) -> Notification {
+    Notification::cease_with_text(cease::ADMIN_SHUTDOWN, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Message as M, update_err};
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            local_asn: 200_350,
+            router_id: Ipv4Addr::new(10, 255, 0, 1),
+            peer_asn: 65001,
+            hold_time: 90,
+            min_hold_time: 90,
+            connect_retry: Duration::from_secs(5),
+            passive: false,
+        }
+    }
+
+    fn peer_open(asn: u32, hold: u16) -> M {
+        M::Open(Open::new(asn, hold, Ipv4Addr::new(192, 168, 10, 1)))
+    }
+
+    fn sent(out: &[Output]) -> Vec<&M> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notification(out: &[Output]) -> Option<(u8, u8)> {
+        sent(out).into_iter().find_map(|m| match m {
+            M::Notification(n) => Some((n.code, n.subcode)),
+            _ => None,
+        })
+    }
+
+    /// Drives a session to Established and returns it.
+    fn established() -> Session {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 240)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        assert!(out.iter().any(|o| matches!(o, Output::Established(_))));
+        s
+    }
+
+    #[test]
+    fn start_connects_and_arms_the_retry_timer() {
+        let mut s = Session::new(cfg());
+        let out = s.handle(Input::Start);
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+        assert!(out.contains(&Output::StartTimer(
+            Timer::ConnectRetry,
+            Duration::from_secs(5)
+        )));
+    }
+
+    #[test]
+    fn passive_session_waits_in_active_without_connecting() {
+        let mut s = Session::new(SessionConfig {
+            passive: true,
+            ..cfg()
+        });
+        let out = s.handle(Input::Start);
+        assert_eq!(s.state(), State::Active);
+        assert!(!out.contains(&Output::Connect));
+        let out = s.handle(Input::TimerExpired(Timer::ConnectRetry));
+        assert!(!out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn failed_connect_goes_active_and_retries_on_timer() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpFailed);
+        assert_eq!(s.state(), State::Active);
+        let out = s.handle(Input::TimerExpired(Timer::ConnectRetry));
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn tcp_up_sends_open_with_our_asn_and_hold_time() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        let out = s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+        let [M::Open(o)] = sent(&out)[..] else {
+            panic!("expected one OPEN, got {out:?}")
+        };
+        assert_eq!(o.asn(), 200_350);
+        assert_eq!(
+            o.my_as, 23456,
+            "4-octet ASN goes in the capability, AS_TRANS in My AS"
+        );
+        assert_eq!(o.hold_time, 90);
+        assert!(out.contains(&Output::StartTimer(Timer::Hold, Duration::from_secs(240))));
+    }
+
+    #[test]
+    fn incoming_connection_in_active_also_opens() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpFailed);
+        s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+    }
+
+    #[test]
+    fn open_exchange_reaches_established_with_the_smaller_hold_time() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(peer_open(65001, 240)));
+        assert_eq!(s.state(), State::OpenConfirm);
+        assert_eq!(sent(&out), vec![&M::Keepalive]);
+        assert!(out.contains(&Output::StartTimer(Timer::Hold, Duration::from_secs(90))));
+        assert!(out.contains(&Output::StartTimer(
+            Timer::Keepalive,
+            Duration::from_secs(30)
+        )));
+        let out = s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        let n = out.iter().find_map(|o| match o {
+            Output::Established(n) => Some(n.clone()),
+            _ => None,
+        });
+        let n = n.expect("Established output");
+        assert_eq!(
+            (
+                n.peer_asn,
+                n.hold_time,
+                n.keepalive,
+                n.ibgp,
+                n.route_refresh
+            ),
+            (65001, 90, 30, false, true)
+        );
+    }
+
+    #[test]
+    fn wrong_peer_as_is_refused_with_bad_peer_as() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(peer_open(65002, 240)));
+        assert_eq!(notification(&out), Some((2, 2)));
+        assert!(out.contains(&Output::Disconnect));
+        assert_eq!(s.state(), State::Idle);
+        assert!(s.last_error().unwrap_or_default().contains("Bad Peer AS"));
+    }
+
+    #[test]
+    fn hold_time_below_the_minimum_is_refused() {
+        for hold in [0, 1, 2, 30, 89] {
+            let mut s = Session::new(cfg());
+            s.handle(Input::Start);
+            s.handle(Input::TcpConnected);
+            let out = s.handle(Input::Message(peer_open(65001, hold)));
+            assert_eq!(notification(&out), Some((2, 6)), "hold {hold}");
+        }
+    }
+
+    #[test]
+    fn zero_minimum_accepts_hold_time_zero_and_runs_no_timers() {
+        let mut s = Session::new(SessionConfig {
+            min_hold_time: 0,
+            ..cfg()
+        });
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(peer_open(65001, 0)));
+        assert_eq!(s.state(), State::OpenConfirm);
+        assert!(out.contains(&Output::StopTimer(Timer::Hold)));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::StartTimer(Timer::Keepalive, _)))
+        );
+    }
+
+    #[test]
+    fn peer_without_four_octet_as_capability_is_refused() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let mut o = Open::new(65001, 90, Ipv4Addr::new(1, 1, 1, 1));
+        o.capabilities
+            .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
+        let out = s.handle(Input::Message(M::Open(o)));
+        assert_eq!(notification(&out), Some((2, 7)));
+    }
+
+    #[test]
+    fn ibgp_peer_with_our_router_id_is_refused() {
+        let mut s = Session::new(SessionConfig {
+            peer_asn: 200_350,
+            ..cfg()
+        });
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(M::Open(Open::new(
+            200_350,
+            90,
+            Ipv4Addr::new(10, 255, 0, 1),
+        ))));
+        assert_eq!(notification(&out), Some((2, 3)));
+    }
+
+    #[test]
+    fn update_in_established_is_passed_up_and_restarts_hold() {
+        let mut s = established();
+        let out = s.handle(Input::Message(M::Update(Update::default())));
+        assert!(out.contains(&Output::Update(Update::default())));
+        assert!(out.contains(&Output::StartTimer(Timer::Hold, Duration::from_secs(90))));
+    }
+
+    #[test]
+    fn keepalive_timer_sends_keepalive_and_rearms() {
+        let mut s = established();
+        let out = s.handle(Input::TimerExpired(Timer::Keepalive));
+        assert_eq!(sent(&out), vec![&M::Keepalive]);
+        assert!(out.contains(&Output::StartTimer(
+            Timer::Keepalive,
+            Duration::from_secs(30)
+        )));
+    }
+
+    #[test]
+    fn hold_timer_expiry_sends_notification_and_goes_down() {
+        let mut s = established();
+        let out = s.handle(Input::TimerExpired(Timer::Hold));
+        assert_eq!(notification(&out), Some((4, 0)));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Down(w) if w.contains("hold timer")))
+        );
+        assert_eq!(s.state(), State::Idle);
+        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn idle_hold_doubles_on_repeated_failures_and_resets_when_up() {
+        let mut s = Session::new(cfg());
+        let mut holds = vec![];
+        s.handle(Input::Start);
+        for _ in 0..6 {
+            s.handle(Input::TcpConnected);
+            let out = s.handle(Input::TcpFailed);
+            let d = out.iter().find_map(|o| match o {
+                Output::StartTimer(Timer::IdleHold, d) => Some(d.as_secs()),
+                _ => None,
+            });
+            holds.push(d.expect("idle hold armed"));
+            s.handle(Input::TimerExpired(Timer::IdleHold));
+        }
+        assert_eq!(holds, vec![5, 10, 20, 40, 80, 120]);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        s.handle(Input::Message(M::Keepalive));
+        let out = s.handle(Input::TcpFailed);
+        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(5))));
+    }
+
+    #[test]
+    fn notification_from_peer_goes_down_with_its_reason() {
+        let mut s = established();
+        let n = Notification::cease_with_text(cease::ADMIN_SHUTDOWN, "bye");
+        let out = s.handle(Input::Message(M::Notification(n)));
+        assert!(
+            sent(&out).is_empty(),
+            "never answer a NOTIFICATION with one"
+        );
+        assert!(out.iter().any(|o| matches!(o, Output::Down(w) if w.contains("Administrative Shutdown") && w.contains("bye"))));
+    }
+
+    #[test]
+    fn open_in_established_is_an_fsm_error() {
+        let mut s = established();
+        let out = s.handle(Input::Message(peer_open(65001, 90)));
+        assert_eq!(notification(&out), Some((5, 3)));
+        assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn update_in_open_confirm_is_an_fsm_error() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        let out = s.handle(Input::Message(M::Update(Update::default())));
+        assert_eq!(notification(&out), Some((5, 2)));
+    }
+
+    #[test]
+    fn decode_error_sends_its_notification() {
+        let mut s = established();
+        let e = DecodeError::new(
+            error_code::UPDATE,
+            update_err::INVALID_NETWORK,
+            vec![],
+            30,
+            "NLRI: bad",
+        );
+        let out = s.handle(Input::DecodeError(e));
+        assert_eq!(notification(&out), Some((3, 10)));
+        assert!(s.last_error().unwrap_or_default().contains("NLRI: bad"));
+    }
+
+    #[test]
+    fn stop_sends_cease_and_stays_idle() {
+        let mut s = established();
+        let out = s.handle(Input::Stop {
+            notification: admin_shutdown("deleted"),
+            restart_after: None,
+        });
+        assert_eq!(notification(&out), Some((6, 2)));
+        assert!(!out.iter().any(|o| matches!(o, Output::StartTimer(..))));
+        assert_eq!(s.state(), State::Idle);
+        assert!(s.handle(Input::TimerExpired(Timer::IdleHold)).is_empty());
+    }
+
+    #[test]
+    fn stop_with_restart_after_holds_idle_then_reconnects() {
+        let mut s = established();
+        let n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
+        let out = s.handle(Input::Stop {
+            notification: n,
+            restart_after: Some(Duration::from_secs(1800)),
+        });
+        assert_eq!(notification(&out), Some((6, 1)));
+        assert!(out.contains(&Output::StartTimer(
+            Timer::IdleHold,
+            Duration::from_secs(1800)
+        )));
+        let out = s.handle(Input::TimerExpired(Timer::IdleHold));
+        assert!(out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn route_refresh_is_passed_up_only_for_ipv4_unicast() {
+        let mut s = established();
+        assert_eq!(
+            s.handle(Input::Message(M::RouteRefresh { afi: 1, safi: 1 })),
+            vec![Output::RouteRefresh]
+        );
+        assert!(
+            s.handle(Input::Message(M::RouteRefresh { afi: 2, safi: 1 }))
+                .is_empty()
+        );
+    }
+}

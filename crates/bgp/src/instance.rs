@@ -1,0 +1,523 @@
+//! A routing instance, sans-IO: its peers (customer connections and the fabric), their
+//! Adj-RIBs, the Loc-RIB and the policy of DESIGN.md §2. Events in, actions out — updates
+//! to send and kernel routes to program — so every routing rule is unit-tested.
+//!
+//! ```text
+//!  customer A ─┐  import: default deny, martians, VPC hijack, ASN rules, max-prefix
+//!  customer B ─┼──▶ Adj-RIB-In ──▶ Loc-RIB (best + ECMP) ──▶ kernel routes
+//!  fabric  ────┘                        │
+//!                                       ├──▶ fabric:    customer routes, next hop self
+//!                                       └──▶ customers: VPC prefixes while the fabric
+//!                                                       covers them; never another
+//!                                                       customer's routes (no transit)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::fsm::Negotiated;
+use crate::policy::{self, ImportContext, Reject, Role};
+use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
+use crate::wire::{AsPathSegment, Notification, Origin, PathAttrs, Update, cease, error_code};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxPrefixAction {
+    Teardown,
+    Discard,
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceParams {
+    pub local_asn: u32,
+    pub vpc_prefixes: Vec<Ipv4Net>,
+    pub max_prefixes: u32,
+    pub max_prefix_action: MaxPrefixAction,
+    pub max_prefix_idle: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The resource this session belongs to (connection id, or routing instance id for
+    /// the fabric), for status and logs.
+    pub name: String,
+    pub role: Role,
+    pub address: Ipv4Addr,
+    /// Our address on the shared subnet: the next hop we announce.
+    pub local_address: Ipv4Addr,
+    pub asn: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    PeerUp {
+        peer: PeerId,
+        negotiated: Negotiated,
+    },
+    PeerDown {
+        peer: PeerId,
+    },
+    Update {
+        peer: PeerId,
+        update: Update,
+    },
+    RouteRefresh {
+        peer: PeerId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteChange {
+    Replace {
+        prefix: Ipv4Net,
+        nexthops: Vec<Ipv4Addr>,
+    },
+    Remove {
+        prefix: Ipv4Net,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Withdraw and announce to a peer; `end_of_rib` after the initial table.
+    Send {
+        peer: PeerId,
+        withdrawn: Vec<Ipv4Net>,
+        announce: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)>,
+        end_of_rib: bool,
+    },
+    Route(RouteChange),
+    /// Close the session with this notification and keep it down for a while.
+    TearDown {
+        peer: PeerId,
+        notification: Notification,
+        restart_after: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub received: u32,
+    pub accepted: u32,
+    pub advertised: u32,
+    /// Prefixes ignored because of the max-prefix limit (action "discard").
+    pub discarded: u32,
+    pub over_limit: bool,
+}
+
+#[derive(Debug)]
+struct Received {
+    attrs: Arc<PathAttrs>,
+    verdict: Result<(), Reject>,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    spec: PeerSpec,
+    up: Option<Negotiated>,
+    adj_in: BTreeMap<Ipv4Net, Received>,
+    adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
+    discarded: u32,
+    over_limit: bool,
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    params: InstanceParams,
+    peers: BTreeMap<PeerId, PeerState>,
+    next_peer: PeerId,
+    rib: LocRib,
+    kernel: BTreeMap<Ipv4Net, Vec<Ipv4Addr>>,
+}
+
+impl Instance {
+    pub fn new(params: InstanceParams) -> Self {
+        Instance {
+            params,
+            peers: BTreeMap::new(),
+            next_peer: 1,
+            rib: LocRib::default(),
+            kernel: BTreeMap::new(),
+        }
+    }
+
+    pub fn params(&self) -> &InstanceParams {
+        &self.params
+    }
+
+    pub fn add_peer(&mut self, spec: PeerSpec) -> PeerId {
+        let id = self.next_peer;
+        self.next_peer += 1;
+        self.peers.insert(
+            id,
+            PeerState {
+                spec,
+                up: None,
+                adj_in: BTreeMap::new(),
+                adj_out: BTreeMap::new(),
+                discarded: 0,
+                over_limit: false,
+            },
+        );
+        id
+    }
+
+    /// Removes a peer and everything learned from it.
+    pub fn remove_peer(&mut self, peer: PeerId) -> Vec<Action> {
+        let out = self.handle(Event::PeerDown { peer });
+        self.peers.remove(&peer);
+        out
+    }
+
+    pub fn peer_spec(&self, peer: PeerId) -> Option<&PeerSpec> {
+        self.peers.get(&peer).map(|p| &p.spec)
+    }
+
+    pub fn peer_stats(&self, peer: PeerId) -> PeerStats {
+        let Some(p) = self.peers.get(&peer) else {
+            return PeerStats::default();
+        };
+        PeerStats {
+            received: p.adj_in.len() as u32,
+            accepted: p.adj_in.values().filter(|r| r.verdict.is_ok()).count() as u32,
+            advertised: p.adj_out.len() as u32,
+            discarded: p.discarded,
+            over_limit: p.over_limit,
+        }
+    }
+
+    /// Received routes that policy refused, with the reason (for per-session visibility).
+    pub fn rejected(&self, peer: PeerId) -> Vec<(Ipv4Net, String)> {
+        let Some(p) = self.peers.get(&peer) else {
+            return vec![];
+        };
+        p.adj_in
+            .iter()
+            .filter_map(|(n, r)| r.verdict.as_ref().err().map(|e| (*n, e.to_string())))
+            .collect()
+    }
+
+    pub fn advertised(&self, peer: PeerId) -> Vec<Ipv4Net> {
+        self.peers
+            .get(&peer)
+            .map(|p| p.adj_out.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The kernel routes this instance wants, as last emitted.
+    pub fn kernel_routes(&self) -> &BTreeMap<Ipv4Net, Vec<Ipv4Addr>> {
+        &self.kernel
+    }
+
+    /// New VPC prefixes: every received route is judged again (we keep them all, so this
+    /// needs no route refresh from the peers) and exports follow.
+    pub fn set_vpc_prefixes(&mut self, prefixes: Vec<Ipv4Net>) -> Vec<Action> {
+        let mut touched: BTreeSet<Ipv4Net> = self.params.vpc_prefixes.iter().copied().collect();
+        touched.extend(prefixes.iter().copied());
+        self.params.vpc_prefixes = prefixes;
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let prefixes: Vec<Ipv4Net> = self.peers[&id].adj_in.keys().copied().collect();
+            for n in prefixes {
+                let attrs = self.peers[&id].adj_in[&n].attrs.clone();
+                let verdict = self.judge(id, &n, &attrs);
+                let path = verdict.is_ok().then(|| self.path(id, attrs.clone()));
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.adj_in.insert(n, Received { attrs, verdict });
+                }
+                self.rib.set(n, id, path);
+                touched.insert(n);
+            }
+        }
+        self.apply(touched)
+    }
+
+    pub fn handle(&mut self, ev: Event) -> Vec<Action> {
+        match ev {
+            Event::PeerUp { peer, negotiated } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return vec![];
+                };
+                p.up = Some(negotiated);
+                p.adj_out.clear();
+                p.over_limit = false;
+                p.discarded = 0;
+                // The full table, then End-of-RIB.
+                let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
+                all.extend(self.params.vpc_prefixes.iter().copied());
+                let mut out = Vec::new();
+                self.export_to(peer, &all, true, &mut out);
+                out
+            }
+            Event::PeerDown { peer } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return vec![];
+                };
+                p.up = None;
+                p.adj_out.clear();
+                let gone: Vec<Ipv4Net> = std::mem::take(&mut p.adj_in).into_keys().collect();
+                let mut touched = BTreeSet::new();
+                for n in gone {
+                    if self.rib.set(n, peer, None) {
+                        touched.insert(n);
+                    }
+                }
+                self.apply(touched)
+            }
+            Event::Update { peer, update } => self.update(peer, update),
+            Event::RouteRefresh { peer } => {
+                let Some(p) = self.peers.get(&peer) else {
+                    return vec![];
+                };
+                let mut groups: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
+                for (n, a) in &p.adj_out {
+                    group(&mut groups, a.clone(), *n);
+                }
+                vec![Action::Send {
+                    peer,
+                    withdrawn: vec![],
+                    announce: groups,
+                    end_of_rib: true,
+                }]
+            }
+        }
+    }
+
+    fn update(&mut self, peer: PeerId, u: Update) -> Vec<Action> {
+        let params = self.params.clone();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        if p.up.is_none() {
+            return vec![];
+        }
+        let mut touched = BTreeSet::new();
+        for n in &u.withdrawn {
+            if p.adj_in.remove(n).is_some() {
+                touched.insert(*n);
+            }
+        }
+        let mut out = Vec::new();
+        let mut accepted = Vec::new();
+        if let Some(attrs) = u.attrs {
+            let attrs = Arc::new(attrs);
+            for n in &u.nlri {
+                let is_new = !p.adj_in.contains_key(n);
+                if is_new
+                    && p.spec.role == Role::Customer
+                    && p.adj_in.len() as u32 >= params.max_prefixes
+                {
+                    match params.max_prefix_action {
+                        MaxPrefixAction::Teardown => {
+                            // RFC 4486 §4: data = AFI, SAFI, the upper bound.
+                            let mut n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
+                            n.data = vec![0, 1, 1];
+                            n.data.extend_from_slice(&params.max_prefixes.to_be_bytes());
+                            p.over_limit = true;
+                            out.push(Action::TearDown {
+                                peer,
+                                notification: n,
+                                restart_after: params.max_prefix_idle,
+                            });
+                            break;
+                        }
+                        MaxPrefixAction::Discard => {
+                            p.discarded += 1;
+                            p.over_limit = true;
+                            continue;
+                        }
+                        MaxPrefixAction::Warn => p.over_limit = true,
+                    }
+                }
+                p.adj_in.insert(
+                    *n,
+                    Received {
+                        attrs: attrs.clone(),
+                        verdict: Ok(()),
+                    },
+                );
+                accepted.push(*n);
+                touched.insert(*n);
+            }
+            // Judge after insertion so the borrow of `p` ends; verdicts depend only on
+            // the route, the peer and the parameters.
+            for n in accepted {
+                let verdict = self.judge(peer, &n, &attrs);
+                if let Some(r) = self.peers.get_mut(&peer).and_then(|p| p.adj_in.get_mut(&n)) {
+                    r.verdict = verdict;
+                }
+            }
+        }
+        for n in &touched {
+            let path = self.peers[&peer]
+                .adj_in
+                .get(n)
+                .filter(|r| r.verdict.is_ok())
+                .map(|r| r.attrs.clone())
+                .map(|a| self.path(peer, a));
+            self.rib.set(*n, peer, path);
+        }
+        let mut actions = self.apply(touched);
+        actions.extend(out);
+        actions
+    }
+
+    fn judge(&self, peer: PeerId, n: &Ipv4Net, attrs: &PathAttrs) -> Result<(), Reject> {
+        let p = &self.peers[&peer];
+        let cx = ImportContext {
+            role: p.spec.role,
+            local_asn: self.params.local_asn,
+            peer_asn: p.spec.asn,
+            vpc_prefixes: &self.params.vpc_prefixes,
+        };
+        policy::import(&cx, n, attrs)
+    }
+
+    fn path(&self, peer: PeerId, attrs: Arc<PathAttrs>) -> Path {
+        let p = &self.peers[&peer];
+        Path {
+            peer,
+            role: p.spec.role,
+            nexthop: p.spec.address,
+            peer_router_id: p
+                .up
+                .as_ref()
+                .map(|n| n.peer_id)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            ebgp: p.spec.asn != self.params.local_asn,
+            attrs,
+        }
+    }
+
+    /// After the Loc-RIB changed for `touched`: kernel routes and exports follow.
+    fn apply(&mut self, touched: BTreeSet<Ipv4Net>) -> Vec<Action> {
+        let mut out = Vec::new();
+        for n in &touched {
+            let want: Vec<Ipv4Addr> = self
+                .rib
+                .selected(n)
+                .map(|s| s.iter().map(|p| p.nexthop).collect())
+                .unwrap_or_default();
+            let have = self.kernel.get(n);
+            if want.is_empty() {
+                if self.kernel.remove(n).is_some() {
+                    out.push(Action::Route(RouteChange::Remove { prefix: *n }));
+                }
+            } else if have != Some(&want) {
+                self.kernel.insert(*n, want.clone());
+                out.push(Action::Route(RouteChange::Replace {
+                    prefix: *n,
+                    nexthops: want,
+                }));
+            }
+        }
+        // A change inside a VPC prefix may change whether the fabric covers it.
+        let mut eval = touched.clone();
+        for v in &self.params.vpc_prefixes {
+            if touched.iter().any(|t| v.contains(t)) {
+                eval.insert(*v);
+            }
+        }
+        let ups: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.up.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in ups {
+            self.export_to(peer, &eval, false, &mut out);
+        }
+        out
+    }
+
+    fn export_to(
+        &mut self,
+        peer: PeerId,
+        prefixes: &BTreeSet<Ipv4Net>,
+        end_of_rib: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let mut withdrawn = Vec::new();
+        let mut announce: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
+        let desired: Vec<(Ipv4Net, Option<Arc<PathAttrs>>)> = prefixes
+            .iter()
+            .map(|n| (*n, self.desired(peer, n)))
+            .collect();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for (n, want) in desired {
+            match (p.adj_out.get(&n), want) {
+                (Some(_), None) => {
+                    p.adj_out.remove(&n);
+                    withdrawn.push(n);
+                }
+                (have, Some(w)) if have != Some(&w) => {
+                    p.adj_out.insert(n, w.clone());
+                    group(&mut announce, w, n);
+                }
+                _ => {}
+            }
+        }
+        if end_of_rib || !withdrawn.is_empty() || !announce.is_empty() {
+            out.push(Action::Send {
+                peer,
+                withdrawn,
+                announce,
+                end_of_rib,
+            });
+        }
+    }
+
+    /// What `peer` should have for `n` under the export policy.
+    fn desired(&self, peer: PeerId, n: &Ipv4Net) -> Option<Arc<PathAttrs>> {
+        let p = &self.peers[&peer];
+        match p.spec.role {
+            Role::Customer => {
+                // Only the VPC prefixes, only while the fabric has a route inside them.
+                let covered = self.params.vpc_prefixes.contains(n)
+                    && self.rib.iter().any(|(q, paths)| {
+                        n.contains(q) && paths.first().is_some_and(|b| b.role == Role::Fabric)
+                    });
+                covered.then(|| {
+                    Arc::new(PathAttrs {
+                        origin: Origin::Igp,
+                        as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
+                        next_hop: Some(p.spec.local_address),
+                        ..Default::default()
+                    })
+                })
+            }
+            Role::Fabric => {
+                let best = self.rib.best(n)?;
+                if best.role != Role::Customer {
+                    return None;
+                }
+                let mut a = (*best.attrs).clone();
+                a.next_hop = Some(p.spec.local_address);
+                if p.spec.asn == self.params.local_asn {
+                    a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+                } else {
+                    a.prepend(self.params.local_asn);
+                    a.local_pref = None;
+                    a.med = None;
+                }
+                Some(Arc::new(a))
+            }
+        }
+    }
+}
+
+fn group(groups: &mut Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)>, a: Arc<PathAttrs>, n: Ipv4Net) {
+    match groups.iter_mut().find(|(g, _)| **g == *a) {
+        Some((_, v)) => v.push(n),
+        None => groups.push((a, vec![n])),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,560 @@
+use super::*;
+use crate::wire::AsPathSegment;
+
+const CLOUD: u32 = 200_350;
+
+fn n(s: &str) -> Ipv4Net {
+    s.parse().expect("prefix")
+}
+fn a(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
+    InstanceParams {
+        local_asn: CLOUD,
+        vpc_prefixes: vec![n("10.128.0.0/24"), n("10.129.0.0/24")],
+        max_prefixes: max,
+        max_prefix_action: action,
+        max_prefix_idle: Duration::from_secs(1800),
+    }
+}
+
+fn negotiated(asn: u32, id: &str) -> Negotiated {
+    Negotiated {
+        peer_asn: asn,
+        peer_id: a(id),
+        hold_time: 90,
+        keepalive: 30,
+        route_refresh: true,
+        ibgp: asn == CLOUD,
+    }
+}
+
+/// An instance with two customer connections (A, B) and the fabric, all up.
+struct Lab {
+    i: Instance,
+    a: PeerId,
+    b: PeerId,
+    fabric: PeerId,
+}
+
+fn lab(max: u32, action: MaxPrefixAction) -> Lab {
+    let mut i = Instance::new(params(max, action));
+    let a_ = i.add_peer(PeerSpec {
+        name: "pc-a".into(),
+        role: Role::Customer,
+        address: a("169.254.1.2"),
+        local_address: a("169.254.1.1"),
+        asn: 65001,
+    });
+    let b_ = i.add_peer(PeerSpec {
+        name: "pc-b".into(),
+        role: Role::Customer,
+        address: a("169.254.2.2"),
+        local_address: a("169.254.2.1"),
+        asn: 65001,
+    });
+    let f = i.add_peer(PeerSpec {
+        name: "ri".into(),
+        role: Role::Fabric,
+        address: a("100.127.0.1"),
+        local_address: a("100.127.0.0"),
+        asn: CLOUD,
+    });
+    i.handle(Event::PeerUp {
+        peer: a_,
+        negotiated: negotiated(65001, "192.168.0.1"),
+    });
+    i.handle(Event::PeerUp {
+        peer: b_,
+        negotiated: negotiated(65001, "192.168.0.2"),
+    });
+    i.handle(Event::PeerUp {
+        peer: f,
+        negotiated: negotiated(CLOUD, "100.127.255.1"),
+    });
+    Lab {
+        i,
+        a: a_,
+        b: b_,
+        fabric: f,
+    }
+}
+
+fn announce(path: &[u32], nh: &str, prefixes: &[&str]) -> Update {
+    Update {
+        attrs: Some(PathAttrs {
+            as_path: if path.is_empty() {
+                vec![]
+            } else {
+                vec![AsPathSegment::Sequence(path.to_vec())]
+            },
+            next_hop: Some(a(nh)),
+            ..Default::default()
+        }),
+        nlri: prefixes.iter().map(|p| n(p)).collect(),
+        ..Default::default()
+    }
+}
+
+fn withdraw(prefixes: &[&str]) -> Update {
+    Update {
+        withdrawn: prefixes.iter().map(|p| n(p)).collect(),
+        ..Default::default()
+    }
+}
+
+/// Prefixes announced and withdrawn to `peer` by these actions.
+fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
+    let (mut ann, mut wd) = (vec![], vec![]);
+    for act in actions {
+        if let Action::Send {
+            peer: p,
+            withdrawn,
+            announce,
+            ..
+        } = act
+        {
+            if *p == peer {
+                wd.extend(withdrawn.iter().copied());
+                for (_, v) in announce {
+                    ann.extend(v.iter().copied());
+                }
+            }
+        }
+    }
+    (ann, wd)
+}
+
+fn attrs_sent(actions: &[Action], peer: PeerId, prefix: &str) -> Option<Arc<PathAttrs>> {
+    actions.iter().find_map(|act| match act {
+        Action::Send {
+            peer: p, announce, ..
+        } if *p == peer => announce
+            .iter()
+            .find(|(_, v)| v.contains(&n(prefix)))
+            .map(|(a, _)| a.clone()),
+        _ => None,
+    })
+}
+
+fn routes(actions: &[Action]) -> Vec<RouteChange> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Route(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
+    let mut i = Instance::new(params(500, MaxPrefixAction::Teardown));
+    let p = i.add_peer(PeerSpec {
+        name: "x".into(),
+        role: Role::Customer,
+        address: a("169.254.1.2"),
+        local_address: a("169.254.1.1"),
+        asn: 65001,
+    });
+    let out = i.handle(Event::PeerUp {
+        peer: p,
+        negotiated: negotiated(65001, "1.1.1.1"),
+    });
+    assert_eq!(
+        out,
+        vec![Action::Send {
+            peer: p,
+            withdrawn: vec![],
+            announce: vec![],
+            end_of_rib: true
+        }]
+    );
+}
+
+#[test]
+fn customer_route_goes_to_the_kernel_and_to_the_fabric_with_next_hop_self() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.10.0/24"),
+            nexthops: vec![a("169.254.1.2")]
+        }]
+    );
+    let f = attrs_sent(&out, l.fabric, "192.168.10.0/24").expect("exported to fabric");
+    assert_eq!(
+        f.next_hop,
+        Some(a("100.127.0.0")),
+        "next hop self on the fabric segment"
+    );
+    assert_eq!(
+        f.local_pref,
+        Some(100),
+        "iBGP to the fabric carries LOCAL_PREF"
+    );
+    assert_eq!(
+        f.path_asns().collect::<Vec<_>>(),
+        vec![65001],
+        "iBGP: no prepend"
+    );
+}
+
+#[test]
+fn no_transit_between_private_connections() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(
+        sent_to(&out, l.b),
+        (vec![], vec![]),
+        "customer B never hears customer A's routes"
+    );
+    assert_eq!(sent_to(&out, l.a), (vec![], vec![]));
+    assert!(l.i.advertised(l.b).is_empty());
+}
+
+#[test]
+fn vpc_prefix_is_announced_only_while_the_fabric_covers_it() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    assert!(
+        l.i.advertised(l.a).is_empty(),
+        "nothing from the fabric yet: nothing announced"
+    );
+    let out = l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
+    });
+    for c in [l.a, l.b] {
+        assert_eq!(sent_to(&out, c).0, vec![n("10.128.0.0/24")]);
+    }
+    let attrs = attrs_sent(&out, l.a, "10.128.0.0/24").expect("sent");
+    assert_eq!(attrs.path_asns().collect::<Vec<_>>(), vec![CLOUD]);
+    assert_eq!(
+        attrs.next_hop,
+        Some(a("169.254.1.1")),
+        "next hop is the connection's cloudIp"
+    );
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("10.128.0.0/24"),
+            nexthops: vec![a("100.127.0.1")]
+        }]
+    );
+    assert_eq!(
+        sent_to(&out, l.fabric),
+        (vec![], vec![]),
+        "fabric routes are not reflected back"
+    );
+
+    // The fabric goes away: the VPC prefix is withdrawn from customers, the route removed.
+    let out = l.i.handle(Event::PeerDown { peer: l.fabric });
+    assert_eq!(sent_to(&out, l.a).1, vec![n("10.128.0.0/24")]);
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Remove {
+            prefix: n("10.128.0.0/24")
+        }]
+    );
+}
+
+#[test]
+fn a_more_specific_inside_a_vpc_prefix_covers_the_aggregate() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.129.0.128/25"]),
+    });
+    assert_eq!(
+        sent_to(&out, l.a).0,
+        vec![n("10.129.0.0/24")],
+        "the aggregate is announced, not the /25"
+    );
+    let out = l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: withdraw(&["10.129.0.128/25"]),
+    });
+    assert_eq!(sent_to(&out, l.a).1, vec![n("10.129.0.0/24")]);
+}
+
+#[test]
+fn fabric_routes_outside_the_vpc_are_neither_installed_nor_announced() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["0.0.0.0/0", "10.200.0.0/16"]),
+    });
+    assert!(routes(&out).is_empty());
+    assert_eq!(l.i.peer_stats(l.fabric).received, 2);
+    assert_eq!(l.i.peer_stats(l.fabric).accepted, 0);
+}
+
+#[test]
+fn equal_routes_over_two_connections_are_ecmp_in_the_kernel() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    let out = l.i.handle(Event::Update {
+        peer: l.b,
+        update: announce(&[65001], "169.254.2.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.10.0/24"),
+            nexthops: vec![a("169.254.1.2"), a("169.254.2.2")]
+        }]
+    );
+    // One path goes down: the other carries on alone.
+    let out = l.i.handle(Event::PeerDown { peer: l.a });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.10.0/24"),
+            nexthops: vec![a("169.254.2.2")]
+        }]
+    );
+}
+
+#[test]
+fn prepending_selects_active_and_standby() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    let out = l.i.handle(Event::Update {
+        peer: l.b,
+        update: announce(&[65001, 65001, 65001], "169.254.2.2", &["192.168.10.0/24"]),
+    });
+    assert!(routes(&out).is_empty(), "the standby path changes nothing");
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: withdraw(&["192.168.10.0/24"]),
+    });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.10.0/24"),
+            nexthops: vec![a("169.254.2.2")]
+        }]
+    );
+    let f = attrs_sent(&out, l.fabric, "192.168.10.0/24").expect("fabric learns the standby path");
+    assert_eq!(f.as_path_len(), 3);
+}
+
+#[test]
+fn rejected_routes_are_kept_counted_and_explained_but_not_used() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001, 64500],
+            "169.254.1.2",
+            &["192.168.10.0/24", "10.128.0.0/25"],
+        ),
+    });
+    assert!(routes(&out).is_empty());
+    let s = l.i.peer_stats(l.a);
+    assert_eq!((s.received, s.accepted), (2, 0));
+    let rej = l.i.rejected(l.a);
+    assert!(
+        rej.iter()
+            .any(|(p, why)| *p == n("192.168.10.0/24") && why.contains("64500")),
+        "{rej:?}"
+    );
+
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["10.128.0.0/25"]),
+    });
+    assert!(
+        routes(&out).is_empty(),
+        "a VPC more-specific from a customer is a hijack"
+    );
+    assert!(l.i.rejected(l.a).iter().any(|(_, why)| why.contains("VPC")));
+}
+
+#[test]
+fn max_prefix_teardown_asks_for_cease_and_a_long_idle() {
+    let mut l = lab(3, MaxPrefixAction::Teardown);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.1.0/24", "192.168.2.0/24", "192.168.3.0/24"],
+        ),
+    });
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::TearDown { .. })),
+        "at the limit is fine"
+    );
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.4.0/24"]),
+    });
+    let td = out.iter().find_map(|a| match a {
+        Action::TearDown {
+            peer,
+            notification,
+            restart_after,
+        } => Some((*peer, notification.clone(), *restart_after)),
+        _ => None,
+    });
+    let (peer, n, after) = td.expect("teardown");
+    assert_eq!(peer, l.a);
+    assert_eq!((n.code, n.subcode), (6, 1));
+    assert_eq!(
+        n.data,
+        vec![0, 1, 1, 0, 0, 0, 3],
+        "AFI 1, SAFI 1, limit 3 (RFC 4486)"
+    );
+    assert_eq!(after, Duration::from_secs(1800));
+}
+
+#[test]
+fn max_prefix_discard_keeps_the_session_and_ignores_the_excess() {
+    let mut l = lab(2, MaxPrefixAction::Discard);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.1.0/24", "192.168.2.0/24", "192.168.3.0/24"],
+        ),
+    });
+    assert!(!out.iter().any(|a| matches!(a, Action::TearDown { .. })));
+    assert_eq!(routes(&out).len(), 2);
+    let s = l.i.peer_stats(l.a);
+    assert_eq!((s.received, s.discarded, s.over_limit), (2, 1, true));
+}
+
+#[test]
+fn max_prefix_warn_keeps_everything_and_flags_it() {
+    let mut l = lab(2, MaxPrefixAction::Warn);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.1.0/24", "192.168.2.0/24", "192.168.3.0/24"],
+        ),
+    });
+    assert_eq!(routes(&out).len(), 3);
+    assert!(l.i.peer_stats(l.a).over_limit);
+}
+
+#[test]
+fn peer_down_removes_its_routes_from_kernel_and_fabric() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    let out = l.i.handle(Event::PeerDown { peer: l.a });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Remove {
+            prefix: n("192.168.10.0/24")
+        }]
+    );
+    assert_eq!(sent_to(&out, l.fabric).1, vec![n("192.168.10.0/24")]);
+    assert!(l.i.kernel_routes().is_empty());
+}
+
+#[test]
+fn updates_from_a_peer_that_is_not_up_are_ignored() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::PeerDown { peer: l.a });
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn new_vpc_prefixes_rejudge_routes_already_received() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.140.0.0/24"]),
+    });
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["10.150.0.0/24"]),
+    });
+    assert!(l.i.kernel_routes().contains_key(&n("10.150.0.0/24")));
+    // 10.140.0.0/24 becomes a VPC prefix and 10.150.0.0/16 too (so the customer route
+    // inside it is now a hijack).
+    let out =
+        l.i.set_vpc_prefixes(vec![n("10.140.0.0/24"), n("10.150.0.0/16")]);
+    let r = routes(&out);
+    assert!(r.contains(&RouteChange::Replace {
+        prefix: n("10.140.0.0/24"),
+        nexthops: vec![a("100.127.0.1")]
+    }));
+    assert!(r.contains(&RouteChange::Remove {
+        prefix: n("10.150.0.0/24")
+    }));
+    assert!(sent_to(&out, l.a).0.contains(&n("10.140.0.0/24")));
+    assert!(!l.i.advertised(l.a).contains(&n("10.128.0.0/24")));
+}
+
+#[test]
+fn route_refresh_resends_what_was_advertised() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
+    });
+    let out = l.i.handle(Event::RouteRefresh { peer: l.a });
+    assert_eq!(sent_to(&out, l.a).0, vec![n("10.128.0.0/24")]);
+}
+
+#[test]
+fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
+    let mut i = Instance::new(params(500, MaxPrefixAction::Teardown));
+    let c = i.add_peer(PeerSpec {
+        name: "c".into(),
+        role: Role::Customer,
+        address: a("169.254.1.2"),
+        local_address: a("169.254.1.1"),
+        asn: 65001,
+    });
+    let f = i.add_peer(PeerSpec {
+        name: "f".into(),
+        role: Role::Fabric,
+        address: a("100.127.0.1"),
+        local_address: a("100.127.0.0"),
+        asn: 4_200_000_001,
+    });
+    i.handle(Event::PeerUp {
+        peer: c,
+        negotiated: negotiated(65001, "1.1.1.1"),
+    });
+    i.handle(Event::PeerUp {
+        peer: f,
+        negotiated: negotiated(4_200_000_001, "2.2.2.2"),
+    });
+    let mut u = announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]);
+    if let Some(at) = u.attrs.as_mut() {
+        at.med = Some(7);
+    }
+    let out = i.handle(Event::Update { peer: c, update: u });
+    let fa = attrs_sent(&out, f, "192.168.10.0/24").expect("exported");
+    assert_eq!(fa.path_asns().collect::<Vec<_>>(), vec![CLOUD, 65001]);
+    assert_eq!((fa.local_pref, fa.med), (None, None));
+}

@@ -1,0 +1,282 @@
+//! Import policy of a routing instance (DESIGN.md §2). Default deny (RFC 8212): a route is
+//! accepted only by a rule here, and every refusal says why.
+//!
+//! Export is decided in [`crate::instance`]; it needs the whole RIB.
+
+use std::fmt;
+
+use ipnet::Ipv4Net;
+
+use crate::wire::PathAttrs;
+
+/// Who a peer is to the routing instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A customer router on a private connection (eBGP).
+    Customer,
+    /// The cloud fabric router of this routing instance.
+    Fabric,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reject {
+    /// Not a prefix a customer may announce: loopback, multicast, documentation, ….
+    Martian(Ipv4Net, &'static str),
+    /// Overlaps a VPC prefix of this routing instance: would hijack cloud traffic.
+    OverlapsVpc(Ipv4Net),
+    /// A fabric route outside every VPC prefix of this routing instance.
+    OutsideVpc,
+    /// AS_PATH holds a documentation ASN or AS_TRANS (RFC 5398, RFC 6793).
+    ReservedAsn(u32),
+    /// AS_PATH holds our own ASN: a loop.
+    Loop,
+    /// The first AS of the path is not the peer's (RFC 4271 §6.3 enforce-first-as).
+    FirstAs { first: Option<u32>, peer: u32 },
+    /// The UPDATE was malformed and RFC 7606 turned it into a withdrawal.
+    Malformed,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reject::Martian(r, what) => write!(f, "inside {r} ({what})"),
+            Reject::OverlapsVpc(p) => write!(f, "overlaps VPC prefix {p}"),
+            Reject::OutsideVpc => write!(f, "outside the routing instance's VPC prefixes"),
+            Reject::ReservedAsn(a) => write!(f, "AS_PATH contains reserved ASN {a}"),
+            Reject::Loop => write!(f, "AS_PATH contains our own ASN"),
+            Reject::FirstAs {
+                first: Some(a),
+                peer,
+            } => write!(f, "AS_PATH starts with {a}, not the peer's {peer}"),
+            Reject::FirstAs { first: None, peer } => {
+                write!(f, "AS_PATH does not start with the peer's {peer}")
+            }
+            Reject::Malformed => write!(f, "malformed UPDATE (treat-as-withdraw)"),
+        }
+    }
+}
+
+/// Address space no customer route may fall in (the default route itself is allowed).
+const MARTIANS: [(&str, &str); 12] = [
+    ("0.0.0.0/8", "this network"),
+    ("100.64.0.0/10", "shared address space"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link local"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("255.255.255.255/32", "broadcast"),
+];
+
+fn martian(p: &Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    if p.prefix_len() == 0 {
+        return None;
+    }
+    MARTIANS.iter().find_map(|(r, what)| {
+        let r: Ipv4Net = r.parse().ok()?;
+        r.contains(p).then_some((r, *what))
+    })
+}
+
+pub fn is_reserved_asn(asn: u32) -> bool {
+    asn == 0
+        || asn == crate::wire::AS_TRANS
+        || (64496..=64511).contains(&asn)
+        || (65536..=65551).contains(&asn)
+        || asn == u32::MAX
+}
+
+/// What the import decision needs to know about the instance and the peer.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportContext<'a> {
+    pub role: Role,
+    pub local_asn: u32,
+    pub peer_asn: u32,
+    pub vpc_prefixes: &'a [Ipv4Net],
+}
+
+pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Result<(), Reject> {
+    let ebgp = cx.peer_asn != cx.local_asn;
+    for asn in attrs.path_asns() {
+        if asn == cx.local_asn {
+            return Err(Reject::Loop);
+        }
+        if is_reserved_asn(asn) {
+            return Err(Reject::ReservedAsn(asn));
+        }
+    }
+    if ebgp && attrs.first_as() != Some(cx.peer_asn) {
+        return Err(Reject::FirstAs {
+            first: attrs.first_as(),
+            peer: cx.peer_asn,
+        });
+    }
+    match cx.role {
+        Role::Customer => {
+            if let Some((r, what)) = martian(prefix) {
+                return Err(Reject::Martian(r, what));
+            }
+            // The default route contains every VPC prefix but is a legitimate announcement.
+            if prefix.prefix_len() > 0 {
+                if let Some(v) = cx
+                    .vpc_prefixes
+                    .iter()
+                    .find(|v| v.contains(prefix) || prefix.contains(*v))
+                {
+                    return Err(Reject::OverlapsVpc(*v));
+                }
+            }
+            Ok(())
+        }
+        Role::Fabric => {
+            if cx.vpc_prefixes.iter().any(|v| v.contains(prefix)) {
+                Ok(())
+            } else {
+                Err(Reject::OutsideVpc)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::AsPathSegment;
+
+    fn n(s: &str) -> Ipv4Net {
+        s.parse().expect("prefix")
+    }
+
+    fn path(asns: &[u32]) -> PathAttrs {
+        PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(asns.to_vec())],
+            ..Default::default()
+        }
+    }
+
+    const VPC: [&str; 1] = ["10.128.0.0/16"];
+
+    fn customer<'a>(vpc: &'a [Ipv4Net]) -> ImportContext<'a> {
+        ImportContext {
+            role: Role::Customer,
+            local_asn: 200_350,
+            peer_asn: 65001,
+            vpc_prefixes: vpc,
+        }
+    }
+
+    #[test]
+    fn martian_table_parses() {
+        for (r, _) in MARTIANS {
+            assert!(r.parse::<Ipv4Net>().is_ok(), "{r}");
+        }
+    }
+
+    #[test]
+    fn customer_may_announce_rfc1918_public_and_default() {
+        let vpc = [n(VPC[0])];
+        for p in [
+            "192.168.10.0/24",
+            "10.1.0.0/16",
+            "172.16.0.0/12",
+            "0.0.0.0/0",
+            "8.8.8.0/24",
+            "1.2.3.4/32",
+        ] {
+            assert_eq!(
+                import(&customer(&vpc), &n(p), &path(&[65001])),
+                Ok(()),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn customer_martians_are_refused_with_the_range() {
+        let vpc = [n(VPC[0])];
+        for p in [
+            "127.0.0.0/8",
+            "169.254.1.0/24",
+            "224.0.0.0/24",
+            "192.0.2.0/24",
+            "100.64.1.0/24",
+            "0.1.0.0/16",
+        ] {
+            let e = import(&customer(&vpc), &n(p), &path(&[65001])).unwrap_err();
+            assert!(matches!(e, Reject::Martian(..)), "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn customer_route_overlapping_a_vpc_prefix_is_refused() {
+        let vpc = [n(VPC[0])];
+        for p in ["10.128.0.0/16", "10.128.5.0/24", "10.0.0.0/8"] {
+            assert_eq!(
+                import(&customer(&vpc), &n(p), &path(&[65001])),
+                Err(Reject::OverlapsVpc(vpc[0])),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn documentation_asn_anywhere_in_the_path_is_refused() {
+        let vpc = [n(VPC[0])];
+        for asn in [64496, 64511, 65536, 65551, 23456] {
+            let e =
+                import(&customer(&vpc), &n("192.168.0.0/16"), &path(&[65001, asn])).unwrap_err();
+            assert_eq!(e, Reject::ReservedAsn(asn));
+        }
+    }
+
+    #[test]
+    fn own_asn_in_path_is_a_loop() {
+        let vpc = [n(VPC[0])];
+        let e = import(
+            &customer(&vpc),
+            &n("192.168.0.0/16"),
+            &path(&[65001, 200_350]),
+        )
+        .unwrap_err();
+        assert_eq!(e, Reject::Loop);
+    }
+
+    #[test]
+    fn path_must_start_with_the_peer_asn() {
+        let vpc = [n(VPC[0])];
+        let e = import(&customer(&vpc), &n("192.168.0.0/16"), &path(&[65002])).unwrap_err();
+        assert_eq!(
+            e,
+            Reject::FirstAs {
+                first: Some(65002),
+                peer: 65001
+            }
+        );
+    }
+
+    #[test]
+    fn fabric_routes_are_accepted_only_inside_vpc_prefixes() {
+        let vpc = [n(VPC[0])];
+        let cx = ImportContext {
+            role: Role::Fabric,
+            local_asn: 200_350,
+            peer_asn: 200_350,
+            vpc_prefixes: &vpc,
+        };
+        let ibgp_path = PathAttrs::default();
+        assert_eq!(import(&cx, &n("10.128.0.0/16"), &ibgp_path), Ok(()));
+        assert_eq!(import(&cx, &n("10.128.3.0/24"), &ibgp_path), Ok(()));
+        assert_eq!(
+            import(&cx, &n("10.0.0.0/8"), &ibgp_path),
+            Err(Reject::OutsideVpc)
+        );
+        assert_eq!(
+            import(&cx, &n("0.0.0.0/0"), &ibgp_path),
+            Err(Reject::OutsideVpc)
+        );
+    }
+}

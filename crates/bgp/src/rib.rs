@@ -1,0 +1,228 @@
+//! Loc-RIB: the candidate paths per prefix and the selected set — the best path and
+//! the paths equal to it for ECMP (RFC 4271 §9.1.2).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use crate::policy::Role;
+use crate::wire::PathAttrs;
+
+pub type PeerId = u32;
+
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub peer: PeerId,
+    pub role: Role,
+    /// Where the kernel forwards: the peer's address on the shared subnet.
+    pub nexthop: Ipv4Addr,
+    pub peer_router_id: Ipv4Addr,
+    pub ebgp: bool,
+    pub attrs: Arc<PathAttrs>,
+}
+
+impl Path {
+    fn local_pref(&self) -> u32 {
+        self.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
+    }
+}
+
+/// Decision steps a–e of RFC 4271 §9.1.2.2 (after LOCAL_PREF); `Equal` means the two paths
+/// may share traffic (multipath).
+fn compare_multipath(a: &Path, b: &Path) -> Ordering {
+    b.local_pref()
+        .cmp(&a.local_pref())
+        .then(a.attrs.as_path_len().cmp(&b.attrs.as_path_len()))
+        .then(a.attrs.origin.cmp(&b.attrs.origin))
+        .then_with(|| {
+            // MED is compared only between paths from the same neighbouring AS.
+            if a.attrs.first_as() == b.attrs.first_as() {
+                a.attrs.med.unwrap_or(0).cmp(&b.attrs.med.unwrap_or(0))
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then(b.ebgp.cmp(&a.ebgp))
+}
+
+/// Full order: multipath criteria, then the tie-breakers (lowest router id, lowest
+/// peer address), so the best path is deterministic.
+pub fn compare(a: &Path, b: &Path) -> Ordering {
+    compare_multipath(a, b)
+        .then(a.peer_router_id.cmp(&b.peer_router_id))
+        .then(a.nexthop.cmp(&b.nexthop))
+}
+
+/// Best path first, then every path equal to it on the multipath criteria.
+pub fn select(paths: &[Path]) -> Vec<Path> {
+    let mut v: Vec<Path> = paths.to_vec();
+    v.sort_by(compare);
+    if let Some(best) = v.first().cloned() {
+        v.retain(|p| compare_multipath(p, &best) == Ordering::Equal);
+    }
+    v
+}
+
+#[derive(Debug, Default)]
+pub struct LocRib {
+    candidates: BTreeMap<Ipv4Net, Vec<Path>>,
+    selected: BTreeMap<Ipv4Net, Vec<Path>>,
+}
+
+impl LocRib {
+    /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
+    /// selected set changed.
+    pub fn set(&mut self, prefix: Ipv4Net, peer: PeerId, path: Option<Path>) -> bool {
+        let c = self.candidates.entry(prefix).or_default();
+        c.retain(|p| p.peer != peer);
+        if let Some(p) = path {
+            c.push(p);
+        }
+        let new = select(c);
+        if c.is_empty() {
+            self.candidates.remove(&prefix);
+        }
+        let old = self.selected.get(&prefix);
+        if old.map(|v| v.as_slice()) == Some(new.as_slice()) || (old.is_none() && new.is_empty()) {
+            return false;
+        }
+        if new.is_empty() {
+            self.selected.remove(&prefix);
+        } else {
+            self.selected.insert(prefix, new);
+        }
+        true
+    }
+
+    pub fn selected(&self, prefix: &Ipv4Net) -> Option<&[Path]> {
+        self.selected.get(prefix).map(|v| v.as_slice())
+    }
+
+    pub fn best(&self, prefix: &Ipv4Net) -> Option<&Path> {
+        self.selected.get(prefix).and_then(|v| v.first())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Net, &[Path])> {
+        self.selected.iter().map(|(k, v)| (k, v.as_slice()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.selected.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.selected.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{AsPathSegment, Origin};
+
+    fn p(peer: PeerId, asns: &[u32], f: impl FnOnce(&mut PathAttrs)) -> Path {
+        let mut a = PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(asns.to_vec())],
+            ..Default::default()
+        };
+        f(&mut a);
+        Path {
+            peer,
+            role: Role::Customer,
+            nexthop: Ipv4Addr::new(169, 254, 0, peer as u8),
+            peer_router_id: Ipv4Addr::new(10, 0, 0, peer as u8),
+            ebgp: true,
+            attrs: Arc::new(a),
+        }
+    }
+
+    fn peers(v: &[Path]) -> Vec<PeerId> {
+        v.iter().map(|p| p.peer).collect()
+    }
+
+    #[test]
+    fn shorter_as_path_wins() {
+        let s = select(&[p(1, &[65001, 65001, 65001], |_| {}), p(2, &[65001], |_| {})]);
+        assert_eq!(peers(&s), vec![2]);
+    }
+
+    #[test]
+    fn equal_paths_over_two_connections_are_ecmp() {
+        let s = select(&[p(1, &[65001], |_| {}), p(2, &[65001], |_| {})]);
+        assert_eq!(
+            peers(&s),
+            vec![1, 2],
+            "best first (lower router id), both kept"
+        );
+    }
+
+    #[test]
+    fn prepending_makes_a_connection_standby() {
+        let s = select(&[p(1, &[65001, 65001], |_| {}), p(2, &[65001], |_| {})]);
+        assert_eq!(peers(&s), vec![2]);
+    }
+
+    #[test]
+    fn higher_local_pref_beats_shorter_path() {
+        let s = select(&[
+            p(1, &[65001, 65001], |a| a.local_pref = Some(200)),
+            p(2, &[65001], |_| {}),
+        ]);
+        assert_eq!(peers(&s), vec![1]);
+    }
+
+    #[test]
+    fn lower_origin_wins() {
+        let s = select(&[
+            p(1, &[65001], |a| a.origin = Origin::Incomplete),
+            p(2, &[65001], |_| {}),
+        ]);
+        assert_eq!(peers(&s), vec![2]);
+    }
+
+    #[test]
+    fn med_compared_only_within_the_same_neighbour_as() {
+        let s = select(&[
+            p(1, &[65001], |a| a.med = Some(10)),
+            p(2, &[65001], |a| a.med = Some(5)),
+        ]);
+        assert_eq!(peers(&s), vec![2]);
+        let s = select(&[
+            p(1, &[65001], |a| a.med = Some(10)),
+            p(2, &[65002], |a| a.med = Some(5)),
+        ]);
+        assert_eq!(peers(&s), vec![1, 2], "different neighbour AS: MED ignored");
+    }
+
+    #[test]
+    fn ebgp_beats_ibgp() {
+        let mut i = p(1, &[65001], |_| {});
+        i.ebgp = false;
+        let s = select(&[i, p(2, &[65001], |_| {})]);
+        assert_eq!(peers(&s), vec![2]);
+    }
+
+    #[test]
+    fn loc_rib_reports_changes_of_the_selected_set_only() {
+        let mut r = LocRib::default();
+        let n: Ipv4Net = "192.168.0.0/16".parse().expect("prefix");
+        assert!(r.set(n, 1, Some(p(1, &[65001], |_| {}))));
+        assert!(
+            !r.set(n, 1, Some(p(1, &[65001], |_| {}))),
+            "same path again: no change"
+        );
+        assert!(
+            !r.set(n, 2, Some(p(2, &[65001, 65001], |_| {}))),
+            "a worse candidate: no change"
+        );
+        assert!(r.set(n, 1, None), "best withdrawn: standby takes over");
+        assert_eq!(r.best(&n).map(|p| p.peer), Some(2));
+        assert!(r.set(n, 2, None));
+        assert!(r.is_empty());
+    }
+}
