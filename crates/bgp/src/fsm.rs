@@ -188,7 +188,7 @@ impl Session {
                 }
                 let why = format!("stopped locally: {}", notification.describe());
                 self.started = restart_after.is_some();
-                self.to_idle(out, why, restart_after);
+                self.go_idle(out, why, restart_after);
             }
             (Idle, TimerExpired(Timer::IdleHold)) => {
                 if self.started {
@@ -301,7 +301,16 @@ impl Session {
                 out.push(Output::Send(Msg::Notification(n)));
                 self.fail(out, why);
             }
-            (OpenSent | OpenConfirm | Established, TcpConnected) => {}
+            // Connection collision (RFC 4271 §6.8), resolved by the driver: it closed the
+            // old connection and hands us the one to keep, on which we open again.
+            (OpenSent | OpenConfirm, TcpConnected) => {
+                out.push(Output::StopTimer(Timer::Keepalive));
+                out.push(Output::Send(Msg::Open(self.open())));
+                out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
+                self.negotiated = None;
+                self.state = OpenSent;
+            }
+            (Established, TcpConnected) => {} // the driver refuses the second connection
             (OpenSent | OpenConfirm | Established, TimerExpired(_)) => {}
         }
     }
@@ -320,10 +329,10 @@ impl Session {
     }
 
     fn restart_hold(&self, out: &mut Vec<Output>) {
-        if let Some(n) = &self.negotiated {
-            if n.hold_time > 0 {
-                out.push(Output::StartTimer(Timer::Hold, secs(n.hold_time)));
-            }
+        if let Some(n) = &self.negotiated
+            && n.hold_time > 0
+        {
+            out.push(Output::StartTimer(Timer::Hold, secs(n.hold_time)));
         }
     }
 
@@ -331,10 +340,10 @@ impl Session {
     fn fail(&mut self, out: &mut Vec<Output>, why: String) {
         let hold = self.idle_hold;
         self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
-        self.to_idle(out, why, Some(hold));
+        self.go_idle(out, why, Some(hold));
     }
 
-    fn to_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
+    fn go_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
         if self.state != State::Idle {
             out.push(Output::Disconnect);
         }
@@ -755,6 +764,19 @@ mod tests {
         )));
         let out = s.handle(Input::TimerExpired(Timer::IdleHold));
         assert!(out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn collision_winner_connection_restarts_the_open_exchange() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        assert_eq!(s.state(), State::OpenConfirm);
+        let out = s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+        assert!(matches!(sent(&out)[..], [M::Open(_)]));
+        assert!(s.negotiated().is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   driver    tokio: TCP sessions, timers, listener; the only module doing I/O
 //! ```
 
+pub mod driver;
 pub mod fsm;
 pub mod instance;
 pub mod policy;

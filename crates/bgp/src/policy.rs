@@ -121,14 +121,13 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
                 return Err(Reject::Martian(r, what));
             }
             // The default route contains every VPC prefix but is a legitimate announcement.
-            if prefix.prefix_len() > 0 {
-                if let Some(v) = cx
+            if prefix.prefix_len() > 0
+                && let Some(v) = cx
                     .vpc_prefixes
                     .iter()
                     .find(|v| v.contains(prefix) || prefix.contains(*v))
-                {
-                    return Err(Reject::OverlapsVpc(*v));
-                }
+            {
+                return Err(Reject::OverlapsVpc(*v));
             }
             Ok(())
         }

@@ -115,12 +115,11 @@ fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
             announce,
             ..
         } = act
+            && *p == peer
         {
-            if *p == peer {
-                wd.extend(withdrawn.iter().copied());
-                for (_, v) in announce {
-                    ann.extend(v.iter().copied());
-                }
+            wd.extend(withdrawn.iter().copied());
+            for (_, v) in announce {
+                ann.extend(v.iter().copied());
             }
         }
     }

@@ -214,10 +214,13 @@ fn random_updates_round_trip() {
                 })
                 .collect(),
             next_hop: Some(Ipv4Addr::new(10, 0, (g.next() % 255) as u8, 1)),
-            med: (g.next() % 2 == 0).then(|| g.next()),
-            local_pref: (g.next() % 2 == 0).then(|| g.next()),
-            atomic_aggregate: g.next() % 2 == 0,
-            aggregator: (g.next() % 2 == 0).then(|| (g.next(), Ipv4Addr::from(g.next()))),
+            med: g.next().is_multiple_of(2).then(|| g.next()),
+            local_pref: g.next().is_multiple_of(2).then(|| g.next()),
+            atomic_aggregate: g.next().is_multiple_of(2),
+            aggregator: g
+                .next()
+                .is_multiple_of(2)
+                .then(|| (g.next(), Ipv4Addr::from(g.next()))),
             communities: (0..g.next() % 4).map(|_| g.next()).collect(),
             large_communities: (0..g.next() % 3)
                 .map(|_| [g.next(), g.next(), g.next()])
@@ -607,5 +610,24 @@ fn no_input_makes_the_decoder_panic() {
                 let _ = decode_message(&m, &DecodeContext { ibgp: true });
             }
         }
+    }
+}
+
+#[test]
+fn unusable_next_hops_are_treat_as_withdraw_others_are_policy() {
+    for (nh, bad) in [
+        ([0, 0, 0, 0], true),
+        ([224, 0, 0, 5], true),
+        ([255, 255, 255, 255], true),
+        ([127, 0, 0, 2], false),
+    ] {
+        let m = attrs_with(|a| {
+            origin(a);
+            as_path(a);
+            a.put_slice(&[0x40, 3, 4]);
+            a.put_slice(&nh);
+        });
+        let u = decode_update(&m, &DecodeContext::default()).expect("no reset");
+        assert_eq!(u.treated_as_withdraw(), bad, "{nh:?}");
     }
 }

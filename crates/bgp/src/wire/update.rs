@@ -535,11 +535,7 @@ fn decode_attrs(
                 } else {
                     let nh = Ipv4Addr::new(v[0], v[1], v[2], v[3]);
                     // RFC 4271 §6.3: a semantically incorrect NEXT_HOP.
-                    if nh.is_unspecified()
-                        || nh.is_multicast()
-                        || nh.is_broadcast()
-                        || nh.is_loopback()
-                    {
+                    if nh.is_unspecified() || nh.is_multicast() || nh.is_broadcast() {
                         fail(u, format!("{nh} is not a usable next hop"))?;
                     } else {
                         a.next_hop = Some(nh);

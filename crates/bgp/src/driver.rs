@@ -1,0 +1,832 @@
+//! The tokio driver: the only part of the BGP crate that does I/O.
+//!
+//! ```text
+//!                     commands (bounded)            ┌───────────────────────┐
+//!   caller ──────────────────────────────────────▶  │ instance task         │
+//!   (cic edge)  ◀── watch: status, kernel routes ── │  Instance (sans-IO)   │
+//!                                                   │  TcpListener :179     │
+//!                                                   └──┬─────────────────▲──┘
+//!                     SessionCmd (bounded, try_send)   │                 │ PeerEvent (bounded,
+//!                     Send / Stop / Incoming           ▼                 │ awaited: TCP
+//!                                                   ┌────────────────────┴──┐ backpressure)
+//!                                                   │ session task per peer │
+//!                                                   │  Session (sans-IO FSM)│
+//!                                                   │  TcpStream, timers    │
+//!                                                   └───────────────────────┘
+//! ```
+//!
+//! The instance task never awaits a session: it `try_send`s, and a session whose queue is
+//! full is torn down (Cease / Out of Resources) instead of stalling every other peer.
+//! Sessions await the instance, which pushes back on the peer's TCP stream. Kernel routes
+//! leave as a level (`watch` of the whole desired table), so a slow consumer coalesces
+//! bursts and never misses a change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ipnet::Ipv4Net;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer};
+use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats};
+use crate::rib::PeerId;
+use crate::wire::{self, DecodeContext, Message, Notification, Update, cease, encode_updates};
+
+pub const BGP_PORT: u16 = 179;
+const SESSION_QUEUE: usize = 4096;
+const EVENT_QUEUE: usize = 1024;
+const COMMAND_QUEUE: usize = 64;
+
+/// Makes an unbound TCP/IPv4 socket in the right place (for cic edge: inside the routing
+/// instance's network namespace). The driver binds, keys (TCP-MD5), connects, listens.
+pub type SocketFactory = Arc<dyn Fn() -> io::Result<socket2::Socket> + Send + Sync>;
+
+pub fn plain_sockets() -> SocketFactory {
+    Arc::new(|| {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+    })
+}
+
+/// Desired kernel routes of an instance: prefix → ECMP next hops.
+pub type KernelRoutes = BTreeMap<Ipv4Net, Vec<Ipv4Addr>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub spec: PeerSpec,
+    pub session: SessionConfig,
+    pub md5_key: Option<String>,
+    /// The peer's TCP port (179 but for tests).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: PeerId,
+    pub spec: PeerSpec,
+    pub state: State,
+    pub established_at: Option<std::time::Instant>,
+    pub last_error: Option<String>,
+    pub stats: PeerStats,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub peers: Vec<PeerStatus>,
+    /// Why the listener is not running, if it is not.
+    pub listen_error: Option<String>,
+}
+
+enum Command {
+    AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
+    RemovePeer(PeerId, oneshot::Sender<()>),
+    SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum SessionCmd {
+    /// Encoded messages for the session established at `epoch`.
+    Send {
+        epoch: u64,
+        msgs: Vec<BytesMut>,
+    },
+    Stop {
+        notification: Notification,
+        restart_after: Option<Duration>,
+    },
+    Incoming(TcpStream),
+    Exit(Notification),
+}
+
+impl PeerEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            PeerEvent::State { .. } => "state",
+            PeerEvent::Up { .. } => "up",
+            PeerEvent::Down { .. } => "down",
+            PeerEvent::Update { .. } => "update",
+            PeerEvent::RouteRefresh { .. } => "route-refresh",
+        }
+    }
+}
+
+enum PeerEvent {
+    State {
+        state: State,
+        last_error: Option<String>,
+    },
+    Up {
+        epoch: u64,
+        negotiated: Negotiated,
+    },
+    Down {
+        epoch: u64,
+    },
+    Update {
+        epoch: u64,
+        update: Update,
+    },
+    RouteRefresh {
+        epoch: u64,
+    },
+}
+
+/// A running routing instance. Dropping it without [`InstanceHandle::shutdown`] stops
+/// the task when the command channel closes.
+pub struct InstanceHandle {
+    cmd: mpsc::Sender<Command>,
+    status: watch::Receiver<InstanceStatus>,
+    routes: watch::Receiver<Arc<KernelRoutes>>,
+}
+
+impl InstanceHandle {
+    pub async fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerId> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::AddPeer(Box::new(cfg), tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn remove_peer(&self, id: PeerId) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::RemovePeer(id, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn set_vpc_prefixes(&self, p: Vec<Ipv4Net>) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::SetVpcPrefixes(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Stops every session with Cease / Peer De-configured and ends the task.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<InstanceStatus> {
+        self.status.clone()
+    }
+
+    pub fn routes(&self) -> watch::Receiver<Arc<KernelRoutes>> {
+        self.routes.clone()
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "BGP instance task has stopped")
+}
+
+/// Starts a routing instance. With `listen`, it accepts connections from its peers there.
+pub fn spawn_instance(
+    params: InstanceParams,
+    sockets: SocketFactory,
+    listen: Option<SocketAddr>,
+) -> InstanceHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (status_tx, status_rx) = watch::channel(InstanceStatus::default());
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelRoutes::new()));
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut listen_error = None;
+    let listener = match listen.map(|a| bind_listener(&sockets, a)) {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            warn!("BGP listener: {e}");
+            listen_error = Some(e.to_string());
+            None
+        }
+        None => None,
+    };
+    let task = InstanceTask {
+        core: Instance::new(params),
+        sockets,
+        sessions: HashMap::new(),
+        ev_tx,
+        status_tx,
+        routes_tx,
+        listen_error,
+    };
+    tokio::spawn(task.run(cmd_rx, ev_rx, listener));
+    InstanceHandle {
+        cmd: cmd_tx,
+        status: status_rx,
+        routes: routes_rx,
+    }
+}
+
+fn bind_listener(sockets: &SocketFactory, addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = sockets()?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    s.listen(128)?;
+    TcpListener::from_std(s.into())
+}
+
+struct SessionEntry {
+    cmd: mpsc::Sender<SessionCmd>,
+    config: PeerConfig,
+    state: State,
+    epoch: u64,
+    established_at: Option<std::time::Instant>,
+    last_error: Option<String>,
+}
+
+struct InstanceTask {
+    core: Instance,
+    sockets: SocketFactory,
+    sessions: HashMap<PeerId, SessionEntry>,
+    ev_tx: mpsc::Sender<(PeerId, PeerEvent)>,
+    status_tx: watch::Sender<InstanceStatus>,
+    routes_tx: watch::Sender<Arc<KernelRoutes>>,
+    listen_error: Option<String>,
+}
+
+impl InstanceTask {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut ev_rx: mpsc::Receiver<(PeerId, PeerEvent)>,
+        listener: Option<TcpListener>,
+    ) {
+        loop {
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Command::AddPeer(cfg, reply)) => {
+                        let id = self.add_peer(*cfg, listener.as_ref());
+                        let _ = reply.send(id);
+                    }
+                    Some(Command::RemovePeer(id, reply)) => {
+                        self.remove_peer(id, listener.as_ref());
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetVpcPrefixes(p, reply)) => {
+                        let actions = self.core.set_vpc_prefixes(p);
+                        self.act(actions);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        self.exit_all().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        self.exit_all().await;
+                        return;
+                    }
+                },
+                Some((peer, ev)) = ev_rx.recv() => self.peer_event(peer, ev),
+                Ok((stream, from)) = accept(listener.as_ref()) => self.incoming(stream, from),
+            }
+            self.publish();
+        }
+    }
+
+    fn add_peer(&mut self, cfg: PeerConfig, listener: Option<&TcpListener>) -> PeerId {
+        let id = self.core.add_peer(cfg.spec.clone());
+        if let (Some(l), Some(key)) = (listener, &cfg.md5_key) {
+            let peer = SocketAddr::V4(SocketAddrV4::new(cfg.spec.address, 0));
+            if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
+                warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
+            }
+        }
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let task = SessionTask::new(id, cfg.clone(), self.sockets.clone(), self.ev_tx.clone());
+        let span = tracing::info_span!("bgp", peer = %cfg.spec.address, session = %cfg.spec.name);
+        tokio::spawn(task.run(rx).instrument(span));
+        self.sessions.insert(
+            id,
+            SessionEntry {
+                cmd: tx,
+                config: cfg,
+                state: State::Idle,
+                epoch: 0,
+                established_at: None,
+                last_error: None,
+            },
+        );
+        id
+    }
+
+    fn remove_peer(&mut self, id: PeerId, listener: Option<&TcpListener>) {
+        if let Some(s) = self.sessions.remove(&id) {
+            let _ = s.cmd.try_send(SessionCmd::Exit(Notification::new(
+                wire::error_code::CEASE,
+                cease::PEER_DECONFIGURED,
+            )));
+            if let (Some(l), Some(_)) = (listener, &s.config.md5_key) {
+                let peer = SocketAddr::V4(SocketAddrV4::new(s.config.spec.address, 0));
+                let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
+            }
+        }
+        let actions = self.core.remove_peer(id);
+        self.act(actions);
+    }
+
+    async fn exit_all(&mut self) {
+        for (_, s) in self.sessions.drain() {
+            let _ = s
+                .cmd
+                .send(SessionCmd::Exit(Notification::new(
+                    wire::error_code::CEASE,
+                    cease::PEER_DECONFIGURED,
+                )))
+                .await;
+        }
+    }
+
+    fn peer_event(&mut self, peer: PeerId, ev: PeerEvent) {
+        let Some(s) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        tracing::trace!(peer, "event {}", ev.name());
+        let actions = match ev {
+            PeerEvent::State { state, last_error } => {
+                s.state = state;
+                s.last_error = last_error;
+                return;
+            }
+            PeerEvent::Up { epoch, negotiated } => {
+                s.epoch = epoch;
+                s.established_at = Some(std::time::Instant::now());
+                self.core.handle(Event::PeerUp { peer, negotiated })
+            }
+            PeerEvent::Down { epoch } if epoch == s.epoch => {
+                s.established_at = None;
+                self.core.handle(Event::PeerDown { peer })
+            }
+            PeerEvent::Update { epoch, update } if epoch == s.epoch => {
+                self.core.handle(Event::Update { peer, update })
+            }
+            PeerEvent::RouteRefresh { epoch } if epoch == s.epoch => {
+                self.core.handle(Event::RouteRefresh { peer })
+            }
+            _ => return, // from an earlier life of the session
+        };
+        self.act(actions);
+    }
+
+    fn act(&mut self, actions: Vec<Action>) {
+        let mut routes_changed = false;
+        for a in actions {
+            match a {
+                Action::Send {
+                    peer,
+                    withdrawn,
+                    announce,
+                    end_of_rib,
+                } => {
+                    let Some(s) = self.sessions.get(&peer) else {
+                        continue;
+                    };
+                    let mut msgs = encode_updates(&withdrawn, None, &[]);
+                    for (attrs, nlri) in &announce {
+                        msgs.extend(encode_updates(&[], Some(attrs), nlri));
+                    }
+                    if end_of_rib {
+                        msgs.push(Message::Update(Update::default()).encode());
+                    }
+                    if s.cmd
+                        .try_send(SessionCmd::Send {
+                            epoch: s.epoch,
+                            msgs,
+                        })
+                        .is_err()
+                    {
+                        warn!(peer = %s.config.spec.address, "session queue full: resetting the session");
+                        let n = Notification::new(wire::error_code::CEASE, cease::OUT_OF_RESOURCES);
+                        let _ = s.cmd.try_send(SessionCmd::Stop {
+                            notification: n,
+                            restart_after: None,
+                        });
+                    }
+                }
+                Action::TearDown {
+                    peer,
+                    notification,
+                    restart_after,
+                } => {
+                    if let Some(s) = self.sessions.get(&peer) {
+                        info!(peer = %s.config.spec.address, "tearing down: {}", notification.describe());
+                        let _ = s.cmd.try_send(SessionCmd::Stop {
+                            notification,
+                            restart_after: Some(restart_after),
+                        });
+                    }
+                }
+                Action::Route(_) => routes_changed = true,
+            }
+        }
+        if routes_changed {
+            self.routes_tx
+                .send_replace(Arc::new(self.core.kernel_routes().clone()));
+        }
+    }
+
+    fn incoming(&mut self, stream: TcpStream, from: SocketAddr) {
+        let SocketAddr::V4(from4) = from else { return };
+        let hit = self
+            .sessions
+            .values()
+            .find(|s| s.config.spec.address == *from4.ip());
+        match hit {
+            Some(s) => {
+                debug!(%from, "incoming BGP connection");
+                let _ = s.cmd.try_send(SessionCmd::Incoming(stream));
+            }
+            None => debug!(%from, "refusing BGP connection from an unknown address"),
+        }
+    }
+
+    fn publish(&self) {
+        let mut peers: Vec<PeerStatus> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                Some(PeerStatus {
+                    id: *id,
+                    spec: self.core.peer_spec(*id)?.clone(),
+                    state: s.state,
+                    established_at: s.established_at.filter(|_| s.state == State::Established),
+                    last_error: s.last_error.clone(),
+                    stats: self.core.peer_stats(*id),
+                })
+            })
+            .collect();
+        peers.sort_by_key(|p| p.id);
+        let st = InstanceStatus {
+            peers,
+            listen_error: self.listen_error.clone(),
+        };
+        self.status_tx.send_if_modified(|old| {
+            if *old == st {
+                false
+            } else {
+                *old = st;
+                true
+            }
+        });
+    }
+}
+
+async fn accept(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One session
+
+type ConnectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>> + Send>>;
+
+struct SessionTask {
+    id: PeerId,
+    cfg: PeerConfig,
+    fsm: Session,
+    sockets: SocketFactory,
+    events: mpsc::Sender<(PeerId, PeerEvent)>,
+    timers: HashMap<Timer, Instant>,
+    reader: Option<tokio::net::tcp::OwnedReadHalf>,
+    writer: Option<tokio::net::tcp::OwnedWriteHalf>,
+    connecting: Option<ConnectFuture>,
+    buf: BytesMut,
+    epoch: u64,
+}
+
+impl SessionTask {
+    fn new(
+        id: PeerId,
+        cfg: PeerConfig,
+        sockets: SocketFactory,
+        events: mpsc::Sender<(PeerId, PeerEvent)>,
+    ) -> Self {
+        let fsm = Session::new(cfg.session.clone());
+        SessionTask {
+            id,
+            cfg,
+            fsm,
+            sockets,
+            events,
+            timers: HashMap::new(),
+            reader: None,
+            writer: None,
+            connecting: None,
+            buf: BytesMut::with_capacity(8192),
+            epoch: 0,
+        }
+    }
+
+    async fn run(mut self, mut cmds: mpsc::Receiver<SessionCmd>) {
+        self.input(Input::Start).await;
+        loop {
+            let deadline = self
+                .timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
+            let input = tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(SessionCmd::Send { epoch, msgs }) => {
+                        if epoch == self.epoch && self.fsm.state() == State::Established {
+                            for m in msgs {
+                                if let Err(e) = self.write(&m).await {
+                                    debug!("write: {e}");
+                                    self.input(Input::TcpFailed).await;
+                                    break;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    Some(SessionCmd::Stop { notification, restart_after }) => Input::Stop { notification, restart_after },
+                    Some(SessionCmd::Incoming(stream)) => {
+                        self.incoming(stream).await;
+                        continue;
+                    }
+                    Some(SessionCmd::Exit(n)) => {
+                        self.input(Input::Stop { notification: n, restart_after: None }).await;
+                        return;
+                    }
+                    None => return,
+                },
+                _ = sleep_until(deadline.map(|d| d.1)) => {
+                    let Some((t, _)) = deadline else { continue };
+                    self.timers.remove(&t);
+                    Input::TimerExpired(t)
+                }
+                res = connect_poll(&mut self.connecting) => {
+                    self.connecting = None;
+                    match res {
+                        Ok(stream) => {
+                            self.attach(stream);
+                            Input::TcpConnected
+                        }
+                        Err(e) => {
+                            debug!("connect: {e}");
+                            Input::TcpFailed
+                        }
+                    }
+                }
+                res = read_some(&mut self.reader, &mut self.buf) => match res {
+                    Ok(0) | Err(_) => Input::TcpFailed,
+                    Ok(_) => {
+                        self.drain_messages().await;
+                        continue;
+                    }
+                },
+            };
+            self.input(input).await;
+        }
+    }
+
+    /// Decodes every whole message in the buffer and feeds it to the FSM.
+    async fn drain_messages(&mut self) {
+        loop {
+            let cx = DecodeContext {
+                ibgp: self.fsm.is_ibgp(),
+            };
+            match wire::decode_message(&self.buf, &cx) {
+                Ok(Some((m, n))) => {
+                    let _ = self.buf.split_to(n);
+                    tracing::trace!(len = n, "received {}", m.kind());
+                    if let Message::Update(u) = &m {
+                        for p in &u.problems {
+                            warn!("UPDATE from the peer: {p:?} (RFC 7606)");
+                        }
+                    }
+                    self.input(Input::Message(m)).await;
+                    if self.reader.is_none() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("malformed message: {e}");
+                    self.buf.clear();
+                    self.input(Input::DecodeError(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Connection collision (RFC 4271 §6.8).
+    async fn incoming(&mut self, stream: TcpStream) {
+        let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
+        match self.fsm.state() {
+            State::Idle => {
+                // Administratively down or holding idle after an error: refuse.
+                let mut s = stream;
+                let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
+                let _ = s.write_all(&Message::Notification(n).encode()).await;
+            }
+            State::Connect | State::Active => {
+                self.connecting = None;
+                self.attach(stream);
+                self.input(Input::TcpConnected).await;
+            }
+            State::OpenSent => {
+                // The peer's OPEN on our connection is not in yet; keep theirs.
+                let _ = self.write(&Message::Notification(collision).encode()).await;
+                self.attach(stream);
+                self.input(Input::TcpConnected).await;
+            }
+            State::OpenConfirm => {
+                let peer_id = self
+                    .fsm
+                    .negotiated()
+                    .map(|n| n.peer_id)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                if self.cfg.session.router_id > peer_id {
+                    // We win: keep the connection we have, refuse the new one.
+                    let mut s = stream;
+                    let _ = s
+                        .write_all(&Message::Notification(collision).encode())
+                        .await;
+                } else {
+                    let _ = self.write(&Message::Notification(collision).encode()).await;
+                    self.attach(stream);
+                    self.input(Input::TcpConnected).await;
+                }
+            }
+            State::Established => {
+                let mut s = stream;
+                let _ = s
+                    .write_all(&Message::Notification(collision).encode())
+                    .await;
+            }
+        }
+    }
+
+    fn attach(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.reader = Some(r);
+        self.writer = Some(w);
+        self.buf.clear();
+    }
+
+    async fn write(&mut self, b: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write_all(b).await,
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "no connection")),
+        }
+    }
+
+    /// Runs one input through the FSM and carries out its outputs.
+    async fn input(&mut self, input: Input) {
+        let before = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        let outputs = self.fsm.handle(input);
+        for o in outputs {
+            match o {
+                Output::Connect => self.connecting = Some(self.connect()),
+                Output::Send(m) => {
+                    if let Err(e) = self.write(&m.encode()).await {
+                        debug!("write {}: {e}", m.kind());
+                    }
+                }
+                Output::Disconnect => {
+                    if let Some(mut w) = self.writer.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    self.reader = None;
+                    self.connecting = None;
+                }
+                Output::StartTimer(t, d) => {
+                    self.timers.insert(t, Instant::now() + d);
+                }
+                Output::StopTimer(t) => {
+                    self.timers.remove(&t);
+                }
+                Output::Established(n) => {
+                    self.epoch += 1;
+                    info!(hold = n.hold_time, "session established");
+                    let _ = self
+                        .events
+                        .send((
+                            self.id,
+                            PeerEvent::Up {
+                                epoch: self.epoch,
+                                negotiated: n,
+                            },
+                        ))
+                        .await;
+                }
+                Output::Down(why) => {
+                    info!("session down: {why}");
+                    let _ = self
+                        .events
+                        .send((self.id, PeerEvent::Down { epoch: self.epoch }))
+                        .await;
+                }
+                Output::Update(u) => {
+                    let _ = self
+                        .events
+                        .send((
+                            self.id,
+                            PeerEvent::Update {
+                                epoch: self.epoch,
+                                update: u,
+                            },
+                        ))
+                        .await;
+                }
+                Output::RouteRefresh => {
+                    let _ = self
+                        .events
+                        .send((self.id, PeerEvent::RouteRefresh { epoch: self.epoch }))
+                        .await;
+                }
+            }
+        }
+        let after = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        if after != before {
+            let _ = self
+                .events
+                .send((
+                    self.id,
+                    PeerEvent::State {
+                        state: after.0,
+                        last_error: after.1,
+                    },
+                ))
+                .await;
+        }
+    }
+
+    fn connect(&self) -> ConnectFuture {
+        let sockets = self.sockets.clone();
+        let local = self.cfg.spec.local_address;
+        let peer = SocketAddr::V4(SocketAddrV4::new(self.cfg.spec.address, self.cfg.port));
+        let key = self.cfg.md5_key.clone();
+        let timeout = self.cfg.session.connect_retry;
+        Box::pin(async move {
+            let s = sockets()?;
+            s.set_nonblocking(true)?;
+            if let Some(k) = &key {
+                cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
+            }
+            // Source the connection from our address on the shared subnet.
+            s.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+            let sock = TcpSocket::from_std_stream(s.into());
+            match tokio::time::timeout(timeout, sock.connect(peer)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {peer} timed out"),
+                )),
+            }
+        })
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect_poll(f: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_some(
+    r: &mut Option<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    match r {
+        Some(r) => r.read_buf(buf).await,
+        None => std::future::pending().await,
+    }
+}

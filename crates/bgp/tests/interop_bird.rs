@@ -1,0 +1,343 @@
+//! Interop: cic's speaker against BIRD 2 as the customer router and as the cloud fabric
+//! router, over loopback addresses of the test's own (127.0.X.0/24, one X per test).
+//! Skipped when BIRD is not installed, unless CIC_REQUIRE_PEERS=1 (CI).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use cic_bgp::driver::{InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance};
+use cic_bgp::fsm::{SessionConfig, State};
+use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
+use cic_bgp::policy::Role;
+use cic_peers::{Bird, bird_or_skip, wait_until};
+use ipnet::Ipv4Net;
+
+const CLOUD: u32 = 200_350;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+fn net(s: &str) -> Ipv4Net {
+    s.parse().expect("prefix")
+}
+
+/// Loopback plan of one test: we are .1 (listening on `base`), the customer BIRD .2
+/// (port base+2), the fabric BIRD .3 (port base+3).
+struct Plan {
+    x: u8,
+    base: u16,
+}
+
+impl Plan {
+    fn us(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.x, 1)
+    }
+    fn customer(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.x, 2)
+    }
+    fn fabric(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.x, 3)
+    }
+}
+
+fn customer_bird(p: &Plan, extra: &str, routes: &str) -> String {
+    format!(
+        r#"
+router id {c};
+protocol device {{}}
+protocol static announced {{ ipv4; {routes} }}
+protocol bgp cloud {{
+  local {c} port {cport} as 65001;
+  neighbor {us} port {uport} as {CLOUD};
+  multihop;
+  hold time 240;
+  connect retry time 1;
+  {extra}
+  ipv4 {{
+    import all;
+    export filter {{
+      if net = 172.20.0.0/16 then bgp_path.prepend(64500);
+      accept;
+    }};
+  }};
+}}
+"#,
+        c = p.customer(),
+        cport = p.base + 2,
+        us = p.us(),
+        uport = p.base,
+    )
+}
+
+fn fabric_bird(p: &Plan) -> String {
+    format!(
+        r#"
+router id {f};
+protocol device {{}}
+protocol static vpc {{ ipv4; route 10.128.0.0/24 blackhole; }}
+protocol bgp edge {{
+  local {f} port {fport} as {CLOUD};
+  neighbor {us} port {uport} as {CLOUD};
+  multihop;
+  connect retry time 1;
+  ipv4 {{ import all; export where proto = "vpc"; gateway recursive; igp table master4; }};
+}}
+"#,
+        f = p.fabric(),
+        fport = p.base + 3,
+        us = p.us(),
+        uport = p.base,
+    )
+}
+
+fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
+    SessionConfig {
+        local_asn: CLOUD,
+        router_id: ip("10.255.0.1"),
+        peer_asn,
+        hold_time: 90,
+        min_hold_time: min_hold,
+        connect_retry: Duration::from_secs(1),
+        passive: false,
+    }
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_default())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start(
+    p: &Plan,
+    max_prefixes: u32,
+    md5: Option<&str>,
+    with_fabric: bool,
+) -> InstanceHandle {
+    let params = InstanceParams {
+        local_asn: CLOUD,
+        vpc_prefixes: vec![net("10.128.0.0/24")],
+        max_prefixes,
+        max_prefix_action: MaxPrefixAction::Teardown,
+        max_prefix_idle: Duration::from_secs(1800),
+    };
+    init_tracing();
+    let h = spawn_instance(
+        params,
+        plain_sockets(),
+        Some(SocketAddr::new(p.us().into(), p.base)),
+    );
+    h.add_peer(PeerConfig {
+        spec: PeerSpec {
+            name: "pc-1".into(),
+            role: Role::Customer,
+            address: p.customer(),
+            local_address: p.us(),
+            asn: 65001,
+        },
+        session: session(65001, 90),
+        md5_key: md5.map(str::to_string),
+        port: p.base + 2,
+    })
+    .await
+    .expect("add customer");
+    if with_fabric {
+        h.add_peer(PeerConfig {
+            spec: PeerSpec {
+                name: "ri-1".into(),
+                role: Role::Fabric,
+                address: p.fabric(),
+                local_address: p.us(),
+                asn: CLOUD,
+            },
+            session: session(CLOUD, 0),
+            md5_key: None,
+            port: p.base + 3,
+        })
+        .await
+        .expect("add fabric");
+    }
+    h
+}
+
+async fn wait_status(
+    h: &InstanceHandle,
+    what: &str,
+    f: impl Fn(&InstanceStatus) -> bool,
+) -> InstanceStatus {
+    let mut rx = h.status();
+    let r = tokio::time::timeout(WAIT, rx.wait_for(|s| f(s)))
+        .await
+        .map(|r| r.map(|s| s.clone()));
+    match r {
+        Ok(Ok(s)) => s,
+        _ => panic!("timed out waiting for {what}; status: {:#?}", *rx.borrow()),
+    }
+}
+
+fn bird_wait(b: &Bird, what: &str, f: impl Fn(&Bird) -> bool) {
+    if let Err(e) = wait_until(WAIT, what, || f(b).then_some(())) {
+        panic!("{e}\n--- BIRD {} log ---\n{}", b.name(), b.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_flow_between_bird_customer_bird_fabric_and_the_kernel_table() {
+    if !bird_or_skip("routes_flow") {
+        return;
+    }
+    let p = Plan { x: 21, base: 17210 };
+    let routes = "route 192.168.10.0/24 blackhole; route 192.0.2.0/24 blackhole; \
+                  route 172.20.0.0/16 blackhole; route 10.128.0.0/25 blackhole;";
+    let cust =
+        Bird::start("customer", &customer_bird(&p, "", routes), None, None).expect("customer BIRD");
+    let fab = Bird::start("fabric", &fabric_bird(&p), None, None).expect("fabric BIRD");
+    let h = start(&p, 500, None, true).await;
+
+    // Kernel table: exactly the acceptable customer route and the VPC route.
+    let mut rx = h.routes();
+    let want = [
+        (net("10.128.0.0/24"), vec![p.fabric()]),
+        (net("192.168.10.0/24"), vec![p.customer()]),
+    ];
+    let got = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|r| r.len() == 2 && want.iter().all(|(k, v)| r.get(k) == Some(v))),
+    )
+    .await
+    .map(|r| r.is_ok());
+    assert!(
+        got.is_ok(),
+        "kernel routes: {:?}\ncustomer BIRD log:\n{}",
+        *rx.borrow(),
+        cust.log()
+    );
+
+    let st = wait_status(&h, "customer counters", |s| {
+        s.peers.iter().any(|p| p.stats.received == 4)
+    })
+    .await;
+    let c = &st.peers[0];
+    assert_eq!(c.state, State::Established);
+    assert_eq!(
+        (c.stats.received, c.stats.accepted, c.stats.advertised),
+        (4, 1, 1),
+        "{c:?}"
+    );
+
+    // The customer hears the VPC prefix from AS 200350 with our address as next hop, and
+    // nothing else from us.
+    bird_wait(&cust, "VPC prefix at the customer", |b| {
+        b.has_route("10.128.0.0/24")
+    });
+    let r = cust.route("10.128.0.0/24");
+    assert!(r.contains("BGP.as_path: 200350"), "{r}");
+    assert!(r.contains(&format!("BGP.next_hop: {}", p.us())), "{r}");
+
+    // The fabric hears the customer's prefix over iBGP with next hop self and LOCAL_PREF.
+    bird_wait(&fab, "customer prefix at the fabric", |b| {
+        b.has_route("192.168.10.0/24")
+    });
+    let r = fab.route("192.168.10.0/24");
+    assert!(r.contains("BGP.as_path: 65001"), "{r}");
+    assert!(r.contains(&format!("BGP.next_hop: {}", p.us())), "{r}");
+    assert!(r.contains("BGP.local_pref: 100"), "{r}");
+    assert!(
+        !fab.has_route("172.20.0.0/16"),
+        "documentation ASN path must not reach the fabric"
+    );
+
+    // The fabric loses the VPC: the customer must stop hearing it.
+    fab.cmd("disable edge").expect("disable");
+    bird_wait(&cust, "VPC prefix withdrawn at the customer", |b| {
+        !b.has_route("10.128.0.0/24")
+    });
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_protected_session_comes_up_with_the_right_key() {
+    if !bird_or_skip("md5") {
+        return;
+    }
+    let p = Plan { x: 22, base: 17220 };
+    let conf = customer_bird(
+        &p,
+        r#"password "s3cr3t-k3y";"#,
+        "route 192.168.22.0/24 blackhole;",
+    );
+    let cust = Bird::start("customer-md5", &conf, None, None).expect("BIRD");
+    let h = start(&p, 500, Some("s3cr3t-k3y"), false).await;
+    wait_status(&h, "Established with MD5", |s| {
+        s.peers.iter().any(|p| p.state == State::Established)
+    })
+    .await;
+    bird_wait(&cust, "BIRD sees Established", |b| {
+        b.bgp_state("cloud").as_deref() == Some("Established")
+    });
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_the_prefix_limit_tears_the_session_down_and_bird_is_told_why() {
+    if !bird_or_skip("max_prefix") {
+        return;
+    }
+    let p = Plan { x: 23, base: 17230 };
+    let routes = "route 192.168.1.0/24 blackhole; route 192.168.2.0/24 blackhole; route 192.168.3.0/24 blackhole;";
+    let cust = Bird::start(
+        "customer-maxpfx",
+        &customer_bird(&p, "", routes),
+        None,
+        None,
+    )
+    .expect("BIRD");
+    let h = start(&p, 2, None, false).await;
+    let st = wait_status(&h, "teardown", |s| {
+        s.peers.iter().any(|p| {
+            p.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("Maximum Number of Prefixes"))
+        })
+    })
+    .await;
+    assert_eq!(st.peers[0].state, State::Idle);
+    bird_wait(&cust, "BIRD reports the Cease", |b| {
+        b.last_error("cloud")
+            .is_some_and(|e| e.to_lowercase().contains("maximum number of prefixes"))
+    });
+    // BIRD keeps trying; the session is held idle and refuses it.
+    assert_ne!(cust.bgp_state("cloud").as_deref(), Some("Established"));
+    assert!(
+        h.routes().borrow().is_empty(),
+        "routes of a torn-down session are removed"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_time_below_the_minimum_is_refused_and_bird_is_told() {
+    if !bird_or_skip("hold_time") {
+        return;
+    }
+    let p = Plan { x: 24, base: 17240 };
+    let conf = customer_bird(&p, "", "route 192.168.24.0/24 blackhole;")
+        .replace("hold time 240;", "hold time 30;");
+    let cust = Bird::start("customer-hold", &conf, None, None).expect("BIRD");
+    let h = start(&p, 500, None, false).await;
+    wait_status(&h, "OPEN refused", |s| {
+        s.peers.iter().any(|p| {
+            p.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("Unacceptable Hold Time"))
+        })
+    })
+    .await;
+    bird_wait(&cust, "BIRD reports the refusal", |b| {
+        b.last_error("cloud")
+            .is_some_and(|e| e.to_lowercase().contains("hold time"))
+    });
+    h.shutdown().await;
+}
