@@ -1,14 +1,33 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The Linux data plane of a cic edge.
+//!
+//! - [`netns`]: named network namespaces (one per routing instance) without forking.
+//! - [`netlink`]: links, addresses and routes, through one rtnetlink connection per
+//!   namespace.
+//! - [`probe`]: what this kernel can do (802.1Q or not), checked at start, never assumed.
+
+pub mod netlink;
+pub mod netns;
+pub mod probe;
+
+pub use netlink::{Link, LinkKind, LinkSpec, Netlink, PROTO_BGP};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Netlink(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Io(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub type Result<T> = std::result::Result<T, Error>;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+/// Whether this process may manage namespaces and links (tests skip without it).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }

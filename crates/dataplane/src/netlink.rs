@@ -1,0 +1,477 @@
+//! One rtnetlink connection per namespace, and the few kernel objects cic programs:
+//! links (VXLAN, 802.1Q, veth), IPv4 addresses, IPv4 routes with ECMP next hops.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
+    RouteScope, RouteType,
+};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder};
+
+use crate::{Error, Result, netns};
+
+/// `RTPROT_BGP`: routes cic installs are marked `proto bgp`; cic owns exactly those.
+pub const PROTO_BGP: u8 = 186;
+const RT_TABLE_MAIN: u32 = 254;
+const EOPNOTSUPP: i32 = 95;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// What kind of link to make for a connection or a fabric segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    /// VXLAN with a unicast remote; `underlay_dev` pins the underlay port.
+    Vxlan {
+        vni: u32,
+        remote: Ipv4Addr,
+        port: u16,
+        underlay_dev: Option<String>,
+    },
+    /// 802.1Q subinterface of `parent`.
+    Vlan { parent: String, vlan: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub name: String,
+    pub kind: LinkKind,
+    pub mtu: u32,
+    /// Stored in IFLA_IFALIAS: who owns the link and a fingerprint of its spec.
+    pub alias: String,
+}
+
+/// A connection to the kernel's routing netlink, inside one namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+    netns: Option<String>,
+}
+
+impl Netlink {
+    /// Opens a connection inside namespace `netns` (the current one when `None`). Needs a
+    /// tokio runtime; the connection task runs on it.
+    pub fn open(netns: Option<&str>) -> Result<Netlink> {
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _) = netns::run_in(netns, move || {
+            let _guard = rt.enter();
+            rtnetlink::new_connection()
+        })
+        .and_then(|r| r)
+        .map_err(|e| {
+            Error::Io(format!(
+                "netlink socket in {}: {e}",
+                netns.unwrap_or("the host namespace")
+            ))
+        })?;
+        tokio::spawn(conn);
+        Ok(Netlink {
+            handle,
+            netns: netns.map(str::to_string),
+        })
+    }
+
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    fn ctx(&self, what: &str) -> impl Fn(rtnetlink::Error) -> Error + '_ {
+        let what = what.to_string();
+        move |e| {
+            Error::from_netlink(
+                &format!(
+                    "{what} in {}",
+                    self.netns.as_deref().unwrap_or("the host namespace")
+                ),
+                e,
+            )
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.ctx("list links"))?;
+        Ok(msgs.iter().map(link_from).collect())
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<Link>> {
+        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+    }
+
+    async fn index_of(&self, name: &str) -> Result<u32> {
+        self.link(name)
+            .await?
+            .map(|l| l.index)
+            .ok_or_else(|| Error::NotFound(format!("interface {name}")))
+    }
+
+    /// Creates `spec`'s link here (the underlay: parent port, VXLAN socket) and places it
+    /// in `target`'s namespace, down; callers bring it up after addressing it.
+    pub async fn create_link_in(&self, spec: &LinkSpec, target: &Netlink) -> Result<u32> {
+        let target_ns = target
+            .netns
+            .as_deref()
+            .ok_or_else(|| Error::Invalid("target must be a named namespace".into()))?;
+        let ns = netns::open(target_ns).map_err(|e| Error::Io(e.to_string()))?;
+        let fd = ns.as_raw_fd();
+        let msg = match &spec.kind {
+            LinkKind::Vxlan {
+                vni,
+                remote,
+                port,
+                underlay_dev,
+            } => {
+                let mut b = LinkVxlan::new(&spec.name, *vni)
+                    .remote(*remote)
+                    .port(*port)
+                    .learning(false);
+                if let Some(dev) = underlay_dev {
+                    b = b.dev(self.index_of(dev).await?);
+                }
+                b.mtu(spec.mtu).setns_by_fd(fd).build()
+            }
+            LinkKind::Vlan { parent, vlan } => {
+                let parent_idx = self.index_of(parent).await?;
+                LinkVlan::new(&spec.name, parent_idx, *vlan)
+                    .mtu(spec.mtu)
+                    .setns_by_fd(fd)
+                    .build()
+            }
+        };
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("create {}", spec.name)))?;
+        // The kernel ignores IFLA_IFALIAS when creating a link; set it in its new home.
+        let index = target.index_of(&spec.name).await?;
+        let msg = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(LinkAttribute::IfAlias(spec.alias.clone()))
+            .build();
+        target
+            .handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(target.ctx(&format!("set alias of {}", spec.name)))?;
+        Ok(index)
+    }
+
+    /// A veth pair; the peer end goes to namespace `peer_ns` when given.
+    pub async fn create_veth(&self, name: &str, peer: &str, peer_ns: Option<&str>) -> Result<()> {
+        let mut b = LinkVeth::new(name, peer);
+        let ns_file;
+        if let Some(ns) = peer_ns {
+            ns_file = netns::open(ns).map_err(|e| Error::Io(e.to_string()))?;
+            // The peer's attributes live inside IFLA_INFO_DATA; moving the peer is simplest
+            // after creation.
+            self.handle
+                .link()
+                .add(b.build())
+                .execute()
+                .await
+                .map_err(self.ctx(&format!("create veth {name}")))?;
+            let idx = self.index_of(peer).await?;
+            let msg = LinkUnspec::new_with_index(idx)
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build();
+            return self
+                .handle
+                .link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(self.ctx(&format!("move {peer} to {ns}")));
+        }
+        b = b.up();
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("create veth {name}")))
+    }
+
+    pub async fn del_link(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("delete link {index}")))
+    }
+
+    pub async fn set_up(&self, index: u32, mtu: Option<u32>) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("set link {index} up")))
+    }
+
+    pub async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.ctx("list addresses"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.index == index)
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip))
+                    | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                        Ipv4Net::new(*ip, m.header.prefix_len).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect())
+    }
+
+    pub async fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
+            .replace()
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("add address {addr}")))
+    }
+
+    pub async fn del_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(IpAddr::V4(addr.addr()))
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.ctx("find address"))?;
+        for m in msgs
+            .into_iter()
+            .filter(|m| m.header.index == index && m.header.prefix_len == addr.prefix_len())
+        {
+            self.handle
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(self.ctx(&format!("delete address {addr}")))?;
+        }
+        Ok(())
+    }
+
+    /// IPv4 routes of the main table installed with `proto`: prefix → next hops.
+    pub async fn routes(&self, proto: u8) -> Result<BTreeMap<Ipv4Net, Vec<Ipv4Addr>>> {
+        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(req)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.ctx("list routes"))?;
+        let mut out = BTreeMap::new();
+        for m in msgs {
+            if u8::from(m.header.protocol) != proto || table_of(&m) != RT_TABLE_MAIN {
+                continue;
+            }
+            let dst = m.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                _ => None,
+            });
+            let Ok(prefix) = Ipv4Net::new(
+                dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                m.header.destination_prefix_length,
+            ) else {
+                continue;
+            };
+            let mut hops: Vec<Ipv4Addr> = Vec::new();
+            for a in &m.attributes {
+                match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => hops.push(*gw),
+                    RouteAttribute::MultiPath(nhs) => {
+                        for nh in nhs {
+                            for na in &nh.attributes {
+                                if let RouteAttribute::Gateway(RouteAddress::Inet(gw)) = na {
+                                    hops.push(*gw);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            hops.sort();
+            out.insert(prefix, hops);
+        }
+        Ok(out)
+    }
+
+    /// Installs or replaces `prefix` via `nexthops` (ECMP when more than one).
+    pub async fn replace_route(
+        &self,
+        prefix: Ipv4Net,
+        nexthops: &[Ipv4Addr],
+        proto: u8,
+    ) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(prefix.network(), prefix.prefix_len())
+            .protocol(RouteProtocol::from(proto))
+            .scope(RouteScope::Universe)
+            .kind(RouteType::Unicast);
+        match nexthops {
+            [] => return Err(Error::Invalid(format!("route {prefix} has no next hop"))),
+            [one] => b = b.gateway(*one),
+            many => {
+                let hops = many
+                    .iter()
+                    .map(|gw| {
+                        let mut nh = RouteNextHop::default();
+                        nh.attributes
+                            .push(RouteAttribute::Gateway(RouteAddress::Inet(*gw)));
+                        nh
+                    })
+                    .collect();
+                b = b.multipath(hops);
+            }
+        }
+        self.handle
+            .route()
+            .add(b.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(self.ctx(&format!("install route {prefix}")))
+    }
+
+    pub async fn del_route(&self, prefix: Ipv4Net, proto: u8) -> Result<()> {
+        let mut m = RouteMessage::default();
+        let mut h = RouteHeader::default();
+        h.address_family = netlink_packet_route::AddressFamily::Inet;
+        h.destination_prefix_length = prefix.prefix_len();
+        h.table = RT_TABLE_MAIN as u8;
+        h.protocol = RouteProtocol::from(proto);
+        h.scope = RouteScope::Universe;
+        h.kind = RouteType::Unicast;
+        m.header = h;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(
+                prefix.network(),
+            )));
+        match self.handle.route().del(m).execute().await {
+            Err(e) if errno(&e) == Some(3) => Ok(()), // ESRCH: already gone
+            r => r.map_err(self.ctx(&format!("delete route {prefix}"))),
+        }
+    }
+}
+
+fn table_of(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(m.header.table as u32)
+}
+
+fn link_from(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        alias: None,
+        kind: None,
+        mtu: 0,
+        up: m.header.flags.contains(LinkFlags::Up),
+        rx_bytes: 0,
+        tx_bytes: 0,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Stats64(s) => {
+                l.rx_bytes = s.rx_bytes;
+                l.tx_bytes = s.tx_bytes;
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(match k {
+                            InfoKind::Vxlan => "vxlan".into(),
+                            InfoKind::Vlan => "vlan".into(),
+                            InfoKind::Veth => "veth".into(),
+                            other => format!("{other:?}").to_lowercase(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+impl Error {
+    fn from_netlink(what: &str, e: rtnetlink::Error) -> Error {
+        match errno(&e) {
+            Some(EOPNOTSUPP) => Error::Unsupported(format!(
+                "{what}: the kernel does not support this link type"
+            )),
+            Some(code) => Error::Netlink(format!(
+                "{what}: {}",
+                std::io::Error::from_raw_os_error(code)
+            )),
+            None => Error::Netlink(format!("{what}: {e}")),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Named network namespaces, compatible with `ip netns` (bind mounts under /run/netns),
+//! made without forking: a scoped thread unshares or enters the namespace, since a
+//! thread's network namespace is its own (setns(2), unshare(2)).
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+pub const RUN_DIR: &str = "/run/netns";
+/// `NSFS_MAGIC` from linux/magic.h: a file that is a mounted namespace.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+fn path(name: &str) -> io::Result<PathBuf> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name != "."
+        && name != "..";
+    if !ok {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid namespace name {name:?}"),
+        ));
+    }
+    Ok(PathBuf::from(RUN_DIR).join(name))
+}
+
+/// Whether `name` exists as a live namespace mount.
+pub fn exists(name: &str) -> bool {
+    let Ok(p) = path(name) else { return false };
+    match nix::sys::statfs::statfs(&p) {
+        Ok(s) => s.filesystem_type().0 as i64 == NSFS_MAGIC,
+        Err(_) => false,
+    }
+}
+
+/// Creates namespace `name` (idempotent: an existing one is kept as it is).
+pub fn add(name: &str) -> io::Result<()> {
+    let p = path(name)?;
+    if exists(name) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(RUN_DIR)?;
+    // A stale file from an earlier unclean exit is replaced.
+    let _ = std::fs::remove_file(&p);
+    File::options().write(true).create_new(true).open(&p)?;
+    let target = p.clone();
+    let res = std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(io::Error::from)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&p);
+    }
+    res.map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
+}
+
+/// Deletes namespace `name`; its virtual links go with it. Missing is fine.
+pub fn del(name: &str) -> io::Result<()> {
+    let p = path(name)?;
+    if exists(name) {
+        umount2(&p, MntFlags::MNT_DETACH)
+            .map_err(|e| io::Error::other(format!("unmount {}: {e}", p.display())))?;
+    }
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Names of the namespaces under /run/netns that start with `prefix`.
+pub fn list(prefix: &str) -> io::Result<Vec<String>> {
+    let rd = match std::fs::read_dir(RUN_DIR) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// An open handle on a namespace (to place links into it).
+pub fn open(name: &str) -> io::Result<File> {
+    let p = path(name)?;
+    File::open(&p)
+        .map_err(|e| io::Error::new(e.kind(), format!("open network namespace {name}: {e}")))
+}
+
+/// Runs `f` on a thread inside namespace `name` (the current one when `None`). Sockets
+/// made by `f` stay in that namespace for their whole life.
+pub fn run_in<T: Send>(name: Option<&str>, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    let Some(name) = name else { return Ok(f()) };
+    let ns = open(name)?;
+    std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<T> {
+            setns(&ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io::Error::other(format!("enter {name}: {e}")))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`) inside namespace `name`.
+pub fn sysctl(name: Option<&str>, key: &str, value: &str) -> io::Result<()> {
+    let p = format!("/proc/sys/{key}");
+    run_in(name, || std::fs::write(&p, value))?.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "sysctl {key}={value} in {}: {e}",
+                name.unwrap_or("the host")
+            ),
+        )
+    })
+}
+
+/// A new TCP/IPv4 socket inside namespace `name`.
+pub fn tcp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
+    run_in(name, || {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+    })?
+}

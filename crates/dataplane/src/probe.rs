@@ -1,0 +1,77 @@
+//! Probes the kernel for the link types cic can use, in a scratch namespace, by trying.
+
+use crate::netlink::{LinkKind, LinkSpec, Netlink};
+use crate::{Error, netns};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// 802.1Q VLAN subinterfaces (physical trunks).
+    pub vlan: bool,
+    /// VXLAN (overlay trunks, fabric segments).
+    pub vxlan: bool,
+}
+
+impl Capabilities {
+    /// How a trunk's connections are carried on this kernel, for people and reports.
+    pub fn mode(&self) -> &'static str {
+        match (self.vlan, self.vxlan) {
+            (true, true) => "802.1q+vxlan",
+            (true, false) => "802.1q",
+            (false, true) => "vxlan-overlay",
+            (false, false) => "none",
+        }
+    }
+}
+
+/// Tries to create each link type on a veth in a throwaway namespace.
+pub async fn probe() -> Result<Capabilities, Error> {
+    let ns = format!("cic-probe-{}", std::process::id());
+    netns::add(&ns).map_err(|e| Error::Io(e.to_string()))?;
+    let r = run(&ns).await;
+    let _ = netns::del(&ns);
+    r
+}
+
+async fn run(ns: &str) -> Result<Capabilities, Error> {
+    let nl = Netlink::open(Some(ns))?;
+    nl.create_veth("probe0", "probe1", None).await?;
+    let try_kind = |kind: LinkKind, name: &str| {
+        let spec = LinkSpec {
+            name: name.to_string(),
+            kind,
+            mtu: 1500,
+            alias: "probe".into(),
+        };
+        let nl = nl.clone();
+        async move { nl.create_link_in(&spec, &nl).await.map(|_| ()) }
+    };
+    let vlan = match try_kind(
+        LinkKind::Vlan {
+            parent: "probe0".into(),
+            vlan: 100,
+        },
+        "probe0.100",
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(Error::Unsupported(_)) => false,
+        Err(e) => return Err(e),
+    };
+    let vxlan = match try_kind(
+        LinkKind::Vxlan {
+            vni: 100,
+            remote: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            port: 4789,
+            underlay_dev: None,
+        },
+        "probevx",
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(Error::Unsupported(_)) => false,
+        Err(e) => return Err(e),
+    };
+    Ok(Capabilities { vlan, vxlan })
+}

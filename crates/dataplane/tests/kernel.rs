@@ -1,0 +1,357 @@
+//! Kernel tests: real namespaces, links, addresses, routes and packets. They need root;
+//! without it they skip, unless CIC_REQUIRE_ROOT=1 (CI), where skipping is a failure.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cic_dataplane::netlink::PROTO_BGP;
+use cic_dataplane::{Error, LinkKind, LinkSpec, Netlink, netns, probe};
+use ipnet::Ipv4Net;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn root_or_skip(test: &str) -> bool {
+    if cic_dataplane::is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CIC_REQUIRE_ROOT").is_err(),
+        "{test}: needs root (CIC_REQUIRE_ROOT is set)"
+    );
+    eprintln!("{test}: skipped, needs root");
+    false
+}
+
+/// Namespaces of one test, deleted on drop.
+struct Nets(Vec<String>);
+impl Nets {
+    fn new(n: usize) -> Nets {
+        let base = format!(
+            "cictest-dp{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let v: Vec<String> = (0..n).map(|i| format!("{base}-{i}")).collect();
+        for ns in &v {
+            netns::add(ns).expect("netns add");
+        }
+        Nets(v)
+    }
+    fn get(&self, i: usize) -> &str {
+        &self.0[i]
+    }
+}
+impl Drop for Nets {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = netns::del(ns);
+        }
+    }
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().expect("prefix")
+}
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn ping(ns: &str, to: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "2", to])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn namespaces_are_created_idempotently_listed_and_deleted() {
+    if !root_or_skip("namespaces") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    assert!(netns::exists(ns));
+    netns::add(ns).expect("second add is a no-op");
+    assert!(
+        netns::list("cictest-dp")
+            .expect("list")
+            .contains(&ns.to_string())
+    );
+    // `ip netns` sees it too: the same bind mount under /run/netns.
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ip", "link"])
+        .output()
+        .expect("ip");
+    assert!(out.status.success());
+    netns::del(ns).expect("del");
+    assert!(!netns::exists(ns));
+    netns::del(ns).expect("deleting a missing namespace is fine");
+    assert!(netns::add("../etc").is_err(), "names are validated");
+}
+
+#[tokio::test]
+async fn sysctl_is_per_namespace() {
+    if !root_or_skip("sysctl") {
+        return;
+    }
+    let nets = Nets::new(2);
+    netns::sysctl(Some(nets.get(0)), "net/ipv4/ip_forward", "1").expect("sysctl");
+    let read = |ns: &str| {
+        netns::run_in(Some(ns), || {
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        })
+        .expect("run")
+        .expect("read")
+    };
+    assert_eq!(read(nets.get(0)).trim(), "1");
+    assert_eq!(
+        read(nets.get(1)).trim(),
+        "0",
+        "the other namespace is untouched"
+    );
+}
+
+#[tokio::test]
+async fn probe_agrees_with_what_ip_link_can_create() {
+    if !root_or_skip("probe") {
+        return;
+    }
+    let caps = probe::probe().await.expect("probe");
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    let ip_ns = |args: &[&str]| {
+        let mut a = vec!["-n", ns];
+        a.extend_from_slice(args);
+        Command::new("ip")
+            .args(&a)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    assert!(ip_ns(&[
+        "link", "add", "pv0", "type", "veth", "peer", "name", "pv1"
+    ]));
+    let vlan = ip_ns(&[
+        "link", "add", "link", "pv0", "name", "pv0.7", "type", "vlan", "id", "7",
+    ]);
+    let vxlan = ip_ns(&[
+        "link",
+        "add",
+        "pvx",
+        "type",
+        "vxlan",
+        "id",
+        "7",
+        "remote",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+    ]);
+    assert_eq!(
+        (caps.vlan, caps.vxlan),
+        (vlan, vxlan),
+        "probe says {caps:?}"
+    );
+}
+
+#[tokio::test]
+async fn vxlan_placed_in_a_routing_namespace_carries_packets() {
+    if !root_or_skip("vxlan") {
+        return;
+    }
+    // underlay A ──veth── underlay B; the VXLAN socket lives in A, its device in R.
+    let nets = Nets::new(3);
+    let (a, b, r) = (nets.get(0), nets.get(1), nets.get(2));
+    let nla = Netlink::open(Some(a)).expect("netlink a");
+    let nlb = Netlink::open(Some(b)).expect("netlink b");
+    let nlr = Netlink::open(Some(r)).expect("netlink r");
+    nla.create_veth("ul0", "ul1", Some(b)).await.expect("veth");
+    let ul0 = nla.link("ul0").await.expect("links").expect("ul0");
+    nla.add_address(ul0.index, net("100.64.1.1/30"))
+        .await
+        .expect("addr");
+    nla.set_up(ul0.index, Some(9000)).await.expect("up");
+    let ul1 = nlb.link("ul1").await.expect("links").expect("ul1");
+    nlb.add_address(ul1.index, net("100.64.1.2/30"))
+        .await
+        .expect("addr");
+    nlb.set_up(ul1.index, Some(9000)).await.expect("up");
+
+    let spec = LinkSpec {
+        name: "pc1".into(),
+        kind: LinkKind::Vxlan {
+            vni: 100,
+            remote: ip("100.64.1.2"),
+            port: 4789,
+            underlay_dev: Some("ul0".into()),
+        },
+        mtu: 8910,
+        alias: "pc-test fp1".into(),
+    };
+    nla.create_link_in(&spec, &nlr).await.expect("vxlan into r");
+    assert!(
+        nla.link("pc1").await.expect("links").is_none(),
+        "the device is not left in the underlay"
+    );
+    let pc1 = nlr.link("pc1").await.expect("links").expect("pc1 in r");
+    assert_eq!(
+        (pc1.kind.as_deref(), pc1.mtu, pc1.alias.as_deref()),
+        (Some("vxlan"), 8910, Some("pc-test fp1"))
+    );
+    nlr.add_address(pc1.index, net("169.254.100.1/30"))
+        .await
+        .expect("addr");
+    nlr.set_up(pc1.index, None).await.expect("up");
+    assert_eq!(
+        nlr.addresses(pc1.index).await.expect("addrs"),
+        vec![net("169.254.100.1/30")]
+    );
+
+    // The far end, in B, made by iproute2 as a customer's router would.
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip -n {b} link add vx100 type vxlan id 100 remote 100.64.1.1 dstport 4789 dev ul1 && \
+             ip -n {b} addr add 169.254.100.2/30 dev vx100 && ip -n {b} link set vx100 up"
+        ))
+        .status()
+        .expect("sh");
+    assert!(ok.success());
+    assert!(
+        ping(r, "169.254.100.2"),
+        "packets cross the VXLAN segment from the routing namespace"
+    );
+
+    // Same VNI and port again from the same underlay: the kernel refuses, clearly.
+    let dup = LinkSpec {
+        name: "pc2".into(),
+        ..spec.clone()
+    };
+    let e = nla
+        .create_link_in(&dup, &nlr)
+        .await
+        .expect_err("duplicate VNI");
+    assert!(
+        matches!(e, Error::Netlink(ref m) if m.contains("create pc2")),
+        "{e}"
+    );
+
+    nlr.del_link(pc1.index).await.expect("del");
+    assert!(nlr.link("pc1").await.expect("links").is_none());
+}
+
+#[tokio::test]
+async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
+    if !root_or_skip("routes") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
+    nl.create_veth("r0", "r1", Some(nets.get(1)))
+        .await
+        .expect("veth");
+    let r0 = nl.link("r0").await.expect("links").expect("r0");
+    nl.add_address(r0.index, net("10.9.0.1/24"))
+        .await
+        .expect("addr");
+    nl.set_up(r0.index, None).await.expect("up");
+
+    let p = net("192.168.10.0/24");
+    nl.replace_route(p, &[ip("10.9.0.2"), ip("10.9.0.3")], PROTO_BGP)
+        .await
+        .expect("ecmp");
+    let got = nl.routes(PROTO_BGP).await.expect("routes");
+    assert_eq!(got.get(&p), Some(&vec![ip("10.9.0.2"), ip("10.9.0.3")]));
+    let shown = Command::new("ip")
+        .args(["-n", nets.get(0), "route", "show", "proto", "bgp"])
+        .output()
+        .expect("ip");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("nexthop via 10.9.0.2") && shown.contains("nexthop via 10.9.0.3"),
+        "{shown}"
+    );
+
+    nl.replace_route(p, &[ip("10.9.0.3")], PROTO_BGP)
+        .await
+        .expect("replace");
+    assert_eq!(
+        nl.routes(PROTO_BGP).await.expect("routes").get(&p),
+        Some(&vec![ip("10.9.0.3")])
+    );
+    nl.replace_route(net("0.0.0.0/0"), &[ip("10.9.0.2")], PROTO_BGP)
+        .await
+        .expect("default");
+    assert_eq!(nl.routes(PROTO_BGP).await.expect("routes").len(), 2);
+
+    // Only routes of our protocol are listed: a static route made by hand is not ours.
+    Command::new("ip")
+        .args([
+            "-n",
+            nets.get(0),
+            "route",
+            "add",
+            "172.16.0.0/12",
+            "via",
+            "10.9.0.4",
+        ])
+        .status()
+        .expect("ip");
+    assert!(
+        !nl.routes(PROTO_BGP)
+            .await
+            .expect("routes")
+            .contains_key(&net("172.16.0.0/12"))
+    );
+
+    nl.del_route(p, PROTO_BGP).await.expect("del");
+    nl.del_route(p, PROTO_BGP)
+        .await
+        .expect("deleting a missing route is fine");
+    assert!(!nl.routes(PROTO_BGP).await.expect("routes").contains_key(&p));
+    assert!(
+        nl.replace_route(p, &[], PROTO_BGP).await.is_err(),
+        "a route needs a next hop"
+    );
+}
+
+#[tokio::test]
+async fn sockets_made_in_a_namespace_stay_there() {
+    if !root_or_skip("sockets") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    netns::run_in(Some(ns), || {
+        Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+    })
+    .expect("run")
+    .expect("ip");
+    let s = netns::tcp_socket(Some(ns)).expect("socket");
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr")
+            .into(),
+    )
+    .expect("bind");
+    s.listen(1).expect("listen");
+    let port = s
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet")
+        .port();
+    // Visible from inside the namespace, not from the host.
+    let inside = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-ltn"])
+        .output()
+        .expect("ss");
+    assert!(String::from_utf8_lossy(&inside.stdout).contains(&format!(":{port}")));
+    let host = Command::new("ss").args(["-ltn"]).output().expect("ss");
+    assert!(!String::from_utf8_lossy(&host.stdout).contains(&format!("127.0.0.1:{port} ")));
+}
