@@ -385,6 +385,8 @@ impl Netlink {
             .map_err(self.ctx(&format!("install route {prefix}")))
     }
 
+    // RouteHeader is #[non_exhaustive]: it cannot be built with a struct expression.
+    #[allow(clippy::field_reassign_with_default)]
     pub async fn del_route(&self, prefix: Ipv4Net, proto: u8) -> Result<()> {
         let mut m = RouteMessage::default();
         let mut h = RouteHeader::default();

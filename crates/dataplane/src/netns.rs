@@ -34,7 +34,7 @@ fn path(name: &str) -> io::Result<PathBuf> {
 pub fn exists(name: &str) -> bool {
     let Ok(p) = path(name) else { return false };
     match nix::sys::statfs::statfs(&p) {
-        Ok(s) => s.filesystem_type().0 as i64 == NSFS_MAGIC,
+        Ok(s) => s.filesystem_type().0 == NSFS_MAGIC,
         Err(_) => false,
     }
 }
