@@ -16,6 +16,7 @@ pub struct EdgeConfig {
     /// The cloud's ASN: local AS of every session of this edge.
     pub local_asn: u32,
     pub bgp: BgpSettings,
+    pub trunks: Vec<TrunkConfig>,
     /// One per routing instance, plus one per private connection not (yet) in a routing
     /// instance, so that its BGP session can come up and be seen.
     pub instances: Vec<InstanceConfig>,
@@ -103,12 +104,21 @@ pub enum Attachment {
     },
 }
 
+/// A trunk this edge carries: where its connections' frames go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrunkConfig {
+    pub id: String,
+    pub attachment: Attachment,
+    /// Capacity in Mbit/s (shaping: not yet enforced by the data plane).
+    pub capacity_mbps: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionConfig {
     pub id: String,
     pub trunk_id: String,
-    pub attachment: Attachment,
     pub vlan_id: u16,
     pub subnet: Ipv4Net,
     pub cloud_ip: Ipv4Addr,
@@ -117,8 +127,6 @@ pub struct ConnectionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5_key: Option<String>,
     pub mtu: u32,
-    /// Trunk capacity in Mbit/s (shaping: not yet enforced by the data plane).
-    pub capacity_mbps: u64,
 }
 
 // ---------------------------------------------------------------------------------------

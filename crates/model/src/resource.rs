@@ -124,25 +124,42 @@ pub struct EdgeRegistration {
 
 /// Trunk capacity; the enforced rate of the trunk port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Capacity {
+    #[serde(rename = "CAPACITY_50_MBPS")]
     Capacity50Mbps,
+    #[serde(rename = "CAPACITY_100_MBPS")]
     Capacity100Mbps,
+    #[serde(rename = "CAPACITY_200_MBPS")]
     Capacity200Mbps,
+    #[serde(rename = "CAPACITY_300_MBPS")]
     Capacity300Mbps,
+    #[serde(rename = "CAPACITY_400_MBPS")]
     Capacity400Mbps,
+    #[serde(rename = "CAPACITY_500_MBPS")]
     Capacity500Mbps,
+    #[serde(rename = "CAPACITY_1_GBPS")]
     Capacity1Gbps,
+    #[serde(rename = "CAPACITY_2_GBPS")]
     Capacity2Gbps,
+    #[serde(rename = "CAPACITY_3_GBPS")]
     Capacity3Gbps,
+    #[serde(rename = "CAPACITY_4_GBPS")]
     Capacity4Gbps,
+    #[serde(rename = "CAPACITY_5_GBPS")]
     Capacity5Gbps,
+    #[serde(rename = "CAPACITY_10_GBPS")]
     Capacity10Gbps,
+    #[serde(rename = "CAPACITY_20_GBPS")]
     Capacity20Gbps,
+    #[serde(rename = "CAPACITY_30_GBPS")]
     Capacity30Gbps,
+    #[serde(rename = "CAPACITY_40_GBPS")]
     Capacity40Gbps,
+    #[serde(rename = "CAPACITY_50_GBPS")]
     Capacity50Gbps,
+    #[serde(rename = "CAPACITY_100_GBPS")]
     Capacity100Gbps,
+    #[serde(rename = "CAPACITY_200_GBPS")]
     Capacity200Gbps,
 }
 

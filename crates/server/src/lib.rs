@@ -1,14 +1,334 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! `cic server`: the control plane.
+//!
+//! ```text
+//!  client ──REST──▶ handlers (api/*) ──validate──▶ one write transaction:
+//!                                                   resource + Operation, revision+1
+//!                                                        │ revision watch
+//!  cic edge ◀── GET edgeSync/config (long poll) ◀── compile(snapshot, edge)
+//!  cic edge ──▶ PUT edgeSync/status (applied revision, sessions, errors)
+//!                     └──▶ settle(): operations whose edges applied them are done
+//! ```
+//!
+//! Writes are serialised by one mutex (SQLite has one writer anyway); reads go straight
+//! to the store.
+
+pub mod api;
+pub mod auth;
+pub mod compile;
+pub mod error;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use cic_model::edge::{BgpSettings, EdgeReport};
+use cic_model::resource::{
+    Edge, Operation, PrivateConnection, RoutingInstance, Status, TrunkConnection,
+};
+use cic_model::{ApiError, Code};
+use cic_store::{Action, FabricSlot, Pending, Store};
+use rand::RngExt;
+use tokio::sync::{Mutex, RwLock, watch};
+use tracing::info;
+
+use crate::compile::{Settings, Snapshot};
+use crate::error::ApiResult;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub cloud_asn: u32,
+    pub bgp: BgpSettings,
+    pub peering_mtu: u32,
+    pub max_connections_per_trunk: usize,
+    pub max_prefixes_per_instance: usize,
+    /// Longest long-poll an edge may ask for.
+    pub max_wait: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            cloud_asn: 200_350,
+            bgp: BgpSettings::default(),
+            peering_mtu: 8910,
+            max_connections_per_trunk: 5,
+            max_prefixes_per_instance: 100,
+            max_wait: Duration::from_secs(60),
+        }
     }
+}
+
+/// What an edge last reported, and when.
+#[derive(Debug, Clone)]
+pub struct EdgeLiveState {
+    pub report: EdgeReport,
+    pub reported_at: String,
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub config: ServerConfig,
+    /// Serialises every mutation: validation and write see the same state.
+    pub write: Mutex<()>,
+    pub revision: watch::Sender<u64>,
+    pub live: RwLock<HashMap<String, EdgeLiveState>>,
+}
+
+impl AppState {
+    pub async fn new(
+        store: Store,
+        config: ServerConfig,
+    ) -> Result<Arc<AppState>, cic_store::Error> {
+        let rev = store.revision().await?;
+        Ok(Arc::new(AppState {
+            store,
+            config,
+            write: Mutex::new(()),
+            revision: watch::channel(rev).0,
+            live: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            cloud_asn: self.config.cloud_asn,
+            bgp: self.config.bgp.clone(),
+            peering_mtu: self.config.peering_mtu,
+        }
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, cic_store::Error> {
+        Ok(Snapshot {
+            edges: self.store.list::<Edge>(None).await?,
+            trunks: self.store.list::<TrunkConnection>(None).await?,
+            connections: self.store.list::<PrivateConnection>(None).await?,
+            routing_instances: self.store.list::<RoutingInstance>(None).await?,
+            slots: self.store.list::<FabricSlot>(None).await?,
+        })
+    }
+
+    /// Finishes every operation whose edges have all applied its revision.
+    pub async fn settle(&self) -> ApiResult<()> {
+        let _w = self.write.lock().await;
+        self.settle_locked().await
+    }
+
+    pub(crate) async fn settle_locked(&self) -> ApiResult<()> {
+        let pending = self.store.pending_operations().await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let live = self.live.read().await.clone();
+        for (mut op, p) in pending {
+            let applied = p.edges.iter().all(|e| {
+                live.get(e)
+                    .is_some_and(|l| l.report.applied_revision >= p.revision)
+            });
+            if !applied {
+                continue;
+            }
+            let errors: Vec<String> = p
+                .edges
+                .iter()
+                .flat_map(|e| {
+                    live[e]
+                        .report
+                        .errors
+                        .iter()
+                        .filter(|x| x.resource_id == p.resource_id)
+                        .map(move |x| format!("edge {e}: {}", x.message))
+                })
+                .collect();
+            op.done = true;
+            op.modified_at = now();
+            let failed = !errors.is_empty() && p.action != Action::Delete;
+            if failed {
+                op.error = Some(ApiError::new(Code::FailedPrecondition, errors.join("; ")));
+            }
+            // Reads first: a transaction must not wait on the pool it holds a connection of.
+            let finish = Finish::read(&self.store, &p).await?;
+            let mut tx = self.store.begin().await?;
+            let rev = tx.bump_revision().await?;
+            let response = finish.write(&mut tx, rev).await?;
+            if !failed {
+                op.response = Some(response);
+            }
+            tx.put_operation(&op, None).await?;
+            tx.commit().await?;
+            self.revision.send_replace(rev);
+            info!(operation = %op.id, resource = %p.resource_id, ok = op.error.is_none(), "operation done");
+        }
+        Ok(())
+    }
+}
+
+/// How an operation's resource ends: ACTIVE (create/update) or gone (delete).
+enum Finish {
+    Nothing,
+    Trunk(Box<TrunkConnection>, Action),
+    Connection(Box<PrivateConnection>, Action),
+    Instance(Box<RoutingInstance>, Action, Vec<FabricSlot>),
+}
+
+impl Finish {
+    async fn read(store: &Store, p: &Pending) -> ApiResult<Finish> {
+        Ok(match p.kind.as_str() {
+            "trunkConnection" => match store.get::<TrunkConnection>(&p.resource_id).await? {
+                Some(r) => Finish::Trunk(Box::new(r), p.action),
+                None => Finish::Nothing,
+            },
+            "privateConnection" => match store.get::<PrivateConnection>(&p.resource_id).await? {
+                Some(r) => Finish::Connection(Box::new(r), p.action),
+                None => Finish::Nothing,
+            },
+            "routingInstance" => match store.get::<RoutingInstance>(&p.resource_id).await? {
+                Some(r) => {
+                    let slots = store.list::<FabricSlot>(None).await?;
+                    let mine = slots
+                        .into_iter()
+                        .filter(|s| s.routing_instance_id == p.resource_id)
+                        .collect();
+                    Finish::Instance(Box::new(r), p.action, mine)
+                }
+                None => Finish::Nothing,
+            },
+            _ => Finish::Nothing,
+        })
+    }
+
+    async fn write(self, tx: &mut cic_store::Tx, rev: u64) -> ApiResult<serde_json::Value> {
+        macro_rules! end {
+            ($t:ty, $r:expr, $action:expr) => {{
+                let mut r = $r;
+                if $action == Action::Delete {
+                    tx.delete::<$t>(&r.meta.id).await?;
+                    serde_json::json!({})
+                } else {
+                    r.meta.status = Status::Active;
+                    tx.put(&*r, rev).await?;
+                    serde_json::to_value(&*r).unwrap_or_default()
+                }
+            }};
+        }
+        Ok(match self {
+            Finish::Nothing => serde_json::json!({}),
+            Finish::Trunk(r, a) => end!(TrunkConnection, r, a),
+            Finish::Connection(r, a) => end!(PrivateConnection, r, a),
+            Finish::Instance(r, a, slots) => {
+                if a == Action::Delete {
+                    for s in slots {
+                        tx.delete::<FabricSlot>(&FabricSlot::key(
+                            &s.edge_id,
+                            &s.routing_instance_id,
+                        ))
+                        .await?;
+                    }
+                }
+                end!(RoutingInstance, r, a)
+            }
+        })
+    }
+}
+
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Ids as the modelled service makes them: a 2-letter kind prefix and 18 of [a-z0-9].
+pub fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..18)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+pub fn new_operation(description: &str, created_by: &str, resource_id: &str) -> Operation {
+    let t = now();
+    Operation {
+        id: new_id("op"),
+        description: description.to_string(),
+        created_at: t.clone(),
+        created_by: created_by.to_string(),
+        modified_at: t,
+        done: false,
+        metadata: serde_json::json!({ "resourceId": resource_id }),
+        error: None,
+        response: None,
+    }
+}
+
+pub fn app(state: Arc<AppState>) -> Router {
+    api::router().with_state(state)
+}
+
+/// Makes sure an admin token exists: `CIC_ADMIN_TOKEN` when set, else a new one, printed
+/// once. Returns the token if one was generated.
+pub async fn bootstrap_admin(
+    store: &Store,
+    from_env: Option<String>,
+) -> Result<Option<String>, cic_store::Error> {
+    match from_env {
+        Some(t) => {
+            let mut tx = store.begin().await?;
+            tx.put_token(&auth::hash(&t), "admin", "bootstrap").await?;
+            tx.commit().await?;
+            Ok(None)
+        }
+        None if store.has_role("admin").await? => Ok(None),
+        None => {
+            let t = auth::new_token("cic-admin-");
+            let mut tx = store.begin().await?;
+            tx.put_token(&auth::hash(&t), "admin", "bootstrap").await?;
+            tx.commit().await?;
+            Ok(Some(t))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("open database {0}: {1}")]
+    Store(String, cic_store::Error),
+    #[error("listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("serve: {0}")]
+    Io(std::io::Error),
+}
+
+/// Runs the server until `shutdown` resolves. `on_listen` gets the bound address (useful
+/// with port 0).
+pub async fn serve(
+    listen: SocketAddr,
+    database: &str,
+    config: ServerConfig,
+    admin_token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = Store::open(database)
+        .await
+        .map_err(|e| ServeError::Store(database.into(), e))?;
+    if let Some(t) = bootstrap_admin(&store, admin_token)
+        .await
+        .map_err(|e| ServeError::Store(database.into(), e))?
+    {
+        println!("Admin token (shown once, stored only as a hash): {t}");
+    }
+    let state = AppState::new(store, config)
+        .await
+        .map_err(|e| ServeError::Store(database.into(), e))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServeError::Listen(listen, e))?;
+    let bound = listener.local_addr().map_err(ServeError::Io)?;
+    info!("cic server listening on http://{bound}, database {database}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Io)
 }

@@ -1,0 +1,260 @@
+//! Operator catalog: points of presence and edges (admin only).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cic_model::resource::{
+    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, ListResponse, PointOfPresence,
+    TrunkConnection,
+};
+use cic_model::{ApiError, validate};
+use cic_store::Document;
+
+use super::{ApiQuery, ListQuery, not_found};
+use crate::auth::{Principal, hash, new_token};
+use crate::compile::{self, FabricAttachmentView};
+use crate::error::{ApiJson, ApiResult};
+use crate::{AppState, new_id, now};
+
+pub async fn create_pop(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(pop): ApiJson<PointOfPresence>,
+) -> ApiResult<Json<PointOfPresence>> {
+    who.require_admin()?;
+    validate::id_ref("id", &pop.id)?;
+    validate::description("locationAddress", &pop.location_address)?;
+    let _w = st.write.lock().await;
+    if st.store.get::<PointOfPresence>(&pop.id).await?.is_some() {
+        return Err(
+            ApiError::conflict(format!("point of presence {:?} already exists", pop.id)).into(),
+        );
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&pop, rev).await?;
+    tx.commit().await?;
+    st.revision.send_replace(rev);
+    Ok(Json(pop))
+}
+
+pub async fn list_pops(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<PointOfPresence>>> {
+    who.require_user()?;
+    Ok(Json(q.page(st.store.list::<PointOfPresence>(None).await?)?))
+}
+
+pub async fn get_pop(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PointOfPresence>> {
+    who.require_user()?;
+    st.store
+        .get::<PointOfPresence>(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found("point of presence", &id))
+}
+
+pub async fn delete_pop(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    who.require_admin()?;
+    let _w = st.write.lock().await;
+    st.store
+        .get::<PointOfPresence>(&id)
+        .await?
+        .ok_or_else(|| not_found("point of presence", &id))?;
+    if st
+        .store
+        .list::<Edge>(None)
+        .await?
+        .iter()
+        .any(|e| e.point_of_presence_id == id)
+    {
+        return Err(ApiError::precondition(format!(
+            "point of presence {id:?} still has edges; delete them first"
+        ))
+        .into());
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.delete::<PointOfPresence>(&id).await?;
+    tx.commit().await?;
+    st.revision.send_replace(rev);
+    Ok(Json(serde_json::json!({})))
+}
+
+pub async fn create_edge(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreateEdgeRequest>,
+) -> ApiResult<Json<EdgeRegistration>> {
+    who.require_admin()?;
+    validate::name("name", &req.name)?;
+    if req.name.is_empty() {
+        return Err(ApiError::field("name", "is required").into());
+    }
+    validate::id_ref("pointOfPresenceId", &req.point_of_presence_id)?;
+    if req.router_id.is_unspecified() || req.router_id.is_multicast() {
+        return Err(ApiError::field(
+            "routerId",
+            format!("{} is not a usable BGP identifier", req.router_id),
+        )
+        .into());
+    }
+    let f = &req.fabric;
+    if f.vni_base <= 4095 || f.vni_base >= (1 << 24) {
+        return Err(ApiError::field(
+            "fabric.vniBase",
+            "must be above the VLAN range (4096) and below 2^24",
+        )
+        .into());
+    }
+    validate::canonical("fabric.transitPool", &f.transit_pool)?;
+    if f.transit_pool.prefix_len() > 31 {
+        return Err(ApiError::field("fabric.transitPool", "must hold at least one /31").into());
+    }
+    let _w = st.write.lock().await;
+    if st
+        .store
+        .get::<PointOfPresence>(&req.point_of_presence_id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found("point of presence", &req.point_of_presence_id));
+    }
+    if st
+        .store
+        .list::<Edge>(None)
+        .await?
+        .iter()
+        .any(|e| e.name == req.name)
+    {
+        return Err(
+            ApiError::conflict(format!("an edge named {:?} already exists", req.name)).into(),
+        );
+    }
+    let edge = Edge {
+        id: new_id("ed"),
+        name: req.name,
+        point_of_presence_id: req.point_of_presence_id,
+        router_id: req.router_id,
+        fabric: req.fabric,
+        created_at: now(),
+        live: None,
+    };
+    let token = new_token("cic-edge-");
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&edge, rev).await?;
+    tx.put_token(&hash(&token), "edge", &edge.id).await?;
+    tx.commit().await?;
+    st.revision.send_replace(rev);
+    Ok(Json(EdgeRegistration { edge, token }))
+}
+
+async fn with_live(st: &AppState, mut e: Edge) -> Edge {
+    if let Some(l) = st.live.read().await.get(&e.id) {
+        e.live = Some(EdgeLive {
+            reported_at: l.reported_at.clone(),
+            applied_revision: l.report.applied_revision,
+            dataplane: l.report.dataplane.clone(),
+            errors: l.report.errors.clone(),
+        });
+    }
+    e
+}
+
+pub async fn list_edges(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<Edge>>> {
+    who.require_admin()?;
+    let mut page = q.page(st.store.list::<Edge>(None).await?)?;
+    let mut items = Vec::new();
+    for e in page.items {
+        items.push(with_live(&st, e).await);
+    }
+    page.items = items;
+    Ok(Json(page))
+}
+
+pub async fn get_edge(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Edge>> {
+    who.require_admin()?;
+    let e = st
+        .store
+        .get::<Edge>(&id)
+        .await?
+        .ok_or_else(|| not_found("edge", &id))?;
+    Ok(Json(with_live(&st, e).await))
+}
+
+pub async fn delete_edge(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    who.require_admin()?;
+    let _w = st.write.lock().await;
+    st.store
+        .get::<Edge>(&id)
+        .await?
+        .ok_or_else(|| not_found("edge", &id))?;
+    if let Some(t) = st
+        .store
+        .list::<TrunkConnection>(None)
+        .await?
+        .iter()
+        .find(|t| t.edge_id == id)
+    {
+        return Err(ApiError::precondition(format!(
+            "edge {id} still carries trunk {}; delete it first",
+            t.id()
+        ))
+        .into());
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.delete::<Edge>(&id).await?;
+    tx.delete_tokens_of(&id).await?;
+    tx.commit().await?;
+    st.revision.send_replace(rev);
+    st.live.write().await.remove(&id);
+    Ok(Json(serde_json::json!({})))
+}
+
+/// What the operator's fabric must build for each routing instance on this edge.
+pub async fn fabric_attachments_handler(
+    st: &AppState,
+    id: &str,
+) -> ApiResult<Vec<FabricAttachmentView>> {
+    st.store
+        .get::<Edge>(id)
+        .await?
+        .ok_or_else(|| not_found("edge", id))?;
+    let snap = st.snapshot().await?;
+    Ok(compile::fabric_attachments(&snap, id, st.config.cloud_asn))
+}
+
+pub async fn fabric_attachments(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    who.require_admin()?;
+    let items = fabric_attachments_handler(&st, &id).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}

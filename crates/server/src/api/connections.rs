@@ -1,0 +1,292 @@
+//! Private connections: a VLAN on a trunk, a peering subnet and a BGP session.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cic_model::edge::SessionKind;
+use cic_model::resource::{
+    CreatePrivateConnectionRequest, Ipv4Peering, ListResponse, Meta, Operation, PrivateConnection,
+    RoutingInstance, Status, TrunkConnection,
+};
+use cic_model::{ApiError, Code, validate};
+use cic_store::{Action, Document};
+
+use super::{ApiQuery, ListQuery, Mutation, check_unique_name, finish_mutation, not_found};
+use crate::auth::Principal;
+use crate::error::{ApiJson, ApiResult};
+use crate::{AppState, new_id, now};
+
+const MASK: &str = "********";
+
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
+) -> ApiResult<Json<Operation>> {
+    who.require_user()?;
+    validate::id_ref("folderId", &req.folder_id)?;
+    validate::name("name", &req.name)?;
+    validate::description("description", &req.description)?;
+    validate::labels("labels", &req.labels)?;
+    validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
+    let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
+    let p = &req.ipv4_peering;
+    validate::peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+    validate::peer_asn(
+        "ipv4Peering.peerBgpAsn",
+        p.peer_bgp_asn,
+        st.config.cloud_asn,
+    )?;
+    validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
+    let statics: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
+    validate::static_routes("ipv4StaticRoutes", &statics)?;
+
+    let _w = st.write.lock().await;
+    let trunk = st
+        .store
+        .get::<TrunkConnection>(&req.trunk_connection_id)
+        .await?
+        .ok_or_else(|| not_found("trunk connection", &req.trunk_connection_id))?;
+    if trunk.meta.folder_id != req.folder_id {
+        return Err(ApiError::field(
+            "trunkConnectionId",
+            "the trunk connection is in another folder",
+        )
+        .into());
+    }
+    if trunk.meta.status == Status::Deleting {
+        return Err(ApiError::precondition(format!(
+            "trunk connection {} is being deleted",
+            trunk.meta.id
+        ))
+        .into());
+    }
+    let all = st.store.list::<PrivateConnection>(None).await?;
+    let on_trunk: Vec<&PrivateConnection> = all
+        .iter()
+        .filter(|c| c.trunk_connection_id == trunk.meta.id)
+        .collect();
+    if let Some(c) = on_trunk.iter().find(|c| c.vlan_id == vlan) {
+        return Err(ApiError::conflict(format!(
+            "VLAN {vlan} is already used on trunk {} by private connection {}",
+            trunk.meta.id, c.meta.id
+        ))
+        .into());
+    }
+    if on_trunk.len() >= st.config.max_connections_per_trunk {
+        return Err(ApiError::new(
+            Code::ResourceExhausted,
+            format!(
+                "trunk {} already has {} private connections (quota)",
+                trunk.meta.id,
+                on_trunk.len()
+            ),
+        )
+        .into());
+    }
+    // VXLAN demultiplexes by VNI per UDP port on the edge: one VLAN id per overlay port.
+    if let Some(o) = &trunk.overlay_joint {
+        let trunks = st.store.list::<TrunkConnection>(None).await?;
+        let clash = all.iter().find(|c| {
+            c.vlan_id == vlan
+                && trunks.iter().any(|t| {
+                    t.meta.id == c.trunk_connection_id
+                        && t.edge_id == trunk.edge_id
+                        && t.overlay_joint
+                            .as_ref()
+                            .is_some_and(|x| x.udp_port == o.udp_port)
+                })
+        });
+        if let Some(c) = clash {
+            return Err(ApiError::conflict(format!(
+                "VLAN {vlan} is already carried as VXLAN VNI {vlan} on UDP port {} of this edge (private connection {}); \
+                 overlay trunks of one edge need distinct VLAN ids per UDP port",
+                o.udp_port, c.meta.id
+            ))
+            .into());
+        }
+    }
+    let in_folder: Vec<PrivateConnection> = all
+        .iter()
+        .filter(|c| c.meta.folder_id == req.folder_id)
+        .cloned()
+        .collect();
+    check_unique_name(&in_folder, &req.name, "private connection")?;
+
+    let pc = PrivateConnection {
+        meta: Meta {
+            id: new_id("pc"),
+            folder_id: req.folder_id,
+            name: req.name,
+            description: req.description,
+            labels: req.labels,
+            created_at: now(),
+            status: Status::Creating,
+        },
+        trunk_connection_id: trunk.meta.id.clone(),
+        vlan_id: vlan,
+        ipv4_peering: Ipv4Peering {
+            peering_subnet: p.peering_subnet,
+            peer_ip: p.peer_ip,
+            cloud_ip: p.cloud_ip,
+            peer_bgp_asn: p.peer_bgp_asn,
+            cloud_bgp_asn: st.config.cloud_asn,
+            peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
+        },
+        ipv4_static_routes: req.ipv4_static_routes,
+        routing_instance_id: None,
+        bgp: None,
+    };
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&pc, rev).await?;
+    let id = pc.meta.id.clone();
+    let op = finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Create private connection",
+            created_by: &who.name(),
+            kind: PrivateConnection::KIND,
+            resource_id: &id,
+            action: Action::Create,
+            edges: vec![trunk.edge_id],
+        },
+    )
+    .await?;
+    Ok(mask_op(op, &who))
+}
+
+/// Live BGP state from the edge's last report, and the MD5 key masked unless allowed.
+async fn present(
+    st: &AppState,
+    who: &Principal,
+    mut pc: PrivateConnection,
+) -> ApiResult<PrivateConnection> {
+    if let Some(t) = st
+        .store
+        .get::<TrunkConnection>(&pc.trunk_connection_id)
+        .await?
+        && let Some(l) = st.live.read().await.get(&t.edge_id)
+    {
+        pc.bgp = l
+            .report
+            .sessions
+            .iter()
+            .find(|s| s.kind == SessionKind::Customer && s.resource_id == pc.meta.id)
+            .cloned();
+    }
+    let ris = st
+        .store
+        .list::<RoutingInstance>(Some(&pc.meta.folder_id))
+        .await?;
+    pc.routing_instance_id = ris
+        .iter()
+        .find(|r| {
+            r.cic_private_connection_info
+                .iter()
+                .any(|c| c.cic_private_connection_id == pc.meta.id)
+        })
+        .map(|r| r.meta.id.clone());
+    if !who.may_read_secrets() && pc.ipv4_peering.peer_bgp_md5_key.is_some() {
+        pc.ipv4_peering.peer_bgp_md5_key = Some(MASK.into());
+    }
+    Ok(pc)
+}
+
+fn mask_op(Json(mut op): Json<Operation>, who: &Principal) -> Json<Operation> {
+    if !who.may_read_secrets()
+        && let Some(key) = op
+            .response
+            .as_mut()
+            .and_then(|r| r.pointer_mut("/ipv4Peering/peerBgpMd5Key"))
+    {
+        *key = serde_json::Value::String(MASK.into());
+    }
+    Json(op)
+}
+
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<PrivateConnection>>> {
+    who.require_user()?;
+    let mut page = q.page(
+        st.store
+            .list::<PrivateConnection>(q.folder_id.as_deref())
+            .await?,
+    )?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for pc in page.items {
+        items.push(present(&st, &who, pc).await?);
+    }
+    page.items = items;
+    Ok(Json(page))
+}
+
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PrivateConnection>> {
+    who.require_user()?;
+    let pc = st
+        .store
+        .get::<PrivateConnection>(&id)
+        .await?
+        .ok_or_else(|| not_found("private connection", &id))?;
+    Ok(Json(present(&st, &who, pc).await?))
+}
+
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Operation>> {
+    who.require_user()?;
+    let _w = st.write.lock().await;
+    let mut pc = st
+        .store
+        .get::<PrivateConnection>(&id)
+        .await?
+        .ok_or_else(|| not_found("private connection", &id))?;
+    let ris = st.store.list::<RoutingInstance>(None).await?;
+    if let Some(r) = ris.iter().find(|r| {
+        r.meta.status != Status::Deleting
+            && r.cic_private_connection_info
+                .iter()
+                .any(|c| c.cic_private_connection_id == id)
+    }) {
+        return Err(ApiError::precondition(format!(
+            "private connection {id} belongs to routing instance {}; remove it from there first",
+            r.meta.id
+        ))
+        .into());
+    }
+    let edge = st
+        .store
+        .get::<TrunkConnection>(&pc.trunk_connection_id)
+        .await?
+        .map(|t| t.edge_id);
+    pc.meta.status = Status::Deleting;
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&pc, rev).await?;
+    finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Delete private connection",
+            created_by: &who.name(),
+            kind: PrivateConnection::KIND,
+            resource_id: &id,
+            action: Action::Delete,
+            edges: edge.into_iter().collect(),
+        },
+    )
+    .await
+}

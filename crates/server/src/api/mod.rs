@@ -1,0 +1,222 @@
+//! REST handlers, one module per resource, paths as the modelled service's.
+
+mod catalog;
+mod connections;
+mod operations;
+mod routing;
+mod sync;
+mod trunks;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::routing::get;
+use cic_model::resource::{ListResponse, Operation};
+use cic_model::{ApiError, Code};
+use cic_store::{Action, Document, Pending};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiResult, AppError};
+use crate::{AppState, new_operation};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/cic/v1/pointOfPresences",
+            get(catalog::list_pops).post(catalog::create_pop),
+        )
+        .route(
+            "/cic/v1/pointOfPresences/{id}",
+            get(catalog::get_pop).delete(catalog::delete_pop),
+        )
+        .route(
+            "/cic/v1/edges",
+            get(catalog::list_edges).post(catalog::create_edge),
+        )
+        .route(
+            "/cic/v1/edges/{id}",
+            get(catalog::get_edge).delete(catalog::delete_edge),
+        )
+        .route(
+            "/cic/v1/edges/{id}/fabricAttachments",
+            get(catalog::fabric_attachments),
+        )
+        .route("/cic/v1/edgeSync/config", get(sync::config))
+        .route("/cic/v1/edgeSync/status", axum::routing::put(sync::status))
+        .route(
+            "/cic/v1/trunkConnections",
+            get(trunks::list).post(trunks::create),
+        )
+        .route(
+            "/cic/v1/trunkConnections/{id}",
+            get(trunks::get)
+                .patch(trunks::update)
+                .delete(trunks::delete),
+        )
+        .route(
+            "/cic/v1/privateConnections",
+            get(connections::list).post(connections::create),
+        )
+        .route(
+            "/cic/v1/privateConnections/{id}",
+            get(connections::get).delete(connections::delete),
+        )
+        .route(
+            "/cloudrouter/v1/routingInstances",
+            get(routing::list).post(routing::create),
+        )
+        .route(
+            "/cloudrouter/v1/routingInstances/{id}",
+            get(routing::get).delete(routing::delete),
+        )
+        .route("/operations/{id}", get(operations::get))
+        .fallback(|| async { AppError(ApiError::new(Code::NotFound, "no such API path")) })
+}
+
+/// Query string; unknown or malformed parameters are a 400 that names them.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                AppError(ApiError::new(
+                    Code::InvalidArgument,
+                    format!("query string: {}", e.body_text()),
+                ))
+            })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    pub folder_id: Option<String>,
+    pub page_size: Option<usize>,
+    pub page_token: Option<String>,
+    pub filter: Option<String>,
+}
+
+impl ListQuery {
+    /// Applies `filter` (`name="x"`) and paging to `items`.
+    pub fn page<T: Document + Clone>(&self, items: Vec<T>) -> ApiResult<ListResponse<T>> {
+        let size = self.page_size.unwrap_or(100);
+        if size == 0 || size > 1000 {
+            return Err(
+                ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into(),
+            );
+        }
+        let offset = match self.page_token.as_deref().filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                ApiError::field(
+                    "pageToken",
+                    format!("{t:?} is not a token this server issued"),
+                )
+            })?,
+        };
+        let items: Vec<T> = match self
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
+            None => items,
+            Some(f) => {
+                let name = f
+                    .strip_prefix("name")
+                    .map(str::trim_start)
+                    .and_then(|r| r.strip_prefix('='))
+                    .map(str::trim)
+                    .and_then(|r| r.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
+                    .ok_or_else(|| {
+                        ApiError::field("filter", format!("{f:?}: only name=\"…\" is supported"))
+                    })?;
+                items.into_iter().filter(|i| i.name() == name).collect()
+            }
+        };
+        let next = offset + size;
+        let next_page_token = if next < items.len() {
+            next.to_string()
+        } else {
+            String::new()
+        };
+        Ok(ListResponse {
+            items: items.into_iter().skip(offset).take(size).collect(),
+            next_page_token,
+        })
+    }
+}
+
+/// The end of every mutation: the resource is already in `tx`; add the operation that
+/// waits for `edges` to apply `revision`, commit, wake edges, and settle at once when
+/// nothing needs to wait.
+/// What a mutation did, for its operation.
+pub(crate) struct Mutation<'a> {
+    pub description: &'a str,
+    pub created_by: &'a str,
+    pub kind: &'a str,
+    pub resource_id: &'a str,
+    pub action: Action,
+    /// The edges that must apply it before it is done.
+    pub edges: Vec<String>,
+}
+
+pub(crate) async fn finish_mutation(
+    state: &AppState,
+    mut tx: cic_store::Tx,
+    revision: u64,
+    m: Mutation<'_>,
+) -> ApiResult<Json<Operation>> {
+    let Mutation {
+        description,
+        created_by,
+        kind,
+        resource_id,
+        action,
+        mut edges,
+    } = m;
+    edges.sort();
+    edges.dedup();
+    let op = new_operation(description, created_by, resource_id);
+    let pending = Pending {
+        revision,
+        edges,
+        kind: kind.to_string(),
+        resource_id: resource_id.to_string(),
+        action,
+    };
+    tx.put_operation(&op, Some(&pending)).await?;
+    tx.commit().await?;
+    state.revision.send_replace(revision);
+    state.settle_locked().await?;
+    Ok(Json(state.store.operation(&op.id).await?.unwrap_or(op)))
+}
+
+pub(crate) fn not_found(kind: &str, id: &str) -> AppError {
+    AppError(ApiError::not_found(kind, id))
+}
+
+/// Name unique among a folder's resources of one kind.
+pub(crate) fn check_unique_name<T: Document>(
+    existing: &[T],
+    name: &str,
+    kind: &str,
+) -> ApiResult<()> {
+    if !name.is_empty() && existing.iter().any(|e| e.name() == name) {
+        return Err(ApiError::conflict(format!(
+            "a {kind} named {name:?} already exists in this folder"
+        ))
+        .into());
+    }
+    Ok(())
+}

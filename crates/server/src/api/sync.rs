@@ -1,0 +1,72 @@
+//! Edge sync: the edge long-polls its desired config and reports what it applied.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use cic_model::ApiError;
+use cic_model::edge::{EdgeConfig, EdgeReport};
+use serde::Deserialize;
+
+use super::{ApiQuery, not_found};
+use crate::auth::Principal;
+use crate::compile::compile;
+use crate::error::{ApiJson, ApiResult};
+use crate::{AppState, EdgeLiveState, now};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigQuery {
+    /// Return when the store's revision is above this (0: at once).
+    #[serde(default)]
+    after_revision: u64,
+    /// How long to wait for a newer revision, in seconds.
+    #[serde(default)]
+    wait_seconds: u64,
+}
+
+pub async fn config(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ConfigQuery>,
+) -> ApiResult<Json<EdgeConfig>> {
+    let edge_id = who.edge_id()?.to_string();
+    let wait = Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
+    let mut rx = st.revision.subscribe();
+    // Wait for a newer revision, or the timeout; either way answer with the current config.
+    let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > q.after_revision)).await;
+    let snap = st.snapshot().await?;
+    let revision = st.store.revision().await?;
+    compile(&snap, &edge_id, revision, &st.settings())
+        .map(Json)
+        .ok_or_else(|| not_found("edge", &edge_id))
+}
+
+pub async fn status(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(report): ApiJson<EdgeReport>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let edge_id = who.edge_id()?.to_string();
+    let current = *st.revision.borrow();
+    if report.applied_revision > current {
+        return Err(ApiError::field(
+            "appliedRevision",
+            format!(
+                "{} is ahead of the server's revision {current}",
+                report.applied_revision
+            ),
+        )
+        .into());
+    }
+    st.live.write().await.insert(
+        edge_id,
+        EdgeLiveState {
+            report,
+            reported_at: now(),
+        },
+    );
+    st.settle().await?;
+    Ok(Json(serde_json::json!({})))
+}

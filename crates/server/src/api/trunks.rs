@@ -1,0 +1,307 @@
+//! Trunk connections: a port (or a VXLAN overlay) of an edge at a point of presence.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cic_model::resource::{
+    CreateTrunkConnectionRequest, Edge, ListResponse, Meta, Operation, PointOfPresence,
+    PrivateConnection, Status, TrunkConnection, UpdateTrunkConnectionRequest,
+};
+use cic_model::{ApiError, Code, validate};
+use cic_store::{Action, Document};
+
+use super::{ApiQuery, ListQuery, Mutation, check_unique_name, finish_mutation, not_found};
+use crate::auth::Principal;
+use crate::error::{ApiJson, ApiResult};
+use crate::{AppState, new_id, now};
+
+fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
+    // Linux IFNAMSIZ - 1; no '/', ':' or whitespace.
+    let ok = (1..=15).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            field,
+            format!("{name:?} is not an interface name (1-15 of [-_.a-zA-Z0-9])"),
+        )
+        .into())
+    }
+}
+
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreateTrunkConnectionRequest>,
+) -> ApiResult<Json<Operation>> {
+    who.require_user()?;
+    validate::id_ref("folderId", &req.folder_id)?;
+    validate::name("name", &req.name)?;
+    validate::description("description", &req.description)?;
+    validate::labels("labels", &req.labels)?;
+    validate::id_ref("pointOfPresenceId", &req.point_of_presence_id)?;
+    if req.lag_direct_joint.is_some() || req.partner_joint_info.is_some() {
+        return Err(ApiError::new(
+            Code::Unimplemented,
+            "lagDirectJoint and partnerJointInfo are not supported yet; use singlePortDirectJoint or overlayJoint",
+        )
+        .into());
+    }
+    let access_device = match (&req.single_port_direct_joint, &req.overlay_joint) {
+        (Some(j), None) => {
+            valid_ifname("singlePortDirectJoint.portName", &j.port_name)?;
+            j.access_device_name.clone()
+        }
+        (None, Some(o)) => {
+            if o.remote_vtep.is_unspecified()
+                || o.remote_vtep.is_multicast()
+                || o.remote_vtep.is_broadcast()
+            {
+                return Err(ApiError::field(
+                    "overlayJoint.remoteVtep",
+                    format!("{} is not a unicast address", o.remote_vtep),
+                )
+                .into());
+            }
+            if o.udp_port == 0 {
+                return Err(ApiError::field("overlayJoint.udpPort", "must not be 0").into());
+            }
+            if let Some(p) = &o.port_name {
+                valid_ifname("overlayJoint.portName", p)?;
+            }
+            o.access_device_name.clone()
+        }
+        _ => {
+            return Err(ApiError::new(
+                Code::InvalidArgument,
+                "exactly one joint is required: singlePortDirectJoint or overlayJoint",
+            )
+            .into());
+        }
+    };
+
+    let _w = st.write.lock().await;
+    if st
+        .store
+        .get::<PointOfPresence>(&req.point_of_presence_id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found("point of presence", &req.point_of_presence_id));
+    }
+    let edges: Vec<Edge> = st
+        .store
+        .list::<Edge>(None)
+        .await?
+        .into_iter()
+        .filter(|e| e.point_of_presence_id == req.point_of_presence_id)
+        .collect();
+    let trunks = st.store.list::<TrunkConnection>(None).await?;
+    let edge = match access_device {
+        Some(name) => edges.iter().find(|e| e.name == name).ok_or_else(|| {
+            ApiError::field(
+                "accessDeviceName",
+                format!("no edge named {name:?} at {}", req.point_of_presence_id),
+            )
+        })?,
+        // The edge of the PoP that carries the fewest trunks.
+        None => edges
+            .iter()
+            .min_by_key(|e| trunks.iter().filter(|t| t.edge_id == e.id).count())
+            .ok_or_else(|| {
+                ApiError::precondition(format!(
+                    "no edge is registered at point of presence {}",
+                    req.point_of_presence_id
+                ))
+            })?,
+    };
+    let in_folder: Vec<TrunkConnection> = trunks
+        .iter()
+        .filter(|t| t.meta.folder_id == req.folder_id)
+        .cloned()
+        .collect();
+    check_unique_name(&in_folder, &req.name, "trunk connection")?;
+
+    let trunk = TrunkConnection {
+        meta: Meta {
+            id: new_id("tc"),
+            folder_id: req.folder_id,
+            name: req.name,
+            description: req.description,
+            labels: req.labels,
+            created_at: now(),
+            status: Status::Creating,
+        },
+        point_of_presence_id: req.point_of_presence_id,
+        capacity: req.capacity,
+        deletion_protection: req.deletion_protection,
+        single_port_direct_joint: req.single_port_direct_joint,
+        overlay_joint: req.overlay_joint,
+        edge_id: edge.id.clone(),
+    };
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&trunk, rev).await?;
+    let id = trunk.meta.id.clone();
+    finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Create trunk connection",
+            created_by: &who.name(),
+            kind: TrunkConnection::KIND,
+            resource_id: &id,
+            action: Action::Create,
+            edges: vec![trunk.edge_id],
+        },
+    )
+    .await
+}
+
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<TrunkConnection>>> {
+    who.require_user()?;
+    Ok(Json(
+        q.page(
+            st.store
+                .list::<TrunkConnection>(q.folder_id.as_deref())
+                .await?,
+        )?,
+    ))
+}
+
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TrunkConnection>> {
+    who.require_user()?;
+    st.store
+        .get::<TrunkConnection>(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found("trunk connection", &id))
+}
+
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateTrunkConnectionRequest>,
+) -> ApiResult<Json<Operation>> {
+    who.require_user()?;
+    if let Some(n) = &req.name {
+        validate::name("name", n)?;
+    }
+    if let Some(d) = &req.description {
+        validate::description("description", d)?;
+    }
+    if let Some(l) = &req.labels {
+        validate::labels("labels", l)?;
+    }
+    let _w = st.write.lock().await;
+    let mut t = st
+        .store
+        .get::<TrunkConnection>(&id)
+        .await?
+        .ok_or_else(|| not_found("trunk connection", &id))?;
+    if t.meta.status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("trunk connection {id} is being deleted")).into(),
+        );
+    }
+    if let Some(n) = req.name.filter(|n| *n != t.meta.name) {
+        let others: Vec<TrunkConnection> = st
+            .store
+            .list::<TrunkConnection>(Some(&t.meta.folder_id))
+            .await?;
+        check_unique_name(&others, &n, "trunk connection")?;
+        t.meta.name = n;
+    }
+    if let Some(d) = req.description {
+        t.meta.description = d;
+    }
+    if let Some(l) = req.labels {
+        t.meta.labels = l;
+    }
+    if let Some(p) = req.deletion_protection {
+        t.deletion_protection = p;
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&t, rev).await?;
+    // Metadata only: no edge has anything to apply.
+    finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Update trunk connection",
+            created_by: &who.name(),
+            kind: TrunkConnection::KIND,
+            resource_id: &id,
+            action: Action::Update,
+            edges: vec![],
+        },
+    )
+    .await
+}
+
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Operation>> {
+    who.require_user()?;
+    let _w = st.write.lock().await;
+    let mut t = st
+        .store
+        .get::<TrunkConnection>(&id)
+        .await?
+        .ok_or_else(|| not_found("trunk connection", &id))?;
+    if t.deletion_protection {
+        return Err(ApiError::precondition(format!(
+            "trunk connection {id} has deletionProtection set"
+        ))
+        .into());
+    }
+    if let Some(c) = st
+        .store
+        .list::<PrivateConnection>(None)
+        .await?
+        .iter()
+        .find(|c| c.trunk_connection_id == id)
+    {
+        return Err(ApiError::precondition(format!(
+            "trunk connection {id} still carries private connection {}",
+            c.meta.id
+        ))
+        .into());
+    }
+    t.meta.status = Status::Deleting;
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&t, rev).await?;
+    finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Delete trunk connection",
+            created_by: &who.name(),
+            kind: TrunkConnection::KIND,
+            resource_id: &id,
+            action: Action::Delete,
+            edges: vec![t.edge_id],
+        },
+    )
+    .await
+}

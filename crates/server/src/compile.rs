@@ -1,0 +1,435 @@
+//! The desired-state compiler: from the resources in the store to what one edge must
+//! realise. Pure (a snapshot in, a config out), so it is tested without a database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cic_model::edge::{
+    Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, InstanceConfig,
+    TrunkConfig,
+};
+use cic_model::resource::{Edge, PrivateConnection, RoutingInstance, Status, TrunkConnection};
+use cic_store::FabricSlot;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Everything the compiler reads, loaded in one go.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub edges: Vec<Edge>,
+    pub trunks: Vec<TrunkConnection>,
+    pub connections: Vec<PrivateConnection>,
+    pub routing_instances: Vec<RoutingInstance>,
+    pub slots: Vec<FabricSlot>,
+}
+
+/// Operator settings that shape every edge's config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cloud_asn: u32,
+    pub bgp: BgpSettings,
+    pub peering_mtu: u32,
+}
+
+fn live<S>(status: Status, x: S) -> Option<S> {
+    (status != Status::Deleting).then_some(x)
+}
+
+pub fn trunk_attachment(t: &TrunkConnection) -> Option<Attachment> {
+    if let Some(o) = &t.overlay_joint {
+        return Some(Attachment::Vxlan {
+            remote_vtep: o.remote_vtep,
+            port: o.port_name.clone(),
+            udp_port: o.udp_port,
+        });
+    }
+    t.single_port_direct_joint
+        .as_ref()
+        .map(|j| Attachment::Vlan {
+            port: j.port_name.clone(),
+        })
+}
+
+/// The fabric segment of slot `slot` on `edge`: VNI and a /31 of the edge's transit pool.
+pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
+    let subnet = edge
+        .fabric
+        .transit_pool
+        .subnets(31)
+        .ok()?
+        .nth(slot as usize)?;
+    let ip = u32::from(subnet.network());
+    Some(FabricAttachment {
+        vni: edge.fabric.vni_base.checked_add(slot)?,
+        remote_vtep: edge.fabric.remote_vtep,
+        port_name: edge.fabric.port_name.clone(),
+        udp_port: cic_model::resource::default_vxlan_port(),
+        subnet,
+        edge_ip: ip.into(),
+        fabric_ip: (ip + 1).into(),
+        fabric_asn: edge.fabric.asn,
+    })
+}
+
+/// How many fabric slots an edge can hand out (its transit pool in /31s, within VNIs).
+pub fn slot_capacity(edge: &Edge) -> u32 {
+    let pool = 1u64 << (32 - u32::from(edge.fabric.transit_pool.prefix_len().min(31)));
+    let by_pool = (pool / 2).min(u32::MAX as u64) as u32;
+    by_pool.min((1 << 24) - 1 - edge.fabric.vni_base.min((1 << 24) - 1))
+}
+
+pub fn compile(
+    snap: &Snapshot,
+    edge_id: &str,
+    revision: u64,
+    settings: &Settings,
+) -> Option<EdgeConfig> {
+    let edge = snap.edges.iter().find(|e| e.id == edge_id)?;
+    let trunks: BTreeMap<&str, &TrunkConnection> = snap
+        .trunks
+        .iter()
+        .filter_map(|t| live(t.meta.status, t))
+        .filter(|t| t.edge_id == edge_id)
+        .map(|t| (t.meta.id.as_str(), t))
+        .collect();
+    let conns: Vec<&PrivateConnection> = snap
+        .connections
+        .iter()
+        .filter_map(|c| live(c.meta.status, c))
+        .filter(|c| trunks.contains_key(c.trunk_connection_id.as_str()))
+        .collect();
+
+    let conn_config = |c: &PrivateConnection| ConnectionConfig {
+        id: c.meta.id.clone(),
+        trunk_id: c.trunk_connection_id.clone(),
+        vlan_id: c.vlan_id,
+        subnet: c.ipv4_peering.peering_subnet,
+        cloud_ip: c.ipv4_peering.cloud_ip,
+        peer_ip: c.ipv4_peering.peer_ip,
+        peer_asn: c.ipv4_peering.peer_bgp_asn,
+        md5_key: c.ipv4_peering.peer_bgp_md5_key.clone(),
+        mtu: settings.peering_mtu,
+    };
+
+    let mut instances = Vec::new();
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    for ri in snap
+        .routing_instances
+        .iter()
+        .filter_map(|r| live(r.meta.status, r))
+    {
+        let members: Vec<&PrivateConnection> = conns
+            .iter()
+            .copied()
+            .filter(|c| {
+                ri.cic_private_connection_info
+                    .iter()
+                    .any(|r| r.cic_private_connection_id == c.meta.id)
+            })
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let fabric = snap
+            .slots
+            .iter()
+            .find(|s| s.edge_id == edge_id && s.routing_instance_id == ri.meta.id)
+            .and_then(|s| fabric_attachment(edge, s.slot));
+        placed.extend(members.iter().map(|c| c.meta.id.as_str()));
+        instances.push(InstanceConfig {
+            id: ri.meta.id.clone(),
+            routing_instance_id: Some(ri.meta.id.clone()),
+            vpc_prefixes: ri.prefixes(),
+            fabric,
+            connections: members.into_iter().map(conn_config).collect(),
+        });
+    }
+    // A connection in no routing instance still gets its own namespace and BGP session.
+    for c in conns
+        .iter()
+        .filter(|c| !placed.contains(c.meta.id.as_str()))
+    {
+        instances.push(InstanceConfig {
+            id: c.meta.id.clone(),
+            routing_instance_id: None,
+            vpc_prefixes: vec![],
+            fabric: None,
+            connections: vec![conn_config(c)],
+        });
+    }
+    Some(EdgeConfig {
+        revision,
+        edge_id: edge_id.to_string(),
+        router_id: edge.router_id,
+        local_asn: settings.cloud_asn,
+        bgp: settings.bgp.clone(),
+        trunks: trunks
+            .values()
+            .filter_map(|t| {
+                Some(TrunkConfig {
+                    id: t.meta.id.clone(),
+                    attachment: trunk_attachment(t)?,
+                    capacity_mbps: t.capacity.mbps(),
+                })
+            })
+            .collect(),
+        instances,
+    })
+}
+
+/// What the operator's fabric must configure for one routing instance on one edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FabricAttachmentView {
+    pub routing_instance_id: String,
+    pub vpc_network_ids: Vec<String>,
+    pub vpc_prefixes: Vec<Ipv4Net>,
+    pub vni: u32,
+    pub udp_port: u16,
+    /// The edge's VTEP (the fabric's remote).
+    pub edge_vtep: std::net::Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub edge_ip: std::net::Ipv4Addr,
+    pub fabric_ip: std::net::Ipv4Addr,
+    pub edge_asn: u32,
+    pub fabric_asn: u32,
+}
+
+pub fn fabric_attachments(
+    snap: &Snapshot,
+    edge_id: &str,
+    cloud_asn: u32,
+) -> Vec<FabricAttachmentView> {
+    let Some(edge) = snap.edges.iter().find(|e| e.id == edge_id) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for s in snap.slots.iter().filter(|s| s.edge_id == edge_id) {
+        let Some(ri) = snap
+            .routing_instances
+            .iter()
+            .filter_map(|r| live(r.meta.status, r))
+            .find(|r| r.meta.id == s.routing_instance_id)
+        else {
+            continue;
+        };
+        let Some(f) = fabric_attachment(edge, s.slot) else {
+            continue;
+        };
+        out.push(FabricAttachmentView {
+            routing_instance_id: ri.meta.id.clone(),
+            vpc_network_ids: ri
+                .vpc_info
+                .iter()
+                .map(|v| v.vpc_network_id.clone())
+                .collect(),
+            vpc_prefixes: ri.prefixes(),
+            vni: f.vni,
+            udp_port: f.udp_port,
+            edge_vtep: edge.fabric.local_vtep,
+            subnet: f.subnet,
+            edge_ip: f.edge_ip,
+            fabric_ip: f.fabric_ip,
+            edge_asn: cloud_asn,
+            fabric_asn: f.fabric_asn,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cic_model::resource::*;
+
+    fn meta(id: &str) -> Meta {
+        Meta {
+            id: id.into(),
+            folder_id: "f1".into(),
+            status: Status::Active,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let edge = Edge {
+            id: "ed1".into(),
+            name: "pop1-edge".into(),
+            point_of_presence_id: "pop1".into(),
+            router_id: "10.255.0.1".parse().unwrap(),
+            fabric: FabricSettings {
+                asn: 200_350,
+                remote_vtep: "100.64.255.2".parse().unwrap(),
+                local_vtep: "100.64.255.1".parse().unwrap(),
+                port_name: None,
+                transit_pool: "100.127.0.0/24".parse().unwrap(),
+                vni_base: 100_000,
+            },
+            created_at: String::new(),
+            live: None,
+        };
+        let trunk = TrunkConnection {
+            meta: meta("tc1"),
+            point_of_presence_id: "pop1".into(),
+            capacity: Capacity::Capacity1Gbps,
+            deletion_protection: false,
+            single_port_direct_joint: None,
+            overlay_joint: Some(OverlayJoint {
+                remote_vtep: "100.64.1.2".parse().unwrap(),
+                port_name: Some("xc0".into()),
+                udp_port: 4789,
+                access_device_name: None,
+            }),
+            edge_id: "ed1".into(),
+        };
+        let conn = |id: &str, vlan: u16| PrivateConnection {
+            meta: meta(id),
+            trunk_connection_id: "tc1".into(),
+            vlan_id: vlan,
+            ipv4_peering: Ipv4Peering {
+                peering_subnet: "169.254.100.0/30".parse().unwrap(),
+                peer_ip: "169.254.100.2".parse().unwrap(),
+                cloud_ip: "169.254.100.1".parse().unwrap(),
+                peer_bgp_asn: 65001,
+                cloud_bgp_asn: 200_350,
+                peer_bgp_md5_key: Some("k".into()),
+            },
+            ipv4_static_routes: vec![],
+            routing_instance_id: None,
+            bgp: None,
+        };
+        let ri = RoutingInstance {
+            meta: meta("ri1"),
+            vpc_info: vec![VpcInfo {
+                vpc_network_id: "vpc1".into(),
+                az_infos: vec![AzInfo {
+                    az_id: "az-a".into(),
+                    prefixes: vec!["10.128.0.0/24".parse().unwrap()],
+                }],
+            }],
+            cic_private_connection_info: vec![PrivateConnectionRef {
+                cic_private_connection_id: "pc1".into(),
+            }],
+            deletion_protection: false,
+        };
+        Snapshot {
+            edges: vec![edge],
+            trunks: vec![trunk],
+            connections: vec![conn("pc1", 100), conn("pc2", 200)],
+            routing_instances: vec![ri],
+            slots: vec![FabricSlot {
+                edge_id: "ed1".into(),
+                routing_instance_id: "ri1".into(),
+                slot: 3,
+            }],
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            cloud_asn: 200_350,
+            bgp: BgpSettings::default(),
+            peering_mtu: 8910,
+        }
+    }
+
+    #[test]
+    fn routing_instance_and_unattached_connection_become_instances() {
+        let c = compile(&snapshot(), "ed1", 7, &settings()).expect("edge exists");
+        assert_eq!(c.revision, 7);
+        assert_eq!(c.local_asn, 200_350);
+        assert_eq!(c.trunks.len(), 1);
+        assert!(
+            matches!(&c.trunks[0].attachment, Attachment::Vxlan { udp_port: 4789, port: Some(p), .. } if p == "xc0")
+        );
+        assert_eq!(c.instances.len(), 2);
+        let ri = &c.instances[0];
+        assert_eq!(ri.routing_instance_id.as_deref(), Some("ri1"));
+        assert_eq!(
+            ri.vpc_prefixes,
+            vec!["10.128.0.0/24".parse::<Ipv4Net>().unwrap()]
+        );
+        assert_eq!(
+            ri.connections
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["pc1"]
+        );
+        assert_eq!(
+            ri.connections[0].md5_key.as_deref(),
+            Some("k"),
+            "the edge needs the key"
+        );
+        let f = ri.fabric.as_ref().expect("fabric");
+        assert_eq!(
+            (
+                f.vni,
+                f.subnet.to_string(),
+                f.edge_ip.to_string(),
+                f.fabric_ip.to_string()
+            ),
+            (
+                100_003,
+                "100.127.0.6/31".into(),
+                "100.127.0.6".into(),
+                "100.127.0.7".into()
+            )
+        );
+        let lone = &c.instances[1];
+        assert_eq!(
+            (
+                lone.id.as_str(),
+                lone.routing_instance_id.clone(),
+                lone.fabric.clone()
+            ),
+            ("pc2", None, None)
+        );
+    }
+
+    #[test]
+    fn deleting_resources_leave_the_config() {
+        let mut s = snapshot();
+        s.routing_instances[0].meta.status = Status::Deleting;
+        let c = compile(&s, "ed1", 8, &settings()).expect("edge");
+        assert!(
+            c.instances.iter().all(|i| i.routing_instance_id.is_none()),
+            "pc1 falls back to its own namespace"
+        );
+        s.connections[0].meta.status = Status::Deleting;
+        s.connections[1].meta.status = Status::Deleting;
+        let c = compile(&s, "ed1", 9, &settings()).expect("edge");
+        assert!(c.instances.is_empty());
+        s.trunks[0].meta.status = Status::Deleting;
+        assert!(
+            compile(&s, "ed1", 10, &settings())
+                .expect("edge")
+                .trunks
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn other_edges_get_nothing_and_unknown_edges_no_config() {
+        let mut s = snapshot();
+        let mut other = s.edges[0].clone();
+        other.id = "ed2".into();
+        s.edges.push(other);
+        let c = compile(&s, "ed2", 1, &settings()).expect("edge");
+        assert!(c.trunks.is_empty() && c.instances.is_empty());
+        assert!(compile(&s, "nope", 1, &settings()).is_none());
+    }
+
+    #[test]
+    fn fabric_attachment_view_tells_the_fabric_what_to_build() {
+        let v = fabric_attachments(&snapshot(), "ed1", 200_350);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].edge_vtep.to_string(), "100.64.255.1");
+        assert_eq!(v[0].vpc_network_ids, vec!["vpc1".to_string()]);
+    }
+
+    #[test]
+    fn slot_capacity_follows_the_pool() {
+        let s = snapshot();
+        assert_eq!(slot_capacity(&s.edges[0]), 128);
+    }
+}

@@ -1,0 +1,1104 @@
+//! API tests in process (no port), against a real SQLite store.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use cic_server::{AppState, ServerConfig, app, bootstrap_admin};
+use cic_store::Store;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "test-admin-token";
+
+struct H {
+    app: Router,
+    state: Arc<AppState>,
+}
+
+impl H {
+    async fn new() -> H {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        bootstrap_admin(&store, Some(ADMIN.into()))
+            .await
+            .expect("admin");
+        let state = AppState::new(store, ServerConfig::default())
+            .await
+            .expect("state");
+        H {
+            app: app(state.clone()),
+            state,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw(method, path, token, body.map(|b| b.to_string()))
+            .await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN), body).await
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let (s, v) = self.admin(method, path, Some(body)).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    async fn revision(&self) -> u64 {
+        self.state.store.revision().await.expect("revision")
+    }
+
+    async fn count(&self, path: &str) -> usize {
+        let (s, v) = self.admin(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"].as_array().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// PoP + edge; returns the edge's token and id.
+    async fn pop_and_edge(&self, pop: &str, edge: &str, vtep: &str) -> (String, String) {
+        let (s, _) = self
+            .admin(
+                Method::GET,
+                &format!("/cic/v1/pointOfPresences/{pop}"),
+                None,
+            )
+            .await;
+        if s == StatusCode::NOT_FOUND {
+            self.ok(
+                Method::POST,
+                "/cic/v1/pointOfPresences",
+                json!({"id": pop, "name": pop}),
+            )
+            .await;
+        }
+        let r = self
+            .ok(
+                Method::POST,
+                "/cic/v1/edges",
+                json!({"name": edge, "pointOfPresenceId": pop, "routerId": "10.255.0.1",
+                       "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": vtep,
+                                  "transitPool": "100.127.0.0/24"}}),
+            )
+            .await;
+        (
+            r["token"].as_str().expect("token").into(),
+            r["edge"]["id"].as_str().expect("id").into(),
+        )
+    }
+
+    async fn trunk(&self, pop: &str, remote: &str) -> String {
+        let op = self
+            .ok(
+                Method::POST,
+                "/cic/v1/trunkConnections",
+                json!({"folderId": "f1", "pointOfPresenceId": pop, "capacity": "CAPACITY_1_GBPS",
+                       "overlayJoint": {"remoteVtep": remote}}),
+            )
+            .await;
+        op["metadata"]["resourceId"].as_str().expect("id").into()
+    }
+
+    async fn connection(
+        &self,
+        trunk: &str,
+        vlan: u32,
+        subnet: &str,
+        peer: &str,
+        cloud: &str,
+    ) -> (StatusCode, Value) {
+        self.admin(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": vlan,
+                        "ipv4Peering": {"peeringSubnet": subnet, "peerIp": peer, "cloudIp": cloud, "peerBgpAsn": 65001}})),
+        )
+        .await
+    }
+
+    async fn report(&self, edge_token: &str, applied: u64, errors: Value) {
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                "/cic/v1/edgeSync/status",
+                Some(edge_token),
+                Some(json!({"appliedRevision": applied, "dataplane": "vxlan-overlay", "sessions": [], "errors": errors})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
+fn err_message(v: &Value) -> String {
+    v["message"].as_str().unwrap_or_default().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Auth
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused() {
+    let h = H::new().await;
+    let (s, v) = h
+        .call(Method::GET, "/cic/v1/trunkConnections", None, None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["code"], "UNAUTHENTICATED");
+    let (s, _) = h
+        .call(Method::GET, "/cic/v1/trunkConnections", Some("nope"), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn edge_tokens_only_sync_and_users_cannot_sync() {
+    let h = H::new().await;
+    let (edge_token, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/trunkConnections",
+            Some(&edge_token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("PERMISSION_DENIED"))
+    );
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/cic/v1/pointOfPresences",
+            Some(&edge_token),
+            Some(json!({"id": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = h.admin(Method::GET, "/cic/v1/edgeSync/config", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_generated_admin_token_is_stored_only_as_a_hash_and_made_once() {
+    let store = Store::open("sqlite::memory:").await.expect("store");
+    let t = bootstrap_admin(&store, None)
+        .await
+        .expect("boot")
+        .expect("a new token");
+    assert!(
+        store.token(&t).await.expect("q").is_none(),
+        "the plain token is not stored"
+    );
+    assert!(
+        store
+            .token(&cic_server::auth::hash(&t))
+            .await
+            .expect("q")
+            .is_some()
+    );
+    assert_eq!(
+        bootstrap_admin(&store, None).await.expect("boot"),
+        None,
+        "not made again"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations finish when the edge has applied them
+
+#[tokio::test]
+async fn operation_finishes_when_the_edge_reports_the_revision() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "name": "t1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "overlayJoint": {"remoteVtep": "100.64.1.2"}}),
+        )
+        .await;
+    assert_eq!(op["done"], false);
+    assert!(op.get("response").is_none() && op.get("error").is_none());
+    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let (_, t) = h
+        .admin(Method::GET, &format!("/cic/v1/trunkConnections/{id}"), None)
+        .await;
+    assert_eq!(t["status"], "CREATING");
+
+    // The edge fetches its config at once and sees the trunk.
+    let (s, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cfg}");
+    assert_eq!(cfg["trunks"][0]["id"], id);
+    let rev = cfg["revision"].as_u64().expect("revision");
+
+    h.report(&edge, rev - 1, json!([])).await;
+    let (_, o) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", op["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(o["done"], false, "an older revision does not finish it");
+
+    h.report(&edge, rev, json!([])).await;
+    let (_, o) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", op["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(o["done"], true);
+    assert_eq!(o["response"]["status"], "ACTIVE");
+    assert!(o.get("error").is_none());
+    let (_, t) = h
+        .admin(Method::GET, &format!("/cic/v1/trunkConnections/{id}"), None)
+        .await;
+    assert_eq!(t["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn an_edge_error_finishes_the_operation_with_that_error() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
+        )
+        .await;
+    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let rev = h.revision().await;
+    h.report(
+        &edge,
+        rev,
+        json!([{"resourceId": id, "message": "port eth9 not found"}]),
+    )
+    .await;
+    let (_, o) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", op["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(o["done"], true);
+    assert_eq!(o["error"]["code"], "FAILED_PRECONDITION");
+    assert!(
+        err_message(&o["error"]).contains("port eth9 not found"),
+        "{o}"
+    );
+}
+
+#[tokio::test]
+async fn a_report_ahead_of_the_server_is_refused() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/cic/v1/edgeSync/status",
+            Some(&edge),
+            Some(json!({"appliedRevision": 999, "dataplane": "x", "sessions": [], "errors": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn a_waiting_edge_is_woken_by_a_change() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let rev = h.revision().await;
+    let app = h.app.clone();
+    let path = format!("/cic/v1/edgeSync/config?afterRevision={rev}&waitSeconds=60");
+    let poll = tokio::spawn(async move {
+        let req = Request::get(path)
+            .header("authorization", format!("Bearer {edge}"))
+            .body(Body::empty())
+            .expect("req");
+        let resp = app.oneshot(req).await.expect("resp");
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    });
+    h.trunk("pop1", "100.64.1.2").await;
+    let cfg = tokio::time::timeout(std::time::Duration::from_secs(10), poll)
+        .await
+        .expect("woken")
+        .expect("join");
+    assert!(cfg["revision"].as_u64().expect("rev") > rev);
+    assert_eq!(cfg["trunks"].as_array().map(|a| a.len()), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Private connection rules: each bad request is refused and nothing changes
+
+#[tokio::test]
+async fn each_private_connection_rule_rejects_and_stores_nothing() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let good = |vlan: u32| {
+        json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": vlan,
+               "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
+                               "cloudIp": "169.254.100.1", "peerBgpAsn": 65001}})
+    };
+    let (s, v) = h
+        .admin(Method::POST, "/cic/v1/privateConnections", Some(good(100)))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = good(200);
+        f(&mut v);
+        v
+    };
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "vlan 1",
+            with(&|v| v["vlanId"] = json!(1)),
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            "vlan 4001",
+            with(&|v| v["vlanId"] = json!(4001)),
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            "vlan 4095",
+            with(&|v| v["vlanId"] = json!(4095)),
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
+            "vlan taken",
+            with(&|v| v["vlanId"] = json!(100)),
+            StatusCode::CONFLICT,
+            "already used",
+        ),
+        (
+            "/29",
+            with(&|v| v["ipv4Peering"]["peeringSubnet"] = json!("169.254.100.0/29")),
+            StatusCode::BAD_REQUEST,
+            "/30 or a /31",
+        ),
+        (
+            "host bits",
+            with(&|v| v["ipv4Peering"]["peeringSubnet"] = json!("169.254.100.1/30")),
+            StatusCode::BAD_REQUEST,
+            "host bits",
+        ),
+        (
+            "public subnet",
+            with(&|v| {
+                v["ipv4Peering"]["peeringSubnet"] = json!("8.8.8.0/30");
+                v["ipv4Peering"]["peerIp"] = json!("8.8.8.2");
+                v["ipv4Peering"]["cloudIp"] = json!("8.8.8.1");
+            }),
+            StatusCode::BAD_REQUEST,
+            "inside 10.0.0.0/8",
+        ),
+        (
+            "same ips",
+            with(&|v| v["ipv4Peering"]["peerIp"] = json!("169.254.100.1")),
+            StatusCode::BAD_REQUEST,
+            "must differ",
+        ),
+        (
+            "network addr",
+            with(&|v| v["ipv4Peering"]["peerIp"] = json!("169.254.100.0")),
+            StatusCode::BAD_REQUEST,
+            "network address",
+        ),
+        (
+            "broadcast",
+            with(&|v| v["ipv4Peering"]["cloudIp"] = json!("169.254.100.3")),
+            StatusCode::BAD_REQUEST,
+            "broadcast address",
+        ),
+        (
+            "outside",
+            with(&|v| v["ipv4Peering"]["peerIp"] = json!("169.254.101.2")),
+            StatusCode::BAD_REQUEST,
+            "not in the peering subnet",
+        ),
+        (
+            "asn 0",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(0)),
+            StatusCode::BAD_REQUEST,
+            "not a valid ASN",
+        ),
+        (
+            "as_trans",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(23456)),
+            StatusCode::BAD_REQUEST,
+            "AS_TRANS",
+        ),
+        (
+            "doc asn",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(64500)),
+            StatusCode::BAD_REQUEST,
+            "documentation",
+        ),
+        (
+            "doc asn 4b",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(65540)),
+            StatusCode::BAD_REQUEST,
+            "documentation",
+        ),
+        (
+            "cloud asn",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(200350)),
+            StatusCode::BAD_REQUEST,
+            "cloud's own",
+        ),
+        (
+            "asn overflow",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!(4294967296u64)),
+            StatusCode::BAD_REQUEST,
+            "ipv4Peering.peerBgpAsn",
+        ),
+        (
+            "asn as text",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!("65001")),
+            StatusCode::BAD_REQUEST,
+            "ipv4Peering.peerBgpAsn",
+        ),
+        (
+            "long md5",
+            with(&|v| v["ipv4Peering"]["peerBgpMd5Key"] = json!("k".repeat(81))),
+            StatusCode::BAD_REQUEST,
+            "at most 80",
+        ),
+        (
+            "bad ip",
+            with(&|v| v["ipv4Peering"]["peerIp"] = json!("169.254.100.300")),
+            StatusCode::BAD_REQUEST,
+            "ipv4Peering.peerIp",
+        ),
+        (
+            "unknown field",
+            with(&|v| v["vlan"] = json!(5)),
+            StatusCode::BAD_REQUEST,
+            "unknown field `vlan`",
+        ),
+        (
+            "cloud asn given",
+            with(&|v| v["ipv4Peering"]["cloudBgpAsn"] = json!(1)),
+            StatusCode::BAD_REQUEST,
+            "cloudBgpAsn",
+        ),
+        (
+            "no trunk",
+            with(&|v| v["trunkConnectionId"] = json!("tcnothere")),
+            StatusCode::NOT_FOUND,
+            "tcnothere",
+        ),
+        (
+            "other folder",
+            with(&|v| v["folderId"] = json!("f2")),
+            StatusCode::BAD_REQUEST,
+            "another folder",
+        ),
+        (
+            "bad name",
+            with(&|v| v["name"] = json!("9lives")),
+            StatusCode::BAD_REQUEST,
+            "not a valid name",
+        ),
+        (
+            "too many static routes",
+            with(&|v| {
+                v["ipv4StaticRoutes"] = json!(
+                    (0..101)
+                        .map(|i| json!({"prefix": format!("10.{i}.0.0/16")}))
+                        .collect::<Vec<_>>()
+                )
+            }),
+            StatusCode::BAD_REQUEST,
+            "at most 100",
+        ),
+    ];
+    for (what, body, want, msg) in cases {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/privateConnections", Some(body))
+            .await;
+        assert_eq!(s, want, "{what}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{what}: message {:?} should mention {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "{what}: nothing was written");
+        assert_eq!(
+            h.count("/cic/v1/privateConnections").await,
+            1,
+            "{what}: nothing stored"
+        );
+    }
+    let (s, v) = h
+        .raw(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(ADMIN),
+            Some("{not json".into()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn quota_of_connections_per_trunk() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    for i in 0..5u32 {
+        let (s, v) = h
+            .connection(
+                &trunk,
+                100 + i,
+                &format!("10.0.{i}.0/31"),
+                &format!("10.0.{i}.0"),
+                &format!("10.0.{i}.1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, v) = h
+        .connection(&trunk, 200, "10.0.9.0/31", "10.0.9.0", "10.0.9.1")
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "RESOURCE_EXHAUSTED");
+}
+
+#[tokio::test]
+async fn overlay_trunks_of_one_edge_cannot_reuse_a_vni() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let t1 = h.trunk("pop1", "100.64.1.2").await;
+    let t2 = h.trunk("pop1", "100.64.2.2").await;
+    let (s, _) = h
+        .connection(&t1, 100, "169.254.1.0/30", "169.254.1.2", "169.254.1.1")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h
+        .connection(&t2, 100, "169.254.2.0/30", "169.254.2.2", "169.254.2.1")
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(err_message(&v).contains("VNI 100"), "{v}");
+    let (s, _) = h
+        .connection(&t2, 101, "169.254.2.0/30", "169.254.2.2", "169.254.2.1")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn md5_keys_are_masked_for_readers() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": 100,
+                   "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
+                                   "cloudIp": "169.254.100.1", "peerBgpAsn": 65001, "peerBgpMd5Key": "s3cret"}}),
+        )
+        .await;
+    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    // The admin may read secrets; the edge receives the key to install it.
+    let (_, pc) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(pc["ipv4Peering"]["peerBgpMd5Key"], "s3cret");
+    assert_eq!(pc["ipv4Peering"]["cloudBgpAsn"], 200350);
+}
+
+// ---------------------------------------------------------------------------------------
+// Trunk rules
+
+#[tokio::test]
+async fn each_trunk_rule_rejects_and_stores_nothing() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    h.ok(
+        Method::POST,
+        "/cic/v1/pointOfPresences",
+        json!({"id": "pop-empty"}),
+    )
+    .await;
+    let base = json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                      "overlayJoint": {"remoteVtep": "100.64.1.2"}});
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = base.clone();
+        f(&mut v);
+        v
+    };
+    let sp = json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth1"});
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "no joint",
+            with(&|v| {
+                v.as_object_mut()
+                    .map(|o| o.remove("overlayJoint"))
+                    .map(|_| ())
+                    .unwrap_or(())
+            }),
+            StatusCode::BAD_REQUEST,
+            "exactly one joint",
+        ),
+        (
+            "two joints",
+            with(&|v| v["singlePortDirectJoint"] = sp.clone()),
+            StatusCode::BAD_REQUEST,
+            "exactly one joint",
+        ),
+        (
+            "lag",
+            with(&|v| v["lagDirectJoint"] = json!({})),
+            StatusCode::NOT_IMPLEMENTED,
+            "not supported yet",
+        ),
+        (
+            "capacity",
+            with(&|v| v["capacity"] = json!("CAPACITY_7_GBPS")),
+            StatusCode::BAD_REQUEST,
+            "capacity",
+        ),
+        (
+            "no pop",
+            with(&|v| v["pointOfPresenceId"] = json!("nowhere")),
+            StatusCode::NOT_FOUND,
+            "nowhere",
+        ),
+        (
+            "no edge",
+            with(&|v| v["pointOfPresenceId"] = json!("pop-empty")),
+            StatusCode::BAD_REQUEST,
+            "no edge is registered",
+        ),
+        (
+            "bad vtep",
+            with(&|v| v["overlayJoint"]["remoteVtep"] = json!("224.0.0.1")),
+            StatusCode::BAD_REQUEST,
+            "unicast",
+        ),
+        (
+            "bad port",
+            with(&|v| v["overlayJoint"]["portName"] = json!("eth0/1")),
+            StatusCode::BAD_REQUEST,
+            "interface name",
+        ),
+        (
+            "bad device",
+            with(&|v| v["overlayJoint"]["accessDeviceName"] = json!("edge9")),
+            StatusCode::BAD_REQUEST,
+            "no edge named",
+        ),
+        (
+            "bad label",
+            with(&|v| v["labels"] = json!({"Env": "x"})),
+            StatusCode::BAD_REQUEST,
+            "label key",
+        ),
+    ];
+    for (what, body, want, msg) in cases {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/trunkConnections", Some(body))
+            .await;
+        assert_eq!(s, want, "{what}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{what}: {:?} should mention {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "{what}");
+        assert_eq!(h.count("/cic/v1/trunkConnections").await, 0, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn trunk_names_are_unique_in_a_folder_and_protected_trunks_stay() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let body = json!({"folderId": "f1", "name": "t", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                      "deletionProtection": true, "overlayJoint": {"remoteVtep": "100.64.1.2"}});
+    let op = h
+        .ok(Method::POST, "/cic/v1/trunkConnections", body.clone())
+        .await;
+    let (s, _) = h
+        .admin(Method::POST, "/cic/v1/trunkConnections", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/trunkConnections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(err_message(&v).contains("deletionProtection"));
+    let op = h
+        .ok(
+            Method::PATCH,
+            &format!("/cic/v1/trunkConnections/{id}"),
+            json!({"deletionProtection": false}),
+        )
+        .await;
+    assert_eq!(
+        op["done"], true,
+        "a metadata update has nothing for the edge to apply"
+    );
+    let (s, _) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/trunkConnections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing instance rules
+
+#[tokio::test]
+async fn each_routing_instance_rule_rejects_and_stores_nothing() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, a) = h
+        .connection(&trunk, 100, "169.254.1.0/30", "169.254.1.2", "169.254.1.1")
+        .await;
+    let (_, b) = h
+        .connection(&trunk, 101, "169.254.1.0/30", "169.254.1.2", "169.254.1.1")
+        .await;
+    let a = a["metadata"]["resourceId"].as_str().expect("a").to_string();
+    let b = b["metadata"]["resourceId"].as_str().expect("b").to_string();
+    let ri = |vpc: &str, prefixes: Value, conns: Vec<&str>| {
+        json!({"folderId": "f1",
+               "vpcInfo": [{"vpcNetworkId": vpc, "azInfos": [{"azId": "az-a", "prefixes": prefixes}]}],
+               "cicPrivateConnectionInfo": conns.iter().map(|c| json!({"cicPrivateConnectionId": c})).collect::<Vec<_>>()})
+    };
+    let op = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            ri("vpc1", json!(["10.128.0.0/24"]), vec![&a]),
+        )
+        .await;
+    assert!(op["metadata"]["resourceId"].is_string());
+
+    let many: Vec<String> = (0..101).map(|i| format!("10.{i}.0.0/16")).collect();
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "overlap",
+            ri("vpc2", json!(["10.1.0.0/16", "10.1.2.0/24"]), vec![]),
+            StatusCode::BAD_REQUEST,
+            "overlap",
+        ),
+        (
+            "host bits",
+            ri("vpc2", json!(["10.1.0.1/16"]), vec![]),
+            StatusCode::BAD_REQUEST,
+            "host bits",
+        ),
+        (
+            "quota",
+            ri("vpc2", json!(many), vec![]),
+            StatusCode::BAD_REQUEST,
+            "quota",
+        ),
+        (
+            "vpc taken",
+            ri("vpc1", json!(["10.2.0.0/16"]), vec![]),
+            StatusCode::CONFLICT,
+            "already belongs",
+        ),
+        (
+            "conn taken",
+            ri("vpc2", json!(["10.2.0.0/16"]), vec![&a]),
+            StatusCode::CONFLICT,
+            "already belongs",
+        ),
+        (
+            "no conn",
+            ri("vpc2", json!(["10.2.0.0/16"]), vec!["pcnothere"]),
+            StatusCode::NOT_FOUND,
+            "pcnothere",
+        ),
+        (
+            "listed twice",
+            ri("vpc2", json!(["10.2.0.0/16"]), vec![&b, &b]),
+            StatusCode::BAD_REQUEST,
+            "listed twice",
+        ),
+        (
+            "bad prefix",
+            ri("vpc2", json!(["10.2.0.0/33"]), vec![]),
+            StatusCode::BAD_REQUEST,
+            "prefixes",
+        ),
+    ];
+    for (what, body, want, msg) in cases {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, "/cloudrouter/v1/routingInstances", Some(body))
+            .await;
+        assert_eq!(s, want, "{what}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{what}: {:?} should mention {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "{what}");
+        assert_eq!(
+            h.count("/cloudrouter/v1/routingInstances").await,
+            1,
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_connection_per_vpc_per_pop_and_no_overlapping_peerings() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, a) = h
+        .connection(&trunk, 100, "169.254.1.0/30", "169.254.1.2", "169.254.1.1")
+        .await;
+    let (_, b) = h
+        .connection(&trunk, 101, "169.254.2.0/30", "169.254.2.2", "169.254.2.1")
+        .await;
+    let (_, c) = h
+        .connection(&trunk, 102, "169.254.2.0/30", "169.254.2.2", "169.254.2.1")
+        .await;
+    let id = |v: &Value| {
+        v["metadata"]["resourceId"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let body = |conns: Vec<String>, vpc: bool| {
+        json!({"folderId": "f1",
+               "vpcInfo": if vpc { json!([{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "a", "prefixes": ["10.128.0.0/24"]}]}]) } else { json!([]) },
+               "cicPrivateConnectionInfo": conns.iter().map(|c| json!({"cicPrivateConnectionId": c})).collect::<Vec<_>>()})
+    };
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            Some(body(vec![id(&a), id(&b)], true)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(err_message(&v).contains("one per point of presence"));
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            Some(body(vec![id(&b), id(&c)], false)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(err_message(&v).contains("overlapping peering subnets"));
+}
+
+#[tokio::test]
+async fn compiled_config_follows_the_customer_steps() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, pc) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = pc["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(
+        cfg["instances"][0]["id"],
+        pc.as_str(),
+        "an unattached connection gets its own instance"
+    );
+    assert!(cfg["instances"][0].get("fabric").is_none());
+
+    let op = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            json!({"folderId": "f1", "vpcInfo": [{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "a", "prefixes": ["10.128.0.0/24"]}]}],
+                   "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
+        )
+        .await;
+    let ri = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("ri")
+        .to_string();
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let inst = &cfg["instances"][0];
+    assert_eq!(inst["routingInstanceId"], ri.as_str());
+    assert_eq!(inst["vpcPrefixes"], json!(["10.128.0.0/24"]));
+    assert_eq!(inst["connections"][0]["id"], pc.as_str());
+    assert_eq!(inst["fabric"]["vni"], 100000);
+    assert_eq!(inst["fabric"]["edgeIp"], "100.127.0.0");
+
+    let (_, edges) = h.admin(Method::GET, "/cic/v1/edges", None).await;
+    let edge_id = edges["items"][0]["id"]
+        .as_str()
+        .expect("edge id")
+        .to_string();
+    let (_, fa) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/fabricAttachments"),
+            None,
+        )
+        .await;
+    assert_eq!(fa["items"][0]["vni"], 100000);
+    assert_eq!(fa["items"][0]["fabricIp"], "100.127.0.1");
+
+    // The connection cannot go while it is in the routing instance.
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // Deleting the routing instance waits for the edge, then frees its fabric segment.
+    let op = h
+        .ok(
+            Method::DELETE,
+            &format!("/cloudrouter/v1/routingInstances/{ri}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(op["done"], false);
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (s, _) = h
+        .admin(
+            Method::GET,
+            &format!("/cloudrouter/v1/routingInstances/{ri}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, fa) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/fabricAttachments"),
+            None,
+        )
+        .await;
+    assert_eq!(fa["items"], json!([]));
+}
+
+#[tokio::test]
+async fn lists_page_and_filter_by_name() {
+    let h = H::new().await;
+    for i in 0..3 {
+        h.ok(
+            Method::POST,
+            "/cic/v1/pointOfPresences",
+            json!({"id": format!("p{i}"), "name": format!("n{i}")}),
+        )
+        .await;
+    }
+    let (_, v) = h
+        .admin(Method::GET, "/cic/v1/pointOfPresences?pageSize=2", None)
+        .await;
+    assert_eq!(v["items"].as_array().map(|a| a.len()), Some(2));
+    let tok = v["nextPageToken"].as_str().expect("token").to_string();
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/pointOfPresences?pageSize=2&pageToken={tok}"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"].as_array().map(|a| a.len()), Some(1));
+    assert!(v.get("nextPageToken").is_none());
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            "/cic/v1/pointOfPresences?filter=name%3D%22n1%22",
+            None,
+        )
+        .await;
+    assert_eq!(v["items"][0]["id"], "p1");
+    let (s, v) = h
+        .admin(Method::GET, "/cic/v1/pointOfPresences?pageSize=5000", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = h
+        .admin(Method::GET, "/cic/v1/pointOfPresences?pagesize=5", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(err_message(&v).contains("pagesize"));
+}
