@@ -1,3 +1,265 @@
-fn main() {
-    println!("Hello, world!");
+//! `cic`: the one binary. `cic server`, `cic edge`, `cic lab`, and the resource commands.
+
+mod client;
+mod commands;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::Refused;
+
+#[derive(Parser)]
+#[command(
+    name = "cic",
+    version,
+    about = "cic — an open-source Cloud Interconnect"
+)]
+struct Cli {
+    /// API server URL for the resource commands.
+    #[arg(
+        long,
+        global = true,
+        env = "CIC_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Bearer token for the resource commands.
+    #[arg(
+        long,
+        global = true,
+        env = "CIC_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    token: String,
+    /// Print raw JSON instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Do not wait for mutations to be applied; print the operation at once.
+    #[arg(long = "async", global = true)]
+    no_wait: bool,
+    /// How long to wait for a mutation, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the control plane (API, store, operations, edge sync).
+    Server(ServerArgs),
+    /// Run the agent of an edge router.
+    Edge(EdgeArgs),
+    /// The lab: the whole picture in network namespaces on this machine.
+    #[command(subcommand)]
+    Lab(LabCmd),
+    /// Points of presence (operator).
+    #[command(subcommand, name = "pop")]
+    Pop(commands::PopCmd),
+    /// Edge routers (operator).
+    #[command(subcommand, name = "edge-router")]
+    EdgeRouter(commands::EdgeRouterCmd),
+    /// Trunk connections.
+    #[command(subcommand)]
+    Trunk(commands::TrunkCmd),
+    /// Private connections.
+    #[command(subcommand, name = "connection")]
+    Connection(commands::ConnectionCmd),
+    /// Routing instances (Cloud Router).
+    #[command(subcommand, name = "routing-instance")]
+    RoutingInstance(commands::RoutingInstanceCmd),
+    /// Long-running operations.
+    #[command(subcommand)]
+    Operation(commands::OperationCmd),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// sqlite://PATH (created on first start) or postgres://…
+    #[arg(long, default_value = "sqlite://./cic.db")]
+    database: String,
+    /// The cloud's ASN, local AS of every edge session.
+    #[arg(long, default_value_t = 200_350)]
+    cloud_asn: u32,
+    /// Prefixes accepted per private connection.
+    #[arg(long, default_value_t = 500)]
+    max_prefixes: u32,
+    /// What exceeding it does: teardown (Cease, then idle), discard or warn.
+    #[arg(long, default_value = "teardown", value_parser = ["teardown", "discard", "warn"])]
+    max_prefix_action: String,
+    /// Minutes a session stays down after a max-prefix teardown.
+    #[arg(long, default_value_t = 30)]
+    max_prefix_idle_minutes: u32,
+    /// Smallest hold time accepted from customers (seconds).
+    #[arg(long, default_value_t = 90)]
+    min_hold_time: u16,
+    /// MTU of private connections.
+    #[arg(long, default_value_t = 8910)]
+    peering_mtu: u32,
+}
+
+#[derive(clap::Args)]
+struct EdgeArgs {
+    #[arg(long, env = "CIC_SERVER")]
+    server: Option<String>,
+    /// This edge's token (from `cic edge-router create`).
+    #[arg(long, env = "CIC_EDGE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Network namespace that holds this router's ports (default: the agent's own).
+    #[arg(long)]
+    netns: Option<String>,
+    /// Prefix of the namespaces this agent creates, one per routing instance.
+    #[arg(long, default_value = "cic-")]
+    netns_prefix: String,
+    /// Seconds between status reports.
+    #[arg(long, default_value_t = 5)]
+    report_every: u64,
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Build the lab, run the customer's steps, leave it running.
+    Up,
+    /// Build the lab, run the customer's steps, ping both ways, tear it down.
+    Demo,
+    /// Remove every namespace, link and process the lab made.
+    Down,
+    /// (internal) The lab's stand-in for the operator's fabric automation.
+    #[command(hide = true)]
+    Fabric {
+        #[arg(long)]
+        edge_id: String,
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        underlay_dev: String,
+    },
+}
+
+fn init_tracing() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // 3: the server refused the request (bad input, conflict, not found, …);
+            // 1: anything else (unreachable, timeout, lab failure).
+            if e.downcast_ref::<Refused>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = commands::Output {
+        json: cli.json,
+        wait: !cli.no_wait,
+        timeout: Duration::from_secs(cli.timeout),
+    };
+    match cli.cmd {
+        Cmd::Server(a) => {
+            init_tracing();
+            let bgp = cic_model::edge::BgpSettings {
+                min_hold_time_secs: a.min_hold_time,
+                max_prefixes: a.max_prefixes,
+                max_prefix_action: match a.max_prefix_action.as_str() {
+                    "discard" => cic_model::edge::MaxPrefixAction::Discard,
+                    "warn" => cic_model::edge::MaxPrefixAction::Warn,
+                    _ => cic_model::edge::MaxPrefixAction::Teardown,
+                },
+                max_prefix_idle_secs: a.max_prefix_idle_minutes * 60,
+                ..Default::default()
+            };
+            if a.cloud_asn == 0 || a.cloud_asn == 23456 {
+                anyhow::bail!("--cloud-asn {} is not a usable ASN", a.cloud_asn);
+            }
+            let config = cic_server::ServerConfig {
+                cloud_asn: a.cloud_asn,
+                bgp,
+                peering_mtu: a.peering_mtu,
+                ..Default::default()
+            };
+            let admin = std::env::var("CIC_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+            cic_server::serve(a.listen, &a.database, config, admin, shutdown_signal()).await?;
+            Ok(())
+        }
+        Cmd::Edge(a) => {
+            init_tracing();
+            let opts = cic_edge::EdgeOptions {
+                server: a.server.unwrap_or(cli.server),
+                token: a.token,
+                host_netns: a.netns,
+                netns_prefix: a.netns_prefix,
+                report_every: Duration::from_secs(a.report_every.max(1)),
+                poll_wait: Duration::from_secs(25),
+            };
+            let agent = cic_edge::Agent::new(opts).await?;
+            agent.run(shutdown_signal()).await;
+            Ok(())
+        }
+        Cmd::Lab(l) => match l {
+            LabCmd::Up => cic_lab::up().await.map(|_| ()),
+            LabCmd::Demo => cic_lab::demo().await,
+            LabCmd::Down => cic_lab::down(),
+            LabCmd::Fabric {
+                edge_id,
+                netns,
+                underlay_dev,
+            } => {
+                init_tracing();
+                cic_lab::fabric::run(
+                    &cli.server,
+                    &cli.token,
+                    &edge_id,
+                    &netns,
+                    &underlay_dev,
+                    shutdown_signal(),
+                )
+                .await
+            }
+        },
+        other => {
+            if cli.token.is_empty() {
+                anyhow::bail!("no token: pass --token or set CIC_TOKEN");
+            }
+            let api = client::Api::new(&cli.server, &cli.token);
+            match other {
+                Cmd::Pop(c) => c.run(&api, &out).await,
+                Cmd::EdgeRouter(c) => c.run(&api, &out).await,
+                Cmd::Trunk(c) => c.run(&api, &out).await,
+                Cmd::Connection(c) => c.run(&api, &out).await,
+                Cmd::RoutingInstance(c) => c.run(&api, &out).await,
+                Cmd::Operation(c) => c.run(&api, &out).await,
+                _ => unreachable!("handled above"),
+            }
+        }
+    }
 }

@@ -31,3 +31,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Deletes every link of namespace `name` (synchronously, so what they held — VXLAN VNIs,
+/// addresses — is free when this returns), then the namespace.
+pub async fn purge(name: &str) -> Result<()> {
+    if netns::exists(name) {
+        let nl = Netlink::open(Some(name))?;
+        for l in nl.links().await?.into_iter().filter(|l| l.name != "lo") {
+            match nl.del_link(l.index).await {
+                // A veth peer deleted with its other end is already gone.
+                Err(Error::Netlink(m)) if m.contains("No such device") => {}
+                r => r?,
+            }
+        }
+    }
+    netns::del(name).map_err(|e| Error::Io(e.to_string()))
+}

@@ -57,11 +57,14 @@ pub struct LinkSpec {
     pub alias: String,
 }
 
-/// A connection to the kernel's routing netlink, inside one namespace.
+/// A connection to the kernel's routing netlink, inside one namespace. Clones share the
+/// socket; dumps on it are serialised, since the kernel runs one dump per socket at a time
+/// (a second one gets EBUSY).
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
     netns: Option<String>,
+    dump: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
@@ -84,6 +87,7 @@ impl Netlink {
         Ok(Netlink {
             handle,
             netns: netns.map(str::to_string),
+            dump: Default::default(),
         })
     }
 
@@ -105,6 +109,7 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
+        let _one = self.dump.lock().await;
         let msgs: Vec<LinkMessage> = self
             .handle
             .link()
@@ -239,6 +244,7 @@ impl Netlink {
     }
 
     pub async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        let _one = self.dump.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -276,6 +282,7 @@ impl Netlink {
     }
 
     pub async fn del_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
+        let one = self.dump.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -286,6 +293,7 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(self.ctx("find address"))?;
+        drop(one);
         for m in msgs
             .into_iter()
             .filter(|m| m.header.index == index && m.header.prefix_len == addr.prefix_len())
@@ -303,6 +311,7 @@ impl Netlink {
     /// IPv4 routes of the main table installed with `proto`: prefix → next hops.
     pub async fn routes(&self, proto: u8) -> Result<BTreeMap<Ipv4Net, Vec<Ipv4Addr>>> {
         let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let _one = self.dump.lock().await;
         let msgs: Vec<RouteMessage> = self
             .handle
             .route()

@@ -71,7 +71,9 @@ pub fn add(name: &str) -> io::Result<()> {
     res.map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
 }
 
-/// Deletes namespace `name`; its virtual links go with it. Missing is fine.
+/// Deletes namespace `name`; its virtual links go with it, but only when the kernel's
+/// cleanup work runs, later: use [`crate::purge`] when they must be gone at once (a VXLAN
+/// VNI to be reused, say). Missing is fine.
 pub fn del(name: &str) -> io::Result<()> {
     let p = path(name)?;
     if exists(name) {

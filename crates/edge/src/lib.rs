@@ -1,14 +1,338 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! `cic edge`: the agent on an edge router.
+//!
+//! ```text
+//!   server ──long poll──▶ sync loop ──apply(config)──▶ per routing instance:
+//!     ▲                      │                           namespace, links, addresses,
+//!     │                      │                           BGP speaker + route programmer
+//!     └──── report ◀─────────┴── every 5 s and after each apply: applied revision,
+//!                                sessions (state, uptime, prefixes), errors
+//! ```
+//!
+//! The data plane is probed at start (802.1Q or VXLAN overlay) and named in reports.
+//! Apply is idempotent: it reconciles what the kernel has with what the config says,
+//! so a restart adopts the namespaces it finds and deletes only what is no longer wanted.
+
+pub mod client;
+pub mod instance;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cic_dataplane::probe::Capabilities;
+use cic_dataplane::{Netlink, netns, probe};
+use cic_model::edge::{
+    Attachment, EdgeConfig, EdgeReport, ResourceError, SessionKind, SessionStatus, TrunkConfig,
+};
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::client::SyncClient;
+use crate::instance::Instance;
+
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    pub server: String,
+    pub token: String,
+    /// The namespace holding this router's ports (trunk and fabric ports). `None`: the
+    /// agent's own. The lab runs several edges on one machine this way.
+    pub host_netns: Option<String>,
+    /// Prefix of the namespaces this agent owns, one per routing instance.
+    pub netns_prefix: String,
+    pub report_every: Duration,
+    pub poll_wait: Duration,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("data plane: {0}")]
+    Dataplane(#[from] cic_dataplane::Error),
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+struct State {
+    applied: u64,
+    errors: Vec<ResourceError>,
+    instances: BTreeMap<String, Instance>,
+}
+
+pub struct Agent {
+    opts: EdgeOptions,
+    caps: Capabilities,
+    underlay: Netlink,
+    client: SyncClient,
+    state: Mutex<State>,
+}
+
+impl Agent {
+    pub async fn new(opts: EdgeOptions) -> Result<Arc<Agent>, EdgeError> {
+        let caps = probe::probe().await?;
+        info!(
+            dataplane = caps.mode(),
+            "kernel probed: 802.1Q {}, VXLAN {}",
+            if caps.vlan {
+                "available"
+            } else {
+                "not available (physical trunks cannot be realised here)"
+            },
+            if caps.vxlan {
+                "available"
+            } else {
+                "not available"
+            }
+        );
+        let underlay = Netlink::open(opts.host_netns.as_deref())?;
+        let client = SyncClient::new(&opts.server, &opts.token);
+        Ok(Arc::new(Agent {
+            opts,
+            caps,
+            underlay,
+            client,
+            state: Mutex::new(State {
+                applied: 0,
+                errors: vec![],
+                instances: BTreeMap::new(),
+            }),
+        }))
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// Syncs and reports until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let reporter = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(me.opts.report_every);
+                loop {
+                    t.tick().await;
+                    me.report().await;
+                }
+            })
+        };
+        tokio::select! {
+            _ = self.sync_loop() => {}
+            _ = shutdown => info!("edge agent stopping; the data plane keeps forwarding"),
+        }
+        reporter.abort();
+    }
+
+    /// Applies each new revision; while the last apply left errors, applies it again with
+    /// a growing pause (a busy kernel object, a port that appears later), and every
+    /// minute anyway, to undo drift (a link or route removed by hand).
+    async fn sync_loop(&self) {
+        let mut backoff = Duration::from_millis(500);
+        let mut retry = Duration::from_millis(250);
+        let mut last: Option<(EdgeConfig, Instant)> = None;
+        loop {
+            let (after, failing) = {
+                let st = self.state.lock().await;
+                (st.applied, !st.errors.is_empty())
+            };
+            if let Some((cfg, at)) = &last {
+                let due = if failing {
+                    *at + retry
+                } else {
+                    *at + Duration::from_secs(60)
+                };
+                if Instant::now() >= due {
+                    retry = if failing {
+                        (retry * 2).min(Duration::from_secs(30))
+                    } else {
+                        Duration::from_millis(250)
+                    };
+                    self.apply(cfg).await;
+                    self.report().await;
+                    last = Some((cfg.clone(), Instant::now()));
+                    continue;
+                }
+            }
+            let wait = match &last {
+                Some((_, at)) if failing => (*at + retry)
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1)),
+                _ => self.opts.poll_wait,
+            };
+            match self
+                .client
+                .config(after, wait.min(self.opts.poll_wait))
+                .await
+            {
+                Ok(cfg) => {
+                    backoff = Duration::from_millis(500);
+                    if cfg.revision != after {
+                        retry = Duration::from_millis(250);
+                        self.apply(&cfg).await;
+                        self.report().await;
+                        last = Some((cfg, Instant::now()));
+                    }
+                }
+                Err(e) => {
+                    warn!("sync: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    fn ns_name(&self, instance_id: &str) -> String {
+        format!("{}{}", self.opts.netns_prefix, instance_id)
+    }
+
+    /// Realises `cfg`; afterwards `applied` is its revision, `errors` what failed.
+    pub async fn apply(&self, cfg: &EdgeConfig) {
+        let started = Instant::now();
+        let mut st = self.state.lock().await;
+        let mut errors = Vec::new();
+
+        // Trunks: can this router carry them?
+        let mut trunks: BTreeMap<String, (TrunkConfig, Option<String>)> = BTreeMap::new();
+        for t in &cfg.trunks {
+            let problem = self.check_trunk(t).await;
+            if let Some(p) = &problem {
+                errors.push(ResourceError {
+                    resource_id: t.id.clone(),
+                    message: p.clone(),
+                });
+            }
+            trunks.insert(t.id.clone(), (t.clone(), problem));
+        }
+
+        // Routing instances no longer wanted go first (their VXLAN VNIs free up), including
+        // namespaces left by an earlier run.
+        let wanted: Vec<String> = cfg.instances.iter().map(|i| i.id.clone()).collect();
+        let gone: Vec<String> = st
+            .instances
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(i) = st.instances.remove(&k) {
+                i.stop().await;
+            }
+        }
+        let wanted_ns: Vec<String> = wanted.iter().map(|i| self.ns_name(i)).collect();
+        for ns in netns::list(&self.opts.netns_prefix).unwrap_or_default() {
+            if !wanted_ns.contains(&ns) {
+                info!(netns = %ns, "removing a namespace no routing instance wants");
+                if let Err(e) = cic_dataplane::purge(&ns).await {
+                    warn!("{e}");
+                }
+            }
+        }
+
+        for ic in &cfg.instances {
+            if !st.instances.contains_key(&ic.id) {
+                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, &ic.vpc_prefixes).await {
+                    Ok(i) => {
+                        st.instances.insert(ic.id.clone(), i);
+                    }
+                    Err(e) => {
+                        for c in &ic.connections {
+                            errors.push(ResourceError {
+                                resource_id: c.id.clone(),
+                                message: e.clone(),
+                            });
+                        }
+                        errors.push(ResourceError {
+                            resource_id: ic.id.clone(),
+                            message: e,
+                        });
+                        continue;
+                    }
+                }
+            }
+            if let Some(i) = st.instances.get_mut(&ic.id) {
+                errors.extend(i.apply(&self.underlay, cfg, ic, &trunks).await);
+            }
+        }
+        for e in &errors {
+            warn!(resource = %e.resource_id, "{}", e.message);
+        }
+        info!(revision = cfg.revision, instances = cfg.instances.len(), errors = errors.len(), took = ?started.elapsed(), "config applied");
+        st.applied = cfg.revision;
+        st.errors = errors;
+    }
+
+    async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {
+        let port = match &t.attachment {
+            Attachment::Vlan { port } => {
+                if !self.caps.vlan {
+                    return Some(format!(
+                        "this edge's kernel has no 802.1Q VLAN support ({} mode); use an overlay trunk here",
+                        self.caps.mode()
+                    ));
+                }
+                Some(port)
+            }
+            Attachment::Vxlan { port, .. } => {
+                if !self.caps.vxlan {
+                    return Some("this edge's kernel has no VXLAN support".into());
+                }
+                port.as_ref()
+            }
+        };
+        match port {
+            Some(p) => match self.underlay.link(p).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(format!("port {p} does not exist on this edge")),
+                Err(e) => Some(e.to_string()),
+            },
+            None => None,
+        }
+    }
+
+    pub async fn report_now(&self) -> EdgeReport {
+        let st = self.state.lock().await;
+        let mut sessions = Vec::new();
+        let mut errors = st.errors.clone();
+        for i in st.instances.values() {
+            if let Some(e) = i.route_error() {
+                errors.push(ResourceError {
+                    resource_id: i.id.clone(),
+                    message: format!("routes: {e}"),
+                });
+            }
+            let status = i.status().borrow().clone();
+            if let Some(e) = status.listen_error {
+                errors.push(ResourceError {
+                    resource_id: i.id.clone(),
+                    message: format!("BGP listener: {e}"),
+                });
+            }
+            for p in status.peers {
+                sessions.push(SessionStatus {
+                    resource_id: p.spec.name.clone(),
+                    kind: match p.spec.role {
+                        cic_bgp::policy::Role::Customer => SessionKind::Customer,
+                        cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
+                    },
+                    peer: p.spec.address,
+                    peer_asn: p.spec.asn,
+                    state: p.state.name().to_string(),
+                    uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
+                    prefixes_received: p.stats.received,
+                    prefixes_accepted: p.stats.accepted,
+                    prefixes_advertised: p.stats.advertised,
+                    last_error: p.last_error.clone(),
+                });
+            }
+        }
+        EdgeReport {
+            applied_revision: st.applied,
+            dataplane: self.caps.mode().to_string(),
+            sessions,
+            errors,
+        }
+    }
+
+    async fn report(&self) {
+        let r = self.report_now().await;
+        if let Err(e) = self.client.report(&r).await {
+            warn!("report: {e}");
+        }
     }
 }

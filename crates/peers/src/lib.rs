@@ -150,6 +150,21 @@ impl Bird {
         self.keep_dir = true;
     }
 
+    /// Leaves BIRD running (and its directory) after this value is dropped; returns the
+    /// process id. For the lab's `up`, whose routers outlive the command.
+    pub fn detach(mut self) -> Option<u32> {
+        self.keep_dir = true;
+        let pid = self.pid();
+        // Forget the child: dropping `Child` neither kills nor waits.
+        self.child.take();
+        pid
+    }
+
+    /// Path of the control socket, for `birdc -s`.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("bird.ctl")
+    }
+
     /// Runs one birdc command; Err if birdc fails or BIRD answers with an error.
     pub fn cmd(&self, command: &str) -> io::Result<String> {
         let out = Command::new("birdc")

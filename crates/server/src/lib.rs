@@ -129,6 +129,17 @@ impl AppState {
             if !applied {
                 continue;
             }
+            // A routing instance fails with its connections; a trunk with its port.
+            let mut concerned = vec![p.resource_id.clone()];
+            if p.kind == "routingInstance" {
+                if let Some(ri) = self.store.get::<RoutingInstance>(&p.resource_id).await? {
+                    concerned.extend(
+                        ri.cic_private_connection_info
+                            .iter()
+                            .map(|c| c.cic_private_connection_id.clone()),
+                    );
+                }
+            }
             let errors: Vec<String> = p
                 .edges
                 .iter()
@@ -137,8 +148,8 @@ impl AppState {
                         .report
                         .errors
                         .iter()
-                        .filter(|x| x.resource_id == p.resource_id)
-                        .map(move |x| format!("edge {e}: {}", x.message))
+                        .filter(|x| concerned.contains(&x.resource_id))
+                        .map(move |x| format!("edge {e}: {}: {}", x.resource_id, x.message))
                 })
                 .collect();
             op.done = true;

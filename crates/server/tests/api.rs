@@ -1102,3 +1102,37 @@ async fn lists_page_and_filter_by_name() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(err_message(&v).contains("pagesize"));
 }
+
+#[tokio::test]
+async fn waiting_on_an_operation_returns_when_it_is_done() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "overlayJoint": {"remoteVtep": "100.64.1.2"}}),
+        )
+        .await;
+    let path = format!(
+        "/operations/{}?waitSeconds=60",
+        op["id"].as_str().expect("id")
+    );
+    let app = h.app.clone();
+    let waiter = tokio::spawn(async move {
+        let req = Request::get(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .expect("req");
+        let resp = app.oneshot(req).await.expect("resp");
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    });
+    h.report(&edge, h.revision().await, json!([])).await;
+    let done = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("woken")
+        .expect("join");
+    assert_eq!(done["done"], true, "{done}");
+}

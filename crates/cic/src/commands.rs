@@ -1,0 +1,650 @@
+//! Resource commands: flags in, one API call, a short summary (or `--json`) out.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::Api;
+
+pub struct Output {
+    pub json: bool,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+impl Output {
+    fn print(&self, v: &Value, summary: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        } else {
+            println!("{}", summary(v));
+        }
+    }
+
+    /// Sends a mutation; unless `--async`, waits for its operation and prints the result.
+    async fn mutate(
+        &self,
+        api: &Api,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<()> {
+        let op = api.call(method, path, body.as_ref()).await?;
+        if !self.wait {
+            self.print(&op, |o| {
+                format!(
+                    "operation {} started: {what}",
+                    o["id"].as_str().unwrap_or("?")
+                )
+            });
+            return Ok(());
+        }
+        let done = api.wait(op, self.timeout).await?;
+        let r = done.get("response").cloned().unwrap_or(Value::Null);
+        let id = done["metadata"]["resourceId"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        self.print(&done, |_| match r.get("status").and_then(Value::as_str) {
+            Some(status) => format!("{what}: {id} {status}"),
+            None => format!("{what}: {id} done"),
+        });
+        Ok(())
+    }
+}
+
+fn list_summary(v: &Value, f: impl Fn(&Value) -> String) -> String {
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return "(none)".into();
+    }
+    items.iter().map(f).collect::<Vec<_>>().join("\n")
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+pub enum PopCmd {
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        address: String,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+impl PopCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            PopCmd::Create { id, name, address } => {
+                let v = api
+                    .call(
+                        Method::POST,
+                        "/cic/v1/pointOfPresences",
+                        Some(&json!({"id": id, "name": name, "locationAddress": address})),
+                    )
+                    .await?;
+                out.print(&v, |v| {
+                    format!(
+                        "point of presence {} created",
+                        v["id"].as_str().unwrap_or("?")
+                    )
+                });
+            }
+            PopCmd::List => {
+                let v = api.get("/cic/v1/pointOfPresences").await?;
+                out.print(&v, |v| {
+                    list_summary(v, |p| {
+                        format!(
+                            "{}\t{}",
+                            p["id"].as_str().unwrap_or(""),
+                            p["name"].as_str().unwrap_or("")
+                        )
+                    })
+                });
+            }
+            PopCmd::Get { id } => {
+                let v = api.get(&format!("/cic/v1/pointOfPresences/{id}")).await?;
+                out.print(&v, pretty);
+            }
+            PopCmd::Delete { id } => {
+                let v = api
+                    .call(
+                        Method::DELETE,
+                        &format!("/cic/v1/pointOfPresences/{id}"),
+                        None,
+                    )
+                    .await?;
+                out.print(&v, |_| format!("point of presence {id} deleted"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum EdgeRouterCmd {
+    /// Register an edge router; prints its token once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pop: String,
+        #[arg(long)]
+        router_id: String,
+        /// ASN of the cloud fabric router (equal to the cloud ASN: iBGP).
+        #[arg(long, default_value_t = 200_350)]
+        fabric_asn: u32,
+        #[arg(long)]
+        fabric_remote_vtep: String,
+        #[arg(long)]
+        fabric_local_vtep: String,
+        #[arg(long)]
+        fabric_port: Option<String>,
+        #[arg(long, default_value = "100.127.0.0/16")]
+        fabric_transit_pool: String,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+    /// What the fabric must build per routing instance on this edge.
+    FabricAttachments {
+        id: String,
+    },
+}
+
+impl EdgeRouterCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            EdgeRouterCmd::Create {
+                name,
+                pop,
+                router_id,
+                fabric_asn,
+                fabric_remote_vtep,
+                fabric_local_vtep,
+                fabric_port,
+                fabric_transit_pool,
+            } => {
+                let mut fabric = json!({"asn": fabric_asn, "remoteVtep": fabric_remote_vtep, "localVtep": fabric_local_vtep,
+                                        "transitPool": fabric_transit_pool});
+                if let Some(p) = fabric_port {
+                    fabric["portName"] = json!(p);
+                }
+                let v = api
+                    .call(Method::POST, "/cic/v1/edges", Some(&json!({"name": name, "pointOfPresenceId": pop, "routerId": router_id, "fabric": fabric})))
+                    .await?;
+                out.print(&v, |v| {
+                    format!(
+                        "edge {} ({}) registered at {}\ntoken (shown once): {}",
+                        v["edge"]["name"].as_str().unwrap_or(""),
+                        v["edge"]["id"].as_str().unwrap_or(""),
+                        v["edge"]["pointOfPresenceId"].as_str().unwrap_or(""),
+                        v["token"].as_str().unwrap_or("")
+                    )
+                });
+            }
+            EdgeRouterCmd::List => {
+                let v = api.get("/cic/v1/edges").await?;
+                out.print(&v, |v| {
+                    list_summary(v, |e| {
+                        format!(
+                            "{}\t{}\t{}\tapplied revision {}",
+                            e["id"].as_str().unwrap_or(""),
+                            e["name"].as_str().unwrap_or(""),
+                            e["pointOfPresenceId"].as_str().unwrap_or(""),
+                            e["live"]["appliedRevision"]
+                                .as_u64()
+                                .map(|r| r.to_string())
+                                .unwrap_or_else(|| "- (never reported)".into())
+                        )
+                    })
+                });
+            }
+            EdgeRouterCmd::Get { id } => {
+                out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
+            }
+            EdgeRouterCmd::Delete { id } => {
+                let v = api
+                    .call(Method::DELETE, &format!("/cic/v1/edges/{id}"), None)
+                    .await?;
+                out.print(&v, |_| format!("edge {id} deleted"));
+            }
+            EdgeRouterCmd::FabricAttachments { id } => out.print(
+                &api.get(&format!("/cic/v1/edges/{id}/fabricAttachments"))
+                    .await?,
+                pretty,
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// `1g`, `500m`, `10G` or the API's own `CAPACITY_1_GBPS`.
+fn capacity(s: &str) -> Result<String> {
+    if s.starts_with("CAPACITY_") {
+        return Ok(s.to_string());
+    }
+    let l = s.to_ascii_lowercase();
+    let (num, unit) = l.split_at(
+        l.find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| anyhow!("capacity {s:?}: use e.g. 500m or 10g"))?,
+    );
+    let unit = match unit.trim_end_matches("bps").trim_end_matches("bit") {
+        "m" => "MBPS",
+        "g" => "GBPS",
+        _ => bail!("capacity {s:?}: use e.g. 500m or 10g"),
+    };
+    Ok(format!("CAPACITY_{num}_{unit}"))
+}
+
+#[derive(Subcommand)]
+pub enum TrunkCmd {
+    Create {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        pop: String,
+        /// 50m … 500m, 1g … 200g
+        #[arg(long)]
+        capacity: String,
+        /// Overlay trunk: the customer's (or partner's) VTEP address.
+        #[arg(long)]
+        overlay_remote_vtep: Option<String>,
+        /// Overlay trunk: UDP port of the VXLAN segments.
+        #[arg(long, default_value_t = 4789)]
+        udp_port: u16,
+        /// Physical trunk: the edge port (802.1Q); or the overlay's underlay port.
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long, default_value = "TRANSCEIVER_TYPE_10GBASE_LR")]
+        transceiver: String,
+        /// The edge router (by name); chosen by cic when absent.
+        #[arg(long)]
+        edge: Option<String>,
+        #[arg(long)]
+        deletion_protection: bool,
+    },
+    List {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+impl TrunkCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            TrunkCmd::Create {
+                folder,
+                name,
+                pop,
+                capacity: cap,
+                overlay_remote_vtep,
+                udp_port,
+                port,
+                transceiver,
+                edge,
+                deletion_protection,
+            } => {
+                let mut body = json!({"folderId": folder, "name": name, "pointOfPresenceId": pop,
+                                      "capacity": capacity(&cap)?, "deletionProtection": deletion_protection});
+                match overlay_remote_vtep {
+                    Some(vtep) => {
+                        let mut j = json!({"remoteVtep": vtep, "udpPort": udp_port});
+                        if let Some(p) = port {
+                            j["portName"] = json!(p);
+                        }
+                        if let Some(e) = edge {
+                            j["accessDeviceName"] = json!(e);
+                        }
+                        body["overlayJoint"] = j;
+                    }
+                    None => {
+                        let p = port.ok_or_else(|| anyhow!("give --overlay-remote-vtep (overlay trunk) or --port (physical trunk)"))?;
+                        let mut j = json!({"transceiverType": transceiver, "portName": p});
+                        if let Some(e) = edge {
+                            j["accessDeviceName"] = json!(e);
+                        }
+                        body["singlePortDirectJoint"] = j;
+                    }
+                }
+                out.mutate(
+                    api,
+                    Method::POST,
+                    "/cic/v1/trunkConnections",
+                    Some(body),
+                    "trunk connection",
+                )
+                .await
+            }
+            TrunkCmd::List { folder } => {
+                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let v = api.get(&format!("/cic/v1/trunkConnections{q}")).await?;
+                out.print(&v, |v| {
+                    list_summary(v, |t| {
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            t["id"].as_str().unwrap_or(""),
+                            t["name"].as_str().unwrap_or(""),
+                            t["pointOfPresenceId"].as_str().unwrap_or(""),
+                            t["capacity"].as_str().unwrap_or(""),
+                            t["status"].as_str().unwrap_or("")
+                        )
+                    })
+                });
+                Ok(())
+            }
+            TrunkCmd::Get { id } => {
+                out.print(
+                    &api.get(&format!("/cic/v1/trunkConnections/{id}")).await?,
+                    pretty,
+                );
+                Ok(())
+            }
+            TrunkCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("/cic/v1/trunkConnections/{id}"),
+                    None,
+                    "trunk connection deleted",
+                )
+                .await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionCmd {
+    Create {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        trunk: String,
+        #[arg(long)]
+        vlan: u32,
+        /// Peering subnet, /30 or /31.
+        #[arg(long)]
+        subnet: String,
+        #[arg(long)]
+        peer_ip: String,
+        #[arg(long)]
+        cloud_ip: String,
+        #[arg(long)]
+        peer_asn: u32,
+        #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
+        md5_key: Option<String>,
+    },
+    List {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+fn session_line(pc: &Value) -> String {
+    match pc.get("bgp") {
+        Some(b) => format!(
+            "BGP {} with {} (AS {}), up {} s, prefixes received {} / accepted {} / advertised {}{}",
+            b["state"].as_str().unwrap_or("?"),
+            b["peer"].as_str().unwrap_or("?"),
+            b["peerAsn"],
+            b["uptimeSecs"],
+            b["prefixesReceived"],
+            b["prefixesAccepted"],
+            b["prefixesAdvertised"],
+            b["lastError"]
+                .as_str()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        ),
+        None => "BGP: no report from the edge yet".into(),
+    }
+}
+
+impl ConnectionCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            ConnectionCmd::Create {
+                folder,
+                name,
+                trunk,
+                vlan,
+                subnet,
+                peer_ip,
+                cloud_ip,
+                peer_asn,
+                md5_key,
+            } => {
+                let mut peering = json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip, "peerBgpAsn": peer_asn});
+                if let Some(k) = md5_key {
+                    peering["peerBgpMd5Key"] = json!(k);
+                }
+                let body = json!({"folderId": folder, "name": name, "trunkConnectionId": trunk, "vlanId": vlan, "ipv4Peering": peering});
+                out.mutate(
+                    api,
+                    Method::POST,
+                    "/cic/v1/privateConnections",
+                    Some(body),
+                    "private connection",
+                )
+                .await
+            }
+            ConnectionCmd::List { folder } => {
+                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let v = api.get(&format!("/cic/v1/privateConnections{q}")).await?;
+                out.print(&v, |v| {
+                    list_summary(v, |c| {
+                        format!(
+                            "{}\tVLAN {}\t{}\t{}",
+                            c["id"].as_str().unwrap_or(""),
+                            c["vlanId"],
+                            c["status"].as_str().unwrap_or(""),
+                            session_line(c)
+                        )
+                    })
+                });
+                Ok(())
+            }
+            ConnectionCmd::Get { id } => {
+                let v = api.get(&format!("/cic/v1/privateConnections/{id}")).await?;
+                out.print(&v, |c| format!("{}\n{}", pretty(c), session_line(c)));
+                Ok(())
+            }
+            ConnectionCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("/cic/v1/privateConnections/{id}"),
+                    None,
+                    "private connection deleted",
+                )
+                .await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum RoutingInstanceCmd {
+    Create {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// VPC network id.
+        #[arg(long)]
+        vpc: Option<String>,
+        /// VPC prefix as ZONE=PREFIX (repeatable), e.g. ru-central1-a=10.128.0.0/24.
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// Private connection id (repeatable).
+        #[arg(long = "connection")]
+        connections: Vec<String>,
+    },
+    List {
+        #[arg(long, env = "CIC_FOLDER")]
+        folder: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+impl RoutingInstanceCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            RoutingInstanceCmd::Create {
+                folder,
+                name,
+                vpc,
+                prefixes,
+                connections,
+            } => {
+                let mut zones: Vec<(String, Vec<String>)> = Vec::new();
+                for p in &prefixes {
+                    let (z, pfx) = p
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("--prefix {p:?}: use ZONE=PREFIX"))?;
+                    match zones.iter_mut().find(|(name, _)| name == z) {
+                        Some((_, v)) => v.push(pfx.to_string()),
+                        None => zones.push((z.to_string(), vec![pfx.to_string()])),
+                    }
+                }
+                let vpc_info = match vpc {
+                    Some(id) => json!([{"vpcNetworkId": id,
+                        "azInfos": zones.iter().map(|(z, p)| json!({"azId": z, "prefixes": p})).collect::<Vec<_>>()}]),
+                    None if prefixes.is_empty() => json!([]),
+                    None => bail!("--prefix needs --vpc"),
+                };
+                let body = json!({"folderId": folder, "name": name, "vpcInfo": vpc_info,
+                    "cicPrivateConnectionInfo": connections.iter().map(|c| json!({"cicPrivateConnectionId": c})).collect::<Vec<_>>()});
+                out.mutate(
+                    api,
+                    Method::POST,
+                    "/cloudrouter/v1/routingInstances",
+                    Some(body),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::List { folder } => {
+                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let v = api
+                    .get(&format!("/cloudrouter/v1/routingInstances{q}"))
+                    .await?;
+                out.print(&v, |v| {
+                    list_summary(v, |r| {
+                        format!(
+                            "{}\t{}\t{}",
+                            r["id"].as_str().unwrap_or(""),
+                            r["name"].as_str().unwrap_or(""),
+                            r["status"].as_str().unwrap_or("")
+                        )
+                    })
+                });
+                Ok(())
+            }
+            RoutingInstanceCmd::Get { id } => {
+                out.print(
+                    &api.get(&format!("/cloudrouter/v1/routingInstances/{id}"))
+                        .await?,
+                    pretty,
+                );
+                Ok(())
+            }
+            RoutingInstanceCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("/cloudrouter/v1/routingInstances/{id}"),
+                    None,
+                    "routing instance deleted",
+                )
+                .await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum OperationCmd {
+    Get {
+        id: String,
+    },
+    /// Wait until the operation is done.
+    Wait {
+        id: String,
+    },
+}
+
+impl OperationCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            OperationCmd::Get { id } => {
+                out.print(&api.get(&format!("/operations/{id}")).await?, pretty)
+            }
+            OperationCmd::Wait { id } => {
+                let op = api.get(&format!("/operations/{id}")).await?;
+                let done = api.wait(op, out.timeout).await?;
+                out.print(&done, pretty);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity;
+
+    #[test]
+    fn capacities_read_as_people_write_them() {
+        assert_eq!(capacity("1g").unwrap(), "CAPACITY_1_GBPS");
+        assert_eq!(capacity("500M").unwrap(), "CAPACITY_500_MBPS");
+        assert_eq!(capacity("10Gbps").unwrap(), "CAPACITY_10_GBPS");
+        assert_eq!(capacity("CAPACITY_2_GBPS").unwrap(), "CAPACITY_2_GBPS");
+        assert!(capacity("fast").is_err());
+        assert!(capacity("10x").is_err());
+    }
+}

@@ -1,0 +1,468 @@
+//! One routing instance on this edge: its namespace, links, addresses, BGP speaker and
+//! the task that keeps the kernel's routes equal to the speaker's.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
+use cic_bgp::fsm::SessionConfig;
+use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
+use cic_bgp::policy::Role;
+use cic_bgp::rib::PeerId;
+use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
+use cic_model::edge::{
+    Attachment, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig, ResourceError,
+    TrunkConfig,
+};
+use ipnet::Ipv4Net;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+/// Name of a connection's interface: the first 15 characters of its id (IFNAMSIZ).
+pub fn ifname(connection_id: &str) -> String {
+    connection_id.chars().take(15).collect()
+}
+
+pub const FABRIC_IF: &str = "fabric0";
+
+/// FNV-1a of the parts of a link that need a new device when they change.
+fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{kind:?}/{mtu}").bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A link this instance wants, with its address.
+#[derive(Debug, Clone)]
+struct WantedLink {
+    owner: String,
+    spec: LinkSpec,
+    address: Ipv4Net,
+}
+
+pub struct Instance {
+    pub id: String,
+    pub ns: String,
+    nl: Netlink,
+    bgp: InstanceHandle,
+    vpc_prefixes: Vec<Ipv4Net>,
+    peers: BTreeMap<String, (PeerId, PeerConfig)>,
+    routes_task: JoinHandle<()>,
+    route_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Instance {
+    /// Creates the namespace (or adopts it after a restart) and starts the speaker.
+    pub async fn start(
+        id: &str,
+        ns: &str,
+        cfg: &EdgeConfig,
+        vpc: &[Ipv4Net],
+    ) -> Result<Instance, String> {
+        netns::add(ns).map_err(|e| e.to_string())?;
+        netns::sysctl(Some(ns), "net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
+        let nl = Netlink::open(Some(ns)).map_err(|e| e.to_string())?;
+        if let Ok(Some(lo)) = nl.link("lo").await {
+            nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
+        }
+        let params = params(&cfg.bgp, cfg.local_asn, vpc.to_vec());
+        let ns_name = ns.to_string();
+        let sockets: cic_bgp::driver::SocketFactory =
+            Arc::new(move || netns::tcp_socket(Some(&ns_name)));
+        let bgp = spawn_instance(
+            params,
+            sockets,
+            Some(SocketAddr::from((
+                Ipv4Addr::UNSPECIFIED,
+                cic_bgp::driver::BGP_PORT,
+            ))),
+        );
+        let route_error = Arc::new(Mutex::new(None));
+        let routes_task = tokio::spawn(program_routes(
+            nl.clone(),
+            bgp.routes(),
+            route_error.clone(),
+            ns.to_string(),
+        ));
+        info!(instance = id, netns = ns, "routing instance started");
+        Ok(Instance {
+            id: id.to_string(),
+            ns: ns.to_string(),
+            nl,
+            bgp,
+            vpc_prefixes: vpc.to_vec(),
+            peers: BTreeMap::new(),
+            routes_task,
+            route_error,
+        })
+    }
+
+    pub fn status(&self) -> watch::Receiver<cic_bgp::driver::InstanceStatus> {
+        self.bgp.status()
+    }
+
+    pub fn route_error(&self) -> Option<String> {
+        self.route_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Brings links, addresses and peers to `ic`. Returns per-resource errors.
+    pub async fn apply(
+        &mut self,
+        underlay: &Netlink,
+        cfg: &EdgeConfig,
+        ic: &InstanceConfig,
+        trunks: &BTreeMap<String, (TrunkConfig, Option<String>)>,
+    ) -> Vec<ResourceError> {
+        let mut errors = Vec::new();
+        let mut wanted: Vec<WantedLink> = Vec::new();
+        for c in &ic.connections {
+            match trunks.get(&c.trunk_id) {
+                Some((t, None)) => wanted.push(connection_link(c, t)),
+                Some((_, Some(why))) => {
+                    errors.push(err(&c.id, format!("trunk {}: {why}", c.trunk_id)))
+                }
+                None => errors.push(err(
+                    &c.id,
+                    format!("trunk {} is not on this edge", c.trunk_id),
+                )),
+            }
+        }
+        if let Some(f) = &ic.fabric {
+            let kind = LinkKind::Vxlan {
+                vni: f.vni,
+                remote: f.remote_vtep,
+                port: f.udp_port,
+                underlay_dev: f.port_name.clone(),
+            };
+            let mtu = 9000;
+            wanted.push(WantedLink {
+                owner: ic.id.clone(),
+                spec: LinkSpec {
+                    name: FABRIC_IF.into(),
+                    alias: format!("fabric:{} {}", ic.id, fingerprint(&kind, mtu)),
+                    kind,
+                    mtu,
+                },
+                address: Ipv4Net::new(f.edge_ip, f.subnet.prefix_len()).unwrap_or(f.subnet),
+            });
+        }
+        let failed = self.reconcile_links(underlay, &mut wanted).await;
+        errors.extend(failed.iter().cloned());
+        let up: Vec<&str> = wanted.iter().map(|w| w.owner.as_str()).collect();
+
+        // BGP: one peer per connection whose link is up, plus the fabric.
+        if self.vpc_prefixes != ic.vpc_prefixes {
+            if let Err(e) = self.bgp.set_vpc_prefixes(ic.vpc_prefixes.clone()).await {
+                errors.push(err(&ic.id, e.to_string()));
+            }
+            self.vpc_prefixes = ic.vpc_prefixes.clone();
+        }
+        let mut desired: BTreeMap<String, PeerConfig> = BTreeMap::new();
+        for c in ic
+            .connections
+            .iter()
+            .filter(|c| up.contains(&c.id.as_str()))
+        {
+            desired.insert(c.id.clone(), customer_peer(cfg, c));
+        }
+        if let (Some(f), true) = (&ic.fabric, up.contains(&ic.id.as_str())) {
+            desired.insert(
+                format!("fabric:{}", ic.id),
+                PeerConfig {
+                    spec: PeerSpec {
+                        name: ic.id.clone(),
+                        role: Role::Fabric,
+                        address: f.fabric_ip,
+                        local_address: f.edge_ip,
+                        asn: f.fabric_asn,
+                    },
+                    session: SessionConfig {
+                        local_asn: cfg.local_asn,
+                        router_id: cfg.router_id,
+                        peer_asn: f.fabric_asn,
+                        hold_time: cfg.bgp.hold_time_secs,
+                        min_hold_time: 0,
+                        connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
+                        passive: false,
+                    },
+                    md5_key: None,
+                    port: cic_bgp::driver::BGP_PORT,
+                },
+            );
+        }
+        let gone: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(k, (_, pc))| desired.get(*k) != Some(pc))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some((id, _)) = self.peers.remove(&k) {
+                let _ = self.bgp.remove_peer(id).await;
+                debug!(peer = k, "peer removed");
+            }
+        }
+        for (k, pc) in desired {
+            if self.peers.contains_key(&k) {
+                continue;
+            }
+            match self.bgp.add_peer(pc.clone()).await {
+                Ok(id) => {
+                    self.peers.insert(k, (id, pc));
+                }
+                Err(e) => errors.push(err(&k, e.to_string())),
+            }
+        }
+        errors
+    }
+
+    /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
+    /// drops from `wanted` what could not be made and returns why.
+    async fn reconcile_links(
+        &self,
+        underlay: &Netlink,
+        wanted: &mut Vec<WantedLink>,
+    ) -> Vec<ResourceError> {
+        let mut errors = Vec::new();
+        let have = match self.nl.links().await {
+            Ok(v) => v,
+            Err(e) => {
+                let e = err(&self.id, e.to_string());
+                wanted.clear();
+                return vec![e];
+            }
+        };
+        for l in have.iter().filter(|l| l.name != "lo") {
+            let keep = wanted.iter().any(|w| {
+                w.spec.name == l.name && l.alias.as_deref() == Some(w.spec.alias.as_str())
+            });
+            if !keep {
+                info!(netns = %self.ns, link = %l.name, "removing link");
+                if let Err(e) = self.nl.del_link(l.index).await {
+                    warn!("{e}");
+                }
+            }
+        }
+        let mut ok = Vec::new();
+        for w in wanted.drain(..) {
+            match self.ensure_link(underlay, &w, &have).await {
+                Ok(()) => ok.push(w),
+                Err(e) => {
+                    warn!(netns = %self.ns, link = %w.spec.name, "{e}");
+                    errors.push(err(&w.owner, e));
+                }
+            }
+        }
+        *wanted = ok;
+        errors
+    }
+
+    async fn ensure_link(
+        &self,
+        underlay: &Netlink,
+        w: &WantedLink,
+        have: &[cic_dataplane::Link],
+    ) -> Result<(), String> {
+        let existing = have
+            .iter()
+            .find(|l| l.name == w.spec.name && l.alias.as_deref() == Some(w.spec.alias.as_str()));
+        let index = match existing {
+            Some(l) => l.index,
+            None => {
+                let mut spec = w.spec.clone();
+                // A VXLAN device cannot be larger than its underlay port allows (50 bytes
+                // of encapsulation); say so instead of failing on it.
+                if let LinkKind::Vxlan {
+                    underlay_dev: Some(dev),
+                    ..
+                } = &spec.kind
+                {
+                    if let Ok(Some(port)) = underlay.link(dev).await {
+                        if port.mtu.saturating_sub(50) < spec.mtu {
+                            warn!(link = %spec.name, port = %dev, "MTU {} clamped to {} by the underlay port", spec.mtu, port.mtu - 50);
+                            spec.mtu = port.mtu.saturating_sub(50);
+                        }
+                    }
+                }
+                info!(netns = %self.ns, link = %spec.name, kind = ?spec.kind, "creating link");
+                underlay
+                    .create_link_in(&spec, &self.nl)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
+        for a in addrs.iter().filter(|a| **a != w.address) {
+            self.nl
+                .del_address(index, *a)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if !addrs.contains(&w.address) {
+            self.nl
+                .add_address(index, w.address)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.nl.set_up(index, None).await.map_err(|e| e.to_string())
+    }
+
+    /// Stops the speaker (Cease to every peer) and removes the namespace and its links.
+    pub async fn stop(self) {
+        self.bgp.shutdown().await;
+        self.routes_task.abort();
+        if let Err(e) = cic_dataplane::purge(&self.ns).await {
+            warn!(netns = %self.ns, "delete namespace: {e}");
+        }
+        info!(instance = %self.id, "routing instance removed");
+    }
+}
+
+fn err(id: &str, message: String) -> ResourceError {
+    ResourceError {
+        resource_id: id.to_string(),
+        message,
+    }
+}
+
+fn params(bgp: &BgpSettings, local_asn: u32, vpc: Vec<Ipv4Net>) -> InstanceParams {
+    use cic_model::edge::MaxPrefixAction as M;
+    InstanceParams {
+        local_asn,
+        vpc_prefixes: vpc,
+        max_prefixes: bgp.max_prefixes,
+        max_prefix_action: match bgp.max_prefix_action {
+            M::Teardown => MaxPrefixAction::Teardown,
+            M::Discard => MaxPrefixAction::Discard,
+            M::Warn => MaxPrefixAction::Warn,
+        },
+        max_prefix_idle: Duration::from_secs(bgp.max_prefix_idle_secs as u64),
+    }
+}
+
+fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLink {
+    let kind = match &t.attachment {
+        Attachment::Vxlan {
+            remote_vtep,
+            port,
+            udp_port,
+        } => LinkKind::Vxlan {
+            vni: c.vlan_id as u32,
+            remote: *remote_vtep,
+            port: *udp_port,
+            underlay_dev: port.clone(),
+        },
+        Attachment::Vlan { port } => LinkKind::Vlan {
+            parent: port.clone(),
+            vlan: c.vlan_id,
+        },
+    };
+    WantedLink {
+        owner: c.id.clone(),
+        spec: LinkSpec {
+            name: ifname(&c.id),
+            alias: format!("{} {}", c.id, fingerprint(&kind, c.mtu)),
+            kind,
+            mtu: c.mtu,
+        },
+        address: Ipv4Net::new(c.cloud_ip, c.subnet.prefix_len()).unwrap_or(c.subnet),
+    }
+}
+
+fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
+    PeerConfig {
+        spec: PeerSpec {
+            name: c.id.clone(),
+            role: Role::Customer,
+            address: c.peer_ip,
+            local_address: c.cloud_ip,
+            asn: c.peer_asn,
+        },
+        session: SessionConfig {
+            local_asn: cfg.local_asn,
+            router_id: cfg.router_id,
+            peer_asn: c.peer_asn,
+            hold_time: cfg.bgp.hold_time_secs,
+            min_hold_time: cfg.bgp.min_hold_time_secs,
+            connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
+            passive: false,
+        },
+        md5_key: c.md5_key.clone(),
+        port: cic_bgp::driver::BGP_PORT,
+    }
+}
+
+/// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
+/// every change, and every 30 s against the kernel (someone may have touched it).
+async fn program_routes(
+    nl: Netlink,
+    mut rx: watch::Receiver<Arc<KernelRoutes>>,
+    error: Arc<Mutex<Option<String>>>,
+    ns: String,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        let want = rx.borrow_and_update().clone();
+        let r = sync_routes(&nl, &want).await;
+        if let Ok(mut g) = error.lock() {
+            *g = r.err();
+            if let Some(e) = g.as_ref() {
+                warn!(netns = %ns, "routes: {e}");
+            }
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {
+    let have = nl.routes(PROTO_BGP).await.map_err(|e| e.to_string())?;
+    let mut first_err = None;
+    for (p, hops) in want {
+        let mut sorted = hops.clone();
+        sorted.sort();
+        if have.get(p) != Some(&sorted) {
+            if let Err(e) = nl.replace_route(*p, &sorted, PROTO_BGP).await {
+                first_err.get_or_insert(e.to_string());
+            }
+        }
+    }
+    for p in have.keys().filter(|p| !want.contains_key(*p)) {
+        if let Err(e) = nl.del_route(*p, PROTO_BGP).await {
+            first_err.get_or_insert(e.to_string());
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifnames_fit_the_kernel_limit() {
+        assert_eq!(ifname("pcabcdefghijklmnopqr"), "pcabcdefghijklm");
+        assert!(ifname("pcabcdefghijklmnopqr").len() <= 15);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_what_needs_a_new_device() {
+        let k = |vni| LinkKind::Vxlan {
+            vni,
+            remote: Ipv4Addr::new(10, 0, 0, 1),
+            port: 4789,
+            underlay_dev: None,
+        };
+        assert_eq!(fingerprint(&k(100), 8910), fingerprint(&k(100), 8910));
+        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(101), 8910));
+        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(100), 1500));
+    }
+}

@@ -1,0 +1,127 @@
+//! The lab's stand-in for the operator's fabric automation: it reads, through the admin
+//! API, which fabric segments the edge expects (`/cic/v1/edges/{id}/fabricAttachments`)
+//! and builds the fabric router's side of each (a VXLAN device with the fabric address).
+//! The fabric BIRD accepts the edges' sessions dynamically (`neighbor range`).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cic_dataplane::{LinkKind, LinkSpec, Netlink};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct Attachment {
+    routing_instance_id: String,
+    vni: u32,
+    udp_port: u16,
+    edge_vtep: Ipv4Addr,
+    subnet: Ipv4Net,
+    fabric_ip: Ipv4Addr,
+}
+
+#[derive(Deserialize)]
+struct Items {
+    items: Vec<Attachment>,
+}
+
+pub async fn run(
+    server: &str,
+    token: &str,
+    edge_id: &str,
+    netns: &str,
+    underlay_dev: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let nl = Netlink::open(Some(netns)).context("netlink in the fabric namespace")?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let url = format!(
+        "{}/cic/v1/edges/{edge_id}/fabricAttachments",
+        server.trim_end_matches('/')
+    );
+    info!(edge = edge_id, netns, "fabric automation running");
+    let work = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tick.tick().await;
+            let got = async {
+                http.get(&url)
+                    .bearer_auth(token)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json::<Items>()
+                    .await
+            }
+            .await;
+            match got {
+                Ok(items) => {
+                    if let Err(e) = reconcile(&nl, underlay_dev, &items.items).await {
+                        warn!("fabric: {e:#}");
+                    }
+                }
+                Err(e) => warn!("fabric: {e}"),
+            }
+        }
+    };
+    tokio::select! {
+        _ = work => Ok(()),
+        _ = shutdown => Ok(()),
+    }
+}
+
+async fn reconcile(nl: &Netlink, underlay_dev: &str, want: &[Attachment]) -> Result<()> {
+    let mtu = nl
+        .link(underlay_dev)
+        .await?
+        .map(|l| l.mtu.saturating_sub(50))
+        .unwrap_or(1450);
+    let specs: BTreeMap<String, (LinkSpec, Ipv4Net)> = want
+        .iter()
+        .map(|a| {
+            let name = format!("vx{}", a.vni);
+            let spec = LinkSpec {
+                name: name.clone(),
+                kind: LinkKind::Vxlan {
+                    vni: a.vni,
+                    remote: a.edge_vtep,
+                    port: a.udp_port,
+                    underlay_dev: Some(underlay_dev.into()),
+                },
+                mtu,
+                alias: format!("ri:{} {}", a.routing_instance_id, a.edge_vtep),
+            };
+            let addr = Ipv4Net::new(a.fabric_ip, a.subnet.prefix_len()).unwrap_or(a.subnet);
+            (name, (spec, addr))
+        })
+        .collect();
+    let have = nl.links().await?;
+    for l in have.iter().filter(|l| l.name.starts_with("vx")) {
+        let keep = specs
+            .get(&l.name)
+            .is_some_and(|(s, _)| l.alias.as_deref() == Some(s.alias.as_str()));
+        if !keep {
+            info!(link = %l.name, "fabric segment removed");
+            nl.del_link(l.index).await?;
+        }
+    }
+    for (name, (spec, addr)) in &specs {
+        let exists = have
+            .iter()
+            .any(|l| &l.name == name && l.alias.as_deref() == Some(spec.alias.as_str()));
+        if exists {
+            continue;
+        }
+        let idx = nl.create_link_in(spec, nl).await?;
+        nl.add_address(idx, *addr).await?;
+        nl.set_up(idx, None).await?;
+        info!(link = %name, vni = ?spec.kind, %addr, "fabric segment built");
+    }
+    Ok(())
+}
