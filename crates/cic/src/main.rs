@@ -176,6 +176,13 @@ async fn main() -> ExitCode {
     }
 }
 
+fn api(server: &str, token: &str) -> anyhow::Result<client::Api> {
+    if token.is_empty() {
+        anyhow::bail!("no token: pass --token or set CIC_TOKEN");
+    }
+    Ok(client::Api::new(server, token))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = commands::Output {
         json: cli.json,
@@ -226,7 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Lab(l) => match l {
-            LabCmd::Up => cic_lab::up().await.map(|_| ()),
+            LabCmd::Up => cic_lab::up_and_explain().await,
             LabCmd::Demo => cic_lab::demo().await,
             LabCmd::Down => cic_lab::down(),
             LabCmd::Fabric {
@@ -246,20 +253,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
             }
         },
-        other => {
-            if cli.token.is_empty() {
-                anyhow::bail!("no token: pass --token or set CIC_TOKEN");
-            }
-            let api = client::Api::new(&cli.server, &cli.token);
-            match other {
-                Cmd::Pop(c) => c.run(&api, &out).await,
-                Cmd::EdgeRouter(c) => c.run(&api, &out).await,
-                Cmd::Trunk(c) => c.run(&api, &out).await,
-                Cmd::Connection(c) => c.run(&api, &out).await,
-                Cmd::RoutingInstance(c) => c.run(&api, &out).await,
-                Cmd::Operation(c) => c.run(&api, &out).await,
-                _ => unreachable!("handled above"),
-            }
-        }
+        Cmd::Pop(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::EdgeRouter(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::Trunk(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::Connection(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::RoutingInstance(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::Operation(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
     }
 }

@@ -282,13 +282,11 @@ impl Instance {
                     underlay_dev: Some(dev),
                     ..
                 } = &spec.kind
+                    && let Ok(Some(port)) = underlay.link(dev).await
+                    && port.mtu.saturating_sub(50) < spec.mtu
                 {
-                    if let Ok(Some(port)) = underlay.link(dev).await {
-                        if port.mtu.saturating_sub(50) < spec.mtu {
-                            warn!(link = %spec.name, port = %dev, "MTU {} clamped to {} by the underlay port", spec.mtu, port.mtu - 50);
-                            spec.mtu = port.mtu.saturating_sub(50);
-                        }
-                    }
+                    warn!(link = %spec.name, port = %dev, "MTU {} clamped to {} by the underlay port", spec.mtu, port.mtu - 50);
+                    spec.mtu = port.mtu.saturating_sub(50);
                 }
                 info!(netns = %self.ns, link = %spec.name, kind = ?spec.kind, "creating link");
                 underlay
@@ -429,10 +427,10 @@ async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {
     for (p, hops) in want {
         let mut sorted = hops.clone();
         sorted.sort();
-        if have.get(p) != Some(&sorted) {
-            if let Err(e) = nl.replace_route(*p, &sorted, PROTO_BGP).await {
-                first_err.get_or_insert(e.to_string());
-            }
+        if have.get(p) != Some(&sorted)
+            && let Err(e) = nl.replace_route(*p, &sorted, PROTO_BGP).await
+        {
+            first_err.get_or_insert(e.to_string());
         }
     }
     for p in have.keys().filter(|p| !want.contains_key(*p)) {

@@ -613,9 +613,9 @@ pub async fn up() -> Result<LabInfo> {
             .then_some(v)
     })
     .unwrap_or(c);
-    say(&format!(
-        "      ✓ customer router learned 10.128.0.0/24 from AS 200350 via 169.254.100.1; cloud fabric learned 192.168.10.0/24 via the edge"
-    ));
+    say(
+        "      ✓ customer router learned 10.128.0.0/24 from AS 200350 via 169.254.100.1; cloud fabric learned 192.168.10.0/24 via the edge",
+    );
     say(&format!(
         "      ✓ session: prefixes received {} / accepted {} / advertised {}",
         c["bgp"]["prefixesReceived"], c["bgp"]["prefixesAccepted"], c["bgp"]["prefixesAdvertised"]
@@ -624,6 +624,13 @@ pub async fn up() -> Result<LabInfo> {
         "      lab is up after {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    let made = serde_json::json!({
+        "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"), "folderId": FOLDER,
+        "trunkConnectionId": trunk, "privateConnectionId": pc, "routingInstanceId": ri, "edgeId": edge_id,
+        "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": NS_POP, "fabric": NS_FABRIC, "vm": NS_VM},
+        "bird": {"customer": site_sock, "fabric": fabric_sock},
+    });
+    fs::write(dir.join("lab.json"), serde_json::to_string_pretty(&made)?)?;
     Ok(LabInfo {
         server,
         admin_token: token,
@@ -676,6 +683,27 @@ fn ping(from: &str, to: &str) -> Result<(u32, u32, String)> {
         .map(|v| format!("{v} ms"))
         .unwrap_or("-".into());
     Ok((num("received"), num("transmitted"), rtt))
+}
+
+/// `cic lab up`: build, run the customer's steps, and say how to look around.
+pub async fn up_and_explain() -> Result<()> {
+    let info = up().await?;
+    say(&format!(
+        r#"
+The lab stays up. Try:
+  ip netns exec {NS_HOST} ping {VM}        # on-prem server → cloud VM
+  ip netns exec {NS_VM} ping {ONPREM_HOST}      # and back
+  export CIC_SERVER={server} CIC_TOKEN=$(cat {STATE_DIR}/admin-token)
+  cic connection get {pc}         # BGP state, prefix counts
+  birdc -s {site} show route     # the customer router's view
+  ip netns list | grep cicl-                     # every namespace of the lab
+What was made: {STATE_DIR}/lab.json; logs: {STATE_DIR}/*.log
+Remove it all with: cic lab down"#,
+        server = info.server,
+        pc = info.connection_id,
+        site = info.site_bird.display(),
+    ));
+    Ok(())
 }
 
 /// Up, ping both ways, down. Ok only if both directions answer.
@@ -733,22 +761,22 @@ fn keep_logs() -> PathBuf {
             if p.extension().is_some_and(|x| x == "log") {
                 let _ = fs::copy(&p, to.join(e.file_name()));
             }
-            if p.is_dir() {
-                if let Ok(inner) = fs::read_dir(&p) {
-                    for f in inner.flatten() {
-                        if f.path()
-                            .extension()
-                            .is_some_and(|x| x == "log" || x == "conf")
-                        {
-                            let _ = fs::copy(
-                                f.path(),
-                                to.join(format!(
-                                    "{}-{}",
-                                    e.file_name().to_string_lossy(),
-                                    f.file_name().to_string_lossy()
-                                )),
-                            );
-                        }
+            if p.is_dir()
+                && let Ok(inner) = fs::read_dir(&p)
+            {
+                for f in inner.flatten() {
+                    if f.path()
+                        .extension()
+                        .is_some_and(|x| x == "log" || x == "conf")
+                    {
+                        let _ = fs::copy(
+                            f.path(),
+                            to.join(format!(
+                                "{}-{}",
+                                e.file_name().to_string_lossy(),
+                                f.file_name().to_string_lossy()
+                            )),
+                        );
                     }
                 }
             }
@@ -764,10 +792,10 @@ pub fn down() -> Result<()> {
     let mut pids: Vec<(String, i32)> = Vec::new();
     if let Ok(s) = fs::read_to_string(dir.join("pids")) {
         for l in s.lines() {
-            if let Some((name, pid)) = l.split_once(' ') {
-                if let Ok(p) = pid.trim().parse() {
-                    pids.push((name.to_string(), p));
-                }
+            if let Some((name, pid)) = l.split_once(' ')
+                && let Ok(p) = pid.trim().parse()
+            {
+                pids.push((name.to_string(), p));
             }
         }
     }

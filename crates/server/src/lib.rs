@@ -131,14 +131,14 @@ impl AppState {
             }
             // A routing instance fails with its connections; a trunk with its port.
             let mut concerned = vec![p.resource_id.clone()];
-            if p.kind == "routingInstance" {
-                if let Some(ri) = self.store.get::<RoutingInstance>(&p.resource_id).await? {
-                    concerned.extend(
-                        ri.cic_private_connection_info
-                            .iter()
-                            .map(|c| c.cic_private_connection_id.clone()),
-                    );
-                }
+            if p.kind == "routingInstance"
+                && let Some(ri) = self.store.get::<RoutingInstance>(&p.resource_id).await?
+            {
+                concerned.extend(
+                    ri.cic_private_connection_info
+                        .iter()
+                        .map(|c| c.cic_private_connection_id.clone()),
+                );
             }
             let errors: Vec<String> = p
                 .edges

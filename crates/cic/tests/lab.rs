@@ -1,0 +1,219 @@
+//! End to end, through the real binary: the lab with cic server, cic edge and BIRD routers
+//! in network namespaces. Needs root and BIRD; skipped without them unless
+//! CIC_REQUIRE_ROOT / CIC_REQUIRE_PEERS ask for a failure instead (CI does).
+
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Both tests use the lab's fixed namespaces: one at a time.
+static LAB: Mutex<()> = Mutex::new(());
+
+fn ready(test: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CIC_REQUIRE_ROOT").is_err(),
+            "{test}: needs root"
+        );
+        eprintln!("{test}: skipped, needs root");
+        return false;
+    }
+    cic_peers::bird_or_skip(test)
+}
+
+fn cic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(args)
+        .output()
+        .expect("run cic")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn lab_namespaces() -> Vec<String> {
+    cic_dataplane_list("cicl-")
+}
+
+fn cic_dataplane_list(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn no_lab_processes() -> bool {
+    let out = Command::new("pgrep")
+        .args(["-f", "cic (server|edge|lab fabric)|bird -f -c /run/cic-lab"])
+        .output()
+        .expect("pgrep");
+    out.stdout.is_empty()
+}
+
+#[test]
+fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
+    if !ready("lab demo") {
+        return;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    for run in 1..=2 {
+        let o = cic(&["lab", "demo"]);
+        let out = text(&o);
+        assert!(o.status.success(), "run {run}: demo failed:\n{out}");
+        let line = |needle: &str| {
+            out.lines()
+                .find(|l| l.contains(needle))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let there = line("on-prem server 192.168.10.10 → cloud VM 10.128.0.10");
+        let back = line("cloud VM 10.128.0.10 → on-prem server 192.168.10.10");
+        assert!(there.contains("3/3 replies"), "run {run}: {there}\n{out}");
+        assert!(back.contains("3/3 replies"), "run {run}: {back}\n{out}");
+        assert!(
+            out.contains("ESTABLISHED"),
+            "run {run}: BGP state shown through the API\n{out}"
+        );
+        assert!(
+            lab_namespaces().is_empty(),
+            "run {run}: namespaces left: {:?}",
+            lab_namespaces()
+        );
+        assert!(no_lab_processes(), "run {run}: lab processes left");
+        assert!(
+            !std::path::Path::new("/run/cic-lab").exists(),
+            "run {run}: state dir left"
+        );
+    }
+}
+
+#[test]
+fn deleting_resources_removes_everything_the_edge_made() {
+    if !ready("lab delete") {
+        return;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cic(&["lab", "up"]);
+    let result = std::panic::catch_unwind(|| {
+        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
+        )
+        .expect("json");
+        let server = info["server"].as_str().expect("server").to_string();
+        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+        let api = |args: &[&str]| {
+            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(args)
+                .env("CIC_SERVER", &server)
+                .env("CIC_TOKEN", &token)
+                .output()
+                .expect("cic");
+            assert!(o.status.success(), "cic {}: {}", args.join(" "), text(&o));
+            text(&o)
+        };
+        let ri = info["routingInstanceId"].as_str().expect("ri");
+        let pc = info["privateConnectionId"].as_str().expect("pc");
+        let trunk = info["trunkConnectionId"].as_str().expect("trunk");
+        let ri_ns = format!("cicl-pop1-{ri}");
+        assert!(
+            lab_namespaces().contains(&ri_ns),
+            "the routing instance has its namespace"
+        );
+        let routes = Command::new("ip")
+            .args(["-n", &ri_ns, "route", "show", "proto", "bgp"])
+            .output()
+            .expect("ip");
+        let routes = String::from_utf8_lossy(&routes.stdout).to_string();
+        assert!(
+            routes.contains("192.168.10.0/24 via 169.254.100.2"),
+            "customer route in the kernel: {routes}"
+        );
+        assert!(
+            routes.contains("10.128.0.0/24 via 100.127.0.1"),
+            "VPC route in the kernel: {routes}"
+        );
+
+        let bird = info["bird"]["customer"].as_str().expect("bird socket");
+
+        // Deleting the routing instance: the connection falls back to a namespace of its
+        // own, the instance's namespace and fabric segment are gone, and so are its routes.
+        api(&["routing-instance", "delete", ri]);
+        assert!(
+            !lab_namespaces().contains(&ri_ns),
+            "routing instance namespace removed: {:?}",
+            lab_namespaces()
+        );
+        assert!(lab_namespaces().contains(&format!("cicl-pop1-{pc}")));
+        let fabric_links = Command::new("ip")
+            .args(["-n", "cicl-fabric", "-o", "link"])
+            .output()
+            .expect("ip");
+        let fabric_links = String::from_utf8_lossy(&fabric_links.stdout).to_string();
+        // The fabric automation follows the API; wait for it with a deadline.
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(20),
+            "fabric segment removal",
+            || {
+                let l = Command::new("ip")
+                    .args(["-n", "cicl-fabric", "-o", "link"])
+                    .output()
+                    .ok()?;
+                (!String::from_utf8_lossy(&l.stdout).contains("vx100000")).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {fabric_links}"));
+        let learned = Command::new("birdc")
+            .args(["-s", bird, "show", "route", "10.128.0.0/24"])
+            .output()
+            .expect("birdc");
+        assert!(
+            !String::from_utf8_lossy(&learned.stdout).contains("10.128.0.0/24"),
+            "without the routing instance the customer no longer hears the VPC prefix"
+        );
+
+        // Deleting the connection and the trunk removes the rest.
+        api(&["connection", "delete", pc]);
+        assert!(
+            !lab_namespaces().iter().any(|n| n.starts_with("cicl-pop1-")),
+            "edge namespaces left: {:?}",
+            lab_namespaces()
+        );
+        api(&["trunk", "delete", trunk]);
+        let state = Command::new("birdc")
+            .args(["-s", bird, "show", "protocols", "cloud"])
+            .output()
+            .expect("birdc");
+        assert!(
+            !String::from_utf8_lossy(&state.stdout).contains("Established"),
+            "the BGP session is gone"
+        );
+        // The edge's host namespace has only what the lab gave it.
+        let links = Command::new("ip")
+            .args(["-n", "cicl-pop1", "-o", "link"])
+            .output()
+            .expect("ip");
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        assert_eq!(
+            links.lines().count(),
+            3,
+            "lo, xc-site1 and fab0 only: {links}"
+        );
+    });
+    let down = cic(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(lab_namespaces().is_empty());
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
