@@ -11,7 +11,7 @@ use cic_model::resource::{
 use cic_model::{ApiError, validate};
 use cic_store::Document;
 
-use super::{ApiQuery, ListQuery, not_found};
+use super::{ApiQuery, ListQuery, commit, not_found};
 use crate::auth::{Principal, hash, new_token};
 use crate::compile::{self, FabricAttachmentView};
 use crate::error::{ApiJson, ApiResult};
@@ -34,8 +34,7 @@ pub async fn create_pop(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.put(&pop, rev).await?;
-    tx.commit().await?;
-    st.revision.send_replace(rev);
+    commit(&st, tx, rev).await?;
     Ok(Json(pop))
 }
 
@@ -87,8 +86,7 @@ pub async fn delete_pop(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.delete::<PointOfPresence>(&id).await?;
-    tx.commit().await?;
-    st.revision.send_replace(rev);
+    commit(&st, tx, rev).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -156,8 +154,7 @@ pub async fn create_edge(
     let rev = tx.bump_revision().await?;
     tx.put(&edge, rev).await?;
     tx.put_token(&hash(&token), "edge", &edge.id).await?;
-    tx.commit().await?;
-    st.revision.send_replace(rev);
+    commit(&st, tx, rev).await?;
     Ok(Json(EdgeRegistration { edge, token }))
 }
 
@@ -230,8 +227,7 @@ pub async fn delete_edge(
     let rev = tx.bump_revision().await?;
     tx.delete::<Edge>(&id).await?;
     tx.delete_tokens_of(&id).await?;
-    tx.commit().await?;
-    st.revision.send_replace(rev);
+    commit(&st, tx, rev).await?;
     st.live.write().await.remove(&id);
     Ok(Json(serde_json::json!({})))
 }

@@ -6,16 +6,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, Ipv4Peering, ListResponse, Meta, Operation, PrivateConnection,
+    CreatePrivateConnectionRequest, Ipv4Peering, ListResponse, Operation, PrivateConnection,
     RoutingInstance, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
-use super::{ApiQuery, ListQuery, Mutation, check_unique_name, finish_mutation, not_found};
+use super::{
+    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
+    not_found,
+};
+use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
-use crate::{AppState, new_id, now};
 
 const MASK: &str = "********";
 
@@ -25,10 +28,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
-    validate::id_ref("folderId", &req.folder_id)?;
-    validate::name("name", &req.name)?;
-    validate::description("description", &req.description)?;
-    validate::labels("labels", &req.labels)?;
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
     validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
     let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
     let p = &req.ipv4_peering;
@@ -115,15 +115,7 @@ pub async fn create(
     check_unique_name(&in_folder, &req.name, "private connection")?;
 
     let pc = PrivateConnection {
-        meta: Meta {
-            id: new_id("pc"),
-            folder_id: req.folder_id,
-            name: req.name,
-            description: req.description,
-            labels: req.labels,
-            created_at: now(),
-            status: Status::Creating,
-        },
+        meta: new_meta("pc", req.folder_id, req.name, req.description, req.labels),
         trunk_connection_id: trunk.meta.id.clone(),
         vlan_id: vlan,
         ipv4_peering: Ipv4Peering {

@@ -14,14 +14,14 @@ use axum::Router;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::routing::get;
-use cic_model::resource::{ListResponse, Operation};
-use cic_model::{ApiError, Code};
+use cic_model::resource::{Labels, ListResponse, Meta, Operation, Status};
+use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, Pending};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiResult, AppError};
-use crate::{AppState, new_operation};
+use crate::{AppState, new_id, new_operation, now};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -200,6 +200,46 @@ pub(crate) async fn finish_mutation(
     state.revision.send_replace(revision);
     state.settle_locked().await?;
     Ok(Json(state.store.operation(&op.id).await?.unwrap_or(op)))
+}
+
+/// The fields every tenant resource has, checked by REFERENCE.md's rules.
+pub(crate) fn check_meta(
+    folder_id: &str,
+    name: &str,
+    description: &str,
+    labels: &Labels,
+) -> ApiResult<()> {
+    validate::id_ref("folderId", folder_id)?;
+    validate::name("name", name)?;
+    validate::description("description", description)?;
+    validate::labels("labels", labels)?;
+    Ok(())
+}
+
+/// Metadata of a resource being created: a fresh id with the kind's prefix, CREATING.
+pub(crate) fn new_meta(
+    prefix: &str,
+    folder_id: String,
+    name: String,
+    description: String,
+    labels: Labels,
+) -> Meta {
+    Meta {
+        id: new_id(prefix),
+        folder_id,
+        name,
+        description,
+        labels,
+        created_at: now(),
+        status: Status::Creating,
+    }
+}
+
+/// Commits a write that no edge has to apply (catalog changes) and wakes edge sync.
+pub(crate) async fn commit(state: &AppState, tx: cic_store::Tx, revision: u64) -> ApiResult<()> {
+    tx.commit().await?;
+    state.revision.send_replace(revision);
+    Ok(())
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> AppError {

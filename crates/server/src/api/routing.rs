@@ -7,17 +7,20 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateRoutingInstanceRequest, Edge, ListResponse, Meta, Operation, PrivateConnection,
+    CreateRoutingInstanceRequest, Edge, ListResponse, Operation, PrivateConnection,
     RoutingInstance, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, FabricSlot};
 
-use super::{ApiQuery, ListQuery, Mutation, check_unique_name, finish_mutation, not_found};
+use super::{
+    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
+    not_found,
+};
+use crate::AppState;
 use crate::auth::Principal;
 use crate::compile::slot_capacity;
 use crate::error::{ApiJson, ApiResult};
-use crate::{AppState, new_id, now};
 
 pub async fn create(
     State(st): State<Arc<AppState>>,
@@ -25,10 +28,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateRoutingInstanceRequest>,
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
-    validate::id_ref("folderId", &req.folder_id)?;
-    validate::name("name", &req.name)?;
-    validate::description("description", &req.description)?;
-    validate::labels("labels", &req.labels)?;
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
     let mut vpcs = BTreeSet::new();
     for (i, v) in req.vpc_info.iter().enumerate() {
         validate::id_ref(&format!("vpcInfo[{i}].vpcNetworkId"), &v.vpc_network_id)?;
@@ -157,15 +157,7 @@ pub async fn create(
     check_unique_name(&in_folder, &req.name, "routing instance")?;
 
     let ri = RoutingInstance {
-        meta: Meta {
-            id: new_id("ri"),
-            folder_id: req.folder_id,
-            name: req.name,
-            description: req.description,
-            labels: req.labels,
-            created_at: now(),
-            status: Status::Creating,
-        },
+        meta: new_meta("ri", req.folder_id, req.name, req.description, req.labels),
         vpc_info: req.vpc_info,
         cic_private_connection_info: req.cic_private_connection_info,
         deletion_protection: req.deletion_protection,

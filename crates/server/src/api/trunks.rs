@@ -5,16 +5,19 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateTrunkConnectionRequest, Edge, ListResponse, Meta, Operation, PointOfPresence,
+    CreateTrunkConnectionRequest, Edge, ListResponse, Operation, PointOfPresence,
     PrivateConnection, Status, TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
-use super::{ApiQuery, ListQuery, Mutation, check_unique_name, finish_mutation, not_found};
+use super::{
+    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
+    not_found,
+};
+use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
-use crate::{AppState, new_id, now};
 
 fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
     // Linux IFNAMSIZ - 1; no '/', ':' or whitespace.
@@ -39,10 +42,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateTrunkConnectionRequest>,
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
-    validate::id_ref("folderId", &req.folder_id)?;
-    validate::name("name", &req.name)?;
-    validate::description("description", &req.description)?;
-    validate::labels("labels", &req.labels)?;
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
     validate::id_ref("pointOfPresenceId", &req.point_of_presence_id)?;
     if req.lag_direct_joint.is_some() || req.partner_joint_info.is_some() {
         return Err(ApiError::new(
@@ -127,15 +127,7 @@ pub async fn create(
     check_unique_name(&in_folder, &req.name, "trunk connection")?;
 
     let trunk = TrunkConnection {
-        meta: Meta {
-            id: new_id("tc"),
-            folder_id: req.folder_id,
-            name: req.name,
-            description: req.description,
-            labels: req.labels,
-            created_at: now(),
-            status: Status::Creating,
-        },
+        meta: new_meta("tc", req.folder_id, req.name, req.description, req.labels),
         point_of_presence_id: req.point_of_presence_id,
         capacity: req.capacity,
         deletion_protection: req.deletion_protection,
