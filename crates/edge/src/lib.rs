@@ -51,6 +51,8 @@ pub enum EdgeError {
 
 struct State {
     applied: u64,
+    /// Watches of each instance's BGP status, so a state change is reported at once.
+    watches: Vec<tokio::sync::watch::Receiver<cic_bgp::driver::InstanceStatus>>,
     errors: Vec<ResourceError>,
     instances: BTreeMap<String, Instance>,
 }
@@ -89,6 +91,7 @@ impl Agent {
             client,
             state: Mutex::new(State {
                 applied: 0,
+                watches: vec![],
                 errors: vec![],
                 instances: BTreeMap::new(),
             }),
@@ -106,7 +109,20 @@ impl Agent {
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(me.opts.report_every);
                 loop {
-                    t.tick().await;
+                    // Every `report_every`, and soon after any session changes state.
+                    let mut watches = me.state.lock().await.watches.clone();
+                    let changed = async {
+                        if watches.is_empty() {
+                            return std::future::pending().await;
+                        }
+                        let futs = watches.iter_mut().map(|w| Box::pin(w.changed()));
+                        let _ = futures::future::select_all(futs).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
+                    };
+                    tokio::select! {
+                        _ = t.tick() => {}
+                        _ = changed => {}
+                    }
                     me.report().await;
                 }
             })
@@ -255,6 +271,7 @@ impl Agent {
         info!(revision = cfg.revision, instances = cfg.instances.len(), errors = errors.len(), took = ?started.elapsed(), "config applied");
         st.applied = cfg.revision;
         st.errors = errors;
+        st.watches = st.instances.values().map(|i| i.status()).collect();
     }
 
     async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {

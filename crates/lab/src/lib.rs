@@ -512,7 +512,7 @@ pub async fn up() -> Result<LabInfo> {
         .ok_or_else(|| anyhow!("no trunk id"))?
         .to_string();
     say(&format!(
-        "      ✓ trunk {trunk} ACTIVE, applied by the edge in {:.1} s",
+        "      ✓ trunk {trunk} ACTIVE, applied by the edge in {:.2} s",
         took.as_secs_f64()
     ));
 
@@ -549,7 +549,7 @@ pub async fn up() -> Result<LabInfo> {
         .ok_or_else(|| anyhow!("no connection id"))?
         .to_string();
     say(&format!(
-        "      ✓ private connection {pc} ACTIVE in {:.1} s",
+        "      ✓ private connection {pc} ACTIVE in {:.2} s",
         took.as_secs_f64()
     ));
 
@@ -578,7 +578,7 @@ pub async fn up() -> Result<LabInfo> {
         .ok_or_else(|| anyhow!("no routing instance id"))?
         .to_string();
     say(&format!(
-        "      ✓ routing instance {ri} ACTIVE in {:.1} s",
+        "      ✓ routing instance {ri} ACTIVE in {:.2} s",
         took.as_secs_f64()
     ));
 
@@ -590,7 +590,7 @@ pub async fn up() -> Result<LabInfo> {
     })
     .map_err(|e| anyhow!("{e}; see {STATE_DIR}/edge-pop1.log"))?;
     say(&format!(
-        "      ✓ BGP with the customer router ESTABLISHED after {:.1} s (seen through the API)",
+        "      ✓ BGP with the customer router ESTABLISHED after {:.2} s (seen through the API)",
         t.elapsed().as_secs_f64()
     ));
     let site_bird = BirdCtl(site_sock.clone());
