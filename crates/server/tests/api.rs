@@ -561,6 +561,12 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
             StatusCode::BAD_REQUEST,
             "at most 100",
         ),
+        (
+            "static routes",
+            with(&|v| v["ipv4StaticRoutes"] = json!([{"prefix": "10.1.0.0/16"}])),
+            StatusCode::NOT_IMPLEMENTED,
+            "not supported yet",
+        ),
     ];
     for (what, body, want, msg) in cases {
         let rev = h.revision().await;

@@ -41,6 +41,14 @@ pub async fn create(
     validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
     let statics: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
     validate::static_routes("ipv4StaticRoutes", &statics)?;
+    if !statics.is_empty() {
+        // Accepting them without programming them would look like it works; it does not yet.
+        return Err(ApiError::new(
+            Code::Unimplemented,
+            "ipv4StaticRoutes are not supported yet; announce the prefixes over BGP",
+        )
+        .into());
+    }
 
     let _w = st.write.lock().await;
     let trunk = st
