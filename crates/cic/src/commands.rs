@@ -65,6 +65,14 @@ fn list_summary(v: &Value, f: impl Fn(&Value) -> String) -> String {
     items.iter().map(f).collect::<Vec<_>>().join("\n")
 }
 
+/// Fields of a resource, tab-separated, for list summaries.
+fn row(v: &Value, keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| v[*k].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\t")
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
@@ -110,15 +118,7 @@ impl PopCmd {
             }
             PopCmd::List => {
                 let v = api.get("/cic/v1/pointOfPresences").await?;
-                out.print(&v, |v| {
-                    list_summary(v, |p| {
-                        format!(
-                            "{}\t{}",
-                            p["id"].as_str().unwrap_or(""),
-                            p["name"].as_str().unwrap_or("")
-                        )
-                    })
-                });
+                out.print(&v, |v| list_summary(v, |p| row(p, &["id", "name"])));
             }
             PopCmd::Get { id } => {
                 let v = api.get(&format!("/cic/v1/pointOfPresences/{id}")).await?;
@@ -351,13 +351,9 @@ impl TrunkCmd {
                 let v = api.get(&format!("/cic/v1/trunkConnections{q}")).await?;
                 out.print(&v, |v| {
                     list_summary(v, |t| {
-                        format!(
-                            "{}\t{}\t{}\t{}\t{}",
-                            t["id"].as_str().unwrap_or(""),
-                            t["name"].as_str().unwrap_or(""),
-                            t["pointOfPresenceId"].as_str().unwrap_or(""),
-                            t["capacity"].as_str().unwrap_or(""),
-                            t["status"].as_str().unwrap_or("")
+                        row(
+                            t,
+                            &["id", "name", "pointOfPresenceId", "capacity", "status"],
                         )
                     })
                 });
@@ -574,14 +570,7 @@ impl RoutingInstanceCmd {
                     .get(&format!("/cloudrouter/v1/routingInstances{q}"))
                     .await?;
                 out.print(&v, |v| {
-                    list_summary(v, |r| {
-                        format!(
-                            "{}\t{}\t{}",
-                            r["id"].as_str().unwrap_or(""),
-                            r["name"].as_str().unwrap_or(""),
-                            r["status"].as_str().unwrap_or("")
-                        )
-                    })
+                    list_summary(v, |r| row(r, &["id", "name", "status"]))
                 });
                 Ok(())
             }

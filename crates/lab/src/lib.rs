@@ -44,9 +44,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// What `up` made, for `demo` and for people.
 pub struct LabInfo {
     pub server: String,
-    pub admin_token: String,
     pub connection_id: String,
-    pub routing_instance_id: String,
     site_bird: PathBuf,
     fabric_bird: PathBuf,
 }
@@ -633,9 +631,7 @@ pub async fn up() -> Result<LabInfo> {
     fs::write(dir.join("lab.json"), serde_json::to_string_pretty(&made)?)?;
     Ok(LabInfo {
         server,
-        admin_token: token,
         connection_id: pc,
-        routing_instance_id: ri,
         site_bird: site_sock,
         fabric_bird: fabric_sock,
     })

@@ -643,7 +643,7 @@ async fn overlay_trunks_of_one_edge_cannot_reuse_a_vni() {
 }
 
 #[tokio::test]
-async fn md5_keys_are_masked_for_readers() {
+async fn the_admin_reads_the_md5_key_and_the_cloud_asn_is_filled_in() {
     let h = H::new().await;
     h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let trunk = h.trunk("pop1", "100.64.1.2").await;

@@ -100,8 +100,9 @@ impl FabricSlot {
 
 impl Document for FabricSlot {
     const KIND: &'static str = "fabricSlot";
+    /// Not the storage key: slots are written with `put_keyed(FabricSlot::key(..))`, as one
+    /// routing instance has a slot on each of its edges.
     fn id(&self) -> &str {
-        // Never called for lookups of a slot by parts; `put` uses `key`.
         &self.routing_instance_id
     }
     fn folder_id(&self) -> &str {

@@ -11,7 +11,7 @@ use cic_model::resource::{
 use cic_model::{ApiError, validate};
 use cic_store::Document;
 
-use super::{ApiQuery, ListQuery, commit, not_found};
+use super::{ApiQuery, ListQuery, commit, fetch, not_found};
 use crate::auth::{Principal, hash, new_token};
 use crate::compile::{self, FabricAttachmentView};
 use crate::error::{ApiJson, ApiResult};
@@ -67,10 +67,7 @@ pub async fn delete_pop(
 ) -> ApiResult<Json<serde_json::Value>> {
     who.require_admin()?;
     let _w = st.write.lock().await;
-    st.store
-        .get::<PointOfPresence>(&id)
-        .await?
-        .ok_or_else(|| not_found("point of presence", &id))?;
+    fetch::<PointOfPresence>(&st, &id).await?;
     if st
         .store
         .list::<Edge>(None)
@@ -191,11 +188,7 @@ pub async fn get_edge(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Edge>> {
     who.require_admin()?;
-    let e = st
-        .store
-        .get::<Edge>(&id)
-        .await?
-        .ok_or_else(|| not_found("edge", &id))?;
+    let e = fetch::<Edge>(&st, &id).await?;
     Ok(Json(with_live(&st, e).await))
 }
 
@@ -206,10 +199,7 @@ pub async fn delete_edge(
 ) -> ApiResult<Json<serde_json::Value>> {
     who.require_admin()?;
     let _w = st.write.lock().await;
-    st.store
-        .get::<Edge>(&id)
-        .await?
-        .ok_or_else(|| not_found("edge", &id))?;
+    fetch::<Edge>(&st, &id).await?;
     if let Some(t) = st
         .store
         .list::<TrunkConnection>(None)
@@ -237,10 +227,7 @@ pub async fn fabric_attachments_handler(
     st: &AppState,
     id: &str,
 ) -> ApiResult<Vec<FabricAttachmentView>> {
-    st.store
-        .get::<Edge>(id)
-        .await?
-        .ok_or_else(|| not_found("edge", id))?;
+    fetch::<Edge>(st, id).await?;
     let snap = st.snapshot().await?;
     Ok(compile::fabric_attachments(&snap, id, st.config.cloud_asn))
 }

@@ -13,8 +13,7 @@ use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
 use super::{
-    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
-    not_found,
+    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta,
 };
 use crate::AppState;
 use crate::auth::Principal;
@@ -51,11 +50,7 @@ pub async fn create(
     }
 
     let _w = st.write.lock().await;
-    let trunk = st
-        .store
-        .get::<TrunkConnection>(&req.trunk_connection_id)
-        .await?
-        .ok_or_else(|| not_found("trunk connection", &req.trunk_connection_id))?;
+    let trunk = fetch::<TrunkConnection>(&st, &req.trunk_connection_id).await?;
     if trunk.meta.folder_id != req.folder_id {
         return Err(ApiError::field(
             "trunkConnectionId",
@@ -160,40 +155,52 @@ pub async fn create(
 }
 
 /// Live BGP state from the edge's last report, and the MD5 key masked unless allowed.
-async fn present(
-    st: &AppState,
-    who: &Principal,
-    mut pc: PrivateConnection,
-) -> ApiResult<PrivateConnection> {
-    if let Some(t) = st
-        .store
-        .get::<TrunkConnection>(&pc.trunk_connection_id)
-        .await?
-        && let Some(l) = st.live.read().await.get(&t.edge_id)
-    {
-        pc.bgp = l
-            .report
-            .sessions
-            .iter()
-            .find(|s| s.kind == SessionKind::Customer && s.resource_id == pc.meta.id)
-            .cloned();
-    }
-    let ris = st
-        .store
-        .list::<RoutingInstance>(Some(&pc.meta.folder_id))
-        .await?;
-    pc.routing_instance_id = ris
-        .iter()
-        .find(|r| {
-            r.cic_private_connection_info
-                .iter()
-                .any(|c| c.cic_private_connection_id == pc.meta.id)
+/// What presenting connections needs, read once per request (not once per item).
+struct Context {
+    trunks: Vec<TrunkConnection>,
+    ris: Vec<RoutingInstance>,
+    live: std::collections::HashMap<String, crate::EdgeLiveState>,
+}
+
+impl Context {
+    async fn load(st: &AppState) -> ApiResult<Context> {
+        Ok(Context {
+            trunks: st.store.list::<TrunkConnection>(None).await?,
+            ris: st.store.list::<RoutingInstance>(None).await?,
+            live: st.live.read().await.clone(),
         })
-        .map(|r| r.meta.id.clone());
-    if !who.may_read_secrets() && pc.ipv4_peering.peer_bgp_md5_key.is_some() {
-        pc.ipv4_peering.peer_bgp_md5_key = Some(MASK.into());
     }
-    Ok(pc)
+
+    /// Live BGP state from the edge's last report, the routing instance, and the MD5 key
+    /// masked unless the caller may read secrets.
+    fn present(&self, who: &Principal, mut pc: PrivateConnection) -> PrivateConnection {
+        let edge = self
+            .trunks
+            .iter()
+            .find(|t| t.meta.id == pc.trunk_connection_id)
+            .map(|t| &t.edge_id);
+        if let Some(l) = edge.and_then(|e| self.live.get(e)) {
+            pc.bgp = l
+                .report
+                .sessions
+                .iter()
+                .find(|s| s.kind == SessionKind::Customer && s.resource_id == pc.meta.id)
+                .cloned();
+        }
+        pc.routing_instance_id = self
+            .ris
+            .iter()
+            .find(|r| {
+                r.cic_private_connection_info
+                    .iter()
+                    .any(|c| c.cic_private_connection_id == pc.meta.id)
+            })
+            .map(|r| r.meta.id.clone());
+        if !who.may_read_secrets() && pc.ipv4_peering.peer_bgp_md5_key.is_some() {
+            pc.ipv4_peering.peer_bgp_md5_key = Some(MASK.into());
+        }
+        pc
+    }
 }
 
 fn mask_op(Json(mut op): Json<Operation>, who: &Principal) -> Json<Operation> {
@@ -219,11 +226,12 @@ pub async fn list(
             .list::<PrivateConnection>(q.folder_id.as_deref())
             .await?,
     )?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for pc in page.items {
-        items.push(present(&st, &who, pc).await?);
-    }
-    page.items = items;
+    let cx = Context::load(&st).await?;
+    page.items = page
+        .items
+        .into_iter()
+        .map(|pc| cx.present(&who, pc))
+        .collect();
     Ok(Json(page))
 }
 
@@ -233,12 +241,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PrivateConnection>> {
     who.require_user()?;
-    let pc = st
-        .store
-        .get::<PrivateConnection>(&id)
-        .await?
-        .ok_or_else(|| not_found("private connection", &id))?;
-    Ok(Json(present(&st, &who, pc).await?))
+    let pc = fetch::<PrivateConnection>(&st, &id).await?;
+    Ok(Json(Context::load(&st).await?.present(&who, pc)))
 }
 
 pub async fn delete(
@@ -248,11 +252,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
     let _w = st.write.lock().await;
-    let mut pc = st
-        .store
-        .get::<PrivateConnection>(&id)
-        .await?
-        .ok_or_else(|| not_found("private connection", &id))?;
+    let mut pc = fetch::<PrivateConnection>(&st, &id).await?;
     let ris = st.store.list::<RoutingInstance>(None).await?;
     if let Some(r) = ris.iter().find(|r| {
         r.meta.status != Status::Deleting

@@ -11,15 +11,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::routing::get;
-use cic_model::resource::{Labels, ListResponse, Meta, Operation, Status};
+use cic_model::resource::{
+    Labels, ListResponse, Meta, Operation, RoutingInstance, Status, TrunkConnection,
+};
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, Pending};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Principal;
 use crate::error::{ApiResult, AppError};
 use crate::{AppState, new_id, new_operation, now};
 
@@ -50,11 +53,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/cic/v1/edgeSync/status", axum::routing::put(sync::status))
         .route(
             "/cic/v1/trunkConnections",
-            get(trunks::list).post(trunks::create),
+            get(list_in_folder::<TrunkConnection>).post(trunks::create),
         )
         .route(
             "/cic/v1/trunkConnections/{id}",
-            get(trunks::get)
+            get(get_one::<TrunkConnection>)
                 .patch(trunks::update)
                 .delete(trunks::delete),
         )
@@ -68,11 +71,11 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route(
             "/cloudrouter/v1/routingInstances",
-            get(routing::list).post(routing::create),
+            get(list_in_folder::<RoutingInstance>).post(routing::create),
         )
         .route(
             "/cloudrouter/v1/routingInstances/{id}",
-            get(routing::get).delete(routing::delete),
+            get(get_one::<RoutingInstance>).delete(routing::delete),
         )
         .route("/operations/{id}", get(operations::get))
         .fallback(|| async { AppError(ApiError::new(Code::NotFound, "no such API path")) })
@@ -240,6 +243,48 @@ pub(crate) async fn commit(state: &AppState, tx: cic_store::Tx, revision: u64) -
     tx.commit().await?;
     state.revision.send_replace(revision);
     Ok(())
+}
+
+/// How people name a stored kind in messages.
+pub(crate) fn title(kind: &str) -> &str {
+    match kind {
+        "pointOfPresence" => "point of presence",
+        "edge" => "edge",
+        "trunkConnection" => "trunk connection",
+        "privateConnection" => "private connection",
+        "routingInstance" => "routing instance",
+        other => other,
+    }
+}
+
+/// The stored resource `id`, or a 404 that names its kind.
+pub(crate) async fn fetch<T: Document>(st: &AppState, id: &str) -> ApiResult<T> {
+    st.store
+        .get::<T>(id)
+        .await?
+        .ok_or_else(|| not_found(title(T::KIND), id))
+}
+
+/// `GET …/{id}` of a tenant resource.
+pub(crate) async fn get_one<T: Document>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<T>> {
+    who.require_user()?;
+    fetch::<T>(&st, &id).await.map(Json)
+}
+
+/// `GET …` of a tenant resource: one folder's (all, for the admin without `folderId`).
+pub(crate) async fn list_in_folder<T: Document + Clone>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ListResponse<T>>> {
+    who.require_user()?;
+    Ok(Json(
+        q.page(st.store.list::<T>(q.folder_id.as_deref()).await?)?,
+    ))
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> AppError {

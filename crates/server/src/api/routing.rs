@@ -7,16 +7,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateRoutingInstanceRequest, Edge, ListResponse, Operation, PrivateConnection,
-    RoutingInstance, Status, TrunkConnection,
+    CreateRoutingInstanceRequest, Edge, Operation, PrivateConnection, RoutingInstance, Status,
+    TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, FabricSlot};
 
-use super::{
-    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
-    not_found,
-};
+use super::{Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::compile::slot_capacity;
@@ -90,11 +87,7 @@ pub async fn create(
         .enumerate()
     {
         let f = format!("cicPrivateConnectionInfo[{i}].cicPrivateConnectionId");
-        let pc = st
-            .store
-            .get::<PrivateConnection>(id)
-            .await?
-            .ok_or_else(|| not_found("private connection", id))?;
+        let pc = fetch::<PrivateConnection>(&st, id).await?;
         if pc.meta.folder_id != req.folder_id {
             return Err(ApiError::field(&f, "the private connection is in another folder").into());
         }
@@ -172,11 +165,7 @@ pub async fn create(
     let slots = st.store.list::<FabricSlot>(None).await?;
     let mut new_slots = Vec::new();
     for e in &edge_ids {
-        let edge = st
-            .store
-            .get::<Edge>(e)
-            .await?
-            .ok_or_else(|| not_found("edge", e))?;
+        let edge = fetch::<Edge>(&st, e).await?;
         let used: BTreeSet<u32> = slots
             .iter()
             .filter(|s| &s.edge_id == e)
@@ -223,34 +212,6 @@ pub async fn create(
     .await
 }
 
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<RoutingInstance>>> {
-    who.require_user()?;
-    Ok(Json(
-        q.page(
-            st.store
-                .list::<RoutingInstance>(q.folder_id.as_deref())
-                .await?,
-        )?,
-    ))
-}
-
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<RoutingInstance>> {
-    who.require_user()?;
-    st.store
-        .get::<RoutingInstance>(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found("routing instance", &id))
-}
-
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -258,11 +219,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
     let _w = st.write.lock().await;
-    let mut ri = st
-        .store
-        .get::<RoutingInstance>(&id)
-        .await?
-        .ok_or_else(|| not_found("routing instance", &id))?;
+    let mut ri = fetch::<RoutingInstance>(&st, &id).await?;
     if ri.deletion_protection {
         return Err(ApiError::precondition(format!(
             "routing instance {id} has deletionProtection set"

@@ -5,16 +5,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateTrunkConnectionRequest, Edge, ListResponse, Operation, PointOfPresence,
-    PrivateConnection, Status, TrunkConnection, UpdateTrunkConnectionRequest,
+    CreateTrunkConnectionRequest, Edge, Operation, PointOfPresence, PrivateConnection, Status,
+    TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
-use super::{
-    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, finish_mutation, new_meta,
-    not_found,
-};
+use super::{Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta, not_found};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
@@ -155,34 +152,6 @@ pub async fn create(
     .await
 }
 
-pub async fn list(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<TrunkConnection>>> {
-    who.require_user()?;
-    Ok(Json(
-        q.page(
-            st.store
-                .list::<TrunkConnection>(q.folder_id.as_deref())
-                .await?,
-        )?,
-    ))
-}
-
-pub async fn get(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<TrunkConnection>> {
-    who.require_user()?;
-    st.store
-        .get::<TrunkConnection>(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found("trunk connection", &id))
-}
-
 pub async fn update(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -200,11 +169,7 @@ pub async fn update(
         validate::labels("labels", l)?;
     }
     let _w = st.write.lock().await;
-    let mut t = st
-        .store
-        .get::<TrunkConnection>(&id)
-        .await?
-        .ok_or_else(|| not_found("trunk connection", &id))?;
+    let mut t = fetch::<TrunkConnection>(&st, &id).await?;
     if t.meta.status == Status::Deleting {
         return Err(
             ApiError::precondition(format!("trunk connection {id} is being deleted")).into(),
@@ -254,11 +219,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Operation>> {
     who.require_user()?;
     let _w = st.write.lock().await;
-    let mut t = st
-        .store
-        .get::<TrunkConnection>(&id)
-        .await?
-        .ok_or_else(|| not_found("trunk connection", &id))?;
+    let mut t = fetch::<TrunkConnection>(&st, &id).await?;
     if t.deletion_protection {
         return Err(ApiError::precondition(format!(
             "trunk connection {id} has deletionProtection set"
