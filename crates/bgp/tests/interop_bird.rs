@@ -215,8 +215,12 @@ async fn routes_flow_between_bird_customer_bird_fabric_and_the_kernel_table() {
         cust.log()
     );
 
+    // The VPC route reaches the kernel before the export toward the customer is counted:
+    // wait for both counters rather than assume an order between the two.
     let st = wait_status(&h, "customer counters", |s| {
-        s.peers.iter().any(|p| p.stats.received == 4)
+        s.peers
+            .iter()
+            .any(|p| p.stats.received == 4 && p.stats.advertised >= 1)
     })
     .await;
     let c = &st.peers[0];
