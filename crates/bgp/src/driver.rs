@@ -63,13 +63,25 @@ pub fn plain_sockets() -> SocketFactory {
 /// Desired kernel routes of an instance: prefix → ECMP next hops.
 pub type KernelRoutes = BTreeMap<Ipv4Net, Vec<Ipv4Addr>>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub spec: PeerSpec,
     pub session: SessionConfig,
     pub md5_key: Option<String>,
     /// The peer's TCP port (179 but for tests).
     pub port: u16,
+}
+
+/// The MD5 key never reaches a log line.
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("spec", &self.spec)
+            .field("session", &self.session)
+            .field("md5_key", &self.md5_key.as_ref().map(|_| "********"))
+            .field("port", &self.port)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

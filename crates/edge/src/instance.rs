@@ -391,7 +391,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
             passive: false,
         },
-        md5_key: c.md5_key.clone(),
+        md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
         port: cic_bgp::driver::BGP_PORT,
     }
 }

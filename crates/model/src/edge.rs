@@ -125,7 +125,7 @@ pub struct ConnectionConfig {
     pub peer_ip: Ipv4Addr,
     pub peer_asn: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub md5_key: Option<String>,
+    pub md5_key: Option<crate::Secret>,
     pub mtu: u32,
 }
 

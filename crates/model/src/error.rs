@@ -16,6 +16,8 @@ pub enum Code {
     Unimplemented,
     Unavailable,
     Internal,
+    /// A concurrent request got in the way; retry.
+    Aborted,
 }
 
 impl Code {
@@ -23,11 +25,12 @@ impl Code {
     pub fn http_status(self) -> u16 {
         match self {
             Code::InvalidArgument => 400,
-            Code::FailedPrecondition => 400,
+            Code::FailedPrecondition => 409,
             Code::Unauthenticated => 401,
             Code::PermissionDenied => 403,
             Code::NotFound => 404,
             Code::AlreadyExists => 409,
+            Code::Aborted => 409,
             Code::ResourceExhausted => 429,
             Code::Unimplemented => 501,
             Code::Unavailable => 503,

@@ -300,7 +300,7 @@ pub struct Ipv4PeeringSpec {
     pub cloud_ip: Ipv4Addr,
     pub peer_bgp_asn: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_bgp_md5_key: Option<String>,
+    pub peer_bgp_md5_key: Option<crate::Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -313,7 +313,7 @@ pub struct Ipv4Peering {
     pub cloud_bgp_asn: u32,
     /// The secret; shown masked unless the caller may read secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_bgp_md5_key: Option<String>,
+    pub peer_bgp_md5_key: Option<crate::Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -231,8 +231,8 @@ pub fn peer_asn(field: &str, asn: u32, cloud_asn: u32) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn md5_key(field: &str, key: &Option<String>) -> ApiResult<()> {
-    if let Some(k) = key {
+pub fn md5_key(field: &str, key: &Option<crate::Secret>) -> ApiResult<()> {
+    if let Some(k) = key.as_ref().map(|k| k.expose()) {
         if k.is_empty() {
             return Err(ApiError::field(
                 field,
@@ -422,9 +422,10 @@ mod tests {
     #[test]
     fn md5_key_length() {
         assert!(md5_key("k", &None).is_ok());
-        assert!(md5_key("k", &Some("x".repeat(80))).is_ok());
-        assert!(md5_key("k", &Some("x".repeat(81))).is_err());
-        assert!(md5_key("k", &Some(String::new())).is_err());
+        let k = |s: String| Some(crate::Secret::new(s));
+        assert!(md5_key("k", &k("x".repeat(80))).is_ok());
+        assert!(md5_key("k", &k("x".repeat(81))).is_err());
+        assert!(md5_key("k", &k(String::new())).is_err());
     }
 
     #[test]

@@ -11,9 +11,12 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::AppError;
 
+/// Who is calling: the operator (admin tokens stand above every folder), a subject whose
+/// rights come from role bindings on folders, or an edge agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Admin { subject: String },
+    User { subject: String },
     Edge { edge_id: String },
 }
 
@@ -21,7 +24,16 @@ impl Principal {
     pub fn name(&self) -> String {
         match self {
             Principal::Admin { subject } => format!("admin:{subject}"),
+            Principal::User { subject } => subject.clone(),
             Principal::Edge { edge_id } => format!("edge:{edge_id}"),
+        }
+    }
+
+    /// The identity key used for role bindings and idempotency scopes.
+    pub fn subject(&self) -> &str {
+        match self {
+            Principal::Admin { subject } | Principal::User { subject } => subject,
+            Principal::Edge { edge_id } => edge_id,
         }
     }
 
@@ -54,10 +66,6 @@ impl Principal {
             ))),
             _ => Ok(()),
         }
-    }
-
-    pub fn may_read_secrets(&self) -> bool {
-        matches!(self, Principal::Admin { .. })
     }
 }
 
@@ -101,6 +109,9 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             }),
             "edge" => Ok(Principal::Edge {
                 edge_id: rec.subject,
+            }),
+            "user" => Ok(Principal::User {
+                subject: rec.subject,
             }),
             _ => Err(unauth("token has an unknown role")),
         }

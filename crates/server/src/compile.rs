@@ -356,7 +356,7 @@ mod tests {
             vec!["pc1"]
         );
         assert_eq!(
-            ri.connections[0].md5_key.as_deref(),
+            ri.connections[0].md5_key.as_ref().map(|k| k.expose()),
             Some("k"),
             "the edge needs the key"
         );

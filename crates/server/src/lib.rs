@@ -12,6 +12,7 @@
 //! Writes are serialised by one mutex (SQLite has one writer anyway); reads go straight
 //! to the store.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod compile;
@@ -30,7 +31,7 @@ use cic_model::resource::{
 use cic_model::{ApiError, Code};
 use cic_store::{Action, FabricSlot, Pending, Store};
 use rand::RngExt;
-use tokio::sync::{Mutex, RwLock, watch};
+use tokio::sync::{Mutex, watch};
 use tracing::info;
 
 use crate::compile::{Settings, Snapshot};
@@ -70,10 +71,16 @@ pub struct EdgeLiveState {
 pub struct AppState {
     pub store: Store,
     pub config: ServerConfig,
-    /// Serialises every mutation: validation and write see the same state.
-    pub write: Mutex<()>,
+    /// Serialises this server's mutations: validation and write see the same state.
+    write: Mutex<()>,
     pub revision: watch::Sender<u64>,
-    pub live: RwLock<HashMap<String, EdgeLiveState>>,
+}
+
+/// Held by a mutation from its first read to its commit: this server's mutex, and on
+/// PostgreSQL the database-wide lock that other servers take too.
+pub struct WriteGuard<'a> {
+    _db: cic_store::WriteLock,
+    _local: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl AppState {
@@ -87,8 +94,60 @@ impl AppState {
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
-            live: RwLock::new(HashMap::new()),
         }))
+    }
+
+    pub async fn lock_writes(&self) -> ApiResult<WriteGuard<'_>> {
+        let local = self.write.lock().await;
+        let db = self.store.lock_writes().await?;
+        Ok(WriteGuard {
+            _db: db,
+            _local: local,
+        })
+    }
+
+    /// Every edge's last report (shared through the store by all servers).
+    pub async fn live(&self) -> ApiResult<HashMap<String, EdgeLiveState>> {
+        Ok(self
+            .store
+            .edge_reports()
+            .await?
+            .into_iter()
+            .map(|(id, report, reported_at)| {
+                (
+                    id,
+                    EdgeLiveState {
+                        report,
+                        reported_at,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Other servers on the same database commit too: follow the stored revision so that
+    /// edges and operation waiters here wake up for their writes. Only needed on
+    /// PostgreSQL (SQLite has one server).
+    pub fn follow_revision(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let st = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(st) = st.upgrade() else { return };
+                if let Ok(r) = st.store.revision().await {
+                    st.revision.send_if_modified(|cur| {
+                        if r > *cur {
+                            *cur = r;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+            }
+        })
     }
 
     pub fn settings(&self) -> Settings {
@@ -111,7 +170,7 @@ impl AppState {
 
     /// Finishes every operation whose edges have all applied its revision.
     pub async fn settle(&self) -> ApiResult<()> {
-        let _w = self.write.lock().await;
+        let _w = self.lock_writes().await?;
         self.settle_locked().await
     }
 
@@ -120,7 +179,7 @@ impl AppState {
         if pending.is_empty() {
             return Ok(());
         }
-        let live = self.live.read().await.clone();
+        let live = self.live().await?;
         for (mut op, p) in pending {
             let applied = p.edges.iter().all(|e| {
                 live.get(e)
@@ -166,7 +225,7 @@ impl AppState {
             if !failed {
                 op.response = Some(response);
             }
-            tx.put_operation(&op, None).await?;
+            tx.put_operation(&op, &p.folder_id, None).await?;
             tx.commit().await?;
             self.revision.send_replace(rev);
             info!(operation = %op.id, resource = %p.resource_id, ok = op.error.is_none(), "operation done");
@@ -275,7 +334,12 @@ pub fn new_operation(description: &str, created_by: &str, resource_id: &str) -> 
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
-    api::router().with_state(state)
+    api::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::idempotency::layer,
+        ))
+        .with_state(state)
 }
 
 /// Makes sure an admin token exists: `CIC_ADMIN_TOKEN` when set, else a new one, printed
@@ -333,6 +397,9 @@ pub async fn serve(
     let state = AppState::new(store, config)
         .await
         .map_err(|e| ServeError::Store(database.into(), e))?;
+    if state.store.is_postgres() {
+        state.follow_revision(Duration::from_millis(200));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Listen(listen, e))?;

@@ -1,171 +1,15 @@
-//! API tests in process (no port), against a real SQLite store.
+//! API tests: every rule of REFERENCE.md, operations and edge sync.
 
-use std::sync::Arc;
+mod common;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use cic_server::{AppState, ServerConfig, app, bootstrap_admin};
+use cic_server::bootstrap_admin;
 use cic_store::Store;
+use common::*;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-
-const ADMIN: &str = "test-admin-token";
-
-struct H {
-    app: Router,
-    state: Arc<AppState>,
-}
-
-impl H {
-    async fn new() -> H {
-        let store = Store::open("sqlite::memory:").await.expect("store");
-        bootstrap_admin(&store, Some(ADMIN.into()))
-            .await
-            .expect("admin");
-        let state = AppState::new(store, ServerConfig::default())
-            .await
-            .expect("state");
-        H {
-            app: app(state.clone()),
-            state,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        self.raw(method, path, token, body.map(|b| b.to_string()))
-            .await
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<String>,
-    ) -> (StatusCode, Value) {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
-        if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
-        }
-        let req = b
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let v = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, v)
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.call(method, path, Some(ADMIN), body).await
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
-        let (s, v) = self.admin(method, path, Some(body)).await;
-        assert_eq!(s, StatusCode::OK, "{path}: {v}");
-        v
-    }
-
-    async fn revision(&self) -> u64 {
-        self.state.store.revision().await.expect("revision")
-    }
-
-    async fn count(&self, path: &str) -> usize {
-        let (s, v) = self.admin(Method::GET, path, None).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["items"].as_array().map(|a| a.len()).unwrap_or(0)
-    }
-
-    /// PoP + edge; returns the edge's token and id.
-    async fn pop_and_edge(&self, pop: &str, edge: &str, vtep: &str) -> (String, String) {
-        let (s, _) = self
-            .admin(
-                Method::GET,
-                &format!("/cic/v1/pointOfPresences/{pop}"),
-                None,
-            )
-            .await;
-        if s == StatusCode::NOT_FOUND {
-            self.ok(
-                Method::POST,
-                "/cic/v1/pointOfPresences",
-                json!({"id": pop, "name": pop}),
-            )
-            .await;
-        }
-        let r = self
-            .ok(
-                Method::POST,
-                "/cic/v1/edges",
-                json!({"name": edge, "pointOfPresenceId": pop, "routerId": "10.255.0.1",
-                       "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": vtep,
-                                  "transitPool": "100.127.0.0/24"}}),
-            )
-            .await;
-        (
-            r["token"].as_str().expect("token").into(),
-            r["edge"]["id"].as_str().expect("id").into(),
-        )
-    }
-
-    async fn trunk(&self, pop: &str, remote: &str) -> String {
-        let op = self
-            .ok(
-                Method::POST,
-                "/cic/v1/trunkConnections",
-                json!({"folderId": "f1", "pointOfPresenceId": pop, "capacity": "CAPACITY_1_GBPS",
-                       "overlayJoint": {"remoteVtep": remote}}),
-            )
-            .await;
-        op["metadata"]["resourceId"].as_str().expect("id").into()
-    }
-
-    async fn connection(
-        &self,
-        trunk: &str,
-        vlan: u32,
-        subnet: &str,
-        peer: &str,
-        cloud: &str,
-    ) -> (StatusCode, Value) {
-        self.admin(
-            Method::POST,
-            "/cic/v1/privateConnections",
-            Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": vlan,
-                        "ipv4Peering": {"peeringSubnet": subnet, "peerIp": peer, "cloudIp": cloud, "peerBgpAsn": 65001}})),
-        )
-        .await
-    }
-
-    async fn report(&self, edge_token: &str, applied: u64, errors: Value) {
-        let (s, v) = self
-            .call(
-                Method::PUT,
-                "/cic/v1/edgeSync/status",
-                Some(edge_token),
-                Some(json!({"appliedRevision": applied, "dataplane": "vxlan-overlay", "sessions": [], "errors": errors})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-    }
-}
-
-fn err_message(v: &Value) -> String {
-    v["message"].as_str().unwrap_or_default().to_string()
-}
 
 // ---------------------------------------------------------------------------------------
 // Auth
@@ -538,10 +382,10 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
             "tcnothere",
         ),
         (
-            "other folder",
+            "trunk of another folder",
             with(&|v| v["folderId"] = json!("f2")),
-            StatusCode::BAD_REQUEST,
-            "another folder",
+            StatusCode::NOT_FOUND,
+            "not found",
         ),
         (
             "bad name",
@@ -642,33 +486,6 @@ async fn overlay_trunks_of_one_edge_cannot_reuse_a_vni() {
     assert_eq!(s, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn the_admin_reads_the_md5_key_and_the_cloud_asn_is_filled_in() {
-    let h = H::new().await;
-    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let op = h
-        .ok(
-            Method::POST,
-            "/cic/v1/privateConnections",
-            json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": 100,
-                   "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
-                                   "cloudIp": "169.254.100.1", "peerBgpAsn": 65001, "peerBgpMd5Key": "s3cret"}}),
-        )
-        .await;
-    let id = op["metadata"]["resourceId"].as_str().expect("id");
-    // The admin may read secrets; the edge receives the key to install it.
-    let (_, pc) = h
-        .admin(
-            Method::GET,
-            &format!("/cic/v1/privateConnections/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(pc["ipv4Peering"]["peerBgpMd5Key"], "s3cret");
-    assert_eq!(pc["ipv4Peering"]["cloudBgpAsn"], 200350);
-}
-
 // ---------------------------------------------------------------------------------------
 // Trunk rules
 
@@ -729,7 +546,7 @@ async fn each_trunk_rule_rejects_and_stores_nothing() {
         (
             "no edge",
             with(&|v| v["pointOfPresenceId"] = json!("pop-empty")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             "no edge is registered",
         ),
         (
@@ -794,7 +611,8 @@ async fn trunk_names_are_unique_in_a_folder_and_protected_trunks_stay() {
             None,
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "FAILED_PRECONDITION");
     assert!(err_message(&v).contains("deletionProtection"));
     let op = h
         .ok(
@@ -950,7 +768,8 @@ async fn one_connection_per_vpc_per_pop_and_no_overlapping_peerings() {
             Some(body(vec![id(&a), id(&b)], true)),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "FAILED_PRECONDITION");
     assert!(err_message(&v).contains("one per point of presence"));
     let (s, v) = h
         .admin(
@@ -1036,7 +855,8 @@ async fn compiled_config_follows_the_customer_steps() {
             None,
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "FAILED_PRECONDITION");
     // Deleting the routing instance waits for the edge, then frees its fabric segment.
     let op = h
         .ok(

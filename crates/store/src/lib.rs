@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use cic_model::edge::EdgeReport;
+use cic_model::iam::{ApiKey, Folder, FolderAccess};
 use cic_model::resource::{
     Edge, Operation, PointOfPresence, PrivateConnection, RoutingInstance, TrunkConnection,
 };
@@ -26,6 +28,10 @@ pub enum Error {
     },
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     BadUrl(String),
+    #[error(
+        "the database has schema version {found}, newer than this build knows ({known}): upgrade cic"
+    )]
+    NewerSchema { found: i64, known: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -79,6 +85,26 @@ macro_rules! tenant_document {
         }
     };
 }
+impl Document for Folder {
+    const KIND: &'static str = "folder";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Document for FolderAccess {
+    const KIND: &'static str = "folderAccess";
+    fn id(&self) -> &str {
+        &self.folder_id
+    }
+    fn folder_id(&self) -> &str {
+        &self.folder_id
+    }
+}
+
 tenant_document!(TrunkConnection, "trunkConnection");
 tenant_document!(PrivateConnection, "privateConnection");
 tenant_document!(RoutingInstance, "routingInstance");
@@ -119,6 +145,9 @@ pub struct Pending {
     pub kind: String,
     pub resource_id: String,
     pub action: Action,
+    /// The operation's folder ("" for the catalog).
+    #[serde(default)]
+    pub folder_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -135,22 +164,71 @@ pub struct TokenRecord {
     pub subject: String,
 }
 
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
-    "INSERT INTO revision (id, value) SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM revision WHERE id = 1)",
-    "CREATE TABLE IF NOT EXISTS resources (kind TEXT NOT NULL, id TEXT NOT NULL, folder_id TEXT NOT NULL, \
-     name TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, PRIMARY KEY (kind, id))",
-    "CREATE INDEX IF NOT EXISTS resources_folder ON resources (kind, folder_id)",
-    "CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, done BIGINT NOT NULL, body TEXT NOT NULL, \
-     pending TEXT NOT NULL, created_at TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS operations_done ON operations (done)",
-    "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL)",
+/// An operation with the folder it belongs to ("" for the operator's catalog).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOperation {
+    pub operation: Operation,
+    pub folder_id: String,
+}
+
+/// What an `Idempotency-Key` already stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new and now claimed by this request.
+    New,
+    /// Claimed before: by a request with this hash, finished as `operation_id` ("" while
+    /// still running), `claimed_at` seconds since the epoch.
+    Existing {
+        request_hash: String,
+        operation_id: String,
+        claimed_at: i64,
+    },
+}
+
+/// Held while validating and writing a mutation. On PostgreSQL it is a transaction-scoped
+/// advisory lock, so several servers on one database take turns; SQLite has one writer
+/// and the server's own mutex suffices.
+pub struct WriteLock {
+    _tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+}
+
+/// Schema versions, applied in order on start, each in one transaction with its number
+/// recorded in `schema_version`. Never edit a released step; add a new one.
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: documents, the global revision, operations, tokens.
+    &[
+        "CREATE TABLE IF NOT EXISTS revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO revision (id, value) SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM revision WHERE id = 1)",
+        "CREATE TABLE IF NOT EXISTS resources (kind TEXT NOT NULL, id TEXT NOT NULL, folder_id TEXT NOT NULL, \
+         name TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, PRIMARY KEY (kind, id))",
+        "CREATE INDEX IF NOT EXISTS resources_folder ON resources (kind, folder_id)",
+        "CREATE TABLE IF NOT EXISTS operations (id TEXT PRIMARY KEY, done BIGINT NOT NULL, body TEXT NOT NULL, \
+         pending TEXT NOT NULL, created_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS operations_done ON operations (done)",
+        "CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL)",
+    ],
+    // 2: tenancy — operations know their folder and resource, tokens are API keys with an
+    // id, idempotency keys, and the edges' last reports shared by every server.
+    &[
+        "ALTER TABLE operations ADD COLUMN folder_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE operations ADD COLUMN resource_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX operations_resource ON operations (resource_id)",
+        "ALTER TABLE tokens ADD COLUMN id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tokens ADD COLUMN description TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tokens ADD COLUMN created_at TEXT NOT NULL DEFAULT ''",
+        "CREATE TABLE idempotency (scope TEXT PRIMARY KEY, request_hash TEXT NOT NULL, \
+         operation_id TEXT NOT NULL, claimed_at BIGINT NOT NULL)",
+        "CREATE TABLE edge_status (edge_id TEXT PRIMARY KEY, body TEXT NOT NULL, reported_at TEXT NOT NULL)",
+    ],
 ];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    postgres: bool,
 }
 
 impl Store {
@@ -178,15 +256,53 @@ impl Store {
             .max_connections(max)
             .connect(&url)
             .await?;
-        let s = Store { pool };
+        let s = Store {
+            pool,
+            postgres: !url.starts_with("sqlite:"),
+        };
         s.migrate().await?;
         Ok(s)
     }
 
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for m in MIGRATIONS {
-            sqlx::query(*m).execute(&mut *tx).await?;
+        if self.postgres {
+            // Two servers starting together must not both migrate.
+            sqlx::query("SELECT pg_advisory_xact_lock(7468)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut have: i64 = row.try_get(0)?;
+        if have > SCHEMA_VERSION {
+            return Err(Error::NewerSchema {
+                found: have,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let v = i as i64 + 1;
+            if v <= have {
+                continue;
+            }
+            for m in *step {
+                sqlx::query(sqlx::AssertSqlSafe(*m))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM schema_version")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+            have = v;
         }
         tx.commit().await?;
         Ok(())
@@ -266,6 +382,198 @@ impl Store {
                     err: e.to_string(),
                 })?;
                 Ok((op, p))
+            })
+            .collect()
+    }
+
+    /// Creates the PostgreSQL database `name` on the server of `server_url` and returns
+    /// its URL (used by tests, which each take a fresh database).
+    pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<String> {
+        use sqlx::Connection;
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(Error::BadUrl(format!("database name {name:?}")));
+        }
+        let (base, _) = server_url
+            .rsplit_once('/')
+            .filter(|(b, _)| b.contains("://"))
+            .ok_or_else(|| Error::BadUrl(server_url.into()))?;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(server_url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await?;
+        c.close().await?;
+        Ok(format!("{base}/{name}"))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// Waits for the database-wide write lock (PostgreSQL) — see [`WriteLock`].
+    pub async fn lock_writes(&self) -> Result<WriteLock> {
+        if !self.postgres {
+            return Ok(WriteLock { _tx: None });
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7469)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(WriteLock { _tx: Some(tx) })
+    }
+
+    /// The operation `id` and its folder.
+    pub async fn operation_in_folder(&self, id: &str) -> Result<Option<StoredOperation>> {
+        let row = sqlx::query("SELECT body, folder_id FROM operations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some(StoredOperation {
+                operation: decode_json::<Operation>(&r, "operation", id)?,
+                folder_id: r.try_get(1)?,
+            })),
+        }
+    }
+
+    /// Operations on one resource, newest first.
+    pub async fn operations_of(&self, resource_id: &str) -> Result<Vec<Operation>> {
+        let rows = sqlx::query(
+            "SELECT body, id FROM operations WHERE resource_id = $1 ORDER BY created_at DESC, id",
+        )
+        .bind(resource_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(1)?;
+                decode_json::<Operation>(r, "operation", &id)
+            })
+            .collect()
+    }
+
+    /// Claims `scope` (an idempotency key with its caller) for a request with `hash`, or
+    /// tells what claimed it before.
+    pub async fn claim_idempotency(&self, scope: &str, hash: &str, now: i64) -> Result<Claim> {
+        let r = sqlx::query(
+            "INSERT INTO idempotency (scope, request_hash, operation_id, claimed_at) VALUES ($1, $2, '', $3) \
+             ON CONFLICT (scope) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(Claim::New);
+        }
+        let row = sqlx::query(
+            "SELECT request_hash, operation_id, claimed_at FROM idempotency WHERE scope = $1",
+        )
+        .bind(scope)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Claim::Existing {
+                request_hash: r.try_get(0)?,
+                operation_id: r.try_get(1)?,
+                claimed_at: r.try_get(2)?,
+            },
+            // Released between the two statements: try again once.
+            None => Box::pin(self.claim_idempotency(scope, hash, now)).await?,
+        })
+    }
+
+    /// Takes over a claim that never got an operation and is older than `stale_before`
+    /// (its request died). True when taken.
+    pub async fn retake_idempotency(
+        &self,
+        scope: &str,
+        hash: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE idempotency SET request_hash = $2, claimed_at = $3 \
+             WHERE scope = $1 AND operation_id = '' AND claimed_at < $4",
+        )
+        .bind(scope)
+        .bind(hash)
+        .bind(now)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Drops a claim whose request made no operation (it failed), so a retry can run.
+    pub async fn release_idempotency(&self, scope: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND operation_id = ''")
+            .bind(scope)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records an edge's latest report, for every server to read.
+    pub async fn put_edge_report(
+        &self,
+        edge_id: &str,
+        report: &EdgeReport,
+        reported_at: &str,
+    ) -> Result<()> {
+        let body = serde_json::to_string(report).map_err(|e| Error::Corrupt {
+            kind: "edgeStatus",
+            id: edge_id.into(),
+            err: e.to_string(),
+        })?;
+        sqlx::query(
+            "INSERT INTO edge_status (edge_id, body, reported_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at",
+        )
+        .bind(edge_id)
+        .bind(body)
+        .bind(reported_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every edge's latest report and when it came.
+    pub async fn edge_reports(&self) -> Result<Vec<(String, EdgeReport, String)>> {
+        let rows = sqlx::query("SELECT body, edge_id, reported_at FROM edge_status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(1)?;
+                let rep = decode_json::<EdgeReport>(r, "edgeStatus", &id)?;
+                Ok((id, rep, r.try_get(2)?))
+            })
+            .collect()
+    }
+
+    /// API keys (tokens of subjects), of one subject when given.
+    pub async fn api_keys(&self, subject: Option<&str>) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT id, subject, description, created_at FROM tokens WHERE role = 'user' \
+             AND ($1 = '' OR subject = $1) ORDER BY created_at, id",
+        )
+        .bind(subject.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiKey {
+                    id: r.try_get(0)?,
+                    subject_id: r.try_get(1)?,
+                    description: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
             })
             .collect()
     }
@@ -372,7 +680,14 @@ impl Tx {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn put_operation(&mut self, op: &Operation, pending: Option<&Pending>) -> Result<()> {
+    /// Stores an operation of `folder_id` ("" for the catalog); its resource is
+    /// `metadata.resourceId`.
+    pub async fn put_operation(
+        &mut self,
+        op: &Operation,
+        folder_id: &str,
+        pending: Option<&Pending>,
+    ) -> Result<()> {
         let body = serde_json::to_string(op).map_err(|e| Error::Corrupt {
             kind: "operation",
             id: op.id.clone(),
@@ -383,14 +698,24 @@ impl Tx {
             .bind(&op.id)
             .execute(&mut *self.tx)
             .await?;
-        sqlx::query("INSERT INTO operations (id, done, body, pending, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&op.id)
-            .bind(op.done as i64)
-            .bind(body)
-            .bind(pending)
-            .bind(&op.created_at)
-            .execute(&mut *self.tx)
-            .await?;
+        let resource_id = op
+            .metadata
+            .get("resourceId")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO operations (id, done, body, pending, created_at, folder_id, resource_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&op.id)
+        .bind(op.done as i64)
+        .bind(body)
+        .bind(pending)
+        .bind(&op.created_at)
+        .bind(folder_id)
+        .bind(resource_id)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -408,9 +733,53 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn delete_tokens_of(&mut self, subject: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tokens WHERE subject = $1")
-            .bind(subject)
+    /// Stores the hash of a subject's API key.
+    pub async fn put_api_key(&mut self, hash: &str, key: &ApiKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (hash, role, subject, id, description, created_at) VALUES ($1, 'user', $2, $3, $4, $5)",
+        )
+        .bind(hash)
+        .bind(&key.subject_id)
+        .bind(&key.id)
+        .bind(&key.description)
+        .bind(&key.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes an API key; false when there is none with that id.
+    pub async fn delete_api_key(&mut self, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM tokens WHERE role = 'user' AND id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Marks an idempotency claim as finished by `operation_id`, atomically with the
+    /// mutation that made it.
+    pub async fn finish_idempotency(&mut self, scope: &str, operation_id: &str) -> Result<()> {
+        sqlx::query("UPDATE idempotency SET operation_id = $2 WHERE scope = $1")
+            .bind(scope)
+            .bind(operation_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_edge_report(&mut self, edge_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM edge_status WHERE edge_id = $1")
+            .bind(edge_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every token of an edge.
+    pub async fn delete_edge_tokens(&mut self, edge_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tokens WHERE role = 'edge' AND subject = $1")
+            .bind(edge_id)
             .execute(&mut *self.tx)
             .await?;
         Ok(())

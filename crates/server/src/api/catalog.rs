@@ -15,7 +15,8 @@ use super::{ApiQuery, ListQuery, commit, fetch, not_found};
 use crate::auth::{Principal, hash, new_token};
 use crate::compile::{self, FabricAttachmentView};
 use crate::error::{ApiJson, ApiResult};
-use crate::{AppState, new_id, now};
+use crate::{AppState, EdgeLiveState, new_id, now};
+use std::collections::HashMap;
 
 pub async fn create_pop(
     State(st): State<Arc<AppState>>,
@@ -25,7 +26,7 @@ pub async fn create_pop(
     who.require_admin()?;
     validate::id_ref("id", &pop.id)?;
     validate::description("locationAddress", &pop.location_address)?;
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     if st.store.get::<PointOfPresence>(&pop.id).await?.is_some() {
         return Err(
             ApiError::conflict(format!("point of presence {:?} already exists", pop.id)).into(),
@@ -66,7 +67,7 @@ pub async fn delete_pop(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     who.require_admin()?;
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     fetch::<PointOfPresence>(&st, &id).await?;
     if st
         .store
@@ -117,7 +118,7 @@ pub async fn create_edge(
     if f.transit_pool.prefix_len() > 31 {
         return Err(ApiError::field("fabric.transitPool", "must hold at least one /31").into());
     }
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     if st
         .store
         .get::<PointOfPresence>(&req.point_of_presence_id)
@@ -155,8 +156,8 @@ pub async fn create_edge(
     Ok(Json(EdgeRegistration { edge, token }))
 }
 
-async fn with_live(st: &AppState, mut e: Edge) -> Edge {
-    if let Some(l) = st.live.read().await.get(&e.id) {
+fn with_live(live: &HashMap<String, EdgeLiveState>, mut e: Edge) -> Edge {
+    if let Some(l) = live.get(&e.id) {
         e.live = Some(EdgeLive {
             reported_at: l.reported_at.clone(),
             applied_revision: l.report.applied_revision,
@@ -174,11 +175,12 @@ pub async fn list_edges(
 ) -> ApiResult<Json<ListResponse<Edge>>> {
     who.require_admin()?;
     let mut page = q.page(st.store.list::<Edge>(None).await?)?;
-    let mut items = Vec::new();
-    for e in page.items {
-        items.push(with_live(&st, e).await);
-    }
-    page.items = items;
+    let live = st.live().await?;
+    page.items = page
+        .items
+        .into_iter()
+        .map(|e| with_live(&live, e))
+        .collect();
     Ok(Json(page))
 }
 
@@ -189,7 +191,7 @@ pub async fn get_edge(
 ) -> ApiResult<Json<Edge>> {
     who.require_admin()?;
     let e = fetch::<Edge>(&st, &id).await?;
-    Ok(Json(with_live(&st, e).await))
+    Ok(Json(with_live(&st.live().await?, e)))
 }
 
 pub async fn delete_edge(
@@ -198,7 +200,7 @@ pub async fn delete_edge(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     who.require_admin()?;
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     fetch::<Edge>(&st, &id).await?;
     if let Some(t) = st
         .store
@@ -216,9 +218,9 @@ pub async fn delete_edge(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.delete::<Edge>(&id).await?;
-    tx.delete_tokens_of(&id).await?;
+    tx.delete_edge_tokens(&id).await?;
+    tx.delete_edge_report(&id).await?;
     commit(&st, tx, rev).await?;
-    st.live.write().await.remove(&id);
     Ok(Json(serde_json::json!({})))
 }
 

@@ -6,28 +6,29 @@ use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, Ipv4Peering, ListResponse, Operation, PrivateConnection,
-    RoutingInstance, Status, TrunkConnection,
+    CreatePrivateConnectionRequest, Ipv4Peering, PrivateConnection, RoutingInstance, Status,
+    TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
 use super::{
-    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta,
+    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, fetch, fetch_for,
+    finish_mutation, list_scope, new_meta, not_found, show_page,
 };
 use crate::AppState;
+use crate::access::Need;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
-
-const MASK: &str = "********";
+use serde_json::Value;
 
 pub async fn create(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
     validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
     let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
     let p = &req.ipv4_peering;
@@ -49,15 +50,14 @@ pub async fn create(
         .into());
     }
 
-    let _w = st.write.lock().await;
-    let trunk = fetch::<TrunkConnection>(&st, &req.trunk_connection_id).await?;
-    if trunk.meta.folder_id != req.folder_id {
-        return Err(ApiError::field(
-            "trunkConnectionId",
-            "the trunk connection is in another folder",
-        )
-        .into());
-    }
+    let _w = st.lock_writes().await?;
+    // A trunk of another folder is reported as missing, whether or not the caller could
+    // see it there: ids of other tenants are not to be probed.
+    let trunk = fetch::<TrunkConnection>(&st, &req.trunk_connection_id)
+        .await
+        .ok()
+        .filter(|t| t.meta.folder_id == req.folder_id)
+        .ok_or_else(|| not_found("trunk connection", &req.trunk_connection_id))?;
     if trunk.meta.status == Status::Deleting {
         return Err(ApiError::precondition(format!(
             "trunk connection {} is being deleted",
@@ -137,6 +137,7 @@ pub async fn create(
     let rev = tx.bump_revision().await?;
     tx.put(&pc, rev).await?;
     let id = pc.meta.id.clone();
+    let folder = pc.meta.folder_id.clone();
     let op = finish_mutation(
         &st,
         tx,
@@ -146,15 +147,15 @@ pub async fn create(
             created_by: &who.name(),
             kind: PrivateConnection::KIND,
             resource_id: &id,
+            folder_id: &folder,
             action: Action::Create,
             edges: vec![trunk.edge_id],
         },
     )
     .await?;
-    Ok(mask_op(op, &who))
+    Ok(Json(view.show_operation(&op)))
 }
 
-/// Live BGP state from the edge's last report, and the MD5 key masked unless allowed.
 /// What presenting connections needs, read once per request (not once per item).
 struct Context {
     trunks: Vec<TrunkConnection>,
@@ -167,13 +168,12 @@ impl Context {
         Ok(Context {
             trunks: st.store.list::<TrunkConnection>(None).await?,
             ris: st.store.list::<RoutingInstance>(None).await?,
-            live: st.live.read().await.clone(),
+            live: st.live().await?,
         })
     }
 
-    /// Live BGP state from the edge's last report, the routing instance, and the MD5 key
-    /// masked unless the caller may read secrets.
-    fn present(&self, who: &Principal, mut pc: PrivateConnection) -> PrivateConnection {
+    /// Live BGP state from the edge's last report and the routing instance.
+    fn present(&self, mut pc: PrivateConnection) -> PrivateConnection {
         let edge = self
             .trunks
             .iter()
@@ -196,63 +196,42 @@ impl Context {
                     .any(|c| c.cic_private_connection_id == pc.meta.id)
             })
             .map(|r| r.meta.id.clone());
-        if !who.may_read_secrets() && pc.ipv4_peering.peer_bgp_md5_key.is_some() {
-            pc.ipv4_peering.peer_bgp_md5_key = Some(MASK.into());
-        }
         pc
     }
-}
-
-fn mask_op(Json(mut op): Json<Operation>, who: &Principal) -> Json<Operation> {
-    if !who.may_read_secrets()
-        && let Some(key) = op
-            .response
-            .as_mut()
-            .and_then(|r| r.pointer_mut("/ipv4Peering/peerBgpMd5Key"))
-    {
-        *key = serde_json::Value::String(MASK.into());
-    }
-    Json(op)
 }
 
 pub async fn list(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<PrivateConnection>>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
+    let (folder, view) = list_scope(&st, &who, &q).await?;
     let mut page = q.page(
         st.store
-            .list::<PrivateConnection>(q.folder_id.as_deref())
+            .list::<PrivateConnection>(folder.as_deref())
             .await?,
     )?;
     let cx = Context::load(&st).await?;
-    page.items = page
-        .items
-        .into_iter()
-        .map(|pc| cx.present(&who, pc))
-        .collect();
-    Ok(Json(page))
+    page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
+    Ok(Json(show_page(&view, page)))
 }
 
 pub async fn get(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<PrivateConnection>> {
-    who.require_user()?;
-    let pc = fetch::<PrivateConnection>(&st, &id).await?;
-    Ok(Json(Context::load(&st).await?.present(&who, pc)))
+) -> ApiResult<Json<Value>> {
+    let (pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Read).await?;
+    Ok(Json(view.show(&Context::load(&st).await?.present(pc))))
 }
 
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
-    let _w = st.write.lock().await;
-    let mut pc = fetch::<PrivateConnection>(&st, &id).await?;
+) -> ApiResult<Json<Value>> {
+    let _w = st.lock_writes().await?;
+    let (mut pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Write).await?;
     let ris = st.store.list::<RoutingInstance>(None).await?;
     if let Some(r) = ris.iter().find(|r| {
         r.meta.status != Status::Deleting
@@ -275,7 +254,7 @@ pub async fn delete(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.put(&pc, rev).await?;
-    finish_mutation(
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -284,9 +263,11 @@ pub async fn delete(
             created_by: &who.name(),
             kind: PrivateConnection::KIND,
             resource_id: &id,
+            folder_id: &pc.meta.folder_id,
             action: Action::Delete,
             edges: edge.into_iter().collect(),
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }

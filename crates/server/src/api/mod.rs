@@ -2,6 +2,8 @@
 
 mod catalog;
 mod connections;
+mod folders;
+pub mod idempotency;
 mod operations;
 mod routing;
 mod sync;
@@ -15,13 +17,16 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::routing::get;
 use cic_model::resource::{
-    Labels, ListResponse, Meta, Operation, RoutingInstance, Status, TrunkConnection,
+    Labels, ListResponse, Meta, Operation, PrivateConnection, RoutingInstance, Status,
+    TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, Pending};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::access::{Need, View, folder_not_found};
 use crate::auth::Principal;
 use crate::error::{ApiResult, AppError};
 use crate::{AppState, new_id, new_operation, now};
@@ -78,6 +83,36 @@ pub fn router() -> Router<Arc<AppState>> {
             get(get_one::<RoutingInstance>).delete(routing::delete),
         )
         .route("/operations/{id}", get(operations::get))
+        .route(
+            "/cic/v1/trunkConnections/{id}/operations",
+            get(list_operations_of::<TrunkConnection>),
+        )
+        .route(
+            "/cic/v1/privateConnections/{id}/operations",
+            get(list_operations_of::<PrivateConnection>),
+        )
+        .route(
+            "/cloudrouter/v1/routingInstances/{id}/operations",
+            get(list_operations_of::<RoutingInstance>),
+        )
+        .route(
+            "/resourcemanager/v1/folders",
+            get(folders::list).post(folders::create),
+        )
+        .route(
+            "/resourcemanager/v1/folders/{id}",
+            get(folders::get)
+                .post(folders::post_method)
+                .delete(folders::delete),
+        )
+        .route(
+            "/iam/v1/apiKeys",
+            get(folders::list_keys).post(folders::create_key),
+        )
+        .route(
+            "/iam/v1/apiKeys/{id}",
+            axum::routing::delete(folders::delete_key),
+        )
         .fallback(|| async { AppError(ApiError::new(Code::NotFound, "no such API path")) })
 }
 
@@ -112,21 +147,6 @@ pub struct ListQuery {
 impl ListQuery {
     /// Applies `filter` (`name="x"`) and paging to `items`.
     pub fn page<T: Document + Clone>(&self, items: Vec<T>) -> ApiResult<ListResponse<T>> {
-        let size = self.page_size.unwrap_or(100);
-        if size == 0 || size > 1000 {
-            return Err(
-                ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into(),
-            );
-        }
-        let offset = match self.page_token.as_deref().filter(|t| !t.is_empty()) {
-            None => 0,
-            Some(t) => t.parse::<usize>().map_err(|_| {
-                ApiError::field(
-                    "pageToken",
-                    format!("{t:?} is not a token this server issued"),
-                )
-            })?,
-        };
         let items: Vec<T> = match self
             .filter
             .as_deref()
@@ -147,44 +167,69 @@ impl ListQuery {
                 items.into_iter().filter(|i| i.name() == name).collect()
             }
         };
-        let next = offset + size;
-        let next_page_token = if next < items.len() {
-            next.to_string()
-        } else {
-            String::new()
-        };
-        Ok(ListResponse {
-            items: items.into_iter().skip(offset).take(size).collect(),
-            next_page_token,
-        })
+        page(self.page_size, self.page_token.as_deref(), items)
     }
 }
 
-/// The end of every mutation: the resource is already in `tx`; add the operation that
-/// waits for `edges` to apply `revision`, commit, wake edges, and settle at once when
-/// nothing needs to wait.
+/// One page of `items`: `page_size` (1-1000, default 100) from the offset in `page_token`.
+pub(crate) fn page<T>(
+    page_size: Option<usize>,
+    page_token: Option<&str>,
+    items: Vec<T>,
+) -> ApiResult<ListResponse<T>> {
+    let size = page_size.unwrap_or(100);
+    if size == 0 || size > 1000 {
+        return Err(ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into());
+    }
+    let offset = match page_token.filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| {
+            ApiError::field(
+                "pageToken",
+                format!("{t:?} is not a token this server issued"),
+            )
+        })?,
+    };
+    let next = offset + size;
+    let next_page_token = if next < items.len() {
+        next.to_string()
+    } else {
+        String::new()
+    };
+    Ok(ListResponse {
+        items: items.into_iter().skip(offset).take(size).collect(),
+        next_page_token,
+    })
+}
+
 /// What a mutation did, for its operation.
 pub(crate) struct Mutation<'a> {
     pub description: &'a str,
     pub created_by: &'a str,
     pub kind: &'a str,
     pub resource_id: &'a str,
+    /// The folder of the resource ("" for the catalog): who may read the operation.
+    pub folder_id: &'a str,
     pub action: Action,
     /// The edges that must apply it before it is done.
     pub edges: Vec<String>,
 }
 
+/// The end of every mutation: the resource is already in `tx`; add the operation that
+/// waits for `edges` to apply `revision`, record the request's idempotency key with it,
+/// commit, wake edges, and settle at once when nothing needs to wait.
 pub(crate) async fn finish_mutation(
     state: &AppState,
     mut tx: cic_store::Tx,
     revision: u64,
     m: Mutation<'_>,
-) -> ApiResult<Json<Operation>> {
+) -> ApiResult<Operation> {
     let Mutation {
         description,
         created_by,
         kind,
         resource_id,
+        folder_id,
         action,
         mut edges,
     } = m;
@@ -197,12 +242,16 @@ pub(crate) async fn finish_mutation(
         kind: kind.to_string(),
         resource_id: resource_id.to_string(),
         action,
+        folder_id: folder_id.to_string(),
     };
-    tx.put_operation(&op, Some(&pending)).await?;
+    tx.put_operation(&op, folder_id, Some(&pending)).await?;
+    if let Some(scope) = idempotency::current_scope() {
+        tx.finish_idempotency(&scope, &op.id).await?;
+    }
     tx.commit().await?;
     state.revision.send_replace(revision);
     state.settle_locked().await?;
-    Ok(Json(state.store.operation(&op.id).await?.unwrap_or(op)))
+    Ok(state.store.operation(&op.id).await?.unwrap_or(op))
 }
 
 /// The fields every tenant resource has, checked by REFERENCE.md's rules.
@@ -265,26 +314,107 @@ pub(crate) async fn fetch<T: Document>(st: &AppState, id: &str) -> ApiResult<T> 
         .ok_or_else(|| not_found(title(T::KIND), id))
 }
 
+/// A tenant resource `id` that `who` may `need`: a caller without a role in its folder
+/// gets the same 404 as for an id that does not exist.
+pub(crate) async fn fetch_for<T: Document>(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    need: Need,
+) -> ApiResult<(T, View)> {
+    let x = fetch::<T>(st, id).await?;
+    let view = st
+        .access(who, x.folder_id(), need, || not_found(title(T::KIND), id))
+        .await?;
+    Ok((x, view))
+}
+
 /// `GET …/{id}` of a tenant resource.
 pub(crate) async fn get_one<T: Document>(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<T>> {
-    who.require_user()?;
-    fetch::<T>(&st, &id).await.map(Json)
+) -> ApiResult<Json<Value>> {
+    let (x, view) = fetch_for::<T>(&st, &who, &id, Need::Read).await?;
+    Ok(Json(view.show(&x)))
 }
 
-/// `GET …` of a tenant resource: one folder's (all, for the admin without `folderId`).
+/// The folder a list is of, and how its items look to the caller. Everyone but the
+/// operator names a folder; the operator without one lists every folder.
+pub(crate) async fn list_scope(
+    st: &AppState,
+    who: &Principal,
+    q: &ListQuery,
+) -> ApiResult<(Option<String>, View)> {
+    who.require_user()?;
+    match (q.folder_id.as_deref().filter(|f| !f.is_empty()), who) {
+        (Some(f), _) => {
+            let view = st
+                .access(who, f, Need::Read, || folder_not_found(f))
+                .await?;
+            Ok((Some(f.to_string()), view))
+        }
+        (None, Principal::Admin { .. }) => Ok((None, View::default())),
+        (None, _) => Err(ApiError::field("folderId", "is required").into()),
+    }
+}
+
+/// `GET …` of a tenant resource in one folder.
 pub(crate) async fn list_in_folder<T: Document + Clone>(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<T>>> {
-    who.require_user()?;
-    Ok(Json(
-        q.page(st.store.list::<T>(q.folder_id.as_deref()).await?)?,
-    ))
+) -> ApiResult<Json<Value>> {
+    let (folder, view) = list_scope(&st, &who, &q).await?;
+    let page = q.page(st.store.list::<T>(folder.as_deref()).await?)?;
+    Ok(Json(show_page(&view, page)))
+}
+
+pub(crate) fn show_page<T: serde::Serialize>(view: &View, page: ListResponse<T>) -> Value {
+    let items: Vec<Value> = page.items.iter().map(|x| view.show(x)).collect();
+    let mut v = serde_json::json!({ "items": items });
+    if !page.next_page_token.is_empty() {
+        v["nextPageToken"] = Value::String(page.next_page_token);
+    }
+    v
+}
+
+/// `GET …/{id}/operations` of a tenant resource: its operations, newest first.
+pub(crate) async fn list_operations_of<T: Document>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    // A deleted resource has no folder to check any more: its operations are the
+    // operator's to read.
+    let view = match st.store.get::<T>(&id).await? {
+        Some(x) => {
+            st.access(&who, x.folder_id(), Need::Read, || {
+                not_found(title(T::KIND), &id)
+            })
+            .await?
+        }
+        None => {
+            who.require_admin()?;
+            View::default()
+        }
+    };
+    let ops = st.store.operations_of(&id).await?;
+    let page = page(q.page_size, q.page_token.as_deref(), ops)?;
+    let items: Vec<Value> = page.items.iter().map(|o| view.show_operation(o)).collect();
+    let mut v = serde_json::json!({ "operations": items });
+    if !page.next_page_token.is_empty() {
+        v["nextPageToken"] = Value::String(page.next_page_token);
+    }
+    Ok(Json(v))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageQuery {
+    pub page_size: Option<usize>,
+    pub page_token: Option<String>,
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> AppError {

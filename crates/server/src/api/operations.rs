@@ -3,11 +3,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cic_model::resource::Operation;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{ApiQuery, not_found};
 use crate::AppState;
+use crate::access::{Need, View};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 
@@ -24,27 +25,41 @@ pub async fn get(
     who: Principal,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
+    // Subscribed before the first read, so a change right after it still wakes us.
+    let mut rx = st.revision.subscribe();
+    // Who may read it is decided once: an operation never changes folders.
+    let first = st
+        .store
+        .operation_in_folder(&id)
+        .await?
+        .ok_or_else(|| not_found("operation", &id))?;
+    let view = if first.folder_id.is_empty() {
+        // The catalog's operations are the operator's.
+        match who {
+            Principal::Admin { .. } => View::default(),
+            _ => return Err(not_found("operation", &id)),
+        }
+    } else {
+        st.access(&who, &first.folder_id, Need::Read, || {
+            not_found("operation", &id)
+        })
+        .await?
+    };
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
-    let mut rx = st.revision.subscribe();
+    let mut op = first.operation;
     loop {
+        if op.done || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view.show_operation(&op)));
+        }
         // Every finished operation bumps the revision: wake on that, then look again.
+        let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
         rx.borrow_and_update();
-        let op = st
+        op = st
             .store
             .operation(&id)
             .await?
             .ok_or_else(|| not_found("operation", &id))?;
-        if op.done || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(op));
-        }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            continue;
-        }
     }
 }

@@ -7,25 +7,26 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateRoutingInstanceRequest, Edge, Operation, PrivateConnection, RoutingInstance, Status,
-    TrunkConnection,
+    CreateRoutingInstanceRequest, Edge, PrivateConnection, RoutingInstance, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, FabricSlot};
 
-use super::{Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta};
+use super::{Mutation, check_meta, check_unique_name, fetch, fetch_for, finish_mutation, new_meta};
 use crate::AppState;
+use crate::access::Need;
 use crate::auth::Principal;
 use crate::compile::slot_capacity;
 use crate::error::{ApiJson, ApiResult};
+use serde_json::Value;
 
 pub async fn create(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiJson(req): ApiJson<CreateRoutingInstanceRequest>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
     let mut vpcs = BTreeSet::new();
     for (i, v) in req.vpc_info.iter().enumerate() {
         validate::id_ref(&format!("vpcInfo[{i}].vpcNetworkId"), &v.vpc_network_id)?;
@@ -53,7 +54,7 @@ pub async fn create(
         }
     }
 
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     let ris = st.store.list::<RoutingInstance>(None).await?;
     let live_ris: Vec<&RoutingInstance> = ris
         .iter()
@@ -65,9 +66,15 @@ pub async fn create(
                 .iter()
                 .any(|x| x.vpc_network_id == v.vpc_network_id)
         }) {
+            // Name the holder only to its own folder.
+            let holder = if r.meta.folder_id == req.folder_id {
+                format!("routing instance {}", r.meta.id)
+            } else {
+                "a routing instance of another folder".to_string()
+            };
             return Err(ApiError::conflict(format!(
-                "VPC network {} already belongs to routing instance {}",
-                v.vpc_network_id, r.meta.id
+                "VPC network {} already belongs to {holder}",
+                v.vpc_network_id
             ))
             .into());
         }
@@ -87,10 +94,17 @@ pub async fn create(
         .enumerate()
     {
         let f = format!("cicPrivateConnectionInfo[{i}].cicPrivateConnectionId");
-        let pc = fetch::<PrivateConnection>(&st, id).await?;
-        if pc.meta.folder_id != req.folder_id {
-            return Err(ApiError::field(&f, "the private connection is in another folder").into());
-        }
+        // Another folder's connection is reported as missing (ids are not to be probed).
+        let pc = fetch::<PrivateConnection>(&st, id)
+            .await
+            .ok()
+            .filter(|pc| pc.meta.folder_id == req.folder_id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!("{f}: private connection {id:?} not found"),
+                )
+            })?;
         if pc.meta.status == Status::Deleting {
             return Err(ApiError::precondition(format!(
                 "private connection {id} is being deleted"
@@ -196,7 +210,8 @@ pub async fn create(
     }
     tx.put(&ri, rev).await?;
     let id = ri.meta.id.clone();
-    finish_mutation(
+    let folder = ri.meta.folder_id.clone();
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -205,21 +220,22 @@ pub async fn create(
             created_by: &who.name(),
             kind: RoutingInstance::KIND,
             resource_id: &id,
+            folder_id: &folder,
             action: Action::Create,
             edges: edge_ids.into_iter().collect(),
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }
 
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
-    let _w = st.write.lock().await;
-    let mut ri = fetch::<RoutingInstance>(&st, &id).await?;
+) -> ApiResult<Json<Value>> {
+    let _w = st.lock_writes().await?;
+    let (mut ri, view) = fetch_for::<RoutingInstance>(&st, &who, &id, Need::Write).await?;
     if ri.deletion_protection {
         return Err(ApiError::precondition(format!(
             "routing instance {id} has deletionProtection set"
@@ -238,7 +254,7 @@ pub async fn delete(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.put(&ri, rev).await?;
-    finish_mutation(
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -247,9 +263,11 @@ pub async fn delete(
             created_by: &who.name(),
             kind: RoutingInstance::KIND,
             resource_id: &id,
+            folder_id: &ri.meta.folder_id,
             action: Action::Delete,
             edges,
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }

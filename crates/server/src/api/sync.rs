@@ -13,7 +13,7 @@ use super::{ApiQuery, not_found};
 use crate::auth::Principal;
 use crate::compile::compile;
 use crate::error::{ApiJson, ApiResult};
-use crate::{AppState, EdgeLiveState, now};
+use crate::{AppState, now};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -49,7 +49,7 @@ pub async fn status(
     ApiJson(report): ApiJson<EdgeReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let edge_id = who.edge_id()?.to_string();
-    let current = *st.revision.borrow();
+    let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
             "appliedRevision",
@@ -60,13 +60,7 @@ pub async fn status(
         )
         .into());
     }
-    st.live.write().await.insert(
-        edge_id,
-        EdgeLiveState {
-            report,
-            reported_at: now(),
-        },
-    );
+    st.store.put_edge_report(&edge_id, &report, &now()).await?;
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }

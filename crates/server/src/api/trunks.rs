@@ -5,16 +5,20 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateTrunkConnectionRequest, Edge, Operation, PointOfPresence, PrivateConnection, Status,
+    CreateTrunkConnectionRequest, Edge, PointOfPresence, PrivateConnection, Status,
     TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
-use super::{Mutation, check_meta, check_unique_name, fetch, finish_mutation, new_meta, not_found};
+use super::{
+    Mutation, check_meta, check_unique_name, fetch_for, finish_mutation, new_meta, not_found,
+};
 use crate::AppState;
+use crate::access::Need;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
+use serde_json::Value;
 
 fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
     // Linux IFNAMSIZ - 1; no '/', ':' or whitespace.
@@ -37,9 +41,9 @@ pub async fn create(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiJson(req): ApiJson<CreateTrunkConnectionRequest>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
     validate::id_ref("pointOfPresenceId", &req.point_of_presence_id)?;
     if req.lag_direct_joint.is_some() || req.partner_joint_info.is_some() {
         return Err(ApiError::new(
@@ -81,7 +85,7 @@ pub async fn create(
         }
     };
 
-    let _w = st.write.lock().await;
+    let _w = st.lock_writes().await?;
     if st
         .store
         .get::<PointOfPresence>(&req.point_of_presence_id)
@@ -136,7 +140,8 @@ pub async fn create(
     let rev = tx.bump_revision().await?;
     tx.put(&trunk, rev).await?;
     let id = trunk.meta.id.clone();
-    finish_mutation(
+    let folder = trunk.meta.folder_id.clone();
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -145,11 +150,13 @@ pub async fn create(
             created_by: &who.name(),
             kind: TrunkConnection::KIND,
             resource_id: &id,
+            folder_id: &folder,
             action: Action::Create,
             edges: vec![trunk.edge_id],
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }
 
 pub async fn update(
@@ -157,8 +164,7 @@ pub async fn update(
     who: Principal,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateTrunkConnectionRequest>,
-) -> ApiResult<Json<Operation>> {
-    who.require_user()?;
+) -> ApiResult<Json<Value>> {
     if let Some(n) = &req.name {
         validate::name("name", n)?;
     }
@@ -168,8 +174,8 @@ pub async fn update(
     if let Some(l) = &req.labels {
         validate::labels("labels", l)?;
     }
-    let _w = st.write.lock().await;
-    let mut t = fetch::<TrunkConnection>(&st, &id).await?;
+    let _w = st.lock_writes().await?;
+    let (mut t, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Write).await?;
     if t.meta.status == Status::Deleting {
         return Err(
             ApiError::precondition(format!("trunk connection {id} is being deleted")).into(),
@@ -196,7 +202,7 @@ pub async fn update(
     let rev = tx.bump_revision().await?;
     tx.put(&t, rev).await?;
     // Metadata only: no edge has anything to apply.
-    finish_mutation(
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -205,21 +211,23 @@ pub async fn update(
             created_by: &who.name(),
             kind: TrunkConnection::KIND,
             resource_id: &id,
+            folder_id: &t.meta.folder_id,
             action: Action::Update,
             edges: vec![],
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }
 
 pub async fn delete(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Operation>> {
+) -> ApiResult<Json<Value>> {
     who.require_user()?;
-    let _w = st.write.lock().await;
-    let mut t = fetch::<TrunkConnection>(&st, &id).await?;
+    let _w = st.lock_writes().await?;
+    let (mut t, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Write).await?;
     if t.deletion_protection {
         return Err(ApiError::precondition(format!(
             "trunk connection {id} has deletionProtection set"
@@ -243,7 +251,7 @@ pub async fn delete(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.put(&t, rev).await?;
-    finish_mutation(
+    let op = finish_mutation(
         &st,
         tx,
         rev,
@@ -252,9 +260,11 @@ pub async fn delete(
             created_by: &who.name(),
             kind: TrunkConnection::KIND,
             resource_id: &id,
+            folder_id: &t.meta.folder_id,
             action: Action::Delete,
-            edges: vec![t.edge_id],
+            edges: vec![t.edge_id.clone()],
         },
     )
-    .await
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }

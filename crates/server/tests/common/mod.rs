@@ -1,0 +1,248 @@
+//! The harness of the API tests: the server's router in process (no port) on a real
+//! store — SQLite in memory, or a fresh PostgreSQL database per test when
+//! `CIC_TEST_POSTGRES` holds a server URL (e.g. `postgres://cic@127.0.0.1/postgres`).
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use cic_server::{AppState, ServerConfig, app, bootstrap_admin};
+use cic_store::Store;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct H {
+    pub app: Router,
+    pub state: Arc<AppState>,
+    pub database: String,
+}
+
+/// The store URL for one test: SQLite in memory, or a new PostgreSQL database.
+pub async fn test_database() -> String {
+    match std::env::var("CIC_TEST_POSTGRES") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!(
+                "cic_test_{}_{}",
+                std::process::id(),
+                cic_server::new_id("").to_lowercase()
+            );
+            Store::create_postgres_database(&server, &name)
+                .await
+                .expect("create a test database on CIC_TEST_POSTGRES")
+        }
+        _ => "sqlite::memory:".to_string(),
+    }
+}
+
+impl H {
+    pub async fn new() -> H {
+        let database = test_database().await;
+        let store = Store::open(&database).await.expect("store");
+        bootstrap_admin(&store, Some(ADMIN.into()))
+            .await
+            .expect("admin");
+        let state = AppState::new(store, ServerConfig::default())
+            .await
+            .expect("state");
+        let h = H {
+            app: app(state.clone()),
+            state,
+            database,
+        };
+        for f in ["f1", "f2"] {
+            h.ok(
+                Method::POST,
+                "/resourcemanager/v1/folders",
+                json!({"id": f, "name": format!("folder-{f}")}),
+            )
+            .await;
+        }
+        h
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw(method, path, token, body.map(|b| b.to_string()))
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        self.with_headers(method, path, token, body, &[]).await
+    }
+
+    pub async fn with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call(method, path, Some(ADMIN), body).await
+    }
+
+    pub async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let (s, v) = self.admin(method, path, Some(body)).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    /// A new API key of `subject`; returns its secret.
+    pub async fn key(&self, subject: &str) -> String {
+        let v = self
+            .ok(
+                Method::POST,
+                "/iam/v1/apiKeys",
+                json!({"subjectId": subject, "description": "test"}),
+            )
+            .await;
+        v["secret"].as_str().expect("secret").to_string()
+    }
+
+    /// Grants `role` in `folder` to `subject` (as the operator).
+    pub async fn bind(&self, folder: &str, role: &str, subject: &str) {
+        self.ok(
+            Method::POST,
+            &format!("/resourcemanager/v1/folders/{folder}:updateAccessBindings"),
+            json!({"accessBindingDeltas": [{"action": "ADD",
+                   "accessBinding": {"roleId": role, "subject": {"id": subject}}}]}),
+        )
+        .await;
+    }
+
+    /// A subject with `role` in `folder`; returns its key.
+    pub async fn user(&self, subject: &str, folder: &str, role: &str) -> String {
+        self.bind(folder, role, subject).await;
+        self.key(subject).await
+    }
+
+    pub async fn revision(&self) -> u64 {
+        self.state.store.revision().await.expect("revision")
+    }
+
+    pub async fn count(&self, path: &str) -> usize {
+        let (s, v) = self.admin(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["items"].as_array().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// PoP + edge; returns the edge's token and id.
+    pub async fn pop_and_edge(&self, pop: &str, edge: &str, vtep: &str) -> (String, String) {
+        let (s, _) = self
+            .admin(
+                Method::GET,
+                &format!("/cic/v1/pointOfPresences/{pop}"),
+                None,
+            )
+            .await;
+        if s == StatusCode::NOT_FOUND {
+            self.ok(
+                Method::POST,
+                "/cic/v1/pointOfPresences",
+                json!({"id": pop, "name": pop}),
+            )
+            .await;
+        }
+        let r = self
+            .ok(
+                Method::POST,
+                "/cic/v1/edges",
+                json!({"name": edge, "pointOfPresenceId": pop, "routerId": "10.255.0.1",
+                       "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": vtep,
+                                  "transitPool": "100.127.0.0/24"}}),
+            )
+            .await;
+        (
+            r["token"].as_str().expect("token").into(),
+            r["edge"]["id"].as_str().expect("id").into(),
+        )
+    }
+
+    pub async fn trunk(&self, pop: &str, remote: &str) -> String {
+        let op = self
+            .ok(
+                Method::POST,
+                "/cic/v1/trunkConnections",
+                json!({"folderId": "f1", "pointOfPresenceId": pop, "capacity": "CAPACITY_1_GBPS",
+                       "overlayJoint": {"remoteVtep": remote}}),
+            )
+            .await;
+        op["metadata"]["resourceId"].as_str().expect("id").into()
+    }
+
+    pub async fn connection(
+        &self,
+        trunk: &str,
+        vlan: u32,
+        subnet: &str,
+        peer: &str,
+        cloud: &str,
+    ) -> (StatusCode, Value) {
+        self.admin(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": vlan,
+                        "ipv4Peering": {"peeringSubnet": subnet, "peerIp": peer, "cloudIp": cloud, "peerBgpAsn": 65001}})),
+        )
+        .await
+    }
+
+    pub async fn report(&self, edge_token: &str, applied: u64, errors: Value) {
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                "/cic/v1/edgeSync/status",
+                Some(edge_token),
+                Some(json!({"appliedRevision": applied, "dataplane": "vxlan-overlay", "sessions": [], "errors": errors})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+}
+
+pub fn err_message(v: &Value) -> String {
+    v["message"].as_str().unwrap_or_default().to_string()
+}
