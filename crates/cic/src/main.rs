@@ -75,6 +75,12 @@ enum Cmd {
     /// Long-running operations.
     #[command(subcommand)]
     Operation(commands::OperationCmd),
+    /// Folders and who may do what in them.
+    #[command(subcommand)]
+    Folder(commands::FolderCmd),
+    /// API keys of subjects (operator).
+    #[command(subcommand, name = "api-key")]
+    ApiKey(commands::ApiKeyCmd),
 }
 
 #[derive(clap::Args)]
@@ -259,5 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Connection(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
         Cmd::RoutingInstance(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
         Cmd::Operation(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::Folder(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::ApiKey(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
     }
 }

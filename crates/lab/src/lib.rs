@@ -436,6 +436,34 @@ pub async fn up() -> Result<LabInfo> {
         .as_str()
         .ok_or_else(|| anyhow!("no edge id"))?
         .to_string();
+    // The customer is a tenant: its own folder, an editor there, and nothing else.
+    cli.run(
+        true,
+        &["folder", "create", "--id", FOLDER, "--name", "customer"],
+    )?;
+    cli.run(
+        true,
+        &[
+            "folder",
+            "add-access-binding",
+            FOLDER,
+            "--role",
+            "editor",
+            "--subject",
+            "customer",
+        ],
+    )?;
+    let key = cli.run(true, &["api-key", "create", "--subject", "customer"])?;
+    let customer_token = key["secret"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no API key secret in {key}"))?
+        .to_string();
+    fs::write(dir.join("customer-token"), &customer_token)?;
+    let customer = Cli {
+        bin: bin.clone(),
+        server: server.clone(),
+        token: customer_token,
+    };
     spawn(
         &dir,
         "edge-pop1",
@@ -485,7 +513,7 @@ pub async fn up() -> Result<LabInfo> {
 
     say("[4/7] Customer: a trunk at pop1 (a VXLAN overlay trunk: this kernel has no 802.1Q)");
     let (op, took) = timed(|| {
-        cli.run(
+        customer.run(
             true,
             &[
                 "trunk",
@@ -518,7 +546,7 @@ pub async fn up() -> Result<LabInfo> {
         "[5/7] Customer: a private connection, VLAN 100, peering 169.254.100.0/30, BGP AS 65001 ↔ 200350",
     );
     let (op, took) = timed(|| {
-        cli.run(
+        customer.run(
             true,
             &[
                 "connection",
@@ -553,7 +581,7 @@ pub async fn up() -> Result<LabInfo> {
 
     say("[6/7] Customer: a routing instance joining it to VPC vpc-demo (10.128.0.0/24)");
     let (op, took) = timed(|| {
-        cli.run(
+        customer.run(
             true,
             &[
                 "routing-instance",
@@ -583,7 +611,7 @@ pub async fn up() -> Result<LabInfo> {
     say("[7/7] Waiting for BGP and routes");
     let t = Instant::now();
     let c = wait_until(WAIT, "the customer BGP session to be ESTABLISHED", || {
-        let v = cli.run(false, &["connection", "get", &pc]).ok()?;
+        let v = customer.run(false, &["connection", "get", &pc]).ok()?;
         (v["bgp"]["state"] == "ESTABLISHED").then_some(v)
     })
     .map_err(|e| anyhow!("{e}; see {STATE_DIR}/edge-pop1.log"))?;
@@ -605,7 +633,7 @@ pub async fn up() -> Result<LabInfo> {
     .map_err(|e| anyhow!("{e}"))?;
     // The edge reports every second: wait until the API shows what the routers show.
     let c = wait_until(WAIT, "the edge to report the exchanged prefixes", || {
-        let v = cli.run(false, &["connection", "get", &pc]).ok()?;
+        let v = customer.run(false, &["connection", "get", &pc]).ok()?;
         let b = &v["bgp"];
         (b["prefixesAccepted"].as_u64() >= Some(1) && b["prefixesAdvertised"].as_u64() >= Some(1))
             .then_some(v)
@@ -623,7 +651,8 @@ pub async fn up() -> Result<LabInfo> {
         started.elapsed().as_secs_f64()
     ));
     let made = serde_json::json!({
-        "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"), "folderId": FOLDER,
+        "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"),
+        "customerTokenFile": format!("{STATE_DIR}/customer-token"), "folderId": FOLDER,
         "trunkConnectionId": trunk, "privateConnectionId": pc, "routingInstanceId": ri, "edgeId": edge_id,
         "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": NS_POP, "fabric": NS_FABRIC, "vm": NS_VM},
         "bird": {"customer": site_sock, "fabric": fabric_sock},
@@ -689,8 +718,9 @@ pub async fn up_and_explain() -> Result<()> {
 The lab stays up. Try:
   ip netns exec {NS_HOST} ping {VM}        # on-prem server → cloud VM
   ip netns exec {NS_VM} ping {ONPREM_HOST}      # and back
-  export CIC_SERVER={server} CIC_TOKEN=$(cat {STATE_DIR}/admin-token)
-  cic connection get {pc}         # BGP state, prefix counts
+  export CIC_SERVER={server} CIC_TOKEN=$(cat {STATE_DIR}/customer-token) CIC_FOLDER={FOLDER}
+  cic connection get {pc}         # BGP state, prefix counts (as the customer)
+  CIC_TOKEN=$(cat {STATE_DIR}/admin-token) cic edge-router list   # the operator's view
   birdc -s {site} show route     # the customer router's view
   ip netns list | grep cicl-                     # every namespace of the lab
 What was made: {STATE_DIR}/lab.json; logs: {STATE_DIR}/*.log
