@@ -36,3 +36,28 @@ ensure_rust() {
 ensure_lab_packages() {
   ensure_packages ip:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc
 }
+
+ensure_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "==> installing postgresql"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+}
+
+# start_test_postgres [PORT] — a throwaway PostgreSQL cluster on 127.0.0.1:PORT (its own
+# data directory, trust auth for the user `cic`), stopped and removed when the script
+# exits. Exports CIC_TEST_POSTGRES for the tests that run against it.
+start_test_postgres() {
+  local port=${1:-54329} bin data
+  bin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+  data=$(mktemp -d /tmp/cic-test-pg.XXXXXX)
+  chown postgres: "$data"
+  runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U cic >/dev/null
+  runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $data -c max_connections=400" start >/dev/null
+  # shellcheck disable=SC2064
+  trap "runuser -u postgres -- '$bin/pg_ctl' -D '$data' -m fast stop >/dev/null 2>&1; rm -rf '$data'" EXIT
+  export CIC_TEST_POSTGRES="postgres://cic@127.0.0.1:$port/postgres"
+}

@@ -409,6 +409,14 @@ impl Store {
         Ok(format!("{base}/{name}"))
     }
 
+    /// The schema version of the database (see [`SCHEMA_VERSION`]).
+    pub async fn schema_version(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.postgres
     }
@@ -783,6 +791,14 @@ impl Tx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+
+    /// Runs one fixed statement (maintenance and tests).
+    pub async fn execute_raw(&mut self, sql: &'static str) -> Result<u64> {
+        Ok(sqlx::query(sql)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
     }
 
     pub async fn commit(self) -> Result<()> {

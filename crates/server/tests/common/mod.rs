@@ -1,6 +1,6 @@
 //! The harness of the API tests: the server's router in process (no port) on a real
-//! store — SQLite in memory, or a fresh PostgreSQL database per test when
-//! `CIC_TEST_POSTGRES` holds a server URL (e.g. `postgres://cic@127.0.0.1/postgres`).
+//! store — SQLite in memory, or a fresh PostgreSQL database per test (see
+//! [`test_database`]).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -22,38 +22,49 @@ pub struct H {
     pub database: String,
 }
 
-/// The store URL for one test: SQLite in memory, or a new PostgreSQL database.
-pub async fn test_database() -> String {
+/// The PostgreSQL server the tests may use (`CIC_TEST_POSTGRES`, e.g.
+/// `postgres://cic@127.0.0.1:54329/postgres`). Without it a test that needs PostgreSQL is
+/// skipped, unless `CIC_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.
+pub fn postgres_server(test: &str) -> Option<String> {
     match std::env::var("CIC_TEST_POSTGRES") {
-        Ok(server) if !server.is_empty() => {
-            let name = format!(
-                "cic_test_{}_{}",
-                std::process::id(),
-                cic_server::new_id("").to_lowercase()
-            );
-            Store::create_postgres_database(&server, &name)
-                .await
-                .expect("create a test database on CIC_TEST_POSTGRES")
+        Ok(s) if !s.is_empty() => Some(s),
+        _ if std::env::var("CIC_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("{test}: CIC_REQUIRE_POSTGRES=1 but CIC_TEST_POSTGRES is not set")
         }
-        _ => "sqlite::memory:".to_string(),
+        _ => {
+            eprintln!("{test}: skipped (set CIC_TEST_POSTGRES to a PostgreSQL server URL)");
+            None
+        }
+    }
+}
+
+/// A new, empty PostgreSQL database on `server`; returns its URL.
+pub async fn new_postgres_database(server: &str) -> String {
+    let name = format!(
+        "cic_test_{}_{}",
+        std::process::id(),
+        cic_server::new_id("").to_lowercase()
+    );
+    Store::create_postgres_database(server, &name)
+        .await
+        .expect("create a test database on CIC_TEST_POSTGRES")
+}
+
+/// The store of one test: SQLite in memory, or a new PostgreSQL database when
+/// `CIC_TEST_BACKEND=postgres` (the same suite runs against both).
+pub async fn test_database() -> String {
+    if std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let server = std::env::var("CIC_TEST_POSTGRES")
+            .expect("CIC_TEST_BACKEND=postgres needs CIC_TEST_POSTGRES");
+        new_postgres_database(&server).await
+    } else {
+        "sqlite::memory:".to_string()
     }
 }
 
 impl H {
     pub async fn new() -> H {
-        let database = test_database().await;
-        let store = Store::open(&database).await.expect("store");
-        bootstrap_admin(&store, Some(ADMIN.into()))
-            .await
-            .expect("admin");
-        let state = AppState::new(store, ServerConfig::default())
-            .await
-            .expect("state");
-        let h = H {
-            app: app(state.clone()),
-            state,
-            database,
-        };
+        let h = H::on(&test_database().await).await;
         for f in ["f1", "f2"] {
             h.ok(
                 Method::POST,
@@ -63,6 +74,23 @@ impl H {
             .await;
         }
         h
+    }
+
+    /// A server on an existing database (a second server of an HA pair, say).
+    pub async fn on(database: &str) -> H {
+        let database = database.to_string();
+        let store = Store::open(&database).await.expect("store");
+        bootstrap_admin(&store, Some(ADMIN.into()))
+            .await
+            .expect("admin");
+        let state = AppState::new(store, ServerConfig::default())
+            .await
+            .expect("state");
+        H {
+            app: app(state.clone()),
+            state,
+            database,
+        }
     }
 
     pub async fn call(

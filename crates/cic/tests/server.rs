@@ -1,0 +1,205 @@
+//! `cic server` as a process: killed with SIGKILL in the middle of writes, it loses nothing
+//! it acknowledged. Runs on SQLite, and on PostgreSQL too when `CIC_TEST_POSTGRES` is set.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const TOKEN: &str = "crash-test-admin";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    async fn start(database: &str) -> Server {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+                database,
+            ])
+            .env("CIC_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cic server");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Poll readiness: the process has no other way to say it listens.
+        while !http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "cic server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Server { child, url }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let mut r = http.request(method, url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(format!("{status}: {v}"))
+    }
+}
+
+async fn kill_during_writes(database: &str) {
+    let server = Server::start(database).await;
+    let http = reqwest::Client::new();
+    let base = server.url.clone();
+    use reqwest::Method;
+    call(
+        &http,
+        Method::POST,
+        &format!("{base}/resourcemanager/v1/folders"),
+        Some(json!({"id": "f1"})),
+    )
+    .await
+    .expect("folder");
+    call(
+        &http,
+        Method::POST,
+        &format!("{base}/cic/v1/pointOfPresences"),
+        Some(json!({"id": "pop1"})),
+    )
+    .await
+    .expect("pop");
+    call(
+        &http,
+        Method::POST,
+        &format!("{base}/cic/v1/edges"),
+        Some(json!({"name": "e1", "pointOfPresenceId": "pop1", "routerId": "10.255.0.1",
+                    "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": "100.64.255.1",
+                               "transitPool": "100.127.0.0/24"}})),
+    )
+    .await
+    .expect("edge");
+
+    // Four writers create trunks as fast as the server takes them; the server is killed
+    // once 60 creations have been acknowledged, with requests still in flight.
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0usize);
+    let count_tx = Arc::new(count_tx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (http, base, acked, stop) = (http.clone(), base.clone(), acked.clone(), stop.clone());
+        let count_tx = count_tx.clone();
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let body = json!({"folderId": "f1", "name": format!("t-{w}-{i}"), "pointOfPresenceId": "pop1",
+                                  "capacity": "CAPACITY_1_GBPS", "overlayJoint": {"remoteVtep": "100.64.1.2"}});
+                match call(&http, Method::POST, &format!("{base}/cic/v1/trunkConnections"), Some(body)).await {
+                    Ok(op) => {
+                        let id = op["metadata"]["resourceId"].as_str().expect("id").to_string();
+                        let mut a = acked.lock().await;
+                        a.push(id);
+                        count_tx.send_replace(a.len());
+                    }
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), count_rx.wait_for(|n| *n >= 60))
+        .await
+        .expect("60 writes acknowledged within a minute")
+        .expect("writers alive");
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked = acked.lock().await.clone();
+
+    let server = Server::start(database).await;
+    let v = call(
+        &http,
+        Method::GET,
+        &format!(
+            "{}/cic/v1/trunkConnections?folderId=f1&pageSize=1000",
+            server.url
+        ),
+        None,
+    )
+    .await
+    .expect("list after restart");
+    let stored: Vec<&str> = v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|id| !stored.contains(&id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{database}: acknowledged but lost after kill -9: {lost:?}"
+    );
+    assert!(stored.len() >= acked.len());
+    // And it keeps working.
+    call(&http, Method::POST, &format!("{}/cic/v1/trunkConnections", server.url),
+        Some(json!({"folderId": "f1", "name": "after", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                    "overlayJoint": {"remoteVtep": "100.64.1.2"}}))).await.expect("write after restart");
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_nothing_it_acknowledged() {
+    let path = std::env::temp_dir().join(format!("cic-crash-{}.db", std::process::id()));
+    for ext in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    kill_during_writes(&format!("sqlite://{}", path.display())).await;
+    if let Ok(pg) = std::env::var("CIC_TEST_POSTGRES") {
+        let name = format!("cic_crash_{}", std::process::id());
+        let url = cic_store::Store::create_postgres_database(&pg, &name)
+            .await
+            .expect("database");
+        kill_during_writes(&url).await;
+    }
+}

@@ -1,0 +1,98 @@
+//! Several servers on one PostgreSQL database: rules that need the whole picture (VLAN
+//! unique on a trunk, names unique in a folder) hold when requests race on both servers.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_racing_for_one_vlan_let_exactly_one_win() {
+    let Some(pg) = postgres_server("two_servers_racing") else {
+        return;
+    };
+    let db = new_postgres_database(&pg).await;
+    let a = H::on(&db).await;
+    let b = H::on(&db).await;
+    a.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1"}),
+    )
+    .await;
+    a.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = b.trunk("pop1", "100.64.1.2").await;
+
+    const N: usize = 24;
+    let a = std::sync::Arc::new(a);
+    let b = std::sync::Arc::new(b);
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let h = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let trunk = trunk.clone();
+        tasks.push(tokio::spawn(async move {
+            // Same VLAN every time; distinct subnets, so only the VLAN rule can refuse.
+            h.admin(
+                Method::POST,
+                "/cic/v1/privateConnections",
+                Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": 300,
+                    "ipv4Peering": {"peeringSubnet": format!("10.9.{i}.0/31"), "peerIp": format!("10.9.{i}.1"),
+                                    "cloudIp": format!("10.9.{i}.0"), "peerBgpAsn": 65001}})),
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    let mut refused = 0;
+    for t in tasks {
+        let (s, v) = t.await.expect("task");
+        match s {
+            StatusCode::OK => won += 1,
+            StatusCode::CONFLICT => {
+                assert_eq!(v["code"], "ALREADY_EXISTS", "{v}");
+                assert!(err_message(&v).contains("VLAN 300"), "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!((won, refused), (1, N - 1));
+    // Both servers see the one connection.
+    for h in [&a, &b] {
+        assert_eq!(h.count("/cic/v1/privateConnections?folderId=f1").await, 1);
+    }
+
+    // Names unique in a folder, raced the same way.
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let h = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            h.admin(
+                Method::POST,
+                "/cic/v1/trunkConnections",
+                Some(
+                    json!({"folderId": "f1", "name": "the-one", "pointOfPresenceId": "pop1",
+                            "capacity": "CAPACITY_1_GBPS",
+                            "overlayJoint": {"remoteVtep": format!("100.64.2.{}", i + 1)}}),
+                ),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.expect("task") == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "exactly one trunk named the-one");
+}
+
+#[tokio::test]
+async fn the_suite_runs_on_the_backend_it_was_asked_for() {
+    let h = H::new().await;
+    let want_pg = std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres");
+    assert_eq!(h.state.store.is_postgres(), want_pg, "{}", h.database);
+}

@@ -1,0 +1,151 @@
+//! The store against a real database: SQLite, or PostgreSQL with
+//! `CIC_TEST_BACKEND=postgres` and `CIC_TEST_POSTGRES=<server URL>`.
+
+use cic_model::resource::PointOfPresence;
+use cic_store::{Claim, Error, SCHEMA_VERSION, Store};
+
+async fn database(tag: &str) -> String {
+    if std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let server = std::env::var("CIC_TEST_POSTGRES").expect("CIC_TEST_POSTGRES");
+        let name = format!("cic_store_{tag}_{}", std::process::id());
+        Store::create_postgres_database(&server, &name)
+            .await
+            .expect("create database")
+    } else {
+        let path = std::env::temp_dir().join(format!("cic-store-{tag}-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        format!("sqlite://{}", path.display())
+    }
+}
+
+fn pop(id: &str) -> PointOfPresence {
+    PointOfPresence {
+        id: id.into(),
+        name: id.into(),
+        location_address: String::new(),
+        connection_points: vec![],
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_versioned_and_reopening_keeps_data() {
+    let url = database("migrate").await;
+    let s = Store::open(&url).await.expect("open");
+    assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
+    let mut tx = s.begin().await.expect("tx");
+    let r = tx.bump_revision().await.expect("bump");
+    tx.put(&pop("p1"), r).await.expect("put");
+    tx.commit().await.expect("commit");
+    drop(s);
+    let s = Store::open(&url).await.expect("reopen");
+    assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
+    assert!(s.get::<PointOfPresence>("p1").await.expect("get").is_some());
+    assert_eq!(s.revision().await.expect("revision"), 1);
+}
+
+#[tokio::test]
+async fn a_database_of_the_first_release_is_upgraded_in_place() {
+    if std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return; // the first release's schema is made with SQLite below
+    }
+    let url = database("upgrade").await;
+    let path = url.trim_start_matches("sqlite://").to_string();
+    // The schema exactly as the first release left it, with a token in it.
+    let conn = format!("sqlite://{path}?mode=rwc");
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&conn).await.expect("connect");
+        for q in [
+            "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+            "CREATE TABLE revision (id BIGINT PRIMARY KEY, value BIGINT NOT NULL)",
+            "INSERT INTO revision (id, value) VALUES (1, 7)",
+            "CREATE TABLE resources (kind TEXT NOT NULL, id TEXT NOT NULL, folder_id TEXT NOT NULL, \
+             name TEXT NOT NULL, body TEXT NOT NULL, revision BIGINT NOT NULL, PRIMARY KEY (kind, id))",
+            "CREATE TABLE operations (id TEXT PRIMARY KEY, done BIGINT NOT NULL, body TEXT NOT NULL, \
+             pending TEXT NOT NULL, created_at TEXT NOT NULL)",
+            "CREATE TABLE tokens (hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL)",
+            "INSERT INTO tokens VALUES ('h1', 'admin', 'bootstrap')",
+        ] {
+            sqlx::raw_sql(q).execute(&mut c).await.expect(q);
+        }
+    }
+    let s = Store::open(&url).await.expect("upgrade");
+    assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
+    assert_eq!(s.revision().await.expect("revision"), 7);
+    assert_eq!(
+        s.token("h1").await.expect("token").expect("kept").role,
+        "admin"
+    );
+    // The new tables work.
+    assert_eq!(
+        s.claim_idempotency("k", "h", 1).await.expect("claim"),
+        Claim::New
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_build_is_refused() {
+    let url = database("newer").await;
+    let s = Store::open(&url).await.expect("open");
+    let mut tx = s.begin().await.expect("tx");
+    tx.execute_raw("INSERT INTO schema_version (version) VALUES (999)")
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    drop(s);
+    match Store::open(&url).await {
+        Err(e @ Error::NewerSchema { .. }) => assert!(e.to_string().contains("999"), "{e}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    }
+}
+
+#[tokio::test]
+async fn idempotency_claims_are_taken_once_released_on_failure_and_retaken_when_stale() {
+    let url = database("claims").await;
+    let s = Store::open(&url).await.expect("open");
+    assert_eq!(
+        s.claim_idempotency("a", "h1", 100).await.expect("claim"),
+        Claim::New
+    );
+    assert_eq!(
+        s.claim_idempotency("a", "h1", 101).await.expect("claim"),
+        Claim::Existing {
+            request_hash: "h1".into(),
+            operation_id: String::new(),
+            claimed_at: 100
+        }
+    );
+    // Not stale yet: not retaken.
+    assert!(
+        !s.retake_idempotency("a", "h1", 101, 50)
+            .await
+            .expect("retake")
+    );
+    assert!(
+        s.retake_idempotency("a", "h1", 200, 150)
+            .await
+            .expect("retake")
+    );
+    // Finished: the operation is recorded and release leaves it.
+    let mut tx = s.begin().await.expect("tx");
+    tx.finish_idempotency("a", "op1").await.expect("finish");
+    tx.commit().await.expect("commit");
+    s.release_idempotency("a").await.expect("release");
+    match s.claim_idempotency("a", "h1", 300).await.expect("claim") {
+        Claim::Existing { operation_id, .. } => assert_eq!(operation_id, "op1"),
+        c => panic!("{c:?}"),
+    }
+    // A failed request's claim is released and can be claimed again.
+    assert_eq!(
+        s.claim_idempotency("b", "h2", 1).await.expect("claim"),
+        Claim::New
+    );
+    s.release_idempotency("b").await.expect("release");
+    assert_eq!(
+        s.claim_idempotency("b", "h3", 2).await.expect("claim"),
+        Claim::New
+    );
+}
