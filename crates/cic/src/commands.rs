@@ -58,7 +58,12 @@ impl Output {
 }
 
 fn list_summary(v: &Value, f: impl Fn(&Value) -> String) -> String {
-    let items = v["items"].as_array().cloned().unwrap_or_default();
+    // Lists are keyed by kind ("trunkConnections": [...]): the page is the one array.
+    let items = v
+        .as_object()
+        .and_then(|m| m.values().find_map(|x| x.as_array()))
+        .cloned()
+        .unwrap_or_default();
     if items.is_empty() {
         return "(none)".into();
     }
@@ -471,7 +476,7 @@ impl ConnectionCmd {
                         format!(
                             "{}\tVLAN {}\t{}\t{}",
                             c["id"].as_str().unwrap_or(""),
-                            c["vlanId"],
+                            c["vlanId"].as_str().unwrap_or(""),
                             c["status"].as_str().unwrap_or(""),
                             session_line(c)
                         )

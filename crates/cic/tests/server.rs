@@ -166,7 +166,7 @@ async fn kill_during_writes(database: &str) {
     )
     .await
     .expect("list after restart");
-    let stored: Vec<&str> = v["items"]
+    let stored: Vec<&str> = v["trunkConnections"]
         .as_array()
         .expect("items")
         .iter()

@@ -50,3 +50,71 @@ mod secret_tests {
         assert_eq!(back.expose(), "x");
     }
 }
+
+/// int64 fields as the modelled API's JSON has them (proto3 JSON mapping): written as
+/// strings, read from a string or a number. `#[serde(with = "cic_model::int64")]`.
+pub mod int64 {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        U(u64),
+        I(i64),
+        S(String),
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr + TryFrom<i128>,
+        D: Deserializer<'de>,
+    {
+        let raw = Raw::deserialize(d).map_err(|_| {
+            de::Error::custom("expected an integer (a JSON number or a string of digits)")
+        })?;
+        let n: i128 = match raw {
+            Raw::U(n) => n.into(),
+            Raw::I(n) => n.into(),
+            Raw::S(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| de::Error::custom(format!("{s:?} is not an integer")))?,
+        };
+        T::try_from(n).map_err(|_| de::Error::custom(format!("{n} is out of range")))
+    }
+}
+
+#[cfg(test)]
+mod int64_tests {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct X {
+        #[serde(with = "crate::int64")]
+        v: u32,
+    }
+
+    #[test]
+    fn written_as_strings_read_from_either() {
+        assert_eq!(serde_json::to_string(&X { v: 7 }).unwrap(), r#"{"v":"7"}"#);
+        assert_eq!(
+            serde_json::from_str::<X>(r#"{"v":"7"}"#).unwrap(),
+            X { v: 7 }
+        );
+        assert_eq!(serde_json::from_str::<X>(r#"{"v":7}"#).unwrap(), X { v: 7 });
+        for bad in [
+            r#"{"v":-1}"#,
+            r#"{"v":"x"}"#,
+            r#"{"v":4294967296}"#,
+            r#"{"v":1.5}"#,
+            r#"{"v":null}"#,
+        ] {
+            assert!(serde_json::from_str::<X>(bad).is_err(), "{bad}");
+        }
+    }
+}

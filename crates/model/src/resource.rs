@@ -298,6 +298,7 @@ pub struct Ipv4PeeringSpec {
     pub peering_subnet: Ipv4Net,
     pub peer_ip: Ipv4Addr,
     pub cloud_ip: Ipv4Addr,
+    #[serde(with = "crate::int64")]
     pub peer_bgp_asn: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_bgp_md5_key: Option<crate::Secret>,
@@ -309,7 +310,9 @@ pub struct Ipv4Peering {
     pub peering_subnet: Ipv4Net,
     pub peer_ip: Ipv4Addr,
     pub cloud_ip: Ipv4Addr,
+    #[serde(with = "crate::int64")]
     pub peer_bgp_asn: u32,
+    #[serde(with = "crate::int64")]
     pub cloud_bgp_asn: u32,
     /// The secret; shown masked unless the caller may read secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -333,6 +336,7 @@ pub struct CreatePrivateConnectionRequest {
     #[serde(default)]
     pub labels: Labels,
     pub trunk_connection_id: String,
+    #[serde(with = "crate::int64")]
     pub vlan_id: u32,
     pub ipv4_peering: Ipv4PeeringSpec,
     #[serde(default)]
@@ -345,6 +349,7 @@ pub struct PrivateConnection {
     #[serde(flatten)]
     pub meta: Meta,
     pub trunk_connection_id: String,
+    #[serde(with = "crate::int64")]
     pub vlan_id: u16,
     pub ipv4_peering: Ipv4Peering,
     #[serde(default)]

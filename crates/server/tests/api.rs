@@ -346,8 +346,8 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
             "ipv4Peering.peerBgpAsn",
         ),
         (
-            "asn as text",
-            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!("65001")),
+            "asn not a number",
+            with(&|v| v["ipv4Peering"]["peerBgpAsn"] = json!("AS65001")),
             StatusCode::BAD_REQUEST,
             "ipv4Peering.peerBgpAsn",
         ),
@@ -833,7 +833,7 @@ async fn compiled_config_follows_the_customer_steps() {
     assert_eq!(inst["fabric"]["edgeIp"], "100.127.0.0");
 
     let (_, edges) = h.admin(Method::GET, "/cic/v1/edges", None).await;
-    let edge_id = edges["items"][0]["id"]
+    let edge_id = edges["edges"][0]["id"]
         .as_str()
         .expect("edge id")
         .to_string();
@@ -899,7 +899,7 @@ async fn lists_page_and_filter_by_name() {
     let (_, v) = h
         .admin(Method::GET, "/cic/v1/pointOfPresences?pageSize=2", None)
         .await;
-    assert_eq!(v["items"].as_array().map(|a| a.len()), Some(2));
+    assert_eq!(v["pointOfPresences"].as_array().map(|a| a.len()), Some(2));
     let tok = v["nextPageToken"].as_str().expect("token").to_string();
     let (_, v) = h
         .admin(
@@ -908,7 +908,7 @@ async fn lists_page_and_filter_by_name() {
             None,
         )
         .await;
-    assert_eq!(v["items"].as_array().map(|a| a.len()), Some(1));
+    assert_eq!(v["pointOfPresences"].as_array().map(|a| a.len()), Some(1));
     assert!(v.get("nextPageToken").is_none());
     let (_, v) = h
         .admin(
@@ -917,7 +917,7 @@ async fn lists_page_and_filter_by_name() {
             None,
         )
         .await;
-    assert_eq!(v["items"][0]["id"], "p1");
+    assert_eq!(v["pointOfPresences"][0]["id"], "p1");
     let (s, v) = h
         .admin(Method::GET, "/cic/v1/pointOfPresences?pageSize=5000", None)
         .await;
@@ -961,4 +961,41 @@ async fn waiting_on_an_operation_returns_when_it_is_done() {
         .expect("woken")
         .expect("join");
     assert_eq!(done["done"], true, "{done}");
+}
+
+#[tokio::test]
+async fn int64_fields_are_strings_out_numbers_or_strings_in_and_lists_are_keyed_by_kind() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    // As a script written for the modelled API sends them: int64 as strings.
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": "100",
+                   "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
+                                   "cloudIp": "169.254.100.1", "peerBgpAsn": "4200000001"}}),
+        )
+        .await;
+    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let (_, pc) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(pc["vlanId"], "100");
+    assert_eq!(pc["ipv4Peering"]["peerBgpAsn"], "4200000001");
+    assert_eq!(pc["ipv4Peering"]["cloudBgpAsn"], "200350");
+    let (_, list) = h
+        .admin(Method::GET, "/cic/v1/privateConnections?folderId=f1", None)
+        .await;
+    assert_eq!(list["privateConnections"][0]["id"], id);
+    let (_, list) = h
+        .admin(Method::GET, "/cic/v1/trunkConnections?folderId=f1", None)
+        .await;
+    assert_eq!(list["trunkConnections"][0]["id"], trunk.as_str());
+    assert!(list.get("items").is_none());
 }

@@ -107,7 +107,7 @@ async fn a_tenant_cannot_list_read_change_or_probe_another_folder() {
             None,
         )
         .await;
-    assert_eq!(v["items"], json!([]));
+    assert_eq!(v["trunkConnections"], json!([]));
     let (_, v) = h
         .call(Method::GET, "/resourcemanager/v1/folders", Some(&bob), None)
         .await;
@@ -191,7 +191,7 @@ async fn a_viewer_reads_but_cannot_change_and_an_auditor_sees_metadata_only() {
             None,
         )
         .await;
-    assert!(v["items"][0].get("capacity").is_none(), "{v}");
+    assert!(v["trunkConnections"][0].get("capacity").is_none(), "{v}");
 }
 
 #[tokio::test]

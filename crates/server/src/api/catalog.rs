@@ -5,17 +5,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, ListResponse, PointOfPresence,
-    TrunkConnection,
+    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, PointOfPresence, TrunkConnection,
 };
 use cic_model::{ApiError, validate};
 use cic_store::Document;
 
-use super::{ApiQuery, ListQuery, commit, fetch, not_found};
+use super::{ApiQuery, ListQuery, commit, fetch, not_found, show_page};
+use crate::access::View;
 use crate::auth::{Principal, hash, new_token};
 use crate::compile::{self, FabricAttachmentView};
 use crate::error::{ApiJson, ApiResult};
 use crate::{AppState, EdgeLiveState, new_id, now};
+use serde_json::Value;
 use std::collections::HashMap;
 
 pub async fn create_pop(
@@ -43,9 +44,14 @@ pub async fn list_pops(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<PointOfPresence>>> {
+) -> ApiResult<Json<Value>> {
     who.require_user()?;
-    Ok(Json(q.page(st.store.list::<PointOfPresence>(None).await?)?))
+    let page = q.page(st.store.list::<PointOfPresence>(None).await?)?;
+    Ok(Json(show_page(
+        &View::default(),
+        PointOfPresence::KIND,
+        page,
+    )))
 }
 
 pub async fn get_pop(
@@ -172,7 +178,7 @@ pub async fn list_edges(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<ListResponse<Edge>>> {
+) -> ApiResult<Json<Value>> {
     who.require_admin()?;
     let mut page = q.page(st.store.list::<Edge>(None).await?)?;
     let live = st.live().await?;
@@ -181,7 +187,7 @@ pub async fn list_edges(
         .into_iter()
         .map(|e| with_live(&live, e))
         .collect();
-    Ok(Json(page))
+    Ok(Json(show_page(&View::default(), Edge::KIND, page)))
 }
 
 pub async fn get_edge(

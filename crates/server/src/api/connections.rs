@@ -213,7 +213,7 @@ pub async fn list(
     )?;
     let cx = Context::load(&st).await?;
     page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
-    Ok(Json(show_page(&view, page)))
+    Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
 }
 
 pub async fn get(

@@ -367,12 +367,30 @@ pub(crate) async fn list_in_folder<T: Document + Clone>(
 ) -> ApiResult<Json<Value>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
     let page = q.page(st.store.list::<T>(folder.as_deref()).await?)?;
-    Ok(Json(show_page(&view, page)))
+    Ok(Json(show_page(&view, T::KIND, page)))
 }
 
-pub(crate) fn show_page<T: serde::Serialize>(view: &View, page: ListResponse<T>) -> Value {
+/// The key of a kind's list in responses, as the modelled API names it.
+pub(crate) fn list_key(kind: &str) -> &'static str {
+    match kind {
+        "trunkConnection" => "trunkConnections",
+        "privateConnection" => "privateConnections",
+        "routingInstance" => "routingInstances",
+        "pointOfPresence" => "pointOfPresences",
+        "edge" => "edges",
+        "folder" => "folders",
+        _ => "items",
+    }
+}
+
+/// A page of `kind` as the caller may see it: `{"<kind>s": [...], "nextPageToken": …}`.
+pub(crate) fn show_page<T: serde::Serialize>(
+    view: &View,
+    kind: &str,
+    page: ListResponse<T>,
+) -> Value {
     let items: Vec<Value> = page.items.iter().map(|x| view.show(x)).collect();
-    let mut v = serde_json::json!({ "items": items });
+    let mut v = serde_json::json!({ list_key(kind): items });
     if !page.next_page_token.is_empty() {
         v["nextPageToken"] = Value::String(page.next_page_token);
     }

@@ -194,7 +194,11 @@ impl H {
     pub async fn count(&self, path: &str) -> usize {
         let (s, v) = self.admin(Method::GET, path, None).await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        v["items"].as_array().map(|a| a.len()).unwrap_or(0)
+        // Lists are keyed by kind ("trunkConnections": [...]); the one array is the page.
+        v.as_object()
+            .and_then(|m| m.values().find_map(|x| x.as_array()))
+            .map(|a| a.len())
+            .unwrap_or(0)
     }
 
     /// PoP + edge; returns the edge's token and id.
