@@ -47,29 +47,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 format!("request body: {e}"),
             ))
         })?;
-        if bytes.is_empty() {
-            return Err(AppError(ApiError::new(
-                Code::InvalidArgument,
-                "request body is empty; a JSON object is required",
-            )));
-        }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(ApiJson)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let msg = if path == "." || path.is_empty() {
-                    format!("request body: {inner}")
-                } else {
-                    format!("{path}: {inner}")
-                };
-                AppError(
-                    ApiError::field(if path.is_empty() { "." } else { &path }, inner.to_string())
-                        .with_message(msg),
-                )
-            })
+        decode_json(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body as `T`; errors name the field that is wrong.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.is_empty() {
+        return Err(AppError(ApiError::new(
+            Code::InvalidArgument,
+            "request body is empty; a JSON object is required",
+        )));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || path.is_empty() {
+            format!("request body: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        };
+        AppError(
+            ApiError::field(if path.is_empty() { "." } else { &path }, inner.to_string())
+                .with_message(msg),
+        )
+    })
 }
 
 trait WithMessage {

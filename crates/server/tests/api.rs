@@ -999,3 +999,294 @@ async fn int64_fields_are_strings_out_numbers_or_strings_in_and_lists_are_keyed_
     assert_eq!(list["trunkConnections"][0]["id"], trunk.as_str());
     assert!(list.get("items").is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// Routing instance methods
+
+#[tokio::test]
+async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let id_of = |v: &Value| {
+        v["metadata"]["resourceId"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc1 = id_of(&op);
+    let (_, op) = h
+        .connection(
+            &trunk,
+            101,
+            "169.254.101.0/30",
+            "169.254.101.2",
+            "169.254.101.1",
+        )
+        .await;
+    let pc2 = id_of(&op);
+    let op = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            json!({"folderId": "f1", "name": "r1",
+                   "vpcInfo": [{"vpcNetworkId": "vpc-a", "azInfos": [{"azId": "zone-a", "prefixes": ["10.128.0.0/24"]}]}],
+                   "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc1}]}),
+        )
+        .await;
+    let ri = id_of(&op);
+    let base = format!("/cloudrouter/v1/routingInstances/{ri}");
+    // The edge applies whatever is pending.
+    let apply = || async {
+        let (_, cfg) = h
+            .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+            .await;
+        h.report(&edge, cfg["revision"].as_u64().expect("rev"), json!([]))
+            .await;
+        cfg
+    };
+    apply().await;
+    let prefixes = |z: &str, p: &[&str]| json!({"vpcNetworkId": "vpc-a", "vpcAzInfoPrefixes": [{"azId": z, "prefixes": p}]});
+
+    // UpsertPrefixes: waits for the edge, then the instance and the edge both have it.
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{base}:upsertPrefixes"),
+            prefixes("zone-b", &["10.129.0.0/24"]),
+        )
+        .await;
+    assert_eq!(op["done"], false, "the edge has to apply it: {op}");
+    let cfg = apply().await;
+    assert!(cfg.to_string().contains("10.129.0.0/24"), "{cfg}");
+    let (_, op) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", op["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let (_, r) = h.admin(Method::GET, &base, None).await;
+    assert_eq!(r["status"], "ACTIVE");
+    assert_eq!(
+        r["vpcInfo"][0]["azInfos"][1]["prefixes"],
+        json!(["10.129.0.0/24"])
+    );
+
+    // What Create refuses, the methods refuse too — and store nothing.
+    let rev = h.revision().await;
+    for (what, method, body, want) in [
+        (
+            "overlapping prefix",
+            "upsertPrefixes",
+            prefixes("zone-a", &["10.128.0.128/25"]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown VPC",
+            "upsertPrefixes",
+            json!({"vpcNetworkId": "vpc-x", "vpcAzInfoPrefixes": []}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "prefix not there",
+            "removePrefixes",
+            prefixes("zone-a", &["10.200.0.0/24"]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "two connections at one PoP for a VPC",
+            "addPrivateConnection",
+            json!({"cicPrivateConnectionId": pc2}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "connection already in",
+            "addPrivateConnection",
+            json!({"cicPrivateConnectionId": pc1}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "connection of nobody",
+            "addPrivateConnection",
+            json!({"cicPrivateConnectionId": "pcnothere"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "not a member",
+            "removePrivateConnection",
+            json!({"cicPrivateConnectionId": pc2}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "strict remove of a VPC it lacks",
+            "updateNetworks",
+            json!({"deletedVpcNetworkIds": ["vpc-x"], "strictRemove": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            "upsertPrefixes",
+            json!({"vpcNetworkId": "vpc-a", "prefixez": []}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "no such method",
+            "explode",
+            json!({}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (s, v) = h
+            .admin(Method::POST, &format!("{base}:{method}"), Some(body))
+            .await;
+        assert_eq!(s, want, "{what}: {v}");
+        assert_eq!(h.revision().await, rev, "{what}: nothing was written");
+    }
+
+    // RemovePrefixes, UpdateNetworks (drop the VPC), then the second connection fits.
+    h.ok(
+        Method::POST,
+        &format!("{base}:removePrefixes"),
+        prefixes("zone-b", &["10.129.0.0/24"]),
+    )
+    .await;
+    apply().await;
+    h.ok(
+        Method::POST,
+        &format!("{base}:updateNetworks"),
+        json!({"deletedVpcNetworkIds": ["vpc-a"],
+               "addedVpcNetworks": [{"vpcNetworkId": "vpc-b", "vpcAzInfoPrefixes": [{"azId": "zone-a", "prefixes": ["10.130.0.0/24"]}]}]}),
+    )
+    .await;
+    apply().await;
+    let (_, r) = h.admin(Method::GET, &base, None).await;
+    assert_eq!(r["vpcInfo"][0]["vpcNetworkId"], "vpc-b");
+    assert_eq!(r["vpcInfo"].as_array().map(|a| a.len()), Some(1));
+    // GetByVpcNetworkId and GetByCicPrivateConnectionId find it.
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            "/cloudrouter/v1/routingInstances:getByVpcNetworkId/vpc-b",
+            None,
+        )
+        .await;
+    assert_eq!((s, v["id"].as_str()), (StatusCode::OK, Some(ri.as_str())));
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cloudrouter/v1/routingInstances:getByCicPrivateConnectionId/{pc1}"),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["id"].as_str()), (StatusCode::OK, Some(ri.as_str())));
+    let (s, _) = h
+        .admin(
+            Method::GET,
+            "/cloudrouter/v1/routingInstances:getByVpcNetworkId/vpc-a",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // RemovePrivateConnection frees the connection: now it can be deleted.
+    h.ok(
+        Method::POST,
+        &format!("{base}:removePrivateConnection"),
+        json!({"cicPrivateConnectionId": pc1}),
+    )
+    .await;
+    apply().await;
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc1}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Update: rename (metadata only: done at once), and Move to another folder.
+    let op = h
+        .ok(Method::PATCH, &base, json!({"name": "r-renamed"}))
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{base}:move"),
+            json!({"destinationFolderId": "f2"}),
+        )
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let (_, r) = h.admin(Method::GET, &base, None).await;
+    assert_eq!(
+        (r["name"].as_str(), r["folderId"].as_str()),
+        (Some("r-renamed"), Some("f2"))
+    );
+    assert_eq!(
+        h.count("/cloudrouter/v1/routingInstances?folderId=f1")
+            .await,
+        0
+    );
+    assert_eq!(
+        h.count("/cloudrouter/v1/routingInstances?folderId=f2")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn trunks_and_connections_move_between_folders_with_editor_in_both() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let path = format!("/cic/v1/trunkConnections/{trunk}:move");
+    let only_source = h.user("mover", "f1", "editor").await;
+    let (s, v) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&only_source),
+            Some(json!({"destinationFolderId": "f2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no role in the destination: {v}");
+    h.bind("f2", "editor", "mover").await;
+    let (s, v) = h
+        .call(
+            Method::POST,
+            &path,
+            Some(&only_source),
+            Some(json!({"destinationFolderId": "f2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(h.count("/cic/v1/trunkConnections?folderId=f2").await, 1);
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"destinationFolderId": "f2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "already there");
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"destinationFolderId": "nowhere"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

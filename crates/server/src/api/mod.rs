@@ -64,6 +64,7 @@ pub fn router() -> Router<Arc<AppState>> {
             "/cic/v1/trunkConnections/{id}",
             get(get_one::<TrunkConnection>)
                 .patch(trunks::update)
+                .post(post_method::<TrunkConnection>)
                 .delete(trunks::delete),
         )
         .route(
@@ -72,7 +73,9 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route(
             "/cic/v1/privateConnections/{id}",
-            get(connections::get).delete(connections::delete),
+            get(connections::get)
+                .post(post_method::<PrivateConnection>)
+                .delete(connections::delete),
         )
         .route(
             "/cloudrouter/v1/routingInstances",
@@ -80,7 +83,18 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route(
             "/cloudrouter/v1/routingInstances/{id}",
-            get(get_one::<RoutingInstance>).delete(routing::delete),
+            get(get_one::<RoutingInstance>)
+                .patch(routing::update)
+                .post(routing::post_method)
+                .delete(routing::delete),
+        )
+        .route(
+            "/cloudrouter/v1/routingInstances:getByVpcNetworkId/{vpc}",
+            get(routing::get_by_vpc),
+        )
+        .route(
+            "/cloudrouter/v1/routingInstances:getByCicPrivateConnectionId/{id}",
+            get(routing::get_by_connection),
         )
         .route("/operations/{id}", get(operations::get))
         .route(
@@ -433,6 +447,115 @@ pub(crate) async fn list_operations_of<T: Document>(
 pub struct PageQuery {
     pub page_size: Option<usize>,
     pub page_token: Option<String>,
+}
+
+/// Tenant resources: they have common metadata and can move between folders.
+pub(crate) trait Tenant: Document + Clone {
+    fn meta(&self) -> &Meta;
+    fn meta_mut(&mut self) -> &mut Meta;
+}
+
+macro_rules! tenant {
+    ($($t:ty),*) => {$(
+        impl Tenant for $t {
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+            fn meta_mut(&mut self) -> &mut Meta {
+                &mut self.meta
+            }
+        }
+    )*};
+}
+tenant!(TrunkConnection, PrivateConnection, RoutingInstance);
+
+/// Move: the resource goes to another folder. Nothing changes on the edges, so the
+/// operation is done at once. The caller needs editor in both folders.
+pub(crate) async fn move_to<T: Tenant>(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    destination: &str,
+) -> ApiResult<Json<Value>> {
+    validate::id_ref("destinationFolderId", destination)?;
+    let _w = st.lock_writes().await?;
+    let (mut x, _) = fetch_for::<T>(st, who, id, Need::Write).await?;
+    let view = st.access_to_create(who, destination).await?;
+    if x.meta().folder_id == destination {
+        return Err(ApiError::field(
+            "destinationFolderId",
+            format!("{} {id} is already in folder {destination}", title(T::KIND)),
+        )
+        .into());
+    }
+    if x.meta().status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("{} {id} is being deleted", title(T::KIND))).into(),
+        );
+    }
+    let there = st.store.list::<T>(Some(destination)).await?;
+    check_unique_name(&there, &x.meta().name, title(T::KIND))?;
+    x.meta_mut().folder_id = destination.to_string();
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&x, rev).await?;
+    let description = format!("Move {}", title(T::KIND));
+    let op = finish_mutation(
+        st,
+        tx,
+        rev,
+        Mutation {
+            description: &description,
+            created_by: &who.name(),
+            kind: T::KIND,
+            resource_id: id,
+            folder_id: destination,
+            action: Action::Update,
+            edges: vec![],
+        },
+    )
+    .await?;
+    Ok(Json(view.show_operation(&op)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MoveRequest {
+    destination_folder_id: String,
+}
+
+/// `POST …/{id}:method` of trunks and private connections.
+pub(crate) async fn post_method<T: Tenant>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let Some((id, method)) = id_method.split_once(':') else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("POST on a {} needs a method, such as :move", title(T::KIND)),
+        )
+        .into());
+    };
+    match method {
+        "move" => {
+            let r: MoveRequest = crate::error::decode_json(&body)?;
+            move_to::<T>(&st, &who, id, &r.destination_folder_id).await
+        }
+        "upsertStaticRoutes" | "removeStaticRoutes" if T::KIND == PrivateConnection::KIND => {
+            Err(ApiError::new(
+                Code::Unimplemented,
+                "ipv4StaticRoutes are not supported yet; announce the prefixes over BGP",
+            )
+            .into())
+        }
+        other => Err(ApiError::new(
+            Code::NotFound,
+            format!("{}s have no method {other:?}", title(T::KIND)),
+        )
+        .into()),
+    }
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> AppError {

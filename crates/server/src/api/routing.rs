@@ -1,34 +1,42 @@
 //! Routing instances (Cloud Router): VPC prefixes and the private connections that reach
 //! them.
+//!
+//! Every change (Create, Update, UpsertPrefixes, RemovePrefixes, AddPrivateConnection,
+//! RemovePrivateConnection, UpdateNetworks) builds the desired instance and runs it
+//! through the same checks ([`check_shape`], then [`check_in_store`] under the write
+//! lock), so no method can produce an instance that Create would refuse.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateRoutingInstanceRequest, Edge, PrivateConnection, RoutingInstance, Status, TrunkConnection,
+    AzInfo, CreateRoutingInstanceRequest, Edge, Labels, PrivateConnection, PrivateConnectionRef,
+    RoutingInstance, Status, TrunkConnection, VpcInfo,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, FabricSlot};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::{Mutation, check_meta, check_unique_name, fetch, fetch_for, finish_mutation, new_meta};
 use crate::AppState;
-use crate::access::Need;
+use crate::access::{Need, View};
 use crate::auth::Principal;
 use crate::compile::slot_capacity;
-use crate::error::{ApiJson, ApiResult};
-use serde_json::Value;
+use crate::error::{ApiJson, ApiResult, decode_json};
 
-pub async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiJson(req): ApiJson<CreateRoutingInstanceRequest>,
-) -> ApiResult<Json<Value>> {
-    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
-    let view = st.access_to_create(&who, &req.folder_id).await?;
+/// Checks of the desired instance that need no store: ids, duplicates, prefixes.
+fn check_shape(
+    vpc_info: &[VpcInfo],
+    conns: &[PrivateConnectionRef],
+    max_prefixes: usize,
+) -> ApiResult<()> {
     let mut vpcs = BTreeSet::new();
-    for (i, v) in req.vpc_info.iter().enumerate() {
+    for (i, v) in vpc_info.iter().enumerate() {
         validate::id_ref(&format!("vpcInfo[{i}].vpcNetworkId"), &v.vpc_network_id)?;
         if !vpcs.insert(v.vpc_network_id.as_str()) {
             return Err(
@@ -39,35 +47,49 @@ pub async fn create(
             validate::id_ref(&format!("vpcInfo[{i}].azInfos[{j}].azId"), &az.az_id)?;
         }
     }
-    let prefixes: Vec<_> = req.vpc_info.iter().flat_map(|v| v.prefixes()).collect();
-    validate::vpc_prefixes(
-        "vpcInfo.azInfos.prefixes",
-        &prefixes,
-        st.config.max_prefixes_per_instance,
-    )?;
+    let prefixes: Vec<_> = vpc_info.iter().flat_map(|v| v.prefixes()).collect();
+    validate::vpc_prefixes("vpcInfo.azInfos.prefixes", &prefixes, max_prefixes)?;
     let mut wanted = BTreeSet::new();
-    for (i, c) in req.cic_private_connection_info.iter().enumerate() {
+    for (i, c) in conns.iter().enumerate() {
         let f = format!("cicPrivateConnectionInfo[{i}].cicPrivateConnectionId");
         validate::id_ref(&f, &c.cic_private_connection_id)?;
         if !wanted.insert(c.cic_private_connection_id.clone()) {
             return Err(ApiError::field(&f, "is listed twice").into());
         }
     }
+    Ok(())
+}
 
-    let _w = st.lock_writes().await?;
+/// What the checks against the store found: the member connections and the edges that
+/// carry them.
+struct Members {
+    edges: BTreeSet<String>,
+}
+
+/// Checks of the desired instance against everything else (run under the write lock).
+/// `this` is the instance being changed (None when creating); its current members may
+/// stay whatever folder they are in, new ones must be in `folder`.
+async fn check_in_store(
+    st: &AppState,
+    folder: &str,
+    vpc_info: &[VpcInfo],
+    conns: &[PrivateConnectionRef],
+    this: Option<&RoutingInstance>,
+) -> ApiResult<Members> {
+    let this_id = this.map(|r| r.meta.id.as_str());
     let ris = st.store.list::<RoutingInstance>(None).await?;
-    let live_ris: Vec<&RoutingInstance> = ris
+    let others: Vec<&RoutingInstance> = ris
         .iter()
-        .filter(|r| r.meta.status != Status::Deleting)
+        .filter(|r| r.meta.status != Status::Deleting && Some(r.meta.id.as_str()) != this_id)
         .collect();
-    for v in &req.vpc_info {
-        if let Some(r) = live_ris.iter().find(|r| {
+    for v in vpc_info {
+        if let Some(r) = others.iter().find(|r| {
             r.vpc_info
                 .iter()
                 .any(|x| x.vpc_network_id == v.vpc_network_id)
         }) {
             // Name the holder only to its own folder.
-            let holder = if r.meta.folder_id == req.folder_id {
+            let holder = if r.meta.folder_id == folder {
                 format!("routing instance {}", r.meta.id)
             } else {
                 "a routing instance of another folder".to_string()
@@ -86,19 +108,25 @@ pub async fn create(
         .into_iter()
         .map(|t| (t.meta.id.clone(), t))
         .collect();
+    let was_member = |id: &str| {
+        this.is_some_and(|r| {
+            r.cic_private_connection_info
+                .iter()
+                .any(|c| c.cic_private_connection_id == id)
+        })
+    };
     let mut members: Vec<PrivateConnection> = Vec::new();
-    for (i, id) in req
-        .cic_private_connection_info
+    for (i, id) in conns
         .iter()
         .map(|c| &c.cic_private_connection_id)
         .enumerate()
     {
         let f = format!("cicPrivateConnectionInfo[{i}].cicPrivateConnectionId");
         // Another folder's connection is reported as missing (ids are not to be probed).
-        let pc = fetch::<PrivateConnection>(&st, id)
+        let pc = fetch::<PrivateConnection>(st, id)
             .await
             .ok()
-            .filter(|pc| pc.meta.folder_id == req.folder_id)
+            .filter(|pc| pc.meta.folder_id == folder || was_member(id))
             .ok_or_else(|| {
                 ApiError::new(
                     Code::NotFound,
@@ -111,7 +139,7 @@ pub async fn create(
             ))
             .into());
         }
-        if let Some(r) = live_ris.iter().find(|r| {
+        if let Some(r) = others.iter().find(|r| {
             r.cic_private_connection_info
                 .iter()
                 .any(|x| &x.cic_private_connection_id == id)
@@ -140,7 +168,7 @@ pub async fn create(
         }
     }
     // At most one private connection per VPC per point of presence.
-    if !req.vpc_info.is_empty() {
+    if !vpc_info.is_empty() {
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for pc in &members {
             let pop = trunks
@@ -156,30 +184,32 @@ pub async fn create(
             }
         }
     }
-    let in_folder: Vec<RoutingInstance> = ris
-        .iter()
-        .filter(|r| r.meta.folder_id == req.folder_id)
-        .cloned()
-        .collect();
-    check_unique_name(&in_folder, &req.name, "routing instance")?;
+    Ok(Members {
+        edges: members
+            .iter()
+            .filter_map(|c| trunks.get(&c.trunk_connection_id))
+            .map(|t| t.edge_id.clone())
+            .collect(),
+    })
+}
 
-    let ri = RoutingInstance {
-        meta: new_meta("ri", req.folder_id, req.name, req.description, req.labels),
-        vpc_info: req.vpc_info,
-        cic_private_connection_info: req.cic_private_connection_info,
-        deletion_protection: req.deletion_protection,
-    };
-    let edge_ids: BTreeSet<String> = members
-        .iter()
-        .filter_map(|c| trunks.get(&c.trunk_connection_id))
-        .map(|t| t.edge_id.clone())
-        .collect();
-
-    // A fabric segment on every edge that carries one of the connections.
+/// Fabric segments for `ri` on `edges`: the ones to add (a free slot on each edge that
+/// has none yet) and the ones to free (edges that no longer carry the instance).
+async fn plan_slots(
+    st: &AppState,
+    ri: &str,
+    edges: &BTreeSet<String>,
+) -> ApiResult<(Vec<FabricSlot>, Vec<FabricSlot>)> {
     let slots = st.store.list::<FabricSlot>(None).await?;
-    let mut new_slots = Vec::new();
-    for e in &edge_ids {
-        let edge = fetch::<Edge>(&st, e).await?;
+    let mut add = Vec::new();
+    for e in edges {
+        if slots
+            .iter()
+            .any(|s| &s.edge_id == e && s.routing_instance_id == ri)
+        {
+            continue;
+        }
+        let edge = fetch::<Edge>(st, e).await?;
         let used: BTreeSet<u32> = slots
             .iter()
             .filter(|s| &s.edge_id == e)
@@ -196,21 +226,61 @@ pub async fn create(
                     ),
                 )
             })?;
-        new_slots.push(FabricSlot {
+        add.push(FabricSlot {
             edge_id: e.clone(),
-            routing_instance_id: ri.meta.id.clone(),
+            routing_instance_id: ri.to_string(),
             slot,
         });
     }
+    let free = slots
+        .into_iter()
+        .filter(|s| s.routing_instance_id == ri && !edges.contains(&s.edge_id))
+        .collect();
+    Ok((add, free))
+}
+
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreateRoutingInstanceRequest>,
+) -> ApiResult<Json<Value>> {
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
+    check_shape(
+        &req.vpc_info,
+        &req.cic_private_connection_info,
+        st.config.max_prefixes_per_instance,
+    )?;
+
+    let _w = st.lock_writes().await?;
+    let members = check_in_store(
+        &st,
+        &req.folder_id,
+        &req.vpc_info,
+        &req.cic_private_connection_info,
+        None,
+    )
+    .await?;
+    let in_folder = st
+        .store
+        .list::<RoutingInstance>(Some(&req.folder_id))
+        .await?;
+    check_unique_name(&in_folder, &req.name, "routing instance")?;
+
+    let ri = RoutingInstance {
+        meta: new_meta("ri", req.folder_id, req.name, req.description, req.labels),
+        vpc_info: req.vpc_info,
+        cic_private_connection_info: req.cic_private_connection_info,
+        deletion_protection: req.deletion_protection,
+    };
+    let (add, _) = plan_slots(&st, &ri.meta.id, &members.edges).await?;
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
-    for s in &new_slots {
+    for s in &add {
         tx.put_keyed(s, &FabricSlot::key(&s.edge_id, &s.routing_instance_id), rev)
             .await?;
     }
     tx.put(&ri, rev).await?;
-    let id = ri.meta.id.clone();
-    let folder = ri.meta.folder_id.clone();
     let op = finish_mutation(
         &st,
         tx,
@@ -219,10 +289,444 @@ pub async fn create(
             description: "Create routing instance",
             created_by: &who.name(),
             kind: RoutingInstance::KIND,
-            resource_id: &id,
-            folder_id: &folder,
+            resource_id: &ri.meta.id,
+            folder_id: &ri.meta.folder_id,
             action: Action::Create,
-            edges: edge_ids.into_iter().collect(),
+            edges: members.edges.into_iter().collect(),
+        },
+    )
+    .await?;
+    Ok(Json(view.show_operation(&op)))
+}
+
+/// `PATCH …/routingInstances/{id}`: name, description, labels, deletionProtection, and
+/// (as the modelled API still allows) the whole vpcInfo / cicPrivateConnectionInfo.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRequest {
+    #[serde(default)]
+    routing_instance_id: Option<String>,
+    /// Accepted for compatibility; the fields present are the ones updated.
+    #[serde(default)]
+    update_mask: Option<Value>,
+    name: Option<String>,
+    description: Option<String>,
+    labels: Option<Labels>,
+    deletion_protection: Option<bool>,
+    vpc_info: Option<Vec<VpcInfo>>,
+    cic_private_connection_info: Option<Vec<PrivateConnectionRef>>,
+}
+
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.routing_instance_id.as_ref().is_some_and(|x| *x != id) {
+        return Err(ApiError::field("routingInstanceId", "differs from the id in the path").into());
+    }
+    let _ = &req.update_mask;
+    change(&st, &who, &id, "Update routing instance", move |ri| {
+        if let Some(n) = req.name {
+            validate::name("name", &n)?;
+            ri.meta.name = n;
+        }
+        if let Some(d) = req.description {
+            validate::description("description", &d)?;
+            ri.meta.description = d;
+        }
+        if let Some(l) = req.labels {
+            validate::labels("labels", &l)?;
+            ri.meta.labels = l;
+        }
+        if let Some(p) = req.deletion_protection {
+            ri.deletion_protection = p;
+        }
+        if let Some(v) = req.vpc_info {
+            ri.vpc_info = v;
+        }
+        if let Some(c) = req.cic_private_connection_info {
+            ri.cic_private_connection_info = c;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Prefixes of one VPC, per zone, as UpsertPrefixes/RemovePrefixes take them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PrefixesRequest {
+    #[serde(default)]
+    routing_instance_id: Option<String>,
+    vpc_network_id: String,
+    #[serde(default)]
+    vpc_az_info_prefixes: Vec<AzPrefixes>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AzPrefixes {
+    az_id: String,
+    #[serde(default)]
+    prefixes: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionRequest {
+    #[serde(default)]
+    routing_instance_id: Option<String>,
+    cic_private_connection_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NetworkSpec {
+    vpc_network_id: String,
+    #[serde(default)]
+    vpc_az_info_prefixes: Vec<AzPrefixes>,
+}
+
+impl NetworkSpec {
+    fn into_vpc(self) -> VpcInfo {
+        VpcInfo {
+            vpc_network_id: self.vpc_network_id,
+            az_infos: self
+                .vpc_az_info_prefixes
+                .into_iter()
+                .map(|a| AzInfo {
+                    az_id: a.az_id,
+                    prefixes: a.prefixes,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NetworksRequest {
+    #[serde(default)]
+    routing_instance_id: Option<String>,
+    #[serde(default)]
+    added_vpc_networks: Vec<NetworkSpec>,
+    #[serde(default)]
+    updated_vpc_networks: Vec<NetworkSpec>,
+    #[serde(default)]
+    deleted_vpc_network_ids: Vec<String>,
+    /// Refuse to delete a VPC network the instance does not have (else ignore it).
+    #[serde(default)]
+    strict_remove: bool,
+}
+
+fn same_id(body: Option<&String>, id: &str) -> ApiResult<()> {
+    match body {
+        Some(b) if b != id => {
+            Err(ApiError::field("routingInstanceId", "differs from the id in the path").into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn vpc_mut<'a>(ri: &'a mut RoutingInstance, vpc: &str) -> ApiResult<&'a mut VpcInfo> {
+    let id = ri.meta.id.clone();
+    ri.vpc_info
+        .iter_mut()
+        .find(|v| v.vpc_network_id == vpc)
+        .ok_or_else(|| {
+            ApiError::field(
+                "vpcNetworkId",
+                format!("VPC network {vpc} is not in routing instance {id}"),
+            )
+            .into()
+        })
+}
+
+/// `POST …/routingInstances/{id}:method`.
+pub async fn post_method(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let Some((id, method)) = id_method.split_once(':') else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "POST on a routing instance needs a method, such as :upsertPrefixes",
+        )
+        .into());
+    };
+    match method {
+        "upsertPrefixes" => {
+            let r: PrefixesRequest = decode_json(&body)?;
+            same_id(r.routing_instance_id.as_ref(), id)?;
+            change(
+                &st,
+                &who,
+                id,
+                "Upsert routing instance prefixes",
+                move |ri| {
+                    let vpc = vpc_mut(ri, &r.vpc_network_id)?;
+                    for a in r.vpc_az_info_prefixes {
+                        match vpc.az_infos.iter_mut().find(|z| z.az_id == a.az_id) {
+                            Some(z) => {
+                                for p in a.prefixes {
+                                    if !z.prefixes.contains(&p) {
+                                        z.prefixes.push(p);
+                                    }
+                                }
+                            }
+                            None => vpc.az_infos.push(AzInfo {
+                                az_id: a.az_id,
+                                prefixes: a.prefixes,
+                            }),
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .await
+        }
+        "removePrefixes" => {
+            let r: PrefixesRequest = decode_json(&body)?;
+            same_id(r.routing_instance_id.as_ref(), id)?;
+            change(
+                &st,
+                &who,
+                id,
+                "Remove routing instance prefixes",
+                move |ri| {
+                    let vpc = vpc_mut(ri, &r.vpc_network_id)?;
+                    for (i, a) in r.vpc_az_info_prefixes.into_iter().enumerate() {
+                        let z = vpc
+                            .az_infos
+                            .iter_mut()
+                            .find(|z| z.az_id == a.az_id)
+                            .ok_or_else(|| {
+                                ApiError::field(
+                                    &format!("vpcAzInfoPrefixes[{i}].azId"),
+                                    format!("zone {} has no prefixes here", a.az_id),
+                                )
+                            })?;
+                        for p in a.prefixes {
+                            let before = z.prefixes.len();
+                            z.prefixes.retain(|x| *x != p);
+                            if z.prefixes.len() == before {
+                                return Err(ApiError::field(
+                                    &format!("vpcAzInfoPrefixes[{i}].prefixes"),
+                                    format!("{p} is not a prefix of zone {}", a.az_id),
+                                )
+                                .into());
+                            }
+                        }
+                    }
+                    vpc.az_infos.retain(|z| !z.prefixes.is_empty());
+                    Ok(())
+                },
+            )
+            .await
+        }
+        "addPrivateConnection" => {
+            let r: ConnectionRequest = decode_json(&body)?;
+            same_id(r.routing_instance_id.as_ref(), id)?;
+            change(&st, &who, id, "Add private connection", move |ri| {
+                if ri
+                    .cic_private_connection_info
+                    .iter()
+                    .any(|c| c.cic_private_connection_id == r.cic_private_connection_id)
+                {
+                    return Err(ApiError::conflict(format!(
+                        "private connection {} is already in routing instance {}",
+                        r.cic_private_connection_id, ri.meta.id
+                    ))
+                    .into());
+                }
+                ri.cic_private_connection_info.push(PrivateConnectionRef {
+                    cic_private_connection_id: r.cic_private_connection_id,
+                });
+                Ok(())
+            })
+            .await
+        }
+        "removePrivateConnection" => {
+            let r: ConnectionRequest = decode_json(&body)?;
+            same_id(r.routing_instance_id.as_ref(), id)?;
+            change(&st, &who, id, "Remove private connection", move |ri| {
+                let before = ri.cic_private_connection_info.len();
+                ri.cic_private_connection_info
+                    .retain(|c| c.cic_private_connection_id != r.cic_private_connection_id);
+                if ri.cic_private_connection_info.len() == before {
+                    return Err(ApiError::field(
+                        "cicPrivateConnectionId",
+                        format!(
+                            "private connection {} is not in routing instance {}",
+                            r.cic_private_connection_id, ri.meta.id
+                        ),
+                    )
+                    .into());
+                }
+                Ok(())
+            })
+            .await
+        }
+        "updateNetworks" => {
+            let r: NetworksRequest = decode_json(&body)?;
+            same_id(r.routing_instance_id.as_ref(), id)?;
+            change(
+                &st,
+                &who,
+                id,
+                "Update routing instance networks",
+                move |ri| {
+                    for (i, d) in r.deleted_vpc_network_ids.iter().enumerate() {
+                        let before = ri.vpc_info.len();
+                        ri.vpc_info.retain(|v| v.vpc_network_id != *d);
+                        if r.strict_remove && ri.vpc_info.len() == before {
+                            return Err(ApiError::field(
+                                &format!("deletedVpcNetworkIds[{i}]"),
+                                format!("VPC network {d} is not in this routing instance"),
+                            )
+                            .into());
+                        }
+                    }
+                    for (i, u) in r.updated_vpc_networks.into_iter().enumerate() {
+                        let v = u.into_vpc();
+                        let slot = ri
+                            .vpc_info
+                            .iter_mut()
+                            .find(|x| x.vpc_network_id == v.vpc_network_id)
+                            .ok_or_else(|| {
+                                ApiError::field(
+                                    &format!("updatedVpcNetworks[{i}].vpcNetworkId"),
+                                    format!(
+                                        "VPC network {} is not in this routing instance",
+                                        v.vpc_network_id
+                                    ),
+                                )
+                            })?;
+                        *slot = v;
+                    }
+                    for (i, a) in r.added_vpc_networks.into_iter().enumerate() {
+                        let v = a.into_vpc();
+                        if ri
+                            .vpc_info
+                            .iter()
+                            .any(|x| x.vpc_network_id == v.vpc_network_id)
+                        {
+                            return Err(ApiError::field(
+                                &format!("addedVpcNetworks[{i}].vpcNetworkId"),
+                                format!(
+                                    "VPC network {} is already in this routing instance",
+                                    v.vpc_network_id
+                                ),
+                            )
+                            .into());
+                        }
+                        ri.vpc_info.push(v);
+                    }
+                    Ok(())
+                },
+            )
+            .await
+        }
+        "move" => {
+            super::post_method::<RoutingInstance>(State(st), who, Path(id_method.clone()), body)
+                .await
+        }
+        other => Err(ApiError::new(
+            Code::NotFound,
+            format!("routing instances have no method {other:?}"),
+        )
+        .into()),
+    }
+}
+
+/// Applies `edit` to routing instance `id` and, if the result passes every check of
+/// Create, stores it (UPDATING until the edges that carried it or will carry it have
+/// applied it).
+async fn change(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    description: &str,
+    edit: impl FnOnce(&mut RoutingInstance) -> ApiResult<()>,
+) -> ApiResult<Json<Value>> {
+    let _w = st.lock_writes().await?;
+    let (old, view) = fetch_for::<RoutingInstance>(st, who, id, Need::Write).await?;
+    if old.meta.status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("routing instance {id} is being deleted")).into(),
+        );
+    }
+    let mut ri = old.clone();
+    edit(&mut ri)?;
+    check_shape(
+        &ri.vpc_info,
+        &ri.cic_private_connection_info,
+        st.config.max_prefixes_per_instance,
+    )?;
+    if ri.meta.name != old.meta.name {
+        let others = st
+            .store
+            .list::<RoutingInstance>(Some(&ri.meta.folder_id))
+            .await?;
+        check_unique_name(&others, &ri.meta.name, "routing instance")?;
+    }
+    let members = check_in_store(
+        st,
+        &ri.meta.folder_id,
+        &ri.vpc_info,
+        &ri.cic_private_connection_info,
+        Some(&old),
+    )
+    .await?;
+    let (add, free) = plan_slots(st, id, &members.edges).await?;
+    // The edges that carry it now and the ones that will: all must apply the change.
+    let mut edges: BTreeSet<String> = members.edges.clone();
+    edges.extend(free.iter().map(|s| s.edge_id.clone()));
+    edges.extend(
+        st.store
+            .list::<FabricSlot>(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.routing_instance_id == id)
+            .map(|s| s.edge_id),
+    );
+    let config_changed = ri.vpc_info != old.vpc_info
+        || ri.cic_private_connection_info != old.cic_private_connection_info;
+    if config_changed {
+        ri.meta.status = Status::Updating;
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    for s in &add {
+        tx.put_keyed(s, &FabricSlot::key(&s.edge_id, &s.routing_instance_id), rev)
+            .await?;
+    }
+    for s in &free {
+        tx.delete::<FabricSlot>(&FabricSlot::key(&s.edge_id, &s.routing_instance_id))
+            .await?;
+    }
+    tx.put(&ri, rev).await?;
+    let op = finish_mutation(
+        st,
+        tx,
+        rev,
+        Mutation {
+            description,
+            created_by: &who.name(),
+            kind: RoutingInstance::KIND,
+            resource_id: id,
+            folder_id: &ri.meta.folder_id,
+            action: Action::Update,
+            // Metadata only: nothing for an edge to apply.
+            edges: if config_changed {
+                edges.into_iter().collect()
+            } else {
+                vec![]
+            },
         },
     )
     .await?;
@@ -270,4 +774,64 @@ pub async fn delete(
     )
     .await?;
     Ok(Json(view.show_operation(&op)))
+}
+
+/// `GET …/routingInstances:getByVpcNetworkId/{vpc}`.
+pub async fn get_by_vpc(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(vpc): Path<String>,
+) -> ApiResult<Json<Value>> {
+    find_one(
+        &st,
+        &who,
+        &format!("routing instance of VPC network {vpc:?}"),
+        |r| r.vpc_info.iter().any(|v| v.vpc_network_id == vpc),
+    )
+    .await
+}
+
+/// `GET …/routingInstances:getByCicPrivateConnectionId/{id}`.
+pub async fn get_by_connection(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(pc): Path<String>,
+) -> ApiResult<Json<Value>> {
+    find_one(
+        &st,
+        &who,
+        &format!("routing instance of private connection {pc:?}"),
+        |r| {
+            r.cic_private_connection_info
+                .iter()
+                .any(|c| c.cic_private_connection_id == pc)
+        },
+    )
+    .await
+}
+
+/// The one instance matching `f` that the caller may read; otherwise 404.
+async fn find_one(
+    st: &AppState,
+    who: &Principal,
+    what: &str,
+    f: impl Fn(&RoutingInstance) -> bool,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let missing = || nothing(what);
+    let ri = st
+        .store
+        .list::<RoutingInstance>(None)
+        .await?
+        .into_iter()
+        .find(|r| f(r))
+        .ok_or_else(missing)?;
+    let view: View = st
+        .access(who, &ri.meta.folder_id, Need::Read, missing)
+        .await?;
+    Ok(Json(view.show(&ri)))
+}
+
+fn nothing(what: &str) -> crate::error::AppError {
+    crate::error::AppError(ApiError::new(Code::NotFound, format!("{what} not found")))
 }
