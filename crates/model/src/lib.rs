@@ -91,6 +91,32 @@ pub mod int64 {
     }
 }
 
+/// [`int64`] for optional fields (`Option<T>`, absent or null = None).
+pub mod int64_option {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    struct Wrap<T: FromStr + TryFrom<i128>>(#[serde(with = "crate::int64")] T);
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr + TryFrom<i128>,
+        D: Deserializer<'de>,
+    {
+        Ok(Option::<Wrap<T>>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
 #[cfg(test)]
 mod int64_tests {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]

@@ -1290,3 +1290,105 @@ async fn trunks_and_connections_move_between_folders_with_editor_in_both() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_private_connection_is_updated_within_the_rules_of_create() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let t1 = h.trunk("pop1", "100.64.1.2").await;
+    let t2 = h.trunk("pop1", "100.64.1.3").await;
+    let id_of = |v: &Value| {
+        v["metadata"]["resourceId"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    };
+    let (_, op) = h
+        .connection(
+            &t1,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = id_of(&op);
+    let (_, op) = h
+        .connection(
+            &t1,
+            101,
+            "169.254.101.0/30",
+            "169.254.101.2",
+            "169.254.101.1",
+        )
+        .await;
+    let other = id_of(&op);
+    let path = format!("/cic/v1/privateConnections/{pc}");
+    let rev = h.revision().await;
+    for (what, body, want) in [
+        (
+            "VLAN taken on the trunk",
+            json!({"vlanId": "101"}),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "VLAN out of range",
+            json!({"vlanId": 4095}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "trunk of nobody",
+            json!({"trunkConnectionId": "tcnothere"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "peer IP outside the subnet",
+            json!({"ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.7.2",
+                                   "cloudIp": "169.254.100.1", "peerBgpAsn": 65001}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("unknown field", json!({"vlan": 7}), StatusCode::BAD_REQUEST),
+        (
+            "id differs",
+            json!({"privateConnectionId": other}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (s, v) = h.admin(Method::PATCH, &path, Some(body)).await;
+        assert_eq!(s, want, "{what}: {v}");
+        assert_eq!(h.revision().await, rev, "{what}: nothing was written");
+    }
+    // A metadata change is done at once; a new VLAN on another trunk waits for the edge.
+    let op = h
+        .ok(Method::PATCH, &path, json!({"description": "primary"}))
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let op = h
+        .ok(
+            Method::PATCH,
+            &path,
+            json!({"trunkConnectionId": t2, "vlanId": "102"}),
+        )
+        .await;
+    assert_eq!(op["done"], false, "{op}");
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    h.report(&edge, cfg["revision"].as_u64().expect("rev"), json!([]))
+        .await;
+    let (_, v) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        (
+            v["trunkConnectionId"].as_str(),
+            v["vlanId"].as_str(),
+            v["status"].as_str(),
+            v["description"].as_str()
+        ),
+        (
+            Some(t2.as_str()),
+            Some("102"),
+            Some("ACTIVE"),
+            Some("primary")
+        )
+    );
+}

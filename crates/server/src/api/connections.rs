@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, Ipv4Peering, PrivateConnection, RoutingInstance, Status,
-    TrunkConnection,
+    CreatePrivateConnectionRequest, Ipv4Peering, Ipv4PeeringSpec, Labels, PrivateConnection,
+    RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
@@ -20,18 +20,17 @@ use crate::AppState;
 use crate::access::Need;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
+use serde::Deserialize;
 use serde_json::Value;
 
-pub async fn create(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
-) -> ApiResult<Json<Value>> {
-    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
-    let view = st.access_to_create(&who, &req.folder_id).await?;
-    validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
-    let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
-    let p = &req.ipv4_peering;
+/// The request-level rules of a connection's VLAN, peering and static routes.
+fn check_spec(
+    st: &AppState,
+    vlan: u32,
+    p: &Ipv4PeeringSpec,
+    statics: &[StaticRoute],
+) -> ApiResult<u16> {
+    let vlan = validate::vlan_id("vlanId", vlan)?;
     validate::peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
     validate::peer_asn(
         "ipv4Peering.peerBgpAsn",
@@ -39,7 +38,7 @@ pub async fn create(
         st.config.cloud_asn,
     )?;
     validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
-    let statics: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
+    let statics: Vec<_> = statics.iter().map(|r| r.prefix).collect();
     validate::static_routes("ipv4StaticRoutes", &statics)?;
     if !statics.is_empty() {
         // Accepting them without programming them would look like it works; it does not yet.
@@ -49,15 +48,27 @@ pub async fn create(
         )
         .into());
     }
+    Ok(vlan)
+}
 
-    let _w = st.lock_writes().await?;
+/// Where a connection goes: its trunk (in `folder`), a VLAN free on it, room in the
+/// trunk's quota, and no VNI clash on the edge's overlay port. `this` is the connection
+/// being changed, which does not conflict with itself. Run under the write lock.
+async fn check_placement(
+    st: &AppState,
+    folder: &str,
+    trunk_id: &str,
+    vlan: u16,
+    this: Option<&str>,
+) -> ApiResult<TrunkConnection> {
+    validate::id_ref("trunkConnectionId", trunk_id)?;
     // A trunk of another folder is reported as missing, whether or not the caller could
     // see it there: ids of other tenants are not to be probed.
-    let trunk = fetch::<TrunkConnection>(&st, &req.trunk_connection_id)
+    let trunk = fetch::<TrunkConnection>(st, trunk_id)
         .await
         .ok()
-        .filter(|t| t.meta.folder_id == req.folder_id)
-        .ok_or_else(|| not_found("trunk connection", &req.trunk_connection_id))?;
+        .filter(|t| t.meta.folder_id == folder)
+        .ok_or_else(|| not_found("trunk connection", trunk_id))?;
     if trunk.meta.status == Status::Deleting {
         return Err(ApiError::precondition(format!(
             "trunk connection {} is being deleted",
@@ -65,7 +76,13 @@ pub async fn create(
         ))
         .into());
     }
-    let all = st.store.list::<PrivateConnection>(None).await?;
+    let all: Vec<PrivateConnection> = st
+        .store
+        .list::<PrivateConnection>(None)
+        .await?
+        .into_iter()
+        .filter(|c| Some(c.meta.id.as_str()) != this)
+        .collect();
     let on_trunk: Vec<&PrivateConnection> = all
         .iter()
         .filter(|c| c.trunk_connection_id == trunk.meta.id)
@@ -110,25 +127,43 @@ pub async fn create(
             .into());
         }
     }
-    let in_folder: Vec<PrivateConnection> = all
-        .iter()
-        .filter(|c| c.meta.folder_id == req.folder_id)
-        .cloned()
-        .collect();
+    Ok(trunk)
+}
+
+fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
+    Ipv4Peering {
+        peering_subnet: p.peering_subnet,
+        peer_ip: p.peer_ip,
+        cloud_ip: p.cloud_ip,
+        peer_bgp_asn: p.peer_bgp_asn,
+        cloud_bgp_asn: cloud_asn,
+        peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
+    }
+}
+
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
+) -> ApiResult<Json<Value>> {
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
+    validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
+    let vlan = check_spec(&st, req.vlan_id, &req.ipv4_peering, &req.ipv4_static_routes)?;
+
+    let _w = st.lock_writes().await?;
+    let trunk = check_placement(&st, &req.folder_id, &req.trunk_connection_id, vlan, None).await?;
+    let in_folder = st
+        .store
+        .list::<PrivateConnection>(Some(&req.folder_id))
+        .await?;
     check_unique_name(&in_folder, &req.name, "private connection")?;
 
     let pc = PrivateConnection {
         meta: new_meta("pc", req.folder_id, req.name, req.description, req.labels),
         trunk_connection_id: trunk.meta.id.clone(),
         vlan_id: vlan,
-        ipv4_peering: Ipv4Peering {
-            peering_subnet: p.peering_subnet,
-            peer_ip: p.peer_ip,
-            cloud_ip: p.cloud_ip,
-            peer_bgp_asn: p.peer_bgp_asn,
-            cloud_bgp_asn: st.config.cloud_asn,
-            peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
-        },
+        ipv4_peering: peering_of(&req.ipv4_peering, st.config.cloud_asn),
         ipv4_static_routes: req.ipv4_static_routes,
         routing_instance_id: None,
         bgp: None,
@@ -136,8 +171,6 @@ pub async fn create(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     tx.put(&pc, rev).await?;
-    let id = pc.meta.id.clone();
-    let folder = pc.meta.folder_id.clone();
     let op = finish_mutation(
         &st,
         tx,
@@ -146,10 +179,157 @@ pub async fn create(
             description: "Create private connection",
             created_by: &who.name(),
             kind: PrivateConnection::KIND,
-            resource_id: &id,
-            folder_id: &folder,
+            resource_id: &pc.meta.id,
+            folder_id: &pc.meta.folder_id,
             action: Action::Create,
             edges: vec![trunk.edge_id],
+        },
+    )
+    .await?;
+    Ok(Json(view.show_operation(&op)))
+}
+
+/// `PATCH /cic/v1/privateConnections/{id}`: the fields present are updated (name,
+/// description, labels, trunkConnectionId, vlanId, ipv4Peering, ipv4StaticRoutes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRequest {
+    #[serde(default)]
+    private_connection_id: Option<String>,
+    /// Accepted for compatibility; the fields present are the ones updated.
+    #[serde(default)]
+    update_mask: Option<Value>,
+    name: Option<String>,
+    description: Option<String>,
+    labels: Option<Labels>,
+    trunk_connection_id: Option<String>,
+    #[serde(default, with = "cic_model::int64_option")]
+    vlan_id: Option<u32>,
+    ipv4_peering: Option<Ipv4PeeringSpec>,
+    ipv4_static_routes: Option<Vec<StaticRoute>>,
+}
+
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateRequest>,
+) -> ApiResult<Json<Value>> {
+    if req.private_connection_id.as_ref().is_some_and(|x| *x != id) {
+        return Err(
+            ApiError::field("privateConnectionId", "differs from the id in the path").into(),
+        );
+    }
+    let _ = &req.update_mask;
+    if let Some(n) = &req.name {
+        validate::name("name", n)?;
+    }
+    if let Some(d) = &req.description {
+        validate::description("description", d)?;
+    }
+    if let Some(l) = &req.labels {
+        validate::labels("labels", l)?;
+    }
+    let _w = st.lock_writes().await?;
+    let (old, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Write).await?;
+    if old.meta.status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
+        );
+    }
+    let mut pc = old.clone();
+    let old_spec = Ipv4PeeringSpec {
+        peering_subnet: old.ipv4_peering.peering_subnet,
+        peer_ip: old.ipv4_peering.peer_ip,
+        cloud_ip: old.ipv4_peering.cloud_ip,
+        peer_bgp_asn: old.ipv4_peering.peer_bgp_asn,
+        peer_bgp_md5_key: old.ipv4_peering.peer_bgp_md5_key.clone(),
+    };
+    let spec = req.ipv4_peering.unwrap_or(old_spec);
+    let statics = req
+        .ipv4_static_routes
+        .unwrap_or_else(|| old.ipv4_static_routes.clone());
+    let vlan = check_spec(
+        &st,
+        req.vlan_id.unwrap_or(u32::from(old.vlan_id)),
+        &spec,
+        &statics,
+    )?;
+    let trunk_id = req
+        .trunk_connection_id
+        .unwrap_or_else(|| old.trunk_connection_id.clone());
+    pc.vlan_id = vlan;
+    pc.ipv4_peering = peering_of(&spec, st.config.cloud_asn);
+    pc.ipv4_static_routes = statics;
+    pc.trunk_connection_id = trunk_id.clone();
+    let moved = trunk_id != old.trunk_connection_id
+        || pc.ipv4_peering.peering_subnet != old.ipv4_peering.peering_subnet;
+    if moved
+        && let Some(ri) = st
+            .store
+            .list::<RoutingInstance>(None)
+            .await?
+            .into_iter()
+            .find(|r| {
+                r.cic_private_connection_info
+                    .iter()
+                    .any(|c| c.cic_private_connection_id == id)
+            })
+    {
+        // Its routing instance's rules (one per PoP per VPC, disjoint subnets) were
+        // checked for where it is now.
+        return Err(ApiError::precondition(format!(
+            "private connection {id} belongs to routing instance {}; remove it from there before changing its trunk or peering subnet",
+            ri.meta.id
+        ))
+        .into());
+    }
+    let new_trunk = check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id)).await?;
+    if let Some(n) = req.name.filter(|n| *n != old.meta.name) {
+        let others = st
+            .store
+            .list::<PrivateConnection>(Some(&old.meta.folder_id))
+            .await?;
+        check_unique_name(&others, &n, "private connection")?;
+        pc.meta.name = n;
+    }
+    if let Some(d) = req.description {
+        pc.meta.description = d;
+    }
+    if let Some(l) = req.labels {
+        pc.meta.labels = l;
+    }
+    let config_changed = pc.trunk_connection_id != old.trunk_connection_id
+        || pc.vlan_id != old.vlan_id
+        || pc.ipv4_peering != old.ipv4_peering
+        || pc.ipv4_static_routes != old.ipv4_static_routes;
+    let mut edges = Vec::new();
+    if config_changed {
+        pc.meta.status = Status::Updating;
+        edges.push(new_trunk.edge_id.clone());
+        if let Some(t) = st
+            .store
+            .get::<TrunkConnection>(&old.trunk_connection_id)
+            .await?
+        {
+            edges.push(t.edge_id);
+        }
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&pc, rev).await?;
+    let op = finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Update private connection",
+            created_by: &who.name(),
+            kind: PrivateConnection::KIND,
+            resource_id: &id,
+            folder_id: &pc.meta.folder_id,
+            action: Action::Update,
+            edges,
         },
     )
     .await?;

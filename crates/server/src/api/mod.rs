@@ -74,6 +74,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/cic/v1/privateConnections/{id}",
             get(connections::get)
+                .patch(connections::update)
                 .post(post_method::<PrivateConnection>)
                 .delete(connections::delete),
         )
