@@ -1392,3 +1392,90 @@ async fn a_private_connection_is_updated_within_the_rules_of_create() {
         )
     );
 }
+
+#[tokio::test]
+async fn batch_get_returns_all_or_names_the_missing_one_and_cancel_explains_itself() {
+    let h = H::new().await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let a = h.trunk("pop1", "100.64.1.2").await;
+    let b = h.trunk("pop1", "100.64.1.3").await;
+    let path = "/cic/v1/trunkConnections:batchGet";
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            path,
+            Some(json!({"trunkConnectionIds": [b, a]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids: Vec<&str> = v["trunkConnections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, [b.as_str(), a.as_str()]);
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            path,
+            Some(json!({"trunkConnectionIds": [a, "tcnothere"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(err_message(&v).contains("tcnothere"), "{v}");
+    for bad in [
+        json!({"trunkConnectionIds": []}),
+        json!({"ids": [a]}),
+        json!({"trunkConnectionIds": "x"}),
+    ] {
+        let (s, v) = h.admin(Method::POST, path, Some(bad.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    // Another tenant's ids are missing to a subject without a role there.
+    let eve = h.user("eve", "f2", "viewer").await;
+    let (s, _) = h
+        .call(
+            Method::POST,
+            path,
+            Some(&eve),
+            Some(json!({"trunkConnectionIds": [a]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Cancel: a running operation says why it cannot be; a done one is returned.
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "overlayJoint": {"remoteVtep": "100.64.1.9"}}),
+        )
+        .await;
+    let id = op["id"].as_str().expect("op");
+    let (s, v) = h
+        .admin(Method::POST, &format!("/operations/{id}:cancel"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(err_message(&v).contains("cannot be cancelled"), "{v}");
+    let done = h
+        .ok(
+            Method::PATCH,
+            &format!("/cic/v1/trunkConnections/{a}"),
+            json!({"description": "x"}),
+        )
+        .await;
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &format!("/operations/{}:cancel", done["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["done"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+}

@@ -97,7 +97,18 @@ pub fn router() -> Router<Arc<AppState>> {
             "/cloudrouter/v1/routingInstances:getByCicPrivateConnectionId/{id}",
             get(routing::get_by_connection),
         )
-        .route("/operations/{id}", get(operations::get))
+        .route(
+            "/operations/{id}",
+            get(operations::get).post(operations::cancel),
+        )
+        .route(
+            "/cic/v1/trunkConnections:batchGet",
+            axum::routing::post(batch_get::<TrunkConnection>),
+        )
+        .route(
+            "/cic/v1/privateConnections:batchGet",
+            axum::routing::post(batch_get::<PrivateConnection>),
+        )
         .route(
             "/cic/v1/trunkConnections/{id}/operations",
             get(list_operations_of::<TrunkConnection>),
@@ -557,6 +568,33 @@ pub(crate) async fn post_method<T: Tenant>(
         )
         .into()),
     }
+}
+
+/// `POST …/{kind}s:batchGet {"<kind>Ids": [...]}`: up to 1000 resources in the order
+/// asked; if any is missing (or not the caller's to see) the whole request is a 404
+/// naming it, as a Get of it would be.
+pub(crate) async fn batch_get<T: Tenant>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let field = format!("{}Ids", T::KIND);
+    let req: serde_json::Map<String, Value> = crate::error::decode_json(&body)?;
+    if let Some(k) = req.keys().find(|k| **k != field) {
+        return Err(ApiError::field(k, format!("unknown field; expected {field}")).into());
+    }
+    let ids: Vec<String> = serde_json::from_value(req.get(&field).cloned().unwrap_or_default())
+        .map_err(|_| ApiError::field(&field, "must be a list of ids"))?;
+    if ids.is_empty() || ids.len() > 1000 {
+        return Err(ApiError::field(&field, "must hold 1-1000 ids").into());
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let (x, view) = fetch_for::<T>(&st, &who, id, Need::Read).await?;
+        items.push(view.show(&x));
+    }
+    Ok(Json(serde_json::json!({ list_key(T::KIND): items })))
 }
 
 pub(crate) fn not_found(kind: &str, id: &str) -> AppError {

@@ -63,3 +63,38 @@ pub async fn get(
             .ok_or_else(|| not_found("operation", &id))?;
     }
 }
+
+/// `POST /operations/{id}:cancel`. A mutation is committed before its operation is
+/// returned, and edges apply it within a second, so there is nothing to stop: a done
+/// operation is returned as it is, a running one is refused with the reason.
+pub async fn cancel(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let Some((id, "cancel")) = id_method.split_once(':') else {
+        return Err(not_found("operation method", &id_method));
+    };
+    let stored = st
+        .store
+        .operation_in_folder(id)
+        .await?
+        .ok_or_else(|| not_found("operation", id))?;
+    let view = if stored.folder_id.is_empty() {
+        who.require_admin()?;
+        View::default()
+    } else {
+        st.access(&who, &stored.folder_id, Need::Write, || {
+            not_found("operation", id)
+        })
+        .await?
+    };
+    if !stored.operation.done {
+        return Err(cic_model::ApiError::precondition(format!(
+            "operation {id} cannot be cancelled: its change is committed and the edges are applying it; \
+             make the opposite change to undo it"
+        ))
+        .into());
+    }
+    Ok(Json(view.show_operation(&stored.operation)))
+}
