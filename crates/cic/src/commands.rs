@@ -303,11 +303,35 @@ pub enum TrunkCmd {
     Delete {
         id: String,
     },
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    ListOperations {
+        id: String,
+    },
 }
 
 impl TrunkCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         match self {
+            TrunkCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                return move_to(
+                    api,
+                    out,
+                    &format!("/cic/v1/trunkConnections/{id}"),
+                    &destination_folder,
+                    "trunk connection moved",
+                )
+                .await;
+            }
+            TrunkCmd::ListOperations { id } => {
+                return list_operations(api, out, &format!("/cic/v1/trunkConnections/{id}")).await;
+            }
             TrunkCmd::Create {
                 folder,
                 name,
@@ -418,6 +442,26 @@ pub enum ConnectionCmd {
     Delete {
         id: String,
     },
+    /// Change trunk, VLAN, name or description.
+    Update {
+        id: String,
+        #[arg(long)]
+        trunk: Option<String>,
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    ListOperations {
+        id: String,
+    },
 }
 
 fn session_line(pc: &Value) -> String {
@@ -442,7 +486,53 @@ fn session_line(pc: &Value) -> String {
 
 impl ConnectionCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/privateConnections";
         match self {
+            ConnectionCmd::Update {
+                id,
+                trunk,
+                vlan,
+                name,
+                description,
+            } => {
+                let mut body = json!({});
+                if let Some(t) = trunk {
+                    body["trunkConnectionId"] = json!(t);
+                }
+                if let Some(v) = vlan {
+                    body["vlanId"] = json!(v.to_string());
+                }
+                if let Some(n) = name {
+                    body["name"] = json!(n);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                out.mutate(
+                    api,
+                    Method::PATCH,
+                    &format!("{BASE}/{id}"),
+                    Some(body),
+                    "private connection",
+                )
+                .await
+            }
+            ConnectionCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                move_to(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &destination_folder,
+                    "private connection moved",
+                )
+                .await
+            }
+            ConnectionCmd::ListOperations { id } => {
+                list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
             ConnectionCmd::Create {
                 folder,
                 name,
@@ -530,11 +620,236 @@ pub enum RoutingInstanceCmd {
     Delete {
         id: String,
     },
+    /// Name, description, deletion protection.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        deletion_protection: Option<bool>,
+    },
+    /// Add prefixes of a VPC (ZONE=PREFIX, repeatable).
+    UpsertPrefixes {
+        id: String,
+        #[arg(long)]
+        vpc: String,
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+    },
+    RemovePrefixes {
+        id: String,
+        #[arg(long)]
+        vpc: String,
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+    },
+    AddConnection {
+        id: String,
+        #[arg(long)]
+        connection: String,
+    },
+    RemoveConnection {
+        id: String,
+        #[arg(long)]
+        connection: String,
+    },
+    /// Remove a VPC network from the routing instance.
+    RemoveNetwork {
+        id: String,
+        #[arg(long)]
+        vpc: String,
+    },
+    GetByVpc {
+        vpc: String,
+    },
+    GetByConnection {
+        connection: String,
+    },
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    ListOperations {
+        id: String,
+    },
+}
+
+/// `ZONE=PREFIX` arguments grouped by zone.
+fn zones(prefixes: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    let mut zones: Vec<(String, Vec<String>)> = Vec::new();
+    for p in prefixes {
+        let (z, pfx) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--prefix {p:?}: use ZONE=PREFIX"))?;
+        match zones.iter_mut().find(|(name, _)| name == z) {
+            Some((_, v)) => v.push(pfx.to_string()),
+            None => zones.push((z.to_string(), vec![pfx.to_string()])),
+        }
+    }
+    Ok(zones)
+}
+
+/// The body of UpsertPrefixes / RemovePrefixes.
+fn prefixes_body(vpc: &str, prefixes: &[String]) -> Result<Value> {
+    if prefixes.is_empty() {
+        bail!("give at least one --prefix ZONE=PREFIX");
+    }
+    Ok(
+        json!({"vpcNetworkId": vpc, "vpcAzInfoPrefixes": zones(prefixes)?
+        .iter()
+        .map(|(z, p)| json!({"azId": z, "prefixes": p}))
+        .collect::<Vec<_>>()}),
+    )
+}
+
+/// `cic … list-operations ID`: a resource's operations, newest first.
+async fn list_operations(api: &Api, out: &Output, path: &str) -> Result<()> {
+    let v = api.get(&format!("{path}/operations")).await?;
+    out.print(&v, |v| {
+        let ops = v["operations"].as_array().cloned().unwrap_or_default();
+        if ops.is_empty() {
+            return "(none)".into();
+        }
+        ops.iter()
+            .map(|o| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    o["id"].as_str().unwrap_or(""),
+                    o["createdAt"].as_str().unwrap_or(""),
+                    if o["done"] == true { "done" } else { "running" },
+                    o["description"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+async fn move_to(api: &Api, out: &Output, path: &str, folder: &str, what: &str) -> Result<()> {
+    out.mutate(
+        api,
+        Method::POST,
+        &format!("{path}:move"),
+        Some(json!({"destinationFolderId": folder})),
+        what,
+    )
+    .await
 }
 
 impl RoutingInstanceCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cloudrouter/v1/routingInstances";
         match self {
+            RoutingInstanceCmd::Update {
+                id,
+                name,
+                description,
+                deletion_protection,
+            } => {
+                let mut body = json!({});
+                if let Some(n) = name {
+                    body["name"] = json!(n);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                if let Some(p) = deletion_protection {
+                    body["deletionProtection"] = json!(p);
+                }
+                out.mutate(
+                    api,
+                    Method::PATCH,
+                    &format!("{BASE}/{id}"),
+                    Some(body),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::UpsertPrefixes { id, vpc, prefixes } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:upsertPrefixes"),
+                    Some(prefixes_body(&vpc, &prefixes)?),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::RemovePrefixes { id, vpc, prefixes } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:removePrefixes"),
+                    Some(prefixes_body(&vpc, &prefixes)?),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::AddConnection { id, connection } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:addPrivateConnection"),
+                    Some(json!({"cicPrivateConnectionId": connection})),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::RemoveConnection { id, connection } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:removePrivateConnection"),
+                    Some(json!({"cicPrivateConnectionId": connection})),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::RemoveNetwork { id, vpc } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:updateNetworks"),
+                    Some(json!({"deletedVpcNetworkIds": [vpc], "strictRemove": true})),
+                    "routing instance",
+                )
+                .await
+            }
+            RoutingInstanceCmd::GetByVpc { vpc } => {
+                out.print(
+                    &api.get(&format!("{BASE}:getByVpcNetworkId/{vpc}")).await?,
+                    pretty,
+                );
+                Ok(())
+            }
+            RoutingInstanceCmd::GetByConnection { connection } => {
+                out.print(
+                    &api.get(&format!("{BASE}:getByCicPrivateConnectionId/{connection}"))
+                        .await?,
+                    pretty,
+                );
+                Ok(())
+            }
+            RoutingInstanceCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                move_to(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &destination_folder,
+                    "routing instance moved",
+                )
+                .await
+            }
+            RoutingInstanceCmd::ListOperations { id } => {
+                list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
             RoutingInstanceCmd::Create {
                 folder,
                 name,
@@ -542,16 +857,7 @@ impl RoutingInstanceCmd {
                 prefixes,
                 connections,
             } => {
-                let mut zones: Vec<(String, Vec<String>)> = Vec::new();
-                for p in &prefixes {
-                    let (z, pfx) = p
-                        .split_once('=')
-                        .ok_or_else(|| anyhow!("--prefix {p:?}: use ZONE=PREFIX"))?;
-                    match zones.iter_mut().find(|(name, _)| name == z) {
-                        Some((_, v)) => v.push(pfx.to_string()),
-                        None => zones.push((z.to_string(), vec![pfx.to_string()])),
-                    }
-                }
+                let zones = zones(&prefixes)?;
                 let vpc_info = match vpc {
                     Some(id) => json!([{"vpcNetworkId": id,
                         "azInfos": zones.iter().map(|(z, p)| json!({"azId": z, "prefixes": p})).collect::<Vec<_>>()}]),
@@ -610,6 +916,9 @@ pub enum OperationCmd {
     Wait {
         id: String,
     },
+    Cancel {
+        id: String,
+    },
 }
 
 impl OperationCmd {
@@ -617,6 +926,12 @@ impl OperationCmd {
         match self {
             OperationCmd::Get { id } => {
                 out.print(&api.get(&format!("/operations/{id}")).await?, pretty)
+            }
+            OperationCmd::Cancel { id } => {
+                let v = api
+                    .call(Method::POST, &format!("/operations/{id}:cancel"), None)
+                    .await?;
+                out.print(&v, pretty);
             }
             OperationCmd::Wait { id } => {
                 let op = api.get(&format!("/operations/{id}")).await?;

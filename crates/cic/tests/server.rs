@@ -203,3 +203,113 @@ async fn a_killed_server_loses_nothing_it_acknowledged() {
         kill_during_writes(&url).await;
     }
 }
+
+/// Runs `cic ARGS --json` against `server` with `token`; returns (exit code, JSON or text).
+fn cli(server: &str, token: &str, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(args)
+        .args(["--json", "--server", server])
+        .env("CIC_TOKEN", token)
+        .env_remove("CIC_FOLDER")
+        .output()
+        .expect("run cic");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| {
+        Value::String(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_tenancy_and_routing_instance_methods() {
+    let path = std::env::temp_dir().join(format!("cic-cli-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let server = Server::start(&format!("sqlite://{}", path.display())).await;
+    let url = server.url.clone();
+    let admin = |args: &[&str]| cli(&url, TOKEN, args);
+
+    assert_eq!(
+        admin(&["folder", "create", "--id", "f1", "--name", "team"]).0,
+        0
+    );
+    assert_eq!(
+        admin(&[
+            "folder",
+            "add-access-binding",
+            "f1",
+            "--role",
+            "editor",
+            "--subject",
+            "ann"
+        ])
+        .0,
+        0
+    );
+    let (code, key) = admin(&["api-key", "create", "--subject", "ann"]);
+    assert_eq!(code, 0, "{key}");
+    let ann_token = key["secret"].as_str().expect("secret").to_string();
+    let ann = |args: &[&str]| cli(&url, &ann_token, args);
+
+    // A routing instance without connections is done at once (no edge to wait for).
+    let (code, op) = ann(&[
+        "routing-instance",
+        "create",
+        "--folder",
+        "f1",
+        "--name",
+        "r1",
+        "--vpc",
+        "vpc-a",
+        "--prefix",
+        "zone-a=10.128.0.0/24",
+    ]);
+    assert_eq!(code, 0, "{op}");
+    let ri = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(
+        ann(&[
+            "routing-instance",
+            "upsert-prefixes",
+            &ri,
+            "--vpc",
+            "vpc-a",
+            "--prefix",
+            "zone-b=10.129.0.0/24"
+        ])
+        .0,
+        0
+    );
+    let (code, r) = ann(&["routing-instance", "get-by-vpc", "vpc-a"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["id"], ri.as_str());
+    assert!(r.to_string().contains("10.129.0.0/24"), "{r}");
+    let (code, ops) = ann(&["routing-instance", "list-operations", &ri]);
+    assert_eq!(code, 0, "{ops}");
+    assert_eq!(ops["operations"].as_array().map(|a| a.len()), Some(2));
+    // Refused requests exit 3 and change nothing.
+    let (code, msg) = ann(&[
+        "routing-instance",
+        "upsert-prefixes",
+        &ri,
+        "--vpc",
+        "vpc-a",
+        "--prefix",
+        "zone-a=10.128.0.0/25",
+    ]);
+    assert_eq!(code, 3, "{msg}");
+    let (code, _) = ann(&["folder", "create", "--name", "mine"]);
+    assert_eq!(code, 3, "only the operator makes folders");
+    let (code, list) = admin(&["api-key", "list", "--subject", "ann"]);
+    assert_eq!(code, 0);
+    let id = list["apiKeys"][0]["id"]
+        .as_str()
+        .expect("key id")
+        .to_string();
+    assert_eq!(admin(&["api-key", "delete", &id]).0, 0);
+    let (code, _) = ann(&["routing-instance", "get", &ri]);
+    assert_eq!(code, 3, "a revoked key is refused");
+    server.kill();
+    let _ = std::fs::remove_file(&path);
+}
