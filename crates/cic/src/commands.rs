@@ -705,6 +705,18 @@ fn prefixes_body(vpc: &str, prefixes: &[String]) -> Result<Value> {
     )
 }
 
+/// `POST …/routingInstances/{id}:{method}`, waited for like every mutation.
+async fn ri_method(api: &Api, out: &Output, id: &str, method: &str, body: Value) -> Result<()> {
+    out.mutate(
+        api,
+        Method::POST,
+        &format!("/cloudrouter/v1/routingInstances/{id}:{method}"),
+        Some(body),
+        "routing instance",
+    )
+    .await
+}
+
 /// `cic … list-operations ID`: a resource's operations, newest first.
 async fn list_operations(api: &Api, out: &Output, path: &str) -> Result<()> {
     let v = api.get(&format!("{path}/operations")).await?;
@@ -770,52 +782,52 @@ impl RoutingInstanceCmd {
                 .await
             }
             RoutingInstanceCmd::UpsertPrefixes { id, vpc, prefixes } => {
-                out.mutate(
+                ri_method(
                     api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:upsertPrefixes"),
-                    Some(prefixes_body(&vpc, &prefixes)?),
-                    "routing instance",
+                    out,
+                    &id,
+                    "upsertPrefixes",
+                    prefixes_body(&vpc, &prefixes)?,
                 )
                 .await
             }
             RoutingInstanceCmd::RemovePrefixes { id, vpc, prefixes } => {
-                out.mutate(
+                ri_method(
                     api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:removePrefixes"),
-                    Some(prefixes_body(&vpc, &prefixes)?),
-                    "routing instance",
+                    out,
+                    &id,
+                    "removePrefixes",
+                    prefixes_body(&vpc, &prefixes)?,
                 )
                 .await
             }
             RoutingInstanceCmd::AddConnection { id, connection } => {
-                out.mutate(
+                ri_method(
                     api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:addPrivateConnection"),
-                    Some(json!({"cicPrivateConnectionId": connection})),
-                    "routing instance",
+                    out,
+                    &id,
+                    "addPrivateConnection",
+                    json!({"cicPrivateConnectionId": connection}),
                 )
                 .await
             }
             RoutingInstanceCmd::RemoveConnection { id, connection } => {
-                out.mutate(
+                ri_method(
                     api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:removePrivateConnection"),
-                    Some(json!({"cicPrivateConnectionId": connection})),
-                    "routing instance",
+                    out,
+                    &id,
+                    "removePrivateConnection",
+                    json!({"cicPrivateConnectionId": connection}),
                 )
                 .await
             }
             RoutingInstanceCmd::RemoveNetwork { id, vpc } => {
-                out.mutate(
+                ri_method(
                     api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:updateNetworks"),
-                    Some(json!({"deletedVpcNetworkIds": [vpc], "strictRemove": true})),
-                    "routing instance",
+                    out,
+                    &id,
+                    "updateNetworks",
+                    json!({"deletedVpcNetworkIds": [vpc], "strictRemove": true}),
                 )
                 .await
             }

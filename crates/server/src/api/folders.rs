@@ -17,7 +17,7 @@ use cic_model::{ApiError, Code, validate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiQuery, ListQuery, PageQuery, check_meta, not_found, page};
+use super::{ApiQuery, ListQuery, PageQuery, check_meta, keyed_page, not_found, page};
 use crate::access::{Need, folder_not_found};
 use crate::auth::{Principal, hash, new_token};
 use crate::error::{ApiJson, ApiResult, AppError};
@@ -117,11 +117,7 @@ pub async fn list(
         }
     };
     let p = q.page(mine)?;
-    let mut v = json!({ "folders": p.items });
-    if !p.next_page_token.is_empty() {
-        v["nextPageToken"] = Value::String(p.next_page_token);
-    }
-    Ok(Json(v))
+    Ok(Json(keyed_page("folders", p)))
 }
 
 /// `GET /resourcemanager/v1/folders/{id}` and `{id}:listAccessBindings`.
@@ -148,11 +144,7 @@ pub async fn get(
                 .await?;
             let access = st.store.get::<FolderAccess>(id).await?.unwrap_or_default();
             let p = page(q.page_size, q.page_token.as_deref(), access.bindings)?;
-            let mut v = json!({ "accessBindings": p.items });
-            if !p.next_page_token.is_empty() {
-                v["nextPageToken"] = Value::String(p.next_page_token);
-            }
-            Ok(Json(v))
+            Ok(Json(keyed_page("accessBindings", p)))
         }
         Some(m) => Err(unknown_method(m)),
     }
@@ -329,11 +321,7 @@ pub async fn list_keys(
     who.require_admin()?;
     let keys = st.store.api_keys(q.subject_id.as_deref()).await?;
     let p = page(q.page_size, q.page_token.as_deref(), keys)?;
-    let mut v = json!({ "apiKeys": p.items });
-    if !p.next_page_token.is_empty() {
-        v["nextPageToken"] = Value::String(p.next_page_token);
-    }
-    Ok(Json(v))
+    Ok(Json(keyed_page("apiKeys", p)))
 }
 
 /// Revokes a key at once: the next request with it is 401.

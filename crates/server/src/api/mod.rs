@@ -416,7 +416,18 @@ pub(crate) fn show_page<T: serde::Serialize>(
     page: ListResponse<T>,
 ) -> Value {
     let items: Vec<Value> = page.items.iter().map(|x| view.show(x)).collect();
-    let mut v = serde_json::json!({ list_key(kind): items });
+    keyed_page(
+        list_key(kind),
+        ListResponse {
+            items,
+            next_page_token: page.next_page_token,
+        },
+    )
+}
+
+/// `{"<key>": [...], "nextPageToken": "…"}` (the token only when there is a next page).
+pub(crate) fn keyed_page<T: serde::Serialize>(key: &str, page: ListResponse<T>) -> Value {
+    let mut v = serde_json::json!({ key: page.items });
     if !page.next_page_token.is_empty() {
         v["nextPageToken"] = Value::String(page.next_page_token);
     }
@@ -447,11 +458,13 @@ pub(crate) async fn list_operations_of<T: Document>(
     let ops = st.store.operations_of(&id).await?;
     let page = page(q.page_size, q.page_token.as_deref(), ops)?;
     let items: Vec<Value> = page.items.iter().map(|o| view.show_operation(o)).collect();
-    let mut v = serde_json::json!({ "operations": items });
-    if !page.next_page_token.is_empty() {
-        v["nextPageToken"] = Value::String(page.next_page_token);
-    }
-    Ok(Json(v))
+    Ok(Json(keyed_page(
+        "operations",
+        ListResponse {
+            items,
+            next_page_token: page.next_page_token,
+        },
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]
