@@ -13,8 +13,8 @@ use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
 
 use super::{
-    ApiQuery, ListQuery, Mutation, check_meta, check_unique_name, fetch, fetch_for,
-    finish_mutation, list_scope, new_meta, not_found, show_page,
+    ApiQuery, ListQuery, check_meta, check_unique_name, fetch, fetch_for, list_scope, new_meta,
+    not_found, show_page, write_one,
 };
 use crate::AppState;
 use crate::access::Need;
@@ -168,25 +168,16 @@ pub async fn create(
         routing_instance_id: None,
         bgp: None,
     };
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&pc, rev).await?;
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Create private connection",
-            created_by: &who.name(),
-            kind: PrivateConnection::KIND,
-            resource_id: &pc.meta.id,
-            folder_id: &pc.meta.folder_id,
-            action: Action::Create,
-            edges: vec![trunk.edge_id],
-        },
+        &who,
+        &view,
+        &pc,
+        "Create private connection",
+        Action::Create,
+        vec![trunk.edge_id],
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
 
 /// `PATCH /cic/v1/privateConnections/{id}`: the fields present are updated (name,
@@ -215,11 +206,11 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> ApiResult<Json<Value>> {
-    if req.private_connection_id.as_ref().is_some_and(|x| *x != id) {
-        return Err(
-            ApiError::field("privateConnectionId", "differs from the id in the path").into(),
-        );
-    }
+    super::same_id(
+        "privateConnectionId",
+        req.private_connection_id.as_ref(),
+        &id,
+    )?;
     let _ = &req.update_mask;
     if let Some(n) = &req.name {
         validate::name("name", n)?;
@@ -315,25 +306,16 @@ pub async fn update(
             edges.push(t.edge_id);
         }
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&pc, rev).await?;
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Update private connection",
-            created_by: &who.name(),
-            kind: PrivateConnection::KIND,
-            resource_id: &id,
-            folder_id: &pc.meta.folder_id,
-            action: Action::Update,
-            edges,
-        },
+        &who,
+        &view,
+        &pc,
+        "Update private connection",
+        Action::Update,
+        edges,
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
 
 /// What presenting connections needs, read once per request (not once per item).
@@ -431,23 +413,14 @@ pub async fn delete(
         .await?
         .map(|t| t.edge_id);
     pc.meta.status = Status::Deleting;
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&pc, rev).await?;
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Delete private connection",
-            created_by: &who.name(),
-            kind: PrivateConnection::KIND,
-            resource_id: &id,
-            folder_id: &pc.meta.folder_id,
-            action: Action::Delete,
-            edges: edge.into_iter().collect(),
-        },
+        &who,
+        &view,
+        &pc,
+        "Delete private connection",
+        Action::Delete,
+        edge.into_iter().collect(),
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }

@@ -23,6 +23,18 @@ use crate::auth::{Principal, hash, new_token};
 use crate::error::{ApiJson, ApiResult, AppError};
 use crate::{AppState, new_id, new_operation, now};
 
+/// A subject id: 1-100 characters without spaces, not an edge's.
+fn check_subject(field: &str, s: &str) -> ApiResult<()> {
+    if s.is_empty() || s.len() > 100 || s.starts_with("edge:") || s.contains(char::is_whitespace) {
+        return Err(ApiError::field(
+            field,
+            format!("{s:?} is not a subject id (1-100 characters, no spaces)"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// A mutation that is complete when committed: its operation is stored done.
 async fn done_operation(
     tx: &mut cic_store::Tx,
@@ -189,17 +201,10 @@ pub async fn post_method(
     }
     for (i, d) in req.access_binding_deltas.iter().enumerate() {
         let s = &d.access_binding.subject.id;
-        if s.is_empty()
-            || s.len() > 100
-            || s.starts_with("edge:")
-            || s.contains(char::is_whitespace)
-        {
-            return Err(ApiError::field(
-                &format!("accessBindingDeltas[{i}].accessBinding.subject.id"),
-                format!("{s:?} is not a subject id (1-100 characters, no spaces)"),
-            )
-            .into());
-        }
+        check_subject(
+            &format!("accessBindingDeltas[{i}].accessBinding.subject.id"),
+            s,
+        )?;
     }
     let _w = st.lock_writes().await?;
     if st.store.get::<Folder>(id).await?.is_none() {
@@ -281,13 +286,7 @@ pub async fn create_key(
 ) -> ApiResult<Json<CreateApiKeyResponse>> {
     who.require_admin()?;
     let s = &req.subject_id;
-    if s.is_empty() || s.len() > 100 || s.starts_with("edge:") || s.contains(char::is_whitespace) {
-        return Err(ApiError::field(
-            "subjectId",
-            format!("{s:?} is not a subject id (1-100 characters, no spaces)"),
-        )
-        .into());
-    }
+    check_subject("subjectId", s)?;
     validate::description("description", &req.description)?;
     let secret = new_token("cic-key-");
     let key = ApiKey {

@@ -147,15 +147,7 @@ async fn replay(
             .operation_in_folder(operation_id)
             .await?
             .ok_or_else(|| super::not_found("operation", operation_id))?;
-        let view = if stored.folder_id.is_empty() {
-            who.require_admin()?;
-            Default::default()
-        } else {
-            st.access(&who, &stored.folder_id, Need::Read, || {
-                super::not_found("operation", operation_id)
-            })
-            .await?
-        };
+        let view = super::operations::operation_view(st, &who, &stored, Need::Read).await?;
         Ok::<_, AppError>(axum::Json(view.show_operation(&stored.operation)))
     }
     .await;

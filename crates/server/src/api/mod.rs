@@ -4,7 +4,7 @@ mod catalog;
 mod connections;
 mod folders;
 pub mod idempotency;
-mod operations;
+pub(crate) mod operations;
 mod routing;
 mod sync;
 mod trunks;
@@ -280,6 +280,48 @@ pub(crate) async fn finish_mutation(
     Ok(state.store.operation(&op.id).await?.unwrap_or(op))
 }
 
+/// The common end of a mutation that changes one document: `doc` written at a new
+/// revision, its operation waiting for `edges`, shown as the caller may see it.
+pub(crate) async fn write_one<T: Document>(
+    st: &AppState,
+    who: &Principal,
+    view: &View,
+    doc: &T,
+    description: &str,
+    action: Action,
+    edges: Vec<String>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(doc, rev).await?;
+    let op = finish_mutation(
+        st,
+        tx,
+        rev,
+        Mutation {
+            description,
+            created_by: &who.name(),
+            kind: T::KIND,
+            resource_id: doc.id(),
+            folder_id: doc.folder_id(),
+            action,
+            edges,
+        },
+    )
+    .await?;
+    Ok(Json(view.show_operation(&op)))
+}
+
+/// An id repeated in the body (as the modelled API allows) must be the one in the path.
+pub(crate) fn same_id(field: &str, body: Option<&String>, path: &str) -> ApiResult<()> {
+    match body {
+        Some(b) if b != path => {
+            Err(ApiError::field(field, "differs from the id in the path").into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The fields every tenant resource has, checked by REFERENCE.md's rules.
 pub(crate) fn check_meta(
     folder_id: &str,
@@ -521,26 +563,8 @@ pub(crate) async fn move_to<T: Tenant>(
     let there = st.store.list::<T>(Some(destination)).await?;
     check_unique_name(&there, &x.meta().name, title(T::KIND))?;
     x.meta_mut().folder_id = destination.to_string();
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&x, rev).await?;
     let description = format!("Move {}", title(T::KIND));
-    let op = finish_mutation(
-        st,
-        tx,
-        rev,
-        Mutation {
-            description: &description,
-            created_by: &who.name(),
-            kind: T::KIND,
-            resource_id: id,
-            folder_id: destination,
-            action: Action::Update,
-            edges: vec![],
-        },
-    )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    write_one(st, who, &view, &x, &description, Action::Update, vec![]).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::access::{Need, View};
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use cic_store::StoredOperation;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -18,6 +19,26 @@ pub struct WaitQuery {
     /// Wait up to this long for the operation to be done (long poll).
     #[serde(default)]
     wait_seconds: u64,
+}
+
+/// What `who` may see of an operation: its folder's access decides (`need` there); the
+/// catalog's operations (folder "") are the operator's. Anyone else is told it does not
+/// exist, as for a resource.
+pub(crate) async fn operation_view(
+    st: &AppState,
+    who: &Principal,
+    stored: &StoredOperation,
+    need: Need,
+) -> ApiResult<View> {
+    let id = &stored.operation.id;
+    if stored.folder_id.is_empty() {
+        return match who {
+            Principal::Admin { .. } => Ok(View::default()),
+            _ => Err(not_found("operation", id)),
+        };
+    }
+    st.access(who, &stored.folder_id, need, || not_found("operation", id))
+        .await
 }
 
 pub async fn get(
@@ -34,18 +55,7 @@ pub async fn get(
         .operation_in_folder(&id)
         .await?
         .ok_or_else(|| not_found("operation", &id))?;
-    let view = if first.folder_id.is_empty() {
-        // The catalog's operations are the operator's.
-        match who {
-            Principal::Admin { .. } => View::default(),
-            _ => return Err(not_found("operation", &id)),
-        }
-    } else {
-        st.access(&who, &first.folder_id, Need::Read, || {
-            not_found("operation", &id)
-        })
-        .await?
-    };
+    let view = operation_view(&st, &who, &first, Need::Read).await?;
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
     let mut op = first.operation;
@@ -80,15 +90,7 @@ pub async fn cancel(
         .operation_in_folder(id)
         .await?
         .ok_or_else(|| not_found("operation", id))?;
-    let view = if stored.folder_id.is_empty() {
-        who.require_admin()?;
-        View::default()
-    } else {
-        st.access(&who, &stored.folder_id, Need::Write, || {
-            not_found("operation", id)
-        })
-        .await?
-    };
+    let view = operation_view(&st, &who, &stored, Need::Write).await?;
     if !stored.operation.done {
         return Err(cic_model::ApiError::precondition(format!(
             "operation {id} cannot be cancelled: its change is committed and the edges are applying it; \

@@ -22,7 +22,9 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Mutation, check_meta, check_unique_name, fetch, fetch_for, finish_mutation, new_meta};
+use super::{
+    Mutation, check_meta, check_unique_name, fetch, fetch_for, finish_mutation, new_meta, write_one,
+};
 use crate::AppState;
 use crate::access::{Need, View};
 use crate::auth::Principal;
@@ -323,9 +325,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> ApiResult<Json<Value>> {
-    if req.routing_instance_id.as_ref().is_some_and(|x| *x != id) {
-        return Err(ApiError::field("routingInstanceId", "differs from the id in the path").into());
-    }
+    same_id(req.routing_instance_id.as_ref(), &id)?;
     let _ = &req.update_mask;
     change(&st, &who, &id, "Update routing instance", move |ri| {
         if let Some(n) = req.name {
@@ -422,12 +422,7 @@ struct NetworksRequest {
 }
 
 fn same_id(body: Option<&String>, id: &str) -> ApiResult<()> {
-    match body {
-        Some(b) if b != id => {
-            Err(ApiError::field("routingInstanceId", "differs from the id in the path").into())
-        }
-        _ => Ok(()),
-    }
+    super::same_id("routingInstanceId", body, id)
 }
 
 fn vpc_mut<'a>(ri: &'a mut RoutingInstance, vpc: &str) -> ApiResult<&'a mut VpcInfo> {
@@ -755,25 +750,16 @@ pub async fn delete(
         .map(|s| s.edge_id)
         .collect();
     ri.meta.status = Status::Deleting;
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&ri, rev).await?;
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Delete routing instance",
-            created_by: &who.name(),
-            kind: RoutingInstance::KIND,
-            resource_id: &id,
-            folder_id: &ri.meta.folder_id,
-            action: Action::Delete,
-            edges,
-        },
+        &who,
+        &view,
+        &ri,
+        "Delete routing instance",
+        Action::Delete,
+        edges,
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
 
 /// `GET …/routingInstances:getByVpcNetworkId/{vpc}`.

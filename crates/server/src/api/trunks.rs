@@ -9,11 +9,9 @@ use cic_model::resource::{
     TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::{Action, Document};
+use cic_store::Action;
 
-use super::{
-    Mutation, check_meta, check_unique_name, fetch_for, finish_mutation, new_meta, not_found,
-};
+use super::{check_meta, check_unique_name, fetch_for, new_meta, not_found, write_one};
 use crate::AppState;
 use crate::access::Need;
 use crate::auth::Principal;
@@ -136,27 +134,16 @@ pub async fn create(
         overlay_joint: req.overlay_joint,
         edge_id: edge.id.clone(),
     };
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&trunk, rev).await?;
-    let id = trunk.meta.id.clone();
-    let folder = trunk.meta.folder_id.clone();
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Create trunk connection",
-            created_by: &who.name(),
-            kind: TrunkConnection::KIND,
-            resource_id: &id,
-            folder_id: &folder,
-            action: Action::Create,
-            edges: vec![trunk.edge_id],
-        },
+        &who,
+        &view,
+        &trunk,
+        "Create trunk connection",
+        Action::Create,
+        vec![trunk.edge_id.clone()],
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
 
 pub async fn update(
@@ -198,26 +185,17 @@ pub async fn update(
     if let Some(p) = req.deletion_protection {
         t.deletion_protection = p;
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&t, rev).await?;
     // Metadata only: no edge has anything to apply.
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Update trunk connection",
-            created_by: &who.name(),
-            kind: TrunkConnection::KIND,
-            resource_id: &id,
-            folder_id: &t.meta.folder_id,
-            action: Action::Update,
-            edges: vec![],
-        },
+        &who,
+        &view,
+        &t,
+        "Update trunk connection",
+        Action::Update,
+        vec![],
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
 
 pub async fn delete(
@@ -248,23 +226,14 @@ pub async fn delete(
         .into());
     }
     t.meta.status = Status::Deleting;
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&t, rev).await?;
-    let op = finish_mutation(
+    write_one(
         &st,
-        tx,
-        rev,
-        Mutation {
-            description: "Delete trunk connection",
-            created_by: &who.name(),
-            kind: TrunkConnection::KIND,
-            resource_id: &id,
-            folder_id: &t.meta.folder_id,
-            action: Action::Delete,
-            edges: vec![t.edge_id.clone()],
-        },
+        &who,
+        &view,
+        &t,
+        "Delete trunk connection",
+        Action::Delete,
+        vec![t.edge_id.clone()],
     )
-    .await?;
-    Ok(Json(view.show_operation(&op)))
+    .await
 }
