@@ -1,23 +1,16 @@
 //! `cic server` as a process: killed with SIGKILL in the middle of writes, it loses nothing
 //! it acknowledged. Runs on SQLite, and on PostgreSQL too when `CIC_TEST_POSTGRES` is set.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 const TOKEN: &str = "crash-test-admin";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Server {
     child: Child,
@@ -25,35 +18,37 @@ struct Server {
 }
 
 impl Server {
+    /// Starts `cic server` on a port the kernel picks and returns once it says, in its
+    /// log, where it listens.
     async fn start(database: &str) -> Server {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_cic"))
-            .args([
-                "server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database",
-                database,
-            ])
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args(["server", "--listen", "127.0.0.1:0", "--database", database])
             .env("CIC_ADMIN_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start cic server");
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        // Poll readiness: the process has no other way to say it listens.
-        while !http
-            .get(format!("{url}/healthz"))
-            .send()
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Read the log until the listening line; keep draining it so the server never
+        // blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let url = rest.split(',').next().unwrap_or_default().to_string();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
             .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "cic server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            .expect("join")
+            .expect("cic server said where it listens");
         Server { child, url }
     }
 
