@@ -105,6 +105,11 @@ enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
     RemovePeer(PeerId, oneshot::Sender<()>),
     SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
+    SetStaticRoutes(
+        PeerId,
+        Vec<Ipv4Net>,
+        oneshot::Sender<Vec<(Ipv4Net, String)>>,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -186,6 +191,20 @@ impl InstanceHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetVpcPrefixes(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Sets a customer peer's static routes; returns the ones refused, with the reason.
+    pub async fn set_static_routes(
+        &self,
+        peer: PeerId,
+        p: Vec<Ipv4Net>,
+    ) -> io::Result<Vec<(Ipv4Net, String)>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::SetStaticRoutes(peer, p, tx))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -300,6 +319,11 @@ impl InstanceTask {
                         let actions = self.core.set_vpc_prefixes(p);
                         self.act(actions);
                         let _ = reply.send(());
+                    }
+                    Some(Command::SetStaticRoutes(peer, p, reply)) => {
+                        let actions = self.core.set_static_routes(peer, &p);
+                        self.act(actions);
+                        let _ = reply.send(self.core.rejected_statics(peer));
                     }
                     Some(Command::Shutdown(reply)) => {
                         self.exit_all().await;

@@ -132,7 +132,13 @@ pub struct Instance {
     next_peer: PeerId,
     rib: LocRib,
     kernel: BTreeMap<Ipv4Net, Vec<Ipv4Addr>>,
+    /// Static routes of customer connections, with the import verdict of each.
+    statics: BTreeMap<PeerId, BTreeMap<Ipv4Net, Result<(), Reject>>>,
 }
+
+/// Loc-RIB key bit of a connection's static routes: they sit beside its BGP routes, and
+/// with an empty AS_PATH they win over a BGP route of the same prefix.
+const STATIC: PeerId = 1 << 31;
 
 impl Instance {
     pub fn new(params: InstanceParams) -> Self {
@@ -142,6 +148,7 @@ impl Instance {
             next_peer: 1,
             rib: LocRib::default(),
             kernel: BTreeMap::new(),
+            statics: BTreeMap::new(),
         }
     }
 
@@ -151,7 +158,7 @@ impl Instance {
 
     pub fn add_peer(&mut self, spec: PeerSpec) -> PeerId {
         let id = self.next_peer;
-        self.next_peer += 1;
+        self.next_peer = (self.next_peer + 1) % STATIC;
         self.peers.insert(
             id,
             PeerState {
@@ -166,11 +173,77 @@ impl Instance {
         id
     }
 
-    /// Removes a peer and everything learned from it.
+    /// Removes a peer and everything learned from it, and its static routes.
     pub fn remove_peer(&mut self, peer: PeerId) -> Vec<Action> {
-        let out = self.handle(Event::PeerDown { peer });
+        let mut out = self.set_static_routes(peer, &[]);
+        out.extend(self.handle(Event::PeerDown { peer }));
         self.peers.remove(&peer);
+        self.statics.remove(&peer);
         out
+    }
+
+    /// Sets the static routes of a customer connection: `prefix via` the customer's
+    /// address, whether or not its BGP session is up. They pass the same prefix checks as
+    /// announced routes (no martians, nothing overlapping a VPC prefix); refused ones are
+    /// kept with the reason, see [`Instance::rejected_statics`].
+    pub fn set_static_routes(&mut self, peer: PeerId, prefixes: &[Ipv4Net]) -> Vec<Action> {
+        if self.peers.get(&peer).map(|p| p.spec.role) != Some(Role::Customer) {
+            return vec![];
+        }
+        let old = self
+            .statics
+            .insert(peer, prefixes.iter().map(|n| (*n, Ok(()))).collect());
+        let mut touched: BTreeSet<Ipv4Net> = BTreeSet::new();
+        for n in old.into_iter().flat_map(|m| m.into_keys()) {
+            if self.rib.set(n, peer | STATIC, None) {
+                touched.insert(n);
+            }
+        }
+        touched.extend(self.judge_statics(peer));
+        self.apply(touched)
+    }
+
+    /// Static routes that policy refused, with the reason.
+    pub fn rejected_statics(&self, peer: PeerId) -> Vec<(Ipv4Net, String)> {
+        self.statics
+            .get(&peer)
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, v)| v.as_ref().err().map(|e| (*n, e.to_string())))
+            .collect()
+    }
+
+    /// Judges `peer`'s static routes again and puts the accepted ones in the Loc-RIB;
+    /// returns the prefixes whose selection changed.
+    fn judge_statics(&mut self, peer: PeerId) -> BTreeSet<Ipv4Net> {
+        let Some(p) = self.peers.get(&peer) else {
+            return BTreeSet::new();
+        };
+        let path = Path {
+            peer: peer | STATIC,
+            role: Role::Customer,
+            nexthop: p.spec.address,
+            peer_router_id: Ipv4Addr::UNSPECIFIED,
+            ebgp: true,
+            attrs: Arc::new(PathAttrs {
+                origin: Origin::Incomplete,
+                ..Default::default()
+            }),
+        };
+        let mut touched = BTreeSet::new();
+        let Some(statics) = self.statics.get_mut(&peer) else {
+            return touched;
+        };
+        for (n, verdict) in statics.iter_mut() {
+            *verdict = policy::customer_prefix(&self.params.vpc_prefixes, n);
+            if self
+                .rib
+                .set(*n, peer | STATIC, verdict.is_ok().then(|| path.clone()))
+            {
+                touched.insert(*n);
+            }
+        }
+        touched
     }
 
     pub fn peer_spec(&self, peer: PeerId) -> Option<&PeerSpec> {
@@ -232,6 +305,7 @@ impl Instance {
                 self.rib.set(n, id, path);
                 touched.insert(n);
             }
+            touched.extend(self.judge_statics(id));
         }
         self.apply(touched)
     }

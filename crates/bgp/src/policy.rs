@@ -99,6 +99,23 @@ pub struct ImportContext<'a> {
     pub vpc_prefixes: &'a [Ipv4Net],
 }
 
+/// Whether a customer may route `prefix` toward its side, by BGP or by a static route:
+/// no martians, nothing that overlaps a VPC prefix of the instance.
+pub fn customer_prefix(vpc_prefixes: &[Ipv4Net], prefix: &Ipv4Net) -> Result<(), Reject> {
+    if let Some((r, what)) = martian(prefix) {
+        return Err(Reject::Martian(r, what));
+    }
+    // The default route contains every VPC prefix but is a legitimate announcement.
+    if prefix.prefix_len() > 0
+        && let Some(v) = vpc_prefixes
+            .iter()
+            .find(|v| v.contains(prefix) || prefix.contains(*v))
+    {
+        return Err(Reject::OverlapsVpc(*v));
+    }
+    Ok(())
+}
+
 pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Result<(), Reject> {
     let ebgp = cx.peer_asn != cx.local_asn;
     for asn in attrs.path_asns() {
@@ -116,21 +133,7 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
         });
     }
     match cx.role {
-        Role::Customer => {
-            if let Some((r, what)) = martian(prefix) {
-                return Err(Reject::Martian(r, what));
-            }
-            // The default route contains every VPC prefix but is a legitimate announcement.
-            if prefix.prefix_len() > 0
-                && let Some(v) = cx
-                    .vpc_prefixes
-                    .iter()
-                    .find(|v| v.contains(prefix) || prefix.contains(*v))
-            {
-                return Err(Reject::OverlapsVpc(*v));
-            }
-            Ok(())
-        }
+        Role::Customer => customer_prefix(cx.vpc_prefixes, prefix),
         Role::Fabric => {
             if cx.vpc_prefixes.iter().any(|v| v.contains(prefix)) {
                 Ok(())

@@ -462,6 +462,35 @@ pub enum ConnectionCmd {
     ListOperations {
         id: String,
     },
+    /// Route prefixes to the customer's peer address, with or without BGP.
+    UpsertStaticRoutes {
+        id: String,
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+    RemoveStaticRoutes {
+        id: String,
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+}
+
+async fn static_routes(
+    api: &Api,
+    out: &Output,
+    id: &str,
+    method: &str,
+    prefixes: &[String],
+) -> Result<()> {
+    let routes: Vec<Value> = prefixes.iter().map(|p| json!({"prefix": p})).collect();
+    out.mutate(
+        api,
+        Method::POST,
+        &format!("/cic/v1/privateConnections/{id}:{method}"),
+        Some(json!({"ipv4StaticRoutes": routes})),
+        "private connection",
+    )
+    .await
 }
 
 fn session_line(pc: &Value) -> String {
@@ -532,6 +561,12 @@ impl ConnectionCmd {
             }
             ConnectionCmd::ListOperations { id } => {
                 list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
+            ConnectionCmd::UpsertStaticRoutes { id, prefixes } => {
+                static_routes(api, out, &id, "upsertStaticRoutes", &prefixes).await
+            }
+            ConnectionCmd::RemoveStaticRoutes { id, prefixes } => {
+                static_routes(api, out, &id, "removeStaticRoutes", &prefixes).await
             }
             ConnectionCmd::Create {
                 folder,

@@ -145,6 +145,67 @@ fn deleting_resources_removes_everything_the_edge_made() {
         );
 
         let bird = info["bird"]["customer"].as_str().expect("bird socket");
+        let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
+
+        // A static route: in the instance's kernel table via the customer's address, and
+        // announced to the fabric; removing it takes both away.
+        let ip_routes = || {
+            let o = Command::new("ip")
+                .args(["-n", &ri_ns, "route", "show", "proto", "bgp"])
+                .output()
+                .expect("ip");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        let fabric_has = |p: &str| {
+            let o = Command::new("birdc")
+                .args(["-s", fabric_bird, "show", "route", p])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).contains(p)
+        };
+        api(&[
+            "connection",
+            "upsert-static-routes",
+            pc,
+            "--prefix",
+            "192.168.20.0/24",
+        ]);
+        // The speaker programs the kernel right after the edge applies the config.
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(5),
+            "static route in the kernel",
+            || {
+                ip_routes()
+                    .contains("192.168.20.0/24 via 169.254.100.2")
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", ip_routes()));
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the fabric hears the static route",
+            || fabric_has("192.168.20.0/24").then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        api(&[
+            "connection",
+            "remove-static-routes",
+            pc,
+            "--prefix",
+            "192.168.20.0/24",
+        ]);
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(5),
+            "static route removed from the kernel",
+            || (!ip_routes().contains("192.168.20.0/24")).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", ip_routes()));
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the fabric forgets the static route",
+            || (!fabric_has("192.168.20.0/24")).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
 
         // Deleting the routing instance: the connection falls back to a namespace of its
         // own, the instance's namespace and fabric segment are gone, and so are its routes.

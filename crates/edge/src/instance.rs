@@ -219,6 +219,25 @@ impl Instance {
                 Err(e) => errors.push(err(&k, e.to_string())),
             }
         }
+        // Static routes of each connection whose peer is there; the speaker ignores a
+        // set equal to the last and tells which it refused.
+        for c in &ic.connections {
+            let Some((id, _)) = self.peers.get(&c.id) else {
+                continue;
+            };
+            match self
+                .bgp
+                .set_static_routes(*id, c.static_routes.clone())
+                .await
+            {
+                Ok(refused) => errors.extend(
+                    refused
+                        .into_iter()
+                        .map(|(n, why)| err(&c.id, format!("static route {n}: {why}"))),
+                ),
+                Err(e) => errors.push(err(&c.id, e.to_string())),
+            }
+        }
         errors
     }
 

@@ -127,6 +127,9 @@ pub struct ConnectionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5_key: Option<crate::Secret>,
     pub mtu: u32,
+    /// Prefixes routed to `peerIp` whether or not the BGP session is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<Ipv4Net>,
 }
 
 // ---------------------------------------------------------------------------------------

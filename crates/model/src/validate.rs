@@ -22,7 +22,6 @@ pub const MAX_CUSTOMER_VLAN: u32 = 4000;
 pub const MIN_CUSTOMER_VLAN: u32 = 2;
 /// Linux `TCP_MD5SIG_MAXKEYLEN`: a longer key cannot be installed on the edge's socket.
 pub const MAX_MD5_KEY_LEN: usize = 80;
-pub const MAX_STATIC_ROUTES: usize = 100;
 pub const AS_TRANS: u32 = 23456;
 
 fn net(s: &str) -> Ipv4Net {
@@ -252,18 +251,24 @@ pub fn md5_key(field: &str, key: &Option<crate::Secret>) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn static_routes(field: &str, routes: &[Ipv4Net]) -> ApiResult<()> {
-    if routes.len() > MAX_STATIC_ROUTES {
+pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<()> {
+    if routes.len() > max {
         return Err(ApiError::field(
             field,
             format!(
-                "has {} routes; at most {MAX_STATIC_ROUTES} are allowed",
+                "has {} routes; the quota is {max} per private connection",
                 routes.len()
             ),
         ));
     }
     for (i, p) in routes.iter().enumerate() {
         canonical(&format!("{field}[{i}].prefix"), p)?;
+        if routes[..i].contains(p) {
+            return Err(ApiError::field(
+                &format!("{field}[{i}].prefix"),
+                format!("{p} is listed twice"),
+            ));
+        }
     }
     Ok(())
 }

@@ -108,6 +108,7 @@ pub fn compile(
         peer_asn: c.ipv4_peering.peer_bgp_asn,
         md5_key: c.ipv4_peering.peer_bgp_md5_key.clone(),
         mtu: settings.peering_mtu,
+        static_routes: c.ipv4_static_routes.iter().map(|r| r.prefix).collect(),
     };
 
     let mut instances = Vec::new();

@@ -42,8 +42,13 @@ pub struct ServerConfig {
     pub cloud_asn: u32,
     pub bgp: BgpSettings,
     pub peering_mtu: u32,
+    /// Quotas, with the modelled service's defaults; operators raise them.
     pub max_connections_per_trunk: usize,
+    pub max_public_connections_per_trunk: usize,
     pub max_prefixes_per_instance: usize,
+    pub max_static_routes_per_connection: usize,
+    /// MTU of public connections.
+    pub public_peering_mtu: u32,
     /// Longest long-poll an edge may ask for.
     pub max_wait: Duration,
 }
@@ -55,7 +60,10 @@ impl Default for ServerConfig {
             bgp: BgpSettings::default(),
             peering_mtu: 8910,
             max_connections_per_trunk: 5,
+            max_public_connections_per_trunk: 5,
             max_prefixes_per_instance: 100,
+            max_static_routes_per_connection: 100,
+            public_peering_mtu: 1500,
             max_wait: Duration::from_secs(60),
         }
     }

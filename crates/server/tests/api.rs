@@ -403,13 +403,22 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
                 )
             }),
             StatusCode::BAD_REQUEST,
-            "at most 100",
+            "the quota is 100",
         ),
         (
-            "static routes",
-            with(&|v| v["ipv4StaticRoutes"] = json!([{"prefix": "10.1.0.0/16"}])),
-            StatusCode::NOT_IMPLEMENTED,
-            "not supported yet",
+            "static route twice",
+            with(&|v| {
+                v["ipv4StaticRoutes"] =
+                    json!([{"prefix": "10.1.0.0/16"}, {"prefix": "10.1.0.0/16"}])
+            }),
+            StatusCode::BAD_REQUEST,
+            "ipv4StaticRoutes[1].prefix: 10.1.0.0/16 is listed twice",
+        ),
+        (
+            "static route with host bits",
+            with(&|v| v["ipv4StaticRoutes"] = json!([{"prefix": "10.1.0.1/16"}])),
+            StatusCode::BAD_REQUEST,
+            "ipv4StaticRoutes[0].prefix",
         ),
     ];
     for (what, body, want, msg) in cases {
@@ -1478,4 +1487,164 @@ async fn batch_get_returns_all_or_names_the_missing_one_and_cancel_explains_itse
         (StatusCode::OK, Some(true)),
         "{v}"
     );
+}
+
+#[tokio::test]
+async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let path = format!("/cic/v1/privateConnections/{pc}");
+    let statics = |cfg: &Value| cfg["instances"][0]["connections"][0]["staticRoutes"].clone();
+
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{path}:upsertStaticRoutes"),
+            json!({"privateConnectionId": pc, "ipv4StaticRoutes": [{"prefix": "192.168.20.0/24"}, {"prefix": "192.168.21.0/24"}]}),
+        )
+        .await;
+    assert_eq!(
+        op["description"],
+        "Upsert static routes of private connection"
+    );
+    assert_eq!(op["done"], false, "waits for the edge");
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(statics(&cfg), json!(["192.168.20.0/24", "192.168.21.0/24"]));
+    // Upserting one that is there changes nothing.
+    let rev = h.revision().await;
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{path}:upsertStaticRoutes"),
+            json!({"ipv4StaticRoutes": [{"prefix": "192.168.20.0/24"}]}),
+        )
+        .await;
+    assert_eq!(op["done"], true, "nothing for the edge to do: {op}");
+    let (_, got) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        got["ipv4StaticRoutes"],
+        json!([{"prefix": "192.168.20.0/24"}, {"prefix": "192.168.21.0/24"}])
+    );
+
+    // Refusals name the field and change nothing.
+    let rev2 = h.revision().await;
+    assert!(rev2 >= rev);
+    let ri = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            json!({"folderId": "f1", "vpcInfo": [{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "a", "prefixes": ["10.128.0.0/24"]}]}],
+                   "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
+        )
+        .await;
+    assert!(ri["metadata"]["resourceId"].is_string());
+    let many: Vec<Value> = (0..99)
+        .map(|i| json!({"prefix": format!("10.{i}.0.0/16")}))
+        .collect();
+    let cases = [
+        (
+            ":upsertStaticRoutes",
+            json!({"ipv4StaticRoutes": []}),
+            "ipv4StaticRoutes: names no route",
+        ),
+        (
+            ":upsertStaticRoutes",
+            json!({"ipv4StaticRoutes": [{"prefix": "10.128.0.128/25"}]}),
+            "ipv4StaticRoutes[0].prefix: 10.128.0.128/25 overlaps prefix 10.128.0.0/24 of routing instance",
+        ),
+        (
+            ":upsertStaticRoutes",
+            json!({"ipv4StaticRoutes": many}),
+            "the quota is 100",
+        ),
+        (
+            ":upsertStaticRoutes",
+            json!({"ipv4StaticRoutes": [{"prefix": "192.168.1.1/24"}]}),
+            "ipv4StaticRoutes[0].prefix",
+        ),
+        (
+            ":upsertStaticRoutes",
+            json!({"privateConnectionId": "pcother", "ipv4StaticRoutes": [{"prefix": "192.168.1.0/24"}]}),
+            "privateConnectionId: differs",
+        ),
+        (
+            ":removeStaticRoutes",
+            json!({"ipv4StaticRoutes": [{"prefix": "192.168.99.0/24"}]}),
+            "ipv4StaticRoutes[0].prefix: 192.168.99.0/24 is not a static route of private connection",
+        ),
+    ];
+    for (method, body, msg) in cases {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, &format!("{path}{method}"), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{:?} should contain {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "{msg}: nothing written");
+    }
+    // A viewer may not; another folder cannot even see it.
+    let viewer = h.user("vera", "f1", "viewer").await;
+    let body = json!({"ipv4StaticRoutes": [{"prefix": "192.168.22.0/24"}]});
+    let (s, _) = h
+        .call(
+            Method::POST,
+            &format!("{path}:upsertStaticRoutes"),
+            Some(&viewer),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let other = h.user("olga", "f2", "editor").await;
+    let (s, _) = h
+        .call(
+            Method::POST,
+            &format!("{path}:upsertStaticRoutes"),
+            Some(&other),
+            Some(body),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{path}:removeStaticRoutes"),
+            json!({"ipv4StaticRoutes": [{"prefix": "192.168.20.0/24"}]}),
+        )
+        .await;
+    assert_eq!(
+        op["description"],
+        "Remove static routes of private connection"
+    );
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(statics(&cfg), json!(["192.168.21.0/24"]));
+    // Update replaces the whole list.
+    h.ok(Method::PATCH, &path, json!({"ipv4StaticRoutes": []}))
+        .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(statics(&cfg), Value::Null, "no static routes left");
 }

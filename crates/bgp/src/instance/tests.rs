@@ -557,3 +557,89 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
     assert_eq!(fa.path_asns().collect::<Vec<_>>(), vec![CLOUD, 65001]);
     assert_eq!((fa.local_pref, fa.med), (None, None));
 }
+
+#[test]
+fn static_routes_go_to_the_kernel_and_the_fabric_without_a_session_and_leave_cleanly() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    // The session of A goes down: static routes do not depend on it.
+    l.i.handle(Event::PeerDown { peer: l.a });
+    let out =
+        l.i.set_static_routes(l.a, &[n("192.168.20.0/24"), n("10.128.0.0/25")]);
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.20.0/24"),
+            nexthops: vec![a("169.254.1.2")]
+        }],
+        "via the connection's peer address; the VPC-overlapping one is refused"
+    );
+    let f = attrs_sent(&out, l.fabric, "192.168.20.0/24").expect("exported to the fabric");
+    assert_eq!(f.next_hop, Some(a("100.127.0.0")));
+    assert_eq!(f.origin, Origin::Incomplete);
+    assert_eq!(sent_to(&out, l.b), (vec![], vec![]), "no transit to B");
+    assert_eq!(
+        l.i.rejected_statics(l.a),
+        vec![(
+            n("10.128.0.0/25"),
+            "overlaps VPC prefix 10.128.0.0/24".into()
+        )]
+    );
+
+    // A BGP route of the same prefix from A does not replace the static one.
+    l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: negotiated(65001, "192.168.0.1"),
+    });
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.20.0/24"]),
+    });
+    assert_eq!(routes(&out), vec![], "already routed the same way");
+    assert_eq!(sent_to(&out, l.fabric), (vec![], vec![]), "static wins");
+
+    // Unchanged statics change nothing; dropping them falls back to the BGP route.
+    let out =
+        l.i.set_static_routes(l.a, &[n("192.168.20.0/24"), n("10.128.0.0/25")]);
+    assert_eq!(out, vec![]);
+    let out = l.i.set_static_routes(l.a, &[]);
+    let f = attrs_sent(&out, l.fabric, "192.168.20.0/24").expect("BGP path now");
+    assert_eq!(f.origin, Origin::Igp);
+    assert!(l.i.rejected_statics(l.a).is_empty());
+
+    // Removing the connection removes its statics.
+    l.i.set_static_routes(l.b, &[n("192.168.30.0/24")]);
+    let out = l.i.remove_peer(l.b);
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Remove {
+            prefix: n("192.168.30.0/24")
+        }]
+    );
+    assert_eq!(
+        sent_to(&out, l.fabric),
+        (vec![], vec![n("192.168.30.0/24")])
+    );
+}
+
+#[test]
+fn new_vpc_prefixes_judge_static_routes_again() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.set_static_routes(l.a, &[n("10.200.0.0/24")]);
+    assert!(l.i.kernel_routes().contains_key(&n("10.200.0.0/24")));
+    let out = l.i.set_vpc_prefixes(vec![n("10.200.0.0/16")]);
+    assert!(routes(&out).contains(&RouteChange::Remove {
+        prefix: n("10.200.0.0/24")
+    }));
+    assert_eq!(l.i.rejected_statics(l.a).len(), 1);
+}
+
+#[test]
+fn static_routes_of_the_fabric_or_an_unknown_peer_are_ignored() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    assert_eq!(
+        l.i.set_static_routes(l.fabric, &[n("192.168.1.0/24")]),
+        vec![]
+    );
+    assert_eq!(l.i.set_static_routes(999, &[n("192.168.1.0/24")]), vec![]);
+    assert!(l.i.kernel_routes().is_empty());
+}

@@ -39,15 +39,11 @@ fn check_spec(
     )?;
     validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
     let statics: Vec<_> = statics.iter().map(|r| r.prefix).collect();
-    validate::static_routes("ipv4StaticRoutes", &statics)?;
-    if !statics.is_empty() {
-        // Accepting them without programming them would look like it works; it does not yet.
-        return Err(ApiError::new(
-            Code::Unimplemented,
-            "ipv4StaticRoutes are not supported yet; announce the prefixes over BGP",
-        )
-        .into());
-    }
+    validate::static_routes(
+        "ipv4StaticRoutes",
+        &statics,
+        st.config.max_static_routes_per_connection,
+    )?;
     Ok(vlan)
 }
 
@@ -128,6 +124,132 @@ async fn check_placement(
         }
     }
     Ok(trunk)
+}
+
+/// Static routes must not take traffic meant for the VPC: none may overlap a prefix of
+/// the routing instance that `pc` belongs to.
+async fn check_statics_in_instance(
+    st: &AppState,
+    pc: &str,
+    statics: &[StaticRoute],
+) -> ApiResult<()> {
+    let ris = st.store.list::<RoutingInstance>(None).await?;
+    let Some(ri) = ris.iter().find(|r| {
+        r.cic_private_connection_info
+            .iter()
+            .any(|c| c.cic_private_connection_id == pc)
+    }) else {
+        return Ok(());
+    };
+    for (i, r) in statics.iter().enumerate() {
+        if let Some(v) = ri
+            .prefixes()
+            .into_iter()
+            .find(|v| v.contains(&r.prefix) || r.prefix.contains(v))
+        {
+            return Err(ApiError::field(
+                &format!("ipv4StaticRoutes[{i}].prefix"),
+                format!(
+                    "{} overlaps prefix {v} of routing instance {}",
+                    r.prefix, ri.meta.id
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Body of `:upsertStaticRoutes` and `:removeStaticRoutes`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StaticRoutesRequest {
+    #[serde(default)]
+    private_connection_id: Option<String>,
+    #[serde(default)]
+    ipv4_static_routes: Vec<StaticRoute>,
+}
+
+/// `POST …/privateConnections/{id}:upsertStaticRoutes` (adds the routes not there yet)
+/// and `:removeStaticRoutes` (each named route must be there).
+pub(super) async fn static_routes(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    upsert: bool,
+    body: &[u8],
+) -> ApiResult<Json<Value>> {
+    let req: StaticRoutesRequest = crate::error::decode_json(body)?;
+    super::same_id(
+        "privateConnectionId",
+        req.private_connection_id.as_ref(),
+        id,
+    )?;
+    if req.ipv4_static_routes.is_empty() {
+        return Err(ApiError::field("ipv4StaticRoutes", "names no route").into());
+    }
+    let max = st.config.max_static_routes_per_connection;
+    let asked: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
+    validate::static_routes("ipv4StaticRoutes", &asked, max)?;
+    let _w = st.lock_writes().await?;
+    let (old, view) = fetch_for::<PrivateConnection>(st, who, id, Need::Write).await?;
+    if old.meta.status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
+        );
+    }
+    let mut routes = old.ipv4_static_routes.clone();
+    for (i, r) in req.ipv4_static_routes.iter().enumerate() {
+        let there = routes.contains(r);
+        if upsert && !there {
+            routes.push(r.clone());
+        } else if !upsert && !there {
+            return Err(ApiError::field(
+                &format!("ipv4StaticRoutes[{i}].prefix"),
+                format!(
+                    "{} is not a static route of private connection {id}",
+                    r.prefix
+                ),
+            )
+            .into());
+        }
+    }
+    if !upsert {
+        routes.retain(|r| !req.ipv4_static_routes.contains(r));
+    }
+    if routes.len() > max {
+        return Err(ApiError::field(
+            "ipv4StaticRoutes",
+            format!(
+                "would make {} routes; the quota is {max} per private connection",
+                routes.len()
+            ),
+        )
+        .into());
+    }
+    check_statics_in_instance(st, id, &req.ipv4_static_routes).await?;
+    let mut pc = old.clone();
+    let mut edges = Vec::new();
+    if routes != old.ipv4_static_routes {
+        pc.ipv4_static_routes = routes;
+        pc.meta.status = Status::Updating;
+        edges.push(
+            fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
+                .await?
+                .edge_id,
+        );
+    }
+    let what = if upsert { "Upsert" } else { "Remove" };
+    write_one(
+        st,
+        who,
+        &view,
+        &pc,
+        &format!("{what} static routes of private connection"),
+        Action::Update,
+        edges,
+    )
+    .await
 }
 
 fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
@@ -276,6 +398,7 @@ pub async fn update(
         .into());
     }
     let new_trunk = check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id)).await?;
+    check_statics_in_instance(&st, &id, &pc.ipv4_static_routes).await?;
     if let Some(n) = req.name.filter(|n| *n != old.meta.name) {
         let others = st
             .store

@@ -593,11 +593,7 @@ pub(crate) async fn post_method<T: Tenant>(
             move_to::<T>(&st, &who, id, &r.destination_folder_id).await
         }
         "upsertStaticRoutes" | "removeStaticRoutes" if T::KIND == PrivateConnection::KIND => {
-            Err(ApiError::new(
-                Code::Unimplemented,
-                "ipv4StaticRoutes are not supported yet; announce the prefixes over BGP",
-            )
-            .into())
+            connections::static_routes(&st, &who, id, method == "upsertStaticRoutes", &body).await
         }
         other => Err(ApiError::new(
             Code::NotFound,
