@@ -108,6 +108,15 @@ struct ServerArgs {
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
+    /// Quota: private connections per trunk.
+    #[arg(long, default_value_t = 5)]
+    quota_private_connections_per_trunk: usize,
+    /// Quota: prefixes per routing instance.
+    #[arg(long, default_value_t = 100)]
+    quota_prefixes_per_instance: usize,
+    /// Quota: static routes per private connection.
+    #[arg(long, default_value_t = 100)]
+    quota_static_routes_per_connection: usize,
 }
 
 #[derive(clap::Args)]
@@ -216,6 +225,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cloud_asn: a.cloud_asn,
                 bgp,
                 peering_mtu: a.peering_mtu,
+                max_connections_per_trunk: a.quota_private_connections_per_trunk,
+                max_prefixes_per_instance: a.quota_prefixes_per_instance,
+                max_static_routes_per_connection: a.quota_static_routes_per_connection,
                 ..Default::default()
             };
             let admin = std::env::var("CIC_ADMIN_TOKEN")

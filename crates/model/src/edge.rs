@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// Everything one edge must realise, as of `revision` of the whole store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeConfig {
     pub revision: u64,
@@ -23,7 +23,7 @@ pub struct EdgeConfig {
 }
 
 /// Operator-wide BGP settings; defaults are the modelled service's numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpSettings {
     pub hold_time_secs: u16,
@@ -49,7 +49,7 @@ impl Default for BgpSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum MaxPrefixAction {
     /// Cease/1 to the peer, session held idle for `maxPrefixIdleSecs`.
@@ -60,7 +60,7 @@ pub enum MaxPrefixAction {
     Warn,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceConfig {
     /// Stable id; the edge derives the namespace name from it.
@@ -68,6 +68,7 @@ pub struct InstanceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_instance_id: Option<String>,
     /// VPC prefixes announced to customers while the fabric covers them.
+    #[schemars(with = "Vec<String>")]
     pub vpc_prefixes: Vec<Ipv4Net>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricAttachment>,
@@ -75,7 +76,7 @@ pub struct InstanceConfig {
 }
 
 /// The segment between a routing instance's namespace on this edge and the fabric router.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FabricAttachment {
     pub vni: u32,
@@ -83,6 +84,7 @@ pub struct FabricAttachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
     pub udp_port: u16,
+    #[schemars(with = "String")]
     pub subnet: Ipv4Net,
     pub edge_ip: Ipv4Addr,
     pub fabric_ip: Ipv4Addr,
@@ -90,7 +92,7 @@ pub struct FabricAttachment {
 }
 
 /// How a connection's frames reach the customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Attachment {
     /// 802.1Q subinterface `port.vlan` of a physical trunk port.
@@ -105,7 +107,7 @@ pub enum Attachment {
 }
 
 /// A trunk this edge carries: where its connections' frames go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrunkConfig {
     pub id: String,
@@ -114,12 +116,13 @@ pub struct TrunkConfig {
     pub capacity_mbps: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionConfig {
     pub id: String,
     pub trunk_id: String,
     pub vlan_id: u16,
+    #[schemars(with = "String")]
     pub subnet: Ipv4Net,
     pub cloud_ip: Ipv4Addr,
     pub peer_ip: Ipv4Addr,
@@ -129,13 +132,14 @@ pub struct ConnectionConfig {
     pub mtu: u32,
     /// Prefixes routed to `peerIp` whether or not the BGP session is up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
     pub static_routes: Vec<Ipv4Net>,
 }
 
 // ---------------------------------------------------------------------------------------
 // What the edge reports
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeReport {
     /// The revision of the last config the edge has fully applied (0: none yet).
@@ -147,21 +151,21 @@ pub struct EdgeReport {
     pub errors: Vec<ResourceError>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceError {
     pub resource_id: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SessionKind {
     Customer,
     Fabric,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStatus {
     /// The private connection id, or the routing instance id for a fabric session.

@@ -14,7 +14,9 @@ use crate::error::ApiError;
 
 pub type Labels = BTreeMap<String, String>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     #[default]
@@ -25,7 +27,7 @@ pub enum Status {
 }
 
 /// Fields common to every tenant resource.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Meta {
     pub id: String,
@@ -40,7 +42,7 @@ pub struct Meta {
 // ---------------------------------------------------------------------------------------
 // Catalog (operator-managed)
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PointOfPresence {
     /// Operator-chosen id such as `ru-msk-m9-0`.
@@ -55,7 +57,7 @@ pub struct PointOfPresence {
 
 /// How an edge reaches the cloud fabric router of each routing instance: one VXLAN
 /// segment per (routing instance, edge), addressed from `transitPool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FabricSettings {
     /// ASN of the fabric router; equal to the cloud ASN means iBGP.
@@ -68,6 +70,7 @@ pub struct FabricSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
     /// Pool of /31 transit subnets, one per routing instance on this edge.
+    #[schemars(with = "String")]
     pub transit_pool: Ipv4Net,
     /// First VNI used for fabric segments (must be above the VLAN range).
     #[serde(default = "default_vni_base")]
@@ -78,7 +81,7 @@ fn default_vni_base() -> u32 {
     100_000
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateEdgeRequest {
     pub name: String,
@@ -88,7 +91,7 @@ pub struct CreateEdgeRequest {
 }
 
 /// An edge router running `cic edge`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Edge {
     pub id: String,
@@ -102,7 +105,7 @@ pub struct Edge {
     pub live: Option<EdgeLive>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeLive {
     pub reported_at: String,
@@ -112,7 +115,7 @@ pub struct EdgeLive {
 }
 
 /// Returned once by `POST /cic/v1/edges`: the edge's own bearer token is never shown again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeRegistration {
     pub edge: Edge,
@@ -123,7 +126,7 @@ pub struct EdgeRegistration {
 // Trunk connections
 
 /// Trunk capacity; the enforced rate of the trunk port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Capacity {
     #[serde(rename = "CAPACITY_50_MBPS")]
     Capacity50Mbps,
@@ -189,7 +192,7 @@ impl Capacity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransceiverType {
     #[serde(rename = "TRANSCEIVER_TYPE_1000BASE_LX")]
@@ -205,7 +208,7 @@ pub enum TransceiverType {
 }
 
 /// A physical port of an edge router; connections are 802.1Q subinterfaces of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SinglePortDirectJoint {
     pub transceiver_type: TransceiverType,
@@ -218,7 +221,7 @@ pub struct SinglePortDirectJoint {
 
 /// A virtual cross-connect through a partner's IP network: each connection is a VXLAN
 /// segment with VNI = its VLAN id toward `remoteVtep`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OverlayJoint {
     pub remote_vtep: Ipv4Addr,
@@ -235,7 +238,7 @@ pub fn default_vxlan_port() -> u16 {
     4789
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTrunkConnectionRequest {
     pub folder_id: String,
@@ -260,7 +263,7 @@ pub struct CreateTrunkConnectionRequest {
     pub partner_joint_info: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrunkConnection {
     #[serde(flatten)]
@@ -276,7 +279,7 @@ pub struct TrunkConnection {
     pub edge_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateTrunkConnectionRequest {
     #[serde(default)]
@@ -292,40 +295,46 @@ pub struct UpdateTrunkConnectionRequest {
 // ---------------------------------------------------------------------------------------
 // Private connections
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Ipv4PeeringSpec {
+    #[schemars(with = "String")]
     pub peering_subnet: Ipv4Net,
     pub peer_ip: Ipv4Addr,
     pub cloud_ip: Ipv4Addr,
     #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
     pub peer_bgp_asn: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_bgp_md5_key: Option<crate::Secret>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ipv4Peering {
+    #[schemars(with = "String")]
     pub peering_subnet: Ipv4Net,
     pub peer_ip: Ipv4Addr,
     pub cloud_ip: Ipv4Addr,
     #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
     pub peer_bgp_asn: u32,
     #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
     pub cloud_bgp_asn: u32,
     /// The secret; shown masked unless the caller may read secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_bgp_md5_key: Option<crate::Secret>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StaticRoute {
+    #[schemars(with = "String")]
     pub prefix: Ipv4Net,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePrivateConnectionRequest {
     pub folder_id: String,
@@ -337,19 +346,21 @@ pub struct CreatePrivateConnectionRequest {
     pub labels: Labels,
     pub trunk_connection_id: String,
     #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
     pub vlan_id: u32,
     pub ipv4_peering: Ipv4PeeringSpec,
     #[serde(default)]
     pub ipv4_static_routes: Vec<StaticRoute>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateConnection {
     #[serde(flatten)]
     pub meta: Meta,
     pub trunk_connection_id: String,
     #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
     pub vlan_id: u16,
     pub ipv4_peering: Ipv4Peering,
     #[serde(default)]
@@ -365,14 +376,15 @@ pub struct PrivateConnection {
 // ---------------------------------------------------------------------------------------
 // Routing instances (Cloud Router)
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AzInfo {
     pub az_id: String,
+    #[schemars(with = "Vec<String>")]
     pub prefixes: Vec<Ipv4Net>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VpcInfo {
     pub vpc_network_id: String,
@@ -388,13 +400,13 @@ impl VpcInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivateConnectionRef {
     pub cic_private_connection_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRoutingInstanceRequest {
     pub folder_id: String,
@@ -412,7 +424,7 @@ pub struct CreateRoutingInstanceRequest {
     pub deletion_protection: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutingInstance {
     #[serde(flatten)]
@@ -433,7 +445,7 @@ impl RoutingInstance {
 
 /// A long-running operation. `done=false` → neither `error` nor `response`;
 /// `done=true` → exactly one of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     pub id: String,
@@ -450,7 +462,7 @@ pub struct Operation {
 }
 
 /// A page of a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     pub items: Vec<T>,

@@ -178,16 +178,18 @@ pub fn compile(
 }
 
 /// What the operator's fabric must configure for one routing instance on one edge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FabricAttachmentView {
     pub routing_instance_id: String,
     pub vpc_network_ids: Vec<String>,
+    #[schemars(with = "Vec<String>")]
     pub vpc_prefixes: Vec<Ipv4Net>,
     pub vni: u32,
     pub udp_port: u16,
     /// The edge's VTEP (the fabric's remote).
     pub edge_vtep: std::net::Ipv4Addr,
+    #[schemars(with = "String")]
     pub subnet: Ipv4Net,
     pub edge_ip: std::net::Ipv4Addr,
     pub fabric_ip: std::net::Ipv4Addr,

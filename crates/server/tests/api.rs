@@ -1453,6 +1453,63 @@ async fn batch_get_returns_all_or_names_the_missing_one_and_cancel_explains_itse
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // Routing instances and a trunk's connections, the same way.
+    let ri = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            json!({"folderId": "f1", "name": "ri"}),
+        )
+        .await["metadata"]["resourceId"]
+        .as_str()
+        .expect("ri")
+        .to_string();
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances:batchGet",
+            Some(json!({"routingInstanceIds": [ri]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["routingInstances"][0]["name"], "ri");
+    let (_, op) = h
+        .connection(
+            &a,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"].as_str().expect("pc");
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/trunkConnections/{a}/privateConnections"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["privateConnections"][0]["id"], pc);
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/trunkConnections/{b}/privateConnections"),
+            None,
+        )
+        .await;
+    assert_eq!(v["privateConnections"], json!([]));
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/trunkConnections/{a}/privateConnections"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not eve's to see");
+
     // Cancel: a running operation says why it cannot be; a done one is returned.
     let op = h
         .ok(

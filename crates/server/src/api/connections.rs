@@ -161,9 +161,9 @@ async fn check_statics_in_instance(
 }
 
 /// Body of `:upsertStaticRoutes` and `:removeStaticRoutes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StaticRoutesRequest {
+pub(crate) struct StaticRoutesRequest {
     #[serde(default)]
     private_connection_id: Option<String>,
     #[serde(default)]
@@ -304,8 +304,9 @@ pub async fn create(
 
 /// `PATCH /cic/v1/privateConnections/{id}`: the fields present are updated (name,
 /// description, labels, trunkConnectionId, vlanId, ipv4Peering, ipv4StaticRoutes).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "UpdatePrivateConnectionRequest")]
 pub struct UpdateRequest {
     #[serde(default)]
     private_connection_id: Option<String>,
@@ -317,6 +318,7 @@ pub struct UpdateRequest {
     labels: Option<Labels>,
     trunk_connection_id: Option<String>,
     #[serde(default, with = "cic_model::int64_option")]
+    #[schemars(with = "Option<String>")]
     vlan_id: Option<u32>,
     ipv4_peering: Option<Ipv4PeeringSpec>,
     ipv4_static_routes: Option<Vec<StaticRoute>>,
@@ -496,6 +498,27 @@ pub async fn list(
             .list::<PrivateConnection>(folder.as_deref())
             .await?,
     )?;
+    let cx = Context::load(&st).await?;
+    page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
+    Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
+}
+
+/// `GET /cic/v1/trunkConnections/{id}/privateConnections`: the trunk's connections.
+pub async fn of_trunk(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<super::PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let (trunk, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Read).await?;
+    let on_trunk: Vec<PrivateConnection> = st
+        .store
+        .list::<PrivateConnection>(Some(&trunk.meta.folder_id))
+        .await?
+        .into_iter()
+        .filter(|c| c.trunk_connection_id == trunk.meta.id)
+        .collect();
+    let mut page = super::page(q.page_size, q.page_token.as_deref(), on_trunk)?;
     let cx = Context::load(&st).await?;
     page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
     Ok(Json(show_page(&view, PrivateConnection::KIND, page)))

@@ -6,6 +6,7 @@ mod folders;
 pub mod idempotency;
 pub(crate) mod operations;
 mod routing;
+mod spec;
 mod sync;
 mod trunks;
 
@@ -15,7 +16,6 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::routing::get;
 use cic_model::resource::{
     Labels, ListResponse, Meta, Operation, PrivateConnection, RoutingInstance, Status,
     TrunkConnection,
@@ -32,114 +32,16 @@ use crate::error::{ApiResult, AppError};
 use crate::{AppState, new_id, new_operation, now};
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/cic/v1/pointOfPresences",
-            get(catalog::list_pops).post(catalog::create_pop),
-        )
-        .route(
-            "/cic/v1/pointOfPresences/{id}",
-            get(catalog::get_pop).delete(catalog::delete_pop),
-        )
-        .route(
-            "/cic/v1/edges",
-            get(catalog::list_edges).post(catalog::create_edge),
-        )
-        .route(
-            "/cic/v1/edges/{id}",
-            get(catalog::get_edge).delete(catalog::delete_edge),
-        )
-        .route(
-            "/cic/v1/edges/{id}/fabricAttachments",
-            get(catalog::fabric_attachments),
-        )
-        .route("/cic/v1/edgeSync/config", get(sync::config))
-        .route("/cic/v1/edgeSync/status", axum::routing::put(sync::status))
-        .route(
-            "/cic/v1/trunkConnections",
-            get(list_in_folder::<TrunkConnection>).post(trunks::create),
-        )
-        .route(
-            "/cic/v1/trunkConnections/{id}",
-            get(get_one::<TrunkConnection>)
-                .patch(trunks::update)
-                .post(post_method::<TrunkConnection>)
-                .delete(trunks::delete),
-        )
-        .route(
-            "/cic/v1/privateConnections",
-            get(connections::list).post(connections::create),
-        )
-        .route(
-            "/cic/v1/privateConnections/{id}",
-            get(connections::get)
-                .patch(connections::update)
-                .post(post_method::<PrivateConnection>)
-                .delete(connections::delete),
-        )
-        .route(
-            "/cloudrouter/v1/routingInstances",
-            get(list_in_folder::<RoutingInstance>).post(routing::create),
-        )
-        .route(
-            "/cloudrouter/v1/routingInstances/{id}",
-            get(get_one::<RoutingInstance>)
-                .patch(routing::update)
-                .post(routing::post_method)
-                .delete(routing::delete),
-        )
-        .route(
-            "/cloudrouter/v1/routingInstances:getByVpcNetworkId/{vpc}",
-            get(routing::get_by_vpc),
-        )
-        .route(
-            "/cloudrouter/v1/routingInstances:getByCicPrivateConnectionId/{id}",
-            get(routing::get_by_connection),
-        )
-        .route(
-            "/operations/{id}",
-            get(operations::get).post(operations::cancel),
-        )
-        .route(
-            "/cic/v1/trunkConnections:batchGet",
-            axum::routing::post(batch_get::<TrunkConnection>),
-        )
-        .route(
-            "/cic/v1/privateConnections:batchGet",
-            axum::routing::post(batch_get::<PrivateConnection>),
-        )
-        .route(
-            "/cic/v1/trunkConnections/{id}/operations",
-            get(list_operations_of::<TrunkConnection>),
-        )
-        .route(
-            "/cic/v1/privateConnections/{id}/operations",
-            get(list_operations_of::<PrivateConnection>),
-        )
-        .route(
-            "/cloudrouter/v1/routingInstances/{id}/operations",
-            get(list_operations_of::<RoutingInstance>),
-        )
-        .route(
-            "/resourcemanager/v1/folders",
-            get(folders::list).post(folders::create),
-        )
-        .route(
-            "/resourcemanager/v1/folders/{id}",
-            get(folders::get)
-                .post(folders::post_method)
-                .delete(folders::delete),
-        )
-        .route(
-            "/iam/v1/apiKeys",
-            get(folders::list_keys).post(folders::create_key),
-        )
-        .route(
-            "/iam/v1/apiKeys/{id}",
-            axum::routing::delete(folders::delete_key),
-        )
+    spec::router()
         .fallback(|| async { AppError(ApiError::new(Code::NotFound, "no such API path")) })
+}
+
+pub use spec::openapi;
+
+/// `GET /openapi.json`: generated once per process from the endpoint table.
+async fn openapi_json() -> Json<Value> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(spec::openapi).clone())
 }
 
 /// Query string; unknown or malformed parameters are a 400 that names them.
@@ -161,7 +63,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
     pub folder_id: Option<String>,
@@ -509,7 +411,7 @@ pub(crate) async fn list_operations_of<T: Document>(
     )))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageQuery {
     pub page_size: Option<usize>,
@@ -567,9 +469,9 @@ pub(crate) async fn move_to<T: Tenant>(
     write_one(st, who, &view, &x, &description, Action::Update, vec![]).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MoveRequest {
+pub(crate) struct MoveRequest {
     destination_folder_id: String,
 }
 

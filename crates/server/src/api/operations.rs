@@ -13,7 +13,7 @@ use crate::auth::Principal;
 use crate::error::ApiResult;
 use cic_store::StoredOperation;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaitQuery {
     /// Wait up to this long for the operation to be done (long poll).
@@ -83,7 +83,11 @@ pub async fn cancel(
     Path(id_method): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let Some((id, "cancel")) = id_method.split_once(':') else {
-        return Err(not_found("operation method", &id_method));
+        return Err(cic_model::ApiError::new(
+            cic_model::Code::NotFound,
+            format!("operations have no method {id_method:?}; there is :cancel"),
+        )
+        .into());
     };
     let stored = st
         .store

@@ -303,8 +303,9 @@ pub async fn create(
 
 /// `PATCH …/routingInstances/{id}`: name, description, labels, deletionProtection, and
 /// (as the modelled API still allows) the whole vpcInfo / cicPrivateConnectionInfo.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "UpdateRoutingInstanceRequest")]
 pub struct UpdateRequest {
     #[serde(default)]
     routing_instance_id: Option<String>,
@@ -355,9 +356,9 @@ pub async fn update(
 }
 
 /// Prefixes of one VPC, per zone, as UpsertPrefixes/RemovePrefixes take them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PrefixesRequest {
+pub(crate) struct PrefixesRequest {
     #[serde(default)]
     routing_instance_id: Option<String>,
     vpc_network_id: String,
@@ -365,25 +366,26 @@ struct PrefixesRequest {
     vpc_az_info_prefixes: Vec<AzPrefixes>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AzPrefixes {
+pub(crate) struct AzPrefixes {
     az_id: String,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     prefixes: Vec<Ipv4Net>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConnectionRequest {
+pub(crate) struct ConnectionRequest {
     #[serde(default)]
     routing_instance_id: Option<String>,
     cic_private_connection_id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NetworkSpec {
+pub(crate) struct NetworkSpec {
     vpc_network_id: String,
     #[serde(default)]
     vpc_az_info_prefixes: Vec<AzPrefixes>,
@@ -405,9 +407,9 @@ impl NetworkSpec {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NetworksRequest {
+pub(crate) struct NetworksRequest {
     #[serde(default)]
     routing_instance_id: Option<String>,
     #[serde(default)]

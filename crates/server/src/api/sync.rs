@@ -15,7 +15,7 @@ use crate::compile::compile;
 use crate::error::{ApiJson, ApiResult};
 use crate::{AppState, now};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigQuery {
     /// Return when the store's revision is above this (0: at once).
