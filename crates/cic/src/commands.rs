@@ -1,5 +1,6 @@
 //! Resource commands: flags in, one API call, a short summary (or `--json`) out.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
@@ -9,22 +10,62 @@ use serde_json::{Value, json};
 
 use crate::client::Api;
 
+pub const FORMATS: [&str; 3] = ["table", "json", "yaml"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Lists as tables, single resources as YAML, mutations as one line.
+    Table,
+    Json,
+    Yaml,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "table" => Some(Format::Table),
+            "json" => Some(Format::Json),
+            "yaml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
 pub struct Output {
-    pub json: bool,
+    pub format: Format,
     pub wait: bool,
     pub timeout: Duration,
+    /// The folder when a command's `--folder` is not given (CIC_FOLDER, the profile).
+    pub folder: Option<String>,
 }
 
 impl Output {
     fn print(&self, v: &Value, summary: impl FnOnce(&Value) -> String) {
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-        } else {
-            println!("{}", summary(v));
+        match self.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+            Format::Yaml => print!("{}", yaml(v)),
+            Format::Table => println!("{}", summary(v)),
         }
     }
 
-    /// Sends a mutation; unless `--async`, waits for its operation and prints the result.
+    /// The folder of a command: its `--folder`, else CIC_FOLDER or the profile's.
+    fn folder(&self, given: Option<String>) -> Result<String> {
+        given.or_else(|| self.folder.clone()).ok_or_else(|| {
+            anyhow!("no folder: pass --folder, set CIC_FOLDER or `cic config set folder F`")
+        })
+    }
+
+    /// The folder query of a list: `--folder`, else the default folder, else none (the
+    /// server then lists what the caller may see).
+    fn folder_query(&self, given: Option<String>) -> String {
+        given
+            .or_else(|| self.folder.clone())
+            .map(|f| format!("?folderId={f}"))
+            .unwrap_or_default()
+    }
+
+    /// Sends a mutation; unless `--async`, waits for its operation (showing progress on
+    /// stderr) and prints the result.
     async fn mutate(
         &self,
         api: &Api,
@@ -43,43 +84,135 @@ impl Output {
             });
             return Ok(());
         }
-        let done = api.wait(op, self.timeout).await?;
+        let id = op["id"].as_str().unwrap_or("?").to_string();
+        let started = std::time::Instant::now();
+        let tty = std::io::stderr().is_terminal();
+        let mut shown = false;
+        let done = {
+            let wait = api.wait(op, self.timeout);
+            tokio::pin!(wait);
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    r = &mut wait => break r,
+                    _ = tick.tick() => {
+                        // Quick operations finish without a word; slow ones say so.
+                        let t = started.elapsed();
+                        if t >= Duration::from_millis(500) {
+                            if tty {
+                                eprint!("\r{what}: operation {id} running, {:.1} s", t.as_secs_f64());
+                                shown = true;
+                            } else if !shown {
+                                eprintln!("{what}: waiting for operation {id}");
+                                shown = true;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if shown && tty {
+            eprint!("\r\x1b[K");
+        }
+        let done = done?;
         let r = done.get("response").cloned().unwrap_or(Value::Null);
-        let id = done["metadata"]["resourceId"]
+        let rid = done["metadata"]["resourceId"]
             .as_str()
             .unwrap_or("?")
             .to_string();
+        let t = started.elapsed().as_secs_f64();
         self.print(&done, |_| match r.get("status").and_then(Value::as_str) {
-            Some(status) => format!("{what}: {id} {status}"),
-            None => format!("{what}: {id} done"),
+            Some(status) => format!("{what}: {rid} {status} ({t:.1} s)"),
+            None => format!("{what}: {rid} done ({t:.1} s)"),
         });
         Ok(())
     }
 }
 
-fn list_summary(v: &Value, f: impl Fn(&Value) -> String) -> String {
-    // Lists are keyed by kind ("trunkConnections": [...]): the page is the one array.
-    let items = v
-        .as_object()
+/// The items of a list page (lists are keyed by kind: `"trunkConnections": [...]`).
+fn page_items(v: &Value) -> Vec<Value> {
+    v.as_object()
         .and_then(|m| m.values().find_map(|x| x.as_array()))
         .cloned()
-        .unwrap_or_default();
-    if items.is_empty() {
-        return "(none)".into();
+        .unwrap_or_default()
+}
+
+/// A list page as a table: one column per field path (`bgp.state`), headed by the path
+/// in capitals. A next page is mentioned under it.
+fn table(v: &Value, cols: &[&str]) -> String {
+    let items = page_items(v);
+    let cell = |it: &Value, path: &str| -> String {
+        let x = path.split('.').fold(it, |x, seg| &x[seg]);
+        match x {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    };
+    let head: Vec<String> = cols.iter().map(|c| heading(c)).collect();
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|it| cols.iter().map(|c| cell(it, c)).collect())
+        .collect();
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let rule = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let line = |r: &[String]| {
+        format!(
+            "|{}|",
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!(" {c:<w$} "))
+                .collect::<Vec<_>>()
+                .join("|")
+        )
+    };
+    let mut out = vec![rule.clone(), line(&head), rule.clone()];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.push(rule);
+    if let Some(t) = v["nextPageToken"].as_str().filter(|t| !t.is_empty()) {
+        out.push(format!("(more: --page-token {t})"));
     }
-    items.iter().map(f).collect::<Vec<_>>().join("\n")
+    out.join("\n")
 }
 
-/// Fields of a resource, tab-separated, for list summaries.
-fn row(v: &Value, keys: &[&str]) -> String {
-    keys.iter()
-        .map(|k| v[*k].as_str().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\t")
+/// `pointOfPresenceId` → `POINT_OF_PRESENCE_ID`; `bgp.state` → `BGP_STATE`.
+fn heading(path: &str) -> String {
+    let mut h = String::new();
+    for c in path.chars() {
+        if c == '.' {
+            h.push('_');
+        } else if c.is_ascii_uppercase() {
+            h.push('_');
+            h.push(c);
+        } else {
+            h.push(c.to_ascii_uppercase());
+        }
+    }
+    h
 }
 
+fn yaml(v: &Value) -> String {
+    serde_yaml_ng::to_string(v).unwrap_or_default()
+}
+
+/// A single resource in table format: YAML, like the modelled CLI.
 fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
+    yaml(v).trim_end().to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -123,7 +256,7 @@ impl PopCmd {
             }
             PopCmd::List => {
                 let v = api.get("/cic/v1/pointOfPresences").await?;
-                out.print(&v, |v| list_summary(v, |p| row(p, &["id", "name"])));
+                out.print(&v, |v| table(v, &["id", "name", "locationAddress"]));
             }
             PopCmd::Get { id } => {
                 let v = api.get(&format!("/cic/v1/pointOfPresences/{id}")).await?;
@@ -213,18 +346,17 @@ impl EdgeRouterCmd {
             EdgeRouterCmd::List => {
                 let v = api.get("/cic/v1/edges").await?;
                 out.print(&v, |v| {
-                    list_summary(v, |e| {
-                        format!(
-                            "{}\t{}\t{}\tapplied revision {}",
-                            e["id"].as_str().unwrap_or(""),
-                            e["name"].as_str().unwrap_or(""),
-                            e["pointOfPresenceId"].as_str().unwrap_or(""),
-                            e["live"]["appliedRevision"]
-                                .as_u64()
-                                .map(|r| r.to_string())
-                                .unwrap_or_else(|| "- (never reported)".into())
-                        )
-                    })
+                    table(
+                        v,
+                        &[
+                            "id",
+                            "name",
+                            "pointOfPresenceId",
+                            "routerId",
+                            "live.appliedRevision",
+                            "live.reportedAt",
+                        ],
+                    )
                 });
             }
             EdgeRouterCmd::Get { id } => {
@@ -267,13 +399,14 @@ fn capacity(s: &str) -> Result<String> {
 #[derive(Subcommand)]
 pub enum TrunkCmd {
     Create {
-        #[arg(long, env = "CIC_FOLDER")]
-        folder: String,
+        /// The folder [default: CIC_FOLDER, else the profile's].
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
-        #[arg(long)]
+        #[arg(long, visible_alias = "point-of-presence-id")]
         pop: String,
-        /// 50m … 500m, 1g … 200g
+        /// 50m … 500m, 1g … 200g (or CAPACITY_1_GBPS)
         #[arg(long)]
         capacity: String,
         /// Overlay trunk: the customer's (or partner's) VTEP address.
@@ -294,7 +427,8 @@ pub enum TrunkCmd {
         deletion_protection: bool,
     },
     List {
-        #[arg(long, env = "CIC_FOLDER")]
+        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
+        #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
     Get {
@@ -344,6 +478,7 @@ impl TrunkCmd {
                 edge,
                 deletion_protection,
             } => {
+                let folder = out.folder(folder)?;
                 let mut body = json!({"folderId": folder, "name": name, "pointOfPresenceId": pop,
                                       "capacity": capacity(&cap)?, "deletionProtection": deletion_protection});
                 match overlay_remote_vtep {
@@ -376,15 +511,20 @@ impl TrunkCmd {
                 .await
             }
             TrunkCmd::List { folder } => {
-                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let q = out.folder_query(folder);
                 let v = api.get(&format!("/cic/v1/trunkConnections{q}")).await?;
                 out.print(&v, |v| {
-                    list_summary(v, |t| {
-                        row(
-                            t,
-                            &["id", "name", "pointOfPresenceId", "capacity", "status"],
-                        )
-                    })
+                    table(
+                        v,
+                        &[
+                            "id",
+                            "name",
+                            "pointOfPresenceId",
+                            "capacity",
+                            "edgeId",
+                            "status",
+                        ],
+                    )
                 });
                 Ok(())
             }
@@ -412,28 +552,39 @@ impl TrunkCmd {
 #[derive(Subcommand)]
 pub enum ConnectionCmd {
     Create {
-        #[arg(long, env = "CIC_FOLDER")]
-        folder: String,
+        /// The folder [default: CIC_FOLDER, else the profile's].
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
-        #[arg(long)]
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, visible_alias = "trunk-id", alias = "trunk-connection-id")]
         trunk: String,
-        #[arg(long)]
+        #[arg(long, visible_alias = "vlan-id")]
         vlan: u32,
-        /// Peering subnet, /30 or /31.
-        #[arg(long)]
-        subnet: String,
-        #[arg(long)]
-        peer_ip: String,
-        #[arg(long)]
-        cloud_ip: String,
-        #[arg(long)]
-        peer_asn: u32,
+        /// The peering as the modelled CLI takes it:
+        /// peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]
+        #[arg(long, conflicts_with_all = ["subnet", "peer_ip", "cloud_ip", "peer_asn"])]
+        ipv4_peering: Option<String>,
+        /// Peering subnet, /30 or /31 (or use --ipv4-peering).
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        subnet: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        peer_ip: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        cloud_ip: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        peer_asn: Option<u32>,
         #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
         md5_key: Option<String>,
+        /// A static route (prefix via the peer IP); repeat for more.
+        #[arg(long = "static-route")]
+        static_routes: Vec<String>,
     },
     List {
-        #[arg(long, env = "CIC_FOLDER")]
+        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
+        #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
     Get {
@@ -473,6 +624,42 @@ pub enum ConnectionCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
+}
+
+/// `peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]` → the
+/// API's `ipv4Peering`. Unknown, repeated or missing keys are errors that name them.
+fn peering_from_kv(s: &str) -> Result<Value> {
+    const KEYS: [(&str, &str); 5] = [
+        ("peering-subnet", "peeringSubnet"),
+        ("peer-ip", "peerIp"),
+        ("cloud-ip", "cloudIp"),
+        ("peer-bgp-asn", "peerBgpAsn"),
+        ("peer-bgp-md5-key", "peerBgpMd5Key"),
+    ];
+    let mut v = serde_json::Map::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--ipv4-peering: {part:?} is not key=value"))?;
+        let (_, field) = KEYS
+            .iter()
+            .find(|(key, _)| *key == k.trim())
+            .ok_or_else(|| {
+                anyhow!(
+                    "--ipv4-peering: unknown key {k:?}; keys are {}",
+                    KEYS.map(|(k, _)| k).join(", ")
+                )
+            })?;
+        if v.insert((*field).to_string(), json!(val.trim())).is_some() {
+            bail!("--ipv4-peering: {k} is given twice");
+        }
+    }
+    for (k, field) in &KEYS[..4] {
+        if !v.contains_key(*field) {
+            bail!("--ipv4-peering: {k}= is missing");
+        }
+    }
+    Ok(Value::Object(v))
 }
 
 async fn static_routes(
@@ -571,19 +758,31 @@ impl ConnectionCmd {
             ConnectionCmd::Create {
                 folder,
                 name,
+                description,
                 trunk,
                 vlan,
+                ipv4_peering,
                 subnet,
                 peer_ip,
                 cloud_ip,
                 peer_asn,
                 md5_key,
+                static_routes,
             } => {
-                let mut peering = json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip, "peerBgpAsn": peer_asn});
+                let folder = out.folder(folder)?;
+                let mut peering = match ipv4_peering {
+                    Some(kv) => peering_from_kv(&kv)?,
+                    None => json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip,
+                                   "peerBgpAsn": peer_asn.map(|a| a.to_string())}),
+                };
                 if let Some(k) = md5_key {
                     peering["peerBgpMd5Key"] = json!(k);
                 }
-                let body = json!({"folderId": folder, "name": name, "trunkConnectionId": trunk, "vlanId": vlan, "ipv4Peering": peering});
+                let routes: Vec<Value> =
+                    static_routes.iter().map(|p| json!({"prefix": p})).collect();
+                let body = json!({"folderId": folder, "name": name, "description": description,
+                    "trunkConnectionId": trunk, "vlanId": vlan.to_string(), "ipv4Peering": peering,
+                    "ipv4StaticRoutes": routes});
                 out.mutate(
                     api,
                     Method::POST,
@@ -594,18 +793,23 @@ impl ConnectionCmd {
                 .await
             }
             ConnectionCmd::List { folder } => {
-                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let q = out.folder_query(folder);
                 let v = api.get(&format!("/cic/v1/privateConnections{q}")).await?;
                 out.print(&v, |v| {
-                    list_summary(v, |c| {
-                        format!(
-                            "{}\tVLAN {}\t{}\t{}",
-                            c["id"].as_str().unwrap_or(""),
-                            c["vlanId"].as_str().unwrap_or(""),
-                            c["status"].as_str().unwrap_or(""),
-                            session_line(c)
-                        )
-                    })
+                    table(
+                        v,
+                        &[
+                            "id",
+                            "name",
+                            "trunkConnectionId",
+                            "vlanId",
+                            "status",
+                            "bgp.state",
+                            "bgp.prefixesReceived",
+                            "bgp.prefixesAccepted",
+                            "bgp.prefixesAdvertised",
+                        ],
+                    )
                 });
                 Ok(())
             }
@@ -631,8 +835,9 @@ impl ConnectionCmd {
 #[derive(Subcommand)]
 pub enum RoutingInstanceCmd {
     Create {
-        #[arg(long, env = "CIC_FOLDER")]
-        folder: String,
+        /// The folder [default: CIC_FOLDER, else the profile's].
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
         #[arg(long, default_value = "")]
         name: String,
         /// VPC network id.
@@ -646,7 +851,8 @@ pub enum RoutingInstanceCmd {
         connections: Vec<String>,
     },
     List {
-        #[arg(long, env = "CIC_FOLDER")]
+        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
+        #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
     Get {
@@ -911,6 +1117,7 @@ impl RoutingInstanceCmd {
                     None if prefixes.is_empty() => json!([]),
                     None => bail!("--prefix needs --vpc"),
                 };
+                let folder = out.folder(folder)?;
                 let body = json!({"folderId": folder, "name": name, "vpcInfo": vpc_info,
                     "cicPrivateConnectionInfo": connections.iter().map(|c| json!({"cicPrivateConnectionId": c})).collect::<Vec<_>>()});
                 out.mutate(
@@ -923,12 +1130,12 @@ impl RoutingInstanceCmd {
                 .await
             }
             RoutingInstanceCmd::List { folder } => {
-                let q = folder.map(|f| format!("?folderId={f}")).unwrap_or_default();
+                let q = out.folder_query(folder);
                 let v = api
                     .get(&format!("/cloudrouter/v1/routingInstances{q}"))
                     .await?;
                 out.print(&v, |v| {
-                    list_summary(v, |r| row(r, &["id", "name", "status"]))
+                    table(v, &["id", "name", "status", "deletionProtection"])
                 });
                 Ok(())
             }
@@ -992,7 +1199,42 @@ impl OperationCmd {
 
 #[cfg(test)]
 mod tests {
-    use super::capacity;
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_name_them_from_the_field_paths() {
+        let v = json!({"privateConnections": [
+            {"id": "pc1", "vlanId": "100", "bgp": {"state": "ESTABLISHED"}},
+            {"id": "pc22", "vlanId": "7"},
+        ], "nextPageToken": "2"});
+        let t = table(&v, &["id", "vlanId", "bgp.state"]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[1], "| ID   | VLAN_ID | BGP_STATE   |");
+        assert_eq!(lines[3], "| pc1  | 100     | ESTABLISHED |");
+        assert_eq!(lines[4], "| pc22 | 7       |             |");
+        assert_eq!(lines[0].len(), lines[1].len());
+        assert_eq!(lines.last(), Some(&"(more: --page-token 2)"));
+    }
+
+    #[test]
+    fn the_modelled_peering_flag_reads_into_the_api_shape() {
+        let p = peering_from_kv(
+            "peering-subnet=10.0.0.0/31, peer-ip=10.0.0.1,cloud-ip=10.0.0.0,peer-bgp-asn=4200000001",
+        )
+        .expect("peering");
+        assert_eq!(
+            p,
+            json!({"peeringSubnet": "10.0.0.0/31", "peerIp": "10.0.0.1", "cloudIp": "10.0.0.0", "peerBgpAsn": "4200000001"})
+        );
+        for (bad, why) in [
+            ("peering-subnet", "is not key=value"),
+            ("peer-ip=1,peer-ip=2", "given twice"),
+            ("vlan=3", "unknown key"),
+        ] {
+            let e = peering_from_kv(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn capacities_read_as_people_write_them() {
@@ -1075,17 +1317,7 @@ impl FolderCmd {
             }
             FolderCmd::List => {
                 let v = api.get(BASE).await?;
-                out.print(&v, |v| {
-                    let items = v["folders"].as_array().cloned().unwrap_or_default();
-                    if items.is_empty() {
-                        return "(none)".into();
-                    }
-                    items
-                        .iter()
-                        .map(|f| row(f, &["id", "name", "status"]))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                });
+                out.print(&v, |v| table(v, &["id", "name", "status", "createdAt"]));
             }
             FolderCmd::Get { id } => out.print(&api.get(&format!("{BASE}/{id}")).await?, pretty),
             FolderCmd::Delete { id } => {
@@ -1179,15 +1411,7 @@ impl ApiKeyCmd {
                     .unwrap_or_default();
                 let v = api.get(&format!("/iam/v1/apiKeys{q}")).await?;
                 out.print(&v, |v| {
-                    let items = v["apiKeys"].as_array().cloned().unwrap_or_default();
-                    if items.is_empty() {
-                        return "(none)".into();
-                    }
-                    items
-                        .iter()
-                        .map(|k| row(k, &["id", "subjectId", "createdAt", "description"]))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    table(v, &["id", "subjectId", "createdAt", "description"])
                 });
             }
             ApiKeyCmd::Delete { id } => {

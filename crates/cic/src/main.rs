@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod config;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,25 +19,22 @@ use crate::client::Refused;
     about = "cic — an open-source Cloud Interconnect"
 )]
 struct Cli {
-    /// API server URL for the resource commands.
-    #[arg(
-        long,
-        global = true,
-        env = "CIC_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
-    /// Bearer token for the resource commands.
-    #[arg(
-        long,
-        global = true,
-        env = "CIC_TOKEN",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    token: String,
-    /// Print raw JSON instead of a summary.
-    #[arg(long, global = true)]
+    /// API server URL for the resource commands [default: the profile's, else
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "CIC_SERVER")]
+    server: Option<String>,
+    /// Bearer token for the resource commands [default: the profile's].
+    #[arg(long, global = true, env = "CIC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Profile of `cic config` to take server, token, folder and format from.
+    #[arg(long, global = true, env = "CIC_PROFILE")]
+    profile: Option<String>,
+    /// Output: table (lists as tables, resources as YAML), json or yaml [default: the
+    /// profile's, else table].
+    #[arg(long, global = true, value_parser = commands::FORMATS)]
+    format: Option<String>,
+    /// Same as --format json.
+    #[arg(long, global = true, hide = true)]
     json: bool,
     /// Do not wait for mutations to be applied; print the operation at once.
     #[arg(long = "async", global = true)]
@@ -64,10 +62,10 @@ enum Cmd {
     #[command(subcommand, name = "edge-router")]
     EdgeRouter(commands::EdgeRouterCmd),
     /// Trunk connections.
-    #[command(subcommand)]
+    #[command(subcommand, name = "trunk-connection", visible_alias = "trunk")]
     Trunk(commands::TrunkCmd),
     /// Private connections.
-    #[command(subcommand, name = "connection")]
+    #[command(subcommand, name = "private-connection", visible_alias = "connection")]
     Connection(commands::ConnectionCmd),
     /// Routing instances (Cloud Router).
     #[command(subcommand, name = "routing-instance")]
@@ -81,6 +79,9 @@ enum Cmd {
     /// API keys of subjects (operator).
     #[command(subcommand, name = "api-key")]
     ApiKey(commands::ApiKeyCmd),
+    /// CLI profiles: server, token, folder and output format.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
 }
 
 #[derive(clap::Args)]
@@ -191,18 +192,76 @@ async fn main() -> ExitCode {
     }
 }
 
-fn api(server: &str, token: &str) -> anyhow::Result<client::Api> {
-    if token.is_empty() {
-        anyhow::bail!("no token: pass --token or set CIC_TOKEN");
+/// Where the resource commands go and how they print: flags and environment first, then
+/// the profile, then the defaults.
+struct Resolved {
+    server: String,
+    token: String,
+    out: commands::Output,
+}
+
+fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
+    let file = config::path();
+    let cfg = config::load(&file)?;
+    let (_, p) = cfg.active(cli.profile.as_deref())?;
+    let format = match (&cli.format, cli.json) {
+        (Some(f), _) => f.clone(),
+        (None, true) => "json".to_string(),
+        (None, false) => p.format.clone().unwrap_or_else(|| "table".into()),
+    };
+    let format = commands::Format::parse(&format).ok_or_else(|| {
+        anyhow::anyhow!(
+            "format {format:?} in {} is not one of {}",
+            file.display(),
+            commands::FORMATS.join(", ")
+        )
+    })?;
+    Ok(Resolved {
+        server: cli
+            .server
+            .clone()
+            .or(p.server)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+        token: cli.token.clone().or(p.token).unwrap_or_default(),
+        out: commands::Output {
+            format,
+            wait: !cli.no_wait,
+            timeout: Duration::from_secs(cli.timeout),
+            folder: std::env::var("CIC_FOLDER")
+                .ok()
+                .filter(|f| !f.is_empty())
+                .or(p.folder),
+        },
+    })
+}
+
+fn api(r: &Resolved) -> anyhow::Result<client::Api> {
+    if r.token.is_empty() {
+        anyhow::bail!("no token: pass --token, set CIC_TOKEN or `cic config set token T`");
     }
-    Ok(client::Api::new(server, token))
+    Ok(client::Api::new(&r.server, &r.token))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = commands::Output {
-        json: cli.json,
-        wait: !cli.no_wait,
-        timeout: Duration::from_secs(cli.timeout),
+    let needs_api = !matches!(
+        cli.cmd,
+        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_)
+    );
+    // Only the resource commands read the profile: a broken config file does not stop
+    // a server or an edge.
+    let r = if needs_api {
+        Some(resolve(&cli)?)
+    } else {
+        None
+    };
+    let direct_server = cli
+        .server
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let r = r.as_ref();
+    let with_api = || -> anyhow::Result<(client::Api, &commands::Output)> {
+        let r = r.ok_or_else(|| anyhow::anyhow!("internal: no API settings"))?;
+        Ok((api(r)?, &r.out))
     };
     match cli.cmd {
         Cmd::Server(a) => {
@@ -239,7 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Edge(a) => {
             init_tracing();
             let opts = cic_edge::EdgeOptions {
-                server: a.server.unwrap_or(cli.server),
+                server: a.server.unwrap_or(direct_server),
                 token: a.token,
                 host_netns: a.netns,
                 netns_prefix: a.netns_prefix,
@@ -261,8 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 init_tracing();
                 cic_lab::fabric::run(
-                    &cli.server,
-                    &cli.token,
+                    &direct_server,
+                    cli.token.as_deref().unwrap_or_default(),
                     &edge_id,
                     &netns,
                     &underlay_dev,
@@ -271,13 +330,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
             }
         },
-        Cmd::Pop(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::EdgeRouter(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::Trunk(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::Connection(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::RoutingInstance(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::Operation(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::Folder(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
-        Cmd::ApiKey(c) => c.run(&api(&cli.server, &cli.token)?, &out).await,
+        Cmd::Config(c) => c.run(cli.profile.as_deref()),
+        Cmd::Pop(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::EdgeRouter(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Trunk(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Connection(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::RoutingInstance(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Operation(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Folder(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::ApiKey(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
     }
 }

@@ -308,3 +308,167 @@ async fn the_cli_drives_tenancy_and_routing_instance_methods() {
     server.kill();
     let _ = std::fs::remove_file(&path);
 }
+
+/// Runs `cic ARGS` with only the settings of the config file at `config`.
+fn cli_with_profile(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(args)
+        .env("CIC_CONFIG", config)
+        .env_remove("CIC_TOKEN")
+        .env_remove("CIC_SERVER")
+        .env_remove("CIC_FOLDER")
+        .env_remove("CIC_PROFILE")
+        .output()
+        .expect("run cic");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_takes_a_profile_speaks_the_modelled_shapes_and_prints_three_formats() {
+    let dir = std::env::temp_dir().join(format!("cic-cli-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let server = Server::start(&format!("sqlite://{}", dir.join("cic.db").display())).await;
+    let config = dir.join("config.toml");
+    let run = |args: &[&str]| cli_with_profile(&config, args);
+
+    // Without a profile there is no token: a clear error.
+    let (code, _, err) = run(&["folder", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no token"), "{err}");
+    for (k, v) in [
+        ("server", server.url.as_str()),
+        ("token", TOKEN),
+        ("folder", "f1"),
+        ("format", "yaml"),
+    ] {
+        let (code, out, err) = run(&["config", "set", "--profile", "lab", k, v]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, _, err) = run(&["config", "set", "format", "xml"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("format \"xml\" is not one of table, json, yaml"),
+        "{err}"
+    );
+    let (_, shown, _) = run(&["config", "show"]);
+    assert!(
+        shown.contains("profile: lab") && shown.contains("token: ********"),
+        "{shown}"
+    );
+    assert!(!shown.contains(TOKEN), "the token is not printed");
+    let (code, _, err) = run(&["--profile", "nosuch", "folder", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no profile \"nosuch\""), "{err}");
+
+    // The profile's server, token, folder and format are used.
+    let (code, out, err) = run(&["folder", "create", "--id", "f1", "--name", "team"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&["pop", "create", "--id", "pop1", "--name", "pop1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&[
+        "edge-router",
+        "create",
+        "--name",
+        "edge1",
+        "--pop",
+        "pop1",
+        "--router-id",
+        "10.255.0.1",
+        "--fabric-asn",
+        "200350",
+        "--fabric-remote-vtep",
+        "100.64.255.1",
+        "--fabric-local-vtep",
+        "100.64.255.2",
+        "--fabric-transit-pool",
+        "100.127.0.0/24",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = run(&[
+        "trunk-connection",
+        "create",
+        "--point-of-presence-id",
+        "pop1",
+        "--capacity",
+        "1g",
+        "--overlay-remote-vtep",
+        "100.64.1.2",
+        "--async",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let op: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).expect("YAML operation");
+    let trunk = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("trunk id")
+        .to_string();
+    // The modelled CLI's shape of a private connection.
+    let create = |peering: &str| {
+        run(&[
+            "private-connection",
+            "create",
+            "--trunk-id",
+            &trunk,
+            "--vlan-id",
+            "100",
+            "--ipv4-peering",
+            peering,
+            "--async",
+            "--format",
+            "json",
+        ])
+    };
+    let (code, _, err) = create(
+        "peering-subnet=169.254.100.0/30,peer-ip=169.254.100.2,cloud-ip=169.254.100.1,peer-bgp-asm=65001",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown key \"peer-bgp-asm\""), "{err}");
+    let (code, _, err) =
+        create("peering-subnet=169.254.100.0/30,peer-ip=169.254.100.2,cloud-ip=169.254.100.1");
+    assert_eq!(code, 1);
+    assert!(err.contains("peer-bgp-asn= is missing"), "{err}");
+    let (code, _, err) = create(
+        "peering-subnet=169.254.100.0/30,peer-ip=169.254.100.2,cloud-ip=169.254.100.1,peer-bgp-asn=64500,peer-bgp-asn=65001",
+    );
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = create(
+        "peering-subnet=169.254.100.0/30,peer-ip=169.254.100.3,cloud-ip=169.254.100.1,peer-bgp-asn=65001",
+    );
+    assert_eq!(code, 3, "the server's refusal: {out}{err}");
+    assert!(err.contains("peerIp"), "{err}");
+    let (code, out, err) = create(
+        "peering-subnet=169.254.100.0/30,peer-ip=169.254.100.2,cloud-ip=169.254.100.1,peer-bgp-asn=65001",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let op: Value = serde_json::from_str(&out).expect("JSON operation");
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+
+    // Three formats of one list.
+    let (code, table, err) = run(&["private-connection", "list", "--format", "table"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[1].starts_with("| ID ") && lines[1].contains("| VLAN_ID |"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 5, "rule, header, rule, one row, rule: {table}");
+    assert!(
+        lines[3].contains(&pc) && lines[3].contains("| 100 "),
+        "{table}"
+    );
+    let (_, json_out, _) = run(&["private-connection", "list", "--format", "json"]);
+    let v: Value = serde_json::from_str(&json_out).expect("json");
+    assert_eq!(v["privateConnections"][0]["vlanId"], "100");
+    let (_, yaml_out, _) = run(&["private-connection", "list"]);
+    let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml_out).expect("yaml (the profile's)");
+    assert_eq!(y["privateConnections"][0]["id"].as_str(), Some(pc.as_str()));
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
