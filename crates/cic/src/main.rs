@@ -1,5 +1,6 @@
 //! `cic`: the one binary. `cic server`, `cic edge`, `cic lab`, and the resource commands.
 
+mod bench;
 mod client;
 mod commands;
 mod config;
@@ -82,6 +83,27 @@ enum Cmd {
     /// CLI profiles: server, token, folder and output format.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Benchmarks (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// API latency with many private connections stored, against `cic server` running as
+    /// a separate process on loopback.
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// sqlite://PATH or postgres://… of an empty database [default: a temporary SQLite file].
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long, default_value_t = 2_000)]
+        gets: usize,
+        /// Full listings (in pages of 1000) to time.
+        #[arg(long, default_value_t = 5)]
+        list_rounds: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -245,7 +267,7 @@ fn api(r: &Resolved) -> anyhow::Result<client::Api> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let needs_api = !matches!(
         cli.cmd,
-        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_)
+        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_) | Cmd::Bench(_)
     );
     // Only the resource commands read the profile: a broken config file does not stop
     // a server or an edge.
@@ -331,6 +353,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Cmd::Config(c) => c.run(cli.profile.as_deref()),
+        Cmd::Bench(BenchCmd::Api {
+            connections,
+            database,
+            gets,
+            list_rounds,
+        }) => {
+            if connections == 0 || gets == 0 || list_rounds == 0 {
+                anyhow::bail!("--connections, --gets and --list-rounds must be at least 1");
+            }
+            bench::api(bench::Options {
+                connections,
+                database,
+                gets,
+                list_rounds,
+            })
+            .await
+        }
         Cmd::Pop(c) => {
             let (a, o) = with_api()?;
             c.run(&a, o).await

@@ -184,6 +184,12 @@ impl AppState {
 
     pub(crate) async fn settle_locked(&self) -> ApiResult<()> {
         let pending = self.store.pending_operations().await?;
+        self.settle_these(pending).await
+    }
+
+    /// Finishes those of `pending` whose edges have all applied their revision (a new
+    /// mutation settles only its own operation: the others cannot have changed).
+    pub(crate) async fn settle_these(&self, pending: Vec<(Operation, Pending)>) -> ApiResult<()> {
         if pending.is_empty() {
             return Ok(());
         }

@@ -47,6 +47,11 @@ pub trait Document: Serialize + DeserializeOwned {
     fn name(&self) -> &str {
         ""
     }
+    /// What the document hangs from, for [`Store::children`]: a connection's trunk, a
+    /// trunk's edge; "" for the rest.
+    fn parent_id(&self) -> &str {
+        ""
+    }
 }
 
 impl Document for PointOfPresence {
@@ -71,6 +76,9 @@ impl Document for Edge {
 
 macro_rules! tenant_document {
     ($t:ty, $kind:literal) => {
+        tenant_document!($t, $kind, |_x| "");
+    };
+    ($t:ty, $kind:literal, |$x:ident| $parent:expr) => {
         impl Document for $t {
             const KIND: &'static str = $kind;
             fn id(&self) -> &str {
@@ -81,6 +89,10 @@ macro_rules! tenant_document {
             }
             fn name(&self) -> &str {
                 &self.meta.name
+            }
+            fn parent_id(&self) -> &str {
+                let $x = self;
+                $parent
             }
         }
     };
@@ -105,8 +117,9 @@ impl Document for FolderAccess {
     }
 }
 
-tenant_document!(TrunkConnection, "trunkConnection");
-tenant_document!(PrivateConnection, "privateConnection");
+tenant_document!(TrunkConnection, "trunkConnection", |t| &t.edge_id);
+tenant_document!(PrivateConnection, "privateConnection", |c| &c
+    .trunk_connection_id);
 tenant_document!(RoutingInstance, "routingInstance");
 
 /// The fabric segment slot of a routing instance on an edge (VNI and /31 derive from it).
@@ -220,7 +233,45 @@ const MIGRATIONS: &[&[&str]] = &[
          operation_id TEXT NOT NULL, claimed_at BIGINT NOT NULL)",
         "CREATE TABLE edge_status (edge_id TEXT PRIMARY KEY, body TEXT NOT NULL, reported_at TEXT NOT NULL)",
     ],
+    // 3: lookups that do not read a whole kind — a document's parent (a connection's
+    // trunk, a trunk's edge; filled from the bodies by `backfill_parents`) and names.
+    &[
+        "ALTER TABLE resources ADD COLUMN parent_id TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX resources_parent ON resources (kind, parent_id, revision, id)",
+        "CREATE INDEX resources_name ON resources (kind, folder_id, name)",
+        "CREATE INDEX resources_order ON resources (kind, folder_id, revision, id)",
+        "CREATE INDEX resources_kind_order ON resources (kind, revision, id)",
+    ],
 ];
+
+/// Step 3's data: the parent of each stored document, as `Document::parent_id` says.
+async fn backfill_parents(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    for (kind, field) in [
+        (PrivateConnection::KIND, "trunkConnectionId"),
+        (TrunkConnection::KIND, "edgeId"),
+    ] {
+        let rows = sqlx::query("SELECT id, body FROM resources WHERE kind = $1")
+            .bind(kind)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let body: String = r.try_get(1)?;
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                kind,
+                id: id.clone(),
+                err: e.to_string(),
+            })?;
+            sqlx::query("UPDATE resources SET parent_id = $1 WHERE kind = $2 AND id = $3")
+                .bind(v[field].as_str().unwrap_or_default().to_string())
+                .bind(kind)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -295,6 +346,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            if v == 3 {
+                backfill_parents(&mut tx).await?;
+            }
             sqlx::query("DELETE FROM schema_version")
                 .execute(&mut *tx)
                 .await?;
@@ -348,6 +402,92 @@ impl Store {
             }
         };
         rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+    }
+
+    /// The documents of a kind whose parent is `parent_id`, by index.
+    pub async fn children<T: Document>(&self, parent_id: &str) -> Result<Vec<T>> {
+        let rows = sqlx::query(
+            "SELECT id, body FROM resources WHERE kind = $1 AND parent_id = $2 ORDER BY revision, id",
+        )
+        .bind(T::KIND)
+        .bind(parent_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+    }
+
+    /// One page of a kind (in a folder, with a name), in list order: `limit` documents
+    /// after the first `offset`, and whether more follow. Paged by the database, so a page
+    /// costs its own size, not the size of the folder.
+    pub async fn list_page<T: Document>(
+        &self,
+        folder_id: Option<&str>,
+        name: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<T>, bool)> {
+        let mut sql = String::from("SELECT id, body FROM resources WHERE kind = $1");
+        let mut n = 1;
+        if folder_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND folder_id = ${n}"));
+        }
+        if name.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND name = ${n}"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY revision, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(T::KIND);
+        if let Some(f) = folder_id {
+            q = q.bind(f.to_string());
+        }
+        if let Some(x) = name {
+            q = q.bind(x.to_string());
+        }
+        let rows = q
+            .bind((limit + 1) as i64)
+            .bind(offset as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let more = rows.len() as u64 > limit;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| decode_with_id::<T>(r))
+            .collect::<Result<Vec<T>>>()?;
+        Ok((items, more))
+    }
+
+    /// How many documents of a kind hang from `parent_id`.
+    pub async fn count_children<T: Document>(&self, parent_id: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND parent_id = $2")
+            .bind(T::KIND)
+            .bind(parent_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// The id of the document of a kind named `name` in a folder, if any, by index.
+    pub async fn id_by_name<T: Document>(
+        &self,
+        folder_id: &str,
+        name: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT id FROM resources WHERE kind = $1 AND folder_id = $2 AND name = $3 LIMIT 1",
+        )
+        .bind(T::KIND)
+        .bind(folder_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(Error::from))
+            .transpose()
     }
 
     pub async fn operation(&self, id: &str) -> Result<Option<Operation>> {
@@ -666,7 +806,7 @@ impl Tx {
             .execute(&mut *self.tx)
             .await?;
         sqlx::query(
-            "INSERT INTO resources (kind, id, folder_id, name, body, revision) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO resources (kind, id, folder_id, name, body, revision, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(T::KIND)
         .bind(id)
@@ -674,6 +814,7 @@ impl Tx {
         .bind(doc.name())
         .bind(body)
         .bind(revision as i64)
+        .bind(doc.parent_id())
         .execute(&mut *self.tx)
         .await?;
         Ok(())

@@ -69,6 +69,17 @@ async fn a_database_of_the_first_release_is_upgraded_in_place() {
         ] {
             sqlx::raw_sql(q).execute(&mut c).await.expect(q);
         }
+        // A private connection as the first release stored it.
+        let pc = serde_json::json!({"id": "pc1", "folderId": "f1", "name": "", "description": "",
+            "labels": {}, "createdAt": "2026-01-01T00:00:00Z", "status": "ACTIVE",
+            "trunkConnectionId": "tc1", "vlanId": "100",
+            "ipv4Peering": {"peeringSubnet": "169.254.0.0/30", "peerIp": "169.254.0.2",
+                "cloudIp": "169.254.0.1", "peerBgpAsn": "65001", "cloudBgpAsn": "200350"}});
+        sqlx::query("INSERT INTO resources VALUES ('privateConnection', 'pc1', 'f1', '', $1, 3)")
+            .bind(pc.to_string())
+            .execute(&mut c)
+            .await
+            .expect("pc row");
     }
     let s = Store::open(&url).await.expect("upgrade");
     assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
@@ -77,6 +88,13 @@ async fn a_database_of_the_first_release_is_upgraded_in_place() {
         s.token("h1").await.expect("token").expect("kept").role,
         "admin"
     );
+    // Step 3 found the connection's trunk in its body: it is a child of the trunk.
+    let on_trunk = s
+        .children::<cic_model::resource::PrivateConnection>("tc1")
+        .await
+        .expect("children");
+    assert_eq!(on_trunk.len(), 1);
+    assert_eq!(on_trunk[0].meta.id, "pc1");
     // The new tables work.
     assert_eq!(
         s.claim_idempotency("k", "h", 1).await.expect("claim"),

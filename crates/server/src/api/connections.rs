@@ -72,16 +72,14 @@ async fn check_placement(
         ))
         .into());
     }
-    let all: Vec<PrivateConnection> = st
+    // By index: the trunk's connections, and those of the edge's other overlay trunks on
+    // the same UDP port — never every connection there is.
+    let on_trunk: Vec<PrivateConnection> = st
         .store
-        .list::<PrivateConnection>(None)
+        .children::<PrivateConnection>(&trunk.meta.id)
         .await?
         .into_iter()
         .filter(|c| Some(c.meta.id.as_str()) != this)
-        .collect();
-    let on_trunk: Vec<&PrivateConnection> = all
-        .iter()
-        .filter(|c| c.trunk_connection_id == trunk.meta.id)
         .collect();
     if let Some(c) = on_trunk.iter().find(|c| c.vlan_id == vlan) {
         return Err(ApiError::conflict(format!(
@@ -103,24 +101,32 @@ async fn check_placement(
     }
     // VXLAN demultiplexes by VNI per UDP port on the edge: one VLAN id per overlay port.
     if let Some(o) = &trunk.overlay_joint {
-        let trunks = st.store.list::<TrunkConnection>(None).await?;
-        let clash = all.iter().find(|c| {
-            c.vlan_id == vlan
-                && trunks.iter().any(|t| {
-                    t.meta.id == c.trunk_connection_id
-                        && t.edge_id == trunk.edge_id
-                        && t.overlay_joint
-                            .as_ref()
-                            .is_some_and(|x| x.udp_port == o.udp_port)
-                })
-        });
-        if let Some(c) = clash {
-            return Err(ApiError::conflict(format!(
-                "VLAN {vlan} is already carried as VXLAN VNI {vlan} on UDP port {} of this edge (private connection {}); \
-                 overlay trunks of one edge need distinct VLAN ids per UDP port",
-                o.udp_port, c.meta.id
-            ))
-            .into());
+        let same_port = st
+            .store
+            .children::<TrunkConnection>(&trunk.edge_id)
+            .await?
+            .into_iter()
+            .filter(|t| {
+                t.meta.id != trunk.meta.id
+                    && t.overlay_joint
+                        .as_ref()
+                        .is_some_and(|x| x.udp_port == o.udp_port)
+            });
+        for t in same_port {
+            let clash = st
+                .store
+                .children::<PrivateConnection>(&t.meta.id)
+                .await?
+                .into_iter()
+                .find(|c| c.vlan_id == vlan && Some(c.meta.id.as_str()) != this);
+            if let Some(c) = clash {
+                return Err(ApiError::conflict(format!(
+                    "VLAN {vlan} is already carried as VXLAN VNI {vlan} on UDP port {} of this edge (private connection {}); \
+                     overlay trunks of one edge need distinct VLAN ids per UDP port",
+                    o.udp_port, c.meta.id
+                ))
+                .into());
+            }
         }
     }
     Ok(trunk)
@@ -275,11 +281,7 @@ pub async fn create(
 
     let _w = st.lock_writes().await?;
     let trunk = check_placement(&st, &req.folder_id, &req.trunk_connection_id, vlan, None).await?;
-    let in_folder = st
-        .store
-        .list::<PrivateConnection>(Some(&req.folder_id))
-        .await?;
-    check_unique_name(&in_folder, &req.name, "private connection")?;
+    check_unique_name::<PrivateConnection>(&st, &req.folder_id, &req.name, None).await?;
 
     let pc = PrivateConnection {
         meta: new_meta("pc", req.folder_id, req.name, req.description, req.labels),
@@ -402,11 +404,7 @@ pub async fn update(
     let new_trunk = check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id)).await?;
     check_statics_in_instance(&st, &id, &pc.ipv4_static_routes).await?;
     if let Some(n) = req.name.filter(|n| *n != old.meta.name) {
-        let others = st
-            .store
-            .list::<PrivateConnection>(Some(&old.meta.folder_id))
-            .await?;
-        check_unique_name(&others, &n, "private connection")?;
+        check_unique_name::<PrivateConnection>(&st, &old.meta.folder_id, &n, Some(&id)).await?;
         pc.meta.name = n;
     }
     if let Some(d) = req.description {
@@ -451,6 +449,20 @@ struct Context {
 }
 
 impl Context {
+    /// What presenting one connection needs: its trunk, not every trunk.
+    async fn for_one(st: &AppState, pc: &PrivateConnection) -> ApiResult<Context> {
+        Ok(Context {
+            trunks: st
+                .store
+                .get::<TrunkConnection>(&pc.trunk_connection_id)
+                .await?
+                .into_iter()
+                .collect(),
+            ris: st.store.list::<RoutingInstance>(None).await?,
+            live: st.live().await?,
+        })
+    }
+
     async fn load(st: &AppState) -> ApiResult<Context> {
         Ok(Context {
             trunks: st.store.list::<TrunkConnection>(None).await?,
@@ -493,11 +505,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
-    let mut page = q.page(
-        st.store
-            .list::<PrivateConnection>(folder.as_deref())
-            .await?,
-    )?;
+    let mut page = q.fetch::<PrivateConnection>(&st, folder.as_deref()).await?;
     let cx = Context::load(&st).await?;
     page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
     Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
@@ -530,7 +538,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let (pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Read).await?;
-    Ok(Json(view.show(&Context::load(&st).await?.present(pc))))
+    Ok(Json(
+        view.show(&Context::for_one(&st, &pc).await?.present(pc)),
+    ))
 }
 
 pub async fn delete(

@@ -75,36 +75,59 @@ pub struct ListQuery {
 impl ListQuery {
     /// Applies `filter` (`name="x"`) and paging to `items`.
     pub fn page<T: Document + Clone>(&self, items: Vec<T>) -> ApiResult<ListResponse<T>> {
-        let items: Vec<T> = match self
+        let items: Vec<T> = match self.name_filter()? {
+            None => items,
+            Some(name) => items.into_iter().filter(|i| i.name() == name).collect(),
+        };
+        page(self.page_size, self.page_token.as_deref(), items)
+    }
+
+    /// The name of `filter=name="x"`, the one filter there is.
+    fn name_filter(&self) -> ApiResult<Option<&str>> {
+        let Some(f) = self
             .filter
             .as_deref()
             .map(str::trim)
             .filter(|f| !f.is_empty())
-        {
-            None => items,
-            Some(f) => {
-                let name = f
-                    .strip_prefix("name")
-                    .map(str::trim_start)
-                    .and_then(|r| r.strip_prefix('='))
-                    .map(str::trim)
-                    .and_then(|r| r.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
-                    .ok_or_else(|| {
-                        ApiError::field("filter", format!("{f:?}: only name=\"…\" is supported"))
-                    })?;
-                items.into_iter().filter(|i| i.name() == name).collect()
-            }
+        else {
+            return Ok(None);
         };
-        page(self.page_size, self.page_token.as_deref(), items)
+        f.strip_prefix("name")
+            .map(str::trim_start)
+            .and_then(|r| r.strip_prefix('='))
+            .map(str::trim)
+            .and_then(|r| r.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::field("filter", format!("{f:?}: only name=\"…\" is supported")).into()
+            })
+    }
+
+    /// The page of stored `T` in `folder` this query asks for, paged by the store.
+    pub async fn fetch<T: Document>(
+        &self,
+        st: &AppState,
+        folder: Option<&str>,
+    ) -> ApiResult<ListResponse<T>> {
+        let (offset, size) = page_bounds(self.page_size, self.page_token.as_deref())?;
+        let (items, more) = st
+            .store
+            .list_page::<T>(folder, self.name_filter()?, offset as u64, size as u64)
+            .await?;
+        Ok(ListResponse {
+            items,
+            next_page_token: if more {
+                (offset + size).to_string()
+            } else {
+                String::new()
+            },
+        })
     }
 }
 
-/// One page of `items`: `page_size` (1-1000, default 100) from the offset in `page_token`.
-pub(crate) fn page<T>(
-    page_size: Option<usize>,
-    page_token: Option<&str>,
-    items: Vec<T>,
-) -> ApiResult<ListResponse<T>> {
+/// Offset and size of a page: `page_size` 1-1000 (default 100) from the offset that
+/// `page_token` holds.
+fn page_bounds(page_size: Option<usize>, page_token: Option<&str>) -> ApiResult<(usize, usize)> {
     let size = page_size.unwrap_or(100);
     if size == 0 || size > 1000 {
         return Err(ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into());
@@ -118,6 +141,16 @@ pub(crate) fn page<T>(
             )
         })?,
     };
+    Ok((offset, size))
+}
+
+/// One page of `items`: `page_size` (1-1000, default 100) from the offset in `page_token`.
+pub(crate) fn page<T>(
+    page_size: Option<usize>,
+    page_token: Option<&str>,
+    items: Vec<T>,
+) -> ApiResult<ListResponse<T>> {
+    let (offset, size) = page_bounds(page_size, page_token)?;
     let next = offset + size;
     let next_page_token = if next < items.len() {
         next.to_string()
@@ -178,7 +211,7 @@ pub(crate) async fn finish_mutation(
     }
     tx.commit().await?;
     state.revision.send_replace(revision);
-    state.settle_locked().await?;
+    state.settle_these(vec![(op.clone(), pending)]).await?;
     Ok(state.store.operation(&op.id).await?.unwrap_or(op))
 }
 
@@ -336,7 +369,7 @@ pub(crate) async fn list_in_folder<T: Document + Clone>(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
-    let page = q.page(st.store.list::<T>(folder.as_deref()).await?)?;
+    let page = q.fetch::<T>(&st, folder.as_deref()).await?;
     Ok(Json(show_page(&view, T::KIND, page)))
 }
 
@@ -462,8 +495,7 @@ pub(crate) async fn move_to<T: Tenant>(
             ApiError::precondition(format!("{} {id} is being deleted", title(T::KIND))).into(),
         );
     }
-    let there = st.store.list::<T>(Some(destination)).await?;
-    check_unique_name(&there, &x.meta().name, title(T::KIND))?;
+    check_unique_name::<T>(st, destination, &x.meta().name, Some(id)).await?;
     x.meta_mut().folder_id = destination.to_string();
     let description = format!("Move {}", title(T::KIND));
     write_one(st, who, &view, &x, &description, Action::Update, vec![]).await
@@ -537,16 +569,23 @@ pub(crate) fn not_found(kind: &str, id: &str) -> AppError {
 }
 
 /// Name unique among a folder's resources of one kind.
-pub(crate) fn check_unique_name<T: Document>(
-    existing: &[T],
+/// Name unique among a folder's resources of one kind (`this` does not clash with
+/// itself). Looked up by index, not by reading the folder.
+pub(crate) async fn check_unique_name<T: Document>(
+    st: &AppState,
+    folder_id: &str,
     name: &str,
-    kind: &str,
+    this: Option<&str>,
 ) -> ApiResult<()> {
-    if !name.is_empty() && existing.iter().any(|e| e.name() == name) {
-        return Err(ApiError::conflict(format!(
-            "a {kind} named {name:?} already exists in this folder"
-        ))
-        .into());
+    if name.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    match st.store.id_by_name::<T>(folder_id, name).await? {
+        Some(id) if Some(id.as_str()) != this => Err(ApiError::conflict(format!(
+            "a {} named {name:?} already exists in this folder",
+            title(T::KIND)
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }

@@ -263,11 +263,7 @@ pub async fn create(
         None,
     )
     .await?;
-    let in_folder = st
-        .store
-        .list::<RoutingInstance>(Some(&req.folder_id))
-        .await?;
-    check_unique_name(&in_folder, &req.name, "routing instance")?;
+    check_unique_name::<RoutingInstance>(&st, &req.folder_id, &req.name, None).await?;
 
     let ri = RoutingInstance {
         meta: new_meta("ri", req.folder_id, req.name, req.description, req.labels),
@@ -665,11 +661,13 @@ async fn change(
         st.config.max_prefixes_per_instance,
     )?;
     if ri.meta.name != old.meta.name {
-        let others = st
-            .store
-            .list::<RoutingInstance>(Some(&ri.meta.folder_id))
-            .await?;
-        check_unique_name(&others, &ri.meta.name, "routing instance")?;
+        check_unique_name::<RoutingInstance>(
+            st,
+            &ri.meta.folder_id,
+            &ri.meta.name,
+            Some(&ri.meta.id),
+        )
+        .await?;
     }
     let members = check_in_store(
         st,

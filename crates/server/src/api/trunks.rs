@@ -99,7 +99,6 @@ pub async fn create(
         .into_iter()
         .filter(|e| e.point_of_presence_id == req.point_of_presence_id)
         .collect();
-    let trunks = st.store.list::<TrunkConnection>(None).await?;
     let edge = match access_device {
         Some(name) => edges.iter().find(|e| e.name == name).ok_or_else(|| {
             ApiError::field(
@@ -108,22 +107,23 @@ pub async fn create(
             )
         })?,
         // The edge of the PoP that carries the fewest trunks.
-        None => edges
-            .iter()
-            .min_by_key(|e| trunks.iter().filter(|t| t.edge_id == e.id).count())
-            .ok_or_else(|| {
-                ApiError::precondition(format!(
-                    "no edge is registered at point of presence {}",
-                    req.point_of_presence_id
-                ))
-            })?,
+        None => {
+            let mut load = Vec::with_capacity(edges.len());
+            for e in &edges {
+                load.push((st.store.count_children::<TrunkConnection>(&e.id).await?, e));
+            }
+            load.into_iter()
+                .min_by_key(|(n, _)| *n)
+                .map(|(_, e)| e)
+                .ok_or_else(|| {
+                    ApiError::precondition(format!(
+                        "no edge is registered at point of presence {}",
+                        req.point_of_presence_id
+                    ))
+                })?
+        }
     };
-    let in_folder: Vec<TrunkConnection> = trunks
-        .iter()
-        .filter(|t| t.meta.folder_id == req.folder_id)
-        .cloned()
-        .collect();
-    check_unique_name(&in_folder, &req.name, "trunk connection")?;
+    check_unique_name::<TrunkConnection>(&st, &req.folder_id, &req.name, None).await?;
 
     let trunk = TrunkConnection {
         meta: new_meta("tc", req.folder_id, req.name, req.description, req.labels),
@@ -169,11 +169,7 @@ pub async fn update(
         );
     }
     if let Some(n) = req.name.filter(|n| *n != t.meta.name) {
-        let others: Vec<TrunkConnection> = st
-            .store
-            .list::<TrunkConnection>(Some(&t.meta.folder_id))
-            .await?;
-        check_unique_name(&others, &n, "trunk connection")?;
+        check_unique_name::<TrunkConnection>(&st, &t.meta.folder_id, &n, Some(&t.meta.id)).await?;
         t.meta.name = n;
     }
     if let Some(d) = req.description {
