@@ -38,6 +38,12 @@ pub struct InstanceParams {
     pub max_prefixes: u32,
     pub max_prefix_action: MaxPrefixAction,
     pub max_prefix_idle: Duration,
+    /// Announced to every customer unconditionally (a public connection's cloud
+    /// services); VPC prefixes, by contrast, only while the fabric covers them.
+    pub announce: Vec<Ipv4Net>,
+    /// When set, a customer's routes are accepted only inside these (a public
+    /// connection's registered prefixes).
+    pub accept_only: Option<Vec<Ipv4Net>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +329,7 @@ impl Instance {
                 // The full table, then End-of-RIB.
                 let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
                 all.extend(self.params.vpc_prefixes.iter().copied());
+                all.extend(self.params.announce.iter().copied());
                 let mut out = Vec::new();
                 self.export_to(peer, &all, true, &mut out);
                 out
@@ -447,6 +454,7 @@ impl Instance {
             local_asn: self.params.local_asn,
             peer_asn: p.spec.asn,
             vpc_prefixes: &self.params.vpc_prefixes,
+            accept_only: self.params.accept_only.as_deref(),
         };
         policy::import(&cx, n, attrs)
     }
@@ -552,11 +560,13 @@ impl Instance {
         let p = &self.peers[&peer];
         match p.spec.role {
             Role::Customer => {
-                // Only the VPC prefixes, only while the fabric has a route inside them.
-                let covered = self.params.vpc_prefixes.contains(n)
-                    && self.rib.iter().any(|(q, paths)| {
-                        n.contains(q) && paths.first().is_some_and(|b| b.role == Role::Fabric)
-                    });
+                // The public services, always; the VPC prefixes only while the fabric has
+                // a route inside them.
+                let covered = self.params.announce.contains(n)
+                    || self.params.vpc_prefixes.contains(n)
+                        && self.rib.iter().any(|(q, paths)| {
+                            n.contains(q) && paths.first().is_some_and(|b| b.role == Role::Fabric)
+                        });
                 covered.then(|| {
                     Arc::new(PathAttrs {
                         origin: Origin::Igp,

@@ -34,6 +34,8 @@ pub enum Reject {
     FirstAs { first: Option<u32>, peer: u32 },
     /// The UPDATE was malformed and RFC 7606 turned it into a withdrawal.
     Malformed,
+    /// Outside the prefixes registered for this (public) connection.
+    NotRegistered,
 }
 
 impl fmt::Display for Reject {
@@ -52,6 +54,9 @@ impl fmt::Display for Reject {
                 write!(f, "AS_PATH does not start with the peer's {peer}")
             }
             Reject::Malformed => write!(f, "malformed UPDATE (treat-as-withdraw)"),
+            Reject::NotRegistered => {
+                write!(f, "not among the prefixes registered for this connection")
+            }
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct ImportContext<'a> {
     pub local_asn: u32,
     pub peer_asn: u32,
     pub vpc_prefixes: &'a [Ipv4Net],
+    /// Only routes inside these are accepted from a customer, when set.
+    pub accept_only: Option<&'a [Ipv4Net]>,
 }
 
 /// Whether a customer may route `prefix` toward its side, by BGP or by a static route:
@@ -133,7 +140,15 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
         });
     }
     match cx.role {
-        Role::Customer => customer_prefix(cx.vpc_prefixes, prefix),
+        Role::Customer => {
+            customer_prefix(cx.vpc_prefixes, prefix)?;
+            match cx.accept_only {
+                Some(allowed) if !allowed.iter().any(|a| a.contains(prefix)) => {
+                    Err(Reject::NotRegistered)
+                }
+                _ => Ok(()),
+            }
+        }
         Role::Fabric => {
             if cx.vpc_prefixes.iter().any(|v| v.contains(prefix)) {
                 Ok(())
@@ -168,6 +183,7 @@ mod tests {
             local_asn: 200_350,
             peer_asn: 65001,
             vpc_prefixes: vpc,
+            accept_only: None,
         }
     }
 
@@ -268,6 +284,7 @@ mod tests {
             local_asn: 200_350,
             peer_asn: 200_350,
             vpc_prefixes: &vpc,
+            accept_only: None,
         };
         let ibgp_path = PathAttrs::default();
         assert_eq!(import(&cx, &n("10.128.0.0/16"), &ibgp_path), Ok(()));

@@ -122,6 +122,8 @@ async fn start(
         max_prefixes,
         max_prefix_action: MaxPrefixAction::Teardown,
         max_prefix_idle: Duration::from_secs(1800),
+        announce: vec![],
+        accept_only: None,
     };
     init_tracing();
     let h = spawn_instance(

@@ -52,6 +52,9 @@ pub struct Instance {
     nl: Netlink,
     bgp: InstanceHandle,
     vpc_prefixes: Vec<Ipv4Net>,
+    /// What the speaker was started with and cannot change while running: announced
+    /// services and accepted prefixes (of a public connection).
+    fixed: (Vec<Ipv4Net>, Option<Vec<Ipv4Net>>),
     peers: BTreeMap<String, (PeerId, PeerConfig)>,
     routes_task: JoinHandle<()>,
     route_error: Arc<Mutex<Option<String>>>,
@@ -63,7 +66,7 @@ impl Instance {
         id: &str,
         ns: &str,
         cfg: &EdgeConfig,
-        vpc: &[Ipv4Net],
+        ic: &InstanceConfig,
     ) -> Result<Instance, String> {
         netns::add(ns).map_err(|e| e.to_string())?;
         netns::sysctl(Some(ns), "net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
@@ -71,7 +74,7 @@ impl Instance {
         if let Ok(Some(lo)) = nl.link("lo").await {
             nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
         }
-        let params = params(&cfg.bgp, cfg.local_asn, vpc.to_vec());
+        let params = params(&cfg.bgp, cfg.local_asn, ic);
         let ns_name = ns.to_string();
         let sockets: cic_bgp::driver::SocketFactory =
             Arc::new(move || netns::tcp_socket(Some(&ns_name)));
@@ -96,11 +99,17 @@ impl Instance {
             ns: ns.to_string(),
             nl,
             bgp,
-            vpc_prefixes: vpc.to_vec(),
+            vpc_prefixes: ic.vpc_prefixes.clone(),
+            fixed: (ic.announce.clone(), ic.accept_only.clone()),
             peers: BTreeMap::new(),
             routes_task,
             route_error,
         })
+    }
+
+    /// Whether `ic` needs a new speaker (its fixed policy changed).
+    pub fn needs_restart(&self, ic: &InstanceConfig) -> bool {
+        self.fixed != (ic.announce.clone(), ic.accept_only.clone())
     }
 
     pub fn status(&self) -> watch::Receiver<cic_bgp::driver::InstanceStatus> {
@@ -348,11 +357,13 @@ fn err(id: &str, message: String) -> ResourceError {
     }
 }
 
-fn params(bgp: &BgpSettings, local_asn: u32, vpc: Vec<Ipv4Net>) -> InstanceParams {
+fn params(bgp: &BgpSettings, local_asn: u32, ic: &InstanceConfig) -> InstanceParams {
     use cic_model::edge::MaxPrefixAction as M;
     InstanceParams {
         local_asn,
-        vpc_prefixes: vpc,
+        vpc_prefixes: ic.vpc_prefixes.clone(),
+        announce: ic.announce.clone(),
+        accept_only: ic.accept_only.clone(),
         max_prefixes: bgp.max_prefixes,
         max_prefix_action: match bgp.max_prefix_action {
             M::Teardown => MaxPrefixAction::Teardown,

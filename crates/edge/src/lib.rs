@@ -241,8 +241,17 @@ impl Agent {
         }
 
         for ic in &cfg.instances {
+            if st
+                .instances
+                .get(&ic.id)
+                .is_some_and(|i| i.needs_restart(ic))
+                && let Some(i) = st.instances.remove(&ic.id)
+            {
+                info!(instance = %ic.id, "announced or accepted prefixes changed: restarting its speaker");
+                i.stop().await;
+            }
             if !st.instances.contains_key(&ic.id) {
-                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, &ic.vpc_prefixes).await {
+                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await {
                     Ok(i) => {
                         st.instances.insert(ic.id.clone(), i);
                     }

@@ -73,6 +73,15 @@ pub struct InstanceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricAttachment>,
     pub connections: Vec<ConnectionConfig>,
+    /// Announced to the customer unconditionally: a public connection's service /32s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub announce: Vec<Ipv4Net>,
+    /// When set, only customer routes inside these are accepted: a public connection's
+    /// registered prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub accept_only: Option<Vec<Ipv4Net>>,
 }
 
 /// The segment between a routing instance's namespace on this edge and the fabric router.

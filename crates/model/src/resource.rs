@@ -374,6 +374,65 @@ pub struct PrivateConnection {
 }
 
 // ---------------------------------------------------------------------------------------
+// Public connections and the cloud services they reach
+
+/// A cloud service reachable over public connections (operator catalog), keyed by the
+/// modelled API's service type, e.g. `CLOUD_SERVICE_S3`, with the /32s it answers on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudService {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[schemars(with = "Vec<String>")]
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePublicConnectionRequest {
+    pub folder_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub trunk_connection_id: String,
+    #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
+    pub vlan_id: u32,
+    pub ipv4_peering: Ipv4PeeringSpec,
+    pub ipv4_allowed_service_types: Vec<String>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ipv4_peer_announced_prefixes: Vec<Ipv4Net>,
+}
+
+/// A VLAN on a trunk to the cloud's public services: the cloud announces the /32s of the
+/// allowed services, and accepts the customer's public prefixes listed here (only those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicConnection {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub trunk_connection_id: String,
+    #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
+    pub vlan_id: u16,
+    pub ipv4_peering: Ipv4Peering,
+    pub ipv4_allowed_service_types: Vec<String>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ipv4_peer_announced_prefixes: Vec<Ipv4Net>,
+    /// Live BGP state as last reported by the edge (output, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::edge::SessionStatus>,
+}
+
+// ---------------------------------------------------------------------------------------
 // Routing instances (Cloud Router)
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -148,13 +148,6 @@ pub fn peering(
     cloud_ip: Ipv4Addr,
 ) -> ApiResult<()> {
     let sf = format!("{field}.peeringSubnet");
-    if !matches!(subnet.prefix_len(), 30 | 31) {
-        return Err(ApiError::field(
-            &sf,
-            format!("{subnet} must be a /30 or a /31"),
-        ));
-    }
-    canonical(&sf, subnet)?;
     if !PEERING_RANGES.iter().any(|r| net(r).contains(subnet)) {
         return Err(ApiError::field(
             &sf,
@@ -163,6 +156,73 @@ pub fn peering(
             ),
         ));
     }
+    peering_hosts(field, subnet, peer_ip, cloud_ip)
+}
+
+/// A public connection's peering: the same shape, on public addresses (it carries
+/// Internet-routable traffic to the cloud's public services).
+pub fn public_peering(
+    field: &str,
+    subnet: &Ipv4Net,
+    peer_ip: Ipv4Addr,
+    cloud_ip: Ipv4Addr,
+) -> ApiResult<()> {
+    public_prefix(&format!("{field}.peeringSubnet"), subnet)?;
+    peering_hosts(field, subnet, peer_ip, cloud_ip)
+}
+
+/// Not private, shared, loopback, link-local, documentation, multicast or reserved space.
+pub fn public_prefix(field: &str, p: &Ipv4Net) -> ApiResult<()> {
+    const NOT_PUBLIC: [&str; 13] = [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/3",
+    ];
+    canonical(field, p)?;
+    if p.prefix_len() < 8 {
+        return Err(ApiError::field(
+            field,
+            format!("{p} is too wide for one customer (at most /8)"),
+        ));
+    }
+    if let Some(r) = NOT_PUBLIC
+        .iter()
+        .map(|r| net(r))
+        .find(|r| r.contains(p) || p.contains(r))
+    {
+        return Err(ApiError::field(
+            field,
+            format!("{p} overlaps {r}, which is not public address space"),
+        ));
+    }
+    Ok(())
+}
+
+/// /30 or /31, canonical; `peerIp` and `cloudIp` distinct usable hosts of it.
+fn peering_hosts(
+    field: &str,
+    subnet: &Ipv4Net,
+    peer_ip: Ipv4Addr,
+    cloud_ip: Ipv4Addr,
+) -> ApiResult<()> {
+    let sf = format!("{field}.peeringSubnet");
+    if !matches!(subnet.prefix_len(), 30 | 31) {
+        return Err(ApiError::field(
+            &sf,
+            format!("{subnet} must be a /30 or a /31"),
+        ));
+    }
+    canonical(&sf, subnet)?;
     for (name, ip) in [("peerIp", peer_ip), ("cloudIp", cloud_ip)] {
         let f = format!("{field}.{name}");
         if !subnet.contains(&ip) {

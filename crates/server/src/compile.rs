@@ -7,7 +7,10 @@ use cic_model::edge::{
     Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, InstanceConfig,
     TrunkConfig,
 };
-use cic_model::resource::{Edge, PrivateConnection, RoutingInstance, Status, TrunkConnection};
+use cic_model::resource::{
+    CloudService, Edge, PrivateConnection, PublicConnection, RoutingInstance, Status,
+    TrunkConnection,
+};
 use cic_store::FabricSlot;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
@@ -20,6 +23,8 @@ pub struct Snapshot {
     pub connections: Vec<PrivateConnection>,
     pub routing_instances: Vec<RoutingInstance>,
     pub slots: Vec<FabricSlot>,
+    pub public_connections: Vec<PublicConnection>,
+    pub services: Vec<CloudService>,
 }
 
 /// Operator settings that shape every edge's config.
@@ -28,6 +33,7 @@ pub struct Settings {
     pub cloud_asn: u32,
     pub bgp: BgpSettings,
     pub peering_mtu: u32,
+    pub public_peering_mtu: u32,
 }
 
 fn live<S>(status: Status, x: S) -> Option<S> {
@@ -142,6 +148,8 @@ pub fn compile(
             vpc_prefixes: ri.prefixes(),
             fabric,
             connections: members.into_iter().map(conn_config).collect(),
+            announce: vec![],
+            accept_only: None,
         });
     }
     // A connection in no routing instance still gets its own namespace and BGP session.
@@ -155,6 +163,43 @@ pub fn compile(
             vpc_prefixes: vec![],
             fabric: None,
             connections: vec![conn_config(c)],
+            announce: vec![],
+            accept_only: None,
+        });
+    }
+    // A public connection: its own namespace and session; the cloud announces the
+    // allowed services' /32s and accepts only the customer's registered prefixes.
+    for p in snap
+        .public_connections
+        .iter()
+        .filter_map(|p| live(p.meta.status, p))
+        .filter(|p| trunks.contains_key(p.trunk_connection_id.as_str()))
+    {
+        let announce: BTreeSet<Ipv4Net> = snap
+            .services
+            .iter()
+            .filter(|s| p.ipv4_allowed_service_types.contains(&s.id))
+            .flat_map(|s| s.prefixes.iter().copied())
+            .collect();
+        instances.push(InstanceConfig {
+            id: p.meta.id.clone(),
+            routing_instance_id: None,
+            vpc_prefixes: vec![],
+            fabric: None,
+            connections: vec![ConnectionConfig {
+                id: p.meta.id.clone(),
+                trunk_id: p.trunk_connection_id.clone(),
+                vlan_id: p.vlan_id,
+                subnet: p.ipv4_peering.peering_subnet,
+                cloud_ip: p.ipv4_peering.cloud_ip,
+                peer_ip: p.ipv4_peering.peer_ip,
+                peer_asn: p.ipv4_peering.peer_bgp_asn,
+                md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
+                mtu: settings.public_peering_mtu,
+                static_routes: vec![],
+            }],
+            announce: announce.into_iter().collect(),
+            accept_only: Some(p.ipv4_peer_announced_prefixes.clone()),
         });
     }
     Some(EdgeConfig {
@@ -324,6 +369,7 @@ mod tests {
                 routing_instance_id: "ri1".into(),
                 slot: 3,
             }],
+            ..Default::default()
         }
     }
 
@@ -332,6 +378,7 @@ mod tests {
             cloud_asn: 200_350,
             bgp: BgpSettings::default(),
             peering_mtu: 8910,
+            public_peering_mtu: 1500,
         }
     }
 

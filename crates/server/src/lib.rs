@@ -26,7 +26,8 @@ use std::time::Duration;
 use axum::Router;
 use cic_model::edge::{BgpSettings, EdgeReport};
 use cic_model::resource::{
-    Edge, Operation, PrivateConnection, RoutingInstance, Status, TrunkConnection,
+    CloudService, Edge, Operation, PrivateConnection, PublicConnection, RoutingInstance, Status,
+    TrunkConnection,
 };
 use cic_model::{ApiError, Code};
 use cic_store::{Action, FabricSlot, Pending, Store};
@@ -163,6 +164,7 @@ impl AppState {
             cloud_asn: self.config.cloud_asn,
             bgp: self.config.bgp.clone(),
             peering_mtu: self.config.peering_mtu,
+            public_peering_mtu: self.config.public_peering_mtu,
         }
     }
 
@@ -173,6 +175,8 @@ impl AppState {
             connections: self.store.list::<PrivateConnection>(None).await?,
             routing_instances: self.store.list::<RoutingInstance>(None).await?,
             slots: self.store.list::<FabricSlot>(None).await?,
+            public_connections: self.store.list::<PublicConnection>(None).await?,
+            services: self.store.list::<CloudService>(None).await?,
         })
     }
 
@@ -253,6 +257,7 @@ enum Finish {
     Nothing,
     Trunk(Box<TrunkConnection>, Action),
     Connection(Box<PrivateConnection>, Action),
+    Public(Box<PublicConnection>, Action),
     Instance(Box<RoutingInstance>, Action, Vec<FabricSlot>),
 }
 
@@ -265,6 +270,10 @@ impl Finish {
             },
             "privateConnection" => match store.get::<PrivateConnection>(&p.resource_id).await? {
                 Some(r) => Finish::Connection(Box::new(r), p.action),
+                None => Finish::Nothing,
+            },
+            "publicConnection" => match store.get::<PublicConnection>(&p.resource_id).await? {
+                Some(r) => Finish::Public(Box::new(r), p.action),
                 None => Finish::Nothing,
             },
             "routingInstance" => match store.get::<RoutingInstance>(&p.resource_id).await? {
@@ -300,6 +309,7 @@ impl Finish {
             Finish::Nothing => serde_json::json!({}),
             Finish::Trunk(r, a) => end!(TrunkConnection, r, a),
             Finish::Connection(r, a) => end!(PrivateConnection, r, a),
+            Finish::Public(r, a) => end!(PublicConnection, r, a),
             Finish::Instance(r, a, slots) => {
                 if a == Action::Delete {
                     for s in slots {

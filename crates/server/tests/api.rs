@@ -1705,3 +1705,248 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
         .await;
     assert_eq!(statics(&cfg), Value::Null, "no static routes left");
 }
+
+#[tokio::test]
+async fn public_connections_are_the_operators_to_make_and_announce_the_catalogued_services() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let editor = h.user("ann", "f1", "editor").await;
+    let viewer = h.user("vic", "f1", "viewer").await;
+
+    // The catalogue: the operator's; everyone reads it.
+    let s3 = json!({"id": "CLOUD_SERVICE_S3", "name": "Object Storage",
+                    "prefixes": ["213.180.193.243/32", "213.180.204.183/32"]});
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/cic/v1/cloudServices",
+            Some(&editor),
+            Some(s3.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (bad, msg) in [
+        (
+            json!({"id": "s3", "prefixes": ["213.180.193.243/32"]}),
+            "is not a service type",
+        ),
+        (
+            json!({"id": "CLOUD_SERVICE_X", "prefixes": ["10.0.0.1/32"]}),
+            "prefixes[0]: 10.0.0.1/32 overlaps 10.0.0.0/8",
+        ),
+        (
+            json!({"id": "CLOUD_SERVICE_X", "prefixes": []}),
+            "prefixes: must hold",
+        ),
+    ] {
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/cloudServices", Some(bad))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(err_message(&v).contains(msg), "{v}");
+    }
+    h.ok(Method::POST, "/cic/v1/cloudServices", s3).await;
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_MONITORING", "prefixes": ["84.201.181.26/32"]}),
+    )
+    .await;
+    let (s, v) = h
+        .call(Method::GET, "/cic/v1/cloudServices", Some(&viewer), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["cloudServices"].as_array().map(Vec::len), Some(2));
+
+    let body = json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+        "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1", "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+        "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+        "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]});
+    // Customers cannot make them, not even editors.
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/cic/v1/publicConnections",
+            Some(&editor),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Each rule refuses and stores nothing.
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = body.clone();
+        f(&mut b);
+        b
+    };
+    h.connection(
+        &trunk,
+        301,
+        "169.254.101.0/30",
+        "169.254.101.2",
+        "169.254.101.1",
+    )
+    .await;
+    let cases = [
+        (
+            with(&|b| b["ipv4Peering"]["peeringSubnet"] = json!("10.0.0.0/31")),
+            StatusCode::BAD_REQUEST,
+            "ipv4Peering.peeringSubnet: 10.0.0.0/31 overlaps 10.0.0.0/8, which is not public address space",
+        ),
+        (
+            with(&|b| b["ipv4AllowedServiceTypes"] = json!(["CLOUD_SERVICE_NOPE"])),
+            StatusCode::BAD_REQUEST,
+            "ipv4AllowedServiceTypes[0]",
+        ),
+        (
+            with(&|b| b["ipv4AllowedServiceTypes"] = json!([])),
+            StatusCode::BAD_REQUEST,
+            "ipv4AllowedServiceTypes: names no service",
+        ),
+        (
+            with(&|b| b["ipv4PeerAnnouncedPrefixes"] = json!(["192.168.0.0/16"])),
+            StatusCode::BAD_REQUEST,
+            "ipv4PeerAnnouncedPrefixes[0]",
+        ),
+        (
+            with(&|b| b["vlanId"] = json!("301")),
+            StatusCode::CONFLICT,
+            "VLAN 301 is already used on trunk",
+        ),
+        (
+            with(&|b| b["vlanId"] = json!("4095")),
+            StatusCode::BAD_REQUEST,
+            "vlanId",
+        ),
+    ];
+    for (b, want, msg) in cases {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/publicConnections", Some(b))
+            .await;
+        assert_eq!(s, want, "{msg}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{:?} should contain {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "{msg}: nothing written");
+    }
+
+    let op = h
+        .ok(Method::POST, "/cic/v1/publicConnections", body.clone())
+        .await;
+    let id = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(op["done"], false, "the edge applies it");
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let inst = cfg["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .expect("the public connection's own instance")
+        .clone();
+    assert_eq!(
+        inst["announce"],
+        json!(["213.180.193.243/32", "213.180.204.183/32"])
+    );
+    assert_eq!(inst["acceptOnly"], json!(["5.45.192.0/22"]));
+    assert_eq!(inst["connections"][0]["mtu"], 1500);
+    assert_eq!(inst["connections"][0]["vlanId"], 300);
+    h.report(&edge, h.revision().await, json!([])).await;
+    // The customer reads it; may not delete it.
+    let path = format!("/cic/v1/publicConnections/{id}");
+    let (s, v) = h.call(Method::GET, &path, Some(&viewer), None).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("ACTIVE")),
+        "{v}"
+    );
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/publicConnections?folderId=f1",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(v["publicConnections"][0]["id"], id.as_str(), "{s} {v}");
+    let (_, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/trunkConnections/{trunk}/publicConnections"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(v["publicConnections"][0]["id"], id.as_str());
+    let (s, _) = h.call(Method::DELETE, &path, Some(&editor), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let other = h.user("olga", "f2", "admin").await;
+    let (s, _) = h.call(Method::GET, &path, Some(&other), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another folder cannot see it");
+
+    // A service in use stays; so does a trunk that carries it.
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            "/cic/v1/cloudServices/CLOUD_SERVICE_S3",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/trunkConnections/{trunk}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // New prefixes of a service reach the edge.
+    h.ok(
+        Method::PUT,
+        "/cic/v1/cloudServices/CLOUD_SERVICE_S3",
+        json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.243/32"]}),
+    )
+    .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert!(
+        cfg.to_string()
+            .contains(r#""announce":["213.180.193.243/32"]"#),
+        "{cfg}"
+    );
+
+    // The quota of public connections per trunk (5).
+    for v in 302..306 {
+        let mut b = body.clone();
+        b["vlanId"] = json!(v.to_string());
+        b["name"] = json!(format!("pub{v}"));
+        h.ok(Method::POST, "/cic/v1/publicConnections", b).await;
+    }
+    let mut b = body.clone();
+    b["vlanId"] = json!("310");
+    b["name"] = json!("pub310");
+    let (s, v) = h
+        .admin(Method::POST, "/cic/v1/publicConnections", Some(b))
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(
+        err_message(&v).contains("5 public connections (quota)"),
+        "{v}"
+    );
+
+    // The operator deletes it; the edge applies; it is gone.
+    let op = h.ok(Method::DELETE, &path, json!({})).await;
+    assert_eq!(op["done"], false);
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (s, _) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -13,7 +13,8 @@ use sqlx::{AnyPool, Row};
 use cic_model::edge::EdgeReport;
 use cic_model::iam::{ApiKey, Folder, FolderAccess};
 use cic_model::resource::{
-    Edge, Operation, PointOfPresence, PrivateConnection, RoutingInstance, TrunkConnection,
+    CloudService, Edge, Operation, PointOfPresence, PrivateConnection, PublicConnection,
+    RoutingInstance, TrunkConnection,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +122,18 @@ tenant_document!(TrunkConnection, "trunkConnection", |t| &t.edge_id);
 tenant_document!(PrivateConnection, "privateConnection", |c| &c
     .trunk_connection_id);
 tenant_document!(RoutingInstance, "routingInstance");
+tenant_document!(PublicConnection, "publicConnection", |c| &c
+    .trunk_connection_id);
+
+impl Document for CloudService {
+    const KIND: &'static str = "cloudService";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 
 /// The fabric segment slot of a routing instance on an edge (VNI and /31 derive from it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

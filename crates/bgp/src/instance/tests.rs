@@ -17,6 +17,8 @@ fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
         max_prefixes: max,
         max_prefix_action: action,
         max_prefix_idle: Duration::from_secs(1800),
+        announce: vec![],
+        accept_only: None,
     }
 }
 
@@ -642,4 +644,60 @@ fn static_routes_of_the_fabric_or_an_unknown_peer_are_ignored() {
     );
     assert_eq!(l.i.set_static_routes(999, &[n("192.168.1.0/24")]), vec![]);
     assert!(l.i.kernel_routes().is_empty());
+}
+
+#[test]
+fn a_public_instance_announces_its_services_always_and_accepts_only_registered_prefixes() {
+    let mut p = params(500, MaxPrefixAction::Teardown);
+    p.vpc_prefixes = vec![];
+    p.announce = vec![n("213.180.193.243/32"), n("84.201.181.26/32")];
+    p.accept_only = Some(vec![n("198.18.0.0/24"), n("5.45.192.0/22")]);
+    let mut i = Instance::new(p);
+    let c = i.add_peer(PeerSpec {
+        name: "pub".into(),
+        role: Role::Customer,
+        address: a("5.45.200.2"),
+        local_address: a("5.45.200.1"),
+        asn: 65001,
+    });
+    let out = i.handle(Event::PeerUp {
+        peer: c,
+        negotiated: negotiated(65001, "5.45.200.2"),
+    });
+    let (mut ann, _) = sent_to(&out, c);
+    ann.sort();
+    assert_eq!(
+        ann,
+        vec![n("84.201.181.26/32"), n("213.180.193.243/32")],
+        "no fabric needed for the services"
+    );
+    let out = i.handle(Event::Update {
+        peer: c,
+        update: announce(
+            &[65001],
+            "5.45.200.2",
+            &["5.45.196.0/24", "5.45.194.0/24", "5.45.192.0/22"],
+        ),
+    });
+    assert_eq!(
+        routes(&out),
+        vec![
+            RouteChange::Replace {
+                prefix: n("5.45.192.0/22"),
+                nexthops: vec![a("5.45.200.2")]
+            },
+            RouteChange::Replace {
+                prefix: n("5.45.194.0/24"),
+                nexthops: vec![a("5.45.200.2")]
+            },
+        ],
+        "inside the registered /22, and nothing else"
+    );
+    assert_eq!(
+        i.rejected(c),
+        vec![(
+            n("5.45.196.0/24"),
+            "not among the prefixes registered for this connection".into()
+        )]
+    );
 }

@@ -47,15 +47,17 @@ fn check_spec(
     Ok(vlan)
 }
 
-/// Where a connection goes: its trunk (in `folder`), a VLAN free on it, room in the
-/// trunk's quota, and no VNI clash on the edge's overlay port. `this` is the connection
-/// being changed, which does not conflict with itself. Run under the write lock.
-async fn check_placement(
+/// Where a connection goes: its trunk (in `folder`), a VLAN free on it (among private
+/// and public connections), room in the trunk's quota of that kind, and no VNI clash on
+/// the edge's overlay port. `this` is the connection being changed, which does not
+/// conflict with itself. Run under the write lock.
+pub(crate) async fn check_placement(
     st: &AppState,
     folder: &str,
     trunk_id: &str,
     vlan: u16,
     this: Option<&str>,
+    public: bool,
 ) -> ApiResult<TrunkConnection> {
     validate::id_ref("trunkConnectionId", trunk_id)?;
     // A trunk of another folder is reported as missing, whether or not the caller could
@@ -74,27 +76,37 @@ async fn check_placement(
     }
     // By index: the trunk's connections, and those of the edge's other overlay trunks on
     // the same UDP port — never every connection there is.
-    let on_trunk: Vec<PrivateConnection> = st
-        .store
-        .children::<PrivateConnection>(&trunk.meta.id)
-        .await?
-        .into_iter()
-        .filter(|c| Some(c.meta.id.as_str()) != this)
-        .collect();
-    if let Some(c) = on_trunk.iter().find(|c| c.vlan_id == vlan) {
+    let (private, public_ones) = vlans_on(st, &trunk.meta.id, this).await?;
+    if let Some((_, kind, c)) = private
+        .iter()
+        .chain(&public_ones)
+        .find(|(v, _, _)| *v == vlan)
+    {
         return Err(ApiError::conflict(format!(
-            "VLAN {vlan} is already used on trunk {} by private connection {}",
-            trunk.meta.id, c.meta.id
+            "VLAN {vlan} is already used on trunk {} by {kind} {c}",
+            trunk.meta.id
         ))
         .into());
     }
-    if on_trunk.len() >= st.config.max_connections_per_trunk {
+    let (held, quota, kind) = if public {
+        (
+            public_ones.len(),
+            st.config.max_public_connections_per_trunk,
+            "public",
+        )
+    } else {
+        (
+            private.len(),
+            st.config.max_connections_per_trunk,
+            "private",
+        )
+    };
+    if held >= quota {
         return Err(ApiError::new(
             Code::ResourceExhausted,
             format!(
-                "trunk {} already has {} private connections (quota)",
-                trunk.meta.id,
-                on_trunk.len()
+                "trunk {} already has {held} {kind} connections (quota)",
+                trunk.meta.id
             ),
         )
         .into());
@@ -113,17 +125,12 @@ async fn check_placement(
                         .is_some_and(|x| x.udp_port == o.udp_port)
             });
         for t in same_port {
-            let clash = st
-                .store
-                .children::<PrivateConnection>(&t.meta.id)
-                .await?
-                .into_iter()
-                .find(|c| c.vlan_id == vlan && Some(c.meta.id.as_str()) != this);
-            if let Some(c) = clash {
+            let (a, b) = vlans_on(st, &t.meta.id, this).await?;
+            if let Some((_, _, c)) = a.iter().chain(&b).find(|(v, _, _)| *v == vlan) {
                 return Err(ApiError::conflict(format!(
                     "VLAN {vlan} is already carried as VXLAN VNI {vlan} on UDP port {} of this edge (private connection {}); \
                      overlay trunks of one edge need distinct VLAN ids per UDP port",
-                    o.udp_port, c.meta.id
+                    o.udp_port, c
                 ))
                 .into());
             }
@@ -258,7 +265,31 @@ pub(super) async fn static_routes(
     .await
 }
 
-fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
+/// The VLANs used on a trunk: (vlan, kind, id) of its private and its public connections,
+/// leaving out `this`.
+type Vlans = Vec<(u16, &'static str, String)>;
+async fn vlans_on(st: &AppState, trunk: &str, this: Option<&str>) -> ApiResult<(Vlans, Vlans)> {
+    let mine = |id: &str| Some(id) == this;
+    let private = st
+        .store
+        .children::<PrivateConnection>(trunk)
+        .await?
+        .into_iter()
+        .filter(|c| !mine(&c.meta.id))
+        .map(|c| (c.vlan_id, "private connection", c.meta.id))
+        .collect();
+    let public = st
+        .store
+        .children::<cic_model::resource::PublicConnection>(trunk)
+        .await?
+        .into_iter()
+        .filter(|c| !mine(&c.meta.id))
+        .map(|c| (c.vlan_id, "public connection", c.meta.id))
+        .collect();
+    Ok((private, public))
+}
+
+pub(crate) fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
     Ipv4Peering {
         peering_subnet: p.peering_subnet,
         peer_ip: p.peer_ip,
@@ -280,7 +311,15 @@ pub async fn create(
     let vlan = check_spec(&st, req.vlan_id, &req.ipv4_peering, &req.ipv4_static_routes)?;
 
     let _w = st.lock_writes().await?;
-    let trunk = check_placement(&st, &req.folder_id, &req.trunk_connection_id, vlan, None).await?;
+    let trunk = check_placement(
+        &st,
+        &req.folder_id,
+        &req.trunk_connection_id,
+        vlan,
+        None,
+        false,
+    )
+    .await?;
     check_unique_name::<PrivateConnection>(&st, &req.folder_id, &req.name, None).await?;
 
     let pc = PrivateConnection {
@@ -401,7 +440,8 @@ pub async fn update(
         ))
         .into());
     }
-    let new_trunk = check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id)).await?;
+    let new_trunk =
+        check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id), false).await?;
     check_statics_in_instance(&st, &id, &pc.ipv4_static_routes).await?;
     if let Some(n) = req.name.filter(|n| *n != old.meta.name) {
         check_unique_name::<PrivateConnection>(&st, &old.meta.folder_id, &n, Some(&id)).await?;

@@ -260,7 +260,11 @@ pub async fn delete(
     let f = Some(id.as_str());
     let held = st.store.list::<TrunkConnection>(f).await?.len()
         + st.store.list::<PrivateConnection>(f).await?.len()
-        + st.store.list::<RoutingInstance>(f).await?.len();
+        + st.store.list::<RoutingInstance>(f).await?.len()
+        + st.store
+            .list::<cic_model::resource::PublicConnection>(f)
+            .await?
+            .len();
     if held > 0 {
         return Err(ApiError::precondition(format!(
             "folder {id:?} still holds {held} resources; delete them first"

@@ -5,6 +5,7 @@ mod connections;
 mod folders;
 pub mod idempotency;
 pub(crate) mod operations;
+mod public;
 mod routing;
 mod spec;
 mod sync;
@@ -305,6 +306,8 @@ pub(crate) fn title(kind: &str) -> &str {
         "trunkConnection" => "trunk connection",
         "privateConnection" => "private connection",
         "routingInstance" => "routing instance",
+        "publicConnection" => "public connection",
+        "cloudService" => "cloud service",
         other => other,
     }
 }
@@ -379,6 +382,8 @@ pub(crate) fn list_key(kind: &str) -> &'static str {
         "trunkConnection" => "trunkConnections",
         "privateConnection" => "privateConnections",
         "routingInstance" => "routingInstances",
+        "publicConnection" => "publicConnections",
+        "cloudService" => "cloudServices",
         "pointOfPresence" => "pointOfPresences",
         "edge" => "edges",
         "folder" => "folders",
@@ -469,7 +474,12 @@ macro_rules! tenant {
         }
     )*};
 }
-tenant!(TrunkConnection, PrivateConnection, RoutingInstance);
+tenant!(
+    TrunkConnection,
+    PrivateConnection,
+    RoutingInstance,
+    cic_model::resource::PublicConnection
+);
 
 /// Move: the resource goes to another folder. Nothing changes on the edges, so the
 /// operation is done at once. The caller needs editor in both folders.

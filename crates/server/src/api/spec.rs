@@ -19,9 +19,10 @@ use cic_model::iam::{
     UpdateAccessBindingsRequest,
 };
 use cic_model::resource::{
-    CreateEdgeRequest, CreatePrivateConnectionRequest, CreateRoutingInstanceRequest,
-    CreateTrunkConnectionRequest, Edge, EdgeRegistration, Operation, PointOfPresence,
-    PrivateConnection, RoutingInstance, TrunkConnection, UpdateTrunkConnectionRequest,
+    CloudService, CreateEdgeRequest, CreatePrivateConnectionRequest, CreatePublicConnectionRequest,
+    CreateRoutingInstanceRequest, CreateTrunkConnectionRequest, Edge, EdgeRegistration, Operation,
+    PointOfPresence, PrivateConnection, PublicConnection, RoutingInstance, TrunkConnection,
+    UpdateTrunkConnectionRequest,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -29,7 +30,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ListQuery, PageQuery, batch_get, catalog, connections, folders, get_one, list_in_folder,
-    list_operations_of, operations, post_method, routing, sync, trunks,
+    list_operations_of, operations, post_method, public, routing, sync, trunks,
 };
 use crate::AppState;
 
@@ -437,6 +438,113 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .query::<PageQuery>()
         .list::<Operation>("operations"),
+        // Public connections and the service catalogue.
+        ep(
+            "get",
+            "/cic/v1/cloudServices",
+            "List the cloud services reachable over public connections, with their prefixes",
+            User,
+            get(public::list_services),
+        )
+        .query::<ListQuery>()
+        .list::<CloudService>("cloudServices"),
+        ep(
+            "post",
+            "/cic/v1/cloudServices",
+            "Add a cloud service to the catalogue",
+            Operator,
+            post(public::create_service),
+        )
+        .body::<CloudService>()
+        .returns::<CloudService>(),
+        ep(
+            "get",
+            "/cic/v1/cloudServices/{id}",
+            "Get a cloud service",
+            User,
+            get(public::get_service),
+        )
+        .returns::<CloudService>(),
+        ep(
+            "put",
+            "/cic/v1/cloudServices/{id}",
+            "Replace a cloud service (new prefixes reach the edges at once)",
+            Operator,
+            put(public::replace_service),
+        )
+        .body::<CloudService>()
+        .returns::<CloudService>(),
+        ep(
+            "delete",
+            "/cic/v1/cloudServices/{id}",
+            "Remove a cloud service (refused while a public connection allows it)",
+            Operator,
+            delete(public::delete_service),
+        )
+        .empty(),
+        ep(
+            "get",
+            "/cic/v1/publicConnections",
+            "List public connections of a folder",
+            Viewer,
+            get(list_in_folder::<PublicConnection>),
+        )
+        .query::<ListQuery>()
+        .list::<PublicConnection>("publicConnections"),
+        ep(
+            "post",
+            "/cic/v1/publicConnections",
+            "Create a public connection in a customer's folder",
+            Operator,
+            post(public::create),
+        )
+        .body::<CreatePublicConnectionRequest>(),
+        ep(
+            "get",
+            "/cic/v1/publicConnections/{id}",
+            "Get a public connection with its live BGP state",
+            Viewer,
+            get(public::get),
+        )
+        .returns::<PublicConnection>(),
+        ep(
+            "delete",
+            "/cic/v1/publicConnections/{id}",
+            "Delete a public connection",
+            Operator,
+            delete(public::delete),
+        ),
+        ep(
+            "post",
+            "/cic/v1/publicConnections/{id}",
+            "Methods of a public connection (see the :method paths)",
+            Editor,
+            post(post_method::<PublicConnection>),
+        ),
+        method(
+            "/cic/v1/publicConnections/{id}:move",
+            "Move a public connection to another folder",
+            Editor,
+        )
+        .body::<super::MoveRequest>(),
+        ep(
+            "get",
+            "/cic/v1/publicConnections/{id}/operations",
+            "List the operations of a public connection, newest first",
+            Viewer,
+            get(list_operations_of::<PublicConnection>),
+        )
+        .query::<PageQuery>()
+        .list::<Operation>("operations"),
+        ep(
+            "get",
+            "/cic/v1/trunkConnections/{id}/publicConnections",
+            "List the public connections of a trunk",
+            Viewer,
+            get(public::of_trunk),
+        )
+        .query::<PageQuery>()
+        .list::<PublicConnection>("publicConnections"),
         // Routing instances.
         ep(
             "get",

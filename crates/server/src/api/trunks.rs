@@ -208,16 +208,18 @@ pub async fn delete(
         ))
         .into());
     }
-    if let Some(c) = st
+    let private = st.store.children::<PrivateConnection>(&id).await?;
+    let public = st
         .store
-        .list::<PrivateConnection>(None)
-        .await?
-        .iter()
-        .find(|c| c.trunk_connection_id == id)
+        .children::<cic_model::resource::PublicConnection>(&id)
+        .await?;
+    if let Some((kind, c)) = private
+        .first()
+        .map(|c| ("private", &c.meta.id))
+        .or(public.first().map(|c| ("public", &c.meta.id)))
     {
         return Err(ApiError::precondition(format!(
-            "trunk connection {id} still carries private connection {}",
-            c.meta.id
+            "trunk connection {id} still carries {kind} connection {c}"
         ))
         .into());
     }

@@ -1,0 +1,292 @@
+//! Public connections — a VLAN on a trunk to the cloud's public services — and the
+//! operator's catalogue of those services. The operator creates and deletes public
+//! connections in a customer's folder; the customer reads (and may move) them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use cic_model::resource::{
+    CloudService, CreatePublicConnectionRequest, PublicConnection, Status, TrunkConnection,
+};
+use cic_model::{ApiError, validate};
+use cic_store::{Action, Document};
+use serde_json::Value;
+
+use super::connections::{check_placement, peering_of};
+use super::{
+    ApiQuery, ListQuery, PageQuery, check_meta, check_unique_name, commit, fetch, fetch_for,
+    new_meta, page, show_page, write_one,
+};
+use crate::AppState;
+use crate::access::{Need, View};
+use crate::auth::Principal;
+use crate::error::{ApiJson, ApiResult};
+
+/// Most prefixes a customer may register on one public connection.
+const MAX_ANNOUNCED: usize = 100;
+
+fn check_service(s: &CloudService) -> ApiResult<()> {
+    let ok = (s.id.starts_with("CLOUD_SERVICE_") || s.id.starts_with("CLOUD_SERVICES_"))
+        && s.id.len() <= 64
+        && s.id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(ApiError::field(
+            "id",
+            format!(
+                "{:?} is not a service type (CLOUD_SERVICE_… in capitals, digits and _)",
+                s.id
+            ),
+        )
+        .into());
+    }
+    validate::description("description", &s.description)?;
+    if s.prefixes.is_empty() || s.prefixes.len() > 1000 {
+        return Err(ApiError::field("prefixes", "must hold 1-1000 prefixes").into());
+    }
+    for (i, p) in s.prefixes.iter().enumerate() {
+        validate::public_prefix(&format!("prefixes[{i}]"), p)?;
+    }
+    Ok(())
+}
+
+/// `POST /cic/v1/cloudServices` (operator).
+pub async fn create_service(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(s): ApiJson<CloudService>,
+) -> ApiResult<Json<CloudService>> {
+    who.require_admin()?;
+    check_service(&s)?;
+    let _w = st.lock_writes().await?;
+    if st.store.get::<CloudService>(&s.id).await?.is_some() {
+        return Err(ApiError::conflict(format!("cloud service {} already exists", s.id)).into());
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&s, rev).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(s))
+}
+
+/// `PUT /cic/v1/cloudServices/{id}` (operator): new prefixes reach every public connection
+/// that allows the service at the edges' next sync.
+pub async fn replace_service(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(s): ApiJson<CloudService>,
+) -> ApiResult<Json<CloudService>> {
+    who.require_admin()?;
+    super::same_id("id", Some(&s.id), &id)?;
+    check_service(&s)?;
+    let _w = st.lock_writes().await?;
+    fetch::<CloudService>(&st, &id).await?;
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&s, rev).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(s))
+}
+
+pub async fn list_services(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let page = q.page(st.store.list::<CloudService>(None).await?)?;
+    Ok(Json(show_page(&View::default(), CloudService::KIND, page)))
+}
+
+pub async fn get_service(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CloudService>> {
+    who.require_user()?;
+    Ok(Json(fetch::<CloudService>(&st, &id).await?))
+}
+
+/// `DELETE /cic/v1/cloudServices/{id}` (operator): refused while a public connection
+/// allows it.
+pub async fn delete_service(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.require_admin()?;
+    let _w = st.lock_writes().await?;
+    fetch::<CloudService>(&st, &id).await?;
+    if let Some(p) = st
+        .store
+        .list::<PublicConnection>(None)
+        .await?
+        .into_iter()
+        .find(|p| p.ipv4_allowed_service_types.contains(&id))
+    {
+        return Err(ApiError::precondition(format!(
+            "public connection {} still allows {id}",
+            p.meta.id
+        ))
+        .into());
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.delete::<CloudService>(&id).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `POST /cic/v1/publicConnections` (operator).
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreatePublicConnectionRequest>,
+) -> ApiResult<Json<Value>> {
+    who.require_admin()?;
+    check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    let view = st.access_to_create(&who, &req.folder_id).await?;
+    validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
+    let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
+    let p = &req.ipv4_peering;
+    validate::public_peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+    validate::peer_asn(
+        "ipv4Peering.peerBgpAsn",
+        p.peer_bgp_asn,
+        st.config.cloud_asn,
+    )?;
+    validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
+    if req.ipv4_allowed_service_types.is_empty() {
+        return Err(ApiError::field("ipv4AllowedServiceTypes", "names no service").into());
+    }
+    let announced = &req.ipv4_peer_announced_prefixes;
+    if announced.len() > MAX_ANNOUNCED {
+        return Err(ApiError::field(
+            "ipv4PeerAnnouncedPrefixes",
+            format!("has {}; at most {MAX_ANNOUNCED}", announced.len()),
+        )
+        .into());
+    }
+    for (i, n) in announced.iter().enumerate() {
+        let f = format!("ipv4PeerAnnouncedPrefixes[{i}]");
+        validate::public_prefix(&f, n)?;
+        if announced[..i].contains(n) {
+            return Err(ApiError::field(&f, format!("{n} is listed twice")).into());
+        }
+    }
+
+    let _w = st.lock_writes().await?;
+    for (i, t) in req.ipv4_allowed_service_types.iter().enumerate() {
+        if st.store.get::<CloudService>(t).await?.is_none()
+            || req.ipv4_allowed_service_types[..i].contains(t)
+        {
+            return Err(ApiError::field(
+                &format!("ipv4AllowedServiceTypes[{i}]"),
+                format!("{t:?} is not a service of the catalogue (GET /cic/v1/cloudServices), or is listed twice"),
+            )
+            .into());
+        }
+    }
+    let trunk = check_placement(
+        &st,
+        &req.folder_id,
+        &req.trunk_connection_id,
+        vlan,
+        None,
+        true,
+    )
+    .await?;
+    check_unique_name::<PublicConnection>(&st, &req.folder_id, &req.name, None).await?;
+    let pc = PublicConnection {
+        meta: new_meta("pu", req.folder_id, req.name, req.description, req.labels),
+        trunk_connection_id: trunk.meta.id.clone(),
+        vlan_id: vlan,
+        ipv4_peering: peering_of(&req.ipv4_peering, st.config.cloud_asn),
+        ipv4_allowed_service_types: req.ipv4_allowed_service_types,
+        ipv4_peer_announced_prefixes: req.ipv4_peer_announced_prefixes,
+        bgp: None,
+    };
+    write_one(
+        &st,
+        &who,
+        &view,
+        &pc,
+        "Create public connection",
+        Action::Create,
+        vec![trunk.edge_id],
+    )
+    .await
+}
+
+/// `DELETE /cic/v1/publicConnections/{id}` (operator).
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.require_admin()?;
+    let _w = st.lock_writes().await?;
+    let (mut pc, view) = fetch_for::<PublicConnection>(&st, &who, &id, Need::Write).await?;
+    let edge = st
+        .store
+        .get::<TrunkConnection>(&pc.trunk_connection_id)
+        .await?
+        .map(|t| t.edge_id);
+    pc.meta.status = Status::Deleting;
+    write_one(
+        &st,
+        &who,
+        &view,
+        &pc,
+        "Delete public connection",
+        Action::Delete,
+        edge.into_iter().collect(),
+    )
+    .await
+}
+
+/// Live BGP state from the edge's last report.
+async fn present(st: &AppState, mut pc: PublicConnection) -> ApiResult<PublicConnection> {
+    if let Some(t) = st
+        .store
+        .get::<TrunkConnection>(&pc.trunk_connection_id)
+        .await?
+        && let Some(l) = st.live().await?.get(&t.edge_id)
+    {
+        pc.bgp = l
+            .report
+            .sessions
+            .iter()
+            .find(|s| s.resource_id == pc.meta.id)
+            .cloned();
+    }
+    Ok(pc)
+}
+
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (pc, view) = fetch_for::<PublicConnection>(&st, &who, &id, Need::Read).await?;
+    Ok(Json(view.show(&present(&st, pc).await?)))
+}
+
+/// `GET /cic/v1/trunkConnections/{id}/publicConnections`.
+pub async fn of_trunk(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let (trunk, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Read).await?;
+    let on_trunk = st
+        .store
+        .children::<PublicConnection>(&trunk.meta.id)
+        .await?;
+    let p = page(q.page_size, q.page_token.as_deref(), on_trunk)?;
+    Ok(Json(show_page(&view, PublicConnection::KIND, p)))
+}
