@@ -8,12 +8,15 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoKind, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
     RouteScope, RouteType,
 };
-use rtnetlink::{Handle, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBond, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder};
 
 use crate::{Error, Result, netns};
 
@@ -32,6 +35,8 @@ pub struct Link {
     pub up: bool,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    /// The bond (or bridge) this link is a member of.
+    pub controller: Option<u32>,
 }
 
 /// What kind of link to make for a connection or a fabric segment.
@@ -219,6 +224,70 @@ impl Netlink {
             .execute()
             .await
             .map_err(self.ctx(&format!("create veth {name}")))
+    }
+
+    /// An 802.3ad (LACP) bond named `name` with `ports` as its members, up, in this
+    /// namespace; `alias` marks it as cic's. A bond that exists is left as it is, but
+    /// missing members are added.
+    pub async fn ensure_bond(&self, name: &str, ports: &[String], alias: &str) -> Result<u32> {
+        let bond = match self.link(name).await? {
+            Some(l) => l.index,
+            None => {
+                let msg = LinkBond::new(name)
+                    .mode(BondMode::Ieee8023Ad)
+                    .miimon(100)
+                    .append_info_data(InfoBond::XmitHashPolicy(BondXmitHashPolicy::Layer34))
+                    .append_info_data(InfoBond::AdLacpRate(BondLacpRate::Fast))
+                    .build();
+                self.handle
+                    .link()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(self.ctx(&format!("create bond {name}")))?;
+                let index = self.index_of(name).await?;
+                let msg = LinkUnspec::new_with_index(index)
+                    .append_extra_attribute(LinkAttribute::IfAlias(alias.to_string()))
+                    .build();
+                self.handle
+                    .link()
+                    .set(msg)
+                    .execute()
+                    .await
+                    .map_err(self.ctx(&format!("set alias of {name}")))?;
+                index
+            }
+        };
+        let links = self.links().await?;
+        for p in ports {
+            let port = links
+                .iter()
+                .find(|l| l.name == *p)
+                .ok_or_else(|| Error::NotFound(format!("interface {p}")))?;
+            if port.controller == Some(bond) {
+                continue;
+            }
+            // A port joins a bond while down.
+            let msg = LinkUnspec::new_with_index(port.index).down().build();
+            self.handle
+                .link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(self.ctx(&format!("set {p} down")))?;
+            let msg = LinkUnspec::new_with_index(port.index)
+                .controller(bond)
+                .build();
+            self.handle
+                .link()
+                .set(msg)
+                .execute()
+                .await
+                .map_err(self.ctx(&format!("add {p} to bond {name}")))?;
+            self.set_up(port.index, None).await?;
+        }
+        self.set_up(bond, None).await?;
+        Ok(bond)
     }
 
     pub async fn del_link(&self, index: u32) -> Result<()> {
@@ -437,12 +506,14 @@ fn link_from(m: &LinkMessage) -> Link {
         up: m.header.flags.contains(LinkFlags::Up),
         rx_bytes: 0,
         tx_bytes: 0,
+        controller: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => l.name = n.clone(),
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Controller(c) => l.controller = Some(*c),
             LinkAttribute::Stats64(s) => {
                 l.rx_bytes = s.rx_bytes;
                 l.tx_bytes = s.tx_bytes;

@@ -9,6 +9,8 @@ pub struct Capabilities {
     pub vlan: bool,
     /// VXLAN (overlay trunks, fabric segments).
     pub vxlan: bool,
+    /// Bonding (LAG trunks).
+    pub bond: bool,
 }
 
 impl Capabilities {
@@ -73,5 +75,10 @@ async fn run(ns: &str) -> Result<Capabilities, Error> {
         Err(Error::Unsupported(_)) => false,
         Err(e) => return Err(e),
     };
-    Ok(Capabilities { vlan, vxlan })
+    let bond = match nl.ensure_bond("probebd", &[], "probe").await {
+        Ok(_) => true,
+        Err(Error::Unsupported(_)) => false,
+        Err(e) => return Err(e),
+    };
+    Ok(Capabilities { vlan, vxlan, bond })
 }

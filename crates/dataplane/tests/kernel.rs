@@ -149,11 +149,25 @@ async fn probe_agrees_with_what_ip_link_can_create() {
         "dstport",
         "4789",
     ]);
+    let bond = ip_ns(&["link", "add", "pbd", "type", "bond", "mode", "802.3ad"]);
     assert_eq!(
-        (caps.vlan, caps.vxlan),
-        (vlan, vxlan),
+        (caps.vlan, caps.vxlan, caps.bond),
+        (vlan, vxlan, bond),
         "probe says {caps:?}"
     );
+    // Where the kernel has bonding, a LAG's bundle takes its ports; where it has not, the
+    // attempt says so instead of pretending.
+    let nl = Netlink::open(Some(ns)).expect("netlink");
+    let made = nl
+        .ensure_bond("pbd2", &["pv0".to_string()], "cic-lag:test")
+        .await;
+    if bond {
+        let idx = made.expect("bond");
+        let pv0 = nl.link("pv0").await.expect("links").expect("pv0");
+        assert_eq!(pv0.controller, Some(idx), "pv0 is a member of the bond");
+    } else {
+        assert!(matches!(made, Err(Error::Unsupported(_))), "{made:?}");
+    }
 }
 
 #[tokio::test]

@@ -390,6 +390,10 @@ fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLink {
             parent: port.clone(),
             vlan: c.vlan_id,
         },
+        Attachment::Lag { bond, .. } => LinkKind::Vlan {
+            parent: bond.clone(),
+            vlan: c.vlan_id,
+        },
     };
     WantedLink {
         owner: c.id.clone(),

@@ -30,6 +30,9 @@ use tracing::{info, warn};
 use crate::client::SyncClient;
 use crate::instance::Instance;
 
+/// IFLA_IFALIAS prefix of the bonds this agent made for LAG trunks.
+const LAG_ALIAS: &str = "cic-lag:";
+
 #[derive(Debug, Clone)]
 pub struct EdgeOptions {
     pub server: String,
@@ -206,7 +209,16 @@ impl Agent {
         // Trunks: can this router carry them?
         let mut trunks: BTreeMap<String, (TrunkConfig, Option<String>)> = BTreeMap::new();
         for t in &cfg.trunks {
-            let problem = self.check_trunk(t).await;
+            let mut problem = self.check_trunk(t).await;
+            // A LAG trunk's bundle lives with its ports, in the underlay.
+            if let (None, Attachment::Lag { bond, ports }) = (&problem, &t.attachment)
+                && let Err(e) = self
+                    .underlay
+                    .ensure_bond(bond, ports, &format!("{LAG_ALIAS}{}", t.id))
+                    .await
+            {
+                problem = Some(e.to_string());
+            }
             if let Some(p) = &problem {
                 errors.push(ResourceError {
                     resource_id: t.id.clone(),
@@ -214,6 +226,22 @@ impl Agent {
                 });
             }
             trunks.insert(t.id.clone(), (t.clone(), problem));
+        }
+
+        // Bundles of LAG trunks no longer here.
+        if self.caps.bond
+            && let Ok(links) = self.underlay.links().await
+        {
+            for l in links {
+                let Some(trunk) = l.alias.as_deref().and_then(|a| a.strip_prefix(LAG_ALIAS)) else {
+                    continue;
+                };
+                if !cfg.trunks.iter().any(|t| t.id == trunk)
+                    && let Err(e) = self.underlay.del_link(l.index).await
+                {
+                    warn!("removing bond {}: {e}", l.name);
+                }
+            }
         }
 
         // Routing instances no longer wanted go first (their VXLAN VNIs free up), including
@@ -285,6 +313,27 @@ impl Agent {
 
     async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {
         let port = match &t.attachment {
+            Attachment::Lag { ports, .. } => {
+                if !self.caps.bond || !self.caps.vlan {
+                    return Some(format!(
+                        "this edge's kernel has no {} support ({} mode); a LAG trunk needs bonding and 802.1Q",
+                        if self.caps.bond {
+                            "802.1Q VLAN"
+                        } else {
+                            "bonding"
+                        },
+                        self.caps.mode()
+                    ));
+                }
+                for p in ports {
+                    match self.underlay.link(p).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Some(format!("port {p} does not exist on this edge")),
+                        Err(e) => return Some(e.to_string()),
+                    }
+                }
+                None
+            }
             Attachment::Vlan { port } => {
                 if !self.caps.vlan {
                     return Some(format!(

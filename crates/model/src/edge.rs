@@ -106,6 +106,8 @@ pub struct FabricAttachment {
 pub enum Attachment {
     /// 802.1Q subinterface `port.vlan` of a physical trunk port.
     Vlan { port: String },
+    /// 802.1Q subinterface of `bond`, an 802.3ad (LACP) bundle of `ports`.
+    Lag { bond: String, ports: Vec<String> },
     /// VXLAN segment, VNI = VLAN id, toward the trunk's remote VTEP.
     Vxlan {
         remote_vtep: Ipv4Addr,

@@ -88,6 +88,9 @@ pub struct CreateEdgeRequest {
     pub point_of_presence_id: String,
     pub router_id: Ipv4Addr,
     pub fabric: FabricSettings,
+    /// Ports cic may hand out to LAG trunks with `lagAllocationSettings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customer_ports: Vec<String>,
 }
 
 /// An edge router running `cic edge`.
@@ -99,6 +102,8 @@ pub struct Edge {
     pub point_of_presence_id: String,
     pub router_id: Ipv4Addr,
     pub fabric: FabricSettings,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customer_ports: Vec<String>,
     pub created_at: String,
     /// What the edge last reported (not stored; absent until the edge first reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,6 +125,43 @@ pub struct EdgeLive {
 pub struct EdgeRegistration {
     pub edge: Edge,
     pub token: String,
+}
+
+/// A partner that brings customers to the PoPs (operator catalog; everyone reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Partner {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub pop_ids: Vec<String>,
+    #[serde(default)]
+    pub status: PartnerStatus,
+    /// Where the partner's port meets each PoP's edge.
+    #[serde(default)]
+    pub joints: Vec<PartnerPort>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PartnerStatus {
+    #[default]
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartnerPort {
+    pub point_of_presence_id: String,
+    /// The edge (by name).
+    pub access_device_name: String,
+    pub port_name: String,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,6 +261,42 @@ pub struct SinglePortDirectJoint {
     pub access_device_name: Option<String>,
 }
 
+/// Several ports of one edge bundled with LACP (802.3ad); connections are 802.1Q
+/// subinterfaces of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LagDirectJoint {
+    pub transceiver_type: TransceiverType,
+    /// Let cic pick this many free ports of the edge (from its `customerPorts`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_allocation_settings: Option<LagAllocationSettings>,
+    /// …or name them. In a trunk, the ports it holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LagAllocationSettings {
+    #[serde(with = "crate::int64")]
+    #[schemars(with = "String")]
+    pub lag_size: u32,
+}
+
+/// A trunk through a partner: the partner's port at the PoP carries it (802.1Q), and the
+/// partner's service key names the customer's order with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartnerJointInfo {
+    pub partner_id: String,
+    pub service_key: String,
+    /// The partner's port on the edge (output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+}
+
 /// A virtual cross-connect through a partner's IP network: each connection is a VXLAN
 /// segment with VNI = its VLAN id toward `remoteVtep`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -256,11 +334,10 @@ pub struct CreateTrunkConnectionRequest {
     pub single_port_direct_joint: Option<SinglePortDirectJoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay_joint: Option<OverlayJoint>,
-    /// Accepted by the modelled API; rejected here with a clear error until implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lag_direct_joint: Option<serde_json::Value>,
+    pub lag_direct_joint: Option<LagDirectJoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partner_joint_info: Option<serde_json::Value>,
+    pub partner_joint_info: Option<PartnerJointInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -275,6 +352,10 @@ pub struct TrunkConnection {
     pub single_port_direct_joint: Option<SinglePortDirectJoint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay_joint: Option<OverlayJoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_direct_joint: Option<LagDirectJoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_joint_info: Option<PartnerJointInfo>,
     /// The edge that carries this trunk (output).
     pub edge_id: String,
 }

@@ -48,11 +48,40 @@ pub fn trunk_attachment(t: &TrunkConnection) -> Option<Attachment> {
             udp_port: o.udp_port,
         });
     }
+    if let Some(l) = &t.lag_direct_joint {
+        return Some(Attachment::Lag {
+            bond: bond_name(&t.meta.id),
+            ports: l.port_names.clone(),
+        });
+    }
+    if let Some(port) = t
+        .partner_joint_info
+        .as_ref()
+        .and_then(|p| p.port_name.clone())
+    {
+        return Some(Attachment::Vlan { port });
+    }
     t.single_port_direct_joint
         .as_ref()
         .map(|j| Attachment::Vlan {
             port: j.port_name.clone(),
         })
+}
+
+/// The bond device of a LAG trunk: `bd` and the trunk id's tail, within IFNAMSIZ.
+pub fn bond_name(trunk_id: &str) -> String {
+    let tail: String = trunk_id.chars().skip(2).take(13).collect();
+    format!("bd{tail}")
+}
+
+/// What a trunk's frames share on its edge: connections of trunks on the same wire need
+/// distinct VLAN ids (for VXLAN, VNIs per UDP port). A LAG is a wire of its own.
+pub fn wire(t: &TrunkConnection) -> Option<String> {
+    match trunk_attachment(t)? {
+        Attachment::Vxlan { udp_port, .. } => Some(format!("VXLAN UDP port {udp_port}")),
+        Attachment::Vlan { port } => Some(format!("port {port}")),
+        Attachment::Lag { .. } => None,
+    }
 }
 
 /// The fabric segment of slot `slot` on `edge`: VNI and a /31 of the edge's transit pool.
@@ -312,6 +341,7 @@ mod tests {
                 transit_pool: "100.127.0.0/24".parse().unwrap(),
                 vni_base: 100_000,
             },
+            customer_ports: vec![],
             created_at: String::new(),
             live: None,
         };
@@ -327,6 +357,8 @@ mod tests {
                 udp_port: 4789,
                 access_device_name: None,
             }),
+            lag_direct_joint: None,
+            partner_joint_info: None,
             edge_id: "ed1".into(),
         };
         let conn = |id: &str, vlan: u16| PrivateConnection {

@@ -535,10 +535,51 @@ async fn each_trunk_rule_rejects_and_stores_nothing() {
             "exactly one joint",
         ),
         (
-            "lag",
-            with(&|v| v["lagDirectJoint"] = json!({})),
-            StatusCode::NOT_IMPLEMENTED,
-            "not supported yet",
+            "lag without ports",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("overlayJoint"));
+                v["lagDirectJoint"] = json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR"})
+            }),
+            StatusCode::BAD_REQUEST,
+            "lagDirectJoint: give exactly one of lagAllocationSettings and portNames",
+        ),
+        (
+            "lag too big",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("overlayJoint"));
+                v["lagDirectJoint"] = json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR",
+                    "lagAllocationSettings": {"lagSize": "11"}})
+            }),
+            StatusCode::BAD_REQUEST,
+            "lagSize: 11 is out of range 1-10",
+        ),
+        (
+            "lag port twice",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("overlayJoint"));
+                v["lagDirectJoint"] = json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR",
+                    "portNames": ["xe0", "xe0"]})
+            }),
+            StatusCode::BAD_REQUEST,
+            "lagDirectJoint.portNames[1]: xe0 is listed twice",
+        ),
+        (
+            "partner key",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("overlayJoint"));
+                v["partnerJointInfo"] = json!({"partnerId": "acme", "serviceKey": "has space"})
+            }),
+            StatusCode::BAD_REQUEST,
+            "partnerJointInfo.serviceKey",
+        ),
+        (
+            "no partner",
+            with(&|v| {
+                v.as_object_mut().map(|o| o.remove("overlayJoint"));
+                v["partnerJointInfo"] = json!({"partnerId": "nobody", "serviceKey": "K-1"})
+            }),
+            StatusCode::NOT_FOUND,
+            "partner \"nobody\" not found",
         ),
         (
             "capacity",
@@ -1949,4 +1990,210 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
     h.report(&edge, h.revision().await, json!([])).await;
     let (s, _) = h.admin(Method::GET, &path, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let bob = h.user("bob", "f2", "editor").await;
+    let ann = h.user("ann", "f1", "editor").await;
+
+    // The partner catalogue: the operator's, read by everyone.
+    for (bad, msg) in [
+        (json!({"id": "acme", "popIds": ["nowhere"]}), "popIds[0]"),
+        (
+            json!({"id": "acme", "popIds": ["pop1"], "joints": [{"pointOfPresenceId": "pop1", "accessDeviceName": "edge9", "portName": "nni0"}]}),
+            "joints[0].accessDeviceName: no edge named \"edge9\" at pop1",
+        ),
+        (json!({"id": "acme", "url": "ftp://x"}), "url"),
+    ] {
+        let (s, v) = h.admin(Method::POST, "/cic/v1/partners", Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(err_message(&v).contains(msg), "{v}");
+    }
+    let acme = json!({"id": "acme", "name": "Acme Telecom", "url": "https://acme.example",
+        "popIds": ["pop1"], "joints": [{"pointOfPresenceId": "pop1", "accessDeviceName": "edge1", "portName": "nni0"}]});
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/cic/v1/partners",
+            Some(&ann),
+            Some(acme.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    h.ok(Method::POST, "/cic/v1/partners", acme).await;
+    let (s, v) = h
+        .call(Method::GET, "/cic/v1/partners", Some(&bob), None)
+        .await;
+    assert_eq!(
+        (s, v["partners"][0]["status"].as_str()),
+        (StatusCode::OK, Some("UP"))
+    );
+
+    // Two customers come through the partner's one port: their VLANs must differ.
+    let partner_trunk = |folder: &str| {
+        json!({"folderId": folder, "pointOfPresenceId": "pop1",
+        "capacity": "CAPACITY_100_MBPS", "partnerJointInfo": {"partnerId": "acme", "serviceKey": "ACME-42"}})
+    };
+    let (s, op) = h
+        .call(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            Some(&ann),
+            Some(partner_trunk("f1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    let t1 = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("t1")
+        .to_string();
+    let (_, op) = h
+        .call(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            Some(&bob),
+            Some(partner_trunk("f2")),
+        )
+        .await;
+    let t2 = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("t2")
+        .to_string();
+    let (_, t) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/trunkConnections/{t1}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(t["partnerJointInfo"]["portName"], "nni0", "{t}");
+    let pc = |folder: &str, trunk: &str, vlan: u32| {
+        json!({"folderId": folder, "trunkConnectionId": trunk, "vlanId": vlan,
+        "ipv4Peering": {"peeringSubnet": "169.254.7.0/30", "peerIp": "169.254.7.2", "cloudIp": "169.254.7.1", "peerBgpAsn": 65001}})
+    };
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(&ann),
+            Some(pc("f1", &t1, 100)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(&bob),
+            Some(pc("f2", &t2, 100)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        err_message(&v).contains("VLAN 100 is already carried on port nni0"),
+        "{v}"
+    );
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(&bob),
+            Some(pc("f2", &t2, 101)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let att = cfg["trunks"]
+        .as_array()
+        .expect("trunks")
+        .iter()
+        .find(|x| x["id"] == t1.as_str())
+        .expect("t1")["attachment"]
+        .clone();
+    assert_eq!(att, json!({"type": "vlan", "port": "nni0"}));
+    let (s, v) = h.admin(Method::DELETE, "/cic/v1/partners/acme", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "in use: {v}");
+
+    // LAGs: named ports or allocated from the edge's customer ports, never shared.
+    let (_, edges) = h.admin(Method::GET, "/cic/v1/edges", None).await;
+    assert!(edges["edges"][0].get("customerPorts").is_none());
+    let (_, reg) = h
+        .admin(Method::POST, "/cic/v1/edges", Some(json!({"name": "edge2", "pointOfPresenceId": "pop1",
+            "routerId": "10.255.0.2", "customerPorts": ["xe0", "xe1", "xe2"],
+            "fabric": {"asn": 200350, "remoteVtep": "100.64.255.9", "localVtep": "100.64.255.10", "transitPool": "100.127.1.0/24"}})))
+        .await;
+    let edge2 = reg["token"].as_str().expect("token").to_string();
+    let lag = |j: Value| {
+        json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_20_GBPS",
+        "lagDirectJoint": j})
+    };
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            lag(json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR",
+            "lagAllocationSettings": {"lagSize": "2"}, "accessDeviceName": "edge2"})),
+        )
+        .await;
+    let l1 = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("lag")
+        .to_string();
+    let (_, t) = h
+        .admin(Method::GET, &format!("/cic/v1/trunkConnections/{l1}"), None)
+        .await;
+    assert_eq!(t["lagDirectJoint"]["portNames"], json!(["xe0", "xe1"]));
+    let refusals = [
+        (
+            lag(
+                json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "lagAllocationSettings": {"lagSize": "2"}, "accessDeviceName": "edge2"}),
+            ),
+            StatusCode::CONFLICT,
+            "edge edge2 has 1 free customer ports, fewer than lagSize 2",
+        ),
+        (
+            lag(
+                json!({"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portNames": ["xe1", "xe2"], "accessDeviceName": "edge2"}),
+            ),
+            StatusCode::CONFLICT,
+            "port xe1 of edge edge2 is already held by trunk",
+        ),
+        (
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_10_GBPS",
+            "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "xe0", "accessDeviceName": "edge2"}}),
+            StatusCode::CONFLICT,
+            "port xe0 of edge edge2 is a member of LAG trunk",
+        ),
+    ];
+    for (body, want, msg) in refusals {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/trunkConnections", Some(body))
+            .await;
+        assert_eq!(s, want, "{msg}: {v}");
+        assert!(
+            err_message(&v).contains(msg),
+            "{:?} should contain {msg:?}",
+            err_message(&v)
+        );
+        assert_eq!(h.revision().await, rev, "nothing written");
+    }
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge2), None)
+        .await;
+    let att = cfg["trunks"][0]["attachment"].clone();
+    assert_eq!(att["type"], "lag", "{cfg}");
+    assert_eq!(att["ports"], json!(["xe0", "xe1"]));
+    assert!(
+        att["bond"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("bd") && b.len() <= 15),
+        "{att}"
+    );
 }

@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Row};
 use cic_model::edge::EdgeReport;
 use cic_model::iam::{ApiKey, Folder, FolderAccess};
 use cic_model::resource::{
-    CloudService, Edge, Operation, PointOfPresence, PrivateConnection, PublicConnection,
+    CloudService, Edge, Operation, Partner, PointOfPresence, PrivateConnection, PublicConnection,
     RoutingInstance, TrunkConnection,
 };
 
@@ -124,6 +124,16 @@ tenant_document!(PrivateConnection, "privateConnection", |c| &c
 tenant_document!(RoutingInstance, "routingInstance");
 tenant_document!(PublicConnection, "publicConnection", |c| &c
     .trunk_connection_id);
+
+impl Document for Partner {
+    const KIND: &'static str = "partner";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
 
 impl Document for CloudService {
     const KIND: &'static str = "cloudService";

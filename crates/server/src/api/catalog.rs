@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, PointOfPresence, TrunkConnection,
+    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, Partner, PointOfPresence, TrunkConnection,
 };
 use cic_model::{ApiError, validate};
 use cic_store::Document;
@@ -112,6 +112,13 @@ pub async fn create_edge(
         )
         .into());
     }
+    for (i, p) in req.customer_ports.iter().enumerate() {
+        let f = format!("customerPorts[{i}]");
+        crate::api::trunks::valid_ifname(&f, p)?;
+        if req.customer_ports[..i].contains(p) {
+            return Err(ApiError::field(&f, format!("{p} is listed twice")).into());
+        }
+    }
     let f = &req.fabric;
     if f.vni_base <= 4095 || f.vni_base >= (1 << 24) {
         return Err(ApiError::field(
@@ -150,6 +157,7 @@ pub async fn create_edge(
         point_of_presence_id: req.point_of_presence_id,
         router_id: req.router_id,
         fabric: req.fabric,
+        customer_ports: req.customer_ports,
         created_at: now(),
         live: None,
     };
@@ -248,4 +256,128 @@ pub async fn fabric_attachments(
     who.require_admin()?;
     let items = fabric_attachments_handler(&st, &id).await?;
     Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// `POST /cic/v1/partners` (operator).
+pub async fn create_partner(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiJson(p): ApiJson<Partner>,
+) -> ApiResult<Json<Partner>> {
+    who.require_admin()?;
+    validate::id_ref("id", &p.id)?;
+    validate::description("name", &p.name)?;
+    if !(p.url.is_empty()
+        || (p.url.len() <= 256 && (p.url.starts_with("https://") || p.url.starts_with("http://"))))
+    {
+        return Err(ApiError::field(
+            "url",
+            "must be an http:// or https:// URL of at most 256 characters",
+        )
+        .into());
+    }
+    let _w = st.lock_writes().await?;
+    if st.store.get::<Partner>(&p.id).await?.is_some() {
+        return Err(ApiError::conflict(format!("partner {:?} already exists", p.id)).into());
+    }
+    for (i, pop) in p.pop_ids.iter().enumerate() {
+        if st.store.get::<PointOfPresence>(pop).await?.is_none() || p.pop_ids[..i].contains(pop) {
+            return Err(ApiError::field(
+                &format!("popIds[{i}]"),
+                format!("{pop:?} is not a point of presence, or is listed twice"),
+            )
+            .into());
+        }
+    }
+    let edges = st.store.list::<Edge>(None).await?;
+    for (i, j) in p.joints.iter().enumerate() {
+        let f = format!("joints[{i}]");
+        if !p.pop_ids.contains(&j.point_of_presence_id) {
+            return Err(ApiError::field(
+                &format!("{f}.pointOfPresenceId"),
+                format!("{} is not in popIds", j.point_of_presence_id),
+            )
+            .into());
+        }
+        if p.joints[..i]
+            .iter()
+            .any(|k| k.point_of_presence_id == j.point_of_presence_id)
+        {
+            return Err(ApiError::field(
+                &format!("{f}.pointOfPresenceId"),
+                "one port per point of presence",
+            )
+            .into());
+        }
+        if !edges.iter().any(|e| {
+            e.name == j.access_device_name && e.point_of_presence_id == j.point_of_presence_id
+        }) {
+            return Err(ApiError::field(
+                &format!("{f}.accessDeviceName"),
+                format!(
+                    "no edge named {:?} at {}",
+                    j.access_device_name, j.point_of_presence_id
+                ),
+            )
+            .into());
+        }
+        crate::api::trunks::valid_ifname(&format!("{f}.portName"), &j.port_name)?;
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&p, rev).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(p))
+}
+
+pub async fn list_partners(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let page = q.page(st.store.list::<Partner>(None).await?)?;
+    Ok(Json(show_page(&View::default(), Partner::KIND, page)))
+}
+
+pub async fn get_partner(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Partner>> {
+    who.require_user()?;
+    Ok(Json(fetch::<Partner>(&st, &id).await?))
+}
+
+/// `DELETE /cic/v1/partners/{id}` (operator): refused while a trunk goes through it.
+pub async fn delete_partner(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    who.require_admin()?;
+    let _w = st.lock_writes().await?;
+    fetch::<Partner>(&st, &id).await?;
+    if let Some(t) = st
+        .store
+        .list::<TrunkConnection>(None)
+        .await?
+        .into_iter()
+        .find(|t| {
+            t.partner_joint_info
+                .as_ref()
+                .is_some_and(|p| p.partner_id == id)
+        })
+    {
+        return Err(ApiError::precondition(format!(
+            "trunk connection {} still goes through partner {id}",
+            t.meta.id
+        ))
+        .into());
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.delete::<Partner>(&id).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(serde_json::json!({})))
 }

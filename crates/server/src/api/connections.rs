@@ -111,26 +111,28 @@ pub(crate) async fn check_placement(
         )
         .into());
     }
-    // VXLAN demultiplexes by VNI per UDP port on the edge: one VLAN id per overlay port.
-    if let Some(o) = &trunk.overlay_joint {
-        let same_port = st
+    // Trunks of one edge on the same wire share its VLAN ids: a port (direct or a
+    // partner's), or for overlay trunks the UDP port (VXLAN demultiplexes by VNI per UDP
+    // port).
+    if let Some(w) = crate::compile::wire(&trunk) {
+        let same_wire = st
             .store
             .children::<TrunkConnection>(&trunk.edge_id)
             .await?
             .into_iter()
-            .filter(|t| {
-                t.meta.id != trunk.meta.id
-                    && t.overlay_joint
-                        .as_ref()
-                        .is_some_and(|x| x.udp_port == o.udp_port)
-            });
-        for t in same_port {
+            .filter(|t| t.meta.id != trunk.meta.id && crate::compile::wire(t).as_ref() == Some(&w));
+        for t in same_wire {
             let (a, b) = vlans_on(st, &t.meta.id, this).await?;
-            if let Some((_, _, c)) = a.iter().chain(&b).find(|(v, _, _)| *v == vlan) {
+            if let Some((_, kind, c)) = a.iter().chain(&b).find(|(v, _, _)| *v == vlan) {
+                let what = if trunk.overlay_joint.is_some() {
+                    format!("VXLAN VNI {vlan}")
+                } else {
+                    format!("VLAN {vlan}")
+                };
                 return Err(ApiError::conflict(format!(
-                    "VLAN {vlan} is already carried as VXLAN VNI {vlan} on UDP port {} of this edge (private connection {}); \
-                     overlay trunks of one edge need distinct VLAN ids per UDP port",
-                    o.udp_port, c
+                    "{what} is already carried on {w} of this edge by {kind} {c} (trunk {}); \
+                     trunks on one wire need distinct VLAN ids",
+                    t.meta.id
                 ))
                 .into());
             }

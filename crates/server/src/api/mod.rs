@@ -9,7 +9,7 @@ mod public;
 mod routing;
 mod spec;
 mod sync;
-mod trunks;
+pub(crate) mod trunks;
 
 use std::sync::Arc;
 
@@ -308,6 +308,7 @@ pub(crate) fn title(kind: &str) -> &str {
         "routingInstance" => "routing instance",
         "publicConnection" => "public connection",
         "cloudService" => "cloud service",
+        "partner" => "partner",
         other => other,
     }
 }
@@ -384,6 +385,7 @@ pub(crate) fn list_key(kind: &str) -> &'static str {
         "routingInstance" => "routingInstances",
         "publicConnection" => "publicConnections",
         "cloudService" => "cloudServices",
+        "partner" => "partners",
         "pointOfPresence" => "pointOfPresences",
         "edge" => "edges",
         "folder" => "folders",

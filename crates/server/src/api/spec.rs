@@ -21,8 +21,8 @@ use cic_model::iam::{
 use cic_model::resource::{
     CloudService, CreateEdgeRequest, CreatePrivateConnectionRequest, CreatePublicConnectionRequest,
     CreateRoutingInstanceRequest, CreateTrunkConnectionRequest, Edge, EdgeRegistration, Operation,
-    PointOfPresence, PrivateConnection, PublicConnection, RoutingInstance, TrunkConnection,
-    UpdateTrunkConnectionRequest,
+    Partner, PointOfPresence, PrivateConnection, PublicConnection, RoutingInstance,
+    TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -211,6 +211,40 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Delete a point of presence (refused while it has edges)",
             Operator,
             delete(catalog::delete_pop),
+        )
+        .empty(),
+        ep(
+            "get",
+            "/cic/v1/partners",
+            "List partners",
+            User,
+            get(catalog::list_partners),
+        )
+        .query::<ListQuery>()
+        .list::<Partner>("partners"),
+        ep(
+            "post",
+            "/cic/v1/partners",
+            "Add a partner with its ports at the PoPs",
+            Operator,
+            post(catalog::create_partner),
+        )
+        .body::<Partner>()
+        .returns::<Partner>(),
+        ep(
+            "get",
+            "/cic/v1/partners/{id}",
+            "Get a partner",
+            User,
+            get(catalog::get_partner),
+        )
+        .returns::<Partner>(),
+        ep(
+            "delete",
+            "/cic/v1/partners/{id}",
+            "Remove a partner (refused while a trunk goes through it)",
+            Operator,
+            delete(catalog::delete_partner),
         )
         .empty(),
         ep(

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateTrunkConnectionRequest, Edge, PointOfPresence, PrivateConnection, Status,
-    TrunkConnection, UpdateTrunkConnectionRequest,
+    CreateTrunkConnectionRequest, Edge, LagDirectJoint, Partner, PartnerStatus, PointOfPresence,
+    PrivateConnection, Status, TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::Action;
@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
 use serde_json::Value;
 
-fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
+pub(crate) fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
     // Linux IFNAMSIZ - 1; no '/', ':' or whitespace.
     let ok = (1..=15).contains(&name.len())
         && name
@@ -35,6 +35,75 @@ fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
     }
 }
 
+/// The request-level rules of a LAG: 1-10 distinct ports, named or to be allocated.
+fn check_lag(l: &LagDirectJoint) -> ApiResult<()> {
+    match (&l.lag_allocation_settings, l.port_names.is_empty()) {
+        (Some(a), true) => {
+            if !(1..=10).contains(&a.lag_size) {
+                return Err(ApiError::field(
+                    "lagDirectJoint.lagAllocationSettings.lagSize",
+                    format!("{} is out of range 1-10", a.lag_size),
+                )
+                .into());
+            }
+        }
+        (None, false) => {
+            if l.port_names.len() > 10 {
+                return Err(ApiError::field("lagDirectJoint.portNames", "at most 10 ports").into());
+            }
+            for (i, p) in l.port_names.iter().enumerate() {
+                let f = format!("lagDirectJoint.portNames[{i}]");
+                valid_ifname(&f, p)?;
+                if l.port_names[..i].contains(p) {
+                    return Err(ApiError::field(&f, format!("{p} is listed twice")).into());
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::field(
+                "lagDirectJoint",
+                "give exactly one of lagAllocationSettings and portNames",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A trunk that holds a port.
+struct Holder {
+    id: String,
+    lag: bool,
+}
+
+/// The ports of an edge that trunks hold: single-port joints and LAG members.
+async fn held_ports(st: &AppState, edge: &str) -> ApiResult<Vec<(String, Holder)>> {
+    let mut held = Vec::new();
+    for t in st.store.children::<TrunkConnection>(edge).await? {
+        if let Some(j) = &t.single_port_direct_joint {
+            held.push((
+                j.port_name.clone(),
+                Holder {
+                    id: t.meta.id.clone(),
+                    lag: false,
+                },
+            ));
+        }
+        if let Some(l) = &t.lag_direct_joint {
+            for p in &l.port_names {
+                held.push((
+                    p.clone(),
+                    Holder {
+                        id: t.meta.id.clone(),
+                        lag: true,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(held)
+}
+
 pub async fn create(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -43,45 +112,66 @@ pub async fn create(
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
     let view = st.access_to_create(&who, &req.folder_id).await?;
     validate::id_ref("pointOfPresenceId", &req.point_of_presence_id)?;
-    if req.lag_direct_joint.is_some() || req.partner_joint_info.is_some() {
+    let joints = [
+        req.single_port_direct_joint.is_some(),
+        req.lag_direct_joint.is_some(),
+        req.partner_joint_info.is_some(),
+        req.overlay_joint.is_some(),
+    ];
+    if joints.iter().filter(|j| **j).count() != 1 {
         return Err(ApiError::new(
-            Code::Unimplemented,
-            "lagDirectJoint and partnerJointInfo are not supported yet; use singlePortDirectJoint or overlayJoint",
+            Code::InvalidArgument,
+            "exactly one joint is required: singlePortDirectJoint, lagDirectJoint, partnerJointInfo or overlayJoint",
         )
         .into());
     }
-    let access_device = match (&req.single_port_direct_joint, &req.overlay_joint) {
-        (Some(j), None) => {
-            valid_ifname("singlePortDirectJoint.portName", &j.port_name)?;
-            j.access_device_name.clone()
-        }
-        (None, Some(o)) => {
-            if o.remote_vtep.is_unspecified()
-                || o.remote_vtep.is_multicast()
-                || o.remote_vtep.is_broadcast()
-            {
-                return Err(ApiError::field(
-                    "overlayJoint.remoteVtep",
-                    format!("{} is not a unicast address", o.remote_vtep),
-                )
-                .into());
-            }
-            if o.udp_port == 0 {
-                return Err(ApiError::field("overlayJoint.udpPort", "must not be 0").into());
-            }
-            if let Some(p) = &o.port_name {
-                valid_ifname("overlayJoint.portName", p)?;
-            }
-            o.access_device_name.clone()
-        }
-        _ => {
-            return Err(ApiError::new(
-                Code::InvalidArgument,
-                "exactly one joint is required: singlePortDirectJoint or overlayJoint",
+    let mut access_device = None;
+    if let Some(j) = &req.single_port_direct_joint {
+        valid_ifname("singlePortDirectJoint.portName", &j.port_name)?;
+        access_device = j.access_device_name.clone();
+    }
+    if let Some(o) = &req.overlay_joint {
+        if o.remote_vtep.is_unspecified()
+            || o.remote_vtep.is_multicast()
+            || o.remote_vtep.is_broadcast()
+        {
+            return Err(ApiError::field(
+                "overlayJoint.remoteVtep",
+                format!("{} is not a unicast address", o.remote_vtep),
             )
             .into());
         }
-    };
+        if o.udp_port == 0 {
+            return Err(ApiError::field("overlayJoint.udpPort", "must not be 0").into());
+        }
+        if let Some(p) = &o.port_name {
+            valid_ifname("overlayJoint.portName", p)?;
+        }
+        access_device = o.access_device_name.clone();
+    }
+    if let Some(l) = &req.lag_direct_joint {
+        check_lag(l)?;
+        access_device = l.access_device_name.clone();
+    }
+    if let Some(p) = &req.partner_joint_info {
+        validate::id_ref("partnerJointInfo.partnerId", &p.partner_id)?;
+        let key_ok = (1..=256).contains(&p.service_key.len())
+            && p.service_key.bytes().all(|b| b.is_ascii_graphic());
+        if !key_ok {
+            return Err(ApiError::field(
+                "partnerJointInfo.serviceKey",
+                "must be 1-256 printable characters without spaces, as the partner issued it",
+            )
+            .into());
+        }
+        if p.port_name.is_some() {
+            return Err(ApiError::field(
+                "partnerJointInfo.portName",
+                "is output only: the partner's port at the PoP",
+            )
+            .into());
+        }
+    }
 
     let _w = st.lock_writes().await?;
     if st
@@ -91,6 +181,30 @@ pub async fn create(
         .is_none()
     {
         return Err(not_found("point of presence", &req.point_of_presence_id));
+    }
+    // A partner trunk goes where the partner's port meets the PoP.
+    let mut partner_joint = req.partner_joint_info.clone();
+    if let Some(pj) = partner_joint.as_mut() {
+        let partner = st
+            .store
+            .get::<Partner>(&pj.partner_id)
+            .await?
+            .ok_or_else(|| not_found("partner", &pj.partner_id))?;
+        if partner.status != PartnerStatus::Up {
+            return Err(ApiError::precondition(format!("partner {} is DOWN", partner.id)).into());
+        }
+        let port = partner
+            .joints
+            .iter()
+            .find(|j| j.point_of_presence_id == req.point_of_presence_id)
+            .ok_or_else(|| {
+                ApiError::precondition(format!(
+                    "partner {} does not serve point of presence {}",
+                    partner.id, req.point_of_presence_id
+                ))
+            })?;
+        access_device = Some(port.access_device_name.clone());
+        pj.port_name = Some(port.port_name.clone());
     }
     let edges: Vec<Edge> = st
         .store
@@ -124,6 +238,44 @@ pub async fn create(
         }
     };
     check_unique_name::<TrunkConnection>(&st, &req.folder_id, &req.name, None).await?;
+    // Ports a LAG holds are its own: not another LAG's, not a single-port trunk's.
+    let held = held_ports(&st, &edge.id).await?;
+    if let Some(j) = &req.single_port_direct_joint
+        && let Some((_, t)) = held.iter().find(|(p, t)| *p == j.port_name && t.lag)
+    {
+        return Err(ApiError::conflict(format!(
+            "port {} of edge {} is a member of LAG trunk {}",
+            j.port_name, edge.name, t.id
+        ))
+        .into());
+    }
+    let mut lag = req.lag_direct_joint.clone();
+    if let Some(l) = lag.as_mut() {
+        if let Some(a) = &l.lag_allocation_settings {
+            let free: Vec<String> = edge
+                .customer_ports
+                .iter()
+                .filter(|p| !held.iter().any(|(h, _)| h == *p))
+                .cloned()
+                .collect();
+            if free.len() < a.lag_size as usize {
+                return Err(ApiError::precondition(format!(
+                    "edge {} has {} free customer ports, fewer than lagSize {}",
+                    edge.name,
+                    free.len(),
+                    a.lag_size
+                ))
+                .into());
+            }
+            l.port_names = free.into_iter().take(a.lag_size as usize).collect();
+        } else if let Some((p, t)) = held.iter().find(|(p, _)| l.port_names.contains(p)) {
+            return Err(ApiError::conflict(format!(
+                "port {p} of edge {} is already held by trunk {}",
+                edge.name, t.id
+            ))
+            .into());
+        }
+    }
 
     let trunk = TrunkConnection {
         meta: new_meta("tc", req.folder_id, req.name, req.description, req.labels),
@@ -132,6 +284,8 @@ pub async fn create(
         deletion_protection: req.deletion_protection,
         single_port_direct_joint: req.single_port_direct_joint,
         overlay_joint: req.overlay_joint,
+        lag_direct_joint: lag,
+        partner_joint_info: partner_joint,
         edge_id: edge.id.clone(),
     };
     write_one(
