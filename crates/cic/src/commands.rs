@@ -1113,7 +1113,7 @@ impl RoutingInstanceCmd {
                 let zones = zones(&prefixes)?;
                 let vpc_info = match vpc {
                     Some(id) => json!([{"vpcNetworkId": id,
-                        "azInfos": zones.iter().map(|(z, p)| json!({"azId": z, "prefixes": p})).collect::<Vec<_>>()}]),
+                        "azInfos": zones.iter().map(|(z, p)| json!({"manualInfo": {"azId": z, "prefixes": p}})).collect::<Vec<_>>()}]),
                     None if prefixes.is_empty() => json!([]),
                     None => bail!("--prefix needs --vpc"),
                 };

@@ -516,12 +516,78 @@ pub struct PublicConnection {
 // ---------------------------------------------------------------------------------------
 // Routing instances (Cloud Router)
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The prefixes of a VPC network in one zone. Written as the modelled API does,
+/// `{"manualInfo": {"azId", "prefixes"}}`; read from that or from the flat
+/// `{"azId", "prefixes"}` (cic's first shape, still in older databases and scripts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "AzInfoWire", into = "AzInfoOut")]
 pub struct AzInfo {
     pub az_id: String,
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VpcManualInfo {
+    pub az_id: String,
+    #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub prefixes: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "AzInfo")]
+struct AzInfoOut {
+    manual_info: VpcManualInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AzInfoWire {
+    #[serde(default)]
+    manual_info: Option<VpcManualInfo>,
+    #[serde(default)]
+    az_id: Option<String>,
+    #[serde(default)]
+    prefixes: Option<Vec<Ipv4Net>>,
+}
+
+impl TryFrom<AzInfoWire> for AzInfo {
+    type Error = String;
+    fn try_from(w: AzInfoWire) -> Result<AzInfo, String> {
+        match (w.manual_info, w.az_id) {
+            (Some(m), None) if w.prefixes.is_none() => Ok(AzInfo {
+                az_id: m.az_id,
+                prefixes: m.prefixes,
+            }),
+            (None, Some(az_id)) => Ok(AzInfo {
+                az_id,
+                prefixes: w.prefixes.unwrap_or_default(),
+            }),
+            _ => Err("an azInfo is {\"manualInfo\": {\"azId\": …, \"prefixes\": […]}}".into()),
+        }
+    }
+}
+
+impl From<AzInfo> for AzInfoOut {
+    fn from(a: AzInfo) -> AzInfoOut {
+        AzInfoOut {
+            manual_info: VpcManualInfo {
+                az_id: a.az_id,
+                prefixes: a.prefixes,
+            },
+        }
+    }
+}
+
+impl schemars::JsonSchema for AzInfo {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AzInfo".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        AzInfoOut::json_schema(g)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -608,4 +674,27 @@ pub struct ListResponse<T> {
     pub items: Vec<T>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub next_page_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_are_written_as_the_modelled_api_and_read_in_both_shapes() {
+        let modelled = r#"{"manualInfo":{"azId":"ru-central1-a","prefixes":["10.128.0.0/24"]}}"#;
+        let flat = r#"{"azId":"ru-central1-a","prefixes":["10.128.0.0/24"]}"#;
+        let a: AzInfo = serde_json::from_str(modelled).expect("modelled");
+        let b: AzInfo = serde_json::from_str(flat).expect("flat");
+        assert_eq!(a, b);
+        assert_eq!(serde_json::to_string(&a).expect("json"), modelled);
+        for bad in [
+            r#"{"manualInfo":{"azId":"a"},"azId":"b"}"#,
+            r#"{"prefixes":["10.0.0.0/8"]}"#,
+            r#"{"manualInfo":{"azId":"a","prefixes":["10.0.0.0/33"]}}"#,
+            r#"{"azId":"a","zone":"b"}"#,
+        ] {
+            assert!(serde_json::from_str::<AzInfo>(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1129,8 +1129,9 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
     let (_, r) = h.admin(Method::GET, &base, None).await;
     assert_eq!(r["status"], "ACTIVE");
     assert_eq!(
-        r["vpcInfo"][0]["azInfos"][1]["prefixes"],
-        json!(["10.129.0.0/24"])
+        r["vpcInfo"][0]["azInfos"][1],
+        json!({"manualInfo": {"azId": "zone-b", "prefixes": ["10.129.0.0/24"]}}),
+        "zones are written in the modelled API's shape"
     );
 
     // What Create refuses, the methods refuse too — and store nothing.
