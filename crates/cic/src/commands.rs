@@ -345,19 +345,7 @@ impl EdgeRouterCmd {
             }
             EdgeRouterCmd::List => {
                 let v = api.get("/cic/v1/edges").await?;
-                out.print(&v, |v| {
-                    table(
-                        v,
-                        &[
-                            "id",
-                            "name",
-                            "pointOfPresenceId",
-                            "routerId",
-                            "live.appliedRevision",
-                            "live.reportedAt",
-                        ],
-                    )
-                });
+                out.print(&v, |v| table(v, TRUNK_COLUMNS));
             }
             EdgeRouterCmd::Get { id } => {
                 out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
@@ -396,6 +384,8 @@ fn capacity(s: &str) -> Result<String> {
     Ok(format!("CAPACITY_{num}_{unit}"))
 }
 
+// Parsed once per process: the size of the Create variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum TrunkCmd {
     Create {
@@ -423,8 +413,33 @@ pub enum TrunkCmd {
         /// The edge router (by name); chosen by cic when absent.
         #[arg(long)]
         edge: Option<String>,
+        /// LAG trunk: a port of the bundle; repeat for each.
+        #[arg(long = "lag-port", conflicts_with_all = ["lag_size", "overlay_remote_vtep", "port", "partner_id"])]
+        lag_ports: Vec<String>,
+        /// LAG trunk: let cic pick this many of the edge's free customer ports.
+        #[arg(long, conflicts_with_all = ["overlay_remote_vtep", "port", "partner_id"])]
+        lag_size: Option<u32>,
+        /// Partner trunk: the partner (see `cic partner list`)…
+        #[arg(long, requires = "service_key", conflicts_with_all = ["overlay_remote_vtep", "port"])]
+        partner_id: Option<String>,
+        /// …and the service key the partner issued.
+        #[arg(long, requires = "partner_id")]
+        service_key: Option<String>,
         #[arg(long)]
         deletion_protection: bool,
+    },
+    /// The trunk's private connections.
+    ListPrivateConnections {
+        id: String,
+    },
+    /// The trunk's public connections.
+    ListPublicConnections {
+        id: String,
+    },
+    /// Up to 1000 trunks by id.
+    BatchGet {
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     List {
         /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
@@ -466,6 +481,31 @@ impl TrunkCmd {
             TrunkCmd::ListOperations { id } => {
                 return list_operations(api, out, &format!("/cic/v1/trunkConnections/{id}")).await;
             }
+            TrunkCmd::ListPrivateConnections { id } => {
+                let v = api
+                    .get(&format!("/cic/v1/trunkConnections/{id}/privateConnections"))
+                    .await?;
+                out.print(&v, |v| table(v, CONNECTION_COLUMNS));
+                Ok(())
+            }
+            TrunkCmd::ListPublicConnections { id } => {
+                let v = api
+                    .get(&format!("/cic/v1/trunkConnections/{id}/publicConnections"))
+                    .await?;
+                out.print(&v, |v| table(v, PUBLIC_COLUMNS));
+                Ok(())
+            }
+            TrunkCmd::BatchGet { ids } => {
+                batch_get(
+                    api,
+                    out,
+                    "/cic/v1/trunkConnections",
+                    "trunkConnectionIds",
+                    &ids,
+                    TRUNK_COLUMNS,
+                )
+                .await
+            }
             TrunkCmd::Create {
                 folder,
                 name,
@@ -476,12 +516,31 @@ impl TrunkCmd {
                 port,
                 transceiver,
                 edge,
+                lag_ports,
+                lag_size,
+                partner_id,
+                service_key,
                 deletion_protection,
             } => {
                 let folder = out.folder(folder)?;
                 let mut body = json!({"folderId": folder, "name": name, "pointOfPresenceId": pop,
                                       "capacity": capacity(&cap)?, "deletionProtection": deletion_protection});
+                if let (Some(p), Some(k)) = (&partner_id, &service_key) {
+                    body["partnerJointInfo"] = json!({"partnerId": p, "serviceKey": k});
+                } else if !lag_ports.is_empty() || lag_size.is_some() {
+                    let mut j = json!({"transceiverType": transceiver});
+                    match lag_size {
+                        Some(n) => j["lagAllocationSettings"] = json!({"lagSize": n.to_string()}),
+                        None => j["portNames"] = json!(lag_ports),
+                    }
+                    if let Some(e) = &edge {
+                        j["accessDeviceName"] = json!(e);
+                    }
+                    body["lagDirectJoint"] = j;
+                }
                 match overlay_remote_vtep {
+                    _ if body.get("partnerJointInfo").is_some()
+                        || body.get("lagDirectJoint").is_some() => {}
                     Some(vtep) => {
                         let mut j = json!({"remoteVtep": vtep, "udpPort": udp_port});
                         if let Some(p) = port {
@@ -613,6 +672,11 @@ pub enum ConnectionCmd {
     ListOperations {
         id: String,
     },
+    /// Up to 1000 private connections by id.
+    BatchGet {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Route prefixes to the customer's peer address, with or without BGP.
     UpsertStaticRoutes {
         id: String,
@@ -624,6 +688,54 @@ pub enum ConnectionCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
+}
+
+const TRUNK_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "pointOfPresenceId",
+    "capacity",
+    "edgeId",
+    "status",
+];
+const CONNECTION_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "trunkConnectionId",
+    "vlanId",
+    "status",
+    "bgp.state",
+    "bgp.prefixesReceived",
+    "bgp.prefixesAccepted",
+    "bgp.prefixesAdvertised",
+];
+const PUBLIC_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "trunkConnectionId",
+    "vlanId",
+    "status",
+    "bgp.state",
+];
+
+/// `POST {base}:batchGet {"<field>": ids}`, printed as a table.
+async fn batch_get(
+    api: &Api,
+    out: &Output,
+    base: &str,
+    field: &str,
+    ids: &[String],
+    cols: &[&str],
+) -> Result<()> {
+    let v = api
+        .call(
+            Method::POST,
+            &format!("{base}:batchGet"),
+            Some(&json!({ field: ids })),
+        )
+        .await?;
+    out.print(&v, |v| table(v, cols));
+    Ok(())
 }
 
 /// `peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]` → the
@@ -749,6 +861,17 @@ impl ConnectionCmd {
             ConnectionCmd::ListOperations { id } => {
                 list_operations(api, out, &format!("{BASE}/{id}")).await
             }
+            ConnectionCmd::BatchGet { ids } => {
+                batch_get(
+                    api,
+                    out,
+                    BASE,
+                    "privateConnectionIds",
+                    &ids,
+                    CONNECTION_COLUMNS,
+                )
+                .await
+            }
             ConnectionCmd::UpsertStaticRoutes { id, prefixes } => {
                 static_routes(api, out, &id, "upsertStaticRoutes", &prefixes).await
             }
@@ -795,22 +918,7 @@ impl ConnectionCmd {
             ConnectionCmd::List { folder } => {
                 let q = out.folder_query(folder);
                 let v = api.get(&format!("/cic/v1/privateConnections{q}")).await?;
-                out.print(&v, |v| {
-                    table(
-                        v,
-                        &[
-                            "id",
-                            "name",
-                            "trunkConnectionId",
-                            "vlanId",
-                            "status",
-                            "bgp.state",
-                            "bgp.prefixesReceived",
-                            "bgp.prefixesAccepted",
-                            "bgp.prefixesAdvertised",
-                        ],
-                    )
-                });
+                out.print(&v, |v| table(v, CONNECTION_COLUMNS));
                 Ok(())
             }
             ConnectionCmd::Get { id } => {
@@ -834,6 +942,11 @@ impl ConnectionCmd {
 
 #[derive(Subcommand)]
 pub enum RoutingInstanceCmd {
+    /// Up to 1000 routing instances by id.
+    BatchGet {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     Create {
         /// The folder [default: CIC_FOLDER, else the profile's].
         #[arg(long, visible_alias = "folder-id")]
@@ -1139,6 +1252,17 @@ impl RoutingInstanceCmd {
                 });
                 Ok(())
             }
+            RoutingInstanceCmd::BatchGet { ids } => {
+                batch_get(
+                    api,
+                    out,
+                    "/cloudrouter/v1/routingInstances",
+                    "routingInstanceIds",
+                    &ids,
+                    &["id", "name", "status", "deletionProtection"],
+                )
+                .await
+            }
             RoutingInstanceCmd::Get { id } => {
                 out.print(
                     &api.get(&format!("/cloudrouter/v1/routingInstances/{id}"))
@@ -1421,5 +1545,264 @@ impl ApiKeyCmd {
             }
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Public connections, partners and the cloud-service catalogue.
+
+async fn show_one(api: &Api, out: &Output, path: &str) -> Result<()> {
+    out.print(&api.get(path).await?, pretty);
+    Ok(())
+}
+
+async fn delete_now(api: &Api, out: &Output, path: &str, what: &str) -> Result<()> {
+    let v = api.call(Method::DELETE, path, None).await?;
+    out.print(&v, |_| format!("{what} deleted"));
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum PublicConnectionCmd {
+    /// Create a public connection in a customer's folder (operator).
+    Create {
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, visible_alias = "trunk-id")]
+        trunk: String,
+        #[arg(long, visible_alias = "vlan-id")]
+        vlan: u32,
+        /// peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]
+        #[arg(long)]
+        ipv4_peering: String,
+        /// An allowed service type (see `cic cloud-service list`); repeat for more.
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// A public prefix the customer announces; repeat for more.
+        #[arg(long = "announced-prefix")]
+        announced: Vec<String>,
+    },
+    List {
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Delete a public connection (operator).
+    Delete {
+        id: String,
+    },
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    ListOperations {
+        id: String,
+    },
+}
+
+impl PublicConnectionCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/publicConnections";
+        match self {
+            PublicConnectionCmd::Create {
+                folder,
+                name,
+                trunk,
+                vlan,
+                ipv4_peering,
+                services,
+                announced,
+            } => {
+                let body = json!({"folderId": out.folder(folder)?, "name": name,
+                    "trunkConnectionId": trunk, "vlanId": vlan.to_string(),
+                    "ipv4Peering": peering_from_kv(&ipv4_peering)?,
+                    "ipv4AllowedServiceTypes": services, "ipv4PeerAnnouncedPrefixes": announced});
+                out.mutate(api, Method::POST, BASE, Some(body), "public connection")
+                    .await
+            }
+            PublicConnectionCmd::List { folder } => {
+                let v = api
+                    .get(&format!("{BASE}{}", out.folder_query(folder)))
+                    .await?;
+                out.print(&v, |v| table(v, PUBLIC_COLUMNS));
+                Ok(())
+            }
+            PublicConnectionCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            PublicConnectionCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("{BASE}/{id}"),
+                    None,
+                    "public connection deleted",
+                )
+                .await
+            }
+            PublicConnectionCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                move_to(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &destination_folder,
+                    "public connection moved",
+                )
+                .await
+            }
+            PublicConnectionCmd::ListOperations { id } => {
+                list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PartnerCmd {
+    /// Add a partner (operator).
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        url: String,
+        /// Where the partner's port meets a PoP: pop=…,edge=…,port=…; repeat per PoP.
+        #[arg(long = "joint")]
+        joints: Vec<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    /// Remove a partner (operator).
+    Delete {
+        id: String,
+    },
+}
+
+/// `pop=…,edge=…,port=…` → a partner's joint.
+fn joint_from_kv(s: &str) -> Result<Value> {
+    let mut j = serde_json::Map::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--joint: {part:?} is not key=value"))?;
+        let field = match k {
+            "pop" => "pointOfPresenceId",
+            "edge" => "accessDeviceName",
+            "port" => "portName",
+            other => bail!("--joint: unknown key {other:?}; keys are pop, edge, port"),
+        };
+        j.insert(field.into(), json!(v));
+    }
+    if j.len() != 3 {
+        bail!("--joint: give pop=…,edge=…,port=…");
+    }
+    Ok(Value::Object(j))
+}
+
+impl PartnerCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/partners";
+        match self {
+            PartnerCmd::Create {
+                id,
+                name,
+                url,
+                joints,
+            } => {
+                let joints = joints
+                    .iter()
+                    .map(|j| joint_from_kv(j))
+                    .collect::<Result<Vec<Value>>>()?;
+                let mut pops: Vec<Value> = joints
+                    .iter()
+                    .map(|j| j["pointOfPresenceId"].clone())
+                    .collect();
+                pops.dedup();
+                let v = api
+                    .call(
+                        Method::POST,
+                        BASE,
+                        Some(&json!({"id": id, "name": name, "url": url, "popIds": pops, "joints": joints})),
+                    )
+                    .await?;
+                out.print(&v, |_| format!("partner {id} added"));
+                Ok(())
+            }
+            PartnerCmd::List => {
+                let v = api.get(BASE).await?;
+                out.print(&v, |v| table(v, &["id", "name", "url", "status"]));
+                Ok(())
+            }
+            PartnerCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            PartnerCmd::Delete { id } => {
+                delete_now(api, out, &format!("{BASE}/{id}"), &format!("partner {id}")).await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CloudServiceCmd {
+    /// Add a service to the catalogue (operator).
+    Create {
+        /// The service type, e.g. CLOUD_SERVICE_S3.
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A prefix the service answers on; repeat for more.
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    /// Remove a service (operator).
+    Delete {
+        id: String,
+    },
+}
+
+impl CloudServiceCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/cloudServices";
+        match self {
+            CloudServiceCmd::Create { id, name, prefixes } => {
+                let v = api
+                    .call(
+                        Method::POST,
+                        BASE,
+                        Some(&json!({"id": id, "name": name, "prefixes": prefixes})),
+                    )
+                    .await?;
+                out.print(&v, |_| format!("cloud service {id} added"));
+                Ok(())
+            }
+            CloudServiceCmd::List => {
+                let v = api.get(BASE).await?;
+                out.print(&v, |v| table(v, &["id", "name", "prefixes"]));
+                Ok(())
+            }
+            CloudServiceCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            CloudServiceCmd::Delete { id } => {
+                delete_now(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &format!("cloud service {id}"),
+                )
+                .await
+            }
+        }
     }
 }

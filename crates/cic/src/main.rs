@@ -68,6 +68,15 @@ enum Cmd {
     /// Private connections.
     #[command(subcommand, name = "private-connection", visible_alias = "connection")]
     Connection(commands::ConnectionCmd),
+    /// Public connections (the operator creates and deletes them).
+    #[command(subcommand, name = "public-connection")]
+    PublicConnection(commands::PublicConnectionCmd),
+    /// Partners (operator catalog; everyone reads it).
+    #[command(subcommand)]
+    Partner(commands::PartnerCmd),
+    /// Cloud services reachable over public connections (operator catalog).
+    #[command(subcommand, name = "cloud-service")]
+    CloudService(commands::CloudServiceCmd),
     /// Routing instances (Cloud Router).
     #[command(subcommand, name = "routing-instance")]
     RoutingInstance(commands::RoutingInstanceCmd),
@@ -134,6 +143,9 @@ struct ServerArgs {
     /// Quota: private connections per trunk.
     #[arg(long, default_value_t = 5)]
     quota_private_connections_per_trunk: usize,
+    /// Quota: public connections per trunk.
+    #[arg(long, default_value_t = 5)]
+    quota_public_connections_per_trunk: usize,
     /// Quota: prefixes per routing instance.
     #[arg(long, default_value_t = 100)]
     quota_prefixes_per_instance: usize,
@@ -307,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bgp,
                 peering_mtu: a.peering_mtu,
                 max_connections_per_trunk: a.quota_private_connections_per_trunk,
+                max_public_connections_per_trunk: a.quota_public_connections_per_trunk,
                 max_prefixes_per_instance: a.quota_prefixes_per_instance,
                 max_static_routes_per_connection: a.quota_static_routes_per_connection,
                 ..Default::default()
@@ -383,6 +396,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             c.run(&a, o).await
         }
         Cmd::Connection(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::PublicConnection(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Partner(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::CloudService(c) => {
             let (a, o) = with_api()?;
             c.run(&a, o).await
         }

@@ -472,3 +472,107 @@ async fn the_cli_takes_a_profile_speaks_the_modelled_shapes_and_prints_three_for
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_covers_partners_public_connections_and_the_service_catalogue() {
+    let path = std::env::temp_dir().join(format!("cic-cli-catalog-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let server = Server::start(&format!("sqlite://{}", path.display())).await;
+    let url = server.url.clone();
+    let admin = |args: &[&str]| cli(&url, TOKEN, args);
+    let ok = |args: &[&str]| {
+        let (code, v) = admin(args);
+        assert_eq!(code, 0, "cic {}: {v}", args.join(" "));
+        v
+    };
+    ok(&["folder", "create", "--id", "f1", "--name", "team"]);
+    ok(&["pop", "create", "--id", "pop1", "--name", "pop1"]);
+    ok(&[
+        "edge-router",
+        "create",
+        "--name",
+        "edge1",
+        "--pop",
+        "pop1",
+        "--router-id",
+        "10.255.0.1",
+        "--fabric-remote-vtep",
+        "100.64.255.1",
+        "--fabric-local-vtep",
+        "100.64.255.2",
+    ]);
+    let (code, v) = admin(&["partner", "create", "--id", "acme", "--joint", "pop=pop1"]);
+    assert_eq!(code, 1, "{v}");
+    assert!(v.to_string().contains("give pop=…,edge=…,port=…"), "{v}");
+    ok(&[
+        "partner",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--joint",
+        "pop=pop1,edge=edge1,port=nni0",
+    ]);
+    assert_eq!(ok(&["partner", "get", "acme"])["popIds"], json!(["pop1"]));
+    ok(&[
+        "cloud-service",
+        "create",
+        "--id",
+        "CLOUD_SERVICE_S3",
+        "--prefix",
+        "213.180.193.243/32",
+    ]);
+    let op = ok(&[
+        "trunk-connection",
+        "create",
+        "--folder",
+        "f1",
+        "--pop",
+        "pop1",
+        "--capacity",
+        "100m",
+        "--partner-id",
+        "acme",
+        "--service-key",
+        "ACME-42",
+        "--async",
+    ]);
+    let trunk = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("trunk")
+        .to_string();
+    let got = ok(&["trunk-connection", "batch-get", &trunk]);
+    assert_eq!(
+        got["trunkConnections"][0]["partnerJointInfo"]["portName"],
+        "nni0"
+    );
+    ok(&[
+        "public-connection",
+        "create",
+        "--folder",
+        "f1",
+        "--trunk-id",
+        &trunk,
+        "--vlan-id",
+        "300",
+        "--ipv4-peering",
+        "peering-subnet=5.45.200.0/31,peer-ip=5.45.200.1,cloud-ip=5.45.200.0,peer-bgp-asn=65001",
+        "--service",
+        "CLOUD_SERVICE_S3",
+        "--announced-prefix",
+        "5.45.192.0/22",
+        "--async",
+    ]);
+    let list = ok(&["public-connection", "list", "--folder", "f1"]);
+    assert_eq!(list["publicConnections"][0]["vlanId"], "300");
+    let on_trunk = ok(&["trunk-connection", "list-public-connections", &trunk]);
+    assert_eq!(
+        on_trunk["publicConnections"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (code, v) = admin(&["cloud-service", "delete", "CLOUD_SERVICE_S3"]);
+    assert_eq!(code, 3, "in use: {v}");
+    server.kill();
+    let _ = std::fs::remove_file(&path);
+}
