@@ -2120,6 +2120,32 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
     assert_eq!(att, json!({"type": "vlan", "port": "nni0"}));
     let (s, v) = h.admin(Method::DELETE, "/cic/v1/partners/acme", None).await;
     assert_eq!(s, StatusCode::CONFLICT, "in use: {v}");
+    // A partner that is DOWN takes no new trunks.
+    h.ok(
+        Method::PATCH,
+        "/cic/v1/partners/acme",
+        json!({"status": "DOWN"}),
+    )
+    .await;
+    let (s, v) = h
+        .call(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            Some(&ann),
+            Some(partner_trunk("f1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(err_message(&v).contains("partner acme is DOWN"), "{v}");
+    let (s, _) = h
+        .call(
+            Method::PATCH,
+            "/cic/v1/partners/acme",
+            Some(&ann),
+            Some(json!({"status": "UP"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 
     // LAGs: named ports or allocated from the edge's customer ports, never shared.
     let (_, edges) = h.admin(Method::GET, "/cic/v1/edges", None).await;

@@ -267,15 +267,7 @@ pub async fn create_partner(
     who.require_admin()?;
     validate::id_ref("id", &p.id)?;
     validate::description("name", &p.name)?;
-    if !(p.url.is_empty()
-        || (p.url.len() <= 256 && (p.url.starts_with("https://") || p.url.starts_with("http://"))))
-    {
-        return Err(ApiError::field(
-            "url",
-            "must be an http:// or https:// URL of at most 256 characters",
-        )
-        .into());
-    }
+    check_url(&p.url)?;
     let _w = st.lock_writes().await?;
     if st.store.get::<Partner>(&p.id).await?.is_some() {
         return Err(ApiError::conflict(format!("partner {:?} already exists", p.id)).into());
@@ -380,4 +372,53 @@ pub async fn delete_partner(
     tx.delete::<Partner>(&id).await?;
     commit(&st, tx, rev).await?;
     Ok(Json(serde_json::json!({})))
+}
+
+/// `PATCH /cic/v1/partners/{id}` (operator): name, url, status. A partner that is DOWN
+/// takes no new trunks; those it carries stay.
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdatePartnerRequest {
+    name: Option<String>,
+    url: Option<String>,
+    status: Option<cic_model::resource::PartnerStatus>,
+}
+
+pub async fn update_partner(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdatePartnerRequest>,
+) -> ApiResult<Json<Partner>> {
+    who.require_admin()?;
+    let _w = st.lock_writes().await?;
+    let mut p = fetch::<Partner>(&st, &id).await?;
+    if let Some(n) = req.name {
+        validate::description("name", &n)?;
+        p.name = n;
+    }
+    if let Some(u) = req.url {
+        check_url(&u)?;
+        p.url = u;
+    }
+    if let Some(s) = req.status {
+        p.status = s;
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(&p, rev).await?;
+    commit(&st, tx, rev).await?;
+    Ok(Json(p))
+}
+
+fn check_url(u: &str) -> ApiResult<()> {
+    if u.is_empty() || (u.len() <= 256 && (u.starts_with("https://") || u.starts_with("http://"))) {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "url",
+            "must be an http:// or https:// URL of at most 256 characters",
+        )
+        .into())
+    }
 }

@@ -1,6 +1,6 @@
 //! REST handlers, one module per resource, paths as the modelled service's.
 
-mod catalog;
+pub(crate) mod catalog;
 mod connections;
 mod folders;
 pub mod idempotency;

@@ -240,6 +240,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .returns::<Partner>(),
         ep(
+            "patch",
+            "/cic/v1/partners/{id}",
+            "Update a partner's name, url or status (UP, DOWN)",
+            Operator,
+            patch(catalog::update_partner),
+        )
+        .body::<catalog::UpdatePartnerRequest>()
+        .returns::<Partner>(),
+        ep(
             "delete",
             "/cic/v1/partners/{id}",
             "Remove a partner (refused while a trunk goes through it)",
