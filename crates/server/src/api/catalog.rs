@@ -19,6 +19,43 @@ use crate::{AppState, EdgeLiveState, new_id, now};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// Writes one catalog document at a new revision (edges see it at their next sync).
+pub(crate) async fn put_catalog<T: Document>(st: &AppState, doc: &T) -> ApiResult<()> {
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put(doc, rev).await?;
+    commit(st, tx, rev).await
+}
+
+/// Deletes one catalog document at a new revision.
+pub(crate) async fn delete_catalog<T: Document>(st: &AppState, id: &str) -> ApiResult<()> {
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.delete::<T>(id).await?;
+    commit(st, tx, rev).await
+}
+
+/// `GET` of an operator catalog every user may read: points of presence, partners, cloud
+/// services.
+pub(crate) async fn list_catalog<T: Document + Clone>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let page = q.page(st.store.list::<T>(None).await?)?;
+    Ok(Json(show_page(&View::default(), T::KIND, page)))
+}
+
+pub(crate) async fn get_catalog<T: Document>(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<T>> {
+    who.require_user()?;
+    Ok(Json(fetch::<T>(&st, &id).await?))
+}
+
 pub async fn create_pop(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -33,38 +70,8 @@ pub async fn create_pop(
             ApiError::conflict(format!("point of presence {:?} already exists", pop.id)).into(),
         );
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&pop, rev).await?;
-    commit(&st, tx, rev).await?;
+    put_catalog(&st, &pop).await?;
     Ok(Json(pop))
-}
-
-pub async fn list_pops(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    who.require_user()?;
-    let page = q.page(st.store.list::<PointOfPresence>(None).await?)?;
-    Ok(Json(show_page(
-        &View::default(),
-        PointOfPresence::KIND,
-        page,
-    )))
-}
-
-pub async fn get_pop(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<PointOfPresence>> {
-    who.require_user()?;
-    st.store
-        .get::<PointOfPresence>(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| not_found("point of presence", &id))
 }
 
 pub async fn delete_pop(
@@ -87,10 +94,7 @@ pub async fn delete_pop(
         ))
         .into());
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.delete::<PointOfPresence>(&id).await?;
-    commit(&st, tx, rev).await?;
+    delete_catalog::<PointOfPresence>(&st, &id).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -315,30 +319,8 @@ pub async fn create_partner(
         }
         crate::api::trunks::valid_ifname(&format!("{f}.portName"), &j.port_name)?;
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&p, rev).await?;
-    commit(&st, tx, rev).await?;
+    put_catalog(&st, &p).await?;
     Ok(Json(p))
-}
-
-pub async fn list_partners(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    who.require_user()?;
-    let page = q.page(st.store.list::<Partner>(None).await?)?;
-    Ok(Json(show_page(&View::default(), Partner::KIND, page)))
-}
-
-pub async fn get_partner(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Partner>> {
-    who.require_user()?;
-    Ok(Json(fetch::<Partner>(&st, &id).await?))
 }
 
 /// `DELETE /cic/v1/partners/{id}` (operator): refused while a trunk goes through it.
@@ -367,10 +349,7 @@ pub async fn delete_partner(
         ))
         .into());
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.delete::<Partner>(&id).await?;
-    commit(&st, tx, rev).await?;
+    delete_catalog::<Partner>(&st, &id).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -404,10 +383,7 @@ pub async fn update_partner(
     if let Some(s) = req.status {
         p.status = s;
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&p, rev).await?;
-    commit(&st, tx, rev).await?;
+    put_catalog(&st, &p).await?;
     Ok(Json(p))
 }
 

@@ -605,18 +605,31 @@ pub async fn delete(
         ))
         .into());
     }
+    let trunk = pc.trunk_connection_id.clone();
+    delete_on_trunk(&st, &who, &view, &mut pc, &trunk).await
+}
+
+/// Marks a connection (private or public) DELETING; its operation waits for the edge of
+/// its trunk, and the connection goes when that edge has applied it.
+pub(crate) async fn delete_on_trunk<T: super::Tenant>(
+    st: &AppState,
+    who: &Principal,
+    view: &crate::access::View,
+    c: &mut T,
+    trunk: &str,
+) -> ApiResult<Json<Value>> {
     let edge = st
         .store
-        .get::<TrunkConnection>(&pc.trunk_connection_id)
+        .get::<TrunkConnection>(trunk)
         .await?
         .map(|t| t.edge_id);
-    pc.meta.status = Status::Deleting;
+    c.meta_mut().status = Status::Deleting;
     write_one(
-        &st,
-        &who,
-        &view,
-        &pc,
-        "Delete private connection",
+        st,
+        who,
+        view,
+        c,
+        &format!("Delete {}", super::title(T::KIND)),
         Action::Delete,
         edge.into_iter().collect(),
     )

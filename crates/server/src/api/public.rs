@@ -7,19 +7,20 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CloudService, CreatePublicConnectionRequest, PublicConnection, Status, TrunkConnection,
+    CloudService, CreatePublicConnectionRequest, PublicConnection, TrunkConnection,
 };
 use cic_model::{ApiError, validate};
 use cic_store::{Action, Document};
 use serde_json::Value;
 
-use super::connections::{check_placement, peering_of};
+use super::catalog::{delete_catalog, put_catalog};
+use super::connections::{check_placement, delete_on_trunk, peering_of};
 use super::{
-    ApiQuery, ListQuery, PageQuery, check_meta, check_unique_name, commit, fetch, fetch_for,
-    new_meta, page, show_page, write_one,
+    ApiQuery, PageQuery, check_meta, check_unique_name, fetch, fetch_for, new_meta, page,
+    show_page, write_one,
 };
 use crate::AppState;
-use crate::access::{Need, View};
+use crate::access::Need;
 use crate::auth::Principal;
 use crate::error::{ApiJson, ApiResult};
 
@@ -64,10 +65,7 @@ pub async fn create_service(
     if st.store.get::<CloudService>(&s.id).await?.is_some() {
         return Err(ApiError::conflict(format!("cloud service {} already exists", s.id)).into());
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&s, rev).await?;
-    commit(&st, tx, rev).await?;
+    put_catalog(&st, &s).await?;
     Ok(Json(s))
 }
 
@@ -84,30 +82,8 @@ pub async fn replace_service(
     check_service(&s)?;
     let _w = st.lock_writes().await?;
     fetch::<CloudService>(&st, &id).await?;
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.put(&s, rev).await?;
-    commit(&st, tx, rev).await?;
+    put_catalog(&st, &s).await?;
     Ok(Json(s))
-}
-
-pub async fn list_services(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    who.require_user()?;
-    let page = q.page(st.store.list::<CloudService>(None).await?)?;
-    Ok(Json(show_page(&View::default(), CloudService::KIND, page)))
-}
-
-pub async fn get_service(
-    State(st): State<Arc<AppState>>,
-    who: Principal,
-    Path(id): Path<String>,
-) -> ApiResult<Json<CloudService>> {
-    who.require_user()?;
-    Ok(Json(fetch::<CloudService>(&st, &id).await?))
 }
 
 /// `DELETE /cic/v1/cloudServices/{id}` (operator): refused while a public connection
@@ -133,10 +109,7 @@ pub async fn delete_service(
         ))
         .into());
     }
-    let mut tx = st.store.begin().await?;
-    let rev = tx.bump_revision().await?;
-    tx.delete::<CloudService>(&id).await?;
-    commit(&st, tx, rev).await?;
+    delete_catalog::<CloudService>(&st, &id).await?;
     Ok(Json(serde_json::json!({})))
 }
 
@@ -230,22 +203,8 @@ pub async fn delete(
     who.require_admin()?;
     let _w = st.lock_writes().await?;
     let (mut pc, view) = fetch_for::<PublicConnection>(&st, &who, &id, Need::Write).await?;
-    let edge = st
-        .store
-        .get::<TrunkConnection>(&pc.trunk_connection_id)
-        .await?
-        .map(|t| t.edge_id);
-    pc.meta.status = Status::Deleting;
-    write_one(
-        &st,
-        &who,
-        &view,
-        &pc,
-        "Delete public connection",
-        Action::Delete,
-        edge.into_iter().collect(),
-    )
-    .await
+    let trunk = pc.trunk_connection_id.clone();
+    delete_on_trunk(&st, &who, &view, &mut pc, &trunk).await
 }
 
 /// Live BGP state from the edge's last report.

@@ -184,7 +184,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/pointOfPresences",
             "List points of presence",
             User,
-            get(catalog::list_pops),
+            get(catalog::list_catalog::<PointOfPresence>),
         )
         .query::<ListQuery>()
         .list::<PointOfPresence>("pointOfPresences"),
@@ -202,7 +202,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/pointOfPresences/{id}",
             "Get a point of presence",
             User,
-            get(catalog::get_pop),
+            get(catalog::get_catalog::<PointOfPresence>),
         )
         .returns::<PointOfPresence>(),
         ep(
@@ -218,7 +218,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/partners",
             "List partners",
             User,
-            get(catalog::list_partners),
+            get(catalog::list_catalog::<Partner>),
         )
         .query::<ListQuery>()
         .list::<Partner>("partners"),
@@ -236,7 +236,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/partners/{id}",
             "Get a partner",
             User,
-            get(catalog::get_partner),
+            get(catalog::get_catalog::<Partner>),
         )
         .returns::<Partner>(),
         ep(
@@ -487,7 +487,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/cloudServices",
             "List the cloud services reachable over public connections, with their prefixes",
             User,
-            get(public::list_services),
+            get(catalog::list_catalog::<CloudService>),
         )
         .query::<ListQuery>()
         .list::<CloudService>("cloudServices"),
@@ -505,7 +505,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/cloudServices/{id}",
             "Get a cloud service",
             User,
-            get(public::get_service),
+            get(catalog::get_catalog::<CloudService>),
         )
         .returns::<CloudService>(),
         ep(
