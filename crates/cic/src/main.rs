@@ -170,6 +170,9 @@ struct EdgeArgs {
     /// Seconds between status reports.
     #[arg(long, default_value_t = 5)]
     report_every: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9180).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 netns_prefix: a.netns_prefix,
                 report_every: Duration::from_secs(a.report_every.max(1)),
                 poll_wait: Duration::from_secs(25),
+                metrics_listen: a.metrics_listen,
             };
             let agent = cic_edge::Agent::new(opts).await?;
             agent.run(shutdown_signal()).await;

@@ -52,6 +52,20 @@ fn cic_dataplane_list(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `GET url` (plain HTTP on loopback), the body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_once('/').expect("path");
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 fn no_lab_processes() -> bool {
     let out = Command::new("pgrep")
         .args(["-f", "cic (server|edge|lab fabric)|bird -f -c /run/cic-lab"])
@@ -145,6 +159,25 @@ fn deleting_resources_removes_everything_the_edge_made() {
         );
 
         let bird = info["bird"]["customer"].as_str().expect("bird socket");
+
+        // The edge's own metrics, read from the speaker and the kernel at the scrape.
+        let metrics = http_get(info["edgeMetrics"].as_str().expect("edge metrics url"));
+        let sample = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name) && l.contains(&format!("connection_id=\"{pc}\"")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{name} of {pc} in:\n{metrics}"))
+        };
+        assert_eq!(sample("bgp_ipv4_session_state_up_down{"), 1.0);
+        assert_eq!(sample("ipv4_announces_received_by_cloud_num{"), 1.0);
+        assert_eq!(sample("ipv4_announces_advertised_from_cloud_num{"), 1.0);
+        assert!(
+            sample("packets_to_cloud_num{") > 0.0,
+            "BGP itself crossed the link"
+        );
+        assert!(metrics.contains("# TYPE bytes_from_cloud_num counter"));
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
         // A static route: in the instance's kernel table via the customer's address, and

@@ -35,6 +35,12 @@ pub struct Link {
     pub up: bool,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
     /// The bond (or bridge) this link is a member of.
     pub controller: Option<u32>,
 }
@@ -506,6 +512,12 @@ fn link_from(m: &LinkMessage) -> Link {
         up: m.header.flags.contains(LinkFlags::Up),
         rx_bytes: 0,
         tx_bytes: 0,
+        rx_packets: 0,
+        tx_packets: 0,
+        rx_dropped: 0,
+        tx_dropped: 0,
+        rx_errors: 0,
+        tx_errors: 0,
         controller: None,
     };
     for a in &m.attributes {
@@ -517,6 +529,12 @@ fn link_from(m: &LinkMessage) -> Link {
             LinkAttribute::Stats64(s) => {
                 l.rx_bytes = s.rx_bytes;
                 l.tx_bytes = s.tx_bytes;
+                l.rx_packets = s.rx_packets;
+                l.tx_packets = s.tx_packets;
+                l.rx_dropped = s.rx_dropped;
+                l.tx_dropped = s.tx_dropped;
+                l.rx_errors = s.rx_errors;
+                l.tx_errors = s.tx_errors;
             }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {

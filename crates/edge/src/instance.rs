@@ -107,6 +107,35 @@ impl Instance {
         })
     }
 
+    /// Interface counters of this instance's connections (not the fabric segment).
+    pub async fn traffic(&self) -> Vec<(String, cic_model::metrics::Traffic)> {
+        let Ok(links) = self.nl.links().await else {
+            return vec![];
+        };
+        links
+            .into_iter()
+            .filter_map(|l| {
+                let owner = l.alias.as_deref()?.split(' ').next()?.to_string();
+                if owner.starts_with("fabric:") || !self.peers.contains_key(&owner) {
+                    return None;
+                }
+                Some((
+                    owner,
+                    cic_model::metrics::Traffic {
+                        bytes_to_cloud: l.rx_bytes,
+                        bytes_from_cloud: l.tx_bytes,
+                        packets_to_cloud: l.rx_packets,
+                        packets_from_cloud: l.tx_packets,
+                        dropped_packets_to_cloud: l.rx_dropped,
+                        dropped_packets_from_cloud: l.tx_dropped,
+                        error_packets_to_cloud: l.rx_errors,
+                        error_packets_from_cloud: l.tx_errors,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Whether `ic` needs a new speaker (its fixed policy changed).
     pub fn needs_restart(&self, ic: &InstanceConfig) -> bool {
         self.fixed != (ic.announce.clone(), ic.accept_only.clone())

@@ -24,6 +24,7 @@ use cic_dataplane::{Netlink, netns, probe};
 use cic_model::edge::{
     Attachment, EdgeConfig, EdgeReport, ResourceError, SessionKind, SessionStatus, TrunkConfig,
 };
+use cic_model::metrics::Exposition;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -44,6 +45,8 @@ pub struct EdgeOptions {
     pub netns_prefix: String,
     pub report_every: Duration,
     pub poll_wait: Duration,
+    /// Where to serve `GET /metrics` (Prometheus), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,8 @@ pub enum EdgeError {
 
 struct State {
     applied: u64,
+    /// This edge's id, from its config (for metric labels).
+    edge_id: String,
     /// Watches of each instance's BGP status, so a state change is reported at once.
     watches: Vec<tokio::sync::watch::Receiver<cic_bgp::driver::InstanceStatus>>,
     errors: Vec<ResourceError>,
@@ -94,6 +99,7 @@ impl Agent {
             client,
             state: Mutex::new(State {
                 applied: 0,
+                edge_id: String::new(),
                 watches: vec![],
                 errors: vec![],
                 instances: BTreeMap::new(),
@@ -130,11 +136,78 @@ impl Agent {
                 }
             })
         };
+        let metrics = match self.opts.metrics_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    info!("metrics on http://{addr}/metrics");
+                    let me = self.clone();
+                    let app = axum::Router::new().route(
+                        "/metrics",
+                        axum::routing::get(move || {
+                            let me = me.clone();
+                            async move {
+                                (
+                                    [("content-type", "text/plain; version=0.0.4")],
+                                    me.metrics().await,
+                                )
+                            }
+                        }),
+                    );
+                    Some(tokio::spawn(async move {
+                        let _ = axum::serve(l, app).await;
+                    }))
+                }
+                Err(e) => {
+                    warn!("metrics: cannot listen on {addr}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
         tokio::select! {
             _ = self.sync_loop() => {}
             _ = shutdown => info!("edge agent stopping; the data plane keeps forwarding"),
         }
         reporter.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
+    }
+
+    /// `GET /metrics`: the sessions from the speakers and the connections' interface
+    /// counters from the kernel, read at the scrape.
+    pub async fn metrics(&self) -> String {
+        let report = self.report_now().await;
+        let mut e = Exposition::default();
+        let st = self.state.lock().await;
+        let edge = || ("edge_id", st.edge_id.clone());
+        e.sample(
+            "cic_edge_applied_revision",
+            "gauge",
+            "The config revision this edge has applied.",
+            vec![edge()],
+            report.applied_revision as f64,
+        );
+        e.sample(
+            "cic_edge_resource_errors",
+            "gauge",
+            "Resources this edge could not realise.",
+            vec![edge()],
+            report.errors.len() as f64,
+        );
+        for s in &report.sessions {
+            let id = match s.kind {
+                SessionKind::Customer => "connection_id",
+                SessionKind::Fabric => "routing_instance_id",
+            };
+            e.session(s, vec![edge(), (id, s.resource_id.clone())]);
+        }
+        for i in st.instances.values() {
+            for (conn, t) in i.traffic().await {
+                e.traffic(&t, vec![edge(), ("connection_id", conn)]);
+            }
+        }
+        e.render()
     }
 
     /// Applies each new revision; while the last apply left errors, applies it again with
@@ -307,6 +380,7 @@ impl Agent {
         }
         info!(revision = cfg.revision, instances = cfg.instances.len(), errors = errors.len(), took = ?started.elapsed(), "config applied");
         st.applied = cfg.revision;
+        st.edge_id = cfg.edge_id.clone();
         st.errors = errors;
         st.watches = st.instances.values().map(|i| i.status()).collect();
     }

@@ -464,6 +464,7 @@ pub async fn up() -> Result<LabInfo> {
         server: server.clone(),
         token: customer_token,
     };
+    let edge_metrics = format!("127.0.0.1:{}", free_port()?);
     spawn(
         &dir,
         "edge-pop1",
@@ -478,6 +479,8 @@ pub async fn up() -> Result<LabInfo> {
             "cicl-pop1-",
             "--report-every",
             "1",
+            "--metrics-listen",
+            &edge_metrics,
         ],
         &[("CIC_EDGE_TOKEN", &edge_token), ("RUST_LOG", "info")],
     )?;
@@ -654,6 +657,7 @@ pub async fn up() -> Result<LabInfo> {
         "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"),
         "customerTokenFile": format!("{STATE_DIR}/customer-token"), "folderId": FOLDER,
         "trunkConnectionId": trunk, "privateConnectionId": pc, "routingInstanceId": ri, "edgeId": edge_id,
+        "edgeMetrics": format!("http://{edge_metrics}/metrics"),
         "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": NS_POP, "fabric": NS_FABRIC, "vm": NS_VM},
         "bird": {"customer": site_sock, "fabric": fabric_sock},
     });

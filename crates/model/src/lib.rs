@@ -3,6 +3,7 @@
 pub mod edge;
 pub mod error;
 pub mod iam;
+pub mod metrics;
 pub mod resource;
 pub mod validate;
 

@@ -2224,3 +2224,65 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
         "{att}"
     );
 }
+
+#[tokio::test]
+async fn metrics_show_each_session_as_its_edge_reported_it_with_its_folder() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/cic/v1/edgeSync/status",
+            Some(&edge),
+            Some(json!({"appliedRevision": h.revision().await, "dataplane": "vxlan-overlay", "errors": [],
+                "sessions": [{"resourceId": pc, "kind": "customer", "peer": "169.254.100.2", "peerAsn": 65001,
+                    "state": "ESTABLISHED", "uptimeSecs": 12, "prefixesReceived": 7, "prefixesAccepted": 6,
+                    "prefixesAdvertised": 1}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let viewer = h.user("vic", "f1", "viewer").await;
+    let (s, _) = h.call(Method::GET, "/metrics", Some(&viewer), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the operator's");
+    let (s, v) = h.admin(Method::GET, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().expect("text").to_string();
+    let labels =
+        format!(r#"folder_id="f1",connection_id="{pc}",session="customer",peer="169.254.100.2""#);
+    for (name, value) in [
+        ("bgp_ipv4_session_state_up_down", "1"),
+        ("bgp_ipv4_session_lifetime_seconds", "12"),
+        ("ipv4_announces_received_by_cloud_num", "7"),
+        ("ipv4_announces_accepted_by_cloud_num", "6"),
+        ("ipv4_announces_advertised_from_cloud_num", "1"),
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)
+                && l.contains(&labels)
+                && l.ends_with(&format!(" {value}"))),
+            "{name} {value} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE cic_edge_report_age_seconds gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cic_operations_running 0"),
+        "the report finished the operation: {text}"
+    );
+}

@@ -4,6 +4,7 @@ pub(crate) mod catalog;
 mod connections;
 mod folders;
 pub mod idempotency;
+mod metrics;
 pub(crate) mod operations;
 mod public;
 mod routing;

@@ -178,6 +178,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(super::openapi_json),
         )
         .text(),
+        ep(
+            "get",
+            "/metrics",
+            "Prometheus metrics: sessions as the edges last reported them, and the control plane's state",
+            Operator,
+            get(super::metrics::metrics),
+        )
+        .text(),
         // Catalog.
         ep(
             "get",

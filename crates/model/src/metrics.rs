@@ -1,0 +1,209 @@
+//! Prometheus text exposition of connection state, with the modelled service's metric names
+//! (REFERENCE.md "Monitoring"). The edge renders it from live state (1 s resolution: every
+//! scrape reads the speaker and the kernel); the server from the edges' last reports.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::edge::{SessionKind, SessionStatus};
+
+/// Traffic of one connection's interface on the edge, as the kernel counts it. "To cloud"
+/// is what the edge receives from the customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub bytes_to_cloud: u64,
+    pub bytes_from_cloud: u64,
+    pub packets_to_cloud: u64,
+    pub packets_from_cloud: u64,
+    pub dropped_packets_to_cloud: u64,
+    pub dropped_packets_from_cloud: u64,
+    pub error_packets_to_cloud: u64,
+    pub error_packets_from_cloud: u64,
+}
+
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Metric families in the order they were first given samples.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    families: Vec<(&'static str, &'static str, &'static str)>,
+    samples: BTreeMap<&'static str, Vec<(Labels, f64)>>,
+}
+
+impl Exposition {
+    pub fn sample(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        labels: Labels,
+        value: f64,
+    ) {
+        if !self.samples.contains_key(name) {
+            self.families.push((name, kind, help));
+        }
+        self.samples.entry(name).or_default().push((labels, value));
+    }
+
+    /// One customer session: state, lifetime, routes in and out.
+    pub fn session(&mut self, s: &SessionStatus, mut labels: Labels) {
+        labels.push((
+            "session",
+            match s.kind {
+                SessionKind::Customer => "customer".into(),
+                SessionKind::Fabric => "fabric".into(),
+            },
+        ));
+        labels.push(("peer", s.peer.to_string()));
+        let up = s.state == "ESTABLISHED";
+        self.sample(
+            "bgp_ipv4_session_state_up_down",
+            "gauge",
+            "1 while the BGP session is Established, else 0.",
+            labels.clone(),
+            f64::from(u8::from(up)),
+        );
+        self.sample(
+            "bgp_ipv4_session_lifetime_seconds",
+            "gauge",
+            "Seconds since the BGP session was established (0 while down).",
+            labels.clone(),
+            s.uptime_secs as f64,
+        );
+        self.sample(
+            "ipv4_announces_received_by_cloud_num",
+            "gauge",
+            "Prefixes the cloud receives on the session.",
+            labels.clone(),
+            f64::from(s.prefixes_received),
+        );
+        self.sample(
+            "ipv4_announces_accepted_by_cloud_num",
+            "gauge",
+            "Prefixes the cloud accepted of those received (the rest were filtered).",
+            labels.clone(),
+            f64::from(s.prefixes_accepted),
+        );
+        self.sample(
+            "ipv4_announces_advertised_from_cloud_num",
+            "gauge",
+            "Prefixes the cloud advertises on the session.",
+            labels,
+            f64::from(s.prefixes_advertised),
+        );
+    }
+
+    /// One connection's interface counters.
+    pub fn traffic(&mut self, t: &Traffic, labels: Labels) {
+        let c = "counter";
+        for (name, help, v) in [
+            (
+                "bytes_to_cloud_num",
+                "Bytes received from the customer.",
+                t.bytes_to_cloud,
+            ),
+            (
+                "bytes_from_cloud_num",
+                "Bytes sent to the customer.",
+                t.bytes_from_cloud,
+            ),
+            (
+                "packets_to_cloud_num",
+                "Packets received from the customer.",
+                t.packets_to_cloud,
+            ),
+            (
+                "packets_from_cloud_num",
+                "Packets sent to the customer.",
+                t.packets_from_cloud,
+            ),
+            (
+                "dropped_packets_to_cloud_num",
+                "Packets from the customer the edge dropped.",
+                t.dropped_packets_to_cloud,
+            ),
+            (
+                "dropped_packets_from_cloud_num",
+                "Packets to the customer the edge dropped.",
+                t.dropped_packets_from_cloud,
+            ),
+            (
+                "error_packets_to_cloud_num",
+                "Packets from the customer received in error.",
+                t.error_packets_to_cloud,
+            ),
+            (
+                "error_packets_from_cloud_num",
+                "Packets to the customer that failed to send.",
+                t.error_packets_from_cloud,
+            ),
+        ] {
+            self.sample(name, c, help, labels.clone(), v as f64);
+        }
+    }
+
+    /// The text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, kind, help) in &self.families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in self.samples.get(name).into_iter().flatten() {
+                let l: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                if l.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{}}} {v}", l.join(","));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_render_in_the_text_format_with_escaped_labels() {
+        let mut e = Exposition::default();
+        let s = SessionStatus {
+            resource_id: "pc1".into(),
+            kind: SessionKind::Customer,
+            peer: "169.254.0.2".parse().expect("ip"),
+            peer_asn: 65001,
+            state: "ESTABLISHED".into(),
+            uptime_secs: 42,
+            prefixes_received: 3,
+            prefixes_accepted: 2,
+            prefixes_advertised: 1,
+            last_error: None,
+        };
+        e.session(&s, vec![("connection_id", "pc\"1\n".into())]);
+        let text = e.render();
+        assert!(text.starts_with(
+            "# HELP bgp_ipv4_session_state_up_down 1 while the BGP session is Established, else 0.\n\
+             # TYPE bgp_ipv4_session_state_up_down gauge\n\
+             bgp_ipv4_session_state_up_down{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"
+        ), "{text}");
+        assert!(text.contains("ipv4_announces_accepted_by_cloud_num{"));
+        assert!(text.contains("} 2\n"));
+        let mut down = s.clone();
+        down.state = "ACTIVE".into();
+        let mut e = Exposition::default();
+        e.session(&down, vec![]);
+        assert!(e.render().contains(
+            "bgp_ipv4_session_state_up_down{session=\"customer\",peer=\"169.254.0.2\"} 0\n"
+        ));
+    }
+}
