@@ -672,6 +672,20 @@ pub enum ConnectionCmd {
     ListOperations {
         id: String,
     },
+    /// Hold the BGP session down for a while to test failover; it comes back by itself.
+    StartBgpFailoverTest {
+        id: String,
+        #[arg(long, default_value_t = 300)]
+        duration_seconds: u64,
+    },
+    /// End a running failover test now.
+    StopBgpFailoverTest {
+        id: String,
+    },
+    /// Restart the BGP session at once (ends a max-prefix idle hold).
+    ResetBgpSession {
+        id: String,
+    },
     /// Up to 1000 private connections by id.
     BatchGet {
         #[arg(required = true)]
@@ -860,6 +874,39 @@ impl ConnectionCmd {
             }
             ConnectionCmd::ListOperations { id } => {
                 list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
+            ConnectionCmd::StartBgpFailoverTest {
+                id,
+                duration_seconds,
+            } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:startBgpFailoverTest"),
+                    Some(json!({"durationSeconds": duration_seconds})),
+                    "failover test started; session held down",
+                )
+                .await
+            }
+            ConnectionCmd::StopBgpFailoverTest { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:stopBgpFailoverTest"),
+                    Some(json!({})),
+                    "failover test stopped",
+                )
+                .await
+            }
+            ConnectionCmd::ResetBgpSession { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:resetBgpSession"),
+                    Some(json!({})),
+                    "BGP session reset",
+                )
+                .await
             }
             ConnectionCmd::BatchGet { ids } => {
                 batch_get(

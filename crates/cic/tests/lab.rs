@@ -180,6 +180,37 @@ fn deleting_resources_removes_everything_the_edge_made() {
         assert!(metrics.contains("# TYPE bytes_from_cloud_num counter"));
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
+        // A failover test takes the customer's session down and brings it back by itself.
+        let established = || {
+            let o = Command::new("birdc")
+                .args(["-s", bird, "show", "protocols", "cloud"])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).contains("Established")
+        };
+        assert!(established());
+        api(&[
+            "private-connection",
+            "start-bgp-failover-test",
+            pc,
+            "--duration-seconds",
+            "3",
+        ]);
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(5),
+            "session down for the test",
+            || (!established()).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(30),
+            "session back after the test",
+            || established().then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let got = api(&["private-connection", "get", pc, "--format", "json"]);
+        assert!(got.contains("\"status\": \"COMPLETED\""), "{got}");
+
         // A static route: in the instance's kernel table via the customer's address, and
         // announced to the fabric; removing it takes both away.
         let ip_routes = || {

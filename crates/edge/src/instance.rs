@@ -55,7 +55,9 @@ pub struct Instance {
     /// What the speaker was started with and cannot change while running: announced
     /// services and accepted prefixes (of a public connection).
     fixed: (Vec<Ipv4Net>, Option<Vec<Ipv4Net>>),
-    peers: BTreeMap<String, (PeerId, PeerConfig)>,
+    /// The speaker's peers by connection id (or `fabric:…`), with the reset sequence they
+    /// were added under.
+    peers: BTreeMap<String, (PeerId, PeerConfig, u64)>,
     routes_task: JoinHandle<()>,
     route_error: Arc<Mutex<Option<String>>>,
 }
@@ -201,58 +203,65 @@ impl Instance {
             }
             self.vpc_prefixes = ic.vpc_prefixes.clone();
         }
-        let mut desired: BTreeMap<String, PeerConfig> = BTreeMap::new();
+        // A connection held down (a failover test) has no peer until the hold ends; a new
+        // reset sequence makes a new session.
+        let now = std::time::SystemTime::now();
+        let mut desired: BTreeMap<String, (PeerConfig, u64)> = BTreeMap::new();
         for c in ic
             .connections
             .iter()
             .filter(|c| up.contains(&c.id.as_str()))
+            .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
         {
-            desired.insert(c.id.clone(), customer_peer(cfg, c));
+            desired.insert(c.id.clone(), (customer_peer(cfg, c), c.reset_seq));
         }
         if let (Some(f), true) = (&ic.fabric, up.contains(&ic.id.as_str())) {
             desired.insert(
                 format!("fabric:{}", ic.id),
-                PeerConfig {
-                    spec: PeerSpec {
-                        name: ic.id.clone(),
-                        role: Role::Fabric,
-                        address: f.fabric_ip,
-                        local_address: f.edge_ip,
-                        asn: f.fabric_asn,
+                (
+                    PeerConfig {
+                        spec: PeerSpec {
+                            name: ic.id.clone(),
+                            role: Role::Fabric,
+                            address: f.fabric_ip,
+                            local_address: f.edge_ip,
+                            asn: f.fabric_asn,
+                        },
+                        session: SessionConfig {
+                            local_asn: cfg.local_asn,
+                            router_id: cfg.router_id,
+                            peer_asn: f.fabric_asn,
+                            hold_time: cfg.bgp.hold_time_secs,
+                            min_hold_time: 0,
+                            connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
+                            passive: false,
+                        },
+                        md5_key: None,
+                        port: cic_bgp::driver::BGP_PORT,
                     },
-                    session: SessionConfig {
-                        local_asn: cfg.local_asn,
-                        router_id: cfg.router_id,
-                        peer_asn: f.fabric_asn,
-                        hold_time: cfg.bgp.hold_time_secs,
-                        min_hold_time: 0,
-                        connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
-                        passive: false,
-                    },
-                    md5_key: None,
-                    port: cic_bgp::driver::BGP_PORT,
-                },
+                    0,
+                ),
             );
         }
         let gone: Vec<String> = self
             .peers
             .iter()
-            .filter(|(k, (_, pc))| desired.get(*k) != Some(pc))
+            .filter(|(k, (_, pc, seq))| desired.get(*k) != Some(&(pc.clone(), *seq)))
             .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
-            if let Some((id, _)) = self.peers.remove(&k) {
+            if let Some((id, _, _)) = self.peers.remove(&k) {
                 let _ = self.bgp.remove_peer(id).await;
                 debug!(peer = k, "peer removed");
             }
         }
-        for (k, pc) in desired {
+        for (k, (pc, seq)) in desired {
             if self.peers.contains_key(&k) {
                 continue;
             }
             match self.bgp.add_peer(pc.clone()).await {
                 Ok(id) => {
-                    self.peers.insert(k, (id, pc));
+                    self.peers.insert(k, (id, pc, seq));
                 }
                 Err(e) => errors.push(err(&k, e.to_string())),
             }
@@ -260,7 +269,7 @@ impl Instance {
         // Static routes of each connection whose peer is there; the speaker ignores a
         // set equal to the last and tells which it refused.
         for c in &ic.connections {
-            let Some((id, _)) = self.peers.get(&c.id) else {
+            let Some((id, _, _)) = self.peers.get(&c.id) else {
                 continue;
             };
             match self
@@ -377,6 +386,16 @@ impl Instance {
         }
         info!(instance = %self.id, "routing instance removed");
     }
+}
+
+/// When a connection's hold-down (failover test) ends, if it has one.
+pub fn hold_down_end(c: &ConnectionConfig) -> Option<std::time::SystemTime> {
+    let t = time::OffsetDateTime::parse(
+        c.hold_down_until.as_deref()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some(std::time::SystemTime::from(t))
 }
 
 fn err(id: &str, message: String) -> ResourceError {

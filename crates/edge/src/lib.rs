@@ -222,6 +222,8 @@ impl Agent {
                 let st = self.state.lock().await;
                 (st.applied, !st.errors.is_empty())
             };
+            // A failover test ending brings its session back: apply again then.
+            let hold_end = last.as_ref().and_then(|(cfg, _)| next_hold_end(cfg));
             if let Some((cfg, at)) = &last {
                 let due = if failing {
                     *at + retry
@@ -246,6 +248,23 @@ impl Agent {
                     .max(Duration::from_secs(1)),
                 _ => self.opts.poll_wait,
             };
+            // The server's long poll counts whole seconds: the last second of a hold is
+            // slept here.
+            if let Some(h) = hold_end
+                && h.saturating_duration_since(Instant::now()) < Duration::from_secs(1)
+            {
+                tokio::time::sleep_until(h.into()).await;
+                if let Some((cfg, _)) = last.take() {
+                    info!("a failover test ended: bringing its session back");
+                    self.apply(&cfg).await;
+                    self.report().await;
+                    last = Some((cfg, Instant::now()));
+                }
+                continue;
+            }
+            let wait = hold_end.map_or(wait, |h| {
+                wait.min(h.saturating_duration_since(Instant::now()))
+            });
             match self
                 .client
                 .config(after, wait.min(self.opts.poll_wait))
@@ -484,4 +503,16 @@ impl Agent {
             warn!("report: {e}");
         }
     }
+}
+
+/// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
+fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {
+    let now = std::time::SystemTime::now();
+    cfg.instances
+        .iter()
+        .flat_map(|i| &i.connections)
+        .filter_map(instance::hold_down_end)
+        .filter_map(|end| end.duration_since(now).ok())
+        .min()
+        .map(|d| Instant::now() + d)
 }

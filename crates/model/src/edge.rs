@@ -141,6 +141,13 @@ pub struct ConnectionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5_key: Option<crate::Secret>,
     pub mtu: u32,
+    /// The session is held down until this time (RFC 3339): a BGP failover test. The edge
+    /// brings it back by itself when the time has come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_down_until: Option<String>,
+    /// A change restarts the session at once (and ends a max-prefix idle hold).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reset_seq: u64,
     /// Prefixes routed to `peerIp` whether or not the BGP session is up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
@@ -192,4 +199,8 @@ pub struct SessionStatus {
     pub prefixes_advertised: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -446,6 +446,13 @@ pub struct PrivateConnection {
     pub ipv4_peering: Ipv4Peering,
     #[serde(default)]
     pub ipv4_static_routes: Vec<StaticRoute>,
+    /// BGP failover tests, newest last (the last 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_failover_tests: Vec<FailoverTest>,
+    /// How many times the session was restarted on request (`:resetBgpSession`).
+    #[serde(default, skip_serializing_if = "is_zero", with = "crate::int64")]
+    #[schemars(with = "String")]
+    pub bgp_session_resets: u64,
     /// The routing instance this connection belongs to, if any (output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_instance_id: Option<String>,
@@ -511,6 +518,26 @@ pub struct PublicConnection {
     /// Live BGP state as last reported by the edge (output, not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<crate::edge::SessionStatus>,
+}
+
+/// A BGP failover test: the connection's session is held down from `startedAt` until
+/// `endsAt` (or until it is stopped), then comes back by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverTest {
+    pub id: String,
+    pub started_at: String,
+    pub ends_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    pub started_by: String,
+    /// IN_PROGRESS, COMPLETED or STOPPED (output, from the times).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 // ---------------------------------------------------------------------------------------

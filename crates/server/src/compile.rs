@@ -144,6 +144,13 @@ pub fn compile(
         md5_key: c.ipv4_peering.peer_bgp_md5_key.clone(),
         mtu: settings.peering_mtu,
         static_routes: c.ipv4_static_routes.iter().map(|r| r.prefix).collect(),
+        // The newest test not stopped: the edge holds the session down until its end.
+        hold_down_until: c
+            .bgp_failover_tests
+            .last()
+            .filter(|t| t.stopped_at.is_none())
+            .map(|t| t.ends_at.clone()),
+        reset_seq: c.bgp_session_resets,
     };
 
     let mut instances = Vec::new();
@@ -226,6 +233,8 @@ pub fn compile(
                 md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
                 mtu: settings.public_peering_mtu,
                 static_routes: vec![],
+                hold_down_until: None,
+                reset_seq: 0,
             }],
             announce: announce.into_iter().collect(),
             accept_only: Some(p.ipv4_peer_announced_prefixes.clone()),
@@ -374,6 +383,8 @@ mod tests {
                 peer_bgp_md5_key: Some("k".into()),
             },
             ipv4_static_routes: vec![],
+            bgp_failover_tests: vec![],
+            bgp_session_resets: 0,
             routing_instance_id: None,
             bgp: None,
         };

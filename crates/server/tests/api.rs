@@ -2286,3 +2286,121 @@ async fn metrics_show_each_session_as_its_edge_reported_it_with_its_folder() {
         "the report finished the operation: {text}"
     );
 }
+
+#[tokio::test]
+async fn a_failover_test_holds_the_session_down_until_it_ends_and_keeps_a_history() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    h.report(&edge, h.revision().await, json!([])).await;
+    let path = format!("/cic/v1/privateConnections/{pc}");
+    let conn_cfg = || async {
+        let (_, cfg) = h
+            .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+            .await;
+        cfg["instances"][0]["connections"][0].clone()
+    };
+
+    let viewer = h.user("vic", "f1", "viewer").await;
+    let (s, _) = h
+        .call(
+            Method::POST,
+            &format!("{path}:startBgpFailoverTest"),
+            Some(&viewer),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, msg) in [
+        (
+            json!({"durationSeconds": 0}),
+            "durationSeconds: 0 is out of range",
+        ),
+        (json!({"durationSeconds": 999999}), "durationSeconds"),
+        (json!({"minutes": 3}), "minutes"),
+    ] {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(
+                Method::POST,
+                &format!("{path}:startBgpFailoverTest"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(err_message(&v).contains(msg), "{v}");
+        assert_eq!(h.revision().await, rev);
+    }
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &format!("{path}:stopBgpFailoverTest"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "nothing to stop: {v}");
+
+    let op = h
+        .ok(
+            Method::POST,
+            &format!("{path}:startBgpFailoverTest"),
+            json!({"durationSeconds": 600}),
+        )
+        .await;
+    assert_eq!(
+        op["done"], false,
+        "done when the edge has taken the session down"
+    );
+    let until = conn_cfg().await["holdDownUntil"]
+        .as_str()
+        .expect("held down")
+        .to_string();
+    let (_, got) = h.admin(Method::GET, &path, None).await;
+    let t = &got["bgpFailoverTests"][0];
+    assert_eq!(t["status"], "IN_PROGRESS", "{got}");
+    assert_eq!(t["endsAt"], until.as_str());
+    assert_eq!(t["startedBy"], "bootstrap", "the operator's subject: {t}");
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &format!("{path}:startBgpFailoverTest"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "one at a time: {v}");
+
+    h.ok(
+        Method::POST,
+        &format!("{path}:stopBgpFailoverTest"),
+        json!({}),
+    )
+    .await;
+    assert!(
+        conn_cfg().await.get("holdDownUntil").is_none(),
+        "the session may come back"
+    );
+    let (_, got) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(got["bgpFailoverTests"][0]["status"], "STOPPED");
+    assert!(got["bgpFailoverTests"][0]["stoppedAt"].is_string());
+
+    // A reset restarts the session: a new sequence for the edge, counted on the resource.
+    assert!(conn_cfg().await.get("resetSeq").is_none());
+    h.ok(Method::POST, &format!("{path}:resetBgpSession"), json!({}))
+        .await;
+    assert_eq!(conn_cfg().await["resetSeq"], 1);
+    let (_, got) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(got["bgpSessionResets"], "1");
+}

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, Ipv4Peering, Ipv4PeeringSpec, Labels, PrivateConnection,
-    RoutingInstance, StaticRoute, Status, TrunkConnection,
+    CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringSpec, Labels,
+    PrivateConnection, RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document};
@@ -175,6 +175,133 @@ async fn check_statics_in_instance(
     Ok(())
 }
 
+/// Body of `:startBgpFailoverTest`.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct FailoverTestRequest {
+    #[serde(default)]
+    private_connection_id: Option<String>,
+    /// How long the session stays down: 1 s to 3 days (default 5 minutes).
+    #[serde(default)]
+    duration_seconds: Option<u64>,
+}
+
+/// Most failover tests kept in a connection's history.
+const FAILOVER_HISTORY: usize = 20;
+
+/// `POST …/privateConnections/{id}:startBgpFailoverTest` holds the session down for a
+/// while (the edge brings it back by itself); `:stopBgpFailoverTest` ends a running test;
+/// `:resetBgpSession` restarts the session at once, ending a max-prefix idle hold.
+pub(super) async fn session_method(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    method: &str,
+    body: &[u8],
+) -> ApiResult<Json<Value>> {
+    let req: FailoverTestRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        FailoverTestRequest::default()
+    } else {
+        crate::error::decode_json(body)?
+    };
+    super::same_id(
+        "privateConnectionId",
+        req.private_connection_id.as_ref(),
+        id,
+    )?;
+    let duration = req.duration_seconds.unwrap_or(300);
+    if method == "startBgpFailoverTest" && !(1..=259_200).contains(&duration) {
+        return Err(ApiError::field(
+            "durationSeconds",
+            format!("{duration} is out of range 1-259200 (3 days)"),
+        )
+        .into());
+    }
+    if method != "startBgpFailoverTest" && req.duration_seconds.is_some() {
+        return Err(ApiError::field(
+            "durationSeconds",
+            format!("is for :startBgpFailoverTest, not :{method}"),
+        )
+        .into());
+    }
+    let _w = st.lock_writes().await?;
+    let (old, view) = fetch_for::<PrivateConnection>(st, who, id, Need::Write).await?;
+    if old.meta.status == Status::Deleting {
+        return Err(
+            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
+        );
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let running = old
+        .bgp_failover_tests
+        .last()
+        .filter(|t| test_status(t, now) == "IN_PROGRESS")
+        .cloned();
+    let mut pc = old.clone();
+    let description = match method {
+        "startBgpFailoverTest" => {
+            if let Some(t) = running {
+                return Err(ApiError::precondition(format!(
+                    "failover test {} is running until {}; stop it first",
+                    t.id, t.ends_at
+                ))
+                .into());
+            }
+            pc.bgp_failover_tests.push(FailoverTest {
+                id: crate::new_id("ft"),
+                started_at: rfc3339(now),
+                ends_at: rfc3339(now + time::Duration::seconds(duration as i64)),
+                stopped_at: None,
+                started_by: who.subject().to_string(),
+                status: String::new(),
+            });
+            let excess = pc.bgp_failover_tests.len().saturating_sub(FAILOVER_HISTORY);
+            pc.bgp_failover_tests.drain(..excess);
+            "Start BGP failover test"
+        }
+        "stopBgpFailoverTest" => {
+            let Some(t) = pc
+                .bgp_failover_tests
+                .last_mut()
+                .filter(|t| test_status(t, now) == "IN_PROGRESS")
+            else {
+                return Err(ApiError::precondition(format!(
+                    "private connection {id} has no failover test running"
+                ))
+                .into());
+            };
+            t.stopped_at = Some(rfc3339(now));
+            "Stop BGP failover test"
+        }
+        _ => {
+            pc.bgp_session_resets += 1;
+            "Reset BGP session"
+        }
+    };
+    pc.meta.status = Status::Updating;
+    let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
+        .await?
+        .edge_id;
+    write_one(st, who, &view, &pc, description, Action::Update, vec![edge]).await
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// IN_PROGRESS, COMPLETED or STOPPED, at `now`.
+pub(crate) fn test_status(t: &FailoverTest, now: time::OffsetDateTime) -> &'static str {
+    let ends =
+        time::OffsetDateTime::parse(&t.ends_at, &time::format_description::well_known::Rfc3339)
+            .unwrap_or(now);
+    match (&t.stopped_at, now < ends) {
+        (Some(_), _) => "STOPPED",
+        (None, true) => "IN_PROGRESS",
+        (None, false) => "COMPLETED",
+    }
+}
+
 /// Body of `:upsertStaticRoutes` and `:removeStaticRoutes`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -330,6 +457,8 @@ pub async fn create(
         vlan_id: vlan,
         ipv4_peering: peering_of(&req.ipv4_peering, st.config.cloud_asn),
         ipv4_static_routes: req.ipv4_static_routes,
+        bgp_failover_tests: vec![],
+        bgp_session_resets: 0,
         routing_instance_id: None,
         bgp: None,
     };
@@ -527,6 +656,10 @@ impl Context {
                 .iter()
                 .find(|s| s.kind == SessionKind::Customer && s.resource_id == pc.meta.id)
                 .cloned();
+        }
+        let now = time::OffsetDateTime::now_utc();
+        for t in &mut pc.bgp_failover_tests {
+            t.status = test_status(t, now).to_string();
         }
         pc.routing_instance_id = self
             .ris

@@ -475,6 +475,22 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .body::<connections::StaticRoutesRequest>(),
         method(
+            "/cic/v1/privateConnections/{id}:startBgpFailoverTest",
+            "Hold the BGP session down for durationSeconds (default 300); it comes back by itself",
+            Editor,
+        )
+        .body::<connections::FailoverTestRequest>(),
+        method(
+            "/cic/v1/privateConnections/{id}:stopBgpFailoverTest",
+            "End the running failover test now",
+            Editor,
+        ),
+        method(
+            "/cic/v1/privateConnections/{id}:resetBgpSession",
+            "Restart the BGP session at once (ends a max-prefix idle hold)",
+            Editor,
+        ),
+        method(
             "/cic/v1/privateConnections/{id}:removeStaticRoutes",
             "Remove static routes",
             Editor,
