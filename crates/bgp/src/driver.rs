@@ -37,9 +37,11 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer};
-use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats};
+use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet};
 use crate::rib::PeerId;
-use crate::wire::{self, DecodeContext, Message, Notification, Update, cease, encode_updates};
+use crate::wire::{
+    self, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
+};
 
 pub const BGP_PORT: u16 = 179;
 const SESSION_QUEUE: usize = 4096;
@@ -101,10 +103,14 @@ pub struct InstanceStatus {
     pub listen_error: Option<String>,
 }
 
+/// A route as the looking glass shows it: prefix, attributes, why it was refused.
+pub type LookingGlassRoute = (Ipv4Net, Arc<PathAttrs>, Option<String>);
+
 enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
     RemovePeer(PeerId, oneshot::Sender<()>),
     SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
+    Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetStaticRoutes(
         PeerId,
         Vec<Ipv4Net>,
@@ -191,6 +197,20 @@ impl InstanceHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetVpcPrefixes(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// A peer's routes for the looking glass.
+    pub async fn looking_glass(
+        &self,
+        peer: PeerId,
+        which: RouteSet,
+    ) -> io::Result<Vec<LookingGlassRoute>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Routes(peer, which, tx))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -319,6 +339,9 @@ impl InstanceTask {
                         let actions = self.core.set_vpc_prefixes(p);
                         self.act(actions);
                         let _ = reply.send(());
+                    }
+                    Some(Command::Routes(peer, which, reply)) => {
+                        let _ = reply.send(self.core.routes(peer, which));
                     }
                     Some(Command::SetStaticRoutes(peer, p, reply)) => {
                         let actions = self.core.set_static_routes(peer, &p);

@@ -46,6 +46,14 @@ pub struct InstanceParams {
     pub accept_only: Option<Vec<Ipv4Net>>,
 }
 
+/// Which of a peer's routes the looking glass shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSet {
+    Received,
+    Accepted,
+    Advertised,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
     /// The resource this session belongs to (connection id, or routing instance id for
@@ -207,6 +215,42 @@ impl Instance {
         }
         touched.extend(self.judge_statics(peer));
         self.apply(touched)
+    }
+
+    /// A peer's routes for the looking glass: everything it sent (`None`: accepted; else
+    /// the reason it was refused), only the accepted ones, or what we announce to it.
+    pub fn routes(
+        &self,
+        peer: PeerId,
+        which: RouteSet,
+    ) -> Vec<(Ipv4Net, Arc<PathAttrs>, Option<String>)> {
+        let Some(p) = self.peers.get(&peer) else {
+            return vec![];
+        };
+        match which {
+            RouteSet::Received => p
+                .adj_in
+                .iter()
+                .map(|(n, r)| {
+                    (
+                        *n,
+                        r.attrs.clone(),
+                        r.verdict.as_ref().err().map(|e| e.to_string()),
+                    )
+                })
+                .collect(),
+            RouteSet::Accepted => p
+                .adj_in
+                .iter()
+                .filter(|(_, r)| r.verdict.is_ok())
+                .map(|(n, r)| (*n, r.attrs.clone(), None))
+                .collect(),
+            RouteSet::Advertised => p
+                .adj_out
+                .iter()
+                .map(|(n, a)| (*n, a.clone(), None))
+                .collect(),
+        }
     }
 
     /// Static routes that policy refused, with the reason.

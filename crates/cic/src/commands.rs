@@ -672,6 +672,13 @@ pub enum ConnectionCmd {
     ListOperations {
         id: String,
     },
+    /// The looking glass: received (with why each refused route was), accepted or
+    /// advertised routes of the session.
+    Routes {
+        id: String,
+        #[arg(long, default_value = "received", value_parser = ["received", "accepted", "advertised"])]
+        direction: String,
+    },
     /// Hold the BGP session down for a while to test failover; it comes back by itself.
     StartBgpFailoverTest {
         id: String,
@@ -897,6 +904,18 @@ impl ConnectionCmd {
                     "failover test stopped",
                 )
                 .await
+            }
+            ConnectionCmd::Routes { id, direction } => {
+                let v = api
+                    .get(&format!("{BASE}/{id}:routes?direction={direction}"))
+                    .await?;
+                out.print(&v, |v| {
+                    table(
+                        v,
+                        &["prefix", "nextHop", "asPath", "origin", "rejected"],
+                    )
+                });
+                Ok(())
             }
             ConnectionCmd::ResetBgpSession { id } => {
                 out.mutate(

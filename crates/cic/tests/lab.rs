@@ -180,6 +180,12 @@ fn deleting_resources_removes_everything_the_edge_made() {
         assert!(metrics.contains("# TYPE bytes_from_cloud_num counter"));
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
+        // The looking glass asks the edge: what the customer sent, what we announce.
+        let received = api(&["private-connection", "routes", pc, "--format", "json"]);
+        assert!(received.contains("\"prefix\": \"192.168.10.0/24\""), "{received}");
+        let advertised = api(&["private-connection", "routes", pc, "--direction", "advertised"]);
+        assert!(advertised.contains("10.128.0.0/24") && advertised.contains("200350"), "{advertised}");
+
         // A failover test takes the customer's session down and brings it back by itself.
         let established = || {
             let o = Command::new("birdc")

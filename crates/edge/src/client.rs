@@ -1,5 +1,6 @@
 //! The edge's side of edge sync: long-poll the desired config, report status.
 
+use cic_model::edge::{RouteAnswer, RouteQuery};
 use std::time::Duration;
 
 use cic_model::ApiError;
@@ -60,6 +61,41 @@ impl SyncClient {
             .put(&url)
             .bearer_auth(&self.token)
             .json(report)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+        decode::<serde_json::Value>(r).await.map(|_| ())
+    }
+}
+
+impl SyncClient {
+    /// Looking-glass questions for this edge; waits up to `wait` for one.
+    pub async fn queries(&self, wait: Duration) -> Result<Vec<RouteQuery>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            queries: Vec<RouteQuery>,
+        }
+        let url = format!("{}/cic/v1/edgeSync/queries", self.base);
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .query(&[("waitSeconds", wait.as_secs().to_string())])
+            .timeout(wait + Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+        decode::<Page>(r).await.map(|p| p.queries)
+    }
+
+    pub async fn answer(&self, id: &str, a: &RouteAnswer) -> Result<(), ClientError> {
+        let url = format!("{}/cic/v1/edgeSync/queries/{id}", self.base);
+        let r = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.token)
+            .json(a)
             .timeout(Duration::from_secs(15))
             .send()
             .await

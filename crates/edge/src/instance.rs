@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
 use cic_bgp::fsm::SessionConfig;
-use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
+use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
 use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
     Attachment, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig, ResourceError,
-    TrunkConfig,
+    RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
@@ -107,6 +107,50 @@ impl Instance {
             routes_task,
             route_error,
         })
+    }
+
+    /// A connection's routes for the looking glass; `None` when it has no session here.
+    pub async fn looking_glass(
+        &self,
+        connection: &str,
+        direction: RouteDirection,
+    ) -> Option<Result<Vec<RouteEntry>, String>> {
+        let (peer, _, _) = self.peers.get(connection)?;
+        let which = match direction {
+            RouteDirection::Received => RouteSet::Received,
+            RouteDirection::Accepted => RouteSet::Accepted,
+            RouteDirection::Advertised => RouteSet::Advertised,
+        };
+        Some(
+            self.bgp
+                .looking_glass(*peer, which)
+                .await
+                .map_err(|e| e.to_string())
+                .map(|routes| {
+                    routes
+                        .into_iter()
+                        .map(|(prefix, a, rejected)| RouteEntry {
+                            prefix,
+                            next_hop: a.next_hop,
+                            as_path: a.path_asns().collect(),
+                            origin: match a.origin {
+                                cic_bgp::wire::Origin::Igp => "IGP",
+                                cic_bgp::wire::Origin::Egp => "EGP",
+                                cic_bgp::wire::Origin::Incomplete => "INCOMPLETE",
+                            }
+                            .into(),
+                            med: a.med,
+                            local_pref: a.local_pref,
+                            communities: a
+                                .communities
+                                .iter()
+                                .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+                                .collect(),
+                            rejected,
+                        })
+                        .collect()
+                }),
+        )
     }
 
     /// Interface counters of this instance's connections (not the fabric segment).

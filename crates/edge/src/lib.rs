@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, netns, probe};
 use cic_model::edge::{
-    Attachment, EdgeConfig, EdgeReport, ResourceError, SessionKind, SessionStatus, TrunkConfig,
+    Attachment, EdgeConfig, EdgeReport, ResourceError, RouteAnswer, RouteQuery, SessionKind,
+    SessionStatus, TrunkConfig,
 };
 use cic_model::metrics::Exposition;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::client::SyncClient;
 use crate::instance::Instance;
@@ -166,11 +167,64 @@ impl Agent {
         };
         tokio::select! {
             _ = self.sync_loop() => {}
+            _ = self.query_loop() => {}
             _ = shutdown => info!("edge agent stopping; the data plane keeps forwarding"),
         }
         reporter.abort();
         if let Some(m) = metrics {
             m.abort();
+        }
+    }
+
+    /// Answers the server's looking-glass questions as they come (a long poll of its own,
+    /// beside the config's).
+    async fn query_loop(&self) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.client.queries(self.opts.poll_wait).await {
+                Ok(qs) => {
+                    backoff = Duration::from_millis(500);
+                    for q in qs {
+                        let answer = self.answer(&q).await;
+                        if let Err(e) = self.client.answer(&q.id, &answer).await {
+                            warn!("looking glass: {e}");
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!("looking glass: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, q: &RouteQuery) -> RouteAnswer {
+        let st = self.state.lock().await;
+        for i in st.instances.values() {
+            match i.looking_glass(&q.connection_id, q.direction).await {
+                Some(Ok(routes)) => {
+                    return RouteAnswer {
+                        routes,
+                        error: None,
+                    };
+                }
+                Some(Err(e)) => {
+                    return RouteAnswer {
+                        routes: vec![],
+                        error: Some(e),
+                    };
+                }
+                None => {}
+            }
+        }
+        RouteAnswer {
+            routes: vec![],
+            error: Some(format!(
+                "{} has no BGP session on this edge (its link is not up, or a failover test holds it down)",
+                q.connection_id
+            )),
         }
     }
 

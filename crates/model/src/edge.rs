@@ -204,3 +204,58 @@ pub struct SessionStatus {
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
+
+// ---------------------------------------------------------------------------------------
+// The looking glass: the server asks an edge for a session's routes.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteDirection {
+    /// Everything the customer announced, with the reason for each refused route.
+    Received,
+    /// What import policy accepted.
+    Accepted,
+    /// What the cloud announces to the customer.
+    Advertised,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteQuery {
+    pub id: String,
+    pub connection_id: String,
+    pub direction: RouteDirection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteEntry {
+    #[schemars(with = "String")]
+    pub prefix: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<Ipv4Addr>,
+    pub as_path: Vec<u32>,
+    /// IGP, EGP or INCOMPLETE.
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    /// Standard communities as `ASN:value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities: Vec<String>,
+    /// Why import policy refused it (received routes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+}
+
+/// An edge's answer to a [`RouteQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteAnswer {
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    /// Why there are no routes to show (the session is not on this edge, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -83,6 +83,8 @@ pub struct AppState {
     /// Serialises this server's mutations: validation and write see the same state.
     write: Mutex<()>,
     pub revision: watch::Sender<u64>,
+    /// Looking-glass questions for the edges, and the callers waiting for answers.
+    pub queries: api::looking_glass::Broker,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -103,6 +105,7 @@ impl AppState {
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
+            queries: Default::default(),
         }))
     }
 

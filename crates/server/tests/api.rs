@@ -2404,3 +2404,116 @@ async fn a_failover_test_holds_the_session_down_until_it_ends_and_keeps_a_histor
     let (_, got) = h.admin(Method::GET, &path, None).await;
     assert_eq!(got["bgpSessionResets"], "1");
 }
+
+#[tokio::test]
+async fn the_looking_glass_asks_the_edge_of_the_connection_and_passes_its_answer_on() {
+    let h = std::sync::Arc::new(H::new().await);
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    // Playing the edge: fetch one question, answer it from a table of routes.
+    let (he, et) = (h.clone(), edge.clone());
+    let edge_side = tokio::spawn(async move {
+        loop {
+            let (s, v) = he
+                .call(
+                    Method::GET,
+                    "/cic/v1/edgeSync/queries?waitSeconds=5",
+                    Some(&et),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let Some(q) = v["queries"].as_array().and_then(|a| a.first()).cloned() else {
+                continue;
+            };
+            let routes = match q["direction"].as_str() {
+                Some("received") => json!([
+                    {"prefix": "192.168.10.0/24", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP"},
+                    {"prefix": "10.128.0.0/25", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP",
+                     "rejected": "overlaps VPC prefix 10.128.0.0/24"}]),
+                _ => json!([]),
+            };
+            let (s, v) = he
+                .call(
+                    Method::PUT,
+                    &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
+                    Some(&et),
+                    Some(json!({"routes": routes})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            return q;
+        }
+    });
+    let viewer = h.user("vic", "f1", "viewer").await;
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:routes?direction=received"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["routes"][1]["rejected"],
+        "overlaps VPC prefix 10.128.0.0/24"
+    );
+    assert_eq!(v["routes"][0]["asPath"], json!([65001]));
+    let q = edge_side.await.expect("edge side");
+    assert_eq!(q["connectionId"], pc.as_str());
+
+    // Bad requests, other tenants, and answers nobody asked for.
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:routes?direction=sideways"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}?direction=received"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let other = h.user("olga", "f2", "admin").await;
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:routes"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            "/cic/v1/edgeSync/queries/lgnothing",
+            Some(&edge),
+            Some(json!({"routes": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = h
+        .call(Method::GET, "/cic/v1/edgeSync/queries", Some(&viewer), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "edges only");
+}

@@ -701,3 +701,44 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
         )]
     );
 }
+
+#[test]
+fn the_looking_glass_shows_received_routes_with_reasons_accepted_and_advertised() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
+    });
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.10.0/24", "10.128.0.0/25"],
+        ),
+    });
+    let received = l.i.routes(l.a, RouteSet::Received);
+    let reasons: Vec<(Ipv4Net, Option<String>)> =
+        received.iter().map(|(n, _, r)| (*n, r.clone())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                n("10.128.0.0/25"),
+                Some("overlaps VPC prefix 10.128.0.0/24".into())
+            ),
+            (n("192.168.10.0/24"), None),
+        ]
+    );
+    let accepted: Vec<Ipv4Net> =
+        l.i.routes(l.a, RouteSet::Accepted)
+            .iter()
+            .map(|r| r.0)
+            .collect();
+    assert_eq!(accepted, vec![n("192.168.10.0/24")]);
+    let advertised = l.i.routes(l.a, RouteSet::Advertised);
+    assert_eq!(advertised.len(), 1);
+    assert_eq!(advertised[0].0, n("10.128.0.0/24"));
+    assert_eq!(advertised[0].1.next_hop, Some(a("169.254.1.1")));
+    assert!(l.i.routes(999, RouteSet::Received).is_empty());
+}

@@ -711,7 +711,21 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<super::looking_glass::RoutesQuery>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(pc) = id.strip_suffix(":routes") {
+        return super::looking_glass::routes(&st, &who, pc, q).await;
+    }
+    if let Some((_, m)) = id.split_once(':') {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("private connections have no GET method {m:?}; there is :routes"),
+        )
+        .into());
+    }
+    if q.direction.is_some() {
+        return Err(ApiError::field("direction", "is a parameter of …/{id}:routes").into());
+    }
     let (pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Read).await?;
     Ok(Json(
         view.show(&Context::for_one(&st, &pc).await?.present(pc)),

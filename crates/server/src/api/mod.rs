@@ -4,6 +4,7 @@ pub(crate) mod catalog;
 mod connections;
 mod folders;
 pub mod idempotency;
+pub mod looking_glass;
 mod metrics;
 pub(crate) mod operations;
 mod public;

@@ -316,6 +316,24 @@ pub fn endpoints() -> Vec<Endpoint> {
         .query::<sync::ConfigQuery>()
         .returns::<EdgeConfig>(),
         ep(
+            "get",
+            "/cic/v1/edgeSync/queries",
+            "Looking-glass questions for the calling edge (long-poll with waitSeconds)",
+            Caller::Edge,
+            get(super::looking_glass::queries),
+        )
+        .query::<super::looking_glass::QueriesQuery>()
+        .list::<cic_model::edge::RouteQuery>("queries"),
+        ep(
+            "put",
+            "/cic/v1/edgeSync/queries/{id}",
+            "The calling edge answers a looking-glass question",
+            Caller::Edge,
+            put(super::looking_glass::answer),
+        )
+        .body::<cic_model::edge::RouteAnswer>()
+        .empty(),
+        ep(
             "put",
             "/cic/v1/edgeSync/status",
             "The calling edge reports what it applied and its sessions",
@@ -440,6 +458,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(connections::get),
         )
         .returns::<PrivateConnection>(),
+        method(
+            "/cic/v1/privateConnections/{id}:routes",
+            "The looking glass: received (with the reason for each refused route), accepted or advertised routes, from the edge",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::looking_glass::RoutesQuery>()
+        .list::<cic_model::edge::RouteEntry>("routes"),
         ep(
             "patch",
             "/cic/v1/privateConnections/{id}",
