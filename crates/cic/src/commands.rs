@@ -910,10 +910,7 @@ impl ConnectionCmd {
                     .get(&format!("{BASE}/{id}:routes?direction={direction}"))
                     .await?;
                 out.print(&v, |v| {
-                    table(
-                        v,
-                        &["prefix", "nextHop", "asPath", "origin", "rejected"],
-                    )
+                    table(v, &["prefix", "nextHop", "asPath", "origin", "rejected"])
                 });
                 Ok(())
             }

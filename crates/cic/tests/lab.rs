@@ -182,9 +182,21 @@ fn deleting_resources_removes_everything_the_edge_made() {
 
         // The looking glass asks the edge: what the customer sent, what we announce.
         let received = api(&["private-connection", "routes", pc, "--format", "json"]);
-        assert!(received.contains("\"prefix\": \"192.168.10.0/24\""), "{received}");
-        let advertised = api(&["private-connection", "routes", pc, "--direction", "advertised"]);
-        assert!(advertised.contains("10.128.0.0/24") && advertised.contains("200350"), "{advertised}");
+        assert!(
+            received.contains("\"prefix\": \"192.168.10.0/24\""),
+            "{received}"
+        );
+        let advertised = api(&[
+            "private-connection",
+            "routes",
+            pc,
+            "--direction",
+            "advertised",
+        ]);
+        assert!(
+            advertised.contains("10.128.0.0/24") && advertised.contains("200350"),
+            "{advertised}"
+        );
 
         // A failover test takes the customer's session down and brings it back by itself.
         let established = || {
