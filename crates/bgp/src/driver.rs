@@ -111,6 +111,7 @@ enum Command {
     RemovePeer(PeerId, oneshot::Sender<()>),
     SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
+    SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(
         PeerId,
         Vec<Ipv4Net>,
@@ -197,6 +198,16 @@ impl InstanceHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetVpcPrefixes(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Starts or ends a maintenance drain (RFC 8326 GRACEFUL_SHUTDOWN on every route).
+    pub async fn set_graceful_shutdown(&self, on: bool) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::SetGracefulShutdown(on, tx))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -337,6 +348,11 @@ impl InstanceTask {
                     }
                     Some(Command::SetVpcPrefixes(p, reply)) => {
                         let actions = self.core.set_vpc_prefixes(p);
+                        self.act(actions);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetGracefulShutdown(on, reply)) => {
+                        let actions = self.core.set_graceful_shutdown(on);
                         self.act(actions);
                         let _ = reply.send(());
                     }

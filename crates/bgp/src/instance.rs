@@ -148,7 +148,12 @@ pub struct Instance {
     kernel: BTreeMap<Ipv4Net, Vec<Ipv4Addr>>,
     /// Static routes of customer connections, with the import verdict of each.
     statics: BTreeMap<PeerId, BTreeMap<Ipv4Net, Result<(), Reject>>>,
+    /// Draining for maintenance (RFC 8326): every route we send carries GRACEFUL_SHUTDOWN.
+    graceful_shutdown: bool,
 }
+
+/// The GRACEFUL_SHUTDOWN well-known community, 65535:0 (RFC 8326).
+pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
 
 /// Loc-RIB key bit of a connection's static routes: they sit beside its BGP routes, and
 /// with an empty AS_PATH they win over a BGP route of the same prefix.
@@ -163,6 +168,7 @@ impl Instance {
             rib: LocRib::default(),
             kernel: BTreeMap::new(),
             statics: BTreeMap::new(),
+            graceful_shutdown: false,
         }
     }
 
@@ -215,6 +221,30 @@ impl Instance {
         }
         touched.extend(self.judge_statics(peer));
         self.apply(touched)
+    }
+
+    /// Starts or ends a maintenance drain (RFC 8326): every route is sent again, with the
+    /// GRACEFUL_SHUTDOWN community (and LOCAL_PREF 0 toward an iBGP fabric) while draining,
+    /// so that peers move traffic to other paths before the sessions go down.
+    pub fn set_graceful_shutdown(&mut self, on: bool) -> Vec<Action> {
+        if self.graceful_shutdown == on {
+            return vec![];
+        }
+        self.graceful_shutdown = on;
+        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
+        all.extend(self.params.vpc_prefixes.iter().copied());
+        all.extend(self.params.announce.iter().copied());
+        let ups: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.up.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::new();
+        for peer in ups {
+            self.export_to(peer, &all, false, &mut out);
+        }
+        out
     }
 
     /// A peer's routes for the looking glass: everything it sent (`None`: accepted; else
@@ -599,8 +629,23 @@ impl Instance {
         }
     }
 
-    /// What `peer` should have for `n` under the export policy.
+    /// What `peer` should have for `n` under the export policy, marked while draining.
     fn desired(&self, peer: PeerId, n: &Ipv4Net) -> Option<Arc<PathAttrs>> {
+        let a = self.exported(peer, n)?;
+        if !self.graceful_shutdown {
+            return Some(a);
+        }
+        let mut a = (*a).clone();
+        if !a.communities.contains(&GRACEFUL_SHUTDOWN) {
+            a.communities.push(GRACEFUL_SHUTDOWN);
+        }
+        if a.local_pref.is_some() {
+            a.local_pref = Some(0);
+        }
+        Some(Arc::new(a))
+    }
+
+    fn exported(&self, peer: PeerId, n: &Ipv4Net) -> Option<Arc<PathAttrs>> {
         let p = &self.peers[&peer];
         match p.spec.role {
             Role::Customer => {

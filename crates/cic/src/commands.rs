@@ -303,6 +303,14 @@ pub enum EdgeRouterCmd {
     Get {
         id: String,
     },
+    /// Drain for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN.
+    Drain {
+        id: String,
+    },
+    /// End a drain.
+    Undrain {
+        id: String,
+    },
     Delete {
         id: String,
     },
@@ -349,6 +357,20 @@ impl EdgeRouterCmd {
             }
             EdgeRouterCmd::Get { id } => {
                 out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
+            }
+            EdgeRouterCmd::Drain { id } => {
+                let v = api
+                    .call(Method::POST, &format!("/cic/v1/edges/{id}:drain"), None)
+                    .await?;
+                out.print(&v, |_| {
+                    format!("edge {id} draining: its sessions carry GRACEFUL_SHUTDOWN")
+                });
+            }
+            EdgeRouterCmd::Undrain { id } => {
+                let v = api
+                    .call(Method::POST, &format!("/cic/v1/edges/{id}:undrain"), None)
+                    .await?;
+                out.print(&v, |_| format!("edge {id} no longer drained"));
             }
             EdgeRouterCmd::Delete { id } => {
                 let v = api

@@ -198,6 +198,30 @@ fn deleting_resources_removes_everything_the_edge_made() {
             "{advertised}"
         );
 
+        // A maintenance drain marks what the customer hears with GRACEFUL_SHUTDOWN.
+        let edge_id = info["edgeId"].as_str().expect("edge id");
+        let vpc_route = || {
+            let o = Command::new("birdc")
+                .args(["-s", bird, "show", "route", "10.128.0.0/24", "all"])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        api(&["edge-router", "drain", edge_id]);
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "GRACEFUL_SHUTDOWN at the customer",
+            || vpc_route().contains("(65535,0)").then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", vpc_route()));
+        api(&["edge-router", "undrain", edge_id]);
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the community gone again",
+            || (!vpc_route().contains("(65535,0)")).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", vpc_route()));
+
         // A failover test takes the customer's session down and brings it back by itself.
         let established = || {
             let o = Command::new("birdc")

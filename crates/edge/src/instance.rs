@@ -182,6 +182,14 @@ impl Instance {
             .collect()
     }
 
+    /// Starts or ends the maintenance drain of this instance's sessions.
+    pub async fn set_drain(&self, on: bool) -> Result<(), String> {
+        self.bgp
+            .set_graceful_shutdown(on)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Whether `ic` needs a new speaker (its fixed policy changed).
     pub fn needs_restart(&self, ic: &InstanceConfig) -> bool {
         self.fixed != (ic.announce.clone(), ic.accept_only.clone())

@@ -446,6 +446,12 @@ impl Agent {
             }
             if let Some(i) = st.instances.get_mut(&ic.id) {
                 errors.extend(i.apply(&self.underlay, cfg, ic, &trunks).await);
+                if let Err(e) = i.set_drain(cfg.drain).await {
+                    errors.push(ResourceError {
+                        resource_id: ic.id.clone(),
+                        message: format!("drain: {e}"),
+                    });
+                }
             }
         }
         for e in &errors {

@@ -20,6 +20,9 @@ pub struct EdgeConfig {
     /// One per routing instance, plus one per private connection not (yet) in a routing
     /// instance, so that its BGP session can come up and be seen.
     pub instances: Vec<InstanceConfig>,
+    /// Maintenance drain: every route sent with GRACEFUL_SHUTDOWN (RFC 8326).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drain: bool,
 }
 
 /// Operator-wide BGP settings; defaults are the modelled service's numbers.

@@ -104,6 +104,10 @@ pub struct Edge {
     pub fabric: FabricSettings,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub customer_ports: Vec<String>,
+    /// Drained for maintenance (`:drain`): its sessions carry GRACEFUL_SHUTDOWN, so peers
+    /// move traffic to other PoPs before the work starts.
+    #[serde(default)]
+    pub drain: bool,
     pub created_at: String,
     /// What the edge last reported (not stored; absent until the edge first reports).
     #[serde(default, skip_serializing_if = "Option::is_none")]

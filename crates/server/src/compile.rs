@@ -257,6 +257,7 @@ pub fn compile(
             })
             .collect(),
         instances,
+        drain: edge.drain,
     })
 }
 
@@ -351,6 +352,7 @@ mod tests {
                 vni_base: 100_000,
             },
             customer_ports: vec![],
+            drain: false,
             created_at: String::new(),
             live: None,
         };

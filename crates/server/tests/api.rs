@@ -2517,3 +2517,45 @@ async fn the_looking_glass_asks_the_edge_of_the_connection_and_passes_its_answer
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "edges only");
 }
+
+#[tokio::test]
+async fn an_edge_is_drained_for_maintenance_through_its_config() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let (_, edges) = h.admin(Method::GET, "/cic/v1/edges", None).await;
+    let id = edges["edges"][0]["id"]
+        .as_str()
+        .expect("edge id")
+        .to_string();
+    let drain = |on: bool| {
+        format!(
+            "/cic/v1/edges/{id}:{}",
+            if on { "drain" } else { "undrain" }
+        )
+    };
+    let cfg = || async {
+        let (_, c) = h
+            .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+            .await;
+        c
+    };
+    assert!(cfg().await.get("drain").is_none());
+    let viewer = h.user("vic", "f1", "admin").await;
+    let (s, _) = h
+        .call(Method::POST, &drain(true), Some(&viewer), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the operator's");
+    let (s, v) = h.admin(Method::POST, &drain(true), None).await;
+    assert_eq!(
+        (s, v["drain"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{v}"
+    );
+    assert_eq!(cfg().await["drain"], true);
+    let (s, v) = h
+        .admin(Method::POST, &format!("/cic/v1/edges/{id}:explode"), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    h.admin(Method::POST, &drain(false), None).await;
+    assert!(cfg().await.get("drain").is_none());
+}

@@ -742,3 +742,48 @@ fn the_looking_glass_shows_received_routes_with_reasons_accepted_and_advertised(
     assert_eq!(advertised[0].1.next_hop, Some(a("169.254.1.1")));
     assert!(l.i.routes(999, RouteSet::Received).is_empty());
 }
+
+#[test]
+fn a_drain_sends_every_route_again_with_graceful_shutdown_and_undrain_without() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    l.i.handle(Event::Update {
+        peer: l.fabric,
+        update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
+    });
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    let out = l.i.set_graceful_shutdown(true);
+    let to_a = attrs_sent(&out, l.a, "10.128.0.0/24").expect("VPC prefix again to A");
+    assert!(to_a.communities.contains(&GRACEFUL_SHUTDOWN));
+    assert!(attrs_sent(&out, l.b, "10.128.0.0/24").is_some(), "and to B");
+    let to_fabric = attrs_sent(&out, l.fabric, "192.168.10.0/24").expect("customer route again");
+    assert!(to_fabric.communities.contains(&GRACEFUL_SHUTDOWN));
+    assert_eq!(
+        to_fabric.local_pref,
+        Some(0),
+        "iBGP fabric: LOCAL_PREF 0 (RFC 8326 §4)"
+    );
+    assert_eq!(routes(&out), vec![], "forwarding does not change");
+    assert_eq!(l.i.set_graceful_shutdown(true), vec![], "already draining");
+    // A session that comes up while draining hears the community too.
+    l.i.handle(Event::PeerDown { peer: l.b });
+    let out = l.i.handle(Event::PeerUp {
+        peer: l.b,
+        negotiated: negotiated(65001, "192.168.0.2"),
+    });
+    assert!(
+        attrs_sent(&out, l.b, "10.128.0.0/24")
+            .expect("full table")
+            .communities
+            .contains(&GRACEFUL_SHUTDOWN)
+    );
+    let out = l.i.set_graceful_shutdown(false);
+    let to_a = attrs_sent(&out, l.a, "10.128.0.0/24").expect("again, plain");
+    assert!(to_a.communities.is_empty());
+    assert_eq!(
+        attrs_sent(&out, l.fabric, "192.168.10.0/24").and_then(|a| a.local_pref),
+        Some(100)
+    );
+}

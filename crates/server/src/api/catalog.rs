@@ -162,6 +162,7 @@ pub async fn create_edge(
         router_id: req.router_id,
         fabric: req.fabric,
         customer_ports: req.customer_ports,
+        drain: false,
         created_at: now(),
         live: None,
     };
@@ -209,6 +210,34 @@ pub async fn get_edge(
 ) -> ApiResult<Json<Edge>> {
     who.require_admin()?;
     let e = fetch::<Edge>(&st, &id).await?;
+    Ok(Json(with_live(&st.live().await?, e)))
+}
+
+/// `POST /cic/v1/edges/{id}:drain` and `:undrain` (operator): maintenance drain. The edge
+/// sends every route again with GRACEFUL_SHUTDOWN (RFC 8326) at its next sync.
+pub async fn edge_method(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+) -> ApiResult<Json<Edge>> {
+    who.require_admin()?;
+    let (id, drain) = match id_method.split_once(':') {
+        Some((id, "drain")) => (id, true),
+        Some((id, "undrain")) => (id, false),
+        _ => {
+            return Err(ApiError::new(
+                cic_model::Code::NotFound,
+                format!("edges have no method {id_method:?}; there are :drain and :undrain"),
+            )
+            .into());
+        }
+    };
+    let _w = st.lock_writes().await?;
+    let mut e = fetch::<Edge>(&st, id).await?;
+    if e.drain != drain {
+        e.drain = drain;
+        put_catalog(&st, &e).await?;
+    }
     Ok(Json(with_live(&st.live().await?, e)))
 }
 

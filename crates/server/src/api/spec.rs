@@ -291,6 +291,25 @@ pub fn endpoints() -> Vec<Endpoint> {
         )
         .returns::<Edge>(),
         ep(
+            "post",
+            "/cic/v1/edges/{id}",
+            "Methods of an edge (see the :method paths)",
+            Operator,
+            post(catalog::edge_method),
+        ),
+        method(
+            "/cic/v1/edges/{id}:drain",
+            "Drain an edge for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN (RFC 8326)",
+            Operator,
+        )
+        .returns::<Edge>(),
+        method(
+            "/cic/v1/edges/{id}:undrain",
+            "End an edge's maintenance drain",
+            Operator,
+        )
+        .returns::<Edge>(),
+        ep(
             "delete",
             "/cic/v1/edges/{id}",
             "Delete an edge router (refused while it carries trunks)",
