@@ -92,6 +92,8 @@ pub struct PeerStatus {
     pub spec: PeerSpec,
     pub state: State,
     pub established_at: Option<std::time::Instant>,
+    /// Until when the session is held idle after a teardown (max-prefix).
+    pub held_until: Option<std::time::Instant>,
     pub last_error: Option<String>,
     pub stats: PeerStats,
 }
@@ -316,6 +318,8 @@ struct SessionEntry {
     epoch: u64,
     established_at: Option<std::time::Instant>,
     last_error: Option<String>,
+    /// Until when a teardown (max-prefix) keeps the session idle.
+    held_until: Option<std::time::Instant>,
 }
 
 struct InstanceTask {
@@ -402,6 +406,7 @@ impl InstanceTask {
                 epoch: 0,
                 established_at: None,
                 last_error: None,
+                held_until: None,
             },
         );
         id
@@ -448,6 +453,7 @@ impl InstanceTask {
             PeerEvent::Up { epoch, negotiated } => {
                 s.epoch = epoch;
                 s.established_at = Some(std::time::Instant::now());
+                s.held_until = None;
                 self.core.handle(Event::PeerUp { peer, negotiated })
             }
             PeerEvent::Down { epoch } if epoch == s.epoch => {
@@ -505,8 +511,9 @@ impl InstanceTask {
                     notification,
                     restart_after,
                 } => {
-                    if let Some(s) = self.sessions.get(&peer) {
+                    if let Some(s) = self.sessions.get_mut(&peer) {
                         info!(peer = %s.config.spec.address, "tearing down: {}", notification.describe());
+                        s.held_until = Some(std::time::Instant::now() + restart_after);
                         let _ = s.cmd.try_send(SessionCmd::Stop {
                             notification,
                             restart_after: Some(restart_after),
@@ -547,6 +554,9 @@ impl InstanceTask {
                     spec: self.core.peer_spec(*id)?.clone(),
                     state: s.state,
                     established_at: s.established_at.filter(|_| s.state == State::Established),
+                    held_until: s
+                        .held_until
+                        .filter(|t| *t > std::time::Instant::now()),
                     last_error: s.last_error.clone(),
                     stats: self.core.peer_stats(*id),
                 })

@@ -310,6 +310,16 @@ async fn exceeding_the_prefix_limit_tears_the_session_down_and_bird_is_told_why(
     })
     .await;
     assert_eq!(st.peers[0].state, State::Idle);
+    // The state says why and for how long.
+    assert!(st.peers[0].stats.over_limit, "{:?}", st.peers[0].stats);
+    let held = st.peers[0]
+        .held_until
+        .expect("held idle")
+        .saturating_duration_since(std::time::Instant::now());
+    assert!(
+        held > Duration::from_secs(1700) && held <= Duration::from_secs(1800),
+        "the 30 min hold: {held:?}"
+    );
     bird_wait(&cust, "BIRD reports the Cease", |b| {
         b.last_error("cloud")
             .is_some_and(|e| e.to_lowercase().contains("maximum number of prefixes"))

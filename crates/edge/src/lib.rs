@@ -545,6 +545,10 @@ impl Agent {
                     prefixes_received: p.stats.received,
                     prefixes_accepted: p.stats.accepted,
                     prefixes_advertised: p.stats.advertised,
+                    prefix_limit_exceeded: p.stats.over_limit,
+                    idle_hold_remaining_secs: p
+                        .held_until
+                        .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
                     last_error: p.last_error.clone(),
                 });
             }

@@ -200,6 +200,13 @@ pub struct SessionStatus {
     pub prefixes_received: u32,
     pub prefixes_accepted: u32,
     pub prefixes_advertised: u32,
+    /// The customer sent more prefixes than the limit allows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefix_limit_exceeded: bool,
+    /// Seconds the session stays idle after a max-prefix teardown (`:resetBgpSession`
+    /// ends it early).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_hold_remaining_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

@@ -88,8 +88,22 @@ impl Exposition {
             "ipv4_announces_advertised_from_cloud_num",
             "gauge",
             "Prefixes the cloud advertises on the session.",
-            labels,
+            labels.clone(),
             f64::from(s.prefixes_advertised),
+        );
+        self.sample(
+            "bgp_ipv4_prefix_limit_exceeded",
+            "gauge",
+            "1 when the peer sent more prefixes than its limit.",
+            labels.clone(),
+            f64::from(u8::from(s.prefix_limit_exceeded)),
+        );
+        self.sample(
+            "bgp_ipv4_idle_hold_remaining_seconds",
+            "gauge",
+            "Seconds a max-prefix teardown still keeps the session idle.",
+            labels,
+            s.idle_hold_remaining_secs.unwrap_or(0) as f64,
         );
     }
 
@@ -187,6 +201,8 @@ mod tests {
             prefixes_received: 3,
             prefixes_accepted: 2,
             prefixes_advertised: 1,
+            prefix_limit_exceeded: false,
+            idle_hold_remaining_secs: None,
             last_error: None,
         };
         e.session(&s, vec![("connection_id", "pc\"1\n".into())]);
