@@ -554,9 +554,7 @@ impl InstanceTask {
                     spec: self.core.peer_spec(*id)?.clone(),
                     state: s.state,
                     established_at: s.established_at.filter(|_| s.state == State::Established),
-                    held_until: s
-                        .held_until
-                        .filter(|t| *t > std::time::Instant::now()),
+                    held_until: s.held_until.filter(|t| *t > std::time::Instant::now()),
                     last_error: s.last_error.clone(),
                     stats: self.core.peer_stats(*id),
                 })
