@@ -160,6 +160,20 @@ fn deleting_resources_removes_everything_the_edge_made() {
 
         let bird = info["bird"]["customer"].as_str().expect("bird socket");
 
+        // The trunk's capacity (1 Gbit/s) limits what its port sends toward the customer.
+        let qdisc = || {
+            let o = Command::new("tc")
+                .args(["-n", "cicl-pop1", "-j", "qdisc", "show", "dev", "xc-site1"])
+                .output()
+                .expect("tc");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        let q = qdisc();
+        assert!(
+            q.contains(r#""kind":"tbf","handle":"cafe:""#) && q.contains(r#""rate":125000000"#),
+            "tbf at 1 Gbit/s on the trunk's port: {q}"
+        );
+
         // The edge's own metrics, read from the speaker and the kernel at the scrape.
         let metrics = http_get(info["edgeMetrics"].as_str().expect("edge metrics url"));
         let sample = |name: &str| {
@@ -357,6 +371,11 @@ fn deleting_resources_removes_everything_the_edge_made() {
             lab_namespaces()
         );
         api(&["trunk", "delete", trunk]);
+        assert!(
+            !qdisc().contains("cafe:"),
+            "shaping removed with the trunk: {}",
+            qdisc()
+        );
         let state = Command::new("birdc")
             .args(["-s", bird, "show", "protocols", "cloud"])
             .output()

@@ -8,6 +8,7 @@
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod tc;
 
 pub use netlink::{Link, LinkKind, LinkSpec, Netlink, PROTO_BGP};
 

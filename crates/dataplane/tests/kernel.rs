@@ -369,3 +369,50 @@ async fn sockets_made_in_a_namespace_stay_there() {
     let host = Command::new("ss").args(["-ltn"]).output().expect("ss");
     assert!(!String::from_utf8_lossy(&host.stdout).contains(&format!("127.0.0.1:{port} ")));
 }
+
+#[tokio::test]
+async fn a_port_is_shaped_to_a_rate_and_unshaped_without_touching_other_qdiscs() {
+    if !root_or_skip("tc") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(["-n", ns])
+            .args(args)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["link", "add", "sa", "type", "veth", "peer", "name", "sb"]);
+    use cic_dataplane::tc;
+    tc::shape(Some(ns), "sa", 1000).expect("shape");
+    assert_eq!(
+        tc::shaped(Some(ns)).expect("list"),
+        vec![("sa".to_string(), 125_000_000)]
+    );
+    tc::shape(Some(ns), "sa", 1000).expect("again: nothing to do");
+    tc::shape(Some(ns), "sa", 50).expect("a new rate");
+    assert_eq!(tc::shaped(Some(ns)).expect("list")[0].1, 6_250_000);
+    // A qdisc somebody else put on another port is not cic's.
+    let other = Command::new("tc")
+        .args([
+            "-n", ns, "qdisc", "add", "dev", "sb", "root", "tbf", "rate", "1mbit",
+        ])
+        .args(["burst", "32k", "latency", "50ms"])
+        .status()
+        .expect("tc");
+    assert!(other.success());
+    assert_eq!(tc::shaped(Some(ns)).expect("list").len(), 1);
+    tc::unshape(Some(ns), "sa").expect("unshape");
+    tc::unshape(Some(ns), "sb").expect("not ours: left alone");
+    assert!(tc::shaped(Some(ns)).expect("list").is_empty());
+    let left = Command::new("tc")
+        .args(["-n", ns, "qdisc", "show", "dev", "sb"])
+        .output()
+        .expect("tc");
+    assert!(String::from_utf8_lossy(&left.stdout).contains("tbf"));
+    assert!(tc::shape(Some(ns), "nothere", 10).is_err());
+}

@@ -374,6 +374,44 @@ impl Agent {
             trunks.insert(t.id.clone(), (t.clone(), problem));
         }
 
+        // Capacity: what a port sends toward customers is limited to the sum of the
+        // capacities of the trunks on it (a token bucket at its root). An overlay trunk
+        // without a port of its own is not shaped.
+        let mut rates: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        for (t, problem) in trunks.values() {
+            let port = match &t.attachment {
+                _ if problem.is_some() => continue,
+                Attachment::Vlan { port } => port.clone(),
+                Attachment::Lag { bond, .. } => bond.clone(),
+                Attachment::Vxlan { port: Some(p), .. } => p.clone(),
+                Attachment::Vxlan { port: None, .. } => continue,
+            };
+            let e = rates.entry(port).or_default();
+            e.0 += t.capacity_mbps;
+            e.1.push(t.id.clone());
+        }
+        let ns = self.opts.host_netns.as_deref();
+        for (port, (mbps, ids)) in &rates {
+            if let Err(e) = cic_dataplane::tc::shape(ns, port, *mbps) {
+                for id in ids {
+                    errors.push(ResourceError {
+                        resource_id: id.clone(),
+                        message: format!("capacity on {port}: {e}"),
+                    });
+                }
+            }
+        }
+        match cic_dataplane::tc::shaped(ns) {
+            Ok(done) => {
+                for (dev, _) in done.iter().filter(|(d, _)| !rates.contains_key(d)) {
+                    if let Err(e) = cic_dataplane::tc::unshape(ns, dev) {
+                        warn!("unshaping {dev}: {e}");
+                    }
+                }
+            }
+            Err(e) => warn!("listing shaped ports: {e}"),
+        }
+
         // Bundles of LAG trunks no longer here.
         if self.caps.bond
             && let Ok(links) = self.underlay.links().await
