@@ -403,3 +403,156 @@ fn deleting_resources_removes_everything_the_edge_made() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_returns() {
+    if !ready("lab server restart") {
+        return;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cic(&["lab", "up"]);
+    let result = std::panic::catch_unwind(|| {
+        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
+        )
+        .expect("json");
+        let server = info["server"].as_str().expect("server").to_string();
+        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+        let pc = info["privateConnectionId"]
+            .as_str()
+            .expect("pc")
+            .to_string();
+        let ri = info["routingInstanceId"].as_str().expect("ri").to_string();
+        let bird = info["bird"]["customer"].as_str().expect("bird").to_string();
+        let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
+        let server_pid: i32 = pids
+            .lines()
+            .find_map(|l| l.strip_prefix("server "))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("server pid");
+        let ping = || {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    "cicl-host",
+                    "ping",
+                    "-c",
+                    "3",
+                    "-i",
+                    "0.2",
+                    "-W",
+                    "1",
+                ])
+                .arg("10.128.0.10")
+                .output()
+                .expect("ping")
+        };
+        let established = || {
+            let o = Command::new("birdc")
+                .args(["-s", &bird, "show", "protocols", "cloud"])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).contains("Established")
+        };
+
+        // The control plane goes away; the data plane does not notice.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the server");
+        let p = ping();
+        assert!(
+            p.status.success(),
+            "on-prem → VM with the server down: {}",
+            text(&p)
+        );
+        assert!(established(), "the customer's session stays up");
+
+        // It comes back on the same database; the edge syncs again and applies a change.
+        let listen = server.trim_start_matches("http://").to_string();
+        let log = std::fs::File::create("/run/cic-lab/server-restarted.log").expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args([
+                "server",
+                "--listen",
+                &listen,
+                "--database",
+                "sqlite:///run/cic-lab/cic.db",
+            ])
+            .env("CIC_ADMIN_TOKEN", &token)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart the server");
+        // `cic lab down` stops what the pid file lists.
+        std::fs::write(
+            "/run/cic-lab/pids",
+            format!("{pids}server {}\n", child.id()),
+        )
+        .expect("pids");
+        let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args([
+                "private-connection",
+                "upsert-static-routes",
+                &pc,
+                "--prefix",
+                "192.168.30.0/24",
+            ])
+            .args(["--timeout", "60"])
+            .env("CIC_SERVER", &server)
+            .env("CIC_TOKEN", &token)
+            .output()
+            .expect("cic");
+        // The server may still be binding its port: the CLI says so, and we try again.
+        let o = if o.status.success() {
+            o
+        } else {
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(20),
+                "the server back",
+                || {
+                    let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                        .args([
+                            "private-connection",
+                            "upsert-static-routes",
+                            &pc,
+                            "--prefix",
+                            "192.168.30.0/24",
+                        ])
+                        .args(["--timeout", "60"])
+                        .env("CIC_SERVER", &server)
+                        .env("CIC_TOKEN", &token)
+                        .output()
+                        .ok()?;
+                    o.status.success().then_some(o)
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert!(o.status.success(), "{}", text(&o));
+        let ns = format!("cicl-pop1-{ri}");
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(5),
+            "the change on the edge",
+            || {
+                let r = Command::new("ip")
+                    .args(["-n", &ns, "route", "show", "192.168.30.0/24"])
+                    .output()
+                    .ok()?;
+                (!r.stdout.is_empty()).then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ping().status.success());
+    });
+    let down = cic(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(lab_namespaces().is_empty());
+    assert!(no_lab_processes(), "lab processes left");
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
