@@ -411,7 +411,7 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
     }
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let o = cic(&["lab", "up"]);
-    let result = std::panic::catch_unwind(|| {
+    let result = std::panic::catch_unwind(|| -> std::process::Child {
         assert!(o.status.success(), "lab up failed:\n{}", text(&o));
         let info: Value = serde_json::from_str(
             &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
@@ -547,12 +547,17 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(ping().status.success());
+        child
     });
     let down = cic(&["lab", "down"]);
     assert!(down.status.success(), "{}", text(&down));
+    match result {
+        // `lab down` stopped the restarted server (it is in the pid file): reap it.
+        Ok(mut server) => {
+            let _ = server.wait();
+        }
+        Err(p) => std::panic::resume_unwind(p),
+    }
     assert!(lab_namespaces().is_empty());
     assert!(no_lab_processes(), "lab processes left");
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
 }
