@@ -1652,7 +1652,27 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
                    "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
         )
         .await;
-    assert!(ri["metadata"]["resourceId"].is_string());
+    let ri = ri["metadata"]["resourceId"]
+        .as_str()
+        .expect("ri")
+        .to_string();
+    // And the other way round: a VPC prefix may not cover a member's static route.
+    let rev = h.revision().await;
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &format!("/cloudrouter/v1/routingInstances/{ri}:upsertPrefixes"),
+            Some(json!({"vpcNetworkId": "vpc1", "vpcAzInfoPrefixes": [{"azId": "a", "prefixes": ["192.168.20.0/25"]}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        err_message(&v).contains(&format!(
+            "static route 192.168.20.0/24 of private connection {pc} overlaps VPC prefix 192.168.20.0/25"
+        )),
+        "{v}"
+    );
+    assert_eq!(h.revision().await, rev);
     let many: Vec<Value> = (0..99)
         .map(|i| json!({"prefix": format!("10.{i}.0.0/16")}))
         .collect();

@@ -169,6 +169,22 @@ async fn check_in_store(
             }
         }
     }
+    // A member's static routes must not take the instance's VPC traffic.
+    let prefixes: Vec<Ipv4Net> = vpc_info.iter().flat_map(|v| v.prefixes()).collect();
+    for pc in &members {
+        for r in &pc.ipv4_static_routes {
+            if let Some(v) = prefixes
+                .iter()
+                .find(|v| v.contains(&r.prefix) || r.prefix.contains(*v))
+            {
+                return Err(ApiError::precondition(format!(
+                    "static route {} of private connection {} overlaps VPC prefix {v}; remove it first",
+                    r.prefix, pc.meta.id
+                ))
+                .into());
+            }
+        }
+    }
     // At most one private connection per VPC per point of presence.
     if !vpc_info.is_empty() {
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
