@@ -303,6 +303,10 @@ pub enum EdgeRouterCmd {
     Get {
         id: String,
     },
+    /// The desired config the edge is given now.
+    Config {
+        id: String,
+    },
     /// Drain for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN.
     Drain {
         id: String,
@@ -357,6 +361,10 @@ impl EdgeRouterCmd {
             }
             EdgeRouterCmd::Get { id } => {
                 out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
+            }
+            EdgeRouterCmd::Config { id } => {
+                let v = api.get(&format!("/cic/v1/edges/{id}/config")).await?;
+                out.print(&v, pretty);
             }
             EdgeRouterCmd::Drain { id } => {
                 let v = api

@@ -561,3 +561,248 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
     assert!(lab_namespaces().is_empty());
     assert!(no_lab_processes(), "lab processes left");
 }
+
+/// `ip -n NS -j ARGS` as JSON.
+fn ip_json(ns: &str, args: &[&str]) -> Value {
+    let o = Command::new("ip")
+        .args(["-n", ns, "-j"])
+        .args(args)
+        .output()
+        .expect("ip");
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Array(vec![]))
+}
+
+/// Whether the edge's namespaces, links, addresses and routes are exactly what `cfg` (its
+/// desired config) asks for; if not, the first difference.
+fn realised(cfg: &Value) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    let instances = cfg["instances"].as_array().cloned().unwrap_or_default();
+    let want: BTreeSet<String> = instances
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .map(|id| format!("cicl-pop1-{id}"))
+        .collect();
+    let have: BTreeSet<String> = cic_dataplane_list("cicl-pop1-").into_iter().collect();
+    if want != have {
+        return Err(format!("namespaces: want {want:?}, have {have:?}"));
+    }
+    for i in &instances {
+        let ns = format!("cicl-pop1-{}", i["id"].as_str().unwrap_or_default());
+        let conns = i["connections"].as_array().cloned().unwrap_or_default();
+        let mut want_links: BTreeSet<String> = conns
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .map(cic_edge::instance::ifname)
+            .collect();
+        want_links.insert("lo".into());
+        if i.get("fabric").is_some() {
+            want_links.insert(cic_edge::instance::FABRIC_IF.into());
+        }
+        let links = ip_json(&ns, &["addr", "show"]);
+        let have_links: BTreeSet<String> = links
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .collect();
+        if want_links != have_links {
+            return Err(format!(
+                "{ns} links: want {want_links:?}, have {have_links:?}"
+            ));
+        }
+        let addr_of = |name: &str| -> Vec<String> {
+            links
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|l| l["ifname"] == name)
+                .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+                .filter(|a| a["family"] == "inet")
+                .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"]))
+                .collect()
+        };
+        let mtu_of = |name: &str| {
+            links
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["ifname"] == name)
+                .and_then(|l| l["mtu"].as_u64())
+        };
+        let mut gateways: BTreeSet<String> = BTreeSet::new();
+        for c in &conns {
+            let name = cic_edge::instance::ifname(c["id"].as_str().unwrap_or_default());
+            let len = c["subnet"]
+                .as_str()
+                .and_then(|s| s.split('/').nth(1))
+                .unwrap_or("");
+            let want = vec![format!("{}/{len}", c["cloudIp"].as_str().unwrap_or(""))];
+            if addr_of(&name) != want {
+                return Err(format!(
+                    "{ns} {name}: want {want:?}, have {:?}",
+                    addr_of(&name)
+                ));
+            }
+            if mtu_of(&name) != c["mtu"].as_u64() {
+                return Err(format!(
+                    "{ns} {name}: mtu {:?}, want {}",
+                    mtu_of(&name),
+                    c["mtu"]
+                ));
+            }
+            gateways.insert(c["peerIp"].as_str().unwrap_or("").to_string());
+        }
+        if let Some(f) = i.get("fabric") {
+            let len = f["subnet"]
+                .as_str()
+                .and_then(|s| s.split('/').nth(1))
+                .unwrap_or("");
+            let want = vec![format!("{}/{len}", f["edgeIp"].as_str().unwrap_or(""))];
+            let have = addr_of(cic_edge::instance::FABRIC_IF);
+            if have != want {
+                return Err(format!("{ns} fabric: want {want:?}, have {have:?}"));
+            }
+            gateways.insert(f["fabricIp"].as_str().unwrap_or("").to_string());
+        }
+        // cic's routes go only to this instance's peers, and every static route is there.
+        let routes = ip_json(&ns, &["route", "show", "proto", "bgp"]);
+        let mut dsts = BTreeSet::new();
+        for r in routes.as_array().into_iter().flatten() {
+            let dst = r["dst"].as_str().unwrap_or("").to_string();
+            let gws: Vec<String> = match r["gateway"].as_str() {
+                Some(g) => vec![g.to_string()],
+                None => r["nexthops"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h["gateway"].as_str().map(String::from))
+                    .collect(),
+            };
+            if let Some(g) = gws.iter().find(|g| !gateways.contains(*g)) {
+                return Err(format!(
+                    "{ns}: route {dst} via {g}, not a peer of this instance"
+                ));
+            }
+            dsts.insert(dst);
+        }
+        for c in &conns {
+            for s in c["staticRoutes"].as_array().into_iter().flatten() {
+                let s = s.as_str().unwrap_or("");
+                if !dsts.contains(s) {
+                    return Err(format!("{ns}: static route {s} missing; have {dsts:?}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config() {
+    if !ready("lab reconcile") {
+        return;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cic(&["lab", "up"]);
+    let result = std::panic::catch_unwind(|| {
+        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
+        )
+        .expect("json");
+        let server = info["server"].as_str().expect("server").to_string();
+        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+        let edge = info["edgeId"].as_str().expect("edge").to_string();
+        let folder = info["folderId"].as_str().expect("folder").to_string();
+        let api = |args: &[&str]| -> Value {
+            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(args)
+                .args(["--format", "json"])
+                .env("CIC_SERVER", &server)
+                .env("CIC_TOKEN", &token)
+                .output()
+                .expect("cic");
+            assert!(o.status.success(), "cic {}: {}", args.join(" "), text(&o));
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+        };
+        let check = |step: &str| {
+            let cfg = api(&["edge-router", "config", &edge]);
+            let mut last = String::new();
+            cic_peers::wait_until(std::time::Duration::from_secs(5), step, || {
+                match realised(&cfg) {
+                    Ok(()) => Some(()),
+                    Err(e) => {
+                        last = e;
+                        None
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}: {last}"));
+        };
+        let id = |v: &Value| {
+            v["metadata"]["resourceId"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        };
+        check("the lab as built");
+        let t2 = id(&api(&[
+            "trunk-connection",
+            "create",
+            "--folder",
+            &folder,
+            "--pop",
+            "pop1",
+            "--capacity",
+            "1g",
+            "--overlay-remote-vtep",
+            "100.64.1.2",
+            "--port",
+            "xc-site1",
+        ]));
+        let pc2 = id(&api(&[
+            "private-connection",
+            "create",
+            "--folder",
+            &folder,
+            "--trunk-id",
+            &t2,
+            "--vlan-id",
+            "200",
+            "--ipv4-peering",
+            "peering-subnet=169.254.200.0/30,peer-ip=169.254.200.2,cloud-ip=169.254.200.1,peer-bgp-asn=65001",
+        ]));
+        check("a second connection, in a namespace of its own");
+        api(&["private-connection", "update", &pc2, "--vlan", "201"]);
+        check("its VLAN changed");
+        let ri2 = id(&api(&[
+            "routing-instance",
+            "create",
+            "--folder",
+            &folder,
+            "--name",
+            "ri2",
+            "--connection",
+            &pc2,
+        ]));
+        check("it joined a second routing instance");
+        api(&[
+            "private-connection",
+            "upsert-static-routes",
+            &pc2,
+            "--prefix",
+            "192.168.40.0/24",
+        ]);
+        check("with a static route");
+        api(&["routing-instance", "delete", &ri2]);
+        check("the routing instance deleted");
+        api(&["private-connection", "delete", &pc2]);
+        api(&["trunk-connection", "delete", &t2]);
+        check("the connection and its trunk deleted");
+    });
+    let down = cic(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

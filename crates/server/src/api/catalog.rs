@@ -427,3 +427,19 @@ fn check_url(u: &str) -> ApiResult<()> {
         .into())
     }
 }
+
+/// `GET /cic/v1/edges/{id}/config` (operator): the desired config the edge is given, as it
+/// would fetch it now — to compare with what the edge realised.
+pub async fn edge_config(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<cic_model::edge::EdgeConfig>> {
+    who.require_admin()?;
+    fetch::<Edge>(&st, &id).await?;
+    let snap = st.snapshot().await?;
+    let revision = st.store.revision().await?;
+    compile::compile(&snap, &id, revision, &st.settings())
+        .map(Json)
+        .ok_or_else(|| not_found("edge", &id))
+}

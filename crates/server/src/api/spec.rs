@@ -319,6 +319,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .empty(),
         ep(
             "get",
+            "/cic/v1/edges/{id}/config",
+            "The desired config of an edge, as the edge would fetch it now",
+            Operator,
+            get(catalog::edge_config),
+        )
+        .returns::<EdgeConfig>(),
+        ep(
+            "get",
             "/cic/v1/edges/{id}/fabricAttachments",
             "What the fabric must build for each routing instance on this edge",
             Operator,
