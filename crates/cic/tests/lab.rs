@@ -697,6 +697,42 @@ fn realised(cfg: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the edge's speakers have exactly the sessions `cfg` asks for: one per
+/// connection and one per fabric segment (read from the edge's live metrics).
+fn sessions_match(cfg: &Value, metrics: &str) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    let mut want = BTreeSet::new();
+    for i in cfg["instances"].as_array().into_iter().flatten() {
+        for c in i["connections"].as_array().into_iter().flatten() {
+            want.insert(format!(
+                "connection_id=\"{}\",session=\"customer\",peer=\"{}\"",
+                c["id"].as_str().unwrap_or(""),
+                c["peerIp"].as_str().unwrap_or("")
+            ));
+        }
+        if let Some(f) = i.get("fabric") {
+            want.insert(format!(
+                "routing_instance_id=\"{}\",session=\"fabric\",peer=\"{}\"",
+                i["id"].as_str().unwrap_or(""),
+                f["fabricIp"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    let have: BTreeSet<String> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("bgp_ipv4_session_state_up_down{"))
+        .filter_map(|l| l.split_once('}').map(|(labels, _)| labels))
+        .map(|labels| {
+            // Drop the edge_id label: the rest names the session.
+            labels.splitn(2, ',').nth(1).unwrap_or("").to_string()
+        })
+        .collect();
+    if want != have {
+        return Err(format!("sessions: want {want:?}, have {have:?}"));
+    }
+    Ok(())
+}
+
 #[test]
 fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config() {
     if !ready("lab reconcile") {
@@ -725,18 +761,22 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
             assert!(o.status.success(), "cic {}: {}", args.join(" "), text(&o));
             serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
         };
+        let metrics_url = info["edgeMetrics"].as_str().expect("metrics").to_string();
         let check = |step: &str| {
             let cfg = api(&["edge-router", "config", &edge]);
             let mut last = String::new();
-            cic_peers::wait_until(std::time::Duration::from_secs(5), step, || {
-                match realised(&cfg) {
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(5),
+                step,
+                || match realised(&cfg).and_then(|()| sessions_match(&cfg, &http_get(&metrics_url)))
+                {
                     Ok(()) => Some(()),
                     Err(e) => {
                         last = e;
                         None
                     }
-                }
-            })
+                },
+            )
             .unwrap_or_else(|e| panic!("{e}: {last}"));
         };
         let id = |v: &Value| {
