@@ -724,7 +724,7 @@ fn sessions_match(cfg: &Value, metrics: &str) -> Result<(), String> {
         .filter_map(|l| l.split_once('}').map(|(labels, _)| labels))
         .map(|labels| {
             // Drop the edge_id label: the rest names the session.
-            labels.splitn(2, ',').nth(1).unwrap_or("").to_string()
+            labels.split_once(',').map_or("", |x| x.1).to_string()
         })
         .collect();
     if want != have {
