@@ -113,6 +113,12 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         list_rounds: usize,
     },
+    /// Provisioning latency in the lab (root): create + attach a private connection →
+    /// BGP Established → first ping across.
+    Provision {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -386,6 +392,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 list_rounds,
             })
             .await
+        }
+        Cmd::Bench(BenchCmd::Provision { runs }) => {
+            if runs == 0 {
+                anyhow::bail!("--runs must be at least 1");
+            }
+            cic_lab::bench::provision(runs).await
         }
         Cmd::Pop(c) => {
             let (a, o) = with_api()?;

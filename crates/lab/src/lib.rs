@@ -15,6 +15,8 @@
 
 pub mod fabric;
 
+pub mod bench;
+
 use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
