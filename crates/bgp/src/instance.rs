@@ -234,17 +234,21 @@ impl Instance {
         let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
         all.extend(self.params.vpc_prefixes.iter().copied());
         all.extend(self.params.announce.iter().copied());
-        let ups: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.up.is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        let ups = self.up_peers();
         let mut out = Vec::new();
         for peer in ups {
             self.export_to(peer, &all, false, &mut out);
         }
         out
+    }
+
+    /// The peers whose sessions are up.
+    fn up_peers(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.up.is_some())
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// A peer's routes for the looking glass: everything it sent (`None`: accepted; else
@@ -578,12 +582,7 @@ impl Instance {
                 eval.insert(*v);
             }
         }
-        let ups: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.up.is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        let ups = self.up_peers();
         for peer in ups {
             self.export_to(peer, &eval, false, &mut out);
         }

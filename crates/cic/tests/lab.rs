@@ -74,6 +74,42 @@ fn no_lab_processes() -> bool {
     out.stdout.is_empty()
 }
 
+/// What a lab test gets: `lab.json`, the server's URL and the admin token.
+struct Lab {
+    info: Value,
+    server: String,
+    token: String,
+}
+
+/// Runs `body` on a lab that is up, then takes the lab down whether `body` passed or not
+/// (and fails as `body` did). `None` when the machine cannot run the lab.
+fn with_lab<T>(test: &str, body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe) -> Option<T> {
+    if !ready(test) {
+        return None;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cic(&["lab", "up"]);
+    let result = std::panic::catch_unwind(|| {
+        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
+        let info: Value = serde_json::from_str(
+            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
+        )
+        .expect("json");
+        let lab = Lab {
+            server: info["server"].as_str().expect("server").to_string(),
+            token: std::fs::read_to_string("/run/cic-lab/admin-token").expect("token"),
+            info,
+        };
+        body(&lab)
+    });
+    let down = cic(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    match result {
+        Ok(t) => Some(t),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
 #[test]
 fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
     if !ready("lab demo") {
@@ -113,24 +149,13 @@ fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
 
 #[test]
 fn deleting_resources_removes_everything_the_edge_made() {
-    if !ready("lab delete") {
-        return;
-    }
-    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let o = cic(&["lab", "up"]);
-    let result = std::panic::catch_unwind(|| {
-        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
-        let info: Value = serde_json::from_str(
-            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
-        )
-        .expect("json");
-        let server = info["server"].as_str().expect("server").to_string();
-        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+    let result = with_lab("lab delete", |lab| {
+        let (info, server, token) = (&lab.info, &lab.server, &lab.token);
         let api = |args: &[&str]| {
             let o = Command::new(env!("CARGO_BIN_EXE_cic"))
                 .args(args)
-                .env("CIC_SERVER", &server)
-                .env("CIC_TOKEN", &token)
+                .env("CIC_SERVER", server)
+                .env("CIC_TOKEN", token)
                 .output()
                 .expect("cic");
             assert!(o.status.success(), "cic {}: {}", args.join(" "), text(&o));
@@ -396,29 +421,15 @@ fn deleting_resources_removes_everything_the_edge_made() {
             "lo, xc-site1 and fab0 only: {links}"
         );
     });
-    let down = cic(&["lab", "down"]);
-    assert!(down.status.success(), "{}", text(&down));
-    assert!(lab_namespaces().is_empty());
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
+    if result.is_some() {
+        assert!(lab_namespaces().is_empty());
     }
 }
 
 #[test]
 fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_returns() {
-    if !ready("lab server restart") {
-        return;
-    }
-    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let o = cic(&["lab", "up"]);
-    let result = std::panic::catch_unwind(|| -> std::process::Child {
-        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
-        let info: Value = serde_json::from_str(
-            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
-        )
-        .expect("json");
-        let server = info["server"].as_str().expect("server").to_string();
-        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+    let result = with_lab("lab server restart", |lab| -> std::process::Child {
+        let (info, server, token) = (&lab.info, &lab.server, &lab.token);
         let pc = info["privateConnectionId"]
             .as_str()
             .expect("pc")
@@ -482,7 +493,7 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                 "--database",
                 "sqlite:///run/cic-lab/cic.db",
             ])
-            .env("CIC_ADMIN_TOKEN", &token)
+            .env("CIC_ADMIN_TOKEN", token)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -502,8 +513,8 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                 "192.168.30.0/24",
             ])
             .args(["--timeout", "60"])
-            .env("CIC_SERVER", &server)
-            .env("CIC_TOKEN", &token)
+            .env("CIC_SERVER", server)
+            .env("CIC_TOKEN", token)
             .output()
             .expect("cic");
         // The server may still be binding its port: the CLI says so, and we try again.
@@ -523,8 +534,8 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                             "192.168.30.0/24",
                         ])
                         .args(["--timeout", "60"])
-                        .env("CIC_SERVER", &server)
-                        .env("CIC_TOKEN", &token)
+                        .env("CIC_SERVER", server)
+                        .env("CIC_TOKEN", token)
                         .output()
                         .ok()?;
                     o.status.success().then_some(o)
@@ -549,17 +560,12 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         assert!(ping().status.success());
         child
     });
-    let down = cic(&["lab", "down"]);
-    assert!(down.status.success(), "{}", text(&down));
-    match result {
-        // `lab down` stopped the restarted server (it is in the pid file): reap it.
-        Ok(mut server) => {
-            let _ = server.wait();
-        }
-        Err(p) => std::panic::resume_unwind(p),
+    // `lab down` stopped the restarted server (it is in the pid file): reap it.
+    if let Some(mut restarted) = result {
+        let _ = restarted.wait();
+        assert!(lab_namespaces().is_empty());
+        assert!(no_lab_processes(), "lab processes left");
     }
-    assert!(lab_namespaces().is_empty());
-    assert!(no_lab_processes(), "lab processes left");
 }
 
 /// `ip -n NS -j ARGS` as JSON.
@@ -735,27 +741,16 @@ fn sessions_match(cfg: &Value, metrics: &str) -> Result<(), String> {
 
 #[test]
 fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config() {
-    if !ready("lab reconcile") {
-        return;
-    }
-    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let o = cic(&["lab", "up"]);
-    let result = std::panic::catch_unwind(|| {
-        assert!(o.status.success(), "lab up failed:\n{}", text(&o));
-        let info: Value = serde_json::from_str(
-            &std::fs::read_to_string("/run/cic-lab/lab.json").expect("lab.json"),
-        )
-        .expect("json");
-        let server = info["server"].as_str().expect("server").to_string();
-        let token = std::fs::read_to_string("/run/cic-lab/admin-token").expect("token");
+    let result = with_lab("lab reconcile", |lab| {
+        let (info, server, token) = (&lab.info, &lab.server, &lab.token);
         let edge = info["edgeId"].as_str().expect("edge").to_string();
         let folder = info["folderId"].as_str().expect("folder").to_string();
         let api = |args: &[&str]| -> Value {
             let o = Command::new(env!("CARGO_BIN_EXE_cic"))
                 .args(args)
                 .args(["--format", "json"])
-                .env("CIC_SERVER", &server)
-                .env("CIC_TOKEN", &token)
+                .env("CIC_SERVER", server)
+                .env("CIC_TOKEN", token)
                 .output()
                 .expect("cic");
             assert!(o.status.success(), "cic {}: {}", args.join(" "), text(&o));
@@ -840,9 +835,5 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
         api(&["trunk-connection", "delete", &t2]);
         check("the connection and its trunk deleted");
     });
-    let down = cic(&["lab", "down"]);
-    assert!(down.status.success(), "{}", text(&down));
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    let _ = result;
 }
