@@ -407,10 +407,22 @@ impl Instance {
                     spec.mtu = port.mtu.saturating_sub(50);
                 }
                 info!(netns = %self.ns, link = %spec.name, kind = ?spec.kind, "creating link");
-                underlay
+                let index = underlay
                     .create_link_in(&spec, &self.nl)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                // A new segment's far end may still be being built: when the first
+                // neighbor request is lost, ask again after 100 ms rather than a second,
+                // for as long as the default would (30 tries, 3 s).
+                for (key, value) in [("retrans_time_ms", "100"), ("mcast_solicit", "30")] {
+                    netns::sysctl(
+                        Some(&self.ns),
+                        &format!("net/ipv4/neigh/{}/{key}", spec.name),
+                        value,
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+                index
             }
         };
         let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
