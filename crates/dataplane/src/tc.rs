@@ -48,8 +48,34 @@ pub fn shaped(netns: Option<&str>) -> Result<Vec<(String, u64)>> {
 
 /// Limits what `dev` sends to `mbps` Mbit/s (a no-op when it already is).
 pub fn shape(netns: Option<&str>, dev: &str, mbps: u64) -> Result<()> {
+    shape_from(netns, &shaped(netns)?, dev, mbps)
+}
+
+/// Makes the shaped ports of `netns` exactly `want` (device → Mbit/s), reading the
+/// qdiscs once; returns the ports that failed, with why.
+pub fn reconcile(
+    netns: Option<&str>,
+    want: &std::collections::BTreeMap<String, u64>,
+) -> Result<Vec<(String, Error)>> {
+    let have = shaped(netns)?;
+    let mut failed = Vec::new();
+    for (dev, mbps) in want {
+        if let Err(e) = shape_from(netns, &have, dev, *mbps) {
+            failed.push((dev.clone(), e));
+        }
+    }
+    for (dev, _) in have.iter().filter(|(d, _)| !want.contains_key(d)) {
+        if let Err(e) = tc(netns, &["qdisc", "del", "dev", dev, "root"]) {
+            failed.push((dev.clone(), e));
+        }
+    }
+    Ok(failed)
+}
+
+/// `shape` given what is shaped already.
+fn shape_from(netns: Option<&str>, have: &[(String, u64)], dev: &str, mbps: u64) -> Result<()> {
     let rate = mbps * 125_000; // bytes per second
-    if shaped(netns)?.iter().any(|(d, r)| d == dev && *r == rate) {
+    if have.iter().any(|(d, r)| d == dev && *r == rate) {
         return Ok(());
     }
     // 10 ms of traffic, and never less than a few jumbo frames.

@@ -390,26 +390,17 @@ impl Agent {
             e.0 += t.capacity_mbps;
             e.1.push(t.id.clone());
         }
-        let ns = self.opts.host_netns.as_deref();
-        for (port, (mbps, ids)) in &rates {
-            if let Err(e) = cic_dataplane::tc::shape(ns, port, *mbps) {
-                for id in ids {
-                    errors.push(ResourceError {
-                        resource_id: id.clone(),
-                        message: format!("capacity on {port}: {e}"),
-                    });
-                }
+        let want: BTreeMap<String, u64> = rates.iter().map(|(p, (m, _))| (p.clone(), *m)).collect();
+        let failed = cic_dataplane::tc::reconcile(self.opts.host_netns.as_deref(), &want)
+            .unwrap_or_else(|e| want.keys().map(|p| (p.clone(), e.clone())).collect());
+        for (port, e) in failed {
+            match rates.get(&port) {
+                Some((_, ids)) => errors.extend(ids.iter().map(|id| ResourceError {
+                    resource_id: id.clone(),
+                    message: format!("capacity on {port}: {e}"),
+                })),
+                None => warn!("unshaping {port}: {e}"),
             }
-        }
-        match cic_dataplane::tc::shaped(ns) {
-            Ok(done) => {
-                for (dev, _) in done.iter().filter(|(d, _)| !rates.contains_key(d)) {
-                    if let Err(e) = cic_dataplane::tc::unshape(ns, dev) {
-                        warn!("unshaping {dev}: {e}");
-                    }
-                }
-            }
-            Err(e) => warn!("listing shaped ports: {e}"),
         }
 
         // Bundles of LAG trunks no longer here.

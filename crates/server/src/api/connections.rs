@@ -175,6 +175,25 @@ async fn check_statics_in_instance(
     Ok(())
 }
 
+/// `POST …/privateConnections/{id}:method`: the connection's own methods, then the ones
+/// every tenant resource has (`:move`), as routing instances do.
+pub async fn post_method(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    match id_method.split_once(':') {
+        Some((id, m @ ("startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"))) => {
+            session_method(&st, &who, id, m, &body).await
+        }
+        Some((id, m @ ("upsertStaticRoutes" | "removeStaticRoutes"))) => {
+            static_routes(&st, &who, id, m == "upsertStaticRoutes", &body).await
+        }
+        _ => super::post_method::<PrivateConnection>(State(st), who, Path(id_method), body).await,
+    }
+}
+
 /// Body of `:startBgpFailoverTest`.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -192,7 +211,7 @@ const FAILOVER_HISTORY: usize = 20;
 /// `POST …/privateConnections/{id}:startBgpFailoverTest` holds the session down for a
 /// while (the edge brings it back by itself); `:stopBgpFailoverTest` ends a running test;
 /// `:resetBgpSession` restarts the session at once, ending a max-prefix idle hold.
-pub(super) async fn session_method(
+async fn session_method(
     st: &AppState,
     who: &Principal,
     id: &str,
@@ -314,7 +333,7 @@ pub(crate) struct StaticRoutesRequest {
 
 /// `POST …/privateConnections/{id}:upsertStaticRoutes` (adds the routes not there yet)
 /// and `:removeStaticRoutes` (each named route must be there).
-pub(super) async fn static_routes(
+async fn static_routes(
     st: &AppState,
     who: &Principal,
     id: &str,

@@ -540,14 +540,6 @@ pub(crate) async fn post_method<T: Tenant>(
             let r: MoveRequest = crate::error::decode_json(&body)?;
             move_to::<T>(&st, &who, id, &r.destination_folder_id).await
         }
-        "startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"
-            if T::KIND == PrivateConnection::KIND =>
-        {
-            connections::session_method(&st, &who, id, method, &body).await
-        }
-        "upsertStaticRoutes" | "removeStaticRoutes" if T::KIND == PrivateConnection::KIND => {
-            connections::static_routes(&st, &who, id, method == "upsertStaticRoutes", &body).await
-        }
         other => Err(ApiError::new(
             Code::NotFound,
             format!("{}s have no method {other:?}", title(T::KIND)),

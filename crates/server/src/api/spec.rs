@@ -513,7 +513,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/privateConnections/{id}",
             "Methods of a private connection (see the :method paths)",
             Editor,
-            post(post_method::<PrivateConnection>),
+            post(connections::post_method),
         ),
         method(
             "/cic/v1/privateConnections/{id}:move",
