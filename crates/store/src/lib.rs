@@ -523,6 +523,14 @@ impl Store {
     }
 
     /// Unfinished operations with what they wait for.
+    /// How many operations are not done.
+    pub async fn count_pending_operations(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM operations WHERE done = 0")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
     pub async fn pending_operations(&self) -> Result<Vec<(Operation, Pending)>> {
         let rows = sqlx::query(
             "SELECT id, body, pending FROM operations WHERE done = 0 ORDER BY created_at, id",

@@ -43,7 +43,7 @@ pub async fn metrics(
         "gauge",
         "Operations waiting for edges to apply them.",
         vec![],
-        st.store.pending_operations().await?.len() as f64,
+        st.store.count_pending_operations().await? as f64,
     );
     let now = time::OffsetDateTime::now_utc();
     let mut live: Vec<_> = st.live().await?.into_iter().collect();
