@@ -149,3 +149,14 @@ pub fn tcp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
         )
     })?
 }
+
+/// A new UDP/IPv4 socket inside namespace `name`.
+pub fn udp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
+    run_in(name, || {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+    })?
+}

@@ -1,0 +1,440 @@
+//! The tokio driver: the only part of the BFD crate that does I/O.
+//!
+//! One task per network namespace (for cic edge: per routing instance) runs every session
+//! of that namespace:
+//! - one socket on UDP 3784 receives for all sessions; `IP_RECVTTL` gives each datagram's
+//!   TTL, and anything below 255 is dropped (RFC 5881 §5, RFC 5082);
+//! - each session sends from its own socket, bound to its local address and a port in
+//!   49152–65535 (RFC 5881 §4), with TTL 255;
+//! - timers sit in one ordered set, so a tick costs O(log n) in the number of sessions.
+//!
+//! A received packet finds its session by Your Discriminator, or by source address while
+//! the peer does not know our discriminator yet; either way the source must be the
+//! session's peer. Each session's state is published on a `watch`, with a count of the
+//! times it left Up, so a client (BGP) misses no failure even when changes coalesce.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt::Ipv4RecvTtl,
+};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::packet::{Diag, Packet, State};
+use crate::session::{Config, Output, Session};
+
+/// RFC 5881 §4: single-hop Control packets go to this port.
+pub const PORT: u16 = 3784;
+const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
+const COMMAND_QUEUE: usize = 64;
+
+/// Makes an unbound UDP/IPv4 socket in the right place (for cic edge: inside a routing
+/// instance's network namespace).
+pub type SocketFactory = Arc<dyn Fn() -> io::Result<socket2::Socket> + Send + Sync>;
+
+pub fn plain_sockets() -> SocketFactory {
+    Arc::new(|| {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+    })
+}
+
+/// A session as its client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: State,
+    pub remote_state: State,
+    /// Why the session last went down (our diagnostic).
+    pub diag: Diag,
+    pub local_discriminator: u32,
+    pub remote_discriminator: u32,
+    pub detection_time: Option<Duration>,
+    pub tx_interval: Option<Duration>,
+    /// How many times the session has left Up: a client compares counts, so a Down
+    /// followed at once by Up again is not lost in a coalesced `watch`.
+    pub downs: u64,
+    pub up_since: Option<Instant>,
+}
+
+enum Command {
+    Add {
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+        cfg: Config,
+        reply: oneshot::Sender<io::Result<watch::Receiver<Status>>>,
+    },
+    Remove(Ipv4Addr, oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The BFD task of one namespace. Cloning shares the task.
+#[derive(Clone)]
+pub struct Bfd {
+    cmd: mpsc::Sender<Command>,
+}
+
+impl Bfd {
+    /// Binds the receive socket on `port` (3784 but for tests) and starts the task.
+    pub fn spawn(sockets: SocketFactory, port: u16) -> io::Result<Bfd> {
+        let s = sockets()?;
+        s.set_reuse_address(true)?;
+        s.set_nonblocking(true)?;
+        setsockopt(&s, Ipv4RecvTtl, &true)?;
+        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        s.bind(&addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("BFD: bind UDP {addr}: {e}")))?;
+        let rx = UdpSocket::from_std(s.into())?;
+        let (tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let engine = Engine {
+            sockets,
+            rx,
+            port,
+            sessions: HashMap::new(),
+            by_peer: HashMap::new(),
+            timers: BTreeSet::new(),
+            next_disc: rand::random::<u32>() | 1,
+            next_port: *SOURCE_PORTS.start() + rand::random::<u16>() % 1024,
+        };
+        tokio::spawn(engine.run(cmd_rx));
+        Ok(Bfd { cmd: tx })
+    }
+
+    /// Starts a session from `local` to `peer` (one per peer address). The receiver
+    /// follows its state.
+    pub async fn add(
+        &self,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+        cfg: Config,
+    ) -> io::Result<watch::Receiver<Status>> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Add {
+                local,
+                peer,
+                cfg,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Ends the session to `peer`, telling it AdminDown first.
+    pub async fn remove(&self, peer: Ipv4Addr) -> io::Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Remove(peer, reply))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Ends every session (AdminDown to each) and the task.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "BFD task has stopped")
+}
+
+struct Entry {
+    session: Session,
+    peer: Ipv4Addr,
+    tx: UdpSocket,
+    status: watch::Sender<Status>,
+    /// The deadline this session has in `timers`.
+    scheduled: Instant,
+    downs: u64,
+    up_since: Option<Instant>,
+}
+
+struct Engine {
+    sockets: SocketFactory,
+    rx: UdpSocket,
+    port: u16,
+    sessions: HashMap<u32, Entry>,
+    by_peer: HashMap<Ipv4Addr, u32>,
+    timers: BTreeSet<(Instant, u32)>,
+    next_disc: u32,
+    next_port: u16,
+}
+
+impl Engine {
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
+        let mut buf = [0u8; 128];
+        loop {
+            let next = self.timers.first().map(|(t, _)| *t);
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(Command::Add { local, peer, cfg, reply }) => {
+                        let _ = reply.send(self.add(local, peer, cfg));
+                    }
+                    Some(Command::Remove(peer, reply)) => {
+                        self.remove(peer);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        let peers: Vec<Ipv4Addr> = self.by_peer.keys().copied().collect();
+                        for p in peers {
+                            self.remove(p);
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                got = recv(&self.rx, &mut buf) => match got {
+                    Ok((n, from, ttl)) => self.received(&buf[..n], from, ttl),
+                    Err(e) => {
+                        warn!("BFD receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                () = sleep => self.fire(Instant::now()),
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+        cfg: Config,
+    ) -> io::Result<watch::Receiver<Status>> {
+        if self.by_peer.contains_key(&peer) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("BFD: a session to {peer} already exists"),
+            ));
+        }
+        let tx = self.bind_source(local)?;
+        let disc = loop {
+            let d = self.next_disc;
+            self.next_disc = self.next_disc.wrapping_add(1).max(1);
+            if !self.sessions.contains_key(&d) {
+                break d;
+            }
+        };
+        let now = Instant::now();
+        let session = Session::new(disc, cfg, now);
+        let (status, rx) = watch::channel(status_of(&session, 0, None));
+        let scheduled = session.deadline();
+        self.timers.insert((scheduled, disc));
+        self.sessions.insert(
+            disc,
+            Entry {
+                session,
+                peer,
+                tx,
+                status,
+                scheduled,
+                downs: 0,
+                up_since: None,
+            },
+        );
+        self.by_peer.insert(peer, disc);
+        debug!(%peer, %local, disc, "BFD session added");
+        Ok(rx)
+    }
+
+    /// A socket bound to `local` and a free port of 49152–65535, TTL 255. `IP_FREEBIND`
+    /// lets it bind before the address is configured (a link being built).
+    fn bind_source(&mut self, local: Ipv4Addr) -> io::Result<UdpSocket> {
+        let s = (self.sockets)()?;
+        s.set_nonblocking(true)?;
+        s.set_ttl_v4(255)?;
+        s.set_freebind_v4(true)?;
+        let span = u32::from(*SOURCE_PORTS.end() - *SOURCE_PORTS.start()) + 1;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port == *SOURCE_PORTS.end() {
+                *SOURCE_PORTS.start()
+            } else {
+                port + 1
+            };
+            let addr = SocketAddr::V4(SocketAddrV4::new(local, port));
+            match s.bind(&addr.into()) {
+                Ok(()) => return UdpSocket::from_std(s.into()),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => {
+                    return Err(io::Error::new(e.kind(), format!("BFD: bind {addr}: {e}")));
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "BFD: no free source port in 49152-65535",
+        ))
+    }
+
+    fn remove(&mut self, peer: Ipv4Addr) {
+        let Some(disc) = self.by_peer.remove(&peer) else {
+            return;
+        };
+        if let Some(mut e) = self.sessions.remove(&disc) {
+            self.timers.remove(&(e.scheduled, disc));
+            let mut out = vec![];
+            e.session.admin_down(Instant::now(), &mut out);
+            for o in out {
+                if let Output::Send(p) = o {
+                    let _ = e.tx.try_send_to(&p.encode(), (peer, self.port).into());
+                }
+            }
+            debug!(%peer, "BFD session removed");
+        }
+    }
+
+    fn fire(&mut self, now: Instant) {
+        while let Some(&(t, disc)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            let mut out = vec![];
+            if let Some(e) = self.sessions.get_mut(&disc) {
+                e.session.on_timer(now, &mut out);
+            }
+            self.after(disc, out, now);
+        }
+    }
+
+    fn received(&mut self, b: &[u8], from: Ipv4Addr, ttl: Option<u8>) {
+        if ttl != Some(255) {
+            debug!(%from, ?ttl, "BFD packet dropped: TTL is not 255 (RFC 5881 §5)");
+            return;
+        }
+        let p = match Packet::decode(b) {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(%from, "BFD packet dropped: {e}");
+                return;
+            }
+        };
+        let disc = if p.your_discriminator != 0 {
+            p.your_discriminator
+        } else {
+            match self.by_peer.get(&from) {
+                Some(d) => *d,
+                None => return,
+            }
+        };
+        let now = Instant::now();
+        let mut out = vec![];
+        match self.sessions.get_mut(&disc) {
+            Some(e) if e.peer == from => e.session.on_packet(&p, now, &mut out),
+            _ => {
+                debug!(%from, disc, "BFD packet for no session of this peer");
+                return;
+            }
+        }
+        self.after(disc, out, now);
+    }
+
+    /// Sends what a session produced, publishes its state and reschedules its timer.
+    fn after(&mut self, disc: u32, out: Vec<Output>, now: Instant) {
+        let Some(e) = self.sessions.get_mut(&disc) else {
+            return;
+        };
+        for o in out {
+            match o {
+                Output::Send(p) => {
+                    if let Err(err) = e.tx.try_send_to(&p.encode(), (e.peer, self.port).into()) {
+                        debug!(peer = %e.peer, "BFD send: {err}");
+                    }
+                }
+                Output::StateChanged { from, to, diag } => {
+                    if from == State::Up {
+                        e.downs += 1;
+                        e.up_since = None;
+                    }
+                    if to == State::Up {
+                        e.up_since = Some(now);
+                    }
+                    if from == State::Up || to == State::Up {
+                        info!(peer = %e.peer, "BFD {} → {} ({})", from.name(), to.name(), diag.text());
+                    } else {
+                        debug!(peer = %e.peer, "BFD {} → {}", from.name(), to.name());
+                    }
+                }
+            }
+        }
+        let st = status_of(&e.session, e.downs, e.up_since);
+        e.status.send_if_modified(|s| {
+            if *s == st {
+                false
+            } else {
+                *s = st;
+                true
+            }
+        });
+        let next = e.session.deadline();
+        if next != e.scheduled {
+            self.timers.remove(&(e.scheduled, disc));
+            e.scheduled = next;
+        }
+        self.timers.insert((next, disc));
+    }
+}
+
+fn status_of(s: &Session, downs: u64, up_since: Option<Instant>) -> Status {
+    Status {
+        state: s.state(),
+        remote_state: s.remote_state(),
+        diag: s.diag(),
+        local_discriminator: s.local_discriminator(),
+        remote_discriminator: s.remote_discriminator(),
+        detection_time: s.detection_time(),
+        tx_interval: s.tx_interval(),
+        downs,
+        up_since,
+    }
+}
+
+/// One datagram with its source and TTL.
+async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr, Option<u8>)> {
+    sock.async_io(Interest::READABLE, || {
+        let mut iov = [IoSliceMut::new(buf)];
+        let mut cmsg = nix::cmsg_space!(i32);
+        let msg = recvmsg::<SockaddrIn>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let mut ttl = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::Ipv4Ttl(t) = c {
+                    ttl = u8::try_from(t).ok();
+                }
+            }
+        }
+        let from = msg.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        Ok((msg.bytes, from, ttl))
+    })
+    .await
+}

@@ -1,0 +1,558 @@
+//! One BFD session, sans-IO (RFC 5880 §6.8, asynchronous mode): received packets and the
+//! time go in, packets to send and state changes come out. The caller owns sockets and
+//! timers; [`Session::deadline`] says when to call [`Session::on_timer`] next.
+//!
+//! Timing rules kept here:
+//! - While the session is not Up, the advertised Desired Min TX is at least one second
+//!   (§6.8.3); once Up it drops to the configured rate, announced with a Poll Sequence.
+//! - Periodic packets go out every max(Desired Min TX, the peer's Required Min RX), less
+//!   0–25 % jitter (10–25 % with Detect Mult 1) (§6.8.7); none while the peer asks for 0.
+//! - Detection time is the peer's Detect Mult × max(our Required Min RX, the peer's
+//!   Desired Min TX) (§6.8.4); its expiry takes an Init or Up session Down with diag 1.
+//! - A Poll is answered at once with Final; a state change is announced at once rather
+//!   than at the next periodic packet, as BIRD and FRR do, so the three-way handshake
+//!   and a signalled Down take one round trip instead of one interval.
+
+use std::time::{Duration, Instant};
+
+use crate::packet::{Diag, Packet, State};
+
+/// The slow rate of a session that is not Up (§6.8.3).
+pub const SLOW_TX: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub desired_min_tx: Duration,
+    pub required_min_rx: Duration,
+    pub detect_mult: u8,
+}
+
+impl Default for Config {
+    /// 300 ms × 3, the modelled service's setting.
+    fn default() -> Self {
+        Config {
+            desired_min_tx: Duration::from_millis(300),
+            required_min_rx: Duration::from_millis(300),
+            detect_mult: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send(Packet),
+    StateChanged { from: State, to: State, diag: Diag },
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    cfg: Config,
+    state: State,
+    remote_state: State,
+    local_disc: u32,
+    remote_disc: u32,
+    local_diag: Diag,
+    /// What we advertise now (µs): the configured rate once Up, at least 1 s before.
+    desired_min_tx: u32,
+    /// The interval actually used for periodic packets until a Poll Sequence ends.
+    tx_in_use: u32,
+    required_min_rx: u32,
+    remote_min_rx: u32,
+    remote_desired_min_tx: u32,
+    remote_detect_mult: u8,
+    poll_pending: bool,
+    next_tx: Instant,
+    detect_at: Option<Instant>,
+    rng: u64,
+}
+
+fn us(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl Session {
+    /// A new session in Down, sending its first packet at once. `local_disc` must be
+    /// nonzero and unique among the caller's sessions.
+    pub fn new(local_disc: u32, cfg: Config, now: Instant) -> Session {
+        let cfg = Config {
+            detect_mult: cfg.detect_mult.max(1),
+            ..cfg
+        };
+        let slow = us(cfg.desired_min_tx.max(SLOW_TX));
+        Session {
+            cfg,
+            state: State::Down,
+            remote_state: State::Down,
+            local_disc,
+            remote_disc: 0,
+            local_diag: Diag::None,
+            desired_min_tx: slow,
+            tx_in_use: slow,
+            required_min_rx: us(cfg.required_min_rx),
+            // §6.8.1: initialised to 1 µs, so the first packets go at our own rate.
+            remote_min_rx: 1,
+            remote_desired_min_tx: 0,
+            remote_detect_mult: 0,
+            poll_pending: false,
+            next_tx: now,
+            detect_at: None,
+            rng: u64::from(local_disc) | 1,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn remote_state(&self) -> State {
+        self.remote_state
+    }
+
+    pub fn diag(&self) -> Diag {
+        self.local_diag
+    }
+
+    pub fn local_discriminator(&self) -> u32 {
+        self.local_disc
+    }
+
+    pub fn remote_discriminator(&self) -> u32 {
+        self.remote_disc
+    }
+
+    /// The detection time now in force, once the peer has been heard.
+    pub fn detection_time(&self) -> Option<Duration> {
+        (self.remote_detect_mult > 0).then(|| {
+            Duration::from_micros(
+                u64::from(self.remote_detect_mult)
+                    * u64::from(self.required_min_rx.max(self.remote_desired_min_tx)),
+            )
+        })
+    }
+
+    /// The periodic transmit interval now in force (before jitter); `None` while the peer
+    /// asks for no packets.
+    pub fn tx_interval(&self) -> Option<Duration> {
+        (self.remote_min_rx > 0)
+            .then(|| Duration::from_micros(u64::from(self.tx_in_use.max(self.remote_min_rx))))
+    }
+
+    /// When [`Session::on_timer`] must run next.
+    pub fn deadline(&self) -> Instant {
+        let tx = if self.remote_min_rx > 0 || self.state == State::AdminDown {
+            self.next_tx
+        } else {
+            // No periodic packets: only the detection timer (or a far wake-up).
+            self.next_tx + Duration::from_secs(3600)
+        };
+        self.detect_at.map_or(tx, |d| d.min(tx))
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn on_timer(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if let Some(at) = self.detect_at
+            && now >= at
+        {
+            self.detect_at = None;
+            self.remote_disc = 0;
+            self.remote_state = State::Down;
+            self.remote_detect_mult = 0;
+            if matches!(self.state, State::Init | State::Up) {
+                self.go(State::Down, Diag::ControlDetectionTimeExpired, now, out);
+            }
+        }
+        if now >= self.next_tx && (self.remote_min_rx > 0 || self.state == State::AdminDown) {
+            out.push(Output::Send(self.packet(false)));
+            self.schedule_tx(now);
+        }
+    }
+
+    /// Handles a packet already checked by [`Packet::decode`] and matched to this session
+    /// (by Your Discriminator, or by address when that is zero).
+    pub fn on_packet(&mut self, p: &Packet, now: Instant, out: &mut Vec<Output>) {
+        // §6.8.6: Your Discriminator zero is only valid from a peer in Down or AdminDown.
+        if p.your_discriminator == 0 && !matches!(p.state, State::Down | State::AdminDown) {
+            return;
+        }
+        if p.your_discriminator != 0 && p.your_discriminator != self.local_disc {
+            return;
+        }
+        self.remote_disc = p.my_discriminator;
+        self.remote_state = p.state;
+        self.remote_desired_min_tx = p.desired_min_tx_us;
+        self.remote_detect_mult = p.detect_mult;
+        let old_remote_rx = self.remote_min_rx;
+        self.remote_min_rx = p.required_min_rx_us;
+        if p.final_ && self.poll_pending {
+            self.poll_pending = false;
+            self.tx_in_use = self.desired_min_tx;
+        }
+        if self.state == State::AdminDown {
+            return;
+        }
+        self.detect_at = self
+            .detection_time()
+            .map(|d| now + d.max(Duration::from_millis(1)));
+        match (self.state, p.state) {
+            (s, State::AdminDown) if s != State::Down => {
+                self.go(State::Down, Diag::NeighborSignaledSessionDown, now, out)
+            }
+            (_, State::AdminDown) => {}
+            (State::Down, State::Down) => self.go(State::Init, Diag::None, now, out),
+            (State::Down, State::Init) => self.go(State::Up, Diag::None, now, out),
+            (State::Init, State::Init | State::Up) => self.go(State::Up, Diag::None, now, out),
+            (State::Up, State::Down) => {
+                self.go(State::Down, Diag::NeighborSignaledSessionDown, now, out)
+            }
+            _ => {}
+        }
+        if p.poll {
+            out.push(Output::Send(self.packet(true)));
+        }
+        // The peer now wants packets sooner than the next one is due (or wanted none
+        // before): send on the new schedule.
+        if let Some(iv) = self.tx_interval()
+            && (old_remote_rx == 0 || self.next_tx > now + iv)
+        {
+            self.schedule_tx(now);
+        }
+    }
+
+    /// Takes the session AdminDown (diag 7) and sends that once, so the peer knows the
+    /// session is being removed rather than failing (RFC 5882 §3.2).
+    pub fn admin_down(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.state != State::AdminDown {
+            self.go(State::AdminDown, Diag::AdministrativelyDown, now, out);
+        }
+    }
+
+    fn go(&mut self, to: State, diag: Diag, now: Instant, out: &mut Vec<Output>) {
+        let from = self.state;
+        self.state = to;
+        if diag != Diag::None || to == State::Up {
+            self.local_diag = diag;
+        }
+        out.push(Output::StateChanged { from, to, diag });
+        let want = if to == State::Up {
+            us(self.cfg.desired_min_tx)
+        } else {
+            us(self.cfg.desired_min_tx.max(SLOW_TX))
+        };
+        if want != self.desired_min_tx {
+            self.desired_min_tx = want;
+            // §6.8.3: a faster rate may be used at once; a slower one only after the
+            // Poll Sequence, while Up. Out of Up the slow rate applies now.
+            if want < self.tx_in_use || to != State::Up {
+                self.tx_in_use = want;
+            }
+            self.poll_pending = true;
+        }
+        // Announce the change now instead of at the next periodic packet.
+        out.push(Output::Send(self.packet(false)));
+        self.schedule_tx(now);
+    }
+
+    fn packet(&self, final_: bool) -> Packet {
+        Packet {
+            diag: self.local_diag,
+            state: self.state,
+            poll: self.poll_pending && !final_,
+            final_,
+            cpi: false,
+            demand: false,
+            detect_mult: self.cfg.detect_mult,
+            my_discriminator: self.local_disc,
+            your_discriminator: self.remote_disc,
+            desired_min_tx_us: self.desired_min_tx,
+            required_min_rx_us: self.required_min_rx,
+            required_min_echo_rx_us: 0,
+        }
+    }
+
+    fn schedule_tx(&mut self, now: Instant) {
+        let iv = u64::from(self.tx_in_use.max(self.remote_min_rx));
+        // §6.8.7 jitter: 75–100 % of the interval (75–90 % with Detect Mult 1).
+        let top = if self.cfg.detect_mult == 1 { 90 } else { 100 };
+        let pct = 75 + self.next_random() % (top - 75 + 1);
+        self.next_tx = now + Duration::from_micros(iv * pct / 100);
+    }
+
+    /// xorshift64: jitter needs spread, not secrecy.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sends(out: &[Output]) -> Vec<Packet> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn changes(out: &[Output]) -> Vec<(State, State)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::StateChanged { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Two sessions wired to each other: delivers every packet either sends.
+    struct Pair {
+        a: Session,
+        b: Session,
+        now: Instant,
+        a_changes: Vec<(State, State)>,
+        b_changes: Vec<(State, State)>,
+        /// Packets are dropped while the link is cut.
+        cut: bool,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let now = Instant::now();
+            Pair {
+                a: Session::new(0x1111, Config::default(), now),
+                b: Session::new(0x2222, Config::default(), now),
+                now,
+                a_changes: vec![],
+                b_changes: vec![],
+                cut: false,
+            }
+        }
+
+        /// Runs both sessions' timers up to `until`, delivering packets instantly.
+        fn run(&mut self, d: Duration) {
+            let until = self.now + d;
+            loop {
+                let next = self.a.deadline().min(self.b.deadline());
+                if next > until {
+                    self.now = until;
+                    return;
+                }
+                self.now = next.max(self.now);
+                let mut oa = vec![];
+                self.a.on_timer(self.now, &mut oa);
+                let mut ob = vec![];
+                self.b.on_timer(self.now, &mut ob);
+                self.exchange(oa, ob);
+            }
+        }
+
+        fn exchange(&mut self, mut oa: Vec<Output>, mut ob: Vec<Output>) {
+            // Deliver until quiet (answers to polls, announcements of changes).
+            for _ in 0..10 {
+                self.a_changes.extend(changes(&oa));
+                self.b_changes.extend(changes(&ob));
+                let (pa, pb) = (sends(&oa), sends(&ob));
+                if pa.is_empty() && pb.is_empty() {
+                    return;
+                }
+                oa = vec![];
+                ob = vec![];
+                if self.cut {
+                    return;
+                }
+                for p in pa {
+                    self.b.on_packet(&p, self.now, &mut ob);
+                }
+                for p in pb {
+                    self.a.on_packet(&p, self.now, &mut oa);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn three_way_handshake_brings_both_up_then_the_fast_rate_applies() {
+        let mut p = Pair::new();
+        p.run(Duration::from_millis(10));
+        assert_eq!(p.a.state(), State::Up);
+        assert_eq!(p.b.state(), State::Up);
+        assert_eq!(p.a.remote_discriminator(), 0x2222);
+        assert!(
+            p.a_changes.contains(&(State::Down, State::Init))
+                || p.a_changes.contains(&(State::Down, State::Up))
+        );
+        // Once Up and the Poll Sequence is over: 300 ms × 3 on both sides.
+        p.run(Duration::from_secs(2));
+        assert_eq!(p.a.tx_interval(), Some(Duration::from_millis(300)));
+        assert_eq!(p.a.detection_time(), Some(Duration::from_millis(900)));
+        assert_eq!(p.b.detection_time(), Some(Duration::from_millis(900)));
+        assert!(!p.a.poll_pending && !p.b.poll_pending);
+    }
+
+    #[test]
+    fn before_up_the_rate_is_at_most_one_packet_a_second() {
+        let now = Instant::now();
+        let mut s = Session::new(7, Config::default(), now);
+        let mut out = vec![];
+        s.on_timer(now, &mut out);
+        let p = sends(&out)[0];
+        assert_eq!(p.state, State::Down);
+        assert_eq!(p.desired_min_tx_us, 1_000_000);
+        assert_eq!(p.required_min_rx_us, 300_000);
+        assert_eq!(p.your_discriminator, 0);
+        let gap = s.deadline() - now;
+        assert!(
+            gap >= Duration::from_millis(750) && gap <= Duration::from_secs(1),
+            "{gap:?}"
+        );
+    }
+
+    #[test]
+    fn a_cut_link_goes_down_within_900_ms_with_diag_1() {
+        let mut p = Pair::new();
+        p.run(Duration::from_secs(3));
+        assert_eq!(p.a.state(), State::Up);
+        p.cut = true;
+        // Step in 10 ms and find when A goes Down.
+        let mut t = Duration::ZERO;
+        while p.a.state() == State::Up && t < Duration::from_secs(5) {
+            p.run(Duration::from_millis(10));
+            t += Duration::from_millis(10);
+        }
+        assert!(t <= Duration::from_millis(910), "took {t:?}");
+        assert_eq!(p.a.state(), State::Down);
+        assert_eq!(p.a.diag(), Diag::ControlDetectionTimeExpired);
+        assert_eq!(p.a.remote_discriminator(), 0);
+        assert_eq!(p.a_changes.last(), Some(&(State::Up, State::Down)));
+    }
+
+    #[test]
+    fn the_link_returning_brings_the_session_up_again() {
+        let mut p = Pair::new();
+        p.run(Duration::from_secs(3));
+        p.cut = true;
+        p.run(Duration::from_secs(2));
+        assert_eq!(p.b.state(), State::Down);
+        p.cut = false;
+        p.run(Duration::from_secs(3));
+        assert_eq!(p.a.state(), State::Up);
+        assert_eq!(p.b.state(), State::Up);
+    }
+
+    #[test]
+    fn admin_down_takes_the_peer_down_with_diag_3() {
+        let mut p = Pair::new();
+        p.run(Duration::from_secs(3));
+        let mut oa = vec![];
+        p.a.admin_down(p.now, &mut oa);
+        assert_eq!(sends(&oa)[0].state, State::AdminDown);
+        assert_eq!(sends(&oa)[0].diag, Diag::AdministrativelyDown);
+        p.exchange(oa, vec![]);
+        assert_eq!(p.b.state(), State::Down);
+        assert_eq!(p.b.diag(), Diag::NeighborSignaledSessionDown);
+    }
+
+    #[test]
+    fn a_poll_is_answered_at_once_with_final() {
+        let now = Instant::now();
+        let mut s = Session::new(9, Config::default(), now);
+        let mut out = vec![];
+        let poll = Packet {
+            diag: Diag::None,
+            state: State::Down,
+            poll: true,
+            final_: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 44,
+            your_discriminator: 0,
+            desired_min_tx_us: 1_000_000,
+            required_min_rx_us: 100_000,
+            required_min_echo_rx_us: 0,
+        };
+        s.on_packet(&poll, now, &mut out);
+        let f: Vec<Packet> = sends(&out).into_iter().filter(|p| p.final_).collect();
+        assert_eq!(f.len(), 1);
+        assert!(!f[0].poll, "a Final never carries Poll");
+        assert_eq!(f[0].your_discriminator, 44);
+    }
+
+    #[test]
+    fn packets_for_another_discriminator_or_premature_zero_are_ignored() {
+        let now = Instant::now();
+        let mut s = Session::new(9, Config::default(), now);
+        let mut out = vec![];
+        let p = Packet {
+            diag: Diag::None,
+            state: State::Up,
+            poll: false,
+            final_: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 44,
+            your_discriminator: 0,
+            desired_min_tx_us: 300_000,
+            required_min_rx_us: 300_000,
+            required_min_echo_rx_us: 0,
+        };
+        s.on_packet(&p, now, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.remote_discriminator(), 0);
+        s.on_packet(
+            &Packet {
+                your_discriminator: 10,
+                ..p
+            },
+            now,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(s.state(), State::Down);
+    }
+
+    #[test]
+    fn the_peers_slower_rate_sets_our_transmit_interval_and_detection_time() {
+        let mut p = Pair::new();
+        p.b = Session::new(
+            0x2222,
+            Config {
+                desired_min_tx: Duration::from_millis(500),
+                required_min_rx: Duration::from_millis(700),
+                detect_mult: 5,
+            },
+            p.now,
+        );
+        p.run(Duration::from_secs(4));
+        assert_eq!(p.a.state(), State::Up);
+        assert_eq!(p.a.tx_interval(), Some(Duration::from_millis(700)));
+        // A hears B every ≥ 500 ms, B's multiplier is 5.
+        assert_eq!(p.a.detection_time(), Some(Duration::from_millis(2500)));
+        assert_eq!(p.b.detection_time(), Some(Duration::from_millis(2100)));
+    }
+
+    #[test]
+    fn jitter_keeps_every_gap_between_75_and_100_percent() {
+        let now = Instant::now();
+        let mut s = Session::new(12345, Config::default(), now);
+        let mut t = now;
+        for _ in 0..200 {
+            let mut out = vec![];
+            s.on_timer(t, &mut out);
+            let next = s.deadline();
+            let gap = next - t;
+            assert!(
+                gap >= Duration::from_millis(750) && gap <= Duration::from_millis(1000),
+                "{gap:?}"
+            );
+            t = next;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! BFD over real UDP between network namespaces joined by a veth: our sessions with each
+//! other and with BIRD's, a cut link, and the TTL rule. Needs root (namespaces).
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cic_bfd::driver::{Bfd, PORT, SocketFactory, Status};
+use cic_bfd::{Config, Diag, Packet, State};
+use cic_dataplane::netns;
+use cic_peers::{Bird, bird_or_skip, wait_until};
+use tokio::sync::watch;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+
+/// Two namespaces `<tag>-a` (10.77.0.1) and `<tag>-b` (10.77.0.2) joined by veth `v0`;
+/// removed on drop.
+struct Wire {
+    a: String,
+    b: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Wire {
+    fn new(tag: &str) -> Wire {
+        let w = Wire {
+            a: format!("cicbfd-{tag}-a"),
+            b: format!("cicbfd-{tag}-b"),
+        };
+        for n in [&w.a, &w.b] {
+            let _ = netns::del(n);
+            netns::add(n).expect("netns add");
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "link", "add", "v0", "netns", &w.a, "type", "veth", "peer", "name", "v0", "netns", &w.b,
+        ]);
+        ip(&["-n", &w.a, "addr", "add", "10.77.0.1/24", "dev", "v0"]);
+        ip(&["-n", &w.b, "addr", "add", "10.77.0.2/24", "dev", "v0"]);
+        for n in [&w.a, &w.b] {
+            ip(&["-n", n, "link", "set", "v0", "up"]);
+        }
+        w
+    }
+
+    fn sockets(ns: &str) -> SocketFactory {
+        let ns = ns.to_string();
+        std::sync::Arc::new(move || netns::udp_socket(Some(&ns)))
+    }
+
+    /// Cuts (or restores) the link: b's end goes down, so nothing crosses either way.
+    fn set_b_link(&self, up: bool) {
+        ip(&[
+            "-n",
+            &self.b,
+            "link",
+            "set",
+            "v0",
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        let _ = netns::del(&self.a);
+        let _ = netns::del(&self.b);
+    }
+}
+
+async fn until(rx: &mut watch::Receiver<Status>, what: &str, f: impl Fn(&Status) -> bool) {
+    let done = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| f(s)))
+        .await
+        .map(|r| r.is_ok());
+    assert!(
+        done.is_ok(),
+        "timed out waiting for {what}: {:?}",
+        *rx.borrow()
+    );
+    assert_eq!(done, Ok(true), "BFD task stopped");
+}
+
+#[tokio::test]
+async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recover() {
+    let w = Wire::new("own");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd a");
+    let b = Bfd::spawn(Wire::sockets(&w.b), PORT).expect("bfd b");
+    let mut sa = a.add(A, B, Config::default()).await.expect("add a");
+    let mut sb = b.add(B, A, Config::default()).await.expect("add b");
+    until(&mut sa, "a Up", |s| s.state == State::Up).await;
+    until(&mut sb, "b Up", |s| s.state == State::Up).await;
+    // After the Poll Sequence both run at 300 ms × 3.
+    until(&mut sa, "a at 900 ms detection", |s| {
+        s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    assert_eq!(
+        sa.borrow().remote_discriminator,
+        sb.borrow().local_discriminator
+    );
+
+    let cut = Instant::now();
+    w.set_b_link(false);
+    until(&mut sa, "a Down after the cut", |s| s.state != State::Up).await;
+    let took = cut.elapsed();
+    let st = sa.borrow().clone();
+    assert_eq!(st.state, State::Down);
+    assert_eq!(st.diag, Diag::ControlDetectionTimeExpired);
+    assert_eq!(st.downs, 1);
+    // 900 ms after the last packet heard, which came at most one interval before the cut.
+    assert!(
+        took <= Duration::from_millis(1500),
+        "detected after {took:?}"
+    );
+    eprintln!("cut detected after {} ms", took.as_millis());
+
+    w.set_b_link(true);
+    until(&mut sa, "a Up again", |s| s.state == State::Up).await;
+    until(&mut sb, "b Up again", |s| s.state == State::Up).await;
+
+    // Removing a session tells the peer AdminDown: it goes Down with diag 3, not 1.
+    a.remove(B).await.expect("remove");
+    until(&mut sb, "b Down by signal", |s| s.state == State::Down).await;
+    assert_eq!(sb.borrow().diag, Diag::NeighborSignaledSessionDown);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_packet_with_ttl_below_255_is_ignored() {
+    let w = Wire::new("ttl");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd a");
+    let mut sa = a.add(A, B, Config::default()).await.expect("add a");
+    let s = netns::udp_socket(Some(&w.b)).expect("socket");
+    s.bind(&std::net::SocketAddr::from((B, 49999)).into())
+        .expect("bind");
+    let to: std::net::SocketAddr = (A, PORT).into();
+    let packet = |state, your, tx_us| Packet {
+        diag: Diag::None,
+        state,
+        poll: false,
+        final_: false,
+        cpi: false,
+        demand: false,
+        detect_mult: 3,
+        my_discriminator: 222,
+        your_discriminator: your,
+        desired_min_tx_us: tx_us,
+        required_min_rx_us: 300_000,
+        required_min_echo_rx_us: 0,
+    };
+    s.set_ttl_v4(255).expect("ttl");
+    s.send_to(&packet(State::Down, 0, 1_000_000).encode(), &to.into())
+        .expect("send");
+    until(&mut sa, "Init", |s| s.state == State::Init).await;
+    let ours = sa.borrow().local_discriminator;
+    // With TTL 64 an Init from the peer would take us Up: it must be dropped.
+    s.set_ttl_v4(64).expect("ttl");
+    s.send_to(&packet(State::Init, ours, 1_000_000).encode(), &to.into())
+        .expect("send");
+    // Then a TTL 255 packet that changes only the detection time (3 × 2 s): once it is
+    // seen, the one before it has been handled too.
+    s.set_ttl_v4(255).expect("ttl");
+    s.send_to(&packet(State::Down, ours, 2_000_000).encode(), &to.into())
+        .expect("send");
+    until(&mut sa, "the TTL 255 packet", |s| {
+        s.detection_time == Some(Duration::from_secs(6))
+    })
+    .await;
+    assert_eq!(
+        sa.borrow().state,
+        State::Init,
+        "the TTL 64 packet was acted on"
+    );
+    a.shutdown().await;
+}
+
+fn bird_conf() -> String {
+    r#"
+router id 10.77.0.2;
+protocol device {}
+protocol bfd {
+  interface "v0" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };
+  neighbor 10.77.0.1 dev "v0" local 10.77.0.2;
+}
+"#
+    .to_string()
+}
+
+/// BIRD's session state for 10.77.0.1 from `show bfd sessions`.
+fn bird_state(bird: &Bird) -> Option<String> {
+    let out = bird.cmd("show bfd sessions").ok()?;
+    out.lines()
+        .find(|l| l.trim_start().starts_with("10.77.0.1"))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+#[tokio::test]
+async fn interop_with_bird_up_bytes_cut_and_admin_down() {
+    if !bird_or_skip("bfd interop_with_bird") {
+        return;
+    }
+    let w = Wire::new("bird");
+    let mut bird = Bird::start("bfd", &bird_conf(), Some(&w.b), None).expect("start BIRD");
+    bird.keep_dir();
+
+    // Golden bytes, live: BIRD's first packets, read before our speaker runs.
+    let raw = netns::udp_socket(Some(&w.a)).expect("socket");
+    raw.bind(&std::net::SocketAddr::from((A, PORT)).into())
+        .expect("bind 3784");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let raw: std::net::UdpSocket = raw.into();
+    let mut buf = [0u8; 128];
+    let (n, from) = raw.recv_from(&mut buf).expect("a packet from BIRD");
+    let bytes = buf[..n].to_vec();
+    drop(raw);
+    let p = Packet::decode(&bytes).expect("BIRD's packet decodes");
+    assert_eq!(from.ip(), std::net::IpAddr::V4(B));
+    assert_eq!(p.state, State::Down);
+    assert_eq!(p.detect_mult, 3);
+    assert_eq!(p.required_min_rx_us, 300_000);
+    assert!(p.desired_min_tx_us >= 1_000_000, "slow rate before Up");
+    assert_eq!(p.your_discriminator, 0);
+    assert_eq!(
+        p.encode().as_slice(),
+        &bytes[..24],
+        "re-encodes to BIRD's bytes"
+    );
+
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    until(&mut s, "Up with BIRD", |s| s.state == State::Up).await;
+    wait_until(Duration::from_secs(10), "BIRD to show Up", || {
+        bird_state(&bird).filter(|s| s == "Up")
+    })
+    .expect("BIRD Up");
+    until(&mut s, "BIRD's fast rate", |s| {
+        s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+
+    let cut = Instant::now();
+    w.set_b_link(false);
+    until(&mut s, "Down after the cut", |s| s.state != State::Up).await;
+    let took = cut.elapsed();
+    assert_eq!(s.borrow().diag, Diag::ControlDetectionTimeExpired);
+    assert!(
+        took <= Duration::from_millis(1500),
+        "detected after {took:?}"
+    );
+    eprintln!("cut detected after {} ms (BIRD peer)", took.as_millis());
+    w.set_b_link(true);
+    until(&mut s, "Up again with BIRD", |s| s.state == State::Up).await;
+
+    a.remove(B).await.expect("remove");
+    wait_until(Duration::from_secs(10), "BIRD to leave Up", || {
+        bird_state(&bird).filter(|s| s != "Up")
+    })
+    .expect("BIRD Down");
+    a.shutdown().await;
+}
