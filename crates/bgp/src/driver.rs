@@ -110,7 +110,7 @@ pub type LookingGlassRoute = (Ipv4Net, Arc<PathAttrs>, Option<String>);
 
 enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
-    RemovePeer(PeerId, oneshot::Sender<()>),
+    RemovePeer(PeerId, oneshot::Sender<Option<tokio::task::JoinHandle<()>>>),
     SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
@@ -119,6 +119,8 @@ enum Command {
         Vec<Ipv4Net>,
         oneshot::Sender<Vec<(Ipv4Net, String)>>,
     ),
+    PeerDown(PeerId, String, oneshot::Sender<()>),
+    PathUp(PeerId),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -133,6 +135,7 @@ enum SessionCmd {
         restart_after: Option<Duration>,
     },
     Incoming(TcpStream),
+    PathUp,
     Exit(Notification),
 }
 
@@ -169,8 +172,9 @@ enum PeerEvent {
     },
 }
 
-/// A running routing instance. Dropping it without [`InstanceHandle::shutdown`] stops
-/// the task when the command channel closes.
+/// A running routing instance. Dropping every clone without [`InstanceHandle::shutdown`]
+/// stops the task when the command channel closes.
+#[derive(Clone)]
 pub struct InstanceHandle {
     cmd: mpsc::Sender<Command>,
     status: watch::Receiver<InstanceStatus>,
@@ -187,13 +191,25 @@ impl InstanceHandle {
         rx.await.map_err(|_| gone())
     }
 
+    /// Removes a peer: its session sends Cease / Peer De-configured and ends. Returns
+    /// once the session has ended (at most 2 s), so what follows (a BFD AdminDown, a new
+    /// session elsewhere) reaches the peer after the Cease.
     pub async fn remove_peer(&self, id: PeerId) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::RemovePeer(id, tx))
             .await
             .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        if let Some(task) = rx.await.map_err(|_| gone())? {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        Ok(())
+    }
+
+    /// The path to a peer is back (its BFD session came Up): a session backing off after
+    /// a failure connects now.
+    pub async fn path_up(&self, id: PeerId) -> io::Result<()> {
+        self.cmd.send(Command::PathUp(id)).await.map_err(|_| gone())
     }
 
     pub async fn set_vpc_prefixes(&self, p: Vec<Ipv4Net>) -> io::Result<()> {
@@ -243,6 +259,17 @@ impl InstanceHandle {
         rx.await.map_err(|_| gone())
     }
 
+    /// The path to a peer has failed (its BFD session went down): the session ends at
+    /// once with Cease / BFD Down (RFC 9384) and reconnects as usual, a second later.
+    pub async fn peer_down(&self, peer: PeerId, reason: String) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::PeerDown(peer, reason, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
     /// Stops every session with Cease / Peer De-configured and ends the task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -257,6 +284,12 @@ impl InstanceHandle {
 
     pub fn routes(&self) -> watch::Receiver<Arc<KernelRoutes>> {
         self.routes.clone()
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
@@ -312,6 +345,7 @@ fn bind_listener(sockets: &SocketFactory, addr: SocketAddr) -> io::Result<TcpLis
 }
 
 struct SessionEntry {
+    task: tokio::task::JoinHandle<()>,
     cmd: mpsc::Sender<SessionCmd>,
     config: PeerConfig,
     state: State,
@@ -347,8 +381,13 @@ impl InstanceTask {
                         let _ = reply.send(id);
                     }
                     Some(Command::RemovePeer(id, reply)) => {
-                        self.remove_peer(id, listener.as_ref());
-                        let _ = reply.send(());
+                        let task = self.remove_peer(id, listener.as_ref());
+                        let _ = reply.send(task);
+                    }
+                    Some(Command::PathUp(id)) => {
+                        if let Some(s) = self.sessions.get(&id) {
+                            let _ = s.cmd.try_send(SessionCmd::PathUp);
+                        }
                     }
                     Some(Command::SetVpcPrefixes(p, reply)) => {
                         let actions = self.core.set_vpc_prefixes(p);
@@ -367,6 +406,10 @@ impl InstanceTask {
                         let actions = self.core.set_static_routes(peer, &p);
                         self.act(actions);
                         let _ = reply.send(self.core.rejected_statics(peer));
+                    }
+                    Some(Command::PeerDown(peer, reason, reply)) => {
+                        self.peer_down(peer, reason);
+                        let _ = reply.send(());
                     }
                     Some(Command::Shutdown(reply)) => {
                         self.exit_all().await;
@@ -396,10 +439,11 @@ impl InstanceTask {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let task = SessionTask::new(id, cfg.clone(), self.sockets.clone(), self.ev_tx.clone());
         let span = tracing::info_span!("bgp", peer = %cfg.spec.address, session = %cfg.spec.name);
-        tokio::spawn(task.run(rx).instrument(span));
+        let task = tokio::spawn(task.run(rx).instrument(span));
         self.sessions.insert(
             id,
             SessionEntry {
+                task,
                 cmd: tx,
                 config: cfg,
                 state: State::Idle,
@@ -412,8 +456,28 @@ impl InstanceTask {
         id
     }
 
-    fn remove_peer(&mut self, id: PeerId, listener: Option<&TcpListener>) {
-        if let Some(s) = self.sessions.remove(&id) {
+    fn peer_down(&mut self, id: PeerId, reason: String) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.state == State::Idle {
+            return;
+        }
+        info!(peer = %s.config.spec.address, "session down: {reason}");
+        s.last_error = Some(reason);
+        let _ = s.cmd.try_send(SessionCmd::Stop {
+            notification: Notification::new(wire::error_code::CEASE, cease::BFD_DOWN),
+            restart_after: Some(Duration::from_secs(1)),
+        });
+    }
+
+    /// Tells the session to end; returns its task, which ends once the Cease is sent.
+    fn remove_peer(
+        &mut self,
+        id: PeerId,
+        listener: Option<&TcpListener>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let task = self.sessions.remove(&id).map(|s| {
             let _ = s.cmd.try_send(SessionCmd::Exit(Notification::new(
                 wire::error_code::CEASE,
                 cease::PEER_DECONFIGURED,
@@ -422,12 +486,16 @@ impl InstanceTask {
                 let peer = SocketAddr::V4(SocketAddrV4::new(s.config.spec.address, 0));
                 let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
             }
-        }
+            s.task
+        });
         let actions = self.core.remove_peer(id);
         self.act(actions);
+        task
     }
 
+    /// Ends every session and waits (at most 2 s) until each has sent its Cease.
     async fn exit_all(&mut self) {
+        let mut tasks = Vec::new();
         for (_, s) in self.sessions.drain() {
             let _ = s
                 .cmd
@@ -436,7 +504,9 @@ impl InstanceTask {
                     cease::PEER_DECONFIGURED,
                 )))
                 .await;
+            tasks.push(s.task);
         }
+        let _ = tokio::time::timeout(Duration::from_secs(2), futures_join(tasks)).await;
     }
 
     fn peer_event(&mut self, peer: PeerId, ev: PeerEvent) {
@@ -653,6 +723,7 @@ impl SessionTask {
                         self.incoming(stream).await;
                         continue;
                     }
+                    Some(SessionCmd::PathUp) => Input::PathUp,
                     Some(SessionCmd::Exit(n)) => {
                         self.input(Input::Stop { notification: n, restart_after: None }).await;
                         return;

@@ -88,6 +88,10 @@ pub enum Input {
     /// The bytes from the peer could not be decoded.
     DecodeError(DecodeError),
     TimerExpired(Timer),
+    /// The path to the peer is back (its BFD session came Up): a session waiting out the
+    /// backoff after a failure starts now, with the backoff reset. A hold ordered by a
+    /// Stop (a max-prefix teardown, a failover test) is not cut short.
+    PathUp,
 }
 
 /// What both sides agreed on in the OPEN exchange.
@@ -125,6 +129,8 @@ pub struct Session {
     started: bool,
     negotiated: Option<Negotiated>,
     idle_hold: Duration,
+    /// Idle only because of the backoff after a failure (not a Stop's hold).
+    backing_off: bool,
     last_error: Option<String>,
 }
 
@@ -137,6 +143,7 @@ impl Session {
             started: false,
             negotiated: None,
             idle_hold,
+            backing_off: false,
             last_error: None,
         }
     }
@@ -189,10 +196,29 @@ impl Session {
                 let why = format!("stopped locally: {}", notification.describe());
                 self.started = restart_after.is_some();
                 self.go_idle(out, why, restart_after);
+                self.backing_off = false;
             }
             (Idle, TimerExpired(Timer::IdleHold)) => {
                 if self.started {
                     self.begin(out);
+                }
+            }
+            (Idle, PathUp) => {
+                if self.started && self.backing_off {
+                    out.push(Output::StopTimer(Timer::IdleHold));
+                    self.idle_hold = self.cfg.connect_retry;
+                    self.begin(out);
+                }
+            }
+            (Connect | Active, PathUp) => {
+                // Waiting for the connect-retry timer: try now.
+                if !self.cfg.passive {
+                    out.push(Output::StartTimer(
+                        Timer::ConnectRetry,
+                        self.cfg.connect_retry,
+                    ));
+                    out.push(Output::Connect);
+                    self.state = Connect;
                 }
             }
             (Idle, _) => {} // everything else is ignored in Idle (RFC 4271 §8.2.2)
@@ -224,6 +250,7 @@ impl Session {
             (Connect | Active, _) => {}
 
             // -- connected, any of OpenSent / OpenConfirm / Established
+            (_, PathUp) => {}
             (_, DecodeError(e)) => {
                 out.push(Output::Send(Msg::Notification(e.notification.clone())));
                 self.fail(
@@ -316,6 +343,7 @@ impl Session {
     }
 
     fn begin(&mut self, out: &mut Vec<Output>) {
+        self.backing_off = false;
         out.push(Output::StartTimer(
             Timer::ConnectRetry,
             self.cfg.connect_retry,
@@ -341,6 +369,7 @@ impl Session {
         let hold = self.idle_hold;
         self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
         self.go_idle(out, why, Some(hold));
+        self.backing_off = true;
     }
 
     fn go_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
@@ -747,6 +776,24 @@ mod tests {
         assert!(!out.iter().any(|o| matches!(o, Output::StartTimer(..))));
         assert_eq!(s.state(), State::Idle);
         assert!(s.handle(Input::TimerExpired(Timer::IdleHold)).is_empty());
+    }
+
+    #[test]
+    fn path_up_ends_the_failure_backoff_but_not_a_stop_hold() {
+        let mut s = established();
+        s.handle(Input::TcpFailed);
+        assert_eq!(s.state(), State::Idle);
+        let out = s.handle(Input::PathUp);
+        assert!(out.contains(&Output::Connect), "{out:?}");
+        assert_eq!(s.state(), State::Connect);
+
+        let mut s = established();
+        s.handle(Input::Stop {
+            notification: Notification::new(error_code::CEASE, cease::MAX_PREFIXES),
+            restart_after: Some(Duration::from_secs(1800)),
+        });
+        assert!(s.handle(Input::PathUp).is_empty(), "max-prefix hold kept");
+        assert_eq!(s.state(), State::Idle);
     }
 
     #[test]

@@ -298,6 +298,9 @@ pub enum EdgeRouterCmd {
         fabric_port: Option<String>,
         #[arg(long, default_value = "100.127.0.0/16")]
         fabric_transit_pool: String,
+        /// First VNI of this edge's fabric segments (server default: 100000).
+        #[arg(long)]
+        fabric_vni_base: Option<u32>,
     },
     List,
     Get {
@@ -336,9 +339,13 @@ impl EdgeRouterCmd {
                 fabric_local_vtep,
                 fabric_port,
                 fabric_transit_pool,
+                fabric_vni_base,
             } => {
                 let mut fabric = json!({"asn": fabric_asn, "remoteVtep": fabric_remote_vtep, "localVtep": fabric_local_vtep,
                                         "transitPool": fabric_transit_pool});
+                if let Some(v) = fabric_vni_base {
+                    fabric["vniBase"] = json!(v);
+                }
                 if let Some(p) = fabric_port {
                     fabric["portName"] = json!(p);
                 }

@@ -143,6 +143,13 @@ struct ServerArgs {
     /// Smallest hold time accepted from customers (seconds).
     #[arg(long, default_value_t = 90)]
     min_hold_time: u16,
+    /// BFD transmit and receive interval beside every session (ms, 50–10000); 0 turns
+    /// BFD off.
+    #[arg(long, default_value_t = 300, value_parser = parse_bfd_interval)]
+    bfd_interval_ms: u32,
+    /// BFD detect multiplier (packets missed before a session is declared down).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=50))]
+    bfd_multiplier: u8,
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
@@ -184,11 +191,25 @@ struct EdgeArgs {
 #[derive(Subcommand)]
 enum LabCmd {
     /// Build the lab, run the customer's steps, leave it running.
-    Up,
+    Up {
+        /// Points of presence (1 or 2); the customer connects at each.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+        pops: u32,
+    },
     /// Build the lab, run the customer's steps, ping both ways, tear it down.
-    Demo,
+    Demo {
+        /// Points of presence (1 or 2).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+        pops: u32,
+    },
     /// Remove every namespace, link and process the lab made.
     Down,
+    /// In a running two-PoP lab: cut the cross-connect carrying traffic while pinging
+    /// every 10 ms, measure the outage, restore it, count losses (JSON line per run).
+    Failover {
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// (internal) The lab's stand-in for the operator's fabric automation.
     #[command(hide = true)]
     Fabric {
@@ -318,6 +339,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     _ => cic_model::edge::MaxPrefixAction::Teardown,
                 },
                 max_prefix_idle_secs: a.max_prefix_idle_minutes * 60,
+                bfd: cic_model::edge::BfdSettings {
+                    enabled: a.bfd_interval_ms > 0,
+                    interval_ms: a.bfd_interval_ms,
+                    multiplier: a.bfd_multiplier,
+                },
                 ..Default::default()
             };
             if a.cloud_asn == 0 || a.cloud_asn == 23456 {
@@ -355,9 +381,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Lab(l) => match l {
-            LabCmd::Up => cic_lab::up_and_explain().await,
-            LabCmd::Demo => cic_lab::demo().await,
+            LabCmd::Up { pops } => cic_lab::up_and_explain(pops).await,
+            LabCmd::Demo { pops } => cic_lab::demo(pops).await,
             LabCmd::Down => cic_lab::down(),
+            LabCmd::Failover { runs } => cic_lab::failover::run(runs),
             LabCmd::Fabric {
                 edge_id,
                 netns,
@@ -444,4 +471,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             c.run(&a, o).await
         }
     }
+}
+
+fn parse_bfd_interval(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of milliseconds"))?;
+    if v != 0 && !(50..=10_000).contains(&v) {
+        return Err(format!("{v} ms is outside 50–10000 ms (0 turns BFD off)"));
+    }
+    Ok(v)
 }

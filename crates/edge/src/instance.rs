@@ -1,11 +1,13 @@
-//! One routing instance on this edge: its namespace, links, addresses, BGP speaker and
-//! the task that keeps the kernel's routes equal to the speaker's.
+//! One routing instance on this edge: its namespace, links, addresses, BGP speaker, BFD
+//! sessions beside the BGP sessions, and the task that keeps the kernel's routes equal to
+//! the speaker's.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cic_bfd::driver::{Bfd, Status as BfdState};
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
 use cic_bgp::fsm::SessionConfig;
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
@@ -13,8 +15,8 @@ use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
-    Attachment, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig, ResourceError,
-    RouteDirection, RouteEntry, TrunkConfig,
+    Attachment, BfdSettings, BfdStatus, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig,
+    ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
@@ -55,11 +57,48 @@ pub struct Instance {
     /// What the speaker was started with and cannot change while running: announced
     /// services and accepted prefixes (of a public connection).
     fixed: (Vec<Ipv4Net>, Option<Vec<Ipv4Net>>),
-    /// The speaker's peers by connection id (or `fabric:…`), with the reset sequence they
-    /// were added under.
-    peers: BTreeMap<String, (PeerId, PeerConfig, u64)>,
+    /// The speaker's peers by connection id (or `fabric:…`).
+    peers: BTreeMap<String, Peer>,
     routes_task: JoinHandle<()>,
     route_error: Arc<Mutex<Option<String>>>,
+    /// The namespace's BFD task, or why it could not start.
+    bfd: Result<Bfd, String>,
+}
+
+/// What a peer was added under; any change makes a new session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeerWant {
+    config: PeerConfig,
+    /// The connection's reset sequence (`:resetBgpSession`).
+    seq: u64,
+    bfd: Option<BfdSettings>,
+}
+
+struct Peer {
+    id: PeerId,
+    want: PeerWant,
+    bfd: Option<BfdLink>,
+}
+
+/// A BFD session beside a BGP session, and the task that takes BGP down when it fails.
+struct BfdLink {
+    state: watch::Receiver<BfdState>,
+    watcher: JoinHandle<()>,
+}
+
+impl BfdLink {
+    fn status(&self) -> BfdStatus {
+        let s = self.state.borrow();
+        BfdStatus {
+            state: s.state.name().to_string(),
+            detection_time_ms: s
+                .detection_time
+                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
+                .unwrap_or(0),
+            downs: s.downs,
+            last_diagnostic: (s.diag != cic_bfd::Diag::None).then(|| s.diag.text().to_string()),
+        }
+    }
 }
 
 impl Instance {
@@ -88,6 +127,15 @@ impl Instance {
                 cic_bgp::driver::BGP_PORT,
             ))),
         );
+        let ns_name = ns.to_string();
+        let bfd = Bfd::spawn(
+            Arc::new(move || netns::udp_socket(Some(&ns_name))),
+            cic_bfd::driver::PORT,
+        )
+        .map_err(|e| e.to_string());
+        if let Err(e) = &bfd {
+            warn!(netns = ns, "BFD: {e}");
+        }
         let route_error = Arc::new(Mutex::new(None));
         let routes_task = tokio::spawn(program_routes(
             nl.clone(),
@@ -106,6 +154,7 @@ impl Instance {
             peers: BTreeMap::new(),
             routes_task,
             route_error,
+            bfd,
         })
     }
 
@@ -115,7 +164,7 @@ impl Instance {
         connection: &str,
         direction: RouteDirection,
     ) -> Option<Result<Vec<RouteEntry>, String>> {
-        let (peer, _, _) = self.peers.get(connection)?;
+        let peer = &self.peers.get(connection)?.id;
         let which = match direction {
             RouteDirection::Received => RouteSet::Received,
             RouteDirection::Accepted => RouteSet::Accepted,
@@ -203,6 +252,16 @@ impl Instance {
         self.route_error.lock().ok().and_then(|g| g.clone())
     }
 
+    /// Why BFD is not running in this instance, if it is not.
+    pub fn bfd_error(&self) -> Option<String> {
+        self.bfd.as_ref().err().cloned()
+    }
+
+    /// The BFD session beside a peer (`key`: a connection id, or `fabric:<instance>`).
+    pub fn bfd_status(&self, key: &str) -> Option<BfdStatus> {
+        self.peers.get(key)?.bfd.as_ref().map(BfdLink::status)
+    }
+
     /// Brings links, addresses and peers to `ic`. Returns per-resource errors.
     pub async fn apply(
         &mut self,
@@ -258,20 +317,28 @@ impl Instance {
         // A connection held down (a failover test) has no peer until the hold ends; a new
         // reset sequence makes a new session.
         let now = std::time::SystemTime::now();
-        let mut desired: BTreeMap<String, (PeerConfig, u64)> = BTreeMap::new();
+        let bfd = cfg.bgp.bfd.enabled.then_some(cfg.bgp.bfd);
+        let mut desired: BTreeMap<String, PeerWant> = BTreeMap::new();
         for c in ic
             .connections
             .iter()
             .filter(|c| up.contains(&c.id.as_str()))
             .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
         {
-            desired.insert(c.id.clone(), (customer_peer(cfg, c), c.reset_seq));
+            desired.insert(
+                c.id.clone(),
+                PeerWant {
+                    config: customer_peer(cfg, c),
+                    seq: c.reset_seq,
+                    bfd,
+                },
+            );
         }
         if let (Some(f), true) = (&ic.fabric, up.contains(&ic.id.as_str())) {
             desired.insert(
                 format!("fabric:{}", ic.id),
-                (
-                    PeerConfig {
+                PeerWant {
+                    config: PeerConfig {
                         spec: PeerSpec {
                             name: ic.id.clone(),
                             role: Role::Fabric,
@@ -291,37 +358,41 @@ impl Instance {
                         md5_key: None,
                         port: cic_bgp::driver::BGP_PORT,
                     },
-                    0,
-                ),
+                    seq: 0,
+                    bfd,
+                },
             );
         }
         let gone: Vec<String> = self
             .peers
             .iter()
-            .filter(|(k, (_, pc, seq))| desired.get(*k) != Some(&(pc.clone(), *seq)))
+            .filter(|(k, p)| desired.get(*k) != Some(&p.want))
             .map(|(k, _)| k.clone())
             .collect();
         for k in gone {
-            if let Some((id, _, _)) = self.peers.remove(&k) {
-                let _ = self.bgp.remove_peer(id).await;
+            if let Some(p) = self.peers.remove(&k) {
+                self.remove_peer(p).await;
                 debug!(peer = k, "peer removed");
             }
         }
-        for (k, (pc, seq)) in desired {
+        for (k, want) in desired {
             if self.peers.contains_key(&k) {
                 continue;
             }
-            match self.bgp.add_peer(pc.clone()).await {
-                Ok(id) => {
-                    self.peers.insert(k, (id, pc, seq));
+            match self.add_peer(want).await {
+                Ok((p, bfd_error)) => {
+                    if let Some(e) = bfd_error {
+                        errors.push(err(&k, e));
+                    }
+                    self.peers.insert(k, p);
                 }
-                Err(e) => errors.push(err(&k, e.to_string())),
+                Err(e) => errors.push(err(&k, e)),
             }
         }
         // Static routes of each connection whose peer is there; the speaker ignores a
         // set equal to the last and tells which it refused.
         for c in &ic.connections {
-            let Some((id, _, _)) = self.peers.get(&c.id) else {
+            let Some(Peer { id, .. }) = self.peers.get(&c.id) else {
                 continue;
             };
             match self
@@ -338,6 +409,61 @@ impl Instance {
             }
         }
         errors
+    }
+
+    /// Adds a BGP peer and, with BFD on, its BFD session and the task that takes the BGP
+    /// session down the moment BFD fails. A BFD that cannot start is reported, and BGP
+    /// runs without it.
+    async fn add_peer(&self, want: PeerWant) -> Result<(Peer, Option<String>), String> {
+        let id = self
+            .bgp
+            .add_peer(want.config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut link, mut bfd_error) = (None, None);
+        if let Some(b) = want.bfd {
+            let spec = &want.config.spec;
+            let cfg = cic_bfd::Config {
+                desired_min_tx: Duration::from_millis(b.interval_ms.into()),
+                required_min_rx: Duration::from_millis(b.interval_ms.into()),
+                detect_mult: b.multiplier,
+            };
+            let added = match &self.bfd {
+                Ok(bfd) => bfd
+                    .add(spec.local_address, spec.address, cfg)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            match added {
+                Ok(state) => {
+                    let watcher =
+                        tokio::spawn(take_down_on_failure(self.bgp.clone(), id, state.clone()));
+                    link = Some(BfdLink { state, watcher });
+                }
+                Err(e) => bfd_error = Some(format!("BFD: {e}")),
+            }
+        }
+        Ok((
+            Peer {
+                id,
+                want,
+                bfd: link,
+            },
+            bfd_error,
+        ))
+    }
+
+    /// BGP first (its Cease is sent before this returns), then BFD: a peer that takes a
+    /// BFD AdminDown for a failure (BIRD 2.0 does) sees its BGP session already closed.
+    async fn remove_peer(&self, p: Peer) {
+        if let Some(l) = &p.bfd {
+            l.watcher.abort();
+        }
+        let _ = self.bgp.remove_peer(p.id).await;
+        if let (Some(_), Ok(bfd)) = (&p.bfd, &self.bfd) {
+            let _ = bfd.remove(p.want.config.spec.address).await;
+        }
     }
 
     /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
@@ -443,12 +569,43 @@ impl Instance {
 
     /// Stops the speaker (Cease to every peer) and removes the namespace and its links.
     pub async fn stop(self) {
+        for p in self.peers.values() {
+            if let Some(l) = &p.bfd {
+                l.watcher.abort();
+            }
+        }
+        // BGP first, for the reason in `remove_peer`.
         self.bgp.shutdown().await;
+        if let Ok(bfd) = &self.bfd {
+            bfd.shutdown().await;
+        }
         self.routes_task.abort();
         if let Err(e) = cic_dataplane::purge(&self.ns).await {
             warn!(netns = %self.ns, "delete namespace: {e}");
         }
         info!(instance = %self.id, "routing instance removed");
+    }
+}
+
+/// Takes the BGP session down each time its BFD session leaves Up (RFC 5882 §4.3). A
+/// count of failures, not the last state, so a Down followed at once by Up is not missed.
+async fn take_down_on_failure(
+    bgp: InstanceHandle,
+    peer: PeerId,
+    mut rx: watch::Receiver<BfdState>,
+) {
+    let mut seen = rx.borrow().downs;
+    while rx.changed().await.is_ok() {
+        let (downs, diag) = {
+            let s = rx.borrow_and_update();
+            (s.downs, s.diag)
+        };
+        if downs > seen {
+            seen = downs;
+            let _ = bgp
+                .peer_down(peer, format!("BFD session down: {}", diag.text()))
+                .await;
+        }
     }
 }
 

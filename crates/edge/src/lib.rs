@@ -560,7 +560,17 @@ impl Agent {
                     message: format!("BGP listener: {e}"),
                 });
             }
+            if let Some(e) = i.bfd_error() {
+                errors.push(ResourceError {
+                    resource_id: i.id.clone(),
+                    message: format!("BFD: {e}"),
+                });
+            }
             for p in status.peers {
+                let key = match p.spec.role {
+                    cic_bgp::policy::Role::Customer => p.spec.name.clone(),
+                    cic_bgp::policy::Role::Fabric => format!("fabric:{}", p.spec.name),
+                };
                 sessions.push(SessionStatus {
                     resource_id: p.spec.name.clone(),
                     kind: match p.spec.role {
@@ -579,6 +589,7 @@ impl Agent {
                         .held_until
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
                     last_error: p.last_error.clone(),
+                    bfd: i.bfd_status(&key),
                 });
             }
         }

@@ -1,7 +1,9 @@
 //! The lab's stand-in for the operator's fabric automation: it reads, through the admin
 //! API, which fabric segments the edge expects (`/cic/v1/edges/{id}/fabricAttachments`)
 //! and builds the fabric router's side of each (a VXLAN device with the fabric address).
-//! The fabric BIRD accepts the edges' sessions dynamically (`neighbor range`).
+//! The fabric BIRD accepts the edges' sessions dynamically (`neighbor range`). One
+//! process per edge; each owns only the links whose alias names its edge, so several run
+//! side by side in one fabric namespace (a lab with two PoPs).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -62,7 +64,7 @@ pub async fn run(
             .await;
             match got {
                 Ok(items) => {
-                    if let Err(e) = reconcile(&nl, underlay_dev, &items.items).await {
+                    if let Err(e) = reconcile(&nl, edge_id, underlay_dev, &items.items).await {
                         warn!("fabric: {e:#}");
                     }
                 }
@@ -76,7 +78,13 @@ pub async fn run(
     }
 }
 
-async fn reconcile(nl: &Netlink, underlay_dev: &str, want: &[Attachment]) -> Result<()> {
+async fn reconcile(
+    nl: &Netlink,
+    edge_id: &str,
+    underlay_dev: &str,
+    want: &[Attachment],
+) -> Result<()> {
+    let mine = format!("edge:{edge_id} ");
     let mtu = nl
         .link(underlay_dev)
         .await?
@@ -95,14 +103,17 @@ async fn reconcile(nl: &Netlink, underlay_dev: &str, want: &[Attachment]) -> Res
                     underlay_dev: Some(underlay_dev.into()),
                 },
                 mtu,
-                alias: format!("ri:{} {}", a.routing_instance_id, a.edge_vtep),
+                alias: format!("{mine}ri:{} {}", a.routing_instance_id, a.edge_vtep),
             };
             let addr = Ipv4Net::new(a.fabric_ip, a.subnet.prefix_len()).unwrap_or(a.subnet);
             (name, (spec, addr))
         })
         .collect();
     let have = nl.links().await?;
-    for l in have.iter().filter(|l| l.name.starts_with("vx")) {
+    for l in have
+        .iter()
+        .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(&mine)))
+    {
         let keep = specs
             .get(&l.name)
             .is_some_and(|(s, _)| l.alias.as_deref() == Some(s.alias.as_str()));

@@ -1,21 +1,27 @@
-//! `cic lab`: DESIGN.md's picture in network namespaces on one machine, one PoP.
+//! `cic lab`: DESIGN.md's picture in network namespaces on one machine, with two PoPs
+//! (or one, `--pops 1`).
 //!
 //! ```text
-//!  cicl-host ── cicl-site ══ cross-connect ══ cicl-pop1 ══ fabric link ══ cicl-fabric ── cicl-vm
-//!  on-prem      customer     100.64.1.0/30     edge host    100.64.255.0/30  cloud fabric   cloud VM
-//!  server       router                        (cic edge)                     router (BIRD,  10.128.0.10
-//!  192.168.10.10 (BIRD,       VXLAN VNI 100 = VLAN 100         │             AS 200350)
-//!               AS 65001)     169.254.100.0/30 peering    cicl-pop1-<ri>: the routing
-//!                                                          instance's namespace, made by
-//!                                                          cic edge, VXLAN to the fabric
+//!                            ══ xc 100.64.1.0/30 ══ cicl-pop1 ══ 100.64.255.0/30 ══
+//!  cicl-host ── cicl-site                            (cic edge)                      cicl-fabric ── cicl-vm
+//!  on-prem      customer     ══ xc 100.64.2.0/30 ══ cicl-pop2 ══ 100.64.254.0/30 ══  cloud fabric   cloud VM
+//!  server       router (BIRD,                        (cic edge)                       router (BIRD,  10.128.0.10
+//!  192.168.10.10 AS 65001,   VLAN 100 at pop1: 169.254.100.0/30 peering           AS 200350,
+//!               BFD, ECMP)   VLAN 200 at pop2: 169.254.200.0/30 peering           BFD, ECMP)
+//!                            (each a VXLAN VNI over its cross-connect)
+//!                            cicl-popN-<ri>: the routing instance's namespace, made by
+//!                            cic edge, with a VXLAN segment to the fabric
 //! ```
 //!
-//! The server and the edge are the real `cic` processes; the customer router and the
+//! The server and the edges are the real `cic` processes; the customer router and the
 //! fabric router are BIRD. The customer's steps go through the `cic` CLI, printed as run.
+//! Both PoPs carry traffic (ECMP on both routers); BFD at 300 ms × 3 on every session.
 
 pub mod fabric;
 
 pub mod bench;
+
+pub mod failover;
 
 use std::fs;
 use std::io::Write;
@@ -32,16 +38,52 @@ pub const PREFIX: &str = "cicl-";
 pub const STATE_DIR: &str = "/run/cic-lab";
 const NS_HOST: &str = "cicl-host";
 const NS_SITE: &str = "cicl-site";
-const NS_POP: &str = "cicl-pop1";
 const NS_FABRIC: &str = "cicl-fabric";
 const NS_VM: &str = "cicl-vm";
 const FOLDER: &str = "lab-folder";
 const CLOUD_ASN: u32 = 200_350;
 const CUSTOMER_ASN: u32 = 65_001;
-const VLAN: u32 = 100;
 const ONPREM_HOST: &str = "192.168.10.10";
 const VM: &str = "10.128.0.10";
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The numbers of PoP `n` (1 or 2) of the lab.
+#[derive(Debug, Clone, Copy)]
+pub struct Pop(pub u32);
+
+impl Pop {
+    pub fn id(self) -> String {
+        format!("pop{}", self.0)
+    }
+    /// The edge host's namespace.
+    pub fn ns(self) -> String {
+        format!("{PREFIX}pop{}", self.0)
+    }
+    /// The customer router's port of the cross-connect.
+    fn site_port(self) -> String {
+        format!("xc{}", self.0 - 1)
+    }
+    fn xc(self, host: u8) -> String {
+        format!("100.64.{}.{host}", self.0)
+    }
+    fn fab(self, host: u8) -> String {
+        format!("100.64.{}.{host}", 256 - self.0)
+    }
+    pub fn vlan(self) -> u32 {
+        100 * self.0
+    }
+    /// The customer's interface of the private connection at this PoP.
+    pub fn customer_if(self) -> String {
+        format!("vl{}", self.vlan())
+    }
+    fn peering(self, host: u8) -> String {
+        format!("169.254.{}.{host}", self.vlan())
+    }
+}
+
+fn pops(n: u32) -> Vec<Pop> {
+    (1..=n).map(Pop).collect()
+}
 
 /// What `up` made, for `demo` and for people.
 pub struct LabInfo {
@@ -105,8 +147,15 @@ fn check_prerequisites() -> Result<()> {
 }
 
 /// Namespaces, links and addresses of the lab; the customer's and the cloud's hosts.
-fn build_topology() -> Result<()> {
-    for n in [NS_HOST, NS_SITE, NS_POP, NS_FABRIC, NS_VM] {
+fn build_topology(pop_list: &[Pop]) -> Result<()> {
+    let mut all = vec![
+        NS_HOST.to_string(),
+        NS_SITE.into(),
+        NS_FABRIC.into(),
+        NS_VM.into(),
+    ];
+    all.extend(pop_list.iter().map(|p| p.ns()));
+    for n in &all {
         cic_dataplane::netns::add(n).map_err(|e| anyhow!("{e}"))?;
         ns(n, &["link", "set", "lo", "up"])?;
     }
@@ -120,23 +169,59 @@ fn build_topology() -> Result<()> {
         &["addr", "add", &format!("{ONPREM_HOST}/24"), "dev", "eth0"],
     )?;
     ns(NS_SITE, &["addr", "add", "192.168.10.1/24", "dev", "lan0"])?;
-    // Cross-connect at the PoP, jumbo frames: customer router ══ edge.
-    ip(&[
-        "link", "add", "xc0", "netns", NS_SITE, "mtu", "9000", "type", "veth", "peer", "name",
-        "xc-site1", "netns", NS_POP, "mtu", "9000",
-    ])?;
-    ns(NS_SITE, &["addr", "add", "100.64.1.2/30", "dev", "xc0"])?;
-    ns(NS_POP, &["addr", "add", "100.64.1.1/30", "dev", "xc-site1"])?;
-    // Edge ══ cloud fabric router.
-    ip(&[
-        "link", "add", "fab0", "netns", NS_POP, "mtu", "9000", "type", "veth", "peer", "name",
-        "pop1", "netns", NS_FABRIC, "mtu", "9000",
-    ])?;
-    ns(NS_POP, &["addr", "add", "100.64.255.1/30", "dev", "fab0"])?;
-    ns(
-        NS_FABRIC,
-        &["addr", "add", "100.64.255.2/30", "dev", "pop1"],
-    )?;
+    let mut up: Vec<(String, String)> = vec![
+        (NS_HOST.into(), "eth0".into()),
+        (NS_SITE.into(), "lan0".into()),
+    ];
+    for &p in pop_list {
+        let (pns, site_port) = (p.ns(), p.site_port());
+        // Cross-connect at the PoP, jumbo frames: customer router ══ edge.
+        ip(&[
+            "link", "add", &site_port, "netns", NS_SITE, "mtu", "9000", "type", "veth", "peer",
+            "name", "xc-site1", "netns", &pns, "mtu", "9000",
+        ])?;
+        ns(
+            NS_SITE,
+            &["addr", "add", &format!("{}/30", p.xc(2)), "dev", &site_port],
+        )?;
+        ns(
+            &pns,
+            &["addr", "add", &format!("{}/30", p.xc(1)), "dev", "xc-site1"],
+        )?;
+        // Edge ══ cloud fabric router.
+        ip(&[
+            "link",
+            "add",
+            "fab0",
+            "netns",
+            &pns,
+            "mtu",
+            "9000",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p.id(),
+            "netns",
+            NS_FABRIC,
+            "mtu",
+            "9000",
+        ])?;
+        ns(
+            &pns,
+            &["addr", "add", &format!("{}/30", p.fab(1)), "dev", "fab0"],
+        )?;
+        ns(
+            NS_FABRIC,
+            &["addr", "add", &format!("{}/30", p.fab(2)), "dev", &p.id()],
+        )?;
+        up.extend([
+            (NS_SITE.to_string(), site_port),
+            (pns.clone(), "xc-site1".into()),
+            (pns, "fab0".into()),
+            (NS_FABRIC.into(), p.id()),
+        ]);
+    }
     // Cloud VPC subnet: fabric router ── VM.
     ip(&[
         "link", "add", "vpc0", "netns", NS_FABRIC, "type", "veth", "peer", "name", "eth0", "netns",
@@ -144,86 +229,112 @@ fn build_topology() -> Result<()> {
     ])?;
     ns(NS_FABRIC, &["addr", "add", "10.128.0.1/24", "dev", "vpc0"])?;
     ns(NS_VM, &["addr", "add", &format!("{VM}/24"), "dev", "eth0"])?;
-    for (n, d) in [
-        (NS_HOST, "eth0"),
-        (NS_SITE, "lan0"),
-        (NS_SITE, "xc0"),
-        (NS_POP, "xc-site1"),
-        (NS_POP, "fab0"),
-        (NS_FABRIC, "pop1"),
-        (NS_FABRIC, "vpc0"),
-        (NS_VM, "eth0"),
-    ] {
+    up.extend([
+        (NS_FABRIC.to_string(), "vpc0".to_string()),
+        (NS_VM.into(), "eth0".into()),
+    ]);
+    for (n, d) in &up {
         ns(n, &["link", "set", d, "up"])?;
     }
     ns(NS_HOST, &["route", "add", "default", "via", "192.168.10.1"])?;
     ns(NS_VM, &["route", "add", "default", "via", "10.128.0.1"])?;
     for n in [NS_SITE, NS_FABRIC] {
         sysctl(n, "net/ipv4/ip_forward", "1")?;
+        // ECMP over the PoPs hashes on addresses and ports (L4), as routers do.
+        sysctl(n, "net/ipv4/fib_multipath_hash_policy", "1")?;
     }
-    // The customer's side of private connection VLAN 100, as their engineer would set it
-    // up on a router without 802.1Q here: VXLAN VNI 100 over the cross-connect.
-    ns(
-        NS_SITE,
-        &[
-            "link",
-            "add",
-            "vl100",
-            "mtu",
-            "8910",
-            "type",
-            "vxlan",
-            "id",
-            &VLAN.to_string(),
-            "remote",
-            "100.64.1.1",
-            "dstport",
-            "4789",
-            "dev",
-            "xc0",
-        ],
-    )?;
-    ns(
-        NS_SITE,
-        &["addr", "add", "169.254.100.2/30", "dev", "vl100"],
-    )?;
-    ns(NS_SITE, &["link", "set", "vl100", "up"])?;
+    // The customer's side of each private connection, as their engineer would set it up
+    // on a router without 802.1Q here: a VXLAN VNI (= the VLAN) over the cross-connect.
+    for &p in pop_list {
+        let dev = p.customer_if();
+        ns(
+            NS_SITE,
+            &[
+                "link",
+                "add",
+                &dev,
+                "mtu",
+                "8910",
+                "type",
+                "vxlan",
+                "id",
+                &p.vlan().to_string(),
+                "remote",
+                &p.xc(1),
+                "dstport",
+                "4789",
+                "dev",
+                &p.site_port(),
+            ],
+        )?;
+        ns(
+            NS_SITE,
+            &["addr", "add", &format!("{}/30", p.peering(2)), "dev", &dev],
+        )?;
+        ns(NS_SITE, &["link", "set", &dev, "up"])?;
+    }
     Ok(())
 }
 
-fn site_bird_conf() -> String {
-    format!(
-        r#"# The customer's router (AS {CUSTOMER_ASN}) at the on-prem site.
+/// BFD as both of the lab's routers run it: the modelled service's 300 ms × 3.
+const BIRD_BFD: &str = "min rx interval 300 ms; min tx interval 300 ms; multiplier 3;";
+
+fn site_bird_conf(pop_list: &[Pop]) -> String {
+    let mut c = format!(
+        r#"# The customer's router (AS {CUSTOMER_ASN}) at the on-prem site: one private connection
+# at each PoP, BFD on each, both paths used (ECMP).
 router id 192.168.10.1;
+log stderr all;
+debug protocols {{ states, events }};
 protocol device {{}}
 protocol direct lan {{ ipv4; interface "lan0"; }}
-protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}
-protocol bgp cloud {{
-  description "cic private connection, VLAN {VLAN}";
-  local 169.254.100.2 as {CUSTOMER_ASN};
-  neighbor 169.254.100.1 as {CLOUD_ASN};
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
+"#
+    );
+    for p in pop_list {
+        c.push_str(&format!(
+            r#"protocol bgp {id} {{
+  description "cic private connection at {id}, VLAN {vlan}";
+  local {me} as {CUSTOMER_ASN};
+  neighbor {cloud} as {CLOUD_ASN};
   connect retry time 2;
+  # BIRD waits 60 s after an error (a BFD failure is one) by default; a customer with
+  # two PoPs wants the failed one back as soon as its link is.
+  error wait time 1, 30;
+  bfd on;
   ipv4 {{
     import all;
     export where proto = "lan";
   }};
 }}
-"#
-    )
+"#,
+            id = p.id(),
+            vlan = p.vlan(),
+            me = p.peering(2),
+            cloud = p.peering(1),
+        ));
+    }
+    c
 }
 
 fn fabric_bird_conf() -> String {
     format!(
         r#"# The cloud's fabric router for the demo VPC (AS {CLOUD_ASN}, iBGP with the edges).
 router id 100.64.255.2;
+log stderr all;
+debug protocols {{ states, events }};
 protocol device {{}}
 protocol direct vpc {{ ipv4; interface "vpc0"; }}
-protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol bfd {{ interface "vx*" {{ {BIRD_BFD} }}; }}
 protocol bgp edges {{
   description "routing instances of cic edges (dynamic)";
   local as {CLOUD_ASN};
   neighbor range 100.127.0.0/16 internal;
   direct;
+  error wait time 1, 30;
+  bfd on;
   ipv4 {{
     import all;
     export where proto = "vpc";
@@ -331,8 +442,28 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
     Ok((v, t.elapsed()))
 }
 
-/// Builds the lab and runs the customer's steps; everything stays up.
-pub async fn up() -> Result<LabInfo> {
+/// What the lab made at one PoP.
+struct PopMade {
+    pop: Pop,
+    edge_id: String,
+    edge_metrics: String,
+    trunk: String,
+    connection: String,
+}
+
+fn id_of(op: &Value, what: &str) -> Result<String> {
+    op["metadata"]["resourceId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no {what} id in {op}"))
+}
+
+/// Builds the lab with `n_pops` PoPs (1 or 2) and runs the customer's steps; everything
+/// stays up.
+pub async fn up(n_pops: u32) -> Result<LabInfo> {
+    if !(1..=2).contains(&n_pops) {
+        bail!("--pops {n_pops}: the lab has 1 or 2 PoPs");
+    }
     check_prerequisites()?;
     if Path::new(STATE_DIR).exists()
         || !cic_dataplane::netns::list(PREFIX)
@@ -346,13 +477,20 @@ pub async fn up() -> Result<LabInfo> {
     fs::create_dir_all(&dir)?;
     let bin = std::env::current_exe()?;
     let started = Instant::now();
+    let pop_list = pops(n_pops);
 
-    say("[1/7] Building the lab in network namespaces");
-    build_topology()?;
+    say(&format!(
+        "[1/7] Building the lab in network namespaces ({n_pops} PoP{})",
+        if n_pops > 1 { "s" } else { "" }
+    ));
+    build_topology(&pop_list)?;
     say("      on-prem server 192.168.10.10 ─ customer router (BIRD, AS 65001) ═ cross-connect ═");
-    say(
-        "      PoP pop1 edge (cic edge) ═ cloud fabric router (BIRD, AS 200350) ─ cloud VM 10.128.0.10",
-    );
+    for p in &pop_list {
+        say(&format!(
+            "      PoP {} edge (cic edge) ═ cloud fabric router (BIRD, AS 200350) ─ cloud VM 10.128.0.10",
+            p.id()
+        ));
+    }
 
     let port = free_port()?;
     let server = format!("http://127.0.0.1:{port}");
@@ -395,49 +533,56 @@ pub async fn up() -> Result<LabInfo> {
         token: token.clone(),
     };
 
-    say("[3/7] Operator: the point of presence, its edge router, the cloud fabric");
-    cli.run(
-        true,
-        &[
-            "pop",
-            "create",
-            "--id",
-            "pop1",
-            "--name",
-            "PoP 1",
-            "--address",
-            "lab, network namespace cicl-pop1",
-        ],
-    )?;
-    let reg = cli.run(
-        true,
-        &[
-            "edge-router",
-            "create",
-            "--name",
-            "pop1-edge1",
-            "--pop",
-            "pop1",
-            "--router-id",
-            "10.255.0.1",
-            "--fabric-remote-vtep",
-            "100.64.255.2",
-            "--fabric-local-vtep",
-            "100.64.255.1",
-            "--fabric-port",
-            "fab0",
-            "--fabric-transit-pool",
-            "100.127.0.0/24",
-        ],
-    )?;
-    let edge_token = reg["token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no edge token in {reg}"))?
-        .to_string();
-    let edge_id = reg["edge"]["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no edge id"))?
-        .to_string();
+    say("[3/7] Operator: the points of presence, their edge routers, the cloud fabric");
+    let mut edges = Vec::new();
+    for p in &pop_list {
+        let (id, pns) = (p.id(), p.ns());
+        cli.run(
+            true,
+            &[
+                "pop",
+                "create",
+                "--id",
+                &id,
+                "--name",
+                &format!("PoP {}", p.0),
+                "--address",
+                &format!("lab, network namespace {pns}"),
+            ],
+        )?;
+        let reg = cli.run(
+            true,
+            &[
+                "edge-router",
+                "create",
+                "--name",
+                &format!("{id}-edge1"),
+                "--pop",
+                &id,
+                "--router-id",
+                &format!("10.255.0.{}", p.0),
+                "--fabric-remote-vtep",
+                &p.fab(2),
+                "--fabric-local-vtep",
+                &p.fab(1),
+                "--fabric-port",
+                "fab0",
+                "--fabric-transit-pool",
+                &format!("100.127.{}.0/24", p.0 - 1),
+                "--fabric-vni-base",
+                &(100_000 * p.0).to_string(),
+            ],
+        )?;
+        let edge_token = reg["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no edge token in {reg}"))?
+            .to_string();
+        let edge_id = reg["edge"]["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no edge id"))?
+            .to_string();
+        edges.push((*p, edge_id, edge_token));
+    }
     // The customer is a tenant: its own folder, an editor there, and nothing else.
     cli.run(
         true,
@@ -466,162 +611,184 @@ pub async fn up() -> Result<LabInfo> {
         server: server.clone(),
         token: customer_token,
     };
-    let edge_metrics = format!("127.0.0.1:{}", free_port()?);
-    spawn(
-        &dir,
-        "edge-pop1",
-        &bin,
-        &[
-            "edge",
-            "--server",
-            &server,
-            "--netns",
-            NS_POP,
-            "--netns-prefix",
-            "cicl-pop1-",
-            "--report-every",
-            "1",
-            "--metrics-listen",
-            &edge_metrics,
-        ],
-        &[("CIC_EDGE_TOKEN", &edge_token), ("RUST_LOG", "info")],
-    )?;
-    spawn(
-        &dir,
-        "fabric-automation",
-        &bin,
-        &[
-            "lab",
-            "fabric",
-            "--server",
-            &server,
-            "--edge-id",
-            &edge_id,
-            "--netns",
-            NS_FABRIC,
-            "--underlay-dev",
-            "pop1",
-        ],
-        &[("CIC_TOKEN", &token), ("RUST_LOG", "info")],
-    )?;
+    let mut metrics_of = Vec::new();
+    for (p, edge_id, edge_token) in &edges {
+        let edge_metrics = format!("127.0.0.1:{}", free_port()?);
+        let (pns, prefix) = (p.ns(), format!("{}-", p.ns()));
+        spawn(
+            &dir,
+            &format!("edge-{}", p.id()),
+            &bin,
+            &[
+                "edge",
+                "--server",
+                &server,
+                "--netns",
+                &pns,
+                "--netns-prefix",
+                &prefix,
+                "--report-every",
+                "1",
+                "--metrics-listen",
+                &edge_metrics,
+            ],
+            &[("CIC_EDGE_TOKEN", edge_token), ("RUST_LOG", "info")],
+        )?;
+        spawn(
+            &dir,
+            &format!("fabric-automation-{}", p.id()),
+            &bin,
+            &[
+                "lab",
+                "fabric",
+                "--server",
+                &server,
+                "--edge-id",
+                edge_id,
+                "--netns",
+                NS_FABRIC,
+                "--underlay-dev",
+                &p.id(),
+            ],
+            &[("CIC_TOKEN", &token), ("RUST_LOG", "info")],
+        )?;
+        metrics_of.push(edge_metrics);
+    }
     let fabric = Bird::start("fabric", &fabric_bird_conf(), Some(NS_FABRIC), Some(&dir))?;
     let fabric_sock = fabric.socket();
     if let Some(pid) = fabric.detach() {
         record_pid(&dir, "bird-fabric", pid)?;
     }
-    let site = Bird::start("site", &site_bird_conf(), Some(NS_SITE), Some(&dir))?;
+    let site = Bird::start(
+        "site",
+        &site_bird_conf(&pop_list),
+        Some(NS_SITE),
+        Some(&dir),
+    )?;
     let site_sock = site.socket();
     if let Some(pid) = site.detach() {
         record_pid(&dir, "bird-site", pid)?;
     }
-    say("      cic edge started for pop1; customer router and fabric router (BIRD) started");
+    say("      cic edge started at each PoP; customer router and fabric router (BIRD) started");
 
-    say("[4/7] Customer: a trunk at pop1 (a VXLAN overlay trunk: this kernel has no 802.1Q)");
-    let (op, took) = timed(|| {
-        customer.run(
-            true,
-            &[
-                "trunk",
-                "create",
-                "--folder",
-                FOLDER,
-                "--name",
-                "site1-trunk",
-                "--pop",
-                "pop1",
-                "--capacity",
-                "1g",
-                "--overlay-remote-vtep",
-                "100.64.1.2",
-                "--port",
-                "xc-site1",
-            ],
-        )
-    })?;
-    let trunk = op["metadata"]["resourceId"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no trunk id"))?
-        .to_string();
-    say(&format!(
-        "      ✓ trunk {trunk} ACTIVE, applied by the edge in {:.2} s",
-        took.as_secs_f64()
-    ));
+    let mut made: Vec<PopMade> = Vec::new();
+    for ((p, edge_id, _), edge_metrics) in edges.iter().zip(metrics_of) {
+        say(&format!(
+            "[4/7] Customer: a trunk at {} (a VXLAN overlay trunk: this kernel has no 802.1Q)",
+            p.id()
+        ));
+        let (op, took) = timed(|| {
+            customer.run(
+                true,
+                &[
+                    "trunk",
+                    "create",
+                    "--folder",
+                    FOLDER,
+                    "--name",
+                    &format!("site1-{}", p.id()),
+                    "--pop",
+                    &p.id(),
+                    "--capacity",
+                    "1g",
+                    "--overlay-remote-vtep",
+                    &p.xc(2),
+                    "--port",
+                    "xc-site1",
+                ],
+            )
+        })?;
+        let trunk = id_of(&op, "trunk")?;
+        say(&format!(
+            "      ✓ trunk {trunk} ACTIVE, applied by the edge in {:.2} s",
+            took.as_secs_f64()
+        ));
+        let subnet = format!("169.254.{}.0/30", p.vlan());
+        say(&format!(
+            "[5/7] Customer: a private connection at {}, VLAN {}, peering {subnet}, BGP AS 65001 ↔ 200350",
+            p.id(),
+            p.vlan()
+        ));
+        let (op, took) = timed(|| {
+            customer.run(
+                true,
+                &[
+                    "connection",
+                    "create",
+                    "--folder",
+                    FOLDER,
+                    "--name",
+                    &format!("site1-vlan{}", p.vlan()),
+                    "--trunk",
+                    &trunk,
+                    "--vlan",
+                    &p.vlan().to_string(),
+                    "--subnet",
+                    &subnet,
+                    "--peer-ip",
+                    &p.peering(2),
+                    "--cloud-ip",
+                    &p.peering(1),
+                    "--peer-asn",
+                    "65001",
+                ],
+            )
+        })?;
+        let connection = id_of(&op, "connection")?;
+        say(&format!(
+            "      ✓ private connection {connection} ACTIVE in {:.2} s",
+            took.as_secs_f64()
+        ));
+        made.push(PopMade {
+            pop: *p,
+            edge_id: edge_id.clone(),
+            edge_metrics,
+            trunk,
+            connection,
+        });
+    }
 
-    say(
-        "[5/7] Customer: a private connection, VLAN 100, peering 169.254.100.0/30, BGP AS 65001 ↔ 200350",
-    );
-    let (op, took) = timed(|| {
-        customer.run(
-            true,
-            &[
-                "connection",
-                "create",
-                "--folder",
-                FOLDER,
-                "--name",
-                "site1-vlan100",
-                "--trunk",
-                &trunk,
-                "--vlan",
-                "100",
-                "--subnet",
-                "169.254.100.0/30",
-                "--peer-ip",
-                "169.254.100.2",
-                "--cloud-ip",
-                "169.254.100.1",
-                "--peer-asn",
-                "65001",
-            ],
-        )
-    })?;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no connection id"))?
-        .to_string();
-    say(&format!(
-        "      ✓ private connection {pc} ACTIVE in {:.2} s",
-        took.as_secs_f64()
-    ));
-
-    say("[6/7] Customer: a routing instance joining it to VPC vpc-demo (10.128.0.0/24)");
-    let (op, took) = timed(|| {
-        customer.run(
-            true,
-            &[
-                "routing-instance",
-                "create",
-                "--folder",
-                FOLDER,
-                "--name",
-                "demo-router",
-                "--vpc",
-                "vpc-demo",
-                "--prefix",
-                "zone-a=10.128.0.0/24",
-                "--connection",
-                &pc,
-            ],
-        )
-    })?;
-    let ri = op["metadata"]["resourceId"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no routing instance id"))?
-        .to_string();
+    say("[6/7] Customer: a routing instance joining them to VPC vpc-demo (10.128.0.0/24)");
+    let mut args = vec![
+        "routing-instance",
+        "create",
+        "--folder",
+        FOLDER,
+        "--name",
+        "demo-router",
+        "--vpc",
+        "vpc-demo",
+        "--prefix",
+        "zone-a=10.128.0.0/24",
+    ];
+    for m in &made {
+        args.extend(["--connection", m.connection.as_str()]);
+    }
+    let (op, took) = timed(|| customer.run(true, &args))?;
+    let ri = id_of(&op, "routing instance")?;
     say(&format!(
         "      ✓ routing instance {ri} ACTIVE in {:.2} s",
         took.as_secs_f64()
     ));
 
-    say("[7/7] Waiting for BGP and routes");
+    say("[7/7] Waiting for BGP, BFD and routes");
     let t = Instant::now();
-    let c = wait_until(WAIT, "the customer BGP session to be ESTABLISHED", || {
-        let v = customer.run(false, &["connection", "get", &pc]).ok()?;
-        (v["bgp"]["state"] == "ESTABLISHED").then_some(v)
-    })
-    .map_err(|e| anyhow!("{e}; see {STATE_DIR}/edge-pop1.log"))?;
+    let mut last = Value::Null;
+    for m in &made {
+        last = wait_until(
+            WAIT,
+            &format!("the BGP session at {} to be ESTABLISHED", m.pop.id()),
+            || {
+                let v = customer
+                    .run(false, &["connection", "get", &m.connection])
+                    .ok()?;
+                (v["bgp"]["state"] == "ESTABLISHED").then_some(v)
+            },
+        )
+        .map_err(|e| anyhow!("{e}; see {STATE_DIR}/edge-{}.log", m.pop.id()))?;
+    }
     say(&format!(
-        "      ✓ BGP with the customer router ESTABLISHED after {:.2} s (seen through the API)",
+        "      ✓ BGP with the customer router ESTABLISHED at every PoP after {:.2} s (seen through the API)",
         t.elapsed().as_secs_f64()
     ));
     let site_bird = BirdCtl(site_sock.clone());
@@ -636,40 +803,96 @@ pub async fn up() -> Result<LabInfo> {
         fabric_bird.route("192.168.10.0/24")
     })
     .map_err(|e| anyhow!("{e}"))?;
-    // The edge reports every second: wait until the API shows what the routers show.
-    let c = wait_until(WAIT, "the edge to report the exchanged prefixes", || {
-        let v = customer.run(false, &["connection", "get", &pc]).ok()?;
-        let b = &v["bgp"];
-        (b["prefixesAccepted"].as_u64() >= Some(1) && b["prefixesAdvertised"].as_u64() >= Some(1))
-            .then_some(v)
-    })
-    .unwrap_or(c);
-    say(
-        "      ✓ customer router learned 10.128.0.0/24 from AS 200350 via 169.254.100.1; cloud fabric learned 192.168.10.0/24 via the edge",
-    );
+    // Each router's kernel uses every PoP: as many next hops as PoPs (ECMP).
+    for (n, prefix) in [(NS_SITE, "10.128.0.0/24"), (NS_FABRIC, "192.168.10.0/24")] {
+        wait_until(WAIT, &format!("{prefix} over every PoP in {n}"), || {
+            (kernel_next_hops(n, prefix) >= made.len()).then_some(())
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+    }
+    // The edges report every second: wait until the API shows what the routers show.
+    for m in &made {
+        last = wait_until(
+            WAIT,
+            &format!("the edge at {} to report prefixes and BFD Up", m.pop.id()),
+            || {
+                let v = customer
+                    .run(false, &["connection", "get", &m.connection])
+                    .ok()?;
+                let b = &v["bgp"];
+                (b["prefixesAccepted"].as_u64() >= Some(1)
+                    && b["prefixesAdvertised"].as_u64() >= Some(1)
+                    && b["bfd"]["state"] == "UP")
+                    .then_some(v)
+            },
+        )
+        .unwrap_or(last);
+    }
     say(&format!(
-        "      ✓ session: prefixes received {} / accepted {} / advertised {}",
-        c["bgp"]["prefixesReceived"], c["bgp"]["prefixesAccepted"], c["bgp"]["prefixesAdvertised"]
+        "      ✓ customer router learned 10.128.0.0/24 from AS 200350 via {} PoP(s); cloud fabric learned 192.168.10.0/24 via the edges",
+        made.len()
+    ));
+    say(&format!(
+        "      ✓ session: prefixes received {} / accepted {} / advertised {}; BFD {} (detection {} ms)",
+        last["bgp"]["prefixesReceived"],
+        last["bgp"]["prefixesAccepted"],
+        last["bgp"]["prefixesAdvertised"],
+        last["bgp"]["bfd"]["state"],
+        last["bgp"]["bfd"]["detectionTimeMs"]
     ));
     say(&format!(
         "      lab is up after {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-    let made = serde_json::json!({
+    let first = &made[0];
+    let pops_json: Vec<Value> = made
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "pop": m.pop.id(), "edgeId": m.edge_id, "namespace": m.pop.ns(),
+                "edgeMetrics": format!("http://{}/metrics", m.edge_metrics),
+                "trunkConnectionId": m.trunk, "privateConnectionId": m.connection,
+                "vlan": m.pop.vlan(), "customerInterface": m.pop.customer_if(),
+                "customerBgpProtocol": m.pop.id(), "crossConnect": {"namespace": m.pop.ns(), "port": "xc-site1"},
+            })
+        })
+        .collect();
+    let info = serde_json::json!({
         "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"),
         "customerTokenFile": format!("{STATE_DIR}/customer-token"), "folderId": FOLDER,
-        "trunkConnectionId": trunk, "privateConnectionId": pc, "routingInstanceId": ri, "edgeId": edge_id,
-        "edgeMetrics": format!("http://{edge_metrics}/metrics"),
-        "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": NS_POP, "fabric": NS_FABRIC, "vm": NS_VM},
+        "routingInstanceId": ri,
+        // PoP 1's, for scripts written for a one-PoP lab.
+        "trunkConnectionId": first.trunk, "privateConnectionId": first.connection, "edgeId": first.edge_id,
+        "edgeMetrics": format!("http://{}/metrics", first.edge_metrics),
+        "pops": pops_json,
+        "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": first.pop.ns(), "fabric": NS_FABRIC, "vm": NS_VM},
         "bird": {"customer": site_sock, "fabric": fabric_sock},
     });
-    fs::write(dir.join("lab.json"), serde_json::to_string_pretty(&made)?)?;
+    fs::write(dir.join("lab.json"), serde_json::to_string_pretty(&info)?)?;
     Ok(LabInfo {
         server,
-        connection_id: pc,
+        connection_id: first.connection.clone(),
         site_bird: site_sock,
         fabric_bird: fabric_sock,
     })
+}
+
+/// How many next hops the kernel of namespace `n` has for `prefix` (0 without a route).
+pub fn kernel_next_hops(n: &str, prefix: &str) -> usize {
+    let Ok(out) = Command::new("ip")
+        .args(["-n", n, "-j", "route", "show", prefix])
+        .output()
+    else {
+        return 0;
+    };
+    let routes: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    routes
+        .iter()
+        .map(|r| match r["nexthops"].as_array() {
+            Some(h) => h.len(),
+            None => usize::from(r.get("gateway").is_some() || r.get("dev").is_some()),
+        })
+        .sum()
 }
 
 struct BirdCtl(PathBuf);
@@ -717,8 +940,8 @@ fn ping(from: &str, to: &str) -> Result<(u32, u32, String)> {
 }
 
 /// `cic lab up`: build, run the customer's steps, and say how to look around.
-pub async fn up_and_explain() -> Result<()> {
-    let info = up().await?;
+pub async fn up_and_explain(n_pops: u32) -> Result<()> {
+    let info = up(n_pops).await?;
     say(&format!(
         r#"
 The lab stays up. Try:
@@ -739,12 +962,12 @@ Remove it all with: cic lab down"#,
 }
 
 /// Up, ping both ways, down. Ok only if both directions answer.
-pub async fn demo() -> Result<()> {
+pub async fn demo(n_pops: u32) -> Result<()> {
     say(
         "cic lab demo: a customer's on-prem server reaches a cloud VM through cic, every part real\n",
     );
     let result = async {
-        let info = up().await?;
+        let info = up(n_pops).await?;
         say("\nTraffic:");
         let (r1, s1, rtt1) = ping(NS_HOST, VM)?;
         say(&format!(

@@ -37,6 +37,54 @@ pub struct BgpSettings {
     pub max_prefix_action: MaxPrefixAction,
     /// How long a session stays idle after the prefix limit tore it down.
     pub max_prefix_idle_secs: u32,
+    /// BFD beside every session (customer and fabric).
+    #[serde(default)]
+    pub bfd: BfdSettings,
+}
+
+/// BFD (RFC 5880/5881) on every session: a failure seen in `intervalMs × multiplier`
+/// takes the BGP session down at once. A peer that runs no BFD is not affected: only a
+/// BFD session that was Up and fails resets BGP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdSettings {
+    pub enabled: bool,
+    /// Desired Min TX and Required Min RX.
+    pub interval_ms: u32,
+    pub multiplier: u8,
+}
+
+impl Default for BfdSettings {
+    /// The modelled service's 300 ms × 3.
+    fn default() -> Self {
+        BfdSettings {
+            enabled: true,
+            interval_ms: 300,
+            multiplier: 3,
+        }
+    }
+}
+
+/// A session's BFD as the edge last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdStatus {
+    /// RFC 5880 state: ADMIN_DOWN, DOWN, INIT, UP. DOWN with no `lastDiagnostic` is a
+    /// peer that has not answered (it may run no BFD).
+    pub state: String,
+    /// Detection time in force: the peer's multiplier × the agreed receive interval.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub detection_time_ms: u32,
+    /// How many times the session has failed (left UP); each one reset BGP.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub downs: u64,
+    /// Why it last failed (RFC 5880 diagnostic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_diagnostic: Option<String>,
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for BgpSettings {
@@ -48,6 +96,7 @@ impl Default for BgpSettings {
             max_prefixes: 500,
             max_prefix_action: MaxPrefixAction::Teardown,
             max_prefix_idle_secs: 30 * 60,
+            bfd: BfdSettings::default(),
         }
     }
 }
@@ -209,6 +258,9 @@ pub struct SessionStatus {
     pub idle_hold_remaining_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// BFD beside this session, when BFD is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdStatus>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -102,9 +102,25 @@ impl Exposition {
             "bgp_ipv4_idle_hold_remaining_seconds",
             "gauge",
             "Seconds a max-prefix teardown still keeps the session idle.",
-            labels,
+            labels.clone(),
             s.idle_hold_remaining_secs.unwrap_or(0) as f64,
         );
+        if let Some(b) = &s.bfd {
+            self.sample(
+                "bfd_session_state_up_down",
+                "gauge",
+                "1 while the BFD session beside the BGP session is Up, else 0.",
+                labels.clone(),
+                f64::from(u8::from(b.state == "UP")),
+            );
+            self.sample(
+                "bfd_session_downs_num",
+                "counter",
+                "Times the BFD session failed (each took the BGP session down).",
+                labels,
+                b.downs as f64,
+            );
+        }
     }
 
     /// One connection's interface counters.
@@ -204,6 +220,12 @@ mod tests {
             prefix_limit_exceeded: false,
             idle_hold_remaining_secs: None,
             last_error: None,
+            bfd: Some(crate::edge::BfdStatus {
+                state: "UP".into(),
+                detection_time_ms: 900,
+                downs: 2,
+                last_diagnostic: None,
+            }),
         };
         e.session(&s, vec![("connection_id", "pc\"1\n".into())]);
         let text = e.render();
@@ -214,6 +236,8 @@ mod tests {
         ), "{text}");
         assert!(text.contains("ipv4_announces_accepted_by_cloud_num{"));
         assert!(text.contains("} 2\n"));
+        assert!(text.contains("bfd_session_state_up_down{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE bfd_session_downs_num counter\nbfd_session_downs_num{"));
         let mut down = s.clone();
         down.state = "ACTIVE".into();
         let mut e = Exposition::default();

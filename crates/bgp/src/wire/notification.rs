@@ -49,6 +49,8 @@ pub mod cease {
     pub const OTHER_CONFIG_CHANGE: u8 = 6;
     pub const COLLISION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
+    /// RFC 9384: the BFD session beside this BGP session went down.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,7 @@ impl Notification {
                     6 => "Other Configuration Change",
                     7 => "Connection Collision Resolution",
                     8 => "Out of Resources",
+                    10 => "BFD Down",
                     _ => "",
                 },
             ),
