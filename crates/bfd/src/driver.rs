@@ -64,6 +64,8 @@ pub struct Status {
     /// How many times the session has left Up: a client compares counts, so a Down
     /// followed at once by Up again is not lost in a coalesced `watch`.
     pub downs: u64,
+    /// Why it last left Up (the diagnostic of that change; `diag` is cleared once Up).
+    pub last_failure: Option<Diag>,
     pub up_since: Option<Instant>,
 }
 
@@ -162,6 +164,7 @@ struct Entry {
     /// The deadline this session has in `timers`.
     scheduled: Instant,
     downs: u64,
+    last_failure: Option<Diag>,
     up_since: Option<Instant>,
 }
 
@@ -240,7 +243,7 @@ impl Engine {
         };
         let now = Instant::now();
         let session = Session::new(disc, cfg, now);
-        let (status, rx) = watch::channel(status_of(&session, 0, None));
+        let (status, rx) = watch::channel(status_of(&session, 0, None, None));
         let scheduled = session.deadline();
         self.timers.insert((scheduled, disc));
         self.sessions.insert(
@@ -252,6 +255,7 @@ impl Engine {
                 status,
                 scheduled,
                 downs: 0,
+                last_failure: None,
                 up_since: None,
             },
         );
@@ -368,6 +372,7 @@ impl Engine {
                 Output::StateChanged { from, to, diag } => {
                     if from == State::Up {
                         e.downs += 1;
+                        e.last_failure = Some(diag);
                         e.up_since = None;
                     }
                     if to == State::Up {
@@ -381,7 +386,7 @@ impl Engine {
                 }
             }
         }
-        let st = status_of(&e.session, e.downs, e.up_since);
+        let st = status_of(&e.session, e.downs, e.last_failure, e.up_since);
         e.status.send_if_modified(|s| {
             if *s == st {
                 false
@@ -399,7 +404,12 @@ impl Engine {
     }
 }
 
-fn status_of(s: &Session, downs: u64, up_since: Option<Instant>) -> Status {
+fn status_of(
+    s: &Session,
+    downs: u64,
+    last_failure: Option<Diag>,
+    up_since: Option<Instant>,
+) -> Status {
     Status {
         state: s.state(),
         remote_state: s.remote_state(),
@@ -409,6 +419,7 @@ fn status_of(s: &Session, downs: u64, up_since: Option<Instant>) -> Status {
         detection_time: s.detection_time(),
         tx_interval: s.tx_interval(),
         downs,
+        last_failure,
         up_since,
     }
 }

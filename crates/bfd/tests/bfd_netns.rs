@@ -117,6 +117,7 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
     assert_eq!(st.state, State::Down);
     assert_eq!(st.diag, Diag::ControlDetectionTimeExpired);
     assert_eq!(st.downs, 1);
+    assert_eq!(st.last_failure, Some(Diag::ControlDetectionTimeExpired));
     // 900 ms after the last packet heard, which came at most one interval before the cut.
     assert!(
         took <= Duration::from_millis(1500),

@@ -96,7 +96,7 @@ impl BfdLink {
                 .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
                 .unwrap_or(0),
             downs: s.downs,
-            last_diagnostic: (s.diag != cic_bfd::Diag::None).then(|| s.diag.text().to_string()),
+            last_diagnostic: s.last_failure.map(|d| d.text().to_string()),
         }
     }
 }

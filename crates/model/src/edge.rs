@@ -78,7 +78,7 @@ pub struct BfdStatus {
     /// How many times the session has failed (left UP); each one reset BGP.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub downs: u64,
-    /// Why it last failed (RFC 5880 diagnostic).
+    /// Why it last failed (the RFC 5880 diagnostic of its last change from UP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_diagnostic: Option<String>,
 }
