@@ -310,6 +310,24 @@ mod tests {
             .collect()
     }
 
+    /// A packet from a peer (discriminator 44) that does not know ours yet, 300 ms × 3.
+    fn peer_packet(state: State) -> Packet {
+        Packet {
+            diag: Diag::None,
+            state,
+            poll: false,
+            final_: false,
+            cpi: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 44,
+            your_discriminator: 0,
+            desired_min_tx_us: 300_000,
+            required_min_rx_us: 300_000,
+            required_min_echo_rx_us: 0,
+        }
+    }
+
     /// Two sessions wired to each other: delivers every packet either sends.
     struct Pair {
         a: Session,
@@ -464,18 +482,10 @@ mod tests {
         let mut s = Session::new(9, Config::default(), now);
         let mut out = vec![];
         let poll = Packet {
-            diag: Diag::None,
-            state: State::Down,
             poll: true,
-            final_: false,
-            cpi: false,
-            demand: false,
-            detect_mult: 3,
-            my_discriminator: 44,
-            your_discriminator: 0,
             desired_min_tx_us: 1_000_000,
             required_min_rx_us: 100_000,
-            required_min_echo_rx_us: 0,
+            ..peer_packet(State::Down)
         };
         s.on_packet(&poll, now, &mut out);
         let f: Vec<Packet> = sends(&out).into_iter().filter(|p| p.final_).collect();
@@ -489,20 +499,7 @@ mod tests {
         let now = Instant::now();
         let mut s = Session::new(9, Config::default(), now);
         let mut out = vec![];
-        let p = Packet {
-            diag: Diag::None,
-            state: State::Up,
-            poll: false,
-            final_: false,
-            cpi: false,
-            demand: false,
-            detect_mult: 3,
-            my_discriminator: 44,
-            your_discriminator: 0,
-            desired_min_tx_us: 300_000,
-            required_min_rx_us: 300_000,
-            required_min_echo_rx_us: 0,
-        };
+        let p = peer_packet(State::Up);
         s.on_packet(&p, now, &mut out);
         assert!(out.is_empty());
         assert_eq!(s.remote_discriminator(), 0);
