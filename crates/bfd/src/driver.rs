@@ -66,7 +66,6 @@ pub struct Status {
     pub downs: u64,
     /// Why it last left Up (the diagnostic of that change; `diag` is cleared once Up).
     pub last_failure: Option<Diag>,
-    pub up_since: Option<Instant>,
 }
 
 enum Command {
@@ -165,7 +164,6 @@ struct Entry {
     scheduled: Instant,
     downs: u64,
     last_failure: Option<Diag>,
-    up_since: Option<Instant>,
 }
 
 struct Engine {
@@ -243,7 +241,7 @@ impl Engine {
         };
         let now = Instant::now();
         let session = Session::new(disc, cfg, now);
-        let (status, rx) = watch::channel(status_of(&session, 0, None, None));
+        let (status, rx) = watch::channel(status_of(&session, 0, None));
         let scheduled = session.deadline();
         self.timers.insert((scheduled, disc));
         self.sessions.insert(
@@ -256,7 +254,6 @@ impl Engine {
                 scheduled,
                 downs: 0,
                 last_failure: None,
-                up_since: None,
             },
         );
         self.by_peer.insert(peer, disc);
@@ -321,7 +318,7 @@ impl Engine {
             if let Some(e) = self.sessions.get_mut(&disc) {
                 e.session.on_timer(now, &mut out);
             }
-            self.after(disc, out, now);
+            self.after(disc, out);
         }
     }
 
@@ -354,11 +351,11 @@ impl Engine {
                 return;
             }
         }
-        self.after(disc, out, now);
+        self.after(disc, out);
     }
 
     /// Sends what a session produced, publishes its state and reschedules its timer.
-    fn after(&mut self, disc: u32, out: Vec<Output>, now: Instant) {
+    fn after(&mut self, disc: u32, out: Vec<Output>) {
         let Some(e) = self.sessions.get_mut(&disc) else {
             return;
         };
@@ -373,10 +370,6 @@ impl Engine {
                     if from == State::Up {
                         e.downs += 1;
                         e.last_failure = Some(diag);
-                        e.up_since = None;
-                    }
-                    if to == State::Up {
-                        e.up_since = Some(now);
                     }
                     if from == State::Up || to == State::Up {
                         info!(peer = %e.peer, "BFD {} → {} ({})", from.name(), to.name(), diag.text());
@@ -386,7 +379,7 @@ impl Engine {
                 }
             }
         }
-        let st = status_of(&e.session, e.downs, e.last_failure, e.up_since);
+        let st = status_of(&e.session, e.downs, e.last_failure);
         e.status.send_if_modified(|s| {
             if *s == st {
                 false
@@ -404,12 +397,7 @@ impl Engine {
     }
 }
 
-fn status_of(
-    s: &Session,
-    downs: u64,
-    last_failure: Option<Diag>,
-    up_since: Option<Instant>,
-) -> Status {
+fn status_of(s: &Session, downs: u64, last_failure: Option<Diag>) -> Status {
     Status {
         state: s.state(),
         remote_state: s.remote_state(),
@@ -420,7 +408,6 @@ fn status_of(
         tx_interval: s.tx_interval(),
         downs,
         last_failure,
-        up_since,
     }
 }
 
