@@ -47,6 +47,10 @@ pub const BGP_PORT: u16 = 179;
 const SESSION_QUEUE: usize = 4096;
 const EVENT_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 64;
+/// After our restart, the longest we wait for the peers' End-of-RIBs before selecting
+/// routes and sending our own (RFC 4724 §4.1 Selection_Deferral_Timer). Forwarding goes
+/// on meanwhile on the kernel routes kept from before the restart.
+pub const SELECTION_DEFERRAL: Duration = Duration::from_secs(60);
 
 /// Makes an unbound TCP/IPv4 socket in the right place (for cic edge: inside the routing
 /// instance's network namespace). The driver binds, keys (TCP-MD5), connects, listens.
@@ -121,7 +125,16 @@ enum Command {
     ),
     PeerDown(PeerId, String, oneshot::Sender<()>),
     PathUp(PeerId),
+    PeersAdded,
     Shutdown(oneshot::Sender<()>),
+    Abort(oneshot::Sender<()>),
+}
+
+/// Timers of the instance task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceTimer {
+    SelectionDeferral,
+    Stale { peer: PeerId, generation: u64 },
 }
 
 enum SessionCmd {
@@ -136,6 +149,8 @@ enum SessionCmd {
     },
     Incoming(TcpStream),
     PathUp,
+    /// Our restart is over: OPENs no longer carry the R and F bits.
+    RestartDone,
     Exit(Notification),
 }
 
@@ -162,6 +177,7 @@ enum PeerEvent {
     },
     Down {
         epoch: u64,
+        graceful: bool,
     },
     Update {
         epoch: u64,
@@ -210,6 +226,13 @@ impl InstanceHandle {
     /// a failure connects now.
     pub async fn path_up(&self, id: PeerId) -> io::Result<()> {
         self.cmd.send(Command::PathUp(id)).await.map_err(|_| gone())
+    }
+
+    /// Every peer the instance has is added. A restarting instance waits for this and
+    /// for each peer's End-of-RIB before it selects and sends routes (a peer added later
+    /// is not waited for); without a restart it changes nothing.
+    pub async fn peers_added(&self) -> io::Result<()> {
+        self.cmd.send(Command::PeersAdded).await.map_err(|_| gone())
     }
 
     pub async fn set_vpc_prefixes(&self, p: Vec<Ipv4Net>) -> io::Result<()> {
@@ -270,6 +293,16 @@ impl InstanceHandle {
         rx.await.map_err(|_| gone())
     }
 
+    /// Ends the instance the way a crash does: every connection closes without a
+    /// NOTIFICATION (the kernel sends the FIN), so peers with graceful restart keep our
+    /// routes. What `kill -9` of `cic edge` does, for tests in one process.
+    pub async fn abort(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Abort(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Stops every session with Cease / Peer De-configured and ends the task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -317,6 +350,16 @@ pub fn spawn_instance(
         }
         None => None,
     };
+    let mut timers = BTreeMap::new();
+    if params.restarting {
+        info!(
+            "restarted with forwarding kept: routes are selected once every peer has sent End-of-RIB, or in {SELECTION_DEFERRAL:?}"
+        );
+        timers.insert(
+            (Instant::now() + SELECTION_DEFERRAL, 0),
+            InstanceTimer::SelectionDeferral,
+        );
+    }
     let task = InstanceTask {
         core: Instance::new(params),
         sockets,
@@ -325,6 +368,9 @@ pub fn spawn_instance(
         status_tx,
         routes_tx,
         listen_error,
+        timers,
+        timer_seq: 1,
+        peers_added: false,
     };
     tokio::spawn(task.run(cmd_rx, ev_rx, listener));
     InstanceHandle {
@@ -364,6 +410,11 @@ struct InstanceTask {
     status_tx: watch::Sender<InstanceStatus>,
     routes_tx: watch::Sender<Arc<KernelRoutes>>,
     listen_error: Option<String>,
+    /// Due time (and a sequence number, for equal times) → timer.
+    timers: BTreeMap<(Instant, u64), InstanceTimer>,
+    timer_seq: u64,
+    /// The caller has added every peer (see [`InstanceHandle::peers_added`]).
+    peers_added: bool,
 }
 
 impl InstanceTask {
@@ -389,6 +440,10 @@ impl InstanceTask {
                             let _ = s.cmd.try_send(SessionCmd::PathUp);
                         }
                     }
+                    Some(Command::PeersAdded) => {
+                        self.peers_added = true;
+                        self.maybe_end_restart(false);
+                    }
                     Some(Command::SetVpcPrefixes(p, reply)) => {
                         let actions = self.core.set_vpc_prefixes(p);
                         self.act(actions);
@@ -411,6 +466,14 @@ impl InstanceTask {
                         self.peer_down(peer, reason);
                         let _ = reply.send(());
                     }
+                    Some(Command::Abort(reply)) => {
+                        for (_, s) in self.sessions.drain() {
+                            s.task.abort();
+                            let _ = s.task.await;
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.exit_all().await;
                         let _ = reply.send(());
@@ -421,14 +484,80 @@ impl InstanceTask {
                         return;
                     }
                 },
-                Some((peer, ev)) = ev_rx.recv() => self.peer_event(peer, ev),
+                Some((peer, ev)) = ev_rx.recv() => {
+                    self.peer_event(peer, ev);
+                    self.maybe_end_restart(false);
+                }
                 Ok((stream, from)) = accept(listener.as_ref()) => self.incoming(stream, from),
+                _ = sleep_until(self.timers.keys().next().map(|k| k.0)) => {
+                    if let Some((_, t)) = self.timers.pop_first() {
+                        self.timer(t);
+                    }
+                }
             }
             self.publish();
         }
     }
 
-    fn add_peer(&mut self, cfg: PeerConfig, listener: Option<&TcpListener>) -> PeerId {
+    fn timer(&mut self, t: InstanceTimer) {
+        match t {
+            InstanceTimer::SelectionDeferral => self.maybe_end_restart(true),
+            InstanceTimer::Stale { peer, generation } => {
+                let actions = self.core.handle(Event::StaleTimer { peer, generation });
+                if let Some(s) = self.sessions.get(&peer)
+                    && !actions.is_empty()
+                {
+                    info!(peer = %s.config.spec.address, "stale routes of a restarting peer dropped: no End-of-RIB in time");
+                }
+                self.act(actions);
+            }
+        }
+    }
+
+    /// After our restart: once every peer has sent its End-of-RIB (a peer held down by
+    /// a teardown is not waited for), or when the deferral timer runs out (`now`),
+    /// select and send routes, and hand the kernel table over.
+    fn maybe_end_restart(&mut self, now: bool) {
+        if !self.core.deferring() {
+            return;
+        }
+        let t = std::time::Instant::now();
+        let waiting: Vec<PeerId> = self
+            .core
+            .awaiting_end_of_rib()
+            .into_iter()
+            .filter(|p| {
+                self.sessions
+                    .get(p)
+                    .is_some_and(|s| s.held_until.is_none_or(|h| h <= t))
+            })
+            .collect();
+        if !(now || self.peers_added && waiting.is_empty()) {
+            return;
+        }
+        if now {
+            warn!(
+                waiting = waiting.len(),
+                "selection deferral ran out: selecting routes without every End-of-RIB"
+            );
+        } else {
+            info!("every peer sent End-of-RIB: selecting and sending routes");
+        }
+        self.timers
+            .retain(|_, t| *t != InstanceTimer::SelectionDeferral);
+        let actions = self.core.end_restart();
+        self.act(actions);
+        for s in self.sessions.values() {
+            let _ = s.cmd.try_send(SessionCmd::RestartDone);
+        }
+        self.routes_tx
+            .send_replace(Arc::new(self.core.kernel_routes().clone()));
+    }
+
+    fn add_peer(&mut self, mut cfg: PeerConfig, listener: Option<&TcpListener>) -> PeerId {
+        if let Some(g) = &mut cfg.session.graceful_restart {
+            g.restarting = self.core.deferring();
+        }
         let id = self.core.add_peer(cfg.spec.clone());
         if let (Some(l), Some(key)) = (listener, &cfg.md5_key) {
             let peer = SocketAddr::V4(SocketAddrV4::new(cfg.spec.address, 0));
@@ -526,9 +655,12 @@ impl InstanceTask {
                 s.held_until = None;
                 self.core.handle(Event::PeerUp { peer, negotiated })
             }
-            PeerEvent::Down { epoch } if epoch == s.epoch => {
+            PeerEvent::Down { epoch, graceful } if epoch == s.epoch => {
                 s.established_at = None;
-                self.core.handle(Event::PeerDown { peer })
+                if graceful {
+                    info!(peer = %s.config.spec.address, "peer restarting: its routes are kept, stale, until it is back");
+                }
+                self.core.handle(Event::PeerDown { peer, graceful })
             }
             PeerEvent::Update { epoch, update } if epoch == s.epoch => {
                 self.core.handle(Event::Update { peer, update })
@@ -590,10 +722,25 @@ impl InstanceTask {
                         });
                     }
                 }
+                Action::StaleTimer {
+                    peer,
+                    generation,
+                    after,
+                } => {
+                    self.timers.retain(
+                        |_, t| !matches!(t, InstanceTimer::Stale { peer: p, .. } if *p == peer),
+                    );
+                    self.timer_seq += 1;
+                    self.timers.insert(
+                        (Instant::now() + after, self.timer_seq),
+                        InstanceTimer::Stale { peer, generation },
+                    );
+                }
                 Action::Route(_) => routes_changed = true,
             }
         }
-        if routes_changed {
+        // While deferring after a restart, the kernel keeps what it has.
+        if routes_changed && !self.core.deferring() {
             self.routes_tx
                 .send_replace(Arc::new(self.core.kernel_routes().clone()));
         }
@@ -724,6 +871,10 @@ impl SessionTask {
                         continue;
                     }
                     Some(SessionCmd::PathUp) => Input::PathUp,
+                    Some(SessionCmd::RestartDone) => {
+                        self.fsm.restart_done();
+                        continue;
+                    }
                     Some(SessionCmd::Exit(n)) => {
                         self.input(Input::Stop { notification: n, restart_after: None }).await;
                         return;
@@ -893,11 +1044,17 @@ impl SessionTask {
                         ))
                         .await;
                 }
-                Output::Down(why) => {
+                Output::Down { why, graceful } => {
                     info!("session down: {why}");
                     let _ = self
                         .events
-                        .send((self.id, PeerEvent::Down { epoch: self.epoch }))
+                        .send((
+                            self.id,
+                            PeerEvent::Down {
+                                epoch: self.epoch,
+                                graceful,
+                            },
+                        ))
                         .await;
                 }
                 Output::Update(u) => {

@@ -18,8 +18,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::wire::{
-    Capability, DecodeError, Message as Msg, Notification, Open, Update, cease, error_code,
-    open_err,
+    Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification, Open, Update,
+    cease, error_code, open_err,
 };
 
 /// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
@@ -37,6 +37,18 @@ pub struct SessionConfig {
     pub connect_retry: Duration,
     /// Never initiate a connection; wait for the peer's.
     pub passive: bool,
+    /// Graceful restart (RFC 4724) for IPv4 unicast: announced when set.
+    pub graceful_restart: Option<GrConfig>,
+}
+
+/// What we announce in the Graceful Restart capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrConfig {
+    /// How long a peer should keep our routes while our session is down.
+    pub restart_time: u16,
+    /// We have restarted with our forwarding state kept (the R and F bits), until the
+    /// driver says the restart is over.
+    pub restarting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +115,8 @@ pub struct Negotiated {
     pub keepalive: u16,
     pub route_refresh: bool,
     pub ibgp: bool,
+    /// The peer's Graceful Restart capability, when both sides announced one.
+    pub graceful_restart: Option<GracefulRestart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +129,13 @@ pub enum Output {
     StartTimer(Timer, Duration),
     StopTimer(Timer),
     Established(Negotiated),
-    /// The session left Established; the reason is for people.
-    Down(String),
+    /// The session left Established; the reason is for people. `graceful`: the
+    /// connection ended without a NOTIFICATION and graceful restart was negotiated, so the
+    /// peer's routes are kept as stale while it restarts (RFC 4724 §4.2).
+    Down {
+        why: String,
+        graceful: bool,
+    },
     Update(Update),
     /// The peer asked for our routes again (RFC 2918).
     RouteRefresh,
@@ -131,6 +150,8 @@ pub struct Session {
     idle_hold: Duration,
     /// Idle only because of the backoff after a failure (not a Stop's hold).
     backing_off: bool,
+    /// The session being taken down qualifies for graceful restart (set around `fail`).
+    graceful_down: bool,
     last_error: Option<String>,
 }
 
@@ -144,6 +165,7 @@ impl Session {
             negotiated: None,
             idle_hold,
             backing_off: false,
+            graceful_down: false,
             last_error: None,
         }
     }
@@ -161,6 +183,13 @@ impl Session {
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
     }
+    /// The restart is over: OPENs from now on say so (no R and F bits).
+    pub fn restart_done(&mut self) {
+        if let Some(g) = &mut self.cfg.graceful_restart {
+            g.restarting = false;
+        }
+    }
+
     /// Whether the peer is in our AS (decides LOCAL_PREF handling and next hops).
     pub fn is_ibgp(&self) -> bool {
         self.cfg.peer_asn == self.cfg.local_asn
@@ -258,7 +287,14 @@ impl Session {
                     format!("sent {}: {}", e.notification.describe(), e.reason),
                 );
             }
-            (_, TcpFailed) => self.fail(out, "TCP connection closed".into()),
+            (_, TcpFailed) => {
+                self.graceful_down = self
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.graceful_restart.is_some());
+                self.fail(out, "TCP connection closed".into());
+                self.graceful_down = false;
+            }
             (_, TimerExpired(Timer::Hold)) => {
                 out.push(Output::Send(Msg::Notification(Notification::new(
                     error_code::HOLD_TIMER_EXPIRED,
@@ -385,7 +421,10 @@ impl Session {
             out.push(Output::StopTimer(t));
         }
         if self.state == State::Established {
-            out.push(Output::Down(why.clone()));
+            out.push(Output::Down {
+                why: why.clone(),
+                graceful: self.graceful_down,
+            });
         }
         if let (true, Some(d)) = (self.started, restart_after) {
             out.push(Output::StartTimer(Timer::IdleHold, d));
@@ -396,7 +435,21 @@ impl Session {
     }
 
     fn open(&self) -> Open {
-        Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id)
+        let mut o = Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id);
+        if let Some(g) = self.cfg.graceful_restart {
+            o.capabilities
+                .push(Capability::GracefulRestart(GracefulRestart {
+                    restarting: g.restarting,
+                    notification: false,
+                    restart_time: g.restart_time.min(0x0fff),
+                    families: vec![GrFamily {
+                        afi: 1,
+                        safi: 1,
+                        forwarding: g.restarting,
+                    }],
+                }));
+        }
+        o
     }
 
     /// RFC 4271 §6.2 checks, plus what cic requires of a peer (4-octet AS, IPv4 unicast).
@@ -441,6 +494,7 @@ impl Session {
             keepalive: hold_time / 3,
             route_refresh: o.has(&Capability::RouteRefresh),
             ibgp,
+            graceful_restart: self.cfg.graceful_restart.and(o.graceful_restart().cloned()),
         })
     }
 }
@@ -468,6 +522,7 @@ mod tests {
             min_hold_time: 90,
             connect_retry: Duration::from_secs(5),
             passive: false,
+            graceful_restart: None,
         }
     }
 
@@ -489,6 +544,119 @@ mod tests {
             M::Notification(n) => Some((n.code, n.subcode)),
             _ => None,
         })
+    }
+
+    fn gr_open(restart_time: u16) -> M {
+        let mut o = Open::new(65001, 90, Ipv4Addr::new(192, 168, 10, 1));
+        o.capabilities
+            .push(Capability::GracefulRestart(GracefulRestart {
+                restarting: false,
+                notification: false,
+                restart_time,
+                families: vec![],
+            }));
+        M::Open(o)
+    }
+
+    fn our_gr(out: &[Output]) -> Option<GracefulRestart> {
+        sent(out).into_iter().find_map(|m| match m {
+            M::Open(o) => o.graceful_restart().cloned(),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn graceful_restart_is_announced_negotiated_and_a_closed_connection_is_a_graceful_down() {
+        let mut c = cfg();
+        c.graceful_restart = Some(GrConfig {
+            restart_time: 120,
+            restarting: true,
+        });
+        let mut s = Session::new(c);
+        s.handle(Input::Start);
+        let out = s.handle(Input::TcpConnected);
+        let gr = our_gr(&out).expect("GR capability in our OPEN");
+        assert!(gr.restarting);
+        assert_eq!(gr.restart_time, 120);
+        assert_eq!(gr.ipv4_unicast(), Some(true), "forwarding kept for IPv4");
+        s.handle(Input::Message(gr_open(90)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        let Some(Output::Established(n)) = out.iter().find(|o| matches!(o, Output::Established(_)))
+        else {
+            panic!("not established: {out:?}")
+        };
+        assert_eq!(
+            n.graceful_restart.as_ref().map(|g| g.restart_time),
+            Some(90)
+        );
+
+        // The peer's process died: its kernel closed the connection, no NOTIFICATION.
+        let out = s.handle(Input::TcpFailed);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Down { graceful: true, .. })),
+            "{out:?}"
+        );
+
+        // Once the restart is over, our OPENs no longer carry R and F.
+        s.restart_done();
+        s.handle(Input::TimerExpired(Timer::IdleHold));
+        let out = s.handle(Input::TcpConnected);
+        let gr = our_gr(&out).expect("still announced");
+        assert!(!gr.restarting);
+        assert_eq!(gr.ipv4_unicast(), Some(false));
+    }
+
+    #[test]
+    fn a_down_is_not_graceful_after_a_notification_or_without_the_peers_capability() {
+        let mut c = cfg();
+        c.graceful_restart = Some(GrConfig {
+            restart_time: 120,
+            restarting: false,
+        });
+        // Hold timer: we send a NOTIFICATION.
+        let mut s = Session::new(c.clone());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(gr_open(90)));
+        s.handle(Input::Message(M::Keepalive));
+        let out = s.handle(Input::TimerExpired(Timer::Hold));
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Down {
+                graceful: false,
+                ..
+            }
+        )));
+        // A peer that did not announce graceful restart.
+        let mut s = Session::new(c);
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Established(n) if n.graceful_restart.is_none()))
+        );
+        let out = s.handle(Input::TcpFailed);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Down {
+                graceful: false,
+                ..
+            }
+        )));
+        // And without our own capability, a peer's is not negotiated.
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        let out = s.handle(Input::TcpConnected);
+        assert_eq!(our_gr(&out), None);
+        s.handle(Input::Message(gr_open(90)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Established(n) if n.graceful_restart.is_none()))
+        );
     }
 
     /// Drives a session to Established and returns it.
@@ -689,10 +857,9 @@ mod tests {
         let mut s = established();
         let out = s.handle(Input::TimerExpired(Timer::Hold));
         assert_eq!(notification(&out), Some((4, 0)));
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Down(w) if w.contains("hold timer")))
-        );
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Down { why: w, graceful: false } if w.contains("hold timer"))
+        ));
         assert_eq!(s.state(), State::Idle);
         assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(5))));
     }
@@ -729,7 +896,7 @@ mod tests {
             sent(&out).is_empty(),
             "never answer a NOTIFICATION with one"
         );
-        assert!(out.iter().any(|o| matches!(o, Output::Down(w) if w.contains("Administrative Shutdown") && w.contains("bye"))));
+        assert!(out.iter().any(|o| matches!(o, Output::Down { why: w, .. } if w.contains("Administrative Shutdown") && w.contains("bye"))));
     }
 
     #[test]

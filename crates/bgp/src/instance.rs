@@ -44,7 +44,16 @@ pub struct InstanceParams {
     /// When set, a customer's routes are accepted only inside these (a public
     /// connection's registered prefixes).
     pub accept_only: Option<Vec<Ipv4Net>>,
+    /// We restarted with the kernel's routes kept (RFC 4724 restarting speaker): nothing
+    /// is sent to any peer, and the caller keeps the kernel as it is, until every peer
+    /// has sent its End-of-RIB ([`Instance::awaiting_end_of_rib`]) or the caller's
+    /// selection deferral timer ends; then [`Instance::end_restart`].
+    pub restarting: bool,
 }
+
+/// How long a restarted peer's stale routes wait for its End-of-RIB once it is back
+/// (FRR's and Cisco's stale-path time).
+pub const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 /// Which of a peer's routes the looking glass shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +83,13 @@ pub enum Event {
     },
     PeerDown {
         peer: PeerId,
+        /// Graceful restart applies (see `fsm::Output::Down`): keep its routes as stale.
+        graceful: bool,
+    },
+    /// A timer of [`Action::StaleTimer`] ran out.
+    StaleTimer {
+        peer: PeerId,
+        generation: u64,
     },
     Update {
         peer: PeerId,
@@ -105,6 +121,13 @@ pub enum Action {
         end_of_rib: bool,
     },
     Route(RouteChange),
+    /// Send [`Event::StaleTimer`] after this long: a restarting peer's stale routes go
+    /// then unless its End-of-RIB came first.
+    StaleTimer {
+        peer: PeerId,
+        generation: u64,
+        after: Duration,
+    },
     /// Close the session with this notification and keep it down for a while.
     TearDown {
         peer: PeerId,
@@ -121,6 +144,8 @@ pub struct PeerStats {
     /// Prefixes ignored because of the max-prefix limit (action "discard").
     pub discarded: u32,
     pub over_limit: bool,
+    /// Routes kept from before the peer restarted, not yet sent again (RFC 4724).
+    pub stale: u32,
 }
 
 #[derive(Debug)]
@@ -137,6 +162,12 @@ struct PeerState {
     adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
     discarded: u32,
     over_limit: bool,
+    /// Prefixes of `adj_in` kept from before the peer restarted.
+    stale: BTreeSet<Ipv4Net>,
+    /// Which stale timer counts (a newer one replaces an older).
+    stale_generation: u64,
+    /// End-of-RIB received in this session.
+    end_of_rib: bool,
 }
 
 #[derive(Debug)]
@@ -150,6 +181,8 @@ pub struct Instance {
     statics: BTreeMap<PeerId, BTreeMap<Ipv4Net, Result<(), Reject>>>,
     /// Draining for maintenance (RFC 8326): every route we send carries GRACEFUL_SHUTDOWN.
     graceful_shutdown: bool,
+    /// Restarting: route selection is deferred, nothing is sent (see `InstanceParams`).
+    deferring: bool,
 }
 
 /// The GRACEFUL_SHUTDOWN well-known community, 65535:0 (RFC 8326).
@@ -162,6 +195,7 @@ const STATIC: PeerId = 1 << 31;
 impl Instance {
     pub fn new(params: InstanceParams) -> Self {
         Instance {
+            deferring: params.restarting,
             params,
             peers: BTreeMap::new(),
             next_peer: 1,
@@ -188,15 +222,78 @@ impl Instance {
                 adj_out: BTreeMap::new(),
                 discarded: 0,
                 over_limit: false,
+                stale: BTreeSet::new(),
+                stale_generation: 0,
+                end_of_rib: false,
             },
         );
         id
     }
 
+    /// Whether route selection is still deferred after our restart.
+    pub fn deferring(&self) -> bool {
+        self.deferring
+    }
+
+    /// The peers whose routes are not all in yet: not up, or up with graceful restart
+    /// and no End-of-RIB yet. (A peer without the capability sends no End-of-RIB; its
+    /// routes are taken as complete once it is up.)
+    pub fn awaiting_end_of_rib(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| match &p.up {
+                None => true,
+                Some(n) => n.graceful_restart.is_some() && !p.end_of_rib,
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Ends the deferral after our restart: every peer that is up gets the full table
+    /// and End-of-RIB, and the kernel routes (as [`Instance::kernel_routes`]) are final.
+    pub fn end_restart(&mut self) -> Vec<Action> {
+        if !self.deferring {
+            return vec![];
+        }
+        self.deferring = false;
+        let all = self.all_prefixes();
+        let mut out = Vec::new();
+        for peer in self.up_peers() {
+            self.export_to(peer, &all, true, &mut out);
+        }
+        out
+    }
+
+    /// Every prefix that may be exported: the Loc-RIB's and our own.
+    fn all_prefixes(&self) -> BTreeSet<Ipv4Net> {
+        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
+        all.extend(self.params.vpc_prefixes.iter().copied());
+        all.extend(self.params.announce.iter().copied());
+        all
+    }
+
+    /// Drops a peer's stale routes; returns the prefixes whose selection changed.
+    fn flush_stale(&mut self, peer: PeerId) -> BTreeSet<Ipv4Net> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return BTreeSet::new();
+        };
+        let stale = std::mem::take(&mut p.stale);
+        for n in &stale {
+            p.adj_in.remove(n);
+        }
+        stale
+            .into_iter()
+            .filter(|n| self.rib.set(*n, peer, None))
+            .collect()
+    }
+
     /// Removes a peer and everything learned from it, and its static routes.
     pub fn remove_peer(&mut self, peer: PeerId) -> Vec<Action> {
         let mut out = self.set_static_routes(peer, &[]);
-        out.extend(self.handle(Event::PeerDown { peer }));
+        out.extend(self.handle(Event::PeerDown {
+            peer,
+            graceful: false,
+        }));
         self.peers.remove(&peer);
         self.statics.remove(&peer);
         out
@@ -231,9 +328,10 @@ impl Instance {
             return vec![];
         }
         self.graceful_shutdown = on;
-        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
-        all.extend(self.params.vpc_prefixes.iter().copied());
-        all.extend(self.params.announce.iter().copied());
+        if self.deferring {
+            return vec![]; // the first full table carries it
+        }
+        let all = self.all_prefixes();
         let ups = self.up_peers();
         let mut out = Vec::new();
         for peer in ups {
@@ -344,6 +442,7 @@ impl Instance {
             advertised: p.adj_out.len() as u32,
             discarded: p.discarded,
             over_limit: p.over_limit,
+            stale: p.stale.len() as u32,
         }
     }
 
@@ -400,24 +499,65 @@ impl Instance {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return vec![];
                 };
+                // Back from a restart with its forwarding kept: its stale routes wait
+                // for its End-of-RIB. Otherwise they go now (RFC 4724 §4.2).
+                let kept = negotiated
+                    .graceful_restart
+                    .as_ref()
+                    .and_then(|g| g.ipv4_unicast())
+                    == Some(true);
                 p.up = Some(negotiated);
                 p.adj_out.clear();
                 p.over_limit = false;
                 p.discarded = 0;
-                // The full table, then End-of-RIB.
-                let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
-                all.extend(self.params.vpc_prefixes.iter().copied());
-                all.extend(self.params.announce.iter().copied());
+                p.end_of_rib = false;
                 let mut out = Vec::new();
+                let mut touched = BTreeSet::new();
+                if !p.stale.is_empty() {
+                    p.stale_generation += 1;
+                    if kept {
+                        out.push(Action::StaleTimer {
+                            peer,
+                            generation: p.stale_generation,
+                            after: STALE_PATH_TIME,
+                        });
+                    } else {
+                        touched = self.flush_stale(peer);
+                    }
+                }
+                out.extend(self.apply(touched));
+                if self.deferring {
+                    return out; // everything goes at the end of our restart
+                }
+                // The full table, then End-of-RIB.
+                let all = self.all_prefixes();
                 self.export_to(peer, &all, true, &mut out);
                 out
             }
-            Event::PeerDown { peer } => {
+            Event::PeerDown { peer, graceful } => {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return vec![];
                 };
+                // Helper (RFC 4724 §4.2): a peer that lost its connection without a
+                // NOTIFICATION, and keeps forwarding IPv4 across restarts, keeps its
+                // routes, marked stale, for the restart time it announced.
+                let restart_time =
+                    p.up.as_ref()
+                        .and_then(|n| n.graceful_restart.as_ref())
+                        .filter(|g| g.ipv4_unicast().is_some() && g.restart_time > 0)
+                        .map(|g| g.restart_time);
                 p.up = None;
                 p.adj_out.clear();
+                if let (true, Some(secs)) = (graceful, restart_time) {
+                    p.stale = p.adj_in.keys().copied().collect();
+                    p.stale_generation += 1;
+                    return vec![Action::StaleTimer {
+                        peer,
+                        generation: p.stale_generation,
+                        after: Duration::from_secs(secs.into()),
+                    }];
+                }
+                p.stale.clear();
                 let gone: Vec<Ipv4Net> = std::mem::take(&mut p.adj_in).into_keys().collect();
                 let mut touched = BTreeSet::new();
                 for n in gone {
@@ -427,11 +567,26 @@ impl Instance {
                 }
                 self.apply(touched)
             }
+            Event::StaleTimer { peer, generation } => {
+                if self
+                    .peers
+                    .get(&peer)
+                    .is_none_or(|p| p.stale_generation != generation)
+                {
+                    return vec![];
+                }
+                let touched = self.flush_stale(peer);
+                self.apply(touched)
+            }
             Event::Update { peer, update } => self.update(peer, update),
             Event::RouteRefresh { peer } => {
                 let Some(p) = self.peers.get(&peer) else {
                     return vec![];
                 };
+                if self.deferring {
+                    // Its End-of-RIB would end the peer's wait for our table too early.
+                    return vec![];
+                }
                 let mut groups: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
                 for (n, a) in &p.adj_out {
                     group(&mut groups, a.clone(), *n);
@@ -454,8 +609,15 @@ impl Instance {
         if p.up.is_none() {
             return vec![];
         }
+        if u.withdrawn.is_empty() && u.attrs.is_none() && u.nlri.is_empty() {
+            // End-of-RIB (RFC 4724 §2): what is still stale was not sent again.
+            p.end_of_rib = true;
+            let touched = self.flush_stale(peer);
+            return self.apply(touched);
+        }
         let mut touched = BTreeSet::new();
         for n in &u.withdrawn {
+            p.stale.remove(n);
             if p.adj_in.remove(n).is_some() {
                 touched.insert(*n);
             }
@@ -492,6 +654,7 @@ impl Instance {
                         MaxPrefixAction::Warn => p.over_limit = true,
                     }
                 }
+                p.stale.remove(n);
                 p.adj_in.insert(
                     *n,
                     Received {
@@ -581,6 +744,9 @@ impl Instance {
             if touched.iter().any(|t| v.contains(t)) {
                 eval.insert(*v);
             }
+        }
+        if self.deferring {
+            return out;
         }
         let ups = self.up_peers();
         for peer in ups {

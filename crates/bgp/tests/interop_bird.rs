@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use cic_bgp::driver::{InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance};
-use cic_bgp::fsm::{SessionConfig, State};
+use cic_bgp::fsm::{GrConfig, SessionConfig, State};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
 use cic_bgp::policy::Role;
 use cic_peers::{Bird, bird_or_skip, wait_until};
@@ -100,6 +100,7 @@ fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
         min_hold_time: min_hold,
         connect_retry: Duration::from_secs(1),
         passive: false,
+        graceful_restart: None,
     }
 }
 
@@ -116,6 +117,25 @@ async fn start(
     md5: Option<&str>,
     with_fabric: bool,
 ) -> InstanceHandle {
+    start_with(p, max_prefixes, md5, with_fabric, None).await
+}
+
+/// `gr`: graceful restart with this restart time; `Some((t, true))` starts as a
+/// restarting speaker.
+async fn start_with(
+    p: &Plan,
+    max_prefixes: u32,
+    md5: Option<&str>,
+    with_fabric: bool,
+    gr: Option<(u16, bool)>,
+) -> InstanceHandle {
+    let session = |asn, min_hold| SessionConfig {
+        graceful_restart: gr.map(|(restart_time, _)| GrConfig {
+            restart_time,
+            restarting: false,
+        }),
+        ..session(asn, min_hold)
+    };
     let params = InstanceParams {
         local_asn: CLOUD,
         vpc_prefixes: vec![net("10.128.0.0/24")],
@@ -124,6 +144,7 @@ async fn start(
         max_prefix_idle: Duration::from_secs(1800),
         announce: vec![],
         accept_only: None,
+        restarting: gr.is_some_and(|(_, r)| r),
     };
     init_tracing();
     let h = spawn_instance(
@@ -161,6 +182,7 @@ async fn start(
         .await
         .expect("add fabric");
     }
+    h.peers_added().await.expect("peers added");
     h
 }
 
@@ -355,5 +377,145 @@ async fn hold_time_below_the_minimum_is_refused_and_bird_is_told() {
         b.last_error("cloud")
             .is_some_and(|e| e.to_lowercase().contains("hold time"))
     });
+    h.shutdown().await;
+}
+
+/// BIRD as the customer, with graceful restart on (it preserves forwarding).
+fn gr_customer_bird(p: &Plan, routes: &str) -> String {
+    customer_bird(p, "graceful restart on;", routes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_both_ways_with_bird_routes_stay_through_either_restart() {
+    if !bird_or_skip("graceful_restart") {
+        return;
+    }
+    let p = Plan { x: 25, base: 17250 };
+    let routes = "route 192.168.10.0/24 blackhole; route 192.168.11.0/24 blackhole;";
+    let mut cust =
+        Bird::start("customer", &gr_customer_bird(&p, routes), None, None).expect("customer BIRD");
+    let fab = Bird::start(
+        "fabric",
+        &fabric_bird(&p).replace(
+            "connect retry time 1;",
+            "connect retry time 1; graceful restart on;",
+        ),
+        None,
+        None,
+    )
+    .expect("fabric BIRD");
+    let h = start_with(&p, 500, None, true, Some((120, false))).await;
+    let mut rx = h.routes();
+    tokio::time::timeout(WAIT, rx.wait_for(|r| r.len() == 3))
+        .await
+        .expect("routes in")
+        .expect("instance alive");
+    bird_wait(&cust, "VPC prefix at the customer", |b| {
+        b.has_route("10.128.0.0/24")
+    });
+
+    // -- We restart (a crash: no NOTIFICATION). Both BIRDs keep our routes, stale.
+    h.abort().await;
+    bird_wait(&cust, "customer BIRD sees our restart", |b| {
+        b.cmd("show protocols all cloud")
+            .is_ok_and(|o| o.contains("Neighbor graceful restart active"))
+    });
+    assert!(
+        cust.has_route("10.128.0.0/24"),
+        "the VPC route must stay while we restart"
+    );
+    assert!(
+        fab.has_route("192.168.10.0/24"),
+        "the customer route must stay at the fabric"
+    );
+
+    // Back as a restarting speaker: the kernel table is held back until both peers sent
+    // their End-of-RIB, then it is complete at once. The fabric is kept away for a while
+    // to see the wait.
+    fab.cmd("disable edge").expect("disable");
+    let h = start_with(&p, 500, None, true, Some((120, true))).await;
+    let mut rx = h.routes();
+    wait_status(&h, "the customer's routes in again", |s| {
+        s.peers.iter().any(|p| {
+            p.spec.role == Role::Customer && p.state == State::Established && p.stats.received == 2
+        })
+    })
+    .await;
+    assert!(
+        !rx.has_changed().expect("instance alive") && rx.borrow().is_empty(),
+        "no kernel table while the fabric's End-of-RIB is missing: {:?}",
+        *rx.borrow()
+    );
+    assert!(
+        cust.has_route("10.128.0.0/24"),
+        "nor any withdrawal to the customer"
+    );
+    fab.cmd("enable edge").expect("enable");
+    tokio::time::timeout(WAIT, rx.changed())
+        .await
+        .expect("table published")
+        .expect("instance alive");
+    assert_eq!(
+        rx.borrow().len(),
+        3,
+        "the first table is the whole table: {:?}",
+        *rx.borrow()
+    );
+    let st = wait_status(&h, "both up", |s| {
+        s.peers.len() == 2 && s.peers.iter().all(|p| p.state == State::Established)
+    })
+    .await;
+    assert!(st.peers.iter().all(|p| p.stats.stale == 0));
+    bird_wait(&cust, "customer BIRD's restart help is over", |b| {
+        b.cmd("show protocols all cloud").is_ok_and(|o| {
+            o.contains("Established") && !o.contains("Neighbor graceful restart active")
+        })
+    });
+    assert!(cust.has_route("10.128.0.0/24"));
+    assert!(fab.has_route("192.168.10.0/24"));
+
+    // -- BIRD restarts gracefully, and comes back without 192.168.11.0/24: we keep both
+    // routes, stale, while it is away, then drop the one it did not send again.
+    cust.shut_down_for_restart()
+        .expect("birdc graceful restart");
+    let st = wait_status(&h, "customer's routes kept, stale", |s| {
+        s.peers
+            .iter()
+            .any(|p| p.spec.role == Role::Customer && p.state != State::Established)
+    })
+    .await;
+    let c = st
+        .peers
+        .iter()
+        .find(|p| p.spec.role == Role::Customer)
+        .expect("customer");
+    assert_eq!(c.stats.stale, 2, "{c:?}");
+    assert_eq!(
+        rx.borrow().len(),
+        3,
+        "kernel routes stay: {:?}",
+        *rx.borrow()
+    );
+    cust.recover(&gr_customer_bird(&p, "route 192.168.10.0/24 blackhole;"))
+        .expect("BIRD back in recovery mode");
+    let st = wait_status(&h, "customer back", |s| {
+        s.peers.iter().any(|p| {
+            p.spec.role == Role::Customer
+                && p.state == State::Established
+                && p.stats.stale == 0
+                && p.stats.received == 1
+        })
+    })
+    .await;
+    let routes = rx.borrow().clone();
+    assert!(routes.contains_key(&net("192.168.10.0/24")), "{routes:?}");
+    assert!(!routes.contains_key(&net("192.168.11.0/24")), "{routes:?}");
+    assert_eq!(
+        st.peers
+            .iter()
+            .filter(|p| p.state == State::Established)
+            .count(),
+        2
+    );
     h.shutdown().await;
 }

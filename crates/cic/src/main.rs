@@ -150,6 +150,10 @@ struct ServerArgs {
     /// BFD detect multiplier (packets missed before a session is declared down).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=50))]
     bfd_multiplier: u8,
+    /// Graceful restart time the edges announce (seconds, up to 4095): how long peers
+    /// keep an edge's routes while `cic edge` restarts. 0 turns graceful restart off.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(0..=4095))]
+    graceful_restart_secs: u16,
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
@@ -344,6 +348,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     interval_ms: a.bfd_interval_ms,
                     multiplier: a.bfd_multiplier,
                 },
+                graceful_restart_secs: a.graceful_restart_secs,
                 ..Default::default()
             };
             if a.cloud_asn == 0 || a.cloud_asn == 23456 {

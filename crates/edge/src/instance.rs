@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cic_bfd::driver::{Bfd, Status as BfdState};
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
-use cic_bgp::fsm::SessionConfig;
+use cic_bgp::fsm::{GrConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
 use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
@@ -103,19 +103,36 @@ impl BfdLink {
 
 impl Instance {
     /// Creates the namespace (or adopts it after a restart) and starts the speaker.
+    ///
+    /// A namespace adopted with our routes in it means `cic edge` restarted: with graceful
+    /// restart on, the speaker starts as a restarting speaker (RFC 4724) and the kernel
+    /// routes are left exactly as they are until it has every peer's routes again.
     pub async fn start(
         id: &str,
         ns: &str,
         cfg: &EdgeConfig,
         ic: &InstanceConfig,
     ) -> Result<Instance, String> {
+        let adopted = netns::exists(ns);
         netns::add(ns).map_err(|e| e.to_string())?;
         netns::sysctl(Some(ns), "net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
         let nl = Netlink::open(Some(ns)).map_err(|e| e.to_string())?;
         if let Ok(Some(lo)) = nl.link("lo").await {
             nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
         }
-        let params = params(&cfg.bgp, cfg.local_asn, ic);
+        let kept = match adopted {
+            true => nl.routes(PROTO_BGP).await.map(|r| r.len()).unwrap_or(0),
+            false => 0,
+        };
+        let restarting = kept > 0 && cfg.bgp.graceful_restart_secs > 0;
+        if restarting {
+            info!(
+                instance = id,
+                routes = kept,
+                "restarting: the kernel's routes are kept until every peer has sent its routes again"
+            );
+        }
+        let params = params(&cfg.bgp, cfg.local_asn, ic, restarting);
         let ns_name = ns.to_string();
         let sockets: cic_bgp::driver::SocketFactory =
             Arc::new(move || netns::tcp_socket(Some(&ns_name)));
@@ -142,6 +159,7 @@ impl Instance {
             bgp.routes(),
             route_error.clone(),
             ns.to_string(),
+            restarting,
         ));
         info!(instance = id, netns = ns, "routing instance started");
         Ok(Instance {
@@ -229,6 +247,11 @@ impl Instance {
                 ))
             })
             .collect()
+    }
+
+    /// Every peer of the config is added (a restarting speaker waits for this).
+    pub async fn peers_added(&self) {
+        let _ = self.bgp.peers_added().await;
     }
 
     /// Starts or ends the maintenance drain of this instance's sessions.
@@ -354,6 +377,7 @@ impl Instance {
                             min_hold_time: 0,
                             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
                             passive: false,
+                            graceful_restart: graceful_restart(&cfg.bgp),
                         },
                         md5_key: None,
                         port: cic_bgp::driver::BGP_PORT,
@@ -626,7 +650,21 @@ fn err(id: &str, message: String) -> ResourceError {
     }
 }
 
-fn params(bgp: &BgpSettings, local_asn: u32, ic: &InstanceConfig) -> InstanceParams {
+/// What the sessions announce: the restart time; the speaker sets the R and F bits while
+/// it is restarting.
+fn graceful_restart(bgp: &BgpSettings) -> Option<GrConfig> {
+    (bgp.graceful_restart_secs > 0).then_some(GrConfig {
+        restart_time: bgp.graceful_restart_secs,
+        restarting: false,
+    })
+}
+
+fn params(
+    bgp: &BgpSettings,
+    local_asn: u32,
+    ic: &InstanceConfig,
+    restarting: bool,
+) -> InstanceParams {
     use cic_model::edge::MaxPrefixAction as M;
     InstanceParams {
         local_asn,
@@ -640,6 +678,7 @@ fn params(bgp: &BgpSettings, local_asn: u32, ic: &InstanceConfig) -> InstancePar
             M::Warn => MaxPrefixAction::Warn,
         },
         max_prefix_idle: Duration::from_secs(bgp.max_prefix_idle_secs as u64),
+        restarting,
     }
 }
 
@@ -693,6 +732,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             min_hold_time: cfg.bgp.min_hold_time_secs,
             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
             passive: false,
+            graceful_restart: graceful_restart(&cfg.bgp),
         },
         md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
         port: cic_bgp::driver::BGP_PORT,
@@ -700,13 +740,18 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
 }
 
 /// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
-/// every change, and every 30 s against the kernel (someone may have touched it).
+/// every change, and every 30 s against the kernel (someone may have touched it). After
+/// a restart (`restarting`), nothing is touched until the speaker's first table.
 async fn program_routes(
     nl: Netlink,
     mut rx: watch::Receiver<Arc<KernelRoutes>>,
     error: Arc<Mutex<Option<String>>>,
     ns: String,
+    restarting: bool,
 ) {
+    if restarting && rx.changed().await.is_err() {
+        return;
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         let want = rx.borrow_and_update().clone();

@@ -475,6 +475,7 @@ impl Agent {
             }
             if let Some(i) = st.instances.get_mut(&ic.id) {
                 errors.extend(i.apply(&self.underlay, cfg, ic, &trunks).await);
+                i.peers_added().await;
                 if let Err(e) = i.set_drain(cfg.drain).await {
                     errors.push(ResourceError {
                         resource_id: ic.id.clone(),

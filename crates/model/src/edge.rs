@@ -40,6 +40,14 @@ pub struct BgpSettings {
     /// BFD beside every session (customer and fabric).
     #[serde(default)]
     pub bfd: BfdSettings,
+    /// Graceful restart (RFC 4724): the restart time the edge announces, i.e. how long
+    /// peers keep its routes while `cic edge` restarts; 0 turns graceful restart off.
+    #[serde(default = "default_graceful_restart_secs")]
+    pub graceful_restart_secs: u16,
+}
+
+fn default_graceful_restart_secs() -> u16 {
+    120
 }
 
 /// BFD (RFC 5880/5881) on every session: a failure seen in `intervalMs × multiplier`
@@ -97,6 +105,7 @@ impl Default for BgpSettings {
             max_prefix_action: MaxPrefixAction::Teardown,
             max_prefix_idle_secs: 30 * 60,
             bfd: BfdSettings::default(),
+            graceful_restart_secs: default_graceful_restart_secs(),
         }
     }
 }

@@ -61,6 +61,7 @@ pub fn wait_until<T>(
 pub struct Bird {
     name: String,
     dir: PathBuf,
+    netns: Option<String>,
     child: Option<Child>,
     keep_dir: bool,
 }
@@ -101,8 +102,25 @@ impl Bird {
                 ),
             ));
         }
-        let log = std::fs::File::create(dir.join("bird.log"))?;
-        let mut cmd = match netns {
+        let mut b = Bird {
+            name: name.to_string(),
+            dir,
+            netns: netns.map(str::to_string),
+            child: None,
+            keep_dir: false,
+        };
+        b.launch(false)?;
+        Ok(b)
+    }
+
+    /// Runs BIRD on the config in its directory (`-R`: in graceful restart recovery) and
+    /// waits for its control socket.
+    fn launch(&mut self, recovery: bool) -> io::Result<()> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("bird.log"))?;
+        let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, "bird"]);
@@ -112,25 +130,45 @@ impl Bird {
         };
         cmd.arg("-f")
             .arg("-c")
-            .arg(&conf)
+            .arg(self.dir.join("bird.conf"))
             .arg("-s")
-            .arg(dir.join("bird.ctl"));
+            .arg(self.dir.join("bird.ctl"));
+        if recovery {
+            cmd.arg("-R");
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let child = cmd.spawn()?;
-        let b = Bird {
-            name: name.to_string(),
-            dir,
-            child: Some(child),
-            keep_dir: false,
-        };
+        self.child = Some(cmd.spawn()?);
         wait_until(
             Duration::from_secs(10),
-            &format!("BIRD {name} control socket"),
-            || b.cmd("show status").ok(),
-        )?;
-        Ok(b)
+            &format!("BIRD {} control socket", self.name),
+            || self.cmd("show status").ok(),
+        )
+        .map(drop)
+    }
+
+    /// The first half of a graceful restart of BIRD itself: `birdc graceful restart`
+    /// (BIRD exits, its sessions close without a NOTIFICATION, its kernel routes stay).
+    pub fn shut_down_for_restart(&mut self) -> io::Result<()> {
+        let out = self.cmd("graceful restart")?;
+        if !out.to_lowercase().contains("graceful") {
+            return Err(io::Error::other(format!(
+                "BIRD {} refused the graceful restart: {out}",
+                self.name
+            )));
+        }
+        if let Some(mut c) = self.child.take() {
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The second half: BIRD starts again on `config` in recovery mode (`-R`),
+    /// announcing the restart to its peers.
+    pub fn recover(&mut self, config: &str) -> io::Result<()> {
+        std::fs::write(self.dir.join("bird.conf"), config)?;
+        self.launch(true)
     }
 
     pub fn name(&self) -> &str {

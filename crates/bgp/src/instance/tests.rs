@@ -19,6 +19,7 @@ fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
         max_prefix_idle: Duration::from_secs(1800),
         announce: vec![],
         accept_only: None,
+        restarting: false,
     }
 }
 
@@ -30,6 +31,7 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
         keepalive: 30,
         route_refresh: true,
         ibgp: asn == CLOUD,
+        graceful_restart: None,
     }
 }
 
@@ -258,7 +260,10 @@ fn vpc_prefix_is_announced_only_while_the_fabric_covers_it() {
     );
 
     // The fabric goes away: the VPC prefix is withdrawn from customers, the route removed.
-    let out = l.i.handle(Event::PeerDown { peer: l.fabric });
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.fabric,
+        graceful: false,
+    });
     assert_eq!(sent_to(&out, l.a).1, vec![n("10.128.0.0/24")]);
     assert_eq!(
         routes(&out),
@@ -318,7 +323,10 @@ fn equal_routes_over_two_connections_are_ecmp_in_the_kernel() {
         }]
     );
     // One path goes down: the other carries on alone.
-    let out = l.i.handle(Event::PeerDown { peer: l.a });
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
     assert_eq!(
         routes(&out),
         vec![RouteChange::Replace {
@@ -464,7 +472,10 @@ fn peer_down_removes_its_routes_from_kernel_and_fabric() {
         peer: l.a,
         update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
     });
-    let out = l.i.handle(Event::PeerDown { peer: l.a });
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
     assert_eq!(
         routes(&out),
         vec![RouteChange::Remove {
@@ -478,7 +489,10 @@ fn peer_down_removes_its_routes_from_kernel_and_fabric() {
 #[test]
 fn updates_from_a_peer_that_is_not_up_are_ignored() {
     let mut l = lab(500, MaxPrefixAction::Teardown);
-    l.i.handle(Event::PeerDown { peer: l.a });
+    l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
     let out = l.i.handle(Event::Update {
         peer: l.a,
         update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
@@ -564,7 +578,10 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
 fn static_routes_go_to_the_kernel_and_the_fabric_without_a_session_and_leave_cleanly() {
     let mut l = lab(500, MaxPrefixAction::Teardown);
     // The session of A goes down: static routes do not depend on it.
-    l.i.handle(Event::PeerDown { peer: l.a });
+    l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
     let out =
         l.i.set_static_routes(l.a, &[n("192.168.20.0/24"), n("10.128.0.0/25")]);
     assert_eq!(
@@ -768,7 +785,10 @@ fn a_drain_sends_every_route_again_with_graceful_shutdown_and_undrain_without() 
     assert_eq!(routes(&out), vec![], "forwarding does not change");
     assert_eq!(l.i.set_graceful_shutdown(true), vec![], "already draining");
     // A session that comes up while draining hears the community too.
-    l.i.handle(Event::PeerDown { peer: l.b });
+    l.i.handle(Event::PeerDown {
+        peer: l.b,
+        graceful: false,
+    });
     let out = l.i.handle(Event::PeerUp {
         peer: l.b,
         negotiated: negotiated(65001, "192.168.0.2"),
@@ -786,4 +806,268 @@ fn a_drain_sends_every_route_again_with_graceful_shutdown_and_undrain_without() 
         attrs_sent(&out, l.fabric, "192.168.10.0/24").and_then(|a| a.local_pref),
         Some(100)
     );
+}
+
+// -- graceful restart (RFC 4724)
+
+/// A peer's OPEN with graceful restart for IPv4: restart time 120 s, F as given.
+fn negotiated_gr(asn: u32, id: &str, forwarding: bool) -> Negotiated {
+    Negotiated {
+        graceful_restart: Some(crate::wire::GracefulRestart {
+            restarting: forwarding,
+            notification: false,
+            restart_time: 120,
+            families: vec![crate::wire::GrFamily {
+                afi: 1,
+                safi: 1,
+                forwarding,
+            }],
+        }),
+        ..negotiated(asn, id)
+    }
+}
+
+fn removed(actions: &[Action]) -> Vec<Ipv4Net> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Route(RouteChange::Remove { prefix }) => Some(*prefix),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stale_timer(actions: &[Action]) -> Option<(u64, Duration)> {
+    actions.iter().find_map(|a| match a {
+        Action::StaleTimer {
+            generation, after, ..
+        } => Some((*generation, *after)),
+        _ => None,
+    })
+}
+
+/// Customer A up with graceful restart, announcing two prefixes.
+fn helper_lab() -> Lab {
+    let mut l = lab(100, MaxPrefixAction::Teardown);
+    l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: negotiated_gr(65001, "192.168.0.1", false),
+    });
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.10.0/24", "192.168.11.0/24"],
+        ),
+    });
+    assert_eq!(l.i.kernel_routes().len(), 2);
+    l
+}
+
+#[test]
+fn helper_keeps_a_restarting_peers_routes_until_its_end_of_rib_then_drops_what_it_did_not_resend() {
+    let mut l = helper_lab();
+    // Its process died: the connection closed without a NOTIFICATION.
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: true,
+    });
+    assert_eq!(removed(&out), vec![], "kernel routes stay");
+    assert_eq!(
+        sent_to(&out, l.fabric),
+        (vec![], vec![]),
+        "the fabric keeps them"
+    );
+    assert_eq!(
+        stale_timer(&out).map(|t| t.1),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(l.i.peer_stats(l.a).stale, 2);
+
+    // Back, with its forwarding kept: the stale routes wait for its End-of-RIB.
+    let out = l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: negotiated_gr(65001, "192.168.0.1", true),
+    });
+    assert_eq!(removed(&out), vec![]);
+    assert_eq!(stale_timer(&out).map(|t| t.1), Some(STALE_PATH_TIME));
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(removed(&out), vec![]);
+    assert_eq!(l.i.peer_stats(l.a).stale, 1, "the re-sent route is fresh");
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: Update::default(),
+    });
+    assert_eq!(removed(&out), vec![n("192.168.11.0/24")]);
+    assert_eq!(sent_to(&out, l.fabric).1, vec![n("192.168.11.0/24")]);
+    assert_eq!(l.i.peer_stats(l.a).stale, 0);
+    assert!(l.i.kernel_routes().contains_key(&n("192.168.10.0/24")));
+}
+
+#[test]
+fn helper_drops_stale_routes_when_the_restart_time_runs_out_or_the_peer_kept_no_forwarding() {
+    // The peer does not come back in time.
+    let mut l = helper_lab();
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: true,
+    });
+    let (generation, _) = stale_timer(&out).expect("timer");
+    let old = l.i.handle(Event::StaleTimer {
+        peer: l.a,
+        generation: generation - 1,
+    });
+    assert_eq!(removed(&old), vec![], "an older timer does not count");
+    let out = l.i.handle(Event::StaleTimer {
+        peer: l.a,
+        generation,
+    });
+    assert_eq!(removed(&out).len(), 2);
+
+    // The peer comes back without its forwarding state (F clear): stale routes go at once.
+    let mut l = helper_lab();
+    l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: true,
+    });
+    let out = l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: negotiated_gr(65001, "192.168.0.1", false),
+    });
+    assert_eq!(removed(&out).len(), 2);
+
+    // A session that ends with a NOTIFICATION (or a BFD failure) is not a restart.
+    let mut l = helper_lab();
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
+    assert_eq!(removed(&out).len(), 2);
+    assert_eq!(stale_timer(&out), None);
+
+    // Nor is a graceful down of a peer whose capability covers no family (BIRD "aware").
+    let mut l = lab(100, MaxPrefixAction::Teardown);
+    let mut aware = negotiated_gr(65001, "192.168.0.1", false);
+    if let Some(g) = &mut aware.graceful_restart {
+        g.families.clear();
+    }
+    l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: aware,
+    });
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    let out = l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: true,
+    });
+    assert_eq!(removed(&out), vec![n("192.168.10.0/24")]);
+}
+
+#[test]
+fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_full_table() {
+    let mut i = Instance::new(InstanceParams {
+        restarting: true,
+        ..params(100, MaxPrefixAction::Teardown)
+    });
+    let cust = i.add_peer(PeerSpec {
+        name: "pc-a".into(),
+        role: Role::Customer,
+        address: a("169.254.1.2"),
+        local_address: a("169.254.1.1"),
+        asn: 65001,
+    });
+    let fabric = i.add_peer(PeerSpec {
+        name: "ri".into(),
+        role: Role::Fabric,
+        address: a("100.127.0.1"),
+        local_address: a("100.127.0.0"),
+        asn: CLOUD,
+    });
+    assert!(i.deferring());
+    let mut out = i.handle(Event::PeerUp {
+        peer: cust,
+        negotiated: negotiated_gr(65001, "192.168.0.1", false),
+    });
+    out.extend(i.handle(Event::Update {
+        peer: cust,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    }));
+    out.extend(i.handle(Event::Update {
+        peer: cust,
+        update: Update::default(),
+    }));
+    assert_eq!(i.awaiting_end_of_rib(), vec![fabric]);
+    out.extend(i.handle(Event::PeerUp {
+        peer: fabric,
+        negotiated: negotiated_gr(CLOUD, "100.127.255.1", false),
+    }));
+    out.extend(i.handle(Event::Update {
+        peer: fabric,
+        update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
+    }));
+    // A route refresh now would end the customer's wait for our table: ignored.
+    out.extend(i.handle(Event::RouteRefresh { peer: cust }));
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Send { .. })),
+        "nothing may be sent while deferring: {out:?}"
+    );
+    assert_eq!(i.awaiting_end_of_rib(), vec![fabric]);
+    i.handle(Event::Update {
+        peer: fabric,
+        update: Update::default(),
+    });
+    assert_eq!(i.awaiting_end_of_rib(), vec![]);
+    // The kernel table is computed all along; the caller holds it back.
+    assert_eq!(i.kernel_routes().len(), 2);
+
+    let out = i.end_restart();
+    assert!(!i.deferring());
+    assert_eq!(
+        sent_to(&out, cust).0,
+        vec![n("10.128.0.0/24")],
+        "VPC, covered"
+    );
+    assert_eq!(sent_to(&out, fabric).0, vec![n("192.168.10.0/24")]);
+    let eors = out
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    end_of_rib: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(eors, 2, "one End-of-RIB to each peer");
+    assert_eq!(i.end_restart(), vec![], "once");
+}
+
+#[test]
+fn a_peer_without_graceful_restart_is_not_waited_for() {
+    let mut i = Instance::new(InstanceParams {
+        restarting: true,
+        ..params(100, MaxPrefixAction::Teardown)
+    });
+    let cust = i.add_peer(PeerSpec {
+        name: "pc-a".into(),
+        role: Role::Customer,
+        address: a("169.254.1.2"),
+        local_address: a("169.254.1.1"),
+        asn: 65001,
+    });
+    assert_eq!(i.awaiting_end_of_rib(), vec![cust], "not up yet");
+    i.handle(Event::PeerUp {
+        peer: cust,
+        negotiated: negotiated(65001, "192.168.0.1"),
+    });
+    assert_eq!(i.awaiting_end_of_rib(), vec![]);
 }

@@ -42,6 +42,8 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793: the speaker's real (4-octet) ASN.
     FourOctetAs(u32),
+    /// RFC 4724.
+    GracefulRestart(GracefulRestart),
     /// Any other capability, kept as received.
     Unknown { code: u8, data: Vec<u8> },
 }
@@ -60,12 +62,68 @@ impl Capability {
                 b.put_slice(&[cap_code::FOUR_OCTET_AS, 4]);
                 b.put_u32(*asn);
             }
+            Capability::GracefulRestart(gr) => {
+                b.put_u8(cap_code::GRACEFUL_RESTART);
+                b.put_u8((2 + 4 * gr.families.len()) as u8);
+                let mut flags_time = gr.restart_time & 0x0fff;
+                if gr.restarting {
+                    flags_time |= 0x8000;
+                }
+                if gr.notification {
+                    flags_time |= 0x4000;
+                }
+                b.put_u16(flags_time);
+                for f in &gr.families {
+                    b.put_u16(f.afi);
+                    b.put_u8(f.safi);
+                    b.put_u8(if f.forwarding { 0x80 } else { 0 });
+                }
+            }
             Capability::Unknown { code, data } => {
                 b.put_u8(*code);
                 b.put_u8(data.len() as u8);
                 b.put_slice(data);
             }
         }
+    }
+}
+
+/// The Graceful Restart capability (RFC 4724 §3).
+///
+/// ```text
+/// +--------------------------------------------------+
+/// | Restart Flags (4 bits) R N . . | Restart Time (12 bits, seconds) |
+/// +--------------------------------------------------+
+/// | AFI (16) | SAFI (8) | Flags for Address Family (8): F . . . . . . . |  repeated
+/// +--------------------------------------------------+
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulRestart {
+    /// R: the sender has restarted; the receiver should not wait for its End-of-RIB
+    /// before sending its own routes.
+    pub restarting: bool,
+    /// N (RFC 8538): NOTIFICATIONs also start a graceful restart. Decoded, never set by us.
+    pub notification: bool,
+    /// How long the receiver should keep our routes while the session is down (≤ 4095 s).
+    pub restart_time: u16,
+    pub families: Vec<GrFamily>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrFamily {
+    pub afi: u16,
+    pub safi: u8,
+    /// F: forwarding for this family was preserved across the restart.
+    pub forwarding: bool,
+}
+
+impl GracefulRestart {
+    /// Whether IPv4 unicast is covered, and with forwarding preserved.
+    pub fn ipv4_unicast(&self) -> Option<bool> {
+        self.families
+            .iter()
+            .find(|f| f.afi == 1 && f.safi == 1)
+            .map(|f| f.forwarding)
     }
 }
 
@@ -104,6 +162,13 @@ impl Open {
     pub fn four_octet_as(&self) -> Option<u32> {
         self.capabilities.iter().find_map(|c| match c {
             Capability::FourOctetAs(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    pub fn graceful_restart(&self) -> Option<&GracefulRestart> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::GracefulRestart(g) => Some(g),
             _ => None,
         })
     }
@@ -246,6 +311,25 @@ impl Open {
                         Capability::FourOctetAs(u32::from_be_bytes([
                             data[0], data[1], data[2], data[3],
                         ]))
+                    }
+                    cap_code::GRACEFUL_RESTART => {
+                        if clen < 2 || !(clen - 2).is_multiple_of(4) {
+                            return Err(bad_len());
+                        }
+                        let flags_time = u16::from_be_bytes([data[0], data[1]]);
+                        Capability::GracefulRestart(GracefulRestart {
+                            restarting: flags_time & 0x8000 != 0,
+                            notification: flags_time & 0x4000 != 0,
+                            restart_time: flags_time & 0x0fff,
+                            families: data[2..]
+                                .chunks_exact(4)
+                                .map(|f| GrFamily {
+                                    afi: u16::from_be_bytes([f[0], f[1]]),
+                                    safi: f[2],
+                                    forwarding: f[3] & 0x80 != 0,
+                                })
+                                .collect(),
+                        })
                     }
                     _ => Capability::Unknown {
                         code,

@@ -68,11 +68,22 @@ fn bird_open_decodes_and_reencodes_byte_for_byte() {
     assert!(o.has(&Capability::Multiprotocol { afi: 1, safi: 1 }));
     assert!(o.has(&Capability::RouteRefresh));
     assert!(o.supports_ipv4_unicast());
-    // Graceful restart (64), enhanced route refresh (70), LLGR (71) are kept as unknown.
+    // BIRD's default "graceful restart aware": the capability with a restart time and no
+    // families (it helps restarting peers, and preserves nothing itself).
+    assert_eq!(
+        o.graceful_restart(),
+        Some(&GracefulRestart {
+            restarting: false,
+            notification: false,
+            restart_time: 120,
+            families: vec![],
+        })
+    );
+    // Enhanced route refresh (70) and LLGR (71) are kept as unknown.
     assert!(
         o.capabilities
             .iter()
-            .any(|c| matches!(c, Capability::Unknown { code: 64, .. }))
+            .any(|c| matches!(c, Capability::Unknown { code: 71, .. }))
     );
     assert_eq!(Message::Open(o).encode().to_vec(), b);
 }
@@ -132,6 +143,50 @@ fn bird_updates_decode_and_reencode_byte_for_byte() {
 
 // ---------------------------------------------------------------------------------------
 // Our encoder against bytes written out from the RFCs.
+
+#[test]
+fn graceful_restart_capability_round_trips_and_bad_lengths_are_refused() {
+    let gr = GracefulRestart {
+        restarting: true,
+        notification: false,
+        restart_time: 120,
+        families: vec![GrFamily {
+            afi: 1,
+            safi: 1,
+            forwarding: true,
+        }],
+    };
+    let mut o = Open::new(65001, 90, Ipv4Addr::new(10, 0, 0, 1));
+    o.capabilities.push(Capability::GracefulRestart(gr.clone()));
+    let b = Message::Open(o).encode();
+    // code 64, length 6, R bit + 120 s, AFI 1, SAFI 1, F bit.
+    assert!(
+        b.windows(8).any(|w| w == [64, 6, 0x80, 120, 0, 1, 1, 0x80]),
+        "{b:02x?}"
+    );
+    let Message::Open(back) = decode_one(&b, &DecodeContext::default()) else {
+        panic!("not an OPEN")
+    };
+    assert_eq!(back.graceful_restart(), Some(&gr));
+    assert_eq!(gr.ipv4_unicast(), Some(true));
+
+    // A capability of 5 bytes (a family cut short) is an OPEN error naming it.
+    let mut bad = b.to_vec();
+    let at = bad.windows(2).position(|w| w == [64, 6]).expect("cap");
+    bad[at + 1] = 5;
+    bad.remove(at + 2 + 5);
+    let len = bad.len() as u16;
+    bad[16..18].copy_from_slice(&len.to_be_bytes());
+    bad[28] -= 1; // optional parameters length
+    bad[30] -= 1; // the capabilities parameter's length
+    let e = decode_message(&bad, &DecodeContext::default()).expect_err("refused");
+    assert_eq!(e.notification.code, error_code::OPEN);
+    assert!(
+        e.reason.contains("capability 64 has length 5"),
+        "{}",
+        e.reason
+    );
+}
 
 #[test]
 fn open_for_a_four_octet_asn_uses_as_trans() {
