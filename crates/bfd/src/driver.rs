@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::packet::{Diag, Packet, State};
-use crate::session::{Config, Output, Session};
+use crate::session::{Config, Output, Session, Snapshot};
 
 /// RFC 5881 §4: single-hop Control packets go to this port.
 pub const PORT: u16 = 3784;
@@ -66,6 +66,8 @@ pub struct Status {
     pub downs: u64,
     /// Why it last left Up (the diagnostic of that change; `diag` is cleared once Up).
     pub last_failure: Option<Diag>,
+    /// While Up: what a new process needs to carry the session on ([`Bfd::add_resumed`]).
+    pub snapshot: Option<Snapshot>,
 }
 
 enum Command {
@@ -73,6 +75,7 @@ enum Command {
         local: Ipv4Addr,
         peer: Ipv4Addr,
         cfg: Config,
+        resume: Option<Snapshot>,
         reply: oneshot::Sender<io::Result<watch::Receiver<Status>>>,
     },
     Remove(Ipv4Addr, oneshot::Sender<()>),
@@ -119,12 +122,25 @@ impl Bfd {
         peer: Ipv4Addr,
         cfg: Config,
     ) -> io::Result<watch::Receiver<Status>> {
+        self.add_resumed(local, peer, cfg, None).await
+    }
+
+    /// [`Bfd::add`], carrying on the session an earlier process had Up (its
+    /// [`Status::snapshot`]), so that the peer does not see a failure.
+    pub async fn add_resumed(
+        &self,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+        cfg: Config,
+        resume: Option<Snapshot>,
+    ) -> io::Result<watch::Receiver<Status>> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Add {
                 local,
                 peer,
                 cfg,
+                resume,
                 reply,
             })
             .await
@@ -190,8 +206,8 @@ impl Engine {
             };
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
-                    Some(Command::Add { local, peer, cfg, reply }) => {
-                        let _ = reply.send(self.add(local, peer, cfg));
+                    Some(Command::Add { local, peer, cfg, resume, reply }) => {
+                        let _ = reply.send(self.add(local, peer, cfg, resume));
                     }
                     Some(Command::Remove(peer, reply)) => {
                         self.remove(peer);
@@ -224,6 +240,7 @@ impl Engine {
         local: Ipv4Addr,
         peer: Ipv4Addr,
         cfg: Config,
+        resume: Option<Snapshot>,
     ) -> io::Result<watch::Receiver<Status>> {
         if self.by_peer.contains_key(&peer) {
             return Err(io::Error::new(
@@ -232,15 +249,26 @@ impl Engine {
             ));
         }
         let tx = self.bind_source(local)?;
-        let disc = loop {
-            let d = self.next_disc;
-            self.next_disc = self.next_disc.wrapping_add(1).max(1);
-            if !self.sessions.contains_key(&d) {
-                break d;
+        let now = Instant::now();
+        let resume =
+            resume.filter(|r| r.local_disc != 0 && !self.sessions.contains_key(&r.local_disc));
+        let session = match resume {
+            Some(snap) => {
+                debug!(%peer, disc = snap.local_disc, "BFD session resumed");
+                Session::resume(snap, cfg, now)
+            }
+            None => {
+                let disc = loop {
+                    let d = self.next_disc;
+                    self.next_disc = self.next_disc.wrapping_add(1).max(1);
+                    if !self.sessions.contains_key(&d) {
+                        break d;
+                    }
+                };
+                Session::new(disc, cfg, now)
             }
         };
-        let now = Instant::now();
-        let session = Session::new(disc, cfg, now);
+        let disc = session.local_discriminator();
         let (status, rx) = watch::channel(status_of(&session, 0, None));
         let scheduled = session.deadline();
         self.timers.insert((scheduled, disc));
@@ -408,6 +436,7 @@ fn status_of(s: &Session, downs: u64, last_failure: Option<Diag>) -> Status {
         tx_interval: s.tx_interval(),
         downs,
         last_failure,
+        snapshot: s.snapshot(),
     }
 }
 

@@ -44,6 +44,18 @@ pub enum Output {
     StateChanged { from: State, to: State, diag: Diag },
 }
 
+/// What an Up session must remember for a new process to carry it on without the peer
+/// noticing (see [`Session::resume`]): the discriminators and the peer's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub local_disc: u32,
+    pub remote_disc: u32,
+    /// The peer's Required Min RX, Desired Min TX (µs) and Detect Mult.
+    pub remote_min_rx: u32,
+    pub remote_desired_min_tx: u32,
+    pub remote_detect_mult: u8,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     cfg: Config,
@@ -98,6 +110,36 @@ impl Session {
             detect_at: None,
             rng: u64::from(local_disc) | 1,
         }
+    }
+
+    /// Carries on an Up session from a [`Snapshot`] taken by an earlier process (the
+    /// agent restarted): Up at once, sending now, detection running from now. As long as
+    /// the restart took less than the peer's detection time, the peer sees nothing but a
+    /// late packet. A Poll Sequence confirms the parameters with the peer.
+    pub fn resume(snap: Snapshot, cfg: Config, now: Instant) -> Session {
+        let mut s = Session::new(snap.local_disc, cfg, now);
+        s.state = State::Up;
+        s.remote_state = State::Up;
+        s.remote_disc = snap.remote_disc;
+        s.desired_min_tx = us(s.cfg.desired_min_tx);
+        s.tx_in_use = s.desired_min_tx;
+        s.remote_min_rx = snap.remote_min_rx;
+        s.remote_desired_min_tx = snap.remote_desired_min_tx;
+        s.remote_detect_mult = snap.remote_detect_mult;
+        s.poll_pending = true;
+        s.detect_at = s.detection_time().map(|d| now + d);
+        s
+    }
+
+    /// The state to resume this session from, while it is Up.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        (self.state == State::Up).then_some(Snapshot {
+            local_disc: self.local_disc,
+            remote_disc: self.remote_disc,
+            remote_min_rx: self.remote_min_rx,
+            remote_desired_min_tx: self.remote_desired_min_tx,
+            remote_detect_mult: self.remote_detect_mult,
+        })
     }
 
     pub fn state(&self) -> State {

@@ -271,3 +271,64 @@ async fn interop_with_bird_up_bytes_cut_and_admin_down() {
     .expect("BIRD Down");
     a.shutdown().await;
 }
+
+/// BIRD's "Since" for 10.77.0.1: when its session last changed state.
+fn bird_since(bird: &Bird) -> Option<String> {
+    let out = bird.cmd("show bfd sessions").ok()?;
+    out.lines()
+        .find(|l| l.trim_start().starts_with("10.77.0.1"))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+}
+
+#[tokio::test]
+async fn a_session_resumed_by_a_new_process_within_the_detection_time_stays_up_at_bird() {
+    if !bird_or_skip("bfd resume") {
+        return;
+    }
+    let w = Wire::new("resume");
+    let bird = Bird::start("bfd", &bird_conf(), Some(&w.b), None).expect("start BIRD");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    until(&mut s, "Up at the fast rate", |s| {
+        s.state == State::Up && s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "BIRD to show Up", || {
+        bird_state(&bird).filter(|s| s == "Up")
+    })
+    .expect("BIRD Up");
+    let snap = s.borrow().snapshot.expect("a snapshot while Up");
+    let since = bird_since(&bird).expect("since");
+
+    // The process ends without a word (kill -9): no AdminDown reaches BIRD.
+    drop(s);
+    drop(a);
+    // The agent takes 300 ms to come back, well inside BIRD's 900 ms detection time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd again");
+    let mut s = a
+        .add_resumed(A, B, Config::default(), Some(snap))
+        .await
+        .expect("resume");
+    assert_eq!(s.borrow().state, State::Up, "Up from the first packet");
+    // Three detection times in which neither side may see the session fail.
+    let failed = tokio::time::timeout(
+        Duration::from_millis(2700),
+        s.wait_for(|st| st.state != State::Up || st.downs > 0),
+    )
+    .await
+    .map(|r| r.is_ok());
+    assert!(
+        failed.is_err(),
+        "the resumed session failed: {:?}",
+        *s.borrow()
+    );
+    assert_eq!(s.borrow().local_discriminator, snap.local_disc);
+    assert_eq!(bird_state(&bird).as_deref(), Some("Up"));
+    assert_eq!(
+        bird_since(&bird),
+        Some(since),
+        "BIRD's session must not have changed state"
+    );
+    a.shutdown().await;
+}

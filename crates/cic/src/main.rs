@@ -214,6 +214,13 @@ enum LabCmd {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// In a running two-PoP lab: kill -9 the edge agent of the PoP carrying traffic and
+    /// start it again while pinging every 10 ms; report losses and whether the routers
+    /// kept the PoP's routes (graceful restart). JSON line per run.
+    RestartEdge {
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
     /// (internal) The lab's stand-in for the operator's fabric automation.
     #[command(hide = true)]
     Fabric {
@@ -390,6 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             LabCmd::Demo { pops } => cic_lab::demo(pops).await,
             LabCmd::Down => cic_lab::down(),
             LabCmd::Failover { runs } => cic_lab::failover::run(runs),
+            LabCmd::RestartEdge { runs } => cic_lab::failover::restart_runs(runs),
             LabCmd::Fabric {
                 edge_id,
                 netns,

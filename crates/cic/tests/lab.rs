@@ -895,3 +895,60 @@ fn cutting_one_pop_fails_over_within_a_second_and_restoring_it_loses_nothing() {
     });
     let _ = result;
 }
+
+#[test]
+fn kill_9_of_an_edge_agent_loses_no_packet_and_its_peers_keep_its_routes() {
+    let result = with_lab("lab restart-edge", |lab| {
+        let o = cic(&["lab", "restart-edge", "--runs", "1"]);
+        assert!(o.status.success(), "cic lab restart-edge: {}", text(&o));
+        let run: Value = serde_json::from_slice(
+            o.stdout
+                .split(|b| *b == b'\n')
+                .find(|l| l.starts_with(b"{"))
+                .expect("a JSON line"),
+        )
+        .expect("json");
+        eprintln!("restart: {run}");
+        assert_eq!(run["lost"], 0, "{run}");
+        // Graceful restart: neither router dropped the restarting PoP's routes, and the
+        // restarted agent left its kernel table as it was.
+        assert_eq!(run["minNextHopsCustomer"], 2, "{run}");
+        assert_eq!(run["minNextHopsFabric"], 2, "{run}");
+        let before = run["edgeRoutesBefore"].as_u64().expect("edgeRoutesBefore");
+        assert!(before > 0, "{run}");
+        assert_eq!(run["minEdgeRoutes"].as_u64(), Some(before), "{run}");
+
+        // The restarted agent reports the session again, and BFD did not fail under it.
+        let pop = run["pop"].as_str().expect("pop");
+        let pc = lab.info["pops"]
+            .as_array()
+            .expect("pops")
+            .iter()
+            .find(|p| p["pop"] == pop)
+            .and_then(|p| p["privateConnectionId"].as_str())
+            .expect("the PoP's connection")
+            .to_string();
+        let get = || -> Value {
+            let got = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(["private-connection", "get", &pc, "--format", "json"])
+                .env("CIC_SERVER", &lab.server)
+                .env("CIC_TOKEN", &lab.token)
+                .output()
+                .expect("cic");
+            serde_json::from_slice(&got.stdout).unwrap_or(Value::Null)
+        };
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the API to show the session ESTABLISHED with BFD UP",
+            || {
+                let v = get();
+                (v["bgp"]["state"] == "ESTABLISHED"
+                    && v["bgp"]["bfd"]["state"] == "UP"
+                    && v["bgp"]["bfd"]["downs"].as_u64().unwrap_or(0) == 0)
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", get()));
+    });
+    let _ = result;
+}

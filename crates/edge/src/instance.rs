@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cic_bfd::Snapshot;
 use cic_bfd::driver::{Bfd, Status as BfdState};
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
 use cic_bgp::fsm::{GrConfig, SessionConfig};
@@ -29,6 +30,69 @@ pub fn ifname(connection_id: &str) -> String {
 }
 
 pub const FABRIC_IF: &str = "fabric0";
+
+/// Where each Up BFD session leaves what a restarted agent needs to carry it on
+/// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
+const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
+
+fn bfd_state_path(ns: &str, peer: Ipv4Addr) -> std::path::PathBuf {
+    std::path::Path::new(BFD_STATE_DIR)
+        .join(ns)
+        .join(peer.to_string())
+}
+
+fn write_snapshot(path: &std::path::Path, s: Option<Snapshot>) {
+    let r = match s {
+        Some(s) => path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::write(
+                    path,
+                    format!(
+                        "{} {} {} {} {}\n",
+                        s.local_disc,
+                        s.remote_disc,
+                        s.remote_min_rx,
+                        s.remote_desired_min_tx,
+                        s.remote_detect_mult
+                    ),
+                )
+            }),
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        },
+    };
+    if let Err(e) = r {
+        debug!(path = %path.display(), "BFD state: {e}");
+    }
+}
+
+fn read_snapshot(path: &std::path::Path) -> Option<Snapshot> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: Vec<u32> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match v[..] {
+        [
+            local_disc,
+            remote_disc,
+            remote_min_rx,
+            remote_desired_min_tx,
+            mult,
+        ] => Some(Snapshot {
+            local_disc,
+            remote_disc,
+            remote_min_rx,
+            remote_desired_min_tx,
+            remote_detect_mult: u8::try_from(mult).ok()?,
+        }),
+        _ => None,
+    }
+}
 
 /// FNV-1a of the parts of a link that need a new device when they change.
 fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
@@ -63,6 +127,8 @@ pub struct Instance {
     route_error: Arc<Mutex<Option<String>>>,
     /// The namespace's BFD task, or why it could not start.
     bfd: Result<Bfd, String>,
+    /// Started after `cic edge` restarted: BFD sessions carry on where they were.
+    restarted: bool,
 }
 
 /// What a peer was added under; any change makes a new session.
@@ -173,6 +239,7 @@ impl Instance {
             routes_task,
             route_error,
             bfd,
+            restarted: restarting,
         })
     }
 
@@ -452,17 +519,25 @@ impl Instance {
                 required_min_rx: Duration::from_millis(b.interval_ms.into()),
                 detect_mult: b.multiplier,
             };
+            // After a restart, the session the last agent had Up carries on, so the peer
+            // sees no failure if we were back within its detection time.
+            let path = bfd_state_path(&self.ns, spec.address);
+            let resume = self.restarted.then(|| read_snapshot(&path)).flatten();
             let added = match &self.bfd {
                 Ok(bfd) => bfd
-                    .add(spec.local_address, spec.address, cfg)
+                    .add_resumed(spec.local_address, spec.address, cfg, resume)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
             match added {
                 Ok(state) => {
-                    let watcher =
-                        tokio::spawn(take_down_on_failure(self.bgp.clone(), id, state.clone()));
+                    let watcher = tokio::spawn(take_down_on_failure(
+                        self.bgp.clone(),
+                        id,
+                        state.clone(),
+                        path,
+                    ));
                     link = Some(BfdLink { state, watcher });
                 }
                 Err(e) => bfd_error = Some(format!("BFD: {e}")),
@@ -488,6 +563,7 @@ impl Instance {
         if let (Some(_), Ok(bfd)) = (&p.bfd, &self.bfd) {
             let _ = bfd.remove(p.want.config.spec.address).await;
         }
+        write_snapshot(&bfd_state_path(&self.ns, p.want.config.spec.address), None);
     }
 
     /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
@@ -604,6 +680,7 @@ impl Instance {
             bfd.shutdown().await;
         }
         self.routes_task.abort();
+        let _ = std::fs::remove_dir_all(std::path::Path::new(BFD_STATE_DIR).join(&self.ns));
         if let Err(e) = cic_dataplane::purge(&self.ns).await {
             warn!(netns = %self.ns, "delete namespace: {e}");
         }
@@ -613,17 +690,27 @@ impl Instance {
 
 /// Takes the BGP session down each time its BFD session leaves Up (RFC 5882 §4.3). A
 /// count of failures, not the last state, so a Down followed at once by Up is not missed.
+/// Keeps the session's snapshot at `state` for a restarted agent.
 async fn take_down_on_failure(
     bgp: InstanceHandle,
     peer: PeerId,
     mut rx: watch::Receiver<BfdState>,
+    state: std::path::PathBuf,
 ) {
-    let mut seen = rx.borrow().downs;
+    let (mut seen, mut saved) = {
+        let s = rx.borrow();
+        (s.downs, s.snapshot)
+    };
+    write_snapshot(&state, saved);
     while rx.changed().await.is_ok() {
-        let (downs, diag) = {
+        let (downs, diag, snapshot) = {
             let s = rx.borrow_and_update();
-            (s.downs, s.diag)
+            (s.downs, s.diag, s.snapshot)
         };
+        if snapshot != saved {
+            saved = snapshot;
+            write_snapshot(&state, saved);
+        }
         if downs > seen {
             seen = downs;
             let _ = bgp

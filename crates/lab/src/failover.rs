@@ -173,3 +173,198 @@ pub fn run(runs: usize) -> Result<()> {
     );
     Ok(())
 }
+
+/// One `kill -9` and restart of an edge agent (`cic lab restart-edge`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartRun {
+    /// The PoP whose `cic edge` was killed (the one carrying on-prem → VM).
+    pub pop: String,
+    pub lost: u32,
+    /// Longest gap between replies.
+    pub max_gap_ms: f64,
+    /// Fewest next hops the customer router had toward the VPC while the agent was
+    /// away and back (2: it kept the killed PoP's routes).
+    pub min_next_hops_customer: usize,
+    /// The same at the fabric, toward on-prem.
+    pub min_next_hops_fabric: usize,
+    /// Fewest routes the killed edge's routing instance kept in its kernel table, and
+    /// how many it had before.
+    pub min_edge_routes: usize,
+    pub edge_routes_before: usize,
+    /// From the kill until the new agent's sessions are up and both routers use both
+    /// PoPs.
+    pub back_after_ms: f64,
+}
+
+/// The pid, command line and environment of the running edge agent of `pop`.
+fn edge_process(pop: Pop) -> Result<(i32, Vec<String>, Vec<(String, String)>)> {
+    let pids = std::fs::read_to_string(format!("{}/pids", crate::STATE_DIR))?;
+    let name = format!("edge-{}", pop.id());
+    let pid: i32 = pids
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(n, _)| *n == name)
+        .filter_map(|(_, p)| p.trim().parse().ok())
+        .rfind(|p| !crate::is_zombie(*p))
+        .ok_or_else(|| anyhow!("no running {name} in the lab"))?;
+    let split = |b: Vec<u8>| -> Vec<String> {
+        b.split(|c| *c == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let args = split(std::fs::read(format!("/proc/{pid}/cmdline"))?);
+    let env = split(std::fs::read(format!("/proc/{pid}/environ"))?)
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    Ok((pid, args, env))
+}
+
+/// Routes the edge agent programmed (`proto bgp`) in the routing instances of `pop`.
+fn edge_routes(pop: Pop) -> usize {
+    let prefix = format!("{}-", pop.ns());
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .map(|n| {
+            Command::new("ip")
+                .args(["-n", &n, "route", "show", "proto", "bgp"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn site_bird_says(pop: Pop) -> String {
+    let info: serde_json::Value = std::fs::read_to_string(format!("{}/lab.json", crate::STATE_DIR))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let sock = info["bird"]["customer"].as_str().unwrap_or_default();
+    Command::new("birdc")
+        .args(["-s", sock])
+        .args(["show", "protocols", "all", &pop.id()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Kills the agent of the PoP carrying traffic with SIGKILL, starts it again with the
+/// same command line, and watches traffic and routes meanwhile.
+pub fn restart_once() -> Result<RestartRun> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let pops = [Pop(1), Pop(2)];
+    both_ways(2, Duration::from_secs(60), "before the restart")
+        .context("the lab must be up with two PoPs (cic lab up --pops 2)")?;
+    let pop = carrying_pop(&pops)?;
+    let (pid, args, env) = edge_process(pop)?;
+    let before = edge_routes(pop);
+
+    let stop = AtomicBool::new(false);
+    let (min_site, min_fabric, min_edge) = (
+        AtomicUsize::new(usize::MAX),
+        AtomicUsize::new(usize::MAX),
+        AtomicUsize::new(usize::MAX),
+    );
+    let outcome = std::thread::scope(|s| -> Result<(Vec<f64>, u32, Duration)> {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                min_site.fetch_min(
+                    kernel_next_hops(NS_SITE, "10.128.0.0/24"),
+                    Ordering::Relaxed,
+                );
+                min_fabric.fetch_min(
+                    kernel_next_hops(NS_FABRIC, "192.168.10.0/24"),
+                    Ordering::Relaxed,
+                );
+                min_edge.fetch_min(edge_routes(pop), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let result = (|| {
+            let ping = Pinger::start()?;
+            std::thread::sleep(Duration::from_secs(1));
+            let t = std::time::Instant::now();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            wait_until(
+                Duration::from_secs(5),
+                "the killed agent to be gone",
+                || crate::is_zombie(pid).then_some(()),
+            )?;
+            let name = format!("edge-{}", pop.id());
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(format!("{}/{name}.log", crate::STATE_DIR))?;
+            let mut cmd = Command::new(&args[0]);
+            cmd.args(&args[1..])
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let child = cmd.spawn().context("start the edge agent again")?;
+            crate::record_pid(std::path::Path::new(crate::STATE_DIR), &name, child.id())?;
+            drop(child);
+            wait_until(
+                Duration::from_secs(90),
+                "the customer's session to the restarted edge",
+                || {
+                    let s = site_bird_says(pop);
+                    (s.contains("Established") && !s.contains("graceful restart active"))
+                        .then_some(())
+                },
+            )?;
+            both_ways(2, Duration::from_secs(60), "after the restart")?;
+            let back = t.elapsed();
+            std::thread::sleep(Duration::from_secs(1));
+            let (times, sent) = ping.stop()?;
+            Ok((times, sent, back))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    let (times, sent, back) = outcome?;
+    Ok(RestartRun {
+        pop: pop.id(),
+        lost: sent.saturating_sub(times.len() as u32),
+        max_gap_ms: times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max) * 1000.0,
+        min_next_hops_customer: min_site.into_inner(),
+        min_next_hops_fabric: min_fabric.into_inner(),
+        min_edge_routes: min_edge.into_inner(),
+        edge_routes_before: before,
+        back_after_ms: back.as_secs_f64() * 1000.0,
+    })
+}
+
+/// `runs` restarts; prints each as a JSON line.
+pub fn restart_runs(runs: usize) -> Result<()> {
+    for i in 1..=runs {
+        let r = restart_once()?;
+        println!("{}", serde_json::to_string(&r)?);
+        eprintln!(
+            "run {i}: kill -9 of the {} agent: {} pings lost (longest gap {:.0} ms); next hops kept: customer {}, fabric {}; edge routes {} of {}; back after {:.0} ms",
+            r.pop,
+            r.lost,
+            r.max_gap_ms,
+            r.min_next_hops_customer,
+            r.min_next_hops_fabric,
+            r.min_edge_routes,
+            r.edge_routes_before,
+            r.back_after_ms
+        );
+    }
+    Ok(())
+}

@@ -346,7 +346,7 @@ protocol bgp edges {{
 }
 
 /// A process of the lab, recorded so `down` can stop it.
-fn record_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
+pub(crate) fn record_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -1085,7 +1085,7 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-fn is_zombie(pid: i32) -> bool {
+pub(crate) fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit_once(')')
