@@ -197,8 +197,11 @@ pub struct RestartRun {
     pub back_after_ms: f64,
 }
 
+/// A running process: pid, command line, environment.
+type Process = (i32, Vec<String>, Vec<(String, String)>);
+
 /// The pid, command line and environment of the running edge agent of `pop`.
-fn edge_process(pop: Pop) -> Result<(i32, Vec<String>, Vec<(String, String)>)> {
+fn edge_process(pop: Pop) -> Result<Process> {
     let pids = std::fs::read_to_string(format!("{}/pids", crate::STATE_DIR))?;
     let name = format!("edge-{}", pop.id());
     let pid: i32 = pids
