@@ -43,15 +43,29 @@ struct Lab {
     fabric: PeerId,
 }
 
-fn lab(max: u32, action: MaxPrefixAction) -> Lab {
-    let mut i = Instance::new(params(max, action));
-    let a_ = i.add_peer(PeerSpec {
+fn customer_a() -> PeerSpec {
+    PeerSpec {
         name: "pc-a".into(),
         role: Role::Customer,
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
         asn: 65001,
-    });
+    }
+}
+
+fn fabric() -> PeerSpec {
+    PeerSpec {
+        name: "ri".into(),
+        role: Role::Fabric,
+        address: a("100.127.0.1"),
+        local_address: a("100.127.0.0"),
+        asn: CLOUD,
+    }
+}
+
+fn lab(max: u32, action: MaxPrefixAction) -> Lab {
+    let mut i = Instance::new(params(max, action));
+    let a_ = i.add_peer(customer_a());
     let b_ = i.add_peer(PeerSpec {
         name: "pc-b".into(),
         role: Role::Customer,
@@ -59,13 +73,7 @@ fn lab(max: u32, action: MaxPrefixAction) -> Lab {
         local_address: a("169.254.2.1"),
         asn: 65001,
     });
-    let f = i.add_peer(PeerSpec {
-        name: "ri".into(),
-        role: Role::Fabric,
-        address: a("100.127.0.1"),
-        local_address: a("100.127.0.0"),
-        asn: CLOUD,
-    });
+    let f = i.add_peer(fabric());
     i.handle(Event::PeerUp {
         peer: a_,
         negotiated: negotiated(65001, "192.168.0.1"),
@@ -976,20 +984,8 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
         restarting: true,
         ..params(100, MaxPrefixAction::Teardown)
     });
-    let cust = i.add_peer(PeerSpec {
-        name: "pc-a".into(),
-        role: Role::Customer,
-        address: a("169.254.1.2"),
-        local_address: a("169.254.1.1"),
-        asn: 65001,
-    });
-    let fabric = i.add_peer(PeerSpec {
-        name: "ri".into(),
-        role: Role::Fabric,
-        address: a("100.127.0.1"),
-        local_address: a("100.127.0.0"),
-        asn: CLOUD,
-    });
+    let cust = i.add_peer(customer_a());
+    let fabric = i.add_peer(fabric());
     assert!(i.deferring());
     let mut out = i.handle(Event::PeerUp {
         peer: cust,
@@ -1057,13 +1053,7 @@ fn a_peer_without_graceful_restart_is_not_waited_for() {
         restarting: true,
         ..params(100, MaxPrefixAction::Teardown)
     });
-    let cust = i.add_peer(PeerSpec {
-        name: "pc-a".into(),
-        role: Role::Customer,
-        address: a("169.254.1.2"),
-        local_address: a("169.254.1.1"),
-        asn: 65001,
-    });
+    let cust = i.add_peer(customer_a());
     assert_eq!(i.awaiting_end_of_rib(), vec![cust], "not up yet");
     i.handle(Event::PeerUp {
         peer: cust,
