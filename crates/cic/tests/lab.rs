@@ -81,6 +81,38 @@ struct Lab {
     token: String,
 }
 
+impl Lab {
+    /// The private connection at `pop` (`pop1`, `pop2`) as `cic private-connection get`
+    /// shows it (`Null` if that fails).
+    fn connection_at(&self, pop: &str) -> Value {
+        let pc = self.info["pops"]
+            .as_array()
+            .expect("pops")
+            .iter()
+            .find(|p| p["pop"] == pop)
+            .and_then(|p| p["privateConnectionId"].as_str())
+            .expect("the PoP's connection");
+        let got = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args(["private-connection", "get", pc, "--format", "json"])
+            .env("CIC_SERVER", &self.server)
+            .env("CIC_TOKEN", &self.token)
+            .output()
+            .expect("cic");
+        serde_json::from_slice(&got.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// The first JSON line a command printed (the lab's measuring commands print one per run).
+fn json_line(o: &std::process::Output) -> Value {
+    serde_json::from_slice(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .find(|l| l.starts_with(b"{"))
+            .expect("a JSON line"),
+    )
+    .expect("json")
+}
+
 /// Runs `body` on a lab that is up, then takes the lab down whether `body` passed or not
 /// (and fails as `body` did). `None` when the machine cannot run the lab.
 fn with_lab<T>(test: &str, body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe) -> Option<T> {
@@ -846,13 +878,7 @@ fn cutting_one_pop_fails_over_within_a_second_and_restoring_it_loses_nothing() {
     let result = with_lab("lab failover", |lab| {
         let o = cic(&["lab", "failover", "--runs", "1"]);
         assert!(o.status.success(), "cic lab failover: {}", text(&o));
-        let run: Value = serde_json::from_slice(
-            o.stdout
-                .split(|b| *b == b'\n')
-                .find(|l| l.starts_with(b"{"))
-                .expect("a JSON line"),
-        )
-        .expect("json");
+        let run = json_line(&o);
         eprintln!("failover: {run}");
         let outage = run["outageMs"].as_f64().expect("outageMs");
         // The goal is 1 s (BFD detects in 600–900 ms); the bound leaves room for a busy
@@ -862,21 +888,7 @@ fn cutting_one_pop_fails_over_within_a_second_and_restoring_it_loses_nothing() {
 
         // The session at the cut PoP shows the BFD failure in the API.
         let pop = run["pop"].as_str().expect("pop");
-        let pops = lab.info["pops"].as_array().expect("pops");
-        let pc = pops
-            .iter()
-            .find(|p| p["pop"] == pop)
-            .and_then(|p| p["privateConnectionId"].as_str())
-            .expect("the cut PoP's connection");
-        let get = || -> Value {
-            let got = Command::new(env!("CARGO_BIN_EXE_cic"))
-                .args(["private-connection", "get", pc, "--format", "json"])
-                .env("CIC_SERVER", &lab.server)
-                .env("CIC_TOKEN", &lab.token)
-                .output()
-                .expect("cic");
-            serde_json::from_slice(&got.stdout).unwrap_or(Value::Null)
-        };
+        let get = || lab.connection_at(pop);
         // The edge reports every second.
         let v = cic_peers::wait_until(
             std::time::Duration::from_secs(10),
@@ -901,13 +913,7 @@ fn kill_9_of_an_edge_agent_loses_no_packet_and_its_peers_keep_its_routes() {
     let result = with_lab("lab restart-edge", |lab| {
         let o = cic(&["lab", "restart-edge", "--runs", "1"]);
         assert!(o.status.success(), "cic lab restart-edge: {}", text(&o));
-        let run: Value = serde_json::from_slice(
-            o.stdout
-                .split(|b| *b == b'\n')
-                .find(|l| l.starts_with(b"{"))
-                .expect("a JSON line"),
-        )
-        .expect("json");
+        let run = json_line(&o);
         eprintln!("restart: {run}");
         assert_eq!(run["lost"], 0, "{run}");
         // Graceful restart: neither router dropped the restarting PoP's routes, and the
@@ -920,23 +926,7 @@ fn kill_9_of_an_edge_agent_loses_no_packet_and_its_peers_keep_its_routes() {
 
         // The restarted agent reports the session again, and BFD did not fail under it.
         let pop = run["pop"].as_str().expect("pop");
-        let pc = lab.info["pops"]
-            .as_array()
-            .expect("pops")
-            .iter()
-            .find(|p| p["pop"] == pop)
-            .and_then(|p| p["privateConnectionId"].as_str())
-            .expect("the PoP's connection")
-            .to_string();
-        let get = || -> Value {
-            let got = Command::new(env!("CARGO_BIN_EXE_cic"))
-                .args(["private-connection", "get", &pc, "--format", "json"])
-                .env("CIC_SERVER", &lab.server)
-                .env("CIC_TOKEN", &lab.token)
-                .output()
-                .expect("cic");
-            serde_json::from_slice(&got.stdout).unwrap_or(Value::Null)
-        };
+        let get = || lab.connection_at(pop);
         cic_peers::wait_until(
             std::time::Duration::from_secs(10),
             "the API to show the session ESTABLISHED with BFD UP",

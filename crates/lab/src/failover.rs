@@ -246,18 +246,16 @@ fn edge_routes(pop: Pop) -> usize {
         .sum()
 }
 
-fn site_bird_says(pop: Pop) -> String {
-    let info: serde_json::Value = std::fs::read_to_string(format!("{}/lab.json", crate::STATE_DIR))
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
-    let sock = info["bird"]["customer"].as_str().unwrap_or_default();
-    Command::new("birdc")
-        .args(["-s", sock])
-        .args(["show", "protocols", "all", &pop.id()])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+/// The customer's BIRD of the running lab (its control socket from lab.json).
+fn site_bird() -> Result<crate::BirdCtl> {
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{}/lab.json",
+        crate::STATE_DIR
+    ))?)?;
+    let sock = info["bird"]["customer"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no customer BIRD socket in lab.json"))?;
+    Ok(crate::BirdCtl(sock.into()))
 }
 
 /// Kills the agent of the PoP carrying traffic with SIGKILL, starts it again with the
@@ -269,6 +267,7 @@ pub fn restart_once() -> Result<RestartRun> {
         .context("the lab must be up with two PoPs (cic lab up --pops 2)")?;
     let pop = carrying_pop(&pops)?;
     let (pid, args, env) = edge_process(pop)?;
+    let site = site_bird()?;
     let before = edge_routes(pop);
 
     let stop = AtomicBool::new(false);
@@ -325,7 +324,7 @@ pub fn restart_once() -> Result<RestartRun> {
                 Duration::from_secs(90),
                 "the customer's session to the restarted edge",
                 || {
-                    let s = site_bird_says(pop);
+                    let s = site.protocol(&pop.id());
                     (s.contains("Established") && !s.contains("graceful restart active"))
                         .then_some(())
                 },

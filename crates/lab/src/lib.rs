@@ -895,9 +895,20 @@ pub fn kernel_next_hops(n: &str, prefix: &str) -> usize {
         .sum()
 }
 
-struct BirdCtl(PathBuf);
+pub(crate) struct BirdCtl(pub(crate) PathBuf);
 
 impl BirdCtl {
+    /// `show protocols all NAME` (empty when BIRD does not answer).
+    pub(crate) fn protocol(&self, name: &str) -> String {
+        Command::new("birdc")
+            .arg("-s")
+            .arg(&self.0)
+            .args(["show", "protocols", "all", name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     fn route(&self, prefix: &str) -> Option<String> {
         let out = Command::new("birdc")
             .arg("-s")
