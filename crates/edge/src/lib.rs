@@ -391,15 +391,23 @@ impl Agent {
             e.1.push(t.id.clone());
         }
         let want: BTreeMap<String, u64> = rates.iter().map(|(p, (m, _))| (p.clone(), *m)).collect();
-        let failed = cic_dataplane::tc::reconcile(self.opts.host_netns.as_deref(), &want)
-            .unwrap_or_else(|e| want.keys().map(|p| (p.clone(), e.clone())).collect());
+        // A port that could not be unshaped (or a failure to read what is shaped) is this
+        // edge's error: reported, and the apply retried, like any other.
+        let failed = match cic_dataplane::tc::reconcile(self.opts.host_netns.as_deref(), &want) {
+            Ok(f) => f,
+            Err(e) if want.is_empty() => vec![("(reading qdiscs)".to_string(), e)],
+            Err(e) => want.keys().map(|p| (p.clone(), e.clone())).collect(),
+        };
         for (port, e) in failed {
             match rates.get(&port) {
                 Some((_, ids)) => errors.extend(ids.iter().map(|id| ResourceError {
                     resource_id: id.clone(),
                     message: format!("capacity on {port}: {e}"),
                 })),
-                None => warn!("unshaping {port}: {e}"),
+                None => errors.push(ResourceError {
+                    resource_id: cfg.edge_id.clone(),
+                    message: format!("unshaping {port}: {e}"),
+                }),
             }
         }
 
