@@ -171,16 +171,21 @@ impl AppState {
         }
     }
 
-    pub async fn snapshot(&self) -> Result<Snapshot, cic_store::Error> {
-        Ok(Snapshot {
-            edges: self.store.list::<Edge>(None).await?,
-            trunks: self.store.list::<TrunkConnection>(None).await?,
-            connections: self.store.list::<PrivateConnection>(None).await?,
-            routing_instances: self.store.list::<RoutingInstance>(None).await?,
-            slots: self.store.list::<FabricSlot>(None).await?,
-            public_connections: self.store.list::<PublicConnection>(None).await?,
-            services: self.store.list::<CloudService>(None).await?,
-        })
+    /// What the compiler reads, all as of one revision (returned with it): a config
+    /// labelled with a revision must hold every change up to it, or an operation waiting
+    /// for that revision would be finished by an edge that has not seen its change.
+    pub async fn snapshot(&self) -> Result<(Snapshot, u64), cic_store::Error> {
+        let mut r = self.store.read().await?;
+        let snap = Snapshot {
+            edges: r.list::<Edge>(None).await?,
+            trunks: r.list::<TrunkConnection>(None).await?,
+            connections: r.list::<PrivateConnection>(None).await?,
+            routing_instances: r.list::<RoutingInstance>(None).await?,
+            slots: r.list::<FabricSlot>(None).await?,
+            public_connections: r.list::<PublicConnection>(None).await?,
+            services: r.list::<CloudService>(None).await?,
+        };
+        Ok((snap, r.revision()))
     }
 
     /// Finishes every operation whose edges have all applied its revision.

@@ -303,6 +303,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    memory: bool,
 }
 
 impl Store {
@@ -333,12 +334,20 @@ impl Store {
         let s = Store {
             pool,
             postgres: !url.starts_with("sqlite:"),
+            memory: url.contains(":memory:"),
         };
         s.migrate().await?;
         Ok(s)
     }
 
     async fn migrate(&self) -> Result<()> {
+        if !self.postgres && !self.memory {
+            // Readers see a snapshot without holding writers off (and the reverse); the
+            // mode is kept in the file, so every connection has it.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&self.pool)
+                .await?;
+        }
         let mut tx = self.pool.begin().await?;
         if self.postgres {
             // Two servers starting together must not both migrate.
@@ -392,10 +401,23 @@ impl Store {
     }
 
     pub async fn revision(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+        revision_in(&self.pool).await
+    }
+
+    /// A consistent view of the store: every read through it sees the same commits, and
+    /// [`Read::revision`] is the revision of exactly those (reads outside one may see a
+    /// commit land between two of them).
+    pub async fn read(&self) -> Result<Read> {
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            // READ COMMITTED, PostgreSQL's default, takes a new snapshot per statement.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        // SQLite: a deferred transaction reads from one snapshot from its first read on.
+        let revision = revision_in(&mut *tx).await?;
+        Ok(Read { tx, revision })
     }
 
     pub async fn get<T: Document>(&self, id: &str) -> Result<Option<T>> {
@@ -409,22 +431,7 @@ impl Store {
 
     /// All documents of a kind (in one folder when given), oldest first.
     pub async fn list<T: Document>(&self, folder_id: Option<&str>) -> Result<Vec<T>> {
-        let rows = match folder_id {
-            Some(f) => {
-                sqlx::query("SELECT id, body FROM resources WHERE kind = $1 AND folder_id = $2 ORDER BY revision, id")
-                    .bind(T::KIND)
-                    .bind(f)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT id, body FROM resources WHERE kind = $1 ORDER BY revision, id")
-                    .bind(T::KIND)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+        list_in(&self.pool, folder_id).await
     }
 
     /// The documents of a kind whose parent is `parent_id`, by index.
@@ -777,6 +784,53 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+}
+
+async fn revision_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E) -> Result<u64> {
+    let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
+        .fetch_one(e)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? as u64)
+}
+
+async fn list_in<'e, T: Document, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    e: E,
+    folder_id: Option<&str>,
+) -> Result<Vec<T>> {
+    let rows = match folder_id {
+        Some(f) => {
+            sqlx::query("SELECT id, body FROM resources WHERE kind = $1 AND folder_id = $2 ORDER BY revision, id")
+                .bind(T::KIND)
+                .bind(f)
+                .fetch_all(e)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT id, body FROM resources WHERE kind = $1 ORDER BY revision, id")
+                .bind(T::KIND)
+                .fetch_all(e)
+                .await?
+        }
+    };
+    rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+}
+
+/// A read-only view of one moment of the store (see [`Store::read`]); dropping it ends it.
+pub struct Read {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    revision: u64,
+}
+
+impl Read {
+    /// The revision of what this view sees.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// [`Store::list`], as of this view.
+    pub async fn list<T: Document>(&mut self, folder_id: Option<&str>) -> Result<Vec<T>> {
+        list_in(&mut *self.tx, folder_id).await
     }
 }
 

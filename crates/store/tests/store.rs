@@ -167,3 +167,41 @@ async fn idempotency_claims_are_taken_once_released_on_failure_and_retaken_when_
         Claim::New
     );
 }
+
+#[tokio::test]
+async fn a_read_sees_one_revision_while_writers_commit() {
+    let url = database("read").await;
+    let s = Store::open(&url).await.expect("open");
+    let write = |id: &'static str| {
+        let s = s.clone();
+        async move {
+            let mut tx = s.begin().await.expect("tx");
+            let r = tx.bump_revision().await.expect("bump");
+            tx.put(&pop(id), r).await.expect("put");
+            tx.commit().await.expect("commit");
+        }
+    };
+    write("p1").await;
+    let mut read = s.read().await.expect("read");
+    assert_eq!(read.revision(), 1);
+    // A commit between two reads of the view is not seen by the second, and does not
+    // wait for the view to end.
+    write("p2").await;
+    let seen: Vec<PointOfPresence> = read.list(None).await.expect("list");
+    assert_eq!(
+        seen.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["p1"]
+    );
+    assert_eq!(read.revision(), 1);
+    assert_eq!(s.revision().await.expect("revision"), 2);
+    drop(read);
+    let mut read = s.read().await.expect("read");
+    assert_eq!(read.revision(), 2);
+    assert_eq!(
+        read.list::<PointOfPresence>(None)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+}

@@ -277,7 +277,7 @@ pub async fn fabric_attachments_handler(
     id: &str,
 ) -> ApiResult<Vec<FabricAttachmentView>> {
     fetch::<Edge>(st, id).await?;
-    let snap = st.snapshot().await?;
+    let (snap, _) = st.snapshot().await?;
     Ok(compile::fabric_attachments(&snap, id, st.config.cloud_asn))
 }
 
@@ -437,8 +437,7 @@ pub async fn edge_config(
 ) -> ApiResult<Json<cic_model::edge::EdgeConfig>> {
     who.require_admin()?;
     fetch::<Edge>(&st, &id).await?;
-    let snap = st.snapshot().await?;
-    let revision = st.store.revision().await?;
+    let (snap, revision) = st.snapshot().await?;
     compile::compile(&snap, &id, revision, &st.settings())
         .map(Json)
         .ok_or_else(|| not_found("edge", &id))

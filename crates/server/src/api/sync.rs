@@ -36,8 +36,7 @@ pub async fn config(
     let mut rx = st.revision.subscribe();
     // Wait for a newer revision, or the timeout; either way answer with the current config.
     let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > q.after_revision)).await;
-    let snap = st.snapshot().await?;
-    let revision = st.store.revision().await?;
+    let (snap, revision) = st.snapshot().await?;
     compile(&snap, &edge_id, revision, &st.settings())
         .map(Json)
         .ok_or_else(|| not_found("edge", &edge_id))
