@@ -38,7 +38,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer};
 use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet};
-use crate::rib::PeerId;
+use crate::rib::{Path, PeerId};
 use crate::wire::{
     self, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
 };
@@ -126,6 +126,8 @@ enum Command {
     PeerDown(PeerId, String, oneshot::Sender<()>),
     PathUp(PeerId),
     PeersAdded,
+    BestRoutes(oneshot::Sender<Vec<(Ipv4Net, Path)>>),
+    RibSize(oneshot::Sender<usize>),
     Shutdown(oneshot::Sender<()>),
     Abort(oneshot::Sender<()>),
 }
@@ -174,6 +176,8 @@ enum PeerEvent {
     Up {
         epoch: u64,
         negotiated: Negotiated,
+        /// Our end of the connection.
+        local: Option<Ipv4Addr>,
     },
     Down {
         epoch: u64,
@@ -303,6 +307,26 @@ impl InstanceHandle {
         }
     }
 
+    /// The best path of every prefix in the Loc-RIB, in prefix order.
+    pub async fn best_routes(&self) -> io::Result<Vec<(Ipv4Net, Path)>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::BestRoutes(tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// The number of prefixes in the Loc-RIB.
+    pub async fn rib_size(&self) -> io::Result<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::RibSize(tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
     /// Stops every session with Cease / Peer De-configured and ends the task.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
@@ -330,26 +354,29 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "BGP instance task has stopped")
 }
 
-/// Starts a routing instance. With `listen`, it accepts connections from its peers there.
+/// Starts a routing instance; it accepts connections from its peers on each address of
+/// `listen` (none: it only connects).
 pub fn spawn_instance(
     params: InstanceParams,
     sockets: SocketFactory,
-    listen: Option<SocketAddr>,
+    listen: &[SocketAddr],
 ) -> InstanceHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (status_tx, status_rx) = watch::channel(InstanceStatus::default());
     let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelRoutes::new()));
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
-    let mut listen_error = None;
-    let listener = match listen.map(|a| bind_listener(&sockets, a)) {
-        Some(Ok(l)) => Some(l),
-        Some(Err(e)) => {
-            warn!("BGP listener: {e}");
-            listen_error = Some(e.to_string());
-            None
+    let mut errors = Vec::new();
+    let mut listeners = Vec::new();
+    for a in listen {
+        match bind_listener(&sockets, *a) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                warn!("BGP listener: {e}");
+                errors.push(e.to_string());
+            }
         }
-        None => None,
-    };
+    }
+    let listen_error = (!errors.is_empty()).then(|| errors.join("; "));
     let mut timers = BTreeMap::new();
     if params.restarting {
         info!(
@@ -372,7 +399,7 @@ pub fn spawn_instance(
         timer_seq: 1,
         peers_added: false,
     };
-    tokio::spawn(task.run(cmd_rx, ev_rx, listener));
+    tokio::spawn(task.run(cmd_rx, ev_rx, listeners));
     InstanceHandle {
         cmd: cmd_tx,
         status: status_rx,
@@ -422,17 +449,17 @@ impl InstanceTask {
         mut self,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut ev_rx: mpsc::Receiver<(PeerId, PeerEvent)>,
-        listener: Option<TcpListener>,
+        listeners: Vec<TcpListener>,
     ) {
         loop {
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Command::AddPeer(cfg, reply)) => {
-                        let id = self.add_peer(*cfg, listener.as_ref());
+                        let id = self.add_peer(*cfg, &listeners);
                         let _ = reply.send(id);
                     }
                     Some(Command::RemovePeer(id, reply)) => {
-                        let task = self.remove_peer(id, listener.as_ref());
+                        let task = self.remove_peer(id, &listeners);
                         let _ = reply.send(task);
                     }
                     Some(Command::PathUp(id)) => {
@@ -456,6 +483,14 @@ impl InstanceTask {
                     }
                     Some(Command::Routes(peer, which, reply)) => {
                         let _ = reply.send(self.core.routes(peer, which));
+                    }
+                    Some(Command::BestRoutes(reply)) => {
+                        let _ = reply.send(
+                            self.core.best_routes().map(|(n, p)| (*n, p.clone())).collect(),
+                        );
+                    }
+                    Some(Command::RibSize(reply)) => {
+                        let _ = reply.send(self.core.rib_len());
                     }
                     Some(Command::SetStaticRoutes(peer, p, reply)) => {
                         let actions = self.core.set_static_routes(peer, &p);
@@ -488,7 +523,7 @@ impl InstanceTask {
                     self.peer_event(peer, ev);
                     self.maybe_end_restart(false);
                 }
-                Ok((stream, from)) = accept(listener.as_ref()) => self.incoming(stream, from),
+                Ok((stream, from)) = accept(&listeners) => self.incoming(stream, from),
                 _ = sleep_until(self.timers.keys().next().map(|k| k.0)) => {
                     if let Some((_, t)) = self.timers.pop_first() {
                         self.timer(t);
@@ -554,15 +589,17 @@ impl InstanceTask {
             .send_replace(Arc::new(self.core.kernel_routes().clone()));
     }
 
-    fn add_peer(&mut self, mut cfg: PeerConfig, listener: Option<&TcpListener>) -> PeerId {
+    fn add_peer(&mut self, mut cfg: PeerConfig, listeners: &[TcpListener]) -> PeerId {
         if let Some(g) = &mut cfg.session.graceful_restart {
             g.restarting = self.core.deferring();
         }
         let id = self.core.add_peer(cfg.spec.clone());
-        if let (Some(l), Some(key)) = (listener, &cfg.md5_key) {
+        if let Some(key) = &cfg.md5_key {
             let peer = SocketAddr::V4(SocketAddrV4::new(cfg.spec.address, 0));
-            if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
-                warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
+            for l in listeners {
+                if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
+                    warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
+                }
             }
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
@@ -604,16 +641,18 @@ impl InstanceTask {
     fn remove_peer(
         &mut self,
         id: PeerId,
-        listener: Option<&TcpListener>,
+        listeners: &[TcpListener],
     ) -> Option<tokio::task::JoinHandle<()>> {
         let task = self.sessions.remove(&id).map(|s| {
             let _ = s.cmd.try_send(SessionCmd::Exit(Notification::new(
                 wire::error_code::CEASE,
                 cease::PEER_DECONFIGURED,
             )));
-            if let (Some(l), Some(_)) = (listener, &s.config.md5_key) {
+            if s.config.md5_key.is_some() {
                 let peer = SocketAddr::V4(SocketAddrV4::new(s.config.spec.address, 0));
-                let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
+                for l in listeners {
+                    let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
+                }
             }
             s.task
         });
@@ -649,10 +688,19 @@ impl InstanceTask {
                 s.last_error = last_error;
                 return;
             }
-            PeerEvent::Up { epoch, negotiated } => {
+            PeerEvent::Up {
+                epoch,
+                negotiated,
+                local,
+            } => {
                 s.epoch = epoch;
                 s.established_at = Some(std::time::Instant::now());
                 s.held_until = None;
+                // Configured without an address of ours: the next hop we announce is
+                // whichever address the connection came to or from.
+                if let (true, Some(local)) = (s.config.spec.local_address.is_unspecified(), local) {
+                    self.core.set_local_address(peer, local);
+                }
                 self.core.handle(Event::PeerUp { peer, negotiated })
             }
             PeerEvent::Down { epoch, graceful } if epoch == s.epoch => {
@@ -793,11 +841,17 @@ impl InstanceTask {
     }
 }
 
-async fn accept(l: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
-    match l {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
+/// The next connection on any of `listeners` (none: never).
+async fn accept(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for l in listeners {
+            if let std::task::Poll::Ready(r) = l.poll_accept(cx) {
+                return std::task::Poll::Ready(r);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1033,6 +1087,10 @@ impl SessionTask {
                 Output::Established(n) => {
                     self.epoch += 1;
                     info!(hold = n.hold_time, "session established");
+                    let local = match self.writer.as_ref().and_then(|w| w.local_addr().ok()) {
+                        Some(SocketAddr::V4(a)) => Some(*a.ip()),
+                        _ => None,
+                    };
                     let _ = self
                         .events
                         .send((
@@ -1040,6 +1098,7 @@ impl SessionTask {
                             PeerEvent::Up {
                                 epoch: self.epoch,
                                 negotiated: n,
+                                local,
                             },
                         ))
                         .await;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use crate::fsm::Negotiated;
-use crate::policy::{self, ImportContext, Reject, Role};
+use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
 use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
 use crate::wire::{AsPathSegment, Notification, Origin, PathAttrs, Update, cease, error_code};
 
@@ -70,9 +70,12 @@ pub struct PeerSpec {
     pub name: String,
     pub role: Role,
     pub address: Ipv4Addr,
-    /// Our address on the shared subnet: the next hop we announce.
+    /// Our address on the shared subnet: the next hop we announce (unspecified: the
+    /// local address of the session's connection, once it is up).
     pub local_address: Ipv4Addr,
     pub asn: u32,
+    /// Import and export of a [`Role::Neighbor`] (ignored for the edge's roles).
+    pub policy: Option<Arc<NeighborPolicy>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +160,8 @@ struct Received {
 #[derive(Debug)]
 struct PeerState {
     spec: PeerSpec,
+    /// The next hop we announce: the spec's, or our end of the connection.
+    local_address: Ipv4Addr,
     up: Option<Negotiated>,
     adj_in: BTreeMap<Ipv4Net, Received>,
     adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
@@ -216,6 +221,7 @@ impl Instance {
         self.peers.insert(
             id,
             PeerState {
+                local_address: spec.local_address,
                 spec,
                 up: None,
                 adj_in: BTreeMap::new(),
@@ -428,6 +434,26 @@ impl Instance {
         touched
     }
 
+    /// The address of our end of `peer`'s connection, for a peer configured without one
+    /// (the next hop we announce to it).
+    pub fn set_local_address(&mut self, peer: PeerId, addr: Ipv4Addr) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.local_address = addr;
+        }
+    }
+
+    /// The number of prefixes in the Loc-RIB.
+    pub fn rib_len(&self) -> usize {
+        self.rib.len()
+    }
+
+    /// The best path of every prefix in the Loc-RIB, in prefix order.
+    pub fn best_routes(&self) -> impl Iterator<Item = (&Ipv4Net, &Path)> {
+        self.rib
+            .iter()
+            .filter_map(|(n, paths)| paths.first().map(|p| (n, p)))
+    }
+
     pub fn peer_spec(&self, peer: PeerId) -> Option<&PeerSpec> {
         self.peers.get(&peer).map(|p| &p.spec)
     }
@@ -606,6 +632,11 @@ impl Instance {
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
+        let limit = match p.spec.role {
+            Role::Customer => Some(params.max_prefixes),
+            Role::Neighbor => p.spec.policy.as_ref().and_then(|x| x.max_prefixes),
+            Role::Fabric => None,
+        };
         if p.up.is_none() {
             return vec![];
         }
@@ -628,16 +659,13 @@ impl Instance {
             let attrs = Arc::new(attrs);
             for n in &u.nlri {
                 let is_new = !p.adj_in.contains_key(n);
-                if is_new
-                    && p.spec.role == Role::Customer
-                    && p.adj_in.len() as u32 >= params.max_prefixes
-                {
+                if let Some(limit) = limit.filter(|l| is_new && p.adj_in.len() as u32 >= *l) {
                     match params.max_prefix_action {
                         MaxPrefixAction::Teardown => {
                             // RFC 4486 §4: data = AFI, SAFI, the upper bound.
                             let mut n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
                             n.data = vec![0, 1, 1];
-                            n.data.extend_from_slice(&params.max_prefixes.to_be_bytes());
+                            n.data.extend_from_slice(&limit.to_be_bytes());
                             p.over_limit = true;
                             out.push(Action::TearDown {
                                 peer,
@@ -696,6 +724,7 @@ impl Instance {
             peer_asn: p.spec.asn,
             vpc_prefixes: &self.params.vpc_prefixes,
             accept_only: self.params.accept_only.as_deref(),
+            filter: p.spec.policy.as_ref().and_then(|x| x.import.as_ref()),
         };
         policy::import(&cx, n, attrs)
     }
@@ -705,7 +734,12 @@ impl Instance {
         Path {
             peer,
             role: p.spec.role,
-            nexthop: p.spec.address,
+            // The edge forwards to the peer on the shared subnet whatever it says; a
+            // neighbor's NEXT_HOP is taken as sent.
+            nexthop: match (p.spec.role, attrs.next_hop) {
+                (Role::Neighbor, Some(nh)) => nh,
+                _ => p.spec.address,
+            },
             peer_router_id: p
                 .up
                 .as_ref()
@@ -825,7 +859,7 @@ impl Instance {
                     Arc::new(PathAttrs {
                         origin: Origin::Igp,
                         as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
-                        next_hop: Some(p.spec.local_address),
+                        next_hop: Some(p.local_address),
                         ..Default::default()
                     })
                 })
@@ -836,8 +870,40 @@ impl Instance {
                     return None;
                 }
                 let mut a = (*best.attrs).clone();
-                a.next_hop = Some(p.spec.local_address);
+                a.next_hop = Some(p.local_address);
                 if p.spec.asn == self.params.local_asn {
+                    a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+                } else {
+                    a.prepend(self.params.local_asn);
+                    a.local_pref = None;
+                    a.med = None;
+                }
+                Some(Arc::new(a))
+            }
+            Role::Neighbor => {
+                let policy = p.spec.policy.as_deref()?;
+                let ibgp = p.spec.asn == self.params.local_asn;
+                let own = self.params.announce.contains(n);
+                let mut a = match &policy.export {
+                    Export::Nothing => return None,
+                    Export::Originated if !own => return None,
+                    Export::Filter(f) if !f.permits(n) => return None,
+                    _ if own => PathAttrs {
+                        origin: Origin::Igp,
+                        ..Default::default()
+                    },
+                    Export::Originated => return None,
+                    Export::All | Export::Filter(_) => {
+                        let best = self.rib.best(n)?;
+                        // Not back to where it came from; iBGP routes not to iBGP peers.
+                        if best.peer == peer || ibgp && !best.ebgp {
+                            return None;
+                        }
+                        (*best.attrs).clone()
+                    }
+                };
+                a.next_hop = Some(p.local_address);
+                if ibgp {
                     a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
                 } else {
                     a.prepend(self.params.local_asn);

@@ -16,6 +16,88 @@ pub enum Role {
     Customer,
     /// The cloud fabric router of this routing instance.
     Fabric,
+    /// A neighbor of the standalone speaker: what it may send and what it is sent are
+    /// its [`NeighborPolicy`] (none: nothing either way, RFC 8212).
+    Neighbor,
+}
+
+/// A prefix filter: the first rule that matches decides, else `default`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub name: String,
+    pub rules: Vec<PrefixRule>,
+    pub default: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Reject,
+}
+
+/// `prefix` with its length in `ge..=le` (both default to the prefix's own length, so a
+/// bare prefix matches only itself; `le` alone matches from the prefix's length up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixRule {
+    pub prefix: Ipv4Net,
+    pub ge: Option<u8>,
+    pub le: Option<u8>,
+    pub verdict: Verdict,
+}
+
+impl PrefixRule {
+    pub fn matches(&self, n: &Ipv4Net) -> bool {
+        let lo = self.ge.unwrap_or(self.prefix.prefix_len());
+        let hi = self.le.unwrap_or(if self.ge.is_some() { 32 } else { lo });
+        self.prefix.contains(n) && (lo..=hi).contains(&n.prefix_len())
+    }
+}
+
+impl Filter {
+    /// Accepts everything.
+    pub fn accept_all() -> Self {
+        Filter {
+            name: "accept-all".into(),
+            rules: vec![],
+            default: Verdict::Accept,
+        }
+    }
+
+    /// The verdict on `n`, and the number (from 1) of the rule that gave it (0: default).
+    pub fn judge(&self, n: &Ipv4Net) -> (Verdict, usize) {
+        self.rules
+            .iter()
+            .position(|r| r.matches(n))
+            .map(|i| (self.rules[i].verdict, i + 1))
+            .unwrap_or((self.default, 0))
+    }
+
+    pub fn permits(&self, n: &Ipv4Net) -> bool {
+        self.judge(n).0 == Verdict::Accept
+    }
+}
+
+/// What a neighbor is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Export {
+    Nothing,
+    /// Our own routes only.
+    Originated,
+    /// Every best route (ours and those learned from other peers; an iBGP-learned route
+    /// is not sent to another iBGP peer).
+    All,
+    /// [`Export::All`], through a filter.
+    Filter(Filter),
+}
+
+/// Import and export of a [`Role::Neighbor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborPolicy {
+    /// `None`: nothing is accepted (RFC 8212 default deny).
+    pub import: Option<Filter>,
+    pub export: Export,
+    /// Prefixes accepted from the neighbor at most (the instance's max-prefix action).
+    pub max_prefixes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +118,10 @@ pub enum Reject {
     Malformed,
     /// Outside the prefixes registered for this (public) connection.
     NotRegistered,
+    /// A neighbor's import filter refused it: the filter, and its rule (0: the default).
+    Filter(String, usize),
+    /// A neighbor without an import policy: nothing is accepted (RFC 8212).
+    NoImportPolicy,
 }
 
 impl fmt::Display for Reject {
@@ -57,6 +143,9 @@ impl fmt::Display for Reject {
             Reject::NotRegistered => {
                 write!(f, "not among the prefixes registered for this connection")
             }
+            Reject::Filter(name, 0) => write!(f, "refused by policy {name} (its default)"),
+            Reject::Filter(name, rule) => write!(f, "refused by policy {name}, rule {rule}"),
+            Reject::NoImportPolicy => write!(f, "no import policy (RFC 8212 default deny)"),
         }
     }
 }
@@ -104,6 +193,8 @@ pub struct ImportContext<'a> {
     pub vpc_prefixes: &'a [Ipv4Net],
     /// Only routes inside these are accepted from a customer, when set.
     pub accept_only: Option<&'a [Ipv4Net]>,
+    /// A neighbor's import filter (`None`: refuse everything).
+    pub filter: Option<&'a Filter>,
 }
 
 /// Whether a customer may route `prefix` toward its side, by BGP or by a static route:
@@ -129,7 +220,8 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
         if asn == cx.local_asn {
             return Err(Reject::Loop);
         }
-        if is_reserved_asn(asn) {
+        // A neighbor's filter says what it accepts; the edge's roles refuse these.
+        if is_reserved_asn(asn) && cx.role != Role::Neighbor {
             return Err(Reject::ReservedAsn(asn));
         }
     }
@@ -156,6 +248,11 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
                 Err(Reject::OutsideVpc)
             }
         }
+        Role::Neighbor => match cx.filter.map(|f| (f, f.judge(prefix))) {
+            None => Err(Reject::NoImportPolicy),
+            Some((_, (Verdict::Accept, _))) => Ok(()),
+            Some((f, (Verdict::Reject, rule))) => Err(Reject::Filter(f.name.clone(), rule)),
+        },
     }
 }
 
@@ -184,6 +281,7 @@ mod tests {
             peer_asn: 65001,
             vpc_prefixes: vpc,
             accept_only: None,
+            filter: None,
         }
     }
 
@@ -285,6 +383,7 @@ mod tests {
             peer_asn: 200_350,
             vpc_prefixes: &vpc,
             accept_only: None,
+            filter: None,
         };
         let ibgp_path = PathAttrs::default();
         assert_eq!(import(&cx, &n("10.128.0.0/16"), &ibgp_path), Ok(()));
@@ -296,6 +395,84 @@ mod tests {
         assert_eq!(
             import(&cx, &n("0.0.0.0/0"), &ibgp_path),
             Err(Reject::OutsideVpc)
+        );
+    }
+
+    #[test]
+    fn prefix_rules_match_ge_and_le_like_a_prefix_list() {
+        let rule = |p: &str, ge, le| PrefixRule {
+            prefix: n(p),
+            ge,
+            le,
+            verdict: Verdict::Accept,
+        };
+        let exact = rule("10.0.0.0/8", None, None);
+        assert!(exact.matches(&n("10.0.0.0/8")));
+        assert!(!exact.matches(&n("10.1.0.0/16")));
+        let le24 = rule("10.0.0.0/8", None, Some(24));
+        assert!(le24.matches(&n("10.0.0.0/8")));
+        assert!(le24.matches(&n("10.1.2.0/24")));
+        assert!(!le24.matches(&n("10.1.2.0/25")));
+        assert!(!le24.matches(&n("11.0.0.0/8")));
+        let ge16 = rule("10.0.0.0/8", Some(16), None);
+        assert!(!ge16.matches(&n("10.0.0.0/8")));
+        assert!(ge16.matches(&n("10.1.2.3/32")));
+        let band = rule("0.0.0.0/0", Some(8), Some(24));
+        assert!(band.matches(&n("192.168.1.0/24")));
+        assert!(!band.matches(&n("0.0.0.0/0")));
+        assert!(!band.matches(&n("192.168.1.0/25")));
+    }
+
+    #[test]
+    fn a_neighbor_is_judged_by_its_filter_and_without_one_refused() {
+        let f = Filter {
+            name: "onprem".into(),
+            rules: vec![
+                PrefixRule {
+                    prefix: n("10.10.0.0/16"),
+                    ge: None,
+                    le: None,
+                    verdict: Verdict::Reject,
+                },
+                PrefixRule {
+                    prefix: n("10.0.0.0/8"),
+                    ge: None,
+                    le: Some(24),
+                    verdict: Verdict::Accept,
+                },
+            ],
+            default: Verdict::Reject,
+        };
+        let cx = |filter| ImportContext {
+            role: Role::Neighbor,
+            local_asn: 65002,
+            peer_asn: 65001,
+            vpc_prefixes: &[],
+            accept_only: None,
+            filter,
+        };
+        // Documentation ASNs are the filter's business for a neighbor, loops are not.
+        let via = path(&[65001, 64500]);
+        assert_eq!(import(&cx(Some(&f)), &n("10.1.0.0/16"), &via), Ok(()));
+        assert_eq!(
+            import(&cx(Some(&f)), &n("10.10.0.0/16"), &via),
+            Err(Reject::Filter("onprem".into(), 1))
+        );
+        assert_eq!(
+            import(&cx(Some(&f)), &n("192.168.0.0/16"), &via),
+            Err(Reject::Filter("onprem".into(), 0))
+        );
+        assert_eq!(
+            import(&cx(None), &n("10.1.0.0/16"), &via),
+            Err(Reject::NoImportPolicy)
+        );
+        assert_eq!(
+            import(
+                &cx(Some(&Filter::accept_all())),
+                &n("10.1.0.0/16"),
+                &path(&[65001, 65002])
+            ),
+            Err(Reject::Loop)
         );
     }
 }

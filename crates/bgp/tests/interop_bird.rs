@@ -150,7 +150,7 @@ async fn start_with(
     let h = spawn_instance(
         params,
         plain_sockets(),
-        Some(SocketAddr::new(p.us().into(), p.base)),
+        &[SocketAddr::new(p.us().into(), p.base)],
     );
     h.add_peer(PeerConfig {
         spec: PeerSpec {
@@ -159,6 +159,7 @@ async fn start_with(
             address: p.customer(),
             local_address: p.us(),
             asn: 65001,
+            policy: None,
         },
         session: session(65001, 90),
         md5_key: md5.map(str::to_string),
@@ -174,6 +175,7 @@ async fn start_with(
                 address: p.fabric(),
                 local_address: p.us(),
                 asn: CLOUD,
+                policy: None,
             },
             session: session(CLOUD, 0),
             md5_key: None,

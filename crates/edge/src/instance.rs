@@ -205,10 +205,10 @@ impl Instance {
         let bgp = spawn_instance(
             params,
             sockets,
-            Some(SocketAddr::from((
+            &[SocketAddr::from((
                 Ipv4Addr::UNSPECIFIED,
                 cic_bgp::driver::BGP_PORT,
-            ))),
+            ))],
         );
         let ns_name = ns.to_string();
         let bfd = Bfd::spawn(
@@ -435,6 +435,7 @@ impl Instance {
                             address: f.fabric_ip,
                             local_address: f.edge_ip,
                             asn: f.fabric_asn,
+                            policy: None,
                         },
                         session: SessionConfig {
                             local_asn: cfg.local_asn,
@@ -810,6 +811,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             address: c.peer_ip,
             local_address: c.cloud_ip,
             asn: c.peer_asn,
+            policy: None,
         },
         session: SessionConfig {
             local_asn: cfg.local_asn,

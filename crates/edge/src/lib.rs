@@ -577,13 +577,18 @@ impl Agent {
             }
             for p in status.peers {
                 let key = match p.spec.role {
-                    cic_bgp::policy::Role::Customer => p.spec.name.clone(),
+                    // The edge makes no neighbors of the standalone speaker.
+                    cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
+                        p.spec.name.clone()
+                    }
                     cic_bgp::policy::Role::Fabric => format!("fabric:{}", p.spec.name),
                 };
                 sessions.push(SessionStatus {
                     resource_id: p.spec.name.clone(),
                     kind: match p.spec.role {
-                        cic_bgp::policy::Role::Customer => SessionKind::Customer,
+                        cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
+                            SessionKind::Customer
+                        }
                         cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
                     },
                     peer: p.spec.address,

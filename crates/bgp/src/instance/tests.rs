@@ -50,6 +50,7 @@ fn customer_a() -> PeerSpec {
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
         asn: 65001,
+        policy: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn fabric() -> PeerSpec {
         address: a("100.127.0.1"),
         local_address: a("100.127.0.0"),
         asn: CLOUD,
+        policy: None,
     }
 }
 
@@ -72,6 +74,7 @@ fn lab(max: u32, action: MaxPrefixAction) -> Lab {
         address: a("169.254.2.2"),
         local_address: a("169.254.2.1"),
         asn: 65001,
+        policy: None,
     });
     let f = i.add_peer(fabric());
     i.handle(Event::PeerUp {
@@ -169,6 +172,7 @@ fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
         asn: 65001,
+        policy: None,
     });
     let out = i.handle(Event::PeerUp {
         peer: p,
@@ -556,6 +560,7 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
         asn: 65001,
+        policy: None,
     });
     let f = i.add_peer(PeerSpec {
         name: "f".into(),
@@ -563,6 +568,7 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
         address: a("100.127.0.1"),
         local_address: a("100.127.0.0"),
         asn: 4_200_000_001,
+        policy: None,
     });
     i.handle(Event::PeerUp {
         peer: c,
@@ -684,6 +690,7 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
         address: a("5.45.200.2"),
         local_address: a("5.45.200.1"),
         asn: 65001,
+        policy: None,
     });
     let out = i.handle(Event::PeerUp {
         peer: c,
@@ -1060,4 +1067,182 @@ fn a_peer_without_graceful_restart_is_not_waited_for() {
         negotiated: negotiated(65001, "192.168.0.1"),
     });
     assert_eq!(i.awaiting_end_of_rib(), vec![]);
+}
+
+// --- Neighbors of the standalone speaker -------------------------------------------------
+
+fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export) -> PeerSpec {
+    PeerSpec {
+        name: addr.into(),
+        role: Role::Neighbor,
+        address: a(addr),
+        local_address: Ipv4Addr::UNSPECIFIED,
+        asn,
+        policy: Some(Arc::new(NeighborPolicy {
+            import,
+            export,
+            max_prefixes: None,
+        })),
+    }
+}
+
+fn speaker(originate: &[&str]) -> Instance {
+    Instance::new(InstanceParams {
+        local_asn: 65002,
+        vpc_prefixes: vec![],
+        max_prefixes: 0,
+        max_prefix_action: MaxPrefixAction::Teardown,
+        max_prefix_idle: Duration::from_secs(1800),
+        announce: originate.iter().map(|p| n(p)).collect(),
+        accept_only: None,
+        restarting: false,
+    })
+}
+
+fn up(i: &mut Instance, peer: PeerId, asn: u32, id: &str) -> Vec<Action> {
+    i.handle(Event::PeerUp {
+        peer,
+        negotiated: Negotiated {
+            ibgp: asn == 65002,
+            ..negotiated(asn, id)
+        },
+    })
+}
+
+#[test]
+fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
+    let mut i = speaker(&["198.51.100.0/24"]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    let own = i.add_peer(neighbor(
+        "10.99.2.1",
+        4_200_000_002,
+        None,
+        Export::Originated,
+    ));
+    let all = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+    let only10 = policy::Filter {
+        name: "ten".into(),
+        rules: vec![policy::PrefixRule {
+            prefix: n("10.0.0.0/8"),
+            ge: None,
+            le: Some(32),
+            verdict: policy::Verdict::Accept,
+        }],
+        default: policy::Verdict::Reject,
+    };
+    let filtered = i.add_peer(neighbor("10.99.4.1", 65004, None, Export::Filter(only10)));
+    i.set_local_address(all, a("10.99.3.2"));
+    up(&mut i, feed, 65001, "1.1.1.1");
+    let at_up = up(&mut i, own, 4_200_000_002, "2.2.2.2");
+    assert_eq!(sent_to(&at_up, own).0, [n("198.51.100.0/24")]);
+    up(&mut i, all, 65003, "3.3.3.3");
+    up(&mut i, filtered, 65004, "4.4.4.4");
+
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.7", &["10.1.0.0/16", "172.16.0.0/12"]),
+    });
+    // The feed's NEXT_HOP is kept as sent; the kernel would forward there.
+    assert!(routes(&out).contains(&RouteChange::Replace {
+        prefix: n("10.1.0.0/16"),
+        nexthops: vec![a("10.99.1.7")]
+    }));
+    assert_eq!(sent_to(&out, feed), (vec![], vec![]), "export none");
+    assert_eq!(sent_to(&out, own), (vec![], vec![]), "originated only");
+    let mut to_all = sent_to(&out, all).0;
+    to_all.sort();
+    assert_eq!(to_all, [n("10.1.0.0/16"), n("172.16.0.0/12")]);
+    assert_eq!(sent_to(&out, filtered).0, [n("10.1.0.0/16")]);
+    let sent = attrs_sent(&out, all, "10.1.0.0/16").expect("sent");
+    assert_eq!(
+        sent.as_path,
+        vec![AsPathSegment::Sequence(vec![65002, 65001])]
+    );
+    assert_eq!(sent.next_hop, Some(a("10.99.3.2")), "next hop self");
+    assert_eq!(i.rib_len(), 2);
+    let best: Vec<_> = i.best_routes().map(|(n, p)| (*n, p.peer)).collect();
+    assert_eq!(best, [(n("10.1.0.0/16"), feed), (n("172.16.0.0/12"), feed)]);
+
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: withdraw(&["10.1.0.0/16"]),
+    });
+    assert_eq!(sent_to(&out, all).1, [n("10.1.0.0/16")]);
+    assert_eq!(sent_to(&out, filtered).1, [n("10.1.0.0/16")]);
+}
+
+#[test]
+fn a_neighbor_without_import_policy_gives_nothing_and_ibgp_routes_stay_in_ibgp() {
+    let mut i = speaker(&[]);
+    let deny = i.add_peer(neighbor("10.99.1.1", 65001, None, Export::All));
+    let ibgp1 = i.add_peer(neighbor(
+        "10.99.2.1",
+        65002,
+        Some(policy::Filter::accept_all()),
+        Export::All,
+    ));
+    let ibgp2 = i.add_peer(neighbor("10.99.3.1", 65002, None, Export::All));
+    up(&mut i, deny, 65001, "1.1.1.1");
+    up(&mut i, ibgp1, 65002, "2.2.2.2");
+    up(&mut i, ibgp2, 65002, "3.3.3.3");
+    let out = i.handle(Event::Update {
+        peer: deny,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/16"]),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        i.rejected(deny),
+        [(
+            n("10.1.0.0/16"),
+            "no import policy (RFC 8212 default deny)".to_string()
+        )]
+    );
+    let out = i.handle(Event::Update {
+        peer: ibgp1,
+        update: announce(&[], "10.99.2.1", &["10.2.0.0/16"]),
+    });
+    assert_eq!(
+        sent_to(&out, ibgp2).0,
+        Vec::<Ipv4Net>::new(),
+        "no iBGP to iBGP"
+    );
+    assert_eq!(sent_to(&out, ibgp1).0, Vec::<Ipv4Net>::new(), "not back");
+    assert_eq!(sent_to(&out, deny).0, [n("10.2.0.0/16")]);
+}
+
+#[test]
+fn a_neighbor_over_its_prefix_limit_is_torn_down() {
+    let mut i = speaker(&[]);
+    let mut spec = neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    );
+    spec.policy = Some(Arc::new(NeighborPolicy {
+        import: Some(policy::Filter::accept_all()),
+        export: Export::Nothing,
+        max_prefixes: Some(2),
+    }));
+    let p = i.add_peer(spec);
+    up(&mut i, p, 65001, "1.1.1.1");
+    let out = i.handle(Event::Update {
+        peer: p,
+        update: announce(
+            &[65001],
+            "10.99.1.1",
+            &["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"],
+        ),
+    });
+    let Some(Action::TearDown { notification, .. }) =
+        out.iter().find(|a| matches!(a, Action::TearDown { .. }))
+    else {
+        panic!("no teardown: {out:?}");
+    };
+    assert_eq!(notification.data, [0, 1, 1, 0, 0, 0, 2]);
 }
