@@ -95,6 +95,48 @@ enum Cmd {
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The BGP speaker on its own: a route server or collector configured from a file.
+    #[command(subcommand)]
+    Bgp(BgpCmd),
+}
+
+#[derive(Subcommand)]
+enum BgpCmd {
+    /// Run the speaker until SIGINT or SIGTERM (then every session ends with a Cease).
+    Run {
+        /// The speaker's TOML file (see crates/speaker/src/config.rs or the README).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// The control socket `cic bgp show` reads.
+        #[arg(long, default_value = "/run/cic-bgp.sock")]
+        socket: std::path::PathBuf,
+        /// Check the config and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Show the state of a running speaker.
+    #[command(subcommand)]
+    Show(BgpShow),
+}
+
+#[derive(Subcommand)]
+enum BgpShow {
+    /// Neighbors: state, uptime, prefixes received / accepted / advertised.
+    Summary {
+        #[arg(long, default_value = "/run/cic-bgp.sock")]
+        socket: std::path::PathBuf,
+    },
+    /// The best route of every prefix in the Loc-RIB.
+    Routes {
+        #[arg(long, default_value = "/run/cic-bgp.sock")]
+        socket: std::path::PathBuf,
+        /// Print only the number of prefixes.
+        #[arg(long, conflicts_with = "json")]
+        count: bool,
+        /// A JSON array: prefix, nextHop, asPath, peer, origin, … of each route.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -320,7 +362,7 @@ fn api(r: &Resolved) -> anyhow::Result<client::Api> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let needs_api = !matches!(
         cli.cmd,
-        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_) | Cmd::Bench(_)
+        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_) | Cmd::Bench(_) | Cmd::Bgp(_)
     );
     // Only the resource commands read the profile: a broken config file does not stop
     // a server or an edge.
@@ -392,6 +434,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             agent.run(shutdown_signal()).await;
             Ok(())
         }
+        Cmd::Bgp(b) => bgp(b, cli.json || cli.format.as_deref() == Some("json")).await,
         Cmd::Lab(l) => match l {
             LabCmd::Up { pops } => cic_lab::up_and_explain(pops).await,
             LabCmd::Demo { pops } => cic_lab::demo(pops).await,
@@ -494,4 +537,73 @@ fn parse_bfd_interval(s: &str) -> Result<u32, String> {
         return Err(format!("{v} ms is outside 50–10000 ms (0 turns BFD off)"));
     }
     Ok(v)
+}
+
+async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
+    use cic_speaker::control::{self, Request};
+    let show = |b: Vec<u8>| -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&b)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    };
+    match cmd {
+        BgpCmd::Run {
+            config,
+            socket,
+            check,
+        } => {
+            let cfg = cic_speaker::Config::load(&config).map_err(anyhow::Error::msg)?;
+            if check {
+                println!(
+                    "{}: AS{}, {} neighbors, {} originated prefixes",
+                    config.display(),
+                    cfg.params.local_asn,
+                    cfg.neighbors.len(),
+                    cfg.params.announce.len()
+                );
+                return Ok(());
+            }
+            init_tracing();
+            let speaker = cic_speaker::Speaker::start(cfg, &socket)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            shutdown_signal().await;
+            speaker.stop().await;
+            Ok(())
+        }
+        BgpCmd::Show(BgpShow::Summary { socket }) => {
+            let body = control::query(&socket, Request::Summary)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json_flag {
+                return show(body);
+            }
+            let s: control::Summary = serde_json::from_slice(&body)?;
+            print!("{}", control::summary_table(&s));
+            Ok(())
+        }
+        BgpCmd::Show(BgpShow::Routes {
+            socket,
+            count,
+            json,
+        }) => {
+            if count {
+                let body = control::query(&socket, Request::Count)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                return show(body);
+            }
+            let body = control::query(&socket, Request::Routes)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json || json_flag {
+                return show(body);
+            }
+            let routes: Vec<control::Route> = serde_json::from_slice(&body)?;
+            print!("{}", control::routes_table(&routes));
+            Ok(())
+        }
+    }
 }

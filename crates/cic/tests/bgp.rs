@@ -1,0 +1,338 @@
+//! `cic bgp run` and `cic bgp show`: the standalone speaker as a user runs it, against
+//! three BIRDs on loopback addresses of this test's own (127.0.31.0/24). Skipped when
+//! BIRD is not installed, unless CIC_REQUIRE_PEERS=1 (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use cic_peers::{Bird, bird_or_skip, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+const US: &str = "127.0.31.1";
+const PORT: u16 = 17310;
+
+fn cic(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(args)
+        .env_remove("CIC_SERVER")
+        .env_remove("CIC_TOKEN")
+        .output()
+        .expect("run cic")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A BIRD at 127.0.31.`host`, port PORT+`host`, peering with the speaker.
+fn bird(host: u8, asn: u32, extra: &str, routes: &str) -> String {
+    format!(
+        r#"
+router id 127.0.31.{host};
+protocol device {{}}
+protocol static feed {{ ipv4; {routes} }}
+protocol bgp speaker {{
+  local 127.0.31.{host} port {port} as {asn};
+  neighbor {US} port {PORT} as 65002;
+  multihop;
+  connect retry time 1;
+  {extra}
+  ipv4 {{ import all; export where proto = "feed"; }};
+}}
+"#,
+        port = PORT + host as u16,
+    )
+}
+
+fn speaker_config() -> String {
+    format!(
+        r#"
+asn = 65002
+router_id = "{US}"
+listen = ["{US}:{PORT}"]
+connect_retry = 1
+
+# A feed: everything it sends is taken, nothing is sent back.
+[[neighbor]]
+address = "127.0.31.2"
+remote_asn = 65001
+passive = true
+import = "accept-all"
+export = "none"
+
+# A 4-byte ASN over TCP-MD5, which we connect to: only on-prem space in, our own out.
+[[neighbor]]
+address = "127.0.31.3"
+port = {p3}
+local_address = "{US}"
+remote_asn = 4200000002
+md5_key = "a-long-shared-secret"
+import = "onprem"
+export = "originated"
+
+# A collector: nothing in (no import policy: RFC 8212), everything out.
+[[neighbor]]
+address = "127.0.31.4"
+remote_asn = 65003
+passive = true
+export = "all"
+
+[[originate]]
+prefix = "198.51.100.0/24"
+
+[[policy]]
+name = "onprem"
+default = "reject"
+rule = [{{ prefix = "172.16.0.0/12", le = 24, action = "accept" }}]
+"#,
+        p3 = PORT + 3,
+    )
+}
+
+struct Running {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn run_speaker(dir: &Path) -> Running {
+    let conf = dir.join("speaker.toml");
+    std::fs::write(&conf, speaker_config()).expect("write config");
+    let socket = dir.join("speaker.sock");
+    let log = std::fs::File::create(dir.join("speaker.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["bgp", "run", "--config"])
+        .arg(&conf)
+        .arg("--socket")
+        .arg(&socket)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("cic bgp run");
+    let s = socket.clone();
+    wait_until(WAIT, "the control socket", || s.exists().then_some(())).expect("socket");
+    Running { child, socket }
+}
+
+fn show(socket: &Path, args: &[&str]) -> String {
+    let mut all = vec!["bgp", "show"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--socket", socket.to_str().expect("path")]);
+    let o = cic(&all);
+    assert!(o.status.success(), "cic {all:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+fn count(socket: &Path) -> u64 {
+    show(socket, &["routes", "--count"])
+        .trim()
+        .parse()
+        .expect("an integer")
+}
+
+fn routes(socket: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&show(socket, &["routes", "--json"])).expect("a JSON array")
+}
+
+#[test]
+fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
+    if !bird_or_skip("the_standalone_speaker_takes_filters_and_serves_routes_as_configured") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let feed_routes =
+        "route 10.1.0.0/16 blackhole; route 10.2.0.0/16 blackhole; route 192.168.7.0/24 blackhole;";
+    let feed = Bird::start("feed", &bird(2, 65001, "", feed_routes), None, None).expect("feed");
+    let onprem = Bird::start(
+        "onprem",
+        &bird(
+            3,
+            4_200_000_002,
+            "password \"a-long-shared-secret\";",
+            "route 172.16.1.0/24 blackhole; route 10.9.0.0/16 blackhole;",
+        ),
+        None,
+        None,
+    )
+    .expect("onprem");
+    let collector =
+        Bird::start("collector", &bird(4, 65003, "", ""), None, None).expect("collector");
+    let speaker = run_speaker(&dir);
+    let sock = speaker.socket.clone();
+
+    // Four prefixes: the feed's three and the one on-prem prefix the policy lets in.
+    wait_until(WAIT, "3 sessions up and 4 prefixes in the Loc-RIB", || {
+        let up = show(&sock, &["summary"]).matches("ESTABLISHED").count();
+        (up == 3 && count(&sock) == 4).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let js: serde_json::Value =
+        serde_json::from_str(&show(&sock, &["summary", "--json"])).expect("json");
+    let onprem_row = js["neighbors"]
+        .as_array()
+        .expect("neighbors")
+        .iter()
+        .find(|n| n["address"] == "127.0.31.3")
+        .expect("row")
+        .clone();
+    assert_eq!(onprem_row["remoteAsn"], 4_200_000_002u64);
+    assert_eq!(onprem_row["received"], 2);
+    assert_eq!(
+        onprem_row["accepted"], 1,
+        "10.9.0.0/16 refused by policy onprem"
+    );
+
+    let r = routes(&sock);
+    let prefixes: Vec<&str> = r.iter().filter_map(|x| x["prefix"].as_str()).collect();
+    assert_eq!(
+        prefixes,
+        [
+            "10.1.0.0/16",
+            "10.2.0.0/16",
+            "172.16.1.0/24",
+            "192.168.7.0/24"
+        ]
+    );
+    let first = &r[0];
+    assert_eq!(first["nextHop"], "127.0.31.2");
+    assert_eq!(first["peer"], "127.0.31.2");
+    assert_eq!(first["asPath"], serde_json::json!([65001]));
+    let on = &r[2];
+    assert_eq!(on["asPath"], serde_json::json!([4_200_000_002u64]));
+    assert_eq!(on["peer"], "127.0.31.3");
+    let table = show(&sock, &["routes"]);
+    assert!(
+        table.contains("172.16.1.0/24") && table.contains("4200000002"),
+        "{table}"
+    );
+
+    // Exports: on-prem hears only our own prefix; the collector everything, via us.
+    wait_until(WAIT, "our prefix at on-prem", || {
+        onprem.has_route("198.51.100.0/24").then_some(())
+    })
+    .expect("originated");
+    assert!(!onprem.has_route("10.1.0.0/16"), "export originated only");
+    wait_until(WAIT, "the collector's table", || {
+        ["10.1.0.0/16", "172.16.1.0/24", "198.51.100.0/24"]
+            .iter()
+            .all(|p| collector.has_route(p))
+            .then_some(())
+    })
+    .expect("export all");
+    let via = collector.route("10.1.0.0/16");
+    assert!(via.contains("BGP.as_path: 65002 65001"), "{via}");
+    assert!(
+        !collector.has_route("10.9.0.0/16"),
+        "refused routes are not exported"
+    );
+    assert!(!feed.has_route("198.51.100.0/24"), "export none");
+
+    // A withdrawal goes through to the Loc-RIB and to the collector.
+    feed.reconfigure(&bird(
+        2,
+        65001,
+        "",
+        "route 10.1.0.0/16 blackhole; route 192.168.7.0/24 blackhole;",
+    ))
+    .expect("reconfigure");
+    wait_until(WAIT, "the withdrawal", || {
+        (count(&sock) == 3 && !collector.has_route("10.2.0.0/16")).then_some(())
+    })
+    .expect("withdrawn");
+
+    // A second speaker on the same socket is refused; the first keeps running.
+    let conf = dir.join("speaker.toml");
+    let again = cic(&[
+        "bgp",
+        "run",
+        "--config",
+        conf.to_str().expect("path"),
+        "--socket",
+        sock.to_str().expect("path"),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("another speaker answers"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(count(&sock), 3);
+
+    // SIGTERM: every neighbor is told (Cease), and the socket goes.
+    let mut speaker = speaker;
+    let pid = speaker.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = speaker.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists(), "control socket removed");
+    wait_until(WAIT, "the collector sees the Cease", || {
+        collector
+            .last_error("speaker")
+            .filter(|e| e.contains("Received"))
+            .map(drop)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", collector.last_error("speaker")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
+    let dir = std::env::temp_dir().join(format!("cic-bgp-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = dir.join("bad.toml");
+    let socket = dir.join("bad.sock");
+    std::fs::write(
+        &conf,
+        "asn = 65002\nrouter_id = \"10.99.0.1\"\n[[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65001\nexport = \"everything\"\n",
+    )
+    .expect("write");
+    let o = cic(&[
+        "bgp",
+        "run",
+        "--config",
+        conf.to_str().expect("path"),
+        "--socket",
+        socket.to_str().expect("path"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("neighbor[0].export: no policy named \"everything\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!socket.exists(), "nothing started");
+    let o = cic(&[
+        "bgp",
+        "show",
+        "summary",
+        "--socket",
+        socket.to_str().expect("path"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no speaker answers on"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

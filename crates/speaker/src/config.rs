@@ -1,0 +1,525 @@
+//! The speaker's config file (TOML). Every key is checked before anything starts: an
+//! error names the key (`neighbor[2].export`) and what is wrong with it.
+//!
+//! ```toml
+//! asn = 65002
+//! router_id = "10.99.0.1"
+//! listen = ["10.99.0.1:179"]
+//!
+//! [[neighbor]]
+//! address = "10.99.1.1"
+//! remote_asn = 65001
+//! passive = true
+//! import = "accept-all"    # "none" | "accept-all" | a policy name
+//! export = "none"          # "none" | "originated" | "all" | a policy name
+//!
+//! [[originate]]
+//! prefix = "198.51.100.0/24"
+//!
+//! [[policy]]
+//! name = "onprem"
+//! default = "reject"
+//! rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cic_bgp::fsm::{GrConfig, SessionConfig};
+use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
+use cic_bgp::policy::{Export, Filter, NeighborPolicy, PrefixRule, Role, Verdict};
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Where to accept connections (none: the speaker only connects out).
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// Hold time we propose, seconds (0 or 3–65535).
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    /// Seconds between connection attempts.
+    #[serde(default = "default_connect_retry")]
+    pub connect_retry: u64,
+    /// Restart time announced in the Graceful Restart capability (0: not announced).
+    #[serde(default)]
+    pub graceful_restart_secs: u16,
+    /// What a neighbor over its `max_prefixes` gets: "teardown", "discard" or "warn".
+    #[serde(default = "default_max_prefix_action")]
+    pub max_prefix_action: String,
+    /// How long a torn-down neighbor is held idle, seconds.
+    #[serde(default = "default_max_prefix_idle")]
+    pub max_prefix_idle: u64,
+    #[serde(default)]
+    pub neighbor: Vec<Neighbor>,
+    #[serde(default)]
+    pub originate: Vec<Originate>,
+    #[serde(default)]
+    pub policy: Vec<Policy>,
+}
+
+fn default_hold() -> u16 {
+    90
+}
+fn default_connect_retry() -> u64 {
+    5
+}
+fn default_max_prefix_action() -> String {
+    "teardown".into()
+}
+fn default_max_prefix_idle() -> u64 {
+    1800
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neighbor {
+    pub address: Ipv4Addr,
+    pub remote_asn: u32,
+    /// Wait for the neighbor to connect; never connect out.
+    #[serde(default)]
+    pub passive: bool,
+    /// "none" (the default: RFC 8212), "accept-all" or a policy name.
+    #[serde(default = "none")]
+    pub import: String,
+    /// "none" (the default), "originated", "all" or a policy name.
+    #[serde(default = "none")]
+    pub export: String,
+    /// TCP MD5 signature (RFC 2385), 1–80 bytes.
+    pub md5_key: Option<String>,
+    /// Our address toward the neighbor: connections are made from it, and it is the
+    /// next hop we announce (default: whichever address the connection uses).
+    pub local_address: Option<Ipv4Addr>,
+    /// The neighbor's TCP port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Prefixes accepted from it at most (see `max_prefix_action`).
+    pub max_prefixes: Option<u32>,
+}
+
+fn none() -> String {
+    "none".into()
+}
+fn default_port() -> u16 {
+    179
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Originate {
+    pub prefix: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub name: String,
+    /// What a prefix no rule matches gets: "accept" or "reject" (the default).
+    #[serde(default = "reject")]
+    pub default: String,
+    #[serde(default)]
+    pub rule: Vec<Rule>,
+}
+
+fn reject() -> String {
+    "reject".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub prefix: Ipv4Net,
+    pub ge: Option<u8>,
+    pub le: Option<u8>,
+    /// "accept" or "reject".
+    pub action: String,
+}
+
+/// A checked config: what the speaker runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub router_id: Ipv4Addr,
+    pub params: InstanceParams,
+    pub listen: Vec<SocketAddr>,
+    pub neighbors: Vec<cic_bgp::driver::PeerConfig>,
+}
+
+const RESERVED: [&str; 5] = ["none", "accept-all", "reject-all", "originated", "all"];
+
+fn verdict(key: &str, v: &str) -> Result<Verdict, String> {
+    match v {
+        "accept" => Ok(Verdict::Accept),
+        "reject" => Ok(Verdict::Reject),
+        other => Err(format!(
+            "{key}: {other:?} is not an action; use \"accept\" or \"reject\""
+        )),
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of a config file.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let f: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        Config::check(f)
+    }
+
+    fn check(f: File) -> Result<Config, String> {
+        if f.asn == 0 {
+            return Err("asn: 0 is not a valid AS number".into());
+        }
+        if f.router_id.is_unspecified() || f.router_id.is_multicast() {
+            return Err(format!(
+                "router_id: {} cannot identify a BGP speaker",
+                f.router_id
+            ));
+        }
+        if (1..3).contains(&f.hold_time) {
+            return Err(format!(
+                "hold_time: {} s is below the minimum of 3 s (0 turns keepalives off)",
+                f.hold_time
+            ));
+        }
+        if f.connect_retry == 0 {
+            return Err("connect_retry: must be at least 1 s".into());
+        }
+        for (i, a) in f.listen.iter().enumerate() {
+            if !a.is_ipv4() {
+                return Err(format!(
+                    "listen[{i}]: {a} is not IPv4 (IPv6 is not supported yet)"
+                ));
+            }
+        }
+        let max_prefix_action = match f.max_prefix_action.as_str() {
+            "teardown" => MaxPrefixAction::Teardown,
+            "discard" => MaxPrefixAction::Discard,
+            "warn" => MaxPrefixAction::Warn,
+            other => {
+                return Err(format!(
+                    "max_prefix_action: {other:?} is not one of \"teardown\", \"discard\", \"warn\""
+                ));
+            }
+        };
+
+        let mut policies: BTreeMap<String, Filter> = BTreeMap::new();
+        for (i, p) in f.policy.iter().enumerate() {
+            let key = format!("policy[{i}]");
+            if p.name.is_empty() || RESERVED.contains(&p.name.as_str()) {
+                return Err(format!(
+                    "{key}.name: {:?} is reserved or empty; reserved names are {}",
+                    p.name,
+                    RESERVED.join(", ")
+                ));
+            }
+            let mut rules = Vec::new();
+            for (j, r) in p.rule.iter().enumerate() {
+                let key = format!("{key}.rule[{j}]");
+                let own = r.prefix.prefix_len();
+                for (what, v) in [("ge", r.ge), ("le", r.le)] {
+                    if let Some(v) = v
+                        && !(own..=32).contains(&v)
+                    {
+                        return Err(format!(
+                            "{key}.{what}: {v} is outside {own}..=32 (the prefix's length to 32)"
+                        ));
+                    }
+                }
+                if let (Some(ge), Some(le)) = (r.ge, r.le)
+                    && ge > le
+                {
+                    return Err(format!("{key}: ge {ge} is greater than le {le}"));
+                }
+                rules.push(PrefixRule {
+                    prefix: r.prefix.trunc(),
+                    ge: r.ge,
+                    le: r.le,
+                    verdict: verdict(&format!("{key}.action"), &r.action)?,
+                });
+            }
+            let filter = Filter {
+                name: p.name.clone(),
+                rules,
+                default: verdict(&format!("{key}.default"), &p.default)?,
+            };
+            if policies.insert(p.name.clone(), filter).is_some() {
+                return Err(format!("{key}.name: {:?} is defined twice", p.name));
+            }
+        }
+
+        let mut seen = BTreeSet::new();
+        let mut neighbors = Vec::new();
+        for (i, n) in f.neighbor.iter().enumerate() {
+            let key = format!("neighbor[{i}]");
+            if !seen.insert(n.address) {
+                return Err(format!("{key}.address: {} is configured twice", n.address));
+            }
+            if n.remote_asn == 0 {
+                return Err(format!("{key}.remote_asn: 0 is not a valid AS number"));
+            }
+            if let Some(k) = &n.md5_key
+                && !(1..=MD5_MAX_KEY).contains(&k.len())
+            {
+                return Err(format!(
+                    "{key}.md5_key: {} bytes; the kernel takes 1 to {}",
+                    k.len(),
+                    MD5_MAX_KEY
+                ));
+            }
+            let named = |what: &str| -> Result<Filter, String> {
+                policies.get(what).cloned().ok_or_else(|| {
+                    let mut known: Vec<&str> = policies.keys().map(String::as_str).collect();
+                    known.sort();
+                    format!(
+                        "no policy named {what:?}{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (policies: {})", known.join(", "))
+                        }
+                    )
+                })
+            };
+            let import = match n.import.as_str() {
+                "none" | "reject-all" => None,
+                "accept-all" => Some(Filter::accept_all()),
+                other => Some(named(other).map_err(|e| format!("{key}.import: {e}"))?),
+            };
+            let export = match n.export.as_str() {
+                "none" => Export::Nothing,
+                "originated" => Export::Originated,
+                "all" => Export::All,
+                other => Export::Filter(named(other).map_err(|e| format!("{key}.export: {e}"))?),
+            };
+            neighbors.push(cic_bgp::driver::PeerConfig {
+                spec: PeerSpec {
+                    name: n.address.to_string(),
+                    role: Role::Neighbor,
+                    address: n.address,
+                    local_address: n.local_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    asn: n.remote_asn,
+                    policy: Some(Arc::new(NeighborPolicy {
+                        import,
+                        export,
+                        max_prefixes: n.max_prefixes,
+                    })),
+                },
+                session: SessionConfig {
+                    local_asn: f.asn,
+                    router_id: f.router_id,
+                    peer_asn: n.remote_asn,
+                    hold_time: f.hold_time,
+                    min_hold_time: 0,
+                    connect_retry: Duration::from_secs(f.connect_retry),
+                    passive: n.passive,
+                    graceful_restart: (f.graceful_restart_secs > 0).then_some(GrConfig {
+                        restart_time: f.graceful_restart_secs.min(4095),
+                        restarting: false,
+                    }),
+                },
+                md5_key: n.md5_key.clone(),
+                port: n.port,
+            });
+        }
+
+        let mut originate = Vec::new();
+        for (i, o) in f.originate.iter().enumerate() {
+            if o.prefix != o.prefix.trunc() {
+                return Err(format!(
+                    "originate[{i}].prefix: {} has host bits set (did you mean {}?)",
+                    o.prefix,
+                    o.prefix.trunc()
+                ));
+            }
+            originate.push(o.prefix);
+        }
+        originate.sort();
+        originate.dedup();
+
+        Ok(Config {
+            router_id: f.router_id,
+            params: InstanceParams {
+                local_asn: f.asn,
+                vpc_prefixes: vec![],
+                max_prefixes: u32::MAX,
+                max_prefix_action,
+                max_prefix_idle: Duration::from_secs(f.max_prefix_idle),
+                announce: originate,
+                accept_only: None,
+                restarting: false,
+            },
+            listen: f.listen,
+            neighbors,
+        })
+    }
+}
+
+/// The longest TCP-MD5 key Linux takes (TCP_MD5SIG_MAXKEYLEN).
+const MD5_MAX_KEY: usize = 80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+asn = 65002
+router_id = "10.99.0.1"
+listen = ["10.99.0.1:179"]
+
+[[neighbor]]
+address = "10.99.1.1"
+remote_asn = 65001
+passive = true
+import = "accept-all"    # or the name of a policy defined in the file
+export = "none"          # "none" | "originated" | "all" | a policy name
+
+[[neighbor]]
+address = "10.99.2.1"
+remote_asn = 4200000002
+md5_key = "a-long-shared-secret"
+import = "accept-all"
+export = "originated"
+
+[[originate]]
+prefix = "198.51.100.0/24"
+"#;
+
+    #[test]
+    fn the_documented_example_loads() {
+        let c = Config::parse(EXAMPLE).expect("example");
+        assert_eq!(c.params.local_asn, 65002);
+        assert_eq!(
+            c.listen,
+            ["10.99.0.1:179".parse::<SocketAddr>().expect("addr")]
+        );
+        assert_eq!(c.neighbors.len(), 2);
+        let n = &c.neighbors[0];
+        assert!(n.session.passive);
+        let p = n.spec.policy.as_deref().expect("policy");
+        assert_eq!(p.import, Some(Filter::accept_all()));
+        assert_eq!(p.export, Export::Nothing);
+        let n = &c.neighbors[1];
+        assert_eq!(n.spec.asn, 4_200_000_002);
+        assert_eq!(n.md5_key.as_deref(), Some("a-long-shared-secret"));
+        assert_eq!(
+            n.spec.policy.as_deref().expect("policy").export,
+            Export::Originated
+        );
+        assert_eq!(
+            c.params.announce,
+            ["198.51.100.0/24".parse::<Ipv4Net>().expect("prefix")]
+        );
+    }
+
+    #[test]
+    fn named_policies_are_resolved() {
+        let c = Config::parse(
+            r#"
+asn = 65002
+router_id = "10.99.0.1"
+[[neighbor]]
+address = "10.99.1.1"
+remote_asn = 65001
+import = "onprem"
+export = "onprem"
+[[policy]]
+name = "onprem"
+rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
+"#,
+        )
+        .expect("config");
+        let p = c.neighbors[0].spec.policy.as_deref().expect("policy");
+        let f = p.import.as_ref().expect("import");
+        assert_eq!(f.default, Verdict::Reject);
+        assert!(f.permits(&"10.1.2.0/24".parse().expect("prefix")));
+        assert!(!f.permits(&"10.1.2.0/25".parse().expect("prefix")));
+        assert!(matches!(&p.export, Export::Filter(e) if e.name == "onprem"));
+    }
+
+    #[test]
+    fn every_mistake_names_its_key() {
+        let base = "asn = 65002\nrouter_id = \"10.99.0.1\"\n";
+        let nb = "[[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65001\n";
+        for (text, want) in [
+            (
+                "router_id = \"10.99.0.1\"\n".to_string(),
+                "missing field `asn`",
+            ),
+            (format!("{base}colour = 1\n"), "unknown field `colour`"),
+            (format!("{base}asn_typo = 1\n"), "asn_typo"),
+            ("asn = 0\nrouter_id = \"10.99.0.1\"\n".into(), "asn: 0"),
+            ("asn = 1\nrouter_id = \"0.0.0.0\"\n".into(), "router_id"),
+            ("asn = 1\nrouter_id = \"10.1\"\n".into(), "router_id"),
+            (format!("{base}hold_time = 2\n"), "hold_time: 2 s"),
+            (format!("{base}listen = [\"[::1]:179\"]\n"), "listen[0]"),
+            (
+                format!("{base}{nb}export = \"everything\"\n"),
+                "neighbor[0].export: no policy named \"everything\"",
+            ),
+            (format!("{base}{nb}import = \"x\"\n"), "neighbor[0].import"),
+            (
+                format!("{base}{nb}{nb}"),
+                "neighbor[1].address: 10.99.1.1 is configured twice",
+            ),
+            (format!("{base}{nb}md5_key = \"\"\n"), "neighbor[0].md5_key"),
+            (format!("{base}{nb}remote_asn2 = 1\n"), "remote_asn2"),
+            (
+                format!("{base}[[originate]]\nprefix = \"10.0.0.1/8\"\n"),
+                "originate[0].prefix: 10.0.0.1/8 has host bits set",
+            ),
+            (
+                format!("{base}[[originate]]\nprefix = \"10.0.0.0/33\"\n"),
+                "prefix",
+            ),
+            (
+                format!("{base}[[policy]]\nname = \"all\"\n"),
+                "policy[0].name",
+            ),
+            (
+                format!("{base}[[policy]]\nname = \"p\"\ndefault = \"maybe\"\n"),
+                "policy[0].default",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", le = 4, action = \"accept\" }}]\n"
+                ),
+                "policy[0].rule[0].le: 4 is outside 8..=32",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", ge = 24, le = 16, action = \"accept\" }}]\n"
+                ),
+                "ge 24 is greater than le 16",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"permit\" }}]\n"
+                ),
+                "policy[0].rule[0].action",
+            ),
+            (
+                format!("{base}[[policy]]\nname = \"p\"\n[[policy]]\nname = \"p\"\n"),
+                "policy[1].name: \"p\" is defined twice",
+            ),
+            (
+                format!("{base}max_prefix_action = \"shrug\"\n"),
+                "max_prefix_action",
+            ),
+        ] {
+            let e = Config::parse(&text).expect_err(&text);
+            assert!(e.contains(want), "{text}\n→ {e}\n(wanted {want:?})");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The control socket: a Unix stream socket; a client writes one request (a JSON line)
+//! and reads one JSON answer until the speaker closes the connection.
+//!
+//! ```text
+//! → {"show":"summary"}   ← {"asn":65002,"routerId":"10.99.0.1","prefixes":2,"neighbors":[…]}
+//! → {"show":"routes"}    ← [{"prefix":"10.1.0.0/16","nextHop":"10.99.1.1","asPath":[65001],"peer":"10.99.1.1",…}]
+//! → {"show":"count"}     ← 2
+//! ← {"error":"…"}        for a request it cannot read
+//! ```
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use cic_bgp::driver::InstanceHandle;
+use cic_bgp::wire::{AsPathSegment, Origin};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::debug;
+
+use crate::Config;
+
+/// The longest request line read.
+const MAX_REQUEST: u64 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "show", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Summary,
+    Routes,
+    Count,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Prefixes in the Loc-RIB.
+    pub prefixes: usize,
+    pub neighbors: Vec<NeighborSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NeighborSummary {
+    pub address: Ipv4Addr,
+    pub remote_asn: u32,
+    pub state: String,
+    /// Seconds since the session was established (0 when it is not).
+    pub uptime_secs: u64,
+    pub received: u32,
+    pub accepted: u32,
+    pub advertised: u32,
+    /// Routes kept from before the neighbor restarted (RFC 4724).
+    pub stale: u32,
+    pub over_limit: bool,
+    pub last_error: Option<String>,
+}
+
+/// A best route of the Loc-RIB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    pub prefix: ipnet::Ipv4Net,
+    pub next_hop: Ipv4Addr,
+    /// The AS_PATH, with an AS_SET as a nested array.
+    pub as_path: Vec<serde_json::Value>,
+    /// The neighbor it came from.
+    pub peer: Ipv4Addr,
+    pub origin: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub local_pref: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub med: Option<u32>,
+    /// Standard communities as "asn:value".
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub communities: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub large_communities: Vec<String>,
+}
+
+/// Binds the control socket at `path`. A file there is replaced when nothing answers on
+/// it (a speaker that did not stop cleanly); a live speaker is never displaced.
+pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(format!(
+                "another speaker answers on {}; stop it or choose another --socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("removing stale {}: {e}", path.display()))?;
+    }
+    let l =
+        UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    // Only its owner (root, as a rule) may read the speaker's state.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    Ok(l)
+}
+
+/// Answers requests until the task is aborted.
+pub async fn serve(listener: UnixListener, instance: InstanceHandle, cfg: Config) {
+    let cfg = std::sync::Arc::new(cfg);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let instance = instance.clone();
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &instance, &cfg).await {
+                debug!("control connection: {e}");
+            }
+        });
+    }
+}
+
+async fn answer(
+    stream: UnixStream,
+    instance: &InstanceHandle,
+    cfg: &Config,
+) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .await?;
+    let body = match serde_json::from_str::<Request>(line.trim()) {
+        Err(e) => error(&format!(
+            "bad request {:?}: {e}; send {{\"show\":\"summary\"}}, {{\"show\":\"routes\"}} or {{\"show\":\"count\"}}",
+            line.trim()
+        )),
+        Ok(req) => match respond(req, instance, cfg).await {
+            Ok(b) => b,
+            Err(e) => error(&e.to_string()),
+        },
+    };
+    w.write_all(&body).await?;
+    w.shutdown().await
+}
+
+fn error(msg: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "error": msg })).unwrap_or_default()
+}
+
+async fn respond(
+    req: Request,
+    instance: &InstanceHandle,
+    cfg: &Config,
+) -> std::io::Result<Vec<u8>> {
+    Ok(match req {
+        Request::Count => json(&instance.rib_size().await?),
+        Request::Summary => {
+            let status = instance.status().borrow().clone();
+            json(&Summary {
+                asn: cfg.params.local_asn,
+                router_id: cfg.router_id,
+                prefixes: instance.rib_size().await?,
+                neighbors: status
+                    .peers
+                    .iter()
+                    .map(|p| NeighborSummary {
+                        address: p.spec.address,
+                        remote_asn: p.spec.asn,
+                        state: p.state.name().to_string(),
+                        uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
+                        received: p.stats.received,
+                        accepted: p.stats.accepted,
+                        advertised: p.stats.advertised,
+                        stale: p.stats.stale,
+                        over_limit: p.stats.over_limit,
+                        last_error: p.last_error.clone(),
+                    })
+                    .collect(),
+            })
+        }
+        Request::Routes => {
+            let status = instance.status().borrow().clone();
+            let peer_address = |id| {
+                status
+                    .peers
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| p.spec.address)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED)
+            };
+            let routes = instance.best_routes().await?;
+            // Written as it goes: a full table is a large answer.
+            let mut out = Vec::with_capacity(routes.len() * 96 + 2);
+            out.push(b'[');
+            for (i, (prefix, path)) in routes.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let a = &path.attrs;
+                let r = Route {
+                    prefix: *prefix,
+                    next_hop: a.next_hop.unwrap_or(path.nexthop),
+                    as_path: a
+                        .as_path
+                        .iter()
+                        .flat_map(|s| match s {
+                            AsPathSegment::Sequence(v) => v.iter().map(|x| (*x).into()).collect(),
+                            AsPathSegment::Set(v) => vec![v.clone().into()],
+                        })
+                        .collect(),
+                    peer: peer_address(path.peer),
+                    origin: match a.origin {
+                        Origin::Igp => "igp",
+                        Origin::Egp => "egp",
+                        Origin::Incomplete => "incomplete",
+                    }
+                    .to_string(),
+                    local_pref: a.local_pref,
+                    med: a.med,
+                    communities: a
+                        .communities
+                        .iter()
+                        .map(|c| format!("{}:{}", c >> 16, c & 0xFFFF))
+                        .collect(),
+                    large_communities: a
+                        .large_communities
+                        .iter()
+                        .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+                        .collect(),
+                };
+                serde_json::to_writer(&mut out, &r).map_err(std::io::Error::other)?;
+            }
+            out.push(b']');
+            out
+        }
+    })
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Sends `req` to the speaker at `socket` and returns its JSON answer (an `{"error"}`
+/// answer becomes the error).
+pub async fn query(socket: &Path, req: Request) -> Result<Vec<u8>, String> {
+    let mut s = UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "no speaker answers on {}: {e} (is `cic bgp run --socket {}` running?)",
+            socket.display(),
+            socket.display()
+        )
+    })?;
+    let mut line = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    s.write_all(&line).await.map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+    if body.starts_with(b"{\"error\"") {
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        return Err(v["error"].as_str().unwrap_or("error").to_string());
+    }
+    Ok(body)
+}
+
+/// `cic bgp show summary` as a table.
+pub fn summary_table(s: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "BGP speaker AS{} router-id {}, {} prefixes in the Loc-RIB",
+        s.asn, s.router_id, s.prefixes
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:>10} {:<12} {:>9} {:>9} {:>9} {:>10}  LAST ERROR",
+        "NEIGHBOR", "AS", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "ADVERTISED"
+    );
+    for n in &s.neighbors {
+        let up = n.uptime_secs;
+        let _ = writeln!(
+            out,
+            "{:<16} {:>10} {:<12} {:>9} {:>9} {:>9} {:>10}  {}",
+            n.address,
+            n.remote_asn,
+            n.state,
+            format!("{:02}:{:02}:{:02}", up / 3600, up / 60 % 60, up % 60),
+            n.received,
+            n.accepted,
+            n.advertised,
+            n.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+/// `cic bgp show routes` as a table.
+pub fn routes_table(routes: &[Route]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<16} {:<16} AS PATH",
+        "PREFIX", "NEXT HOP", "PEER"
+    );
+    for r in routes {
+        let path: Vec<String> = r.as_path.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<16} {:<16} {}",
+            r.prefix.to_string(),
+            r.next_hop.to_string(),
+            r.peer.to_string(),
+            path.join(" ")
+        );
+    }
+    out
+}
