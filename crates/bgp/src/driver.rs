@@ -47,6 +47,8 @@ pub const BGP_PORT: u16 = 179;
 const SESSION_QUEUE: usize = 4096;
 const EVENT_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 64;
+/// The status watch is refreshed at most this often (and always within this long).
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 /// After our restart, the longest we wait for the peers' End-of-RIBs before selecting
 /// routes and sending our own (RFC 4724 §4.1 Selection_Deferral_Timer). Forwarding goes
 /// on meanwhile on the kernel routes kept from before the restart.
@@ -451,6 +453,8 @@ impl InstanceTask {
         mut ev_rx: mpsc::Receiver<(PeerId, PeerEvent)>,
         listeners: Vec<TcpListener>,
     ) {
+        let mut last_publish = Instant::now() - PUBLISH_EVERY;
+        let mut publish_due: Option<Instant> = None;
         loop {
             tokio::select! {
                 cmd = cmd_rx.recv() => match cmd {
@@ -529,8 +533,18 @@ impl InstanceTask {
                         self.timer(t);
                     }
                 }
+                _ = sleep_until(publish_due) => {}
             }
-            self.publish();
+            // Status at most every PUBLISH_EVERY: building it walks every peer, and a
+            // full table arrives in tens of thousands of events.
+            let now = Instant::now();
+            if now >= last_publish + PUBLISH_EVERY {
+                self.publish();
+                last_publish = now;
+                publish_due = None;
+            } else {
+                publish_due = Some(last_publish + PUBLISH_EVERY);
+            }
         }
     }
 

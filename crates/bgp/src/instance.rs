@@ -49,6 +49,9 @@ pub struct InstanceParams {
     /// has sent its End-of-RIB ([`Instance::awaiting_end_of_rib`]) or the caller's
     /// selection deferral timer ends; then [`Instance::end_restart`].
     pub restarting: bool,
+    /// Keep the table of kernel routes ([`Action::Route`], [`Instance::kernel_routes`]);
+    /// off for a speaker that forwards nothing (`cic bgp run`).
+    pub kernel: bool,
 }
 
 /// How long a restarted peer's stale routes wait for its End-of-RIB once it is back
@@ -157,13 +160,60 @@ struct Received {
     verdict: Result<(), Reject>,
 }
 
+/// A peer's Adj-RIB-In, with the number of refused routes kept as it changes (the
+/// status reads it after every event; counting would cost a walk of the table).
+#[derive(Debug, Default)]
+struct AdjIn {
+    map: BTreeMap<Ipv4Net, Received>,
+    refused: u32,
+}
+
+impl AdjIn {
+    fn insert(&mut self, n: Ipv4Net, r: Received) {
+        self.refused += r.verdict.is_err() as u32;
+        if let Some(old) = self.map.insert(n, r) {
+            self.refused -= old.verdict.is_err() as u32;
+        }
+    }
+
+    fn remove(&mut self, n: &Ipv4Net) -> Option<Received> {
+        let old = self.map.remove(n)?;
+        self.refused -= old.verdict.is_err() as u32;
+        Some(old)
+    }
+
+    fn set_verdict(&mut self, n: &Ipv4Net, verdict: Result<(), Reject>) {
+        if let Some(r) = self.map.get_mut(n) {
+            self.refused -= r.verdict.is_err() as u32;
+            self.refused += verdict.is_err() as u32;
+            r.verdict = verdict;
+        }
+    }
+
+    fn take(&mut self) -> BTreeMap<Ipv4Net, Received> {
+        self.refused = 0;
+        std::mem::take(&mut self.map)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl std::ops::Deref for AdjIn {
+    type Target = BTreeMap<Ipv4Net, Received>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
 #[derive(Debug)]
 struct PeerState {
     spec: PeerSpec,
     /// The next hop we announce: the spec's, or our end of the connection.
     local_address: Ipv4Addr,
     up: Option<Negotiated>,
-    adj_in: BTreeMap<Ipv4Net, Received>,
+    adj_in: AdjIn,
     adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
     discarded: u32,
     over_limit: bool,
@@ -224,7 +274,7 @@ impl Instance {
                 local_address: spec.local_address,
                 spec,
                 up: None,
-                adj_in: BTreeMap::new(),
+                adj_in: AdjIn::default(),
                 adj_out: BTreeMap::new(),
                 discarded: 0,
                 over_limit: false,
@@ -464,7 +514,7 @@ impl Instance {
         };
         PeerStats {
             received: p.adj_in.len() as u32,
-            accepted: p.adj_in.values().filter(|r| r.verdict.is_ok()).count() as u32,
+            accepted: p.adj_in.len() as u32 - p.adj_in.refused,
             advertised: p.adj_out.len() as u32,
             discarded: p.discarded,
             over_limit: p.over_limit,
@@ -584,7 +634,7 @@ impl Instance {
                     }];
                 }
                 p.stale.clear();
-                let gone: Vec<Ipv4Net> = std::mem::take(&mut p.adj_in).into_keys().collect();
+                let gone: Vec<Ipv4Net> = p.adj_in.take().into_keys().collect();
                 let mut touched = BTreeSet::new();
                 for n in gone {
                     if self.rib.set(n, peer, None) {
@@ -697,8 +747,8 @@ impl Instance {
             // the route, the peer and the parameters.
             for n in accepted {
                 let verdict = self.judge(peer, &n, &attrs);
-                if let Some(r) = self.peers.get_mut(&peer).and_then(|p| p.adj_in.get_mut(&n)) {
-                    r.verdict = verdict;
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.adj_in.set_verdict(&n, verdict);
                 }
             }
         }
@@ -753,7 +803,7 @@ impl Instance {
     /// After the Loc-RIB changed for `touched`: kernel routes and exports follow.
     fn apply(&mut self, touched: BTreeSet<Ipv4Net>) -> Vec<Action> {
         let mut out = Vec::new();
-        for n in &touched {
+        for n in touched.iter().filter(|_| self.params.kernel) {
             let want: Vec<Ipv4Addr> = self
                 .rib
                 .selected(n)

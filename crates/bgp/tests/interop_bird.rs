@@ -145,6 +145,7 @@ async fn start_with(
         announce: vec![],
         accept_only: None,
         restarting: gr.is_some_and(|(_, r)| r),
+        kernel: true,
     };
     init_tracing();
     let h = spawn_instance(

@@ -141,6 +141,21 @@ enum BgpShow {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// BGP ingest: the same pre-encoded feed into cic's speaker and BIRD in turn; seconds
+    /// from Established to the last prefix in the Loc-RIB, and peak RSS.
+    Bgp {
+        #[arg(long, default_value_t = 1_000_000)]
+        prefixes: usize,
+        /// Sessions the prefixes are spread over (1–250).
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
+        /// Prefixes per UPDATE (each run has its own AS path).
+        #[arg(long, default_value_t = 16)]
+        per_update: usize,
+        /// Speakers to run, in order.
+        #[arg(long, value_delimiter = ',', default_value = "cic,bird")]
+        speakers: Vec<String>,
+    },
     /// API latency with many private connections stored, against `cic server` running as
     /// a separate process on loopback.
     Api {
@@ -475,6 +490,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 list_rounds,
             })
             .await
+        }
+        Cmd::Bench(BenchCmd::Bgp {
+            prefixes,
+            peers,
+            per_update,
+            speakers,
+        }) => {
+            let feed = cic_speaker::bench::Feed {
+                prefixes,
+                peers,
+                per_update,
+            };
+            let exe = std::env::current_exe()?;
+            let results = tokio::task::spawn_blocking(move || {
+                cic_speaker::bench::run(&feed, &speakers, &exe)
+            })
+            .await?
+            .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(())
         }
         Cmd::Bench(BenchCmd::Provision { runs }) => {
             if runs == 0 {

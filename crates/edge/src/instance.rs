@@ -767,6 +767,7 @@ fn params(
         },
         max_prefix_idle: Duration::from_secs(bgp.max_prefix_idle_secs as u64),
         restarting,
+        kernel: true,
     }
 }
 

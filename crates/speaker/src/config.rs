@@ -359,6 +359,7 @@ impl Config {
                 announce: originate,
                 accept_only: None,
                 restarting: false,
+                kernel: false,
             },
             listen: f.listen,
             neighbors,

@@ -3,6 +3,7 @@
 //! ([`control`]) by `cic bgp show`. It programs no kernel routes: it is a route server,
 //! a route collector, and the thing the benchmarks measure.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 

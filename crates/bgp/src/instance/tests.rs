@@ -20,6 +20,7 @@ fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
         announce: vec![],
         accept_only: None,
         restarting: false,
+        kernel: true,
     }
 }
 
@@ -1096,6 +1097,7 @@ fn speaker(originate: &[&str]) -> Instance {
         announce: originate.iter().map(|p| n(p)).collect(),
         accept_only: None,
         restarting: false,
+        kernel: true,
     })
 }
 

@@ -1,0 +1,457 @@
+//! The ingest benchmark (`cic bench bgp`): a feeder sends pre-encoded UPDATEs as fast as
+//! TCP takes them to one speaker after another — cic, then BIRD (and GoBGP when
+//! installed) — over loopback addresses of its own (127.0.41.1 the speaker, 127.0.42.x
+//! the feeding peers). For each: seconds from the moment every session is Established
+//! until the last prefix is in the speaker's Loc-RIB, and its peak RSS (VmHWM).
+//!
+//! The feed is the same for every speaker: `prefixes` distinct /24s split evenly over
+//! `peers` sessions, in runs of `per_update` prefixes per UPDATE, with 1,000 distinct
+//! AS paths (a run's path depends on its number), origin IGP, NEXT_HOP the peer.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use cic_bgp::wire::{AsPathSegment, Message, Open, Origin, PathAttrs, encode_updates};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+const SPEAKER: Ipv4Addr = Ipv4Addr::new(127, 0, 41, 1);
+const PORT: u16 = 17941;
+const SPEAKER_ASN: u32 = 65000;
+const FEED_ASN: u32 = 65001;
+
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub prefixes: usize,
+    pub peers: usize,
+    pub per_update: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Result {
+    pub speaker: String,
+    pub version: String,
+    pub prefixes: usize,
+    pub peers: usize,
+    /// From every session Established to the last prefix in the Loc-RIB.
+    pub seconds: f64,
+    /// Peak resident memory of the speaker's process, MiB.
+    pub peak_rss_mib: f64,
+    /// Bytes of peak RSS per prefix, above the idle process's RSS.
+    pub bytes_per_prefix: f64,
+}
+
+fn peer_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 42, 1 + i as u8)
+}
+
+/// The `i`-th prefix of the feed: consecutive /24s from 1.0.0.0.
+fn prefix(i: usize) -> Ipv4Net {
+    let base = 0x0100_0000u32 + ((i as u32) << 8);
+    Ipv4Net::new(Ipv4Addr::from(base), 24).expect("a /24")
+}
+
+/// Pre-encoded UPDATEs of each peer, and its End-of-RIB after them.
+fn encode_feed(feed: &Feed) -> Vec<Vec<u8>> {
+    let per_peer = feed.prefixes.div_ceil(feed.peers);
+    (0..feed.peers)
+        .map(|p| {
+            let lo = p * per_peer;
+            let hi = ((p + 1) * per_peer).min(feed.prefixes);
+            let mut wire = Vec::new();
+            let all: Vec<usize> = (lo..hi).collect();
+            for (run, chunk) in all.chunks(feed.per_update.max(1)).enumerate() {
+                let g = (lo / feed.per_update.max(1) + run) as u32;
+                let attrs = PathAttrs {
+                    origin: Origin::Igp,
+                    as_path: vec![AsPathSegment::Sequence(vec![
+                        FEED_ASN,
+                        10_000 + g % 1000,
+                        20_000 + g % 7,
+                    ])],
+                    next_hop: Some(peer_addr(p)),
+                    ..Default::default()
+                };
+                let nlri: Vec<Ipv4Net> = chunk.iter().map(|i| prefix(*i)).collect();
+                for m in encode_updates(&[], Some(&attrs), &nlri) {
+                    wire.extend_from_slice(&m);
+                }
+            }
+            wire.extend_from_slice(&Message::Update(Default::default()).encode());
+            wire
+        })
+        .collect()
+}
+
+/// One BGP message off `s` (type, body).
+fn read_msg(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut h = [0u8; 19];
+    s.read_exact(&mut h)?;
+    let len = u16::from_be_bytes([h[16], h[17]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(19)];
+    s.read_exact(&mut body)?;
+    Ok((h[18], body))
+}
+
+/// Connects from `local`, exchanges OPEN and KEEPALIVE, and returns the stream.
+fn establish(local: Ipv4Addr) -> std::result::Result<TcpStream, String> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| e.to_string())?;
+    sock.bind(&SocketAddr::from((local, 0)).into())
+        .map_err(|e| format!("bind {local}: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match sock.connect(&SocketAddr::from((SPEAKER, PORT)).into()) {
+            Ok(()) => break,
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("connect from {local}: {e}"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let mut s: TcpStream = sock.into();
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let open = Message::Open(Open::new(FEED_ASN, 240, local)).encode();
+    s.write_all(&open).map_err(|e| e.to_string())?;
+    let mut got_open = false;
+    loop {
+        let (t, body) = read_msg(&mut s).map_err(|e| format!("from the speaker: {e}"))?;
+        match t {
+            1 => {
+                got_open = true;
+                s.write_all(&Message::Keepalive.encode())
+                    .map_err(|e| e.to_string())?;
+            }
+            4 if got_open => return Ok(s),
+            3 => {
+                return Err(format!(
+                    "NOTIFICATION {}/{} from the speaker",
+                    body.first().unwrap_or(&0),
+                    body.get(1).unwrap_or(&0)
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A speaker under test.
+trait Target {
+    fn name(&self) -> String;
+    fn version(&self) -> String;
+    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String>;
+    fn count(&self) -> Option<usize>;
+    fn stop(&mut self);
+}
+
+fn rss_kib(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+struct Cic {
+    bin: PathBuf,
+    socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Target for Cic {
+    fn name(&self) -> String {
+        "cic".into()
+    }
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").into()
+    }
+    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+        let mut conf = format!(
+            "asn = {SPEAKER_ASN}\nrouter_id = \"{SPEAKER}\"\nlisten = [\"{SPEAKER}:{PORT}\"]\nhold_time = 240\n"
+        );
+        for i in 0..peers {
+            conf += &format!(
+                "[[neighbor]]\naddress = \"{}\"\nremote_asn = {FEED_ASN}\npassive = true\nimport = \"accept-all\"\n",
+                peer_addr(i)
+            );
+        }
+        let path = dir.join("cic.toml");
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        self.socket = dir.join("cic.sock");
+        let child = Command::new(&self.bin)
+            .args(["bgp", "run", "--config"])
+            .arg(&path)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.bin.display()))?;
+        let pid = child.id();
+        self.child = Some(child);
+        wait(|| self.count().is_some(), "cic's control socket")?;
+        Ok(pid)
+    }
+    fn count(&self) -> Option<usize> {
+        let out = Command::new(&self.bin)
+            .args(["bgp", "show", "routes", "--count", "--socket"])
+            .arg(&self.socket)
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+struct Bird {
+    socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Target for Bird {
+    fn name(&self) -> String {
+        "BIRD".into()
+    }
+    fn version(&self) -> String {
+        Command::new("bird")
+            .arg("--version")
+            .output()
+            .map(|o| {
+                let s = String::from_utf8_lossy(&o.stderr).to_string()
+                    + &String::from_utf8_lossy(&o.stdout);
+                s.trim().trim_start_matches("BIRD version ").to_string()
+            })
+            .unwrap_or_default()
+    }
+    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+        let mut conf = format!(
+            "router id {SPEAKER};\nprotocol device {{}}\n\
+             template bgp feed {{\n  local {SPEAKER} port {PORT} as {SPEAKER_ASN};\n  passive;\n  multihop;\n  hold time 240;\n\
+             ipv4 {{ import all; export none; gateway recursive; igp table master4; }};\n}}\n"
+        );
+        for i in 0..peers {
+            conf += &format!(
+                "protocol bgp p{i} from feed {{ neighbor {} as {FEED_ASN}; }}\n",
+                peer_addr(i)
+            );
+        }
+        let path = dir.join("bird.conf");
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        self.socket = dir.join("bird.ctl");
+        let child = Command::new("bird")
+            .arg("-f")
+            .arg("-c")
+            .arg(&path)
+            .arg("-s")
+            .arg(&self.socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("bird: {e}"))?;
+        let pid = child.id();
+        self.child = Some(child);
+        wait(|| self.count().is_some(), "BIRD's control socket")?;
+        Ok(pid)
+    }
+    fn count(&self) -> Option<usize> {
+        // "1000000 of 1000000 routes for 1000000 networks in table master4"
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.socket)
+            .args(["show", "route", "count"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "networks")?;
+            w.get(i - 1)?.parse().ok()
+        })
+    }
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+fn wait(mut ok: impl FnMut() -> bool, what: &str) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not come up in 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn run_one(
+    t: &mut dyn Target,
+    feed: &Feed,
+    wire: &[Vec<u8>],
+) -> std::result::Result<Result, String> {
+    let dir =
+        std::env::temp_dir().join(format!("cic-bench-bgp-{}-{}", t.name(), std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let pid = t.start(&dir, feed.peers)?;
+    let idle_kib = rss_kib(pid, "VmRSS:");
+    let up = Arc::new(Barrier::new(feed.peers + 1));
+    let go = Arc::new(Barrier::new(feed.peers + 1));
+    let mut feeders = Vec::new();
+    for (i, w) in wire.iter().enumerate() {
+        let (up, go, w) = (up.clone(), go.clone(), w.clone());
+        feeders.push(std::thread::spawn(
+            move || -> std::result::Result<(), String> {
+                let s = establish(peer_addr(i));
+                up.wait();
+                let mut s = s?;
+                go.wait();
+                s.write_all(&w).map_err(|e| e.to_string())?;
+                // Keep the session open (and drained) until the measurement is over.
+                let mut sink = [0u8; 4096];
+                s.set_read_timeout(Some(Duration::from_secs(600))).ok();
+                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+                Ok(())
+            },
+        ));
+    }
+    up.wait();
+    let t0 = Instant::now();
+    go.wait();
+    let mut last = 0;
+    let seconds = loop {
+        let n = t.count().unwrap_or(0);
+        if n >= feed.prefixes {
+            break t0.elapsed().as_secs_f64();
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            t.stop();
+            return Err(format!(
+                "{}: {n} of {} prefixes after 600 s",
+                t.name(),
+                feed.prefixes
+            ));
+        }
+        if n == last && feeders.iter().all(|f| f.is_finished()) {
+            t.stop();
+            return Err(format!("{}: the feed ended with {n} prefixes", t.name()));
+        }
+        last = n;
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let peak_kib = rss_kib(pid, "VmHWM:");
+    t.stop();
+    for f in feeders {
+        match f.join() {
+            Ok(Ok(())) | Ok(Err(_)) => {}
+            Err(_) => return Err("a feeder thread panicked".into()),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Result {
+        speaker: t.name(),
+        version: t.version(),
+        prefixes: feed.prefixes,
+        peers: feed.peers,
+        seconds,
+        peak_rss_mib: peak_kib / 1024.0,
+        bytes_per_prefix: (peak_kib - idle_kib) * 1024.0 / feed.prefixes as f64,
+    })
+}
+
+/// Runs the feed against each speaker in `speakers` ("cic", "bird") in turn; `cic` is
+/// the binary to run for cic.
+pub fn run(
+    feed: &Feed,
+    speakers: &[String],
+    cic: &Path,
+) -> std::result::Result<Vec<Result>, String> {
+    if feed.peers == 0 || feed.peers > 250 {
+        return Err(format!("--peers {}: from 1 to 250", feed.peers));
+    }
+    if feed.prefixes == 0 || feed.prefixes > 1 << 23 {
+        return Err(format!(
+            "--prefixes {}: from 1 to {}",
+            feed.prefixes,
+            1 << 23
+        ));
+    }
+    let wire = encode_feed(feed);
+    let mut out = Vec::new();
+    for s in speakers {
+        let mut t: Box<dyn Target> = match s.as_str() {
+            "cic" => Box::new(Cic {
+                bin: cic.to_path_buf(),
+                socket: PathBuf::new(),
+                child: None,
+            }),
+            "bird" => Box::new(Bird {
+                socket: PathBuf::new(),
+                child: None,
+            }),
+            other => return Err(format!("unknown speaker {other:?}; known: cic, bird")),
+        };
+        let r = run_one(t.as_mut(), feed, &wire)?;
+        eprintln!(
+            "{:<6} {:>9} prefixes {:>4} peers  {:>7.3} s  peak RSS {:>7.1} MiB  {:>6.0} B/prefix",
+            r.speaker, r.prefixes, r.peers, r.seconds, r.peak_rss_mib, r.bytes_per_prefix
+        );
+        out.push(r);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_covers_every_prefix_once_and_ends_each_peer_with_end_of_rib() {
+        let feed = Feed {
+            prefixes: 1000,
+            peers: 3,
+            per_update: 16,
+        };
+        let wire = encode_feed(&feed);
+        let mut seen = std::collections::BTreeSet::new();
+        for w in &wire {
+            let mut at = 0;
+            let mut last_empty = false;
+            while at < w.len() {
+                let (m, len) = cic_bgp::wire::decode_message(
+                    &w[at..],
+                    &cic_bgp::wire::DecodeContext::default(),
+                )
+                .expect("decodes")
+                .expect("a whole message");
+                let Message::Update(u) = m else {
+                    panic!("not an UPDATE")
+                };
+                last_empty = u.nlri.is_empty() && u.attrs.is_none();
+                for n in u.nlri {
+                    assert!(seen.insert(n), "{n} twice");
+                }
+                at += len;
+            }
+            assert!(last_empty, "End-of-RIB last");
+        }
+        assert_eq!(seen.len(), 1000);
+        assert_eq!(seen.first(), Some(&prefix(0)));
+    }
+}
