@@ -157,7 +157,8 @@ pub struct PeerStats {
 #[derive(Debug)]
 struct Received {
     attrs: Arc<PathAttrs>,
-    verdict: Result<(), Reject>,
+    /// Boxed: refusals are rare, and a full table is a million of these.
+    verdict: Result<(), Box<Reject>>,
 }
 
 /// A peer's Adj-RIB-In, with the number of refused routes kept as it changes (the
@@ -182,7 +183,7 @@ impl AdjIn {
         Some(old)
     }
 
-    fn set_verdict(&mut self, n: &Ipv4Net, verdict: Result<(), Reject>) {
+    fn set_verdict(&mut self, n: &Ipv4Net, verdict: Result<(), Box<Reject>>) {
         if let Some(r) = self.map.get_mut(n) {
             self.refused -= r.verdict.is_err() as u32;
             self.refused += verdict.is_err() as u32;
@@ -556,7 +557,7 @@ impl Instance {
             let prefixes: Vec<Ipv4Net> = self.peers[&id].adj_in.keys().copied().collect();
             for n in prefixes {
                 let attrs = self.peers[&id].adj_in[&n].attrs.clone();
-                let verdict = self.judge(id, &n, &attrs);
+                let verdict = self.judge(id, &n, &attrs).map_err(Box::new);
                 let path = verdict.is_ok().then(|| self.path(id, attrs.clone()));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.adj_in.insert(n, Received { attrs, verdict });
@@ -746,7 +747,7 @@ impl Instance {
             // Judge after insertion so the borrow of `p` ends; verdicts depend only on
             // the route, the peer and the parameters.
             for n in accepted {
-                let verdict = self.judge(peer, &n, &attrs);
+                let verdict = self.judge(peer, &n, &attrs).map_err(Box::new);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.adj_in.set_verdict(&n, verdict);
                 }

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
+use smallvec::SmallVec;
 
 use crate::policy::Role;
 use crate::wire::PathAttrs;
@@ -68,55 +69,83 @@ pub fn select(paths: &[Path]) -> Vec<Path> {
     v
 }
 
+/// The paths of one prefix, best first (in [`compare`] order); the first `selected` are
+/// the selected set. One path, the common case, is stored inline.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    paths: SmallVec<[Path; 1]>,
+    selected: u8,
+}
+
+impl Entry {
+    fn selected(&self) -> &[Path] {
+        &self.paths[..self.selected as usize]
+    }
+}
+
+/// The Loc-RIB: every candidate path of every prefix, and which are selected.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    candidates: BTreeMap<Ipv4Net, Vec<Path>>,
-    selected: BTreeMap<Ipv4Net, Vec<Path>>,
+    entries: BTreeMap<Ipv4Net, Entry>,
 }
 
 impl LocRib {
     /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
     /// selected set changed.
     pub fn set(&mut self, prefix: Ipv4Net, peer: PeerId, path: Option<Path>) -> bool {
-        let c = self.candidates.entry(prefix).or_default();
-        c.retain(|p| p.peer != peer);
+        let e = match self.entries.entry(prefix) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => match path {
+                // First path of a prefix: selected alone.
+                Some(p) => {
+                    v.insert(Entry {
+                        paths: smallvec::smallvec![p],
+                        selected: 1,
+                    });
+                    return true;
+                }
+                None => return false,
+            },
+        };
+        let old: SmallVec<[Path; 1]> = e.selected().iter().cloned().collect();
+        e.paths.retain(|p| p.peer != peer);
         if let Some(p) = path {
-            c.push(p);
+            let at = e
+                .paths
+                .partition_point(|q| compare(q, &p) == Ordering::Less);
+            e.paths.insert(at, p);
         }
-        let new = select(c);
-        if c.is_empty() {
-            self.candidates.remove(&prefix);
-        }
-        let old = self.selected.get(&prefix);
-        if old.map(|v| v.as_slice()) == Some(new.as_slice()) || (old.is_none() && new.is_empty()) {
-            return false;
-        }
-        if new.is_empty() {
-            self.selected.remove(&prefix);
-        } else {
-            self.selected.insert(prefix, new);
-        }
-        true
+        let Some(best) = e.paths.first() else {
+            self.entries.remove(&prefix);
+            return true;
+        };
+        let n = e
+            .paths
+            .iter()
+            .take_while(|p| compare_multipath(p, best) == Ordering::Equal)
+            .count();
+        e.selected = n.min(u8::MAX as usize) as u8;
+        e.selected() != old.as_slice()
     }
 
     pub fn selected(&self, prefix: &Ipv4Net) -> Option<&[Path]> {
-        self.selected.get(prefix).map(|v| v.as_slice())
+        self.entries.get(prefix).map(Entry::selected)
     }
 
     pub fn best(&self, prefix: &Ipv4Net) -> Option<&Path> {
-        self.selected.get(prefix).and_then(|v| v.first())
+        self.entries.get(prefix).and_then(|e| e.paths.first())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Net, &[Path])> {
-        self.selected.iter().map(|(k, v)| (k, v.as_slice()))
+        self.entries.iter().map(|(k, e)| (k, e.selected()))
     }
 
     pub fn len(&self) -> usize {
-        self.selected.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.selected.is_empty()
+        self.entries.is_empty()
     }
 }
 
