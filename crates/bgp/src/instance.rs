@@ -183,14 +183,6 @@ impl AdjIn {
         Some(old)
     }
 
-    fn set_verdict(&mut self, n: &Ipv4Net, verdict: Result<(), Box<Reject>>) {
-        if let Some(r) = self.map.get_mut(n) {
-            self.refused -= r.verdict.is_err() as u32;
-            self.refused += verdict.is_err() as u32;
-            r.verdict = verdict;
-        }
-    }
-
     fn take(&mut self) -> BTreeMap<Ipv4Net, Received> {
         self.refused = 0;
         std::mem::take(&mut self.map)
@@ -678,7 +670,7 @@ impl Instance {
         }
     }
 
-    fn update(&mut self, peer: PeerId, u: Update) -> Vec<Action> {
+    fn update(&mut self, peer: PeerId, mut u: Update) -> Vec<Action> {
         let params = self.params.clone();
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
@@ -697,20 +689,41 @@ impl Instance {
             let touched = self.flush_stale(peer);
             return self.apply(touched);
         }
-        let mut touched = BTreeSet::new();
+        // Judged before anything changes: a verdict depends only on the route, the peer
+        // and the parameters. Every prefix of the UPDATE shares one path.
+        let (verdicts, path) = match u.attrs.take() {
+            Some(attrs) => {
+                let attrs = Arc::new(attrs);
+                let v: Vec<Result<(), Box<Reject>>> = u
+                    .nlri
+                    .iter()
+                    .map(|n| self.judge(peer, n, &attrs).map_err(Box::new))
+                    .collect();
+                (v, Some(self.path(peer, attrs)))
+            }
+            None => (vec![], None),
+        };
+        let Instance { peers, rib, .. } = self;
+        let Some(p) = peers.get_mut(&peer) else {
+            return vec![];
+        };
+        let mut touched = Vec::with_capacity(u.withdrawn.len() + u.nlri.len());
         for n in &u.withdrawn {
-            p.stale.remove(n);
+            if !p.stale.is_empty() {
+                p.stale.remove(n);
+            }
             if p.adj_in.remove(n).is_some() {
-                touched.insert(*n);
+                rib.set(*n, peer, None);
+                touched.push(*n);
             }
         }
         let mut out = Vec::new();
-        let mut accepted = Vec::new();
-        if let Some(attrs) = u.attrs {
-            let attrs = Arc::new(attrs);
-            for n in &u.nlri {
-                let is_new = !p.adj_in.contains_key(n);
-                if let Some(limit) = limit.filter(|l| is_new && p.adj_in.len() as u32 >= *l) {
+        if let Some(path) = path {
+            for (n, verdict) in u.nlri.iter().zip(verdicts) {
+                // (Looked up only when there is a limit: a full feed has none.)
+                if let Some(limit) =
+                    limit.filter(|l| p.adj_in.len() as u32 >= *l && !p.adj_in.contains_key(n))
+                {
                     match params.max_prefix_action {
                         MaxPrefixAction::Teardown => {
                             // RFC 4486 §4: data = AFI, SAFI, the upper bound.
@@ -733,35 +746,22 @@ impl Instance {
                         MaxPrefixAction::Warn => p.over_limit = true,
                     }
                 }
-                p.stale.remove(n);
+                if !p.stale.is_empty() {
+                    p.stale.remove(n);
+                }
+                let ok = verdict.is_ok();
                 p.adj_in.insert(
                     *n,
                     Received {
-                        attrs: attrs.clone(),
-                        verdict: Ok(()),
+                        attrs: path.attrs.clone(),
+                        verdict,
                     },
                 );
-                accepted.push(*n);
-                touched.insert(*n);
-            }
-            // Judge after insertion so the borrow of `p` ends; verdicts depend only on
-            // the route, the peer and the parameters.
-            for n in accepted {
-                let verdict = self.judge(peer, &n, &attrs).map_err(Box::new);
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.adj_in.set_verdict(&n, verdict);
-                }
+                rib.set(*n, peer, ok.then(|| path.clone()));
+                touched.push(*n);
             }
         }
-        for n in &touched {
-            let path = self.peers[&peer]
-                .adj_in
-                .get(n)
-                .filter(|r| r.verdict.is_ok())
-                .map(|r| r.attrs.clone())
-                .map(|a| self.path(peer, a));
-            self.rib.set(*n, peer, path);
-        }
+        let touched: BTreeSet<Ipv4Net> = touched.into_iter().collect();
         let mut actions = self.apply(touched);
         actions.extend(out);
         actions
@@ -824,12 +824,15 @@ impl Instance {
             }
         }
         // A change inside a VPC prefix may change whether the fabric covers it.
-        let mut eval = touched.clone();
-        for v in &self.params.vpc_prefixes {
-            if touched.iter().any(|t| v.contains(t)) {
-                eval.insert(*v);
-            }
-        }
+        let mut eval = touched;
+        let covering: Vec<Ipv4Net> = self
+            .params
+            .vpc_prefixes
+            .iter()
+            .filter(|v| eval.iter().any(|t| v.contains(t)))
+            .copied()
+            .collect();
+        eval.extend(covering);
         if self.deferring {
             return out;
         }
