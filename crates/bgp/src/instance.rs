@@ -229,8 +229,33 @@ pub struct Instance {
     statics: BTreeMap<PeerId, BTreeMap<Ipv4Net, Result<(), Reject>>>,
     /// Draining for maintenance (RFC 8326): every route we send carries GRACEFUL_SHUTDOWN.
     graceful_shutdown: bool,
+    /// Every distinct set of path attributes, once: a table's routes share a few of them.
+    attrs: Interner,
     /// Restarting: route selection is deferred, nothing is sent (see `InstanceParams`).
     deferring: bool,
+}
+
+/// Shares equal path attributes between routes (BIRD's attribute cache). Sets no route
+/// uses any more are dropped when the set has doubled since the last sweep.
+#[derive(Debug, Default)]
+struct Interner {
+    set: std::collections::HashSet<Arc<PathAttrs>>,
+    sweep_at: usize,
+}
+
+impl Interner {
+    fn intern(&mut self, a: PathAttrs) -> Arc<PathAttrs> {
+        if let Some(have) = self.set.get(&a) {
+            return have.clone();
+        }
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|x| Arc::strong_count(x) > 1);
+            self.sweep_at = (self.set.len() * 2).max(1024);
+        }
+        let a = Arc::new(a);
+        self.set.insert(a.clone());
+        a
+    }
 }
 
 /// The GRACEFUL_SHUTDOWN well-known community, 65535:0 (RFC 8326).
@@ -251,6 +276,7 @@ impl Instance {
             kernel: BTreeMap::new(),
             statics: BTreeMap::new(),
             graceful_shutdown: false,
+            attrs: Interner::default(),
         }
     }
 
@@ -693,7 +719,7 @@ impl Instance {
         // and the parameters. Every prefix of the UPDATE shares one path.
         let (verdicts, path) = match u.attrs.take() {
             Some(attrs) => {
-                let attrs = Arc::new(attrs);
+                let attrs = self.attrs.intern(attrs);
                 let v: Vec<Result<(), Box<Reject>>> = u
                     .nlri
                     .iter()

@@ -1,12 +1,12 @@
 //! The ingest benchmark (`cic bench bgp`): a feeder sends pre-encoded UPDATEs as fast as
-//! TCP takes them to one speaker after another — cic, then BIRD (and GoBGP when
-//! installed) — over loopback addresses of its own (127.0.41.1 the speaker, 127.0.42.x
+//! TCP takes them to one speaker after another — cic, BIRD, GoBGP — over loopback addresses of its own (127.0.41.1 the speaker, 127.0.42.x
 //! the feeding peers). For each: seconds from the moment every session is Established
 //! until the last prefix is in the speaker's Loc-RIB, and its peak RSS (VmHWM).
 //!
 //! The feed is the same for every speaker: `prefixes` distinct /24s split evenly over
 //! `peers` sessions, in runs of `per_update` prefixes per UPDATE, with 1,000 distinct
-//! AS paths (a run's path depends on its number), origin IGP, NEXT_HOP the peer.
+//! AS paths (a run's path depends on its number), origin IGP, NEXT_HOP 10.42.0.x (the
+//! peer's number; unreachable, which none of the speakers needs for its Loc-RIB).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -74,7 +74,8 @@ fn encode_feed(feed: &Feed) -> Vec<Vec<u8>> {
                         10_000 + g % 1000,
                         20_000 + g % 7,
                     ])],
-                    next_hop: Some(peer_addr(p)),
+                    // Not the peer's loopback address: GoBGP refuses 127/8 next hops.
+                    next_hop: Some(Ipv4Addr::new(10, 42, 0, 1 + p as u8)),
                     ..Default::default()
                 };
                 let nlri: Vec<Ipv4Net> = chunk.iter().map(|i| prefix(*i)).collect();
@@ -290,6 +291,78 @@ impl Target for Bird {
     }
 }
 
+struct GoBgp {
+    child: Option<Child>,
+}
+
+/// GoBGP's gRPC API, on loopback only.
+const GOBGP_API: &str = "127.0.0.1:50941";
+
+impl Target for GoBgp {
+    fn name(&self) -> String {
+        "GoBGP".into()
+    }
+    fn version(&self) -> String {
+        Command::new("gobgpd")
+            .arg("--version")
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .trim_start_matches("gobgpd version ")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+        let mut conf = format!(
+            "[global.config]\nas = {SPEAKER_ASN}\nrouter-id = \"{SPEAKER}\"\nport = {PORT}\nlocal-address-list = [\"{SPEAKER}\"]\n"
+        );
+        for i in 0..peers {
+            conf += &format!(
+                "[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{}\"\npeer-as = {FEED_ASN}\n\
+                 [neighbors.transport.config]\npassive-mode = true\n[neighbors.timers.config]\nhold-time = 240\n",
+                peer_addr(i)
+            );
+        }
+        let path = dir.join("gobgpd.toml");
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        let child = Command::new("gobgpd")
+            .arg("-f")
+            .arg(&path)
+            .args([
+                "--api-hosts",
+                GOBGP_API,
+                "--pprof-disable",
+                "-p",
+                "-l",
+                "warn",
+            ])
+            .stdout(std::fs::File::create(dir.join("gobgpd.log")).map_err(|e| e.to_string())?)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("gobgpd: {e}"))?;
+        let pid = child.id();
+        self.child = Some(child);
+        wait(|| self.count().is_some(), "GoBGP's API")?;
+        Ok(pid)
+    }
+    fn count(&self) -> Option<usize> {
+        // "Table ipv4-unicast\nDestination: 1000000, Path: 1000000"
+        let (host, port) = GOBGP_API.split_once(':')?;
+        let out = Command::new("gobgp")
+            .args(["-u", host, "-p", port, "global", "rib", "summary"])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let rest = text.split("Destination:").nth(1)?;
+        rest.split(',').next()?.trim().parse().ok()
+    }
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
 fn wait(mut ok: impl FnMut() -> bool, what: &str) -> std::result::Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
@@ -375,7 +448,7 @@ fn run_one(
     })
 }
 
-/// Runs the feed against each speaker in `speakers` ("cic", "bird") in turn; `cic` is
+/// Runs the feed against each speaker in `speakers` ("cic", "bird", "gobgp") in turn; `cic` is
 /// the binary to run for cic.
 pub fn run(
     feed: &Feed,
@@ -405,7 +478,12 @@ pub fn run(
                 socket: PathBuf::new(),
                 child: None,
             }),
-            other => return Err(format!("unknown speaker {other:?}; known: cic, bird")),
+            "gobgp" => Box::new(GoBgp { child: None }),
+            other => {
+                return Err(format!(
+                    "unknown speaker {other:?}; known: cic, bird, gobgp"
+                ));
+            }
         };
         let r = run_one(t.as_mut(), feed, &wire)?;
         eprintln!(

@@ -1248,3 +1248,46 @@ fn a_neighbor_over_its_prefix_limit_is_torn_down() {
     };
     assert_eq!(notification.data, [0, 1, 1, 0, 0, 0, 2]);
 }
+
+#[test]
+fn equal_attributes_of_different_updates_are_stored_once() {
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    up(&mut i, feed, 65001, "1.1.1.1");
+    for p in ["10.1.0.0/16", "10.2.0.0/16"] {
+        i.handle(Event::Update {
+            peer: feed,
+            update: announce(&[65001], "10.99.1.7", &[p]),
+        });
+    }
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001, 65009], "10.99.1.7", &["10.3.0.0/16"]),
+    });
+    let r = i.routes(feed, RouteSet::Accepted);
+    assert!(
+        Arc::ptr_eq(&r[0].1, &r[1].1),
+        "one copy of equal attributes"
+    );
+    assert!(!Arc::ptr_eq(&r[0].1, &r[2].1));
+}
+
+#[test]
+fn the_interner_forgets_attributes_no_route_uses() {
+    let mut it = Interner::default();
+    let attrs = |asn| PathAttrs {
+        as_path: vec![AsPathSegment::Sequence(vec![asn])],
+        ..Default::default()
+    };
+    let kept = it.intern(attrs(1));
+    for asn in 2..3000 {
+        drop(it.intern(attrs(asn)));
+    }
+    assert!(it.set.len() < 2100, "swept: {}", it.set.len());
+    assert!(Arc::ptr_eq(&kept, &it.intern(attrs(1))), "a used set stays");
+}
