@@ -49,6 +49,10 @@ const EVENT_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 64;
 /// The status watch is refreshed at most this often (and always within this long).
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+/// Bytes a session reads from its connection at a time, at most.
+const READ_CHUNK: usize = 64 * 1024;
+/// UPDATEs handed to the instance in one event, at most.
+const MAX_BATCH: usize = 64;
 /// After our restart, the longest we wait for the peers' End-of-RIBs before selecting
 /// routes and sending our own (RFC 4724 §4.1 Selection_Deferral_Timer). Forwarding goes
 /// on meanwhile on the kernel routes kept from before the restart.
@@ -164,7 +168,7 @@ impl PeerEvent {
             PeerEvent::State { .. } => "state",
             PeerEvent::Up { .. } => "up",
             PeerEvent::Down { .. } => "down",
-            PeerEvent::Update { .. } => "update",
+            PeerEvent::Updates { .. } => "updates",
             PeerEvent::RouteRefresh { .. } => "route-refresh",
         }
     }
@@ -185,9 +189,11 @@ enum PeerEvent {
         epoch: u64,
         graceful: bool,
     },
-    Update {
+    /// UPDATEs in the order received (those decoded from one read, batched: one wakeup
+    /// of the instance task rather than one each).
+    Updates {
         epoch: u64,
-        update: Update,
+        updates: Vec<Update>,
     },
     RouteRefresh {
         epoch: u64,
@@ -490,7 +496,7 @@ impl InstanceTask {
                     }
                     Some(Command::BestRoutes(reply)) => {
                         let _ = reply.send(
-                            self.core.best_routes().map(|(n, p)| (*n, p.clone())).collect(),
+                            self.core.best_routes().map(|(n, p)| (n, p.clone())).collect(),
                         );
                     }
                     Some(Command::RibSize(reply)) => {
@@ -724,8 +730,12 @@ impl InstanceTask {
                 }
                 self.core.handle(Event::PeerDown { peer, graceful })
             }
-            PeerEvent::Update { epoch, update } if epoch == s.epoch => {
-                self.core.handle(Event::Update { peer, update })
+            PeerEvent::Updates { epoch, updates } if epoch == s.epoch => {
+                let mut actions = Vec::new();
+                for update in updates {
+                    actions.extend(self.core.handle(Event::Update { peer, update }));
+                }
+                actions
             }
             PeerEvent::RouteRefresh { epoch } if epoch == s.epoch => {
                 self.core.handle(Event::RouteRefresh { peer })
@@ -886,6 +896,8 @@ struct SessionTask {
     connecting: Option<ConnectFuture>,
     buf: BytesMut,
     epoch: u64,
+    /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
+    pending: Vec<Update>,
 }
 
 impl SessionTask {
@@ -906,8 +918,9 @@ impl SessionTask {
             reader: None,
             writer: None,
             connecting: None,
-            buf: BytesMut::with_capacity(8192),
+            buf: BytesMut::with_capacity(READ_CHUNK),
             epoch: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -979,8 +992,32 @@ impl SessionTask {
         }
     }
 
-    /// Decodes every whole message in the buffer and feeds it to the FSM.
+    /// Hands the UPDATEs decoded so far to the instance.
+    async fn flush_updates(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let updates = std::mem::take(&mut self.pending);
+        let _ = self
+            .events
+            .send((
+                self.id,
+                PeerEvent::Updates {
+                    epoch: self.epoch,
+                    updates,
+                },
+            ))
+            .await;
+    }
+
+    /// Decodes every whole message in the buffer and feeds it to the FSM; the UPDATEs
+    /// among them go to the instance together.
     async fn drain_messages(&mut self) {
+        self.decode_all().await;
+        self.flush_updates().await;
+    }
+
+    async fn decode_all(&mut self) {
         loop {
             let cx = DecodeContext {
                 ibgp: self.fsm.is_ibgp(),
@@ -1099,6 +1136,7 @@ impl SessionTask {
                     self.timers.remove(&t);
                 }
                 Output::Established(n) => {
+                    self.flush_updates().await;
                     self.epoch += 1;
                     info!(hold = n.hold_time, "session established");
                     let local = match self.writer.as_ref().and_then(|w| w.local_addr().ok()) {
@@ -1118,6 +1156,7 @@ impl SessionTask {
                         .await;
                 }
                 Output::Down { why, graceful } => {
+                    self.flush_updates().await;
                     info!("session down: {why}");
                     let _ = self
                         .events
@@ -1131,18 +1170,13 @@ impl SessionTask {
                         .await;
                 }
                 Output::Update(u) => {
-                    let _ = self
-                        .events
-                        .send((
-                            self.id,
-                            PeerEvent::Update {
-                                epoch: self.epoch,
-                                update: u,
-                            },
-                        ))
-                        .await;
+                    self.pending.push(u);
+                    if self.pending.len() >= MAX_BATCH {
+                        self.flush_updates().await;
+                    }
                 }
                 Output::RouteRefresh => {
+                    self.flush_updates().await;
                     let _ = self
                         .events
                         .send((self.id, PeerEvent::RouteRefresh { epoch: self.epoch }))
@@ -1152,6 +1186,7 @@ impl SessionTask {
         }
         let after = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
         if after != before {
+            self.flush_updates().await;
             let _ = self
                 .events
                 .send((
@@ -1210,7 +1245,13 @@ async fn read_some(
     buf: &mut BytesMut,
 ) -> io::Result<usize> {
     match r {
-        Some(r) => r.read_buf(buf).await,
+        Some(r) => {
+            // Room for a good read: a full table arrives in large reads, not 64 bytes.
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            r.read_buf(buf).await
+        }
         None => std::future::pending().await,
     }
 }

@@ -341,7 +341,7 @@ impl Instance {
 
     /// Every prefix that may be exported: the Loc-RIB's and our own.
     fn all_prefixes(&self) -> BTreeSet<Ipv4Net> {
-        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| *n).collect();
+        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| n).collect();
         all.extend(self.params.vpc_prefixes.iter().copied());
         all.extend(self.params.announce.iter().copied());
         all
@@ -517,7 +517,7 @@ impl Instance {
     }
 
     /// The best path of every prefix in the Loc-RIB, in prefix order.
-    pub fn best_routes(&self) -> impl Iterator<Item = (&Ipv4Net, &Path)> {
+    pub fn best_routes(&self) -> impl Iterator<Item = (Ipv4Net, &Path)> {
         self.rib
             .iter()
             .filter_map(|(n, paths)| paths.first().map(|p| (n, p)))
@@ -932,8 +932,8 @@ impl Instance {
                 // a route inside them.
                 let covered = self.params.announce.contains(n)
                     || self.params.vpc_prefixes.contains(n)
-                        && self.rib.iter().any(|(q, paths)| {
-                            n.contains(q) && paths.first().is_some_and(|b| b.role == Role::Fabric)
+                        && self.rib.within(n).any(|(_, paths)| {
+                            paths.first().is_some_and(|b| b.role == Role::Fabric)
                         });
                 covered.then(|| {
                     Arc::new(PathAttrs {

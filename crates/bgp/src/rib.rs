@@ -83,17 +83,32 @@ impl Entry {
     }
 }
 
-/// The Loc-RIB: every candidate path of every prefix, and which are selected.
+/// The Loc-RIB: every candidate path of every prefix, and which are selected. Keyed by
+/// [`key`], in prefix order: one integer comparison per step of a search.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    entries: BTreeMap<Ipv4Net, Entry>,
+    entries: BTreeMap<u64, Entry>,
+}
+
+/// A prefix as one integer that sorts as `Ipv4Net` does (address, then length).
+fn key(n: &Ipv4Net) -> u64 {
+    (u64::from(n.addr().to_bits()) << 8) | u64::from(n.prefix_len())
+}
+
+fn prefix(k: u64) -> Ipv4Net {
+    Ipv4Net::new(
+        std::net::Ipv4Addr::from_bits((k >> 8) as u32),
+        (k & 0xFF) as u8,
+    )
+    .unwrap_or_default()
 }
 
 impl LocRib {
     /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
     /// selected set changed.
     pub fn set(&mut self, prefix: Ipv4Net, peer: PeerId, path: Option<Path>) -> bool {
-        let e = match self.entries.entry(prefix) {
+        let k = key(&prefix);
+        let e = match self.entries.entry(k) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => match path {
                 // First path of a prefix: selected alone.
@@ -116,7 +131,7 @@ impl LocRib {
             e.paths.insert(at, p);
         }
         let Some(best) = e.paths.first() else {
-            self.entries.remove(&prefix);
+            self.entries.remove(&k);
             return true;
         };
         let n = e
@@ -129,15 +144,25 @@ impl LocRib {
     }
 
     pub fn selected(&self, prefix: &Ipv4Net) -> Option<&[Path]> {
-        self.entries.get(prefix).map(Entry::selected)
+        self.entries.get(&key(prefix)).map(Entry::selected)
     }
 
     pub fn best(&self, prefix: &Ipv4Net) -> Option<&Path> {
-        self.entries.get(prefix).and_then(|e| e.paths.first())
+        self.entries.get(&key(prefix)).and_then(|e| e.paths.first())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Ipv4Net, &[Path])> {
-        self.entries.iter().map(|(k, e)| (k, e.selected()))
+    /// The prefixes inside `n` (itself included) with their selected paths.
+    pub fn within(&self, n: &Ipv4Net) -> impl Iterator<Item = (Ipv4Net, &[Path])> {
+        let last = key(&Ipv4Net::new(n.broadcast(), 32).unwrap_or(*n));
+        self.entries
+            .range(key(n)..=last)
+            .map(|(k, e)| (prefix(*k), e.selected()))
+            .filter(move |(q, _)| n.contains(q))
+    }
+
+    /// Every prefix with its selected paths, in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, &[Path])> {
+        self.entries.iter().map(|(k, e)| (prefix(*k), e.selected()))
     }
 
     pub fn len(&self) -> usize {
@@ -172,6 +197,26 @@ mod tests {
 
     fn peers(v: &[Path]) -> Vec<PeerId> {
         v.iter().map(|p| p.peer).collect()
+    }
+
+    #[test]
+    fn keys_sort_as_prefixes_do_and_convert_back() {
+        let ps: Vec<Ipv4Net> = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.0.0.0/16",
+            "10.1.0.0/16",
+            "255.255.255.255/32",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("prefix"))
+        .collect();
+        for w in ps.windows(2) {
+            assert!(key(&w[0]) < key(&w[1]), "{} < {}", w[0], w[1]);
+        }
+        for p in &ps {
+            assert_eq!(prefix(key(p)), *p);
+        }
     }
 
     #[test]

@@ -1167,7 +1167,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
     );
     assert_eq!(sent.next_hop, Some(a("10.99.3.2")), "next hop self");
     assert_eq!(i.rib_len(), 2);
-    let best: Vec<_> = i.best_routes().map(|(n, p)| (*n, p.peer)).collect();
+    let best: Vec<_> = i.best_routes().map(|(n, p)| (n, p.peer)).collect();
     assert_eq!(best, [(n("10.1.0.0/16"), feed), (n("172.16.0.0/12"), feed)]);
 
     let out = i.handle(Event::Update {
