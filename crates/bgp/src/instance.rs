@@ -949,31 +949,20 @@ impl Instance {
                 if best.role != Role::Customer {
                     return None;
                 }
-                let mut a = (*best.attrs).clone();
-                a.next_hop = Some(p.local_address);
-                if p.spec.asn == self.params.local_asn {
-                    a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
-                } else {
-                    a.prepend(self.params.local_asn);
-                    a.local_pref = None;
-                    a.med = None;
-                }
-                Some(Arc::new(a))
+                Some(self.outbound((*best.attrs).clone(), p))
             }
             Role::Neighbor => {
                 let policy = p.spec.policy.as_deref()?;
                 let ibgp = p.spec.asn == self.params.local_asn;
                 let own = self.params.announce.contains(n);
-                let mut a = match &policy.export {
-                    Export::Nothing => return None,
-                    Export::Originated if !own => return None,
-                    Export::Filter(f) if !f.permits(n) => return None,
-                    _ if own => PathAttrs {
+                let a = match (&policy.export, own) {
+                    (Export::Nothing, _) | (Export::Originated, false) => return None,
+                    (Export::Filter(f), _) if !f.permits(n) => return None,
+                    (_, true) => PathAttrs {
                         origin: Origin::Igp,
                         ..Default::default()
                     },
-                    Export::Originated => return None,
-                    Export::All | Export::Filter(_) => {
+                    (Export::All | Export::Filter(_), false) => {
                         let best = self.rib.best(n)?;
                         // Not back to where it came from; iBGP routes not to iBGP peers.
                         if best.peer == peer || ibgp && !best.ebgp {
@@ -982,17 +971,23 @@ impl Instance {
                         (*best.attrs).clone()
                     }
                 };
-                a.next_hop = Some(p.local_address);
-                if ibgp {
-                    a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
-                } else {
-                    a.prepend(self.params.local_asn);
-                    a.local_pref = None;
-                    a.med = None;
-                }
-                Some(Arc::new(a))
+                Some(self.outbound(a, p))
             }
         }
+    }
+
+    /// Attributes as sent to `p`: next hop self; toward eBGP our AS prepended and
+    /// LOCAL_PREF and MED dropped, toward iBGP a LOCAL_PREF always.
+    fn outbound(&self, mut a: PathAttrs, p: &PeerState) -> Arc<PathAttrs> {
+        a.next_hop = Some(p.local_address);
+        if p.spec.asn == self.params.local_asn {
+            a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+        } else {
+            a.prepend(self.params.local_asn);
+            a.local_pref = None;
+            a.med = None;
+        }
+        Arc::new(a)
     }
 }
 
