@@ -270,6 +270,10 @@ enum LabCmd {
     Failover {
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Which link of the PoP to cut: its cross-connect to the customer, or its link
+        /// to the cloud fabric (the PoP must then withdraw the VPC prefix from the customer).
+        #[arg(long, default_value = "customer")]
+        side: cic_lab::failover::Side,
     },
     /// In a running two-PoP lab: kill -9 the edge agent of the PoP carrying traffic and
     /// start it again while pinging every 10 ms; report losses and whether the routers
@@ -454,7 +458,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             LabCmd::Up { pops } => cic_lab::up_and_explain(pops).await,
             LabCmd::Demo { pops } => cic_lab::demo(pops).await,
             LabCmd::Down => cic_lab::down(),
-            LabCmd::Failover { runs } => cic_lab::failover::run(runs),
+            LabCmd::Failover { runs, side } => cic_lab::failover::run(runs, side),
             LabCmd::RestartEdge { runs } => cic_lab::failover::restart_runs(runs),
             LabCmd::Fabric {
                 edge_id,

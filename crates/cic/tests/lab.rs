@@ -909,6 +909,27 @@ fn cutting_one_pop_fails_over_within_a_second_and_restoring_it_loses_nothing() {
 }
 
 #[test]
+fn a_pop_that_loses_its_cloud_side_withdraws_the_vpc_prefix_from_the_customer() {
+    let result = with_lab("lab failover --side cloud", |_| {
+        let o = cic(&["lab", "failover", "--runs", "1", "--side", "cloud"]);
+        assert!(
+            o.status.success(),
+            "cic lab failover --side cloud: {}",
+            text(&o)
+        );
+        let run = json_line(&o);
+        eprintln!("cloud side cut: {run}");
+        // The run has waited for the customer's router to keep one next hop toward the
+        // VPC, with its session to the cut PoP still up: the PoP withdrew the prefix.
+        assert_eq!(run["customerSessionKept"], true, "{run}");
+        let outage = run["outageMs"].as_f64().expect("outageMs");
+        assert!(outage < 1500.0, "outage {outage} ms: {run}");
+        assert_eq!(run["lostAtRestore"], 0, "{run}");
+    });
+    let _ = result;
+}
+
+#[test]
 fn kill_9_of_an_edge_agent_loses_no_packet_and_its_peers_keep_its_routes() {
     let result = with_lab("lab restart-edge", |lab| {
         let o = cic(&["lab", "restart-edge", "--runs", "1"]);

@@ -1,6 +1,9 @@
 //! `cic lab failover`: in a running two-PoP lab, cut the cross-connect of the PoP that
 //! carries the on-prem → VM flow while pings cross every 10 ms, and measure the outage;
 //! then restore it and count what is lost while traffic spreads over both PoPs again.
+//! `--side cloud` cuts that PoP's link to the cloud fabric instead: its customer session
+//! stays up, and the PoP must withdraw the VPC prefix from the customer (it exports it
+//! only while the fabric covers it), or the customer keeps sending into a dead end.
 //!
 //! The outage is the longest time between two consecutive replies (`ping -D`
 //! timestamps), so it includes one ping interval. BFD at 300 ms × 3 bounds it from
@@ -16,11 +19,45 @@ use serde::Serialize;
 
 use crate::{NS_FABRIC, NS_HOST, NS_SITE, ONPREM_HOST, Pop, VM, kernel_next_hops};
 
+/// Which of a PoP's links is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The cross-connect to the customer's router.
+    Customer,
+    /// The link to the cloud fabric router.
+    Cloud,
+}
+
+impl std::str::FromStr for Side {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Side, String> {
+        match s {
+            "customer" => Ok(Side::Customer),
+            "cloud" => Ok(Side::Cloud),
+            other => Err(format!("{other:?}: use customer or cloud")),
+        }
+    }
+}
+
+impl Side {
+    fn link(self) -> &'static str {
+        match self {
+            Side::Customer => "xc-site1",
+            Side::Cloud => "fab0",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Run {
-    /// The PoP whose cross-connect was cut.
+    /// The PoP whose link was cut.
     pub pop: String,
+    pub side: Side,
+    /// The customer's BGP session with the cut PoP stayed Established throughout (the
+    /// cloud side cut: what moved traffic away was the PoP withdrawing the VPC prefix).
+    pub customer_session_kept: bool,
     /// Longest gap between replies after the cut.
     pub outage_ms: f64,
     pub lost_at_cut: u32,
@@ -70,10 +107,10 @@ impl Pinger {
     }
 }
 
-fn set_link(pop: Pop, up: bool) -> Result<()> {
+fn set_link(pop: Pop, side: Side, up: bool) -> Result<()> {
     crate::ns(
         &pop.ns(),
-        &["link", "set", "xc-site1", if up { "up" } else { "down" }],
+        &["link", "set", side.link(), if up { "up" } else { "down" }],
     )
 }
 
@@ -111,22 +148,27 @@ fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
 }
 
 /// One cut and restore.
-pub fn once() -> Result<Run> {
+pub fn once(side: Side) -> Result<Run> {
     let pops = [Pop(1), Pop(2)];
     both_ways(2, Duration::from_secs(60), "before the cut")
         .context("the lab must be up with two PoPs (cic lab up --pops 2)")?;
     let pop = carrying_pop(&pops)?;
+    let site = site_bird()?;
+    let established = || site.protocol(&pop.id()).contains("Established");
 
     let ping = Pinger::start()?;
     // Traffic flows for a second before the cut.
     std::thread::sleep(Duration::from_secs(1));
-    set_link(pop, false)?;
+    set_link(pop, side, false)?;
     let cut = both_ways(1, Duration::from_secs(10), "after the cut");
+    // The customer's session with the cut PoP, a moment after the routers moved.
+    let mut kept = established();
     // A second of traffic on the remaining PoP.
     std::thread::sleep(Duration::from_secs(1));
+    kept &= established();
     let (times, sent) = ping.stop()?;
     if let Err(e) = cut {
-        set_link(pop, true)?;
+        set_link(pop, side, true)?;
         bail!("{e}");
     }
     let outage = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
@@ -135,7 +177,7 @@ pub fn once() -> Result<Run> {
     let ping = Pinger::start()?;
     std::thread::sleep(Duration::from_millis(500));
     let t = std::time::Instant::now();
-    set_link(pop, true)?;
+    set_link(pop, side, true)?;
     let back = both_ways(2, Duration::from_secs(60), "after the restore");
     let rebalanced = t.elapsed();
     std::thread::sleep(Duration::from_secs(1));
@@ -143,6 +185,8 @@ pub fn once() -> Result<Run> {
     back?;
     Ok(Run {
         pop: pop.id(),
+        side,
+        customer_session_kept: kept,
         outage_ms: outage * 1000.0,
         lost_at_cut,
         lost_at_restore: sent.saturating_sub(times.len() as u32),
@@ -151,14 +195,14 @@ pub fn once() -> Result<Run> {
 }
 
 /// `runs` cuts and restores; prints each as a JSON line and a summary.
-pub fn run(runs: usize) -> Result<()> {
+pub fn run(runs: usize, side: Side) -> Result<()> {
     let mut outages = Vec::new();
     for i in 1..=runs {
-        let r = once()?;
+        let r = once(side)?;
         println!("{}", serde_json::to_string(&r)?);
         eprintln!(
-            "run {i}: cut {}: outage {:.0} ms ({} pings lost); restored: {} lost, both PoPs in use after {:.0} ms",
-            r.pop, r.outage_ms, r.lost_at_cut, r.lost_at_restore, r.rebalanced_after_ms
+            "run {i}: cut {} ({:?} side): outage {:.0} ms ({} pings lost); restored: {} lost, both PoPs in use after {:.0} ms",
+            r.pop, r.side, r.outage_ms, r.lost_at_cut, r.lost_at_restore, r.rebalanced_after_ms
         );
         outages.push(r.outage_ms);
     }
