@@ -332,6 +332,28 @@ mod tests {
     }
 
     #[test]
+    fn every_accepted_packet_survives_a_re_encode() {
+        // The bounded run of fuzz/fuzz_targets/bfd_decode.rs: random corruptions of a
+        // good packet (two bytes at a time), each accepted one encoded and read back.
+        let good = sample().encode();
+        let mut accepted = 0;
+        for i in 0..LEN {
+            for j in (i..LEN).step_by(3) {
+                for v in [0u8, 1, 0x20, 0x7f, 0x80, 0xff] {
+                    let mut b = good;
+                    b[i] = v;
+                    b[j] ^= v.rotate_left(3);
+                    if let Ok(p) = Packet::decode(&b) {
+                        accepted += 1;
+                        assert_eq!(Packet::decode(&p.encode()), Ok(p), "{b:x?}");
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    #[test]
     fn no_input_panics() {
         // Every 1- and 2-byte corruption of a good packet, and every truncation.
         let good = sample().encode();

@@ -260,5 +260,33 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The decoder's invariants on any input, for the fuzz target (`fuzz/`) and its bounded
+/// run in the tests: decoding never panics, in either context; a message that decodes
+/// cleanly (an UPDATE without RFC 7606 problems) encodes to bytes that decode to the same
+/// message. Panics when an invariant breaks; returns whether a message decoded.
+#[doc(hidden)]
+pub fn check_decoder(data: &[u8]) -> bool {
+    let mut decoded = false;
+    for cx in [DecodeContext { ibgp: false }, DecodeContext { ibgp: true }] {
+        let Ok(Some((m, n))) = decode_message(data, &cx) else {
+            continue;
+        };
+        assert!(n <= data.len(), "consumed {n} of {} bytes", data.len());
+        decoded = true;
+        if matches!(&m, Message::Update(u) if !u.problems.is_empty()) {
+            continue;
+        }
+        let again = m.encode();
+        match decode_message(&again, &cx) {
+            Ok(Some((m2, n2))) => {
+                assert_eq!(n2, again.len(), "re-encoded {m:?}");
+                assert_eq!(m2, m, "re-encoded {again:x?}");
+            }
+            other => panic!("{m:?} re-encoded as {again:x?} decodes to {other:?}"),
+        }
+    }
+    decoded
+}
+
 #[cfg(test)]
 mod tests;
