@@ -370,7 +370,6 @@ pub fn spawn_instance(
     listen: &[SocketAddr],
 ) -> InstanceHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (status_tx, status_rx) = watch::channel(InstanceStatus::default());
     let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelRoutes::new()));
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let mut errors = Vec::new();
@@ -385,6 +384,11 @@ pub fn spawn_instance(
         }
     }
     let listen_error = (!errors.is_empty()).then(|| errors.join("; "));
+    // The first status already says whether the listeners are up.
+    let (status_tx, status_rx) = watch::channel(InstanceStatus {
+        peers: vec![],
+        listen_error: listen_error.clone(),
+    });
     let mut timers = BTreeMap::new();
     if params.restarting {
         info!(

@@ -321,6 +321,28 @@ fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
         stderr(&o)
     );
     assert!(!socket.exists(), "nothing started");
+
+    // An address this machine does not have: refused before anything runs.
+    std::fs::write(
+        &conf,
+        "asn = 65002\nrouter_id = \"10.99.0.1\"\nlisten = [\"192.0.2.1:17399\"]\n",
+    )
+    .expect("write");
+    let o = cic(&[
+        "bgp",
+        "run",
+        "--config",
+        conf.to_str().expect("path"),
+        "--socket",
+        socket.to_str().expect("path"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("listen: bind 192.0.2.1:17399"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!socket.exists(), "the control socket is removed again");
     let o = cic(&[
         "bgp",
         "show",

@@ -107,8 +107,14 @@ pub async fn bind(path: &Path) -> Result<UnixListener, String> {
 pub async fn serve(listener: UnixListener, instance: InstanceHandle, cfg: Config) {
     let cfg = std::sync::Arc::new(cfg);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors, as a rule: try again shortly, do not spin.
+                debug!("control socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let instance = instance.clone();
         let cfg = cfg.clone();
