@@ -187,10 +187,6 @@ impl AdjIn {
         self.refused = 0;
         std::mem::take(&mut self.map)
     }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
 }
 
 impl std::ops::Deref for AdjIn {
@@ -697,12 +693,12 @@ impl Instance {
     }
 
     fn update(&mut self, peer: PeerId, mut u: Update) -> Vec<Action> {
-        let params = self.params.clone();
+        let (action, idle) = (self.params.max_prefix_action, self.params.max_prefix_idle);
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
         let limit = match p.spec.role {
-            Role::Customer => Some(params.max_prefixes),
+            Role::Customer => Some(self.params.max_prefixes),
             Role::Neighbor => p.spec.policy.as_ref().and_then(|x| x.max_prefixes),
             Role::Fabric => None,
         };
@@ -750,7 +746,7 @@ impl Instance {
                 if let Some(limit) =
                     limit.filter(|l| p.adj_in.len() as u32 >= *l && !p.adj_in.contains_key(n))
                 {
-                    match params.max_prefix_action {
+                    match action {
                         MaxPrefixAction::Teardown => {
                             // RFC 4486 §4: data = AFI, SAFI, the upper bound.
                             let mut n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
@@ -760,7 +756,7 @@ impl Instance {
                             out.push(Action::TearDown {
                                 peer,
                                 notification: n,
-                                restart_after: params.max_prefix_idle,
+                                restart_after: idle,
                             });
                             break;
                         }
@@ -830,23 +826,25 @@ impl Instance {
     /// After the Loc-RIB changed for `touched`: kernel routes and exports follow.
     fn apply(&mut self, touched: BTreeSet<Ipv4Net>) -> Vec<Action> {
         let mut out = Vec::new();
-        for n in touched.iter().filter(|_| self.params.kernel) {
-            let want: Vec<Ipv4Addr> = self
-                .rib
-                .selected(n)
-                .map(|s| s.iter().map(|p| p.nexthop).collect())
-                .unwrap_or_default();
-            let have = self.kernel.get(n);
-            if want.is_empty() {
-                if self.kernel.remove(n).is_some() {
-                    out.push(Action::Route(RouteChange::Remove { prefix: *n }));
+        if self.params.kernel {
+            for n in &touched {
+                let want: Vec<Ipv4Addr> = self
+                    .rib
+                    .selected(n)
+                    .map(|s| s.iter().map(|p| p.nexthop).collect())
+                    .unwrap_or_default();
+                let have = self.kernel.get(n);
+                if want.is_empty() {
+                    if self.kernel.remove(n).is_some() {
+                        out.push(Action::Route(RouteChange::Remove { prefix: *n }));
+                    }
+                } else if have != Some(&want) {
+                    self.kernel.insert(*n, want.clone());
+                    out.push(Action::Route(RouteChange::Replace {
+                        prefix: *n,
+                        nexthops: want,
+                    }));
                 }
-            } else if have != Some(&want) {
-                self.kernel.insert(*n, want.clone());
-                out.push(Action::Route(RouteChange::Replace {
-                    prefix: *n,
-                    nexthops: want,
-                }));
             }
         }
         // A change inside a VPC prefix may change whether the fabric covers it.

@@ -21,6 +21,13 @@ fn cic(args: &[&str]) -> Output {
         .expect("run cic")
 }
 
+/// `cic bgp run --config CONF --socket SOCKET`, to its end (for runs that must not start).
+fn bgp_run(conf: &Path, socket: &Path) -> Output {
+    let mut args = vec!["bgp", "run", "--config", conf.to_str().expect("path")];
+    args.extend(["--socket", socket.to_str().expect("path")]);
+    cic(&args)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
@@ -256,14 +263,7 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
 
     // A second speaker on the same socket is refused; the first keeps running.
     let conf = dir.join("speaker.toml");
-    let again = cic(&[
-        "bgp",
-        "run",
-        "--config",
-        conf.to_str().expect("path"),
-        "--socket",
-        sock.to_str().expect("path"),
-    ]);
+    let again = bgp_run(&conf, &sock);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("another speaker answers"),
@@ -274,14 +274,8 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
 
     // SIGTERM: every neighbor is told (Cease), and the socket goes.
     let mut speaker = speaker;
-    let pid = speaker.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    let pid = nix::unistd::Pid::from_raw(speaker.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = speaker.child.wait().expect("wait");
     assert!(status.success(), "{status}");
     assert!(!sock.exists(), "control socket removed");
@@ -306,14 +300,7 @@ fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
         "asn = 65002\nrouter_id = \"10.99.0.1\"\n[[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65001\nexport = \"everything\"\n",
     )
     .expect("write");
-    let o = cic(&[
-        "bgp",
-        "run",
-        "--config",
-        conf.to_str().expect("path"),
-        "--socket",
-        socket.to_str().expect("path"),
-    ]);
+    let o = bgp_run(&conf, &socket);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("neighbor[0].export: no policy named \"everything\""),
@@ -328,14 +315,7 @@ fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
         "asn = 65002\nrouter_id = \"10.99.0.1\"\nlisten = [\"192.0.2.1:17399\"]\n",
     )
     .expect("write");
-    let o = cic(&[
-        "bgp",
-        "run",
-        "--config",
-        conf.to_str().expect("path"),
-        "--socket",
-        socket.to_str().expect("path"),
-    ]);
+    let o = bgp_run(&conf, &socket);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("listen: bind 192.0.2.1:17399"),

@@ -34,7 +34,7 @@ pub struct Feed {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Result {
+pub struct Measurement {
     pub speaker: String,
     pub version: String,
     pub prefixes: usize,
@@ -101,7 +101,7 @@ fn read_msg(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
 }
 
 /// Connects from `local`, exchanges OPEN and KEEPALIVE, and returns the stream.
-fn establish(local: Ipv4Addr) -> std::result::Result<TcpStream, String> {
+fn establish(local: Ipv4Addr) -> Result<TcpStream, String> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(|e| e.to_string())?;
     sock.bind(&SocketAddr::from((local, 0)).into())
@@ -146,7 +146,7 @@ fn establish(local: Ipv4Addr) -> std::result::Result<TcpStream, String> {
 trait Target {
     fn name(&self) -> String;
     fn version(&self) -> String;
-    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String>;
+    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String>;
     fn count(&self) -> Option<usize>;
     fn stop(&mut self);
 }
@@ -182,7 +182,7 @@ impl Target for Cic {
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").into()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
         let mut conf = format!(
             "asn = {SPEAKER_ASN}\nrouter_id = \"{SPEAKER}\"\nlisten = [\"{SPEAKER}:{PORT}\"]\nhold_time = 240\n"
         );
@@ -242,7 +242,7 @@ impl Target for Bird {
             })
             .unwrap_or_default()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
         let mut conf = format!(
             "router id {SPEAKER};\nprotocol device {{}}\n\
              template bgp feed {{\n  local {SPEAKER} port {PORT} as {SPEAKER_ASN};\n  passive;\n  multihop;\n  hold time 240;\n\
@@ -320,7 +320,7 @@ impl Target for GoBgp {
             })
             .unwrap_or_default()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> std::result::Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
         let mut conf = format!(
             "[global.config]\nas = {SPEAKER_ASN}\nrouter-id = \"{SPEAKER}\"\nport = {PORT}\nlocal-address-list = [\"{SPEAKER}\"]\n"
         );
@@ -369,7 +369,7 @@ impl Target for GoBgp {
     }
 }
 
-fn wait(mut ok: impl FnMut() -> bool, what: &str) -> std::result::Result<(), String> {
+fn wait(mut ok: impl FnMut() -> bool, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
         if Instant::now() > deadline {
@@ -380,11 +380,7 @@ fn wait(mut ok: impl FnMut() -> bool, what: &str) -> std::result::Result<(), Str
     Ok(())
 }
 
-fn run_one(
-    t: &mut dyn Target,
-    feed: &Feed,
-    wire: &[Vec<u8>],
-) -> std::result::Result<Result, String> {
+fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurement, String> {
     let dir =
         std::env::temp_dir().join(format!("cic-bench-bgp-{}-{}", t.name(), std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -395,20 +391,18 @@ fn run_one(
     let mut feeders = Vec::new();
     for (i, w) in wire.iter().enumerate() {
         let (up, go, w) = (up.clone(), go.clone(), w.clone());
-        feeders.push(std::thread::spawn(
-            move || -> std::result::Result<(), String> {
-                let s = establish(peer_addr(i));
-                up.wait();
-                let mut s = s?;
-                go.wait();
-                s.write_all(&w).map_err(|e| e.to_string())?;
-                // Keep the session open (and drained) until the measurement is over.
-                let mut sink = [0u8; 4096];
-                s.set_read_timeout(Some(Duration::from_secs(600))).ok();
-                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
-                Ok(())
-            },
-        ));
+        feeders.push(std::thread::spawn(move || -> Result<(), String> {
+            let s = establish(peer_addr(i));
+            up.wait();
+            let mut s = s?;
+            go.wait();
+            s.write_all(&w).map_err(|e| e.to_string())?;
+            // Keep the session open (and drained) until the measurement is over.
+            let mut sink = [0u8; 4096];
+            s.set_read_timeout(Some(Duration::from_secs(600))).ok();
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            Ok(())
+        }));
     }
     up.wait();
     let t0 = Instant::now();
@@ -445,7 +439,7 @@ fn run_one(
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(Result {
+    Ok(Measurement {
         speaker: t.name(),
         version: t.version(),
         prefixes: feed.prefixes,
@@ -458,11 +452,7 @@ fn run_one(
 
 /// Runs the feed against each speaker in `speakers` ("cic", "bird", "gobgp") in turn; `cic` is
 /// the binary to run for cic.
-pub fn run(
-    feed: &Feed,
-    speakers: &[String],
-    cic: &Path,
-) -> std::result::Result<Vec<Result>, String> {
+pub fn run(feed: &Feed, speakers: &[String], cic: &Path) -> Result<Vec<Measurement>, String> {
     if feed.peers == 0 || feed.peers > 250 {
         return Err(format!("--peers {}: from 1 to 250", feed.peers));
     }

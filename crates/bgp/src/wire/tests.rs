@@ -6,6 +6,16 @@ fn hex(s: &str) -> Vec<u8> {
     hex::decode(s.split_whitespace().collect::<String>()).expect("golden hex")
 }
 
+/// Every message captured from BIRD (tests/golden/bird).
+const GOLDEN: [&str; 6] = [
+    "open",
+    "keepalive",
+    "eor",
+    "update-1",
+    "update-2",
+    "update-3",
+];
+
 fn golden(name: &str) -> Vec<u8> {
     let path = format!(
         "{}/tests/golden/bird/{name}.hex",
@@ -648,14 +658,7 @@ fn no_input_makes_the_decoder_panic() {
     // Every single-byte corruption of every golden message, and every truncation of the
     // length field, decodes to a message or an error — never a panic.
     let cx = DecodeContext::default();
-    for name in [
-        "open",
-        "keepalive",
-        "eor",
-        "update-1",
-        "update-2",
-        "update-3",
-    ] {
+    for name in GOLDEN {
         let b = golden(name);
         for i in 0..b.len() {
             for v in [0u8, 1, 0x7f, 0x80, 0xff, b[i].wrapping_add(1)] {
@@ -692,17 +695,7 @@ fn unusable_next_hops_are_treat_as_withdraw_others_are_policy() {
 /// time so the body decoder is reached, through [`check_decoder`].
 #[test]
 fn random_mutations_of_real_messages_keep_the_decoder_invariants() {
-    let seeds: Vec<Vec<u8>> = [
-        "open",
-        "keepalive",
-        "eor",
-        "update-1",
-        "update-2",
-        "update-3",
-    ]
-    .iter()
-    .map(|n| golden(n))
-    .collect();
+    let seeds: Vec<Vec<u8>> = GOLDEN.iter().map(|n| golden(n)).collect();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         x ^= x << 13;
