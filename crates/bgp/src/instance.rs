@@ -22,7 +22,9 @@ use ipnet::Ipv4Net;
 use crate::fsm::Negotiated;
 use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
 use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
-use crate::wire::{AsPathSegment, Notification, Origin, PathAttrs, Update, cease, error_code};
+use crate::wire::{
+    AsPathSegment, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxPrefixAction {
@@ -152,6 +154,13 @@ pub struct PeerStats {
     pub over_limit: bool,
     /// Routes kept from before the peer restarted, not yet sent again (RFC 4724).
     pub stale: u32,
+    /// UPDATEs this session whose routes were withdrawn because an attribute was
+    /// malformed (RFC 7606 "treat-as-withdraw").
+    pub treated_as_withdraw: u32,
+    /// Malformed attributes dropped this session, the route kept (RFC 7606).
+    pub attributes_discarded: u32,
+    /// The latest of either, as the decoder described it.
+    pub last_malformed: Option<String>,
 }
 
 #[derive(Debug)]
@@ -206,6 +215,9 @@ struct PeerState {
     adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
     discarded: u32,
     over_limit: bool,
+    treated_as_withdraw: u32,
+    attributes_discarded: u32,
+    last_malformed: Option<String>,
     /// Prefixes of `adj_in` kept from before the peer restarted.
     stale: BTreeSet<Ipv4Net>,
     /// Which stale timer counts (a newer one replaces an older).
@@ -293,6 +305,9 @@ impl Instance {
                 adj_out: BTreeMap::new(),
                 discarded: 0,
                 over_limit: false,
+                treated_as_withdraw: 0,
+                attributes_discarded: 0,
+                last_malformed: None,
                 stale: BTreeSet::new(),
                 stale_generation: 0,
                 end_of_rib: false,
@@ -534,6 +549,9 @@ impl Instance {
             discarded: p.discarded,
             over_limit: p.over_limit,
             stale: p.stale.len() as u32,
+            treated_as_withdraw: p.treated_as_withdraw,
+            attributes_discarded: p.attributes_discarded,
+            last_malformed: p.last_malformed.clone(),
         }
     }
 
@@ -601,6 +619,9 @@ impl Instance {
                 p.adj_out.clear();
                 p.over_limit = false;
                 p.discarded = 0;
+                p.treated_as_withdraw = 0;
+                p.attributes_discarded = 0;
+                p.last_malformed = None;
                 p.end_of_rib = false;
                 let mut out = Vec::new();
                 let mut touched = BTreeSet::new();
@@ -705,7 +726,22 @@ impl Instance {
         if p.up.is_none() {
             return vec![];
         }
-        if u.withdrawn.is_empty() && u.attrs.is_none() && u.nlri.is_empty() {
+        for problem in &u.problems {
+            let why = match problem {
+                UpdateProblem::TreatAsWithdraw(why) => {
+                    p.treated_as_withdraw += 1;
+                    why
+                }
+                UpdateProblem::AttributeDiscarded(why) => {
+                    p.attributes_discarded += 1;
+                    why
+                }
+            };
+            p.last_malformed = Some(why.clone());
+        }
+        // (An UPDATE treated as withdraw that carried no NLRI is empty too: not an EoR.)
+        if u.withdrawn.is_empty() && u.attrs.is_none() && u.nlri.is_empty() && u.problems.is_empty()
+        {
             // End-of-RIB (RFC 4724 §2): what is still stale was not sent again.
             p.end_of_rib = true;
             let touched = self.flush_stale(peer);

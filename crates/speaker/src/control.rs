@@ -58,6 +58,15 @@ pub struct NeighborSummary {
     pub stale: u32,
     pub over_limit: bool,
     pub last_error: Option<String>,
+    /// UPDATEs whose routes were withdrawn for a malformed attribute (RFC 7606).
+    #[serde(default)]
+    pub treated_as_withdraw: u32,
+    /// Malformed attributes dropped, their routes kept (RFC 7606).
+    #[serde(default)]
+    pub attributes_discarded: u32,
+    /// The latest malformation, as decoded.
+    #[serde(default)]
+    pub last_malformed: Option<String>,
 }
 
 /// A best route of the Loc-RIB.
@@ -181,6 +190,9 @@ async fn respond(
                         stale: p.stats.stale,
                         over_limit: p.stats.over_limit,
                         last_error: p.last_error.clone(),
+                        treated_as_withdraw: p.stats.treated_as_withdraw,
+                        attributes_discarded: p.stats.attributes_discarded,
+                        last_malformed: p.stats.last_malformed.clone(),
                     })
                     .collect(),
             })

@@ -1291,3 +1291,63 @@ fn the_interner_forgets_attributes_no_route_uses() {
     assert!(it.set.len() < 2100, "swept: {}", it.set.len());
     assert!(Arc::ptr_eq(&kept, &it.intern(attrs(1))), "a used set stays");
 }
+
+// -- RFC 7606
+
+#[test]
+fn malformed_updates_are_counted_and_an_empty_treat_as_withdraw_is_no_end_of_rib() {
+    let mut l = helper_lab();
+    // As the decoder hands over an UPDATE whose COMMUNITIES were malformed: its NLRI
+    // turned into withdrawals.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: Update {
+            withdrawn: vec![n("192.168.11.0/24")],
+            problems: vec![UpdateProblem::TreatAsWithdraw(
+                "COMMUNITIES length 3 is not a multiple of 4".into(),
+            )],
+            ..Default::default()
+        },
+    });
+    assert_eq!(removed(&out), vec![n("192.168.11.0/24")]);
+    let mut discard = announce(&[65001], "169.254.1.2", &["192.168.12.0/24"]);
+    discard.problems = vec![UpdateProblem::AttributeDiscarded(
+        "ATOMIC_AGGREGATE length 1".into(),
+    )];
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: discard,
+    });
+    let s = l.i.peer_stats(l.a);
+    assert_eq!((s.treated_as_withdraw, s.attributes_discarded), (1, 1));
+    assert_eq!(
+        s.last_malformed.as_deref(),
+        Some("ATOMIC_AGGREGATE length 1")
+    );
+    assert_eq!(s.accepted, 2, "the discarded attribute's route is kept");
+
+    // Restarting: a treat-as-withdraw UPDATE with no NLRI at all is empty once decoded,
+    // and must not be read as the End-of-RIB that flushes the stale routes.
+    l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: true,
+    });
+    l.i.handle(Event::PeerUp {
+        peer: l.a,
+        negotiated: negotiated_gr(65001, "192.168.0.1", true),
+    });
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: Update {
+            problems: vec![UpdateProblem::TreatAsWithdraw("ORIGIN value 7".into())],
+            ..Default::default()
+        },
+    });
+    assert_eq!(removed(&out), vec![], "not an End-of-RIB");
+    assert_eq!(l.i.peer_stats(l.a).stale, 2);
+    assert_eq!(
+        l.i.peer_stats(l.a).treated_as_withdraw,
+        1,
+        "counts start again with the session"
+    );
+}
