@@ -37,6 +37,28 @@ ensure_lab_packages() {
   ensure_packages ip:iproute2 tc:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc
 }
 
+# The other routers the interop tests run against (FRR, GoBGP, ExaBGP). Their system
+# services are not started: the tests run each daemon themselves, in namespaces.
+ensure_peer_packages() {
+  local missing=0
+  for cmd in /usr/lib/frr/bgpd /usr/lib/frr/bfdd vtysh gobgpd gobgp exabgp; do
+    command -v "$cmd" >/dev/null 2>&1 || missing=1
+  done
+  [ "$missing" -eq 0 ] && return 0
+  echo "==> installing frr gobgpd exabgp"
+  local had_policy=0
+  [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  if [ "$had_policy" -eq 0 ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq frr gobgpd exabgp >/dev/null
+  [ "$had_policy" -eq 0 ] && rm -f /usr/sbin/policy-rc.d
+  return 0
+}
+
 ensure_postgres() {
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "==> installing postgresql"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cic_bfd::driver::{Bfd, PORT, SocketFactory, Status};
 use cic_bfd::{Config, Diag, Packet, State};
 use cic_dataplane::netns;
-use cic_peers::{Bird, bird_or_skip, wait_until};
+use cic_peers::{Bird, Frr, bird_or_skip, frr_available, peer_or_skip, wait_until};
 use tokio::sync::watch;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -343,5 +343,76 @@ async fn a_session_resumed_by_a_new_process_within_the_detection_time_stays_up_a
         (after - since).abs() < 0.05,
         "BIRD's session must not have changed state: since {since} s, now since {after} s"
     );
+    a.shutdown().await;
+}
+
+fn frr_conf() -> String {
+    "bfd
+ peer 10.77.0.1 local-address 10.77.0.2
+  receive-interval 300
+  transmit-interval 300
+  detect-multiplier 3
+ !
+!
+"
+    .to_string()
+}
+
+/// FRR bfdd's status of its session with 10.77.0.1 ("up", "down", "init", …).
+fn frr_status(frr: &Frr) -> Option<String> {
+    let peers = frr.json("show bfd peers json").ok()?;
+    peers
+        .as_array()?
+        .iter()
+        .find(|p| p["peer"] == "10.77.0.1")
+        .and_then(|p| p["status"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn interop_with_frr_bfdd_up_cut_and_admin_down() {
+    if !peer_or_skip("bfd interop_with_frr", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr");
+    let frr = Frr::bfdd("bfd", &frr_conf(), Some(&w.b)).expect("start bfdd");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    until(&mut s, "Up with FRR", |s| s.state == State::Up).await;
+    wait_until(Duration::from_secs(10), "bfdd to show up", || {
+        frr_status(&frr).filter(|s| s == "up")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr.log()));
+    until(&mut s, "FRR's fast rate", |s| {
+        s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+
+    let cut = Instant::now();
+    w.set_b_link(false);
+    until(&mut s, "Down after the cut", |s| s.state != State::Up).await;
+    let took = cut.elapsed();
+    assert_eq!(s.borrow().diag, Diag::ControlDetectionTimeExpired);
+    assert!(
+        took <= Duration::from_millis(1500),
+        "detected after {took:?}"
+    );
+    eprintln!("cut detected after {} ms (FRR peer)", took.as_millis());
+    wait_until(Duration::from_secs(10), "bfdd to see the cut", || {
+        frr_status(&frr).filter(|s| s == "down")
+    })
+    .expect("bfdd down");
+    w.set_b_link(true);
+    until(&mut s, "Up again with FRR", |s| s.state == State::Up).await;
+    wait_until(Duration::from_secs(10), "bfdd up again", || {
+        frr_status(&frr).filter(|s| s == "up")
+    })
+    .expect("bfdd up");
+
+    // Removing our session tells bfdd (AdminDown), which leaves Up.
+    a.remove(B).await.expect("remove");
+    wait_until(Duration::from_secs(10), "bfdd to leave up", || {
+        frr_status(&frr).filter(|s| s != "up")
+    })
+    .expect("bfdd down");
     a.shutdown().await;
 }

@@ -2,38 +2,22 @@
 //! three BIRDs on loopback addresses of this test's own (127.0.31.0/24). Skipped when
 //! BIRD is not installed, unless CIC_REQUIRE_PEERS=1 (CI).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::Duration;
+mod common;
+
+use std::path::Path;
+use std::process::Output;
 
 use cic_peers::{Bird, bird_or_skip, wait_until};
+use common::{WAIT, cic, count, neighbor, routes, run_speaker, show, stderr};
 
-const WAIT: Duration = Duration::from_secs(30);
 const US: &str = "127.0.31.1";
 const PORT: u16 = 17310;
-
-fn cic(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cic"))
-        .args(args)
-        .env_remove("CIC_SERVER")
-        .env_remove("CIC_TOKEN")
-        .output()
-        .expect("run cic")
-}
 
 /// `cic bgp run --config CONF --socket SOCKET`, to its end (for runs that must not start).
 fn bgp_run(conf: &Path, socket: &Path) -> Output {
     let mut args = vec!["bgp", "run", "--config", conf.to_str().expect("path")];
     args.extend(["--socket", socket.to_str().expect("path")]);
     cic(&args)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 /// A BIRD at 127.0.31.`host`, port PORT+`host`, peering with the speaker.
@@ -101,59 +85,6 @@ rule = [{{ prefix = "172.16.0.0/12", le = 24, action = "accept" }}]
     )
 }
 
-struct Running {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
-
-fn run_speaker(dir: &Path) -> Running {
-    let conf = dir.join("speaker.toml");
-    std::fs::write(&conf, speaker_config()).expect("write config");
-    let socket = dir.join("speaker.sock");
-    let log = std::fs::File::create(dir.join("speaker.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_cic"))
-        .args(["bgp", "run", "--config"])
-        .arg(&conf)
-        .arg("--socket")
-        .arg(&socket)
-        .env("RUST_LOG", "info")
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("cic bgp run");
-    let s = socket.clone();
-    wait_until(WAIT, "the control socket", || s.exists().then_some(())).expect("socket");
-    Running { child, socket }
-}
-
-fn show(socket: &Path, args: &[&str]) -> String {
-    let mut all = vec!["bgp", "show"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--socket", socket.to_str().expect("path")]);
-    let o = cic(&all);
-    assert!(o.status.success(), "cic {all:?}: {}", stderr(&o));
-    stdout(&o)
-}
-
-fn count(socket: &Path) -> u64 {
-    show(socket, &["routes", "--count"])
-        .trim()
-        .parse()
-        .expect("an integer")
-}
-
-fn routes(socket: &Path) -> Vec<serde_json::Value> {
-    serde_json::from_str(&show(socket, &["routes", "--json"])).expect("a JSON array")
-}
-
 #[test]
 fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     if !bird_or_skip("the_standalone_speaker_takes_filters_and_serves_routes_as_configured") {
@@ -178,7 +109,7 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     .expect("onprem");
     let collector =
         Bird::start("collector", &bird(4, 65003, "", ""), None, None).expect("collector");
-    let speaker = run_speaker(&dir);
+    let speaker = run_speaker(&dir, &speaker_config(), None);
     let sock = speaker.socket.clone();
 
     // Four prefixes: the feed's three and the one on-prem prefix the policy lets in.
@@ -187,15 +118,7 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
         (up == 3 && count(&sock) == 4).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
-    let js: serde_json::Value =
-        serde_json::from_str(&show(&sock, &["summary", "--json"])).expect("json");
-    let onprem_row = js["neighbors"]
-        .as_array()
-        .expect("neighbors")
-        .iter()
-        .find(|n| n["address"] == "127.0.31.3")
-        .expect("row")
-        .clone();
+    let onprem_row = neighbor(&sock, "127.0.31.3");
     assert_eq!(onprem_row["remoteAsn"], 4_200_000_002u64);
     assert_eq!(onprem_row["received"], 2);
     assert_eq!(

@@ -1,8 +1,18 @@
-//! Real routers as processes, for the lab and for interop tests: BIRD 2 today.
+//! Real routers as processes, for the lab and for interop tests: BIRD 2, FRR 8 (bgpd,
+//! bfdd), GoBGP 3 and ExaBGP 4, from Debian's packages.
 //!
-//! A [`Bird`] owns its process (started in the foreground, `-f`, optionally inside a
-//! network namespace) and a private directory with its config and control socket; it is
+//! Each value owns its process (started in the foreground, optionally inside a network
+//! namespace) and a private directory with its config, log and control socket; it is
 //! stopped and cleaned up on drop.
+
+mod daemon;
+mod exabgp;
+mod frr;
+mod gobgp;
+
+pub use exabgp::{ExaBgp, exabgp_available};
+pub use frr::{Frr, frr_available};
+pub use gobgp::{GoBgp, gobgp_available};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,14 +35,20 @@ pub fn bird_available() -> bool {
 /// Interop tests call this first: `false` means skip (BIRD not installed and the run did
 /// not ask for real peers); with `CIC_REQUIRE_PEERS=1` a missing BIRD is a failure.
 pub fn bird_or_skip(test: &str) -> bool {
-    if bird_available() {
+    peer_or_skip(test, bird_available(), "BIRD", "bird2")
+}
+
+/// Like [`bird_or_skip`] for any of the routers: `false` (skip) when `available` is
+/// false and the run did not ask for real peers; a failure with CIC_REQUIRE_PEERS=1.
+pub fn peer_or_skip(test: &str, available: bool, what: &str, package: &str) -> bool {
+    if available {
         return true;
     }
     assert!(
         std::env::var("CIC_REQUIRE_PEERS").is_err(),
-        "{test}: BIRD is required (CIC_REQUIRE_PEERS) but not installed"
+        "{test}: {what} is required (CIC_REQUIRE_PEERS) but not installed"
     );
-    eprintln!("{test}: skipped, BIRD is not installed (apt-get install bird2)");
+    eprintln!("{test}: skipped, {what} is not installed (apt-get install {package})");
     false
 }
 

@@ -1,0 +1,490 @@
+//! The standalone speaker (`cic bgp run`) against FRR 8, GoBGP 3 and ExaBGP 4 from
+//! Debian's packages. Each test makes two network namespaces joined by a veth: the
+//! speaker at 10.78.N.1, the other router at 10.78.N.2 (FRR refuses loopback next hops,
+//! so these cannot run on 127.0.0.0/8). Needs root; skipped when a router is not
+//! installed, unless CIC_REQUIRE_PEERS=1 (CI).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cic_dataplane::netns;
+use cic_peers::{
+    ExaBgp, Frr, GoBgp, exabgp_available, frr_available, gobgp_available, peer_or_skip, wait_until,
+};
+use common::{WAIT, count, neighbor, routes, run_speaker, show};
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces `cicx-<tag>-s` (the speaker, 10.78.`n`.1) and `cicx-<tag>-p` (the peer,
+/// 10.78.`n`.2) joined by veth `v0`, and a scratch directory; removed on drop.
+struct Wire {
+    s: String,
+    p: String,
+    n: u8,
+    dir: PathBuf,
+}
+
+impl Wire {
+    fn new(tag: &str, n: u8) -> Wire {
+        let w = Wire {
+            s: format!("cicx-{tag}-s"),
+            p: format!("cicx-{tag}-p"),
+            n,
+            dir: std::env::temp_dir().join(format!("cic-interop-{tag}-{}", std::process::id())),
+        };
+        std::fs::create_dir_all(&w.dir).expect("dir");
+        for ns in [&w.s, &w.p] {
+            let _ = netns::del(ns);
+            netns::add(ns).expect("netns add");
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "link", "add", "v0", "netns", &w.s, "type", "veth", "peer", "name", "v0", "netns", &w.p,
+        ]);
+        ip(&[
+            "-n",
+            &w.s,
+            "addr",
+            "add",
+            &format!("{}/24", w.us()),
+            "dev",
+            "v0",
+        ]);
+        ip(&[
+            "-n",
+            &w.p,
+            "addr",
+            "add",
+            &format!("{}/24", w.peer()),
+            "dev",
+            "v0",
+        ]);
+        for ns in [&w.s, &w.p] {
+            ip(&["-n", ns, "link", "set", "v0", "up"]);
+        }
+        w
+    }
+
+    fn us(&self) -> String {
+        format!("10.78.{}.1", self.n)
+    }
+
+    fn peer(&self) -> String {
+        format!("10.78.{}.2", self.n)
+    }
+
+    /// The speaker's config: one neighbor, the peer, with `neighbor` keys added, and our
+    /// prefix 198.51.100.0/24 to originate.
+    fn speaker_config(&self, remote_asn: u32, neighbor: &str) -> String {
+        format!(
+            r#"
+asn = 65002
+router_id = "{us}"
+listen = ["{us}:179"]
+connect_retry = 1
+
+[[neighbor]]
+address = "{peer}"
+remote_asn = {remote_asn}
+import = "accept-all"
+export = "originated"
+{neighbor}
+
+[[originate]]
+prefix = "198.51.100.0/24"
+"#,
+            us = self.us(),
+            peer = self.peer(),
+        )
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        let _ = netns::del(&self.s);
+        let _ = netns::del(&self.p);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn prefixes(socket: &std::path::Path) -> Vec<String> {
+    routes(socket)
+        .iter()
+        .filter_map(|r| r["prefix"].as_str().map(str::to_string))
+        .collect()
+}
+
+// -- FRR
+
+fn frr_config(w: &Wire, networks: &[&str]) -> String {
+    let networks: String = networks
+        .iter()
+        .map(|n| format!("  network {n}\n"))
+        .collect();
+    format!(
+        "frr defaults traditional
+hostname frr
+router bgp 4200000010
+ bgp router-id {peer}
+ bgp log-neighbor-changes
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {us} remote-as 65002
+ neighbor {us} password a-long-shared-secret
+ neighbor {us} timers connect 1
+ address-family ipv4 unicast
+{networks} exit-address-family
+",
+        us = w.us(),
+        peer = w.peer(),
+    )
+}
+
+/// FRR's view of its session with us (`show bgp neighbors X json`).
+fn frr_neighbor(frr: &Frr, us: &str) -> serde_json::Value {
+    frr.json(&format!("show bgp neighbors {us} json"))
+        .map(|j| j[us].clone())
+        .unwrap_or_default()
+}
+
+fn frr_stat(frr: &Frr, us: &str, key: &str) -> u64 {
+    frr_neighbor(frr, us)["messageStats"][key]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn frr_exchanges_routes_over_md5_answers_route_refresh_and_is_held_off_past_max_prefix() {
+    if !peer_or_skip("frr interop", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr", 1);
+    let us = w.us();
+    let speaker_conf = w.speaker_config(
+        4_200_000_010,
+        "md5_key = \"a-long-shared-secret\"\nmax_prefixes = 3",
+    );
+    // A short idle hold after a max-prefix teardown, to see it honoured.
+    let speaker_conf = speaker_conf.replace(
+        "connect_retry = 1",
+        "connect_retry = 1\nmax_prefix_idle = 4",
+    );
+    let frr = Frr::bgpd(
+        "frr",
+        &frr_config(&w, &["10.50.0.0/16", "10.51.0.0/16"]),
+        Some(&w.p),
+    )
+    .expect("bgpd");
+    let speaker = run_speaker(&w.dir, &speaker_conf, Some(&w.s));
+    let sock = speaker.socket.clone();
+
+    // Up over TCP-MD5 with a 4-byte ASN; FRR's two prefixes in (and our own, which FRR
+    // sends back, refused for the AS loop).
+    wait_until(WAIT, "FRR's two prefixes", || {
+        (prefixes(&sock) == ["10.50.0.0/16", "10.51.0.0/16"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["summary"]), frr.log()));
+    let r = routes(&sock);
+    assert_eq!(r[0]["asPath"], serde_json::json!([4_200_000_010u64]));
+    assert_eq!(r[0]["nextHop"], w.peer());
+    let row = neighbor(&sock, &w.peer());
+    assert_eq!(row["state"], "ESTABLISHED");
+    assert_eq!(row["remoteAsn"], 4_200_000_010u64);
+    assert_eq!(frr_neighbor(&frr, &us)["bgpState"], "Established");
+
+    // Our prefix at FRR, with our AS path and our address as its next hop.
+    let ours = wait_until(WAIT, "198.51.100.0/24 at FRR", || {
+        let j = frr
+            .json("show bgp ipv4 unicast 198.51.100.0/24 json")
+            .ok()?;
+        j["paths"].as_array().filter(|p| !p.is_empty()).cloned()
+    })
+    .expect("our prefix at FRR");
+    assert_eq!(ours[0]["aspath"]["string"], "65002");
+    assert_eq!(ours[0]["nexthops"][0]["ip"], us);
+
+    // A withdrawal.
+    frr.configure(&[
+        "router bgp 4200000010",
+        "address-family ipv4 unicast",
+        "no network 10.51.0.0/16",
+    ])
+    .expect("no network");
+    wait_until(WAIT, "the withdrawal", || (count(&sock) == 1).then_some(())).expect("withdrawn");
+
+    // Route refresh (RFC 2918): FRR asks, we send our routes again.
+    let before = frr_stat(&frr, &us, "updatesRecv");
+    frr.vtysh(&format!("clear bgp ipv4 unicast {us} soft in"))
+        .expect("soft in");
+    wait_until(WAIT, "our answer to the ROUTE-REFRESH", || {
+        (frr_stat(&frr, &us, "routeRefreshSent") == 1
+            && frr_stat(&frr, &us, "updatesRecv") > before)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr_neighbor(&frr, &us)["messageStats"]));
+    assert_eq!(frr_neighbor(&frr, &us)["bgpState"], "Established");
+
+    // Over the limit of 3: Cease / Maximum Number of Prefixes Reached (RFC 4486), and
+    // the session held off for max_prefix_idle although FRR retries every second.
+    let before = frr_neighbor(&frr, &us)["connectionsEstablished"]
+        .as_u64()
+        .expect("connectionsEstablished");
+    frr.configure(&[
+        "router bgp 4200000010",
+        "address-family ipv4 unicast",
+        "network 10.52.0.0/16",
+        "network 10.53.0.0/16",
+        "network 10.54.0.0/16",
+    ])
+    .expect("more networks");
+    let err = wait_until(WAIT, "the teardown", || {
+        let r = neighbor(&sock, &w.peer());
+        (r["overLimit"] == true).then(|| r["lastError"].as_str().unwrap_or_default().to_string())
+    })
+    .expect("teardown");
+    let torn_down = Instant::now();
+    assert!(
+        err.contains("Cease / Maximum Number of Prefixes Reached"),
+        "{err}"
+    );
+    wait_until(WAIT, "FRR to log the NOTIFICATION", || {
+        frr.log()
+            .contains("Maximum Number of Prefixes Reached")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr.log()));
+    wait_until(WAIT, "the session back after the hold", || {
+        (frr_neighbor(&frr, &us)["connectionsEstablished"].as_u64() > Some(before)).then_some(())
+    })
+    .expect("re-established");
+    let held = torn_down.elapsed();
+    assert!(
+        held >= Duration::from_millis(3500),
+        "held off for only {held:?} (max_prefix_idle = 4 s)"
+    );
+}
+
+// -- GoBGP
+
+fn gobgp_config(w: &Wire) -> String {
+    format!(
+        r#"
+[global.config]
+  as = 4200000020
+  router-id = "{peer}"
+  port = 179
+  local-address-list = ["{peer}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{us}"
+    peer-as = 65002
+    auth-password = "a-long-shared-secret"
+  [neighbors.timers.config]
+    connect-retry = 1
+"#,
+        us = w.us(),
+        peer = w.peer(),
+    )
+}
+
+#[test]
+fn gobgp_exchanges_routes_and_communities_over_md5_with_a_4_byte_asn() {
+    if !peer_or_skip("gobgp interop", gobgp_available(), "GoBGP", "gobgpd") {
+        return;
+    }
+    let w = Wire::new("gobgp", 2);
+    let gobgp = GoBgp::start("gobgp", &gobgp_config(&w), Some(&w.p), 50051).expect("gobgpd");
+    let speaker = run_speaker(
+        &w.dir,
+        &w.speaker_config(4_200_000_020, "md5_key = \"a-long-shared-secret\""),
+        Some(&w.s),
+    );
+    let sock = speaker.socket.clone();
+    wait_until(WAIT, "the session", || {
+        (neighbor(&sock, &w.peer())["state"] == "ESTABLISHED").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["summary"]), gobgp.log()));
+
+    gobgp
+        .cli(&[
+            "global",
+            "rib",
+            "add",
+            "10.70.0.0/16",
+            "-a",
+            "ipv4",
+            "community",
+            "65020:7",
+            "large-community",
+            "4200000020:1:2",
+        ])
+        .expect("rib add");
+    gobgp
+        .cli(&["global", "rib", "add", "10.71.0.0/16", "-a", "ipv4"])
+        .expect("rib add");
+    wait_until(WAIT, "GoBGP's two prefixes", || {
+        (prefixes(&sock) == ["10.70.0.0/16", "10.71.0.0/16"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let r = routes(&sock);
+    assert_eq!(r[0]["asPath"], serde_json::json!([4_200_000_020u64]));
+    assert_eq!(r[0]["nextHop"], w.peer());
+    assert_eq!(r[0]["communities"], serde_json::json!(["65020:7"]));
+    assert_eq!(
+        r[0]["largeCommunities"],
+        serde_json::json!(["4200000020:1:2"])
+    );
+
+    // Ours at GoBGP, AS path 65002, next hop our address.
+    let ours = wait_until(WAIT, "198.51.100.0/24 at GoBGP", || {
+        let rib = gobgp.json(&["global", "rib", "-a", "ipv4"]).ok()?;
+        rib["198.51.100.0/24"].as_array().cloned()
+    })
+    .expect("our prefix at GoBGP");
+    let attrs = ours[0]["attrs"].as_array().expect("attrs");
+    let path = attrs
+        .iter()
+        .find(|a| a["type"] == 2)
+        .expect("AS_PATH")
+        .to_string();
+    assert!(path.contains("65002"), "{path}");
+    let nh = attrs.iter().find(|a| a["type"] == 3).expect("NEXT_HOP");
+    assert_eq!(nh["nexthop"], w.us());
+
+    gobgp
+        .cli(&["global", "rib", "del", "10.71.0.0/16", "-a", "ipv4"])
+        .expect("rib del");
+    wait_until(WAIT, "the withdrawal", || {
+        (prefixes(&sock) == ["10.70.0.0/16"]).then_some(())
+    })
+    .expect("withdrawn");
+    assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
+}
+
+// -- ExaBGP: malformed attributes (RFC 7606)
+
+fn exabgp_neighbor(w: &Wire) -> String {
+    format!(
+        "neighbor {us} {{
+  router-id {peer};
+  local-address {peer};
+  local-as 65010;
+  peer-as 65002;
+  api {{ processes [ feed ]; }}
+  api {{ processes [ watch ]; receive {{ notification; }} }}
+}}",
+        us = w.us(),
+        peer = w.peer(),
+    )
+}
+
+#[test]
+fn exabgp_malformed_attributes_are_withdrawn_or_discarded_without_a_reset_unless_the_rfc_says_reset()
+ {
+    if !peer_or_skip("exabgp interop", exabgp_available(), "ExaBGP", "exabgp") {
+        return;
+    }
+    let w = Wire::new("exa", 3);
+    let exa = ExaBgp::start("exa", &exabgp_neighbor(&w), Some(&w.p)).expect("exabgp");
+    let speaker = run_speaker(
+        &w.dir,
+        &w.speaker_config(65010, "passive = true"),
+        Some(&w.s),
+    );
+    let sock = speaker.socket.clone();
+    let peer = w.peer();
+    let row = || neighbor(&sock, &peer);
+    wait_until(WAIT, "the session", || {
+        (row()["state"] == "ESTABLISHED").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["summary"]), exa.log()));
+    let nh = format!("next-hop {peer}");
+    for p in ["10.60.1.0/24", "10.60.2.0/24"] {
+        exa.send(&format!("announce route {p} {nh} community [65010:100]"))
+            .expect("send");
+    }
+    wait_until(WAIT, "two good routes", || {
+        (prefixes(&sock) == ["10.60.1.0/24", "10.60.2.0/24"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", exa.log()));
+
+    // COMMUNITIES of 3 bytes (§7.8): treat-as-withdraw. 10.60.2.0/24, announced well
+    // before, is withdrawn by it.
+    exa.send(&format!(
+        "announce route 10.60.2.0/24 {nh} attribute [0x08 0xc0 0x000102]"
+    ))
+    .expect("send");
+    // MULTI_EXIT_DISC of 2 bytes (§7.4): treat-as-withdraw; the route never enters.
+    exa.send(&format!(
+        "announce route 10.60.4.0/24 {nh} attribute [0x04 0x80 0x0001]"
+    ))
+    .expect("send");
+    // ATOMIC_AGGREGATE of 1 byte (§7.6): the attribute is discarded, the route kept.
+    exa.send(&format!(
+        "announce route 10.60.3.0/24 {nh} attribute [0x06 0x40 0x01]"
+    ))
+    .expect("send");
+    // An unknown optional transitive attribute: kept and accepted (RFC 4271 §5).
+    exa.send(&format!(
+        "announce route 10.60.5.0/24 {nh} attribute [0xf0 0xc0 0x0102030405]"
+    ))
+    .expect("send");
+    // (The summary is published at most every 50 ms: wait for it too.)
+    let r = wait_until(WAIT, "the malformed UPDATEs judged", || {
+        let r = row();
+        (prefixes(&sock) == ["10.60.1.0/24", "10.60.3.0/24", "10.60.5.0/24"] && r["received"] == 3)
+            .then_some(r)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?} {}", prefixes(&sock), row()));
+    assert_eq!(r["state"], "ESTABLISHED", "no reset: {r}");
+    assert_eq!(r["lastError"], serde_json::Value::Null);
+    assert_eq!(r["treatedAsWithdraw"], 2, "{r}");
+    assert_eq!(r["attributesDiscarded"], 1, "{r}");
+    assert!(
+        r["lastMalformed"]
+            .as_str()
+            .is_some_and(|m| m.contains("ATOMIC_AGGREGATE")),
+        "{r}"
+    );
+    assert!(
+        exa.received().is_empty(),
+        "no NOTIFICATION: {:?}",
+        exa.received()
+    );
+
+    // MP_REACH_NLRI too short to read (§7.11, it cannot be located): the session is reset,
+    // with an UPDATE Message Error sent, not silently.
+    exa.send(&format!(
+        "announce route 10.60.6.0/24 {nh} attribute [0x0e 0x80 0x0001]"
+    ))
+    .expect("send");
+    let err = wait_until(WAIT, "the reset", || {
+        row()["lastError"].as_str().map(str::to_string)
+    })
+    .expect("reset");
+    assert!(
+        err.contains("sent UPDATE Message Error / Optional Attribute Error")
+            && err.contains("MP_REACH_NLRI"),
+        "{err}"
+    );
+    assert_eq!(count(&sock), 0, "its routes went with the session");
+
+    // Once ExaBGP stops sending the broken route, the session comes back.
+    exa.send("withdraw route 10.60.6.0/24").expect("send");
+    wait_until(WAIT, "the session back", || {
+        let r = row();
+        (r["state"] == "ESTABLISHED" && count(&sock) == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", row(), exa.log()));
+}

@@ -1,0 +1,134 @@
+//! FRR 8 daemons, each alone: `bgpd` without zebra (`-Z`, routes not installed) and
+//! `bfdd`, read through `vtysh` on the daemon's own vty socket directory.
+
+use std::io;
+use std::time::Duration;
+
+use crate::daemon::{Daemon, output};
+use crate::wait_until;
+
+const DIR: &str = "/usr/lib/frr";
+
+/// Whether FRR's bgpd is installed.
+pub fn frr_available() -> bool {
+    std::path::Path::new(DIR).join("bgpd").exists()
+}
+
+pub struct Frr {
+    d: Daemon,
+    daemon: &'static str,
+}
+
+impl Frr {
+    /// `bgpd` on `config` (FRR syntax), inside `netns` if given; returns once vtysh
+    /// answers. Runs as root (`-S`), listens on port 179 of the namespace.
+    pub fn bgpd(name: &str, config: &str, netns: Option<&str>) -> io::Result<Frr> {
+        Frr::start("bgpd", name, config, netns, &["-Z", "-n", "-S"])
+    }
+
+    /// `bfdd` on `config` (a `bfd` block), inside `netns` if given. bfdd drops to the
+    /// `frr` user, which then owns the directory.
+    pub fn bfdd(name: &str, config: &str, netns: Option<&str>) -> io::Result<Frr> {
+        Frr::start("bfdd", name, config, netns, &["-u", "frr", "-g", "frr"])
+    }
+
+    fn start(
+        daemon: &'static str,
+        name: &str,
+        config: &str,
+        netns: Option<&str>,
+        args: &[&str],
+    ) -> io::Result<Frr> {
+        let mut d = Daemon::new(&format!("frr-{daemon}"), name, netns)?;
+        let conf = d.path(&format!("{daemon}.conf"));
+        std::fs::write(&conf, config)?;
+        if daemon == "bfdd" {
+            let chown = std::process::Command::new("chown")
+                .args(["-R", "frr:frr"])
+                .arg(d.dir())
+                .output()?;
+            if !chown.status.success() {
+                return Err(io::Error::other("chown to frr: is FRR installed?"));
+            }
+        }
+        let mut cmd = d.command(&format!("{DIR}/{daemon}"));
+        cmd.args(args)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(d.path(&format!("{daemon}.pid")))
+            .arg("--vty_socket")
+            .arg(d.dir())
+            .args(["--log", "stdout", "--log-level", "info"]);
+        if daemon == "bfdd" {
+            cmd.arg("--bfdctl").arg(d.path("bfdd.sock"));
+        }
+        d.spawn(cmd, "frr.log")?;
+        let mut f = Frr { d, daemon };
+        let mut exited = None;
+        wait_until(
+            Duration::from_secs(10),
+            &format!("FRR {daemon} {name} to answer vtysh"),
+            || {
+                if let Err(e) = f.d.check_running("frr.log") {
+                    exited = Some(e);
+                    return Some(());
+                }
+                f.vtysh("show version").ok().map(drop)
+            },
+        )?;
+        match exited {
+            Some(e) => Err(e),
+            None => Ok(f),
+        }
+    }
+
+    /// One vtysh command.
+    pub fn vtysh(&self, command: &str) -> io::Result<String> {
+        let mut cmd = std::process::Command::new("vtysh");
+        cmd.arg("--vty_socket")
+            .arg(self.d.dir())
+            .args(["-d", self.daemon, "-c", command]);
+        let out = output(cmd, &format!("vtysh -c {command:?}"))?;
+        if out.starts_with('%') {
+            return Err(io::Error::other(format!("vtysh -c {command:?}: {out}")));
+        }
+        Ok(out)
+    }
+
+    /// One vtysh command whose answer is JSON (`… json`).
+    pub fn json(&self, command: &str) -> io::Result<serde_json::Value> {
+        let out = self.vtysh(command)?;
+        serde_json::from_str(&out)
+            .map_err(|e| io::Error::other(format!("vtysh -c {command:?}: {e}: {out}")))
+    }
+
+    /// Several configuration lines, entered in order from `configure terminal`.
+    pub fn configure(&self, lines: &[&str]) -> io::Result<()> {
+        let mut cmd = std::process::Command::new("vtysh");
+        cmd.arg("--vty_socket").arg(self.d.dir()).args([
+            "-d",
+            self.daemon,
+            "-c",
+            "configure terminal",
+        ]);
+        for l in lines {
+            cmd.args(["-c", l]);
+        }
+        let out = output(cmd, &format!("vtysh configure {lines:?}"))?;
+        if out.contains('%') {
+            return Err(io::Error::other(format!(
+                "vtysh configure {lines:?}: {out}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn log(&self) -> String {
+        self.d.read("frr.log")
+    }
+
+    pub fn keep_dir(&mut self) {
+        self.d.keep_dir();
+    }
+}
