@@ -193,6 +193,12 @@ impl Config {
                 f.hold_time
             ));
         }
+        if f.graceful_restart_secs > 4095 {
+            return Err(format!(
+                "graceful_restart_secs: {} s does not fit the capability's 12 bits (at most 4095)",
+                f.graceful_restart_secs
+            ));
+        }
         if f.connect_retry == 0 {
             return Err("connect_retry: must be at least 1 s".into());
         }
@@ -325,7 +331,7 @@ impl Config {
                     connect_retry: Duration::from_secs(f.connect_retry),
                     passive: n.passive,
                     graceful_restart: (f.graceful_restart_secs > 0).then_some(GrConfig {
-                        restart_time: f.graceful_restart_secs.min(4095),
+                        restart_time: f.graceful_restart_secs,
                         restarting: false,
                     }),
                 },
@@ -464,6 +470,10 @@ rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
             ("asn = 1\nrouter_id = \"0.0.0.0\"\n".into(), "router_id"),
             ("asn = 1\nrouter_id = \"10.1\"\n".into(), "router_id"),
             (format!("{base}hold_time = 2\n"), "hold_time: 2 s"),
+            (
+                format!("{base}graceful_restart_secs = 5000\n"),
+                "graceful_restart_secs: 5000 s does not fit",
+            ),
             (format!("{base}listen = [\"[::1]:179\"]\n"), "listen[0]"),
             (
                 format!("{base}{nb}export = \"everything\"\n"),
