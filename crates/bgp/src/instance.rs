@@ -912,10 +912,26 @@ impl Instance {
     ) {
         let mut withdrawn = Vec::new();
         let mut announce: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
-        let desired: Vec<(Ipv4Net, Option<Arc<PathAttrs>>)> = prefixes
-            .iter()
-            .map(|n| (*n, self.desired(peer, n)))
-            .collect();
+        let desired: Vec<(Ipv4Net, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
+            None => prefixes
+                .iter()
+                .map(|n| (*n, self.desired(peer, n)))
+                .collect(),
+            // A peer that takes only our own prefixes (or nothing): of the changes, only
+            // those and what it already has can matter. With many feeds this keeps a
+            // change from costing a judgement per peer.
+            Some(own) => {
+                let p = &self.peers[&peer];
+                let mut c: BTreeSet<Ipv4Net> = p
+                    .adj_out
+                    .keys()
+                    .filter(|n| prefixes.contains(n))
+                    .copied()
+                    .collect();
+                c.extend(own.iter().filter(|n| prefixes.contains(n)));
+                c.into_iter().map(|n| (n, self.desired(peer, &n))).collect()
+            }
+        };
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -939,6 +955,30 @@ impl Instance {
                 announce,
                 end_of_rib,
             });
+        }
+    }
+
+    /// The only prefixes `peer` can be sent, when it is not every route: a customer gets
+    /// the public services and the VPC prefixes; a neighbor that exports "originated"
+    /// our own prefixes, and one that exports nothing none.
+    fn only_own(&self, peer: PeerId) -> Option<Vec<Ipv4Net>> {
+        let p = self.peers.get(&peer)?;
+        let params = &self.params;
+        match p.spec.role {
+            Role::Customer => Some(
+                params
+                    .announce
+                    .iter()
+                    .chain(&params.vpc_prefixes)
+                    .copied()
+                    .collect(),
+            ),
+            Role::Fabric => None,
+            Role::Neighbor => match p.spec.policy.as_deref().map(|x| &x.export) {
+                None | Some(Export::Nothing) => Some(vec![]),
+                Some(Export::Originated) => Some(params.announce.clone()),
+                Some(Export::All | Export::Filter(_)) => None,
+            },
         }
     }
 

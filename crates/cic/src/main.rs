@@ -152,7 +152,7 @@ enum BenchCmd {
         /// Prefixes per UPDATE (each run has its own AS path).
         #[arg(long, default_value_t = 16)]
         per_update: usize,
-        /// Speakers to run, in order.
+        /// Speakers to run, in order: cic, bird, frr, gobgp.
         #[arg(long, value_delimiter = ',', default_value = "cic,bird")]
         speakers: Vec<String>,
     },

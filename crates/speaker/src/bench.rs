@@ -1,6 +1,6 @@
 //! The ingest benchmark (`cic bench bgp`): a feeder sends pre-encoded UPDATEs as fast as
-//! TCP takes them to one speaker after another — cic, BIRD, GoBGP — over loopback addresses of its own (127.0.41.1 the speaker, 127.0.42.x
-//! the feeding peers). For each: seconds from the moment every session is Established
+//! TCP takes them to one speaker after another — cic, BIRD, FRR, GoBGP — over loopback addresses of its own
+//! (127.0.41.1 the speaker, 127.0.42.x the feeding peers). For each: seconds from the moment every session is Established
 //! until the last prefix is in the speaker's Loc-RIB, and its peak RSS (VmHWM).
 //!
 //! The feed is the same for every speaker: `prefixes` distinct /24s split evenly over
@@ -369,6 +369,88 @@ impl Target for GoBgp {
     }
 }
 
+struct Frr {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Frr {
+    fn vtysh(&self, command: &str) -> Option<String> {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(&self.dir)
+            .args(["-d", "bgpd", "-c", command])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+impl Target for Frr {
+    fn name(&self) -> String {
+        "FRR".into()
+    }
+    fn version(&self) -> String {
+        Command::new("/usr/lib/frr/bgpd")
+            .arg("--version")
+            .output()
+            .map(|o| {
+                let s = String::from_utf8_lossy(&o.stdout).to_string();
+                s.lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("bgpd version ")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    }
+    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
+        // bgpd alone: no zebra (-Z), nothing for the kernel (-n), as root (-S).
+        let mut conf = format!(
+            "frr defaults traditional\nrouter bgp {SPEAKER_ASN}\n bgp router-id {SPEAKER}\n\
+             no bgp ebgp-requires-policy\n neighbor feed peer-group\n neighbor feed remote-as {FEED_ASN}\n\
+             neighbor feed passive\n neighbor feed timers 80 240\n"
+        );
+        for i in 0..peers {
+            conf += &format!(" neighbor {} peer-group feed\n", peer_addr(i));
+        }
+        let path = dir.join("bgpd.conf");
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        self.dir = dir.to_path_buf();
+        let child = Command::new("/usr/lib/frr/bgpd")
+            .args(["-Z", "-n", "-S", "-f"])
+            .arg(&path)
+            .arg("-i")
+            .arg(dir.join("bgpd.pid"))
+            .arg("--vty_socket")
+            .arg(dir)
+            .args(["-l", &SPEAKER.to_string(), "-p", &PORT.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("bgpd: {e}"))?;
+        let pid = child.id();
+        self.child = Some(child);
+        wait(|| self.count().is_some(), "FRR's vty")?;
+        Ok(pid)
+    }
+    fn count(&self) -> Option<usize> {
+        // The BGP table's size, without a walk of it.
+        let out = self.vtysh("show bgp ipv4 unicast summary json")?;
+        let js: serde_json::Value = serde_json::from_str(&out).ok()?;
+        match js.get("ribCount") {
+            Some(n) => n.as_u64().map(|n| n as usize),
+            // (No peer up yet: FRR answers with an empty object.)
+            None => Some(0),
+        }
+    }
+    fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
 fn wait(mut ok: impl FnMut() -> bool, what: &str) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ok() {
@@ -450,7 +532,7 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     })
 }
 
-/// Runs the feed against each speaker in `speakers` ("cic", "bird", "gobgp") in turn; `cic` is
+/// Runs the feed against each speaker in `speakers` ("cic", "bird", "frr", "gobgp") in turn; `cic` is
 /// the binary to run for cic.
 pub fn run(feed: &Feed, speakers: &[String], cic: &Path) -> Result<Vec<Measurement>, String> {
     if feed.peers == 0 || feed.peers > 250 {
@@ -477,9 +559,13 @@ pub fn run(feed: &Feed, speakers: &[String], cic: &Path) -> Result<Vec<Measureme
                 child: None,
             }),
             "gobgp" => Box::new(GoBgp { child: None }),
+            "frr" => Box::new(Frr {
+                dir: PathBuf::new(),
+                child: None,
+            }),
             other => {
                 return Err(format!(
-                    "unknown speaker {other:?}; known: cic, bird, gobgp"
+                    "unknown speaker {other:?}; known: cic, bird, frr, gobgp"
                 ));
             }
         };
