@@ -134,7 +134,7 @@ enum Command {
     PeersAdded,
     BestRoutes(oneshot::Sender<Vec<(Ipv4Net, Path)>>),
     RibSize(oneshot::Sender<usize>),
-    Shutdown(oneshot::Sender<()>),
+    Shutdown(Notification, oneshot::Sender<()>),
     Abort(oneshot::Sender<()>),
 }
 
@@ -337,8 +337,23 @@ impl InstanceHandle {
 
     /// Stops every session with Cease / Peer De-configured and ends the task.
     pub async fn shutdown(&self) {
+        self.shutdown_with(Notification::new(
+            wire::error_code::CEASE,
+            cease::PEER_DECONFIGURED,
+        ))
+        .await
+    }
+
+    /// Stops every session with `notification` (e.g. [`crate::fsm::admin_shutdown`], an
+    /// RFC 9003 shutdown communication) and ends the task.
+    pub async fn shutdown_with(&self, notification: Notification) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Command::Shutdown(tx)).await.is_ok() {
+        if self
+            .cmd
+            .send(Command::Shutdown(notification, tx))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -523,13 +538,17 @@ impl InstanceTask {
                         let _ = reply.send(());
                         return;
                     }
-                    Some(Command::Shutdown(reply)) => {
-                        self.exit_all().await;
+                    Some(Command::Shutdown(notification, reply)) => {
+                        self.exit_all(notification).await;
                         let _ = reply.send(());
                         return;
                     }
                     None => {
-                        self.exit_all().await;
+                        self.exit_all(Notification::new(
+                            wire::error_code::CEASE,
+                            cease::PEER_DECONFIGURED,
+                        ))
+                        .await;
                         return;
                     }
                 },
@@ -686,16 +705,10 @@ impl InstanceTask {
     }
 
     /// Ends every session and waits (at most 2 s) until each has sent its Cease.
-    async fn exit_all(&mut self) {
+    async fn exit_all(&mut self, notification: Notification) {
         let mut tasks = Vec::new();
         for (_, s) in self.sessions.drain() {
-            let _ = s
-                .cmd
-                .send(SessionCmd::Exit(Notification::new(
-                    wire::error_code::CEASE,
-                    cease::PEER_DECONFIGURED,
-                )))
-                .await;
+            let _ = s.cmd.send(SessionCmd::Exit(notification.clone())).await;
             tasks.push(s.task);
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), futures_join(tasks)).await;

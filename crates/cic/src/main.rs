@@ -609,7 +609,7 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)?;
             shutdown_signal().await;
-            speaker.stop().await;
+            speaker.stop("cic bgp run is stopping").await;
             Ok(())
         }
         BgpCmd::Show(BgpShow::Summary { socket }) => {

@@ -195,20 +195,26 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     );
     assert_eq!(count(&sock), 3);
 
-    // SIGTERM: every neighbor is told (Cease), and the socket goes.
+    // SIGTERM: every neighbor is told why (Cease / Administrative Shutdown with an RFC 9003
+    // communication), and the socket goes.
     let mut speaker = speaker;
     let pid = nix::unistd::Pid::from_raw(speaker.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = speaker.child.wait().expect("wait");
     assert!(status.success(), "{status}");
     assert!(!sock.exists(), "control socket removed");
-    wait_until(WAIT, "the collector sees the Cease", || {
+    let told = wait_until(WAIT, "the collector sees the Cease", || {
         collector
             .last_error("speaker")
             .filter(|e| e.contains("Received"))
-            .map(drop)
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", collector.last_error("speaker")));
+    assert!(told.contains("Administrative shutdown"), "{told}");
+    let shown = collector.cmd("show protocols all speaker").expect("birdc");
+    assert!(
+        shown.contains("Message:") && shown.contains("cic bgp run is stopping"),
+        "{shown}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -56,10 +56,13 @@ impl Speaker {
         })
     }
 
-    /// Ends every session with Cease / Peer De-configured and removes the socket.
-    pub async fn stop(self) {
+    /// Ends every session with Cease / Administrative Shutdown, saying why (RFC 9003,
+    /// which updates RFC 8203), and removes the socket.
+    pub async fn stop(self, why: &str) {
         self.server.abort();
-        self.instance.shutdown().await;
+        self.instance
+            .shutdown_with(cic_bgp::fsm::admin_shutdown(why))
+            .await;
         if let Err(e) = std::fs::remove_file(&self.socket) {
             warn!("removing {}: {e}", self.socket.display());
         }
