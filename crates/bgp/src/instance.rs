@@ -1031,7 +1031,6 @@ impl Instance {
                 let own = self.params.announce.contains(n);
                 let a = match (&policy.export, own) {
                     (Export::Nothing, _) | (Export::Originated, false) => return None,
-                    (Export::Filter(f), _) if !f.permits(n) => return None,
                     (_, true) => PathAttrs {
                         origin: Origin::Igp,
                         ..Default::default()
@@ -1045,6 +1044,12 @@ impl Instance {
                         (*best.attrs).clone()
                     }
                 };
+                // The filter sees the route as it stands, before our prepend.
+                if let Export::Filter(f) = &policy.export
+                    && !f.permits(n, Some(&a))
+                {
+                    return None;
+                }
                 Some(self.outbound(a, p))
             }
         }

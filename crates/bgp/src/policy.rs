@@ -36,20 +36,34 @@ pub enum Verdict {
 }
 
 /// `prefix` with its length in `ge..=le` (both default to the prefix's own length, so a
-/// bare prefix matches only itself; `le` alone matches from the prefix's length up).
+/// bare prefix matches only itself; `le` alone matches from the prefix's length up), and,
+/// when given, carrying `community` and `large_community`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefixRule {
     pub prefix: Ipv4Net,
     pub ge: Option<u8>,
     pub le: Option<u8>,
+    /// A standard community (RFC 1997) the route must carry.
+    pub community: Option<u32>,
+    /// A large community (RFC 8092) the route must carry.
+    pub large_community: Option<[u32; 3]>,
     pub verdict: Verdict,
 }
 
 impl PrefixRule {
-    pub fn matches(&self, n: &Ipv4Net) -> bool {
+    /// Whether the route (`n` with `attrs`; none for a route without attributes of its
+    /// own) matches. A community condition never matches a route without attributes.
+    pub fn matches(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> bool {
         let lo = self.ge.unwrap_or(self.prefix.prefix_len());
         let hi = self.le.unwrap_or(if self.ge.is_some() { 32 } else { lo });
-        self.prefix.contains(n) && (lo..=hi).contains(&n.prefix_len())
+        self.prefix.contains(n)
+            && (lo..=hi).contains(&n.prefix_len())
+            && self
+                .community
+                .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
+            && self
+                .large_community
+                .is_none_or(|c| attrs.is_some_and(|a| a.large_communities.contains(&c)))
     }
 }
 
@@ -63,17 +77,18 @@ impl Filter {
         }
     }
 
-    /// The verdict on `n`, and the number (from 1) of the rule that gave it (0: default).
-    pub fn judge(&self, n: &Ipv4Net) -> (Verdict, usize) {
+    /// The verdict on `n` with `attrs`, and the number (from 1) of the rule that gave it
+    /// (0: the default).
+    pub fn judge(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> (Verdict, usize) {
         self.rules
             .iter()
-            .position(|r| r.matches(n))
+            .position(|r| r.matches(n, attrs))
             .map(|i| (self.rules[i].verdict, i + 1))
             .unwrap_or((self.default, 0))
     }
 
-    pub fn permits(&self, n: &Ipv4Net) -> bool {
-        self.judge(n).0 == Verdict::Accept
+    pub fn permits(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> bool {
+        self.judge(n, attrs).0 == Verdict::Accept
     }
 }
 
@@ -248,7 +263,7 @@ pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Re
                 Err(Reject::OutsideVpc)
             }
         }
-        Role::Neighbor => match cx.filter.map(|f| (f, f.judge(prefix))) {
+        Role::Neighbor => match cx.filter.map(|f| (f, f.judge(prefix, Some(attrs)))) {
             None => Err(Reject::NoImportPolicy),
             Some((_, (Verdict::Accept, _))) => Ok(()),
             Some((f, (Verdict::Reject, rule))) => Err(Reject::Filter(f.name.clone(), rule)),
@@ -404,23 +419,64 @@ mod tests {
             prefix: n(p),
             ge,
             le,
+            community: None,
+            large_community: None,
             verdict: Verdict::Accept,
         };
         let exact = rule("10.0.0.0/8", None, None);
-        assert!(exact.matches(&n("10.0.0.0/8")));
-        assert!(!exact.matches(&n("10.1.0.0/16")));
+        assert!(exact.matches(&n("10.0.0.0/8"), None));
+        assert!(!exact.matches(&n("10.1.0.0/16"), None));
         let le24 = rule("10.0.0.0/8", None, Some(24));
-        assert!(le24.matches(&n("10.0.0.0/8")));
-        assert!(le24.matches(&n("10.1.2.0/24")));
-        assert!(!le24.matches(&n("10.1.2.0/25")));
-        assert!(!le24.matches(&n("11.0.0.0/8")));
+        assert!(le24.matches(&n("10.0.0.0/8"), None));
+        assert!(le24.matches(&n("10.1.2.0/24"), None));
+        assert!(!le24.matches(&n("10.1.2.0/25"), None));
+        assert!(!le24.matches(&n("11.0.0.0/8"), None));
         let ge16 = rule("10.0.0.0/8", Some(16), None);
-        assert!(!ge16.matches(&n("10.0.0.0/8")));
-        assert!(ge16.matches(&n("10.1.2.3/32")));
+        assert!(!ge16.matches(&n("10.0.0.0/8"), None));
+        assert!(ge16.matches(&n("10.1.2.3/32"), None));
         let band = rule("0.0.0.0/0", Some(8), Some(24));
-        assert!(band.matches(&n("192.168.1.0/24")));
-        assert!(!band.matches(&n("0.0.0.0/0")));
-        assert!(!band.matches(&n("192.168.1.0/25")));
+        assert!(band.matches(&n("192.168.1.0/24"), None));
+        assert!(!band.matches(&n("0.0.0.0/0"), None));
+        assert!(!band.matches(&n("192.168.1.0/25"), None));
+    }
+
+    #[test]
+    fn community_conditions_match_only_routes_that_carry_them() {
+        let tagged = PrefixRule {
+            community: Some(65001 << 16 | 666),
+            large_community: Some([65001, 1, 2]),
+            ..PrefixRule {
+                prefix: n("0.0.0.0/0"),
+                ge: None,
+                le: Some(32),
+                community: None,
+                large_community: None,
+                verdict: Verdict::Reject,
+            }
+        };
+        let mut a = path(&[65001]);
+        assert!(!tagged.matches(&n("10.0.0.0/8"), Some(&a)));
+        a.communities = vec![65001 << 16 | 666];
+        assert!(
+            !tagged.matches(&n("10.0.0.0/8"), Some(&a)),
+            "both are needed"
+        );
+        a.large_communities = vec![[65001, 1, 2]];
+        assert!(tagged.matches(&n("10.0.0.0/8"), Some(&a)));
+        assert!(
+            !tagged.matches(&n("10.0.0.0/8"), None),
+            "no attributes, no match"
+        );
+        let f = Filter {
+            name: "no-blackholes".into(),
+            rules: vec![tagged],
+            default: Verdict::Accept,
+        };
+        assert_eq!(f.judge(&n("10.0.0.0/8"), Some(&a)), (Verdict::Reject, 1));
+        assert_eq!(
+            f.judge(&n("10.0.0.0/8"), Some(&path(&[65001]))),
+            (Verdict::Accept, 0)
+        );
     }
 
     #[test]
@@ -432,12 +488,16 @@ mod tests {
                     prefix: n("10.10.0.0/16"),
                     ge: None,
                     le: None,
+                    community: None,
+                    large_community: None,
                     verdict: Verdict::Reject,
                 },
                 PrefixRule {
                     prefix: n("10.0.0.0/8"),
                     ge: None,
                     le: Some(24),
+                    community: None,
+                    large_community: None,
                     verdict: Verdict::Accept,
                 },
             ],

@@ -48,12 +48,12 @@ router_id = "{US}"
 listen = ["{US}:{PORT}"]
 connect_retry = 1
 
-# A feed: everything it sends is taken, nothing is sent back.
+# A feed: everything it sends is taken but what it tags 65001:666, nothing is sent back.
 [[neighbor]]
 address = "127.0.31.2"
 remote_asn = 65001
 passive = true
-import = "accept-all"
+import = "feed-in"
 export = "none"
 
 # A 4-byte ASN over TCP-MD5, which we connect to: only on-prem space in, our own out.
@@ -77,6 +77,11 @@ export = "all"
 prefix = "198.51.100.0/24"
 
 [[policy]]
+name = "feed-in"
+default = "accept"
+rule = [{{ community = "65001:666", action = "reject" }}]
+
+[[policy]]
 name = "onprem"
 default = "reject"
 rule = [{{ prefix = "172.16.0.0/12", le = 24, action = "accept" }}]
@@ -92,8 +97,9 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     }
     let dir = std::env::temp_dir().join(format!("cic-bgp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let feed_routes =
-        "route 10.1.0.0/16 blackhole; route 10.2.0.0/16 blackhole; route 192.168.7.0/24 blackhole;";
+    let feed_routes = "route 10.1.0.0/16 blackhole; route 10.2.0.0/16 blackhole; \
+         route 192.168.7.0/24 blackhole; \
+         route 10.3.0.0/16 blackhole { bgp_community.add((65001, 666)); };";
     let feed = Bird::start("feed", &bird(2, 65001, "", feed_routes), None, None).expect("feed");
     let onprem = Bird::start(
         "onprem",
@@ -112,12 +118,20 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     let speaker = run_speaker(&dir, &speaker_config(), None);
     let sock = speaker.socket.clone();
 
-    // Four prefixes: the feed's three and the one on-prem prefix the policy lets in.
+    // Four prefixes: the feed's three untagged and the one on-prem prefix the policy lets in.
     wait_until(WAIT, "3 sessions up and 4 prefixes in the Loc-RIB", || {
         let up = show(&sock, &["summary"]).matches("ESTABLISHED").count();
-        (up == 3 && count(&sock) == 4).then_some(())
+        // (The summary is published at most every 50 ms: wait for the feed's row too.)
+        let fed = neighbor(&sock, "127.0.31.2")["received"] == 4;
+        (up == 3 && count(&sock) == 4 && fed).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let feed_row = neighbor(&sock, "127.0.31.2");
+    assert_eq!(
+        (&feed_row["received"], &feed_row["accepted"]),
+        (&serde_json::json!(4), &serde_json::json!(3)),
+        "10.3.0.0/16 tagged 65001:666 refused by policy feed-in: {feed_row}"
+    );
     let onprem_row = neighbor(&sock, "127.0.31.3");
     assert_eq!(onprem_row["remoteAsn"], 4_200_000_002u64);
     assert_eq!(onprem_row["received"], 2);

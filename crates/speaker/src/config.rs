@@ -19,7 +19,10 @@
 //! [[policy]]
 //! name = "onprem"
 //! default = "reject"
-//! rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
+//! rule = [
+//!   { community = "65001:666", action = "reject" },
+//!   { prefix = "10.0.0.0/8", le = 24, action = "accept" },
+//! ]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -135,11 +138,39 @@ fn reject() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    pub prefix: Ipv4Net,
+    /// The prefix (with `ge`/`le`) the route must fall in; none: any route.
+    pub prefix: Option<Ipv4Net>,
     pub ge: Option<u8>,
     pub le: Option<u8>,
+    /// A standard community the route must carry, "asn:value" (RFC 1997).
+    pub community: Option<String>,
+    /// A large community the route must carry, "global:local1:local2" (RFC 8092).
+    pub large_community: Option<String>,
     /// "accept" or "reject".
     pub action: String,
+}
+
+/// "65001:666" as the 32-bit community; `key` names it in the error.
+fn community(key: &str, text: &str) -> Result<u32, String> {
+    let bad = || format!("{key}: {text:?} is not a community \"asn:value\" (each 0–65535)");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let a: u16 = a.parse().map_err(|_| bad())?;
+    let b: u16 = b.parse().map_err(|_| bad())?;
+    Ok(u32::from(a) << 16 | u32::from(b))
+}
+
+/// "4200000002:1:2" as a large community; `key` names it in the error.
+fn large_community(key: &str, text: &str) -> Result<[u32; 3], String> {
+    let bad = || {
+        format!(
+            "{key}: {text:?} is not a large community \"global:local1:local2\" (each 0–4294967295)"
+        )
+    };
+    let parts: Vec<u32> = text
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    <[u32; 3]>::try_from(parts).map_err(|_| bad())
 }
 
 /// A checked config: what the speaker runs.
@@ -233,7 +264,20 @@ impl Config {
             let mut rules = Vec::new();
             for (j, r) in p.rule.iter().enumerate() {
                 let key = format!("{key}.rule[{j}]");
-                let own = r.prefix.prefix_len();
+                if r.prefix.is_none() && r.community.is_none() && r.large_community.is_none() {
+                    return Err(format!(
+                        "{key}: give a prefix, a community or a large_community to match"
+                    ));
+                }
+                if r.prefix.is_none() && (r.ge.is_some() || r.le.is_some()) {
+                    return Err(format!("{key}: ge and le need a prefix"));
+                }
+                // No prefix: any route (0.0.0.0/0 le 32).
+                let (prefix, le) = match r.prefix {
+                    Some(p) => (p, r.le),
+                    None => (Ipv4Net::default(), Some(32)),
+                };
+                let own = prefix.prefix_len();
                 for (what, v) in [("ge", r.ge), ("le", r.le)] {
                     if let Some(v) = v
                         && !(own..=32).contains(&v)
@@ -249,9 +293,19 @@ impl Config {
                     return Err(format!("{key}: ge {ge} is greater than le {le}"));
                 }
                 rules.push(PrefixRule {
-                    prefix: r.prefix.trunc(),
+                    prefix: prefix.trunc(),
                     ge: r.ge,
-                    le: r.le,
+                    le,
+                    community: r
+                        .community
+                        .as_deref()
+                        .map(|c| community(&format!("{key}.community"), c))
+                        .transpose()?,
+                    large_community: r
+                        .large_community
+                        .as_deref()
+                        .map(|c| large_community(&format!("{key}.large_community"), c))
+                        .transpose()?,
                     verdict: verdict(&format!("{key}.action"), &r.action)?,
                 });
             }
@@ -450,9 +504,40 @@ rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
         let p = c.neighbors[0].spec.policy.as_deref().expect("policy");
         let f = p.import.as_ref().expect("import");
         assert_eq!(f.default, Verdict::Reject);
-        assert!(f.permits(&"10.1.2.0/24".parse().expect("prefix")));
-        assert!(!f.permits(&"10.1.2.0/25".parse().expect("prefix")));
+        assert!(f.permits(&"10.1.2.0/24".parse().expect("prefix"), None));
+        assert!(!f.permits(&"10.1.2.0/25".parse().expect("prefix"), None));
         assert!(matches!(&p.export, Export::Filter(e) if e.name == "onprem"));
+    }
+
+    #[test]
+    fn a_rule_may_match_communities_alone() {
+        let c = Config::parse(
+            r#"
+asn = 65002
+router_id = "10.99.0.1"
+[[neighbor]]
+address = "10.99.1.1"
+remote_asn = 65001
+import = "feed"
+[[policy]]
+name = "feed"
+default = "accept"
+rule = [
+  { community = "65001:666", action = "reject" },
+  { large_community = "4200000002:0:666", action = "reject" },
+]
+"#,
+        )
+        .expect("config");
+        let p = c.neighbors[0].spec.policy.as_deref().expect("policy");
+        let f = p.import.as_ref().expect("import");
+        assert_eq!(f.rules[0].community, Some(65001 << 16 | 666));
+        assert_eq!(f.rules[1].large_community, Some([4_200_000_002, 0, 666]));
+        let any: Ipv4Net = "192.0.2.0/24".parse().expect("prefix");
+        let mut a = cic_bgp::wire::PathAttrs::default();
+        assert!(f.permits(&any, Some(&a)));
+        a.communities = vec![65001 << 16 | 666];
+        assert_eq!(f.judge(&any, Some(&a)), (Verdict::Reject, 1));
     }
 
     #[test]
@@ -519,6 +604,28 @@ rule = [{ prefix = "10.0.0.0/8", le = 24, action = "accept" }]
                     "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"permit\" }}]\n"
                 ),
                 "policy[0].rule[0].action",
+            ),
+            (
+                format!("{base}[[policy]]\nname = \"p\"\nrule = [{{ action = \"reject\" }}]\n"),
+                "policy[0].rule[0]: give a prefix, a community or a large_community",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ community = \"65001:70000\", action = \"reject\" }}]\n"
+                ),
+                "policy[0].rule[0].community: \"65001:70000\" is not a community",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ large_community = \"1:2\", action = \"reject\" }}]\n"
+                ),
+                "policy[0].rule[0].large_community: \"1:2\" is not a large community",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ community = \"1:2\", le = 24, action = \"reject\" }}]\n"
+                ),
+                "policy[0].rule[0]: ge and le need a prefix",
             ),
             (
                 format!("{base}[[policy]]\nname = \"p\"\n[[policy]]\nname = \"p\"\n"),

@@ -1133,6 +1133,8 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
             prefix: n("10.0.0.0/8"),
             ge: None,
             le: Some(32),
+            community: None,
+            large_community: None,
             verdict: policy::Verdict::Accept,
         }],
         default: policy::Verdict::Reject,
