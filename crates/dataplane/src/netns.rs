@@ -160,3 +160,43 @@ pub fn udp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
         )
     })?
 }
+
+/// The kernel's neighbor (ARP) table holds at most `gc_thresh3` entries for the whole host,
+/// every namespace together; past it, a new neighbor cannot be resolved (`ENOBUFS`) and
+/// the sessions behind it never come up. The default, 1,024, is reached by a few hundred
+/// private connections. Makes room for `entries`, with headroom (×4, at least 1,024):
+/// raises gc_thresh3 (and gc_thresh2, gc_thresh1 in proportion) for IPv4 and IPv6 if it
+/// is lower, never lowers it. Returns the old and new gc_thresh3 when it raised it.
+/// Must run in the host's first namespace, where these sysctls live.
+pub fn ensure_neighbor_room(entries: usize) -> io::Result<Option<(u64, u64)>> {
+    let want = (entries as u64 * 4).max(1024).next_power_of_two();
+    let mut raised = None;
+    for family in ["ipv4", "ipv6"] {
+        let key = |k: &str| format!("/proc/sys/net/{family}/neigh/default/{k}");
+        let read = |k: &str| -> io::Result<u64> {
+            std::fs::read_to_string(key(k))?
+                .trim()
+                .parse()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", key(k))))
+        };
+        let have = read("gc_thresh3")?;
+        if have >= want {
+            continue;
+        }
+        // Highest first: the kernel keeps thresh1 ≤ thresh2 ≤ thresh3 meaningful.
+        for (k, v) in [
+            ("gc_thresh3", want),
+            ("gc_thresh2", want / 2),
+            ("gc_thresh1", want / 8),
+        ] {
+            if read(k)? < v {
+                std::fs::write(key(k), v.to_string())
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}={v}: {e}", key(k))))?;
+            }
+        }
+        if family == "ipv4" {
+            raised = Some((have, want));
+        }
+    }
+    Ok(raised)
+}

@@ -91,6 +91,70 @@ async fn namespaces_are_created_idempotently_listed_and_deleted() {
     assert!(netns::add("../etc").is_err(), "names are validated");
 }
 
+/// The neighbor table is host-wide: a few hundred connections' peers fill the default
+/// 1,024 entries and the next cannot be resolved (ENOBUFS). After
+/// `ensure_neighbor_room(n)` a namespace takes 2,000 neighbors; it never lowers the limit.
+#[test]
+fn the_neighbor_table_is_raised_for_many_connections_and_never_lowered() {
+    if !root_or_skip("neighbor room") {
+        return;
+    }
+    let thresh3 = || -> u64 {
+        std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+            .expect("read")
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    netns::ensure_neighbor_room(3000).expect("raise");
+    assert!(thresh3() >= 12_000, "gc_thresh3 {}", thresh3());
+    let before = thresh3();
+    assert_eq!(netns::ensure_neighbor_room(10).expect("no-op"), None);
+    assert_eq!(thresh3(), before, "never lowered");
+
+    let nets = Nets::new(1);
+    let n = nets.get(0);
+    for cmd in [
+        "link add v0 type veth peer name v1",
+        "link set v0 up",
+        "link set v1 up",
+        "addr add 10.90.0.1/16 dev v0",
+    ] {
+        let args: Vec<&str> = ["-n", n].into_iter().chain(cmd.split(' ')).collect();
+        assert!(
+            Command::new("ip")
+                .args(&args)
+                .status()
+                .expect("ip")
+                .success()
+        );
+    }
+    let batch: String = (0..2000)
+        .map(|i| {
+            format!(
+                "neigh add 10.90.{}.{} lladdr 02:00:00:00:{:02x}:{:02x} dev v0 nud stale\n",
+                1 + i / 250,
+                1 + i % 250,
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("cic-neigh-{}.batch", std::process::id()));
+    std::fs::write(&path, batch).expect("write");
+    let out = Command::new("ip")
+        .args(["-n", n, "-batch"])
+        .arg(&path)
+        .output()
+        .expect("ip -batch");
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn sysctl_is_per_namespace() {
     if !root_or_skip("sysctl") {
