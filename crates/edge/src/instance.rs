@@ -131,6 +131,43 @@ pub struct Instance {
     restarted: bool,
 }
 
+/// An instance's namespace and its connections, for reading their interface counters.
+pub struct TrafficSource {
+    nl: Netlink,
+    connections: std::collections::BTreeSet<String>,
+}
+
+impl TrafficSource {
+    /// Each connection's interface counters, by connection id.
+    pub async fn read(&self) -> Vec<(String, cic_model::metrics::Traffic)> {
+        let Ok(links) = self.nl.links().await else {
+            return vec![];
+        };
+        links
+            .into_iter()
+            .filter_map(|l| {
+                let owner = l.alias.as_deref()?.split(' ').next()?.to_string();
+                if owner.starts_with("fabric:") || !self.connections.contains(&owner) {
+                    return None;
+                }
+                Some((
+                    owner,
+                    cic_model::metrics::Traffic {
+                        bytes_to_cloud: l.rx_bytes,
+                        bytes_from_cloud: l.tx_bytes,
+                        packets_to_cloud: l.rx_packets,
+                        packets_from_cloud: l.tx_packets,
+                        dropped_packets_to_cloud: l.rx_dropped,
+                        dropped_packets_from_cloud: l.tx_dropped,
+                        error_packets_to_cloud: l.rx_errors,
+                        error_packets_from_cloud: l.tx_errors,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
 /// What a peer was added under; any change makes a new session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerWant {
@@ -288,32 +325,13 @@ impl Instance {
     }
 
     /// Interface counters of this instance's connections (not the fabric segment).
-    pub async fn traffic(&self) -> Vec<(String, cic_model::metrics::Traffic)> {
-        let Ok(links) = self.nl.links().await else {
-            return vec![];
-        };
-        links
-            .into_iter()
-            .filter_map(|l| {
-                let owner = l.alias.as_deref()?.split(' ').next()?.to_string();
-                if owner.starts_with("fabric:") || !self.peers.contains_key(&owner) {
-                    return None;
-                }
-                Some((
-                    owner,
-                    cic_model::metrics::Traffic {
-                        bytes_to_cloud: l.rx_bytes,
-                        bytes_from_cloud: l.tx_bytes,
-                        packets_to_cloud: l.rx_packets,
-                        packets_from_cloud: l.tx_packets,
-                        dropped_packets_to_cloud: l.rx_dropped,
-                        dropped_packets_from_cloud: l.tx_dropped,
-                        error_packets_to_cloud: l.rx_errors,
-                        error_packets_from_cloud: l.tx_errors,
-                    },
-                ))
-            })
-            .collect()
+    /// What reading this instance's interface counters needs, to read them without the
+    /// agent's lock: a thousand namespaces take a thousand netlink dumps.
+    pub fn traffic_source(&self) -> TrafficSource {
+        TrafficSource {
+            nl: self.nl.clone(),
+            connections: self.peers.keys().cloned().collect(),
+        }
     }
 
     /// Every peer of the config is added (a restarting speaker waits for this).

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, netns, probe};
 use cic_model::edge::{
-    Attachment, EdgeConfig, EdgeReport, ResourceError, RouteAnswer, RouteQuery, SessionKind,
-    SessionStatus, TrunkConfig,
+    Attachment, EdgeConfig, EdgeReport, InstanceConfig, ResourceError, RouteAnswer, RouteQuery,
+    SessionKind, SessionStatus, TrunkConfig,
 };
 use cic_model::metrics::Exposition;
 use tokio::sync::Mutex;
@@ -56,6 +56,9 @@ pub enum EdgeError {
     Dataplane(#[from] cic_dataplane::Error),
 }
 
+/// Namespaces whose interface counters a scrape reads at once.
+const METRICS_IN_FLIGHT: usize = 32;
+
 struct State {
     applied: u64,
     /// This edge's id, from its config (for metric labels).
@@ -64,6 +67,28 @@ struct State {
     watches: Vec<tokio::sync::watch::Receiver<cic_bgp::driver::InstanceStatus>>,
     errors: Vec<ResourceError>,
     instances: BTreeMap<String, Instance>,
+    /// How long the last apply took, and how many there have been.
+    last_apply: Duration,
+    applies: u64,
+    /// Instances the last apply reconciled (the others were unchanged).
+    last_reconciled: usize,
+    /// Whether the last apply was a full reconcile.
+    last_full: bool,
+    /// What each instance was last applied with, without an error, and the edge-wide
+    /// inputs of that apply: a new revision reconciles only the instances whose part
+    /// changed (with a thousand instances a full reconcile takes seconds).
+    applied_instances: BTreeMap<String, InstanceConfig>,
+    applied_context: Option<ApplyContext>,
+}
+
+/// The parts of the config, besides its own, that an instance's apply reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ApplyContext {
+    bgp: cic_model::edge::BgpSettings,
+    local_asn: u32,
+    router_id: std::net::Ipv4Addr,
+    drain: bool,
+    trunks: BTreeMap<String, (TrunkConfig, Option<String>)>,
 }
 
 pub struct Agent {
@@ -104,6 +129,12 @@ impl Agent {
                 watches: vec![],
                 errors: vec![],
                 instances: BTreeMap::new(),
+                last_apply: Duration::ZERO,
+                applies: 0,
+                last_reconciled: 0,
+                last_full: false,
+                applied_instances: BTreeMap::new(),
+                applied_context: None,
             }),
         }))
     }
@@ -233,33 +264,71 @@ impl Agent {
     pub async fn metrics(&self) -> String {
         let report = self.report_now().await;
         let mut e = Exposition::default();
-        let st = self.state.lock().await;
-        let edge = || ("edge_id", st.edge_id.clone());
-        e.sample(
-            "cic_edge_applied_revision",
-            "gauge",
-            "The config revision this edge has applied.",
-            vec![edge()],
-            report.applied_revision as f64,
-        );
-        e.sample(
-            "cic_edge_resource_errors",
-            "gauge",
-            "Resources this edge could not realise.",
-            vec![edge()],
-            report.errors.len() as f64,
-        );
-        for s in &report.sessions {
-            let id = match s.kind {
-                SessionKind::Customer => "connection_id",
-                SessionKind::Fabric => "routing_instance_id",
-            };
-            e.session(s, vec![edge(), (id, s.resource_id.clone())]);
-        }
-        for i in st.instances.values() {
-            for (conn, t) in i.traffic().await {
-                e.traffic(&t, vec![edge(), ("connection_id", conn)]);
+        // The counters are read after the lock is let go, many namespaces at a time.
+        let sources = {
+            let st = self.state.lock().await;
+            let edge = || ("edge_id", st.edge_id.clone());
+            e.sample(
+                "cic_edge_applied_revision",
+                "gauge",
+                "The config revision this edge has applied.",
+                vec![edge()],
+                report.applied_revision as f64,
+            );
+            e.sample(
+                "cic_edge_last_apply_seconds",
+                "gauge",
+                "How long the last apply of the config took (a full reconcile with the kernel and the speakers).",
+                vec![edge()],
+                st.last_apply.as_secs_f64(),
+            );
+            e.sample(
+                "cic_edge_last_apply_reconciled_instances",
+                "gauge",
+                "Routing instances the last apply reconciled; a new revision leaves unchanged ones alone.",
+                vec![edge(), ("full", st.last_full.to_string())],
+                st.last_reconciled as f64,
+            );
+            e.sample(
+                "cic_edge_applies_total",
+                "counter",
+                "Applies of the config since the agent started: new revisions, retries and drift checks.",
+                vec![edge()],
+                st.applies as f64,
+            );
+            e.sample(
+                "cic_edge_resource_errors",
+                "gauge",
+                "Resources this edge could not realise.",
+                vec![edge()],
+                report.errors.len() as f64,
+            );
+            for s in &report.sessions {
+                let id = match s.kind {
+                    SessionKind::Customer => "connection_id",
+                    SessionKind::Fabric => "routing_instance_id",
+                };
+                e.session(s, vec![edge(), (id, s.resource_id.clone())]);
             }
+            let sources: Vec<_> = st.instances.values().map(|i| i.traffic_source()).collect();
+            (st.edge_id.clone(), sources)
+        };
+        let (edge_id, sources) = sources;
+        use futures::stream::{self, StreamExt};
+        let mut traffic: Vec<_> = stream::iter(sources)
+            .map(|s| async move { s.read().await })
+            .buffer_unordered(METRICS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        traffic.sort_by(|a, b| a.0.cmp(&b.0));
+        for (conn, t) in traffic {
+            e.traffic(
+                &t,
+                vec![("edge_id", edge_id.clone()), ("connection_id", conn)],
+            );
         }
         e.render()
     }
@@ -328,7 +397,7 @@ impl Agent {
                     backoff = Duration::from_millis(500);
                     if cfg.revision != after {
                         retry = Duration::from_millis(250);
-                        self.apply(&cfg).await;
+                        self.apply_changes(&cfg).await;
                         self.report().await;
                         last = Some((cfg, Instant::now()));
                     }
@@ -346,11 +415,43 @@ impl Agent {
         format!("{}{}", self.opts.netns_prefix, instance_id)
     }
 
-    /// Realises `cfg`; afterwards `applied` is its revision, `errors` what failed.
+    /// Realises `cfg`, reconciling every instance with the kernel and its speaker;
+    /// afterwards `applied` is its revision, `errors` what failed. Retries, the periodic
+    /// drift check and the end of a failover test's hold use this.
     pub async fn apply(&self, cfg: &EdgeConfig) {
+        self.apply_with(cfg, true).await
+    }
+
+    /// Realises a new revision: like [`Agent::apply`], but an instance whose part of the
+    /// config (and the edge-wide inputs) is what it was last applied with, without an
+    /// error, is left as it is.
+    pub async fn apply_changes(&self, cfg: &EdgeConfig) {
+        self.apply_with(cfg, false).await
+    }
+
+    async fn apply_with(&self, cfg: &EdgeConfig, full: bool) {
         let started = Instant::now();
         let mut st = self.state.lock().await;
         let mut errors = Vec::new();
+
+        // The kernel's neighbor table is the host's, shared by every namespace: make room
+        // for each connection's and each fabric segment's peer before they need it.
+        let peers: usize = cfg
+            .instances
+            .iter()
+            .map(|i| i.connections.len() + usize::from(i.fabric.is_some()))
+            .sum();
+        match cic_dataplane::netns::ensure_neighbor_room(peers) {
+            Ok(Some((from, to))) => info!(
+                peers,
+                "raised the kernel's neighbor table limit (gc_thresh3) from {from} to {to}"
+            ),
+            Ok(None) => {}
+            Err(e) => warn!(
+                peers,
+                "cannot make room in the kernel's neighbor table: {e}"
+            ),
+        }
 
         // Trunks: can this router carry them?
         let mut trunks: BTreeMap<String, (TrunkConfig, Option<String>)> = BTreeMap::new();
@@ -451,7 +552,28 @@ impl Agent {
             }
         }
 
+        let context = ApplyContext {
+            bgp: cfg.bgp.clone(),
+            local_asn: cfg.local_asn,
+            router_id: cfg.router_id,
+            drain: cfg.drain,
+            trunks: trunks.clone(),
+        };
+        let same_context = !full && st.applied_context.as_ref() == Some(&context);
+        if !same_context {
+            st.applied_instances.clear();
+        }
+        st.applied_instances.retain(|id, _| wanted.contains(id));
+        let mut skipped = 0usize;
         for ic in &cfg.instances {
+            if same_context
+                && st.instances.contains_key(&ic.id)
+                && st.applied_instances.get(&ic.id) == Some(ic)
+            {
+                skipped += 1;
+                continue;
+            }
+            st.applied_instances.remove(&ic.id);
             if st
                 .instances
                 .get(&ic.id)
@@ -482,23 +604,32 @@ impl Agent {
                 }
             }
             if let Some(i) = st.instances.get_mut(&ic.id) {
-                errors.extend(i.apply(&self.underlay, cfg, ic, &trunks).await);
+                let mut own = i.apply(&self.underlay, cfg, ic, &trunks).await;
                 i.peers_added().await;
                 if let Err(e) = i.set_drain(cfg.drain).await {
-                    errors.push(ResourceError {
+                    own.push(ResourceError {
                         resource_id: ic.id.clone(),
                         message: format!("drain: {e}"),
                     });
                 }
+                if own.is_empty() {
+                    st.applied_instances.insert(ic.id.clone(), ic.clone());
+                }
+                errors.extend(own);
             }
         }
+        st.applied_context = Some(context);
         for e in &errors {
             warn!(resource = %e.resource_id, "{}", e.message);
         }
-        info!(revision = cfg.revision, instances = cfg.instances.len(), errors = errors.len(), took = ?started.elapsed(), "config applied");
+        info!(revision = cfg.revision, instances = cfg.instances.len(), unchanged = skipped, errors = errors.len(), took = ?started.elapsed(), "config applied");
         st.applied = cfg.revision;
         st.edge_id = cfg.edge_id.clone();
         st.errors = errors;
+        st.last_apply = started.elapsed();
+        st.applies += 1;
+        st.last_reconciled = cfg.instances.len() - skipped;
+        st.last_full = full;
         st.watches = st.instances.values().map(|i| i.status()).collect();
     }
 
