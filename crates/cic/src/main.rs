@@ -176,6 +176,16 @@ enum BenchCmd {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Many private connections on one edge, in the lab (root): time from the API calls
+    /// to every session Established, the edge's memory, a no-op reconcile.
+    Scale {
+        /// Private connections to add (1–3000), each with 10 prefixes and BFD.
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Leave the lab up afterwards (`cic lab down` removes it).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -513,6 +523,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?
             .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(())
+        }
+        Cmd::Bench(BenchCmd::Scale { connections, keep }) => {
+            let run = cic_lab::scale::bench(connections, keep).await?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
             Ok(())
         }
         Cmd::Bench(BenchCmd::Provision { runs }) => {

@@ -861,6 +861,24 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
             "192.168.40.0/24",
         ]);
         check("with a static route");
+        // A revision that changes nothing this edge holds (a description) reconciles no
+        // instance: the edge applies changes, not the whole config, at each revision.
+        api(&[
+            "private-connection",
+            "update",
+            &pc2,
+            "--description",
+            "edited",
+        ]);
+        let m = http_get(&metrics_url);
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("cic_edge_last_apply_reconciled_instances{"))
+            .unwrap_or_else(|| panic!("no cic_edge_last_apply_reconciled_instances in:\n{m}"));
+        // (Unless the minute's full reconcile came in between, which is allowed.)
+        if line.contains("full=\"false\"") {
+            assert!(line.ends_with(" 0"), "{line}");
+        }
         api(&["routing-instance", "delete", &ri2]);
         check("the routing instance deleted");
         api(&["private-connection", "delete", &pc2]);

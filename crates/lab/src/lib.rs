@@ -22,6 +22,7 @@ pub mod fabric;
 pub mod bench;
 
 pub mod failover;
+pub mod scale;
 
 use std::fs;
 use std::io::Write;
@@ -461,6 +462,11 @@ fn id_of(op: &Value, what: &str) -> Result<String> {
 /// Builds the lab with `n_pops` PoPs (1 or 2) and runs the customer's steps; everything
 /// stays up.
 pub async fn up(n_pops: u32) -> Result<LabInfo> {
+    up_with(n_pops, &[]).await
+}
+
+/// [`up`], with more arguments for `cic server` (quotas, as a rule).
+pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     if !(1..=2).contains(&n_pops) {
         bail!("--pops {n_pops}: the lab has 1 or 2 PoPs");
     }
@@ -500,11 +506,13 @@ pub async fn up(n_pops: u32) -> Result<LabInfo> {
     ));
     let db = format!("sqlite://{STATE_DIR}/cic.db");
     let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["server", "--listen", &listen, "--database", &db];
+    args.extend_from_slice(server_args);
     spawn(
         &dir,
         "server",
         &bin,
-        &["server", "--listen", &listen, "--database", &db],
+        &args,
         &[("CIC_ADMIN_TOKEN", &token), ("RUST_LOG", "info")],
     )?;
     fs::write(dir.join("server"), &server)?;
@@ -568,7 +576,8 @@ pub async fn up(n_pops: u32) -> Result<LabInfo> {
                 "--fabric-port",
                 "fab0",
                 "--fabric-transit-pool",
-                &format!("100.127.{}.0/24", p.0 - 1),
+                // A /19 each: 4,096 /31s, room for the scale benchmark's instances.
+                &format!("100.127.{}.0/19", (p.0 - 1) * 32),
                 "--fabric-vni-base",
                 &(100_000 * p.0).to_string(),
             ],
@@ -907,6 +916,22 @@ impl BirdCtl {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
+    }
+
+    /// Networks in BIRD's main table (`show route count`).
+    pub(crate) fn count_routes(&self) -> usize {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(&self.0)
+            .args(["show", "route", "count"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        // "1234 of 1234 routes for 1234 networks in table master4"
+        out.split(" for ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     fn route(&self, prefix: &str) -> Option<String> {

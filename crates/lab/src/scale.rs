@@ -1,0 +1,427 @@
+//! `cic bench scale`: many private connections on one edge. On a one-PoP lab it adds
+//! `connections` private connections to the lab's trunk, each in a routing instance of its
+//! own (a VPC allows one connection per PoP) — each its own VLAN (a VXLAN VNI here), /30,
+//! namespace, BGP session with BFD to the customer's BIRD (which announces 10 prefixes on
+//! each) and BGP session with the fabric router — and measures:
+//! - the time from the first API call until the edge has every session Established, with
+//!   its phases (connections created, attached to the routing instance);
+//! - the memory of `cic edge` (RSS and its peak) once they are;
+//! - how long the edge takes to apply a revision that changes nothing on it (a
+//!   description is edited), and how long its periodic full reconcile takes.
+
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::{CLOUD_ASN, CUSTOMER_ASN, FOLDER, NS_SITE, Pop, STATE_DIR, site_bird_conf};
+
+/// Prefixes the customer announces on each connection.
+const PREFIXES_EACH: usize = 10;
+/// API calls in flight at once.
+const IN_FLIGHT: usize = 16;
+const WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleRun {
+    pub connections: usize,
+    pub prefixes_each: usize,
+    /// Seconds from the first API call until every connection exists (operations done).
+    pub created_secs: f64,
+    /// … until every connection is in a routing instance of its own (operations done).
+    pub attached_secs: f64,
+    /// … until the edge has every session Established: each connection's with the
+    /// customer's router, and each routing instance's with the fabric router.
+    pub established_secs: f64,
+    /// Networks in the fabric router's table at that point (the customers' prefixes, which
+    /// the edge passed on, and its own).
+    pub fabric_routes: usize,
+    pub edge_rss_mib: f64,
+    pub edge_peak_rss_mib: f64,
+    /// The apply of a new revision that changes nothing on the edge (its own measure),
+    /// and how many instances it reconciled.
+    pub noop_apply_secs: f64,
+    pub noop_apply_reconciled: usize,
+    /// The edge's periodic full reconcile (every instance against the kernel and its
+    /// speaker; once a minute, to undo drift).
+    pub full_apply_secs: f64,
+}
+
+/// Connection `i`'s VLAN, its /30 and the cloud's and the customer's addresses in it.
+fn plan(i: usize) -> (u32, String, String, String) {
+    let vlan = 1000 + i as u32;
+    let (third, fourth) = (128 + i / 64, (i % 64) * 4);
+    (
+        vlan,
+        format!("169.254.{third}.{fourth}/30"),
+        format!("169.254.{third}.{}", fourth + 1),
+        format!("169.254.{third}.{}", fourth + 2),
+    )
+}
+
+/// The `j`th prefix of connection `i`: /24s from 10.0.0.0, in order.
+fn prefix(i: usize, j: usize) -> String {
+    let k = i * PREFIXES_EACH + j;
+    format!("10.{}.{}.0/24", k / 256, k % 256)
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, m: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut r = self
+            .http
+            .request(m.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{m} {path}: {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    async fn done(&self, op: &Value) -> Result<Value> {
+        let id = op["id"].as_str().context("operation id")?.to_string();
+        let mut op = op.clone();
+        while op["done"] != true {
+            op = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/operations/{id}?waitSeconds=30"),
+                    None,
+                )
+                .await?;
+        }
+        if let Some(e) = op.get("error") {
+            bail!("operation {id} failed: {e}");
+        }
+        Ok(op)
+    }
+
+    /// Runs `calls` with IN_FLIGHT at once, each to its operation's end; the results in order.
+    async fn all(&self, calls: Vec<(reqwest::Method, String, Value)>) -> Result<Vec<Value>> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(calls)
+            .map(|(m, path, body)| async move {
+                let op = self.call(m, &path, Some(body)).await?;
+                self.done(&op).await
+            })
+            .buffered(IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+}
+
+fn read(path: &str) -> Result<String> {
+    Ok(fs::read_to_string(format!("{STATE_DIR}/{path}"))
+        .with_context(|| format!("{STATE_DIR}/{path}: is the lab up?"))?
+        .trim()
+        .to_string())
+}
+
+/// `ip -n NS -batch -` with these lines.
+fn ip_batch(ns: &str, lines: &[String]) -> Result<()> {
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(lines.join("\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("ip -batch: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// The customer's side: a VXLAN interface per connection over the cross-connect, and
+/// BIRD told about every session.
+fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let (vlan, subnet, _, me) = plan(i);
+        let len = subnet.rsplit('/').next().unwrap_or("30");
+        lines.push(format!(
+            "link add vl{vlan} mtu 8910 type vxlan id {vlan} remote {} dstport 4789 dev {}",
+            pop.xc(1),
+            pop.site_port()
+        ));
+        lines.push(format!("addr add {me}/{len} dev vl{vlan}"));
+        lines.push(format!("link set vl{vlan} up"));
+    }
+    ip_batch(NS_SITE, &lines)?;
+    let mut conf = site_bird_conf(&[pop]);
+    for i in 0..n {
+        let (vlan, _, cloud, me) = plan(i);
+        let routes: String = (0..PREFIXES_EACH)
+            .map(|j| format!("route {} blackhole; ", prefix(i, j)))
+            .collect();
+        conf.push_str(&format!(
+            "protocol static s{vlan} {{ ipv4; {routes}}}\n\
+             protocol bgp c{vlan} {{\n  local {me} as {CUSTOMER_ASN};\n  neighbor {cloud} as {CLOUD_ASN};\n  \
+             connect retry time 2;\n  error wait time 1, 30;\n  bfd on;\n  \
+             ipv4 {{ import all; export where proto = \"s{vlan}\"; }};\n}}\n"
+        ));
+    }
+    let path = format!("{STATE_DIR}/site-scale.conf");
+    fs::write(&path, conf)?;
+    let out = Command::new("birdc")
+        .args(["-s", bird_socket, "configure", &format!("\"{path}\"")])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !text.contains("Reconfigured") && !text.contains("Reconfiguration in progress") {
+        bail!("the customer's BIRD refused {path}: {text}");
+    }
+    Ok(())
+}
+
+/// Sessions Established (customer, fabric), from the edge's metrics.
+async fn established(http: &reqwest::Client, metrics: &str) -> (usize, usize) {
+    let Ok(r) = http.get(metrics).send().await else {
+        return (0, 0);
+    };
+    let text = r.text().await.unwrap_or_default();
+    let up = |kind: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("bgp_ipv4_session_state_up_down{")
+                    && l.contains(&format!("session=\"{kind}\""))
+                    && l.ends_with(" 1")
+            })
+            .count()
+    };
+    (up("customer"), up("fabric"))
+}
+
+async fn metric(http: &reqwest::Client, metrics: &str, name: &str) -> Option<f64> {
+    let text = http.get(metrics).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn rss_mib(pid: u32, key: &str) -> f64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Brings a one-PoP lab up, runs [`run`] on it, and takes it down (unless `keep`).
+pub async fn bench(n: usize, keep: bool) -> Result<ScaleRun> {
+    if !(1..=3000).contains(&n) {
+        bail!("--connections {n}: from 1 to 3000");
+    }
+    // The modelled service allows 5 private connections per trunk: an operator raises it.
+    let quota = (n + 1).to_string();
+    crate::up_with(1, &["--quota-private-connections-per-trunk", &quota]).await?;
+    let r = run(n).await;
+    if !keep {
+        crate::down()?;
+    }
+    r
+}
+
+/// Adds `n` connections to a running one-PoP lab and measures (see the module's doc).
+pub async fn run(n: usize) -> Result<ScaleRun> {
+    let lab: Value = serde_json::from_str(&read("lab.json")?)?;
+    let pops = lab["pops"].as_array().context("lab.json: pops")?;
+    if pops.len() != 1 {
+        bail!("the scale benchmark runs on a one-PoP lab: cic lab up --pops 1");
+    }
+    let pop = Pop(1);
+    let trunk = lab["trunkConnectionId"].as_str().context("trunk")?;
+    let metrics = lab["edgeMetrics"]
+        .as_str()
+        .context("edge metrics")?
+        .to_string();
+    let bird = lab["bird"]["customer"].as_str().context("customer BIRD")?;
+    let edge_pid: u32 = read("pids")?
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("edge-{} ", pop.id())))
+        .and_then(|p| p.trim().parse().ok())
+        .context("the edge's pid")?;
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: lab["server"].as_str().context("server")?.to_string(),
+        token: read("customer-token")?,
+    };
+    let already = established(&api.http, &metrics).await;
+
+    customer_side(pop, n, bird)?;
+    eprintln!("customer side ready: {n} interfaces and BGP sessions in {NS_SITE}");
+
+    let t0 = Instant::now();
+    let creates = (0..n)
+        .map(|i| {
+            let (vlan, subnet, cloud, me) = plan(i);
+            let body = json!({"folderId": FOLDER, "name": format!("scale-vlan{vlan}"),
+                "trunkConnectionId": trunk, "vlanId": vlan.to_string(),
+                "ipv4Peering": {"peeringSubnet": subnet, "peerIp": me, "cloudIp": cloud,
+                                "peerBgpAsn": CUSTOMER_ASN.to_string()}});
+            (
+                reqwest::Method::POST,
+                "/cic/v1/privateConnections".to_string(),
+                body,
+            )
+        })
+        .collect();
+    let ops = api.all(creates).await?;
+    let created = t0.elapsed();
+    eprintln!("{n} connections created in {:.1} s", created.as_secs_f64());
+    let ids: Vec<String> = ops
+        .iter()
+        .map(|op| crate::id_of(op, "connection"))
+        .collect::<Result<_>>()?;
+    // One routing instance per connection: a VPC allows one connection per PoP, so on
+    // one edge every connection is another customer's (its own namespace, its own
+    // session with the fabric). Each VPC has the lab's 10.128.0.0/24, which the fabric
+    // router announces to every instance.
+    let instances = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let body = json!({"folderId": FOLDER, "name": format!("scale-{i}"),
+                "vpcInfo": [{"vpcNetworkId": format!("vpc-scale-{i}"),
+                             "azInfos": [{"manualInfo": {"azId": "zone-a", "prefixes": ["10.128.0.0/24"]}}]}],
+                "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": id}]});
+            (
+                reqwest::Method::POST,
+                "/cloudrouter/v1/routingInstances".to_string(),
+                body,
+            )
+        })
+        .collect();
+    api.all(instances).await?;
+    let attached = t0.elapsed();
+    eprintln!(
+        "{n} routing instances created at {:.1} s",
+        attached.as_secs_f64()
+    );
+    let want = (already.0 + n, already.1 + n);
+    let mut last = (0, 0);
+    let established_at = loop {
+        let up = established(&api.http, &metrics).await;
+        if up.0 >= want.0 && up.1 >= want.1 {
+            break t0.elapsed();
+        }
+        if up != last {
+            eprintln!(
+                "  customer sessions {}/{}, fabric sessions {}/{} Established at {:.1} s",
+                up.0,
+                want.0,
+                up.1,
+                want.1,
+                t0.elapsed().as_secs_f64()
+            );
+            last = up;
+        }
+        if t0.elapsed() > WAIT {
+            bail!(
+                "{up:?} of {want:?} sessions Established after {WAIT:?}; see {STATE_DIR}/edge-pop1.log"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "all {} customer and {} fabric sessions Established at {:.1} s",
+        want.0,
+        want.1,
+        established_at.as_secs_f64()
+    );
+    let fabric_routes =
+        crate::BirdCtl(lab["bird"]["fabric"].as_str().context("fabric")?.into()).count_routes();
+    let (rss, peak) = (rss_mib(edge_pid, "VmRSS:"), rss_mib(edge_pid, "VmHWM:"));
+
+    // A new revision with the same content for the edge: a full reconcile of nothing.
+    let applies = metric(&api.http, &metrics, "cic_edge_applies_total")
+        .await
+        .unwrap_or(0.0);
+    let op = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/cic/v1/privateConnections/{}", ids[0]),
+            Some(json!({"description": "edited by cic bench scale"})),
+        )
+        .await?;
+    api.done(&op).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&api.http, &metrics, "cic_edge_applies_total")
+        .await
+        .unwrap_or(0.0)
+        <= applies
+    {
+        if Instant::now() > deadline {
+            bail!("the edge did not apply the edited revision");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let noop = metric(&api.http, &metrics, "cic_edge_last_apply_seconds")
+        .await
+        .context("cic_edge_last_apply_seconds")?;
+    let noop_reconciled = metric(
+        &api.http,
+        &metrics,
+        "cic_edge_last_apply_reconciled_instances",
+    )
+    .await
+    .unwrap_or(0.0) as usize;
+    // The next full reconcile comes within a minute.
+    let applies = metric(&api.http, &metrics, "cic_edge_applies_total")
+        .await
+        .unwrap_or(0.0);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let full = loop {
+        let text = api.http.get(&metrics).send().await?.text().await?;
+        let full_line = text.lines().any(|l| {
+            l.starts_with("cic_edge_last_apply_reconciled_instances{")
+                && l.contains("full=\"true\"")
+        });
+        let now = metric(&api.http, &metrics, "cic_edge_applies_total")
+            .await
+            .unwrap_or(0.0);
+        if full_line && now > applies {
+            break metric(&api.http, &metrics, "cic_edge_last_apply_seconds")
+                .await
+                .context("cic_edge_last_apply_seconds")?;
+        }
+        if Instant::now() > deadline {
+            bail!("no full reconcile within 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    Ok(ScaleRun {
+        connections: n,
+        prefixes_each: PREFIXES_EACH,
+        created_secs: created.as_secs_f64(),
+        attached_secs: attached.as_secs_f64(),
+        established_secs: established_at.as_secs_f64(),
+        fabric_routes,
+        edge_rss_mib: rss,
+        edge_peak_rss_mib: peak,
+        noop_apply_secs: noop,
+        noop_apply_reconciled: noop_reconciled,
+        full_apply_secs: full,
+    })
+}
