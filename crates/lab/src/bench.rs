@@ -8,51 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::api::Api;
 use crate::{NS_HOST, STATE_DIR, VM};
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, m: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut r = self
-            .http
-            .request(m.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{m} {path}: {status}: {v}");
-        }
-        Ok(v)
-    }
-
-    /// Waits for an operation to be done (the edges applied it).
-    async fn done(&self, op: Value) -> Result<Value> {
-        let id = op["id"].as_str().context("operation id")?.to_string();
-        let mut op = op;
-        while op["done"] != true {
-            op = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/operations/{id}?waitSeconds=30"),
-                    None,
-                )
-                .await?;
-        }
-        if let Some(e) = op.get("error") {
-            bail!("operation {id} failed: {e}");
-        }
-        Ok(op)
-    }
-}
 
 fn ping_once() -> bool {
     std::process::Command::new("ip")

@@ -19,6 +19,7 @@
 
 pub mod fabric;
 
+mod api;
 pub mod bench;
 
 pub mod failover;

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::api::Api;
 use crate::{CLOUD_ASN, CUSTOMER_ASN, FOLDER, NS_SITE, Pop, STATE_DIR, site_bird_conf};
 
 /// Prefixes the customer announces on each connection.
@@ -68,62 +69,6 @@ fn plan(i: usize) -> (u32, String, String, String) {
 fn prefix(i: usize, j: usize) -> String {
     let k = i * PREFIXES_EACH + j;
     format!("10.{}.{}.0/24", k / 256, k % 256)
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, m: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut r = self
-            .http
-            .request(m.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{m} {path}: {status}: {v}");
-        }
-        Ok(v)
-    }
-
-    async fn done(&self, op: &Value) -> Result<Value> {
-        let id = op["id"].as_str().context("operation id")?.to_string();
-        let mut op = op.clone();
-        while op["done"] != true {
-            op = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/operations/{id}?waitSeconds=30"),
-                    None,
-                )
-                .await?;
-        }
-        if let Some(e) = op.get("error") {
-            bail!("operation {id} failed: {e}");
-        }
-        Ok(op)
-    }
-
-    /// Runs `calls` with IN_FLIGHT at once, each to its operation's end; the results in order.
-    async fn all(&self, calls: Vec<(reqwest::Method, String, Value)>) -> Result<Vec<Value>> {
-        use futures::stream::{self, StreamExt, TryStreamExt};
-        stream::iter(calls)
-            .map(|(m, path, body)| async move {
-                let op = self.call(m, &path, Some(body)).await?;
-                self.done(&op).await
-            })
-            .buffered(IN_FLIGHT)
-            .try_collect()
-            .await
-    }
 }
 
 fn read(path: &str) -> Result<String> {
@@ -287,7 +232,7 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
             )
         })
         .collect();
-    let ops = api.all(creates).await?;
+    let ops = api.all(IN_FLIGHT, creates).await?;
     let created = t0.elapsed();
     eprintln!("{n} connections created in {:.1} s", created.as_secs_f64());
     let ids: Vec<String> = ops
@@ -313,7 +258,7 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
             )
         })
         .collect();
-    api.all(instances).await?;
+    api.all(IN_FLIGHT, instances).await?;
     let attached = t0.elapsed();
     eprintln!(
         "{n} routing instances created at {:.1} s",
@@ -365,7 +310,7 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
             Some(json!({"description": "edited by cic bench scale"})),
         )
         .await?;
-    api.done(&op).await?;
+    api.done(op).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&api.http, &metrics, "cic_edge_applies_total")
         .await

@@ -74,6 +74,26 @@ impl Daemon {
         Ok(())
     }
 
+    /// Waits until `ready` says the daemon answers; fails at once if it exits meanwhile
+    /// (with its log, `log`), or after `timeout`.
+    pub(crate) fn wait_ready(
+        &mut self,
+        log: &str,
+        timeout: std::time::Duration,
+        what: &str,
+        mut ready: impl FnMut(&Daemon) -> bool,
+    ) -> io::Result<()> {
+        let mut exited = None;
+        crate::wait_until(timeout, what, || {
+            if let Err(e) = self.check_running(log) {
+                exited = Some(e);
+                return Some(());
+            }
+            ready(self).then_some(())
+        })?;
+        exited.map_or(Ok(()), Err)
+    }
+
     pub(crate) fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }

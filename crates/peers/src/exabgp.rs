@@ -6,7 +6,6 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::daemon::Daemon;
-use crate::wait_until;
 
 /// Whether exabgp is installed.
 pub fn exabgp_available() -> bool {
@@ -49,25 +48,16 @@ impl ExaBgp {
             .env("exabgp.log.destination", "stdout")
             .env("exabgp.api.cli", "false");
         d.spawn(cmd, "exabgp.log")?;
-        let mut x = ExaBgp { d };
-        let mut exited = None;
-        wait_until(
+        d.wait_ready(
+            "exabgp.log",
             Duration::from_secs(20),
             &format!("ExaBGP {name} to load its config"),
-            || {
-                if let Err(e) = x.d.check_running("exabgp.log") {
-                    exited = Some(e);
-                    return Some(());
-                }
-                x.log()
+            |d| {
+                d.read("exabgp.log")
                     .contains("loaded new configuration successfully")
-                    .then_some(())
             },
         )?;
-        match exited {
-            Some(e) => Err(e),
-            None => Ok(x),
-        }
+        Ok(ExaBgp { d })
     }
 
     /// One API command, e.g. `announce route 10.0.0.0/24 next-hop self`.

@@ -5,13 +5,25 @@ use std::io;
 use std::time::Duration;
 
 use crate::daemon::{Daemon, output};
-use crate::wait_until;
 
 const DIR: &str = "/usr/lib/frr";
 
 /// Whether FRR's bgpd is installed.
 pub fn frr_available() -> bool {
     std::path::Path::new(DIR).join("bgpd").exists()
+}
+
+/// `vtysh -c COMMAND` against `daemon`'s vty socket in its directory.
+fn vtysh(d: &Daemon, daemon: &str, command: &str) -> io::Result<String> {
+    let mut cmd = std::process::Command::new("vtysh");
+    cmd.arg("--vty_socket")
+        .arg(d.dir())
+        .args(["-d", daemon, "-c", command]);
+    let out = output(cmd, &format!("vtysh -c {command:?}"))?;
+    if out.starts_with('%') {
+        return Err(io::Error::other(format!("vtysh -c {command:?}: {out}")));
+    }
+    Ok(out)
 }
 
 pub struct Frr {
@@ -64,36 +76,18 @@ impl Frr {
             cmd.arg("--bfdctl").arg(d.path("bfdd.sock"));
         }
         d.spawn(cmd, "frr.log")?;
-        let mut f = Frr { d, daemon };
-        let mut exited = None;
-        wait_until(
+        d.wait_ready(
+            "frr.log",
             Duration::from_secs(10),
             &format!("FRR {daemon} {name} to answer vtysh"),
-            || {
-                if let Err(e) = f.d.check_running("frr.log") {
-                    exited = Some(e);
-                    return Some(());
-                }
-                f.vtysh("show version").ok().map(drop)
-            },
+            |d| vtysh(d, daemon, "show version").is_ok(),
         )?;
-        match exited {
-            Some(e) => Err(e),
-            None => Ok(f),
-        }
+        Ok(Frr { d, daemon })
     }
 
     /// One vtysh command.
     pub fn vtysh(&self, command: &str) -> io::Result<String> {
-        let mut cmd = std::process::Command::new("vtysh");
-        cmd.arg("--vty_socket")
-            .arg(self.d.dir())
-            .args(["-d", self.daemon, "-c", command]);
-        let out = output(cmd, &format!("vtysh -c {command:?}"))?;
-        if out.starts_with('%') {
-            return Err(io::Error::other(format!("vtysh -c {command:?}: {out}")));
-        }
-        Ok(out)
+        vtysh(&self.d, self.daemon, command)
     }
 
     /// One vtysh command whose answer is JSON (`… json`).

@@ -4,7 +4,6 @@ use std::io;
 use std::time::Duration;
 
 use crate::daemon::{Daemon, output};
-use crate::wait_until;
 
 /// Whether gobgpd and the gobgp CLI are installed.
 pub fn gobgp_available() -> bool {
@@ -14,6 +13,14 @@ pub fn gobgp_available() -> bool {
             .output()
             .is_ok()
     })
+}
+
+/// `gobgp -u HOST -p PORT ARGS…`, run in the daemon's namespace.
+fn cli(d: &Daemon, api: &str, args: &[&str]) -> io::Result<String> {
+    let (host, port) = api.split_once(':').unwrap_or((api, "50051"));
+    let mut cmd = d.command("gobgp");
+    cmd.args(["-u", host, "-p", port]).args(args);
+    output(cmd, &format!("gobgp {}", args.join(" ")))
 }
 
 pub struct GoBgp {
@@ -39,31 +46,18 @@ impl GoBgp {
             .arg(&conf)
             .args(["-t", "toml", "--api-hosts", &api, "--log-plain"]);
         d.spawn(cmd, "gobgpd.log")?;
-        let mut g = GoBgp { d, api };
-        let mut exited = None;
-        wait_until(
+        d.wait_ready(
+            "gobgpd.log",
             Duration::from_secs(10),
             &format!("gobgpd {name} to answer"),
-            || {
-                if let Err(e) = g.d.check_running("gobgpd.log") {
-                    exited = Some(e);
-                    return Some(());
-                }
-                g.cli(&["global"]).ok().map(drop)
-            },
+            |d| cli(d, &api, &["global"]).is_ok(),
         )?;
-        match exited {
-            Some(e) => Err(e),
-            None => Ok(g),
-        }
+        Ok(GoBgp { d, api })
     }
 
     /// `gobgp ARGS…` against this daemon.
     pub fn cli(&self, args: &[&str]) -> io::Result<String> {
-        let (host, port) = self.api.split_once(':').unwrap_or((&self.api, "50051"));
-        let mut cmd = self.d.command("gobgp");
-        cmd.args(["-u", host, "-p", port]).args(args);
-        output(cmd, &format!("gobgp {}", args.join(" ")))
+        cli(&self.d, &self.api, args)
     }
 
     /// `gobgp -j ARGS…`, parsed.

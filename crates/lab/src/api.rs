@@ -1,0 +1,71 @@
+//! The API as the lab's benchmarks call it: a bearer token, each mutation followed to its
+//! operation's end.
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) token: String,
+}
+
+impl Api {
+    pub(crate) async fn call(
+        &self,
+        m: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut r = self
+            .http
+            .request(m.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{m} {path}: {status}: {v}");
+        }
+        Ok(v)
+    }
+
+    /// Waits for an operation to be done (the edges applied it).
+    pub(crate) async fn done(&self, op: Value) -> Result<Value> {
+        let id = op["id"].as_str().context("operation id")?.to_string();
+        let mut op = op;
+        while op["done"] != true {
+            op = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/operations/{id}?waitSeconds=30"),
+                    None,
+                )
+                .await?;
+        }
+        if let Some(e) = op.get("error") {
+            bail!("operation {id} failed: {e}");
+        }
+        Ok(op)
+    }
+
+    /// Runs `calls`, `in_flight` at once, each to its operation's end; the results in order.
+    pub(crate) async fn all(
+        &self,
+        in_flight: usize,
+        calls: Vec<(reqwest::Method, String, Value)>,
+    ) -> Result<Vec<Value>> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(calls)
+            .map(|(m, path, body)| async move {
+                let op = self.call(m, &path, Some(body)).await?;
+                self.done(op).await
+            })
+            .buffered(in_flight)
+            .try_collect()
+            .await
+    }
+}
