@@ -2,10 +2,12 @@
 //! Debian's packages. Each test makes two network namespaces joined by a veth: the
 //! speaker at 10.78.N.1, the other router at 10.78.N.2 (FRR refuses loopback next hops,
 //! so these cannot run on 127.0.0.0/8). Needs root; skipped when a router is not
-//! installed, unless CIC_REQUIRE_PEERS=1 (CI).
+//! installed, unless CIC_REQUIRE_PEERS=1 (CI). Each test first reads the peer's OPEN off
+//! the wire with a listener of its own, and decodes those real bytes.
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -118,6 +120,77 @@ impl Drop for Wire {
     }
 }
 
+/// The first message the peer sends when it connects to us, read by a listener of the
+/// test's own on our address (port 179, with the TCP-MD5 key if given) before the speaker
+/// runs: the peer's real bytes, as it sends them.
+fn capture_first_message(w: &Wire, md5: Option<&str>) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let sock = netns::tcp_socket(Some(&w.s)).expect("socket");
+    sock.set_reuse_address(true).expect("SO_REUSEADDR");
+    let us: SocketAddr = format!("{}:179", w.us()).parse().expect("address");
+    sock.bind(&us.into()).expect("bind port 179");
+    if let Some(key) = md5 {
+        let peer: SocketAddr = format!("{}:0", w.peer()).parse().expect("address");
+        cic_sockopt::set_tcp_md5sig(sock.as_fd(), peer, key.as_bytes()).expect("TCP_MD5SIG");
+    }
+    sock.listen(1).expect("listen");
+    let listener: std::net::TcpListener = sock.into();
+    listener.set_nonblocking(true).expect("nonblocking");
+    // A connection the peer drops before a whole message (a retry racing an old one)
+    // does not count: the next one is read.
+    let mut dropped = Vec::new();
+    wait_until(WAIT, "a whole message from the peer", || {
+        let (mut s, _) = listener.accept().ok()?;
+        s.set_nonblocking(false).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut msg = vec![0u8; 19];
+        if let Err(e) = s.read_exact(&mut msg) {
+            dropped.push(format!("header: {e}"));
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([msg[16], msg[17]]));
+        assert!((19..=4096).contains(&len), "length {len}");
+        msg.resize(len, 0);
+        if let Err(e) = s.read_exact(&mut msg[19..]) {
+            dropped.push(format!("body: {e}"));
+            return None;
+        }
+        Some(msg)
+    })
+    .unwrap_or_else(|e| panic!("{e}; connections dropped: {dropped:?}"))
+}
+
+/// `bytes` are an OPEN from `asn` that our decoder reads, with the capabilities every
+/// peer here announces, and that keep the decoder's invariants (it re-encodes to a
+/// message that decodes the same).
+fn check_open(bytes: &[u8], asn: u32, who: &str) {
+    use cic_bgp::wire::{Capability, DecodeContext, Message, check_decoder, decode_message};
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let (m, n) = decode_message(bytes, &DecodeContext { ibgp: false })
+        .unwrap_or_else(|e| panic!("{who}'s OPEN {hex}: {e}"))
+        .unwrap_or_else(|| panic!("{who}'s OPEN {hex}: incomplete"));
+    assert_eq!(n, bytes.len());
+    let Message::Open(o) = m else {
+        panic!("{who} sent {} first: {hex}", m.kind());
+    };
+    assert_eq!(o.asn(), asn, "{who}: {o:?}");
+    if asn > 65535 {
+        assert_eq!(o.my_as, 23456, "{who}: AS_TRANS in My AS (RFC 6793)");
+    }
+    for want in [
+        Capability::Multiprotocol { afi: 1, safi: 1 },
+        Capability::FourOctetAs(asn),
+    ] {
+        assert!(
+            o.capabilities.contains(&want),
+            "{who}: no {want:?} in {o:?}"
+        );
+    }
+    assert!(check_decoder(bytes), "{who}'s OPEN {hex}");
+    eprintln!("{who}'s OPEN ({} bytes): {hex}", bytes.len());
+}
+
 fn prefixes(socket: &std::path::Path) -> Vec<String> {
     routes(socket)
         .iter()
@@ -186,6 +259,11 @@ fn frr_exchanges_routes_over_md5_answers_route_refresh_and_is_held_off_past_max_
         Some(&w.p),
     )
     .expect("bgpd");
+    check_open(
+        &capture_first_message(&w, Some("a-long-shared-secret")),
+        4_200_000_010,
+        "FRR",
+    );
     let speaker = run_speaker(&w.dir, &speaker_conf, Some(&w.s));
     let sock = speaker.socket.clone();
 
@@ -305,6 +383,11 @@ fn gobgp_exchanges_routes_and_communities_over_md5_with_a_4_byte_asn() {
     }
     let w = Wire::new("gobgp", 2);
     let gobgp = GoBgp::start("gobgp", &gobgp_config(&w), Some(&w.p), 50051).expect("gobgpd");
+    check_open(
+        &capture_first_message(&w, Some("a-long-shared-secret")),
+        4_200_000_020,
+        "GoBGP",
+    );
     let speaker = run_speaker(
         &w.dir,
         &w.speaker_config(4_200_000_020, "md5_key = \"a-long-shared-secret\""),
@@ -397,6 +480,7 @@ fn exabgp_malformed_attributes_are_withdrawn_or_discarded_without_a_reset_unless
     }
     let w = Wire::new("exa", 3);
     let exa = ExaBgp::start("exa", &exabgp_neighbor(&w), Some(&w.p)).expect("exabgp");
+    check_open(&capture_first_message(&w, None), 65010, "ExaBGP");
     let speaker = run_speaker(
         &w.dir,
         &w.speaker_config(65010, "passive = true"),
