@@ -53,10 +53,11 @@ ensure_peer_packages() {
     chmod +x /usr/sbin/policy-rc.d
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq frr gobgpd exabgp >/dev/null
+  local status=0
+  { apt-get update -qq >/dev/null && apt-get install -y -qq frr gobgpd exabgp >/dev/null; } || status=$?
+  # Removed whether or not the install worked: it would block every later service start.
   [ "$had_policy" -eq 0 ] && rm -f /usr/sbin/policy-rc.d
-  return 0
+  return "$status"
 }
 
 ensure_postgres() {

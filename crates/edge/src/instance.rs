@@ -324,9 +324,9 @@ impl Instance {
         )
     }
 
-    /// Interface counters of this instance's connections (not the fabric segment).
-    /// What reading this instance's interface counters needs, to read them without the
-    /// agent's lock: a thousand namespaces take a thousand netlink dumps.
+    /// What reading the interface counters of this instance's connections (not the
+    /// fabric segment) needs, to read them without the agent's lock: a thousand
+    /// namespaces take a thousand netlink dumps.
     pub fn traffic_source(&self) -> TrafficSource {
         TrafficSource {
             nl: self.nl.clone(),
