@@ -23,13 +23,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,7 +40,7 @@ use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer
 use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet};
 use crate::rib::{Path, PeerId};
 use crate::wire::{
-    self, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
+    self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
 };
 
 pub const BGP_PORT: u16 = 179;
@@ -73,7 +73,7 @@ pub fn plain_sockets() -> SocketFactory {
 }
 
 /// Desired kernel routes of an instance: prefix → ECMP next hops.
-pub type KernelRoutes = BTreeMap<Ipv4Net, Vec<Ipv4Addr>>;
+pub type KernelRoutes = BTreeMap<IpNet, Vec<IpAddr>>;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -116,23 +116,19 @@ pub struct InstanceStatus {
 }
 
 /// A route as the looking glass shows it: prefix, attributes, why it was refused.
-pub type LookingGlassRoute = (Ipv4Net, Arc<PathAttrs>, Option<String>);
+pub type LookingGlassRoute = (IpNet, Arc<PathAttrs>, Option<String>);
 
 enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
     RemovePeer(PeerId, oneshot::Sender<Option<tokio::task::JoinHandle<()>>>),
-    SetVpcPrefixes(Vec<Ipv4Net>, oneshot::Sender<()>),
+    SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
-    SetStaticRoutes(
-        PeerId,
-        Vec<Ipv4Net>,
-        oneshot::Sender<Vec<(Ipv4Net, String)>>,
-    ),
+    SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
     PeerDown(PeerId, String, oneshot::Sender<()>),
     PathUp(PeerId),
     PeersAdded,
-    BestRoutes(oneshot::Sender<Vec<(Ipv4Net, Path)>>),
+    BestRoutes(oneshot::Sender<Vec<(IpNet, Path)>>),
     RibSize(oneshot::Sender<usize>),
     Shutdown(Notification, oneshot::Sender<()>),
     Abort(oneshot::Sender<()>),
@@ -247,7 +243,7 @@ impl InstanceHandle {
         self.cmd.send(Command::PeersAdded).await.map_err(|_| gone())
     }
 
-    pub async fn set_vpc_prefixes(&self, p: Vec<Ipv4Net>) -> io::Result<()> {
+    pub async fn set_vpc_prefixes(&self, p: Vec<IpNet>) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetVpcPrefixes(p, tx))
@@ -284,8 +280,8 @@ impl InstanceHandle {
     pub async fn set_static_routes(
         &self,
         peer: PeerId,
-        p: Vec<Ipv4Net>,
-    ) -> io::Result<Vec<(Ipv4Net, String)>> {
+        p: Vec<IpNet>,
+    ) -> io::Result<Vec<(IpNet, String)>> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetStaticRoutes(peer, p, tx))
@@ -316,7 +312,7 @@ impl InstanceHandle {
     }
 
     /// The best path of every prefix in the Loc-RIB, in prefix order.
-    pub async fn best_routes(&self) -> io::Result<Vec<(Ipv4Net, Path)>> {
+    pub async fn best_routes(&self) -> io::Result<Vec<(IpNet, Path)>> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::BestRoutes(tx))
@@ -780,7 +776,12 @@ impl InstanceTask {
                         msgs.extend(encode_updates(&[], Some(attrs), nlri));
                     }
                     if end_of_rib {
-                        msgs.push(Message::Update(Update::default()).encode());
+                        for afi in self.core.families(peer) {
+                            msgs.push(match afi {
+                                Afi::Ipv4 => Message::Update(Update::default()).encode(),
+                                Afi::Ipv6 => wire::ipv6_end_of_rib(),
+                            });
+                        }
                     }
                     if s.cmd
                         .try_send(SessionCmd::Send {

@@ -18,8 +18,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::wire::{
-    Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification, Open, Update,
-    cease, error_code, open_err,
+    Afi, Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification, Open,
+    Update, cease, error_code, open_err,
 };
 
 /// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
@@ -37,8 +37,10 @@ pub struct SessionConfig {
     pub connect_retry: Duration,
     /// Never initiate a connection; wait for the peer's.
     pub passive: bool,
-    /// Graceful restart (RFC 4724) for IPv4 unicast: announced when set.
+    /// Graceful restart (RFC 4724) for the families we announce: announced when set.
     pub graceful_restart: Option<GrConfig>,
+    /// Announce IPv6 unicast (RFC 4760) beside IPv4 unicast.
+    pub ipv6: bool,
 }
 
 /// What we announce in the Graceful Restart capability.
@@ -117,6 +119,23 @@ pub struct Negotiated {
     pub ibgp: bool,
     /// The peer's Graceful Restart capability, when both sides announced one.
     pub graceful_restart: Option<GracefulRestart>,
+    /// The address families both sides announced (at least one).
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+impl Negotiated {
+    /// Whether routes of `afi` are exchanged on this session.
+    pub fn carries(&self, afi: Afi) -> bool {
+        match afi {
+            Afi::Ipv4 => self.ipv4,
+            Afi::Ipv6 => self.ipv6,
+        }
+    }
+
+    pub fn families(&self) -> impl Iterator<Item = Afi> + '_ {
+        Afi::BOTH.into_iter().filter(|a| self.carries(*a))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +362,10 @@ impl Session {
                 self.restart_hold(out);
                 out.push(Output::Update(u));
             }
-            (Established, Message(Msg::RouteRefresh { afi: 1, safi: 1 })) => {
+            (Established, Message(Msg::RouteRefresh { afi, safi: 1 }))
+                if Afi::from_code(afi)
+                    .is_some_and(|a| self.negotiated.as_ref().is_some_and(|n| n.carries(a))) =>
+            {
                 out.push(Output::RouteRefresh);
             }
             (Established, Message(Msg::RouteRefresh { .. })) => {} // not negotiated: ignore
@@ -434,19 +456,38 @@ impl Session {
         self.state = State::Idle;
     }
 
+    /// The families we announce.
+    fn families(&self) -> impl Iterator<Item = Afi> + '_ {
+        Afi::BOTH
+            .into_iter()
+            .filter(|a| *a == Afi::Ipv4 || self.cfg.ipv6)
+    }
+
     fn open(&self) -> Open {
         let mut o = Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id);
+        if self.cfg.ipv6 {
+            o.capabilities.insert(
+                1,
+                Capability::Multiprotocol {
+                    afi: Afi::Ipv6.code(),
+                    safi: Afi::SAFI_UNICAST,
+                },
+            );
+        }
         if let Some(g) = self.cfg.graceful_restart {
             o.capabilities
                 .push(Capability::GracefulRestart(GracefulRestart {
                     restarting: g.restarting,
                     notification: false,
                     restart_time: g.restart_time.min(0x0fff),
-                    families: vec![GrFamily {
-                        afi: 1,
-                        safi: 1,
-                        forwarding: g.restarting,
-                    }],
+                    families: self
+                        .families()
+                        .map(|afi| GrFamily {
+                            afi: afi.code(),
+                            safi: Afi::SAFI_UNICAST,
+                            forwarding: g.restarting,
+                        })
+                        .collect(),
                 }));
         }
         o
@@ -481,9 +522,20 @@ impl Session {
         {
             return Err(Notification::new(error_code::OPEN, open_err::BAD_BGP_ID));
         }
-        if !o.supports_ipv4_unicast() {
+        let ipv4 = o.supports_ipv4_unicast();
+        let ipv6 = self.cfg.ipv6
+            && o.has(&Capability::Multiprotocol {
+                afi: Afi::Ipv6.code(),
+                safi: Afi::SAFI_UNICAST,
+            });
+        if !ipv4 && !ipv6 {
+            // RFC 5492 §3: the capabilities we wanted, none of which the peer has.
             let mut n = Notification::new(error_code::OPEN, open_err::UNSUPPORTED_CAPABILITY);
-            n.data = vec![1, 4, 0, 1, 0, 1];
+            for afi in self.families() {
+                n.data.extend_from_slice(&[1, 4]);
+                n.data.extend_from_slice(&afi.code().to_be_bytes());
+                n.data.extend_from_slice(&[0, Afi::SAFI_UNICAST]);
+            }
             return Err(n);
         }
         let hold_time = self.cfg.hold_time.min(o.hold_time);
@@ -495,6 +547,8 @@ impl Session {
             route_refresh: o.has(&Capability::RouteRefresh),
             ibgp,
             graceful_restart: self.cfg.graceful_restart.and(o.graceful_restart().cloned()),
+            ipv4,
+            ipv6,
         })
     }
 }
@@ -523,6 +577,7 @@ mod tests {
             connect_retry: Duration::from_secs(5),
             passive: false,
             graceful_restart: None,
+            ipv6: false,
         }
     }
 

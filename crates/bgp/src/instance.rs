@@ -13,17 +13,17 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::fsm::Negotiated;
 use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
 use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
 use crate::wire::{
-    AsPathSegment, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code,
+    Afi, AsPathSegment, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +36,16 @@ pub enum MaxPrefixAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceParams {
     pub local_asn: u32,
-    pub vpc_prefixes: Vec<Ipv4Net>,
+    pub vpc_prefixes: Vec<IpNet>,
     pub max_prefixes: u32,
     pub max_prefix_action: MaxPrefixAction,
     pub max_prefix_idle: Duration,
     /// Announced to every customer unconditionally (a public connection's cloud
     /// services); VPC prefixes, by contrast, only while the fabric covers them.
-    pub announce: Vec<Ipv4Net>,
+    pub announce: Vec<IpNet>,
     /// When set, a customer's routes are accepted only inside these (a public
     /// connection's registered prefixes).
-    pub accept_only: Option<Vec<Ipv4Net>>,
+    pub accept_only: Option<Vec<IpNet>>,
     /// We restarted with the kernel's routes kept (RFC 4724 restarting speaker): nothing
     /// is sent to any peer, and the caller keeps the kernel as it is, until every peer
     /// has sent its End-of-RIB ([`Instance::awaiting_end_of_rib`]) or the caller's
@@ -78,6 +78,9 @@ pub struct PeerSpec {
     /// Our address on the shared subnet: the next hop we announce (unspecified: the
     /// local address of the session's connection, once it is up).
     pub local_address: Ipv4Addr,
+    /// Our IPv6 next hop toward this peer (`None`: the IPv4-mapped form of the IPv4 one,
+    /// RFC 4291 §2.5.5.2, as FRR and BIRD announce over an IPv4 session).
+    pub local_address6: Option<Ipv6Addr>,
     pub asn: u32,
     /// Import and export of a [`Role::Neighbor`] (ignored for the edge's roles).
     pub policy: Option<Arc<NeighborPolicy>>,
@@ -111,11 +114,11 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteChange {
     Replace {
-        prefix: Ipv4Net,
-        nexthops: Vec<Ipv4Addr>,
+        prefix: IpNet,
+        nexthops: Vec<IpAddr>,
     },
     Remove {
-        prefix: Ipv4Net,
+        prefix: IpNet,
     },
 }
 
@@ -124,8 +127,8 @@ pub enum Action {
     /// Withdraw and announce to a peer; `end_of_rib` after the initial table.
     Send {
         peer: PeerId,
-        withdrawn: Vec<Ipv4Net>,
-        announce: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)>,
+        withdrawn: Vec<IpNet>,
+        announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
         end_of_rib: bool,
     },
     Route(RouteChange),
@@ -170,38 +173,67 @@ struct Received {
     verdict: Result<(), Box<Reject>>,
 }
 
-/// A peer's Adj-RIB-In, with the number of refused routes kept as it changes (the
-/// status reads it after every event; counting would cost a walk of the table).
+/// A peer's Adj-RIB-In, one table per family (an IPv4 key is 5 octets, not the 18 of an
+/// `IpNet`: a full table is a million of them), with the number of refused routes kept
+/// as it changes (the status reads it after every event; counting would cost a walk).
 #[derive(Debug, Default)]
 struct AdjIn {
-    map: BTreeMap<Ipv4Net, Received>,
+    v4: BTreeMap<Ipv4Net, Received>,
+    v6: BTreeMap<Ipv6Net, Received>,
     refused: u32,
 }
 
 impl AdjIn {
-    fn insert(&mut self, n: Ipv4Net, r: Received) {
+    fn insert(&mut self, n: IpNet, r: Received) {
         self.refused += r.verdict.is_err() as u32;
-        if let Some(old) = self.map.insert(n, r) {
+        let old = match n {
+            IpNet::V4(n) => self.v4.insert(n, r),
+            IpNet::V6(n) => self.v6.insert(n, r),
+        };
+        if let Some(old) = old {
             self.refused -= old.verdict.is_err() as u32;
         }
     }
 
-    fn remove(&mut self, n: &Ipv4Net) -> Option<Received> {
-        let old = self.map.remove(n)?;
+    fn remove(&mut self, n: &IpNet) -> Option<Received> {
+        let old = match n {
+            IpNet::V4(n) => self.v4.remove(n),
+            IpNet::V6(n) => self.v6.remove(n),
+        }?;
         self.refused -= old.verdict.is_err() as u32;
         Some(old)
     }
 
-    fn take(&mut self) -> BTreeMap<Ipv4Net, Received> {
-        self.refused = 0;
-        std::mem::take(&mut self.map)
+    fn get(&self, n: &IpNet) -> Option<&Received> {
+        match n {
+            IpNet::V4(n) => self.v4.get(n),
+            IpNet::V6(n) => self.v6.get(n),
+        }
     }
-}
 
-impl std::ops::Deref for AdjIn {
-    type Target = BTreeMap<Ipv4Net, Received>;
-    fn deref(&self) -> &Self::Target {
-        &self.map
+    fn contains_key(&self, n: &IpNet) -> bool {
+        self.get(n).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Routes of `afi` only.
+    fn len_of(&self, afi: Afi) -> usize {
+        match afi {
+            Afi::Ipv4 => self.v4.len(),
+            Afi::Ipv6 => self.v6.len(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (IpNet, &Received)> {
+        (self.v4.iter().map(|(n, r)| (IpNet::V4(*n), r)))
+            .chain(self.v6.iter().map(|(n, r)| (IpNet::V6(*n), r)))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.iter().map(|(n, _)| n)
     }
 }
 
@@ -212,18 +244,29 @@ struct PeerState {
     local_address: Ipv4Addr,
     up: Option<Negotiated>,
     adj_in: AdjIn,
-    adj_out: BTreeMap<Ipv4Net, Arc<PathAttrs>>,
+    adj_out: BTreeMap<IpNet, Arc<PathAttrs>>,
     discarded: u32,
     over_limit: bool,
     treated_as_withdraw: u32,
     attributes_discarded: u32,
     last_malformed: Option<String>,
     /// Prefixes of `adj_in` kept from before the peer restarted.
-    stale: BTreeSet<Ipv4Net>,
+    stale: BTreeSet<IpNet>,
     /// Which stale timer counts (a newer one replaces an older).
     stale_generation: u64,
-    /// End-of-RIB received in this session.
-    end_of_rib: bool,
+    /// End-of-RIB received in this session, per family ([`Afi`] as index).
+    end_of_rib: [bool; 2],
+}
+
+impl PeerState {
+    /// Our IPv6 next hop toward this peer, when the session carries IPv6.
+    fn local_address6(&self) -> Option<Ipv6Addr> {
+        self.up.as_ref().filter(|n| n.ipv6).map(|_| {
+            self.spec
+                .local_address6
+                .unwrap_or_else(|| self.local_address.to_ipv6_mapped())
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -232,9 +275,9 @@ pub struct Instance {
     peers: BTreeMap<PeerId, PeerState>,
     next_peer: PeerId,
     rib: LocRib,
-    kernel: BTreeMap<Ipv4Net, Vec<Ipv4Addr>>,
+    kernel: BTreeMap<IpNet, Vec<IpAddr>>,
     /// Static routes of customer connections, with the import verdict of each.
-    statics: BTreeMap<PeerId, BTreeMap<Ipv4Net, Result<(), Reject>>>,
+    statics: BTreeMap<PeerId, BTreeMap<IpNet, Result<(), Reject>>>,
     /// Draining for maintenance (RFC 8326): every route we send carries GRACEFUL_SHUTDOWN.
     graceful_shutdown: bool,
     /// Every distinct set of path attributes, once: a table's routes share a few of them.
@@ -310,7 +353,7 @@ impl Instance {
                 last_malformed: None,
                 stale: BTreeSet::new(),
                 stale_generation: 0,
-                end_of_rib: false,
+                end_of_rib: [false; 2],
             },
         );
         id
@@ -329,7 +372,9 @@ impl Instance {
             .iter()
             .filter(|(_, p)| match &p.up {
                 None => true,
-                Some(n) => n.graceful_restart.is_some() && !p.end_of_rib,
+                Some(n) => {
+                    n.graceful_restart.is_some() && n.families().any(|a| !p.end_of_rib[a as usize])
+                }
             })
             .map(|(id, _)| *id)
             .collect()
@@ -351,19 +396,24 @@ impl Instance {
     }
 
     /// Every prefix that may be exported: the Loc-RIB's and our own.
-    fn all_prefixes(&self) -> BTreeSet<Ipv4Net> {
-        let mut all: BTreeSet<Ipv4Net> = self.rib.iter().map(|(n, _)| n).collect();
+    fn all_prefixes(&self) -> BTreeSet<IpNet> {
+        let mut all: BTreeSet<IpNet> = self.rib.iter().map(|(n, _)| n).collect();
         all.extend(self.params.vpc_prefixes.iter().copied());
         all.extend(self.params.announce.iter().copied());
         all
     }
 
-    /// Drops a peer's stale routes; returns the prefixes whose selection changed.
-    fn flush_stale(&mut self, peer: PeerId) -> BTreeSet<Ipv4Net> {
+    /// Drops a peer's stale routes of the families `which` picks; returns the prefixes
+    /// whose selection changed.
+    fn flush_stale(&mut self, peer: PeerId, which: impl Fn(Afi) -> bool) -> BTreeSet<IpNet> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return BTreeSet::new();
         };
-        let stale = std::mem::take(&mut p.stale);
+        let (stale, kept) = std::mem::take(&mut p.stale)
+            .into_iter()
+            .partition(|n| which(Afi::of(n)));
+        p.stale = kept;
+        let stale: BTreeSet<IpNet> = stale;
         for n in &stale {
             p.adj_in.remove(n);
         }
@@ -389,14 +439,14 @@ impl Instance {
     /// address, whether or not its BGP session is up. They pass the same prefix checks as
     /// announced routes (no martians, nothing overlapping a VPC prefix); refused ones are
     /// kept with the reason, see [`Instance::rejected_statics`].
-    pub fn set_static_routes(&mut self, peer: PeerId, prefixes: &[Ipv4Net]) -> Vec<Action> {
+    pub fn set_static_routes(&mut self, peer: PeerId, prefixes: &[IpNet]) -> Vec<Action> {
         if self.peers.get(&peer).map(|p| p.spec.role) != Some(Role::Customer) {
             return vec![];
         }
         let old = self
             .statics
             .insert(peer, prefixes.iter().map(|n| (*n, Ok(()))).collect());
-        let mut touched: BTreeSet<Ipv4Net> = BTreeSet::new();
+        let mut touched: BTreeSet<IpNet> = BTreeSet::new();
         for n in old.into_iter().flat_map(|m| m.into_keys()) {
             if self.rib.set(n, peer | STATIC, None) {
                 touched.insert(n);
@@ -441,7 +491,7 @@ impl Instance {
         &self,
         peer: PeerId,
         which: RouteSet,
-    ) -> Vec<(Ipv4Net, Arc<PathAttrs>, Option<String>)> {
+    ) -> Vec<(IpNet, Arc<PathAttrs>, Option<String>)> {
         let Some(p) = self.peers.get(&peer) else {
             return vec![];
         };
@@ -451,7 +501,7 @@ impl Instance {
                 .iter()
                 .map(|(n, r)| {
                     (
-                        *n,
+                        n,
                         r.attrs.clone(),
                         r.verdict.as_ref().err().map(|e| e.to_string()),
                     )
@@ -461,7 +511,7 @@ impl Instance {
                 .adj_in
                 .iter()
                 .filter(|(_, r)| r.verdict.is_ok())
-                .map(|(n, r)| (*n, r.attrs.clone(), None))
+                .map(|(n, r)| (n, r.attrs.clone(), None))
                 .collect(),
             RouteSet::Advertised => p
                 .adj_out
@@ -472,7 +522,7 @@ impl Instance {
     }
 
     /// Static routes that policy refused, with the reason.
-    pub fn rejected_statics(&self, peer: PeerId) -> Vec<(Ipv4Net, String)> {
+    pub fn rejected_statics(&self, peer: PeerId) -> Vec<(IpNet, String)> {
         self.statics
             .get(&peer)
             .into_iter()
@@ -483,14 +533,14 @@ impl Instance {
 
     /// Judges `peer`'s static routes again and puts the accepted ones in the Loc-RIB;
     /// returns the prefixes whose selection changed.
-    fn judge_statics(&mut self, peer: PeerId) -> BTreeSet<Ipv4Net> {
+    fn judge_statics(&mut self, peer: PeerId) -> BTreeSet<IpNet> {
         let Some(p) = self.peers.get(&peer) else {
             return BTreeSet::new();
         };
         let path = Path {
             peer: peer | STATIC,
             role: Role::Customer,
-            nexthop: p.spec.address,
+            nexthop: p.spec.address.into(),
             peer_router_id: Ipv4Addr::UNSPECIFIED,
             ebgp: true,
             attrs: Arc::new(PathAttrs {
@@ -528,10 +578,19 @@ impl Instance {
     }
 
     /// The best path of every prefix in the Loc-RIB, in prefix order.
-    pub fn best_routes(&self) -> impl Iterator<Item = (Ipv4Net, &Path)> {
+    pub fn best_routes(&self) -> impl Iterator<Item = (IpNet, &Path)> {
         self.rib
             .iter()
             .filter_map(|(n, paths)| paths.first().map(|p| (n, p)))
+    }
+
+    /// The families `peer`'s session carries (none while it is down).
+    pub fn families(&self, peer: PeerId) -> Vec<Afi> {
+        self.peers
+            .get(&peer)
+            .and_then(|p| p.up.as_ref())
+            .map(|n| n.families().collect())
+            .unwrap_or_default()
     }
 
     pub fn peer_spec(&self, peer: PeerId) -> Option<&PeerSpec> {
@@ -556,17 +615,17 @@ impl Instance {
     }
 
     /// Received routes that policy refused, with the reason (for per-session visibility).
-    pub fn rejected(&self, peer: PeerId) -> Vec<(Ipv4Net, String)> {
+    pub fn rejected(&self, peer: PeerId) -> Vec<(IpNet, String)> {
         let Some(p) = self.peers.get(&peer) else {
             return vec![];
         };
         p.adj_in
             .iter()
-            .filter_map(|(n, r)| r.verdict.as_ref().err().map(|e| (*n, e.to_string())))
+            .filter_map(|(n, r)| r.verdict.as_ref().err().map(|e| (n, e.to_string())))
             .collect()
     }
 
-    pub fn advertised(&self, peer: PeerId) -> Vec<Ipv4Net> {
+    pub fn advertised(&self, peer: PeerId) -> Vec<IpNet> {
         self.peers
             .get(&peer)
             .map(|p| p.adj_out.keys().copied().collect())
@@ -574,23 +633,28 @@ impl Instance {
     }
 
     /// The kernel routes this instance wants, as last emitted.
-    pub fn kernel_routes(&self) -> &BTreeMap<Ipv4Net, Vec<Ipv4Addr>> {
+    pub fn kernel_routes(&self) -> &BTreeMap<IpNet, Vec<IpAddr>> {
         &self.kernel
     }
 
     /// New VPC prefixes: every received route is judged again (we keep them all, so this
     /// needs no route refresh from the peers) and exports follow.
-    pub fn set_vpc_prefixes(&mut self, prefixes: Vec<Ipv4Net>) -> Vec<Action> {
-        let mut touched: BTreeSet<Ipv4Net> = self.params.vpc_prefixes.iter().copied().collect();
+    pub fn set_vpc_prefixes(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {
+        let mut touched: BTreeSet<IpNet> = self.params.vpc_prefixes.iter().copied().collect();
         touched.extend(prefixes.iter().copied());
         self.params.vpc_prefixes = prefixes;
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            let prefixes: Vec<Ipv4Net> = self.peers[&id].adj_in.keys().copied().collect();
-            for n in prefixes {
-                let attrs = self.peers[&id].adj_in[&n].attrs.clone();
+            let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
+                .adj_in
+                .iter()
+                .map(|(n, r)| (n, r.attrs.clone()))
+                .collect();
+            for (n, attrs) in received {
                 let verdict = self.judge(id, &n, &attrs).map_err(Box::new);
-                let path = verdict.is_ok().then(|| self.path(id, attrs.clone()));
+                let path = verdict
+                    .is_ok()
+                    .then(|| self.path(id, attrs.clone(), Afi::of(&n)));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.adj_in.insert(n, Received { attrs, verdict });
                 }
@@ -608,13 +672,17 @@ impl Instance {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return vec![];
                 };
-                // Back from a restart with its forwarding kept: its stale routes wait
-                // for its End-of-RIB. Otherwise they go now (RFC 4724 §4.2).
-                let kept = negotiated
-                    .graceful_restart
-                    .as_ref()
-                    .and_then(|g| g.ipv4_unicast())
-                    == Some(true);
+                // Back from a restart with its forwarding kept: its stale routes of
+                // that family wait for its End-of-RIB. The others go now (RFC 4724 §4.2).
+                let kept = |afi: Afi| {
+                    negotiated.carries(afi)
+                        && negotiated
+                            .graceful_restart
+                            .as_ref()
+                            .and_then(|g| g.family(afi))
+                            == Some(true)
+                };
+                let kept = [kept(Afi::Ipv4), kept(Afi::Ipv6)];
                 p.up = Some(negotiated);
                 p.adj_out.clear();
                 p.over_limit = false;
@@ -622,20 +690,19 @@ impl Instance {
                 p.treated_as_withdraw = 0;
                 p.attributes_discarded = 0;
                 p.last_malformed = None;
-                p.end_of_rib = false;
+                p.end_of_rib = [false; 2];
                 let mut out = Vec::new();
                 let mut touched = BTreeSet::new();
                 if !p.stale.is_empty() {
                     p.stale_generation += 1;
-                    if kept {
+                    if kept.contains(&true) {
                         out.push(Action::StaleTimer {
                             peer,
                             generation: p.stale_generation,
                             after: STALE_PATH_TIME,
                         });
-                    } else {
-                        touched = self.flush_stale(peer);
                     }
+                    touched = self.flush_stale(peer, |afi| !kept[afi as usize]);
                 }
                 out.extend(self.apply(touched));
                 if self.deferring {
@@ -651,33 +718,43 @@ impl Instance {
                     return vec![];
                 };
                 // Helper (RFC 4724 §4.2): a peer that lost its connection without a
-                // NOTIFICATION, and keeps forwarding IPv4 across restarts, keeps its
-                // routes, marked stale, for the restart time it announced.
-                let restart_time =
+                // NOTIFICATION keeps its routes of the families its capability covers,
+                // marked stale, for the restart time it announced.
+                let gr =
                     p.up.as_ref()
-                        .and_then(|n| n.graceful_restart.as_ref())
-                        .filter(|g| g.ipv4_unicast().is_some() && g.restart_time > 0)
-                        .map(|g| g.restart_time);
+                        .and_then(|n| n.graceful_restart.clone())
+                        .filter(|g| graceful && g.restart_time > 0);
+                let families: Vec<Afi> = Afi::BOTH
+                    .into_iter()
+                    .filter(|a| gr.as_ref().is_some_and(|g| g.family(*a).is_some()))
+                    .collect();
+                let covered = |afi: Afi| families.contains(&afi);
                 p.up = None;
                 p.adj_out.clear();
-                if let (true, Some(secs)) = (graceful, restart_time) {
-                    p.stale = p.adj_in.keys().copied().collect();
-                    p.stale_generation += 1;
-                    return vec![Action::StaleTimer {
-                        peer,
-                        generation: p.stale_generation,
-                        after: Duration::from_secs(secs.into()),
-                    }];
+                let (kept, gone): (Vec<IpNet>, Vec<IpNet>) =
+                    p.adj_in.keys().partition(|n| covered(Afi::of(n)));
+                for n in &gone {
+                    p.adj_in.remove(n);
                 }
-                p.stale.clear();
-                let gone: Vec<Ipv4Net> = p.adj_in.take().into_keys().collect();
-                let mut touched = BTreeSet::new();
-                for n in gone {
-                    if self.rib.set(n, peer, None) {
-                        touched.insert(n);
+                let mut out = Vec::new();
+                match gr.filter(|_| !families.is_empty()) {
+                    Some(g) => {
+                        p.stale = kept.into_iter().collect();
+                        p.stale_generation += 1;
+                        out.push(Action::StaleTimer {
+                            peer,
+                            generation: p.stale_generation,
+                            after: Duration::from_secs(g.restart_time.into()),
+                        });
                     }
+                    None => p.stale.clear(),
                 }
-                self.apply(touched)
+                let touched = gone
+                    .into_iter()
+                    .filter(|n| self.rib.set(*n, peer, None))
+                    .collect();
+                out.extend(self.apply(touched));
+                out
             }
             Event::StaleTimer { peer, generation } => {
                 if self
@@ -687,7 +764,7 @@ impl Instance {
                 {
                     return vec![];
                 }
-                let touched = self.flush_stale(peer);
+                let touched = self.flush_stale(peer, |_| true);
                 self.apply(touched)
             }
             Event::Update { peer, update } => self.update(peer, update),
@@ -699,7 +776,7 @@ impl Instance {
                     // Its End-of-RIB would end the peer's wait for our table too early.
                     return vec![];
                 }
-                let mut groups: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
+                let mut groups: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
                 for (n, a) in &p.adj_out {
                     group(&mut groups, a.clone(), *n);
                 }
@@ -723,8 +800,17 @@ impl Instance {
             Role::Neighbor => p.spec.policy.as_ref().and_then(|x| x.max_prefixes),
             Role::Fabric => None,
         };
-        if p.up.is_none() {
+        let Some(up) = &p.up else {
             return vec![];
+        };
+        // Routes of a family the session did not negotiate are not ours to take.
+        if u.nlri
+            .iter()
+            .chain(&u.withdrawn)
+            .any(|n| !up.carries(Afi::of(n)))
+        {
+            u.nlri.retain(|n| up.carries(Afi::of(n)));
+            u.withdrawn.retain(|n| up.carries(Afi::of(n)));
         }
         for problem in &u.problems {
             let why = match problem {
@@ -739,17 +825,16 @@ impl Instance {
             };
             p.last_malformed = Some(why.clone());
         }
-        // (An UPDATE treated as withdraw that carried no NLRI is empty too: not an EoR.)
-        if u.withdrawn.is_empty() && u.attrs.is_none() && u.nlri.is_empty() && u.problems.is_empty()
-        {
-            // End-of-RIB (RFC 4724 §2): what is still stale was not sent again.
-            p.end_of_rib = true;
-            let touched = self.flush_stale(peer);
+        if let Some(afi) = u.end_of_rib() {
+            // End-of-RIB (RFC 4724 §2): what is still stale of that family was not sent
+            // again.
+            p.end_of_rib[afi as usize] = true;
+            let touched = self.flush_stale(peer, |a| a == afi);
             return self.apply(touched);
         }
         // Judged before anything changes: a verdict depends only on the route, the peer
-        // and the parameters. Every prefix of the UPDATE shares one path.
-        let (verdicts, path) = match u.attrs.take() {
+        // and the parameters. Every prefix of the UPDATE of one family shares one path.
+        let (verdicts, paths) = match u.attrs.take() {
             Some(attrs) => {
                 let attrs = self.attrs.intern(attrs);
                 let v: Vec<Result<(), Box<Reject>>> = u
@@ -757,9 +842,15 @@ impl Instance {
                     .iter()
                     .map(|n| self.judge(peer, n, &attrs).map_err(Box::new))
                     .collect();
-                (v, Some(self.path(peer, attrs)))
+                let path = |afi: Afi| {
+                    u.nlri
+                        .iter()
+                        .any(|n| Afi::of(n) == afi)
+                        .then(|| self.path(peer, attrs.clone(), afi))
+                };
+                (v, [path(Afi::Ipv4), path(Afi::Ipv6)])
             }
-            None => (vec![], None),
+            None => (vec![], [None, None]),
         };
         let Instance { peers, rib, .. } = self;
         let Some(p) = peers.get_mut(&peer) else {
@@ -776,56 +867,59 @@ impl Instance {
             }
         }
         let mut out = Vec::new();
-        if let Some(path) = path {
-            for (n, verdict) in u.nlri.iter().zip(verdicts) {
-                // (Looked up only when there is a limit: a full feed has none.)
-                if let Some(limit) =
-                    limit.filter(|l| p.adj_in.len() as u32 >= *l && !p.adj_in.contains_key(n))
-                {
-                    match action {
-                        MaxPrefixAction::Teardown => {
-                            // RFC 4486 §4: data = AFI, SAFI, the upper bound.
-                            let mut n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
-                            n.data = vec![0, 1, 1];
-                            n.data.extend_from_slice(&limit.to_be_bytes());
-                            p.over_limit = true;
-                            out.push(Action::TearDown {
-                                peer,
-                                notification: n,
-                                restart_after: idle,
-                            });
-                            break;
-                        }
-                        MaxPrefixAction::Discard => {
-                            p.discarded += 1;
-                            p.over_limit = true;
-                            continue;
-                        }
-                        MaxPrefixAction::Warn => p.over_limit = true,
+        for (n, verdict) in u.nlri.iter().zip(verdicts) {
+            let afi = Afi::of(n);
+            let Some(path) = &paths[afi as usize] else {
+                continue;
+            };
+            // Per family. (Looked up only when there is a limit: a full feed has none.)
+            if let Some(limit) =
+                limit.filter(|l| p.adj_in.len_of(afi) as u32 >= *l && !p.adj_in.contains_key(n))
+            {
+                match action {
+                    MaxPrefixAction::Teardown => {
+                        // RFC 4486 §4: data = AFI, SAFI, the upper bound.
+                        let mut n = Notification::new(error_code::CEASE, cease::MAX_PREFIXES);
+                        n.data = afi.code().to_be_bytes().to_vec();
+                        n.data.push(Afi::SAFI_UNICAST);
+                        n.data.extend_from_slice(&limit.to_be_bytes());
+                        p.over_limit = true;
+                        out.push(Action::TearDown {
+                            peer,
+                            notification: n,
+                            restart_after: idle,
+                        });
+                        break;
                     }
+                    MaxPrefixAction::Discard => {
+                        p.discarded += 1;
+                        p.over_limit = true;
+                        continue;
+                    }
+                    MaxPrefixAction::Warn => p.over_limit = true,
                 }
-                if !p.stale.is_empty() {
-                    p.stale.remove(n);
-                }
-                let ok = verdict.is_ok();
-                p.adj_in.insert(
-                    *n,
-                    Received {
-                        attrs: path.attrs.clone(),
-                        verdict,
-                    },
-                );
-                rib.set(*n, peer, ok.then(|| path.clone()));
-                touched.push(*n);
             }
+            if !p.stale.is_empty() {
+                p.stale.remove(n);
+            }
+            let ok = verdict.is_ok();
+            p.adj_in.insert(
+                *n,
+                Received {
+                    attrs: path.attrs.clone(),
+                    verdict,
+                },
+            );
+            rib.set(*n, peer, ok.then(|| path.clone()));
+            touched.push(*n);
         }
-        let touched: BTreeSet<Ipv4Net> = touched.into_iter().collect();
+        let touched: BTreeSet<IpNet> = touched.into_iter().collect();
         let mut actions = self.apply(touched);
         actions.extend(out);
         actions
     }
 
-    fn judge(&self, peer: PeerId, n: &Ipv4Net, attrs: &PathAttrs) -> Result<(), Reject> {
+    fn judge(&self, peer: PeerId, n: &IpNet, attrs: &PathAttrs) -> Result<(), Reject> {
         let p = &self.peers[&peer];
         let cx = ImportContext {
             role: p.spec.role,
@@ -838,16 +932,20 @@ impl Instance {
         policy::import(&cx, n, attrs)
     }
 
-    fn path(&self, peer: PeerId, attrs: Arc<PathAttrs>) -> Path {
+    /// The path of `peer`'s routes of `afi` with `attrs`.
+    fn path(&self, peer: PeerId, attrs: Arc<PathAttrs>, afi: Afi) -> Path {
         let p = &self.peers[&peer];
         Path {
             peer,
             role: p.spec.role,
-            // The edge forwards to the peer on the shared subnet whatever it says; a
-            // neighbor's NEXT_HOP is taken as sent.
-            nexthop: match (p.spec.role, attrs.next_hop) {
-                (Role::Neighbor, Some(nh)) => nh,
-                _ => p.spec.address,
+            // For IPv4 the edge forwards to the peer on the shared subnet whatever it
+            // says, and a neighbor's NEXT_HOP is taken as sent. For IPv6 the session's
+            // address is not one, so it is the next hop the peer sent.
+            nexthop: match (afi, p.spec.role, attrs.next_hop, attrs.next_hop6) {
+                (Afi::Ipv4, Role::Neighbor, Some(nh), _) => nh.into(),
+                (Afi::Ipv4, ..) => p.spec.address.into(),
+                (Afi::Ipv6, .., Some(nh)) => nh.into(),
+                (Afi::Ipv6, ..) => p.spec.address.to_ipv6_mapped().into(),
             },
             peer_router_id: p
                 .up
@@ -860,11 +958,11 @@ impl Instance {
     }
 
     /// After the Loc-RIB changed for `touched`: kernel routes and exports follow.
-    fn apply(&mut self, touched: BTreeSet<Ipv4Net>) -> Vec<Action> {
+    fn apply(&mut self, touched: BTreeSet<IpNet>) -> Vec<Action> {
         let mut out = Vec::new();
         if self.params.kernel {
             for n in &touched {
-                let want: Vec<Ipv4Addr> = self
+                let want: Vec<IpAddr> = self
                     .rib
                     .selected(n)
                     .map(|s| s.iter().map(|p| p.nexthop).collect())
@@ -885,7 +983,7 @@ impl Instance {
         }
         // A change inside a VPC prefix may change whether the fabric covers it.
         let mut eval = touched;
-        let covering: Vec<Ipv4Net> = self
+        let covering: Vec<IpNet> = self
             .params
             .vpc_prefixes
             .iter()
@@ -906,15 +1004,21 @@ impl Instance {
     fn export_to(
         &mut self,
         peer: PeerId,
-        prefixes: &BTreeSet<Ipv4Net>,
+        prefixes: &BTreeSet<IpNet>,
         end_of_rib: bool,
         out: &mut Vec<Action>,
     ) {
         let mut withdrawn = Vec::new();
-        let mut announce: Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)> = Vec::new();
-        let desired: Vec<(Ipv4Net, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
+        let mut announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
+        // Only the families the session carries.
+        let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
+            return;
+        };
+        let carried = |n: &IpNet| up.carries(Afi::of(n));
+        let desired: Vec<(IpNet, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
             None => prefixes
                 .iter()
+                .filter(|n| carried(n))
                 .map(|n| (*n, self.desired(peer, n)))
                 .collect(),
             // A peer that takes only our own prefixes (or nothing): of the changes, only
@@ -922,13 +1026,13 @@ impl Instance {
             // change from costing a judgement per peer.
             Some(own) => {
                 let p = &self.peers[&peer];
-                let mut c: BTreeSet<Ipv4Net> = p
+                let mut c: BTreeSet<IpNet> = p
                     .adj_out
                     .keys()
                     .filter(|n| prefixes.contains(n))
                     .copied()
                     .collect();
-                c.extend(own.iter().filter(|n| prefixes.contains(n)));
+                c.extend(own.iter().filter(|n| prefixes.contains(n) && carried(n)));
                 c.into_iter().map(|n| (n, self.desired(peer, &n))).collect()
             }
         };
@@ -961,7 +1065,7 @@ impl Instance {
     /// The only prefixes `peer` can be sent, when it is not every route: a customer gets
     /// the public services and the VPC prefixes; a neighbor that exports "originated"
     /// our own prefixes, and one that exports nothing none.
-    fn only_own(&self, peer: PeerId) -> Option<Vec<Ipv4Net>> {
+    fn only_own(&self, peer: PeerId) -> Option<Vec<IpNet>> {
         let p = self.peers.get(&peer)?;
         let params = &self.params;
         match p.spec.role {
@@ -983,7 +1087,7 @@ impl Instance {
     }
 
     /// What `peer` should have for `n` under the export policy, marked while draining.
-    fn desired(&self, peer: PeerId, n: &Ipv4Net) -> Option<Arc<PathAttrs>> {
+    fn desired(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
         let a = self.exported(peer, n)?;
         if !self.graceful_shutdown {
             return Some(a);
@@ -998,7 +1102,7 @@ impl Instance {
         Some(Arc::new(a))
     }
 
-    fn exported(&self, peer: PeerId, n: &Ipv4Net) -> Option<Arc<PathAttrs>> {
+    fn exported(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
         let p = &self.peers[&peer];
         match p.spec.role {
             Role::Customer => {
@@ -1014,6 +1118,7 @@ impl Instance {
                         origin: Origin::Igp,
                         as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
                         next_hop: Some(p.local_address),
+                        next_hop6: p.local_address6(),
                         ..Default::default()
                     })
                 })
@@ -1059,6 +1164,8 @@ impl Instance {
     /// LOCAL_PREF and MED dropped, toward iBGP a LOCAL_PREF always.
     fn outbound(&self, mut a: PathAttrs, p: &PeerState) -> Arc<PathAttrs> {
         a.next_hop = Some(p.local_address);
+        a.next_hop6 = p.local_address6();
+        a.link_local6 = None;
         if p.spec.asn == self.params.local_asn {
             a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
         } else {
@@ -1070,7 +1177,7 @@ impl Instance {
     }
 }
 
-fn group(groups: &mut Vec<(Arc<PathAttrs>, Vec<Ipv4Net>)>, a: Arc<PathAttrs>, n: Ipv4Net) {
+fn group(groups: &mut Vec<(Arc<PathAttrs>, Vec<IpNet>)>, a: Arc<PathAttrs>, n: IpNet) {
     match groups.iter_mut().find(|(g, _)| **g == *a) {
         Some((_, v)) => v.push(n),
         None => groups.push((a, vec![n])),

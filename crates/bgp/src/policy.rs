@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::wire::PathAttrs;
 
@@ -36,11 +36,12 @@ pub enum Verdict {
 }
 
 /// `prefix` with its length in `ge..=le` (both default to the prefix's own length, so a
-/// bare prefix matches only itself; `le` alone matches from the prefix's length up), and,
-/// when given, carrying `community` and `large_community`.
+/// bare prefix matches only itself; `ge` alone matches up to the family's longest), and,
+/// when given, carrying `community` and `large_community`. Without a prefix, a route of
+/// either family matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefixRule {
-    pub prefix: Ipv4Net,
+    pub prefix: Option<IpNet>,
     pub ge: Option<u8>,
     pub le: Option<u8>,
     /// A standard community (RFC 1997) the route must carry.
@@ -53,14 +54,18 @@ pub struct PrefixRule {
 impl PrefixRule {
     /// Whether the route (`n` with `attrs`; none for a route without attributes of its
     /// own) matches. A community condition never matches a route without attributes.
-    pub fn matches(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> bool {
-        let lo = self.ge.unwrap_or(self.prefix.prefix_len());
-        let hi = self.le.unwrap_or(if self.ge.is_some() { 32 } else { lo });
-        self.prefix.contains(n)
-            && (lo..=hi).contains(&n.prefix_len())
-            && self
-                .community
-                .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
+    pub fn matches(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
+        self.prefix.is_none_or(|p| {
+            let lo = self.ge.unwrap_or(p.prefix_len());
+            let hi = self.le.unwrap_or(if self.ge.is_some() {
+                p.max_prefix_len()
+            } else {
+                lo
+            });
+            p.contains(n) && (lo..=hi).contains(&n.prefix_len())
+        }) && self
+            .community
+            .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
             && self
                 .large_community
                 .is_none_or(|c| attrs.is_some_and(|a| a.large_communities.contains(&c)))
@@ -79,7 +84,7 @@ impl Filter {
 
     /// The verdict on `n` with `attrs`, and the number (from 1) of the rule that gave it
     /// (0: the default).
-    pub fn judge(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> (Verdict, usize) {
+    pub fn judge(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> (Verdict, usize) {
         self.rules
             .iter()
             .position(|r| r.matches(n, attrs))
@@ -87,7 +92,7 @@ impl Filter {
             .unwrap_or((self.default, 0))
     }
 
-    pub fn permits(&self, n: &Ipv4Net, attrs: Option<&PathAttrs>) -> bool {
+    pub fn permits(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
         self.judge(n, attrs).0 == Verdict::Accept
     }
 }
@@ -118,9 +123,9 @@ pub struct NeighborPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
     /// Not a prefix a customer may announce: loopback, multicast, documentation, ….
-    Martian(Ipv4Net, &'static str),
+    Martian(IpNet, &'static str),
     /// Overlaps a VPC prefix of this routing instance: would hijack cloud traffic.
-    OverlapsVpc(Ipv4Net),
+    OverlapsVpc(IpNet),
     /// A fabric route outside every VPC prefix of this routing instance.
     OutsideVpc,
     /// AS_PATH holds a documentation ASN or AS_TRANS (RFC 5398, RFC 6793).
@@ -166,7 +171,7 @@ impl fmt::Display for Reject {
 }
 
 /// Address space no customer route may fall in (the default route itself is allowed).
-const MARTIANS: [(&str, &str); 12] = [
+const MARTIANS: [(&str, &str); 19] = [
     ("0.0.0.0/8", "this network"),
     ("100.64.0.0/10", "shared address space"),
     ("127.0.0.0/8", "loopback"),
@@ -179,14 +184,22 @@ const MARTIANS: [(&str, &str); 12] = [
     ("224.0.0.0/4", "multicast"),
     ("240.0.0.0/4", "reserved"),
     ("255.255.255.255/32", "broadcast"),
+    ("::/8", "loopback, unspecified and IPv4-mapped"),
+    ("100::/64", "discard only"),
+    ("2001:2::/48", "benchmarking"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("fe80::/10", "link local"),
+    ("ff00::/8", "multicast"),
 ];
 
-fn martian(p: &Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+fn martian(p: &IpNet) -> Option<(IpNet, &'static str)> {
     if p.prefix_len() == 0 {
         return None;
     }
     MARTIANS.iter().find_map(|(r, what)| {
-        let r: Ipv4Net = r.parse().ok()?;
+        let r: IpNet = r.parse().ok()?;
+        // (Ranges of the other family neither contain nor are contained.)
         r.contains(p).then_some((r, *what))
     })
 }
@@ -205,16 +218,16 @@ pub struct ImportContext<'a> {
     pub role: Role,
     pub local_asn: u32,
     pub peer_asn: u32,
-    pub vpc_prefixes: &'a [Ipv4Net],
+    pub vpc_prefixes: &'a [IpNet],
     /// Only routes inside these are accepted from a customer, when set.
-    pub accept_only: Option<&'a [Ipv4Net]>,
+    pub accept_only: Option<&'a [IpNet]>,
     /// A neighbor's import filter (`None`: refuse everything).
     pub filter: Option<&'a Filter>,
 }
 
 /// Whether a customer may route `prefix` toward its side, by BGP or by a static route:
 /// no martians, nothing that overlaps a VPC prefix of the instance.
-pub fn customer_prefix(vpc_prefixes: &[Ipv4Net], prefix: &Ipv4Net) -> Result<(), Reject> {
+pub fn customer_prefix(vpc_prefixes: &[IpNet], prefix: &IpNet) -> Result<(), Reject> {
     if let Some((r, what)) = martian(prefix) {
         return Err(Reject::Martian(r, what));
     }
@@ -229,7 +242,7 @@ pub fn customer_prefix(vpc_prefixes: &[Ipv4Net], prefix: &Ipv4Net) -> Result<(),
     Ok(())
 }
 
-pub fn import(cx: &ImportContext<'_>, prefix: &Ipv4Net, attrs: &PathAttrs) -> Result<(), Reject> {
+pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Result<(), Reject> {
     let ebgp = cx.peer_asn != cx.local_asn;
     for asn in attrs.path_asns() {
         if asn == cx.local_asn {
@@ -276,7 +289,7 @@ mod tests {
     use super::*;
     use crate::wire::AsPathSegment;
 
-    fn n(s: &str) -> Ipv4Net {
+    fn n(s: &str) -> IpNet {
         s.parse().expect("prefix")
     }
 
@@ -289,7 +302,7 @@ mod tests {
 
     const VPC: [&str; 1] = ["10.128.0.0/16"];
 
-    fn customer<'a>(vpc: &'a [Ipv4Net]) -> ImportContext<'a> {
+    fn customer<'a>(vpc: &'a [IpNet]) -> ImportContext<'a> {
         ImportContext {
             role: Role::Customer,
             local_asn: 200_350,
@@ -303,7 +316,7 @@ mod tests {
     #[test]
     fn martian_table_parses() {
         for (r, _) in MARTIANS {
-            assert!(r.parse::<Ipv4Net>().is_ok(), "{r}");
+            assert!(r.parse::<IpNet>().is_ok(), "{r}");
         }
     }
 
@@ -416,7 +429,7 @@ mod tests {
     #[test]
     fn prefix_rules_match_ge_and_le_like_a_prefix_list() {
         let rule = |p: &str, ge, le| PrefixRule {
-            prefix: n(p),
+            prefix: Some(n(p)),
             ge,
             le,
             community: None,
@@ -446,9 +459,9 @@ mod tests {
             community: Some(65001 << 16 | 666),
             large_community: Some([65001, 1, 2]),
             ..PrefixRule {
-                prefix: n("0.0.0.0/0"),
+                prefix: None,
                 ge: None,
-                le: Some(32),
+                le: None,
                 community: None,
                 large_community: None,
                 verdict: Verdict::Reject,
@@ -485,7 +498,7 @@ mod tests {
             name: "onprem".into(),
             rules: vec![
                 PrefixRule {
-                    prefix: n("10.10.0.0/16"),
+                    prefix: Some(n("10.10.0.0/16")),
                     ge: None,
                     le: None,
                     community: None,
@@ -493,7 +506,7 @@ mod tests {
                     verdict: Verdict::Reject,
                 },
                 PrefixRule {
-                    prefix: n("10.0.0.0/8"),
+                    prefix: Some(n("10.0.0.0/8")),
                     ge: None,
                     le: Some(24),
                     community: None,

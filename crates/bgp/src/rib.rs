@@ -3,10 +3,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use smallvec::SmallVec;
 
 use crate::policy::Role;
@@ -20,8 +20,9 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 pub struct Path {
     pub peer: PeerId,
     pub role: Role,
-    /// Where the kernel forwards: the peer's address on the shared subnet.
-    pub nexthop: Ipv4Addr,
+    /// Where the kernel forwards: the peer's address on the shared subnet (for IPv6, the
+    /// next hop it sent).
+    pub nexthop: IpAddr,
     pub peer_router_id: Ipv4Addr,
     pub ebgp: bool,
     pub attrs: Arc<PathAttrs>,
@@ -83,14 +84,16 @@ impl Entry {
     }
 }
 
-/// The Loc-RIB: every candidate path of every prefix, and which are selected. Keyed by
-/// [`key`], in prefix order: one integer comparison per step of a search.
+/// The Loc-RIB: every candidate path of every prefix, and which are selected. One table
+/// per family, each in prefix order; an IPv4 prefix is keyed by [`key`], one integer
+/// comparison per step of a search.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    entries: BTreeMap<u64, Entry>,
+    v4: BTreeMap<u64, Entry>,
+    v6: BTreeMap<Ipv6Net, Entry>,
 }
 
-/// A prefix as one integer that sorts as `Ipv4Net` does (address, then length).
+/// An IPv4 prefix as one integer that sorts as `Ipv4Net` does (address, then length).
 fn key(n: &Ipv4Net) -> u64 {
     (u64::from(n.addr().to_bits()) << 8) | u64::from(n.prefix_len())
 }
@@ -103,74 +106,117 @@ fn prefix(k: u64) -> Ipv4Net {
     .unwrap_or_default()
 }
 
-impl LocRib {
-    /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
-    /// selected set changed.
-    pub fn set(&mut self, prefix: Ipv4Net, peer: PeerId, path: Option<Path>) -> bool {
-        let k = key(&prefix);
-        let e = match self.entries.entry(k) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => match path {
-                // First path of a prefix: selected alone.
-                Some(p) => {
-                    v.insert(Entry {
-                        paths: smallvec::smallvec![p],
-                        selected: 1,
-                    });
-                    return true;
-                }
-                None => return false,
-            },
-        };
-        let old: SmallVec<[Path; 1]> = e.selected().iter().cloned().collect();
-        e.paths.retain(|p| p.peer != peer);
+impl Entry {
+    /// Sets (or with `None` removes) `peer`'s path; returns whether the selected set
+    /// changed. An entry left without paths is the caller's to remove.
+    fn set(&mut self, peer: PeerId, path: Option<Path>) -> bool {
+        let old: SmallVec<[Path; 1]> = self.selected().iter().cloned().collect();
+        self.paths.retain(|p| p.peer != peer);
         if let Some(p) = path {
-            let at = e
+            let at = self
                 .paths
                 .partition_point(|q| compare(q, &p) == Ordering::Less);
-            e.paths.insert(at, p);
+            self.paths.insert(at, p);
         }
-        let Some(best) = e.paths.first() else {
-            self.entries.remove(&k);
+        let Some(best) = self.paths.first() else {
             return true;
         };
-        let n = e
+        let n = self
             .paths
             .iter()
             .take_while(|p| compare_multipath(p, best) == Ordering::Equal)
             .count();
-        e.selected = n.min(u8::MAX as usize) as u8;
-        e.selected() != old.as_slice()
+        self.selected = n.min(u8::MAX as usize) as u8;
+        self.selected() != old.as_slice()
+    }
+}
+
+/// [`LocRib::set`] on one family's table.
+fn set_in<K: Ord>(map: &mut BTreeMap<K, Entry>, k: K, peer: PeerId, path: Option<Path>) -> bool {
+    use std::collections::btree_map::Entry as E;
+    match map.entry(k) {
+        E::Occupied(mut o) => {
+            let changed = o.get_mut().set(peer, path);
+            if o.get().paths.is_empty() {
+                o.remove();
+            }
+            changed
+        }
+        // First path of a prefix: selected alone.
+        E::Vacant(v) => path.is_some_and(|p| {
+            v.insert(Entry {
+                paths: smallvec::smallvec![p],
+                selected: 1,
+            });
+            true
+        }),
+    }
+}
+
+impl LocRib {
+    /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
+    /// selected set changed.
+    pub fn set(&mut self, prefix: IpNet, peer: PeerId, path: Option<Path>) -> bool {
+        match prefix {
+            IpNet::V4(n) => set_in(&mut self.v4, key(&n), peer, path),
+            IpNet::V6(n) => set_in(&mut self.v6, n, peer, path),
+        }
     }
 
-    pub fn selected(&self, prefix: &Ipv4Net) -> Option<&[Path]> {
-        self.entries.get(&key(prefix)).map(Entry::selected)
+    fn entry(&self, prefix: &IpNet) -> Option<&Entry> {
+        match prefix {
+            IpNet::V4(n) => self.v4.get(&key(n)),
+            IpNet::V6(n) => self.v6.get(n),
+        }
     }
 
-    pub fn best(&self, prefix: &Ipv4Net) -> Option<&Path> {
-        self.entries.get(&key(prefix)).and_then(|e| e.paths.first())
+    pub fn selected(&self, prefix: &IpNet) -> Option<&[Path]> {
+        self.entry(prefix).map(Entry::selected)
+    }
+
+    pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
+        self.entry(prefix).and_then(|e| e.paths.first())
     }
 
     /// The prefixes inside `n` (itself included) with their selected paths.
-    pub fn within(&self, n: &Ipv4Net) -> impl Iterator<Item = (Ipv4Net, &[Path])> {
-        let last = key(&Ipv4Net::new(n.broadcast(), 32).unwrap_or(*n));
-        self.entries
-            .range(key(n)..=last)
-            .map(|(k, e)| (prefix(*k), e.selected()))
-            .filter(move |(q, _)| n.contains(q))
+    pub fn within(&self, n: &IpNet) -> Box<dyn Iterator<Item = (IpNet, &[Path])> + '_> {
+        let n = *n;
+        match n {
+            IpNet::V4(v) => {
+                let last = key(&Ipv4Net::new(v.broadcast(), 32).unwrap_or(v));
+                Box::new(
+                    self.v4
+                        .range(key(&v)..=last)
+                        .map(|(k, e)| (IpNet::V4(prefix(*k)), e.selected()))
+                        .filter(move |(q, _)| n.contains(q)),
+                )
+            }
+            IpNet::V6(v) => {
+                let last = Ipv6Net::new(v.broadcast(), 128).unwrap_or(v);
+                Box::new(
+                    self.v6
+                        .range(v..=last)
+                        .map(|(k, e)| (IpNet::V6(*k), e.selected()))
+                        .filter(move |(q, _)| n.contains(q)),
+                )
+            }
+        }
     }
 
-    /// Every prefix with its selected paths, in prefix order.
-    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, &[Path])> {
-        self.entries.iter().map(|(k, e)| (prefix(*k), e.selected()))
+    /// Every prefix with its selected paths, IPv4 then IPv6, each in prefix order.
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &[Path])> {
+        self.v4
+            .iter()
+            .map(|(k, e)| (IpNet::V4(prefix(*k)), e.selected()))
+            .chain(self.v6.iter().map(|(k, e)| (IpNet::V6(*k), e.selected())))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.v4.is_empty() && self.v6.is_empty()
     }
 }
 
@@ -188,7 +234,7 @@ mod tests {
         Path {
             peer,
             role: Role::Customer,
-            nexthop: Ipv4Addr::new(169, 254, 0, peer as u8),
+            nexthop: Ipv4Addr::new(169, 254, 0, peer as u8).into(),
             peer_router_id: Ipv4Addr::new(10, 0, 0, peer as u8),
             ebgp: true,
             attrs: Arc::new(a),
@@ -284,7 +330,7 @@ mod tests {
     #[test]
     fn loc_rib_reports_changes_of_the_selected_set_only() {
         let mut r = LocRib::default();
-        let n: Ipv4Net = "192.168.0.0/16".parse().expect("prefix");
+        let n: IpNet = "192.168.0.0/16".parse().expect("prefix");
         assert!(r.set(n, 1, Some(p(1, &[65001], |_| {}))));
         assert!(
             !r.set(n, 1, Some(p(1, &[65001], |_| {}))),

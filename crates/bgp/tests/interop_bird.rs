@@ -2,7 +2,7 @@
 //! router, over loopback addresses of the test's own (127.0.X.0/24, one X per test).
 //! Skipped when BIRD is not installed, unless CIC_REQUIRE_PEERS=1 (CI).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use cic_bgp::driver::{InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance};
@@ -10,7 +10,7 @@ use cic_bgp::fsm::{GrConfig, SessionConfig, State};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
 use cic_bgp::policy::Role;
 use cic_peers::{Bird, bird_or_skip, wait_until};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 const CLOUD: u32 = 200_350;
 const WAIT: Duration = Duration::from_secs(30);
@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().expect("address")
 }
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
 
@@ -101,6 +101,7 @@ fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
         connect_retry: Duration::from_secs(1),
         passive: false,
         graceful_restart: None,
+        ipv6: false,
     }
 }
 
@@ -159,6 +160,7 @@ async fn start_with(
             role: Role::Customer,
             address: p.customer(),
             local_address: p.us(),
+            local_address6: None,
             asn: 65001,
             policy: None,
         },
@@ -175,6 +177,7 @@ async fn start_with(
                 role: Role::Fabric,
                 address: p.fabric(),
                 local_address: p.us(),
+                local_address6: None,
                 asn: CLOUD,
                 policy: None,
             },
@@ -226,8 +229,8 @@ async fn routes_flow_between_bird_customer_bird_fabric_and_the_kernel_table() {
     // Kernel table: exactly the acceptable customer route and the VPC route.
     let mut rx = h.routes();
     let want = [
-        (net("10.128.0.0/24"), vec![p.fabric()]),
-        (net("192.168.10.0/24"), vec![p.customer()]),
+        (net("10.128.0.0/24"), vec![IpAddr::from(p.fabric())]),
+        (net("192.168.10.0/24"), vec![IpAddr::from(p.customer())]),
     ];
     let got = tokio::time::timeout(
         WAIT,

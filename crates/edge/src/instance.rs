@@ -3,7 +3,7 @@
 //! the speaker's.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use cic_model::edge::{
     Attachment, BfdSettings, BfdStatus, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig,
     ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -302,7 +302,10 @@ impl Instance {
                         .into_iter()
                         .map(|(prefix, a, rejected)| RouteEntry {
                             prefix,
-                            next_hop: a.next_hop,
+                            next_hop: match prefix {
+                                IpNet::V4(_) => a.next_hop.map(Into::into),
+                                IpNet::V6(_) => a.next_hop6.map(Into::into),
+                            },
                             as_path: a.path_asns().collect(),
                             origin: match a.origin {
                                 cic_bgp::wire::Origin::Igp => "IGP",
@@ -417,7 +420,7 @@ impl Instance {
 
         // BGP: one peer per connection whose link is up, plus the fabric.
         if self.vpc_prefixes != ic.vpc_prefixes {
-            if let Err(e) = self.bgp.set_vpc_prefixes(ic.vpc_prefixes.clone()).await {
+            if let Err(e) = self.bgp.set_vpc_prefixes(nets(&ic.vpc_prefixes)).await {
                 errors.push(err(&ic.id, e.to_string()));
             }
             self.vpc_prefixes = ic.vpc_prefixes.clone();
@@ -452,6 +455,7 @@ impl Instance {
                             role: Role::Fabric,
                             address: f.fabric_ip,
                             local_address: f.edge_ip,
+                            local_address6: None,
                             asn: f.fabric_asn,
                             policy: None,
                         },
@@ -464,6 +468,7 @@ impl Instance {
                             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
                             passive: false,
                             graceful_restart: graceful_restart(&cfg.bgp),
+                            ipv6: false,
                         },
                         md5_key: None,
                         port: cic_bgp::driver::BGP_PORT,
@@ -507,7 +512,7 @@ impl Instance {
             };
             match self
                 .bgp
-                .set_static_routes(*id, c.static_routes.clone())
+                .set_static_routes(*id, nets(&c.static_routes))
                 .await
             {
                 Ok(refused) => errors.extend(
@@ -774,9 +779,9 @@ fn params(
     use cic_model::edge::MaxPrefixAction as M;
     InstanceParams {
         local_asn,
-        vpc_prefixes: ic.vpc_prefixes.clone(),
-        announce: ic.announce.clone(),
-        accept_only: ic.accept_only.clone(),
+        vpc_prefixes: nets(&ic.vpc_prefixes),
+        announce: nets(&ic.announce),
+        accept_only: ic.accept_only.as_deref().map(nets),
         max_prefixes: bgp.max_prefixes,
         max_prefix_action: match bgp.max_prefix_action {
             M::Teardown => MaxPrefixAction::Teardown,
@@ -829,6 +834,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             role: Role::Customer,
             address: c.peer_ip,
             local_address: c.cloud_ip,
+            local_address6: None,
             asn: c.peer_asn,
             policy: None,
         },
@@ -841,6 +847,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
             passive: false,
             graceful_restart: graceful_restart(&cfg.bgp),
+            ipv6: false,
         },
         md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
         port: cic_bgp::driver::BGP_PORT,
@@ -877,10 +884,32 @@ async fn program_routes(
     }
 }
 
+/// The model's IPv4 prefixes as the speaker's.
+fn nets(v: &[Ipv4Net]) -> Vec<IpNet> {
+    v.iter().map(|p| IpNet::V4(*p)).collect()
+}
+
 async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {
+    // The edge's sessions carry IPv4 unicast only, so its routes are IPv4 (the data plane
+    // has no IPv6 yet).
+    let want: BTreeMap<Ipv4Net, Vec<Ipv4Addr>> = want
+        .iter()
+        .filter_map(|(p, hops)| match p {
+            IpNet::V4(p) => Some((
+                *p,
+                hops.iter()
+                    .filter_map(|h| match h {
+                        IpAddr::V4(a) => Some(*a),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
+            )),
+            IpNet::V6(_) => None,
+        })
+        .collect();
     let have = nl.routes(PROTO_BGP).await.map_err(|e| e.to_string())?;
     let mut first_err = None;
-    for (p, hops) in want {
+    for (p, hops) in &want {
         let mut sorted = hops.clone();
         sorted.sort();
         if have.get(p) != Some(&sorted)

@@ -302,9 +302,10 @@ pub struct RouteQuery {
 #[serde(rename_all = "camelCase")]
 pub struct RouteEntry {
     #[schemars(with = "String")]
-    pub prefix: Ipv4Net,
+    pub prefix: ipnet::IpNet,
+    /// NEXT_HOP for an IPv4 route, the MP_REACH_NLRI next hop for an IPv6 one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_hop: Option<Ipv4Addr>,
+    pub next_hop: Option<std::net::IpAddr>,
     pub as_path: Vec<u32>,
     /// IGP, EGP or INCOMPLETE.
     pub origin: String,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cic_bgp::wire::{AsPathSegment, Message, Open, Origin, PathAttrs, encode_updates};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
 const SPEAKER: Ipv4Addr = Ipv4Addr::new(127, 0, 41, 1);
@@ -79,7 +79,7 @@ fn encode_feed(feed: &Feed) -> Vec<Vec<u8>> {
                     next_hop: Some(Ipv4Addr::new(10, 42, 0, 1 + p as u8)),
                     ..Default::default()
                 };
-                let nlri: Vec<Ipv4Net> = chunk.iter().map(|i| prefix(*i)).collect();
+                let nlri: Vec<IpNet> = chunk.iter().map(|i| prefix(*i).into()).collect();
                 for m in encode_updates(&[], Some(&attrs), &nlri) {
                     wire.extend_from_slice(&m);
                 }
@@ -614,6 +614,6 @@ mod tests {
             assert!(last_empty, "End-of-RIB last");
         }
         assert_eq!(seen.len(), 1000);
-        assert_eq!(seen.first(), Some(&prefix(0)));
+        assert_eq!(seen.first(), Some(&IpNet::from(prefix(0))));
     }
 }

@@ -13,8 +13,19 @@
 //! import = "accept-all"    # "none" | "accept-all" | a policy name
 //! export = "none"          # "none" | "originated" | "all" | a policy name
 //!
+//! [[neighbor]]
+//! address = "10.99.3.1"
+//! remote_asn = 65003
+//! ipv6 = true                # IPv6 unicast too (MP-BGP on this IPv4 session)
+//! next_hop6 = "2001:db8:3::2"
+//! import = "accept-all"
+//! export = "originated"
+//!
 //! [[originate]]
 //! prefix = "198.51.100.0/24"
+//!
+//! [[originate]]
+//! prefix = "2001:db8:100::/48"
 //!
 //! [[policy]]
 //! name = "onprem"
@@ -26,14 +37,14 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cic_bgp::fsm::{GrConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
 use cic_bgp::policy::{Export, Filter, NeighborPolicy, PrefixRule, Role, Verdict};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The file as written.
@@ -103,6 +114,12 @@ pub struct Neighbor {
     /// The neighbor's TCP port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// Exchange IPv6 unicast routes too (RFC 4760 MP-BGP, on this IPv4 session).
+    #[serde(default)]
+    pub ipv6: bool,
+    /// The IPv6 next hop we announce to the neighbor (default: the IPv4-mapped form of
+    /// our IPv4 address, `::ffff:a.b.c.d`, as FRR does).
+    pub next_hop6: Option<Ipv6Addr>,
     /// Prefixes accepted from it at most (see `max_prefix_action`).
     pub max_prefixes: Option<u32>,
 }
@@ -117,7 +134,7 @@ fn default_port() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Originate {
-    pub prefix: Ipv4Net,
+    pub prefix: IpNet,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,8 +155,9 @@ fn reject() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// The prefix (with `ge`/`le`) the route must fall in; none: any route.
-    pub prefix: Option<Ipv4Net>,
+    /// The prefix (with `ge`/`le`) the route must fall in; none: any route, of either
+    /// family.
+    pub prefix: Option<IpNet>,
     pub ge: Option<u8>,
     pub le: Option<u8>,
     /// A standard community the route must carry, "asn:value" (RFC 1997).
@@ -272,19 +290,16 @@ impl Config {
                 if r.prefix.is_none() && (r.ge.is_some() || r.le.is_some()) {
                     return Err(format!("{key}: ge and le need a prefix"));
                 }
-                // No prefix: any route (0.0.0.0/0 le 32).
-                let (prefix, le) = match r.prefix {
-                    Some(p) => (p, r.le),
-                    None => (Ipv4Net::default(), Some(32)),
-                };
-                let own = prefix.prefix_len();
-                for (what, v) in [("ge", r.ge), ("le", r.le)] {
-                    if let Some(v) = v
-                        && !(own..=32).contains(&v)
-                    {
-                        return Err(format!(
-                            "{key}.{what}: {v} is outside {own}..=32 (the prefix's length to 32)"
-                        ));
+                if let Some(prefix) = r.prefix {
+                    let (own, max) = (prefix.prefix_len(), prefix.max_prefix_len());
+                    for (what, v) in [("ge", r.ge), ("le", r.le)] {
+                        if let Some(v) = v
+                            && !(own..=max).contains(&v)
+                        {
+                            return Err(format!(
+                                "{key}.{what}: {v} is outside {own}..={max} (the prefix's length to {max})"
+                            ));
+                        }
                     }
                 }
                 if let (Some(ge), Some(le)) = (r.ge, r.le)
@@ -293,9 +308,9 @@ impl Config {
                     return Err(format!("{key}: ge {ge} is greater than le {le}"));
                 }
                 rules.push(PrefixRule {
-                    prefix: prefix.trunc(),
+                    prefix: r.prefix.map(|p| p.trunc()),
                     ge: r.ge,
-                    le,
+                    le: r.le,
                     community: r
                         .community
                         .as_deref()
@@ -338,6 +353,16 @@ impl Config {
                     MD5_MAX_KEY
                 ));
             }
+            if let Some(nh) = n.next_hop6 {
+                if !n.ipv6 {
+                    return Err(format!(
+                        "{key}.next_hop6: set, but the session does not carry IPv6 (add ipv6 = true)"
+                    ));
+                }
+                if nh.is_unspecified() || nh.is_multicast() || nh.is_loopback() {
+                    return Err(format!("{key}.next_hop6: {nh} is not a usable next hop"));
+                }
+            }
             let named = |what: &str| -> Result<Filter, String> {
                 policies.get(what).cloned().ok_or_else(|| {
                     let mut known: Vec<&str> = policies.keys().map(String::as_str).collect();
@@ -369,6 +394,7 @@ impl Config {
                     role: Role::Neighbor,
                     address: n.address,
                     local_address: n.local_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    local_address6: n.next_hop6,
                     asn: n.remote_asn,
                     policy: Some(Arc::new(NeighborPolicy {
                         import,
@@ -388,6 +414,7 @@ impl Config {
                         restart_time: f.graceful_restart_secs,
                         restarting: false,
                     }),
+                    ipv6: n.ipv6,
                 },
                 md5_key: n.md5_key.clone(),
                 port: n.port,
@@ -480,7 +507,7 @@ prefix = "198.51.100.0/24"
         );
         assert_eq!(
             c.params.announce,
-            ["198.51.100.0/24".parse::<Ipv4Net>().expect("prefix")]
+            ["198.51.100.0/24".parse::<IpNet>().expect("prefix")]
         );
     }
 
@@ -533,11 +560,56 @@ rule = [
         let f = p.import.as_ref().expect("import");
         assert_eq!(f.rules[0].community, Some(65001 << 16 | 666));
         assert_eq!(f.rules[1].large_community, Some([4_200_000_002, 0, 666]));
-        let any: Ipv4Net = "192.0.2.0/24".parse().expect("prefix");
+        let any: IpNet = "192.0.2.0/24".parse().expect("prefix");
         let mut a = cic_bgp::wire::PathAttrs::default();
         assert!(f.permits(&any, Some(&a)));
         a.communities = vec![65001 << 16 | 666];
         assert_eq!(f.judge(&any, Some(&a)), (Verdict::Reject, 1));
+    }
+
+    #[test]
+    fn ipv6_sessions_prefixes_and_rules() {
+        let c = Config::parse(
+            r#"
+asn = 65002
+router_id = "10.99.0.1"
+[[neighbor]]
+address = "10.99.1.1"
+remote_asn = 65001
+ipv6 = true
+next_hop6 = "2001:db8:1::2"
+import = "v6"
+[[neighbor]]
+address = "10.99.2.1"
+remote_asn = 65003
+[[originate]]
+prefix = "2001:db8:100::/48"
+[[policy]]
+name = "v6"
+rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
+"#,
+        )
+        .expect("config");
+        let (dual, plain) = (&c.neighbors[0], &c.neighbors[1]);
+        assert!(dual.session.ipv6 && !plain.session.ipv6);
+        assert_eq!(
+            dual.spec.local_address6,
+            Some("2001:db8:1::2".parse().expect("address"))
+        );
+        assert_eq!(
+            c.params.announce,
+            ["2001:db8:100::/48".parse::<IpNet>().expect("prefix")]
+        );
+        let f = dual
+            .spec
+            .policy
+            .as_deref()
+            .and_then(|p| p.import.as_ref())
+            .expect("import");
+        let p = |s: &str| s.parse::<IpNet>().expect("prefix");
+        assert!(f.permits(&p("2001:db8:7::/48"), None));
+        assert!(!f.permits(&p("2001:db8:7::/96"), None), "longer than le");
+        assert!(!f.permits(&p("10.0.0.0/8"), None), "another family");
     }
 
     #[test]
@@ -630,6 +702,24 @@ rule = [
             (
                 format!("{base}[[policy]]\nname = \"p\"\n[[policy]]\nname = \"p\"\n"),
                 "policy[1].name: \"p\" is defined twice",
+            ),
+            (
+                format!("{base}{nb}next_hop6 = \"2001:db8::1\"\n"),
+                "neighbor[0].next_hop6: set, but the session does not carry IPv6",
+            ),
+            (
+                format!("{base}{nb}ipv6 = true\nnext_hop6 = \"ff02::1\"\n"),
+                "neighbor[0].next_hop6: ff02::1 is not a usable next hop",
+            ),
+            (
+                format!("{base}[[originate]]\nprefix = \"2001:db8::1/32\"\n"),
+                "originate[0].prefix: 2001:db8::1/32 has host bits set",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"2001:db8::/32\", le = 129, action = \"accept\" }}]\n"
+                ),
+                "policy[0].rule[0].le: 129 is outside 32..=128",
             ),
             (
                 format!("{base}max_prefix_action = \"shrug\"\n"),

@@ -73,8 +73,9 @@ pub struct NeighborSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
-    pub prefix: ipnet::Ipv4Net,
-    pub next_hop: Ipv4Addr,
+    pub prefix: ipnet::IpNet,
+    /// NEXT_HOP for IPv4, the MP_REACH_NLRI global next hop for IPv6.
+    pub next_hop: std::net::IpAddr,
     /// The AS_PATH, with an AS_SET as a nested array.
     pub as_path: Vec<serde_json::Value>,
     /// The neighbor it came from.
@@ -218,7 +219,11 @@ async fn respond(
                 let a = &path.attrs;
                 let r = Route {
                     prefix: *prefix,
-                    next_hop: a.next_hop.unwrap_or(path.nexthop),
+                    next_hop: match prefix {
+                        ipnet::IpNet::V4(_) => a.next_hop.map(Into::into),
+                        ipnet::IpNet::V6(_) => a.next_hop6.map(Into::into),
+                    }
+                    .unwrap_or(path.nexthop),
                     as_path: a
                         .as_path
                         .iter()

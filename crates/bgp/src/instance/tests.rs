@@ -1,9 +1,10 @@
 use super::*;
 use crate::wire::AsPathSegment;
+use std::net::IpAddr;
 
 const CLOUD: u32 = 200_350;
 
-fn n(s: &str) -> Ipv4Net {
+fn n(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
 fn a(s: &str) -> Ipv4Addr {
@@ -33,6 +34,8 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
         route_refresh: true,
         ibgp: asn == CLOUD,
         graceful_restart: None,
+        ipv4: true,
+        ipv6: false,
     }
 }
 
@@ -50,6 +53,7 @@ fn customer_a() -> PeerSpec {
         role: Role::Customer,
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
+        local_address6: None,
         asn: 65001,
         policy: None,
     }
@@ -61,6 +65,7 @@ fn fabric() -> PeerSpec {
         role: Role::Fabric,
         address: a("100.127.0.1"),
         local_address: a("100.127.0.0"),
+        local_address6: None,
         asn: CLOUD,
         policy: None,
     }
@@ -74,6 +79,7 @@ fn lab(max: u32, action: MaxPrefixAction) -> Lab {
         role: Role::Customer,
         address: a("169.254.2.2"),
         local_address: a("169.254.2.1"),
+        local_address6: None,
         asn: 65001,
         policy: None,
     });
@@ -122,7 +128,7 @@ fn withdraw(prefixes: &[&str]) -> Update {
 }
 
 /// Prefixes announced and withdrawn to `peer` by these actions.
-fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
+fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<IpNet>, Vec<IpNet>) {
     let (mut ann, mut wd) = (vec![], vec![]);
     for act in actions {
         if let Action::Send {
@@ -172,6 +178,7 @@ fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
         role: Role::Customer,
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
+        local_address6: None,
         asn: 65001,
         policy: None,
     });
@@ -201,7 +208,7 @@ fn customer_route_goes_to_the_kernel_and_to_the_fabric_with_next_hop_self() {
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("192.168.10.0/24"),
-            nexthops: vec![a("169.254.1.2")]
+            nexthops: vec![a("169.254.1.2").into()]
         }]
     );
     let f = attrs_sent(&out, l.fabric, "192.168.10.0/24").expect("exported to fabric");
@@ -263,7 +270,7 @@ fn vpc_prefix_is_announced_only_while_the_fabric_covers_it() {
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("10.128.0.0/24"),
-            nexthops: vec![a("100.127.0.1")]
+            nexthops: vec![a("100.127.0.1").into()]
         }]
     );
     assert_eq!(
@@ -332,7 +339,7 @@ fn equal_routes_over_two_connections_are_ecmp_in_the_kernel() {
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("192.168.10.0/24"),
-            nexthops: vec![a("169.254.1.2"), a("169.254.2.2")]
+            nexthops: vec![a("169.254.1.2").into(), a("169.254.2.2").into()]
         }]
     );
     // One path goes down: the other carries on alone.
@@ -344,7 +351,7 @@ fn equal_routes_over_two_connections_are_ecmp_in_the_kernel() {
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("192.168.10.0/24"),
-            nexthops: vec![a("169.254.2.2")]
+            nexthops: vec![a("169.254.2.2").into()]
         }]
     );
 }
@@ -369,7 +376,7 @@ fn prepending_selects_active_and_standby() {
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("192.168.10.0/24"),
-            nexthops: vec![a("169.254.2.2")]
+            nexthops: vec![a("169.254.2.2").into()]
         }]
     );
     let f = attrs_sent(&out, l.fabric, "192.168.10.0/24").expect("fabric learns the standby path");
@@ -532,7 +539,7 @@ fn new_vpc_prefixes_rejudge_routes_already_received() {
     let r = routes(&out);
     assert!(r.contains(&RouteChange::Replace {
         prefix: n("10.140.0.0/24"),
-        nexthops: vec![a("100.127.0.1")]
+        nexthops: vec![a("100.127.0.1").into()]
     }));
     assert!(r.contains(&RouteChange::Remove {
         prefix: n("10.150.0.0/24")
@@ -560,6 +567,7 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
         role: Role::Customer,
         address: a("169.254.1.2"),
         local_address: a("169.254.1.1"),
+        local_address6: None,
         asn: 65001,
         policy: None,
     });
@@ -568,6 +576,7 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
         role: Role::Fabric,
         address: a("100.127.0.1"),
         local_address: a("100.127.0.0"),
+        local_address6: None,
         asn: 4_200_000_001,
         policy: None,
     });
@@ -603,7 +612,7 @@ fn static_routes_go_to_the_kernel_and_the_fabric_without_a_session_and_leave_cle
         routes(&out),
         vec![RouteChange::Replace {
             prefix: n("192.168.20.0/24"),
-            nexthops: vec![a("169.254.1.2")]
+            nexthops: vec![a("169.254.1.2").into()]
         }],
         "via the connection's peer address; the VPC-overlapping one is refused"
     );
@@ -690,6 +699,7 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
         role: Role::Customer,
         address: a("5.45.200.2"),
         local_address: a("5.45.200.1"),
+        local_address6: None,
         asn: 65001,
         policy: None,
     });
@@ -717,11 +727,11 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
         vec![
             RouteChange::Replace {
                 prefix: n("5.45.192.0/22"),
-                nexthops: vec![a("5.45.200.2")]
+                nexthops: vec![a("5.45.200.2").into()]
             },
             RouteChange::Replace {
                 prefix: n("5.45.194.0/24"),
-                nexthops: vec![a("5.45.200.2")]
+                nexthops: vec![a("5.45.200.2").into()]
             },
         ],
         "inside the registered /22, and nothing else"
@@ -751,7 +761,7 @@ fn the_looking_glass_shows_received_routes_with_reasons_accepted_and_advertised(
         ),
     });
     let received = l.i.routes(l.a, RouteSet::Received);
-    let reasons: Vec<(Ipv4Net, Option<String>)> =
+    let reasons: Vec<(IpNet, Option<String>)> =
         received.iter().map(|(n, _, r)| (*n, r.clone())).collect();
     assert_eq!(
         reasons,
@@ -763,7 +773,7 @@ fn the_looking_glass_shows_received_routes_with_reasons_accepted_and_advertised(
             (n("192.168.10.0/24"), None),
         ]
     );
-    let accepted: Vec<Ipv4Net> =
+    let accepted: Vec<IpNet> =
         l.i.routes(l.a, RouteSet::Accepted)
             .iter()
             .map(|r| r.0)
@@ -843,7 +853,7 @@ fn negotiated_gr(asn: u32, id: &str, forwarding: bool) -> Negotiated {
     }
 }
 
-fn removed(actions: &[Action]) -> Vec<Ipv4Net> {
+fn removed(actions: &[Action]) -> Vec<IpNet> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -1078,6 +1088,7 @@ fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export
         role: Role::Neighbor,
         address: a(addr),
         local_address: Ipv4Addr::UNSPECIFIED,
+        local_address6: None,
         asn,
         policy: Some(Arc::new(NeighborPolicy {
             import,
@@ -1130,7 +1141,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
     let only10 = policy::Filter {
         name: "ten".into(),
         rules: vec![policy::PrefixRule {
-            prefix: n("10.0.0.0/8"),
+            prefix: Some(n("10.0.0.0/8")),
             ge: None,
             le: Some(32),
             community: None,
@@ -1154,7 +1165,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
     // The feed's NEXT_HOP is kept as sent; the kernel would forward there.
     assert!(routes(&out).contains(&RouteChange::Replace {
         prefix: n("10.1.0.0/16"),
-        nexthops: vec![a("10.99.1.7")]
+        nexthops: vec![a("10.99.1.7").into()]
     }));
     assert_eq!(sent_to(&out, feed), (vec![], vec![]), "export none");
     assert_eq!(sent_to(&out, own), (vec![], vec![]), "originated only");
@@ -1212,10 +1223,10 @@ fn a_neighbor_without_import_policy_gives_nothing_and_ibgp_routes_stay_in_ibgp()
     });
     assert_eq!(
         sent_to(&out, ibgp2).0,
-        Vec::<Ipv4Net>::new(),
+        Vec::<IpNet>::new(),
         "no iBGP to iBGP"
     );
-    assert_eq!(sent_to(&out, ibgp1).0, Vec::<Ipv4Net>::new(), "not back");
+    assert_eq!(sent_to(&out, ibgp1).0, Vec::<IpNet>::new(), "not back");
     assert_eq!(sent_to(&out, deny).0, [n("10.2.0.0/16")]);
 }
 
@@ -1352,4 +1363,239 @@ fn malformed_updates_are_counted_and_an_empty_treat_as_withdraw_is_no_end_of_rib
         1,
         "counts start again with the session"
     );
+}
+
+fn up6(i: &mut Instance, peer: PeerId, asn: u32, id: &str, ipv4: bool) -> Vec<Action> {
+    i.handle(Event::PeerUp {
+        peer,
+        negotiated: Negotiated {
+            ipv4,
+            ipv6: true,
+            ..negotiated(asn, id)
+        },
+    })
+}
+
+fn announce6(path: &[u32], nh: &str, prefixes: &[&str]) -> Update {
+    Update {
+        attrs: Some(PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(path.to_vec())],
+            next_hop6: Some(nh.parse().expect("address")),
+            ..Default::default()
+        }),
+        nlri: prefixes.iter().map(|p| n(p)).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ipv6_routes_go_only_to_sessions_that_carry_ipv6_with_our_ipv6_next_hop() {
+    let mut i = speaker(&["198.51.100.0/24", "2001:db8:100::/48"]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::All,
+    ));
+    let dual = i.add_peer(PeerSpec {
+        local_address6: Some("2001:db8:3::2".parse().expect("address")),
+        ..neighbor("10.99.3.1", 65003, None, Export::All)
+    });
+    let mapped = i.add_peer(neighbor("10.99.4.1", 65004, None, Export::All));
+    let v4only = i.add_peer(neighbor("10.99.5.1", 65005, None, Export::All));
+    i.set_local_address(mapped, a("10.99.4.2"));
+    up6(&mut i, feed, 65001, "1.1.1.1", true);
+    // At session start each gets our own prefixes of the families it carries.
+    let at_up = up6(&mut i, dual, 65003, "3.3.3.3", true);
+    let mut own = sent_to(&at_up, dual).0;
+    own.sort();
+    assert_eq!(own, [n("198.51.100.0/24"), n("2001:db8:100::/48")]);
+    let at_up = up6(&mut i, mapped, 65004, "4.4.4.4", false);
+    assert_eq!(
+        sent_to(&at_up, mapped).0,
+        [n("2001:db8:100::/48")],
+        "IPv6 only"
+    );
+    let at_up = up(&mut i, v4only, 65005, "5.5.5.5");
+    assert_eq!(
+        sent_to(&at_up, v4only).0,
+        [n("198.51.100.0/24")],
+        "IPv4 only"
+    );
+
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce6(
+            &[65001],
+            "2001:db8:1::7",
+            &["2001:db8:200::/48", "2001:db8:201::/48"],
+        ),
+    });
+    // Forwarded to the IPv6 next hop the feed sent.
+    assert!(routes(&out).contains(&RouteChange::Replace {
+        prefix: n("2001:db8:200::/48"),
+        nexthops: vec!["2001:db8:1::7".parse::<IpAddr>().expect("address")],
+    }));
+    assert_eq!(i.rib_len(), 2);
+    let sent = attrs_sent(&out, dual, "2001:db8:200::/48").expect("sent to the dual-stack peer");
+    assert_eq!(
+        sent.next_hop6,
+        Some("2001:db8:3::2".parse().expect("address")),
+        "next hop self"
+    );
+    assert_eq!(
+        sent.as_path,
+        vec![AsPathSegment::Sequence(vec![65002, 65001])]
+    );
+    let sent = attrs_sent(&out, mapped, "2001:db8:200::/48").expect("sent");
+    assert_eq!(
+        sent.next_hop6,
+        Some(a("10.99.4.2").to_ipv6_mapped()),
+        "IPv4-mapped"
+    );
+    assert_eq!(
+        sent_to(&out, v4only),
+        (vec![], vec![]),
+        "nothing IPv6 to an IPv4 session"
+    );
+
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: withdraw(&["2001:db8:200::/48"]),
+    });
+    assert_eq!(sent_to(&out, dual).1, [n("2001:db8:200::/48")]);
+    assert_eq!(removed(&out), [n("2001:db8:200::/48")]);
+    assert_eq!(sent_to(&out, v4only), (vec![], vec![]));
+}
+
+#[test]
+fn routes_of_a_family_the_session_did_not_negotiate_are_ignored() {
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    up(&mut i, feed, 65001, "1.1.1.1");
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce6(&[65001], "2001:db8:1::7", &["2001:db8:200::/48"]),
+    });
+    assert_eq!(i.rib_len(), 0);
+    assert_eq!(i.peer_stats(feed).received, 0);
+}
+
+#[test]
+fn the_prefix_limit_counts_each_family_on_its_own() {
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(PeerSpec {
+        policy: Some(Arc::new(NeighborPolicy {
+            import: Some(policy::Filter::accept_all()),
+            export: Export::Nothing,
+            max_prefixes: Some(2),
+        })),
+        ..neighbor("10.99.1.1", 65001, None, Export::Nothing)
+    });
+    up6(&mut i, feed, 65001, "1.1.1.1", true);
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/16", "10.2.0.0/16"]),
+    });
+    assert!(!out.iter().any(|a| matches!(a, Action::TearDown { .. })));
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce6(
+            &[65001],
+            "2001:db8:1::7",
+            &["2001:db8:1::/48", "2001:db8:2::/48"],
+        ),
+    });
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::TearDown { .. })),
+        "two of each is within a limit of two per family"
+    );
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce6(&[65001], "2001:db8:1::7", &["2001:db8:3::/48"]),
+    });
+    let n = out
+        .iter()
+        .find_map(|a| match a {
+            Action::TearDown { notification, .. } => Some(notification.clone()),
+            _ => None,
+        })
+        .expect("torn down");
+    // RFC 4486 §4: AFI 2, SAFI 1, the limit.
+    assert_eq!(n.data, vec![0, 2, 1, 0, 0, 0, 2]);
+}
+
+#[test]
+fn end_of_rib_and_graceful_restart_are_per_family() {
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    // Graceful restart with forwarding kept for IPv4 and IPv6.
+    let gr = |forwarding| Negotiated {
+        ipv6: true,
+        graceful_restart: Some(crate::wire::GracefulRestart {
+            restarting: forwarding,
+            notification: false,
+            restart_time: 120,
+            families: [1, 2]
+                .map(|afi| crate::wire::GrFamily {
+                    afi,
+                    safi: 1,
+                    forwarding,
+                })
+                .to_vec(),
+        }),
+        ..negotiated(65001, "1.1.1.1")
+    };
+    i.handle(Event::PeerUp {
+        peer: feed,
+        negotiated: gr(false),
+    });
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/16"]),
+    });
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce6(&[65001], "2001:db8:1::7", &["2001:db8:1::/48"]),
+    });
+    i.handle(Event::PeerDown {
+        peer: feed,
+        graceful: true,
+    });
+    assert_eq!(i.rib_len(), 2, "both kept while it restarts");
+    i.handle(Event::PeerUp {
+        peer: feed,
+        negotiated: gr(true),
+    });
+    assert_eq!(i.awaiting_end_of_rib(), vec![feed]);
+    // IPv4's End-of-RIB ends the stale IPv4 routes only.
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: Update::default(),
+    });
+    assert_eq!(removed(&out), [n("10.1.0.0/16")]);
+    assert_eq!(
+        i.awaiting_end_of_rib(),
+        vec![feed],
+        "IPv6's is still to come"
+    );
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: Update {
+            ipv6_end_of_rib: true,
+            ..Default::default()
+        },
+    });
+    assert_eq!(removed(&out), [n("2001:db8:1::/48")]);
+    assert!(i.awaiting_end_of_rib().is_empty());
 }

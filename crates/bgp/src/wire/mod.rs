@@ -25,6 +25,7 @@ pub use open::{Capability, GrFamily, GracefulRestart, Open, cap_code};
 pub use prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
 pub use update::{
     AsPathSegment, Origin, PathAttrs, RawAttr, Update, UpdateProblem, encode_updates,
+    ipv6_end_of_rib,
 };
 
 use bytes::{BufMut, BytesMut};
@@ -36,6 +37,57 @@ pub const MAX_MESSAGE_LEN: usize = 4096;
 pub const BGP_VERSION: u8 = 4;
 pub const AS_TRANS: u32 = 23456;
 
+/// The address families cic speaks, each with SAFI 1 (unicast): IPv4 in the classic
+/// UPDATE fields and optionally MP-BGP, IPv6 in MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760,
+/// RFC 2545).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Afi {
+    Ipv4,
+    Ipv6,
+}
+
+impl Afi {
+    pub const BOTH: [Afi; 2] = [Afi::Ipv4, Afi::Ipv6];
+    pub const SAFI_UNICAST: u8 = 1;
+
+    /// The IANA address family number.
+    pub fn code(self) -> u16 {
+        match self {
+            Afi::Ipv4 => 1,
+            Afi::Ipv6 => 2,
+        }
+    }
+
+    pub fn from_code(afi: u16) -> Option<Afi> {
+        match afi {
+            1 => Some(Afi::Ipv4),
+            2 => Some(Afi::Ipv6),
+            _ => None,
+        }
+    }
+
+    pub fn of(n: &ipnet::IpNet) -> Afi {
+        match n {
+            ipnet::IpNet::V4(_) => Afi::Ipv4,
+            ipnet::IpNet::V6(_) => Afi::Ipv6,
+        }
+    }
+
+    pub fn max_len(self) -> u8 {
+        match self {
+            Afi::Ipv4 => 32,
+            Afi::Ipv6 => 128,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Afi::Ipv4 => "IPv4 unicast",
+            Afi::Ipv6 => "IPv6 unicast",
+        }
+    }
+}
+
 pub mod msg_type {
     pub const OPEN: u8 = 1;
     pub const UPDATE: u8 = 2;
@@ -44,6 +96,9 @@ pub mod msg_type {
     pub const ROUTE_REFRESH: u8 = 5;
 }
 
+/// (UPDATE is the large variant and the one that matters: messages are decoded one at a
+/// time and handed on, so boxing it would cost an allocation per UPDATE for nothing.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Open(Open),

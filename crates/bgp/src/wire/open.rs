@@ -120,9 +120,14 @@ pub struct GrFamily {
 impl GracefulRestart {
     /// Whether IPv4 unicast is covered, and with forwarding preserved.
     pub fn ipv4_unicast(&self) -> Option<bool> {
+        self.family(super::Afi::Ipv4)
+    }
+
+    /// Whether `afi` (unicast) is covered, and with forwarding preserved.
+    pub fn family(&self, afi: super::Afi) -> Option<bool> {
         self.families
             .iter()
-            .find(|f| f.afi == 1 && f.safi == 1)
+            .find(|f| f.afi == afi.code() && f.safi == super::Afi::SAFI_UNICAST)
             .map(|f| f.forwarding)
     }
 }

@@ -1,4 +1,5 @@
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
@@ -30,7 +31,7 @@ fn decode_one(b: &[u8], cx: &DecodeContext) -> Message {
     m
 }
 
-fn net(s: &str) -> ipnet::Ipv4Net {
+fn net(s: &str) -> ipnet::IpNet {
     s.parse().expect("test prefix")
 }
 
@@ -107,7 +108,7 @@ fn bird_keepalive_and_end_of_rib() {
     let Message::Update(u) = decode_one(&golden("eor"), &DecodeContext::default()) else {
         panic!()
     };
-    assert!(u.is_end_of_rib());
+    assert_eq!(u.end_of_rib(), Some(Afi::Ipv4));
     assert_eq!(Message::Update(u).encode().to_vec(), golden("eor"));
 }
 
@@ -252,11 +253,21 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u32
     }
-    fn prefix(&mut self) -> ipnet::Ipv4Net {
+    /// An IPv4 prefix, or one time in three an IPv6 one.
+    fn prefix(&mut self) -> ipnet::IpNet {
+        if self.next().is_multiple_of(3) {
+            let len = (self.next() % 129) as u8;
+            let addr = (u128::from(self.next()) << 96) | u128::from(self.next());
+            return ipnet::Ipv6Net::new(Ipv6Addr::from(addr), len)
+                .expect("len <= 128")
+                .trunc()
+                .into();
+        }
         let len = (self.next() % 33) as u8;
         ipnet::Ipv4Net::new(Ipv4Addr::from(self.next()), len)
             .expect("len <= 32")
             .trunc()
+            .into()
     }
 }
 
@@ -266,6 +277,8 @@ fn random_updates_round_trip() {
     for _ in 0..500 {
         let nlri: Vec<_> = (0..g.next() % 20).map(|_| g.prefix()).collect();
         let withdrawn: Vec<_> = (0..g.next() % 20).map(|_| g.prefix()).collect();
+        let v4 = nlri.iter().any(|n| matches!(n, ipnet::IpNet::V4(_)));
+        let v6 = nlri.iter().any(|n| matches!(n, ipnet::IpNet::V6(_)));
         let attrs = (!nlri.is_empty()).then(|| PathAttrs {
             origin: [Origin::Igp, Origin::Egp, Origin::Incomplete][(g.next() % 3) as usize],
             as_path: (0..g.next() % 3)
@@ -278,7 +291,11 @@ fn random_updates_round_trip() {
                     }
                 })
                 .collect(),
-            next_hop: Some(Ipv4Addr::new(10, 0, (g.next() % 255) as u8, 1)),
+            // (NEXT_HOP is ignored in an UPDATE with only IPv6 NLRI, RFC 4760 §3.)
+            next_hop: v4.then(|| Ipv4Addr::new(10, 0, (g.next() % 255) as u8, 1)),
+            next_hop6: v6.then(|| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, g.next() as u16 | 1)),
+            link_local6: (v6 && g.next().is_multiple_of(2))
+                .then(|| Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, g.next() as u16)),
             med: g.next().is_multiple_of(2).then(|| g.next()),
             local_pref: g.next().is_multiple_of(2).then(|| g.next()),
             atomic_aggregate: g.next().is_multiple_of(2),
@@ -296,14 +313,24 @@ fn random_updates_round_trip() {
             withdrawn,
             attrs,
             nlri,
+            ipv6_end_of_rib: false,
             problems: vec![],
+        };
+        // The decoder gives the classic fields' IPv4 prefixes, then the MP attributes'.
+        let by_family = |v: &[ipnet::IpNet]| -> Vec<ipnet::IpNet> {
+            let (mut v4, v6): (Vec<_>, Vec<_>) =
+                v.iter().partition(|n| matches!(n, ipnet::IpNet::V4(_)));
+            v4.extend(v6);
+            v4
         };
         let b = Message::Update(u.clone()).encode();
         let cx = DecodeContext { ibgp: true };
         let Message::Update(back) = decode_one(&b, &cx) else {
             panic!()
         };
-        assert_eq!(back, u);
+        assert_eq!(back.withdrawn, by_family(&u.withdrawn));
+        assert_eq!(back.nlri, by_family(&u.nlri));
+        assert_eq!((back.attrs, back.problems), (u.attrs, u.problems));
     }
 }
 
@@ -334,7 +361,11 @@ fn long_as_path_uses_extended_length_and_round_trips() {
 #[test]
 fn encode_updates_splits_at_4096_bytes_and_loses_nothing() {
     let nlri: Vec<_> = (0..3000u32)
-        .map(|i| ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).expect("/24"))
+        .map(|i| {
+            ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24)
+                .expect("/24")
+                .into()
+        })
         .collect();
     let attrs = PathAttrs {
         next_hop: Some(Ipv4Addr::new(1, 2, 3, 4)),
@@ -578,7 +609,10 @@ fn duplicate_mp_reach_resets_the_session() {
         as_path(a);
         next_hop(a);
         for _ in 0..2 {
-            a.put_slice(&[0x80, 14, 8, 0, 2, 1, 0, 0, 0, 0, 0]); // IPv6 MP_REACH stubs
+            // IPv6 MP_REACH with next hop 2001:db8::1 and no NLRI.
+            a.put_slice(&[0x80, 14, 21, 0, 2, 1, 16, 0x20, 0x01, 0x0d, 0xb8]);
+            a.put_slice(&[0; 11]);
+            a.put_slice(&[1, 0]);
         }
     });
     let e = decode_update(&m, &DecodeContext::default()).unwrap_err();
@@ -651,6 +685,179 @@ fn mp_reach_ipv4_unicast_is_merged() {
     let u = decode_update(&m, &DecodeContext::default()).expect("ok");
     assert!(u.treated_as_withdraw());
     assert!(u.withdrawn.contains(&net("10.9.0.0/16")));
+}
+
+/// An UPDATE with no classic withdrawals or NLRI and the attribute block `f` writes.
+fn mp_only(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
+    let mut a = BytesMut::new();
+    f(&mut a);
+    let mut m = BytesMut::new();
+    m.put_slice(&MARKER);
+    m.put_u16((HEADER_LEN + 4 + a.len()) as u16);
+    m.put_u8(msg_type::UPDATE);
+    m.put_u16(0);
+    m.put_u16(a.len() as u16);
+    m.put_slice(&a);
+    m.to_vec()
+}
+
+/// MP_REACH_NLRI for IPv6 unicast: next hop `nh` (16 or 32 octets), then `nlri` bytes.
+fn mp_reach6(a: &mut BytesMut, nh: &[u8], nlri: &[u8]) {
+    let len = 5 + nh.len() + nlri.len();
+    a.put_slice(&[0x80, 14, len as u8, 0, 2, 1, nh.len() as u8]);
+    a.put_slice(nh);
+    a.put_u8(0);
+    a.put_slice(nlri);
+}
+
+#[test]
+fn ipv6_end_of_rib_is_an_empty_mp_unreach_and_other_families_are_none() {
+    // RFC 4724 §2: an UPDATE with only MP_UNREACH_NLRI for AFI 2 SAFI 1 and no prefixes.
+    let eor6 = mp_only(|a| a.put_slice(&[0x80, 15, 3, 0, 2, 1]));
+    let u = decode_update(&eor6, &DecodeContext::default()).expect("decodes");
+    assert_eq!(u.end_of_rib(), Some(Afi::Ipv6));
+    assert_eq!(u.attrs, None);
+    assert_eq!(
+        ipv6_end_of_rib().to_vec(),
+        eor6,
+        "and we encode it the same"
+    );
+    // VPNv4 (AFI 1 SAFI 128) was not negotiated: its End-of-RIB is nobody's, and above
+    // all not IPv4's.
+    let vpn = mp_only(|a| a.put_slice(&[0x80, 15, 3, 0, 1, 128]));
+    let u = decode_update(&vpn, &DecodeContext::default()).expect("decodes");
+    assert_eq!(u.end_of_rib(), None);
+}
+
+#[test]
+fn mp_reach_ipv6_with_global_and_link_local_next_hops() {
+    let global = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+    let mut nh = global.octets().to_vec();
+    nh.extend_from_slice(&ll.octets());
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        // 2001:db8:100::/48 and ::/0
+        mp_reach6(a, &nh, &[48, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0]);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("decodes");
+    assert!(u.problems.is_empty(), "{:?}", u.problems);
+    assert_eq!(u.nlri, vec![net("2001:db8:100::/48"), net("::/0")]);
+    let a = u.attrs.clone().expect("attrs");
+    assert_eq!((a.next_hop6, a.link_local6), (Some(global), Some(ll)));
+    assert_eq!(a.next_hop, None);
+    assert_eq!(
+        Message::Update(u).encode().to_vec(),
+        m,
+        "byte for byte back"
+    );
+}
+
+#[test]
+fn next_hop_is_ignored_in_an_update_that_reaches_only_ipv6() {
+    let global = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        mp_reach6(a, &global.octets(), &[32, 0x20, 0x01, 0x0d, 0xb8]);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("decodes");
+    let a = u.attrs.expect("attrs");
+    // RFC 4760 §3: "SHOULD ignore".
+    assert_eq!((a.next_hop, a.next_hop6), (None, Some(global)));
+}
+
+#[test]
+fn bad_ipv6_mp_reach_resets_or_withdraws_as_rfc_7606_says() {
+    let cx = DecodeContext::default();
+    // A next hop of 8 octets cannot be parsed: session reset (RFC 7606 §7.11).
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        mp_reach6(
+            a,
+            &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 1],
+            &[32, 0x20, 0x01, 0x0d, 0xb8],
+        );
+    });
+    let e = decode_update(&m, &cx).unwrap_err();
+    assert_eq!((e.notification.code, e.notification.subcode), (3, 9));
+    assert!(e.reason.contains("IPv6 next hop of length 8"), "{e}");
+    // A prefix longer than 128 bits: the NLRI cannot be parsed, reset.
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        mp_reach6(a, &Ipv6Addr::LOCALHOST.octets(), &[129, 0x20]);
+    });
+    let e = decode_update(&m, &cx).unwrap_err();
+    assert!(e.reason.contains("longer than 128"), "{e}");
+    // A multicast next hop is parsed but unusable: the routes are withdrawn.
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        mp_reach6(
+            a,
+            &"ff02::1".parse::<Ipv6Addr>().expect("addr").octets(),
+            &[32, 0x20, 0x01, 0x0d, 0xb8],
+        );
+    });
+    let u = decode_update(&m, &cx).expect("decodes");
+    assert!(u.treated_as_withdraw());
+    assert_eq!(u.withdrawn, vec![net("2001:db8::/32")]);
+    // IPv6 withdrawals alone carry no path.
+    let m = mp_only(|a| a.put_slice(&[0x80, 15, 8, 0, 2, 1, 32, 0x20, 0x01, 0x0d, 0xb8]));
+    let u = decode_update(&m, &cx).expect("decodes");
+    assert_eq!(
+        (u.withdrawn.clone(), u.attrs.clone()),
+        (vec![net("2001:db8::/32")], None)
+    );
+    assert_eq!(u.end_of_rib(), None);
+    assert_eq!(
+        Message::Update(u).encode().to_vec(),
+        m,
+        "byte for byte back"
+    );
+}
+
+#[test]
+fn encode_updates_keeps_families_apart_and_splits_ipv6_at_4096_bytes() {
+    let v6: Vec<ipnet::IpNet> = (0..2000u128)
+        .map(|i| {
+            ipnet::Ipv6Net::new(Ipv6Addr::from((0x2001_0db8u128 << 96) | (i << 64)), 64)
+                .expect("/64")
+                .into()
+        })
+        .collect();
+    let mut nlri = v6.clone();
+    nlri.push(net("10.0.0.0/8"));
+    let attrs = PathAttrs {
+        next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        next_hop6: Some(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        ..Default::default()
+    };
+    let msgs = encode_updates(&v6, Some(&attrs), &nlri);
+    assert!(msgs.len() > 4, "{} messages", msgs.len());
+    let (mut got_w, mut got_n) = (vec![], vec![]);
+    for m in &msgs {
+        assert!(m.len() <= MAX_MESSAGE_LEN, "{} bytes", m.len());
+        let Message::Update(u) = decode_one(m, &DecodeContext::default()) else {
+            panic!()
+        };
+        let fams: BTreeSet<Afi> = u.withdrawn.iter().chain(&u.nlri).map(Afi::of).collect();
+        assert_eq!(fams.len(), 1, "one family per UPDATE");
+        if let Some(a) = &u.attrs {
+            // NEXT_HOP only beside IPv4 NLRI.
+            assert_eq!(a.next_hop.is_some(), fams.contains(&Afi::Ipv4));
+        }
+        got_w.extend(u.withdrawn);
+        got_n.extend(u.nlri);
+    }
+    assert_eq!(got_w, v6);
+    let mut want = vec![net("10.0.0.0/8")];
+    want.extend(v6);
+    assert_eq!(got_n, want, "IPv4 first, nothing lost");
 }
 
 #[test]

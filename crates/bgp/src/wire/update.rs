@@ -17,14 +17,14 @@
 //! +-----------------------------------------------------+
 //! ```
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::{BufMut, BytesMut};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
 use super::{
-    DecodeContext, DecodeError, HEADER_LEN, MAX_MESSAGE_LEN, Reader, error_code, update_err,
+    Afi, DecodeContext, DecodeError, HEADER_LEN, MAX_MESSAGE_LEN, Reader, error_code, update_err,
 };
 
 pub mod attr_type {
@@ -77,7 +77,12 @@ pub struct RawAttr {
 pub struct PathAttrs {
     pub origin: Origin,
     pub as_path: Vec<AsPathSegment>,
+    /// NEXT_HOP, for IPv4 NLRI.
     pub next_hop: Option<Ipv4Addr>,
+    /// The global IPv6 next hop of MP_REACH_NLRI, for IPv6 NLRI (RFC 2545 §3).
+    pub next_hop6: Option<Ipv6Addr>,
+    /// The link-local IPv6 next hop, when the peer sent one beside the global.
+    pub link_local6: Option<Ipv6Addr>,
     pub med: Option<u32>,
     pub local_pref: Option<u32>,
     pub atomic_aggregate: bool,
@@ -151,7 +156,9 @@ impl PathAttrs {
             .join(" ")
     }
 
-    fn encode(&self, b: &mut BytesMut) {
+    /// Encodes the attributes; `mp` is what goes into MP_REACH_NLRI / MP_UNREACH_NLRI.
+    /// NEXT_HOP is left out of an UPDATE that reaches only IPv6 NLRI (RFC 4760 §3).
+    fn encode(&self, b: &mut BytesMut, mp: &Mp) {
         use attr_type::*;
         use flag::*;
         put_attr(b, TRANSITIVE, ORIGIN, &[self.origin as u8]);
@@ -171,7 +178,7 @@ impl PathAttrs {
             }
         }
         put_attr(b, TRANSITIVE, AS_PATH, &path);
-        if let Some(nh) = self.next_hop {
+        if let (Some(nh), false) = (self.next_hop, mp.ipv6_only) {
             put_attr(b, TRANSITIVE, NEXT_HOP, &nh.octets());
         }
         if let Some(med) = self.med {
@@ -196,13 +203,34 @@ impl PathAttrs {
                 .collect();
             put_attr(b, OPTIONAL | TRANSITIVE, COMMUNITIES, &v);
         }
-        for raw in self
-            .other
-            .iter()
-            .filter(|r| r.type_code < LARGE_COMMUNITIES)
-        {
-            put_attr(b, raw.flags & !EXTENDED_LENGTH, raw.type_code, &raw.data);
+        self.encode_other(b, ..MP_REACH);
+        if !mp.reach.is_empty() {
+            // RFC 2545 §3: the global address, then the link-local one when there is one.
+            let nh = self.next_hop6.unwrap_or(Ipv6Addr::UNSPECIFIED);
+            let mut v = BytesMut::with_capacity(64);
+            v.put_u16(Afi::Ipv6.code());
+            v.put_u8(Afi::SAFI_UNICAST);
+            match self.link_local6 {
+                Some(ll) => {
+                    v.put_u8(32);
+                    v.put_slice(&nh.octets());
+                    v.put_slice(&ll.octets());
+                }
+                None => {
+                    v.put_u8(16);
+                    v.put_slice(&nh.octets());
+                }
+            }
+            v.put_u8(0); // reserved
+            for p in mp.reach {
+                encode_prefix(&mut v, p);
+            }
+            put_attr(b, OPTIONAL, MP_REACH, &v);
         }
+        if !mp.unreach.is_empty() || mp.end_of_rib {
+            put_mp_unreach(b, mp.unreach);
+        }
+        self.encode_other(b, MP_UNREACH + 1..LARGE_COMMUNITIES);
         if !self.large_communities.is_empty() {
             let v: Vec<u8> = self
                 .large_communities
@@ -212,14 +240,43 @@ impl PathAttrs {
                 .collect();
             put_attr(b, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v);
         }
-        for raw in self
-            .other
-            .iter()
-            .filter(|r| r.type_code > LARGE_COMMUNITIES)
-        {
-            put_attr(b, raw.flags & !EXTENDED_LENGTH, raw.type_code, &raw.data);
+        self.encode_other(b, LARGE_COMMUNITIES + 1..);
+    }
+
+    /// The attributes passed on unrecognised whose type codes are in `types`, so that
+    /// every attribute goes out in ascending order of type (RFC 4271 §5).
+    fn encode_other(&self, b: &mut BytesMut, types: impl std::ops::RangeBounds<u8>) {
+        for raw in self.other.iter().filter(|r| types.contains(&r.type_code)) {
+            put_attr(
+                b,
+                raw.flags & !flag::EXTENDED_LENGTH,
+                raw.type_code,
+                &raw.data,
+            );
         }
     }
+}
+
+/// MP_UNREACH_NLRI for IPv6 unicast with `withdrawn` (none: the End-of-RIB).
+fn put_mp_unreach(b: &mut BytesMut, withdrawn: &[IpNet]) {
+    let mut v = BytesMut::with_capacity(64);
+    v.put_u16(Afi::Ipv6.code());
+    v.put_u8(Afi::SAFI_UNICAST);
+    for p in withdrawn {
+        encode_prefix(&mut v, p);
+    }
+    put_attr(b, flag::OPTIONAL, attr_type::MP_UNREACH, &v);
+}
+
+/// The IPv6 part of an UPDATE, encoded among its attributes.
+#[derive(Default)]
+struct Mp<'a> {
+    reach: &'a [IpNet],
+    unreach: &'a [IpNet],
+    /// An empty MP_UNREACH_NLRI: the IPv6 End-of-RIB (RFC 4724 §2).
+    end_of_rib: bool,
+    /// No IPv4 NLRI in this UPDATE.
+    ipv6_only: bool,
 }
 
 fn put_attr(b: &mut BytesMut, flags: u8, ty: u8, v: &[u8]) {
@@ -244,19 +301,37 @@ pub enum UpdateProblem {
     AttributeDiscarded(String),
 }
 
+/// An UPDATE of either family: IPv4 prefixes travel in the classic Withdrawn Routes and
+/// NLRI fields, IPv6 prefixes in MP_UNREACH_NLRI and MP_REACH_NLRI (with the next hop of
+/// [`PathAttrs::next_hop6`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Update {
-    pub withdrawn: Vec<Ipv4Net>,
+    pub withdrawn: Vec<IpNet>,
     pub attrs: Option<PathAttrs>,
-    pub nlri: Vec<Ipv4Net>,
+    pub nlri: Vec<IpNet>,
+    /// The IPv6 End-of-RIB: an MP_UNREACH_NLRI with no prefixes and nothing else.
+    pub ipv6_end_of_rib: bool,
     /// Filled by the decoder only; ignored by the encoder.
     pub problems: Vec<UpdateProblem>,
 }
 
 impl Update {
-    /// The End-of-RIB marker for IPv4 unicast: an empty UPDATE (RFC 4724 §2).
-    pub fn is_end_of_rib(&self) -> bool {
-        self.withdrawn.is_empty() && self.nlri.is_empty() && self.attrs.is_none()
+    /// The family this UPDATE is the End-of-RIB marker of (RFC 4724 §2): an empty UPDATE
+    /// for IPv4 unicast, an UPDATE with only an empty MP_UNREACH_NLRI for the others. (An
+    /// UPDATE that RFC 7606 emptied is none.)
+    pub fn end_of_rib(&self) -> Option<Afi> {
+        if !self.withdrawn.is_empty()
+            || self.attrs.is_some()
+            || !self.nlri.is_empty()
+            || !self.problems.is_empty()
+        {
+            return None;
+        }
+        Some(if self.ipv6_end_of_rib {
+            Afi::Ipv6
+        } else {
+            Afi::Ipv4
+        })
     }
 
     pub fn treated_as_withdraw(&self) -> bool {
@@ -266,21 +341,33 @@ impl Update {
     }
 
     pub(super) fn encode_body(&self, b: &mut BytesMut) {
+        let v4 = |p: &&IpNet| matches!(p, IpNet::V4(_));
+        let v6 = |p: &&IpNet| matches!(p, IpNet::V6(_));
         let at = b.len();
         b.put_u16(0);
-        for p in &self.withdrawn {
+        for p in self.withdrawn.iter().filter(v4) {
             encode_prefix(b, p);
         }
         let wlen = (b.len() - at - 2) as u16;
         b[at..at + 2].copy_from_slice(&wlen.to_be_bytes());
         let at = b.len();
         b.put_u16(0);
-        if let Some(a) = &self.attrs {
-            a.encode(b);
+        let reach: Vec<IpNet> = self.nlri.iter().filter(v6).copied().collect();
+        let unreach: Vec<IpNet> = self.withdrawn.iter().filter(v6).copied().collect();
+        let mp = Mp {
+            reach: &reach,
+            unreach: &unreach,
+            end_of_rib: self.ipv6_end_of_rib,
+            ipv6_only: !reach.is_empty() && !self.nlri.iter().any(|p| v4(&p)),
+        };
+        match &self.attrs {
+            Some(a) => a.encode(b, &mp),
+            None if !unreach.is_empty() || mp.end_of_rib => put_mp_unreach(b, &unreach),
+            None => {}
         }
         let alen = (b.len() - at - 2) as u16;
         b[at..at + 2].copy_from_slice(&alen.to_be_bytes());
-        for p in &self.nlri {
+        for p in self.nlri.iter().filter(v4) {
             encode_prefix(b, p);
         }
     }
@@ -301,7 +388,7 @@ impl Update {
         }
         let wbase = r.offset();
         let wbytes = r.take(wlen).unwrap_or_default();
-        let withdrawn = decode_prefixes(wbytes, wbase).map_err(|(off, why)| {
+        let withdrawn = decode_prefixes(wbytes, wbase, Afi::Ipv4).map_err(|(off, why)| {
             reset(
                 update_err::INVALID_NETWORK,
                 off,
@@ -320,7 +407,7 @@ impl Update {
         let abytes = r.take(alen).unwrap_or_default();
         let nbase = r.offset();
         let nbytes = r.take(r.remaining()).unwrap_or_default();
-        let nlri = decode_prefixes(nbytes, nbase).map_err(|(off, why)| {
+        let nlri = decode_prefixes(nbytes, nbase, Afi::Ipv4).map_err(|(off, why)| {
             reset(update_err::INVALID_NETWORK, off, format!("NLRI: {why}"))
         })?;
 
@@ -329,11 +416,24 @@ impl Update {
             withdrawn,
             attrs: None,
             nlri,
+            ipv6_end_of_rib: false,
             problems: Vec::new(),
         };
         let mut seen = Seen::default();
         if alen > 0 {
-            u.attrs = Some(decode_attrs(abytes, abase, cx, &mut u, &mut seen)?);
+            use attr_type::MP_UNREACH;
+            let mut a = decode_attrs(abytes, abase, cx, &mut u, &mut seen)?;
+            if !u.nlri.is_empty() && !u.nlri.iter().any(|p| matches!(p, IpNet::V4(_))) {
+                // RFC 4760 §3: NEXT_HOP in an UPDATE that reaches only MP NLRI is ignored.
+                a.next_hop = None;
+            }
+            if let (true, Some(afi)) = (seen.only(MP_UNREACH), seen.unreach) {
+                // Withdrawals alone carry no path; an empty IPv6 one is its End-of-RIB (an
+                // empty IPv4 one reads as the empty UPDATE, IPv4's).
+                u.ipv6_end_of_rib = afi == Afi::Ipv6 && u.withdrawn.is_empty() && u.nlri.is_empty();
+            } else {
+                u.attrs = Some(a);
+            }
         }
         if !u.nlri.is_empty() {
             // RFC 7606 §3.d: a missing well-known mandatory attribute → treat-as-withdraw.
@@ -363,15 +463,23 @@ impl Update {
     }
 }
 
+/// The attribute types an UPDATE carried, and the family of its MP_UNREACH_NLRI.
 #[derive(Default)]
-struct Seen([u64; 4]);
+struct Seen {
+    types: [u64; 4],
+    unreach: Option<Afi>,
+}
 
 impl Seen {
     fn has(&self, t: u8) -> bool {
-        self.0[(t / 64) as usize] & (1 << (t % 64)) != 0
+        self.types[(t / 64) as usize] & (1 << (t % 64)) != 0
     }
     fn set(&mut self, t: u8) {
-        self.0[(t / 64) as usize] |= 1 << (t % 64);
+        self.types[(t / 64) as usize] |= 1 << (t % 64);
+    }
+    /// `t` and no other type.
+    fn only(&self, t: u8) -> bool {
+        self.has(t) && self.types.iter().map(|w| w.count_ones()).sum::<u32>() == 1
     }
 }
 
@@ -619,7 +727,7 @@ fn decode_attrs(
                 )));
             }
             MP_REACH => decode_mp_reach(v, at, u, &mut a)?,
-            MP_UNREACH => decode_mp_unreach(v, at, u)?,
+            MP_UNREACH => seen.unreach = decode_mp_unreach(v, at, u)?,
             _ => {}
         }
     }
@@ -655,8 +763,9 @@ fn decode_as_path(v: &[u8]) -> Result<Vec<AsPathSegment>, String> {
     Ok(out)
 }
 
-/// MP_REACH_NLRI (RFC 4760 §3). IPv4 unicast is merged into the update; other address
-/// families were not negotiated and are ignored.
+/// MP_REACH_NLRI (RFC 4760 §3). IPv4 and IPv6 unicast are merged into the update (the
+/// IPv6 next hop into the attributes, RFC 2545 §3); other address families were not
+/// negotiated and are ignored.
 fn decode_mp_reach(
     v: &[u8],
     at: usize,
@@ -676,26 +785,54 @@ fn decode_mp_reach(
         return Err(bad(format!("length {} is too short", v.len())));
     }
     let (afi, safi, nhlen) = (u16::from_be_bytes([v[0], v[1]]), v[2], v[3] as usize);
-    if afi != 1 || safi != 1 {
+    let Some(afi) = Afi::from_code(afi).filter(|_| safi == Afi::SAFI_UNICAST) else {
         return Ok(());
-    }
+    };
     let nh = v
         .get(4..4 + nhlen)
         .ok_or_else(|| bad("next hop overruns the attribute".into()))?;
-    if nhlen != 4 {
-        return Err(bad(format!("IPv4 next hop of length {nhlen}")));
-    }
     let rest = v
         .get(5 + nhlen..)
         .ok_or_else(|| bad("truncated before NLRI".into()))?;
-    let nlri = decode_prefixes(rest, at).map_err(|(_, why)| bad(why))?;
-    a.next_hop
-        .get_or_insert(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]));
-    u.nlri.extend(nlri);
+    match afi {
+        Afi::Ipv4 => {
+            if nhlen != 4 {
+                return Err(bad(format!("IPv4 next hop of length {nhlen}")));
+            }
+            let nlri = decode_prefixes(rest, at, afi).map_err(|(_, why)| bad(why))?;
+            a.next_hop
+                .get_or_insert(Ipv4Addr::new(nh[0], nh[1], nh[2], nh[3]));
+            u.nlri.extend(nlri);
+        }
+        Afi::Ipv6 => {
+            let addr = |o: &[u8]| -> Ipv6Addr {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(o);
+                Ipv6Addr::from(b)
+            };
+            let (global, link_local) = match nhlen {
+                16 => (addr(nh), None),
+                32 => (addr(&nh[..16]), Some(addr(&nh[16..]))),
+                _ => return Err(bad(format!("IPv6 next hop of length {nhlen}"))),
+            };
+            let nlri = decode_prefixes(rest, at, afi).map_err(|(_, why)| bad(why))?;
+            if global.is_unspecified() || global.is_multicast() {
+                // Like a semantically wrong NEXT_HOP (RFC 7606 §7.3).
+                u.problems.push(UpdateProblem::TreatAsWithdraw(format!(
+                    "MP_REACH_NLRI at byte {at}: {global} is not a usable next hop"
+                )));
+            }
+            a.next_hop6 = Some(global);
+            a.link_local6 = link_local;
+            u.nlri.extend(nlri);
+        }
+    }
     Ok(())
 }
 
-fn decode_mp_unreach(v: &[u8], at: usize, u: &mut Update) -> Result<(), DecodeError> {
+/// MP_UNREACH_NLRI: IPv4 and IPv6 unicast withdrawals join the update's. Returns the
+/// family it was of, when cic speaks it.
+fn decode_mp_unreach(v: &[u8], at: usize, u: &mut Update) -> Result<Option<Afi>, DecodeError> {
     let bad = |why: String| {
         DecodeError::new(
             error_code::UPDATE,
@@ -708,44 +845,35 @@ fn decode_mp_unreach(v: &[u8], at: usize, u: &mut Update) -> Result<(), DecodeEr
     if v.len() < 3 {
         return Err(bad(format!("length {} is too short", v.len())));
     }
-    if u16::from_be_bytes([v[0], v[1]]) != 1 || v[2] != 1 {
-        return Ok(());
-    }
-    let w = decode_prefixes(&v[3..], at).map_err(|(_, why)| bad(why))?;
+    let Some(afi) =
+        Afi::from_code(u16::from_be_bytes([v[0], v[1]])).filter(|_| v[2] == Afi::SAFI_UNICAST)
+    else {
+        return Ok(None);
+    };
+    let w = decode_prefixes(&v[3..], at, afi).map_err(|(_, why)| bad(why))?;
     u.withdrawn.extend(w);
-    Ok(())
+    Ok(Some(afi))
 }
 
-/// Encodes withdrawals and announcements (all sharing `attrs`) into as few UPDATEs as
-/// fit in 4096 bytes each.
+/// Encodes withdrawals and announcements (all sharing `attrs`), of either family, into
+/// as few UPDATEs as fit in 4096 bytes each; IPv4 and IPv6 travel in separate UPDATEs.
 pub fn encode_updates(
-    withdrawn: &[Ipv4Net],
+    withdrawn: &[IpNet],
     attrs: Option<&PathAttrs>,
-    nlri: &[Ipv4Net],
+    nlri: &[IpNet],
 ) -> Vec<BytesMut> {
     let mut out = Vec::new();
     // header 19 + withdrawn len 2 + attr len 2
     let room = MAX_MESSAGE_LEN - 23;
-    let mut chunk = Vec::new();
-    let mut used = 0;
-    for p in withdrawn {
-        if used + prefix_wire_len(p) > room {
-            out.push(
-                super::Message::Update(Update {
-                    withdrawn: std::mem::take(&mut chunk),
-                    ..Default::default()
-                })
-                .encode(),
-            );
-            used = 0;
-        }
-        used += prefix_wire_len(p);
-        chunk.push(*p);
-    }
-    if !chunk.is_empty() {
+    // An MP attribute's header (4, extended length), AFI/SAFI (3), and for MP_REACH the
+    // next hop's length, two addresses and the reserved octet.
+    const MP_UNREACH_OVERHEAD: usize = 4 + 3;
+    const MP_REACH_OVERHEAD: usize = 4 + 3 + 1 + 32 + 1;
+    let (w4, w6) = by_family(withdrawn);
+    for chunk in chunks(&w4, room).chain(chunks(&w6, room - MP_UNREACH_OVERHEAD)) {
         out.push(
             super::Message::Update(Update {
-                withdrawn: chunk,
+                withdrawn: chunk.to_vec(),
                 ..Default::default()
             })
             .encode(),
@@ -753,29 +881,14 @@ pub fn encode_updates(
     }
     if let (Some(attrs), false) = (attrs, nlri.is_empty()) {
         let mut ab = BytesMut::new();
-        attrs.encode(&mut ab);
-        let room = room.saturating_sub(ab.len()).max(5);
-        let mut chunk = Vec::new();
-        let mut used = 0;
-        for p in nlri {
-            if used + prefix_wire_len(p) > room {
-                out.push(
-                    super::Message::Update(Update {
-                        nlri: std::mem::take(&mut chunk),
-                        attrs: Some(attrs.clone()),
-                        ..Default::default()
-                    })
-                    .encode(),
-                );
-                used = 0;
-            }
-            used += prefix_wire_len(p);
-            chunk.push(*p);
-        }
-        if !chunk.is_empty() {
+        attrs.encode(&mut ab, &Mp::default());
+        let room = room.saturating_sub(ab.len());
+        let (n4, n6) = by_family(nlri);
+        let room6 = room.saturating_sub(MP_REACH_OVERHEAD);
+        for chunk in chunks(&n4, room.max(5)).chain(chunks(&n6, room6.max(17))) {
             out.push(
                 super::Message::Update(Update {
-                    nlri: chunk,
+                    nlri: chunk.to_vec(),
                     attrs: Some(attrs.clone()),
                     ..Default::default()
                 })
@@ -784,4 +897,39 @@ pub fn encode_updates(
         }
     }
     out
+}
+
+/// The IPv6 End-of-RIB marker (RFC 4724 §2; IPv4's is an empty UPDATE).
+pub fn ipv6_end_of_rib() -> BytesMut {
+    super::Message::Update(Update {
+        ipv6_end_of_rib: true,
+        ..Default::default()
+    })
+    .encode()
+}
+
+fn by_family(prefixes: &[IpNet]) -> (Vec<IpNet>, Vec<IpNet>) {
+    prefixes.iter().partition(|p| matches!(p, IpNet::V4(_)))
+}
+
+/// `prefixes` cut into runs of at most `room` octets on the wire.
+fn chunks(prefixes: &[IpNet], room: usize) -> impl Iterator<Item = &[IpNet]> {
+    let mut rest = prefixes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut used = 0;
+        let n = rest
+            .iter()
+            .take_while(|p| {
+                used += prefix_wire_len(p);
+                used <= room
+            })
+            .count()
+            .max(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
