@@ -944,7 +944,10 @@ impl Instance {
             nexthop: match (afi, p.spec.role, attrs.next_hop, attrs.next_hop6) {
                 (Afi::Ipv4, Role::Neighbor, Some(nh), _) => nh.into(),
                 (Afi::Ipv4, ..) => p.spec.address.into(),
-                (Afi::Ipv6, .., Some(nh)) => nh.into(),
+                (Afi::Ipv6, .., Some(nh)) if !nh.is_unspecified() => nh.into(),
+                (Afi::Ipv6, .., Some(_)) => {
+                    attrs.link_local6.unwrap_or(Ipv6Addr::UNSPECIFIED).into()
+                }
                 (Afi::Ipv6, ..) => p.spec.address.to_ipv6_mapped().into(),
             },
             peer_router_id: p

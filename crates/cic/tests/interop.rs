@@ -112,6 +112,42 @@ prefix = "198.51.100.0/24"
     }
 }
 
+impl Wire {
+    /// IPv6 addresses beside the IPv4 ones: fd78:`n`::1 ours, fd78:`n`::2 the peer's
+    /// (without duplicate address detection, so they are usable at once).
+    fn with_ipv6(self) -> Wire {
+        for (ns, addr) in [(&self.s, self.us6()), (&self.p, self.peer6())] {
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                "v0",
+                "nodad",
+            ]);
+        }
+        self
+    }
+
+    fn us6(&self) -> String {
+        format!("fd78:{}::1", self.n)
+    }
+
+    fn peer6(&self) -> String {
+        format!("fd78:{}::2", self.n)
+    }
+
+    /// [`Wire::speaker_config`] with IPv6 on the session (our next hop fd78:`n`::1) and
+    /// 2001:db8:100::/48 to originate too.
+    fn speaker_config6(&self, remote_asn: u32) -> String {
+        let nb = format!("ipv6 = true\nnext_hop6 = \"{}\"", self.us6());
+        self.speaker_config(remote_asn, &nb) + "\n[[originate]]\nprefix = \"2001:db8:100::/48\"\n"
+    }
+}
+
 impl Drop for Wire {
     fn drop(&mut self) {
         let _ = netns::del(&self.s);
@@ -164,7 +200,7 @@ fn capture_first_message(w: &Wire, md5: Option<&str>) -> Vec<u8> {
 /// `bytes` are an OPEN from `asn` that our decoder reads, with the capabilities every
 /// peer here announces, and that keep the decoder's invariants (it re-encodes to a
 /// message that decodes the same).
-fn check_open(bytes: &[u8], asn: u32, who: &str) {
+fn check_open(bytes: &[u8], asn: u32, who: &str) -> cic_bgp::wire::Open {
     use cic_bgp::wire::{Capability, DecodeContext, Message, check_decoder, decode_message};
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let (m, n) = decode_message(bytes, &DecodeContext { ibgp: false })
@@ -189,6 +225,7 @@ fn check_open(bytes: &[u8], asn: u32, who: &str) {
     }
     assert!(check_decoder(bytes), "{who}'s OPEN {hex}");
     eprintln!("{who}'s OPEN ({} bytes): {hex}", bytes.len());
+    o
 }
 
 fn prefixes(socket: &std::path::Path) -> Vec<String> {
@@ -571,4 +608,211 @@ fn exabgp_malformed_attributes_are_withdrawn_or_discarded_without_a_reset_unless
         (r["state"] == "ESTABLISHED" && count(&sock) == 3).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {}\n{}", row(), exa.log()));
+}
+
+// -- IPv6 unicast over one IPv4 session (RFC 4760 MP-BGP, RFC 2545 next hops)
+
+/// `(prefix, nextHop)` of the speaker's IPv6 routes.
+fn routes6(socket: &std::path::Path) -> Vec<(String, String)> {
+    routes(socket)
+        .iter()
+        .filter(|r| r["prefix"].as_str().is_some_and(|p| p.contains(':')))
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (s("prefix"), s("nextHop"))
+        })
+        .collect()
+}
+
+fn has_ipv6_unicast(o: &cic_bgp::wire::Open) -> bool {
+    o.has(&cic_bgp::wire::Capability::Multiprotocol { afi: 2, safi: 1 })
+}
+
+#[test]
+fn frr_exchanges_ipv6_routes_over_an_ipv4_session_and_refreshes_them() {
+    if !peer_or_skip("frr ipv6 interop", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr6", 4).with_ipv6();
+    let us = w.us();
+    // bgpd runs without zebra here, so it cannot pick an IPv6 next hop from the
+    // interface: a route map gives it its address on the link.
+    let conf = format!(
+        "frr defaults traditional
+hostname frr6
+route-map NH6 permit 10
+ set ipv6 next-hop global {peer6}
+exit
+router bgp 4200000040
+ bgp router-id {peer}
+ bgp log-neighbor-changes
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {us} remote-as 65002
+ neighbor {us} timers connect 1
+ address-family ipv4 unicast
+  network 10.60.0.0/16
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor {us} activate
+  neighbor {us} route-map NH6 out
+  network 2001:db8:60::/48
+  network 2001:db8:61::/48
+ exit-address-family
+",
+        peer = w.peer(),
+        peer6 = w.peer6(),
+    );
+    let frr = Frr::bgpd("frr6", &conf, Some(&w.p)).expect("bgpd");
+    let open = check_open(&capture_first_message(&w, None), 4_200_000_040, "FRR");
+    assert!(
+        has_ipv6_unicast(&open),
+        "FRR announces IPv6 unicast: {open:?}"
+    );
+    let speaker = run_speaker(&w.dir, &w.speaker_config6(4_200_000_040), Some(&w.s));
+    let sock = speaker.socket.clone();
+
+    // FRR's IPv6 prefixes in, with the next hop it set; its IPv4 one beside them.
+    let want = |p: &[&str]| -> Vec<(String, String)> {
+        p.iter().map(|p| (p.to_string(), w.peer6())).collect()
+    };
+    wait_until(WAIT, "FRR's IPv6 prefixes", || {
+        (routes6(&sock) == want(&["2001:db8:60::/48", "2001:db8:61::/48"])).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}\n{}",
+            routes(&sock),
+            show(&sock, &["summary"]),
+            frr.log()
+        )
+    });
+    assert!(prefixes(&sock).contains(&"10.60.0.0/16".to_string()));
+
+    // Ours at FRR, with our IPv6 next hop: both families on one session.
+    let ours = wait_until(WAIT, "2001:db8:100::/48 at FRR", || {
+        let j = frr
+            .json("show bgp ipv6 unicast 2001:db8:100::/48 json")
+            .ok()?;
+        j["paths"].as_array().filter(|p| !p.is_empty()).cloned()
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            frr.vtysh("show bgp ipv6 unicast").unwrap_or_default()
+        )
+    });
+    assert_eq!(ours[0]["aspath"]["string"], "65002");
+    assert_eq!(ours[0]["nexthops"][0]["ip"], w.us6());
+    let v4 = frr
+        .json("show bgp ipv4 unicast 198.51.100.0/24 json")
+        .expect("show");
+    assert_eq!(v4["paths"][0]["nexthops"][0]["ip"], us, "IPv4 as before");
+
+    // An IPv6 withdrawal (MP_UNREACH_NLRI).
+    frr.configure(&[
+        "router bgp 4200000040",
+        "address-family ipv6 unicast",
+        "no network 2001:db8:61::/48",
+    ])
+    .expect("no network");
+    wait_until(WAIT, "the IPv6 withdrawal", || {
+        (routes6(&sock) == want(&["2001:db8:60::/48"])).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
+
+    // Route refresh for IPv6 (AFI 2): we answer with our routes again.
+    let before = frr_stat(&frr, &us, "updatesRecv");
+    frr.vtysh(&format!("clear bgp ipv6 unicast {us} soft in"))
+        .expect("soft in");
+    wait_until(WAIT, "our answer to the IPv6 ROUTE-REFRESH", || {
+        (frr_stat(&frr, &us, "routeRefreshSent") >= 1
+            && frr_stat(&frr, &us, "updatesRecv") > before)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr_neighbor(&frr, &us)["messageStats"]));
+    assert_eq!(frr_neighbor(&frr, &us)["bgpState"], "Established");
+}
+
+#[test]
+fn bird_exchanges_ipv6_routes_over_an_ipv4_session() {
+    if !peer_or_skip(
+        "bird ipv6 interop",
+        cic_peers::bird_available(),
+        "BIRD",
+        "bird2",
+    ) {
+        return;
+    }
+    let w = Wire::new("bird6", 5).with_ipv6();
+    let conf = format!(
+        r#"
+router id {peer};
+protocol device {{}}
+protocol static s4 {{ ipv4; route 10.65.0.0/16 unreachable; }}
+protocol static s6 {{ ipv6; route 2001:db8:65::/48 unreachable; route 2001:db8:66::/48 unreachable; }}
+protocol bgp speaker {{
+  local {peer} as 4200000050;
+  neighbor {us} as 65002;
+  connect retry time 1;
+  ipv4 {{ import all; export where proto = "s4"; }};
+  ipv6 {{ import all; export where proto = "s6"; next hop address {peer6}; }};
+}}
+"#,
+        peer = w.peer(),
+        us = w.us(),
+        peer6 = w.peer6(),
+    );
+    let mut bird = cic_peers::Bird::start("bird6", &conf, Some(&w.p), Some(&w.dir)).expect("BIRD");
+    let open = check_open(&capture_first_message(&w, None), 4_200_000_050, "BIRD");
+    assert!(
+        has_ipv6_unicast(&open),
+        "BIRD announces IPv6 unicast: {open:?}"
+    );
+    let speaker = run_speaker(&w.dir, &w.speaker_config6(4_200_000_050), Some(&w.s));
+    let sock = speaker.socket.clone();
+
+    let want = |p: &[&str]| -> Vec<(String, String)> {
+        p.iter().map(|p| (p.to_string(), w.peer6())).collect()
+    };
+    wait_until(WAIT, "BIRD's IPv6 prefixes", || {
+        (routes6(&sock) == want(&["2001:db8:65::/48", "2001:db8:66::/48"])).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}\n{}",
+            routes(&sock),
+            show(&sock, &["summary"]),
+            bird.log()
+        )
+    });
+    assert!(prefixes(&sock).contains(&"10.65.0.0/16".to_string()));
+    let r = routes(&sock);
+    let r6 = r
+        .iter()
+        .find(|r| r["prefix"] == "2001:db8:65::/48")
+        .expect("route");
+    assert_eq!(r6["asPath"], serde_json::json!([4_200_000_050u64]));
+
+    // Ours at BIRD, by our IPv6 next hop on the link.
+    wait_until(WAIT, "2001:db8:100::/48 at BIRD", || {
+        bird.has_route("2001:db8:100::/48").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", bird.cmd("show route all").unwrap_or_default()));
+    let at_bird = bird.route("2001:db8:100::/48");
+    assert!(at_bird.contains(&format!("via {}", w.us6())), "{at_bird}");
+    assert!(at_bird.contains("BGP.as_path: 65002"), "{at_bird}");
+
+    // A withdrawal, then BIRD stopping: its routes of both families go.
+    bird.reconfigure(&conf.replace(" route 2001:db8:66::/48 unreachable;", ""))
+        .expect("reconfigure");
+    wait_until(WAIT, "the IPv6 withdrawal", || {
+        (routes6(&sock) == want(&["2001:db8:65::/48"])).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
+    bird.stop();
+    wait_until(WAIT, "BIRD's routes gone", || {
+        (count(&sock) == 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
 }

@@ -806,6 +806,31 @@ fn bad_ipv6_mp_reach_resets_or_withdraws_as_rfc_7606_says() {
     let u = decode_update(&m, &cx).expect("decodes");
     assert!(u.treated_as_withdraw());
     assert_eq!(u.withdrawn, vec![net("2001:db8::/32")]);
+    // `::` beside a link-local address is how BIRD announces over a link-local session.
+    let mut nh = Ipv6Addr::UNSPECIFIED.octets().to_vec();
+    nh.extend_from_slice(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2).octets());
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        mp_reach6(a, &nh, &[32, 0x20, 0x01, 0x0d, 0xb8]);
+    });
+    let u = decode_update(&m, &cx).expect("decodes");
+    assert!(u.problems.is_empty(), "{:?}", u.problems);
+    // But `::` alone is no next hop.
+    let m = mp_only(|a| {
+        origin(a);
+        as_path(a);
+        mp_reach6(
+            a,
+            &Ipv6Addr::UNSPECIFIED.octets(),
+            &[32, 0x20, 0x01, 0x0d, 0xb8],
+        );
+    });
+    assert!(
+        decode_update(&m, &cx)
+            .expect("decodes")
+            .treated_as_withdraw()
+    );
     // IPv6 withdrawals alone carry no path.
     let m = mp_only(|a| a.put_slice(&[0x80, 15, 8, 0, 2, 1, 32, 0x20, 0x01, 0x0d, 0xb8]));
     let u = decode_update(&m, &cx).expect("decodes");

@@ -816,7 +816,8 @@ fn decode_mp_reach(
                 _ => return Err(bad(format!("IPv6 next hop of length {nhlen}"))),
             };
             let nlri = decode_prefixes(rest, at, afi).map_err(|(_, why)| bad(why))?;
-            if global.is_unspecified() || global.is_multicast() {
+            // BIRD peering over link-local addresses sends `::` and its link-local one.
+            if (global.is_unspecified() && link_local.is_none()) || global.is_multicast() {
                 // Like a semantically wrong NEXT_HOP (RFC 7606 §7.3).
                 u.problems.push(UpdateProblem::TreatAsWithdraw(format!(
                     "MP_REACH_NLRI at byte {at}: {global} is not a usable next hop"
