@@ -540,7 +540,7 @@ impl Instance {
         let path = Path {
             peer: peer | STATIC,
             role: Role::Customer,
-            nexthop: p.spec.address.into(),
+            nexthop: p.spec.address,
             peer_router_id: Ipv4Addr::UNSPECIFIED,
             ebgp: true,
             attrs: Arc::new(PathAttrs {
@@ -652,9 +652,7 @@ impl Instance {
                 .collect();
             for (n, attrs) in received {
                 let verdict = self.judge(id, &n, &attrs).map_err(Box::new);
-                let path = verdict
-                    .is_ok()
-                    .then(|| self.path(id, attrs.clone(), Afi::of(&n)));
+                let path = verdict.is_ok().then(|| self.path(id, attrs.clone()));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.adj_in.insert(n, Received { attrs, verdict });
                 }
@@ -833,8 +831,8 @@ impl Instance {
             return self.apply(touched);
         }
         // Judged before anything changes: a verdict depends only on the route, the peer
-        // and the parameters. Every prefix of the UPDATE of one family shares one path.
-        let (verdicts, paths) = match u.attrs.take() {
+        // and the parameters. Every prefix of the UPDATE shares one path.
+        let (verdicts, path) = match u.attrs.take() {
             Some(attrs) => {
                 let attrs = self.attrs.intern(attrs);
                 let v: Vec<Result<(), Box<Reject>>> = u
@@ -842,15 +840,9 @@ impl Instance {
                     .iter()
                     .map(|n| self.judge(peer, n, &attrs).map_err(Box::new))
                     .collect();
-                let path = |afi: Afi| {
-                    u.nlri
-                        .iter()
-                        .any(|n| Afi::of(n) == afi)
-                        .then(|| self.path(peer, attrs.clone(), afi))
-                };
-                (v, [path(Afi::Ipv4), path(Afi::Ipv6)])
+                (v, Some(self.path(peer, attrs)))
             }
-            None => (vec![], [None, None]),
+            None => (vec![], None),
         };
         let Instance { peers, rib, .. } = self;
         let Some(p) = peers.get_mut(&peer) else {
@@ -867,11 +859,10 @@ impl Instance {
             }
         }
         let mut out = Vec::new();
+        // (Without a path there are no verdicts either.)
         for (n, verdict) in u.nlri.iter().zip(verdicts) {
+            let Some(path) = &path else { break };
             let afi = Afi::of(n);
-            let Some(path) = &paths[afi as usize] else {
-                continue;
-            };
             // Per family. (Looked up only when there is a limit: a full feed has none.)
             if let Some(limit) =
                 limit.filter(|l| p.adj_in.len_of(afi) as u32 >= *l && !p.adj_in.contains_key(n))
@@ -932,23 +923,16 @@ impl Instance {
         policy::import(&cx, n, attrs)
     }
 
-    /// The path of `peer`'s routes of `afi` with `attrs`.
-    fn path(&self, peer: PeerId, attrs: Arc<PathAttrs>, afi: Afi) -> Path {
+    fn path(&self, peer: PeerId, attrs: Arc<PathAttrs>) -> Path {
         let p = &self.peers[&peer];
         Path {
             peer,
             role: p.spec.role,
-            // For IPv4 the edge forwards to the peer on the shared subnet whatever it
-            // says, and a neighbor's NEXT_HOP is taken as sent. For IPv6 the session's
-            // address is not one, so it is the next hop the peer sent.
-            nexthop: match (afi, p.spec.role, attrs.next_hop, attrs.next_hop6) {
-                (Afi::Ipv4, Role::Neighbor, Some(nh), _) => nh.into(),
-                (Afi::Ipv4, ..) => p.spec.address.into(),
-                (Afi::Ipv6, .., Some(nh)) if !nh.is_unspecified() => nh.into(),
-                (Afi::Ipv6, .., Some(_)) => {
-                    attrs.link_local6.unwrap_or(Ipv6Addr::UNSPECIFIED).into()
-                }
-                (Afi::Ipv6, ..) => p.spec.address.to_ipv6_mapped().into(),
+            // The edge forwards to the peer on the shared subnet whatever it says; a
+            // neighbor's NEXT_HOP is taken as sent.
+            nexthop: match (p.spec.role, attrs.next_hop) {
+                (Role::Neighbor, Some(nh)) => nh,
+                _ => p.spec.address,
             },
             peer_router_id: p
                 .up
@@ -968,7 +952,7 @@ impl Instance {
                 let want: Vec<IpAddr> = self
                     .rib
                     .selected(n)
-                    .map(|s| s.iter().map(|p| p.nexthop).collect())
+                    .map(|s| s.iter().map(|p| p.forward_to(Afi::of(n))).collect())
                     .unwrap_or_default();
                 let have = self.kernel.get(n);
                 if want.is_empty() {

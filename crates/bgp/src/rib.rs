@@ -10,7 +10,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use smallvec::SmallVec;
 
 use crate::policy::Role;
-use crate::wire::PathAttrs;
+use crate::wire::{Afi, PathAttrs};
 
 pub type PeerId = u32;
 
@@ -20,15 +20,30 @@ pub const DEFAULT_LOCAL_PREF: u32 = 100;
 pub struct Path {
     pub peer: PeerId,
     pub role: Role,
-    /// Where the kernel forwards: the peer's address on the shared subnet (for IPv6, the
-    /// next hop it sent).
-    pub nexthop: IpAddr,
+    /// Where the kernel forwards an IPv4 route: the peer's address on the shared subnet
+    /// (a neighbor's NEXT_HOP as sent). IPv6 routes: [`Path::forward_to`].
+    pub nexthop: Ipv4Addr,
     pub peer_router_id: Ipv4Addr,
     pub ebgp: bool,
     pub attrs: Arc<PathAttrs>,
 }
 
 impl Path {
+    /// Where the kernel forwards a route of `afi` on this path: for IPv4 [`Path::nexthop`];
+    /// for IPv6 the next hop the peer sent (its global address, else its link-local one),
+    /// else the IPv4-mapped form of `nexthop`. (Kept out of the path itself: a full table
+    /// is a million paths, and an `IpAddr` would cost each 16 more octets.)
+    pub fn forward_to(&self, afi: Afi) -> IpAddr {
+        match afi {
+            Afi::Ipv4 => self.nexthop.into(),
+            Afi::Ipv6 => match (self.attrs.next_hop6, self.attrs.link_local6) {
+                (Some(g), _) if !g.is_unspecified() => g.into(),
+                (_, Some(ll)) => ll.into(),
+                _ => self.nexthop.to_ipv6_mapped().into(),
+            },
+        }
+    }
+
     fn local_pref(&self) -> u32 {
         self.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
     }
@@ -234,7 +249,7 @@ mod tests {
         Path {
             peer,
             role: Role::Customer,
-            nexthop: Ipv4Addr::new(169, 254, 0, peer as u8).into(),
+            nexthop: Ipv4Addr::new(169, 254, 0, peer as u8),
             peer_router_id: Ipv4Addr::new(10, 0, 0, peer as u8),
             ebgp: true,
             attrs: Arc::new(a),

@@ -220,10 +220,9 @@ async fn respond(
                 let r = Route {
                     prefix: *prefix,
                     next_hop: match prefix {
-                        ipnet::IpNet::V4(_) => a.next_hop.map(Into::into),
-                        ipnet::IpNet::V6(_) => a.next_hop6.map(Into::into),
-                    }
-                    .unwrap_or(path.nexthop),
+                        ipnet::IpNet::V4(_) => a.next_hop.unwrap_or(path.nexthop).into(),
+                        ipnet::IpNet::V6(_) => path.forward_to(cic_bgp::wire::Afi::Ipv6),
+                    },
                     as_path: a
                         .as_path
                         .iter()
