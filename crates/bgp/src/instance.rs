@@ -793,7 +793,8 @@ impl Instance {
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
-        let limit = match p.spec.role {
+        let role = p.spec.role;
+        let limit = match role {
             Role::Customer => Some(self.params.max_prefixes),
             Role::Neighbor => p.spec.policy.as_ref().and_then(|x| x.max_prefixes),
             Role::Fabric => None,
@@ -833,7 +834,12 @@ impl Instance {
         // Judged before anything changes: a verdict depends only on the route, the peer
         // and the parameters. Every prefix of the UPDATE shares one path.
         let (verdicts, path) = match u.attrs.take() {
-            Some(attrs) => {
+            Some(mut attrs) => {
+                // A customer's route may ask for its preference (LOCAL_PREF is not taken
+                // from an external peer: RFC 7606 §7.5 had the decoder drop it).
+                if role == Role::Customer {
+                    attrs.local_pref = policy::requested_local_pref(self.params.local_asn, &attrs);
+                }
                 let attrs = self.attrs.intern(attrs);
                 let v: Vec<Result<(), Box<Reject>>> = u
                     .nlri

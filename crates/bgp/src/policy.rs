@@ -204,6 +204,26 @@ fn martian(p: &IpNet) -> Option<(IpNet, &'static str)> {
     })
 }
 
+/// The preferences a customer may ask for with a community on its routes (the AWS scheme
+/// of 7224:7100/7200/7300, under the cloud's own ASN): low, medium and high, as the
+/// LOCAL_PREF the cloud side then gives the route. Medium is what an untagged route has.
+pub const LOCAL_PREF_COMMUNITIES: [(u32, u32); 3] = [(7100, 50), (7200, 100), (7300, 150)];
+
+/// The local preference `attrs` ask for: the standard community `<cloud>:7100` (…7200,
+/// …7300) when the cloud's ASN has 2 octets, else the large community `<cloud>:0:7100`
+/// (either is understood for a 2-octet ASN). A route tagged more than once gets the lowest
+/// preference it asked for: no tag gets it more traffic than any other allows.
+pub fn requested_local_pref(cloud_asn: u32, attrs: &PathAttrs) -> Option<u32> {
+    LOCAL_PREF_COMMUNITIES
+        .iter()
+        .find(|(tag, _)| {
+            let standard = u16::try_from(cloud_asn)
+                .is_ok_and(|asn| attrs.communities.contains(&(u32::from(asn) << 16 | tag)));
+            standard || attrs.large_communities.contains(&[cloud_asn, 0, *tag])
+        })
+        .map(|(_, lp)| *lp)
+}
+
 pub fn is_reserved_asn(asn: u32) -> bool {
     asn == 0
         || asn == crate::wire::AS_TRANS

@@ -58,6 +58,8 @@ protocol bgp cloud {{
     import all;
     export filter {{
       if net = 172.20.0.0/16 then bgp_path.prepend(64500);
+      # "High preference, please" (the cloud's local-preference community).
+      if net = 192.168.10.0/24 then bgp_large_community.add(({CLOUD}, 0, 7300));
       accept;
     }};
   }};
@@ -270,14 +272,15 @@ async fn routes_flow_between_bird_customer_bird_fabric_and_the_kernel_table() {
     assert!(r.contains("BGP.as_path: 200350"), "{r}");
     assert!(r.contains(&format!("BGP.next_hop: {}", p.us())), "{r}");
 
-    // The fabric hears the customer's prefix over iBGP with next hop self and LOCAL_PREF.
+    // The fabric hears the customer's prefix over iBGP with next hop self and the
+    // LOCAL_PREF the customer asked for with CLOUD:0:7300 (high: 150).
     bird_wait(&fab, "customer prefix at the fabric", |b| {
         b.has_route("192.168.10.0/24")
     });
     let r = fab.route("192.168.10.0/24");
     assert!(r.contains("BGP.as_path: 65001"), "{r}");
     assert!(r.contains(&format!("BGP.next_hop: {}", p.us())), "{r}");
-    assert!(r.contains("BGP.local_pref: 100"), "{r}");
+    assert!(r.contains("BGP.local_pref: 150"), "{r}");
     assert!(
         !fab.has_route("172.20.0.0/16"),
         "documentation ASN path must not reach the fabric"

@@ -357,6 +357,84 @@ fn equal_routes_over_two_connections_are_ecmp_in_the_kernel() {
 }
 
 #[test]
+fn local_preference_communities_select_active_and_standby_and_reach_the_fabric() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let tagged = |tag: u32, nh: &str| {
+        let mut u = announce(&[65001], nh, &["192.168.10.0/24"]);
+        if let Some(a) = u.attrs.as_mut() {
+            // The cloud's ASN has 4 octets: the large community <cloud>:0:<tag>.
+            a.large_communities = vec![[CLOUD, 0, tag]];
+        }
+        u
+    };
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: tagged(7300, "169.254.1.2"),
+    });
+    let out = l.i.handle(Event::Update {
+        peer: l.b,
+        update: announce(&[65001], "169.254.2.2", &["192.168.10.0/24"]),
+    });
+    // A (high) is preferred to B (untagged, medium): no ECMP, B stands by.
+    assert_eq!(routes(&out), vec![]);
+    assert_eq!(
+        l.i.kernel_routes().get(&n("192.168.10.0/24")),
+        Some(&vec![a("169.254.1.2").into()])
+    );
+    let to_fabric = l.i.routes(l.fabric, RouteSet::Advertised);
+    assert_eq!(
+        to_fabric[0].1.local_pref,
+        Some(150),
+        "the fabric is told too"
+    );
+    // A now asks for low: B takes over.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: tagged(7100, "169.254.1.2"),
+    });
+    assert_eq!(
+        routes(&out),
+        vec![RouteChange::Replace {
+            prefix: n("192.168.10.0/24"),
+            nexthops: vec![a("169.254.2.2").into()]
+        }]
+    );
+    assert_eq!(
+        attrs_sent(&out, l.fabric, "192.168.10.0/24").and_then(|a| a.local_pref),
+        Some(100)
+    );
+    // Another ASN's tag is nobody's business here.
+    let mut other = tagged(7300, "169.254.1.2");
+    if let Some(a) = other.attrs.as_mut() {
+        a.large_communities = vec![[7224, 0, 7300]];
+    }
+    l.i.handle(Event::Update {
+        peer: l.a,
+        update: other,
+    });
+    assert_eq!(
+        l.i.kernel_routes().get(&n("192.168.10.0/24")).map(Vec::len),
+        Some(2),
+        "both medium again: ECMP"
+    );
+}
+
+#[test]
+fn a_two_octet_cloud_asn_takes_standard_communities_and_the_lowest_tag_wins() {
+    let a = PathAttrs {
+        communities: vec![64512 << 16 | 7300, 64512 << 16 | 7100],
+        ..Default::default()
+    };
+    assert_eq!(policy::requested_local_pref(64512, &a), Some(50));
+    assert_eq!(policy::requested_local_pref(64513, &a), None);
+    let b = PathAttrs {
+        large_communities: vec![[64512, 0, 7300]],
+        ..Default::default()
+    };
+    assert_eq!(policy::requested_local_pref(64512, &b), Some(150));
+}
+
+#[test]
 fn prepending_selects_active_and_standby() {
     let mut l = lab(500, MaxPrefixAction::Teardown);
     l.i.handle(Event::Update {
