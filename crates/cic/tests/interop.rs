@@ -816,3 +816,287 @@ protocol bgp speaker {{
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
 }
+
+// -- Golden bytes
+
+/// Reads `peer`'s session with a BGP speaker of the test's own (AS 200350, IPv4 and IPv6
+/// unicast) on our address and returns every message it sends, in order, until it has
+/// sent End-of-RIB for both families and then been quiet for a second (or 20 s pass).
+fn capture_session(w: &Wire) -> Vec<Vec<u8>> {
+    use cic_bgp::wire::{Capability, DecodeContext, Message, Open, decode_message};
+    use std::io::{Read, Write};
+    let sock = netns::tcp_socket(Some(&w.s)).expect("socket");
+    sock.set_reuse_address(true).expect("SO_REUSEADDR");
+    let us: SocketAddr = format!("{}:179", w.us()).parse().expect("address");
+    sock.bind(&us.into()).expect("bind port 179");
+    sock.listen(1).expect("listen");
+    let listener: std::net::TcpListener = sock.into();
+    let (mut s, _) = listener.accept().expect("the peer connects");
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut open = Open::new(200_350, 90, w.us().parse().expect("address"));
+    open.capabilities
+        .push(Capability::Multiprotocol { afi: 2, safi: 1 });
+    // Graceful restart, so that every peer sends its End-of-RIBs (FRR sends none without).
+    open.capabilities.push(Capability::GracefulRestart(
+        cic_bgp::wire::GracefulRestart {
+            restarting: false,
+            notification: false,
+            restart_time: 120,
+            families: [1, 2]
+                .map(|afi| cic_bgp::wire::GrFamily {
+                    afi,
+                    safi: 1,
+                    forwarding: false,
+                })
+                .to_vec(),
+        },
+    ));
+    s.write_all(&Message::Open(open).encode())
+        .expect("our OPEN");
+    let (mut buf, mut out, mut eor) = (Vec::new(), Vec::new(), Vec::new());
+    let (start, mut quiet) = (Instant::now(), Instant::now());
+    while start.elapsed() < Duration::from_secs(20) {
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                quiet = Instant::now();
+            }
+            // Quiet after both End-of-RIBs; or for three seconds after anything at all
+            // (a peer that sends no End-of-RIB).
+            Err(_)
+                if eor.len() >= 2
+                    || (quiet.elapsed() > Duration::from_secs(3) && out.len() > 2) =>
+            {
+                break;
+            }
+            Err(_) => continue,
+        }
+        while let Ok(Some((m, n))) = decode_message(&buf, &DecodeContext::default()) {
+            match &m {
+                Message::Open(_) => s
+                    .write_all(&Message::Keepalive.encode())
+                    .expect("KEEPALIVE"),
+                Message::Update(u) => eor.extend(u.end_of_rib()),
+                _ => {}
+            }
+            out.push(buf.drain(..n).collect());
+        }
+    }
+    eprintln!("End-of-RIB for {eor:?} in {} messages", out.len());
+    assert!(out.len() > 2, "an OPEN, a KEEPALIVE and UPDATEs");
+    out
+}
+
+/// Writes `messages` to crates/bgp/tests/golden/`dir`/: `open`, `keepalive`, `update-N`,
+/// `eor-ipv4`, `eor-ipv6`.
+fn write_golden(dir: &str, messages: &[Vec<u8>]) {
+    use cic_bgp::wire::{Afi, DecodeContext, Message, decode_message};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bgp/tests/golden")
+        .join(dir);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).expect("golden dir");
+    let mut updates = 0;
+    for m in messages {
+        let Ok(Some((msg, _))) = decode_message(m, &DecodeContext::default()) else {
+            panic!("{dir}: undecodable {m:x?}");
+        };
+        let name = match msg {
+            Message::Open(_) => "open".to_string(),
+            Message::Keepalive => "keepalive".to_string(),
+            Message::Update(u) => match u.end_of_rib() {
+                Some(Afi::Ipv4) => "eor-ipv4".to_string(),
+                Some(Afi::Ipv6) => "eor-ipv6".to_string(),
+                None => {
+                    updates += 1;
+                    format!("update-{updates}")
+                }
+            },
+            other => other.kind().to_lowercase(),
+        };
+        let hex: String = m.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(path.join(format!("{name}.hex")), hex + "\n").expect("write");
+    }
+    eprintln!("{dir}: {} messages, {updates} UPDATEs", messages.len());
+}
+
+/// What each router announces for the golden files: two IPv4 and two IPv6 prefixes, one
+/// of each with MED and communities (standard and large).
+#[test]
+#[ignore = "writes crates/bgp/tests/golden/{frr,gobgp,exabgp,bird-dual}; run by hand as root"]
+fn capture_golden_bytes() {
+    // FRR
+    {
+        let w = Wire::new("gold-frr", 9).with_ipv6();
+        let conf = format!(
+            "frr defaults traditional
+hostname gold
+route-map TAG permit 10
+ set metric 50
+ set community 65001:100 65001:200
+ set large-community 65001:1:2
+exit
+route-map NH6 permit 10
+ set ipv6 next-hop global {peer6}
+exit
+router bgp 65001
+ bgp router-id {peer}
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {us} remote-as 200350
+ neighbor {us} timers connect 1
+ address-family ipv4 unicast
+  network 192.168.10.0/24
+  network 10.20.0.0/16 route-map TAG
+ exit-address-family
+ address-family ipv6 unicast
+  neighbor {us} activate
+  neighbor {us} route-map NH6 out
+  network 2001:db8:10::/48
+  network 2001:db8:20::/48 route-map TAG
+ exit-address-family
+",
+            us = w.us(),
+            peer = w.peer(),
+            peer6 = w.peer6(),
+        );
+        let _frr = Frr::bgpd("gold", &conf, Some(&w.p)).expect("bgpd");
+        write_golden("frr", &capture_session(&w));
+    }
+    // GoBGP
+    {
+        let w = Wire::new("gold-gobgp", 9).with_ipv6();
+        let conf = format!(
+            r#"
+[global.config]
+  as = 65001
+  router-id = "{peer}"
+  port = 179
+  local-address-list = ["{peer}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{us}"
+    peer-as = 200350
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#,
+            us = w.us(),
+            peer = w.peer(),
+        );
+        let g = GoBgp::start("gold", &conf, Some(&w.p), 50052).expect("gobgpd");
+        let nh6 = w.peer6();
+        for args in [
+            vec!["global", "rib", "add", "192.168.10.0/24", "-a", "ipv4"],
+            vec![
+                "global",
+                "rib",
+                "add",
+                "10.20.0.0/16",
+                "-a",
+                "ipv4",
+                "med",
+                "50",
+                "community",
+                "65001:100,65001:200",
+                "large-community",
+                "65001:1:2",
+            ],
+            vec![
+                "global",
+                "rib",
+                "add",
+                "2001:db8:10::/48",
+                "nexthop",
+                &nh6,
+                "-a",
+                "ipv6",
+            ],
+            vec![
+                "global",
+                "rib",
+                "add",
+                "2001:db8:20::/48",
+                "nexthop",
+                &nh6,
+                "-a",
+                "ipv6",
+                "med",
+                "50",
+                "community",
+                "65001:100,65001:200",
+                "large-community",
+                "65001:1:2",
+            ],
+        ] {
+            g.cli(&args).expect("rib add");
+        }
+        write_golden("gobgp", &capture_session(&w));
+    }
+    // ExaBGP
+    {
+        let w = Wire::new("gold-exa", 9).with_ipv6();
+        let neighbors = format!(
+            "neighbor {us} {{
+  router-id {peer};
+  local-address {peer};
+  local-as 65001;
+  peer-as 200350;
+  family {{ ipv4 unicast; ipv6 unicast; }}
+  static {{
+    route 192.168.10.0/24 next-hop {peer};
+    route 10.20.0.0/16 next-hop {peer} med 50 community [65001:100 65001:200] large-community [65001:1:2];
+    route 2001:db8:10::/48 next-hop {peer6};
+    route 2001:db8:20::/48 next-hop {peer6} med 50 community [65001:100 65001:200] large-community [65001:1:2];
+  }}
+}}
+",
+            us = w.us(),
+            peer = w.peer(),
+            peer6 = w.peer6(),
+        );
+        let _exa = ExaBgp::start("gold", &neighbors, Some(&w.p)).expect("exabgp");
+        write_golden("exabgp", &capture_session(&w));
+    }
+    // BIRD, dual stack (tests/golden/bird has its IPv4-only session)
+    {
+        let w = Wire::new("gold-bird", 9).with_ipv6();
+        let conf = format!(
+            r#"
+router id {peer};
+protocol device {{}}
+protocol static s4 {{ ipv4; route 192.168.10.0/24 blackhole; route 10.20.0.0/16 blackhole; }}
+protocol static s6 {{ ipv6; route 2001:db8:10::/48 blackhole; route 2001:db8:20::/48 blackhole; }}
+filter tagged {{
+  if net = 10.20.0.0/16 || net = 2001:db8:20::/48 then {{
+    bgp_med = 50;
+    bgp_community.add((65001,100));
+    bgp_community.add((65001,200));
+    bgp_large_community.add((65001,1,2));
+  }}
+  accept;
+}}
+protocol bgp speaker {{
+  local {peer} as 65001;
+  neighbor {us} as 200350;
+  connect retry time 1;
+  ipv4 {{ import all; export filter tagged; }};
+  ipv6 {{ import all; export filter tagged; next hop address {peer6}; }};
+}}
+"#,
+            us = w.us(),
+            peer = w.peer(),
+            peer6 = w.peer6(),
+        );
+        let _bird = cic_peers::Bird::start("gold", &conf, Some(&w.p), Some(&w.dir)).expect("BIRD");
+        write_golden("bird-dual", &capture_session(&w));
+    }
+}
