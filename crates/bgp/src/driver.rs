@@ -45,7 +45,11 @@ use crate::wire::{
 
 pub const BGP_PORT: u16 = 179;
 const SESSION_QUEUE: usize = 4096;
-const EVENT_QUEUE: usize = 1024;
+/// Events from the sessions waiting for the instance. Kept short: an event holds up to
+/// [`MAX_BATCH`] decoded UPDATEs, and a long queue let a fast feed decode its whole table
+/// ahead of the instance (a million prefixes held twice at the peak); a session whose
+/// event does not fit waits, and so does its peer's TCP stream.
+const EVENT_QUEUE: usize = 64;
 const COMMAND_QUEUE: usize = 64;
 /// The status watch is refreshed at most this often (and always within this long).
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
