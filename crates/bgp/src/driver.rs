@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,17 +62,19 @@ const MAX_BATCH: usize = 64;
 /// on meanwhile on the kernel routes kept from before the restart.
 pub const SELECTION_DEFERRAL: Duration = Duration::from_secs(60);
 
-/// Makes an unbound TCP/IPv4 socket in the right place (for cic edge: inside the routing
-/// instance's network namespace). The driver binds, keys (TCP-MD5), connects, listens.
-pub type SocketFactory = Arc<dyn Fn() -> io::Result<socket2::Socket> + Send + Sync>;
+/// Makes an unbound TCP socket of the given family (IPv4 or IPv6) in the right place (for
+/// cic edge: inside the routing instance's network namespace). The driver binds, keys
+/// (TCP-MD5), connects, listens.
+pub type SocketFactory = Arc<dyn Fn(socket2::Domain) -> io::Result<socket2::Socket> + Send + Sync>;
+
+/// The socket domain of `addr`'s family.
+pub fn domain_of(addr: &SocketAddr) -> socket2::Domain {
+    socket2::Domain::for_address(*addr)
+}
 
 pub fn plain_sockets() -> SocketFactory {
-    Arc::new(|| {
-        socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
+    Arc::new(|domain| {
+        socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
     })
 }
 
@@ -183,7 +185,7 @@ enum PeerEvent {
         epoch: u64,
         negotiated: Negotiated,
         /// Our end of the connection.
-        local: Option<Ipv4Addr>,
+        local: Option<IpAddr>,
     },
     Down {
         epoch: u64,
@@ -435,7 +437,11 @@ pub fn spawn_instance(
 }
 
 fn bind_listener(sockets: &SocketFactory, addr: SocketAddr) -> io::Result<TcpListener> {
-    let s = sockets()?;
+    let s = sockets(domain_of(&addr))?;
+    if addr.is_ipv6() {
+        // IPv4 peers come to an IPv4 listener of their own, never as mapped addresses.
+        s.set_only_v6(true)?;
+    }
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())
@@ -638,7 +644,7 @@ impl InstanceTask {
         }
         let id = self.core.add_peer(cfg.spec.clone());
         if let Some(key) = &cfg.md5_key {
-            let peer = SocketAddr::V4(SocketAddrV4::new(cfg.spec.address, 0));
+            let peer = SocketAddr::new(cfg.spec.address, 0);
             for l in listeners {
                 if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
                     warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
@@ -692,7 +698,7 @@ impl InstanceTask {
                 cease::PEER_DECONFIGURED,
             )));
             if s.config.md5_key.is_some() {
-                let peer = SocketAddr::V4(SocketAddrV4::new(s.config.spec.address, 0));
+                let peer = SocketAddr::new(s.config.spec.address, 0);
                 for l in listeners {
                     let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
                 }
@@ -841,11 +847,11 @@ impl InstanceTask {
     }
 
     fn incoming(&mut self, stream: TcpStream, from: SocketAddr) {
-        let SocketAddr::V4(from4) = from else { return };
+        let from_ip = from.ip().to_canonical();
         let hit = self
             .sessions
             .values()
-            .find(|s| s.config.spec.address == *from4.ip());
+            .find(|s| s.config.spec.address == from_ip);
         match hit {
             Some(s) => {
                 debug!(%from, "incoming BGP connection");
@@ -1161,10 +1167,11 @@ impl SessionTask {
                     self.flush_updates().await;
                     self.epoch += 1;
                     info!(hold = n.hold_time, "session established");
-                    let local = match self.writer.as_ref().and_then(|w| w.local_addr().ok()) {
-                        Some(SocketAddr::V4(a)) => Some(*a.ip()),
-                        _ => None,
-                    };
+                    let local = self
+                        .writer
+                        .as_ref()
+                        .and_then(|w| w.local_addr().ok())
+                        .map(|a| a.ip().to_canonical());
                     let _ = self
                         .events
                         .send((
@@ -1225,17 +1232,17 @@ impl SessionTask {
     fn connect(&self) -> ConnectFuture {
         let sockets = self.sockets.clone();
         let local = self.cfg.spec.local_address;
-        let peer = SocketAddr::V4(SocketAddrV4::new(self.cfg.spec.address, self.cfg.port));
+        let peer = SocketAddr::new(self.cfg.spec.address, self.cfg.port);
         let key = self.cfg.md5_key.clone();
         let timeout = self.cfg.session.connect_retry;
         Box::pin(async move {
-            let s = sockets()?;
+            let s = sockets(domain_of(&peer))?;
             s.set_nonblocking(true)?;
             if let Some(k) = &key {
                 cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
             }
             // Source the connection from our address on the shared subnet.
-            s.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+            s.bind(&SocketAddr::new(local, 0).into())?;
             let sock = TcpSocket::from_std_stream(s.into());
             match tokio::time::timeout(timeout, sock.connect(peer)).await {
                 Ok(r) => r,

@@ -39,7 +39,8 @@ pub struct SessionConfig {
     pub passive: bool,
     /// Graceful restart (RFC 4724) for the families we announce: announced when set.
     pub graceful_restart: Option<GrConfig>,
-    /// Announce IPv6 unicast (RFC 4760) beside IPv4 unicast.
+    /// The families we announce (RFC 4760): at least one.
+    pub ipv4: bool,
     pub ipv6: bool,
 }
 
@@ -458,18 +459,21 @@ impl Session {
 
     /// The families we announce.
     fn families(&self) -> impl Iterator<Item = Afi> + '_ {
-        Afi::BOTH
-            .into_iter()
-            .filter(|a| *a == Afi::Ipv4 || self.cfg.ipv6)
+        Afi::BOTH.into_iter().filter(|a| match a {
+            Afi::Ipv4 => self.cfg.ipv4,
+            Afi::Ipv6 => self.cfg.ipv6,
+        })
     }
 
     fn open(&self) -> Open {
         let mut o = Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id);
-        if self.cfg.ipv6 {
+        o.capabilities
+            .retain(|c| !matches!(c, Capability::Multiprotocol { .. }));
+        for (i, afi) in self.families().enumerate() {
             o.capabilities.insert(
-                1,
+                i,
                 Capability::Multiprotocol {
-                    afi: Afi::Ipv6.code(),
+                    afi: afi.code(),
                     safi: Afi::SAFI_UNICAST,
                 },
             );
@@ -522,7 +526,7 @@ impl Session {
         {
             return Err(Notification::new(error_code::OPEN, open_err::BAD_BGP_ID));
         }
-        let ipv4 = o.supports_ipv4_unicast();
+        let ipv4 = self.cfg.ipv4 && o.supports_ipv4_unicast();
         let ipv6 = self.cfg.ipv6
             && o.has(&Capability::Multiprotocol {
                 afi: Afi::Ipv6.code(),
@@ -577,6 +581,7 @@ mod tests {
             connect_retry: Duration::from_secs(5),
             passive: false,
             graceful_restart: None,
+            ipv4: true,
             ipv6: false,
         }
     }
@@ -1059,5 +1064,71 @@ mod tests {
             s.handle(Input::Message(M::RouteRefresh { afi: 2, safi: 1 }))
                 .is_empty()
         );
+    }
+
+    /// The OPEN a session of `cfg` sends when its connection is up.
+    fn our_open(cfg: SessionConfig) -> Open {
+        let mut s = Session::new(cfg);
+        s.handle(Input::Start);
+        let out = s.handle(Input::TcpConnected);
+        match sent(&out).first() {
+            Some(M::Open(o)) => o.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn families_are_announced_and_negotiated_as_configured() {
+        let mp = |afi| Capability::Multiprotocol { afi, safi: 1 };
+        let v4 = our_open(cfg());
+        assert!(v4.has(&mp(1)) && !v4.has(&mp(2)));
+        let dual = our_open(SessionConfig {
+            ipv6: true,
+            ..cfg()
+        });
+        assert!(dual.has(&mp(1)) && dual.has(&mp(2)));
+        let v6 = our_open(SessionConfig {
+            ipv4: false,
+            ipv6: true,
+            ..cfg()
+        });
+        assert!(!v6.has(&mp(1)) && v6.has(&mp(2)), "{v6:?}");
+
+        // A dual-stack session with a peer that has only IPv4: IPv4 alone.
+        let mut s = Session::new(SessionConfig {
+            ipv6: true,
+            ..cfg()
+        });
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        let n = out.iter().find_map(|o| match o {
+            Output::Established(n) => Some(n.clone()),
+            _ => None,
+        });
+        assert_eq!(n.map(|n| (n.ipv4, n.ipv6)), Some((true, false)));
+        // Route refresh for IPv6 is then not ours to answer.
+        assert!(
+            s.handle(Input::Message(M::RouteRefresh { afi: 2, safi: 1 }))
+                .is_empty()
+        );
+
+        // An IPv6-only session with that peer: nothing in common, Unsupported Capability
+        // naming what we wanted (RFC 5492 §3).
+        let mut s = Session::new(SessionConfig {
+            ipv4: false,
+            ipv6: true,
+            ..cfg()
+        });
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(peer_open(65001, 90)));
+        assert_eq!(notification(&out), Some((2, 7)));
+        let data = out.iter().find_map(|o| match o {
+            Output::Send(M::Notification(n)) => Some(n.data.clone()),
+            _ => None,
+        });
+        assert_eq!(data, Some(vec![1, 4, 0, 2, 0, 1]));
     }
 }

@@ -74,10 +74,13 @@ pub struct PeerSpec {
     /// the fabric), for status and logs.
     pub name: String,
     pub role: Role,
-    pub address: Ipv4Addr,
-    /// Our address on the shared subnet: the next hop we announce (unspecified: the
-    /// local address of the session's connection, once it is up).
-    pub local_address: Ipv4Addr,
+    /// The peer's address: where the session goes, and for IPv4 where its routes are
+    /// forwarded.
+    pub address: IpAddr,
+    /// Our address on the shared subnet: the session's source, and of its family the next
+    /// hop we announce (unspecified: the local address of the session's connection, once
+    /// it is up).
+    pub local_address: IpAddr,
     /// Our IPv6 next hop toward this peer (`None`: the IPv4-mapped form of the IPv4 one,
     /// RFC 4291 §2.5.5.2, as FRR and BIRD announce over an IPv4 session).
     pub local_address6: Option<Ipv6Addr>,
@@ -240,8 +243,8 @@ impl AdjIn {
 #[derive(Debug)]
 struct PeerState {
     spec: PeerSpec,
-    /// The next hop we announce: the spec's, or our end of the connection.
-    local_address: Ipv4Addr,
+    /// Our address toward the peer: the spec's, or our end of the connection.
+    local_address: IpAddr,
     up: Option<Negotiated>,
     adj_in: AdjIn,
     adj_out: BTreeMap<IpNet, Arc<PathAttrs>>,
@@ -259,12 +262,24 @@ struct PeerState {
 }
 
 impl PeerState {
-    /// Our IPv6 next hop toward this peer, when the session carries IPv6.
+    /// Our IPv4 next hop toward this peer: our address, when the session is over IPv4.
+    fn local_address4(&self) -> Option<Ipv4Addr> {
+        match self.local_address {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Our IPv6 next hop toward this peer, when the session carries IPv6: the spec's, else
+    /// our address when the session is over IPv6, else the IPv4-mapped form of ours.
     fn local_address6(&self) -> Option<Ipv6Addr> {
         self.up.as_ref().filter(|n| n.ipv6).map(|_| {
             self.spec
                 .local_address6
-                .unwrap_or_else(|| self.local_address.to_ipv6_mapped())
+                .unwrap_or(match self.local_address {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                })
         })
     }
 }
@@ -540,7 +555,11 @@ impl Instance {
         let path = Path {
             peer: peer | STATIC,
             role: Role::Customer,
-            nexthop: p.spec.address,
+            // (The edge's connections, which have static routes, are IPv4.)
+            nexthop: match p.spec.address {
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            },
             peer_router_id: Ipv4Addr::UNSPECIFIED,
             ebgp: true,
             attrs: Arc::new(PathAttrs {
@@ -566,7 +585,7 @@ impl Instance {
 
     /// The address of our end of `peer`'s connection, for a peer configured without one
     /// (the next hop we announce to it).
-    pub fn set_local_address(&mut self, peer: PeerId, addr: Ipv4Addr) {
+    pub fn set_local_address(&mut self, peer: PeerId, addr: IpAddr) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.local_address = addr;
         }
@@ -936,9 +955,11 @@ impl Instance {
             role: p.spec.role,
             // The edge forwards to the peer on the shared subnet whatever it says; a
             // neighbor's NEXT_HOP is taken as sent.
-            nexthop: match (p.spec.role, attrs.next_hop) {
-                (Role::Neighbor, Some(nh)) => nh,
-                _ => p.spec.address,
+            nexthop: match (p.spec.role, attrs.next_hop, p.spec.address) {
+                (Role::Neighbor, Some(nh), _) => nh,
+                (_, _, IpAddr::V4(a)) => a,
+                // Over IPv6 an IPv4 route has only the NEXT_HOP it came with.
+                (_, nh, IpAddr::V6(_)) => nh.unwrap_or(Ipv4Addr::UNSPECIFIED),
             },
             peer_router_id: p
                 .up
@@ -1110,7 +1131,7 @@ impl Instance {
                     Arc::new(PathAttrs {
                         origin: Origin::Igp,
                         as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
-                        next_hop: Some(p.local_address),
+                        next_hop: p.local_address4(),
                         next_hop6: p.local_address6(),
                         ..Default::default()
                     })
@@ -1156,7 +1177,7 @@ impl Instance {
     /// Attributes as sent to `p`: next hop self; toward eBGP our AS prepended and
     /// LOCAL_PREF and MED dropped, toward iBGP a LOCAL_PREF always.
     fn outbound(&self, mut a: PathAttrs, p: &PeerState) -> Arc<PathAttrs> {
-        a.next_hop = Some(p.local_address);
+        a.next_hop = p.local_address4();
         a.next_hop6 = p.local_address6();
         a.link_local6 = None;
         if p.spec.asn == self.params.local_asn {

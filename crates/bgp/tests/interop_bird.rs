@@ -103,6 +103,7 @@ fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
         connect_retry: Duration::from_secs(1),
         passive: false,
         graceful_restart: None,
+        ipv4: true,
         ipv6: false,
     }
 }
@@ -160,8 +161,8 @@ async fn start_with(
         spec: PeerSpec {
             name: "pc-1".into(),
             role: Role::Customer,
-            address: p.customer(),
-            local_address: p.us(),
+            address: p.customer().into(),
+            local_address: p.us().into(),
             local_address6: None,
             asn: 65001,
             policy: None,
@@ -177,8 +178,8 @@ async fn start_with(
             spec: PeerSpec {
                 name: "ri-1".into(),
                 role: Role::Fabric,
-                address: p.fabric(),
-                local_address: p.us(),
+                address: p.fabric().into(),
+                local_address: p.us().into(),
                 local_address6: None,
                 asn: CLOUD,
                 policy: None,

@@ -1100,3 +1100,92 @@ protocol bgp speaker {{
         write_golden("bird-dual", &capture_session(&w));
     }
 }
+
+#[test]
+fn frr_exchanges_ipv6_routes_over_an_ipv6_session_to_our_ipv6_listener() {
+    if !peer_or_skip("frr ipv6 session interop", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr6s", 6).with_ipv6();
+    let (us6, peer6) = (w.us6(), w.peer6());
+    let conf = format!(
+        "frr defaults traditional
+hostname frr6s
+router bgp 4200000060
+ bgp router-id {peer}
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {us6} remote-as 65002
+ neighbor {us6} timers connect 1
+ neighbor {us6} password a-long-shared-secret
+ address-family ipv6 unicast
+  neighbor {us6} activate
+  network 2001:db8:70::/48
+ exit-address-family
+",
+        peer = w.peer(),
+    );
+    let frr = Frr::bgpd("frr6s", &conf, Some(&w.p)).expect("bgpd");
+    // We only listen, on our IPv6 address: FRR comes to us over IPv6, with TCP-MD5.
+    let speaker_conf = format!(
+        r#"
+asn = 65002
+router_id = "{us}"
+listen = ["[{us6}]:179"]
+connect_retry = 1
+
+[[neighbor]]
+address = "{peer6}"
+remote_asn = 4200000060
+passive = true
+md5_key = "a-long-shared-secret"
+import = "accept-all"
+export = "originated"
+
+[[originate]]
+prefix = "2001:db8:100::/48"
+
+[[originate]]
+prefix = "198.51.100.0/24"
+"#,
+        us = w.us(),
+    );
+    let speaker = run_speaker(&w.dir, &speaker_conf, Some(&w.s));
+    let sock = speaker.socket.clone();
+    wait_until(WAIT, "FRR's IPv6 prefix over the IPv6 session", || {
+        (routes6(&sock) == [("2001:db8:70::/48".to_string(), peer6.clone())]).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}\n{}",
+            routes(&sock),
+            show(&sock, &["summary"]),
+            frr.log()
+        )
+    });
+    let row = neighbor(&sock, &peer6);
+    assert_eq!(row["state"], "ESTABLISHED", "{row}");
+    // Ours at FRR with our session address as the next hop; our IPv4 prefix is not sent
+    // (the session carries IPv6 unicast only).
+    let ours = wait_until(WAIT, "2001:db8:100::/48 at FRR", || {
+        let j = frr
+            .json("show bgp ipv6 unicast 2001:db8:100::/48 json")
+            .ok()?;
+        j["paths"].as_array().filter(|p| !p.is_empty()).cloned()
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            frr.vtysh("show bgp ipv6 unicast").unwrap_or_default()
+        )
+    });
+    assert_eq!(ours[0]["nexthops"][0]["ip"], us6);
+    assert_eq!(ours[0]["aspath"]["string"], "65002");
+    let v4 = frr
+        .json("show bgp ipv4 unicast 198.51.100.0/24 json")
+        .expect("show");
+    assert!(
+        v4["paths"].as_array().is_none_or(|p| p.is_empty()),
+        "no IPv4 over this session: {v4}"
+    );
+}

@@ -141,12 +141,13 @@ pub fn sysctl(name: Option<&str>, key: &str, value: &str) -> io::Result<()> {
 
 /// A new TCP/IPv4 socket inside namespace `name`.
 pub fn tcp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
+    tcp_socket_of(name, socket2::Domain::IPV4)
+}
+
+/// A new TCP socket of `domain` (IPv4 or IPv6) inside namespace `name`.
+pub fn tcp_socket_of(name: Option<&str>, domain: socket2::Domain) -> io::Result<socket2::Socket> {
     run_in(name, || {
-        socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
+        socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
     })?
 }
 

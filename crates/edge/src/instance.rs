@@ -35,7 +35,15 @@ pub const FABRIC_IF: &str = "fabric0";
 /// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
 const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
 
-fn bfd_state_path(ns: &str, peer: Ipv4Addr) -> std::path::PathBuf {
+/// The edge's sessions run over IPv4: its connections and fabric links have IPv4 subnets.
+pub(crate) fn v4(a: IpAddr) -> Ipv4Addr {
+    match a {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+fn bfd_state_path(ns: &str, peer: IpAddr) -> std::path::PathBuf {
     std::path::Path::new(BFD_STATE_DIR)
         .join(ns)
         .join(peer.to_string())
@@ -238,7 +246,7 @@ impl Instance {
         let params = params(&cfg.bgp, cfg.local_asn, ic, restarting);
         let ns_name = ns.to_string();
         let sockets: cic_bgp::driver::SocketFactory =
-            Arc::new(move || netns::tcp_socket(Some(&ns_name)));
+            Arc::new(move |domain| netns::tcp_socket_of(Some(&ns_name), domain));
         let bgp = spawn_instance(
             params,
             sockets,
@@ -453,8 +461,8 @@ impl Instance {
                         spec: PeerSpec {
                             name: ic.id.clone(),
                             role: Role::Fabric,
-                            address: f.fabric_ip,
-                            local_address: f.edge_ip,
+                            address: f.fabric_ip.into(),
+                            local_address: f.edge_ip.into(),
                             local_address6: None,
                             asn: f.fabric_asn,
                             policy: None,
@@ -468,6 +476,7 @@ impl Instance {
                             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
                             passive: false,
                             graceful_restart: graceful_restart(&cfg.bgp),
+                            ipv4: true,
                             ipv6: false,
                         },
                         md5_key: None,
@@ -549,7 +558,7 @@ impl Instance {
             let resume = self.restarted.then(|| read_snapshot(&path)).flatten();
             let added = match &self.bfd {
                 Ok(bfd) => bfd
-                    .add_resumed(spec.local_address, spec.address, cfg, resume)
+                    .add_resumed(v4(spec.local_address), v4(spec.address), cfg, resume)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
@@ -585,7 +594,7 @@ impl Instance {
         }
         let _ = self.bgp.remove_peer(p.id).await;
         if let (Some(_), Ok(bfd)) = (&p.bfd, &self.bfd) {
-            let _ = bfd.remove(p.want.config.spec.address).await;
+            let _ = bfd.remove(v4(p.want.config.spec.address)).await;
         }
         write_snapshot(&bfd_state_path(&self.ns, p.want.config.spec.address), None);
     }
@@ -832,8 +841,8 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
         spec: PeerSpec {
             name: c.id.clone(),
             role: Role::Customer,
-            address: c.peer_ip,
-            local_address: c.cloud_ip,
+            address: c.peer_ip.into(),
+            local_address: c.cloud_ip.into(),
             local_address6: None,
             asn: c.peer_asn,
             policy: None,
@@ -847,6 +856,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
             passive: false,
             graceful_restart: graceful_restart(&cfg.bgp),
+            ipv4: true,
             ipv6: false,
         },
         md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),

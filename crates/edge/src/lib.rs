@@ -723,7 +723,7 @@ impl Agent {
                         }
                         cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
                     },
-                    peer: p.spec.address,
+                    peer: instance::v4(p.spec.address),
                     peer_asn: p.spec.asn,
                     state: p.state.name().to_string(),
                     uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),

@@ -37,7 +37,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +95,8 @@ fn default_max_prefix_idle() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Neighbor {
-    pub address: Ipv4Addr,
+    /// IPv4 or IPv6: the session's transport.
+    pub address: IpAddr,
     pub remote_asn: u32,
     /// Wait for the neighbor to connect; never connect out.
     #[serde(default)]
@@ -110,13 +111,13 @@ pub struct Neighbor {
     pub md5_key: Option<String>,
     /// Our address toward the neighbor: connections are made from it, and it is the
     /// next hop we announce (default: whichever address the connection uses).
-    pub local_address: Option<Ipv4Addr>,
+    pub local_address: Option<IpAddr>,
     /// The neighbor's TCP port.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Exchange IPv6 unicast routes too (RFC 4760 MP-BGP, on this IPv4 session).
-    #[serde(default)]
-    pub ipv6: bool,
+    /// Exchange IPv6 unicast routes too (RFC 4760 MP-BGP) on a session over IPv4. A session
+    /// over IPv6 carries IPv6 unicast only.
+    pub ipv6: Option<bool>,
     /// The IPv6 next hop we announce to the neighbor (default: the IPv4-mapped form of
     /// our IPv4 address, `::ffff:a.b.c.d`, as FRR does).
     pub next_hop6: Option<Ipv6Addr>,
@@ -251,13 +252,6 @@ impl Config {
         if f.connect_retry == 0 {
             return Err("connect_retry: must be at least 1 s".into());
         }
-        for (i, a) in f.listen.iter().enumerate() {
-            if !a.is_ipv4() {
-                return Err(format!(
-                    "listen[{i}]: {a} is not IPv4 (IPv6 is not supported yet)"
-                ));
-            }
-        }
         let max_prefix_action = match f.max_prefix_action.as_str() {
             "teardown" => MaxPrefixAction::Teardown,
             "discard" => MaxPrefixAction::Discard,
@@ -353,8 +347,27 @@ impl Config {
                     MD5_MAX_KEY
                 ));
             }
+            // Over IPv4: IPv4 unicast, and IPv6 if asked. Over IPv6: IPv6 unicast only (an
+            // IPv4 route would need a NEXT_HOP the session does not give).
+            let (ipv4, ipv6) = match (n.address, n.ipv6) {
+                (IpAddr::V4(_), v6) => (true, v6.unwrap_or(false)),
+                (IpAddr::V6(_), None | Some(true)) => (false, true),
+                (IpAddr::V6(a), Some(false)) => {
+                    return Err(format!(
+                        "{key}.ipv6: false, but a session to {a} carries IPv6 unicast only"
+                    ));
+                }
+            };
+            if let Some(l) = n.local_address
+                && l.is_ipv4() != n.address.is_ipv4()
+            {
+                return Err(format!(
+                    "{key}.local_address: {l} is not of the family of the neighbor's {}",
+                    n.address
+                ));
+            }
             if let Some(nh) = n.next_hop6 {
-                if !n.ipv6 {
+                if !ipv6 {
                     return Err(format!(
                         "{key}.next_hop6: set, but the session does not carry IPv6 (add ipv6 = true)"
                     ));
@@ -393,7 +406,10 @@ impl Config {
                     name: n.address.to_string(),
                     role: Role::Neighbor,
                     address: n.address,
-                    local_address: n.local_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    local_address: n.local_address.unwrap_or(match n.address {
+                        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+                    }),
                     local_address6: n.next_hop6,
                     asn: n.remote_asn,
                     policy: Some(Arc::new(NeighborPolicy {
@@ -414,7 +430,8 @@ impl Config {
                         restart_time: f.graceful_restart_secs,
                         restarting: false,
                     }),
-                    ipv6: n.ipv6,
+                    ipv4,
+                    ipv6,
                 },
                 md5_key: n.md5_key.clone(),
                 port: n.port,
@@ -631,7 +648,16 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
                 format!("{base}graceful_restart_secs = 5000\n"),
                 "graceful_restart_secs: 5000 s does not fit",
             ),
-            (format!("{base}listen = [\"[::1]:179\"]\n"), "listen[0]"),
+            (
+                format!("{base}{nb}local_address = \"fd00::1\"\n"),
+                "neighbor[0].local_address: fd00::1 is not of the family",
+            ),
+            (
+                format!(
+                    "{base}[[neighbor]]\naddress = \"fd00::2\"\nremote_asn = 65001\nipv6 = false\n"
+                ),
+                "neighbor[0].ipv6: false, but a session to fd00::2 carries IPv6 unicast only",
+            ),
             (
                 format!("{base}{nb}export = \"everything\"\n"),
                 "neighbor[0].export: no policy named \"everything\"",

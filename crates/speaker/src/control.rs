@@ -46,7 +46,7 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NeighborSummary {
-    pub address: Ipv4Addr,
+    pub address: std::net::IpAddr,
     pub remote_asn: u32,
     pub state: String,
     /// Seconds since the session was established (0 when it is not).
@@ -79,7 +79,7 @@ pub struct Route {
     /// The AS_PATH, with an AS_SET as a nested array.
     pub as_path: Vec<serde_json::Value>,
     /// The neighbor it came from.
-    pub peer: Ipv4Addr,
+    pub peer: std::net::IpAddr,
     pub origin: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub local_pref: Option<u32>,
@@ -206,7 +206,7 @@ async fn respond(
                     .iter()
                     .find(|p| p.id == id)
                     .map(|p| p.spec.address)
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED.into())
             };
             let routes = instance.best_routes().await?;
             // Written as it goes: a full table is a large answer.

@@ -51,8 +51,8 @@ fn customer_a() -> PeerSpec {
     PeerSpec {
         name: "pc-a".into(),
         role: Role::Customer,
-        address: a("169.254.1.2"),
-        local_address: a("169.254.1.1"),
+        address: a("169.254.1.2").into(),
+        local_address: a("169.254.1.1").into(),
         local_address6: None,
         asn: 65001,
         policy: None,
@@ -63,8 +63,8 @@ fn fabric() -> PeerSpec {
     PeerSpec {
         name: "ri".into(),
         role: Role::Fabric,
-        address: a("100.127.0.1"),
-        local_address: a("100.127.0.0"),
+        address: a("100.127.0.1").into(),
+        local_address: a("100.127.0.0").into(),
         local_address6: None,
         asn: CLOUD,
         policy: None,
@@ -77,8 +77,8 @@ fn lab(max: u32, action: MaxPrefixAction) -> Lab {
     let b_ = i.add_peer(PeerSpec {
         name: "pc-b".into(),
         role: Role::Customer,
-        address: a("169.254.2.2"),
-        local_address: a("169.254.2.1"),
+        address: a("169.254.2.2").into(),
+        local_address: a("169.254.2.1").into(),
         local_address6: None,
         asn: 65001,
         policy: None,
@@ -176,8 +176,8 @@ fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
     let p = i.add_peer(PeerSpec {
         name: "x".into(),
         role: Role::Customer,
-        address: a("169.254.1.2"),
-        local_address: a("169.254.1.1"),
+        address: a("169.254.1.2").into(),
+        local_address: a("169.254.1.1").into(),
         local_address6: None,
         asn: 65001,
         policy: None,
@@ -643,8 +643,8 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
     let c = i.add_peer(PeerSpec {
         name: "c".into(),
         role: Role::Customer,
-        address: a("169.254.1.2"),
-        local_address: a("169.254.1.1"),
+        address: a("169.254.1.2").into(),
+        local_address: a("169.254.1.1").into(),
         local_address6: None,
         asn: 65001,
         policy: None,
@@ -652,8 +652,8 @@ fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
     let f = i.add_peer(PeerSpec {
         name: "f".into(),
         role: Role::Fabric,
-        address: a("100.127.0.1"),
-        local_address: a("100.127.0.0"),
+        address: a("100.127.0.1").into(),
+        local_address: a("100.127.0.0").into(),
         local_address6: None,
         asn: 4_200_000_001,
         policy: None,
@@ -775,8 +775,8 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
     let c = i.add_peer(PeerSpec {
         name: "pub".into(),
         role: Role::Customer,
-        address: a("5.45.200.2"),
-        local_address: a("5.45.200.1"),
+        address: a("5.45.200.2").into(),
+        local_address: a("5.45.200.1").into(),
         local_address6: None,
         asn: 65001,
         policy: None,
@@ -1164,8 +1164,8 @@ fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export
     PeerSpec {
         name: addr.into(),
         role: Role::Neighbor,
-        address: a(addr),
-        local_address: Ipv4Addr::UNSPECIFIED,
+        address: a(addr).into(),
+        local_address: Ipv4Addr::UNSPECIFIED.into(),
         local_address6: None,
         asn,
         policy: Some(Arc::new(NeighborPolicy {
@@ -1229,7 +1229,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
         default: policy::Verdict::Reject,
     };
     let filtered = i.add_peer(neighbor("10.99.4.1", 65004, None, Export::Filter(only10)));
-    i.set_local_address(all, a("10.99.3.2"));
+    i.set_local_address(all, a("10.99.3.2").into());
     up(&mut i, feed, 65001, "1.1.1.1");
     let at_up = up(&mut i, own, 4_200_000_002, "2.2.2.2");
     assert_eq!(sent_to(&at_up, own).0, [n("198.51.100.0/24")]);
@@ -1481,7 +1481,7 @@ fn ipv6_routes_go_only_to_sessions_that_carry_ipv6_with_our_ipv6_next_hop() {
     });
     let mapped = i.add_peer(neighbor("10.99.4.1", 65004, None, Export::All));
     let v4only = i.add_peer(neighbor("10.99.5.1", 65005, None, Export::All));
-    i.set_local_address(mapped, a("10.99.4.2"));
+    i.set_local_address(mapped, a("10.99.4.2").into());
     up6(&mut i, feed, 65001, "1.1.1.1", true);
     // At session start each gets our own prefixes of the families it carries.
     let at_up = up6(&mut i, dual, 65003, "3.3.3.3", true);
