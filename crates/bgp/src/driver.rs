@@ -128,6 +128,7 @@ enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
     RemovePeer(PeerId, oneshot::Sender<Option<tokio::task::JoinHandle<()>>>),
     SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
+    SetAnnounce(Vec<IpNet>, oneshot::Sender<()>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
@@ -253,6 +254,16 @@ impl InstanceHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetVpcPrefixes(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Our own prefixes, anew (see [`Instance::set_announce`]).
+    pub async fn set_announce(&self, p: Vec<IpNet>) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::SetAnnounce(p, tx))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -508,6 +519,11 @@ impl InstanceTask {
                     }
                     Some(Command::SetVpcPrefixes(p, reply)) => {
                         let actions = self.core.set_vpc_prefixes(p);
+                        self.act(actions);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetAnnounce(p, reply)) => {
+                        let actions = self.core.set_announce(p);
                         self.act(actions);
                         let _ = reply.send(());
                     }

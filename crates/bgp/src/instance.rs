@@ -658,6 +658,15 @@ impl Instance {
 
     /// New VPC prefixes: every received route is judged again (we keep them all, so this
     /// needs no route refresh from the peers) and exports follow.
+    /// New prefixes of our own (a reloaded config): those that came are announced, those
+    /// that went are withdrawn, where the export policies say so.
+    pub fn set_announce(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {
+        let mut touched: BTreeSet<IpNet> = self.params.announce.iter().copied().collect();
+        touched.extend(prefixes.iter().copied());
+        self.params.announce = prefixes;
+        self.apply(touched)
+    }
+
     pub fn set_vpc_prefixes(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {
         let mut touched: BTreeSet<IpNet> = self.params.vpc_prefixes.iter().copied().collect();
         touched.extend(prefixes.iter().copied());

@@ -102,7 +102,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BgpCmd {
-    /// Run the speaker until SIGINT or SIGTERM (then every session ends with a Cease).
+    /// Run the speaker until SIGINT or SIGTERM (then every session ends with a Cease);
+    /// SIGHUP reads the config again and applies what changed.
     Run {
         /// The speaker's TOML file (see crates/speaker/src/config.rs or the README).
         #[arg(long)]
@@ -620,10 +621,25 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
                 return Ok(());
             }
             init_tracing();
-            let speaker = cic_speaker::Speaker::start(cfg, &socket)
+            let mut speaker = cic_speaker::Speaker::start(cfg, &socket)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            shutdown_signal().await;
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let stop = shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = hup.recv() => match cic_speaker::Config::load(&config) {
+                        Ok(cfg) => match speaker.reload(cfg).await {
+                            Ok(done) => tracing::info!("reloaded {}: {done}", config.display()),
+                            Err(e) => tracing::warn!("reload refused: {e}"),
+                        },
+                        // A config that does not load changes nothing; the speaker runs on.
+                        Err(e) => tracing::warn!("reload refused: {e}"),
+                    },
+                }
+            }
             speaker.stop("cic bgp run is stopping").await;
             Ok(())
         }

@@ -281,3 +281,161 @@ fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A BIRD at 127.0.32.`host` (port 17320+`host`) that announces `routes` to a speaker at
+/// 127.0.32.1:17320.
+fn bird32(host: u8, asn: u32, routes: &str) -> String {
+    format!(
+        r#"
+router id 127.0.32.{host};
+protocol device {{}}
+protocol static feed {{ ipv4; {routes} }}
+protocol bgp speaker {{
+  local 127.0.32.{host} port {port} as {asn};
+  neighbor 127.0.32.1 port 17320 as 65002;
+  multihop;
+  connect retry time 1;
+  ipv4 {{ import all; export where proto = "feed"; }};
+}}
+"#,
+        port = 17320 + host as u16,
+    )
+}
+
+/// The speaker's config with these neighbors (host, ASN) and originated prefixes.
+fn config32(asn: u32, neighbors: &[(u8, u32)], originate: &[&str], extra: &str) -> String {
+    let mut c = format!(
+        "asn = {asn}\nrouter_id = \"127.0.32.1\"\nlisten = [\"127.0.32.1:17320\"]\nconnect_retry = 1\n"
+    );
+    for (host, asn) in neighbors {
+        c += &format!(
+            "[[neighbor]]\naddress = \"127.0.32.{host}\"\nport = {}\nremote_asn = {asn}\n\
+             local_address = \"127.0.32.1\"\nimport = \"accept-all\"\nexport = \"originated\"\n{extra}\n",
+            17320 + *host as u16
+        );
+    }
+    for p in originate {
+        c += &format!("[[originate]]\nprefix = \"{p}\"\n");
+    }
+    c
+}
+
+/// BIRD's "since" of its session with the speaker: the same value means the same session.
+fn since(b: &Bird) -> String {
+    b.cmd("show protocols speaker")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("speaker"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(3)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sighup_applies_what_changed_and_a_config_that_does_not_load_changes_nothing() {
+    if !bird_or_skip("sighup_applies_what_changed") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let a = Bird::start(
+        "hup-a",
+        &bird32(2, 65001, "route 10.21.0.0/16 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD a");
+    let b = Bird::start(
+        "hup-b",
+        &bird32(3, 65003, "route 10.23.0.0/16 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD b");
+    let conf = |text: String| std::fs::write(dir.join("speaker.toml"), text).expect("write");
+    let speaker = run_speaker(
+        &dir,
+        &config32(65002, &[(2, 65001)], &["198.51.100.0/24"], ""),
+        None,
+    );
+    let sock = speaker.socket.clone();
+    let pid = nix::unistd::Pid::from_raw(speaker.child.id() as i32);
+    let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let log = || std::fs::read_to_string(dir.join("speaker.log")).unwrap_or_default();
+    // Each SIGHUP ends in one line saying what was done or why not: count them.
+    let answered = |n: usize| {
+        wait_until(WAIT, "the reload's answer", || {
+            let l = log();
+            (l.matches("reloaded ").count() + l.matches("reload refused").count() >= n)
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", log()))
+    };
+    wait_until(WAIT, "A's prefix, and ours at A", || {
+        (count(&sock) == 1 && a.has_route("198.51.100.0/24")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let a_since = since(&a);
+    assert!(!a_since.is_empty(), "{:?}", a.cmd("show protocols speaker"));
+
+    // B added, our prefix changed; A's session carries on.
+    conf(config32(
+        65002,
+        &[(2, 65001), (3, 65003)],
+        &["203.0.113.0/24"],
+        "",
+    ));
+    hup();
+    answered(1);
+    assert!(
+        log().contains("1 added, 0 removed, 0 restarted"),
+        "{}",
+        log()
+    );
+    wait_until(
+        WAIT,
+        "B's prefix, and our new prefix at A instead of the old",
+        || {
+            (count(&sock) == 2
+                && a.has_route("203.0.113.0/24")
+                && !a.has_route("198.51.100.0/24")
+                && b.has_route("203.0.113.0/24"))
+            .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    assert_eq!(since(&a), a_since, "A's session was not restarted");
+
+    // A config that does not load, and one that changes the ASN: refused, nothing changes.
+    conf("asn = 65002\nrouter_id = \"127.0.32.1\"\n[[neighbor]]\naddress = \"x\"\n".into());
+    hup();
+    answered(2);
+    conf(config32(65009, &[(3, 65003)], &[], ""));
+    hup();
+    answered(3);
+    assert!(
+        log().contains("asn changed: restart the speaker"),
+        "{}",
+        log()
+    );
+    assert_eq!(count(&sock), 2);
+    assert_eq!(since(&a), a_since);
+
+    // A removed: it is told (Cease / Peer De-configured) and its route goes.
+    conf(config32(65002, &[(3, 65003)], &["203.0.113.0/24"], ""));
+    hup();
+    answered(4);
+    let told = wait_until(WAIT, "A told it was removed", || {
+        a.last_error("speaker").filter(|e| e.contains("Received"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", a.last_error("speaker")));
+    assert!(told.to_lowercase().contains("de-configured"), "{told}");
+    wait_until(WAIT, "A's route gone", || (count(&sock) == 1).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["routes"])));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,9 +7,12 @@ pub mod bench;
 pub mod config;
 pub mod control;
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use cic_bgp::driver::{InstanceHandle, plain_sockets, spawn_instance};
+use cic_bgp::driver::{InstanceHandle, PeerConfig, plain_sockets, spawn_instance};
+use cic_bgp::rib::PeerId;
 use tracing::{info, warn};
 
 pub use config::Config;
@@ -19,6 +22,9 @@ pub struct Speaker {
     pub instance: InstanceHandle,
     socket: PathBuf,
     server: tokio::task::JoinHandle<()>,
+    /// The config running, and each neighbor's session.
+    cfg: Config,
+    peers: BTreeMap<IpAddr, PeerId>,
 }
 
 impl Speaker {
@@ -32,11 +38,14 @@ impl Speaker {
             let _ = std::fs::remove_file(socket);
             return Err(format!("listen: {e}"));
         }
+        let mut peers = BTreeMap::new();
         for n in cfg.neighbors.iter().cloned() {
-            instance
+            let address = n.spec.address;
+            let id = instance
                 .add_peer(n)
                 .await
                 .map_err(|e| format!("adding a neighbor: {e}"))?;
+            peers.insert(address, id);
         }
         instance
             .peers_added()
@@ -48,12 +57,89 @@ impl Speaker {
             socket = %socket.display(),
             "BGP speaker running"
         );
-        let server = tokio::spawn(control::serve(listener, instance.clone(), cfg));
+        let server = tokio::spawn(control::serve(listener, instance.clone(), cfg.clone()));
         Ok(Speaker {
             instance,
             socket: socket.to_path_buf(),
             server,
+            cfg,
+            peers,
         })
+    }
+
+    /// Applies a config read again (SIGHUP): neighbors that went are removed (Cease / Peer
+    /// De-configured), new ones added, changed ones restarted with their new settings; the
+    /// originated prefixes are announced and withdrawn as they changed. The sessions of
+    /// unchanged neighbors are not touched. What only a restart can change (the ASN, the
+    /// router id, the listeners, the max-prefix action) refuses the whole reload, and
+    /// nothing changes. Returns what was done.
+    pub async fn reload(&mut self, new: Config) -> Result<String, String> {
+        let (old, mut same) = (&self.cfg, new.params.clone());
+        same.announce = old.params.announce.clone();
+        let mut fixed = Vec::new();
+        if same.local_asn != old.params.local_asn {
+            fixed.push("asn");
+        }
+        if new.router_id != old.router_id {
+            fixed.push("router_id");
+        }
+        if new.listen != old.listen {
+            fixed.push("listen");
+        }
+        if same.max_prefix_action != old.params.max_prefix_action
+            || same.max_prefix_idle != old.params.max_prefix_idle
+        {
+            fixed.push("max_prefix_action/max_prefix_idle");
+        }
+        if !fixed.is_empty() {
+            return Err(format!(
+                "{} changed: restart the speaker for that; nothing was applied",
+                fixed.join(", ")
+            ));
+        }
+        let gone = |e: std::io::Error| format!("the speaker's instance: {e}");
+        let running: BTreeMap<IpAddr, &PeerConfig> =
+            old.neighbors.iter().map(|n| (n.spec.address, n)).collect();
+        let wanted: BTreeMap<IpAddr, &PeerConfig> =
+            new.neighbors.iter().map(|n| (n.spec.address, n)).collect();
+        let (mut added, mut removed, mut changed) = (0, 0, 0);
+        for (address, n) in &running {
+            if wanted.get(address) == Some(n) {
+                continue;
+            }
+            if let Some(id) = self.peers.remove(address) {
+                self.instance.remove_peer(id).await.map_err(gone)?;
+            }
+            if wanted.contains_key(address) {
+                changed += 1;
+            } else {
+                removed += 1;
+            }
+        }
+        for (address, n) in &wanted {
+            if running.get(address) == Some(n) {
+                continue;
+            }
+            let id = self.instance.add_peer((*n).clone()).await.map_err(gone)?;
+            self.peers.insert(*address, id);
+            if !running.contains_key(address) {
+                added += 1;
+            }
+        }
+        let (was, now) = (&old.params.announce, &new.params.announce);
+        let announced = now.iter().filter(|p| !was.contains(p)).count();
+        let withdrawn = was.iter().filter(|p| !now.contains(p)).count();
+        if was != now {
+            self.instance
+                .set_announce(now.clone())
+                .await
+                .map_err(gone)?;
+        }
+        self.cfg = new;
+        Ok(format!(
+            "neighbors: {added} added, {removed} removed, {changed} restarted with new settings; \
+             originated prefixes: {announced} added, {withdrawn} withdrawn"
+        ))
     }
 
     /// Ends every session with Cease / Administrative Shutdown, saying why (RFC 9003,
