@@ -285,6 +285,11 @@ enum LabCmd {
         /// to the cloud fabric (the PoP must then withdraw the VPC prefix from the customer).
         #[arg(long, default_value = "customer")]
         side: cic_lab::failover::Side,
+        /// Active/standby instead of ECMP: the customer makes the PoP not carrying the
+        /// flow its standby, by AS-path prepending or by the cloud's low local-preference
+        /// community; the active PoP's cross-connect is cut and restored.
+        #[arg(long, conflicts_with = "side")]
+        standby: Option<cic_lab::Standby>,
     },
     /// In a running two-PoP lab: kill -9 the edge agent of the PoP carrying traffic and
     /// start it again while pinging every 10 ms; report losses and whether the routers
@@ -469,7 +474,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             LabCmd::Up { pops } => cic_lab::up_and_explain(pops).await,
             LabCmd::Demo { pops } => cic_lab::demo(pops).await,
             LabCmd::Down => cic_lab::down(),
-            LabCmd::Failover { runs, side } => cic_lab::failover::run(runs, side),
+            LabCmd::Failover {
+                runs,
+                standby: Some(how),
+                ..
+            } => cic_lab::failover::run_standby(runs, how),
+            LabCmd::Failover { runs, side, .. } => cic_lab::failover::run(runs, side),
             LabCmd::RestartEdge { runs } => cic_lab::failover::restart_runs(runs),
             LabCmd::Fabric {
                 edge_id,

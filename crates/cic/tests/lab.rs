@@ -926,6 +926,32 @@ fn cutting_one_pop_fails_over_within_a_second_and_restoring_it_loses_nothing() {
     let _ = result;
 }
 
+/// Active/standby: the customer makes one PoP its standby, by prepending or by the cloud's
+/// low local-preference community; both routers then use the other PoP alone (the fabric
+/// only if the edges passed the preference on), the standby takes over within a second
+/// when the active PoP's cross-connect is cut, and traffic goes back without loss.
+#[test]
+fn active_standby_by_prepending_or_by_community_fails_over_and_back() {
+    let result = with_lab("lab failover --standby", |_| {
+        for how in ["prepend", "community"] {
+            let o = cic(&["lab", "failover", "--runs", "1", "--standby", how]);
+            assert!(
+                o.status.success(),
+                "cic lab failover --standby {how}: {}",
+                text(&o)
+            );
+            let run = json_line(&o);
+            eprintln!("standby by {how}: {run}");
+            assert_eq!(run["standbyBy"], how, "{run}");
+            assert_ne!(run["active"], run["standby"], "{run}");
+            let outage = run["outageMs"].as_f64().expect("outageMs");
+            assert!(outage < 1500.0, "outage {outage} ms: {run}");
+            assert_eq!(run["lostAtRestore"], 0, "{run}");
+        }
+    });
+    let _ = result;
+}
+
 #[test]
 fn a_pop_that_loses_its_cloud_side_withdraws_the_vpc_prefix_from_the_customer() {
     let result = with_lab("lab failover --side cloud", |_| {

@@ -218,6 +218,154 @@ pub fn run(runs: usize, side: Side) -> Result<()> {
     Ok(())
 }
 
+/// One run of the active/standby variant (`cic lab failover --standby …`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyRun {
+    /// How the customer made one PoP the standby.
+    pub standby_by: crate::Standby,
+    pub active: String,
+    pub standby: String,
+    /// From the customer's new config until both routers used the active PoP alone.
+    pub settled_after_ms: f64,
+    /// Longest gap between replies after the active PoP's cross-connect was cut.
+    pub outage_ms: f64,
+    pub lost_at_cut: u32,
+    /// Pings lost while traffic went back to the active PoP once it returned.
+    pub lost_at_restore: u32,
+    pub back_on_active_after_ms: f64,
+}
+
+/// The PoP whose route `ns` uses for `prefix`, when it uses exactly one (`None`: none,
+/// or both). The customer's routes go out of vl<VLAN>; the fabric's to an edge's
+/// address in that PoP's transit pool (100.127.0.0/19 for pop1, 100.127.32.0/19 for
+/// pop2).
+fn sole_pop(ns: &str, prefix: &str) -> Option<u32> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "route", "show", prefix])
+        .output()
+        .ok()?;
+    let routes: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+    let r = routes.first()?;
+    if r.get("nexthops").is_some() || routes.len() != 1 {
+        return None;
+    }
+    if let Some(dev) = r["dev"].as_str().and_then(|d| d.strip_prefix("vl"))
+        && ns == NS_SITE
+    {
+        return dev.parse::<u32>().ok().map(|vlan| vlan / 100);
+    }
+    let gw: std::net::Ipv4Addr = r["gateway"].as_str()?.parse().ok()?;
+    let [100, 127, third, _] = gw.octets() else {
+        return None;
+    };
+    Some(u32::from(third) / 32 + 1)
+}
+
+/// Both directions on `pop` alone: on-prem → VM at the customer's router, VM → on-prem
+/// at the fabric's.
+fn only_on(pop: Pop, timeout: Duration, what: &str) -> Result<()> {
+    for (ns, prefix) in [(NS_SITE, "10.128.0.0/24"), (NS_FABRIC, "192.168.10.0/24")] {
+        wait_until(
+            timeout,
+            &format!("{what}: {prefix} through {} alone in {ns}", pop.id()),
+            || (sole_pop(ns, prefix) == Some(pop.0)).then_some(()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Gives the customer's router `standby` (none: both PoPs in use again).
+fn configure_site(standby: Option<(Pop, crate::Standby)>) -> Result<()> {
+    let site = site_bird()?;
+    let path = format!("{}/site-standby.conf", crate::STATE_DIR);
+    std::fs::write(&path, crate::site_bird_conf(&[Pop(1), Pop(2)], standby))?;
+    let out = Command::new("birdc")
+        .arg("-s")
+        .arg(&site.0)
+        .args(["configure", &format!("\"{path}\"")])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !text.contains("Reconfigured") && !text.contains("Reconfiguration in progress") {
+        bail!("the customer's BIRD refused {path}: {text}");
+    }
+    Ok(())
+}
+
+/// Active/standby: the customer makes the PoP that does not carry the flow its standby
+/// (`how`), both routers move to the active one alone; its cross-connect is cut while
+/// pinging (the standby takes over), then restored (traffic goes back to the active).
+/// The customer's ECMP config is put back at the end.
+pub fn standby_once(how: crate::Standby) -> Result<StandbyRun> {
+    let pops = [Pop(1), Pop(2)];
+    both_ways(2, Duration::from_secs(60), "before the run")
+        .context("the lab must be up with two PoPs (cic lab up --pops 2)")?;
+    let active = carrying_pop(&pops)?;
+    let standby = Pop(3 - active.0);
+    let t = std::time::Instant::now();
+    configure_site(Some((standby, how)))?;
+    let result = (|| {
+        only_on(active, Duration::from_secs(30), "the standby config")?;
+        let settled = t.elapsed();
+        let ping = Pinger::start()?;
+        std::thread::sleep(Duration::from_secs(1));
+        set_link(active, Side::Customer, false)?;
+        let cut = only_on(standby, Duration::from_secs(10), "after the cut");
+        std::thread::sleep(Duration::from_secs(1));
+        let (times, sent) = ping.stop()?;
+        if let Err(e) = cut {
+            set_link(active, Side::Customer, true)?;
+            return Err(e);
+        }
+        let outage = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+        let lost_at_cut = sent.saturating_sub(times.len() as u32);
+
+        let ping = Pinger::start()?;
+        std::thread::sleep(Duration::from_millis(500));
+        let t = std::time::Instant::now();
+        set_link(active, Side::Customer, true)?;
+        let back = only_on(active, Duration::from_secs(60), "after the restore");
+        let back_after = t.elapsed();
+        std::thread::sleep(Duration::from_secs(1));
+        let (times, sent) = ping.stop()?;
+        back?;
+        Ok(StandbyRun {
+            standby_by: how,
+            active: active.id(),
+            standby: standby.id(),
+            settled_after_ms: settled.as_secs_f64() * 1000.0,
+            outage_ms: outage * 1000.0,
+            lost_at_cut,
+            lost_at_restore: sent.saturating_sub(times.len() as u32),
+            back_on_active_after_ms: back_after.as_secs_f64() * 1000.0,
+        })
+    })();
+    // ECMP again, whatever happened.
+    configure_site(None)?;
+    both_ways(2, Duration::from_secs(60), "back to both PoPs")?;
+    result
+}
+
+/// `runs` active/standby runs; prints each as a JSON line and a summary.
+pub fn run_standby(runs: usize, how: crate::Standby) -> Result<()> {
+    for i in 1..=runs {
+        let r = standby_once(how)?;
+        println!("{}", serde_json::to_string(&r)?);
+        eprintln!(
+            "run {i}: {} standby by {:?}; both routers on {} alone after {:.0} ms; its cut: outage {:.0} ms ({} pings lost); restored: {} lost, back on it after {:.0} ms",
+            r.standby,
+            r.standby_by,
+            r.active,
+            r.settled_after_ms,
+            r.outage_ms,
+            r.lost_at_cut,
+            r.lost_at_restore,
+            r.back_on_active_after_ms
+        );
+    }
+    Ok(())
+}
+
 /// One `kill -9` and restart of an edge agent (`cic lab restart-edge`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

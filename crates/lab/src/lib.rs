@@ -281,10 +281,35 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
 /// BFD as both of the lab's routers run it: the modelled service's 300 ms × 3.
 const BIRD_BFD: &str = "min rx interval 300 ms; min tx interval 300 ms; multiplier 3;";
 
-fn site_bird_conf(pop_list: &[Pop]) -> String {
+/// How the customer makes one of its two PoPs the standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standby {
+    /// AS-path prepending (three times) on what it announces there.
+    Prepend,
+    /// The cloud's low local-preference community (`<cloud ASN>:0:7100`) on it.
+    Community,
+}
+
+impl std::str::FromStr for Standby {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Standby, String> {
+        match s {
+            "prepend" => Ok(Standby::Prepend),
+            "community" => Ok(Standby::Community),
+            other => Err(format!("{other:?}: use prepend or community")),
+        }
+    }
+}
+
+/// The customer router's config: a session at each PoP, both used (ECMP), unless
+/// `standby` names a PoP the customer wants used only when the other fails. Then it
+/// prefers the other's routes itself (LOCAL_PREF 50 on what the standby PoP sends) and
+/// tells the cloud to do the same, by prepending or by community.
+pub(crate) fn site_bird_conf(pop_list: &[Pop], standby: Option<(Pop, Standby)>) -> String {
     let mut c = format!(
         r#"# The customer's router (AS {CUSTOMER_ASN}) at the on-prem site: one private connection
-# at each PoP, BFD on each, both paths used (ECMP).
+# at each PoP, BFD on each, both paths used (ECMP) unless one is the standby.
 router id 192.168.10.1;
 log stderr all;
 debug protocols {{ states, events }};
@@ -295,6 +320,19 @@ protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
 "#
     );
     for p in pop_list {
+        let how = standby.filter(|(s, _)| s.0 == p.0).map(|(_, how)| how);
+        let (import, mark) = match how {
+            None => ("all", String::new()),
+            Some(how) => (
+                "filter { bgp_local_pref = 50; accept; }",
+                match how {
+                    Standby::Prepend => format!("bgp_path.prepend({CUSTOMER_ASN}); ").repeat(3),
+                    Standby::Community => {
+                        format!("bgp_large_community.add(({CLOUD_ASN}, 0, 7100));")
+                    }
+                },
+            ),
+        };
         c.push_str(&format!(
             r#"protocol bgp {id} {{
   description "cic private connection at {id}, VLAN {vlan}";
@@ -306,8 +344,8 @@ protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
   error wait time 1, 30;
   bfd on;
   ipv4 {{
-    import all;
-    export where proto = "lan";
+    import {import};
+    export filter {{ if proto != "lan" then reject; {mark} accept; }};
   }};
 }}
 "#,
@@ -671,7 +709,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     }
     let site = Bird::start(
         "site",
-        &site_bird_conf(&pop_list),
+        &site_bird_conf(&pop_list, None),
         Some(NS_SITE),
         Some(&dir),
     )?;

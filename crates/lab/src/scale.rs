@@ -113,7 +113,7 @@ fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
         lines.push(format!("link set vl{vlan} up"));
     }
     ip_batch(NS_SITE, &lines)?;
-    let mut conf = site_bird_conf(&[pop]);
+    let mut conf = site_bird_conf(&[pop], None);
     for i in 0..n {
         let (vlan, _, cloud, me) = plan(i);
         let routes: String = (0..PREFIXES_EACH)
