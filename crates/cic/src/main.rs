@@ -258,6 +258,10 @@ struct EdgeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9180).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Where to keep the last config from the server, to run on if the agent restarts
+    /// while the server is away ("none": keep nothing).
+    #[arg(long, default_value = "/var/lib/cic-edge")]
+    state_dir: String,
 }
 
 #[derive(Subcommand)]
@@ -464,6 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report_every: Duration::from_secs(a.report_every.max(1)),
                 poll_wait: Duration::from_secs(25),
                 metrics_listen: a.metrics_listen,
+                state_dir: (a.state_dir != "none").then(|| a.state_dir.into()),
             };
             let agent = cic_edge::Agent::new(opts).await?;
             agent.run(shutdown_signal()).await;

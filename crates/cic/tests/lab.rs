@@ -514,6 +514,19 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         );
         assert!(established(), "the customer's session stays up");
 
+        // An edge agent killed and started again meanwhile runs the config it kept: its
+        // sessions come back (without it they could not, and the peers would drop its
+        // routes when their graceful-restart time ran out), and no ping is lost.
+        let o = cic(&["lab", "restart-edge", "--runs", "1"]);
+        assert!(
+            o.status.success(),
+            "restart-edge with the server down: {}",
+            text(&o)
+        );
+        let run = json_line(&o);
+        assert_eq!(run["lost"], 0, "{run}");
+        let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
+
         // It comes back on the same database; the edge syncs again and applies a change.
         let listen = server.trim_start_matches("http://").to_string();
         let log = std::fs::File::create("/run/cic-lab/server-restarted.log").expect("log");

@@ -48,6 +48,10 @@ pub struct EdgeOptions {
     pub poll_wait: Duration,
     /// Where to serve `GET /metrics` (Prometheus), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the agent keeps the last config the server gave it (`config.json`, readable
+    /// by root only: it holds TCP-MD5 keys), to run on after a restart while the server
+    /// cannot be reached. `None`: nothing is kept.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,13 +336,71 @@ impl Agent {
         e.render()
     }
 
+    fn cached_config_path(&self) -> Option<std::path::PathBuf> {
+        self.opts.state_dir.as_ref().map(|d| d.join("config.json"))
+    }
+
+    /// Keeps `cfg` for a restart while the server is away: written whole to a temporary
+    /// file, then renamed over the old one, so a crash leaves one or the other.
+    fn keep_config(&self, cfg: &EdgeConfig) {
+        let Some(path) = self.cached_config_path() else {
+            return;
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&serde_json::to_vec(cfg).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            warn!("keeping the config in {}: {e}", path.display());
+        }
+    }
+
+    /// The config kept by [`Agent::keep_config`], if there is one that reads.
+    fn kept_config(&self) -> Option<EdgeConfig> {
+        let path = self.cached_config_path()?;
+        let bytes = std::fs::read(&path).ok()?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| warn!("{} does not read: {e}", path.display()))
+            .ok()
+    }
+
     /// Applies each new revision; while the last apply left errors, applies it again with
     /// a growing pause (a busy kernel object, a port that appears later), and every
     /// minute anyway, to undo drift (a link or route removed by hand).
+    ///
+    /// Started while the server cannot be reached, the agent runs the last config it was
+    /// given (kept in its state directory) rather than nothing, so its sessions come back
+    /// and its routes stay; the server's config replaces it once it answers.
     async fn sync_loop(&self) {
         let mut backoff = Duration::from_millis(500);
         let mut retry = Duration::from_millis(250);
         let mut last: Option<(EdgeConfig, Instant)> = None;
+        // (A server that answers, even to refuse us, is not for a kept config to argue.)
+        if let Some(kept) = self.kept_config()
+            && let Err(e @ client::ClientError::Transport(..)) =
+                self.client.config(0, Duration::ZERO).await
+        {
+            warn!(
+                revision = kept.revision,
+                "{e}: running the last config it gave until it answers"
+            );
+            self.apply(&kept).await;
+            self.report().await;
+            last = Some((kept, Instant::now()));
+        }
         loop {
             let (after, failing) = {
                 let st = self.state.lock().await;
@@ -395,6 +457,7 @@ impl Agent {
                 Ok(cfg) => {
                     backoff = Duration::from_millis(500);
                     if cfg.revision != after {
+                        self.keep_config(&cfg);
                         retry = Duration::from_millis(250);
                         self.apply_changes(&cfg).await;
                         self.report().await;

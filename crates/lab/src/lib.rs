@@ -679,6 +679,8 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                 "1",
                 "--metrics-listen",
                 &edge_metrics,
+                "--state-dir",
+                &format!("{STATE_DIR}/edge-{}", p.id()),
             ],
             &[("CIC_EDGE_TOKEN", edge_token), ("RUST_LOG", "info")],
         )?;
