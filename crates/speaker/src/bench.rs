@@ -118,6 +118,10 @@ fn establish(local: Ipv4Addr) -> Result<TcpStream, String> {
     }
     let mut s: TcpStream = sock.into();
     s.set_nodelay(true).map_err(|e| e.to_string())?;
+    // A handshake the speaker never finishes fails the run rather than stalling it (the
+    // other sessions would meanwhile run out of hold time).
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
     let open = Message::Open(Open::new(FEED_ASN, 240, local)).encode();
     s.write_all(&open).map_err(|e| e.to_string())?;
     let mut got_open = false;
@@ -470,14 +474,19 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     let idle_kib = rss_kib(pid, "VmRSS:");
     let up = Arc::new(Barrier::new(feed.peers + 1));
     let go = Arc::new(Barrier::new(feed.peers + 1));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut feeders = Vec::new();
     for (i, w) in wire.iter().enumerate() {
-        let (up, go, w) = (up.clone(), go.clone(), w.clone());
+        let (up, go, w, failed) = (up.clone(), go.clone(), w.clone(), failed.clone());
         feeders.push(std::thread::spawn(move || -> Result<(), String> {
             let s = establish(peer_addr(i));
+            if let (Err(e), Ok(mut f)) = (&s, failed.lock()) {
+                f.push(e.clone());
+            }
             up.wait();
-            let mut s = s?;
+            // (Every thread passes both barriers, so a failed one cannot stall the rest.)
             go.wait();
+            let mut s = s?;
             s.write_all(&w).map_err(|e| e.to_string())?;
             // Keep the session open (and drained) until the measurement is over.
             let mut sink = [0u8; 4096];
@@ -489,6 +498,10 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     up.wait();
     let t0 = Instant::now();
     go.wait();
+    if let Some(e) = failed.lock().ok().and_then(|f| f.first().cloned()) {
+        t.stop();
+        return Err(format!("{}: a session did not come up: {e}", t.name()));
+    }
     let mut last = 0;
     let seconds = loop {
         let n = t.count().unwrap_or(0);
