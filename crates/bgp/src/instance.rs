@@ -1192,7 +1192,10 @@ impl Instance {
         if p.spec.asn == self.params.local_asn {
             a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
         } else {
-            a.prepend(self.params.local_asn);
+            let extra = p.spec.policy.as_ref().map_or(0, |x| x.prepend);
+            for _ in 0..=extra {
+                a.prepend(self.params.local_asn);
+            }
             a.local_pref = None;
             a.med = None;
         }

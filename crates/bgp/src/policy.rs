@@ -118,6 +118,9 @@ pub struct NeighborPolicy {
     pub export: Export,
     /// Prefixes accepted from the neighbor at most (the instance's max-prefix action).
     pub max_prefixes: Option<u32>,
+    /// Our AS prepended this many times more on what an external neighbor is sent, to make
+    /// the path through us a standby (0: only the one RFC 4271 requires).
+    pub prepend: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,6 +123,10 @@ pub struct Neighbor {
     pub next_hop6: Option<Ipv6Addr>,
     /// Prefixes accepted from it at most (see `max_prefix_action`).
     pub max_prefixes: Option<u32>,
+    /// Our AS prepended this many times more on what it is sent (an external neighbor):
+    /// the path through us becomes a standby. 0–16.
+    #[serde(default)]
+    pub prepend: u8,
 }
 
 fn none() -> String {
@@ -366,6 +370,18 @@ impl Config {
                     n.address
                 ));
             }
+            if n.prepend > 16 {
+                return Err(format!(
+                    "{key}.prepend: {} is more than 16 (longer paths help nobody)",
+                    n.prepend
+                ));
+            }
+            if n.prepend > 0 && n.remote_asn == f.asn {
+                return Err(format!(
+                    "{key}.prepend: an internal neighbor (AS {}) is sent no AS path of ours",
+                    f.asn
+                ));
+            }
             if let Some(nh) = n.next_hop6 {
                 if !ipv6 {
                     return Err(format!(
@@ -416,6 +432,7 @@ impl Config {
                         import,
                         export,
                         max_prefixes: n.max_prefixes,
+                        prepend: n.prepend,
                     })),
                 },
                 session: SessionConfig {
@@ -728,6 +745,16 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             (
                 format!("{base}[[policy]]\nname = \"p\"\n[[policy]]\nname = \"p\"\n"),
                 "policy[1].name: \"p\" is defined twice",
+            ),
+            (
+                format!("{base}{nb}prepend = 17\n"),
+                "neighbor[0].prepend: 17 is more than 16",
+            ),
+            (
+                format!(
+                    "{base}[[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65002\nprepend = 2\n"
+                ),
+                "neighbor[0].prepend: an internal neighbor",
             ),
             (
                 format!("{base}{nb}next_hop6 = \"2001:db8::1\"\n"),

@@ -1172,6 +1172,7 @@ fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export
             import,
             export,
             max_prefixes: None,
+            prepend: 0,
         })),
     }
 }
@@ -1321,6 +1322,7 @@ fn a_neighbor_over_its_prefix_limit_is_torn_down() {
         import: Some(policy::Filter::accept_all()),
         export: Export::Nothing,
         max_prefixes: Some(2),
+        prepend: 0,
     }));
     let p = i.add_peer(spec);
     up(&mut i, p, 65001, "1.1.1.1");
@@ -1572,6 +1574,7 @@ fn the_prefix_limit_counts_each_family_on_its_own() {
             import: Some(policy::Filter::accept_all()),
             export: Export::Nothing,
             max_prefixes: Some(2),
+            prepend: 0,
         })),
         ..neighbor("10.99.1.1", 65001, None, Export::Nothing)
     });
@@ -1676,4 +1679,40 @@ fn end_of_rib_and_graceful_restart_are_per_family() {
     });
     assert_eq!(removed(&out), [n("2001:db8:1::/48")]);
     assert!(i.awaiting_end_of_rib().is_empty());
+}
+
+#[test]
+fn a_neighbor_can_be_sent_our_as_prepended_more_to_make_us_its_standby() {
+    let mut i = speaker(&["198.51.100.0/24"]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    let standby = i.add_peer(PeerSpec {
+        policy: Some(Arc::new(NeighborPolicy {
+            import: None,
+            export: Export::All,
+            max_prefixes: None,
+            prepend: 2,
+        })),
+        ..neighbor("10.99.3.1", 65003, None, Export::All)
+    });
+    up(&mut i, feed, 65001, "1.1.1.1");
+    let at_up = up(&mut i, standby, 65003, "3.3.3.3");
+    let ours = attrs_sent(&at_up, standby, "198.51.100.0/24").expect("ours");
+    assert_eq!(
+        ours.as_path,
+        vec![AsPathSegment::Sequence(vec![65002, 65002, 65002])]
+    );
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.7", &["10.1.0.0/16"]),
+    });
+    let learned = attrs_sent(&out, standby, "10.1.0.0/16").expect("learned");
+    assert_eq!(
+        learned.as_path,
+        vec![AsPathSegment::Sequence(vec![65002, 65002, 65002, 65001])]
+    );
 }
