@@ -447,6 +447,11 @@ pub fn spawn_instance(
     }
 }
 
+/// Whether `l` listens on an address of `peer`'s family.
+fn same_family(l: &TcpListener, peer: &SocketAddr) -> bool {
+    l.local_addr().is_ok_and(|a| a.is_ipv4() == peer.is_ipv4())
+}
+
 fn bind_listener(sockets: &SocketFactory, addr: SocketAddr) -> io::Result<TcpListener> {
     let s = sockets(domain_of(&addr))?;
     if addr.is_ipv6() {
@@ -661,7 +666,8 @@ impl InstanceTask {
         let id = self.core.add_peer(cfg.spec.clone());
         if let Some(key) = &cfg.md5_key {
             let peer = SocketAddr::new(cfg.spec.address, 0);
-            for l in listeners {
+            // (A peer calls on a listener of its own family.)
+            for l in listeners.iter().filter(|l| same_family(l, &peer)) {
                 if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
                     warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
                 }
@@ -715,7 +721,7 @@ impl InstanceTask {
             )));
             if s.config.md5_key.is_some() {
                 let peer = SocketAddr::new(s.config.spec.address, 0);
-                for l in listeners {
+                for l in listeners.iter().filter(|l| same_family(l, &peer)) {
                     let _ = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, b"");
                 }
             }

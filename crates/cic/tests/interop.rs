@@ -1126,12 +1126,13 @@ router bgp 4200000060
         peer = w.peer(),
     );
     let frr = Frr::bgpd("frr6s", &conf, Some(&w.p)).expect("bgpd");
-    // We only listen, on our IPv6 address: FRR comes to us over IPv6, with TCP-MD5.
+    // We only listen, on our IPv4 and IPv6 addresses: FRR comes to us over IPv6, with
+    // TCP-MD5 (its key set on the IPv6 listener only).
     let speaker_conf = format!(
         r#"
 asn = 65002
 router_id = "{us}"
-listen = ["[{us6}]:179"]
+listen = ["{us}:179", "[{us6}]:179"]
 connect_retry = 1
 
 [[neighbor]]
@@ -1188,4 +1189,6 @@ prefix = "198.51.100.0/24"
         v4["paths"].as_array().is_none_or(|p| p.is_empty()),
         "no IPv4 over this session: {v4}"
     );
+    let log = std::fs::read_to_string(w.dir.join("speaker.log")).unwrap_or_default();
+    assert!(!log.contains("TCP-MD5 key on listener"), "{log}");
 }
