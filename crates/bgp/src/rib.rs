@@ -85,17 +85,36 @@ pub fn select(paths: &[Path]) -> Vec<Path> {
     v
 }
 
-/// The paths of one prefix, best first (in [`compare`] order); the first `selected` are
-/// the selected set. One path, the common case, is stored inline.
-#[derive(Debug, Clone, Default)]
-struct Entry {
-    paths: SmallVec<[Path; 1]>,
+/// The paths of one prefix, best first (in [`compare`] order). One path — the common
+/// case, and a full table's every entry — is the whole entry: 24 octets (the path's
+/// non-null attribute pointer tells the two kinds apart), not the 40 of a small vector
+/// and a count.
+#[derive(Debug, Clone)]
+enum Entry {
+    One(Path),
+    /// Two or more paths; the first `selected` are the selected set.
+    Many(Box<Many>),
+}
+
+#[derive(Debug, Clone)]
+struct Many {
+    paths: Vec<Path>,
     selected: u8,
 }
 
 impl Entry {
+    fn paths(&self) -> &[Path] {
+        match self {
+            Entry::One(p) => std::slice::from_ref(p),
+            Entry::Many(m) => &m.paths,
+        }
+    }
+
     fn selected(&self) -> &[Path] {
-        &self.paths[..self.selected as usize]
+        match self {
+            Entry::One(p) => std::slice::from_ref(p),
+            Entry::Many(m) => &m.paths[..m.selected as usize],
+        }
     }
 }
 
@@ -123,26 +142,46 @@ fn prefix(k: u64) -> Ipv4Net {
 
 impl Entry {
     /// Sets (or with `None` removes) `peer`'s path; returns whether the selected set
-    /// changed. An entry left without paths is the caller's to remove.
-    fn set(&mut self, peer: PeerId, path: Option<Path>) -> bool {
-        let old: SmallVec<[Path; 1]> = self.selected().iter().cloned().collect();
-        self.paths.retain(|p| p.peer != peer);
-        if let Some(p) = path {
-            let at = self
-                .paths
-                .partition_point(|q| compare(q, &p) == Ordering::Less);
-            self.paths.insert(at, p);
+    /// changed, and whether no path is left (the caller then removes the entry).
+    fn set(&mut self, peer: PeerId, path: Option<Path>) -> (bool, bool) {
+        match (&mut *self, path) {
+            // Replacing or removing the only path: the fast path of a full table.
+            (Entry::One(old), Some(new)) if old.peer == peer => {
+                let changed = *old != new;
+                *old = new;
+                (changed, false)
+            }
+            (Entry::One(old), None) if old.peer == peer => (true, true),
+            (Entry::One(_), None) => (false, false),
+            (_, path) => {
+                let was: SmallVec<[Path; 2]> = self.selected().iter().cloned().collect();
+                let mut paths = match self {
+                    Entry::One(p) => vec![p.clone()],
+                    Entry::Many(m) => std::mem::take(&mut m.paths),
+                };
+                paths.retain(|p| p.peer != peer);
+                if let Some(p) = path {
+                    let at = paths.partition_point(|q| compare(q, &p) == Ordering::Less);
+                    paths.insert(at, p);
+                }
+                *self = match paths.len() {
+                    0 => return (true, true),
+                    1 => Entry::One(paths.remove(0)),
+                    _ => {
+                        let best = &paths[0];
+                        let n = paths
+                            .iter()
+                            .take_while(|p| compare_multipath(p, best) == Ordering::Equal)
+                            .count();
+                        Entry::Many(Box::new(Many {
+                            selected: n.min(u8::MAX as usize) as u8,
+                            paths,
+                        }))
+                    }
+                };
+                (self.selected() != was.as_slice(), false)
+            }
         }
-        let Some(best) = self.paths.first() else {
-            return true;
-        };
-        let n = self
-            .paths
-            .iter()
-            .take_while(|p| compare_multipath(p, best) == Ordering::Equal)
-            .count();
-        self.selected = n.min(u8::MAX as usize) as u8;
-        self.selected() != old.as_slice()
     }
 }
 
@@ -151,18 +190,15 @@ fn set_in<K: Ord>(map: &mut BTreeMap<K, Entry>, k: K, peer: PeerId, path: Option
     use std::collections::btree_map::Entry as E;
     match map.entry(k) {
         E::Occupied(mut o) => {
-            let changed = o.get_mut().set(peer, path);
-            if o.get().paths.is_empty() {
+            let (changed, empty) = o.get_mut().set(peer, path);
+            if empty {
                 o.remove();
             }
             changed
         }
         // First path of a prefix: selected alone.
         E::Vacant(v) => path.is_some_and(|p| {
-            v.insert(Entry {
-                paths: smallvec::smallvec![p],
-                selected: 1,
-            });
+            v.insert(Entry::One(p));
             true
         }),
     }
@@ -190,7 +226,7 @@ impl LocRib {
     }
 
     pub fn best(&self, prefix: &IpNet) -> Option<&Path> {
-        self.entry(prefix).and_then(|e| e.paths.first())
+        self.entry(prefix).and_then(|e| e.paths().first())
     }
 
     /// The prefixes inside `n` (itself included) with their selected paths.
@@ -278,6 +314,31 @@ mod tests {
         for p in &ps {
             assert_eq!(prefix(key(p)), *p);
         }
+    }
+
+    #[test]
+    fn a_prefix_with_one_path_costs_the_path_alone() {
+        assert_eq!(std::mem::size_of::<Path>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn entries_grow_to_many_paths_and_back_to_one() {
+        let mut r = LocRib::default();
+        let n: IpNet = "192.168.0.0/16".parse().expect("prefix");
+        assert!(r.set(n, 1, Some(p(1, &[65001], |_| {}))));
+        assert!(
+            r.set(n, 2, Some(p(2, &[65001], |_| {}))),
+            "ECMP: both selected"
+        );
+        assert!(!r.set(n, 3, Some(p(3, &[65001, 65001], |_| {}))));
+        assert_eq!(r.selected(&n).map(peers), Some(vec![1, 2]));
+        assert!(r.set(n, 1, None));
+        assert!(r.set(n, 2, None), "the standby alone");
+        assert_eq!(r.selected(&n).map(peers), Some(vec![3]));
+        assert!(matches!(r.v4.values().next(), Some(Entry::One(_))));
+        assert!(r.set(n, 3, None));
+        assert!(r.is_empty());
     }
 
     #[test]
