@@ -624,8 +624,35 @@ fn routes6(socket: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn has_ipv6_unicast(o: &cic_bgp::wire::Open) -> bool {
-    o.has(&cic_bgp::wire::Capability::Multiprotocol { afi: 2, safi: 1 })
+/// Reads `who`'s OPEN off the wire (it must announce IPv6 unicast beside IPv4), then runs
+/// the speaker with IPv6 on its session with `who`.
+fn dual_stack_speaker(w: &Wire, asn: u32, who: &str) -> common::Running {
+    let open = check_open(&capture_first_message(w, None), asn, who);
+    assert!(
+        open.has(&cic_bgp::wire::Capability::Multiprotocol { afi: 2, safi: 1 }),
+        "{who} announces IPv6 unicast: {open:?}"
+    );
+    run_speaker(&w.dir, &w.speaker_config6(asn), Some(&w.s))
+}
+
+/// Waits until the speaker's IPv6 routes are `prefixes`, each through the peer's IPv6
+/// address; `log` tells what the peer said when they are not.
+fn wait_routes6(w: &Wire, sock: &std::path::Path, prefixes: &[&str], log: &dyn Fn() -> String) {
+    let want: Vec<(String, String)> = prefixes
+        .iter()
+        .map(|p| (p.to_string(), w.peer6()))
+        .collect();
+    wait_until(WAIT, &format!("IPv6 routes {prefixes:?}"), || {
+        (routes6(sock) == want).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {:?}\n{}\n{}",
+            routes(sock),
+            show(sock, &["summary"]),
+            log()
+        )
+    });
 }
 
 #[test]
@@ -664,29 +691,16 @@ router bgp 4200000040
         peer6 = w.peer6(),
     );
     let frr = Frr::bgpd("frr6", &conf, Some(&w.p)).expect("bgpd");
-    let open = check_open(&capture_first_message(&w, None), 4_200_000_040, "FRR");
-    assert!(
-        has_ipv6_unicast(&open),
-        "FRR announces IPv6 unicast: {open:?}"
-    );
-    let speaker = run_speaker(&w.dir, &w.speaker_config6(4_200_000_040), Some(&w.s));
+    let speaker = dual_stack_speaker(&w, 4_200_000_040, "FRR");
     let sock = speaker.socket.clone();
 
     // FRR's IPv6 prefixes in, with the next hop it set; its IPv4 one beside them.
-    let want = |p: &[&str]| -> Vec<(String, String)> {
-        p.iter().map(|p| (p.to_string(), w.peer6())).collect()
-    };
-    wait_until(WAIT, "FRR's IPv6 prefixes", || {
-        (routes6(&sock) == want(&["2001:db8:60::/48", "2001:db8:61::/48"])).then_some(())
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {:?}\n{}\n{}",
-            routes(&sock),
-            show(&sock, &["summary"]),
-            frr.log()
-        )
-    });
+    wait_routes6(
+        &w,
+        &sock,
+        &["2001:db8:60::/48", "2001:db8:61::/48"],
+        &|| frr.log(),
+    );
     assert!(prefixes(&sock).contains(&"10.60.0.0/16".to_string()));
 
     // Ours at FRR, with our IPv6 next hop: both families on one session.
@@ -716,10 +730,7 @@ router bgp 4200000040
         "no network 2001:db8:61::/48",
     ])
     .expect("no network");
-    wait_until(WAIT, "the IPv6 withdrawal", || {
-        (routes6(&sock) == want(&["2001:db8:60::/48"])).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
+    wait_routes6(&w, &sock, &["2001:db8:60::/48"], &|| frr.log());
 
     // Route refresh for IPv6 (AFI 2): we answer with our routes again.
     let before = frr_stat(&frr, &us, "updatesRecv");
@@ -764,28 +775,14 @@ protocol bgp speaker {{
         peer6 = w.peer6(),
     );
     let mut bird = cic_peers::Bird::start("bird6", &conf, Some(&w.p), Some(&w.dir)).expect("BIRD");
-    let open = check_open(&capture_first_message(&w, None), 4_200_000_050, "BIRD");
-    assert!(
-        has_ipv6_unicast(&open),
-        "BIRD announces IPv6 unicast: {open:?}"
-    );
-    let speaker = run_speaker(&w.dir, &w.speaker_config6(4_200_000_050), Some(&w.s));
+    let speaker = dual_stack_speaker(&w, 4_200_000_050, "BIRD");
     let sock = speaker.socket.clone();
-
-    let want = |p: &[&str]| -> Vec<(String, String)> {
-        p.iter().map(|p| (p.to_string(), w.peer6())).collect()
-    };
-    wait_until(WAIT, "BIRD's IPv6 prefixes", || {
-        (routes6(&sock) == want(&["2001:db8:65::/48", "2001:db8:66::/48"])).then_some(())
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {:?}\n{}\n{}",
-            routes(&sock),
-            show(&sock, &["summary"]),
-            bird.log()
-        )
-    });
+    wait_routes6(
+        &w,
+        &sock,
+        &["2001:db8:65::/48", "2001:db8:66::/48"],
+        &|| bird.log(),
+    );
     assert!(prefixes(&sock).contains(&"10.65.0.0/16".to_string()));
     let r = routes(&sock);
     let r6 = r
@@ -806,10 +803,7 @@ protocol bgp speaker {{
     // A withdrawal, then BIRD stopping: its routes of both families go.
     bird.reconfigure(&conf.replace(" route 2001:db8:66::/48 unreachable;", ""))
         .expect("reconfigure");
-    wait_until(WAIT, "the IPv6 withdrawal", || {
-        (routes6(&sock) == want(&["2001:db8:65::/48"])).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}: {:?}", routes(&sock)));
+    wait_routes6(&w, &sock, &["2001:db8:65::/48"], &|| bird.log());
     bird.stop();
     wait_until(WAIT, "BIRD's routes gone", || {
         (count(&sock) == 0).then_some(())
@@ -1153,17 +1147,7 @@ prefix = "198.51.100.0/24"
     );
     let speaker = run_speaker(&w.dir, &speaker_conf, Some(&w.s));
     let sock = speaker.socket.clone();
-    wait_until(WAIT, "FRR's IPv6 prefix over the IPv6 session", || {
-        (routes6(&sock) == [("2001:db8:70::/48".to_string(), peer6.clone())]).then_some(())
-    })
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}: {:?}\n{}\n{}",
-            routes(&sock),
-            show(&sock, &["summary"]),
-            frr.log()
-        )
-    });
+    wait_routes6(&w, &sock, &["2001:db8:70::/48"], &|| frr.log());
     let row = neighbor(&sock, &peer6);
     assert_eq!(row["state"], "ESTABLISHED", "{row}");
     // Ours at FRR with our session address as the next hop; our IPv4 prefix is not sent

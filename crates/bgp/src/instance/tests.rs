@@ -1177,6 +1177,16 @@ fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export
     }
 }
 
+/// A neighbor whose routes are all taken and who is sent nothing (10.99.1.1, AS 65001).
+fn add_feed(i: &mut Instance) -> PeerId {
+    i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ))
+}
+
 fn speaker(originate: &[&str]) -> Instance {
     Instance::new(InstanceParams {
         local_asn: 65002,
@@ -1204,12 +1214,7 @@ fn up(i: &mut Instance, peer: PeerId, asn: u32, id: &str) -> Vec<Action> {
 #[test]
 fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
     let mut i = speaker(&["198.51.100.0/24"]);
-    let feed = i.add_peer(neighbor(
-        "10.99.1.1",
-        65001,
-        Some(policy::Filter::accept_all()),
-        Export::Nothing,
-    ));
+    let feed = add_feed(&mut i);
     let own = i.add_peer(neighbor(
         "10.99.2.1",
         4_200_000_002,
@@ -1345,12 +1350,7 @@ fn a_neighbor_over_its_prefix_limit_is_torn_down() {
 #[test]
 fn equal_attributes_of_different_updates_are_stored_once() {
     let mut i = speaker(&[]);
-    let feed = i.add_peer(neighbor(
-        "10.99.1.1",
-        65001,
-        Some(policy::Filter::accept_all()),
-        Export::Nothing,
-    ));
+    let feed = add_feed(&mut i);
     up(&mut i, feed, 65001, "1.1.1.1");
     for p in ["10.1.0.0/16", "10.2.0.0/16"] {
         i.handle(Event::Update {
@@ -1551,12 +1551,7 @@ fn ipv6_routes_go_only_to_sessions_that_carry_ipv6_with_our_ipv6_next_hop() {
 #[test]
 fn routes_of_a_family_the_session_did_not_negotiate_are_ignored() {
     let mut i = speaker(&[]);
-    let feed = i.add_peer(neighbor(
-        "10.99.1.1",
-        65001,
-        Some(policy::Filter::accept_all()),
-        Export::Nothing,
-    ));
+    let feed = add_feed(&mut i);
     up(&mut i, feed, 65001, "1.1.1.1");
     i.handle(Event::Update {
         peer: feed,
@@ -1614,12 +1609,7 @@ fn the_prefix_limit_counts_each_family_on_its_own() {
 #[test]
 fn end_of_rib_and_graceful_restart_are_per_family() {
     let mut i = speaker(&[]);
-    let feed = i.add_peer(neighbor(
-        "10.99.1.1",
-        65001,
-        Some(policy::Filter::accept_all()),
-        Export::Nothing,
-    ));
+    let feed = add_feed(&mut i);
     // Graceful restart with forwarding kept for IPv4 and IPv6.
     let gr = |forwarding| Negotiated {
         ipv6: true,
@@ -1684,12 +1674,7 @@ fn end_of_rib_and_graceful_restart_are_per_family() {
 #[test]
 fn a_neighbor_can_be_sent_our_as_prepended_more_to_make_us_its_standby() {
     let mut i = speaker(&["198.51.100.0/24"]);
-    let feed = i.add_peer(neighbor(
-        "10.99.1.1",
-        65001,
-        Some(policy::Filter::accept_all()),
-        Export::Nothing,
-    ));
+    let feed = add_feed(&mut i);
     let standby = i.add_peer(PeerSpec {
         policy: Some(Arc::new(NeighborPolicy {
             import: None,
