@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 
 use crate::fsm::Negotiated;
 use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
@@ -169,74 +169,105 @@ pub struct PeerStats {
     pub last_malformed: Option<String>,
 }
 
+/// A route a peer sent that policy refused, kept for the looking glass.
 #[derive(Debug)]
-struct Received {
+struct Refused {
     attrs: Arc<PathAttrs>,
-    /// Boxed: refusals are rare, and a full table is a million of these.
-    verdict: Result<(), Box<Reject>>,
+    why: Reject,
 }
 
-/// A peer's Adj-RIB-In, one table per family (an IPv4 key is 5 octets, not the 18 of an
-/// `IpNet`: a full table is a million of them), with the number of refused routes kept
-/// as it changes (the status reads it after every event; counting would cost a walk).
+/// A peer's Adj-RIB-In. Its accepted routes are not kept twice: they are the peer's paths
+/// in the Loc-RIB (with the attributes as received), so this holds the refused ones, with
+/// why, and counts both per family (the status reads them after every event; the limit
+/// on prefixes counts per family). A full table costs one B-tree entry a prefix, not two.
 #[derive(Debug, Default)]
 struct AdjIn {
-    v4: BTreeMap<Ipv4Net, Received>,
-    v6: BTreeMap<Ipv6Net, Received>,
-    refused: u32,
+    refused: BTreeMap<IpNet, Refused>,
+    accepted_of: [u32; 2],
+    refused_of: [u32; 2],
 }
 
 impl AdjIn {
-    fn insert(&mut self, n: IpNet, r: Received) {
-        self.refused += r.verdict.is_err() as u32;
-        let old = match n {
-            IpNet::V4(n) => self.v4.insert(n, r),
-            IpNet::V6(n) => self.v6.insert(n, r),
-        };
-        if let Some(old) = old {
-            self.refused -= old.verdict.is_err() as u32;
-        }
-    }
-
-    fn remove(&mut self, n: &IpNet) -> Option<Received> {
-        let old = match n {
-            IpNet::V4(n) => self.v4.remove(n),
-            IpNet::V6(n) => self.v6.remove(n),
-        }?;
-        self.refused -= old.verdict.is_err() as u32;
-        Some(old)
-    }
-
-    fn get(&self, n: &IpNet) -> Option<&Received> {
-        match n {
-            IpNet::V4(n) => self.v4.get(n),
-            IpNet::V6(n) => self.v6.get(n),
-        }
-    }
-
-    fn contains_key(&self, n: &IpNet) -> bool {
-        self.get(n).is_some()
-    }
-
     fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.len_of(Afi::Ipv4) + self.len_of(Afi::Ipv6)
+    }
+
+    fn accepted(&self) -> usize {
+        (self.accepted_of[0] + self.accepted_of[1]) as usize
     }
 
     /// Routes of `afi` only.
     fn len_of(&self, afi: Afi) -> usize {
-        match afi {
-            Afi::Ipv4 => self.v4.len(),
-            Afi::Ipv6 => self.v6.len(),
+        (self.accepted_of[afi as usize] + self.refused_of[afi as usize]) as usize
+    }
+
+    /// Takes `peer`'s route `n`: into the Loc-RIB with `path` when accepted (`verdict` Ok),
+    /// among the refused otherwise. Returns whether the Loc-RIB's selection changed.
+    fn receive(
+        &mut self,
+        rib: &mut LocRib,
+        peer: PeerId,
+        n: IpNet,
+        path: &Path,
+        verdict: Result<(), Reject>,
+    ) -> bool {
+        let afi = Afi::of(&n) as usize;
+        match verdict {
+            Ok(()) => {
+                if self.refused.remove(&n).is_some() {
+                    self.refused_of[afi] -= 1;
+                }
+                let (changed, had) = rib.replace(n, peer, Some(path.clone()));
+                self.accepted_of[afi] += u32::from(!had);
+                changed
+            }
+            Err(why) => {
+                let r = Refused {
+                    attrs: path.attrs.clone(),
+                    why,
+                };
+                self.refused_of[afi] += u32::from(self.refused.insert(n, r).is_none());
+                let (changed, had) = rib.replace(n, peer, None);
+                self.accepted_of[afi] -= u32::from(had);
+                changed
+            }
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = (IpNet, &Received)> {
-        (self.v4.iter().map(|(n, r)| (IpNet::V4(*n), r)))
-            .chain(self.v6.iter().map(|(n, r)| (IpNet::V6(*n), r)))
+    /// Forgets `peer`'s route `n`; returns whether it had one, and whether the Loc-RIB's
+    /// selection changed.
+    fn forget(&mut self, rib: &mut LocRib, peer: PeerId, n: IpNet) -> (bool, bool) {
+        let afi = Afi::of(&n) as usize;
+        if self.refused.remove(&n).is_some() {
+            self.refused_of[afi] -= 1;
+            return (true, false);
+        }
+        let (changed, had) = rib.replace(n, peer, None);
+        self.accepted_of[afi] -= u32::from(had);
+        (had, changed)
     }
 
-    fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.iter().map(|(n, _)| n)
+    fn holds(&self, rib: &LocRib, peer: PeerId, n: &IpNet) -> bool {
+        self.refused.contains_key(n) || rib.path_of(n, peer).is_some()
+    }
+
+    /// Everything `peer` sent, in prefix order: attributes, and why it was refused.
+    fn received<'a>(
+        &'a self,
+        rib: &'a LocRib,
+        peer: PeerId,
+    ) -> Vec<(IpNet, &'a Arc<PathAttrs>, Option<&'a Reject>)> {
+        let mut all: Vec<_> = rib
+            .paths_of(peer)
+            .map(|(n, p)| (n, &p.attrs, None))
+            .chain(
+                self.refused
+                    .iter()
+                    .map(|(n, r)| (*n, &r.attrs, Some(&r.why))),
+            )
+            .collect();
+        all.sort_by_key(|(n, ..)| *n);
+        all
     }
 }
 
@@ -421,20 +452,17 @@ impl Instance {
     /// Drops a peer's stale routes of the families `which` picks; returns the prefixes
     /// whose selection changed.
     fn flush_stale(&mut self, peer: PeerId, which: impl Fn(Afi) -> bool) -> BTreeSet<IpNet> {
-        let Some(p) = self.peers.get_mut(&peer) else {
+        let Instance { peers, rib, .. } = self;
+        let Some(p) = peers.get_mut(&peer) else {
             return BTreeSet::new();
         };
-        let (stale, kept) = std::mem::take(&mut p.stale)
+        let (stale, kept): (BTreeSet<IpNet>, BTreeSet<IpNet>) = std::mem::take(&mut p.stale)
             .into_iter()
             .partition(|n| which(Afi::of(n)));
         p.stale = kept;
-        let stale: BTreeSet<IpNet> = stale;
-        for n in &stale {
-            p.adj_in.remove(n);
-        }
         stale
             .into_iter()
-            .filter(|n| self.rib.set(*n, peer, None))
+            .filter(|n| p.adj_in.forget(rib, peer, *n).1)
             .collect()
     }
 
@@ -513,20 +541,14 @@ impl Instance {
         match which {
             RouteSet::Received => p
                 .adj_in
-                .iter()
-                .map(|(n, r)| {
-                    (
-                        n,
-                        r.attrs.clone(),
-                        r.verdict.as_ref().err().map(|e| e.to_string()),
-                    )
-                })
+                .received(&self.rib, peer)
+                .into_iter()
+                .map(|(n, a, why)| (n, a.clone(), why.map(|e| e.to_string())))
                 .collect(),
-            RouteSet::Accepted => p
-                .adj_in
-                .iter()
-                .filter(|(_, r)| r.verdict.is_ok())
-                .map(|(n, r)| (n, r.attrs.clone(), None))
+            RouteSet::Accepted => self
+                .rib
+                .paths_of(peer)
+                .map(|(n, path)| (n, path.attrs.clone(), None))
                 .collect(),
             RouteSet::Advertised => p
                 .adj_out
@@ -622,7 +644,7 @@ impl Instance {
         };
         PeerStats {
             received: p.adj_in.len() as u32,
-            accepted: p.adj_in.len() as u32 - p.adj_in.refused,
+            accepted: p.adj_in.accepted() as u32,
             advertised: p.adj_out.len() as u32,
             discarded: p.discarded,
             over_limit: p.over_limit,
@@ -639,8 +661,9 @@ impl Instance {
             return vec![];
         };
         p.adj_in
+            .refused
             .iter()
-            .filter_map(|(n, r)| r.verdict.as_ref().err().map(|e| (n, e.to_string())))
+            .map(|(n, r)| (*n, r.why.to_string()))
             .collect()
     }
 
@@ -675,16 +698,17 @@ impl Instance {
         for id in ids {
             let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
                 .adj_in
-                .iter()
-                .map(|(n, r)| (n, r.attrs.clone()))
+                .received(&self.rib, id)
+                .into_iter()
+                .map(|(n, a, _)| (n, a.clone()))
                 .collect();
             for (n, attrs) in received {
-                let verdict = self.judge(id, &n, &attrs).map_err(Box::new);
-                let path = verdict.is_ok().then(|| self.path(id, attrs.clone()));
-                if let Some(p) = self.peers.get_mut(&id) {
-                    p.adj_in.insert(n, Received { attrs, verdict });
+                let verdict = self.judge(id, &n, &attrs);
+                let path = self.path(id, attrs);
+                let Instance { peers, rib, .. } = self;
+                if let Some(p) = peers.get_mut(&id) {
+                    p.adj_in.receive(rib, id, n, &path, verdict);
                 }
-                self.rib.set(n, id, path);
                 touched.insert(n);
             }
             touched.extend(self.judge_statics(id));
@@ -757,11 +781,12 @@ impl Instance {
                 let covered = |afi: Afi| families.contains(&afi);
                 p.up = None;
                 p.adj_out.clear();
-                let (kept, gone): (Vec<IpNet>, Vec<IpNet>) =
-                    p.adj_in.keys().partition(|n| covered(Afi::of(n)));
-                for n in &gone {
-                    p.adj_in.remove(n);
-                }
+                let (kept, gone): (Vec<IpNet>, Vec<IpNet>) = p
+                    .adj_in
+                    .received(&self.rib, peer)
+                    .into_iter()
+                    .map(|(n, ..)| n)
+                    .partition(|n| covered(Afi::of(n)));
                 let mut out = Vec::new();
                 match gr.filter(|_| !families.is_empty()) {
                     Some(g) => {
@@ -777,7 +802,7 @@ impl Instance {
                 }
                 let touched = gone
                     .into_iter()
-                    .filter(|n| self.rib.set(*n, peer, None))
+                    .filter(|n| p.adj_in.forget(&mut self.rib, peer, *n).1)
                     .collect();
                 out.extend(self.apply(touched));
                 out
@@ -869,11 +894,8 @@ impl Instance {
                     attrs.local_pref = policy::requested_local_pref(self.params.local_asn, &attrs);
                 }
                 let attrs = self.attrs.intern(attrs);
-                let v: Vec<Result<(), Box<Reject>>> = u
-                    .nlri
-                    .iter()
-                    .map(|n| self.judge(peer, n, &attrs).map_err(Box::new))
-                    .collect();
+                let v: Vec<Result<(), Reject>> =
+                    u.nlri.iter().map(|n| self.judge(peer, n, &attrs)).collect();
                 (v, Some(self.path(peer, attrs)))
             }
             None => (vec![], None),
@@ -887,8 +909,7 @@ impl Instance {
             if !p.stale.is_empty() {
                 p.stale.remove(n);
             }
-            if p.adj_in.remove(n).is_some() {
-                rib.set(*n, peer, None);
+            if p.adj_in.forget(rib, peer, *n).0 {
                 touched.push(*n);
             }
         }
@@ -899,7 +920,7 @@ impl Instance {
             let afi = Afi::of(n);
             // Per family. (Looked up only when there is a limit: a full feed has none.)
             if let Some(limit) =
-                limit.filter(|l| p.adj_in.len_of(afi) as u32 >= *l && !p.adj_in.contains_key(n))
+                limit.filter(|l| p.adj_in.len_of(afi) as u32 >= *l && !p.adj_in.holds(rib, peer, n))
             {
                 match action {
                     MaxPrefixAction::Teardown => {
@@ -927,15 +948,7 @@ impl Instance {
             if !p.stale.is_empty() {
                 p.stale.remove(n);
             }
-            let ok = verdict.is_ok();
-            p.adj_in.insert(
-                *n,
-                Received {
-                    attrs: path.attrs.clone(),
-                    verdict,
-                },
-            );
-            rib.set(*n, peer, ok.then(|| path.clone()));
+            p.adj_in.receive(rib, peer, *n, path, verdict);
             touched.push(*n);
         }
         let touched: BTreeSet<IpNet> = touched.into_iter().collect();

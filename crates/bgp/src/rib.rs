@@ -142,18 +142,20 @@ fn prefix(k: u64) -> Ipv4Net {
 
 impl Entry {
     /// Sets (or with `None` removes) `peer`'s path; returns whether the selected set
-    /// changed, and whether no path is left (the caller then removes the entry).
-    fn set(&mut self, peer: PeerId, path: Option<Path>) -> (bool, bool) {
+    /// changed, whether no path is left (the caller then removes the entry), and whether
+    /// `peer` had a path here before.
+    fn set(&mut self, peer: PeerId, path: Option<Path>) -> (bool, bool, bool) {
         match (&mut *self, path) {
             // Replacing or removing the only path: the fast path of a full table.
             (Entry::One(old), Some(new)) if old.peer == peer => {
                 let changed = *old != new;
                 *old = new;
-                (changed, false)
+                (changed, false, true)
             }
-            (Entry::One(old), None) if old.peer == peer => (true, true),
-            (Entry::One(_), None) => (false, false),
+            (Entry::One(old), None) if old.peer == peer => (true, true, true),
+            (Entry::One(_), None) => (false, false, false),
             (_, path) => {
+                let had = self.paths().iter().any(|p| p.peer == peer);
                 let was: SmallVec<[Path; 2]> = self.selected().iter().cloned().collect();
                 let mut paths = match self {
                     Entry::One(p) => vec![p.clone()],
@@ -165,7 +167,7 @@ impl Entry {
                     paths.insert(at, p);
                 }
                 *self = match paths.len() {
-                    0 => return (true, true),
+                    0 => return (true, true, had),
                     1 => Entry::One(paths.remove(0)),
                     _ => {
                         let best = &paths[0];
@@ -179,28 +181,36 @@ impl Entry {
                         }))
                     }
                 };
-                (self.selected() != was.as_slice(), false)
+                (self.selected() != was.as_slice(), false, had)
             }
         }
     }
 }
 
-/// [`LocRib::set`] on one family's table.
-fn set_in<K: Ord>(map: &mut BTreeMap<K, Entry>, k: K, peer: PeerId, path: Option<Path>) -> bool {
+/// [`LocRib::replace`] on one family's table.
+fn set_in<K: Ord>(
+    map: &mut BTreeMap<K, Entry>,
+    k: K,
+    peer: PeerId,
+    path: Option<Path>,
+) -> (bool, bool) {
     use std::collections::btree_map::Entry as E;
     match map.entry(k) {
         E::Occupied(mut o) => {
-            let (changed, empty) = o.get_mut().set(peer, path);
+            let (changed, empty, had) = o.get_mut().set(peer, path);
             if empty {
                 o.remove();
             }
-            changed
+            (changed, had)
         }
         // First path of a prefix: selected alone.
-        E::Vacant(v) => path.is_some_and(|p| {
-            v.insert(Entry::One(p));
-            true
-        }),
+        E::Vacant(v) => (
+            path.is_some_and(|p| {
+                v.insert(Entry::One(p));
+                true
+            }),
+            false,
+        ),
     }
 }
 
@@ -208,10 +218,29 @@ impl LocRib {
     /// Sets (or with `None` removes) `peer`'s path for `prefix`. Returns whether the
     /// selected set changed.
     pub fn set(&mut self, prefix: IpNet, peer: PeerId, path: Option<Path>) -> bool {
+        self.replace(prefix, peer, path).0
+    }
+
+    /// [`LocRib::set`], and whether `peer` had a path for `prefix` before.
+    pub fn replace(&mut self, prefix: IpNet, peer: PeerId, path: Option<Path>) -> (bool, bool) {
         match prefix {
             IpNet::V4(n) => set_in(&mut self.v4, key(&n), peer, path),
             IpNet::V6(n) => set_in(&mut self.v6, n, peer, path),
         }
+    }
+
+    /// `peer`'s path for `prefix`, selected or not.
+    pub fn path_of(&self, prefix: &IpNet, peer: PeerId) -> Option<&Path> {
+        self.entry(prefix)?.paths().iter().find(|p| p.peer == peer)
+    }
+
+    /// Every path of `peer`, in prefix order. (A walk of the whole table: for the looking
+    /// glass and for a peer that goes, not for every UPDATE.)
+    pub fn paths_of(&self, peer: PeerId) -> impl Iterator<Item = (IpNet, &Path)> {
+        let v4 = self.v4.iter().map(|(k, e)| (IpNet::V4(prefix(*k)), e));
+        let v6 = self.v6.iter().map(|(k, e)| (IpNet::V6(*k), e));
+        v4.chain(v6)
+            .filter_map(move |(n, e)| e.paths().iter().find(|p| p.peer == peer).map(|p| (n, p)))
     }
 
     fn entry(&self, prefix: &IpNet) -> Option<&Entry> {

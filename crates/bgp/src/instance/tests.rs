@@ -1701,3 +1701,51 @@ fn a_neighbor_can_be_sent_our_as_prepended_more_to_make_us_its_standby() {
         vec![AsPathSegment::Sequence(vec![65002, 65002, 65002, 65001])]
     );
 }
+
+#[test]
+fn a_route_moving_between_refused_and_accepted_is_counted_once_and_shown_as_it_is() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    let p = "192.168.10.0/24";
+    let stats = |l: &Lab| {
+        let s = l.i.peer_stats(l.a);
+        (s.received, s.accepted)
+    };
+    // Refused (a documentation ASN in the path), then accepted, then refused again.
+    for (path, want) in [
+        (&[65001, 64500][..], (1, 0)),
+        (&[65001][..], (1, 1)),
+        (&[65001, 64500][..], (1, 0)),
+        (&[65001][..], (1, 1)),
+    ] {
+        l.i.handle(Event::Update {
+            peer: l.a,
+            update: announce(path, "169.254.1.2", &[p]),
+        });
+        assert_eq!(stats(&l), want, "after {path:?}");
+        let received = l.i.routes(l.a, RouteSet::Received);
+        assert_eq!(received.len(), 1, "{received:?}");
+        assert_eq!(received[0].2.is_some(), want.1 == 0, "{received:?}");
+        assert_eq!(
+            l.i.routes(l.a, RouteSet::Accepted).len() as u32,
+            want.1,
+            "the accepted set"
+        );
+        assert_eq!(l.i.rejected(l.a).len() as u32, 1 - want.1);
+    }
+    // B's route for the same prefix stays when A goes; A's leaves nothing behind.
+    l.i.handle(Event::Update {
+        peer: l.b,
+        update: announce(&[65001], "169.254.2.2", &[p, "192.168.11.0/24"]),
+    });
+    l.i.handle(Event::PeerDown {
+        peer: l.a,
+        graceful: false,
+    });
+    assert_eq!(stats(&l), (0, 0));
+    assert!(l.i.routes(l.a, RouteSet::Received).is_empty());
+    assert_eq!(l.i.peer_stats(l.b).accepted, 2);
+    assert_eq!(
+        l.i.kernel_routes().get(&n(p)),
+        Some(&vec![a("169.254.2.2").into()])
+    );
+}
