@@ -67,11 +67,6 @@ pub const SELECTION_DEFERRAL: Duration = Duration::from_secs(60);
 /// (TCP-MD5), connects, listens.
 pub type SocketFactory = Arc<dyn Fn(socket2::Domain) -> io::Result<socket2::Socket> + Send + Sync>;
 
-/// The socket domain of `addr`'s family.
-pub fn domain_of(addr: &SocketAddr) -> socket2::Domain {
-    socket2::Domain::for_address(*addr)
-}
-
 pub fn plain_sockets() -> SocketFactory {
     Arc::new(|domain| {
         socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
@@ -453,7 +448,7 @@ fn same_family(l: &TcpListener, peer: &SocketAddr) -> bool {
 }
 
 fn bind_listener(sockets: &SocketFactory, addr: SocketAddr) -> io::Result<TcpListener> {
-    let s = sockets(domain_of(&addr))?;
+    let s = sockets(socket2::Domain::for_address(addr))?;
     if addr.is_ipv6() {
         // IPv4 peers come to an IPv4 listener of their own, never as mapped addresses.
         s.set_only_v6(true)?;
@@ -1258,7 +1253,7 @@ impl SessionTask {
         let key = self.cfg.md5_key.clone();
         let timeout = self.cfg.session.connect_retry;
         Box::pin(async move {
-            let s = sockets(domain_of(&peer))?;
+            let s = sockets(socket2::Domain::for_address(peer))?;
             s.set_nonblocking(true)?;
             if let Some(k) = &key {
                 cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;

@@ -466,26 +466,21 @@ impl Session {
     }
 
     fn open(&self) -> Open {
-        let mut o = Open::new(self.cfg.local_asn, self.cfg.hold_time, self.cfg.router_id);
-        o.capabilities
-            .retain(|c| !matches!(c, Capability::Multiprotocol { .. }));
-        for (i, afi) in self.families().enumerate() {
-            o.capabilities.insert(
-                i,
-                Capability::Multiprotocol {
-                    afi: afi.code(),
-                    safi: Afi::SAFI_UNICAST,
-                },
-            );
-        }
+        let families: Vec<Afi> = self.families().collect();
+        let mut o = Open::for_families(
+            self.cfg.local_asn,
+            self.cfg.hold_time,
+            self.cfg.router_id,
+            &families,
+        );
         if let Some(g) = self.cfg.graceful_restart {
             o.capabilities
                 .push(Capability::GracefulRestart(GracefulRestart {
                     restarting: g.restarting,
                     notification: false,
                     restart_time: g.restart_time.min(0x0fff),
-                    families: self
-                        .families()
+                    families: families
+                        .iter()
                         .map(|afi| GrFamily {
                             afi: afi.code(),
                             safi: Afi::SAFI_UNICAST,
@@ -638,7 +633,7 @@ mod tests {
         let gr = our_gr(&out).expect("GR capability in our OPEN");
         assert!(gr.restarting);
         assert_eq!(gr.restart_time, 120);
-        assert_eq!(gr.ipv4_unicast(), Some(true), "forwarding kept for IPv4");
+        assert_eq!(gr.family(Afi::Ipv4), Some(true), "forwarding kept for IPv4");
         s.handle(Input::Message(gr_open(90)));
         let out = s.handle(Input::Message(M::Keepalive));
         let Some(Output::Established(n)) = out.iter().find(|o| matches!(o, Output::Established(_)))
@@ -664,7 +659,7 @@ mod tests {
         let out = s.handle(Input::TcpConnected);
         let gr = our_gr(&out).expect("still announced");
         assert!(!gr.restarting);
-        assert_eq!(gr.ipv4_unicast(), Some(false));
+        assert_eq!(gr.family(Afi::Ipv4), Some(false));
     }
 
     #[test]

@@ -774,11 +774,8 @@ impl Instance {
                     p.up.as_ref()
                         .and_then(|n| n.graceful_restart.clone())
                         .filter(|g| graceful && g.restart_time > 0);
-                let families: Vec<Afi> = Afi::BOTH
-                    .into_iter()
-                    .filter(|a| gr.as_ref().is_some_and(|g| g.family(*a).is_some()))
-                    .collect();
-                let covered = |afi: Afi| families.contains(&afi);
+                let covered = |afi: Afi| gr.as_ref().is_some_and(|g| g.family(afi).is_some());
+                let any_covered = Afi::BOTH.into_iter().any(covered);
                 p.up = None;
                 p.adj_out.clear();
                 let (kept, gone): (Vec<IpNet>, Vec<IpNet>) = p
@@ -788,7 +785,7 @@ impl Instance {
                     .map(|(n, ..)| n)
                     .partition(|n| covered(Afi::of(n)));
                 let mut out = Vec::new();
-                match gr.filter(|_| !families.is_empty()) {
+                match gr.filter(|_| any_covered) {
                     Some(g) => {
                         p.stale = kept.into_iter().collect();
                         p.stale_generation += 1;

@@ -817,7 +817,7 @@ protocol bgp speaker {{
 /// unicast) on our address and returns every message it sends, in order, until it has
 /// sent End-of-RIB for both families and then been quiet for a second (or 20 s pass).
 fn capture_session(w: &Wire) -> Vec<Vec<u8>> {
-    use cic_bgp::wire::{Capability, DecodeContext, Message, Open, decode_message};
+    use cic_bgp::wire::{Afi, Capability, DecodeContext, Message, Open, decode_message};
     use std::io::{Read, Write};
     let sock = netns::tcp_socket(Some(&w.s)).expect("socket");
     sock.set_reuse_address(true).expect("SO_REUSEADDR");
@@ -828,9 +828,12 @@ fn capture_session(w: &Wire) -> Vec<Vec<u8>> {
     let (mut s, _) = listener.accept().expect("the peer connects");
     s.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
-    let mut open = Open::new(200_350, 90, w.us().parse().expect("address"));
-    open.capabilities
-        .push(Capability::Multiprotocol { afi: 2, safi: 1 });
+    let mut open = Open::for_families(
+        200_350,
+        90,
+        w.us().parse().expect("address"),
+        &[Afi::Ipv4, Afi::Ipv6],
+    );
     // Graceful restart, so that every peer sends its End-of-RIBs (FRR sends none without).
     open.capabilities.push(Capability::GracefulRestart(
         cic_bgp::wire::GracefulRestart {

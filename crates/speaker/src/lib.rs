@@ -74,20 +74,19 @@ impl Speaker {
     /// router id, the listeners, the max-prefix action) refuses the whole reload, and
     /// nothing changes. Returns what was done.
     pub async fn reload(&mut self, new: Config) -> Result<String, String> {
-        let (old, mut same) = (&self.cfg, new.params.clone());
-        same.announce = old.params.announce.clone();
+        let (old, now) = (&self.cfg.params, &new.params);
         let mut fixed = Vec::new();
-        if same.local_asn != old.params.local_asn {
+        if now.local_asn != old.local_asn {
             fixed.push("asn");
         }
-        if new.router_id != old.router_id {
+        if new.router_id != self.cfg.router_id {
             fixed.push("router_id");
         }
-        if new.listen != old.listen {
+        if new.listen != self.cfg.listen {
             fixed.push("listen");
         }
-        if same.max_prefix_action != old.params.max_prefix_action
-            || same.max_prefix_idle != old.params.max_prefix_idle
+        if now.max_prefix_action != old.max_prefix_action
+            || now.max_prefix_idle != old.max_prefix_idle
         {
             fixed.push("max_prefix_action/max_prefix_idle");
         }
@@ -98,8 +97,12 @@ impl Speaker {
             ));
         }
         let gone = |e: std::io::Error| format!("the speaker's instance: {e}");
-        let running: BTreeMap<IpAddr, &PeerConfig> =
-            old.neighbors.iter().map(|n| (n.spec.address, n)).collect();
+        let running: BTreeMap<IpAddr, &PeerConfig> = self
+            .cfg
+            .neighbors
+            .iter()
+            .map(|n| (n.spec.address, n))
+            .collect();
         let wanted: BTreeMap<IpAddr, &PeerConfig> =
             new.neighbors.iter().map(|n| (n.spec.address, n)).collect();
         let (mut added, mut removed, mut changed) = (0, 0, 0);
@@ -126,7 +129,7 @@ impl Speaker {
                 added += 1;
             }
         }
-        let (was, now) = (&old.params.announce, &new.params.announce);
+        let (was, now) = (&old.announce, &now.announce);
         let announced = now.iter().filter(|p| !was.contains(p)).count();
         let withdrawn = was.iter().filter(|p| !now.contains(p)).count();
         if was != now {

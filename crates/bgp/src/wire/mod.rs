@@ -79,13 +79,6 @@ impl Afi {
             Afi::Ipv6 => 128,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Afi::Ipv4 => "IPv4 unicast",
-            Afi::Ipv6 => "IPv6 unicast",
-        }
-    }
 }
 
 pub mod msg_type {

@@ -118,11 +118,6 @@ pub struct GrFamily {
 }
 
 impl GracefulRestart {
-    /// Whether IPv4 unicast is covered, and with forwarding preserved.
-    pub fn ipv4_unicast(&self) -> Option<bool> {
-        self.family(super::Afi::Ipv4)
-    }
-
     /// Whether `afi` (unicast) is covered, and with forwarding preserved.
     pub fn family(&self, afi: super::Afi) -> Option<bool> {
         self.families
@@ -146,16 +141,30 @@ impl Open {
     /// An OPEN for `asn` with the capabilities cic always announces: IPv4 unicast,
     /// route refresh, 4-octet AS.
     pub fn new(asn: u32, hold_time: u16, bgp_id: Ipv4Addr) -> Self {
+        Open::for_families(asn, hold_time, bgp_id, &[super::Afi::Ipv4])
+    }
+
+    /// [`Open::new`] announcing `families` (unicast each) instead of IPv4 alone.
+    pub fn for_families(
+        asn: u32,
+        hold_time: u16,
+        bgp_id: Ipv4Addr,
+        families: &[super::Afi],
+    ) -> Self {
+        let mut capabilities: Vec<Capability> = families
+            .iter()
+            .map(|afi| Capability::Multiprotocol {
+                afi: afi.code(),
+                safi: super::Afi::SAFI_UNICAST,
+            })
+            .collect();
+        capabilities.extend([Capability::RouteRefresh, Capability::FourOctetAs(asn)]);
         Open {
             version: BGP_VERSION,
             my_as: u16::try_from(asn).unwrap_or(AS_TRANS as u16),
             hold_time,
             bgp_id,
-            capabilities: vec![
-                Capability::Multiprotocol { afi: 1, safi: 1 },
-                Capability::RouteRefresh,
-                Capability::FourOctetAs(asn),
-            ],
+            capabilities,
         }
     }
 

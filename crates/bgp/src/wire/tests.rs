@@ -304,7 +304,7 @@ fn graceful_restart_capability_round_trips_and_bad_lengths_are_refused() {
         panic!("not an OPEN")
     };
     assert_eq!(back.graceful_restart(), Some(&gr));
-    assert_eq!(gr.ipv4_unicast(), Some(true));
+    assert_eq!(gr.family(Afi::Ipv4), Some(true));
 
     // A capability of 5 bytes (a family cut short) is an OPEN error naming it.
     let mut bad = b.to_vec();
