@@ -2,7 +2,6 @@
 //! the paths equal to it for ECMP (RFC 4271 §9.1.2).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -11,6 +10,9 @@ use smallvec::SmallVec;
 
 use crate::policy::Role;
 use crate::wire::{Afi, PathAttrs};
+
+mod table;
+use table::{Change, Table};
 
 pub type PeerId = u32;
 
@@ -123,8 +125,8 @@ impl Entry {
 /// comparison per step of a search.
 #[derive(Debug, Default)]
 pub struct LocRib {
-    v4: BTreeMap<u64, Entry>,
-    v6: BTreeMap<Ipv6Net, Entry>,
+    v4: Table<u64, Entry>,
+    v6: Table<Ipv6Net, Entry>,
 }
 
 /// An IPv4 prefix as one integer that sorts as `Ipv4Net` does (address, then length).
@@ -188,30 +190,24 @@ impl Entry {
 }
 
 /// [`LocRib::replace`] on one family's table.
-fn set_in<K: Ord>(
-    map: &mut BTreeMap<K, Entry>,
+fn set_in<K: Ord + Copy>(
+    table: &mut Table<K, Entry>,
     k: K,
     peer: PeerId,
     path: Option<Path>,
 ) -> (bool, bool) {
-    use std::collections::btree_map::Entry as E;
-    match map.entry(k) {
-        E::Occupied(mut o) => {
-            let (changed, empty, had) = o.get_mut().set(peer, path);
-            if empty {
-                o.remove();
-            }
-            (changed, had)
+    table.modify(k, |entry| match entry {
+        Some(e) => {
+            let (changed, empty, had) = e.set(peer, path);
+            let change = if empty { Change::Remove } else { Change::Keep };
+            ((changed, had), change)
         }
         // First path of a prefix: selected alone.
-        E::Vacant(v) => (
-            path.is_some_and(|p| {
-                v.insert(Entry::One(p));
-                true
-            }),
-            false,
-        ),
-    }
+        None => match path {
+            Some(p) => ((true, false), Change::Insert(Entry::One(p))),
+            None => ((false, false), Change::Keep),
+        },
+    })
 }
 
 impl LocRib {
@@ -296,7 +292,7 @@ impl LocRib {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
+        self.len() == 0
     }
 }
 
@@ -365,7 +361,10 @@ mod tests {
         assert!(r.set(n, 1, None));
         assert!(r.set(n, 2, None), "the standby alone");
         assert_eq!(r.selected(&n).map(peers), Some(vec![3]));
-        assert!(matches!(r.v4.values().next(), Some(Entry::One(_))));
+        assert!(matches!(
+            r.v4.iter().next().map(|(_, e)| e),
+            Some(Entry::One(_))
+        ));
         assert!(r.set(n, 3, None));
         assert!(r.is_empty());
     }

@@ -439,3 +439,34 @@ fn sighup_applies_what_changed_and_a_config_that_does_not_load_changes_nothing()
         .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["routes"])));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `cic bench bgp` end to end on a small feed: both speakers take every prefix over
+/// several sessions, and the report reads each one's count off its control socket (cic's
+/// JSON request, BIRD's `show protocols all` on its own socket).
+#[test]
+fn the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed() {
+    if !bird_or_skip("the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed") {
+        return;
+    }
+    let o = cic(&[
+        "bench",
+        "bgp",
+        "--prefixes",
+        "3000",
+        "--peers",
+        "3",
+        "--speakers",
+        "cic,bird",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON report");
+    let runs = runs.as_array().expect("one entry per speaker");
+    let names: Vec<&str> = runs.iter().filter_map(|r| r["speaker"].as_str()).collect();
+    assert_eq!(names, ["cic", "BIRD"]);
+    for r in runs {
+        assert_eq!(r["prefixes"], 3000, "{r}");
+        assert_eq!(r["peers"], 3, "{r}");
+        assert!(r["seconds"].as_f64().is_some_and(|s| s > 0.0), "{r}");
+        assert!(r["peakRssMib"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+    }
+}
