@@ -1042,7 +1042,10 @@ impl SessionTask {
         if self.pending.is_empty() {
             return;
         }
-        let updates = std::mem::take(&mut self.pending);
+        // Room for a batch as large as this one: a table's batches are full, and a
+        // vector grown an UPDATE at a time was reallocated five times a batch.
+        let room = self.pending.len();
+        let updates = std::mem::replace(&mut self.pending, Vec::with_capacity(room));
         let _ = self
             .events
             .send((

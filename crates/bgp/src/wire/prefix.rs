@@ -27,7 +27,16 @@ pub fn encode_prefix(b: &mut BytesMut, p: &IpNet) {
 /// cleared, as RFC 4271 says they are irrelevant. Err: (offset, reason).
 pub fn decode_prefixes(buf: &[u8], base: usize, afi: Afi) -> Result<Vec<IpNet>, (usize, String)> {
     let max = afi.max_len();
-    let mut out = Vec::new();
+    // Counted first: one allocation for the run (an UPDATE of a full table carries tens
+    // of prefixes; growing the vector reallocated it several times an UPDATE). At most
+    // one per octet, however malformed.
+    let mut count = 0;
+    let mut j = 0;
+    while j < buf.len() {
+        j += 1 + (buf[j] as usize).div_ceil(8);
+        count += 1;
+    }
+    let mut out = Vec::with_capacity(count);
     let mut i = 0;
     while i < buf.len() {
         let len = buf[i];
