@@ -81,6 +81,9 @@ pub struct PeerConfig {
     pub spec: PeerSpec,
     pub session: SessionConfig,
     pub md5_key: Option<String>,
+    /// GTSM (RFC 5082) for a directly connected peer: we send with TTL 255 and the kernel
+    /// drops the peer's packets that arrive with less than 255 (a spoofer farther away).
+    pub ttl_security: bool,
     /// The peer's TCP port (179 but for tests).
     pub port: u16,
 }
@@ -92,6 +95,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("spec", &self.spec)
             .field("session", &self.session)
             .field("md5_key", &self.md5_key.as_ref().map(|_| "********"))
+            .field("ttl_security", &self.ttl_security)
             .field("port", &self.port)
             .finish()
     }
@@ -1097,6 +1101,15 @@ impl SessionTask {
 
     /// Connection collision (RFC 4271 §6.8).
     async fn incoming(&mut self, stream: TcpStream) {
+        // GTSM on a connection the peer opened: from here on its packets must arrive with
+        // TTL 255 (its OPEN among them), and ours leave with 255.
+        if self.cfg.ttl_security {
+            let v6 = stream.peer_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = cic_sockopt::set_gtsm(stream.as_fd(), v6, 1) {
+                warn!("GTSM on an incoming connection: {e}; connection refused");
+                return;
+            }
+        }
         let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
         match self.fsm.state() {
             State::Idle => {
@@ -1254,12 +1267,16 @@ impl SessionTask {
         let local = self.cfg.spec.local_address;
         let peer = SocketAddr::new(self.cfg.spec.address, self.cfg.port);
         let key = self.cfg.md5_key.clone();
+        let gtsm = self.cfg.ttl_security;
         let timeout = self.cfg.session.connect_retry;
         Box::pin(async move {
             let s = sockets(socket2::Domain::for_address(peer))?;
             s.set_nonblocking(true)?;
             if let Some(k) = &key {
                 cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
+            }
+            if gtsm {
+                cic_sockopt::set_gtsm(s.as_fd(), peer.is_ipv6(), 1)?;
             }
             // Source the connection from our address on the shared subnet.
             s.bind(&SocketAddr::new(local, 0).into())?;

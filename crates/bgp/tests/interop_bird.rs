@@ -169,6 +169,7 @@ async fn start_with(
         },
         session: session(65001, 90),
         md5_key: md5.map(str::to_string),
+        ttl_security: false,
         port: p.base + 2,
     })
     .await
@@ -186,6 +187,7 @@ async fn start_with(
             },
             session: session(CLOUD, 0),
             md5_key: None,
+            ttl_security: false,
             port: p.base + 3,
         })
         .await

@@ -470,3 +470,81 @@ fn the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed() {
         assert!(r["peakRssMib"].as_f64().is_some_and(|m| m > 0.0), "{r}");
     }
 }
+
+/// A BIRD at 127.0.33.`host` (port 17330+`host`), with GTSM or without.
+fn bird33(host: u8, gtsm: bool, routes: &str) -> String {
+    let ttl = if gtsm { "ttl security on;" } else { "" };
+    format!(
+        r#"
+router id 127.0.33.{host};
+protocol device {{}}
+protocol static feed {{ ipv4; {routes} }}
+protocol bgp speaker {{
+  local 127.0.33.{host} port {port} as 6500{host};
+  neighbor 127.0.33.1 port 17330 as 65002;
+  multihop;
+  {ttl}
+  connect retry time 1;
+  ipv4 {{ import all; export where proto = "feed"; }};
+}}
+"#,
+        port = 17330 + host as u16,
+    )
+}
+
+/// GTSM (RFC 5082) on both of the speaker's neighbors: BIRD with `ttl security on` (its
+/// packets leave with TTL 255) comes up and exchanges routes; BIRD without (TTL 64) gets a
+/// TCP connection, but its OPEN never arrives, so that session stays in OpenSent.
+#[test]
+fn gtsm_takes_a_peer_that_sends_with_ttl_255_and_drops_one_that_does_not() {
+    if !bird_or_skip("gtsm_takes_a_peer_that_sends_with_ttl_255") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-gtsm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let near = Bird::start(
+        "gtsm-a",
+        &bird33(2, true, "route 10.33.2.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD with GTSM");
+    let far = Bird::start(
+        "gtsm-b",
+        &bird33(3, false, "route 10.33.3.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD without GTSM");
+    let mut conf = "asn = 65002\nrouter_id = \"127.0.33.1\"\nlisten = [\"127.0.33.1:17330\"]\nconnect_retry = 1\n".to_string();
+    for host in [2u16, 3] {
+        conf += &format!(
+            "[[neighbor]]\naddress = \"127.0.33.{host}\"\nport = {}\nremote_asn = 6500{host}\n\
+             local_address = \"127.0.33.1\"\nimport = \"accept-all\"\nexport = \"originated\"\nttl_security = true\n",
+            17330 + host
+        );
+    }
+    conf += "[[originate]]\nprefix = \"198.51.100.0/24\"\n";
+    let speaker = run_speaker(&dir, &conf, None);
+    let sock = speaker.socket.clone();
+    wait_until(WAIT, "the GTSM peer's route, and ours at it", || {
+        (neighbor(&sock, "127.0.33.2")["state"] == "ESTABLISHED"
+            && routes(&sock).iter().any(|r| r["prefix"] == "10.33.2.0/24")
+            && near.has_route("198.51.100.0/24"))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    // The other one connects (its SYN reaches the listener) and sends its OPEN, which the
+    // kernel drops: we wait in OpenSent for an OPEN that never comes.
+    wait_until(WAIT, "the TTL-64 peer's connection", || {
+        (neighbor(&sock, "127.0.33.3")["state"] == "OPEN_SENT").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    assert!(
+        !routes(&sock).iter().any(|r| r["prefix"] == "10.33.3.0/24"),
+        "{}",
+        show(&sock, &["routes"])
+    );
+    assert!(!far.has_route("198.51.100.0/24"));
+    assert_eq!(count(&sock), 1);
+}

@@ -480,6 +480,7 @@ impl Instance {
                             ipv6: false,
                         },
                         md5_key: None,
+                        ttl_security: false,
                         port: cic_bgp::driver::BGP_PORT,
                     },
                     seq: 0,
@@ -860,6 +861,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
             ipv6: false,
         },
         md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
+        ttl_security: false,
         port: cic_bgp::driver::BGP_PORT,
     }
 }

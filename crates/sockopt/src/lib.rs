@@ -1,7 +1,8 @@
 //! Raw socket options with no safe wrapper in libc, nix or socket2.
 //!
-//! This is the only crate of cic with `unsafe` code: one `setsockopt(2)` call with a
-//! byte buffer laid out as the kernel's `struct tcp_md5sig` (include/uapi/linux/tcp.h).
+//! This is the only crate of cic with `unsafe` code: `setsockopt(2)` calls, one with a
+//! byte buffer laid out as the kernel's `struct tcp_md5sig` (include/uapi/linux/tcp.h),
+//! the others with an `int` (the GTSM options).
 
 use std::io;
 use std::net::SocketAddr;
@@ -67,6 +68,44 @@ pub fn set_tcp_md5sig(fd: BorrowedFd<'_>, peer: SocketAddr, key: &[u8]) -> io::R
     }
 }
 
+fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `v` is a live `c_int` and `optlen` is its size; `fd` is valid while borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// GTSM, the Generalized TTL Security Mechanism (RFC 5082), for a peer `hops` hops away
+/// (1: directly connected): the socket sends with TTL (IPv6: hop limit) 255 and the kernel
+/// drops whatever arrives with less than 256 − `hops`, which a packet from farther away
+/// cannot have. `ipv6`: the socket's family.
+pub fn set_gtsm(fd: BorrowedFd<'_>, ipv6: bool, hops: u8) -> io::Result<()> {
+    let min = 256 - libc::c_int::from(hops.max(1));
+    if ipv6 {
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)?;
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, min)
+    } else {
+        set_int(fd, libc::IPPROTO_IP, libc::IP_TTL, 255)?;
+        set_int(fd, libc::IPPROTO_IP, libc::IP_MINTTL, min)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +118,27 @@ mod tests {
         assert_eq!(&b[4..8], &[10, 1, 2, 3]);
         assert_eq!(u16::from_ne_bytes([b[130], b[131]]), 6);
         assert_eq!(&b[136..142], b"secret");
+    }
+
+    /// A listener with GTSM takes no connection from a socket with the default TTL (64),
+    /// and takes one from a socket that sends with 255.
+    #[test]
+    fn kernel_enforces_the_minimum_ttl_on_loopback() {
+        for (bind, ipv6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let Ok(l) = TcpListener::bind(bind) else {
+                continue; // (no IPv6 loopback on this machine)
+            };
+            let addr = l.local_addr().unwrap();
+            set_gtsm(l.as_fd(), ipv6, 1).unwrap();
+            let far = TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300));
+            assert!(far.is_err(), "{bind}: a TTL-64 SYN must be dropped");
+            let domain = socket2::Domain::for_address(addr);
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+            set_gtsm(s.as_fd(), ipv6, 1).unwrap();
+            s.connect_timeout(&addr.into(), std::time::Duration::from_secs(5))
+                .unwrap();
+            l.accept().unwrap();
+        }
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub struct Neighbor {
     /// the path through us becomes a standby. 0–16.
     #[serde(default)]
     pub prepend: u8,
+    /// GTSM (RFC 5082): the neighbor is directly connected and sends with TTL 255; its
+    /// packets with less are dropped, ours leave with 255.
+    #[serde(default)]
+    pub ttl_security: bool,
 }
 
 fn none() -> String {
@@ -451,6 +455,7 @@ impl Config {
                     ipv6,
                 },
                 md5_key: n.md5_key.clone(),
+                ttl_security: n.ttl_security,
                 port: n.port,
             });
         }
