@@ -106,6 +106,7 @@ fn main() {
             hold_time: 90,
             keepalive: 30,
             route_refresh: true,
+            enhanced_route_refresh: false,
             ibgp: false,
             graceful_restart: None,
             ipv4: true,

@@ -199,6 +199,8 @@ enum PeerEvent {
     },
     RouteRefresh {
         epoch: u64,
+        afi: Afi,
+        subtype: u8,
     },
 }
 
@@ -781,9 +783,11 @@ impl InstanceTask {
                 }
                 actions
             }
-            PeerEvent::RouteRefresh { epoch } if epoch == s.epoch => {
-                self.core.handle(Event::RouteRefresh { peer })
-            }
+            PeerEvent::RouteRefresh {
+                epoch,
+                afi,
+                subtype,
+            } if epoch == s.epoch => self.core.handle(Event::RouteRefresh { peer, afi, subtype }),
             _ => return, // from an earlier life of the session
         };
         self.act(actions);
@@ -798,14 +802,27 @@ impl InstanceTask {
                     withdrawn,
                     announce,
                     end_of_rib,
+                    refresh,
                 } => {
                     let Some(s) = self.sessions.get(&peer) else {
                         continue;
                     };
-                    let mut msgs = encode_updates(&withdrawn, None, &[]);
+                    let marker = |subtype| {
+                        refresh.map(|afi| {
+                            Message::RouteRefresh {
+                                afi: afi.code(),
+                                safi: Afi::SAFI_UNICAST,
+                                subtype,
+                            }
+                            .encode()
+                        })
+                    };
+                    let mut msgs: Vec<_> = marker(wire::refresh::BEGIN).into_iter().collect();
+                    msgs.extend(encode_updates(&withdrawn, None, &[]));
                     for (attrs, nlri) in &announce {
                         msgs.extend(encode_updates(&[], Some(attrs), nlri));
                     }
+                    msgs.extend(marker(wire::refresh::END));
                     if end_of_rib {
                         for afi in self.core.families(peer) {
                             msgs.push(match afi {
@@ -1237,11 +1254,19 @@ impl SessionTask {
                         self.flush_updates().await;
                     }
                 }
-                Output::RouteRefresh => {
+                Output::RouteRefresh { afi, subtype } => {
+                    // (After the UPDATEs before it: a BoRR or EoRR frames them.)
                     self.flush_updates().await;
                     let _ = self
                         .events
-                        .send((self.id, PeerEvent::RouteRefresh { epoch: self.epoch }))
+                        .send((
+                            self.id,
+                            PeerEvent::RouteRefresh {
+                                epoch: self.epoch,
+                                afi,
+                                subtype,
+                            },
+                        ))
                         .await;
                 }
             }

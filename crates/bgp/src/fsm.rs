@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::wire::{
     Afi, Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification, Open,
-    Update, cease, error_code, open_err,
+    Update, cease, error_code, open_err, refresh,
 };
 
 /// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
@@ -117,6 +117,8 @@ pub struct Negotiated {
     pub hold_time: u16,
     pub keepalive: u16,
     pub route_refresh: bool,
+    /// Both sides announced RFC 7313: a re-advertisement is framed by BoRR and EoRR.
+    pub enhanced_route_refresh: bool,
     pub ibgp: bool,
     /// The peer's Graceful Restart capability, when both sides announced one.
     pub graceful_restart: Option<GracefulRestart>,
@@ -157,8 +159,13 @@ pub enum Output {
         graceful: bool,
     },
     Update(Update),
-    /// The peer asked for our routes again (RFC 2918).
-    RouteRefresh,
+    /// A ROUTE-REFRESH of a family the session carries: the peer asks for our routes
+    /// again (`subtype` [`refresh::REQUEST`], RFC 2918), or begins or ends sending its own
+    /// again ([`refresh::BEGIN`], [`refresh::END`]; RFC 7313, only when negotiated).
+    RouteRefresh {
+        afi: Afi,
+        subtype: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -363,13 +370,21 @@ impl Session {
                 self.restart_hold(out);
                 out.push(Output::Update(u));
             }
-            (Established, Message(Msg::RouteRefresh { afi, safi: 1 }))
-                if Afi::from_code(afi)
-                    .is_some_and(|a| self.negotiated.as_ref().is_some_and(|n| n.carries(a))) =>
-            {
-                out.push(Output::RouteRefresh);
+            (Established, Message(Msg::RouteRefresh { afi, safi, subtype })) => {
+                // A family not negotiated, a marker without RFC 7313, a subtype of no
+                // meaning (RFC 7313 §5): ignored.
+                let n = self.negotiated.as_ref();
+                let known = match subtype {
+                    refresh::REQUEST => true,
+                    refresh::BEGIN | refresh::END => n.is_some_and(|n| n.enhanced_route_refresh),
+                    _ => false,
+                };
+                if let Some(afi) = Afi::from_code(afi).filter(|a| {
+                    known && safi == Afi::SAFI_UNICAST && n.is_some_and(|n| n.carries(*a))
+                }) {
+                    out.push(Output::RouteRefresh { afi, subtype });
+                }
             }
-            (Established, Message(Msg::RouteRefresh { .. })) => {} // not negotiated: ignore
             (state @ (OpenSent | OpenConfirm | Established), Message(m)) => {
                 // RFC 6608 subcodes: unexpected message in OpenSent / OpenConfirm / Established.
                 let sub = match state {
@@ -544,6 +559,8 @@ impl Session {
             hold_time,
             keepalive: hold_time / 3,
             route_refresh: o.has(&Capability::RouteRefresh),
+            // (We always announce it.)
+            enhanced_route_refresh: o.has(&Capability::EnhancedRouteRefresh),
             ibgp,
             graceful_restart: self.cfg.graceful_restart.and(o.graceful_restart().cloned()),
             ipv4,
@@ -1048,17 +1065,66 @@ mod tests {
         assert!(s.negotiated().is_none());
     }
 
+    fn rr(afi: u16, safi: u8, subtype: u8) -> Input {
+        Input::Message(M::RouteRefresh { afi, safi, subtype })
+    }
+
     #[test]
     fn route_refresh_is_passed_up_only_for_ipv4_unicast() {
         let mut s = established();
         assert_eq!(
-            s.handle(Input::Message(M::RouteRefresh { afi: 1, safi: 1 })),
-            vec![Output::RouteRefresh]
+            s.handle(rr(1, 1, refresh::REQUEST)),
+            vec![Output::RouteRefresh {
+                afi: Afi::Ipv4,
+                subtype: refresh::REQUEST
+            }]
         );
+        assert!(s.handle(rr(2, 1, refresh::REQUEST)).is_empty());
+        assert!(s.handle(rr(1, 2, refresh::REQUEST)).is_empty());
+    }
+
+    /// BoRR and EoRR (RFC 7313) are passed up only when both sides announced the
+    /// capability; a subtype of no meaning is ignored, never an error.
+    #[test]
+    fn refresh_markers_are_passed_up_only_when_enhanced_refresh_was_negotiated() {
+        let session_with = |theirs: Open| {
+            let mut s = Session::new(cfg());
+            s.handle(Input::Start);
+            s.handle(Input::TcpConnected);
+            s.handle(Input::Message(M::Open(theirs)));
+            s.handle(Input::Message(M::Keepalive));
+            assert_eq!(s.state(), State::Established);
+            s
+        };
+        let mut theirs = Open::for_families(65001, 90, Ipv4Addr::new(10, 0, 0, 2), &[Afi::Ipv4]);
         assert!(
-            s.handle(Input::Message(M::RouteRefresh { afi: 2, safi: 1 }))
-                .is_empty()
+            theirs.has(&Capability::EnhancedRouteRefresh),
+            "announced by default"
         );
+        let mut s = session_with(theirs.clone());
+        assert!(s.negotiated().is_some_and(|n| n.enhanced_route_refresh));
+        for subtype in [refresh::BEGIN, refresh::END] {
+            assert_eq!(
+                s.handle(rr(1, 1, subtype)),
+                vec![Output::RouteRefresh {
+                    afi: Afi::Ipv4,
+                    subtype
+                }]
+            );
+        }
+        assert!(s.handle(rr(1, 1, 3)).is_empty());
+        assert!(s.handle(rr(1, 1, 255)).is_empty());
+        assert_eq!(s.state(), State::Established);
+
+        // Without it in their OPEN: not negotiated, and markers are ignored.
+        theirs
+            .capabilities
+            .retain(|c| *c != Capability::EnhancedRouteRefresh);
+        let mut s = session_with(theirs);
+        assert!(s.negotiated().is_some_and(|n| !n.enhanced_route_refresh));
+        assert!(s.handle(rr(1, 1, refresh::BEGIN)).is_empty());
+        assert!(s.handle(rr(1, 1, refresh::END)).is_empty());
+        assert_eq!(s.state(), State::Established);
     }
 
     /// The OPEN a session of `cfg` sends when its connection is up.
@@ -1104,10 +1170,7 @@ mod tests {
         });
         assert_eq!(n.map(|n| (n.ipv4, n.ipv6)), Some((true, false)));
         // Route refresh for IPv6 is then not ours to answer.
-        assert!(
-            s.handle(Input::Message(M::RouteRefresh { afi: 2, safi: 1 }))
-                .is_empty()
-        );
+        assert!(s.handle(rr(2, 1, refresh::REQUEST)).is_empty());
 
         // An IPv6-only session with that peer: nothing in common, Unsupported Capability
         // naming what we wanted (RFC 5492 §3).

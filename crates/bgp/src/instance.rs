@@ -24,6 +24,7 @@ use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
 use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
 use crate::wire::{
     Afi, AsPathSegment, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code,
+    refresh,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +110,12 @@ pub enum Event {
         peer: PeerId,
         update: Update,
     },
+    /// A ROUTE-REFRESH of `afi` from the peer: a request for our routes, or the beginning
+    /// or end of its own re-advertisement (`subtype`, see [`refresh`]).
     RouteRefresh {
         peer: PeerId,
+        afi: Afi,
+        subtype: u8,
     },
 }
 
@@ -133,6 +138,8 @@ pub enum Action {
         withdrawn: Vec<IpNet>,
         announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
         end_of_rib: bool,
+        /// A re-advertisement of this family, framed by BoRR and EoRR (RFC 7313).
+        refresh: Option<Afi>,
     },
     Route(RouteChange),
     /// Send [`Event::StaleTimer`] after this long: a restarting peer's stale routes go
@@ -853,7 +860,21 @@ impl Instance {
                 self.apply(touched)
             }
             Event::Update { peer, update } => self.update(peer, update),
-            Event::RouteRefresh { peer } => {
+            Event::RouteRefresh {
+                peer,
+                afi,
+                subtype: refresh::BEGIN,
+            } => self.begin_refresh(peer, afi),
+            Event::RouteRefresh {
+                peer,
+                afi,
+                subtype: refresh::END,
+            } => {
+                // What the peer did not send again between BoRR and EoRR is gone.
+                let touched = self.flush_stale(peer, |a| a == afi);
+                self.apply(touched)
+            }
+            Event::RouteRefresh { peer, afi, .. } => {
                 let Some(p) = self.peers.get(&peer) else {
                     return vec![];
                 };
@@ -861,18 +882,44 @@ impl Instance {
                     // Its End-of-RIB would end the peer's wait for our table too early.
                     return vec![];
                 }
+                let enhanced = p.up.as_ref().is_some_and(|n| n.enhanced_route_refresh);
                 let mut groups: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
-                for (n, a) in &p.adj_out {
+                for (n, a) in p.adj_out.iter().filter(|(n, _)| Afi::of(n) == afi) {
                     group(&mut groups, a.clone(), *n);
                 }
                 vec![Action::Send {
                     peer,
                     withdrawn: vec![],
                     announce: groups,
-                    end_of_rib: true,
+                    end_of_rib: !enhanced,
+                    refresh: enhanced.then_some(afi),
                 }]
             }
         }
+    }
+
+    /// The peer begins to send its routes of `afi` again (BoRR, RFC 7313 §4): they are
+    /// all stale — still used — until sent again; the EoRR drops the rest, and so does
+    /// the stale timer should no EoRR come.
+    fn begin_refresh(&mut self, peer: PeerId, afi: Afi) -> Vec<Action> {
+        let Instance { peers, rib, .. } = self;
+        let Some(p) = peers.get_mut(&peer) else {
+            return vec![];
+        };
+        let had: Vec<IpNet> = p
+            .adj_in
+            .received(rib, peer)
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .filter(|n| Afi::of(n) == afi)
+            .collect();
+        p.stale.extend(had);
+        p.stale_generation += 1;
+        vec![Action::StaleTimer {
+            peer,
+            generation: p.stale_generation,
+            after: STALE_PATH_TIME,
+        }]
     }
 
     fn update(&mut self, peer: PeerId, mut u: Update) -> Vec<Action> {
@@ -1128,6 +1175,7 @@ impl Instance {
                 withdrawn,
                 announce,
                 end_of_rib,
+                refresh: None,
             });
         }
     }

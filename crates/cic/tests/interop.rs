@@ -338,17 +338,34 @@ fn frr_exchanges_routes_over_md5_answers_route_refresh_and_is_held_off_past_max_
     .expect("no network");
     wait_until(WAIT, "the withdrawal", || (count(&sock) == 1).then_some(())).expect("withdrawn");
 
-    // Route refresh (RFC 2918): FRR asks, we send our routes again.
+    // Route refresh (RFC 2918): FRR asks, we send our routes again — between BoRR and
+    // EoRR (RFC 7313), which both sides announced: FRR marks our routes stale at the
+    // BoRR and drops those not sent again at the EoRR, so our prefix must still be there.
+    let caps = &frr_neighbor(&frr, &us)["neighborCapabilities"];
+    assert_eq!(
+        caps["enhancedRouteRefresh"], "advertisedAndReceived",
+        "{caps}"
+    );
     let before = frr_stat(&frr, &us, "updatesRecv");
     frr.vtysh(&format!("clear bgp ipv4 unicast {us} soft in"))
         .expect("soft in");
-    wait_until(WAIT, "our answer to the ROUTE-REFRESH", || {
-        (frr_stat(&frr, &us, "routeRefreshSent") == 1
-            && frr_stat(&frr, &us, "updatesRecv") > before)
-            .then_some(())
-    })
+    // (FRR counts the BoRR and the EoRR as ROUTE-REFRESH messages received.)
+    wait_until(
+        WAIT,
+        "our answer to the ROUTE-REFRESH, between BoRR and EoRR",
+        || {
+            (frr_stat(&frr, &us, "routeRefreshSent") == 1
+                && frr_stat(&frr, &us, "updatesRecv") > before
+                && frr_stat(&frr, &us, "routeRefreshRecv") == 2)
+                .then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}: {}", frr_neighbor(&frr, &us)["messageStats"]));
     assert_eq!(frr_neighbor(&frr, &us)["bgpState"], "Established");
+    let after = frr
+        .json("show bgp ipv4 unicast 198.51.100.0/24 json")
+        .expect("show bgp");
+    assert_eq!(after["paths"][0]["aspath"]["string"], "65002", "{after}");
 
     // Over the limit of 3: Cease / Maximum Number of Prefixes Reached (RFC 4486), and
     // the session held off for max_prefix_idle although FRR retries every second.

@@ -32,6 +32,7 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
         hold_time: 90,
         keepalive: 30,
         route_refresh: true,
+        enhanced_route_refresh: false,
         ibgp: asn == CLOUD,
         graceful_restart: None,
         ipv4: true,
@@ -192,7 +193,8 @@ fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
             peer: p,
             withdrawn: vec![],
             announce: vec![],
-            end_of_rib: true
+            end_of_rib: true,
+            refresh: None,
         }]
     );
 }
@@ -633,8 +635,107 @@ fn route_refresh_resends_what_was_advertised() {
         peer: l.fabric,
         update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
     });
-    let out = l.i.handle(Event::RouteRefresh { peer: l.a });
+    let out = l.i.handle(Event::RouteRefresh {
+        peer: l.a,
+        afi: Afi::Ipv4,
+        subtype: refresh::REQUEST,
+    });
     assert_eq!(sent_to(&out, l.a).0, vec![n("10.128.0.0/24")]);
+    // Without RFC 7313 negotiated: no markers, an End-of-RIB after.
+    assert!(matches!(
+        &out[..],
+        [Action::Send {
+            end_of_rib: true,
+            refresh: None,
+            ..
+        }]
+    ));
+}
+
+/// A peer with enhanced route refresh asks for IPv4 again: what it was sent of IPv4
+/// alone, between BoRR and EoRR, and no End-of-RIB.
+#[test]
+fn enhanced_route_refresh_answers_one_family_between_markers() {
+    let mut i = speaker(&["198.51.100.0/24", "2001:db8:100::/48"]);
+    let peer = i.add_peer(neighbor("10.99.2.1", 65001, None, Export::Originated));
+    i.handle(Event::PeerUp {
+        peer,
+        negotiated: Negotiated {
+            enhanced_route_refresh: true,
+            ipv6: true,
+            ..negotiated(65001, "10.99.2.1")
+        },
+    });
+    let out = i.handle(Event::RouteRefresh {
+        peer,
+        afi: Afi::Ipv4,
+        subtype: refresh::REQUEST,
+    });
+    assert_eq!(sent_to(&out, peer).0, vec![n("198.51.100.0/24")]);
+    assert!(
+        matches!(
+            &out[..],
+            [Action::Send {
+                end_of_rib: false,
+                refresh: Some(Afi::Ipv4),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+/// BoRR: the peer's routes of that family are stale but still used; those it sends
+/// again stay, the EoRR takes the rest out; the other family is not touched.
+#[test]
+fn routes_not_sent_again_between_borr_and_eorr_are_withdrawn() {
+    let mut i = speaker(&[]);
+    let feed = add_feed(&mut i);
+    i.handle(Event::PeerUp {
+        peer: feed,
+        negotiated: Negotiated {
+            enhanced_route_refresh: true,
+            ipv6: true,
+            ..negotiated(65001, "10.99.1.1")
+        },
+    });
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/16", "10.2.0.0/16"]),
+    });
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce6(&[65001], "2001:db8:99::1", &["2001:db8:1::/48"]),
+    });
+    assert_eq!(i.rib_len(), 3);
+    let out = i.handle(Event::RouteRefresh {
+        peer: feed,
+        afi: Afi::Ipv4,
+        subtype: refresh::BEGIN,
+    });
+    assert!(matches!(&out[..], [Action::StaleTimer { after, .. }] if *after == STALE_PATH_TIME));
+    assert_eq!(i.rib_len(), 3, "stale routes are still used");
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001, 65009], "10.99.1.1", &["10.1.0.0/16"]),
+    });
+    let out = i.handle(Event::RouteRefresh {
+        peer: feed,
+        afi: Afi::Ipv4,
+        subtype: refresh::END,
+    });
+    let best: Vec<IpNet> = i.best_routes().map(|(n, _)| n).collect();
+    assert_eq!(best, vec![n("10.1.0.0/16"), n("2001:db8:1::/48")]);
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Route(RouteChange::Remove { prefix }) if *prefix == n("10.2.0.0/16"))),
+        "{out:?}"
+    );
+    // The route sent again carries its new path.
+    let path = i
+        .best_routes()
+        .find(|(p, _)| *p == n("10.1.0.0/16"))
+        .map(|(_, p)| p.clone());
+    assert_eq!(path.map(|p| p.attrs.as_path_len()), Some(2));
 }
 
 #[test]
@@ -1105,7 +1206,11 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
         update: announce(&[], "100.127.0.1", &["10.128.0.0/24"]),
     }));
     // A route refresh now would end the customer's wait for our table: ignored.
-    out.extend(i.handle(Event::RouteRefresh { peer: cust }));
+    out.extend(i.handle(Event::RouteRefresh {
+        peer: cust,
+        afi: Afi::Ipv4,
+        subtype: refresh::REQUEST,
+    }));
     assert!(
         !out.iter().any(|a| matches!(a, Action::Send { .. })),
         "nothing may be sent while deferring: {out:?}"

@@ -81,6 +81,20 @@ impl Afi {
     }
 }
 
+/// ROUTE-REFRESH message subtypes (RFC 7313 §3).
+pub mod refresh {
+    /// A request for the peer's routes (RFC 2918).
+    pub const REQUEST: u8 = 0;
+    /// Beginning of a re-advertisement (BoRR).
+    pub const BEGIN: u8 = 1;
+    /// End of a re-advertisement (EoRR).
+    pub const END: u8 = 2;
+}
+
+/// ROUTE-REFRESH Message Error (RFC 7313 §5) and its one subcode.
+pub const ROUTE_REFRESH_ERROR: u8 = 7;
+pub const ROUTE_REFRESH_INVALID_LENGTH: u8 = 1;
+
 pub mod msg_type {
     pub const OPEN: u8 = 1;
     pub const UPDATE: u8 = 2;
@@ -98,10 +112,12 @@ pub enum Message {
     Update(Update),
     Notification(Notification),
     Keepalive,
-    /// RFC 2918: (AFI, SAFI).
+    /// RFC 2918: (AFI, SAFI); RFC 7313's message subtype ([`refresh`]: a request, or
+    /// the beginning or end of a re-advertisement).
     RouteRefresh {
         afi: u16,
         safi: u8,
+        subtype: u8,
     },
 }
 
@@ -138,10 +154,10 @@ impl Message {
                 b.put_slice(&n.data);
             }
             Message::Keepalive => b.put_u8(msg_type::KEEPALIVE),
-            Message::RouteRefresh { afi, safi } => {
+            Message::RouteRefresh { afi, safi, subtype } => {
                 b.put_u8(msg_type::ROUTE_REFRESH);
                 b.put_u16(*afi);
-                b.put_u8(0);
+                b.put_u8(*subtype);
                 b.put_u8(*safi);
             }
         }
@@ -240,12 +256,30 @@ pub fn decode_message(
     };
     if len < min
         || (ty == msg_type::KEEPALIVE && len != 19)
-        || (ty == msg_type::ROUTE_REFRESH && len != 23)
+        || (ty == msg_type::ROUTE_REFRESH && len < 23)
     {
         return Err(bad_len());
     }
     if buf.len() < len {
         return Ok(None);
+    }
+    if ty == msg_type::ROUTE_REFRESH && len != 23 {
+        // Longer than 4 octets: a BoRR or EoRR is a ROUTE-REFRESH Message Error with the
+        // whole message as data (RFC 7313 §5); a request with ORF entries (RFC 5291, not
+        // negotiated) a bad length.
+        return Err(match buf[21] {
+            refresh::BEGIN | refresh::END => DecodeError::new(
+                ROUTE_REFRESH_ERROR,
+                ROUTE_REFRESH_INVALID_LENGTH,
+                buf[..len].to_vec(),
+                16,
+                format!(
+                    "a ROUTE-REFRESH of subtype {} is {len} octets, not 23",
+                    buf[21]
+                ),
+            ),
+            _ => bad_len(),
+        });
     }
     let body = &buf[HEADER_LEN..len];
     let msg = match ty {
@@ -259,6 +293,7 @@ pub fn decode_message(
         msg_type::KEEPALIVE => Message::Keepalive,
         _ => Message::RouteRefresh {
             afi: u16::from_be_bytes([body[0], body[1]]),
+            subtype: body[2],
             safi: body[3],
         },
     };

@@ -31,6 +31,7 @@ pub mod cap_code {
     pub const MULTIPROTOCOL: u8 = 1;
     pub const ROUTE_REFRESH: u8 = 2;
     pub const GRACEFUL_RESTART: u8 = 64;
+    pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
     pub const FOUR_OCTET_AS: u8 = 65;
 }
 
@@ -40,6 +41,8 @@ pub enum Capability {
     Multiprotocol { afi: u16, safi: u8 },
     /// RFC 2918.
     RouteRefresh,
+    /// RFC 7313: re-advertisements are framed by BoRR and EoRR.
+    EnhancedRouteRefresh,
     /// RFC 6793: the speaker's real (4-octet) ASN.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -58,6 +61,9 @@ impl Capability {
                 b.put_u8(*safi);
             }
             Capability::RouteRefresh => b.put_slice(&[cap_code::ROUTE_REFRESH, 0]),
+            Capability::EnhancedRouteRefresh => {
+                b.put_slice(&[cap_code::ENHANCED_ROUTE_REFRESH, 0]);
+            }
             Capability::FourOctetAs(asn) => {
                 b.put_slice(&[cap_code::FOUR_OCTET_AS, 4]);
                 b.put_u32(*asn);
@@ -158,7 +164,11 @@ impl Open {
                 safi: super::Afi::SAFI_UNICAST,
             })
             .collect();
-        capabilities.extend([Capability::RouteRefresh, Capability::FourOctetAs(asn)]);
+        capabilities.extend([
+            Capability::RouteRefresh,
+            Capability::EnhancedRouteRefresh,
+            Capability::FourOctetAs(asn),
+        ]);
         Open {
             version: BGP_VERSION,
             my_as: u16::try_from(asn).unwrap_or(AS_TRANS as u16),
@@ -317,6 +327,12 @@ impl Open {
                             return Err(bad_len());
                         }
                         Capability::RouteRefresh
+                    }
+                    cap_code::ENHANCED_ROUTE_REFRESH => {
+                        if clen != 0 {
+                            return Err(bad_len());
+                        }
+                        Capability::EnhancedRouteRefresh
                     }
                     cap_code::FOUR_OCTET_AS => {
                         if clen != 4 {
