@@ -38,6 +38,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer};
 use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet};
+use crate::policy::NeighborPolicy;
 use crate::rib::{Path, PeerId};
 use crate::wire::{
     self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
@@ -128,6 +129,7 @@ enum Command {
     RemovePeer(PeerId, oneshot::Sender<Option<tokio::task::JoinHandle<()>>>),
     SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
     SetAnnounce(Vec<IpNet>, oneshot::Sender<()>),
+    SetPolicy(PeerId, Option<Arc<NeighborPolicy>>, oneshot::Sender<()>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
@@ -265,6 +267,21 @@ impl InstanceHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::SetAnnounce(p, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// Replaces a peer's policy without restarting its session (see
+    /// [`Instance::set_policy`]).
+    pub async fn set_policy(
+        &self,
+        id: PeerId,
+        policy: Option<Arc<NeighborPolicy>>,
+    ) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::SetPolicy(id, policy, tx))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -530,6 +547,14 @@ impl InstanceTask {
                     }
                     Some(Command::SetAnnounce(p, reply)) => {
                         let actions = self.core.set_announce(p);
+                        self.act(actions);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetPolicy(id, policy, reply)) => {
+                        if let Some(s) = self.sessions.get_mut(&id) {
+                            s.config.spec.policy = policy.clone();
+                        }
+                        let actions = self.core.set_policy(id, policy);
                         self.act(actions);
                         let _ = reply.send(());
                     }
@@ -857,6 +882,20 @@ impl InstanceTask {
                         let _ = s.cmd.try_send(SessionCmd::Stop {
                             notification,
                             restart_after: Some(restart_after),
+                        });
+                    }
+                }
+                Action::RequestRefresh { peer, afi } => {
+                    if let Some(s) = self.sessions.get(&peer) {
+                        info!(peer = %s.config.spec.address, ?afi, "asking for the routes again (ROUTE-REFRESH)");
+                        let m = Message::RouteRefresh {
+                            afi: afi.code(),
+                            safi: Afi::SAFI_UNICAST,
+                            subtype: wire::refresh::REQUEST,
+                        };
+                        let _ = s.cmd.try_send(SessionCmd::Send {
+                            epoch: s.epoch,
+                            msgs: vec![m.encode()],
                         });
                     }
                 }

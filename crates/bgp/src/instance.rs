@@ -155,6 +155,11 @@ pub enum Action {
         notification: Notification,
         restart_after: Duration,
     },
+    /// Ask the peer for its routes of `afi` again (a ROUTE-REFRESH request, RFC 2918).
+    RequestRefresh {
+        peer: PeerId,
+        afi: Afi,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -725,6 +730,46 @@ impl Instance {
 
     /// New VPC prefixes: every received route is judged again (we keep them all, so this
     /// needs no route refresh from the peers) and exports follow.
+    /// Replaces a neighbor's policy (import, export, max-prefix, prepend) with its session
+    /// up. What it is sent is judged again at once. What it sent is judged again as it
+    /// sends it again: a ROUTE-REFRESH asks for that when the import side changed (with
+    /// RFC 7313 its BoRR and EoRR also take out what it no longer has); a peer without
+    /// route refresh is reset instead (Cease / Other Configuration Change).
+    pub fn set_policy(&mut self, peer: PeerId, policy: Option<Arc<NeighborPolicy>>) -> Vec<Action> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        let old = std::mem::replace(&mut p.spec.policy, policy);
+        let import = |x: &Option<Arc<NeighborPolicy>>| {
+            x.as_ref().map(|x| (x.import.clone(), x.max_prefixes))
+        };
+        let import_changed = import(&old) != import(&p.spec.policy);
+        let Some(up) = p.up.clone() else {
+            return vec![]; // the next session starts with it
+        };
+        let mut out = Vec::new();
+        if import_changed {
+            if !up.route_refresh {
+                out.push(Action::TearDown {
+                    peer,
+                    notification: Notification::new(error_code::CEASE, cease::OTHER_CONFIG_CHANGE),
+                    restart_after: Duration::ZERO,
+                });
+                return out;
+            }
+            p.over_limit = false;
+            out.extend(
+                up.families()
+                    .map(|afi| Action::RequestRefresh { peer, afi }),
+            );
+        }
+        if !self.deferring {
+            let all = self.all_prefixes();
+            self.export_to(peer, &all, false, &mut out);
+        }
+        out
+    }
+
     /// New prefixes of our own (a reloaded config): those that came are announced, those
     /// that went are withdrawn, where the export policies say so.
     pub fn set_announce(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {

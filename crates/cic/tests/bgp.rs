@@ -548,3 +548,94 @@ fn gtsm_takes_a_peer_that_sends_with_ttl_255_and_drops_one_that_does_not() {
     assert!(!far.has_route("198.51.100.0/24"));
     assert_eq!(count(&sock), 1);
 }
+
+/// The speaker's config for the policy test: one BIRD (127.0.34.2), our import and
+/// export as given.
+fn config34(import: &str, export: &str) -> String {
+    format!(
+        "asn = 65002\nrouter_id = \"127.0.34.1\"\nlisten = [\"127.0.34.1:17340\"]\nconnect_retry = 1\n\
+         [[neighbor]]\naddress = \"127.0.34.2\"\nport = 17342\nremote_asn = 65001\n\
+         local_address = \"127.0.34.1\"\nimport = \"{import}\"\nexport = \"{export}\"\n\
+         [[originate]]\nprefix = \"198.51.100.0/24\"\n\
+         [[policy]]\nname = \"only-1\"\ndefault = \"reject\"\n\
+         rule = [{{ prefix = \"10.34.1.0/24\", action = \"accept\" }}]\n"
+    )
+}
+
+/// SIGHUP with a neighbor's policies changed and nothing else: its session stays up
+/// (BIRD's "since" does not move); the new export applies at once; the new import
+/// applies to the routes the neighbor sends again when asked (ROUTE-REFRESH; with RFC
+/// 7313 between its BoRR and EoRR): a route refused before is taken, then refused again.
+#[test]
+fn a_policy_change_keeps_the_session_and_asks_for_the_routes_again() {
+    if !bird_or_skip("a_policy_change_keeps_the_session") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bird = Bird::start(
+        "policy-a",
+        r#"
+router id 127.0.34.2;
+protocol device {}
+protocol static feed { ipv4; route 10.34.1.0/24 blackhole; route 10.34.2.0/24 blackhole; }
+protocol bgp speaker {
+  local 127.0.34.2 port 17342 as 65001;
+  neighbor 127.0.34.1 port 17340 as 65002;
+  multihop;
+  connect retry time 1;
+  ipv4 { import all; export where proto = "feed"; };
+}
+"#,
+        None,
+        None,
+    )
+    .expect("BIRD");
+    let speaker = run_speaker(&dir, &config34("only-1", "originated"), None);
+    let sock = speaker.socket.clone();
+    let pid = nix::unistd::Pid::from_raw(speaker.child.id() as i32);
+    let log = || std::fs::read_to_string(dir.join("speaker.log")).unwrap_or_default();
+    let reload = |import: &str, export: &str, n: usize| {
+        std::fs::write(dir.join("speaker.toml"), config34(import, export)).expect("write");
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+        wait_until(WAIT, "the reload", || {
+            (log().matches("1 with new policies").count() >= n).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", log()));
+    };
+    let prefixes = || {
+        routes(&sock)
+            .iter()
+            .filter_map(|r| r["prefix"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    wait_until(WAIT, "10.34.1.0/24 alone, and ours at BIRD", || {
+        (prefixes() == ["10.34.1.0/24"] && bird.has_route("198.51.100.0/24")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let up_since = since(&bird);
+    assert!(!up_since.is_empty());
+
+    // Import everything: 10.34.2.0/24, refused before, comes when BIRD sends it again.
+    reload("accept-all", "originated", 1);
+    wait_until(WAIT, "both of BIRD's prefixes", || {
+        (prefixes() == ["10.34.1.0/24", "10.34.2.0/24"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["routes"]), log()));
+    assert!(log().contains("ROUTE-REFRESH"), "{}", log());
+    // Export nothing: our prefix leaves BIRD.
+    reload("accept-all", "none", 2);
+    wait_until(WAIT, "our prefix gone from BIRD", || {
+        (!bird.has_route("198.51.100.0/24")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", log()));
+    // And back to the narrow import: 10.34.2.0/24 is refused again.
+    reload("only-1", "none", 3);
+    wait_until(WAIT, "10.34.1.0/24 alone again", || {
+        (prefixes() == ["10.34.1.0/24"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["routes"]), log()));
+    assert_eq!(since(&bird), up_since, "the session was never restarted");
+    assert_eq!(neighbor(&sock, "127.0.34.2")["state"], "ESTABLISHED");
+    assert_eq!(log().matches("session established").count(), 1, "{}", log());
+}

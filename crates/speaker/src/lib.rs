@@ -68,7 +68,9 @@ impl Speaker {
     }
 
     /// Applies a config read again (SIGHUP): neighbors that went are removed (Cease / Peer
-    /// De-configured), new ones added, changed ones restarted with their new settings; the
+    /// De-configured), new ones added, changed ones restarted with their new settings —
+    /// but one whose policies alone changed keeps its session: what it is sent is judged
+    /// again, and it is asked for its routes again (route refresh); the
     /// originated prefixes are announced and withdrawn as they changed. The sessions of
     /// unchanged neighbors are not touched. What only a restart can change (the ASN, the
     /// router id, the listeners, the max-prefix action) refuses the whole reload, and
@@ -105,9 +107,22 @@ impl Speaker {
             .collect();
         let wanted: BTreeMap<IpAddr, &PeerConfig> =
             new.neighbors.iter().map(|n| (n.spec.address, n)).collect();
+        // A neighbor whose policies alone changed keeps its session (route refresh).
+        let policy_only = |a: &PeerConfig, b: &PeerConfig| {
+            a.spec.policy != b.spec.policy && {
+                let mut a = a.clone();
+                a.spec.policy = b.spec.policy.clone();
+                a == *b
+            }
+        };
+        let repolicied: Vec<(IpAddr, &PeerConfig)> = running
+            .iter()
+            .filter_map(|(a, n)| Some((*a, *wanted.get(a).filter(|w| policy_only(n, w))?)))
+            .collect();
+        let policies = repolicied.len();
         let (mut added, mut removed, mut changed) = (0, 0, 0);
         for (address, n) in &running {
-            if wanted.get(address) == Some(n) {
+            if wanted.get(address) == Some(n) || repolicied.iter().any(|(a, _)| a == address) {
                 continue;
             }
             if let Some(id) = self.peers.remove(address) {
@@ -119,8 +134,16 @@ impl Speaker {
                 removed += 1;
             }
         }
+        for (address, n) in &repolicied {
+            if let Some(id) = self.peers.get(address) {
+                self.instance
+                    .set_policy(*id, n.spec.policy.clone())
+                    .await
+                    .map_err(gone)?;
+            }
+        }
         for (address, n) in &wanted {
-            if running.get(address) == Some(n) {
+            if running.get(address) == Some(n) || repolicied.iter().any(|(a, _)| a == address) {
                 continue;
             }
             let id = self.instance.add_peer((*n).clone()).await.map_err(gone)?;
@@ -140,8 +163,10 @@ impl Speaker {
         }
         self.cfg = new;
         Ok(format!(
-            "neighbors: {added} added, {removed} removed, {changed} restarted with new settings; \
-             originated prefixes: {announced} added, {withdrawn} withdrawn"
+            "neighbors: {added} added, {removed} removed, {changed} restarted with new settings, \
+             {} with new policies (sessions kept, routes asked for again); \
+             originated prefixes: {announced} added, {withdrawn} withdrawn",
+            policies
         ))
     }
 

@@ -1854,3 +1854,69 @@ fn a_route_moving_between_refused_and_accepted_is_counted_once_and_shown_as_it_i
         Some(&vec![a("169.254.2.2").into()])
     );
 }
+
+/// A new import policy asks the peer for its routes again (each family it carries); a
+/// peer without route refresh is reset instead; a new export policy alone is applied to
+/// what the peer is sent at once, with no refresh.
+#[test]
+fn a_new_policy_refreshes_imports_and_reapplies_exports() {
+    let mut i = speaker(&["198.51.100.0/24"]);
+    let peer = i.add_peer(neighbor(
+        "10.99.2.1",
+        65001,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    i.handle(Event::PeerUp {
+        peer,
+        negotiated: Negotiated {
+            ipv6: true,
+            ..negotiated(65001, "10.99.2.1")
+        },
+    });
+    let with = |import: Option<policy::Filter>, export: Export| {
+        Some(Arc::new(NeighborPolicy {
+            import,
+            export,
+            max_prefixes: None,
+            prepend: 0,
+        }))
+    };
+    let out = i.set_policy(
+        peer,
+        with(Some(policy::Filter::accept_all()), Export::Originated),
+    );
+    assert_eq!(sent_to(&out, peer).0, vec![n("198.51.100.0/24")]);
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::RequestRefresh { .. }))
+    );
+
+    let out = i.set_policy(peer, with(None, Export::Originated));
+    let asked: Vec<Afi> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::RequestRefresh { peer: p, afi } if *p == peer => Some(*afi),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![Afi::Ipv4, Afi::Ipv6]);
+
+    let old = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::Nothing));
+    i.handle(Event::PeerUp {
+        peer: old,
+        negotiated: Negotiated {
+            route_refresh: false,
+            ..negotiated(65003, "10.99.3.1")
+        },
+    });
+    let out = i.set_policy(
+        old,
+        with(Some(policy::Filter::accept_all()), Export::Nothing),
+    );
+    assert!(
+        matches!(&out[..], [Action::TearDown { notification, .. }]
+            if notification.code == error_code::CEASE && notification.subcode == cease::OTHER_CONFIG_CHANGE),
+        "{out:?}"
+    );
+}
