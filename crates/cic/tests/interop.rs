@@ -509,6 +509,90 @@ fn gobgp_exchanges_routes_and_communities_over_md5_with_a_4_byte_asn() {
     assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
 }
 
+/// GoBGP on a dual-stack session: IPv6 routes both ways with each side's next hop, a
+/// withdrawal; and route refresh the other way round — a new import policy (SIGHUP) asks
+/// GoBGP for its routes again, and the route the old policy refused arrives over the same
+/// session.
+#[test]
+fn gobgp_exchanges_ipv6_routes_and_answers_our_route_refresh() {
+    if !peer_or_skip("gobgp ipv6 interop", gobgp_available(), "GoBGP", "gobgpd") {
+        return;
+    }
+    let w = Wire::new("gobgp6", 7).with_ipv6();
+    let conf = format!(
+        r#"
+[global.config]
+  as = 65020
+  router-id = "{peer}"
+  port = 179
+  local-address-list = ["{peer}"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{us}"
+    peer-as = 65002
+  [neighbors.timers.config]
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#,
+        us = w.us(),
+        peer = w.peer(),
+    );
+    let gobgp = GoBgp::start("gobgp6", &conf, Some(&w.p), 50053).expect("gobgpd");
+    let speaker_conf = |import: &str| {
+        w.speaker_config6(65020)
+            .replace("import = \"accept-all\"", &format!("import = \"{import}\""))
+            + "\n[[policy]]\nname = \"no-71\"\ndefault = \"accept\"\n\
+               rule = [{ prefix = \"2001:db8:71::/48\", action = \"reject\" }]\n"
+    };
+    let speaker = run_speaker(&w.dir, &speaker_conf("no-71"), Some(&w.s));
+    let sock = speaker.socket.clone();
+    let nh6 = w.peer6();
+    for p in ["2001:db8:70::/48", "2001:db8:71::/48"] {
+        gobgp
+            .cli(&["global", "rib", "add", p, "nexthop", &nh6, "-a", "ipv6"])
+            .expect("rib add");
+    }
+    let log = || gobgp.log();
+    wait_routes6(&w, &sock, &["2001:db8:70::/48"], &log);
+
+    // Ours at GoBGP, with our IPv6 next hop.
+    let ours = wait_until(WAIT, "2001:db8:100::/48 at GoBGP", || {
+        let rib = gobgp.json(&["global", "rib", "-a", "ipv6"]).ok()?;
+        rib["2001:db8:100::/48"].as_array().cloned()
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", log()));
+    let mp = ours[0]["attrs"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == 14).cloned())
+        .expect("MP_REACH_NLRI");
+    assert!(mp.to_string().contains(&w.us6()), "{mp}");
+
+    // A new import policy: GoBGP is asked again and 2001:db8:71::/48 comes.
+    std::fs::write(w.dir.join("speaker.toml"), speaker_conf("accept-all")).expect("write");
+    let pid = nix::unistd::Pid::from_raw(speaker.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    wait_routes6(&w, &sock, &["2001:db8:70::/48", "2001:db8:71::/48"], &log);
+    let ours_log = std::fs::read_to_string(w.dir.join("speaker.log")).unwrap_or_default();
+    assert!(ours_log.contains("1 with new policies"), "{ours_log}");
+    assert!(ours_log.contains("ROUTE-REFRESH"), "{ours_log}");
+    assert_eq!(
+        ours_log.matches("session established").count(),
+        1,
+        "{ours_log}"
+    );
+
+    gobgp
+        .cli(&["global", "rib", "del", "2001:db8:70::/48", "-a", "ipv6"])
+        .expect("rib del");
+    wait_routes6(&w, &sock, &["2001:db8:71::/48"], &log);
+    assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
+}
+
 // -- ExaBGP: malformed attributes (RFC 7606)
 
 fn exabgp_neighbor(w: &Wire) -> String {
