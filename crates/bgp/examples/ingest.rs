@@ -79,6 +79,7 @@ fn main() {
         max_prefixes: 0,
         max_prefix_action: MaxPrefixAction::Teardown,
         max_prefix_idle: Duration::from_secs(1800),
+        max_prefix_warning: 0,
         announce: vec![],
         accept_only: None,
         restarting: false,

@@ -885,6 +885,16 @@ impl InstanceTask {
                         });
                     }
                 }
+                Action::PrefixWarning {
+                    peer,
+                    afi,
+                    prefixes,
+                    limit,
+                } => {
+                    if let Some(s) = self.sessions.get(&peer) {
+                        warn!(peer = %s.config.spec.address, ?afi, "{prefixes} prefixes received, near the limit of {limit}");
+                    }
+                }
                 Action::RequestRefresh { peer, afi } => {
                     if let Some(s) = self.sessions.get(&peer) {
                         info!(peer = %s.config.spec.address, ?afi, "asking for the routes again (ROUTE-REFRESH)");

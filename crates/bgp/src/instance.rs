@@ -41,6 +41,10 @@ pub struct InstanceParams {
     pub max_prefixes: u32,
     pub max_prefix_action: MaxPrefixAction,
     pub max_prefix_idle: Duration,
+    /// A peer's prefixes of a family reaching this share of its limit (percent, 1–100; 0:
+    /// never) raise a warning ([`Action::PrefixWarning`], [`PeerStats::prefix_warning`])
+    /// before the limit's action comes.
+    pub max_prefix_warning: u8,
     /// Announced to every customer unconditionally (a public connection's cloud
     /// services); VPC prefixes, by contrast, only while the fabric covers them.
     pub announce: Vec<IpNet>,
@@ -160,6 +164,14 @@ pub enum Action {
         peer: PeerId,
         afi: Afi,
     },
+    /// The peer's prefixes of `afi` reached the warning share of its limit (once, until
+    /// they fall below it again).
+    PrefixWarning {
+        peer: PeerId,
+        afi: Afi,
+        prefixes: u32,
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -170,6 +182,8 @@ pub struct PeerStats {
     /// Prefixes ignored because of the max-prefix limit (action "discard").
     pub discarded: u32,
     pub over_limit: bool,
+    /// Its prefixes of a family are at or above the warning share of the limit.
+    pub prefix_warning: bool,
     /// Routes kept from before the peer restarted, not yet sent again (RFC 4724).
     pub stale: u32,
     /// UPDATEs this session whose routes were withdrawn because an attribute was
@@ -293,6 +307,8 @@ struct PeerState {
     adj_out: BTreeMap<IpNet, Arc<PathAttrs>>,
     discarded: u32,
     over_limit: bool,
+    /// Per family: at or above the warning share of the limit (see `warn_prefixes`).
+    near_limit: [bool; 2],
     treated_as_withdraw: u32,
     attributes_discarded: u32,
     last_malformed: Option<String>,
@@ -443,6 +459,7 @@ impl Instance {
                 adj_out: BTreeMap::new(),
                 discarded: 0,
                 over_limit: false,
+                near_limit: [false; 2],
                 treated_as_withdraw: 0,
                 attributes_discarded: 0,
                 last_malformed: None,
@@ -697,6 +714,7 @@ impl Instance {
             advertised: p.adj_out.len() as u32,
             discarded: p.discarded,
             over_limit: p.over_limit,
+            prefix_warning: p.near_limit.contains(&true),
             stale: p.stale.len() as u32,
             treated_as_withdraw: p.treated_as_withdraw,
             attributes_discarded: p.attributes_discarded,
@@ -828,6 +846,7 @@ impl Instance {
                 p.discarded = 0;
                 p.treated_as_withdraw = 0;
                 p.attributes_discarded = 0;
+                p.near_limit = [false; 2];
                 p.last_malformed = None;
                 p.end_of_rib = [false; 2];
                 let mut out = Vec::new();
@@ -969,6 +988,7 @@ impl Instance {
 
     fn update(&mut self, peer: PeerId, mut u: Update) -> Vec<Action> {
         let (action, idle) = (self.params.max_prefix_action, self.params.max_prefix_idle);
+        let warning = self.params.max_prefix_warning;
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
@@ -1076,6 +1096,22 @@ impl Instance {
             }
             p.adj_in.receive(rib, peer, *n, path, verdict);
             touched.push(*n);
+        }
+        if let Some(limit) = limit.filter(|l| *l > 0 && warning > 0) {
+            for afi in Afi::BOTH {
+                // (Counted as the limit counts: every prefix received, refused or not.)
+                let prefixes = p.adj_in.len_of(afi) as u32;
+                let near = u64::from(prefixes) * 100 >= u64::from(limit) * u64::from(warning);
+                let was = std::mem::replace(&mut p.near_limit[afi as usize], near);
+                if near && !was {
+                    out.push(Action::PrefixWarning {
+                        peer,
+                        afi,
+                        prefixes,
+                        limit,
+                    });
+                }
+            }
         }
         let mut actions = self.apply(Touched::new(touched));
         actions.extend(out);

@@ -146,6 +146,7 @@ async fn start_with(
         max_prefixes,
         max_prefix_action: MaxPrefixAction::Teardown,
         max_prefix_idle: Duration::from_secs(1800),
+        max_prefix_warning: 0,
         announce: vec![],
         accept_only: None,
         restarting: gr.is_some_and(|(_, r)| r),

@@ -208,6 +208,10 @@ struct ServerArgs {
     /// Minutes a session stays down after a max-prefix teardown.
     #[arg(long, default_value_t = 30)]
     max_prefix_idle_minutes: u32,
+    /// A connection's prefixes reaching this percent of --max-prefixes raise a warning
+    /// (status `prefixLimitWarning`, metric `bgp_ipv4_prefix_limit_warning`); 0: never.
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(0..=100))]
+    max_prefix_warning: u8,
     /// Smallest hold time accepted from customers (seconds).
     #[arg(long, default_value_t = 90)]
     min_hold_time: u16,
@@ -431,6 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     _ => cic_model::edge::MaxPrefixAction::Teardown,
                 },
                 max_prefix_idle_secs: a.max_prefix_idle_minutes * 60,
+                max_prefix_warning_percent: a.max_prefix_warning,
                 bfd: cic_model::edge::BfdSettings {
                     enabled: a.bfd_interval_ms > 0,
                     interval_ms: a.bfd_interval_ms,

@@ -316,6 +316,14 @@ fn frr_exchanges_routes_over_md5_answers_route_refresh_and_is_held_off_past_max_
     let row = neighbor(&sock, &w.peer());
     assert_eq!(row["state"], "ESTABLISHED");
     assert_eq!(row["remoteAsn"], 4_200_000_010u64);
+    // Three prefixes received of a limit of 3 (ours comes back, refused, and counts):
+    // past the 75 % warning, not over the limit.
+    wait_until(WAIT, "the prefix-limit warning", || {
+        let row = neighbor(&sock, &w.peer());
+        (row["received"] == 3 && row["prefixWarning"] == true && row["overLimit"] == false)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
     assert_eq!(frr_neighbor(&frr, &us)["bgpState"], "Established");
 
     // Our prefix at FRR, with our AS path and our address as its next hop.

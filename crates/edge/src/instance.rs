@@ -799,6 +799,7 @@ fn params(
             M::Warn => MaxPrefixAction::Warn,
         },
         max_prefix_idle: Duration::from_secs(bgp.max_prefix_idle_secs as u64),
+        max_prefix_warning: bgp.max_prefix_warning_percent,
         restarting,
         kernel: true,
     }

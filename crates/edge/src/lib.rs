@@ -794,6 +794,7 @@ impl Agent {
                     prefixes_accepted: p.stats.accepted,
                     prefixes_advertised: p.stats.advertised,
                     prefix_limit_exceeded: p.stats.over_limit,
+                    prefix_limit_warning: p.stats.prefix_warning,
                     idle_hold_remaining_secs: p
                         .held_until
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),

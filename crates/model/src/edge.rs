@@ -37,6 +37,10 @@ pub struct BgpSettings {
     pub max_prefix_action: MaxPrefixAction,
     /// How long a session stays idle after the prefix limit tore it down.
     pub max_prefix_idle_secs: u32,
+    /// A connection's prefixes reaching this share of `maxPrefixes` (percent; 0: never)
+    /// show as `prefixLimitWarning` before the limit's action comes.
+    #[serde(default = "default_max_prefix_warning_percent")]
+    pub max_prefix_warning_percent: u8,
     /// BFD beside every session (customer and fabric).
     #[serde(default)]
     pub bfd: BfdSettings,
@@ -48,6 +52,10 @@ pub struct BgpSettings {
 
 fn default_graceful_restart_secs() -> u16 {
     120
+}
+
+fn default_max_prefix_warning_percent() -> u8 {
+    75
 }
 
 /// BFD (RFC 5880/5881) on every session: a failure seen in `intervalMs × multiplier`
@@ -104,6 +112,7 @@ impl Default for BgpSettings {
             max_prefixes: 500,
             max_prefix_action: MaxPrefixAction::Teardown,
             max_prefix_idle_secs: 30 * 60,
+            max_prefix_warning_percent: default_max_prefix_warning_percent(),
             bfd: BfdSettings::default(),
             graceful_restart_secs: default_graceful_restart_secs(),
         }
@@ -261,6 +270,9 @@ pub struct SessionStatus {
     /// The customer sent more prefixes than the limit allows.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prefix_limit_exceeded: bool,
+    /// Its prefixes reached the warning share of the limit (`maxPrefixWarningPercent`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefix_limit_warning: bool,
     /// Seconds the session stays idle after a max-prefix teardown (`:resetBgpSession`
     /// ends it early).
     #[serde(default, skip_serializing_if = "Option::is_none")]

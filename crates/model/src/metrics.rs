@@ -99,6 +99,13 @@ impl Exposition {
             f64::from(u8::from(s.prefix_limit_exceeded)),
         );
         self.sample(
+            "bgp_ipv4_prefix_limit_warning",
+            "gauge",
+            "1 when the peer's prefixes reached the warning share of its limit.",
+            labels.clone(),
+            f64::from(u8::from(s.prefix_limit_warning)),
+        );
+        self.sample(
             "bgp_ipv4_idle_hold_remaining_seconds",
             "gauge",
             "Seconds a max-prefix teardown still keeps the session idle.",
@@ -218,6 +225,7 @@ mod tests {
             prefixes_accepted: 2,
             prefixes_advertised: 1,
             prefix_limit_exceeded: false,
+            prefix_limit_warning: true,
             idle_hold_remaining_secs: None,
             last_error: None,
             bfd: Some(crate::edge::BfdStatus {
@@ -236,6 +244,7 @@ mod tests {
         ), "{text}");
         assert!(text.contains("ipv4_announces_accepted_by_cloud_num{"));
         assert!(text.contains("} 2\n"));
+        assert!(text.contains("bgp_ipv4_prefix_limit_warning{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"), "{text}");
         assert!(text.contains("bfd_session_state_up_down{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"), "{text}");
         assert!(text.contains("# TYPE bfd_session_downs_num counter\nbfd_session_downs_num{"));
         let mut down = s.clone();

@@ -71,6 +71,10 @@ pub struct File {
     /// How long a torn-down neighbor is held idle, seconds.
     #[serde(default = "default_max_prefix_idle")]
     pub max_prefix_idle: u64,
+    /// A warning (log, `prefixWarning` in the summary) when a neighbor's prefixes reach
+    /// this share of its `max_prefixes`, percent; 0 for none.
+    #[serde(default = "default_max_prefix_warning")]
+    pub max_prefix_warning: u8,
     #[serde(default)]
     pub neighbor: Vec<Neighbor>,
     #[serde(default)]
@@ -90,6 +94,10 @@ fn default_max_prefix_action() -> String {
 }
 fn default_max_prefix_idle() -> u64 {
     1800
+}
+/// Cisco's and FRR's default threshold.
+fn default_max_prefix_warning() -> u8 {
+    75
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +278,13 @@ impl Config {
                 ));
             }
         };
+
+        if f.max_prefix_warning > 100 {
+            return Err(format!(
+                "max_prefix_warning: {} is more than 100 (percent of max_prefixes)",
+                f.max_prefix_warning
+            ));
+        }
 
         let mut policies: BTreeMap<String, Filter> = BTreeMap::new();
         for (i, p) in f.policy.iter().enumerate() {
@@ -482,6 +497,7 @@ impl Config {
                 max_prefixes: u32::MAX,
                 max_prefix_action,
                 max_prefix_idle: Duration::from_secs(f.max_prefix_idle),
+                max_prefix_warning: f.max_prefix_warning,
                 announce: originate,
                 accept_only: None,
                 restarting: false,
@@ -782,6 +798,10 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             (
                 format!("{base}max_prefix_action = \"shrug\"\n"),
                 "max_prefix_action",
+            ),
+            (
+                format!("{base}max_prefix_warning = 101\n"),
+                "max_prefix_warning: 101 is more than 100",
             ),
         ] {
             let e = Config::parse(&text).expect_err(&text);

@@ -57,6 +57,9 @@ pub struct NeighborSummary {
     /// Routes kept from before the neighbor restarted (RFC 4724).
     pub stale: u32,
     pub over_limit: bool,
+    /// Its prefixes of a family are at or above `max_prefix_warning` percent of its limit.
+    #[serde(default)]
+    pub prefix_warning: bool,
     pub last_error: Option<String>,
     /// UPDATEs whose routes were withdrawn for a malformed attribute (RFC 7606).
     #[serde(default)]
@@ -190,6 +193,7 @@ async fn respond(
                         advertised: p.stats.advertised,
                         stale: p.stats.stale,
                         over_limit: p.stats.over_limit,
+                        prefix_warning: p.stats.prefix_warning,
                         last_error: p.last_error.clone(),
                         treated_as_withdraw: p.stats.treated_as_withdraw,
                         attributes_discarded: p.stats.attributes_discarded,

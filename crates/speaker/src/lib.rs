@@ -89,8 +89,9 @@ impl Speaker {
         }
         if now.max_prefix_action != old.max_prefix_action
             || now.max_prefix_idle != old.max_prefix_idle
+            || now.max_prefix_warning != old.max_prefix_warning
         {
-            fixed.push("max_prefix_action/max_prefix_idle");
+            fixed.push("max_prefix_action/max_prefix_idle/max_prefix_warning");
         }
         if !fixed.is_empty() {
             return Err(format!(

@@ -18,6 +18,7 @@ fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
         max_prefixes: max,
         max_prefix_action: action,
         max_prefix_idle: Duration::from_secs(1800),
+        max_prefix_warning: 0,
         announce: vec![],
         accept_only: None,
         restarting: false,
@@ -1299,6 +1300,7 @@ fn speaker(originate: &[&str]) -> Instance {
         max_prefixes: 0,
         max_prefix_action: MaxPrefixAction::Teardown,
         max_prefix_idle: Duration::from_secs(1800),
+        max_prefix_warning: 0,
         announce: originate.iter().map(|p| n(p)).collect(),
         accept_only: None,
         restarting: false,
@@ -1919,4 +1921,63 @@ fn a_new_policy_refreshes_imports_and_reapplies_exports() {
             if notification.code == error_code::CEASE && notification.subcode == cease::OTHER_CONFIG_CHANGE),
         "{out:?}"
     );
+}
+
+/// Reaching 75 % of the limit (4 prefixes: 3 of 4) warns once, and the peer's stats say
+/// so until it falls below again; the limit's action comes only past the limit.
+#[test]
+fn prefixes_near_the_limit_warn_once_until_they_fall_below() {
+    let mut l = lab(4, MaxPrefixAction::Teardown);
+    l.i.params.max_prefix_warning = 75;
+    let warnings = |out: &[Action]| {
+        out.iter()
+            .filter(|a| matches!(a, Action::PrefixWarning { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.10.0/24", "192.168.11.0/24"],
+        ),
+    });
+    assert_eq!(warnings(&out), vec![]);
+    assert!(!l.i.peer_stats(l.a).prefix_warning);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.12.0/24"]),
+    });
+    assert_eq!(
+        warnings(&out),
+        vec![Action::PrefixWarning {
+            peer: l.a,
+            afi: Afi::Ipv4,
+            prefixes: 3,
+            limit: 4
+        }]
+    );
+    assert!(l.i.peer_stats(l.a).prefix_warning);
+    assert!(!l.i.peer_stats(l.a).over_limit);
+    // Still near: no second warning.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.13.0/24"]),
+    });
+    assert_eq!(warnings(&out), vec![]);
+    // Below again, then near again: warned again.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: withdraw(&["192.168.12.0/24", "192.168.13.0/24"]),
+    });
+    assert_eq!(warnings(&out), vec![]);
+    assert!(!l.i.peer_stats(l.a).prefix_warning);
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.12.0/24"]),
+    });
+    assert_eq!(warnings(&out).len(), 1);
+    // Other peers are not concerned.
+    assert!(!l.i.peer_stats(l.b).prefix_warning);
 }
