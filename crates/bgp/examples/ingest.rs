@@ -112,6 +112,7 @@ fn main() {
             graceful_restart: None,
             ipv4: true,
             ipv6: false,
+            local_role: None,
         },
     });
     let n = updates.len();

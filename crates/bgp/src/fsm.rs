@@ -18,8 +18,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::wire::{
-    Afi, Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification, Open,
-    Update, cease, error_code, open_err, refresh,
+    Afi, BgpRole, Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification,
+    Open, Update, cease, error_code, open_err, refresh,
 };
 
 /// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
@@ -42,6 +42,15 @@ pub struct SessionConfig {
     /// The families we announce (RFC 4760): at least one.
     pub ipv4: bool,
     pub ipv6: bool,
+    /// Our BGP role on this session (RFC 9234), announced; with `strict`, a peer that
+    /// announces none is refused too.
+    pub role: Option<RoleConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleConfig {
+    pub role: BgpRole,
+    pub strict: bool,
 }
 
 /// What we announce in the Graceful Restart capability.
@@ -119,6 +128,9 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// Both sides announced RFC 7313: a re-advertisement is framed by BoRR and EoRR.
     pub enhanced_route_refresh: bool,
+    /// Our role on the session (RFC 9234; the peer's, if it announced one, agreed): it
+    /// decides the ONLY_TO_CUSTOMER procedures.
+    pub local_role: Option<BgpRole>,
     pub ibgp: bool,
     /// The peer's Graceful Restart capability, when both sides announced one.
     pub graceful_restart: Option<GracefulRestart>,
@@ -488,6 +500,9 @@ impl Session {
             self.cfg.router_id,
             &families,
         );
+        if let Some(r) = self.cfg.role {
+            o.capabilities.push(Capability::Role(r.role.code()));
+        }
         if let Some(g) = self.cfg.graceful_restart {
             o.capabilities
                 .push(Capability::GracefulRestart(GracefulRestart {
@@ -552,6 +567,22 @@ impl Session {
             }
             return Err(n);
         }
+        if let Some(r) = self.cfg.role {
+            // RFC 9234 §4.2: the peer's role must be ours' counterpart (and said once);
+            // strict mode wants one.
+            let mut theirs = o.capabilities.iter().filter_map(|c| match c {
+                Capability::Role(x) => Some(*x),
+                _ => None,
+            });
+            let first = theirs.next();
+            let agreed = match first {
+                Some(x) => x == r.role.counterpart().code() && theirs.all(|y| y == x),
+                None => !r.strict,
+            };
+            if !agreed {
+                return Err(Notification::new(error_code::OPEN, open_err::ROLE_MISMATCH));
+            }
+        }
         let hold_time = self.cfg.hold_time.min(o.hold_time);
         Ok(Negotiated {
             peer_asn,
@@ -561,6 +592,7 @@ impl Session {
             route_refresh: o.has(&Capability::RouteRefresh),
             // (We always announce it.)
             enhanced_route_refresh: o.has(&Capability::EnhancedRouteRefresh),
+            local_role: self.cfg.role.map(|r| r.role),
             ibgp,
             graceful_restart: self.cfg.graceful_restart.and(o.graceful_restart().cloned()),
             ipv4,
@@ -595,6 +627,7 @@ mod tests {
             graceful_restart: None,
             ipv4: true,
             ipv6: false,
+            role: None,
         }
     }
 
@@ -1125,6 +1158,56 @@ mod tests {
         assert!(s.handle(rr(1, 1, refresh::BEGIN)).is_empty());
         assert!(s.handle(rr(1, 1, refresh::END)).is_empty());
         assert_eq!(s.state(), State::Established);
+    }
+
+    /// RFC 9234 §4.2: roles that are not each other's counterpart, two different roles,
+    /// or (strict) none, are an OPEN Message Error / Role Mismatch; a match is negotiated.
+    #[test]
+    fn roles_must_match_and_strict_mode_wants_one() {
+        let with_role = |ours: BgpRole, strict: bool, theirs: &[u8]| {
+            let mut s = Session::new(SessionConfig {
+                role: Some(RoleConfig { role: ours, strict }),
+                ..cfg()
+            });
+            s.handle(Input::Start);
+            let out = s.handle(Input::TcpConnected);
+            let sent_open = sent(&out)
+                .into_iter()
+                .find_map(|m| match m {
+                    M::Open(o) => Some(o),
+                    _ => None,
+                })
+                .expect("our OPEN");
+            assert!(sent_open.has(&Capability::Role(ours.code())));
+            let mut o = Open::for_families(65001, 90, Ipv4Addr::new(10, 0, 0, 2), &[Afi::Ipv4]);
+            o.capabilities
+                .extend(theirs.iter().map(|r| Capability::Role(*r)));
+            let out = s.handle(Input::Message(M::Open(o)));
+            let refused = sent(&out).into_iter().find_map(|m| match m {
+                M::Notification(n) => Some((n.code, n.subcode)),
+                _ => None,
+            });
+            (refused, s.negotiated().and_then(|n| n.local_role))
+        };
+        let mismatch = Some((error_code::OPEN, open_err::ROLE_MISMATCH));
+        assert_eq!(
+            with_role(BgpRole::Provider, false, &[BgpRole::Customer.code()]),
+            (None, Some(BgpRole::Provider))
+        );
+        assert_eq!(
+            with_role(BgpRole::Provider, false, &[BgpRole::Peer.code()]).0,
+            mismatch
+        );
+        assert_eq!(with_role(BgpRole::Peer, false, &[4, 3]).0, mismatch);
+        assert_eq!(
+            with_role(BgpRole::Peer, false, &[]),
+            (None, Some(BgpRole::Peer))
+        );
+        assert_eq!(with_role(BgpRole::Peer, true, &[]).0, mismatch);
+        assert_eq!(
+            with_role(BgpRole::RouteServer, true, &[BgpRole::RsClient.code()]).0,
+            None
+        );
     }
 
     /// The OPEN a session of `cfg` sends when its connection is up.

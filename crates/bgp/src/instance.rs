@@ -1001,6 +1001,7 @@ impl Instance {
         let Some(up) = &p.up else {
             return vec![];
         };
+        let (local_role, peer_asn) = (up.local_role, up.peer_asn);
         // Routes of a family the session did not negotiate are not ours to take.
         if u.nlri
             .iter()
@@ -1039,9 +1040,20 @@ impl Instance {
                 if role == Role::Customer {
                     attrs.local_pref = policy::requested_local_pref(self.params.local_asn, &attrs);
                 }
+                // RFC 9234: a leak is refused whatever the policy says.
+                let leak = match local_role {
+                    Some(r) => policy::otc_ingress(r, peer_asn, &mut attrs).err(),
+                    None => None,
+                };
                 let attrs = self.attrs.intern(attrs);
-                let v: Vec<Result<(), Reject>> =
-                    u.nlri.iter().map(|n| self.judge(peer, n, &attrs)).collect();
+                let v: Vec<Result<(), Reject>> = u
+                    .nlri
+                    .iter()
+                    .map(|n| match &leak {
+                        Some(r) => Err(r.clone()),
+                        None => self.judge(peer, n, &attrs),
+                    })
+                    .collect();
                 (v, Some(self.path(peer, attrs)))
             }
             None => (vec![], None),
@@ -1354,6 +1366,10 @@ impl Instance {
                 {
                     return None;
                 }
+                let a = match p.up.as_ref().and_then(|u| u.local_role) {
+                    Some(r) => policy::otc_egress(r, self.params.local_asn, a)?,
+                    None => a,
+                };
                 Some(self.outbound(a, p))
             }
         }

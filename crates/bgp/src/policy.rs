@@ -7,7 +7,7 @@ use std::fmt;
 
 use ipnet::IpNet;
 
-use crate::wire::PathAttrs;
+use crate::wire::{BgpRole, PathAttrs};
 
 /// Who a peer is to the routing instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +145,9 @@ pub enum Reject {
     Filter(String, usize),
     /// A neighbor without an import policy: nothing is accepted (RFC 8212).
     NoImportPolicy,
+    /// A route leak (RFC 9234 §5): marked ONLY_TO_CUSTOMER (by this AS) and received from
+    /// a customer, an RS client or a peer that did not mark it.
+    RouteLeak(u32),
 }
 
 impl fmt::Display for Reject {
@@ -169,6 +172,12 @@ impl fmt::Display for Reject {
             Reject::Filter(name, 0) => write!(f, "refused by policy {name} (its default)"),
             Reject::Filter(name, rule) => write!(f, "refused by policy {name}, rule {rule}"),
             Reject::NoImportPolicy => write!(f, "no import policy (RFC 8212 default deny)"),
+            Reject::RouteLeak(otc) => {
+                write!(
+                    f,
+                    "route leak: ONLY_TO_CUSTOMER {otc} from where it may not come (RFC 9234)"
+                )
+            }
         }
     }
 }
@@ -304,6 +313,39 @@ pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Resu
             Some((_, (Verdict::Accept, _))) => Ok(()),
             Some((f, (Verdict::Reject, rule))) => Err(Reject::Filter(f.name.clone(), rule)),
         },
+    }
+}
+
+/// RFC 9234 §5 on receipt, with our role `local` toward a peer of AS `peer_asn`: a route
+/// marked ONLY_TO_CUSTOMER that comes up from a customer or an RS client, or across from a
+/// peer that did not mark it, is a leak; one that comes down from a provider or a route
+/// server, or across from a peer, unmarked, is marked with the peer's AS.
+pub fn otc_ingress(local: BgpRole, peer_asn: u32, attrs: &mut PathAttrs) -> Result<(), Reject> {
+    use BgpRole::*;
+    match (local, attrs.otc) {
+        (Provider | RouteServer, Some(o)) => Err(Reject::RouteLeak(o)),
+        (Peer, Some(o)) if o != peer_asn => Err(Reject::RouteLeak(o)),
+        (Customer | Peer | RsClient, None) => {
+            attrs.otc = Some(peer_asn);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// RFC 9234 §5 on sending, with our role `local` toward the peer: a route marked
+/// ONLY_TO_CUSTOMER does not go up to a provider or a route server, nor across to a peer
+/// (`None`); one that goes down to a customer or an RS client, or across to a peer, is
+/// marked with our AS if it is not yet.
+pub fn otc_egress(local: BgpRole, local_asn: u32, mut attrs: PathAttrs) -> Option<PathAttrs> {
+    use BgpRole::*;
+    match local {
+        Customer | Peer | RsClient if attrs.otc.is_some() => None,
+        Provider | Peer | RouteServer => {
+            attrs.otc.get_or_insert(local_asn);
+            Some(attrs)
+        }
+        _ => Some(attrs),
     }
 }
 

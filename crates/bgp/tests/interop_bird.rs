@@ -105,6 +105,7 @@ fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
         graceful_restart: None,
         ipv4: true,
         ipv6: false,
+        role: None,
     }
 }
 

@@ -639,3 +639,99 @@ protocol bgp speaker {
     assert_eq!(neighbor(&sock, "127.0.34.2")["state"], "ESTABLISHED");
     assert_eq!(log().matches("session established").count(), 1, "{}", log());
 }
+
+/// A BIRD at 127.0.35.`host` (AS 6510`host`) with this RFC 9234 role toward us.
+fn bird35(host: u8, role: &str, routes: &str) -> String {
+    format!(
+        r#"
+router id 127.0.35.{host};
+protocol device {{}}
+protocol static feed {{ ipv4; {routes} }}
+protocol bgp speaker {{
+  local 127.0.35.{host} port {port} as 6510{host};
+  neighbor 127.0.35.1 port 17350 as 65002;
+  multihop;
+  connect retry time 1;
+  local role {role};
+  ipv4 {{ import all; export where proto = "feed"; }};
+}}
+"#,
+        port = 17350 + host as u16,
+    )
+}
+
+/// BGP roles (RFC 9234) with BIRD: our customer's route goes up to our provider, our
+/// provider's goes down to our customer marked ONLY_TO_CUSTOMER with the provider's AS (65103)
+/// (BIRD shows the attribute); a neighbor whose role does not match ours is refused with
+/// OPEN Message Error / Role Mismatch.
+#[test]
+fn roles_with_bird_route_down_and_up_and_refuse_a_mismatch() {
+    if !bird_or_skip("roles_with_bird") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-roles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cust = Bird::start(
+        "roles-c",
+        &bird35(2, "customer", "route 10.35.2.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD customer");
+    let prov = Bird::start(
+        "roles-p",
+        &bird35(3, "provider", "route 10.35.3.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD provider");
+    let odd = Bird::start(
+        "roles-o",
+        &bird35(4, "peer", "route 10.35.4.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("BIRD peer");
+    let mut conf = "asn = 65002\nrouter_id = \"127.0.35.1\"\nlisten = [\"127.0.35.1:17350\"]\nconnect_retry = 1\n".to_string();
+    for (host, role) in [(2u16, "provider"), (3, "customer"), (4, "provider")] {
+        conf += &format!(
+            "[[neighbor]]\naddress = \"127.0.35.{host}\"\nport = {}\nremote_asn = 6510{host}\n\
+             local_address = \"127.0.35.1\"\nimport = \"accept-all\"\nexport = \"all\"\nrole = \"{role}\"\n",
+            17350 + host
+        );
+    }
+    let speaker = run_speaker(&dir, &conf, None);
+    let sock = speaker.socket.clone();
+    wait_until(
+        WAIT,
+        "the customer's route at the provider, and back",
+        || (prov.has_route("10.35.2.0/24") && cust.has_route("10.35.3.0/24")).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+    let at_cust = cust.cmd("show route 10.35.3.0/24 all").unwrap_or_default();
+    assert!(
+        at_cust.contains("otc") && at_cust.contains("65103"),
+        "ONLY_TO_CUSTOMER 65103 expected: {at_cust}"
+    );
+    let at_prov = prov.cmd("show route 10.35.2.0/24 all").unwrap_or_default();
+    assert!(
+        !at_prov.contains("otc"),
+        "nothing marks a route going up: {at_prov}"
+    );
+    wait_until(WAIT, "the mismatched role refused", || {
+        let row = neighbor(&sock, "127.0.35.4");
+        (row["state"] != "ESTABLISHED"
+            && row["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("Role Mismatch")))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{:?}",
+            show(&sock, &["summary", "--json"]),
+            odd.cmd("show protocols all speaker")
+        )
+    });
+    assert!(!routes(&sock).iter().any(|r| r["prefix"] == "10.35.4.0/24"));
+}

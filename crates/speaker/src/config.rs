@@ -139,6 +139,14 @@ pub struct Neighbor {
     /// packets with less are dropped, ours leave with 255.
     #[serde(default)]
     pub ttl_security: bool,
+    /// Our BGP role toward the neighbor (RFC 9234): "provider", "customer", "peer", "rs"
+    /// or "rs-client". Announced in the OPEN (a neighbor announcing a role that does not
+    /// match is refused) and enforced with the ONLY_TO_CUSTOMER attribute (leaks refused,
+    /// routes marked).
+    pub role: Option<String>,
+    /// With `role`: refuse a neighbor that announces no role.
+    #[serde(default)]
+    pub strict_role: bool,
 }
 
 fn none() -> String {
@@ -395,6 +403,26 @@ impl Config {
                     n.prepend
                 ));
             }
+            let role = match n.role.as_deref() {
+                None if n.strict_role => {
+                    return Err(format!("{key}.strict_role: needs a role"));
+                }
+                None => None,
+                Some(r) => Some(cic_bgp::fsm::RoleConfig {
+                    role: cic_bgp::wire::BgpRole::parse(r).ok_or_else(|| {
+                        format!(
+                            "{key}.role: {r:?} is not one of \"provider\", \"customer\", \"peer\", \"rs\", \"rs-client\""
+                        )
+                    })?,
+                    strict: n.strict_role,
+                }),
+            };
+            if role.is_some() && n.remote_asn == f.asn {
+                return Err(format!(
+                    "{key}.role: roles are for external neighbors (AS {} is ours)",
+                    n.remote_asn
+                ));
+            }
             if n.prepend > 0 && n.remote_asn == f.asn {
                 return Err(format!(
                     "{key}.prepend: an internal neighbor (AS {}) is sent no AS path of ours",
@@ -468,6 +496,7 @@ impl Config {
                     }),
                     ipv4,
                     ipv6,
+                    role,
                 },
                 md5_key: n.md5_key.clone(),
                 ttl_security: n.ttl_security,

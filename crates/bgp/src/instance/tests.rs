@@ -1,5 +1,5 @@
 use super::*;
-use crate::wire::AsPathSegment;
+use crate::wire::{AsPathSegment, BgpRole};
 use std::net::IpAddr;
 
 const CLOUD: u32 = 200_350;
@@ -34,6 +34,7 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
         keepalive: 30,
         route_refresh: true,
         enhanced_route_refresh: false,
+        local_role: None,
         ibgp: asn == CLOUD,
         graceful_restart: None,
         ipv4: true,
@@ -1980,4 +1981,87 @@ fn prefixes_near_the_limit_warn_once_until_they_fall_below() {
     assert_eq!(warnings(&out).len(), 1);
     // Other peers are not concerned.
     assert!(!l.i.peer_stats(l.b).prefix_warning);
+}
+
+/// RFC 9234 §5 with three neighbors: we are the customer of `prov`, a peer of `peer` and
+/// the provider of `cust`. Routes from above or across are marked ONLY_TO_CUSTOMER and go
+/// only down; a marked route from below (or across, marked by another AS) is a leak.
+#[test]
+fn only_to_customer_keeps_routes_from_going_up_or_across_again() {
+    let mut i = speaker(&[]);
+    let mut add = |addr: &str, asn: u32, role: BgpRole| {
+        let id = i.add_peer(neighbor(
+            addr,
+            asn,
+            Some(policy::Filter::accept_all()),
+            Export::All,
+        ));
+        i.handle(Event::PeerUp {
+            peer: id,
+            negotiated: Negotiated {
+                local_role: Some(role),
+                ..negotiated(asn, addr)
+            },
+        });
+        id
+    };
+    let prov = add("10.99.2.1", 65010, BgpRole::Customer);
+    let peer = add("10.99.3.1", 65020, BgpRole::Peer);
+    let cust = add("10.99.4.1", 65030, BgpRole::Provider);
+    let with_otc = |path: &[u32], nh: &str, prefixes: &[&str], otc: Option<u32>| {
+        let mut u = announce(path, nh, prefixes);
+        if let Some(a) = u.attrs.as_mut() {
+            a.otc = otc;
+        }
+        u
+    };
+
+    // From the provider, unmarked: marked with its AS; down to the customer only.
+    let out = i.handle(Event::Update {
+        peer: prov,
+        update: with_otc(&[65010], "10.99.2.1", &["10.1.0.0/16"], None),
+    });
+    assert_eq!(
+        attrs_sent(&out, cust, "10.1.0.0/16").and_then(|a| a.otc),
+        Some(65010)
+    );
+    assert!(attrs_sent(&out, peer, "10.1.0.0/16").is_none(), "{out:?}");
+
+    // From the customer, unmarked: up to the provider as it is, across marked with ours.
+    let out = i.handle(Event::Update {
+        peer: cust,
+        update: with_otc(&[65030], "10.99.4.1", &["10.3.0.0/16"], None),
+    });
+    assert_eq!(
+        attrs_sent(&out, prov, "10.3.0.0/16").map(|a| a.otc),
+        Some(None)
+    );
+    assert_eq!(
+        attrs_sent(&out, peer, "10.3.0.0/16").and_then(|a| a.otc),
+        Some(65002)
+    );
+
+    // From the customer, marked: a leak, refused with why.
+    i.handle(Event::Update {
+        peer: cust,
+        update: with_otc(&[65030], "10.99.4.1", &["10.4.0.0/16"], Some(65099)),
+    });
+    let why = i.rejected(cust);
+    assert_eq!(why.len(), 1);
+    assert!(why[0].1.contains("route leak"), "{why:?}");
+
+    // From the peer: marked by itself is fine; by another AS a leak.
+    i.handle(Event::Update {
+        peer,
+        update: with_otc(&[65020], "10.99.3.1", &["10.5.0.0/16"], Some(65020)),
+    });
+    i.handle(Event::Update {
+        peer,
+        update: with_otc(&[65020], "10.99.3.1", &["10.6.0.0/16"], Some(65099)),
+    });
+    let best: Vec<IpNet> = i.best_routes().map(|(n, _)| n).collect();
+    assert_eq!(
+        best,
+        vec![n("10.1.0.0/16"), n("10.3.0.0/16"), n("10.5.0.0/16")]
+    );
 }

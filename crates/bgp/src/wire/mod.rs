@@ -21,7 +21,7 @@ mod prefix;
 mod update;
 
 pub use notification::{Notification, cease, error_code, header_err, open_err, update_err};
-pub use open::{Capability, GrFamily, GracefulRestart, Open, cap_code};
+pub use open::{BgpRole, Capability, GrFamily, GracefulRestart, Open, cap_code};
 pub use prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
 pub use update::{
     AsPathSegment, Origin, PathAttrs, RawAttr, Update, UpdateProblem, encode_updates,

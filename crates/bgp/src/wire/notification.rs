@@ -24,6 +24,8 @@ pub mod open_err {
     pub const UNSUPPORTED_OPT_PARAM: u8 = 4;
     pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
     pub const UNSUPPORTED_CAPABILITY: u8 = 7;
+    /// RFC 9234 §4.2.
+    pub const ROLE_MISMATCH: u8 = 11;
 }
 
 pub mod update_err {
@@ -104,6 +106,7 @@ impl Notification {
                     4 => "Unsupported Optional Parameter",
                     6 => "Unacceptable Hold Time",
                     7 => "Unsupported Capability",
+                    11 => "Role Mismatch",
                     _ => "",
                 },
             ),

@@ -30,9 +30,61 @@ const PARAM_EXTENDED: u8 = 255;
 pub mod cap_code {
     pub const MULTIPROTOCOL: u8 = 1;
     pub const ROUTE_REFRESH: u8 = 2;
+    pub const ROLE: u8 = 9;
     pub const GRACEFUL_RESTART: u8 = 64;
     pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
     pub const FOUR_OCTET_AS: u8 = 65;
+}
+
+/// A speaker's role on a session (RFC 9234 §3.1), which says where routes may go: a
+/// route learned from a provider or a peer goes only down to customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BgpRole {
+    Provider = 0,
+    RouteServer = 1,
+    RsClient = 2,
+    Customer = 3,
+    Peer = 4,
+}
+
+impl BgpRole {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => BgpRole::Provider,
+            1 => BgpRole::RouteServer,
+            2 => BgpRole::RsClient,
+            3 => BgpRole::Customer,
+            4 => BgpRole::Peer,
+            _ => return None,
+        })
+    }
+
+    /// The role the other side must have (RFC 9234 §4.2, table 2).
+    pub fn counterpart(self) -> Self {
+        match self {
+            BgpRole::Provider => BgpRole::Customer,
+            BgpRole::Customer => BgpRole::Provider,
+            BgpRole::RouteServer => BgpRole::RsClient,
+            BgpRole::RsClient => BgpRole::RouteServer,
+            BgpRole::Peer => BgpRole::Peer,
+        }
+    }
+
+    /// Parses the config spelling: provider, rs, rs-client, customer, peer.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "provider" => BgpRole::Provider,
+            "rs" | "route-server" => BgpRole::RouteServer,
+            "rs-client" => BgpRole::RsClient,
+            "customer" => BgpRole::Customer,
+            "peer" => BgpRole::Peer,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +95,8 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 7313: re-advertisements are framed by BoRR and EoRR.
     EnhancedRouteRefresh,
+    /// RFC 9234: the sender's role on this session (a [`BgpRole`] code; kept as sent).
+    Role(u8),
     /// RFC 6793: the speaker's real (4-octet) ASN.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -64,6 +118,7 @@ impl Capability {
             Capability::EnhancedRouteRefresh => {
                 b.put_slice(&[cap_code::ENHANCED_ROUTE_REFRESH, 0]);
             }
+            Capability::Role(r) => b.put_slice(&[cap_code::ROLE, 1, *r]),
             Capability::FourOctetAs(asn) => {
                 b.put_slice(&[cap_code::FOUR_OCTET_AS, 4]);
                 b.put_u32(*asn);
@@ -327,6 +382,12 @@ impl Open {
                             return Err(bad_len());
                         }
                         Capability::RouteRefresh
+                    }
+                    cap_code::ROLE => {
+                        if clen != 1 {
+                            return Err(bad_len());
+                        }
+                        Capability::Role(data[0])
                     }
                     cap_code::ENHANCED_ROUTE_REFRESH => {
                         if clen != 0 {

@@ -478,6 +478,7 @@ fn random_updates_round_trip() {
             large_communities: (0..g.next() % 3)
                 .map(|_| [g.next(), g.next(), g.next()])
                 .collect(),
+            otc: g.next().is_multiple_of(3).then(|| g.next()),
             other: vec![],
         });
         let u = Update {
@@ -1140,4 +1141,51 @@ fn random_mutations_of_real_messages_keep_the_decoder_invariants() {
     }
     // Not a run of marker errors only: a good share reaches the body decoders.
     assert!(decoded > 10_000, "{decoded} of 100000 decoded");
+}
+
+// ---------------------------------------------------------------------------------------
+// RFC 9234: the Role capability and the ONLY_TO_CUSTOMER attribute.
+
+#[test]
+fn role_capability_and_otc_round_trip() {
+    let mut o = Open::new(65001, 90, Ipv4Addr::new(10, 0, 0, 1));
+    o.capabilities
+        .push(Capability::Role(BgpRole::Customer.code()));
+    let b = Message::Open(o.clone()).encode();
+    assert!(b.windows(3).any(|w| w == [9, 1, 3]), "{b:02x?}");
+    assert_eq!(decode_one(&b, &DecodeContext::default()), Message::Open(o));
+    assert_eq!(BgpRole::Provider.counterpart(), BgpRole::Customer);
+    assert_eq!(BgpRole::Peer.counterpart(), BgpRole::Peer);
+    assert_eq!(BgpRole::from_code(2), Some(BgpRole::RsClient));
+    assert_eq!(BgpRole::from_code(5), None);
+
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0xc0, 35, 4, 0, 0, 0xfd, 0xe9]);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("decoded");
+    assert_eq!(u.attrs.as_ref().and_then(|a| a.otc), Some(65001));
+    assert!(u.problems.is_empty());
+    // Encoded back after LARGE_COMMUNITY (35 > 32), optional transitive.
+    let out = Message::Update(u).encode();
+    assert!(out.windows(7).any(|w| w == [0xc0, 35, 4, 0, 0, 0xfd, 0xe9]));
+}
+
+#[test]
+fn a_malformed_otc_is_treat_as_withdraw() {
+    let m = attrs_with(|a| {
+        origin(a);
+        as_path(a);
+        next_hop(a);
+        a.put_slice(&[0xc0, 35, 3, 0, 0xfd, 0xe9]);
+    });
+    let u = decode_update(&m, &DecodeContext::default()).expect("no session reset");
+    assert!(
+        matches!(&u.problems[..], [UpdateProblem::TreatAsWithdraw(w)] if w.contains("ONLY_TO_CUSTOMER")),
+        "{:?}",
+        u.problems
+    );
+    assert!(u.nlri.is_empty());
 }

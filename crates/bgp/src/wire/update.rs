@@ -42,6 +42,8 @@ pub mod attr_type {
     pub const AS4_PATH: u8 = 17;
     pub const AS4_AGGREGATOR: u8 = 18;
     pub const LARGE_COMMUNITIES: u8 = 32;
+    /// Only to Customer (RFC 9234 §5).
+    pub const OTC: u8 = 35;
 }
 
 pub mod flag {
@@ -89,6 +91,9 @@ pub struct PathAttrs {
     pub aggregator: Option<(u32, Ipv4Addr)>,
     pub communities: Vec<u32>,
     pub large_communities: Vec<[u32; 3]>,
+    /// Only to Customer (RFC 9234): the AS that first sent the route down to a customer
+    /// or across to a peer; a route carrying it must not go up or across again.
+    pub otc: Option<u32>,
     /// Unrecognised optional transitive attributes and extended communities, in order.
     pub other: Vec<RawAttr>,
 }
@@ -240,7 +245,11 @@ impl PathAttrs {
                 .collect();
             put_attr(b, OPTIONAL | TRANSITIVE, LARGE_COMMUNITIES, &v);
         }
-        self.encode_other(b, LARGE_COMMUNITIES + 1..);
+        self.encode_other(b, LARGE_COMMUNITIES + 1..OTC);
+        if let Some(otc) = self.otc {
+            put_attr(b, OPTIONAL | TRANSITIVE, OTC, &otc.to_be_bytes());
+        }
+        self.encode_other(b, OTC + 1..);
     }
 
     /// The attributes passed on unrecognised whose type codes are in `types`, so that
@@ -501,7 +510,7 @@ fn known(t: u8) -> Option<(u8, OnError)> {
         ATOMIC_AGGREGATE => (TRANSITIVE, Discard),
         MED => (OPTIONAL, TreatAsWithdraw),
         AGGREGATOR | AS4_AGGREGATOR | AS4_PATH => (OPTIONAL | TRANSITIVE, Discard),
-        COMMUNITIES | LARGE_COMMUNITIES | EXT_COMMUNITIES => {
+        COMMUNITIES | LARGE_COMMUNITIES | EXT_COMMUNITIES | OTC => {
             (OPTIONAL | TRANSITIVE, TreatAsWithdraw)
         }
         MP_REACH | MP_UNREACH => (OPTIONAL, Reset),
@@ -526,6 +535,7 @@ fn attr_name(t: u8) -> String {
         AS4_PATH => "AS4_PATH".into(),
         AS4_AGGREGATOR => "AS4_AGGREGATOR".into(),
         LARGE_COMMUNITIES => "LARGE_COMMUNITY".into(),
+        OTC => "ONLY_TO_CUSTOMER".into(),
         _ => format!("attribute {t}"),
     }
 }
@@ -706,6 +716,14 @@ fn decode_attrs(
                             [w(0), w(4), w(8)]
                         })
                         .collect();
+                }
+            }
+            OTC => {
+                // RFC 9234 §5: a malformed OTC is treat-as-withdraw.
+                if n != 4 {
+                    fail(u, format!("length {n} is not 4"))?;
+                } else {
+                    a.otc = Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
                 }
             }
             EXT_COMMUNITIES => {
