@@ -62,7 +62,10 @@ fn main() {
             wire.extend_from_slice(&m);
         }
     }
-    let cx = DecodeContext { ibgp: false };
+    let cx = DecodeContext {
+        ibgp: false,
+        extended: false,
+    };
     let t = Instant::now();
     let mut updates = Vec::new();
     let mut at = 0;
@@ -108,6 +111,7 @@ fn main() {
             keepalive: 30,
             route_refresh: true,
             enhanced_route_refresh: false,
+            extended_message: false,
             ibgp: false,
             graceful_restart: None,
             ipv4: true,

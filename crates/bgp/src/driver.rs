@@ -42,6 +42,7 @@ use crate::policy::NeighborPolicy;
 use crate::rib::{Path, PeerId};
 use crate::wire::{
     self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
+    encode_updates_within,
 };
 
 pub const BGP_PORT: u16 = 179;
@@ -842,10 +843,11 @@ impl InstanceTask {
                             .encode()
                         })
                     };
+                    let max = self.core.max_message_len(peer);
                     let mut msgs: Vec<_> = marker(wire::refresh::BEGIN).into_iter().collect();
-                    msgs.extend(encode_updates(&withdrawn, None, &[]));
+                    msgs.extend(encode_updates_within(&withdrawn, None, &[], max));
                     for (attrs, nlri) in &announce {
-                        msgs.extend(encode_updates(&[], Some(attrs), nlri));
+                        msgs.extend(encode_updates_within(&[], Some(attrs), nlri, max));
                     }
                     msgs.extend(marker(wire::refresh::END));
                     if end_of_rib {
@@ -1139,6 +1141,7 @@ impl SessionTask {
         loop {
             let cx = DecodeContext {
                 ibgp: self.fsm.is_ibgp(),
+                extended: self.fsm.negotiated().is_some_and(|n| n.extended_message),
             };
             match wire::decode_message(&self.buf, &cx) {
                 Ok(Some((m, n))) => {

@@ -128,6 +128,9 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// Both sides announced RFC 7313: a re-advertisement is framed by BoRR and EoRR.
     pub enhanced_route_refresh: bool,
+    /// Both sides announced RFC 8654: messages other than OPEN and KEEPALIVE may be up to
+    /// 65,535 octets, both ways.
+    pub extended_message: bool,
     /// Our role on the session (RFC 9234; the peer's, if it announced one, agreed): it
     /// decides the ONLY_TO_CUSTOMER procedures.
     pub local_role: Option<BgpRole>,
@@ -592,6 +595,7 @@ impl Session {
             route_refresh: o.has(&Capability::RouteRefresh),
             // (We always announce it.)
             enhanced_route_refresh: o.has(&Capability::EnhancedRouteRefresh),
+            extended_message: o.has(&Capability::ExtendedMessage),
             local_role: self.cfg.role.map(|r| r.role),
             ibgp,
             graceful_restart: self.cfg.graceful_restart.and(o.graceful_restart().cloned()),

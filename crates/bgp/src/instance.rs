@@ -700,6 +700,20 @@ impl Instance {
             .unwrap_or_default()
     }
 
+    /// The longest message `peer` takes: 65,535 octets with RFC 8654, else 4,096.
+    pub fn max_message_len(&self, peer: PeerId) -> usize {
+        let extended = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.up.as_ref())
+            .is_some_and(|n| n.extended_message);
+        if extended {
+            crate::wire::MAX_EXTENDED_LEN
+        } else {
+            crate::wire::MAX_MESSAGE_LEN
+        }
+    }
+
     pub fn peer_spec(&self, peer: PeerId) -> Option<&PeerSpec> {
         self.peers.get(&peer).map(|p| &p.spec)
     }

@@ -203,9 +203,15 @@ fn capture_first_message(w: &Wire, md5: Option<&str>) -> Vec<u8> {
 fn check_open(bytes: &[u8], asn: u32, who: &str) -> cic_bgp::wire::Open {
     use cic_bgp::wire::{Capability, DecodeContext, Message, check_decoder, decode_message};
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let (m, n) = decode_message(bytes, &DecodeContext { ibgp: false })
-        .unwrap_or_else(|e| panic!("{who}'s OPEN {hex}: {e}"))
-        .unwrap_or_else(|| panic!("{who}'s OPEN {hex}: incomplete"));
+    let (m, n) = decode_message(
+        bytes,
+        &DecodeContext {
+            ibgp: false,
+            extended: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{who}'s OPEN {hex}: {e}"))
+    .unwrap_or_else(|| panic!("{who}'s OPEN {hex}: incomplete"));
     assert_eq!(n, bytes.len());
     let Message::Open(o) = m else {
         panic!("{who} sent {} first: {hex}", m.kind());
@@ -413,6 +419,57 @@ fn frr_exchanges_routes_over_md5_answers_route_refresh_and_is_held_off_past_max_
         held >= Duration::from_millis(3500),
         "held off for only {held:?} (max_prefix_idle = 4 s)"
     );
+}
+
+/// Extended messages (RFC 8654) with FRR, both ways: both announce the capability; our
+/// 3,000 originated prefixes reach FRR in one UPDATE (at 4,096 octets they need three),
+/// and FRR's 3,000 come to us in UPDATEs longer than 4,096 octets, which we take.
+#[test]
+fn frr_and_we_exchange_updates_longer_than_4096_octets() {
+    if !peer_or_skip("frr extended messages", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frrx", 8);
+    let us = w.us();
+    let theirs: Vec<String> = (0..3000u32)
+        .map(|i| format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
+        .collect();
+    let refs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+    let frr = Frr::bgpd("frrx", &frr_config(&w, &refs), Some(&w.p)).expect("bgpd");
+    let mut conf = w.speaker_config(4_200_000_010, "md5_key = \"a-long-shared-secret\"");
+    for i in 0..3000u32 {
+        conf += &format!(
+            "[[originate]]\nprefix = \"172.{}.{}.0/24\"\n",
+            16 + i / 256,
+            i % 256
+        );
+    }
+    let speaker = run_speaker(&w.dir, &conf, Some(&w.s));
+    let sock = speaker.socket.clone();
+    wait_until(WAIT, "FRR's 3,000 prefixes", || {
+        (count(&sock) == 3000).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["summary"]), frr.log()));
+    let caps = &frr_neighbor(&frr, &us)["neighborCapabilities"];
+    assert_eq!(caps["extendedMessage"], "advertisedAndReceived", "{caps}");
+    wait_until(WAIT, "our 3,000 prefixes at FRR", || {
+        let j = frr.json("show bgp ipv4 unicast summary json").ok()?;
+        let got = j["peers"][&us]["pfxRcd"].as_u64()?;
+        // (And 198.51.100.0/24, which every speaker config of these tests originates.)
+        (got == 3001).then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{:?}",
+            frr_neighbor(&frr, &us)["messageStats"],
+            frr.json("show bgp ipv4 unicast summary json")
+        )
+    });
+    // One UPDATE with the 3,000 (12,000 octets of NLRI; with 198.51.100.0/24, whose
+    // attributes are the same), and the End-of-RIB.
+    let updates = frr_stat(&frr, &us, "updatesRecv");
+    assert!(updates <= 2, "{updates} UPDATEs for 3,000 prefixes");
+    assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
 }
 
 // -- GoBGP

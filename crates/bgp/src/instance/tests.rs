@@ -34,6 +34,7 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
         keepalive: 30,
         route_refresh: true,
         enhanced_route_refresh: false,
+        extended_message: false,
         local_role: None,
         ibgp: asn == CLOUD,
         graceful_restart: None,

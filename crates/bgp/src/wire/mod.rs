@@ -25,7 +25,7 @@ pub use open::{BgpRole, Capability, GrFamily, GracefulRestart, Open, cap_code};
 pub use prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
 pub use update::{
     AsPathSegment, Origin, PathAttrs, RawAttr, Update, UpdateProblem, encode_updates,
-    ipv6_end_of_rib,
+    encode_updates_within, ipv6_end_of_rib,
 };
 
 use bytes::{BufMut, BytesMut};
@@ -34,6 +34,8 @@ pub const MARKER: [u8; 16] = [0xff; 16];
 pub const HEADER_LEN: usize = 19;
 /// RFC 4271 maximum; RFC 8654 extended messages are not negotiated.
 pub const MAX_MESSAGE_LEN: usize = 4096;
+/// The longest message once extended messages are negotiated (RFC 8654).
+pub const MAX_EXTENDED_LEN: usize = 65535;
 pub const BGP_VERSION: u8 = 4;
 pub const AS_TRANS: u32 = 23456;
 
@@ -202,6 +204,9 @@ impl DecodeError {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DecodeContext {
     pub ibgp: bool,
+    /// Both sides announced RFC 8654: UPDATEs, NOTIFICATIONs and ROUTE-REFRESHes may be
+    /// up to 65,535 octets (OPEN and KEEPALIVE stay within 4,096).
+    pub extended: bool,
 }
 
 /// Looks for one whole message at the front of `buf`. `Ok(None)`: need more bytes.
@@ -235,7 +240,12 @@ pub fn decode_message(
             format!("length {len} is invalid for message type {ty}"),
         )
     };
-    if !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&len) {
+    let max = match ty {
+        msg_type::OPEN | msg_type::KEEPALIVE => MAX_MESSAGE_LEN,
+        _ if cx.extended => MAX_EXTENDED_LEN,
+        _ => MAX_MESSAGE_LEN,
+    };
+    if !(HEADER_LEN..=max).contains(&len) {
         return Err(bad_len());
     }
     let min = match ty {
@@ -350,7 +360,16 @@ impl<'a> Reader<'a> {
 #[doc(hidden)]
 pub fn check_decoder(data: &[u8]) -> bool {
     let mut decoded = false;
-    for cx in [DecodeContext { ibgp: false }, DecodeContext { ibgp: true }] {
+    for cx in [
+        DecodeContext {
+            ibgp: false,
+            extended: false,
+        },
+        DecodeContext {
+            ibgp: true,
+            extended: false,
+        },
+    ] {
         let Ok(Some((m, n))) = decode_message(data, &cx) else {
             continue;
         };

@@ -30,6 +30,7 @@ const PARAM_EXTENDED: u8 = 255;
 pub mod cap_code {
     pub const MULTIPROTOCOL: u8 = 1;
     pub const ROUTE_REFRESH: u8 = 2;
+    pub const EXTENDED_MESSAGE: u8 = 6;
     pub const ROLE: u8 = 9;
     pub const GRACEFUL_RESTART: u8 = 64;
     pub const ENHANCED_ROUTE_REFRESH: u8 = 70;
@@ -97,6 +98,8 @@ pub enum Capability {
     EnhancedRouteRefresh,
     /// RFC 9234: the sender's role on this session (a [`BgpRole`] code; kept as sent).
     Role(u8),
+    /// RFC 8654: messages up to 65,535 octets.
+    ExtendedMessage,
     /// RFC 6793: the speaker's real (4-octet) ASN.
     FourOctetAs(u32),
     /// RFC 4724.
@@ -119,6 +122,7 @@ impl Capability {
                 b.put_slice(&[cap_code::ENHANCED_ROUTE_REFRESH, 0]);
             }
             Capability::Role(r) => b.put_slice(&[cap_code::ROLE, 1, *r]),
+            Capability::ExtendedMessage => b.put_slice(&[cap_code::EXTENDED_MESSAGE, 0]),
             Capability::FourOctetAs(asn) => {
                 b.put_slice(&[cap_code::FOUR_OCTET_AS, 4]);
                 b.put_u32(*asn);
@@ -222,6 +226,7 @@ impl Open {
         capabilities.extend([
             Capability::RouteRefresh,
             Capability::EnhancedRouteRefresh,
+            Capability::ExtendedMessage,
             Capability::FourOctetAs(asn),
         ]);
         Open {
@@ -382,6 +387,12 @@ impl Open {
                             return Err(bad_len());
                         }
                         Capability::RouteRefresh
+                    }
+                    cap_code::EXTENDED_MESSAGE => {
+                        if clen != 0 {
+                            return Err(bad_len());
+                        }
+                        Capability::ExtendedMessage
                     }
                     cap_code::ROLE => {
                         if clen != 1 {

@@ -329,8 +329,8 @@ fn graceful_restart_capability_round_trips_and_bad_lengths_are_refused() {
 fn open_for_a_four_octet_asn_uses_as_trans() {
     let b = Message::Open(Open::new(200_350, 90, Ipv4Addr::new(10, 0, 0, 1))).encode();
     let want = hex(
-        "ffffffffffffffffffffffffffffffff 002f 01 04 5ba0 005a 0a000001 12 \
-         02 10 01040001 0001 0200 4600 4104 00030e9e"
+        "ffffffffffffffffffffffffffffffff 0031 01 04 5ba0 005a 0a000001 14 \
+         02 12 01040001 0001 0200 4600 0600 4104 00030e9e"
             .replace(' ', "")
             .as_str(),
     );
@@ -496,7 +496,10 @@ fn random_updates_round_trip() {
             v4
         };
         let b = Message::Update(u.clone()).encode();
-        let cx = DecodeContext { ibgp: true };
+        let cx = DecodeContext {
+            ibgp: true,
+            extended: false,
+        };
         let Message::Update(back) = decode_one(&b, &cx) else {
             panic!()
         };
@@ -756,9 +759,23 @@ fn local_pref_from_an_external_peer_is_discarded() {
         next_hop(a);
         a.put_slice(&[0x40, 5, 4, 0, 0, 0x01, 0x2c]);
     });
-    let ebgp = decode_update(&m, &DecodeContext { ibgp: false }).expect("ok");
+    let ebgp = decode_update(
+        &m,
+        &DecodeContext {
+            ibgp: false,
+            extended: false,
+        },
+    )
+    .expect("ok");
     assert_eq!(ebgp.attrs.expect("attrs").local_pref, None);
-    let ibgp = decode_update(&m, &DecodeContext { ibgp: true }).expect("ok");
+    let ibgp = decode_update(
+        &m,
+        &DecodeContext {
+            ibgp: true,
+            extended: false,
+        },
+    )
+    .expect("ok");
     assert_eq!(ibgp.attrs.expect("attrs").local_pref, Some(300));
 }
 
@@ -1069,7 +1086,13 @@ fn no_input_makes_the_decoder_panic() {
                 let mut m = b.clone();
                 m[i] = v;
                 let _ = decode_message(&m, &cx);
-                let _ = decode_message(&m, &DecodeContext { ibgp: true });
+                let _ = decode_message(
+                    &m,
+                    &DecodeContext {
+                        ibgp: true,
+                        extended: false,
+                    },
+                );
             }
         }
     }
@@ -1188,4 +1211,48 @@ fn a_malformed_otc_is_treat_as_withdraw() {
         u.problems
     );
     assert!(u.nlri.is_empty());
+}
+
+/// RFC 8654: with extended messages an UPDATE may be up to 65,535 octets (and is packed up
+/// to that); OPEN and KEEPALIVE stay within 4,096; without the capability 4,096 is the
+/// most.
+#[test]
+fn extended_messages_are_taken_and_packed_only_when_negotiated() {
+    let attrs = PathAttrs {
+        as_path: vec![AsPathSegment::Sequence(vec![65001])],
+        next_hop: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        ..Default::default()
+    };
+    let nlri: Vec<ipnet::IpNet> = (0..5000u32)
+        .map(|i| {
+            ipnet::Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24)
+                .expect("prefix")
+                .into()
+        })
+        .collect();
+    let small = encode_updates(&[], Some(&attrs), &nlri);
+    let big = encode_updates_within(&[], Some(&attrs), &nlri, MAX_EXTENDED_LEN);
+    assert!(small.len() >= 5 && small.iter().all(|m| m.len() <= 4096));
+    assert_eq!(big.len(), 1);
+    assert!(big[0].len() > 4096);
+    let plain = DecodeContext::default();
+    let extended = DecodeContext {
+        extended: true,
+        ..Default::default()
+    };
+    let e = decode_message(&big[0], &plain).unwrap_err();
+    assert_eq!(
+        (e.notification.code, e.notification.subcode),
+        (error_code::HEADER, header_err::BAD_LENGTH)
+    );
+    let Message::Update(u) = decode_one(&big[0], &extended) else {
+        panic!("an UPDATE")
+    };
+    assert_eq!(u.nlri, nlri);
+    // An OPEN longer than 4,096 is refused even so (here: its length field says 4,097).
+    let mut open = Message::Open(Open::new(65001, 90, Ipv4Addr::new(10, 0, 0, 1)))
+        .encode()
+        .to_vec();
+    open[16..18].copy_from_slice(&4097u16.to_be_bytes());
+    assert!(decode_message(&open, &extended).is_err());
 }

@@ -881,9 +881,20 @@ pub fn encode_updates(
     attrs: Option<&PathAttrs>,
     nlri: &[IpNet],
 ) -> Vec<BytesMut> {
+    encode_updates_within(withdrawn, attrs, nlri, MAX_MESSAGE_LEN)
+}
+
+/// [`encode_updates`] in UPDATEs of at most `max` octets (65,535 once RFC 8654 extended
+/// messages are negotiated).
+pub fn encode_updates_within(
+    withdrawn: &[IpNet],
+    attrs: Option<&PathAttrs>,
+    nlri: &[IpNet],
+    max: usize,
+) -> Vec<BytesMut> {
     let mut out = Vec::new();
     // header 19 + withdrawn len 2 + attr len 2
-    let room = MAX_MESSAGE_LEN - 23;
+    let room = max.clamp(MAX_MESSAGE_LEN, super::MAX_EXTENDED_LEN) - 23;
     // An MP attribute's header (4, extended length), AFI/SAFI (3), and for MP_REACH the
     // next hop's length, two addresses and the reserved octet.
     const MP_UNREACH_OVERHEAD: usize = 4 + 3;
