@@ -41,7 +41,7 @@ use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerSta
 use crate::policy::NeighborPolicy;
 use crate::rib::{Path, PeerId};
 use crate::wire::{
-    self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease, encode_updates,
+    self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease,
     encode_updates_within,
 };
 
