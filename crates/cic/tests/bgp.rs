@@ -635,9 +635,16 @@ protocol bgp speaker {
         (prefixes() == ["10.34.1.0/24"]).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["routes"]), log()));
-    assert_eq!(since(&bird), up_since, "the session was never restarted");
+    // The session was never restarted: established once in our log. (BIRD's "since"
+    // is no witness at this scale: a re-feed after a ROUTE-REFRESH moves it by a
+    // millisecond.)
     assert_eq!(neighbor(&sock, "127.0.34.2")["state"], "ESTABLISHED");
     assert_eq!(log().matches("session established").count(), 1, "{}", log());
+    assert!(
+        since(&bird).starts_with(&up_since[..up_since.len().min(11)]),
+        "{}",
+        since(&bird)
+    );
 }
 
 /// A BIRD at 127.0.35.`host` (AS 6510`host`) with this RFC 9234 role toward us.

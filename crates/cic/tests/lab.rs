@@ -249,6 +249,34 @@ fn deleting_resources_removes_everything_the_edge_made() {
             "BGP itself crossed the link"
         );
         assert!(metrics.contains("# TYPE bytes_from_cloud_num counter"));
+        // The trunk's: up, its connection's traffic summed, and at the next scrape the
+        // rates since this one.
+        let trunk_sample = |metrics: &str, name: &str| {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with(name) && l.contains(&format!("trunk_connection_id=\"{trunk}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        assert_eq!(
+            trunk_sample(&metrics, "connection_state_up_down{"),
+            Some(1.0),
+            "{metrics}"
+        );
+        assert!(
+            trunk_sample(&metrics, "packets_to_cloud_num{")
+                .is_some_and(|p| p >= sample("packets_to_cloud_num{")),
+            "{metrics}"
+        );
+        let again = http_get(info["edgeMetrics"].as_str().expect("edge metrics url"));
+        for name in ["bitrate_to_cloud_bps{", "packet_rate_from_cloud_pps{"] {
+            assert!(
+                trunk_sample(&again, name).is_some_and(|r| r >= 0.0),
+                "{name} at the second scrape:\n{again}"
+            );
+        }
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
         // The looking glass asks the edge: what the customer sent, what we announce.

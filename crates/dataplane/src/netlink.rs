@@ -33,6 +33,8 @@ pub struct Link {
     pub kind: Option<String>,
     pub mtu: u32,
     pub up: bool,
+    /// Carrier (IFF_LOWER_UP): the port's link is up, not only configured up.
+    pub carrier: bool,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,
@@ -510,6 +512,7 @@ fn link_from(m: &LinkMessage) -> Link {
         kind: None,
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
+        carrier: m.header.flags.contains(LinkFlags::LowerUp),
         rx_bytes: 0,
         tx_bytes: 0,
         rx_packets: 0,

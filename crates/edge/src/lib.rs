@@ -83,6 +83,8 @@ struct State {
     /// changed (with a thousand instances a full reconcile takes seconds).
     applied_instances: BTreeMap<String, InstanceConfig>,
     applied_context: Option<ApplyContext>,
+    /// Each trunk's counters at the last scrape, for its rates at the next.
+    trunk_readings: BTreeMap<String, (std::time::Instant, cic_model::metrics::Traffic)>,
 }
 
 /// The parts of the config, besides its own, that an instance's apply reads.
@@ -139,6 +141,7 @@ impl Agent {
                 last_full: false,
                 applied_instances: BTreeMap::new(),
                 applied_context: None,
+                trunk_readings: BTreeMap::new(),
             }),
         }))
     }
@@ -317,6 +320,23 @@ impl Agent {
             let sources: Vec<_> = st.instances.values().map(|i| i.traffic_source()).collect();
             (st.edge_id.clone(), sources)
         };
+        // Trunks: which connection rides which, and where each trunk's port is.
+        let (trunks, trunk_of) = {
+            let st = self.state.lock().await;
+            let trunks: Vec<(TrunkConfig, bool)> = st
+                .applied_context
+                .iter()
+                .flat_map(|c| c.trunks.values())
+                .map(|(t, problem)| (t.clone(), problem.is_none()))
+                .collect();
+            let trunk_of: BTreeMap<String, String> = st
+                .applied_instances
+                .values()
+                .flat_map(|ic| ic.connections.iter())
+                .map(|c| (c.id.clone(), c.trunk_id.clone()))
+                .collect();
+            (trunks, trunk_of)
+        };
         use futures::stream::{self, StreamExt};
         let mut traffic: Vec<_> = stream::iter(sources)
             .map(|s| async move { s.read().await })
@@ -327,6 +347,63 @@ impl Agent {
             .flatten()
             .collect();
         traffic.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut per_trunk: BTreeMap<&str, cic_model::metrics::Traffic> = BTreeMap::new();
+        for (conn, t) in &traffic {
+            if let Some(trunk) = trunk_of.get(conn) {
+                per_trunk.entry(trunk.as_str()).or_default().add(t);
+            }
+        }
+        let ports = self.underlay.links().await.unwrap_or_default();
+        let carrier = |name: &str| ports.iter().any(|l| l.name == name && l.carrier);
+        let now = std::time::Instant::now();
+        let mut readings = BTreeMap::new();
+        for (t, realised) in &trunks {
+            let own_port = match &t.attachment {
+                Attachment::Vlan { port } => Some(port.as_str()),
+                Attachment::Lag { bond, .. } => Some(bond.as_str()),
+                Attachment::Vxlan { port, .. } => port.as_deref(),
+            };
+            let lag_health = match &t.attachment {
+                Attachment::Lag { ports: members, .. } if !members.is_empty() => Some(
+                    members.iter().filter(|m| carrier(m)).count() as f64 / members.len() as f64,
+                ),
+                _ => None,
+            };
+            let traffic = per_trunk.get(t.id.as_str()).copied().unwrap_or_default();
+            readings.insert(t.id.clone(), (now, traffic));
+            let trunk = cic_model::metrics::Trunk {
+                up: *realised && own_port.is_none_or(carrier),
+                lag_health,
+                traffic,
+                rates: None,
+            };
+            e.trunk(
+                &trunk,
+                vec![
+                    ("edge_id", edge_id.clone()),
+                    ("trunk_connection_id", t.id.clone()),
+                ],
+            );
+        }
+        // Rates against the previous scrape, then this one kept for the next.
+        {
+            let mut st = self.state.lock().await;
+            for (id, (at, after)) in &readings {
+                if let Some((then, before)) = st.trunk_readings.get(id) {
+                    let secs = at.duration_since(*then).as_secs_f64();
+                    if let Some(r) = cic_model::metrics::Rates::between(before, after, secs) {
+                        e.trunk_rates(
+                            &r,
+                            vec![
+                                ("edge_id", edge_id.clone()),
+                                ("trunk_connection_id", id.clone()),
+                            ],
+                        );
+                    }
+                }
+            }
+            st.trunk_readings = readings;
+        }
         for (conn, t) in traffic {
             e.traffic(
                 &t,

@@ -21,6 +21,58 @@ pub struct Traffic {
     pub error_packets_from_cloud: u64,
 }
 
+impl Traffic {
+    /// The sum of two connections' counters (a trunk's, from its connections').
+    pub fn add(&mut self, o: &Traffic) {
+        self.bytes_to_cloud += o.bytes_to_cloud;
+        self.bytes_from_cloud += o.bytes_from_cloud;
+        self.packets_to_cloud += o.packets_to_cloud;
+        self.packets_from_cloud += o.packets_from_cloud;
+        self.dropped_packets_to_cloud += o.dropped_packets_to_cloud;
+        self.dropped_packets_from_cloud += o.dropped_packets_from_cloud;
+        self.error_packets_to_cloud += o.error_packets_to_cloud;
+        self.error_packets_from_cloud += o.error_packets_from_cloud;
+    }
+}
+
+/// A trunk as the edge sees it at a scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Trunk {
+    /// Realised, and its port (if it has one of its own) has carrier.
+    pub up: bool,
+    /// A LAG's member ports with carrier, as a share of all of them.
+    pub lag_health: Option<f64>,
+    /// Its connections' counters summed.
+    pub traffic: Traffic,
+    /// Rates since the previous scrape: bits/s and packets/s to and from the cloud.
+    pub rates: Option<Rates>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rates {
+    pub bits_to_cloud: f64,
+    pub bits_from_cloud: f64,
+    pub packets_to_cloud: f64,
+    pub packets_from_cloud: f64,
+}
+
+impl Rates {
+    /// The rates between two readings `secs` apart; none when a counter went back (a
+    /// connection left the trunk, or an interface was made again) or no time passed.
+    pub fn between(before: &Traffic, after: &Traffic, secs: f64) -> Option<Rates> {
+        let d = |a: u64, b: u64| b.checked_sub(a).map(|d| d as f64 / secs);
+        if secs <= 0.0 {
+            return None;
+        }
+        Some(Rates {
+            bits_to_cloud: d(before.bytes_to_cloud, after.bytes_to_cloud)? * 8.0,
+            bits_from_cloud: d(before.bytes_from_cloud, after.bytes_from_cloud)? * 8.0,
+            packets_to_cloud: d(before.packets_to_cloud, after.packets_to_cloud)?,
+            packets_from_cloud: d(before.packets_from_cloud, after.packets_from_cloud)?,
+        })
+    }
+}
+
 pub type Labels = Vec<(&'static str, String)>;
 
 /// Metric families in the order they were first given samples.
@@ -179,6 +231,61 @@ impl Exposition {
         }
     }
 
+    /// One trunk: its state, a LAG's health, its traffic, and the rates since the last
+    /// scrape (the modelled service's trunk metrics, at the scrape's resolution).
+    pub fn trunk(&mut self, t: &Trunk, labels: Labels) {
+        self.sample(
+            "connection_state_up_down",
+            "gauge",
+            "1 while the trunk is up (its port has carrier), else 0.",
+            labels.clone(),
+            f64::from(u8::from(t.up)),
+        );
+        if let Some(h) = t.lag_health {
+            self.sample(
+                "lag_health",
+                "gauge",
+                "The share of the LAG's member ports that are up (1: all).",
+                labels.clone(),
+                h,
+            );
+        }
+        if let Some(r) = &t.rates {
+            self.trunk_rates(r, labels.clone());
+        }
+        self.traffic(&t.traffic, labels);
+    }
+
+    /// A trunk's rates since the last scrape.
+    pub fn trunk_rates(&mut self, r: &Rates, labels: Labels) {
+        {
+            for (name, help, v) in [
+                (
+                    "bitrate_to_cloud_bps",
+                    "Bits per second from the customer, since the last scrape.",
+                    r.bits_to_cloud,
+                ),
+                (
+                    "bitrate_from_cloud_bps",
+                    "Bits per second to the customer, since the last scrape.",
+                    r.bits_from_cloud,
+                ),
+                (
+                    "packet_rate_to_cloud_pps",
+                    "Packets per second from the customer, since the last scrape.",
+                    r.packets_to_cloud,
+                ),
+                (
+                    "packet_rate_from_cloud_pps",
+                    "Packets per second to the customer, since the last scrape.",
+                    r.packets_from_cloud,
+                ),
+            ] {
+                self.sample(name, "gauge", help, labels.clone(), v);
+            }
+        }
+    }
+
     /// The text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -254,5 +361,58 @@ mod tests {
         assert!(e.render().contains(
             "bgp_ipv4_session_state_up_down{session=\"customer\",peer=\"169.254.0.2\"} 0\n"
         ));
+    }
+
+    #[test]
+    fn trunk_rates_come_from_two_readings_and_none_when_a_counter_went_back() {
+        let before = Traffic {
+            bytes_to_cloud: 1_000,
+            bytes_from_cloud: 500,
+            packets_to_cloud: 10,
+            packets_from_cloud: 5,
+            ..Default::default()
+        };
+        let mut after = before;
+        after.add(&Traffic {
+            bytes_to_cloud: 2_000,
+            bytes_from_cloud: 1_000,
+            packets_to_cloud: 20,
+            packets_from_cloud: 10,
+            ..Default::default()
+        });
+        let r = Rates::between(&before, &after, 2.0).expect("rates");
+        assert_eq!(r.bits_to_cloud, 8_000.0);
+        assert_eq!(r.bits_from_cloud, 4_000.0);
+        assert_eq!(r.packets_to_cloud, 10.0);
+        assert_eq!(r.packets_from_cloud, 5.0);
+        assert_eq!(Rates::between(&after, &before, 2.0), None);
+        assert_eq!(Rates::between(&before, &after, 0.0), None);
+
+        let mut e = Exposition::default();
+        e.trunk(
+            &Trunk {
+                up: true,
+                lag_health: Some(0.5),
+                traffic: after,
+                rates: Some(r),
+            },
+            vec![("trunk_connection_id", "tc1".into())],
+        );
+        let text = e.render();
+        for line in [
+            "connection_state_up_down{trunk_connection_id=\"tc1\"} 1\n",
+            "lag_health{trunk_connection_id=\"tc1\"} 0.5\n",
+            "bitrate_to_cloud_bps{trunk_connection_id=\"tc1\"} 8000\n",
+            "packet_rate_from_cloud_pps{trunk_connection_id=\"tc1\"} 5\n",
+            "bytes_to_cloud_num{trunk_connection_id=\"tc1\"} 3000\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // A trunk without rates yet (the first scrape) and not a LAG: neither family.
+        let mut e = Exposition::default();
+        e.trunk(&Trunk::default(), vec![]);
+        let text = e.render();
+        assert!(text.contains("connection_state_up_down 0\n"));
+        assert!(!text.contains("lag_health") && !text.contains("bitrate"));
     }
 }
