@@ -574,27 +574,19 @@ fn gobgp_exchanges_routes_and_communities_over_md5_with_a_4_byte_asn() {
     assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
 }
 
-/// GoBGP on a dual-stack session: IPv6 routes both ways with each side's next hop, a
-/// withdrawal; and route refresh the other way round — a new import policy (SIGHUP) asks
-/// GoBGP for its routes again, and the route the old policy refused arrives over the same
-/// session.
-#[test]
-fn gobgp_exchanges_ipv6_routes_and_answers_our_route_refresh() {
-    if !peer_or_skip("gobgp ipv6 interop", gobgp_available(), "GoBGP", "gobgpd") {
-        return;
-    }
-    let w = Wire::new("gobgp6", 7).with_ipv6();
-    let conf = format!(
+/// GoBGP (AS `asn`) with IPv4 and IPv6 unicast on its session with us (AS `peer_as`).
+fn gobgp_dual_stack_config(w: &Wire, asn: u32, peer_as: u32) -> String {
+    format!(
         r#"
 [global.config]
-  as = 65020
+  as = {asn}
   router-id = "{peer}"
   port = 179
   local-address-list = ["{peer}"]
 [[neighbors]]
   [neighbors.config]
     neighbor-address = "{us}"
-    peer-as = 65002
+    peer-as = {peer_as}
   [neighbors.timers.config]
     connect-retry = 1
   [[neighbors.afi-safis]]
@@ -606,7 +598,20 @@ fn gobgp_exchanges_ipv6_routes_and_answers_our_route_refresh() {
 "#,
         us = w.us(),
         peer = w.peer(),
-    );
+    )
+}
+
+/// GoBGP on a dual-stack session: IPv6 routes both ways with each side's next hop, a
+/// withdrawal; and route refresh the other way round — a new import policy (SIGHUP) asks
+/// GoBGP for its routes again, and the route the old policy refused arrives over the same
+/// session.
+#[test]
+fn gobgp_exchanges_ipv6_routes_and_answers_our_route_refresh() {
+    if !peer_or_skip("gobgp ipv6 interop", gobgp_available(), "GoBGP", "gobgpd") {
+        return;
+    }
+    let w = Wire::new("gobgp6", 7).with_ipv6();
+    let conf = gobgp_dual_stack_config(&w, 65020, 65002);
     let gobgp = GoBgp::start("gobgp6", &conf, Some(&w.p), 50053).expect("gobgpd");
     let speaker_conf = |import: &str| {
         w.speaker_config6(65020)
@@ -1132,29 +1137,7 @@ router bgp 65001
     // GoBGP
     {
         let w = Wire::new("gold-gobgp", 9).with_ipv6();
-        let conf = format!(
-            r#"
-[global.config]
-  as = 65001
-  router-id = "{peer}"
-  port = 179
-  local-address-list = ["{peer}"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{us}"
-    peer-as = 200350
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#,
-            us = w.us(),
-            peer = w.peer(),
-        );
+        let conf = gobgp_dual_stack_config(&w, 65001, 200_350);
         let g = GoBgp::start("gold", &conf, Some(&w.p), 50052).expect("gobgpd");
         let nh6 = w.peer6();
         for args in [

@@ -51,6 +51,12 @@ pub struct ScaleRun {
     /// The edge's periodic full reconcile (every instance against the kernel and its
     /// speaker; once a minute, to undo drift).
     pub full_apply_secs: f64,
+    /// `GET /metrics` on the edge, once a second for 20 s with every session up: the
+    /// median and the slowest scrape (each reads every namespace's counters).
+    pub metrics_scrape_p50_secs: f64,
+    pub metrics_scrape_max_secs: f64,
+    /// Lines in one scrape.
+    pub metrics_lines: usize,
 }
 
 /// Connection `i`'s VLAN, its /30 and the cloud's and the customer's addresses in it.
@@ -356,7 +362,21 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // Scrapes at 1 s resolution, the issue's, with everything up.
+    let mut scrapes = Vec::new();
+    let mut lines = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let text = api.http.get(&metrics).send().await?.text().await?;
+        scrapes.push(t.elapsed().as_secs_f64());
+        lines = text.lines().count();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    scrapes.sort_by(f64::total_cmp);
     Ok(ScaleRun {
+        metrics_scrape_p50_secs: scrapes[scrapes.len() / 2],
+        metrics_scrape_max_secs: scrapes[scrapes.len() - 1],
+        metrics_lines: lines,
         connections: n,
         prefixes_each: PREFIXES_EACH,
         created_secs: created.as_secs_f64(),
