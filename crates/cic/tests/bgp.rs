@@ -20,24 +20,32 @@ fn bgp_run(conf: &Path, socket: &Path) -> Output {
     cic(&args)
 }
 
-/// A BIRD at 127.0.31.`host`, port PORT+`host`, peering with the speaker.
-fn bird(host: u8, asn: u32, extra: &str, routes: &str) -> String {
+/// A BIRD at 127.0.`net`.`host` (port 17000 + 10·`net` + `host`, AS `asn`) that peers
+/// with the speaker at 127.0.`net`.1 (port 17000 + 10·`net`) and announces `routes`;
+/// `extra` goes into its BGP protocol. Each test has a `net` of its own.
+fn bird_in(net: u8, host: u8, asn: u32, extra: &str, routes: &str) -> String {
+    let port = 17000 + 10 * net as u16;
     format!(
         r#"
-router id 127.0.31.{host};
+router id 127.0.{net}.{host};
 protocol device {{}}
 protocol static feed {{ ipv4; {routes} }}
 protocol bgp speaker {{
-  local 127.0.31.{host} port {port} as {asn};
-  neighbor {US} port {PORT} as 65002;
+  local 127.0.{net}.{host} port {bird_port} as {asn};
+  neighbor 127.0.{net}.1 port {port} as 65002;
   multihop;
   connect retry time 1;
   {extra}
   ipv4 {{ import all; export where proto = "feed"; }};
 }}
 "#,
-        port = PORT + host as u16,
+        bird_port = port + host as u16,
     )
+}
+
+/// A BIRD at 127.0.31.`host`, port PORT+`host`, peering with the speaker.
+fn bird(host: u8, asn: u32, extra: &str, routes: &str) -> String {
+    bird_in(31, host, asn, extra, routes)
 }
 
 fn speaker_config() -> String {
@@ -282,24 +290,9 @@ fn a_bad_config_is_refused_with_the_key_named_and_nothing_starts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A BIRD at 127.0.32.`host` (port 17320+`host`) that announces `routes` to a speaker at
-/// 127.0.32.1:17320.
+/// A BIRD at 127.0.32.`host` that announces `routes` to a speaker at 127.0.32.1:17320.
 fn bird32(host: u8, asn: u32, routes: &str) -> String {
-    format!(
-        r#"
-router id 127.0.32.{host};
-protocol device {{}}
-protocol static feed {{ ipv4; {routes} }}
-protocol bgp speaker {{
-  local 127.0.32.{host} port {port} as {asn};
-  neighbor 127.0.32.1 port 17320 as 65002;
-  multihop;
-  connect retry time 1;
-  ipv4 {{ import all; export where proto = "feed"; }};
-}}
-"#,
-        port = 17320 + host as u16,
-    )
+    bird_in(32, host, asn, "", routes)
 }
 
 /// The speaker's config with these neighbors (host, ASN) and originated prefixes.
@@ -471,25 +464,10 @@ fn the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed() {
     }
 }
 
-/// A BIRD at 127.0.33.`host` (port 17330+`host`), with GTSM or without.
+/// A BIRD at 127.0.33.`host` (AS 6510`host`), with GTSM or without.
 fn bird33(host: u8, gtsm: bool, routes: &str) -> String {
     let ttl = if gtsm { "ttl security on;" } else { "" };
-    format!(
-        r#"
-router id 127.0.33.{host};
-protocol device {{}}
-protocol static feed {{ ipv4; {routes} }}
-protocol bgp speaker {{
-  local 127.0.33.{host} port {port} as 6500{host};
-  neighbor 127.0.33.1 port 17330 as 65002;
-  multihop;
-  {ttl}
-  connect retry time 1;
-  ipv4 {{ import all; export where proto = "feed"; }};
-}}
-"#,
-        port = 17330 + host as u16,
-    )
+    bird_in(33, host, 65100 + host as u32, ttl, routes)
 }
 
 /// GTSM (RFC 5082) on both of the speaker's neighbors: BIRD with `ttl security on` (its
@@ -519,7 +497,7 @@ fn gtsm_takes_a_peer_that_sends_with_ttl_255_and_drops_one_that_does_not() {
     let mut conf = "asn = 65002\nrouter_id = \"127.0.33.1\"\nlisten = [\"127.0.33.1:17330\"]\nconnect_retry = 1\n".to_string();
     for host in [2u16, 3] {
         conf += &format!(
-            "[[neighbor]]\naddress = \"127.0.33.{host}\"\nport = {}\nremote_asn = 6500{host}\n\
+            "[[neighbor]]\naddress = \"127.0.33.{host}\"\nport = {}\nremote_asn = 6510{host}\n\
              local_address = \"127.0.33.1\"\nimport = \"accept-all\"\nexport = \"originated\"\nttl_security = true\n",
             17330 + host
         );
@@ -575,18 +553,13 @@ fn a_policy_change_keeps_the_session_and_asks_for_the_routes_again() {
     std::fs::create_dir_all(&dir).expect("dir");
     let bird = Bird::start(
         "policy-a",
-        r#"
-router id 127.0.34.2;
-protocol device {}
-protocol static feed { ipv4; route 10.34.1.0/24 blackhole; route 10.34.2.0/24 blackhole; }
-protocol bgp speaker {
-  local 127.0.34.2 port 17342 as 65001;
-  neighbor 127.0.34.1 port 17340 as 65002;
-  multihop;
-  connect retry time 1;
-  ipv4 { import all; export where proto = "feed"; };
-}
-"#,
+        &bird_in(
+            34,
+            2,
+            65001,
+            "",
+            "route 10.34.1.0/24 blackhole; route 10.34.2.0/24 blackhole;",
+        ),
         None,
         None,
     )
@@ -649,21 +622,12 @@ protocol bgp speaker {
 
 /// A BIRD at 127.0.35.`host` (AS 6510`host`) with this RFC 9234 role toward us.
 fn bird35(host: u8, role: &str, routes: &str) -> String {
-    format!(
-        r#"
-router id 127.0.35.{host};
-protocol device {{}}
-protocol static feed {{ ipv4; {routes} }}
-protocol bgp speaker {{
-  local 127.0.35.{host} port {port} as 6510{host};
-  neighbor 127.0.35.1 port 17350 as 65002;
-  multihop;
-  connect retry time 1;
-  local role {role};
-  ipv4 {{ import all; export where proto = "feed"; }};
-}}
-"#,
-        port = 17350 + host as u16,
+    bird_in(
+        35,
+        host,
+        65100 + host as u32,
+        &format!("local role {role};"),
+        routes,
     )
 }
 
