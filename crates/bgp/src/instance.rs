@@ -1003,6 +1003,10 @@ impl Instance {
     fn update(&mut self, peer: PeerId, mut u: Update) -> Vec<Action> {
         let (action, idle) = (self.params.max_prefix_action, self.params.max_prefix_idle);
         let warning = self.params.max_prefix_warning;
+        // Paths made by import rules with actions, by rule number, and which prefix took
+        // which (see below).
+        let mut by_rule: Vec<(usize, Path)> = Vec::new();
+        let mut rule_of: BTreeMap<IpNet, usize> = BTreeMap::new();
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
@@ -1068,6 +1072,31 @@ impl Instance {
                         None => self.judge(peer, n, &attrs),
                     })
                     .collect();
+                // Import rules that change what they accept give their routes paths of
+                // their own (by rule); the others share the UPDATE's.
+                let changing = self.peers[&peer].spec.policy.clone().filter(|x| {
+                    x.import
+                        .as_ref()
+                        .is_some_and(|f| f.rules.iter().any(|r| !r.set.is_empty()))
+                });
+                if let Some(policy) = changing
+                    && let Some(filter) = &policy.import
+                {
+                    for (n, verdict) in u.nlri.iter().zip(&v) {
+                        let Some((no, actions)) =
+                            filter.actions(n, Some(&attrs)).filter(|_| verdict.is_ok())
+                        else {
+                            continue;
+                        };
+                        if !by_rule.iter().any(|(r, _)| *r == no) {
+                            let mut a = (*attrs).clone();
+                            actions.apply(&mut a);
+                            let a = self.attrs.intern(a);
+                            by_rule.push((no, self.path(peer, a)));
+                        }
+                        rule_of.insert(*n, no);
+                    }
+                }
                 (v, Some(self.path(peer, attrs)))
             }
             None => (vec![], None),
@@ -1120,6 +1149,13 @@ impl Instance {
             if !p.stale.is_empty() {
                 p.stale.remove(n);
             }
+            let path = match rule_of.get(n) {
+                Some(no) => by_rule
+                    .iter()
+                    .find(|(r, _)| r == no)
+                    .map_or(path, |(_, p)| p),
+                None => path,
+            };
             p.adj_in.receive(rib, peer, *n, path, verdict);
             touched.push(*n);
         }
@@ -1380,11 +1416,28 @@ impl Instance {
                 {
                     return None;
                 }
+                let actions = match &policy.export {
+                    Export::Filter(f) => f.actions(n, Some(&a)).map(|(_, x)| x.clone()),
+                    _ => None,
+                };
                 let a = match p.up.as_ref().and_then(|u| u.local_role) {
                     Some(r) => policy::otc_egress(r, self.params.local_asn, a)?,
                     None => a,
                 };
-                Some(self.outbound(a, p))
+                let out = self.outbound(a, p);
+                // The export rule's changes, on the route as sent (no LOCAL_PREF to an
+                // external neighbor).
+                Some(match actions {
+                    Some(x) => {
+                        let mut a = (*out).clone();
+                        x.apply(&mut a);
+                        if !ibgp {
+                            a.local_pref = None;
+                        }
+                        Arc::new(a)
+                    }
+                    None => out,
+                })
             }
         }
     }

@@ -39,7 +39,7 @@ pub enum Verdict {
 /// bare prefix matches only itself; `ge` alone matches up to the family's longest), and,
 /// when given, carrying `community` and `large_community`. Without a prefix, a route of
 /// either family matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixRule {
     pub prefix: Option<IpNet>,
     pub ge: Option<u8>,
@@ -49,6 +49,47 @@ pub struct PrefixRule {
     /// A large community (RFC 8092) the route must carry.
     pub large_community: Option<[u32; 3]>,
     pub verdict: Verdict,
+    /// What an accepting rule changes on the routes it accepts.
+    pub set: Actions,
+}
+
+/// Changes an accepting rule makes to a route: on import, to the route as we keep it; on
+/// export, to the route as the neighbor is sent it (after next hop self and our AS).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// LOCAL_PREF (kept on import; sent only to internal neighbors).
+    pub local_pref: Option<u32>,
+    /// MULTI_EXIT_DISC.
+    pub med: Option<u32>,
+    /// Standard communities added (once each).
+    pub communities: Vec<u32>,
+    /// Large communities added (once each).
+    pub large_communities: Vec<[u32; 3]>,
+}
+
+impl Actions {
+    pub fn is_empty(&self) -> bool {
+        *self == Actions::default()
+    }
+
+    pub fn apply(&self, a: &mut PathAttrs) {
+        if let Some(lp) = self.local_pref {
+            a.local_pref = Some(lp);
+        }
+        if let Some(med) = self.med {
+            a.med = Some(med);
+        }
+        for c in &self.communities {
+            if !a.communities.contains(c) {
+                a.communities.push(*c);
+            }
+        }
+        for c in &self.large_communities {
+            if !a.large_communities.contains(c) {
+                a.large_communities.push(*c);
+            }
+        }
+    }
 }
 
 impl PrefixRule {
@@ -94,6 +135,14 @@ impl Filter {
 
     pub fn permits(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
         self.judge(n, attrs).0 == Verdict::Accept
+    }
+
+    /// The changes the rule that accepts `n` makes, with the rule's number (from 1);
+    /// none when no rule accepts it or the one that does changes nothing.
+    pub fn actions(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> Option<(usize, &Actions)> {
+        let i = self.rules.iter().position(|r| r.matches(n, attrs))?;
+        let r = &self.rules[i];
+        (r.verdict == Verdict::Accept && !r.set.is_empty()).then_some((i + 1, &r.set))
     }
 }
 
@@ -494,6 +543,7 @@ mod tests {
     #[test]
     fn prefix_rules_match_ge_and_le_like_a_prefix_list() {
         let rule = |p: &str, ge, le| PrefixRule {
+            set: Actions::default(),
             prefix: Some(n(p)),
             ge,
             le,
@@ -524,6 +574,7 @@ mod tests {
             community: Some(65001 << 16 | 666),
             large_community: Some([65001, 1, 2]),
             ..PrefixRule {
+                set: Actions::default(),
                 prefix: None,
                 ge: None,
                 le: None,
@@ -563,6 +614,7 @@ mod tests {
             name: "onprem".into(),
             rules: vec![
                 PrefixRule {
+                    set: Actions::default(),
                     prefix: Some(n("10.10.0.0/16")),
                     ge: None,
                     le: None,
@@ -571,6 +623,7 @@ mod tests {
                     verdict: Verdict::Reject,
                 },
                 PrefixRule {
+                    set: Actions::default(),
                     prefix: Some(n("10.0.0.0/8")),
                     ge: None,
                     le: Some(24),

@@ -74,12 +74,13 @@ md5_key = "a-long-shared-secret"
 import = "onprem"
 export = "originated"
 
-# A collector: nothing in (no import policy: RFC 8212), everything out.
+# A collector: nothing in (no import policy: RFC 8212), everything out, with a MED and
+# a community on on-prem's routes.
 [[neighbor]]
 address = "127.0.31.4"
 remote_asn = 65003
 passive = true
-export = "all"
+export = "to-collector"
 
 [[originate]]
 prefix = "198.51.100.0/24"
@@ -93,6 +94,11 @@ rule = [{{ community = "65001:666", action = "reject" }}]
 name = "onprem"
 default = "reject"
 rule = [{{ prefix = "172.16.0.0/12", le = 24, action = "accept" }}]
+
+[[policy]]
+name = "to-collector"
+default = "accept"
+rule = [{{ prefix = "172.16.0.0/12", le = 24, action = "accept", set_med = 77, add_community = ["65002:172"] }}]
 "#,
         p3 = PORT + 3,
     )
@@ -187,6 +193,11 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
     .expect("export all");
     let via = collector.route("10.1.0.0/16");
     assert!(via.contains("BGP.as_path: 65002 65001"), "{via}");
+    assert!(!via.contains("BGP.med"), "{via}");
+    // The export rule's changes, on on-prem's route only.
+    let tagged = collector.route("172.16.1.0/24");
+    assert!(tagged.contains("BGP.med: 77"), "{tagged}");
+    assert!(tagged.contains("(65002,172)"), "{tagged}");
     assert!(
         !collector.has_route("10.9.0.0/16"),
         "refused routes are not exported"

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use cic_bgp::fsm::{GrConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
-use cic_bgp::policy::{Export, Filter, NeighborPolicy, PrefixRule, Role, Verdict};
+use cic_bgp::policy::{Actions, Export, Filter, NeighborPolicy, PrefixRule, Role, Verdict};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -191,6 +191,17 @@ pub struct Rule {
     pub large_community: Option<String>,
     /// "accept" or "reject".
     pub action: String,
+    /// With "accept": LOCAL_PREF set on the routes the rule accepts (import: as we keep
+    /// them; export: sent to internal neighbors only).
+    pub set_local_pref: Option<u32>,
+    /// With "accept": MULTI_EXIT_DISC set.
+    pub set_med: Option<u32>,
+    /// With "accept": standard communities added, "asn:value".
+    #[serde(default)]
+    pub add_community: Vec<String>,
+    /// With "accept": large communities added, "global:local1:local2".
+    #[serde(default)]
+    pub add_large_community: Vec<String>,
 }
 
 /// "65001:666" as the 32-bit community; `key` names it in the error.
@@ -332,7 +343,32 @@ impl Config {
                 {
                     return Err(format!("{key}: ge {ge} is greater than le {le}"));
                 }
+                let set = Actions {
+                    local_pref: r.set_local_pref,
+                    med: r.set_med,
+                    communities: r
+                        .add_community
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| community(&format!("{key}.add_community[{k}]"), c))
+                        .collect::<Result<_, _>>()?,
+                    large_communities: r
+                        .add_large_community
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| {
+                            large_community(&format!("{key}.add_large_community[{k}]"), c)
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                let verdict = verdict(&format!("{key}.action"), &r.action)?;
+                if verdict == Verdict::Reject && !set.is_empty() {
+                    return Err(format!(
+                        "{key}: set_local_pref, set_med, add_community and add_large_community go with action = \"accept\""
+                    ));
+                }
                 rules.push(PrefixRule {
+                    set,
                     prefix: r.prefix.map(|p| p.trunc()),
                     ge: r.ge,
                     le: r.le,
@@ -346,7 +382,7 @@ impl Config {
                         .as_deref()
                         .map(|c| large_community(&format!("{key}.large_community"), c))
                         .transpose()?,
-                    verdict: verdict(&format!("{key}.action"), &r.action)?,
+                    verdict,
                 });
             }
             let filter = Filter {
@@ -825,6 +861,18 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
                 "policy[0].rule[0].le: 129 is outside 32..=128",
             ),
             (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"reject\", set_med = 5 }}]\n"
+                ),
+                "policy[0].rule[0]: set_local_pref, set_med, add_community and add_large_community go with action = \"accept\"",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"accept\", add_community = [\"1:2\", \"x\"] }}]\n"
+                ),
+                "policy[0].rule[0].add_community[1]: \"x\" is not a community",
+            ),
+            (
                 format!("{base}max_prefix_action = \"shrug\"\n"),
                 "max_prefix_action",
             ),
@@ -836,5 +884,31 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             let e = Config::parse(&text).expect_err(&text);
             assert!(e.contains(want), "{text}\n→ {e}\n(wanted {want:?})");
         }
+    }
+
+    #[test]
+    fn accepting_rules_carry_their_changes() {
+        let c = Config::parse(
+            "asn = 65002\nrouter_id = \"10.99.0.1\"\n\
+             [[policy]]\nname = \"tag\"\ndefault = \"reject\"\n\
+             rule = [{ prefix = \"10.0.0.0/8\", le = 24, action = \"accept\", set_local_pref = 200, set_med = 7, add_community = [\"65002:1\"], add_large_community = [\"65002:1:2\"] }]\n\
+             [[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65001\nimport = \"tag\"\n",
+        )
+        .expect("parses");
+        let import = c.neighbors[0]
+            .spec
+            .policy
+            .as_ref()
+            .and_then(|p| p.import.clone())
+            .expect("an import filter");
+        assert_eq!(
+            import.rules[0].set,
+            Actions {
+                local_pref: Some(200),
+                med: Some(7),
+                communities: vec![65002 << 16 | 1],
+                large_communities: vec![[65002, 1, 2]],
+            }
+        );
     }
 }

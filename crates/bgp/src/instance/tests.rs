@@ -1334,6 +1334,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
     let only10 = policy::Filter {
         name: "ten".into(),
         rules: vec![policy::PrefixRule {
+            set: policy::Actions::default(),
             prefix: Some(n("10.0.0.0/8")),
             ge: None,
             le: Some(32),
@@ -2065,4 +2066,78 @@ fn only_to_customer_keeps_routes_from_going_up_or_across_again() {
         best,
         vec![n("10.1.0.0/16"), n("10.3.0.0/16"), n("10.5.0.0/16")]
     );
+}
+
+/// Rules that change what they accept: on import the routes the rule takes are kept with
+/// its LOCAL_PREF and community (the others of the same UPDATE as sent); on export the
+/// rule's MED and community go out, and no LOCAL_PREF to an external neighbor.
+#[test]
+fn accepting_rules_set_attributes_on_import_and_export() {
+    let rule = |prefix: &str, set: policy::Actions| policy::PrefixRule {
+        prefix: Some(n(prefix)),
+        ge: None,
+        le: Some(24),
+        community: None,
+        large_community: None,
+        verdict: policy::Verdict::Accept,
+        set,
+    };
+    let filter = |rules| policy::Filter {
+        name: "f".into(),
+        rules,
+        default: policy::Verdict::Accept,
+    };
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(filter(vec![rule(
+            "10.1.0.0/16",
+            policy::Actions {
+                local_pref: Some(200),
+                communities: vec![65002 << 16 | 1],
+                ..Default::default()
+            },
+        )])),
+        Export::Nothing,
+    ));
+    let out_peer = i.add_peer(neighbor(
+        "10.99.2.1",
+        65003,
+        None,
+        Export::Filter(filter(vec![rule(
+            "10.2.0.0/16",
+            policy::Actions {
+                local_pref: Some(300),
+                med: Some(50),
+                communities: vec![65002 << 16 | 9],
+                ..Default::default()
+            },
+        )])),
+    ));
+    up(&mut i, feed, 65001, "10.99.1.1");
+    up(&mut i, out_peer, 65003, "10.99.2.1");
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/24", "10.2.0.0/24"]),
+    });
+    let kept = |p: &str| {
+        i.best_routes()
+            .find(|(q, _)| *q == n(p))
+            .map(|(_, path)| path.attrs.clone())
+            .expect("in the Loc-RIB")
+    };
+    let one = kept("10.1.0.0/24");
+    assert_eq!(one.local_pref, Some(200));
+    assert_eq!(one.communities, vec![65002 << 16 | 1]);
+    let two = kept("10.2.0.0/24");
+    assert_eq!((two.local_pref, two.communities.clone()), (None, vec![]));
+    let sent1 = attrs_sent(&out, out_peer, "10.1.0.0/24").expect("sent");
+    assert_eq!(sent1.med, None);
+    assert_eq!(sent1.local_pref, None);
+    let sent2 = attrs_sent(&out, out_peer, "10.2.0.0/24").expect("sent");
+    assert_eq!(sent2.med, Some(50));
+    assert_eq!(sent2.local_pref, None, "not to an external neighbor");
+    assert!(sent2.communities.contains(&(65002 << 16 | 9)));
+    assert_eq!(sent2.as_path_len(), 2, "our AS, then the feed's");
 }
