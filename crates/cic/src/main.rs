@@ -138,6 +138,26 @@ enum BgpShow {
         #[arg(long)]
         json: bool,
     },
+    /// One neighbor's routes (a looking glass): what it sent, each refused one with why;
+    /// what was accepted of it; or what it is sent.
+    Neighbor {
+        /// The neighbor's address.
+        address: std::net::IpAddr,
+        #[arg(value_enum, default_value = "received")]
+        which: NeighborRoutes,
+        #[arg(long, default_value = "/run/cic-bgp.sock")]
+        socket: std::path::PathBuf,
+        /// A JSON array, as `routes --json`, with `refused` on refused routes.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NeighborRoutes {
+    Received,
+    Accepted,
+    Advertised,
 }
 
 #[derive(Subcommand)]
@@ -686,6 +706,27 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
                 return show(body);
             }
             let body = control::query(&socket, Request::Routes)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json || json_flag {
+                return show(body);
+            }
+            let routes: Vec<control::Route> = serde_json::from_slice(&body)?;
+            print!("{}", control::routes_table(&routes));
+            Ok(())
+        }
+        BgpCmd::Show(BgpShow::Neighbor {
+            address,
+            which,
+            socket,
+            json,
+        }) => {
+            let which = match which {
+                NeighborRoutes::Received => control::Which::Received,
+                NeighborRoutes::Accepted => control::Which::Accepted,
+                NeighborRoutes::Advertised => control::Which::Advertised,
+            };
+            let body = control::query(&socket, Request::Neighbor { address, which })
                 .await
                 .map_err(anyhow::Error::msg)?;
             if json || json_flag {

@@ -146,6 +146,46 @@ fn the_standalone_speaker_takes_filters_and_serves_routes_as_configured() {
         (&serde_json::json!(4), &serde_json::json!(3)),
         "10.3.0.0/16 tagged 65001:666 refused by policy feed-in: {feed_row}"
     );
+    // The looking glass of one neighbor: what it sent, the refused one with why.
+    let received: Vec<serde_json::Value> = serde_json::from_str(&show(
+        &sock,
+        &["neighbor", "127.0.31.2", "received", "--json"],
+    ))
+    .expect("JSON");
+    let refused: Vec<(&str, &str)> = received
+        .iter()
+        .filter_map(|r| Some((r["prefix"].as_str()?, r["refused"].as_str()?)))
+        .collect();
+    assert_eq!(
+        refused,
+        [("10.3.0.0/16", "refused by policy feed-in, rule 1")],
+        "{received:?}"
+    );
+    assert_eq!(received.len(), 4);
+    let accepted = show(&sock, &["neighbor", "127.0.31.2", "accepted"]);
+    assert!(
+        accepted.contains("10.1.0.0/16") && !accepted.contains("10.3.0.0/16"),
+        "{accepted}"
+    );
+    let table = show(&sock, &["neighbor", "127.0.31.2"]);
+    assert!(
+        table.contains("(refused: refused by policy feed-in, rule 1)"),
+        "{table}"
+    );
+    let unknown = cic(&[
+        "bgp",
+        "show",
+        "neighbor",
+        "127.0.31.99",
+        "--socket",
+        sock.to_str().expect("path"),
+    ]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no neighbor 127.0.31.99"),
+        "{}",
+        stderr(&unknown)
+    );
     let onprem_row = neighbor(&sock, "127.0.31.3");
     assert_eq!(onprem_row["remoteAsn"], 4_200_000_002u64);
     assert_eq!(onprem_row["received"], 2);

@@ -5,6 +5,8 @@
 //! → {"show":"summary"}   ← {"asn":65002,"routerId":"10.99.0.1","prefixes":2,"neighbors":[…]}
 //! → {"show":"routes"}    ← [{"prefix":"10.1.0.0/16","nextHop":"10.99.1.1","asPath":[65001],"peer":"10.99.1.1",…}]
 //! → {"show":"count"}     ← 2
+//! → {"show":"neighbor","address":"10.99.1.1","which":"received"}
+//!                        ← [{"prefix":…,"refused":"refused by policy feed-in, rule 1",…}]
 //! ← {"error":"…"}        for a request it cannot read
 //! ```
 
@@ -31,6 +33,20 @@ pub enum Request {
     Summary,
     Routes,
     Count,
+    /// A neighbor's routes: what it sent (each refused one with why), what was accepted
+    /// of it, or what it is sent.
+    Neighbor {
+        address: std::net::IpAddr,
+        which: Which,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Which {
+    Received,
+    Accepted,
+    Advertised,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +109,56 @@ pub struct Route {
     pub communities: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub large_communities: Vec<String>,
+    /// ONLY_TO_CUSTOMER (RFC 9234): the AS that sent it down or across.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub only_to_customer: Option<u32>,
+    /// A neighbor's received route that was refused: why.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refused: Option<String>,
+}
+
+impl Route {
+    /// `prefix` with attributes `a`, from (or to) `peer`; `next_hop` where it goes.
+    fn new(
+        prefix: ipnet::IpNet,
+        a: &cic_bgp::wire::PathAttrs,
+        next_hop: std::net::IpAddr,
+        peer: std::net::IpAddr,
+    ) -> Route {
+        Route {
+            prefix,
+            next_hop,
+            as_path: a
+                .as_path
+                .iter()
+                .flat_map(|s| match s {
+                    AsPathSegment::Sequence(v) => v.iter().map(|x| (*x).into()).collect(),
+                    AsPathSegment::Set(v) => vec![v.clone().into()],
+                })
+                .collect(),
+            peer,
+            origin: match a.origin {
+                Origin::Igp => "igp",
+                Origin::Egp => "egp",
+                Origin::Incomplete => "incomplete",
+            }
+            .to_string(),
+            local_pref: a.local_pref,
+            med: a.med,
+            communities: a
+                .communities
+                .iter()
+                .map(|c| format!("{}:{}", c >> 16, c & 0xFFFF))
+                .collect(),
+            large_communities: a
+                .large_communities
+                .iter()
+                .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+                .collect(),
+            only_to_customer: a.otc,
+            refused: None,
+        }
+    }
 }
 
 /// Binds the control socket at `path`. A file there is replaced when nothing answers on
@@ -151,7 +217,7 @@ async fn answer(
         .await?;
     let body = match serde_json::from_str::<Request>(line.trim()) {
         Err(e) => error(&format!(
-            "bad request {:?}: {e}; send {{\"show\":\"summary\"}}, {{\"show\":\"routes\"}} or {{\"show\":\"count\"}}",
+            "bad request {:?}: {e}; send {{\"show\":\"summary\"}}, {{\"show\":\"routes\"}}, {{\"show\":\"count\"}} or {{\"show\":\"neighbor\",\"address\":…,\"which\":\"received\"|\"accepted\"|\"advertised\"}}",
             line.trim()
         )),
         Ok(req) => match respond(req, instance, cfg).await {
@@ -221,44 +287,47 @@ async fn respond(
                     out.push(b',');
                 }
                 let a = &path.attrs;
-                let r = Route {
-                    prefix: *prefix,
-                    next_hop: match prefix {
-                        ipnet::IpNet::V4(_) => a.next_hop.unwrap_or(path.nexthop).into(),
-                        ipnet::IpNet::V6(_) => path.forward_to(cic_bgp::wire::Afi::Ipv6),
-                    },
-                    as_path: a
-                        .as_path
-                        .iter()
-                        .flat_map(|s| match s {
-                            AsPathSegment::Sequence(v) => v.iter().map(|x| (*x).into()).collect(),
-                            AsPathSegment::Set(v) => vec![v.clone().into()],
-                        })
-                        .collect(),
-                    peer: peer_address(path.peer),
-                    origin: match a.origin {
-                        Origin::Igp => "igp",
-                        Origin::Egp => "egp",
-                        Origin::Incomplete => "incomplete",
-                    }
-                    .to_string(),
-                    local_pref: a.local_pref,
-                    med: a.med,
-                    communities: a
-                        .communities
-                        .iter()
-                        .map(|c| format!("{}:{}", c >> 16, c & 0xFFFF))
-                        .collect(),
-                    large_communities: a
-                        .large_communities
-                        .iter()
-                        .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
-                        .collect(),
+                let next_hop = match prefix {
+                    ipnet::IpNet::V4(_) => a.next_hop.unwrap_or(path.nexthop).into(),
+                    ipnet::IpNet::V6(_) => path.forward_to(cic_bgp::wire::Afi::Ipv6),
                 };
+                let r = Route::new(*prefix, a, next_hop, peer_address(path.peer));
                 serde_json::to_writer(&mut out, &r).map_err(std::io::Error::other)?;
             }
             out.push(b']');
             out
+        }
+        Request::Neighbor { address, which } => {
+            let status = instance.status().borrow().clone();
+            let Some(id) = status
+                .peers
+                .iter()
+                .find(|p| p.spec.address == address)
+                .map(|p| p.id)
+            else {
+                return Ok(error(&format!("no neighbor {address} is configured")));
+            };
+            let set = match which {
+                Which::Received => cic_bgp::instance::RouteSet::Received,
+                Which::Accepted => cic_bgp::instance::RouteSet::Accepted,
+                Which::Advertised => cic_bgp::instance::RouteSet::Advertised,
+            };
+            let routes: Vec<Route> = instance
+                .looking_glass(id, set)
+                .await?
+                .into_iter()
+                .map(|(prefix, a, why)| {
+                    let next_hop = match prefix {
+                        ipnet::IpNet::V4(_) => a.next_hop.map_or(address, Into::into),
+                        ipnet::IpNet::V6(_) => a.next_hop6.map_or(address, Into::into),
+                    };
+                    Route {
+                        refused: why,
+                        ..Route::new(prefix, &a, next_hop, address)
+                    }
+                })
+                .collect();
+            json(&routes)
         }
     })
 }
@@ -330,7 +399,7 @@ pub fn routes_table(routes: &[Route]) -> String {
     );
     for r in routes {
         let path: Vec<String> = r.as_path.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:<20} {:<16} {:<16} {}",
             r.prefix.to_string(),
@@ -338,6 +407,12 @@ pub fn routes_table(routes: &[Route]) -> String {
             r.peer.to_string(),
             path.join(" ")
         );
+        match &r.refused {
+            Some(why) => {
+                let _ = writeln!(out, "  (refused: {why})");
+            }
+            None => out.push('\n'),
+        }
     }
     out
 }
