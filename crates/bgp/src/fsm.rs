@@ -262,11 +262,12 @@ impl Session {
                 },
             ) => {
                 if matches!(self.state, OpenSent | OpenConfirm | Established) {
-                    out.push(Output::Send(Msg::Notification(notification.clone())));
+                    self.notify(out, notification.clone());
                 }
                 let why = format!("stopped locally: {}", notification.describe());
                 self.started = restart_after.is_some();
                 self.go_idle(out, why, restart_after);
+                self.graceful_down = false;
                 self.backing_off = false;
             }
             (Idle, TimerExpired(Timer::IdleHold)) => {
@@ -323,11 +324,12 @@ impl Session {
             // -- connected, any of OpenSent / OpenConfirm / Established
             (_, PathUp) => {}
             (_, DecodeError(e)) => {
-                out.push(Output::Send(Msg::Notification(e.notification.clone())));
+                self.notify(out, e.notification.clone());
                 self.fail(
                     out,
                     format!("sent {}: {}", e.notification.describe(), e.reason),
                 );
+                self.graceful_down = false;
             }
             (_, TcpFailed) => {
                 self.graceful_down = self
@@ -338,14 +340,16 @@ impl Session {
                 self.graceful_down = false;
             }
             (_, TimerExpired(Timer::Hold)) => {
-                out.push(Output::Send(Msg::Notification(Notification::new(
-                    error_code::HOLD_TIMER_EXPIRED,
-                    0,
-                ))));
+                self.notify(out, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0));
                 self.fail(out, "hold timer expired".into());
+                self.graceful_down = false;
             }
             (_, Message(Msg::Notification(n))) => {
+                // RFC 8538: with the N bit on both sides, anything but a Hard Reset (or
+                // what we take as one, see `is_hard`) is a graceful restart for the routes.
+                self.graceful_down = self.notification_gr() && !n.is_hard();
                 self.fail(out, format!("received {}", n.describe()));
+                self.graceful_down = false;
             }
             (OpenSent, Message(Msg::Open(o))) => match self.check_open(&o) {
                 Ok(n) => {
@@ -414,8 +418,9 @@ impl Session {
                     state.name(),
                     n.describe()
                 );
-                out.push(Output::Send(Msg::Notification(n)));
+                self.notify(out, n);
                 self.fail(out, why);
+                self.graceful_down = false;
             }
             // Connection collision (RFC 4271 §6.8), resolved by the driver: it closed the
             // old connection and hands us the one to keep, on which we open again.
@@ -443,6 +448,34 @@ impl Session {
             out.push(Output::Connect);
             self.state = State::Connect;
         }
+    }
+
+    /// Both sides announced the N bit of graceful restart (RFC 8538) on this session.
+    fn notification_gr(&self) -> bool {
+        self.state == State::Established
+            && self.cfg.graceful_restart.is_some()
+            && self
+                .negotiated
+                .as_ref()
+                .and_then(|n| n.graceful_restart.as_ref())
+                .is_some_and(|g| g.notification)
+    }
+
+    /// Sends a NOTIFICATION. Under RFC 8538 one that means the session is gone for good
+    /// goes as a Hard Reset (the peer drops our routes, and we its); any other leaves both
+    /// sides' routes as a graceful restart does.
+    fn notify(&mut self, out: &mut Vec<Output>, n: Notification) {
+        let n = if self.notification_gr() {
+            self.graceful_down = !n.is_hard();
+            if n.is_hard() && n.subcode != cease::HARD_RESET {
+                n.hard_reset()
+            } else {
+                n
+            }
+        } else {
+            n
+        };
+        out.push(Output::Send(Msg::Notification(n)));
     }
 
     fn restart_hold(&self, out: &mut Vec<Output>) {
@@ -510,7 +543,9 @@ impl Session {
             o.capabilities
                 .push(Capability::GracefulRestart(GracefulRestart {
                     restarting: g.restarting,
-                    notification: false,
+                    // RFC 8538: a NOTIFICATION other than a Hard Reset is a graceful
+                    // restart too.
+                    notification: true,
                     restart_time: g.restart_time.min(0x0fff),
                     families: families
                         .iter()
@@ -714,6 +749,96 @@ mod tests {
         let gr = our_gr(&out).expect("still announced");
         assert!(!gr.restarting);
         assert_eq!(gr.family(Afi::Ipv4), Some(false));
+    }
+
+    /// RFC 8538 with the N bit on both sides: a NOTIFICATION sent or received, or the hold
+    /// timer, is a graceful restart for the routes; what ends the session for good goes
+    /// as Cease / Hard Reset and is not; a received Hard Reset is not either.
+    #[test]
+    fn with_the_n_bit_a_notification_is_a_graceful_restart_unless_it_is_a_hard_reset() {
+        let mut c = cfg();
+        c.graceful_restart = Some(GrConfig {
+            restart_time: 120,
+            restarting: false,
+        });
+        let n_open = || {
+            let mut o = Open::new(65001, 90, Ipv4Addr::new(192, 168, 10, 1));
+            o.capabilities
+                .push(Capability::GracefulRestart(GracefulRestart {
+                    restarting: false,
+                    notification: true,
+                    restart_time: 90,
+                    families: vec![],
+                }));
+            M::Open(o)
+        };
+        let established = || {
+            let mut s = Session::new(c.clone());
+            s.handle(Input::Start);
+            let out = s.handle(Input::TcpConnected);
+            assert!(
+                our_gr(&out).is_some_and(|g| g.notification),
+                "N bit announced"
+            );
+            s.handle(Input::Message(n_open()));
+            s.handle(Input::Message(M::Keepalive));
+            assert_eq!(s.state(), State::Established);
+            s
+        };
+        let down = |out: &[Output]| {
+            out.iter().find_map(|o| match o {
+                Output::Down { graceful, .. } => Some(*graceful),
+                _ => None,
+            })
+        };
+        let notification = |out: &[Output]| {
+            sent(out).into_iter().find_map(|m| match m {
+                M::Notification(n) => Some(n.clone()),
+                _ => None,
+            })
+        };
+
+        let mut s = established();
+        let out = s.handle(Input::TimerExpired(Timer::Hold));
+        assert_eq!(down(&out), Some(true), "hold timer: graceful");
+        assert_eq!(
+            notification(&out).map(|n| (n.code, n.subcode)),
+            Some((error_code::HOLD_TIMER_EXPIRED, 0))
+        );
+
+        let mut s = established();
+        let out = s.handle(Input::Stop {
+            notification: Notification::new(error_code::CEASE, cease::ADMIN_SHUTDOWN),
+            restart_after: None,
+        });
+        assert_eq!(down(&out), Some(false), "administrative shutdown: for good");
+        let n = notification(&out).expect("sent");
+        assert_eq!((n.code, n.subcode), (error_code::CEASE, cease::HARD_RESET));
+        assert_eq!(n.data, vec![error_code::CEASE, cease::ADMIN_SHUTDOWN]);
+
+        let mut s = established();
+        let out = s.handle(Input::Stop {
+            notification: Notification::new(error_code::CEASE, cease::OUT_OF_RESOURCES),
+            restart_after: Some(Duration::from_secs(1)),
+        });
+        assert_eq!(down(&out), Some(true), "out of resources: graceful");
+        assert_eq!(
+            notification(&out).map(|n| n.subcode),
+            Some(cease::OUT_OF_RESOURCES)
+        );
+
+        for (subcode, graceful) in [
+            (cease::OTHER_CONFIG_CHANGE, true),
+            (cease::HARD_RESET, false),
+            (cease::BFD_DOWN, false),
+        ] {
+            let mut s = established();
+            let out = s.handle(Input::Message(M::Notification(Notification::new(
+                error_code::CEASE,
+                subcode,
+            ))));
+            assert_eq!(down(&out), Some(graceful), "received Cease/{subcode}");
+        }
     }
 
     #[test]

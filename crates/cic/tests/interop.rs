@@ -472,6 +472,55 @@ fn frr_and_we_exchange_updates_longer_than_4096_octets() {
     assert_eq!(neighbor(&sock, &w.peer())["state"], "ESTABLISHED");
 }
 
+/// RFC 8538 with FRR: both announce the N bit; FRR resets the session with a Cease /
+/// Other Configuration Change (a changed `ebgp-multihop`), which is not a Hard Reset, so
+/// we keep its routes as for a graceful restart while it comes back.
+#[test]
+fn frr_reset_by_a_notification_is_a_graceful_restart_with_the_n_bit() {
+    if !peer_or_skip("frr rfc 8538", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frrn", 10);
+    let us = w.us();
+    let conf = frr_config(&w, &["10.60.0.0/16"]).replace(
+        " bgp log-neighbor-changes\n",
+        " bgp log-neighbor-changes\n bgp graceful-restart\n bgp graceful-restart notification\n",
+    );
+    let frr = Frr::bgpd("frrn", &conf, Some(&w.p)).expect("bgpd");
+    let speaker_conf = w
+        .speaker_config(4_200_000_010, "md5_key = \"a-long-shared-secret\"")
+        .replace(
+            "connect_retry = 1",
+            "connect_retry = 1\ngraceful_restart_secs = 120",
+        );
+    let speaker = run_speaker(&w.dir, &speaker_conf, Some(&w.s));
+    let sock = speaker.socket.clone();
+    wait_until(WAIT, "FRR's prefix", || {
+        (prefixes(&sock) == ["10.60.0.0/16"]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", show(&sock, &["summary"]), frr.log()));
+    let log = || std::fs::read_to_string(w.dir.join("speaker.log")).unwrap_or_default();
+    frr.configure(&[
+        "router bgp 4200000010",
+        &format!("neighbor {us} ebgp-multihop 2"),
+    ])
+    .expect("ebgp-multihop");
+    wait_until(WAIT, "the reset, taken as a restart", || {
+        let l = log();
+        (l.contains("received Cease / Other Configuration Change")
+            && l.contains("peer restarting: its routes are kept"))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", log(), frr.log()));
+    // Back, with the route kept throughout and then refreshed (no longer stale).
+    wait_until(WAIT, "the session back, nothing stale", || {
+        let row = neighbor(&sock, &w.peer());
+        (row["state"] == "ESTABLISHED" && row["stale"] == 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
+    assert_eq!(prefixes(&sock), ["10.60.0.0/16"]);
+}
+
 // -- GoBGP
 
 fn gobgp_config(w: &Wire) -> String {

@@ -51,6 +51,9 @@ pub mod cease {
     pub const OTHER_CONFIG_CHANGE: u8 = 6;
     pub const COLLISION: u8 = 7;
     pub const OUT_OF_RESOURCES: u8 = 8;
+    /// RFC 8538: a full reset, not a graceful restart; the data is the NOTIFICATION it
+    /// stands for (code, subcode, data).
+    pub const HARD_RESET: u8 = 9;
     /// RFC 9384: the BFD session beside this BGP session went down.
     pub const BFD_DOWN: u8 = 10;
 }
@@ -69,6 +72,28 @@ impl Notification {
             subcode,
             data: Vec::new(),
         }
+    }
+
+    /// This NOTIFICATION as a Cease / Hard Reset (RFC 8538 §3): the peer is to drop our
+    /// routes rather than keep them as for a graceful restart.
+    pub fn hard_reset(self) -> Self {
+        let mut data = vec![self.code, self.subcode];
+        data.extend_from_slice(&self.data);
+        Notification {
+            code: error_code::CEASE,
+            subcode: cease::HARD_RESET,
+            data,
+        }
+    }
+
+    /// Whether this ends a session for good, graceful restart or not (RFC 8538): the
+    /// Cease subcodes §5 sends as a Hard Reset (Maximum Number of Prefixes Reached,
+    /// Administrative Shutdown, Peer De-configured, Administrative Reset), a Hard Reset,
+    /// and — our choice — BFD Down (RFC 9384): the path is gone, and keeping its routes as
+    /// for a restart would hold traffic on it.
+    pub fn is_hard(&self) -> bool {
+        self.code == error_code::CEASE
+            && matches!(self.subcode, 1..=4 | cease::HARD_RESET | cease::BFD_DOWN)
     }
 
     /// Cease with an RFC 9003 shutdown communication (UTF-8, at most 255 bytes).
@@ -147,6 +172,7 @@ impl Notification {
                     6 => "Other Configuration Change",
                     7 => "Connection Collision Resolution",
                     8 => "Out of Resources",
+                    9 => "Hard Reset",
                     10 => "BFD Down",
                     _ => "",
                 },
