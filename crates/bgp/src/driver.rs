@@ -1216,6 +1216,21 @@ impl SessionTask {
                     self.input(Input::TcpConnected).await;
                 }
             }
+            State::Established
+                if self
+                    .fsm
+                    .negotiated()
+                    .is_some_and(|n| n.graceful_restart.is_some()) =>
+            {
+                // RFC 4724 §4.2: with graceful restart, a new connection from an
+                // Established peer means it restarted and its old connection is dead (a
+                // crash, a reboot: no FIN reached us, and the hold timer has not run
+                // out). Its routes stay, stale, and the session opens on the new one.
+                info!("the peer connected again while Established: taken as its restart");
+                self.flush_updates().await;
+                self.attach(stream);
+                self.input(Input::PeerRestarted).await;
+            }
             State::Established => {
                 let mut s = stream;
                 let _ = s

@@ -116,6 +116,11 @@ pub enum Input {
     /// backoff after a failure starts now, with the backoff reset. A hold ordered by a
     /// Stop (a max-prefix teardown, a failover test) is not cut short.
     PathUp,
+    /// A new connection from the peer, already attached, while the session is
+    /// Established, and graceful restart was negotiated: the peer restarted and its old
+    /// connection is gone without our seeing it (RFC 4724 §4.2). The session goes down
+    /// as a graceful restart and opens again on the new connection.
+    PeerRestarted,
 }
 
 /// What both sides agreed on in the OPEN exchange.
@@ -432,7 +437,28 @@ impl Session {
                 self.state = OpenSent;
             }
             (Established, TcpConnected) => {} // the driver refuses the second connection
+            (Established, PeerRestarted) => {
+                let graceful = self
+                    .negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.graceful_restart.is_some());
+                for t in [Timer::Hold, Timer::Keepalive] {
+                    out.push(Output::StopTimer(t));
+                }
+                let why = "the peer connected again: it restarted".to_string();
+                out.push(Output::Down {
+                    why: why.clone(),
+                    graceful,
+                });
+                self.last_error = Some(why);
+                self.negotiated = None;
+                out.push(Output::Send(Msg::Open(self.open())));
+                out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
+                self.state = OpenSent;
+            }
             (OpenSent | OpenConfirm | Established, TimerExpired(_)) => {}
+            // (Only an Established session is one the peer can have restarted from.)
+            (OpenSent | OpenConfirm, PeerRestarted) => {}
         }
     }
 
@@ -839,6 +865,43 @@ mod tests {
             ))));
             assert_eq!(down(&out), Some(graceful), "received Cease/{subcode}");
         }
+    }
+
+    /// RFC 4724 §4.2: the peer's new connection while Established (graceful restart
+    /// negotiated) ends the session as a graceful restart and opens on the new one.
+    #[test]
+    fn a_peer_that_connects_again_while_established_has_restarted() {
+        let mut c = cfg();
+        c.graceful_restart = Some(GrConfig {
+            restart_time: 120,
+            restarting: false,
+        });
+        let mut s = Session::new(c);
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(gr_open(90)));
+        s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        let out = s.handle(Input::PeerRestarted);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Down { graceful: true, .. })),
+            "{out:?}"
+        );
+        assert!(matches!(sent(&out)[..], [M::Open(_)]), "{out:?}");
+        assert!(
+            !out.contains(&Output::Disconnect),
+            "the new connection stays"
+        );
+        assert_eq!(s.state(), State::OpenSent);
+        s.handle(Input::Message(gr_open(90)));
+        s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        // Not from OpenSent: nothing to restart from.
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        assert!(s.handle(Input::PeerRestarted).is_empty());
     }
 
     #[test]

@@ -757,3 +757,144 @@ fn roles_with_bird_route_down_and_up_and_refuse_a_mismatch() {
     });
     assert!(!routes(&sock).iter().any(|r| r["prefix"] == "10.35.4.0/24"));
 }
+
+/// A BGP peer played by the test itself over a TCP connection from 127.0.36.2.
+struct Peer36(std::net::TcpStream);
+
+impl Peer36 {
+    /// Connects to the speaker and exchanges OPENs (ours with graceful restart; `restarting`
+    /// sets its R bit) and KEEPALIVEs.
+    fn connect(restarting: bool) -> Peer36 {
+        use cic_bgp::wire::{Afi, Capability, GrFamily, GracefulRestart, Message, Open};
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.bind(
+            &"127.0.36.2:0"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+                .into(),
+        )
+        .expect("bind");
+        let to: std::net::SocketAddr = "127.0.36.1:17360".parse().expect("addr");
+        let deadline = std::time::Instant::now() + WAIT;
+        while let Err(e) = s.connect_timeout(&to.into(), std::time::Duration::from_secs(1)) {
+            assert!(std::time::Instant::now() < deadline, "connect: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut p = Peer36(s.into());
+        p.0.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut open =
+            Open::for_families(65001, 90, "127.0.36.2".parse().expect("id"), &[Afi::Ipv4]);
+        open.capabilities
+            .push(Capability::GracefulRestart(GracefulRestart {
+                restarting,
+                notification: false,
+                restart_time: 120,
+                families: vec![GrFamily {
+                    afi: 1,
+                    safi: 1,
+                    forwarding: restarting,
+                }],
+            }));
+        p.send(&Message::Open(open));
+        assert!(
+            matches!(p.recv(), Some(Message::Open(_))),
+            "the speaker's OPEN"
+        );
+        p.send(&Message::Keepalive);
+        assert!(matches!(p.recv(), Some(Message::Keepalive)));
+        p
+    }
+
+    fn send(&mut self, m: &cic_bgp::wire::Message) {
+        use std::io::Write;
+        self.0.write_all(&m.encode()).expect("write");
+    }
+
+    /// The next message; `None` at the end of the connection (or after WAIT).
+    fn recv(&mut self) -> Option<cic_bgp::wire::Message> {
+        use std::io::Read;
+        let mut head = [0u8; 19];
+        self.0.read_exact(&mut head).ok()?;
+        let len = u16::from_be_bytes([head[16], head[17]]) as usize;
+        let mut msg = head.to_vec();
+        msg.resize(len, 0);
+        self.0.read_exact(&mut msg[19..]).ok()?;
+        cic_bgp::wire::decode_message(&msg, &Default::default())
+            .ok()
+            .flatten()
+            .map(|(m, _)| m)
+    }
+
+    fn announce(&mut self, prefixes: &[&str]) {
+        use cic_bgp::wire::{AsPathSegment, Message, PathAttrs, Update, encode_updates};
+        let attrs = PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(vec![65001])],
+            next_hop: Some("127.0.36.2".parse().expect("nh")),
+            ..Default::default()
+        };
+        let nlri: Vec<ipnet::IpNet> = prefixes
+            .iter()
+            .map(|p| p.parse().expect("prefix"))
+            .collect();
+        for m in encode_updates(&[], Some(&attrs), &nlri) {
+            use std::io::Write;
+            self.0.write_all(&m).expect("write");
+        }
+        self.send(&Message::Update(Update::default())); // End-of-RIB
+    }
+}
+
+/// RFC 4724 §4.2: a peer that restarts without its old connection closing (a crash, a
+/// power cut: no FIN reaches us, and the 90 s hold timer is far off) connects again while
+/// its session is Established. The speaker takes the new connection as the peer's restart:
+/// the old one is closed, the routes stay (stale) until the peer's End-of-RIB, and those it
+/// does not send again go then.
+#[test]
+fn a_new_connection_from_an_established_peer_is_its_restart() {
+    let dir = std::env::temp_dir().join(format!("cic-bgp-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = "asn = 65002\nrouter_id = \"127.0.36.1\"\nlisten = [\"127.0.36.1:17360\"]\n\
+                graceful_restart_secs = 120\n\
+                [[neighbor]]\naddress = \"127.0.36.2\"\nremote_asn = 65001\npassive = true\nimport = \"accept-all\"\n";
+    let speaker = run_speaker(&dir, conf, None);
+    let sock = speaker.socket.clone();
+    let mut old = Peer36::connect(false);
+    old.announce(&["10.36.1.0/24", "10.36.2.0/24"]);
+    wait_until(WAIT, "both routes", || (count(&sock) == 2).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
+
+    // The old connection stays open, silent; a new one comes, restarting.
+    let mut new = Peer36::connect(true);
+    // (What the old connection still carries, our End-of-RIB, then its end.)
+    while let Some(m) = old.recv() {
+        assert!(
+            matches!(
+                m,
+                cic_bgp::wire::Message::Update(_) | cic_bgp::wire::Message::Keepalive
+            ),
+            "the old connection is closed, not told {m:?}"
+        );
+    }
+    let row = neighbor(&sock, "127.0.36.2");
+    assert_eq!(
+        count(&sock),
+        2,
+        "the routes kept through the restart: {row}"
+    );
+    new.announce(&["10.36.1.0/24"]);
+    wait_until(
+        WAIT,
+        "the route not sent again gone at the End-of-RIB",
+        || {
+            let row = neighbor(&sock, "127.0.36.2");
+            (count(&sock) == 1 && row["stale"] == 0 && row["state"] == "ESTABLISHED").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
+    assert!(
+        routes(&sock).iter().any(|r| r["prefix"] == "10.36.1.0/24"),
+        "{:?}",
+        routes(&sock)
+    );
+}
