@@ -689,7 +689,7 @@ pub enum ConnectionCmd {
     Delete {
         id: String,
     },
-    /// Change trunk, VLAN, name or description.
+    /// Change trunk, VLAN, name, description or the session's TCP-MD5 key.
     Update {
         id: String,
         #[arg(long)]
@@ -700,6 +700,10 @@ pub enum ConnectionCmd {
         name: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// A new TCP-MD5 key for the BGP session ("" removes it); the session restarts
+        /// with it, so change the customer router's key at the same time.
+        #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
+        md5_key: Option<String>,
     },
     Move {
         id: String,
@@ -880,8 +884,20 @@ impl ConnectionCmd {
                 vlan,
                 name,
                 description,
+                md5_key,
             } => {
                 let mut body = json!({});
+                if let Some(k) = md5_key {
+                    // The peering is replaced whole: the rest of it as it is.
+                    let pc = api.get(&format!("{BASE}/{id}")).await?;
+                    let p = &pc["ipv4Peering"];
+                    let mut peering = json!({"peeringSubnet": p["peeringSubnet"], "peerIp": p["peerIp"],
+                        "cloudIp": p["cloudIp"], "peerBgpAsn": p["peerBgpAsn"]});
+                    if !k.is_empty() {
+                        peering["peerBgpMd5Key"] = json!(k);
+                    }
+                    body["ipv4Peering"] = peering;
+                }
                 if let Some(t) = trunk {
                     body["trunkConnectionId"] = json!(t);
                 }

@@ -1048,3 +1048,49 @@ fn kill_9_of_an_edge_agent_loses_no_packet_and_its_peers_keep_its_routes() {
     });
     let _ = result;
 }
+
+/// A TCP-MD5 key the customer's router does not have: the kernel drops its segments
+/// without a word, and the connection's status says so (a mismatched key is otherwise a
+/// peer that does not answer); with the key removed again the session comes back.
+#[test]
+fn a_tcp_md5_key_mismatch_is_named_in_the_connection_status() {
+    let result = with_lab("lab md5 mismatch", |lab| {
+        let pop = "pop1";
+        let pc = lab.connection_at(pop)["id"]
+            .as_str()
+            .expect("the connection's id")
+            .to_string();
+        let update = |key: &str| {
+            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(["private-connection", "update", &pc, "--md5-key", key])
+                .env("CIC_SERVER", &lab.server)
+                .env("CIC_TOKEN", &lab.token)
+                .output()
+                .expect("cic");
+            assert!(o.status.success(), "update: {}", text(&o));
+        };
+        update("a-key-the-customer-does-not-have");
+        let named = cic_peers::wait_until(
+            std::time::Duration::from_secs(60),
+            "the status to name the TCP-MD5 mismatch",
+            || {
+                let v = lab.connection_at(pop);
+                (v["bgp"]["state"] != "ESTABLISHED"
+                    && v["bgp"]["lastError"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("TCP-MD5")))
+                .then_some(v)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.connection_at(pop)));
+        eprintln!("{}", named["bgp"]);
+        update("");
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(60),
+            "the session back without the key",
+            || (lab.connection_at(pop)["bgp"]["state"] == "ESTABLISHED").then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", lab.connection_at(pop)));
+    });
+    let _ = result;
+}

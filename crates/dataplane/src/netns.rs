@@ -162,6 +162,35 @@ pub fn udp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
     })?
 }
 
+/// TCP segments namespace `name` dropped for TCP-MD5 (RFC 2385) since it was made: a
+/// signature that did not verify, one missing where a key is set, or one present where
+/// none is (`TCPMD5Failure`, `TCPMD5NotFound`, `TCPMD5Unexpected` of its
+/// `/proc/net/netstat`). The kernel drops such segments without a word to the socket: a
+/// key mismatch otherwise looks like a peer that does not answer.
+pub fn tcp_md5_drops(name: Option<&str>) -> io::Result<u64> {
+    let text = run_in(name, || {
+        std::fs::read_to_string("/proc/thread-self/net/netstat")
+    })??;
+    Ok(md5_drops_of(&text))
+}
+
+/// The TCP-MD5 drop counters of a `/proc/net/netstat` text, summed (0 when it has none).
+fn md5_drops_of(netstat: &str) -> u64 {
+    let mut lines = netstat.lines();
+    let mut sum = 0;
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            if matches!(n, "TCPMD5Failure" | "TCPMD5NotFound" | "TCPMD5Unexpected") {
+                sum += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    sum
+}
+
 /// The kernel's neighbor (ARP) table holds at most `gc_thresh3` entries for the whole host,
 /// every namespace together; past it, a new neighbor cannot be resolved (`ENOBUFS`) and
 /// the sessions behind it never come up. The default, 1,024, is reached by a few hundred
@@ -200,4 +229,17 @@ pub fn ensure_neighbor_room(entries: usize) -> io::Result<Option<(u64, u64)>> {
         }
     }
     Ok(raised)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn md5_drops_are_read_from_the_tcpext_lines() {
+        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure Other\n\
+                    TcpExt: 1 3 4 5 9\n\
+                    IpExt: InNoRoutes TCPMD5Failure\n\
+                    IpExt: 7 100\n";
+        assert_eq!(super::md5_drops_of(text), 12);
+        assert_eq!(super::md5_drops_of(""), 0);
+    }
 }

@@ -480,3 +480,38 @@ async fn a_port_is_shaped_to_a_rate_and_unshaped_without_touching_other_qdiscs()
     assert!(String::from_utf8_lossy(&left.stdout).contains("tbf"));
     assert!(tc::shape(Some(ns), "nothere", 10).is_err());
 }
+
+/// A SYN without the key a listener requires is dropped by the kernel, silently, and
+/// counted in that namespace alone: what the edge reads to tell a TCP-MD5 mismatch from
+/// a peer that does not answer.
+#[test]
+fn tcp_md5_drops_are_counted_per_namespace() {
+    use std::os::fd::AsFd;
+    if !root_or_skip("tcp_md5_drops_are_counted_per_namespace") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let (a, b) = (nets.0[0].as_str(), nets.0[1].as_str());
+    for ns in [a, b] {
+        Command::new("ip")
+            .args(["-n", ns, "link", "set", "lo", "up"])
+            .status()
+            .expect("ip");
+    }
+    assert_eq!(netns::tcp_md5_drops(Some(a)).expect("read"), 0);
+    let l = netns::tcp_socket(Some(a)).expect("socket");
+    let at: std::net::SocketAddr = "127.0.0.1:17979".parse().expect("addr");
+    l.bind(&at.into()).expect("bind");
+    cic_sockopt::set_tcp_md5sig(l.as_fd(), "127.0.0.1:0".parse().expect("addr"), b"k3y")
+        .expect("md5");
+    l.listen(8).expect("listen");
+    let c = netns::tcp_socket(Some(a)).expect("socket");
+    let no_key = c.connect_timeout(&at.into(), std::time::Duration::from_millis(300));
+    assert!(no_key.is_err(), "a SYN without the key is dropped");
+    assert!(netns::tcp_md5_drops(Some(a)).expect("read") >= 1);
+    assert_eq!(
+        netns::tcp_md5_drops(Some(b)).expect("read"),
+        0,
+        "the other namespace"
+    );
+}

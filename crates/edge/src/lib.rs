@@ -85,6 +85,9 @@ struct State {
     applied_context: Option<ApplyContext>,
     /// Each trunk's counters at the last scrape, for its rates at the next.
     trunk_readings: BTreeMap<String, (std::time::Instant, cic_model::metrics::Traffic)>,
+    /// Each instance namespace's TCP-MD5 drops at the last look, and when they last rose
+    /// (see `md5_mismatches`).
+    md5_drops: BTreeMap<String, (u64, Option<Instant>)>,
 }
 
 /// The parts of the config, besides its own, that an instance's apply reads.
@@ -142,6 +145,7 @@ impl Agent {
                 applied_instances: BTreeMap::new(),
                 applied_context: None,
                 trunk_readings: BTreeMap::new(),
+                md5_drops: BTreeMap::new(),
             }),
         }))
     }
@@ -824,7 +828,8 @@ impl Agent {
     }
 
     pub async fn report_now(&self) -> EdgeReport {
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
+        let md5_mismatch = md5_mismatches(&mut st);
         let mut sessions = Vec::new();
         let mut errors = st.errors.clone();
         for i in st.instances.values() {
@@ -875,7 +880,13 @@ impl Agent {
                     idle_hold_remaining_secs: p
                         .held_until
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
-                    last_error: p.last_error.clone(),
+                    last_error: if md5_mismatch.contains(&p.spec.name)
+                        && p.spec.role == cic_bgp::policy::Role::Customer
+                    {
+                        Some(MD5_MISMATCH.to_string())
+                    } else {
+                        p.last_error.clone()
+                    },
                     bfd: i.bfd_status(&key),
                 });
             }
@@ -895,6 +906,58 @@ impl Agent {
         }
     }
 }
+
+/// What a connection's status says when its namespace drops TCP-MD5 segments.
+const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs, or it sends none (segments dropped by the kernel)";
+
+/// The connections with a TCP-MD5 key whose session is not up, in namespaces that dropped
+/// segments for TCP-MD5 within the last [`MD5_RECENT`]: a key mismatch, which the kernel
+/// keeps to itself (the session only looks like a peer that does not answer). The first
+/// look after a start only takes the counts. (Reports and scrapes both look: a rise is
+/// remembered for a while, not only until the next look.)
+fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
+    let mut looked = Vec::new();
+    for (id, ic) in &st.applied_instances {
+        let Some(i) = st.instances.get(id) else {
+            continue;
+        };
+        let status = i.status().borrow().clone();
+        let down: Vec<String> = ic
+            .connections
+            .iter()
+            .filter(|c| c.md5_key.is_some())
+            .filter(|c| {
+                !status
+                    .peers
+                    .iter()
+                    .any(|p| p.spec.name == c.id && p.state == cic_bgp::fsm::State::Established)
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        if !down.is_empty() {
+            looked.push((id.clone(), i.ns.clone(), down));
+        }
+    }
+    let mut failing = BTreeSet::new();
+    for (id, ns, down) in looked {
+        let Ok(count) = netns::tcp_md5_drops(Some(&ns)) else {
+            continue;
+        };
+        let e = st.md5_drops.entry(id).or_insert((count, None));
+        if count > e.0 {
+            e.1 = Some(Instant::now());
+        }
+        e.0 = count;
+        if e.1.is_some_and(|t| t.elapsed() < MD5_RECENT) {
+            failing.extend(down);
+        }
+    }
+    failing
+}
+
+/// How long a rise of the TCP-MD5 drops keeps a down session's error saying so (peers
+/// retry every few seconds; 120 s is BGP's usual connect retry).
+const MD5_RECENT: Duration = Duration::from_secs(150);
 
 /// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
 fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {
