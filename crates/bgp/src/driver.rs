@@ -820,7 +820,14 @@ impl InstanceTask {
     }
 
     fn act(&mut self, actions: Vec<Action>) {
-        let mut routes_changed = false;
+        // Kernel routes first: the route programmer is told before any peer is sent the
+        // change, so a route we announce (to the fabric, say) is in the kernel as early
+        // as can be — a peer that moves traffic to us at once finds it there.
+        // While deferring after a restart, the kernel keeps what it has.
+        if actions.iter().any(|a| matches!(a, Action::Route(_))) && !self.core.deferring() {
+            self.routes_tx
+                .send_replace(Arc::new(self.core.kernel_routes().clone()));
+        }
         for a in actions {
             match a {
                 Action::Send {
@@ -925,13 +932,8 @@ impl InstanceTask {
                         InstanceTimer::Stale { peer, generation },
                     );
                 }
-                Action::Route(_) => routes_changed = true,
+                Action::Route(_) => {} // published above
             }
-        }
-        // While deferring after a restart, the kernel keeps what it has.
-        if routes_changed && !self.core.deferring() {
-            self.routes_tx
-                .send_replace(Arc::new(self.core.kernel_routes().clone()));
         }
     }
 
