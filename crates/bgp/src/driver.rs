@@ -78,6 +78,26 @@ pub fn plain_sockets() -> SocketFactory {
 /// Desired kernel routes of an instance: prefix → ECMP next hops.
 pub type KernelRoutes = BTreeMap<IpNet, Vec<IpAddr>>;
 
+/// The kernel table as the instance publishes it, numbered: a caller that programs it
+/// acknowledges each `generation` it has put in the kernel (see
+/// [`InstanceHandle::kernel_acks`]). Reads as the table itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelTable {
+    pub generation: u64,
+    pub routes: KernelRoutes,
+}
+
+impl std::ops::Deref for KernelTable {
+    type Target = KernelRoutes;
+    fn deref(&self) -> &KernelRoutes {
+        &self.routes
+    }
+}
+
+/// How long announcements wait for the kernel's acknowledgement at most (a route
+/// programmer that is stuck or failing must not silence the speaker).
+const KERNEL_ACK_WAIT: Duration = Duration::from_secs(3);
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub spec: PeerSpec,
@@ -131,6 +151,7 @@ enum Command {
     SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
     SetAnnounce(Vec<IpNet>, oneshot::Sender<()>),
     SetPolicy(PeerId, Option<Arc<NeighborPolicy>>, oneshot::Sender<()>),
+    KernelAcks(watch::Receiver<u64>),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
@@ -213,7 +234,7 @@ enum PeerEvent {
 pub struct InstanceHandle {
     cmd: mpsc::Sender<Command>,
     status: watch::Receiver<InstanceStatus>,
-    routes: watch::Receiver<Arc<KernelRoutes>>,
+    routes: watch::Receiver<Arc<KernelTable>>,
 }
 
 impl InstanceHandle {
@@ -394,8 +415,21 @@ impl InstanceHandle {
         self.status.clone()
     }
 
-    pub fn routes(&self) -> watch::Receiver<Arc<KernelRoutes>> {
+    pub fn routes(&self) -> watch::Receiver<Arc<KernelTable>> {
         self.routes.clone()
+    }
+
+    /// From now on, what peers are sent after a change of kernel routes waits until the
+    /// caller acknowledges (on the returned sender) the [`KernelTable::generation`] that
+    /// has the change in the kernel — a route is announced once traffic to it can be
+    /// forwarded ("advertise after FIB install"); at most [`KERNEL_ACK_WAIT`].
+    pub async fn kernel_acks(&self) -> io::Result<watch::Sender<u64>> {
+        let (tx, rx) = watch::channel(0);
+        self.cmd
+            .send(Command::KernelAcks(rx))
+            .await
+            .map_err(|_| gone())?;
+        Ok(tx)
     }
 }
 
@@ -417,7 +451,7 @@ pub fn spawn_instance(
     listen: &[SocketAddr],
 ) -> InstanceHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-    let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelRoutes::new()));
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelTable::default()));
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let mut errors = Vec::new();
     let mut listeners = Vec::new();
@@ -457,6 +491,10 @@ pub fn spawn_instance(
         timers,
         timer_seq: 1,
         peers_added: false,
+        routes_generation: 0,
+        kernel_acks: None,
+        held: std::collections::VecDeque::new(),
+        held_since: None,
     };
     tokio::spawn(task.run(cmd_rx, ev_rx, listeners));
     InstanceHandle {
@@ -503,8 +541,17 @@ struct InstanceTask {
     sessions: HashMap<PeerId, SessionEntry>,
     ev_tx: mpsc::Sender<(PeerId, PeerEvent)>,
     status_tx: watch::Sender<InstanceStatus>,
-    routes_tx: watch::Sender<Arc<KernelRoutes>>,
+    routes_tx: watch::Sender<Arc<KernelTable>>,
     listen_error: Option<String>,
+    /// The generation of the last kernel table published.
+    routes_generation: u64,
+    /// The route programmer's acknowledgements, once it asked for them.
+    kernel_acks: Option<watch::Receiver<u64>>,
+    /// Messages for peers waiting for the kernel: (generation they follow, peer,
+    /// session epoch, messages), in the order they were made.
+    held: std::collections::VecDeque<(u64, PeerId, u64, Vec<BytesMut>)>,
+    /// Since when the oldest of them waits.
+    held_since: Option<Instant>,
     /// Due time (and a sequence number, for equal times) → timer.
     timers: BTreeMap<(Instant, u64), InstanceTimer>,
     timer_seq: u64,
@@ -559,6 +606,7 @@ impl InstanceTask {
                         self.act(actions);
                         let _ = reply.send(());
                     }
+                    Some(Command::KernelAcks(rx)) => self.kernel_acks = Some(rx),
                     Some(Command::SetGracefulShutdown(on, reply)) => {
                         let actions = self.core.set_graceful_shutdown(on);
                         self.act(actions);
@@ -609,6 +657,11 @@ impl InstanceTask {
                 Some((peer, ev)) = ev_rx.recv() => {
                     self.peer_event(peer, ev);
                     self.maybe_end_restart(false);
+                }
+                Ok(()) = acked(&mut self.kernel_acks) => self.release(false),
+                _ = sleep_until(self.held_since.map(|t| t + KERNEL_ACK_WAIT)) => {
+                    warn!("kernel routes not acknowledged in {KERNEL_ACK_WAIT:?}: announcing anyway");
+                    self.release(true);
                 }
                 Ok((stream, from)) = accept(&listeners) => self.incoming(stream, from),
                 _ = sleep_until(self.timers.keys().next().map(|k| k.0)) => {
@@ -682,8 +735,7 @@ impl InstanceTask {
         for s in self.sessions.values() {
             let _ = s.cmd.try_send(SessionCmd::RestartDone);
         }
-        self.routes_tx
-            .send_replace(Arc::new(self.core.kernel_routes().clone()));
+        self.publish_routes();
     }
 
     fn add_peer(&mut self, mut cfg: PeerConfig, listeners: &[TcpListener]) -> PeerId {
@@ -825,8 +877,7 @@ impl InstanceTask {
         // as can be — a peer that moves traffic to us at once finds it there.
         // While deferring after a restart, the kernel keeps what it has.
         if actions.iter().any(|a| matches!(a, Action::Route(_))) && !self.core.deferring() {
-            self.routes_tx
-                .send_replace(Arc::new(self.core.kernel_routes().clone()));
+            self.publish_routes();
         }
         for a in actions {
             match a {
@@ -865,19 +916,19 @@ impl InstanceTask {
                             });
                         }
                     }
-                    if s.cmd
-                        .try_send(SessionCmd::Send {
-                            epoch: s.epoch,
-                            msgs,
-                        })
-                        .is_err()
-                    {
-                        warn!(peer = %s.config.spec.address, "session queue full: resetting the session");
-                        let n = Notification::new(wire::error_code::CEASE, cease::OUT_OF_RESOURCES);
-                        let _ = s.cmd.try_send(SessionCmd::Stop {
-                            notification: n,
-                            restart_after: None,
-                        });
+                    let epoch = s.epoch;
+                    // After a change of kernel routes the programmer has not yet
+                    // acknowledged (and behind anything already waiting): held.
+                    let unacked = self
+                        .kernel_acks
+                        .as_ref()
+                        .is_some_and(|a| *a.borrow() < self.routes_generation);
+                    if unacked || !self.held.is_empty() {
+                        self.held
+                            .push_back((self.routes_generation, peer, epoch, msgs));
+                        self.held_since.get_or_insert_with(Instant::now);
+                    } else {
+                        self.send_to(peer, epoch, msgs);
                     }
                 }
                 Action::TearDown {
@@ -935,6 +986,45 @@ impl InstanceTask {
                 Action::Route(_) => {} // published above
             }
         }
+    }
+
+    /// Hands `msgs` to `peer`'s session (for the session of `epoch`); a full queue resets
+    /// the session rather than stall the instance.
+    fn send_to(&self, peer: PeerId, epoch: u64, msgs: Vec<BytesMut>) {
+        let Some(s) = self.sessions.get(&peer) else {
+            return;
+        };
+        if s.cmd.try_send(SessionCmd::Send { epoch, msgs }).is_err() {
+            warn!(peer = %s.config.spec.address, "session queue full: resetting the session");
+            let n = Notification::new(wire::error_code::CEASE, cease::OUT_OF_RESOURCES);
+            let _ = s.cmd.try_send(SessionCmd::Stop {
+                notification: n,
+                restart_after: None,
+            });
+        }
+    }
+
+    /// Publishes the kernel table under a new generation.
+    fn publish_routes(&mut self) {
+        self.routes_generation += 1;
+        self.routes_tx.send_replace(Arc::new(KernelTable {
+            generation: self.routes_generation,
+            routes: self.core.kernel_routes().clone(),
+        }));
+    }
+
+    /// Sends what waited for generations the kernel now has (`all`: everything).
+    fn release(&mut self, all: bool) {
+        let acked = self.kernel_acks.as_ref().map_or(u64::MAX, |a| *a.borrow());
+        while let Some((generation, ..)) = self.held.front() {
+            if !all && *generation > acked {
+                break;
+            }
+            if let Some((_, peer, epoch, msgs)) = self.held.pop_front() {
+                self.send_to(peer, epoch, msgs);
+            }
+        }
+        self.held_since = (!self.held.is_empty()).then(Instant::now);
     }
 
     fn incoming(&mut self, stream: TcpStream, from: SocketAddr) {
@@ -1383,6 +1473,14 @@ impl SessionTask {
                 )),
             }
         })
+    }
+}
+
+/// The next acknowledgement of the route programmer (none: never).
+async fn acked(rx: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -533,3 +533,62 @@ async fn graceful_restart_both_ways_with_bird_routes_stay_through_either_restart
     );
     h.shutdown().await;
 }
+
+/// Advertise after FIB install: with a route programmer that acknowledges, the fabric is
+/// sent the customer's route (and the customer the VPC route) only once the kernel
+/// table's generation that has it is acknowledged — here by the test, which holds back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_are_announced_once_the_kernel_has_them() {
+    if !bird_or_skip("routes_are_announced_once_the_kernel_has_them") {
+        return;
+    }
+    let p = Plan { x: 26, base: 17260 };
+    let cust = Bird::start(
+        "customer-fib",
+        &customer_bird(&p, "", "route 192.168.10.0/24 blackhole;"),
+        None,
+        None,
+    )
+    .expect("customer BIRD");
+    let fab = Bird::start("fabric-fib", &fabric_bird(&p), None, None).expect("fabric BIRD");
+    let h = start(&p, 500, None, true).await;
+    let acks = h.kernel_acks().await.expect("acks");
+
+    // Both routes in the instance's kernel table…
+    let mut rx = h.routes();
+    let table = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|r| {
+            r.contains_key(&net("192.168.10.0/24")) && r.contains_key(&net("10.128.0.0/24"))
+        }),
+    )
+    .await
+    .map(|r| r.map(|t| t.clone()))
+    .expect("both routes in the table")
+    .expect("instance");
+    wait_status(&h, "both sessions up", |s| {
+        s.peers.len() == 2 && s.peers.iter().all(|p| p.state == State::Established)
+    })
+    .await;
+    // …but not acknowledged: neither router is sent its route. (A second, well inside the
+    // three the instance waits at most.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        assert!(
+            !fab.has_route("192.168.10.0/24"),
+            "sent before the kernel had it"
+        );
+        assert!(
+            !cust.has_route("10.128.0.0/24"),
+            "sent before the kernel had it"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    acks.send_replace(table.generation);
+    bird_wait(&fab, "the customer's route at the fabric", |b| {
+        b.has_route("192.168.10.0/24")
+    });
+    bird_wait(&cust, "the VPC route at the customer", |b| {
+        b.has_route("10.128.0.0/24")
+    });
+}

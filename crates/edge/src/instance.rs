@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cic_bfd::Snapshot;
 use cic_bfd::driver::{Bfd, Status as BfdState};
-use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
+use cic_bgp::driver::{InstanceHandle, KernelRoutes, KernelTable, PeerConfig, spawn_instance};
 use cic_bgp::fsm::{GrConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
 use cic_bgp::policy::Role;
@@ -265,9 +265,12 @@ impl Instance {
             warn!(netns = ns, "BFD: {e}");
         }
         let route_error = Arc::new(Mutex::new(None));
+        // Peers are sent a route once it is in the kernel: the programmer acknowledges.
+        let acks = bgp.kernel_acks().await.ok();
         let routes_task = tokio::spawn(program_routes(
             nl.clone(),
             bgp.routes(),
+            acks,
             route_error.clone(),
             ns.to_string(),
             restarting,
@@ -874,7 +877,8 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
 /// a restart (`restarting`), nothing is touched until the speaker's first table.
 async fn program_routes(
     nl: Netlink,
-    mut rx: watch::Receiver<Arc<KernelRoutes>>,
+    mut rx: watch::Receiver<Arc<KernelTable>>,
+    acks: Option<watch::Sender<u64>>,
     error: Arc<Mutex<Option<String>>>,
     ns: String,
     restarting: bool,
@@ -886,6 +890,11 @@ async fn program_routes(
     loop {
         let want = rx.borrow_and_update().clone();
         let r = sync_routes(&nl, &want).await;
+        // Acknowledged whether it worked or not: a route that cannot be programmed is
+        // reported as the instance's error, and must not hold every announcement back.
+        if let Some(a) = &acks {
+            a.send_replace(want.generation);
+        }
         if let Ok(mut g) = error.lock() {
             *g = r.err();
             if let Some(e) = g.as_ref() {
