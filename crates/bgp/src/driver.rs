@@ -94,9 +94,9 @@ impl std::ops::Deref for KernelTable {
     }
 }
 
-/// How long announcements wait for the kernel's acknowledgement at most (a route
-/// programmer that is stuck or failing must not silence the speaker).
-const KERNEL_ACK_WAIT: Duration = Duration::from_secs(3);
+/// How long announcements wait for the kernel's acknowledgement at most, as the edge asks
+/// (a route programmer that is stuck or failing must not silence the speaker).
+pub const KERNEL_ACK_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
@@ -151,7 +151,7 @@ enum Command {
     SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
     SetAnnounce(Vec<IpNet>, oneshot::Sender<()>),
     SetPolicy(PeerId, Option<Arc<NeighborPolicy>>, oneshot::Sender<()>),
-    KernelAcks(watch::Receiver<u64>),
+    KernelAcks(watch::Receiver<u64>, Duration),
     Routes(PeerId, RouteSet, oneshot::Sender<Vec<LookingGlassRoute>>),
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
@@ -422,11 +422,12 @@ impl InstanceHandle {
     /// From now on, what peers are sent after a change of kernel routes waits until the
     /// caller acknowledges (on the returned sender) the [`KernelTable::generation`] that
     /// has the change in the kernel — a route is announced once traffic to it can be
-    /// forwarded ("advertise after FIB install"); at most [`KERNEL_ACK_WAIT`].
-    pub async fn kernel_acks(&self) -> io::Result<watch::Sender<u64>> {
+    /// forwarded ("advertise after FIB install"); at most `wait` (the edge:
+    /// [`KERNEL_ACK_WAIT`]).
+    pub async fn kernel_acks(&self, wait: Duration) -> io::Result<watch::Sender<u64>> {
         let (tx, rx) = watch::channel(0);
         self.cmd
-            .send(Command::KernelAcks(rx))
+            .send(Command::KernelAcks(rx, wait))
             .await
             .map_err(|_| gone())?;
         Ok(tx)
@@ -493,6 +494,7 @@ pub fn spawn_instance(
         peers_added: false,
         routes_generation: 0,
         kernel_acks: None,
+        kernel_ack_wait: KERNEL_ACK_WAIT,
         held: std::collections::VecDeque::new(),
         held_since: None,
     };
@@ -545,8 +547,10 @@ struct InstanceTask {
     listen_error: Option<String>,
     /// The generation of the last kernel table published.
     routes_generation: u64,
-    /// The route programmer's acknowledgements, once it asked for them.
+    /// The route programmer's acknowledgements, once it asked for them, and how long
+    /// announcements wait for them at most.
     kernel_acks: Option<watch::Receiver<u64>>,
+    kernel_ack_wait: Duration,
     /// Messages for peers waiting for the kernel: (generation they follow, peer,
     /// session epoch, messages), in the order they were made.
     held: std::collections::VecDeque<(u64, PeerId, u64, Vec<BytesMut>)>,
@@ -606,7 +610,10 @@ impl InstanceTask {
                         self.act(actions);
                         let _ = reply.send(());
                     }
-                    Some(Command::KernelAcks(rx)) => self.kernel_acks = Some(rx),
+                    Some(Command::KernelAcks(rx, wait)) => {
+                        self.kernel_acks = Some(rx);
+                        self.kernel_ack_wait = wait;
+                    }
                     Some(Command::SetGracefulShutdown(on, reply)) => {
                         let actions = self.core.set_graceful_shutdown(on);
                         self.act(actions);
@@ -659,8 +666,8 @@ impl InstanceTask {
                     self.maybe_end_restart(false);
                 }
                 Ok(()) = acked(&mut self.kernel_acks) => self.release(false),
-                _ = sleep_until(self.held_since.map(|t| t + KERNEL_ACK_WAIT)) => {
-                    warn!("kernel routes not acknowledged in {KERNEL_ACK_WAIT:?}: announcing anyway");
+                _ = sleep_until(self.held_since.map(|t| t + self.kernel_ack_wait)) => {
+                    warn!("kernel routes not acknowledged in {:?}: announcing anyway", self.kernel_ack_wait);
                     self.release(true);
                 }
                 Ok((stream, from)) = accept(&listeners) => self.incoming(stream, from),

@@ -552,7 +552,8 @@ async fn routes_are_announced_once_the_kernel_has_them() {
     .expect("customer BIRD");
     let fab = Bird::start("fabric-fib", &fabric_bird(&p), None, None).expect("fabric BIRD");
     let h = start(&p, 500, None, true).await;
-    let acks = h.kernel_acks().await.expect("acks");
+    // (Waiting a minute at most: the test decides when the kernel has them.)
+    let acks = h.kernel_acks(Duration::from_secs(60)).await.expect("acks");
 
     // Both routes in the instance's kernel table…
     let mut rx = h.routes();
@@ -570,8 +571,7 @@ async fn routes_are_announced_once_the_kernel_has_them() {
         s.peers.len() == 2 && s.peers.iter().all(|p| p.state == State::Established)
     })
     .await;
-    // …but not acknowledged: neither router is sent its route. (A second, well inside the
-    // three the instance waits at most.)
+    // …but not acknowledged: neither router is sent its route (for a second, here).
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while std::time::Instant::now() < deadline {
         assert!(

@@ -266,7 +266,7 @@ impl Instance {
         }
         let route_error = Arc::new(Mutex::new(None));
         // Peers are sent a route once it is in the kernel: the programmer acknowledges.
-        let acks = bgp.kernel_acks().await.ok();
+        let acks = bgp.kernel_acks(cic_bgp::driver::KERNEL_ACK_WAIT).await.ok();
         let routes_task = tokio::spawn(program_routes(
             nl.clone(),
             bgp.routes(),
