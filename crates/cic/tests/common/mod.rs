@@ -92,6 +92,8 @@ pub fn routes(socket: &Path) -> Vec<serde_json::Value> {
 }
 
 /// The summary row of one neighbor (`cic bgp show summary --json`).
+/// (Null until the neighbor is in the summary: a speaker just started publishes its
+/// status within 50 ms, so a test waiting on a field of it simply waits on.)
 pub fn neighbor(socket: &Path, address: &str) -> serde_json::Value {
     let js: serde_json::Value =
         serde_json::from_str(&show(socket, &["summary", "--json"])).expect("json");
@@ -100,6 +102,6 @@ pub fn neighbor(socket: &Path, address: &str) -> serde_json::Value {
         .expect("neighbors")
         .iter()
         .find(|n| n["address"] == address)
-        .unwrap_or_else(|| panic!("no neighbor {address} in {js}"))
-        .clone()
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
 }
