@@ -643,6 +643,15 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
         Ok(())
     };
+    // Routes as JSON (`json`), or as a table.
+    let routes = |body: Vec<u8>, json: bool| -> anyhow::Result<()> {
+        if json || json_flag {
+            return show(body);
+        }
+        let routes: Vec<control::Route> = serde_json::from_slice(&body)?;
+        print!("{}", control::routes_table(&routes));
+        Ok(())
+    };
     match cmd {
         BgpCmd::Run {
             config,
@@ -708,12 +717,7 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
             let body = control::query(&socket, Request::Routes)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            if json || json_flag {
-                return show(body);
-            }
-            let routes: Vec<control::Route> = serde_json::from_slice(&body)?;
-            print!("{}", control::routes_table(&routes));
-            Ok(())
+            routes(body, json)
         }
         BgpCmd::Show(BgpShow::Neighbor {
             address,
@@ -729,12 +733,7 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
             let body = control::query(&socket, Request::Neighbor { address, which })
                 .await
                 .map_err(anyhow::Error::msg)?;
-            if json || json_flag {
-                return show(body);
-            }
-            let routes: Vec<control::Route> = serde_json::from_slice(&body)?;
-            print!("{}", control::routes_table(&routes));
-            Ok(())
+            routes(body, json)
         }
     }
 }

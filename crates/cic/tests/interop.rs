@@ -531,22 +531,34 @@ fn frr_reset_by_a_notification_is_a_graceful_restart_with_the_n_bit() {
 
 // -- GoBGP
 
+/// GoBGP as AS 4200000020 with TCP-MD5, IPv4 unicast (GoBGP's default family).
 fn gobgp_config(w: &Wire) -> String {
+    gobgp_conf(
+        w,
+        4_200_000_020,
+        65002,
+        "\n    auth-password = \"a-long-shared-secret\"",
+        "",
+    )
+}
+
+/// GoBGP (AS `asn`) peering with us (AS `peer_as`); `neighbor` and `after` are extra lines
+/// of its neighbor's config and after its timers.
+fn gobgp_conf(w: &Wire, asn: u32, peer_as: u32, neighbor: &str, after: &str) -> String {
     format!(
         r#"
 [global.config]
-  as = 4200000020
+  as = {asn}
   router-id = "{peer}"
   port = 179
   local-address-list = ["{peer}"]
 [[neighbors]]
   [neighbors.config]
     neighbor-address = "{us}"
-    peer-as = 65002
-    auth-password = "a-long-shared-secret"
+    peer-as = {peer_as}{neighbor}
   [neighbors.timers.config]
     connect-retry = 1
-"#,
+{after}"#,
         us = w.us(),
         peer = w.peer(),
     )
@@ -633,29 +645,14 @@ fn gobgp_exchanges_routes_and_communities_over_md5_with_a_4_byte_asn() {
 
 /// GoBGP (AS `asn`) with IPv4 and IPv6 unicast on its session with us (AS `peer_as`).
 fn gobgp_dual_stack_config(w: &Wire, asn: u32, peer_as: u32) -> String {
-    format!(
-        r#"
-[global.config]
-  as = {asn}
-  router-id = "{peer}"
-  port = 179
-  local-address-list = ["{peer}"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{us}"
-    peer-as = {peer_as}
-  [neighbors.timers.config]
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#,
-        us = w.us(),
-        peer = w.peer(),
-    )
+    let families = ["ipv4-unicast", "ipv6-unicast"]
+        .map(|f| {
+            format!(
+                "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n"
+            )
+        })
+        .concat();
+    gobgp_conf(w, asn, peer_as, "", &families)
 }
 
 /// GoBGP on a dual-stack session: IPv6 routes both ways with each side's next hop, a
