@@ -496,7 +496,6 @@ pub fn spawn_instance(
         kernel_acks: None,
         kernel_ack_wait: KERNEL_ACK_WAIT,
         held: std::collections::VecDeque::new(),
-        held_since: None,
     };
     tokio::spawn(task.run(cmd_rx, ev_rx, listeners));
     InstanceHandle {
@@ -537,6 +536,15 @@ struct SessionEntry {
     held_until: Option<std::time::Instant>,
 }
 
+/// Messages for a peer held until the kernel has generation `generation`.
+struct Held {
+    generation: u64,
+    since: Instant,
+    peer: PeerId,
+    epoch: u64,
+    msgs: Vec<BytesMut>,
+}
+
 struct InstanceTask {
     core: Instance,
     sockets: SocketFactory,
@@ -551,11 +559,9 @@ struct InstanceTask {
     /// announcements wait for them at most.
     kernel_acks: Option<watch::Receiver<u64>>,
     kernel_ack_wait: Duration,
-    /// Messages for peers waiting for the kernel: (generation they follow, peer,
-    /// session epoch, messages), in the order they were made.
-    held: std::collections::VecDeque<(u64, PeerId, u64, Vec<BytesMut>)>,
-    /// Since when the oldest of them waits.
-    held_since: Option<Instant>,
+    /// Messages for peers waiting for the kernel, in the order they were made: the
+    /// generation they follow, when they were held, the peer, its session's epoch.
+    held: std::collections::VecDeque<Held>,
     /// Due time (and a sequence number, for equal times) → timer.
     timers: BTreeMap<(Instant, u64), InstanceTimer>,
     timer_seq: u64,
@@ -666,7 +672,7 @@ impl InstanceTask {
                     self.maybe_end_restart(false);
                 }
                 Ok(()) = acked(&mut self.kernel_acks) => self.release(false),
-                _ = sleep_until(self.held_since.map(|t| t + self.kernel_ack_wait)) => {
+                _ = sleep_until(self.held.front().map(|h| h.since + self.kernel_ack_wait)) => {
                     warn!("kernel routes not acknowledged in {:?}: announcing anyway", self.kernel_ack_wait);
                     self.release(true);
                 }
@@ -931,9 +937,13 @@ impl InstanceTask {
                         .as_ref()
                         .is_some_and(|a| *a.borrow() < self.routes_generation);
                     if unacked || !self.held.is_empty() {
-                        self.held
-                            .push_back((self.routes_generation, peer, epoch, msgs));
-                        self.held_since.get_or_insert_with(Instant::now);
+                        self.held.push_back(Held {
+                            generation: self.routes_generation,
+                            since: Instant::now(),
+                            peer,
+                            epoch,
+                            msgs,
+                        });
                     } else {
                         self.send_to(peer, epoch, msgs);
                     }
@@ -1023,15 +1033,14 @@ impl InstanceTask {
     /// Sends what waited for generations the kernel now has (`all`: everything).
     fn release(&mut self, all: bool) {
         let acked = self.kernel_acks.as_ref().map_or(u64::MAX, |a| *a.borrow());
-        while let Some((generation, ..)) = self.held.front() {
-            if !all && *generation > acked {
+        while let Some(h) = self.held.front() {
+            if !all && h.generation > acked {
                 break;
             }
-            if let Some((_, peer, epoch, msgs)) = self.held.pop_front() {
-                self.send_to(peer, epoch, msgs);
+            if let Some(h) = self.held.pop_front() {
+                self.send_to(h.peer, h.epoch, h.msgs);
             }
         }
-        self.held_since = (!self.held.is_empty()).then(Instant::now);
     }
 
     fn incoming(&mut self, stream: TcpStream, from: SocketAddr) {

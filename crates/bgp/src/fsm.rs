@@ -272,7 +272,6 @@ impl Session {
                 let why = format!("stopped locally: {}", notification.describe());
                 self.started = restart_after.is_some();
                 self.go_idle(out, why, restart_after);
-                self.graceful_down = false;
                 self.backing_off = false;
             }
             (Idle, TimerExpired(Timer::IdleHold)) => {
@@ -334,7 +333,6 @@ impl Session {
                     out,
                     format!("sent {}: {}", e.notification.describe(), e.reason),
                 );
-                self.graceful_down = false;
             }
             (_, TcpFailed) => {
                 self.graceful_down = self
@@ -342,19 +340,16 @@ impl Session {
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
                 self.fail(out, "TCP connection closed".into());
-                self.graceful_down = false;
             }
             (_, TimerExpired(Timer::Hold)) => {
                 self.notify(out, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0));
                 self.fail(out, "hold timer expired".into());
-                self.graceful_down = false;
             }
             (_, Message(Msg::Notification(n))) => {
                 // RFC 8538: with the N bit on both sides, anything but a Hard Reset (or
                 // what we take as one, see `is_hard`) is a graceful restart for the routes.
                 self.graceful_down = self.notification_gr() && !n.is_hard();
                 self.fail(out, format!("received {}", n.describe()));
-                self.graceful_down = false;
             }
             (OpenSent, Message(Msg::Open(o))) => match self.check_open(&o) {
                 Ok(n) => {
@@ -425,7 +420,6 @@ impl Session {
                 );
                 self.notify(out, n);
                 self.fail(out, why);
-                self.graceful_down = false;
             }
             // Connection collision (RFC 4271 §6.8), resolved by the driver: it closed the
             // old connection and hands us the one to keep, on which we open again.
@@ -538,6 +532,8 @@ impl Session {
                 graceful: self.graceful_down,
             });
         }
+        // (Set by whoever took the session down, for this Down alone.)
+        self.graceful_down = false;
         if let (true, Some(d)) = (self.started, restart_after) {
             out.push(Output::StartTimer(Timer::IdleHold, d));
         }

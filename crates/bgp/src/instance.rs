@@ -772,9 +772,11 @@ impl Instance {
             return vec![];
         };
         let old = std::mem::replace(&mut p.spec.policy, policy);
-        let import = |x: &Option<Arc<NeighborPolicy>>| {
-            x.as_ref().map(|x| (x.import.clone(), x.max_prefixes))
-        };
+        fn import(
+            x: &Option<Arc<NeighborPolicy>>,
+        ) -> Option<(Option<&policy::Filter>, Option<u32>)> {
+            x.as_deref().map(|x| (x.import.as_ref(), x.max_prefixes))
+        }
         let import_changed = import(&old) != import(&p.spec.policy);
         let Some(up) = p.up.clone() else {
             return vec![]; // the next session starts with it
@@ -1074,11 +1076,15 @@ impl Instance {
                     .collect();
                 // Import rules that change what they accept give their routes paths of
                 // their own (by rule); the others share the UPDATE's.
-                let changing = self.peers[&peer].spec.policy.clone().filter(|x| {
+                // (Looked at through a reference first: a full feed's import changes
+                // nothing, and the policy is cloned only when it does.)
+                let policy = &self.peers[&peer].spec.policy;
+                let changes = policy.as_deref().is_some_and(|x| {
                     x.import
                         .as_ref()
                         .is_some_and(|f| f.rules.iter().any(|r| !r.set.is_empty()))
                 });
+                let changing = if changes { policy.clone() } else { None };
                 if let Some(policy) = changing
                     && let Some(filter) = &policy.import
                 {

@@ -276,7 +276,7 @@ impl Agent {
         let report = self.report_now().await;
         let mut e = Exposition::default();
         // The counters are read after the lock is let go, many namespaces at a time.
-        let (edge_id, sources) = {
+        let (edge_id, sources, trunks, trunk_of, previous) = {
             let st = self.state.lock().await;
             let edge = || ("edge_id", st.edge_id.clone());
             e.sample(
@@ -322,11 +322,8 @@ impl Agent {
                 e.session(s, vec![edge(), (id, s.resource_id.clone())]);
             }
             let sources: Vec<_> = st.instances.values().map(|i| i.traffic_source()).collect();
-            (st.edge_id.clone(), sources)
-        };
-        // Trunks: which connection rides which, and where each trunk's port is.
-        let (trunks, trunk_of) = {
-            let st = self.state.lock().await;
+            // Trunks: which connection rides which, where each trunk's port is, and its
+            // counters at the last scrape (for its rates).
             let trunks: Vec<(TrunkConfig, bool)> = st
                 .applied_context
                 .iter()
@@ -339,7 +336,13 @@ impl Agent {
                 .flat_map(|ic| ic.connections.iter())
                 .map(|c| (c.id.clone(), c.trunk_id.clone()))
                 .collect();
-            (trunks, trunk_of)
+            (
+                st.edge_id.clone(),
+                sources,
+                trunks,
+                trunk_of,
+                st.trunk_readings.clone(),
+            )
         };
         use futures::stream::{self, StreamExt};
         let mut traffic: Vec<_> = stream::iter(sources)
@@ -374,12 +377,20 @@ impl Agent {
                 _ => None,
             };
             let traffic = per_trunk.get(t.id.as_str()).copied().unwrap_or_default();
+            // Rates against the previous scrape.
+            let rates = previous.get(&t.id).and_then(|(then, before)| {
+                cic_model::metrics::Rates::between(
+                    before,
+                    &traffic,
+                    now.duration_since(*then).as_secs_f64(),
+                )
+            });
             readings.insert(t.id.clone(), (now, traffic));
             let trunk = cic_model::metrics::Trunk {
                 up: *realised && own_port.is_none_or(carrier),
                 lag_health,
                 traffic,
-                rates: None,
+                rates,
             };
             e.trunk(
                 &trunk,
@@ -389,25 +400,8 @@ impl Agent {
                 ],
             );
         }
-        // Rates against the previous scrape, then this one kept for the next.
-        {
-            let mut st = self.state.lock().await;
-            for (id, (at, after)) in &readings {
-                if let Some((then, before)) = st.trunk_readings.get(id) {
-                    let secs = at.duration_since(*then).as_secs_f64();
-                    if let Some(r) = cic_model::metrics::Rates::between(before, after, secs) {
-                        e.trunk_rates(
-                            &r,
-                            vec![
-                                ("edge_id", edge_id.clone()),
-                                ("trunk_connection_id", id.clone()),
-                            ],
-                        );
-                    }
-                }
-            }
-            st.trunk_readings = readings;
-        }
+        // This scrape's counters, for the next one's rates.
+        self.state.lock().await.trunk_readings = readings;
         for (conn, t) in traffic {
             e.traffic(
                 &t,

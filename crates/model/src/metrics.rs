@@ -257,32 +257,30 @@ impl Exposition {
     }
 
     /// A trunk's rates since the last scrape.
-    pub fn trunk_rates(&mut self, r: &Rates, labels: Labels) {
-        {
-            for (name, help, v) in [
-                (
-                    "bitrate_to_cloud_bps",
-                    "Bits per second from the customer, since the last scrape.",
-                    r.bits_to_cloud,
-                ),
-                (
-                    "bitrate_from_cloud_bps",
-                    "Bits per second to the customer, since the last scrape.",
-                    r.bits_from_cloud,
-                ),
-                (
-                    "packet_rate_to_cloud_pps",
-                    "Packets per second from the customer, since the last scrape.",
-                    r.packets_to_cloud,
-                ),
-                (
-                    "packet_rate_from_cloud_pps",
-                    "Packets per second to the customer, since the last scrape.",
-                    r.packets_from_cloud,
-                ),
-            ] {
-                self.sample(name, "gauge", help, labels.clone(), v);
-            }
+    fn trunk_rates(&mut self, r: &Rates, labels: Labels) {
+        for (name, help, v) in [
+            (
+                "bitrate_to_cloud_bps",
+                "Bits per second from the customer, since the last scrape.",
+                r.bits_to_cloud,
+            ),
+            (
+                "bitrate_from_cloud_bps",
+                "Bits per second to the customer, since the last scrape.",
+                r.bits_from_cloud,
+            ),
+            (
+                "packet_rate_to_cloud_pps",
+                "Packets per second from the customer, since the last scrape.",
+                r.packets_to_cloud,
+            ),
+            (
+                "packet_rate_from_cloud_pps",
+                "Packets per second to the customer, since the last scrape.",
+                r.packets_from_cloud,
+            ),
+        ] {
+            self.sample(name, "gauge", help, labels.clone(), v);
         }
     }
 
