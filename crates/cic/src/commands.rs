@@ -888,15 +888,9 @@ impl ConnectionCmd {
             } => {
                 let mut body = json!({});
                 if let Some(k) = md5_key {
-                    // The peering is replaced whole: the rest of it as it is.
-                    let pc = api.get(&format!("{BASE}/{id}")).await?;
-                    let p = &pc["ipv4Peering"];
-                    let mut peering = json!({"peeringSubnet": p["peeringSubnet"], "peerIp": p["peerIp"],
-                        "cloudIp": p["cloudIp"], "peerBgpAsn": p["peerBgpAsn"]});
-                    if !k.is_empty() {
-                        peering["peerBgpMd5Key"] = json!(k);
-                    }
-                    body["ipv4Peering"] = peering;
+                    // A peering in a PATCH is merged: the key alone changes ("" removes it).
+                    let key = if k.is_empty() { Value::Null } else { json!(k) };
+                    body["ipv4Peering"] = json!({ "peerBgpMd5Key": key });
                 }
                 if let Some(t) = trunk {
                     body["trunkConnectionId"] = json!(t);

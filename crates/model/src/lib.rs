@@ -4,10 +4,15 @@ pub mod edge;
 pub mod error;
 pub mod iam;
 pub mod metrics;
+pub mod prefixes;
 pub mod resource;
 pub mod validate;
 
 pub use error::{ApiError, ApiResult, Code};
+
+/// How a secret is shown to a caller who may not read it. Written back (a client that
+/// reads a resource, changes something else and sends it again), it means "unchanged".
+pub const SECRET_MASK: &str = "********";
 
 /// A secret (a BGP MD5 key): serialized as its value, never printed by `Debug`, so it
 /// cannot reach a log line by accident.

@@ -364,9 +364,39 @@ pub struct TrunkConnection {
     pub edge_id: String,
 }
 
+impl TrunkConnection {
+    /// What the trunk's frames share on its edge with other trunks, whose connections then
+    /// need distinct VLAN ids: its port (its own, or a partner's), or for an overlay trunk
+    /// the VXLAN UDP port (VXLAN demultiplexes by VNI per UDP port). A LAG is a wire of its
+    /// own (None).
+    pub fn wire(&self) -> Option<String> {
+        if let Some(o) = &self.overlay_joint {
+            return Some(format!("VXLAN UDP port {}", o.udp_port));
+        }
+        if self.lag_direct_joint.is_some() {
+            return None;
+        }
+        if let Some(port) = self
+            .partner_joint_info
+            .as_ref()
+            .and_then(|p| p.port_name.as_ref())
+        {
+            return Some(format!("port {port}"));
+        }
+        self.single_port_direct_joint
+            .as_ref()
+            .map(|j| format!("port {}", j.port_name))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateTrunkConnectionRequest {
+    #[serde(default)]
+    pub trunk_connection_id: Option<String>,
+    /// The fields to change (`"name,deletionProtection"`); without it, the fields present.
+    #[serde(default)]
+    pub update_mask: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -410,6 +440,103 @@ pub struct Ipv4Peering {
     /// The secret; shown masked unless the caller may read secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_bgp_md5_key: Option<crate::Secret>,
+}
+
+impl From<&Ipv4Peering> for Ipv4PeeringSpec {
+    fn from(p: &Ipv4Peering) -> Ipv4PeeringSpec {
+        Ipv4PeeringSpec {
+            peering_subnet: p.peering_subnet,
+            peer_ip: p.peer_ip,
+            cloud_ip: p.cloud_ip,
+            peer_bgp_asn: p.peer_bgp_asn,
+            peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
+        }
+    }
+}
+
+/// A peering in a PATCH: a merge. The fields present change, the others stay as they are;
+/// the MD5 key stays unless the patch says otherwise ([`SecretPatch`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipv4PeeringPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    pub peering_subnet: Option<Ipv4Net>,
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    pub peer_ip: Option<Ipv4Addr>,
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    pub cloud_ip: Option<Ipv4Addr>,
+    #[serde(default, deserialize_with = "present_int64")]
+    #[schemars(with = "Option<String>")]
+    pub peer_bgp_asn: Option<u32>,
+    /// Absent, or the mask it is shown as (`"********"`): unchanged. `null` or `""`:
+    /// removed. Anything else: the new key.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::Secret>")]
+    pub peer_bgp_md5_key: SecretPatch,
+}
+
+impl Ipv4PeeringPatch {
+    /// The peering `old` with this patch applied.
+    pub fn apply(self, old: &Ipv4PeeringSpec) -> Ipv4PeeringSpec {
+        Ipv4PeeringSpec {
+            peering_subnet: self.peering_subnet.unwrap_or(old.peering_subnet),
+            peer_ip: self.peer_ip.unwrap_or(old.peer_ip),
+            cloud_ip: self.cloud_ip.unwrap_or(old.cloud_ip),
+            peer_bgp_asn: self.peer_bgp_asn.unwrap_or(old.peer_bgp_asn),
+            peer_bgp_md5_key: self.peer_bgp_md5_key.apply(old.peer_bgp_md5_key.as_ref()),
+        }
+    }
+}
+
+/// What a PATCH does to a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SecretPatch {
+    /// Left out, or written back as the mask it was read as.
+    #[default]
+    Keep,
+    /// `null` or `""`: removed.
+    Remove,
+    Set(crate::Secret),
+}
+
+impl SecretPatch {
+    pub fn apply(self, old: Option<&crate::Secret>) -> Option<crate::Secret> {
+        match self {
+            SecretPatch::Keep => old.cloned(),
+            SecretPatch::Remove => None,
+            SecretPatch::Set(s) => Some(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretPatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<String>::deserialize(d)? {
+            None => SecretPatch::Remove,
+            Some(s) if s.is_empty() => SecretPatch::Remove,
+            Some(s) if s == crate::SECRET_MASK => SecretPatch::Keep,
+            Some(s) => SecretPatch::Set(crate::Secret::new(s)),
+        })
+    }
+}
+
+/// A field of a PATCH that may be left out but not set to null (it cannot be removed).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)?.map(Some).ok_or_else(|| {
+        serde::de::Error::custom("cannot be null: it is required (leave it out to keep it)")
+    })
+}
+
+/// [`present`] for an int64 field (a string or a number).
+fn present_int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(with = "crate::int64")] u32);
+    present::<D, Wrap>(d).map(|w| w.map(|w| w.0))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -710,6 +837,75 @@ pub struct ListResponse<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(key: Option<&str>) -> Ipv4PeeringSpec {
+        Ipv4PeeringSpec {
+            peering_subnet: "10.0.0.0/30".parse().expect("net"),
+            peer_ip: "10.0.0.2".parse().expect("ip"),
+            cloud_ip: "10.0.0.1".parse().expect("ip"),
+            peer_bgp_asn: 65001,
+            peer_bgp_md5_key: key.map(crate::Secret::from),
+        }
+    }
+
+    fn patch(json: &str) -> Result<Ipv4PeeringPatch, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn a_peering_patch_changes_the_fields_it_holds_and_keeps_the_key() {
+        let old = spec(Some("s3cret"));
+        let p = patch(r#"{"peerBgpAsn": "65010"}"#)
+            .expect("patch")
+            .apply(&old);
+        assert_eq!(p.peer_bgp_asn, 65010);
+        assert_eq!(p.peering_subnet, old.peering_subnet);
+        assert_eq!(p.peer_bgp_md5_key, old.peer_bgp_md5_key);
+        // The mask written back is "unchanged", never the new key.
+        let p =
+            patch(r#"{"peerIp": "10.0.0.1", "cloudIp": "10.0.0.2", "peerBgpMd5Key": "********"}"#)
+                .expect("patch")
+                .apply(&old);
+        assert_eq!(
+            p.peer_bgp_md5_key.as_ref().map(|k| k.expose()),
+            Some("s3cret")
+        );
+        assert_eq!(p.peer_ip.to_string(), "10.0.0.1");
+        // With no key, the mask keeps it absent.
+        let p = patch(r#"{"peerBgpMd5Key": "********"}"#)
+            .expect("patch")
+            .apply(&spec(None));
+        assert_eq!(p.peer_bgp_md5_key, None);
+    }
+
+    #[test]
+    fn removing_the_key_is_explicit() {
+        let old = spec(Some("s3cret"));
+        for remove in [r#"{"peerBgpMd5Key": null}"#, r#"{"peerBgpMd5Key": ""}"#] {
+            assert_eq!(
+                patch(remove).expect(remove).apply(&old).peer_bgp_md5_key,
+                None,
+                "{remove}"
+            );
+        }
+        let p = patch(r#"{"peerBgpMd5Key": "n3w"}"#)
+            .expect("patch")
+            .apply(&old);
+        assert_eq!(p.peer_bgp_md5_key.as_ref().map(|k| k.expose()), Some("n3w"));
+        assert_eq!(patch("{}").expect("empty").apply(&old), old);
+    }
+
+    #[test]
+    fn required_peering_fields_cannot_be_nulled_or_misspelt() {
+        for bad in [
+            r#"{"peeringSubnet": null}"#,
+            r#"{"peerBgpAsn": null}"#,
+            r#"{"peerIP": "10.0.0.2"}"#,
+            r#"{"peerBgpAsn": "x"}"#,
+        ] {
+            assert!(patch(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn zones_are_written_as_the_modelled_api_and_read_in_both_shapes() {

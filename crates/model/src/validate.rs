@@ -298,6 +298,15 @@ pub fn md5_key(field: &str, key: &Option<crate::Secret>) -> ApiResult<()> {
                 "must not be empty when present (omit it for no key)",
             ));
         }
+        if k == crate::SECRET_MASK {
+            return Err(ApiError::field(
+                field,
+                format!(
+                    "{:?} is how a hidden key is shown, not a key; send the key itself (or leave the field out)",
+                    crate::SECRET_MASK
+                ),
+            ));
+        }
         if k.len() > MAX_MD5_KEY_LEN {
             return Err(ApiError::field(
                 field,
@@ -322,7 +331,25 @@ pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<(
         ));
     }
     for (i, p) in routes.iter().enumerate() {
-        canonical(&format!("{field}[{i}].prefix"), p)?;
+        let f = format!("{field}[{i}].prefix");
+        canonical(&f, p)?;
+        // The checks of a route the customer announces (the speaker's import policy uses
+        // the same table), and no default: a static route cannot be withdrawn when the
+        // customer's side fails, so it would blackhole every destination of the instance.
+        if p.prefix_len() == 0 {
+            return Err(ApiError::field(
+                &f,
+                format!(
+                    "{p} is the default route; announce it over BGP instead, so that it goes when the session does"
+                ),
+            ));
+        }
+        if let Some((r, what)) = crate::prefixes::martian(&ipnet::IpNet::V4(*p)) {
+            return Err(ApiError::field(
+                &f,
+                format!("{p} is inside {r} ({what}), which no customer may route"),
+            ));
+        }
         if routes[..i].contains(p) {
             return Err(ApiError::field(
                 &format!("{field}[{i}].prefix"),
@@ -491,6 +518,30 @@ mod tests {
         assert!(md5_key("k", &k("x".repeat(80))).is_ok());
         assert!(md5_key("k", &k("x".repeat(81))).is_err());
         assert!(md5_key("k", &k(String::new())).is_err());
+        let e = md5_key("k", &k(crate::SECRET_MASK.into())).unwrap_err();
+        assert!(
+            e.message.contains("how a hidden key is shown"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn static_routes_refuse_what_an_announcement_may_not_hold_and_the_default() {
+        assert!(static_routes("r", &[n("192.168.10.0/24"), n("8.8.8.0/24")], 100).is_ok());
+        for (bad, says) in [
+            ("0.0.0.0/0", "default route"),
+            ("127.0.0.0/8", "loopback"),
+            ("224.0.0.0/4", "multicast"),
+            ("169.254.7.0/24", "link local"),
+            ("192.0.2.0/24", "documentation"),
+            ("255.255.255.255/32", "broadcast"),
+        ] {
+            let e =
+                static_routes("ipv4StaticRoutes", &[n("10.9.0.0/16"), n(bad)], 100).unwrap_err();
+            assert_eq!(e.details[0].field, "ipv4StaticRoutes[1].prefix", "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
     }
 
     #[test]

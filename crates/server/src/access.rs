@@ -33,7 +33,7 @@ pub struct View {
     pub metadata_only: bool,
 }
 
-pub const MASK: &str = "********";
+pub use cic_model::SECRET_MASK as MASK;
 
 /// The fields an auditor sees: metadata, not configuration.
 const METADATA_FIELDS: &[&str] = &[

@@ -77,11 +77,7 @@ pub fn bond_name(trunk_id: &str) -> String {
 /// What a trunk's frames share on its edge: connections of trunks on the same wire need
 /// distinct VLAN ids (for VXLAN, VNIs per UDP port). A LAG is a wire of its own.
 pub fn wire(t: &TrunkConnection) -> Option<String> {
-    match trunk_attachment(t)? {
-        Attachment::Vxlan { udp_port, .. } => Some(format!("VXLAN UDP port {udp_port}")),
-        Attachment::Vlan { port } => Some(format!("port {port}")),
-        Attachment::Lag { .. } => None,
-    }
+    t.wire()
 }
 
 /// The fabric segment of slot `slot` on `edge`: VNI and a /31 of the edge's transit pool.

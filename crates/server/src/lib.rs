@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use cic_model::edge::{BgpSettings, EdgeReport};
+use cic_model::edge::{BgpSettings, EdgeReport, SessionKind, SessionStatus};
 use cic_model::resource::{
     CloudService, Edge, Operation, PrivateConnection, PublicConnection, RoutingInstance, Status,
     TrunkConnection,
@@ -70,11 +70,39 @@ impl Default for ServerConfig {
     }
 }
 
-/// What an edge last reported, and when.
-#[derive(Debug, Clone)]
+/// An edge's last report as this server decoded it, with its sessions indexed; kept
+/// until the edge reports again (the store's version of the report changes), so a Get
+/// of one connection does not decode every edge's report.
+#[derive(Debug)]
 pub struct EdgeLiveState {
     pub report: EdgeReport,
     pub reported_at: String,
+    version: String,
+    sessions: HashMap<(SessionKind, String), usize>,
+}
+
+impl EdgeLiveState {
+    fn new(report: EdgeReport, reported_at: String, version: String) -> EdgeLiveState {
+        let sessions = report
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.kind, s.resource_id.clone()), i))
+            .collect();
+        EdgeLiveState {
+            report,
+            reported_at,
+            version,
+            sessions,
+        }
+    }
+
+    /// The session of `resource_id` of this kind, as last reported.
+    pub fn session(&self, kind: SessionKind, resource_id: &str) -> Option<&SessionStatus> {
+        self.sessions
+            .get(&(kind, resource_id.to_string()))
+            .and_then(|i| self.report.sessions.get(*i))
+    }
 }
 
 pub struct AppState {
@@ -85,6 +113,10 @@ pub struct AppState {
     pub revision: watch::Sender<u64>,
     /// Looking-glass questions for the edges, and the callers waiting for answers.
     pub queries: api::looking_glass::Broker,
+    /// Edges' reports as last decoded here (see [`EdgeLiveState`]).
+    reports: std::sync::Mutex<HashMap<String, Arc<EdgeLiveState>>>,
+    /// Signs page tokens; shared by every server on the database.
+    pub(crate) page_key: Vec<u8>,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -100,12 +132,21 @@ impl AppState {
         config: ServerConfig,
     ) -> Result<Arc<AppState>, cic_store::Error> {
         let rev = store.revision().await?;
+        let candidate: [u8; 32] = rand::random();
+        let page_key = hex::decode(
+            store
+                .shared_secret("page-token-key", &hex::encode(candidate))
+                .await?,
+        )
+        .unwrap_or_else(|_| candidate.to_vec());
         Ok(Arc::new(AppState {
             store,
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
             queries: Default::default(),
+            reports: Default::default(),
+            page_key,
         }))
     }
 
@@ -119,22 +160,41 @@ impl AppState {
     }
 
     /// Every edge's last report (shared through the store by all servers).
-    pub async fn live(&self) -> ApiResult<HashMap<String, EdgeLiveState>> {
-        Ok(self
-            .store
-            .edge_reports()
-            .await?
-            .into_iter()
-            .map(|(id, report, reported_at)| {
-                (
-                    id,
-                    EdgeLiveState {
-                        report,
-                        reported_at,
-                    },
-                )
-            })
-            .collect())
+    pub async fn live(&self) -> ApiResult<HashMap<String, Arc<EdgeLiveState>>> {
+        self.live_of(None).await
+    }
+
+    /// The last reports of `edges` (of every edge when None): each is read from the store
+    /// and decoded only when it changed since this server last looked.
+    pub async fn live_of(
+        &self,
+        edges: Option<&[String]>,
+    ) -> ApiResult<HashMap<String, Arc<EdgeLiveState>>> {
+        let versions = self.store.edge_report_versions(edges).await?;
+        let mut out = HashMap::new();
+        for (edge, version) in versions {
+            let kept = self
+                .reports
+                .lock()
+                .ok()
+                .and_then(|k| k.get(&edge).cloned())
+                .filter(|k| k.version == version);
+            let live = match kept {
+                Some(k) => k,
+                None => {
+                    let Some((report, at, version)) = self.store.edge_report(&edge).await? else {
+                        continue;
+                    };
+                    let l = Arc::new(EdgeLiveState::new(report, at, version));
+                    if let Ok(mut k) = self.reports.lock() {
+                        k.insert(edge.clone(), l.clone());
+                    }
+                    l
+                }
+            };
+            out.insert(edge, live);
+        }
+        Ok(out)
     }
 
     /// Other servers on the same database commit too: follow the stored revision so that
@@ -205,7 +265,10 @@ impl AppState {
         if pending.is_empty() {
             return Ok(());
         }
-        let live = self.live().await?;
+        let mut edges: Vec<String> = pending.iter().flat_map(|(_, p)| p.edges.clone()).collect();
+        edges.sort();
+        edges.dedup();
+        let live = self.live_of(Some(&edges)).await?;
         for (mut op, p) in pending {
             let applied = p.edges.iter().all(|e| {
                 live.get(e)
@@ -286,11 +349,7 @@ impl Finish {
             },
             "routingInstance" => match store.get::<RoutingInstance>(&p.resource_id).await? {
                 Some(r) => {
-                    let slots = store.list::<FabricSlot>(None).await?;
-                    let mine = slots
-                        .into_iter()
-                        .filter(|s| s.routing_instance_id == p.resource_id)
-                        .collect();
+                    let mine = store.children::<FabricSlot>(&p.resource_id).await?;
                     Finish::Instance(Box::new(r), p.action, mine)
                 }
                 None => Finish::Nothing,
@@ -371,6 +430,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             api::idempotency::layer,
         ))
+        .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY))
+        .layer(axum::middleware::from_fn(error::shape))
         .with_state(state)
 }
 

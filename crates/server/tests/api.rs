@@ -367,7 +367,7 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
             "unknown field",
             with(&|v| v["vlan"] = json!(5)),
             StatusCode::BAD_REQUEST,
-            "unknown field `vlan`",
+            "vlan: is not a field here",
         ),
         (
             "cloud asn given",

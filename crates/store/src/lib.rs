@@ -53,6 +53,31 @@ pub trait Document: Serialize + DeserializeOwned {
     fn parent_id(&self) -> &str {
         ""
     }
+    /// What the document refers to, for [`Store::linked`]: (relation, target) pairs kept
+    /// in an index beside it, so "which routing instance holds connection X" is one
+    /// lookup, not a read of every instance.
+    fn links(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// The relations of [`Document::links`].
+pub mod rel {
+    /// A routing instance → each of its private connections.
+    pub const MEMBER: &str = "member";
+    /// A routing instance → each of its VPC networks.
+    pub const VPC: &str = "vpc";
+    /// A trunk → `<edge>|<wire>` (its frames' wire on the edge: see `TrunkConnection::wire`).
+    pub const WIRE: &str = "wire";
+    /// A private or public connection → `<trunk>|<vlan>`.
+    pub const VLAN: &str = "vlan";
+
+    pub fn wire_key(edge: &str, wire: &str) -> String {
+        format!("{edge}|{wire}")
+    }
+    pub fn vlan_key(trunk: &str, vlan: u16) -> String {
+        format!("{trunk}|{vlan}")
+    }
 }
 
 impl Document for PointOfPresence {
@@ -77,9 +102,9 @@ impl Document for Edge {
 
 macro_rules! tenant_document {
     ($t:ty, $kind:literal) => {
-        tenant_document!($t, $kind, |_x| "");
+        tenant_document!($t, $kind, |_x| "", |_y| Vec::new());
     };
-    ($t:ty, $kind:literal, |$x:ident| $parent:expr) => {
+    ($t:ty, $kind:literal, |$x:ident| $parent:expr, |$y:ident| $links:expr) => {
         impl Document for $t {
             const KIND: &'static str = $kind;
             fn id(&self) -> &str {
@@ -94,6 +119,10 @@ macro_rules! tenant_document {
             fn parent_id(&self) -> &str {
                 let $x = self;
                 $parent
+            }
+            fn links(&self) -> Vec<(&'static str, String)> {
+                let $y = self;
+                $links
             }
         }
     };
@@ -118,12 +147,33 @@ impl Document for FolderAccess {
     }
 }
 
-tenant_document!(TrunkConnection, "trunkConnection", |t| &t.edge_id);
-tenant_document!(PrivateConnection, "privateConnection", |c| &c
-    .trunk_connection_id);
-tenant_document!(RoutingInstance, "routingInstance");
-tenant_document!(PublicConnection, "publicConnection", |c| &c
-    .trunk_connection_id);
+tenant_document!(TrunkConnection, "trunkConnection", |t| &t.edge_id, |t| t
+    .wire()
+    .map(|w| (rel::WIRE, rel::wire_key(&t.edge_id, &w)))
+    .into_iter()
+    .collect());
+tenant_document!(
+    PrivateConnection,
+    "privateConnection",
+    |c| &c.trunk_connection_id,
+    |c| vec![(rel::VLAN, rel::vlan_key(&c.trunk_connection_id, c.vlan_id))]
+);
+tenant_document!(RoutingInstance, "routingInstance", |_r| "", |r| r
+    .cic_private_connection_info
+    .iter()
+    .map(|c| (rel::MEMBER, c.cic_private_connection_id.clone()))
+    .chain(
+        r.vpc_info
+            .iter()
+            .map(|v| (rel::VPC, v.vpc_network_id.clone()))
+    )
+    .collect());
+tenant_document!(
+    PublicConnection,
+    "publicConnection",
+    |c| &c.trunk_connection_id,
+    |c| vec![(rel::VLAN, rel::vlan_key(&c.trunk_connection_id, c.vlan_id))]
+);
 
 impl Document for Partner {
     const KIND: &'static str = "partner";
@@ -169,6 +219,10 @@ impl Document for FabricSlot {
     }
     fn folder_id(&self) -> &str {
         &self.edge_id
+    }
+    /// The slots of an instance are its children: found by index.
+    fn parent_id(&self) -> &str {
+        &self.routing_instance_id
     }
 }
 
@@ -265,6 +319,23 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX resources_order ON resources (kind, folder_id, revision, id)",
         "CREATE INDEX resources_kind_order ON resources (kind, revision, id)",
     ],
+    // 4: reads that do not grow with the database — what documents refer to (a routing
+    // instance's connections and VPCs, a trunk's wire, a connection's VLAN; filled in by
+    // `backfill_links`), lists in id order (a stable order for keyset paging), a version
+    // per edge report (servers keep the decoded report until it changes), and
+    // looking-glass questions shared by every server.
+    &[
+        "CREATE TABLE resource_links (kind TEXT NOT NULL, id TEXT NOT NULL, rel TEXT NOT NULL, target TEXT NOT NULL)",
+        "CREATE INDEX resource_links_target ON resource_links (rel, target)",
+        "CREATE INDEX resource_links_owner ON resource_links (kind, id)",
+        "CREATE INDEX resources_folder_id ON resources (kind, folder_id, id)",
+        "CREATE INDEX resources_name_id ON resources (kind, folder_id, name, id)",
+        "ALTER TABLE edge_status ADD COLUMN version TEXT NOT NULL DEFAULT ''",
+        "CREATE TABLE route_queries (id TEXT PRIMARY KEY, edge_id TEXT NOT NULL, body TEXT NOT NULL, \
+         taken BIGINT NOT NULL, answer TEXT, created_at BIGINT NOT NULL)",
+        "CREATE INDEX route_queries_edge ON route_queries (edge_id, taken)",
+        "CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
 ];
 
 /// Step 3's data: the parent of each stored document, as `Document::parent_id` says.
@@ -296,6 +367,58 @@ async fn backfill_parents(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(
     Ok(())
 }
 
+/// Step 4's data: the links of every stored document that has some, and the parent of
+/// fabric slots.
+async fn backfill_links(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    async fn relink<T: Document>(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+        let rows = sqlx::query("SELECT id, body FROM resources WHERE kind = $1")
+            .bind(T::KIND)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            let doc = decode_with_id::<T>(&r)?;
+            let id: String = r.try_get(0)?;
+            put_links(tx, &doc, &id).await?;
+            sqlx::query("UPDATE resources SET parent_id = $1 WHERE kind = $2 AND id = $3")
+                .bind(doc.parent_id().to_string())
+                .bind(T::KIND)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+    relink::<TrunkConnection>(tx).await?;
+    relink::<PrivateConnection>(tx).await?;
+    relink::<PublicConnection>(tx).await?;
+    relink::<RoutingInstance>(tx).await?;
+    relink::<FabricSlot>(tx).await?;
+    Ok(())
+}
+
+/// Replaces the links of the stored document (`T::KIND`, `id`) with `doc`'s.
+async fn put_links<T: Document>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    doc: &T,
+    id: &str,
+) -> Result<()> {
+    sqlx::query("DELETE FROM resource_links WHERE kind = $1 AND id = $2")
+        .bind(T::KIND)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for (rel, target) in doc.links() {
+        sqlx::query("INSERT INTO resource_links (kind, id, rel, target) VALUES ($1, $2, $3, $4)")
+            .bind(T::KIND)
+            .bind(id)
+            .bind(rel)
+            .bind(target)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -304,6 +427,27 @@ pub struct Store {
     pool: AnyPool,
     postgres: bool,
     memory: bool,
+    /// PostgreSQL's notifications (LISTEN/NOTIFY) of commits made by any server.
+    notices: Option<tokio::sync::broadcast::Sender<Notice>>,
+}
+
+/// A notification from the database that another server (or this one) committed
+/// something others wait for. A `Notice` with an empty channel means the listening
+/// connection was lost and notices may have been missed: look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub channel: String,
+    pub payload: String,
+}
+
+/// Channels of [`Notice`]s.
+pub mod channel {
+    /// The global revision moved (payload: the new revision).
+    pub const REVISION: &str = "cic_revision";
+    /// A looking-glass question for an edge (payload: the edge id).
+    pub const QUESTION: &str = "cic_question";
+    /// A looking-glass answer (payload: the question id).
+    pub const ANSWER: &str = "cic_answer";
 }
 
 impl Store {
@@ -331,13 +475,33 @@ impl Store {
             .max_connections(max)
             .connect(&url)
             .await?;
+        let postgres = !url.starts_with("sqlite:");
         let s = Store {
             pool,
-            postgres: !url.starts_with("sqlite:"),
+            postgres,
             memory: url.contains(":memory:"),
+            notices: postgres.then(|| listen(url.clone())),
         };
         s.migrate().await?;
         Ok(s)
+    }
+
+    /// Notices of commits by every server on this database, where the back end has them
+    /// (PostgreSQL's LISTEN/NOTIFY); None on SQLite, where one server is all there is.
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Notice>> {
+        self.notices.as_ref().map(|n| n.subscribe())
+    }
+
+    /// Sends a notice to every server's listeners (PostgreSQL; nothing on SQLite).
+    async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        if self.postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -381,6 +545,9 @@ impl Store {
             if v == 3 {
                 backfill_parents(&mut tx).await?;
             }
+            if v == 4 {
+                backfill_links(&mut tx).await?;
+            }
             sqlx::query("DELETE FROM schema_version")
                 .execute(&mut *tx)
                 .await?;
@@ -397,7 +564,23 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
             tx: self.pool.begin().await?,
+            postgres: self.postgres,
         })
+    }
+
+    /// The secret `name` every server on this database shares (a key that signs page
+    /// tokens, say): `candidate` becomes it if there is none yet.
+    pub async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(candidate)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
     pub async fn revision(&self) -> Result<u64> {
@@ -437,7 +620,7 @@ impl Store {
     /// The documents of a kind whose parent is `parent_id`, by index.
     pub async fn children<T: Document>(&self, parent_id: &str) -> Result<Vec<T>> {
         let rows = sqlx::query(
-            "SELECT id, body FROM resources WHERE kind = $1 AND parent_id = $2 ORDER BY revision, id",
+            "SELECT id, body FROM resources WHERE kind = $1 AND parent_id = $2 ORDER BY id",
         )
         .bind(T::KIND)
         .bind(parent_id)
@@ -446,43 +629,122 @@ impl Store {
         rows.iter().map(|r| decode_with_id::<T>(r)).collect()
     }
 
-    /// One page of a kind (in a folder, with a name), in list order: `limit` documents
-    /// after the first `offset`, and whether more follow. Paged by the database, so a page
-    /// costs its own size, not the size of the folder.
-    pub async fn list_page<T: Document>(
+    /// The documents of kind `T` that link to `target` by `rel` (see [`Document::links`]),
+    /// by index.
+    pub async fn linked<T: Document>(&self, rel: &str, target: &str) -> Result<Vec<T>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.body FROM resource_links l JOIN resources r ON r.kind = l.kind AND r.id = l.id \
+             WHERE l.rel = $1 AND l.target = $2 AND l.kind = $3 ORDER BY r.id",
+        )
+        .bind(rel)
+        .bind(target)
+        .bind(T::KIND)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+    }
+
+    /// For each of `targets`, the id of the document of kind `T` that links to it by
+    /// `rel` (a page's routing instances, say), in one query.
+    pub async fn linked_ids<T: Document>(
+        &self,
+        rel: &str,
+        targets: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        // Within every back end's limit of bound parameters.
+        for chunk in targets.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT target, id FROM resource_links WHERE rel = $1 AND kind = $2 AND target IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(rel.to_string())
+                .bind(T::KIND);
+            for t in chunk {
+                q = q.bind(t.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Documents of kind `T` by id, in one query (those that exist).
+    pub async fn get_many<T: Document>(&self, ids: &[String]) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id, body FROM resources WHERE kind = $1 AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(T::KIND);
+            for id in chunk {
+                q = q.bind(id.clone());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(decode_with_id::<T>(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The connections (kind, id, trunk) on VLAN `vlan` of any trunk on the wire
+    /// `wire_key` ([`rel::wire_key`]): one indexed join, however many trunks share it.
+    pub async fn vlan_on_wire(
+        &self,
+        wire_key: &str,
+        vlan: u16,
+    ) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT c.kind, c.id, w.id FROM resource_links w JOIN resource_links c \
+             ON c.rel = $3 AND c.target = w.id || $4 WHERE w.rel = $1 AND w.target = $2 ORDER BY c.id",
+        )
+        .bind(rel::WIRE)
+        .bind(wire_key)
+        .bind(rel::VLAN)
+        .bind(format!("|{vlan}"))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// One page of a kind in id order (in a folder, with a name): up to `limit` documents
+    /// whose id is after `after`, and whether more follow. A keyset page: a write to an
+    /// item (or a new item) never moves another across the page boundary, so paging
+    /// neither skips nor repeats, and a page costs its own size.
+    pub async fn list_after<T: Document>(
         &self,
         folder_id: Option<&str>,
         name: Option<&str>,
-        offset: u64,
+        after: Option<&str>,
         limit: u64,
     ) -> Result<(Vec<T>, bool)> {
         let mut sql = String::from("SELECT id, body FROM resources WHERE kind = $1");
         let mut n = 1;
-        if folder_id.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND folder_id = ${n}"));
+        let mut binds: Vec<String> = Vec::new();
+        for (col, v) in [
+            ("folder_id = ", folder_id),
+            ("name = ", name),
+            ("id > ", after),
+        ] {
+            if let Some(v) = v {
+                n += 1;
+                sql.push_str(&format!(" AND {col}${n}"));
+                binds.push(v.to_string());
+            }
         }
-        if name.is_some() {
-            n += 1;
-            sql.push_str(&format!(" AND name = ${n}"));
-        }
-        sql.push_str(&format!(
-            " ORDER BY revision, id LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        ));
+        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(T::KIND);
-        if let Some(f) = folder_id {
-            q = q.bind(f.to_string());
+        for b in binds {
+            q = q.bind(b);
         }
-        if let Some(x) = name {
-            q = q.bind(x.to_string());
-        }
-        let rows = q
-            .bind((limit + 1) as i64)
-            .bind(offset as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
         let more = rows.len() as u64 > limit;
         let items = rows
             .iter()
@@ -629,7 +891,7 @@ impl Store {
     /// Operations on one resource, newest first.
     pub async fn operations_of(&self, resource_id: &str) -> Result<Vec<Operation>> {
         let rows = sqlx::query(
-            "SELECT body, id FROM operations WHERE resource_id = $1 ORDER BY created_at DESC, id",
+            "SELECT body, id FROM operations WHERE resource_id = $1 ORDER BY created_at DESC, id DESC",
         )
         .bind(resource_id)
         .fetch_all(&self.pool)
@@ -705,12 +967,14 @@ impl Store {
         Ok(())
     }
 
-    /// Records an edge's latest report, for every server to read.
+    /// Records an edge's latest report, for every server to read, as version `version`
+    /// (unique per report: servers keep a decoded report until its version changes).
     pub async fn put_edge_report(
         &self,
         edge_id: &str,
         report: &EdgeReport,
         reported_at: &str,
+        version: &str,
     ) -> Result<()> {
         let body = serde_json::to_string(report).map_err(|e| Error::Corrupt {
             kind: "edgeStatus",
@@ -718,29 +982,155 @@ impl Store {
             err: e.to_string(),
         })?;
         sqlx::query(
-            "INSERT INTO edge_status (edge_id, body, reported_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at",
+            "INSERT INTO edge_status (edge_id, body, reported_at, version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at, \
+             version = excluded.version",
         )
         .bind(edge_id)
         .bind(body)
         .bind(reported_at)
+        .bind(version)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Every edge's latest report and when it came.
-    pub async fn edge_reports(&self) -> Result<Vec<(String, EdgeReport, String)>> {
-        let rows = sqlx::query("SELECT body, edge_id, reported_at FROM edge_status")
-            .fetch_all(&self.pool)
-            .await?;
+    /// The version of each edge's latest report (of `edges`, or of every edge): a small
+    /// read, to tell whether a kept report is still the latest.
+    pub async fn edge_report_versions(
+        &self,
+        edges: Option<&[String]>,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = match edges {
+            None => {
+                sqlx::query("SELECT edge_id, version FROM edge_status")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some([]) => return Ok(Vec::new()),
+            Some(ids) => {
+                let mut rows = Vec::new();
+                for chunk in ids.chunks(500) {
+                    let marks: Vec<String> =
+                        (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+                    let sql = format!(
+                        "SELECT edge_id, version FROM edge_status WHERE edge_id IN ({})",
+                        marks.join(", ")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id.clone());
+                    }
+                    rows.extend(q.fetch_all(&self.pool).await?);
+                }
+                rows
+            }
+        };
         rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(1)?;
-                let rep = decode_json::<EdgeReport>(r, "edgeStatus", &id)?;
-                Ok((id, rep, r.try_get(2)?))
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// One edge's latest report, when it came, and its version.
+    pub async fn edge_report(&self, edge_id: &str) -> Result<Option<(EdgeReport, String, String)>> {
+        let row =
+            sqlx::query("SELECT body, reported_at, version FROM edge_status WHERE edge_id = $1")
+                .bind(edge_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((
+                decode_json::<EdgeReport>(&r, "edgeStatus", edge_id)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+            ))),
+        }
+    }
+
+    /// Puts a looking-glass question for `edge_id` where every server sees it, and tells
+    /// them.
+    pub async fn put_route_query(
+        &self,
+        id: &str,
+        edge_id: &str,
+        body: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO route_queries (id, edge_id, body, taken, created_at) VALUES ($1, $2, $3, 0, $4)",
+        )
+        .bind(id)
+        .bind(edge_id)
+        .bind(body)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.notify(channel::QUESTION, edge_id).await
+    }
+
+    /// The questions for `edge_id` not yet taken, now taken (each is handed out once).
+    pub async fn take_route_queries(&self, edge_id: &str) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, body FROM route_queries WHERE edge_id = $1 AND taken = 0 ORDER BY created_at, id",
+        )
+        .bind(edge_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let taken =
+                sqlx::query("UPDATE route_queries SET taken = 1 WHERE id = $1 AND taken = 0")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            if taken.rows_affected() == 1 {
+                out.push(r.try_get(1)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records `edge_id`'s answer to question `id`; false when there is no such question
+    /// of that edge still waiting.
+    pub async fn answer_route_query(&self, id: &str, edge_id: &str, answer: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE route_queries SET answer = $3 WHERE id = $1 AND edge_id = $2 AND answer IS NULL",
+        )
+        .bind(id)
+        .bind(edge_id)
+        .bind(answer)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            self.notify(channel::ANSWER, id).await?;
+        }
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// The answer to question `id`, once there is one.
+    pub async fn route_query_answer(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT answer FROM route_queries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
+
+    /// Forgets question `id`, and any question older than `stale_before` (its asker is gone).
+    pub async fn drop_route_query(&self, id: &str, stale_before: i64) -> Result<()> {
+        sqlx::query("DELETE FROM route_queries WHERE id = $1 OR created_at < $2")
+            .bind(id)
+            .bind(stale_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// API keys (tokens of subjects), of one subject when given.
@@ -785,6 +1175,67 @@ impl Store {
             .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
+}
+
+/// Listens to every [`channel`] on a connection of its own, for as long as anyone holds the
+/// sender; reconnects when the connection is lost, and says so with an empty notice.
+fn listen(url: String) -> tokio::sync::broadcast::Sender<Notice> {
+    let (tx, _) = tokio::sync::broadcast::channel(1024);
+    // The task ends when the last store (holder of the sender) is gone.
+    let weak = tx.downgrade();
+    tokio::spawn(async move {
+        let lost = Notice {
+            channel: String::new(),
+            payload: String::new(),
+        };
+        loop {
+            if weak.upgrade().is_none() {
+                return;
+            }
+            let mut l = match sqlx::postgres::PgListener::connect(&url).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("LISTEN connection: {e}; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = l
+                .listen_all([channel::REVISION, channel::QUESTION, channel::ANSWER])
+                .await
+            {
+                tracing::warn!("LISTEN: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            // Whatever happened while nobody listened is looked at again.
+            let Some(out) = weak.upgrade() else { return };
+            let _ = out.send(lost.clone());
+            drop(out);
+            loop {
+                let next = l.try_recv().await;
+                let Some(out) = weak.upgrade() else { return };
+                match next {
+                    Ok(Some(n)) => {
+                        let _ = out.send(Notice {
+                            channel: n.channel().to_string(),
+                            payload: n.payload().to_string(),
+                        });
+                    }
+                    Ok(None) => {
+                        let _ = out.send(lost.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!("LISTEN: {e}; reconnecting");
+                        let _ = out.send(lost.clone());
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    tx
 }
 
 async fn revision_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E) -> Result<u64> {
@@ -860,6 +1311,7 @@ fn decode_json<T: DeserializeOwned>(r: &AnyRow, kind: &'static str, id: &str) ->
 /// A write transaction. Nothing is visible to others until [`Tx::commit`].
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    postgres: bool,
 }
 
 impl Tx {
@@ -871,7 +1323,16 @@ impl Tx {
         let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
             .fetch_one(&mut *self.tx)
             .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+        let rev = row.try_get::<i64, _>(0)? as u64;
+        if self.postgres {
+            // Delivered when (and only if) the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel::REVISION)
+                .bind(rev.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(rev)
     }
 
     pub async fn put<T: Document>(&mut self, doc: &T, revision: u64) -> Result<()> {
@@ -902,11 +1363,17 @@ impl Tx {
         .bind(doc.parent_id())
         .execute(&mut *self.tx)
         .await?;
+        put_links(&mut self.tx, doc, id).await?;
         Ok(())
     }
 
     pub async fn delete<T: Document>(&mut self, id: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM resources WHERE kind = $1 AND id = $2")
+            .bind(T::KIND)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM resource_links WHERE kind = $1 AND id = $2")
             .bind(T::KIND)
             .bind(id)
             .execute(&mut *self.tx)

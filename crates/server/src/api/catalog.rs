@@ -43,7 +43,7 @@ pub(crate) async fn list_catalog<T: Document + Clone>(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     who.require_user()?;
-    let page = q.page(st.store.list::<T>(None).await?)?;
+    let page = q.page(&st, st.store.list::<T>(None).await?)?;
     Ok(Json(show_page(&View::default(), T::KIND, page)))
 }
 
@@ -175,7 +175,7 @@ pub async fn create_edge(
     Ok(Json(EdgeRegistration { edge, token }))
 }
 
-fn with_live(live: &HashMap<String, EdgeLiveState>, mut e: Edge) -> Edge {
+fn with_live(live: &HashMap<String, Arc<EdgeLiveState>>, mut e: Edge) -> Edge {
     if let Some(l) = live.get(&e.id) {
         e.live = Some(EdgeLive {
             reported_at: l.reported_at.clone(),
@@ -193,7 +193,7 @@ pub async fn list_edges(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     who.require_admin()?;
-    let mut page = q.page(st.store.list::<Edge>(None).await?)?;
+    let mut page = q.page(&st, st.store.list::<Edge>(None).await?)?;
     let live = st.live().await?;
     page.items = page
         .items
@@ -210,7 +210,8 @@ pub async fn get_edge(
 ) -> ApiResult<Json<Edge>> {
     who.require_admin()?;
     let e = fetch::<Edge>(&st, &id).await?;
-    Ok(Json(with_live(&st.live().await?, e)))
+    let live = st.live_of(Some(std::slice::from_ref(&e.id))).await?;
+    Ok(Json(with_live(&live, e)))
 }
 
 /// `POST /cic/v1/edges/{id}:drain` and `:undrain` (operator): maintenance drain. The edge
@@ -238,7 +239,8 @@ pub async fn edge_method(
         e.drain = drain;
         put_catalog(&st, &e).await?;
     }
-    Ok(Json(with_live(&st.live().await?, e)))
+    let live = st.live_of(Some(std::slice::from_ref(&e.id))).await?;
+    Ok(Json(with_live(&live, e)))
 }
 
 pub async fn delete_edge(
@@ -387,20 +389,43 @@ pub async fn delete_partner(
 #[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePartnerRequest {
+    // These two are documented in the schema; `patch::read` takes them out of the body.
+    #[allow(dead_code)]
+    #[serde(default)]
+    partner_id: Option<String>,
+    /// The fields to change (`"status"`); without it, the fields present.
+    #[allow(dead_code)]
+    #[serde(default)]
+    update_mask: Option<String>,
     name: Option<String>,
     url: Option<String>,
     status: Option<cic_model::resource::PartnerStatus>,
 }
 
+/// What a PATCH of a partner may name (see [`super::patch`]).
+const PARTNER_PATCH: super::patch::Spec = super::patch::Spec {
+    id_field: "partnerId",
+    fields: &[
+        super::patch::Field("name", super::patch::Clear::To("\"\"")),
+        super::patch::Field("url", super::patch::Clear::To("\"\"")),
+        super::patch::Field("status", super::patch::Clear::Required),
+    ],
+    output_only: &[],
+    immutable: &["popIds", "joints"],
+};
+
 pub async fn update_partner(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdatePartnerRequest>,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Partner>> {
     who.require_admin()?;
+    let patch = super::patch::read::<UpdatePartnerRequest>(&body, &id, &PARTNER_PATCH)?;
     let _w = st.lock_writes().await?;
     let mut p = fetch::<Partner>(&st, &id).await?;
+    patch.check_unchanged(&p)?;
+    let req = patch.req;
     if let Some(n) = req.name {
         validate::description("name", &n)?;
         p.name = n;

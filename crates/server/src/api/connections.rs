@@ -1,17 +1,20 @@
 //! Private connections: a VLAN on a trunk, a peering subnet and a BGP session.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringSpec, Labels,
-    PrivateConnection, RoutingInstance, StaticRoute, Status, TrunkConnection,
+    CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch, Ipv4PeeringSpec,
+    Labels, PrivateConnection, RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::{Action, Document};
+use cic_store::{Action, Document, rel};
 
+use super::patch::Clear::{Required, To};
+use super::patch::{Field, META};
 use super::{
     ApiQuery, ListQuery, check_meta, check_unique_name, fetch, fetch_for, list_scope, new_meta,
     not_found, show_page, write_one,
@@ -19,7 +22,7 @@ use super::{
 use crate::AppState;
 use crate::access::Need;
 use crate::auth::Principal;
-use crate::error::{ApiJson, ApiResult};
+use crate::error::{ApiBody, ApiJson, ApiResult};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -114,28 +117,27 @@ pub(crate) async fn check_placement(
     // Trunks of one edge on the same wire share its VLAN ids: a port (direct or a
     // partner's), or for overlay trunks the UDP port (VXLAN demultiplexes by VNI per UDP
     // port).
-    if let Some(w) = crate::compile::wire(&trunk) {
-        let same_wire = st
+    if let Some(w) = trunk.wire() {
+        // One indexed join over the trunks on that wire, however many there are.
+        let users = st
             .store
-            .children::<TrunkConnection>(&trunk.edge_id)
-            .await?
-            .into_iter()
-            .filter(|t| t.meta.id != trunk.meta.id && crate::compile::wire(t).as_ref() == Some(&w));
-        for t in same_wire {
-            let (a, b) = vlans_on(st, &t.meta.id, this).await?;
-            if let Some((_, kind, c)) = a.iter().chain(&b).find(|(v, _, _)| *v == vlan) {
-                let what = if trunk.overlay_joint.is_some() {
-                    format!("VXLAN VNI {vlan}")
-                } else {
-                    format!("VLAN {vlan}")
-                };
-                return Err(ApiError::conflict(format!(
-                    "{what} is already carried on {w} of this edge by {kind} {c} (trunk {}); \
-                     trunks on one wire need distinct VLAN ids",
-                    t.meta.id
-                ))
-                .into());
-            }
+            .vlan_on_wire(&rel::wire_key(&trunk.edge_id, &w), vlan)
+            .await?;
+        let clash = users
+            .iter()
+            .find(|(_, c, t)| *t != trunk.meta.id && Some(c.as_str()) != this);
+        if let Some((kind, c, t)) = clash {
+            let what = if trunk.overlay_joint.is_some() {
+                format!("VXLAN VNI {vlan}")
+            } else {
+                format!("VLAN {vlan}")
+            };
+            return Err(ApiError::conflict(format!(
+                "{what} is already carried on {w} of this edge by {} {c} (trunk {t}); \
+                 trunks on one wire need distinct VLAN ids",
+                super::title(kind)
+            ))
+            .into());
         }
     }
     Ok(trunk)
@@ -148,12 +150,13 @@ async fn check_statics_in_instance(
     pc: &str,
     statics: &[StaticRoute],
 ) -> ApiResult<()> {
-    let ris = st.store.list::<RoutingInstance>(None).await?;
-    let Some(ri) = ris.iter().find(|r| {
-        r.cic_private_connection_info
-            .iter()
-            .any(|c| c.cic_private_connection_id == pc)
-    }) else {
+    let Some(ri) = st
+        .store
+        .linked::<RoutingInstance>(rel::MEMBER, pc)
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Ok(());
     };
     for (i, r) in statics.iter().enumerate() {
@@ -181,7 +184,7 @@ pub async fn post_method(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id_method): Path<String>,
-    body: axum::body::Bytes,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Value>> {
     match id_method.split_once(':') {
         Some((id, m @ ("startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"))) => {
@@ -190,7 +193,15 @@ pub async fn post_method(
         Some((id, m @ ("upsertStaticRoutes" | "removeStaticRoutes"))) => {
             static_routes(&st, &who, id, m == "upsertStaticRoutes", &body).await
         }
-        _ => super::post_method::<PrivateConnection>(State(st), who, Path(id_method), body).await,
+        _ => {
+            super::post_method::<PrivateConnection>(
+                State(st),
+                who,
+                Path(id_method),
+                crate::error::ApiBody(body),
+            )
+            .await
+        }
     }
 }
 
@@ -198,6 +209,8 @@ pub async fn post_method(
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct FailoverTestRequest {
+    // These two are documented in the schema; `patch::read` takes them out of the body.
+    #[allow(dead_code)]
     #[serde(default)]
     private_connection_id: Option<String>,
     /// How long the session stays down: 1 s to 3 days (default 5 minutes).
@@ -493,17 +506,23 @@ pub async fn create(
     .await
 }
 
-/// `PATCH /cic/v1/privateConnections/{id}`: the fields present are updated (name,
-/// description, labels, trunkConnectionId, vlanId, ipv4Peering, ipv4StaticRoutes).
+/// `PATCH /cic/v1/privateConnections/{id}`: name, description, labels,
+/// trunkConnectionId, vlanId, ipv4Peering (merged field by field), ipv4StaticRoutes —
+/// under the PATCH rules of [`super::patch`].
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(rename = "UpdatePrivateConnectionRequest")]
 pub struct UpdateRequest {
+    // This and `update_mask` are documented in the schema; `patch::read` takes them out
+    // of the body.
+    #[allow(dead_code)]
     #[serde(default)]
     private_connection_id: Option<String>,
-    /// Accepted for compatibility; the fields present are the ones updated.
+    /// The fields to change (`"description,ipv4Peering.peerBgpAsn"`); without it, the
+    /// fields present.
+    #[allow(dead_code)]
     #[serde(default)]
-    update_mask: Option<Value>,
+    update_mask: Option<String>,
     name: Option<String>,
     description: Option<String>,
     labels: Option<Labels>,
@@ -511,47 +530,56 @@ pub struct UpdateRequest {
     #[serde(default, with = "cic_model::int64_option")]
     #[schemars(with = "Option<String>")]
     vlan_id: Option<u32>,
-    ipv4_peering: Option<Ipv4PeeringSpec>,
+    ipv4_peering: Option<Ipv4PeeringPatch>,
     ipv4_static_routes: Option<Vec<StaticRoute>>,
 }
+
+/// What a PATCH of a private connection may name.
+pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
+    id_field: "privateConnectionId",
+    fields: &[
+        META[0],
+        META[1],
+        META[2],
+        Field("trunkConnectionId", Required),
+        Field("vlanId", Required),
+        Field("ipv4Peering", Required),
+        Field("ipv4Peering.peeringSubnet", Required),
+        Field("ipv4Peering.peerIp", Required),
+        Field("ipv4Peering.cloudIp", Required),
+        Field("ipv4Peering.peerBgpAsn", Required),
+        Field("ipv4Peering.peerBgpMd5Key", To("null")),
+        Field("ipv4StaticRoutes", To("[]")),
+    ],
+    output_only: &[
+        "id",
+        "createdAt",
+        "status",
+        "ipv4Peering.cloudBgpAsn",
+        "bgpFailoverTests",
+        "bgpSessionResets",
+        "routingInstanceId",
+        "bgp",
+    ],
+    immutable: &["folderId"],
+};
 
 pub async fn update(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateRequest>,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<Json<Value>> {
-    super::same_id(
-        "privateConnectionId",
-        req.private_connection_id.as_ref(),
-        &id,
-    )?;
-    let _ = &req.update_mask;
-    if let Some(n) = &req.name {
-        validate::name("name", n)?;
-    }
-    if let Some(d) = &req.description {
-        validate::description("description", d)?;
-    }
-    if let Some(l) = &req.labels {
-        validate::labels("labels", l)?;
-    }
+    let patch = super::patch::read::<UpdateRequest>(&body, &id, &PATCH)?;
     let _w = st.lock_writes().await?;
-    let (old, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Write).await?;
-    if old.meta.status == Status::Deleting {
-        return Err(
-            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
-        );
-    }
+    let (old, view) = super::patch::fetch_for_update::<PrivateConnection>(&st, &who, &id).await?;
+    patch.check_unchanged(&old)?;
+    let req = patch.req;
     let mut pc = old.clone();
-    let old_spec = Ipv4PeeringSpec {
-        peering_subnet: old.ipv4_peering.peering_subnet,
-        peer_ip: old.ipv4_peering.peer_ip,
-        cloud_ip: old.ipv4_peering.cloud_ip,
-        peer_bgp_asn: old.ipv4_peering.peer_bgp_asn,
-        peer_bgp_md5_key: old.ipv4_peering.peer_bgp_md5_key.clone(),
+    let spec = match req.ipv4_peering {
+        Some(p) => p.apply(&(&old.ipv4_peering).into()),
+        None => (&old.ipv4_peering).into(),
     };
-    let spec = req.ipv4_peering.unwrap_or(old_spec);
     let statics = req
         .ipv4_static_routes
         .unwrap_or_else(|| old.ipv4_static_routes.clone());
@@ -570,39 +598,25 @@ pub async fn update(
     pc.trunk_connection_id = trunk_id.clone();
     let moved = trunk_id != old.trunk_connection_id
         || pc.ipv4_peering.peering_subnet != old.ipv4_peering.peering_subnet;
-    if moved
-        && let Some(ri) = st
-            .store
-            .list::<RoutingInstance>(None)
-            .await?
-            .into_iter()
-            .find(|r| {
-                r.cic_private_connection_info
-                    .iter()
-                    .any(|c| c.cic_private_connection_id == id)
-            })
-    {
+    if moved && let Some(ri) = instance_of(&st, &id).await? {
         // Its routing instance's rules (one per PoP per VPC, disjoint subnets) were
         // checked for where it is now.
         return Err(ApiError::precondition(format!(
-            "private connection {id} belongs to routing instance {}; remove it from there before changing its trunk or peering subnet",
-            ri.meta.id
+            "private connection {id} belongs to routing instance {ri}; remove it from there before changing its trunk or peering subnet"
         ))
         .into());
     }
     let new_trunk =
         check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id), false).await?;
     check_statics_in_instance(&st, &id, &pc.ipv4_static_routes).await?;
-    if let Some(n) = req.name.filter(|n| *n != old.meta.name) {
-        check_unique_name::<PrivateConnection>(&st, &old.meta.folder_id, &n, Some(&id)).await?;
-        pc.meta.name = n;
-    }
-    if let Some(d) = req.description {
-        pc.meta.description = d;
-    }
-    if let Some(l) = req.labels {
-        pc.meta.labels = l;
-    }
+    super::patch::apply_meta::<PrivateConnection>(
+        &st,
+        &mut pc.meta,
+        req.name,
+        req.description,
+        req.labels,
+    )
+    .await?;
     let config_changed = pc.trunk_connection_id != old.trunk_connection_id
         || pc.vlan_id != old.vlan_id
         || pc.ipv4_peering != old.ipv4_peering
@@ -631,65 +645,65 @@ pub async fn update(
     .await
 }
 
-/// What presenting connections needs, read once per request (not once per item).
+/// What presenting a page of connections needs, read by index for that page alone (its
+/// trunks, their edges' reports, the routing instances that hold them) — not every
+/// trunk, instance and report there is.
 struct Context {
-    trunks: Vec<TrunkConnection>,
-    ris: Vec<RoutingInstance>,
-    live: std::collections::HashMap<String, crate::EdgeLiveState>,
+    trunks: HashMap<String, TrunkConnection>,
+    instance_of: HashMap<String, String>,
+    live: HashMap<String, Arc<crate::EdgeLiveState>>,
 }
 
 impl Context {
-    /// What presenting one connection needs: its trunk, not every trunk.
-    async fn for_one(st: &AppState, pc: &PrivateConnection) -> ApiResult<Context> {
+    async fn for_page(st: &AppState, page: &[PrivateConnection]) -> ApiResult<Context> {
+        let mut trunk_ids: Vec<String> =
+            page.iter().map(|c| c.trunk_connection_id.clone()).collect();
+        trunk_ids.sort();
+        trunk_ids.dedup();
+        let trunks: HashMap<String, TrunkConnection> = st
+            .store
+            .get_many::<TrunkConnection>(&trunk_ids)
+            .await?
+            .into_iter()
+            .map(|t| (t.meta.id.clone(), t))
+            .collect();
+        let mut edges: Vec<String> = trunks.values().map(|t| t.edge_id.clone()).collect();
+        edges.sort();
+        edges.dedup();
+        let ids: Vec<String> = page.iter().map(|c| c.meta.id.clone()).collect();
+        let instance_of = st
+            .store
+            .linked_ids::<RoutingInstance>(rel::MEMBER, &ids)
+            .await?
+            .into_iter()
+            .collect();
         Ok(Context {
-            trunks: st
-                .store
-                .get::<TrunkConnection>(&pc.trunk_connection_id)
-                .await?
-                .into_iter()
-                .collect(),
-            ris: st.store.list::<RoutingInstance>(None).await?,
-            live: st.live().await?,
+            trunks,
+            instance_of,
+            live: st.live_of(Some(&edges)).await?,
         })
     }
 
-    async fn load(st: &AppState) -> ApiResult<Context> {
-        Ok(Context {
-            trunks: st.store.list::<TrunkConnection>(None).await?,
-            ris: st.store.list::<RoutingInstance>(None).await?,
-            live: st.live().await?,
-        })
-    }
-
-    /// Live BGP state from the edge's last report and the routing instance.
+    /// Live BGP state from the edge's last report, and the routing instance.
     fn present(&self, mut pc: PrivateConnection) -> PrivateConnection {
-        let edge = self
-            .trunks
-            .iter()
-            .find(|t| t.meta.id == pc.trunk_connection_id)
-            .map(|t| &t.edge_id);
+        let edge = self.trunks.get(&pc.trunk_connection_id).map(|t| &t.edge_id);
         if let Some(l) = edge.and_then(|e| self.live.get(e)) {
-            pc.bgp = l
-                .report
-                .sessions
-                .iter()
-                .find(|s| s.kind == SessionKind::Customer && s.resource_id == pc.meta.id)
-                .cloned();
+            pc.bgp = l.session(SessionKind::Customer, &pc.meta.id).cloned();
         }
         let now = time::OffsetDateTime::now_utc();
         for t in &mut pc.bgp_failover_tests {
             t.status = test_status(t, now).to_string();
         }
-        pc.routing_instance_id = self
-            .ris
-            .iter()
-            .find(|r| {
-                r.cic_private_connection_info
-                    .iter()
-                    .any(|c| c.cic_private_connection_id == pc.meta.id)
-            })
-            .map(|r| r.meta.id.clone());
+        pc.routing_instance_id = self.instance_of.get(&pc.meta.id).cloned();
         pc
+    }
+
+    async fn present_page(
+        st: &AppState,
+        items: Vec<PrivateConnection>,
+    ) -> ApiResult<Vec<PrivateConnection>> {
+        let cx = Context::for_page(st, &items).await?;
+        Ok(items.into_iter().map(|pc| cx.present(pc)).collect())
     }
 }
 
@@ -700,8 +714,7 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
     let mut page = q.fetch::<PrivateConnection>(&st, folder.as_deref()).await?;
-    let cx = Context::load(&st).await?;
-    page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
+    page.items = Context::present_page(&st, page.items).await?;
     Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
 }
 
@@ -713,17 +726,32 @@ pub async fn of_trunk(
     ApiQuery(q): ApiQuery<super::PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let (trunk, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Read).await?;
-    let on_trunk: Vec<PrivateConnection> = st
+    let on_trunk = st
         .store
-        .list::<PrivateConnection>(Some(&trunk.meta.folder_id))
+        .children::<PrivateConnection>(&trunk.meta.id)
+        .await?;
+    let mut page = super::page_by(
+        &st,
+        &q,
+        PrivateConnection::KIND,
+        &trunk.meta.id,
+        on_trunk,
+        |c| c.meta.id.clone(),
+        false,
+    )?;
+    page.items = Context::present_page(&st, page.items).await?;
+    Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
+}
+
+/// The routing instance that holds private connection `pc`, by index.
+pub(crate) async fn instance_of(st: &AppState, pc: &str) -> ApiResult<Option<String>> {
+    Ok(st
+        .store
+        .linked_ids::<RoutingInstance>(rel::MEMBER, &[pc.to_string()])
         .await?
         .into_iter()
-        .filter(|c| c.trunk_connection_id == trunk.meta.id)
-        .collect();
-    let mut page = super::page(q.page_size, q.page_token.as_deref(), on_trunk)?;
-    let cx = Context::load(&st).await?;
-    page.items = page.items.into_iter().map(|pc| cx.present(pc)).collect();
-    Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
+        .next()
+        .map(|(_, ri)| ri))
 }
 
 pub async fn get(
@@ -746,9 +774,8 @@ pub async fn get(
         return Err(ApiError::field("direction", "is a parameter of …/{id}:routes").into());
     }
     let (pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Read).await?;
-    Ok(Json(
-        view.show(&Context::for_one(&st, &pc).await?.present(pc)),
-    ))
+    let shown = Context::present_page(&st, vec![pc]).await?;
+    Ok(Json(view.show(&shown[0])))
 }
 
 pub async fn delete(
@@ -758,13 +785,13 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     let _w = st.lock_writes().await?;
     let (mut pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Write).await?;
-    let ris = st.store.list::<RoutingInstance>(None).await?;
-    if let Some(r) = ris.iter().find(|r| {
-        r.meta.status != Status::Deleting
-            && r.cic_private_connection_info
-                .iter()
-                .any(|c| c.cic_private_connection_id == id)
-    }) {
+    let holder = st
+        .store
+        .linked::<RoutingInstance>(rel::MEMBER, &id)
+        .await?
+        .into_iter()
+        .find(|r| r.meta.status != Status::Deleting);
+    if let Some(r) = holder {
         return Err(ApiError::precondition(format!(
             "private connection {id} belongs to routing instance {}; remove it from there first",
             r.meta.id

@@ -17,7 +17,7 @@ use cic_model::{ApiError, Code, validate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiQuery, ListQuery, PageQuery, check_meta, keyed_page, not_found, page};
+use super::{ApiQuery, ListQuery, PageQuery, check_meta, keyed_page, not_found, page_by};
 use crate::access::{Need, folder_not_found};
 use crate::auth::{Principal, hash, new_token};
 use crate::error::{ApiJson, ApiResult, AppError};
@@ -128,7 +128,7 @@ pub async fn list(
             v
         }
     };
-    let p = q.page(mine)?;
+    let p = q.page(&st, mine)?;
     Ok(Json(keyed_page("folders", p)))
 }
 
@@ -155,7 +155,15 @@ pub async fn get(
             st.access(&who, id, Need::Manage, || folder_not_found(id))
                 .await?;
             let access = st.store.get::<FolderAccess>(id).await?.unwrap_or_default();
-            let p = page(q.page_size, q.page_token.as_deref(), access.bindings)?;
+            let p = page_by(
+                &st,
+                &q,
+                "accessBinding",
+                id,
+                access.bindings,
+                |b| format!("{}\u{1}{}", b.role_id.as_str(), b.subject.id),
+                false,
+            )?;
             Ok(Json(keyed_page("accessBindings", p)))
         }
         Some(m) => Err(unknown_method(m)),
@@ -323,7 +331,20 @@ pub async fn list_keys(
 ) -> ApiResult<Json<Value>> {
     who.require_admin()?;
     let keys = st.store.api_keys(q.subject_id.as_deref()).await?;
-    let p = page(q.page_size, q.page_token.as_deref(), keys)?;
+    let paging = PageQuery {
+        page_size: q.page_size,
+        page_token: q.page_token.clone(),
+    };
+    let scope = q.subject_id.clone().unwrap_or_default();
+    let p = page_by(
+        &st,
+        &paging,
+        "apiKey",
+        &scope,
+        keys,
+        |k| k.id.clone(),
+        false,
+    )?;
     Ok(Json(keyed_page("apiKeys", p)))
 }
 

@@ -26,8 +26,6 @@ use crate::error::AppError;
 pub const HEADER: &str = "idempotency-key";
 /// A claim without an operation after this long belongs to a request that died.
 pub const STALE_SECS: i64 = 60;
-/// Request bodies are small JSON documents.
-const MAX_BODY: usize = 1 << 20;
 
 tokio::task_local! {
     static SCOPE: String;
@@ -73,9 +71,10 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY).await {
+    // The same limit as every other request's, with the same answer.
+    let bytes = match to_bytes(body, crate::error::MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return bad(format!("request body: {e}")),
+        Err(_) => return crate::error::too_large().into_response(),
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str());

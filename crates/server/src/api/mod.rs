@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod looking_glass;
 mod metrics;
 pub(crate) mod operations;
+mod patch;
 mod public;
 mod routing;
 mod spec;
@@ -76,13 +77,34 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// Applies `filter` (`name="x"`) and paging to `items`.
-    pub fn page<T: Document + Clone>(&self, items: Vec<T>) -> ApiResult<ListResponse<T>> {
-        let items: Vec<T> = match self.name_filter()? {
+    /// Applies `filter` (`name="x"`) and paging (in id order) to `items` of a kind.
+    pub fn page<T: Document + Clone>(
+        &self,
+        st: &AppState,
+        items: Vec<T>,
+    ) -> ApiResult<ListResponse<T>> {
+        let name = self.name_filter()?;
+        let items: Vec<T> = match name {
             None => items,
             Some(name) => items.into_iter().filter(|i| i.name() == name).collect(),
         };
-        page(self.page_size, self.page_token.as_deref(), items)
+        let paging = Paging::new(
+            st,
+            T::KIND,
+            &self.scope(None)?,
+            self.page_size,
+            self.page_token.as_deref(),
+        )?;
+        paging.of(items, |x| x.id().to_string(), false)
+    }
+
+    /// What a page token of this listing is bound to: the folder and the filter.
+    fn scope(&self, folder: Option<&str>) -> ApiResult<String> {
+        Ok(format!(
+            "{}\0{}",
+            folder.unwrap_or(""),
+            self.name_filter()?.unwrap_or("")
+        ))
     }
 
     /// The name of `filter=name="x"`, the one filter there is.
@@ -106,64 +128,166 @@ impl ListQuery {
             })
     }
 
-    /// The page of stored `T` in `folder` this query asks for, paged by the store.
+    /// The page of stored `T` in `folder` this query asks for, paged by the store in id
+    /// order (a keyset: see [`Paging`]).
     pub async fn fetch<T: Document>(
         &self,
         st: &AppState,
         folder: Option<&str>,
     ) -> ApiResult<ListResponse<T>> {
-        let (offset, size) = page_bounds(self.page_size, self.page_token.as_deref())?;
+        let paging = Paging::new(
+            st,
+            T::KIND,
+            &self.scope(folder)?,
+            self.page_size,
+            self.page_token.as_deref(),
+        )?;
         let (items, more) = st
             .store
-            .list_page::<T>(folder, self.name_filter()?, offset as u64, size as u64)
+            .list_after::<T>(
+                folder,
+                self.name_filter()?,
+                paging.after.as_deref(),
+                paging.size as u64,
+            )
             .await?;
+        let next_page_token = match items.last() {
+            Some(last) if more => paging.token(last.id()),
+            _ => String::new(),
+        };
         Ok(ListResponse {
             items,
-            next_page_token: if more {
-                (offset + size).to_string()
-            } else {
-                String::new()
-            },
+            next_page_token,
         })
     }
 }
 
-/// Offset and size of a page: `page_size` 1-1000 (default 100) from the offset that
-/// `page_token` holds.
-fn page_bounds(page_size: Option<usize>, page_token: Option<&str>) -> ApiResult<(usize, usize)> {
-    let size = page_size.unwrap_or(100);
-    if size == 0 || size > 1000 {
-        return Err(ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into());
-    }
-    let offset = match page_token.filter(|t| !t.is_empty()) {
-        None => 0,
-        Some(t) => t.parse::<usize>().map_err(|_| {
-            ApiError::field(
-                "pageToken",
-                format!("{t:?} is not a token this server issued"),
-            )
-        })?,
-    };
-    Ok((offset, size))
+/// Paging of a list: `pageSize` items (1-1000, default 100) after the last item of the
+/// previous page. Lists are in a stable order (by id, or for operations newest first)
+/// and the token names the last item seen — a keyset, not an offset — so items written
+/// while a client pages neither move across pages nor appear twice. The token is opaque
+/// (hex), bound to its listing (kind, folder, filter), and signed with a key the servers
+/// of one database share: a token of another listing, or one no server made (a number, a
+/// tampered token), is a 400.
+pub(crate) struct Paging {
+    kind: String,
+    scope_hash: String,
+    key: Vec<u8>,
+    pub size: usize,
+    /// The last key of the previous page.
+    pub after: Option<String>,
 }
 
-/// One page of `items`: `page_size` (1-1000, default 100) from the offset in `page_token`.
-pub(crate) fn page<T>(
-    page_size: Option<usize>,
-    page_token: Option<&str>,
+type PageMac = hmac::Hmac<sha2::Sha256>;
+/// Bytes of the MAC at the head of a token.
+const MAC_LEN: usize = 16;
+
+impl Paging {
+    pub fn new(
+        st: &AppState,
+        kind: &str,
+        scope: &str,
+        page_size: Option<usize>,
+        page_token: Option<&str>,
+    ) -> ApiResult<Paging> {
+        let size = page_size.unwrap_or(100);
+        if size == 0 || size > 1000 {
+            return Err(
+                ApiError::field("pageSize", format!("{size} is out of range 1-1000")).into(),
+            );
+        }
+        let mut p = Paging {
+            kind: kind.to_string(),
+            scope_hash: crate::auth::hash(scope)[..16].to_string(),
+            key: st.page_key.clone(),
+            size,
+            after: None,
+        };
+        if let Some(t) = page_token.filter(|t| !t.is_empty()) {
+            let bad = || {
+                ApiError::field(
+                    "pageToken",
+                    "is not a token of this listing (tokens come from nextPageToken of the same list, folder and filter)",
+                )
+            };
+            let bytes = (t.len() <= 2048)
+                .then(|| hex::decode(t).ok())
+                .flatten()
+                .filter(|b| b.len() > MAC_LEN)
+                .ok_or_else(bad)?;
+            let (mac, payload) = bytes.split_at(MAC_LEN);
+            if hmac::Mac::verify_truncated_left(p.mac(payload), mac).is_err() {
+                return Err(bad().into());
+            }
+            let raw = String::from_utf8(payload.to_vec()).map_err(|_| bad())?;
+            let mut parts = raw.splitn(4, '\n');
+            let (v, k, h, last) = (parts.next(), parts.next(), parts.next(), parts.next());
+            if v != Some("p1") || k != Some(kind) || h != Some(p.scope_hash.as_str()) {
+                return Err(bad().into());
+            }
+            p.after = Some(last.ok_or_else(bad)?.to_string());
+        }
+        Ok(p)
+    }
+
+    fn mac(&self, payload: &[u8]) -> PageMac {
+        use hmac::{KeyInit, Mac};
+        let mut m = <PageMac as KeyInit>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| <PageMac as KeyInit>::new(&Default::default()));
+        m.update(payload);
+        m
+    }
+
+    /// The token of the page that follows the item whose key is `last`.
+    pub fn token(&self, last: &str) -> String {
+        use hmac::Mac;
+        let payload = format!("p1\n{}\n{}\n{last}", self.kind, self.scope_hash);
+        let mac = self.mac(payload.as_bytes()).finalize().into_bytes();
+        let mut out = mac[..MAC_LEN].to_vec();
+        out.extend_from_slice(payload.as_bytes());
+        hex::encode(out)
+    }
+
+    /// This page of `items` in the order of `key` (descending when `desc`).
+    pub fn of<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> String,
+        desc: bool,
+    ) -> ApiResult<ListResponse<T>> {
+        items.sort_by_cached_key(|x| key(x));
+        if desc {
+            items.reverse();
+        }
+        let after = |x: &T| match &self.after {
+            None => true,
+            Some(a) if desc => key(x).as_str() < a.as_str(),
+            Some(a) => key(x).as_str() > a.as_str(),
+        };
+        let mut rest = items.into_iter().filter(|x| after(x));
+        let page: Vec<T> = rest.by_ref().take(self.size).collect();
+        let next_page_token = match page.last() {
+            Some(last) if rest.next().is_some() => self.token(&key(last)),
+            _ => String::new(),
+        };
+        Ok(ListResponse {
+            items: page,
+            next_page_token,
+        })
+    }
+}
+
+/// One page of `items` of a listing of `kind` within `scope`, in `key` order.
+pub(crate) fn page_by<T>(
+    st: &AppState,
+    q: &PageQuery,
+    kind: &str,
+    scope: &str,
     items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    desc: bool,
 ) -> ApiResult<ListResponse<T>> {
-    let (offset, size) = page_bounds(page_size, page_token)?;
-    let next = offset + size;
-    let next_page_token = if next < items.len() {
-        next.to_string()
-    } else {
-        String::new()
-    };
-    Ok(ListResponse {
-        items: items.into_iter().skip(offset).take(size).collect(),
-        next_page_token,
-    })
+    Paging::new(st, kind, scope, q.page_size, q.page_token.as_deref())?.of(items, key, desc)
 }
 
 /// What a mutation did, for its operation.
@@ -442,7 +566,16 @@ pub(crate) async fn list_operations_of<T: Document>(
         }
     };
     let ops = st.store.operations_of(&id).await?;
-    let page = page(q.page_size, q.page_token.as_deref(), ops)?;
+    // Newest first: the key sorts as the store orders them (created_at, then id).
+    let page = page_by(
+        &st,
+        &q,
+        "operation",
+        &id,
+        ops,
+        |o| format!("{}\u{1}{}", o.created_at, o.id),
+        true,
+    )?;
     let items: Vec<Value> = page.items.iter().map(|o| view.show_operation(o)).collect();
     Ok(Json(keyed_page(
         "operations",
@@ -526,7 +659,7 @@ pub(crate) async fn post_method<T: Tenant>(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id_method): Path<String>,
-    body: axum::body::Bytes,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Value>> {
     let Some((id, method)) = id_method.split_once(':') else {
         return Err(ApiError::new(
@@ -554,7 +687,7 @@ pub(crate) async fn post_method<T: Tenant>(
 pub(crate) async fn batch_get<T: Tenant>(
     State(st): State<Arc<AppState>>,
     who: Principal,
-    body: axum::body::Bytes,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Value>> {
     who.require_user()?;
     let field = format!("{}Ids", T::KIND);

@@ -16,8 +16,8 @@ use serde_json::Value;
 use super::catalog::{delete_catalog, put_catalog};
 use super::connections::{check_placement, delete_on_trunk, peering_of};
 use super::{
-    ApiQuery, PageQuery, check_meta, check_unique_name, fetch, fetch_for, new_meta, page,
-    show_page, write_one,
+    ApiQuery, PageQuery, check_meta, check_unique_name, fetch, fetch_for, new_meta, show_page,
+    write_one,
 };
 use crate::AppState;
 use crate::access::Need;
@@ -246,6 +246,14 @@ pub async fn of_trunk(
         .store
         .children::<PublicConnection>(&trunk.meta.id)
         .await?;
-    let p = page(q.page_size, q.page_token.as_deref(), on_trunk)?;
+    let p = super::page_by(
+        &st,
+        &q,
+        PublicConnection::KIND,
+        id.as_str(),
+        on_trunk,
+        |c| c.meta.id.clone(),
+        false,
+    )?;
     Ok(Json(show_page(&view, PublicConnection::KIND, p)))
 }

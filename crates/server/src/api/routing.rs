@@ -10,18 +10,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use cic_model::resource::{
     AzInfo, CreateRoutingInstanceRequest, Edge, Labels, PrivateConnection, PrivateConnectionRef,
     RoutingInstance, Status, TrunkConnection, VpcInfo,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::{Action, Document, FabricSlot};
+use cic_store::{Action, Document, FabricSlot, rel};
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::patch::{self, Clear::To, Field};
 use super::{
     Mutation, check_meta, check_unique_name, fetch, fetch_for, finish_mutation, new_meta, write_one,
 };
@@ -79,17 +79,17 @@ async fn check_in_store(
     this: Option<&RoutingInstance>,
 ) -> ApiResult<Members> {
     let this_id = this.map(|r| r.meta.id.as_str());
-    let ris = st.store.list::<RoutingInstance>(None).await?;
-    let others: Vec<&RoutingInstance> = ris
-        .iter()
-        .filter(|r| r.meta.status != Status::Deleting && Some(r.meta.id.as_str()) != this_id)
-        .collect();
+    // Another live instance that links to `target` by `rel` (by index).
+    let other = async |rel: &str, target: &str| -> ApiResult<Option<RoutingInstance>> {
+        Ok(st
+            .store
+            .linked::<RoutingInstance>(rel, target)
+            .await?
+            .into_iter()
+            .find(|r| r.meta.status != Status::Deleting && Some(r.meta.id.as_str()) != this_id))
+    };
     for v in vpc_info {
-        if let Some(r) = others.iter().find(|r| {
-            r.vpc_info
-                .iter()
-                .any(|x| x.vpc_network_id == v.vpc_network_id)
-        }) {
+        if let Some(r) = other(rel::VPC, &v.vpc_network_id).await? {
             // Name the holder only to its own folder.
             let holder = if r.meta.folder_id == folder {
                 format!("routing instance {}", r.meta.id)
@@ -103,13 +103,6 @@ async fn check_in_store(
             .into());
         }
     }
-    let trunks: BTreeMap<String, TrunkConnection> = st
-        .store
-        .list::<TrunkConnection>(None)
-        .await?
-        .into_iter()
-        .map(|t| (t.meta.id.clone(), t))
-        .collect();
     let was_member = |id: &str| {
         this.is_some_and(|r| {
             r.cic_private_connection_info
@@ -141,11 +134,7 @@ async fn check_in_store(
             ))
             .into());
         }
-        if let Some(r) = others.iter().find(|r| {
-            r.cic_private_connection_info
-                .iter()
-                .any(|x| &x.cic_private_connection_id == id)
-        }) {
+        if let Some(r) = other(rel::MEMBER, id).await? {
             return Err(ApiError::conflict(format!(
                 "private connection {id} already belongs to routing instance {}",
                 r.meta.id
@@ -154,6 +143,17 @@ async fn check_in_store(
         }
         members.push(pc);
     }
+    let trunk_ids: Vec<String> = members
+        .iter()
+        .map(|c| c.trunk_connection_id.clone())
+        .collect();
+    let trunks: BTreeMap<String, TrunkConnection> = st
+        .store
+        .get_many::<TrunkConnection>(&trunk_ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.meta.id.clone(), t))
+        .collect();
     // They will share one routing table: peering subnets must not overlap.
     for (i, a) in members.iter().enumerate() {
         for b in &members[i + 1..] {
@@ -218,19 +218,19 @@ async fn plan_slots(
     ri: &str,
     edges: &BTreeSet<String>,
 ) -> ApiResult<(Vec<FabricSlot>, Vec<FabricSlot>)> {
-    let slots = st.store.list::<FabricSlot>(None).await?;
+    // By index: the instance's slots, and those of each edge it needs a new one on.
+    let slots = st.store.children::<FabricSlot>(ri).await?;
     let mut add = Vec::new();
     for e in edges {
-        if slots
-            .iter()
-            .any(|s| &s.edge_id == e && s.routing_instance_id == ri)
-        {
+        if slots.iter().any(|s| &s.edge_id == e) {
             continue;
         }
         let edge = fetch::<Edge>(st, e).await?;
-        let used: BTreeSet<u32> = slots
+        let used: BTreeSet<u32> = st
+            .store
+            .list::<FabricSlot>(Some(e))
+            .await?
             .iter()
-            .filter(|s| &s.edge_id == e)
             .map(|s| s.slot)
             .collect();
         let slot = (0..slot_capacity(&edge))
@@ -252,7 +252,7 @@ async fn plan_slots(
     }
     let free = slots
         .into_iter()
-        .filter(|s| s.routing_instance_id == ri && !edges.contains(&s.edge_id))
+        .filter(|s| !edges.contains(&s.edge_id))
         .collect();
     Ok((add, free))
 }
@@ -314,16 +314,20 @@ pub async fn create(
 }
 
 /// `PATCH …/routingInstances/{id}`: name, description, labels, deletionProtection, and
-/// (as the modelled API still allows) the whole vpcInfo / cicPrivateConnectionInfo.
+/// (as the modelled API still allows) the whole vpcInfo / cicPrivateConnectionInfo —
+/// under the PATCH rules of [`super::patch`].
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(rename = "UpdateRoutingInstanceRequest")]
 pub struct UpdateRequest {
+    // These two are documented in the schema; `patch::read` takes them out of the body.
+    #[allow(dead_code)]
     #[serde(default)]
     routing_instance_id: Option<String>,
-    /// Accepted for compatibility; the fields present are the ones updated.
+    /// The fields to change (`"name,vpcInfo"`); without it, the fields present.
+    #[allow(dead_code)]
     #[serde(default)]
-    update_mask: Option<Value>,
+    update_mask: Option<String>,
     name: Option<String>,
     description: Option<String>,
     labels: Option<Labels>,
@@ -332,15 +336,31 @@ pub struct UpdateRequest {
     cic_private_connection_info: Option<Vec<PrivateConnectionRef>>,
 }
 
+/// What a PATCH of a routing instance may name.
+pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
+    id_field: "routingInstanceId",
+    fields: &[
+        patch::META[0],
+        patch::META[1],
+        patch::META[2],
+        Field("deletionProtection", To("false")),
+        Field("vpcInfo", To("[]")),
+        Field("cicPrivateConnectionInfo", To("[]")),
+    ],
+    output_only: &patch::META_OUTPUT,
+    immutable: &["folderId"],
+};
+
 pub async fn update(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateRequest>,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Value>> {
-    same_id(req.routing_instance_id.as_ref(), &id)?;
-    let _ = &req.update_mask;
+    let patch = patch::read::<UpdateRequest>(&body, &id, &PATCH)?;
     change(&st, &who, &id, "Update routing instance", move |ri| {
+        patch.check_unchanged(&*ri)?;
+        let req = patch.req;
         if let Some(n) = req.name {
             validate::name("name", &n)?;
             ri.meta.name = n;
@@ -458,7 +478,7 @@ pub async fn post_method(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id_method): Path<String>,
-    body: Bytes,
+    crate::error::ApiBody(body): crate::error::ApiBody,
 ) -> ApiResult<Json<Value>> {
     let Some((id, method)) = id_method.split_once(':') else {
         return Err(ApiError::new(
@@ -641,8 +661,13 @@ pub async fn post_method(
             .await
         }
         "move" => {
-            super::post_method::<RoutingInstance>(State(st), who, Path(id_method.clone()), body)
-                .await
+            super::post_method::<RoutingInstance>(
+                State(st),
+                who,
+                Path(id_method.clone()),
+                crate::error::ApiBody(body),
+            )
+            .await
         }
         other => Err(ApiError::new(
             Code::NotFound,
@@ -699,10 +724,9 @@ async fn change(
     edges.extend(free.iter().map(|s| s.edge_id.clone()));
     edges.extend(
         st.store
-            .list::<FabricSlot>(None)
+            .children::<FabricSlot>(id)
             .await?
             .into_iter()
-            .filter(|s| s.routing_instance_id == id)
             .map(|s| s.edge_id),
     );
     let config_changed = ri.vpc_info != old.vpc_info
@@ -759,10 +783,9 @@ pub async fn delete(
     }
     let edges: Vec<String> = st
         .store
-        .list::<FabricSlot>(None)
+        .children::<FabricSlot>(&id)
         .await?
         .into_iter()
-        .filter(|s| s.routing_instance_id == id)
         .map(|s| s.edge_id)
         .collect();
     ri.meta.status = Status::Deleting;
@@ -788,7 +811,8 @@ pub async fn get_by_vpc(
         &st,
         &who,
         &format!("routing instance of VPC network {vpc:?}"),
-        |r| r.vpc_info.iter().any(|v| v.vpc_network_id == vpc),
+        rel::VPC,
+        &vpc,
     )
     .await
 }
@@ -803,30 +827,29 @@ pub async fn get_by_connection(
         &st,
         &who,
         &format!("routing instance of private connection {pc:?}"),
-        |r| {
-            r.cic_private_connection_info
-                .iter()
-                .any(|c| c.cic_private_connection_id == pc)
-        },
+        rel::MEMBER,
+        &pc,
     )
     .await
 }
 
-/// The one instance matching `f` that the caller may read; otherwise 404.
+/// The one instance that links to `target` by `rel` (by index) that the caller may read;
+/// otherwise 404.
 async fn find_one(
     st: &AppState,
     who: &Principal,
     what: &str,
-    f: impl Fn(&RoutingInstance) -> bool,
+    rel: &str,
+    target: &str,
 ) -> ApiResult<Json<Value>> {
     who.require_user()?;
     let missing = || nothing(what);
     let ri = st
         .store
-        .list::<RoutingInstance>(None)
+        .linked::<RoutingInstance>(rel, target)
         .await?
         .into_iter()
-        .find(|r| f(r))
+        .next()
         .ok_or_else(missing)?;
     let view: View = st
         .access(who, &ri.meta.folder_id, Need::Read, missing)

@@ -909,10 +909,18 @@ struct BatchGetRoutingInstances {
     routing_instance_ids: Vec<String>,
 }
 
-/// The router: every endpoint that has a handler, methods of one path merged.
+/// The router: every endpoint that has a handler, methods of one path merged; another
+/// method on a path is a 405 that names the ones it takes.
 pub fn router() -> Router<Arc<AppState>> {
     let mut paths: BTreeMap<&'static str, MethodRouter<Arc<AppState>>> = BTreeMap::new();
+    let mut allowed: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for e in endpoints() {
+        if e.route.is_some() {
+            allowed
+                .entry(e.path)
+                .or_default()
+                .push(e.method.to_uppercase());
+        }
         if let Some(r) = e.route {
             let merged = match paths.remove(e.path) {
                 Some(m) => m.merge(r),
@@ -921,9 +929,23 @@ pub fn router() -> Router<Arc<AppState>> {
             paths.insert(e.path, merged);
         }
     }
-    paths
-        .into_iter()
-        .fold(Router::new(), |router, (path, mr)| router.route(path, mr))
+    paths.into_iter().fold(Router::new(), |router, (path, mr)| {
+        let allow = allowed.remove(path).unwrap_or_default().join(", ");
+        let mr = mr.fallback(move |method: axum::http::Method| {
+            let allow = allow.clone();
+            async move {
+                (
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    [(axum::http::header::ALLOW, allow.clone())],
+                    axum::Json(ApiError::new(
+                        cic_model::Code::Unimplemented,
+                        format!("{method} is not a method of {path}; it takes {allow}"),
+                    )),
+                )
+            }
+        });
+        router.route(path, mr)
+    })
 }
 
 fn path_params(path: &str) -> Vec<Value> {

@@ -59,7 +59,9 @@ pub async fn status(
         )
         .into());
     }
-    st.store.put_edge_report(&edge_id, &report, &now()).await?;
+    st.store
+        .put_edge_report(&edge_id, &report, &now(), &crate::new_id("rv"))
+        .await?;
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -15,7 +15,7 @@ use super::{check_meta, check_unique_name, fetch_for, new_meta, not_found, write
 use crate::AppState;
 use crate::access::Need;
 use crate::auth::Principal;
-use crate::error::{ApiJson, ApiResult};
+use crate::error::{ApiBody, ApiJson, ApiResult};
 use serde_json::Value;
 
 pub(crate) fn valid_ifname(field: &str, name: &str) -> ApiResult<()> {
@@ -300,38 +300,46 @@ pub async fn create(
     .await
 }
 
+/// What a PATCH of a trunk may name (see [`super::patch`]).
+pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
+    id_field: "trunkConnectionId",
+    fields: &[
+        super::patch::META[0],
+        super::patch::META[1],
+        super::patch::META[2],
+        super::patch::Field("deletionProtection", super::patch::Clear::To("false")),
+    ],
+    output_only: &["id", "createdAt", "status", "edgeId"],
+    immutable: &[
+        "folderId",
+        "pointOfPresenceId",
+        "capacity",
+        "singlePortDirectJoint",
+        "overlayJoint",
+        "lagDirectJoint",
+        "partnerJointInfo",
+    ],
+};
+
 pub async fn update(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-    ApiJson(req): ApiJson<UpdateTrunkConnectionRequest>,
+    ApiBody(body): ApiBody,
 ) -> ApiResult<Json<Value>> {
-    if let Some(n) = &req.name {
-        validate::name("name", n)?;
-    }
-    if let Some(d) = &req.description {
-        validate::description("description", d)?;
-    }
-    if let Some(l) = &req.labels {
-        validate::labels("labels", l)?;
-    }
+    let patch = super::patch::read::<UpdateTrunkConnectionRequest>(&body, &id, &PATCH)?;
     let _w = st.lock_writes().await?;
-    let (mut t, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Write).await?;
-    if t.meta.status == Status::Deleting {
-        return Err(
-            ApiError::precondition(format!("trunk connection {id} is being deleted")).into(),
-        );
-    }
-    if let Some(n) = req.name.filter(|n| *n != t.meta.name) {
-        check_unique_name::<TrunkConnection>(&st, &t.meta.folder_id, &n, Some(&t.meta.id)).await?;
-        t.meta.name = n;
-    }
-    if let Some(d) = req.description {
-        t.meta.description = d;
-    }
-    if let Some(l) = req.labels {
-        t.meta.labels = l;
-    }
+    let (mut t, view) = super::patch::fetch_for_update::<TrunkConnection>(&st, &who, &id).await?;
+    patch.check_unchanged(&t)?;
+    let req = patch.req;
+    super::patch::apply_meta::<TrunkConnection>(
+        &st,
+        &mut t.meta,
+        req.name,
+        req.description,
+        req.labels,
+    )
+    .await?;
     if let Some(p) = req.deletion_protection {
         t.deletion_protection = p;
     }

@@ -122,12 +122,18 @@ impl H {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json");
+        let mut b = Request::builder().method(method).uri(path);
+        // JSON unless the test says otherwise ("" for no Content-Type at all).
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            b = b.header("content-type", "application/json");
+        }
         for (k, v) in headers {
-            b = b.header(*k, *v);
+            if !v.is_empty() {
+                b = b.header(*k, *v);
+            }
         }
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
