@@ -1,11 +1,15 @@
 //! `cic bench api`: API latency with many private connections in the store, driven from
 //! this process against `cic server` running as a separate process on loopback.
 //!
-//! It starts the server on a fresh database, registers a PoP and an edge, creates trunks
-//! (5 connections each, the default quota) and then N private connections one at a time,
-//! timing each create; then times Gets of random connections and full listings in pages
-//! of 1000. No edge runs, so operations stay pending: what is measured is the API and the
-//! store, not the data plane.
+//! It starts the server on a fresh database and builds what a busy control plane holds:
+//! five PoPs with an edge each, trunks (5 connections each, the default quota), N private
+//! connections (created one at a time, each timed), and N/5 routing instances, each with
+//! a VPC and one connection at every PoP (also timed). The edges are played by this
+//! process: every 1,000 creates, and at the end, each reports the revision it applied and
+//! an ESTABLISHED session for every connection it carries — so operations settle, and
+//! every Get and page presents live state from reports of thousands of sessions. Then it
+//! times Gets of random connections and full listings in pages of 1000. No data plane
+//! runs: what is measured is the API and the store.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -83,15 +87,25 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 struct Client {
     http: reqwest::Client,
     base: String,
+    token: String,
 }
 
 impl Client {
+    /// The same server, as the edge whose token this is.
+    fn as_edge(&self, token: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: token.to_string(),
+        }
+    }
+
     /// One request; returns the body and how long it took.
     async fn call(&self, m: Method, path: &str, body: Option<&Value>) -> Result<(Value, Duration)> {
         let mut req = self
             .http
             .request(m.clone(), format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -105,6 +119,39 @@ impl Client {
         }
         Ok((serde_json::from_slice(&bytes)?, took))
     }
+}
+
+/// PoPs, each with one edge.
+const POPS: usize = 5;
+
+/// An edge played by the bench: its token and a session per connection it carries.
+struct BenchEdge {
+    token: String,
+    sessions: Vec<Value>,
+}
+
+/// An established session, as an edge reports it.
+fn session(id: &str, peer: &str) -> Value {
+    json!({"resourceId": id, "kind": "customer", "peer": peer, "peerAsn": 65001,
+           "state": "ESTABLISHED", "uptimeSecs": 3600, "prefixesReceived": 2,
+           "prefixesAccepted": 2, "prefixesAdvertised": 1,
+           "bfd": {"state": "UP", "detectionTimeMs": 900}})
+}
+
+/// Every edge reports: the current revision applied, and its sessions.
+async fn report_all(c: &Client, edges: &[BenchEdge]) -> Result<()> {
+    for e in edges {
+        let edge = c.as_edge(&e.token);
+        let cfg = edge
+            .call(Method::GET, "/cic/v1/edgeSync/config", None)
+            .await?
+            .0;
+        let report = json!({"appliedRevision": cfg["revision"], "dataplane": "bench",
+                            "sessions": e.sessions, "errors": []});
+        edge.call(Method::PUT, "/cic/v1/edgeSync/status", Some(&report))
+            .await?;
+    }
+    Ok(())
 }
 
 pub struct Stat {
@@ -149,6 +196,7 @@ pub async fn api(o: Options) -> Result<()> {
             .timeout(Duration::from_secs(60))
             .build()?,
         base: server.url.clone(),
+        token: TOKEN.to_string(),
     };
     eprintln!("{backend}: server at {}, seeding…", server.url);
     c.call(
@@ -157,68 +205,92 @@ pub async fn api(o: Options) -> Result<()> {
         Some(&json!({"id": "bench", "name": "bench"})),
     )
     .await?;
-    c.call(
-        Method::POST,
-        "/cic/v1/pointOfPresences",
-        Some(&json!({"id": "pop1", "name": "pop1"})),
-    )
-    .await?;
-    c.call(
-        Method::POST,
-        "/cic/v1/edges",
-        Some(
-            &json!({"name": "edge1", "pointOfPresenceId": "pop1", "routerId": "10.255.0.1",
-            "fabric": {"asn": 200350, "remoteVtep": "100.64.255.1", "localVtep": "100.64.255.2",
-                       "transitPool": "100.127.0.0/16"}}),
-        ),
-    )
-    .await?;
-
-    let per_trunk = 5;
-    let trunks_needed = o.connections.div_ceil(per_trunk);
-    let mut trunks = Vec::with_capacity(trunks_needed);
-    let mut trunk_times = Vec::with_capacity(trunks_needed);
-    for i in 0..trunks_needed {
-        let (op, t) = c
+    let mut edges = Vec::with_capacity(POPS);
+    for p in 0..POPS {
+        c.call(
+            Method::POST,
+            "/cic/v1/pointOfPresences",
+            Some(&json!({"id": format!("pop{p}"), "name": format!("pop{p}")})),
+        )
+        .await?;
+        let (reg, _) = c
             .call(
                 Method::POST,
-                "/cic/v1/trunkConnections",
-                Some(&json!({"folderId": "bench", "name": format!("trunk-{i}"),
-                    "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
-                    "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR",
-                                              "portName": format!("xe{i}")}})),
+                "/cic/v1/edges",
+                Some(
+                    &json!({"name": format!("edge{p}"), "pointOfPresenceId": format!("pop{p}"),
+                    "routerId": format!("10.255.0.{}", p + 1),
+                    "fabric": {"asn": 200350, "remoteVtep": "100.64.255.1",
+                               "localVtep": format!("100.64.255.{}", p + 2),
+                               "transitPool": "100.127.0.0/16"}}),
+                ),
             )
             .await?;
-        trunk_times.push(t);
-        trunks.push(
-            op["metadata"]["resourceId"]
-                .as_str()
-                .context("trunk id")?
-                .to_string(),
-        );
+        edges.push(BenchEdge {
+            token: reg["token"].as_str().context("edge token")?.to_string(),
+            sessions: Vec::new(),
+        });
+    }
+
+    // Connection i is at PoP i % 5, in routing instance i / 5: every instance has one
+    // connection at each PoP, as a VPC allows.
+    let per_trunk = 5;
+    let per_pop = o.connections.div_ceil(POPS);
+    let trunks_per_pop = per_pop.div_ceil(per_trunk);
+    let mut trunks: Vec<Vec<String>> = (0..POPS)
+        .map(|_| Vec::with_capacity(trunks_per_pop))
+        .collect();
+    let mut trunk_times = Vec::with_capacity(trunks_per_pop * POPS);
+    for i in 0..trunks_per_pop {
+        for (p, pop_trunks) in trunks.iter_mut().enumerate() {
+            let (op, t) = c
+                .call(
+                    Method::POST,
+                    "/cic/v1/trunkConnections",
+                    Some(
+                        &json!({"folderId": "bench", "name": format!("trunk-{p}-{i}"),
+                        "pointOfPresenceId": format!("pop{p}"), "capacity": "CAPACITY_1_GBPS",
+                        "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR",
+                                                  "portName": format!("xe{i}")}}),
+                    ),
+                )
+                .await?;
+            trunk_times.push(t);
+            pop_trunks.push(
+                op["metadata"]["resourceId"]
+                    .as_str()
+                    .context("trunk id")?
+                    .to_string(),
+            );
+        }
     }
 
     let mut create_times = Vec::with_capacity(o.connections);
     let mut ids = Vec::with_capacity(o.connections);
     let started = Instant::now();
     for i in 0..o.connections {
+        let (pop, k) = (i % POPS, i / POPS);
         let base = (i as u32) * 4;
         let (a, b, d) = (base >> 16, (base >> 8) & 255, base & 255);
+        let peer = format!("10.{a}.{b}.{}", d + 2);
         let body = json!({"folderId": "bench", "name": format!("pc-{i}"),
-            "trunkConnectionId": trunks[i / per_trunk], "vlanId": 100 + (i % per_trunk),
+            "trunkConnectionId": trunks[pop][k / per_trunk], "vlanId": 100 + (k % per_trunk),
             "ipv4Peering": {"peeringSubnet": format!("10.{a}.{b}.{d}/30"),
-                "peerIp": format!("10.{a}.{b}.{}", d + 2), "cloudIp": format!("10.{a}.{b}.{}", d + 1),
+                "peerIp": peer, "cloudIp": format!("10.{a}.{b}.{}", d + 1),
                 "peerBgpAsn": 65001}});
         let (op, t) = c
             .call(Method::POST, "/cic/v1/privateConnections", Some(&body))
             .await?;
         create_times.push(t);
-        ids.push(
-            op["metadata"]["resourceId"]
-                .as_str()
-                .context("pc id")?
-                .to_string(),
-        );
+        let id = op["metadata"]["resourceId"]
+            .as_str()
+            .context("pc id")?
+            .to_string();
+        edges[pop].sessions.push(session(&id, &peer));
+        ids.push(id);
+        if (i + 1) % 1000 == 0 {
+            report_all(&c, &edges).await?;
+        }
         if (i + 1) % 2000 == 0 {
             eprintln!(
                 "  {} connections created ({:.1} s)",
@@ -229,6 +301,30 @@ pub async fn api(o: Options) -> Result<()> {
     }
     // The last tenth of the creates ran with 90%+ of the connections stored.
     let tail: Vec<Duration> = create_times[o.connections * 9 / 10..].to_vec();
+
+    let mut instance_times = Vec::with_capacity(o.connections / POPS);
+    for (r, members) in ids.chunks(POPS).enumerate() {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|id| json!({"cicPrivateConnectionId": id}))
+            .collect();
+        let (_, t) = c
+            .call(
+                Method::POST,
+                "/cloudrouter/v1/routingInstances",
+                Some(&json!({"folderId": "bench", "name": format!("ri-{r}"),
+                    "vpcInfo": [{"vpcNetworkId": format!("vpc-{r}"), "azInfos": [
+                        {"manualInfo": {"azId": "zone-a", "prefixes": [
+                            format!("10.{}.{}.0/24", 128 + (r >> 8), r & 255)]}}]}],
+                    "cicPrivateConnectionInfo": members})),
+            )
+            .await?;
+        instance_times.push(t);
+        if (r + 1) % 1000 == 0 {
+            report_all(&c, &edges).await?;
+        }
+    }
+    report_all(&c, &edges).await?;
 
     let mut get_times = Vec::with_capacity(o.gets);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -284,12 +380,15 @@ pub async fn api(o: Options) -> Result<()> {
         stat("create trunk", trunk_times),
         stat("create private connection (all)", create_times),
         stat("create private connection (last 10%)", tail),
+        stat("create routing instance (5 connections)", instance_times),
         stat("get private connection", get_times),
         stat("list, page of 1000", list_times),
     ];
     println!(
-        "\n{backend}, {} private connections, server peak RSS {}",
+        "\n{backend}, {} private connections in {} routing instances, {POPS} edges reporting \
+         every session; server peak RSS {}",
         o.connections,
+        o.connections.div_ceil(POPS),
         rss.map(|r| format!("{r:.0} MiB"))
             .unwrap_or_else(|| "?".into())
     );

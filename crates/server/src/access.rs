@@ -46,8 +46,43 @@ const METADATA_FIELDS: &[&str] = &[
     "status",
 ];
 
-/// Where resources keep secrets (JSON pointers).
+/// Where resources keep secrets (JSON pointers). [`Secrets`] is the same for typed
+/// resources; a test keeps the two in step.
 const SECRET_POINTERS: &[&str] = &["/ipv4Peering/peerBgpMd5Key"];
+
+/// The secrets a resource type holds, masked in place: how lists show thousands of
+/// resources without a JSON tree each.
+pub trait Secrets {
+    fn hide_secrets(&mut self) {}
+}
+
+fn hide(k: &mut Option<cic_model::Secret>) {
+    if let Some(k) = k {
+        *k = cic_model::Secret::new(MASK);
+    }
+}
+
+impl Secrets for cic_model::resource::TrunkConnection {}
+impl Secrets for cic_model::resource::RoutingInstance {}
+impl Secrets for cic_model::resource::PrivateConnection {
+    fn hide_secrets(&mut self) {
+        hide(&mut self.ipv4_peering.peer_bgp_md5_key);
+    }
+}
+impl Secrets for cic_model::resource::PublicConnection {
+    fn hide_secrets(&mut self) {
+        hide(&mut self.ipv4_peering.peer_bgp_md5_key);
+    }
+}
+
+/// A tenant resource as one caller sees it (see [`View::present`]).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Shown<T> {
+    Full(T),
+    /// An auditor's view: the metadata alone.
+    Metadata(cic_model::resource::Meta),
+}
 
 impl View {
     /// `x` as this caller may see it.
@@ -70,6 +105,22 @@ impl View {
                 }
             }
         }
+    }
+
+    /// `x` as this caller may see it, as [`View::show`] shows it but typed: secrets masked
+    /// in place, auditors given the metadata.
+    pub fn present<T: Secrets>(
+        &self,
+        mut x: T,
+        meta: impl FnOnce(&T) -> &cic_model::resource::Meta,
+    ) -> Shown<T> {
+        if self.metadata_only {
+            return Shown::Metadata(meta(&x).clone());
+        }
+        if !self.secrets {
+            x.hide_secrets();
+        }
+        Shown::Full(x)
     }
 
     /// An operation as this caller may see it: its response is a resource.
@@ -172,6 +223,31 @@ impl AppState {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_typed_view_is_the_json_view() {
+        let pc: cic_model::resource::PrivateConnection = serde_json::from_value(json!({
+            "id": "pc1", "folderId": "f", "name": "n", "description": "", "labels": {},
+            "createdAt": "2026-01-01T00:00:00Z", "status": "ACTIVE", "trunkConnectionId": "t",
+            "vlanId": "100", "ipv4Peering": {"peeringSubnet": "10.0.0.0/30", "peerIp": "10.0.0.2",
+                "cloudIp": "10.0.0.1", "peerBgpAsn": "65001", "cloudBgpAsn": "200350",
+                "peerBgpMd5Key": "s3cret"}}))
+        .expect("a connection");
+        for view in [
+            View::default(),
+            View {
+                secrets: true,
+                metadata_only: false,
+            },
+            View {
+                secrets: false,
+                metadata_only: true,
+            },
+        ] {
+            let typed = serde_json::to_value(view.present(pc.clone(), |c| &c.meta)).expect("json");
+            assert_eq!(typed, view.show(&pc), "{view:?}");
+        }
+    }
 
     #[test]
     fn secrets_are_masked_and_auditors_see_metadata() {

@@ -22,6 +22,8 @@ use serde_json::{Map, Value};
 /// The largest request body accepted, with or without an `Idempotency-Key`: requests are
 /// small JSON documents (a batch of 1,000 ids is about 30 KiB).
 pub const MAX_BODY: usize = 1 << 20;
+/// An edge's report, which holds every session of the edge: room for 100,000.
+pub const MAX_EDGE_REPORT: usize = 32 << 20;
 
 #[derive(Debug)]
 pub struct AppError(pub ApiError);
@@ -80,8 +82,9 @@ pub fn too_large() -> HttpError {
         error: ApiError::new(
             Code::InvalidArgument,
             format!(
-                "request body is larger than {} KiB, the most this API accepts",
-                MAX_BODY / 1024
+                "request body is too large: requests carry at most {} KiB (an edge's report {} MiB)",
+                MAX_BODY / 1024,
+                MAX_EDGE_REPORT >> 20
             ),
         ),
     }

@@ -139,7 +139,7 @@ impl AppState {
                 .await?,
         )
         .unwrap_or_else(|_| candidate.to_vec());
-        Ok(Arc::new(AppState {
+        let st = Arc::new(AppState {
             store,
             config,
             write: Mutex::new(()),
@@ -147,7 +147,9 @@ impl AppState {
             queries: Default::default(),
             reports: Default::default(),
             page_key,
-        }))
+        });
+        st.follow_others();
+        Ok(st)
     }
 
     pub async fn lock_writes(&self) -> ApiResult<WriteGuard<'_>> {
@@ -197,18 +199,38 @@ impl AppState {
         Ok(out)
     }
 
-    /// Other servers on the same database commit too: follow the stored revision so that
-    /// edges and operation waiters here wake up for their writes. Only needed on
-    /// PostgreSQL (SQLite has one server).
-    pub fn follow_revision(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Other servers on the same database commit too: follow what they do, so that edges,
+    /// operation waiters and looking-glass questions here wake up for their writes. On
+    /// PostgreSQL LISTEN/NOTIFY tells (`cic_revision`, `cic_question`, `cic_answer`); when
+    /// the listening connection is lost, the revision is read again and every waiter
+    /// looks again. SQLite has one server: nothing to follow.
+    fn follow_others(self: &Arc<Self>) {
+        let Some(mut rx) = self.store.notices() else {
+            return;
+        };
         let st = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            use tokio::sync::broadcast::error::RecvError;
             loop {
-                tick.tick().await;
+                let notice = match rx.recv().await {
+                    Ok(n) => Some(n),
+                    Err(RecvError::Lagged(_)) => None,
+                    Err(RecvError::Closed) => return,
+                };
                 let Some(st) = st.upgrade() else { return };
-                if let Ok(r) = st.store.revision().await {
+                let rev = match &notice {
+                    Some(n) if n.channel == cic_store::channel::REVISION => n.payload.parse().ok(),
+                    Some(n) if !n.channel.is_empty() => {
+                        st.queries.wake.notify_waiters();
+                        continue;
+                    }
+                    // Lost or lagged: look again.
+                    _ => {
+                        st.queries.wake.notify_waiters();
+                        st.store.revision().await.ok()
+                    }
+                };
+                if let Some(r) = rev {
                     st.revision.send_if_modified(|cur| {
                         if r > *cur {
                             *cur = r;
@@ -219,7 +241,7 @@ impl AppState {
                     });
                 }
             }
-        })
+        });
     }
 
     pub fn settings(&self) -> Settings {
@@ -490,9 +512,6 @@ pub async fn serve(
     let state = AppState::new(store, config)
         .await
         .map_err(|e| ServeError::Store(database.into(), e))?;
-    if state.store.is_postgres() {
-        state.follow_revision(Duration::from_millis(200));
-    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Listen(listen, e))?;

@@ -96,3 +96,113 @@ async fn the_suite_runs_on_the_backend_it_was_asked_for() {
     let want_pg = std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres");
     assert_eq!(h.state.store.is_postgres(), want_pg, "{}", h.database);
 }
+
+/// Behind a load balancer an edge polls whichever server it reaches: a looking-glass
+/// question asked of one server is handed out, answered and returned through the other,
+/// and a change written through one wakes an edge long-polling the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_question_asked_of_one_server_is_answered_through_the_other() {
+    let Some(pg) = postgres_server("looking_glass_across_servers") else {
+        return;
+    };
+    let db = new_postgres_database(&pg).await;
+    let a = std::sync::Arc::new(H::on(&db).await);
+    let b = std::sync::Arc::new(H::on(&db).await);
+    a.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1"}),
+    )
+    .await;
+    let (edge, _) = a.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = a.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = a
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    // The edge, on server B only.
+    let (eb, et) = (b.clone(), edge.clone());
+    let edge_side = tokio::spawn(async move {
+        loop {
+            let (s, v) = eb
+                .call(
+                    Method::GET,
+                    "/cic/v1/edgeSync/queries?waitSeconds=10",
+                    Some(&et),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let Some(q) = v["queries"].as_array().and_then(|a| a.first()).cloned() else {
+                continue;
+            };
+            let (s, v) = eb
+                .call(
+                    Method::PUT,
+                    &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
+                    Some(&et),
+                    Some(json!({"routes": [{"prefix": "192.168.10.0/24", "asPath": [65001], "origin": "IGP"}]})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            return q;
+        }
+    });
+    // The customer, on server A only.
+    let (s, v) = a
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:routes?direction=received"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["routes"][0]["prefix"], "192.168.10.0/24", "{v}");
+    let q = edge_side.await.expect("edge side");
+    assert_eq!(q["connectionId"], pc.as_str());
+    // Answered once: the same answer again is refused by either server.
+    for h in [&a, &b] {
+        let (s, _) = h
+            .call(
+                Method::PUT,
+                &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
+                Some(&edge),
+                Some(json!({"routes": []})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    // A long poll on B returns when A commits.
+    let rev = b.revision().await;
+    let (eb, et) = (b.clone(), edge.clone());
+    let poll = tokio::spawn(async move {
+        eb.call(
+            Method::GET,
+            &format!("/cic/v1/edgeSync/config?afterRevision={rev}&waitSeconds=30"),
+            Some(&et),
+            None,
+        )
+        .await
+    });
+    a.ok(
+        Method::PATCH,
+        &format!("/cic/v1/privateConnections/{pc}"),
+        json!({"vlanId": 101}),
+    )
+    .await;
+    let (s, cfg) = tokio::time::timeout(std::time::Duration::from_secs(10), poll)
+        .await
+        .expect("the poll on B returned")
+        .expect("task");
+    assert_eq!(s, StatusCode::OK, "{cfg}");
+    assert!(cfg["revision"].as_u64() > Some(rev), "{cfg}");
+}

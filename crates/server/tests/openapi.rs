@@ -25,12 +25,12 @@ fn the_checked_in_document_is_the_generated_one() {
 }
 
 #[tokio::test]
-async fn the_document_is_served_without_a_token_and_is_openapi_3() {
+async fn the_document_is_served_without_a_token_and_is_openapi_3_1() {
     let h = H::new().await;
     let (s, v) = h.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v, cic_server::api::openapi());
-    assert_eq!(v["openapi"], "3.0.3");
+    assert_eq!(v["openapi"], "3.1.0");
     // Every $ref points at a schema that is there.
     let text = v.to_string();
     for r in text.split("\"$ref\":\"").skip(1) {

@@ -746,7 +746,7 @@ async fn gets_lists_and_creates_read_only_their_own_instance_and_edge_report() {
     h.report(&edge_b, 1, json!([])).await;
     let mut tx = h.state.store.begin().await.expect("tx");
     tx.execute_raw(
-        "UPDATE edge_status SET body = 'not a report', version = 'poisoned' WHERE edge_id IN \
+        "UPDATE edge_reports SET body = 'not a report', version = 'poisoned' WHERE edge_id IN \
          (SELECT id FROM resources WHERE kind = 'edge' AND name = 'edge-b')",
     )
     .await

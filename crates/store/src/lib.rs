@@ -53,12 +53,24 @@ pub trait Document: Serialize + DeserializeOwned {
     fn parent_id(&self) -> &str {
         ""
     }
+    /// The kind of [`Document::parent_id`]'s document.
+    const PARENT_KIND: &'static str = "";
     /// What the document refers to, for [`Store::linked`]: (relation, target) pairs kept
     /// in an index beside it, so "which routing instance holds connection X" is one
     /// lookup, not a read of every instance.
     fn links(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+}
+
+/// A document with what [`Store::list_after_in_context`] finds beside it.
+#[derive(Debug, Clone)]
+pub struct InContext<T> {
+    pub doc: T,
+    /// The parent's parent (a connection's trunk's edge).
+    pub grandparent: Option<String>,
+    /// The document that links to this one (a connection's routing instance).
+    pub owner: Option<String>,
 }
 
 /// The relations of [`Document::links`].
@@ -71,12 +83,22 @@ pub mod rel {
     pub const WIRE: &str = "wire";
     /// A private or public connection → `<trunk>|<vlan>`.
     pub const VLAN: &str = "vlan";
+    /// A trunk → `<edge>|<port>` for each port it holds (its single port, its LAG's).
+    pub const PORT: &str = "port";
+    /// A fabric slot → `<edge>|<slot number>`.
+    pub const SLOT: &str = "slot";
 
     pub fn wire_key(edge: &str, wire: &str) -> String {
         format!("{edge}|{wire}")
     }
     pub fn vlan_key(trunk: &str, vlan: u16) -> String {
         format!("{trunk}|{vlan}")
+    }
+    pub fn port_key(edge: &str, port: &str) -> String {
+        format!("{edge}|{port}")
+    }
+    pub fn slot_key(edge: &str, slot: u32) -> String {
+        format!("{edge}|{slot}")
     }
 }
 
@@ -101,12 +123,10 @@ impl Document for Edge {
 }
 
 macro_rules! tenant_document {
-    ($t:ty, $kind:literal) => {
-        tenant_document!($t, $kind, |_x| "", |_y| Vec::new());
-    };
-    ($t:ty, $kind:literal, |$x:ident| $parent:expr, |$y:ident| $links:expr) => {
+    ($t:ty, $kind:literal, $parent_kind:literal, |$x:ident| $parent:expr, |$y:ident| $links:expr) => {
         impl Document for $t {
             const KIND: &'static str = $kind;
+            const PARENT_KIND: &'static str = $parent_kind;
             fn id(&self) -> &str {
                 &self.meta.id
             }
@@ -147,18 +167,32 @@ impl Document for FolderAccess {
     }
 }
 
-tenant_document!(TrunkConnection, "trunkConnection", |t| &t.edge_id, |t| t
-    .wire()
-    .map(|w| (rel::WIRE, rel::wire_key(&t.edge_id, &w)))
-    .into_iter()
-    .collect());
+tenant_document!(
+    TrunkConnection,
+    "trunkConnection",
+    "edge",
+    |t| &t.edge_id,
+    |t| t
+        .wire()
+        .map(|w| (rel::WIRE, rel::wire_key(&t.edge_id, &w)))
+        .into_iter()
+        .chain(
+            t.single_port_direct_joint
+                .iter()
+                .map(|j| &j.port_name)
+                .chain(t.lag_direct_joint.iter().flat_map(|l| &l.port_names))
+                .map(|p| (rel::PORT, rel::port_key(&t.edge_id, p)))
+        )
+        .collect()
+);
 tenant_document!(
     PrivateConnection,
     "privateConnection",
+    "trunkConnection",
     |c| &c.trunk_connection_id,
     |c| vec![(rel::VLAN, rel::vlan_key(&c.trunk_connection_id, c.vlan_id))]
 );
-tenant_document!(RoutingInstance, "routingInstance", |_r| "", |r| r
+tenant_document!(RoutingInstance, "routingInstance", "", |_r| "", |r| r
     .cic_private_connection_info
     .iter()
     .map(|c| (rel::MEMBER, c.cic_private_connection_id.clone()))
@@ -171,6 +205,7 @@ tenant_document!(RoutingInstance, "routingInstance", |_r| "", |r| r
 tenant_document!(
     PublicConnection,
     "publicConnection",
+    "trunkConnection",
     |c| &c.trunk_connection_id,
     |c| vec![(rel::VLAN, rel::vlan_key(&c.trunk_connection_id, c.vlan_id))]
 );
@@ -212,6 +247,7 @@ impl FabricSlot {
 
 impl Document for FabricSlot {
     const KIND: &'static str = "fabricSlot";
+    const PARENT_KIND: &'static str = "routingInstance";
     /// Not the storage key: slots are written with `put_keyed(FabricSlot::key(..))`, as one
     /// routing instance has a slot on each of its edges.
     fn id(&self) -> &str {
@@ -223,6 +259,9 @@ impl Document for FabricSlot {
     /// The slots of an instance are its children: found by index.
     fn parent_id(&self) -> &str {
         &self.routing_instance_id
+    }
+    fn links(&self) -> Vec<(&'static str, String)> {
+        vec![(rel::SLOT, rel::slot_key(&self.edge_id, self.slot))]
     }
 }
 
@@ -326,11 +365,23 @@ const MIGRATIONS: &[&[&str]] = &[
     // looking-glass questions shared by every server.
     &[
         "CREATE TABLE resource_links (kind TEXT NOT NULL, id TEXT NOT NULL, rel TEXT NOT NULL, target TEXT NOT NULL)",
-        "CREATE INDEX resource_links_target ON resource_links (rel, target)",
+        // (rel, target, kind) first, so that a lookup never prefers the owner index.
+        "CREATE INDEX resource_links_target ON resource_links (rel, target, kind, id)",
         "CREATE INDEX resource_links_owner ON resource_links (kind, id)",
         "CREATE INDEX resources_folder_id ON resources (kind, folder_id, id)",
         "CREATE INDEX resources_name_id ON resources (kind, folder_id, name, id)",
-        "ALTER TABLE edge_status ADD COLUMN version TEXT NOT NULL DEFAULT ''",
+        // Lists are in id order now; these served the revision order, or are prefixes of
+        // the two above. Fewer indexes, cheaper writes.
+        "DROP INDEX resources_parent",
+        "DROP INDEX resources_order",
+        "DROP INDEX resources_kind_order",
+        "DROP INDEX resources_folder",
+        "DROP INDEX resources_name",
+        "CREATE INDEX resources_parent_id ON resources (kind, parent_id, id)",
+        // The version before the body: reading it does not walk a large report.
+        "CREATE TABLE edge_reports (edge_id TEXT PRIMARY KEY, version TEXT NOT NULL, reported_at TEXT NOT NULL, body TEXT NOT NULL)",
+        "INSERT INTO edge_reports (edge_id, version, reported_at, body) SELECT edge_id, '', reported_at, body FROM edge_status",
+        "DROP TABLE edge_status",
         "CREATE TABLE route_queries (id TEXT PRIMARY KEY, edge_id TEXT NOT NULL, body TEXT NOT NULL, \
          taken BIGINT NOT NULL, answer TEXT, created_at BIGINT NOT NULL)",
         "CREATE INDEX route_queries_edge ON route_queries (edge_id, taken)",
@@ -612,7 +663,7 @@ impl Store {
         row.map(|r| decode::<T>(&r, id)).transpose()
     }
 
-    /// All documents of a kind (in one folder when given), oldest first.
+    /// All documents of a kind (in one folder when given), in id order.
     pub async fn list<T: Document>(&self, folder_id: Option<&str>) -> Result<Vec<T>> {
         list_in(&self.pool, folder_id).await
     }
@@ -714,6 +765,94 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::list_after`] for documents that hang from a parent (connections from their
+    /// trunk): each with the parent's own parent (the trunk's edge) and the id of the
+    /// document of `owner_kind` that links to it by `rel` (its routing instance), all in
+    /// the one query of the page.
+    pub async fn list_after_in_context<T: Document>(
+        &self,
+        folder_id: Option<&str>,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+        rel: &str,
+        owner_kind: &str,
+    ) -> Result<(Vec<InContext<T>>, bool)> {
+        let mut sql = String::from(
+            "SELECT r.id, r.body, p.parent_id, l.id FROM resources r \
+             LEFT JOIN resources p ON p.kind = $2 AND p.id = r.parent_id \
+             LEFT JOIN resource_links l ON l.rel = $3 AND l.target = r.id AND l.kind = $4 \
+             WHERE r.kind = $1",
+        );
+        let mut n = 4;
+        let mut binds: Vec<String> = Vec::new();
+        for (col, v) in [
+            ("r.folder_id = ", folder_id),
+            ("r.name = ", name),
+            ("r.id > ", after),
+        ] {
+            if let Some(v) = v {
+                n += 1;
+                sql.push_str(&format!(" AND {col}${n}"));
+                binds.push(v.to_string());
+            }
+        }
+        sql.push_str(&format!(" ORDER BY r.id LIMIT ${}", n + 1));
+        let parent_kind = T::PARENT_KIND;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(T::KIND)
+            .bind(parent_kind)
+            .bind(rel.to_string())
+            .bind(owner_kind.to_string());
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
+        let more = rows.len() as u64 > limit;
+        let items = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| {
+                Ok(InContext {
+                    doc: decode_with_id::<T>(r)?,
+                    grandparent: r.try_get::<Option<String>, _>(2)?,
+                    owner: r.try_get::<Option<String>, _>(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((items, more))
+    }
+
+    /// The context [`Store::list_after_in_context`] gives, of one document by id.
+    pub async fn get_in_context<T: Document>(
+        &self,
+        id: &str,
+        rel: &str,
+        owner_kind: &str,
+    ) -> Result<Option<InContext<T>>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.body, p.parent_id, l.id FROM resources r \
+             LEFT JOIN resources p ON p.kind = $2 AND p.id = r.parent_id \
+             LEFT JOIN resource_links l ON l.rel = $3 AND l.target = r.id AND l.kind = $4 \
+             WHERE r.kind = $1 AND r.id = $5",
+        )
+        .bind(T::KIND)
+        .bind(T::PARENT_KIND)
+        .bind(rel)
+        .bind(owner_kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(InContext {
+                doc: decode_with_id::<T>(&r)?,
+                grandparent: r.try_get::<Option<String>, _>(2)?,
+                owner: r.try_get::<Option<String>, _>(3)?,
+            })
+        })
+        .transpose()
+    }
+
     /// One page of a kind in id order (in a folder, with a name): up to `limit` documents
     /// whose id is after `after`, and whether more follow. A keyset page: a write to an
     /// item (or a new item) never moves another across the page boundary, so paging
@@ -752,6 +891,29 @@ impl Store {
             .map(|r| decode_with_id::<T>(r))
             .collect::<Result<Vec<T>>>()?;
         Ok((items, more))
+    }
+
+    /// Whether some document of kind `T` links to `target` by `rel` (one index probe).
+    pub async fn is_linked<T: Document>(&self, rel: &str, target: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM resource_links WHERE rel = $1 AND target = $2 AND kind = $3 LIMIT 1",
+        )
+        .bind(rel)
+        .bind(target)
+        .bind(T::KIND)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// How many documents of a kind are in `folder_id` (counted in the index).
+    pub async fn count_in_folder<T: Document>(&self, folder_id: &str) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND folder_id = $2")
+            .bind(T::KIND)
+            .bind(folder_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
     }
 
     /// How many documents of a kind hang from `parent_id`.
@@ -982,7 +1144,7 @@ impl Store {
             err: e.to_string(),
         })?;
         sqlx::query(
-            "INSERT INTO edge_status (edge_id, body, reported_at, version) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO edge_reports (edge_id, body, reported_at, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at, \
              version = excluded.version",
         )
@@ -1003,7 +1165,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>> {
         let rows = match edges {
             None => {
-                sqlx::query("SELECT edge_id, version FROM edge_status")
+                sqlx::query("SELECT edge_id, version FROM edge_reports")
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -1014,7 +1176,7 @@ impl Store {
                     let marks: Vec<String> =
                         (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
                     let sql = format!(
-                        "SELECT edge_id, version FROM edge_status WHERE edge_id IN ({})",
+                        "SELECT edge_id, version FROM edge_reports WHERE edge_id IN ({})",
                         marks.join(", ")
                     );
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -1034,7 +1196,7 @@ impl Store {
     /// One edge's latest report, when it came, and its version.
     pub async fn edge_report(&self, edge_id: &str) -> Result<Option<(EdgeReport, String, String)>> {
         let row =
-            sqlx::query("SELECT body, reported_at, version FROM edge_status WHERE edge_id = $1")
+            sqlx::query("SELECT body, reported_at, version FROM edge_reports WHERE edge_id = $1")
                 .bind(edge_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -1251,14 +1413,16 @@ async fn list_in<'e, T: Document, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 ) -> Result<Vec<T>> {
     let rows = match folder_id {
         Some(f) => {
-            sqlx::query("SELECT id, body FROM resources WHERE kind = $1 AND folder_id = $2 ORDER BY revision, id")
-                .bind(T::KIND)
-                .bind(f)
-                .fetch_all(e)
-                .await?
+            sqlx::query(
+                "SELECT id, body FROM resources WHERE kind = $1 AND folder_id = $2 ORDER BY id",
+            )
+            .bind(T::KIND)
+            .bind(f)
+            .fetch_all(e)
+            .await?
         }
         None => {
-            sqlx::query("SELECT id, body FROM resources WHERE kind = $1 ORDER BY revision, id")
+            sqlx::query("SELECT id, body FROM resources WHERE kind = $1 ORDER BY id")
                 .bind(T::KIND)
                 .fetch_all(e)
                 .await?
@@ -1470,7 +1634,7 @@ impl Tx {
     }
 
     pub async fn delete_edge_report(&mut self, edge_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM edge_status WHERE edge_id = $1")
+        sqlx::query("DELETE FROM edge_reports WHERE edge_id = $1")
             .bind(edge_id)
             .execute(&mut *self.tx)
             .await?;

@@ -1223,7 +1223,7 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
         peer: fabric,
         update: Update::default(),
     });
-    assert_eq!(i.awaiting_end_of_rib(), vec![]);
+    assert_eq!(i.awaiting_end_of_rib(), Vec::<u32>::new());
     // The kernel table is computed all along; the caller holds it back.
     assert_eq!(i.kernel_routes().len(), 2);
 
@@ -1263,7 +1263,7 @@ fn a_peer_without_graceful_restart_is_not_waited_for() {
         peer: cust,
         negotiated: negotiated(65001, "192.168.0.1"),
     });
-    assert_eq!(i.awaiting_end_of_rib(), vec![]);
+    assert_eq!(i.awaiting_end_of_rib(), Vec::<u32>::new());
 }
 
 // --- Neighbors of the standalone speaker -------------------------------------------------

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::edge::SessionKind;
+use cic_model::resource::ListResponse;
 use cic_model::resource::{
     CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch, Ipv4PeeringSpec,
     Labels, PrivateConnection, RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::{Action, Document, rel};
+use cic_store::{Action, Document, InContext, rel};
 
 use super::patch::Clear::{Required, To};
 use super::patch::{Field, META};
@@ -645,77 +646,54 @@ pub async fn update(
     .await
 }
 
-/// What presenting a page of connections needs, read by index for that page alone (its
-/// trunks, their edges' reports, the routing instances that hold them) — not every
-/// trunk, instance and report there is.
-struct Context {
-    trunks: HashMap<String, TrunkConnection>,
-    instance_of: HashMap<String, String>,
-    live: HashMap<String, Arc<crate::EdgeLiveState>>,
-}
-
-impl Context {
-    async fn for_page(st: &AppState, page: &[PrivateConnection]) -> ApiResult<Context> {
-        let mut trunk_ids: Vec<String> =
-            page.iter().map(|c| c.trunk_connection_id.clone()).collect();
-        trunk_ids.sort();
-        trunk_ids.dedup();
-        let trunks: HashMap<String, TrunkConnection> = st
-            .store
-            .get_many::<TrunkConnection>(&trunk_ids)
-            .await?
-            .into_iter()
-            .map(|t| (t.meta.id.clone(), t))
-            .collect();
-        let mut edges: Vec<String> = trunks.values().map(|t| t.edge_id.clone()).collect();
-        edges.sort();
-        edges.dedup();
-        let ids: Vec<String> = page.iter().map(|c| c.meta.id.clone()).collect();
-        let instance_of = st
-            .store
-            .linked_ids::<RoutingInstance>(rel::MEMBER, &ids)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(Context {
-            trunks,
-            instance_of,
-            live: st.live_of(Some(&edges)).await?,
+/// Presenting connections: each comes from the store with its trunk's edge and its
+/// routing instance (one query for a page, [`cic_store::Store::list_after_in_context`]);
+/// the live BGP state is the session in that edge's last report — decoded once per report,
+/// not per request.
+async fn present(
+    st: &AppState,
+    items: Vec<InContext<PrivateConnection>>,
+) -> ApiResult<Vec<PrivateConnection>> {
+    let mut edges: Vec<String> = items.iter().filter_map(|c| c.grandparent.clone()).collect();
+    edges.sort();
+    edges.dedup();
+    let live = st.live_of(Some(&edges)).await?;
+    let now = time::OffsetDateTime::now_utc();
+    Ok(items
+        .into_iter()
+        .map(|c| {
+            let mut pc = c.doc;
+            if let Some(l) = c.grandparent.and_then(|e| live.get(&e)) {
+                pc.bgp = l.session(SessionKind::Customer, &pc.meta.id).cloned();
+            }
+            for t in &mut pc.bgp_failover_tests {
+                t.status = test_status(t, now).to_string();
+            }
+            pc.routing_instance_id = c.owner;
+            pc
         })
-    }
-
-    /// Live BGP state from the edge's last report, and the routing instance.
-    fn present(&self, mut pc: PrivateConnection) -> PrivateConnection {
-        let edge = self.trunks.get(&pc.trunk_connection_id).map(|t| &t.edge_id);
-        if let Some(l) = edge.and_then(|e| self.live.get(e)) {
-            pc.bgp = l.session(SessionKind::Customer, &pc.meta.id).cloned();
-        }
-        let now = time::OffsetDateTime::now_utc();
-        for t in &mut pc.bgp_failover_tests {
-            t.status = test_status(t, now).to_string();
-        }
-        pc.routing_instance_id = self.instance_of.get(&pc.meta.id).cloned();
-        pc
-    }
-
-    async fn present_page(
-        st: &AppState,
-        items: Vec<PrivateConnection>,
-    ) -> ApiResult<Vec<PrivateConnection>> {
-        let cx = Context::for_page(st, &items).await?;
-        Ok(items.into_iter().map(|pc| cx.present(pc)).collect())
-    }
+        .collect())
 }
 
 pub async fn list(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<super::KeyedPage<crate::access::Shown<PrivateConnection>>>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
-    let mut page = q.fetch::<PrivateConnection>(&st, folder.as_deref()).await?;
-    page.items = Context::present_page(&st, page.items).await?;
-    Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
+    let page = q
+        .fetch_in_context::<PrivateConnection>(
+            &st,
+            folder.as_deref(),
+            rel::MEMBER,
+            RoutingInstance::KIND,
+        )
+        .await?;
+    let page = ListResponse {
+        items: present(&st, page.items).await?,
+        next_page_token: page.next_page_token,
+    };
+    Ok(Json(super::present_page(&view, page)))
 }
 
 /// `GET /cic/v1/trunkConnections/{id}/privateConnections`: the trunk's connections.
@@ -730,7 +708,7 @@ pub async fn of_trunk(
         .store
         .children::<PrivateConnection>(&trunk.meta.id)
         .await?;
-    let mut page = super::page_by(
+    let page = super::page_by(
         &st,
         &q,
         PrivateConnection::KIND,
@@ -739,7 +717,26 @@ pub async fn of_trunk(
         |c| c.meta.id.clone(),
         false,
     )?;
-    page.items = Context::present_page(&st, page.items).await?;
+    let ids: Vec<String> = page.items.iter().map(|c| c.meta.id.clone()).collect();
+    let owners: HashMap<String, String> = st
+        .store
+        .linked_ids::<RoutingInstance>(rel::MEMBER, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    let items = page
+        .items
+        .into_iter()
+        .map(|c| InContext {
+            grandparent: Some(trunk.edge_id.clone()),
+            owner: owners.get(&c.meta.id).cloned(),
+            doc: c,
+        })
+        .collect();
+    let page = ListResponse {
+        items: present(&st, items).await?,
+        next_page_token: page.next_page_token,
+    };
     Ok(Json(show_page(&view, PrivateConnection::KIND, page)))
 }
 
@@ -773,8 +770,17 @@ pub async fn get(
     if q.direction.is_some() {
         return Err(ApiError::field("direction", "is a parameter of …/{id}:routes").into());
     }
-    let (pc, view) = fetch_for::<PrivateConnection>(&st, &who, &id, Need::Read).await?;
-    let shown = Context::present_page(&st, vec![pc]).await?;
+    let c = st
+        .store
+        .get_in_context::<PrivateConnection>(&id, rel::MEMBER, RoutingInstance::KIND)
+        .await?
+        .ok_or_else(|| not_found("private connection", &id))?;
+    let view = st
+        .access(&who, &c.doc.meta.folder_id, Need::Read, || {
+            not_found("private connection", &id)
+        })
+        .await?;
+    let shown = present(&st, vec![c]).await?;
     Ok(Json(view.show(&shown[0])))
 }
 

@@ -3,10 +3,12 @@
 //! question waits for the edge's long poll (`/cic/v1/edgeSync/queries`), the edge
 //! answers with `PUT …/queries/{id}`, and the caller gets that answer.
 //!
-//! Questions are held in this server's memory: with several servers, an edge must poll the
-//! server that was asked (a load balancer pinning edges to one server does that).
+//! Questions and answers go through the store, so with several servers behind a load
+//! balancer the edge may poll any of them: the server asked writes the question, the one
+//! the edge polls hands it out, the one it answers records the answer, and the asker reads
+//! it. Waits are woken by this server's own writes and, on PostgreSQL, by LISTEN/NOTIFY
+//! of every server's (`cic_question`, `cic_answer`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use cic_model::resource::{PrivateConnection, TrunkConnection};
 use cic_model::{ApiError, Code};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify, oneshot};
+use tokio::sync::Notify;
 
 use super::{ApiQuery, fetch, fetch_for};
 use crate::AppState;
@@ -27,14 +29,34 @@ use crate::error::{ApiJson, ApiResult};
 
 /// How long a caller waits for the edge.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// A question older than this has no one waiting for it.
+const FORGET_AFTER_SECS: i64 = 60;
 
+/// Wakes this server's waiters: a question for an edge or an answer arrived (here, or
+/// at another server, as PostgreSQL told us).
 #[derive(Default)]
 pub struct Broker {
-    /// Questions not yet fetched, per edge.
-    waiting: Mutex<HashMap<String, Vec<RouteQuery>>>,
-    /// Callers waiting for an answer: question id → (edge, reply).
-    callers: Mutex<HashMap<String, (String, oneshot::Sender<RouteAnswer>)>>,
-    wake: Notify,
+    pub(crate) wake: Notify,
+}
+
+fn epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Waits until the broker is woken, at most until `deadline` and at most a second (in
+/// case a wake-up was missed); `woken` was enabled before the caller last looked.
+async fn nap(
+    woken: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    deadline: tokio::time::Instant,
+) {
+    let now = tokio::time::Instant::now();
+    let nap = deadline
+        .saturating_duration_since(now)
+        .min(Duration::from_secs(1));
+    let _ = tokio::time::timeout(nap, woken).await;
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -62,26 +84,26 @@ pub async fn routes(
         connection_id: pc.meta.id.clone(),
         direction,
     };
-    let (tx, rx) = oneshot::channel();
-    let b = &st.queries;
-    b.callers
-        .lock()
-        .await
-        .insert(query.id.clone(), (edge.clone(), tx));
-    b.waiting
-        .lock()
-        .await
-        .entry(edge.clone())
-        .or_default()
-        .push(query.clone());
-    b.wake.notify_waiters();
-    let answer = tokio::time::timeout(ANSWER_WITHIN, rx).await;
-    b.callers.lock().await.remove(&query.id);
-    if let Some(w) = b.waiting.lock().await.get_mut(&edge) {
-        w.retain(|x| x.id != query.id);
-    }
-    let a = match answer {
-        Ok(Ok(a)) => a,
+    let body = serde_json::to_string(&query).unwrap_or_default();
+    st.store
+        .put_route_query(&query.id, &edge, &body, epoch())
+        .await?;
+    st.queries.wake.notify_waiters();
+    let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+    let answer = loop {
+        let woken = st.queries.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match st.store.route_query_answer(&query.id).await {
+            Ok(None) if tokio::time::Instant::now() < deadline => nap(woken, deadline).await,
+            other => break other,
+        }
+    };
+    st.store
+        .drop_route_query(&query.id, epoch() - FORGET_AFTER_SECS)
+        .await?;
+    let a: RouteAnswer = match answer?.map(|a| serde_json::from_str(&a)) {
+        Some(Ok(a)) => a,
         _ => {
             return Err(ApiError::new(
                 Code::Unavailable,
@@ -119,20 +141,21 @@ pub async fn queries(
     let edge = who.edge_id()?.to_string();
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
-    loop {
+    let mine = loop {
         let woken = st.queries.wake.notified();
-        let mine = st
-            .queries
-            .waiting
-            .lock()
-            .await
-            .remove(&edge)
-            .unwrap_or_default();
-        if !mine.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(json!({ "queries": mine })));
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let taken = st.store.take_route_queries(&edge).await?;
+        if !taken.is_empty() || tokio::time::Instant::now() >= deadline {
+            break taken;
         }
-        let _ = tokio::time::timeout_at(deadline, woken).await;
-    }
+        nap(woken, deadline).await;
+    };
+    let queries: Vec<RouteQuery> = mine
+        .iter()
+        .filter_map(|b| serde_json::from_str(b).ok())
+        .collect();
+    Ok(Json(json!({ "queries": queries })))
 }
 
 /// `PUT /cic/v1/edgeSync/queries/{id}` (edge): the answer to one of its questions.
@@ -143,15 +166,12 @@ pub async fn answer(
     ApiJson(a): ApiJson<RouteAnswer>,
 ) -> ApiResult<Json<Value>> {
     let edge = who.edge_id()?.to_string();
-    let mut callers = st.queries.callers.lock().await;
-    match callers.get(&id) {
-        Some((e, _)) if *e == edge => {
-            if let Some((_, tx)) = callers.remove(&id) {
-                let _ = tx.send(a);
-            }
-            Ok(Json(json!({})))
-        }
+    let body = serde_json::to_string(&a).unwrap_or_default();
+    if st.store.answer_route_query(&id, &edge, &body).await? {
+        st.queries.wake.notify_waiters();
+        Ok(Json(json!({})))
+    } else {
         // Unknown, answered, timed out, or another edge's: nothing to do with it.
-        _ => Err(super::not_found("looking-glass query", &id)),
+        Err(super::not_found("looking-glass query", &id))
     }
 }

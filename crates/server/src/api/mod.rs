@@ -70,9 +70,15 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
+    /// The folder to list (the operator may leave it out to list every folder).
     pub folder_id: Option<String>,
+    /// Items per page: 1-1000, default 100.
     pub page_size: Option<usize>,
+    /// `nextPageToken` of the previous page of the same listing (same folder and filter).
+    /// Lists are in id order and a token names the last item seen, so items changed or
+    /// added while paging neither move between pages nor appear twice.
     pub page_token: Option<String>,
+    /// `name="x"`: only the item with that name.
     pub filter: Option<String>,
 }
 
@@ -153,6 +159,45 @@ impl ListQuery {
             .await?;
         let next_page_token = match items.last() {
             Some(last) if more => paging.token(last.id()),
+            _ => String::new(),
+        };
+        Ok(ListResponse {
+            items,
+            next_page_token,
+        })
+    }
+}
+
+impl ListQuery {
+    /// [`ListQuery::fetch`] of documents with their context (see
+    /// [`cic_store::Store::list_after_in_context`]).
+    pub async fn fetch_in_context<T: Document>(
+        &self,
+        st: &AppState,
+        folder: Option<&str>,
+        rel: &str,
+        owner_kind: &str,
+    ) -> ApiResult<ListResponse<cic_store::InContext<T>>> {
+        let paging = Paging::new(
+            st,
+            T::KIND,
+            &self.scope(folder)?,
+            self.page_size,
+            self.page_token.as_deref(),
+        )?;
+        let (items, more) = st
+            .store
+            .list_after_in_context::<T>(
+                folder,
+                self.name_filter()?,
+                paging.after.as_deref(),
+                paging.size as u64,
+                rel,
+                owner_kind,
+            )
+            .await?;
+        let next_page_token = match items.last() {
+            Some(last) if more => paging.token(last.doc.id()),
             _ => String::new(),
         };
         Ok(ListResponse {
@@ -493,14 +538,14 @@ pub(crate) async fn list_scope(
 }
 
 /// `GET …` of a tenant resource in one folder.
-pub(crate) async fn list_in_folder<T: Document + Clone>(
+pub(crate) async fn list_in_folder<T: Tenant + crate::access::Secrets>(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KeyedPage<crate::access::Shown<T>>>> {
     let (folder, view) = list_scope(&st, &who, &q).await?;
     let page = q.fetch::<T>(&st, folder.as_deref()).await?;
-    Ok(Json(show_page(&view, T::KIND, page)))
+    Ok(Json(present_page(&view, page)))
 }
 
 /// The key of a kind's list in responses, as the modelled API names it.
@@ -533,6 +578,42 @@ pub(crate) fn show_page<T: serde::Serialize>(
             next_page_token: page.next_page_token,
         },
     )
+}
+
+/// A page of tenant resources as the caller may see them, serialized straight from the
+/// typed resources (no JSON tree per item): `{"<kind>s": [...], "nextPageToken": "…"}`.
+pub(crate) fn present_page<T: Tenant + crate::access::Secrets>(
+    view: &View,
+    page: ListResponse<T>,
+) -> KeyedPage<crate::access::Shown<T>> {
+    KeyedPage {
+        key: list_key(T::KIND),
+        items: page
+            .items
+            .into_iter()
+            .map(|x| view.present(x, |x| x.meta()))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }
+}
+
+/// `{"<key>": [...], "nextPageToken": "…"}`, serialized without building a tree.
+pub(crate) struct KeyedPage<T> {
+    key: &'static str,
+    items: Vec<T>,
+    next_page_token: String,
+}
+
+impl<T: serde::Serialize> serde::Serialize for KeyedPage<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(self.key, &self.items)?;
+        if !self.next_page_token.is_empty() {
+            m.serialize_entry("nextPageToken", &self.next_page_token)?;
+        }
+        m.end()
+    }
 }
 
 /// `{"<key>": [...], "nextPageToken": "…"}` (the token only when there is a next page).
@@ -589,7 +670,9 @@ pub(crate) async fn list_operations_of<T: Document>(
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageQuery {
+    /// Items per page: 1-1000, default 100.
     pub page_size: Option<usize>,
+    /// `nextPageToken` of the previous page of the same listing.
     pub page_token: Option<String>,
 }
 

@@ -211,6 +211,28 @@ async fn check_in_store(
     })
 }
 
+/// A fabric slot of `edge` no instance holds, found by index probes: with `n` slots in use,
+/// slot `n` is free unless some were freed below it, and the probes go on from there (then
+/// from 0) until one is — never a read of every slot of the edge.
+async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
+    let capacity = slot_capacity(edge);
+    let used = st.store.count_in_folder::<FabricSlot>(&edge.id).await?;
+    if used >= u64::from(capacity) {
+        return Ok(None);
+    }
+    let start = used as u32;
+    for slot in (start..capacity).chain(0..start) {
+        if !st
+            .store
+            .is_linked::<FabricSlot>(rel::SLOT, &rel::slot_key(&edge.id, slot))
+            .await?
+        {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
 /// Fabric segments for `ri` on `edges`: the ones to add (a free slot on each edge that
 /// has none yet) and the ones to free (edges that no longer carry the instance).
 async fn plan_slots(
@@ -226,24 +248,15 @@ async fn plan_slots(
             continue;
         }
         let edge = fetch::<Edge>(st, e).await?;
-        let used: BTreeSet<u32> = st
-            .store
-            .list::<FabricSlot>(Some(e))
-            .await?
-            .iter()
-            .map(|s| s.slot)
-            .collect();
-        let slot = (0..slot_capacity(&edge))
-            .find(|s| !used.contains(s))
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::ResourceExhausted,
-                    format!(
-                        "edge {} has no free fabric segment (transit pool exhausted)",
-                        edge.name
-                    ),
-                )
-            })?;
+        let slot = free_slot(st, &edge).await?.ok_or_else(|| {
+            ApiError::new(
+                Code::ResourceExhausted,
+                format!(
+                    "edge {} has no free fabric segment (transit pool exhausted)",
+                    edge.name
+                ),
+            )
+        })?;
         add.push(FabricSlot {
             edge_id: e.clone(),
             routing_instance_id: ri.to_string(),

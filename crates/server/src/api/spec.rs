@@ -365,7 +365,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/edgeSync/status",
             "The calling edge reports what it applied and its sessions",
             Caller::Edge,
-            put(sync::status),
+            // An edge's report grows with its sessions (about 250 bytes each).
+            put(sync::status).layer(axum::extract::DefaultBodyLimit::max(
+                crate::error::MAX_EDGE_REPORT,
+            )),
         )
         .body::<EdgeReport>()
         .empty(),
@@ -983,9 +986,51 @@ fn query_params(schema: &Schema) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// The OpenAPI 3.0 document of [`endpoints`].
+/// How every PATCH reads its body (`super::patch`), as the document tells clients.
+const PATCH_RULES: &str = "\n\nWithout `updateMask`, the fields present change and the others stay; a nested \
+object such as `ipv4Peering` is merged field by field (lists and `labels` are replaced whole). \
+With `updateMask` (field paths separated by commas, e.g. `description,ipv4Peering.peerBgpAsn`), \
+only the named fields change: others in the body are ignored, a named field the body leaves out \
+is cleared (or refused when it cannot be empty), and an unknown path is a 400. A secret sent back \
+as the mask it is shown as (`********`) is unchanged; `null` or `\"\"` removes it. Output-only \
+fields are ignored and fields fixed at creation must hold their current value, so a resource \
+read with GET may be sent back as it is.";
+
+/// A name for an operation that client generators turn into a function name:
+/// `patch /cic/v1/privateConnections/{id}` → `patch_cic_v1_private_connections_id`.
+fn operation_id(method: &str, path: &str) -> String {
+    let mut out = String::from(method);
+    let mut last_sep = false;
+    out.push('_');
+    for c in path.trim_start_matches('/').chars() {
+        if c.is_ascii_uppercase() {
+            if !last_sep {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            last_sep = false;
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+            last_sep = false;
+        } else if !last_sep {
+            out.push('_');
+            last_sep = true;
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+/// The OpenAPI 3.1 document of [`endpoints`]: schemas are JSON Schema 2020-12, as
+/// OpenAPI 3.1 has them (a nullable field is `"type": ["string", "null"]`).
 pub fn openapi() -> Value {
-    let mut g = SchemaSettings::openapi3().into_generator();
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    // `true` (any JSON) as `{}`: the same schema, in the form client generators read.
+    settings
+        .transforms
+        .push(Box::new(schemars::transform::ReplaceBoolSchemas::default()));
+    let mut g = settings.into_generator();
     let error = g.subschema_for::<ApiError>();
     let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     for e in endpoints() {
@@ -1027,15 +1072,15 @@ pub fn openapi() -> Value {
                 json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
             }
         };
-        let op_id = format!(
-            "{} {}",
-            e.method,
-            e.path.trim_start_matches('/').replace(['{', '}'], "")
-        );
+        let op_id = operation_id(e.method, e.path);
+        let mut description = format!("Caller: {}", e.caller.describe());
+        if e.method == "patch" {
+            description.push_str(PATCH_RULES);
+        }
         let mut op = json!({
             "operationId": op_id,
             "summary": e.summary,
-            "description": format!("Caller: {}", e.caller.describe()),
+            "description": description,
             "parameters": params,
             "responses": {
                 "200": ok,
@@ -1056,7 +1101,7 @@ pub fn openapi() -> Value {
             .insert(e.method.to_string(), op);
     }
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "cic API",
             "version": env!("CARGO_PKG_VERSION"),

@@ -9,7 +9,7 @@ use cic_model::resource::{
     PrivateConnection, Status, TrunkConnection, UpdateTrunkConnectionRequest,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::Action;
+use cic_store::{Action, rel};
 
 use super::{check_meta, check_unique_name, fetch_for, new_meta, not_found, write_one};
 use crate::AppState;
@@ -76,29 +76,31 @@ struct Holder {
     lag: bool,
 }
 
-/// The ports of an edge that trunks hold: single-port joints and LAG members.
-async fn held_ports(st: &AppState, edge: &str) -> ApiResult<Vec<(String, Holder)>> {
+/// Which of `ports` of an edge trunks hold (single-port joints and LAG members), by
+/// index: never a read of every trunk of the edge.
+async fn held_ports(
+    st: &AppState,
+    edge: &str,
+    ports: &[String],
+) -> ApiResult<Vec<(String, Holder)>> {
     let mut held = Vec::new();
-    for t in st.store.children::<TrunkConnection>(edge).await? {
-        if let Some(j) = &t.single_port_direct_joint {
+    for p in ports {
+        for t in st
+            .store
+            .linked::<TrunkConnection>(rel::PORT, &rel::port_key(edge, p))
+            .await?
+        {
+            let lag = t
+                .lag_direct_joint
+                .as_ref()
+                .is_some_and(|l| l.port_names.contains(p));
             held.push((
-                j.port_name.clone(),
+                p.clone(),
                 Holder {
                     id: t.meta.id.clone(),
-                    lag: false,
+                    lag,
                 },
             ));
-        }
-        if let Some(l) = &t.lag_direct_joint {
-            for p in &l.port_names {
-                held.push((
-                    p.clone(),
-                    Holder {
-                        id: t.meta.id.clone(),
-                        lag: true,
-                    },
-                ));
-            }
         }
     }
     Ok(held)
@@ -239,7 +241,18 @@ pub async fn create(
     };
     check_unique_name::<TrunkConnection>(&st, &req.folder_id, &req.name, None).await?;
     // Ports a LAG holds are its own: not another LAG's, not a single-port trunk's.
-    let held = held_ports(&st, &edge.id).await?;
+    let mut asked: Vec<String> = Vec::new();
+    if let Some(j) = &req.single_port_direct_joint {
+        asked.push(j.port_name.clone());
+    }
+    if let Some(l) = &req.lag_direct_joint {
+        if l.lag_allocation_settings.is_some() {
+            asked.extend(edge.customer_ports.iter().cloned());
+        } else {
+            asked.extend(l.port_names.iter().cloned());
+        }
+    }
+    let held = held_ports(&st, &edge.id, &asked).await?;
     if let Some(j) = &req.single_port_direct_joint
         && let Some((_, t)) = held.iter().find(|(p, t)| *p == j.port_name && t.lag)
     {
