@@ -60,6 +60,14 @@ ensure_peer_packages() {
   return "$status"
 }
 
+# python3 with venv and curl, for scripts/check-openapi (its tools come from PyPI).
+ensure_python() {
+  ensure_packages python3:python3 curl:curl
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    ensure_packages __no_such_command__:python3-venv
+  fi
+}
+
 ensure_postgres() {
   if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "==> installing postgresql"

@@ -535,7 +535,7 @@ mod tests {
             ("224.0.0.0/4", "multicast"),
             ("169.254.7.0/24", "link local"),
             ("192.0.2.0/24", "documentation"),
-            ("255.255.255.255/32", "broadcast"),
+            ("255.255.255.255/32", "reserved"),
         ] {
             let e =
                 static_routes("ipv4StaticRoutes", &[n("10.9.0.0/16"), n(bad)], 100).unwrap_err();

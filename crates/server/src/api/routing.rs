@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    AzInfo, CreateRoutingInstanceRequest, Edge, Labels, PrivateConnection, PrivateConnectionRef,
+    CreateRoutingInstanceRequest, Edge, Labels, PrivateConnection, PrivateConnectionRef,
     RoutingInstance, Status, TrunkConnection, VpcInfo,
 };
 use cic_model::{ApiError, Code, validate};
@@ -31,36 +31,7 @@ use crate::auth::Principal;
 use crate::compile::slot_capacity;
 use crate::error::{ApiJson, ApiResult, decode_json};
 
-/// Checks of the desired instance that need no store: ids, duplicates, prefixes.
-fn check_shape(
-    vpc_info: &[VpcInfo],
-    conns: &[PrivateConnectionRef],
-    max_prefixes: usize,
-) -> ApiResult<()> {
-    let mut vpcs = BTreeSet::new();
-    for (i, v) in vpc_info.iter().enumerate() {
-        validate::id_ref(&format!("vpcInfo[{i}].vpcNetworkId"), &v.vpc_network_id)?;
-        if !vpcs.insert(v.vpc_network_id.as_str()) {
-            return Err(
-                ApiError::field(&format!("vpcInfo[{i}].vpcNetworkId"), "is listed twice").into(),
-            );
-        }
-        for (j, az) in v.az_infos.iter().enumerate() {
-            validate::id_ref(&format!("vpcInfo[{i}].azInfos[{j}].azId"), &az.az_id)?;
-        }
-    }
-    let prefixes: Vec<_> = vpc_info.iter().flat_map(|v| v.prefixes()).collect();
-    validate::vpc_prefixes("vpcInfo.azInfos.prefixes", &prefixes, max_prefixes)?;
-    let mut wanted = BTreeSet::new();
-    for (i, c) in conns.iter().enumerate() {
-        let f = format!("cicPrivateConnectionInfo[{i}].cicPrivateConnectionId");
-        validate::id_ref(&f, &c.cic_private_connection_id)?;
-        if !wanted.insert(c.cic_private_connection_id.clone()) {
-            return Err(ApiError::field(&f, "is listed twice").into());
-        }
-    }
-    Ok(())
-}
+use cic_model::routing::{self as rules, AzPrefixes, NetworkSpec, check_shape};
 
 /// What the checks against the store found: the member connections and the edges that
 /// carry them.
@@ -411,45 +382,12 @@ pub(crate) struct PrefixesRequest {
     vpc_az_info_prefixes: Vec<AzPrefixes>,
 }
 
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct AzPrefixes {
-    az_id: String,
-    #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    prefixes: Vec<Ipv4Net>,
-}
-
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct ConnectionRequest {
     #[serde(default)]
     routing_instance_id: Option<String>,
     cic_private_connection_id: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct NetworkSpec {
-    vpc_network_id: String,
-    #[serde(default)]
-    vpc_az_info_prefixes: Vec<AzPrefixes>,
-}
-
-impl NetworkSpec {
-    fn into_vpc(self) -> VpcInfo {
-        VpcInfo {
-            vpc_network_id: self.vpc_network_id,
-            az_infos: self
-                .vpc_az_info_prefixes
-                .into_iter()
-                .map(|a| AzInfo {
-                    az_id: a.az_id,
-                    prefixes: a.prefixes,
-                })
-                .collect(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -470,20 +408,6 @@ pub(crate) struct NetworksRequest {
 
 fn same_id(body: Option<&String>, id: &str) -> ApiResult<()> {
     super::same_id("routingInstanceId", body, id)
-}
-
-fn vpc_mut<'a>(ri: &'a mut RoutingInstance, vpc: &str) -> ApiResult<&'a mut VpcInfo> {
-    let id = ri.meta.id.clone();
-    ri.vpc_info
-        .iter_mut()
-        .find(|v| v.vpc_network_id == vpc)
-        .ok_or_else(|| {
-            ApiError::field(
-                "vpcNetworkId",
-                format!("VPC network {vpc} is not in routing instance {id}"),
-            )
-            .into()
-        })
 }
 
 /// `POST …/routingInstances/{id}:method`.
@@ -510,23 +434,11 @@ pub async fn post_method(
                 id,
                 "Upsert routing instance prefixes",
                 move |ri| {
-                    let vpc = vpc_mut(ri, &r.vpc_network_id)?;
-                    for a in r.vpc_az_info_prefixes {
-                        match vpc.az_infos.iter_mut().find(|z| z.az_id == a.az_id) {
-                            Some(z) => {
-                                for p in a.prefixes {
-                                    if !z.prefixes.contains(&p) {
-                                        z.prefixes.push(p);
-                                    }
-                                }
-                            }
-                            None => vpc.az_infos.push(AzInfo {
-                                az_id: a.az_id,
-                                prefixes: a.prefixes,
-                            }),
-                        }
-                    }
-                    Ok(())
+                    Ok(rules::upsert_prefixes(
+                        ri,
+                        &r.vpc_network_id,
+                        r.vpc_az_info_prefixes,
+                    )?)
                 },
             )
             .await
@@ -540,32 +452,11 @@ pub async fn post_method(
                 id,
                 "Remove routing instance prefixes",
                 move |ri| {
-                    let vpc = vpc_mut(ri, &r.vpc_network_id)?;
-                    for (i, a) in r.vpc_az_info_prefixes.into_iter().enumerate() {
-                        let z = vpc
-                            .az_infos
-                            .iter_mut()
-                            .find(|z| z.az_id == a.az_id)
-                            .ok_or_else(|| {
-                                ApiError::field(
-                                    &format!("vpcAzInfoPrefixes[{i}].azId"),
-                                    format!("zone {} has no prefixes here", a.az_id),
-                                )
-                            })?;
-                        for p in a.prefixes {
-                            let before = z.prefixes.len();
-                            z.prefixes.retain(|x| *x != p);
-                            if z.prefixes.len() == before {
-                                return Err(ApiError::field(
-                                    &format!("vpcAzInfoPrefixes[{i}].prefixes"),
-                                    format!("{p} is not a prefix of zone {}", a.az_id),
-                                )
-                                .into());
-                            }
-                        }
-                    }
-                    vpc.az_infos.retain(|z| !z.prefixes.is_empty());
-                    Ok(())
+                    Ok(rules::remove_prefixes(
+                        ri,
+                        &r.vpc_network_id,
+                        r.vpc_az_info_prefixes,
+                    )?)
                 },
             )
             .await
@@ -574,21 +465,7 @@ pub async fn post_method(
             let r: ConnectionRequest = decode_json(&body)?;
             same_id(r.routing_instance_id.as_ref(), id)?;
             change(&st, &who, id, "Add private connection", move |ri| {
-                if ri
-                    .cic_private_connection_info
-                    .iter()
-                    .any(|c| c.cic_private_connection_id == r.cic_private_connection_id)
-                {
-                    return Err(ApiError::conflict(format!(
-                        "private connection {} is already in routing instance {}",
-                        r.cic_private_connection_id, ri.meta.id
-                    ))
-                    .into());
-                }
-                ri.cic_private_connection_info.push(PrivateConnectionRef {
-                    cic_private_connection_id: r.cic_private_connection_id,
-                });
-                Ok(())
+                Ok(rules::add_connection(ri, &r.cic_private_connection_id)?)
             })
             .await
         }
@@ -596,20 +473,7 @@ pub async fn post_method(
             let r: ConnectionRequest = decode_json(&body)?;
             same_id(r.routing_instance_id.as_ref(), id)?;
             change(&st, &who, id, "Remove private connection", move |ri| {
-                let before = ri.cic_private_connection_info.len();
-                ri.cic_private_connection_info
-                    .retain(|c| c.cic_private_connection_id != r.cic_private_connection_id);
-                if ri.cic_private_connection_info.len() == before {
-                    return Err(ApiError::field(
-                        "cicPrivateConnectionId",
-                        format!(
-                            "private connection {} is not in routing instance {}",
-                            r.cic_private_connection_id, ri.meta.id
-                        ),
-                    )
-                    .into());
-                }
-                Ok(())
+                Ok(rules::remove_connection(ri, &r.cic_private_connection_id)?)
             })
             .await
         }
@@ -622,53 +486,13 @@ pub async fn post_method(
                 id,
                 "Update routing instance networks",
                 move |ri| {
-                    for (i, d) in r.deleted_vpc_network_ids.iter().enumerate() {
-                        let before = ri.vpc_info.len();
-                        ri.vpc_info.retain(|v| v.vpc_network_id != *d);
-                        if r.strict_remove && ri.vpc_info.len() == before {
-                            return Err(ApiError::field(
-                                &format!("deletedVpcNetworkIds[{i}]"),
-                                format!("VPC network {d} is not in this routing instance"),
-                            )
-                            .into());
-                        }
-                    }
-                    for (i, u) in r.updated_vpc_networks.into_iter().enumerate() {
-                        let v = u.into_vpc();
-                        let slot = ri
-                            .vpc_info
-                            .iter_mut()
-                            .find(|x| x.vpc_network_id == v.vpc_network_id)
-                            .ok_or_else(|| {
-                                ApiError::field(
-                                    &format!("updatedVpcNetworks[{i}].vpcNetworkId"),
-                                    format!(
-                                        "VPC network {} is not in this routing instance",
-                                        v.vpc_network_id
-                                    ),
-                                )
-                            })?;
-                        *slot = v;
-                    }
-                    for (i, a) in r.added_vpc_networks.into_iter().enumerate() {
-                        let v = a.into_vpc();
-                        if ri
-                            .vpc_info
-                            .iter()
-                            .any(|x| x.vpc_network_id == v.vpc_network_id)
-                        {
-                            return Err(ApiError::field(
-                                &format!("addedVpcNetworks[{i}].vpcNetworkId"),
-                                format!(
-                                    "VPC network {} is already in this routing instance",
-                                    v.vpc_network_id
-                                ),
-                            )
-                            .into());
-                        }
-                        ri.vpc_info.push(v);
-                    }
-                    Ok(())
+                    Ok(rules::update_networks(
+                        ri,
+                        r.added_vpc_networks,
+                        r.updated_vpc_networks,
+                        &r.deleted_vpc_network_ids,
+                        r.strict_remove,
+                    )?)
                 },
             )
             .await
