@@ -116,6 +116,9 @@ pub enum Input {
     /// backoff after a failure starts now, with the backoff reset. A hold ordered by a
     /// Stop (a max-prefix teardown, a failover test) is not cut short.
     PathUp,
+    /// The peer took none of our data for the send hold time (RFC 9687): the writer has
+    /// attempted the NOTIFICATION and closed the connection.
+    SendHoldTimerExpired,
     /// A new connection from the peer, already attached, while the session is
     /// Established, and graceful restart was negotiated: the peer restarted and its old
     /// connection is gone without our seeing it (RFC 4724 §4.2). The session goes down
@@ -340,6 +343,15 @@ impl Session {
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
                 self.fail(out, "TCP connection closed".into());
+            }
+            (_, SendHoldTimerExpired) => {
+                self.fail(
+                    out,
+                    format!(
+                        "sent {}: the peer took none of our data for the send hold time (RFC 9687)",
+                        Notification::new(error_code::SEND_HOLD_TIMER_EXPIRED, 0).describe()
+                    ),
+                );
             }
             (_, TimerExpired(Timer::Hold)) => {
                 self.notify(out, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0));

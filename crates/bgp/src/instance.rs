@@ -20,11 +20,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::fsm::Negotiated;
-use crate::policy::{self, Export, ImportContext, NeighborPolicy, Reject, Role};
-use crate::rib::{DEFAULT_LOCAL_PREF, LocRib, Path, PeerId};
+use crate::policy::{self, ImportContext, NeighborPolicy, Reject, Role};
+use crate::rib::{LocRib, Path, PeerId};
 use crate::wire::{
-    Afi, AsPathSegment, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code,
-    refresh,
+    Afi, Notification, Origin, PathAttrs, Update, UpdateProblem, cease, error_code, refresh,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,14 +135,10 @@ pub enum RouteChange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Withdraw and announce to a peer; `end_of_rib` after the initial table.
-    Send {
+    /// The peer has something to be sent: the driver takes it ([`Instance::take`]) as the
+    /// peer's connection takes data.
+    Output {
         peer: PeerId,
-        withdrawn: Vec<IpNet>,
-        announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
-        end_of_rib: bool,
-        /// A re-advertisement of this family, framed by BoRR and EoRR (RFC 7313).
-        refresh: Option<Afi>,
     },
     Route(RouteChange),
     /// Send [`Event::StaleTimer`] after this long: a restarting peer's stale routes go
@@ -172,6 +167,13 @@ pub enum Action {
         prefixes: u32,
         limit: u32,
     },
+    /// Routes of the peer ignored, not refused by policy: a NEXT_HOP that is our own
+    /// address (RFC 4271 §6.3: logged, no NOTIFICATION).
+    Ignored {
+        peer: PeerId,
+        prefixes: Vec<IpNet>,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -181,6 +183,8 @@ pub struct PeerStats {
     pub advertised: u32,
     /// Prefixes ignored because of the max-prefix limit (action "discard").
     pub discarded: u32,
+    /// Routes policy would send the peer that its UPDATE length does not allow.
+    pub too_large: u32,
     pub over_limit: bool,
     /// Its prefixes of a family are at or above the warning share of the limit.
     pub prefix_warning: bool,
@@ -304,7 +308,13 @@ struct PeerState {
     local_address: IpAddr,
     up: Option<Negotiated>,
     adj_in: AdjIn,
+    /// What the peer was handed: its Adj-RIB-Out.
     adj_out: BTreeMap<IpNet, Arc<PathAttrs>>,
+    /// What it is still to be sent, and the walk of its full table under way.
+    outbox: export::Outbox,
+    feed: Option<export::Feed>,
+    /// Routes not sent because their UPDATE would be too long for it (octets).
+    too_large: std::collections::HashMap<IpNet, usize>,
     discarded: u32,
     over_limit: bool,
     /// Per family: at or above the warning share of the limit (see `warn_prefixes`).
@@ -372,10 +382,6 @@ impl Touched {
         v.sort();
         v.dedup();
         Touched(v)
-    }
-
-    fn contains(&self, n: &IpNet) -> bool {
-        self.0.binary_search(n).is_ok()
     }
 
     fn iter(&self) -> std::slice::Iter<'_, IpNet> {
@@ -457,6 +463,9 @@ impl Instance {
                 up: None,
                 adj_in: AdjIn::default(),
                 adj_out: BTreeMap::new(),
+                outbox: export::Outbox::default(),
+                feed: None,
+                too_large: std::collections::HashMap::new(),
                 discarded: 0,
                 over_limit: false,
                 near_limit: [false; 2],
@@ -499,20 +508,11 @@ impl Instance {
             return vec![];
         }
         self.deferring = false;
-        let all = self.all_prefixes();
         let mut out = Vec::new();
         for peer in self.up_peers() {
-            self.export_to(peer, &all, true, &mut out);
+            out.extend(self.start_feed(peer, true));
         }
         out
-    }
-
-    /// Every prefix that may be exported: the Loc-RIB's and our own.
-    fn all_prefixes(&self) -> Touched {
-        let mut all = Touched(self.rib.iter().map(|(n, _)| n).collect());
-        all.extend(self.params.vpc_prefixes.iter().copied());
-        all.extend(self.params.announce.iter().copied());
-        all
     }
 
     /// Drops a peer's stale routes of the families `which` picks; returns the prefixes
@@ -576,11 +576,9 @@ impl Instance {
         if self.deferring {
             return vec![]; // the first full table carries it
         }
-        let all = self.all_prefixes();
-        let ups = self.up_peers();
         let mut out = Vec::new();
-        for peer in ups {
-            self.export_to(peer, &all, false, &mut out);
+        for peer in self.up_peers() {
+            out.extend(self.start_feed(peer, false));
         }
         out
     }
@@ -616,11 +614,27 @@ impl Instance {
                 .paths_of(peer)
                 .map(|(n, path)| (n, path.attrs.clone(), None))
                 .collect(),
-            RouteSet::Advertised => p
-                .adj_out
-                .iter()
-                .map(|(n, a)| (*n, a.clone(), None))
-                .collect(),
+            RouteSet::Advertised => {
+                let max = self.max_message_len(peer);
+                let mut v: Vec<_> = p
+                    .adj_out
+                    .iter()
+                    .map(|(n, a)| (*n, a.clone(), None))
+                    .collect();
+                // Routes policy would send but that no UPDATE the peer takes can carry.
+                for (n, len) in self.too_large(peer) {
+                    let attrs = self.desired(peer, &n).unwrap_or_default();
+                    v.push((
+                        n,
+                        attrs,
+                        Some(format!(
+                            "not sent: its UPDATE would be {len} octets, more than the {max} this peer accepts"
+                        )),
+                    ));
+                }
+                v.sort_by_key(|(n, ..)| *n);
+                v
+            }
         }
     }
 
@@ -727,6 +741,7 @@ impl Instance {
             accepted: p.adj_in.accepted() as u32,
             advertised: p.adj_out.len() as u32,
             discarded: p.discarded,
+            too_large: p.too_large.len() as u32,
             over_limit: p.over_limit,
             prefix_warning: p.near_limit.contains(&true),
             stale: p.stale.len() as u32,
@@ -798,8 +813,7 @@ impl Instance {
             );
         }
         if !self.deferring {
-            let all = self.all_prefixes();
-            self.export_to(peer, &all, false, &mut out);
+            out.extend(self.start_feed(peer, false));
         }
         out
     }
@@ -858,6 +872,9 @@ impl Instance {
                 let kept = [kept(Afi::Ipv4), kept(Afi::Ipv6)];
                 p.up = Some(negotiated);
                 p.adj_out.clear();
+                p.outbox.clear();
+                p.feed = None;
+                p.too_large.clear();
                 p.over_limit = false;
                 p.discarded = 0;
                 p.treated_as_withdraw = 0;
@@ -883,8 +900,7 @@ impl Instance {
                     return out; // everything goes at the end of our restart
                 }
                 // The full table, then End-of-RIB.
-                let all = self.all_prefixes();
-                self.export_to(peer, &all, true, &mut out);
+                out.extend(self.start_feed(peer, true));
                 out
             }
             Event::PeerDown { peer, graceful } => {
@@ -902,6 +918,9 @@ impl Instance {
                 let any_covered = Afi::BOTH.into_iter().any(covered);
                 p.up = None;
                 p.adj_out.clear();
+                p.outbox.clear();
+                p.feed = None;
+                p.too_large.clear();
                 let (kept, gone): (Vec<IpNet>, Vec<IpNet>) = p
                     .adj_in
                     .received(&self.rib, peer)
@@ -955,25 +974,11 @@ impl Instance {
                 self.apply(touched)
             }
             Event::RouteRefresh { peer, afi, .. } => {
-                let Some(p) = self.peers.get(&peer) else {
-                    return vec![];
-                };
                 if self.deferring {
                     // Its End-of-RIB would end the peer's wait for our table too early.
                     return vec![];
                 }
-                let enhanced = p.up.as_ref().is_some_and(|n| n.enhanced_route_refresh);
-                let mut groups: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
-                for (n, a) in p.adj_out.iter().filter(|(n, _)| Afi::of(n) == afi) {
-                    group(&mut groups, a.clone(), *n);
-                }
-                vec![Action::Send {
-                    peer,
-                    withdrawn: vec![],
-                    announce: groups,
-                    end_of_rib: !enhanced,
-                    refresh: enhanced.then_some(afi),
-                }]
+                self.start_refresh(peer, afi)
             }
         }
     }
@@ -1009,6 +1014,7 @@ impl Instance {
         // which (see below).
         let mut by_rule: Vec<(usize, Path)> = Vec::new();
         let mut rule_of: BTreeMap<IpNet, usize> = BTreeMap::new();
+        let mut ignored_out: Vec<Action> = Vec::new();
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
@@ -1066,14 +1072,42 @@ impl Instance {
                     None => None,
                 };
                 let attrs = self.attrs.intern(attrs);
+                // RFC 4271 §6.3: a NEXT_HOP that is our own address is ignored (logged, no
+                // NOTIFICATION); per family, as IPv6's comes in MP_REACH_NLRI.
+                let own = |afi: Afi| {
+                    let nh = match afi {
+                        Afi::Ipv4 => attrs.next_hop.map(IpAddr::V4),
+                        Afi::Ipv6 => attrs.next_hop6.map(IpAddr::V6),
+                    };
+                    nh.filter(|nh| self.own_address(peer, afi) == Some(*nh))
+                };
                 let v: Vec<Result<(), Reject>> = u
                     .nlri
                     .iter()
-                    .map(|n| match &leak {
-                        Some(r) => Err(r.clone()),
-                        None => self.judge(peer, n, &attrs),
+                    .map(|n| match (&leak, own(Afi::of(n))) {
+                        (_, Some(nh)) => Err(Reject::OwnNextHop(nh)),
+                        (Some(r), None) => Err(r.clone()),
+                        (None, None) => self.judge(peer, n, &attrs),
                     })
                     .collect();
+                let ignored: Vec<IpNet> = u
+                    .nlri
+                    .iter()
+                    .zip(&v)
+                    .filter(|(_, r)| matches!(r, Err(Reject::OwnNextHop(_))))
+                    .map(|(n, _)| *n)
+                    .collect();
+                if let (Some(first), false) = (ignored.first(), ignored.is_empty()) {
+                    let why = Reject::OwnNextHop(
+                        own(Afi::of(first)).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    )
+                    .to_string();
+                    ignored_out.push(Action::Ignored {
+                        peer,
+                        prefixes: ignored,
+                        why,
+                    });
+                }
                 // Import rules that change what they accept give their routes paths of
                 // their own (by rule); the others share the UPDATE's.
                 // (Looked at through a reference first: a full feed's import changes
@@ -1183,6 +1217,7 @@ impl Instance {
         }
         let mut actions = self.apply(Touched::new(touched));
         actions.extend(out);
+        actions.extend(ignored_out);
         actions
     }
 
@@ -1247,233 +1282,13 @@ impl Instance {
                 }
             }
         }
-        // A change inside a VPC prefix may change whether the fabric covers it.
-        let mut eval = touched;
-        let covering: Vec<IpNet> = self
-            .params
-            .vpc_prefixes
-            .iter()
-            .filter(|v| eval.iter().any(|t| v.contains(t)))
-            .copied()
-            .collect();
-        eval.extend(covering);
-        if self.deferring {
-            return out;
-        }
-        let ups = self.up_peers();
-        for peer in ups {
-            self.export_to(peer, &eval, false, &mut out);
-        }
+        out.extend(self.export_changes(touched));
         out
     }
-
-    fn export_to(
-        &mut self,
-        peer: PeerId,
-        prefixes: &Touched,
-        end_of_rib: bool,
-        out: &mut Vec<Action>,
-    ) {
-        let mut withdrawn = Vec::new();
-        let mut announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)> = Vec::new();
-        // Only the families the session carries.
-        let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
-            return;
-        };
-        let carried = |n: &IpNet| up.carries(Afi::of(n));
-        let desired: Vec<(IpNet, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
-            None => prefixes
-                .iter()
-                .filter(|n| carried(n))
-                .map(|n| (*n, self.desired(peer, n)))
-                .collect(),
-            // A peer that takes only our own prefixes (or nothing): of the changes, only
-            // those and what it already has can matter. With many feeds this keeps a
-            // change from costing a judgement per peer.
-            Some(own) => {
-                let p = &self.peers[&peer];
-                let mut c: BTreeSet<IpNet> = p
-                    .adj_out
-                    .keys()
-                    .filter(|n| prefixes.contains(n))
-                    .copied()
-                    .collect();
-                c.extend(own.iter().filter(|n| prefixes.contains(n) && carried(n)));
-                c.into_iter().map(|n| (n, self.desired(peer, &n))).collect()
-            }
-        };
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        for (n, want) in desired {
-            match (p.adj_out.get(&n), want) {
-                (Some(_), None) => {
-                    p.adj_out.remove(&n);
-                    withdrawn.push(n);
-                }
-                (have, Some(w)) if have != Some(&w) => {
-                    p.adj_out.insert(n, w.clone());
-                    group(&mut announce, w, n);
-                }
-                _ => {}
-            }
-        }
-        if end_of_rib || !withdrawn.is_empty() || !announce.is_empty() {
-            out.push(Action::Send {
-                peer,
-                withdrawn,
-                announce,
-                end_of_rib,
-                refresh: None,
-            });
-        }
-    }
-
-    /// The only prefixes `peer` can be sent, when it is not every route: a customer gets
-    /// the public services and the VPC prefixes; a neighbor that exports "originated"
-    /// our own prefixes, and one that exports nothing none.
-    fn only_own(&self, peer: PeerId) -> Option<Vec<IpNet>> {
-        let p = self.peers.get(&peer)?;
-        let params = &self.params;
-        match p.spec.role {
-            Role::Customer => Some(
-                params
-                    .announce
-                    .iter()
-                    .chain(&params.vpc_prefixes)
-                    .copied()
-                    .collect(),
-            ),
-            Role::Fabric => None,
-            Role::Neighbor => match p.spec.policy.as_deref().map(|x| &x.export) {
-                None | Some(Export::Nothing) => Some(vec![]),
-                Some(Export::Originated) => Some(params.announce.clone()),
-                Some(Export::All | Export::Filter(_)) => None,
-            },
-        }
-    }
-
-    /// What `peer` should have for `n` under the export policy, marked while draining.
-    fn desired(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
-        let a = self.exported(peer, n)?;
-        if !self.graceful_shutdown {
-            return Some(a);
-        }
-        let mut a = (*a).clone();
-        if !a.communities.contains(&GRACEFUL_SHUTDOWN) {
-            a.communities.push(GRACEFUL_SHUTDOWN);
-        }
-        if a.local_pref.is_some() {
-            a.local_pref = Some(0);
-        }
-        Some(Arc::new(a))
-    }
-
-    fn exported(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
-        let p = &self.peers[&peer];
-        match p.spec.role {
-            Role::Customer => {
-                // The public services, always; the VPC prefixes only while the fabric has
-                // a route inside them.
-                let covered = self.params.announce.contains(n)
-                    || self.params.vpc_prefixes.contains(n)
-                        && self.rib.within(n).any(|(_, paths)| {
-                            paths.first().is_some_and(|b| b.role == Role::Fabric)
-                        });
-                covered.then(|| {
-                    Arc::new(PathAttrs {
-                        origin: Origin::Igp,
-                        as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
-                        next_hop: p.local_address4(),
-                        next_hop6: p.local_address6(),
-                        ..Default::default()
-                    })
-                })
-            }
-            Role::Fabric => {
-                let best = self.rib.best(n)?;
-                if best.role != Role::Customer {
-                    return None;
-                }
-                Some(self.outbound((*best.attrs).clone(), p))
-            }
-            Role::Neighbor => {
-                let policy = p.spec.policy.as_deref()?;
-                let ibgp = p.spec.asn == self.params.local_asn;
-                let own = self.params.announce.contains(n);
-                let a = match (&policy.export, own) {
-                    (Export::Nothing, _) | (Export::Originated, false) => return None,
-                    (_, true) => PathAttrs {
-                        origin: Origin::Igp,
-                        ..Default::default()
-                    },
-                    (Export::All | Export::Filter(_), false) => {
-                        let best = self.rib.best(n)?;
-                        // Not back to where it came from; iBGP routes not to iBGP peers.
-                        if best.peer == peer || ibgp && !best.ebgp {
-                            return None;
-                        }
-                        (*best.attrs).clone()
-                    }
-                };
-                // The filter sees the route as it stands, before our prepend.
-                if let Export::Filter(f) = &policy.export
-                    && !f.permits(n, Some(&a))
-                {
-                    return None;
-                }
-                let actions = match &policy.export {
-                    Export::Filter(f) => f.actions(n, Some(&a)).map(|(_, x)| x.clone()),
-                    _ => None,
-                };
-                let a = match p.up.as_ref().and_then(|u| u.local_role) {
-                    Some(r) => policy::otc_egress(r, self.params.local_asn, a)?,
-                    None => a,
-                };
-                let out = self.outbound(a, p);
-                // The export rule's changes, on the route as sent (no LOCAL_PREF to an
-                // external neighbor).
-                Some(match actions {
-                    Some(x) => {
-                        let mut a = (*out).clone();
-                        x.apply(&mut a);
-                        if !ibgp {
-                            a.local_pref = None;
-                        }
-                        Arc::new(a)
-                    }
-                    None => out,
-                })
-            }
-        }
-    }
-
-    /// Attributes as sent to `p`: next hop self; toward eBGP our AS prepended and
-    /// LOCAL_PREF and MED dropped, toward iBGP a LOCAL_PREF always.
-    fn outbound(&self, mut a: PathAttrs, p: &PeerState) -> Arc<PathAttrs> {
-        a.next_hop = p.local_address4();
-        a.next_hop6 = p.local_address6();
-        a.link_local6 = None;
-        if p.spec.asn == self.params.local_asn {
-            a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
-        } else {
-            let extra = p.spec.policy.as_ref().map_or(0, |x| x.prepend);
-            for _ in 0..=extra {
-                a.prepend(self.params.local_asn);
-            }
-            a.local_pref = None;
-            a.med = None;
-        }
-        Arc::new(a)
-    }
 }
 
-fn group(groups: &mut Vec<(Arc<PathAttrs>, Vec<IpNet>)>, a: Arc<PathAttrs>, n: IpNet) {
-    match groups.iter_mut().find(|(g, _)| **g == *a) {
-        Some((_, v)) => v.push(n),
-        None => groups.push((a, vec![n])),
-    }
-}
+mod export;
+pub use export::{Batch, FEED_STEP};
 
 #[cfg(test)]
 mod tests;

@@ -198,6 +198,9 @@ pub enum Reject {
     /// A route leak (RFC 9234 §5): marked ONLY_TO_CUSTOMER (by this AS) and received from
     /// a customer, an RS client or a peer that did not mark it.
     RouteLeak(u32),
+    /// Its NEXT_HOP is our own address (RFC 4271 §6.3: semantically incorrect; the route
+    /// is ignored and logged, no NOTIFICATION).
+    OwnNextHop(std::net::IpAddr),
 }
 
 impl fmt::Display for Reject {
@@ -222,6 +225,12 @@ impl fmt::Display for Reject {
             Reject::Filter(name, 0) => write!(f, "refused by policy {name} (its default)"),
             Reject::Filter(name, rule) => write!(f, "refused by policy {name}, rule {rule}"),
             Reject::NoImportPolicy => write!(f, "no import policy (RFC 8212 default deny)"),
+            Reject::OwnNextHop(a) => {
+                write!(
+                    f,
+                    "NEXT_HOP {a} is our own address: ignored (RFC 4271 §6.3)"
+                )
+            }
             Reject::RouteLeak(otc) => {
                 write!(
                     f,

@@ -287,12 +287,90 @@ impl LocRib {
             .chain(self.v6.iter().map(|(k, e)| (IpNet::V6(*k), e.selected())))
     }
 
+    /// Every prefix after `after` (from the first when None) with its selected paths,
+    /// in the order of [`LocRib::iter`]: where a walk in steps goes on.
+    pub fn iter_after(
+        &self,
+        after: Option<IpNet>,
+    ) -> Box<dyn Iterator<Item = (IpNet, &[Path])> + '_> {
+        let v6 = |from: Option<Ipv6Net>| {
+            let first = from.unwrap_or_default();
+            self.v6
+                .range(
+                    first..=Ipv6Net::new(std::net::Ipv6Addr::from(u128::MAX), 128).unwrap_or(first),
+                )
+                .filter(move |(k, _)| from.is_none_or(|f| **k > f))
+                .map(|(k, e)| (IpNet::V6(*k), e.selected()))
+        };
+        match after {
+            None => Box::new(self.iter()),
+            Some(IpNet::V4(n)) => Box::new(
+                self.v4
+                    .range(key(&n).saturating_add(1)..=u64::MAX)
+                    .map(|(k, e)| (IpNet::V4(prefix(*k)), e.selected()))
+                    .chain(v6(None)),
+            ),
+            Some(IpNet::V6(n)) => Box::new(v6(Some(n))),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_in_steps_sees_every_prefix_once_in_order() {
+        let mut rib = LocRib::default();
+        let prefixes: Vec<IpNet> = [
+            "10.0.0.0/8",
+            "10.0.0.0/24",
+            "10.0.1.0/24",
+            "192.168.0.0/16",
+            "::/0",
+            "2001:db8::/32",
+            "2001:db8::/48",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("prefix"))
+        .collect();
+        for n in &prefixes {
+            rib.set(*n, 1, Some(tests_path()));
+        }
+        for step in 1..=4 {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let next: Vec<IpNet> = rib.iter_after(after).map(|(n, _)| n).take(step).collect();
+                seen.extend(next.iter().copied());
+                match next.last() {
+                    Some(l) if next.len() == step => after = Some(*l),
+                    _ => break,
+                }
+            }
+            let all: Vec<IpNet> = rib.iter().map(|(n, _)| n).collect();
+            assert_eq!(seen, all, "steps of {step}");
+            assert_eq!(all.len(), prefixes.len());
+        }
+    }
+
+    fn tests_path() -> Path {
+        Path {
+            peer: 1,
+            role: crate::policy::Role::Neighbor,
+            nexthop: std::net::Ipv4Addr::LOCALHOST,
+            peer_router_id: std::net::Ipv4Addr::LOCALHOST,
+            ebgp: true,
+            attrs: Arc::new(crate::wire::PathAttrs::default()),
+        }
     }
 }
 

@@ -172,6 +172,7 @@ async fn start_with(
         session: session(65001, 90),
         md5_key: md5.map(str::to_string),
         ttl_security: false,
+        send_hold_time: None,
         port: p.base + 2,
     })
     .await
@@ -190,6 +191,7 @@ async fn start_with(
             session: session(CLOUD, 0),
             md5_key: None,
             ttl_security: false,
+            send_hold_time: None,
             port: p.base + 3,
         })
         .await

@@ -485,6 +485,7 @@ impl Instance {
                         },
                         md5_key: None,
                         ttl_security: false,
+                        send_hold_time: None,
                         port: cic_bgp::driver::BGP_PORT,
                     },
                     seq: 0,
@@ -868,6 +869,7 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
         },
         md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
         ttl_security: false,
+        send_hold_time: None,
         port: cic_bgp::driver::BGP_PORT,
     }
 }

@@ -62,6 +62,11 @@ pub struct File {
     /// Seconds between connection attempts.
     #[serde(default = "default_connect_retry")]
     pub connect_retry: u64,
+    /// RFC 9687: a session whose neighbor takes none of our data for this long is closed
+    /// (seconds; more than `hold_time`; 0: never). Default: the greater of 8 minutes and
+    /// twice the negotiated hold time.
+    #[serde(default)]
+    pub send_hold_time: Option<u64>,
     /// Restart time announced in the Graceful Restart capability (0: not announced).
     #[serde(default)]
     pub graceful_restart_secs: u16,
@@ -147,6 +152,9 @@ pub struct Neighbor {
     /// With `role`: refuse a neighbor that announces no role.
     #[serde(default)]
     pub strict_role: bool,
+    /// This neighbor's send hold time (see the top-level `send_hold_time`).
+    #[serde(default)]
+    pub send_hold_time: Option<u64>,
 }
 
 fn none() -> String {
@@ -287,6 +295,16 @@ impl Config {
         if f.connect_retry == 0 {
             return Err("connect_retry: must be at least 1 s".into());
         }
+        let send_hold = |key: &str, v: Option<u64>| -> Result<Option<Duration>, String> {
+            match v {
+                Some(s) if s > 0 && f.hold_time > 0 && s <= u64::from(f.hold_time) => Err(format!(
+                    "{key}: {s} s must be more than hold_time ({} s), RFC 9687 §4 (0 turns it off)",
+                    f.hold_time
+                )),
+                v => Ok(v.map(Duration::from_secs)),
+            }
+        };
+        let global_send_hold = send_hold("send_hold_time", f.send_hold_time)?;
         let max_prefix_action = match f.max_prefix_action.as_str() {
             "teardown" => MaxPrefixAction::Teardown,
             "discard" => MaxPrefixAction::Discard,
@@ -537,6 +555,10 @@ impl Config {
                 md5_key: n.md5_key.clone(),
                 ttl_security: n.ttl_security,
                 port: n.port,
+                send_hold_time: match n.send_hold_time {
+                    Some(_) => send_hold(&format!("{key}.send_hold_time"), n.send_hold_time)?,
+                    None => global_send_hold,
+                },
             });
         }
 
@@ -747,6 +769,14 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             ("asn = 1\nrouter_id = \"0.0.0.0\"\n".into(), "router_id"),
             ("asn = 1\nrouter_id = \"10.1\"\n".into(), "router_id"),
             (format!("{base}hold_time = 2\n"), "hold_time: 2 s"),
+            (
+                format!("{base}hold_time = 30\nsend_hold_time = 30\n"),
+                "send_hold_time: 30 s must be more than hold_time",
+            ),
+            (
+                format!("{base}{nb}send_hold_time = 60\n"),
+                "neighbor[0].send_hold_time: 60 s must be more than hold_time",
+            ),
             (
                 format!("{base}graceful_restart_secs = 5000\n"),
                 "graceful_restart_secs: 5000 s does not fit",

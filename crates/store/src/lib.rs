@@ -45,8 +45,8 @@ pub trait Document: Serialize + DeserializeOwned {
     fn folder_id(&self) -> &str {
         ""
     }
-    fn name(&self) -> &str {
-        ""
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        "".into()
     }
     /// What the document hangs from, for [`Store::children`]: a connection's trunk, a
     /// trunk's edge; "" for the rest.
@@ -107,8 +107,8 @@ impl Document for PointOfPresence {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.name.as_str().into()
     }
 }
 
@@ -117,8 +117,8 @@ impl Document for Edge {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.name.as_str().into()
     }
 }
 
@@ -133,8 +133,8 @@ macro_rules! tenant_document {
             fn folder_id(&self) -> &str {
                 &self.meta.folder_id
             }
-            fn name(&self) -> &str {
-                &self.meta.name
+            fn name(&self) -> std::borrow::Cow<'_, str> {
+                self.meta.name.as_str().into()
             }
             fn parent_id(&self) -> &str {
                 let $x = self;
@@ -152,8 +152,8 @@ impl Document for Folder {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.name.as_str().into()
     }
 }
 
@@ -215,8 +215,8 @@ impl Document for Partner {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.name.as_str().into()
     }
 }
 
@@ -225,8 +225,8 @@ impl Document for CloudService {
     fn id(&self) -> &str {
         &self.id
     }
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        self.name.as_str().into()
     }
 }
 
@@ -255,6 +255,11 @@ impl Document for FabricSlot {
     }
     fn folder_id(&self) -> &str {
         &self.edge_id
+    }
+    /// The slot number, ten digits: the highest in use on an edge is the last of its
+    /// slots in the name index (see [`Store::last_name`]).
+    fn name(&self) -> std::borrow::Cow<'_, str> {
+        format!("{:010}", self.slot).into()
     }
     /// The slots of an instance are its children: found by index.
     fn parent_id(&self) -> &str {
@@ -430,12 +435,15 @@ async fn backfill_links(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()>
             let doc = decode_with_id::<T>(&r)?;
             let id: String = r.try_get(0)?;
             put_links(tx, &doc, &id).await?;
-            sqlx::query("UPDATE resources SET parent_id = $1 WHERE kind = $2 AND id = $3")
-                .bind(doc.parent_id().to_string())
-                .bind(T::KIND)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE resources SET parent_id = $1, name = $2 WHERE kind = $3 AND id = $4",
+            )
+            .bind(doc.parent_id().to_string())
+            .bind(doc.name().into_owned())
+            .bind(T::KIND)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
         }
         Ok(())
     }
@@ -778,30 +786,19 @@ impl Store {
         rel: &str,
         owner_kind: &str,
     ) -> Result<(Vec<InContext<T>>, bool)> {
-        let mut sql = String::from(
-            "SELECT r.id, r.body, p.parent_id, l.id FROM resources r \
-             LEFT JOIN resources p ON p.kind = $2 AND p.id = r.parent_id \
-             LEFT JOIN resource_links l ON l.rel = $3 AND l.target = r.id AND l.kind = $4 \
-             WHERE r.kind = $1",
+        // The page first, in index order, then each row's context by index: a cost in
+        // proportion to the page whatever the planner thinks of the tables' sizes
+        // (PostgreSQL would otherwise hash-join every trunk and link).
+        let (page, binds) = page_query(folder_id, name, after, 4, "id, body, parent_id");
+        let sql = format!(
+            "SELECT q.id, q.body, \
+             (SELECT p.parent_id FROM resources p WHERE p.kind = $2 AND p.id = q.parent_id), \
+             (SELECT l.id FROM resource_links l WHERE l.rel = $3 AND l.target = q.id AND l.kind = $4 LIMIT 1) \
+             FROM ({page}) q ORDER BY q.id"
         );
-        let mut n = 4;
-        let mut binds: Vec<String> = Vec::new();
-        for (col, v) in [
-            ("r.folder_id = ", folder_id),
-            ("r.name = ", name),
-            ("r.id > ", after),
-        ] {
-            if let Some(v) = v {
-                n += 1;
-                sql.push_str(&format!(" AND {col}${n}"));
-                binds.push(v.to_string());
-            }
-        }
-        sql.push_str(&format!(" ORDER BY r.id LIMIT ${}", n + 1));
-        let parent_kind = T::PARENT_KIND;
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(T::KIND)
-            .bind(parent_kind)
+            .bind(T::PARENT_KIND)
             .bind(rel.to_string())
             .bind(owner_kind.to_string());
         for b in binds {
@@ -864,21 +861,7 @@ impl Store {
         after: Option<&str>,
         limit: u64,
     ) -> Result<(Vec<T>, bool)> {
-        let mut sql = String::from("SELECT id, body FROM resources WHERE kind = $1");
-        let mut n = 1;
-        let mut binds: Vec<String> = Vec::new();
-        for (col, v) in [
-            ("folder_id = ", folder_id),
-            ("name = ", name),
-            ("id > ", after),
-        ] {
-            if let Some(v) = v {
-                n += 1;
-                sql.push_str(&format!(" AND {col}${n}"));
-                binds.push(v.to_string());
-            }
-        }
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+        let (sql, binds) = page_query(folder_id, name, after, 1, "id, body");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(T::KIND);
         for b in binds {
             q = q.bind(b);
@@ -906,14 +889,18 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// How many documents of a kind are in `folder_id` (counted in the index).
-    pub async fn count_in_folder<T: Document>(&self, folder_id: &str) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND folder_id = $2")
-            .bind(T::KIND)
-            .bind(folder_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+    /// The greatest name of a kind in `folder_id`, read from the end of the name index.
+    pub async fn last_name<T: Document>(&self, folder_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT name FROM resources WHERE kind = $1 AND folder_id = $2 \
+             ORDER BY kind DESC, folder_id DESC, name DESC LIMIT 1",
+        )
+        .bind(T::KIND)
+        .bind(folder_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(Error::from))
+            .transpose()
     }
 
     /// How many documents of a kind hang from `parent_id`.
@@ -1339,6 +1326,39 @@ impl Store {
     }
 }
 
+/// The query of one keyset page of a kind (bound as `$1`): `columns` of the documents
+/// after `after`, in a folder, with a name, limited by the parameter that follows the
+/// others. Its ORDER BY is the index's own column list, so every back end reads the
+/// index in order and stops at the limit. `used` parameters come before its own.
+fn page_query(
+    folder_id: Option<&str>,
+    name: Option<&str>,
+    after: Option<&str>,
+    used: usize,
+    columns: &str,
+) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {columns} FROM resources WHERE kind = $1");
+    let mut n = used;
+    let mut binds = Vec::new();
+    let mut order = vec!["kind"];
+    for (col, v) in [("folder_id", folder_id), ("name", name)] {
+        if let Some(v) = v {
+            n += 1;
+            sql.push_str(&format!(" AND {col} = ${n}"));
+            binds.push(v.to_string());
+            order.push(col);
+        }
+    }
+    if let Some(a) = after {
+        n += 1;
+        sql.push_str(&format!(" AND id > ${n}"));
+        binds.push(a.to_string());
+    }
+    order.push("id");
+    sql.push_str(&format!(" ORDER BY {} LIMIT ${}", order.join(", "), n + 1));
+    (sql, binds)
+}
+
 /// Listens to every [`channel`] on a connection of its own, for as long as anyone holds the
 /// sender; reconnects when the connection is lost, and says so with an empty notice.
 fn listen(url: String) -> tokio::sync::broadcast::Sender<Notice> {
@@ -1521,7 +1541,7 @@ impl Tx {
         .bind(T::KIND)
         .bind(id)
         .bind(doc.folder_id())
-        .bind(doc.name())
+        .bind(doc.name().into_owned())
         .bind(body)
         .bind(revision as i64)
         .bind(doc.parent_id())

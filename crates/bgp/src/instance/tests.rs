@@ -1,6 +1,106 @@
 use super::*;
+use crate::policy::Export;
 use crate::wire::{AsPathSegment, BgpRole};
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+
+/// An instance whose every call is followed by the peers taking what it queued for them
+/// (as the driver does when their sockets have room), so a test sees what each was sent.
+struct TestInstance(Instance);
+
+/// What a call did: its actions, and then what each peer was sent, batch by batch.
+#[derive(Debug)]
+struct Out {
+    actions: Vec<Action>,
+    sent: Vec<(PeerId, Batch)>,
+}
+
+impl Deref for Out {
+    type Target = Vec<Action>;
+    fn deref(&self) -> &Vec<Action> {
+        &self.actions
+    }
+}
+
+impl Out {
+    /// This call's outcome, then `more`'s.
+    fn extend(&mut self, more: Out) {
+        self.actions.extend(more.actions);
+        self.sent.extend(more.sent);
+    }
+}
+
+impl PartialEq<Vec<Action>> for Out {
+    fn eq(&self, other: &Vec<Action>) -> bool {
+        self.actions == *other && self.sent.is_empty()
+    }
+}
+
+impl Deref for TestInstance {
+    type Target = Instance;
+    fn deref(&self) -> &Instance {
+        &self.0
+    }
+}
+
+impl DerefMut for TestInstance {
+    fn deref_mut(&mut self) -> &mut Instance {
+        &mut self.0
+    }
+}
+
+impl TestInstance {
+    fn new(p: InstanceParams) -> Self {
+        TestInstance(Instance::new(p))
+    }
+
+    /// Every peer takes everything it has to be sent.
+    fn drained(&mut self, actions: Vec<Action>) -> Out {
+        let mut sent = Vec::new();
+        let peers: Vec<PeerId> = self.0.peers.keys().copied().collect();
+        for p in peers {
+            while let Some(b) = self.0.take(p, usize::MAX) {
+                sent.push((p, b));
+            }
+        }
+        Out {
+            actions: actions
+                .into_iter()
+                .filter(|a| !matches!(a, Action::Output { .. }))
+                .collect(),
+            sent,
+        }
+    }
+
+    fn handle(&mut self, ev: Event) -> Out {
+        let a = self.0.handle(ev);
+        self.drained(a)
+    }
+    fn set_vpc_prefixes(&mut self, p: Vec<IpNet>) -> Out {
+        let a = self.0.set_vpc_prefixes(p);
+        self.drained(a)
+    }
+    fn set_static_routes(&mut self, peer: PeerId, p: &[IpNet]) -> Out {
+        let a = self.0.set_static_routes(peer, p);
+        self.drained(a)
+    }
+    fn set_graceful_shutdown(&mut self, on: bool) -> Out {
+        let a = self.0.set_graceful_shutdown(on);
+        self.drained(a)
+    }
+    fn set_policy(&mut self, peer: PeerId, p: Option<Arc<NeighborPolicy>>) -> Out {
+        let a = self.0.set_policy(peer, p);
+        self.drained(a)
+    }
+    fn end_restart(&mut self) -> Out {
+        let a = self.0.end_restart();
+        self.drained(a)
+    }
+    fn remove_peer(&mut self, peer: PeerId) -> Out {
+        let a = self.0.remove_peer(peer);
+        self.drained(a)
+    }
+}
 
 const CLOUD: u32 = 200_350;
 
@@ -45,7 +145,7 @@ fn negotiated(asn: u32, id: &str) -> Negotiated {
 
 /// An instance with two customer connections (A, B) and the fabric, all up.
 struct Lab {
-    i: Instance,
+    i: TestInstance,
     a: PeerId,
     b: PeerId,
     fabric: PeerId,
@@ -76,7 +176,7 @@ fn fabric() -> PeerSpec {
 }
 
 fn lab(max: u32, action: MaxPrefixAction) -> Lab {
-    let mut i = Instance::new(params(max, action));
+    let mut i = TestInstance::new(params(max, action));
     let a_ = i.add_peer(customer_a());
     let b_ = i.add_peer(PeerSpec {
         name: "pc-b".into(),
@@ -131,20 +231,13 @@ fn withdraw(prefixes: &[&str]) -> Update {
     }
 }
 
-/// Prefixes announced and withdrawn to `peer` by these actions.
-fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<IpNet>, Vec<IpNet>) {
+/// Prefixes announced and withdrawn to `peer` after this call.
+fn sent_to(out: &Out, peer: PeerId) -> (Vec<IpNet>, Vec<IpNet>) {
     let (mut ann, mut wd) = (vec![], vec![]);
-    for act in actions {
-        if let Action::Send {
-            peer: p,
-            withdrawn,
-            announce,
-            ..
-        } = act
-            && *p == peer
-        {
-            wd.extend(withdrawn.iter().copied());
-            for (_, v) in announce {
+    for (p, b) in &out.sent {
+        if *p == peer {
+            wd.extend(b.withdrawn.iter().copied());
+            for (_, v) in &b.announce {
                 ann.extend(v.iter().copied());
             }
         }
@@ -152,15 +245,25 @@ fn sent_to(actions: &[Action], peer: PeerId) -> (Vec<IpNet>, Vec<IpNet>) {
     (ann, wd)
 }
 
-fn attrs_sent(actions: &[Action], peer: PeerId, prefix: &str) -> Option<Arc<PathAttrs>> {
-    actions.iter().find_map(|act| match act {
-        Action::Send {
-            peer: p, announce, ..
-        } if *p == peer => announce
-            .iter()
-            .find(|(_, v)| v.contains(&n(prefix)))
-            .map(|(a, _)| a.clone()),
-        _ => None,
+/// The batches `peer` was sent after this call.
+fn batches(out: &Out, peer: PeerId) -> Vec<&Batch> {
+    out.sent
+        .iter()
+        .filter(|(p, _)| *p == peer)
+        .map(|(_, b)| b)
+        .collect()
+}
+
+fn attrs_sent(out: &Out, peer: PeerId, prefix: &str) -> Option<Arc<PathAttrs>> {
+    out.sent.iter().find_map(|(p, b)| {
+        (*p == peer)
+            .then(|| {
+                b.announce
+                    .iter()
+                    .find(|(_, v)| v.contains(&n(prefix)))
+                    .map(|(a, _)| a.clone())
+            })
+            .flatten()
     })
 }
 
@@ -176,7 +279,7 @@ fn routes(actions: &[Action]) -> Vec<RouteChange> {
 
 #[test]
 fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
-    let mut i = Instance::new(params(500, MaxPrefixAction::Teardown));
+    let mut i = TestInstance::new(params(500, MaxPrefixAction::Teardown));
     let p = i.add_peer(PeerSpec {
         name: "x".into(),
         role: Role::Customer,
@@ -190,15 +293,16 @@ fn peer_up_gets_end_of_rib_even_with_nothing_to_send() {
         peer: p,
         negotiated: negotiated(65001, "1.1.1.1"),
     });
+    assert_eq!(out.actions, vec![]);
     assert_eq!(
-        out,
-        vec![Action::Send {
-            peer: p,
-            withdrawn: vec![],
-            announce: vec![],
-            end_of_rib: true,
-            refresh: None,
-        }]
+        out.sent,
+        vec![(
+            p,
+            Batch {
+                end_of_rib: vec![Afi::Ipv4],
+                ..Batch::default()
+            }
+        )]
     );
 }
 
@@ -645,14 +749,10 @@ fn route_refresh_resends_what_was_advertised() {
     });
     assert_eq!(sent_to(&out, l.a).0, vec![n("10.128.0.0/24")]);
     // Without RFC 7313 negotiated: no markers, an End-of-RIB after.
-    assert!(matches!(
-        &out[..],
-        [Action::Send {
-            end_of_rib: true,
-            refresh: None,
-            ..
-        }]
-    ));
+    let b = batches(&out, l.a);
+    assert_eq!(b.len(), 1, "{out:?}");
+    assert_eq!(b[0].end_of_rib, vec![Afi::Ipv4]);
+    assert_eq!((b[0].begin_refresh, b[0].end_refresh), (None, None));
 }
 
 /// A peer with enhanced route refresh asks for IPv4 again: what it was sent of IPv4
@@ -675,16 +775,12 @@ fn enhanced_route_refresh_answers_one_family_between_markers() {
         subtype: refresh::REQUEST,
     });
     assert_eq!(sent_to(&out, peer).0, vec![n("198.51.100.0/24")]);
-    assert!(
-        matches!(
-            &out[..],
-            [Action::Send {
-                end_of_rib: false,
-                refresh: Some(Afi::Ipv4),
-                ..
-            }]
-        ),
-        "{out:?}"
+    let b = batches(&out, peer);
+    assert_eq!(b.len(), 1, "{out:?}");
+    assert_eq!(b[0].end_of_rib, vec![]);
+    assert_eq!(
+        (b[0].begin_refresh, b[0].end_refresh),
+        (Some(Afi::Ipv4), Some(Afi::Ipv4))
     );
 }
 
@@ -743,7 +839,7 @@ fn routes_not_sent_again_between_borr_and_eorr_are_withdrawn() {
 
 #[test]
 fn ebgp_fabric_gets_our_asn_prepended_and_no_local_pref() {
-    let mut i = Instance::new(params(500, MaxPrefixAction::Teardown));
+    let mut i = TestInstance::new(params(500, MaxPrefixAction::Teardown));
     let c = i.add_peer(PeerSpec {
         name: "c".into(),
         role: Role::Customer,
@@ -875,7 +971,7 @@ fn a_public_instance_announces_its_services_always_and_accepts_only_registered_p
     p.vpc_prefixes = vec![];
     p.announce = vec![n("213.180.193.243/32"), n("84.201.181.26/32")];
     p.accept_only = Some(vec![n("198.18.0.0/24"), n("5.45.192.0/22")]);
-    let mut i = Instance::new(p);
+    let mut i = TestInstance::new(p);
     let c = i.add_peer(PeerSpec {
         name: "pub".into(),
         role: Role::Customer,
@@ -1180,7 +1276,7 @@ fn helper_drops_stale_routes_when_the_restart_time_runs_out_or_the_peer_kept_no_
 
 #[test]
 fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_full_table() {
-    let mut i = Instance::new(InstanceParams {
+    let mut i = TestInstance::new(InstanceParams {
         restarting: true,
         ..params(100, MaxPrefixAction::Teardown)
     });
@@ -1215,7 +1311,7 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
         subtype: refresh::REQUEST,
     }));
     assert!(
-        !out.iter().any(|a| matches!(a, Action::Send { .. })),
+        out.sent.is_empty(),
         "nothing may be sent while deferring: {out:?}"
     );
     assert_eq!(i.awaiting_end_of_rib(), vec![fabric]);
@@ -1236,16 +1332,9 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
     );
     assert_eq!(sent_to(&out, fabric).0, vec![n("192.168.10.0/24")]);
     let eors = out
+        .sent
         .iter()
-        .filter(|a| {
-            matches!(
-                a,
-                Action::Send {
-                    end_of_rib: true,
-                    ..
-                }
-            )
-        })
+        .filter(|(_, b)| !b.end_of_rib.is_empty())
         .count();
     assert_eq!(eors, 2, "one End-of-RIB to each peer");
     assert_eq!(i.end_restart(), vec![], "once");
@@ -1253,7 +1342,7 @@ fn restarting_speaker_sends_nothing_until_every_peer_sent_end_of_rib_then_the_fu
 
 #[test]
 fn a_peer_without_graceful_restart_is_not_waited_for() {
-    let mut i = Instance::new(InstanceParams {
+    let mut i = TestInstance::new(InstanceParams {
         restarting: true,
         ..params(100, MaxPrefixAction::Teardown)
     });
@@ -1286,7 +1375,7 @@ fn neighbor(addr: &str, asn: u32, import: Option<policy::Filter>, export: Export
 }
 
 /// A neighbor whose routes are all taken and who is sent nothing (10.99.1.1, AS 65001).
-fn add_feed(i: &mut Instance) -> PeerId {
+fn add_feed(i: &mut TestInstance) -> PeerId {
     i.add_peer(neighbor(
         "10.99.1.1",
         65001,
@@ -1295,8 +1384,8 @@ fn add_feed(i: &mut Instance) -> PeerId {
     ))
 }
 
-fn speaker(originate: &[&str]) -> Instance {
-    Instance::new(InstanceParams {
+fn speaker(originate: &[&str]) -> TestInstance {
+    TestInstance::new(InstanceParams {
         local_asn: 65002,
         vpc_prefixes: vec![],
         max_prefixes: 0,
@@ -1310,7 +1399,7 @@ fn speaker(originate: &[&str]) -> Instance {
     })
 }
 
-fn up(i: &mut Instance, peer: PeerId, asn: u32, id: &str) -> Vec<Action> {
+fn up(i: &mut TestInstance, peer: PeerId, asn: u32, id: &str) -> Out {
     i.handle(Event::PeerUp {
         peer,
         negotiated: Negotiated {
@@ -1555,7 +1644,7 @@ fn malformed_updates_are_counted_and_an_empty_treat_as_withdraw_is_no_end_of_rib
     );
 }
 
-fn up6(i: &mut Instance, peer: PeerId, asn: u32, id: &str, ipv4: bool) -> Vec<Action> {
+fn up6(i: &mut TestInstance, peer: PeerId, asn: u32, id: &str, ipv4: bool) -> Out {
     i.handle(Event::PeerUp {
         peer,
         negotiated: Negotiated {

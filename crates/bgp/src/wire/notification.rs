@@ -9,6 +9,8 @@ pub mod error_code {
     pub const HOLD_TIMER_EXPIRED: u8 = 4;
     pub const FSM: u8 = 5;
     pub const CEASE: u8 = 6;
+    /// RFC 9687: we could send the peer nothing for the send hold time.
+    pub const SEND_HOLD_TIMER_EXPIRED: u8 = 8;
 }
 
 pub mod header_err {
@@ -152,6 +154,7 @@ impl Notification {
                 },
             ),
             HOLD_TIMER_EXPIRED => ("Hold Timer Expired", ""),
+            SEND_HOLD_TIMER_EXPIRED => ("Send Hold Timer Expired", ""),
             FSM => (
                 "Finite State Machine Error",
                 match self.subcode {

@@ -926,6 +926,15 @@ pub fn encode_updates_within(
             );
         }
     }
+    // A route whose attributes leave no room for it in an UPDATE the peer takes is not
+    // sent at all (the instance keeps such routes out, and says why): nothing longer than
+    // `max` leaves here (RFC 8654 §4).
+    let limit = max.clamp(MAX_MESSAGE_LEN, super::MAX_EXTENDED_LEN);
+    debug_assert!(
+        out.iter().all(|m| m.len() <= limit),
+        "an UPDATE over {limit} octets"
+    );
+    out.retain(|m| m.len() <= limit);
     out
 }
 

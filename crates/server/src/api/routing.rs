@@ -182,17 +182,21 @@ async fn check_in_store(
     })
 }
 
-/// A fabric slot of `edge` no instance holds, found by index probes: with `n` slots in use,
-/// slot `n` is free unless some were freed below it, and the probes go on from there (then
-/// from 0) until one is — never a read of every slot of the edge.
+/// A fabric slot of `edge` no instance holds, by index: the one after the highest in use,
+/// or when the pool's end is reached, the first freed one below it (probed one by one) —
+/// never a read of every slot of the edge.
 async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
     let capacity = slot_capacity(edge);
-    let used = st.store.count_in_folder::<FabricSlot>(&edge.id).await?;
-    if used >= u64::from(capacity) {
-        return Ok(None);
+    let next = st
+        .store
+        .last_name::<FabricSlot>(&edge.id)
+        .await?
+        .and_then(|n| n.parse::<u32>().ok())
+        .map_or(0, |n| n.saturating_add(1));
+    if next < capacity {
+        return Ok(Some(next));
     }
-    let start = used as u32;
-    for slot in (start..capacity).chain(0..start) {
+    for slot in 0..capacity {
         if !st
             .store
             .is_linked::<FabricSlot>(rel::SLOT, &rel::slot_key(&edge.id, slot))

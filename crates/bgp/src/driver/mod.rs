@@ -5,48 +5,62 @@
 //!   caller ──────────────────────────────────────▶  │ instance task         │
 //!   (cic edge)  ◀── watch: status, kernel routes ── │  Instance (sans-IO)   │
 //!                                                   │  TcpListener :179     │
-//!                                                   └──┬─────────────────▲──┘
-//!                     SessionCmd (bounded, try_send)   │                 │ PeerEvent (bounded,
-//!                     Send / Stop / Incoming           ▼                 │ awaited: TCP
-//!                                                   ┌────────────────────┴──┐ backpressure)
-//!                                                   │ session task per peer │
-//!                                                   │  Session (sans-IO FSM)│
-//!                                                   │  TcpStream, timers    │
-//!                                                   └───────────────────────┘
+//!                                                   └─┬───────────────▲───┬─┘
+//!            SessionCmd (bounded, try_send)           │               │   │ Chunk of UPDATEs,
+//!            Stop / Incoming / Control                ▼               │   │ within the peer's
+//!                                             ┌───────────────────┐   │   │ window (never full)
+//!                             PeerEvent ◀──── │ session task      │   │   ▼
+//!                        (bounded, awaited:   │ FSM, reader,      │ ┌─┴────────────────┐
+//!                         TCP backpressure)   │ timers            ├▶│ writer task      │──▶ TCP
+//!                                             └───────────────────┘ │ (send hold timer)│
+//!                                                   Ctl (OPEN,       └──────────────────┘
+//!                                                   KEEPALIVE, close)   room: chunk written
 //! ```
 //!
-//! The instance task never awaits a session: it `try_send`s, and a session whose queue is
-//! full is torn down (Cease / Out of Resources) instead of stalling every other peer.
-//! Sessions await the instance, which pushes back on the peer's TCP stream. Kernel routes
-//! leave as a level (`watch` of the whole desired table), so a slow consumer coalesces
-//! bursts and never misses a change.
+//! The instance task never awaits a session or a writer. What a peer is to be sent is
+//! state in the instance (its outbox: an entry per prefix, see `instance::export`); the
+//! instance hands the peer's writer a chunk of encoded UPDATEs only while the octets in
+//! flight are under the window, and the writer says when it has written one. So nothing
+//! is dropped, a slow peer costs memory per prefix and holds up no one, and the advertised
+//! count is what reached the socket. Sessions await the instance, which pushes back on the
+//! peer's TCP stream. Kernel routes leave as a level (`watch` of the whole desired table),
+//! so a slow consumer coalesces bursts and never misses a change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use ipnet::IpNet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::fsm::{Input, Negotiated, Output, Session, SessionConfig, State, Timer};
-use crate::instance::{Action, Event, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet};
+use crate::fsm::{Negotiated, SessionConfig, State};
+use crate::instance::{
+    Action, Batch, Event, FEED_STEP, Instance, InstanceParams, PeerSpec, PeerStats, RouteSet,
+};
 use crate::policy::NeighborPolicy;
 use crate::rib::{Path, PeerId};
 use crate::wire::{
-    self, Afi, DecodeContext, Message, Notification, PathAttrs, Update, cease,
-    encode_updates_within,
+    self, Afi, Message, Notification, PathAttrs, Update, cease, encode_updates_within,
 };
 
+mod session;
+mod writer;
+
+use session::SessionTask;
+use writer::{CHUNK, Chunk, WINDOW, Wire};
+
+pub use session::default_send_hold;
+
 pub const BGP_PORT: u16 = 179;
-const SESSION_QUEUE: usize = 4096;
+/// Commands for a session (stop, an incoming connection, …): a few at a time.
+const SESSION_QUEUE: usize = 64;
 /// Events from the sessions waiting for the instance. Kept short: an event holds up to
 /// [`MAX_BATCH`] decoded UPDATEs, and a long queue let a fast feed decode its whole table
 /// ahead of the instance (a million prefixes held twice at the peak); a session whose
@@ -55,10 +69,6 @@ const EVENT_QUEUE: usize = 64;
 const COMMAND_QUEUE: usize = 64;
 /// The status watch is refreshed at most this often (and always within this long).
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
-/// Bytes a session reads from its connection at a time, at most.
-const READ_CHUNK: usize = 64 * 1024;
-/// UPDATEs handed to the instance in one event, at most.
-const MAX_BATCH: usize = 64;
 /// After our restart, the longest we wait for the peers' End-of-RIBs before selecting
 /// routes and sending our own (RFC 4724 §4.1 Selection_Deferral_Timer). Forwarding goes
 /// on meanwhile on the kernel routes kept from before the restart.
@@ -108,6 +118,9 @@ pub struct PeerConfig {
     pub ttl_security: bool,
     /// The peer's TCP port (179 but for tests).
     pub port: u16,
+    /// RFC 9687's send hold time (None: the greater of 8 minutes and twice the hold
+    /// time; zero: off).
+    pub send_hold_time: Option<Duration>,
 }
 
 /// The MD5 key never reaches a log line.
@@ -119,6 +132,7 @@ impl std::fmt::Debug for PeerConfig {
             .field("md5_key", &self.md5_key.as_ref().map(|_| "********"))
             .field("ttl_security", &self.ttl_security)
             .field("port", &self.port)
+            .field("send_hold_time", &self.send_hold_time)
             .finish()
     }
 }
@@ -172,11 +186,8 @@ enum InstanceTimer {
 }
 
 enum SessionCmd {
-    /// Encoded messages for the session established at `epoch`.
-    Send {
-        epoch: u64,
-        msgs: Vec<BytesMut>,
-    },
+    /// A message for the peer outside the UPDATE stream (a ROUTE-REFRESH request).
+    Control(BytesMut),
     Stop {
         notification: Notification,
         restart_after: Option<Duration>,
@@ -210,6 +221,8 @@ enum PeerEvent {
         negotiated: Negotiated,
         /// Our end of the connection.
         local: Option<IpAddr>,
+        /// Where the connection's UPDATEs go.
+        wire: Wire,
     },
     Down {
         epoch: u64,
@@ -495,7 +508,7 @@ pub fn spawn_instance(
         routes_generation: 0,
         kernel_acks: None,
         kernel_ack_wait: KERNEL_ACK_WAIT,
-        held: std::collections::VecDeque::new(),
+        room: Arc::new(Notify::new()),
     };
     tokio::spawn(task.run(cmd_rx, ev_rx, listeners));
     InstanceHandle {
@@ -534,15 +547,11 @@ struct SessionEntry {
     last_error: Option<String>,
     /// Until when a teardown (max-prefix) keeps the session idle.
     held_until: Option<std::time::Instant>,
-}
-
-/// Messages for a peer held until the kernel has generation `generation`.
-struct Held {
-    generation: u64,
-    since: Instant,
-    peer: PeerId,
-    epoch: u64,
-    msgs: Vec<BytesMut>,
+    /// The writer of the established connection.
+    wire: Option<Wire>,
+    /// What the peer is to be sent waits for the kernel to have this generation of the
+    /// table (since then): a route is announced once it forwards.
+    gate: Option<(u64, Instant)>,
 }
 
 struct InstanceTask {
@@ -559,9 +568,8 @@ struct InstanceTask {
     /// announcements wait for them at most.
     kernel_acks: Option<watch::Receiver<u64>>,
     kernel_ack_wait: Duration,
-    /// Messages for peers waiting for the kernel, in the order they were made: the
-    /// generation they follow, when they were held, the peer, its session's epoch.
-    held: std::collections::VecDeque<Held>,
+    /// Writers say here that they wrote a chunk: the peers with more get the next.
+    room: Arc<Notify>,
     /// Due time (and a sequence number, for equal times) → timer.
     timers: BTreeMap<(Instant, u64), InstanceTimer>,
     timer_seq: u64,
@@ -578,8 +586,12 @@ impl InstanceTask {
     ) {
         let mut last_publish = Instant::now() - PUBLISH_EVERY;
         let mut publish_due: Option<Instant> = None;
+        let room = self.room.clone();
         loop {
+            let gate_due = self.gate_due();
+            let feeding = self.core.feeding();
             tokio::select! {
+                biased;
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Command::AddPeer(cfg, reply)) => {
                         let id = self.add_peer(*cfg, &listeners);
@@ -671,11 +683,10 @@ impl InstanceTask {
                     self.peer_event(peer, ev);
                     self.maybe_end_restart(false);
                 }
-                Ok(()) = acked(&mut self.kernel_acks) => self.release(false),
-                _ = sleep_until(self.held.front().map(|h| h.since + self.kernel_ack_wait)) => {
-                    warn!("kernel routes not acknowledged in {:?}: announcing anyway", self.kernel_ack_wait);
-                    self.release(true);
-                }
+                Ok(()) = acked(&mut self.kernel_acks) => self.pump_all(),
+                _ = sleep_until(gate_due) => self.pump_all(),
+                // A writer wrote a chunk: the next for whoever has one.
+                _ = room.notified() => self.pump_all(),
                 Ok((stream, from)) = accept(&listeners) => self.incoming(stream, from),
                 _ = sleep_until(self.timers.keys().next().map(|k| k.0)) => {
                     if let Some((_, t)) = self.timers.pop_first() {
@@ -683,6 +694,13 @@ impl InstanceTask {
                     }
                 }
                 _ = sleep_until(publish_due) => {}
+                // Nothing else to do: a step of the full tables being sent (a few
+                // milliseconds, so the instance answers everything else between steps).
+                _ = std::future::ready(()), if feeding => {
+                    for peer in self.core.step_feeds(FEED_STEP) {
+                        self.pump(peer);
+                    }
+                }
             }
             // Status at most every PUBLISH_EVERY: building it walks every peer, and a
             // full table arrives in tens of thousands of events.
@@ -766,7 +784,13 @@ impl InstanceTask {
             }
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
-        let task = SessionTask::new(id, cfg.clone(), self.sockets.clone(), self.ev_tx.clone());
+        let task = SessionTask::new(
+            id,
+            cfg.clone(),
+            self.sockets.clone(),
+            self.ev_tx.clone(),
+            self.room.clone(),
+        );
         let span = tracing::info_span!("bgp", peer = %cfg.spec.address, session = %cfg.spec.name);
         let task = tokio::spawn(task.run(rx).instrument(span));
         self.sessions.insert(
@@ -780,6 +804,8 @@ impl InstanceTask {
                 established_at: None,
                 last_error: None,
                 held_until: None,
+                wire: None,
+                gate: None,
             },
         );
         id
@@ -849,8 +875,11 @@ impl InstanceTask {
                 epoch,
                 negotiated,
                 local,
+                wire,
             } => {
                 s.epoch = epoch;
+                s.wire = Some(wire);
+                s.gate = None;
                 s.established_at = Some(std::time::Instant::now());
                 s.held_until = None;
                 // Configured without an address of ours: the next hop we announce is
@@ -862,6 +891,8 @@ impl InstanceTask {
             }
             PeerEvent::Down { epoch, graceful } if epoch == s.epoch => {
                 s.established_at = None;
+                s.wire = None;
+                s.gate = None;
                 if graceful {
                     info!(peer = %s.config.spec.address, "peer restarting: its routes are kept, stale, until it is back");
                 }
@@ -892,61 +923,24 @@ impl InstanceTask {
         if actions.iter().any(|a| matches!(a, Action::Route(_))) && !self.core.deferring() {
             self.publish_routes();
         }
+        let mut ready = Vec::new();
         for a in actions {
             match a {
-                Action::Send {
-                    peer,
-                    withdrawn,
-                    announce,
-                    end_of_rib,
-                    refresh,
-                } => {
-                    let Some(s) = self.sessions.get(&peer) else {
-                        continue;
-                    };
-                    let marker = |subtype| {
-                        refresh.map(|afi| {
-                            Message::RouteRefresh {
-                                afi: afi.code(),
-                                safi: Afi::SAFI_UNICAST,
-                                subtype,
-                            }
-                            .encode()
-                        })
-                    };
-                    let max = self.core.max_message_len(peer);
-                    let mut msgs: Vec<_> = marker(wire::refresh::BEGIN).into_iter().collect();
-                    msgs.extend(encode_updates_within(&withdrawn, None, &[], max));
-                    for (attrs, nlri) in &announce {
-                        msgs.extend(encode_updates_within(&[], Some(attrs), nlri, max));
-                    }
-                    msgs.extend(marker(wire::refresh::END));
-                    if end_of_rib {
-                        for afi in self.core.families(peer) {
-                            msgs.push(match afi {
-                                Afi::Ipv4 => Message::Update(Update::default()).encode(),
-                                Afi::Ipv6 => wire::ipv6_end_of_rib(),
-                            });
-                        }
-                    }
-                    let epoch = s.epoch;
-                    // After a change of kernel routes the programmer has not yet
-                    // acknowledged (and behind anything already waiting): held.
+                Action::Output { peer } => {
+                    // After a change of kernel routes the route programmer has not yet
+                    // acknowledged, what the peer is to be sent waits for it.
+                    let generation = self.routes_generation;
                     let unacked = self
                         .kernel_acks
                         .as_ref()
-                        .is_some_and(|a| *a.borrow() < self.routes_generation);
-                    if unacked || !self.held.is_empty() {
-                        self.held.push_back(Held {
-                            generation: self.routes_generation,
-                            since: Instant::now(),
-                            peer,
-                            epoch,
-                            msgs,
-                        });
-                    } else {
-                        self.send_to(peer, epoch, msgs);
+                        .is_some_and(|a| *a.borrow() < generation);
+                    if let Some(s) = self.sessions.get_mut(&peer) {
+                        if unacked {
+                            let since = s.gate.map_or_else(Instant::now, |g| g.1);
+                            s.gate = Some((generation, since));
+                        }
                     }
+                    ready.push(peer);
                 }
                 Action::TearDown {
                     peer,
@@ -980,10 +974,18 @@ impl InstanceTask {
                             safi: Afi::SAFI_UNICAST,
                             subtype: wire::refresh::REQUEST,
                         };
-                        let _ = s.cmd.try_send(SessionCmd::Send {
-                            epoch: s.epoch,
-                            msgs: vec![m.encode()],
-                        });
+                        let _ = s.cmd.try_send(SessionCmd::Control(m.encode()));
+                    }
+                }
+                Action::Ignored {
+                    peer,
+                    prefixes,
+                    why,
+                } => {
+                    if let Some(s) = self.sessions.get(&peer) {
+                        warn!(peer = %s.config.spec.address, "{} route(s) ignored ({why}): {}",
+                            prefixes.len(),
+                            prefixes.iter().take(5).map(|n| n.to_string()).collect::<Vec<_>>().join(", "));
                     }
                 }
                 Action::StaleTimer {
@@ -1003,22 +1005,85 @@ impl InstanceTask {
                 Action::Route(_) => {} // published above
             }
         }
+        ready.sort_unstable();
+        ready.dedup();
+        for peer in ready {
+            self.pump(peer);
+        }
     }
 
-    /// Hands `msgs` to `peer`'s session (for the session of `epoch`); a full queue resets
-    /// the session rather than stall the instance.
-    fn send_to(&self, peer: PeerId, epoch: u64, msgs: Vec<BytesMut>) {
-        let Some(s) = self.sessions.get(&peer) else {
+    /// Hands `peer`'s writer what it is to be sent, chunk by chunk, while its window has
+    /// room (and the kernel has what it waits for). Never waits: the writer says when it
+    /// has written a chunk, and this goes on then.
+    fn pump(&mut self, peer: PeerId) {
+        let acked = self.kernel_acks.as_ref().map_or(u64::MAX, |a| *a.borrow());
+        let wait = self.kernel_ack_wait;
+        let Some(s) = self.sessions.get_mut(&peer) else {
             return;
         };
-        if s.cmd.try_send(SessionCmd::Send { epoch, msgs }).is_err() {
-            warn!(peer = %s.config.spec.address, "session queue full: resetting the session");
-            let n = Notification::new(wire::error_code::CEASE, cease::OUT_OF_RESOURCES);
-            let _ = s.cmd.try_send(SessionCmd::Stop {
-                notification: n,
-                restart_after: None,
+        let Some(w) = s.wire.clone() else {
+            return;
+        };
+        if let Some((generation, since)) = s.gate {
+            if acked < generation && since.elapsed() < wait {
+                return;
+            }
+            if acked < generation {
+                warn!(peer = %s.config.spec.address, "kernel routes not acknowledged in {wait:?}: announcing anyway");
+            }
+            s.gate = None;
+        }
+        let address = s.config.spec.address;
+        let max = self.core.max_message_len(peer);
+        loop {
+            let used = w
+                .shared
+                .in_flight
+                .load(std::sync::atomic::Ordering::Acquire);
+            if used >= WINDOW {
+                return;
+            }
+            let Ok(permit) = w.data.try_reserve() else {
+                return;
+            };
+            let Some(batch) = self.core.take(peer, CHUNK.min(WINDOW - used)) else {
+                return;
+            };
+            if let Some((n, len)) = batch.too_large.first() {
+                warn!(peer = %address, "{} route(s) not sent: an UPDATE of {len} octets for {n} is more than the {max} this peer takes", batch.too_large.len());
+            }
+            let msgs = encode(&batch, max);
+            let bytes: usize = msgs.iter().map(|m| m.len()).sum();
+            w.shared
+                .in_flight
+                .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+            permit.send(Chunk {
+                msgs,
+                bytes,
+                delta: batch.delta,
             });
         }
+    }
+
+    /// [`InstanceTask::pump`] for every peer with something to send.
+    fn pump_all(&mut self) {
+        let peers: Vec<PeerId> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| s.wire.is_some() && self.core.has_output(**id))
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in peers {
+            self.pump(peer);
+        }
+    }
+
+    /// When the first gated peer stops waiting for the kernel.
+    fn gate_due(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.gate.map(|g| g.1 + self.kernel_ack_wait))
+            .min()
     }
 
     /// Publishes the kernel table under a new generation.
@@ -1028,19 +1093,6 @@ impl InstanceTask {
             generation: self.routes_generation,
             routes: self.core.kernel_routes().clone(),
         }));
-    }
-
-    /// Sends what waited for generations the kernel now has (`all`: everything).
-    fn release(&mut self, all: bool) {
-        let acked = self.kernel_acks.as_ref().map_or(u64::MAX, |a| *a.borrow());
-        while let Some(h) = self.held.front() {
-            if !all && h.generation > acked {
-                break;
-            }
-            if let Some(h) = self.held.pop_front() {
-                self.send_to(h.peer, h.epoch, h.msgs);
-            }
-        }
     }
 
     fn incoming(&mut self, stream: TcpStream, from: SocketAddr) {
@@ -1070,7 +1122,16 @@ impl InstanceTask {
                     established_at: s.established_at.filter(|_| s.state == State::Established),
                     held_until: s.held_until.filter(|t| *t > std::time::Instant::now()),
                     last_error: s.last_error.clone(),
-                    stats: self.core.peer_stats(*id),
+                    stats: PeerStats {
+                        // What reached the socket, not what is on its way.
+                        advertised: s.wire.as_ref().map_or(0, |w| {
+                            w.shared
+                                .confirmed
+                                .load(std::sync::atomic::Ordering::Acquire)
+                                .max(0) as u32
+                        }),
+                        ..self.core.peer_stats(*id)
+                    },
                 })
             })
             .collect();
@@ -1103,393 +1164,34 @@ async fn accept(listeners: &[TcpListener]) -> io::Result<(TcpStream, SocketAddr)
     .await
 }
 
-// ---------------------------------------------------------------------------------------
-// One session
-
-type ConnectFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>> + Send>>;
-
-struct SessionTask {
-    id: PeerId,
-    cfg: PeerConfig,
-    fsm: Session,
-    sockets: SocketFactory,
-    events: mpsc::Sender<(PeerId, PeerEvent)>,
-    timers: HashMap<Timer, Instant>,
-    reader: Option<tokio::net::tcp::OwnedReadHalf>,
-    writer: Option<tokio::net::tcp::OwnedWriteHalf>,
-    connecting: Option<ConnectFuture>,
-    buf: BytesMut,
-    epoch: u64,
-    /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
-    pending: Vec<Update>,
-}
-
-impl SessionTask {
-    fn new(
-        id: PeerId,
-        cfg: PeerConfig,
-        sockets: SocketFactory,
-        events: mpsc::Sender<(PeerId, PeerEvent)>,
-    ) -> Self {
-        let fsm = Session::new(cfg.session.clone());
-        SessionTask {
-            id,
-            cfg,
-            fsm,
-            sockets,
-            events,
-            timers: HashMap::new(),
-            reader: None,
-            writer: None,
-            connecting: None,
-            buf: BytesMut::with_capacity(READ_CHUNK),
-            epoch: 0,
-            pending: Vec::new(),
+/// A batch as the messages on the wire: BoRR, withdrawals, announcements, EoRR,
+/// End-of-RIB; none longer than `max`.
+fn encode(b: &Batch, max: usize) -> Vec<BytesMut> {
+    let marker = |afi: Afi, subtype| {
+        Message::RouteRefresh {
+            afi: afi.code(),
+            safi: Afi::SAFI_UNICAST,
+            subtype,
         }
+        .encode()
+    };
+    let mut msgs: Vec<BytesMut> = b
+        .begin_refresh
+        .map(|a| marker(a, wire::refresh::BEGIN))
+        .into_iter()
+        .collect();
+    msgs.extend(encode_updates_within(&b.withdrawn, None, &[], max));
+    for (attrs, nlri) in &b.announce {
+        msgs.extend(encode_updates_within(&[], Some(attrs), nlri, max));
     }
-
-    async fn run(mut self, mut cmds: mpsc::Receiver<SessionCmd>) {
-        self.input(Input::Start).await;
-        loop {
-            let deadline = self
-                .timers
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(t, at)| (*t, *at));
-            let input = tokio::select! {
-                cmd = cmds.recv() => match cmd {
-                    Some(SessionCmd::Send { epoch, msgs }) => {
-                        if epoch == self.epoch && self.fsm.state() == State::Established {
-                            for m in msgs {
-                                if let Err(e) = self.write(&m).await {
-                                    debug!("write: {e}");
-                                    self.input(Input::TcpFailed).await;
-                                    break;
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    Some(SessionCmd::Stop { notification, restart_after }) => Input::Stop { notification, restart_after },
-                    Some(SessionCmd::Incoming(stream)) => {
-                        self.incoming(stream).await;
-                        continue;
-                    }
-                    Some(SessionCmd::PathUp) => Input::PathUp,
-                    Some(SessionCmd::RestartDone) => {
-                        self.fsm.restart_done();
-                        continue;
-                    }
-                    Some(SessionCmd::Exit(n)) => {
-                        self.input(Input::Stop { notification: n, restart_after: None }).await;
-                        return;
-                    }
-                    None => return,
-                },
-                _ = sleep_until(deadline.map(|d| d.1)) => {
-                    let Some((t, _)) = deadline else { continue };
-                    self.timers.remove(&t);
-                    Input::TimerExpired(t)
-                }
-                res = connect_poll(&mut self.connecting) => {
-                    self.connecting = None;
-                    match res {
-                        Ok(stream) => {
-                            self.attach(stream);
-                            Input::TcpConnected
-                        }
-                        Err(e) => {
-                            debug!("connect: {e}");
-                            Input::TcpFailed
-                        }
-                    }
-                }
-                res = read_some(&mut self.reader, &mut self.buf) => match res {
-                    Ok(0) | Err(_) => Input::TcpFailed,
-                    Ok(_) => {
-                        self.drain_messages().await;
-                        continue;
-                    }
-                },
-            };
-            self.input(input).await;
-        }
+    msgs.extend(b.end_refresh.map(|a| marker(a, wire::refresh::END)));
+    for afi in &b.end_of_rib {
+        msgs.push(match afi {
+            Afi::Ipv4 => Message::Update(Update::default()).encode(),
+            Afi::Ipv6 => wire::ipv6_end_of_rib(),
+        });
     }
-
-    /// Hands the UPDATEs decoded so far to the instance.
-    async fn flush_updates(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        // Room for a batch as large as this one: a table's batches are full, and a
-        // vector grown an UPDATE at a time was reallocated five times a batch.
-        let room = self.pending.len();
-        let updates = std::mem::replace(&mut self.pending, Vec::with_capacity(room));
-        let _ = self
-            .events
-            .send((
-                self.id,
-                PeerEvent::Updates {
-                    epoch: self.epoch,
-                    updates,
-                },
-            ))
-            .await;
-    }
-
-    /// Decodes every whole message in the buffer and feeds it to the FSM; the UPDATEs
-    /// among them go to the instance together.
-    async fn drain_messages(&mut self) {
-        self.decode_all().await;
-        self.flush_updates().await;
-    }
-
-    async fn decode_all(&mut self) {
-        loop {
-            let cx = DecodeContext {
-                ibgp: self.fsm.is_ibgp(),
-                extended: self.fsm.negotiated().is_some_and(|n| n.extended_message),
-            };
-            match wire::decode_message(&self.buf, &cx) {
-                Ok(Some((m, n))) => {
-                    let _ = self.buf.split_to(n);
-                    tracing::trace!(len = n, "received {}", m.kind());
-                    if let Message::Update(u) = &m {
-                        for p in &u.problems {
-                            warn!("UPDATE from the peer: {p:?} (RFC 7606)");
-                        }
-                    }
-                    self.input(Input::Message(m)).await;
-                    if self.reader.is_none() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    warn!("malformed message: {e}");
-                    self.buf.clear();
-                    self.input(Input::DecodeError(e)).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Connection collision (RFC 4271 §6.8).
-    async fn incoming(&mut self, stream: TcpStream) {
-        // GTSM on a connection the peer opened: from here on its packets must arrive with
-        // TTL 255 (its OPEN among them), and ours leave with 255.
-        if self.cfg.ttl_security {
-            let v6 = stream.peer_addr().is_ok_and(|a| a.is_ipv6());
-            if let Err(e) = cic_sockopt::set_gtsm(stream.as_fd(), v6, 1) {
-                warn!("GTSM on an incoming connection: {e}; connection refused");
-                return;
-            }
-        }
-        let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
-        match self.fsm.state() {
-            State::Idle => {
-                // Administratively down or holding idle after an error: refuse.
-                let mut s = stream;
-                let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
-                let _ = s.write_all(&Message::Notification(n).encode()).await;
-            }
-            State::Connect | State::Active => {
-                self.connecting = None;
-                self.attach(stream);
-                self.input(Input::TcpConnected).await;
-            }
-            State::OpenSent => {
-                // The peer's OPEN on our connection is not in yet; keep theirs.
-                let _ = self.write(&Message::Notification(collision).encode()).await;
-                self.attach(stream);
-                self.input(Input::TcpConnected).await;
-            }
-            State::OpenConfirm => {
-                let peer_id = self
-                    .fsm
-                    .negotiated()
-                    .map(|n| n.peer_id)
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
-                if self.cfg.session.router_id > peer_id {
-                    // We win: keep the connection we have, refuse the new one.
-                    let mut s = stream;
-                    let _ = s
-                        .write_all(&Message::Notification(collision).encode())
-                        .await;
-                } else {
-                    let _ = self.write(&Message::Notification(collision).encode()).await;
-                    self.attach(stream);
-                    self.input(Input::TcpConnected).await;
-                }
-            }
-            State::Established
-                if self
-                    .fsm
-                    .negotiated()
-                    .is_some_and(|n| n.graceful_restart.is_some()) =>
-            {
-                // RFC 4724 §4.2: with graceful restart, a new connection from an
-                // Established peer means it restarted and its old connection is dead (a
-                // crash, a reboot: no FIN reached us, and the hold timer has not run
-                // out). Its routes stay, stale, and the session opens on the new one.
-                info!("the peer connected again while Established: taken as its restart");
-                self.flush_updates().await;
-                self.attach(stream);
-                self.input(Input::PeerRestarted).await;
-            }
-            State::Established => {
-                let mut s = stream;
-                let _ = s
-                    .write_all(&Message::Notification(collision).encode())
-                    .await;
-            }
-        }
-    }
-
-    fn attach(&mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        self.reader = Some(r);
-        self.writer = Some(w);
-        self.buf.clear();
-    }
-
-    async fn write(&mut self, b: &[u8]) -> io::Result<()> {
-        match &mut self.writer {
-            Some(w) => w.write_all(b).await,
-            None => Err(io::Error::new(io::ErrorKind::NotConnected, "no connection")),
-        }
-    }
-
-    /// Runs one input through the FSM and carries out its outputs.
-    async fn input(&mut self, input: Input) {
-        let before = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
-        let outputs = self.fsm.handle(input);
-        for o in outputs {
-            match o {
-                Output::Connect => self.connecting = Some(self.connect()),
-                Output::Send(m) => {
-                    if let Err(e) = self.write(&m.encode()).await {
-                        debug!("write {}: {e}", m.kind());
-                    }
-                }
-                Output::Disconnect => {
-                    if let Some(mut w) = self.writer.take() {
-                        let _ = w.shutdown().await;
-                    }
-                    self.reader = None;
-                    self.connecting = None;
-                }
-                Output::StartTimer(t, d) => {
-                    self.timers.insert(t, Instant::now() + d);
-                }
-                Output::StopTimer(t) => {
-                    self.timers.remove(&t);
-                }
-                Output::Established(n) => {
-                    self.flush_updates().await;
-                    self.epoch += 1;
-                    info!(hold = n.hold_time, "session established");
-                    let local = self
-                        .writer
-                        .as_ref()
-                        .and_then(|w| w.local_addr().ok())
-                        .map(|a| a.ip().to_canonical());
-                    let _ = self
-                        .events
-                        .send((
-                            self.id,
-                            PeerEvent::Up {
-                                epoch: self.epoch,
-                                negotiated: n,
-                                local,
-                            },
-                        ))
-                        .await;
-                }
-                Output::Down { why, graceful } => {
-                    self.flush_updates().await;
-                    info!("session down: {why}");
-                    let _ = self
-                        .events
-                        .send((
-                            self.id,
-                            PeerEvent::Down {
-                                epoch: self.epoch,
-                                graceful,
-                            },
-                        ))
-                        .await;
-                }
-                Output::Update(u) => {
-                    self.pending.push(u);
-                    if self.pending.len() >= MAX_BATCH {
-                        self.flush_updates().await;
-                    }
-                }
-                Output::RouteRefresh { afi, subtype } => {
-                    // (After the UPDATEs before it: a BoRR or EoRR frames them.)
-                    self.flush_updates().await;
-                    let _ = self
-                        .events
-                        .send((
-                            self.id,
-                            PeerEvent::RouteRefresh {
-                                epoch: self.epoch,
-                                afi,
-                                subtype,
-                            },
-                        ))
-                        .await;
-                }
-            }
-        }
-        let after = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
-        if after != before {
-            self.flush_updates().await;
-            let _ = self
-                .events
-                .send((
-                    self.id,
-                    PeerEvent::State {
-                        state: after.0,
-                        last_error: after.1,
-                    },
-                ))
-                .await;
-        }
-    }
-
-    fn connect(&self) -> ConnectFuture {
-        let sockets = self.sockets.clone();
-        let local = self.cfg.spec.local_address;
-        let peer = SocketAddr::new(self.cfg.spec.address, self.cfg.port);
-        let key = self.cfg.md5_key.clone();
-        let gtsm = self.cfg.ttl_security;
-        let timeout = self.cfg.session.connect_retry;
-        Box::pin(async move {
-            let s = sockets(socket2::Domain::for_address(peer))?;
-            s.set_nonblocking(true)?;
-            if let Some(k) = &key {
-                cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
-            }
-            if gtsm {
-                cic_sockopt::set_gtsm(s.as_fd(), peer.is_ipv6(), 1)?;
-            }
-            // Source the connection from our address on the shared subnet.
-            s.bind(&SocketAddr::new(local, 0).into())?;
-            let sock = TcpSocket::from_std_stream(s.into());
-            match tokio::time::timeout(timeout, sock.connect(peer)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {peer} timed out"),
-                )),
-            }
-        })
-    }
+    msgs
 }
 
 /// The next acknowledgement of the route programmer (none: never).
@@ -1503,29 +1205,6 @@ async fn acked(rx: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn connect_poll(f: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
-    match f {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn read_some(
-    r: &mut Option<tokio::net::tcp::OwnedReadHalf>,
-    buf: &mut BytesMut,
-) -> io::Result<usize> {
-    match r {
-        Some(r) => {
-            // Room for a good read: a full table arrives in large reads, not 64 bytes.
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            r.read_buf(buf).await
-        }
         None => std::future::pending().await,
     }
 }

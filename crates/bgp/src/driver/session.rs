@@ -1,0 +1,511 @@
+//! One session's task: the FSM, the connection's reading side and the timers. Its
+//! connection's writing side is a task of its own ([`super::writer`]), so a peer that
+//! stops reading stalls neither this task (its hold timer, its commands) nor anyone else.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::writer::{Ctl, Writer, WriterEnd};
+use super::{PeerConfig, PeerEvent, SessionCmd, SocketFactory, sleep_until};
+use crate::fsm::{Input, Output, Session, State, Timer};
+use crate::rib::PeerId;
+use crate::wire::{self, DecodeContext, Message, Notification, Update, cease};
+
+/// Bytes a session reads from its connection at a time, at most.
+const READ_CHUNK: usize = 64 * 1024;
+/// UPDATEs handed to the instance in one event, at most.
+const MAX_BATCH: usize = 64;
+/// A NOTIFICATION on a connection we refuse goes within this, or not at all.
+const REFUSE_WAIT: Duration = Duration::from_secs(1);
+/// RFC 9687 §5: the send hold time is the greater of 8 minutes and twice the hold time.
+const MIN_SEND_HOLD: Duration = Duration::from_secs(8 * 60);
+
+type ConnectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>> + Send>>;
+
+pub(super) struct SessionTask {
+    id: PeerId,
+    cfg: PeerConfig,
+    fsm: Session,
+    sockets: SocketFactory,
+    events: mpsc::Sender<(PeerId, PeerEvent)>,
+    /// Told when a writer has written a chunk (the instance hands the next).
+    room: Arc<Notify>,
+    timers: HashMap<Timer, Instant>,
+    reader: Option<tokio::net::tcp::OwnedReadHalf>,
+    writer: Option<Writer>,
+    /// A NOTIFICATION the FSM sent, for the writer to put before it closes.
+    closing_with: Option<Notification>,
+    connecting: Option<ConnectFuture>,
+    buf: BytesMut,
+    epoch: u64,
+    /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
+    pending: Vec<Update>,
+}
+
+impl SessionTask {
+    pub(super) fn new(
+        id: PeerId,
+        cfg: PeerConfig,
+        sockets: SocketFactory,
+        events: mpsc::Sender<(PeerId, PeerEvent)>,
+        room: Arc<Notify>,
+    ) -> Self {
+        let fsm = Session::new(cfg.session.clone());
+        SessionTask {
+            id,
+            cfg,
+            fsm,
+            sockets,
+            events,
+            room,
+            timers: HashMap::new(),
+            reader: None,
+            writer: None,
+            closing_with: None,
+            connecting: None,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            epoch: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut cmds: mpsc::Receiver<SessionCmd>) {
+        self.input(Input::Start).await;
+        loop {
+            let deadline = self
+                .timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
+            let input = tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    Some(SessionCmd::Control(m)) => {
+                        if self.fsm.state() == State::Established {
+                            self.send(m);
+                        }
+                        continue;
+                    }
+                    Some(SessionCmd::Stop { notification, restart_after }) => Input::Stop { notification, restart_after },
+                    Some(SessionCmd::Incoming(stream)) => {
+                        self.incoming(stream).await;
+                        continue;
+                    }
+                    Some(SessionCmd::PathUp) => Input::PathUp,
+                    Some(SessionCmd::RestartDone) => {
+                        self.fsm.restart_done();
+                        continue;
+                    }
+                    Some(SessionCmd::Exit(n)) => {
+                        self.input(Input::Stop { notification: n, restart_after: None }).await;
+                        return;
+                    }
+                    None => return,
+                },
+                _ = sleep_until(deadline.map(|d| d.1)) => {
+                    let Some((t, _)) = deadline else { continue };
+                    self.timers.remove(&t);
+                    Input::TimerExpired(t)
+                }
+                res = connect_poll(&mut self.connecting) => {
+                    self.connecting = None;
+                    match res {
+                        Ok(stream) => {
+                            self.attach(stream);
+                            Input::TcpConnected
+                        }
+                        Err(e) => {
+                            debug!("connect: {e}");
+                            Input::TcpFailed
+                        }
+                    }
+                }
+                end = writer_done(&mut self.writer) => {
+                    // The writer is gone; so is the connection.
+                    self.writer = None;
+                    match end {
+                        WriterEnd::SendHoldExpired(d) => {
+                            warn!(
+                                "Send Hold Timer Expired (RFC 9687): the peer took no data for {} s; closing",
+                                d.as_secs()
+                            );
+                            Input::SendHoldTimerExpired
+                        }
+                        WriterEnd::Failed(e) => {
+                            debug!("write: {e}");
+                            Input::TcpFailed
+                        }
+                        WriterEnd::Closed => Input::TcpFailed,
+                    }
+                }
+                res = read_some(&mut self.reader, &mut self.buf) => match res {
+                    Ok(0) | Err(_) => Input::TcpFailed,
+                    Ok(_) => {
+                        self.drain_messages().await;
+                        continue;
+                    }
+                },
+            };
+            self.input(input).await;
+        }
+    }
+
+    /// A message to the peer, through the writer (between the UPDATEs the instance
+    /// hands it). A full control queue means the peer reads nothing: a KEEPALIVE lost
+    /// then changes nothing, and the send hold timer ends such a connection.
+    fn send(&mut self, m: BytesMut) {
+        if let Some(w) = &self.writer {
+            let _ = w.ctl.try_send(Ctl::Msg(m));
+        }
+    }
+
+    /// Hands the UPDATEs decoded so far to the instance.
+    async fn flush_updates(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Room for a batch as large as this one: a table's batches are full, and a
+        // vector grown an UPDATE at a time was reallocated five times a batch.
+        let room = self.pending.len();
+        let updates = std::mem::replace(&mut self.pending, Vec::with_capacity(room));
+        let _ = self
+            .events
+            .send((
+                self.id,
+                PeerEvent::Updates {
+                    epoch: self.epoch,
+                    updates,
+                },
+            ))
+            .await;
+    }
+
+    /// Decodes every whole message in the buffer and feeds it to the FSM; the UPDATEs
+    /// among them go to the instance together.
+    async fn drain_messages(&mut self) {
+        self.decode_all().await;
+        self.flush_updates().await;
+    }
+
+    async fn decode_all(&mut self) {
+        loop {
+            let cx = DecodeContext {
+                ibgp: self.fsm.is_ibgp(),
+                extended: self.fsm.negotiated().is_some_and(|n| n.extended_message),
+            };
+            match wire::decode_message(&self.buf, &cx) {
+                Ok(Some((m, n))) => {
+                    let _ = self.buf.split_to(n);
+                    tracing::trace!(len = n, "received {}", m.kind());
+                    if let Message::Update(u) = &m {
+                        for p in &u.problems {
+                            warn!("UPDATE from the peer: {p:?} (RFC 7606)");
+                        }
+                    }
+                    self.input(Input::Message(m)).await;
+                    if self.reader.is_none() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("malformed message: {e}");
+                    self.buf.clear();
+                    self.input(Input::DecodeError(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Connection collision (RFC 4271 §6.8).
+    async fn incoming(&mut self, stream: TcpStream) {
+        // GTSM on a connection the peer opened: from here on its packets must arrive with
+        // TTL 255 (its OPEN among them), and ours leave with 255.
+        if self.cfg.ttl_security {
+            let v6 = stream.peer_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = cic_sockopt::set_gtsm(stream.as_fd(), v6, 1) {
+                warn!("GTSM on an incoming connection: {e}; connection refused");
+                return;
+            }
+        }
+        let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
+        match self.fsm.state() {
+            State::Idle => {
+                // Administratively down or holding idle after an error: refuse.
+                let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
+                refuse(stream, n).await;
+            }
+            State::Connect | State::Active => {
+                self.connecting = None;
+                self.attach(stream);
+                self.input(Input::TcpConnected).await;
+            }
+            State::OpenSent => {
+                // The peer's OPEN on our connection is not in yet; keep theirs.
+                if let Some(w) = self.writer.take() {
+                    w.close(Some(collision)).await;
+                }
+                self.attach(stream);
+                self.input(Input::TcpConnected).await;
+            }
+            State::OpenConfirm => {
+                let peer_id = self
+                    .fsm
+                    .negotiated()
+                    .map(|n| n.peer_id)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                if self.cfg.session.router_id > peer_id {
+                    // We win: keep the connection we have, refuse the new one.
+                    refuse(stream, collision).await;
+                } else {
+                    if let Some(w) = self.writer.take() {
+                        w.close(Some(collision)).await;
+                    }
+                    self.attach(stream);
+                    self.input(Input::TcpConnected).await;
+                }
+            }
+            State::Established
+                if self
+                    .fsm
+                    .negotiated()
+                    .is_some_and(|n| n.graceful_restart.is_some()) =>
+            {
+                // RFC 4724 §4.2: with graceful restart, a new connection from an
+                // Established peer means it restarted and its old connection is dead (a
+                // crash, a reboot: no FIN reached us, and the hold timer has not run
+                // out). Its routes stay, stale, and the session opens on the new one.
+                info!("the peer connected again while Established: taken as its restart");
+                self.flush_updates().await;
+                if let Some(w) = self.writer.take() {
+                    w.close(None).await;
+                }
+                self.attach(stream);
+                self.input(Input::PeerRestarted).await;
+            }
+            State::Established => refuse(stream, collision).await,
+        }
+    }
+
+    /// Takes `stream` as the session's connection, with a writer task of its own.
+    fn attach(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.reader = Some(r);
+        self.writer = Some(Writer::spawn(w, self.room.clone()));
+        self.closing_with = None;
+        self.buf.clear();
+    }
+
+    /// Runs one input through the FSM and carries out its outputs.
+    async fn input(&mut self, input: Input) {
+        let before = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        let outputs = self.fsm.handle(input);
+        for o in outputs {
+            match o {
+                Output::Connect => self.connecting = Some(self.connect()),
+                // A NOTIFICATION goes with the close that follows it: the writer puts it
+                // after the message it is writing, then closes.
+                Output::Send(Message::Notification(n)) => self.closing_with = Some(n),
+                Output::Send(m) => self.send(m.encode()),
+                Output::Disconnect => {
+                    if let Some(w) = self.writer.take() {
+                        w.close(self.closing_with.take()).await;
+                    }
+                    self.closing_with = None;
+                    self.reader = None;
+                    self.connecting = None;
+                }
+                Output::StartTimer(t, d) => {
+                    self.timers.insert(t, Instant::now() + d);
+                }
+                Output::StopTimer(t) => {
+                    self.timers.remove(&t);
+                }
+                Output::Established(n) => {
+                    self.flush_updates().await;
+                    self.epoch += 1;
+                    info!(hold = n.hold_time, "session established");
+                    let Some(w) = &self.writer else { continue };
+                    // RFC 9687: the greater of 8 minutes and twice the hold time, unless
+                    // configured (and none when the hold time is 0).
+                    let send_hold = (n.hold_time > 0).then(|| {
+                        self.cfg.send_hold_time.unwrap_or_else(|| {
+                            MIN_SEND_HOLD.max(Duration::from_secs(2 * u64::from(n.hold_time)))
+                        })
+                    });
+                    let _ = w
+                        .ctl
+                        .try_send(Ctl::SendHold(send_hold.filter(|d| !d.is_zero())));
+                    let local = self
+                        .reader
+                        .as_ref()
+                        .and_then(|r| r.local_addr().ok())
+                        .map(|a| a.ip().to_canonical());
+                    let wire = w.wire.clone();
+                    let _ = self
+                        .events
+                        .send((
+                            self.id,
+                            PeerEvent::Up {
+                                epoch: self.epoch,
+                                negotiated: n,
+                                local,
+                                wire,
+                            },
+                        ))
+                        .await;
+                }
+                Output::Down { why, graceful } => {
+                    self.flush_updates().await;
+                    info!("session down: {why}");
+                    let _ = self
+                        .events
+                        .send((
+                            self.id,
+                            PeerEvent::Down {
+                                epoch: self.epoch,
+                                graceful,
+                            },
+                        ))
+                        .await;
+                }
+                Output::Update(u) => {
+                    self.pending.push(u);
+                    if self.pending.len() >= MAX_BATCH {
+                        self.flush_updates().await;
+                    }
+                }
+                Output::RouteRefresh { afi, subtype } => {
+                    // (After the UPDATEs before it: a BoRR or EoRR frames them.)
+                    self.flush_updates().await;
+                    let _ = self
+                        .events
+                        .send((
+                            self.id,
+                            PeerEvent::RouteRefresh {
+                                epoch: self.epoch,
+                                afi,
+                                subtype,
+                            },
+                        ))
+                        .await;
+                }
+            }
+        }
+        let after = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        if after != before {
+            self.flush_updates().await;
+            let _ = self
+                .events
+                .send((
+                    self.id,
+                    PeerEvent::State {
+                        state: after.0,
+                        last_error: after.1,
+                    },
+                ))
+                .await;
+        }
+    }
+
+    fn connect(&self) -> ConnectFuture {
+        let sockets = self.sockets.clone();
+        let local = self.cfg.spec.local_address;
+        let peer = SocketAddr::new(self.cfg.spec.address, self.cfg.port);
+        let key = self.cfg.md5_key.clone();
+        let gtsm = self.cfg.ttl_security;
+        let timeout = self.cfg.session.connect_retry;
+        Box::pin(async move {
+            let s = sockets(socket2::Domain::for_address(peer))?;
+            s.set_nonblocking(true)?;
+            if let Some(k) = &key {
+                cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
+            }
+            if gtsm {
+                cic_sockopt::set_gtsm(s.as_fd(), peer.is_ipv6(), 1)?;
+            }
+            // Source the connection from our address on the shared subnet.
+            s.bind(&SocketAddr::new(local, 0).into())?;
+            let sock = TcpSocket::from_std_stream(s.into());
+            match tokio::time::timeout(timeout, sock.connect(peer)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {peer} timed out"),
+                )),
+            }
+        })
+    }
+}
+
+/// Refuses a connection with `n`: sent if it goes at once, then closed.
+async fn refuse(mut s: TcpStream, n: Notification) {
+    let m = Message::Notification(n).encode();
+    let _ = tokio::time::timeout(REFUSE_WAIT, s.write_all(&m)).await;
+}
+
+async fn writer_done(w: &mut Option<Writer>) -> WriterEnd {
+    match w {
+        Some(w) => (&mut w.done).await.unwrap_or(WriterEnd::Closed),
+        None => std::future::pending().await,
+    }
+}
+
+async fn connect_poll(f: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_some(
+    r: &mut Option<tokio::net::tcp::OwnedReadHalf>,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    match r {
+        Some(r) => {
+            // Room for a good read: a full table arrives in large reads, not 64 bytes.
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            r.read_buf(buf).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The send hold time RFC 9687 §5 suggests for a hold time (seconds).
+pub fn default_send_hold(hold_time: u16) -> Duration {
+    MIN_SEND_HOLD.max(Duration::from_secs(2 * u64::from(hold_time)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_hold_time_is_eight_minutes_or_twice_the_hold_time() {
+        assert_eq!(default_send_hold(90), Duration::from_secs(480));
+        assert_eq!(default_send_hold(300), Duration::from_secs(600));
+    }
+
+    #[tokio::test]
+    async fn a_writer_done_with_nothing_never_ends() {
+        let mut none: Option<Writer> = None;
+        let r = tokio::time::timeout(Duration::from_millis(10), writer_done(&mut none)).await;
+        assert!(r.is_err());
+    }
+}

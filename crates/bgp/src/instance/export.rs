@@ -1,0 +1,661 @@
+//! The export half of the instance: what each peer should have (the export decision),
+//! and what it still has to be sent (its outbox).
+//!
+//! ```text
+//!   Loc-RIB change ──▶ desired(peer, prefix) ──▶ Outbox (per peer) ──take(budget)──▶ Batch
+//!   peer up / refresh ─▶ Feed: a walk of the Loc-RIB, in steps  ──┘        (the driver encodes
+//!                                                                           it when the peer's
+//!                                                                           socket has room)
+//! ```
+//!
+//! A change is not turned into messages when it happens: it marks the prefix in the peer's
+//! outbox with what the peer should have (the attribute set, or a withdrawal), grouped by
+//! attribute set as BIRD's buckets are, and the driver takes from the outbox as the peer's
+//! connection takes data. So a slow peer costs an entry per prefix, not a queue of
+//! messages; a route that changes ten times while the peer is slow is sent once; nothing is
+//! dropped; and what was handed to the session is the Adj-RIB-Out (`adj_out`). A new
+//! peer's full table is a [`Feed`]: a walk of the Loc-RIB in steps, so the instance answers
+//! everything else between them.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::{GRACEFUL_SHUTDOWN, Instance, PeerState, Touched};
+use crate::policy::{self, Export, Role};
+use crate::rib::{DEFAULT_LOCAL_PREF, PeerId};
+use crate::wire::{self, Afi, AsPathSegment, Origin, PathAttrs};
+
+/// Prefixes a feed looks at in one step (a few milliseconds).
+pub const FEED_STEP: usize = 8192;
+
+/// What goes to a peer's session at once, in this order on the wire: BoRR, withdrawals,
+/// announcements, EoRR, End-of-RIB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The peer asked for our routes of this family (RFC 7313): BoRR before them.
+    pub begin_refresh: Option<Afi>,
+    pub withdrawn: Vec<IpNet>,
+    pub announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
+    /// Every route of the refreshed family was sent again: EoRR after them.
+    pub end_refresh: Option<Afi>,
+    /// End-of-RIB of these families, after the first full table (RFC 4724).
+    pub end_of_rib: Vec<Afi>,
+    /// Routes not sent, as their UPDATE would be longer than the peer takes: prefix and
+    /// the UPDATE's length.
+    pub too_large: Vec<(IpNet, usize)>,
+    /// How many routes the peer holds after this batch, minus before.
+    pub delta: i64,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.begin_refresh.is_none()
+            && self.withdrawn.is_empty()
+            && self.announce.is_empty()
+            && self.end_refresh.is_none()
+            && self.end_of_rib.is_empty()
+            && self.too_large.is_empty()
+    }
+}
+
+/// What a peer is still to be sent.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    /// Prefix → what the peer should get: an announcement with these attributes (the
+    /// bucket's own `Arc`), or a withdrawal (None).
+    pending: HashMap<IpNet, Option<Arc<PathAttrs>>>,
+    /// Announcements by attribute set (equal sets share one bucket), and the order the
+    /// buckets filled in. A bucket's prefix that `pending` no longer agrees with was
+    /// changed again since, and is skipped.
+    buckets: HashMap<Arc<PathAttrs>, Vec<IpNet>>,
+    order: VecDeque<Arc<PathAttrs>>,
+    withdraw: VecDeque<IpNet>,
+    /// A refresh asked for by the peer: BoRR owed, and once the feed has gone through
+    /// the family and the outbox is empty, EoRR.
+    refresh: Option<(Afi, bool)>,
+    /// End-of-RIB owed after the feed (the first table of the session).
+    end_of_rib: bool,
+}
+
+impl Outbox {
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = Outbox::default();
+    }
+
+    fn push_announce(&mut self, n: IpNet, a: Arc<PathAttrs>) {
+        // Equal sets share the bucket's `Arc`: what waits costs a pointer, not a copy.
+        let (key, fresh) = match self.buckets.get_key_value(&a) {
+            Some((k, _)) => (k.clone(), false),
+            None => (a, true),
+        };
+        if fresh {
+            self.buckets.insert(key.clone(), Vec::new());
+        }
+        let bucket = self.buckets.entry(key.clone()).or_default();
+        if bucket.is_empty() {
+            self.order.push_back(key.clone());
+        }
+        bucket.push(n);
+        self.pending.insert(n, Some(key));
+    }
+
+    fn push_withdraw(&mut self, n: IpNet) {
+        self.withdraw.push_back(n);
+        self.pending.insert(n, None);
+    }
+}
+
+/// A walk of the Loc-RIB for one peer: after the last prefix it looked at.
+#[derive(Debug, Clone)]
+pub(super) struct Feed {
+    after: Option<IpNet>,
+    /// Only this family (a refresh), or both.
+    afi: Option<Afi>,
+    /// Send what the peer has again even where it is unchanged (a refresh).
+    force: bool,
+}
+
+/// Octets a prefix takes on the wire (RFC 4271 §4.3: length, then the significant octets).
+fn prefix_len(n: &IpNet) -> usize {
+    1 + usize::from(n.prefix_len()).div_ceil(8)
+}
+
+/// The length of an UPDATE carrying `attrs` and `n` alone, as the encoder makes it.
+fn update_len(attrs: &PathAttrs, n: &IpNet) -> usize {
+    wire::encode_updates_within(&[], Some(attrs), &[*n], wire::MAX_EXTENDED_LEN)
+        .first()
+        .map_or(0, |m| m.len())
+}
+
+impl Instance {
+    /// After the Loc-RIB changed for `touched`: every peer that is up gets what changed
+    /// for it. (A change inside a VPC prefix may change whether the fabric covers it.)
+    pub(super) fn export_changes(&mut self, touched: Touched) -> Vec<super::Action> {
+        let mut eval = touched;
+        let covering: Vec<IpNet> = self
+            .params
+            .vpc_prefixes
+            .iter()
+            .filter(|v| eval.iter().any(|t| v.contains(t)))
+            .copied()
+            .collect();
+        eval.extend(covering);
+        let mut out = Vec::new();
+        if self.deferring {
+            return out;
+        }
+        for peer in self.up_peers() {
+            if self.export_to(peer, &eval) {
+                out.push(super::Action::Output { peer });
+            }
+        }
+        out
+    }
+
+    /// Puts into `peer`'s outbox what it should have for `prefixes`. True when the peer
+    /// has something to be sent.
+    pub(super) fn export_to(&mut self, peer: PeerId, prefixes: &Touched) -> bool {
+        // Only the families the session carries.
+        let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
+            return false;
+        };
+        let carried = |n: &IpNet| up.carries(Afi::of(n));
+        let desired: Vec<(IpNet, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
+            None => prefixes
+                .iter()
+                .filter(|n| carried(n))
+                .map(|n| (*n, self.desired(peer, n)))
+                .collect(),
+            // A peer that takes only our own prefixes (or nothing): of the changes, only
+            // those and what it has or is to get can matter. With many feeds this keeps a
+            // change from costing a judgement per peer.
+            Some(own) => {
+                let p = &self.peers[&peer];
+                let mut c: Vec<IpNet> = prefixes
+                    .iter()
+                    .filter(|n| {
+                        p.adj_out.contains_key(n)
+                            || p.outbox.pending.contains_key(n)
+                            || own.contains(n) && carried(n)
+                    })
+                    .copied()
+                    .collect();
+                c.dedup();
+                c.into_iter().map(|n| (n, self.desired(peer, &n))).collect()
+            }
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        for (n, want) in desired {
+            enqueue(p, n, want, false);
+        }
+        !p.outbox.is_empty() || p.outbox.refresh.is_some() || p.outbox.end_of_rib
+    }
+
+    /// Starts sending `peer` everything it should have: the first table of a session
+    /// (with End-of-RIB after it), or again after a policy change or a drain.
+    pub(super) fn start_feed(&mut self, peer: PeerId, end_of_rib: bool) -> Vec<super::Action> {
+        let own = self.only_own(peer);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        if p.up.is_none() {
+            return vec![];
+        }
+        p.outbox.end_of_rib |= end_of_rib;
+        p.feed = match own {
+            // Our own prefixes only: a handful, looked at now.
+            Some(_) => None,
+            None => Some(Feed {
+                after: None,
+                afi: None,
+                force: false,
+            }),
+        };
+        // Our own prefixes (VPC, announced) may be in no Loc-RIB entry.
+        let mine: Vec<IpNet> = self
+            .params
+            .vpc_prefixes
+            .iter()
+            .chain(&self.params.announce)
+            .copied()
+            .chain(own.unwrap_or_default())
+            .collect();
+        self.export_to(peer, &Touched::new(mine));
+        vec![super::Action::Output { peer }]
+    }
+
+    /// The peer asked for our routes of `afi` again (RFC 2918): everything of that family
+    /// is sent again, framed by BoRR and EoRR with enhanced route refresh (RFC 7313), else
+    /// followed by End-of-RIB (RFC 7313 §4 asks nothing; BIRD and FRR send it).
+    pub(super) fn start_refresh(&mut self, peer: PeerId, afi: Afi) -> Vec<super::Action> {
+        let own = self.only_own(peer);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        let Some(up) = &p.up else {
+            return vec![];
+        };
+        if up.enhanced_route_refresh {
+            p.outbox.refresh = Some((afi, true));
+        } else {
+            p.outbox.end_of_rib = true;
+        }
+        // What it has of the family, again; then the walk for what it should have.
+        let had: Vec<(IpNet, Arc<PathAttrs>)> = p
+            .adj_out
+            .iter()
+            .filter(|(n, _)| Afi::of(n) == afi)
+            .map(|(n, a)| (*n, a.clone()))
+            .collect();
+        for (n, a) in had {
+            enqueue(p, n, Some(a), true);
+        }
+        if own.is_none() {
+            p.feed = Some(Feed {
+                after: None,
+                afi: Some(afi),
+                force: true,
+            });
+        }
+        vec![super::Action::Output { peer }]
+    }
+
+    /// Whether a feed is under way (the driver gives it steps when idle).
+    pub fn feeding(&self) -> bool {
+        self.peers.values().any(|p| p.feed.is_some())
+    }
+
+    /// A step of every feed under way: up to `budget` prefixes looked at in all. Returns
+    /// the peers that got something to send.
+    pub fn step_feeds(&mut self, budget: usize) -> Vec<PeerId> {
+        let feeding: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.feed.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        if feeding.is_empty() {
+            return vec![];
+        }
+        let each = (budget / feeding.len()).max(256);
+        feeding
+            .into_iter()
+            .filter(|peer| self.step_feed(*peer, each))
+            .collect()
+    }
+
+    /// Looks at up to `budget` more prefixes for `peer`'s feed. True if its outbox has
+    /// something.
+    fn step_feed(&mut self, peer: PeerId, budget: usize) -> bool {
+        let Some(feed) = self.peers.get(&peer).and_then(|p| p.feed.clone()) else {
+            return false;
+        };
+        let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
+            return false;
+        };
+        let next: Vec<IpNet> = self
+            .rib
+            .iter_after(feed.after)
+            .map(|(n, _)| n)
+            .filter(|n| feed.afi.is_none_or(|a| Afi::of(n) == a) && up.carries(Afi::of(n)))
+            .take(budget)
+            .collect();
+        let done = next.len() < budget;
+        let wants: Vec<(IpNet, Option<Arc<PathAttrs>>)> =
+            next.iter().map(|n| (*n, self.desired(peer, n))).collect();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        for (n, want) in wants {
+            enqueue(p, n, want, feed.force);
+        }
+        p.feed = match (done, next.last()) {
+            (true, _) | (_, None) => None,
+            (false, Some(last)) => Some(Feed {
+                after: Some(*last),
+                ..feed
+            }),
+        };
+        !p.outbox.is_empty()
+    }
+
+    /// Whether `peer` has anything to be sent now.
+    pub fn has_output(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| {
+            p.up.is_some()
+                && (!p.outbox.is_empty()
+                    || p.feed.is_some()
+                    || p.outbox.end_of_rib
+                    || p.outbox.refresh.is_some())
+        })
+    }
+
+    /// Takes from `peer`'s outbox what fits in about `budget` octets (feeding it on when
+    /// it runs dry); None when there is nothing to send. What is taken is the peer's
+    /// Adj-RIB-Out from here on. A route whose UPDATE would be longer than the peer
+    /// accepts (RFC 8654 negotiated or not) is not sent: it is withdrawn if the peer had
+    /// it, and kept among the routes not sent, with why.
+    pub fn take(&mut self, peer: PeerId, budget: usize) -> Option<Batch> {
+        let max = self.max_message_len(peer);
+        let mut b = Batch::default();
+        let mut used = 0usize;
+        loop {
+            let p = self.peers.get_mut(&peer)?;
+            p.up.as_ref()?;
+            if let Some((afi, true)) = p.outbox.refresh {
+                b.begin_refresh = Some(afi);
+                p.outbox.refresh = Some((afi, false));
+                used += 23;
+            }
+            drain(p, &mut b, &mut used, budget, max);
+            if used >= budget {
+                break;
+            }
+            if p.outbox.is_empty() && p.feed.is_some() {
+                // Dry, and the feed has more: a step of it, then on.
+                self.step_feed(peer, FEED_STEP);
+                continue;
+            }
+            if p.outbox.is_empty() && p.feed.is_none() {
+                if let Some((afi, false)) = p.outbox.refresh.take() {
+                    b.end_refresh = Some(afi);
+                }
+                if std::mem::take(&mut p.outbox.end_of_rib) {
+                    b.end_of_rib =
+                        p.up.as_ref()
+                            .map(|n| n.families().collect())
+                            .unwrap_or_default();
+                }
+            }
+            break;
+        }
+        (!b.is_empty()).then_some(b)
+    }
+
+    /// The only prefixes `peer` can be sent, when it is not every route: a customer gets
+    /// the public services and the VPC prefixes; a neighbor that exports "originated"
+    /// our own prefixes, and one that exports nothing none.
+    pub(super) fn only_own(&self, peer: PeerId) -> Option<Vec<IpNet>> {
+        let p = self.peers.get(&peer)?;
+        let params = &self.params;
+        match p.spec.role {
+            Role::Customer => Some(
+                params
+                    .announce
+                    .iter()
+                    .chain(&params.vpc_prefixes)
+                    .copied()
+                    .collect(),
+            ),
+            Role::Fabric => None,
+            Role::Neighbor => match p.spec.policy.as_deref().map(|x| &x.export) {
+                None | Some(Export::Nothing) => Some(vec![]),
+                Some(Export::Originated) => Some(params.announce.clone()),
+                Some(Export::All | Export::Filter(_)) => None,
+            },
+        }
+    }
+
+    /// What `peer` should have for `n` under the export policy, marked while draining.
+    pub(super) fn desired(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
+        let a = self.exported(peer, n)?;
+        if !self.graceful_shutdown {
+            return Some(a);
+        }
+        let mut a = (*a).clone();
+        if !a.communities.contains(&GRACEFUL_SHUTDOWN) {
+            a.communities.push(GRACEFUL_SHUTDOWN);
+        }
+        if a.local_pref.is_some() {
+            a.local_pref = Some(0);
+        }
+        Some(Arc::new(a))
+    }
+
+    fn exported(&self, peer: PeerId, n: &IpNet) -> Option<Arc<PathAttrs>> {
+        let p = &self.peers[&peer];
+        match p.spec.role {
+            Role::Customer => {
+                // The public services, always; the VPC prefixes only while the fabric has
+                // a route inside them.
+                let covered = self.params.announce.contains(n)
+                    || self.params.vpc_prefixes.contains(n)
+                        && self.rib.within(n).any(|(_, paths)| {
+                            paths.first().is_some_and(|b| b.role == Role::Fabric)
+                        });
+                covered.then(|| {
+                    Arc::new(PathAttrs {
+                        origin: Origin::Igp,
+                        as_path: vec![AsPathSegment::Sequence(vec![self.params.local_asn])],
+                        next_hop: p.local_address4(),
+                        next_hop6: p.local_address6(),
+                        ..Default::default()
+                    })
+                })
+            }
+            Role::Fabric => {
+                let best = self.rib.best(n)?;
+                if best.role != Role::Customer {
+                    return None;
+                }
+                Some(self.outbound((*best.attrs).clone(), p))
+            }
+            Role::Neighbor => {
+                let policy = p.spec.policy.as_deref()?;
+                let ibgp = p.spec.asn == self.params.local_asn;
+                let own = self.params.announce.contains(n);
+                let a = match (&policy.export, own) {
+                    (Export::Nothing, _) | (Export::Originated, false) => return None,
+                    (_, true) => PathAttrs {
+                        origin: Origin::Igp,
+                        ..Default::default()
+                    },
+                    (Export::All | Export::Filter(_), false) => {
+                        let best = self.rib.best(n)?;
+                        // Not back to where it came from; iBGP routes not to iBGP peers.
+                        if best.peer == peer || ibgp && !best.ebgp {
+                            return None;
+                        }
+                        (*best.attrs).clone()
+                    }
+                };
+                // The filter sees the route as it stands, before our prepend.
+                if let Export::Filter(f) = &policy.export
+                    && !f.permits(n, Some(&a))
+                {
+                    return None;
+                }
+                let actions = match &policy.export {
+                    Export::Filter(f) => f.actions(n, Some(&a)).map(|(_, x)| x.clone()),
+                    _ => None,
+                };
+                let a = match p.up.as_ref().and_then(|u| u.local_role) {
+                    Some(r) => policy::otc_egress(r, self.params.local_asn, a)?,
+                    None => a,
+                };
+                let out = self.outbound(a, p);
+                // The export rule's changes, on the route as sent (no LOCAL_PREF to an
+                // external neighbor).
+                Some(match actions {
+                    Some(x) => {
+                        let mut a = (*out).clone();
+                        x.apply(&mut a);
+                        if !ibgp {
+                            a.local_pref = None;
+                        }
+                        Arc::new(a)
+                    }
+                    None => out,
+                })
+            }
+        }
+    }
+
+    /// Attributes as sent to `p`: next hop self; toward eBGP our AS prepended and
+    /// LOCAL_PREF and MED dropped, toward iBGP a LOCAL_PREF always.
+    fn outbound(&self, mut a: PathAttrs, p: &PeerState) -> Arc<PathAttrs> {
+        a.next_hop = p.local_address4();
+        a.next_hop6 = p.local_address6();
+        a.link_local6 = None;
+        if p.spec.asn == self.params.local_asn {
+            a.local_pref = Some(a.local_pref.unwrap_or(DEFAULT_LOCAL_PREF));
+        } else {
+            let extra = p.spec.policy.as_ref().map_or(0, |x| x.prepend);
+            for _ in 0..=extra {
+                a.prepend(self.params.local_asn);
+            }
+            a.local_pref = None;
+            a.med = None;
+        }
+        Arc::new(a)
+    }
+
+    /// Prefixes that policy would send `peer` but that do not fit in an UPDATE it takes,
+    /// with the UPDATE's length.
+    pub(super) fn too_large(&self, peer: PeerId) -> Vec<(IpNet, usize)> {
+        self.peers
+            .get(&peer)
+            .map(|p| {
+                let mut v: Vec<_> = p.too_large.iter().map(|(n, l)| (*n, *l)).collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default()
+    }
+
+    /// Our address toward `peer` in `n`'s family: a NEXT_HOP equal to it is our own.
+    pub(super) fn own_address(&self, peer: PeerId, afi: Afi) -> Option<IpAddr> {
+        let p = self.peers.get(&peer)?;
+        match afi {
+            Afi::Ipv4 => p.local_address4().map(IpAddr::V4),
+            Afi::Ipv6 => match p.local_address {
+                IpAddr::V6(a) => Some(IpAddr::V6(a)),
+                IpAddr::V4(_) => p.spec.local_address6.map(IpAddr::V6),
+            },
+        }
+    }
+}
+
+/// Marks `n` in `p`'s outbox with what the peer should have (`want`: announce, or None:
+/// withdraw). What the peer already has cancels a queued change; `force` sends it again
+/// all the same (a refresh).
+fn enqueue(p: &mut PeerState, n: IpNet, want: Option<Arc<PathAttrs>>, force: bool) {
+    let sent = p.adj_out.get(&n);
+    let same = match (sent, &want) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+        _ => false,
+    };
+    if same && !(force && want.is_some()) {
+        // What was queued is moot; a route not sent for its size may fit now, or be gone.
+        p.outbox.pending.remove(&n);
+        if want.is_none() {
+            p.too_large.remove(&n);
+        }
+        return;
+    }
+    match want {
+        None => {
+            p.too_large.remove(&n);
+            if sent.is_some() {
+                p.outbox.push_withdraw(n);
+            } else {
+                p.outbox.pending.remove(&n);
+            }
+        }
+        Some(a) => p.outbox.push_announce(n, a),
+    }
+}
+
+/// Moves what fits in `budget` from the outbox into `b`: withdrawals first, then the
+/// buckets in the order they filled.
+fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max: usize) {
+    let o = &mut p.outbox;
+    while *used < budget {
+        let Some(n) = o.withdraw.pop_front() else {
+            break;
+        };
+        if o.pending.get(&n) != Some(&None) {
+            continue; // changed again since
+        }
+        o.pending.remove(&n);
+        if p.adj_out.remove(&n).is_some() {
+            b.delta -= 1;
+            b.withdrawn.push(n);
+            *used += prefix_len(&n);
+        }
+    }
+    while *used < budget {
+        let Some(key) = o.order.pop_front() else {
+            break;
+        };
+        let Some(mut prefixes) = o.buckets.remove(&key) else {
+            continue;
+        };
+        // The UPDATE's length without its NLRI, per family, measured once per bucket.
+        let mut base: [Option<usize>; 2] = [None, None];
+        let mut sent = Vec::new();
+        let mut rest = Vec::new();
+        let mut it = prefixes.drain(..);
+        for n in it.by_ref() {
+            let queued = matches!(o.pending.get(&n), Some(Some(a)) if Arc::ptr_eq(a, &key));
+            if !queued {
+                continue; // changed again since
+            }
+            let afi = Afi::of(&n) as usize;
+            let len = match base[afi] {
+                Some(l) => l + prefix_len(&n),
+                None => {
+                    let l = update_len(&key, &n);
+                    base[afi] = Some(l - prefix_len(&n));
+                    l
+                }
+            };
+            o.pending.remove(&n);
+            if len > max {
+                // RFC 8654 §4: nothing longer than the peer takes. Not sent; the peer
+                // must not keep an older version of it either.
+                b.too_large.push((n, len));
+                p.too_large.insert(n, len);
+                if p.adj_out.remove(&n).is_some() {
+                    b.delta -= 1;
+                    b.withdrawn.push(n);
+                }
+                continue;
+            }
+            p.too_large.remove(&n);
+            if p.adj_out.insert(n, key.clone()).is_none() {
+                b.delta += 1;
+            }
+            sent.push(n);
+            *used += prefix_len(&n);
+            if *used >= budget {
+                rest.extend(it.by_ref());
+                break;
+            }
+        }
+        drop(it);
+        if !sent.is_empty() {
+            // (The bucket's header is paid once per message, about once per bucket.)
+            *used += base.iter().flatten().max().copied().unwrap_or(0);
+            b.announce.push((key.clone(), sent));
+        }
+        if !rest.is_empty() {
+            // What did not fit goes first next time, with anything that joined it.
+            let joined = o.buckets.remove(&key).unwrap_or_default();
+            rest.extend(joined);
+            o.buckets.insert(key.clone(), rest);
+            o.order.retain(|k| !Arc::ptr_eq(k, &key));
+            o.order.push_front(key);
+        }
+    }
+}
