@@ -308,13 +308,15 @@ struct PeerState {
     local_address: IpAddr,
     up: Option<Negotiated>,
     adj_in: AdjIn,
-    /// What the peer was handed: its Adj-RIB-Out.
-    adj_out: BTreeMap<IpNet, Arc<PathAttrs>>,
+    /// What the peer was handed: its Adj-RIB-Out. (A hash map: a table goes in in the
+    /// order of its attribute sets, not of its prefixes.)
+    adj_out: rustc_hash::FxHashMap<IpNet, Arc<PathAttrs>>,
     /// What it is still to be sent, and the walk of its full table under way.
     outbox: export::Outbox,
     feed: Option<export::Feed>,
+    feed_memo: export::Memo,
     /// Routes not sent because their UPDATE would be too long for it (octets).
-    too_large: std::collections::HashMap<IpNet, usize>,
+    too_large: rustc_hash::FxHashMap<IpNet, usize>,
     discarded: u32,
     over_limit: bool,
     /// Per family: at or above the warning share of the limit (see `warn_prefixes`).
@@ -462,10 +464,11 @@ impl Instance {
                 spec,
                 up: None,
                 adj_in: AdjIn::default(),
-                adj_out: BTreeMap::new(),
+                adj_out: Default::default(),
                 outbox: export::Outbox::default(),
                 feed: None,
-                too_large: std::collections::HashMap::new(),
+                feed_memo: Default::default(),
+                too_large: Default::default(),
                 discarded: 0,
                 over_limit: false,
                 near_limit: [false; 2],
@@ -764,10 +767,13 @@ impl Instance {
     }
 
     pub fn advertised(&self, peer: PeerId) -> Vec<IpNet> {
-        self.peers
+        let mut v: Vec<IpNet> = self
+            .peers
             .get(&peer)
             .map(|p| p.adj_out.keys().copied().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     /// The kernel routes this instance wants, as last emitted.
@@ -874,6 +880,7 @@ impl Instance {
                 p.adj_out.clear();
                 p.outbox.clear();
                 p.feed = None;
+                p.feed_memo = Default::default();
                 p.too_large.clear();
                 p.over_limit = false;
                 p.discarded = 0;
@@ -920,6 +927,7 @@ impl Instance {
                 p.adj_out.clear();
                 p.outbox.clear();
                 p.feed = None;
+                p.feed_memo = Default::default();
                 p.too_large.clear();
                 let (kept, gone): (Vec<IpNet>, Vec<IpNet>) = p
                     .adj_in

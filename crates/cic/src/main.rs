@@ -162,9 +162,13 @@ enum NeighborRoutes {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// BGP ingest: the same pre-encoded feed into cic's speaker and BIRD in turn; seconds
-    /// from Established to the last prefix in the Loc-RIB, and peak RSS.
+    /// BGP: the same pre-encoded feed into cic's speaker and BIRD (FRR, GoBGP) in turn.
+    /// ingest: seconds from Established to the last prefix in the Loc-RIB, and peak RSS;
+    /// export: the table loaded first, seconds until a new peer holds all of it.
     Bgp {
+        /// ingest or export.
+        #[arg(long, default_value = "ingest")]
+        mode: String,
         #[arg(long, default_value_t = 1_000_000)]
         prefixes: usize,
         /// Sessions the prefixes are spread over (1–250).
@@ -173,6 +177,10 @@ enum BenchCmd {
         /// Prefixes per UPDATE (each run has its own AS path).
         #[arg(long, default_value_t = 16)]
         per_update: usize,
+        /// Distinct attribute sets, scattered over the table as in a real one (0: runs
+        /// of --per-update prefixes over 1,000 AS paths).
+        #[arg(long, default_value_t = 0)]
+        sets: usize,
         /// Speakers to run, in order: cic, bird, frr, gobgp.
         #[arg(long, value_delimiter = ',', default_value = "cic,bird")]
         speakers: Vec<String>,
@@ -547,19 +555,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Bench(BenchCmd::Bgp {
+            mode,
             prefixes,
             peers,
             per_update,
+            sets,
             speakers,
         }) => {
+            let mode = match mode.as_str() {
+                "ingest" => cic_speaker::bench::Mode::Ingest,
+                "export" => cic_speaker::bench::Mode::Export,
+                other => anyhow::bail!("--mode {other:?}: ingest or export"),
+            };
+            if sets > prefixes {
+                anyhow::bail!("--sets {sets}: at most --prefixes ({prefixes})");
+            }
             let feed = cic_speaker::bench::Feed {
                 prefixes,
                 peers,
                 per_update,
+                sets,
             };
             let exe = std::env::current_exe()?;
             let results = tokio::task::spawn_blocking(move || {
-                cic_speaker::bench::run(&feed, &speakers, &exe)
+                cic_speaker::bench::run(mode, &feed, &speakers, &exe)
             })
             .await?
             .map_err(anyhow::Error::msg)?;

@@ -1,12 +1,24 @@
-//! The ingest benchmark (`cic bench bgp`): a feeder sends pre-encoded UPDATEs as fast as
-//! TCP takes them to one speaker after another — cic, BIRD, FRR, GoBGP — over loopback addresses of its own
-//! (127.0.41.1 the speaker, 127.0.42.x the feeding peers). For each: seconds from the moment every session is Established
-//! until the last prefix is in the speaker's Loc-RIB, and its peak RSS (VmHWM).
+//! The BGP benchmarks (`cic bench bgp`), over loopback addresses of their own (127.0.41.1
+//! the speaker, 127.0.42.x the feeding peers, 127.0.43.1 the receiver), one speaker after
+//! another — cic, BIRD, FRR, GoBGP:
+//!
+//! - **ingest**: a feeder sends pre-encoded UPDATEs as fast as TCP takes them; seconds
+//!   from the moment every session is Established until the last prefix is in the
+//!   speaker's Loc-RIB, and its peak RSS (VmHWM).
+//! - **export**: the speaker is fed the table first; then a receiving peer connects and
+//!   the time is taken from its session Established until it holds every prefix. The
+//!   receiver is this process (the same code for every speaker): it decodes every UPDATE
+//!   and counts the prefixes, so nothing is polled. Meanwhile the speaker's control
+//!   socket is asked something every 100 ms and the slowest answer is reported.
 //!
 //! The feed is the same for every speaker: `prefixes` distinct /24s split evenly over
-//! `peers` sessions, in runs of `per_update` prefixes per UPDATE, with 1,000 distinct
-//! AS paths (a run's path depends on its number), origin IGP, NEXT_HOP 10.42.0.x (the
-//! peer's number; unreachable, which none of the speakers needs for its Loc-RIB).
+//! `peers` sessions, origin IGP, NEXT_HOP 10.42.0.x (the peer's number; unreachable,
+//! which none of the speakers needs). Either in runs of `per_update` prefixes per UPDATE
+//! with 1,000 distinct AS paths (a run's path depends on its number), or with `sets`
+//! distinct attribute sets, as a real table has: each prefix takes a set by a hash of its
+//! number, so a set's prefixes are scattered over the table, and the feeder sends each
+//! set's prefixes together (AS paths of 2 to 5 ASNs, a community on half the sets, a MED
+//! on a third).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -31,7 +43,19 @@ pub struct Feed {
     pub prefixes: usize,
     pub peers: usize,
     pub per_update: usize,
+    /// Distinct attribute sets (0: runs of `per_update` with 1,000 AS paths).
+    pub sets: usize,
 }
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ingest,
+    Export,
+}
+
+const RECEIVER: Ipv4Addr = Ipv4Addr::new(127, 0, 43, 1);
+const RECEIVER_ASN: u32 = 65100;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +70,14 @@ pub struct Measurement {
     pub peak_rss_mib: f64,
     /// Bytes of peak RSS per prefix, above the idle process's RSS.
     pub bytes_per_prefix: f64,
+    /// Export: the UPDATEs the receiver got, and their octets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updates: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub octets: Option<usize>,
+    /// Export: the slowest answer of the control socket while sending, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowest_control_ms: Option<f64>,
 }
 
 fn peer_addr(i: usize) -> Ipv4Addr {
@@ -58,8 +90,38 @@ fn prefix(i: usize) -> Ipv4Net {
     Ipv4Net::new(Ipv4Addr::from(base), 24).expect("a /24")
 }
 
+/// The attribute set of prefix `i` among `sets`: scattered over the table.
+fn set_of(i: usize, sets: usize) -> usize {
+    (i.wrapping_mul(2_654_435_761) >> 7) % sets
+}
+
+/// Attribute set `s` of peer `p`: each distinct (an ASN of its own), of the shapes a
+/// real table has.
+fn set_attrs(s: usize, p: usize) -> PathAttrs {
+    let s32 = s as u32;
+    let mut path = vec![FEED_ASN, 100_000 + s32];
+    for k in 0..(s % 4) as u32 {
+        path.push(3_000 + (s32 * 31 + k * 7) % 20_000);
+    }
+    PathAttrs {
+        origin: Origin::Igp,
+        as_path: vec![AsPathSegment::Sequence(path)],
+        next_hop: Some(Ipv4Addr::new(10, 42, 0, 1 + p as u8)),
+        med: s.is_multiple_of(3).then_some(s32 % 1000),
+        communities: if s.is_multiple_of(2) {
+            vec![(FEED_ASN << 16) | (s32 % 65_000)]
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    }
+}
+
 /// Pre-encoded UPDATEs of each peer, and its End-of-RIB after them.
 fn encode_feed(feed: &Feed) -> Vec<Vec<u8>> {
+    if feed.sets > 0 {
+        return encode_diverse_feed(feed);
+    }
     let per_peer = feed.prefixes.div_ceil(feed.peers);
     (0..feed.peers)
         .map(|p| {
@@ -91,6 +153,33 @@ fn encode_feed(feed: &Feed) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// [`encode_feed`] with `sets` attribute sets: each set's prefixes together, as a router
+/// sends its table.
+fn encode_diverse_feed(feed: &Feed) -> Vec<Vec<u8>> {
+    let per_peer = feed.prefixes.div_ceil(feed.peers);
+    (0..feed.peers)
+        .map(|p| {
+            let lo = p * per_peer;
+            let hi = ((p + 1) * per_peer).min(feed.prefixes);
+            let mut by_set: std::collections::BTreeMap<usize, Vec<IpNet>> = Default::default();
+            for i in lo..hi {
+                by_set
+                    .entry(set_of(i, feed.sets))
+                    .or_default()
+                    .push(prefix(i).into());
+            }
+            let mut wire = Vec::new();
+            for (s, nlri) in by_set {
+                for m in encode_updates(&[], Some(&set_attrs(s, p)), &nlri) {
+                    wire.extend_from_slice(&m);
+                }
+            }
+            wire.extend_from_slice(&Message::Update(Default::default()).encode());
+            wire
+        })
+        .collect()
+}
+
 /// One command on BIRD's control socket: the reply's lines up to the final `0000` line
 /// (each line is a four-digit code, then `-` or ` `, then text; a line starting with a
 /// space continues the previous one).
@@ -111,8 +200,10 @@ fn bird_command(socket: &Path, command: &str) -> Option<String> {
         if r.read_line(&mut line).ok()? == 0 {
             return None;
         }
-        // The last line: `0000`, or an error (8xxx, 9xxx).
-        let done = ["0000", "8", "9"].iter().any(|p| line.starts_with(p));
+        // The last line: a code followed by a space (`0000 `, `0013 Daemon is up…`, an
+        // error); `-` after the code continues the reply.
+        let b = line.as_bytes();
+        let done = b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b' ';
         let body = if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
             line.get(5..).unwrap_or("")
         } else {
@@ -135,15 +226,16 @@ fn read_msg(s: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
     Ok((h[18], body))
 }
 
-/// Connects from `local`, exchanges OPEN and KEEPALIVE, and returns the stream.
-fn establish(local: Ipv4Addr) -> Result<TcpStream, String> {
+/// Connects from `local` to `speaker` as AS `asn`, exchanges OPEN and KEEPALIVE, and
+/// returns the stream.
+fn establish(local: Ipv4Addr, speaker: Ipv4Addr, asn: u32) -> Result<TcpStream, String> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(|e| e.to_string())?;
     sock.bind(&SocketAddr::from((local, 0)).into())
         .map_err(|e| format!("bind {local}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match sock.connect(&SocketAddr::from((SPEAKER, PORT)).into()) {
+        match sock.connect(&SocketAddr::from((speaker, PORT)).into()) {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => {
                 return Err(format!("connect from {local}: {e}"));
@@ -157,7 +249,7 @@ fn establish(local: Ipv4Addr) -> Result<TcpStream, String> {
     // other sessions would meanwhile run out of hold time).
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let open = Message::Open(Open::new(FEED_ASN, 240, local)).encode();
+    let open = Message::Open(Open::new(asn, 240, local)).encode();
     s.write_all(&open).map_err(|e| e.to_string())?;
     let mut got_open = false;
     loop {
@@ -182,11 +274,17 @@ fn establish(local: Ipv4Addr) -> Result<TcpStream, String> {
 }
 
 /// A speaker under test.
-trait Target {
+trait Target: Sync {
     fn name(&self) -> String;
     fn version(&self) -> String;
-    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String>;
+    /// Starts the speaker with `peers` feeding neighbors (import everything, export
+    /// nothing) and, for `export`, the receiver (import nothing, export everything).
+    fn start(&mut self, dir: &Path, peers: usize, export: bool) -> Result<u32, String>;
     fn count(&self) -> Option<usize>;
+    /// A question on the control socket that the speaker's routing task answers.
+    fn probe(&self) -> Option<()> {
+        self.count().map(|_| ())
+    }
     fn stop(&mut self);
 }
 
@@ -221,7 +319,7 @@ impl Target for Cic {
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").into()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize, export: bool) -> Result<u32, String> {
         let mut conf = format!(
             "asn = {SPEAKER_ASN}\nrouter_id = \"{SPEAKER}\"\nlisten = [\"{SPEAKER}:{PORT}\"]\nhold_time = 240\n"
         );
@@ -229,6 +327,11 @@ impl Target for Cic {
             conf += &format!(
                 "[[neighbor]]\naddress = \"{}\"\nremote_asn = {FEED_ASN}\npassive = true\nimport = \"accept-all\"\n",
                 peer_addr(i)
+            );
+        }
+        if export {
+            conf += &format!(
+                "[[neighbor]]\naddress = \"{RECEIVER}\"\nremote_asn = {RECEIVER_ASN}\npassive = true\nexport = \"all\"\n"
             );
         }
         let path = dir.join("cic.toml");
@@ -282,7 +385,7 @@ impl Target for Bird {
             })
             .unwrap_or_default()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize, export: bool) -> Result<u32, String> {
         let mut conf = format!(
             "router id {SPEAKER};\nprotocol device {{}}\n\
              template bgp feed {{\n  local {SPEAKER} port {PORT} as {SPEAKER_ASN};\n  passive;\n  multihop;\n  hold time 240;\n\
@@ -292,6 +395,14 @@ impl Target for Bird {
             conf += &format!(
                 "protocol bgp p{i} from feed {{ neighbor {} as {FEED_ASN}; }}\n",
                 peer_addr(i)
+            );
+        }
+        if export {
+            // The feed's next hops resolve (as cic needs none to send a route).
+            conf += &format!(
+                "protocol static {{ ipv4; route 10.42.0.0/16 blackhole; }}\n\
+                 protocol bgp receiver {{\n  local {SPEAKER} port {PORT} as {SPEAKER_ASN};\n  neighbor {RECEIVER} as {RECEIVER_ASN};\n  passive;\n  multihop;\n  hold time 240;\n\
+                 ipv4 {{ import none; export all; next hop self; }};\n}}\n"
             );
         }
         let path = dir.join("bird.conf");
@@ -324,6 +435,9 @@ impl Target for Bird {
                 .sum(),
         )
     }
+    fn probe(&self) -> Option<()> {
+        bird_command(&self.socket, "show status").map(|_| ())
+    }
     fn stop(&mut self) {
         kill(&mut self.child);
     }
@@ -352,7 +466,7 @@ impl Target for GoBgp {
             })
             .unwrap_or_default()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize, export: bool) -> Result<u32, String> {
         let mut conf = format!(
             "[global.config]\nas = {SPEAKER_ASN}\nrouter-id = \"{SPEAKER}\"\nport = {PORT}\nlocal-address-list = [\"{SPEAKER}\"]\n"
         );
@@ -361,6 +475,12 @@ impl Target for GoBgp {
                 "[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{}\"\npeer-as = {FEED_ASN}\n\
                  [neighbors.transport.config]\npassive-mode = true\n[neighbors.timers.config]\nhold-time = 240\n",
                 peer_addr(i)
+            );
+        }
+        if export {
+            conf += &format!(
+                "[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{RECEIVER}\"\npeer-as = {RECEIVER_ASN}\n\
+                 [neighbors.transport.config]\npassive-mode = true\n[neighbors.timers.config]\nhold-time = 240\n"
             );
         }
         let path = dir.join("gobgpd.toml");
@@ -438,7 +558,7 @@ impl Target for Frr {
             })
             .unwrap_or_default()
     }
-    fn start(&mut self, dir: &Path, peers: usize) -> Result<u32, String> {
+    fn start(&mut self, dir: &Path, peers: usize, export: bool) -> Result<u32, String> {
         // bgpd alone: no zebra (-Z), nothing for the kernel (-n), as root (-S).
         let mut conf = format!(
             "frr defaults traditional\nrouter bgp {SPEAKER_ASN}\n bgp router-id {SPEAKER}\n\
@@ -447,6 +567,11 @@ impl Target for Frr {
         );
         for i in 0..peers {
             conf += &format!(" neighbor {} peer-group feed\n", peer_addr(i));
+        }
+        if export {
+            conf += &format!(
+                " neighbor {RECEIVER} remote-as {RECEIVER_ASN}\n neighbor {RECEIVER} passive\n neighbor {RECEIVER} timers 80 240\n"
+            );
         }
         let path = dir.join("bgpd.conf");
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
@@ -498,7 +623,7 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     let dir =
         std::env::temp_dir().join(format!("cic-bench-bgp-{}-{}", t.name(), std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let pid = t.start(&dir, feed.peers)?;
+    let pid = t.start(&dir, feed.peers, false)?;
     let idle_kib = rss_kib(pid, "VmRSS:");
     let up = Arc::new(Barrier::new(feed.peers + 1));
     let go = Arc::new(Barrier::new(feed.peers + 1));
@@ -507,7 +632,7 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     for (i, w) in wire.iter().enumerate() {
         let (up, go, w, failed) = (up.clone(), go.clone(), w.clone(), failed.clone());
         feeders.push(std::thread::spawn(move || -> Result<(), String> {
-            let s = establish(peer_addr(i));
+            let s = establish(peer_addr(i), SPEAKER, FEED_ASN);
             if let (Err(e), Ok(mut f)) = (&s, failed.lock()) {
                 f.push(e.clone());
             }
@@ -570,12 +695,136 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
         seconds,
         peak_rss_mib: peak_kib / 1024.0,
         bytes_per_prefix: (peak_kib - idle_kib) * 1024.0 / feed.prefixes as f64,
+        updates: None,
+        octets: None,
+        slowest_control_ms: None,
     })
 }
 
-/// Runs the feed against each speaker in `speakers` ("cic", "bird", "frr", "gobgp") in turn; `cic` is
-/// the binary to run for cic.
-pub fn run(feed: &Feed, speakers: &[String], cic: &Path) -> Result<Vec<Measurement>, String> {
+/// Feeds `t` the table, waits until it holds it, then times a new peer's receipt of it.
+fn run_export(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurement, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "cic-bench-bgp-export-{}-{}",
+        t.name(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let pid = t.start(&dir, feed.peers, true)?;
+    let idle_kib = rss_kib(pid, "VmRSS:");
+    // The feed, as fast as the speaker takes it; the sessions stay up.
+    let mut feeders = Vec::new();
+    for (i, w) in wire.iter().enumerate() {
+        let w = w.clone();
+        feeders.push(std::thread::spawn(move || -> Result<(), String> {
+            let mut s = establish(peer_addr(i), SPEAKER, FEED_ASN)?;
+            s.write_all(&w).map_err(|e| e.to_string())?;
+            let mut sink = [0u8; 4096];
+            s.set_read_timeout(Some(Duration::from_secs(900))).ok();
+            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            Ok(())
+        }));
+    }
+    let loaded = Instant::now();
+    loop {
+        if t.count().unwrap_or(0) >= feed.prefixes {
+            break;
+        }
+        if loaded.elapsed() > Duration::from_secs(600) {
+            t.stop();
+            return Err(format!("{}: the table did not load in 600 s", t.name()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The control socket, asked every 100 ms while the speaker sends.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slowest = Arc::new(std::sync::Mutex::new(Duration::ZERO));
+    let t0 = Instant::now();
+    let mut rx = establish(RECEIVER, SPEAKER, RECEIVER_ASN)?;
+    let established = t0.elapsed();
+    let start = Instant::now();
+    let (d, sl) = (done.clone(), slowest.clone());
+    let probe: &dyn Target = t;
+    let (updates, octets, seconds) = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while !d.load(std::sync::atomic::Ordering::Acquire) {
+                let q = Instant::now();
+                let _ = probe.probe();
+                let took = q.elapsed();
+                if let Ok(mut s) = sl.lock() {
+                    *s = (*s).max(took);
+                }
+                std::thread::sleep(Duration::from_millis(100).saturating_sub(took));
+            }
+        });
+        let r = receive(&mut rx, feed.prefixes);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        r.map(|(u, o)| (u, o, start.elapsed().as_secs_f64()))
+    })?;
+    let _ = established;
+    let peak_kib = rss_kib(pid, "VmHWM:");
+    t.stop();
+    drop(rx);
+    for f in feeders {
+        let _ = f.join();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let slowest = slowest.lock().map(|s| *s).unwrap_or_default();
+    Ok(Measurement {
+        speaker: t.name(),
+        version: t.version(),
+        prefixes: feed.prefixes,
+        peers: feed.peers,
+        seconds,
+        peak_rss_mib: peak_kib / 1024.0,
+        bytes_per_prefix: (peak_kib - idle_kib) * 1024.0 / feed.prefixes as f64,
+        updates: Some(updates),
+        octets: Some(octets),
+        slowest_control_ms: Some(slowest.as_secs_f64() * 1000.0),
+    })
+}
+
+/// Reads UPDATEs off `s` until `want` distinct prefixes were announced; returns the
+/// UPDATEs and octets read. (KEEPALIVEs are answered by the speaker's hold time of 240
+/// s, longer than any run.)
+fn receive(s: &mut TcpStream, want: usize) -> Result<(usize, usize), String> {
+    let mut seen: std::collections::HashSet<IpNet> = std::collections::HashSet::with_capacity(want);
+    let (mut updates, mut octets) = (0, 0);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 16];
+    let cx = cic_bgp::wire::DecodeContext::default();
+    s.set_read_timeout(Some(Duration::from_secs(600)))
+        .map_err(|e| e.to_string())?;
+    while seen.len() < want {
+        let n = s.read(&mut chunk).map_err(|e| format!("receiving: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "the speaker closed the session with {} of {want} prefixes sent",
+                seen.len()
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while let Ok(Some((m, len))) = cic_bgp::wire::decode_message(&buf[at..], &cx) {
+            at += len;
+            if let Message::Update(u) = m {
+                updates += 1;
+                octets += len;
+                seen.extend(u.nlri);
+            }
+        }
+        buf.drain(..at);
+    }
+    Ok((updates, octets))
+}
+
+/// Runs the benchmark `mode` with `feed` against each speaker in `speakers` ("cic",
+/// "bird", "frr", "gobgp") in turn; `cic` is the binary to run for cic.
+pub fn run(
+    mode: Mode,
+    feed: &Feed,
+    speakers: &[String],
+    cic: &Path,
+) -> Result<Vec<Measurement>, String> {
     if feed.peers == 0 || feed.peers > 250 {
         return Err(format!("--peers {}: from 1 to 250", feed.peers));
     }
@@ -610,10 +859,25 @@ pub fn run(feed: &Feed, speakers: &[String], cic: &Path) -> Result<Vec<Measureme
                 ));
             }
         };
-        let r = run_one(t.as_mut(), feed, &wire)?;
+        let r = match mode {
+            Mode::Ingest => run_one(t.as_mut(), feed, &wire)?,
+            Mode::Export => run_export(t.as_mut(), feed, &wire)?,
+        };
         eprintln!(
-            "{:<6} {:>9} prefixes {:>4} peers  {:>7.3} s  peak RSS {:>7.1} MiB  {:>6.0} B/prefix",
-            r.speaker, r.prefixes, r.peers, r.seconds, r.peak_rss_mib, r.bytes_per_prefix
+            "{:<6} {:>9} prefixes {:>4} peers  {:>7.3} s  peak RSS {:>7.1} MiB  {:>6.0} B/prefix{}",
+            r.speaker,
+            r.prefixes,
+            r.peers,
+            r.seconds,
+            r.peak_rss_mib,
+            r.bytes_per_prefix,
+            match (r.updates, r.octets, r.slowest_control_ms) {
+                (Some(u), Some(o), Some(c)) => format!(
+                    "  {u} UPDATEs, {:.1} MiB  slowest control answer {c:.0} ms",
+                    o as f64 / 1048576.0
+                ),
+                _ => String::new(),
+            }
         );
         out.push(r);
     }
@@ -630,6 +894,7 @@ mod tests {
             prefixes: 1000,
             peers: 3,
             per_update: 16,
+            sets: 0,
         };
         let wire = encode_feed(&feed);
         let mut seen = std::collections::BTreeSet::new();
@@ -656,5 +921,49 @@ mod tests {
         }
         assert_eq!(seen.len(), 1000);
         assert_eq!(seen.first(), Some(&IpNet::from(prefix(0))));
+    }
+
+    #[test]
+    fn the_diverse_feed_has_its_sets_each_prefix_once_and_each_set_together() {
+        let feed = Feed {
+            prefixes: 20_000,
+            peers: 2,
+            per_update: 16,
+            sets: 2_000,
+        };
+        let wire = encode_diverse_feed(&feed);
+        let mut seen = std::collections::BTreeSet::new();
+        let mut sets = std::collections::HashSet::new();
+        let mut updates = 0;
+        for w in &wire {
+            let mut at = 0;
+            while at < w.len() {
+                let (m, len) = cic_bgp::wire::decode_message(
+                    &w[at..],
+                    &cic_bgp::wire::DecodeContext::default(),
+                )
+                .expect("decodes")
+                .expect("a whole message");
+                let Message::Update(u) = m else {
+                    panic!("not an UPDATE")
+                };
+                if let Some(a) = u.attrs {
+                    sets.insert(a);
+                    updates += 1;
+                }
+                for n in u.nlri {
+                    assert!(seen.insert(n), "{n} twice");
+                }
+                at += len;
+            }
+        }
+        assert_eq!(seen.len(), 20_000);
+        // Each peer's sets are its own (the next hop is the peer's): 2 × 2,000 at most.
+        assert!(sets.len() > 3_500, "{} distinct sets", sets.len());
+        assert_eq!(
+            updates,
+            sets.len(),
+            "one UPDATE per set: a set's prefixes travel together"
+        );
     }
 }

@@ -56,6 +56,10 @@ mod writer;
 use session::SessionTask;
 use writer::{CHUNK, Chunk, WINDOW, Wire};
 
+/// Chunks handed to a peer's writer in one turn of the instance task, at most (a few
+/// milliseconds of encoding: the task answers everything else between turns).
+const PUMP_CHUNKS: usize = 4;
+
 pub use session::default_send_hold;
 
 pub const BGP_PORT: u16 = 179;
@@ -700,6 +704,9 @@ impl InstanceTask {
                     for peer in self.core.step_feeds(FEED_STEP) {
                         self.pump(peer);
                     }
+                    // A branch that is always ready never lets the task go: the other
+                    // tasks of this thread (the control socket's, a session's) get theirs.
+                    tokio::task::yield_now().await;
                 }
             }
             // Status at most every PUBLISH_EVERY: building it walks every peer, and a
@@ -934,11 +941,11 @@ impl InstanceTask {
                         .kernel_acks
                         .as_ref()
                         .is_some_and(|a| *a.borrow() < generation);
-                    if let Some(s) = self.sessions.get_mut(&peer) {
-                        if unacked {
-                            let since = s.gate.map_or_else(Instant::now, |g| g.1);
-                            s.gate = Some((generation, since));
-                        }
+                    if let Some(s) = self.sessions.get_mut(&peer)
+                        && unacked
+                    {
+                        let since = s.gate.map_or_else(Instant::now, |g| g.1);
+                        s.gate = Some((generation, since));
                     }
                     ready.push(peer);
                 }
@@ -1035,7 +1042,9 @@ impl InstanceTask {
         }
         let address = s.config.spec.address;
         let max = self.core.max_message_len(peer);
-        loop {
+        // A window's worth at most, then back to the loop: a peer that reads as fast as
+        // we write would otherwise keep this call going until its table is out.
+        for _ in 0..PUMP_CHUNKS {
             let used = w
                 .shared
                 .in_flight

@@ -17,7 +17,9 @@
 //! peer's full table is a [`Feed`]: a walk of the Loc-RIB in steps, so the instance answers
 //! everything else between them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use crate::rib::{DEFAULT_LOCAL_PREF, PeerId};
 use crate::wire::{self, Afi, AsPathSegment, Origin, PathAttrs};
 
 /// Prefixes a feed looks at in one step (a few milliseconds).
-pub const FEED_STEP: usize = 8192;
+pub const FEED_STEP: usize = 4096;
 
 /// What goes to a peer's session at once, in this order on the wire: BoRR, withdrawals,
 /// announcements, EoRR, End-of-RIB.
@@ -67,11 +69,15 @@ pub(super) struct Outbox {
     /// Prefix → what the peer should get: an announcement with these attributes (the
     /// bucket's own `Arc`), or a withdrawal (None).
     pending: HashMap<IpNet, Option<Arc<PathAttrs>>>,
-    /// Announcements by attribute set (equal sets share one bucket), and the order the
-    /// buckets filled in. A bucket's prefix that `pending` no longer agrees with was
-    /// changed again since, and is skipped.
-    buckets: HashMap<Arc<PathAttrs>, Vec<IpNet>>,
-    order: VecDeque<Arc<PathAttrs>>,
+    /// Announcements by attribute set, keyed by the set's interned `Arc` (see `attrs`),
+    /// and the order the buckets filled in. A bucket's prefix that `pending` no longer
+    /// agrees with was changed again since, and is skipped.
+    buckets: HashMap<usize, (Arc<PathAttrs>, Vec<IpNet>)>,
+    order: VecDeque<usize>,
+    /// Every attribute set this peer is sent, once: equal sets are one `Arc`, so a bucket
+    /// is found by pointer (a table's million routes hash no attributes), and the
+    /// Adj-RIB-Out holds a pointer per route.
+    attrs: OutAttrs,
     withdraw: VecDeque<IpNet>,
     /// A refresh asked for by the peer: BoRR owed, and once the feed has gone through
     /// the family and the outbox is empty, EoRR.
@@ -89,26 +95,60 @@ impl Outbox {
         *self = Outbox::default();
     }
 
-    fn push_announce(&mut self, n: IpNet, a: Arc<PathAttrs>) {
-        // Equal sets share the bucket's `Arc`: what waits costs a pointer, not a copy.
-        let (key, fresh) = match self.buckets.get_key_value(&a) {
-            Some((k, _)) => (k.clone(), false),
-            None => (a, true),
-        };
-        if fresh {
-            self.buckets.insert(key.clone(), Vec::new());
+    /// Gives back the room of an emptied outbox (a full table's, after a feed).
+    fn shrink(&mut self) {
+        if self.pending.capacity() > 4096 {
+            self.pending = HashMap::default();
+            self.buckets = HashMap::default();
+            self.order = VecDeque::new();
+            self.withdraw = VecDeque::new();
         }
-        let bucket = self.buckets.entry(key.clone()).or_default();
+    }
+
+    /// `a` as this peer's one `Arc` of that set.
+    pub(super) fn intern(&mut self, a: Arc<PathAttrs>) -> Arc<PathAttrs> {
+        self.attrs.intern(a)
+    }
+
+    /// Queues `n` for announcement with `a`, interned ([`Outbox::intern`]).
+    fn push_announce(&mut self, n: IpNet, a: Arc<PathAttrs>) {
+        let key = Arc::as_ptr(&a) as usize;
+        let (_, bucket) = self
+            .buckets
+            .entry(key)
+            .or_insert_with(|| (a.clone(), Vec::new()));
         if bucket.is_empty() {
-            self.order.push_back(key.clone());
+            self.order.push_back(key);
         }
         bucket.push(n);
-        self.pending.insert(n, Some(key));
+        self.pending.insert(n, Some(a));
     }
 
     fn push_withdraw(&mut self, n: IpNet) {
         self.withdraw.push_back(n);
         self.pending.insert(n, None);
+    }
+}
+
+/// The attribute sets a peer is sent, each once (BIRD's attribute cache, per peer). Sets
+/// nothing holds any more go when the set has doubled since the last sweep.
+#[derive(Debug, Default)]
+pub(super) struct OutAttrs {
+    set: std::collections::HashSet<Arc<PathAttrs>, rustc_hash::FxBuildHasher>,
+    sweep_at: usize,
+}
+
+impl OutAttrs {
+    fn intern(&mut self, a: Arc<PathAttrs>) -> Arc<PathAttrs> {
+        if let Some(have) = self.set.get(&a) {
+            return have.clone();
+        }
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|x| Arc::strong_count(x) > 1);
+            self.sweep_at = (self.set.len() * 2).max(1024);
+        }
+        self.set.insert(a.clone());
+        a
     }
 }
 
@@ -121,6 +161,17 @@ pub(super) struct Feed {
     /// Send what the peer has again even where it is unchanged (a refresh).
     force: bool,
 }
+
+/// Export decisions by attribute set: (the best path's attributes, as a pointer, and its
+/// peer) → the attributes it holds alive (so that no other set can take its address) and
+/// what is sent. A feed keeps one over its steps (a table's sets are scattered: a step
+/// sees most of them for the first time); a policy change starts a new feed, and a new
+/// memo with it.
+#[derive(Debug, Default)]
+pub(super) struct Memo(HashMap<(usize, PeerId), Decided>);
+
+/// A memo's entry: the attributes it was decided for (held alive), and what is sent.
+type Decided = (Arc<PathAttrs>, Option<Arc<PathAttrs>>);
 
 /// Octets a prefix takes on the wire (RFC 4271 §4.3: length, then the significant octets).
 fn prefix_len(n: &IpNet) -> usize {
@@ -167,11 +218,12 @@ impl Instance {
             return false;
         };
         let carried = |n: &IpNet| up.carries(Afi::of(n));
+        let mut memo = Memo::default();
         let desired: Vec<(IpNet, Option<Arc<PathAttrs>>)> = match self.only_own(peer) {
             None => prefixes
                 .iter()
                 .filter(|n| carried(n))
-                .map(|n| (*n, self.desired(peer, n)))
+                .map(|n| (*n, self.desired_memo(peer, n, self.rib.best(n), &mut memo)))
                 .collect(),
             // A peer that takes only our own prefixes (or nothing): of the changes, only
             // those and what it has or is to get can matter. With many feeds this keeps a
@@ -194,9 +246,7 @@ impl Instance {
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        for (n, want) in desired {
-            enqueue(p, n, want, false);
-        }
+        enqueue_all(p, desired, false);
         !p.outbox.is_empty() || p.outbox.refresh.is_some() || p.outbox.end_of_rib
     }
 
@@ -211,6 +261,15 @@ impl Instance {
             return vec![];
         }
         p.outbox.end_of_rib |= end_of_rib;
+        p.feed_memo = Memo::default();
+        if own.is_none() {
+            // Room for the table at once, not by doubling (each a rehash of it all).
+            let table = self.rib.len();
+            p.outbox
+                .pending
+                .reserve(table.saturating_sub(p.outbox.pending.len()));
+            p.adj_out.reserve(table.saturating_sub(p.adj_out.len()));
+        }
         p.feed = match own {
             // Our own prefixes only: a handful, looked at now.
             Some(_) => None,
@@ -260,6 +319,7 @@ impl Instance {
             enqueue(p, n, Some(a), true);
         }
         if own.is_none() {
+            p.feed_memo = Memo::default();
             p.feed = Some(Feed {
                 after: None,
                 afi: Some(afi),
@@ -299,26 +359,38 @@ impl Instance {
         let Some(feed) = self.peers.get(&peer).and_then(|p| p.feed.clone()) else {
             return false;
         };
+        let mut memo = self
+            .peers
+            .get_mut(&peer)
+            .map(|p| std::mem::take(&mut p.feed_memo))
+            .unwrap_or_default();
         let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
             return false;
         };
-        let next: Vec<IpNet> = self
-            .rib
-            .iter_after(feed.after)
-            .map(|(n, _)| n)
-            .filter(|n| feed.afi.is_none_or(|a| Afi::of(n) == a) && up.carries(Afi::of(n)))
-            .take(budget)
-            .collect();
-        let done = next.len() < budget;
-        let wants: Vec<(IpNet, Option<Arc<PathAttrs>>)> =
-            next.iter().map(|n| (*n, self.desired(peer, n))).collect();
+        let mut looked = 0;
+        let mut last = None;
+        let mut wants: Vec<(IpNet, Option<Arc<PathAttrs>>)> =
+            Vec::with_capacity(budget.min(1 << 16));
+        for (n, selected) in self.rib.iter_after(feed.after) {
+            if looked == budget {
+                break;
+            }
+            looked += 1;
+            last = Some(n);
+            if feed.afi.is_some_and(|a| Afi::of(&n) != a) || !up.carries(Afi::of(&n)) {
+                continue;
+            }
+            // (The walk has the route's paths at hand: no second lookup of it.)
+            wants.push((n, self.desired_memo(peer, &n, selected.first(), &mut memo)));
+        }
+        let done = looked < budget;
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        for (n, want) in wants {
-            enqueue(p, n, want, feed.force);
-        }
-        p.feed = match (done, next.last()) {
+        enqueue_all(p, wants, feed.force);
+        // Kept for the next step; dropped with the walk (its attributes go with it).
+        p.feed_memo = if done { Memo::default() } else { memo };
+        p.feed = match (done, last.as_ref()) {
             (true, _) | (_, None) => None,
             (false, Some(last)) => Some(Feed {
                 after: Some(*last),
@@ -348,35 +420,38 @@ impl Instance {
         let max = self.max_message_len(peer);
         let mut b = Batch::default();
         let mut used = 0usize;
-        loop {
-            let p = self.peers.get_mut(&peer)?;
-            p.up.as_ref()?;
-            if let Some((afi, true)) = p.outbox.refresh {
-                b.begin_refresh = Some(afi);
-                p.outbox.refresh = Some((afi, false));
-                used += 23;
+        let p = self.peers.get_mut(&peer)?;
+        p.up.as_ref()?;
+        if let Some((afi, true)) = p.outbox.refresh {
+            b.begin_refresh = Some(afi);
+            p.outbox.refresh = Some((afi, false));
+            used += 23;
+        }
+        if p.feed.is_some() {
+            // The table is walked to its end before its routes go: the prefixes of an
+            // attribute set are scattered over the table, and sent together they take
+            // one UPDATE, not one each. (A step per call: the walk goes on between.)
+            drain_withdrawals(p, &mut b, &mut used, budget);
+            self.step_feed(peer, FEED_STEP);
+        }
+        let p = self.peers.get_mut(&peer)?;
+        if p.feed.is_some() {
+            return (!b.is_empty()).then_some(b);
+        }
+        // (The walk is done: on to its routes.)
+        drain(p, &mut b, &mut used, budget, max);
+        if p.outbox.is_empty() {
+            // A table's worth of room, no longer needed.
+            p.outbox.shrink();
+            if let Some((afi, false)) = p.outbox.refresh.take() {
+                b.end_refresh = Some(afi);
             }
-            drain(p, &mut b, &mut used, budget, max);
-            if used >= budget {
-                break;
+            if std::mem::take(&mut p.outbox.end_of_rib) {
+                b.end_of_rib =
+                    p.up.as_ref()
+                        .map(|n| n.families().collect())
+                        .unwrap_or_default();
             }
-            if p.outbox.is_empty() && p.feed.is_some() {
-                // Dry, and the feed has more: a step of it, then on.
-                self.step_feed(peer, FEED_STEP);
-                continue;
-            }
-            if p.outbox.is_empty() && p.feed.is_none() {
-                if let Some((afi, false)) = p.outbox.refresh.take() {
-                    b.end_refresh = Some(afi);
-                }
-                if std::mem::take(&mut p.outbox.end_of_rib) {
-                    b.end_of_rib =
-                        p.up.as_ref()
-                            .map(|n| n.families().collect())
-                            .unwrap_or_default();
-                }
-            }
-            break;
         }
         (!b.is_empty()).then_some(b)
     }
@@ -403,6 +478,39 @@ impl Instance {
                 Some(Export::All | Export::Filter(_)) => None,
             },
         }
+    }
+
+    /// [`Instance::desired`], computed once per attribute set where the export decision
+    /// depends on the route's attributes alone (the fabric; a neighbor that takes every
+    /// route): a table's routes share a few sets, and what is sent of them shares one
+    /// `Arc` each — one bucket, one copy in the Adj-RIB-Out.
+    fn desired_memo(
+        &self,
+        peer: PeerId,
+        n: &IpNet,
+        best: Option<&crate::rib::Path>,
+        memo: &mut Memo,
+    ) -> Option<Arc<PathAttrs>> {
+        let by_attrs = self.peers.get(&peer).is_some_and(|p| match p.spec.role {
+            Role::Fabric => true,
+            Role::Neighbor => {
+                matches!(
+                    p.spec.policy.as_deref().map(|x| &x.export),
+                    Some(Export::All)
+                ) && !self.params.announce.contains(n)
+            }
+            Role::Customer => false,
+        });
+        let best = if by_attrs { best } else { None };
+        let Some(best) = best else {
+            return self.desired(peer, n);
+        };
+        let key = (Arc::as_ptr(&best.attrs) as usize, best.peer);
+        memo.0
+            .entry(key)
+            .or_insert_with(|| (best.attrs.clone(), self.desired(peer, n)))
+            .1
+            .clone()
     }
 
     /// What `peer` should have for `n` under the export policy, marked while draining.
@@ -549,7 +657,12 @@ impl Instance {
 /// withdraw). What the peer already has cancels a queued change; `force` sends it again
 /// all the same (a refresh).
 fn enqueue(p: &mut PeerState, n: IpNet, want: Option<Arc<PathAttrs>>, force: bool) {
-    let sent = p.adj_out.get(&n);
+    // (A new session's first table: nothing sent yet, nothing to look up.)
+    let sent = if p.adj_out.is_empty() {
+        None
+    } else {
+        p.adj_out.get(&n)
+    };
     let same = match (sent, &want) {
         (None, None) => true,
         (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
@@ -576,9 +689,22 @@ fn enqueue(p: &mut PeerState, n: IpNet, want: Option<Arc<PathAttrs>>, force: boo
     }
 }
 
-/// Moves what fits in `budget` from the outbox into `b`: withdrawals first, then the
-/// buckets in the order they filled.
-fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max: usize) {
+/// [`enqueue`] of many, their attributes interned for `p` once per `Arc` they come in
+/// (the memo's: once per attribute set, not per route).
+fn enqueue_all(p: &mut PeerState, wants: Vec<(IpNet, Option<Arc<PathAttrs>>)>, force: bool) {
+    let mut seen: HashMap<usize, Arc<PathAttrs>> = HashMap::default();
+    for (n, want) in wants {
+        let want = want.map(|a| {
+            seen.entry(Arc::as_ptr(&a) as usize)
+                .or_insert_with(|| p.outbox.intern(a))
+                .clone()
+        });
+        enqueue(p, n, want, force);
+    }
+}
+
+/// The withdrawals of the outbox that fit in `budget`, into `b`.
+fn drain_withdrawals(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize) {
     let o = &mut p.outbox;
     while *used < budget {
         let Some(n) = o.withdraw.pop_front() else {
@@ -594,33 +720,44 @@ fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max:
             *used += prefix_len(&n);
         }
     }
+}
+
+/// Moves what fits in `budget` from the outbox into `b`: withdrawals first, then the
+/// buckets in the order they filled.
+fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max: usize) {
+    drain_withdrawals(p, b, used, budget);
+    let o = &mut p.outbox;
     while *used < budget {
-        let Some(key) = o.order.pop_front() else {
+        let Some(ptr) = o.order.pop_front() else {
             break;
         };
-        let Some(mut prefixes) = o.buckets.remove(&key) else {
+        let Some((key, mut prefixes)) = o.buckets.remove(&ptr) else {
             continue;
         };
-        // The UPDATE's length without its NLRI, per family, measured once per bucket.
+        // The UPDATE's length without its NLRI, per family, once per bucket.
         let mut base: [Option<usize>; 2] = [None, None];
         let mut sent = Vec::new();
         let mut rest = Vec::new();
         let mut it = prefixes.drain(..);
         for n in it.by_ref() {
-            let queued = matches!(o.pending.get(&n), Some(Some(a)) if Arc::ptr_eq(a, &key));
-            if !queued {
-                continue; // changed again since
-            }
-            let afi = Afi::of(&n) as usize;
-            let len = match base[afi] {
-                Some(l) => l + prefix_len(&n),
-                None => {
-                    let l = update_len(&key, &n);
-                    base[afi] = Some(l - prefix_len(&n));
-                    l
+            // One lookup: taken out, and put back in the rare case it changed again since
+            // (then it waits in another bucket, or is a withdrawal).
+            match o.pending.remove(&n) {
+                Some(Some(a)) if Arc::ptr_eq(&a, &key) => {}
+                Some(other) => {
+                    o.pending.insert(n, other);
+                    continue;
                 }
-            };
-            o.pending.remove(&n);
+                None => continue,
+            }
+            let afi = Afi::of(&n);
+            let overhead =
+                *base[afi as usize].get_or_insert_with(|| wire::update_overhead(&key, afi));
+            let mut len = overhead + prefix_len(&n);
+            if len + 1 >= max {
+                // Near the limit: the UPDATE itself, to the octet.
+                len = update_len(&key, &n);
+            }
             if len > max {
                 // RFC 8654 §4: nothing longer than the peer takes. Not sent; the peer
                 // must not keep an older version of it either.
@@ -650,12 +787,10 @@ fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max:
             b.announce.push((key.clone(), sent));
         }
         if !rest.is_empty() {
-            // What did not fit goes first next time, with anything that joined it.
-            let joined = o.buckets.remove(&key).unwrap_or_default();
-            rest.extend(joined);
-            o.buckets.insert(key.clone(), rest);
-            o.order.retain(|k| !Arc::ptr_eq(k, &key));
-            o.order.push_front(key);
+            // What did not fit goes first next time (the bucket was out of `order` and
+            // out of the map; nothing joined it meanwhile).
+            o.buckets.insert(ptr, (key, rest));
+            o.order.push_front(ptr);
         }
     }
 }

@@ -4,6 +4,8 @@ use crate::wire::{AsPathSegment, BgpRole};
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 
+use ipnet::Ipv4Net;
+
 /// An instance whose every call is followed by the peers taking what it queued for them
 /// (as the driver does when their sockets have room), so a test sees what each was sent.
 struct TestInstance(Instance);
@@ -59,8 +61,10 @@ impl TestInstance {
         let mut sent = Vec::new();
         let peers: Vec<PeerId> = self.0.peers.keys().copied().collect();
         for p in peers {
-            while let Some(b) = self.0.take(p, usize::MAX) {
-                sent.push((p, b));
+            while self.0.has_output(p) {
+                if let Some(b) = self.0.take(p, usize::MAX) {
+                    sent.push((p, b));
+                }
             }
         }
         Out {
@@ -2229,4 +2233,59 @@ fn accepting_rules_set_attributes_on_import_and_export() {
     assert_eq!(sent2.local_pref, None, "not to an external neighbor");
     assert!(sent2.communities.contains(&(65002 << 16 | 9)));
     assert_eq!(sent2.as_path_len(), 2, "our AS, then the feed's");
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending: the outbox
+
+/// A table of `prefixes` /24s over `sets` attribute sets, a set's prefixes scattered.
+fn diverse_table(i: &mut TestInstance, feed: PeerId, prefixes: u32, sets: u32) {
+    let mut by_set: BTreeMap<u32, Vec<IpNet>> = BTreeMap::new();
+    for k in 0..prefixes {
+        let p = IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x0100_0000 + (k << 8)), 24).expect("/24"));
+        by_set
+            .entry((k.wrapping_mul(2_654_435_761) >> 7) % sets)
+            .or_default()
+            .push(p);
+    }
+    for (s, nlri) in by_set {
+        let mut u = announce(&[65001, 100_000 + s], "10.99.1.1", &[]);
+        u.nlri = nlri;
+        i.handle(Event::Update {
+            peer: feed,
+            update: u,
+        });
+    }
+}
+
+#[test]
+fn a_new_peer_gets_the_table_grouped_by_attribute_set_and_each_prefix_once() {
+    let mut i = speaker(&[]);
+    let feed = add_feed(&mut i);
+    up(&mut i, feed, 65001, "10.99.1.1");
+    diverse_table(&mut i, feed, 20_000, 2_000);
+    assert_eq!(i.rib_len(), 20_000);
+    let all = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+    i.set_local_address(all, a("10.99.3.2").into());
+    let out = up(&mut i, all, 65003, "10.99.3.1");
+    let (ann, wd) = sent_to(&out, all);
+    assert!(wd.is_empty());
+    let mut uniq = ann.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(
+        (ann.len(), uniq.len()),
+        (20_000, 20_000),
+        "each prefix once"
+    );
+    let groups: usize = batches(&out, all).iter().map(|b| b.announce.len()).sum();
+    assert_eq!(
+        groups, 2_000,
+        "one group (one UPDATE) per attribute set, not per prefix"
+    );
+    assert_eq!(i.peer_stats(all).advertised, 20_000);
+    assert_eq!(
+        batches(&out, all).last().map(|b| b.end_of_rib.clone()),
+        Some(vec![Afi::Ipv4])
+    );
 }

@@ -25,7 +25,7 @@ pub use open::{BgpRole, Capability, GrFamily, GracefulRestart, Open, cap_code};
 pub use prefix::{decode_prefixes, encode_prefix, prefix_wire_len};
 pub use update::{
     AsPathSegment, Origin, PathAttrs, RawAttr, Update, UpdateProblem, encode_updates,
-    encode_updates_within, ipv6_end_of_rib,
+    encode_updates_within, ipv6_end_of_rib, update_overhead,
 };
 
 use bytes::{BufMut, BytesMut};

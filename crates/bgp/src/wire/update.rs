@@ -913,6 +913,27 @@ pub fn encode_updates_within(
         let mut ab = BytesMut::new();
         attrs.encode(&mut ab, &Mp::default());
         let room = room.saturating_sub(ab.len());
+        if nlri.iter().all(|p| matches!(p, IpNet::V4(_))) {
+            // IPv4 alone (a table's usual case): the attributes encoded once, and each
+            // UPDATE their octets and its prefixes'.
+            for chunk in chunks(nlri, room.max(5)) {
+                let len = 23 + ab.len() + chunk.iter().map(prefix_wire_len).sum::<usize>();
+                let mut m = BytesMut::with_capacity(len);
+                m.put_slice(&super::MARKER);
+                m.put_u16(len as u16);
+                m.put_u8(super::msg_type::UPDATE);
+                m.put_u16(0);
+                m.put_u16(ab.len() as u16);
+                m.put_slice(&ab);
+                for p in chunk {
+                    encode_prefix(&mut m, p);
+                }
+                out.push(m);
+            }
+            let limit = max.clamp(MAX_MESSAGE_LEN, super::MAX_EXTENDED_LEN);
+            out.retain(|m| m.len() <= limit);
+            return out;
+        }
         let (n4, n6) = by_family(nlri);
         let room6 = room.saturating_sub(MP_REACH_OVERHEAD);
         for chunk in chunks(&n4, room.max(5)).chain(chunks(&n6, room6.max(17))) {
@@ -936,6 +957,32 @@ pub fn encode_updates_within(
     );
     out.retain(|m| m.len() <= limit);
     out
+}
+
+/// The length of an UPDATE carrying `attrs` and prefixes of `afi`, less its prefixes'
+/// own octets ([`prefix_wire_len`] each) — within an octet for IPv6, whose MP_REACH_NLRI
+/// header grows by one when it passes 255 octets (so a caller deciding by it near a limit
+/// measures the UPDATE itself).
+pub fn update_overhead(attrs: &PathAttrs, afi: Afi) -> usize {
+    let mut b = BytesMut::new();
+    match afi {
+        Afi::Ipv4 => {
+            attrs.encode(&mut b, &Mp::default());
+            23 + b.len()
+        }
+        Afi::Ipv6 => {
+            let one = [IpNet::V6(ipnet::Ipv6Net::default())];
+            attrs.encode(
+                &mut b,
+                &Mp {
+                    reach: &one,
+                    ipv6_only: true,
+                    ..Mp::default()
+                },
+            );
+            23 + b.len() - prefix_wire_len(&one[0])
+        }
+    }
 }
 
 /// The IPv6 End-of-RIB marker (RFC 4724 §2; IPv4's is an empty UPDATE).
