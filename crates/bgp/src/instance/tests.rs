@@ -2289,3 +2289,190 @@ fn a_new_peer_gets_the_table_grouped_by_attribute_set_and_each_prefix_once() {
         Some(vec![Afi::Ipv4])
     );
 }
+
+/// An AS_PATH of `k` ASNs, the neighbor's first.
+fn long_path(first: u32, k: u32) -> Vec<u32> {
+    std::iter::once(first).chain((1..k).map(|i| 100_000 + i)).collect()
+}
+
+/// The length of the UPDATE `b` makes for its one route (as the driver encodes it).
+fn sent_len(b: &Batch, max: usize) -> Option<usize> {
+    b.announce.first().map(|(a, nlri)| {
+        crate::wire::encode_updates_within(&[], Some(a), nlri, max)
+            .iter()
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn nothing_longer_than_the_peer_takes_is_sent_and_what_is_not_sent_is_counted_and_shown() {
+    // Find a route whose UPDATE to the receiver is exactly 4,096 octets: the length grows
+    // by 4 an ASN, and a prefix of another length moves it by an octet.
+    let mut i = speaker(&[]);
+    let feed = add_feed(&mut i);
+    up(&mut i, feed, 65001, "10.99.1.1");
+    let rx = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+    i.set_local_address(rx, a("10.99.3.2").into());
+    up(&mut i, rx, 65003, "10.99.3.1");
+    let mut exact = None;
+    'search: for k in 1000..1030 {
+        for len in [8u8, 16, 24, 32, 0] {
+            let p = IpNet::V4(Ipv4Net::new(Ipv4Addr::new(20, 0, 0, 0), len).expect("prefix"));
+            let mut u = announce(&long_path(65001, k), "10.99.1.1", &[]);
+            u.nlri = vec![p];
+            let out = i.handle(Event::Update { peer: feed, update: u });
+            let b = batches(&out, rx);
+            if b.first().and_then(|b| sent_len(b, 4096)) == Some(4096) {
+                exact = Some((k, p));
+                break 'search;
+            }
+            i.handle(Event::Update { peer: feed, update: withdraw(&[&p.to_string()]) });
+        }
+    }
+    let (k, p) = exact.expect("a route whose UPDATE is exactly 4,096 octets");
+    assert_eq!(i.peer_stats(rx).too_large, 0);
+    // One ASN more: 4,100 octets, not sent — and the peer, which had the 4,096-octet
+    // version, is told to forget it.
+    let mut u = announce(&long_path(65001, k + 1), "10.99.1.1", &[]);
+    u.nlri = vec![p];
+    let out = i.handle(Event::Update { peer: feed, update: u });
+    let b = batches(&out, rx);
+    assert_eq!(sent_to(&out, rx), (vec![], vec![p]), "{out:?}");
+    assert_eq!(b[0].too_large, vec![(p, 4100)]);
+    assert_eq!(i.peer_stats(rx).too_large, 1);
+    assert!(i.advertised(rx).is_empty());
+    let shown = i.routes(rx, RouteSet::Advertised);
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0]
+            .2
+            .as_deref()
+            .is_some_and(|w| w.contains("4100 octets") && w.contains("4096")),
+        "{shown:?}"
+    );
+    // A peer with extended messages (RFC 8654) takes it.
+    let big = i.add_peer(neighbor("10.99.4.1", 65004, None, Export::All));
+    i.set_local_address(big, a("10.99.4.2").into());
+    let out = i.handle(Event::PeerUp {
+        peer: big,
+        negotiated: Negotiated {
+            extended_message: true,
+            ..negotiated(65004, "10.99.4.1")
+        },
+    });
+    assert_eq!(sent_to(&out, big).0, vec![p]);
+    assert_eq!(i.peer_stats(big).too_large, 0);
+    let long = batches(&out, big)
+        .iter()
+        .find_map(|b| sent_len(b, crate::wire::MAX_EXTENDED_LEN))
+        .expect("sent");
+    assert_eq!(long, 4100);
+    // Back to a shorter path: sent to the first peer again, and no longer counted.
+    let mut u = announce(&long_path(65001, 3), "10.99.1.1", &[]);
+    u.nlri = vec![p];
+    let out = i.handle(Event::Update { peer: feed, update: u });
+    assert_eq!(sent_to(&out, rx).0, vec![p]);
+    assert_eq!(i.peer_stats(rx).too_large, 0);
+}
+
+#[test]
+fn a_next_hop_that_is_our_own_address_is_ignored_without_a_notification() {
+    let mut l = lab(500, MaxPrefixAction::Teardown);
+    // Customer A's session: our address is 169.254.1.1.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.1", &["192.168.10.0/24", "192.168.11.0/24"]),
+    });
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::TearDown { .. })),
+        "no NOTIFICATION: {out:?}"
+    );
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Ignored { prefixes, why, .. } if prefixes.len() == 2 && why.contains("our own address")
+    )));
+    assert!(routes(&out).is_empty(), "nothing installed");
+    assert_eq!(sent_to(&out, l.fabric), (vec![], vec![]));
+    let received = l.i.routes(l.a, RouteSet::Received);
+    assert!(received.iter().all(|(_, _, why)| why
+        .as_deref()
+        .is_some_and(|w| w.contains("RFC 4271 §6.3"))));
+    // The same route with the customer's own next hop is taken.
+    let out = l.i.handle(Event::Update {
+        peer: l.a,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(sent_to(&out, l.fabric).0, vec![n("192.168.10.0/24")]);
+}
+
+#[test]
+fn a_route_changed_while_the_peer_is_slow_is_sent_once_as_it_is_last() {
+    let mut i = speaker(&[]);
+    let feed = add_feed(&mut i);
+    up(&mut i, feed, 65001, "10.99.1.1");
+    let rx = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+    i.set_local_address(rx, a("10.99.3.2").into());
+    up(&mut i, rx, 65003, "10.99.3.1");
+    // The peer takes nothing meanwhile: changes wait in its outbox.
+    for path in [vec![65001, 1], vec![65001, 2], vec![65001, 3]] {
+        i.0.handle(Event::Update {
+            peer: feed,
+            update: announce(&path, "10.99.1.1", &["20.0.0.0/8"]),
+        });
+    }
+    i.0.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001, 9], "10.99.1.1", &["21.0.0.0/8"]),
+    });
+    i.0.handle(Event::Update {
+        peer: feed,
+        update: withdraw(&["21.0.0.0/8"]),
+    });
+    let out = i.drained(vec![]);
+    assert_eq!(sent_to(&out, rx), (vec![n("20.0.0.0/8")], vec![]), "once; the other never");
+    let sent = attrs_sent(&out, rx, "20.0.0.0/8").expect("sent");
+    assert_eq!(sent.path_asns().collect::<Vec<_>>(), vec![65002, 65001, 3]);
+    assert_eq!(i.peer_stats(rx).advertised, 1);
+}
+
+#[test]
+fn a_peer_taking_a_little_at_a_time_gets_every_route_once() {
+    let mut i = speaker(&[]);
+    let feed = add_feed(&mut i);
+    up(&mut i, feed, 65001, "10.99.1.1");
+    diverse_table(&mut i, feed, 5_000, 700);
+    let rx = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+    i.set_local_address(rx, a("10.99.3.2").into());
+    i.0.handle(Event::PeerUp {
+        peer: rx,
+        negotiated: negotiated(65003, "10.99.3.1"),
+    });
+    let mut got: Vec<IpNet> = Vec::new();
+    let mut delta = 0;
+    let mut turns = 0;
+    // Small bites, with changes coming in between (new routes, a withdrawal).
+    while i.has_output(rx) {
+        turns += 1;
+        if let Some(b) = i.take(rx, 300) {
+            for (_, v) in &b.announce {
+                got.extend(v);
+            }
+            delta += b.delta;
+        }
+        if turns == 50 {
+            i.0.handle(Event::Update {
+                peer: feed,
+                update: announce(&[65001, 7], "10.99.1.1", &["30.0.0.0/8"]),
+            });
+        }
+    }
+    let mut uniq = got.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), got.len(), "nothing twice");
+    assert_eq!(got.len(), 5_001, "nothing dropped");
+    assert_eq!(delta, 5_001);
+    assert!(turns > 100, "in many small bites: {turns}");
+}
