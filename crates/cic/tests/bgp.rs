@@ -758,44 +758,55 @@ fn roles_with_bird_route_down_and_up_and_refuse_a_mismatch() {
     assert!(!routes(&sock).iter().any(|r| r["prefix"] == "10.35.4.0/24"));
 }
 
-/// A BGP peer played by the test itself over a TCP connection from 127.0.36.2.
-struct Peer36(std::net::TcpStream);
+/// A BGP peer played by the test itself: a TCP connection from `local` (AS 65001).
+struct TestPeer(std::net::TcpStream);
 
-impl Peer36 {
-    /// Connects to the speaker and exchanges OPENs (ours with graceful restart; `restarting`
-    /// sets its R bit) and KEEPALIVEs.
-    fn connect(restarting: bool) -> Peer36 {
+impl TestPeer {
+    /// Connects to the speaker and exchanges OPENs (ours with graceful restart when
+    /// `restarting` is given, its R bit set when true) and KEEPALIVEs. `rcvbuf`: a receive
+    /// buffer this small (set before the connection, so the window stays small).
+    fn connect(local: &str, to: &str, restarting: Option<bool>, rcvbuf: Option<usize>) -> TestPeer {
+        TestPeer::connect_as(65001, local, to, restarting, rcvbuf)
+    }
+
+    /// `connect`, as AS `asn`.
+    fn connect_as(
+        asn: u32,
+        local: &str,
+        to: &str,
+        restarting: Option<bool>,
+        rcvbuf: Option<usize>,
+    ) -> TestPeer {
         use cic_bgp::wire::{Afi, Capability, GrFamily, GracefulRestart, Message, Open};
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
-        s.bind(
-            &"127.0.36.2:0"
-                .parse::<std::net::SocketAddr>()
-                .expect("addr")
-                .into(),
-        )
-        .expect("bind");
-        let to: std::net::SocketAddr = "127.0.36.1:17360".parse().expect("addr");
+        if let Some(n) = rcvbuf {
+            s.set_recv_buffer_size(n).expect("SO_RCVBUF");
+        }
+        let from: std::net::SocketAddr = format!("{local}:0").parse().expect("addr");
+        s.bind(&from.into()).expect("bind");
+        let to: std::net::SocketAddr = to.parse().expect("addr");
         let deadline = std::time::Instant::now() + WAIT;
         while let Err(e) = s.connect_timeout(&to.into(), std::time::Duration::from_secs(1)) {
             assert!(std::time::Instant::now() < deadline, "connect: {e}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let mut p = Peer36(s.into());
+        let mut p = TestPeer(s.into());
         p.0.set_read_timeout(Some(WAIT)).expect("timeout");
-        let mut open =
-            Open::for_families(65001, 90, "127.0.36.2".parse().expect("id"), &[Afi::Ipv4]);
-        open.capabilities
-            .push(Capability::GracefulRestart(GracefulRestart {
-                restarting,
-                notification: false,
-                restart_time: 120,
-                families: vec![GrFamily {
-                    afi: 1,
-                    safi: 1,
-                    forwarding: restarting,
-                }],
-            }));
+        let mut open = Open::for_families(asn, 90, local.parse().expect("id"), &[Afi::Ipv4]);
+        if let Some(restarting) = restarting {
+            open.capabilities
+                .push(Capability::GracefulRestart(GracefulRestart {
+                    restarting,
+                    notification: false,
+                    restart_time: 120,
+                    families: vec![GrFamily {
+                        afi: 1,
+                        safi: 1,
+                        forwarding: restarting,
+                    }],
+                }));
+        }
         p.send(&Message::Open(open));
         assert!(
             matches!(p.recv(), Some(Message::Open(_))),
@@ -804,6 +815,27 @@ impl Peer36 {
         p.send(&Message::Keepalive);
         assert!(matches!(p.recv(), Some(Message::Keepalive)));
         p
+    }
+
+    /// A peer of the restart test, from 127.0.36.2.
+    fn connect36(restarting: bool) -> TestPeer {
+        TestPeer::connect("127.0.36.2", "127.0.36.1:17360", Some(restarting), None)
+    }
+
+    /// A thread that sends a KEEPALIVE every second on a clone of this connection until
+    /// `stop` (the only writer meanwhile: the test writes nothing else on it).
+    fn keepalives(&self, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use std::io::Write;
+        let mut w = self.0.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let ka = cic_bgp::wire::Message::Keepalive.encode();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if w.write_all(&ka).is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        });
     }
 
     fn send(&mut self, m: &cic_bgp::wire::Message) {
@@ -820,7 +852,12 @@ impl Peer36 {
         let mut msg = head.to_vec();
         msg.resize(len, 0);
         self.0.read_exact(&mut msg[19..]).ok()?;
-        cic_bgp::wire::decode_message(&msg, &Default::default())
+        // (Our OPEN offers extended messages, as the speaker's does.)
+        let cx = cic_bgp::wire::DecodeContext {
+            extended: true,
+            ..Default::default()
+        };
+        cic_bgp::wire::decode_message(&msg, &cx)
             .ok()
             .flatten()
             .map(|(m, _)| m)
@@ -859,13 +896,13 @@ fn a_new_connection_from_an_established_peer_is_its_restart() {
                 [[neighbor]]\naddress = \"127.0.36.2\"\nremote_asn = 65001\npassive = true\nimport = \"accept-all\"\n";
     let speaker = run_speaker(&dir, conf, None);
     let sock = speaker.socket.clone();
-    let mut old = Peer36::connect(false);
+    let mut old = TestPeer::connect36(false);
     old.announce(&["10.36.1.0/24", "10.36.2.0/24"]);
     wait_until(WAIT, "both routes", || (count(&sock) == 2).then_some(()))
         .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary"])));
 
     // The old connection stays open, silent; a new one comes, restarting.
-    let mut new = Peer36::connect(true);
+    let mut new = TestPeer::connect36(true);
     // (What the old connection still carries, our End-of-RIB, then its end.)
     while let Some(m) = old.recv() {
         assert!(
@@ -897,4 +934,219 @@ fn a_new_connection_from_an_established_peer_is_its_restart() {
         "{:?}",
         routes(&sock)
     );
+}
+
+/// RFC 9687 and the sending side: a peer that stops reading (its keepalives still come,
+/// so its hold timer never runs out) holds up no one — a peer that reads is sent the whole
+/// table, each route once, while the stuck one is still Established — and is closed when
+/// the send hold time passes with none of our data taken, its error saying so.
+#[test]
+fn a_peer_that_stops_reading_holds_up_no_one_and_is_closed_by_the_send_hold_timer() {
+    use cic_bgp::wire::{AsPathSegment, Message, PathAttrs, encode_updates};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    const N: usize = 30_000;
+    let dir = std::env::temp_dir().join(format!("cic-bgp-sendhold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let conf = "asn = 65002\nrouter_id = \"127.0.37.1\"\nlisten = [\"127.0.37.1:17370\"]\n\
+                hold_time = 3\nsend_hold_time = 8\n\
+                [[neighbor]]\naddress = \"127.0.37.2\"\nremote_asn = 65001\npassive = true\n\
+                import = \"accept-all\"\nexport = \"none\"\n\
+                [[neighbor]]\naddress = \"127.0.37.3\"\nremote_asn = 65001\npassive = true\nexport = \"all\"\n\
+                [[neighbor]]\naddress = \"127.0.37.4\"\nremote_asn = 65001\npassive = true\nexport = \"all\"\n";
+    let speaker = run_speaker(&dir, conf, None);
+    let sock = speaker.socket.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let speaker_at = "127.0.37.1:17370";
+
+    // The stuck peer: a receive window of a few kilobytes it never reads from.
+    let stuck = TestPeer::connect("127.0.37.3", speaker_at, None, Some(4096));
+    stuck.keepalives(stop.clone());
+    let mut reader = TestPeer::connect("127.0.37.4", speaker_at, None, None);
+    reader.keepalives(stop.clone());
+
+    // The feed: N prefixes, each with an attribute set of its own (61 communities, one of
+    // them the prefix's number), about 300 octets an UPDATE: 9 MB to each reader, more
+    // than the stuck peer's socket buffers hold.
+    let mut feeder = TestPeer::connect("127.0.37.2", speaker_at, None, None);
+    let mut bytes = Vec::with_capacity(N * 300);
+    for i in 0..N {
+        let mut communities: Vec<u32> = (0..60).map(|k| (65001 << 16) | k).collect();
+        communities.push((65000 << 16) | i as u32);
+        let attrs = PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(vec![65001])],
+            next_hop: Some("127.0.37.2".parse().expect("nh")),
+            communities,
+            ..Default::default()
+        };
+        let prefix: ipnet::IpNet = format!("10.{}.{}.0/24", i / 256, i % 256)
+            .parse()
+            .expect("prefix");
+        for m in encode_updates(&[], Some(&attrs), &[prefix]) {
+            bytes.extend_from_slice(&m);
+        }
+    }
+    {
+        use std::io::Write;
+        feeder.0.write_all(&bytes).expect("feed");
+    }
+    feeder.send(&Message::Update(Default::default())); // End-of-RIB
+    feeder.keepalives(stop.clone());
+
+    // The reader takes everything, a little at a time, while the stuck peer takes nothing.
+    let mut seen = std::collections::HashSet::new();
+    let mut announced = 0usize;
+    while seen.len() < N {
+        match reader.recv() {
+            Some(Message::Update(u)) => {
+                announced += u.nlri.len();
+                seen.extend(u.nlri);
+            }
+            Some(Message::Keepalive) => {}
+            other => panic!(
+                "the reader got {other:?} after {} of {N} prefixes: {}",
+                seen.len(),
+                show(&sock, &["summary", "--json"])
+            ),
+        }
+        if announced.is_multiple_of(2048) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert_eq!(announced, N, "each prefix sent once");
+    let stuck_row = neighbor(&sock, "127.0.37.3");
+    assert_eq!(
+        stuck_row["state"], "ESTABLISHED",
+        "the reader was served while the stuck peer was still up: {stuck_row}"
+    );
+    wait_until(WAIT, "the reader's advertised count", || {
+        (neighbor(&sock, "127.0.37.4")["advertised"] == N).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
+
+    // The stuck peer goes when the send hold time has passed; the others stay.
+    let row = wait_until(WAIT, "the stuck peer closed", || {
+        let row = neighbor(&sock, "127.0.37.3");
+        (row["state"] != "ESTABLISHED" && !row["lastError"].is_null()).then_some(row)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
+    let why = row["lastError"].as_str().unwrap_or_default();
+    assert!(why.contains("Send Hold Timer Expired"), "{row}");
+    assert!(
+        (row["advertised"].as_u64().unwrap_or(u64::MAX) as usize) < N,
+        "the stuck peer cannot have taken the table: {row}"
+    );
+    for peer in ["127.0.37.2", "127.0.37.4"] {
+        let row = neighbor(&sock, peer);
+        assert_eq!(row["state"], "ESTABLISHED", "{row}");
+    }
+    assert_eq!(count(&sock), N as u64);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// RFC 8654 §4: a route whose UPDATE would be longer than the peer takes is not sent to
+/// it (the session stays up), counted and shown with why; a peer that takes long messages
+/// is sent the same route. BIRD, without extended messages, takes 4096 octets; the test's
+/// own peers offer them: one sends a route with 1100 communities (an UPDATE of 4.5 kB),
+/// the other (AS 65004) is sent it.
+#[test]
+fn a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why() {
+    use cic_bgp::wire::{AsPathSegment, Message, PathAttrs, encode_updates_within};
+    if !bird_or_skip("a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cic-bgp-toolarge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bird = Bird::start("small", &bird_in(38, 2, 65003, "", ""), None, None).expect("bird");
+    let conf = "asn = 65002\nrouter_id = \"127.0.38.1\"\nlisten = [\"127.0.38.1:17380\"]\n\
+                [[neighbor]]\naddress = \"127.0.38.2\"\nremote_asn = 65003\npassive = true\nexport = \"all\"\n\
+                [[neighbor]]\naddress = \"127.0.38.3\"\nremote_asn = 65001\npassive = true\n\
+                import = \"accept-all\"\nexport = \"all\"\n\
+                [[neighbor]]\naddress = \"127.0.38.4\"\nremote_asn = 65004\npassive = true\nexport = \"all\"\n";
+    let speaker = run_speaker(&dir, conf, None);
+    let sock = speaker.socket.clone();
+    let mut peer = TestPeer::connect("127.0.38.3", "127.0.38.1:17380", None, None);
+    let mut long = TestPeer::connect_as(65004, "127.0.38.4", "127.0.38.1:17380", None, None);
+    let announce = |peer: &mut TestPeer, prefix: &str, communities: u32| {
+        use std::io::Write;
+        let attrs = PathAttrs {
+            as_path: vec![AsPathSegment::Sequence(vec![65001])],
+            next_hop: Some("127.0.38.3".parse().expect("nh")),
+            communities: (0..communities).map(|k| (65001 << 16) | k).collect(),
+            ..Default::default()
+        };
+        let prefix: ipnet::IpNet = prefix.parse().expect("prefix");
+        for m in encode_updates_within(&[], Some(&attrs), &[prefix], 65535) {
+            peer.0.write_all(&m).expect("write");
+        }
+    };
+    announce(&mut peer, "10.38.1.0/24", 3);
+    announce(&mut peer, "10.38.2.0/24", 1100);
+    peer.send(&Message::Update(Default::default()));
+
+    let bird_routes = || bird.cmd("show route protocol speaker").unwrap_or_default();
+    wait_until(
+        WAIT,
+        "BIRD has the small route, the large one counted",
+        || {
+            let row = neighbor(&sock, "127.0.38.2");
+            (bird_routes().contains("10.38.1.0/24") && row["tooLarge"] == 1).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            show(&sock, &["summary", "--json"]),
+            bird_routes()
+        )
+    });
+    assert!(!bird_routes().contains("10.38.2.0/24"), "{}", bird_routes());
+    let row = neighbor(&sock, "127.0.38.2");
+    assert_eq!(row["state"], "ESTABLISHED", "{row}");
+    assert!(row["lastError"].is_null(), "{row}");
+    assert_eq!(row["advertised"], 1, "{row}");
+    let proto = bird.cmd("show protocols speaker").unwrap_or_default();
+    assert!(proto.contains("Established"), "{proto}");
+
+    // Why, where the user looks.
+    let adv: Vec<serde_json::Value> = serde_json::from_str(&show(
+        &sock,
+        &["neighbor", "127.0.38.2", "advertised", "--json"],
+    ))
+    .expect("json");
+    let big = adv
+        .iter()
+        .find(|r| r["prefix"] == "10.38.2.0/24")
+        .unwrap_or_else(|| panic!("the large route listed: {adv:?}"));
+    let why = big["refused"].as_str().unwrap_or_default();
+    assert!(why.contains("more than the 4096"), "{big}");
+    let table = show(&sock, &["summary"]);
+    assert!(table.contains("1 route(s) not sent"), "{table}");
+
+    // The peer that takes long messages is sent it, whole.
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 2 {
+        match long.recv() {
+            Some(Message::Update(u)) => {
+                let n = u.attrs.as_ref().map_or(0, |a| a.communities.len());
+                got.extend(u.nlri.into_iter().map(|p| (p.to_string(), n)));
+            }
+            Some(Message::Keepalive) => {}
+            other => panic!("AS 65004 got {other:?} after {got:?}"),
+        }
+    }
+    assert_eq!(got.get("10.38.2.0/24"), Some(&1100), "{got:?}");
+    assert_eq!(neighbor(&sock, "127.0.38.4")["tooLarge"], 0);
+
+    // Withdrawn, the route leaves the count.
+    {
+        use std::io::Write;
+        for m in encode_updates_within(&["10.38.2.0/24".parse().expect("p")], None, &[], 65535) {
+            peer.0.write_all(&m).expect("write");
+        }
+    }
+    wait_until(WAIT, "the count back to 0", || {
+        (neighbor(&sock, "127.0.38.2")["tooLarge"] == 0).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
 }

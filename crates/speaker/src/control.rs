@@ -86,6 +86,9 @@ pub struct NeighborSummary {
     /// The latest malformation, as decoded.
     #[serde(default)]
     pub last_malformed: Option<String>,
+    /// Routes not sent because their UPDATE would be longer than the peer takes (RFC 8654).
+    #[serde(default)]
+    pub too_large: u32,
 }
 
 /// A best route of the Loc-RIB.
@@ -264,6 +267,7 @@ async fn respond(
                         treated_as_withdraw: p.stats.treated_as_withdraw,
                         attributes_discarded: p.stats.attributes_discarded,
                         last_malformed: p.stats.last_malformed.clone(),
+                        too_large: p.stats.too_large,
                     })
                     .collect(),
             })
@@ -384,6 +388,13 @@ pub fn summary_table(s: &Summary) -> String {
             n.accepted,
             n.advertised,
             n.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    for n in s.neighbors.iter().filter(|n| n.too_large > 0) {
+        let _ = writeln!(
+            out,
+            "{}: {} route(s) not sent, their UPDATE longer than it takes (cic bgp show neighbor {} advertised)",
+            n.address, n.too_large, n.address
         );
     }
     out

@@ -2292,7 +2292,9 @@ fn a_new_peer_gets_the_table_grouped_by_attribute_set_and_each_prefix_once() {
 
 /// An AS_PATH of `k` ASNs, the neighbor's first.
 fn long_path(first: u32, k: u32) -> Vec<u32> {
-    std::iter::once(first).chain((1..k).map(|i| 100_000 + i)).collect()
+    std::iter::once(first)
+        .chain((1..k).map(|i| 100_000 + i))
+        .collect()
 }
 
 /// The length of the UPDATE `b` makes for its one route (as the driver encodes it).
@@ -2322,13 +2324,19 @@ fn nothing_longer_than_the_peer_takes_is_sent_and_what_is_not_sent_is_counted_an
             let p = IpNet::V4(Ipv4Net::new(Ipv4Addr::new(20, 0, 0, 0), len).expect("prefix"));
             let mut u = announce(&long_path(65001, k), "10.99.1.1", &[]);
             u.nlri = vec![p];
-            let out = i.handle(Event::Update { peer: feed, update: u });
+            let out = i.handle(Event::Update {
+                peer: feed,
+                update: u,
+            });
             let b = batches(&out, rx);
             if b.first().and_then(|b| sent_len(b, 4096)) == Some(4096) {
                 exact = Some((k, p));
                 break 'search;
             }
-            i.handle(Event::Update { peer: feed, update: withdraw(&[&p.to_string()]) });
+            i.handle(Event::Update {
+                peer: feed,
+                update: withdraw(&[&p.to_string()]),
+            });
         }
     }
     let (k, p) = exact.expect("a route whose UPDATE is exactly 4,096 octets");
@@ -2337,7 +2345,10 @@ fn nothing_longer_than_the_peer_takes_is_sent_and_what_is_not_sent_is_counted_an
     // version, is told to forget it.
     let mut u = announce(&long_path(65001, k + 1), "10.99.1.1", &[]);
     u.nlri = vec![p];
-    let out = i.handle(Event::Update { peer: feed, update: u });
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: u,
+    });
     let b = batches(&out, rx);
     assert_eq!(sent_to(&out, rx), (vec![], vec![p]), "{out:?}");
     assert_eq!(b[0].too_large, vec![(p, 4100)]);
@@ -2372,7 +2383,10 @@ fn nothing_longer_than_the_peer_takes_is_sent_and_what_is_not_sent_is_counted_an
     // Back to a shorter path: sent to the first peer again, and no longer counted.
     let mut u = announce(&long_path(65001, 3), "10.99.1.1", &[]);
     u.nlri = vec![p];
-    let out = i.handle(Event::Update { peer: feed, update: u });
+    let out = i.handle(Event::Update {
+        peer: feed,
+        update: u,
+    });
     assert_eq!(sent_to(&out, rx).0, vec![p]);
     assert_eq!(i.peer_stats(rx).too_large, 0);
 }
@@ -2383,7 +2397,11 @@ fn a_next_hop_that_is_our_own_address_is_ignored_without_a_notification() {
     // Customer A's session: our address is 169.254.1.1.
     let out = l.i.handle(Event::Update {
         peer: l.a,
-        update: announce(&[65001], "169.254.1.1", &["192.168.10.0/24", "192.168.11.0/24"]),
+        update: announce(
+            &[65001],
+            "169.254.1.1",
+            &["192.168.10.0/24", "192.168.11.0/24"],
+        ),
     });
     assert!(
         !out.iter().any(|a| matches!(a, Action::TearDown { .. })),
@@ -2396,9 +2414,11 @@ fn a_next_hop_that_is_our_own_address_is_ignored_without_a_notification() {
     assert!(routes(&out).is_empty(), "nothing installed");
     assert_eq!(sent_to(&out, l.fabric), (vec![], vec![]));
     let received = l.i.routes(l.a, RouteSet::Received);
-    assert!(received.iter().all(|(_, _, why)| why
-        .as_deref()
-        .is_some_and(|w| w.contains("RFC 4271 §6.3"))));
+    assert!(
+        received
+            .iter()
+            .all(|(_, _, why)| why.as_deref().is_some_and(|w| w.contains("RFC 4271 §6.3")))
+    );
     // The same route with the customer's own next hop is taken.
     let out = l.i.handle(Event::Update {
         peer: l.a,
@@ -2431,7 +2451,11 @@ fn a_route_changed_while_the_peer_is_slow_is_sent_once_as_it_is_last() {
         update: withdraw(&["21.0.0.0/8"]),
     });
     let out = i.drained(vec![]);
-    assert_eq!(sent_to(&out, rx), (vec![n("20.0.0.0/8")], vec![]), "once; the other never");
+    assert_eq!(
+        sent_to(&out, rx),
+        (vec![n("20.0.0.0/8")], vec![]),
+        "once; the other never"
+    );
     let sent = attrs_sent(&out, rx, "20.0.0.0/8").expect("sent");
     assert_eq!(sent.path_asns().collect::<Vec<_>>(), vec![65002, 65001, 3]);
     assert_eq!(i.peer_stats(rx).advertised, 1);
