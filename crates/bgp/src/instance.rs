@@ -1299,4 +1299,6 @@ mod export;
 pub use export::{Batch, FEED_STEP};
 
 #[cfg(test)]
+mod replay;
+#[cfg(test)]
 mod tests;

@@ -2476,7 +2476,7 @@ fn a_peer_taking_a_little_at_a_time_gets_every_route_once() {
     let mut got: Vec<IpNet> = Vec::new();
     let mut delta = 0;
     let mut turns = 0;
-    // Small bites, with changes coming in between (new routes, a withdrawal).
+    // Small bites, with a change coming in between (a new route).
     while i.has_output(rx) {
         turns += 1;
         if let Some(b) = i.take(rx, 300) {
