@@ -1024,12 +1024,44 @@ fn a_peer_that_stops_reading_holds_up_no_one_and_is_closed_by_the_send_hold_time
     })
     .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
 
-    // The stuck peer goes when the send hold time has passed; the others stay.
-    let row = wait_until(WAIT, "the stuck peer closed", || {
+    // The stuck peer goes when the send hold time has passed; meanwhile the reader's
+    // session keeps its timers (our KEEPALIVEs come each second) and the speaker's memory
+    // does not grow with the wait.
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", speaker.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let rss_served = rss();
+    let (mut keepalives, deadline) = (0, std::time::Instant::now() + WAIT);
+    let row = loop {
         let row = neighbor(&sock, "127.0.37.3");
-        (row["state"] != "ESTABLISHED" && !row["lastError"].is_null()).then_some(row)
-    })
-    .unwrap_or_else(|e| panic!("{e}: {}", show(&sock, &["summary", "--json"])));
+        if row["state"] != "ESTABLISHED" && !row["lastError"].is_null() {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck peer not closed: {}",
+            show(&sock, &["summary", "--json"])
+        );
+        match reader.recv() {
+            Some(Message::Keepalive) => keepalives += 1,
+            other => panic!("the reader got {other:?} while the stuck peer was up"),
+        }
+    };
+    assert!(
+        keepalives >= 3,
+        "the reader was sent {keepalives} KEEPALIVEs in the send hold time"
+    );
+    let rss_closed = rss();
+    assert!(
+        rss_closed < rss_served + 8 * 1024,
+        "RSS {rss_served} kB when the reader had the table, {rss_closed} kB at the close"
+    );
     let why = row["lastError"].as_str().unwrap_or_default();
     assert!(why.contains("Send Hold Timer Expired"), "{row}");
     assert!(
@@ -1048,11 +1080,13 @@ fn a_peer_that_stops_reading_holds_up_no_one_and_is_closed_by_the_send_hold_time
 /// it (the session stays up), counted and shown with why; a peer that takes long messages
 /// is sent the same route. BIRD, without extended messages, takes 4096 octets; the test's
 /// own peers offer them: one sends a route with 1100 communities (an UPDATE of 4.5 kB),
-/// the other (AS 65004) is sent it.
+/// the other (AS 65004) is sent it. And a route whose NEXT_HOP is our own address is
+/// ignored (RFC 4271 §6.3), the session kept.
 #[test]
-fn a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why() {
+fn too_large_routes_are_not_sent_and_our_own_next_hop_not_taken_each_shown_why() {
     use cic_bgp::wire::{AsPathSegment, Message, PathAttrs, encode_updates_within};
-    if !bird_or_skip("a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why") {
+    if !bird_or_skip("too_large_routes_are_not_sent_and_our_own_next_hop_not_taken_each_shown_why")
+    {
         return;
     }
     let dir = std::env::temp_dir().join(format!("cic-bgp-toolarge-{}", std::process::id()));
@@ -1067,11 +1101,11 @@ fn a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why() {
     let sock = speaker.socket.clone();
     let mut peer = TestPeer::connect("127.0.38.3", "127.0.38.1:17380", None, None);
     let mut long = TestPeer::connect_as(65004, "127.0.38.4", "127.0.38.1:17380", None, None);
-    let announce = |peer: &mut TestPeer, prefix: &str, communities: u32| {
+    let announce_via = |peer: &mut TestPeer, prefix: &str, communities: u32, nh: &str| {
         use std::io::Write;
         let attrs = PathAttrs {
             as_path: vec![AsPathSegment::Sequence(vec![65001])],
-            next_hop: Some("127.0.38.3".parse().expect("nh")),
+            next_hop: Some(nh.parse().expect("nh")),
             communities: (0..communities).map(|k| (65001 << 16) | k).collect(),
             ..Default::default()
         };
@@ -1079,6 +1113,9 @@ fn a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why() {
         for m in encode_updates_within(&[], Some(&attrs), &[prefix], 65535) {
             peer.0.write_all(&m).expect("write");
         }
+    };
+    let announce = |peer: &mut TestPeer, prefix: &str, communities: u32| {
+        announce_via(peer, prefix, communities, "127.0.38.3")
     };
     announce(&mut peer, "10.38.1.0/24", 3);
     announce(&mut peer, "10.38.2.0/24", 1100);
@@ -1137,6 +1174,32 @@ fn a_route_too_large_for_a_peer_is_not_sent_to_it_and_shown_why() {
     }
     assert_eq!(got.get("10.38.2.0/24"), Some(&1100), "{got:?}");
     assert_eq!(neighbor(&sock, "127.0.38.4")["tooLarge"], 0);
+
+    // RFC 4271 §6.3: a NEXT_HOP that is our own address is ignored, without a NOTIFICATION.
+    announce_via(&mut peer, "10.38.3.0/24", 0, "127.0.38.1");
+    let received = || -> Vec<serde_json::Value> {
+        serde_json::from_str(&show(
+            &sock,
+            &["neighbor", "127.0.38.3", "received", "--json"],
+        ))
+        .expect("json")
+    };
+    let ignored = wait_until(
+        WAIT,
+        "the route with our next hop in the looking glass",
+        || {
+            received()
+                .into_iter()
+                .find(|r| r["prefix"] == "10.38.3.0/24")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", received()));
+    let why = ignored["refused"].as_str().unwrap_or_default();
+    assert!(why.contains("our own address"), "{ignored}");
+    assert_eq!(count(&sock), 2, "{:?}", routes(&sock));
+    let row = neighbor(&sock, "127.0.38.3");
+    assert_eq!(row["state"], "ESTABLISHED", "{row}");
+    assert!(row["lastError"].is_null(), "{row}");
 
     // Withdrawn, the route leaves the count.
     {
