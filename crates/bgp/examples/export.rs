@@ -50,6 +50,15 @@ fn neighbor(addr: Ipv4Addr, asn: u32, import: Option<Filter>, export: Export) ->
     }
 }
 
+/// The attribute set of prefix `i` among `sets` (the bench feed's: SplitMix64's finalizer).
+fn set_of(i: usize, sets: usize) -> usize {
+    let mut x = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % sets as u64) as usize
+}
+
 fn main() {
     let prefixes: u32 = std::env::args()
         .nth(1)
@@ -85,7 +94,7 @@ fn main() {
     for k in 0..prefixes {
         let n = Ipv4Net::new(Ipv4Addr::from(0x0100_0000 + (k << 8)), 24).expect("/24");
         by_set
-            .entry((k.wrapping_mul(2_654_435_761) >> 7) % sets)
+            .entry(set_of(k as usize, sets as usize) as u32)
             .or_default()
             .push(n.into());
     }

@@ -310,11 +310,11 @@ struct PeerState {
     adj_in: AdjIn,
     /// What the peer was handed: its Adj-RIB-Out. (A hash map: a table goes in in the
     /// order of its attribute sets, not of its prefixes.)
-    adj_out: rustc_hash::FxHashMap<IpNet, Arc<PathAttrs>>,
+    adj_out: export::AdjOut,
     /// What it is still to be sent, and the walk of its full table under way.
     outbox: export::Outbox,
     feed: Option<export::Feed>,
-    feed_memo: export::Memo,
+    feed_memo: export::FeedMemo,
     /// Routes not sent because their UPDATE would be too long for it (octets).
     too_large: rustc_hash::FxHashMap<IpNet, usize>,
     discarded: u32,
@@ -622,7 +622,7 @@ impl Instance {
                 let mut v: Vec<_> = p
                     .adj_out
                     .iter()
-                    .map(|(n, a)| (*n, a.clone(), None))
+                    .map(|(n, a)| (n, a.clone(), None))
                     .collect();
                 // Routes policy would send but that no UPDATE the peer takes can carry.
                 for (n, len) in self.too_large(peer) {
@@ -770,7 +770,7 @@ impl Instance {
         let mut v: Vec<IpNet> = self
             .peers
             .get(&peer)
-            .map(|p| p.adj_out.keys().copied().collect())
+            .map(|p| p.adj_out.keys().collect())
             .unwrap_or_default();
         v.sort();
         v

@@ -79,6 +79,9 @@ pub(super) struct Outbox {
     /// Adj-RIB-Out holds a pointer per route.
     attrs: OutAttrs,
     withdraw: VecDeque<IpNet>,
+    /// What a walk of the Loc-RIB found, grouped by attribute set: drained before
+    /// anything else (see [`Fed`]).
+    fed: Fed,
     /// A refresh asked for by the peer: BoRR owed, and once the feed has gone through
     /// the family and the outbox is empty, EoRR.
     refresh: Option<(Afi, bool)>,
@@ -88,7 +91,7 @@ pub(super) struct Outbox {
 
 impl Outbox {
     pub(super) fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.fed.is_empty()
     }
 
     pub(super) fn clear(&mut self) {
@@ -127,6 +130,172 @@ impl Outbox {
     fn push_withdraw(&mut self, n: IpNet) {
         self.withdraw.push_back(n);
         self.pending.insert(n, None);
+    }
+
+    /// Before a new walk: what the last one found and has not gone yet joins the other
+    /// announcements (the new walk's finds go first, and a prefix it finds again is
+    /// taken from there).
+    fn unfeed(&mut self) {
+        let fed = std::mem::take(&mut self.fed);
+        let found = fed.found.iter().map(|(k, n)| (*k as usize, *n));
+        // (Grouped only once its walk was done.)
+        let buckets = if fed.starts.is_empty() {
+            0..0
+        } else {
+            fed.next..fed.sets.len()
+        };
+        let grouped = buckets.flat_map(|k| {
+            let from = fed.at.max(fed.starts[k] as usize);
+            fed.grouped[from..fed.starts[k + 1] as usize]
+                .iter()
+                .map(move |n| (k, *n))
+        });
+        for (k, n) in found.chain(grouped) {
+            if !self.pending.contains_key(&n) {
+                self.push_announce(n, fed.sets[k].clone());
+            }
+        }
+    }
+}
+
+/// What a walk of the Loc-RIB found for a peer: its routes grouped by the attribute set
+/// it is sent (interned: one bucket per set, found by pointer), in the order the sets
+/// were first seen. A table's prefixes go in here without an entry each in `pending`
+/// (a million hash insertions and removals less); in exchange the rules are:
+/// - the walk's view of a prefix is the latest when it looks: it drops the prefix's
+///   entry in `pending`;
+/// - a change after the walk looked is an entry in `pending`, which wins: a found prefix
+///   with an entry there is skipped (while anything is found and unsent, [`enqueue`]
+///   always records the change, even one back to what the peer has);
+/// - what was found goes before the rest of the outbox.
+#[derive(Debug, Default)]
+pub(super) struct Fed {
+    /// Bucket → its set (interned).
+    sets: Vec<Arc<PathAttrs>>,
+    /// The set's interned pointer → its bucket (during the walk).
+    index: HashMap<usize, usize>,
+    /// The walk's finds as it goes: bucket and prefix (one flat vector: no allocation
+    /// per set).
+    found: Vec<(u32, IpNet)>,
+    /// Once the walk is done: the finds grouped by bucket, in walk order within each,
+    /// bucket `k` at `grouped[starts[k]..starts[k + 1]]`.
+    grouped: Vec<IpNet>,
+    starts: Vec<u32>,
+    /// The bucket being sent, and the first prefix of `grouped` not yet sent.
+    next: usize,
+    at: usize,
+}
+
+impl Fed {
+    fn is_empty(&self) -> bool {
+        self.found.is_empty() && self.at >= self.grouped.len()
+    }
+
+    /// The bucket of interned set `a`.
+    fn bucket(&mut self, a: &Arc<PathAttrs>) -> usize {
+        let sets = &mut self.sets;
+        *self
+            .index
+            .entry(Arc::as_ptr(a) as usize)
+            .or_insert_with(|| {
+                sets.push(a.clone());
+                sets.len() - 1
+            })
+    }
+
+    /// The walk is done: its finds grouped by bucket (a counting sort; stable).
+    fn group(&mut self) {
+        self.index = HashMap::default();
+        let mut starts = vec![0u32; self.sets.len() + 1];
+        for (k, _) in &self.found {
+            starts[*k as usize + 1] += 1;
+        }
+        for k in 1..starts.len() {
+            starts[k] += starts[k - 1];
+        }
+        let mut fill: Vec<u32> = starts[..self.sets.len()].to_vec();
+        let mut grouped = vec![IpNet::default(); self.found.len()];
+        for (k, n) in std::mem::take(&mut self.found) {
+            grouped[fill[k as usize] as usize] = n;
+            fill[k as usize] += 1;
+        }
+        self.grouped = grouped;
+        self.starts = starts;
+        self.next = 0;
+        self.at = 0;
+    }
+}
+
+/// What a peer was handed (its Adj-RIB-Out): prefix → the attribute set, per family. An
+/// IPv4 prefix is one integer key (16 octets an entry with its pointer, half of what an
+/// `IpNet` key takes, and one multiplication to hash).
+#[derive(Debug, Default)]
+pub(super) struct AdjOut {
+    v4: HashMap<u64, Arc<PathAttrs>>,
+    v6: HashMap<ipnet::Ipv6Net, Arc<PathAttrs>>,
+}
+
+fn key4(n: &ipnet::Ipv4Net) -> u64 {
+    (u64::from(u32::from(n.addr())) << 8) | u64::from(n.prefix_len())
+}
+
+fn from_key4(k: u64) -> IpNet {
+    let addr = std::net::Ipv4Addr::from((k >> 8) as u32);
+    IpNet::V4(ipnet::Ipv4Net::new(addr, (k & 0xff) as u8).expect("a stored prefix"))
+}
+
+impl AdjOut {
+    pub(super) fn get(&self, n: &IpNet) -> Option<&Arc<PathAttrs>> {
+        match n {
+            IpNet::V4(n) => self.v4.get(&key4(n)),
+            IpNet::V6(n) => self.v6.get(n),
+        }
+    }
+
+    pub(super) fn contains_key(&self, n: &IpNet) -> bool {
+        self.get(n).is_some()
+    }
+
+    pub(super) fn insert(&mut self, n: IpNet, a: Arc<PathAttrs>) -> Option<Arc<PathAttrs>> {
+        match n {
+            IpNet::V4(n) => self.v4.insert(key4(&n), a),
+            IpNet::V6(n) => self.v6.insert(n, a),
+        }
+    }
+
+    pub(super) fn remove(&mut self, n: &IpNet) -> Option<Arc<PathAttrs>> {
+        match n {
+            IpNet::V4(n) => self.v4.remove(&key4(n)),
+            IpNet::V6(n) => self.v6.remove(n),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = AdjOut::default();
+    }
+
+    /// Room for `n` more routes (of IPv4, the table's bulk).
+    pub(super) fn reserve(&mut self, n: usize) {
+        self.v4.reserve(n);
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (IpNet, &Arc<PathAttrs>)> {
+        self.v4
+            .iter()
+            .map(|(k, a)| (from_key4(*k), a))
+            .chain(self.v6.iter().map(|(n, a)| (IpNet::V6(*n), a)))
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.iter().map(|(n, _)| n)
     }
 }
 
@@ -169,6 +338,11 @@ pub(super) struct Feed {
 /// memo with it.
 #[derive(Debug, Default)]
 pub(super) struct Memo(HashMap<(usize, PeerId), Decided>);
+
+/// A walk's export decisions by attribute set (as [`Memo`]): the attributes held alive,
+/// and the bucket of [`Fed`] their routes go to (None: not sent).
+#[derive(Debug, Default)]
+pub(super) struct FeedMemo(HashMap<(usize, PeerId), (Arc<PathAttrs>, Option<usize>)>);
 
 /// A memo's entry: the attributes it was decided for (held alive), and what is sent.
 type Decided = (Arc<PathAttrs>, Option<Arc<PathAttrs>>);
@@ -261,13 +435,11 @@ impl Instance {
             return vec![];
         }
         p.outbox.end_of_rib |= end_of_rib;
-        p.feed_memo = Memo::default();
+        p.feed_memo = FeedMemo::default();
         if own.is_none() {
+            p.outbox.unfeed();
             // Room for the table at once, not by doubling (each a rehash of it all).
             let table = self.rib.len();
-            p.outbox
-                .pending
-                .reserve(table.saturating_sub(p.outbox.pending.len()));
             p.adj_out.reserve(table.saturating_sub(p.adj_out.len()));
         }
         p.feed = match own {
@@ -308,18 +480,25 @@ impl Instance {
         } else {
             p.outbox.end_of_rib = true;
         }
-        // What it has of the family, again; then the walk for what it should have.
-        let had: Vec<(IpNet, Arc<PathAttrs>)> = p
-            .adj_out
-            .iter()
-            .filter(|(n, _)| Afi::of(n) == afi)
-            .map(|(n, a)| (*n, a.clone()))
+        // The walk goes through the Loc-RIB; what the peer has that is in no entry of it
+        // (our own prefixes, or a route withdrawal still queued) is judged here: sent
+        // again as it should be now, or withdrawn.
+        let had: Vec<IpNet> = p.adj_out.keys().filter(|n| Afi::of(n) == afi).collect();
+        let judged: Vec<(IpNet, Option<Arc<PathAttrs>>)> = had
+            .into_iter()
+            .filter(|n| own.is_some() || self.rib.best(n).is_none())
+            .map(|n| (n, self.desired(peer, &n)))
             .collect();
-        for (n, a) in had {
-            enqueue(p, n, Some(a), true);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        for (n, want) in judged {
+            let want = want.map(|a| p.outbox.intern(a));
+            enqueue(p, n, want, true);
         }
         if own.is_none() {
-            p.feed_memo = Memo::default();
+            p.outbox.unfeed();
+            p.feed_memo = FeedMemo::default();
             p.feed = Some(Feed {
                 after: None,
                 afi: Some(afi),
@@ -356,21 +535,34 @@ impl Instance {
     /// Looks at up to `budget` more prefixes for `peer`'s feed. True if its outbox has
     /// something.
     fn step_feed(&mut self, peer: PeerId, budget: usize) -> bool {
-        let Some(feed) = self.peers.get(&peer).and_then(|p| p.feed.clone()) else {
+        let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        let mut memo = self
-            .peers
-            .get_mut(&peer)
-            .map(|p| std::mem::take(&mut p.feed_memo))
-            .unwrap_or_default();
-        let Some(up) = self.peers.get(&peer).and_then(|p| p.up.as_ref()) else {
+        let Some(feed) = p.feed.clone() else {
             return false;
         };
+        let mut memo = std::mem::take(&mut p.feed_memo);
+        let mut ob = std::mem::take(&mut p.outbox);
+        let p = &self.peers[&peer];
+        let Some(up) = p.up.as_ref() else {
+            p_restore(self, peer, ob, memo);
+            return false;
+        };
+        // Whether the decision depends on the route's attributes alone (see
+        // `desired_memo`): then it is made once per set.
+        let by_attrs = match p.spec.role {
+            Role::Fabric => true,
+            Role::Neighbor => matches!(
+                p.spec.policy.as_deref().map(|x| &x.export),
+                Some(Export::All)
+            ),
+            Role::Customer => false,
+        };
+        let (adj_out, too_large) = (&p.adj_out, &p.too_large);
         let mut looked = 0;
         let mut last = None;
-        let mut wants: Vec<(IpNet, Option<Arc<PathAttrs>>)> =
-            Vec::with_capacity(budget.min(1 << 16));
+        // What the walk changes besides the buckets, applied after it.
+        let (mut superseded, mut withdraw, mut fits_now) = (vec![], vec![], vec![]);
         for (n, selected) in self.rib.iter_after(feed.after) {
             if looked == budget {
                 break;
@@ -381,15 +573,67 @@ impl Instance {
                 continue;
             }
             // (The walk has the route's paths at hand: no second lookup of it.)
-            wants.push((n, self.desired_memo(peer, &n, selected.first(), &mut memo)));
+            let best = selected.first();
+            let bucket = match best {
+                Some(best) if by_attrs && !self.params.announce.contains(&n) => {
+                    let key = (Arc::as_ptr(&best.attrs) as usize, best.peer);
+                    match memo.0.get(&key) {
+                        Some((_, bucket)) => *bucket,
+                        None => {
+                            let bucket = self
+                                .desired(peer, &n)
+                                .map(|a| ob.fed.bucket(&ob.attrs.intern(a)));
+                            memo.0.insert(key, (best.attrs.clone(), bucket));
+                            bucket
+                        }
+                    }
+                }
+                _ => self
+                    .desired(peer, &n)
+                    .map(|a| ob.fed.bucket(&ob.attrs.intern(a))),
+            };
+            if !ob.pending.is_empty() && ob.pending.contains_key(&n) {
+                superseded.push(n);
+            }
+            let sent = if adj_out.is_empty() {
+                None
+            } else {
+                adj_out.get(&n)
+            };
+            match bucket {
+                Some(k) => {
+                    let a = &ob.fed.sets[k];
+                    let same = sent.is_some_and(|s| Arc::ptr_eq(s, a) || **s == **a);
+                    if !same || feed.force {
+                        ob.fed.found.push((k as u32, n));
+                    }
+                }
+                None => {
+                    if sent.is_some() {
+                        withdraw.push(n);
+                    }
+                    if !too_large.is_empty() && too_large.contains_key(&n) {
+                        fits_now.push(n);
+                    }
+                }
+            }
         }
         let done = looked < budget;
+        for n in superseded {
+            ob.pending.remove(&n);
+        }
+        for n in withdraw {
+            ob.push_withdraw(n);
+        }
         let Some(p) = self.peers.get_mut(&peer) else {
             return false;
         };
-        enqueue_all(p, wants, feed.force);
+        for n in fits_now {
+            p.too_large.remove(&n);
+        }
+        p.outbox = ob;
         // Kept for the next step; dropped with the walk (its attributes go with it).
-        p.feed_memo = if done { Memo::default() } else { memo };
+        p.feed_memo = if done { FeedMemo::default() } else { memo };
         p.feed = match (done, last.as_ref()) {
             (true, _) | (_, None) => None,
             (false, Some(last)) => Some(Feed {
@@ -397,6 +641,9 @@ impl Instance {
                 ..feed
             }),
         };
+        if p.feed.is_none() {
+            p.outbox.fed.group();
+        }
         !p.outbox.is_empty()
     }
 
@@ -431,7 +678,6 @@ impl Instance {
             // The table is walked to its end before its routes go: the prefixes of an
             // attribute set are scattered over the table, and sent together they take
             // one UPDATE, not one each. (A step per call: the walk goes on between.)
-            drain_withdrawals(p, &mut b, &mut used, budget);
             self.step_feed(peer, FEED_STEP);
         }
         let p = self.peers.get_mut(&peer)?;
@@ -653,10 +899,32 @@ impl Instance {
     }
 }
 
+/// Puts back what `step_feed` took out of `peer`'s state.
+fn p_restore(i: &mut Instance, peer: PeerId, ob: Outbox, memo: FeedMemo) {
+    if let Some(p) = i.peers.get_mut(&peer) {
+        p.outbox = ob;
+        p.feed_memo = memo;
+    }
+}
+
 /// Marks `n` in `p`'s outbox with what the peer should have (`want`: announce, or None:
 /// withdraw). What the peer already has cancels a queued change; `force` sends it again
 /// all the same (a refresh).
 fn enqueue(p: &mut PeerState, n: IpNet, want: Option<Arc<PathAttrs>>, force: bool) {
+    if !p.outbox.fed.is_empty() || p.feed.is_some() {
+        // A walk's find for `n` may be waiting: only an entry in `pending` overrides it,
+        // so the change is recorded as it is, whatever the peer has now.
+        match want {
+            Some(a) => p.outbox.push_announce(n, a),
+            None => {
+                if !p.too_large.is_empty() {
+                    p.too_large.remove(&n);
+                }
+                p.outbox.push_withdraw(n);
+            }
+        }
+        return;
+    }
     // (A new session's first table: nothing sent yet, nothing to look up.)
     let sent = if p.adj_out.is_empty() {
         None
@@ -725,6 +993,10 @@ fn drain_withdrawals(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget:
 /// Moves what fits in `budget` from the outbox into `b`: withdrawals first, then the
 /// buckets in the order they filled.
 fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max: usize) {
+    drain_fed(p, b, used, budget, max);
+    if !p.outbox.fed.is_empty() {
+        return;
+    }
     drain_withdrawals(p, b, used, budget);
     let o = &mut p.outbox;
     while *used < budget {
@@ -750,28 +1022,8 @@ fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max:
                 }
                 None => continue,
             }
-            let afi = Afi::of(&n);
-            let overhead =
-                *base[afi as usize].get_or_insert_with(|| wire::update_overhead(&key, afi));
-            let mut len = overhead + prefix_len(&n);
-            if len + 1 >= max {
-                // Near the limit: the UPDATE itself, to the octet.
-                len = update_len(&key, &n);
-            }
-            if len > max {
-                // RFC 8654 §4: nothing longer than the peer takes. Not sent; the peer
-                // must not keep an older version of it either.
-                b.too_large.push((n, len));
-                p.too_large.insert(n, len);
-                if p.adj_out.remove(&n).is_some() {
-                    b.delta -= 1;
-                    b.withdrawn.push(n);
-                }
+            if !admit(&mut p.adj_out, &mut p.too_large, b, n, &key, &mut base, max) {
                 continue;
-            }
-            p.too_large.remove(&n);
-            if p.adj_out.insert(n, key.clone()).is_none() {
-                b.delta += 1;
             }
             sent.push(n);
             *used += prefix_len(&n);
@@ -792,5 +1044,85 @@ fn drain(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max:
             o.buckets.insert(ptr, (key, rest));
             o.order.push_front(ptr);
         }
+    }
+}
+
+/// Puts `n` with `key` into the peer's Adj-RIB-Out, unless its UPDATE would be longer
+/// than `max`: then (RFC 8654 §4) it is not sent, the peer must not keep an older version
+/// of it either, and it is counted with its length. `base`: the UPDATE's length without
+/// NLRI, per family, worked out once per bucket.
+fn admit(
+    adj_out: &mut AdjOut,
+    too_large: &mut HashMap<IpNet, usize>,
+    b: &mut Batch,
+    n: IpNet,
+    key: &Arc<PathAttrs>,
+    base: &mut [Option<usize>; 2],
+    max: usize,
+) -> bool {
+    let afi = Afi::of(&n);
+    let overhead = *base[afi as usize].get_or_insert_with(|| wire::update_overhead(key, afi));
+    let mut len = overhead + prefix_len(&n);
+    if len + 1 >= max {
+        // Near the limit: the UPDATE itself, to the octet.
+        len = update_len(key, &n);
+    }
+    if len > max {
+        b.too_large.push((n, len));
+        too_large.insert(n, len);
+        if adj_out.remove(&n).is_some() {
+            b.delta -= 1;
+            b.withdrawn.push(n);
+        }
+        return false;
+    }
+    if !too_large.is_empty() {
+        too_large.remove(&n);
+    }
+    if adj_out.insert(n, key.clone()).is_none() {
+        b.delta += 1;
+    }
+    true
+}
+
+/// Moves what fits in `budget` of what the walk found into `b`, bucket by bucket.
+fn drain_fed(p: &mut PeerState, b: &mut Batch, used: &mut usize, budget: usize, max: usize) {
+    let o = &mut p.outbox;
+    let f = &mut o.fed;
+    if !f.found.is_empty() {
+        return; // (still walking)
+    }
+    while *used < budget && f.at < f.grouped.len() {
+        let k = f.next;
+        let end = f.starts[k + 1] as usize;
+        if f.at >= end {
+            f.next += 1;
+            continue;
+        }
+        let key = f.sets[k].clone();
+        let mut base: [Option<usize>; 2] = [None, None];
+        let mut sent = Vec::new();
+        while f.at < end && *used < budget {
+            let n = f.grouped[f.at];
+            f.at += 1;
+            // Changed since the walk looked: that change goes instead, later.
+            if !o.pending.is_empty() && o.pending.contains_key(&n) {
+                continue;
+            }
+            if !admit(&mut p.adj_out, &mut p.too_large, b, n, &key, &mut base, max) {
+                continue;
+            }
+            sent.push(n);
+            *used += prefix_len(&n);
+        }
+        if !sent.is_empty() {
+            // (The bucket's header is paid once per message, about once per bucket.)
+            *used += base.iter().flatten().max().copied().unwrap_or(0);
+            b.announce.push((key, sent));
+        }
+    }
+    if f.at >= f.grouped.len() && !f.grouped.is_empty() {
+        // All gone: the room back.
+        *f = Fed::default();
     }
 }

@@ -2500,3 +2500,143 @@ fn a_peer_taking_a_little_at_a_time_gets_every_route_once() {
     assert_eq!(delta, 5_001);
     assert!(turns > 100, "in many small bites: {turns}");
 }
+
+/// The outbox against a model: whatever interleaving of changes to the table, a peer
+/// taking a little at a time, its walks (the first table, refreshes) and their finds
+/// waiting unsent, the peer ends holding exactly what the table says, each UPDATE as
+/// the latest state of its routes at the time it was taken.
+#[test]
+fn whatever_the_interleaving_the_peer_ends_with_the_table() {
+    fn next(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+    for seed in 1..=24u64 {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut i = speaker(&[]);
+        let feed = add_feed(&mut i);
+        up(&mut i, feed, 65001, "10.99.1.1");
+        // The feed's table as it should be: prefix → the last ASN of its path.
+        let mut table: std::collections::HashMap<IpNet, u32> = Default::default();
+        let announce_one = |i: &mut TestInstance,
+                            table: &mut std::collections::HashMap<IpNet, u32>,
+                            n: IpNet,
+                            k: u32| {
+            i.0.handle(Event::Update {
+                peer: feed,
+                update: Update {
+                    attrs: Some(PathAttrs {
+                        as_path: vec![AsPathSegment::Sequence(vec![65001, 100 + k])],
+                        next_hop: Some(a("10.99.1.1")),
+                        ..Default::default()
+                    }),
+                    nlri: vec![n],
+                    ..Default::default()
+                },
+            });
+            table.insert(n, 100 + k);
+        };
+        let prefix = |x: u64| -> IpNet {
+            let v = (x % 3000) as u32;
+            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x1400_0000 + (v << 8)), 24).expect("net"))
+        };
+        for _ in 0..2000 {
+            let (r, k) = (next(&mut x), next(&mut x));
+            announce_one(&mut i, &mut table, prefix(r), (k % 7) as u32);
+        }
+        let rx = i.add_peer(neighbor("10.99.3.1", 65003, None, Export::All));
+        i.set_local_address(rx, a("10.99.3.2").into());
+        // Odd seeds: enhanced route refresh (RFC 7313), so a refresh is framed by BoRR
+        // and EoRR and the peer drops at EoRR what was not sent again since BoRR.
+        i.0.handle(Event::PeerUp {
+            peer: rx,
+            negotiated: Negotiated {
+                enhanced_route_refresh: seed % 2 == 1,
+                ..negotiated(65003, "10.99.3.1")
+            },
+        });
+        // What the peer holds, from what it was sent (and what is stale in a refresh).
+        let mut holds: std::collections::HashMap<IpNet, u32> = Default::default();
+        let mut stale: std::collections::HashSet<IpNet> = Default::default();
+        let mut take = |i: &mut TestInstance,
+                        budget: usize,
+                        holds: &mut std::collections::HashMap<IpNet, u32>| {
+            if let Some(b) = i.0.take(rx, budget) {
+                if b.begin_refresh.is_some() {
+                    stale = holds.keys().copied().collect();
+                }
+                for n in &b.withdrawn {
+                    assert!(
+                        holds.remove(n).is_some(),
+                        "seed {seed}: {n} withdrawn, not held"
+                    );
+                    stale.remove(n);
+                }
+                for (attrs, v) in &b.announce {
+                    let last = attrs.path_asns().last().expect("a path");
+                    for n in v {
+                        holds.insert(*n, last);
+                        stale.remove(n);
+                    }
+                }
+                if b.end_refresh.is_some() {
+                    for n in stale.drain() {
+                        holds.remove(&n);
+                    }
+                }
+            }
+        };
+        for _ in 0..3000 {
+            let r = next(&mut x) % 100;
+            match r {
+                0..=39 => take(&mut i, 1 + (next(&mut x) % 400) as usize, &mut holds),
+                40..=74 => {
+                    let (n, k) = (prefix(next(&mut x)), next(&mut x));
+                    announce_one(&mut i, &mut table, n, (k % 7) as u32);
+                }
+                75..=94 => {
+                    let n = prefix(next(&mut x));
+                    i.0.handle(Event::Update {
+                        peer: feed,
+                        update: withdraw(&[&n.to_string()]),
+                    });
+                    table.remove(&n);
+                }
+                95..=97 => {
+                    // A walk of a little, as the driver does when idle.
+                    i.0.step_feeds(1 + (next(&mut x) % 500) as usize);
+                }
+                _ => {
+                    i.0.handle(Event::RouteRefresh {
+                        peer: rx,
+                        afi: Afi::Ipv4,
+                        subtype: crate::wire::refresh::REQUEST,
+                    });
+                }
+            }
+        }
+        while i.0.has_output(rx) {
+            take(&mut i, 1 + (next(&mut x) % 4000) as usize, &mut holds);
+        }
+        let extra: Vec<_> = holds
+            .keys()
+            .filter(|n| !table.contains_key(n))
+            .take(5)
+            .collect();
+        assert_eq!(
+            holds.len(),
+            table.len(),
+            "seed {seed}: held, not in the table: {extra:?}"
+        );
+        for (n, last) in &table {
+            assert_eq!(holds.get(n), Some(last), "seed {seed}: {n}");
+        }
+        assert_eq!(
+            i.peer_stats(rx).advertised as usize,
+            table.len(),
+            "seed {seed}"
+        );
+    }
+}
