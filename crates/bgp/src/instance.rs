@@ -390,6 +390,14 @@ impl Touched {
         self.0.iter()
     }
 
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn contains(&self, n: &IpNet) -> bool {
+        self.0.binary_search(n).is_ok()
+    }
+
     fn extend(&mut self, more: impl IntoIterator<Item = IpNet>) {
         let len = self.0.len();
         self.0.extend(more);

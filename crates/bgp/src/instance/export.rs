@@ -402,17 +402,34 @@ impl Instance {
             // A peer that takes only our own prefixes (or nothing): of the changes, only
             // those and what it has or is to get can matter. With many feeds this keeps a
             // change from costing a judgement per peer.
+            // Whichever side is smaller is looked through: a feed that is sent nothing
+            // costs nothing per change.
             Some(own) => {
                 let p = &self.peers[&peer];
-                let mut c: Vec<IpNet> = prefixes
-                    .iter()
-                    .filter(|n| {
-                        p.adj_out.contains_key(n)
-                            || p.outbox.pending.contains_key(n)
-                            || own.contains(n) && carried(n)
-                    })
-                    .copied()
-                    .collect();
+                let few = p.adj_out.len() + p.outbox.pending.len() + own.len();
+                let mut c: Vec<IpNet> = if few < prefixes.len() {
+                    p.adj_out
+                        .keys()
+                        .chain(p.outbox.pending.keys().copied())
+                        .filter(|n| prefixes.contains(n))
+                        .chain(
+                            own.iter()
+                                .copied()
+                                .filter(|n| prefixes.contains(n) && carried(n)),
+                        )
+                        .collect()
+                } else {
+                    prefixes
+                        .iter()
+                        .filter(|n| {
+                            p.adj_out.contains_key(n)
+                                || p.outbox.pending.contains_key(n)
+                                || own.contains(n) && carried(n)
+                        })
+                        .copied()
+                        .collect()
+                };
+                c.sort();
                 c.dedup();
                 c.into_iter().map(|n| (n, self.desired(peer, &n))).collect()
             }
