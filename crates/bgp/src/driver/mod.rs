@@ -1186,14 +1186,14 @@ fn encode(b: &Batch, max: usize) -> Vec<BytesMut> {
     };
     let mut msgs: Vec<BytesMut> = b
         .begin_refresh
-        .map(|a| marker(a, wire::refresh::BEGIN))
-        .into_iter()
+        .iter()
+        .map(|a| marker(*a, wire::refresh::BEGIN))
         .collect();
     msgs.extend(encode_updates_within(&b.withdrawn, None, &[], max));
     for (attrs, nlri) in &b.announce {
         msgs.extend(encode_updates_within(&[], Some(attrs), nlri, max));
     }
-    msgs.extend(b.end_refresh.map(|a| marker(a, wire::refresh::END)));
+    msgs.extend(b.end_refresh.iter().map(|a| marker(*a, wire::refresh::END)));
     for afi in &b.end_of_rib {
         msgs.push(match afi {
             Afi::Ipv4 => Message::Update(Update::default()).encode(),

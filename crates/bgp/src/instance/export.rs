@@ -37,12 +37,12 @@ pub const FEED_STEP: usize = 4096;
 /// announcements, EoRR, End-of-RIB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
-    /// The peer asked for our routes of this family (RFC 7313): BoRR before them.
-    pub begin_refresh: Option<Afi>,
+    /// The peer asked for our routes of these families (RFC 7313): BoRR before them.
+    pub begin_refresh: Vec<Afi>,
     pub withdrawn: Vec<IpNet>,
     pub announce: Vec<(Arc<PathAttrs>, Vec<IpNet>)>,
-    /// Every route of the refreshed family was sent again: EoRR after them.
-    pub end_refresh: Option<Afi>,
+    /// Every route of these refreshed families was sent again: EoRR after them.
+    pub end_refresh: Vec<Afi>,
     /// End-of-RIB of these families, after the first full table (RFC 4724).
     pub end_of_rib: Vec<Afi>,
     /// Routes not sent, as their UPDATE would be longer than the peer takes: prefix and
@@ -54,10 +54,10 @@ pub struct Batch {
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.begin_refresh.is_none()
+        self.begin_refresh.is_empty()
             && self.withdrawn.is_empty()
             && self.announce.is_empty()
-            && self.end_refresh.is_none()
+            && self.end_refresh.is_empty()
             && self.end_of_rib.is_empty()
             && self.too_large.is_empty()
     }
@@ -82,9 +82,10 @@ pub(super) struct Outbox {
     /// What a walk of the Loc-RIB found, grouped by attribute set: drained before
     /// anything else (see [`Fed`]).
     fed: Fed,
-    /// A refresh asked for by the peer: BoRR owed, and once the feed has gone through
-    /// the family and the outbox is empty, EoRR.
-    refresh: Option<(Afi, bool)>,
+    /// Per family, a refresh asked for by the peer and not yet answered to its end: until
+    /// its EoRR (or End-of-RIB) goes, every route of the family is sent again, even one
+    /// that changes back to what the peer had meanwhile.
+    refresh: [Option<Refresh>; 2],
     /// End-of-RIB owed after the feed (the first table of the session).
     end_of_rib: bool,
 }
@@ -158,6 +159,16 @@ impl Outbox {
     }
 }
 
+/// A refresh owed to the peer (RFC 2918, RFC 7313).
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    /// Framed by BoRR and EoRR (both sides announced enhanced route refresh); else an
+    /// End-of-RIB follows the routes.
+    enhanced: bool,
+    /// Its BoRR went (or, without markers, its first routes may go).
+    begun: bool,
+}
+
 /// What a walk of the Loc-RIB found for a peer: its routes grouped by the attribute set
 /// it is sent (interned: one bucket per set, found by pointer), in the order the sets
 /// were first seen. A table's prefixes go in here without an entry each in `pending`
@@ -205,6 +216,11 @@ impl Fed {
 
     /// The walk is done: its finds grouped by bucket (a counting sort; stable).
     fn group(&mut self) {
+        if self.found.is_empty() {
+            // Nothing found: nothing held (the sets' `Arc`s go, so they can be swept).
+            *self = Fed::default();
+            return;
+        }
         self.index = HashMap::default();
         let mut starts = vec![0u32; self.sets.len() + 1];
         for (k, _) in &self.found {
@@ -325,10 +341,35 @@ impl OutAttrs {
 #[derive(Debug, Clone)]
 pub(super) struct Feed {
     after: Option<IpNet>,
-    /// Only this family (a refresh), or both.
-    afi: Option<Afi>,
-    /// Send what the peer has again even where it is unchanged (a refresh).
-    force: bool,
+    /// The families it goes through (by `Afi as usize`).
+    families: [bool; 2],
+    /// Per family: send what the peer has again even where it is unchanged (a refresh).
+    force: [bool; 2],
+}
+
+impl Feed {
+    /// A walk of `families` from the start (an IPv6-only walk starts past IPv4: the
+    /// Loc-RIB walks IPv4 first).
+    fn new(families: [bool; 2], force: [bool; 2]) -> Feed {
+        let after = (!families[Afi::Ipv4 as usize]).then(|| {
+            IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::BROADCAST, 32).expect("a /32"))
+        });
+        Feed {
+            after,
+            families,
+            force,
+        }
+    }
+
+    /// A walk that does what this one was doing and also `families`, forced where
+    /// either was: from the start again (what the old one found is in the outbox).
+    fn and(old: Option<&Feed>, families: [bool; 2], force: [bool; 2]) -> Feed {
+        let (f, x) = old.map_or(([false; 2], [false; 2]), |o| (o.families, o.force));
+        Feed::new(
+            [f[0] || families[0], f[1] || families[1]],
+            [x[0] || force[0], x[1] || force[1]],
+        )
+    }
 }
 
 /// Export decisions by attribute set: (the best path's attributes, as a pointer, and its
@@ -438,11 +479,12 @@ impl Instance {
             return false;
         };
         enqueue_all(p, desired, false);
-        !p.outbox.is_empty() || p.outbox.refresh.is_some() || p.outbox.end_of_rib
+        !p.outbox.is_empty() || p.outbox.refresh.iter().any(Option::is_some) || p.outbox.end_of_rib
     }
 
     /// Starts sending `peer` everything it should have: the first table of a session
-    /// (with End-of-RIB after it), or again after a policy change or a drain.
+    /// (with End-of-RIB after it), or again after a policy change or a drain. A walk
+    /// under way goes on as part of the new one (its families, and a refresh's force).
     pub(super) fn start_feed(&mut self, peer: PeerId, end_of_rib: bool) -> Vec<super::Action> {
         let own = self.only_own(peer);
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -453,31 +495,36 @@ impl Instance {
         }
         p.outbox.end_of_rib |= end_of_rib;
         p.feed_memo = FeedMemo::default();
-        if own.is_none() {
-            p.outbox.unfeed();
-            // Room for the table at once, not by doubling (each a rehash of it all).
-            let table = self.rib.len();
-            p.adj_out.reserve(table.saturating_sub(p.adj_out.len()));
-        }
-        p.feed = match own {
-            // Our own prefixes only: a handful, looked at now.
-            Some(_) => None,
-            None => Some(Feed {
-                after: None,
-                afi: None,
-                force: false,
-            }),
-        };
-        // Our own prefixes (VPC, announced) may be in no Loc-RIB entry.
-        let mine: Vec<IpNet> = self
+        // What an earlier walk found and has not sent is judged again below (or found
+        // again by the new walk).
+        p.outbox.unfeed();
+        let mut judge: Vec<IpNet> = self
             .params
             .vpc_prefixes
             .iter()
             .chain(&self.params.announce)
             .copied()
-            .chain(own.unwrap_or_default())
             .collect();
-        self.export_to(peer, &Touched::new(mine));
+        match &own {
+            // Our own prefixes only: a handful, looked at now — and everything the peer
+            // has or is to get, which may be what it should no longer have (its export
+            // became "originated" or "none").
+            Some(own) => {
+                judge.extend(own.iter().copied());
+                judge.extend(p.adj_out.keys());
+                judge.extend(p.outbox.pending.keys().copied());
+                judge.extend(p.too_large.keys().copied());
+                p.feed = None;
+            }
+            None => {
+                // Room for the table at once, not by doubling (each a rehash of it all).
+                let table = self.rib.len();
+                p.adj_out.reserve(table.saturating_sub(p.adj_out.len()));
+                p.feed = Some(Feed::and(p.feed.as_ref(), [true; 2], [false; 2]));
+            }
+        }
+        // (Our own prefixes, VPC and announced, may be in no Loc-RIB entry.)
+        self.export_to(peer, &Touched::new(judge));
         vec![super::Action::Output { peer }]
     }
 
@@ -492,11 +539,13 @@ impl Instance {
         let Some(up) = &p.up else {
             return vec![];
         };
-        if up.enhanced_route_refresh {
-            p.outbox.refresh = Some((afi, true));
-        } else {
-            p.outbox.end_of_rib = true;
-        }
+        // (A refresh already owed for the family stays: its BoRR may have gone, and what
+        // goes before its EoRR now includes everything again.)
+        let enhanced = up.enhanced_route_refresh;
+        p.outbox.refresh[afi as usize].get_or_insert(Refresh {
+            enhanced,
+            begun: false,
+        });
         // The walk goes through the Loc-RIB; what the peer has that is in no entry of it
         // (our own prefixes, or a route withdrawal still queued) is judged here: sent
         // again as it should be now, or withdrawn.
@@ -516,11 +565,9 @@ impl Instance {
         if own.is_none() {
             p.outbox.unfeed();
             p.feed_memo = FeedMemo::default();
-            p.feed = Some(Feed {
-                after: None,
-                afi: Some(afi),
-                force: true,
-            });
+            let mut only = [false; 2];
+            only[afi as usize] = true;
+            p.feed = Some(Feed::and(p.feed.as_ref(), only, only));
         }
         vec![super::Action::Output { peer }]
     }
@@ -576,8 +623,7 @@ impl Instance {
             Role::Customer => false,
         };
         let (adj_out, too_large) = (&p.adj_out, &p.too_large);
-        let mut looked = 0;
-        let mut last = None;
+        let (mut looked, mut last, mut past_end) = (0, None, false);
         // What the walk changes besides the buckets, applied after it.
         let (mut superseded, mut withdraw, mut fits_now) = (vec![], vec![], vec![]);
         for (n, selected) in self.rib.iter_after(feed.after) {
@@ -586,9 +632,17 @@ impl Instance {
             }
             looked += 1;
             last = Some(n);
-            if feed.afi.is_some_and(|a| Afi::of(&n) != a) || !up.carries(Afi::of(&n)) {
+            let afi = Afi::of(&n);
+            if !feed.families[afi as usize] || !up.carries(afi) {
+                if afi == Afi::Ipv6 && !feed.families[afi as usize] {
+                    // (IPv6 comes last: nothing more for this walk.)
+                    past_end = true;
+                    break;
+                }
                 continue;
             }
+            // A refresh owed for the family: everything again.
+            let force = feed.force[afi as usize] || ob.refresh[afi as usize].is_some();
             // (The walk has the route's paths at hand: no second lookup of it.)
             let best = selected.first();
             let bucket = match best {
@@ -621,7 +675,7 @@ impl Instance {
                 Some(k) => {
                     let a = &ob.fed.sets[k];
                     let same = sent.is_some_and(|s| Arc::ptr_eq(s, a) || **s == **a);
-                    if !same || feed.force {
+                    if !same || force {
                         ob.fed.found.push((k as u32, n));
                     }
                 }
@@ -635,7 +689,7 @@ impl Instance {
                 }
             }
         }
-        let done = looked < budget;
+        let done = past_end || looked < budget;
         for n in superseded {
             ob.pending.remove(&n);
         }
@@ -671,7 +725,7 @@ impl Instance {
                 && (!p.outbox.is_empty()
                     || p.feed.is_some()
                     || p.outbox.end_of_rib
-                    || p.outbox.refresh.is_some())
+                    || p.outbox.refresh.iter().any(Option::is_some))
         })
     }
 
@@ -686,10 +740,16 @@ impl Instance {
         let mut used = 0usize;
         let p = self.peers.get_mut(&peer)?;
         p.up.as_ref()?;
-        if let Some((afi, true)) = p.outbox.refresh {
-            b.begin_refresh = Some(afi);
-            p.outbox.refresh = Some((afi, false));
-            used += 23;
+        for afi in Afi::BOTH {
+            if let Some(r) = &mut p.outbox.refresh[afi as usize]
+                && !r.begun
+            {
+                r.begun = true;
+                if r.enhanced {
+                    b.begin_refresh.push(afi);
+                    used += 23;
+                }
+            }
         }
         if p.feed.is_some() {
             // The table is walked to its end before its routes go: the prefixes of an
@@ -706,14 +766,19 @@ impl Instance {
         if p.outbox.is_empty() {
             // A table's worth of room, no longer needed.
             p.outbox.shrink();
-            if let Some((afi, false)) = p.outbox.refresh.take() {
-                b.end_refresh = Some(afi);
-            }
             if std::mem::take(&mut p.outbox.end_of_rib) {
                 b.end_of_rib =
                     p.up.as_ref()
                         .map(|n| n.families().collect())
                         .unwrap_or_default();
+            }
+            for afi in Afi::BOTH {
+                match p.outbox.refresh[afi as usize].take() {
+                    Some(r) if r.enhanced => b.end_refresh.push(afi),
+                    // (RFC 7313 §4 asks nothing; BIRD and FRR send an End-of-RIB.)
+                    Some(_) if !b.end_of_rib.contains(&afi) => b.end_of_rib.push(afi),
+                    _ => {}
+                }
             }
         }
         (!b.is_empty()).then_some(b)
@@ -928,9 +993,14 @@ fn p_restore(i: &mut Instance, peer: PeerId, ob: Outbox, memo: FeedMemo) {
 /// withdraw). What the peer already has cancels a queued change; `force` sends it again
 /// all the same (a refresh).
 fn enqueue(p: &mut PeerState, n: IpNet, want: Option<Arc<PathAttrs>>, force: bool) {
-    if !p.outbox.fed.is_empty() || p.feed.is_some() {
+    if !p.outbox.fed.is_empty()
+        || p.feed.is_some()
+        || p.outbox.refresh[Afi::of(&n) as usize].is_some()
+    {
         // A walk's find for `n` may be waiting: only an entry in `pending` overrides it,
-        // so the change is recorded as it is, whatever the peer has now.
+        // so the change is recorded as it is, whatever the peer has now. (And while a
+        // refresh of the family is owed, a route is sent again even if it is back to
+        // what the peer has: the peer drops at EoRR what was not.)
         match want {
             Some(a) => p.outbox.push_announce(n, a),
             None => {

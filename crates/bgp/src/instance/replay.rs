@@ -496,7 +496,7 @@ impl Replayer {
                 let Some(b) = self.i.take(*id, usize::MAX) else {
                     continue;
                 };
-                if let Some(afi) = b.begin_refresh {
+                for afi in &b.begin_refresh {
                     out.push(format!("{name}: BoRR {afi:?}"));
                 }
                 if !b.withdrawn.is_empty() {
@@ -512,7 +512,7 @@ impl Replayer {
                 for (n, len) in &b.too_large {
                     out.push(format!("{name}: not sent {n}, its UPDATE {len} octets"));
                 }
-                if let Some(afi) = b.end_refresh {
+                for afi in &b.end_refresh {
                     out.push(format!("{name}: EoRR {afi:?}"));
                 }
                 for afi in &b.end_of_rib {

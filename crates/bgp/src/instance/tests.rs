@@ -756,7 +756,7 @@ fn route_refresh_resends_what_was_advertised() {
     let b = batches(&out, l.a);
     assert_eq!(b.len(), 1, "{out:?}");
     assert_eq!(b[0].end_of_rib, vec![Afi::Ipv4]);
-    assert_eq!((b[0].begin_refresh, b[0].end_refresh), (None, None));
+    assert_eq!((&b[0].begin_refresh, &b[0].end_refresh), (&vec![], &vec![]));
 }
 
 /// A peer with enhanced route refresh asks for IPv4 again: what it was sent of IPv4
@@ -783,8 +783,8 @@ fn enhanced_route_refresh_answers_one_family_between_markers() {
     assert_eq!(b.len(), 1, "{out:?}");
     assert_eq!(b[0].end_of_rib, vec![]);
     assert_eq!(
-        (b[0].begin_refresh, b[0].end_refresh),
-        (Some(Afi::Ipv4), Some(Afi::Ipv4))
+        (&b[0].begin_refresh, &b[0].end_refresh),
+        (&vec![Afi::Ipv4], &vec![Afi::Ipv4])
     );
 }
 
@@ -2501,46 +2501,69 @@ fn a_peer_taking_a_little_at_a_time_gets_every_route_once() {
     assert!(turns > 100, "in many small bites: {turns}");
 }
 
-/// The outbox against a model: whatever interleaving of changes to the table, a peer
-/// taking a little at a time, its walks (the first table, refreshes) and their finds
-/// waiting unsent, the peer ends holding exactly what the table says, each UPDATE as
-/// the latest state of its routes at the time it was taken.
+/// The outbox against a model: whatever interleaving of changes to the table (both
+/// families), a peer taking a little at a time, its walks and their finds waiting unsent,
+/// refreshes of either family (with and without RFC 7313's markers), its export policy
+/// going to "originated" and back, and graceful shutdown on and off, the peer ends
+/// holding exactly what it should: each route as the table has it, marked GRACEFUL_SHUTDOWN
+/// when that is on, and nothing else.
 #[test]
 fn whatever_the_interleaving_the_peer_ends_with_the_table() {
+    use std::collections::{HashMap, HashSet};
     fn next(x: &mut u64) -> u64 {
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;
         *x
     }
+    let policy = |export| {
+        Some(Arc::new(NeighborPolicy {
+            import: None,
+            export,
+            max_prefixes: None,
+            prepend: 0,
+        }))
+    };
     for seed in 1..=24u64 {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut i = speaker(&[]);
+        let mut i = speaker(&["198.51.100.0/24"]);
         let feed = add_feed(&mut i);
-        up(&mut i, feed, 65001, "10.99.1.1");
+        up6(&mut i, feed, 65001, "10.99.1.1", true);
         // The feed's table as it should be: prefix → the last ASN of its path.
-        let mut table: std::collections::HashMap<IpNet, u32> = Default::default();
-        let announce_one = |i: &mut TestInstance,
-                            table: &mut std::collections::HashMap<IpNet, u32>,
-                            n: IpNet,
-                            k: u32| {
-            i.0.handle(Event::Update {
-                peer: feed,
-                update: Update {
-                    attrs: Some(PathAttrs {
-                        as_path: vec![AsPathSegment::Sequence(vec![65001, 100 + k])],
+        let mut table: HashMap<IpNet, u32> = HashMap::new();
+        let announce_one =
+            |i: &mut TestInstance, table: &mut HashMap<IpNet, u32>, n: IpNet, k: u32| {
+                let path = vec![AsPathSegment::Sequence(vec![65001, 100 + k])];
+                let attrs = match n {
+                    IpNet::V4(_) => PathAttrs {
+                        as_path: path,
                         next_hop: Some(a("10.99.1.1")),
                         ..Default::default()
-                    }),
-                    nlri: vec![n],
-                    ..Default::default()
-                },
-            });
-            table.insert(n, 100 + k);
-        };
+                    },
+                    IpNet::V6(_) => PathAttrs {
+                        as_path: path,
+                        next_hop6: Some("2001:db8:1::1".parse().expect("v6")),
+                        ..Default::default()
+                    },
+                };
+                i.0.handle(Event::Update {
+                    peer: feed,
+                    update: Update {
+                        attrs: Some(attrs),
+                        nlri: vec![n],
+                        ..Default::default()
+                    },
+                });
+                table.insert(n, 100 + k);
+            };
         let prefix = |x: u64| -> IpNet {
             let v = (x % 3000) as u32;
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x1400_0000 + (v << 8)), 24).expect("net"))
+            if x.is_multiple_of(4) {
+                let net = (0x2001_0db8_u128 << 96) | (u128::from(v) << 64);
+                IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(net), 64).expect("net"))
+            } else {
+                IpNet::V4(Ipv4Net::new(Ipv4Addr::from(0x1400_0000 + (v << 8)), 24).expect("net"))
+            }
         };
         for _ in 0..2000 {
             let (r, k) = (next(&mut x), next(&mut x));
@@ -2554,49 +2577,64 @@ fn whatever_the_interleaving_the_peer_ends_with_the_table() {
             peer: rx,
             negotiated: Negotiated {
                 enhanced_route_refresh: seed % 2 == 1,
+                ipv6: true,
                 ..negotiated(65003, "10.99.3.1")
             },
         });
-        // What the peer holds, from what it was sent (and what is stale in a refresh).
-        let mut holds: std::collections::HashMap<IpNet, u32> = Default::default();
-        let mut stale: std::collections::HashSet<IpNet> = Default::default();
-        let mut take = |i: &mut TestInstance,
-                        budget: usize,
-                        holds: &mut std::collections::HashMap<IpNet, u32>| {
-            if let Some(b) = i.0.take(rx, budget) {
-                if b.begin_refresh.is_some() {
-                    stale = holds.keys().copied().collect();
+        // What the peer holds, from what it was sent: prefix → (last ASN, marked
+        // GRACEFUL_SHUTDOWN); and per family what is stale in a refresh.
+        let mut holds: HashMap<IpNet, (u32, bool)> = HashMap::new();
+        let mut stale: [HashSet<IpNet>; 2] = Default::default();
+        let take = |i: &mut TestInstance,
+                    budget: usize,
+                    holds: &mut HashMap<IpNet, (u32, bool)>,
+                    stale: &mut [HashSet<IpNet>; 2]| {
+            let Some(b) = i.0.take(rx, budget) else {
+                return;
+            };
+            for afi in &b.begin_refresh {
+                stale[*afi as usize] = holds
+                    .keys()
+                    .filter(|n| Afi::of(n) == *afi)
+                    .copied()
+                    .collect();
+            }
+            for n in &b.withdrawn {
+                assert!(
+                    holds.remove(n).is_some(),
+                    "seed {seed}: {n} withdrawn, not held"
+                );
+                stale[Afi::of(n) as usize].remove(n);
+            }
+            for (attrs, v) in &b.announce {
+                let last = attrs.path_asns().last().expect("a path");
+                let gs = attrs.communities.contains(&GRACEFUL_SHUTDOWN);
+                for n in v {
+                    holds.insert(*n, (last, gs));
+                    stale[Afi::of(n) as usize].remove(n);
                 }
-                for n in &b.withdrawn {
-                    assert!(
-                        holds.remove(n).is_some(),
-                        "seed {seed}: {n} withdrawn, not held"
-                    );
-                    stale.remove(n);
-                }
-                for (attrs, v) in &b.announce {
-                    let last = attrs.path_asns().last().expect("a path");
-                    for n in v {
-                        holds.insert(*n, last);
-                        stale.remove(n);
-                    }
-                }
-                if b.end_refresh.is_some() {
-                    for n in stale.drain() {
-                        holds.remove(&n);
-                    }
+            }
+            for afi in &b.end_refresh {
+                for n in stale[*afi as usize].drain() {
+                    holds.remove(&n);
                 }
             }
         };
+        let (mut all, mut gs) = (true, false);
         for _ in 0..3000 {
             let r = next(&mut x) % 100;
             match r {
-                0..=39 => take(&mut i, 1 + (next(&mut x) % 400) as usize, &mut holds),
-                40..=74 => {
+                0..=37 => take(
+                    &mut i,
+                    1 + (next(&mut x) % 400) as usize,
+                    &mut holds,
+                    &mut stale,
+                ),
+                38..=69 => {
                     let (n, k) = (prefix(next(&mut x)), next(&mut x));
                     announce_one(&mut i, &mut table, n, (k % 7) as u32);
                 }
-                75..=94 => {
+                70..=88 => {
                     let n = prefix(next(&mut x));
                     i.0.handle(Event::Update {
                         peer: feed,
@@ -2604,38 +2642,66 @@ fn whatever_the_interleaving_the_peer_ends_with_the_table() {
                     });
                     table.remove(&n);
                 }
-                95..=97 => {
+                89..=92 => {
                     // A walk of a little, as the driver does when idle.
                     i.0.step_feeds(1 + (next(&mut x) % 500) as usize);
                 }
-                _ => {
+                93..=95 => {
+                    let afi = if next(&mut x).is_multiple_of(2) {
+                        Afi::Ipv4
+                    } else {
+                        Afi::Ipv6
+                    };
                     i.0.handle(Event::RouteRefresh {
                         peer: rx,
-                        afi: Afi::Ipv4,
+                        afi,
                         subtype: crate::wire::refresh::REQUEST,
                     });
+                }
+                96..=97 => {
+                    all = !all;
+                    let export = if all { Export::All } else { Export::Originated };
+                    i.0.set_policy(rx, policy(export));
+                }
+                _ => {
+                    gs = !gs;
+                    i.0.set_graceful_shutdown(gs);
                 }
             }
         }
         while i.0.has_output(rx) {
-            take(&mut i, 1 + (next(&mut x) % 4000) as usize, &mut holds);
+            take(
+                &mut i,
+                1 + (next(&mut x) % 4000) as usize,
+                &mut holds,
+                &mut stale,
+            );
         }
-        let extra: Vec<_> = holds
-            .keys()
-            .filter(|n| !table.contains_key(n))
+        let mut want: HashMap<IpNet, (u32, bool)> = if all {
+            table.iter().map(|(n, last)| (*n, (*last, gs))).collect()
+        } else {
+            HashMap::new()
+        };
+        want.insert(n("198.51.100.0/24"), (65002, gs));
+        let wrong: Vec<_> = want
+            .iter()
+            .filter(|(n, w)| holds.get(n) != Some(w))
+            .map(|(n, w)| format!("{n}: {w:?}, held {:?}", holds.get(n)))
             .take(5)
             .collect();
-        assert_eq!(
-            holds.len(),
-            table.len(),
-            "seed {seed}: held, not in the table: {extra:?}"
+        let extra: Vec<_> = holds
+            .keys()
+            .filter(|n| !want.contains_key(n))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty() && extra.is_empty(),
+            "seed {seed} (export all: {all}, graceful shutdown: {gs}): wrong {wrong:?}, \
+             held and not wanted {extra:?}"
         );
-        for (n, last) in &table {
-            assert_eq!(holds.get(n), Some(last), "seed {seed}: {n}");
-        }
         assert_eq!(
             i.peer_stats(rx).advertised as usize,
-            table.len(),
+            want.len(),
             "seed {seed}"
         );
     }
