@@ -2444,38 +2444,13 @@ async fn the_looking_glass_asks_the_edge_of_the_connection_and_passes_its_answer
         .expect("pc")
         .to_string();
     // Playing the edge: fetch one question, answer it from a table of routes.
-    let (he, et) = (h.clone(), edge.clone());
-    let edge_side = tokio::spawn(async move {
-        loop {
-            let (s, v) = he
-                .call(
-                    Method::GET,
-                    "/cic/v1/edgeSync/queries?waitSeconds=5",
-                    Some(&et),
-                    None,
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            let Some(q) = v["queries"].as_array().and_then(|a| a.first()).cloned() else {
-                continue;
-            };
-            let routes = match q["direction"].as_str() {
-                Some("received") => json!([
-                    {"prefix": "192.168.10.0/24", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP"},
-                    {"prefix": "10.128.0.0/25", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP",
-                     "rejected": "overlaps VPC prefix 10.128.0.0/24"}]),
-                _ => json!([]),
-            };
-            let (s, v) = he
-                .call(
-                    Method::PUT,
-                    &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
-                    Some(&et),
-                    Some(json!({"routes": routes})),
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            return q;
+    let edge_side = answer_one_question(h.clone(), edge.clone(), |q| {
+        match q["direction"].as_str() {
+            Some("received") => json!([
+            {"prefix": "192.168.10.0/24", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP"},
+            {"prefix": "10.128.0.0/25", "nextHop": "169.254.100.2", "asPath": [65001], "origin": "IGP",
+             "rejected": "overlaps VPC prefix 10.128.0.0/24"}]),
+            _ => json!([]),
         }
     });
     let viewer = h.user("vic", "f1", "viewer").await;

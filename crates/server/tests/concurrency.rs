@@ -130,33 +130,11 @@ async fn a_question_asked_of_one_server_is_answered_through_the_other() {
         .expect("pc")
         .to_string();
     // The edge, on server B only.
-    let (eb, et) = (b.clone(), edge.clone());
-    let edge_side = tokio::spawn(async move {
-        loop {
-            let (s, v) = eb
-                .call(
-                    Method::GET,
-                    "/cic/v1/edgeSync/queries?waitSeconds=10",
-                    Some(&et),
-                    None,
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            let Some(q) = v["queries"].as_array().and_then(|a| a.first()).cloned() else {
-                continue;
-            };
-            let (s, v) = eb
-                .call(
-                    Method::PUT,
-                    &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
-                    Some(&et),
-                    Some(json!({"routes": [{"prefix": "192.168.10.0/24", "asPath": [65001], "origin": "IGP"}]})),
-                )
-                .await;
-            assert_eq!(s, StatusCode::OK, "{v}");
-            return q;
-        }
-    });
+    let edge_side = answer_one_question(
+        b.clone(),
+        edge.clone(),
+        |_| json!([{"prefix": "192.168.10.0/24", "asPath": [65001], "origin": "IGP"}]),
+    );
     // The customer, on server A only.
     let (s, v) = a
         .admin(

@@ -805,19 +805,7 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
-        let more = rows.len() as u64 > limit;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(|r| {
-                Ok(InContext {
-                    doc: decode_with_id::<T>(r)?,
-                    grandparent: r.try_get::<Option<String>, _>(2)?,
-                    owner: r.try_get::<Option<String>, _>(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((items, more))
+        page_of(&rows, limit, in_context::<T>)
     }
 
     /// The context [`Store::list_after_in_context`] gives, of one document by id.
@@ -840,14 +828,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(InContext {
-                doc: decode_with_id::<T>(&r)?,
-                grandparent: r.try_get::<Option<String>, _>(2)?,
-                owner: r.try_get::<Option<String>, _>(3)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(in_context::<T>).transpose()
     }
 
     /// One page of a kind in id order (in a folder, with a name): up to `limit` documents
@@ -867,13 +848,7 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
-        let more = rows.len() as u64 > limit;
-        let items = rows
-            .iter()
-            .take(limit as usize)
-            .map(|r| decode_with_id::<T>(r))
-            .collect::<Result<Vec<T>>>()?;
-        Ok((items, more))
+        page_of(&rows, limit, decode_with_id::<T>)
     }
 
     /// Whether some document of kind `T` links to `target` by `rel` (one index probe).
@@ -1471,6 +1446,30 @@ impl Read {
 
 fn decode<T: Document>(r: &AnyRow, id: &str) -> Result<T> {
     decode_json(r, T::KIND, id)
+}
+
+/// A page of `limit` rows (of the `limit + 1` read: one more says more follow), decoded.
+fn page_of<R>(
+    rows: &[AnyRow],
+    limit: u64,
+    decode: impl Fn(&AnyRow) -> Result<R>,
+) -> Result<(Vec<R>, bool)> {
+    let more = rows.len() as u64 > limit;
+    let items = rows
+        .iter()
+        .take(limit as usize)
+        .map(decode)
+        .collect::<Result<Vec<R>>>()?;
+    Ok((items, more))
+}
+
+/// A document (id and body first) with its context: its parent's parent and its owner.
+fn in_context<T: Document>(r: &AnyRow) -> Result<InContext<T>> {
+    Ok(InContext {
+        doc: decode_with_id::<T>(r)?,
+        grandparent: r.try_get::<Option<String>, _>(2)?,
+        owner: r.try_get::<Option<String>, _>(3)?,
+    })
 }
 
 fn decode_with_id<T: Document>(r: &AnyRow) -> Result<T> {

@@ -255,25 +255,22 @@ pub struct InstanceHandle {
 }
 
 impl InstanceHandle {
-    pub async fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerId> {
+    /// Sends the instance task a command that answers on `tx`, and waits for the answer.
+    async fn ask<R>(&self, command: impl FnOnce(oneshot::Sender<R>) -> Command) -> io::Result<R> {
         let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::AddPeer(Box::new(cfg), tx))
-            .await
-            .map_err(|_| gone())?;
+        self.cmd.send(command(tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    pub async fn add_peer(&self, cfg: PeerConfig) -> io::Result<PeerId> {
+        self.ask(|tx| Command::AddPeer(Box::new(cfg), tx)).await
     }
 
     /// Removes a peer: its session sends Cease / Peer De-configured and ends. Returns
     /// once the session has ended (at most 2 s), so what follows (a BFD AdminDown, a new
     /// session elsewhere) reaches the peer after the Cease.
     pub async fn remove_peer(&self, id: PeerId) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::RemovePeer(id, tx))
-            .await
-            .map_err(|_| gone())?;
-        if let Some(task) = rx.await.map_err(|_| gone())? {
+        if let Some(task) = self.ask(|tx| Command::RemovePeer(id, tx)).await? {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         Ok(())
@@ -293,22 +290,12 @@ impl InstanceHandle {
     }
 
     pub async fn set_vpc_prefixes(&self, p: Vec<IpNet>) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::SetVpcPrefixes(p, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::SetVpcPrefixes(p, tx)).await
     }
 
     /// Our own prefixes, anew (see [`Instance::set_announce`]).
     pub async fn set_announce(&self, p: Vec<IpNet>) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::SetAnnounce(p, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::SetAnnounce(p, tx)).await
     }
 
     /// Replaces a peer's policy without restarting its session (see
@@ -318,22 +305,12 @@ impl InstanceHandle {
         id: PeerId,
         policy: Option<Arc<NeighborPolicy>>,
     ) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::SetPolicy(id, policy, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::SetPolicy(id, policy, tx)).await
     }
 
     /// Starts or ends a maintenance drain (RFC 8326 GRACEFUL_SHUTDOWN on every route).
     pub async fn set_graceful_shutdown(&self, on: bool) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::SetGracefulShutdown(on, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::SetGracefulShutdown(on, tx)).await
     }
 
     /// A peer's routes for the looking glass.
@@ -342,12 +319,7 @@ impl InstanceHandle {
         peer: PeerId,
         which: RouteSet,
     ) -> io::Result<Vec<LookingGlassRoute>> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::Routes(peer, which, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::Routes(peer, which, tx)).await
     }
 
     /// Sets a customer peer's static routes; returns the ones refused, with the reason.
@@ -356,53 +328,30 @@ impl InstanceHandle {
         peer: PeerId,
         p: Vec<IpNet>,
     ) -> io::Result<Vec<(IpNet, String)>> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::SetStaticRoutes(peer, p, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::SetStaticRoutes(peer, p, tx)).await
     }
 
     /// The path to a peer has failed (its BFD session went down): the session ends at
     /// once with Cease / BFD Down (RFC 9384) and reconnects as usual, a second later.
     pub async fn peer_down(&self, peer: PeerId, reason: String) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::PeerDown(peer, reason, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(|tx| Command::PeerDown(peer, reason, tx)).await
     }
 
     /// Ends the instance the way a crash does: every connection closes without a
     /// NOTIFICATION (the kernel sends the FIN), so peers with graceful restart keep our
     /// routes. What `kill -9` of `cic edge` does, for tests in one process.
     pub async fn abort(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.cmd.send(Command::Abort(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let _ = self.ask(Command::Abort).await;
     }
 
     /// The best path of every prefix in the Loc-RIB, in prefix order.
     pub async fn best_routes(&self) -> io::Result<Vec<(IpNet, Path)>> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::BestRoutes(tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(Command::BestRoutes).await
     }
 
     /// The number of prefixes in the Loc-RIB.
     pub async fn rib_size(&self) -> io::Result<usize> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd
-            .send(Command::RibSize(tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+        self.ask(Command::RibSize).await
     }
 
     /// Stops every session with Cease / Peer De-configured and ends the task.
@@ -417,15 +366,7 @@ impl InstanceHandle {
     /// Stops every session with `notification` (e.g. [`crate::fsm::admin_shutdown`], an
     /// RFC 9003 shutdown communication) and ends the task.
     pub async fn shutdown_with(&self, notification: Notification) {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .cmd
-            .send(Command::Shutdown(notification, tx))
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        let _ = self.ask(|tx| Command::Shutdown(notification, tx)).await;
     }
 
     pub fn status(&self) -> watch::Receiver<InstanceStatus> {

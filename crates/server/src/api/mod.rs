@@ -141,34 +141,21 @@ impl ListQuery {
         st: &AppState,
         folder: Option<&str>,
     ) -> ApiResult<ListResponse<T>> {
-        let paging = Paging::new(
+        let name = self.name_filter()?;
+        self.page_from_store(
             st,
             T::KIND,
-            &self.scope(folder)?,
-            self.page_size,
-            self.page_token.as_deref(),
-        )?;
-        let (items, more) = st
-            .store
-            .list_after::<T>(
-                folder,
-                self.name_filter()?,
-                paging.after.as_deref(),
-                paging.size as u64,
-            )
-            .await?;
-        let next_page_token = match items.last() {
-            Some(last) if more => paging.token(last.id()),
-            _ => String::new(),
-        };
-        Ok(ListResponse {
-            items,
-            next_page_token,
-        })
+            folder,
+            |x: &T| x.id().to_string(),
+            |after, n| async move {
+                st.store
+                    .list_after::<T>(folder, name, after.as_deref(), n)
+                    .await
+            },
+        )
+        .await
     }
-}
 
-impl ListQuery {
     /// [`ListQuery::fetch`] of documents with their context (see
     /// [`cic_store::Store::list_after_in_context`]).
     pub async fn fetch_in_context<T: Document>(
@@ -178,26 +165,45 @@ impl ListQuery {
         rel: &str,
         owner_kind: &str,
     ) -> ApiResult<ListResponse<cic_store::InContext<T>>> {
-        let paging = Paging::new(
+        let name = self.name_filter()?;
+        self.page_from_store(
             st,
             T::KIND,
+            folder,
+            |x: &cic_store::InContext<T>| x.doc.id().to_string(),
+            |after, n| async move {
+                let after = after.as_deref();
+                st.store
+                    .list_after_in_context::<T>(folder, name, after, n, rel, owner_kind)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// One page of `kind` in `folder` read by `read(after, how many)`, which says whether
+    /// more follow; the next page's token names the last item (its id by `id`).
+    async fn page_from_store<I, Fut>(
+        &self,
+        st: &AppState,
+        kind: &str,
+        folder: Option<&str>,
+        id: impl Fn(&I) -> String,
+        read: impl FnOnce(Option<String>, u64) -> Fut,
+    ) -> ApiResult<ListResponse<I>>
+    where
+        Fut: std::future::Future<Output = Result<(Vec<I>, bool), cic_store::Error>>,
+    {
+        let paging = Paging::new(
+            st,
+            kind,
             &self.scope(folder)?,
             self.page_size,
             self.page_token.as_deref(),
         )?;
-        let (items, more) = st
-            .store
-            .list_after_in_context::<T>(
-                folder,
-                self.name_filter()?,
-                paging.after.as_deref(),
-                paging.size as u64,
-                rel,
-                owner_kind,
-            )
-            .await?;
+        let (items, more) = read(paging.after.clone(), paging.size as u64).await?;
         let next_page_token = match items.last() {
-            Some(last) if more => paging.token(last.doc.id()),
+            Some(last) if more => paging.token(&id(last)),
             _ => String::new(),
         };
         Ok(ListResponse {

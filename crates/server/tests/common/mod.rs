@@ -281,6 +281,41 @@ impl H {
     }
 }
 
+/// Plays the edge of `edge_token` on server `h`: long-polls for one looking-glass
+/// question, answers it with `routes(question)`, and returns the question.
+pub fn answer_one_question(
+    h: Arc<H>,
+    edge_token: String,
+    routes: impl Fn(&Value) -> Value + Send + 'static,
+) -> tokio::task::JoinHandle<Value> {
+    tokio::spawn(async move {
+        loop {
+            let (s, v) = h
+                .call(
+                    Method::GET,
+                    "/cic/v1/edgeSync/queries?waitSeconds=5",
+                    Some(&edge_token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let Some(q) = v["queries"].as_array().and_then(|a| a.first()).cloned() else {
+                continue;
+            };
+            let (s, v) = h
+                .call(
+                    Method::PUT,
+                    &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
+                    Some(&edge_token),
+                    Some(json!({"routes": routes(&q)})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            return q;
+        }
+    })
+}
+
 pub fn err_message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_string()
 }
