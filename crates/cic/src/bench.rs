@@ -192,9 +192,9 @@ pub async fn api(o: Options) -> Result<()> {
     let _ = std::fs::remove_file(&tmp);
     let server = start_server(&database)?;
     let c = Client {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?,
+        http: cic_client::tls::local_client(
+            reqwest::Client::builder().timeout(Duration::from_secs(60)),
+        )?,
         base: server.url.clone(),
         token: TOKEN.to_string(),
     };

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use cic_client::tls::ClientTls;
 use cic_model::ApiError;
 use serde_json::Value;
 
@@ -10,6 +11,7 @@ pub struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
+    tls: ClientTls,
 }
 
 /// An API error, kept whole so the process can exit with a code that says what failed.
@@ -33,16 +35,18 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Api {
-    pub fn new(base: &str, token: &str) -> Api {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default();
-        Api {
+    pub fn new(base: &str, token: &str, tls: ClientTls) -> Result<Api> {
+        let http = cic_client::tls::http_client(
+            base,
+            &tls,
+            reqwest::Client::builder().timeout(Duration::from_secs(30)),
+        )?;
+        Ok(Api {
             http,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-        }
+            tls,
+        })
     }
 
     pub async fn call(
@@ -61,7 +65,7 @@ impl Api {
         let resp = req
             .send()
             .await
-            .with_context(|| format!("cannot reach the cic server at {}", self.base))?;
+            .map_err(|e| anyhow!(cic_client::tls::explain(&e, &self.base, &self.tls)))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {

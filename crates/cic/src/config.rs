@@ -34,9 +34,12 @@ pub struct Profile {
     pub folder: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    /// The CA certificate (PEM file) the server's certificate must chain to.
+    #[serde(default, rename = "ca-cert", skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
 }
 
-pub const KEYS: [&str; 4] = ["server", "token", "folder", "format"];
+pub const KEYS: [&str; 5] = ["server", "token", "folder", "format", "ca-cert"];
 
 impl Profile {
     fn slot(&mut self, key: &str) -> Result<&mut Option<String>> {
@@ -45,6 +48,7 @@ impl Profile {
             "token" => &mut self.token,
             "folder" => &mut self.folder,
             "format" => &mut self.format,
+            "ca-cert" => &mut self.ca_cert,
             other => bail!(
                 "unknown setting {other:?}; settings are {}",
                 KEYS.join(", ")

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod commands;
 mod config;
+mod credentials;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -27,6 +28,14 @@ struct Cli {
     /// Bearer token for the resource commands [default: the profile's].
     #[arg(long, global = true, env = "CIC_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) the server's certificate must chain to [default: the
+    /// profile's, else the system's CAs].
+    #[arg(long, global = true, env = "CIC_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// Allow plain HTTP to (for `cic server`: on) an address that is not loopback: tokens
+    /// and secrets then cross the network in clear.
+    #[arg(long, global = true)]
+    insecure_http: bool,
     /// Profile of `cic config` to take server, token, folder and format from.
     #[arg(long, global = true, env = "CIC_PROFILE")]
     profile: Option<String>,
@@ -92,6 +101,9 @@ enum Cmd {
     /// CLI profiles: server, token, folder and output format.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Certificates for a first deployment or the lab.
+    #[command(subcommand)]
+    Pki(PkiCmd),
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -217,10 +229,54 @@ enum BenchCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum PkiCmd {
+    /// Make a CA (ca.crt, ca.key) and a server certificate it signs (server.crt,
+    /// server.key) in a directory: the files `cic server --tls-cert --tls-key --client-ca
+    /// --client-ca-key` and clients' `--ca-cert` take.
+    Init {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// The server's DNS names and IP addresses (repeat).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+        days: i64,
+        /// Replace a CA already in the directory.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The server's certificate chain (PEM): serve HTTPS (TLS 1.2 and 1.3). Read again
+    /// on SIGHUP, with the key and the client CA.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA certificate (PEM) of edges' client certificates: edges authenticate by mutual
+    /// TLS, their certificate naming their edge (URI SAN spiffe://cic/edge/ID).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<std::path::PathBuf>,
+    /// The private key of --client-ca: the server then issues edges' certificates
+    /// (`cic edge-router issue-certificate`, `rotate-credentials`).
+    #[arg(long, requires = "client_ca")]
+    client_ca_key: Option<std::path::PathBuf>,
+    /// With --client-ca: accept edge tokens too (edges moving to certificates).
+    #[arg(long, requires = "client_ca")]
+    allow_edge_tokens: bool,
+    /// Connections open at once, from everyone.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (and finish a TLS handshake).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    header_timeout_secs: u64,
     /// sqlite://PATH (created on first start) or postgres://…
     #[arg(long, default_value = "sqlite://./cic.db")]
     database: String,
@@ -275,9 +331,21 @@ struct ServerArgs {
 struct EdgeArgs {
     #[arg(long, env = "CIC_SERVER")]
     server: Option<String>,
-    /// This edge's token (from `cic edge-router create`).
-    #[arg(long, env = "CIC_EDGE_TOKEN", hide_env_values = true)]
-    token: String,
+    /// This edge's token (from `cic edge-router create`); not needed with --tls-cert.
+    #[arg(
+        long,
+        env = "CIC_EDGE_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "tls_cert"
+    )]
+    token: Option<String>,
+    /// This edge's client certificate (PEM, from `cic edge-router issue-certificate`):
+    /// authenticate by mutual TLS. Read again whenever the file changes.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Network namespace that holds this router's ports (default: the agent's own).
     #[arg(long)]
     netns: Option<String>,
@@ -385,6 +453,7 @@ async fn main() -> ExitCode {
 struct Resolved {
     server: String,
     token: String,
+    tls: cic_client::tls::ClientTls,
     out: commands::Output,
 }
 
@@ -411,6 +480,11 @@ fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
             .or(p.server)
             .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
         token: cli.token.clone().or(p.token).unwrap_or_default(),
+        tls: cic_client::tls::ClientTls {
+            ca_cert: cli.ca_cert.clone().or(p.ca_cert.map(Into::into)),
+            identity: None,
+            insecure_http: cli.insecure_http,
+        },
         out: commands::Output {
             format,
             wait: !cli.no_wait,
@@ -427,13 +501,19 @@ fn api(r: &Resolved) -> anyhow::Result<client::Api> {
     if r.token.is_empty() {
         anyhow::bail!("no token: pass --token, set CIC_TOKEN or `cic config set token T`");
     }
-    Ok(client::Api::new(&r.server, &r.token))
+    client::Api::new(&r.server, &r.token, r.tls.clone())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let needs_api = !matches!(
         cli.cmd,
-        Cmd::Server(_) | Cmd::Edge(_) | Cmd::Lab(_) | Cmd::Config(_) | Cmd::Bench(_) | Cmd::Bgp(_)
+        Cmd::Server(_)
+            | Cmd::Edge(_)
+            | Cmd::Lab(_)
+            | Cmd::Config(_)
+            | Cmd::Bench(_)
+            | Cmd::Bgp(_)
+            | Cmd::Pki(_)
     );
     // Only the resource commands read the profile: a broken config file does not stop
     // a server or an edge.
@@ -488,7 +568,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let admin = std::env::var("CIC_ADMIN_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty());
-            cic_server::serve(a.listen, &a.database, config, admin, shutdown_signal()).await?;
+            let edge_auth = cic_server::auth::EdgeAuth {
+                certificates: a.client_ca.is_some(),
+                tokens: a.client_ca.is_none() || a.allow_edge_tokens,
+                issuer: match (&a.client_ca, &a.client_ca_key) {
+                    (Some(c), Some(k)) => {
+                        Some(std::sync::Arc::new(cic_server::pki::Ca::load(c, k)?))
+                    }
+                    _ => None,
+                },
+            };
+            let config = cic_server::ServerConfig {
+                edge_auth,
+                ..config
+            };
+            let listen = cic_server::listen::ListenOptions {
+                addr: a.listen,
+                tls: a.tls_cert.map(|cert| cic_server::listen::TlsFiles {
+                    cert,
+                    key: a.tls_key.unwrap_or_default(),
+                    client_ca: a.client_ca,
+                }),
+                insecure_http: cli.insecure_http,
+                max_connections: a.max_connections.max(1),
+                header_timeout: Duration::from_secs(a.header_timeout_secs),
+            };
+            cic_server::serve(listen, &a.database, config, admin, shutdown_signal()).await?;
             Ok(())
         }
         Cmd::Edge(a) => {
@@ -496,6 +601,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = cic_edge::EdgeOptions {
                 server: a.server.unwrap_or(direct_server),
                 token: a.token,
+                tls: cic_client::tls::ClientTls {
+                    ca_cert: cli.ca_cert.clone(),
+                    identity: a.tls_cert.zip(a.tls_key),
+                    insecure_http: cli.insecure_http,
+                },
                 host_netns: a.netns,
                 netns_prefix: a.netns_prefix,
                 report_every: Duration::from_secs(a.report_every.max(1)),
@@ -537,6 +647,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Cmd::Config(c) => c.run(cli.profile.as_deref()),
+        Cmd::Pki(PkiCmd::Init {
+            dir,
+            names,
+            days,
+            force,
+        }) => credentials::pki_init(&dir, &names, days, force),
         Cmd::Bench(BenchCmd::Api {
             connections,
             database,

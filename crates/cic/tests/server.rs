@@ -80,7 +80,7 @@ async fn call(
 
 async fn kill_during_writes(database: &str) {
     let server = Server::start(database).await;
-    let http = reqwest::Client::new();
+    let http = cic_client::tls::local_client(reqwest::Client::builder()).expect("client");
     let base = server.url.clone();
     use reqwest::Method;
     call(

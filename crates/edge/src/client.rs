@@ -1,15 +1,19 @@
 //! The edge's side of edge sync: long-poll the desired config, report status.
 
 use cic_model::edge::{RouteAnswer, RouteQuery};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use cic_client::tls::{ClientTls, Stamp, TlsSetupError, explain, http_client, identity_stamp};
 
 use cic_model::ApiError;
 use cic_model::edge::{EdgeConfig, EdgeReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the server at {0}: {1}")]
-    Transport(String, reqwest::Error),
+    /// The request did not get an answer: why, in words (a TLS refusal names its cause).
+    #[error("{0}")]
+    Transport(String),
     #[error("server refused: {0}")]
     Api(ApiError),
     #[error("server answered {0}: {1}")]
@@ -18,31 +22,74 @@ pub enum ClientError {
 
 #[derive(Clone)]
 pub struct SyncClient {
-    http: reqwest::Client,
+    /// The HTTP client, made again when the identity's files change: its pooled
+    /// connections (a long-poll's) were opened with the old certificate.
+    http: Arc<Mutex<(Stamp, reqwest::Client)>>,
     base: String,
-    token: String,
+    /// An edge token; None when the edge authenticates by its certificate.
+    token: Option<String>,
+    tls: ClientTls,
 }
 
 impl SyncClient {
-    pub fn new(base: &str, token: &str) -> SyncClient {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        SyncClient {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+    pub fn new(
+        base: &str,
+        token: Option<&str>,
+        tls: ClientTls,
+    ) -> Result<SyncClient, TlsSetupError> {
+        let base = base.trim_end_matches('/').to_string();
+        let http = Self::build(&base, &tls)?;
+        Ok(SyncClient {
+            http: Arc::new(Mutex::new((identity_stamp(&tls), http))),
+            base,
+            token: token.filter(|t| !t.is_empty()).map(String::from),
+            tls,
+        })
+    }
+
+    fn build(base: &str, tls: &ClientTls) -> Result<reqwest::Client, TlsSetupError> {
+        http_client(
+            base,
+            tls,
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(5)),
+        )
+    }
+
+    /// The client to use now (a new one if the certificate files changed).
+    fn http(&self) -> reqwest::Client {
+        let mut h = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let stamp = identity_stamp(&self.tls);
+        if stamp != h.0 {
+            match Self::build(&self.base, &self.tls) {
+                Ok(c) => {
+                    tracing::info!("client certificate files changed: new connections use them");
+                    *h = (stamp, c);
+                }
+                Err(e) => {
+                    tracing::warn!("client certificate files changed but cannot be used yet: {e}")
+                }
+            }
         }
+        h.1.clone()
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let r = self.http().request(method, url);
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Transport(explain(&e, &self.base, &self.tls))
     }
 
     /// The config at a revision above `after`, or the current one after `wait`.
     pub async fn config(&self, after: u64, wait: Duration) -> Result<EdgeConfig, ClientError> {
         let url = format!("{}/cic/v1/edgeSync/config", self.base);
         let r = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::GET, &url)
             .query(&[
                 ("afterRevision", after.to_string()),
                 ("waitSeconds", wait.as_secs().to_string()),
@@ -50,21 +97,19 @@ impl SyncClient {
             .timeout(wait + Duration::from_secs(15))
             .send()
             .await
-            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+            .map_err(|e| self.transport(e))?;
         decode(r).await
     }
 
     pub async fn report(&self, report: &EdgeReport) -> Result<(), ClientError> {
         let url = format!("{}/cic/v1/edgeSync/status", self.base);
         let r = self
-            .http
-            .put(&url)
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::PUT, &url)
             .json(report)
             .timeout(Duration::from_secs(15))
             .send()
             .await
-            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+            .map_err(|e| self.transport(e))?;
         decode::<serde_json::Value>(r).await.map(|_| ())
     }
 }
@@ -78,28 +123,24 @@ impl SyncClient {
         }
         let url = format!("{}/cic/v1/edgeSync/queries", self.base);
         let r = self
-            .http
-            .get(&url)
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::GET, &url)
             .query(&[("waitSeconds", wait.as_secs().to_string())])
             .timeout(wait + Duration::from_secs(15))
             .send()
             .await
-            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+            .map_err(|e| self.transport(e))?;
         decode::<Page>(r).await.map(|p| p.queries)
     }
 
     pub async fn answer(&self, id: &str, a: &RouteAnswer) -> Result<(), ClientError> {
         let url = format!("{}/cic/v1/edgeSync/queries/{id}", self.base);
         let r = self
-            .http
-            .put(&url)
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::PUT, &url)
             .json(a)
             .timeout(Duration::from_secs(15))
             .send()
             .await
-            .map_err(|e| ClientError::Transport(self.base.clone(), e))?;
+            .map_err(|e| self.transport(e))?;
         decode::<serde_json::Value>(r).await.map(|_| ())
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod instance;
+pub use cic_client::tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,7 +39,11 @@ const LAG_ALIAS: &str = "cic-lag:";
 #[derive(Debug, Clone)]
 pub struct EdgeOptions {
     pub server: String,
-    pub token: String,
+    /// An edge token; None when the edge authenticates by its certificate
+    /// (`tls.identity`).
+    pub token: Option<String>,
+    /// The CA it trusts, its certificate, plain HTTP or not.
+    pub tls: tls::ClientTls,
     /// The namespace holding this router's ports (trunk and fabric ports). `None`: the
     /// agent's own. The lab runs several edges on one machine this way.
     pub host_netns: Option<String>,
@@ -56,6 +61,8 @@ pub struct EdgeOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
+    #[error("{0}")]
+    Tls(#[from] tls::TlsSetupError),
     #[error("data plane: {0}")]
     Dataplane(#[from] cic_dataplane::Error),
 }
@@ -126,7 +133,7 @@ impl Agent {
             }
         );
         let underlay = Netlink::open(opts.host_netns.as_deref())?;
-        let client = SyncClient::new(&opts.server, &opts.token);
+        let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
         Ok(Arc::new(Agent {
             opts,
             caps,

@@ -40,9 +40,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let nl = Netlink::open(Some(netns)).context("netlink in the fabric namespace")?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http =
+        cic_client::tls::local_client(reqwest::Client::builder().timeout(Duration::from_secs(10)))?;
     let url = format!(
         "{}/cic/v1/edges/{edge_id}/fabricAttachments",
         server.trim_end_matches('/')

@@ -556,7 +556,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     )?;
     fs::write(dir.join("server"), &server)?;
     fs::write(dir.join("admin-token"), &token)?;
-    let http = reqwest::Client::new();
+    let http = cic_client::tls::local_client(reqwest::Client::builder())?;
     let health = format!("{server}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -131,6 +131,55 @@ pub struct EdgeRegistration {
     pub token: String,
 }
 
+/// `:issueCertificate` and `:rotateCredentials` of an edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EdgeCredentialsRequest {
+    /// What to issue: `certificate` (from the server's CA) or `token`. Default: a
+    /// certificate when the server has a CA key, else a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// A certificate signing request (PEM) whose key the certificate is for; without it
+    /// the server makes a key pair and returns its private key once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// Days the certificate is valid (1–825; default 365).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+    /// `:rotateCredentials`: when the edge's other credentials of this kind stop being
+    /// accepted, in seconds from now (0: at once; default 3600). The edge picks the new
+    /// files up meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_old_after_seconds: Option<u64>,
+}
+
+/// New credentials of an edge, shown once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeCredentials {
+    pub edge_id: String,
+    /// `certificate` or `token`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// The private key the server made (absent when a CSR was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// The CA that issued the certificate (what the server checks edges against).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// `:rotateCredentials`: when the edge's previous credentials of this kind stop
+    /// being accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_revoked_at: Option<String>,
+}
+
 /// A partner that brings customers to the PoPs (operator catalog; everyone reads it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

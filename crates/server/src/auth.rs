@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::listen::{Peer, PeerCert};
 
 /// Who is calling: the operator (admin tokens stand above every folder), a subject whose
 /// rights come from role bindings on folders, or an edge agent.
@@ -79,6 +80,80 @@ pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(bytes))
 }
 
+/// How edges may authenticate, and the CA that issues their certificates.
+#[derive(Clone)]
+pub struct EdgeAuth {
+    /// A client certificate naming the edge (`--client-ca`).
+    pub certificates: bool,
+    /// An edge token (on unless the server has a client CA and was not told to keep them).
+    pub tokens: bool,
+    /// The CA whose key the server holds (`--client-ca-key`): it issues edges'
+    /// certificates.
+    pub issuer: Option<Arc<crate::pki::Ca>>,
+}
+
+impl Default for EdgeAuth {
+    fn default() -> Self {
+        EdgeAuth {
+            certificates: false,
+            tokens: true,
+            issuer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for EdgeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeAuth")
+            .field("certificates", &self.certificates)
+            .field("tokens", &self.tokens)
+            .field("issuer", &self.issuer.is_some())
+            .finish()
+    }
+}
+
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn unauth(m: impl Into<String>) -> AppError {
+    AppError(ApiError::new(Code::Unauthenticated, m))
+}
+
+/// The edge a verified client certificate names, unless it was revoked.
+async fn edge_by_certificate(state: &AppState, cert: &PeerCert) -> Result<Principal, AppError> {
+    let Some(edge_id) = &cert.edge_id else {
+        return Err(unauth(
+            "the client certificate names no edge (a URI SAN spiffe://cic/edge/ID)",
+        ));
+    };
+    if let Some(at) = state
+        .store
+        .edge_certificate_revoked_at(&cert.serial)
+        .await?
+        && at <= unix_now()
+    {
+        return Err(unauth(format!(
+            "the client certificate with serial {} was revoked at {}",
+            cert.serial,
+            rfc3339(at)
+        )));
+    }
+    Ok(Principal::Edge {
+        edge_id: edge_id.clone(),
+    })
+}
+
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = AppError;
 
@@ -86,11 +161,18 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let unauth = |m: &str| AppError(ApiError::new(Code::Unauthenticated, m));
-        let h = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| unauth("missing Authorization: Bearer <token>"))?;
+        let edges = &state.config.edge_auth;
+        let cert = parts
+            .extensions
+            .get::<Peer>()
+            .and_then(|p| p.cert.clone())
+            .filter(|_| edges.certificates);
+        let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return match &cert {
+                Some(c) => edge_by_certificate(state, c).await,
+                None => Err(unauth("missing Authorization: Bearer <token>")),
+            };
+        };
         let t = h
             .to_str()
             .ok()
@@ -103,13 +185,32 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .token(&hash(t))
             .await?
             .ok_or_else(|| unauth("unknown token"))?;
+        if let Some(at) = rec.expires_at
+            && at <= unix_now()
+        {
+            return Err(unauth(format!("this token expired at {}", rfc3339(at))));
+        }
         match rec.role.as_str() {
             "admin" => Ok(Principal::Admin {
                 subject: rec.subject,
             }),
-            "edge" => Ok(Principal::Edge {
-                edge_id: rec.subject,
-            }),
+            "edge" => {
+                if let Some(c) = &cert
+                    && c.edge_id.as_deref() != Some(rec.subject.as_str())
+                {
+                    return Err(unauth(
+                        "the edge token and the client certificate name different edges",
+                    ));
+                }
+                if !edges.tokens {
+                    return Err(unauth(
+                        "this server authenticates edges by certificate, not by token",
+                    ));
+                }
+                Ok(Principal::Edge {
+                    edge_id: rec.subject,
+                })
+            }
             "user" => Ok(Principal::User {
                 subject: rec.subject,
             }),

@@ -17,9 +17,11 @@ pub mod api;
 pub mod auth;
 pub mod compile;
 pub mod error;
+pub mod headers;
+pub mod listen;
+pub mod pki;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +54,8 @@ pub struct ServerConfig {
     pub public_peering_mtu: u32,
     /// Longest long-poll an edge may ask for.
     pub max_wait: Duration,
+    /// How edges authenticate.
+    pub edge_auth: auth::EdgeAuth,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             max_static_routes_per_connection: 100,
             public_peering_mtu: 1500,
             max_wait: Duration::from_secs(60),
+            edge_auth: auth::EdgeAuth::default(),
         }
     }
 }
@@ -454,6 +459,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY))
         .layer(axum::middleware::from_fn(error::shape))
+        .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }
 
@@ -485,21 +491,23 @@ pub async fn bootstrap_admin(
 pub enum ServeError {
     #[error("open database {0}: {1}")]
     Store(String, cic_store::Error),
-    #[error("listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
     #[error("serve: {0}")]
     Io(std::io::Error),
 }
 
-/// Runs the server until `shutdown` resolves. `on_listen` gets the bound address (useful
-/// with port 0).
+/// Runs the server until `shutdown` resolves. With TLS, SIGHUP reads the certificate,
+/// key and client CA again (connections already open keep theirs).
 pub async fn serve(
-    listen: SocketAddr,
+    opts: listen::ListenOptions,
     database: &str,
     config: ServerConfig,
     admin_token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // The socket's options are checked before anything is written to the database.
+    let (listener, acceptor) = listen::bind(&opts).await?;
     let store = Store::open(database)
         .await
         .map_err(|e| ServeError::Store(database.into(), e))?;
@@ -512,13 +520,29 @@ pub async fn serve(
     let state = AppState::new(store, config)
         .await
         .map_err(|e| ServeError::Store(database.into(), e))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServeError::Listen(listen, e))?;
     let bound = listener.local_addr().map_err(ServeError::Io)?;
-    info!("cic server listening on http://{bound}, database {database}");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    info!("cic server listening on {scheme}://{bound}, database {database}");
+    if let Some(a) = acceptor.clone() {
+        reload_on_sighup(a);
+    }
+    listen::serve(listener, acceptor, &opts, app(state), shutdown)
         .await
         .map_err(ServeError::Io)
+}
+
+fn reload_on_sighup(acceptor: listen::Acceptor) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP: the TLS files will not be reloaded");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match acceptor.reload() {
+                Ok(()) => info!("SIGHUP: TLS certificate, key and client CA reloaded"),
+                Err(e) => tracing::error!("SIGHUP: TLS files not reloaded, the old ones stay: {e}"),
+            }
+        }
+    });
 }

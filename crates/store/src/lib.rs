@@ -296,6 +296,8 @@ pub enum Action {
 pub struct TokenRecord {
     pub role: String,
     pub subject: String,
+    /// Unix seconds from which it is no longer accepted (a rotated edge token).
+    pub expires_at: Option<i64>,
 }
 
 /// An operation with the folder it belongs to ("" for the operator's catalog).
@@ -391,6 +393,18 @@ const MIGRATIONS: &[&[&str]] = &[
          taken BIGINT NOT NULL, answer TEXT, created_at BIGINT NOT NULL)",
         "CREATE INDEX route_queries_edge ON route_queries (edge_id, taken)",
         "CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+    // 5: security — edges' certificates (revoked by serial, at a time the operator
+    // chooses), tokens that expire (an edge token's rotation), and the audit trail.
+    &[
+        "CREATE TABLE edge_certificates (serial TEXT PRIMARY KEY, edge_id TEXT NOT NULL, \
+         not_after TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at BIGINT)",
+        "CREATE INDEX edge_certificates_edge ON edge_certificates (edge_id)",
+        "ALTER TABLE tokens ADD COLUMN expires_at BIGINT",
+        "CREATE TABLE audit_events (seq BIGINT NOT NULL, id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL, \
+         folder_id TEXT NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX audit_events_time ON audit_events (at_ms, id)",
+        "CREATE INDEX audit_events_folder ON audit_events (folder_id, at_ms, id)",
     ],
 ];
 
@@ -1279,7 +1293,7 @@ impl Store {
     }
 
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query("SELECT role, subject FROM tokens WHERE hash = $1")
+        let row = sqlx::query("SELECT role, subject, expires_at FROM tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -1287,9 +1301,39 @@ impl Store {
             Some(r) => Some(TokenRecord {
                 role: r.try_get(0)?,
                 subject: r.try_get(1)?,
+                expires_at: r.try_get(2)?,
             }),
             None => None,
         })
+    }
+
+    /// When the edge certificate with this serial is (or was) revoked, if it is known
+    /// here and revoked at all.
+    pub async fn edge_certificate_revoked_at(&self, serial: &str) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT revoked_at FROM edge_certificates WHERE serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        })
+    }
+
+    /// The certificates issued to an edge: (serial, not after, issued, revoked at).
+    pub async fn edge_certificates(
+        &self,
+        edge_id: &str,
+    ) -> Result<Vec<(String, String, String, Option<i64>)>> {
+        let rows = sqlx::query(
+            "SELECT serial, not_after, created_at, revoked_at FROM edge_certificates WHERE edge_id = $1 ORDER BY created_at, serial",
+        )
+        .bind(edge_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect()
     }
 
     pub async fn has_role(&self, role: &str) -> Result<bool> {
@@ -1660,6 +1704,61 @@ impl Tx {
         Ok(())
     }
 
+    /// Records a certificate issued to an edge.
+    pub async fn put_edge_certificate(
+        &mut self,
+        serial: &str,
+        edge_id: &str,
+        not_after: &str,
+        created_at: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO edge_certificates (serial, edge_id, not_after, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(serial)
+        .bind(edge_id)
+        .bind(not_after)
+        .bind(created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes, from `at` (unix seconds), the edge's certificates other than `keep` (an
+    /// earlier revocation stands).
+    pub async fn revoke_edge_certificates(
+        &mut self,
+        edge_id: &str,
+        at: i64,
+        keep: &str,
+    ) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE edge_certificates SET revoked_at = $2 WHERE edge_id = $1 AND serial <> $3 \
+             AND (revoked_at IS NULL OR revoked_at > $2)",
+        )
+        .bind(edge_id)
+        .bind(at)
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
+    /// Makes the edge's tokens other than the one hashed `keep` expire at `at` (unix
+    /// seconds; an earlier expiry stands).
+    pub async fn expire_edge_tokens(&mut self, edge_id: &str, at: i64, keep: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE tokens SET expires_at = $2 WHERE role = 'edge' AND subject = $1 AND hash <> $3 \
+             AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(edge_id)
+        .bind(at)
+        .bind(keep)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
     /// Revokes every token of an edge.
     pub async fn delete_edge_tokens(&mut self, edge_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM tokens WHERE role = 'edge' AND subject = $1")
@@ -1754,7 +1853,8 @@ mod tests {
             s.token("abc").await.expect("q"),
             Some(TokenRecord {
                 role: "admin".into(),
-                subject: "bootstrap".into()
+                subject: "bootstrap".into(),
+                expires_at: None,
             })
         );
         assert!(s.has_role("admin").await.expect("q"));

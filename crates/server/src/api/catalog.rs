@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CreateEdgeRequest, Edge, EdgeLive, EdgeRegistration, Partner, PointOfPresence, TrunkConnection,
+    CreateEdgeRequest, Edge, EdgeCredentialsRequest, EdgeLive, EdgeRegistration, Partner,
+    PointOfPresence, TrunkConnection,
 };
 use cic_model::{ApiError, validate};
 use cic_store::Document;
@@ -14,7 +15,7 @@ use super::{ApiQuery, ListQuery, commit, fetch, not_found, show_page};
 use crate::access::View;
 use crate::auth::{Principal, hash, new_token};
 use crate::compile::{self, FabricAttachmentView};
-use crate::error::{ApiJson, ApiResult};
+use crate::error::{ApiBody, ApiJson, ApiResult, decode_json};
 use crate::{AppState, EdgeLiveState, new_id, now};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -220,15 +221,30 @@ pub async fn edge_method(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id_method): Path<String>,
-) -> ApiResult<Json<Edge>> {
+    ApiBody(body): ApiBody,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     who.require_admin()?;
-    let (id, drain) = match id_method.split_once(':') {
-        Some((id, "drain")) => (id, true),
-        Some((id, "undrain")) => (id, false),
+    let (id, method) = id_method.split_once(':').unwrap_or((&id_method, ""));
+    let drain = match method {
+        "drain" => true,
+        "undrain" => false,
+        "issueCertificate" | "rotateCredentials" => {
+            let req: EdgeCredentialsRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                EdgeCredentialsRequest::default()
+            } else {
+                decode_json(&body)?
+            };
+            let rotate = method == "rotateCredentials";
+            let out = super::credentials::issue(&st, id, req, rotate).await?;
+            return Ok(Json(out).into_response());
+        }
         _ => {
             return Err(ApiError::new(
                 cic_model::Code::NotFound,
-                format!("edges have no method {id_method:?}; there are :drain and :undrain"),
+                format!(
+                    "edges have no method {id_method:?}; there are :drain, :undrain, :issueCertificate and :rotateCredentials"
+                ),
             )
             .into());
         }
@@ -240,7 +256,7 @@ pub async fn edge_method(
         put_catalog(&st, &e).await?;
     }
     let live = st.live_of(Some(std::slice::from_ref(&e.id))).await?;
-    Ok(Json(with_live(&live, e)))
+    Ok(Json(with_live(&live, e)).into_response())
 }
 
 pub async fn delete_edge(
@@ -268,6 +284,8 @@ pub async fn delete_edge(
     let rev = tx.bump_revision().await?;
     tx.delete::<Edge>(&id).await?;
     tx.delete_edge_tokens(&id).await?;
+    tx.revoke_edge_certificates(&id, crate::auth::unix_now(), "")
+        .await?;
     tx.delete_edge_report(&id).await?;
     commit(&st, tx, rev).await?;
     Ok(Json(serde_json::json!({})))

@@ -2,6 +2,7 @@
 
 pub(crate) mod catalog;
 mod connections;
+mod credentials;
 mod folders;
 pub mod idempotency;
 pub mod looking_glass;

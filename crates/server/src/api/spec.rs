@@ -20,9 +20,10 @@ use cic_model::iam::{
 };
 use cic_model::resource::{
     CloudService, CreateEdgeRequest, CreatePrivateConnectionRequest, CreatePublicConnectionRequest,
-    CreateRoutingInstanceRequest, CreateTrunkConnectionRequest, Edge, EdgeRegistration, Operation,
-    Partner, PointOfPresence, PrivateConnection, PublicConnection, RoutingInstance,
-    TrunkConnection, UpdateTrunkConnectionRequest,
+    CreateRoutingInstanceRequest, CreateTrunkConnectionRequest, Edge, EdgeCredentials,
+    EdgeCredentialsRequest, EdgeRegistration, Operation, Partner, PointOfPresence,
+    PrivateConnection, PublicConnection, RoutingInstance, TrunkConnection,
+    UpdateTrunkConnectionRequest,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -61,7 +62,7 @@ impl Caller {
             Caller::Editor => "editor (or admin) in the resource's folder.",
             Caller::FolderAdmin => "admin in the folder, or the operator.",
             Caller::Operator => "The operator's admin token.",
-            Caller::Edge => "An edge's own token.",
+            Caller::Edge => "An edge's own token or client certificate.",
         }
     }
 }
@@ -309,6 +310,20 @@ pub fn endpoints() -> Vec<Endpoint> {
             Operator,
         )
         .returns::<Edge>(),
+        method(
+            "/cic/v1/edges/{id}:issueCertificate",
+            "Issue a client certificate for the edge from the server's CA (for the key of a CSR, or a key made here and shown once); other credentials stay valid",
+            Operator,
+        )
+        .body::<EdgeCredentialsRequest>()
+        .returns::<EdgeCredentials>(),
+        method(
+            "/cic/v1/edges/{id}:rotateCredentials",
+            "New credentials for the edge (a certificate or a token); its other ones of that kind are refused from revokeOldAfterSeconds on",
+            Operator,
+        )
+        .body::<EdgeCredentialsRequest>()
+        .returns::<EdgeCredentials>(),
         ep(
             "delete",
             "/cic/v1/edges/{id}",
