@@ -635,8 +635,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 underlay_dev,
             } => {
                 init_tracing();
+                let tls = cic_client::tls::ClientTls {
+                    ca_cert: cli.ca_cert.clone(),
+                    identity: None,
+                    insecure_http: cli.insecure_http,
+                };
                 cic_lab::fabric::run(
                     &direct_server,
+                    &tls,
                     cli.token.as_deref().unwrap_or_default(),
                     &edge_id,
                     &netns,

@@ -95,6 +95,7 @@ impl Lab {
         let got = Command::new(env!("CARGO_BIN_EXE_cic"))
             .args(["private-connection", "get", pc, "--format", "json"])
             .env("CIC_SERVER", &self.server)
+            .env("CIC_CA_CERT", cic_lab::CA_CERT)
             .env("CIC_TOKEN", &self.token)
             .output()
             .expect("cic");
@@ -187,6 +188,7 @@ fn deleting_resources_removes_everything_the_edge_made() {
             let o = Command::new(env!("CARGO_BIN_EXE_cic"))
                 .args(args)
                 .env("CIC_SERVER", server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
                 .env("CIC_TOKEN", token)
                 .output()
                 .expect("cic");
@@ -502,6 +504,14 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
             .find_map(|l| l.strip_prefix("server "))
             .and_then(|p| p.trim().parse().ok())
             .expect("server pid");
+        // Started again as the lab started it (TLS files and all).
+        let server_args: Vec<String> = std::fs::read(format!("/proc/{server_pid}/cmdline"))
+            .expect("cmdline")
+            .split(|b| *b == 0)
+            .skip(1)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
         let ping = || {
             Command::new("ip")
                 .args([
@@ -527,6 +537,63 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                 .expect("birdc");
             String::from_utf8_lossy(&o.stdout).contains("Established")
         };
+        // The line of BIRD's session with PoP 1: its state and since when.
+        let session = || {
+            let o = Command::new("birdc")
+                .args(["-s", &bird, "show", "protocols", "pop1"])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.starts_with("pop1"))
+                .unwrap_or_default()
+                .to_string()
+        };
+
+        // The edge's certificate rotated, the old one refused at once: the agent picks
+        // the new files up, syncs and applies a change, and no BGP session notices.
+        let before = session();
+        assert!(before.contains("Established"), "{before}");
+        let edge = info["pops"][0]["edgeId"].as_str().expect("edge id");
+        let cli = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(args)
+                .args(["--timeout", "60"])
+                .env("CIC_SERVER", server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
+                .env("CIC_TOKEN", token)
+                .output()
+                .expect("cic")
+        };
+        let o = cli(&[
+            "edge-router",
+            "rotate-credentials",
+            edge,
+            "--revoke-old-after",
+            "0",
+            "--out-dir",
+            "/run/cic-lab/edge-pop1-pki",
+        ]);
+        assert!(o.status.success(), "rotate: {}", text(&o));
+        let o = cli(&[
+            "private-connection",
+            "upsert-static-routes",
+            &pc,
+            "--prefix",
+            "192.168.29.0/24",
+        ]);
+        assert!(
+            o.status.success(),
+            "a change after the rotation: {}",
+            text(&o)
+        );
+        assert_eq!(
+            session(),
+            before,
+            "the customer's session was not disturbed"
+        );
+        let log = std::fs::read_to_string("/run/cic-lab/edge-pop1.log").expect("edge log");
+        assert!(log.contains("client certificate files changed"), "{log}");
 
         // The control plane goes away; the data plane does not notice.
         nix::sys::signal::kill(
@@ -556,16 +623,13 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
 
         // It comes back on the same database; the edge syncs again and applies a change.
-        let listen = server.trim_start_matches("http://").to_string();
         let log = std::fs::File::create("/run/cic-lab/server-restarted.log").expect("log");
+        assert!(
+            server_args.iter().any(|a| a == "--tls-cert"),
+            "{server_args:?}"
+        );
         let child = Command::new(env!("CARGO_BIN_EXE_cic"))
-            .args([
-                "server",
-                "--listen",
-                &listen,
-                "--database",
-                "sqlite:///run/cic-lab/cic.db",
-            ])
+            .args(&server_args)
             .env("CIC_ADMIN_TOKEN", token)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -587,6 +651,7 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
             ])
             .args(["--timeout", "60"])
             .env("CIC_SERVER", server)
+            .env("CIC_CA_CERT", cic_lab::CA_CERT)
             .env("CIC_TOKEN", token)
             .output()
             .expect("cic");
@@ -608,6 +673,7 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                         ])
                         .args(["--timeout", "60"])
                         .env("CIC_SERVER", server)
+                        .env("CIC_CA_CERT", cic_lab::CA_CERT)
                         .env("CIC_TOKEN", token)
                         .output()
                         .ok()?;
@@ -823,6 +889,7 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
                 .args(args)
                 .args(["--format", "json"])
                 .env("CIC_SERVER", server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
                 .env("CIC_TOKEN", token)
                 .output()
                 .expect("cic");
@@ -1064,6 +1131,7 @@ fn a_tcp_md5_key_mismatch_is_named_in_the_connection_status() {
             let o = Command::new(env!("CARGO_BIN_EXE_cic"))
                 .args(["private-connection", "update", &pc, "--md5-key", key])
                 .env("CIC_SERVER", &lab.server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
                 .env("CIC_TOKEN", &lab.token)
                 .output()
                 .expect("cic");

@@ -37,7 +37,7 @@ async fn run(runs: usize) -> Result<()> {
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{STATE_DIR}/lab.json"))?)?;
     let api = Api {
-        http: cic_client::tls::local_client(reqwest::Client::builder())?,
+        http: crate::lab_client(info["server"].as_str().context("server")?, crate::CA_CERT)?,
         base: info["server"].as_str().context("server")?.to_string(),
         token: std::fs::read_to_string(format!("{STATE_DIR}/admin-token"))?,
     };

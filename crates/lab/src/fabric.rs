@@ -33,6 +33,7 @@ struct Items {
 
 pub async fn run(
     server: &str,
+    tls: &cic_client::tls::ClientTls,
     token: &str,
     edge_id: &str,
     netns: &str,
@@ -40,8 +41,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let nl = Netlink::open(Some(netns)).context("netlink in the fabric namespace")?;
-    let http =
-        cic_client::tls::local_client(reqwest::Client::builder().timeout(Duration::from_secs(10)))?;
+    let http = cic_client::tls::http_client(
+        server,
+        tls,
+        reqwest::Client::builder().timeout(Duration::from_secs(10)),
+    )?;
     let url = format!(
         "{}/cic/v1/edges/{edge_id}/fabricAttachments",
         server.trim_end_matches('/')

@@ -414,6 +414,23 @@ fn spawn(dir: &Path, name: &str, bin: &Path, args: &[&str], envs: &[(&str, &str)
     Ok(pid)
 }
 
+/// The lab's CA certificate (made by `cic pki init` when the lab comes up).
+pub const CA_CERT: &str = "/run/cic-lab/pki/ca.crt";
+
+/// An HTTP client of the lab's server, trusting the lab's CA.
+pub fn lab_client(server: &str, ca: &str) -> Result<reqwest::Client> {
+    let tls = cic_client::tls::ClientTls {
+        ca_cert: Some(ca.into()),
+        identity: None,
+        insecure_http: false,
+    };
+    Ok(cic_client::tls::http_client(
+        server,
+        &tls,
+        reqwest::Client::builder(),
+    )?)
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -462,6 +479,7 @@ impl Cli {
             .args(args)
             .args(["--json", "--server", &self.server])
             .env("CIC_TOKEN", &self.token)
+            .env("CIC_CA_CERT", CA_CERT)
             .output()
             .context("run cic")?;
         if !out.status.success() {
@@ -538,14 +556,56 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     }
 
     let port = free_port()?;
-    let server = format!("http://127.0.0.1:{port}");
+    let server = format!("https://127.0.0.1:{port}");
     let token = random_token()?;
+    // The lab runs what an operator deploys: TLS, and edges known by their certificates,
+    // from a CA of its own.
+    let pki = format!("{STATE_DIR}/pki");
+    let out = Command::new(&bin)
+        .args([
+            "pki",
+            "init",
+            "--dir",
+            &pki,
+            "--name",
+            "127.0.0.1",
+            "--days",
+            "30",
+        ])
+        .output()
+        .context("cic pki init")?;
+    if !out.status.success() {
+        bail!(
+            "cic pki init: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let ca = format!("{pki}/ca.crt");
     say(&format!(
-        "[2/7] Starting cic server on {server} (SQLite {STATE_DIR}/cic.db)"
+        "[2/7] Starting cic server on {server} (TLS; edges by certificate; CA {ca}; SQLite {STATE_DIR}/cic.db)"
     ));
     let db = format!("sqlite://{STATE_DIR}/cic.db");
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["server", "--listen", &listen, "--database", &db];
+    let (cert, key, ca_key) = (
+        format!("{pki}/server.crt"),
+        format!("{pki}/server.key"),
+        format!("{pki}/ca.key"),
+    );
+    let mut args = vec![
+        "server",
+        "--listen",
+        &listen,
+        "--database",
+        &db,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--client-ca",
+        &ca,
+        "--client-ca-key",
+        &ca_key,
+    ];
     args.extend_from_slice(server_args);
     spawn(
         &dir,
@@ -556,7 +616,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     )?;
     fs::write(dir.join("server"), &server)?;
     fs::write(dir.join("admin-token"), &token)?;
-    let http = cic_client::tls::local_client(reqwest::Client::builder())?;
+    let http = lab_client(&server, &ca)?;
     let health = format!("{server}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -619,17 +679,20 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                 &format!("100.127.{}.0/19", (p.0 - 1) * 32),
                 "--fabric-vni-base",
                 &(100_000 * p.0).to_string(),
+                "--certificate-out",
+                &format!("{STATE_DIR}/edge-{id}-pki"),
             ],
         )?;
-        let edge_token = reg["token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no edge token in {reg}"))?
-            .to_string();
+        // The edge's certificate is in --certificate-out; its token (shown once) is not
+        // needed: the server takes edges by certificate.
+        if reg["credentials"]["serialNumber"].as_str().is_none() {
+            bail!("no certificate issued for the edge of {id}: {reg}");
+        }
         let edge_id = reg["edge"]["id"]
             .as_str()
             .ok_or_else(|| anyhow!("no edge id"))?
             .to_string();
-        edges.push((*p, edge_id, edge_token));
+        edges.push((*p, edge_id));
     }
     // The customer is a tenant: its own folder, an editor there, and nothing else.
     cli.run(
@@ -660,7 +723,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         token: customer_token,
     };
     let mut metrics_of = Vec::new();
-    for (p, edge_id, edge_token) in &edges {
+    for (p, edge_id) in &edges {
         let edge_metrics = format!("127.0.0.1:{}", free_port()?);
         let (pns, prefix) = (p.ns(), format!("{}-", p.ns()));
         spawn(
@@ -681,8 +744,12 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                 &edge_metrics,
                 "--state-dir",
                 &format!("{STATE_DIR}/edge-{}", p.id()),
+                "--tls-cert",
+                &format!("{STATE_DIR}/edge-{}-pki/edge.crt", p.id()),
+                "--tls-key",
+                &format!("{STATE_DIR}/edge-{}-pki/edge.key", p.id()),
             ],
-            &[("CIC_EDGE_TOKEN", edge_token), ("RUST_LOG", "info")],
+            &[("CIC_CA_CERT", &ca), ("RUST_LOG", "info")],
         )?;
         spawn(
             &dir,
@@ -700,7 +767,11 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                 "--underlay-dev",
                 &p.id(),
             ],
-            &[("CIC_TOKEN", &token), ("RUST_LOG", "info")],
+            &[
+                ("CIC_TOKEN", &token),
+                ("CIC_CA_CERT", &ca),
+                ("RUST_LOG", "info"),
+            ],
         )?;
         metrics_of.push(edge_metrics);
     }
@@ -722,7 +793,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     say("      cic edge started at each PoP; customer router and fabric router (BIRD) started");
 
     let mut made: Vec<PopMade> = Vec::new();
-    for ((p, edge_id, _), edge_metrics) in edges.iter().zip(metrics_of) {
+    for ((p, edge_id), edge_metrics) in edges.iter().zip(metrics_of) {
         say(&format!(
             "[4/7] Customer: a trunk at {} (a VXLAN overlay trunk: this kernel has no 802.1Q)",
             p.id()
@@ -908,7 +979,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         })
         .collect();
     let info = serde_json::json!({
-        "server": server, "adminTokenFile": format!("{STATE_DIR}/admin-token"),
+        "server": server, "caCert": CA_CERT, "adminTokenFile": format!("{STATE_DIR}/admin-token"),
         "customerTokenFile": format!("{STATE_DIR}/customer-token"), "folderId": FOLDER,
         "routingInstanceId": ri,
         // PoP 1's, for scripts written for a one-PoP lab.

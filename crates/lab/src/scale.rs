@@ -214,7 +214,7 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         .and_then(|p| p.trim().parse().ok())
         .context("the edge's pid")?;
     let api = Api {
-        http: cic_client::tls::local_client(reqwest::Client::builder())?,
+        http: crate::lab_client(lab["server"].as_str().context("server")?, crate::CA_CERT)?,
         base: lab["server"].as_str().context("server")?.to_string(),
         token: read("customer-token")?,
     };
