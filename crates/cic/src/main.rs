@@ -59,7 +59,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the control plane (API, store, operations, edge sync).
-    Server(ServerArgs),
+    Server(ServerCmd),
     /// Run the agent of an edge router.
     Edge(EdgeArgs),
     /// The lab: the whole picture in network namespaces on this machine.
@@ -250,6 +250,31 @@ enum PkiCmd {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ServerCmd {
+    #[command(subcommand)]
+    sub: Option<ServerSub>,
+    #[command(flatten)]
+    args: ServerArgs,
+}
+
+#[derive(Subcommand)]
+enum ServerSub {
+    /// Seal every stored secret under a new key (servers running meanwhile should have
+    /// both: --secrets-key-file NEW --old-secrets-key-file OLD).
+    RotateSecretsKey {
+        #[arg(long, default_value = "sqlite://./cic.db")]
+        database: String,
+        /// The key the secrets are sealed with now.
+        #[arg(long)]
+        secrets_key_file: std::path::PathBuf,
+        /// The key to seal them with (made, mode 0600, if the file does not exist).
+        #[arg(long)]
+        new_secrets_key_file: std::path::PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
 struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -271,6 +296,15 @@ struct ServerArgs {
     /// With --client-ca: accept edge tokens too (edges moving to certificates).
     #[arg(long, requires = "client_ca")]
     allow_edge_tokens: bool,
+    /// The key that seals secrets (TCP-MD5 keys) in the database: 64 hex digits, mode
+    /// 0600; made if missing [default: DATABASE_FILE.secrets-key beside a SQLite file;
+    /// required with PostgreSQL, the same file on every server].
+    #[arg(long, env = "CIC_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<std::path::PathBuf>,
+    /// A key being replaced: secrets sealed with it are still read (and sealed again
+    /// with --secrets-key-file).
+    #[arg(long)]
+    old_secrets_key_file: Option<std::path::PathBuf>,
     /// Connections open at once, from everyone.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -414,6 +448,53 @@ enum LabCmd {
     },
 }
 
+/// The key in `path`, or a new one written there (mode 0600) if there is no file.
+fn open_or_create_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    if path.exists() {
+        return Ok(cic_store::Sealer::read_key(path)?);
+    }
+    let k = cic_store::Sealer::create_key_file(path)?;
+    eprintln!(
+        "created a new secrets key in {} (mode 0600): keep it, and a copy of it apart from the database",
+        path.display()
+    );
+    Ok(k)
+}
+
+/// What seals the server's secrets: the key file given, or beside a SQLite file, or (an
+/// in-memory database) a key that dies with it.
+fn sealer(
+    database: &str,
+    key_file: Option<&std::path::Path>,
+    old: Option<&std::path::Path>,
+) -> anyhow::Result<cic_store::Sealer> {
+    let path = match key_file {
+        Some(p) => p.to_path_buf(),
+        None if database.contains(":memory:") => {
+            let mut k = [0u8; 32];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut k)?;
+            return Ok(cic_store::Sealer::new(k));
+        }
+        None => match database
+            .strip_prefix("sqlite://")
+            .or_else(|| database.strip_prefix("sqlite:"))
+        {
+            Some(file) => {
+                let file = file.split('?').next().unwrap_or(file);
+                std::path::PathBuf::from(format!("{file}.secrets-key"))
+            }
+            None => anyhow::bail!(
+                "--secrets-key-file is required with PostgreSQL: every server on the database must seal secrets with the same key (`umask 077; openssl rand -hex 32 > /etc/cic/secrets.key`)"
+            ),
+        },
+    };
+    let mut s = cic_store::Sealer::new(open_or_create_key(&path)?);
+    if let Some(o) = old {
+        s = s.and_old(cic_store::Sealer::read_key(o)?);
+    }
+    Ok(s)
+}
+
 fn init_tracing() {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
@@ -532,8 +613,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok((api(r)?, &r.out))
     };
     match cli.cmd {
-        Cmd::Server(a) => {
+        Cmd::Server(ServerCmd {
+            sub:
+                Some(ServerSub::RotateSecretsKey {
+                    database,
+                    secrets_key_file,
+                    new_secrets_key_file,
+                }),
+            ..
+        }) => {
+            let old = cic_store::Sealer::read_key(&secrets_key_file)?;
+            let new = open_or_create_key(&new_secrets_key_file)?;
+            let store = cic_store::Store::open(&database)
+                .await?
+                .with_sealer(cic_store::Sealer::new(new).and_old(old));
+            let n = store.reseal().await?;
+            // No copy of a row sealed under the old key is left behind.
+            store.compact().await?;
+            println!(
+                "{n} documents sealed again under key {}; start the servers with --secrets-key-file {}",
+                store.sealing().0.as_ref().map(|s| s.key_id()).unwrap_or(""),
+                new_secrets_key_file.display()
+            );
+            Ok(())
+        }
+        Cmd::Server(ServerCmd { args: a, .. }) => {
             init_tracing();
+            let secrets = sealer(
+                &a.database,
+                a.secrets_key_file.as_deref(),
+                a.old_secrets_key_file.as_deref(),
+            )?;
             let bgp = cic_model::edge::BgpSettings {
                 min_hold_time_secs: a.min_hold_time,
                 max_prefixes: a.max_prefixes,
@@ -593,7 +703,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections: a.max_connections.max(1),
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
             };
-            cic_server::serve(listen, &a.database, config, admin, shutdown_signal()).await?;
+            cic_server::serve(
+                listen,
+                &a.database,
+                secrets,
+                config,
+                admin,
+                shutdown_signal(),
+            )
+            .await?;
             Ok(())
         }
         Cmd::Edge(a) => {

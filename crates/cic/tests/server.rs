@@ -17,12 +17,30 @@ struct Server {
     url: String,
 }
 
+/// A secrets key file for `database` (made by the server on first start).
+fn key_file(database: &str) -> String {
+    let tag: String = database
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    std::env::temp_dir()
+        .join(format!("cic-test-{tag}.secrets-key"))
+        .display()
+        .to_string()
+}
+
 impl Server {
     /// Starts `cic server` on a port the kernel picks and returns once it says, in its
     /// log, where it listens.
     async fn start(database: &str) -> Server {
+        Server::start_with(database, &key_file(database)).await
+    }
+
+    /// [`Server::start`] with secrets sealed by the key in `key`.
+    async fn start_with(database: &str, key: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
             .args(["server", "--listen", "127.0.0.1:0", "--database", database])
+            .args(["--secrets-key-file", key])
             .env("CIC_ADMIN_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -575,4 +593,162 @@ async fn the_cli_covers_partners_public_connections_and_the_service_catalogue() 
     assert_eq!(code, 3, "in use: {v}");
     server.kill();
     let _ = std::fs::remove_file(&path);
+}
+
+/// The key ids of the sealed secrets in `raw` (a database file, a dump).
+fn sealed_key_ids(raw: &str) -> std::collections::BTreeSet<String> {
+    raw.match_indices("sealed:v1:")
+        .filter_map(|(i, m)| raw.get(i + m.len()..i + m.len() + 8))
+        .map(String::from)
+        .collect()
+}
+
+/// Everything the database holds, as bytes an attacker with a copy would read: the
+/// SQLite file and its WAL, or a pg_dump.
+fn raw_database(database: &str) -> String {
+    if let Some(file) = database.strip_prefix("sqlite://") {
+        let mut all = Vec::new();
+        for ext in ["", "-wal"] {
+            all.extend(std::fs::read(format!("{file}{ext}")).unwrap_or_default());
+        }
+        return String::from_utf8_lossy(&all).to_string();
+    }
+    let dump = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.path().join("bin/pg_dump"))
+        .expect("pg_dump");
+    let out = Command::new(dump)
+        .args(["--data-only", database])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn secrets_sealed_at_rest(database: &str, tag: &str) {
+    const MD5: &str = "Sealed-Md5-Key-Never-In-Clear";
+    let k1 = std::env::temp_dir().join(format!("cic-seal-{tag}-{}-1.key", std::process::id()));
+    let k2 = std::env::temp_dir().join(format!("cic-seal-{tag}-{}-2.key", std::process::id()));
+    for k in [&k1, &k2] {
+        let _ = std::fs::remove_file(k);
+    }
+    let (k1s, k2s) = (k1.display().to_string(), k2.display().to_string());
+    let server = Server::start_with(database, &k1s).await;
+    let http = cic_client::tls::local_client(reqwest::Client::builder()).expect("client");
+    let base = server.url.clone();
+    const GET: reqwest::Method = reqwest::Method::GET;
+    const POST: reqwest::Method = reqwest::Method::POST;
+    let mut edge = Value::Null;
+    for (path, body) in [
+        ("/resourcemanager/v1/folders", json!({"id": "f1"})),
+        ("/cic/v1/pointOfPresences", json!({"id": "pop1"})),
+        (
+            "/cic/v1/edges",
+            json!({"name": "e1", "pointOfPresenceId": "pop1", "routerId": "10.255.0.1",
+            "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": "100.64.255.1", "transitPool": "100.127.0.0/24"}}),
+        ),
+    ] {
+        edge = call(&http, POST, &format!("{base}{path}"), Some(body))
+            .await
+            .expect(path);
+    }
+    let edge = edge["edge"]["id"].as_str().expect("edge id").to_string();
+    let op = call(&http, POST, &format!("{base}/cic/v1/trunkConnections"),
+        Some(json!({"folderId": "f1", "name": "t", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                    "overlayJoint": {"remoteVtep": "100.64.1.2"}}))).await.expect("trunk");
+    let trunk = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let op = call(&http, POST, &format!("{base}/cic/v1/privateConnections"),
+        Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": "100",
+                    "ipv4Peering": {"peeringSubnet": "169.254.0.0/30", "peerIp": "169.254.0.1", "cloudIp": "169.254.0.2",
+                                    "peerBgpAsn": 65001, "peerBgpMd5Key": MD5}}))).await.expect("connection");
+    assert!(op["metadata"]["resourceId"].is_string(), "{op}");
+    // The edge is given the key in clear (it sets it on its socket).
+    let config = |base: &str| {
+        let (http, url) = (http.clone(), format!("{base}/cic/v1/edges/{edge}/config"));
+        async move {
+            call(&http, GET, &url, None)
+                .await
+                .expect("config")
+                .to_string()
+        }
+    };
+    assert!(config(&base).await.contains(MD5));
+    server.kill();
+
+    let raw = raw_database(database);
+    assert!(
+        !raw.contains(MD5),
+        "the TCP-MD5 key is in the database in clear"
+    );
+    let before = sealed_key_ids(&raw);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    // Another key cannot open them: the server says so and does not start.
+    let wrong = std::env::temp_dir().join(format!("cic-seal-{tag}-{}-w.key", std::process::id()));
+    let _ = std::fs::remove_file(&wrong);
+    let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["server", "--listen", "127.0.0.1:0", "--database", database])
+        .args(["--secrets-key-file", &wrong.display().to_string()])
+        .env("CIC_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("cic server");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && e.contains("sealed with key")
+            && e.contains(before.iter().next().expect("id").as_str()),
+        "{e}"
+    );
+
+    // Rotation: everything sealed again under the new key, and read with it.
+    let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args([
+            "server",
+            "rotate-secrets-key",
+            "--database",
+            database,
+            "--secrets-key-file",
+            &k1s,
+            "--new-secrets-key-file",
+            &k2s,
+        ])
+        .output()
+        .expect("rotate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = raw_database(database);
+    let after = sealed_key_ids(&raw);
+    assert!(!raw.contains(MD5));
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after.is_disjoint(&before), "{before:?} {after:?}");
+    let server = Server::start_with(database, &k2s).await;
+    assert!(
+        config(&server.url).await.contains(MD5),
+        "read with the new key"
+    );
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_keys_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
+    let path = std::env::temp_dir().join(format!("cic-seal-{}.db", std::process::id()));
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    secrets_sealed_at_rest(&format!("sqlite://{}", path.display()), "sqlite").await;
+    if let Ok(pg) = std::env::var("CIC_TEST_POSTGRES") {
+        let name = format!("cic_seal_{}", std::process::id());
+        let url = cic_store::Store::create_postgres_database(&pg, &name)
+            .await
+            .expect("database");
+        secrets_sealed_at_rest(&url, "pg").await;
+    }
 }

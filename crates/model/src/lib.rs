@@ -15,6 +15,10 @@ pub use error::{ApiError, ApiResult, Code};
 /// reads a resource, changes something else and sends it again), it means "unchanged".
 pub const SECRET_MASK: &str = "********";
 
+/// The JSON fields (anywhere in a document) that hold a [`Secret`]: the store seals their
+/// values at rest.
+pub const SECRET_FIELDS: &[&str] = &["peerBgpMd5Key"];
+
 /// A secret (a BGP MD5 key): serialized as its value, never printed by `Debug`, so it
 /// cannot reach a log line by accident.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

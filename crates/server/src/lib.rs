@@ -502,6 +502,7 @@ pub enum ServeError {
 pub async fn serve(
     opts: listen::ListenOptions,
     database: &str,
+    secrets: cic_store::Sealer,
     config: ServerConfig,
     admin_token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -510,7 +511,20 @@ pub async fn serve(
     let (listener, acceptor) = listen::bind(&opts).await?;
     let store = Store::open(database)
         .await
+        .map_err(|e| ServeError::Store(database.into(), e))?
+        .with_sealer(secrets);
+    // Secrets written in clear (before sealing) or under an older key are sealed under
+    // this one; a secret this server cannot open stops it here, not at a customer's GET.
+    let resealed = store
+        .reseal()
+        .await
         .map_err(|e| ServeError::Store(database.into(), e))?;
+    if resealed > 0 {
+        info!(
+            "sealed the secrets of {resealed} stored documents under key {}",
+            store.sealing().0.as_ref().map(|s| s.key_id()).unwrap_or("")
+        );
+    }
     if let Some(t) = bootstrap_admin(&store, admin_token)
         .await
         .map_err(|e| ServeError::Store(database.into(), e))?

@@ -74,6 +74,9 @@ pub struct InContext<T> {
 }
 
 /// The relations of [`Document::links`].
+pub mod sealed;
+pub use sealed::{SealError, Sealer, Sealing};
+
 pub mod rel {
     /// A routing instance → each of its private connections.
     pub const MEMBER: &str = "member";
@@ -446,7 +449,7 @@ async fn backfill_links(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()>
             .fetch_all(&mut **tx)
             .await?;
         for r in rows {
-            let doc = decode_with_id::<T>(&r)?;
+            let doc = decode_with_id::<T>(&Sealing::default(), &r)?;
             let id: String = r.try_get(0)?;
             put_links(tx, &doc, &id).await?;
             sqlx::query(
@@ -502,6 +505,8 @@ pub struct Store {
     memory: bool,
     /// PostgreSQL's notifications (LISTEN/NOTIFY) of commits made by any server.
     notices: Option<tokio::sync::broadcast::Sender<Notice>>,
+    /// How secrets are sealed at rest.
+    sealing: Sealing,
 }
 
 /// A notification from the database that another server (or this one) committed
@@ -554,9 +559,83 @@ impl Store {
             postgres,
             memory: url.contains(":memory:"),
             notices: postgres.then(|| listen(url.clone())),
+            sealing: Sealing::default(),
         };
         s.migrate().await?;
         Ok(s)
+    }
+
+    /// Seals secrets with `sealer` from now on (and opens what it sealed).
+    pub fn with_sealer(mut self, sealer: Sealer) -> Store {
+        self.sealing = Sealing(Some(std::sync::Arc::new(sealer)));
+        self
+    }
+
+    pub fn sealing(&self) -> &Sealing {
+        &self.sealing
+    }
+
+    /// Rewrites the tables that hold secrets so that no old version of a row (sealed
+    /// under a key being retired) stays in free pages, the WAL or dead tuples.
+    pub async fn compact(&self) -> Result<()> {
+        if self.postgres {
+            sqlx::query("VACUUM FULL resources, operations")
+                .execute(&self.pool)
+                .await?;
+        } else if !self.memory {
+            sqlx::query("VACUUM").execute(&self.pool).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Seals, under the current key, every stored secret that is in clear (written before
+    /// secrets were sealed) or sealed under an older key; returns how many documents and
+    /// operations it rewrote. A secret sealed under a key this store was not given is an
+    /// error, and nothing is rewritten. Holds the write lock meanwhile.
+    pub async fn reseal(&self) -> Result<u64> {
+        let _lock = self.lock_writes().await?;
+        let mut tx = self.pool.begin().await?;
+        let mut rewritten = 0;
+        for (table, key) in [("resources", "kind || '/' || id"), ("operations", "id")] {
+            let select = format!(
+                "SELECT {key}, body FROM {table} WHERE {} LIKE '%peerBgpMd5Key%'",
+                "body"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(select))
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                let k: String = r.try_get(0)?;
+                let body: String = r.try_get(1)?;
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                        kind: "document",
+                        id: k.clone(),
+                        err: e.to_string(),
+                    })?;
+                if !self.sealing.needs_reseal(&v) {
+                    continue;
+                }
+                self.sealing.open(&mut v).map_err(|e| Error::Corrupt {
+                    kind: "document",
+                    id: k.clone(),
+                    err: e.to_string(),
+                })?;
+                self.sealing.seal(&mut v);
+                let update = format!("UPDATE {table} SET body = $1 WHERE {key} = $2");
+                sqlx::query(sqlx::AssertSqlSafe(update))
+                    .bind(v.to_string())
+                    .bind(&k)
+                    .execute(&mut *tx)
+                    .await?;
+                rewritten += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(rewritten)
     }
 
     /// Notices of commits by every server on this database, where the back end has them
@@ -638,6 +717,7 @@ impl Store {
         Ok(Tx {
             tx: self.pool.begin().await?,
             postgres: self.postgres,
+            sealing: self.sealing.clone(),
         })
     }
 
@@ -673,7 +753,11 @@ impl Store {
         }
         // SQLite: a deferred transaction reads from one snapshot from its first read on.
         let revision = revision_in(&mut *tx).await?;
-        Ok(Read { tx, revision })
+        Ok(Read {
+            tx,
+            revision,
+            sealing: self.sealing.clone(),
+        })
     }
 
     pub async fn get<T: Document>(&self, id: &str) -> Result<Option<T>> {
@@ -682,12 +766,12 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| decode::<T>(&r, id)).transpose()
+        row.map(|r| decode::<T>(&self.sealing, &r, id)).transpose()
     }
 
     /// All documents of a kind (in one folder when given), in id order.
     pub async fn list<T: Document>(&self, folder_id: Option<&str>) -> Result<Vec<T>> {
-        list_in(&self.pool, folder_id).await
+        list_in(&self.sealing, &self.pool, folder_id).await
     }
 
     /// The documents of a kind whose parent is `parent_id`, by index.
@@ -699,7 +783,9 @@ impl Store {
         .bind(parent_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+        rows.iter()
+            .map(|r| decode_with_id::<T>(&self.sealing, r))
+            .collect()
     }
 
     /// The documents of kind `T` that link to `target` by `rel` (see [`Document::links`]),
@@ -714,7 +800,9 @@ impl Store {
         .bind(T::KIND)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+        rows.iter()
+            .map(|r| decode_with_id::<T>(&self.sealing, r))
+            .collect()
     }
 
     /// For each of `targets`, the id of the document of kind `T` that links to it by
@@ -759,7 +847,7 @@ impl Store {
                 q = q.bind(id.clone());
             }
             for r in q.fetch_all(&self.pool).await? {
-                out.push(decode_with_id::<T>(&r)?);
+                out.push(decode_with_id::<T>(&self.sealing, &r)?);
             }
         }
         Ok(out)
@@ -819,7 +907,7 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
-        page_of(&rows, limit, in_context::<T>)
+        page_of(&rows, limit, |r| in_context::<T>(&self.sealing, r))
     }
 
     /// The context [`Store::list_after_in_context`] gives, of one document by id.
@@ -842,7 +930,9 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(in_context::<T>).transpose()
+        row.as_ref()
+            .map(|r| in_context::<T>(&self.sealing, r))
+            .transpose()
     }
 
     /// One page of a kind in id order (in a folder, with a name): up to `limit` documents
@@ -862,7 +952,7 @@ impl Store {
             q = q.bind(b);
         }
         let rows = q.bind((limit + 1) as i64).fetch_all(&self.pool).await?;
-        page_of(&rows, limit, decode_with_id::<T>)
+        page_of(&rows, limit, |r| decode_with_id::<T>(&self.sealing, r))
     }
 
     /// Whether some document of kind `T` links to `target` by `rel` (one index probe).
@@ -925,7 +1015,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| decode_json::<Operation>(&r, "operation", id))
+        row.map(|r| decode_json::<Operation>(&self.sealing, &r, "operation", id))
             .transpose()
     }
 
@@ -949,10 +1039,10 @@ impl Store {
                 let id: String = r.try_get(0)?;
                 let body: String = r.try_get(1)?;
                 let pending: String = r.try_get(2)?;
-                let op = serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+                let op = self.sealing.decode(&body).map_err(|err| Error::Corrupt {
                     kind: "operation",
                     id: id.clone(),
-                    err: e.to_string(),
+                    err,
                 })?;
                 let p = serde_json::from_str(&pending).map_err(|e| Error::Corrupt {
                     kind: "operation",
@@ -1020,7 +1110,7 @@ impl Store {
         match row {
             None => Ok(None),
             Some(r) => Ok(Some(StoredOperation {
-                operation: decode_json::<Operation>(&r, "operation", id)?,
+                operation: decode_json::<Operation>(&self.sealing, &r, "operation", id)?,
                 folder_id: r.try_get(1)?,
             })),
         }
@@ -1037,7 +1127,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get(1)?;
-                decode_json::<Operation>(r, "operation", &id)
+                decode_json::<Operation>(&self.sealing, r, "operation", &id)
             })
             .collect()
     }
@@ -1179,7 +1269,7 @@ impl Store {
         match row {
             None => Ok(None),
             Some(r) => Ok(Some((
-                decode_json::<EdgeReport>(&r, "edgeStatus", edge_id)?,
+                decode_json::<EdgeReport>(&Sealing::default(), &r, "edgeStatus", edge_id)?,
                 r.try_get(1)?,
                 r.try_get(2)?,
             ))),
@@ -1447,6 +1537,7 @@ async fn revision_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E) -> R
 }
 
 async fn list_in<'e, T: Document, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    s: &Sealing,
     e: E,
     folder_id: Option<&str>,
 ) -> Result<Vec<T>> {
@@ -1467,13 +1558,14 @@ async fn list_in<'e, T: Document, E: sqlx::Executor<'e, Database = sqlx::Any>>(
                 .await?
         }
     };
-    rows.iter().map(|r| decode_with_id::<T>(r)).collect()
+    rows.iter().map(|r| decode_with_id::<T>(s, r)).collect()
 }
 
 /// A read-only view of one moment of the store (see [`Store::read`]); dropping it ends it.
 pub struct Read {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     revision: u64,
+    sealing: Sealing,
 }
 
 impl Read {
@@ -1484,12 +1576,12 @@ impl Read {
 
     /// [`Store::list`], as of this view.
     pub async fn list<T: Document>(&mut self, folder_id: Option<&str>) -> Result<Vec<T>> {
-        list_in(&mut *self.tx, folder_id).await
+        list_in(&self.sealing, &mut *self.tx, folder_id).await
     }
 }
 
-fn decode<T: Document>(r: &AnyRow, id: &str) -> Result<T> {
-    decode_json(r, T::KIND, id)
+fn decode<T: Document>(s: &Sealing, r: &AnyRow, id: &str) -> Result<T> {
+    decode_json(s, r, T::KIND, id)
 }
 
 /// A page of `limit` rows (of the `limit + 1` read: one more says more follow), decoded.
@@ -1508,30 +1600,35 @@ fn page_of<R>(
 }
 
 /// A document (id and body first) with its context: its parent's parent and its owner.
-fn in_context<T: Document>(r: &AnyRow) -> Result<InContext<T>> {
+fn in_context<T: Document>(s: &Sealing, r: &AnyRow) -> Result<InContext<T>> {
     Ok(InContext {
-        doc: decode_with_id::<T>(r)?,
+        doc: decode_with_id::<T>(s, r)?,
         grandparent: r.try_get::<Option<String>, _>(2)?,
         owner: r.try_get::<Option<String>, _>(3)?,
     })
 }
 
-fn decode_with_id<T: Document>(r: &AnyRow) -> Result<T> {
+fn decode_with_id<T: Document>(s: &Sealing, r: &AnyRow) -> Result<T> {
     let id: String = r.try_get(0)?;
     let body: String = r.try_get(1)?;
-    serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+    s.decode(&body).map_err(|err| Error::Corrupt {
         kind: T::KIND,
         id,
-        err: e.to_string(),
+        err,
     })
 }
 
-fn decode_json<T: DeserializeOwned>(r: &AnyRow, kind: &'static str, id: &str) -> Result<T> {
+fn decode_json<T: DeserializeOwned>(
+    s: &Sealing,
+    r: &AnyRow,
+    kind: &'static str,
+    id: &str,
+) -> Result<T> {
     let body: String = r.try_get(0)?;
-    serde_json::from_str(&body).map_err(|e| Error::Corrupt {
+    s.decode(&body).map_err(|err| Error::Corrupt {
         kind,
         id: id.to_string(),
-        err: e.to_string(),
+        err,
     })
 }
 
@@ -1539,6 +1636,7 @@ fn decode_json<T: DeserializeOwned>(r: &AnyRow, kind: &'static str, id: &str) ->
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     postgres: bool,
+    sealing: Sealing,
 }
 
 impl Tx {
@@ -1568,7 +1666,7 @@ impl Tx {
 
     /// Stores `doc` under an explicit id (for documents keyed by several parts).
     pub async fn put_keyed<T: Document>(&mut self, doc: &T, id: &str, revision: u64) -> Result<()> {
-        let body = serde_json::to_string(doc).map_err(|e| Error::Corrupt {
+        let body = self.sealing.encode(doc).map_err(|e| Error::Corrupt {
             kind: T::KIND,
             id: id.into(),
             err: e.to_string(),
@@ -1616,7 +1714,7 @@ impl Tx {
         folder_id: &str,
         pending: Option<&Pending>,
     ) -> Result<()> {
-        let body = serde_json::to_string(op).map_err(|e| Error::Corrupt {
+        let body = self.sealing.encode(op).map_err(|e| Error::Corrupt {
             kind: "operation",
             id: op.id.clone(),
             err: e.to_string(),

@@ -52,6 +52,9 @@ pub async fn new_postgres_database(server: &str) -> String {
 
 /// The store of one test: SQLite in memory, or a new PostgreSQL database when
 /// `CIC_TEST_BACKEND=postgres` (the same suite runs against both).
+/// The key tests seal secrets with.
+pub const TEST_SECRETS_KEY: [u8; 32] = [0x5e; 32];
+
 pub async fn test_database() -> String {
     if std::env::var("CIC_TEST_BACKEND").as_deref() == Ok("postgres") {
         let server = std::env::var("CIC_TEST_POSTGRES")
@@ -79,7 +82,12 @@ impl H {
     /// A server on an existing database (a second server of an HA pair, say).
     pub async fn on(database: &str) -> H {
         let database = database.to_string();
-        let store = Store::open(&database).await.expect("store");
+        // Every API test runs with secrets sealed, as `cic server` does (one key for
+        // every server of a test on one database).
+        let store = Store::open(&database)
+            .await
+            .expect("store")
+            .with_sealer(cic_store::Sealer::new(TEST_SECRETS_KEY));
         bootstrap_admin(&store, Some(ADMIN.into()))
             .await
             .expect("admin");
