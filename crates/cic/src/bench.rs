@@ -44,8 +44,14 @@ impl Drop for Server {
 
 fn start_server(database: &str) -> Result<Server> {
     let exe = std::env::current_exe().context("the cic binary")?;
+    // Secrets sealed as in production, with a key of the benchmark's own.
+    let key =
+        std::env::temp_dir().join(format!("cic-bench-api-{}.secrets-key", std::process::id()));
+    let _ = std::fs::remove_file(&key);
     let mut child = Command::new(exe)
         .args(["server", "--listen", "127.0.0.1:0", "--database", database])
+        .arg("--secrets-key-file")
+        .arg(&key)
         .env("CIC_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "warn,cic_server=info")
         .env("NO_COLOR", "1")

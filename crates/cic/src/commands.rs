@@ -139,7 +139,7 @@ fn page_items(v: &Value) -> Vec<Value> {
 
 /// A list page as a table: one column per field path (`bgp.state`), headed by the path
 /// in capitals. A next page is mentioned under it.
-fn table(v: &Value, cols: &[&str]) -> String {
+pub(crate) fn table(v: &Value, cols: &[&str]) -> String {
     let items = page_items(v);
     let cell = |it: &Value, path: &str| -> String {
         let x = path.split('.').fold(it, |x, seg| &x[seg]);

@@ -1,5 +1,6 @@
 //! `cic`: the one binary. `cic server`, `cic edge`, `cic lab`, and the resource commands.
 
+mod audit;
 mod bench;
 mod client;
 mod commands;
@@ -98,6 +99,9 @@ enum Cmd {
     /// API keys of subjects (operator).
     #[command(subcommand, name = "api-key")]
     ApiKey(commands::ApiKeyCmd),
+    /// The audit trail: who changed what, and who was refused.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// CLI profiles: server, token, folder and output format.
     #[command(subcommand)]
     Config(config::ConfigCmd),
@@ -305,6 +309,9 @@ struct ServerArgs {
     /// with --secrets-key-file).
     #[arg(long)]
     old_secrets_key_file: Option<std::path::PathBuf>,
+    /// Days audit events are kept.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    audit_retention_days: u64,
     /// Connections open at once, from everyone.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
@@ -877,6 +884,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             c.run(&a, o).await
         }
         Cmd::ApiKey(c) => {
+            let (a, o) = with_api()?;
+            c.run(&a, o).await
+        }
+        Cmd::Audit(c) => {
             let (a, o) = with_api()?;
             c.run(&a, o).await
         }

@@ -618,6 +618,32 @@ async fn an_edge_by_certificate_is_only_itself_and_rotates_without_a_gap() {
         again.err()
     );
 
+    // The audit trail has the rotation and the refusals, the edge named where it was
+    // known.
+    let audit: Value =
+        serde_json::from_str(&ok(admin(&["audit", "list", "--page-size", "1000"]))).expect("json");
+    let evs = audit["events"].as_array().expect("events");
+    assert!(
+        evs.iter().any(|e| e["path"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(":rotateCredentials")
+            && e["status"] == 200),
+        "{audit}"
+    );
+    assert!(
+        evs.iter().any(|e| e["status"] == 401
+            && e["path"] == "/cic/v1/edgeSync/config"
+            && e["sourceAddress"] == "127.0.0.1"),
+        "{audit}"
+    );
+    assert!(
+        evs.iter().any(|e| e["status"] == 403
+            && e["subject"] == a_id.as_str()
+            && e["subjectKind"] == "edge"),
+        "{audit}"
+    );
+
     // A CSR: only its key is taken.
     let key = rcgen::KeyPair::generate().expect("key");
     let csr = rcgen::CertificateParams::new(vec!["x.example".to_string()])

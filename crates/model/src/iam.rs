@@ -174,3 +174,37 @@ pub struct CreateApiKeyResponse {
     pub api_key: ApiKey,
     pub secret: String,
 }
+
+/// One entry of the audit trail: a mutation, or a refused authentication or
+/// authorization. It never holds a request body, so never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    /// Who: the subject of the token (or the edge of a certificate); empty when the
+    /// caller could not be authenticated.
+    pub subject: String,
+    /// `operator`, `user`, `edge` or `anonymous`.
+    pub subject_kind: String,
+    /// The caller's address as this server saw it.
+    pub source_address: String,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+    pub method: String,
+    /// The request's path (the resource and method; no query, no body).
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_id: String,
+    /// The folder the resource is in ("" for the operator's catalog or unknown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub folder_id: String,
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The error code of a refusal (`PERMISSION_DENIED`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operation_id: String,
+}

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod compile;
 pub mod error;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub max_wait: Duration,
     /// How edges authenticate.
     pub edge_auth: auth::EdgeAuth,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             public_peering_mtu: 1500,
             max_wait: Duration::from_secs(60),
             edge_auth: auth::EdgeAuth::default(),
+            audit_retention: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct AppState {
     reports: std::sync::Mutex<HashMap<String, Arc<EdgeLiveState>>>,
     /// Signs page tokens; shared by every server on the database.
     pub(crate) page_key: Vec<u8>,
+    /// Audit events written by this server (old ones are pruned every so many).
+    pub(crate) audit_writes: std::sync::atomic::AtomicU64,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -152,6 +158,7 @@ impl AppState {
             queries: Default::default(),
             reports: Default::default(),
             page_key,
+            audit_writes: Default::default(),
         });
         st.follow_others();
         Ok(st)
@@ -459,6 +466,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY))
         .layer(axum::middleware::from_fn(error::shape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::layer,
+        ))
         .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }

@@ -404,10 +404,11 @@ const MIGRATIONS: &[&[&str]] = &[
          not_after TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at BIGINT)",
         "CREATE INDEX edge_certificates_edge ON edge_certificates (edge_id)",
         "ALTER TABLE tokens ADD COLUMN expires_at BIGINT",
-        "CREATE TABLE audit_events (seq BIGINT NOT NULL, id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL, \
-         folder_id TEXT NOT NULL, body TEXT NOT NULL)",
+        "CREATE TABLE audit_events (id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL, \
+         folder_id TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL)",
         "CREATE INDEX audit_events_time ON audit_events (at_ms, id)",
         "CREATE INDEX audit_events_folder ON audit_events (folder_id, at_ms, id)",
+        "CREATE INDEX audit_events_subject ON audit_events (subject, at_ms, id)",
     ],
 ];
 
@@ -1397,6 +1398,70 @@ impl Store {
         })
     }
 
+    /// Records an audit event (its JSON `body`).
+    pub async fn put_audit_event(
+        &self,
+        id: &str,
+        at_ms: i64,
+        folder_id: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, at_ms, folder_id, subject, body) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(at_ms)
+        .bind(folder_id)
+        .bind(subject)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets audit events older than `before_ms`; how many.
+    pub async fn prune_audit_events(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit_events WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Audit events, newest first: of `folder` (all when None), from `since_ms` on, of
+    /// `subject`, older than `before` (at_ms, id) — up to `limit` + 1 (one more says more
+    /// follow). Their JSON bodies with their (at_ms, id).
+    pub async fn audit_events(
+        &self,
+        folder: Option<&str>,
+        since_ms: Option<i64>,
+        subject: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: u64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let (b_ms, b_id) = before.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(
+            "SELECT at_ms, id, body FROM audit_events \
+             WHERE ($1 = '' OR folder_id = $2) AND at_ms >= $3 AND ($4 = '' OR subject = $5) \
+             AND (at_ms < $6 OR (at_ms = $6 AND id < $7) OR $7 = '') \
+             ORDER BY at_ms DESC, id DESC LIMIT $8",
+        )
+        .bind(if folder.is_some() { "f" } else { "" })
+        .bind(folder.unwrap_or(""))
+        .bind(since_ms.unwrap_or(0))
+        .bind(subject.unwrap_or(""))
+        .bind(subject.unwrap_or(""))
+        .bind(b_ms)
+        .bind(b_id)
+        .bind((limit + 1) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     /// When the edge certificate with this serial is (or was) revoked, if it is known
     /// here and revoked at all.
     pub async fn edge_certificate_revoked_at(&self, serial: &str) -> Result<Option<i64>> {
@@ -1936,6 +2001,64 @@ mod tests {
         let s = Store::open(&url).await.expect("reopen");
         assert!(s.get::<PointOfPresence>("y").await.expect("get").is_some());
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[tokio::test]
+    async fn audit_events_page_newest_first_filter_and_age_out() {
+        let s = Store::open("sqlite::memory:").await.expect("open");
+        for (i, (folder, subject)) in [("f1", "ann"), ("f2", "bob"), ("f1", "bob"), ("", "op")]
+            .iter()
+            .enumerate()
+        {
+            let at = 1_000 * (i as i64 + 1);
+            s.put_audit_event(
+                &format!("ae{i}"),
+                at,
+                folder,
+                subject,
+                &format!("{{\"n\":{i}}}"),
+            )
+            .await
+            .expect("put");
+        }
+        let ids = |v: Vec<(i64, String, String)>| v.into_iter().map(|r| r.1).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.audit_events(None, None, None, None, 10).await.expect("q")),
+            ["ae3", "ae2", "ae1", "ae0"]
+        );
+        assert_eq!(
+            ids(s
+                .audit_events(Some("f1"), None, None, None, 10)
+                .await
+                .expect("q")),
+            ["ae2", "ae0"]
+        );
+        assert_eq!(
+            ids(s
+                .audit_events(None, None, Some("bob"), None, 10)
+                .await
+                .expect("q")),
+            ["ae2", "ae1"]
+        );
+        assert_eq!(
+            ids(s
+                .audit_events(None, Some(2_000), None, None, 10)
+                .await
+                .expect("q")),
+            ["ae3", "ae2", "ae1"]
+        );
+        assert_eq!(
+            ids(s
+                .audit_events(None, None, None, Some((3_000, "ae2")), 1)
+                .await
+                .expect("q")),
+            ["ae1", "ae0"]
+        );
+        assert_eq!(s.prune_audit_events(2_500).await.expect("prune"), 2);
+        assert_eq!(
+            ids(s.audit_events(None, None, None, None, 10).await.expect("q")),
+            ["ae3", "ae2"]
+        );
     }
 
     #[tokio::test]

@@ -221,7 +221,7 @@ impl ListQuery {
 /// (hex), bound to its listing (kind, folder, filter), and signed with a key the servers
 /// of one database share: a token of another listing, or one no server made (a number, a
 /// tampered token), is a 400.
-pub(crate) struct Paging {
+pub struct Paging {
     kind: String,
     scope_hash: String,
     key: Vec<u8>,

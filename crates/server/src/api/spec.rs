@@ -878,6 +878,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         ep(
             "get",
+            "/audit/v1/events",
+            "The audit trail, newest first: mutations and refused authentications and authorizations (never a request body)",
+            FolderAdmin,
+            get(crate::audit::list),
+        )
+        .query::<crate::audit::AuditQuery>()
+        .list::<cic_model::iam::AuditEvent>("events"),
+        ep(
+            "get",
             "/iam/v1/apiKeys",
             "List API keys (never their secrets)",
             Operator,

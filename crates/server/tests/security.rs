@@ -1,0 +1,241 @@
+//! Security of the API beside TLS (tests/tls.rs of the binary): the audit trail, request
+//! ids and the headers of every answer. Runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::H;
+use serde_json::{Value, json};
+
+const MD5: &str = "Audit-Must-Never-See-This-Key";
+
+async fn events(h: &H, token: &str, query: &str) -> (StatusCode, Value) {
+    h.call(
+        Method::GET,
+        &format!("/audit/v1/events{query}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+fn find<'a>(evs: &'a [Value], method: &str, path_part: &str, status: u16) -> &'a Value {
+    evs.iter()
+        .find(|e| {
+            e["method"] == method
+                && e["path"].as_str().unwrap_or("").contains(path_part)
+                && e["status"] == status
+        })
+        .unwrap_or_else(|| panic!("no {method} {path_part} {status} in {evs:#?}"))
+}
+
+#[tokio::test]
+async fn mutations_and_refusals_are_audited_with_who_where_and_no_secret() {
+    let h = H::new().await;
+    let (_, _) = h.pop_and_edge("pop1", "e1", "100.64.255.1").await;
+    let ann = h.user("ann", "f1", "editor").await;
+    let viv = h.user("viv", "f1", "viewer").await;
+    let boss = h.user("boss", "f1", "admin").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+
+    // ann creates a connection with an MD5 key, edits it (with her request id) and
+    // deletes it.
+    let (s, op) = h
+        .call(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(&ann),
+            Some(json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": "100",
+                "ipv4Peering": {"peeringSubnet": "169.254.0.0/30", "peerIp": "169.254.0.1",
+                                "cloudIp": "169.254.0.2", "peerBgpAsn": 65001, "peerBgpMd5Key": MD5}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (s, v) = h
+        .with_headers(
+            Method::PATCH,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            Some(&ann),
+            Some(json!({"description": "edited", "ipv4Peering": {"peerBgpMd5Key": "Another-Secret-Key"}}).to_string()),
+            &[("x-request-id", "audit-test-42")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A viewer may not delete (403); a token no one issued is refused (401).
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            Some(&viv),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = h
+        .call(
+            Method::GET,
+            "/cic/v1/privateConnections?folderId=f1",
+            Some("not-a-token"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Reads are not audited.
+    h.call(
+        Method::GET,
+        &format!("/cic/v1/privateConnections/{pc}"),
+        Some(&ann),
+        None,
+    )
+    .await;
+
+    let (s, all) = events(&h, common::ADMIN, "?pageSize=1000").await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let evs = all["events"].as_array().expect("events").clone();
+    let text = all.to_string();
+    assert!(
+        !text.contains(MD5) && !text.contains("Another-Secret-Key"),
+        "a secret in the audit trail: {text}"
+    );
+    let create = find(&evs, "POST", "/cic/v1/privateConnections", 200);
+    assert_eq!(create["subject"], "ann");
+    assert_eq!(create["subjectKind"], "user");
+    assert_eq!(create["folderId"], "f1");
+    assert_eq!(create["resourceId"], pc.as_str());
+    assert!(
+        create["operationId"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("op")
+    );
+    assert!(!create["requestId"].as_str().unwrap_or("").is_empty());
+    let patch = find(&evs, "PATCH", &pc, 200);
+    assert_eq!(patch["requestId"], "audit-test-42");
+    let denied = find(&evs, "DELETE", &pc, 403);
+    assert_eq!(denied["subject"], "viv");
+    assert_eq!(denied["code"], "PERMISSION_DENIED");
+    let unauth = find(&evs, "GET", "/cic/v1/privateConnections", 401);
+    assert_eq!(unauth["subjectKind"], "anonymous");
+    assert_eq!(unauth["code"], "UNAUTHENTICATED");
+    find(&evs, "DELETE", &pc, 200);
+    assert!(
+        !evs.iter()
+            .any(|e| e["method"] == "GET" && e["status"] == 200),
+        "a successful read was audited"
+    );
+    // Newest first.
+    let times: Vec<&str> = evs.iter().filter_map(|e| e["time"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+
+    // The folder's admin reads its folder; a viewer may not; no folder, no listing.
+    let (s, mine) = events(&h, &boss, "?folderId=f1&pageSize=1000").await;
+    assert_eq!(s, StatusCode::OK, "{mine}");
+    let mine = mine["events"].as_array().expect("events");
+    assert!(
+        !mine.is_empty() && mine.iter().all(|e| e["folderId"] == "f1"),
+        "{mine:?}"
+    );
+    let (s, _) = events(&h, &viv, "?folderId=f1").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = events(&h, &boss, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = events(&h, &boss, "?folderId=f2").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Filters: by subject, by time.
+    let (_, anns) = events(&h, common::ADMIN, "?subject=ann&pageSize=1000").await;
+    let anns = anns["events"].as_array().expect("events");
+    assert!(
+        anns.len() >= 3 && anns.iter().all(|e| e["subject"] == "ann"),
+        "{anns:?}"
+    );
+    let (_, later) = events(&h, common::ADMIN, "?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(later["events"], json!([]));
+    let (s, v) = events(&h, common::ADMIN, "?since=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(common::err_message(&v).contains("since"), "{v}");
+
+    // Paging: every event once.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let q = if token.is_empty() {
+            "?pageSize=2".to_string()
+        } else {
+            format!("?pageSize=2&pageToken={token}")
+        };
+        let (s, page) = events(&h, common::ADMIN, &q).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        for e in page["events"].as_array().expect("events") {
+            seen.push(e["id"].as_str().expect("id").to_string());
+        }
+        match page["nextPageToken"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "an event listed twice");
+    assert!(seen.len() >= evs.len(), "{} of {}", seen.len(), evs.len());
+}
+
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_the_security_headers() {
+    let h = H::new().await;
+    for (path, token) in [
+        ("/healthz", None),
+        ("/cic/v1/edges", Some("bad")),
+        ("/nope", None),
+    ] {
+        let req = axum::http::Request::builder()
+            .uri(path)
+            .header("x-request-id", "given-id-1")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let req = match token {
+            Some(t) => {
+                let (mut p, b) = req.into_parts();
+                p.headers.insert(
+                    "authorization",
+                    format!("Bearer {t}").parse().expect("header"),
+                );
+                axum::http::Request::from_parts(p, b)
+            }
+            None => req,
+        };
+        use tower::ServiceExt as _;
+        let resp = h.app.clone().oneshot(req).await.expect("response");
+        let hd = resp.headers();
+        assert_eq!(hd["x-request-id"], "given-id-1", "{path}");
+        assert_eq!(hd["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(hd["x-frame-options"], "DENY", "{path}");
+        assert!(hd.contains_key("content-security-policy"), "{path}");
+        assert_eq!(hd["cache-control"], "no-store", "{path}");
+        // Plain HTTP (a test's loopback): no HSTS, which only means something over TLS.
+        assert!(!hd.contains_key("strict-transport-security"), "{path}");
+    }
+    // A request id that is not one (too long, or not visible ASCII) is replaced.
+    let req = axum::http::Request::builder()
+        .uri("/healthz")
+        .header("x-request-id", "x".repeat(300))
+        .body(axum::body::Body::empty())
+        .expect("request");
+    use tower::ServiceExt as _;
+    let resp = h.app.clone().oneshot(req).await.expect("response");
+    let id = resp.headers()["x-request-id"].to_str().expect("id");
+    assert!(id.len() < 64 && id.starts_with("rq"), "{id}");
+}
