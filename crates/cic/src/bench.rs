@@ -52,6 +52,8 @@ fn start_server(database: &str) -> Result<Server> {
         .args(["server", "--listen", "127.0.0.1:0", "--database", database])
         .arg("--secrets-key-file")
         .arg(&key)
+        // The benchmark measures the API, not its rate limit.
+        .args(["--rate-limit", "0"])
         .env("CIC_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "warn,cic_server=info")
         .env("NO_COLOR", "1")

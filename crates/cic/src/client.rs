@@ -55,17 +55,32 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!(cic_client::tls::explain(&e, &self.base, &self.tls)))?;
+        // A 429 was refused before it did anything: wait as the server says, send again.
+        let mut tries = 0;
+        let resp = loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow!(cic_client::tls::explain(&e, &self.base, &self.tls)))?;
+            tries += 1;
+            if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS || tries >= 5 {
+                break resp;
+            }
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait.min(30))).await;
+        };
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if status.is_success() {

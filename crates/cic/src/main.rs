@@ -309,6 +309,16 @@ struct ServerArgs {
     /// with --secrets-key-file).
     #[arg(long)]
     old_secrets_key_file: Option<std::path::PathBuf>,
+    /// Requests per second one credential (a token, an edge's certificate, an address)
+    /// may make, sustained; more get 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 100.0)]
+    rate_limit: f64,
+    /// Requests one credential may make at once after being idle.
+    #[arg(long, default_value_t = 400.0)]
+    rate_burst: f64,
+    /// Long-polls (waitSeconds) one credential may hold open at once; 0: no limit.
+    #[arg(long, default_value_t = 32)]
+    max_long_polls: usize,
     /// Days audit events are kept.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=3650))]
     audit_retention_days: u64,
@@ -669,6 +679,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 graceful_restart_secs: a.graceful_restart_secs,
                 ..Default::default()
             };
+            let usable = a.rate_limit >= 0.0
+                && a.rate_limit.is_finite()
+                && a.rate_burst >= 1.0
+                && a.rate_burst.is_finite();
+            if !usable {
+                anyhow::bail!("--rate-limit must be 0 or more and --rate-burst 1 or more");
+            }
             if a.cloud_asn == 0 || a.cloud_asn == 23456 {
                 anyhow::bail!("--cloud-asn {} is not a usable ASN", a.cloud_asn);
             }

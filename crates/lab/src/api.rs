@@ -17,14 +17,29 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
-        let mut r = self
-            .http
-            .request(m.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await?;
+        // A 429 was refused before it did anything: wait as told and send it again.
+        let mut tries = 0;
+        let resp = loop {
+            let mut r = self
+                .http
+                .request(m.clone(), format!("{}{path}", self.base))
+                .bearer_auth(&self.token);
+            if let Some(b) = &body {
+                r = r.json(b);
+            }
+            let resp = r.send().await?;
+            tries += 1;
+            if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS || tries >= 10 {
+                break resp;
+            }
+            let wait = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.min(30))).await;
+        };
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -186,7 +186,17 @@ pub async fn bench(n: usize, keep: bool) -> Result<ScaleRun> {
     }
     // The modelled service allows 5 private connections per trunk: an operator raises it.
     let quota = (n + 1).to_string();
-    crate::up_with(1, &["--quota-private-connections-per-trunk", &quota]).await?;
+    // The benchmark measures the edge, not the API's rate limit: off for its customer.
+    crate::up_with(
+        1,
+        &[
+            "--quota-private-connections-per-trunk",
+            &quota,
+            "--rate-limit",
+            "0",
+        ],
+    )
+    .await?;
     let r = run(n).await;
     if !keep {
         crate::down()?;

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod compile;
 pub mod error;
 pub mod headers;
+pub mod limits;
 pub mod listen;
 pub mod pki;
 
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub edge_auth: auth::EdgeAuth,
     /// How long audit events are kept.
     pub audit_retention: Duration,
+    /// What one credential may cost (none by default; `cic server` sets its own).
+    pub limits: limits::Limits,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             max_wait: Duration::from_secs(60),
             edge_auth: auth::EdgeAuth::default(),
             audit_retention: Duration::from_secs(365 * 86_400),
+            limits: limits::Limits::NONE,
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct AppState {
     pub(crate) page_key: Vec<u8>,
     /// Audit events written by this server (old ones are pruned every so many).
     pub(crate) audit_writes: std::sync::atomic::AtomicU64,
+    /// Rate and long-poll counts per credential.
+    pub(crate) limiter: Arc<limits::Limiter>,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -159,6 +165,7 @@ impl AppState {
             reports: Default::default(),
             page_key,
             audit_writes: Default::default(),
+            limiter: Default::default(),
         });
         st.follow_others();
         Ok(st)
@@ -466,6 +473,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(error::MAX_BODY))
         .layer(axum::middleware::from_fn(error::shape))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::layer,

@@ -239,3 +239,159 @@ async fn every_answer_has_a_request_id_and_the_security_headers() {
     let id = resp.headers()["x-request-id"].to_str().expect("id");
     assert!(id.len() < 64 && id.starts_with("rq"), "{id}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_flood_is_its_own_problem_not_anothers_nor_an_edges() {
+    let config = cic_server::ServerConfig {
+        limits: cic_server::limits::Limits {
+            rate: 20.0,
+            burst: 40.0,
+            long_polls: 2,
+        },
+        ..Default::default()
+    };
+    let h = H::with_config(&common::test_database().await, config).await;
+    for f in ["f1", "f2"] {
+        h.ok(
+            Method::POST,
+            "/resourcemanager/v1/folders",
+            json!({"id": f}),
+        )
+        .await;
+    }
+    let (edge_token, _) = h.pop_and_edge("pop1", "e1", "100.64.255.1").await;
+    let ann = h.user("ann", "f1", "editor").await;
+    let bob = h.user("bob", "f2", "editor").await;
+
+    // ann floods: 200 requests at once.
+    let started = std::time::Instant::now();
+    let flood: Vec<_> = (0..200)
+        .map(|_| {
+            let (app, ann) = (h.app.clone(), ann.clone());
+            tokio::spawn(async move {
+                use tower::ServiceExt as _;
+                let req = axum::http::Request::builder()
+                    .uri("/cic/v1/trunkConnections?folderId=f1")
+                    .header("authorization", format!("Bearer {ann}"))
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let resp = app.oneshot(req).await.expect("response");
+                (resp.status(), resp.headers().get("retry-after").cloned())
+            })
+        })
+        .collect();
+    // Meanwhile bob and the edge are served as ever.
+    for _ in 0..10 {
+        let (s, v) = h
+            .call(
+                Method::GET,
+                "/cic/v1/trunkConnections?folderId=f2",
+                Some(&bob),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/edgeSync/config",
+            Some(&edge_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut limited = 0;
+    for f in flood {
+        let (s, retry) = f.await.expect("join");
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+            let secs: u64 = retry
+                .expect("Retry-After")
+                .to_str()
+                .expect("ascii")
+                .parse()
+                .expect("seconds");
+            assert!((1..=60).contains(&secs));
+        } else {
+            assert_eq!(s, StatusCode::OK);
+        }
+    }
+    // Her burst, and 20 a second for as long as the flood lasted, and not one more.
+    let allowed = 200 - limited;
+    let most = 40 + (20.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        (40..=most).contains(&allowed),
+        "{allowed} of 200 served (burst 40, 20/s, at most {most})"
+    );
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/trunkConnections?folderId=f1",
+            Some(&ann),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "RESOURCE_EXHAUSTED");
+    assert!(
+        common::err_message(&v).contains("requests per second"),
+        "{v}"
+    );
+
+    // Long-polls: three at once with one credential, the cap two: one is refused at
+    // once, the two others wait for a change.
+    let rev = h.revision().await;
+    let url = format!("/cic/v1/edgeSync/config?afterRevision={rev}&waitSeconds=30");
+    let mut polls: Vec<_> = (0..3)
+        .map(|_| {
+            let (app, t, u) = (h.app.clone(), edge_token.clone(), url.clone());
+            tokio::spawn(async move {
+                use http_body_util::BodyExt as _;
+                use tower::ServiceExt as _;
+                let req = axum::http::Request::builder()
+                    .uri(u)
+                    .header("authorization", format!("Bearer {t}"))
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let resp = app.oneshot(req).await.expect("response");
+                let status = resp.status();
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                (status, String::from_utf8_lossy(&body).to_string())
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let first = loop {
+        if let Some(i) = polls.iter().position(|p| p.is_finished()) {
+            break polls.remove(i);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no long-poll was refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let (s, body) = first.await.expect("join");
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("long-polls"), "{body}");
+    // A change ends the two; then another may wait.
+    h.ok(
+        Method::POST,
+        "/cic/v1/pointOfPresences",
+        json!({"id": "pop2", "name": "p2"}),
+    )
+    .await;
+    for p in polls {
+        assert_eq!(p.await.expect("join").0, StatusCode::OK);
+    }
+    let (s, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/edgeSync/config?afterRevision=0&waitSeconds=1",
+            Some(&edge_token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

@@ -81,6 +81,11 @@ impl H {
 
     /// A server on an existing database (a second server of an HA pair, say).
     pub async fn on(database: &str) -> H {
+        H::with_config(database, ServerConfig::default()).await
+    }
+
+    /// [`H::on`] with `config`.
+    pub async fn with_config(database: &str, config: ServerConfig) -> H {
         let database = database.to_string();
         // Every API test runs with secrets sealed, as `cic server` does (one key for
         // every server of a test on one database).
@@ -91,9 +96,7 @@ impl H {
         bootstrap_admin(&store, Some(ADMIN.into()))
             .await
             .expect("admin");
-        let state = AppState::new(store, ServerConfig::default())
-            .await
-            .expect("state");
+        let state = AppState::new(store, config).await.expect("state");
         H {
             app: app(state.clone()),
             state,
