@@ -697,13 +697,23 @@ fn slow_clients_are_cut_off_and_hold_up_no_one() {
     let stalled: Vec<std::net::TcpStream> = (0..50)
         .map(|_| {
             let c = std::net::TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-            c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
             c
         })
         .collect();
     // Everyone else is served meanwhile.
     let url = server.url("127.0.0.1");
-    ok(cic(&["--server", &url, "--ca-cert", s(&d.join("ca.crt")), "--token", ADMIN, "pop", "list"]));
+    ok(cic(&[
+        "--server",
+        &url,
+        "--ca-cert",
+        s(&d.join("ca.crt")),
+        "--token",
+        ADMIN,
+        "pop",
+        "list",
+    ]));
     // And the stalled ones are closed by the server, not left to hold a worker.
     let started = Instant::now();
     for mut c in stalled {
@@ -712,7 +722,8 @@ fn slow_clients_are_cut_off_and_hold_up_no_one() {
             Ok(0) => {}
             Ok(n) => panic!("{n} bytes to a client that said nothing"),
             Err(e) => assert!(
-                e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
+                e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut,
                 "a stalled connection was still open after {:?}",
                 started.elapsed()
             ),
