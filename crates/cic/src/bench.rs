@@ -19,7 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "bench-admin-token";
+pub(crate) const TOKEN: &str = "bench-admin-token";
 
 pub struct Options {
     pub connections: usize,
@@ -30,9 +30,9 @@ pub struct Options {
     pub list_rounds: usize,
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -42,7 +42,8 @@ impl Drop for Server {
     }
 }
 
-fn start_server(database: &str) -> Result<Server> {
+/// `cic server` on `database` with `args` (limits, say), on a port the kernel picks.
+pub(crate) fn start_server(database: &str, args: &[&str]) -> Result<Server> {
     let exe = std::env::current_exe().context("the cic binary")?;
     // Secrets sealed as in production, with a key of the benchmark's own.
     let key =
@@ -52,8 +53,7 @@ fn start_server(database: &str) -> Result<Server> {
         .args(["server", "--listen", "127.0.0.1:0", "--database", database])
         .arg("--secrets-key-file")
         .arg(&key)
-        // The benchmark measures the API, not its rate limit.
-        .args(["--rate-limit", "0"])
+        .args(args)
         .env("CIC_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "warn,cic_server=info")
         .env("NO_COLOR", "1")
@@ -162,7 +162,7 @@ async fn report_all(c: &Client, edges: &[BenchEdge]) -> Result<()> {
     Ok(())
 }
 
-pub struct Stat {
+pub(crate) struct Stat {
     pub what: String,
     pub n: usize,
     pub p50: Duration,
@@ -170,7 +170,7 @@ pub struct Stat {
     pub max: Duration,
 }
 
-fn stat(what: &str, mut v: Vec<Duration>) -> Stat {
+pub(crate) fn stat(what: &str, mut v: Vec<Duration>) -> Stat {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
     Stat {
@@ -182,7 +182,7 @@ fn stat(what: &str, mut v: Vec<Duration>) -> Stat {
     }
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
@@ -198,7 +198,8 @@ pub async fn api(o: Options) -> Result<()> {
         "SQLite"
     };
     let _ = std::fs::remove_file(&tmp);
-    let server = start_server(&database)?;
+    // The benchmark measures the API, not its rate limit.
+    let server = start_server(&database, &["--rate-limit", "0"])?;
     let c = Client {
         http: cic_client::tls::local_client(
             reqwest::Client::builder().timeout(Duration::from_secs(60)),

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_flood;
 mod client;
 mod commands;
 mod config;
@@ -200,6 +201,16 @@ enum BenchCmd {
         /// Speakers to run, in order: cic, bird, frr, gobgp.
         #[arg(long, value_delimiter = ',', default_value = "cic,bird")]
         speakers: Vec<String>,
+    },
+    /// What one tenant's flood costs another tenant and an edge, with the rate limit and
+    /// without (against `cic server` on loopback).
+    Flood {
+        /// Seconds each row is measured.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Tenant A's concurrent flooders.
+        #[arg(long, default_value_t = 16)]
+        flooders: usize,
     },
     /// API latency with many private connections stored, against `cic server` running as
     /// a separate process on loopback.
@@ -714,6 +725,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = cic_server::ServerConfig {
                 edge_auth,
+                audit_retention: Duration::from_secs(a.audit_retention_days * 86_400),
+                limits: cic_server::limits::Limits {
+                    rate: a.rate_limit,
+                    burst: a.rate_burst,
+                    long_polls: a.max_long_polls,
+                },
                 ..config
             };
             let listen = cic_server::listen::ListenOptions {
@@ -801,6 +818,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             force,
         }) => credentials::pki_init(&dir, &names, days, force),
+        Cmd::Bench(BenchCmd::Flood { seconds, flooders }) => {
+            if seconds == 0 || flooders == 0 {
+                anyhow::bail!("--seconds and --flooders must be at least 1");
+            }
+            bench_flood::flood(bench_flood::Options { seconds, flooders }).await
+        }
         Cmd::Bench(BenchCmd::Api {
             connections,
             database,

@@ -66,9 +66,12 @@ fn http_get(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// No process of the lab's is left: its server, edges, fabric automation and BIRDs each
+/// name the lab's directory or a namespace of its in their arguments (other tests' `cic
+/// server`s, running meanwhile, do not).
 fn no_lab_processes() -> bool {
     let out = Command::new("pgrep")
-        .args(["-f", "cic (server|edge|lab fabric)|bird -f -c /run/cic-lab"])
+        .args(["-f", "cic .*(/run/cic-lab|cicl-)|bird -f -c /run/cic-lab"])
         .output()
         .expect("pgrep");
     out.stdout.is_empty()
