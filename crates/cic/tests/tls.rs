@@ -214,6 +214,23 @@ fn plain_http_is_refused_and_clients_check_ca_name_and_date_saying_which() {
         e.contains("not signed by the CA in") && e.contains(s(&other.join("ca.crt"))),
         "{e}"
     );
+    // The edge agent says the same.
+    let agent = cic_edge::client::SyncClient::new(
+        &good,
+        Some("t"),
+        ClientTls {
+            ca_cert: Some(other.join("ca.crt")),
+            identity: None,
+            insecure_http: false,
+        },
+    )
+    .expect("client");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let e = rt
+        .block_on(agent.config(0, Duration::ZERO))
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("not signed by the CA in"), "{e}");
     // A name it is not for: the certificate names localhost only.
     let e = err(cic(&[
         "--server",
@@ -729,4 +746,32 @@ fn slow_clients_are_cut_off_and_hold_up_no_one() {
             ),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_flags_are_the_servers_limits() {
+    let d = dir("limits");
+    pki(&d, &["127.0.0.1"]);
+    let server = Server::start(
+        &d,
+        &[
+            "--tls-cert",
+            s(&d.join("server.crt")),
+            "--tls-key",
+            s(&d.join("server.key")),
+            "--rate-limit",
+            "0.5",
+            "--rate-burst",
+            "2",
+        ],
+    );
+    let url = server.url("127.0.0.1");
+    let c = client(&url, &d.join("ca.crt"), None);
+    let list = format!("{url}/cic/v1/pointOfPresences");
+    for _ in 0..2 {
+        assert_eq!(get(&c, &list, Some(ADMIN)).await.0, 200);
+    }
+    let resp = c.get(&list).bearer_auth(ADMIN).send().await.expect("send");
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "2");
 }

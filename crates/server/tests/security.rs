@@ -395,3 +395,73 @@ async fn a_tenants_flood_is_its_own_problem_not_anothers_nor_an_edges() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+#[tokio::test]
+async fn an_edge_token_rotates_and_the_old_one_ends_when_told() {
+    let h = H::new().await;
+    let (old, edge) = h.pop_and_edge("pop1", "e1", "100.64.255.1").await;
+    let sync = "/cic/v1/edgeSync/config";
+    let rotate = format!("/cic/v1/edges/{edge}:rotateCredentials");
+    // No CA key on this server: a token is what it issues; asking for a certificate is
+    // refused with why.
+    let (s, v) = h
+        .admin(Method::POST, &rotate, Some(json!({"kind": "certificate"})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "FAILED_PRECONDITION");
+    assert!(common::err_message(&v).contains("--client-ca-key"), "{v}");
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &rotate,
+            Some(json!({"revokeOldAfterSeconds": 3600})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["kind"], "token");
+    let new = v["token"].as_str().expect("token").to_string();
+    // Both work until the old one's time.
+    for t in [&old, &new] {
+        let (s, v) = h.call(Method::GET, sync, Some(t), None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    // Rotated again with no grace: every earlier token ends now, the newest works.
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &rotate,
+            Some(json!({"kind": "token", "revokeOldAfterSeconds": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let newest = v["token"].as_str().expect("token").to_string();
+    for t in [&old, &new] {
+        let (s, v) = h.call(Method::GET, sync, Some(t), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(common::err_message(&v).contains("expired"), "{v}");
+    }
+    let (s, v) = h.call(Method::GET, sync, Some(&newest), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Bad requests name the field.
+    for (body, field) in [
+        (json!({"kind": "password"}), "kind"),
+        (json!({"kind": "token", "csr": "x"}), "csr"),
+        (
+            json!({"revokeOldAfterSeconds": 99999999}),
+            "revokeOldAfterSeconds",
+        ),
+        (
+            json!({"validityDays": 0, "kind": "certificate"}),
+            "validityDays",
+        ),
+    ] {
+        let (s, v) = h.admin(Method::POST, &rotate, Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v.to_string().contains(field), "{body}: {v}");
+    }
+    // Another edge's method is not a way in: an edge may not rotate itself.
+    let (s, _) = h
+        .call(Method::POST, &rotate, Some(&newest), Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
