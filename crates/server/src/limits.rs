@@ -4,6 +4,9 @@
 //! holds open. Keyed before authentication, so a flood costs no database lookup; one
 //! tenant's flood empties its own bucket, not another's or an edge's.
 //!
+//! A 429 is answered after a second, so that a caller who ignores it cannot make
+//! refusals its way of loading the server.
+//!
 //! The body limit (413) is in [`crate::error`]; slow clients and the connection cap are
 //! in [`crate::listen`].
 
@@ -53,6 +56,9 @@ pub struct Limiter {
     buckets: Mutex<HashMap<String, Bucket>>,
     polls: Mutex<HashMap<String, usize>>,
 }
+
+/// How long a 429 is held before it is sent.
+const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Buckets kept before full ones (idle callers) are forgotten.
 const MAX_KEYS: usize = 10_000;
@@ -165,6 +171,10 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     }
     let key = credential(&req);
     if let Err(wait) = st.limiter.take(&key, &l, Instant::now()) {
+        // The refusal itself is held back a second: a client that ignores Retry-After
+        // then costs the server one sleeping task per connection, not a request as fast
+        // as it can send them (BENCHMARKS.md, the flood).
+        tokio::time::sleep(REFUSAL_DELAY).await;
         return too_many(
             format!(
                 "more than {} requests per second (bursts of {}) with this credential; try again in {wait} s",
