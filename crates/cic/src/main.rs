@@ -6,6 +6,7 @@ mod bench_flood;
 mod client;
 mod commands;
 mod config;
+mod config_file;
 mod credentials;
 
 use std::net::SocketAddr;
@@ -291,6 +292,13 @@ enum ServerSub {
 
 #[derive(clap::Args)]
 struct ServerArgs {
+    /// A TOML file of these flags (keys: the long names, `tls-cert = "…"`); flags and
+    /// the environment win over it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Check the flags and the files they name (TLS, CA, secrets key), say so, and exit.
+    #[arg(long)]
+    check_config: bool,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The server's certificate chain (PEM): serve HTTPS (TLS 1.2 and 1.3). Read again
@@ -391,6 +399,13 @@ struct ServerArgs {
 
 #[derive(clap::Args)]
 struct EdgeArgs {
+    /// A TOML file of these flags (keys: the long names, `tls-cert = "…"`); flags and
+    /// the environment win over it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Check the flags and the files they name (TLS, CA), say so, and exit.
+    #[arg(long)]
+    check_config: bool,
     #[arg(long, env = "CIC_SERVER")]
     server: Option<String>,
     /// This edge's token (from `cic edge-router create`); not needed with --tls-cert.
@@ -476,6 +491,45 @@ enum LabCmd {
     },
 }
 
+/// `cic server --check-config`: everything the server would read before serving, read.
+fn check_server_config(
+    database: &str,
+    key_file: Option<&std::path::Path>,
+    old: Option<&std::path::Path>,
+    listen: &cic_server::listen::ListenOptions,
+) -> anyhow::Result<()> {
+    if !(database.starts_with("sqlite:")
+        || database.starts_with("postgres://")
+        || database.starts_with("postgresql://"))
+    {
+        anyhow::bail!("--database {database:?} is not sqlite://PATH or postgres://…");
+    }
+    let tls = cic_server::listen::check(listen)?;
+    let key = match key_file {
+        Some(p) if p.exists() => {
+            cic_store::Sealer::read_key(p)?;
+            format!("secrets key {}", p.display())
+        }
+        Some(p) => format!(
+            "secrets key {} (to be made at the first start)",
+            p.display()
+        ),
+        None if database.starts_with("postgres") => anyhow::bail!(
+            "--secrets-key-file is required with PostgreSQL: every server on the database must seal secrets with the same key"
+        ),
+        None => "secrets key beside the SQLite file".to_string(),
+    };
+    if let Some(o) = old {
+        cic_store::Sealer::read_key(o)?;
+    }
+    println!(
+        "cic server: config OK ({}://{}, {key})",
+        if tls.is_some() { "https" } else { "http" },
+        listen.addr
+    );
+    Ok(())
+}
+
 /// The key in `path`, or a new one written there (mode 0600) if there is no file.
 fn open_or_create_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
     if path.exists() {
@@ -541,7 +595,17 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::CommandFactory;
+    // `cic server|edge --config FILE`: the file's keys become flags before the command
+    // line's (which win).
+    let args = match config_file::expand(&Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -667,11 +731,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Server(ServerCmd { args: a, .. }) => {
             init_tracing();
-            let secrets = sealer(
-                &a.database,
-                a.secrets_key_file.as_deref(),
-                a.old_secrets_key_file.as_deref(),
-            )?;
             let bgp = cic_model::edge::BgpSettings {
                 min_hold_time_secs: a.min_hold_time,
                 max_prefixes: a.max_prefixes,
@@ -744,6 +803,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections: a.max_connections.max(1),
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
             };
+            if a.check_config {
+                return check_server_config(
+                    &a.database,
+                    a.secrets_key_file.as_deref(),
+                    a.old_secrets_key_file.as_deref(),
+                    &listen,
+                );
+            }
+            let secrets = sealer(
+                &a.database,
+                a.secrets_key_file.as_deref(),
+                a.old_secrets_key_file.as_deref(),
+            )?;
             cic_server::serve(
                 listen,
                 &a.database,
@@ -757,14 +829,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Edge(a) => {
             init_tracing();
+            let server = a.server.unwrap_or(direct_server);
+            let tls = cic_client::tls::ClientTls {
+                ca_cert: cli.ca_cert.clone(),
+                identity: a.tls_cert.zip(a.tls_key),
+                insecure_http: cli.insecure_http,
+            };
+            if a.check_config {
+                cic_client::tls::http_client(&server, &tls, reqwest::Client::builder())?;
+                println!(
+                    "cic edge: config OK (server {server}{})",
+                    if tls.identity.is_some() {
+                        ", by certificate"
+                    } else {
+                        ", by token"
+                    }
+                );
+                return Ok(());
+            }
             let opts = cic_edge::EdgeOptions {
-                server: a.server.unwrap_or(direct_server),
+                server,
                 token: a.token,
-                tls: cic_client::tls::ClientTls {
-                    ca_cert: cli.ca_cert.clone(),
-                    identity: a.tls_cert.zip(a.tls_key),
-                    insecure_http: cli.insecure_http,
-                },
+                tls,
                 host_netns: a.netns,
                 netns_prefix: a.netns_prefix,
                 report_every: Duration::from_secs(a.report_every.max(1)),

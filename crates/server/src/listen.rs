@@ -223,20 +223,24 @@ pub enum ListenError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// Checks the options (the TLS files read, plain HTTP only where allowed) without binding.
+pub fn check(opts: &ListenOptions) -> Result<Option<Acceptor>, ListenError> {
+    Ok(match &opts.tls {
+        Some(files) => Some(Acceptor::new(files.clone())?),
+        None if opts.addr.ip().is_loopback() || opts.insecure_http => None,
+        None => return Err(ListenError::PlainHttp(opts.addr)),
+    })
+}
+
 /// Checks the options and binds the socket.
 pub async fn bind(opts: &ListenOptions) -> Result<(TcpListener, Option<Acceptor>), ListenError> {
-    let acceptor = match &opts.tls {
-        Some(files) => Some(Acceptor::new(files.clone())?),
-        None if opts.addr.ip().is_loopback() => None,
-        None if opts.insecure_http => {
-            warn!(
-                "serving plain HTTP on {} (--insecure-http): tokens and secrets cross the network in clear",
-                opts.addr
-            );
-            None
-        }
-        None => return Err(ListenError::PlainHttp(opts.addr)),
-    };
+    let acceptor = check(opts)?;
+    if acceptor.is_none() && !opts.addr.ip().is_loopback() {
+        warn!(
+            "serving plain HTTP on {} (--insecure-http): tokens and secrets cross the network in clear",
+            opts.addr
+        );
+    }
     let listener = TcpListener::bind(opts.addr)
         .await
         .map_err(|e| ListenError::Bind(opts.addr, e))?;

@@ -1,0 +1,250 @@
+//! `cic server --config` and `cic edge --config`: a TOML file of the flags, the command
+//! line and the environment winning over it, every mistake named by file and key, and
+//! `--check-config` reading what the process would read before it serves.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn cic(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cic"));
+    c.args(args)
+        .env_remove("CIC_SERVER")
+        .env_remove("CIC_TOKEN")
+        .env_remove("CIC_CA_CERT")
+        .env_remove("CIC_SECRETS_KEY_FILE")
+        .env_remove("CIC_EDGE_TOKEN");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run cic")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cic-conf-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("mkdir");
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+fn pki(d: &Path) {
+    let o = cic(&["pki", "init", "--dir", s(d), "--name", "127.0.0.1"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn server_toml(d: &Path, extra: &str) -> PathBuf {
+    let f = d.join("server.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://{db}\"\ntls-cert = \"{c}\"\ntls-key = \"{k}\"\n\
+             secrets-key-file = \"{sk}\"\nrate-limit = 0.5\nrate-burst = 2\n{extra}",
+            db = s(&d.join("cic.db")),
+            c = s(&d.join("server.crt")),
+            k = s(&d.join("server.key")),
+            sk = s(&d.join("from-file.key")),
+        ),
+    )
+    .expect("write");
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_runs_from_its_file_and_the_command_line_and_environment_win() {
+    let d = dir("run");
+    pki(&d);
+    let f = server_toml(&d, "");
+    let env_key = d.join("from-env.key");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["server", "--config", s(&f), "--rate-burst", "3"])
+        .env("CIC_ADMIN_TOKEN", "conf-admin")
+        .env("CIC_SECRETS_KEY_FILE", s(&env_key))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.split(',').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
+    assert!(
+        url.starts_with("https://127.0.0.1:"),
+        "TLS from the file: {url}"
+    );
+    // The environment's key file, not the file's.
+    assert!(env_key.exists() && !d.join("from-file.key").exists());
+    // The command line's burst (3), not the file's (2).
+    let tls = cic_client::tls::ClientTls {
+        ca_cert: Some(d.join("ca.crt")),
+        identity: None,
+        insecure_http: false,
+    };
+    let http =
+        cic_client::tls::http_client(&url, &tls, reqwest::Client::builder()).expect("client");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = http
+            .get(format!("{url}/cic/v1/pointOfPresences"))
+            .bearer_auth("conf-admin")
+            .send()
+            .await
+            .expect("send");
+        statuses.push(r.status().as_u16());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+#[test]
+fn check_config_reads_what_the_server_would_and_names_every_mistake() {
+    let d = dir("check");
+    pki(&d);
+    let f = server_toml(&d, "");
+    let o = cic(&["server", "--config", s(&f), "--check-config"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("config OK (https://127.0.0.1:0"),
+        "{}",
+        text(&o)
+    );
+    assert!(!d.join("cic.db").exists(), "a check opens no database");
+    assert!(!d.join("from-file.key").exists(), "a check makes no key");
+
+    // A TLS file that is not there.
+    let bad = server_toml(&d, "");
+    let t = std::fs::read_to_string(&bad)
+        .expect("read")
+        .replace("server.crt", "nope.crt");
+    std::fs::write(&bad, t).expect("write");
+    let o = cic(&["server", "--config", s(&bad), "--check-config"], &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("nope.crt"),
+        "{}",
+        text(&o)
+    );
+
+    // An unknown key, a wrong type, a value the flag refuses.
+    for (extra, says) in [
+        ("listn = \"x\"\n", "unknown key `listn`"),
+        ("insecure-http = 1\n", "`insecure-http` is true or false"),
+        ("format = \"json\"\n", "unknown key `format`"),
+        (
+            "allow-edge-tokens = \"yes\"\n",
+            "`allow-edge-tokens` is true or false",
+        ),
+        ("bfd-multiplier = 99\n", "--bfd-multiplier"),
+        ("max-prefix-action = \"drop\"\n", "--max-prefix-action"),
+    ] {
+        let f = d.join("bad.toml");
+        std::fs::write(&f, extra).expect("write");
+        let o = cic(&["server", "--config", s(&f), "--check-config"], &[]);
+        assert!(!o.status.success(), "{extra}: {}", text(&o));
+        assert!(text(&o).contains(says), "{extra}: {}", text(&o));
+    }
+    let o = cic(&["server", "--config", "/nonexistent/server.toml"], &[]);
+    assert!(
+        text(&o).contains("cannot read the config file /nonexistent/server.toml"),
+        "{}",
+        text(&o)
+    );
+
+    // Plain HTTP across the network, refused by the check as by the server.
+    let f = d.join("plain.toml");
+    std::fs::write(&f, "listen = \"0.0.0.0:8080\"\n").expect("write");
+    let o = cic(&["server", "--config", s(&f), "--check-config"], &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("--insecure-http"),
+        "{}",
+        text(&o)
+    );
+
+    // PostgreSQL without a secrets key.
+    let f = d.join("pg.toml");
+    std::fs::write(&f, "database = \"postgres://cic@127.0.0.1/cic\"\n").expect("write");
+    let o = cic(&["server", "--config", s(&f), "--check-config"], &[]);
+    assert!(
+        !o.status.success() && text(&o).contains("--secrets-key-file is required"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn an_edge_checks_its_config_file_too() {
+    let d = dir("edge");
+    pki(&d);
+    let f = d.join("edge.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "server = \"https://127.0.0.1:8443\"\ntls-cert = \"{c}\"\ntls-key = \"{k}\"\nstate-dir = \"{sd}\"\n",
+            c = s(&d.join("server.crt")),
+            k = s(&d.join("server.key")),
+            sd = s(&d.join("state")),
+        ),
+    )
+    .expect("write");
+    let o = cic(
+        &[
+            "--ca-cert",
+            s(&d.join("ca.crt")),
+            "edge",
+            "--config",
+            s(&f),
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("by certificate"), "{}", text(&o));
+    // The command line's server wins, and plain HTTP off loopback is refused.
+    let o = cic(
+        &[
+            "edge",
+            "--config",
+            s(&f),
+            "--server",
+            "http://192.0.2.1:8080",
+            "--check-config",
+        ],
+        &[],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("refusing plain HTTP"),
+        "{}",
+        text(&o)
+    );
+    // A key the edge has not.
+    std::fs::write(&f, "rate-limit = 5\n").expect("write");
+    let o = cic(&["edge", "--config", s(&f), "--check-config"], &[]);
+    assert!(
+        text(&o).contains("unknown key `rate-limit`"),
+        "{}",
+        text(&o)
+    );
+}
