@@ -39,6 +39,9 @@ struct Cli {
     /// and secrets then cross the network in clear.
     #[arg(long, global = true)]
     insecure_http: bool,
+    /// Logs of the daemons (server, edge): text, or json (one object a line).
+    #[arg(long, global = true, env = "CIC_LOG_FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
     /// Profile of `cic config` to take server, token, folder and format from.
     #[arg(long, global = true, env = "CIC_PROFILE")]
     profile: Option<String>,
@@ -110,6 +113,16 @@ enum Cmd {
     /// Certificates for a first deployment or the lab.
     #[command(subcommand)]
     Pki(PkiCmd),
+    /// The shell's completion script: `source <(cic completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man pages of cic and every subcommand, written to a directory.
+    Man {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -491,6 +504,20 @@ enum LabCmd {
     },
 }
 
+/// Writes the man page of `cmd` (named `name`, e.g. cic-edge-router-create) and of each of
+/// its subcommands; returns how many.
+fn man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<usize> {
+    let cmd = cmd.clone().name(name.to_string());
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    std::fs::write(dir.join(format!("{name}.1")), buf)?;
+    let mut n = 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        n += man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(n)
+}
+
 /// `cic server --check-config`: everything the server would read before serving, read.
 fn check_server_config(
     database: &str,
@@ -577,12 +604,26 @@ fn sealer(
     Ok(s)
 }
 
+/// `--log-format json` (set once in `main`).
+static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Logs of `cic server`, `cic edge` and the lab's daemons: levels per module from
+/// `RUST_LOG` (`info`, `info,cic_bgp=debug`), text or one JSON object a line
+/// (`--log-format json`, `CIC_LOG_FORMAT`) for a log shipper.
 fn init_tracing() {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    let json = LOG_JSON.get().copied().unwrap_or(false);
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+        .with_target(json);
+    let _ = if json {
+        b.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 async fn shutdown_signal() {
@@ -606,6 +647,7 @@ async fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
+    let _ = LOG_JSON.set(cli.log_format.as_deref() == Some("json"));
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -687,6 +729,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Cmd::Bench(_)
             | Cmd::Bgp(_)
             | Cmd::Pki(_)
+            | Cmd::Completion { .. }
+            | Cmd::Man { .. }
     );
     // Only the resource commands read the profile: a broken config file does not stop
     // a server or an edge.
@@ -898,6 +942,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Cmd::Config(c) => c.run(cli.profile.as_deref()),
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cic", &mut buf);
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), &buf) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
+        }
+        Cmd::Man { dir } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(&dir)?;
+            let n = man_pages(&Cli::command(), "cic", &dir)?;
+            println!("{n} man pages in {}", dir.display());
+            Ok(())
+        }
         Cmd::Pki(PkiCmd::Init {
             dir,
             names,

@@ -553,6 +553,19 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                 .to_string()
         };
 
+        // The edge says it is ready, with its sessions counted.
+        let metrics = info["pops"][0]["edgeMetrics"]
+            .as_str()
+            .expect("metrics url");
+        let ready: Value = serde_json::from_str(&http_get(&metrics.replace("/metrics", "/readyz")))
+            .expect("readyz JSON");
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert!(
+            ready["established"].as_u64().unwrap_or(0) >= 2,
+            "customer and fabric: {ready}"
+        );
+        assert_eq!(http_get(&metrics.replace("/metrics", "/healthz")), "ok");
+
         // The edge's certificate rotated, the old one refused at once: the agent picks
         // the new files up, syncs and applies a change, and no BGP session notices.
         let before = session();

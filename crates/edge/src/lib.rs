@@ -191,18 +191,36 @@ impl Agent {
                 Ok(l) => {
                     info!("metrics on http://{addr}/metrics");
                     let me = self.clone();
-                    let app = axum::Router::new().route(
-                        "/metrics",
-                        axum::routing::get(move || {
-                            let me = me.clone();
-                            async move {
-                                (
-                                    [("content-type", "text/plain; version=0.0.4")],
-                                    me.metrics().await,
-                                )
-                            }
-                        }),
-                    );
+                    let ready = self.clone();
+                    let app = axum::Router::new()
+                        .route("/healthz", axum::routing::get(|| async { "ok" }))
+                        .route(
+                            "/readyz",
+                            axum::routing::get(move || {
+                                let me = ready.clone();
+                                async move {
+                                    let (ok, v) = me.readiness().await;
+                                    let code = if ok {
+                                        axum::http::StatusCode::OK
+                                    } else {
+                                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                                    };
+                                    (code, axum::Json(v))
+                                }
+                            }),
+                        )
+                        .route(
+                            "/metrics",
+                            axum::routing::get(move || {
+                                let me = me.clone();
+                                async move {
+                                    (
+                                        [("content-type", "text/plain; version=0.0.4")],
+                                        me.metrics().await,
+                                    )
+                                }
+                            }),
+                        );
                     Some(tokio::spawn(async move {
                         let _ = axum::serve(l, app).await;
                     }))
@@ -826,6 +844,27 @@ impl Agent {
             },
             None => None,
         }
+    }
+
+    /// `GET /readyz` of the metrics listener: ready once a config (the server's, or the
+    /// one kept from it) is applied; with the sessions counted.
+    pub async fn readiness(&self) -> (bool, serde_json::Value) {
+        let st = self.state.lock().await;
+        let (mut sessions, mut established) = (0, 0);
+        for i in st.instances.values() {
+            for p in &i.status().borrow().peers {
+                sessions += 1;
+                if p.established_at.is_some() {
+                    established += 1;
+                }
+            }
+        }
+        let ready = st.applied > 0;
+        (
+            ready,
+            serde_json::json!({"ready": ready, "appliedRevision": st.applied,
+                "sessions": sessions, "established": established, "errors": st.errors.len()}),
+        )
     }
 
     pub async fn report_now(&self) -> EdgeReport {

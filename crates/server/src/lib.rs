@@ -434,6 +434,23 @@ impl Finish {
     }
 }
 
+/// `GET /readyz`: 200 "ready" when the store answers and holds this binary's schema
+/// (migrations done); 503 UNAVAILABLE with why otherwise. `/healthz` says only that the
+/// process serves.
+pub async fn readyz(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+) -> ApiResult<&'static str> {
+    let why = match st.store.schema_version().await {
+        Ok(v) if v == cic_store::SCHEMA_VERSION => return Ok("ready"),
+        Ok(v) => format!(
+            "the database's schema is version {v}, this server's is {}",
+            cic_store::SCHEMA_VERSION
+        ),
+        Err(e) => format!("the database does not answer: {e}"),
+    };
+    Err(ApiError::new(Code::Unavailable, why).into())
+}
+
 pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

@@ -465,3 +465,23 @@ async fn an_edge_token_rotates_and_the_old_one_ends_when_told() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn readyz_says_the_store_answers_with_this_binarys_schema() {
+    let h = H::new().await;
+    let (s, v) = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v, "ready");
+    // A database migrated by a newer binary: not ready, and why.
+    let mut tx = h.state.store.begin().await.expect("tx");
+    tx.execute_raw("UPDATE schema_version SET version = 999")
+        .await
+        .expect("update");
+    tx.commit().await.expect("commit");
+    let (s, v) = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["code"], "UNAVAILABLE");
+    assert!(common::err_message(&v).contains("version 999"), "{v}");
+    let (s, _) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "alive all the same");
+}

@@ -173,6 +173,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .text(),
         ep(
             "get",
+            "/readyz",
+            "Readiness: the store answers and its schema is this binary's (503 with why otherwise)",
+            Anyone,
+            get(crate::readyz),
+        )
+        .text(),
+        ep(
+            "get",
             "/openapi.json",
             "This document",
             Anyone,

@@ -1,6 +1,7 @@
-//! `cic server --config` and `cic edge --config`: a TOML file of the flags, the command
-//! line and the environment winning over it, every mistake named by file and key, and
-//! `--check-config` reading what the process would read before it serves.
+//! Operating cic: `cic server --config` and `cic edge --config` (a TOML file of the flags,
+//! the command line and the environment winning over it, every mistake named by file and
+//! key, `--check-config` reading what the process would read before it serves), JSON logs,
+//! shell completions and man pages.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -247,4 +248,92 @@ fn an_edge_checks_its_config_file_too() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn logs_are_one_json_object_a_line_when_asked() {
+    let d = dir("json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["server", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--database", &format!("sqlite://{}", s(&d.join("cic.db")))])
+        .env("CIC_ADMIN_TOKEN", "json-admin")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a log line");
+        if l.contains("listening on") {
+            break l;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cic server listening on http://127.0.0.1:"),
+        "{v}"
+    );
+    assert!(v["timestamp"].is_string() && v["target"].is_string(), "{v}");
+}
+
+#[test]
+fn shell_completions_and_man_pages_cover_every_command() {
+    let o = cic(&["completion", "bash"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = dir("completion");
+    let script = d.join("cic.bash");
+    std::fs::write(&script, &o.stdout).expect("write");
+    // The script is valid bash, and completes a subcommand and a flag.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}; COMP_WORDS=(cic edge-r); COMP_CWORD=1; _cic cic edge-r cic; echo \"${{COMPREPLY[@]}}\"; \
+             COMP_WORDS=(cic server --tls-c); COMP_CWORD=2; _cic cic --tls-c server; echo \"${{COMPREPLY[@]}}\"",
+            s(&script)
+        ))
+        .output()
+        .expect("bash");
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        got.contains("edge-router") && got.contains("--tls-cert"),
+        "{got}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        let o = cic(&["completion", shell], &[]);
+        assert!(o.status.success() && o.stdout.len() > 1000, "{shell}");
+    }
+    let o = cic(&["completion", "tcsh"], &[]);
+    assert!(!o.status.success(), "an unknown shell is refused");
+
+    let man = d.join("man");
+    let o = cic(&["man", "--dir", s(&man)], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    for page in [
+        "cic.1",
+        "cic-server.1",
+        "cic-edge.1",
+        "cic-edge-router-rotate-credentials.1",
+        "cic-audit-list.1",
+    ] {
+        let t = std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(t.starts_with(".ie") || t.contains(".TH"), "{page}");
+    }
 }
