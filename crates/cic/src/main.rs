@@ -113,6 +113,9 @@ enum Cmd {
     /// Certificates for a first deployment or the lab.
     #[command(subcommand)]
     Pki(PkiCmd),
+    /// On an edge host (as root): what the kernel gives the edge and what it does without
+    /// each missing part; the sysctls it sets; the clock; the server, if --server is given.
+    Doctor,
     /// The shell's completion script: `source <(cic completion bash)`.
     Completion {
         #[arg(value_enum)]
@@ -504,6 +507,78 @@ enum LabCmd {
     },
 }
 
+/// `cic doctor`.
+async fn doctor(
+    server: Option<&str>,
+    tls: &cic_client::tls::ClientTls,
+    json: bool,
+) -> anyhow::Result<()> {
+    use cic_dataplane::doctor;
+    let mut checks = doctor::kernel().await;
+    checks.extend(doctor::sockets());
+    checks.push(doctor::clock());
+    if let Some(url) = server {
+        let r = match cic_client::tls::http_client(
+            url,
+            tls,
+            reqwest::Client::builder().timeout(Duration::from_secs(10)),
+        ) {
+            Ok(c) => match c
+                .get(format!("{}/readyz", url.trim_end_matches('/')))
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(format!("answers, not ready: HTTP {}", resp.status())),
+                Err(e) => Err(cic_client::tls::explain(&e, url, tls)),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(doctor::Check {
+            name: "the cic server",
+            ok: r.is_ok(),
+            detail: match r {
+                Ok(()) => format!(
+                    "{url} is ready{}",
+                    if url.starts_with("https") {
+                        " (TLS verified)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => e,
+            },
+            without: "the edge runs the config it kept, and nothing new",
+        });
+    }
+    let sysctls = doctor::sysctls();
+    if json {
+        let v = serde_json::json!({
+            "checks": checks.iter().map(|c| serde_json::json!({"name": c.name, "ok": c.ok,
+                "detail": c.detail, "without": c.without})).collect::<Vec<_>>(),
+            "sysctls": sysctls.iter().map(|(k, host, what)| serde_json::json!({"key": k,
+                "host": host, "set": what})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for c in &checks {
+        if c.ok {
+            println!("  ok    {}: {}", c.name, c.detail);
+        } else {
+            println!(
+                "  MISS  {}: {}\n        without it: {}",
+                c.name, c.detail, c.without
+            );
+        }
+    }
+    println!("sysctls the edge sets (inside its namespaces; this host's value):");
+    for (k, host, what) in &sysctls {
+        println!("  {k} = {what} (host: {host})");
+    }
+    Ok(())
+}
+
 /// Writes the man page of `cmd` (named `name`, e.g. cic-edge-router-create) and of each of
 /// its subcommands; returns how many.
 fn man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::Result<usize> {
@@ -730,6 +805,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Cmd::Bgp(_)
             | Cmd::Pki(_)
             | Cmd::Completion { .. }
+            | Cmd::Doctor
             | Cmd::Man { .. }
     );
     // Only the resource commands read the profile: a broken config file does not stop
@@ -942,6 +1018,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Cmd::Config(c) => c.run(cli.profile.as_deref()),
+        Cmd::Doctor => {
+            let server = cli.server.clone();
+            let tls = cic_client::tls::ClientTls {
+                ca_cert: cli.ca_cert.clone(),
+                identity: None,
+                insecure_http: cli.insecure_http,
+            };
+            doctor(
+                server.as_deref(),
+                &tls,
+                cli.json || cli.format.as_deref() == Some("json"),
+            )
+            .await
+        }
         Cmd::Completion { shell } => {
             use clap::CommandFactory;
             let mut buf = Vec::new();

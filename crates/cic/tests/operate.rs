@@ -337,3 +337,68 @@ fn shell_completions_and_man_pages_cover_every_command() {
         assert!(t.starts_with(".ie") || t.contains(".TH"), "{page}");
     }
 }
+
+#[test]
+fn doctor_reports_what_this_kernel_lacks_and_what_the_edge_does_without() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var("CIC_REQUIRE_ROOT").is_err(),
+            "cic doctor needs root (CIC_REQUIRE_ROOT is set)"
+        );
+        eprintln!("skipped: cic doctor needs root");
+        return;
+    }
+    let o = cic(&["doctor", "--json"], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let checks = v["checks"].as_array().expect("checks");
+    let state = |name: &str| {
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {v}"));
+        assert!(
+            !c["without"].as_str().unwrap_or("").is_empty() || c["ok"] == true,
+            "{c}"
+        );
+        c["ok"] == true
+    };
+    // This machine's kernel (DESIGN: no 802.1Q, VRF, dummy, bond devices or tc
+    // classifiers; namespaces, veth, VXLAN, nexthop objects, tbf, TCP-MD5, IP_MINTTL).
+    for lacking in [
+        "802.1Q VLAN",
+        "VRF",
+        "dummy",
+        "bonding (802.3ad)",
+        "tc classifier matchall",
+    ] {
+        assert!(!state(lacking), "{lacking} reported present: {v}");
+    }
+    for present in [
+        "network namespaces",
+        "veth",
+        "VXLAN",
+        "nexthop objects",
+        "tc tbf",
+        "TCP-MD5 (RFC 2385)",
+        "IP_MINTTL (GTSM, RFC 5082)",
+    ] {
+        assert!(state(present), "{present} reported missing: {v}");
+    }
+    assert!(
+        v["sysctls"]
+            .as_array()
+            .expect("sysctls")
+            .iter()
+            .any(|s| s["key"] == "net.ipv4.ip_forward"),
+        "{v}"
+    );
+    // No namespace of the doctor's is left behind.
+    let left = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("cic-doctor-"))
+        })
+        .unwrap_or(false);
+    assert!(!left, "a cic-doctor namespace was left");
+}

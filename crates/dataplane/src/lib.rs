@@ -5,6 +5,7 @@
 //!   namespace.
 //! - [`probe`]: what this kernel can do (802.1Q or not), checked at start, never assumed.
 
+pub mod doctor;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
