@@ -219,6 +219,7 @@ fn pretty(v: &Value) -> String {
 
 #[derive(Subcommand)]
 pub enum PopCmd {
+    /// Create a point of presence.
     Create {
         #[arg(long)]
         id: String,
@@ -227,13 +228,12 @@ pub enum PopCmd {
         #[arg(long, default_value = "")]
         address: String,
     },
+    /// List points of presence (a table; --format json|yaml for scripts).
     List,
-    Get {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Show one point of presence.
+    Get { id: String },
+    /// Delete a point of presence.
+    Delete { id: String },
 }
 
 impl PopCmd {
@@ -341,29 +341,20 @@ pub enum EdgeRouterCmd {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// List edge routers (a table; --format json|yaml for scripts).
     List,
-    Get {
-        id: String,
-    },
+    /// Show one edge router.
+    Get { id: String },
     /// The desired config the edge is given now.
-    Config {
-        id: String,
-    },
+    Config { id: String },
     /// Drain for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN.
-    Drain {
-        id: String,
-    },
+    Drain { id: String },
     /// End a drain.
-    Undrain {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    Undrain { id: String },
+    /// Delete a edge router.
+    Delete { id: String },
     /// What the fabric must build per routing instance on this edge.
-    FabricAttachments {
-        id: String,
-    },
+    FabricAttachments { id: String },
 }
 
 impl EdgeRouterCmd {
@@ -550,6 +541,7 @@ fn capacity(s: &str) -> Result<String> {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum TrunkCmd {
+    /// Create a trunk connection.
     Create {
         /// The folder [default: CIC_FOLDER, else the profile's].
         #[arg(long, visible_alias = "folder-id")]
@@ -591,37 +583,32 @@ pub enum TrunkCmd {
         deletion_protection: bool,
     },
     /// The trunk's private connections.
-    ListPrivateConnections {
-        id: String,
-    },
+    ListPrivateConnections { id: String },
     /// The trunk's public connections.
-    ListPublicConnections {
-        id: String,
-    },
+    ListPublicConnections { id: String },
     /// Up to 1000 trunks by id.
     BatchGet {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// List trunk connections (a table; --format json|yaml for scripts).
     List {
         /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
         #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
-    Get {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Show one trunk connection.
+    Get { id: String },
+    /// Delete a trunk connection.
+    Delete { id: String },
+    /// Move a trunk connection to another folder.
     Move {
         id: String,
         #[arg(long)]
         destination_folder: String,
     },
-    ListOperations {
-        id: String,
-    },
+    /// The operations on a trunk connection, newest first.
+    ListOperations { id: String },
 }
 
 impl TrunkCmd {
@@ -772,6 +759,7 @@ impl TrunkCmd {
 
 #[derive(Subcommand)]
 pub enum ConnectionCmd {
+    /// Create a private connection.
     Create {
         /// The folder [default: CIC_FOLDER, else the profile's].
         #[arg(long, visible_alias = "folder-id")]
@@ -803,17 +791,16 @@ pub enum ConnectionCmd {
         #[arg(long = "static-route")]
         static_routes: Vec<String>,
     },
+    /// List private connections (a table; --format json|yaml for scripts).
     List {
         /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
         #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
-    Get {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Show one private connection.
+    Get { id: String },
+    /// Delete a private connection.
+    Delete { id: String },
     /// Change trunk, VLAN, name, description or the session's TCP-MD5 key.
     Update {
         id: String,
@@ -830,14 +817,14 @@ pub enum ConnectionCmd {
         #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
         md5_key: Option<String>,
     },
+    /// Move a private connection to another folder.
     Move {
         id: String,
         #[arg(long)]
         destination_folder: String,
     },
-    ListOperations {
-        id: String,
-    },
+    /// The operations on a private connection, newest first.
+    ListOperations { id: String },
     /// The looking glass: received (with why each refused route was), accepted or
     /// advertised routes of the session.
     Routes {
@@ -852,13 +839,9 @@ pub enum ConnectionCmd {
         duration_seconds: u64,
     },
     /// End a running failover test now.
-    StopBgpFailoverTest {
-        id: String,
-    },
+    StopBgpFailoverTest { id: String },
     /// Restart the BGP session at once (ends a max-prefix idle hold).
-    ResetBgpSession {
-        id: String,
-    },
+    ResetBgpSession { id: String },
     /// Up to 1000 private connections by id.
     BatchGet {
         #[arg(required = true)]
@@ -870,6 +853,7 @@ pub enum ConnectionCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
+    /// Remove static routes of a private connection.
     RemoveStaticRoutes {
         id: String,
         #[arg(long = "prefix", required = true)]
@@ -1182,6 +1166,7 @@ pub enum RoutingInstanceCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Create a routing instance.
     Create {
         /// The folder [default: CIC_FOLDER, else the profile's].
         #[arg(long, visible_alias = "folder-id")]
@@ -1198,17 +1183,16 @@ pub enum RoutingInstanceCmd {
         #[arg(long = "connection")]
         connections: Vec<String>,
     },
+    /// List routing instances (a table; --format json|yaml for scripts).
     List {
         /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
         #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
-    Get {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Show one routing instance.
+    Get { id: String },
+    /// Delete a routing instance.
+    Delete { id: String },
     /// Name, description, deletion protection.
     Update {
         id: String,
@@ -1227,6 +1211,7 @@ pub enum RoutingInstanceCmd {
         #[arg(long = "prefix")]
         prefixes: Vec<String>,
     },
+    /// Remove VPC prefixes from a routing instance.
     RemovePrefixes {
         id: String,
         #[arg(long)]
@@ -1234,11 +1219,13 @@ pub enum RoutingInstanceCmd {
         #[arg(long = "prefix")]
         prefixes: Vec<String>,
     },
+    /// Add a private connection to a routing instance.
     AddConnection {
         id: String,
         #[arg(long)]
         connection: String,
     },
+    /// Remove a private connection from a routing instance.
     RemoveConnection {
         id: String,
         #[arg(long)]
@@ -1250,20 +1237,18 @@ pub enum RoutingInstanceCmd {
         #[arg(long)]
         vpc: String,
     },
-    GetByVpc {
-        vpc: String,
-    },
-    GetByConnection {
-        connection: String,
-    },
+    /// The routing instance that holds a VPC.
+    GetByVpc { vpc: String },
+    /// The routing instance that holds a private connection.
+    GetByConnection { connection: String },
+    /// Move a routing instance to another folder.
     Move {
         id: String,
         #[arg(long)]
         destination_folder: String,
     },
-    ListOperations {
-        id: String,
-    },
+    /// The operations on a routing instance, newest first.
+    ListOperations { id: String },
 }
 
 /// `ZONE=PREFIX` arguments grouped by zone.
@@ -1522,16 +1507,12 @@ impl RoutingInstanceCmd {
 
 #[derive(Subcommand)]
 pub enum OperationCmd {
-    Get {
-        id: String,
-    },
+    /// Show an operation (`cic operation wait` waits for it to finish).
+    Get { id: String },
     /// Wait until the operation is done.
-    Wait {
-        id: String,
-    },
-    Cancel {
-        id: String,
-    },
+    Wait { id: String },
+    /// Cancel an operation that is not done.
+    Cancel { id: String },
 }
 
 impl OperationCmd {
@@ -1623,17 +1604,12 @@ pub enum FolderCmd {
     },
     /// Folders the caller holds a role in (the operator: all).
     List,
-    Get {
-        id: String,
-    },
+    /// Show a folder.
+    Get { id: String },
     /// Delete an empty folder (operator).
-    Delete {
-        id: String,
-    },
+    Delete { id: String },
     /// Who holds which role in a folder.
-    ListAccessBindings {
-        id: String,
-    },
+    ListAccessBindings { id: String },
     /// Grant a role: auditor, viewer, secretViewer, editor or admin.
     AddAccessBinding {
         id: String,
@@ -1642,6 +1618,7 @@ pub enum FolderCmd {
         #[arg(long)]
         subject: String,
     },
+    /// Take a role in a folder away from a subject.
     RemoveAccessBinding {
         id: String,
         #[arg(long)]
@@ -1733,6 +1710,7 @@ pub enum ApiKeyCmd {
         #[arg(long, default_value = "")]
         description: String,
     },
+    /// List API keys (a table; --format json|yaml for scripts).
     List {
         #[arg(long)]
         subject: Option<String>,
@@ -1819,25 +1797,23 @@ pub enum PublicConnectionCmd {
         #[arg(long = "announced-prefix")]
         announced: Vec<String>,
     },
+    /// List public connections (a table; --format json|yaml for scripts).
     List {
         #[arg(long, visible_alias = "folder-id")]
         folder: Option<String>,
     },
-    Get {
-        id: String,
-    },
+    /// Show one public connection.
+    Get { id: String },
     /// Delete a public connection (operator).
-    Delete {
-        id: String,
-    },
+    Delete { id: String },
+    /// Move a public connection to another folder.
     Move {
         id: String,
         #[arg(long)]
         destination_folder: String,
     },
-    ListOperations {
-        id: String,
-    },
+    /// The operations on a public connection, newest first.
+    ListOperations { id: String },
 }
 
 impl PublicConnectionCmd {
@@ -1912,14 +1888,12 @@ pub enum PartnerCmd {
         #[arg(long = "joint")]
         joints: Vec<String>,
     },
+    /// List partners (a table; --format json|yaml for scripts).
     List,
-    Get {
-        id: String,
-    },
+    /// Show one partner.
+    Get { id: String },
     /// Remove a partner (operator).
-    Delete {
-        id: String,
-    },
+    Delete { id: String },
 }
 
 /// `pop=…,edge=…,port=…` → a partner's joint.
@@ -1998,14 +1972,12 @@ pub enum CloudServiceCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
+    /// List cloud services (a table; --format json|yaml for scripts).
     List,
-    Get {
-        id: String,
-    },
+    /// Show one cloud service.
+    Get { id: String },
     /// Remove a service (operator).
-    Delete {
-        id: String,
-    },
+    Delete { id: String },
 }
 
 impl CloudServiceCmd {

@@ -1284,3 +1284,27 @@ async fn bgp(cmd: BgpCmd, json_flag: bool) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command and subcommand says what it does in its help (and so in its man page
+    /// and its completion).
+    #[test]
+    fn every_subcommand_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for s in c.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let p = format!("{path} {}", s.get_name());
+                if s.get_about().is_none() {
+                    missing.push(p.clone());
+                }
+                walk(s, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "cic", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+}

@@ -792,23 +792,21 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     }
     say("      cic edge started at each PoP; customer router and fabric router (BIRD) started");
 
-    let mut made: Vec<PopMade> = Vec::new();
-    for ((p, edge_id), edge_metrics) in edges.iter().zip(metrics_of) {
-        say(&format!(
-            "[4/7] Customer: a trunk at {} (a VXLAN overlay trunk: this kernel has no 802.1Q)",
-            p.id()
-        ));
+    // The customer's steps, as they would type them (the CLI's modelled names).
+    say("[4/7] Customer: a trunk at each PoP (a VXLAN overlay trunk: this kernel has no 802.1Q)");
+    let mut trunks = Vec::new();
+    for (p, _) in &edges {
         let (op, took) = timed(|| {
             customer.run(
                 true,
                 &[
-                    "trunk",
+                    "trunk-connection",
                     "create",
-                    "--folder",
+                    "--folder-id",
                     FOLDER,
                     "--name",
                     &format!("site1-{}", p.id()),
-                    "--pop",
+                    "--point-of-presence-id",
                     &p.id(),
                     "--capacity",
                     "1g",
@@ -821,43 +819,45 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         })?;
         let trunk = id_of(&op, "trunk")?;
         say(&format!(
-            "      ✓ trunk {trunk} ACTIVE, applied by the edge in {:.2} s",
+            "      ✓ trunk {trunk} at {} ACTIVE, applied by the edge in {:.2} s",
+            p.id(),
             took.as_secs_f64()
         ));
+        trunks.push(trunk);
+    }
+    say("[5/7] Customer: a private connection on each trunk, BGP AS 65001 ↔ 200350");
+    let mut made: Vec<PopMade> = Vec::new();
+    for (((p, edge_id), edge_metrics), trunk) in edges.iter().zip(metrics_of).zip(trunks) {
         let subnet = format!("169.254.{}.0/30", p.vlan());
-        say(&format!(
-            "[5/7] Customer: a private connection at {}, VLAN {}, peering {subnet}, BGP AS 65001 ↔ 200350",
-            p.id(),
-            p.vlan()
-        ));
+        let peering = format!(
+            "peering-subnet={subnet},peer-ip={},cloud-ip={},peer-bgp-asn=65001",
+            p.peering(2),
+            p.peering(1)
+        );
         let (op, took) = timed(|| {
             customer.run(
                 true,
                 &[
-                    "connection",
+                    "private-connection",
                     "create",
-                    "--folder",
+                    "--folder-id",
                     FOLDER,
                     "--name",
                     &format!("site1-vlan{}", p.vlan()),
-                    "--trunk",
+                    "--trunk-id",
                     &trunk,
-                    "--vlan",
+                    "--vlan-id",
                     &p.vlan().to_string(),
-                    "--subnet",
-                    &subnet,
-                    "--peer-ip",
-                    &p.peering(2),
-                    "--cloud-ip",
-                    &p.peering(1),
-                    "--peer-asn",
-                    "65001",
+                    "--ipv4-peering",
+                    &peering,
                 ],
             )
         })?;
         let connection = id_of(&op, "connection")?;
         say(&format!(
-            "      ✓ private connection {connection} ACTIVE in {:.2} s",
+            "      ✓ private connection {connection} at {} (VLAN {}, {subnet}) ACTIVE in {:.2} s",
+            p.id(),
+            p.vlan(),
             took.as_secs_f64()
         ));
         made.push(PopMade {
@@ -873,7 +873,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     let mut args = vec![
         "routing-instance",
         "create",
-        "--folder",
+        "--folder-id",
         FOLDER,
         "--name",
         "demo-router",
@@ -901,7 +901,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
             &format!("the BGP session at {} to be ESTABLISHED", m.pop.id()),
             || {
                 let v = customer
-                    .run(false, &["connection", "get", &m.connection])
+                    .run(false, &["private-connection", "get", &m.connection])
                     .ok()?;
                 (v["bgp"]["state"] == "ESTABLISHED").then_some(v)
             },
@@ -938,7 +938,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
             &format!("the edge at {} to report prefixes and BFD Up", m.pop.id()),
             || {
                 let v = customer
-                    .run(false, &["connection", "get", &m.connection])
+                    .run(false, &["private-connection", "get", &m.connection])
                     .ok()?;
                 let b = &v["bgp"];
                 (b["prefixesAccepted"].as_u64() >= Some(1)
