@@ -1,0 +1,305 @@
+//! `cic pop` and `cic edge-router`: the operator's points of presence and edge routers.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub enum PopCmd {
+    /// Create a point of presence.
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        address: String,
+    },
+    /// List points of presence (a table; --format json|yaml for scripts).
+    List,
+    /// Show one point of presence.
+    Get { id: String },
+    /// Delete a point of presence.
+    Delete { id: String },
+}
+
+impl PopCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            PopCmd::Create { id, name, address } => {
+                let v = api
+                    .call(
+                        Method::POST,
+                        "/cic/v1/pointOfPresences",
+                        Some(&json!({"id": id, "name": name, "locationAddress": address})),
+                    )
+                    .await?;
+                out.print(&v, |v| {
+                    format!(
+                        "point of presence {} created",
+                        v["id"].as_str().unwrap_or("?")
+                    )
+                });
+            }
+            PopCmd::List => {
+                let v = api.get("/cic/v1/pointOfPresences").await?;
+                out.print(&v, |v| table(v, &["id", "name", "locationAddress"]));
+            }
+            PopCmd::Get { id } => {
+                let v = api.get(&format!("/cic/v1/pointOfPresences/{id}")).await?;
+                out.print(&v, pretty);
+            }
+            PopCmd::Delete { id } => {
+                let v = api
+                    .call(
+                        Method::DELETE,
+                        &format!("/cic/v1/pointOfPresences/{id}"),
+                        None,
+                    )
+                    .await?;
+                out.print(&v, |_| format!("point of presence {id} deleted"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum EdgeRouterCmd {
+    /// Register an edge router; prints its token once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pop: String,
+        #[arg(long)]
+        router_id: String,
+        /// ASN of the cloud fabric router (equal to the cloud ASN: iBGP).
+        #[arg(long, default_value_t = 200_350)]
+        fabric_asn: u32,
+        #[arg(long)]
+        fabric_remote_vtep: String,
+        #[arg(long)]
+        fabric_local_vtep: String,
+        #[arg(long)]
+        fabric_port: Option<String>,
+        #[arg(long, default_value = "100.127.0.0/16")]
+        fabric_transit_pool: String,
+        /// First VNI of this edge's fabric segments (server default: 100000).
+        #[arg(long)]
+        fabric_vni_base: Option<u32>,
+        /// Also issue the edge a client certificate from the server's CA and write it
+        /// (edge.crt, edge.key, ca.crt) to this directory.
+        #[arg(long)]
+        certificate_out: Option<std::path::PathBuf>,
+        /// With --certificate-out: certify the key of this CSR (PEM) instead of a new one.
+        #[arg(long, requires = "certificate_out")]
+        csr: Option<std::path::PathBuf>,
+    },
+    /// Issue a client certificate for an edge from the server's CA (other credentials
+    /// stay valid).
+    IssueCertificate {
+        id: String,
+        /// Certify the key of this CSR (PEM) instead of a key made by the server.
+        #[arg(long)]
+        csr: Option<std::path::PathBuf>,
+        /// Days the certificate is valid (server default 365).
+        #[arg(long)]
+        validity_days: Option<u32>,
+        /// Write edge.crt, edge.key and ca.crt here (atomically) instead of printing them.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// New credentials for an edge; its previous ones of that kind are refused after
+    /// --revoke-old-after seconds, time for the agent to pick the new files up.
+    RotateCredentials {
+        id: String,
+        /// certificate or token [default: certificate when the server has a CA key].
+        #[arg(long, value_parser = ["certificate", "token"])]
+        kind: Option<String>,
+        #[arg(long)]
+        csr: Option<std::path::PathBuf>,
+        #[arg(long)]
+        validity_days: Option<u32>,
+        /// Seconds until the old credentials are refused (server default 3600; 0: now).
+        #[arg(long)]
+        revoke_old_after: Option<u64>,
+        /// Write the new files here (edge.crt, edge.key, ca.crt, or token).
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// List edge routers (a table; --format json|yaml for scripts).
+    List,
+    /// Show one edge router.
+    Get { id: String },
+    /// The desired config the edge is given now.
+    Config { id: String },
+    /// Drain for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN.
+    Drain { id: String },
+    /// End a drain.
+    Undrain { id: String },
+    /// Delete a edge router.
+    Delete { id: String },
+    /// What the fabric must build per routing instance on this edge.
+    FabricAttachments { id: String },
+}
+
+impl EdgeRouterCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        match self {
+            EdgeRouterCmd::Create {
+                name,
+                pop,
+                router_id,
+                fabric_asn,
+                fabric_remote_vtep,
+                fabric_local_vtep,
+                fabric_port,
+                fabric_transit_pool,
+                fabric_vni_base,
+                certificate_out,
+                csr,
+            } => {
+                let mut fabric = json!({"asn": fabric_asn, "remoteVtep": fabric_remote_vtep, "localVtep": fabric_local_vtep,
+                                        "transitPool": fabric_transit_pool});
+                if let Some(v) = fabric_vni_base {
+                    fabric["vniBase"] = json!(v);
+                }
+                if let Some(p) = fabric_port {
+                    fabric["portName"] = json!(p);
+                }
+                let body = match &certificate_out {
+                    Some(_) => Some(crate::credentials::request(
+                        None,
+                        csr.as_deref(),
+                        None,
+                        None,
+                    )?),
+                    None => None,
+                };
+                let mut v = api
+                    .call(Method::POST, "/cic/v1/edges", Some(&json!({"name": name, "pointOfPresenceId": pop, "routerId": router_id, "fabric": fabric})))
+                    .await?;
+                if let (Some(dir), Some(body)) = (&certificate_out, body) {
+                    let id = v["edge"]["id"].as_str().unwrap_or_default().to_string();
+                    let issued = api
+                        .call(
+                            Method::POST,
+                            &format!("/cic/v1/edges/{id}:issueCertificate"),
+                            Some(&body),
+                        )
+                        .await;
+                    // A failure here leaves the edge registered: its token is shown all
+                    // the same, with why no certificate came.
+                    match issued.and_then(|c| crate::credentials::write(&c, dir)) {
+                        Ok(c) => v["credentials"] = c,
+                        Err(e) => v["credentialsError"] = json!(e.to_string()),
+                    }
+                }
+                out.print(&v, |v| {
+                    let mut s = format!(
+                        "edge {} ({}) registered at {}\ntoken (shown once): {}",
+                        v["edge"]["name"].as_str().unwrap_or(""),
+                        v["edge"]["id"].as_str().unwrap_or(""),
+                        v["edge"]["pointOfPresenceId"].as_str().unwrap_or(""),
+                        v["token"].as_str().unwrap_or("")
+                    );
+                    if let Some(files) = v["credentials"]["files"].as_array() {
+                        s.push_str(&format!(
+                            "\ncertificate (serial {}) written: {}",
+                            v["credentials"]["serialNumber"].as_str().unwrap_or("?"),
+                            files
+                                .iter()
+                                .filter_map(|f| f.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    if let Some(e) = v["credentialsError"].as_str() {
+                        s.push_str(&format!("\nno certificate: {e}"));
+                    }
+                    s
+                });
+                if let Some(e) = v["credentialsError"].as_str() {
+                    anyhow::bail!("edge registered, but no certificate: {e}");
+                }
+            }
+            EdgeRouterCmd::IssueCertificate {
+                id,
+                csr,
+                validity_days,
+                out_dir,
+            } => {
+                let body = crate::credentials::request(None, csr.as_deref(), validity_days, None)?;
+                crate::credentials::issue(
+                    api,
+                    out,
+                    &id,
+                    "issueCertificate",
+                    body,
+                    out_dir.as_deref(),
+                )
+                .await?;
+            }
+            EdgeRouterCmd::RotateCredentials {
+                id,
+                kind,
+                csr,
+                validity_days,
+                revoke_old_after,
+                out_dir,
+            } => {
+                let body = crate::credentials::request(
+                    kind.as_deref(),
+                    csr.as_deref(),
+                    validity_days,
+                    revoke_old_after,
+                )?;
+                crate::credentials::issue(
+                    api,
+                    out,
+                    &id,
+                    "rotateCredentials",
+                    body,
+                    out_dir.as_deref(),
+                )
+                .await?;
+            }
+            EdgeRouterCmd::List => {
+                let v = api.get("/cic/v1/edges").await?;
+                out.print(&v, |v| table(v, TRUNK_COLUMNS));
+            }
+            EdgeRouterCmd::Get { id } => {
+                out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
+            }
+            EdgeRouterCmd::Config { id } => {
+                let v = api.get(&format!("/cic/v1/edges/{id}/config")).await?;
+                out.print(&v, pretty);
+            }
+            EdgeRouterCmd::Drain { id } => {
+                let v = api
+                    .call(Method::POST, &format!("/cic/v1/edges/{id}:drain"), None)
+                    .await?;
+                out.print(&v, |_| {
+                    format!("edge {id} draining: its sessions carry GRACEFUL_SHUTDOWN")
+                });
+            }
+            EdgeRouterCmd::Undrain { id } => {
+                let v = api
+                    .call(Method::POST, &format!("/cic/v1/edges/{id}:undrain"), None)
+                    .await?;
+                out.print(&v, |_| format!("edge {id} no longer drained"));
+            }
+            EdgeRouterCmd::Delete { id } => {
+                let v = api
+                    .call(Method::DELETE, &format!("/cic/v1/edges/{id}"), None)
+                    .await?;
+                out.print(&v, |_| format!("edge {id} deleted"));
+            }
+            EdgeRouterCmd::FabricAttachments { id } => out.print(
+                &api.get(&format!("/cic/v1/edges/{id}/fabricAttachments"))
+                    .await?,
+                pretty,
+            ),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! `cic private-connection`: the customer's private connections.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub enum ConnectionCmd {
+    /// Create a private connection.
+    Create {
+        /// The folder [default: CIC_FOLDER, else the profile's].
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, visible_alias = "trunk-id", alias = "trunk-connection-id")]
+        trunk: String,
+        #[arg(long, visible_alias = "vlan-id")]
+        vlan: u32,
+        /// The peering as the modelled CLI takes it:
+        /// peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]
+        #[arg(long, conflicts_with_all = ["subnet", "peer_ip", "cloud_ip", "peer_asn"])]
+        ipv4_peering: Option<String>,
+        /// Peering subnet, /30 or /31 (or use --ipv4-peering).
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        subnet: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        peer_ip: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        cloud_ip: Option<String>,
+        #[arg(long, required_unless_present = "ipv4_peering")]
+        peer_asn: Option<u32>,
+        #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
+        md5_key: Option<String>,
+        /// A static route (prefix via the peer IP); repeat for more.
+        #[arg(long = "static-route")]
+        static_routes: Vec<String>,
+    },
+    /// List private connections (a table; --format json|yaml for scripts).
+    List {
+        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+    },
+    /// Show one private connection.
+    Get { id: String },
+    /// Delete a private connection.
+    Delete { id: String },
+    /// Change trunk, VLAN, name, description or the session's TCP-MD5 key.
+    Update {
+        id: String,
+        #[arg(long)]
+        trunk: Option<String>,
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A new TCP-MD5 key for the BGP session ("" removes it); the session restarts
+        /// with it, so change the customer router's key at the same time.
+        #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
+        md5_key: Option<String>,
+    },
+    /// Move a private connection to another folder.
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    /// The operations on a private connection, newest first.
+    ListOperations { id: String },
+    /// The looking glass: received (with why each refused route was), accepted or
+    /// advertised routes of the session.
+    Routes {
+        id: String,
+        #[arg(long, default_value = "received", value_parser = ["received", "accepted", "advertised"])]
+        direction: String,
+    },
+    /// Hold the BGP session down for a while to test failover; it comes back by itself.
+    StartBgpFailoverTest {
+        id: String,
+        #[arg(long, default_value_t = 300)]
+        duration_seconds: u64,
+    },
+    /// End a running failover test now.
+    StopBgpFailoverTest { id: String },
+    /// Restart the BGP session at once (ends a max-prefix idle hold).
+    ResetBgpSession { id: String },
+    /// Up to 1000 private connections by id.
+    BatchGet {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Route prefixes to the customer's peer address, with or without BGP.
+    UpsertStaticRoutes {
+        id: String,
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+    /// Remove static routes of a private connection.
+    RemoveStaticRoutes {
+        id: String,
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+}
+
+pub(crate) const TRUNK_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "pointOfPresenceId",
+    "capacity",
+    "edgeId",
+    "status",
+];
+pub(crate) const CONNECTION_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "trunkConnectionId",
+    "vlanId",
+    "status",
+    "bgp.state",
+    "bgp.prefixesReceived",
+    "bgp.prefixesAccepted",
+    "bgp.prefixesAdvertised",
+];
+pub(crate) const PUBLIC_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "trunkConnectionId",
+    "vlanId",
+    "status",
+    "bgp.state",
+];
+
+/// `POST {base}:batchGet {"<field>": ids}`, printed as a table.
+pub(crate) async fn batch_get(
+    api: &Api,
+    out: &Output,
+    base: &str,
+    field: &str,
+    ids: &[String],
+    cols: &[&str],
+) -> Result<()> {
+    let v = api
+        .call(
+            Method::POST,
+            &format!("{base}:batchGet"),
+            Some(&json!({ field: ids })),
+        )
+        .await?;
+    out.print(&v, |v| table(v, cols));
+    Ok(())
+}
+
+/// `peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]` → the
+/// API's `ipv4Peering`. Unknown, repeated or missing keys are errors that name them.
+pub(crate) fn peering_from_kv(s: &str) -> Result<Value> {
+    const KEYS: [(&str, &str); 5] = [
+        ("peering-subnet", "peeringSubnet"),
+        ("peer-ip", "peerIp"),
+        ("cloud-ip", "cloudIp"),
+        ("peer-bgp-asn", "peerBgpAsn"),
+        ("peer-bgp-md5-key", "peerBgpMd5Key"),
+    ];
+    let mut v = serde_json::Map::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--ipv4-peering: {part:?} is not key=value"))?;
+        let (_, field) = KEYS
+            .iter()
+            .find(|(key, _)| *key == k.trim())
+            .ok_or_else(|| {
+                anyhow!(
+                    "--ipv4-peering: unknown key {k:?}; keys are {}",
+                    KEYS.map(|(k, _)| k).join(", ")
+                )
+            })?;
+        if v.insert((*field).to_string(), json!(val.trim())).is_some() {
+            bail!("--ipv4-peering: {k} is given twice");
+        }
+    }
+    for (k, field) in &KEYS[..4] {
+        if !v.contains_key(*field) {
+            bail!("--ipv4-peering: {k}= is missing");
+        }
+    }
+    Ok(Value::Object(v))
+}
+
+pub(crate) async fn static_routes(
+    api: &Api,
+    out: &Output,
+    id: &str,
+    method: &str,
+    prefixes: &[String],
+) -> Result<()> {
+    let routes: Vec<Value> = prefixes.iter().map(|p| json!({"prefix": p})).collect();
+    out.mutate(
+        api,
+        Method::POST,
+        &format!("/cic/v1/privateConnections/{id}:{method}"),
+        Some(json!({"ipv4StaticRoutes": routes})),
+        "private connection",
+    )
+    .await
+}
+
+pub(crate) fn session_line(pc: &Value) -> String {
+    match pc.get("bgp") {
+        Some(b) => format!(
+            "BGP {} with {} (AS {}), up {} s, prefixes received {} / accepted {} / advertised {}{}",
+            b["state"].as_str().unwrap_or("?"),
+            b["peer"].as_str().unwrap_or("?"),
+            b["peerAsn"],
+            b["uptimeSecs"],
+            b["prefixesReceived"],
+            b["prefixesAccepted"],
+            b["prefixesAdvertised"],
+            b["lastError"]
+                .as_str()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        ),
+        None => "BGP: no report from the edge yet".into(),
+    }
+}
+
+impl ConnectionCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/privateConnections";
+        match self {
+            ConnectionCmd::Update {
+                id,
+                trunk,
+                vlan,
+                name,
+                description,
+                md5_key,
+            } => {
+                let mut body = json!({});
+                if let Some(k) = md5_key {
+                    // A peering in a PATCH is merged: the key alone changes ("" removes it).
+                    let key = if k.is_empty() { Value::Null } else { json!(k) };
+                    body["ipv4Peering"] = json!({ "peerBgpMd5Key": key });
+                }
+                if let Some(t) = trunk {
+                    body["trunkConnectionId"] = json!(t);
+                }
+                if let Some(v) = vlan {
+                    body["vlanId"] = json!(v.to_string());
+                }
+                if let Some(n) = name {
+                    body["name"] = json!(n);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                out.mutate(
+                    api,
+                    Method::PATCH,
+                    &format!("{BASE}/{id}"),
+                    Some(body),
+                    "private connection",
+                )
+                .await
+            }
+            ConnectionCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                move_to(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &destination_folder,
+                    "private connection moved",
+                )
+                .await
+            }
+            ConnectionCmd::ListOperations { id } => {
+                list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
+            ConnectionCmd::StartBgpFailoverTest {
+                id,
+                duration_seconds,
+            } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:startBgpFailoverTest"),
+                    Some(json!({"durationSeconds": duration_seconds})),
+                    "failover test started; session held down",
+                )
+                .await
+            }
+            ConnectionCmd::StopBgpFailoverTest { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:stopBgpFailoverTest"),
+                    Some(json!({})),
+                    "failover test stopped",
+                )
+                .await
+            }
+            ConnectionCmd::Routes { id, direction } => {
+                let v = api
+                    .get(&format!("{BASE}/{id}:routes?direction={direction}"))
+                    .await?;
+                out.print(&v, |v| {
+                    table(v, &["prefix", "nextHop", "asPath", "origin", "rejected"])
+                });
+                Ok(())
+            }
+            ConnectionCmd::ResetBgpSession { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{BASE}/{id}:resetBgpSession"),
+                    Some(json!({})),
+                    "BGP session reset",
+                )
+                .await
+            }
+            ConnectionCmd::BatchGet { ids } => {
+                batch_get(
+                    api,
+                    out,
+                    BASE,
+                    "privateConnectionIds",
+                    &ids,
+                    CONNECTION_COLUMNS,
+                )
+                .await
+            }
+            ConnectionCmd::UpsertStaticRoutes { id, prefixes } => {
+                static_routes(api, out, &id, "upsertStaticRoutes", &prefixes).await
+            }
+            ConnectionCmd::RemoveStaticRoutes { id, prefixes } => {
+                static_routes(api, out, &id, "removeStaticRoutes", &prefixes).await
+            }
+            ConnectionCmd::Create {
+                folder,
+                name,
+                description,
+                trunk,
+                vlan,
+                ipv4_peering,
+                subnet,
+                peer_ip,
+                cloud_ip,
+                peer_asn,
+                md5_key,
+                static_routes,
+            } => {
+                let folder = out.folder(folder)?;
+                let mut peering = match ipv4_peering {
+                    Some(kv) => peering_from_kv(&kv)?,
+                    None => json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip,
+                                   "peerBgpAsn": peer_asn.map(|a| a.to_string())}),
+                };
+                if let Some(k) = md5_key {
+                    peering["peerBgpMd5Key"] = json!(k);
+                }
+                let routes: Vec<Value> =
+                    static_routes.iter().map(|p| json!({"prefix": p})).collect();
+                let body = json!({"folderId": folder, "name": name, "description": description,
+                    "trunkConnectionId": trunk, "vlanId": vlan.to_string(), "ipv4Peering": peering,
+                    "ipv4StaticRoutes": routes});
+                out.mutate(
+                    api,
+                    Method::POST,
+                    "/cic/v1/privateConnections",
+                    Some(body),
+                    "private connection",
+                )
+                .await
+            }
+            ConnectionCmd::List { folder } => {
+                let q = out.folder_query(folder);
+                let v = api.get(&format!("/cic/v1/privateConnections{q}")).await?;
+                out.print(&v, |v| table(v, CONNECTION_COLUMNS));
+                Ok(())
+            }
+            ConnectionCmd::Get { id } => {
+                let v = api.get(&format!("/cic/v1/privateConnections/{id}")).await?;
+                out.print(&v, |c| format!("{}\n{}", pretty(c), session_line(c)));
+                Ok(())
+            }
+            ConnectionCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("/cic/v1/privateConnections/{id}"),
+                    None,
+                    "private connection deleted",
+                )
+                .await
+            }
+        }
+    }
+}

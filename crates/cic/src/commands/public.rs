@@ -1,0 +1,242 @@
+//! `cic public-connection`, `cic partner` and `cic cloud-service`.
+
+use super::*;
+
+#[derive(Subcommand)]
+pub enum PublicConnectionCmd {
+    /// Create a public connection in a customer's folder (operator).
+    Create {
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, visible_alias = "trunk-id")]
+        trunk: String,
+        #[arg(long, visible_alias = "vlan-id")]
+        vlan: u32,
+        /// peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]
+        #[arg(long)]
+        ipv4_peering: String,
+        /// An allowed service type (see `cic cloud-service list`); repeat for more.
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// A public prefix the customer announces; repeat for more.
+        #[arg(long = "announced-prefix")]
+        announced: Vec<String>,
+    },
+    /// List public connections (a table; --format json|yaml for scripts).
+    List {
+        #[arg(long, visible_alias = "folder-id")]
+        folder: Option<String>,
+    },
+    /// Show one public connection.
+    Get { id: String },
+    /// Delete a public connection (operator).
+    Delete { id: String },
+    /// Move a public connection to another folder.
+    Move {
+        id: String,
+        #[arg(long)]
+        destination_folder: String,
+    },
+    /// The operations on a public connection, newest first.
+    ListOperations { id: String },
+}
+
+impl PublicConnectionCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/publicConnections";
+        match self {
+            PublicConnectionCmd::Create {
+                folder,
+                name,
+                trunk,
+                vlan,
+                ipv4_peering,
+                services,
+                announced,
+            } => {
+                let body = json!({"folderId": out.folder(folder)?, "name": name,
+                    "trunkConnectionId": trunk, "vlanId": vlan.to_string(),
+                    "ipv4Peering": peering_from_kv(&ipv4_peering)?,
+                    "ipv4AllowedServiceTypes": services, "ipv4PeerAnnouncedPrefixes": announced});
+                out.mutate(api, Method::POST, BASE, Some(body), "public connection")
+                    .await
+            }
+            PublicConnectionCmd::List { folder } => {
+                let v = api
+                    .get(&format!("{BASE}{}", out.folder_query(folder)))
+                    .await?;
+                out.print(&v, |v| table(v, PUBLIC_COLUMNS));
+                Ok(())
+            }
+            PublicConnectionCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            PublicConnectionCmd::Delete { id } => {
+                out.mutate(
+                    api,
+                    Method::DELETE,
+                    &format!("{BASE}/{id}"),
+                    None,
+                    "public connection deleted",
+                )
+                .await
+            }
+            PublicConnectionCmd::Move {
+                id,
+                destination_folder,
+            } => {
+                move_to(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &destination_folder,
+                    "public connection moved",
+                )
+                .await
+            }
+            PublicConnectionCmd::ListOperations { id } => {
+                list_operations(api, out, &format!("{BASE}/{id}")).await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PartnerCmd {
+    /// Add a partner (operator).
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        url: String,
+        /// Where the partner's port meets a PoP: pop=…,edge=…,port=…; repeat per PoP.
+        #[arg(long = "joint")]
+        joints: Vec<String>,
+    },
+    /// List partners (a table; --format json|yaml for scripts).
+    List,
+    /// Show one partner.
+    Get { id: String },
+    /// Remove a partner (operator).
+    Delete { id: String },
+}
+
+/// `pop=…,edge=…,port=…` → a partner's joint.
+fn joint_from_kv(s: &str) -> Result<Value> {
+    let mut j = serde_json::Map::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--joint: {part:?} is not key=value"))?;
+        let field = match k {
+            "pop" => "pointOfPresenceId",
+            "edge" => "accessDeviceName",
+            "port" => "portName",
+            other => bail!("--joint: unknown key {other:?}; keys are pop, edge, port"),
+        };
+        j.insert(field.into(), json!(v));
+    }
+    if j.len() != 3 {
+        bail!("--joint: give pop=…,edge=…,port=…");
+    }
+    Ok(Value::Object(j))
+}
+
+impl PartnerCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/partners";
+        match self {
+            PartnerCmd::Create {
+                id,
+                name,
+                url,
+                joints,
+            } => {
+                let joints = joints
+                    .iter()
+                    .map(|j| joint_from_kv(j))
+                    .collect::<Result<Vec<Value>>>()?;
+                let mut pops: Vec<Value> = joints
+                    .iter()
+                    .map(|j| j["pointOfPresenceId"].clone())
+                    .collect();
+                pops.dedup();
+                let v = api
+                    .call(
+                        Method::POST,
+                        BASE,
+                        Some(&json!({"id": id, "name": name, "url": url, "popIds": pops, "joints": joints})),
+                    )
+                    .await?;
+                out.print(&v, |_| format!("partner {id} added"));
+                Ok(())
+            }
+            PartnerCmd::List => {
+                let v = api.get(BASE).await?;
+                out.print(&v, |v| table(v, &["id", "name", "url", "status"]));
+                Ok(())
+            }
+            PartnerCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            PartnerCmd::Delete { id } => {
+                delete_now(api, out, &format!("{BASE}/{id}"), &format!("partner {id}")).await
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CloudServiceCmd {
+    /// Add a service to the catalogue (operator).
+    Create {
+        /// The service type, e.g. CLOUD_SERVICE_S3.
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A prefix the service answers on; repeat for more.
+        #[arg(long = "prefix", required = true)]
+        prefixes: Vec<String>,
+    },
+    /// List cloud services (a table; --format json|yaml for scripts).
+    List,
+    /// Show one cloud service.
+    Get { id: String },
+    /// Remove a service (operator).
+    Delete { id: String },
+}
+
+impl CloudServiceCmd {
+    pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
+        const BASE: &str = "/cic/v1/cloudServices";
+        match self {
+            CloudServiceCmd::Create { id, name, prefixes } => {
+                let v = api
+                    .call(
+                        Method::POST,
+                        BASE,
+                        Some(&json!({"id": id, "name": name, "prefixes": prefixes})),
+                    )
+                    .await?;
+                out.print(&v, |_| format!("cloud service {id} added"));
+                Ok(())
+            }
+            CloudServiceCmd::List => {
+                let v = api.get(BASE).await?;
+                out.print(&v, |v| table(v, &["id", "name", "prefixes"]));
+                Ok(())
+            }
+            CloudServiceCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
+            CloudServiceCmd::Delete { id } => {
+                delete_now(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}"),
+                    &format!("cloud service {id}"),
+                )
+                .await
+            }
+        }
+    }
+}
