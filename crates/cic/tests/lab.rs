@@ -491,6 +491,106 @@ fn deleting_resources_removes_everything_the_edge_made() {
     }
 }
 
+/// The metric names the files in `dashboards/` and `alerts/` use in their expressions.
+fn shipped_metric_names() -> std::collections::BTreeSet<String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut exprs = Vec::new();
+    for f in [
+        "dashboards/cic-operator.json",
+        "dashboards/cic-customer.json",
+    ] {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{root}/{f}")).expect(f))
+                .expect("dashboard JSON");
+        for p in v["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                exprs.push(t["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        for t in v["templating"]["list"].as_array().expect("templating") {
+            if let Some(q) = t["query"].as_str() {
+                exprs.push(q.to_string());
+            }
+        }
+    }
+    let rules = std::fs::read_to_string(format!("{root}/alerts/cic.rules.yml")).expect("rules");
+    for l in rules.lines() {
+        if let Some(e) = l.trim().strip_prefix("expr:") {
+            exprs.push(e.to_string());
+        }
+    }
+    assert!(exprs.len() > 10, "{exprs:?}");
+    // Metric names: identifiers outside label matchers, groupings and strings, that are
+    // not PromQL's own words.
+    const PROMQL: &[&str] = &[
+        "sum",
+        "count",
+        "max",
+        "min",
+        "avg",
+        "by",
+        "on",
+        "without",
+        "group_right",
+        "group_left",
+        "increase",
+        "rate",
+        "time",
+        "label_values",
+        "and",
+        "or",
+        "unless",
+        "bool",
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    for e in exprs {
+        let mut clean = String::new();
+        let mut depth = 0;
+        let mut in_str = false;
+        for c in e.chars() {
+            match c {
+                '"' => in_str = !in_str,
+                '{' if !in_str => depth += 1,
+                '}' if !in_str => depth -= 1,
+                _ if in_str || depth > 0 => {}
+                c => clean.push(c),
+            }
+        }
+        // `by (a, b)` and `on()` name labels, not metrics.
+        let clean = strip_groupings(&clean);
+        for w in clean.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if w.contains('_')
+                && w.starts_with(|c: char| c.is_ascii_lowercase())
+                && !PROMQL.contains(&w)
+            {
+                names.insert(w.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// `expr` without the label lists of `by (…)`, `without (…)` and `on (…)`, and the label
+/// argument of `label_values(metric, label)`.
+fn strip_groupings(expr: &str) -> String {
+    let mut out = expr.to_string();
+    if let Some(i) = out.find("label_values(")
+        && let Some(c) = out[i..].rfind(',')
+    {
+        out.truncate(i + c);
+    }
+    for kw in ["by", "without", "on"] {
+        while let Some(i) = out
+            .find(&format!("{kw} ("))
+            .or_else(|| out.find(&format!("{kw}(")))
+        {
+            let Some(j) = out[i..].find(')') else { break };
+            out.replace_range(i..i + j + 1, " ");
+        }
+    }
+    out
+}
+
 #[test]
 fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_returns() {
     let result = with_lab("lab server restart", |lab| -> std::process::Child {
@@ -552,6 +652,37 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
                 .unwrap_or_default()
                 .to_string()
         };
+
+        // Every metric the shipped dashboards and alert rules name is exported by the
+        // server or an edge of a running lab.
+        let exported = {
+            let edge = info["pops"][0]["edgeMetrics"]
+                .as_str()
+                .expect("metrics url");
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            let server_metrics = rt.block_on(async {
+                let http = cic_lab::lab_client(server, cic_lab::CA_CERT).expect("client");
+                http.get(format!("{server}/metrics"))
+                    .bearer_auth(token.trim())
+                    .send()
+                    .await
+                    .expect("server metrics")
+                    .text()
+                    .await
+                    .expect("text")
+            });
+            // Two scrapes: rates are from the previous one.
+            let _ = http_get(edge);
+            format!("{server_metrics}\n{}", http_get(edge))
+        };
+        let missing: Vec<String> = shipped_metric_names()
+            .into_iter()
+            .filter(|m| !exported.contains(&format!("# TYPE {m} ")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "named by dashboards or alerts, not exported: {missing:?}"
+        );
 
         // The edge says it is ready, with its sessions counted.
         let metrics = info["pops"][0]["edgeMetrics"]

@@ -134,6 +134,8 @@ pub struct AppState {
     pub(crate) audit_writes: std::sync::atomic::AtomicU64,
     /// Rate and long-poll counts per credential.
     pub(crate) limiter: Arc<limits::Limiter>,
+    /// When the server's TLS certificate expires (unix seconds; absent without TLS).
+    pub tls_not_after: std::sync::Mutex<Option<Arc<std::sync::atomic::AtomicI64>>>,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -166,6 +168,7 @@ impl AppState {
             page_key,
             audit_writes: Default::default(),
             limiter: Default::default(),
+            tls_not_after: Default::default(),
         });
         st.follow_others();
         Ok(st)
@@ -577,6 +580,9 @@ pub async fn serve(
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     info!("cic server listening on {scheme}://{bound}, database {database}");
     if let Some(a) = acceptor.clone() {
+        if let Ok(mut t) = state.tls_not_after.lock() {
+            *t = Some(a.not_after());
+        }
         reload_on_sighup(a);
     }
     listen::serve(listener, acceptor, &opts, app(state), shutdown)

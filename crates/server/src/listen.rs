@@ -186,14 +186,29 @@ pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError>
 pub struct Acceptor {
     files: TlsFiles,
     current: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+    /// When the certificate in use expires (unix seconds), for the metrics and alerts.
+    not_after: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// The expiry (unix seconds) of the first certificate of a PEM file.
+fn expiry(files: &TlsFiles) -> i64 {
+    read_certs(&files.cert)
+        .ok()
+        .and_then(|c| {
+            let (_, x) = x509_parser::parse_x509_certificate(c.first()?).ok()?;
+            Some(x.validity().not_after.timestamp())
+        })
+        .unwrap_or(0)
 }
 
 impl Acceptor {
     pub fn new(files: TlsFiles) -> Result<Acceptor, TlsError> {
         let config = server_config(&files)?;
+        let not_after = Arc::new(std::sync::atomic::AtomicI64::new(expiry(&files)));
         Ok(Acceptor {
             files,
             current: Arc::new(RwLock::new(Arc::new(config))),
+            not_after,
         })
     }
 
@@ -203,7 +218,14 @@ impl Acceptor {
         if let Ok(mut c) = self.current.write() {
             *c = config;
         }
+        self.not_after
+            .store(expiry(&self.files), std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The expiry of the certificate in use, kept current across reloads.
+    pub fn not_after(&self) -> Arc<std::sync::atomic::AtomicI64> {
+        self.not_after.clone()
     }
 
     fn config(&self) -> Option<Arc<rustls::ServerConfig>> {

@@ -45,6 +45,19 @@ pub async fn metrics(
         vec![],
         st.store.count_pending_operations().await? as f64,
     );
+    let expiry = st.tls_not_after.lock().ok().and_then(|t| {
+        t.as_ref()
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+    });
+    if let Some(t) = expiry {
+        e.sample(
+            "cic_tls_certificate_not_after_seconds",
+            "gauge",
+            "When the server's TLS certificate expires (unix seconds; re-read on SIGHUP).",
+            vec![],
+            t as f64,
+        );
+    }
     let now = time::OffsetDateTime::now_utc();
     let mut live: Vec<_> = st.live().await?.into_iter().collect();
     live.sort_by(|a, b| a.0.cmp(&b.0));
