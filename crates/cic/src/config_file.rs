@@ -50,7 +50,11 @@ fn flags_from_file(sub: &Command, file: &Path, given: &[OsString]) -> Result<Vec
     let keys_of = || {
         sub.get_arguments().filter(|a| {
             !a.is_hide_set()
-                && (!a.is_global_set() || matches!(a.get_long(), Some("insecure-http" | "ca-cert")))
+                && (!a.is_global_set()
+                    || matches!(
+                        a.get_long(),
+                        Some("insecure-http" | "ca-cert" | "log-level" | "log-format")
+                    ))
         })
     };
     for (key, value) in &table {

@@ -39,6 +39,10 @@ struct Cli {
     /// and secrets then cross the network in clear.
     #[arg(long, global = true)]
     insecure_http: bool,
+    /// Log levels of the daemons, per module (`info`, `info,cic_bgp=debug`); SIGHUP sets
+    /// the server's again from its config file.
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log_level: Option<String>,
     /// Logs of the daemons (server, edge): text, or json (one object a line).
     #[arg(long, global = true, env = "CIC_LOG_FORMAT", value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -593,6 +597,32 @@ fn man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> anyhow::
     Ok(n)
 }
 
+/// The settings SIGHUP changes, read again from `argv` and its config file.
+fn reload_server(argv: &[std::ffi::OsString]) -> Result<cic_server::Reloadable, String> {
+    use clap::{CommandFactory, Parser};
+    let args = config_file::expand(&Cli::command(), argv.to_vec()).map_err(|e| format!("{e:#}"))?;
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let Cmd::Server(ServerCmd { args: a, .. }) = cli.cmd else {
+        return Err("not a server command line".into());
+    };
+    let usable = a.rate_limit >= 0.0
+        && a.rate_limit.is_finite()
+        && a.rate_burst >= 1.0
+        && a.rate_burst.is_finite();
+    if !usable {
+        return Err("rate-limit must be 0 or more and rate-burst 1 or more".into());
+    }
+    set_log_level(cli.log_level.as_deref().unwrap_or("info"))?;
+    Ok(cic_server::Reloadable {
+        limits: cic_server::limits::Limits {
+            rate: a.rate_limit,
+            burst: a.rate_burst,
+            long_polls: a.max_long_polls,
+        },
+        audit_retention: Duration::from_secs(a.audit_retention_days * 86_400),
+    })
+}
+
 /// `cic server --check-config`: everything the server would read before serving, read.
 fn check_server_config(
     database: &str,
@@ -681,24 +711,53 @@ fn sealer(
 
 /// `--log-format json` (set once in `main`).
 static LOG_JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+/// `--log-level` (set once in `main`).
+static LOG_LEVEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// Logs of `cic server`, `cic edge` and the lab's daemons: levels per module from
-/// `RUST_LOG` (`info`, `info,cic_bgp=debug`), text or one JSON object a line
-/// (`--log-format json`, `CIC_LOG_FORMAT`) for a log shipper.
+type LogFilter =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+/// Changes the log levels of the running process.
+static LOG_FILTER: std::sync::OnceLock<LogFilter> = std::sync::OnceLock::new();
+
+/// Logs of `cic server`, `cic edge` and the lab's daemons: levels per module
+/// (`--log-level`, `RUST_LOG`: `info`, `info,cic_bgp=debug`; changed at run time by
+/// [`set_log_level`]), text or one JSON object a line (`--log-format json`).
 fn init_tracing() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let level = LOG_LEVEL.get().cloned().unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let json = LOG_JSON.get().copied().unwrap_or(false);
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(json);
-    let _ = if json {
-        b.json()
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init()
+            .boxed()
     } else {
-        b.try_init()
+        tracing_subscriber::fmt::layer().with_target(false).boxed()
     };
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// Puts new log levels in force; an unreadable directive is an error naming it.
+fn set_log_level(level: &str) -> Result<(), String> {
+    let f = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("log-level {level:?}: {e}"))?;
+    match LOG_FILTER.get() {
+        Some(h) => h.reload(f).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -723,6 +782,13 @@ async fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     let _ = LOG_JSON.set(cli.log_format.as_deref() == Some("json"));
+    if let Some(l) = &cli.log_level {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(l) {
+            eprintln!("error: --log-level {l:?}: {e}");
+            return ExitCode::from(2);
+        }
+        let _ = LOG_LEVEL.set(l.clone());
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -936,12 +1002,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 a.secrets_key_file.as_deref(),
                 a.old_secrets_key_file.as_deref(),
             )?;
+            // SIGHUP reads the command line and config file again for what can change
+            // without a restart.
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let on_reload: cic_server::OnReload = Box::new(move || reload_server(&argv));
             cic_server::serve(
                 listen,
                 &a.database,
                 secrets,
                 config,
                 admin,
+                Some(on_reload),
                 shutdown_signal(),
             )
             .await?;

@@ -402,3 +402,91 @@ fn doctor_reports_what_this_kernel_lacks_and_what_the_edge_does_without() {
         .unwrap_or(false);
     assert!(!left, "a cic-doctor namespace was left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_config_file_again_and_a_broken_one_changes_nothing() {
+    let d = dir("hup");
+    let db = format!("sqlite://{}", s(&d.join("cic.db")));
+    let f = d.join("server.toml");
+    let write = |rate: &str, burst: &str, level: &str| {
+        std::fs::write(
+            &f,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase = \"{db}\"\nrate-limit = {rate}\nrate-burst = {burst}\nlog-level = \"{level}\"\n"
+            ),
+        )
+        .expect("write");
+    };
+    write("0.1", "1", "info");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["server", "--config", s(&f)])
+        .env("CIC_ADMIN_TOKEN", "hup-admin")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic server");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+        if l.contains(what) {
+            return l;
+        }
+    };
+    let listening = wait_for("listening on http://");
+    let url = listening
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("url")
+        .to_string();
+    let http = cic_client::tls::local_client(reqwest::Client::builder()).expect("client");
+    let status = |http: reqwest::Client, url: String| async move {
+        http.get(format!("{url}/cic/v1/pointOfPresences"))
+            .bearer_auth("hup-admin")
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(http.clone(), url.clone()).await, 200);
+    assert_eq!(
+        status(http.clone(), url.clone()).await,
+        429,
+        "burst 1 from the file"
+    );
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP")
+    };
+    // A broken file: refused, said so, the limits stay.
+    std::fs::write(&f, "rate-limit = \"fast\"\n").expect("write");
+    hup();
+    let e = wait_for("config not reloaded");
+    assert!(e.contains("--rate-limit"), "{e}");
+    // The file fixed and raised: in force after SIGHUP, without a restart.
+    write("100", "50", "debug");
+    hup();
+    let ok = wait_for("config reloaded");
+    assert!(ok.contains("rate limit 100/s, burst 50"), "{ok}");
+    for _ in 0..10 {
+        assert_eq!(status(http.clone(), url.clone()).await, 200);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

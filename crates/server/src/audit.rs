@@ -173,7 +173,7 @@ async fn record(st: &AppState, e: &AuditEvent) {
         .fetch_add(1, Ordering::Relaxed)
         .is_multiple_of(256)
     {
-        let keep = st.config.audit_retention.as_millis() as i64;
+        let keep = st.audit_retention().as_millis() as i64;
         if let Err(err) = st.store.prune_audit_events(at - keep).await {
             tracing::warn!("audit trail not pruned: {err}");
         }

@@ -136,6 +136,15 @@ pub struct AppState {
     pub(crate) limiter: Arc<limits::Limiter>,
     /// When the server's TLS certificate expires (unix seconds; absent without TLS).
     pub tls_not_after: std::sync::Mutex<Option<Arc<std::sync::atomic::AtomicI64>>>,
+    /// What SIGHUP may change without a restart (starts as `config` says).
+    reloadable: std::sync::RwLock<Reloadable>,
+}
+
+/// The settings a running server takes again on SIGHUP.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reloadable {
+    pub limits: limits::Limits,
+    pub audit_retention: Duration,
 }
 
 /// Held by a mutation from its first read to its commit: this server's mutex, and on
@@ -160,6 +169,10 @@ impl AppState {
         .unwrap_or_else(|_| candidate.to_vec());
         let st = Arc::new(AppState {
             store,
+            reloadable: std::sync::RwLock::new(Reloadable {
+                limits: config.limits,
+                audit_retention: config.audit_retention,
+            }),
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
@@ -172,6 +185,29 @@ impl AppState {
         });
         st.follow_others();
         Ok(st)
+    }
+
+    /// The rate and long-poll limits in force (SIGHUP may have changed them).
+    pub fn limits(&self) -> limits::Limits {
+        self.reloadable
+            .read()
+            .map(|r| r.limits)
+            .unwrap_or(self.config.limits)
+    }
+
+    /// How long audit events are kept now.
+    pub fn audit_retention(&self) -> Duration {
+        self.reloadable
+            .read()
+            .map(|r| r.audit_retention)
+            .unwrap_or(self.config.audit_retention)
+    }
+
+    /// Puts settings read again (SIGHUP) in force.
+    pub fn reload(&self, r: Reloadable) {
+        if let Ok(mut cur) = self.reloadable.write() {
+            *cur = r;
+        }
     }
 
     pub async fn lock_writes(&self) -> ApiResult<WriteGuard<'_>> {
@@ -541,12 +577,17 @@ pub enum ServeError {
 
 /// Runs the server until `shutdown` resolves. With TLS, SIGHUP reads the certificate,
 /// key and client CA again (connections already open keep theirs).
+/// What SIGHUP calls to read the settings again (the config file and flags, in the
+/// binary); an error leaves those in force.
+pub type OnReload = Box<dyn Fn() -> Result<Reloadable, String> + Send + Sync>;
+
 pub async fn serve(
     opts: listen::ListenOptions,
     database: &str,
     secrets: cic_store::Sealer,
     config: ServerConfig,
     admin_token: Option<String>,
+    on_reload: Option<OnReload>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     // The socket's options are checked before anything is written to the database.
@@ -579,28 +620,56 @@ pub async fn serve(
     let bound = listener.local_addr().map_err(ServeError::Io)?;
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     info!("cic server listening on {scheme}://{bound}, database {database}");
-    if let Some(a) = acceptor.clone() {
-        if let Ok(mut t) = state.tls_not_after.lock() {
-            *t = Some(a.not_after());
-        }
-        reload_on_sighup(a);
+    if let Some(a) = &acceptor
+        && let Ok(mut t) = state.tls_not_after.lock()
+    {
+        *t = Some(a.not_after());
     }
+    reload_on_sighup(acceptor.clone(), on_reload, state.clone());
     listen::serve(listener, acceptor, &opts, app(state), shutdown)
         .await
         .map_err(ServeError::Io)
 }
 
-fn reload_on_sighup(acceptor: listen::Acceptor) {
+/// SIGHUP: the TLS files, and the settings `on_reload` reads again (limits, audit
+/// retention; the binary also sets the log level there). What fails to load leaves what
+/// was in force.
+fn reload_on_sighup(
+    acceptor: Option<listen::Acceptor>,
+    on_reload: Option<OnReload>,
+    state: Arc<AppState>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP: the TLS files will not be reloaded");
+        tracing::warn!("cannot watch SIGHUP: nothing will be reloaded");
         return;
     };
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match acceptor.reload() {
-                Ok(()) => info!("SIGHUP: TLS certificate, key and client CA reloaded"),
-                Err(e) => tracing::error!("SIGHUP: TLS files not reloaded, the old ones stay: {e}"),
+            if let Some(a) = &acceptor {
+                match a.reload() {
+                    Ok(()) => info!("SIGHUP: TLS certificate, key and client CA reloaded"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: TLS files not reloaded, the old ones stay: {e}")
+                    }
+                }
+            }
+            if let Some(f) = &on_reload {
+                match f() {
+                    Ok(r) => {
+                        info!(
+                            "SIGHUP: config reloaded: rate limit {}/s, burst {}, long-polls {}, audit kept {} days",
+                            r.limits.rate,
+                            r.limits.burst,
+                            r.limits.long_polls,
+                            r.audit_retention.as_secs() / 86_400
+                        );
+                        state.reload(r);
+                    }
+                    Err(e) => {
+                        tracing::error!("SIGHUP: config not reloaded, the old one stays: {e}")
+                    }
+                }
             }
         }
     });

@@ -165,7 +165,7 @@ fn too_many(message: String, retry_after: u64) -> Response {
 }
 
 pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let l = st.config.limits;
+    let l = st.limits();
     if l.rate <= 0.0 && l.long_polls == 0 {
         return next.run(req).await;
     }
