@@ -1309,3 +1309,92 @@ fn a_tcp_md5_key_mismatch_is_named_in_the_connection_status() {
     });
     let _ = result;
 }
+
+/// SIGTERM to an edge agent (systemd's stop): its sessions end with Administrative
+/// Shutdown so the routers stop using that PoP at once, while the kernel state it made
+/// stays and forwards; traffic goes on through the other PoP.
+#[test]
+fn sigterm_of_an_edge_agent_stops_its_announcements_and_leaves_its_forwarding() {
+    let result = with_lab("lab edge sigterm", |lab| {
+        let bird = lab.info["bird"]["customer"]
+            .as_str()
+            .expect("bird")
+            .to_string();
+        let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
+        let pid: i32 = pids
+            .lines()
+            .find_map(|l| l.strip_prefix("edge-pop1 "))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("pop1's edge pid");
+        let ns = lab_namespaces()
+            .into_iter()
+            .find(|n| n.starts_with("cicl-pop1-"))
+            .expect("pop1's instance namespace");
+        let routes = || {
+            let o = Command::new("ip")
+                .args(["-n", &ns, "route", "show", "192.168.10.0/24"])
+                .output()
+                .expect("ip");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        assert!(
+            !routes().is_empty(),
+            "the customer's route is in pop1's kernel"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the agent to exit",
+            || {
+                (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z ")))
+                .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The customer's router was told why (RFC 9003), not left to find out by BFD.
+        let said = cic_peers::wait_until(
+            std::time::Duration::from_secs(5),
+            "BIRD to hear the shutdown",
+            || {
+                let o = Command::new("birdc")
+                    .args(["-s", &bird, "show", "protocols", "all", "pop1"])
+                    .output()
+                    .ok()?;
+                let t = String::from_utf8_lossy(&o.stdout).to_string();
+                t.contains("Administrative shutdown").then_some(t)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(said.contains("cic edge stopping"), "{said}");
+        // The kernel keeps what the agent made, and traffic flows through pop2.
+        assert!(!routes().is_empty(), "pop1's kernel routes stayed");
+        let p = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "cicl-host",
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "10.128.0.10",
+            ])
+            .output()
+            .expect("ping");
+        assert!(
+            p.status.success(),
+            "on-prem → VM through the other PoP: {}",
+            text(&p)
+        );
+    });
+    let _ = result;
+}

@@ -706,6 +706,18 @@ impl Instance {
         self.nl.set_up(index, None).await.map_err(|e| e.to_string())
     }
 
+    /// The agent is stopping: every BGP session ends with Cease / Administrative Shutdown
+    /// and `why` (RFC 9003), so peers withdraw our routes at once; the namespace, links
+    /// and kernel routes stay and keep forwarding what still arrives.
+    pub async fn stop_announcing(&self, why: &str) {
+        // The kernel's routes stay as they are: the route programmer stops before the
+        // speaker drops what its peers sent.
+        self.routes_task.abort();
+        self.bgp
+            .shutdown_with(cic_bgp::fsm::admin_shutdown(why))
+            .await;
+    }
+
     /// Stops the speaker (Cease to every peer) and removes the namespace and its links.
     pub async fn stop(self) {
         for p in self.peers.values() {

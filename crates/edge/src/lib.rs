@@ -235,7 +235,13 @@ impl Agent {
         tokio::select! {
             _ = self.sync_loop() => {}
             _ = self.query_loop() => {}
-            _ = shutdown => info!("edge agent stopping; the data plane keeps forwarding"),
+            _ = shutdown => {
+                info!("edge agent stopping: sessions end with Administrative Shutdown; the data plane keeps forwarding");
+                let st = self.state.lock().await;
+                for i in st.instances.values() {
+                    i.stop_announcing("cic edge stopping").await;
+                }
+            }
         }
         reporter.abort();
         if let Some(m) = metrics {
