@@ -81,14 +81,27 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     };
     // What: the operation the answer holds, or the error code of a refusal.
     let (resp_parts, body) = resp.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_READ).await {
-        Ok(b) => b,
-        Err(_) => {
-            tracing::error!(%path, "audit: the answer could not be read; recorded without it");
-            axum::body::Bytes::new()
+    // The answer is read (to find its operation) only when it is known to be small; a
+    // larger or streamed one goes to the caller untouched and is recorded without it.
+    use axum::body::HttpBody as _;
+    let small = body
+        .size_hint()
+        .upper()
+        .is_some_and(|u| u <= MAX_READ as u64);
+    let (body, v) = if small {
+        match axum::body::to_bytes(body, MAX_READ).await {
+            Ok(b) => {
+                let v = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                (Body::from(b), v)
+            }
+            Err(e) => {
+                tracing::error!(%path, "audit: the answer could not be read: {e}");
+                (Body::empty(), Value::Null)
+            }
         }
+    } else {
+        (body, Value::Null)
     };
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let mut event = AuditEvent {
         id: crate::new_id("ae"),
         time: now_ms_text(),
@@ -134,7 +147,7 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         event.folder_id = v["id"].as_str().unwrap_or_default().to_string();
     }
     record(&st, &event).await;
-    Response::from_parts(resp_parts, Body::from(bytes))
+    Response::from_parts(resp_parts, body)
 }
 
 fn now_ms() -> i64 {
