@@ -1146,10 +1146,16 @@ fn too_large_routes_are_not_sent_and_our_own_next_hop_not_taken_each_shown_why()
     let bird_routes = || bird.cmd("show route protocol speaker").unwrap_or_default();
     wait_until(
         WAIT,
-        "BIRD has the small route, the large one counted",
+        "BIRD has the small route over an Established session, the large one counted",
         || {
+            // (BIRD and the speaker both connect: at the start a second connection may
+            // replace the first, so the state is waited for, not read once.)
             let row = neighbor(&sock, "127.0.38.2");
-            (bird_routes().contains("10.38.1.0/24") && row["tooLarge"] == 1).then_some(())
+            (bird_routes().contains("10.38.1.0/24")
+                && row["tooLarge"] == 1
+                && row["state"] == "ESTABLISHED"
+                && row["advertised"] == 1)
+                .then_some(())
         },
     )
     .unwrap_or_else(|e| {
