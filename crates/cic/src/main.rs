@@ -59,6 +59,10 @@ struct Cli {
     /// Do not wait for mutations to be applied; print the operation at once.
     #[arg(long = "async", global = true)]
     no_wait: bool,
+    /// No progress while waiting, and no summary line when a mutation is done (the exit
+    /// status says it; errors are still printed; --format json|yaml still prints).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     /// How long to wait for a mutation, in seconds.
     #[arg(long, global = true, default_value_t = 120)]
     timeout: u64,
@@ -843,6 +847,7 @@ fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
         },
         out: commands::Output {
             format,
+            quiet: cli.quiet,
             wait: !cli.no_wait,
             timeout: Duration::from_secs(cli.timeout),
             folder: std::env::var("CIC_FOLDER")

@@ -752,3 +752,104 @@ async fn md5_keys_are_sealed_at_rest_and_sealed_again_under_a_new_key() {
         secrets_sealed_at_rest(&url, "pg").await;
     }
 }
+
+/// `--quiet`: a mutation waiting for an edge shows no progress, and one that succeeds
+/// prints no summary; errors are still said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_shows_no_progress_and_no_summary_but_still_the_error() {
+    let path = std::env::temp_dir().join(format!("cic-quiet-{}.db", std::process::id()));
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    let server = Server::start(&format!("sqlite://{}", path.display())).await;
+    let http = cic_client::tls::local_client(reqwest::Client::builder()).expect("client");
+    let base = server.url.clone();
+    for (p, body) in [
+        ("/resourcemanager/v1/folders", json!({"id": "f1"})),
+        ("/cic/v1/pointOfPresences", json!({"id": "pop1"})),
+        (
+            "/cic/v1/edges",
+            json!({"name": "e1", "pointOfPresenceId": "pop1", "routerId": "10.255.0.1",
+            "fabric": {"asn": 200350, "remoteVtep": "100.64.255.2", "localVtep": "100.64.255.1", "transitPool": "100.127.0.0/24"}}),
+        ),
+    ] {
+        call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{base}{p}"),
+            Some(body),
+        )
+        .await
+        .expect(p);
+    }
+    let run = |extra: &[&str], name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args(extra)
+            .args([
+                "--server",
+                &base,
+                "--timeout",
+                "1",
+                "trunk-connection",
+                "create",
+                "--folder-id",
+                "f1",
+            ])
+            .args([
+                "--name",
+                name,
+                "--point-of-presence-id",
+                "pop1",
+                "--capacity",
+                "1g",
+            ])
+            .args(["--overlay-remote-vtep", "100.64.1.2"])
+            .env("CIC_TOKEN", TOKEN)
+            .env("CIC_CONFIG", "/nonexistent/cic.toml")
+            .output()
+            .expect("cic")
+    };
+    // No edge applies anything here: the operation waits, and times out after a second.
+    let loud = run(&[], "t1");
+    let loud_err = String::from_utf8_lossy(&loud.stderr);
+    assert!(!loud.status.success());
+    assert!(loud_err.contains("waiting for operation"), "{loud_err}");
+    let quiet = run(&["--quiet"], "t2");
+    let quiet_err = String::from_utf8_lossy(&quiet.stderr);
+    assert!(!quiet.status.success());
+    assert!(!quiet_err.contains("waiting for operation"), "{quiet_err}");
+    assert!(
+        quiet_err.contains("is not done after"),
+        "the error is still said: {quiet_err}"
+    );
+    // A mutation that succeeds at once says nothing when quiet.
+    let ok = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args([
+            "-q",
+            "--server",
+            &base,
+            "routing-instance",
+            "create",
+            "--folder-id",
+            "f1",
+        ])
+        .args([
+            "--name",
+            "r1",
+            "--vpc",
+            "vpc-q",
+            "--prefix",
+            "zone-a=10.128.0.0/24",
+        ])
+        .env("CIC_TOKEN", TOKEN)
+        .env("CIC_CONFIG", "/nonexistent/cic.toml")
+        .output()
+        .expect("cic");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(ok.stdout.is_empty() && ok.stderr.is_empty(), "{:?}", ok);
+    server.kill();
+}

@@ -51,6 +51,8 @@ impl Format {
 
 pub struct Output {
     pub format: Format,
+    /// `--quiet`: no progress, no summary of a finished mutation in table format.
+    pub quiet: bool,
     pub wait: bool,
     pub timeout: Duration,
     /// The folder when a command's `--folder` is not given (CIC_FOLDER, the profile).
@@ -105,6 +107,7 @@ impl Output {
         let id = op["id"].as_str().unwrap_or("?").to_string();
         let started = std::time::Instant::now();
         let tty = std::io::stderr().is_terminal();
+        let progress = !self.quiet;
         let mut shown = false;
         let done = {
             let wait = api.wait(op, self.timeout);
@@ -116,7 +119,7 @@ impl Output {
                     _ = tick.tick() => {
                         // Quick operations finish without a word; slow ones say so.
                         let t = started.elapsed();
-                        if t >= Duration::from_millis(500) {
+                        if progress && t >= Duration::from_millis(500) {
                             if tty {
                                 eprint!("\r{what}: operation {id} running, {:.1} s", t.as_secs_f64());
                                 shown = true;
@@ -139,6 +142,9 @@ impl Output {
             .unwrap_or("?")
             .to_string();
         let t = started.elapsed().as_secs_f64();
+        if self.quiet && self.format == Format::Table {
+            return Ok(());
+        }
         self.print(&done, |_| match r.get("status").and_then(Value::as_str) {
             Some(status) => format!("{what}: {rid} {status} ({t:.1} s)"),
             None => format!("{what}: {rid} done ({t:.1} s)"),
