@@ -179,8 +179,8 @@ pub fn pki_init(dir: &Path, names: &[String], days: i64, force: bool) -> Result<
         );
     }
     // A name of its own, so that two CAs are told apart in errors and by their users.
-    let tag: [u8; 3] = rand_bytes();
-    let (ca, key_pem) = cic_server::pki::Ca::generate(&format!("cic CA {}", hex(&tag)), days)?;
+    let tag = cic_server::new_id("");
+    let (ca, key_pem) = cic_server::pki::Ca::generate(&format!("cic CA {}", &tag[..6]), days)?;
     let server = ca.issue_server(names, days)?;
     write_atomic(&ca_key, &key_pem, 0o600)?;
     write_atomic(&dir.join("ca.crt"), &ca.cert_pem, 0o644)?;
@@ -197,16 +197,4 @@ pub fn pki_init(dir: &Path, names: &[String], days: i64, force: bool) -> Result<
         d = dir.display()
     );
     Ok(())
-}
-
-fn rand_bytes() -> [u8; 3] {
-    let mut b = [0u8; 3];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    b
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

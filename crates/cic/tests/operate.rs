@@ -3,6 +3,8 @@
 //! key, `--check-config` reading what the process would read before it serves), JSON logs,
 //! shell completions and man pages.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -79,19 +81,7 @@ async fn a_server_runs_from_its_file_and_the_command_line_and_environment_win() 
         .stderr(Stdio::null())
         .spawn()
         .expect("cic server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1)
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(rest.split(',').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(30)).expect("listening");
+    let url = common::listening_url(&mut child);
     assert!(
         url.starts_with("https://127.0.0.1:"),
         "TLS from the file: {url}"

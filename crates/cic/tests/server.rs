@@ -1,7 +1,8 @@
 //! `cic server` as a process: killed with SIGKILL in the middle of writes, it loses nothing
 //! it acknowledged. Runs on SQLite, and on PostgreSQL too when `CIC_TEST_POSTGRES` is set.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,25 +49,13 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start cic server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Read the log until the listening line; keep draining it so the server never
-        // blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let url = rest.split(',').next().unwrap_or_default().to_string();
-                    let _ = tx.send(url);
-                }
-            }
-        });
-        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .expect("join")
-            .expect("cic server said where it listens");
+        let url = tokio::task::spawn_blocking(move || {
+            let url = common::listening_url(&mut child);
+            (child, url)
+        })
+        .await
+        .expect("join");
+        let (child, url) = url;
         Server { child, url }
     }
 

@@ -1475,22 +1475,6 @@ impl Store {
         })
     }
 
-    /// The certificates issued to an edge: (serial, not after, issued, revoked at).
-    pub async fn edge_certificates(
-        &self,
-        edge_id: &str,
-    ) -> Result<Vec<(String, String, String, Option<i64>)>> {
-        let rows = sqlx::query(
-            "SELECT serial, not_after, created_at, revoked_at FROM edge_certificates WHERE edge_id = $1 ORDER BY created_at, serial",
-        )
-        .bind(edge_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect()
-    }
-
     pub async fn has_role(&self, role: &str) -> Result<bool> {
         let row = sqlx::query("SELECT COUNT(*) FROM tokens WHERE role = $1")
             .bind(role)

@@ -105,3 +105,24 @@ pub fn neighbor(socket: &Path, address: &str) -> serde_json::Value {
         .cloned()
         .unwrap_or(serde_json::Value::Null)
 }
+
+/// Where a `cic server` started with its stdout piped says it listens (its "listening on
+/// URL, …" log line), waited for up to 30 s; its log keeps being drained after, so the
+/// server never blocks on a full pipe.
+pub fn listening_url(child: &mut Child) -> String {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("the server's stdout, piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.split(',').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT)
+        .expect("cic server said where it listens")
+}
