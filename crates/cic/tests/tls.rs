@@ -3,7 +3,9 @@
 //! the certificate reloaded on SIGHUP under an open long-poll, edges authenticated by
 //! their certificate alone and rotated without a gap.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -88,22 +90,11 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start cic server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on https://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let addr = rest.split(',').next().unwrap_or_default().to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("cic server said it listens on https");
+        let url = common::listening_url(&mut child);
+        let addr = url
+            .strip_prefix("https://")
+            .unwrap_or_else(|| panic!("cic server listens on {url}, not https"))
+            .to_string();
         let port = addr
             .rsplit(':')
             .next()
@@ -114,18 +105,6 @@ impl Server {
 
     fn url(&self, host: &str) -> String {
         format!("https://{host}:{}", self.port)
-    }
-}
-
-/// Polls `f` until it is Some, for at most `secs`.
-fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -215,21 +194,24 @@ fn plain_http_is_refused_and_clients_check_ca_name_and_date_saying_which() {
         "{e}"
     );
     // The edge agent says the same.
-    let agent = cic_edge::client::SyncClient::new(
-        &good,
-        Some("t"),
-        ClientTls {
-            ca_cert: Some(other.join("ca.crt")),
-            identity: None,
-            insecure_http: false,
-        },
-    )
-    .expect("client");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let e = rt
-        .block_on(agent.config(0, Duration::ZERO))
-        .expect_err("refused")
-        .to_string();
+    let agent_refusal = |url: &str, ca: &Path| -> String {
+        let agent = cic_edge::client::SyncClient::new(
+            url,
+            Some("t"),
+            ClientTls {
+                ca_cert: Some(ca.into()),
+                identity: None,
+                insecure_http: false,
+            },
+        )
+        .expect("client");
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(agent.config(0, Duration::ZERO))
+            .expect_err("refused")
+            .to_string()
+    };
+    let e = agent_refusal(&good, &other.join("ca.crt"));
     assert!(e.contains("not signed by the CA in"), "{e}");
     // A name it is not for: the certificate names localhost only.
     let e = err(cic(&[
@@ -242,6 +224,11 @@ fn plain_http_is_refused_and_clients_check_ca_name_and_date_saying_which() {
         "pop",
         "list",
     ]));
+    assert!(
+        e.contains("not valid for") && e.contains("127.0.0.1"),
+        "{e}"
+    );
+    let e = agent_refusal(&server.url("127.0.0.1"), &ca);
     assert!(
         e.contains("not valid for") && e.contains("127.0.0.1"),
         "{e}"
@@ -282,6 +269,8 @@ fn plain_http_is_refused_and_clients_check_ca_name_and_date_saying_which() {
         "pop",
         "list",
     ]));
+    assert!(e.contains("expired"), "{e}");
+    let e = agent_refusal(&old.url("127.0.0.1"), &ca);
     assert!(e.contains("expired"), "{e}");
 }
 
@@ -413,22 +402,27 @@ async fn headers_request_ids_and_a_reload_that_keeps_a_long_poll() {
     let url2 = url.clone();
     let new_ca = new.join("ca.crt");
     tokio::task::spawn_blocking(move || {
-        until(10, "new handshakes to use the new certificate", || {
-            let o = cic(&[
-                "--server",
-                &url2,
-                "--ca-cert",
-                s(&new_ca),
-                "--token",
-                ADMIN,
-                "pop",
-                "list",
-            ]);
-            o.status.success().then_some(())
-        })
+        cic_peers::wait_until(
+            Duration::from_secs(10),
+            "new handshakes to use the new certificate",
+            || {
+                let o = cic(&[
+                    "--server",
+                    &url2,
+                    "--ca-cert",
+                    s(&new_ca),
+                    "--token",
+                    ADMIN,
+                    "pop",
+                    "list",
+                ]);
+                o.status.success().then_some(())
+            },
+        )
     })
     .await
-    .expect("join");
+    .expect("join")
+    .unwrap_or_else(|e| panic!("{e}"));
     let e = err(cic(&[
         "--server",
         &url,
