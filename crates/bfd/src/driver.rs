@@ -2,10 +2,11 @@
 //!
 //! One task per network namespace (for cic edge: per routing instance) runs every session
 //! of that namespace:
-//! - one socket on UDP 3784 receives for all sessions; `IP_RECVTTL` gives each datagram's
-//!   TTL, and anything below 255 is dropped (RFC 5881 §5, RFC 5082);
+//! - one socket per address family on UDP 3784 receives for all sessions; `IP_RECVTTL`
+//!   (`IPV6_RECVHOPLIMIT`) gives each datagram's TTL (hop limit), and anything below 255
+//!   is dropped (RFC 5881 §5, RFC 5082);
 //! - each session sends from its own socket, bound to its local address and a port in
-//!   49152–65535 (RFC 5881 §4), with TTL 255;
+//!   49152–65535 (RFC 5881 §4), with TTL (hop limit) 255;
 //! - timers sit in one ordered set, so a tick costs O(log n) in the number of sessions.
 //!
 //! A received packet finds its session by Your Discriminator, or by source address while
@@ -15,14 +16,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt::Ipv4RecvTtl,
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt,
+    sockopt::{Ipv4RecvTtl, Ipv6RecvHopLimit},
 };
+use socket2::Domain;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,17 +39,13 @@ pub const PORT: u16 = 3784;
 const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 const COMMAND_QUEUE: usize = 64;
 
-/// Makes an unbound UDP/IPv4 socket in the right place (for cic edge: inside a routing
-/// instance's network namespace).
-pub type SocketFactory = Arc<dyn Fn() -> io::Result<socket2::Socket> + Send + Sync>;
+/// Makes an unbound UDP socket of a family (IPv4 or IPv6) in the right place (for cic
+/// edge: inside a routing instance's network namespace).
+pub type SocketFactory = Arc<dyn Fn(Domain) -> io::Result<socket2::Socket> + Send + Sync>;
 
 pub fn plain_sockets() -> SocketFactory {
-    Arc::new(|| {
-        socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
+    Arc::new(|domain| {
+        socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
     })
 }
 
@@ -72,13 +71,13 @@ pub struct Status {
 
 enum Command {
     Add {
-        local: Ipv4Addr,
-        peer: Ipv4Addr,
+        local: IpAddr,
+        peer: IpAddr,
         cfg: Config,
         resume: Option<Snapshot>,
         reply: oneshot::Sender<io::Result<watch::Receiver<Status>>>,
     },
-    Remove(Ipv4Addr, oneshot::Sender<()>),
+    Remove(IpAddr, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -89,20 +88,17 @@ pub struct Bfd {
 }
 
 impl Bfd {
-    /// Binds the receive socket on `port` (3784 but for tests) and starts the task.
+    /// Binds the receive sockets on `port` (3784 but for tests) and starts the task. The
+    /// IPv4 one must bind; without an IPv6 one (IPv6 off in the namespace) IPv6 sessions
+    /// cannot be added, and the task says so when asked for one.
     pub fn spawn(sockets: SocketFactory, port: u16) -> io::Result<Bfd> {
-        let s = sockets()?;
-        s.set_reuse_address(true)?;
-        s.set_nonblocking(true)?;
-        setsockopt(&s, Ipv4RecvTtl, &true)?;
-        let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-        s.bind(&addr.into())
-            .map_err(|e| io::Error::new(e.kind(), format!("BFD: bind UDP {addr}: {e}")))?;
-        let rx = UdpSocket::from_std(s.into())?;
+        let rx4 = receiver(&sockets, Domain::IPV4, port)?;
+        let rx6 = receiver(&sockets, Domain::IPV6, port).map_err(|e| e.to_string());
         let (tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let engine = Engine {
             sockets,
-            rx,
+            rx4,
+            rx6,
             port,
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
@@ -118,8 +114,8 @@ impl Bfd {
     /// follows its state.
     pub async fn add(
         &self,
-        local: Ipv4Addr,
-        peer: Ipv4Addr,
+        local: IpAddr,
+        peer: IpAddr,
         cfg: Config,
     ) -> io::Result<watch::Receiver<Status>> {
         self.add_resumed(local, peer, cfg, None).await
@@ -129,8 +125,8 @@ impl Bfd {
     /// [`Status::snapshot`]), so that the peer does not see a failure.
     pub async fn add_resumed(
         &self,
-        local: Ipv4Addr,
-        peer: Ipv4Addr,
+        local: IpAddr,
+        peer: IpAddr,
         cfg: Config,
         resume: Option<Snapshot>,
     ) -> io::Result<watch::Receiver<Status>> {
@@ -149,7 +145,7 @@ impl Bfd {
     }
 
     /// Ends the session to `peer`, telling it AdminDown first.
-    pub async fn remove(&self, peer: Ipv4Addr) -> io::Result<()> {
+    pub async fn remove(&self, peer: IpAddr) -> io::Result<()> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Remove(peer, reply))
@@ -167,13 +163,31 @@ impl Bfd {
     }
 }
 
+/// The receive socket of a family on `port`, with the TTL (hop limit) of each datagram.
+fn receiver(sockets: &SocketFactory, domain: Domain, port: u16) -> io::Result<UdpSocket> {
+    let s = sockets(domain)?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    let addr = if domain == Domain::IPV6 {
+        s.set_only_v6(true)?;
+        setsockopt(&s, Ipv6RecvHopLimit, &true)?;
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
+    } else {
+        setsockopt(&s, Ipv4RecvTtl, &true)?;
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
+    };
+    s.bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("BFD: bind UDP {addr}: {e}")))?;
+    UdpSocket::from_std(s.into())
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "BFD task has stopped")
 }
 
 struct Entry {
     session: Session,
-    peer: Ipv4Addr,
+    peer: IpAddr,
     tx: UdpSocket,
     status: watch::Sender<Status>,
     /// The deadline this session has in `timers`.
@@ -184,10 +198,12 @@ struct Entry {
 
 struct Engine {
     sockets: SocketFactory,
-    rx: UdpSocket,
+    rx4: UdpSocket,
+    /// The IPv6 receive socket, or why there is none.
+    rx6: Result<UdpSocket, String>,
     port: u16,
     sessions: HashMap<u32, Entry>,
-    by_peer: HashMap<Ipv4Addr, u32>,
+    by_peer: HashMap<IpAddr, u32>,
     timers: BTreeSet<(Instant, u32)>,
     next_disc: u32,
     next_port: u16,
@@ -196,6 +212,7 @@ struct Engine {
 impl Engine {
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Command>) {
         let mut buf = [0u8; 128];
+        let mut buf6 = [0u8; 128];
         loop {
             let next = self.timers.first().map(|(t, _)| *t);
             let sleep = async {
@@ -214,7 +231,7 @@ impl Engine {
                         let _ = reply.send(());
                     }
                     Some(Command::Shutdown(reply)) => {
-                        let peers: Vec<Ipv4Addr> = self.by_peer.keys().copied().collect();
+                        let peers: Vec<IpAddr> = self.by_peer.keys().copied().collect();
                         for p in peers {
                             self.remove(p);
                         }
@@ -223,10 +240,17 @@ impl Engine {
                     }
                     None => return,
                 },
-                got = recv(&self.rx, &mut buf) => match got {
+                got = recv(&self.rx4, &mut buf) => match got {
                     Ok((n, from, ttl)) => self.received(&buf[..n], from, ttl),
                     Err(e) => {
                         warn!("BFD receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                got = recv6(&self.rx6, &mut buf6) => match got {
+                    Ok((n, from, ttl)) => self.received(&buf6[..n], from, ttl),
+                    Err(e) => {
+                        warn!("BFD receive (IPv6): {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
@@ -237,8 +261,8 @@ impl Engine {
 
     fn add(
         &mut self,
-        local: Ipv4Addr,
-        peer: Ipv4Addr,
+        local: IpAddr,
+        peer: IpAddr,
         cfg: Config,
         resume: Option<Snapshot>,
     ) -> io::Result<watch::Receiver<Status>> {
@@ -247,6 +271,17 @@ impl Engine {
                 io::ErrorKind::AlreadyExists,
                 format!("BFD: a session to {peer} already exists"),
             ));
+        }
+        if local.is_ipv4() != peer.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("BFD: {local} and {peer} are of different address families"),
+            ));
+        }
+        if let (IpAddr::V6(_), Err(why)) = (peer, &self.rx6) {
+            return Err(io::Error::other(format!(
+                "BFD: no IPv6 sessions here ({why})"
+            )));
         }
         let tx = self.bind_source(local)?;
         let now = Instant::now();
@@ -289,13 +324,25 @@ impl Engine {
         Ok(rx)
     }
 
-    /// A socket bound to `local` and a free port of 49152–65535, TTL 255. `IP_FREEBIND`
-    /// lets it bind before the address is configured (a link being built).
-    fn bind_source(&mut self, local: Ipv4Addr) -> io::Result<UdpSocket> {
-        let s = (self.sockets)()?;
+    /// A socket bound to `local` and a free port of 49152–65535, TTL (hop limit) 255.
+    /// `IP_FREEBIND` lets it bind before the address is configured (a link being built).
+    fn bind_source(&mut self, local: IpAddr) -> io::Result<UdpSocket> {
+        let s = (self.sockets)(match local {
+            IpAddr::V4(_) => Domain::IPV4,
+            IpAddr::V6(_) => Domain::IPV6,
+        })?;
         s.set_nonblocking(true)?;
-        s.set_ttl_v4(255)?;
-        s.set_freebind_v4(true)?;
+        match local {
+            IpAddr::V4(_) => {
+                s.set_ttl_v4(255)?;
+                s.set_freebind_v4(true)?;
+            }
+            IpAddr::V6(_) => {
+                s.set_only_v6(true)?;
+                s.set_unicast_hops_v6(255)?;
+                s.set_freebind_v6(true)?;
+            }
+        }
         let span = u32::from(*SOURCE_PORTS.end() - *SOURCE_PORTS.start()) + 1;
         for _ in 0..span {
             let port = self.next_port;
@@ -304,7 +351,7 @@ impl Engine {
             } else {
                 port + 1
             };
-            let addr = SocketAddr::V4(SocketAddrV4::new(local, port));
+            let addr = SocketAddr::new(local, port);
             match s.bind(&addr.into()) {
                 Ok(()) => return UdpSocket::from_std(s.into()),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
@@ -319,7 +366,7 @@ impl Engine {
         ))
     }
 
-    fn remove(&mut self, peer: Ipv4Addr) {
+    fn remove(&mut self, peer: IpAddr) {
         let Some(disc) = self.by_peer.remove(&peer) else {
             return;
         };
@@ -350,7 +397,7 @@ impl Engine {
         }
     }
 
-    fn received(&mut self, b: &[u8], from: Ipv4Addr, ttl: Option<u8>) {
+    fn received(&mut self, b: &[u8], from: IpAddr, ttl: Option<u8>) {
         if ttl != Some(255) {
             debug!(%from, ?ttl, "BFD packet dropped: TTL is not 255 (RFC 5881 §5)");
             return;
@@ -440,12 +487,12 @@ fn status_of(s: &Session, downs: u64, last_failure: Option<Diag>) -> Status {
     }
 }
 
-/// One datagram with its source and TTL.
-async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr, Option<u8>)> {
+/// One datagram with its source and TTL (hop limit).
+async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, IpAddr, Option<u8>)> {
     sock.async_io(Interest::READABLE, || {
         let mut iov = [IoSliceMut::new(buf)];
         let mut cmsg = nix::cmsg_space!(i32);
-        let msg = recvmsg::<SockaddrIn>(
+        let msg = recvmsg::<SockaddrStorage>(
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
@@ -455,13 +502,34 @@ async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Ipv4Addr, 
         let mut ttl = None;
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
-                if let ControlMessageOwned::Ipv4Ttl(t) = c {
-                    ttl = u8::try_from(t).ok();
+                match c {
+                    ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
+                        ttl = u8::try_from(t).ok();
+                    }
+                    _ => {}
                 }
             }
         }
-        let from = msg.address.map(|a| a.ip()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let from = msg
+            .address
+            .and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|a| IpAddr::V4(a.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         Ok((msg.bytes, from, ttl))
     })
     .await
+}
+
+/// [`recv`] on the IPv6 socket; never ready when there is none.
+async fn recv6(
+    sock: &Result<UdpSocket, String>,
+    buf: &mut [u8],
+) -> io::Result<(usize, IpAddr, Option<u8>)> {
+    match sock {
+        Ok(s) => recv(s, buf).await,
+        Err(_) => std::future::pending().await,
+    }
 }

@@ -1,7 +1,7 @@
 //! BFD over real UDP between network namespaces joined by a veth: our sessions with each
 //! other and with BIRD's, a cut link, and the TTL rule. Needs root (namespaces).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const A6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+const B6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
 
 /// Two namespaces `<tag>-a` (10.77.0.1) and `<tag>-b` (10.77.0.2) joined by veth `v0`;
 /// removed on drop.
@@ -41,12 +43,35 @@ impl Wire {
             let _ = netns::del(n);
             netns::add(n).expect("netns add");
             ip(&["-n", n, "link", "set", "lo", "up"]);
+            // IPv6 addresses stay through a cut (the kernel drops them on link down
+            // otherwise), as on a router's port.
+            netns::sysctl(Some(n), "net/ipv6/conf/default/keep_addr_on_down", "1").expect("sysctl");
         }
         ip(&[
             "link", "add", "v0", "netns", &w.a, "type", "veth", "peer", "name", "v0", "netns", &w.b,
         ]);
         ip(&["-n", &w.a, "addr", "add", "10.77.0.1/24", "dev", "v0"]);
         ip(&["-n", &w.b, "addr", "add", "10.77.0.2/24", "dev", "v0"]);
+        ip(&[
+            "-n",
+            &w.a,
+            "addr",
+            "add",
+            "fd77::1/64",
+            "dev",
+            "v0",
+            "nodad",
+        ]);
+        ip(&[
+            "-n",
+            &w.b,
+            "addr",
+            "add",
+            "fd77::2/64",
+            "dev",
+            "v0",
+            "nodad",
+        ]);
         for n in [&w.a, &w.b] {
             ip(&["-n", n, "link", "set", "v0", "up"]);
         }
@@ -55,7 +80,7 @@ impl Wire {
 
     fn sockets(ns: &str) -> SocketFactory {
         let ns = ns.to_string();
-        std::sync::Arc::new(move || netns::udp_socket(Some(&ns)))
+        std::sync::Arc::new(move |domain| netns::udp_socket_of(Some(&ns), domain))
     }
 
     /// Cuts (or restores) the link: b's end goes down, so nothing crosses either way.
@@ -95,8 +120,14 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
     let w = Wire::new("own");
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd a");
     let b = Bfd::spawn(Wire::sockets(&w.b), PORT).expect("bfd b");
-    let mut sa = a.add(A, B, Config::default()).await.expect("add a");
-    let mut sb = b.add(B, A, Config::default()).await.expect("add b");
+    let mut sa = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add a");
+    let mut sb = b
+        .add(B.into(), A.into(), Config::default())
+        .await
+        .expect("add b");
     until(&mut sa, "a Up", |s| s.state == State::Up).await;
     until(&mut sb, "b Up", |s| s.state == State::Up).await;
     // After the Poll Sequence both run at 300 ms × 3.
@@ -130,7 +161,7 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
     until(&mut sb, "b Up again", |s| s.state == State::Up).await;
 
     // Removing a session tells the peer AdminDown: it goes Down with diag 3, not 1.
-    a.remove(B).await.expect("remove");
+    a.remove(B.into()).await.expect("remove");
     until(&mut sb, "b Down by signal", |s| s.state == State::Down).await;
     assert_eq!(sb.borrow().diag, Diag::NeighborSignaledSessionDown);
     a.shutdown().await;
@@ -141,7 +172,10 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
 async fn a_packet_with_ttl_below_255_is_ignored() {
     let w = Wire::new("ttl");
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd a");
-    let mut sa = a.add(A, B, Config::default()).await.expect("add a");
+    let mut sa = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add a");
     let s = netns::udp_socket(Some(&w.b)).expect("socket");
     s.bind(&std::net::SocketAddr::from((B, 49999)).into())
         .expect("bind");
@@ -201,6 +235,95 @@ async fn cut_is_detected(w: &Wire, s: &mut watch::Receiver<Status>, peer: &str) 
     eprintln!("cut detected after {} ms ({peer} peer)", took.as_millis());
 }
 
+#[tokio::test]
+async fn ipv6_sessions_come_up_with_bird_detect_a_cut_and_drop_a_hop_limit_below_255() {
+    if !bird_or_skip("bfd ipv6") {
+        return;
+    }
+    let w = Wire::new("six");
+    let conf = r#"
+router id 10.77.0.2;
+protocol device {}
+protocol bfd {
+  interface "v0" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };
+  neighbor fd77::1 dev "v0" local fd77::2;
+}
+"#;
+    let bird = Bird::start("bfd6", conf, Some(&w.b), None).expect("start BIRD");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    // Both families at once in one task: BIRD runs only the IPv6 one.
+    let s4 = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add v4");
+    let mut s = a
+        .add(A6.into(), B6.into(), Config::default())
+        .await
+        .expect("add v6");
+    until(&mut s, "Up with BIRD over IPv6", |s| s.state == State::Up).await;
+    until(&mut s, "BIRD's fast rate", |s| {
+        s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "BIRD to show Up", || {
+        let out = bird.cmd("show bfd sessions").ok()?;
+        out.lines()
+            .find(|l| l.trim_start().starts_with("fd77::1"))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .filter(|s| s == "Up")
+    })
+    .expect("BIRD Up");
+    assert_ne!(s4.borrow().state, State::Up, "no IPv4 peer answers");
+
+    // A packet from the peer's address with hop limit 64 is not acted on: a Down with
+    // our discriminator would take the session down if it were.
+    let ours = s.borrow().local_discriminator;
+    let raw = netns::udp_socket_of(Some(&w.b), socket2::Domain::IPV6).expect("socket");
+    raw.set_only_v6(true).expect("v6 only");
+    raw.bind(&std::net::SocketAddr::from((B6, 49998)).into())
+        .expect("bind");
+    raw.set_unicast_hops_v6(64).expect("hops");
+    let down = Packet {
+        diag: Diag::NeighborSignaledSessionDown,
+        state: State::AdminDown,
+        poll: false,
+        final_: false,
+        cpi: false,
+        demand: false,
+        detect_mult: 3,
+        my_discriminator: 999,
+        your_discriminator: ours,
+        desired_min_tx_us: 300_000,
+        required_min_rx_us: 300_000,
+        required_min_echo_rx_us: 0,
+    };
+    let to: std::net::SocketAddr = (A6, PORT).into();
+    for _ in 0..3 {
+        raw.send_to(&down.encode(), &to.into()).expect("send");
+    }
+    let moved = tokio::time::timeout(
+        Duration::from_millis(1000),
+        s.wait_for(|st| st.state != State::Up),
+    )
+    .await
+    .map(|r| r.is_ok());
+    assert!(moved.is_err(), "a hop limit 64 packet was acted on");
+
+    let cut = Instant::now();
+    w.set_b_link(false);
+    until(&mut s, "Down after the cut", |s| s.state != State::Up).await;
+    let took = cut.elapsed();
+    assert_eq!(s.borrow().diag, Diag::ControlDetectionTimeExpired);
+    assert!(
+        took <= Duration::from_millis(1500),
+        "detected after {took:?}"
+    );
+    w.set_b_link(true);
+    until(&mut s, "Up again", |s| s.state == State::Up).await;
+    a.remove(IpAddr::V6(B6)).await.expect("remove");
+    a.shutdown().await;
+}
+
 fn bird_conf() -> String {
     r#"
 router id 10.77.0.2;
@@ -255,7 +378,10 @@ async fn interop_with_bird_up_bytes_cut_and_admin_down() {
     );
 
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
-    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    let mut s = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add");
     until(&mut s, "Up with BIRD", |s| s.state == State::Up).await;
     wait_until(Duration::from_secs(10), "BIRD to show Up", || {
         bird_state(&bird).filter(|s| s == "Up")
@@ -270,7 +396,7 @@ async fn interop_with_bird_up_bytes_cut_and_admin_down() {
     w.set_b_link(true);
     until(&mut s, "Up again with BIRD", |s| s.state == State::Up).await;
 
-    a.remove(B).await.expect("remove");
+    a.remove(B.into()).await.expect("remove");
     wait_until(Duration::from_secs(10), "BIRD to leave Up", || {
         bird_state(&bird).filter(|s| s != "Up")
     })
@@ -306,7 +432,10 @@ async fn a_session_resumed_by_a_new_process_within_the_detection_time_stays_up_a
     let w = Wire::new("resume");
     let bird = Bird::start("bfd", &bird_conf(), Some(&w.b), None).expect("start BIRD");
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
-    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    let mut s = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add");
     until(&mut s, "Up at the fast rate", |s| {
         s.state == State::Up && s.detection_time == Some(Duration::from_millis(900))
     })
@@ -325,7 +454,7 @@ async fn a_session_resumed_by_a_new_process_within_the_detection_time_stays_up_a
     tokio::time::sleep(Duration::from_millis(300)).await;
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd again");
     let mut s = a
-        .add_resumed(A, B, Config::default(), Some(snap))
+        .add_resumed(A.into(), B.into(), Config::default(), Some(snap))
         .await
         .expect("resume");
     assert_eq!(s.borrow().state, State::Up, "Up from the first packet");
@@ -382,7 +511,10 @@ async fn interop_with_frr_bfdd_up_cut_and_admin_down() {
     let w = Wire::new("frr");
     let frr = Frr::bfdd("bfd", &frr_conf(), Some(&w.b)).expect("start bfdd");
     let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
-    let mut s = a.add(A, B, Config::default()).await.expect("add");
+    let mut s = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add");
     until(&mut s, "Up with FRR", |s| s.state == State::Up).await;
     wait_until(Duration::from_secs(10), "bfdd to show up", || {
         frr_status(&frr).filter(|s| s == "up")
@@ -406,7 +538,7 @@ async fn interop_with_frr_bfdd_up_cut_and_admin_down() {
     .expect("bfdd up");
 
     // Removing our session tells bfdd (AdminDown), which leaves Up.
-    a.remove(B).await.expect("remove");
+    a.remove(B.into()).await.expect("remove");
     wait_until(Duration::from_secs(10), "bfdd to leave up", || {
         frr_status(&frr).filter(|s| s != "up")
     })

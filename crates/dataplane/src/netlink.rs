@@ -1,13 +1,14 @@
 //! One rtnetlink connection per namespace, and the few kernel objects cic programs:
-//! links (VXLAN, 802.1Q, veth), IPv4 addresses, IPv4 routes with ECMP next hops.
+//! links (VXLAN, 802.1Q, veth), IPv4 and IPv6 addresses, IPv4 and IPv6 routes with ECMP
+//! next hops.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoKind, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
@@ -320,7 +321,9 @@ impl Netlink {
             .map_err(self.ctx(&format!("set link {index} up")))
     }
 
-    pub async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+    /// The link's addresses, IPv4 and IPv6 (link-local ones, which the kernel makes by
+    /// itself, left out).
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
         let _one = self.dump.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
@@ -335,37 +338,59 @@ impl Netlink {
             .iter()
             .filter(|m| m.header.index == index)
             .filter_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip))
-                    | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                        Ipv4Net::new(*ip, m.header.prefix_len).ok()
-                    }
-                    _ => None,
-                })
+                // IFA_LOCAL is the address of an IPv4 one; an IPv6 one has IFA_ADDRESS only.
+                let ip = m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        AddressAttribute::Local(ip) => Some(*ip),
+                        _ => None,
+                    })
+                    .or_else(|| {
+                        m.attributes.iter().find_map(|a| match a {
+                            AddressAttribute::Address(ip) => Some(*ip),
+                            _ => None,
+                        })
+                    })?;
+                match ip {
+                    IpAddr::V6(a) if a.is_unicast_link_local() => None,
+                    ip => IpNet::new(ip, m.header.prefix_len).ok(),
+                }
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect())
     }
 
-    pub async fn add_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
-        self.handle
+    /// Adds an address. An IPv6 one is usable at once: no duplicate address detection
+    /// (the peering subnet is a point-to-point link we were given, RFC 6164), so a
+    /// session can bind it without waiting a second.
+    pub async fn add_address(&self, index: u32, addr: impl Into<IpNet>) -> Result<()> {
+        let addr: IpNet = addr.into();
+        let mut req = self
+            .handle
             .address()
-            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
-            .replace()
-            .execute()
+            .add(index, addr.addr(), addr.prefix_len())
+            .replace();
+        if addr.addr().is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
             .await
             .map_err(self.ctx(&format!("add address {addr}")))
     }
 
-    pub async fn del_address(&self, index: u32, addr: Ipv4Net) -> Result<()> {
+    pub async fn del_address(&self, index: u32, addr: impl Into<IpNet>) -> Result<()> {
+        let addr: IpNet = addr.into();
         let one = self.dump.lock().await;
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
             .get()
             .set_link_index_filter(index)
-            .set_address_filter(IpAddr::V4(addr.addr()))
+            .set_address_filter(addr.addr())
             .execute()
             .try_collect()
             .await
@@ -385,86 +410,125 @@ impl Netlink {
         Ok(())
     }
 
-    /// IPv4 routes of the main table installed with `proto`: prefix → next hops.
-    pub async fn routes(&self, proto: u8) -> Result<BTreeMap<Ipv4Net, Vec<Ipv4Addr>>> {
-        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
-        let _one = self.dump.lock().await;
-        let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(req)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(self.ctx("list routes"))?;
+    /// IPv4 and IPv6 routes of the main table installed with `proto`: prefix → next
+    /// hops.
+    pub async fn routes(&self, proto: u8) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
         let mut out = BTreeMap::new();
-        for m in msgs {
-            if u8::from(m.header.protocol) != proto || table_of(&m) != RT_TABLE_MAIN {
-                continue;
-            }
-            let dst = m.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
-                _ => None,
-            });
-            let Ok(prefix) = Ipv4Net::new(
-                dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                m.header.destination_prefix_length,
-            ) else {
-                continue;
-            };
-            let mut hops: Vec<Ipv4Addr> = Vec::new();
-            for a in &m.attributes {
-                match a {
-                    RouteAttribute::Gateway(RouteAddress::Inet(gw)) => hops.push(*gw),
-                    RouteAttribute::MultiPath(nhs) => {
-                        for nh in nhs {
-                            for na in &nh.attributes {
-                                if let RouteAttribute::Gateway(RouteAddress::Inet(gw)) = na {
-                                    hops.push(*gw);
+        for req in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let _one = self.dump.lock().await;
+            let msgs: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(req)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(self.ctx("list routes"))?;
+            for m in msgs {
+                if u8::from(m.header.protocol) != proto || table_of(&m) != RT_TABLE_MAIN {
+                    continue;
+                }
+                let v6 = m.header.address_family == netlink_packet_route::AddressFamily::Inet6;
+                let dst = m.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(a) => address(a),
+                    _ => None,
+                });
+                let unspecified = if v6 {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                };
+                let Ok(prefix) = IpNet::new(
+                    dst.unwrap_or(unspecified),
+                    m.header.destination_prefix_length,
+                ) else {
+                    continue;
+                };
+                let mut hops: Vec<IpAddr> = Vec::new();
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Gateway(gw) => hops.extend(address(gw)),
+                        RouteAttribute::MultiPath(nhs) => {
+                            for nh in nhs {
+                                for na in &nh.attributes {
+                                    if let RouteAttribute::Gateway(gw) = na {
+                                        hops.extend(address(gw));
+                                    }
                                 }
                             }
                         }
+                        _ => {}
                     }
-                    _ => {}
                 }
+                hops.sort();
+                // The kernel lists an IPv6 multipath route once per next hop (with
+                // RTA_GATEWAY each); they make one route.
+                let e: &mut Vec<IpAddr> = out.entry(prefix).or_default();
+                e.extend(hops);
+                e.sort();
+                e.dedup();
             }
-            hops.sort();
-            out.insert(prefix, hops);
         }
         Ok(out)
     }
 
-    /// Installs or replaces `prefix` via `nexthops` (ECMP when more than one).
+    /// Installs or replaces `prefix` via `nexthops` (ECMP when more than one), which
+    /// must be of the prefix's family.
     pub async fn replace_route(
         &self,
-        prefix: Ipv4Net,
-        nexthops: &[Ipv4Addr],
+        prefix: impl Into<IpNet>,
+        nexthops: &[IpAddr],
         proto: u8,
     ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(prefix.network(), prefix.prefix_len())
-            .protocol(RouteProtocol::from(proto))
-            .scope(RouteScope::Universe)
-            .kind(RouteType::Unicast);
+        let prefix: IpNet = prefix.into();
+        if nexthops.is_empty() {
+            return Err(Error::Invalid(format!("route {prefix} has no next hop")));
+        }
+        if let Some(h) = nexthops
+            .iter()
+            .find(|h| h.is_ipv4() != prefix.addr().is_ipv4())
+        {
+            return Err(Error::Invalid(format!(
+                "route {prefix}: next hop {h} is of the other address family"
+            )));
+        }
+        let mut msg = match prefix {
+            IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(p.network(), p.prefix_len())
+                .protocol(RouteProtocol::from(proto))
+                .scope(RouteScope::Universe)
+                .kind(RouteType::Unicast)
+                .build(),
+            IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(p.network(), p.prefix_len())
+                .protocol(RouteProtocol::from(proto))
+                .scope(RouteScope::Universe)
+                .kind(RouteType::Unicast)
+                .build(),
+        };
         match nexthops {
-            [] => return Err(Error::Invalid(format!("route {prefix} has no next hop"))),
-            [one] => b = b.gateway(*one),
+            [one] => msg
+                .attributes
+                .push(RouteAttribute::Gateway(route_address(*one))),
             many => {
                 let hops = many
                     .iter()
                     .map(|gw| {
                         let mut nh = RouteNextHop::default();
                         nh.attributes
-                            .push(RouteAttribute::Gateway(RouteAddress::Inet(*gw)));
+                            .push(RouteAttribute::Gateway(route_address(*gw)));
                         nh
                     })
                     .collect();
-                b = b.multipath(hops);
+                msg.attributes.push(RouteAttribute::MultiPath(hops));
             }
         }
         self.handle
             .route()
-            .add(b.build())
+            .add(msg)
             .replace()
             .execute()
             .await
@@ -473,10 +537,14 @@ impl Netlink {
 
     // RouteHeader is #[non_exhaustive]: it cannot be built with a struct expression.
     #[allow(clippy::field_reassign_with_default)]
-    pub async fn del_route(&self, prefix: Ipv4Net, proto: u8) -> Result<()> {
+    pub async fn del_route(&self, prefix: impl Into<IpNet>, proto: u8) -> Result<()> {
+        let prefix: IpNet = prefix.into();
         let mut m = RouteMessage::default();
         let mut h = RouteHeader::default();
-        h.address_family = netlink_packet_route::AddressFamily::Inet;
+        h.address_family = match prefix {
+            IpNet::V4(_) => netlink_packet_route::AddressFamily::Inet,
+            IpNet::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+        };
         h.destination_prefix_length = prefix.prefix_len();
         h.table = RT_TABLE_MAIN as u8;
         h.protocol = RouteProtocol::from(proto);
@@ -484,13 +552,26 @@ impl Netlink {
         h.kind = RouteType::Unicast;
         m.header = h;
         m.attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet(
-                prefix.network(),
-            )));
+            .push(RouteAttribute::Destination(route_address(prefix.network())));
         match self.handle.route().del(m).execute().await {
             Err(e) if errno(&e) == Some(3) => Ok(()), // ESRCH: already gone
             r => r.map_err(self.ctx(&format!("delete route {prefix}"))),
         }
+    }
+}
+
+fn address(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
     }
 }
 

@@ -153,12 +153,13 @@ pub fn tcp_socket_of(name: Option<&str>, domain: socket2::Domain) -> io::Result<
 
 /// A new UDP/IPv4 socket inside namespace `name`.
 pub fn udp_socket(name: Option<&str>) -> io::Result<socket2::Socket> {
+    udp_socket_of(name, socket2::Domain::IPV4)
+}
+
+/// A new UDP socket of `domain` (IPv4 or IPv6) inside namespace `name`.
+pub fn udp_socket_of(name: Option<&str>, domain: socket2::Domain) -> io::Result<socket2::Socket> {
     run_in(name, || {
-        socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
+        socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
     })?
 }
 

@@ -1,13 +1,13 @@
 //! Kernel tests: real namespaces, links, addresses, routes and packets. They need root;
 //! without it they skip, unless CIC_REQUIRE_ROOT=1 (CI), where skipping is a failure.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cic_dataplane::netlink::PROTO_BGP;
 use cic_dataplane::{Error, LinkKind, LinkSpec, Netlink, netns, probe};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -50,10 +50,13 @@ impl Drop for Nets {
     }
 }
 
-fn net(s: &str) -> Ipv4Net {
+fn net(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
-fn ip(s: &str) -> Ipv4Addr {
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+fn ip4(s: &str) -> Ipv4Addr {
     s.parse().expect("address")
 }
 
@@ -261,7 +264,7 @@ async fn vxlan_placed_in_a_routing_namespace_carries_packets() {
         name: "pc1".into(),
         kind: LinkKind::Vxlan {
             vni: 100,
-            remote: ip("100.64.1.2"),
+            remote: ip4("100.64.1.2"),
             port: 4789,
             underlay_dev: Some("ul0".into()),
         },
@@ -393,6 +396,109 @@ async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
         nl.replace_route(p, &[], PROTO_BGP).await.is_err(),
         "a route needs a next hop"
     );
+}
+
+#[tokio::test]
+async fn ipv6_addresses_are_usable_at_once_and_ipv6_ecmp_routes_are_exact() {
+    if !root_or_skip("ipv6 routes") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let (a, b) = (nets.get(0), nets.get(1));
+    let nl = Netlink::open(Some(a)).expect("netlink");
+    let nlb = Netlink::open(Some(b)).expect("netlink b");
+    nl.create_veth("r0", "r1", Some(b)).await.expect("veth");
+    let r0 = nl.link("r0").await.expect("links").expect("r0");
+    let r1 = nlb.link("r1").await.expect("links").expect("r1");
+    // Both families on one link, as a dual-stack connection has them.
+    nl.add_address(r0.index, net("fd00:9::1/64"))
+        .await
+        .expect("addr6");
+    nl.add_address(r0.index, net("10.9.0.1/24"))
+        .await
+        .expect("addr4");
+    nlb.add_address(r1.index, net("fd00:9::2/64"))
+        .await
+        .expect("addr6 b");
+    nl.set_up(r0.index, None).await.expect("up");
+    nlb.set_up(r1.index, None).await.expect("up b");
+    assert_eq!(
+        nl.addresses(r0.index).await.expect("addrs"),
+        vec![net("10.9.0.1/24"), net("fd00:9::1/64")],
+        "both families, without the kernel's link-local address"
+    );
+    // No duplicate address detection: not tentative, so a socket can bind it now.
+    let shown = Command::new("ip")
+        .args(["-n", a, "-6", "addr", "show", "dev", "r0"])
+        .output()
+        .expect("ip");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("fd00:9::1/64"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("nodad") && !line.contains("tentative"),
+        "{shown}"
+    );
+    assert!(
+        std::net::TcpListener::bind("[::]:0").is_ok()
+            && netns::run_in(Some(a), || std::net::UdpSocket::bind("[fd00:9::1]:0")
+                .is_ok())
+            .expect("in a"),
+        "the address is bindable at once"
+    );
+    nl.del_address(r0.index, net("fd00:9::1/64"))
+        .await
+        .expect("del addr6");
+    assert_eq!(
+        nl.addresses(r0.index).await.expect("addrs"),
+        vec![net("10.9.0.1/24")]
+    );
+    nl.add_address(r0.index, net("fd00:9::1/64"))
+        .await
+        .expect("addr6 again");
+
+    let p = net("fd00:77::/48");
+    nl.replace_route(p, &[ip("fd00:9::2"), ip("fd00:9::3")], PROTO_BGP)
+        .await
+        .expect("ecmp6");
+    let got = nl.routes(PROTO_BGP).await.expect("routes");
+    assert_eq!(got.get(&p), Some(&vec![ip("fd00:9::2"), ip("fd00:9::3")]));
+    // Replaced by one next hop: the other is gone, not appended to.
+    nl.replace_route(p, &[ip("fd00:9::3")], PROTO_BGP)
+        .await
+        .expect("replace6");
+    assert_eq!(
+        nl.routes(PROTO_BGP).await.expect("routes").get(&p),
+        Some(&vec![ip("fd00:9::3")])
+    );
+    nl.replace_route(p, &[ip("fd00:9::2"), ip("fd00:9::3")], PROTO_BGP)
+        .await
+        .expect("ecmp6 again");
+    assert_eq!(
+        nl.routes(PROTO_BGP).await.expect("routes").get(&p),
+        Some(&vec![ip("fd00:9::2"), ip("fd00:9::3")])
+    );
+    // An IPv4 route beside it; each family listed with its own.
+    nl.replace_route(net("192.168.10.0/24"), &[ip("10.9.0.2")], PROTO_BGP)
+        .await
+        .expect("v4");
+    assert_eq!(nl.routes(PROTO_BGP).await.expect("routes").len(), 2);
+    assert!(
+        nl.replace_route(p, &[ip("10.9.0.2")], PROTO_BGP)
+            .await
+            .is_err(),
+        "a next hop of the other family is refused"
+    );
+    nl.del_route(p, PROTO_BGP).await.expect("del6");
+    nl.del_route(p, PROTO_BGP)
+        .await
+        .expect("deleting a missing route is fine");
+    let left = nl.routes(PROTO_BGP).await.expect("routes");
+    assert!(!left.contains_key(&p) && left.len() == 1, "{left:?}");
+    // Packets cross: the far end answers on the address just made.
+    assert!(ping(a, "fd00:9::2"), "ping6 across the veth");
 }
 
 #[tokio::test]

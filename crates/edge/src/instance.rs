@@ -16,8 +16,8 @@ use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
-    Attachment, BfdSettings, BfdStatus, BgpSettings, ConnectionConfig, EdgeConfig, InstanceConfig,
-    ResourceError, RouteDirection, RouteEntry, TrunkConfig,
+    Attachment, BfdSettings, BfdStatus, BgpSettings, ConnectionConfig, EdgeConfig, Family,
+    InstanceConfig, PeeringConfig, ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;
@@ -35,11 +35,12 @@ pub const FABRIC_IF: &str = "fabric0";
 /// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
 const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
 
-/// The edge's sessions run over IPv4: its connections and fabric links have IPv4 subnets.
-pub(crate) fn v4(a: IpAddr) -> Ipv4Addr {
-    match a {
-        IpAddr::V4(a) => a,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+/// The key of a peer in an instance: the connection id (or `fabric:<instance>`) for its
+/// IPv4 session, with `/ipv6` for its IPv6 one.
+pub fn peer_key(resource: &str, family: Family) -> String {
+    match family {
+        Family::Ipv4 => resource.to_string(),
+        Family::Ipv6 => format!("{resource}/ipv6"),
     }
 }
 
@@ -117,7 +118,8 @@ fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
 struct WantedLink {
     owner: String,
     spec: LinkSpec,
-    address: Ipv4Net,
+    /// One per family the link carries.
+    addresses: Vec<IpNet>,
 }
 
 pub struct Instance {
@@ -125,7 +127,7 @@ pub struct Instance {
     pub ns: String,
     nl: Netlink,
     bgp: InstanceHandle,
-    vpc_prefixes: Vec<Ipv4Net>,
+    vpc_prefixes: Vec<IpNet>,
     /// What the speaker was started with and cannot change while running: announced
     /// services and accepted prefixes (of a public connection).
     fixed: (Vec<Ipv4Net>, Option<Vec<Ipv4Net>>),
@@ -227,6 +229,21 @@ impl Instance {
         let adopted = netns::exists(ns);
         netns::add(ns).map_err(|e| e.to_string())?;
         netns::sysctl(Some(ns), "net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
+        // IPv6: forwarding; links made from here on take no router advertisements, skip
+        // duplicate address detection (a point-to-point peering, RFC 6164) and keep
+        // their addresses while their carrier is down, as IPv4 does.
+        for (key, value) in [
+            ("net/ipv6/conf/all/forwarding", "1"),
+            ("net/ipv6/conf/default/forwarding", "1"),
+            ("net/ipv6/conf/all/accept_ra", "0"),
+            ("net/ipv6/conf/default/accept_ra", "0"),
+            ("net/ipv6/conf/all/accept_dad", "0"),
+            ("net/ipv6/conf/default/accept_dad", "0"),
+            ("net/ipv6/conf/all/keep_addr_on_down", "1"),
+            ("net/ipv6/conf/default/keep_addr_on_down", "1"),
+        ] {
+            netns::sysctl(Some(ns), key, value).map_err(|e| format!("{key}: {e}"))?;
+        }
         let nl = Netlink::open(Some(ns)).map_err(|e| e.to_string())?;
         if let Ok(Some(lo)) = nl.link("lo").await {
             nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
@@ -250,14 +267,14 @@ impl Instance {
         let bgp = spawn_instance(
             params,
             sockets,
-            &[SocketAddr::from((
-                Ipv4Addr::UNSPECIFIED,
-                cic_bgp::driver::BGP_PORT,
-            ))],
+            &[
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, cic_bgp::driver::BGP_PORT)),
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, cic_bgp::driver::BGP_PORT)),
+            ],
         );
         let ns_name = ns.to_string();
         let bfd = Bfd::spawn(
-            Arc::new(move || netns::udp_socket(Some(&ns_name))),
+            Arc::new(move |domain| netns::udp_socket_of(Some(&ns_name), domain)),
             cic_bfd::driver::PORT,
         )
         .map_err(|e| e.to_string());
@@ -295,9 +312,10 @@ impl Instance {
     pub async fn looking_glass(
         &self,
         connection: &str,
+        family: Family,
         direction: RouteDirection,
     ) -> Option<Result<Vec<RouteEntry>, String>> {
-        let peer = &self.peers.get(connection)?.id;
+        let peer = &self.peers.get(&peer_key(connection, family))?.id;
         let which = match direction {
             RouteDirection::Received => RouteSet::Received,
             RouteDirection::Accepted => RouteSet::Accepted,
@@ -344,7 +362,11 @@ impl Instance {
     pub fn traffic_source(&self) -> TrafficSource {
         TrafficSource {
             nl: self.nl.clone(),
-            connections: self.peers.keys().cloned().collect(),
+            connections: self
+                .peers
+                .values()
+                .map(|p| p.want.config.spec.name.clone())
+                .collect(),
         }
     }
 
@@ -422,7 +444,16 @@ impl Instance {
                     kind,
                     mtu,
                 },
-                address: Ipv4Net::new(f.edge_ip, f.subnet.prefix_len()).unwrap_or(f.subnet),
+                addresses: std::iter::once(IpNet::V4(
+                    Ipv4Net::new(f.edge_ip, f.subnet.prefix_len()).unwrap_or(f.subnet),
+                ))
+                .chain(f.ipv6.map(|v6| {
+                    IpNet::V6(
+                        ipnet::Ipv6Net::new(v6.edge_ip, v6.subnet.prefix_len())
+                            .unwrap_or(v6.subnet),
+                    )
+                }))
+                .collect(),
             });
         }
         let failed = self.reconcile_links(underlay, &mut wanted).await;
@@ -431,7 +462,7 @@ impl Instance {
 
         // BGP: one peer per connection whose link is up, plus the fabric.
         if self.vpc_prefixes != ic.vpc_prefixes {
-            if let Err(e) = self.bgp.set_vpc_prefixes(nets(&ic.vpc_prefixes)).await {
+            if let Err(e) = self.bgp.set_vpc_prefixes(ic.vpc_prefixes.clone()).await {
                 errors.push(err(&ic.id, e.to_string()));
             }
             self.vpc_prefixes = ic.vpc_prefixes.clone();
@@ -447,51 +478,49 @@ impl Instance {
             .filter(|c| up.contains(&c.id.as_str()))
             .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
         {
-            desired.insert(
-                c.id.clone(),
-                PeerWant {
-                    config: customer_peer(cfg, c),
-                    seq: c.reset_seq,
-                    bfd,
-                },
-            );
+            for p in &c.peerings {
+                desired.insert(
+                    peer_key(&c.id, p.family()),
+                    PeerWant {
+                        config: customer_peer(cfg, c, p),
+                        seq: c.reset_seq,
+                        bfd,
+                    },
+                );
+            }
         }
         if let (Some(f), true) = (&ic.fabric, up.contains(&ic.id.as_str())) {
+            let fabric = format!("fabric:{}", ic.id);
             desired.insert(
-                format!("fabric:{}", ic.id),
+                peer_key(&fabric, Family::Ipv4),
                 PeerWant {
-                    config: PeerConfig {
-                        spec: PeerSpec {
-                            name: ic.id.clone(),
-                            role: Role::Fabric,
-                            address: f.fabric_ip.into(),
-                            local_address: f.edge_ip.into(),
-                            local_address6: None,
-                            asn: f.fabric_asn,
-                            policy: None,
-                        },
-                        session: SessionConfig {
-                            local_asn: cfg.local_asn,
-                            router_id: cfg.router_id,
-                            peer_asn: f.fabric_asn,
-                            hold_time: cfg.bgp.hold_time_secs,
-                            min_hold_time: 0,
-                            connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
-                            passive: false,
-                            graceful_restart: graceful_restart(&cfg.bgp),
-                            ipv4: true,
-                            ipv6: false,
-                            role: None,
-                        },
-                        md5_key: None,
-                        ttl_security: false,
-                        send_hold_time: None,
-                        port: cic_bgp::driver::BGP_PORT,
-                    },
+                    config: fabric_peer(
+                        cfg,
+                        ic,
+                        f.fabric_ip.into(),
+                        f.edge_ip.into(),
+                        f.fabric_asn,
+                    ),
                     seq: 0,
                     bfd,
                 },
             );
+            if let Some(v6) = &f.ipv6 {
+                desired.insert(
+                    peer_key(&fabric, Family::Ipv6),
+                    PeerWant {
+                        config: fabric_peer(
+                            cfg,
+                            ic,
+                            v6.fabric_ip.into(),
+                            v6.edge_ip.into(),
+                            f.fabric_asn,
+                        ),
+                        seq: 0,
+                        bfd,
+                    },
+                );
+            }
         }
         let gone: Vec<String> = self
             .peers
@@ -519,23 +548,25 @@ impl Instance {
                 Err(e) => errors.push(err(&k, e)),
             }
         }
-        // Static routes of each connection whose peer is there; the speaker ignores a
-        // set equal to the last and tells which it refused.
+        // Static routes of each session that is there; the speaker ignores a set equal
+        // to the last and tells which it refused.
         for c in &ic.connections {
-            let Some(Peer { id, .. }) = self.peers.get(&c.id) else {
-                continue;
-            };
-            match self
-                .bgp
-                .set_static_routes(*id, nets(&c.static_routes))
-                .await
-            {
-                Ok(refused) => errors.extend(
-                    refused
-                        .into_iter()
-                        .map(|(n, why)| err(&c.id, format!("static route {n}: {why}"))),
-                ),
-                Err(e) => errors.push(err(&c.id, e.to_string())),
+            for p in &c.peerings {
+                let Some(Peer { id, .. }) = self.peers.get(&peer_key(&c.id, p.family())) else {
+                    continue;
+                };
+                match self
+                    .bgp
+                    .set_static_routes(*id, p.static_routes.clone())
+                    .await
+                {
+                    Ok(refused) => errors.extend(
+                        refused
+                            .into_iter()
+                            .map(|(n, why)| err(&c.id, format!("static route {n}: {why}"))),
+                    ),
+                    Err(e) => errors.push(err(&c.id, e.to_string())),
+                }
             }
         }
         errors
@@ -564,7 +595,7 @@ impl Instance {
             let resume = self.restarted.then(|| read_snapshot(&path)).flatten();
             let added = match &self.bfd {
                 Ok(bfd) => bfd
-                    .add_resumed(v4(spec.local_address), v4(spec.address), cfg, resume)
+                    .add_resumed(spec.local_address, spec.address, cfg, resume)
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
@@ -600,7 +631,7 @@ impl Instance {
         }
         let _ = self.bgp.remove_peer(p.id).await;
         if let (Some(_), Ok(bfd)) = (&p.bfd, &self.bfd) {
-            let _ = bfd.remove(v4(p.want.config.spec.address)).await;
+            let _ = bfd.remove(p.want.config.spec.address).await;
         }
         write_snapshot(&bfd_state_path(&self.ns, p.want.config.spec.address), None);
     }
@@ -679,27 +710,30 @@ impl Instance {
                 // A new segment's far end may still be being built: when the first
                 // neighbor request is lost, ask again after 100 ms rather than a second,
                 // for as long as the default would (30 tries, 3 s).
-                for (key, value) in [("retrans_time_ms", "100"), ("mcast_solicit", "30")] {
-                    netns::sysctl(
-                        Some(&self.ns),
-                        &format!("net/ipv4/neigh/{}/{key}", spec.name),
-                        value,
-                    )
-                    .map_err(|e| e.to_string())?;
+                // The same for IPv6 neighbor discovery.
+                for family in ["ipv4", "ipv6"] {
+                    for (key, value) in [("retrans_time_ms", "100"), ("mcast_solicit", "30")] {
+                        netns::sysctl(
+                            Some(&self.ns),
+                            &format!("net/{family}/neigh/{}/{key}", spec.name),
+                            value,
+                        )
+                        .map_err(|e| e.to_string())?;
+                    }
                 }
                 index
             }
         };
         let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
-        for a in addrs.iter().filter(|a| **a != w.address) {
+        for a in addrs.iter().filter(|a| !w.addresses.contains(a)) {
             self.nl
                 .del_address(index, *a)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        if !addrs.contains(&w.address) {
+        for a in w.addresses.iter().filter(|a| !addrs.contains(a)) {
             self.nl
-                .add_address(index, w.address)
+                .add_address(index, *a)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -806,7 +840,7 @@ fn params(
     use cic_model::edge::MaxPrefixAction as M;
     InstanceParams {
         local_asn,
-        vpc_prefixes: nets(&ic.vpc_prefixes),
+        vpc_prefixes: ic.vpc_prefixes.clone(),
         announce: nets(&ic.announce),
         accept_only: ic.accept_only.as_deref().map(nets),
         max_prefixes: bgp.max_prefixes,
@@ -851,35 +885,66 @@ fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLink {
             kind,
             mtu: c.mtu,
         },
-        address: Ipv4Net::new(c.cloud_ip, c.subnet.prefix_len()).unwrap_or(c.subnet),
+        addresses: c.peerings.iter().map(|p| p.cloud_address()).collect(),
     }
 }
 
-fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig) -> PeerConfig {
+/// A session of one family over its own addresses: IPv4 unicast over IPv4, IPv6 unicast
+/// over IPv6 (as the clouds run them).
+fn session(cfg: &EdgeConfig, peer_asn: u32, min_hold_time: u16, family: Family) -> SessionConfig {
+    SessionConfig {
+        local_asn: cfg.local_asn,
+        router_id: cfg.router_id,
+        peer_asn,
+        hold_time: cfg.bgp.hold_time_secs,
+        min_hold_time,
+        connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
+        passive: false,
+        graceful_restart: graceful_restart(&cfg.bgp),
+        ipv4: family == Family::Ipv4,
+        ipv6: family == Family::Ipv6,
+        role: None,
+    }
+}
+
+fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig, p: &PeeringConfig) -> PeerConfig {
     PeerConfig {
         spec: PeerSpec {
             name: c.id.clone(),
             role: Role::Customer,
-            address: c.peer_ip.into(),
-            local_address: c.cloud_ip.into(),
+            address: p.peer_ip,
+            local_address: p.cloud_ip,
             local_address6: None,
-            asn: c.peer_asn,
+            asn: p.peer_asn,
             policy: None,
         },
-        session: SessionConfig {
-            local_asn: cfg.local_asn,
-            router_id: cfg.router_id,
-            peer_asn: c.peer_asn,
-            hold_time: cfg.bgp.hold_time_secs,
-            min_hold_time: cfg.bgp.min_hold_time_secs,
-            connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
-            passive: false,
-            graceful_restart: graceful_restart(&cfg.bgp),
-            ipv4: true,
-            ipv6: false,
-            role: None,
+        session: session(cfg, p.peer_asn, cfg.bgp.min_hold_time_secs, p.family()),
+        md5_key: p.md5_key.as_ref().map(|k| k.expose().to_string()),
+        ttl_security: false,
+        send_hold_time: None,
+        port: cic_bgp::driver::BGP_PORT,
+    }
+}
+
+fn fabric_peer(
+    cfg: &EdgeConfig,
+    ic: &InstanceConfig,
+    address: IpAddr,
+    local_address: IpAddr,
+    asn: u32,
+) -> PeerConfig {
+    PeerConfig {
+        spec: PeerSpec {
+            name: ic.id.clone(),
+            role: Role::Fabric,
+            address,
+            local_address,
+            local_address6: None,
+            asn,
+            policy: None,
         },
-        md5_key: c.md5_key.as_ref().map(|k| k.expose().to_string()),
+        session: session(cfg, asn, 0, Family::of(address)),
+        md5_key: None,
         ttl_security: false,
         send_hold_time: None,
         port: cic_bgp::driver::BGP_PORT,
@@ -928,26 +993,9 @@ fn nets(v: &[Ipv4Net]) -> Vec<IpNet> {
 }
 
 async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {
-    // The edge's sessions carry IPv4 unicast only, so its routes are IPv4 (the data plane
-    // has no IPv6 yet).
-    let want: BTreeMap<Ipv4Net, Vec<Ipv4Addr>> = want
-        .iter()
-        .filter_map(|(p, hops)| match p {
-            IpNet::V4(p) => Some((
-                *p,
-                hops.iter()
-                    .filter_map(|h| match h {
-                        IpAddr::V4(a) => Some(*a),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect(),
-            )),
-            IpNet::V6(_) => None,
-        })
-        .collect();
     let have = nl.routes(PROTO_BGP).await.map_err(|e| e.to_string())?;
     let mut first_err = None;
-    for (p, hops) in &want {
+    for (p, hops) in want.iter() {
         let mut sorted = hops.clone();
         sorted.sort();
         if have.get(p) != Some(&sorted)

@@ -276,7 +276,10 @@ impl Agent {
     async fn answer(&self, q: &RouteQuery) -> RouteAnswer {
         let st = self.state.lock().await;
         for i in st.instances.values() {
-            match i.looking_glass(&q.connection_id, q.direction).await {
+            match i
+                .looking_glass(&q.connection_id, q.family, q.direction)
+                .await
+            {
                 Some(Ok(routes)) => {
                     return RouteAnswer {
                         routes,
@@ -295,8 +298,12 @@ impl Agent {
         RouteAnswer {
             routes: vec![],
             error: Some(format!(
-                "{} has no BGP session on this edge (its link is not up, or a failover test holds it down)",
-                q.connection_id
+                "{} has no {} BGP session on this edge (it has no such peering, its link is not up, or a failover test holds it down)",
+                q.connection_id,
+                match q.family {
+                    cic_model::edge::Family::Ipv4 => "IPv4",
+                    cic_model::edge::Family::Ipv6 => "IPv6",
+                }
             )),
         }
     }
@@ -899,12 +906,15 @@ impl Agent {
                 });
             }
             for p in status.peers {
+                let family = cic_model::edge::Family::of(p.spec.address);
                 let key = match p.spec.role {
                     // The edge makes no neighbors of the standalone speaker.
                     cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
-                        p.spec.name.clone()
+                        instance::peer_key(&p.spec.name, family)
                     }
-                    cic_bgp::policy::Role::Fabric => format!("fabric:{}", p.spec.name),
+                    cic_bgp::policy::Role::Fabric => {
+                        instance::peer_key(&format!("fabric:{}", p.spec.name), family)
+                    }
                 };
                 sessions.push(SessionStatus {
                     resource_id: p.spec.name.clone(),
@@ -914,7 +924,8 @@ impl Agent {
                         }
                         cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
                     },
-                    peer: instance::v4(p.spec.address),
+                    family,
+                    peer: p.spec.address,
                     peer_asn: p.spec.asn,
                     state: p.state.name().to_string(),
                     uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
@@ -971,7 +982,7 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
         let down: Vec<String> = ic
             .connections
             .iter()
-            .filter(|c| c.md5_key.is_some())
+            .filter(|c| c.has_md5_key())
             .filter(|c| {
                 !status
                     .peers

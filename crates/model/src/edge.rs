@@ -1,9 +1,9 @@
 //! The edge-sync contract: what the server compiles for one edge (desired config at a
 //! revision) and what the edge reports back (applied revision, live status).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Everything one edge must realise, as of `revision` of the whole store.
@@ -137,9 +137,10 @@ pub struct InstanceConfig {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_instance_id: Option<String>,
-    /// VPC prefixes announced to customers while the fabric covers them.
+    /// VPC prefixes (IPv4 and IPv6) announced to customers while the fabric covers
+    /// them.
     #[schemars(with = "Vec<String>")]
-    pub vpc_prefixes: Vec<Ipv4Net>,
+    pub vpc_prefixes: Vec<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricAttachment>,
     pub connections: Vec<ConnectionConfig>,
@@ -168,6 +169,62 @@ pub struct FabricAttachment {
     pub edge_ip: Ipv4Addr,
     pub fabric_ip: Ipv4Addr,
     pub fabric_asn: u32,
+    /// The segment's IPv6 addresses: a second session, IPv6 unicast, beside the IPv4 one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<FabricIpv6>,
+}
+
+/// The IPv6 side of a fabric segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FabricIpv6 {
+    #[schemars(with = "String")]
+    pub subnet: Ipv6Net,
+    pub edge_ip: Ipv6Addr,
+    pub fabric_ip: Ipv6Addr,
+}
+
+/// An address family: each has its own BGP session over its own addresses.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub fn of(a: IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        *self == Family::Ipv4
+    }
+
+    /// `ipv4` / `ipv6`, as in metric names and labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
 }
 
 /// How a connection's frames reach the customer.
@@ -203,14 +260,10 @@ pub struct ConnectionConfig {
     pub id: String,
     pub trunk_id: String,
     pub vlan_id: u16,
-    #[schemars(with = "String")]
-    pub subnet: Ipv4Net,
-    pub cloud_ip: Ipv4Addr,
-    pub peer_ip: Ipv4Addr,
-    pub peer_asn: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub md5_key: Option<crate::Secret>,
     pub mtu: u32,
+    /// One per address family the connection has (IPv4 first): each its own addresses
+    /// on the connection's interface and its own BGP session.
+    pub peerings: Vec<PeeringConfig>,
     /// The session is held down until this time (RFC 3339): a BGP failover test. The edge
     /// brings it back by itself when the time has come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,10 +271,45 @@ pub struct ConnectionConfig {
     /// A change restarts the session at once (and ends a max-prefix idle hold).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reset_seq: u64,
+}
+
+impl ConnectionConfig {
+    pub fn peering(&self, family: Family) -> Option<&PeeringConfig> {
+        self.peerings.iter().find(|p| p.family() == family)
+    }
+
+    /// Whether any of its sessions has a TCP-MD5 key.
+    pub fn has_md5_key(&self) -> bool {
+        self.peerings.iter().any(|p| p.md5_key.is_some())
+    }
+}
+
+/// One family's peering of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeeringConfig {
+    #[schemars(with = "String")]
+    pub subnet: IpNet,
+    pub cloud_ip: IpAddr,
+    pub peer_ip: IpAddr,
+    pub peer_asn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5_key: Option<crate::Secret>,
     /// Prefixes routed to `peerIp` whether or not the BGP session is up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
-    pub static_routes: Vec<Ipv4Net>,
+    pub static_routes: Vec<IpNet>,
+}
+
+impl PeeringConfig {
+    pub fn family(&self) -> Family {
+        Family::of(self.peer_ip)
+    }
+
+    /// The cloud's address on the connection's interface, with the subnet's length.
+    pub fn cloud_address(&self) -> IpNet {
+        IpNet::new(self.cloud_ip, self.subnet.prefix_len()).unwrap_or(self.subnet)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -259,7 +347,10 @@ pub struct SessionStatus {
     /// The private connection id, or the routing instance id for a fabric session.
     pub resource_id: String,
     pub kind: SessionKind,
-    pub peer: Ipv4Addr,
+    /// Which of the resource's sessions this is (a connection has one per family).
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
+    pub peer: IpAddr,
     pub peer_asn: u32,
     /// RFC 4271 state name: IDLE, CONNECT, ACTIVE, OPEN_SENT, OPEN_CONFIRM, ESTABLISHED.
     pub state: String,
@@ -307,6 +398,9 @@ pub enum RouteDirection {
 pub struct RouteQuery {
     pub id: String,
     pub connection_id: String,
+    /// Which of the connection's sessions.
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     pub direction: RouteDirection,
 }
 

@@ -108,63 +108,94 @@ impl Exposition {
         ));
         labels.push(("peer", s.peer.to_string()));
         let up = s.state == "ESTABLISHED";
+        // The modelled names carry the family: `bgp_ipv6_session_state_up_down`, ….
+        let family = s.family;
+        let v6 = |v4: &'static str, v6: &'static str| match family {
+            crate::edge::Family::Ipv4 => v4,
+            crate::edge::Family::Ipv6 => v6,
+        };
         self.sample(
-            "bgp_ipv4_session_state_up_down",
+            v6(
+                "bgp_ipv4_session_state_up_down",
+                "bgp_ipv6_session_state_up_down",
+            ),
             "gauge",
             "1 while the BGP session is Established, else 0.",
             labels.clone(),
             f64::from(u8::from(up)),
         );
         self.sample(
-            "bgp_ipv4_session_lifetime_seconds",
+            v6(
+                "bgp_ipv4_session_lifetime_seconds",
+                "bgp_ipv6_session_lifetime_seconds",
+            ),
             "gauge",
             "Seconds since the BGP session was established (0 while down).",
             labels.clone(),
             s.uptime_secs as f64,
         );
         self.sample(
-            "ipv4_announces_received_by_cloud_num",
+            v6(
+                "ipv4_announces_received_by_cloud_num",
+                "ipv6_announces_received_by_cloud_num",
+            ),
             "gauge",
             "Prefixes the cloud receives on the session.",
             labels.clone(),
             f64::from(s.prefixes_received),
         );
         self.sample(
-            "ipv4_announces_accepted_by_cloud_num",
+            v6(
+                "ipv4_announces_accepted_by_cloud_num",
+                "ipv6_announces_accepted_by_cloud_num",
+            ),
             "gauge",
             "Prefixes the cloud accepted of those received (the rest were filtered).",
             labels.clone(),
             f64::from(s.prefixes_accepted),
         );
         self.sample(
-            "ipv4_announces_advertised_from_cloud_num",
+            v6(
+                "ipv4_announces_advertised_from_cloud_num",
+                "ipv6_announces_advertised_from_cloud_num",
+            ),
             "gauge",
             "Prefixes the cloud advertises on the session.",
             labels.clone(),
             f64::from(s.prefixes_advertised),
         );
         self.sample(
-            "bgp_ipv4_prefix_limit_exceeded",
+            v6(
+                "bgp_ipv4_prefix_limit_exceeded",
+                "bgp_ipv6_prefix_limit_exceeded",
+            ),
             "gauge",
             "1 when the peer sent more prefixes than its limit.",
             labels.clone(),
             f64::from(u8::from(s.prefix_limit_exceeded)),
         );
         self.sample(
-            "bgp_ipv4_prefix_limit_warning",
+            v6(
+                "bgp_ipv4_prefix_limit_warning",
+                "bgp_ipv6_prefix_limit_warning",
+            ),
             "gauge",
             "1 when the peer's prefixes reached the warning share of its limit.",
             labels.clone(),
             f64::from(u8::from(s.prefix_limit_warning)),
         );
         self.sample(
-            "bgp_ipv4_idle_hold_remaining_seconds",
+            v6(
+                "bgp_ipv4_idle_hold_remaining_seconds",
+                "bgp_ipv6_idle_hold_remaining_seconds",
+            ),
             "gauge",
             "Seconds a max-prefix teardown still keeps the session idle.",
             labels.clone(),
             s.idle_hold_remaining_secs.unwrap_or(0) as f64,
         );
         if let Some(b) = &s.bfd {
+            labels.push(("family", s.family.name().to_string()));
             self.sample(
                 "bfd_session_state_up_down",
                 "gauge",
@@ -322,6 +353,7 @@ mod tests {
         let s = SessionStatus {
             resource_id: "pc1".into(),
             kind: SessionKind::Customer,
+            family: crate::edge::Family::Ipv4,
             peer: "169.254.0.2".parse().expect("ip"),
             peer_asn: 65001,
             state: "ESTABLISHED".into(),
@@ -350,7 +382,7 @@ mod tests {
         assert!(text.contains("ipv4_announces_accepted_by_cloud_num{"));
         assert!(text.contains("} 2\n"));
         assert!(text.contains("bgp_ipv4_prefix_limit_warning{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"), "{text}");
-        assert!(text.contains("bfd_session_state_up_down{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\"} 1\n"), "{text}");
+        assert!(text.contains("bfd_session_state_up_down{connection_id=\"pc\\\"1\\n\",session=\"customer\",peer=\"169.254.0.2\",family=\"ipv4\"} 1\n"), "{text}");
         assert!(text.contains("# TYPE bfd_session_downs_num counter\nbfd_session_downs_num{"));
         let mut down = s.clone();
         down.state = "ACTIVE".into();
@@ -359,6 +391,24 @@ mod tests {
         assert!(e.render().contains(
             "bgp_ipv4_session_state_up_down{session=\"customer\",peer=\"169.254.0.2\"} 0\n"
         ));
+        // The IPv6 session of a connection: the modelled names with ipv6.
+        let mut v6 = s.clone();
+        v6.family = crate::edge::Family::Ipv6;
+        v6.peer = "fd00::1".parse().expect("ip");
+        let mut e = Exposition::default();
+        e.session(&v6, vec![]);
+        let text = e.render();
+        for name in [
+            "bgp_ipv6_session_state_up_down{",
+            "ipv6_announces_received_by_cloud_num{",
+            "ipv6_announces_accepted_by_cloud_num{",
+            "ipv6_announces_advertised_from_cloud_num{",
+            "bgp_ipv6_prefix_limit_warning{",
+            "bfd_session_state_up_down{session=\"customer\",peer=\"fd00::1\",family=\"ipv6\"} 1",
+        ] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        assert!(!text.contains("ipv4"), "{text}");
     }
 
     #[test]

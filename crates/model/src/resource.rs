@@ -5,9 +5,9 @@
 //! is an error instead of a silently ignored setting.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -72,9 +72,20 @@ pub struct FabricSettings {
     /// Pool of /31 transit subnets, one per routing instance on this edge.
     #[schemars(with = "String")]
     pub transit_pool: Ipv4Net,
+    /// Pool of /127 transit subnets for the IPv6 side of the same segments (slot n has
+    /// the n-th /127, as it has the n-th /31 of `transitPool`).
+    #[serde(default = "default_transit_pool6")]
+    #[schemars(with = "String")]
+    pub transit_pool6: Ipv6Net,
     /// First VNI used for fabric segments (must be above the VLAN range).
     #[serde(default = "default_vni_base")]
     pub vni_base: u32,
+}
+
+/// `fd63:6963::/96` (unique local; "cic" in ASCII): the fabric's IPv6 transit pool when
+/// the operator names none.
+pub fn default_transit_pool6() -> Ipv6Net {
+    Ipv6Net::new(Ipv6Addr::new(0xfd63, 0x6963, 0, 0, 0, 0, 0, 0), 96).unwrap_or_default()
 }
 
 fn default_vni_base() -> u32 {
@@ -459,86 +470,138 @@ pub struct UpdateTrunkConnectionRequest {
 // ---------------------------------------------------------------------------------------
 // Private connections
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Ipv4PeeringSpec {
-    #[schemars(with = "String")]
-    pub peering_subnet: Ipv4Net,
-    pub peer_ip: Ipv4Addr,
-    pub cloud_ip: Ipv4Addr,
-    #[serde(with = "crate::int64")]
-    #[schemars(with = "String")]
-    pub peer_bgp_asn: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_bgp_md5_key: Option<crate::Secret>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Ipv4Peering {
-    #[schemars(with = "String")]
-    pub peering_subnet: Ipv4Net,
-    pub peer_ip: Ipv4Addr,
-    pub cloud_ip: Ipv4Addr,
-    #[serde(with = "crate::int64")]
-    #[schemars(with = "String")]
-    pub peer_bgp_asn: u32,
-    #[serde(with = "crate::int64")]
-    #[schemars(with = "String")]
-    pub cloud_bgp_asn: u32,
-    /// The secret; shown masked unless the caller may read secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_bgp_md5_key: Option<crate::Secret>,
-}
-
-impl From<&Ipv4Peering> for Ipv4PeeringSpec {
-    fn from(p: &Ipv4Peering) -> Ipv4PeeringSpec {
-        Ipv4PeeringSpec {
-            peering_subnet: p.peering_subnet,
-            peer_ip: p.peer_ip,
-            cloud_ip: p.cloud_ip,
-            peer_bgp_asn: p.peer_bgp_asn,
-            peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
+/// A family's peering types: the spec a client sends, the peering as stored and shown
+/// (with the cloud's ASN), and the PATCH that merges into it. One definition for IPv4 and
+/// IPv6, which differ only in their address types.
+macro_rules! peering_types {
+    ($family:literal, $spec:ident, $peering:ident, $patch:ident, $net:ty, $addr:ty) => {
+        #[doc = concat!("The ", $family, " peering of a connection, as a client sends it.")]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $spec {
+            #[schemars(with = "String")]
+            pub peering_subnet: $net,
+            pub peer_ip: $addr,
+            pub cloud_ip: $addr,
+            #[serde(with = "crate::int64")]
+            #[schemars(with = "String")]
+            pub peer_bgp_asn: u32,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub peer_bgp_md5_key: Option<crate::Secret>,
         }
-    }
-}
 
-/// A peering in a PATCH: a merge. The fields present change, the others stay as they are;
-/// the MD5 key stays unless the patch says otherwise ([`SecretPatch`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Ipv4PeeringPatch {
-    #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
-    pub peering_subnet: Option<Ipv4Net>,
-    #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
-    pub peer_ip: Option<Ipv4Addr>,
-    #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
-    pub cloud_ip: Option<Ipv4Addr>,
-    #[serde(default, deserialize_with = "present_int64")]
-    #[schemars(with = "Option<String>")]
-    pub peer_bgp_asn: Option<u32>,
-    /// Absent, or the mask it is shown as (`"********"`): unchanged. `null` or `""`:
-    /// removed. Anything else: the new key.
-    #[serde(default)]
-    #[schemars(with = "Option<crate::Secret>")]
-    pub peer_bgp_md5_key: SecretPatch,
-}
-
-impl Ipv4PeeringPatch {
-    /// The peering `old` with this patch applied.
-    pub fn apply(self, old: &Ipv4PeeringSpec) -> Ipv4PeeringSpec {
-        Ipv4PeeringSpec {
-            peering_subnet: self.peering_subnet.unwrap_or(old.peering_subnet),
-            peer_ip: self.peer_ip.unwrap_or(old.peer_ip),
-            cloud_ip: self.cloud_ip.unwrap_or(old.cloud_ip),
-            peer_bgp_asn: self.peer_bgp_asn.unwrap_or(old.peer_bgp_asn),
-            peer_bgp_md5_key: self.peer_bgp_md5_key.apply(old.peer_bgp_md5_key.as_ref()),
+        #[doc = concat!("The ", $family, " peering of a connection: its own BGP session.")]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $peering {
+            #[schemars(with = "String")]
+            pub peering_subnet: $net,
+            pub peer_ip: $addr,
+            pub cloud_ip: $addr,
+            #[serde(with = "crate::int64")]
+            #[schemars(with = "String")]
+            pub peer_bgp_asn: u32,
+            #[serde(with = "crate::int64")]
+            #[schemars(with = "String")]
+            pub cloud_bgp_asn: u32,
+            /// The secret; shown masked unless the caller may read secrets.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub peer_bgp_md5_key: Option<crate::Secret>,
         }
-    }
+
+        impl From<&$peering> for $spec {
+            fn from(p: &$peering) -> $spec {
+                $spec {
+                    peering_subnet: p.peering_subnet,
+                    peer_ip: p.peer_ip,
+                    cloud_ip: p.cloud_ip,
+                    peer_bgp_asn: p.peer_bgp_asn,
+                    peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
+                }
+            }
+        }
+
+        impl $spec {
+            /// The peering as stored: with the cloud's ASN.
+            pub fn with_cloud_asn(&self, cloud_asn: u32) -> $peering {
+                $peering {
+                    peering_subnet: self.peering_subnet,
+                    peer_ip: self.peer_ip,
+                    cloud_ip: self.cloud_ip,
+                    peer_bgp_asn: self.peer_bgp_asn,
+                    cloud_bgp_asn: cloud_asn,
+                    peer_bgp_md5_key: self.peer_bgp_md5_key.clone(),
+                }
+            }
+        }
+
+        /// A peering in a PATCH: a merge. The fields present change, the others stay as
+        /// they are; the MD5 key stays unless the patch says otherwise ([`SecretPatch`]).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct $patch {
+            #[serde(default, deserialize_with = "present")]
+            #[schemars(with = "Option<String>")]
+            pub peering_subnet: Option<$net>,
+            #[serde(default, deserialize_with = "present")]
+            #[schemars(with = "Option<String>")]
+            pub peer_ip: Option<$addr>,
+            #[serde(default, deserialize_with = "present")]
+            #[schemars(with = "Option<String>")]
+            pub cloud_ip: Option<$addr>,
+            #[serde(default, deserialize_with = "present_int64")]
+            #[schemars(with = "Option<String>")]
+            pub peer_bgp_asn: Option<u32>,
+            /// Absent, or the mask it is shown as (`"********"`): unchanged. `null` or
+            /// `""`: removed. Anything else: the new key.
+            #[serde(default)]
+            #[schemars(with = "Option<crate::Secret>")]
+            pub peer_bgp_md5_key: SecretPatch,
+        }
+
+        impl $patch {
+            /// The peering `old` with this patch applied.
+            pub fn apply(self, old: &$spec) -> $spec {
+                $spec {
+                    peering_subnet: self.peering_subnet.unwrap_or(old.peering_subnet),
+                    peer_ip: self.peer_ip.unwrap_or(old.peer_ip),
+                    cloud_ip: self.cloud_ip.unwrap_or(old.cloud_ip),
+                    peer_bgp_asn: self.peer_bgp_asn.unwrap_or(old.peer_bgp_asn),
+                    peer_bgp_md5_key: self.peer_bgp_md5_key.apply(old.peer_bgp_md5_key.as_ref()),
+                }
+            }
+
+            /// The patch as a new peering (the connection had none of this family): every
+            /// required field must be there; `Err` names the first one missing.
+            pub fn complete(self) -> Result<$spec, &'static str> {
+                Ok($spec {
+                    peering_subnet: self.peering_subnet.ok_or("peeringSubnet")?,
+                    peer_ip: self.peer_ip.ok_or("peerIp")?,
+                    cloud_ip: self.cloud_ip.ok_or("cloudIp")?,
+                    peer_bgp_asn: self.peer_bgp_asn.ok_or("peerBgpAsn")?,
+                    peer_bgp_md5_key: self.peer_bgp_md5_key.apply(None),
+                })
+            }
+        }
+    };
 }
+
+peering_types!(
+    "IPv4",
+    Ipv4PeeringSpec,
+    Ipv4Peering,
+    Ipv4PeeringPatch,
+    Ipv4Net,
+    Ipv4Addr
+);
+peering_types!(
+    "IPv6",
+    Ipv6PeeringSpec,
+    Ipv6Peering,
+    Ipv6PeeringPatch,
+    Ipv6Net,
+    Ipv6Addr
+);
 
 /// What a PATCH does to a secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -597,6 +660,13 @@ pub struct StaticRoute {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ipv6StaticRoute {
+    #[schemars(with = "String")]
+    pub prefix: Ipv6Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePrivateConnectionRequest {
     pub folder_id: String,
     #[serde(default)]
@@ -609,9 +679,17 @@ pub struct CreatePrivateConnectionRequest {
     #[serde(with = "crate::int64")]
     #[schemars(with = "String")]
     pub vlan_id: u32,
-    pub ipv4_peering: Ipv4PeeringSpec,
+    /// The IPv4 peering and its BGP session; a connection has this, `ipv6Peering`, or
+    /// both.
+    #[serde(default)]
+    pub ipv4_peering: Option<Ipv4PeeringSpec>,
+    /// The IPv6 peering: a BGP session of its own over its own addresses.
+    #[serde(default)]
+    pub ipv6_peering: Option<Ipv6PeeringSpec>,
     #[serde(default)]
     pub ipv4_static_routes: Vec<StaticRoute>,
+    #[serde(default)]
+    pub ipv6_static_routes: Vec<Ipv6StaticRoute>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -623,9 +701,14 @@ pub struct PrivateConnection {
     #[serde(with = "crate::int64")]
     #[schemars(with = "String")]
     pub vlan_id: u16,
-    pub ipv4_peering: Ipv4Peering,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_peering: Option<Ipv4Peering>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_peering: Option<Ipv6Peering>,
     #[serde(default)]
     pub ipv4_static_routes: Vec<StaticRoute>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_static_routes: Vec<Ipv6StaticRoute>,
     /// BGP failover tests, newest last (the last 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bgp_failover_tests: Vec<FailoverTest>,
@@ -636,9 +719,13 @@ pub struct PrivateConnection {
     /// The routing instance this connection belongs to, if any (output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_instance_id: Option<String>,
-    /// Live BGP state as last reported by the edge (output, not stored).
+    /// Live state of the IPv4 BGP session as last reported by the edge (output, not
+    /// stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<crate::edge::SessionStatus>,
+    /// Live state of the IPv6 BGP session (output, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_ipv6: Option<crate::edge::SessionStatus>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -730,16 +817,18 @@ fn is_zero(n: &u64) -> bool {
 #[serde(try_from = "AzInfoWire", into = "AzInfoOut")]
 pub struct AzInfo {
     pub az_id: String,
-    pub prefixes: Vec<Ipv4Net>,
+    /// IPv4 and IPv6 prefixes of the zone.
+    pub prefixes: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VpcManualInfo {
     pub az_id: String,
+    /// IPv4 and IPv6 prefixes.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub prefixes: Vec<Ipv4Net>,
+    pub prefixes: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -757,7 +846,7 @@ struct AzInfoWire {
     #[serde(default)]
     az_id: Option<String>,
     #[serde(default)]
-    prefixes: Option<Vec<Ipv4Net>>,
+    prefixes: Option<Vec<IpNet>>,
 }
 
 impl TryFrom<AzInfoWire> for AzInfo {
@@ -806,7 +895,7 @@ pub struct VpcInfo {
 }
 
 impl VpcInfo {
-    pub fn prefixes(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.az_infos
             .iter()
             .flat_map(|az| az.prefixes.iter().copied())
@@ -848,7 +937,7 @@ pub struct RoutingInstance {
 }
 
 impl RoutingInstance {
-    pub fn prefixes(&self) -> Vec<Ipv4Net> {
+    pub fn prefixes(&self) -> Vec<IpNet> {
         self.vpc_info.iter().flat_map(|v| v.prefixes()).collect()
     }
 }

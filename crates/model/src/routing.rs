@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult, Code};
@@ -20,7 +20,7 @@ pub struct AzPrefixes {
     pub az_id: String,
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub prefixes: Vec<Ipv4Net>,
+    pub prefixes: Vec<IpNet>,
 }
 
 /// A VPC network with its prefixes per zone, as UpdateNetworks takes it.
@@ -251,7 +251,7 @@ mod tests {
     use super::*;
     use crate::resource::Meta;
 
-    fn n(s: &str) -> Ipv4Net {
+    fn n(s: &str) -> IpNet {
         s.parse().expect("prefix")
     }
 

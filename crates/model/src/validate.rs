@@ -1,9 +1,9 @@
 //! The rules of REFERENCE.md "Rules to enforce", one function per rule. Each returns an
 //! `ApiError` naming the field (camelCase JSON path) and what is wrong with it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::error::{ApiError, ApiResult};
 use crate::resource::Labels;
@@ -129,8 +129,9 @@ pub fn vlan_id(field: &str, v: u32) -> ApiResult<u16> {
 }
 
 /// A prefix written with host bits set (10.0.0.1/30) is refused, not silently truncated.
-pub fn canonical(field: &str, p: &Ipv4Net) -> ApiResult<()> {
-    if p.trunc() != *p {
+pub fn canonical<N: Into<IpNet> + Copy>(field: &str, p: &N) -> ApiResult<()> {
+    let p: IpNet = (*p).into();
+    if p.trunc() != p {
         return Err(ApiError::field(
             field,
             format!("{p} has host bits set; did you mean {}?", p.trunc()),
@@ -320,7 +321,13 @@ pub fn md5_key(field: &str, key: &Option<crate::Secret>) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<()> {
+/// A connection's static routes of one family (`ipv4StaticRoutes` or `ipv6StaticRoutes`):
+/// the quota counts each family on its own.
+pub fn static_routes<N: Into<IpNet> + Copy + PartialEq + std::fmt::Display>(
+    field: &str,
+    routes: &[N],
+    max: usize,
+) -> ApiResult<()> {
     if routes.len() > max {
         return Err(ApiError::field(
             field,
@@ -336,7 +343,7 @@ pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<(
         // The checks of a route the customer announces (the speaker's import policy uses
         // the same table), and no default: a static route cannot be withdrawn when the
         // customer's side fails, so it would blackhole every destination of the instance.
-        if p.prefix_len() == 0 {
+        if (*p).into().prefix_len() == 0 {
             return Err(ApiError::field(
                 &f,
                 format!(
@@ -344,7 +351,7 @@ pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<(
                 ),
             ));
         }
-        if let Some((r, what)) = crate::prefixes::martian(&ipnet::IpNet::V4(*p)) {
+        if let Some((r, what)) = crate::prefixes::martian(&(*p).into()) {
             return Err(ApiError::field(
                 &f,
                 format!("{p} is inside {r} ({what}), which no customer may route"),
@@ -360,19 +367,31 @@ pub fn static_routes(field: &str, routes: &[Ipv4Net], max: usize) -> ApiResult<(
     Ok(())
 }
 
-/// Routing-instance prefixes: canonical and not overlapping each other.
-pub fn vpc_prefixes(field: &str, prefixes: &[Ipv4Net], max: usize) -> ApiResult<()> {
-    if prefixes.len() > max {
-        return Err(ApiError::field(
-            field,
-            format!(
-                "has {} prefixes; the quota is {max} per routing instance",
-                prefixes.len()
-            ),
-        ));
+/// Routing-instance prefixes, IPv4 and IPv6: canonical, not overlapping each other, and
+/// at most `max` of each family.
+pub fn vpc_prefixes(field: &str, prefixes: &[IpNet], max: usize) -> ApiResult<()> {
+    for (family, v6) in [("IPv4", false), ("IPv6", true)] {
+        let n = prefixes
+            .iter()
+            .filter(|p| matches!(p, IpNet::V6(_)) == v6)
+            .count();
+        if n > max {
+            return Err(ApiError::field(
+                field,
+                format!(
+                    "has {n} {family} prefixes; the quota is {max} per family per routing instance"
+                ),
+            ));
+        }
     }
     for p in prefixes {
         canonical(field, p)?;
+        if p.prefix_len() == 0 {
+            return Err(ApiError::field(
+                field,
+                format!("{p} is a default route, not a VPC prefix"),
+            ));
+        }
     }
     for (i, a) in prefixes.iter().enumerate() {
         for b in &prefixes[i + 1..] {
@@ -387,8 +406,100 @@ pub fn vpc_prefixes(field: &str, prefixes: &[Ipv4Net], max: usize) -> ApiResult<
     Ok(())
 }
 
-pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(b) || b.contains(a)
+/// Whether one contains the other (prefixes of different families never overlap).
+pub fn overlaps<N: Into<IpNet> + Copy>(a: &N, b: &N) -> bool {
+    let (a, b): (IpNet, IpNet) = ((*a).into(), (*b).into());
+    a.contains(&b) || b.contains(&a)
+}
+
+/// Where an IPv6 peering subnet may be: unique local (RFC 4193) or global unicast.
+pub const PEERING_RANGES_V6: [&str; 2] = ["fc00::/7", "2000::/3"];
+
+/// IPv6 space that is neither: each with what it is, for the message.
+const NOT_PEERING_V6: [(&str, &str); 6] = [
+    ("::/128", "the unspecified address"),
+    ("::1/128", "the loopback address"),
+    ("::ffff:0:0/96", "IPv4-mapped space"),
+    ("fe80::/10", "link-local space"),
+    ("ff00::/8", "multicast space"),
+    ("2001:db8::/32", "documentation space (RFC 3849)"),
+];
+
+/// An IPv6 peering (RFC 6164): subnet /125, /126 or /127, canonical, unique local or
+/// global unicast (not documentation); `peerIp` and `cloudIp` distinct addresses of it,
+/// neither the subnet-router anycast address (the all-zeros one) of a /125 or /126 — a
+/// /127 uses both of its addresses (RFC 6164 §5).
+pub fn peering6(
+    field: &str,
+    subnet: &Ipv6Net,
+    peer_ip: Ipv6Addr,
+    cloud_ip: Ipv6Addr,
+) -> ApiResult<()> {
+    let sf = format!("{field}.peeringSubnet");
+    if !matches!(subnet.prefix_len(), 125..=127) {
+        return Err(ApiError::field(
+            &sf,
+            format!("{subnet} must be a /125, /126 or /127 (RFC 6164)"),
+        ));
+    }
+    canonical(&sf, subnet)?;
+    let v6 = |s: &str| s.parse::<Ipv6Net>().unwrap_or_default();
+    if let Some((_, what)) = NOT_PEERING_V6
+        .iter()
+        .find(|(r, _)| v6(r).contains(subnet) || subnet.contains(&v6(r)))
+    {
+        return Err(ApiError::field(
+            &sf,
+            format!(
+                "{subnet} is in {what}; use a unique local (fc00::/7) or global unicast subnet"
+            ),
+        ));
+    }
+    if !PEERING_RANGES_V6.iter().any(|r| v6(r).contains(subnet)) {
+        return Err(ApiError::field(
+            &sf,
+            format!(
+                "{subnet} is neither unique local (fc00::/7) nor global unicast (2000::/3) space"
+            ),
+        ));
+    }
+    for (name, ip) in [("peerIp", peer_ip), ("cloudIp", cloud_ip)] {
+        let f = format!("{field}.{name}");
+        if !subnet.contains(&ip) {
+            return Err(ApiError::field(
+                &f,
+                format!("{ip} is not in the peering subnet {subnet}"),
+            ));
+        }
+        if subnet.prefix_len() < 127 && ip == subnet.network() {
+            return Err(ApiError::field(
+                &f,
+                format!(
+                    "{ip} is the subnet-router anycast address of {subnet}, not a host (a /127 may use it)"
+                ),
+            ));
+        }
+    }
+    if peer_ip == cloud_ip {
+        return Err(ApiError::field(
+            &format!("{field}.cloudIp"),
+            format!("must differ from peerIp ({peer_ip})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Both families go to one customer router: one ASN.
+pub fn same_asn(v4: Option<u32>, v6: Option<u32>) -> ApiResult<()> {
+    match (v4, v6) {
+        (Some(a), Some(b)) if a != b => Err(ApiError::field(
+            "ipv6Peering.peerBgpAsn",
+            format!(
+                "{b} differs from ipv4Peering.peerBgpAsn ({a}); both sessions go to the same customer router and need the same ASN"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -546,10 +657,152 @@ mod tests {
 
     #[test]
     fn vpc_prefixes_must_not_overlap() {
+        let n = |s: &str| s.parse::<IpNet>().expect("prefix");
         assert!(vpc_prefixes("p", &[n("10.0.0.0/24"), n("10.0.1.0/24")], 100).is_ok());
         let e = vpc_prefixes("p", &[n("10.0.0.0/16"), n("10.0.1.0/24")], 100).unwrap_err();
         assert!(e.message.contains("overlap"));
         assert!(vpc_prefixes("p", &[n("10.0.0.0/24"), n("10.0.1.0/24")], 1).is_err());
         assert!(vpc_prefixes("p", &[n("10.0.0.1/24")], 100).is_err());
+        // IPv6 the same way, and each family against its own quota.
+        let e = vpc_prefixes("p", &[n("fd00:1::/32"), n("fd00:1:2::/64")], 100).unwrap_err();
+        assert!(e.message.contains("overlap"), "{}", e.message);
+        assert!(vpc_prefixes("p", &[n("fd00:1::1/64")], 100).is_err());
+        assert!(vpc_prefixes("p", &[n("10.0.0.0/24"), n("fd00:1::/64")], 1).is_ok());
+        let e = vpc_prefixes("p", &[n("fd00:1::/64"), n("fd00:2::/64")], 1).unwrap_err();
+        assert!(e.message.contains("2 IPv6 prefixes"), "{}", e.message);
+        assert!(vpc_prefixes("p", &[n("::/0")], 10).is_err());
+    }
+
+    #[test]
+    fn ipv6_peering_accepts_slash125_to_slash127_in_ula_and_global_space() {
+        let n6 = |s: &str| s.parse::<Ipv6Net>().expect("net");
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().expect("addr");
+        for (s, p, c) in [
+            ("fd00:c1c::/127", "fd00:c1c::1", "fd00:c1c::"),
+            ("fd00:c1c::/126", "fd00:c1c::2", "fd00:c1c::1"),
+            ("fd00:c1c::/125", "fd00:c1c::7", "fd00:c1c::1"),
+            ("2a02:6b8:c00::/127", "2a02:6b8:c00::1", "2a02:6b8:c00::"),
+        ] {
+            assert!(peering6("ipv6Peering", &n6(s), a6(p), a6(c)).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn ipv6_peering_rejects_each_broken_rule() {
+        let n6 = |s: &str| s.parse::<Ipv6Net>().expect("net");
+        let a6 = |s: &str| s.parse::<Ipv6Addr>().expect("addr");
+        let cases = [
+            (
+                "fd00::/64",
+                "fd00::1",
+                "fd00::2",
+                "peeringSubnet",
+                "/125, /126 or /127",
+            ),
+            (
+                "fd00::/124",
+                "fd00::1",
+                "fd00::2",
+                "peeringSubnet",
+                "/125, /126 or /127",
+            ),
+            (
+                "fd00::1/126",
+                "fd00::1",
+                "fd00::2",
+                "peeringSubnet",
+                "host bits",
+            ),
+            (
+                "fe80::/127",
+                "fe80::1",
+                "fe80::",
+                "peeringSubnet",
+                "link-local",
+            ),
+            (
+                "ff02::/127",
+                "ff02::1",
+                "ff02::",
+                "peeringSubnet",
+                "multicast",
+            ),
+            ("::/127", "::1", "::", "peeringSubnet", "unspecified"),
+            (
+                "::ffff:10.0.0.0/127",
+                "::ffff:10.0.0.1",
+                "::ffff:10.0.0.0",
+                "peeringSubnet",
+                "IPv4-mapped",
+            ),
+            (
+                "2001:db8::/127",
+                "2001:db8::1",
+                "2001:db8::",
+                "peeringSubnet",
+                "documentation",
+            ),
+            (
+                "4000::/127",
+                "4000::1",
+                "4000::",
+                "peeringSubnet",
+                "neither unique local",
+            ),
+            (
+                "fd00::/126",
+                "fd00::",
+                "fd00::1",
+                "peerIp",
+                "subnet-router anycast",
+            ),
+            (
+                "fd00::/125",
+                "fd00::1",
+                "fd00::",
+                "cloudIp",
+                "subnet-router anycast",
+            ),
+            (
+                "fd00::/127",
+                "fd00::2",
+                "fd00::",
+                "peerIp",
+                "not in the peering subnet",
+            ),
+            ("fd00::/127", "fd00::1", "fd00::1", "cloudIp", "must differ"),
+        ];
+        for (s, p, c, field, want) in cases {
+            let e = peering6("ipv6Peering", &n6(s), a6(p), a6(c)).unwrap_err();
+            assert!(e.message.contains(want), "{s} {p} {c}: {}", e.message);
+            assert_eq!(e.details[0].field, format!("ipv6Peering.{field}"), "{s}");
+        }
+    }
+
+    #[test]
+    fn both_families_need_the_same_asn() {
+        assert!(same_asn(Some(65001), Some(65001)).is_ok());
+        assert!(same_asn(Some(65001), None).is_ok());
+        assert!(same_asn(None, Some(65002)).is_ok());
+        let e = same_asn(Some(65001), Some(65002)).unwrap_err();
+        assert_eq!(e.details[0].field, "ipv6Peering.peerBgpAsn");
+    }
+
+    #[test]
+    fn ipv6_static_routes_follow_the_ipv4_rules() {
+        let n6 = |s: &str| s.parse::<Ipv6Net>().expect("net");
+        assert!(static_routes("ipv6StaticRoutes", &[n6("2a00:1::/48")], 10).is_ok());
+        for bad in ["::/0", "fe80::/64", "2001:db8::/48", "2a00:1::1/48"] {
+            let e =
+                static_routes("ipv6StaticRoutes", &[n6("2a00:2::/48"), n6(bad)], 10).unwrap_err();
+            assert_eq!(e.details[0].field, "ipv6StaticRoutes[1].prefix", "{bad}");
+        }
+        let e = static_routes(
+            "ipv6StaticRoutes",
+            &[n6("2a00:1::/48"), n6("2a00:2::/48")],
+            1,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("quota"));
     }
 }

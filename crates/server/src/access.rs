@@ -48,7 +48,7 @@ const METADATA_FIELDS: &[&str] = &[
 
 /// Where resources keep secrets (JSON pointers). [`Secrets`] is the same for typed
 /// resources; a test keeps the two in step.
-const SECRET_POINTERS: &[&str] = &["/ipv4Peering/peerBgpMd5Key"];
+const SECRET_POINTERS: &[&str] = &["/ipv4Peering/peerBgpMd5Key", "/ipv6Peering/peerBgpMd5Key"];
 
 /// The secrets a resource type holds, masked in place: how lists show thousands of
 /// resources without a JSON tree each.
@@ -66,7 +66,12 @@ impl Secrets for cic_model::resource::TrunkConnection {}
 impl Secrets for cic_model::resource::RoutingInstance {}
 impl Secrets for cic_model::resource::PrivateConnection {
     fn hide_secrets(&mut self) {
-        hide(&mut self.ipv4_peering.peer_bgp_md5_key);
+        if let Some(p) = &mut self.ipv4_peering {
+            hide(&mut p.peer_bgp_md5_key);
+        }
+        if let Some(p) = &mut self.ipv6_peering {
+            hide(&mut p.peer_bgp_md5_key);
+        }
     }
 }
 impl Secrets for cic_model::resource::PublicConnection {

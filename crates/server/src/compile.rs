@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cic_model::edge::{
-    Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, InstanceConfig,
-    TrunkConfig,
+    Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, FabricIpv6,
+    InstanceConfig, PeeringConfig, TrunkConfig,
 };
 use cic_model::resource::{
     CloudService, Edge, PrivateConnection, PublicConnection, RoutingInstance, Status,
@@ -89,6 +89,19 @@ pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
         .ok()?
         .nth(slot as usize)?;
     let ip = u32::from(subnet.network());
+    let pool6 = edge.fabric.transit_pool6;
+    let ipv6 = (pool6.prefix_len() <= 127)
+        .then(|| u128::from(pool6.network()).checked_add(2 * u128::from(slot)))
+        .flatten()
+        .map(std::net::Ipv6Addr::from)
+        .filter(|a| pool6.contains(a))
+        .and_then(|a| {
+            Some(FabricIpv6 {
+                subnet: ipnet::Ipv6Net::new(a, 127).ok()?,
+                edge_ip: a,
+                fabric_ip: std::net::Ipv6Addr::from(u128::from(a) + 1),
+            })
+        });
     Some(FabricAttachment {
         vni: edge.fabric.vni_base.checked_add(slot)?,
         remote_vtep: edge.fabric.remote_vtep,
@@ -98,6 +111,7 @@ pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
         edge_ip: ip.into(),
         fabric_ip: (ip + 1).into(),
         fabric_asn: edge.fabric.asn,
+        ipv6,
     })
 }
 
@@ -133,13 +147,8 @@ pub fn compile(
         id: c.meta.id.clone(),
         trunk_id: c.trunk_connection_id.clone(),
         vlan_id: c.vlan_id,
-        subnet: c.ipv4_peering.peering_subnet,
-        cloud_ip: c.ipv4_peering.cloud_ip,
-        peer_ip: c.ipv4_peering.peer_ip,
-        peer_asn: c.ipv4_peering.peer_bgp_asn,
-        md5_key: c.ipv4_peering.peer_bgp_md5_key.clone(),
         mtu: settings.peering_mtu,
-        static_routes: c.ipv4_static_routes.iter().map(|r| r.prefix).collect(),
+        peerings: peerings(c),
         // The newest test not stopped: the edge holds the session down until its end.
         hold_down_until: c
             .bgp_failover_tests
@@ -172,7 +181,8 @@ pub fn compile(
             .slots
             .iter()
             .find(|s| s.edge_id == edge_id && s.routing_instance_id == ri.meta.id)
-            .and_then(|s| fabric_attachment(edge, s.slot));
+            .and_then(|s| fabric_attachment(edge, s.slot))
+            .map(|f| ipv6_if_wanted(f, ri, snap));
         placed.extend(members.iter().map(|c| c.meta.id.as_str()));
         instances.push(InstanceConfig {
             id: ri.meta.id.clone(),
@@ -222,13 +232,15 @@ pub fn compile(
                 id: p.meta.id.clone(),
                 trunk_id: p.trunk_connection_id.clone(),
                 vlan_id: p.vlan_id,
-                subnet: p.ipv4_peering.peering_subnet,
-                cloud_ip: p.ipv4_peering.cloud_ip,
-                peer_ip: p.ipv4_peering.peer_ip,
-                peer_asn: p.ipv4_peering.peer_bgp_asn,
-                md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
                 mtu: settings.public_peering_mtu,
-                static_routes: vec![],
+                peerings: vec![PeeringConfig {
+                    subnet: p.ipv4_peering.peering_subnet.into(),
+                    cloud_ip: p.ipv4_peering.cloud_ip.into(),
+                    peer_ip: p.ipv4_peering.peer_ip.into(),
+                    peer_asn: p.ipv4_peering.peer_bgp_asn,
+                    md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
+                    static_routes: vec![],
+                }],
                 hold_down_until: None,
                 reset_seq: 0,
             }],
@@ -257,6 +269,62 @@ pub fn compile(
     })
 }
 
+/// A fabric segment carries an IPv6 session when its routing instance has IPv6: VPC
+/// prefixes or a member's IPv6 peering. (An IPv4-only instance asks nothing new of the
+/// fabric router.)
+fn ipv6_if_wanted(
+    mut f: FabricAttachment,
+    ri: &RoutingInstance,
+    snap: &Snapshot,
+) -> FabricAttachment {
+    let v6_prefixes = ri
+        .prefixes()
+        .iter()
+        .any(|p| matches!(p, ipnet::IpNet::V6(_)));
+    let v6_member = || {
+        snap.connections.iter().any(|c| {
+            c.ipv6_peering.is_some()
+                && ri
+                    .cic_private_connection_info
+                    .iter()
+                    .any(|r| r.cic_private_connection_id == c.meta.id)
+        })
+    };
+    if !v6_prefixes && !v6_member() {
+        f.ipv6 = None;
+    }
+    f
+}
+
+/// A private connection's peerings as the edge realises them: IPv4 first, then IPv6.
+fn peerings(c: &PrivateConnection) -> Vec<PeeringConfig> {
+    let v4 = c.ipv4_peering.as_ref().map(|p| PeeringConfig {
+        subnet: p.peering_subnet.into(),
+        cloud_ip: p.cloud_ip.into(),
+        peer_ip: p.peer_ip.into(),
+        peer_asn: p.peer_bgp_asn,
+        md5_key: p.peer_bgp_md5_key.clone(),
+        static_routes: c
+            .ipv4_static_routes
+            .iter()
+            .map(|r| r.prefix.into())
+            .collect(),
+    });
+    let v6 = c.ipv6_peering.as_ref().map(|p| PeeringConfig {
+        subnet: p.peering_subnet.into(),
+        cloud_ip: p.cloud_ip.into(),
+        peer_ip: p.peer_ip.into(),
+        peer_asn: p.peer_bgp_asn,
+        md5_key: p.peer_bgp_md5_key.clone(),
+        static_routes: c
+            .ipv6_static_routes
+            .iter()
+            .map(|r| r.prefix.into())
+            .collect(),
+    });
+    v4.into_iter().chain(v6).collect()
+}
+
 /// What the operator's fabric must configure for one routing instance on one edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -264,7 +332,7 @@ pub struct FabricAttachmentView {
     pub routing_instance_id: String,
     pub vpc_network_ids: Vec<String>,
     #[schemars(with = "Vec<String>")]
-    pub vpc_prefixes: Vec<Ipv4Net>,
+    pub vpc_prefixes: Vec<ipnet::IpNet>,
     pub vni: u32,
     pub udp_port: u16,
     /// The edge's VTEP (the fabric's remote).
@@ -275,6 +343,9 @@ pub struct FabricAttachmentView {
     pub fabric_ip: std::net::Ipv4Addr,
     pub edge_asn: u32,
     pub fabric_asn: u32,
+    /// The IPv6 session's addresses on the same segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<FabricIpv6>,
 }
 
 pub fn fabric_attachments(
@@ -295,7 +366,7 @@ pub fn fabric_attachments(
         else {
             continue;
         };
-        let Some(f) = fabric_attachment(edge, s.slot) else {
+        let Some(f) = fabric_attachment(edge, s.slot).map(|f| ipv6_if_wanted(f, ri, snap)) else {
             continue;
         };
         out.push(FabricAttachmentView {
@@ -314,6 +385,7 @@ pub fn fabric_attachments(
             fabric_ip: f.fabric_ip,
             edge_asn: cloud_asn,
             fabric_asn: f.fabric_asn,
+            ipv6: f.ipv6,
         });
     }
     out
@@ -322,6 +394,7 @@ pub fn fabric_attachments(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cic_model::edge::Family;
     use cic_model::resource::*;
 
     fn meta(id: &str) -> Meta {
@@ -345,6 +418,7 @@ mod tests {
                 local_vtep: "100.64.255.1".parse().unwrap(),
                 port_name: None,
                 transit_pool: "100.127.0.0/24".parse().unwrap(),
+                transit_pool6: cic_model::resource::default_transit_pool6(),
                 vni_base: 100_000,
             },
             customer_ports: vec![],
@@ -372,19 +446,22 @@ mod tests {
             meta: meta(id),
             trunk_connection_id: "tc1".into(),
             vlan_id: vlan,
-            ipv4_peering: Ipv4Peering {
+            ipv4_peering: Some(Ipv4Peering {
                 peering_subnet: "169.254.100.0/30".parse().unwrap(),
                 peer_ip: "169.254.100.2".parse().unwrap(),
                 cloud_ip: "169.254.100.1".parse().unwrap(),
                 peer_bgp_asn: 65001,
                 cloud_bgp_asn: 200_350,
                 peer_bgp_md5_key: Some("k".into()),
-            },
+            }),
+            ipv6_peering: None,
             ipv4_static_routes: vec![],
+            ipv6_static_routes: vec![],
             bgp_failover_tests: vec![],
             bgp_session_resets: 0,
             routing_instance_id: None,
             bgp: None,
+            bgp_ipv6: None,
         };
         let ri = RoutingInstance {
             meta: meta("ri1"),
@@ -437,7 +514,7 @@ mod tests {
         assert_eq!(ri.routing_instance_id.as_deref(), Some("ri1"));
         assert_eq!(
             ri.vpc_prefixes,
-            vec!["10.128.0.0/24".parse::<Ipv4Net>().unwrap()]
+            vec!["10.128.0.0/24".parse::<ipnet::IpNet>().unwrap()]
         );
         assert_eq!(
             ri.connections
@@ -447,7 +524,10 @@ mod tests {
             vec!["pc1"]
         );
         assert_eq!(
-            ri.connections[0].md5_key.as_ref().map(|k| k.expose()),
+            ri.connections[0].peerings[0]
+                .md5_key
+                .as_ref()
+                .map(|k| k.expose()),
             Some("k"),
             "the edge needs the key"
         );
@@ -475,6 +555,67 @@ mod tests {
             ),
             ("pc2", None, None)
         );
+    }
+
+    #[test]
+    fn a_dual_stack_connection_has_two_peerings_and_its_instance_an_ipv6_fabric_session() {
+        let mut s = snapshot();
+        // IPv4 only: the fabric segment asks nothing of IPv6.
+        let c = compile(&s, "ed1", 7, &settings()).expect("edge");
+        assert!(
+            c.instances[0]
+                .fabric
+                .as_ref()
+                .expect("fabric")
+                .ipv6
+                .is_none()
+        );
+        s.connections[0].ipv6_peering = Some(Ipv6Peering {
+            peering_subnet: "fd00:c1c::/127".parse().unwrap(),
+            peer_ip: "fd00:c1c::1".parse().unwrap(),
+            cloud_ip: "fd00:c1c::".parse().unwrap(),
+            peer_bgp_asn: 65001,
+            cloud_bgp_asn: 200_350,
+            peer_bgp_md5_key: None,
+        });
+        s.connections[0].ipv6_static_routes = vec![Ipv6StaticRoute {
+            prefix: "2a00:1::/48".parse().unwrap(),
+        }];
+        let c = compile(&s, "ed1", 8, &settings()).expect("edge");
+        let pc = &c.instances[0].connections[0];
+        let fams: Vec<_> = pc.peerings.iter().map(|p| p.family()).collect();
+        assert_eq!(fams, vec![Family::Ipv4, Family::Ipv6]);
+        let v6 = pc.peering(Family::Ipv6).expect("v6");
+        assert_eq!(v6.cloud_address().to_string(), "fd00:c1c::/127");
+        assert_eq!(v6.static_routes[0].to_string(), "2a00:1::/48");
+        assert!(
+            pc.peering(Family::Ipv4)
+                .expect("v4")
+                .static_routes
+                .is_empty()
+        );
+        // Slot 3: the 4th /127 of the pool, beside the 4th /31.
+        let f = c.instances[0].fabric.as_ref().expect("fabric");
+        let f6 = f.ipv6.expect("an IPv6 fabric session");
+        assert_eq!(
+            (
+                f6.subnet.to_string(),
+                f6.edge_ip.to_string(),
+                f6.fabric_ip.to_string()
+            ),
+            (
+                "fd63:6963::6/127".into(),
+                "fd63:6963::6".into(),
+                "fd63:6963::7".into()
+            )
+        );
+        // An IPv6-only connection: one peering.
+        s.connections[1].ipv4_peering = None;
+        s.connections[1].ipv6_peering = s.connections[0].ipv6_peering.clone();
+        let c = compile(&s, "ed1", 9, &settings()).expect("edge");
+        let lone = &c.instances[1].connections[0];
+        assert_eq!(lone.peerings.len(), 1);
+        assert_eq!(lone.peerings[0].family(), Family::Ipv6);
     }
 
     #[test]

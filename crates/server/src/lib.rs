@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use cic_model::edge::{BgpSettings, EdgeReport, SessionKind, SessionStatus};
+use cic_model::edge::{BgpSettings, EdgeReport, Family, SessionKind, SessionStatus};
 use cic_model::resource::{
     CloudService, Edge, Operation, PrivateConnection, PublicConnection, RoutingInstance, Status,
     TrunkConnection,
@@ -91,7 +91,7 @@ pub struct EdgeLiveState {
     pub report: EdgeReport,
     pub reported_at: String,
     version: String,
-    sessions: HashMap<(SessionKind, String), usize>,
+    sessions: HashMap<(SessionKind, String, Family), usize>,
 }
 
 impl EdgeLiveState {
@@ -100,7 +100,7 @@ impl EdgeLiveState {
             .sessions
             .iter()
             .enumerate()
-            .map(|(i, s)| ((s.kind, s.resource_id.clone()), i))
+            .map(|(i, s)| ((s.kind, s.resource_id.clone(), s.family), i))
             .collect();
         EdgeLiveState {
             report,
@@ -110,10 +110,20 @@ impl EdgeLiveState {
         }
     }
 
-    /// The session of `resource_id` of this kind, as last reported.
+    /// The IPv4 session of `resource_id` of this kind, as last reported.
     pub fn session(&self, kind: SessionKind, resource_id: &str) -> Option<&SessionStatus> {
+        self.session_of(kind, resource_id, Family::Ipv4)
+    }
+
+    /// The session of `resource_id` of this kind and family, as last reported.
+    pub fn session_of(
+        &self,
+        kind: SessionKind,
+        resource_id: &str,
+        family: Family,
+    ) -> Option<&SessionStatus> {
         self.sessions
-            .get(&(kind, resource_id.to_string()))
+            .get(&(kind, resource_id.to_string(), family))
             .and_then(|i| self.report.sessions.get(*i))
     }
 }

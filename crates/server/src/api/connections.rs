@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cic_model::edge::SessionKind;
+use cic_model::edge::{Family, SessionKind};
 use cic_model::resource::ListResponse;
 use cic_model::resource::{
     CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch, Ipv4PeeringSpec,
-    Labels, PrivateConnection, RoutingInstance, StaticRoute, Status, TrunkConnection,
+    Ipv6PeeringPatch, Ipv6PeeringSpec, Ipv6StaticRoute, Labels, PrivateConnection, RoutingInstance,
+    StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, InContext, rel};
+use ipnet::IpNet;
 
 use super::patch::Clear::{Required, To};
 use super::patch::{Field, META};
@@ -27,27 +29,58 @@ use crate::error::{ApiBody, ApiJson, ApiResult};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The request-level rules of a connection's VLAN, peering and static routes.
-fn check_spec(
-    st: &AppState,
-    vlan: u32,
-    p: &Ipv4PeeringSpec,
-    statics: &[StaticRoute],
-) -> ApiResult<u16> {
+/// What a connection carries: its peerings (one or both families) and the static routes
+/// of each.
+pub(crate) struct Spec<'a> {
+    pub v4: Option<&'a Ipv4PeeringSpec>,
+    pub v6: Option<&'a Ipv6PeeringSpec>,
+    pub statics4: &'a [StaticRoute],
+    pub statics6: &'a [Ipv6StaticRoute],
+}
+
+/// The request-level rules of a connection's VLAN, peerings and static routes.
+fn check_spec(st: &AppState, vlan: u32, spec: &Spec) -> ApiResult<u16> {
     let vlan = validate::vlan_id("vlanId", vlan)?;
-    validate::peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
-    validate::peer_asn(
-        "ipv4Peering.peerBgpAsn",
-        p.peer_bgp_asn,
-        st.config.cloud_asn,
+    if spec.v4.is_none() && spec.v6.is_none() {
+        return Err(ApiError::field(
+            "ipv4Peering",
+            "a private connection needs ipv4Peering, ipv6Peering or both",
+        )
+        .into());
+    }
+    let max = st.config.max_static_routes_per_connection;
+    if let Some(p) = spec.v4 {
+        validate::peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+        validate::peer_asn(
+            "ipv4Peering.peerBgpAsn",
+            p.peer_bgp_asn,
+            st.config.cloud_asn,
+        )?;
+        validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
+    }
+    if let Some(p) = spec.v6 {
+        validate::peering6("ipv6Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+        validate::peer_asn(
+            "ipv6Peering.peerBgpAsn",
+            p.peer_bgp_asn,
+            st.config.cloud_asn,
+        )?;
+        validate::md5_key("ipv6Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
+    }
+    validate::same_asn(
+        spec.v4.map(|p| p.peer_bgp_asn),
+        spec.v6.map(|p| p.peer_bgp_asn),
     )?;
-    validate::md5_key("ipv4Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
-    let statics: Vec<_> = statics.iter().map(|r| r.prefix).collect();
-    validate::static_routes(
-        "ipv4StaticRoutes",
-        &statics,
-        st.config.max_static_routes_per_connection,
+    needs_family(
+        !spec.statics4.is_empty(),
+        spec.v4.is_some(),
+        !spec.statics6.is_empty(),
+        spec.v6.is_some(),
     )?;
+    let statics: Vec<_> = spec.statics4.iter().map(|r| r.prefix).collect();
+    validate::static_routes("ipv4StaticRoutes", &statics, max)?;
+    let statics: Vec<_> = spec.statics6.iter().map(|r| r.prefix).collect();
+    validate::static_routes("ipv6StaticRoutes", &statics, max)?;
     Ok(vlan)
 }
 
@@ -144,12 +177,32 @@ pub(crate) async fn check_placement(
     Ok(trunk)
 }
 
+/// A static route's next hop is the peer's address of its family: routes of a family
+/// need that family's peering.
+fn needs_family(routes4: bool, v4: bool, routes6: bool, v6: bool) -> ApiResult<()> {
+    if routes4 && !v4 {
+        return Err(ApiError::field(
+            "ipv4StaticRoutes",
+            "needs an ipv4Peering: an IPv4 static route goes via the peer's IPv4 address",
+        )
+        .into());
+    }
+    if routes6 && !v6 {
+        return Err(ApiError::field(
+            "ipv6StaticRoutes",
+            "needs an ipv6Peering: an IPv6 static route goes via the peer's IPv6 address",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Static routes must not take traffic meant for the VPC: none may overlap a prefix of
-/// the routing instance that `pc` belongs to.
+/// the routing instance that `pc` belongs to. `statics`: (field, prefix) of each.
 async fn check_statics_in_instance(
     st: &AppState,
     pc: &str,
-    statics: &[StaticRoute],
+    statics: &[(String, IpNet)],
 ) -> ApiResult<()> {
     let Some(ri) = st
         .store
@@ -160,23 +213,29 @@ async fn check_statics_in_instance(
     else {
         return Ok(());
     };
-    for (i, r) in statics.iter().enumerate() {
-        if let Some(v) = ri
-            .prefixes()
-            .into_iter()
-            .find(|v| v.contains(&r.prefix) || r.prefix.contains(v))
-        {
+    for (field, r) in statics {
+        if let Some(v) = ri.prefixes().into_iter().find(|v| validate::overlaps(v, r)) {
             return Err(ApiError::field(
-                &format!("ipv4StaticRoutes[{i}].prefix"),
-                format!(
-                    "{} overlaps prefix {v} of routing instance {}",
-                    r.prefix, ri.meta.id
-                ),
+                field,
+                format!("{r} overlaps prefix {v} of routing instance {}", ri.meta.id),
             )
             .into());
         }
     }
     Ok(())
+}
+
+/// Each route's field and prefix, for [`check_statics_in_instance`].
+fn fields_of(statics4: &[StaticRoute], statics6: &[Ipv6StaticRoute]) -> Vec<(String, IpNet)> {
+    let v4 = statics4
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("ipv4StaticRoutes[{i}].prefix"), r.prefix.into()));
+    let v6 = statics6
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("ipv6StaticRoutes[{i}].prefix"), r.prefix.into()));
+    v4.chain(v6).collect()
 }
 
 /// `POST …/privateConnections/{id}:method`: the connection's own methods, then the ones
@@ -343,10 +402,55 @@ pub(crate) struct StaticRoutesRequest {
     private_connection_id: Option<String>,
     #[serde(default)]
     ipv4_static_routes: Vec<StaticRoute>,
+    #[serde(default)]
+    ipv6_static_routes: Vec<Ipv6StaticRoute>,
+}
+
+/// One family's routes after an upsert (adds the ones not there) or a remove (each must
+/// be there); the quota holds for the result.
+fn merge_routes<R: Clone + PartialEq>(
+    field: &str,
+    id: &str,
+    old: &[R],
+    asked: &[R],
+    upsert: bool,
+    max: usize,
+    show: impl Fn(&R) -> String,
+) -> ApiResult<Vec<R>> {
+    let mut routes = old.to_vec();
+    for (i, r) in asked.iter().enumerate() {
+        let there = routes.contains(r);
+        if upsert && !there {
+            routes.push(r.clone());
+        } else if !upsert && !there {
+            return Err(ApiError::field(
+                &format!("{field}[{i}].prefix"),
+                format!(
+                    "{} is not a static route of private connection {id}",
+                    show(r)
+                ),
+            )
+            .into());
+        }
+    }
+    if !upsert {
+        routes.retain(|r| !asked.contains(r));
+    }
+    if routes.len() > max {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "would make {} routes; the quota is {max} per private connection",
+                routes.len()
+            ),
+        )
+        .into());
+    }
+    Ok(routes)
 }
 
 /// `POST …/privateConnections/{id}:upsertStaticRoutes` (adds the routes not there yet)
-/// and `:removeStaticRoutes` (each named route must be there).
+/// and `:removeStaticRoutes` (each named route must be there), of either family.
 async fn static_routes(
     st: &AppState,
     who: &Principal,
@@ -360,12 +464,18 @@ async fn static_routes(
         req.private_connection_id.as_ref(),
         id,
     )?;
-    if req.ipv4_static_routes.is_empty() {
-        return Err(ApiError::field("ipv4StaticRoutes", "names no route").into());
+    if req.ipv4_static_routes.is_empty() && req.ipv6_static_routes.is_empty() {
+        return Err(ApiError::field(
+            "ipv4StaticRoutes",
+            "names no route (nor does ipv6StaticRoutes)",
+        )
+        .into());
     }
     let max = st.config.max_static_routes_per_connection;
     let asked: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
     validate::static_routes("ipv4StaticRoutes", &asked, max)?;
+    let asked: Vec<_> = req.ipv6_static_routes.iter().map(|r| r.prefix).collect();
+    validate::static_routes("ipv6StaticRoutes", &asked, max)?;
     let _w = st.lock_writes().await?;
     let (old, view) = fetch_for::<PrivateConnection>(st, who, id, Need::Write).await?;
     if old.meta.status == Status::Deleting {
@@ -373,40 +483,43 @@ async fn static_routes(
             ApiError::precondition(format!("private connection {id} is being deleted")).into(),
         );
     }
-    let mut routes = old.ipv4_static_routes.clone();
-    for (i, r) in req.ipv4_static_routes.iter().enumerate() {
-        let there = routes.contains(r);
-        if upsert && !there {
-            routes.push(r.clone());
-        } else if !upsert && !there {
-            return Err(ApiError::field(
-                &format!("ipv4StaticRoutes[{i}].prefix"),
-                format!(
-                    "{} is not a static route of private connection {id}",
-                    r.prefix
-                ),
-            )
-            .into());
-        }
+    if upsert {
+        needs_family(
+            !req.ipv4_static_routes.is_empty(),
+            old.ipv4_peering.is_some(),
+            !req.ipv6_static_routes.is_empty(),
+            old.ipv6_peering.is_some(),
+        )?;
     }
-    if !upsert {
-        routes.retain(|r| !req.ipv4_static_routes.contains(r));
-    }
-    if routes.len() > max {
-        return Err(ApiError::field(
-            "ipv4StaticRoutes",
-            format!(
-                "would make {} routes; the quota is {max} per private connection",
-                routes.len()
-            ),
-        )
-        .into());
-    }
-    check_statics_in_instance(st, id, &req.ipv4_static_routes).await?;
+    let routes4 = merge_routes(
+        "ipv4StaticRoutes",
+        id,
+        &old.ipv4_static_routes,
+        &req.ipv4_static_routes,
+        upsert,
+        max,
+        |r| r.prefix.to_string(),
+    )?;
+    let routes6 = merge_routes(
+        "ipv6StaticRoutes",
+        id,
+        &old.ipv6_static_routes,
+        &req.ipv6_static_routes,
+        upsert,
+        max,
+        |r| r.prefix.to_string(),
+    )?;
+    check_statics_in_instance(
+        st,
+        id,
+        &fields_of(&req.ipv4_static_routes, &req.ipv6_static_routes),
+    )
+    .await?;
     let mut pc = old.clone();
     let mut edges = Vec::new();
-    if routes != old.ipv4_static_routes {
-        pc.ipv4_static_routes = routes;
+    if routes4 != old.ipv4_static_routes || routes6 != old.ipv6_static_routes {
+        pc.ipv4_static_routes = routes4;
+        pc.ipv6_static_routes = routes6;
         pc.meta.status = Status::Updating;
         edges.push(
             fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
@@ -452,14 +565,7 @@ async fn vlans_on(st: &AppState, trunk: &str, this: Option<&str>) -> ApiResult<(
 }
 
 pub(crate) fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
-    Ipv4Peering {
-        peering_subnet: p.peering_subnet,
-        peer_ip: p.peer_ip,
-        cloud_ip: p.cloud_ip,
-        peer_bgp_asn: p.peer_bgp_asn,
-        cloud_bgp_asn: cloud_asn,
-        peer_bgp_md5_key: p.peer_bgp_md5_key.clone(),
-    }
+    p.with_cloud_asn(cloud_asn)
 }
 
 pub async fn create(
@@ -470,7 +576,16 @@ pub async fn create(
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
     let view = st.access_to_create(&who, &req.folder_id).await?;
     validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
-    let vlan = check_spec(&st, req.vlan_id, &req.ipv4_peering, &req.ipv4_static_routes)?;
+    let vlan = check_spec(
+        &st,
+        req.vlan_id,
+        &Spec {
+            v4: req.ipv4_peering.as_ref(),
+            v6: req.ipv6_peering.as_ref(),
+            statics4: &req.ipv4_static_routes,
+            statics6: &req.ipv6_static_routes,
+        },
+    )?;
 
     let _w = st.lock_writes().await?;
     let trunk = check_placement(
@@ -488,12 +603,19 @@ pub async fn create(
         meta: new_meta("pc", req.folder_id, req.name, req.description, req.labels),
         trunk_connection_id: trunk.meta.id.clone(),
         vlan_id: vlan,
-        ipv4_peering: peering_of(&req.ipv4_peering, st.config.cloud_asn),
+        ipv4_peering: req
+            .ipv4_peering
+            .map(|p| p.with_cloud_asn(st.config.cloud_asn)),
+        ipv6_peering: req
+            .ipv6_peering
+            .map(|p| p.with_cloud_asn(st.config.cloud_asn)),
         ipv4_static_routes: req.ipv4_static_routes,
+        ipv6_static_routes: req.ipv6_static_routes,
         bgp_failover_tests: vec![],
         bgp_session_resets: 0,
         routing_instance_id: None,
         bgp: None,
+        bgp_ipv6: None,
     };
     write_one(
         &st,
@@ -531,8 +653,47 @@ pub struct UpdateRequest {
     #[serde(default, with = "cic_model::int64_option")]
     #[schemars(with = "Option<String>")]
     vlan_id: Option<u32>,
-    ipv4_peering: Option<Ipv4PeeringPatch>,
+    /// A merge into the IPv4 peering (a whole one when there is none); `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Ipv4PeeringPatch>")]
+    ipv4_peering: Option<Option<Ipv4PeeringPatch>>,
+    /// The same for the IPv6 peering.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Ipv6PeeringPatch>")]
+    ipv6_peering: Option<Option<Ipv6PeeringPatch>>,
     ipv4_static_routes: Option<Vec<StaticRoute>>,
+    ipv6_static_routes: Option<Vec<Ipv6StaticRoute>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A family's peering after a PATCH: kept, removed (`null`), merged into the one there,
+/// or — where there was none — made from the patch, which must then be whole.
+fn patched<S: Clone, P>(
+    field: &str,
+    old: Option<S>,
+    patch: Option<Option<P>>,
+    apply: impl Fn(P, &S) -> S,
+    complete: impl Fn(P) -> Result<S, &'static str>,
+) -> ApiResult<Option<S>> {
+    Ok(match (patch, old) {
+        (None, old) => old,
+        (Some(None), _) => None,
+        (Some(Some(p)), Some(old)) => Some(apply(p, &old)),
+        (Some(Some(p)), None) => Some(complete(p).map_err(|missing| {
+            ApiError::field(
+                &format!("{field}.{missing}"),
+                format!(
+                    "is required: the connection has no {field} yet, so the patch makes a whole one"
+                ),
+            )
+        })?),
+    })
 }
 
 /// What a PATCH of a private connection may name.
@@ -544,23 +705,32 @@ pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
         META[2],
         Field("trunkConnectionId", Required),
         Field("vlanId", Required),
-        Field("ipv4Peering", Required),
+        Field("ipv4Peering", To("null")),
         Field("ipv4Peering.peeringSubnet", Required),
         Field("ipv4Peering.peerIp", Required),
         Field("ipv4Peering.cloudIp", Required),
         Field("ipv4Peering.peerBgpAsn", Required),
         Field("ipv4Peering.peerBgpMd5Key", To("null")),
+        Field("ipv6Peering", To("null")),
+        Field("ipv6Peering.peeringSubnet", Required),
+        Field("ipv6Peering.peerIp", Required),
+        Field("ipv6Peering.cloudIp", Required),
+        Field("ipv6Peering.peerBgpAsn", Required),
+        Field("ipv6Peering.peerBgpMd5Key", To("null")),
         Field("ipv4StaticRoutes", To("[]")),
+        Field("ipv6StaticRoutes", To("[]")),
     ],
     output_only: &[
         "id",
         "createdAt",
         "status",
         "ipv4Peering.cloudBgpAsn",
+        "ipv6Peering.cloudBgpAsn",
         "bgpFailoverTests",
         "bgpSessionResets",
         "routingInstanceId",
         "bgp",
+        "bgpIpv6",
     ],
     immutable: &["folderId"],
 };
@@ -577,39 +747,66 @@ pub async fn update(
     patch.check_unchanged(&old)?;
     let req = patch.req;
     let mut pc = old.clone();
-    let spec = match req.ipv4_peering {
-        Some(p) => p.apply(&(&old.ipv4_peering).into()),
-        None => (&old.ipv4_peering).into(),
-    };
-    let statics = req
+    let v4 = patched(
+        "ipv4Peering",
+        old.ipv4_peering.as_ref().map(Ipv4PeeringSpec::from),
+        req.ipv4_peering,
+        Ipv4PeeringPatch::apply,
+        Ipv4PeeringPatch::complete,
+    )?;
+    let v6 = patched(
+        "ipv6Peering",
+        old.ipv6_peering.as_ref().map(Ipv6PeeringSpec::from),
+        req.ipv6_peering,
+        Ipv6PeeringPatch::apply,
+        Ipv6PeeringPatch::complete,
+    )?;
+    let statics4 = req
         .ipv4_static_routes
         .unwrap_or_else(|| old.ipv4_static_routes.clone());
+    let statics6 = req
+        .ipv6_static_routes
+        .unwrap_or_else(|| old.ipv6_static_routes.clone());
     let vlan = check_spec(
         &st,
         req.vlan_id.unwrap_or(u32::from(old.vlan_id)),
-        &spec,
-        &statics,
+        &Spec {
+            v4: v4.as_ref(),
+            v6: v6.as_ref(),
+            statics4: &statics4,
+            statics6: &statics6,
+        },
     )?;
     let trunk_id = req
         .trunk_connection_id
         .unwrap_or_else(|| old.trunk_connection_id.clone());
     pc.vlan_id = vlan;
-    pc.ipv4_peering = peering_of(&spec, st.config.cloud_asn);
-    pc.ipv4_static_routes = statics;
+    pc.ipv4_peering = v4.map(|p| p.with_cloud_asn(st.config.cloud_asn));
+    pc.ipv6_peering = v6.map(|p| p.with_cloud_asn(st.config.cloud_asn));
+    pc.ipv4_static_routes = statics4;
+    pc.ipv6_static_routes = statics6;
     pc.trunk_connection_id = trunk_id.clone();
+    let subnet4 = |c: &PrivateConnection| c.ipv4_peering.as_ref().map(|p| p.peering_subnet);
+    let subnet6 = |c: &PrivateConnection| c.ipv6_peering.as_ref().map(|p| p.peering_subnet);
     let moved = trunk_id != old.trunk_connection_id
-        || pc.ipv4_peering.peering_subnet != old.ipv4_peering.peering_subnet;
+        || subnet4(&pc) != subnet4(&old)
+        || subnet6(&pc) != subnet6(&old);
     if moved && let Some(ri) = instance_of(&st, &id).await? {
         // Its routing instance's rules (one per PoP per VPC, disjoint subnets) were
         // checked for where it is now.
         return Err(ApiError::precondition(format!(
-            "private connection {id} belongs to routing instance {ri}; remove it from there before changing its trunk or peering subnet"
+            "private connection {id} belongs to routing instance {ri}; remove it from there before changing its trunk or peering subnets"
         ))
         .into());
     }
     let new_trunk =
         check_placement(&st, &old.meta.folder_id, &trunk_id, vlan, Some(&id), false).await?;
-    check_statics_in_instance(&st, &id, &pc.ipv4_static_routes).await?;
+    check_statics_in_instance(
+        &st,
+        &id,
+        &fields_of(&pc.ipv4_static_routes, &pc.ipv6_static_routes),
+    )
+    .await?;
     super::patch::apply_meta::<PrivateConnection>(
         &st,
         &mut pc.meta,
@@ -621,7 +818,9 @@ pub async fn update(
     let config_changed = pc.trunk_connection_id != old.trunk_connection_id
         || pc.vlan_id != old.vlan_id
         || pc.ipv4_peering != old.ipv4_peering
-        || pc.ipv4_static_routes != old.ipv4_static_routes;
+        || pc.ipv6_peering != old.ipv6_peering
+        || pc.ipv4_static_routes != old.ipv4_static_routes
+        || pc.ipv6_static_routes != old.ipv6_static_routes;
     let mut edges = Vec::new();
     if config_changed {
         pc.meta.status = Status::Updating;
@@ -664,7 +863,12 @@ async fn present(
         .map(|c| {
             let mut pc = c.doc;
             if let Some(l) = c.grandparent.and_then(|e| live.get(&e)) {
-                pc.bgp = l.session(SessionKind::Customer, &pc.meta.id).cloned();
+                pc.bgp = l
+                    .session_of(SessionKind::Customer, &pc.meta.id, Family::Ipv4)
+                    .cloned();
+                pc.bgp_ipv6 = l
+                    .session_of(SessionKind::Customer, &pc.meta.id, Family::Ipv6)
+                    .cloned();
             }
             for t in &mut pc.bgp_failover_tests {
                 t.status = test_status(t, now).to_string();

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cic_model::edge::{RouteAnswer, RouteDirection, RouteQuery};
+use cic_model::edge::{Family, RouteAnswer, RouteDirection, RouteQuery};
 use cic_model::resource::{PrivateConnection, TrunkConnection};
 use cic_model::{ApiError, Code};
 use serde::Deserialize;
@@ -65,6 +65,10 @@ pub struct RoutesQuery {
     /// received (default), accepted or advertised.
     #[serde(default)]
     pub direction: Option<RouteDirection>,
+    /// ipv4 or ipv6: which of the connection's sessions (default: its IPv4 one, or its
+    /// only one).
+    #[serde(default)]
+    pub family: Option<Family>,
 }
 
 /// `GET /cic/v1/privateConnections/{id}:routes?direction=received|accepted|advertised`.
@@ -76,12 +80,32 @@ pub async fn routes(
 ) -> ApiResult<Json<Value>> {
     let (pc, _) = fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
     let direction = q.direction.unwrap_or(RouteDirection::Received);
+    let family = match q.family {
+        Some(Family::Ipv4) if pc.ipv4_peering.is_none() => {
+            return Err(ApiError::field(
+                "family",
+                format!("private connection {id} has no ipv4Peering"),
+            )
+            .into());
+        }
+        Some(Family::Ipv6) if pc.ipv6_peering.is_none() => {
+            return Err(ApiError::field(
+                "family",
+                format!("private connection {id} has no ipv6Peering"),
+            )
+            .into());
+        }
+        Some(f) => f,
+        None if pc.ipv4_peering.is_none() => Family::Ipv6,
+        None => Family::Ipv4,
+    };
     let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
         .await?
         .edge_id;
     let query = RouteQuery {
         id: crate::new_id("lg"),
         connection_id: pc.meta.id.clone(),
+        family,
         direction,
     };
     let body = serde_json::to_string(&query).unwrap_or_default();

@@ -17,7 +17,7 @@ use cic_model::resource::{
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, FabricSlot, rel};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -125,32 +125,47 @@ async fn check_in_store(
         .into_iter()
         .map(|t| (t.meta.id.clone(), t))
         .collect();
-    // They will share one routing table: peering subnets must not overlap.
+    // They will share one routing table: peering subnets must not overlap (per family).
+    let subnets = |c: &PrivateConnection| -> Vec<IpNet> {
+        let v4 = c
+            .ipv4_peering
+            .as_ref()
+            .map(|p| IpNet::from(p.peering_subnet));
+        let v6 = c
+            .ipv6_peering
+            .as_ref()
+            .map(|p| IpNet::from(p.peering_subnet));
+        v4.into_iter().chain(v6).collect()
+    };
     for (i, a) in members.iter().enumerate() {
         for b in &members[i + 1..] {
-            if validate::overlaps(
-                &a.ipv4_peering.peering_subnet,
-                &b.ipv4_peering.peering_subnet,
-            ) {
-                return Err(ApiError::conflict(format!(
-                    "private connections {} and {} have overlapping peering subnets ({} and {}) and cannot share a routing instance",
-                    a.meta.id, b.meta.id, a.ipv4_peering.peering_subnet, b.ipv4_peering.peering_subnet
-                ))
-                .into());
+            for sa in subnets(a) {
+                if let Some(sb) = subnets(b)
+                    .into_iter()
+                    .find(|sb| validate::overlaps(&sa, sb))
+                {
+                    return Err(ApiError::conflict(format!(
+                        "private connections {} and {} have overlapping peering subnets ({sa} and {sb}) and cannot share a routing instance",
+                        a.meta.id, b.meta.id
+                    ))
+                    .into());
+                }
             }
         }
     }
     // A member's static routes must not take the instance's VPC traffic.
-    let prefixes: Vec<Ipv4Net> = vpc_info.iter().flat_map(|v| v.prefixes()).collect();
+    let prefixes: Vec<IpNet> = vpc_info.iter().flat_map(|v| v.prefixes()).collect();
     for pc in &members {
-        for r in &pc.ipv4_static_routes {
-            if let Some(v) = prefixes
-                .iter()
-                .find(|v| v.contains(&r.prefix) || r.prefix.contains(*v))
-            {
+        let statics = pc
+            .ipv4_static_routes
+            .iter()
+            .map(|r| IpNet::from(r.prefix))
+            .chain(pc.ipv6_static_routes.iter().map(|r| IpNet::from(r.prefix)));
+        for r in statics {
+            if let Some(v) = prefixes.iter().find(|v| validate::overlaps(*v, &r)) {
                 return Err(ApiError::precondition(format!(
-                    "static route {} of private connection {} overlaps VPC prefix {v}; remove it first",
-                    r.prefix, pc.meta.id
+                    "static route {r} of private connection {} overlaps VPC prefix {v}; remove it first",
+                    pc.meta.id
                 ))
                 .into());
             }
