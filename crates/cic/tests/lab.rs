@@ -902,16 +902,16 @@ fn realised(cfg: &Value) -> Result<(), String> {
                 "{ns} links: want {want_links:?}, have {have_links:?}"
             ));
         }
-        let addr_of = |name: &str| -> Vec<String> {
+        let addr_of = |name: &str| -> BTreeSet<String> {
             links
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter(|l| l["ifname"] == name)
                 .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
-                .filter(|a| a["family"] == "inet")
+                .filter(|a| a["scope"] != "link")
                 .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or(""), a["prefixlen"]))
-                .collect()
+                .collect::<BTreeSet<String>>()
         };
         let mtu_of = |name: &str| {
             links
@@ -922,13 +922,21 @@ fn realised(cfg: &Value) -> Result<(), String> {
                 .and_then(|l| l["mtu"].as_u64())
         };
         let mut gateways: BTreeSet<String> = BTreeSet::new();
-        for c in &conns {
-            let name = cic_edge::instance::ifname(c["id"].as_str().unwrap_or_default());
-            let len = c["subnet"]
+        let with_len = |addr: &Value, subnet: &Value| {
+            let len = subnet
                 .as_str()
                 .and_then(|s| s.split('/').nth(1))
                 .unwrap_or("");
-            let want = vec![format!("{}/{len}", c["cloudIp"].as_str().unwrap_or(""))];
+            format!("{}/{len}", addr.as_str().unwrap_or(""))
+        };
+        for c in &conns {
+            let name = cic_edge::instance::ifname(c["id"].as_str().unwrap_or_default());
+            // Every family's address, and nothing else.
+            let peerings = c["peerings"].as_array().cloned().unwrap_or_default();
+            let want: BTreeSet<String> = peerings
+                .iter()
+                .map(|p| with_len(&p["cloudIp"], &p["subnet"]))
+                .collect();
             if addr_of(&name) != want {
                 return Err(format!(
                     "{ns} {name}: want {want:?}, have {:?}",
@@ -942,14 +950,16 @@ fn realised(cfg: &Value) -> Result<(), String> {
                     c["mtu"]
                 ));
             }
-            gateways.insert(c["peerIp"].as_str().unwrap_or("").to_string());
+            for p in &peerings {
+                gateways.insert(p["peerIp"].as_str().unwrap_or("").to_string());
+            }
         }
         if let Some(f) = i.get("fabric") {
-            let len = f["subnet"]
-                .as_str()
-                .and_then(|s| s.split('/').nth(1))
-                .unwrap_or("");
-            let want = vec![format!("{}/{len}", f["edgeIp"].as_str().unwrap_or(""))];
+            let mut want: BTreeSet<String> = [with_len(&f["edgeIp"], &f["subnet"])].into();
+            if let Some(v6) = f.get("ipv6") {
+                want.insert(with_len(&v6["edgeIp"], &v6["subnet"]));
+                gateways.insert(v6["fabricIp"].as_str().unwrap_or("").to_string());
+            }
             let have = addr_of(cic_edge::instance::FABRIC_IF);
             if have != want {
                 return Err(format!("{ns} fabric: want {want:?}, have {have:?}"));
@@ -957,9 +967,15 @@ fn realised(cfg: &Value) -> Result<(), String> {
             gateways.insert(f["fabricIp"].as_str().unwrap_or("").to_string());
         }
         // cic's routes go only to this instance's peers, and every static route is there.
-        let routes = ip_json(&ns, &["route", "show", "proto", "bgp"]);
+        let routes4 = ip_json(&ns, &["route", "show", "proto", "bgp"]);
+        let routes6 = ip_json(&ns, &["-6", "route", "show", "proto", "bgp"]);
         let mut dsts = BTreeSet::new();
-        for r in routes.as_array().into_iter().flatten() {
+        for r in routes4
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(routes6.as_array().into_iter().flatten())
+        {
             let dst = r["dst"].as_str().unwrap_or("").to_string();
             let gws: Vec<String> = match r["gateway"].as_str() {
                 Some(g) => vec![g.to_string()],
@@ -978,7 +994,11 @@ fn realised(cfg: &Value) -> Result<(), String> {
             dsts.insert(dst);
         }
         for c in &conns {
-            for s in c["staticRoutes"].as_array().into_iter().flatten() {
+            let peerings = c["peerings"].as_array().cloned().unwrap_or_default();
+            for s in peerings
+                .iter()
+                .flat_map(|p| p["staticRoutes"].as_array().cloned().unwrap_or_default())
+            {
                 let s = s.as_str().unwrap_or("");
                 if !dsts.contains(s) {
                     return Err(format!("{ns}: static route {s} missing; have {dsts:?}"));
@@ -996,23 +1016,31 @@ fn sessions_match(cfg: &Value, metrics: &str) -> Result<(), String> {
     let mut want = BTreeSet::new();
     for i in cfg["instances"].as_array().into_iter().flatten() {
         for c in i["connections"].as_array().into_iter().flatten() {
-            want.insert(format!(
-                "connection_id=\"{}\",session=\"customer\",peer=\"{}\"",
-                c["id"].as_str().unwrap_or(""),
-                c["peerIp"].as_str().unwrap_or("")
-            ));
+            for p in c["peerings"].as_array().into_iter().flatten() {
+                want.insert(format!(
+                    "connection_id=\"{}\",session=\"customer\",peer=\"{}\"",
+                    c["id"].as_str().unwrap_or(""),
+                    p["peerIp"].as_str().unwrap_or("")
+                ));
+            }
         }
         if let Some(f) = i.get("fabric") {
-            want.insert(format!(
-                "routing_instance_id=\"{}\",session=\"fabric\",peer=\"{}\"",
-                i["id"].as_str().unwrap_or(""),
-                f["fabricIp"].as_str().unwrap_or("")
-            ));
+            for peer in std::iter::once(&f["fabricIp"]).chain(f.get("ipv6").map(|v| &v["fabricIp"]))
+            {
+                want.insert(format!(
+                    "routing_instance_id=\"{}\",session=\"fabric\",peer=\"{}\"",
+                    i["id"].as_str().unwrap_or(""),
+                    peer.as_str().unwrap_or("")
+                ));
+            }
         }
     }
     let have: BTreeSet<String> = metrics
         .lines()
-        .filter_map(|l| l.strip_prefix("bgp_ipv4_session_state_up_down{"))
+        .filter_map(|l| {
+            l.strip_prefix("bgp_ipv4_session_state_up_down{")
+                .or_else(|| l.strip_prefix("bgp_ipv6_session_state_up_down{"))
+        })
         .filter_map(|l| l.split_once('}').map(|(labels, _)| labels))
         .map(|labels| {
             // Drop the edge_id label: the rest names the session.

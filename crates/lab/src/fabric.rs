@@ -24,6 +24,16 @@ struct Attachment {
     edge_vtep: Ipv4Addr,
     subnet: Ipv4Net,
     fabric_ip: Ipv4Addr,
+    /// The segment's IPv6 side, when its routing instance has IPv6.
+    #[serde(default)]
+    ipv6: Option<Ipv6Side>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+struct Ipv6Side {
+    subnet: ipnet::Ipv6Net,
+    fabric_ip: std::net::Ipv6Addr,
 }
 
 #[derive(Deserialize)]
@@ -93,7 +103,7 @@ async fn reconcile(
         .await?
         .map(|l| l.mtu.saturating_sub(50))
         .unwrap_or(1450);
-    let specs: BTreeMap<String, (LinkSpec, Ipv4Net)> = want
+    let specs: BTreeMap<String, (LinkSpec, Vec<ipnet::IpNet>)> = want
         .iter()
         .map(|a| {
             let name = format!("vx{}", a.vni);
@@ -106,10 +116,23 @@ async fn reconcile(
                     underlay_dev: Some(underlay_dev.into()),
                 },
                 mtu,
-                alias: format!("{mine}ri:{} {}", a.routing_instance_id, a.edge_vtep),
+                // With "v6" when it has an IPv6 side: gaining one makes the segment anew.
+                alias: format!(
+                    "{mine}ri:{} {}{}",
+                    a.routing_instance_id,
+                    a.edge_vtep,
+                    if a.ipv6.is_some() { " v6" } else { "" }
+                ),
             };
-            let addr = Ipv4Net::new(a.fabric_ip, a.subnet.prefix_len()).unwrap_or(a.subnet);
-            (name, (spec, addr))
+            let mut addrs = vec![ipnet::IpNet::V4(
+                Ipv4Net::new(a.fabric_ip, a.subnet.prefix_len()).unwrap_or(a.subnet),
+            )];
+            if let Some(v6) = &a.ipv6 {
+                addrs.push(ipnet::IpNet::V6(
+                    ipnet::Ipv6Net::new(v6.fabric_ip, v6.subnet.prefix_len()).unwrap_or(v6.subnet),
+                ));
+            }
+            (name, (spec, addrs))
         })
         .collect();
     let have = nl.links().await?;
@@ -133,9 +156,11 @@ async fn reconcile(
             continue;
         }
         let idx = nl.create_link_in(spec, nl).await?;
-        nl.add_address(idx, *addr).await?;
+        for a in addr {
+            nl.add_address(idx, *a).await?;
+        }
         nl.set_up(idx, None).await?;
-        info!(link = %name, vni = ?spec.kind, %addr, "fabric segment built");
+        info!(link = %name, vni = ?spec.kind, ?addr, "fabric segment built");
     }
     Ok(())
 }

@@ -47,6 +47,12 @@ const CLOUD_ASN: u32 = 200_350;
 const CUSTOMER_ASN: u32 = 65_001;
 const ONPREM_HOST: &str = "192.168.10.10";
 const VM: &str = "10.128.0.10";
+/// The same hosts' IPv6 (unique local) addresses: the lab is dual stack.
+const ONPREM_HOST6: &str = "fd10:168:10::10";
+const VM6: &str = "fd80:128::10";
+/// The VPC's IPv6 prefix and the on-prem LAN's.
+const VPC6: &str = "fd80:128::/64";
+const LAN6: &str = "fd10:168:10::/64";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The numbers of PoP `n` (1 or 2) of the lab.
@@ -80,6 +86,10 @@ impl Pop {
     }
     fn peering(self, host: u8) -> String {
         format!("169.254.{}.{host}", self.vlan())
+    }
+    /// The IPv6 peering: a /126 of unique local space per VLAN.
+    fn peering6(self, host: u8) -> String {
+        format!("fd00:a9fe:{}::{host}", self.vlan())
     }
 }
 
@@ -171,6 +181,21 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
         &["addr", "add", &format!("{ONPREM_HOST}/24"), "dev", "eth0"],
     )?;
     ns(NS_SITE, &["addr", "add", "192.168.10.1/24", "dev", "lan0"])?;
+    ns(
+        NS_HOST,
+        &[
+            "addr",
+            "add",
+            &format!("{ONPREM_HOST6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
+    ns(
+        NS_SITE,
+        &["addr", "add", "fd10:168:10::1/64", "dev", "lan0", "nodad"],
+    )?;
     let mut up: Vec<(String, String)> = vec![
         (NS_HOST.into(), "eth0".into()),
         (NS_SITE.into(), "lan0".into()),
@@ -231,6 +256,14 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
     ])?;
     ns(NS_FABRIC, &["addr", "add", "10.128.0.1/24", "dev", "vpc0"])?;
     ns(NS_VM, &["addr", "add", &format!("{VM}/24"), "dev", "eth0"])?;
+    ns(
+        NS_FABRIC,
+        &["addr", "add", "fd80:128::1/64", "dev", "vpc0", "nodad"],
+    )?;
+    ns(
+        NS_VM,
+        &["addr", "add", &format!("{VM6}/64"), "dev", "eth0", "nodad"],
+    )?;
     up.extend([
         (NS_FABRIC.to_string(), "vpc0".to_string()),
         (NS_VM.into(), "eth0".into()),
@@ -240,10 +273,23 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
     }
     ns(NS_HOST, &["route", "add", "default", "via", "192.168.10.1"])?;
     ns(NS_VM, &["route", "add", "default", "via", "10.128.0.1"])?;
+    ns(
+        NS_HOST,
+        &["-6", "route", "add", "default", "via", "fd10:168:10::1"],
+    )?;
+    ns(
+        NS_VM,
+        &["-6", "route", "add", "default", "via", "fd80:128::1"],
+    )?;
     for n in [NS_SITE, NS_FABRIC] {
         sysctl(n, "net/ipv4/ip_forward", "1")?;
+        sysctl(n, "net/ipv6/conf/all/forwarding", "1")?;
         // ECMP over the PoPs hashes on addresses and ports (L4), as routers do.
         sysctl(n, "net/ipv4/fib_multipath_hash_policy", "1")?;
+        sysctl(n, "net/ipv6/fib_multipath_hash_policy", "1")?;
+        // A router's IPv6 addresses stay through a link failure, as its IPv4 ones do.
+        sysctl(n, "net/ipv6/conf/default/keep_addr_on_down", "1")?;
+        sysctl(n, "net/ipv6/conf/all/keep_addr_on_down", "1")?;
     }
     // The customer's side of each private connection, as their engineer would set it up
     // on a router without 802.1Q here: a VXLAN VNI (= the VLAN) over the cross-connect.
@@ -272,6 +318,17 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
         ns(
             NS_SITE,
             &["addr", "add", &format!("{}/30", p.peering(2)), "dev", &dev],
+        )?;
+        ns(
+            NS_SITE,
+            &[
+                "addr",
+                "add",
+                &format!("{}/126", p.peering6(2)),
+                "dev",
+                &dev,
+                "nodad",
+            ],
         )?;
         ns(NS_SITE, &["link", "set", &dev, "up"])?;
     }
@@ -315,7 +372,9 @@ log stderr all;
 debug protocols {{ states, events }};
 protocol device {{}}
 protocol direct lan {{ ipv4; interface "lan0"; }}
+protocol direct lan6 {{ ipv6; interface "lan0"; }}
 protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol kernel {{ ipv6 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
 protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
 "#
     );
@@ -333,9 +392,21 @@ protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
                 },
             ),
         };
-        c.push_str(&format!(
-            r#"protocol bgp {id} {{
-  description "cic private connection at {id}, VLAN {vlan}";
+        // One session per family, as the clouds run them: IPv4 routes over the IPv4
+        // session, IPv6 routes over the IPv6 one.
+        for (proto, family, lan, me, cloud) in [
+            (p.id(), "ipv4", "lan", p.peering(2), p.peering(1)),
+            (
+                format!("{}_v6", p.id()),
+                "ipv6",
+                "lan6",
+                p.peering6(2),
+                p.peering6(1),
+            ),
+        ] {
+            c.push_str(&format!(
+                r#"protocol bgp {proto} {{
+  description "cic private connection at {id}, VLAN {vlan}, {family}";
   local {me} as {CUSTOMER_ASN};
   neighbor {cloud} as {CLOUD_ASN};
   connect retry time 2;
@@ -343,17 +414,16 @@ protocol bfd {{ interface "vl*" {{ {BIRD_BFD} }}; }}
   # two PoPs wants the failed one back as soon as its link is.
   error wait time 1, 30;
   bfd on;
-  ipv4 {{
+  {family} {{
     import {import};
-    export filter {{ if proto != "lan" then reject; {mark} accept; }};
+    export filter {{ if proto != "{lan}" then reject; {mark} accept; }};
   }};
 }}
 "#,
-            id = p.id(),
-            vlan = p.vlan(),
-            me = p.peering(2),
-            cloud = p.peering(1),
-        ));
+                id = p.id(),
+                vlan = p.vlan(),
+            ));
+        }
     }
     c
 }
@@ -366,7 +436,9 @@ log stderr all;
 debug protocols {{ states, events }};
 protocol device {{}}
 protocol direct vpc {{ ipv4; interface "vpc0"; }}
+protocol direct vpc6 {{ ipv6; interface "vpc0"; }}
 protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol kernel {{ ipv6 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
 protocol bfd {{ interface "vx*" {{ {BIRD_BFD} }}; }}
 protocol bgp edges {{
   description "routing instances of cic edges (dynamic)";
@@ -381,7 +453,21 @@ protocol bgp edges {{
     gateway direct;
   }};
 }}
-"#
+protocol bgp edges6 {{
+  description "routing instances of cic edges, IPv6 (dynamic)";
+  local as {CLOUD_ASN};
+  neighbor range {pool6} internal;
+  direct;
+  error wait time 1, 30;
+  bfd on;
+  ipv6 {{
+    import all;
+    export where proto = "vpc6";
+    gateway direct;
+  }};
+}}
+"#,
+        pool6 = cic_model::resource::default_transit_pool6(),
     )
 }
 
@@ -825,7 +911,9 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         ));
         trunks.push(trunk);
     }
-    say("[5/7] Customer: a private connection on each trunk, BGP AS 65001 ↔ 200350");
+    say(
+        "[5/7] Customer: a private connection on each trunk, dual stack: a BGP session per family, AS 65001 ↔ 200350",
+    );
     let mut made: Vec<PopMade> = Vec::new();
     for (((p, edge_id), edge_metrics), trunk) in edges.iter().zip(metrics_of).zip(trunks) {
         let subnet = format!("169.254.{}.0/30", p.vlan());
@@ -833,6 +921,12 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
             "peering-subnet={subnet},peer-ip={},cloud-ip={},peer-bgp-asn=65001",
             p.peering(2),
             p.peering(1)
+        );
+        let subnet6 = format!("fd00:a9fe:{}::/126", p.vlan());
+        let peering6 = format!(
+            "peering-subnet={subnet6},peer-ip={},cloud-ip={},peer-bgp-asn=65001",
+            p.peering6(2),
+            p.peering6(1)
         );
         let (op, took) = timed(|| {
             customer.run(
@@ -850,12 +944,14 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                     &p.vlan().to_string(),
                     "--ipv4-peering",
                     &peering,
+                    "--ipv6-peering",
+                    &peering6,
                 ],
             )
         })?;
         let connection = id_of(&op, "connection")?;
         say(&format!(
-            "      ✓ private connection {connection} at {} (VLAN {}, {subnet}) ACTIVE in {:.2} s",
+            "      ✓ private connection {connection} at {} (VLAN {}, {subnet} and {subnet6}) ACTIVE in {:.2} s",
             p.id(),
             p.vlan(),
             took.as_secs_f64()
@@ -869,7 +965,10 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         });
     }
 
-    say("[6/7] Customer: a routing instance joining them to VPC vpc-demo (10.128.0.0/24)");
+    say(&format!(
+        "[6/7] Customer: a routing instance joining them to VPC vpc-demo (10.128.0.0/24, {VPC6})"
+    ));
+    let zone6 = format!("zone-a={VPC6}");
     let mut args = vec![
         "routing-instance",
         "create",
@@ -881,6 +980,8 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         "vpc-demo",
         "--prefix",
         "zone-a=10.128.0.0/24",
+        "--prefix",
+        &zone6,
     ];
     for m in &made {
         args.extend(["--connection", m.connection.as_str()]);
@@ -898,18 +999,19 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     for m in &made {
         last = wait_until(
             WAIT,
-            &format!("the BGP session at {} to be ESTABLISHED", m.pop.id()),
+            &format!("both BGP sessions at {} to be ESTABLISHED", m.pop.id()),
             || {
                 let v = customer
                     .run(false, &["private-connection", "get", &m.connection])
                     .ok()?;
-                (v["bgp"]["state"] == "ESTABLISHED").then_some(v)
+                (v["bgp"]["state"] == "ESTABLISHED" && v["bgpIpv6"]["state"] == "ESTABLISHED")
+                    .then_some(v)
             },
         )
         .map_err(|e| anyhow!("{e}; see {STATE_DIR}/edge-{}.log", m.pop.id()))?;
     }
     say(&format!(
-        "      ✓ BGP with the customer router ESTABLISHED at every PoP after {:.2} s (seen through the API)",
+        "      ✓ BGP with the customer router ESTABLISHED at every PoP, IPv4 and IPv6, after {:.2} s (seen through the API)",
         t.elapsed().as_secs_f64()
     ));
     let site_bird = BirdCtl(site_sock.clone());
@@ -924,8 +1026,23 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         fabric_bird.route("192.168.10.0/24")
     })
     .map_err(|e| anyhow!("{e}"))?;
+    wait_until(
+        WAIT,
+        &format!("the customer router to learn {VPC6}"),
+        || site_bird.route(VPC6).filter(|r| r.contains("200350")),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    wait_until(WAIT, &format!("the fabric to learn {LAN6}"), || {
+        fabric_bird.route(LAN6)
+    })
+    .map_err(|e| anyhow!("{e}"))?;
     // Each router's kernel uses every PoP: as many next hops as PoPs (ECMP).
-    for (n, prefix) in [(NS_SITE, "10.128.0.0/24"), (NS_FABRIC, "192.168.10.0/24")] {
+    for (n, prefix) in [
+        (NS_SITE, "10.128.0.0/24"),
+        (NS_FABRIC, "192.168.10.0/24"),
+        (NS_SITE, VPC6),
+        (NS_FABRIC, LAN6),
+    ] {
         wait_until(WAIT, &format!("{prefix} over every PoP in {n}"), || {
             (kernel_next_hops(n, prefix) >= made.len()).then_some(())
         })
@@ -940,27 +1057,30 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
                 let v = customer
                     .run(false, &["private-connection", "get", &m.connection])
                     .ok()?;
-                let b = &v["bgp"];
-                (b["prefixesAccepted"].as_u64() >= Some(1)
-                    && b["prefixesAdvertised"].as_u64() >= Some(1)
-                    && b["bfd"]["state"] == "UP")
-                    .then_some(v)
+                let ok = |b: &Value| {
+                    b["prefixesAccepted"].as_u64() >= Some(1)
+                        && b["prefixesAdvertised"].as_u64() >= Some(1)
+                        && b["bfd"]["state"] == "UP"
+                };
+                (ok(&v["bgp"]) && ok(&v["bgpIpv6"])).then_some(v)
             },
         )
         .unwrap_or(last);
     }
     say(&format!(
-        "      ✓ customer router learned 10.128.0.0/24 from AS 200350 via {} PoP(s); cloud fabric learned 192.168.10.0/24 via the edges",
+        "      ✓ customer router learned 10.128.0.0/24 and {VPC6} from AS 200350 via {} PoP(s); cloud fabric learned 192.168.10.0/24 and {LAN6} via the edges",
         made.len()
     ));
-    say(&format!(
-        "      ✓ session: prefixes received {} / accepted {} / advertised {}; BFD {} (detection {} ms)",
-        last["bgp"]["prefixesReceived"],
-        last["bgp"]["prefixesAccepted"],
-        last["bgp"]["prefixesAdvertised"],
-        last["bgp"]["bfd"]["state"],
-        last["bgp"]["bfd"]["detectionTimeMs"]
-    ));
+    for (family, b) in [("IPv4", &last["bgp"]), ("IPv6", &last["bgpIpv6"])] {
+        say(&format!(
+            "      ✓ {family} session: prefixes received {} / accepted {} / advertised {}; BFD {} (detection {} ms)",
+            b["prefixesReceived"],
+            b["prefixesAccepted"],
+            b["prefixesAdvertised"],
+            b["bfd"]["state"],
+            b["bfd"]["detectionTimeMs"]
+        ));
+    }
     say(&format!(
         "      lab is up after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -1000,8 +1120,9 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
 
 /// How many next hops the kernel of namespace `n` has for `prefix` (0 without a route).
 pub fn kernel_next_hops(n: &str, prefix: &str) -> usize {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
     let Ok(out) = Command::new("ip")
-        .args(["-n", n, "-j", "route", "show", prefix])
+        .args(["-n", n, "-j", family, "route", "show", prefix])
         .output()
     else {
         return 0;
@@ -1095,6 +1216,7 @@ pub async fn up_and_explain(n_pops: u32) -> Result<()> {
 The lab stays up. Try:
   ip netns exec {NS_HOST} ping {VM}        # on-prem server → cloud VM
   ip netns exec {NS_VM} ping {ONPREM_HOST}      # and back
+  ip netns exec {NS_HOST} ping {VM6}      # the same over IPv6
   export CIC_SERVER={server} CIC_TOKEN=$(cat {STATE_DIR}/customer-token) CIC_FOLDER={FOLDER}
   cic connection get {pc}         # BGP state, prefix counts (as the customer)
   CIC_TOKEN=$(cat {STATE_DIR}/admin-token) cic edge-router list   # the operator's view
@@ -1125,10 +1247,18 @@ pub async fn demo(n_pops: u32) -> Result<()> {
         say(&format!(
             "      cloud VM {VM} → on-prem server {ONPREM_HOST}: {r2}/{s2} replies, avg rtt {rtt2}"
         ));
-        if r1 == 0 || r2 == 0 {
+        let (r3, s3, rtt3) = ping(NS_HOST, VM6)?;
+        say(&format!(
+            "      on-prem server {ONPREM_HOST6} → cloud VM {VM6}: {r3}/{s3} replies, avg rtt {rtt3}"
+        ));
+        let (r4, s4, rtt4) = ping(NS_VM, ONPREM_HOST6)?;
+        say(&format!(
+            "      cloud VM {VM6} → on-prem server {ONPREM_HOST6}: {r4}/{s4} replies, avg rtt {rtt4}"
+        ));
+        if r1 == 0 || r2 == 0 || r3 == 0 || r4 == 0 {
             let path = keep_logs();
             bail!(
-                "ping failed ({r1}/{s1} and {r2}/{s2}); logs kept in {}; BIRD: {} {}",
+                "ping failed (IPv4 {r1}/{s1} and {r2}/{s2}, IPv6 {r3}/{s3} and {r4}/{s4}); logs kept in {}; BIRD: {} {}",
                 path.display(),
                 info.site_bird.display(),
                 info.fabric_bird.display()
@@ -1148,7 +1278,7 @@ pub async fn demo(n_pops: u32) -> Result<()> {
     down()?;
     if result.is_ok() {
         say(
-            "Demo succeeded: IP connectivity both ways through a private connection set up in seconds.",
+            "Demo succeeded: IPv4 and IPv6 connectivity both ways through private connections set up in seconds.",
         );
     }
     result

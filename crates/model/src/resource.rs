@@ -73,17 +73,19 @@ pub struct FabricSettings {
     #[schemars(with = "String")]
     pub transit_pool: Ipv4Net,
     /// Pool of /127 transit subnets for the IPv6 side of the same segments (slot n has
-    /// the n-th /127, as it has the n-th /31 of `transitPool`).
-    #[serde(default = "default_transit_pool6")]
-    #[schemars(with = "String")]
-    pub transit_pool6: Ipv6Net,
+    /// the n-th /127, as it has the n-th /31 of `transitPool`). Without it, each IPv4
+    /// transit address is embedded in `fd63:6963::/96` (unique local; "cic" in ASCII):
+    /// 100.127.0.6 becomes fd63:6963::647f:6 — distinct wherever the IPv4 pools are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub transit_pool6: Option<Ipv6Net>,
     /// First VNI used for fabric segments (must be above the VLAN range).
     #[serde(default = "default_vni_base")]
     pub vni_base: u32,
 }
 
-/// `fd63:6963::/96` (unique local; "cic" in ASCII): the fabric's IPv6 transit pool when
-/// the operator names none.
+/// `fd63:6963::/96` (unique local; "cic" in ASCII): where the fabric's IPv6 transit
+/// addresses are when the operator names no pool (the IPv4 ones embedded in it).
 pub fn default_transit_pool6() -> Ipv6Net {
     Ipv6Net::new(Ipv6Addr::new(0xfd63, 0x6963, 0, 0, 0, 0, 0, 0), 96).unwrap_or_default()
 }

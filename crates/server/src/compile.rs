@@ -89,19 +89,33 @@ pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
         .ok()?
         .nth(slot as usize)?;
     let ip = u32::from(subnet.network());
-    let pool6 = edge.fabric.transit_pool6;
-    let ipv6 = (pool6.prefix_len() <= 127)
-        .then(|| u128::from(pool6.network()).checked_add(2 * u128::from(slot)))
-        .flatten()
-        .map(std::net::Ipv6Addr::from)
-        .filter(|a| pool6.contains(a))
-        .and_then(|a| {
-            Some(FabricIpv6 {
-                subnet: ipnet::Ipv6Net::new(a, 127).ok()?,
-                edge_ip: a,
-                fabric_ip: std::net::Ipv6Addr::from(u128::from(a) + 1),
-            })
-        });
+    let ipv6 = match edge.fabric.transit_pool6 {
+        // The operator's pool: its n-th /127.
+        Some(pool6) => (pool6.prefix_len() <= 127)
+            .then(|| u128::from(pool6.network()).checked_add(2 * u128::from(slot)))
+            .flatten()
+            .map(std::net::Ipv6Addr::from)
+            .filter(|a| pool6.contains(a))
+            .and_then(|a| {
+                Some(FabricIpv6 {
+                    subnet: ipnet::Ipv6Net::new(a, 127).ok()?,
+                    edge_ip: a,
+                    fabric_ip: std::net::Ipv6Addr::from(u128::from(a) + 1),
+                })
+            }),
+        // The IPv4 addresses embedded in fd63:6963::/96.
+        None => {
+            let base = u128::from(cic_model::resource::default_transit_pool6().network());
+            let embed = |v4: u32| std::net::Ipv6Addr::from(base | u128::from(v4));
+            ipnet::Ipv6Net::new(embed(ip), 127)
+                .ok()
+                .map(|subnet| FabricIpv6 {
+                    subnet,
+                    edge_ip: embed(ip),
+                    fabric_ip: embed(ip + 1),
+                })
+        }
+    };
     Some(FabricAttachment {
         vni: edge.fabric.vni_base.checked_add(slot)?,
         remote_vtep: edge.fabric.remote_vtep,
@@ -418,7 +432,7 @@ mod tests {
                 local_vtep: "100.64.255.1".parse().unwrap(),
                 port_name: None,
                 transit_pool: "100.127.0.0/24".parse().unwrap(),
-                transit_pool6: cic_model::resource::default_transit_pool6(),
+                transit_pool6: None,
                 vni_base: 100_000,
             },
             customer_ports: vec![],
@@ -594,7 +608,8 @@ mod tests {
                 .static_routes
                 .is_empty()
         );
-        // Slot 3: the 4th /127 of the pool, beside the 4th /31.
+        // Slot 3 (100.127.0.6/31): without a pool of its own, the IPv4 addresses
+        // embedded in fd63:6963::/96 — distinct wherever the IPv4 pools are.
         let f = c.instances[0].fabric.as_ref().expect("fabric");
         let f6 = f.ipv6.expect("an IPv6 fabric session");
         assert_eq!(
@@ -604,10 +619,22 @@ mod tests {
                 f6.fabric_ip.to_string()
             ),
             (
-                "fd63:6963::6/127".into(),
-                "fd63:6963::6".into(),
-                "fd63:6963::7".into()
+                "fd63:6963::647f:6/127".into(),
+                "fd63:6963::647f:6".into(),
+                "fd63:6963::647f:7".into()
             )
+        );
+        // With the operator's pool: its 4th /127.
+        s.edges[0].fabric.transit_pool6 = Some("fd00:fab::/64".parse().unwrap());
+        let c = compile(&s, "ed1", 8, &settings()).expect("edge");
+        let f6 = c.instances[0]
+            .fabric
+            .as_ref()
+            .and_then(|f| f.ipv6)
+            .expect("v6");
+        assert_eq!(
+            (f6.edge_ip.to_string(), f6.fabric_ip.to_string()),
+            ("fd00:fab::6".into(), "fd00:fab::7".into())
         );
         // An IPv6-only connection: one peering.
         s.connections[1].ipv4_peering = None;

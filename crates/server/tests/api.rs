@@ -1607,7 +1607,8 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
         .expect("pc")
         .to_string();
     let path = format!("/cic/v1/privateConnections/{pc}");
-    let statics = |cfg: &Value| cfg["instances"][0]["connections"][0]["staticRoutes"].clone();
+    let statics =
+        |cfg: &Value| cfg["instances"][0]["connections"][0]["peerings"][0]["staticRoutes"].clone();
 
     let op = h
         .ok(

@@ -49,7 +49,7 @@ async fn key_on_edge(h: &H, edge: &str, pc: &str) -> Option<String> {
         .iter()
         .flat_map(|i| i["connections"].as_array().cloned().unwrap_or_default())
         .find(|c| c["id"] == pc)
-        .map(|c| c["md5Key"].as_str().map(str::to_string))
+        .map(|c| c["peerings"][0]["md5Key"].as_str().map(str::to_string))
         .expect("the connection is in the edge's config")
 }
 

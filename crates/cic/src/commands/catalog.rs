@@ -83,6 +83,10 @@ pub enum EdgeRouterCmd {
         fabric_port: Option<String>,
         #[arg(long, default_value = "100.127.0.0/16")]
         fabric_transit_pool: String,
+        /// The IPv6 transit pool (/127s) [default: the IPv4 addresses embedded in
+        /// fd63:6963::/96].
+        #[arg(long)]
+        fabric_transit_pool6: Option<String>,
         /// First VNI of this edge's fabric segments (server default: 100000).
         #[arg(long)]
         fabric_vni_base: Option<u32>,
@@ -154,6 +158,7 @@ impl EdgeRouterCmd {
                 fabric_local_vtep,
                 fabric_port,
                 fabric_transit_pool,
+                fabric_transit_pool6,
                 fabric_vni_base,
                 certificate_out,
                 csr,
@@ -162,6 +167,9 @@ impl EdgeRouterCmd {
                                         "transitPool": fabric_transit_pool});
                 if let Some(v) = fabric_vni_base {
                     fabric["vniBase"] = json!(v);
+                }
+                if let Some(p) = fabric_transit_pool6 {
+                    fabric["transitPool6"] = json!(p);
                 }
                 if let Some(p) = fabric_port {
                     fabric["portName"] = json!(p);

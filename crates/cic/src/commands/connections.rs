@@ -17,22 +17,27 @@ pub enum ConnectionCmd {
         trunk: String,
         #[arg(long, visible_alias = "vlan-id")]
         vlan: u32,
-        /// The peering as the modelled CLI takes it:
+        /// The IPv4 peering as the modelled CLI takes it:
         /// peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]
         #[arg(long, conflicts_with_all = ["subnet", "peer_ip", "cloud_ip", "peer_asn"])]
         ipv4_peering: Option<String>,
-        /// Peering subnet, /30 or /31 (or use --ipv4-peering).
-        #[arg(long, required_unless_present = "ipv4_peering")]
+        /// The IPv6 peering, the same keys (a /125, /126 or /127 subnet): its own BGP
+        /// session beside the IPv4 one, or the only one.
+        #[arg(long)]
+        ipv6_peering: Option<String>,
+        /// IPv4 peering subnet, /30 or /31 (or use --ipv4-peering).
+        #[arg(long, required_unless_present_any = ["ipv4_peering", "ipv6_peering"])]
         subnet: Option<String>,
-        #[arg(long, required_unless_present = "ipv4_peering")]
+        #[arg(long, required_unless_present_any = ["ipv4_peering", "ipv6_peering"])]
         peer_ip: Option<String>,
-        #[arg(long, required_unless_present = "ipv4_peering")]
+        #[arg(long, required_unless_present_any = ["ipv4_peering", "ipv6_peering"])]
         cloud_ip: Option<String>,
-        #[arg(long, required_unless_present = "ipv4_peering")]
+        #[arg(long, required_unless_present_any = ["ipv4_peering", "ipv6_peering"])]
         peer_asn: Option<u32>,
+        /// The sessions' TCP-MD5 key (each peering's own peer-bgp-md5-key wins).
         #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
         md5_key: Option<String>,
-        /// A static route (prefix via the peer IP); repeat for more.
+        /// A static route (prefix via the peer address of its family); repeat for more.
         #[arg(long = "static-route")]
         static_routes: Vec<String>,
     },
@@ -61,6 +66,9 @@ pub enum ConnectionCmd {
         /// with it, so change the customer router's key at the same time.
         #[arg(long, env = "CIC_MD5_KEY", hide_env_values = true)]
         md5_key: Option<String>,
+        /// The same for the IPv6 session's key.
+        #[arg(long, hide_env_values = true)]
+        ipv6_md5_key: Option<String>,
     },
     /// Move a private connection to another folder.
     Move {
@@ -76,6 +84,9 @@ pub enum ConnectionCmd {
         id: String,
         #[arg(long, default_value = "received", value_parser = ["received", "accepted", "advertised"])]
         direction: String,
+        /// Which session: ipv4 or ipv6 [default: IPv4 when the connection has it].
+        #[arg(long, value_parser = ["ipv4", "ipv6"])]
+        family: Option<String>,
     },
     /// Hold the BGP session down for a while to test failover; it comes back by itself.
     StartBgpFailoverTest {
@@ -124,6 +135,7 @@ pub(crate) const CONNECTION_COLUMNS: &[&str] = &[
     "bgp.prefixesReceived",
     "bgp.prefixesAccepted",
     "bgp.prefixesAdvertised",
+    "bgpIpv6.state",
 ];
 pub(crate) const PUBLIC_COLUMNS: &[&str] = &[
     "id",
@@ -157,6 +169,11 @@ pub(crate) async fn batch_get(
 /// `peering-subnet=…,peer-ip=…,cloud-ip=…,peer-bgp-asn=…[,peer-bgp-md5-key=…]` → the
 /// API's `ipv4Peering`. Unknown, repeated or missing keys are errors that name them.
 pub(crate) fn peering_from_kv(s: &str) -> Result<Value> {
+    peering_kv("--ipv4-peering", s)
+}
+
+/// [`peering_from_kv`] for the option `flag` (`--ipv6-peering` takes the same keys).
+pub(crate) fn peering_kv(flag: &str, s: &str) -> Result<Value> {
     const KEYS: [(&str, &str); 5] = [
         ("peering-subnet", "peeringSubnet"),
         ("peer-ip", "peerIp"),
@@ -168,26 +185,40 @@ pub(crate) fn peering_from_kv(s: &str) -> Result<Value> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, val) = part
             .split_once('=')
-            .ok_or_else(|| anyhow!("--ipv4-peering: {part:?} is not key=value"))?;
+            .ok_or_else(|| anyhow!("{flag}: {part:?} is not key=value"))?;
         let (_, field) = KEYS
             .iter()
             .find(|(key, _)| *key == k.trim())
             .ok_or_else(|| {
                 anyhow!(
-                    "--ipv4-peering: unknown key {k:?}; keys are {}",
+                    "{flag}: unknown key {k:?}; keys are {}",
                     KEYS.map(|(k, _)| k).join(", ")
                 )
             })?;
         if v.insert((*field).to_string(), json!(val.trim())).is_some() {
-            bail!("--ipv4-peering: {k} is given twice");
+            bail!("{flag}: {k} is given twice");
         }
     }
     for (k, field) in &KEYS[..4] {
         if !v.contains_key(*field) {
-            bail!("--ipv4-peering: {k}= is missing");
+            bail!("{flag}: {k}= is missing");
         }
     }
     Ok(Value::Object(v))
+}
+
+/// Static routes as the API takes them: each prefix in the list of its family.
+fn routes_by_family(prefixes: &[String]) -> Value {
+    let (v6, v4): (Vec<&String>, Vec<&String>) = prefixes.iter().partition(|p| p.contains(':'));
+    let list = |v: Vec<&String>| -> Vec<Value> { v.iter().map(|p| json!({"prefix": p})).collect() };
+    let mut body = json!({});
+    if !v4.is_empty() {
+        body["ipv4StaticRoutes"] = json!(list(v4));
+    }
+    if !v6.is_empty() {
+        body["ipv6StaticRoutes"] = json!(list(v6));
+    }
+    body
 }
 
 pub(crate) async fn static_routes(
@@ -197,35 +228,51 @@ pub(crate) async fn static_routes(
     method: &str,
     prefixes: &[String],
 ) -> Result<()> {
-    let routes: Vec<Value> = prefixes.iter().map(|p| json!({"prefix": p})).collect();
     out.mutate(
         api,
         Method::POST,
         &format!("/cic/v1/privateConnections/{id}:{method}"),
-        Some(json!({"ipv4StaticRoutes": routes})),
+        Some(routes_by_family(prefixes)),
         "private connection",
     )
     .await
 }
 
+fn one_session(family: &str, b: &Value) -> String {
+    format!(
+        "BGP {family} {} with {} (AS {}), up {} s, prefixes received {} / accepted {} / advertised {}{}",
+        b["state"].as_str().unwrap_or("?"),
+        b["peer"].as_str().unwrap_or("?"),
+        b["peerAsn"],
+        b["uptimeSecs"],
+        b["prefixesReceived"],
+        b["prefixesAccepted"],
+        b["prefixesAdvertised"],
+        b["lastError"]
+            .as_str()
+            .map(|e| format!(", last error: {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// A line per session of the connection (IPv4, IPv6).
 pub(crate) fn session_line(pc: &Value) -> String {
-    match pc.get("bgp") {
-        Some(b) => format!(
-            "BGP {} with {} (AS {}), up {} s, prefixes received {} / accepted {} / advertised {}{}",
-            b["state"].as_str().unwrap_or("?"),
-            b["peer"].as_str().unwrap_or("?"),
-            b["peerAsn"],
-            b["uptimeSecs"],
-            b["prefixesReceived"],
-            b["prefixesAccepted"],
-            b["prefixesAdvertised"],
-            b["lastError"]
-                .as_str()
-                .map(|e| format!(", last error: {e}"))
-                .unwrap_or_default()
-        ),
-        None => "BGP: no report from the edge yet".into(),
+    let mut lines = Vec::new();
+    for (family, peering, status) in [
+        ("IPv4", "ipv4Peering", "bgp"),
+        ("IPv6", "ipv6Peering", "bgpIpv6"),
+    ] {
+        match pc.get(status) {
+            Some(b) => lines.push(one_session(family, b)),
+            None if pc.get(peering).is_some()
+                || (family == "IPv4" && pc.get("ipv6Peering").is_none()) =>
+            {
+                lines.push(format!("BGP {family}: no report from the edge yet"))
+            }
+            None => {}
+        }
     }
+    lines.join("\n")
 }
 
 impl ConnectionCmd {
@@ -239,12 +286,16 @@ impl ConnectionCmd {
                 name,
                 description,
                 md5_key,
+                ipv6_md5_key,
             } => {
                 let mut body = json!({});
-                if let Some(k) = md5_key {
-                    // A peering in a PATCH is merged: the key alone changes ("" removes it).
-                    let key = if k.is_empty() { Value::Null } else { json!(k) };
-                    body["ipv4Peering"] = json!({ "peerBgpMd5Key": key });
+                for (field, k) in [("ipv4Peering", md5_key), ("ipv6Peering", ipv6_md5_key)] {
+                    if let Some(k) = k {
+                        // A peering in a PATCH is merged: the key alone changes ("" removes
+                        // it).
+                        let key = if k.is_empty() { Value::Null } else { json!(k) };
+                        body[field] = json!({ "peerBgpMd5Key": key });
+                    }
                 }
                 if let Some(t) = trunk {
                     body["trunkConnectionId"] = json!(t);
@@ -306,9 +357,14 @@ impl ConnectionCmd {
                 )
                 .await
             }
-            ConnectionCmd::Routes { id, direction } => {
+            ConnectionCmd::Routes {
+                id,
+                direction,
+                family,
+            } => {
+                let family = family.map(|f| format!("&family={f}")).unwrap_or_default();
                 let v = api
-                    .get(&format!("{BASE}/{id}:routes?direction={direction}"))
+                    .get(&format!("{BASE}/{id}:routes?direction={direction}{family}"))
                     .await?;
                 out.print(&v, |v| {
                     table(v, &["prefix", "nextHop", "asPath", "origin", "rejected"])
@@ -349,6 +405,7 @@ impl ConnectionCmd {
                 trunk,
                 vlan,
                 ipv4_peering,
+                ipv6_peering,
                 subnet,
                 peer_ip,
                 cloud_ip,
@@ -357,19 +414,34 @@ impl ConnectionCmd {
                 static_routes,
             } => {
                 let folder = out.folder(folder)?;
-                let mut peering = match ipv4_peering {
-                    Some(kv) => peering_from_kv(&kv)?,
-                    None => json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip,
-                                   "peerBgpAsn": peer_asn.map(|a| a.to_string())}),
+                let v4 = match (ipv4_peering, subnet) {
+                    (Some(kv), _) => Some(peering_from_kv(&kv)?),
+                    (None, Some(subnet)) => Some(
+                        json!({"peeringSubnet": subnet, "peerIp": peer_ip, "cloudIp": cloud_ip,
+                               "peerBgpAsn": peer_asn.map(|a| a.to_string())}),
+                    ),
+                    (None, None) => None,
                 };
-                if let Some(k) = md5_key {
-                    peering["peerBgpMd5Key"] = json!(k);
+                let v6 = ipv6_peering
+                    .map(|kv| peering_kv("--ipv6-peering", &kv))
+                    .transpose()?;
+                let mut body = json!({"folderId": folder, "name": name, "description": description,
+                    "trunkConnectionId": trunk, "vlanId": vlan.to_string()});
+                for (field, p) in [("ipv4Peering", v4), ("ipv6Peering", v6)] {
+                    if let Some(mut p) = p {
+                        if let Some(k) = &md5_key
+                            && p.get("peerBgpMd5Key").is_none()
+                        {
+                            p["peerBgpMd5Key"] = json!(k);
+                        }
+                        body[field] = p;
+                    }
                 }
-                let routes: Vec<Value> =
-                    static_routes.iter().map(|p| json!({"prefix": p})).collect();
-                let body = json!({"folderId": folder, "name": name, "description": description,
-                    "trunkConnectionId": trunk, "vlanId": vlan.to_string(), "ipv4Peering": peering,
-                    "ipv4StaticRoutes": routes});
+                if let Value::Object(routes) = routes_by_family(&static_routes) {
+                    for (k, v) in routes {
+                        body[k] = v;
+                    }
+                }
                 out.mutate(
                     api,
                     Method::POST,

@@ -136,6 +136,21 @@ pub async fn create_edge(
     if f.transit_pool.prefix_len() > 31 {
         return Err(ApiError::field("fabric.transitPool", "must hold at least one /31").into());
     }
+    if let Some(p6) = &f.transit_pool6 {
+        validate::canonical("fabric.transitPool6", p6)?;
+        if p6.prefix_len() > 127 {
+            return Err(
+                ApiError::field("fabric.transitPool6", "must hold at least one /127").into(),
+            );
+        }
+        if !p6.addr().is_unique_local() && (p6.addr().segments()[0] & 0xe000) != 0x2000 {
+            return Err(ApiError::field(
+                "fabric.transitPool6",
+                format!("{p6} is neither unique local (fc00::/7) nor global unicast (2000::/3)"),
+            )
+            .into());
+        }
+    }
     let _w = st.lock_writes().await?;
     if st
         .store
