@@ -482,12 +482,14 @@ enum LabCmd {
     /// Remove every namespace, link and process the lab made.
     Down,
     /// In a running two-PoP lab: cut the cross-connect carrying traffic while pinging
-    /// every 10 ms, measure the outage, restore it, count losses (JSON line per run).
+    /// every 10 ms over IPv4 and IPv6, measure each family's outage, restore it, count
+    /// losses (JSON line per run).
     Failover {
         #[arg(long, default_value_t = 1)]
         runs: usize,
-        /// Which link of the PoP to cut: its cross-connect to the customer, or its link
-        /// to the cloud fabric (the PoP must then withdraw the VPC prefix from the customer).
+        /// Which link of the PoP to cut: its cross-connect to the customer, its link to
+        /// the cloud fabric (the PoP must then withdraw the VPC prefix from the customer),
+        /// or `silent`: the cross-connect blackholed both ways with its carrier up.
         #[arg(long, default_value = "customer")]
         side: cic_lab::failover::Side,
         /// Active/standby instead of ECMP: the customer makes the PoP not carrying the

@@ -937,7 +937,7 @@ impl Agent {
                     idle_hold_remaining_secs: p
                         .held_until
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
-                    last_error: if md5_mismatch.contains(&p.spec.name)
+                    last_error: if md5_mismatch.contains(&key)
                         && p.spec.role == cic_bgp::policy::Role::Customer
                     {
                         Some(MD5_MISMATCH.to_string())
@@ -967,7 +967,8 @@ impl Agent {
 /// What a connection's status says when its namespace drops TCP-MD5 segments.
 const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs, or it sends none (segments dropped by the kernel)";
 
-/// The connections with a TCP-MD5 key whose session is not up, in namespaces that dropped
+/// The sessions with a TCP-MD5 key that are not up (by peer key: the connection id, with
+/// `/ipv6` for its IPv6 session), in namespaces that dropped
 /// segments for TCP-MD5 within the last [`MD5_RECENT`]: a key mismatch, which the kernel
 /// keeps to itself (the session only looks like a peer that does not answer). The first
 /// look after a start only takes the counts. (Reports and scrapes both look: a rise is
@@ -979,17 +980,20 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
             continue;
         };
         let status = i.status().borrow().clone();
+        // Each session with a key, by its peer key (a connection has one per family).
         let down: Vec<String> = ic
             .connections
             .iter()
-            .filter(|c| c.has_md5_key())
-            .filter(|c| {
-                !status
-                    .peers
-                    .iter()
-                    .any(|p| p.spec.name == c.id && p.state == cic_bgp::fsm::State::Established)
+            .flat_map(|c| c.peerings.iter().map(move |p| (c, p)))
+            .filter(|(_, p)| p.md5_key.is_some())
+            .filter(|(c, p)| {
+                !status.peers.iter().any(|s| {
+                    s.spec.name == c.id
+                        && s.spec.address == p.peer_ip
+                        && s.state == cic_bgp::fsm::State::Established
+                })
             })
-            .map(|c| c.id.clone())
+            .map(|(c, p)| instance::peer_key(&c.id, p.family()))
             .collect();
         if !down.is_empty() {
             looked.push((id.clone(), i.ns.clone(), down));

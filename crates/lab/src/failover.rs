@@ -5,6 +5,12 @@
 //! stays up, and the PoP must withdraw the VPC prefix from the customer (it exports it
 //! only while the fabric covers it), or the customer keeps sending into a dead end.
 //!
+//! `--side silent` blackholes that PoP's cross-connect both ways with no change of
+//! carrier (a failed transport in between): only BFD can see it.
+//!
+//! IPv4 and IPv6 are measured at once, each with its own flow; the IPv6 flow's source is
+//! chosen among the server's addresses so that it crosses the PoP that is cut.
+//!
 //! The outage is the longest time between two consecutive replies (`ping -D`
 //! timestamps), so it includes one ping interval. BFD at 300 ms × 3 bounds it from
 //! above by the detection time plus the routers' reaction.
@@ -17,7 +23,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use cic_peers::wait_until;
 use serde::Serialize;
 
-use crate::{NS_FABRIC, NS_HOST, NS_SITE, ONPREM_HOST, Pop, VM, kernel_next_hops};
+use crate::{LAN6, NS_FABRIC, NS_HOST, NS_SITE, ONPREM_HOST, Pop, VM, VM6, VPC6, kernel_next_hops};
 
 /// Which of a PoP's links is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,6 +33,8 @@ pub enum Side {
     Customer,
     /// The link to the cloud fabric router.
     Cloud,
+    /// The cross-connect's underlay blackholed both ways; its carrier stays up.
+    Silent,
 }
 
 impl std::str::FromStr for Side {
@@ -35,7 +43,8 @@ impl std::str::FromStr for Side {
         match s {
             "customer" => Ok(Side::Customer),
             "cloud" => Ok(Side::Cloud),
-            other => Err(format!("{other:?}: use customer or cloud")),
+            "silent" => Ok(Side::Silent),
+            other => Err(format!("{other:?}: use customer, cloud or silent")),
         }
     }
 }
@@ -43,7 +52,7 @@ impl std::str::FromStr for Side {
 impl Side {
     fn link(self) -> &'static str {
         match self {
-            Side::Customer => "xc-site1",
+            Side::Customer | Side::Silent => "xc-site1",
             Side::Cloud => "fab0",
         }
     }
@@ -65,27 +74,77 @@ pub struct Run {
     pub lost_at_restore: u32,
     /// From restoring the link until both routers use both PoPs again.
     pub rebalanced_after_ms: f64,
+    /// The same for the IPv6 flow, which crossed the cut PoP too.
+    pub ipv6: FamilyRun,
+}
+
+/// What one family's flow saw of a cut and restore.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyRun {
+    /// The source address of the flow on the on-prem server.
+    pub source: String,
+    /// Replies received in the cut's window (0: the family does not work at all).
+    pub replies: u32,
+    pub outage_ms: f64,
+    pub lost_at_cut: u32,
+    pub lost_at_restore: u32,
+}
+
+/// Which flow a pinger sends: on-prem → VM over IPv4, or over IPv6 from a source.
+#[derive(Debug, Clone)]
+enum Flow {
+    V4,
+    V6(String),
 }
 
 struct Pinger {
     child: Child,
+    /// When it started (seconds since the epoch, as `ping -D` stamps replies).
+    started: f64,
+}
+
+/// Now, as `ping -D` stamps replies.
+fn epoch_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// What a pinger saw: reply times, how many it sent, and the window it ran in.
+struct Replies {
+    times: Vec<f64>,
+    sent: u32,
+    window: (f64, f64),
 }
 
 impl Pinger {
     fn start() -> Result<Pinger> {
+        Pinger::flow(&Flow::V4)
+    }
+
+    fn flow(flow: &Flow) -> Result<Pinger> {
+        let mut args = vec![
+            "netns", "exec", NS_HOST, "ping", "-D", "-n", "-i", "0.01", "-W", "1",
+        ];
+        match flow {
+            Flow::V4 => args.push(VM),
+            Flow::V6(src) => args.extend(["-6", "-I", src.as_str(), VM6]),
+        }
+        let started = epoch_secs();
         let child = Command::new("ip")
-            .args([
-                "netns", "exec", NS_HOST, "ping", "-D", "-n", "-i", "0.01", "-W", "1", VM,
-            ])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context("start ping")?;
-        Ok(Pinger { child })
+        Ok(Pinger { child, started })
     }
 
-    /// Stops it (SIGINT, so it prints its summary) and returns (reply times, sent).
-    fn stop(mut self) -> Result<(Vec<f64>, u32)> {
+    /// Stops it (SIGINT, so it prints its summary) and returns what it saw.
+    fn stop(mut self) -> Result<Replies> {
+        let ended = epoch_secs();
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
         let mut out = String::new();
@@ -103,14 +162,60 @@ impl Pinger {
             .find(|l| l.contains("packets transmitted"))
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .ok_or_else(|| anyhow!("no ping summary in: {out}"))?;
-        Ok((times, sent))
+        Ok(Replies {
+            times,
+            sent,
+            window: (self.started, ended),
+        })
     }
 }
 
 fn set_link(pop: Pop, side: Side, up: bool) -> Result<()> {
+    if side == Side::Silent {
+        // A /32 blackhole at each end beats the connected /30: the VXLAN packets of the
+        // cross-connect go nowhere, both ways, and both ports stay up.
+        let (verb, mut failed) = (if up { "del" } else { "add" }, None);
+        for (ns, far) in [(pop.ns(), pop.xc(2)), (NS_SITE.to_string(), pop.xc(1))] {
+            if let Err(e) = crate::ns(&ns, &["route", verb, "blackhole", &format!("{far}/32")]) {
+                failed.get_or_insert(e);
+            }
+        }
+        return failed.map_or(Ok(()), Err);
+    }
     crate::ns(
         &pop.ns(),
         &["link", "set", side.link(), if up { "up" } else { "down" }],
+    )
+}
+
+/// A source address of the on-prem server whose IPv6 flow to the VM leaves the
+/// customer's router through `pop`.
+fn source6_through(pop: Pop) -> Result<String> {
+    for host in std::iter::once(0x10).chain(0x11..0x20) {
+        let src = format!("fd10:168:10::{host:x}");
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                NS_SITE,
+                "-6",
+                "route",
+                "get",
+                VM6,
+                "from",
+                &src,
+                "iif",
+                "lan0",
+                "ipproto",
+                "ipv6-icmp",
+            ])
+            .output()?;
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("dev {} ", pop.customer_if())) {
+            return Ok(src);
+        }
+    }
+    bail!(
+        "no source of the on-prem server sends its IPv6 flow through {}",
+        pop.id()
     )
 }
 
@@ -127,6 +232,10 @@ fn carrying_pop(pops: &[Pop]) -> Result<Pop> {
             ONPREM_HOST,
             "iif",
             "lan0",
+            // The routers hash flows on L4 (with the protocol): without it the kernel
+            // answers for another flow than the pings (which it may send elsewhere).
+            "ipproto",
+            "icmp",
         ])
         .output()?;
     let s = String::from_utf8_lossy(&out.stdout);
@@ -136,8 +245,14 @@ fn carrying_pop(pops: &[Pop]) -> Result<Pop> {
         .ok_or_else(|| anyhow!("the flow uses no PoP of the lab: {s}"))
 }
 
+/// Both routers have `n` next hops toward the other side, for both families.
 fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
-    for (ns, prefix) in [(NS_SITE, "10.128.0.0/24"), (NS_FABRIC, "192.168.10.0/24")] {
+    for (ns, prefix) in [
+        (NS_SITE, "10.128.0.0/24"),
+        (NS_FABRIC, "192.168.10.0/24"),
+        (NS_SITE, VPC6),
+        (NS_FABRIC, LAN6),
+    ] {
         wait_until(
             timeout,
             &format!("{what}: {prefix} with {n} next hop(s) in {ns}"),
@@ -145,6 +260,20 @@ fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The longest time without a reply — between two replies, and from the start of the
+/// window to the first one and from the last one to its end (a flow that never worked,
+/// or never came back, is an outage, not none) — and how many were lost.
+fn outage(r: &Replies) -> (f64, u32) {
+    let (start, end) = r.window;
+    let mut edges = vec![start];
+    edges.extend(r.times.iter().copied());
+    edges.push(end);
+    (
+        edges.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max),
+        r.sent.saturating_sub(r.times.len() as u32),
+    )
 }
 
 /// One cut and restore.
@@ -156,7 +285,9 @@ pub fn once(side: Side) -> Result<Run> {
     let site = site_bird()?;
     let established = || site.protocol(&pop.id()).contains("Established");
 
-    let ping = Pinger::start()?;
+    let src6 = source6_through(pop)?;
+    let flow6 = Flow::V6(src6.clone());
+    let (ping, ping6) = (Pinger::start()?, Pinger::flow(&flow6)?);
     // Traffic flows for a second before the cut.
     std::thread::sleep(Duration::from_secs(1));
     set_link(pop, side, false)?;
@@ -166,55 +297,73 @@ pub fn once(side: Side) -> Result<Run> {
     // A second of traffic on the remaining PoP.
     std::thread::sleep(Duration::from_secs(1));
     kept &= established();
-    let (times, sent) = ping.stop()?;
+    let (r4, r6) = (ping.stop()?, ping6.stop()?);
     if let Err(e) = cut {
         set_link(pop, side, true)?;
         bail!("{e}");
     }
-    let outage = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
-    let lost_at_cut = sent.saturating_sub(times.len() as u32);
+    let (gap, lost_at_cut) = outage(&r4);
+    let (gap6, lost6_at_cut) = outage(&r6);
+    let times6_cut = r6.times.len() as u32;
 
-    let ping = Pinger::start()?;
+    let (ping, ping6) = (Pinger::start()?, Pinger::flow(&flow6)?);
     std::thread::sleep(Duration::from_millis(500));
     let t = std::time::Instant::now();
     set_link(pop, side, true)?;
     let back = both_ways(2, Duration::from_secs(60), "after the restore");
     let rebalanced = t.elapsed();
     std::thread::sleep(Duration::from_secs(1));
-    let (times, sent) = ping.stop()?;
+    let (back4, back6) = (ping.stop()?, ping6.stop()?);
     back?;
     Ok(Run {
         pop: pop.id(),
         side,
         customer_session_kept: kept,
-        outage_ms: outage * 1000.0,
+        outage_ms: gap * 1000.0,
         lost_at_cut,
-        lost_at_restore: sent.saturating_sub(times.len() as u32),
+        lost_at_restore: outage(&back4).1,
         rebalanced_after_ms: rebalanced.as_secs_f64() * 1000.0,
+        ipv6: FamilyRun {
+            source: src6,
+            replies: times6_cut,
+            outage_ms: gap6 * 1000.0,
+            lost_at_cut: lost6_at_cut,
+            lost_at_restore: outage(&back6).1,
+        },
     })
 }
 
 /// `runs` cuts and restores; prints each as a JSON line and a summary.
 pub fn run(runs: usize, side: Side) -> Result<()> {
-    let mut outages = Vec::new();
+    let (mut outages, mut outages6) = (Vec::new(), Vec::new());
     for i in 1..=runs {
         let r = once(side)?;
         println!("{}", serde_json::to_string(&r)?);
         eprintln!(
-            "run {i}: cut {} ({:?} side): outage {:.0} ms ({} pings lost); restored: {} lost, both PoPs in use after {:.0} ms",
-            r.pop, r.side, r.outage_ms, r.lost_at_cut, r.lost_at_restore, r.rebalanced_after_ms
+            "run {i}: cut {} ({:?} side): IPv4 outage {:.0} ms ({} pings lost), IPv6 {:.0} ms ({} lost); restored: {} + {} lost, both PoPs in use after {:.0} ms",
+            r.pop,
+            r.side,
+            r.outage_ms,
+            r.lost_at_cut,
+            r.ipv6.outage_ms,
+            r.ipv6.lost_at_cut,
+            r.lost_at_restore,
+            r.ipv6.lost_at_restore,
+            r.rebalanced_after_ms
         );
         outages.push(r.outage_ms);
+        outages6.push(r.ipv6.outage_ms);
     }
-    outages.sort_by(f64::total_cmp);
-    let q =
-        |p: f64| outages[((outages.len() as f64 * p).ceil() as usize).clamp(1, outages.len()) - 1];
-    eprintln!(
-        "outage over {runs} runs: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
-        q(0.5),
-        q(0.9),
-        q(1.0)
-    );
+    for (family, mut v) in [("IPv4", outages), ("IPv6", outages6)] {
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+        eprintln!(
+            "{family} outage over {runs} runs: p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+            q(0.5),
+            q(0.9),
+            q(1.0)
+        );
+    }
     Ok(())
 }
 
@@ -312,13 +461,12 @@ pub fn standby_once(how: crate::Standby) -> Result<StandbyRun> {
         set_link(active, Side::Customer, false)?;
         let cut = only_on(standby, Duration::from_secs(10), "after the cut");
         std::thread::sleep(Duration::from_secs(1));
-        let (times, sent) = ping.stop()?;
+        let at_cut = ping.stop()?;
         if let Err(e) = cut {
             set_link(active, Side::Customer, true)?;
             return Err(e);
         }
-        let outage = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
-        let lost_at_cut = sent.saturating_sub(times.len() as u32);
+        let (gap, lost_at_cut) = outage(&at_cut);
 
         let ping = Pinger::start()?;
         std::thread::sleep(Duration::from_millis(500));
@@ -327,16 +475,16 @@ pub fn standby_once(how: crate::Standby) -> Result<StandbyRun> {
         let back = only_on(active, Duration::from_secs(60), "after the restore");
         let back_after = t.elapsed();
         std::thread::sleep(Duration::from_secs(1));
-        let (times, sent) = ping.stop()?;
+        let at_restore = ping.stop()?;
         back?;
         Ok(StandbyRun {
             standby_by: how,
             active: active.id(),
             standby: standby.id(),
             settled_after_ms: settled.as_secs_f64() * 1000.0,
-            outage_ms: outage * 1000.0,
+            outage_ms: gap * 1000.0,
             lost_at_cut,
-            lost_at_restore: sent.saturating_sub(times.len() as u32),
+            lost_at_restore: outage(&at_restore).1,
             back_on_active_after_ms: back_after.as_secs_f64() * 1000.0,
         })
     })();
@@ -375,13 +523,19 @@ pub struct RestartRun {
     pub lost: u32,
     /// Longest gap between replies.
     pub max_gap_ms: f64,
-    /// Fewest next hops the customer router had toward the VPC while the agent was
-    /// away and back (2: it kept the killed PoP's routes).
+    /// Replies received, of each family (0: it does not work at all).
+    pub replies: u32,
+    pub replies_ipv6: u32,
+    /// The same for an IPv6 flow through the same PoP.
+    pub lost_ipv6: u32,
+    pub max_gap_ipv6_ms: f64,
+    /// Fewest next hops the customer router had toward the VPC (either family) while
+    /// the agent was away and back (2: it kept the killed PoP's routes).
     pub min_next_hops_customer: usize,
     /// The same at the fabric, toward on-prem.
     pub min_next_hops_fabric: usize,
-    /// Fewest routes the killed edge's routing instance kept in its kernel table, and
-    /// how many it had before.
+    /// Fewest routes (IPv4 and IPv6) the killed edge's routing instance kept in its
+    /// kernel table, and how many it had before.
     pub min_edge_routes: usize,
     pub edge_routes_before: usize,
     /// From the kill until the new agent's sessions are up and both routers use both
@@ -428,9 +582,10 @@ fn edge_routes(pop: Pop) -> usize {
     };
     dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.starts_with(&prefix))
-        .map(|n| {
+        .flat_map(|n| [(n.clone(), "-4"), (n, "-6")])
+        .map(|(n, family)| {
             Command::new("ip")
-                .args(["-n", &n, "route", "show", "proto", "bgp"])
+                .args(["-n", &n, family, "route", "show", "proto", "bgp"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
                 .unwrap_or(0)
@@ -468,23 +623,24 @@ pub fn restart_once() -> Result<RestartRun> {
         AtomicUsize::new(usize::MAX),
         AtomicUsize::new(usize::MAX),
     );
-    let outcome = std::thread::scope(|s| -> Result<(Vec<f64>, u32, Duration)> {
+    let flow6 = Flow::V6(source6_through(pop)?);
+    let outcome = std::thread::scope(|s| -> Result<(Replies, Replies, Duration)> {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
-                min_site.fetch_min(
-                    kernel_next_hops(NS_SITE, "10.128.0.0/24"),
-                    Ordering::Relaxed,
-                );
-                min_fabric.fetch_min(
-                    kernel_next_hops(NS_FABRIC, "192.168.10.0/24"),
-                    Ordering::Relaxed,
-                );
+                for (ns, prefix, min) in [
+                    (NS_SITE, "10.128.0.0/24", &min_site),
+                    (NS_SITE, VPC6, &min_site),
+                    (NS_FABRIC, "192.168.10.0/24", &min_fabric),
+                    (NS_FABRIC, LAN6, &min_fabric),
+                ] {
+                    min.fetch_min(kernel_next_hops(ns, prefix), Ordering::Relaxed);
+                }
                 min_edge.fetch_min(edge_routes(pop), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
         let result = (|| {
-            let ping = Pinger::start()?;
+            let (ping, ping6) = (Pinger::start()?, Pinger::flow(&flow6)?);
             std::thread::sleep(Duration::from_secs(1));
             let t = std::time::Instant::now();
             let _ = nix::sys::signal::kill(
@@ -524,17 +680,21 @@ pub fn restart_once() -> Result<RestartRun> {
             both_ways(2, Duration::from_secs(60), "after the restart")?;
             let back = t.elapsed();
             std::thread::sleep(Duration::from_secs(1));
-            let (times, sent) = ping.stop()?;
-            Ok((times, sent, back))
+            Ok((ping.stop()?, ping6.stop()?, back))
         })();
         stop.store(true, Ordering::Relaxed);
         result
     });
-    let (times, sent, back) = outcome?;
+    let (r4, r6, back) = outcome?;
+    let ((gap, lost), (gap6, lost6)) = (outage(&r4), outage(&r6));
     Ok(RestartRun {
         pop: pop.id(),
-        lost: sent.saturating_sub(times.len() as u32),
-        max_gap_ms: times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max) * 1000.0,
+        lost,
+        replies: r4.times.len() as u32,
+        replies_ipv6: r6.times.len() as u32,
+        max_gap_ms: gap * 1000.0,
+        lost_ipv6: lost6,
+        max_gap_ipv6_ms: gap6 * 1000.0,
         min_next_hops_customer: min_site.into_inner(),
         min_next_hops_fabric: min_fabric.into_inner(),
         min_edge_routes: min_edge.into_inner(),
@@ -549,10 +709,12 @@ pub fn restart_runs(runs: usize) -> Result<()> {
         let r = restart_once()?;
         println!("{}", serde_json::to_string(&r)?);
         eprintln!(
-            "run {i}: kill -9 of the {} agent: {} pings lost (longest gap {:.0} ms); next hops kept: customer {}, fabric {}; edge routes {} of {}; back after {:.0} ms",
+            "run {i}: kill -9 of the {} agent: {} pings lost (longest gap {:.0} ms), IPv6 {} ({:.0} ms); next hops kept: customer {}, fabric {}; edge routes {} of {}; back after {:.0} ms",
             r.pop,
             r.lost,
             r.max_gap_ms,
+            r.lost_ipv6,
+            r.max_gap_ipv6_ms,
             r.min_next_hops_customer,
             r.min_next_hops_fabric,
             r.min_edge_routes,

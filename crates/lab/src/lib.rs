@@ -170,6 +170,12 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
     for n in &all {
         cic_dataplane::netns::add(n).map_err(|e| anyhow!("{e}"))?;
         ns(n, &["link", "set", "lo", "up"])?;
+        // Links made from here on use their IPv6 addresses at once, link-local ones too
+        // (neighbor discovery speaks from them): without this the first IPv6 packets of
+        // the lab wait a second or more for duplicate address detection.
+        for scope in ["default", "all"] {
+            sysctl(n, &format!("net/ipv6/conf/{scope}/accept_dad"), "0")?;
+        }
     }
     // On-prem LAN: server ── customer router.
     ip(&[
@@ -192,6 +198,21 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
             "nodad",
         ],
     )?;
+    // More sources on the server: `cic lab failover` picks one whose IPv6 flow crosses
+    // the PoP it cuts (ECMP hashes each flow to one PoP).
+    for host in 0x11..0x20 {
+        ns(
+            NS_HOST,
+            &[
+                "addr",
+                "add",
+                &format!("fd10:168:10::{host:x}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        )?;
+    }
     ns(
         NS_SITE,
         &["addr", "add", "fd10:168:10::1/64", "dev", "lan0", "nodad"],
