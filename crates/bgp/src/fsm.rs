@@ -25,6 +25,11 @@ use crate::wire::{
 /// RFC 4271 §8: a large hold time while waiting for the peer's OPEN.
 const OPEN_SENT_HOLD: Duration = Duration::from_secs(240);
 const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
+/// The first wait in Idle after a failure (RFC 4271's DampPeerOscillations, §8.1.1):
+/// short, since the commonest failure is a peer that refused us for a moment (BIRD does
+/// for a second after any error), then doubled each time up to [`MAX_IDLE_HOLD`]; never
+/// longer than the connect retry time to begin with.
+const FIRST_IDLE_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -205,9 +210,13 @@ pub struct Session {
     last_error: Option<String>,
 }
 
+fn first_idle_hold(cfg: &SessionConfig) -> Duration {
+    FIRST_IDLE_HOLD.min(cfg.connect_retry)
+}
+
 impl Session {
     pub fn new(cfg: SessionConfig) -> Self {
-        let idle_hold = cfg.connect_retry;
+        let idle_hold = first_idle_hold(&cfg);
         Session {
             cfg,
             state: State::Idle,
@@ -285,7 +294,7 @@ impl Session {
             (Idle, PathUp) => {
                 if self.started && self.backing_off {
                     out.push(Output::StopTimer(Timer::IdleHold));
-                    self.idle_hold = self.cfg.connect_retry;
+                    self.idle_hold = first_idle_hold(&self.cfg);
                     self.begin(out);
                 }
             }
@@ -390,7 +399,7 @@ impl Session {
             (OpenConfirm, Message(Msg::Keepalive)) => {
                 self.restart_hold(out);
                 self.state = Established;
-                self.idle_hold = self.cfg.connect_retry;
+                self.idle_hold = first_idle_hold(&self.cfg);
                 self.last_error = None;
                 if let Some(n) = &self.negotiated {
                     out.push(Output::Established(n.clone()));
@@ -1166,7 +1175,7 @@ mod tests {
             |o| matches!(o, Output::Down { why: w, graceful: false } if w.contains("hold timer"))
         ));
         assert_eq!(s.state(), State::Idle);
-        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(5))));
+        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(1))));
     }
 
     #[test]
@@ -1174,7 +1183,7 @@ mod tests {
         let mut s = Session::new(cfg());
         let mut holds = vec![];
         s.handle(Input::Start);
-        for _ in 0..6 {
+        for _ in 0..8 {
             s.handle(Input::TcpConnected);
             let out = s.handle(Input::TcpFailed);
             let d = out.iter().find_map(|o| match o {
@@ -1184,12 +1193,12 @@ mod tests {
             holds.push(d.expect("idle hold armed"));
             s.handle(Input::TimerExpired(Timer::IdleHold));
         }
-        assert_eq!(holds, vec![5, 10, 20, 40, 80, 120]);
+        assert_eq!(holds, vec![1, 2, 4, 8, 16, 32, 64, 120]);
         s.handle(Input::TcpConnected);
         s.handle(Input::Message(peer_open(65001, 90)));
         s.handle(Input::Message(M::Keepalive));
         let out = s.handle(Input::TcpFailed);
-        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(5))));
+        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(1))));
     }
 
     #[test]
