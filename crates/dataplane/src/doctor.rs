@@ -110,6 +110,17 @@ pub async fn kernel() -> Vec<Check> {
         "none: the edge does not need dummy devices",
     ));
     let _ = ip(&["link", "set", "lo", "up"]);
+    // Dual stack: IPv6 forwarding, and an address usable at once (no DAD) on a veth.
+    let ipv6 = crate::netns::sysctl(Some(&ns), "net/ipv6/conf/all/forwarding", "1")
+        .map_err(|e| format!("IPv6 forwarding: {e}"))
+        .and_then(|()| veth.clone())
+        .and_then(|()| ip(&["addr", "add", "fd00:d0c::1/127", "dev", "dr0", "nodad"]));
+    out.push(check(
+        "IPv6",
+        ipv6,
+        "forwarding on, an address made without DAD",
+        "no IPv6 peerings: the edge reports each as an error; IPv4 works",
+    ));
     out.push(check(
         "nexthop objects",
         ip(&["nexthop", "add", "id", "1", "blackhole"]),

@@ -208,7 +208,7 @@ pub(crate) fn peering_kv(flag: &str, s: &str) -> Result<Value> {
 }
 
 /// Static routes as the API takes them: each prefix in the list of its family.
-fn routes_by_family(prefixes: &[String]) -> Value {
+pub(crate) fn routes_by_family(prefixes: &[String]) -> Value {
     let (v6, v4): (Vec<&String>, Vec<&String>) = prefixes.iter().partition(|p| p.contains(':'));
     let list = |v: Vec<&String>| -> Vec<Value> { v.iter().map(|p| json!({"prefix": p})).collect() };
     let mut body = json!({});

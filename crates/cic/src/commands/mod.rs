@@ -325,6 +325,24 @@ mod tests {
     }
 
     #[test]
+    fn the_ipv6_peering_flag_takes_the_same_keys_and_names_itself_in_errors() {
+        let p = connections::peering_kv(
+            "--ipv6-peering",
+            "peering-subnet=fd00::/127,peer-ip=fd00::1,cloud-ip=fd00::,peer-bgp-asn=65001",
+        )
+        .expect("peering");
+        assert_eq!(p["peeringSubnet"], "fd00::/127");
+        let e = connections::peering_kv("--ipv6-peering", "peering-subnet=fd00::/127")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--ipv6-peering: peer-ip= is missing"), "{e}");
+        // Static routes go to the list of their family.
+        let b = connections::routes_by_family(&["10.9.0.0/16".into(), "2a00:1::/48".into()]);
+        assert_eq!(b["ipv4StaticRoutes"], json!([{"prefix": "10.9.0.0/16"}]));
+        assert_eq!(b["ipv6StaticRoutes"], json!([{"prefix": "2a00:1::/48"}]));
+    }
+
+    #[test]
     fn capacities_read_as_people_write_them() {
         assert_eq!(capacity("1g").unwrap(), "CAPACITY_1_GBPS");
         assert_eq!(capacity("500M").unwrap(), "CAPACITY_500_MBPS");
