@@ -130,7 +130,7 @@ pub struct Instance {
     vpc_prefixes: Vec<IpNet>,
     /// What the speaker was started with and cannot change while running: announced
     /// services and accepted prefixes (of a public connection).
-    fixed: (Vec<Ipv4Net>, Option<Vec<Ipv4Net>>),
+    fixed: (Vec<IpNet>, Option<Vec<IpNet>>),
     /// The speaker's peers by connection id (or `fabric:…`).
     peers: BTreeMap<String, Peer>,
     routes_task: JoinHandle<()>,
@@ -841,8 +841,8 @@ fn params(
     InstanceParams {
         local_asn,
         vpc_prefixes: ic.vpc_prefixes.clone(),
-        announce: nets(&ic.announce),
-        accept_only: ic.accept_only.as_deref().map(nets),
+        announce: ic.announce.clone(),
+        accept_only: ic.accept_only.clone(),
         max_prefixes: bgp.max_prefixes,
         max_prefix_action: match bgp.max_prefix_action {
             M::Teardown => MaxPrefixAction::Teardown,
@@ -985,11 +985,6 @@ async fn program_routes(
             _ = tick.tick() => {}
         }
     }
-}
-
-/// The model's IPv4 prefixes as the speaker's.
-fn nets(v: &[Ipv4Net]) -> Vec<IpNet> {
-    v.iter().map(|p| IpNet::V4(*p)).collect()
 }
 
 async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {

@@ -144,15 +144,16 @@ pub struct InstanceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricAttachment>,
     pub connections: Vec<ConnectionConfig>,
-    /// Announced to the customer unconditionally: a public connection's service /32s.
+    /// Announced to the customer unconditionally: a public connection's service prefixes
+    /// (each family's on its session).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
-    pub announce: Vec<Ipv4Net>,
+    pub announce: Vec<IpNet>,
     /// When set, only customer routes inside these are accepted: a public connection's
     /// registered prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Vec<String>>")]
-    pub accept_only: Option<Vec<Ipv4Net>>,
+    pub accept_only: Option<Vec<IpNet>>,
 }
 
 /// The segment between a routing instance's namespace on this edge and the fabric router.

@@ -734,7 +734,8 @@ pub struct PrivateConnection {
 // Public connections and the cloud services they reach
 
 /// A cloud service reachable over public connections (operator catalog), keyed by the
-/// modelled API's service type, e.g. `CLOUD_SERVICE_S3`, with the /32s it answers on.
+/// modelled API's service type, e.g. `CLOUD_SERVICE_S3`, with the prefixes it answers on
+/// (IPv4 and IPv6).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloudService {
@@ -744,7 +745,7 @@ pub struct CloudService {
     #[serde(default)]
     pub description: String,
     #[schemars(with = "Vec<String>")]
-    pub prefixes: Vec<Ipv4Net>,
+    pub prefixes: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -766,6 +767,14 @@ pub struct CreatePublicConnectionRequest {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ipv4_peer_announced_prefixes: Vec<Ipv4Net>,
+    /// An IPv6 session beside the IPv4 one, to the services' IPv6 prefixes.
+    #[serde(default)]
+    pub ipv6_peering: Option<Ipv6PeeringSpec>,
+    #[serde(default)]
+    pub ipv6_allowed_service_types: Vec<String>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ipv6_peer_announced_prefixes: Vec<Ipv6Net>,
 }
 
 /// A VLAN on a trunk to the cloud's public services: the cloud announces the /32s of the
@@ -784,9 +793,19 @@ pub struct PublicConnection {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ipv4_peer_announced_prefixes: Vec<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_peering: Option<Ipv6Peering>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_allowed_service_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub ipv6_peer_announced_prefixes: Vec<Ipv6Net>,
     /// Live BGP state as last reported by the edge (output, not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<crate::edge::SessionStatus>,
+    /// Live state of the IPv6 session (output, not stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_ipv6: Option<crate::edge::SessionStatus>,
 }
 
 /// A BGP failover test: the connection's session is held down from `startedAt` until

@@ -209,6 +209,44 @@ pub fn public_prefix(field: &str, p: &Ipv4Net) -> ApiResult<()> {
     Ok(())
 }
 
+/// An IPv6 prefix a public connection may carry: global unicast (2000::/3), not
+/// documentation, benchmarking or other special-purpose space, at most a /16.
+pub fn public_prefix6(field: &str, p: &Ipv6Net) -> ApiResult<()> {
+    canonical(field, p)?;
+    if p.prefix_len() < 16 {
+        return Err(ApiError::field(
+            field,
+            format!("{p} is too wide for one customer (at most /16)"),
+        ));
+    }
+    let global: Ipv6Net = "2000::/3".parse().unwrap_or_default();
+    if !global.contains(p) {
+        return Err(ApiError::field(
+            field,
+            format!("{p} is not global unicast space (2000::/3)"),
+        ));
+    }
+    if let Some((r, what)) = crate::prefixes::martian(&IpNet::V6(*p)) {
+        return Err(ApiError::field(
+            field,
+            format!("{p} is inside {r} ({what}), which is not public address space"),
+        ));
+    }
+    Ok(())
+}
+
+/// A public connection's IPv6 peering: the shape of [`peering6`], on public (global
+/// unicast) space.
+pub fn public_peering6(
+    field: &str,
+    subnet: &Ipv6Net,
+    peer_ip: Ipv6Addr,
+    cloud_ip: Ipv6Addr,
+) -> ApiResult<()> {
+    public_prefix6(&format!("{field}.peeringSubnet"), subnet)?;
+    peering6(field, subnet, peer_ip, cloud_ip)
+}
+
 /// /30 or /31, canonical; `peerIp` and `cloudIp` distinct usable hosts of it.
 fn peering_hosts(
     field: &str,

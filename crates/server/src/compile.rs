@@ -231,11 +231,50 @@ pub fn compile(
         .filter_map(|p| live(p.meta.status, p))
         .filter(|p| trunks.contains_key(p.trunk_connection_id.as_str()))
     {
-        let announce: BTreeSet<Ipv4Net> = snap
-            .services
+        // Each family's allowed services, their prefixes of that family.
+        let of = |types: &[String], v6: bool| -> Vec<ipnet::IpNet> {
+            snap.services
+                .iter()
+                .filter(|s| types.contains(&s.id))
+                .flat_map(|s| s.prefixes.iter().copied())
+                .filter(|n| matches!(n, ipnet::IpNet::V6(_)) == v6)
+                .collect()
+        };
+        let announce: BTreeSet<ipnet::IpNet> = of(&p.ipv4_allowed_service_types, false)
+            .into_iter()
+            .chain(if p.ipv6_peering.is_some() {
+                of(&p.ipv6_allowed_service_types, true)
+            } else {
+                vec![]
+            })
+            .collect();
+        let mut peerings = vec![PeeringConfig {
+            subnet: p.ipv4_peering.peering_subnet.into(),
+            cloud_ip: p.ipv4_peering.cloud_ip.into(),
+            peer_ip: p.ipv4_peering.peer_ip.into(),
+            peer_asn: p.ipv4_peering.peer_bgp_asn,
+            md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
+            static_routes: vec![],
+        }];
+        if let Some(v6) = &p.ipv6_peering {
+            peerings.push(PeeringConfig {
+                subnet: v6.peering_subnet.into(),
+                cloud_ip: v6.cloud_ip.into(),
+                peer_ip: v6.peer_ip.into(),
+                peer_asn: v6.peer_bgp_asn,
+                md5_key: v6.peer_bgp_md5_key.clone(),
+                static_routes: vec![],
+            });
+        }
+        let accept_only: Vec<ipnet::IpNet> = p
+            .ipv4_peer_announced_prefixes
             .iter()
-            .filter(|s| p.ipv4_allowed_service_types.contains(&s.id))
-            .flat_map(|s| s.prefixes.iter().copied())
+            .map(|n| ipnet::IpNet::V4(*n))
+            .chain(
+                p.ipv6_peer_announced_prefixes
+                    .iter()
+                    .map(|n| ipnet::IpNet::V6(*n)),
+            )
             .collect();
         instances.push(InstanceConfig {
             id: p.meta.id.clone(),
@@ -247,19 +286,12 @@ pub fn compile(
                 trunk_id: p.trunk_connection_id.clone(),
                 vlan_id: p.vlan_id,
                 mtu: settings.public_peering_mtu,
-                peerings: vec![PeeringConfig {
-                    subnet: p.ipv4_peering.peering_subnet.into(),
-                    cloud_ip: p.ipv4_peering.cloud_ip.into(),
-                    peer_ip: p.ipv4_peering.peer_ip.into(),
-                    peer_asn: p.ipv4_peering.peer_bgp_asn,
-                    md5_key: p.ipv4_peering.peer_bgp_md5_key.clone(),
-                    static_routes: vec![],
-                }],
+                peerings,
                 hold_down_until: None,
                 reset_seq: 0,
             }],
             announce: announce.into_iter().collect(),
-            accept_only: Some(p.ipv4_peer_announced_prefixes.clone()),
+            accept_only: Some(accept_only),
         });
     }
     Some(EdgeConfig {

@@ -619,3 +619,152 @@ async fn an_edge_fabric_pool6_is_checked() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes() {
+    let (h, edge, trunk) = setup().await;
+    // A service with prefixes of both families, and one with IPv4 only.
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.243/32", "2a02:6b8::2:242/128"]}),
+    )
+    .await;
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_MONITORING", "prefixes": ["84.201.181.26/32"]}),
+    )
+    .await;
+    for (bad, msg) in [
+        (
+            json!(["fd00::1/128"]),
+            "prefixes[0]: fd00::1/128 is not global unicast",
+        ),
+        (json!(["2001:db8::1/128"]), "documentation"),
+        (json!(["2a00::/8"]), "too wide"),
+        (
+            json!(["2a02:6b8::1/128", "2a02:6b8::1/128"]),
+            "listed twice",
+        ),
+    ] {
+        refused(
+            &h,
+            &bad.to_string(),
+            Method::POST,
+            "/cic/v1/cloudServices",
+            json!({"id": "CLOUD_SERVICE_X", "prefixes": bad}),
+            StatusCode::BAD_REQUEST,
+            msg,
+        )
+        .await;
+    }
+    let body = json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+        "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1", "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+        "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3", "CLOUD_SERVICE_MONITORING"],
+        "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"],
+        "ipv6Peering": {"peeringSubnet": "2a0c:9a40::/127", "peerIp": "2a0c:9a40::1", "cloudIp": "2a0c:9a40::", "peerBgpAsn": "65001"},
+        "ipv6AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+        "ipv6PeerAnnouncedPrefixes": ["2a0c:9a40:1000::/36"]});
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut b = body.clone();
+        f(&mut b);
+        b
+    };
+    for (what, b, msg) in [
+        (
+            "a ULA public peering",
+            with(
+                &|b| b[V6] = json!({"peeringSubnet": "fd00::/127", "peerIp": "fd00::1", "cloudIp": "fd00::", "peerBgpAsn": "65001"}),
+            ),
+            "ipv6Peering.peeringSubnet: fd00::/127 is not global unicast",
+        ),
+        (
+            "a service without IPv6",
+            with(&|b| b["ipv6AllowedServiceTypes"] = json!(["CLOUD_SERVICE_MONITORING"])),
+            "ipv6AllowedServiceTypes[0]: CLOUD_SERVICE_MONITORING has no IPv6 prefixes",
+        ),
+        (
+            "no IPv6 service",
+            with(&|b| b["ipv6AllowedServiceTypes"] = json!([])),
+            "ipv6AllowedServiceTypes: names no service",
+        ),
+        (
+            "a private announced prefix",
+            with(&|b| b["ipv6PeerAnnouncedPrefixes"] = json!(["fd00:1::/48"])),
+            "ipv6PeerAnnouncedPrefixes[0]",
+        ),
+        (
+            "IPv6 lists without the peering",
+            with(&|b| {
+                b.as_object_mut().expect("object").remove(V6);
+            }),
+            "ipv6AllowedServiceTypes: needs an ipv6Peering",
+        ),
+        (
+            "another ASN",
+            with(&|b| b[V6]["peerBgpAsn"] = json!("65002")),
+            "differs from ipv4Peering.peerBgpAsn",
+        ),
+    ] {
+        refused(
+            &h,
+            what,
+            Method::POST,
+            "/cic/v1/publicConnections",
+            b,
+            StatusCode::BAD_REQUEST,
+            msg,
+        )
+        .await;
+    }
+    let op = h.ok(Method::POST, "/cic/v1/publicConnections", body).await;
+    let id = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let inst = cfg["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .expect("its instance")
+        .clone();
+    // Each family's services on its session: S3's IPv6 prefix, not MONITORING's (none).
+    assert_eq!(
+        inst["announce"],
+        json!([
+            "84.201.181.26/32",
+            "213.180.193.243/32",
+            "2a02:6b8::2:242/128"
+        ])
+    );
+    assert_eq!(
+        inst["acceptOnly"],
+        json!(["5.45.192.0/22", "2a0c:9a40:1000::/36"])
+    );
+    let peerings = &inst["connections"][0]["peerings"];
+    assert_eq!(peerings[1]["peerIp"], "2a0c:9a40::1", "{inst}");
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/publicConnections/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(v[V6]["cloudBgpAsn"], "200350", "{v}");
+    // The service cannot go while the connection allows it for IPv6.
+    refused(
+        &h,
+        "a service in use",
+        Method::DELETE,
+        "/cic/v1/cloudServices/CLOUD_SERVICE_S3",
+        Value::Null,
+        StatusCode::CONFLICT,
+        "still allows CLOUD_SERVICE_S3",
+    )
+    .await;
+}

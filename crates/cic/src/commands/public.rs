@@ -23,6 +23,15 @@ pub enum PublicConnectionCmd {
         /// A public prefix the customer announces; repeat for more.
         #[arg(long = "announced-prefix")]
         announced: Vec<String>,
+        /// An IPv6 session beside the IPv4 one (the same keys; a global /125-/127).
+        #[arg(long, requires = "services6")]
+        ipv6_peering: Option<String>,
+        /// A service reached over IPv6 (it must have IPv6 prefixes); repeat for more.
+        #[arg(long = "ipv6-service", requires = "ipv6_peering")]
+        services6: Vec<String>,
+        /// An IPv6 prefix the customer announces; repeat for more.
+        #[arg(long = "ipv6-announced-prefix", requires = "ipv6_peering")]
+        announced6: Vec<String>,
     },
     /// List public connections (a table; --format json|yaml for scripts).
     List {
@@ -55,11 +64,19 @@ impl PublicConnectionCmd {
                 ipv4_peering,
                 services,
                 announced,
+                ipv6_peering,
+                services6,
+                announced6,
             } => {
-                let body = json!({"folderId": out.folder(folder)?, "name": name,
+                let mut body = json!({"folderId": out.folder(folder)?, "name": name,
                     "trunkConnectionId": trunk, "vlanId": vlan.to_string(),
                     "ipv4Peering": peering_from_kv(&ipv4_peering)?,
                     "ipv4AllowedServiceTypes": services, "ipv4PeerAnnouncedPrefixes": announced});
+                if let Some(kv) = ipv6_peering {
+                    body["ipv6Peering"] = super::connections::peering_kv("--ipv6-peering", &kv)?;
+                    body["ipv6AllowedServiceTypes"] = json!(services6);
+                    body["ipv6PeerAnnouncedPrefixes"] = json!(announced6);
+                }
                 out.mutate(api, Method::POST, BASE, Some(body), "public connection")
                     .await
             }

@@ -48,7 +48,14 @@ fn check_service(s: &CloudService) -> ApiResult<()> {
         return Err(ApiError::field("prefixes", "must hold 1-1000 prefixes").into());
     }
     for (i, p) in s.prefixes.iter().enumerate() {
-        validate::public_prefix(&format!("prefixes[{i}]"), p)?;
+        let f = format!("prefixes[{i}]");
+        match p {
+            ipnet::IpNet::V4(p) => validate::public_prefix(&f, p)?,
+            ipnet::IpNet::V6(p) => validate::public_prefix6(&f, p)?,
+        }
+        if s.prefixes[..i].contains(p) {
+            return Err(ApiError::field(&f, format!("{p} is listed twice")).into());
+        }
     }
     Ok(())
 }
@@ -101,7 +108,9 @@ pub async fn delete_service(
         .list::<PublicConnection>(None)
         .await?
         .into_iter()
-        .find(|p| p.ipv4_allowed_service_types.contains(&id))
+        .find(|p| {
+            p.ipv4_allowed_service_types.contains(&id) || p.ipv6_allowed_service_types.contains(&id)
+        })
     {
         return Err(ApiError::precondition(format!(
             "public connection {} still allows {id}",
@@ -135,34 +144,63 @@ pub async fn create(
     if req.ipv4_allowed_service_types.is_empty() {
         return Err(ApiError::field("ipv4AllowedServiceTypes", "names no service").into());
     }
-    let announced = &req.ipv4_peer_announced_prefixes;
-    if announced.len() > MAX_ANNOUNCED {
-        return Err(ApiError::field(
-            "ipv4PeerAnnouncedPrefixes",
-            format!("has {}; at most {MAX_ANNOUNCED}", announced.len()),
-        )
-        .into());
-    }
-    for (i, n) in announced.iter().enumerate() {
-        let f = format!("ipv4PeerAnnouncedPrefixes[{i}]");
-        validate::public_prefix(&f, n)?;
-        if announced[..i].contains(n) {
-            return Err(ApiError::field(&f, format!("{n} is listed twice")).into());
+    announced_prefixes(
+        "ipv4PeerAnnouncedPrefixes",
+        &req.ipv4_peer_announced_prefixes,
+        validate::public_prefix,
+    )?;
+    match &req.ipv6_peering {
+        Some(p) => {
+            validate::public_peering6("ipv6Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+            validate::peer_asn(
+                "ipv6Peering.peerBgpAsn",
+                p.peer_bgp_asn,
+                st.config.cloud_asn,
+            )?;
+            validate::md5_key("ipv6Peering.peerBgpMd5Key", &p.peer_bgp_md5_key)?;
+            validate::same_asn(Some(req.ipv4_peering.peer_bgp_asn), Some(p.peer_bgp_asn))?;
+            if req.ipv6_allowed_service_types.is_empty() {
+                return Err(ApiError::field("ipv6AllowedServiceTypes", "names no service").into());
+            }
+            announced_prefixes(
+                "ipv6PeerAnnouncedPrefixes",
+                &req.ipv6_peer_announced_prefixes,
+                validate::public_prefix6,
+            )?;
+        }
+        None => {
+            for (field, empty) in [
+                (
+                    "ipv6AllowedServiceTypes",
+                    req.ipv6_allowed_service_types.is_empty(),
+                ),
+                (
+                    "ipv6PeerAnnouncedPrefixes",
+                    req.ipv6_peer_announced_prefixes.is_empty(),
+                ),
+            ] {
+                if !empty {
+                    return Err(ApiError::field(field, "needs an ipv6Peering").into());
+                }
+            }
         }
     }
 
     let _w = st.lock_writes().await?;
-    for (i, t) in req.ipv4_allowed_service_types.iter().enumerate() {
-        if st.store.get::<CloudService>(t).await?.is_none()
-            || req.ipv4_allowed_service_types[..i].contains(t)
-        {
-            return Err(ApiError::field(
-                &format!("ipv4AllowedServiceTypes[{i}]"),
-                format!("{t:?} is not a service of the catalogue (GET /cic/v1/cloudServices), or is listed twice"),
-            )
-            .into());
-        }
-    }
+    allowed_services(
+        &st,
+        "ipv4AllowedServiceTypes",
+        &req.ipv4_allowed_service_types,
+        false,
+    )
+    .await?;
+    allowed_services(
+        &st,
+        "ipv6AllowedServiceTypes",
+        &req.ipv6_allowed_service_types,
+        true,
+    )
+    .await?;
     let trunk = check_placement(
         &st,
         &req.folder_id,
@@ -180,7 +218,13 @@ pub async fn create(
         ipv4_peering: peering_of(&req.ipv4_peering, st.config.cloud_asn),
         ipv4_allowed_service_types: req.ipv4_allowed_service_types,
         ipv4_peer_announced_prefixes: req.ipv4_peer_announced_prefixes,
+        ipv6_peering: req
+            .ipv6_peering
+            .map(|p| p.with_cloud_asn(st.config.cloud_asn)),
+        ipv6_allowed_service_types: req.ipv6_allowed_service_types,
+        ipv6_peer_announced_prefixes: req.ipv6_peer_announced_prefixes,
         bgp: None,
+        bgp_ipv6: None,
     };
     write_one(
         &st,
@@ -192,6 +236,59 @@ pub async fn create(
         vec![trunk.edge_id],
     )
     .await
+}
+
+/// The customer's registered prefixes of one family: at most [`MAX_ANNOUNCED`], each
+/// public (by `check`) and listed once.
+fn announced_prefixes<N: PartialEq + std::fmt::Display>(
+    field: &str,
+    announced: &[N],
+    check: impl Fn(&str, &N) -> cic_model::ApiResult<()>,
+) -> ApiResult<()> {
+    if announced.len() > MAX_ANNOUNCED {
+        return Err(ApiError::field(
+            field,
+            format!("has {}; at most {MAX_ANNOUNCED}", announced.len()),
+        )
+        .into());
+    }
+    for (i, n) in announced.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        check(&f, n)?;
+        if announced[..i].contains(n) {
+            return Err(ApiError::field(&f, format!("{n} is listed twice")).into());
+        }
+    }
+    Ok(())
+}
+
+/// Each allowed service is in the catalogue, listed once, and has prefixes of the
+/// family (`v6`) its list is for.
+async fn allowed_services(st: &AppState, field: &str, types: &[String], v6: bool) -> ApiResult<()> {
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    for (i, t) in types.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let Some(s) = st
+            .store
+            .get::<CloudService>(t)
+            .await?
+            .filter(|_| !types[..i].contains(t))
+        else {
+            return Err(ApiError::field(
+                &f,
+                format!("{t:?} is not a service of the catalogue (GET /cic/v1/cloudServices), or is listed twice"),
+            )
+            .into());
+        };
+        if !s
+            .prefixes
+            .iter()
+            .any(|p| matches!(p, ipnet::IpNet::V6(_)) == v6)
+        {
+            return Err(ApiError::field(&f, format!("{t} has no {family} prefixes")).into());
+        }
+    }
+    Ok(())
 }
 
 /// `DELETE /cic/v1/publicConnections/{id}` (operator).
@@ -215,11 +312,12 @@ async fn present(st: &AppState, mut pc: PublicConnection) -> ApiResult<PublicCon
         .await?
         && let Some(l) = st.live().await?.get(&t.edge_id)
     {
+        use cic_model::edge::{Family, SessionKind};
         pc.bgp = l
-            .report
-            .sessions
-            .iter()
-            .find(|s| s.resource_id == pc.meta.id)
+            .session_of(SessionKind::Customer, &pc.meta.id, Family::Ipv4)
+            .cloned();
+        pc.bgp_ipv6 = l
+            .session_of(SessionKind::Customer, &pc.meta.id, Family::Ipv6)
             .cloned();
     }
     Ok(pc)
