@@ -545,3 +545,52 @@ async fn interop_with_frr_bfdd_up_cut_and_admin_down() {
     .expect("bfdd down");
     a.shutdown().await;
 }
+
+/// The same with FRR's bfdd over IPv6: a dual-stack connection's second BFD session.
+#[tokio::test]
+async fn interop_with_frr_bfdd_over_ipv6_up_cut_and_admin_down() {
+    if !peer_or_skip("bfd interop_with_frr ipv6", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr6");
+    let conf = "bfd
+ peer fd77::1 local-address fd77::2
+  receive-interval 300
+  transmit-interval 300
+  detect-multiplier 3
+ !
+!
+";
+    let frr = Frr::bfdd("bfd6", conf, Some(&w.b)).expect("start bfdd");
+    let status = || -> Option<String> {
+        let peers = frr.json("show bfd peers json").ok()?;
+        peers
+            .as_array()?
+            .iter()
+            .find(|p| p["peer"] == "fd77::1")
+            .and_then(|p| p["status"].as_str().map(str::to_string))
+    };
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a
+        .add(A6.into(), B6.into(), Config::default())
+        .await
+        .expect("add");
+    until(&mut s, "Up with FRR over IPv6", |s| s.state == State::Up).await;
+    wait_until(Duration::from_secs(10), "bfdd to show up", || {
+        status().filter(|s| s == "up")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr.log()));
+    until(&mut s, "FRR's fast rate", |s| {
+        s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    cut_is_detected(&w, &mut s, "FRR over IPv6").await;
+    w.set_b_link(true);
+    until(&mut s, "Up again with FRR", |s| s.state == State::Up).await;
+    a.remove(IpAddr::V6(B6)).await.expect("remove");
+    wait_until(Duration::from_secs(10), "bfdd to leave up", || {
+        status().filter(|s| s != "up")
+    })
+    .expect("bfdd down");
+    a.shutdown().await;
+}
