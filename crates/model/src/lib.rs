@@ -6,6 +6,7 @@ pub mod iam;
 pub mod metrics;
 pub mod prefixes;
 pub mod resource;
+pub mod router_config;
 pub mod routing;
 pub mod validate;
 

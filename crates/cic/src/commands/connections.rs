@@ -109,6 +109,13 @@ pub enum ConnectionCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
+    /// The configuration of the customer's router for this connection (BIRD or FRR),
+    /// printed as text: interface, peerings, BGP, BFD, filters.
+    RouterConfig {
+        id: String,
+        #[command(flatten)]
+        args: RouterConfigArgs,
+    },
     /// Remove static routes of a private connection.
     RemoveStaticRoutes {
         id: String,
@@ -205,6 +212,58 @@ pub(crate) fn peering_kv(flag: &str, s: &str) -> Result<Value> {
         }
     }
     Ok(Value::Object(v))
+}
+
+/// What `router-config` takes, for a connection or a routing instance.
+#[derive(clap::Args)]
+pub struct RouterConfigArgs {
+    #[arg(long, value_parser = ["bird", "frr"])]
+    pub vendor: String,
+    /// A prefix you announce (the export filter sends only these); repeat for more.
+    #[arg(long = "announce")]
+    pub announce: Vec<String>,
+    /// The router's port the connections arrive on [default: eth1].
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Each connection's interface name, with {vlan} and {port} [default: {port}.{vlan},
+    /// or vx{vlan} on an overlay trunk].
+    #[arg(long)]
+    pub interface: Option<String>,
+    /// Make a connection the standby: prepend or community (for a routing instance,
+    /// PC:prepend or PC:community).
+    #[arg(long)]
+    pub standby: Option<String>,
+}
+
+/// `GET {path}?…`: the configuration, printed as its text (or as JSON/YAML).
+pub(crate) async fn router_config(
+    api: &Api,
+    out: &Output,
+    path: &str,
+    a: &RouterConfigArgs,
+) -> Result<()> {
+    let mut url = reqwest::Url::parse("http://query.invalid/")?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("vendor", &a.vendor);
+        if !a.announce.is_empty() {
+            q.append_pair("announce", &a.announce.join(","));
+        }
+        for (k, v) in [
+            ("port", &a.port),
+            ("interface", &a.interface),
+            ("standby", &a.standby),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+    }
+    let v = api
+        .get(&format!("{path}?{}", url.query().unwrap_or_default()))
+        .await?;
+    out.print(&v, |v| v["config"].as_str().unwrap_or_default().to_string());
+    Ok(())
 }
 
 /// Static routes as the API takes them: each prefix in the list of its family.
@@ -394,6 +453,9 @@ impl ConnectionCmd {
             }
             ConnectionCmd::UpsertStaticRoutes { id, prefixes } => {
                 static_routes(api, out, &id, "upsertStaticRoutes", &prefixes).await
+            }
+            ConnectionCmd::RouterConfig { id, args } => {
+                router_config(api, out, &format!("{BASE}/{id}:routerConfig"), &args).await
             }
             ConnectionCmd::RemoveStaticRoutes { id, prefixes } => {
                 static_routes(api, out, &id, "removeStaticRoutes", &prefixes).await

@@ -84,6 +84,13 @@ pub enum RoutingInstanceCmd {
     GetByVpc { vpc: String },
     /// The routing instance that holds a private connection.
     GetByConnection { connection: String },
+    /// The configuration of the customer's router for every connection of the routing
+    /// instance at once (both PoPs), as text.
+    RouterConfig {
+        id: String,
+        #[command(flatten)]
+        args: super::connections::RouterConfigArgs,
+    },
     /// Move a routing instance to another folder.
     Move {
         id: String,
@@ -219,6 +226,15 @@ impl RoutingInstanceCmd {
                     pretty,
                 );
                 Ok(())
+            }
+            RoutingInstanceCmd::RouterConfig { id, args } => {
+                super::connections::router_config(
+                    api,
+                    out,
+                    &format!("{BASE}/{id}:routerConfig"),
+                    &args,
+                )
+                .await
             }
             RoutingInstanceCmd::GetByConnection { connection } => {
                 out.print(

@@ -959,20 +959,32 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<super::looking_glass::RoutesQuery>,
+    uri: axum::http::Uri,
 ) -> ApiResult<Json<Value>> {
     if let Some(pc) = id.strip_suffix(":routes") {
+        let q = super::query_of(&uri)?;
         return super::looking_glass::routes(&st, &who, pc, q).await;
+    }
+    if let Some(pc) = id.strip_suffix(":routerConfig") {
+        let q = super::query_of(&uri)?;
+        let c = super::router_config::of_connection(&st, &who, pc, q).await?;
+        return Ok(Json(serde_json::to_value(c.0).unwrap_or_default()));
     }
     if let Some((_, m)) = id.split_once(':') {
         return Err(ApiError::new(
             Code::NotFound,
-            format!("private connections have no GET method {m:?}; there is :routes"),
+            format!(
+                "private connections have no GET method {m:?}; there are :routes and :routerConfig"
+            ),
         )
         .into());
     }
-    if q.direction.is_some() {
-        return Err(ApiError::field("direction", "is a parameter of …/{id}:routes").into());
+    if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
+        return Err(ApiError::new(
+            Code::InvalidArgument,
+            format!("query string {q:?}: a private connection's GET takes no parameters (…/{{id}}:routes and :routerConfig do)"),
+        )
+        .into());
     }
     let c = st
         .store

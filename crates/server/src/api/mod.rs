@@ -10,6 +10,7 @@ mod metrics;
 pub(crate) mod operations;
 mod patch;
 mod public;
+mod router_config;
 mod routing;
 mod spec;
 mod sync;
@@ -515,6 +516,19 @@ pub(crate) async fn fetch_for<T: Document>(
 }
 
 /// `GET …/{id}` of a tenant resource.
+/// The query string of `uri` as `T`, refused as [`ApiQuery`] refuses it: for handlers
+/// whose parameters depend on the `:method` in the path.
+pub(crate) fn query_of<T: DeserializeOwned>(uri: &axum::http::Uri) -> ApiResult<T> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|e| {
+            AppError(ApiError::new(
+                Code::InvalidArgument,
+                format!("query string: {}", e.body_text()),
+            ))
+        })
+}
+
 pub(crate) async fn get_one<T: Document>(
     State(st): State<Arc<AppState>>,
     who: Principal,

@@ -716,3 +716,25 @@ async fn find_one(
 fn nothing(what: &str) -> crate::error::AppError {
     crate::error::AppError(ApiError::new(Code::NotFound, format!("{what} not found")))
 }
+
+/// `GET /cloudrouter/v1/routingInstances/{id}`, and `…/{id}:routerConfig`.
+pub async fn get(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<Value>> {
+    if let Some(ri) = id.strip_suffix(":routerConfig") {
+        let q = super::query_of(&uri)?;
+        let c = super::router_config::of_instance(&st, &who, ri, q).await?;
+        return Ok(Json(serde_json::to_value(c.0).unwrap_or_default()));
+    }
+    if let Some((_, m)) = id.split_once(':') {
+        return Err(ApiError::new(
+            cic_model::Code::NotFound,
+            format!("routing instances have no GET method {m:?}; there is :routerConfig"),
+        )
+        .into());
+    }
+    super::get_one::<RoutingInstance>(State(st), who, Path(id)).await
+}

@@ -519,6 +519,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .get_method()
         .query::<super::looking_glass::RoutesQuery>()
         .list::<cic_model::edge::RouteEntry>("routes"),
+        method(
+            "/cic/v1/privateConnections/{id}:routerConfig",
+            "The customer's router configuration for this connection (BIRD or FRR): interface, peerings of both families, BGP with MD5 (secretViewer; a placeholder otherwise), BFD, graceful restart, import and export filters, max-prefix",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::router_config::RouterConfigQuery>()
+        .returns::<super::router_config::RouterConfig>(),
         ep(
             "patch",
             "/cic/v1/privateConnections/{id}",
@@ -739,9 +747,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cloudrouter/v1/routingInstances/{id}",
             "Get a routing instance",
             Viewer,
-            get(get_one::<RoutingInstance>),
+            get(routing::get),
         )
         .returns::<RoutingInstance>(),
+        method(
+            "/cloudrouter/v1/routingInstances/{id}:routerConfig",
+            "The customer's router configuration for every connection of the routing instance at once (both PoPs; one may be the standby)",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::router_config::RouterConfigQuery>()
+        .returns::<super::router_config::RouterConfig>(),
         ep(
             "patch",
             "/cloudrouter/v1/routingInstances/{id}",
