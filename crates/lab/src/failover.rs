@@ -283,7 +283,8 @@ pub fn once(side: Side) -> Result<Run> {
         .context("the lab must be up with two PoPs (cic lab up --pops 2)")?;
     let pop = carrying_pop(&pops)?;
     let site = site_bird()?;
-    let established = || site.protocol(&pop.id()).contains("Established");
+    let protocol = crate::customer_protocol_at(pop)?;
+    let established = || site.protocol(&protocol).contains("Established");
 
     let src6 = source6_through(pop)?;
     let flow6 = Flow::V6(src6.clone());
@@ -425,19 +426,37 @@ fn only_on(pop: Pop, timeout: Duration, what: &str) -> Result<()> {
 }
 
 /// Gives the customer's router `standby` (none: both PoPs in use again).
+/// As a customer would: asks cic for the router config with that PoP's connection as the
+/// standby (or none), and has the customer's BIRD run it.
 fn configure_site(standby: Option<(Pop, crate::Standby)>) -> Result<()> {
     let site = site_bird()?;
-    let path = format!("{}/site-standby.conf", crate::STATE_DIR);
-    std::fs::write(&path, crate::site_bird_conf(&[Pop(1), Pop(2)], standby))?;
-    let out = Command::new("birdc")
-        .arg("-s")
-        .arg(&site.0)
-        .args(["configure", &format!("\"{path}\"")])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !text.contains("Reconfigured") && !text.contains("Reconfiguration in progress") {
-        bail!("the customer's BIRD refused {path}: {text}");
-    }
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{}/lab.json",
+        crate::STATE_DIR
+    ))?)?;
+    let ri = info["routingInstanceId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no routing instance in lab.json"))?;
+    let standby = match standby {
+        None => None,
+        Some((pop, how)) => {
+            let pc = info["pops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["pop"] == pop.id().as_str())
+                .and_then(|p| p["privateConnectionId"].as_str())
+                .ok_or_else(|| anyhow!("no connection at {} in lab.json", pop.id()))?;
+            Some(format!(
+                "{pc}:{}",
+                match how {
+                    crate::Standby::Prepend => "prepend",
+                    crate::Standby::Community => "community",
+                }
+            ))
+        }
+    };
+    crate::configure_site(&crate::lab_cli()?, false, ri, standby.as_deref(), &site.0)?;
     Ok(())
 }
 
@@ -615,6 +634,7 @@ pub fn restart_once() -> Result<RestartRun> {
     let pop = carrying_pop(&pops)?;
     let (pid, args, env) = edge_process(pop)?;
     let site = site_bird()?;
+    let protocol = crate::customer_protocol_at(pop)?;
     let before = edge_routes(pop);
 
     let stop = AtomicBool::new(false);
@@ -672,7 +692,7 @@ pub fn restart_once() -> Result<RestartRun> {
                 Duration::from_secs(90),
                 "the customer's session to the restarted edge",
                 || {
-                    let s = site.protocol(&pop.id());
+                    let s = site.protocol(&protocol);
                     (s.contains("Established") && !s.contains("graceful restart active"))
                         .then_some(())
                 },

@@ -365,6 +365,9 @@ fn bird(site: &Site) -> String {
                 "  graceful restart {};",
                 if site.graceful_restart { "on" } else { "off" }
             );
+            // The first connection a second after the protocol starts (BIRD waits 5 s by
+            // default): a new connection comes up as soon as this config is loaded.
+            let _ = writeln!(out, "  connect delay time 1;");
             let _ = writeln!(out, "  connect retry time 5;");
             let _ = writeln!(out, "  error wait time 1, 30;");
             let _ = writeln!(out, "  {family} {{");
