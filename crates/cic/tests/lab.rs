@@ -1482,3 +1482,130 @@ fn sigterm_of_an_edge_agent_stops_its_announcements_and_leaves_its_forwarding() 
     });
     let _ = result;
 }
+
+fn ping_ok(from: &str, to: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", from, "ping", "-c", "1", "-W", "1", to])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The customer's router replaced by FRR (zebra, bgpd, bfdd) running the FRR config cic
+/// generates for the routing instance: both families' sessions at both PoPs come up with
+/// the edges, BFD too, routes reach the kernel over both PoPs, and pings cross both ways
+/// over IPv4 and IPv6 — the generated FRR config proven by running it, and the edge's
+/// sessions of both families interoperating with FRR.
+#[test]
+fn an_frr_customer_router_on_cic_s_generated_config_carries_both_families() {
+    if !cic_peers::peer_or_skip(
+        "lab with FRR as the customer router",
+        cic_peers::frr_available(),
+        "FRR",
+        "frr",
+    ) {
+        return;
+    }
+    let result = with_lab("lab FRR customer", |lab| {
+        let ri = lab.info["routingInstanceId"].as_str().expect("ri");
+        let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args([
+                "routing-instance",
+                "router-config",
+                ri,
+                "--vendor",
+                "frr",
+                "--interface",
+                "vl{vlan}",
+                "--announce",
+                "192.168.10.0/24",
+                "--announce",
+                "fd10:168:10::/64",
+            ])
+            .env("CIC_SERVER", &lab.server)
+            .env("CIC_CA_CERT", cic_lab::CA_CERT)
+            .env("CIC_TOKEN", &lab.token)
+            .output()
+            .expect("cic");
+        assert!(o.status.success(), "router-config: {}", text(&o));
+        let conf = String::from_utf8_lossy(&o.stdout).to_string();
+        // BIRD goes; FRR takes its place on the same interfaces.
+        let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
+        for pid in pids
+            .lines()
+            .filter_map(|l| l.strip_prefix("bird-site "))
+            .filter_map(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        cic_peers::wait_until(std::time::Duration::from_secs(10), "BIRD gone", || {
+            (!Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    "cicl-site",
+                    "ss",
+                    "-ltn",
+                    "sport",
+                    "= :179",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(":179"))
+                .unwrap_or(true))
+            .then_some(())
+        })
+        .expect("BIRD stopped");
+        let frr = cic_peers::FrrRouter::start("site", &conf, Some("cicl-site"))
+            .unwrap_or_else(|e| panic!("FRR on the generated config: {e}\n{conf}"));
+        for pop in ["pop1", "pop2"] {
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(30),
+                &format!("both sessions at {pop} Established with FRR, BFD up"),
+                || {
+                    let v = lab.connection_at(pop);
+                    ["bgp", "bgpIpv6"]
+                        .iter()
+                        .all(|s| v[s]["state"] == "ESTABLISHED" && v[s]["bfd"]["state"] == "UP")
+                        .then_some(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", lab.connection_at(pop), frr.log()));
+        }
+        for (ns, prefix) in [
+            ("cicl-site", "10.128.0.0/24"),
+            ("cicl-site", "fd80:128::/64"),
+            ("cicl-fabric", "192.168.10.0/24"),
+            ("cicl-fabric", "fd10:168:10::/64"),
+        ] {
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(20),
+                &format!("{prefix} over both PoPs in {ns}"),
+                || (cic_lab::kernel_next_hops(ns, prefix) == 2).then_some(()),
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", frr.vtysh("show ip route").unwrap_or_default()));
+        }
+        for (from, to) in [
+            ("cicl-host", "10.128.0.10"),
+            ("cicl-vm", "192.168.10.10"),
+            ("cicl-host", "fd80:128::10"),
+            ("cicl-vm", "fd10:168:10::10"),
+        ] {
+            assert!(ping_ok(from, to), "{from} → {to} through FRR");
+        }
+        // Its import filter held: it accepted only the VPC prefixes.
+        let bgp = frr.json("show bgp ipv4 unicast json").expect("bgp table");
+        let nets: Vec<&String> = bgp["routes"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert!(
+            nets.iter()
+                .all(|n| *n == "10.128.0.0/24" || *n == "192.168.10.0/24"),
+            "{nets:?}"
+        );
+    });
+    let _ = result;
+}

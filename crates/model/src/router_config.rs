@@ -486,14 +486,6 @@ fn frr(site: &Site) -> String {
             let _ = writeln!(out, "!");
         }
     }
-    let _ = writeln!(out, "bfd");
-    let _ = writeln!(out, " profile cic");
-    let _ = writeln!(out, "  receive-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  transmit-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  detect-multiplier {}", site.bfd_multiplier);
-    let _ = writeln!(out, " exit");
-    let _ = writeln!(out, "exit");
-    let _ = writeln!(out, "!");
     let _ = writeln!(out, "router bgp {asn}");
     let _ = writeln!(out, " no bgp default ipv4-unicast");
     if site.graceful_restart {
@@ -536,6 +528,16 @@ fn frr(site: &Site) -> String {
         }
         let _ = writeln!(out, " exit-address-family");
     }
+    let _ = writeln!(out, "exit");
+    let _ = writeln!(out, "!");
+    // Last: a daemon that reads the integrated file and does not know the `bfd` node
+    // (bgpd, zebra) loses only what follows it.
+    let _ = writeln!(out, "bfd");
+    let _ = writeln!(out, " profile cic");
+    let _ = writeln!(out, "  receive-interval {}", site.bfd_interval_ms);
+    let _ = writeln!(out, "  transmit-interval {}", site.bfd_interval_ms);
+    let _ = writeln!(out, "  detect-multiplier {}", site.bfd_multiplier);
+    let _ = writeln!(out, " exit");
     let _ = writeln!(out, "exit");
     let _ = writeln!(out, "!");
     out

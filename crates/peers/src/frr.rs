@@ -126,3 +126,109 @@ impl Frr {
         self.d.keep_dir();
     }
 }
+
+/// A whole FRR router: zebra (routes into the kernel of the namespace), bgpd and bfdd,
+/// on one integrated config (`frr.conf`: each daemon takes its part), talking through
+/// zebra's socket in one directory, read through `vtysh`.
+pub struct FrrRouter {
+    // Dropped in reverse: bgpd and bfdd before zebra.
+    daemons: Vec<Daemon>,
+    dir: std::path::PathBuf,
+}
+
+impl FrrRouter {
+    pub fn start(name: &str, config: &str, netns: Option<&str>) -> io::Result<FrrRouter> {
+        let mut zebra = Daemon::new("frr-router", name, netns)?;
+        let dir = zebra.dir().to_path_buf();
+        let conf = dir.join("frr.conf");
+        std::fs::write(&conf, config)?;
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "frr:frr"])
+            .arg(&dir)
+            .output()?;
+        if !chown.status.success() {
+            return Err(io::Error::other("chown to frr: is FRR installed?"));
+        }
+        let zsock = dir.join("zserv.api");
+        let start = |d: &mut Daemon, daemon: &str, extra: &[&str]| -> io::Result<()> {
+            let mut cmd = d.command(&format!("{DIR}/{daemon}"));
+            cmd.args(["-u", "frr", "-g", "frr"])
+                .args(extra)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-i")
+                .arg(dir.join(format!("{daemon}.pid")))
+                .arg("--vty_socket")
+                .arg(&dir)
+                .arg("-z")
+                .arg(&zsock)
+                .args([
+                    "--log",
+                    &format!("file:{}/{daemon}.log", dir.display()),
+                    "--log-level",
+                    "info",
+                ]);
+            if daemon == "bfdd" {
+                cmd.arg("--bfdctl").arg(dir.join("bfdd.sock"));
+            }
+            d.spawn(cmd, &format!("{daemon}.out"))
+        };
+        start(&mut zebra, "zebra", &[])?;
+        let ask = |daemon: &str| {
+            let mut cmd = std::process::Command::new("vtysh");
+            cmd.arg("--vty_socket")
+                .arg(&dir)
+                .args(["-d", daemon, "-c", "show version"]);
+            output(cmd, "vtysh").is_ok()
+        };
+        zebra.wait_ready(
+            "zebra.out",
+            Duration::from_secs(10),
+            "zebra to answer",
+            |_| ask("zebra"),
+        )?;
+        let mut daemons = vec![zebra];
+        for daemon in ["bfdd", "bgpd"] {
+            let mut d = Daemon::new(&format!("frr-{daemon}"), name, netns)?;
+            start(&mut d, daemon, &[])?;
+            d.wait_ready(
+                &format!("{daemon}.out"),
+                Duration::from_secs(10),
+                &format!("{daemon} to answer"),
+                |_| ask(daemon),
+            )?;
+            daemons.push(d);
+        }
+        Ok(FrrRouter { daemons, dir })
+    }
+
+    /// One vtysh command to all the daemons (as `show …` commands are usually given).
+    pub fn vtysh(&self, command: &str) -> io::Result<String> {
+        let mut cmd = std::process::Command::new("vtysh");
+        cmd.arg("--vty_socket").arg(&self.dir).args(["-c", command]);
+        output(cmd, &format!("vtysh -c {command:?}"))
+    }
+
+    pub fn json(&self, command: &str) -> io::Result<serde_json::Value> {
+        let out = self.vtysh(command)?;
+        serde_json::from_str(&out)
+            .map_err(|e| io::Error::other(format!("vtysh -c {command:?}: {e}: {out}")))
+    }
+
+    /// The daemons' logs.
+    pub fn log(&self) -> String {
+        ["zebra", "bfdd", "bgpd"]
+            .iter()
+            .map(|d| std::fs::read_to_string(self.dir.join(format!("{d}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for FrrRouter {
+    fn drop(&mut self) {
+        while let Some(d) = self.daemons.pop() {
+            drop(d);
+        }
+    }
+}

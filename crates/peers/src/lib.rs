@@ -11,7 +11,7 @@ mod frr;
 mod gobgp;
 
 pub use exabgp::{ExaBgp, exabgp_available};
-pub use frr::{Frr, frr_available};
+pub use frr::{Frr, FrrRouter, frr_available};
 pub use gobgp::{GoBgp, gobgp_available};
 
 use std::io;
