@@ -10,6 +10,9 @@ use ipnet::IpNet;
 
 use crate::edge::Family;
 
+mod bird;
+mod frr;
+
 /// The router software a configuration is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -108,12 +111,12 @@ pub fn standby_community(cloud_asn: u32) -> (u32, u32, u32) {
 
 pub fn render(vendor: Vendor, site: &Site) -> String {
     match vendor {
-        Vendor::Bird => bird(site),
-        Vendor::Frr => frr(site),
+        Vendor::Bird => bird::render(site),
+        Vendor::Frr => frr::render(site),
     }
 }
 
-fn of(prefixes: &[IpNet], family: Family) -> Vec<IpNet> {
+pub(super) fn of(prefixes: &[IpNet], family: Family) -> Vec<IpNet> {
     prefixes
         .iter()
         .copied()
@@ -121,7 +124,7 @@ fn of(prefixes: &[IpNet], family: Family) -> Vec<IpNet> {
         .collect()
 }
 
-fn families(site: &Site) -> Vec<Family> {
+pub(super) fn families(site: &Site) -> Vec<Family> {
     let mut f: Vec<Family> = site
         .connections
         .iter()
@@ -133,13 +136,13 @@ fn families(site: &Site) -> Vec<Family> {
 }
 
 /// A name usable in either syntax: `cic_pc…`.
-fn ident(id: &str) -> String {
+pub(super) fn ident(id: &str) -> String {
     id.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
 }
 
-fn fam(f: Family) -> &'static str {
+pub(super) fn fam(f: Family) -> &'static str {
     match f {
         Family::Ipv4 => "4",
         Family::Ipv6 => "6",
@@ -148,7 +151,7 @@ fn fam(f: Family) -> &'static str {
 
 /// The Linux commands that make the connection's interface and addresses (BIRD and FRR
 /// leave interfaces to the system), as comment lines.
-fn linux_interface(out: &mut String, c: &Connection) {
+pub(super) fn linux_interface(out: &mut String, c: &Connection) {
     let _ = writeln!(out, "#   The interface, made once (Linux, iproute2):");
     match &c.link {
         Link::Vlan { port } => {
@@ -189,7 +192,7 @@ fn linux_interface(out: &mut String, c: &Connection) {
     let _ = writeln!(out, "#     ip link set {} up", c.interface);
 }
 
-fn header(out: &mut String, site: &Site, vendor: &str, comment: &str) {
+pub(super) fn header(out: &mut String, site: &Site, vendor: &str, comment: &str) {
     let w = |out: &mut String, s: &str| {
         let _ = writeln!(out, "{comment} {s}");
     };
@@ -251,296 +254,6 @@ fn header(out: &mut String, site: &Site, vendor: &str, comment: &str) {
             ),
         );
     }
-}
-
-fn bird_set(prefixes: &[IpNet]) -> String {
-    let v: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
-    format!("[ {} ]", v.join(", "))
-}
-
-fn bird(site: &Site) -> String {
-    let mut out = String::new();
-    header(&mut out, site, "BIRD 2", "#");
-    let _ = writeln!(out, "#");
-    let _ = writeln!(
-        out,
-        "# Your routes reach BIRD from your own protocols (direct, static, kernel); ECMP over"
-    );
-    let _ = writeln!(
-        out,
-        "# two connections needs `merge paths on` in your kernel protocol."
-    );
-    for f in families(site) {
-        let n = fam(f);
-        let vpc = of(&site.vpc_prefixes, f);
-        let mine = of(&site.announce, f);
-        let _ = writeln!(out);
-        let _ = writeln!(out, "# What the cloud may send (IPv{n}).");
-        match vpc.is_empty() {
-            true => {
-                let _ = writeln!(
-                    out,
-                    "#   none yet: the routing instance has no IPv{n} prefixes."
-                );
-            }
-            false => {
-                let _ = writeln!(out, "define CIC_VPC{n} = {};", bird_set(&vpc));
-            }
-        }
-        let _ = writeln!(out, "# What you announce (IPv{n}).");
-        match mine.is_empty() {
-            true => {
-                let _ = writeln!(
-                    out,
-                    "#   none yet: define CIC_MINE{n} = [ <your prefixes> ]; and use it in the export filters."
-                );
-            }
-            false => {
-                let _ = writeln!(out, "define CIC_MINE{n} = {};", bird_set(&mine));
-            }
-        }
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(out, "protocol bfd cic_bfd {{");
-    for c in &site.connections {
-        let _ = writeln!(
-            out,
-            "  interface \"{}\" {{ min rx interval {} ms; min tx interval {} ms; multiplier {}; }};",
-            c.interface, site.bfd_interval_ms, site.bfd_interval_ms, site.bfd_multiplier
-        );
-    }
-    let _ = writeln!(out, "}}");
-    for c in &site.connections {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "# {} at {}, VLAN {}{}",
-            c.id,
-            c.point_of_presence,
-            c.vlan,
-            match c.standby {
-                None => String::new(),
-                Some(Standby::Prepend) => ": the standby (AS path prepended three times)".into(),
-                Some(Standby::Community) =>
-                    ": the standby (the cloud's low preference community)".into(),
-            }
-        );
-        linux_interface(&mut out, c);
-        for p in &c.peerings {
-            let n = fam(p.family());
-            let family = match p.family() {
-                Family::Ipv4 => "ipv4",
-                Family::Ipv6 => "ipv6",
-            };
-            let (pref, mark) = match c.standby {
-                None => (String::new(), String::new()),
-                Some(s) => (
-                    " bgp_local_pref = 50;".to_string(),
-                    match s {
-                        Standby::Prepend => format!(
-                            " bgp_path.prepend({0}); bgp_path.prepend({0}); bgp_path.prepend({0});",
-                            c.customer_asn
-                        ),
-                        Standby::Community => {
-                            let (a, b, d) = standby_community(site.cloud_asn);
-                            format!(" bgp_large_community.add(({a}, {b}, {d}));")
-                        }
-                    },
-                ),
-            };
-            let _ = writeln!(out, "protocol bgp cic_{}_v{n} {{", ident(&c.id));
-            let _ = writeln!(
-                out,
-                "  description \"cic {} at {}, VLAN {}, IPv{n}\";",
-                c.id, c.point_of_presence, c.vlan
-            );
-            let _ = writeln!(out, "  local {} as {};", p.customer_ip, c.customer_asn);
-            let _ = writeln!(out, "  neighbor {} as {};", p.cloud_ip, site.cloud_asn);
-            if let Some(k) = &c.md5_key {
-                let _ = writeln!(out, "  password \"{k}\";");
-            }
-            let _ = writeln!(out, "  bfd on;");
-            let _ = writeln!(
-                out,
-                "  graceful restart {};",
-                if site.graceful_restart { "on" } else { "off" }
-            );
-            // The first connection a second after the protocol starts (BIRD waits 5 s by
-            // default): a new connection comes up as soon as this config is loaded.
-            let _ = writeln!(out, "  connect delay time 1;");
-            let _ = writeln!(out, "  connect retry time 5;");
-            let _ = writeln!(out, "  error wait time 1, 30;");
-            let _ = writeln!(out, "  {family} {{");
-            let fam_of = p.family();
-            match of(&site.vpc_prefixes, fam_of).is_empty() {
-                true => {
-                    let _ = writeln!(out, "    import none;");
-                }
-                false => {
-                    let _ = writeln!(
-                        out,
-                        "    import filter {{ if net ~ CIC_VPC{n} then {{{pref} accept; }} reject; }};"
-                    );
-                }
-            }
-            match of(&site.announce, fam_of).is_empty() {
-                true => {
-                    let _ = writeln!(out, "    export none;");
-                }
-                false => {
-                    let _ = writeln!(
-                        out,
-                        "    export filter {{ if net ~ CIC_MINE{n} then {{{mark} accept; }} reject; }};"
-                    );
-                }
-            }
-            let _ = writeln!(
-                out,
-                "    import limit {} action restart;",
-                site.max_prefixes
-            );
-            let _ = writeln!(out, "  }};");
-            let _ = writeln!(out, "}}");
-        }
-    }
-    out
-}
-
-fn frr(site: &Site) -> String {
-    let mut out = String::new();
-    header(&mut out, site, "FRR (frr.conf; bgpd, bfdd and zebra)", "!");
-    let _ = writeln!(out, "!");
-    let _ = writeln!(
-        out,
-        "! Your routes must be in zebra's table (connected, static, …) for `network` to announce them."
-    );
-    for c in &site.connections {
-        let _ = writeln!(out, "!");
-        let mut block = String::new();
-        linux_interface(&mut block, c);
-        for l in block.lines() {
-            let _ = writeln!(out, "!{}", l.trim_start_matches('#'));
-        }
-    }
-    let asn = site
-        .connections
-        .first()
-        .map(|c| c.customer_asn)
-        .unwrap_or(0);
-    let _ = writeln!(out, "frr defaults traditional");
-    let _ = writeln!(out, "!");
-    for f in families(site) {
-        let n = fam(f);
-        let list = |prefixes: &[IpNet], name: &str, out: &mut String| {
-            let kw = if f == Family::Ipv4 { "ip" } else { "ipv6" };
-            if prefixes.is_empty() {
-                let any = if f == Family::Ipv4 {
-                    "0.0.0.0/0"
-                } else {
-                    "::/0"
-                };
-                let _ = writeln!(
-                    out,
-                    "{kw} prefix-list {name} seq 5 deny {any} le {}",
-                    if f == Family::Ipv4 { 32 } else { 128 }
-                );
-            }
-            for (i, p) in prefixes.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{kw} prefix-list {name} seq {} permit {p}",
-                    (i + 1) * 5
-                );
-            }
-        };
-        list(&of(&site.vpc_prefixes, f), &format!("CIC-VPC{n}"), &mut out);
-        list(&of(&site.announce, f), &format!("CIC-MINE{n}"), &mut out);
-        let _ = writeln!(out, "!");
-    }
-    for c in &site.connections {
-        for p in &c.peerings {
-            let n = fam(p.family());
-            let kw = if p.family() == Family::Ipv4 {
-                "ip"
-            } else {
-                "ipv6"
-            };
-            let name = format!("CIC-{}-V{n}", ident(&c.id).to_uppercase());
-            let _ = writeln!(out, "route-map {name}-IN permit 10");
-            let _ = writeln!(out, " match {kw} address prefix-list CIC-VPC{n}");
-            if c.standby.is_some() {
-                let _ = writeln!(out, " set local-preference 50");
-            }
-            let _ = writeln!(out, "route-map {name}-OUT permit 10");
-            let _ = writeln!(out, " match {kw} address prefix-list CIC-MINE{n}");
-            match c.standby {
-                Some(Standby::Prepend) => {
-                    let _ = writeln!(out, " set as-path prepend {0} {0} {0}", c.customer_asn);
-                }
-                Some(Standby::Community) => {
-                    let (a, b, d) = standby_community(site.cloud_asn);
-                    let _ = writeln!(out, " set large-community {a}:{b}:{d} additive");
-                }
-                None => {}
-            }
-            let _ = writeln!(out, "!");
-        }
-    }
-    let _ = writeln!(out, "router bgp {asn}");
-    let _ = writeln!(out, " no bgp default ipv4-unicast");
-    if site.graceful_restart {
-        let _ = writeln!(out, " bgp graceful-restart");
-    }
-    for c in &site.connections {
-        for p in &c.peerings {
-            let ip = p.cloud_ip;
-            let _ = writeln!(out, " neighbor {ip} remote-as {}", site.cloud_asn);
-            let _ = writeln!(
-                out,
-                " neighbor {ip} description cic {} at {} VLAN {}",
-                c.id, c.point_of_presence, c.vlan
-            );
-            let _ = writeln!(out, " neighbor {ip} update-source {}", p.customer_ip);
-            if let Some(k) = &c.md5_key {
-                let _ = writeln!(out, " neighbor {ip} password {k}");
-            }
-            let _ = writeln!(out, " neighbor {ip} bfd profile cic");
-        }
-    }
-    for f in families(site) {
-        let n = fam(f);
-        let af = if f == Family::Ipv4 { "ipv4" } else { "ipv6" };
-        let _ = writeln!(out, " !");
-        let _ = writeln!(out, " address-family {af} unicast");
-        for p in of(&site.announce, f) {
-            let _ = writeln!(out, "  network {p}");
-        }
-        let _ = writeln!(out, "  maximum-paths {}", site.connections.len().max(1));
-        for c in &site.connections {
-            for p in c.peerings.iter().filter(|p| p.family() == f) {
-                let ip = p.cloud_ip;
-                let name = format!("CIC-{}-V{n}", ident(&c.id).to_uppercase());
-                let _ = writeln!(out, "  neighbor {ip} activate");
-                let _ = writeln!(out, "  neighbor {ip} route-map {name}-IN in");
-                let _ = writeln!(out, "  neighbor {ip} route-map {name}-OUT out");
-                let _ = writeln!(out, "  neighbor {ip} maximum-prefix {}", site.max_prefixes);
-            }
-        }
-        let _ = writeln!(out, " exit-address-family");
-    }
-    let _ = writeln!(out, "exit");
-    let _ = writeln!(out, "!");
-    // Last: a daemon that reads the integrated file and does not know the `bfd` node
-    // (bgpd, zebra) loses only what follows it.
-    let _ = writeln!(out, "bfd");
-    let _ = writeln!(out, " profile cic");
-    let _ = writeln!(out, "  receive-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  transmit-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  detect-multiplier {}", site.bfd_multiplier);
-    let _ = writeln!(out, " exit");
-    let _ = writeln!(out, "exit");
-    let _ = writeln!(out, "!");
-    out
 }
 
 #[cfg(test)]
