@@ -187,3 +187,37 @@ async fn bad_parameters_are_named_and_unknown_methods_refused() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_vendor_has_a_config_with_both_sessions_and_its_own_port_names() {
+    let (h, a, _, _) = setup().await;
+    for (vendor, needle) in [
+        ("bird", "neighbor fd00:a9fe:100::1 as 200350;"),
+        ("frr", " neighbor fd00:a9fe:100::1 remote-as 200350"),
+        ("ios-xe", "interface GigabitEthernet0/0/1.100"),
+        ("eos", "interface Ethernet1.100"),
+        (
+            "junos",
+            "set interfaces ge-0/0/1 unit 100 family inet6 address fd00:a9fe:100::2/126",
+        ),
+        (
+            "routeros",
+            "/interface vlan add name=vlan100 vlan-id=100 interface=ether2",
+        ),
+    ] {
+        let (s, v) = h
+            .admin(
+                Method::GET,
+                &format!("/cic/v1/privateConnections/{a}:routerConfig?vendor={vendor}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{vendor}: {v}");
+        assert_eq!(v["vendor"], vendor);
+        assert!(config(&v).contains(needle), "{vendor}: {}", config(&v));
+        assert!(
+            config(&v).contains("169.254.100.1"),
+            "{vendor}: both families"
+        );
+    }
+}

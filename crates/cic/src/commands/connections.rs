@@ -217,12 +217,13 @@ pub(crate) fn peering_kv(flag: &str, s: &str) -> Result<Value> {
 /// What `router-config` takes, for a connection or a routing instance.
 #[derive(clap::Args)]
 pub struct RouterConfigArgs {
-    #[arg(long, value_parser = ["bird", "frr"])]
+    #[arg(long, value_parser = ["bird", "frr", "ios-xe", "junos", "eos", "routeros"])]
     pub vendor: String,
     /// A prefix you announce (the export filter sends only these); repeat for more.
     #[arg(long = "announce")]
     pub announce: Vec<String>,
-    /// The router's port the connections arrive on [default: eth1].
+    /// The router's port the connections arrive on [default per vendor: eth1,
+    /// GigabitEthernet0/0/1, ge-0/0/1, Ethernet1, ether2].
     #[arg(long)]
     pub port: Option<String>,
     /// Each connection's interface name, with {vlan} and {port} [default: {port}.{vlan},

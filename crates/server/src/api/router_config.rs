@@ -20,13 +20,14 @@ use crate::error::ApiResult;
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouterConfigQuery {
-    /// bird or frr.
+    /// bird, frr, ios-xe, junos, eos or routeros.
     pub vendor: Vendor,
     /// The prefixes the customer announces, comma-separated (IPv4 and IPv6): the export
     /// filter sends only these. None: nothing is announced until they are added.
     #[serde(default)]
     pub announce: Option<String>,
-    /// The router's port the connections arrive on (default `eth1`).
+    /// The router's port the connections arrive on (default per vendor: `eth1`,
+    /// `GigabitEthernet0/0/1`, `ge-0/0/1`, `Ethernet1`, `ether2`).
     #[serde(default)]
     pub port: Option<String>,
     /// The name of each connection's interface, with `{vlan}` and `{port}` filled in
@@ -51,6 +52,10 @@ fn vendor_name(v: Vendor) -> &'static str {
     match v {
         Vendor::Bird => "bird",
         Vendor::Frr => "frr",
+        Vendor::IosXe => "ios-xe",
+        Vendor::Eos => "eos",
+        Vendor::Junos => "junos",
+        Vendor::RouterOs => "routeros",
     }
 }
 
@@ -98,7 +103,10 @@ async fn connection(
     standby: Option<Standby>,
 ) -> ApiResult<rc::Connection> {
     let trunk = fetch::<TrunkConnection>(st, &pc.trunk_connection_id).await?;
-    let port = q.port.clone().unwrap_or_else(|| "eth1".into());
+    let port = q
+        .port
+        .clone()
+        .unwrap_or_else(|| rc::default_port(q.vendor).into());
     let (link, default_if) = match &trunk.overlay_joint {
         Some(o) => (
             Link::Vxlan {
