@@ -752,10 +752,10 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
             "a change after the rotation: {}",
             text(&o)
         );
-        assert_eq!(
-            session(),
-            before,
-            "the customer's session was not disturbed"
+        assert!(
+            same_session(&session(), &before),
+            "the customer's session was not disturbed: {} then {before}",
+            session()
         );
         let log = std::fs::read_to_string("/run/cic-lab/edge-pop1.log").expect("edge log");
         assert!(log.contains("client certificate files changed"), "{log}");
@@ -1481,6 +1481,26 @@ fn sigterm_of_an_edge_agent_stops_its_announcements_and_leaves_its_forwarding() 
         );
     });
     let _ = result;
+}
+
+/// Two of BIRD's `show protocols` lines name the same unbroken session: the same state,
+/// and a "since" within 50 ms (BIRD derives it from a relative time, so two readings of
+/// one instant can differ by a millisecond).
+fn same_session(a: &str, b: &str) -> bool {
+    let parse = |l: &str| -> Option<(String, String, f64)> {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let t: Vec<f64> = f
+            .get(4)?
+            .split(':')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let secs = t.iter().fold(0.0, |acc, x| acc * 60.0 + x);
+        Some((f[0].to_string(), f.get(5)?.to_string(), secs))
+    };
+    match (parse(a), parse(b)) {
+        (Some((na, sa, ta)), Some((nb, sb, tb))) => na == nb && sa == sb && (ta - tb).abs() < 0.05,
+        _ => false,
+    }
 }
 
 fn ping_ok(from: &str, to: &str) -> bool {
