@@ -17,6 +17,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+pub use cic_model::edge::SessionFailure;
+
 use crate::wire::{
     Afi, BgpRole, Capability, DecodeError, GrFamily, GracefulRestart, Message as Msg, Notification,
     Open, Update, cease, error_code, open_err, refresh,
@@ -111,8 +113,10 @@ pub enum Input {
     },
     /// A TCP connection to the peer is up (ours or the peer's, accepted).
     TcpConnected,
-    /// The connection attempt failed or the connection closed.
+    /// The connection closed (or an attempt failed, when the driver cannot say why).
     TcpFailed,
+    /// Our connection attempt failed, and how.
+    ConnectFailed(SessionFailure),
     Message(Msg),
     /// The bytes from the peer could not be decoded.
     DecodeError(DecodeError),
@@ -208,6 +212,12 @@ pub struct Session {
     /// The session being taken down qualifies for graceful restart (set around `fail`).
     graceful_down: bool,
     last_error: Option<String>,
+    /// `last_error` as a fact (see [`Session::last_failure`]).
+    failure: Option<SessionFailure>,
+    /// Set just before `fail` by a caller that knows more than `why` says.
+    next_failure: Option<SessionFailure>,
+    /// Why our last connection attempt failed, since the last failure or connection.
+    connect_failure: Option<SessionFailure>,
 }
 
 fn first_idle_hold(cfg: &SessionConfig) -> Duration {
@@ -226,6 +236,9 @@ impl Session {
             backing_off: false,
             graceful_down: false,
             last_error: None,
+            failure: None,
+            next_failure: None,
+            connect_failure: None,
         }
     }
 
@@ -241,6 +254,11 @@ impl Session {
     /// The last reason the session went down or could not come up.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+    /// What stands in the way now, as a fact: our last connection attempt's failure if
+    /// one failed since, else why the session last went down or was refused.
+    pub fn last_failure(&self) -> Option<&SessionFailure> {
+        self.connect_failure.as_ref().or(self.failure.as_ref())
     }
     /// The restart is over: OPENs from now on say so (no R and F bits).
     pub fn restart_done(&mut self) {
@@ -313,11 +331,22 @@ impl Session {
 
             // -- waiting for TCP
             (Connect | Active, TcpConnected) => {
+                self.connect_failure = None;
                 out.push(Output::StopTimer(Timer::ConnectRetry));
                 out.push(Output::Send(Msg::Open(self.open())));
                 out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
                 self.state = OpenSent;
             }
+            (Connect, ConnectFailed(f)) => {
+                self.connect_failure = Some(f);
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                self.state = Active;
+            }
+            // An attempt of ours failing while the peer's connection is up means nothing.
+            (_, ConnectFailed(_)) => {}
             (Connect, TcpFailed) => {
                 out.push(Output::StartTimer(
                     Timer::ConnectRetry,
@@ -346,11 +375,14 @@ impl Session {
                     format!("sent {}: {}", e.notification.describe(), e.reason),
                 );
             }
-            (_, TcpFailed) => {
+            (state, TcpFailed) => {
                 self.graceful_down = self
                     .negotiated
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
+                if state != Established {
+                    self.next_failure = Some(SessionFailure::ClosedBeforeOpen);
+                }
                 self.fail(out, "TCP connection closed".into());
             }
             (_, SendHoldTimerExpired) => {
@@ -370,6 +402,20 @@ impl Session {
                 // RFC 8538: with the N bit on both sides, anything but a Hard Reset (or
                 // what we take as one, see `is_hard`) is a graceful restart for the routes.
                 self.graceful_down = self.notification_gr() && !n.is_hard();
+                let (code, subcode, notification) = (n.code, n.subcode, n.describe());
+                self.next_failure = Some(if self.state == Established {
+                    SessionFailure::PeerNotification {
+                        code,
+                        subcode,
+                        notification,
+                    }
+                } else {
+                    SessionFailure::PeerRefusedOpen {
+                        code,
+                        subcode,
+                        notification,
+                    }
+                });
                 self.fail(out, format!("received {}", n.describe()));
             }
             (OpenSent, Message(Msg::Open(o))) => match self.check_open(&o) {
@@ -385,6 +431,7 @@ impl Session {
                     self.state = OpenConfirm;
                 }
                 Err(notification) => {
+                    self.next_failure = Some(self.refusal(&o, &notification));
                     let why = format!("refused the peer's OPEN: {}", notification.describe());
                     out.push(Output::Send(Msg::Notification(notification)));
                     self.fail(out, why);
@@ -401,6 +448,8 @@ impl Session {
                 self.state = Established;
                 self.idle_hold = first_idle_hold(&self.cfg);
                 self.last_error = None;
+                self.failure = None;
+                self.connect_failure = None;
                 if let Some(n) = &self.negotiated {
                     out.push(Output::Established(n.clone()));
                 }
@@ -465,6 +514,7 @@ impl Session {
                     why: why.clone(),
                     graceful,
                 });
+                self.failure = Some(SessionFailure::Ended { why: why.clone() });
                 self.last_error = Some(why);
                 self.negotiated = None;
                 out.push(Output::Send(Msg::Open(self.open())));
@@ -558,6 +608,12 @@ impl Session {
         if let (true, Some(d)) = (self.started, restart_after) {
             out.push(Output::StartTimer(Timer::IdleHold, d));
         }
+        self.failure = Some(
+            self.next_failure
+                .take()
+                .unwrap_or_else(|| SessionFailure::Ended { why: why.clone() }),
+        );
+        self.connect_failure = None;
         self.last_error = Some(why);
         self.negotiated = None;
         self.state = State::Idle;
@@ -601,6 +657,25 @@ impl Session {
                 }));
         }
         o
+    }
+
+    /// Why we refused `o` with `n`, as a fact.
+    fn refusal(&self, o: &Open, n: &Notification) -> SessionFailure {
+        match (n.code, n.subcode) {
+            (error_code::OPEN, open_err::BAD_PEER_AS) => SessionFailure::WrongAsn {
+                received: o.four_octet_as().unwrap_or(o.my_as as u32),
+                expected: self.cfg.peer_asn,
+            },
+            (error_code::OPEN, open_err::UNACCEPTABLE_HOLD_TIME) => {
+                SessionFailure::HoldTimeRefused {
+                    offered: o.hold_time,
+                    minimum: self.cfg.min_hold_time.max(3),
+                }
+            }
+            _ => SessionFailure::OpenRefused {
+                notification: n.describe(),
+            },
+        }
     }
 
     /// RFC 4271 §6.2 checks, plus what cic requires of a peer (4-octet AS, IPv4 unicast).
@@ -1089,6 +1164,68 @@ mod tests {
         assert!(out.contains(&Output::Disconnect));
         assert_eq!(s.state(), State::Idle);
         assert!(s.last_error().unwrap_or_default().contains("Bad Peer AS"));
+        // The AS that arrived, as a fact (a 4-octet one, not AS_TRANS).
+        assert_eq!(
+            s.last_failure(),
+            Some(&SessionFailure::WrongAsn {
+                received: 65002,
+                expected: 65001
+            })
+        );
+    }
+
+    #[test]
+    fn failures_are_kept_as_facts_and_a_connect_failure_is_the_newest() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 30)));
+        assert_eq!(
+            s.last_failure(),
+            Some(&SessionFailure::HoldTimeRefused {
+                offered: 30,
+                minimum: 90
+            })
+        );
+        // After the idle hold, our connection attempt is refused: that is what stands in
+        // the way now; the reason the session went down stays in `last_error`.
+        s.handle(Input::TimerExpired(Timer::IdleHold));
+        assert_eq!(s.state(), State::Connect);
+        s.handle(Input::ConnectFailed(SessionFailure::ConnectRefused));
+        assert_eq!(s.state(), State::Active);
+        assert_eq!(s.last_failure(), Some(&SessionFailure::ConnectRefused));
+        assert!(s.last_error().unwrap_or_default().contains("Hold Time"));
+        // Connected, and the peer closes before its OPEN: it has no neighbor for us.
+        s.handle(Input::TimerExpired(Timer::ConnectRetry));
+        s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+        s.handle(Input::TcpFailed);
+        assert_eq!(s.last_failure(), Some(&SessionFailure::ClosedBeforeOpen));
+        // The peer refuses our OPEN.
+        s.handle(Input::TimerExpired(Timer::IdleHold));
+        s.handle(Input::TcpConnected);
+        let mut n = Notification::new(error_code::OPEN, open_err::BAD_PEER_AS);
+        n.data = vec![0, 1];
+        s.handle(Input::Message(M::Notification(n)));
+        assert!(matches!(
+            s.last_failure(),
+            Some(SessionFailure::PeerRefusedOpen {
+                code: 2,
+                subcode: 2,
+                ..
+            })
+        ));
+        // Established clears every failure.
+        s.handle(Input::TimerExpired(Timer::IdleHold));
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 240)));
+        s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        assert_eq!((s.last_failure(), s.last_error()), (None, None));
+        // An attempt failing while a connection is up changes nothing.
+        s.handle(Input::ConnectFailed(SessionFailure::ConnectTimedOut));
+        assert_eq!(s.state(), State::Established);
+        assert_eq!(s.last_failure(), None);
     }
 
     #[test]

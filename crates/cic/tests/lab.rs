@@ -1629,3 +1629,286 @@ fn an_frr_customer_router_on_cic_s_generated_config_carries_both_families() {
     });
     let _ = result;
 }
+
+/// `cic private-connection diagnose` of `pc`'s IPv4 session, as JSON (`Null` on failure).
+fn diagnose(lab: &Lab, pc: &str) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args([
+            "private-connection",
+            "diagnose",
+            pc,
+            "--family",
+            "ipv4",
+            "--format",
+            "json",
+        ])
+        .env("CIC_SERVER", &lab.server)
+        .env("CIC_CA_CERT", cic_lab::CA_CERT)
+        .env("CIC_TOKEN", &lab.token)
+        .output()
+        .expect("cic");
+    serde_json::from_slice::<Value>(&o.stdout)
+        .map(|v| v["sessions"][0].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The customer's BIRD config with the body of protocol `proto` changed by `edit` (given
+/// the block's lines, without the closing brace).
+fn with_protocol(conf: &str, proto: &str, edit: impl Fn(Vec<String>) -> Vec<String>) -> String {
+    let start = conf
+        .find(&format!("protocol bgp {proto} {{"))
+        .expect("the protocol in the customer's config");
+    let end = start + conf[start..].find("\n}\n").expect("its end");
+    let block: Vec<String> = conf[start..end].lines().map(str::to_string).collect();
+    format!(
+        "{}{}{}",
+        &conf[..start],
+        edit(block).join("\n"),
+        &conf[end..]
+    )
+}
+
+/// Each onboarding mistake on the customer's side, made on the lab's customer router, is
+/// named by `:diagnose` with its step; mended, the session comes back and diagnoses OK.
+#[test]
+fn diagnose_names_each_step_the_customer_s_side_misses() {
+    let result = with_lab("lab diagnose", |lab| {
+        let pop = &lab.info["pops"][0];
+        let pc = pop["privateConnectionId"].as_str().expect("pc").to_string();
+        let proto = pop1_protocol();
+        let bird = lab.info["bird"]["customer"]
+            .as_str()
+            .expect("bird")
+            .to_string();
+        let site = lab.info["namespaces"]["customerRouter"]
+            .as_str()
+            .expect("site ns")
+            .to_string();
+        let vl = pop["customerInterface"].as_str().expect("if").to_string();
+        let good = std::fs::read_to_string("/run/cic-lab/site-bird.conf").expect("site conf");
+        let birdc = |args: &[&str]| {
+            let o = Command::new("birdc")
+                .arg("-s")
+                .arg(&bird)
+                .args(args)
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        let load = |conf: &str| {
+            let path = "/run/cic-lab/site-bird-diagnose.conf";
+            std::fs::write(path, conf).expect("write");
+            let out = birdc(&["configure", &format!("\"{path}\"")]);
+            assert!(out.contains("Reconfigur"), "BIRD refused the config: {out}");
+            birdc(&["restart", &proto]);
+        };
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip")
+                .args(["-n", &site])
+                .args(args)
+                .output()
+                .expect("ip");
+            assert!(o.status.success(), "ip {args:?}: {}", text(&o));
+        };
+        let cli = |args: &[&str]| {
+            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(args)
+                .env("CIC_SERVER", &lab.server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
+                .env("CIC_TOKEN", &lab.token)
+                .output()
+                .expect("cic");
+            assert!(o.status.success(), "cic {args:?}: {}", text(&o));
+        };
+        let wait_step = |step: &str| -> Value {
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(60),
+                &format!("diagnose to say {step}"),
+                || {
+                    let d = diagnose(lab, &pc);
+                    (d["step"] == step).then_some(d)
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", diagnose(lab, &pc)))
+        };
+        // Mends the customer's side, restarts our session at once (its backoff after
+        // repeated failures could be long) and waits for the session to diagnose OK.
+        let mend = |undo: &dyn Fn()| {
+            undo();
+            cli(&["private-connection", "reset-bgp-session", &pc]);
+            wait_step("OK")
+        };
+        let ok = wait_step("OK");
+        assert_eq!(ok["ok"], true, "{ok}");
+        let replace = |from: &'static str, to: &'static str| {
+            move |b: Vec<String>| {
+                b.into_iter()
+                    .map(|l| {
+                        if l.trim_start().starts_with(from) {
+                            to.to_string()
+                        } else {
+                            l
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let add = |line: &'static str| {
+            move |mut b: Vec<String>| {
+                b.push(line.to_string());
+                b
+            }
+        };
+        let restore = || load(&good);
+
+        // 1. The cross-connect down at the customer's end.
+        let port = "xc0";
+        ip(&["link", "set", port, "down"]);
+        let d = wait_step("NO_CARRIER");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("xc-site1"),
+            "{d}"
+        );
+        mend(&|| ip(&["link", "set", port, "up"]));
+
+        // 2. The customer's router lacks its peering address: nothing answers ARP.
+        let addr = "169.254.100.2/30";
+        ip(&["addr", "del", addr, "dev", &vl]);
+        let d = wait_step("NO_NEIGHBOR_REPLY");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no ARP reply from 169.254.100.2"),
+            "{d}"
+        );
+        mend(&|| {
+            ip(&["addr", "add", addr, "dev", &vl]);
+            restore();
+        });
+
+        // 3. Nothing listens on port 179 (the router's BGP on another port, passive):
+        // the kernel answers with a reset.
+        let other_port: String = good
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("local ") && l.contains(" as ") {
+                    l.replacen(" as ", " port 1179 as ", 1)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        load(&with_protocol(&other_port, &proto, add("  passive on;")));
+        wait_step("TCP_REFUSED");
+        mend(&restore);
+
+        // 4. The router drops what it would send to the cloud's address (a filter, as
+        // a blackhole route here): ARP is answered, TCP is not.
+        ip(&["route", "add", "blackhole", "169.254.100.1/32"]);
+        wait_step("TCP_NO_ANSWER");
+        mend(&|| ip(&["route", "del", "blackhole", "169.254.100.1/32"]));
+
+        // 5. TCP reaches port 179 and the router, its neighbor shut, closes it.
+        load(&with_protocol(&good, &proto, add("  disabled;")));
+        wait_step("TCP_CLOSED_BY_PEER");
+        mend(&restore);
+
+        // 6. The wrong local AS on the customer's router: which AS arrived is said.
+        let conf = with_protocol(&good, &proto, |b| {
+            b.into_iter()
+                .map(|l| {
+                    if l.trim_start().starts_with("local ") {
+                        l.replace("as 65001", "as 65099")
+                    } else {
+                        l
+                    }
+                })
+                .collect()
+        });
+        load(&conf);
+        let d = wait_step("WRONG_ASN");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("as AS 65099; the connection expects AS 65001"),
+            "{d}"
+        );
+        mend(&restore);
+
+        // 7. A TCP-MD5 key the connection does not have.
+        load(&with_protocol(
+            &good,
+            &proto,
+            add("  password \"not-the-key\";"),
+        ));
+        wait_step("MD5_MISMATCH");
+        mend(&restore);
+
+        // 8. A hold time below the edge's minimum.
+        load(&with_protocol(&good, &proto, add("  hold time 30;")));
+        let d = wait_step("HOLD_TIME_REFUSED");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("hold time of 30 s"),
+            "{d}"
+        );
+        mend(&restore);
+
+        // 9. Up, and the router announces nothing.
+        load(&with_protocol(&good, &proto, |b| {
+            replace("export ", "    export none;")(b)
+        }));
+        wait_step("NO_PREFIXES");
+        mend(&restore);
+
+        // 10. Up, and the router echoes a piece of the cloud's VPC prefix back.
+        let echo =
+            format!("{good}\nprotocol static echo {{ ipv4; route 10.128.0.0/25 blackhole; }}\n");
+        load(&with_protocol(&echo, &proto, |b| {
+            replace(
+                "export ",
+                "    export where proto = \"lan\" || proto = \"echo\";",
+            )(b)
+        }));
+        let d = wait_step("PREFIXES_REFUSED");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("10.128.0.0/25 (overlaps VPC prefix 10.128.0.0/24)"),
+            "{d}"
+        );
+        mend(&restore);
+
+        // 11. More prefixes than the limit: torn down and held idle; a reset ends it.
+        let routes: String = (0..501)
+            .map(|i| format!("route 172.16.{}.{}/32 blackhole; ", i / 256, i % 256))
+            .collect();
+        let many = format!("{good}\nprotocol static many {{ ipv4; {routes}}}\n");
+        load(&with_protocol(&many, &proto, |b| {
+            replace(
+                "export ",
+                "    export where proto = \"lan\" || proto = \"many\";",
+            )(b)
+        }));
+        let d = wait_step("MAX_PREFIX_HOLD");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("more than 500 prefixes"),
+            "{d}"
+        );
+        let d = mend(&restore);
+        eprintln!("{d}");
+    });
+    let _ = result;
+}

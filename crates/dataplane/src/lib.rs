@@ -11,7 +11,7 @@ pub mod netns;
 pub mod probe;
 pub mod tc;
 
-pub use netlink::{Link, LinkKind, LinkSpec, Netlink, PROTO_BGP};
+pub use netlink::{Link, LinkKind, LinkSpec, Neighbor, Netlink, PROTO_BGP};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -48,6 +48,17 @@ pub struct Link {
     pub controller: Option<u32>,
 }
 
+/// A neighbor (ARP / ND) entry's state, as far as it tells whether the peer answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbor {
+    /// Asked, no answer yet.
+    Incomplete,
+    /// Asked, never answered.
+    Failed,
+    /// Answered at some point (reachable, stale, being re-checked, or static).
+    Resolved,
+}
+
 /// What kind of link to make for a connection or a fabric segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkKind {
@@ -360,6 +371,47 @@ impl Netlink {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect())
+    }
+
+    /// The kernel's neighbor (ARP / ND) entry for `addr` on link `index`: whether it was
+    /// resolved, is being asked, or failed; `None` when there is no entry.
+    pub async fn neighbor(&self, index: u32, addr: IpAddr) -> Result<Option<Neighbor>> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+        };
+        let _one = self.dump.lock().await;
+        let msgs: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(match addr {
+                IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+                IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+            })
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.ctx("list neighbors"))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index)
+            .find(|m| {
+                m.attributes.iter().any(|a| match a {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                        IpAddr::V4(*a) == addr
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                        IpAddr::V6(*a) == addr
+                    }
+                    _ => false,
+                })
+            })
+            .map(|m| match m.header.state {
+                NeighbourState::Incomplete => Neighbor::Incomplete,
+                NeighbourState::Failed => Neighbor::Failed,
+                NeighbourState::None => Neighbor::Incomplete,
+                _ => Neighbor::Resolved,
+            }))
     }
 
     /// Adds an address. An IPv6 one is usable at once: no duplicate address detection

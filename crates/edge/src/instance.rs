@@ -370,6 +370,11 @@ impl Instance {
         }
     }
 
+    /// The instance namespace's netlink connection (for reading its links and neighbors).
+    pub fn netlink(&self) -> &Netlink {
+        &self.nl
+    }
+
     /// Every peer of the config is added (a restarting speaker waits for this).
     pub async fn peers_added(&self) {
         let _ = self.bgp.peers_added().await;

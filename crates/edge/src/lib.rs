@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, netns, probe};
 use cic_model::edge::{
-    Attachment, EdgeConfig, EdgeReport, InstanceConfig, ResourceError, RouteAnswer, RouteQuery,
-    SessionKind, SessionStatus, TrunkConfig,
+    Attachment, EdgeConfig, EdgeReport, InstanceConfig, LinkFacts, NeighborState, ResourceError,
+    RouteAnswer, RouteDirection, RouteEntry, RouteQuery, SessionFacts, SessionKind, SessionStatus,
+    TrunkConfig,
 };
 use cic_model::metrics::Exposition;
 use tokio::sync::Mutex;
@@ -274,6 +275,13 @@ impl Agent {
     }
 
     async fn answer(&self, q: &RouteQuery) -> RouteAnswer {
+        if q.diagnose {
+            return RouteAnswer {
+                routes: vec![],
+                error: None,
+                facts: Some(Box::new(self.diagnose(q).await)),
+            };
+        }
         let st = self.state.lock().await;
         for i in st.instances.values() {
             match i
@@ -284,18 +292,21 @@ impl Agent {
                     return RouteAnswer {
                         routes,
                         error: None,
+                        facts: None,
                     };
                 }
                 Some(Err(e)) => {
                     return RouteAnswer {
                         routes: vec![],
                         error: Some(e),
+                        facts: None,
                     };
                 }
                 None => {}
             }
         }
         RouteAnswer {
+            facts: None,
             routes: vec![],
             error: Some(format!(
                 "{} has no {} BGP session on this edge (it has no such peering, its link is not up, or a failover test holds it down)",
@@ -306,6 +317,87 @@ impl Agent {
                 }
             )),
         }
+    }
+
+    /// What this edge sees of one session of a connection, for `:diagnose`: the trunk's
+    /// port and the connection's interface, the peer's ARP / ND entry, the session, and
+    /// the first routes import refused.
+    async fn diagnose(&self, q: &RouteQuery) -> SessionFacts {
+        let session = self.report_now().await.sessions.into_iter().find(|s| {
+            s.kind == SessionKind::Customer
+                && s.resource_id == q.connection_id
+                && s.family == q.family
+        });
+        let st = self.state.lock().await;
+        let min_hold_time_secs = st
+            .applied_context
+            .as_ref()
+            .map_or(0, |c| c.bgp.min_hold_time_secs);
+        let mut facts = SessionFacts {
+            port: None,
+            missing_port: None,
+            interface: None,
+            neighbor: NeighborState::None,
+            session,
+            refused: vec![],
+            refused_total: 0,
+            min_hold_time_secs,
+        };
+        let Some((instance, c)) = st.applied_instances.values().find_map(|ic| {
+            let c = ic.connections.iter().find(|c| c.id == q.connection_id)?;
+            Some((st.instances.get(&ic.id)?, c))
+        }) else {
+            return facts;
+        };
+        let trunk = st
+            .applied_context
+            .as_ref()
+            .and_then(|ctx| ctx.trunks.get(&c.trunk_id));
+        let port = trunk.and_then(|(t, _)| match &t.attachment {
+            Attachment::Vlan { port } => Some(port.clone()),
+            Attachment::Lag { bond, .. } => Some(bond.clone()),
+            Attachment::Vxlan { port, .. } => port.clone(),
+        });
+        let facts_of = |l: &cic_dataplane::Link| LinkFacts {
+            name: l.name.clone(),
+            up: l.up,
+            carrier: l.carrier,
+        };
+        if let Some(port) = port {
+            match self.underlay.link(&port).await {
+                Ok(Some(l)) => facts.port = Some(facts_of(&l)),
+                Ok(None) => facts.missing_port = Some(port),
+                Err(e) => warn!("diagnose: {e}"),
+            }
+        }
+        let nl = instance.netlink();
+        if let Ok(Some(l)) = nl.link(&instance::ifname(&c.id)).await {
+            facts.interface = Some(facts_of(&l));
+            if let Some(p) = c.peerings.iter().find(|p| p.family() == q.family) {
+                facts.neighbor = match nl.neighbor(l.index, p.peer_ip).await {
+                    Ok(Some(cic_dataplane::Neighbor::Incomplete)) => NeighborState::Incomplete,
+                    Ok(Some(cic_dataplane::Neighbor::Failed)) => NeighborState::Failed,
+                    Ok(Some(cic_dataplane::Neighbor::Resolved)) => NeighborState::Resolved,
+                    Ok(None) => NeighborState::None,
+                    Err(e) => {
+                        warn!("diagnose: {e}");
+                        NeighborState::None
+                    }
+                };
+            }
+        }
+        if let Some(Ok(routes)) = instance
+            .looking_glass(&c.id, q.family, RouteDirection::Received)
+            .await
+        {
+            let refused: Vec<RouteEntry> = routes
+                .into_iter()
+                .filter(|r| r.rejected.is_some())
+                .collect();
+            facts.refused_total = refused.len() as u32;
+            facts.refused = refused.into_iter().take(DIAGNOSE_REFUSED).collect();
+        }
+        facts
     }
 
     /// `GET /metrics`: the sessions from the speakers and the connections' interface
@@ -944,6 +1036,13 @@ impl Agent {
                     } else {
                         p.last_error.clone()
                     },
+                    last_failure: if md5_mismatch.contains(&key)
+                        && p.spec.role == cic_bgp::policy::Role::Customer
+                    {
+                        Some(cic_model::edge::SessionFailure::Md5Mismatch)
+                    } else {
+                        p.last_failure.clone()
+                    },
                     bfd: i.bfd_status(&key),
                 });
             }
@@ -963,6 +1062,9 @@ impl Agent {
         }
     }
 }
+
+/// How many refused routes a diagnosis names (the looking glass has them all).
+const DIAGNOSE_REFUSED: usize = 5;
 
 /// What a connection's status says when its namespace drops TCP-MD5 segments.
 const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs, or it sends none (segments dropped by the kernel)";

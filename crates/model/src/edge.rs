@@ -371,6 +371,9 @@ pub struct SessionStatus {
     pub idle_hold_remaining_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// `lastError` as a fact a program can act on (what `:diagnose` reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<SessionFailure>,
     /// BFD beside this session, when BFD is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdStatus>,
@@ -378,6 +381,106 @@ pub struct SessionStatus {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Why a BGP session last failed to come up or went down, as the speaker saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum SessionFailure {
+    /// Our TCP connection to the peer's port was refused (a RST came back).
+    ConnectRefused,
+    /// Our TCP connection to the peer's port got no answer.
+    ConnectTimedOut,
+    /// Our TCP connection failed otherwise (no route, unreachable, …).
+    #[serde(rename_all = "camelCase")]
+    ConnectFailed { error: String },
+    /// The peer closed the TCP connection before the session came up.
+    #[serde(rename_all = "camelCase")]
+    ClosedBeforeOpen,
+    /// We refused the peer's OPEN: it named another AS than the one configured.
+    #[serde(rename_all = "camelCase")]
+    WrongAsn { received: u32, expected: u32 },
+    /// We refused the peer's OPEN: its hold time is below what we accept.
+    #[serde(rename_all = "camelCase")]
+    HoldTimeRefused { offered: u16, minimum: u16 },
+    /// We refused the peer's OPEN for another reason (its NOTIFICATION described).
+    #[serde(rename_all = "camelCase")]
+    OpenRefused { notification: String },
+    /// The peer refused our OPEN with this NOTIFICATION (code, subcode, described).
+    #[serde(rename_all = "camelCase")]
+    PeerRefusedOpen {
+        code: u8,
+        subcode: u8,
+        notification: String,
+    },
+    /// The peer ended an established session with this NOTIFICATION.
+    #[serde(rename_all = "camelCase")]
+    PeerNotification {
+        code: u8,
+        subcode: u8,
+        notification: String,
+    },
+    /// The peer's TCP segments carry no TCP-MD5 signature, or one made with another key
+    /// (the kernel drops them; seen in its counters).
+    Md5Mismatch,
+    /// We ended the session: max-prefix, hold timer, a malformed message, BFD, …
+    #[serde(rename_all = "camelCase")]
+    Ended { why: String },
+}
+
+/// Whether the edge's kernel has a link-layer address for a peer (ARP for IPv4, ND for
+/// IPv6), by the kernel's neighbor states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NeighborState {
+    /// No entry: the kernel has not needed the address yet.
+    None,
+    /// Asked, no answer yet.
+    Incomplete,
+    /// Asked and never answered.
+    Failed,
+    /// Answered (REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP).
+    Resolved,
+}
+
+/// A port's or interface's link state on the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkFacts {
+    pub name: String,
+    /// Configured up.
+    pub up: bool,
+    /// Carrier: the port's link is up (not only configured up).
+    pub carrier: bool,
+}
+
+/// What an edge sees of one session of a private connection, for `:diagnose`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFacts {
+    /// The trunk's port under the connection's interface (the 802.1Q parent, the VXLAN
+    /// underlay port), when the trunk names one and the edge has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<LinkFacts>,
+    /// The trunk names a port the edge does not have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_port: Option<String>,
+    /// The connection's own interface; `None` when the edge has not made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<LinkFacts>,
+    /// The peer address's link-layer resolution on that interface.
+    pub neighbor: NeighborState,
+    /// The session as the speaker reports it; `None` when the edge runs none for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionStatus>,
+    /// Routes the customer sent that import policy refused (the first few, with why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RouteEntry>,
+    /// How many the customer sent that were refused in all.
+    #[serde(default)]
+    pub refused_total: u32,
+    /// The hold time the edge accepts at least.
+    pub min_hold_time_secs: u16,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -403,6 +506,9 @@ pub struct RouteQuery {
     #[serde(default, skip_serializing_if = "Family::is_ipv4")]
     pub family: Family,
     pub direction: RouteDirection,
+    /// Asks for the session's [`SessionFacts`] instead of its routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diagnose: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -437,4 +543,7 @@ pub struct RouteAnswer {
     /// Why there are no routes to show (the session is not on this edge, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The answer to a `diagnose` question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Box<SessionFacts>>,
 }

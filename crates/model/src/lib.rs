@@ -1,5 +1,6 @@
 //! cic's resource model: types, validation rules and error codes. No I/O.
 
+pub mod diagnose;
 pub mod edge;
 pub mod error;
 pub mod iam;

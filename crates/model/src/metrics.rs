@@ -365,6 +365,7 @@ mod tests {
             prefix_limit_warning: true,
             idle_hold_remaining_secs: None,
             last_error: None,
+            last_failure: None,
             bfd: Some(crate::edge::BfdStatus {
                 state: "UP".into(),
                 detection_time_ms: 900,

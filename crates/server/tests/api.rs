@@ -2515,6 +2515,111 @@ async fn the_looking_glass_asks_the_edge_of_the_connection_and_passes_its_answer
 }
 
 #[tokio::test]
+async fn diagnose_turns_what_the_edge_sees_into_the_missing_step() {
+    let h = std::sync::Arc::new(H::new().await);
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let facts = |failure: Value| {
+        json!({"facts": {
+            "port": {"name": "xc-site1", "up": true, "carrier": true},
+            "interface": {"name": "cic-x", "up": true, "carrier": true},
+            "neighbor": "RESOLVED",
+            "minHoldTimeSecs": 90,
+            "session": {"resourceId": "x", "kind": "customer", "peer": "169.254.100.2",
+                "peerAsn": 65001, "state": "ACTIVE", "uptimeSecs": 0, "prefixesReceived": 0,
+                "prefixesAccepted": 0, "prefixesAdvertised": 0, "lastFailure": failure}}})
+    };
+    // Playing the edge: the customer's router opened with AS 65099.
+    let edge_side = answer_one_question_with(h.clone(), edge.clone(), move |_| {
+        facts(json!({"kind": "wrongAsn", "received": 65099, "expected": 65001}))
+    });
+    let viewer = h.user("vic", "f1", "viewer").await;
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:diagnose"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let q = edge_side.await.expect("edge side");
+    assert_eq!(
+        (q["connectionId"].as_str(), &q["diagnose"]),
+        (Some(pc.as_str()), &json!(true))
+    );
+    let d = &v["sessions"][0];
+    assert_eq!(v["sessions"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(d["step"], "WRONG_ASN", "{v}");
+    assert_eq!(d["ok"], false);
+    assert!(
+        d["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("as AS 65099; the connection expects AS 65001")),
+        "{d}"
+    );
+    assert_eq!(d["facts"]["neighbor"], "RESOLVED");
+
+    // A running failover test is what holds the session down: said first.
+    h.ok(
+        Method::POST,
+        &format!("/cic/v1/privateConnections/{pc}:startBgpFailoverTest"),
+        json!({"durationSeconds": 300}),
+    )
+    .await;
+    let edge_side = answer_one_question_with(h.clone(), edge.clone(), move |_| {
+        facts(json!({"kind": "connectRefused"}))
+    });
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:diagnose?family=ipv4"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    edge_side.await.expect("edge side");
+    assert_eq!(v["sessions"][0]["step"], "FAILOVER_TEST", "{v}");
+
+    // Asking for a family the connection lacks, or with a misspelt parameter.
+    for (query, field) in [("family=ipv6", "family"), ("famly=ipv4", "famly")] {
+        let (s, v) = h
+            .admin(
+                Method::GET,
+                &format!("/cic/v1/privateConnections/{pc}:diagnose?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains(field), "{v}");
+    }
+    // Another tenant does not see the connection.
+    let other = h.user("olga", "f2", "admin").await;
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:diagnose"),
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn an_edge_is_drained_for_maintenance_through_its_config() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;

@@ -150,6 +150,8 @@ pub struct PeerStatus {
     /// Until when the session is held idle after a teardown (max-prefix).
     pub held_until: Option<std::time::Instant>,
     pub last_error: Option<String>,
+    /// What stands in the way of the session now, as a fact (see `Session::last_failure`).
+    pub last_failure: Option<crate::fsm::SessionFailure>,
     pub stats: PeerStats,
 }
 
@@ -219,6 +221,7 @@ enum PeerEvent {
     State {
         state: State,
         last_error: Option<String>,
+        last_failure: Option<crate::fsm::SessionFailure>,
     },
     Up {
         epoch: u64,
@@ -490,6 +493,7 @@ struct SessionEntry {
     epoch: u64,
     established_at: Option<std::time::Instant>,
     last_error: Option<String>,
+    last_failure: Option<crate::fsm::SessionFailure>,
     /// Until when a teardown (max-prefix) keeps the session idle.
     held_until: Option<std::time::Instant>,
     /// The writer of the established connection.
@@ -751,6 +755,7 @@ impl InstanceTask {
                 epoch: 0,
                 established_at: None,
                 last_error: None,
+                last_failure: None,
                 held_until: None,
                 wire: None,
                 gate: None,
@@ -814,9 +819,14 @@ impl InstanceTask {
         };
         tracing::trace!(peer, "event {}", ev.name());
         let actions = match ev {
-            PeerEvent::State { state, last_error } => {
+            PeerEvent::State {
+                state,
+                last_error,
+                last_failure,
+            } => {
                 s.state = state;
                 s.last_error = last_error;
+                s.last_failure = last_failure;
                 return;
             }
             PeerEvent::Up {
@@ -1072,6 +1082,7 @@ impl InstanceTask {
                     established_at: s.established_at.filter(|_| s.state == State::Established),
                     held_until: s.held_until.filter(|t| *t > std::time::Instant::now()),
                     last_error: s.last_error.clone(),
+                    last_failure: s.last_failure.clone(),
                     stats: PeerStats {
                         // What reached the socket, not what is on its way.
                         advertised: s.wire.as_ref().map_or(0, |w| {

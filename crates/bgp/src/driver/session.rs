@@ -127,7 +127,7 @@ impl SessionTask {
                         }
                         Err(e) => {
                             debug!("connect: {e}");
-                            Input::TcpFailed
+                            Input::ConnectFailed(connect_failure(&e))
                         }
                     }
                 }
@@ -311,7 +311,11 @@ impl SessionTask {
 
     /// Runs one input through the FSM and carries out its outputs.
     async fn input(&mut self, input: Input) {
-        let before = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        let before = (
+            self.fsm.state(),
+            self.fsm.last_error().map(str::to_string),
+            self.fsm.last_failure().cloned(),
+        );
         let outputs = self.fsm.handle(input);
         for o in outputs {
             match o {
@@ -405,7 +409,11 @@ impl SessionTask {
                 }
             }
         }
-        let after = (self.fsm.state(), self.fsm.last_error().map(str::to_string));
+        let after = (
+            self.fsm.state(),
+            self.fsm.last_error().map(str::to_string),
+            self.fsm.last_failure().cloned(),
+        );
         if after != before {
             self.flush_updates().await;
             let _ = self
@@ -415,6 +423,7 @@ impl SessionTask {
                     PeerEvent::State {
                         state: after.0,
                         last_error: after.1,
+                        last_failure: after.2,
                     },
                 ))
                 .await;
@@ -448,6 +457,18 @@ impl SessionTask {
                 )),
             }
         })
+    }
+}
+
+/// How a connection attempt failed, as the session keeps it.
+fn connect_failure(e: &io::Error) -> crate::fsm::SessionFailure {
+    use crate::fsm::SessionFailure;
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => SessionFailure::ConnectRefused,
+        io::ErrorKind::TimedOut => SessionFailure::ConnectTimedOut,
+        _ => SessionFailure::ConnectFailed {
+            error: e.to_string(),
+        },
     }
 }
 

@@ -88,6 +88,15 @@ pub enum ConnectionCmd {
         #[arg(long, value_parser = ["ipv4", "ipv6"])]
         family: Option<String>,
     },
+    /// Onboarding diagnostics: from what the edge sees of each session, which step of
+    /// bringing it up is missing (carrier, ARP/ND, TCP to 179, ASN, MD5, hold time,
+    /// prefixes) and what to change.
+    Diagnose {
+        id: String,
+        /// One session: ipv4 or ipv6 [default: each the connection has].
+        #[arg(long, value_parser = ["ipv4", "ipv6"])]
+        family: Option<String>,
+    },
     /// Hold the BGP session down for a while to test failover; it comes back by itself.
     StartBgpFailoverTest {
         id: String,
@@ -109,8 +118,9 @@ pub enum ConnectionCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
-    /// The configuration of the customer's router for this connection (BIRD or FRR),
-    /// printed as text: interface, peerings, BGP, BFD, filters.
+    /// The configuration of the customer's router for this connection (BIRD, FRR,
+    /// IOS-XE, Junos, EOS, RouterOS), printed as text: interface, peerings, BGP, BFD,
+    /// filters.
     RouterConfig {
         id: String,
         #[command(flatten)]
@@ -431,6 +441,12 @@ impl ConnectionCmd {
                 });
                 Ok(())
             }
+            ConnectionCmd::Diagnose { id, family } => {
+                let family = family.map(|f| format!("?family={f}")).unwrap_or_default();
+                let v = api.get(&format!("{BASE}/{id}:diagnose{family}")).await?;
+                out.print(&v, diagnosis_text);
+                Ok(())
+            }
             ConnectionCmd::ResetBgpSession { id } => {
                 out.mutate(
                     api,
@@ -537,4 +553,30 @@ impl ConnectionCmd {
             }
         }
     }
+}
+
+/// A `:diagnose` answer for people: per session its step, what the edge sees, what to do.
+fn diagnosis_text(v: &Value) -> String {
+    let mut out = String::new();
+    for s in v["sessions"].as_array().into_iter().flatten() {
+        let family = match s["family"].as_str() {
+            Some("ipv6") => "IPv6",
+            _ => "IPv4",
+        };
+        out.push_str(&format!(
+            "{family}  {}  {}\n",
+            s["step"].as_str().unwrap_or("?"),
+            s["summary"].as_str().unwrap_or_default()
+        ));
+        if let Some(fix) = s["fix"].as_str() {
+            out.push_str(&format!("      fix: {fix}\n"));
+        }
+        for w in s["warnings"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "      warning: {}\n",
+                w.as_str().unwrap_or_default()
+            ));
+        }
+    }
+    out.trim_end().to_string()
 }

@@ -965,6 +965,10 @@ pub async fn get(
         let q = super::query_of(&uri)?;
         return super::looking_glass::routes(&st, &who, pc, q).await;
     }
+    if let Some(pc) = id.strip_suffix(":diagnose") {
+        let q = super::query_of(&uri)?;
+        return super::looking_glass::diagnose(&st, &who, pc, q).await;
+    }
     if let Some(pc) = id.strip_suffix(":routerConfig") {
         let q = super::query_of(&uri)?;
         let c = super::router_config::of_connection(&st, &who, pc, q).await?;
@@ -974,7 +978,7 @@ pub async fn get(
         return Err(ApiError::new(
             Code::NotFound,
             format!(
-                "private connections have no GET method {m:?}; there are :routes and :routerConfig"
+                "private connections have no GET method {m:?}; there are :routes, :routerConfig and :diagnose"
             ),
         )
         .into());
@@ -982,7 +986,7 @@ pub async fn get(
     if let Some(q) = uri.query().filter(|q| !q.is_empty()) {
         return Err(ApiError::new(
             Code::InvalidArgument,
-            format!("query string {q:?}: a private connection's GET takes no parameters (…/{{id}}:routes and :routerConfig do)"),
+            format!("query string {q:?}: a private connection's GET takes no parameters (…/{{id}}:routes, :routerConfig and :diagnose do)"),
         )
         .into());
     }

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use cic_model::edge::{Family, RouteAnswer, RouteDirection, RouteQuery};
+use cic_model::diagnose::{Diagnosis, Step};
+use cic_model::edge::{Family, RouteAnswer, RouteDirection, RouteQuery, SessionFacts};
 use cic_model::resource::{PrivateConnection, TrunkConnection};
 use cic_model::{ApiError, Code};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -102,15 +103,33 @@ pub async fn routes(
     let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
         .await?
         .edge_id;
-    let query = RouteQuery {
-        id: crate::new_id("lg"),
-        connection_id: pc.meta.id.clone(),
-        family,
-        direction,
-    };
+    let a = ask(
+        st,
+        &edge,
+        RouteQuery {
+            id: crate::new_id("lg"),
+            connection_id: pc.meta.id.clone(),
+            family,
+            direction,
+            diagnose: false,
+        },
+    )
+    .await?;
+    if let Some(e) = a.error {
+        return Err(ApiError::precondition(e).into());
+    }
+    Ok(Json(json!({
+        "privateConnectionId": pc.meta.id,
+        "direction": direction,
+        "routes": a.routes,
+    })))
+}
+
+/// Puts `query` to `edge` and waits for its answer (at most [`ANSWER_WITHIN`]).
+async fn ask(st: &AppState, edge: &str, query: RouteQuery) -> ApiResult<RouteAnswer> {
     let body = serde_json::to_string(&query).unwrap_or_default();
     st.store
-        .put_route_query(&query.id, &edge, &body, epoch())
+        .put_route_query(&query.id, edge, &body, epoch())
         .await?;
     st.queries.wake.notify_waiters();
     let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
@@ -126,27 +145,146 @@ pub async fn routes(
     st.store
         .drop_route_query(&query.id, epoch() - FORGET_AFTER_SECS)
         .await?;
-    let a: RouteAnswer = match answer?.map(|a| serde_json::from_str(&a)) {
-        Some(Ok(a)) => a,
-        _ => {
+    match answer?.map(|a| serde_json::from_str(&a)) {
+        Some(Ok(a)) => Ok(a),
+        _ => Err(ApiError::new(
+            Code::Unavailable,
+            format!(
+                "edge {edge} did not answer within {} s; what it sees of the connection cannot be shown now",
+                ANSWER_WITHIN.as_secs()
+            ),
+        )
+        .into()),
+    }
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiagnoseQuery {
+    /// ipv4 or ipv6: one of the connection's sessions (default: each it has).
+    #[serde(default)]
+    pub family: Option<Family>,
+}
+
+/// The answer of `:diagnose`: per session, the step of bringing it up that is missing.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnoseAnswer {
+    pub private_connection_id: String,
+    pub sessions: Vec<SessionDiagnosis>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDiagnosis {
+    #[serde(flatten)]
+    pub diagnosis: Diagnosis,
+    /// What the edge sees, the diagnosis's input.
+    pub facts: SessionFacts,
+}
+
+/// `GET /cic/v1/privateConnections/{id}:diagnose?family=`: from what the edge sees of
+/// each session (the trunk's carrier, the peer's ARP / ND, TCP, the OPEN exchange,
+/// prefixes), which step of bringing it up is missing and what to change.
+pub async fn diagnose(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    q: DiagnoseQuery,
+) -> ApiResult<Json<Value>> {
+    let (pc, _) = fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
+    let peerings: Vec<(Family, std::net::IpAddr, std::net::IpAddr, u32)> = pc
+        .ipv4_peering
+        .iter()
+        .map(|p| {
+            (
+                Family::Ipv4,
+                p.peer_ip.into(),
+                p.cloud_ip.into(),
+                p.peer_bgp_asn,
+            )
+        })
+        .chain(pc.ipv6_peering.iter().map(|p| {
+            (
+                Family::Ipv6,
+                p.peer_ip.into(),
+                p.cloud_ip.into(),
+                p.peer_bgp_asn,
+            )
+        }))
+        .filter(|p| q.family.is_none_or(|f| f == p.0))
+        .collect();
+    if let (Some(f), true) = (q.family, peerings.is_empty()) {
+        return Err(ApiError::field(
+            "family",
+            format!("private connection {id} has no {}Peering", f.name()),
+        )
+        .into());
+    }
+    let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
+        .await?
+        .edge_id;
+    let mut sessions = Vec::new();
+    for (family, peer_ip, cloud_ip, peer_asn) in peerings {
+        let a = ask(
+            st,
+            &edge,
+            RouteQuery {
+                id: crate::new_id("lg"),
+                connection_id: pc.meta.id.clone(),
+                family,
+                direction: RouteDirection::Received,
+                diagnose: true,
+            },
+        )
+        .await?;
+        let Some(facts) = a.facts else {
             return Err(ApiError::new(
                 Code::Unavailable,
-                format!(
-                    "edge {edge} did not answer within {} s; its routes cannot be shown now",
-                    ANSWER_WITHIN.as_secs()
-                ),
+                format!("edge {edge} runs an older cic that cannot diagnose a connection"),
             )
             .into());
+        };
+        let ctx = cic_model::diagnose::Context {
+            family,
+            peer_ip,
+            cloud_ip,
+            vlan: pc.vlan_id,
+            peer_asn,
+            cloud_asn: st.config.cloud_asn,
+            max_prefixes: st.config.bgp.max_prefixes,
+        };
+        let mut diagnosis = cic_model::diagnose::diagnose(&ctx, &facts);
+        // A running failover test holds the session down on purpose: say that first.
+        if let Some(t) = pc
+            .bgp_failover_tests
+            .last()
+            .filter(|t| t.stopped_at.is_none() && diagnosis.step != Step::Ok)
+        {
+            diagnosis = Diagnosis {
+                family,
+                step: Step::FailoverTest,
+                ok: false,
+                summary: format!(
+                    "a BGP failover test holds the session down until {}",
+                    t.ends_at
+                ),
+                fix: Some("wait for its end, or stop it (`:stopBgpFailoverTest`)".into()),
+                warnings: vec![],
+            };
         }
-    };
-    if let Some(e) = a.error {
-        return Err(ApiError::precondition(e).into());
+        sessions.push(SessionDiagnosis {
+            diagnosis,
+            facts: *facts,
+        });
     }
-    Ok(Json(json!({
-        "privateConnectionId": pc.meta.id,
-        "direction": direction,
-        "routes": a.routes,
-    })))
+    Ok(Json(
+        serde_json::to_value(DiagnoseAnswer {
+            private_connection_id: pc.meta.id.clone(),
+            sessions,
+        })
+        .unwrap_or_default(),
+    ))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

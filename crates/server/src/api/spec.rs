@@ -520,8 +520,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         .query::<super::looking_glass::RoutesQuery>()
         .list::<cic_model::edge::RouteEntry>("routes"),
         method(
+            "/cic/v1/privateConnections/{id}:diagnose",
+            "Onboarding diagnostics: from what the edge sees of each session (carrier, ARP/ND, TCP to 179, the OPEN exchange, prefixes), the step that is missing and what to change",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::looking_glass::DiagnoseQuery>()
+        .returns::<super::looking_glass::DiagnoseAnswer>(),
+        method(
             "/cic/v1/privateConnections/{id}:routerConfig",
-            "The customer's router configuration for this connection (BIRD or FRR): interface, peerings of both families, BGP with MD5 (secretViewer; a placeholder otherwise), BFD, graceful restart, import and export filters, max-prefix",
+            "The customer's router configuration for this connection (BIRD 2, FRR, Cisco IOS-XE, Juniper Junos, Arista EOS, MikroTik RouterOS 7): interface, peerings of both families, BGP with MD5 (secretViewer; a placeholder otherwise), BFD, graceful restart, import and export filters, max-prefix",
             Viewer,
         )
         .get_method()

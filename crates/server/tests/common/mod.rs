@@ -299,6 +299,15 @@ pub fn answer_one_question(
     edge_token: String,
     routes: impl Fn(&Value) -> Value + Send + 'static,
 ) -> tokio::task::JoinHandle<Value> {
+    answer_one_question_with(h, edge_token, move |q| json!({"routes": routes(q)}))
+}
+
+/// As [`answer_one_question`], with the whole answer (`routes`, `error`, `facts`).
+pub fn answer_one_question_with(
+    h: Arc<H>,
+    edge_token: String,
+    answer: impl Fn(&Value) -> Value + Send + 'static,
+) -> tokio::task::JoinHandle<Value> {
     tokio::spawn(async move {
         loop {
             let (s, v) = h
@@ -318,7 +327,7 @@ pub fn answer_one_question(
                     Method::PUT,
                     &format!("/cic/v1/edgeSync/queries/{}", q["id"].as_str().expect("id")),
                     Some(&edge_token),
-                    Some(json!({"routes": routes(&q)})),
+                    Some(answer(&q)),
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{v}");
