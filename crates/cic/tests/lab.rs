@@ -1732,13 +1732,22 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
             .unwrap_or_else(|e| panic!("{e}: {}", diagnose(lab, &pc)))
         };
         // Mends the customer's side, restarts our session at once (its backoff after
-        // repeated failures could be long) and waits for the session to diagnose OK.
+        // repeated failures could be long) and waits for the session to diagnose OK
+        // with nothing to warn of (BFD up too).
         let mend = |undo: &dyn Fn()| {
             undo();
             cli(&["private-connection", "reset-bgp-session", &pc]);
-            wait_step("OK")
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(60),
+                "diagnose to say OK with BFD up",
+                || {
+                    let d = diagnose(lab, &pc);
+                    (d["step"] == "OK" && d.get("warnings").is_none()).then_some(d)
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", diagnose(lab, &pc)))
         };
-        let ok = wait_step("OK");
+        let ok = mend(&|| ());
         assert_eq!(ok["ok"], true, "{ok}");
         let replace = |from: &'static str, to: &'static str| {
             move |b: Vec<String>| {
@@ -1807,11 +1816,53 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
         wait_step("TCP_REFUSED");
         mend(&restore);
 
-        // 4. The router drops what it would send to the cloud's address (a filter, as
-        // a blackhole route here): ARP is answered, TCP is not.
-        ip(&["route", "add", "blackhole", "169.254.100.1/32"]);
-        wait_step("TCP_NO_ANSWER");
-        mend(&|| ip(&["route", "del", "blackhole", "169.254.100.1/32"]));
+        // 4. An ACL on the router drops BGP (policy rules here: this kernel has no
+        // packet filter): ARP and BFD are answered, TCP port 179 is not. Our session,
+        // restarted, cannot connect.
+        let acl = [
+            vec!["pref", "100", "lookup", "local"],
+            vec![
+                "pref",
+                "10",
+                "iif",
+                &vl,
+                "ipproto",
+                "tcp",
+                "dport",
+                "179",
+                "blackhole",
+            ],
+            vec![
+                "pref",
+                "11",
+                "iif",
+                &vl,
+                "ipproto",
+                "tcp",
+                "sport",
+                "179",
+                "blackhole",
+            ],
+        ];
+        for r in &acl {
+            ip(&[&["rule", "add"][..], r].concat());
+        }
+        ip(&["rule", "del", "pref", "0", "lookup", "local"]);
+        cli(&["private-connection", "reset-bgp-session", &pc]);
+        let d = wait_step("TCP_NO_ANSWER");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("port 179 gets no answer"),
+            "{d}"
+        );
+        mend(&|| {
+            ip(&["rule", "add", "pref", "0", "lookup", "local"]);
+            for r in acl.iter().rev() {
+                ip(&[&["rule", "del"][..], r].concat());
+            }
+        });
 
         // 5. TCP reaches port 179 and the router, its neighbor shut, closes it.
         load(&with_protocol(&good, &proto, add("  disabled;")));
@@ -1871,11 +1922,11 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
 
         // 10. Up, and the router echoes a piece of the cloud's VPC prefix back.
         let echo =
-            format!("{good}\nprotocol static echo {{ ipv4; route 10.128.0.0/25 blackhole; }}\n");
+            format!("{good}\nprotocol static cloud_echo {{ ipv4; route 10.128.0.0/25 blackhole; }}\n");
         load(&with_protocol(&echo, &proto, |b| {
             replace(
                 "export ",
-                "    export where proto = \"lan\" || proto = \"echo\";",
+                "    export where proto = \"lan\" || proto = \"cloud_echo\";",
             )(b)
         }));
         let d = wait_step("PREFIXES_REFUSED");
@@ -1892,11 +1943,11 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
         let routes: String = (0..501)
             .map(|i| format!("route 172.16.{}.{}/32 blackhole; ", i / 256, i % 256))
             .collect();
-        let many = format!("{good}\nprotocol static many {{ ipv4; {routes}}}\n");
+        let many = format!("{good}\nprotocol static too_many {{ ipv4; {routes}}}\n");
         load(&with_protocol(&many, &proto, |b| {
             replace(
                 "export ",
-                "    export where proto = \"lan\" || proto = \"many\";",
+                "    export where proto = \"lan\" || proto = \"too_many\";",
             )(b)
         }));
         let d = wait_step("MAX_PREFIX_HOLD");

@@ -95,7 +95,7 @@ struct State {
     trunk_readings: BTreeMap<String, (std::time::Instant, cic_model::metrics::Traffic)>,
     /// Each instance namespace's TCP-MD5 drops at the last look, and when they last rose
     /// (see `md5_mismatches`).
-    md5_drops: BTreeMap<String, (u64, Option<Instant>)>,
+    md5_drops: BTreeMap<String, Md5Drops>,
 }
 
 /// The parts of the config, besides its own, that an instance's apply reads.
@@ -1031,6 +1031,7 @@ impl Agent {
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
                     last_error: if md5_mismatch.contains(&key)
                         && p.spec.role == cic_bgp::policy::Role::Customer
+                        && !tcp_got_through(p.last_failure.as_ref())
                     {
                         Some(MD5_MISMATCH.to_string())
                     } else {
@@ -1038,6 +1039,7 @@ impl Agent {
                     },
                     last_failure: if md5_mismatch.contains(&key)
                         && p.spec.role == cic_bgp::policy::Role::Customer
+                        && !tcp_got_through(p.last_failure.as_ref())
                     {
                         Some(cic_model::edge::SessionFailure::Md5Mismatch)
                     } else {
@@ -1066,10 +1068,29 @@ impl Agent {
 /// How many refused routes a diagnosis names (the looking glass has them all).
 const DIAGNOSE_REFUSED: usize = 5;
 
-/// What a connection's status says when its namespace drops TCP-MD5 segments.
-const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs, or it sends none (segments dropped by the kernel)";
+/// Whether a session's last failure shows TCP segments passing both ways since (a
+/// refused OPEN, a reset, a close by the peer): then the namespace's TCP-MD5 drops are
+/// not this session's trouble, or no longer.
+fn tcp_got_through(f: Option<&cic_model::edge::SessionFailure>) -> bool {
+    use cic_model::edge::SessionFailure as F;
+    matches!(
+        f,
+        Some(
+            F::ConnectRefused
+                | F::ClosedBeforeOpen
+                | F::WrongAsn { .. }
+                | F::HoldTimeRefused { .. }
+                | F::OpenRefused { .. }
+                | F::PeerRefusedOpen { .. }
+                | F::PeerNotification { .. }
+        )
+    )
+}
 
-/// The sessions with a TCP-MD5 key that are not up (by peer key: the connection id, with
+/// What a connection's status says when its namespace drops TCP-MD5 segments.
+const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs from the connection's, or only one side has a key (segments dropped by the kernel)";
+
+/// The sessions that are not up (by peer key: the connection id, with
 /// `/ipv6` for its IPv6 session), in namespaces that dropped
 /// segments for TCP-MD5 within the last [`MD5_RECENT`]: a key mismatch, which the kernel
 /// keeps to itself (the session only looks like a peer that does not answer). The first
@@ -1082,12 +1103,19 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
             continue;
         };
         let status = i.status().borrow().clone();
-        // Each session with a key, by its peer key (a connection has one per family).
+        // Each session down, by its peer key (a connection has one per family). One
+        // without a key counts too (the customer's router may sign when we do not),
+        // but such a namespace is read at most every MD5_UNKEYED_EVERY: most down
+        // sessions have no key, and each read enters the namespace.
+        let keyed = ic
+            .connections
+            .iter()
+            .flat_map(|c| c.peerings.iter())
+            .any(|p| p.md5_key.is_some());
         let down: Vec<String> = ic
             .connections
             .iter()
             .flat_map(|c| c.peerings.iter().map(move |p| (c, p)))
-            .filter(|(_, p)| p.md5_key.is_some())
             .filter(|(c, p)| {
                 !status.peers.iter().any(|s| {
                     s.spec.name == c.id
@@ -1098,20 +1126,34 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
             .map(|(c, p)| instance::peer_key(&c.id, p.family()))
             .collect();
         if !down.is_empty() {
-            looked.push((id.clone(), i.ns.clone(), down));
+            let due = keyed
+                || st
+                    .md5_drops
+                    .get(id)
+                    .is_none_or(|e| e.read.elapsed() >= MD5_UNKEYED_EVERY);
+            looked.push((id.clone(), i.ns.clone(), down, due));
         }
     }
     let mut failing = BTreeSet::new();
-    for (id, ns, down) in looked {
-        let Ok(count) = netns::tcp_md5_drops(Some(&ns)) else {
-            continue;
-        };
-        let e = st.md5_drops.entry(id).or_insert((count, None));
-        if count > e.0 {
-            e.1 = Some(Instant::now());
+    for (id, ns, down, due) in looked {
+        if due && let Ok(count) = netns::tcp_md5_drops(Some(&ns)) {
+            let e = st.md5_drops.entry(id.clone()).or_insert(Md5Drops {
+                count,
+                rose: None,
+                read: Instant::now(),
+            });
+            if count > e.count {
+                e.rose = Some(Instant::now());
+            }
+            e.count = count;
+            e.read = Instant::now();
         }
-        e.0 = count;
-        if e.1.is_some_and(|t| t.elapsed() < MD5_RECENT) {
+        if st
+            .md5_drops
+            .get(&id)
+            .and_then(|e| e.rose)
+            .is_some_and(|t| t.elapsed() < MD5_RECENT)
+        {
             failing.extend(down);
         }
     }
@@ -1121,6 +1163,17 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
 /// How long a rise of the TCP-MD5 drops keeps a down session's error saying so (peers
 /// retry every few seconds; 120 s is BGP's usual connect retry).
 const MD5_RECENT: Duration = Duration::from_secs(150);
+
+/// How often the TCP-MD5 drops of a namespace whose sessions have no key are read.
+const MD5_UNKEYED_EVERY: Duration = Duration::from_secs(5);
+
+/// A namespace's TCP-MD5 drops at the last look, when they last rose, when looked at.
+#[derive(Debug, Clone, Copy)]
+struct Md5Drops {
+    count: u64,
+    rose: Option<Instant>,
+    read: Instant,
+}
 
 /// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
 fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {

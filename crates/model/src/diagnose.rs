@@ -195,7 +195,7 @@ fn step(ctx: &Context, facts: &SessionFacts) -> Diagnosis {
                 Step::Md5Mismatch,
                 format!(
                     "TCP segments from {} fail the TCP-MD5 check: the customer's router signs with \
-                     another key, or sends none",
+                     another key than the connection's, or only one side has a key",
                     ctx.peer_ip
                 ),
                 Some(
