@@ -1615,6 +1615,21 @@ fn an_frr_customer_router_on_cic_s_generated_config_carries_both_families() {
         ] {
             assert!(ping_ok(from, to), "{from} → {to} through FRR");
         }
+        // Failover with FRR as the customer's router: its cross-connect cut, then cut
+        // silently (blackholed, carrier up), both families move within a second.
+        for side in ["customer", "silent"] {
+            let o = cic(&["lab", "failover", "--runs", "1", "--side", side]);
+            assert!(
+                o.status.success(),
+                "cic lab failover --side {side} with FRR: {}\n{}",
+                text(&o),
+                frr.log()
+            );
+            let run = json_line(&o);
+            eprintln!("FRR, {side} cut: {run}");
+            failed_over(&run, &format!("the {side} cut with FRR"));
+            assert!(run.get("customerSessionKept").is_none(), "{run}");
+        }
         // Its import filter held: it accepted only the VPC prefixes.
         let bgp = frr.json("show bgp ipv4 unicast json").expect("bgp table");
         let nets: Vec<&String> = bgp["routes"]
@@ -1921,8 +1936,9 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
         mend(&restore);
 
         // 10. Up, and the router echoes a piece of the cloud's VPC prefix back.
-        let echo =
-            format!("{good}\nprotocol static cloud_echo {{ ipv4; route 10.128.0.0/25 blackhole; }}\n");
+        let echo = format!(
+            "{good}\nprotocol static cloud_echo {{ ipv4; route 10.128.0.0/25 blackhole; }}\n"
+        );
         load(&with_protocol(&echo, &proto, |b| {
             replace(
                 "export ",

@@ -66,7 +66,9 @@ pub struct Run {
     pub side: Side,
     /// The customer's BGP session with the cut PoP stayed Established throughout (the
     /// cloud side cut: what moved traffic away was the PoP withdrawing the VPC prefix).
-    pub customer_session_kept: bool,
+    /// Absent when the customer's router is not the lab's BIRD (the FRR variant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_session_kept: Option<bool>,
     /// Longest gap between replies after the cut.
     pub outage_ms: f64,
     pub lost_at_cut: u32,
@@ -285,6 +287,7 @@ pub fn once(side: Side) -> Result<Run> {
     let site = site_bird()?;
     let protocol = crate::customer_protocol_at(pop)?;
     let established = || site.protocol(&protocol).contains("Established");
+    let bird_answers = !site.protocol(&protocol).is_empty();
 
     let src6 = source6_through(pop)?;
     let flow6 = Flow::V6(src6.clone());
@@ -319,7 +322,7 @@ pub fn once(side: Side) -> Result<Run> {
     Ok(Run {
         pop: pop.id(),
         side,
-        customer_session_kept: kept,
+        customer_session_kept: bird_answers.then_some(kept),
         outage_ms: gap * 1000.0,
         lost_at_cut,
         lost_at_restore: outage(&back4).1,
