@@ -1146,7 +1146,7 @@ impl Instance {
                         };
                         if !by_rule.iter().any(|(r, _)| *r == no) {
                             let mut a = (*attrs).clone();
-                            actions.apply(&mut a);
+                            actions.apply(&mut a, self.params.local_asn);
                             let a = self.attrs.intern(a);
                             by_rule.push((no, self.path(peer, a)));
                         }

@@ -49,6 +49,8 @@ pub struct PrefixRule {
     pub community: Option<u32>,
     /// A large community (RFC 8092) the route must carry.
     pub large_community: Option<[u32; 3]>,
+    /// The other conditions: AS path, community patterns, a prefix list.
+    pub also: Matches,
     pub verdict: Verdict,
     /// What an accepting rule changes on the routes it accepts.
     pub set: Actions,
@@ -66,6 +68,177 @@ pub struct Actions {
     pub communities: Vec<u32>,
     /// Large communities added (once each).
     pub large_communities: Vec<[u32; 3]>,
+    /// Standard communities removed: those matching any pattern.
+    pub remove_communities: Vec<CommunityPattern>,
+    /// Large communities removed: those matching any pattern.
+    pub remove_large_communities: Vec<LargePattern>,
+    /// Our AS prepended this many times more (export only).
+    pub prepend: u8,
+    /// Private ASNs (RFC 6996) in the AS_PATH replaced by ours (export only), as
+    /// `remove-private-as replace-as` does.
+    pub replace_private_asns: bool,
+}
+
+/// A standard community, or a pattern of them: `65001:666`, `65001:*`, `*:666`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommunityPattern {
+    pub asn: Option<u16>,
+    pub value: Option<u16>,
+}
+
+impl CommunityPattern {
+    pub fn matches(&self, c: u32) -> bool {
+        self.asn.is_none_or(|a| u32::from(a) == c >> 16)
+            && self.value.is_none_or(|v| u32::from(v) == c & 0xffff)
+    }
+}
+
+/// A large community, or a pattern of them (`*` in any part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargePattern(pub [Option<u32>; 3]);
+
+impl LargePattern {
+    pub fn matches(&self, c: &[u32; 3]) -> bool {
+        self.0.iter().zip(c).all(|(p, v)| p.is_none_or(|p| p == *v))
+    }
+}
+
+/// An AS_PATH regular expression in the common (Cisco, FRR) syntax, matched against the
+/// path written as ASNs separated by spaces (a set's members as well): `_` is a
+/// delimiter (a space, the start or the end), `^` and `$` anchor, the rest is an
+/// ordinary regular expression (`.`, `*`, `+`, `?`, `[0-9]`, `(a|b)`).
+#[derive(Debug, Clone)]
+pub struct AsPathRegex {
+    pub source: String,
+    re: regex::Regex,
+}
+
+impl AsPathRegex {
+    /// Compiles `source`; the error says what is wrong with it.
+    pub fn new(source: &str) -> Result<AsPathRegex, String> {
+        let translated = source.replace('_', "(?:^|$| )");
+        let re = regex::RegexBuilder::new(&translated)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| match e {
+                regex::Error::Syntax(s) => s
+                    .lines()
+                    .last()
+                    .unwrap_or("not a regular expression")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                regex::Error::CompiledTooBig(_) => "too large".to_string(),
+                _ => "not a regular expression".to_string(),
+            })?;
+        Ok(AsPathRegex {
+            source: source.to_string(),
+            re,
+        })
+    }
+
+    pub fn matches(&self, a: &PathAttrs) -> bool {
+        let path: Vec<String> = a.path_asns().map(|n| n.to_string()).collect();
+        self.re.is_match(&path.join(" "))
+    }
+}
+
+impl PartialEq for AsPathRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+impl Eq for AsPathRegex {}
+
+/// A named list of prefixes, each with its `ge`/`le` range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixList {
+    pub name: String,
+    pub entries: Vec<(IpNet, Option<u8>, Option<u8>)>,
+}
+
+impl PrefixList {
+    pub fn matches(&self, n: &IpNet) -> bool {
+        self.entries
+            .iter()
+            .any(|(p, ge, le)| in_range(*p, *ge, *le, n))
+    }
+}
+
+/// `n` falls in `p` with a length in `ge..=le` (both default to `p`'s own length, so a
+/// bare prefix matches only itself; `ge` alone reaches the family's longest).
+fn in_range(p: IpNet, ge: Option<u8>, le: Option<u8>, n: &IpNet) -> bool {
+    let lo = ge.unwrap_or(p.prefix_len());
+    let hi = le.unwrap_or(if ge.is_some() { p.max_prefix_len() } else { lo });
+    p.contains(n) && (lo..=hi).contains(&n.prefix_len())
+}
+
+/// Conditions of a rule beyond its prefix and exact communities; all given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matches {
+    /// The AS_PATH holds this ASN somewhere.
+    pub as_path_contains: Option<u32>,
+    /// The route originated in this AS (the last of a path ending in a sequence).
+    pub origin_as: Option<u32>,
+    /// The AS_PATH's length (a set counts one) is at least / at most this.
+    pub as_path_min_len: Option<usize>,
+    pub as_path_max_len: Option<usize>,
+    pub as_path_regex: Option<AsPathRegex>,
+    /// A standard community matching this pattern is on the route.
+    pub community: Option<CommunityPattern>,
+    /// A large community matching this pattern is on the route.
+    pub large_community: Option<LargePattern>,
+    /// The prefix is in this list.
+    pub prefix_list: Option<PrefixList>,
+}
+
+impl Matches {
+    pub fn is_empty(&self) -> bool {
+        *self == Matches::default()
+    }
+
+    /// Whether `n` with `attrs` meets every condition given. An attribute condition
+    /// never matches a route without attributes.
+    pub fn matches(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
+        if self.prefix_list.as_ref().is_some_and(|l| !l.matches(n)) {
+            return false;
+        }
+        let needs_attrs = self.as_path_contains.is_some()
+            || self.origin_as.is_some()
+            || self.as_path_min_len.is_some()
+            || self.as_path_max_len.is_some()
+            || self.as_path_regex.is_some()
+            || self.community.is_some()
+            || self.large_community.is_some();
+        let Some(a) = attrs else {
+            return !needs_attrs;
+        };
+        self.as_path_contains
+            .is_none_or(|asn| a.path_asns().any(|x| x == asn))
+            && self.origin_as.is_none_or(|asn| origin_as(a) == Some(asn))
+            && self.as_path_min_len.is_none_or(|m| a.as_path_len() >= m)
+            && self.as_path_max_len.is_none_or(|m| a.as_path_len() <= m)
+            && self.as_path_regex.as_ref().is_none_or(|r| r.matches(a))
+            && self
+                .community
+                .is_none_or(|p| a.communities.iter().any(|c| p.matches(*c)))
+            && self
+                .large_community
+                .is_none_or(|p| a.large_communities.iter().any(|c| p.matches(c)))
+    }
+}
+
+/// The AS a route originated in: the last of its path when that ends in a sequence
+/// (an AS_SET at the end leaves it unknown, as RFC 6811 says for origin validation).
+pub fn origin_as(a: &PathAttrs) -> Option<u32> {
+    match a.as_path.last()? {
+        crate::wire::AsPathSegment::Sequence(v) => v.last().copied(),
+        crate::wire::AsPathSegment::Set(_) => None,
+    }
+}
+
+/// Private-use ASNs (RFC 6996).
+pub fn is_private_asn(asn: u32) -> bool {
+    (64512..=65534).contains(&asn) || (4_200_000_000..=4_294_967_294).contains(&asn)
 }
 
 impl Actions {
@@ -73,7 +246,25 @@ impl Actions {
         *self == Actions::default()
     }
 
-    pub fn apply(&self, a: &mut PathAttrs) {
+    /// Changes `a` as the rule says; `local_asn` is ours (for the prepend and the
+    /// private ASNs' replacement, which only export rules carry).
+    pub fn apply(&self, a: &mut PathAttrs, local_asn: u32) {
+        if self.replace_private_asns {
+            for seg in a.as_path.iter_mut() {
+                let (crate::wire::AsPathSegment::Sequence(v) | crate::wire::AsPathSegment::Set(v)) =
+                    seg;
+                for asn in v.iter_mut().filter(|x| is_private_asn(**x)) {
+                    *asn = local_asn;
+                }
+            }
+        }
+        for _ in 0..self.prepend {
+            a.prepend(local_asn);
+        }
+        a.communities
+            .retain(|c| !self.remove_communities.iter().any(|p| p.matches(*c)));
+        a.large_communities
+            .retain(|c| !self.remove_large_communities.iter().any(|p| p.matches(c)));
         if let Some(lp) = self.local_pref {
             a.local_pref = Some(lp);
         }
@@ -97,17 +288,11 @@ impl PrefixRule {
     /// Whether the route (`n` with `attrs`; none for a route without attributes of its
     /// own) matches. A community condition never matches a route without attributes.
     pub fn matches(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
-        self.prefix.is_none_or(|p| {
-            let lo = self.ge.unwrap_or(p.prefix_len());
-            let hi = self.le.unwrap_or(if self.ge.is_some() {
-                p.max_prefix_len()
-            } else {
-                lo
-            });
-            p.contains(n) && (lo..=hi).contains(&n.prefix_len())
-        }) && self
-            .community
-            .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
+        self.prefix.is_none_or(|p| in_range(p, self.ge, self.le, n))
+            && self.also.matches(n, attrs)
+            && self
+                .community
+                .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
             && self
                 .large_community
                 .is_none_or(|c| attrs.is_some_and(|a| a.large_communities.contains(&c)))
@@ -518,6 +703,7 @@ mod tests {
             le,
             community: None,
             large_community: None,
+            also: Default::default(),
             verdict: Verdict::Accept,
         };
         let exact = rule("10.0.0.0/8", None, None);
@@ -549,6 +735,7 @@ mod tests {
                 le: None,
                 community: None,
                 large_community: None,
+                also: Default::default(),
                 verdict: Verdict::Reject,
             }
         };
@@ -589,6 +776,7 @@ mod tests {
                     le: None,
                     community: None,
                     large_community: None,
+                    also: Default::default(),
                     verdict: Verdict::Reject,
                 },
                 PrefixRule {
@@ -598,6 +786,7 @@ mod tests {
                     le: Some(24),
                     community: None,
                     large_community: None,
+                    also: Default::default(),
                     verdict: Verdict::Accept,
                 },
             ],
@@ -634,5 +823,154 @@ mod tests {
             ),
             Err(Reject::Loop)
         );
+    }
+
+    fn tagged(segs: Vec<crate::wire::AsPathSegment>) -> PathAttrs {
+        PathAttrs {
+            as_path: segs,
+            communities: vec![65001 << 16 | 666, 65002 << 16 | 1],
+            large_communities: vec![[65001, 1, 2], [65003, 0, 7]],
+            ..Default::default()
+        }
+    }
+
+    fn seq(v: &[u32]) -> crate::wire::AsPathSegment {
+        crate::wire::AsPathSegment::Sequence(v.to_vec())
+    }
+
+    #[test]
+    fn as_path_conditions_match_what_route_servers_match() {
+        let n: IpNet = "10.0.0.0/24".parse().expect("prefix");
+        let a = tagged(vec![seq(&[65001, 174, 3356])]);
+        let m = |x: Matches| x.matches(&n, Some(&a));
+        assert!(m(Matches {
+            as_path_contains: Some(174),
+            ..Default::default()
+        }));
+        assert!(!m(Matches {
+            as_path_contains: Some(1299),
+            ..Default::default()
+        }));
+        assert!(m(Matches {
+            origin_as: Some(3356),
+            ..Default::default()
+        }));
+        assert!(!m(Matches {
+            origin_as: Some(174),
+            ..Default::default()
+        }));
+        assert!(m(Matches {
+            as_path_min_len: Some(3),
+            as_path_max_len: Some(3),
+            ..Default::default()
+        }));
+        assert!(!m(Matches {
+            as_path_max_len: Some(2),
+            ..Default::default()
+        }));
+        for (re, want) in [
+            ("^65001_", true),
+            ("_3356$", true),
+            ("_174_", true),
+            ("^174_", false),
+            ("_17_", false),
+            ("^65001_[0-9]+_3356$", true),
+            ("^$", false),
+            (".*", true),
+        ] {
+            let r = AsPathRegex::new(re).expect("regex");
+            assert_eq!(r.matches(&a), want, "{re}");
+        }
+        // Our own routes have an empty path.
+        assert!(
+            AsPathRegex::new("^$")
+                .expect("re")
+                .matches(&PathAttrs::default())
+        );
+        // An AS_SET at the end leaves the origin unknown (RFC 6811).
+        let set = tagged(vec![
+            seq(&[65001]),
+            crate::wire::AsPathSegment::Set(vec![1, 2]),
+        ]);
+        assert_eq!(origin_as(&set), None);
+        // No attributes, no match for a path condition.
+        assert!(
+            !Matches {
+                as_path_contains: Some(174),
+                ..Default::default()
+            }
+            .matches(&n, None)
+        );
+        assert!(AsPathRegex::new("(").is_err());
+    }
+
+    #[test]
+    fn community_patterns_and_prefix_lists_match() {
+        let a = tagged(vec![seq(&[65001])]);
+        let n: IpNet = "10.1.2.0/24".parse().expect("prefix");
+        let c = |asn, value| Matches {
+            community: Some(CommunityPattern { asn, value }),
+            ..Default::default()
+        };
+        assert!(c(Some(65001), None).matches(&n, Some(&a)));
+        assert!(c(None, Some(1)).matches(&n, Some(&a)));
+        assert!(!c(Some(65003), None).matches(&n, Some(&a)));
+        let l = |p: [Option<u32>; 3]| Matches {
+            large_community: Some(LargePattern(p)),
+            ..Default::default()
+        };
+        assert!(l([Some(65003), None, None]).matches(&n, Some(&a)));
+        assert!(!l([Some(65003), Some(1), None]).matches(&n, Some(&a)));
+        let list = PrefixList {
+            name: "customers".into(),
+            entries: vec![
+                ("10.0.0.0/8".parse().expect("p"), Some(16), Some(24)),
+                ("192.168.0.0/16".parse().expect("p"), None, None),
+            ],
+        };
+        assert!(list.matches(&n));
+        assert!(
+            !list.matches(&"10.0.0.0/8".parse().expect("p")),
+            "shorter than ge"
+        );
+        assert!(
+            !list.matches(&"10.1.2.0/25".parse().expect("p")),
+            "longer than le"
+        );
+        assert!(list.matches(&"192.168.0.0/16".parse().expect("p")));
+        assert!(
+            !list.matches(&"192.168.1.0/24".parse().expect("p")),
+            "a bare entry is exact"
+        );
+    }
+
+    #[test]
+    fn actions_remove_by_pattern_prepend_and_replace_private_asns() {
+        let mut a = tagged(vec![
+            seq(&[64999, 174, 65010]),
+            crate::wire::AsPathSegment::Set(vec![4_200_000_001, 3356]),
+        ]);
+        Actions {
+            remove_communities: vec![CommunityPattern {
+                asn: Some(65001),
+                value: None,
+            }],
+            remove_large_communities: vec![LargePattern([None, Some(0), None])],
+            prepend: 2,
+            replace_private_asns: true,
+            communities: vec![65001 << 16 | 9],
+            ..Default::default()
+        }
+        .apply(&mut a, 200350);
+        assert_eq!(
+            a.as_path,
+            vec![
+                seq(&[200350, 200350, 200350, 174, 200350]),
+                crate::wire::AsPathSegment::Set(vec![200350, 3356])
+            ]
+        );
+        // Removed first, then added: a rule can replace a community of the same AS.
+        assert_eq!(a.communities, vec![65002 << 16 | 1, 65001 << 16 | 9]);
+        assert_eq!(a.large_communities, vec![[65001, 1, 2]]);
     }
 }

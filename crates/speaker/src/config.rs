@@ -43,7 +43,10 @@ use std::time::Duration;
 
 use cic_bgp::fsm::{GrConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
-use cic_bgp::policy::{Actions, Export, Filter, NeighborPolicy, PrefixRule, Role, Verdict};
+use cic_bgp::policy::{
+    Actions, AsPathRegex, CommunityPattern, Export, Filter, LargePattern, Matches, NeighborPolicy,
+    PrefixList, PrefixRule, Role, Verdict,
+};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -86,6 +89,24 @@ pub struct File {
     pub originate: Vec<Originate>,
     #[serde(default)]
     pub policy: Vec<Policy>,
+    #[serde(default)]
+    pub prefix_list: Vec<PrefixListFile>,
+}
+
+/// A named list of prefixes that rules match with `prefix_list = "NAME"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixListFile {
+    pub name: String,
+    pub entry: Vec<PrefixEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixEntry {
+    pub prefix: IpNet,
+    pub ge: Option<u8>,
+    pub le: Option<u8>,
 }
 
 fn default_hold() -> u16 {
@@ -193,10 +214,24 @@ pub struct Rule {
     pub prefix: Option<IpNet>,
     pub ge: Option<u8>,
     pub le: Option<u8>,
-    /// A standard community the route must carry, "asn:value" (RFC 1997).
+    /// A standard community the route must carry, "asn:value" (RFC 1997); `*` for any
+    /// part ("65001:*").
     pub community: Option<String>,
-    /// A large community the route must carry, "global:local1:local2" (RFC 8092).
+    /// A large community the route must carry, "global:local1:local2" (RFC 8092); `*`
+    /// for any part.
     pub large_community: Option<String>,
+    /// The prefix is in this `[[prefix_list]]`.
+    pub prefix_list: Option<String>,
+    /// The AS_PATH holds this ASN.
+    pub as_path_contains: Option<u32>,
+    /// The route originated in this AS (the last of its AS_PATH).
+    pub origin_as: Option<u32>,
+    /// The AS_PATH is at least / at most this long (an AS_SET counts one).
+    pub as_path_min_length: Option<usize>,
+    pub as_path_max_length: Option<usize>,
+    /// The AS_PATH matches this regular expression in the common syntax ("^65001_",
+    /// "_65002$", "^$" for our own routes).
+    pub as_path_regex: Option<String>,
     /// "accept" or "reject".
     pub action: String,
     /// With "accept": LOCAL_PREF set on the routes the rule accepts (import: as we keep
@@ -210,6 +245,75 @@ pub struct Rule {
     /// With "accept": large communities added, "global:local1:local2".
     #[serde(default)]
     pub add_large_community: Vec<String>,
+    /// With "accept": standard communities removed, by value or pattern ("65001:*").
+    #[serde(default)]
+    pub remove_community: Vec<String>,
+    /// With "accept": large communities removed, by value or pattern ("65001:*:*").
+    #[serde(default)]
+    pub remove_large_community: Vec<String>,
+    /// With "accept", export only: our AS prepended this many times more (1–10).
+    #[serde(default)]
+    pub prepend: u8,
+    /// With "accept", export only: private ASNs (RFC 6996) in the AS_PATH replaced by ours.
+    #[serde(default)]
+    pub replace_private_asns: bool,
+}
+
+/// `ge` and `le` of `prefix` are lengths it can have (its own up to its family's
+/// longest), `ge` no more than `le`; `key` names them in the error.
+fn length_range(key: &str, prefix: IpNet, ge: Option<u8>, le: Option<u8>) -> Result<(), String> {
+    let (own, max) = (prefix.prefix_len(), prefix.max_prefix_len());
+    for (what, v) in [("ge", ge), ("le", le)] {
+        if let Some(v) = v
+            && !(own..=max).contains(&v)
+        {
+            return Err(format!(
+                "{key}.{what}: {v} is outside {own}..={max} (the prefix's length to {max})"
+            ));
+        }
+    }
+    if let (Some(ge), Some(le)) = (ge, le)
+        && ge > le
+    {
+        return Err(format!("{key}: ge {ge} is greater than le {le}"));
+    }
+    Ok(())
+}
+
+/// "65001:*" (or an exact community) as a pattern; `key` names it in the error.
+fn community_pattern(key: &str, text: &str) -> Result<CommunityPattern, String> {
+    let bad =
+        || format!("{key}: {text:?} is not a community \"asn:value\" (each 0–65535, or * for any)");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let part = |p: &str| -> Result<Option<u16>, String> {
+        match p {
+            "*" => Ok(None),
+            p => p.parse().map(Some).map_err(|_| bad()),
+        }
+    };
+    Ok(CommunityPattern {
+        asn: part(a)?,
+        value: part(b)?,
+    })
+}
+
+/// "65001:*:*" (or an exact large community) as a pattern; `key` names it in the error.
+fn large_pattern(key: &str, text: &str) -> Result<LargePattern, String> {
+    let bad = || {
+        format!(
+            "{key}: {text:?} is not a large community \"global:local1:local2\" (each 0–4294967295, or * for any)"
+        )
+    };
+    let parts: Vec<Option<u32>> = text
+        .split(':')
+        .map(|p| match p {
+            "*" => Ok(None),
+            p => p.parse().map(Some).map_err(|_| bad()),
+        })
+        .collect::<Result<_, _>>()?;
+    <[Option<u32>; 3]>::try_from(parts)
+        .map(LargePattern)
+        .map_err(|_| bad())
 }
 
 /// "65001:666" as the 32-bit community; `key` names it in the error.
@@ -323,6 +427,32 @@ impl Config {
             ));
         }
 
+        let mut lists: BTreeMap<String, PrefixList> = BTreeMap::new();
+        for (i, l) in f.prefix_list.iter().enumerate() {
+            let key = format!("prefix_list[{i}]");
+            if l.name.is_empty() {
+                return Err(format!("{key}.name: empty"));
+            }
+            if l.entry.is_empty() {
+                return Err(format!(
+                    "{key}.entry: a prefix list needs at least one entry"
+                ));
+            }
+            let mut entries = Vec::new();
+            for (j, e) in l.entry.iter().enumerate() {
+                let key = format!("{key}.entry[{j}]");
+                length_range(&key, e.prefix, e.ge, e.le)?;
+                entries.push((e.prefix.trunc(), e.ge, e.le));
+            }
+            let list = PrefixList {
+                name: l.name.clone(),
+                entries,
+            };
+            if lists.insert(l.name.clone(), list).is_some() {
+                return Err(format!("{key}.name: {:?} is defined twice", l.name));
+            }
+        }
+
         let mut policies: BTreeMap<String, Filter> = BTreeMap::new();
         for (i, p) in f.policy.iter().enumerate() {
             let key = format!("policy[{i}]");
@@ -336,30 +466,87 @@ impl Config {
             let mut rules = Vec::new();
             for (j, r) in p.rule.iter().enumerate() {
                 let key = format!("{key}.rule[{j}]");
-                if r.prefix.is_none() && r.community.is_none() && r.large_community.is_none() {
+                if r.prefix.is_none()
+                    && r.community.is_none()
+                    && r.large_community.is_none()
+                    && r.prefix_list.is_none()
+                    && r.as_path_contains.is_none()
+                    && r.origin_as.is_none()
+                    && r.as_path_min_length.is_none()
+                    && r.as_path_max_length.is_none()
+                    && r.as_path_regex.is_none()
+                {
                     return Err(format!(
-                        "{key}: give a prefix, a community or a large_community to match"
+                        "{key}: give something to match: prefix, prefix_list, community, large_community, as_path_contains, origin_as, as_path_min_length, as_path_max_length or as_path_regex"
                     ));
                 }
+                if r.prefix.is_some() && r.prefix_list.is_some() {
+                    return Err(format!(
+                        "{key}: prefix and prefix_list together; put the prefix in the list"
+                    ));
+                }
+                if let (Some(lo), Some(hi)) = (r.as_path_min_length, r.as_path_max_length)
+                    && lo > hi
+                {
+                    return Err(format!(
+                        "{key}: as_path_min_length {lo} is greater than as_path_max_length {hi}"
+                    ));
+                }
+                if r.prepend > 10 {
+                    return Err(format!(
+                        "{key}.prepend: {} is more than 10 (a longer path than that moves no traffic further)",
+                        r.prepend
+                    ));
+                }
+                let wild = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('*'));
+                let also = Matches {
+                    as_path_contains: r.as_path_contains,
+                    origin_as: r.origin_as,
+                    as_path_min_len: r.as_path_min_length,
+                    as_path_max_len: r.as_path_max_length,
+                    as_path_regex: r
+                        .as_path_regex
+                        .as_deref()
+                        .map(|re| {
+                            AsPathRegex::new(re)
+                                .map_err(|e| format!("{key}.as_path_regex: {re:?}: {e}"))
+                        })
+                        .transpose()?,
+                    community: r
+                        .community
+                        .as_deref()
+                        .filter(|_| wild(&r.community))
+                        .map(|c| community_pattern(&format!("{key}.community"), c))
+                        .transpose()?,
+                    large_community: r
+                        .large_community
+                        .as_deref()
+                        .filter(|_| wild(&r.large_community))
+                        .map(|c| large_pattern(&format!("{key}.large_community"), c))
+                        .transpose()?,
+                    prefix_list: r
+                        .prefix_list
+                        .as_deref()
+                        .map(|name| {
+                            lists.get(name).cloned().ok_or_else(|| {
+                                let known: Vec<&str> = lists.keys().map(String::as_str).collect();
+                                format!(
+                                    "{key}.prefix_list: no prefix list named {name:?}{}",
+                                    if known.is_empty() {
+                                        " (none is defined: add a [[prefix_list]])".to_string()
+                                    } else {
+                                        format!(" (prefix lists: {})", known.join(", "))
+                                    }
+                                )
+                            })
+                        })
+                        .transpose()?,
+                };
                 if r.prefix.is_none() && (r.ge.is_some() || r.le.is_some()) {
                     return Err(format!("{key}: ge and le need a prefix"));
                 }
                 if let Some(prefix) = r.prefix {
-                    let (own, max) = (prefix.prefix_len(), prefix.max_prefix_len());
-                    for (what, v) in [("ge", r.ge), ("le", r.le)] {
-                        if let Some(v) = v
-                            && !(own..=max).contains(&v)
-                        {
-                            return Err(format!(
-                                "{key}.{what}: {v} is outside {own}..={max} (the prefix's length to {max})"
-                            ));
-                        }
-                    }
-                }
-                if let (Some(ge), Some(le)) = (r.ge, r.le)
-                    && ge > le
-                {
-                    return Err(format!("{key}: ge {ge} is greater than le {le}"));
+                    length_range(&key, prefix, r.ge, r.le)?;
                 }
                 let set = Actions {
                     local_pref: r.set_local_pref,
@@ -378,11 +565,27 @@ impl Config {
                             large_community(&format!("{key}.add_large_community[{k}]"), c)
                         })
                         .collect::<Result<_, _>>()?,
+                    remove_communities: r
+                        .remove_community
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| community_pattern(&format!("{key}.remove_community[{k}]"), c))
+                        .collect::<Result<_, _>>()?,
+                    remove_large_communities: r
+                        .remove_large_community
+                        .iter()
+                        .enumerate()
+                        .map(|(k, c)| {
+                            large_pattern(&format!("{key}.remove_large_community[{k}]"), c)
+                        })
+                        .collect::<Result<_, _>>()?,
+                    prepend: r.prepend,
+                    replace_private_asns: r.replace_private_asns,
                 };
                 let verdict = verdict(&format!("{key}.action"), &r.action)?;
                 if verdict == Verdict::Reject && !set.is_empty() {
                     return Err(format!(
-                        "{key}: set_local_pref, set_med, add_community and add_large_community go with action = \"accept\""
+                        "{key}: set_local_pref, set_med, add_community, add_large_community, remove_community, remove_large_community, prepend and replace_private_asns go with action = \"accept\""
                     ));
                 }
                 rules.push(PrefixRule {
@@ -393,13 +596,16 @@ impl Config {
                     community: r
                         .community
                         .as_deref()
+                        .filter(|_| !wild(&r.community))
                         .map(|c| community(&format!("{key}.community"), c))
                         .transpose()?,
                     large_community: r
                         .large_community
                         .as_deref()
+                        .filter(|_| !wild(&r.large_community))
                         .map(|c| large_community(&format!("{key}.large_community"), c))
                         .transpose()?,
+                    also,
                     verdict,
                 });
             }
@@ -510,7 +716,21 @@ impl Config {
             let import = match n.import.as_str() {
                 "none" | "reject-all" => None,
                 "accept-all" => Some(Filter::accept_all()),
-                other => Some(named(other).map_err(|e| format!("{key}.import: {e}"))?),
+                other => {
+                    let f = named(other).map_err(|e| format!("{key}.import: {e}"))?;
+                    // Our AS on a path we receive would read as a loop.
+                    if let Some(i) = f
+                        .rules
+                        .iter()
+                        .position(|r| r.set.prepend > 0 || r.set.replace_private_asns)
+                    {
+                        return Err(format!(
+                            "{key}.import: policy {other:?} rule {} prepends or replaces private ASNs, which only an export policy may",
+                            i + 1
+                        ));
+                    }
+                    Some(f)
+                }
             };
             let export = match n.export.as_str() {
                 "none" => Export::Nothing,
@@ -838,7 +1058,7 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             ),
             (
                 format!("{base}[[policy]]\nname = \"p\"\nrule = [{{ action = \"reject\" }}]\n"),
-                "policy[0].rule[0]: give a prefix, a community or a large_community",
+                "policy[0].rule[0]: give something to match: prefix, prefix_list, community",
             ),
             (
                 format!(
@@ -894,13 +1114,55 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
                 format!(
                     "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"reject\", set_med = 5 }}]\n"
                 ),
-                "policy[0].rule[0]: set_local_pref, set_med, add_community and add_large_community go with action = \"accept\"",
+                "policy[0].rule[0]: set_local_pref, set_med, add_community, add_large_community, remove_community, remove_large_community, prepend and replace_private_asns go with action = \"accept\"",
             ),
             (
                 format!(
                     "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix = \"10.0.0.0/8\", action = \"accept\", add_community = [\"1:2\", \"x\"] }}]\n"
                 ),
                 "policy[0].rule[0].add_community[1]: \"x\" is not a community",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ as_path_regex = \"^(65001\", action = \"accept\" }}]\n"
+                ),
+                "policy[0].rule[0].as_path_regex: \"^(65001\": unclosed group",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ prefix_list = \"nope\", action = \"accept\" }}]\n"
+                ),
+                "policy[0].rule[0].prefix_list: no prefix list named \"nope\" (none is defined",
+            ),
+            (
+                format!(
+                    "{base}[[prefix_list]]\nname = \"l\"\nentry = [{{ prefix = \"10.0.0.0/8\", ge = 4 }}]\n"
+                ),
+                "prefix_list[0].entry[0].ge: 4 is outside 8..=32",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ as_path_min_length = 4, as_path_max_length = 2, action = \"accept\" }}]\n"
+                ),
+                "policy[0].rule[0]: as_path_min_length 4 is greater than as_path_max_length 2",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ origin_as = 1, action = \"accept\", remove_community = [\"65001:x\"] }}]\n"
+                ),
+                "policy[0].rule[0].remove_community[0]: \"65001:x\" is not a community",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ origin_as = 1, action = \"accept\", prepend = 11 }}]\n"
+                ),
+                "policy[0].rule[0].prepend: 11 is more than 10",
+            ),
+            (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ origin_as = 1, action = \"accept\" }}, {{ origin_as = 2, action = \"accept\", prepend = 1 }}]\n{nb}import = \"p\"\n"
+                ),
+                "neighbor[0].import: policy \"p\" rule 2 prepends or replaces private ASNs, which only an export policy may",
             ),
             (
                 format!("{base}max_prefix_action = \"shrug\"\n"),
@@ -938,7 +1200,62 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
                 med: Some(7),
                 communities: vec![65002 << 16 | 1],
                 large_communities: vec![[65002, 1, 2]],
+                ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn route_server_rules_read_every_key() {
+        let c = Config::parse(
+            "asn = 65002\nrouter_id = \"10.99.0.1\"\n\
+             [[prefix_list]]\nname = \"customers\"\nentry = [{ prefix = \"10.0.0.0/8\", ge = 16, le = 24 }, { prefix = \"192.168.0.0/16\" }]\n\
+             [[policy]]\nname = \"rs\"\nrule = [\n\
+               { community = \"65535:*\", action = \"reject\" },\n\
+               { large_community = \"65002:*:*\", as_path_regex = \"^65001_\", action = \"accept\", remove_large_community = [\"65002:*:*\"] },\n\
+               { prefix_list = \"customers\", as_path_contains = 174, origin_as = 3356, as_path_min_length = 2, as_path_max_length = 6, action = \"accept\", remove_community = [\"174:*\", \"*:666\"], prepend = 2, replace_private_asns = true },\n\
+             ]\n\
+             [[neighbor]]\naddress = \"10.99.1.1\"\nremote_asn = 65001\nexport = \"rs\"\n",
+        )
+        .expect("config");
+        let Export::Filter(f) = &c.neighbors[0].spec.policy.as_ref().expect("policy").export else {
+            panic!("an export filter");
+        };
+        assert_eq!(
+            f.rules[0].community, None,
+            "a pattern is not an exact community"
+        );
+        assert_eq!(
+            f.rules[0].also.community,
+            Some(CommunityPattern {
+                asn: Some(65535),
+                value: None
+            })
+        );
+        let r1 = &f.rules[1];
+        assert_eq!(
+            r1.also.large_community,
+            Some(LargePattern([Some(65002), None, None]))
+        );
+        assert_eq!(
+            r1.also.as_path_regex.as_ref().map(|r| r.source.as_str()),
+            Some("^65001_")
+        );
+        let r2 = &f.rules[2];
+        assert_eq!(
+            r2.also.prefix_list.as_ref().map(|l| l.entries.len()),
+            Some(2)
+        );
+        assert_eq!(
+            (
+                r2.also.as_path_contains,
+                r2.also.origin_as,
+                r2.also.as_path_min_len,
+                r2.also.as_path_max_len
+            ),
+            (Some(174), Some(3356), Some(2), Some(6))
+        );
+        assert_eq!(r2.set.remove_communities.len(), 2);
+        assert_eq!((r2.set.prepend, r2.set.replace_private_asns), (2, true));
     }
 }

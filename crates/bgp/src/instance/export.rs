@@ -924,7 +924,7 @@ impl Instance {
                 Some(match actions {
                     Some(x) => {
                         let mut a = (*out).clone();
-                        x.apply(&mut a);
+                        x.apply(&mut a, self.params.local_asn);
                         if !ibgp {
                             a.local_pref = None;
                         }

@@ -1433,6 +1433,7 @@ fn neighbors_are_sent_what_their_export_says_with_our_asn_and_next_hop() {
             le: Some(32),
             community: None,
             large_community: None,
+            also: Default::default(),
             verdict: policy::Verdict::Accept,
         }],
         default: policy::Verdict::Reject,
@@ -2172,6 +2173,7 @@ fn accepting_rules_set_attributes_on_import_and_export() {
         le: Some(24),
         community: None,
         large_community: None,
+        also: Default::default(),
         verdict: policy::Verdict::Accept,
         set,
     };
@@ -2233,6 +2235,77 @@ fn accepting_rules_set_attributes_on_import_and_export() {
     assert_eq!(sent2.local_pref, None, "not to an external neighbor");
     assert!(sent2.communities.contains(&(65002 << 16 | 9)));
     assert_eq!(sent2.as_path_len(), 2, "our AS, then the feed's");
+}
+
+/// Route-server style export rules: matched by an AS_PATH regex, the route goes out with
+/// our AS prepended twice more, its private ASNs replaced by ours and the feed's
+/// communities removed by pattern; a route the rule does not match goes out untouched.
+#[test]
+fn export_rules_match_the_as_path_and_prepend_replace_private_asns_and_remove_communities() {
+    let rule = policy::PrefixRule {
+        prefix: None,
+        ge: None,
+        le: None,
+        community: None,
+        large_community: None,
+        also: policy::Matches {
+            as_path_regex: Some(policy::AsPathRegex::new("_64512$").expect("regex")),
+            ..Default::default()
+        },
+        verdict: policy::Verdict::Accept,
+        set: policy::Actions {
+            prepend: 2,
+            replace_private_asns: true,
+            remove_communities: vec![policy::CommunityPattern {
+                asn: Some(174),
+                value: None,
+            }],
+            ..Default::default()
+        },
+    };
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        174,
+        Some(policy::Filter::accept_all()),
+        Export::Nothing,
+    ));
+    let out_peer = i.add_peer(neighbor(
+        "10.99.2.1",
+        3356,
+        None,
+        Export::Filter(policy::Filter {
+            name: "rs".into(),
+            rules: vec![rule],
+            default: policy::Verdict::Accept,
+        }),
+    ));
+    up(&mut i, feed, 174, "10.99.1.1");
+    up(&mut i, out_peer, 3356, "10.99.2.1");
+    let tagged = |path: &[u32], prefix: &str| {
+        let mut u = announce(path, "10.99.1.1", &[prefix]);
+        if let Some(a) = u.attrs.as_mut() {
+            a.communities = vec![174 << 16 | 1, 174 << 16 | 2, 65009 << 16 | 3];
+        }
+        u
+    };
+    let mut out = i.handle(Event::Update {
+        peer: feed,
+        update: tagged(&[174, 64512], "10.1.0.0/24"),
+    });
+    out.extend(i.handle(Event::Update {
+        peer: feed,
+        update: tagged(&[174], "10.2.0.0/24"),
+    }));
+    let matched = attrs_sent(&out, out_peer, "10.1.0.0/24").expect("sent");
+    assert_eq!(
+        matched.path_asns().collect::<Vec<_>>(),
+        vec![65002, 65002, 65002, 174, 65002]
+    );
+    assert_eq!(matched.communities, vec![65009 << 16 | 3]);
+    let other = attrs_sent(&out, out_peer, "10.2.0.0/24").expect("sent");
+    assert_eq!(other.path_asns().collect::<Vec<_>>(), vec![65002, 174]);
+    assert_eq!(other.communities.len(), 3);
 }
 
 // ---------------------------------------------------------------------------------------
