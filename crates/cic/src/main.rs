@@ -629,6 +629,67 @@ fn reload_server(argv: &[std::ffi::OsString]) -> Result<cic_server::Reloadable, 
     })
 }
 
+/// What `cic edge` was started with that only a restart changes, by flag name (the
+/// token shown only as given or not).
+fn edge_restart_settings(
+    ca_cert: &Option<std::path::PathBuf>,
+    log_format: &Option<String>,
+    a: &EdgeArgs,
+) -> Vec<(&'static str, String)> {
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    vec![
+        ("server", a.server.clone().unwrap_or_default()),
+        ("token", a.token.clone().unwrap_or_default()),
+        ("tls-cert", path(&a.tls_cert)),
+        ("tls-key", path(&a.tls_key)),
+        ("ca-cert", path(ca_cert)),
+        ("netns", a.netns.clone().unwrap_or_default()),
+        ("netns-prefix", a.netns_prefix.clone()),
+        ("report-every", a.report_every.to_string()),
+        (
+            "metrics-listen",
+            a.metrics_listen.map(|m| m.to_string()).unwrap_or_default(),
+        ),
+        ("state-dir", a.state_dir.clone()),
+        ("log-format", log_format.clone().unwrap_or_default()),
+    ]
+}
+
+/// SIGHUP of `cic edge`: `argv` and its config file read again; the log levels put in
+/// force; the settings that differ from `started_with` named (they wait for a restart).
+fn reload_edge(
+    argv: &[std::ffi::OsString],
+    started_with: &[(&'static str, String)],
+) -> Result<String, String> {
+    use clap::{CommandFactory, Parser};
+    let args = config_file::expand(&Cli::command(), argv.to_vec()).map_err(|e| format!("{e:#}"))?;
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let Cmd::Edge(a) = &cli.cmd else {
+        return Err("not an edge command line".into());
+    };
+    let now = edge_restart_settings(&cli.ca_cert, &cli.log_format, a);
+    let level = cli.log_level.as_deref().unwrap_or("info");
+    set_log_level(level)?;
+    let waiting: Vec<&str> = now
+        .iter()
+        .zip(started_with)
+        .filter(|(n, w)| n.1 != w.1)
+        .map(|(n, _)| n.0)
+        .collect();
+    Ok(if waiting.is_empty() {
+        format!("log level {level}")
+    } else {
+        format!(
+            "log level {level}; changed, in force after a restart: {}",
+            waiting.join(", ")
+        )
+    })
+}
+
 /// `cic server --check-config`: everything the server would read before serving, read.
 fn check_server_config(
     database: &str,
@@ -1027,6 +1088,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Edge(a) => {
             init_tracing();
+            let started_with = edge_restart_settings(&cli.ca_cert, &cli.log_format, &a);
             let server = a.server.unwrap_or(direct_server);
             let tls = cic_client::tls::ClientTls {
                 ca_cert: cli.ca_cert.clone(),
@@ -1056,7 +1118,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics_listen: a.metrics_listen,
                 state_dir: (a.state_dir != "none").then(|| a.state_dir.into()),
             };
+            // SIGHUP reads the command line and config file again: log levels change
+            // now; a change to what the agent was started with is named, for a restart.
+            // (Its certificate files are read again whenever they change.) Handled
+            // before anything else starts, so no SIGHUP ends the agent.
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
             let agent = cic_edge::Agent::new(opts).await?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match reload_edge(&argv, &started_with) {
+                        Ok(done) => tracing::info!("config reloaded: {done}"),
+                        Err(e) => tracing::warn!("config not reloaded, nothing changed: {e}"),
+                    }
+                }
+            });
             agent.run(shutdown_signal()).await;
             Ok(())
         }

@@ -480,3 +480,87 @@ async fn sighup_reads_the_config_file_again_and_a_broken_one_changes_nothing() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// SIGHUP of `cic edge`: the log levels of its file in force at once, a change to what
+/// only a restart changes named, and a broken file refused with nothing changed.
+#[test]
+fn an_edge_reloads_its_log_levels_on_sighup_and_names_what_waits_for_a_restart() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var("CIC_REQUIRE_ROOT").is_err(),
+            "edge SIGHUP: needs root (the agent probes the kernel in a namespace)"
+        );
+        eprintln!("edge SIGHUP: skipped, needs root");
+        return;
+    }
+    let d = dir("edge-hup");
+    let f = d.join("edge.toml");
+    let write = |server: &str, level: &str| {
+        std::fs::write(
+            &f,
+            format!(
+                "server = \"{server}\"\ntoken = \"t\"\nstate-dir = \"{sd}\"\nnetns-prefix = \"cicop-\"\nlog-level = \"{level}\"\n",
+                sd = s(&d.join("state")),
+            ),
+        )
+        .expect("write");
+    };
+    // A server that is not there: the agent retries, logging at debug what it retries.
+    write("http://127.0.0.1:9", "info");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cic"))
+        .args(["edge", "--config", s(&f)])
+        .env_remove("RUST_LOG")
+        .env_remove("CIC_SERVER")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic edge");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+        if l.contains(what) {
+            return l;
+        }
+    };
+    wait_for("kernel probed");
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP")
+    };
+    // At info nothing of the retries shows; a broken file changes nothing.
+    std::fs::write(&f, "report-every = \"often\"\n").expect("write");
+    hup();
+    let e = wait_for("config not reloaded");
+    assert!(e.contains("report-every"), "{e}");
+    // Debug from the file, and another server: the level at once, the server named.
+    write("http://127.0.0.1:10", "debug");
+    hup();
+    let ok = wait_for("config reloaded");
+    assert!(
+        ok.contains("log level debug; changed, in force after a restart: server"),
+        "{ok}"
+    );
+    // The looking glass's retries are logged at debug only; the agent still asks the
+    // server it was started with.
+    let debug = wait_for("looking glass:");
+    assert!(
+        debug.contains("DEBUG") && debug.contains("127.0.0.1:9/"),
+        "{debug}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
