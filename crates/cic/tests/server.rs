@@ -290,6 +290,40 @@ async fn the_cli_drives_tenancy_and_routing_instance_methods() {
     let (code, ops) = ann(&["routing-instance", "list-operations", &ri]);
     assert_eq!(code, 0, "{ops}");
     assert_eq!(ops["operations"].as_array().map(|a| a.len()), Some(2));
+    // The verbs every resource shares: get, list in a folder, move (an operation the
+    // CLI waits for), and the catalogue's list and get.
+    let (code, got) = ann(&["routing-instance", "get", &ri]);
+    assert_eq!((code, got["name"].as_str()), (0, Some("r1")), "{got}");
+    let (code, listed) = ann(&["routing-instance", "list", "--folder", "f1"]);
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["routingInstances"][0]["id"], ri.as_str(), "{listed}");
+    assert_eq!(
+        admin(&["folder", "create", "--id", "f9", "--name", "other"]).0,
+        0
+    );
+    let (code, moved) = admin(&[
+        "routing-instance",
+        "move",
+        &ri,
+        "--destination-folder",
+        "f9",
+    ]);
+    assert_eq!(code, 0, "{moved}");
+    let (_, got) = admin(&["routing-instance", "get", &ri]);
+    assert_eq!(got["folderId"], "f9", "{got}");
+    let (code, _) = ann(&["routing-instance", "get", &ri]);
+    assert_eq!(code, 3, "moved out of ann's folder");
+    let (_, _) = admin(&[
+        "routing-instance",
+        "move",
+        &ri,
+        "--destination-folder",
+        "f1",
+    ]);
+    let (code, pops) = admin(&["pop", "list"]);
+    assert_eq!(code, 0, "{pops}");
+    let (code, missing) = admin(&["pop", "get", "no-such-pop"]);
+    assert_eq!(code, 3, "{missing}");
     // Refused requests exit 3 and change nothing.
     let (code, msg) = ann(&[
         "routing-instance",

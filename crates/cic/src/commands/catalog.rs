@@ -13,17 +13,14 @@ pub enum PopCmd {
         #[arg(long, default_value = "")]
         address: String,
     },
-    /// List points of presence (a table; --format json|yaml for scripts).
-    List,
-    /// Show one point of presence.
-    Get { id: String },
-    /// Delete a point of presence.
-    Delete { id: String },
+    #[command(flatten)]
+    Common(CatalogVerbs<Pops>),
 }
 
 impl PopCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         match self {
+            PopCmd::Common(v) => return v.run(api, out).await,
             PopCmd::Create { id, name, address } => {
                 let v = api
                     .call(
@@ -38,24 +35,6 @@ impl PopCmd {
                         v["id"].as_str().unwrap_or("?")
                     )
                 });
-            }
-            PopCmd::List => {
-                let v = api.get("/cic/v1/pointOfPresences").await?;
-                out.print(&v, |v| table(v, &["id", "name", "locationAddress"]));
-            }
-            PopCmd::Get { id } => {
-                let v = api.get(&format!("/cic/v1/pointOfPresences/{id}")).await?;
-                out.print(&v, pretty);
-            }
-            PopCmd::Delete { id } => {
-                let v = api
-                    .call(
-                        Method::DELETE,
-                        &format!("/cic/v1/pointOfPresences/{id}"),
-                        None,
-                    )
-                    .await?;
-                out.print(&v, |_| format!("point of presence {id} deleted"));
             }
         }
         Ok(())
@@ -130,18 +109,14 @@ pub enum EdgeRouterCmd {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
-    /// List edge routers (a table; --format json|yaml for scripts).
-    List,
-    /// Show one edge router.
-    Get { id: String },
+    #[command(flatten)]
+    Common(CatalogVerbs<EdgeRouters>),
     /// The desired config the edge is given now.
     Config { id: String },
     /// Drain for maintenance: its sessions send every route with GRACEFUL_SHUTDOWN.
     Drain { id: String },
     /// End a drain.
     Undrain { id: String },
-    /// Delete a edge router.
-    Delete { id: String },
     /// What the fabric must build per routing instance on this edge.
     FabricAttachments { id: String },
 }
@@ -149,6 +124,7 @@ pub enum EdgeRouterCmd {
 impl EdgeRouterCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         match self {
+            EdgeRouterCmd::Common(v) => return v.run(api, out).await,
             EdgeRouterCmd::Create {
                 name,
                 pop,
@@ -271,13 +247,6 @@ impl EdgeRouterCmd {
                 )
                 .await?;
             }
-            EdgeRouterCmd::List => {
-                let v = api.get("/cic/v1/edges").await?;
-                out.print(&v, |v| table(v, TRUNK_COLUMNS));
-            }
-            EdgeRouterCmd::Get { id } => {
-                out.print(&api.get(&format!("/cic/v1/edges/{id}")).await?, pretty)
-            }
             EdgeRouterCmd::Config { id } => {
                 let v = api.get(&format!("/cic/v1/edges/{id}/config")).await?;
                 out.print(&v, pretty);
@@ -295,12 +264,6 @@ impl EdgeRouterCmd {
                     .call(Method::POST, &format!("/cic/v1/edges/{id}:undrain"), None)
                     .await?;
                 out.print(&v, |_| format!("edge {id} no longer drained"));
-            }
-            EdgeRouterCmd::Delete { id } => {
-                let v = api
-                    .call(Method::DELETE, &format!("/cic/v1/edges/{id}"), None)
-                    .await?;
-                out.print(&v, |_| format!("edge {id} deleted"));
             }
             EdgeRouterCmd::FabricAttachments { id } => out.print(
                 &api.get(&format!("/cic/v1/edges/{id}/fabricAttachments"))

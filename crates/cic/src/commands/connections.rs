@@ -41,16 +41,8 @@ pub enum ConnectionCmd {
         #[arg(long = "static-route")]
         static_routes: Vec<String>,
     },
-    /// List private connections (a table; --format json|yaml for scripts).
-    List {
-        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
-        #[arg(long, visible_alias = "folder-id")]
-        folder: Option<String>,
-    },
-    /// Show one private connection.
-    Get { id: String },
-    /// Delete a private connection.
-    Delete { id: String },
+    #[command(flatten)]
+    Common(FolderVerbs<PrivateConnections>),
     /// Change trunk, VLAN, name, description or the session's TCP-MD5 key.
     Update {
         id: String,
@@ -70,14 +62,6 @@ pub enum ConnectionCmd {
         #[arg(long, hide_env_values = true)]
         ipv6_md5_key: Option<String>,
     },
-    /// Move a private connection to another folder.
-    Move {
-        id: String,
-        #[arg(long)]
-        destination_folder: String,
-    },
-    /// The operations on a private connection, newest first.
-    ListOperations { id: String },
     /// The looking glass: received (with why each refused route was), accepted or
     /// advertised routes of the session.
     Routes {
@@ -388,22 +372,6 @@ impl ConnectionCmd {
                 )
                 .await
             }
-            ConnectionCmd::Move {
-                id,
-                destination_folder,
-            } => {
-                move_to(
-                    api,
-                    out,
-                    &format!("{BASE}/{id}"),
-                    &destination_folder,
-                    "private connection moved",
-                )
-                .await
-            }
-            ConnectionCmd::ListOperations { id } => {
-                list_operations(api, out, &format!("{BASE}/{id}")).await
-            }
             ConnectionCmd::StartBgpFailoverTest {
                 id,
                 duration_seconds,
@@ -441,6 +409,7 @@ impl ConnectionCmd {
                 });
                 Ok(())
             }
+            ConnectionCmd::Common(v) => v.run(api, out).await,
             ConnectionCmd::Diagnose { id, family } => {
                 let family = family.map(|f| format!("?family={f}")).unwrap_or_default();
                 let v = api.get(&format!("{BASE}/{id}:diagnose{family}")).await?;
@@ -527,27 +496,6 @@ impl ConnectionCmd {
                     "/cic/v1/privateConnections",
                     Some(body),
                     "private connection",
-                )
-                .await
-            }
-            ConnectionCmd::List { folder } => {
-                let q = out.folder_query(folder);
-                let v = api.get(&format!("/cic/v1/privateConnections{q}")).await?;
-                out.print(&v, |v| table(v, CONNECTION_COLUMNS));
-                Ok(())
-            }
-            ConnectionCmd::Get { id } => {
-                let v = api.get(&format!("/cic/v1/privateConnections/{id}")).await?;
-                out.print(&v, |c| format!("{}\n{}", pretty(c), session_line(c)));
-                Ok(())
-            }
-            ConnectionCmd::Delete { id } => {
-                out.mutate(
-                    api,
-                    Method::DELETE,
-                    &format!("/cic/v1/privateConnections/{id}"),
-                    None,
-                    "private connection deleted",
                 )
                 .await
             }

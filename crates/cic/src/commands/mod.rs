@@ -9,6 +9,7 @@ mod public;
 mod routing;
 mod tenancy;
 mod trunks;
+mod verbs;
 
 pub use catalog::*;
 pub use connections::*;
@@ -17,6 +18,7 @@ pub use public::*;
 pub use routing::*;
 pub use tenancy::*;
 pub use trunks::*;
+pub use verbs::*;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -260,28 +262,6 @@ async fn list_operations(api: &Api, out: &Output, path: &str) -> Result<()> {
             .collect::<Vec<_>>()
             .join("\n")
     });
-    Ok(())
-}
-
-async fn move_to(api: &Api, out: &Output, path: &str, folder: &str, what: &str) -> Result<()> {
-    out.mutate(
-        api,
-        Method::POST,
-        &format!("{path}:move"),
-        Some(json!({"destinationFolderId": folder})),
-        what,
-    )
-    .await
-}
-
-async fn show_one(api: &Api, out: &Output, path: &str) -> Result<()> {
-    out.print(&api.get(path).await?, pretty);
-    Ok(())
-}
-
-async fn delete_now(api: &Api, out: &Output, path: &str, what: &str) -> Result<()> {
-    let v = api.call(Method::DELETE, path, None).await?;
-    out.print(&v, |_| format!("{what} deleted"));
     Ok(())
 }
 

@@ -33,29 +33,15 @@ pub enum PublicConnectionCmd {
         #[arg(long = "ipv6-announced-prefix", requires = "ipv6_peering")]
         announced6: Vec<String>,
     },
-    /// List public connections (a table; --format json|yaml for scripts).
-    List {
-        #[arg(long, visible_alias = "folder-id")]
-        folder: Option<String>,
-    },
-    /// Show one public connection.
-    Get { id: String },
-    /// Delete a public connection (operator).
-    Delete { id: String },
-    /// Move a public connection to another folder.
-    Move {
-        id: String,
-        #[arg(long)]
-        destination_folder: String,
-    },
-    /// The operations on a public connection, newest first.
-    ListOperations { id: String },
+    #[command(flatten)]
+    Common(FolderVerbs<PublicConnections>),
 }
 
 impl PublicConnectionCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         const BASE: &str = "/cic/v1/publicConnections";
         match self {
+            PublicConnectionCmd::Common(v) => v.run(api, out).await,
             PublicConnectionCmd::Create {
                 folder,
                 name,
@@ -80,40 +66,6 @@ impl PublicConnectionCmd {
                 out.mutate(api, Method::POST, BASE, Some(body), "public connection")
                     .await
             }
-            PublicConnectionCmd::List { folder } => {
-                let v = api
-                    .get(&format!("{BASE}{}", out.folder_query(folder)))
-                    .await?;
-                out.print(&v, |v| table(v, PUBLIC_COLUMNS));
-                Ok(())
-            }
-            PublicConnectionCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
-            PublicConnectionCmd::Delete { id } => {
-                out.mutate(
-                    api,
-                    Method::DELETE,
-                    &format!("{BASE}/{id}"),
-                    None,
-                    "public connection deleted",
-                )
-                .await
-            }
-            PublicConnectionCmd::Move {
-                id,
-                destination_folder,
-            } => {
-                move_to(
-                    api,
-                    out,
-                    &format!("{BASE}/{id}"),
-                    &destination_folder,
-                    "public connection moved",
-                )
-                .await
-            }
-            PublicConnectionCmd::ListOperations { id } => {
-                list_operations(api, out, &format!("{BASE}/{id}")).await
-            }
         }
     }
 }
@@ -132,12 +84,8 @@ pub enum PartnerCmd {
         #[arg(long = "joint")]
         joints: Vec<String>,
     },
-    /// List partners (a table; --format json|yaml for scripts).
-    List,
-    /// Show one partner.
-    Get { id: String },
-    /// Remove a partner (operator).
-    Delete { id: String },
+    #[command(flatten)]
+    Common(CatalogVerbs<Partners>),
 }
 
 /// `pop=…,edge=…,port=…` → a partner's joint.
@@ -165,6 +113,7 @@ impl PartnerCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         const BASE: &str = "/cic/v1/partners";
         match self {
+            PartnerCmd::Common(v) => v.run(api, out).await,
             PartnerCmd::Create {
                 id,
                 name,
@@ -190,15 +139,6 @@ impl PartnerCmd {
                 out.print(&v, |_| format!("partner {id} added"));
                 Ok(())
             }
-            PartnerCmd::List => {
-                let v = api.get(BASE).await?;
-                out.print(&v, |v| table(v, &["id", "name", "url", "status"]));
-                Ok(())
-            }
-            PartnerCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
-            PartnerCmd::Delete { id } => {
-                delete_now(api, out, &format!("{BASE}/{id}"), &format!("partner {id}")).await
-            }
         }
     }
 }
@@ -216,18 +156,15 @@ pub enum CloudServiceCmd {
         #[arg(long = "prefix", required = true)]
         prefixes: Vec<String>,
     },
-    /// List cloud services (a table; --format json|yaml for scripts).
-    List,
-    /// Show one cloud service.
-    Get { id: String },
-    /// Remove a service (operator).
-    Delete { id: String },
+    #[command(flatten)]
+    Common(CatalogVerbs<CloudServices>),
 }
 
 impl CloudServiceCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         const BASE: &str = "/cic/v1/cloudServices";
         match self {
+            CloudServiceCmd::Common(v) => v.run(api, out).await,
             CloudServiceCmd::Create { id, name, prefixes } => {
                 let v = api
                     .call(
@@ -238,21 +175,6 @@ impl CloudServiceCmd {
                     .await?;
                 out.print(&v, |_| format!("cloud service {id} added"));
                 Ok(())
-            }
-            CloudServiceCmd::List => {
-                let v = api.get(BASE).await?;
-                out.print(&v, |v| table(v, &["id", "name", "prefixes"]));
-                Ok(())
-            }
-            CloudServiceCmd::Get { id } => show_one(api, out, &format!("{BASE}/{id}")).await,
-            CloudServiceCmd::Delete { id } => {
-                delete_now(
-                    api,
-                    out,
-                    &format!("{BASE}/{id}"),
-                    &format!("cloud service {id}"),
-                )
-                .await
             }
         }
     }

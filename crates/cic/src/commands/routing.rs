@@ -26,16 +26,8 @@ pub enum RoutingInstanceCmd {
         #[arg(long = "connection")]
         connections: Vec<String>,
     },
-    /// List routing instances (a table; --format json|yaml for scripts).
-    List {
-        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
-        #[arg(long, visible_alias = "folder-id")]
-        folder: Option<String>,
-    },
-    /// Show one routing instance.
-    Get { id: String },
-    /// Delete a routing instance.
-    Delete { id: String },
+    #[command(flatten)]
+    Common(FolderVerbs<RoutingInstances>),
     /// Name, description, deletion protection.
     Update {
         id: String,
@@ -91,14 +83,6 @@ pub enum RoutingInstanceCmd {
         #[command(flatten)]
         args: super::connections::RouterConfigArgs,
     },
-    /// Move a routing instance to another folder.
-    Move {
-        id: String,
-        #[arg(long)]
-        destination_folder: String,
-    },
-    /// The operations on a routing instance, newest first.
-    ListOperations { id: String },
 }
 
 /// `ZONE=PREFIX` arguments grouped by zone.
@@ -244,22 +228,7 @@ impl RoutingInstanceCmd {
                 );
                 Ok(())
             }
-            RoutingInstanceCmd::Move {
-                id,
-                destination_folder,
-            } => {
-                move_to(
-                    api,
-                    out,
-                    &format!("{BASE}/{id}"),
-                    &destination_folder,
-                    "routing instance moved",
-                )
-                .await
-            }
-            RoutingInstanceCmd::ListOperations { id } => {
-                list_operations(api, out, &format!("{BASE}/{id}")).await
-            }
+            RoutingInstanceCmd::Common(v) => v.run(api, out).await,
             RoutingInstanceCmd::Create {
                 folder,
                 name,
@@ -286,16 +255,6 @@ impl RoutingInstanceCmd {
                 )
                 .await
             }
-            RoutingInstanceCmd::List { folder } => {
-                let q = out.folder_query(folder);
-                let v = api
-                    .get(&format!("/cloudrouter/v1/routingInstances{q}"))
-                    .await?;
-                out.print(&v, |v| {
-                    table(v, &["id", "name", "status", "deletionProtection"])
-                });
-                Ok(())
-            }
             RoutingInstanceCmd::BatchGet { ids } => {
                 batch_get(
                     api,
@@ -304,24 +263,6 @@ impl RoutingInstanceCmd {
                     "routingInstanceIds",
                     &ids,
                     &["id", "name", "status", "deletionProtection"],
-                )
-                .await
-            }
-            RoutingInstanceCmd::Get { id } => {
-                out.print(
-                    &api.get(&format!("/cloudrouter/v1/routingInstances/{id}"))
-                        .await?,
-                    pretty,
-                );
-                Ok(())
-            }
-            RoutingInstanceCmd::Delete { id } => {
-                out.mutate(
-                    api,
-                    Method::DELETE,
-                    &format!("/cloudrouter/v1/routingInstances/{id}"),
-                    None,
-                    "routing instance deleted",
                 )
                 .await
             }

@@ -74,45 +74,14 @@ pub enum TrunkCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// List trunk connections (a table; --format json|yaml for scripts).
-    List {
-        /// The folder [default: CIC_FOLDER, else the profile's, else every folder you see].
-        #[arg(long, visible_alias = "folder-id")]
-        folder: Option<String>,
-    },
-    /// Show one trunk connection.
-    Get { id: String },
-    /// Delete a trunk connection.
-    Delete { id: String },
-    /// Move a trunk connection to another folder.
-    Move {
-        id: String,
-        #[arg(long)]
-        destination_folder: String,
-    },
-    /// The operations on a trunk connection, newest first.
-    ListOperations { id: String },
+    #[command(flatten)]
+    Common(FolderVerbs<Trunks>),
 }
 
 impl TrunkCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         match self {
-            TrunkCmd::Move {
-                id,
-                destination_folder,
-            } => {
-                return move_to(
-                    api,
-                    out,
-                    &format!("/cic/v1/trunkConnections/{id}"),
-                    &destination_folder,
-                    "trunk connection moved",
-                )
-                .await;
-            }
-            TrunkCmd::ListOperations { id } => {
-                return list_operations(api, out, &format!("/cic/v1/trunkConnections/{id}")).await;
-            }
+            TrunkCmd::Common(v) => v.run(api, out).await,
             TrunkCmd::ListPrivateConnections { id } => {
                 let v = api
                     .get(&format!("/cic/v1/trunkConnections/{id}/privateConnections"))
@@ -198,41 +167,6 @@ impl TrunkCmd {
                     "/cic/v1/trunkConnections",
                     Some(body),
                     "trunk connection",
-                )
-                .await
-            }
-            TrunkCmd::List { folder } => {
-                let q = out.folder_query(folder);
-                let v = api.get(&format!("/cic/v1/trunkConnections{q}")).await?;
-                out.print(&v, |v| {
-                    table(
-                        v,
-                        &[
-                            "id",
-                            "name",
-                            "pointOfPresenceId",
-                            "capacity",
-                            "edgeId",
-                            "status",
-                        ],
-                    )
-                });
-                Ok(())
-            }
-            TrunkCmd::Get { id } => {
-                out.print(
-                    &api.get(&format!("/cic/v1/trunkConnections/{id}")).await?,
-                    pretty,
-                );
-                Ok(())
-            }
-            TrunkCmd::Delete { id } => {
-                out.mutate(
-                    api,
-                    Method::DELETE,
-                    &format!("/cic/v1/trunkConnections/{id}"),
-                    None,
-                    "trunk connection deleted",
                 )
                 .await
             }
