@@ -370,6 +370,8 @@ pub struct Instance {
     attrs: Interner,
     /// Restarting: route selection is deferred, nothing is sent (see `InstanceParams`).
     deferring: bool,
+    /// The RPKI data in force (`None`: no cache has synced).
+    vrps: Option<Arc<crate::rpki::Vrps>>,
 }
 
 /// Prefixes whose routes a change touched (or that are to be looked at again): sorted,
@@ -447,6 +449,7 @@ impl Instance {
     pub fn new(params: InstanceParams) -> Self {
         Instance {
             deferring: params.restarting,
+            vrps: None,
             params,
             peers: BTreeMap::new(),
             next_peer: 1,
@@ -841,6 +844,68 @@ impl Instance {
         self.apply(touched)
     }
 
+    /// New RPKI data (`None`: no cache synced any more): the routes of every neighbor
+    /// whose import filter looks at origin validation are judged again, as received.
+    pub fn set_vrps(&mut self, vrps: Option<Arc<crate::rpki::Vrps>>) -> Vec<Action> {
+        self.vrps = vrps;
+        let mut touched = BTreeSet::new();
+        let ids: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.spec
+                    .policy
+                    .as_ref()
+                    .and_then(|x| x.import.as_ref())
+                    .is_some_and(|f| f.uses_rpki())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
+                .adj_in
+                .received(&self.rib, id)
+                .into_iter()
+                .map(|(n, a, _)| (n, a.clone()))
+                .collect();
+            for (n, attrs) in received {
+                let verdict = self.judge(id, &n, &attrs);
+                // An accepting rule's changes, as on receipt.
+                let changed = self.peers[&id]
+                    .spec
+                    .policy
+                    .clone()
+                    .and_then(|x| {
+                        let f = x.import.as_ref()?;
+                        let (_, a) = f.actions_with(&n, Some(&attrs), self.validity(&n, &attrs))?;
+                        let mut c = (*attrs).clone();
+                        a.apply(&mut c, self.params.local_asn);
+                        Some(c)
+                    })
+                    .filter(|_| verdict.is_ok());
+                let attrs = match changed {
+                    Some(c) => self.attrs.intern(c),
+                    None => attrs,
+                };
+                let path = self.path(id, attrs);
+                let Instance { peers, rib, .. } = self;
+                if let Some(p) = peers.get_mut(&id) {
+                    p.adj_in.receive(rib, id, n, &path, verdict);
+                }
+                touched.insert(n);
+            }
+        }
+        self.apply(touched)
+    }
+
+    /// A route's origin validation state by the RPKI data in force (`None`: no cache has
+    /// synced).
+    pub fn validity(&self, n: &IpNet, attrs: &PathAttrs) -> Option<crate::rpki::Validity> {
+        self.vrps
+            .as_ref()
+            .map(|v| v.validate(n, policy::origin_as(attrs)))
+    }
+
     pub fn set_vpc_prefixes(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {
         let mut touched: BTreeSet<IpNet> = self.params.vpc_prefixes.iter().copied().collect();
         touched.extend(prefixes.iter().copied());
@@ -1139,8 +1204,14 @@ impl Instance {
                     && let Some(filter) = &policy.import
                 {
                     for (n, verdict) in u.nlri.iter().zip(&v) {
-                        let Some((no, actions)) =
-                            filter.actions(n, Some(&attrs)).filter(|_| verdict.is_ok())
+                        let rpki = self
+                            .vrps
+                            .as_ref()
+                            .filter(|_| filter.uses_rpki())
+                            .map(|v| v.validate(n, policy::origin_as(&attrs)));
+                        let Some((no, actions)) = filter
+                            .actions_with(n, Some(&attrs), rpki)
+                            .filter(|_| verdict.is_ok())
                         else {
                             continue;
                         };
@@ -1246,6 +1317,7 @@ impl Instance {
             vpc_prefixes: &self.params.vpc_prefixes,
             accept_only: self.params.accept_only.as_deref(),
             filter: p.spec.policy.as_ref().and_then(|x| x.import.as_ref()),
+            vrps: self.vrps.as_deref(),
         };
         policy::import(&cx, n, attrs)
     }

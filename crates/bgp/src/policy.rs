@@ -189,6 +189,9 @@ pub struct Matches {
     pub large_community: Option<LargePattern>,
     /// The prefix is in this list.
     pub prefix_list: Option<PrefixList>,
+    /// The route's origin validation state (RFC 6811) is this. Matches nothing while no
+    /// RPKI cache has synced: nothing is judged by data we do not have.
+    pub rpki: Option<crate::rpki::Validity>,
 }
 
 impl Matches {
@@ -196,10 +199,19 @@ impl Matches {
         *self == Matches::default()
     }
 
-    /// Whether `n` with `attrs` meets every condition given. An attribute condition
-    /// never matches a route without attributes.
-    pub fn matches(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
+    /// Whether `n` with `attrs` (and origin validation state `rpki`, when known) meets
+    /// every condition given. An attribute condition never matches a route without
+    /// attributes.
+    pub fn matches(
+        &self,
+        n: &IpNet,
+        attrs: Option<&PathAttrs>,
+        rpki: Option<crate::rpki::Validity>,
+    ) -> bool {
         if self.prefix_list.as_ref().is_some_and(|l| !l.matches(n)) {
+            return false;
+        }
+        if self.rpki.is_some() && self.rpki != rpki {
             return false;
         }
         let needs_attrs = self.as_path_contains.is_some()
@@ -288,8 +300,18 @@ impl PrefixRule {
     /// Whether the route (`n` with `attrs`; none for a route without attributes of its
     /// own) matches. A community condition never matches a route without attributes.
     pub fn matches(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
+        self.matches_with(n, attrs, None)
+    }
+
+    /// [`PrefixRule::matches`], with the route's origin validation state.
+    pub fn matches_with(
+        &self,
+        n: &IpNet,
+        attrs: Option<&PathAttrs>,
+        rpki: Option<crate::rpki::Validity>,
+    ) -> bool {
         self.prefix.is_none_or(|p| in_range(p, self.ge, self.le, n))
-            && self.also.matches(n, attrs)
+            && self.also.matches(n, attrs, rpki)
             && self
                 .community
                 .is_none_or(|c| attrs.is_some_and(|a| a.communities.contains(&c)))
@@ -312,11 +334,26 @@ impl Filter {
     /// The verdict on `n` with `attrs`, and the number (from 1) of the rule that gave it
     /// (0: the default).
     pub fn judge(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> (Verdict, usize) {
+        self.judge_with(n, attrs, None)
+    }
+
+    /// [`Filter::judge`], with the route's origin validation state.
+    pub fn judge_with(
+        &self,
+        n: &IpNet,
+        attrs: Option<&PathAttrs>,
+        rpki: Option<crate::rpki::Validity>,
+    ) -> (Verdict, usize) {
         self.rules
             .iter()
-            .position(|r| r.matches(n, attrs))
+            .position(|r| r.matches_with(n, attrs, rpki))
             .map(|i| (self.rules[i].verdict, i + 1))
             .unwrap_or((self.default, 0))
+    }
+
+    /// A rule of this filter looks at origin validation.
+    pub fn uses_rpki(&self) -> bool {
+        self.rules.iter().any(|r| r.also.rpki.is_some())
     }
 
     pub fn permits(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> bool {
@@ -326,7 +363,20 @@ impl Filter {
     /// The changes the rule that accepts `n` makes, with the rule's number (from 1);
     /// none when no rule accepts it or the one that does changes nothing.
     pub fn actions(&self, n: &IpNet, attrs: Option<&PathAttrs>) -> Option<(usize, &Actions)> {
-        let i = self.rules.iter().position(|r| r.matches(n, attrs))?;
+        self.actions_with(n, attrs, None)
+    }
+
+    /// [`Filter::actions`], with the route's origin validation state.
+    pub fn actions_with(
+        &self,
+        n: &IpNet,
+        attrs: Option<&PathAttrs>,
+        rpki: Option<crate::rpki::Validity>,
+    ) -> Option<(usize, &Actions)> {
+        let i = self
+            .rules
+            .iter()
+            .position(|r| r.matches_with(n, attrs, rpki))?;
         let r = &self.rules[i];
         (r.verdict == Verdict::Accept && !r.set.is_empty()).then_some((i + 1, &r.set))
     }
@@ -378,6 +428,9 @@ pub enum Reject {
     NotRegistered,
     /// A neighbor's import filter refused it: the filter, and its rule (0: the default).
     Filter(String, usize),
+    /// A neighbor's import filter refused it by its origin validation state: the filter,
+    /// its rule, the state.
+    Rpki(String, usize, crate::rpki::Validity),
     /// A neighbor without an import policy: nothing is accepted (RFC 8212).
     NoImportPolicy,
     /// A route leak (RFC 9234 §5): marked ONLY_TO_CUSTOMER (by this AS) and received from
@@ -409,6 +462,9 @@ impl fmt::Display for Reject {
             }
             Reject::Filter(name, 0) => write!(f, "refused by policy {name} (its default)"),
             Reject::Filter(name, rule) => write!(f, "refused by policy {name}, rule {rule}"),
+            Reject::Rpki(name, rule, v) => {
+                write!(f, "RPKI {v}: refused by policy {name}, rule {rule}")
+            }
             Reject::NoImportPolicy => write!(f, "no import policy (RFC 8212 default deny)"),
             Reject::OwnNextHop(a) => {
                 write!(
@@ -465,6 +521,19 @@ pub struct ImportContext<'a> {
     pub accept_only: Option<&'a [IpNet]>,
     /// A neighbor's import filter (`None`: refuse everything).
     pub filter: Option<&'a Filter>,
+    /// The RPKI data in force (`None`: no cache has synced).
+    pub vrps: Option<&'a crate::rpki::Vrps>,
+}
+
+impl ImportContext<'_> {
+    /// The route's origin validation state, when the filter asks for it and there is
+    /// data to judge by.
+    pub fn validity(&self, prefix: &IpNet, attrs: &PathAttrs) -> Option<crate::rpki::Validity> {
+        let vrps = self.vrps?;
+        self.filter
+            .filter(|f| f.uses_rpki())
+            .map(|_| vrps.validate(prefix, origin_as(attrs)))
+    }
 }
 
 /// Whether a customer may route `prefix` toward its side, by BGP or by a static route:
@@ -518,11 +587,24 @@ pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Resu
                 Err(Reject::OutsideVpc)
             }
         }
-        Role::Neighbor => match cx.filter.map(|f| (f, f.judge(prefix, Some(attrs)))) {
-            None => Err(Reject::NoImportPolicy),
-            Some((_, (Verdict::Accept, _))) => Ok(()),
-            Some((f, (Verdict::Reject, rule))) => Err(Reject::Filter(f.name.clone(), rule)),
-        },
+        Role::Neighbor => {
+            let rpki = cx.validity(prefix, attrs);
+            match cx
+                .filter
+                .map(|f| (f, f.judge_with(prefix, Some(attrs), rpki)))
+            {
+                None => Err(Reject::NoImportPolicy),
+                Some((_, (Verdict::Accept, _))) => Ok(()),
+                Some((f, (Verdict::Reject, rule))) => {
+                    match (rpki, rule.checked_sub(1).and_then(|i| f.rules.get(i))) {
+                        (Some(v), Some(r)) if r.also.rpki.is_some() => {
+                            Err(Reject::Rpki(f.name.clone(), rule, v))
+                        }
+                        _ => Err(Reject::Filter(f.name.clone(), rule)),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -585,6 +667,7 @@ mod tests {
             vpc_prefixes: vpc,
             accept_only: None,
             filter: None,
+            vrps: None,
         }
     }
 
@@ -680,6 +763,7 @@ mod tests {
             vpc_prefixes: &vpc,
             accept_only: None,
             filter: None,
+            vrps: None,
         };
         let ibgp_path = PathAttrs::default();
         assert_eq!(import(&cx, &n("10.128.0.0/16"), &ibgp_path), Ok(()));
@@ -799,6 +883,7 @@ mod tests {
             vpc_prefixes: &[],
             accept_only: None,
             filter,
+            vrps: None,
         };
         // Documentation ASNs are the filter's business for a neighbor, loops are not.
         let via = path(&[65001, 64500]);
@@ -842,7 +927,7 @@ mod tests {
     fn as_path_conditions_match_what_route_servers_match() {
         let n: IpNet = "10.0.0.0/24".parse().expect("prefix");
         let a = tagged(vec![seq(&[65001, 174, 3356])]);
-        let m = |x: Matches| x.matches(&n, Some(&a));
+        let m = |x: Matches| x.matches(&n, Some(&a), None);
         assert!(m(Matches {
             as_path_contains: Some(174),
             ..Default::default()
@@ -899,7 +984,7 @@ mod tests {
                 as_path_contains: Some(174),
                 ..Default::default()
             }
-            .matches(&n, None)
+            .matches(&n, None, None)
         );
         assert!(AsPathRegex::new("(").is_err());
     }
@@ -912,15 +997,15 @@ mod tests {
             community: Some(CommunityPattern { asn, value }),
             ..Default::default()
         };
-        assert!(c(Some(65001), None).matches(&n, Some(&a)));
-        assert!(c(None, Some(1)).matches(&n, Some(&a)));
-        assert!(!c(Some(65003), None).matches(&n, Some(&a)));
+        assert!(c(Some(65001), None).matches(&n, Some(&a), None));
+        assert!(c(None, Some(1)).matches(&n, Some(&a), None));
+        assert!(!c(Some(65003), None).matches(&n, Some(&a), None));
         let l = |p: [Option<u32>; 3]| Matches {
             large_community: Some(LargePattern(p)),
             ..Default::default()
         };
-        assert!(l([Some(65003), None, None]).matches(&n, Some(&a)));
-        assert!(!l([Some(65003), Some(1), None]).matches(&n, Some(&a)));
+        assert!(l([Some(65003), None, None]).matches(&n, Some(&a), None));
+        assert!(!l([Some(65003), Some(1), None]).matches(&n, Some(&a), None));
         let list = PrefixList {
             name: "customers".into(),
             entries: vec![

@@ -91,6 +91,23 @@ pub struct File {
     pub policy: Vec<Policy>,
     #[serde(default)]
     pub prefix_list: Vec<PrefixListFile>,
+    #[serde(default)]
+    pub rpki_cache: Vec<RpkiCacheFile>,
+}
+
+/// An RPKI cache to take validated ROA payloads from (RTR, RFC 8210).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpkiCacheFile {
+    /// "127.0.0.1:3323"
+    pub address: SocketAddr,
+    /// Lower is preferred; the most preferred cache that is synced is used.
+    #[serde(default = "default_preference")]
+    pub preference: u8,
+}
+
+fn default_preference() -> u8 {
+    100
 }
 
 /// A named list of prefixes that rules match with `prefix_list = "NAME"`.
@@ -232,6 +249,9 @@ pub struct Rule {
     /// The AS_PATH matches this regular expression in the common syntax ("^65001_",
     /// "_65002$", "^$" for our own routes).
     pub as_path_regex: Option<String>,
+    /// The route's origin validation state (RFC 6811) by the `[[rpki_cache]]`s:
+    /// "valid", "invalid" or "not-found". Matches nothing while no cache has synced.
+    pub rpki: Option<String>,
     /// "accept" or "reject".
     pub action: String,
     /// With "accept": LOCAL_PREF set on the routes the rule accepts (import: as we keep
@@ -346,6 +366,8 @@ pub struct Config {
     pub params: InstanceParams,
     pub listen: Vec<SocketAddr>,
     pub neighbors: Vec<cic_bgp::driver::PeerConfig>,
+    /// The RPKI caches, by preference.
+    pub rpki_caches: Vec<cic_bgp::driver::CacheSpec>,
 }
 
 const RESERVED: [&str; 5] = ["none", "accept-all", "reject-all", "originated", "all"];
@@ -475,9 +497,10 @@ impl Config {
                     && r.as_path_min_length.is_none()
                     && r.as_path_max_length.is_none()
                     && r.as_path_regex.is_none()
+                    && r.rpki.is_none()
                 {
                     return Err(format!(
-                        "{key}: give something to match: prefix, prefix_list, community, large_community, as_path_contains, origin_as, as_path_min_length, as_path_max_length or as_path_regex"
+                        "{key}: give something to match: prefix, prefix_list, community, large_community, as_path_contains, origin_as, as_path_min_length, as_path_max_length, as_path_regex or rpki"
                     ));
                 }
                 if r.prefix.is_some() && r.prefix_list.is_some() {
@@ -499,7 +522,21 @@ impl Config {
                     ));
                 }
                 let wild = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('*'));
+                let rpki = match r.rpki.as_deref() {
+                    None => None,
+                    Some(v) => Some(cic_bgp::rpki::Validity::parse(v).ok_or_else(|| {
+                        format!(
+                            "{key}.rpki: {v:?} is not a validation state; use \"valid\", \"invalid\" or \"not-found\""
+                        )
+                    })?),
+                };
+                if rpki.is_some() && f.rpki_cache.is_empty() {
+                    return Err(format!(
+                        "{key}.rpki: no [[rpki_cache]] is configured to validate by"
+                    ));
+                }
                 let also = Matches {
+                    rpki,
                     as_path_contains: r.as_path_contains,
                     origin_as: r.origin_as,
                     as_path_min_len: r.as_path_min_length,
@@ -812,6 +849,14 @@ impl Config {
             },
             listen: f.listen,
             neighbors,
+            rpki_caches: f
+                .rpki_cache
+                .iter()
+                .map(|c| cic_bgp::driver::CacheSpec {
+                    address: c.address,
+                    preference: c.preference,
+                })
+                .collect(),
         })
     }
 }
@@ -1165,6 +1210,22 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
                 "neighbor[0].import: policy \"p\" rule 2 prepends or replaces private ASNs, which only an export policy may",
             ),
             (
+                format!(
+                    "{base}[[policy]]\nname = \"p\"\nrule = [{{ rpki = \"invalid\", action = \"reject\" }}]\n"
+                ),
+                "policy[0].rule[0].rpki: no [[rpki_cache]] is configured to validate by",
+            ),
+            (
+                format!(
+                    "{base}[[rpki_cache]]\naddress = \"127.0.0.1:3323\"\n[[policy]]\nname = \"p\"\nrule = [{{ rpki = \"bogus\", action = \"reject\" }}]\n"
+                ),
+                "policy[0].rule[0].rpki: \"bogus\" is not a validation state",
+            ),
+            (
+                format!("{base}[[rpki_cache]]\naddress = \"cache.example\"\n"),
+                "address = \"cache.example\"\n  |           ^^^^^^^^^^^^^^^\ninvalid socket address syntax",
+            ),
+            (
                 format!("{base}max_prefix_action = \"shrug\"\n"),
                 "max_prefix_action",
             ),
@@ -1256,6 +1317,20 @@ rule = [{ prefix = "2001:db8::/32", le = 64, action = "accept" }]
             (Some(174), Some(3356), Some(2), Some(6))
         );
         assert_eq!(r2.set.remove_communities.len(), 2);
+        let c = Config::parse(
+            "asn = 65002\nrouter_id = \"10.99.0.1\"\n\
+             [[rpki_cache]]\naddress = \"127.0.0.1:3323\"\npreference = 1\n\
+             [[rpki_cache]]\naddress = \"[::1]:3323\"\n\
+             [[policy]]\nname = \"rov\"\nrule = [{ rpki = \"invalid\", action = \"reject\" }]\n",
+        )
+        .expect("config");
+        assert_eq!(
+            c.rpki_caches
+                .iter()
+                .map(|c| (c.address.to_string(), c.preference))
+                .collect::<Vec<_>>(),
+            vec![("127.0.0.1:3323".into(), 1), ("[::1]:3323".into(), 100)]
+        );
         assert_eq!((r2.set.prepend, r2.set.replace_private_asns), (2, true));
     }
 }

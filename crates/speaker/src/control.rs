@@ -118,6 +118,10 @@ pub struct Route {
     /// A neighbor's received route that was refused: why.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub refused: Option<String>,
+    /// Its origin validation state (RFC 6811), when an RPKI cache has synced:
+    /// "valid", "invalid" or "not-found".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rpki: Option<String>,
 }
 
 impl Route {
@@ -160,6 +164,7 @@ impl Route {
                 .collect(),
             only_to_customer: a.otc,
             refused: None,
+            rpki: None,
         }
     }
 }
@@ -186,7 +191,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener, String> {
 }
 
 /// Answers requests until the task is aborted.
-pub async fn serve(listener: UnixListener, instance: InstanceHandle, cfg: Config) {
+/// The RPKI data in force, as the speaker follows it.
+pub type RpkiData = tokio::sync::watch::Receiver<Option<std::sync::Arc<cic_bgp::rpki::Vrps>>>;
+
+pub async fn serve(listener: UnixListener, instance: InstanceHandle, cfg: Config, rpki: RpkiData) {
     let cfg = std::sync::Arc::new(cfg);
     loop {
         let stream = match listener.accept().await {
@@ -200,8 +208,9 @@ pub async fn serve(listener: UnixListener, instance: InstanceHandle, cfg: Config
         };
         let instance = instance.clone();
         let cfg = cfg.clone();
+        let rpki = rpki.clone();
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &instance, &cfg).await {
+            if let Err(e) = answer(stream, &instance, &cfg, &rpki).await {
                 debug!("control connection: {e}");
             }
         });
@@ -212,6 +221,7 @@ async fn answer(
     stream: UnixStream,
     instance: &InstanceHandle,
     cfg: &Config,
+    rpki: &RpkiData,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -223,7 +233,7 @@ async fn answer(
             "bad request {:?}: {e}; send {{\"show\":\"summary\"}}, {{\"show\":\"routes\"}}, {{\"show\":\"count\"}} or {{\"show\":\"neighbor\",\"address\":…,\"which\":\"received\"|\"accepted\"|\"advertised\"}}",
             line.trim()
         )),
-        Ok(req) => match respond(req, instance, cfg).await {
+        Ok(req) => match respond(req, instance, cfg, rpki).await {
             Ok(b) => b,
             Err(e) => error(&e.to_string()),
         },
@@ -240,6 +250,7 @@ async fn respond(
     req: Request,
     instance: &InstanceHandle,
     cfg: &Config,
+    rpki: &RpkiData,
 ) -> std::io::Result<Vec<u8>> {
     Ok(match req {
         Request::Count => json(&instance.rib_size().await?),
@@ -316,17 +327,24 @@ async fn respond(
                 Which::Accepted => cic_bgp::instance::RouteSet::Accepted,
                 Which::Advertised => cic_bgp::instance::RouteSet::Advertised,
             };
+            let vrps = rpki.borrow().clone();
             let routes: Vec<Route> = instance
                 .looking_glass(id, set)
                 .await?
                 .into_iter()
                 .map(|(prefix, a, why)| {
+                    let rpki = vrps.as_ref().map(|v| {
+                        v.validate(&prefix, cic_bgp::policy::origin_as(&a))
+                            .name()
+                            .to_string()
+                    });
                     let next_hop = match prefix {
                         ipnet::IpNet::V4(_) => a.next_hop.map_or(address, Into::into),
                         ipnet::IpNet::V6(_) => a.next_hop6.map_or(address, Into::into),
                     };
                     Route {
                         refused: why,
+                        rpki,
                         ..Route::new(prefix, &a, next_hop, address)
                     }
                 })

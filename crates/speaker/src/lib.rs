@@ -57,7 +57,25 @@ impl Speaker {
             socket = %socket.display(),
             "BGP speaker running"
         );
-        let server = tokio::spawn(control::serve(listener, instance.clone(), cfg.clone()));
+        // The RPKI data in force follows the caches; the instance judges again by it.
+        let rpki = cic_bgp::driver::start_rpki(cfg.rpki_caches.clone());
+        if !cfg.rpki_caches.is_empty() {
+            let (mut changes, instance) = (rpki.clone(), instance.clone());
+            tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let v = changes.borrow_and_update().clone();
+                    if instance.set_vrps(v).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let server = tokio::spawn(control::serve(
+            listener,
+            instance.clone(),
+            cfg.clone(),
+            rpki,
+        ));
         Ok(Speaker {
             instance,
             socket: socket.to_path_buf(),
@@ -86,6 +104,9 @@ impl Speaker {
         }
         if new.listen != self.cfg.listen {
             fixed.push("listen");
+        }
+        if new.rpki_caches != self.cfg.rpki_caches {
+            fixed.push("rpki_cache");
         }
         if now.max_prefix_action != old.max_prefix_action
             || now.max_prefix_idle != old.max_prefix_idle

@@ -50,8 +50,11 @@ use crate::wire::{
     self, Afi, Message, Notification, PathAttrs, Update, cease, encode_updates_within,
 };
 
+mod rtr;
 mod session;
 mod writer;
+
+pub use rtr::{CacheSpec, start as start_rpki};
 
 use session::SessionTask;
 use writer::{CHUNK, Chunk, WINDOW, Wire};
@@ -169,6 +172,7 @@ enum Command {
     AddPeer(Box<PeerConfig>, oneshot::Sender<PeerId>),
     RemovePeer(PeerId, oneshot::Sender<Option<tokio::task::JoinHandle<()>>>),
     SetVpcPrefixes(Vec<IpNet>, oneshot::Sender<()>),
+    SetVrps(Option<Arc<crate::rpki::Vrps>>, oneshot::Sender<()>),
     SetAnnounce(Vec<IpNet>, oneshot::Sender<()>),
     SetPolicy(PeerId, Option<Arc<NeighborPolicy>>, oneshot::Sender<()>),
     KernelAcks(watch::Receiver<u64>, Duration),
@@ -294,6 +298,11 @@ impl InstanceHandle {
 
     pub async fn set_vpc_prefixes(&self, p: Vec<IpNet>) -> io::Result<()> {
         self.ask(|tx| Command::SetVpcPrefixes(p, tx)).await
+    }
+
+    /// The RPKI data in force (see [`Instance::set_vrps`]).
+    pub async fn set_vrps(&self, v: Option<Arc<crate::rpki::Vrps>>) -> io::Result<()> {
+        self.ask(|tx| Command::SetVrps(v, tx)).await
     }
 
     /// Our own prefixes, anew (see [`Instance::set_announce`]).
@@ -561,6 +570,11 @@ impl InstanceTask {
                     }
                     Some(Command::SetVpcPrefixes(p, reply)) => {
                         let actions = self.core.set_vpc_prefixes(p);
+                        self.act(actions);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetVrps(v, reply)) => {
+                        let actions = self.core.set_vrps(v);
                         self.act(actions);
                         let _ = reply.send(());
                     }

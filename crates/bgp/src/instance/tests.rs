@@ -2308,6 +2308,78 @@ fn export_rules_match_the_as_path_and_prepend_replace_private_asns_and_remove_co
     assert_eq!(other.communities.len(), 3);
 }
 
+/// An import rule refusing RPKI invalids: nothing is refused while no cache has
+/// synced; data that makes a route invalid refuses it (said so in the looking glass),
+/// data that makes it valid again brings it back, without the session doing anything.
+#[test]
+fn rpki_invalids_are_refused_by_policy_and_judged_again_when_the_data_changes() {
+    use crate::rpki::{Validity, Vrp, Vrps};
+    let drop_invalid = policy::Filter {
+        name: "rov".into(),
+        rules: vec![policy::PrefixRule {
+            prefix: None,
+            ge: None,
+            le: None,
+            community: None,
+            large_community: None,
+            also: policy::Matches {
+                rpki: Some(Validity::Invalid),
+                ..Default::default()
+            },
+            verdict: policy::Verdict::Reject,
+            set: Default::default(),
+        }],
+        default: policy::Verdict::Accept,
+    };
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor(
+        "10.99.1.1",
+        65001,
+        Some(drop_invalid),
+        Export::Nothing,
+    ));
+    up(&mut i, feed, 65001, "10.99.1.1");
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/24", "10.2.0.0/24"]),
+    });
+    let held = |i: &TestInstance| -> Vec<IpNet> { i.best_routes().map(|(n, _)| n).collect() };
+    assert_eq!(
+        held(&i),
+        vec![n("10.1.0.0/24"), n("10.2.0.0/24")],
+        "no data: nothing refused"
+    );
+    // 10.1.0.0/16 belongs to AS 65009: the feed's /24 of it is invalid.
+    let mut v = Vrps::default();
+    v.insert(Vrp {
+        prefix: n("10.1.0.0/16"),
+        max_len: 24,
+        asn: 65009,
+    });
+    i.set_vrps(Some(Arc::new(v.clone())));
+    assert_eq!(held(&i), vec![n("10.2.0.0/24")]);
+    let why = i
+        .routes(feed, RouteSet::Received)
+        .into_iter()
+        .find(|(p, _, _)| *p == n("10.1.0.0/24"))
+        .and_then(|(_, _, why)| why);
+    assert_eq!(
+        why.as_deref(),
+        Some("RPKI invalid: refused by policy rov, rule 1")
+    );
+    // A ROA for the feed's AS too: valid, back.
+    v.insert(Vrp {
+        prefix: n("10.1.0.0/16"),
+        max_len: 24,
+        asn: 65001,
+    });
+    i.set_vrps(Some(Arc::new(v)));
+    assert_eq!(held(&i), vec![n("10.1.0.0/24"), n("10.2.0.0/24")]);
+    // The cache gone for good (expired): nothing judged by it.
+    i.set_vrps(None);
+    assert_eq!(i.best_routes().count(), 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // Sending: the outbox
 

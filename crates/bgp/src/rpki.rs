@@ -1,0 +1,1267 @@
+//! Route origin validation (RFC 6811) and the router's side of the RPKI to Router
+//! protocol (RTR, RFC 8210 version 1, RFC 6810 version 0), sans-IO: bytes from the cache
+//! go in, bytes to send and changes of the validated payloads come out. A task of the
+//! driver owns the TCP connection and the timers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+// ---------------------------------------------------------------------------------------
+// Validated ROA payloads and origin validation
+
+/// A validated ROA payload: `asn` may originate `prefix` and its more-specifics up to
+/// `max_len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vrp {
+    pub prefix: IpNet,
+    pub max_len: u8,
+    pub asn: u32,
+}
+
+/// A route's origin validation state (RFC 6811 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Validity {
+    /// A VRP covers it and matches its origin and length.
+    Valid,
+    /// VRPs cover it, none matches.
+    Invalid,
+    /// No VRP covers it.
+    NotFound,
+}
+
+impl Validity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Validity::Valid => "valid",
+            Validity::Invalid => "invalid",
+            Validity::NotFound => "not-found",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Validity> {
+        match s {
+            "valid" => Some(Validity::Valid),
+            "invalid" => Some(Validity::Invalid),
+            "not-found" | "notfound" | "unknown" => Some(Validity::NotFound),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The VRPs in force, indexed by prefix for the covering lookups of RFC 6811.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vrps {
+    by_prefix: BTreeMap<IpNet, BTreeSet<(u8, u32)>>,
+    len: usize,
+}
+
+impl Vrps {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn insert(&mut self, v: Vrp) -> bool {
+        let new = self
+            .by_prefix
+            .entry(v.prefix.trunc())
+            .or_default()
+            .insert((v.max_len, v.asn));
+        self.len += usize::from(new);
+        new
+    }
+
+    pub fn remove(&mut self, v: &Vrp) -> bool {
+        let p = v.prefix.trunc();
+        let Some(set) = self.by_prefix.get_mut(&p) else {
+            return false;
+        };
+        let gone = set.remove(&(v.max_len, v.asn));
+        if set.is_empty() {
+            self.by_prefix.remove(&p);
+        }
+        self.len -= usize::from(gone);
+        gone
+    }
+
+    pub fn contains(&self, v: &Vrp) -> bool {
+        self.by_prefix
+            .get(&v.prefix.trunc())
+            .is_some_and(|s| s.contains(&(v.max_len, v.asn)))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Vrp> + '_ {
+        self.by_prefix.iter().flat_map(|(p, s)| {
+            s.iter().map(|(max_len, asn)| Vrp {
+                prefix: *p,
+                max_len: *max_len,
+                asn: *asn,
+            })
+        })
+    }
+
+    /// RFC 6811 §2: the state of a route to `prefix` originated by `origin` (`None`: its
+    /// origin cannot be told, as when its AS_PATH ends in an AS_SET; such a route matches
+    /// no VRP).
+    pub fn validate(&self, prefix: &IpNet, origin: Option<u32>) -> Validity {
+        let mut covered = false;
+        for len in 0..=prefix.prefix_len() {
+            let Some(cover) = truncate(prefix, len) else {
+                continue;
+            };
+            let Some(set) = self.by_prefix.get(&cover) else {
+                continue;
+            };
+            covered = true;
+            if let Some(o) = origin
+                && set
+                    .iter()
+                    .any(|(max_len, asn)| *asn == o && *asn != 0 && prefix.prefix_len() <= *max_len)
+            {
+                return Validity::Valid;
+            }
+        }
+        if covered {
+            Validity::Invalid
+        } else {
+            Validity::NotFound
+        }
+    }
+}
+
+fn truncate(p: &IpNet, len: u8) -> Option<IpNet> {
+    match p {
+        IpNet::V4(n) => Ipv4Net::new(n.addr(), len)
+            .ok()
+            .map(|n| IpNet::V4(n.trunc())),
+        IpNet::V6(n) => Ipv6Net::new(n.addr(), len)
+            .ok()
+            .map(|n| IpNet::V6(n.trunc())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The PDUs (RFC 8210 §5)
+
+pub mod pdu_type {
+    pub const SERIAL_NOTIFY: u8 = 0;
+    pub const SERIAL_QUERY: u8 = 1;
+    pub const RESET_QUERY: u8 = 2;
+    pub const CACHE_RESPONSE: u8 = 3;
+    pub const IPV4_PREFIX: u8 = 4;
+    pub const IPV6_PREFIX: u8 = 6;
+    pub const END_OF_DATA: u8 = 7;
+    pub const CACHE_RESET: u8 = 8;
+    pub const ROUTER_KEY: u8 = 9;
+    pub const ERROR_REPORT: u8 = 10;
+}
+
+/// Error Report codes (RFC 8210 §12).
+pub mod error_code {
+    pub const CORRUPT_DATA: u16 = 0;
+    pub const INTERNAL_ERROR: u16 = 1;
+    pub const NO_DATA_AVAILABLE: u16 = 2;
+    pub const INVALID_REQUEST: u16 = 3;
+    pub const UNSUPPORTED_VERSION: u16 = 4;
+    pub const UNSUPPORTED_PDU_TYPE: u16 = 5;
+    pub const WITHDRAWAL_OF_UNKNOWN: u16 = 6;
+    pub const DUPLICATE_ANNOUNCEMENT: u16 = 7;
+    pub const UNEXPECTED_VERSION: u16 = 8;
+}
+
+fn error_name(code: u16) -> &'static str {
+    match code {
+        error_code::CORRUPT_DATA => "Corrupt Data",
+        error_code::INTERNAL_ERROR => "Internal Error",
+        error_code::NO_DATA_AVAILABLE => "No Data Available",
+        error_code::INVALID_REQUEST => "Invalid Request",
+        error_code::UNSUPPORTED_VERSION => "Unsupported Protocol Version",
+        error_code::UNSUPPORTED_PDU_TYPE => "Unsupported PDU Type",
+        error_code::WITHDRAWAL_OF_UNKNOWN => "Withdrawal of Unknown Record",
+        error_code::DUPLICATE_ANNOUNCEMENT => "Duplicate Announcement Received",
+        error_code::UNEXPECTED_VERSION => "Unexpected Protocol Version",
+        _ => "unknown error",
+    }
+}
+
+/// The timers a version 1 cache gives in its End of Data (RFC 8210 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+}
+
+impl Default for Intervals {
+    /// RFC 8210 §6's defaults.
+    fn default() -> Self {
+        Intervals {
+            refresh: 3600,
+            retry: 600,
+            expire: 7200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pdu {
+    SerialNotify {
+        session: u16,
+        serial: u32,
+    },
+    SerialQuery {
+        session: u16,
+        serial: u32,
+    },
+    ResetQuery,
+    CacheResponse {
+        session: u16,
+    },
+    Prefix {
+        announce: bool,
+        vrp: Vrp,
+    },
+    EndOfData {
+        session: u16,
+        serial: u32,
+        intervals: Option<Intervals>,
+    },
+    CacheReset,
+    /// BGPsec router keys: read past, not used.
+    RouterKey,
+    ErrorReport {
+        code: u16,
+        pdu: Vec<u8>,
+        text: String,
+    },
+}
+
+/// Why bytes from the cache could not be read: the Error Report to send, and a line for
+/// the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PduError {
+    pub code: u16,
+    pub why: String,
+}
+
+/// Longest PDU we take (an Error Report with its text; RFC 8210 sets no limit).
+const MAX_PDU: usize = 64 * 1024;
+
+impl Pdu {
+    pub fn encode(&self, version: u8) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32);
+        let header = |b: &mut Vec<u8>, t: u8, field: u16| {
+            b.push(version);
+            b.push(t);
+            b.extend_from_slice(&field.to_be_bytes());
+            b.extend_from_slice(&[0; 4]);
+        };
+        match self {
+            Pdu::SerialNotify { session, serial } | Pdu::SerialQuery { session, serial } => {
+                let t = match self {
+                    Pdu::SerialNotify { .. } => pdu_type::SERIAL_NOTIFY,
+                    _ => pdu_type::SERIAL_QUERY,
+                };
+                header(&mut b, t, *session);
+                b.extend_from_slice(&serial.to_be_bytes());
+            }
+            Pdu::ResetQuery => header(&mut b, pdu_type::RESET_QUERY, 0),
+            Pdu::CacheResponse { session } => header(&mut b, pdu_type::CACHE_RESPONSE, *session),
+            Pdu::Prefix { announce, vrp } => {
+                let (t, addr): (u8, Vec<u8>) = match vrp.prefix {
+                    IpNet::V4(n) => (pdu_type::IPV4_PREFIX, n.addr().octets().to_vec()),
+                    IpNet::V6(n) => (pdu_type::IPV6_PREFIX, n.addr().octets().to_vec()),
+                };
+                header(&mut b, t, 0);
+                b.extend_from_slice(&[
+                    u8::from(*announce),
+                    vrp.prefix.prefix_len(),
+                    vrp.max_len,
+                    0,
+                ]);
+                b.extend_from_slice(&addr);
+                b.extend_from_slice(&vrp.asn.to_be_bytes());
+            }
+            Pdu::EndOfData {
+                session,
+                serial,
+                intervals,
+            } => {
+                header(&mut b, pdu_type::END_OF_DATA, *session);
+                b.extend_from_slice(&serial.to_be_bytes());
+                if version >= 1 {
+                    let i = intervals.unwrap_or_default();
+                    for v in [i.refresh, i.retry, i.expire] {
+                        b.extend_from_slice(&v.to_be_bytes());
+                    }
+                }
+            }
+            Pdu::CacheReset => header(&mut b, pdu_type::CACHE_RESET, 0),
+            Pdu::RouterKey => header(&mut b, pdu_type::ROUTER_KEY, 0),
+            Pdu::ErrorReport { code, pdu, text } => {
+                header(&mut b, pdu_type::ERROR_REPORT, *code);
+                b.extend_from_slice(&(pdu.len() as u32).to_be_bytes());
+                b.extend_from_slice(pdu);
+                b.extend_from_slice(&(text.len() as u32).to_be_bytes());
+                b.extend_from_slice(text.as_bytes());
+            }
+        }
+        let len = b.len() as u32;
+        b[4..8].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+
+    /// Reads one PDU from the front of `buf`: `Ok(None)` until it is all there, else the
+    /// PDU, its version and its length.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Pdu, u8, usize)>, PduError> {
+        if buf.len() < 8 {
+            return Ok(None);
+        }
+        let (version, t) = (buf[0], buf[1]);
+        let field = u16::from_be_bytes([buf[2], buf[3]]);
+        let len = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+        let corrupt = |why: String| PduError {
+            code: error_code::CORRUPT_DATA,
+            why,
+        };
+        if version > 1 {
+            return Err(PduError {
+                code: error_code::UNSUPPORTED_VERSION,
+                why: format!("protocol version {version} (we speak 0 and 1)"),
+            });
+        }
+        if !(8..=MAX_PDU).contains(&len) {
+            return Err(corrupt(format!("PDU type {t} of length {len}")));
+        }
+        if buf.len() < len {
+            return Ok(None);
+        }
+        let body = &buf[8..len];
+        let want = |n: usize| -> Result<(), PduError> {
+            if body.len() == n {
+                Ok(())
+            } else {
+                Err(corrupt(format!(
+                    "PDU type {t} of length {len}, not {}",
+                    n + 8
+                )))
+            }
+        };
+        let u32_at =
+            |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+        let pdu = match t {
+            pdu_type::SERIAL_NOTIFY | pdu_type::SERIAL_QUERY => {
+                want(4)?;
+                let (session, serial) = (field, u32_at(0));
+                if t == pdu_type::SERIAL_NOTIFY {
+                    Pdu::SerialNotify { session, serial }
+                } else {
+                    Pdu::SerialQuery { session, serial }
+                }
+            }
+            pdu_type::RESET_QUERY => {
+                want(0)?;
+                Pdu::ResetQuery
+            }
+            pdu_type::CACHE_RESPONSE => {
+                want(0)?;
+                Pdu::CacheResponse { session: field }
+            }
+            pdu_type::IPV4_PREFIX | pdu_type::IPV6_PREFIX => {
+                let v4 = t == pdu_type::IPV4_PREFIX;
+                want(if v4 { 12 } else { 24 })?;
+                let (flags, plen, max_len) = (body[0], body[1], body[2]);
+                let alen = if v4 { 4 } else { 16 };
+                let addr: IpAddr = if v4 {
+                    Ipv4Addr::new(body[4], body[5], body[6], body[7]).into()
+                } else {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(&body[4..20]);
+                    Ipv6Addr::from(o).into()
+                };
+                let asn = u32_at(4 + alen);
+                let max = if v4 { 32 } else { 128 };
+                if plen > max_len || max_len > max {
+                    return Err(corrupt(format!(
+                        "prefix length {plen} and max length {max_len} (of at most {max})"
+                    )));
+                }
+                let prefix =
+                    IpNet::new(addr, plen).map_err(|_| corrupt(format!("prefix length {plen}")))?;
+                if prefix.trunc() != prefix {
+                    return Err(corrupt(format!("{prefix} has host bits set")));
+                }
+                Pdu::Prefix {
+                    announce: flags & 1 == 1,
+                    vrp: Vrp {
+                        prefix,
+                        max_len,
+                        asn,
+                    },
+                }
+            }
+            pdu_type::END_OF_DATA => {
+                let serial;
+                let intervals = if version == 0 {
+                    want(4)?;
+                    serial = u32_at(0);
+                    None
+                } else {
+                    want(16)?;
+                    serial = u32_at(0);
+                    Some(Intervals {
+                        refresh: u32_at(4),
+                        retry: u32_at(8),
+                        expire: u32_at(12),
+                    })
+                };
+                Pdu::EndOfData {
+                    session: field,
+                    serial,
+                    intervals,
+                }
+            }
+            pdu_type::CACHE_RESET => {
+                want(0)?;
+                Pdu::CacheReset
+            }
+            pdu_type::ROUTER_KEY if version >= 1 => Pdu::RouterKey,
+            pdu_type::ERROR_REPORT => {
+                let bad = || corrupt("an Error Report whose lengths do not add up".into());
+                if body.len() < 8 {
+                    return Err(bad());
+                }
+                let plen = u32_at(0) as usize;
+                let rest = body.get(4 + plen..).ok_or_else(bad)?;
+                if rest.len() < 4 {
+                    return Err(bad());
+                }
+                let tlen = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                if rest.len() != 4 + tlen {
+                    return Err(bad());
+                }
+                Pdu::ErrorReport {
+                    code: field,
+                    pdu: body[4..4 + plen].to_vec(),
+                    text: String::from_utf8_lossy(&rest[4..]).into_owned(),
+                }
+            }
+            other => {
+                return Err(PduError {
+                    code: error_code::UNSUPPORTED_PDU_TYPE,
+                    why: format!("PDU type {other}"),
+                });
+            }
+        };
+        Ok(Some((pdu, version, len)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The router's side of a session with one cache
+
+/// What the client asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Bytes to send to the cache.
+    Send(Vec<u8>),
+    /// The cache's data changed: these VRPs came, these went (the new set is
+    /// [`Client::vrps`]).
+    Changed {
+        announced: Vec<Vrp>,
+        withdrawn: Vec<Vrp>,
+    },
+    /// Ask again (a Serial Query) after this long: the cache's refresh interval, or its
+    /// retry interval after "No Data Available".
+    PollIn(Duration),
+    /// Close the connection: `why` for the log. `reconnect` says to connect again at once
+    /// (a lower protocol version; otherwise after the retry interval).
+    Close { why: String, reconnect: bool },
+}
+
+/// Where a session with a cache is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing asked yet (a new connection).
+    Idle,
+    /// A query sent; waiting for the Cache Response.
+    Asked,
+    /// Between a Cache Response and its End of Data.
+    Receiving,
+    /// Synced; waiting for a Serial Notify or the refresh time.
+    Synced,
+}
+
+/// One cache's session, across connections: what it told us (session id, serial, VRPs)
+/// survives a reconnect, so the next connection asks only for what changed.
+#[derive(Debug, Clone)]
+pub struct Client {
+    version: u8,
+    phase: Phase,
+    session: Option<u16>,
+    serial: u32,
+    intervals: Intervals,
+    vrps: Vrps,
+    /// Whether the payloads received so far replace everything (after a Reset Query).
+    resetting: bool,
+    pending: Vec<(bool, Vrp)>,
+    synced_once: bool,
+    buf: Vec<u8>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client that speaks version 1 first (RFC 8210 §7: the router starts with the
+    /// highest version it speaks).
+    pub fn new() -> Client {
+        Client {
+            version: 1,
+            phase: Phase::Idle,
+            session: None,
+            serial: 0,
+            intervals: Intervals::default(),
+            vrps: Vrps::default(),
+            resetting: false,
+            pending: Vec::new(),
+            synced_once: false,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    pub fn vrps(&self) -> &Vrps {
+        &self.vrps
+    }
+    pub fn serial(&self) -> Option<(u16, u32)> {
+        self.session.map(|s| (s, self.serial))
+    }
+    pub fn intervals(&self) -> Intervals {
+        self.intervals
+    }
+    /// A full set has been received at least once (until then, nothing is judged by it).
+    pub fn synced(&self) -> bool {
+        self.synced_once
+    }
+
+    /// A new connection is up: ask for what changed since our serial, or for everything.
+    pub fn connected(&mut self) -> Vec<Output> {
+        self.buf.clear();
+        self.pending.clear();
+        self.phase = Phase::Idle;
+        vec![self.ask()]
+    }
+
+    /// The refresh time has come.
+    pub fn poll(&mut self) -> Vec<Output> {
+        if self.phase == Phase::Synced || self.phase == Phase::Idle {
+            vec![self.ask()]
+        } else {
+            vec![]
+        }
+    }
+
+    /// The data is older than the cache's expire interval and no connection refreshed
+    /// it (RFC 8210 §6): dropped, everything not found again.
+    pub fn expire(&mut self) -> Vec<Output> {
+        let withdrawn: Vec<Vrp> = self.vrps.iter().collect();
+        self.vrps = Vrps::default();
+        self.session = None;
+        self.synced_once = false;
+        vec![Output::Changed {
+            announced: vec![],
+            withdrawn,
+        }]
+    }
+
+    fn ask(&mut self) -> Output {
+        self.phase = Phase::Asked;
+        Output::Send(match self.session {
+            Some(session) => Pdu::SerialQuery {
+                session,
+                serial: self.serial,
+            }
+            .encode(self.version),
+            None => {
+                self.resetting = true;
+                Pdu::ResetQuery.encode(self.version)
+            }
+        })
+    }
+
+    /// Bytes from the cache.
+    pub fn receive(&mut self, bytes: &[u8]) -> Vec<Output> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            match Pdu::decode(&self.buf) {
+                Ok(None) => break,
+                Ok(Some((pdu, version, len))) => {
+                    let raw = self.buf[..len].to_vec();
+                    self.buf.drain(..len);
+                    let done = self.pdu(pdu, version, &raw, &mut out);
+                    if done {
+                        self.buf.clear();
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let raw = self.buf[..self.buf.len().min(64)].to_vec();
+                    self.buf.clear();
+                    out.push(self.report(e.code, raw, &e.why));
+                    out.push(Output::Close {
+                        why: format!("{}: {}", error_name(e.code), e.why),
+                        reconnect: false,
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn report(&self, code: u16, pdu: Vec<u8>, why: &str) -> Output {
+        Output::Send(
+            Pdu::ErrorReport {
+                code,
+                pdu,
+                text: why.to_string(),
+            }
+            .encode(self.version),
+        )
+    }
+
+    /// Handles one PDU; true when the connection is to close.
+    fn pdu(&mut self, pdu: Pdu, version: u8, raw: &[u8], out: &mut Vec<Output>) -> bool {
+        // RFC 8210 §7: a cache that speaks only version 0 answers our version 1 query
+        // with version 0 PDUs (or an Error Report): we go down to 0 and ask again.
+        if version < self.version
+            && !self.synced_once
+            && let Pdu::ErrorReport { .. } | Pdu::CacheResponse { .. } = pdu
+        {
+            self.version = version;
+            out.push(Output::Close {
+                why: format!("the cache speaks RTR version {version}; asking again in it"),
+                reconnect: true,
+            });
+            return true;
+        }
+        if version != self.version && !matches!(pdu, Pdu::ErrorReport { .. }) {
+            out.push(self.report(
+                error_code::UNEXPECTED_VERSION,
+                raw.to_vec(),
+                "a PDU of another version than the session's",
+            ));
+            out.push(Output::Close {
+                why: format!(
+                    "Unexpected Protocol Version: the cache sent version {version} in a version {} session",
+                    self.version
+                ),
+                reconnect: false,
+            });
+            return true;
+        }
+        match pdu {
+            Pdu::SerialNotify { .. } => {
+                // Only when not already asking (RFC 8210 §8.2).
+                if self.phase == Phase::Synced {
+                    out.push(self.ask());
+                }
+            }
+            Pdu::CacheResponse { session } => {
+                if self.phase != Phase::Asked {
+                    return self.unexpected("Cache Response", raw, out);
+                }
+                if !self.resetting && self.session != Some(session) {
+                    // A new session at the cache: everything again, on a new
+                    // connection (RFC 8210 §5.1).
+                    self.session = None;
+                    out.push(Output::Close {
+                        why: format!("the cache's session is now {session}: asking for everything"),
+                        reconnect: true,
+                    });
+                    return true;
+                }
+                self.session = Some(session);
+                self.pending.clear();
+                self.phase = Phase::Receiving;
+            }
+            Pdu::Prefix { announce, vrp } => {
+                if self.phase != Phase::Receiving {
+                    return self.unexpected("a prefix", raw, out);
+                }
+                self.pending.push((announce, vrp));
+            }
+            Pdu::RouterKey => {}
+            Pdu::EndOfData {
+                session,
+                serial,
+                intervals,
+            } => {
+                if self.phase != Phase::Receiving || Some(session) != self.session {
+                    return self.unexpected("End of Data", raw, out);
+                }
+                match self.commit() {
+                    Ok((announced, withdrawn)) => {
+                        self.serial = serial;
+                        if let Some(i) = intervals {
+                            self.intervals = i;
+                        }
+                        self.phase = Phase::Synced;
+                        self.synced_once = true;
+                        if !announced.is_empty() || !withdrawn.is_empty() {
+                            out.push(Output::Changed {
+                                announced,
+                                withdrawn,
+                            });
+                        }
+                        out.push(Output::PollIn(Duration::from_secs(
+                            self.intervals.refresh.into(),
+                        )));
+                    }
+                    Err((code, why)) => {
+                        out.push(self.report(code, raw.to_vec(), &why));
+                        // Start over with everything.
+                        self.session = None;
+                        out.push(Output::Close {
+                            why: format!("{}: {why}", error_name(code)),
+                            reconnect: true,
+                        });
+                        return true;
+                    }
+                }
+            }
+            Pdu::CacheReset => {
+                self.session = None;
+                out.push(self.ask());
+            }
+            Pdu::ErrorReport { code, text, .. } => {
+                if code == error_code::NO_DATA_AVAILABLE {
+                    self.phase = if self.synced_once {
+                        Phase::Synced
+                    } else {
+                        Phase::Idle
+                    };
+                    out.push(Output::PollIn(Duration::from_secs(
+                        self.intervals.retry.into(),
+                    )));
+                    return false;
+                }
+                if code == error_code::UNSUPPORTED_VERSION && self.version > 0 && !self.synced_once
+                {
+                    self.version -= 1;
+                    out.push(Output::Close {
+                        why: format!(
+                            "the cache does not speak RTR version {}; asking in version {}",
+                            self.version + 1,
+                            self.version
+                        ),
+                        reconnect: true,
+                    });
+                    return true;
+                }
+                out.push(Output::Close {
+                    why: format!("the cache reported {}: {text}", error_name(code)),
+                    reconnect: false,
+                });
+                return true;
+            }
+            Pdu::SerialQuery { .. } | Pdu::ResetQuery => {
+                out.push(self.report(
+                    error_code::INVALID_REQUEST,
+                    raw.to_vec(),
+                    "a query from the cache",
+                ));
+                out.push(Output::Close {
+                    why: "the cache sent a query".into(),
+                    reconnect: false,
+                });
+                return true;
+            }
+        }
+        false
+    }
+
+    fn unexpected(&mut self, what: &str, raw: &[u8], out: &mut Vec<Output>) -> bool {
+        out.push(self.report(
+            error_code::CORRUPT_DATA,
+            raw.to_vec(),
+            &format!("{what} out of order"),
+        ));
+        out.push(Output::Close {
+            why: format!("Corrupt Data: the cache sent {what} out of order"),
+            reconnect: false,
+        });
+        true
+    }
+
+    /// Applies what arrived since the Cache Response, all or nothing (RFC 8210 §5.4:
+    /// an announcement of what we hold, or a withdrawal of what we do not, is an error).
+    #[allow(clippy::type_complexity)]
+    fn commit(&mut self) -> Result<(Vec<Vrp>, Vec<Vrp>), (u16, String)> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut next = if self.resetting {
+            Vrps::default()
+        } else {
+            self.vrps.clone()
+        };
+        for (announce, v) in pending {
+            if announce {
+                if !next.insert(v) {
+                    return Err((
+                        error_code::DUPLICATE_ANNOUNCEMENT,
+                        format!("{} max {} AS{} announced twice", v.prefix, v.max_len, v.asn),
+                    ));
+                }
+            } else if !next.remove(&v) {
+                return Err((
+                    error_code::WITHDRAWAL_OF_UNKNOWN,
+                    format!(
+                        "{} max {} AS{} withdrawn, never announced",
+                        v.prefix, v.max_len, v.asn
+                    ),
+                ));
+            }
+        }
+        let announced: Vec<Vrp> = next.iter().filter(|v| !self.vrps.contains(v)).collect();
+        let withdrawn: Vec<Vrp> = self.vrps.iter().filter(|v| !next.contains(v)).collect();
+        self.vrps = next;
+        self.resetting = false;
+        Ok((announced, withdrawn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> IpNet {
+        s.parse().expect("prefix")
+    }
+
+    fn vrp(p: &str, max_len: u8, asn: u32) -> Vrp {
+        Vrp {
+            prefix: n(p),
+            max_len,
+            asn,
+        }
+    }
+
+    #[test]
+    fn origin_validation_follows_rfc_6811() {
+        let mut t = Vrps::default();
+        t.insert(vrp("10.1.0.0/16", 24, 65001));
+        t.insert(vrp("10.1.2.0/24", 24, 65002));
+        t.insert(vrp("192.0.2.0/24", 24, 0)); // AS0: nobody may originate it
+        t.insert(vrp("2001:db8::/32", 48, 65001));
+        let v = |p: &str, o: Option<u32>| t.validate(&n(p), o);
+        assert_eq!(v("10.1.0.0/16", Some(65001)), Validity::Valid);
+        assert_eq!(v("10.1.5.0/24", Some(65001)), Validity::Valid);
+        assert_eq!(
+            v("10.1.5.0/25", Some(65001)),
+            Validity::Invalid,
+            "longer than max"
+        );
+        assert_eq!(
+            v("10.1.5.0/24", Some(65009)),
+            Validity::Invalid,
+            "another origin"
+        );
+        // Either covering VRP may make it valid.
+        assert_eq!(v("10.1.2.0/24", Some(65002)), Validity::Valid);
+        assert_eq!(v("10.1.2.0/24", Some(65001)), Validity::Valid);
+        assert_eq!(v("10.2.0.0/16", Some(65001)), Validity::NotFound);
+        assert_eq!(
+            v("10.0.0.0/8", Some(65001)),
+            Validity::NotFound,
+            "less specific"
+        );
+        assert_eq!(
+            v("192.0.2.0/24", Some(0)),
+            Validity::Invalid,
+            "AS0 matches nothing"
+        );
+        assert_eq!(
+            v("10.1.0.0/16", None),
+            Validity::Invalid,
+            "origin unknown (AS_SET)"
+        );
+        assert_eq!(v("2001:db8:1::/48", Some(65001)), Validity::Valid);
+        assert_eq!(v("2001:db8:1::/64", Some(65001)), Validity::Invalid);
+        assert_eq!(v("2001:db9::/32", Some(65001)), Validity::NotFound);
+        assert!(t.remove(&vrp("10.1.2.0/24", 24, 65002)));
+        assert!(!t.remove(&vrp("10.1.2.0/24", 24, 65002)));
+        assert_eq!(t.len(), 3);
+    }
+
+    /// The PDUs as RFC 8210 §5 lays them out, byte by byte.
+    #[test]
+    fn pdus_have_the_rfc_8210_layout() {
+        assert_eq!(Pdu::ResetQuery.encode(1), [1, 2, 0, 0, 0, 0, 0, 8]);
+        assert_eq!(
+            Pdu::SerialQuery {
+                session: 0x1234,
+                serial: 7
+            }
+            .encode(1),
+            [1, 1, 0x12, 0x34, 0, 0, 0, 12, 0, 0, 0, 7]
+        );
+        let p4 = Pdu::Prefix {
+            announce: true,
+            vrp: vrp("192.0.2.0/24", 26, 65001),
+        };
+        let bytes = [
+            1, 4, 0, 0, 0, 0, 0, 20, 1, 24, 26, 0, 192, 0, 2, 0, 0, 0, 0xfd, 0xe9,
+        ];
+        assert_eq!(p4.encode(1), bytes);
+        assert_eq!(Pdu::decode(&bytes), Ok(Some((p4, 1, 20))));
+        let eod = [
+            1, 7, 0, 5, 0, 0, 0, 24, 0, 0, 0, 9, 0, 0, 0, 60, 0, 0, 0, 30, 0, 0, 1, 44,
+        ];
+        assert_eq!(
+            Pdu::decode(&eod),
+            Ok(Some((
+                Pdu::EndOfData {
+                    session: 5,
+                    serial: 9,
+                    intervals: Some(Intervals {
+                        refresh: 60,
+                        retry: 30,
+                        expire: 300
+                    })
+                },
+                1,
+                24
+            )))
+        );
+        // Version 0's End of Data has no intervals.
+        assert_eq!(
+            Pdu::decode(&[0, 7, 0, 5, 0, 0, 0, 12, 0, 0, 0, 9]),
+            Ok(Some((
+                Pdu::EndOfData {
+                    session: 5,
+                    serial: 9,
+                    intervals: None
+                },
+                0,
+                12
+            )))
+        );
+        let p6 = Pdu::Prefix {
+            announce: false,
+            vrp: vrp("2001:db8::/32", 48, 4_200_000_000),
+        };
+        assert_eq!(Pdu::decode(&p6.encode(1)), Ok(Some((p6, 1, 32))));
+        let e = Pdu::ErrorReport {
+            code: 2,
+            pdu: vec![1, 2, 0, 0, 0, 0, 0, 8],
+            text: "no data".into(),
+        };
+        assert_eq!(Pdu::decode(&e.encode(1)), Ok(Some((e, 1, 31))));
+        // Not all there yet.
+        assert_eq!(Pdu::decode(&bytes[..19]), Ok(None));
+    }
+
+    #[test]
+    fn malformed_pdus_are_named_with_the_error_to_report() {
+        let code = |b: &[u8]| Pdu::decode(b).map(|_| ()).unwrap_err().code;
+        assert_eq!(
+            code(&[2, 2, 0, 0, 0, 0, 0, 8]),
+            error_code::UNSUPPORTED_VERSION
+        );
+        assert_eq!(
+            code(&[1, 5, 0, 0, 0, 0, 0, 8]),
+            error_code::UNSUPPORTED_PDU_TYPE
+        );
+        assert_eq!(
+            code(&[1, 2, 0, 0, 0, 0, 0, 4]),
+            error_code::CORRUPT_DATA,
+            "short length"
+        );
+        assert_eq!(
+            code(&[1, 2, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0]),
+            error_code::CORRUPT_DATA
+        );
+        // Max length below the prefix's, host bits, lengths past the family's.
+        for body in [[1u8, 24, 20, 0], [1, 33, 33, 0]] {
+            let mut b = vec![1, 4, 0, 0, 0, 0, 0, 20];
+            b.extend_from_slice(&body);
+            b.extend_from_slice(&[192, 0, 2, 0, 0, 0, 0, 1]);
+            assert_eq!(code(&b), error_code::CORRUPT_DATA, "{body:?}");
+        }
+        let mut b = vec![1, 4, 0, 0, 0, 0, 0, 20, 1, 16, 24, 0];
+        b.extend_from_slice(&[192, 0, 2, 0, 0, 0, 0, 1]);
+        assert_eq!(code(&b), error_code::CORRUPT_DATA, "host bits");
+        // An Error Report whose inner lengths overrun it.
+        assert_eq!(
+            code(&[1, 10, 0, 2, 0, 0, 0, 16, 0, 0, 0, 9, 0, 0, 0, 0]),
+            error_code::CORRUPT_DATA
+        );
+    }
+
+    fn sent(out: &[Output]) -> Vec<Pdu> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(b) => Pdu::decode(b).ok().flatten().map(|(p, _, _)| p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cache(pdus: &[Pdu], version: u8) -> Vec<u8> {
+        pdus.iter().flat_map(|p| p.encode(version)).collect()
+    }
+
+    fn eod(session: u16, serial: u32) -> Pdu {
+        Pdu::EndOfData {
+            session,
+            serial,
+            intervals: Some(Intervals {
+                refresh: 60,
+                retry: 30,
+                expire: 600,
+            }),
+        }
+    }
+
+    fn ann(v: Vrp) -> Pdu {
+        Pdu::Prefix {
+            announce: true,
+            vrp: v,
+        }
+    }
+
+    #[test]
+    fn a_session_resets_then_follows_serials_and_notifies() {
+        let mut c = Client::new();
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+        assert!(!c.synced());
+        let a = vrp("10.1.0.0/16", 24, 65001);
+        let b = vrp("10.2.0.0/16", 16, 65002);
+        // The answer may arrive in pieces.
+        let bytes = cache(
+            &[Pdu::CacheResponse { session: 7 }, ann(a), ann(b), eod(7, 1)],
+            1,
+        );
+        let (head, tail) = bytes.split_at(13);
+        assert!(c.receive(head).is_empty());
+        let out = c.receive(tail);
+        assert_eq!(
+            out,
+            vec![
+                Output::Changed {
+                    announced: vec![a, b],
+                    withdrawn: vec![]
+                },
+                Output::PollIn(Duration::from_secs(60))
+            ]
+        );
+        assert!(c.synced());
+        assert_eq!(c.serial(), Some((7, 1)));
+        // A Serial Notify: we ask for what changed since serial 1.
+        let out = c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        assert_eq!(
+            sent(&out),
+            vec![Pdu::SerialQuery {
+                session: 7,
+                serial: 1
+            }]
+        );
+        let out = c.receive(&cache(
+            &[
+                Pdu::CacheResponse { session: 7 },
+                Pdu::Prefix {
+                    announce: false,
+                    vrp: a,
+                },
+                eod(7, 2),
+            ],
+            1,
+        ));
+        assert_eq!(
+            out[0],
+            Output::Changed {
+                announced: vec![],
+                withdrawn: vec![a]
+            }
+        );
+        assert_eq!(c.vrps().len(), 1);
+        // A reconnect asks from our serial, not for everything.
+        assert_eq!(
+            sent(&c.connected()),
+            vec![Pdu::SerialQuery {
+                session: 7,
+                serial: 2
+            }]
+        );
+        // A Cache Reset: everything again, the new set replacing the old.
+        let out = c.receive(&Pdu::CacheReset.encode(1));
+        assert_eq!(sent(&out), vec![Pdu::ResetQuery]);
+        let c2 = vrp("10.3.0.0/16", 16, 65003);
+        let out = c.receive(&cache(
+            &[Pdu::CacheResponse { session: 8 }, ann(c2), eod(8, 1)],
+            1,
+        ));
+        assert_eq!(
+            out[0],
+            Output::Changed {
+                announced: vec![c2],
+                withdrawn: vec![b]
+            }
+        );
+    }
+
+    #[test]
+    fn a_version_0_cache_is_spoken_to_in_version_0() {
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(
+            &Pdu::ErrorReport {
+                code: error_code::UNSUPPORTED_VERSION,
+                pdu: Pdu::ResetQuery.encode(1),
+                text: String::new(),
+            }
+            .encode(0),
+        );
+        assert!(
+            matches!(
+                out.last(),
+                Some(Output::Close {
+                    reconnect: true,
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+        assert_eq!(c.version(), 0);
+        let out = c.connected();
+        assert_eq!(out, vec![Output::Send(vec![0, 2, 0, 0, 0, 0, 0, 8])]);
+        let out = c.receive(&cache(
+            &[
+                Pdu::CacheResponse { session: 1 },
+                ann(vrp("10.1.0.0/16", 16, 65001)),
+                Pdu::EndOfData {
+                    session: 1,
+                    serial: 4,
+                    intervals: None,
+                },
+            ],
+            0,
+        ));
+        assert!(matches!(out[0], Output::Changed { .. }));
+        // Version 0 gives no intervals: RFC 8210's defaults.
+        assert_eq!(out[1], Output::PollIn(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn a_cache_that_contradicts_itself_is_reported_and_asked_again() {
+        let mut c = Client::new();
+        c.connected();
+        let a = vrp("10.1.0.0/16", 24, 65001);
+        c.receive(&cache(
+            &[Pdu::CacheResponse { session: 7 }, ann(a), eod(7, 1)],
+            1,
+        ));
+        c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        // Announcing again what we hold: Duplicate Announcement, nothing applied.
+        let out = c.receive(&cache(
+            &[Pdu::CacheResponse { session: 7 }, ann(a), eod(7, 2)],
+            1,
+        ));
+        let reported: Vec<u16> = sent(&out)
+            .into_iter()
+            .filter_map(|p| match p {
+                Pdu::ErrorReport { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reported, vec![error_code::DUPLICATE_ANNOUNCEMENT]);
+        assert!(matches!(
+            out.last(),
+            Some(Output::Close {
+                reconnect: true,
+                ..
+            })
+        ));
+        assert_eq!(c.vrps().len(), 1, "the set as it was");
+        // The next connection asks for everything.
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+        // A prefix outside a response is out of order.
+        let mut c = Client::new();
+        let out = c.receive(&ann(a).encode(1));
+        assert!(matches!(
+            out.last(),
+            Some(Output::Close {
+                reconnect: false,
+                ..
+            })
+        ));
+        // No data yet at the cache: try again after the retry interval.
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(
+            &Pdu::ErrorReport {
+                code: error_code::NO_DATA_AVAILABLE,
+                pdu: vec![],
+                text: "starting".into(),
+            }
+            .encode(1),
+        );
+        assert_eq!(out, vec![Output::PollIn(Duration::from_secs(600))]);
+        assert_eq!(sent(&c.poll()), vec![Pdu::ResetQuery]);
+    }
+
+    #[test]
+    fn expired_data_is_dropped() {
+        let mut c = Client::new();
+        c.connected();
+        let a = vrp("10.1.0.0/16", 24, 65001);
+        c.receive(&cache(
+            &[Pdu::CacheResponse { session: 7 }, ann(a), eod(7, 1)],
+            1,
+        ));
+        assert_eq!(
+            c.expire(),
+            vec![Output::Changed {
+                announced: vec![],
+                withdrawn: vec![a]
+            }]
+        );
+        assert!(!c.synced() && c.vrps().is_empty());
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+    }
+}
