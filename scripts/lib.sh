@@ -60,6 +60,14 @@ ensure_peer_packages() {
   return "$status"
 }
 
+# Routinator, the RPKI cache the origin-validation test runs (built from crates.io: no
+# Debian package serves RTR without trust anchors). Needs cargo (ensure_rust first).
+ensure_routinator() {
+  command -v routinator >/dev/null 2>&1 && return 0
+  echo "==> building routinator 0.15 (the RPKI cache of the RPKI test) from crates.io"
+  cargo install --quiet routinator --version '~0.15' --root /usr/local
+}
+
 # python3 with venv and curl, for scripts/check-openapi (its tools come from PyPI).
 ensure_python() {
   ensure_packages python3:python3 curl:curl
