@@ -79,6 +79,7 @@ fn main() {
         accept_only: None,
         restarting: false,
         kernel: false,
+        rpki_reject_invalid: false,
     });
     let feed = i.add_peer(neighbor(
         Ipv4Addr::new(10, 42, 0, 1),

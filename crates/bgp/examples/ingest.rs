@@ -87,6 +87,7 @@ fn main() {
         accept_only: None,
         restarting: false,
         kernel: false,
+        rpki_reject_invalid: false,
     });
     let peer = i.add_peer(PeerSpec {
         name: "feed".into(),

@@ -58,6 +58,9 @@ pub struct InstanceParams {
     /// Keep the table of kernel routes ([`Action::Route`], [`Instance::kernel_routes`]);
     /// off for a speaker that forwards nothing (`cic bgp run`).
     pub kernel: bool,
+    /// Customers' routes that RPKI finds invalid (RFC 6811) are refused, once a cache has
+    /// synced (a public connection's instance, and private ones where the operator says).
+    pub rpki_reject_invalid: bool,
 }
 
 /// How long a restarted peer's stale routes wait for its End-of-RIB once it is back
@@ -853,11 +856,12 @@ impl Instance {
             .peers
             .iter()
             .filter(|(_, p)| {
-                p.spec
-                    .policy
-                    .as_ref()
-                    .and_then(|x| x.import.as_ref())
-                    .is_some_and(|f| f.uses_rpki())
+                (p.spec.role == Role::Customer && self.params.rpki_reject_invalid)
+                    || p.spec
+                        .policy
+                        .as_ref()
+                        .and_then(|x| x.import.as_ref())
+                        .is_some_and(|f| f.uses_rpki())
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1318,6 +1322,7 @@ impl Instance {
             accept_only: self.params.accept_only.as_deref(),
             filter: p.spec.policy.as_ref().and_then(|x| x.import.as_ref()),
             vrps: self.vrps.as_deref(),
+            reject_invalid: self.params.rpki_reject_invalid,
         };
         policy::import(&cx, n, attrs)
     }

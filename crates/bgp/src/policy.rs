@@ -428,6 +428,9 @@ pub enum Reject {
     NotRegistered,
     /// A neighbor's import filter refused it: the filter, and its rule (0: the default).
     Filter(String, usize),
+    /// RPKI finds it invalid (RFC 6811) and invalids are refused here: its origin AS
+    /// (none when its path ends in an AS_SET).
+    RpkiInvalid(Option<u32>),
     /// A neighbor's import filter refused it by its origin validation state: the filter,
     /// its rule, the state.
     Rpki(String, usize, crate::rpki::Validity),
@@ -462,6 +465,14 @@ impl fmt::Display for Reject {
             }
             Reject::Filter(name, 0) => write!(f, "refused by policy {name} (its default)"),
             Reject::Filter(name, rule) => write!(f, "refused by policy {name}, rule {rule}"),
+            Reject::RpkiInvalid(Some(o)) => write!(
+                f,
+                "RPKI invalid (RFC 6811): no ROA lets AS{o} originate it at this length"
+            ),
+            Reject::RpkiInvalid(None) => write!(
+                f,
+                "RPKI invalid (RFC 6811): ROAs cover it and its origin is an AS_SET"
+            ),
             Reject::Rpki(name, rule, v) => {
                 write!(f, "RPKI {v}: refused by policy {name}, rule {rule}")
             }
@@ -523,6 +534,8 @@ pub struct ImportContext<'a> {
     pub filter: Option<&'a Filter>,
     /// The RPKI data in force (`None`: no cache has synced).
     pub vrps: Option<&'a crate::rpki::Vrps>,
+    /// A customer's routes that the data finds invalid are refused.
+    pub reject_invalid: bool,
 }
 
 impl ImportContext<'_> {
@@ -573,9 +586,16 @@ pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Resu
     match cx.role {
         Role::Customer => {
             customer_prefix(cx.vpc_prefixes, prefix)?;
-            match cx.accept_only {
-                Some(allowed) if !allowed.iter().any(|a| a.contains(prefix)) => {
-                    Err(Reject::NotRegistered)
+            if let Some(allowed) = cx.accept_only
+                && !allowed.iter().any(|a| a.contains(prefix))
+            {
+                return Err(Reject::NotRegistered);
+            }
+            match cx.vrps.filter(|_| cx.reject_invalid) {
+                Some(v)
+                    if v.validate(prefix, origin_as(attrs)) == crate::rpki::Validity::Invalid =>
+                {
+                    Err(Reject::RpkiInvalid(origin_as(attrs)))
                 }
                 _ => Ok(()),
             }
@@ -668,6 +688,7 @@ mod tests {
             accept_only: None,
             filter: None,
             vrps: None,
+            reject_invalid: false,
         }
     }
 
@@ -764,6 +785,7 @@ mod tests {
             accept_only: None,
             filter: None,
             vrps: None,
+            reject_invalid: false,
         };
         let ibgp_path = PathAttrs::default();
         assert_eq!(import(&cx, &n("10.128.0.0/16"), &ibgp_path), Ok(()));
@@ -884,6 +906,7 @@ mod tests {
             accept_only: None,
             filter,
             vrps: None,
+            reject_invalid: false,
         };
         // Documentation ASNs are the filter's business for a neighbor, loops are not.
         let via = path(&[65001, 64500]);

@@ -152,6 +152,7 @@ async fn start_with(
         accept_only: None,
         restarting: gr.is_some_and(|(_, r)| r),
         kernel: true,
+        rpki_reject_invalid: false,
     };
     init_tracing();
     let h = spawn_instance(

@@ -404,6 +404,14 @@ struct ServerArgs {
     /// keep an edge's routes while `cic edge` restarts. 0 turns graceful restart off.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(0..=4095))]
     graceful_restart_secs: u16,
+    /// An RPKI cache (RTR, RFC 8210) the edges validate customers' route origins by,
+    /// ADDR:PORT; repeat for more, most preferred first. Public connections then refuse
+    /// RPKI invalids (RFC 6811).
+    #[arg(long = "rpki-cache")]
+    rpki_caches: Vec<SocketAddr>,
+    /// Private connections refuse RPKI invalids too (with --rpki-cache).
+    #[arg(long, requires = "rpki_caches")]
+    rpki_reject_invalid_private: bool,
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
@@ -472,6 +480,10 @@ enum LabCmd {
         /// Points of presence (1 or 2); the customer connects at each.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
         pops: u32,
+        /// A flag for the lab's `cic server` (repeat for more), e.g.
+        /// `--server-arg=--rpki-cache=127.0.0.1:3323`.
+        #[arg(long = "server-arg", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
     /// Build the lab, run the customer's steps, ping both ways, tear it down.
     Demo {
@@ -1001,6 +1013,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     multiplier: a.bfd_multiplier,
                 },
                 graceful_restart_secs: a.graceful_restart_secs,
+                rpki_caches: a.rpki_caches.clone(),
+                rpki_reject_invalid_private: a.rpki_reject_invalid_private,
                 ..Default::default()
             };
             let usable = a.rate_limit >= 0.0
@@ -1138,7 +1152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bgp(b) => bgp(b, cli.json || cli.format.as_deref() == Some("json")).await,
         Cmd::Lab(l) => match l {
-            LabCmd::Up { pops } => cic_lab::up_and_explain(pops).await,
+            LabCmd::Up { pops, server_args } => cic_lab::up_and_explain(pops, &server_args).await,
             LabCmd::Demo { pops } => cic_lab::demo(pops).await,
             LabCmd::Down => cic_lab::down(),
             LabCmd::Failover {

@@ -132,11 +132,23 @@ fn pop1_protocol() -> String {
 }
 
 fn with_lab<T>(test: &str, body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe) -> Option<T> {
+    with_lab_args(test, &[], body)
+}
+
+/// [`with_lab`], with flags for the lab's `cic server`.
+fn with_lab_args<T>(
+    test: &str,
+    server_args: &[&str],
+    body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe,
+) -> Option<T> {
     if !ready(test) {
         return None;
     }
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let o = cic(&["lab", "up"]);
+    let mut up = vec!["lab".to_string(), "up".to_string()];
+    up.extend(server_args.iter().map(|a| format!("--server-arg={a}")));
+    let up: Vec<&str> = up.iter().map(String::as_str).collect();
+    let o = cic(&up);
     let result = std::panic::catch_unwind(|| {
         assert!(o.status.success(), "lab up failed:\n{}", text(&o));
         let info: Value = serde_json::from_str(
@@ -1977,5 +1989,103 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
         let d = mend(&restore);
         eprintln!("{d}");
     });
+    let _ = result;
+}
+
+/// Route origin validation at the edge: the lab's server told of an RPKI cache (a real
+/// one, Routinator) and to refuse invalids on private connections; the customer's LAN
+/// prefix valid at first, then a ROA giving it to another AS alone makes the edges refuse
+/// it (the looking glass says why, the cloud side loses the route), and a ROA for the
+/// customer's AS again brings it back.
+#[test]
+fn the_edges_refuse_a_customer_s_rpki_invalid_routes_and_take_them_back_when_valid() {
+    let test = "lab rpki";
+    let Some(bin) = cic_peers::routinator_or_skip(test) else {
+        return;
+    };
+    const PORT: u16 = 17498;
+    let dir = std::env::temp_dir().join(format!("cic-lab-rpki-{}", std::process::id()));
+    // The customer (AS 65001) announces 192.168.10.0/24, and a ROA says it may.
+    let cache = cic_peers::Routinator::start(&bin, &dir, PORT, &[(65001, "192.168.10.0/24", 24)])
+        .expect("routinator");
+    let cache_arg = format!("--rpki-cache=127.0.0.1:{PORT}");
+    let result = with_lab_args(
+        test,
+        &[&cache_arg, "--rpki-reject-invalid-private"],
+        |lab| {
+            let pc = lab.connection_at("pop1")["id"]
+                .as_str()
+                .expect("pc")
+                .to_string();
+            let received = || -> Value {
+                let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                    .args(["private-connection", "routes", &pc, "--format", "json"])
+                    .env("CIC_SERVER", &lab.server)
+                    .env("CIC_CA_CERT", cic_lab::CA_CERT)
+                    .env("CIC_TOKEN", &lab.token)
+                    .output()
+                    .expect("cic");
+                serde_json::from_slice::<Value>(&o.stdout)
+                    .ok()
+                    .and_then(|v| {
+                        v["routes"]
+                            .as_array()?
+                            .iter()
+                            .find(|r| r["prefix"] == "192.168.10.0/24")
+                            .cloned()
+                    })
+                    .unwrap_or(Value::Null)
+            };
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(60),
+                "192.168.10.0/24 valid at the edge",
+                || (received()["rpki"] == "valid").then_some(()),
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", received(), cache.log()));
+            // The ROA now gives the prefix to AS 64999 alone.
+            cache.set(&[(64999, "192.168.10.0/24", 24)]).expect("slurm");
+            let r = cic_peers::wait_until(
+                std::time::Duration::from_secs(60),
+                "the edge to refuse 192.168.10.0/24 as RPKI invalid",
+                || {
+                    let r = received();
+                    (r["rpki"] == "invalid" && r["rejected"].is_string()).then_some(r)
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", received(), cache.log()));
+            assert!(
+                r["rejected"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("no ROA lets AS65001 originate it")),
+                "{r}"
+            );
+            // Neither PoP sends it to the cloud's fabric.
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(30),
+                "the fabric to lose 192.168.10.0/24",
+                || (cic_lab::kernel_next_hops("cicl-fabric", "192.168.10.0/24") == 0).then_some(()),
+            )
+            .expect("withdrawn");
+            // A ROA for the customer's AS again: valid, taken again over both PoPs.
+            cache
+                .set(&[
+                    (64999, "192.168.10.0/24", 24),
+                    (65001, "192.168.10.0/24", 24),
+                ])
+                .expect("slurm");
+            cic_peers::wait_until(
+                std::time::Duration::from_secs(60),
+                "192.168.10.0/24 valid and over both PoPs again",
+                || {
+                    let r = received();
+                    (r["rpki"] == "valid"
+                        && r["rejected"].is_null()
+                        && cic_lab::kernel_next_hops("cicl-fabric", "192.168.10.0/24") == 2)
+                        .then_some(())
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}: {}", received()));
+        },
+    );
     let _ = result;
 }

@@ -5,81 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-use cic_peers::{Bird, bird_or_skip, wait_until};
+use cic_peers::{Bird, Routinator, bird_or_skip, routinator_or_skip, wait_until};
 use common::{WAIT, neighbor, run_speaker, show};
 use serde_json::Value;
 
 const US: &str = "127.0.41.1";
 const PORT: u16 = 17410;
 const RTR_PORT: u16 = 17499;
-
-/// Routinator: `CIC_ROUTINATOR`, else on PATH.
-fn routinator() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("CIC_ROUTINATOR") {
-        return Some(p.into());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("routinator"))
-            .find(|p| p.exists())
-    })
-}
-
-/// The SLURM file of the cache: `(asn, prefix, max_len)` assertions.
-fn slurm(path: &Path, roas: &[(u32, &str, u8)]) {
-    let assertions: Vec<Value> = roas
-        .iter()
-        .map(|(asn, prefix, max)| {
-            serde_json::json!({"asn": asn, "prefix": prefix, "maxPrefixLength": max})
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "slurmVersion": 1,
-        "validationOutputFilters": {"prefixFilters": [], "bgpsecFilters": []},
-        "locallyAddedAssertions": {"prefixAssertions": assertions, "bgpsecAssertions": []}
-    });
-    // Written whole, then moved in place: the cache never reads half a file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, doc.to_string()).expect("slurm");
-    std::fs::rename(&tmp, path).expect("slurm");
-}
-
-struct Cache(Child);
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Routinator with no trust anchors, serving the SLURM file's assertions, validating
-/// again (and so reading the file again) every second.
-fn start_cache(bin: &Path, dir: &Path, exceptions: &Path) -> Cache {
-    let log = std::fs::File::create(dir.join("routinator.log")).expect("log");
-    let child = Command::new(bin)
-        .args(["--no-rir-tals", "--disable-rsync", "--disable-rrdp"])
-        .arg("--repository-dir")
-        .arg(dir.join("repository"))
-        .arg("--exceptions")
-        .arg(exceptions)
-        .args([
-            "server",
-            "--rtr",
-            &format!("127.0.0.1:{RTR_PORT}"),
-            "--refresh",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("routinator");
-    Cache(child)
-}
 
 /// Each received route of the feed: its prefix, RPKI state and why it was refused.
 fn states(sock: &Path) -> Vec<(String, String, String)> {
@@ -125,24 +60,19 @@ fn origins_are_validated_by_a_real_cache_and_judged_again_when_its_data_changes(
     if !bird_or_skip(test) {
         return;
     }
-    let Some(bin) = routinator() else {
-        assert!(
-            std::env::var("CIC_REQUIRE_PEERS").is_err(),
-            "{test}: needs Routinator (cargo install routinator, or CIC_ROUTINATOR)"
-        );
-        eprintln!("{test}: skipped, no routinator");
+    let Some(bin) = routinator_or_skip(test) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("cic-rpki-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let exceptions = dir.join("slurm.json");
     // 10.41.1.0/24 belongs to AS 65009 (the feed's AS 65001 announcing it is invalid),
     // 10.41.2.0/24 to AS 65001 (valid); nothing covers 10.41.3.0/24 (not found).
-    slurm(
-        &exceptions,
+    let cache = Routinator::start(
+        &bin,
+        &dir,
+        RTR_PORT,
         &[(65009, "10.41.1.0/24", 24), (65001, "10.41.2.0/24", 24)],
-    );
-    let _cache = start_cache(&bin, &dir, &exceptions);
+    )
+    .expect("routinator");
 
     let feed = Bird::start(
         "rpki-feed",
@@ -237,7 +167,7 @@ rule = [{{ rpki = "invalid", action = "reject" }}]
             "{e}: {:?}\n{}\n{}",
             states(&sock),
             show(&sock, &["summary"]),
-            std::fs::read_to_string(dir.join("routinator.log")).unwrap_or_default()
+            cache.log()
         )
     });
     assert_eq!(neighbor(&sock, "127.0.41.2")["accepted"], 2);
@@ -251,14 +181,13 @@ rule = [{{ rpki = "invalid", action = "reject" }}]
     // A ROA for the feed's AS added at the cache: the route becomes valid and is taken,
     // the session untouched.
     let t = Instant::now();
-    slurm(
-        &exceptions,
-        &[
+    cache
+        .set(&[
             (65009, "10.41.1.0/24", 24),
             (65001, "10.41.1.0/24", 24),
             (65001, "10.41.2.0/24", 24),
-        ],
-    );
+        ])
+        .expect("slurm");
     wait_until(WAIT, "10.41.1.0/24 valid after the ROA came", || {
         (states(&sock) == expect("valid")).then_some(())
     })
@@ -273,10 +202,9 @@ rule = [{{ rpki = "invalid", action = "reject" }}]
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", verdicts(&rp)));
     // And removed again: invalid, refused.
-    slurm(
-        &exceptions,
-        &[(65009, "10.41.1.0/24", 24), (65001, "10.41.2.0/24", 24)],
-    );
+    cache
+        .set(&[(65009, "10.41.1.0/24", 24), (65001, "10.41.2.0/24", 24)])
+        .expect("slurm");
     wait_until(WAIT, "10.41.1.0/24 invalid again", || {
         (states(&sock) == expect("invalid")).then_some(())
     })
@@ -288,5 +216,4 @@ rule = [{{ rpki = "invalid", action = "reject" }}]
         "{row}"
     );
     drop(feed);
-    let _ = Duration::ZERO;
 }

@@ -308,12 +308,14 @@ impl Instance {
         })
     }
 
-    /// A connection's routes for the looking glass; `None` when it has no session here.
+    /// A connection's routes for the looking glass, each with its RPKI state when `vrps`
+    /// (the data in force) is given; `None` when it has no session here.
     pub async fn looking_glass(
         &self,
         connection: &str,
         family: Family,
         direction: RouteDirection,
+        vrps: Option<&cic_bgp::rpki::Vrps>,
     ) -> Option<Result<Vec<RouteEntry>, String>> {
         let peer = &self.peers.get(&peer_key(connection, family))?.id;
         let which = match direction {
@@ -350,6 +352,11 @@ impl Instance {
                                 .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
                                 .collect(),
                             rejected,
+                            rpki: vrps.map(|v| {
+                                v.validate(&prefix, cic_bgp::policy::origin_as(&a))
+                                    .name()
+                                    .to_string()
+                            }),
                         })
                         .collect()
                 }),
@@ -368,6 +375,11 @@ impl Instance {
                 .map(|p| p.want.config.spec.name.clone())
                 .collect(),
         }
+    }
+
+    /// The RPKI data in force (see `cic_bgp::instance::Instance::set_vrps`).
+    pub async fn set_vrps(&self, v: Option<Arc<cic_bgp::rpki::Vrps>>) {
+        let _ = self.bgp.set_vrps(v).await;
     }
 
     /// The instance namespace's netlink connection (for reading its links and neighbors).
@@ -858,6 +870,10 @@ fn params(
         max_prefix_warning: bgp.max_prefix_warning_percent,
         restarting,
         kernel: true,
+        // A public connection's instance (it accepts only registered prefixes) refuses
+        // RPKI invalids; private ones where the operator says.
+        rpki_reject_invalid: !bgp.rpki_caches.is_empty()
+            && (ic.accept_only.is_some() || bgp.rpki_reject_invalid_private),
     }
 }
 

@@ -96,6 +96,21 @@ struct State {
     /// Each instance namespace's TCP-MD5 drops at the last look, and when they last rose
     /// (see `md5_mismatches`).
     md5_drops: BTreeMap<String, Md5Drops>,
+    /// The RPKI caches the config names, the data in force from them, and the task that
+    /// hands it to every instance.
+    rpki: Option<Rpki>,
+}
+
+struct Rpki {
+    caches: Vec<std::net::SocketAddr>,
+    data: tokio::sync::watch::Receiver<Option<Arc<cic_bgp::rpki::Vrps>>>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Rpki {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+    }
 }
 
 /// The parts of the config, besides its own, that an instance's apply reads.
@@ -113,7 +128,7 @@ pub struct Agent {
     caps: Capabilities,
     underlay: Netlink,
     client: SyncClient,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Agent {
@@ -140,7 +155,7 @@ impl Agent {
             caps,
             underlay,
             client,
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 applied: 0,
                 edge_id: String::new(),
                 watches: vec![],
@@ -154,7 +169,8 @@ impl Agent {
                 applied_context: None,
                 trunk_readings: BTreeMap::new(),
                 md5_drops: BTreeMap::new(),
-            }),
+                rpki: None,
+            })),
         }))
     }
 
@@ -283,9 +299,10 @@ impl Agent {
             };
         }
         let st = self.state.lock().await;
+        let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
         for i in st.instances.values() {
             match i
-                .looking_glass(&q.connection_id, q.family, q.direction)
+                .looking_glass(&q.connection_id, q.family, q.direction, vrps.as_deref())
                 .await
             {
                 Some(Ok(routes)) => {
@@ -386,8 +403,9 @@ impl Agent {
                 };
             }
         }
+        let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
         if let Some(Ok(routes)) = instance
-            .looking_glass(&c.id, q.family, RouteDirection::Received)
+            .looking_glass(&c.id, q.family, RouteDirection::Received, vrps.as_deref())
             .await
         {
             let refused: Vec<RouteEntry> = routes
@@ -701,6 +719,39 @@ impl Agent {
         let mut st = self.state.lock().await;
         let mut errors = Vec::new();
 
+        // RPKI caches: followed by a task of their own; each instance is handed the data
+        // in force whenever it changes.
+        let caches = &cfg.bgp.rpki_caches;
+        if st.rpki.as_ref().map(|r| &r.caches) != Some(caches) {
+            st.rpki = (!caches.is_empty()).then(|| {
+                let data = cic_bgp::driver::start_rpki(
+                    caches
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| cic_bgp::driver::CacheSpec {
+                            address: *a,
+                            preference: i.min(255) as u8,
+                        })
+                        .collect(),
+                );
+                let (mut changes, state) = (data.clone(), self.state.clone());
+                let forwarder = tokio::spawn(async move {
+                    while changes.changed().await.is_ok() {
+                        let v = changes.borrow_and_update().clone();
+                        let st = state.lock().await;
+                        for i in st.instances.values() {
+                            i.set_vrps(v.clone()).await;
+                        }
+                    }
+                });
+                Rpki {
+                    caches: caches.clone(),
+                    data,
+                    forwarder,
+                }
+            });
+        }
+
         // The kernel's neighbor table is the host's, shared by every namespace: make room
         // for each connection's and each fabric segment's peer before they need it.
         let peers: usize = cfg
@@ -855,6 +906,9 @@ impl Agent {
             if !st.instances.contains_key(&ic.id) {
                 match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await {
                     Ok(i) => {
+                        if let Some(v) = st.rpki.as_ref().and_then(|r| r.data.borrow().clone()) {
+                            i.set_vrps(Some(v)).await;
+                        }
                         st.instances.insert(ic.id.clone(), i);
                     }
                     Err(e) => {

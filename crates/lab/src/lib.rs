@@ -1343,8 +1343,9 @@ fn ping(from: &str, to: &str) -> Result<(u32, u32, String)> {
 }
 
 /// `cic lab up`: build, run the customer's steps, and say how to look around.
-pub async fn up_and_explain(n_pops: u32) -> Result<()> {
-    let info = up(n_pops).await?;
+pub async fn up_and_explain(n_pops: u32, server_args: &[String]) -> Result<()> {
+    let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let info = up_with(n_pops, &args).await?;
     say(&format!(
         r#"
 The lab stays up. Try:

@@ -603,6 +603,7 @@ mod tests {
             local_pref: None,
             communities: vec![],
             rejected: Some("overlaps the routing instance's VPC prefix 10.128.0.0/16".into()),
+            rpki: None,
         }];
         let d = diagnose(&ctx(), &f);
         assert!(

@@ -48,6 +48,14 @@ pub struct BgpSettings {
     /// peers keep its routes while `cic edge` restarts; 0 turns graceful restart off.
     #[serde(default = "default_graceful_restart_secs")]
     pub graceful_restart_secs: u16,
+    /// RPKI caches the edge validates customers' origins by (RTR, RFC 8210), in order of
+    /// preference. Public connections refuse what RPKI finds invalid (RFC 6811).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
+    pub rpki_caches: Vec<std::net::SocketAddr>,
+    /// Private connections refuse RPKI invalids too (the operator's choice).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rpki_reject_invalid_private: bool,
 }
 
 fn default_graceful_restart_secs() -> u16 {
@@ -115,6 +123,8 @@ impl Default for BgpSettings {
             max_prefix_warning_percent: default_max_prefix_warning_percent(),
             bfd: BfdSettings::default(),
             graceful_restart_secs: default_graceful_restart_secs(),
+            rpki_caches: vec![],
+            rpki_reject_invalid_private: false,
         }
     }
 }
@@ -532,6 +542,10 @@ pub struct RouteEntry {
     /// Why import policy refused it (received routes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
+    /// Its origin validation state (RFC 6811): valid, invalid or not-found; absent when
+    /// the edge has no RPKI data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpki: Option<String>,
 }
 
 /// An edge's answer to a [`RouteQuery`].

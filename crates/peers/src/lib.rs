@@ -1,5 +1,6 @@
 //! Real routers as processes, for the lab and for interop tests: BIRD 2, FRR 8 (bgpd,
-//! bfdd), GoBGP 3 and ExaBGP 4, from Debian's packages.
+//! bfdd), GoBGP 3 and ExaBGP 4, from Debian's packages; Routinator (an RPKI cache) from
+//! crates.io.
 //!
 //! Each value owns its process (started in the foreground, optionally inside a network
 //! namespace) and a private directory with its config, log and control socket; it is
@@ -9,10 +10,12 @@ mod daemon;
 mod exabgp;
 mod frr;
 mod gobgp;
+mod rpki;
 
 pub use exabgp::{ExaBgp, exabgp_available};
 pub use frr::{Frr, FrrRouter, frr_available};
 pub use gobgp::{GoBgp, gobgp_available};
+pub use rpki::{Routinator, routinator_or_skip, routinator_path, write_slurm};
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -846,6 +846,7 @@ impl Config {
                 accept_only: None,
                 restarting: false,
                 kernel: false,
+                rpki_reject_invalid: false,
             },
             listen: f.listen,
             neighbors,

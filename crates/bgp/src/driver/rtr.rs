@@ -44,7 +44,12 @@ pub fn start(caches: Vec<CacheSpec>) -> watch::Receiver<Option<Arc<Vrps>>> {
     }
     tokio::spawn(async move {
         let mut sets: Vec<Option<Arc<Vrps>>> = vec![None; caches.len()];
-        while let Some((i, set)) = reports.recv().await {
+        // Ends when no one follows the data any more; the caches' tasks then end at
+        // their next report.
+        while let Some((i, set)) = tokio::select! {
+            r = reports.recv() => r,
+            _ = tx.closed() => None,
+        } {
             sets[i] = set;
             let best = (0..caches.len())
                 .filter(|j| sets[*j].is_some())

@@ -272,6 +272,7 @@ impl Replayer {
             accept_only: None,
             restarting: s.instance.restarting,
             kernel: true,
+            rpki_reject_invalid: false,
         });
         let (mut ids, mut order, mut asns) = (HashMap::new(), vec![], HashMap::new());
         for p in &s.peers {

@@ -127,6 +127,7 @@ fn params(max: u32, action: MaxPrefixAction) -> InstanceParams {
         accept_only: None,
         restarting: false,
         kernel: true,
+        rpki_reject_invalid: false,
     }
 }
 
@@ -1400,6 +1401,7 @@ fn speaker(originate: &[&str]) -> TestInstance {
         accept_only: None,
         restarting: false,
         kernel: true,
+        rpki_reject_invalid: false,
     })
 }
 
@@ -2378,6 +2380,67 @@ fn rpki_invalids_are_refused_by_policy_and_judged_again_when_the_data_changes() 
     // The cache gone for good (expired): nothing judged by it.
     i.set_vrps(None);
     assert_eq!(i.best_routes().count(), 2);
+}
+
+/// A customer's invalid routes refused where the instance says so (a public
+/// connection's), as soon as a cache has synced and again when its data changes; valid
+/// and not-found ones taken.
+#[test]
+fn a_customer_s_rpki_invalid_routes_are_refused_where_the_instance_says() {
+    use crate::rpki::{Vrp, Vrps};
+    let mut i = TestInstance::new(InstanceParams {
+        rpki_reject_invalid: true,
+        ..params(500, MaxPrefixAction::Teardown)
+    });
+    let c = i.add_peer(customer_a());
+    up(&mut i, c, 65001, "169.254.1.2");
+    i.handle(Event::Update {
+        peer: c,
+        update: announce(
+            &[65001],
+            "169.254.1.2",
+            &["192.168.10.0/24", "172.16.5.0/24"],
+        ),
+    });
+    assert_eq!(
+        i.best_routes().count(),
+        2,
+        "no cache synced: nothing refused"
+    );
+    let mut v = Vrps::default();
+    v.insert(Vrp {
+        prefix: n("192.168.10.0/24"),
+        max_len: 24,
+        asn: 64999,
+    });
+    i.set_vrps(Some(Arc::new(v)));
+    let held: Vec<IpNet> = i.best_routes().map(|(p, _)| p).collect();
+    assert_eq!(held, vec![n("172.16.5.0/24")]);
+    let why = i
+        .routes(c, RouteSet::Received)
+        .into_iter()
+        .find_map(|(p, _, why)| (p == n("192.168.10.0/24")).then_some(why))
+        .flatten();
+    assert_eq!(
+        why.as_deref(),
+        Some("RPKI invalid (RFC 6811): no ROA lets AS65001 originate it at this length")
+    );
+    // An instance that does not refuse invalids takes it whatever the data.
+    let mut j = TestInstance::new(params(500, MaxPrefixAction::Teardown));
+    let c = j.add_peer(customer_a());
+    up(&mut j, c, 65001, "169.254.1.2");
+    let mut v = Vrps::default();
+    v.insert(Vrp {
+        prefix: n("192.168.10.0/24"),
+        max_len: 24,
+        asn: 64999,
+    });
+    j.set_vrps(Some(Arc::new(v)));
+    j.handle(Event::Update {
+        peer: c,
+        update: announce(&[65001], "169.254.1.2", &["192.168.10.0/24"]),
+    });
+    assert_eq!(j.best_routes().count(), 1);
 }
 
 // ---------------------------------------------------------------------------------------

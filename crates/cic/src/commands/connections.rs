@@ -405,7 +405,10 @@ impl ConnectionCmd {
                     .get(&format!("{BASE}/{id}:routes?direction={direction}{family}"))
                     .await?;
                 out.print(&v, |v| {
-                    table(v, &["prefix", "nextHop", "asPath", "origin", "rejected"])
+                    table(
+                        v,
+                        &["prefix", "nextHop", "asPath", "origin", "rpki", "rejected"],
+                    )
                 });
                 Ok(())
             }
