@@ -205,6 +205,18 @@ pub struct Intervals {
     pub expire: u32,
 }
 
+impl Intervals {
+    /// Within the ranges RFC 8210 §6 allows: a cache saying 0 must not make us poll it
+    /// in a tight loop, nor one saying a year keep data that long.
+    pub fn bounded(self) -> Intervals {
+        Intervals {
+            refresh: self.refresh.clamp(1, 86_400),
+            retry: self.retry.clamp(1, 7_200),
+            expire: self.expire.clamp(600, 172_800),
+        }
+    }
+}
+
 impl Default for Intervals {
     /// RFC 8210 §6's defaults.
     fn default() -> Self {
@@ -727,7 +739,7 @@ impl Client {
                     Ok((announced, withdrawn)) => {
                         self.serial = serial;
                         if let Some(i) = intervals {
-                            self.intervals = i;
+                            self.intervals = i.bounded();
                         }
                         self.phase = Phase::Synced;
                         self.synced_once = true;
@@ -1243,6 +1255,36 @@ mod tests {
         );
         assert_eq!(out, vec![Output::PollIn(Duration::from_secs(600))]);
         assert_eq!(sent(&c.poll()), vec![Pdu::ResetQuery]);
+    }
+
+    #[test]
+    fn a_cache_s_intervals_are_held_to_the_rfc_s_ranges() {
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(&cache(
+            &[
+                Pdu::CacheResponse { session: 7 },
+                Pdu::EndOfData {
+                    session: 7,
+                    serial: 1,
+                    intervals: Some(Intervals {
+                        refresh: 0,
+                        retry: 0,
+                        expire: 1,
+                    }),
+                },
+            ],
+            1,
+        ));
+        assert_eq!(out, vec![Output::PollIn(Duration::from_secs(1))]);
+        assert_eq!(
+            c.intervals(),
+            Intervals {
+                refresh: 1,
+                retry: 1,
+                expire: 600
+            }
+        );
     }
 
     #[test]
