@@ -907,7 +907,7 @@ impl Instance {
     pub fn validity(&self, n: &IpNet, attrs: &PathAttrs) -> Option<crate::rpki::Validity> {
         self.vrps
             .as_ref()
-            .map(|v| v.validate(n, policy::origin_as(attrs)))
+            .map(|v| v.validate(n, policy::rpki_origin(attrs, self.params.local_asn)))
     }
 
     pub fn set_vpc_prefixes(&mut self, prefixes: Vec<IpNet>) -> Vec<Action> {
@@ -1208,11 +1208,9 @@ impl Instance {
                     && let Some(filter) = &policy.import
                 {
                     for (n, verdict) in u.nlri.iter().zip(&v) {
-                        let rpki = self
-                            .vrps
-                            .as_ref()
-                            .filter(|_| filter.uses_rpki())
-                            .map(|v| v.validate(n, policy::origin_as(&attrs)));
+                        let rpki = self.vrps.as_ref().filter(|_| filter.uses_rpki()).map(|v| {
+                            v.validate(n, policy::rpki_origin(&attrs, self.params.local_asn))
+                        });
                         let Some((no, actions)) = filter
                             .actions_with(n, Some(&attrs), rpki)
                             .filter(|_| verdict.is_ok())

@@ -248,6 +248,21 @@ pub fn origin_as(a: &PathAttrs) -> Option<u32> {
     }
 }
 
+/// The route's origin AS as RFC 6811 §2 reads it for origin validation: the rightmost
+/// AS of a final AS_SEQUENCE, none after an AS_SET, and ours when the path is empty (a
+/// route of our own AS, or learnt over iBGP from within it).
+pub fn rpki_origin(a: &PathAttrs, local_asn: u32) -> Option<u32> {
+    let mut segments = a.as_path.iter().filter(|s| {
+        let (crate::wire::AsPathSegment::Sequence(v) | crate::wire::AsPathSegment::Set(v)) = s;
+        !v.is_empty()
+    });
+    match segments.next_back() {
+        None => Some(local_asn),
+        Some(crate::wire::AsPathSegment::Sequence(v)) => v.last().copied(),
+        Some(crate::wire::AsPathSegment::Set(_)) => None,
+    }
+}
+
 /// Private-use ASNs (RFC 6996).
 pub fn is_private_asn(asn: u32) -> bool {
     (64512..=65534).contains(&asn) || (4_200_000_000..=4_294_967_294).contains(&asn)
@@ -545,7 +560,7 @@ impl ImportContext<'_> {
         let vrps = self.vrps?;
         self.filter
             .filter(|f| f.uses_rpki())
-            .map(|_| vrps.validate(prefix, origin_as(attrs)))
+            .map(|_| vrps.validate(prefix, rpki_origin(attrs, self.local_asn)))
     }
 }
 
@@ -593,9 +608,10 @@ pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Resu
             }
             match cx.vrps.filter(|_| cx.reject_invalid) {
                 Some(v)
-                    if v.validate(prefix, origin_as(attrs)) == crate::rpki::Validity::Invalid =>
+                    if v.validate(prefix, rpki_origin(attrs, cx.local_asn))
+                        == crate::rpki::Validity::Invalid =>
                 {
-                    Err(Reject::RpkiInvalid(origin_as(attrs)))
+                    Err(Reject::RpkiInvalid(rpki_origin(attrs, cx.local_asn)))
                 }
                 _ => Ok(()),
             }
@@ -1001,6 +1017,14 @@ mod tests {
             crate::wire::AsPathSegment::Set(vec![1, 2]),
         ]);
         assert_eq!(origin_as(&set), None);
+        assert_eq!(rpki_origin(&set, 64512), None);
+        // RFC 6811 §2: an empty path is a route of our own AS.
+        assert_eq!(rpki_origin(&PathAttrs::default(), 64512), Some(64512));
+        assert_eq!(rpki_origin(&tagged(vec![seq(&[])]), 64512), Some(64512));
+        assert_eq!(
+            rpki_origin(&tagged(vec![seq(&[65001, 3356])]), 64512),
+            Some(3356)
+        );
         // No attributes, no match for a path condition.
         assert!(
             !Matches {

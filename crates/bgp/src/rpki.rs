@@ -450,7 +450,15 @@ impl Pdu {
                 want(0)?;
                 Pdu::CacheReset
             }
-            pdu_type::ROUTER_KEY if version >= 1 => Pdu::RouterKey,
+            pdu_type::ROUTER_KEY if version >= 1 => {
+                // RFC 8210 §5.10: a 20-octet SKI, a 4-octet AS, then the key itself.
+                if body.len() < 25 {
+                    return Err(corrupt(format!(
+                        "a Router Key of length {len} (a key and its SKI take at least 33)"
+                    )));
+                }
+                Pdu::RouterKey
+            }
             pdu_type::ERROR_REPORT => {
                 let bad = || corrupt("an Error Report whose lengths do not add up".into());
                 if body.len() < 8 {
@@ -496,6 +504,11 @@ pub enum Output {
         announced: Vec<Vrp>,
         withdrawn: Vec<Vrp>,
     },
+    /// A full answer arrived (an End of Data): the data is fresh, and becomes too old to
+    /// use after this long (the expire interval, counted from here only). Comes before
+    /// its [`Output::PollIn`], and also when nothing changed (an empty first set counts
+    /// as synced).
+    Fresh(Duration),
     /// Ask again (a Serial Query) after this long: the cache's refresh interval, or its
     /// retry interval after "No Data Available".
     PollIn(Duration),
@@ -529,8 +542,16 @@ pub struct Client {
     vrps: Vrps,
     /// Whether the payloads received so far replace everything (after a Reset Query).
     resetting: bool,
+    /// The session the Cache Response being received names; it becomes ours only at its
+    /// End of Data, so an answer cut off in the middle leaves us asking as before.
+    receiving: Option<u16>,
     pending: Vec<(bool, Vrp)>,
     synced_once: bool,
+    /// Whether the version is settled on this connection (a PDU of our version came);
+    /// until then a cache of a lower version may take us down to it (RFC 8210 §7).
+    negotiated: bool,
+    /// Whether the cache has given its own retry interval (a version 1 End of Data).
+    retry_given: bool,
     buf: Vec<u8>,
 }
 
@@ -552,8 +573,11 @@ impl Client {
             intervals: Intervals::default(),
             vrps: Vrps::default(),
             resetting: false,
+            receiving: None,
             pending: Vec::new(),
             synced_once: false,
+            negotiated: false,
+            retry_given: false,
             buf: Vec::new(),
         }
     }
@@ -578,10 +602,29 @@ impl Client {
         self.synced_once
     }
 
+    /// How long to wait before connecting again after a connection failed or ended:
+    /// the cache's own retry interval once it has given one (RFC 8210 §6), else
+    /// `otherwise` (a cache never reached yet is tried sooner than RFC 8210's default of
+    /// ten minutes).
+    pub fn retry_after(&self, otherwise: Duration) -> Duration {
+        if self.retry_given {
+            Duration::from_secs(self.intervals.retry.into())
+        } else {
+            otherwise
+        }
+    }
+
+    /// Whether a query is out and its answer not yet complete.
+    pub fn awaiting_answer(&self) -> bool {
+        matches!(self.phase, Phase::Asked | Phase::Receiving)
+    }
+
     /// A new connection is up: ask for what changed since our serial, or for everything.
     pub fn connected(&mut self) -> Vec<Output> {
         self.buf.clear();
         self.pending.clear();
+        self.receiving = None;
+        self.negotiated = false;
         self.phase = Phase::Idle;
         vec![self.ask()]
     }
@@ -598,28 +641,32 @@ impl Client {
     /// The data is older than the cache's expire interval and no connection refreshed
     /// it (RFC 8210 §6): dropped, everything not found again.
     pub fn expire(&mut self) -> Vec<Output> {
+        vec![self.flush()]
+    }
+
+    /// Everything learnt from the cache forgotten; the next query asks for everything.
+    fn flush(&mut self) -> Output {
         let withdrawn: Vec<Vrp> = self.vrps.iter().collect();
         self.vrps = Vrps::default();
         self.session = None;
         self.synced_once = false;
-        vec![Output::Changed {
+        Output::Changed {
             announced: vec![],
             withdrawn,
-        }]
+        }
     }
 
     fn ask(&mut self) -> Output {
         self.phase = Phase::Asked;
+        self.receiving = None;
+        self.resetting = self.session.is_none();
         Output::Send(match self.session {
             Some(session) => Pdu::SerialQuery {
                 session,
                 serial: self.serial,
             }
             .encode(self.version),
-            None => {
-                self.resetting = true;
-                Pdu::ResetQuery.encode(self.version)
-            }
+            None => Pdu::ResetQuery.encode(self.version),
         })
     }
 
@@ -642,7 +689,10 @@ impl Client {
                 Err(e) => {
                     let raw = self.buf[..self.buf.len().min(64)].to_vec();
                     self.buf.clear();
-                    out.push(self.report(e.code, raw, &e.why));
+                    // Never an Error Report about an Error Report (RFC 8210 §5.11).
+                    if raw.get(1) != Some(&pdu_type::ERROR_REPORT) {
+                        out.push(self.report(e.code, raw, &e.why));
+                    }
                     out.push(Output::Close {
                         why: format!("{}: {}", error_name(e.code), e.why),
                         reconnect: false,
@@ -667,18 +717,24 @@ impl Client {
 
     /// Handles one PDU; true when the connection is to close.
     fn pdu(&mut self, pdu: Pdu, version: u8, raw: &[u8], out: &mut Vec<Output>) -> bool {
-        // RFC 8210 §7: a cache that speaks only version 0 answers our version 1 query
-        // with version 0 PDUs (or an Error Report): we go down to 0 and ask again.
-        if version < self.version
-            && !self.synced_once
-            && let Pdu::ErrorReport { .. } | Pdu::CacheResponse { .. } = pdu
-        {
-            self.version = version;
-            out.push(Output::Close {
-                why: format!("the cache speaks RTR version {version}; asking again in it"),
-                reconnect: true,
-            });
-            return true;
+        if !self.negotiated && version < self.version {
+            match pdu {
+                // RFC 8210 §7: a cache that speaks only a lower version answers our
+                // query in it (or with an Error Report): we go down to it and ask again,
+                // for everything (a session belongs to its version).
+                Pdu::ErrorReport { .. } | Pdu::CacheResponse { .. } | Pdu::CacheReset => {
+                    self.version = version;
+                    self.session = None;
+                    out.push(Output::Close {
+                        why: format!("the cache speaks RTR version {version}; asking again in it"),
+                        reconnect: true,
+                    });
+                    return true;
+                }
+                // A notify may cross our first query; we are asking anyway.
+                Pdu::SerialNotify { .. } => return false,
+                _ => {}
+            }
         }
         if version != self.version && !matches!(pdu, Pdu::ErrorReport { .. }) {
             out.push(self.report(
@@ -695,8 +751,14 @@ impl Client {
             });
             return true;
         }
+        if version == self.version {
+            self.negotiated = true;
+        }
         match pdu {
-            Pdu::SerialNotify { .. } => {
+            Pdu::SerialNotify { session, .. } => {
+                if self.phase == Phase::Synced && self.session != Some(session) {
+                    return self.session_changed(session, raw, out);
+                }
                 // Only when not already asking (RFC 8210 §8.2).
                 if self.phase == Phase::Synced {
                     out.push(self.ask());
@@ -707,16 +769,11 @@ impl Client {
                     return self.unexpected("Cache Response", raw, out);
                 }
                 if !self.resetting && self.session != Some(session) {
-                    // A new session at the cache: everything again, on a new
-                    // connection (RFC 8210 §5.1).
-                    self.session = None;
-                    out.push(Output::Close {
-                        why: format!("the cache's session is now {session}: asking for everything"),
-                        reconnect: true,
-                    });
-                    return true;
+                    // A cache that restarted answers a Serial Query with a Cache Reset;
+                    // an answer in another session is corrupt (RFC 8210 §5.1).
+                    return self.session_changed(session, raw, out);
                 }
-                self.session = Some(session);
+                self.receiving = Some(session);
                 self.pending.clear();
                 self.phase = Phase::Receiving;
             }
@@ -726,20 +783,29 @@ impl Client {
                 }
                 self.pending.push((announce, vrp));
             }
-            Pdu::RouterKey => {}
+            Pdu::RouterKey => {
+                if self.phase != Phase::Receiving {
+                    return self.unexpected("a Router Key", raw, out);
+                }
+            }
             Pdu::EndOfData {
                 session,
                 serial,
                 intervals,
             } => {
-                if self.phase != Phase::Receiving || Some(session) != self.session {
+                if self.phase != Phase::Receiving {
                     return self.unexpected("End of Data", raw, out);
+                }
+                if Some(session) != self.receiving {
+                    return self.session_changed(session, raw, out);
                 }
                 match self.commit() {
                     Ok((announced, withdrawn)) => {
+                        self.session = self.receiving.take();
                         self.serial = serial;
                         if let Some(i) = intervals {
                             self.intervals = i.bounded();
+                            self.retry_given = true;
                         }
                         self.phase = Phase::Synced;
                         self.synced_once = true;
@@ -749,28 +815,37 @@ impl Client {
                                 withdrawn,
                             });
                         }
+                        out.push(Output::Fresh(Duration::from_secs(
+                            self.intervals.expire.into(),
+                        )));
                         out.push(Output::PollIn(Duration::from_secs(
                             self.intervals.refresh.into(),
                         )));
                     }
                     Err((code, why)) => {
                         out.push(self.report(code, raw.to_vec(), &why));
-                        // Start over with everything.
+                        // Nothing applied; everything asked for again, after the retry
+                        // interval (a cache that says the same again is not hammered).
                         self.session = None;
+                        self.receiving = None;
                         out.push(Output::Close {
                             why: format!("{}: {why}", error_name(code)),
-                            reconnect: true,
+                            reconnect: false,
                         });
                         return true;
                     }
                 }
             }
             Pdu::CacheReset => {
+                if self.phase != Phase::Asked {
+                    return self.unexpected("Cache Reset", raw, out);
+                }
                 self.session = None;
                 out.push(self.ask());
             }
             Pdu::ErrorReport { code, text, .. } => {
                 if code == error_code::NO_DATA_AVAILABLE {
+                    self.receiving = None;
                     self.phase = if self.synced_once {
                         Phase::Synced
                     } else {
@@ -781,9 +856,9 @@ impl Client {
                     )));
                     return false;
                 }
-                if code == error_code::UNSUPPORTED_VERSION && self.version > 0 && !self.synced_once
-                {
+                if code == error_code::UNSUPPORTED_VERSION && self.version > 0 && !self.negotiated {
                     self.version -= 1;
+                    self.session = None;
                     out.push(Output::Close {
                         why: format!(
                             "the cache does not speak RTR version {}; asking in version {}",
@@ -814,6 +889,34 @@ impl Client {
             }
         }
         false
+    }
+
+    /// The cache names another session than ours: RFC 8210 §5.1 has the router report
+    /// Corrupt Data, end the session and flush all it learnt from the cache. The next
+    /// connection asks for everything: at once, unless the mismatch came in the answer
+    /// to a Reset Query (then after the retry interval; a cache that contradicts itself
+    /// is not asked again in a loop).
+    fn session_changed(&mut self, got: u16, raw: &[u8], out: &mut Vec<Output>) -> bool {
+        let ours = self.receiving.or(self.session);
+        let at_once = !self.resetting;
+        out.push(self.report(
+            error_code::CORRUPT_DATA,
+            raw.to_vec(),
+            &format!("session {got}, not {}", ours.unwrap_or_default()),
+        ));
+        self.receiving = None;
+        if self.synced_once || !self.vrps.is_empty() {
+            out.push(self.flush());
+        }
+        self.session = None;
+        out.push(Output::Close {
+            why: format!(
+                "Corrupt Data: the cache named session {got} in session {}; its data flushed, asking for everything",
+                ours.unwrap_or_default()
+            ),
+            reconnect: at_once,
+        });
+        true
     }
 
     fn unexpected(&mut self, what: &str, raw: &[u8], out: &mut Vec<Output>) -> bool {
@@ -1087,6 +1190,7 @@ mod tests {
                     announced: vec![a, b],
                     withdrawn: vec![]
                 },
+                Output::Fresh(Duration::from_secs(600)),
                 Output::PollIn(Duration::from_secs(60))
             ]
         );
@@ -1190,7 +1294,13 @@ mod tests {
         ));
         assert!(matches!(out[0], Output::Changed { .. }));
         // Version 0 gives no intervals: RFC 8210's defaults.
-        assert_eq!(out[1], Output::PollIn(Duration::from_secs(3600)));
+        assert_eq!(out[1], Output::Fresh(Duration::from_secs(7200)));
+        assert_eq!(out[2], Output::PollIn(Duration::from_secs(3600)));
+        // No retry interval came from the cache: the caller's own wait.
+        assert_eq!(
+            c.retry_after(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -1222,13 +1332,20 @@ mod tests {
             })
             .collect();
         assert_eq!(reported, vec![error_code::DUPLICATE_ANNOUNCEMENT]);
+        // Asked again after the retry interval, not at once (a cache that says the same
+        // again would have us reconnect in a loop).
         assert!(matches!(
             out.last(),
             Some(Output::Close {
-                reconnect: true,
+                reconnect: false,
                 ..
             })
         ));
+        assert_eq!(
+            c.retry_after(Duration::from_secs(5)),
+            Duration::from_secs(30),
+            "the cache's own retry interval"
+        );
         assert_eq!(c.vrps().len(), 1, "the set as it was");
         // The next connection asks for everything.
         assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
@@ -1276,7 +1393,13 @@ mod tests {
             ],
             1,
         ));
-        assert_eq!(out, vec![Output::PollIn(Duration::from_secs(1))]);
+        assert_eq!(
+            out,
+            vec![
+                Output::Fresh(Duration::from_secs(600)),
+                Output::PollIn(Duration::from_secs(1))
+            ]
+        );
         assert_eq!(
             c.intervals(),
             Intervals {
@@ -1305,5 +1428,270 @@ mod tests {
         );
         assert!(!c.synced() && c.vrps().is_empty());
         assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+    }
+
+    fn errors_sent(out: &[Output]) -> Vec<u16> {
+        sent(out)
+            .into_iter()
+            .filter_map(|p| match p {
+                Pdu::ErrorReport { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closes(out: &[Output]) -> Option<bool> {
+        out.iter().find_map(|o| match o {
+            Output::Close { reconnect, .. } => Some(*reconnect),
+            _ => None,
+        })
+    }
+
+    /// A client synced at session 7, serial 1, holding `set`.
+    fn synced(set: &[Vrp]) -> Client {
+        let mut c = Client::new();
+        c.connected();
+        let mut pdus = vec![Pdu::CacheResponse { session: 7 }];
+        pdus.extend(set.iter().map(|v| ann(*v)));
+        pdus.push(eod(7, 1));
+        c.receive(&cache(&pdus, 1));
+        assert!(c.synced());
+        c
+    }
+
+    #[test]
+    fn an_answer_cut_off_midway_leaves_the_client_asking_as_before() {
+        let (a, b, d) = (
+            vrp("10.1.0.0/16", 24, 65001),
+            vrp("10.2.0.0/16", 16, 65002),
+            vrp("10.3.0.0/16", 16, 65003),
+        );
+        // A reset's answer cut off after its Cache Response: the next connection asks
+        // for everything again (the session was not ours yet).
+        let mut c = Client::new();
+        c.connected();
+        c.receive(&cache(&[Pdu::CacheResponse { session: 7 }, ann(a)], 1));
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+        assert!(c.vrps().is_empty() && !c.synced());
+        // After a Cache Reset, the same: the answer then replaces the whole set.
+        let mut c = synced(&[a, b]);
+        c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        c.receive(&Pdu::CacheReset.encode(1));
+        c.receive(&cache(&[Pdu::CacheResponse { session: 8 }, ann(d)], 1));
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+        c.receive(&cache(
+            &[Pdu::CacheResponse { session: 8 }, ann(d), eod(8, 1)],
+            1,
+        ));
+        assert_eq!(c.vrps().iter().collect::<Vec<_>>(), vec![d]);
+        assert_eq!(c.serial(), Some((8, 1)));
+        // A serial answer cut off: asked again from the same serial, nothing applied.
+        let mut c = synced(&[a, b]);
+        c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        c.receive(&cache(
+            &[
+                Pdu::CacheResponse { session: 7 },
+                Pdu::Prefix {
+                    announce: false,
+                    vrp: a,
+                },
+            ],
+            1,
+        ));
+        assert_eq!(
+            sent(&c.connected()),
+            vec![Pdu::SerialQuery {
+                session: 7,
+                serial: 1
+            }]
+        );
+        assert_eq!(c.vrps().len(), 2);
+    }
+
+    #[test]
+    fn only_an_end_of_data_makes_the_data_fresh() {
+        let a = vrp("10.1.0.0/16", 24, 65001);
+        let mut c = synced(&[a]);
+        c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        // "No Data Available" asks again later; the data's age still counts from the
+        // last End of Data (the driver's expire timer is not reset).
+        let out = c.receive(
+            &Pdu::ErrorReport {
+                code: error_code::NO_DATA_AVAILABLE,
+                pdu: vec![],
+                text: String::new(),
+            }
+            .encode(1),
+        );
+        assert_eq!(out, vec![Output::PollIn(Duration::from_secs(30))]);
+        // An empty first set counts as synced (a cache with no ROAs is an answer).
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(&cache(&[Pdu::CacheResponse { session: 3 }, eod(3, 1)], 1));
+        assert_eq!(
+            out,
+            vec![
+                Output::Fresh(Duration::from_secs(600)),
+                Output::PollIn(Duration::from_secs(60))
+            ]
+        );
+        assert!(c.synced() && c.vrps().is_empty());
+    }
+
+    #[test]
+    fn another_session_id_is_corrupt_data_and_flushes_the_cache_s_data() {
+        let a = vrp("10.1.0.0/16", 24, 65001);
+        let flushed = Output::Changed {
+            announced: vec![],
+            withdrawn: vec![a],
+        };
+        // In the answer to a Serial Query.
+        let mut c = synced(&[a]);
+        c.receive(
+            &Pdu::SerialNotify {
+                session: 7,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        let out = c.receive(&Pdu::CacheResponse { session: 9 }.encode(1));
+        assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
+        assert!(out.contains(&flushed), "{out:?}");
+        assert_eq!(closes(&out), Some(true));
+        assert!(!c.synced() && c.vrps().is_empty());
+        assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
+        // In a Serial Notify.
+        let mut c = synced(&[a]);
+        let out = c.receive(
+            &Pdu::SerialNotify {
+                session: 9,
+                serial: 2,
+            }
+            .encode(1),
+        );
+        assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
+        assert!(out.contains(&flushed), "{out:?}");
+        // An End of Data naming another session than its Cache Response, in the answer
+        // to a reset: reported, and asked again only after the retry interval.
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(&cache(
+            &[Pdu::CacheResponse { session: 3 }, ann(a), eod(4, 1)],
+            1,
+        ));
+        assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
+        assert_eq!(closes(&out), Some(false));
+        assert!(!c.synced() && c.vrps().is_empty());
+    }
+
+    #[test]
+    fn the_version_is_negotiated_on_each_connection() {
+        // A version 0 Serial Notify crossing our first version 1 query is read past.
+        let mut c = Client::new();
+        c.connected();
+        let out = c.receive(
+            &Pdu::SerialNotify {
+                session: 1,
+                serial: 5,
+            }
+            .encode(0),
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(c.version(), 1);
+        // Its Cache Response in version 0 takes us down to it.
+        let out = c.receive(&Pdu::CacheResponse { session: 1 }.encode(0));
+        assert_eq!(closes(&out), Some(true));
+        assert_eq!(c.version(), 0);
+        // A cache replaced by an older one after we synced: on the next connection its
+        // Error Report takes us down, and the new version's session starts afresh.
+        let mut c = synced(&[vrp("10.1.0.0/16", 24, 65001)]);
+        assert_eq!(
+            sent(&c.connected()),
+            vec![Pdu::SerialQuery {
+                session: 7,
+                serial: 1
+            }]
+        );
+        let out = c.receive(
+            &Pdu::ErrorReport {
+                code: error_code::UNSUPPORTED_VERSION,
+                pdu: vec![],
+                text: String::new(),
+            }
+            .encode(0),
+        );
+        assert_eq!(closes(&out), Some(true));
+        assert_eq!(c.version(), 0);
+        assert_eq!(c.connected(), vec![Output::Send(Pdu::ResetQuery.encode(0))]);
+        // Once a PDU of our version came, a lower one is an error.
+        let mut c = Client::new();
+        c.connected();
+        c.receive(&Pdu::CacheResponse { session: 1 }.encode(1));
+        let out = c.receive(&ann(vrp("10.1.0.0/16", 24, 65001)).encode(0));
+        assert_eq!(errors_sent(&out), vec![error_code::UNEXPECTED_VERSION]);
+        assert_eq!(c.version(), 1);
+    }
+
+    #[test]
+    fn an_error_report_is_never_answered_with_one() {
+        let mut c = Client::new();
+        c.connected();
+        // An Error Report whose lengths do not add up.
+        let out = c.receive(&[1, 10, 0, 2, 0, 0, 0, 16, 0, 0, 0, 9, 0, 0, 0, 0]);
+        assert!(errors_sent(&out).is_empty(), "{out:?}");
+        assert_eq!(closes(&out), Some(false));
+    }
+
+    #[test]
+    fn router_keys_and_cache_resets_are_checked_for_length_and_order() {
+        // A Router Key too short to hold its SKI, AS and key.
+        let short = Pdu::RouterKey.encode(1);
+        assert_eq!(
+            Pdu::decode(&short).map(|_| ()).unwrap_err().code,
+            error_code::CORRUPT_DATA
+        );
+        let mut key = vec![1, pdu_type::ROUTER_KEY, 0, 0, 0, 0, 0, 0];
+        key.extend_from_slice(&[0xab; 20]);
+        key.extend_from_slice(&65001u32.to_be_bytes());
+        key.extend_from_slice(&[0x30; 91]);
+        let len = key.len() as u32;
+        key[4..8].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(
+            Pdu::decode(&key),
+            Ok(Some((Pdu::RouterKey, 1, _)))
+        ));
+        // Outside an answer it is out of order; inside one it is read past.
+        let mut c = synced(&[]);
+        let out = c.receive(&key);
+        assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
+        let mut c = Client::new();
+        c.connected();
+        let mut answer = Pdu::CacheResponse { session: 2 }.encode(1);
+        answer.extend_from_slice(&key);
+        answer.extend(eod(2, 1).encode(1));
+        let out = c.receive(&answer);
+        assert!(errors_sent(&out).is_empty() && c.synced(), "{out:?}");
+        // A Cache Reset nobody asked for is out of order too.
+        let mut c = synced(&[]);
+        let out = c.receive(&Pdu::CacheReset.encode(1));
+        assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
     }
 }
