@@ -355,6 +355,12 @@ impl Session {
                 self.state = Active;
             }
             (Connect | Active, TimerExpired(Timer::ConnectRetry)) => {
+                // Our attempt did not complete within the connect retry time (RFC 4271
+                // §8.2.2: it is dropped for a new one). Said as the failure it is: the
+                // attempt's own timeout, as long, may lose the race with this timer.
+                if self.state == Connect {
+                    self.connect_failure = Some(SessionFailure::ConnectTimedOut);
+                }
                 out.push(Output::StartTimer(
                     Timer::ConnectRetry,
                     self.cfg.connect_retry,
@@ -672,6 +678,22 @@ impl Session {
                     minimum: self.cfg.min_hold_time.max(3),
                 }
             }
+            (error_code::OPEN, open_err::ROLE_MISMATCH) => SessionFailure::RoleMismatch {
+                expected: self
+                    .cfg
+                    .role
+                    .map(|r| r.role.counterpart().name())
+                    .unwrap_or("none")
+                    .to_string(),
+                received: o.capabilities.iter().find_map(|c| match c {
+                    Capability::Role(x) => Some(
+                        crate::wire::BgpRole::from_code(*x)
+                            .map(|r| r.name().to_string())
+                            .unwrap_or_else(|| format!("role {x}")),
+                    ),
+                    _ => None,
+                }),
+            },
             _ => SessionFailure::OpenRefused {
                 notification: n.describe(),
             },
@@ -1228,6 +1250,18 @@ mod tests {
         assert_eq!(s.last_failure(), None);
     }
 
+    /// An attempt still pending when the connect retry timer expires has timed out,
+    /// whichever of its own timeout and the timer comes first.
+    #[test]
+    fn an_attempt_outlived_by_the_connect_retry_timer_timed_out() {
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        assert_eq!(s.state(), State::Connect);
+        let out = s.handle(Input::TimerExpired(Timer::ConnectRetry));
+        assert!(out.contains(&Output::Connect), "a new attempt");
+        assert_eq!(s.last_failure(), Some(&SessionFailure::ConnectTimedOut));
+    }
+
     #[test]
     fn hold_time_below_the_minimum_is_refused() {
         for hold in [0, 1, 2, 30, 89] {
@@ -1553,6 +1587,37 @@ mod tests {
         assert_eq!(
             with_role(BgpRole::RouteServer, true, &[BgpRole::RsClient.code()]).0,
             None
+        );
+        // The refusal is kept as a fact naming both roles (what onboarding diagnoses).
+        let refused = |theirs: &[u8]| {
+            let mut s = Session::new(SessionConfig {
+                role: Some(RoleConfig {
+                    role: BgpRole::Provider,
+                    strict: true,
+                }),
+                ..cfg()
+            });
+            s.handle(Input::Start);
+            s.handle(Input::TcpConnected);
+            let mut o = Open::for_families(65001, 90, Ipv4Addr::new(10, 0, 0, 2), &[Afi::Ipv4]);
+            o.capabilities
+                .extend(theirs.iter().map(|r| Capability::Role(*r)));
+            s.handle(Input::Message(M::Open(o)));
+            s.last_failure().cloned()
+        };
+        assert_eq!(
+            refused(&[BgpRole::Peer.code()]),
+            Some(SessionFailure::RoleMismatch {
+                expected: "customer".into(),
+                received: Some("peer".into())
+            })
+        );
+        assert_eq!(
+            refused(&[]),
+            Some(SessionFailure::RoleMismatch {
+                expected: "customer".into(),
+                received: None
+            })
         );
     }
 

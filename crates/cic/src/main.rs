@@ -412,6 +412,15 @@ struct ServerArgs {
     /// Private connections refuse RPKI invalids too (with --rpki-cache).
     #[arg(long, requires = "rpki_caches")]
     rpki_reject_invalid_private: bool,
+    /// GTSM (RFC 5082) on customers' sessions: the edges take only BGP segments sent
+    /// with TTL 255. The default of every connection that does not set `ttlSecurity`.
+    #[arg(long)]
+    ttl_security: bool,
+    /// BGP roles (RFC 9234) on customers' sessions, the cloud as their provider: off,
+    /// announce (a router without roles is still taken) or strict. The default of every
+    /// connection that does not set `bgpRole`.
+    #[arg(long, default_value = "off", value_parser = ["off", "announce", "strict"])]
+    bgp_role: String,
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
@@ -1015,6 +1024,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 graceful_restart_secs: a.graceful_restart_secs,
                 rpki_caches: a.rpki_caches.clone(),
                 rpki_reject_invalid_private: a.rpki_reject_invalid_private,
+                ttl_security: a.ttl_security,
+                bgp_role: match a.bgp_role.as_str() {
+                    "announce" => cic_model::edge::BgpRoleMode::Announce,
+                    "strict" => cic_model::edge::BgpRoleMode::Strict,
+                    _ => cic_model::edge::BgpRoleMode::Off,
+                },
                 ..Default::default()
             };
             let usable = a.rate_limit >= 0.0

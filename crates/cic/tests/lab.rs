@@ -2089,3 +2089,113 @@ fn the_edges_refuse_a_customer_s_rpki_invalid_routes_and_take_them_back_when_val
     );
     let _ = result;
 }
+
+/// GTSM and BGP roles as a customer's choice on a private connection, end to end: with
+/// strict roles the edge refuses the lab's customer BIRD (which announces no role) and
+/// diagnoses it; with GTSM too, the customer's config generated again by cic brings both
+/// sessions up; the same config without `ttl security on` is refused by the edge's kernel
+/// (TTL below 255) and the diagnosis says so.
+#[test]
+fn gtsm_and_strict_roles_on_a_connection_hold_the_customer_to_them() {
+    let result = with_lab("lab gtsm and roles", |lab| {
+        let pop = &lab.info["pops"][0];
+        let pc = pop["privateConnectionId"].as_str().expect("pc").to_string();
+        let proto = pop1_protocol();
+        let bird = lab.info["bird"]["customer"]
+            .as_str()
+            .expect("bird")
+            .to_string();
+        let cli = |args: &[&str]| -> String {
+            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
+                .args(args)
+                .env("CIC_SERVER", &lab.server)
+                .env("CIC_CA_CERT", cic_lab::CA_CERT)
+                .env("CIC_TOKEN", &lab.token)
+                .output()
+                .expect("cic");
+            assert!(o.status.success(), "cic {args:?}: {}", text(&o));
+            text(&o)
+        };
+        let wait = |what: &str, ok: &dyn Fn(&Value) -> bool| -> Value {
+            cic_peers::wait_until(std::time::Duration::from_secs(90), what, || {
+                let d = diagnose(lab, &pc);
+                ok(&d).then_some(d)
+            })
+            .unwrap_or_else(|e| panic!("{e}: {}", diagnose(lab, &pc)))
+        };
+        wait("the session up", &|d| d["step"] == "OK");
+
+        // Strict roles: the customer's router announces none and is refused.
+        cli(&["private-connection", "update", &pc, "--bgp-role", "strict"]);
+        let d = wait("diagnose to say ROLE_MISMATCH", &|d| {
+            d["step"] == "ROLE_MISMATCH"
+        });
+        assert!(
+            d["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("announces no BGP role")),
+            "{d}"
+        );
+
+        // GTSM too; the customer takes cic's config again, which now sets both.
+        cli(&["private-connection", "update", &pc, "--ttl-security", "on"]);
+        let got: Value = serde_json::from_str(&cli(&[
+            "private-connection",
+            "get",
+            &pc,
+            "--format",
+            "json",
+        ]))
+        .expect("json");
+        assert_eq!(
+            got["bgpSessionOptions"],
+            serde_json::json!({"ttlSecurity": true, "bgpRole": "STRICT"}),
+            "{got}"
+        );
+        cic_lab::failover::reconfigure_site(std::path::Path::new(env!("CARGO_BIN_EXE_cic")))
+            .expect("site config");
+        let conf = std::fs::read_to_string("/run/cic-lab/site-bird.conf").expect("site conf");
+        let start = conf
+            .find(&format!("protocol bgp {proto} {{"))
+            .expect("the PoP's protocol");
+        let block = &conf[start..start + conf[start..].find("\n}").expect("its end")];
+        assert!(
+            block.contains("ttl security on;") && block.contains("require roles on;"),
+            "{block}"
+        );
+        cli(&["private-connection", "reset-bgp-session", &pc]);
+        wait("both sides' options agreed and the session up", &|d| {
+            d["step"] == "OK"
+        });
+
+        // The same config without GTSM on the customer's side: the edge drops its
+        // segments (TTL 1, not 255), and the diagnosis names GTSM.
+        let without = with_protocol(&conf, &proto, |b| {
+            b.into_iter()
+                .filter(|l| !l.contains("ttl security"))
+                .collect()
+        });
+        let path = "/run/cic-lab/site-bird-no-gtsm.conf";
+        std::fs::write(path, without).expect("write");
+        let o = Command::new("birdc")
+            .arg("-s")
+            .arg(&bird)
+            .args(["configure", &format!("\"{path}\"")])
+            .output()
+            .expect("birdc");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Reconfigur"),
+            "{}",
+            text(&o)
+        );
+        cli(&["private-connection", "reset-bgp-session", &pc]);
+        let d = wait("diagnose to say GTSM_DROPS", &|d| d["step"] == "GTSM_DROPS");
+        assert!(
+            d["fix"]
+                .as_str()
+                .is_some_and(|f| f.contains("ttl-security hops 1")),
+            "{d}"
+        );
+    });
+    let _ = result;
+}

@@ -163,33 +163,45 @@ pub fn udp_socket_of(name: Option<&str>, domain: socket2::Domain) -> io::Result<
     })?
 }
 
-/// TCP segments namespace `name` dropped for TCP-MD5 (RFC 2385) since it was made: a
-/// signature that did not verify, one missing where a key is set, or one present where
-/// none is (`TCPMD5Failure`, `TCPMD5NotFound`, `TCPMD5Unexpected` of its
-/// `/proc/net/netstat`). The kernel drops such segments without a word to the socket: a
-/// key mismatch otherwise looks like a peer that does not answer.
-pub fn tcp_md5_drops(name: Option<&str>) -> io::Result<u64> {
+/// What a namespace's TCP dropped before any socket saw it: segments failing TCP-MD5
+/// (a key mismatch) and segments below a socket's minimum TTL (GTSM, RFC 5082).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpDrops {
+    pub md5: u64,
+    pub min_ttl: u64,
+}
+
+/// The namespace's [`TcpDrops`] (its own `/proc/net/netstat`).
+pub fn tcp_drops(name: Option<&str>) -> io::Result<TcpDrops> {
     let text = run_in(name, || {
         std::fs::read_to_string("/proc/thread-self/net/netstat")
     })??;
-    Ok(md5_drops_of(&text))
+    Ok(drops_of(&text))
 }
 
-/// The TCP-MD5 drop counters of a `/proc/net/netstat` text, summed (0 when it has none).
-fn md5_drops_of(netstat: &str) -> u64 {
+/// The namespace's TCP-MD5 drops.
+pub fn tcp_md5_drops(name: Option<&str>) -> io::Result<u64> {
+    tcp_drops(name).map(|d| d.md5)
+}
+
+/// The drop counters of a `/proc/net/netstat` text (0 where it has none).
+fn drops_of(netstat: &str) -> TcpDrops {
     let mut lines = netstat.lines();
-    let mut sum = 0;
+    let mut d = TcpDrops::default();
     while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
         if !names.starts_with("TcpExt:") {
             continue;
         }
         for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
-            if matches!(n, "TCPMD5Failure" | "TCPMD5NotFound" | "TCPMD5Unexpected") {
-                sum += v.parse::<u64>().unwrap_or(0);
+            let v = v.parse::<u64>().unwrap_or(0);
+            match n {
+                "TCPMD5Failure" | "TCPMD5NotFound" | "TCPMD5Unexpected" => d.md5 += v,
+                "TCPMinTTLDrop" => d.min_ttl += v,
+                _ => {}
             }
         }
     }
-    sum
+    d
 }
 
 /// The kernel's neighbor (ARP) table holds at most `gc_thresh3` entries for the whole host,
@@ -235,12 +247,18 @@ pub fn ensure_neighbor_room(entries: usize) -> io::Result<Option<(u64, u64)>> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn md5_drops_are_read_from_the_tcpext_lines() {
-        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure Other\n\
+    fn drops_are_read_from_the_tcpext_lines() {
+        let text = "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPMinTTLDrop\n\
                     TcpExt: 1 3 4 5 9\n\
-                    IpExt: InNoRoutes TCPMD5Failure\n\
-                    IpExt: 7 100\n";
-        assert_eq!(super::md5_drops_of(text), 12);
-        assert_eq!(super::md5_drops_of(""), 0);
+                    IpExt: InNoRoutes TCPMD5Failure TCPMinTTLDrop\n\
+                    IpExt: 7 100 100\n";
+        assert_eq!(
+            super::drops_of(text),
+            super::TcpDrops {
+                md5: 12,
+                min_ttl: 9
+            }
+        );
+        assert_eq!(super::drops_of(""), super::TcpDrops::default());
     }
 }

@@ -587,6 +587,46 @@ async fn a_port_is_shaped_to_a_rate_and_unshaped_without_touching_other_qdiscs()
     assert!(tc::shape(Some(ns), "nothere", 10).is_err());
 }
 
+/// A SYN below a listener's minimum TTL (GTSM) is dropped by the kernel, silently, and
+/// counted in that namespace alone: what the edge reads to tell a customer's router that
+/// does not send with TTL 255 from one that does not answer.
+#[test]
+fn gtsm_drops_are_counted_per_namespace() {
+    use std::os::fd::AsFd;
+    if !root_or_skip("gtsm_drops_are_counted_per_namespace") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let (a, b) = (nets.0[0].as_str(), nets.0[1].as_str());
+    for ns in [a, b] {
+        Command::new("ip")
+            .args(["-n", ns, "link", "set", "lo", "up"])
+            .status()
+            .expect("ip");
+    }
+    assert_eq!(netns::tcp_drops(Some(a)).expect("read").min_ttl, 0);
+    let l = netns::tcp_socket(Some(a)).expect("socket");
+    let at: std::net::SocketAddr = "127.0.0.1:17980".parse().expect("addr");
+    l.bind(&at.into()).expect("bind");
+    cic_sockopt::set_gtsm(l.as_fd(), false, 1).expect("gtsm");
+    l.listen(8).expect("listen");
+    // Sent with the default TTL (64), not 255.
+    let c = netns::tcp_socket(Some(a)).expect("socket");
+    let low = c.connect_timeout(&at.into(), std::time::Duration::from_millis(300));
+    assert!(low.is_err(), "a SYN with TTL 64 is dropped");
+    assert!(netns::tcp_drops(Some(a)).expect("read").min_ttl >= 1);
+    assert_eq!(
+        netns::tcp_drops(Some(b)).expect("read").min_ttl,
+        0,
+        "the other namespace"
+    );
+    // With TTL 255 it gets through.
+    let c = netns::tcp_socket(Some(a)).expect("socket");
+    cic_sockopt::set_gtsm(c.as_fd(), false, 1).expect("gtsm");
+    c.connect_timeout(&at.into(), std::time::Duration::from_secs(2))
+        .expect("a SYN with TTL 255 is taken");
+}
+
 /// A SYN without the key a listener requires is dropped by the kernel, silently, and
 /// counted in that namespace alone: what the edge reads to tell a TCP-MD5 mismatch from
 /// a peer that does not answer.

@@ -10,14 +10,14 @@ use std::time::Duration;
 use cic_bfd::Snapshot;
 use cic_bfd::driver::{Bfd, Status as BfdState};
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, KernelTable, PeerConfig, spawn_instance};
-use cic_bgp::fsm::{GrConfig, SessionConfig};
+use cic_bgp::fsm::{GrConfig, RoleConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
 use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
-    Attachment, BfdSettings, BfdStatus, BgpSettings, ConnectionConfig, EdgeConfig, Family,
-    InstanceConfig, PeeringConfig, ResourceError, RouteDirection, RouteEntry, TrunkConfig,
+    Attachment, BfdSettings, BfdStatus, BgpRoleMode, BgpSettings, ConnectionConfig, EdgeConfig,
+    Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;
@@ -928,6 +928,21 @@ fn session(cfg: &EdgeConfig, peer_asn: u32, min_hold_time: u16, family: Family) 
     }
 }
 
+/// The cloud is its customers' provider (RFC 9234).
+fn customer_role(mode: BgpRoleMode) -> Option<RoleConfig> {
+    let role = |strict| {
+        Some(RoleConfig {
+            role: cic_bgp::wire::BgpRole::Provider,
+            strict,
+        })
+    };
+    match mode {
+        BgpRoleMode::Off => None,
+        BgpRoleMode::Announce => role(false),
+        BgpRoleMode::Strict => role(true),
+    }
+}
+
 fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig, p: &PeeringConfig) -> PeerConfig {
     PeerConfig {
         spec: PeerSpec {
@@ -939,9 +954,12 @@ fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig, p: &PeeringConfig) -> P
             asn: p.peer_asn,
             policy: None,
         },
-        session: session(cfg, p.peer_asn, cfg.bgp.min_hold_time_secs, p.family()),
+        session: SessionConfig {
+            role: customer_role(c.bgp_role),
+            ..session(cfg, p.peer_asn, cfg.bgp.min_hold_time_secs, p.family())
+        },
         md5_key: p.md5_key.as_ref().map(|k| k.expose().to_string()),
-        ttl_security: false,
+        ttl_security: c.ttl_security,
         send_hold_time: None,
         port: cic_bgp::driver::BGP_PORT,
     }

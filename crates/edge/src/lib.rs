@@ -93,9 +93,9 @@ struct State {
     applied_context: Option<ApplyContext>,
     /// Each trunk's counters at the last scrape, for its rates at the next.
     trunk_readings: BTreeMap<String, (std::time::Instant, cic_model::metrics::Traffic)>,
-    /// Each instance namespace's TCP-MD5 drops at the last look, and when they last rose
-    /// (see `md5_mismatches`).
-    md5_drops: BTreeMap<String, Md5Drops>,
+    /// Each instance namespace's TCP-MD5 and GTSM drops at the last look, and when they
+    /// last rose (see `tcp_drops`).
+    tcp_drops: BTreeMap<String, Drops>,
     /// The RPKI caches the config names, the data in force from them, and the task that
     /// hands it to every instance.
     rpki: Option<Rpki>,
@@ -168,7 +168,7 @@ impl Agent {
                 applied_instances: BTreeMap::new(),
                 applied_context: None,
                 trunk_readings: BTreeMap::new(),
-                md5_drops: BTreeMap::new(),
+                tcp_drops: BTreeMap::new(),
                 rpki: None,
             })),
         }))
@@ -1028,7 +1028,7 @@ impl Agent {
 
     pub async fn report_now(&self) -> EdgeReport {
         let mut st = self.state.lock().await;
-        let md5_mismatch = md5_mismatches(&mut st);
+        let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st);
         let mut sessions = Vec::new();
         let mut errors = st.errors.clone();
         for i in st.instances.values() {
@@ -1083,22 +1083,15 @@ impl Agent {
                     idle_hold_remaining_secs: p
                         .held_until
                         .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
-                    last_error: if md5_mismatch.contains(&key)
-                        && p.spec.role == cic_bgp::policy::Role::Customer
-                        && !tcp_got_through(p.last_failure.as_ref())
-                    {
-                        Some(MD5_MISMATCH.to_string())
-                    } else {
-                        p.last_error.clone()
+                    last_error: match dropped(&md5_mismatch, &gtsm_drops, &key, &p) {
+                        Some(cic_model::edge::SessionFailure::Md5Mismatch) => {
+                            Some(MD5_MISMATCH.to_string())
+                        }
+                        Some(_) => Some(GTSM_DROPS.to_string()),
+                        None => p.last_error.clone(),
                     },
-                    last_failure: if md5_mismatch.contains(&key)
-                        && p.spec.role == cic_bgp::policy::Role::Customer
-                        && !tcp_got_through(p.last_failure.as_ref())
-                    {
-                        Some(cic_model::edge::SessionFailure::Md5Mismatch)
-                    } else {
-                        p.last_failure.clone()
-                    },
+                    last_failure: dropped(&md5_mismatch, &gtsm_drops, &key, &p)
+                        .or_else(|| p.last_failure.clone()),
                     bfd: i.bfd_status(&key),
                 });
             }
@@ -1135,38 +1128,64 @@ fn tcp_got_through(f: Option<&cic_model::edge::SessionFailure>) -> bool {
                 | F::WrongAsn { .. }
                 | F::HoldTimeRefused { .. }
                 | F::OpenRefused { .. }
+                | F::RoleMismatch { .. }
                 | F::PeerRefusedOpen { .. }
                 | F::PeerNotification { .. }
         )
     )
 }
 
+/// Why the kernel, not the session, keeps a customer's session down, if its namespace's
+/// counters say so: TCP-MD5 first, then GTSM. Not once the session's own last failure
+/// shows the peer's segments passing since.
+fn dropped(
+    md5: &BTreeSet<String>,
+    gtsm: &BTreeSet<String>,
+    key: &str,
+    p: &cic_bgp::driver::PeerStatus,
+) -> Option<cic_model::edge::SessionFailure> {
+    if p.spec.role != cic_bgp::policy::Role::Customer || tcp_got_through(p.last_failure.as_ref()) {
+        return None;
+    }
+    if md5.contains(key) {
+        Some(cic_model::edge::SessionFailure::Md5Mismatch)
+    } else if gtsm.contains(key) {
+        Some(cic_model::edge::SessionFailure::GtsmDrops)
+    } else {
+        None
+    }
+}
+
+/// What a connection's status says when its namespace drops its segments for GTSM.
+const GTSM_DROPS: &str = "GTSM: the customer router's BGP segments arrive with a TTL below 255 (dropped by the kernel); it must send with TTL 255 (ttl-security hops 1)";
+
 /// What a connection's status says when its namespace drops TCP-MD5 segments.
 const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs from the connection's, or only one side has a key (segments dropped by the kernel)";
 
-/// The sessions that are not up (by peer key: the connection id, with
-/// `/ipv6` for its IPv6 session), in namespaces that dropped
-/// segments for TCP-MD5 within the last [`MD5_RECENT`]: a key mismatch, which the kernel
-/// keeps to itself (the session only looks like a peer that does not answer). The first
-/// look after a start only takes the counts. (Reports and scrapes both look: a rise is
+/// The sessions that are not up (by peer key: the connection id, with `/ipv6` for its
+/// IPv6 session) in namespaces whose kernel dropped segments within the last
+/// [`DROPS_RECENT`]: for TCP-MD5 (a key mismatch), and for GTSM (only sessions with GTSM
+/// on count: a customer's router that does not send with TTL 255). The kernel keeps both
+/// to itself (the session only looks like a peer that does not answer). The first look
+/// after a start only takes the counts. (Reports and scrapes both look: a rise is
 /// remembered for a while, not only until the next look.)
-fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
+fn tcp_drops(st: &mut State) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut looked = Vec::new();
     for (id, ic) in &st.applied_instances {
         let Some(i) = st.instances.get(id) else {
             continue;
         };
         let status = i.status().borrow().clone();
-        // Each session down, by its peer key (a connection has one per family). One
-        // without a key counts too (the customer's router may sign when we do not),
-        // but such a namespace is read at most every MD5_UNKEYED_EVERY: most down
-        // sessions have no key, and each read enters the namespace.
+        // Each session down, by its peer key (a connection has one per family), with
+        // whether it has GTSM on. One without a key counts for TCP-MD5 too (the
+        // customer's router may sign when we do not), but a namespace with neither keys
+        // nor GTSM is read at most every DROPS_UNKEYED_EVERY: most down sessions have
+        // neither, and each read enters the namespace.
         let keyed = ic
             .connections
             .iter()
-            .flat_map(|c| c.peerings.iter())
-            .any(|p| p.md5_key.is_some());
-        let down: Vec<String> = ic
+            .any(|c| c.ttl_security || c.peerings.iter().any(|p| p.md5_key.is_some()));
+        let down: Vec<(String, bool)> = ic
             .connections
             .iter()
             .flat_map(|c| c.peerings.iter().map(move |p| (c, p)))
@@ -1177,55 +1196,62 @@ fn md5_mismatches(st: &mut State) -> BTreeSet<String> {
                         && s.state == cic_bgp::fsm::State::Established
                 })
             })
-            .map(|(c, p)| instance::peer_key(&c.id, p.family()))
+            .map(|(c, p)| (instance::peer_key(&c.id, p.family()), c.ttl_security))
             .collect();
         if !down.is_empty() {
             let due = keyed
                 || st
-                    .md5_drops
+                    .tcp_drops
                     .get(id)
-                    .is_none_or(|e| e.read.elapsed() >= MD5_UNKEYED_EVERY);
+                    .is_none_or(|e| e.read.elapsed() >= DROPS_UNKEYED_EVERY);
             looked.push((id.clone(), i.ns.clone(), down, due));
         }
     }
-    let mut failing = BTreeSet::new();
+    let (mut md5, mut gtsm) = (BTreeSet::new(), BTreeSet::new());
     for (id, ns, down, due) in looked {
-        if due && let Ok(count) = netns::tcp_md5_drops(Some(&ns)) {
-            let e = st.md5_drops.entry(id.clone()).or_insert(Md5Drops {
-                count,
-                rose: None,
+        if due && let Ok(now) = netns::tcp_drops(Some(&ns)) {
+            let e = st.tcp_drops.entry(id.clone()).or_insert(Drops {
+                count: now,
+                md5_rose: None,
+                gtsm_rose: None,
                 read: Instant::now(),
             });
-            if count > e.count {
-                e.rose = Some(Instant::now());
+            if now.md5 > e.count.md5 {
+                e.md5_rose = Some(Instant::now());
             }
-            e.count = count;
+            if now.min_ttl > e.count.min_ttl {
+                e.gtsm_rose = Some(Instant::now());
+            }
+            e.count = now;
             e.read = Instant::now();
         }
-        if st
-            .md5_drops
-            .get(&id)
-            .and_then(|e| e.rose)
-            .is_some_and(|t| t.elapsed() < MD5_RECENT)
-        {
-            failing.extend(down);
+        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < DROPS_RECENT);
+        let Some(e) = st.tcp_drops.get(&id) else {
+            continue;
+        };
+        if recent(e.md5_rose) {
+            md5.extend(down.iter().map(|(k, _)| k.clone()));
+        }
+        if recent(e.gtsm_rose) {
+            gtsm.extend(down.iter().filter(|(_, g)| *g).map(|(k, _)| k.clone()));
         }
     }
-    failing
+    (md5, gtsm)
 }
 
-/// How long a rise of the TCP-MD5 drops keeps a down session's error saying so (peers
-/// retry every few seconds; 120 s is BGP's usual connect retry).
-const MD5_RECENT: Duration = Duration::from_secs(150);
+/// How long a rise of the drops keeps a down session's error saying so (peers retry
+/// every few seconds; 120 s is BGP's usual connect retry).
+const DROPS_RECENT: Duration = Duration::from_secs(150);
 
-/// How often the TCP-MD5 drops of a namespace whose sessions have no key are read.
-const MD5_UNKEYED_EVERY: Duration = Duration::from_secs(5);
+/// How often the drops of a namespace whose sessions have neither keys nor GTSM are read.
+const DROPS_UNKEYED_EVERY: Duration = Duration::from_secs(5);
 
-/// A namespace's TCP-MD5 drops at the last look, when they last rose, when looked at.
+/// A namespace's drops at the last look, when each last rose, when looked at.
 #[derive(Debug, Clone, Copy)]
-struct Md5Drops {
-    count: u64,
-    rose: Option<Instant>,
+struct Drops {
+    count: netns::TcpDrops,
+    md5_rose: Option<Instant>,
+    gtsm_rose: Option<Instant>,
     read: Instant,
 }
 

@@ -428,10 +428,23 @@ fn only_on(pop: Pop, timeout: Duration, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Has the customer's router run cic's generated config again, as it is now (both PoPs
+/// in use): after a change of the connections' session options, say.
+/// `cic` is the binary to ask (the one this process is, when it is `cic`).
+pub fn reconfigure_site(cic: &std::path::Path) -> Result<()> {
+    let mut cli = crate::lab_cli()?;
+    cli.bin = cic.to_path_buf();
+    configure_site_with(&cli, None)
+}
+
 /// Gives the customer's router `standby` (none: both PoPs in use again).
 /// As a customer would: asks cic for the router config with that PoP's connection as the
 /// standby (or none), and has the customer's BIRD run it.
 fn configure_site(standby: Option<(Pop, crate::Standby)>) -> Result<()> {
+    configure_site_with(&crate::lab_cli()?, standby)
+}
+
+fn configure_site_with(cli: &crate::Cli, standby: Option<(Pop, crate::Standby)>) -> Result<()> {
     let site = site_bird()?;
     let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
         "{}/lab.json",
@@ -459,7 +472,7 @@ fn configure_site(standby: Option<(Pop, crate::Standby)>) -> Result<()> {
             ))
         }
     };
-    crate::configure_site(&crate::lab_cli()?, false, ri, standby.as_deref(), &site.0)?;
+    crate::configure_site(cli, false, ri, standby.as_deref(), &site.0)?;
     Ok(())
 }
 

@@ -25,6 +25,9 @@ pub struct Context {
     pub peer_asn: u32,
     pub cloud_asn: u32,
     pub max_prefixes: u32,
+    /// The connection's session options in force (GTSM, BGP roles).
+    pub ttl_security: bool,
+    pub bgp_role: crate::edge::BgpRoleMode,
 }
 
 /// The step a session is at, as a stable code.
@@ -45,6 +48,8 @@ pub enum Step {
     MaxPrefixHold,
     /// TCP-MD5: the customer's router signs with another key, or not at all.
     Md5Mismatch,
+    /// GTSM is on and the customer's segments arrive with a TTL below 255.
+    GtsmDrops,
     /// The peer address does not answer ARP (IPv4) or neighbor solicitation (IPv6).
     NoNeighborReply,
     /// TCP to port 179 is refused (RST).
@@ -55,6 +60,9 @@ pub enum Step {
     TcpClosedByPeer,
     /// The customer's OPEN names another ASN than the connection's.
     WrongAsn,
+    /// The customer's BGP role (RFC 9234) is not Customer, or it announces none where the
+    /// connection requires one.
+    RoleMismatch,
     /// The customer's hold time is below what the edge accepts.
     HoldTimeRefused,
     /// The customer's router refused the cloud's OPEN.
@@ -98,6 +106,26 @@ fn arp(f: Family) -> &'static str {
 /// The step `facts` show the session at.
 pub fn diagnose(ctx: &Context, facts: &SessionFacts) -> Diagnosis {
     let mut d = step(ctx, facts);
+    // GTSM drops what arrives with a lower TTL before TCP or BGP see it: a session that
+    // gets no answer, or no OPEN, may be a router that does not send with TTL 255.
+    if ctx.ttl_security
+        && matches!(
+            d.step,
+            Step::TcpNoAnswer | Step::Connecting | Step::TcpClosedByPeer
+        )
+    {
+        let gtsm = format!(
+            "GTSM is on for this connection (ttlSecurity): the edge drops BGP segments from \
+             {} that arrive with a TTL below 255; configure `neighbor {} ttl-security hops 1` \
+             (BIRD: `ttl security on;`) on the customer's router, or set the connection's \
+             ttlSecurity to false",
+            ctx.peer_ip, ctx.cloud_ip
+        );
+        d.fix = Some(match d.fix.take() {
+            Some(f) => format!("{f}; {gtsm}"),
+            None => gtsm,
+        });
+    }
     if let Some(s) = facts.session.as_ref().filter(|s| s.state == "ESTABLISHED") {
         if let Some(b) = &s.bfd
             && b.state != "UP"
@@ -397,6 +425,52 @@ fn failure(
             ),
             Some("lower the neighbor's minimum hold time".into()),
         ),
+        SessionFailure::GtsmDrops => (
+            Step::GtsmDrops,
+            format!(
+                "BGP segments from {peer} arrive with a TTL below 255, and GTSM (on for this \
+                 connection) drops them"
+            ),
+            Some(format!(
+                "configure `neighbor {cloud} ttl-security hops 1` (BIRD: `ttl security on;`) on \
+                 the customer's router, so that it sends with TTL 255, or set the \
+                 connection's ttlSecurity to false"
+            )),
+        ),
+        SessionFailure::RoleMismatch { expected, received } => (
+            Step::RoleMismatch,
+            match received {
+                Some(r) => format!(
+                    "the customer's router announces the BGP role {r}; the connection expects \
+                     {expected} (RFC 9234)"
+                ),
+                None => format!(
+                    "the customer's router announces no BGP role, and the connection requires \
+                     the role {expected} (bgpRole STRICT, RFC 9234)"
+                ),
+            },
+            Some(format!(
+                "set the neighbor {cloud}'s local role to {expected} (FRR: `neighbor {cloud} \
+                 local-role {expected}`; BIRD: `local role {expected};`), or set the \
+                 connection's bgpRole to ANNOUNCE (a router without roles is then taken) or OFF"
+            )),
+        ),
+        SessionFailure::PeerRefusedOpen {
+            code: 2,
+            subcode: 11,
+            ..
+        } => (
+            Step::OpenRefusedByPeer,
+            "the customer's router refused the cloud's OPEN with Role Mismatch (RFC 9234): it \
+             requires a BGP role the cloud does not announce, or expects another"
+                .to_string(),
+            Some(
+                "set the connection's bgpRole to ANNOUNCE or STRICT (the cloud is the \
+                 provider; the customer's local role is customer), or turn the router's \
+                 strict mode off"
+                    .into(),
+            ),
+        ),
         SessionFailure::PeerRefusedOpen { notification, .. } => (
             Step::OpenRefusedByPeer,
             format!("the customer's router refused the cloud's OPEN: {notification}"),
@@ -427,6 +501,8 @@ mod tests {
             peer_asn: 65001,
             cloud_asn: 200350,
             max_prefixes: 500,
+            ttl_security: false,
+            bgp_role: crate::edge::BgpRoleMode::Off,
         }
     }
 
@@ -572,6 +648,66 @@ mod tests {
             assert_eq!(d.ok, want == Step::Ok);
             assert!(d.ok || d.fix.is_some() || want == Step::Connecting, "{d:?}");
         }
+    }
+
+    #[test]
+    fn roles_and_gtsm_are_named_with_what_to_change() {
+        let mut c = ctx();
+        let d = diagnose(
+            &c,
+            &failed(SessionFailure::RoleMismatch {
+                expected: "customer".into(),
+                received: None,
+            }),
+        );
+        assert_eq!(d.step, Step::RoleMismatch);
+        assert!(d.summary.contains("announces no BGP role"), "{d:?}");
+        assert!(
+            d.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("local-role customer")),
+            "{d:?}"
+        );
+        let d = diagnose(
+            &c,
+            &failed(SessionFailure::PeerRefusedOpen {
+                code: 2,
+                subcode: 11,
+                notification: "Role Mismatch".into(),
+            }),
+        );
+        assert!(
+            d.fix.as_deref().is_some_and(|f| f.contains("bgpRole")),
+            "{d:?}"
+        );
+        // A silent peer under GTSM: the fix says TTL 255 too; without GTSM it does not.
+        let silent = failed(SessionFailure::ConnectTimedOut);
+        assert!(
+            !diagnose(&c, &silent)
+                .fix
+                .unwrap_or_default()
+                .contains("GTSM")
+        );
+        c.ttl_security = true;
+        let d = diagnose(&c, &silent);
+        assert_eq!(d.step, Step::TcpNoAnswer);
+        assert!(
+            d.fix
+                .as_deref()
+                .is_some_and(|f| f.contains("ttl-security hops 1") && f.contains("firewall")),
+            "{d:?}"
+        );
+        // The edge saw the kernel drop the customer's segments for GTSM.
+        let d = diagnose(&c, &failed(SessionFailure::GtsmDrops));
+        assert_eq!(d.step, Step::GtsmDrops);
+        assert!(d.summary.contains("TTL below 255"), "{d:?}");
+        // Not where the trouble is elsewhere.
+        assert!(
+            !diagnose(&c, &up(3, 3))
+                .fix
+                .unwrap_or_default()
+                .contains("GTSM")
+        );
     }
 
     #[test]

@@ -56,6 +56,39 @@ pub struct BgpSettings {
     /// Private connections refuse RPKI invalids too (the operator's choice).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rpki_reject_invalid_private: bool,
+    /// GTSM (RFC 5082) on customers' sessions unless a private connection says otherwise:
+    /// the edge takes only segments that arrive with TTL 255 (sent from the link itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ttl_security: bool,
+    /// BGP roles (RFC 9234) on customers' sessions unless a private connection says
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "BgpRoleMode::is_off")]
+    pub bgp_role: BgpRoleMode,
+}
+
+/// BGP roles (RFC 9234) on a customer's session. The cloud is the customer's provider:
+/// the edge announces the role Provider, expects Customer, and with roles agreed marks
+/// and checks Only-to-Customer (OTC), so a route leaked by the customer is refused.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BgpRoleMode {
+    /// No Role capability in the edge's OPEN.
+    #[default]
+    Off,
+    /// The edge announces Provider; a customer's router that announces no role is
+    /// still taken, one that announces another role than Customer is refused.
+    Announce,
+    /// As `ANNOUNCE`, and a customer's router that announces no role is refused too
+    /// (RFC 9234's strict mode).
+    Strict,
+}
+
+impl BgpRoleMode {
+    pub fn is_off(&self) -> bool {
+        *self == BgpRoleMode::Off
+    }
 }
 
 fn default_graceful_restart_secs() -> u16 {
@@ -125,6 +158,8 @@ impl Default for BgpSettings {
             graceful_restart_secs: default_graceful_restart_secs(),
             rpki_caches: vec![],
             rpki_reject_invalid_private: false,
+            ttl_security: false,
+            bgp_role: BgpRoleMode::Off,
         }
     }
 }
@@ -282,6 +317,12 @@ pub struct ConnectionConfig {
     /// A change restarts the session at once (and ends a max-prefix idle hold).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reset_seq: u64,
+    /// GTSM (RFC 5082) on its sessions: segments with a TTL below 255 are dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ttl_security: bool,
+    /// BGP roles (RFC 9234) on its sessions.
+    #[serde(default, skip_serializing_if = "BgpRoleMode::is_off")]
+    pub bgp_role: BgpRoleMode,
 }
 
 impl ConnectionConfig {
@@ -416,6 +457,14 @@ pub enum SessionFailure {
     /// We refused the peer's OPEN for another reason (its NOTIFICATION described).
     #[serde(rename_all = "camelCase")]
     OpenRefused { notification: String },
+    /// We refused the peer's OPEN: its BGP role (RFC 9234) is not the counterpart of ours
+    /// (`received`), or it announced none where the session requires one.
+    #[serde(rename_all = "camelCase")]
+    RoleMismatch {
+        expected: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        received: Option<String>,
+    },
     /// The peer refused our OPEN with this NOTIFICATION (code, subcode, described).
     #[serde(rename_all = "camelCase")]
     PeerRefusedOpen {
@@ -433,6 +482,9 @@ pub enum SessionFailure {
     /// The peer's TCP segments carry no TCP-MD5 signature, or one made with another key
     /// (the kernel drops them; seen in its counters).
     Md5Mismatch,
+    /// GTSM is on and the peer's TCP segments arrive with a TTL below 255 (the kernel
+    /// drops them; seen in its counters).
+    GtsmDrops,
     /// We ended the session: max-prefix, hold timer, a malformed message, BFD, …
     #[serde(rename_all = "camelCase")]
     Ended { why: String },

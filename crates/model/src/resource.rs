@@ -692,6 +692,15 @@ pub struct CreatePrivateConnectionRequest {
     pub ipv4_static_routes: Vec<StaticRoute>,
     #[serde(default)]
     pub ipv6_static_routes: Vec<Ipv6StaticRoute>,
+    /// GTSM (RFC 5082) on the connection's sessions: the cloud takes only BGP segments
+    /// sent with TTL 255 (the customer's router sets `ttl-security hops 1`). Absent: the
+    /// operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<bool>,
+    /// BGP roles (RFC 9234) on the connection's sessions: `OFF`, `ANNOUNCE` or `STRICT`.
+    /// Absent: the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_role: Option<crate::edge::BgpRoleMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -711,6 +720,18 @@ pub struct PrivateConnection {
     pub ipv4_static_routes: Vec<StaticRoute>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6_static_routes: Vec<Ipv6StaticRoute>,
+    /// GTSM (RFC 5082) on the connection's sessions, as the customer chose; absent: the
+    /// operator's default (`bgpSessionOptions` shows what is in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<bool>,
+    /// BGP roles (RFC 9234) on the connection's sessions, as the customer chose; absent:
+    /// the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_role: Option<crate::edge::BgpRoleMode>,
+    /// What is in force on the connection's sessions: its own choices, else the
+    /// operator's defaults (output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp_session_options: Option<BgpSessionOptions>,
     /// BGP failover tests, newest last (the last 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bgp_failover_tests: Vec<FailoverTest>,
@@ -728,6 +749,28 @@ pub struct PrivateConnection {
     /// Live state of the IPv6 BGP session (output, not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_ipv6: Option<crate::edge::SessionStatus>,
+}
+
+/// The session options in force on a connection (output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpSessionOptions {
+    pub ttl_security: bool,
+    pub bgp_role: crate::edge::BgpRoleMode,
+}
+
+impl BgpSessionOptions {
+    /// A connection's choices over the operator's defaults.
+    pub fn of(
+        ttl_security: Option<bool>,
+        bgp_role: Option<crate::edge::BgpRoleMode>,
+        defaults: &crate::edge::BgpSettings,
+    ) -> BgpSessionOptions {
+        BgpSessionOptions {
+            ttl_security: ttl_security.unwrap_or(defaults.ttl_security),
+            bgp_role: bgp_role.unwrap_or(defaults.bgp_role),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -170,6 +170,8 @@ pub fn compile(
             .filter(|t| t.stopped_at.is_none())
             .map(|t| t.ends_at.clone()),
         reset_seq: c.bgp_session_resets,
+        ttl_security: c.ttl_security.unwrap_or(settings.bgp.ttl_security),
+        bgp_role: c.bgp_role.unwrap_or(settings.bgp.bgp_role),
     };
 
     let mut instances = Vec::new();
@@ -289,6 +291,9 @@ pub fn compile(
                 peerings,
                 hold_down_until: None,
                 reset_seq: 0,
+                // Public connections take the operator's defaults.
+                ttl_security: settings.bgp.ttl_security,
+                bgp_role: settings.bgp.bgp_role,
             }],
             announce: announce.into_iter().collect(),
             accept_only: Some(accept_only),
@@ -503,6 +508,9 @@ mod tests {
             ipv6_peering: None,
             ipv4_static_routes: vec![],
             ipv6_static_routes: vec![],
+            ttl_security: None,
+            bgp_role: None,
+            bgp_session_options: None,
             bgp_failover_tests: vec![],
             bgp_session_resets: 0,
             routing_instance_id: None,
@@ -675,6 +683,34 @@ mod tests {
         let lone = &c.instances[1].connections[0];
         assert_eq!(lone.peerings.len(), 1);
         assert_eq!(lone.peerings[0].family(), Family::Ipv6);
+    }
+
+    #[test]
+    fn a_connection_s_gtsm_and_roles_are_its_own_choice_over_the_operator_s_default() {
+        use cic_model::edge::BgpRoleMode;
+        let mut s = snapshot();
+        let mut set = settings();
+        set.bgp.ttl_security = true;
+        set.bgp.bgp_role = BgpRoleMode::Announce;
+        // pc1 chooses for itself; pc2 takes the operator's defaults.
+        s.connections[0].ttl_security = Some(false);
+        s.connections[0].bgp_role = Some(BgpRoleMode::Strict);
+        let c = compile(&s, "ed1", 7, &set).expect("edge");
+        let of = |id: &str| {
+            let pc = c
+                .instances
+                .iter()
+                .flat_map(|i| &i.connections)
+                .find(|x| x.id == id)
+                .expect("connection");
+            (pc.ttl_security, pc.bgp_role)
+        };
+        assert_eq!(of("pc1"), (false, BgpRoleMode::Strict));
+        assert_eq!(of("pc2"), (true, BgpRoleMode::Announce));
+        // Without defaults, nothing.
+        let c = compile(&snapshot(), "ed1", 7, &settings()).expect("edge");
+        let pc2 = &c.instances[1].connections[0];
+        assert_eq!((pc2.ttl_security, pc2.bgp_role), (false, BgpRoleMode::Off));
     }
 
     #[test]

@@ -2660,3 +2660,119 @@ async fn an_edge_is_drained_for_maintenance_through_its_config() {
     h.admin(Method::POST, &drain(false), None).await;
     assert!(cfg().await.get("drain").is_none());
 }
+
+/// GTSM and BGP roles: a connection's own choice over the operator's default, shown as
+/// what is in force, sent to the edge, a PATCH's `null` back to the default; a wrong
+/// value named by its field and nothing stored.
+#[tokio::test]
+async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_default() {
+    let mut config = cic_server::ServerConfig::default();
+    config.bgp.ttl_security = true;
+    config.bgp.bgp_role = cic_model::edge::BgpRoleMode::Announce;
+    let h = H::with_config(&common::test_database().await, config).await;
+    h.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1", "name": "folder-f1"}),
+    )
+    .await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let body = |extra: Value| {
+        let mut b = json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": 100,
+            "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
+                            "cloudIp": "169.254.100.1", "peerBgpAsn": 65001}});
+        for (k, v) in extra.as_object().expect("object") {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // A role that does not exist: named, nothing stored.
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            Some(body(json!({"bgpRole": "CUSTOMER"}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(common::err_message(&v).contains("bgpRole"), "{v}");
+    assert_eq!(h.count("/cic/v1/privateConnections?folderId=f1").await, 0);
+    // The customer turns GTSM off and wants strict roles.
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            body(json!({"ttlSecurity": false, "bgpRole": "STRICT"})),
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let path = format!("/cic/v1/privateConnections/{pc}");
+    let got = h.ok(Method::GET, &path, Value::Null).await;
+    assert_eq!(
+        (got["ttlSecurity"].clone(), got["bgpRole"].clone()),
+        (json!(false), json!("STRICT"))
+    );
+    assert_eq!(
+        got["bgpSessionOptions"],
+        json!({"ttlSecurity": false, "bgpRole": "STRICT"})
+    );
+    let edge_conn = |cfg: &Value| cfg["instances"][0]["connections"][0].clone();
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let c = edge_conn(&cfg);
+    assert_eq!(
+        (c.get("ttlSecurity"), c["bgpRole"].clone()),
+        (None, json!("STRICT")),
+        "{c}"
+    );
+    // Back to the operator's defaults.
+    h.ok(
+        Method::PATCH,
+        &path,
+        json!({"ttlSecurity": null, "bgpRole": null}),
+    )
+    .await;
+    let got = h.ok(Method::GET, &path, Value::Null).await;
+    assert!(
+        got.get("ttlSecurity").is_none() && got.get("bgpRole").is_none(),
+        "{got}"
+    );
+    assert_eq!(
+        got["bgpSessionOptions"],
+        json!({"ttlSecurity": true, "bgpRole": "ANNOUNCE"})
+    );
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let c = edge_conn(&cfg);
+    assert_eq!(
+        (c["ttlSecurity"].clone(), c["bgpRole"].clone()),
+        (json!(true), json!("ANNOUNCE")),
+        "{c}"
+    );
+    // A wrong type in a PATCH: named, nothing changed.
+    let (s, v) = h
+        .admin(Method::PATCH, &path, Some(json!({"ttlSecurity": "yes"})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(common::err_message(&v).contains("ttlSecurity"), "{v}");
+    // The customer's router config follows what is in force.
+    let rc = h
+        .ok(
+            Method::GET,
+            &format!("{path}:routerConfig?vendor=bird"),
+            Value::Null,
+        )
+        .await;
+    let text = rc["config"].as_str().expect("config");
+    assert!(
+        text.contains("ttl security on;") && text.contains("local role customer;"),
+        "{text}"
+    );
+    assert!(!text.contains("require roles"), "{text}");
+}

@@ -75,6 +75,17 @@ impl BgpRole {
         }
     }
 
+    /// The config spelling (RFC 9234's names, lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            BgpRole::Provider => "provider",
+            BgpRole::RouteServer => "rs",
+            BgpRole::RsClient => "rs-client",
+            BgpRole::Customer => "customer",
+            BgpRole::Peer => "peer",
+        }
+    }
+
     /// Parses the config spelling: provider, rs, rs-client, customer, peer.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -40,6 +40,14 @@ pub enum ConnectionCmd {
         /// A static route (prefix via the peer address of its family); repeat for more.
         #[arg(long = "static-route")]
         static_routes: Vec<String>,
+        /// GTSM (RFC 5082) on the sessions: on (the router sends with TTL 255,
+        /// `ttl-security hops 1`) or off [default: the operator's].
+        #[arg(long, value_parser = ["on", "off"])]
+        ttl_security: Option<String>,
+        /// BGP roles (RFC 9234), the cloud as provider: off, announce or strict
+        /// [default: the operator's].
+        #[arg(long, value_parser = ["off", "announce", "strict"])]
+        bgp_role: Option<String>,
     },
     #[command(flatten)]
     Common(FolderVerbs<PrivateConnections>),
@@ -61,6 +69,12 @@ pub enum ConnectionCmd {
         /// The same for the IPv6 session's key.
         #[arg(long, hide_env_values = true)]
         ipv6_md5_key: Option<String>,
+        /// GTSM on the sessions: on, off, or default (the operator's again).
+        #[arg(long, value_parser = ["on", "off", "default"])]
+        ttl_security: Option<String>,
+        /// BGP roles: off, announce, strict, or default (the operator's again).
+        #[arg(long, value_parser = ["off", "announce", "strict", "default"])]
+        bgp_role: Option<String>,
     },
     /// The looking glass: received (with why each refused route was), accepted or
     /// advertised routes of the session.
@@ -341,8 +355,11 @@ impl ConnectionCmd {
                 description,
                 md5_key,
                 ipv6_md5_key,
+                ttl_security,
+                bgp_role,
             } => {
                 let mut body = json!({});
+                session_options(&mut body, ttl_security, bgp_role);
                 for (field, k) in [("ipv4Peering", md5_key), ("ipv6Peering", ipv6_md5_key)] {
                     if let Some(k) = k {
                         // A peering in a PATCH is merged: the key alone changes ("" removes
@@ -463,6 +480,8 @@ impl ConnectionCmd {
                 peer_asn,
                 md5_key,
                 static_routes,
+                ttl_security,
+                bgp_role,
             } => {
                 let folder = out.folder(folder)?;
                 let v4 = match (ipv4_peering, subnet) {
@@ -493,6 +512,7 @@ impl ConnectionCmd {
                         body[k] = v;
                     }
                 }
+                session_options(&mut body, ttl_security, bgp_role);
                 out.mutate(
                     api,
                     Method::POST,
@@ -503,6 +523,23 @@ impl ConnectionCmd {
                 .await
             }
         }
+    }
+}
+
+/// `--ttl-security` and `--bgp-role` into a request body ("default": `null`, the
+/// operator's default again).
+fn session_options(body: &mut Value, ttl_security: Option<String>, bgp_role: Option<String>) {
+    if let Some(t) = ttl_security {
+        body["ttlSecurity"] = match t.as_str() {
+            "default" => Value::Null,
+            t => json!(t == "on"),
+        };
+    }
+    if let Some(r) = bgp_role {
+        body["bgpRole"] = match r.as_str() {
+            "default" => Value::Null,
+            r => json!(r.to_uppercase()),
+        };
     }
 }
 

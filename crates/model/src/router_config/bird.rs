@@ -14,7 +14,16 @@ fn bird_set(prefixes: &[IpNet]) -> String {
 
 pub(super) fn render(site: &Site) -> String {
     let mut out = String::new();
-    header(&mut out, site, "BIRD 2", "#");
+    header(
+        &mut out,
+        site,
+        "BIRD 2",
+        "#",
+        Can {
+            gtsm: true,
+            roles: true,
+        },
+    );
     let _ = writeln!(out, "#");
     let _ = writeln!(
         out,
@@ -112,6 +121,15 @@ pub(super) fn render(site: &Site) -> String {
             let _ = writeln!(out, "  neighbor {} as {};", p.cloud_ip, site.cloud_asn);
             if let Some(k) = &c.md5_key {
                 let _ = writeln!(out, "  password \"{k}\";");
+            }
+            if c.ttl_security {
+                let _ = writeln!(out, "  ttl security on;");
+            }
+            if !c.bgp_role.is_off() {
+                let _ = writeln!(out, "  local role customer;");
+            }
+            if c.bgp_role == crate::edge::BgpRoleMode::Strict {
+                let _ = writeln!(out, "  require roles on;");
             }
             let _ = writeln!(out, "  bfd on;");
             let _ = writeln!(

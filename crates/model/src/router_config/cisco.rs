@@ -35,7 +35,18 @@ pub(super) fn render(site: &Site, os: Os) -> String {
         Os::IosXe => "Cisco IOS-XE",
         Os::Eos => "Arista EOS",
     };
-    header(&mut out, site, name, "!");
+    // Both set `ttl-security hops 1` / `ttl maximum-hops 1`; neither has RFC 9234 roles
+    // in the releases these configs were written from.
+    header(
+        &mut out,
+        site,
+        name,
+        "!",
+        Can {
+            gtsm: true,
+            roles: false,
+        },
+    );
     let asn = site
         .connections
         .first()
@@ -187,6 +198,12 @@ pub(super) fn render(site: &Site, os: Os) -> String {
             let _ = writeln!(out, " neighbor {ip} update-source {}", subif(c));
             if let Some(k) = &c.md5_key {
                 let _ = writeln!(out, " neighbor {ip} password {k}");
+            }
+            if c.ttl_security {
+                let _ = match os {
+                    Os::IosXe => writeln!(out, " neighbor {ip} ttl-security hops 1"),
+                    Os::Eos => writeln!(out, " neighbor {ip} ttl maximum-hops 1"),
+                };
             }
             match os {
                 Os::IosXe => {

@@ -9,7 +9,16 @@ use crate::edge::Family;
 
 pub(super) fn render(site: &Site) -> String {
     let mut out = String::new();
-    header(&mut out, site, "FRR (frr.conf; bgpd, bfdd and zebra)", "!");
+    header(
+        &mut out,
+        site,
+        "FRR (frr.conf; bgpd, bfdd and zebra)",
+        "!",
+        Can {
+            gtsm: true,
+            roles: true,
+        },
+    );
     let _ = writeln!(out, "!");
     let _ = writeln!(
         out,
@@ -104,6 +113,18 @@ pub(super) fn render(site: &Site) -> String {
             let _ = writeln!(out, " neighbor {ip} update-source {}", p.customer_ip);
             if let Some(k) = &c.md5_key {
                 let _ = writeln!(out, " neighbor {ip} password {k}");
+            }
+            if c.ttl_security {
+                let _ = writeln!(out, " neighbor {ip} ttl-security hops 1");
+            }
+            match c.bgp_role {
+                crate::edge::BgpRoleMode::Off => {}
+                crate::edge::BgpRoleMode::Announce => {
+                    let _ = writeln!(out, " neighbor {ip} local-role customer");
+                }
+                crate::edge::BgpRoleMode::Strict => {
+                    let _ = writeln!(out, " neighbor {ip} local-role customer strict-mode");
+                }
             }
             let _ = writeln!(out, " neighbor {ip} bfd profile cic");
         }

@@ -7,7 +7,18 @@ use crate::edge::Family;
 
 pub(super) fn render(site: &Site) -> String {
     let mut out = String::new();
-    header(&mut out, site, "Juniper Junos (set commands)", "#");
+    // Junos has no GTSM statement for single-hop eBGP (it takes a firewall filter), and
+    // these configs set no RFC 9234 role.
+    header(
+        &mut out,
+        site,
+        "Juniper Junos (set commands)",
+        "#",
+        Can {
+            gtsm: false,
+            roles: false,
+        },
+    );
     let asn = site
         .connections
         .first()

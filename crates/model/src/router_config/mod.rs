@@ -64,6 +64,12 @@ pub struct Connection {
     /// may not read it.
     pub md5_key: Option<String>,
     pub standby: Option<Standby>,
+    /// GTSM (RFC 5082) in force on the connection: the cloud takes only BGP segments
+    /// sent with TTL 255.
+    pub ttl_security: bool,
+    /// BGP roles (RFC 9234) in force: the cloud announces provider; the customer's
+    /// local role is customer.
+    pub bgp_role: crate::edge::BgpRoleMode,
 }
 
 #[derive(Debug, Clone)]
@@ -220,7 +226,16 @@ pub(super) fn linux_interface(out: &mut String, c: &Connection) {
     let _ = writeln!(out, "#     ip link set {} up", c.interface);
 }
 
-pub(super) fn header(out: &mut String, site: &Site, vendor: &str, comment: &str) {
+/// Which of a connection's session options a vendor's configuration can express.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Can {
+    /// Sending with TTL 255 on a directly connected session (`ttl-security hops 1`).
+    pub gtsm: bool,
+    /// A local BGP role (RFC 9234).
+    pub roles: bool,
+}
+
+pub(super) fn header(out: &mut String, site: &Site, vendor: &str, comment: &str, can: Can) {
     let w = |out: &mut String, s: &str| {
         let _ = writeln!(out, "{comment} {s}");
     };
@@ -270,6 +285,49 @@ pub(super) fn header(out: &mut String, site: &Site, vendor: &str, comment: &str)
             "You listed no prefixes: nothing is announced until you add yours to the export lists below.",
         );
     }
+    for c in &site.connections {
+        if c.ttl_security {
+            w(
+                out,
+                &if can.gtsm {
+                    format!(
+                        "{}: GTSM (RFC 5082) is on: the cloud takes only BGP segments sent with TTL 255 (set below).",
+                        c.id
+                    )
+                } else {
+                    format!(
+                        "{}: GTSM (RFC 5082) is on: the cloud takes only BGP segments sent with TTL 255, and {vendor} has no setting for that on a directly connected session here; set the connection's ttlSecurity to false, or its sessions will not come up.",
+                        c.id
+                    )
+                },
+            );
+        }
+        let strict = c.bgp_role == crate::edge::BgpRoleMode::Strict;
+        if !c.bgp_role.is_off() {
+            w(
+                out,
+                &match (can.roles, strict) {
+                    (true, _) => format!(
+                        "{}: BGP roles (RFC 9234): the cloud is your provider, your local role is customer (set below){}.",
+                        c.id,
+                        if strict {
+                            "; the cloud requires it"
+                        } else {
+                            ""
+                        }
+                    ),
+                    (false, false) => format!(
+                        "{}: the cloud announces the BGP role provider (RFC 9234); {vendor} sets no role here, which the cloud accepts.",
+                        c.id
+                    ),
+                    (false, true) => format!(
+                        "{}: the cloud requires the BGP role customer (RFC 9234, strict) and {vendor} sets no role here; set the connection's bgpRole to ANNOUNCE or OFF, or its sessions will be refused.",
+                        c.id
+                    ),
+                },
+            );
+        }
+    }
     if site
         .connections
         .iter()
@@ -315,6 +373,8 @@ mod tests {
                 customer_asn: 65001,
                 md5_key: key.map(str::to_string),
                 standby,
+                ttl_security: false,
+                bgp_role: crate::edge::BgpRoleMode::Off,
             }
         };
         let mut vpc: Vec<IpNet> = vec!["10.128.0.0/24".parse().expect("net")];
@@ -405,6 +465,13 @@ mod tests {
                 &format!("dual-stack-standby-community.{ext}"),
                 &render(vendor, &site(true, Some(Standby::Community), None)),
             );
+            // GTSM and strict roles on the first connection, roles announced on the
+            // second.
+            let mut s = site(true, None, None);
+            s.connections[0].ttl_security = true;
+            s.connections[0].bgp_role = crate::edge::BgpRoleMode::Strict;
+            s.connections[1].bgp_role = crate::edge::BgpRoleMode::Announce;
+            golden(&format!("gtsm-and-roles.{ext}"), &render(vendor, &s));
         }
     }
 

@@ -7,7 +7,18 @@ use crate::edge::Family;
 
 pub(super) fn render(site: &Site) -> String {
     let mut out = String::new();
-    header(&mut out, site, "MikroTik RouterOS 7", "#");
+    // RouterOS 7 takes a role per connection (`local.role=ebgp-customer`); it has no
+    // GTSM setting.
+    header(
+        &mut out,
+        site,
+        "MikroTik RouterOS 7",
+        "#",
+        Can {
+            gtsm: false,
+            roles: true,
+        },
+    );
     let mut w = |s: String| {
         let _ = writeln!(out, "{s}");
     };
@@ -94,13 +105,18 @@ pub(super) fn render(site: &Site) -> String {
                 .as_ref()
                 .map(|k| format!(" tcp-md5-key=\"{k}\""))
                 .unwrap_or_default();
+            let role = if c.bgp_role.is_off() {
+                "ebgp"
+            } else {
+                "ebgp-customer"
+            };
             let network = if of(&site.announce, p.family()).is_empty() {
                 String::new()
             } else {
                 format!(" output.network=cic-mine{n}")
             };
             w(format!(
-                "/routing bgp connection add name={chain} as={} local.role=ebgp local.address={} remote.address={} remote.as={} address-families={afi} use-bfd=yes{key} input.filter={chain}-in input.limit-process-routes-{limit}={} output.filter-chain={chain}-out{network}",
+                "/routing bgp connection add name={chain} as={} local.role={role} local.address={} remote.address={} remote.as={} address-families={afi} use-bfd=yes{key} input.filter={chain}-in input.limit-process-routes-{limit}={} output.filter-chain={chain}-out{network}",
                 c.customer_asn, p.customer_ip, p.cloud_ip, site.cloud_asn, site.max_prefixes
             ));
         }

@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use cic_model::edge::{Family, SessionKind};
 use cic_model::resource::ListResponse;
 use cic_model::resource::{
-    CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch, Ipv4PeeringSpec,
-    Ipv6PeeringPatch, Ipv6PeeringSpec, Ipv6StaticRoute, Labels, PrivateConnection, RoutingInstance,
-    StaticRoute, Status, TrunkConnection,
+    BgpSessionOptions, CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch,
+    Ipv4PeeringSpec, Ipv6PeeringPatch, Ipv6PeeringSpec, Ipv6StaticRoute, Labels, PrivateConnection,
+    RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
 use cic_store::{Action, Document, InContext, rel};
@@ -611,6 +611,9 @@ pub async fn create(
             .map(|p| p.with_cloud_asn(st.config.cloud_asn)),
         ipv4_static_routes: req.ipv4_static_routes,
         ipv6_static_routes: req.ipv6_static_routes,
+        ttl_security: req.ttl_security,
+        bgp_role: req.bgp_role,
+        bgp_session_options: None,
         bgp_failover_tests: vec![],
         bgp_session_resets: 0,
         routing_instance_id: None,
@@ -663,6 +666,14 @@ pub struct UpdateRequest {
     ipv6_peering: Option<Option<Ipv6PeeringPatch>>,
     ipv4_static_routes: Option<Vec<StaticRoute>>,
     ipv6_static_routes: Option<Vec<Ipv6StaticRoute>>,
+    /// GTSM on the connection's sessions; `null`: the operator's default again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<bool>")]
+    ttl_security: Option<Option<bool>>,
+    /// BGP roles on the connection's sessions; `null`: the operator's default again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<cic_model::edge::BgpRoleMode>")]
+    bgp_role: Option<Option<cic_model::edge::BgpRoleMode>>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -719,6 +730,8 @@ pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
         Field("ipv6Peering.peerBgpMd5Key", To("null")),
         Field("ipv4StaticRoutes", To("[]")),
         Field("ipv6StaticRoutes", To("[]")),
+        Field("ttlSecurity", To("null")),
+        Field("bgpRole", To("null")),
     ],
     output_only: &[
         "id",
@@ -731,6 +744,7 @@ pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
         "routingInstanceId",
         "bgp",
         "bgpIpv6",
+        "bgpSessionOptions",
     ],
     immutable: &["folderId"],
 };
@@ -786,6 +800,12 @@ pub async fn update(
     pc.ipv4_static_routes = statics4;
     pc.ipv6_static_routes = statics6;
     pc.trunk_connection_id = trunk_id.clone();
+    if let Some(t) = req.ttl_security {
+        pc.ttl_security = t;
+    }
+    if let Some(r) = req.bgp_role {
+        pc.bgp_role = r;
+    }
     let subnet4 = |c: &PrivateConnection| c.ipv4_peering.as_ref().map(|p| p.peering_subnet);
     let subnet6 = |c: &PrivateConnection| c.ipv6_peering.as_ref().map(|p| p.peering_subnet);
     let moved = trunk_id != old.trunk_connection_id
@@ -820,7 +840,9 @@ pub async fn update(
         || pc.ipv4_peering != old.ipv4_peering
         || pc.ipv6_peering != old.ipv6_peering
         || pc.ipv4_static_routes != old.ipv4_static_routes
-        || pc.ipv6_static_routes != old.ipv6_static_routes;
+        || pc.ipv6_static_routes != old.ipv6_static_routes
+        || pc.ttl_security != old.ttl_security
+        || pc.bgp_role != old.bgp_role;
     let mut edges = Vec::new();
     if config_changed {
         pc.meta.status = Status::Updating;
@@ -874,6 +896,11 @@ async fn present(
                 t.status = test_status(t, now).to_string();
             }
             pc.routing_instance_id = c.owner;
+            pc.bgp_session_options = Some(BgpSessionOptions::of(
+                pc.ttl_security,
+                pc.bgp_role,
+                &st.config.bgp,
+            ));
             pc
         })
         .collect())

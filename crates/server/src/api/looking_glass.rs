@@ -224,6 +224,8 @@ pub async fn diagnose(
     let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
         .await?
         .edge_id;
+    let options =
+        cic_model::resource::BgpSessionOptions::of(pc.ttl_security, pc.bgp_role, &st.config.bgp);
     let mut sessions = Vec::new();
     for (family, peer_ip, cloud_ip, peer_asn) in peerings {
         let a = ask(
@@ -253,6 +255,8 @@ pub async fn diagnose(
             peer_asn,
             cloud_asn: st.config.cloud_asn,
             max_prefixes: st.config.bgp.max_prefixes,
+            ttl_security: options.ttl_security,
+            bgp_role: options.bgp_role,
         };
         let mut diagnosis = cic_model::diagnose::diagnose(&ctx, &facts);
         // A running failover test holds the session down on purpose: say that first.

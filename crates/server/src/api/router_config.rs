@@ -145,6 +145,8 @@ async fn connection(
         key = key.or(p.peer_bgp_md5_key.clone());
         asn = p.peer_bgp_asn;
     }
+    let options =
+        cic_model::resource::BgpSessionOptions::of(pc.ttl_security, pc.bgp_role, &st.config.bgp);
     Ok(rc::Connection {
         id: pc.meta.id.clone(),
         name: pc.meta.name.clone(),
@@ -159,6 +161,8 @@ async fn connection(
             false => rc::MD5_PLACEHOLDER.to_string(),
         }),
         standby,
+        ttl_security: options.ttl_security,
+        bgp_role: options.bgp_role,
     })
 }
 
