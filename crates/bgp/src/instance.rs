@@ -216,6 +216,9 @@ struct Refused {
 #[derive(Debug, Default)]
 struct AdjIn {
     refused: BTreeMap<IpNet, Refused>,
+    /// The attributes as received of accepted routes an import rule changed (the
+    /// Loc-RIB holds the changed ones): what they are judged by again.
+    rewritten: BTreeMap<IpNet, Arc<PathAttrs>>,
     accepted_of: [u32; 2],
     refused_of: [u32; 2],
 }
@@ -235,7 +238,9 @@ impl AdjIn {
     }
 
     /// Takes `peer`'s route `n`: into the Loc-RIB with `path` when accepted (`verdict` Ok),
-    /// among the refused otherwise. Returns whether the Loc-RIB's selection changed.
+    /// among the refused otherwise. `as_received`: the attributes the peer sent, when an
+    /// import rule changed them into `path`'s. Returns whether the Loc-RIB's selection
+    /// changed.
     fn receive(
         &mut self,
         rib: &mut LocRib,
@@ -243,8 +248,19 @@ impl AdjIn {
         n: IpNet,
         path: &Path,
         verdict: Result<(), Reject>,
+        as_received: Option<Arc<PathAttrs>>,
     ) -> bool {
         let afi = Afi::of(&n) as usize;
+        match as_received.filter(|_| verdict.is_ok()) {
+            Some(a) => {
+                self.rewritten.insert(n, a);
+            }
+            None => {
+                if !self.rewritten.is_empty() {
+                    self.rewritten.remove(&n);
+                }
+            }
+        }
         match verdict {
             Ok(()) => {
                 if self.refused.remove(&n).is_some() {
@@ -271,6 +287,9 @@ impl AdjIn {
     /// selection changed.
     fn forget(&mut self, rib: &mut LocRib, peer: PeerId, n: IpNet) -> (bool, bool) {
         let afi = Afi::of(&n) as usize;
+        if !self.rewritten.is_empty() {
+            self.rewritten.remove(&n);
+        }
         if self.refused.remove(&n).is_some() {
             self.refused_of[afi] -= 1;
             return (true, false);
@@ -284,7 +303,8 @@ impl AdjIn {
         self.refused.contains_key(n) || rib.path_of(n, peer).is_some()
     }
 
-    /// Everything `peer` sent, in prefix order: attributes, and why it was refused.
+    /// Everything `peer` sent, in prefix order: attributes as received, and why it was
+    /// refused.
     fn received<'a>(
         &'a self,
         rib: &'a LocRib,
@@ -292,7 +312,7 @@ impl AdjIn {
     ) -> Vec<(IpNet, &'a Arc<PathAttrs>, Option<&'a Reject>)> {
         let mut all: Vec<_> = rib
             .paths_of(peer)
-            .map(|(n, p)| (n, &p.attrs, None))
+            .map(|(n, p)| (n, self.rewritten.get(&n).unwrap_or(&p.attrs), None))
             .chain(
                 self.refused
                     .iter()
@@ -866,40 +886,53 @@ impl Instance {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
-                .adj_in
-                .received(&self.rib, id)
-                .into_iter()
-                .map(|(n, a, _)| (n, a.clone()))
-                .collect();
-            for (n, attrs) in received {
-                let verdict = self.judge(id, &n, &attrs);
-                // An accepting rule's changes, as on receipt.
-                let changed = self.peers[&id]
-                    .spec
-                    .policy
-                    .clone()
-                    .and_then(|x| {
-                        let f = x.import.as_ref()?;
-                        let (_, a) = f.actions_with(&n, Some(&attrs), self.validity(&n, &attrs))?;
-                        let mut c = (*attrs).clone();
-                        a.apply(&mut c, self.params.local_asn);
-                        Some(c)
-                    })
-                    .filter(|_| verdict.is_ok());
-                let attrs = match changed {
-                    Some(c) => self.attrs.intern(c),
-                    None => attrs,
-                };
-                let path = self.path(id, attrs);
-                let Instance { peers, rib, .. } = self;
-                if let Some(p) = peers.get_mut(&id) {
-                    p.adj_in.receive(rib, id, n, &path, verdict);
-                }
-                touched.insert(n);
-            }
+            touched.extend(self.rejudge(id));
         }
         self.apply(touched)
+    }
+
+    /// Judges every route `id` sent again, as received (what changed is the policy's
+    /// context: the VPC prefixes, the RPKI data), an accepting import rule's changes
+    /// made again as on receipt. Returns the prefixes judged.
+    fn rejudge(&mut self, id: PeerId) -> Vec<IpNet> {
+        let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
+            .adj_in
+            .received(&self.rib, id)
+            .into_iter()
+            .map(|(n, a, _)| (n, a.clone()))
+            .collect();
+        let import = self.peers[&id].spec.policy.clone().filter(|x| {
+            x.import
+                .as_ref()
+                .is_some_and(|f| f.rules.iter().any(|r| !r.set.is_empty()))
+        });
+        let mut touched = Vec::with_capacity(received.len());
+        for (n, attrs) in received {
+            let verdict = self.judge(id, &n, &attrs);
+            let changed = import
+                .as_ref()
+                .and_then(|x| {
+                    let f = x.import.as_ref()?;
+                    let (_, a) = f.actions_with(&n, Some(&attrs), self.validity(&n, &attrs))?;
+                    let mut c = (*attrs).clone();
+                    a.apply(&mut c, self.params.local_asn);
+                    Some(c)
+                })
+                .filter(|_| verdict.is_ok());
+            let (path, as_received) = match changed {
+                Some(c) => {
+                    let c = self.attrs.intern(c);
+                    (self.path(id, c), Some(attrs))
+                }
+                None => (self.path(id, attrs), None),
+            };
+            let Instance { peers, rib, .. } = self;
+            if let Some(p) = peers.get_mut(&id) {
+                p.adj_in.receive(rib, id, n, &path, verdict, as_received);
+            }
+            touched.push(n);
+        }
+        touched
     }
 
     /// A route's origin validation state by the RPKI data in force (`None`: no cache has
@@ -916,21 +949,7 @@ impl Instance {
         self.params.vpc_prefixes = prefixes;
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
-                .adj_in
-                .received(&self.rib, id)
-                .into_iter()
-                .map(|(n, a, _)| (n, a.clone()))
-                .collect();
-            for (n, attrs) in received {
-                let verdict = self.judge(id, &n, &attrs);
-                let path = self.path(id, attrs);
-                let Instance { peers, rib, .. } = self;
-                if let Some(p) = peers.get_mut(&id) {
-                    p.adj_in.receive(rib, id, n, &path, verdict);
-                }
-                touched.insert(n);
-            }
+            touched.extend(self.rejudge(id));
             touched.extend(self.judge_statics(id));
         }
         self.apply(touched)
@@ -1278,14 +1297,14 @@ impl Instance {
             if !p.stale.is_empty() {
                 p.stale.remove(n);
             }
-            let path = match rule_of.get(n) {
-                Some(no) => by_rule
-                    .iter()
-                    .find(|(r, _)| r == no)
-                    .map_or(path, |(_, p)| p),
-                None => path,
+            let (path, as_received) = match rule_of.get(n) {
+                Some(no) => match by_rule.iter().find(|(r, _)| r == no) {
+                    Some((_, changed)) => (changed, Some(path.attrs.clone())),
+                    None => (path, None),
+                },
+                None => (path, None),
             };
-            p.adj_in.receive(rib, peer, *n, path, verdict);
+            p.adj_in.receive(rib, peer, *n, path, verdict, as_received);
             touched.push(*n);
         }
         if let Some(limit) = limit.filter(|l| *l > 0 && warning > 0) {

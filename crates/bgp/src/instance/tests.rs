@@ -2239,6 +2239,65 @@ fn accepting_rules_set_attributes_on_import_and_export() {
     assert_eq!(sent2.as_path_len(), 2, "our AS, then the feed's");
 }
 
+/// An import rule that matches a community and removes it: judged again (here because
+/// the VPC prefixes changed), the route is judged by the attributes as received, so the
+/// rule matches again and its changes stay; the looking glass shows the route as
+/// received.
+#[test]
+fn routes_judged_again_are_judged_as_received_and_keep_their_import_rule_s_changes() {
+    const TAG: u32 = 65001 << 16 | 666;
+    let filter = policy::Filter {
+        name: "tagged".into(),
+        rules: vec![policy::PrefixRule {
+            prefix: None,
+            ge: None,
+            le: None,
+            community: Some(TAG),
+            large_community: None,
+            also: Default::default(),
+            verdict: policy::Verdict::Accept,
+            set: policy::Actions {
+                local_pref: Some(50),
+                remove_communities: vec![policy::CommunityPattern {
+                    asn: Some(65001),
+                    value: Some(666),
+                }],
+                ..Default::default()
+            },
+        }],
+        default: policy::Verdict::Accept,
+    };
+    let mut i = speaker(&[]);
+    let feed = i.add_peer(neighbor("10.99.1.1", 65001, Some(filter), Export::Nothing));
+    up(&mut i, feed, 65001, "10.99.1.1");
+    let mut u = announce(&[65001], "10.99.1.1", &["10.1.0.0/24"]);
+    if let Some(a) = u.attrs.as_mut() {
+        a.communities = vec![TAG];
+    }
+    i.handle(Event::Update {
+        peer: feed,
+        update: u,
+    });
+    let kept = |i: &TestInstance| {
+        i.best_routes()
+            .find(|(q, _)| *q == n("10.1.0.0/24"))
+            .map(|(_, p)| (p.attrs.local_pref, p.attrs.communities.clone()))
+    };
+    assert_eq!(kept(&i), Some((Some(50), vec![])));
+    i.set_vpc_prefixes(vec![n("10.128.0.0/24")]);
+    assert_eq!(kept(&i), Some((Some(50), vec![])), "the rule applied again");
+    let received = i.routes(feed, RouteSet::Received);
+    assert_eq!(received[0].1.communities, vec![TAG], "as received");
+    // Sent again without the tag: the rule no longer matches, the route is as sent.
+    i.handle(Event::Update {
+        peer: feed,
+        update: announce(&[65001], "10.99.1.1", &["10.1.0.0/24"]),
+    });
+    assert_eq!(kept(&i), Some((None, vec![])));
+    i.set_vpc_prefixes(vec![]);
+    assert_eq!(kept(&i), Some((None, vec![])));
+}
+
 /// Route-server style export rules: matched by an AS_PATH regex, the route goes out with
 /// our AS prepended twice more, its private ASNs replaced by ours and the feed's
 /// communities removed by pattern; a route the rule does not match goes out untouched.
