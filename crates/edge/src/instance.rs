@@ -378,6 +378,11 @@ impl Instance {
     }
 
     /// The RPKI data in force (see `cic_bgp::instance::Instance::set_vrps`).
+    /// The speaker's handle (for work that must not hold the agent's lock).
+    pub fn speaker(&self) -> InstanceHandle {
+        self.bgp.clone()
+    }
+
     pub async fn set_vrps(&self, v: Option<Arc<cic_bgp::rpki::Vrps>>) {
         let _ = self.bgp.set_vrps(v).await;
     }

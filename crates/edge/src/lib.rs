@@ -340,12 +340,29 @@ impl Agent {
     /// port and the connection's interface, the peer's ARP / ND entry, the session, and
     /// the first routes import refused.
     async fn diagnose(&self, q: &RouteQuery) -> SessionFacts {
-        let session = self.report_now().await.sessions.into_iter().find(|s| {
-            s.kind == SessionKind::Customer
-                && s.resource_id == q.connection_id
-                && s.family == q.family
-        });
-        let st = self.state.lock().await;
+        let mut st = self.state.lock().await;
+        // The one session, as a report would say it (its namespace's drops read alone).
+        let session = match st
+            .applied_instances
+            .values()
+            .find(|ic| ic.connections.iter().any(|c| c.id == q.connection_id))
+            .map(|ic| ic.id.clone())
+        {
+            Some(id) => {
+                let (md5, gtsm) = tcp_drops(&mut st, Some(&id));
+                st.instances.get(&id).and_then(|i| {
+                    let status = i.status().borrow().clone();
+                    session_statuses(i, &status, &md5, &gtsm)
+                        .into_iter()
+                        .find(|s| {
+                            s.kind == SessionKind::Customer
+                                && s.resource_id == q.connection_id
+                                && s.family == q.family
+                        })
+                })
+            }
+            None => None,
+        };
         let min_hold_time_secs = st
             .applied_context
             .as_ref()
@@ -738,9 +755,14 @@ impl Agent {
                 let forwarder = tokio::spawn(async move {
                     while changes.changed().await.is_ok() {
                         let v = changes.borrow_and_update().clone();
-                        let st = state.lock().await;
-                        for i in st.instances.values() {
-                            i.set_vrps(v.clone()).await;
+                        // The speakers' handles, and the agent's lock let go: each
+                        // instance judges its routes again in its own task.
+                        let speakers: Vec<_> = {
+                            let st = state.lock().await;
+                            st.instances.values().map(|i| i.speaker()).collect()
+                        };
+                        for s in speakers {
+                            let _ = s.set_vrps(v.clone()).await;
                         }
                     }
                 });
@@ -1028,7 +1050,7 @@ impl Agent {
 
     pub async fn report_now(&self) -> EdgeReport {
         let mut st = self.state.lock().await;
-        let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st);
+        let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st, None);
         let mut sessions = Vec::new();
         let mut errors = st.errors.clone();
         for i in st.instances.values() {
@@ -1039,7 +1061,7 @@ impl Agent {
                 });
             }
             let status = i.status().borrow().clone();
-            if let Some(e) = status.listen_error {
+            if let Some(e) = &status.listen_error {
                 errors.push(ResourceError {
                     resource_id: i.id.clone(),
                     message: format!("BGP listener: {e}"),
@@ -1051,50 +1073,7 @@ impl Agent {
                     message: format!("BFD: {e}"),
                 });
             }
-            for p in status.peers {
-                let family = cic_model::edge::Family::of(p.spec.address);
-                let key = match p.spec.role {
-                    // The edge makes no neighbors of the standalone speaker.
-                    cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
-                        instance::peer_key(&p.spec.name, family)
-                    }
-                    cic_bgp::policy::Role::Fabric => {
-                        instance::peer_key(&format!("fabric:{}", p.spec.name), family)
-                    }
-                };
-                sessions.push(SessionStatus {
-                    resource_id: p.spec.name.clone(),
-                    kind: match p.spec.role {
-                        cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
-                            SessionKind::Customer
-                        }
-                        cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
-                    },
-                    family,
-                    peer: p.spec.address,
-                    peer_asn: p.spec.asn,
-                    state: p.state.name().to_string(),
-                    uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
-                    prefixes_received: p.stats.received,
-                    prefixes_accepted: p.stats.accepted,
-                    prefixes_advertised: p.stats.advertised,
-                    prefix_limit_exceeded: p.stats.over_limit,
-                    prefix_limit_warning: p.stats.prefix_warning,
-                    idle_hold_remaining_secs: p
-                        .held_until
-                        .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
-                    last_error: match dropped(&md5_mismatch, &gtsm_drops, &key, &p) {
-                        Some(cic_model::edge::SessionFailure::Md5Mismatch) => {
-                            Some(MD5_MISMATCH.to_string())
-                        }
-                        Some(_) => Some(GTSM_DROPS.to_string()),
-                        None => p.last_error.clone(),
-                    },
-                    last_failure: dropped(&md5_mismatch, &gtsm_drops, &key, &p)
-                        .or_else(|| p.last_failure.clone()),
-                    bfd: i.bfd_status(&key),
-                });
-            }
+            sessions.extend(session_statuses(i, &status, &md5_mismatch, &gtsm_drops));
         }
         EdgeReport {
             applied_revision: st.applied,
@@ -1135,6 +1114,62 @@ fn tcp_got_through(f: Option<&cic_model::edge::SessionFailure>) -> bool {
     )
 }
 
+/// The status of each of an instance's sessions as the server is told it (`status`: the
+/// speaker's, read once), with what the namespace's drop counters say of the down ones.
+fn session_statuses(
+    i: &instance::Instance,
+    status: &cic_bgp::driver::InstanceStatus,
+    md5_mismatch: &BTreeSet<String>,
+    gtsm_drops: &BTreeSet<String>,
+) -> Vec<SessionStatus> {
+    let mut sessions = Vec::new();
+    for p in &status.peers {
+        let family = cic_model::edge::Family::of(p.spec.address);
+        let key = match p.spec.role {
+            // The edge makes no neighbors of the standalone speaker.
+            cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
+                instance::peer_key(&p.spec.name, family)
+            }
+            cic_bgp::policy::Role::Fabric => {
+                instance::peer_key(&format!("fabric:{}", p.spec.name), family)
+            }
+        };
+        sessions.push(SessionStatus {
+            resource_id: p.spec.name.clone(),
+            kind: match p.spec.role {
+                cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
+                    SessionKind::Customer
+                }
+                cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
+            },
+            family,
+            peer: p.spec.address,
+            peer_asn: p.spec.asn,
+            state: p.state.name().to_string(),
+            uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
+            prefixes_received: p.stats.received,
+            prefixes_accepted: p.stats.accepted,
+            prefixes_advertised: p.stats.advertised,
+            prefix_limit_exceeded: p.stats.over_limit,
+            prefix_limit_warning: p.stats.prefix_warning,
+            idle_hold_remaining_secs: p
+                .held_until
+                .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
+            last_error: match dropped(md5_mismatch, gtsm_drops, &key, p) {
+                Some(cic_model::edge::SessionFailure::Md5Mismatch) => {
+                    Some(MD5_MISMATCH.to_string())
+                }
+                Some(_) => Some(GTSM_DROPS.to_string()),
+                None => p.last_error.clone(),
+            },
+            last_failure: dropped(md5_mismatch, gtsm_drops, &key, p)
+                .or_else(|| p.last_failure.clone()),
+            bfd: i.bfd_status(&key),
+        });
+    }
+    sessions
+}
+
 /// Why the kernel, not the session, keeps a customer's session down, if its namespace's
 /// counters say so: TCP-MD5 first, then GTSM. Not once the session's own last failure
 /// shows the peer's segments passing since.
@@ -1168,10 +1203,13 @@ const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router
 /// on count: a customer's router that does not send with TTL 255). The kernel keeps both
 /// to itself (the session only looks like a peer that does not answer). The first look
 /// after a start only takes the counts. (Reports and scrapes both look: a rise is
-/// remembered for a while, not only until the next look.)
-fn tcp_drops(st: &mut State) -> (BTreeSet<String>, BTreeSet<String>) {
+/// remembered for a while, not only until the next look.) `only`: that instance alone.
+fn tcp_drops(st: &mut State, only: Option<&str>) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut looked = Vec::new();
     for (id, ic) in &st.applied_instances {
+        if only.is_some_and(|o| o != id) {
+            continue;
+        }
         let Some(i) = st.instances.get(id) else {
             continue;
         };
