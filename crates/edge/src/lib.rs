@@ -12,20 +12,21 @@
 //! Apply is idempotent: it reconciles what the kernel has with what the config says,
 //! so a restart adopts the namespaces it finds and deletes only what is no longer wanted.
 
+mod apply;
 pub mod client;
 pub mod instance;
+mod report;
 pub use cic_client::tls;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cic_dataplane::probe::Capabilities;
-use cic_dataplane::{Netlink, netns, probe};
+use cic_dataplane::{Netlink, probe};
 use cic_model::edge::{
-    Attachment, EdgeConfig, EdgeReport, InstanceConfig, LinkFacts, NeighborState, ResourceError,
-    RouteAnswer, RouteDirection, RouteEntry, RouteQuery, SessionFacts, SessionKind, SessionStatus,
-    TrunkConfig,
+    Attachment, EdgeConfig, InstanceConfig, LinkFacts, NeighborState, ResourceError, RouteAnswer,
+    RouteDirection, RouteEntry, RouteQuery, SessionFacts, SessionKind, TrunkConfig,
 };
 use cic_model::metrics::Exposition;
 use tokio::sync::Mutex;
@@ -33,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::client::SyncClient;
 use crate::instance::Instance;
+use crate::report::{Drops, session_statuses, tcp_drops};
 
 /// IFLA_IFALIAS prefix of the bonds this agent made for LAG trunks.
 const LAG_ALIAS: &str = "cic-lag:";
@@ -124,6 +126,9 @@ struct ApplyContext {
 }
 
 pub struct Agent {
+    /// Held for a whole apply: applies follow one another, while the state's lock is
+    /// taken only for the steps that need it.
+    applying: Mutex<()>,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -151,6 +156,7 @@ impl Agent {
         let underlay = Netlink::open(opts.host_netns.as_deref())?;
         let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
         Ok(Arc::new(Agent {
+            applying: Mutex::new(()),
             opts,
             caps,
             underlay,
@@ -731,302 +737,6 @@ impl Agent {
         self.apply_with(cfg, false).await
     }
 
-    async fn apply_with(&self, cfg: &EdgeConfig, full: bool) {
-        let started = Instant::now();
-        let mut st = self.state.lock().await;
-        let mut errors = Vec::new();
-
-        // RPKI caches: followed by a task of their own; each instance is handed the data
-        // in force whenever it changes.
-        let caches = &cfg.bgp.rpki_caches;
-        if st.rpki.as_ref().map(|r| &r.caches) != Some(caches) {
-            st.rpki = (!caches.is_empty()).then(|| {
-                let data = cic_bgp::driver::start_rpki(
-                    caches
-                        .iter()
-                        .enumerate()
-                        .map(|(i, a)| cic_bgp::driver::CacheSpec {
-                            address: *a,
-                            preference: i.min(255) as u8,
-                        })
-                        .collect(),
-                );
-                let (mut changes, state) = (data.clone(), self.state.clone());
-                let forwarder = tokio::spawn(async move {
-                    while changes.changed().await.is_ok() {
-                        let v = changes.borrow_and_update().clone();
-                        // The speakers' handles, and the agent's lock let go: each
-                        // instance judges its routes again in its own task.
-                        let speakers: Vec<_> = {
-                            let st = state.lock().await;
-                            st.instances.values().map(|i| i.speaker()).collect()
-                        };
-                        for s in speakers {
-                            let _ = s.set_vrps(v.clone()).await;
-                        }
-                    }
-                });
-                Rpki {
-                    caches: caches.clone(),
-                    data,
-                    forwarder,
-                }
-            });
-        }
-
-        // The kernel's neighbor table is the host's, shared by every namespace: make room
-        // for each connection's and each fabric segment's peer before they need it.
-        let peers: usize = cfg
-            .instances
-            .iter()
-            .map(|i| i.connections.len() + usize::from(i.fabric.is_some()))
-            .sum();
-        match cic_dataplane::netns::ensure_neighbor_room(peers) {
-            Ok(Some((from, to))) => info!(
-                peers,
-                "raised the kernel's neighbor table limit (gc_thresh3) from {from} to {to}"
-            ),
-            Ok(None) => {}
-            Err(e) => warn!(
-                peers,
-                "cannot make room in the kernel's neighbor table: {e}"
-            ),
-        }
-
-        // Trunks: can this router carry them?
-        let mut trunks: BTreeMap<String, (TrunkConfig, Option<String>)> = BTreeMap::new();
-        for t in &cfg.trunks {
-            let mut problem = self.check_trunk(t).await;
-            // A LAG trunk's bundle lives with its ports, in the underlay.
-            if let (None, Attachment::Lag { bond, ports }) = (&problem, &t.attachment)
-                && let Err(e) = self
-                    .underlay
-                    .ensure_bond(bond, ports, &format!("{LAG_ALIAS}{}", t.id))
-                    .await
-            {
-                problem = Some(e.to_string());
-            }
-            if let Some(p) = &problem {
-                errors.push(ResourceError {
-                    resource_id: t.id.clone(),
-                    message: p.clone(),
-                });
-            }
-            trunks.insert(t.id.clone(), (t.clone(), problem));
-        }
-
-        // Capacity: what a port sends toward customers is limited to the sum of the
-        // capacities of the trunks on it (a token bucket at its root). An overlay trunk
-        // without a port of its own is not shaped.
-        let mut rates: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
-        for (t, problem) in trunks.values() {
-            let port = match &t.attachment {
-                _ if problem.is_some() => continue,
-                Attachment::Vlan { port } => port.clone(),
-                Attachment::Lag { bond, .. } => bond.clone(),
-                Attachment::Vxlan { port: Some(p), .. } => p.clone(),
-                Attachment::Vxlan { port: None, .. } => continue,
-            };
-            let e = rates.entry(port).or_default();
-            e.0 += t.capacity_mbps;
-            e.1.push(t.id.clone());
-        }
-        let want: BTreeMap<String, u64> = rates.iter().map(|(p, (m, _))| (p.clone(), *m)).collect();
-        // A port that could not be unshaped (or a failure to read what is shaped) is this
-        // edge's error: reported, and the apply retried, like any other.
-        let failed = match cic_dataplane::tc::reconcile(self.opts.host_netns.as_deref(), &want) {
-            Ok(f) => f,
-            Err(e) if want.is_empty() => vec![("(reading qdiscs)".to_string(), e)],
-            Err(e) => want.keys().map(|p| (p.clone(), e.clone())).collect(),
-        };
-        for (port, e) in failed {
-            match rates.get(&port) {
-                Some((_, ids)) => errors.extend(ids.iter().map(|id| ResourceError {
-                    resource_id: id.clone(),
-                    message: format!("capacity on {port}: {e}"),
-                })),
-                None => errors.push(ResourceError {
-                    resource_id: cfg.edge_id.clone(),
-                    message: format!("unshaping {port}: {e}"),
-                }),
-            }
-        }
-
-        // Bundles of LAG trunks no longer here.
-        if self.caps.bond
-            && let Ok(links) = self.underlay.links().await
-        {
-            for l in links {
-                let Some(trunk) = l.alias.as_deref().and_then(|a| a.strip_prefix(LAG_ALIAS)) else {
-                    continue;
-                };
-                if !cfg.trunks.iter().any(|t| t.id == trunk)
-                    && let Err(e) = self.underlay.del_link(l.index).await
-                {
-                    warn!("removing bond {}: {e}", l.name);
-                }
-            }
-        }
-
-        // Routing instances no longer wanted go first (their VXLAN VNIs free up), including
-        // namespaces left by an earlier run.
-        // (Sets: with a thousand instances, looking each up in a list is a million compares.)
-        let wanted: BTreeSet<&str> = cfg.instances.iter().map(|i| i.id.as_str()).collect();
-        let gone: Vec<String> = st
-            .instances
-            .keys()
-            .filter(|k| !wanted.contains(k.as_str()))
-            .cloned()
-            .collect();
-        for k in gone {
-            if let Some(i) = st.instances.remove(&k) {
-                i.stop().await;
-            }
-        }
-        let wanted_ns: BTreeSet<String> = wanted.iter().map(|i| self.ns_name(i)).collect();
-        for ns in netns::list(&self.opts.netns_prefix).unwrap_or_default() {
-            if !wanted_ns.contains(&ns) {
-                info!(netns = %ns, "removing a namespace no routing instance wants");
-                if let Err(e) = cic_dataplane::purge(&ns).await {
-                    warn!("{e}");
-                }
-            }
-        }
-
-        let context = ApplyContext {
-            bgp: cfg.bgp.clone(),
-            local_asn: cfg.local_asn,
-            router_id: cfg.router_id,
-            drain: cfg.drain,
-            trunks: trunks.clone(),
-        };
-        let same_context = !full && st.applied_context.as_ref() == Some(&context);
-        if !same_context {
-            st.applied_instances.clear();
-        }
-        st.applied_instances
-            .retain(|id, _| wanted.contains(id.as_str()));
-        let mut skipped = 0usize;
-        for ic in &cfg.instances {
-            if same_context
-                && st.instances.contains_key(&ic.id)
-                && st.applied_instances.get(&ic.id) == Some(ic)
-            {
-                skipped += 1;
-                continue;
-            }
-            st.applied_instances.remove(&ic.id);
-            if st
-                .instances
-                .get(&ic.id)
-                .is_some_and(|i| i.needs_restart(ic))
-                && let Some(i) = st.instances.remove(&ic.id)
-            {
-                info!(instance = %ic.id, "announced or accepted prefixes changed: restarting its speaker");
-                i.stop().await;
-            }
-            if !st.instances.contains_key(&ic.id) {
-                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await {
-                    Ok(i) => {
-                        if let Some(v) = st.rpki.as_ref().and_then(|r| r.data.borrow().clone()) {
-                            i.set_vrps(Some(v)).await;
-                        }
-                        st.instances.insert(ic.id.clone(), i);
-                    }
-                    Err(e) => {
-                        for c in &ic.connections {
-                            errors.push(ResourceError {
-                                resource_id: c.id.clone(),
-                                message: e.clone(),
-                            });
-                        }
-                        errors.push(ResourceError {
-                            resource_id: ic.id.clone(),
-                            message: e,
-                        });
-                        continue;
-                    }
-                }
-            }
-            if let Some(i) = st.instances.get_mut(&ic.id) {
-                let mut own = i.apply(&self.underlay, cfg, ic, &trunks).await;
-                i.peers_added().await;
-                if let Err(e) = i.set_drain(cfg.drain).await {
-                    own.push(ResourceError {
-                        resource_id: ic.id.clone(),
-                        message: format!("drain: {e}"),
-                    });
-                }
-                if own.is_empty() {
-                    st.applied_instances.insert(ic.id.clone(), ic.clone());
-                }
-                errors.extend(own);
-            }
-        }
-        st.applied_context = Some(context);
-        for e in &errors {
-            warn!(resource = %e.resource_id, "{}", e.message);
-        }
-        info!(revision = cfg.revision, instances = cfg.instances.len(), unchanged = skipped, errors = errors.len(), took = ?started.elapsed(), "config applied");
-        st.applied = cfg.revision;
-        st.edge_id = cfg.edge_id.clone();
-        st.errors = errors;
-        st.last_apply = started.elapsed();
-        st.applies += 1;
-        st.last_reconciled = cfg.instances.len() - skipped;
-        st.last_full = full;
-        st.watches = st.instances.values().map(|i| i.status()).collect();
-    }
-
-    async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {
-        let port = match &t.attachment {
-            Attachment::Lag { ports, .. } => {
-                if !self.caps.bond || !self.caps.vlan {
-                    return Some(format!(
-                        "this edge's kernel has no {} support ({} mode); a LAG trunk needs bonding and 802.1Q",
-                        if self.caps.bond {
-                            "802.1Q VLAN"
-                        } else {
-                            "bonding"
-                        },
-                        self.caps.mode()
-                    ));
-                }
-                for p in ports {
-                    match self.underlay.link(p).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => return Some(format!("port {p} does not exist on this edge")),
-                        Err(e) => return Some(e.to_string()),
-                    }
-                }
-                None
-            }
-            Attachment::Vlan { port } => {
-                if !self.caps.vlan {
-                    return Some(format!(
-                        "this edge's kernel has no 802.1Q VLAN support ({} mode); use an overlay trunk here",
-                        self.caps.mode()
-                    ));
-                }
-                Some(port)
-            }
-            Attachment::Vxlan { port, .. } => {
-                if !self.caps.vxlan {
-                    return Some("this edge's kernel has no VXLAN support".into());
-                }
-                port.as_ref()
-            }
-        };
-        match port {
-            Some(p) => match self.underlay.link(p).await {
-                Ok(Some(_)) => None,
-                Ok(None) => Some(format!("port {p} does not exist on this edge")),
-                Err(e) => Some(e.to_string()),
-            },
-            None => None,
-        }
-    }
-
     /// `GET /readyz` of the metrics listener: ready once a config (the server's, or the
     /// one kept from it) is applied; with the sessions counted.
     pub async fn readiness(&self) -> (bool, serde_json::Value) {
@@ -1047,251 +757,10 @@ impl Agent {
                 "sessions": sessions, "established": established, "errors": st.errors.len()}),
         )
     }
-
-    pub async fn report_now(&self) -> EdgeReport {
-        let mut st = self.state.lock().await;
-        let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st, None);
-        let mut sessions = Vec::new();
-        let mut errors = st.errors.clone();
-        for i in st.instances.values() {
-            if let Some(e) = i.route_error() {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("routes: {e}"),
-                });
-            }
-            let status = i.status().borrow().clone();
-            if let Some(e) = &status.listen_error {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("BGP listener: {e}"),
-                });
-            }
-            if let Some(e) = i.bfd_error() {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("BFD: {e}"),
-                });
-            }
-            sessions.extend(session_statuses(i, &status, &md5_mismatch, &gtsm_drops));
-        }
-        EdgeReport {
-            applied_revision: st.applied,
-            dataplane: self.caps.mode().to_string(),
-            sessions,
-            errors,
-        }
-    }
-
-    async fn report(&self) {
-        let r = self.report_now().await;
-        if let Err(e) = self.client.report(&r).await {
-            warn!("report: {e}");
-        }
-    }
 }
 
 /// How many refused routes a diagnosis names (the looking glass has them all).
 const DIAGNOSE_REFUSED: usize = 5;
-
-/// Whether a session's last failure shows TCP segments passing both ways since (a
-/// refused OPEN, a reset, a close by the peer): then the namespace's TCP-MD5 drops are
-/// not this session's trouble, or no longer.
-fn tcp_got_through(f: Option<&cic_model::edge::SessionFailure>) -> bool {
-    use cic_model::edge::SessionFailure as F;
-    matches!(
-        f,
-        Some(
-            F::ConnectRefused
-                | F::ClosedBeforeOpen
-                | F::WrongAsn { .. }
-                | F::HoldTimeRefused { .. }
-                | F::OpenRefused { .. }
-                | F::RoleMismatch { .. }
-                | F::PeerRefusedOpen { .. }
-                | F::PeerNotification { .. }
-        )
-    )
-}
-
-/// The status of each of an instance's sessions as the server is told it (`status`: the
-/// speaker's, read once), with what the namespace's drop counters say of the down ones.
-fn session_statuses(
-    i: &instance::Instance,
-    status: &cic_bgp::driver::InstanceStatus,
-    md5_mismatch: &BTreeSet<String>,
-    gtsm_drops: &BTreeSet<String>,
-) -> Vec<SessionStatus> {
-    let mut sessions = Vec::new();
-    for p in &status.peers {
-        let family = cic_model::edge::Family::of(p.spec.address);
-        let key = match p.spec.role {
-            // The edge makes no neighbors of the standalone speaker.
-            cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
-                instance::peer_key(&p.spec.name, family)
-            }
-            cic_bgp::policy::Role::Fabric => {
-                instance::peer_key(&format!("fabric:{}", p.spec.name), family)
-            }
-        };
-        sessions.push(SessionStatus {
-            resource_id: p.spec.name.clone(),
-            kind: match p.spec.role {
-                cic_bgp::policy::Role::Customer | cic_bgp::policy::Role::Neighbor => {
-                    SessionKind::Customer
-                }
-                cic_bgp::policy::Role::Fabric => SessionKind::Fabric,
-            },
-            family,
-            peer: p.spec.address,
-            peer_asn: p.spec.asn,
-            state: p.state.name().to_string(),
-            uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
-            prefixes_received: p.stats.received,
-            prefixes_accepted: p.stats.accepted,
-            prefixes_advertised: p.stats.advertised,
-            prefix_limit_exceeded: p.stats.over_limit,
-            prefix_limit_warning: p.stats.prefix_warning,
-            idle_hold_remaining_secs: p
-                .held_until
-                .map(|t| t.saturating_duration_since(Instant::now()).as_secs()),
-            last_error: match dropped(md5_mismatch, gtsm_drops, &key, p) {
-                Some(cic_model::edge::SessionFailure::Md5Mismatch) => {
-                    Some(MD5_MISMATCH.to_string())
-                }
-                Some(_) => Some(GTSM_DROPS.to_string()),
-                None => p.last_error.clone(),
-            },
-            last_failure: dropped(md5_mismatch, gtsm_drops, &key, p)
-                .or_else(|| p.last_failure.clone()),
-            bfd: i.bfd_status(&key),
-        });
-    }
-    sessions
-}
-
-/// Why the kernel, not the session, keeps a customer's session down, if its namespace's
-/// counters say so: TCP-MD5 first, then GTSM. Not once the session's own last failure
-/// shows the peer's segments passing since.
-fn dropped(
-    md5: &BTreeSet<String>,
-    gtsm: &BTreeSet<String>,
-    key: &str,
-    p: &cic_bgp::driver::PeerStatus,
-) -> Option<cic_model::edge::SessionFailure> {
-    if p.spec.role != cic_bgp::policy::Role::Customer || tcp_got_through(p.last_failure.as_ref()) {
-        return None;
-    }
-    if md5.contains(key) {
-        Some(cic_model::edge::SessionFailure::Md5Mismatch)
-    } else if gtsm.contains(key) {
-        Some(cic_model::edge::SessionFailure::GtsmDrops)
-    } else {
-        None
-    }
-}
-
-/// What a connection's status says when its namespace drops its segments for GTSM.
-const GTSM_DROPS: &str = "GTSM: the customer router's BGP segments arrive with a TTL below 255 (dropped by the kernel); it must send with TTL 255 (ttl-security hops 1)";
-
-/// What a connection's status says when its namespace drops TCP-MD5 segments.
-const MD5_MISMATCH: &str = "TCP-MD5 signatures do not match: the customer router's key differs from the connection's, or only one side has a key (segments dropped by the kernel)";
-
-/// The sessions that are not up (by peer key: the connection id, with `/ipv6` for its
-/// IPv6 session) in namespaces whose kernel dropped segments within the last
-/// [`DROPS_RECENT`]: for TCP-MD5 (a key mismatch), and for GTSM (only sessions with GTSM
-/// on count: a customer's router that does not send with TTL 255). The kernel keeps both
-/// to itself (the session only looks like a peer that does not answer). The first look
-/// after a start only takes the counts. (Reports and scrapes both look: a rise is
-/// remembered for a while, not only until the next look.) `only`: that instance alone.
-fn tcp_drops(st: &mut State, only: Option<&str>) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut looked = Vec::new();
-    for (id, ic) in &st.applied_instances {
-        if only.is_some_and(|o| o != id) {
-            continue;
-        }
-        let Some(i) = st.instances.get(id) else {
-            continue;
-        };
-        let status = i.status().borrow().clone();
-        // Each session down, by its peer key (a connection has one per family), with
-        // whether it has GTSM on. One without a key counts for TCP-MD5 too (the
-        // customer's router may sign when we do not), but a namespace with neither keys
-        // nor GTSM is read at most every DROPS_UNKEYED_EVERY: most down sessions have
-        // neither, and each read enters the namespace.
-        let keyed = ic
-            .connections
-            .iter()
-            .any(|c| c.ttl_security || c.peerings.iter().any(|p| p.md5_key.is_some()));
-        let down: Vec<(String, bool)> = ic
-            .connections
-            .iter()
-            .flat_map(|c| c.peerings.iter().map(move |p| (c, p)))
-            .filter(|(c, p)| {
-                !status.peers.iter().any(|s| {
-                    s.spec.name == c.id
-                        && s.spec.address == p.peer_ip
-                        && s.state == cic_bgp::fsm::State::Established
-                })
-            })
-            .map(|(c, p)| (instance::peer_key(&c.id, p.family()), c.ttl_security))
-            .collect();
-        if !down.is_empty() {
-            let due = keyed
-                || st
-                    .tcp_drops
-                    .get(id)
-                    .is_none_or(|e| e.read.elapsed() >= DROPS_UNKEYED_EVERY);
-            looked.push((id.clone(), i.ns.clone(), down, due));
-        }
-    }
-    let (mut md5, mut gtsm) = (BTreeSet::new(), BTreeSet::new());
-    for (id, ns, down, due) in looked {
-        if due && let Ok(now) = netns::tcp_drops(Some(&ns)) {
-            let e = st.tcp_drops.entry(id.clone()).or_insert(Drops {
-                count: now,
-                md5_rose: None,
-                gtsm_rose: None,
-                read: Instant::now(),
-            });
-            if now.md5 > e.count.md5 {
-                e.md5_rose = Some(Instant::now());
-            }
-            if now.min_ttl > e.count.min_ttl {
-                e.gtsm_rose = Some(Instant::now());
-            }
-            e.count = now;
-            e.read = Instant::now();
-        }
-        let recent = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < DROPS_RECENT);
-        let Some(e) = st.tcp_drops.get(&id) else {
-            continue;
-        };
-        if recent(e.md5_rose) {
-            md5.extend(down.iter().map(|(k, _)| k.clone()));
-        }
-        if recent(e.gtsm_rose) {
-            gtsm.extend(down.iter().filter(|(_, g)| *g).map(|(k, _)| k.clone()));
-        }
-    }
-    (md5, gtsm)
-}
-
-/// How long a rise of the drops keeps a down session's error saying so (peers retry
-/// every few seconds; 120 s is BGP's usual connect retry).
-const DROPS_RECENT: Duration = Duration::from_secs(150);
-
-/// How often the drops of a namespace whose sessions have neither keys nor GTSM are read.
-const DROPS_UNKEYED_EVERY: Duration = Duration::from_secs(5);
-
-/// A namespace's drops at the last look, when each last rose, when looked at.
-#[derive(Debug, Clone, Copy)]
-struct Drops {
-    count: netns::TcpDrops,
-    md5_rose: Option<Instant>,
-    gtsm_rose: Option<Instant>,
-    read: Instant,
-}
 
 /// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
 fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {

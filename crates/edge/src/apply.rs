@@ -1,0 +1,380 @@
+//! Realising a config: the steps of [`Agent::apply`], each named. The edge-wide work
+//! (trunks, capacity, bonds, the kernel's neighbor table) needs no agent state and runs
+//! before the state's lock is taken; the blocking parts of it (sysctls, `tc`, listing
+//! namespaces) run on blocking threads. Applies follow one another (`applying`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use cic_dataplane::netns;
+use cic_model::edge::{Attachment, EdgeConfig, ResourceError, TrunkConfig};
+use tracing::{info, warn};
+
+use crate::instance::Instance;
+use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State};
+
+/// Each trunk of the config, and what keeps this edge from carrying it.
+type Trunks = BTreeMap<String, (TrunkConfig, Option<String>)>;
+
+impl Agent {
+    pub(crate) async fn apply_with(&self, cfg: &EdgeConfig, full: bool) {
+        let _one = self.applying.lock().await;
+        let started = Instant::now();
+        make_neighbor_room(cfg).await;
+        let (trunks, mut errors) = self.realise_trunks(cfg).await;
+        errors.extend(self.shape_capacity(cfg, &trunks).await);
+        self.remove_stale_bonds(cfg).await;
+
+        let mut st = self.state.lock().await;
+        self.follow_rpki(&mut st, cfg);
+        self.remove_gone_instances(&mut st, cfg).await;
+        let context = ApplyContext {
+            bgp: cfg.bgp.clone(),
+            local_asn: cfg.local_asn,
+            router_id: cfg.router_id,
+            drain: cfg.drain,
+            trunks: trunks.clone(),
+        };
+        let skipped = self
+            .reconcile_instances(&mut st, cfg, &context, full, &mut errors)
+            .await;
+        st.applied_context = Some(context);
+        for e in &errors {
+            warn!(resource = %e.resource_id, "{}", e.message);
+        }
+        info!(revision = cfg.revision, instances = cfg.instances.len(), unchanged = skipped, errors = errors.len(), took = ?started.elapsed(), "config applied");
+        st.applied = cfg.revision;
+        st.edge_id = cfg.edge_id.clone();
+        st.errors = errors;
+        st.last_apply = started.elapsed();
+        st.applies += 1;
+        st.last_reconciled = cfg.instances.len() - skipped;
+        st.last_full = full;
+        st.watches = st.instances.values().map(|i| i.status()).collect();
+    }
+
+    /// RPKI caches: followed by a task of their own; each instance is handed the data in
+    /// force whenever it changes (the agent's lock let go first).
+    fn follow_rpki(&self, st: &mut State, cfg: &EdgeConfig) {
+        let caches = &cfg.bgp.rpki_caches;
+        if st.rpki.as_ref().map(|r| &r.caches) == Some(caches) {
+            return;
+        }
+        st.rpki = (!caches.is_empty()).then(|| {
+            let data = cic_bgp::driver::start_rpki(
+                caches
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| cic_bgp::driver::CacheSpec {
+                        address: *a,
+                        preference: i.min(255) as u8,
+                    })
+                    .collect(),
+            );
+            let (mut changes, state) = (data.clone(), self.state.clone());
+            let forwarder = tokio::spawn(async move {
+                while changes.changed().await.is_ok() {
+                    let v = changes.borrow_and_update().clone();
+                    let speakers: Vec<_> = {
+                        let st = state.lock().await;
+                        st.instances.values().map(|i| i.speaker()).collect()
+                    };
+                    for s in speakers {
+                        let _ = s.set_vrps(v.clone()).await;
+                    }
+                }
+            });
+            Rpki {
+                caches: caches.clone(),
+                data,
+                forwarder,
+            }
+        });
+    }
+
+    /// Trunks: can this router carry them? A LAG trunk's bundle is made here (it lives
+    /// with its ports, in the underlay).
+    async fn realise_trunks(&self, cfg: &EdgeConfig) -> (Trunks, Vec<ResourceError>) {
+        let mut trunks = Trunks::new();
+        let mut errors = Vec::new();
+        for t in &cfg.trunks {
+            let mut problem = self.check_trunk(t).await;
+            if let (None, Attachment::Lag { bond, ports }) = (&problem, &t.attachment)
+                && let Err(e) = self
+                    .underlay
+                    .ensure_bond(bond, ports, &format!("{LAG_ALIAS}{}", t.id))
+                    .await
+            {
+                problem = Some(e.to_string());
+            }
+            if let Some(p) = &problem {
+                errors.push(ResourceError {
+                    resource_id: t.id.clone(),
+                    message: p.clone(),
+                });
+            }
+            trunks.insert(t.id.clone(), (t.clone(), problem));
+        }
+        (trunks, errors)
+    }
+
+    /// Capacity: what a port sends toward customers is limited to the sum of the
+    /// capacities of the trunks on it (a token bucket at its root). An overlay trunk
+    /// without a port of its own is not shaped. A port that could not be unshaped (or a
+    /// failure to read what is shaped) is this edge's error: reported, and the apply
+    /// retried, like any other.
+    async fn shape_capacity(&self, cfg: &EdgeConfig, trunks: &Trunks) -> Vec<ResourceError> {
+        let mut rates: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+        for (t, problem) in trunks.values() {
+            let port = match &t.attachment {
+                _ if problem.is_some() => continue,
+                Attachment::Vlan { port } => port.clone(),
+                Attachment::Lag { bond, .. } => bond.clone(),
+                Attachment::Vxlan { port: Some(p), .. } => p.clone(),
+                Attachment::Vxlan { port: None, .. } => continue,
+            };
+            let e = rates.entry(port).or_default();
+            e.0 += t.capacity_mbps;
+            e.1.push(t.id.clone());
+        }
+        let want: BTreeMap<String, u64> = rates.iter().map(|(p, (m, _))| (p.clone(), *m)).collect();
+        let host = self.opts.host_netns.clone();
+        let asked = want.clone();
+        // `tc` runs as a process: on a blocking thread.
+        let done = tokio::task::spawn_blocking(move || {
+            cic_dataplane::tc::reconcile(host.as_deref(), &asked)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(cic_dataplane::Error::Io(format!(
+                "shaping task failed: {e}"
+            )))
+        });
+        let failed = match done {
+            Ok(f) => f,
+            Err(e) if want.is_empty() => vec![("(reading qdiscs)".to_string(), e)],
+            Err(e) => want.keys().map(|p| (p.clone(), e.clone())).collect(),
+        };
+        let mut errors = Vec::new();
+        for (port, e) in failed {
+            match rates.get(&port) {
+                Some((_, ids)) => errors.extend(ids.iter().map(|id| ResourceError {
+                    resource_id: id.clone(),
+                    message: format!("capacity on {port}: {e}"),
+                })),
+                None => errors.push(ResourceError {
+                    resource_id: cfg.edge_id.clone(),
+                    message: format!("unshaping {port}: {e}"),
+                }),
+            }
+        }
+        errors
+    }
+
+    /// Bundles of LAG trunks no longer here.
+    async fn remove_stale_bonds(&self, cfg: &EdgeConfig) {
+        if !self.caps.bond {
+            return;
+        }
+        let Ok(links) = self.underlay.links().await else {
+            return;
+        };
+        for l in links {
+            let Some(trunk) = l.alias.as_deref().and_then(|a| a.strip_prefix(LAG_ALIAS)) else {
+                continue;
+            };
+            if !cfg.trunks.iter().any(|t| t.id == trunk)
+                && let Err(e) = self.underlay.del_link(l.index).await
+            {
+                warn!("removing bond {}: {e}", l.name);
+            }
+        }
+    }
+
+    /// Routing instances no longer wanted go first (their VXLAN VNIs free up), including
+    /// namespaces left by an earlier run.
+    async fn remove_gone_instances(&self, st: &mut State, cfg: &EdgeConfig) {
+        // (Sets: with a thousand instances, looking each up in a list is a million
+        // compares.)
+        let wanted: BTreeSet<&str> = cfg.instances.iter().map(|i| i.id.as_str()).collect();
+        let gone: Vec<String> = st
+            .instances
+            .keys()
+            .filter(|k| !wanted.contains(k.as_str()))
+            .cloned()
+            .collect();
+        for k in gone {
+            if let Some(i) = st.instances.remove(&k) {
+                i.stop().await;
+            }
+        }
+        let wanted_ns: BTreeSet<String> = wanted.iter().map(|i| self.ns_name(i)).collect();
+        let prefix = self.opts.netns_prefix.clone();
+        // Listing reads a directory: on a blocking thread.
+        let present = tokio::task::spawn_blocking(move || netns::list(&prefix).unwrap_or_default())
+            .await
+            .unwrap_or_default();
+        for ns in present {
+            if !wanted_ns.contains(&ns) {
+                info!(netns = %ns, "removing a namespace no routing instance wants");
+                if let Err(e) = cic_dataplane::purge(&ns).await {
+                    warn!("{e}");
+                }
+            }
+        }
+    }
+
+    /// Each wanted instance started (or restarted when what it announces or accepts
+    /// changed) and reconciled with the kernel and its speaker; one whose part of the
+    /// config and the edge-wide inputs are what it was last applied with, without an
+    /// error, is left as it is unless `full`. Returns how many were left.
+    async fn reconcile_instances(
+        &self,
+        st: &mut State,
+        cfg: &EdgeConfig,
+        context: &ApplyContext,
+        full: bool,
+        errors: &mut Vec<ResourceError>,
+    ) -> usize {
+        let same_context = !full && st.applied_context.as_ref() == Some(context);
+        if !same_context {
+            st.applied_instances.clear();
+        }
+        let wanted: BTreeSet<&str> = cfg.instances.iter().map(|i| i.id.as_str()).collect();
+        st.applied_instances
+            .retain(|id, _| wanted.contains(id.as_str()));
+        let mut skipped = 0usize;
+        for ic in &cfg.instances {
+            if same_context
+                && st.instances.contains_key(&ic.id)
+                && st.applied_instances.get(&ic.id) == Some(ic)
+            {
+                skipped += 1;
+                continue;
+            }
+            st.applied_instances.remove(&ic.id);
+            if st
+                .instances
+                .get(&ic.id)
+                .is_some_and(|i| i.needs_restart(ic))
+                && let Some(i) = st.instances.remove(&ic.id)
+            {
+                info!(instance = %ic.id, "announced or accepted prefixes changed: restarting its speaker");
+                i.stop().await;
+            }
+            if !st.instances.contains_key(&ic.id) {
+                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await {
+                    Ok(i) => {
+                        if let Some(v) = st.rpki.as_ref().and_then(|r| r.data.borrow().clone()) {
+                            i.set_vrps(Some(v)).await;
+                        }
+                        st.instances.insert(ic.id.clone(), i);
+                    }
+                    Err(e) => {
+                        for c in &ic.connections {
+                            errors.push(ResourceError {
+                                resource_id: c.id.clone(),
+                                message: e.clone(),
+                            });
+                        }
+                        errors.push(ResourceError {
+                            resource_id: ic.id.clone(),
+                            message: e,
+                        });
+                        continue;
+                    }
+                }
+            }
+            if let Some(i) = st.instances.get_mut(&ic.id) {
+                let mut own = i.apply(&self.underlay, cfg, ic, &context.trunks).await;
+                i.peers_added().await;
+                if let Err(e) = i.set_drain(cfg.drain).await {
+                    own.push(ResourceError {
+                        resource_id: ic.id.clone(),
+                        message: format!("drain: {e}"),
+                    });
+                }
+                if own.is_empty() {
+                    st.applied_instances.insert(ic.id.clone(), ic.clone());
+                }
+                errors.extend(own);
+            }
+        }
+        skipped
+    }
+
+    async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {
+        let port = match &t.attachment {
+            Attachment::Lag { ports, .. } => {
+                if !self.caps.bond || !self.caps.vlan {
+                    return Some(format!(
+                        "this edge's kernel has no {} support ({} mode); a LAG trunk needs bonding and 802.1Q",
+                        if self.caps.bond {
+                            "802.1Q VLAN"
+                        } else {
+                            "bonding"
+                        },
+                        self.caps.mode()
+                    ));
+                }
+                for p in ports {
+                    match self.underlay.link(p).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Some(format!("port {p} does not exist on this edge")),
+                        Err(e) => return Some(e.to_string()),
+                    }
+                }
+                None
+            }
+            Attachment::Vlan { port } => {
+                if !self.caps.vlan {
+                    return Some(format!(
+                        "this edge's kernel has no 802.1Q VLAN support ({} mode); use an overlay trunk here",
+                        self.caps.mode()
+                    ));
+                }
+                Some(port)
+            }
+            Attachment::Vxlan { port, .. } => {
+                if !self.caps.vxlan {
+                    return Some("this edge's kernel has no VXLAN support".into());
+                }
+                port.as_ref()
+            }
+        };
+        match port {
+            Some(p) => match self.underlay.link(p).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(format!("port {p} does not exist on this edge")),
+                Err(e) => Some(e.to_string()),
+            },
+            None => None,
+        }
+    }
+}
+
+/// The kernel's neighbor table is the host's, shared by every namespace: room for each
+/// connection's and each fabric segment's peer before they need it (sysctl writes, on a
+/// blocking thread).
+async fn make_neighbor_room(cfg: &EdgeConfig) {
+    let peers: usize = cfg
+        .instances
+        .iter()
+        .map(|i| i.connections.len() + usize::from(i.fabric.is_some()))
+        .sum();
+    let raised =
+        tokio::task::spawn_blocking(move || cic_dataplane::netns::ensure_neighbor_room(peers))
+            .await;
+    match raised {
+        Ok(Ok(Some((from, to)))) => info!(
+            peers,
+            "raised the kernel's neighbor table limit (gc_thresh3) from {from} to {to}"
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => warn!(
+            peers,
+            "cannot make room in the kernel's neighbor table: {e}"
+        ),
+        Err(e) => warn!("neighbor table task failed: {e}"),
+    }
+}
