@@ -7,11 +7,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use cic_dataplane::netns;
-use cic_model::edge::{Attachment, EdgeConfig, ResourceError, TrunkConfig};
+use cic_model::edge::{Attachment, EdgeConfig, InstanceConfig, ResourceError, TrunkConfig};
+use futures::StreamExt;
 use tracing::{info, warn};
 
 use crate::instance::Instance;
 use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State};
+
+/// Instances reconciled at once.
+const RECONCILE_AT_ONCE: usize = 16;
 
 /// Each trunk of the config, and what keeps this edge from carrying it.
 type Trunks = BTreeMap<String, (TrunkConfig, Option<String>)>;
@@ -244,6 +248,7 @@ impl Agent {
         st.applied_instances
             .retain(|id, _| wanted.contains(id.as_str()));
         let mut skipped = 0usize;
+        let mut todo = Vec::new();
         for ic in &cfg.instances {
             if same_context
                 && st.instances.contains_key(&ic.id)
@@ -262,40 +267,72 @@ impl Agent {
                 info!(instance = %ic.id, "announced or accepted prefixes changed: restarting its speaker");
                 i.stop().await;
             }
-            if !st.instances.contains_key(&ic.id) {
-                match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await {
-                    Ok(i) => {
-                        if let Some(v) = st.rpki.as_ref().and_then(|r| r.data.borrow().clone()) {
-                            i.set_vrps(Some(v)).await;
-                        }
-                        st.instances.insert(ic.id.clone(), i);
-                    }
-                    Err(e) => {
-                        for c in &ic.connections {
-                            errors.push(ResourceError {
-                                resource_id: c.id.clone(),
-                                message: e.clone(),
-                            });
-                        }
-                        errors.push(ResourceError {
+            todo.push(ic);
+        }
+        // Instances are each other's strangers (a namespace, a speaker, links of their
+        // own each): several are reconciled at once, so that one's netlink round trips
+        // and its speaker's start overlap another's. Those that exist go first (a change
+        // there may free what a new one needs, such as a connection's VNI).
+        let (existing, new): (Vec<&InstanceConfig>, Vec<&InstanceConfig>) = todo
+            .into_iter()
+            .partition(|ic| st.instances.contains_key(&ic.id));
+        let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
+        for wave in [existing, new] {
+            let held: Vec<(&InstanceConfig, Option<Instance>)> = wave
+                .into_iter()
+                .map(|ic| (ic, st.instances.remove(&ic.id)))
+                .collect();
+            let jobs = held.into_iter().map(|(ic, held)| {
+                let vrps = vrps.clone();
+                async move {
+                    let mut i = match held {
+                        Some(i) => i,
+                        None => match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await
+                        {
+                            Ok(i) => {
+                                if let Some(v) = vrps {
+                                    i.set_vrps(Some(v)).await;
+                                }
+                                i
+                            }
+                            Err(e) => {
+                                let mut own: Vec<ResourceError> = ic
+                                    .connections
+                                    .iter()
+                                    .map(|c| ResourceError {
+                                        resource_id: c.id.clone(),
+                                        message: e.clone(),
+                                    })
+                                    .collect();
+                                own.push(ResourceError {
+                                    resource_id: ic.id.clone(),
+                                    message: e,
+                                });
+                                return (ic, None, own);
+                            }
+                        },
+                    };
+                    let mut own = i.apply(&self.underlay, cfg, ic, &context.trunks).await;
+                    i.peers_added().await;
+                    if let Err(e) = i.set_drain(cfg.drain).await {
+                        own.push(ResourceError {
                             resource_id: ic.id.clone(),
-                            message: e,
+                            message: format!("drain: {e}"),
                         });
-                        continue;
                     }
+                    (ic, Some(i), own)
                 }
-            }
-            if let Some(i) = st.instances.get_mut(&ic.id) {
-                let mut own = i.apply(&self.underlay, cfg, ic, &context.trunks).await;
-                i.peers_added().await;
-                if let Err(e) = i.set_drain(cfg.drain).await {
-                    own.push(ResourceError {
-                        resource_id: ic.id.clone(),
-                        message: format!("drain: {e}"),
-                    });
-                }
-                if own.is_empty() {
-                    st.applied_instances.insert(ic.id.clone(), ic.clone());
+            });
+            let done: Vec<_> = futures::stream::iter(jobs)
+                .buffer_unordered(RECONCILE_AT_ONCE)
+                .collect()
+                .await;
+            for (ic, i, own) in done {
+                if let Some(i) = i {
+                    if own.is_empty() {
+                        st.applied_instances.insert(ic.id.clone(), ic.clone());
+                    }
+                    st.instances.insert(ic.id.clone(), i);
                 }
                 errors.extend(own);
             }
