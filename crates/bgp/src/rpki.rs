@@ -1312,13 +1312,7 @@ mod tests {
             &[Pdu::CacheResponse { session: 7 }, ann(a), eod(7, 1)],
             1,
         ));
-        c.receive(
-            &Pdu::SerialNotify {
-                session: 7,
-                serial: 2,
-            }
-            .encode(1),
-        );
+        c.receive(&notify(7, 2));
         // Announcing again what we hold: Duplicate Announcement, nothing applied.
         let out = c.receive(&cache(
             &[Pdu::CacheResponse { session: 7 }, ann(a), eod(7, 2)],
@@ -1447,6 +1441,11 @@ mod tests {
         })
     }
 
+    /// A version 1 Serial Notify.
+    fn notify(session: u16, serial: u32) -> Vec<u8> {
+        Pdu::SerialNotify { session, serial }.encode(1)
+    }
+
     /// A client synced at session 7, serial 1, holding `set`.
     fn synced(set: &[Vrp]) -> Client {
         let mut c = Client::new();
@@ -1475,13 +1474,7 @@ mod tests {
         assert!(c.vrps().is_empty() && !c.synced());
         // After a Cache Reset, the same: the answer then replaces the whole set.
         let mut c = synced(&[a, b]);
-        c.receive(
-            &Pdu::SerialNotify {
-                session: 7,
-                serial: 2,
-            }
-            .encode(1),
-        );
+        c.receive(&notify(7, 2));
         c.receive(&Pdu::CacheReset.encode(1));
         c.receive(&cache(&[Pdu::CacheResponse { session: 8 }, ann(d)], 1));
         assert_eq!(sent(&c.connected()), vec![Pdu::ResetQuery]);
@@ -1493,13 +1486,7 @@ mod tests {
         assert_eq!(c.serial(), Some((8, 1)));
         // A serial answer cut off: asked again from the same serial, nothing applied.
         let mut c = synced(&[a, b]);
-        c.receive(
-            &Pdu::SerialNotify {
-                session: 7,
-                serial: 2,
-            }
-            .encode(1),
-        );
+        c.receive(&notify(7, 2));
         c.receive(&cache(
             &[
                 Pdu::CacheResponse { session: 7 },
@@ -1524,13 +1511,7 @@ mod tests {
     fn only_an_end_of_data_makes_the_data_fresh() {
         let a = vrp("10.1.0.0/16", 24, 65001);
         let mut c = synced(&[a]);
-        c.receive(
-            &Pdu::SerialNotify {
-                session: 7,
-                serial: 2,
-            }
-            .encode(1),
-        );
+        c.receive(&notify(7, 2));
         // "No Data Available" asks again later; the data's age still counts from the
         // last End of Data (the driver's expire timer is not reset).
         let out = c.receive(
@@ -1565,13 +1546,7 @@ mod tests {
         };
         // In the answer to a Serial Query.
         let mut c = synced(&[a]);
-        c.receive(
-            &Pdu::SerialNotify {
-                session: 7,
-                serial: 2,
-            }
-            .encode(1),
-        );
+        c.receive(&notify(7, 2));
         let out = c.receive(&Pdu::CacheResponse { session: 9 }.encode(1));
         assert_eq!(errors_sent(&out), vec![error_code::CORRUPT_DATA]);
         assert!(out.contains(&flushed), "{out:?}");

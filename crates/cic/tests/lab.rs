@@ -85,6 +85,40 @@ struct Lab {
 }
 
 impl Lab {
+    /// `cic ARGS` against the lab's server as its operator.
+    fn cic(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cic"))
+            .args(args)
+            .env("CIC_SERVER", &self.server)
+            .env("CIC_CA_CERT", cic_lab::CA_CERT)
+            .env("CIC_TOKEN", &self.token)
+            .output()
+            .expect("cic")
+    }
+
+    /// [`Lab::cic`] that must succeed; its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let o = self.cic(args);
+        assert!(o.status.success(), "cic {args:?}: {}", text(&o));
+        text(&o)
+    }
+
+    /// PoP 1's private connection id.
+    fn pop1_connection(&self) -> String {
+        self.info["pops"][0]["privateConnectionId"]
+            .as_str()
+            .expect("pc")
+            .to_string()
+    }
+
+    /// The customer BIRD's control socket.
+    fn customer_bird(&self) -> String {
+        self.info["bird"]["customer"]
+            .as_str()
+            .expect("bird")
+            .to_string()
+    }
+
     /// The private connection at `pop` (`pop1`, `pop2`) as `cic private-connection get`
     /// shows it (`Null` if that fails).
     fn connection_at(&self, pop: &str) -> Value {
@@ -95,13 +129,7 @@ impl Lab {
             .find(|p| p["pop"] == pop)
             .and_then(|p| p["privateConnectionId"].as_str())
             .expect("the PoP's connection");
-        let got = Command::new(env!("CARGO_BIN_EXE_cic"))
-            .args(["private-connection", "get", pc, "--format", "json"])
-            .env("CIC_SERVER", &self.server)
-            .env("CIC_CA_CERT", cic_lab::CA_CERT)
-            .env("CIC_TOKEN", &self.token)
-            .output()
-            .expect("cic");
+        let got = self.cic(&["private-connection", "get", pc, "--format", "json"]);
         serde_json::from_slice(&got.stdout).unwrap_or(Value::Null)
     }
 }
@@ -1371,13 +1399,7 @@ fn a_tcp_md5_key_mismatch_is_named_in_the_connection_status() {
             .expect("the connection's id")
             .to_string();
         let update = |key: &str| {
-            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
-                .args(["private-connection", "update", &pc, "--md5-key", key])
-                .env("CIC_SERVER", &lab.server)
-                .env("CIC_CA_CERT", cic_lab::CA_CERT)
-                .env("CIC_TOKEN", &lab.token)
-                .output()
-                .expect("cic");
+            let o = lab.cic(&["private-connection", "update", &pc, "--md5-key", key]);
             assert!(o.status.success(), "update: {}", text(&o));
         };
         update("a-key-the-customer-does-not-have");
@@ -1540,25 +1562,19 @@ fn an_frr_customer_router_on_cic_s_generated_config_carries_both_families() {
     }
     let result = with_lab("lab FRR customer", |lab| {
         let ri = lab.info["routingInstanceId"].as_str().expect("ri");
-        let o = Command::new(env!("CARGO_BIN_EXE_cic"))
-            .args([
-                "routing-instance",
-                "router-config",
-                ri,
-                "--vendor",
-                "frr",
-                "--interface",
-                "vl{vlan}",
-                "--announce",
-                "192.168.10.0/24",
-                "--announce",
-                "fd10:168:10::/64",
-            ])
-            .env("CIC_SERVER", &lab.server)
-            .env("CIC_CA_CERT", cic_lab::CA_CERT)
-            .env("CIC_TOKEN", &lab.token)
-            .output()
-            .expect("cic");
+        let o = lab.cic(&[
+            "routing-instance",
+            "router-config",
+            ri,
+            "--vendor",
+            "frr",
+            "--interface",
+            "vl{vlan}",
+            "--announce",
+            "192.168.10.0/24",
+            "--announce",
+            "fd10:168:10::/64",
+        ]);
         assert!(o.status.success(), "router-config: {}", text(&o));
         let conf = String::from_utf8_lossy(&o.stdout).to_string();
         // BIRD goes; FRR takes its place on the same interfaces.
@@ -1701,12 +1717,9 @@ fn with_protocol(conf: &str, proto: &str, edit: impl Fn(Vec<String>) -> Vec<Stri
 fn diagnose_names_each_step_the_customer_s_side_misses() {
     let result = with_lab("lab diagnose", |lab| {
         let pop = &lab.info["pops"][0];
-        let pc = pop["privateConnectionId"].as_str().expect("pc").to_string();
+        let pc = lab.pop1_connection();
         let proto = pop1_protocol();
-        let bird = lab.info["bird"]["customer"]
-            .as_str()
-            .expect("bird")
-            .to_string();
+        let bird = lab.customer_bird();
         let site = lab.info["namespaces"]["customerRouter"]
             .as_str()
             .expect("site ns")
@@ -1738,14 +1751,7 @@ fn diagnose_names_each_step_the_customer_s_side_misses() {
             assert!(o.status.success(), "ip {args:?}: {}", text(&o));
         };
         let cli = |args: &[&str]| {
-            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
-                .args(args)
-                .env("CIC_SERVER", &lab.server)
-                .env("CIC_CA_CERT", cic_lab::CA_CERT)
-                .env("CIC_TOKEN", &lab.token)
-                .output()
-                .expect("cic");
-            assert!(o.status.success(), "cic {args:?}: {}", text(&o));
+            lab.cli(args);
         };
         let wait_step = |step: &str| -> Value {
             cic_peers::wait_until(
@@ -2018,13 +2024,7 @@ fn the_edges_refuse_a_customer_s_rpki_invalid_routes_and_take_them_back_when_val
                 .expect("pc")
                 .to_string();
             let received = || -> Value {
-                let o = Command::new(env!("CARGO_BIN_EXE_cic"))
-                    .args(["private-connection", "routes", &pc, "--format", "json"])
-                    .env("CIC_SERVER", &lab.server)
-                    .env("CIC_CA_CERT", cic_lab::CA_CERT)
-                    .env("CIC_TOKEN", &lab.token)
-                    .output()
-                    .expect("cic");
+                let o = lab.cic(&["private-connection", "routes", &pc, "--format", "json"]);
                 serde_json::from_slice::<Value>(&o.stdout)
                     .ok()
                     .and_then(|v| {
@@ -2098,24 +2098,10 @@ fn the_edges_refuse_a_customer_s_rpki_invalid_routes_and_take_them_back_when_val
 #[test]
 fn gtsm_and_strict_roles_on_a_connection_hold_the_customer_to_them() {
     let result = with_lab("lab gtsm and roles", |lab| {
-        let pop = &lab.info["pops"][0];
-        let pc = pop["privateConnectionId"].as_str().expect("pc").to_string();
+        let pc = lab.pop1_connection();
         let proto = pop1_protocol();
-        let bird = lab.info["bird"]["customer"]
-            .as_str()
-            .expect("bird")
-            .to_string();
-        let cli = |args: &[&str]| -> String {
-            let o = Command::new(env!("CARGO_BIN_EXE_cic"))
-                .args(args)
-                .env("CIC_SERVER", &lab.server)
-                .env("CIC_CA_CERT", cic_lab::CA_CERT)
-                .env("CIC_TOKEN", &lab.token)
-                .output()
-                .expect("cic");
-            assert!(o.status.success(), "cic {args:?}: {}", text(&o));
-            text(&o)
-        };
+        let bird = lab.customer_bird();
+        let cli = |args: &[&str]| lab.cli(args);
         let wait = |what: &str, ok: &dyn Fn(&Value) -> bool| -> Value {
             cic_peers::wait_until(std::time::Duration::from_secs(90), what, || {
                 let d = diagnose(lab, &pc);

@@ -587,6 +587,16 @@ async fn a_port_is_shaped_to_a_rate_and_unshaped_without_touching_other_qdiscs()
     assert!(tc::shape(Some(ns), "nothere", 10).is_err());
 }
 
+/// Sets `lo` up in each namespace.
+fn loopbacks_up(namespaces: &[&str]) {
+    for ns in namespaces {
+        Command::new("ip")
+            .args(["-n", ns, "link", "set", "lo", "up"])
+            .status()
+            .expect("ip");
+    }
+}
+
 /// A SYN below a listener's minimum TTL (GTSM) is dropped by the kernel, silently, and
 /// counted in that namespace alone: what the edge reads to tell a customer's router that
 /// does not send with TTL 255 from one that does not answer.
@@ -598,12 +608,7 @@ fn gtsm_drops_are_counted_per_namespace() {
     }
     let nets = Nets::new(2);
     let (a, b) = (nets.0[0].as_str(), nets.0[1].as_str());
-    for ns in [a, b] {
-        Command::new("ip")
-            .args(["-n", ns, "link", "set", "lo", "up"])
-            .status()
-            .expect("ip");
-    }
+    loopbacks_up(&[a, b]);
     assert_eq!(netns::tcp_drops(Some(a)).expect("read").min_ttl, 0);
     let l = netns::tcp_socket(Some(a)).expect("socket");
     let at: std::net::SocketAddr = "127.0.0.1:17980".parse().expect("addr");
@@ -638,12 +643,7 @@ fn tcp_md5_drops_are_counted_per_namespace() {
     }
     let nets = Nets::new(2);
     let (a, b) = (nets.0[0].as_str(), nets.0[1].as_str());
-    for ns in [a, b] {
-        Command::new("ip")
-            .args(["-n", ns, "link", "set", "lo", "up"])
-            .status()
-            .expect("ip");
-    }
+    loopbacks_up(&[a, b]);
     assert_eq!(netns::tcp_md5_drops(Some(a)).expect("read"), 0);
     let l = netns::tcp_socket(Some(a)).expect("socket");
     let at: std::net::SocketAddr = "127.0.0.1:17979".parse().expect("addr");
