@@ -870,7 +870,17 @@ impl Instance {
     /// New RPKI data (`None`: no cache synced any more): the routes of every neighbor
     /// whose import filter looks at origin validation are judged again, as received.
     pub fn set_vrps(&mut self, vrps: Option<Arc<crate::rpki::Vrps>>) -> Vec<Action> {
+        // From one set to another, only the routes the changed VRPs cover can change
+        // state; the first set, or none any more, concerns every route.
+        let only = match (&self.vrps, &vrps) {
+            (Some(old), Some(new)) if Arc::ptr_eq(old, new) => return vec![],
+            (Some(old), Some(new)) => Some(old.changed_prefixes(new)),
+            _ => None,
+        };
         self.vrps = vrps;
+        if only.as_ref().is_some_and(|c| c.is_empty()) {
+            return vec![];
+        }
         let mut touched = BTreeSet::new();
         let ids: Vec<PeerId> = self
             .peers
@@ -886,19 +896,20 @@ impl Instance {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            touched.extend(self.rejudge(id));
+            touched.extend(self.rejudge(id, only.as_ref()));
         }
         self.apply(touched)
     }
 
-    /// Judges every route `id` sent again, as received (what changed is the policy's
-    /// context: the VPC prefixes, the RPKI data), an accepting import rule's changes
-    /// made again as on receipt. Returns the prefixes judged.
-    fn rejudge(&mut self, id: PeerId) -> Vec<IpNet> {
+    /// Judges the routes `id` sent again (those `only` covers, or all), as received (what
+    /// changed is the policy's context: the VPC prefixes, the RPKI data), an accepting
+    /// import rule's changes made again as on receipt. Returns the prefixes judged.
+    fn rejudge(&mut self, id: PeerId, only: Option<&BTreeSet<IpNet>>) -> Vec<IpNet> {
         let received: Vec<(IpNet, Arc<PathAttrs>)> = self.peers[&id]
             .adj_in
             .received(&self.rib, id)
             .into_iter()
+            .filter(|(n, ..)| only.is_none_or(|c| crate::rpki::covered_by(c, n)))
             .map(|(n, a, _)| (n, a.clone()))
             .collect();
         let import = self.peers[&id].spec.policy.clone().filter(|x| {
@@ -949,7 +960,7 @@ impl Instance {
         self.params.vpc_prefixes = prefixes;
         let ids: Vec<PeerId> = self.peers.keys().copied().collect();
         for id in ids {
-            touched.extend(self.rejudge(id));
+            touched.extend(self.rejudge(id, None));
             touched.extend(self.judge_statics(id));
         }
         self.apply(touched)

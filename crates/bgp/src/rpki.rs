@@ -97,6 +97,48 @@ impl Vrps {
         gone
     }
 
+    /// The prefixes whose VRPs differ between `self` and `other`, either way: only routes
+    /// these cover can change state (RFC 6811 looks at covering VRPs alone). One walk of
+    /// both sets in prefix order.
+    pub fn changed_prefixes(&self, other: &Vrps) -> BTreeSet<IpNet> {
+        let mut changed = BTreeSet::new();
+        let (mut a, mut b) = (
+            self.by_prefix.iter().peekable(),
+            other.by_prefix.iter().peekable(),
+        );
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((p, _)), None) => {
+                    changed.insert(**p);
+                    a.next();
+                }
+                (None, Some((p, _))) => {
+                    changed.insert(**p);
+                    b.next();
+                }
+                (Some((pa, sa)), Some((pb, sb))) => match pa.cmp(pb) {
+                    std::cmp::Ordering::Less => {
+                        changed.insert(**pa);
+                        a.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        changed.insert(**pb);
+                        b.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if sa != sb {
+                            changed.insert(**pa);
+                        }
+                        a.next();
+                        b.next();
+                    }
+                },
+            }
+        }
+        changed
+    }
+
     pub fn contains(&self, v: &Vrp) -> bool {
         self.by_prefix
             .get(&v.prefix.trunc())
@@ -140,6 +182,11 @@ impl Vrps {
             Validity::NotFound
         }
     }
+}
+
+/// Whether any of `prefixes` covers `n` (is `n` or less specific and contains it).
+pub fn covered_by(prefixes: &BTreeSet<IpNet>, n: &IpNet) -> bool {
+    (0..=n.prefix_len()).any(|len| truncate(n, len).is_some_and(|c| prefixes.contains(&c)))
 }
 
 fn truncate(p: &IpNet, len: u8) -> Option<IpNet> {
@@ -1032,6 +1079,37 @@ mod tests {
     }
 
     /// The PDUs as RFC 8210 §5 lays them out, byte by byte.
+    #[test]
+    fn a_change_of_the_data_names_the_prefixes_whose_routes_it_can_change() {
+        let mut old = Vrps::default();
+        old.insert(vrp("10.1.0.0/16", 24, 65001));
+        old.insert(vrp("10.2.0.0/16", 16, 65002));
+        old.insert(vrp("2001:db8::/32", 48, 65003));
+        let mut new = old.clone();
+        assert!(old.changed_prefixes(&new).is_empty());
+        // A VRP added under a prefix, one removed, a new prefix.
+        new.insert(vrp("10.2.0.0/16", 24, 65002));
+        new.remove(&vrp("2001:db8::/32", 48, 65003));
+        new.insert(vrp("10.9.0.0/16", 16, 65009));
+        let changed = old.changed_prefixes(&new);
+        assert_eq!(
+            changed,
+            [n("10.2.0.0/16"), n("10.9.0.0/16"), n("2001:db8::/32")]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(new.changed_prefixes(&old), changed, "either way");
+        // Routes they cover, and only those.
+        assert!(covered_by(&changed, &n("10.2.3.0/24")));
+        assert!(covered_by(&changed, &n("10.9.0.0/16")));
+        assert!(covered_by(&changed, &n("2001:db8:1::/48")));
+        assert!(!covered_by(&changed, &n("10.1.0.0/24")));
+        assert!(
+            !covered_by(&changed, &n("10.0.0.0/8")),
+            "less specific than the change"
+        );
+    }
+
     #[test]
     fn pdus_have_the_rfc_8210_layout() {
         assert_eq!(Pdu::ResetQuery.encode(1), [1, 2, 0, 0, 0, 0, 0, 8]);
