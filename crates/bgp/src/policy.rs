@@ -570,6 +570,11 @@ pub fn customer_prefix(vpc_prefixes: &[IpNet], prefix: &IpNet) -> Result<(), Rej
     if let Some((r, what)) = martian(prefix) {
         return Err(Reject::Martian(r, what));
     }
+    overlaps_vpc(vpc_prefixes, prefix)
+}
+
+/// A customer's route must not overlap a VPC prefix (a public connection's: a service's).
+fn overlaps_vpc(vpc_prefixes: &[IpNet], prefix: &IpNet) -> Result<(), Reject> {
     // The default route contains every VPC prefix but is a legitimate announcement.
     if prefix.prefix_len() > 0
         && let Some(v) = vpc_prefixes
@@ -600,11 +605,18 @@ pub fn import(cx: &ImportContext<'_>, prefix: &IpNet, attrs: &PathAttrs) -> Resu
     }
     match cx.role {
         Role::Customer => {
-            customer_prefix(cx.vpc_prefixes, prefix)?;
-            if let Some(allowed) = cx.accept_only
-                && !allowed.iter().any(|a| a.contains(prefix))
-            {
-                return Err(Reject::NotRegistered);
+            match cx.accept_only {
+                // A public connection: inside the customer's registered prefixes, which
+                // the API has judged public (the operator may take a test range as public),
+                // only the services' own prefixes are refused.
+                Some(registered) if registered.iter().any(|a| a.contains(prefix)) => {
+                    overlaps_vpc(cx.vpc_prefixes, prefix)?
+                }
+                Some(_) => {
+                    customer_prefix(cx.vpc_prefixes, prefix)?;
+                    return Err(Reject::NotRegistered);
+                }
+                None => customer_prefix(cx.vpc_prefixes, prefix)?,
             }
             match cx.vrps.filter(|_| cx.reject_invalid) {
                 Some(v)
@@ -741,6 +753,45 @@ mod tests {
             let e = import(&customer(&vpc), &n(p), &path(&[65001])).unwrap_err();
             assert!(matches!(e, Reject::Martian(..)), "{p}: {e}");
         }
+    }
+
+    #[test]
+    fn a_public_connection_takes_its_registered_prefixes_even_in_a_test_range() {
+        // The API judged the registered prefixes public (an operator may take the
+        // benchmarking range as public in a lab); inside them only a service's own
+        // prefix is refused, outside them a martian is still named a martian.
+        let services = [n("198.18.0.0/24")];
+        let registered = [n("198.19.10.0/24"), n("5.45.192.0/22")];
+        let cx = ImportContext {
+            accept_only: Some(&registered),
+            ..customer(&services)
+        };
+        let p = path(&[65001]);
+        assert_eq!(import(&cx, &n("198.19.10.0/24"), &p), Ok(()));
+        assert_eq!(import(&cx, &n("5.45.193.0/24"), &p), Ok(()));
+        assert!(matches!(
+            import(&cx, &n("198.19.11.0/24"), &p),
+            Err(Reject::Martian(..))
+        ));
+        assert_eq!(
+            import(&cx, &n("8.8.8.0/24"), &p),
+            Err(Reject::NotRegistered)
+        );
+        let wide = [n("198.18.0.0/15")];
+        let cx = ImportContext {
+            accept_only: Some(&wide),
+            ..customer(&services)
+        };
+        assert_eq!(
+            import(&cx, &n("198.18.0.0/23"), &p),
+            Err(Reject::OverlapsVpc(services[0])),
+            "a service's prefix is not the customer's to route"
+        );
+        // A private connection has no registered prefixes: the range stays a martian.
+        assert!(matches!(
+            import(&customer(&services), &n("198.19.10.0/24"), &p),
+            Err(Reject::Martian(..))
+        ));
     }
 
     #[test]

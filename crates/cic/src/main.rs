@@ -421,6 +421,11 @@ struct ServerArgs {
     /// connection that does not set `bgpRole`.
     #[arg(long, default_value = "off", value_parser = ["off", "announce", "strict"])]
     bgp_role: String,
+    /// Address space taken as public besides the Internet's, repeatable: a lab's or a
+    /// test network's range (the lab passes 198.18.0.0/15, the benchmarking range) in
+    /// public connections' peerings, registered prefixes and cloud services.
+    #[arg(long = "treat-as-public", value_name = "PREFIX")]
+    treat_as_public: Vec<ipnet::IpNet>,
     /// MTU of private connections.
     #[arg(long, default_value_t = 8910)]
     peering_mtu: u32,
@@ -1042,9 +1047,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if a.cloud_asn == 0 || a.cloud_asn == 23456 {
                 anyhow::bail!("--cloud-asn {} is not a usable ASN", a.cloud_asn);
             }
+            if let Some(n) = a.treat_as_public.iter().find(|n| n.prefix_len() < 8) {
+                anyhow::bail!(
+                    "--treat-as-public {n} is too wide: name the lab's or test network's range (at most /8)"
+                );
+            }
             let config = cic_server::ServerConfig {
                 cloud_asn: a.cloud_asn,
                 bgp,
+                treat_as_public: a.treat_as_public.clone(),
                 peering_mtu: a.peering_mtu,
                 max_connections_per_trunk: a.quota_private_connections_per_trunk,
                 max_public_connections_per_trunk: a.quota_public_connections_per_trunk,

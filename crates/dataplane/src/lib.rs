@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod rules;
 pub mod tc;
 
 pub use netlink::{Link, LinkKind, LinkSpec, Neighbor, Netlink, PROTO_BGP};

@@ -116,6 +116,10 @@ impl Netlink {
         })
     }
 
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     pub fn netns(&self) -> Option<&str> {
         self.netns.as_deref()
     }

@@ -661,3 +661,107 @@ fn tcp_md5_drops_are_counted_per_namespace() {
         "the other namespace"
     );
 }
+
+/// Echo requests that reached namespace `ns` (its `IcmpInEchos`).
+fn echoes_in(ns: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "nstat", "-az", "IcmpInEchos"])
+        .output()
+        .expect("nstat");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("IcmpInEchos")).then(|| w.next()?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+fn ping_from(ns: &str, from: &str, to: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-I", from, to,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A public connection's source validation: on the customer's interface, only packets
+/// from the allowed prefixes are forwarded; the rest never reach the far side (counted
+/// there), in both families; the rules are set idempotently and removed again.
+#[tokio::test]
+async fn source_rules_forward_only_allowed_sources_in_both_families() {
+    use cic_dataplane::rules::{SourceRule, wanted};
+    if !root_or_skip("source_rules") {
+        return;
+    }
+    // customer ──cx── edge ──sx── services
+    let nets = Nets::new(3);
+    let (c, e, s) = (nets.get(0), nets.get(1), nets.get(2));
+    loopbacks_up(&[c, e, s]);
+    let nlc = Netlink::open(Some(c)).expect("netlink");
+    let nle = Netlink::open(Some(e)).expect("netlink");
+    // IPv6 usable at once, link-local addresses too (set before the links are made).
+    for n in [c, e, s] {
+        netns::sysctl(Some(n), "net/ipv6/conf/all/accept_dad", "0").expect("sysctl");
+        netns::sysctl(Some(n), "net/ipv6/conf/default/accept_dad", "0").expect("sysctl");
+    }
+    nlc.create_veth("cx0", "cx", Some(e)).await.expect("veth");
+    nle.create_veth("sx", "sx0", Some(s)).await.expect("veth");
+    netns::sysctl(Some(e), "net/ipv4/ip_forward", "1").expect("sysctl");
+    netns::sysctl(Some(e), "net/ipv6/conf/all/forwarding", "1").expect("sysctl");
+    let setup = |ns: &str, args: &[&str]| {
+        let st = Command::new("ip")
+            .args(["netns", "exec", ns, "ip"])
+            .args(args)
+            .status()
+            .expect("ip");
+        assert!(st.success(), "ip {args:?} in {ns}");
+    };
+    for (ns, dev, addrs) in [
+        (
+            c,
+            "cx0",
+            &["198.19.10.10/24", "192.168.1.10/24", "2a0c:10::10/64", "fd00:1::10/64"][..],
+        ),
+        (e, "cx", &["198.19.10.1/24", "192.168.1.1/24", "2a0c:10::1/64", "fd00:1::1/64"][..]),
+        (e, "sx", &["100.66.0.1/30", "2a0c:ff::1/64"][..]),
+        (s, "sx0", &["100.66.0.2/30", "2a0c:ff::2/64"][..]),
+    ] {
+        for a in addrs {
+            setup(ns, &["addr", "add", a, "dev", dev, "nodad"]);
+        }
+        setup(ns, &["link", "set", dev, "up"]);
+    }
+    setup(c, &["route", "add", "default", "via", "198.19.10.1"]);
+    setup(c, &["-6", "route", "add", "default", "via", "2a0c:10::1"]);
+    setup(s, &["route", "add", "default", "via", "100.66.0.1"]);
+    setup(s, &["-6", "route", "add", "default", "via", "2a0c:ff::1"]);
+    // Without rules every source gets through.
+    assert!(ping_from(c, "192.168.1.10", "100.66.0.2"));
+    assert!(ping_from(c, "fd00:1::10", "2a0c:ff::2"));
+
+    let want = wanted("cx", 0, &[net("198.19.10.0/24"), net("2a0c:10::/64")]);
+    nle.set_source_rules(&want).await.expect("rules");
+    nle.set_source_rules(&want).await.expect("the same again");
+    assert_eq!(
+        nle.source_rules().await.expect("read").len(),
+        4,
+        "one allowed rule per prefix, a blackhole per family"
+    );
+    let before = echoes_in(s);
+    assert!(ping_from(c, "198.19.10.10", "100.66.0.2"), "allowed IPv4");
+    assert!(ping_from(c, "2a0c:10::10", "2a0c:ff::2"), "allowed IPv6");
+    assert_eq!(echoes_in(s), before + 1, "the IPv4 echo arrived");
+    assert!(!ping_from(c, "192.168.1.10", "100.66.0.2"), "spoofed IPv4");
+    assert!(!ping_from(c, "fd00:1::10", "2a0c:ff::2"), "spoofed IPv6");
+    assert_eq!(echoes_in(s), before + 1, "no spoofed echo reached the far side");
+    // The edge's own address still answers the customer (BGP, BFD).
+    assert!(ping_from(c, "192.168.1.10", "192.168.1.1"));
+    // Gone again: every source passes.
+    nle.set_source_rules(&[]).await.expect("none");
+    assert!(nle.source_rules().await.expect("read").is_empty());
+    assert!(ping_from(c, "192.168.1.10", "100.66.0.2"));
+    let _: Vec<SourceRule> = want;
+}

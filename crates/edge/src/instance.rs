@@ -17,6 +17,7 @@ use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
     Attachment, BfdSettings, BfdStatus, BgpRoleMode, BgpSettings, ConnectionConfig, EdgeConfig,
+    FabricAttachment,
     Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
@@ -139,6 +140,10 @@ pub struct Instance {
     bfd: Result<Bfd, String>,
     /// Started after `cic edge` restarted: BFD sessions carry on where they were.
     restarted: bool,
+    /// The source-validation rules and static routes last set in the namespace (`None`:
+    /// never; an instance that needs neither never lists the kernel's for them).
+    source_rules: Option<Vec<cic_dataplane::rules::SourceRule>>,
+    static_routes: Option<KernelRoutes>,
 }
 
 /// An instance's namespace and its connections, for reading their interface counters.
@@ -305,6 +310,8 @@ impl Instance {
             route_error,
             bfd,
             restarted: restarting,
+            source_rules: None,
+            static_routes: None,
         })
     }
 
@@ -481,6 +488,28 @@ impl Instance {
         let failed = self.reconcile_links(underlay, &mut wanted).await;
         errors.extend(failed.iter().cloned());
         let up: Vec<&str> = wanted.iter().map(|w| w.owner.as_str()).collect();
+        let rules = source_rules(ic);
+        if changed(&self.source_rules, &rules, Vec::is_empty) {
+            match self.nl.set_source_rules(&rules).await {
+                Ok(()) => self.source_rules = Some(rules),
+                Err(e) => errors.push(err(&ic.id, format!("source validation: {e}"))),
+            }
+        }
+        let statics = match &ic.fabric {
+            Some(f) if f.static_routing && up.contains(&ic.id.as_str()) => {
+                static_service_routes(ic, f)
+            }
+            _ => KernelRoutes::new(),
+        };
+        // A public connection's namespace is looked at once after a start (its segment's
+        // routing may have changed while the edge was away).
+        let public = ic.accept_only.is_some();
+        if changed(&self.static_routes, &statics, |w| w.is_empty() && !public) {
+            match sync_routes(&self.nl, &statics, PROTO_STATIC).await {
+                Ok(()) => self.static_routes = Some(statics),
+                Err(e) => errors.push(err(&ic.id, format!("routes to the public services: {e}"))),
+            }
+        }
 
         // BGP: one peer per connection whose link is up, plus the fabric.
         if self.vpc_prefixes != ic.vpc_prefixes {
@@ -511,7 +540,10 @@ impl Instance {
                 );
             }
         }
-        if let (Some(f), true) = (&ic.fabric, up.contains(&ic.id.as_str())) {
+        if let (Some(f), true) = (
+            ic.fabric.as_ref().filter(|f| !f.static_routing),
+            up.contains(&ic.id.as_str()),
+        ) {
             let fabric = format!("fabric:{}", ic.id);
             desired.insert(
                 peer_key(&fabric, Family::Ipv4),
@@ -1012,7 +1044,7 @@ async fn program_routes(
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         let want = rx.borrow_and_update().clone();
-        let r = sync_routes(&nl, &want).await;
+        let r = sync_routes(&nl, &want, PROTO_BGP).await;
         // Acknowledged whether it worked or not: a route that cannot be programmed is
         // reported as the instance's error, and must not hold every announcement back.
         if let Some(a) = &acks {
@@ -1031,20 +1063,69 @@ async fn program_routes(
     }
 }
 
-async fn sync_routes(nl: &Netlink, want: &KernelRoutes) -> Result<(), String> {
-    let have = nl.routes(PROTO_BGP).await.map_err(|e| e.to_string())?;
+/// Whether `want` differs from what was last set (`last`; nothing set yet counts as
+/// `none`).
+fn changed<T: PartialEq>(last: &Option<T>, want: &T, none: impl Fn(&T) -> bool) -> bool {
+    match last {
+        Some(l) => l != want,
+        None => !none(want),
+    }
+}
+
+/// The kernel's routing protocol number for routes an administrator set (`proto static`).
+const PROTO_STATIC: u8 = 4;
+
+/// A public connection's source validation (none for other instances): on each
+/// connection's interface, packets from the customer's registered prefixes and from the
+/// connection's peering subnets are forwarded, the rest dropped.
+fn source_rules(ic: &InstanceConfig) -> Vec<cic_dataplane::rules::SourceRule> {
+    let Some(registered) = &ic.accept_only else {
+        return vec![];
+    };
+    ic.connections
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let allowed: Vec<IpNet> = registered
+                .iter()
+                .copied()
+                .chain(c.peerings.iter().map(|p| p.subnet))
+                .collect();
+            cic_dataplane::rules::wanted(&ifname(&c.id), i as u32, &allowed)
+        })
+        .collect()
+}
+
+/// With static routing on a public-services segment: each allowed service's prefix via
+/// the services router's address of its family.
+fn static_service_routes(ic: &InstanceConfig, f: &FabricAttachment) -> KernelRoutes {
+    ic.vpc_prefixes
+        .iter()
+        .filter_map(|n| {
+            let via: IpAddr = match n {
+                IpNet::V4(_) => f.fabric_ip.into(),
+                IpNet::V6(_) => f.ipv6?.fabric_ip.into(),
+            };
+            Some((*n, vec![via]))
+        })
+        .collect()
+}
+
+/// Makes the namespace's routes of `proto` exactly `want`.
+async fn sync_routes(nl: &Netlink, want: &KernelRoutes, proto: u8) -> Result<(), String> {
+    let have = nl.routes(proto).await.map_err(|e| e.to_string())?;
     let mut first_err = None;
     for (p, hops) in want.iter() {
         let mut sorted = hops.clone();
         sorted.sort();
         if have.get(p) != Some(&sorted)
-            && let Err(e) = nl.replace_route(*p, &sorted, PROTO_BGP).await
+            && let Err(e) = nl.replace_route(*p, &sorted, proto).await
         {
             first_err.get_or_insert(e.to_string());
         }
     }
     for p in have.keys().filter(|p| !want.contains_key(*p)) {
-        if let Err(e) = nl.del_route(*p, PROTO_BGP).await {
+        if let Err(e) = nl.del_route(*p, proto).await {
             first_err.get_or_insert(e.to_string());
         }
     }

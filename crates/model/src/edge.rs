@@ -189,13 +189,14 @@ pub struct InstanceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fabric: Option<FabricAttachment>,
     pub connections: Vec<ConnectionConfig>,
-    /// Announced to the customer unconditionally: a public connection's service prefixes
-    /// (each family's on its session).
+    /// Announced to the customer unconditionally (each family's on its session): a
+    /// public connection's service prefixes when its segment has static routing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub announce: Vec<IpNet>,
-    /// When set, only customer routes inside these are accepted: a public connection's
-    /// registered prefixes.
+    /// When set, only customer routes inside these are accepted, and only packets from
+    /// inside these (or the peering subnets) are forwarded from the customer: a public
+    /// connection's registered prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Vec<String>>")]
     pub accept_only: Option<Vec<IpNet>>,
@@ -218,6 +219,11 @@ pub struct FabricAttachment {
     /// The segment's IPv6 addresses: a second session, IPv6 unicast, beside the IPv4 one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<FabricIpv6>,
+    /// No session on the segment: the instance's VPC prefixes are routed to `fabricIp`
+    /// (a public-services network with static routing) and announced to customers while
+    /// the segment's link is up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub static_routing: bool,
 }
 
 /// The IPv6 side of a fabric segment.

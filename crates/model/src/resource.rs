@@ -53,6 +53,44 @@ pub struct PointOfPresence {
     pub location_address: String,
     #[serde(default)]
     pub connection_points: Vec<String>,
+    /// The PoP's network toward the cloud's public services: where its edges send what
+    /// public connections carry. Without it a public connection's session comes up and
+    /// its routes are judged, but nothing is announced to the customer (no packet could
+    /// follow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_services: Option<PublicServicesNetwork>,
+}
+
+/// How a PoP's edges reach the cloud's public services: a VXLAN segment per public
+/// connection from the edge (its VNI and transit /31 from the edge's fabric slots, as a
+/// routing instance's) to the services routers' VTEP, and the routing over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublicServicesNetwork {
+    /// The services routers' VTEP.
+    pub remote_vtep: Ipv4Addr,
+    /// The VXLAN UDP port (4789 unless the network says otherwise).
+    #[serde(default = "default_vxlan_port")]
+    pub udp_port: u16,
+    pub routing: PublicServicesRouting,
+    /// The services routers' ASN (BGP routing; equal to the cloud ASN means iBGP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+}
+
+/// How routes cross a public-services segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PublicServicesRouting {
+    /// A BGP session per segment: the services routers announce the services' prefixes
+    /// (the edge takes only those a connection is allowed), the edge announces the
+    /// customer's accepted prefixes; each side withdraws what it can no longer reach.
+    Bgp,
+    /// No session: the edge routes the allowed services' prefixes to the services
+    /// router's address on the segment and announces them while the customer's session
+    /// is up; the services routers route the customer's registered prefixes back to the
+    /// edge's address (`…/publicServicesAttachments` says which).
+    Static,
 }
 
 /// How an edge reaches the cloud fabric router of each routing instance: one VXLAN

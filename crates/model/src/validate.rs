@@ -167,13 +167,21 @@ pub fn public_peering(
     subnet: &Ipv4Net,
     peer_ip: Ipv4Addr,
     cloud_ip: Ipv4Addr,
+    also: &[IpNet],
 ) -> ApiResult<()> {
-    public_prefix(&format!("{field}.peeringSubnet"), subnet)?;
+    public_prefix(&format!("{field}.peeringSubnet"), subnet, also)?;
     peering_hosts(field, subnet, peer_ip, cloud_ip)
 }
 
-/// Not private, shared, loopback, link-local, documentation, multicast or reserved space.
-pub fn public_prefix(field: &str, p: &Ipv4Net) -> ApiResult<()> {
+/// Whether `p` lies in space the operator treats as public besides the Internet's
+/// (`cic server --treat-as-public`: a lab's or a test network's benchmarking range).
+pub fn treated_as_public(also: &[IpNet], p: &IpNet) -> bool {
+    also.iter().any(|a| a.contains(p))
+}
+
+/// Not private, shared, loopback, link-local, documentation, multicast or reserved space
+/// (unless inside `also`, space the operator treats as public).
+pub fn public_prefix(field: &str, p: &Ipv4Net, also: &[IpNet]) -> ApiResult<()> {
     const NOT_PUBLIC: [&str; 13] = [
         "0.0.0.0/8",
         "10.0.0.0/8",
@@ -200,6 +208,7 @@ pub fn public_prefix(field: &str, p: &Ipv4Net) -> ApiResult<()> {
         .iter()
         .map(|r| net(r))
         .find(|r| r.contains(p) || p.contains(r))
+        .filter(|_| !treated_as_public(also, &IpNet::V4(*p)))
     {
         return Err(ApiError::field(
             field,
@@ -211,8 +220,11 @@ pub fn public_prefix(field: &str, p: &Ipv4Net) -> ApiResult<()> {
 
 /// An IPv6 prefix a public connection may carry: global unicast (2000::/3), not
 /// documentation, benchmarking or other special-purpose space, at most a /16.
-pub fn public_prefix6(field: &str, p: &Ipv6Net) -> ApiResult<()> {
+pub fn public_prefix6(field: &str, p: &Ipv6Net, also: &[IpNet]) -> ApiResult<()> {
     canonical(field, p)?;
+    if treated_as_public(also, &IpNet::V6(*p)) {
+        return Ok(());
+    }
     if p.prefix_len() < 16 {
         return Err(ApiError::field(
             field,
@@ -242,8 +254,9 @@ pub fn public_peering6(
     subnet: &Ipv6Net,
     peer_ip: Ipv6Addr,
     cloud_ip: Ipv6Addr,
+    also: &[IpNet],
 ) -> ApiResult<()> {
-    public_prefix6(&format!("{field}.peeringSubnet"), subnet)?;
+    public_prefix6(&format!("{field}.peeringSubnet"), subnet, also)?;
     peering6(field, subnet, peer_ip, cloud_ip)
 }
 
@@ -298,6 +311,45 @@ pub fn is_reserved_asn(asn: u32) -> bool {
         || (64496..=64511).contains(&asn)
         || (65536..=65551).contains(&asn)
         || asn == 4_294_967_295
+}
+
+/// A PoP's public-services network: a usable VTEP and UDP port; an ASN for BGP routing
+/// and none for static.
+pub fn public_services(
+    field: &str,
+    n: &crate::resource::PublicServicesNetwork,
+) -> ApiResult<()> {
+    use crate::resource::PublicServicesRouting;
+    let v = n.remote_vtep;
+    if v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback() {
+        return Err(ApiError::field(
+            &format!("{field}.remoteVtep"),
+            format!("{v} is not a unicast address a VXLAN segment can be sent to"),
+        ));
+    }
+    if n.udp_port == 0 {
+        return Err(ApiError::field(
+            &format!("{field}.udpPort"),
+            "0 is not a UDP port (VXLAN's is 4789)",
+        ));
+    }
+    match (n.routing, n.asn) {
+        (PublicServicesRouting::Bgp, None) => Err(ApiError::field(
+            &format!("{field}.asn"),
+            "is required with BGP routing: the services routers' ASN",
+        )),
+        (PublicServicesRouting::Bgp, Some(a)) if a == 0 || a == AS_TRANS || a == u32::MAX => {
+            Err(ApiError::field(
+                &format!("{field}.asn"),
+                format!("{a} is not a usable ASN: use 1-4294967294, not 23456"),
+            ))
+        }
+        (PublicServicesRouting::Static, Some(_)) => Err(ApiError::field(
+            &format!("{field}.asn"),
+            "is for BGP routing; static routing has no session",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Peer ASN: 1–4294967294, not 23456, not a documentation ASN, not the cloud's own.

@@ -8,8 +8,8 @@ use cic_model::edge::{
     InstanceConfig, PeeringConfig, TrunkConfig,
 };
 use cic_model::resource::{
-    CloudService, Edge, PrivateConnection, PublicConnection, RoutingInstance, Status,
-    TrunkConnection,
+    CloudService, Edge, PointOfPresence, PrivateConnection, PublicConnection,
+    PublicServicesRouting, RoutingInstance, Status, TrunkConnection,
 };
 use cic_store::FabricSlot;
 use ipnet::Ipv4Net;
@@ -23,6 +23,7 @@ pub struct Snapshot {
     pub connections: Vec<PrivateConnection>,
     pub routing_instances: Vec<RoutingInstance>,
     pub slots: Vec<FabricSlot>,
+    pub pops: Vec<PointOfPresence>,
     pub public_connections: Vec<PublicConnection>,
     pub services: Vec<CloudService>,
 }
@@ -126,6 +127,37 @@ pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
         fabric_ip: (ip + 1).into(),
         fabric_asn: edge.fabric.asn,
         ipv6,
+        static_routing: false,
+    })
+}
+
+/// A public connection's segment toward its PoP's public services: the VNI and transit
+/// addresses of its fabric slot on `edge`, sent to the services routers' VTEP.
+pub fn public_services_segment(
+    snap: &Snapshot,
+    edge: &Edge,
+    p: &PublicConnection,
+    cloud_asn: u32,
+) -> Option<FabricAttachment> {
+    let net = snap
+        .pops
+        .iter()
+        .find(|x| x.id == edge.point_of_presence_id)?
+        .public_services
+        .as_ref()?;
+    let slot = snap
+        .slots
+        .iter()
+        .find(|s| s.edge_id == edge.id && s.routing_instance_id == p.meta.id)?;
+    let f = fabric_attachment(edge, slot.slot)?;
+    Some(FabricAttachment {
+        remote_vtep: net.remote_vtep,
+        port_name: None,
+        udp_port: net.udp_port,
+        fabric_asn: net.asn.unwrap_or(cloud_asn),
+        ipv6: f.ipv6.filter(|_| p.ipv6_peering.is_some()),
+        static_routing: net.routing == PublicServicesRouting::Static,
+        ..f
     })
 }
 
@@ -225,8 +257,12 @@ pub fn compile(
             accept_only: None,
         });
     }
-    // A public connection: its own namespace and session; the cloud announces the
-    // allowed services' /32s and accepts only the customer's registered prefixes.
+    // A public connection: its own namespace and session, and its segment toward the
+    // PoP's public services. The allowed services' prefixes are what it may reach (routes
+    // from the services routers outside them are refused) and what the customer is sent
+    // while the segment carries them; only the customer's registered prefixes are taken
+    // from it, and only packets from them are forwarded. Without a public-services
+    // network at the PoP nothing is announced: no packet could follow.
     for p in snap
         .public_connections
         .iter()
@@ -278,11 +314,18 @@ pub fn compile(
                     .map(|n| ipnet::IpNet::V6(*n)),
             )
             .collect();
+        let segment = public_services_segment(snap, edge, p, settings.cloud_asn);
+        let announce: Vec<ipnet::IpNet> = announce.into_iter().collect();
         instances.push(InstanceConfig {
             id: p.meta.id.clone(),
             routing_instance_id: None,
-            vpc_prefixes: vec![],
-            fabric: None,
+            vpc_prefixes: announce.clone(),
+            announce: if segment.as_ref().is_some_and(|f| f.static_routing) {
+                announce
+            } else {
+                vec![]
+            },
+            fabric: segment,
             connections: vec![ConnectionConfig {
                 id: p.meta.id.clone(),
                 trunk_id: p.trunk_connection_id.clone(),
@@ -295,7 +338,6 @@ pub fn compile(
                 ttl_security: settings.bgp.ttl_security,
                 bgp_role: settings.bgp.bgp_role,
             }],
-            announce: announce.into_iter().collect(),
             accept_only: Some(accept_only),
         });
     }
@@ -440,6 +482,85 @@ pub fn fabric_attachments(
         });
     }
     out
+}
+
+/// What the public-services network must configure for one public connection on one
+/// edge: its side of the segment and, with static routing, the routes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicServicesAttachmentView {
+    pub public_connection_id: String,
+    pub routing: PublicServicesRouting,
+    pub vni: u32,
+    pub udp_port: u16,
+    /// The edge's VTEP (the services routers' remote).
+    pub edge_vtep: std::net::Ipv4Addr,
+    #[schemars(with = "String")]
+    pub subnet: Ipv4Net,
+    pub edge_ip: std::net::Ipv4Addr,
+    /// The services routers' address on the segment.
+    pub services_ip: std::net::Ipv4Addr,
+    pub edge_asn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_asn: Option<u32>,
+    /// The customer's registered prefixes: with BGP the edge announces those the
+    /// customer does; with static routing the services routers route them to `edgeIp`
+    /// (IPv6 ones to the IPv6 side's edge address).
+    #[schemars(with = "Vec<String>")]
+    pub customer_prefixes: Vec<ipnet::IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<FabricIpv6>,
+}
+
+pub fn public_services_attachments(
+    snap: &Snapshot,
+    edge_id: &str,
+    cloud_asn: u32,
+) -> Vec<PublicServicesAttachmentView> {
+    let Some(edge) = snap.edges.iter().find(|e| e.id == edge_id) else {
+        return vec![];
+    };
+    let trunks: BTreeSet<&str> = snap
+        .trunks
+        .iter()
+        .filter(|t| t.edge_id == edge_id)
+        .map(|t| t.meta.id.as_str())
+        .collect();
+    snap.public_connections
+        .iter()
+        .filter_map(|p| live(p.meta.status, p))
+        .filter(|p| trunks.contains(p.trunk_connection_id.as_str()))
+        .filter_map(|p| {
+            let f = public_services_segment(snap, edge, p, cloud_asn)?;
+            Some(PublicServicesAttachmentView {
+                public_connection_id: p.meta.id.clone(),
+                routing: if f.static_routing {
+                    PublicServicesRouting::Static
+                } else {
+                    PublicServicesRouting::Bgp
+                },
+                vni: f.vni,
+                udp_port: f.udp_port,
+                edge_vtep: edge.fabric.local_vtep,
+                subnet: f.subnet,
+                edge_ip: f.edge_ip,
+                services_ip: f.fabric_ip,
+                edge_asn: cloud_asn,
+                services_asn: (!f.static_routing).then_some(f.fabric_asn),
+                customer_prefixes: p
+                    .ipv4_peer_announced_prefixes
+                    .iter()
+                    .map(|n| ipnet::IpNet::V4(*n))
+                    .chain(
+                        p.ipv6_peer_announced_prefixes
+                            .iter()
+                            .map(|n| ipnet::IpNet::V6(*n)),
+                    )
+                    .collect(),
+                ipv6: f.ipv6,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ use std::time::Duration;
 use axum::Router;
 use cic_model::edge::{BgpSettings, EdgeReport, Family, SessionKind, SessionStatus};
 use cic_model::resource::{
-    CloudService, Edge, Operation, PrivateConnection, PublicConnection, RoutingInstance, Status,
-    TrunkConnection,
+    CloudService, Edge, Operation, PointOfPresence, PrivateConnection, PublicConnection,
+    RoutingInstance, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code};
 use cic_store::{Action, FabricSlot, Pending, Store};
@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub max_static_routes_per_connection: usize,
     /// MTU of public connections.
     pub public_peering_mtu: u32,
+    /// Space the public checks take as public besides the Internet's (a lab's range).
+    pub treat_as_public: Vec<ipnet::IpNet>,
     /// Longest long-poll an edge may ask for.
     pub max_wait: Duration,
     /// How edges authenticate.
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             max_prefixes_per_instance: 100,
             max_static_routes_per_connection: 100,
             public_peering_mtu: 1500,
+            treat_as_public: vec![],
             max_wait: Duration::from_secs(60),
             edge_auth: auth::EdgeAuth::default(),
             audit_retention: Duration::from_secs(365 * 86_400),
@@ -332,6 +335,7 @@ impl AppState {
             connections: r.list::<PrivateConnection>(None).await?,
             routing_instances: r.list::<RoutingInstance>(None).await?,
             slots: r.list::<FabricSlot>(None).await?,
+            pops: r.list::<PointOfPresence>(None).await?,
             public_connections: r.list::<PublicConnection>(None).await?,
             services: r.list::<CloudService>(None).await?,
         };
@@ -418,7 +422,7 @@ enum Finish {
     Nothing,
     Trunk(Box<TrunkConnection>, Action),
     Connection(Box<PrivateConnection>, Action),
-    Public(Box<PublicConnection>, Action),
+    Public(Box<PublicConnection>, Action, Vec<FabricSlot>),
     Instance(Box<RoutingInstance>, Action, Vec<FabricSlot>),
 }
 
@@ -434,7 +438,10 @@ impl Finish {
                 None => Finish::Nothing,
             },
             "publicConnection" => match store.get::<PublicConnection>(&p.resource_id).await? {
-                Some(r) => Finish::Public(Box::new(r), p.action),
+                Some(r) => {
+                    let mine = store.children::<FabricSlot>(&p.resource_id).await?;
+                    Finish::Public(Box::new(r), p.action, mine)
+                }
                 None => Finish::Nothing,
             },
             "routingInstance" => match store.get::<RoutingInstance>(&p.resource_id).await? {
@@ -466,21 +473,27 @@ impl Finish {
             Finish::Nothing => serde_json::json!({}),
             Finish::Trunk(r, a) => end!(TrunkConnection, r, a),
             Finish::Connection(r, a) => end!(PrivateConnection, r, a),
-            Finish::Public(r, a) => end!(PublicConnection, r, a),
+            Finish::Public(r, a, slots) => {
+                free_slots(tx, a, slots).await?;
+                end!(PublicConnection, r, a)
+            }
             Finish::Instance(r, a, slots) => {
-                if a == Action::Delete {
-                    for s in slots {
-                        tx.delete::<FabricSlot>(&FabricSlot::key(
-                            &s.edge_id,
-                            &s.routing_instance_id,
-                        ))
-                        .await?;
-                    }
-                }
+                free_slots(tx, a, slots).await?;
                 end!(RoutingInstance, r, a)
             }
         })
     }
+}
+
+/// A deleted resource's fabric slots are free again.
+async fn free_slots(tx: &mut cic_store::Tx, a: Action, slots: Vec<FabricSlot>) -> ApiResult<()> {
+    if a == Action::Delete {
+        for s in slots {
+            tx.delete::<FabricSlot>(&FabricSlot::key(&s.edge_id, &s.routing_instance_id))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// `GET /readyz`: 200 "ready" when the store answers and holds this binary's schema

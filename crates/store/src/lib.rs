@@ -1940,6 +1940,7 @@ mod tests {
             name: format!("PoP {id}"),
             location_address: String::new(),
             connection_points: vec![],
+            public_services: None,
         }
     }
 

@@ -24,6 +24,7 @@ fn pop(id: &str) -> PointOfPresence {
         name: id.into(),
         location_address: String::new(),
         connection_points: vec![],
+        public_services: None,
     }
 }
 

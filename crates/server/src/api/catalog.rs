@@ -63,8 +63,7 @@ pub async fn create_pop(
     ApiJson(pop): ApiJson<PointOfPresence>,
 ) -> ApiResult<Json<PointOfPresence>> {
     who.require_admin()?;
-    validate::id_ref("id", &pop.id)?;
-    validate::description("locationAddress", &pop.location_address)?;
+    check_pop(&pop)?;
     let _w = st.lock_writes().await?;
     if st.store.get::<PointOfPresence>(&pop.id).await?.is_some() {
         return Err(
@@ -73,6 +72,63 @@ pub async fn create_pop(
     }
     put_catalog(&st, &pop).await?;
     Ok(Json(pop))
+}
+
+fn check_pop(pop: &PointOfPresence) -> ApiResult<()> {
+    validate::id_ref("id", &pop.id)?;
+    validate::description("locationAddress", &pop.location_address)?;
+    if let Some(n) = &pop.public_services {
+        validate::public_services("publicServices", n)?;
+    }
+    Ok(())
+}
+
+/// `PUT /cic/v1/pointOfPresences/{id}` (operator): a new public-services network reaches
+/// the PoP's edges at their next sync (each public connection's segment made anew).
+pub async fn replace_pop(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(pop): ApiJson<PointOfPresence>,
+) -> ApiResult<Json<PointOfPresence>> {
+    who.require_admin()?;
+    super::same_id("id", Some(&pop.id), &id)?;
+    check_pop(&pop)?;
+    let _w = st.lock_writes().await?;
+    fetch::<PointOfPresence>(&st, &id).await?;
+    put_catalog(&st, &pop).await?;
+    Ok(Json(pop))
+}
+
+/// `GET` of the points of presence: their public-services network (the operator's
+/// internal addressing) is the operator's to see.
+pub(crate) async fn list_pops(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    who.require_user()?;
+    let mut all = st.store.list::<PointOfPresence>(None).await?;
+    if who.require_admin().is_err() {
+        for p in &mut all {
+            p.public_services = None;
+        }
+    }
+    let page = q.page(&st, all)?;
+    Ok(Json(show_page(&View::default(), PointOfPresence::KIND, page)))
+}
+
+pub(crate) async fn get_pop(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PointOfPresence>> {
+    who.require_user()?;
+    let mut p = fetch::<PointOfPresence>(&st, &id).await?;
+    if who.require_admin().is_err() {
+        p.public_services = None;
+    }
+    Ok(Json(p))
 }
 
 pub async fn delete_pop(
@@ -323,6 +379,20 @@ pub async fn fabric_attachments(
 ) -> ApiResult<Json<serde_json::Value>> {
     who.require_admin()?;
     let items = fabric_attachments_handler(&st, &id).await?;
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
+/// What the PoP's public-services network must build for each public connection on this
+/// edge.
+pub async fn public_services_attachments(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    who.require_admin()?;
+    fetch::<Edge>(&st, &id).await?;
+    let (snap, _) = st.snapshot().await?;
+    let items = compile::public_services_attachments(&snap, &id, st.config.cloud_asn);
     Ok(Json(serde_json::json!({ "items": items })))
 }
 

@@ -7,17 +7,18 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use cic_model::resource::{
-    CloudService, CreatePublicConnectionRequest, PublicConnection, TrunkConnection,
+    CloudService, CreatePublicConnectionRequest, Edge, PublicConnection, TrunkConnection,
 };
-use cic_model::{ApiError, validate};
-use cic_store::{Action, Document};
+use cic_model::{ApiError, Code, validate};
+use cic_store::{Action, Document, FabricSlot};
 use serde_json::Value;
 
 use super::catalog::{delete_catalog, put_catalog};
 use super::connections::{check_placement, delete_on_trunk, peering_of};
+use super::routing::free_slot;
 use super::{
-    ApiQuery, PageQuery, check_meta, check_unique_name, fetch, fetch_for, new_meta, show_page,
-    write_one,
+    ApiQuery, Mutation, PageQuery, check_meta, check_unique_name, fetch, fetch_for,
+    finish_mutation, new_meta, show_page,
 };
 use crate::AppState;
 use crate::access::Need;
@@ -27,7 +28,7 @@ use crate::error::{ApiJson, ApiResult};
 /// Most prefixes a customer may register on one public connection.
 const MAX_ANNOUNCED: usize = 100;
 
-fn check_service(s: &CloudService) -> ApiResult<()> {
+fn check_service(s: &CloudService, also: &[ipnet::IpNet]) -> ApiResult<()> {
     let ok = (s.id.starts_with("CLOUD_SERVICE_") || s.id.starts_with("CLOUD_SERVICES_"))
         && s.id.len() <= 64
         && s.id
@@ -50,8 +51,8 @@ fn check_service(s: &CloudService) -> ApiResult<()> {
     for (i, p) in s.prefixes.iter().enumerate() {
         let f = format!("prefixes[{i}]");
         match p {
-            ipnet::IpNet::V4(p) => validate::public_prefix(&f, p)?,
-            ipnet::IpNet::V6(p) => validate::public_prefix6(&f, p)?,
+            ipnet::IpNet::V4(p) => validate::public_prefix(&f, p, also)?,
+            ipnet::IpNet::V6(p) => validate::public_prefix6(&f, p, also)?,
         }
         if s.prefixes[..i].contains(p) {
             return Err(ApiError::field(&f, format!("{p} is listed twice")).into());
@@ -67,7 +68,7 @@ pub async fn create_service(
     ApiJson(s): ApiJson<CloudService>,
 ) -> ApiResult<Json<CloudService>> {
     who.require_admin()?;
-    check_service(&s)?;
+    check_service(&s, &st.config.treat_as_public)?;
     let _w = st.lock_writes().await?;
     if st.store.get::<CloudService>(&s.id).await?.is_some() {
         return Err(ApiError::conflict(format!("cloud service {} already exists", s.id)).into());
@@ -86,7 +87,7 @@ pub async fn replace_service(
 ) -> ApiResult<Json<CloudService>> {
     who.require_admin()?;
     super::same_id("id", Some(&s.id), &id)?;
-    check_service(&s)?;
+    check_service(&s, &st.config.treat_as_public)?;
     let _w = st.lock_writes().await?;
     fetch::<CloudService>(&st, &id).await?;
     put_catalog(&st, &s).await?;
@@ -134,7 +135,14 @@ pub async fn create(
     validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
     let vlan = validate::vlan_id("vlanId", req.vlan_id)?;
     let p = &req.ipv4_peering;
-    validate::public_peering("ipv4Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+    let also = &st.config.treat_as_public;
+    validate::public_peering(
+        "ipv4Peering",
+        &p.peering_subnet,
+        p.peer_ip,
+        p.cloud_ip,
+        also,
+    )?;
     validate::peer_asn(
         "ipv4Peering.peerBgpAsn",
         p.peer_bgp_asn,
@@ -147,11 +155,17 @@ pub async fn create(
     announced_prefixes(
         "ipv4PeerAnnouncedPrefixes",
         &req.ipv4_peer_announced_prefixes,
-        validate::public_prefix,
+        |f, n| validate::public_prefix(f, n, also),
     )?;
     match &req.ipv6_peering {
         Some(p) => {
-            validate::public_peering6("ipv6Peering", &p.peering_subnet, p.peer_ip, p.cloud_ip)?;
+            validate::public_peering6(
+                "ipv6Peering",
+                &p.peering_subnet,
+                p.peer_ip,
+                p.cloud_ip,
+                also,
+            )?;
             validate::peer_asn(
                 "ipv6Peering.peerBgpAsn",
                 p.peer_bgp_asn,
@@ -165,7 +179,7 @@ pub async fn create(
             announced_prefixes(
                 "ipv6PeerAnnouncedPrefixes",
                 &req.ipv6_peer_announced_prefixes,
-                validate::public_prefix6,
+                |f, n| validate::public_prefix6(f, n, also),
             )?;
         }
         None => {
@@ -226,16 +240,49 @@ pub async fn create(
         bgp: None,
         bgp_ipv6: None,
     };
-    write_one(
-        &st,
-        &who,
-        &view,
-        &pc,
-        "Create public connection",
-        Action::Create,
-        vec![trunk.edge_id],
+    // Its segment toward the public services: a fabric slot of its edge (VNI and transit
+    // /31), held from the start so that a PoP given a public-services network later has
+    // every segment's addresses already.
+    let edge = fetch::<Edge>(&st, &trunk.edge_id).await?;
+    let slot = free_slot(&st, &edge).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::ResourceExhausted,
+            format!(
+                "edge {} has no free fabric segment (transit pool exhausted)",
+                edge.name
+            ),
+        )
+    })?;
+    let slot = FabricSlot {
+        edge_id: edge.id.clone(),
+        routing_instance_id: pc.meta.id.clone(),
+        slot,
+    };
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    tx.put_keyed(
+        &slot,
+        &FabricSlot::key(&slot.edge_id, &slot.routing_instance_id),
+        rev,
     )
-    .await
+    .await?;
+    tx.put(&pc, rev).await?;
+    let op = finish_mutation(
+        &st,
+        tx,
+        rev,
+        Mutation {
+            description: "Create public connection",
+            created_by: &who.name(),
+            kind: PublicConnection::KIND,
+            resource_id: &pc.meta.id,
+            folder_id: &pc.meta.folder_id,
+            action: Action::Create,
+            edges: vec![trunk.edge_id],
+        },
+    )
+    .await?;
+    Ok(Json(view.show_operation(&op)))
 }
 
 /// The customer's registered prefixes of one family: at most [`MAX_ANNOUNCED`], each

@@ -200,7 +200,7 @@ async fn check_in_store(
 /// A fabric slot of `edge` no instance holds, by index: the one after the highest in use,
 /// or when the pool's end is reached, the first freed one below it (probed one by one) —
 /// never a read of every slot of the edge.
-async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
+pub(crate) async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
     let capacity = slot_capacity(edge);
     let next = st
         .store

@@ -201,7 +201,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/pointOfPresences",
             "List points of presence",
             User,
-            get(catalog::list_catalog::<PointOfPresence>),
+            get(catalog::list_pops),
         )
         .query::<ListQuery>()
         .list::<PointOfPresence>("pointOfPresences"),
@@ -219,8 +219,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/pointOfPresences/{id}",
             "Get a point of presence",
             User,
-            get(catalog::get_catalog::<PointOfPresence>),
+            get(catalog::get_pop),
         )
+        .returns::<PointOfPresence>(),
+        ep(
+            "put",
+            "/cic/v1/pointOfPresences/{id}",
+            "Replace a point of presence (its public-services network, name, address)",
+            Operator,
+            put(catalog::replace_pop),
+        )
+        .body::<PointOfPresence>()
         .returns::<PointOfPresence>(),
         ep(
             "delete",
@@ -356,6 +365,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(catalog::fabric_attachments),
         )
         .list::<crate::compile::FabricAttachmentView>("items"),
+        ep(
+            "get",
+            "/cic/v1/edges/{id}/publicServicesAttachments",
+            "What the PoP's public-services network must build for each public connection on this edge",
+            Operator,
+            get(catalog::public_services_attachments),
+        )
+        .list::<crate::compile::PublicServicesAttachmentView>("items"),
         ep(
             "get",
             "/cic/v1/edgeSync/config",

@@ -1,0 +1,177 @@
+//! Source validation by policy routing: on an interface, packets from the allowed
+//! prefixes are routed by the main table and every other packet is dropped. This kernel
+//! has no tc classifiers, and nftables is not something every edge has; fib rules are in
+//! every kernel, work for both families alike (IPv6 has no `rp_filter`), and are exact:
+//! the allowed prefixes, not whatever the routing table happens to hold.
+
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::route::RouteProtocol;
+use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
+use rtnetlink::IpVersion;
+
+use crate::netlink::{Netlink, PROTO_BGP};
+use crate::{Error, Result};
+
+/// The first priority of the rules cic makes: before the `main` table's rule (32766),
+/// after the `local` table's (0) — packets to the edge's own addresses (BGP, BFD) are
+/// delivered whatever their source; only forwarding is validated.
+pub const FIRST_PRIORITY: u32 = 1000;
+/// The routing table an allowed source is looked up in.
+const MAIN: u32 = 254;
+
+/// One rule as cic makes it: on `iif`, from `from` to the main table, or (`from` None)
+/// everything else to the blackhole.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceRule {
+    pub priority: u32,
+    pub iif: String,
+    pub from: Option<IpNet>,
+}
+
+/// The rules that let only `allowed` in on `iif`, per family: one per allowed prefix,
+/// then a blackhole for the rest of that family. `index` keeps several interfaces'
+/// rules apart (each gets a block of 1000 priorities).
+pub fn wanted(iif: &str, index: u32, allowed: &[IpNet]) -> Vec<SourceRule> {
+    let base = FIRST_PRIORITY + index * 1000;
+    let mut out: Vec<SourceRule> = allowed
+        .iter()
+        .take(998)
+        .enumerate()
+        .map(|(i, p)| SourceRule {
+            priority: base + i as u32,
+            iif: iif.to_string(),
+            from: Some(p.trunc()),
+        })
+        .collect();
+    out.push(SourceRule {
+        priority: base + 999,
+        iif: iif.to_string(),
+        from: None,
+    });
+    out
+}
+
+impl Netlink {
+    /// The rules cic made in this namespace (marked with its routing protocol number),
+    /// with the family each is of.
+    pub async fn source_rules(&self) -> Result<Vec<(bool, SourceRule)>> {
+        let mut out = Vec::new();
+        for (v6, version) in [(false, IpVersion::V4), (true, IpVersion::V6)] {
+            let msgs: Vec<RuleMessage> = self
+                .handle()
+                .rule()
+                .get(version)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::Netlink(format!("list rules: {e}")))?;
+            for m in msgs {
+                if !m
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, RuleAttribute::Protocol(p) if u8::from(*p) == PROTO_BGP))
+                {
+                    continue;
+                }
+                let mut r = SourceRule {
+                    priority: 0,
+                    iif: String::new(),
+                    from: None,
+                };
+                for a in &m.attributes {
+                    match a {
+                        RuleAttribute::Priority(p) => r.priority = *p,
+                        RuleAttribute::Iifname(n) => r.iif = n.clone(),
+                        RuleAttribute::Source(s) => {
+                            r.from = IpNet::new(*s, m.header.src_len).ok();
+                        }
+                        _ => {}
+                    }
+                }
+                out.push((v6, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes the namespace's cic rules of `iif`-family pairs exactly `want` (IPv4 and
+    /// IPv6 rules each for their family; a blackhole rule for both families). Rules of
+    /// other interfaces that are not wanted are removed too.
+    pub async fn set_source_rules(&self, want: &[SourceRule]) -> Result<()> {
+        let mut wanted: Vec<(bool, SourceRule)> = Vec::new();
+        for r in want {
+            match r.from {
+                Some(p) => wanted.push((matches!(p, IpNet::V6(_)), r.clone())),
+                None => {
+                    wanted.push((false, r.clone()));
+                    wanted.push((true, r.clone()));
+                }
+            }
+        }
+        let have = self.source_rules().await?;
+        for h in have.iter().filter(|h| !wanted.contains(h)) {
+            self.del_rule(h.0, &h.1).await?;
+        }
+        // Allowed sources before the blackhole: a new interface is never shut for a moment
+        // its allowed rules are not there yet.
+        wanted.sort_by_key(|(_, r)| (r.from.is_none(), r.priority));
+        for w in wanted.iter().filter(|w| !have.contains(w)) {
+            self.add_rule(w.0, &w.1).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_rule(&self, v6: bool, r: &SourceRule) -> Result<()> {
+        let mut req = self.handle().rule().add();
+        let m = req.message_mut();
+        m.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        fill(m, r);
+        req.execute()
+            .await
+            .map_err(|e| Error::Netlink(format!("add rule {r:?}: {e}")))
+    }
+
+    async fn del_rule(&self, v6: bool, r: &SourceRule) -> Result<()> {
+        let mut m = RuleMessage::default();
+        m.header.family = if v6 {
+            AddressFamily::Inet6
+        } else {
+            AddressFamily::Inet
+        };
+        fill(&mut m, r);
+        self.handle()
+            .rule()
+            .del(m)
+            .execute()
+            .await
+            .map_err(|e| Error::Netlink(format!("delete rule {r:?}: {e}")))
+    }
+}
+
+fn fill(m: &mut RuleMessage, r: &SourceRule) {
+    m.attributes.push(RuleAttribute::Priority(r.priority));
+    m.attributes.push(RuleAttribute::Iifname(r.iif.clone()));
+    m.attributes
+        .push(RuleAttribute::Protocol(RouteProtocol::from(PROTO_BGP)));
+    match r.from {
+        Some(p) => {
+            m.header.src_len = p.prefix_len();
+            m.header.action = RuleAction::ToTable;
+            m.header.table = MAIN as u8;
+            m.attributes.push(RuleAttribute::Table(MAIN));
+            m.attributes.push(RuleAttribute::Source(match p {
+                IpNet::V4(p) => IpAddr::V4(p.network()),
+                IpNet::V6(p) => IpAddr::V6(p.network()),
+            }));
+        }
+        None => m.header.action = RuleAction::Blackhole,
+    }
+}
