@@ -723,9 +723,23 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
         (
             c,
             "cx0",
-            &["198.19.10.10/24", "192.168.1.10/24", "2a0c:10::10/64", "fd00:1::10/64"][..],
+            &[
+                "198.19.10.10/24",
+                "192.168.1.10/24",
+                "2a0c:10::10/64",
+                "fd00:1::10/64",
+            ][..],
         ),
-        (e, "cx", &["198.19.10.1/24", "192.168.1.1/24", "2a0c:10::1/64", "fd00:1::1/64"][..]),
+        (
+            e,
+            "cx",
+            &[
+                "198.19.10.1/24",
+                "192.168.1.1/24",
+                "2a0c:10::1/64",
+                "fd00:1::1/64",
+            ][..],
+        ),
         (e, "sx", &["100.66.0.1/30", "2a0c:ff::1/64"][..]),
         (s, "sx0", &["100.66.0.2/30", "2a0c:ff::2/64"][..]),
     ] {
@@ -756,7 +770,11 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
     assert_eq!(echoes_in(s), before + 1, "the IPv4 echo arrived");
     assert!(!ping_from(c, "192.168.1.10", "100.66.0.2"), "spoofed IPv4");
     assert!(!ping_from(c, "fd00:1::10", "2a0c:ff::2"), "spoofed IPv6");
-    assert_eq!(echoes_in(s), before + 1, "no spoofed echo reached the far side");
+    assert_eq!(
+        echoes_in(s),
+        before + 1,
+        "no spoofed echo reached the far side"
+    );
     // The edge's own address still answers the customer (BGP, BFD).
     assert!(ping_from(c, "192.168.1.10", "192.168.1.1"));
     // Gone again: every source passes.

@@ -17,8 +17,8 @@ use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
     Attachment, BfdSettings, BfdStatus, BgpRoleMode, BgpSettings, ConnectionConfig, EdgeConfig,
-    FabricAttachment,
-    Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection, RouteEntry, TrunkConfig,
+    FabricAttachment, Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection,
+    RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;

@@ -315,10 +315,7 @@ pub fn is_reserved_asn(asn: u32) -> bool {
 
 /// A PoP's public-services network: a usable VTEP and UDP port; an ASN for BGP routing
 /// and none for static.
-pub fn public_services(
-    field: &str,
-    n: &crate::resource::PublicServicesNetwork,
-) -> ApiResult<()> {
+pub fn public_services(field: &str, n: &crate::resource::PublicServicesNetwork) -> ApiResult<()> {
     use crate::resource::PublicServicesRouting;
     let v = n.remote_vtep;
     if v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback() {

@@ -1914,10 +1914,15 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
         .find(|i| i["id"] == id.as_str())
         .expect("the public connection's own instance")
         .clone();
+    // No public-services network at the PoP yet: the services are what the connection
+    // may reach, but nothing is announced (no packet could follow) and there is no
+    // segment.
     assert_eq!(
-        inst["announce"],
+        inst["vpcPrefixes"],
         json!(["213.180.193.243/32", "213.180.204.183/32"])
     );
+    assert_eq!(inst["announce"], Value::Null);
+    assert_eq!(inst["fabric"], Value::Null);
     assert_eq!(inst["acceptOnly"], json!(["5.45.192.0/22"]));
     assert_eq!(inst["connections"][0]["mtu"], 1500);
     assert_eq!(inst["connections"][0]["vlanId"], 300);
@@ -1983,7 +1988,7 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
         .await;
     assert!(
         cfg.to_string()
-            .contains(r#""announce":["213.180.193.243/32"]"#),
+            .contains(r#""vpcPrefixes":["213.180.193.243/32"]"#),
         "{cfg}"
     );
 
@@ -2775,4 +2780,243 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
         "{text}"
     );
     assert!(!text.contains("require roles"), "{text}");
+}
+
+/// The public-services network of a PoP: the operator's, checked field by field (a wrong
+/// one names the field and changes nothing), hidden from customers; with it each public
+/// connection's instance gets its segment toward the services routers (VNI and transit
+/// /31 of its own fabric slot), the services routers' side is listed for the operator,
+/// static routing announces the services itself, and a deleted connection frees its slot.
+#[tokio::test]
+async fn a_pop_s_public_services_network_gives_each_public_connection_its_segment() {
+    let h = H::new().await;
+    let (edge, edge_id) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let viewer = h.user("vic", "f1", "viewer").await;
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.0/24", "2a02:6b8::/32"]}),
+    )
+    .await;
+    let pop = |ps: Value| json!({"id": "pop1", "name": "pop1", "publicServices": ps});
+    for (bad, field, msg) in [
+        (
+            json!({"remoteVtep": "0.0.0.0", "routing": "BGP", "asn": 64999}),
+            "publicServices.remoteVtep",
+            "not a unicast address",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "BGP"}),
+            "publicServices.asn",
+            "is required with BGP routing",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 23456}),
+            "publicServices.asn",
+            "not a usable ASN",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "STATIC", "asn": 64999}),
+            "publicServices.asn",
+            "static routing has no session",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999, "udpPort": 0}),
+            "publicServices.udpPort",
+            "not a UDP port",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "OSPF", "asn": 64999}),
+            "publicServices.routing",
+            "",
+        ),
+        (
+            json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999, "vtep": "x"}),
+            "vtep",
+            "",
+        ),
+    ] {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(Method::PUT, "/cic/v1/pointOfPresences/pop1", Some(pop(bad)))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(
+            v.to_string().contains(field) && err_message(&v).contains(msg),
+            "{field}: {v}"
+        );
+        assert_eq!(h.revision().await, rev, "nothing written");
+    }
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            "/cic/v1/pointOfPresences/pop1",
+            Some(&viewer),
+            Some(pop(
+                json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999}),
+            )),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the operator's");
+
+    let body = json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+        "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1", "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+        "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+        "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]});
+    let op = h.ok(Method::POST, "/cic/v1/publicConnections", body).await;
+    let id = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let instance = |cfg: &Value| {
+        cfg["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .find(|i| i["id"] == id.as_str())
+            .cloned()
+            .expect("the public connection's instance")
+    };
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(instance(&cfg)["fabric"], Value::Null, "no network yet");
+
+    h.ok(
+        Method::PUT,
+        "/cic/v1/pointOfPresences/pop1",
+        pop(json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999})),
+    )
+    .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let i = instance(&cfg);
+    // The edge's transit pool is 100.127.0.0/24, its first slot taken by this connection.
+    assert_eq!(
+        (
+            &i["fabric"]["remoteVtep"],
+            &i["fabric"]["vni"],
+            &i["fabric"]["edgeIp"],
+            &i["fabric"]["fabricIp"],
+            &i["fabric"]["fabricAsn"],
+            &i["fabric"]["udpPort"],
+        ),
+        (
+            &json!("100.66.0.2"),
+            &json!(100_000),
+            &json!("100.127.0.0"),
+            &json!("100.127.0.1"),
+            &json!(64999),
+            &json!(4789)
+        ),
+        "{i}"
+    );
+    assert_eq!(i["fabric"]["ipv6"], Value::Null, "an IPv4-only connection");
+    assert_eq!(i["fabric"]["staticRouting"], Value::Null);
+    assert_eq!(i["vpcPrefixes"], json!(["213.180.193.0/24"]), "IPv4 only");
+    assert_eq!(
+        i["announce"],
+        Value::Null,
+        "sent while the services routers cover it"
+    );
+
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/publicServicesAttachments"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["items"],
+        json!([{"publicConnectionId": id, "routing": "BGP", "vni": 100_000, "udpPort": 4789,
+                "edgeVtep": "100.64.255.1", "subnet": "100.127.0.0/31", "edgeIp": "100.127.0.0",
+                "servicesIp": "100.127.0.1", "edgeAsn": 200_350, "servicesAsn": 64999,
+                "customerPrefixes": ["5.45.192.0/22"]}])
+    );
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/publicServicesAttachments"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Customers see the PoP, not the operator's network behind it.
+    let (_, v) = h
+        .call(
+            Method::GET,
+            "/cic/v1/pointOfPresences/pop1",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&v["id"], &v["publicServices"]),
+        (&json!("pop1"), &Value::Null)
+    );
+    let (_, v) = h
+        .call(Method::GET, "/cic/v1/pointOfPresences", Some(&viewer), None)
+        .await;
+    assert_eq!(
+        v["pointOfPresences"][0]["publicServices"],
+        Value::Null,
+        "{v}"
+    );
+    let (_, v) = h
+        .admin(Method::GET, "/cic/v1/pointOfPresences/pop1", None)
+        .await;
+    assert_eq!(v["publicServices"]["asn"], 64999);
+
+    // Static routing: no session; the edge routes the services and announces them.
+    h.ok(
+        Method::PUT,
+        "/cic/v1/pointOfPresences/pop1",
+        pop(json!({"remoteVtep": "100.66.0.2", "routing": "STATIC", "udpPort": 4790})),
+    )
+    .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let i = instance(&cfg);
+    assert_eq!(
+        (
+            &i["fabric"]["staticRouting"],
+            &i["fabric"]["udpPort"],
+            &i["announce"]
+        ),
+        (&json!(true), &json!(4790), &json!(["213.180.193.0/24"]))
+    );
+
+    // A deleted connection's slot is free again: the next connection has its VNI.
+    h.report(&edge, h.revision().await, json!([])).await;
+    let path = format!("/cic/v1/publicConnections/{id}");
+    h.ok(Method::DELETE, &path, Value::Null).await;
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (s, _) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/publicServicesAttachments"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"], json!([]));
+    let again = json!({"folderId": "f1", "name": "pub2", "trunkConnectionId": trunk, "vlanId": "301",
+        "ipv4Peering": {"peeringSubnet": "5.45.200.2/31", "peerIp": "5.45.200.3", "cloudIp": "5.45.200.2", "peerBgpAsn": "65001"},
+        "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"]});
+    h.ok(Method::POST, "/cic/v1/publicConnections", again).await;
+    let (_, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/edges/{edge_id}/publicServicesAttachments"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"][0]["vni"], 100_000, "{v}");
 }

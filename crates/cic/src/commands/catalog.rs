@@ -13,6 +13,28 @@ pub enum PopCmd {
         #[arg(long, default_value = "")]
         address: String,
     },
+    /// Describe the PoP's network toward the cloud's public services: where its edges
+    /// send what public connections carry (a VXLAN segment per connection).
+    SetPublicServices {
+        /// The point of presence.
+        pop: String,
+        /// The services routers' VTEP.
+        #[arg(long)]
+        vtep: std::net::Ipv4Addr,
+        /// BGP with the services routers (needs --asn), or static routes.
+        #[arg(long, value_parser = ["bgp", "static"])]
+        routing: String,
+        /// The services routers' ASN (BGP routing).
+        #[arg(long)]
+        asn: Option<u32>,
+        #[arg(long, default_value_t = 4789)]
+        udp_port: u16,
+    },
+    /// Remove the PoP's public-services network: its public connections announce nothing.
+    ClearPublicServices {
+        /// The point of presence.
+        pop: String,
+    },
     #[command(flatten)]
     Common(CatalogVerbs<Pops>),
 }
@@ -21,6 +43,36 @@ impl PopCmd {
     pub async fn run(self, api: &Api, out: &Output) -> Result<()> {
         match self {
             PopCmd::Common(v) => return v.run(api, out).await,
+            PopCmd::SetPublicServices {
+                pop,
+                vtep,
+                routing,
+                asn,
+                udp_port,
+            } => {
+                let mut net = json!({"remoteVtep": vtep, "routing": routing.to_uppercase(),
+                                     "udpPort": udp_port});
+                if let Some(a) = asn {
+                    net["asn"] = json!(a);
+                }
+                let v = replace_public_services(api, &pop, net).await?;
+                out.print(&v, |v| {
+                    format!(
+                        "point of presence {}: public services over {}",
+                        v["id"].as_str().unwrap_or("?"),
+                        v["publicServices"]["remoteVtep"].as_str().unwrap_or("?")
+                    )
+                });
+            }
+            PopCmd::ClearPublicServices { pop } => {
+                let v = replace_public_services(api, &pop, Value::Null).await?;
+                out.print(&v, |v| {
+                    format!(
+                        "point of presence {}: no public-services network",
+                        v["id"].as_str().unwrap_or("?")
+                    )
+                });
+            }
             PopCmd::Create { id, name, address } => {
                 let v = api
                     .call(
@@ -39,6 +91,21 @@ impl PopCmd {
         }
         Ok(())
     }
+}
+
+/// The PoP as it is, with `net` as its public-services network (`null`: none).
+async fn replace_public_services(api: &Api, pop: &str, net: Value) -> Result<Value> {
+    let path = format!("/cic/v1/pointOfPresences/{pop}");
+    let mut p = api.call(Method::GET, &path, None).await?;
+    match net {
+        Value::Null => {
+            if let Some(o) = p.as_object_mut() {
+                o.remove("publicServices");
+            }
+        }
+        net => p["publicServices"] = net,
+    }
+    api.call(Method::PUT, &path, Some(&p)).await
 }
 
 #[derive(Subcommand)]

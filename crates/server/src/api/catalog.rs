@@ -115,7 +115,11 @@ pub(crate) async fn list_pops(
         }
     }
     let page = q.page(&st, all)?;
-    Ok(Json(show_page(&View::default(), PointOfPresence::KIND, page)))
+    Ok(Json(show_page(
+        &View::default(),
+        PointOfPresence::KIND,
+        page,
+    )))
 }
 
 pub(crate) async fn get_pop(
