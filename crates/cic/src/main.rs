@@ -498,12 +498,20 @@ enum LabCmd {
         /// `--server-arg=--rpki-cache=127.0.0.1:3323`.
         #[arg(long = "server-arg", allow_hyphen_values = true)]
         server_args: Vec<String>,
+        /// The cloud's public services too: their routers and HTTP endpoints, each PoP's
+        /// public-services network, a public connection at each PoP.
+        #[arg(long)]
+        public: bool,
     },
     /// Build the lab, run the customer's steps, ping both ways, tear it down.
     Demo {
         /// Points of presence (1 or 2).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
         pops: u32,
+        /// Public connections too: the on-prem server fetches from Object Storage over
+        /// them, and what they do not allow is refused.
+        #[arg(long)]
+        public: bool,
     },
     /// Remove every namespace, link and process the lab made.
     Down,
@@ -523,6 +531,10 @@ enum LabCmd {
         /// community; the active PoP's cross-connect is cut and restored.
         #[arg(long, conflicts_with = "side")]
         standby: Option<cic_lab::Standby>,
+        /// Cut the PoP carrying the public flow (the on-prem server's public address →
+        /// the public service; the lab must be up with --public).
+        #[arg(long, conflicts_with = "standby")]
+        public: bool,
     },
     /// In a running two-PoP lab: kill -9 the edge agent of the PoP carrying traffic and
     /// start it again while pinging every 10 ms; report losses and whether the routers
@@ -540,6 +552,17 @@ enum LabCmd {
         netns: String,
         #[arg(long)]
         underlay_dev: String,
+        /// The services routers' side of public connections' segments instead.
+        #[arg(long)]
+        public_services: bool,
+    },
+    /// (internal) The lab's public services' HTTP endpoints.
+    #[command(hide = true)]
+    Http {
+        #[arg(long)]
+        netns: String,
+        #[arg(long = "listen", required = true)]
+        listens: Vec<std::net::SocketAddr>,
     },
 }
 
@@ -1178,20 +1201,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Bgp(b) => bgp(b, cli.json || cli.format.as_deref() == Some("json")).await,
         Cmd::Lab(l) => match l {
-            LabCmd::Up { pops, server_args } => cic_lab::up_and_explain(pops, &server_args).await,
-            LabCmd::Demo { pops } => cic_lab::demo(pops).await,
+            LabCmd::Up {
+                pops,
+                server_args,
+                public,
+            } => cic_lab::up_and_explain(pops, &server_args, public).await,
+            LabCmd::Demo { pops, public } => cic_lab::demo(pops, public).await,
+            LabCmd::Http { netns, listens } => cic_lab::public::serve_http(&netns, &listens),
             LabCmd::Down => cic_lab::down(),
             LabCmd::Failover {
                 runs,
                 standby: Some(how),
                 ..
             } => cic_lab::failover::run_standby(runs, how),
+            LabCmd::Failover {
+                runs,
+                side,
+                public: true,
+                ..
+            } => cic_lab::public_failover::run(runs, side),
             LabCmd::Failover { runs, side, .. } => cic_lab::failover::run(runs, side),
             LabCmd::RestartEdge { runs } => cic_lab::failover::restart_runs(runs),
             LabCmd::Fabric {
                 edge_id,
                 netns,
                 underlay_dev,
+                public_services,
             } => {
                 init_tracing();
                 let tls = cic_client::tls::ClientTls {
@@ -1206,6 +1241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &edge_id,
                     &netns,
                     &underlay_dev,
+                    public_services,
                     shutdown_signal(),
                 )
                 .await

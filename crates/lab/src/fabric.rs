@@ -4,6 +4,9 @@
 //! The fabric BIRD accepts the edges' sessions dynamically (`neighbor range`). One
 //! process per edge; each owns only the links whose alias names its edge, so several run
 //! side by side in one fabric namespace (a lab with two PoPs).
+//!
+//! With `public_services`, the same for the services routers: the segments of the public
+//! connections (`…/publicServicesAttachments`), in the public-services namespace.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -18,11 +21,13 @@ use tracing::{info, warn};
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 struct Attachment {
+    #[serde(alias = "publicConnectionId")]
     routing_instance_id: String,
     vni: u32,
     udp_port: u16,
     edge_vtep: Ipv4Addr,
     subnet: Ipv4Net,
+    #[serde(alias = "servicesIp")]
     fabric_ip: Ipv4Addr,
     /// The segment's IPv6 side, when its routing instance has IPv6.
     #[serde(default)]
@@ -33,6 +38,7 @@ struct Attachment {
 #[serde(rename_all = "camelCase")]
 struct Ipv6Side {
     subnet: ipnet::Ipv6Net,
+    #[serde(alias = "servicesIp")]
     fabric_ip: std::net::Ipv6Addr,
 }
 
@@ -48,6 +54,7 @@ pub async fn run(
     edge_id: &str,
     netns: &str,
     underlay_dev: &str,
+    public_services: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let nl = Netlink::open(Some(netns)).context("netlink in the fabric namespace")?;
@@ -57,8 +64,13 @@ pub async fn run(
         reqwest::Client::builder().timeout(Duration::from_secs(10)),
     )?;
     let url = format!(
-        "{}/cic/v1/edges/{edge_id}/fabricAttachments",
-        server.trim_end_matches('/')
+        "{}/cic/v1/edges/{edge_id}/{}",
+        server.trim_end_matches('/'),
+        if public_services {
+            "publicServicesAttachments"
+        } else {
+            "fabricAttachments"
+        }
     );
     info!(edge = edge_id, netns, "fabric automation running");
     let work = async {

@@ -93,14 +93,16 @@ pub struct FamilyRun {
     pub lost_at_restore: u32,
 }
 
-/// Which flow a pinger sends: on-prem → VM over IPv4, or over IPv6 from a source.
+/// Which flow a pinger sends: on-prem → VM over IPv4, or over IPv6 from a source, or
+/// from the server's public address to the public service (`cic lab failover --public`).
 #[derive(Debug, Clone)]
-enum Flow {
+pub(crate) enum Flow {
     V4,
     V6(String),
+    Public,
 }
 
-struct Pinger {
+pub(crate) struct Pinger {
     child: Child,
     /// When it started (seconds since the epoch, as `ping -D` stamps replies).
     started: f64,
@@ -115,7 +117,7 @@ fn epoch_secs() -> f64 {
 }
 
 /// What a pinger saw: reply times, how many it sent, and the window it ran in.
-struct Replies {
+pub(crate) struct Replies {
     times: Vec<f64>,
     sent: u32,
     window: (f64, f64),
@@ -126,13 +128,18 @@ impl Pinger {
         Pinger::flow(&Flow::V4)
     }
 
-    fn flow(flow: &Flow) -> Result<Pinger> {
+    pub(crate) fn flow(flow: &Flow) -> Result<Pinger> {
         let mut args = vec![
             "netns", "exec", NS_HOST, "ping", "-D", "-n", "-i", "0.01", "-W", "1",
         ];
         match flow {
             Flow::V4 => args.push(VM),
             Flow::V6(src) => args.extend(["-6", "-I", src.as_str(), VM6]),
+            Flow::Public => args.extend([
+                "-I",
+                crate::public::PUBLIC_HOST,
+                crate::public::OBJECT_STORAGE_HOST,
+            ]),
         }
         let started = epoch_secs();
         let child = Command::new("ip")
@@ -145,7 +152,7 @@ impl Pinger {
     }
 
     /// Stops it (SIGINT, so it prints its summary) and returns what it saw.
-    fn stop(mut self) -> Result<Replies> {
+    pub(crate) fn stop(mut self) -> Result<Replies> {
         let ended = epoch_secs();
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
@@ -172,7 +179,7 @@ impl Pinger {
     }
 }
 
-fn set_link(pop: Pop, side: Side, up: bool) -> Result<()> {
+pub(crate) fn set_link(pop: Pop, side: Side, up: bool) -> Result<()> {
     if side == Side::Silent {
         // A /32 blackhole at each end beats the connected /30: the VXLAN packets of the
         // cross-connect go nowhere, both ways, and both ports stay up.
@@ -267,7 +274,7 @@ fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
 /// The longest time without a reply — between two replies, and from the start of the
 /// window to the first one and from the last one to its end (a flow that never worked,
 /// or never came back, is an outage, not none) — and how many were lost.
-fn outage(r: &Replies) -> (f64, u32) {
+pub(crate) fn outage(r: &Replies) -> (f64, u32) {
     let (start, end) = r.window;
     let mut edges = vec![start];
     edges.extend(r.times.iter().copied());

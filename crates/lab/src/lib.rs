@@ -18,6 +18,8 @@
 //! Both PoPs carry traffic (ECMP on both routers); BFD at 300 ms × 3 on every session.
 
 pub mod fabric;
+pub mod public;
+pub mod public_failover;
 
 mod api;
 pub mod bench;
@@ -499,11 +501,14 @@ pub(crate) fn configure_site(
         .as_str()
         .ok_or_else(|| anyhow!("cic generated no config: {v}"))?;
     let path = format!("{STATE_DIR}/site-bird.conf");
+    // The lab's public connections (with --public) are the customer's too.
+    let public = fs::read_to_string(public::site_conf_path()).unwrap_or_default();
     fs::write(
         &path,
         format!(
             "{}
-{generated}",
+{generated}
+{public}",
             site_preamble()
         ),
     )?;
@@ -739,6 +744,12 @@ pub async fn up(n_pops: u32) -> Result<LabInfo> {
 
 /// [`up`], with more arguments for `cic server` (quotas, as a rule).
 pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
+    up_opts(n_pops, server_args, false).await
+}
+
+/// [`up_with`]; with `public`, the public services too ([`public`]): their namespace and
+/// routers, the PoPs' public-services network, a public connection at each PoP.
+pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<LabInfo> {
     if !(1..=2).contains(&n_pops) {
         bail!("--pops {n_pops}: the lab has 1 or 2 PoPs");
     }
@@ -762,6 +773,9 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         if n_pops > 1 { "s" } else { "" }
     ));
     build_topology(&pop_list)?;
+    if public {
+        public::build(&pop_list, &dir, &bin)?;
+    }
     say("      on-prem server 192.168.10.10 ─ customer router (BIRD, AS 65001) ═ cross-connect ═");
     for p in &pop_list {
         say(&format!(
@@ -822,6 +836,9 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         &ca_key,
     ];
     args.extend_from_slice(server_args);
+    if public {
+        args.extend(["--treat-as-public", public::LAB_PUBLIC_SPACE]);
+    }
     spawn(
         &dir,
         "server",
@@ -990,6 +1007,14 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         )?;
         metrics_of.push(edge_metrics);
     }
+    let services_sock = if public {
+        say(
+            "      Operator: the public services (Object Storage, Container Registry) and each PoP's public-services network",
+        );
+        Some(public::operator(&cli, &edges, &dir, &bin, &ca)?)
+    } else {
+        None
+    };
     let fabric = Bird::start("fabric", &fabric_bird_conf(), Some(NS_FABRIC), Some(&dir))?;
     let fabric_sock = fabric.socket();
     if let Some(pid) = fabric.detach() {
@@ -1007,6 +1032,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
     // The customer's steps, as they would type them (the CLI's modelled names).
     say("[4/8] Customer: a trunk at each PoP (a VXLAN overlay trunk: this kernel has no 802.1Q)");
     let mut trunks = Vec::new();
+    let mut trunk_of = Vec::new();
     for (p, _) in &edges {
         let (op, took) = timed(|| {
             customer.run(
@@ -1035,6 +1061,7 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
             p.id(),
             took.as_secs_f64()
         ));
+        trunk_of.push((*p, trunk.clone()));
         trunks.push(trunk);
     }
     say(
@@ -1118,6 +1145,18 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         "      ✓ routing instance {ri} ACTIVE in {:.2} s",
         took.as_secs_f64()
     ));
+
+    let public_ids = if public {
+        say(&format!(
+            "      Operator: a public connection on each trunk for the customer, {} registered",
+            public::PUBLIC_PREFIX
+        ));
+        let ids = public::connections(&cli, &trunk_of)?;
+        fs::write(public::site_conf_path(), public::site_conf(&pop_list))?;
+        ids
+    } else {
+        vec![]
+    };
 
     say("[7/8] Customer: the router configured from the configuration cic generates for it");
     let lines = configure_site(&customer, true, &ri, None, &site_sock)?;
@@ -1213,6 +1252,14 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
             b["bfd"]["detectionTimeMs"]
         ));
     }
+    if public {
+        public::wait_up(&customer, &public_ids, made.len())?;
+        say(&format!(
+            "      ✓ public connections ESTABLISHED at every PoP: the customer router learned {} (Object Storage) from each; the services routers learned {}",
+            public::OBJECT_STORAGE_PREFIX,
+            public::PUBLIC_PREFIX
+        ));
+    }
     say(&format!(
         "      lab is up after {:.1} s",
         started.elapsed().as_secs_f64()
@@ -1241,7 +1288,13 @@ pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
         "edgeMetrics": format!("http://{}/metrics", first.edge_metrics),
         "pops": pops_json,
         "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": first.pop.ns(), "fabric": NS_FABRIC, "vm": NS_VM},
-        "bird": {"customer": site_sock, "fabric": fabric_sock},
+        "bird": {"customer": site_sock, "fabric": fabric_sock, "services": services_sock},
+        "public": public.then(|| serde_json::json!({
+            "publicConnectionIds": public_ids, "namespace": public::NS_SERVICES,
+            "allowedService": {"id": public::OBJECT_STORAGE, "prefix": public::OBJECT_STORAGE_PREFIX, "http": public::OBJECT_STORAGE_HOST},
+            "otherService": {"id": public::REGISTRY, "prefix": public::REGISTRY_PREFIX, "http": public::REGISTRY_HOST},
+            "customerPrefix": public::PUBLIC_PREFIX, "onpremPublicAddress": public::PUBLIC_HOST,
+        })),
     });
     fs::write(dir.join("lab.json"), serde_json::to_string_pretty(&info)?)?;
     Ok(LabInfo {
@@ -1343,9 +1396,19 @@ fn ping(from: &str, to: &str) -> Result<(u32, u32, String)> {
 }
 
 /// `cic lab up`: build, run the customer's steps, and say how to look around.
-pub async fn up_and_explain(n_pops: u32, server_args: &[String]) -> Result<()> {
+pub async fn up_and_explain(n_pops: u32, server_args: &[String], public: bool) -> Result<()> {
     let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
-    let info = up_with(n_pops, &args).await?;
+    let info = up_opts(n_pops, &args, public).await?;
+    if public {
+        say(&format!(
+            r#"
+Public services:
+  ip netns exec {NS_HOST} curl --interface {h} http://{s}/   # Object Storage over the public connection
+  ip netns exec {NS_HOST} ping -I {h} {s}"#,
+            h = public::PUBLIC_HOST,
+            s = public::OBJECT_STORAGE_HOST,
+        ));
+    }
     say(&format!(
         r#"
 The lab stays up. Try:
@@ -1367,12 +1430,12 @@ Remove it all with: cic lab down"#,
 }
 
 /// Up, ping both ways, down. Ok only if both directions answer.
-pub async fn demo(n_pops: u32) -> Result<()> {
+pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
     say(
         "cic lab demo: a customer's on-prem server reaches a cloud VM through cic, every part real\n",
     );
     let result = async {
-        let info = up(n_pops).await?;
+        let info = up_opts(n_pops, &[], public).await?;
         say("\nTraffic:");
         let (r1, s1, rtt1) = ping(NS_HOST, VM)?;
         say(&format!(
@@ -1398,6 +1461,10 @@ pub async fn demo(n_pops: u32) -> Result<()> {
                 info.site_bird.display(),
                 info.fabric_bird.display()
             );
+        }
+        if public {
+            say("\nPublic services:");
+            public::demo()?;
         }
         Ok(())
     }
