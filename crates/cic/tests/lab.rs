@@ -169,11 +169,22 @@ fn with_lab_args<T>(
     server_args: &[&str],
     body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe,
 ) -> Option<T> {
+    with_lab_opts(test, &[], server_args, body)
+}
+
+/// [`with_lab`], with flags for `cic lab up` and for the lab's `cic server`.
+fn with_lab_opts<T>(
+    test: &str,
+    lab_args: &[&str],
+    server_args: &[&str],
+    body: impl FnOnce(&Lab) -> T + std::panic::UnwindSafe,
+) -> Option<T> {
     if !ready(test) {
         return None;
     }
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let mut up = vec!["lab".to_string(), "up".to_string()];
+    up.extend(lab_args.iter().map(|a| a.to_string()));
     up.extend(server_args.iter().map(|a| format!("--server-arg={a}")));
     let up: Vec<&str> = up.iter().map(String::as_str).collect();
     let o = cic(&up);
@@ -2182,6 +2193,116 @@ fn gtsm_and_strict_roles_on_a_connection_hold_the_customer_to_them() {
                 .is_some_and(|f| f.contains("ttl-security hops 1")),
             "{d}"
         );
+    });
+    let _ = result;
+}
+
+/// Public connections carry packets to the cloud's public services, and nothing else: the
+/// on-prem server's registered public address fetches from the allowed service over the
+/// public connection; a spoofed source, a service the connection does not allow and a VPC
+/// address are dropped at the edge — shown by the echo requests that never arrive where
+/// they were sent (the customer's router is made to send them into the public connection
+/// where the cloud announces nothing); a silent cut of the PoP carrying the flow moves it
+/// to the other PoP within a second. The API shows the session; the looking glass what
+/// it receives and sends.
+#[test]
+fn public_connections_reach_the_allowed_services_from_registered_sources_and_nothing_else() {
+    use cic_lab::public::*;
+    use std::time::Duration;
+    let result = with_lab_opts("lab --public", &["--public"], &[], |lab| {
+        let body = fetch(
+            "cicl-host",
+            PUBLIC_HOST,
+            OBJECT_STORAGE_HOST,
+            Duration::from_secs(3),
+        )
+        .expect("the allowed service over the public connection");
+        assert!(body.contains(OBJECT_STORAGE_HOST), "{body}");
+
+        // A source the customer did not register: the customer's router routes it to the
+        // service (it has the route), the edge drops it.
+        let spoofed = "192.168.10.10";
+        assert!(
+            fetch(
+                "cicl-host",
+                spoofed,
+                OBJECT_STORAGE_HOST,
+                Duration::from_secs(2)
+            )
+            .is_err()
+        );
+        let before = echoes_in(NS_SERVICES);
+        assert_eq!(pings_answered("cicl-host", spoofed, OBJECT_STORAGE_HOST), 0);
+        assert_eq!(
+            echoes_in(NS_SERVICES),
+            before,
+            "no spoofed echo reached the services"
+        );
+        assert_eq!(
+            pings_answered("cicl-host", PUBLIC_HOST, OBJECT_STORAGE_HOST),
+            3
+        );
+        assert_eq!(
+            echoes_in(NS_SERVICES),
+            before + 3,
+            "the registered source's did"
+        );
+
+        // A service the connection does not allow, and the VPC: sent into the public
+        // connection anyway, dropped at the edge.
+        let pop1 = cic_lab::Pop(1);
+        let (fetched, answered) = through_public(pop1, REGISTRY_PREFIX, || {
+            let before = echoes_in(NS_SERVICES);
+            let f = fetch(
+                "cicl-host",
+                PUBLIC_HOST,
+                REGISTRY_HOST,
+                Duration::from_secs(2),
+            );
+            let a = pings_answered("cicl-host", PUBLIC_HOST, REGISTRY_HOST);
+            assert_eq!(
+                echoes_in(NS_SERVICES),
+                before,
+                "nothing reached the registry"
+            );
+            (f, a)
+        })
+        .expect("route");
+        assert!(fetched.is_err() && answered == 0, "{fetched:?} {answered}");
+        let answered = through_public(pop1, "10.128.0.10/32", || {
+            let before = echoes_in("cicl-vm");
+            let a = pings_answered("cicl-host", PUBLIC_HOST, "10.128.0.10");
+            assert_eq!(echoes_in("cicl-vm"), before, "nothing reached the VPC");
+            a
+        })
+        .expect("route");
+        assert_eq!(answered, 0);
+
+        // The API: the session, its prefixes; the looking glass.
+        let pu = lab.info["public"]["publicConnectionIds"][0]
+            .as_str()
+            .expect("public connection")
+            .to_string();
+        let v: Value =
+            serde_json::from_str(&lab.cli(&["public-connection", "get", &pu, "--format", "json"]))
+                .expect("json");
+        assert_eq!(v["bgp"]["state"], "ESTABLISHED", "{v}");
+        assert_eq!(v["bgp"]["prefixesAccepted"], 1, "{v}");
+        assert_eq!(v["bgp"]["prefixesAdvertised"], 1, "{v}");
+
+        // A silent cut of the PoP carrying the public flow.
+        let o = cic(&[
+            "lab", "failover", "--public", "--side", "silent", "--runs", "1",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let run = json_line(&o);
+        eprintln!("public silent cut: {run}");
+        let outage = run["outageMs"].as_f64().expect("outageMs");
+        assert!(
+            (200.0..1500.0).contains(&outage),
+            "outage {outage} ms: {run}"
+        );
+        assert_eq!(run["lostAtRestore"], 0, "{run}");
     });
     let _ = result;
 }
