@@ -2289,6 +2289,58 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
         assert_eq!(v["bgp"]["state"], "ESTABLISHED", "{v}");
         assert_eq!(v["bgp"]["prefixesAccepted"], 1, "{v}");
         assert_eq!(v["bgp"]["prefixesAdvertised"], 1, "{v}");
+        let lg = |direction: &str| -> Value {
+            serde_json::from_str(&lab.cli(&[
+                "public-connection",
+                "routes",
+                &pu,
+                "--direction",
+                direction,
+                "--format",
+                "json",
+            ]))
+            .expect("json")
+        };
+        let prefixes = |v: &Value| -> Vec<String> {
+            v["routes"]
+                .as_array()
+                .expect("routes")
+                .iter()
+                .map(|r| r["prefix"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        assert_eq!(
+            prefixes(&lg("advertised")),
+            vec![OBJECT_STORAGE_PREFIX],
+            "only the allowed service"
+        );
+        assert_eq!(prefixes(&lg("received")), vec![PUBLIC_PREFIX]);
+
+        // A failover test holds the PoP 1 session down: the flow goes on over PoP 2.
+        let hops = || cic_lab::kernel_next_hops("cicl-site", OBJECT_STORAGE_PREFIX);
+        let wait_hops = |n: usize, what: &str| {
+            cic_peers::wait_until(Duration::from_secs(30), what, || {
+                (hops() == n).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        };
+        lab.cli(&[
+            "public-connection",
+            "start-bgp-failover-test",
+            &pu,
+            "--duration-seconds",
+            "120",
+        ]);
+        wait_hops(1, "the held PoP's route gone from the customer's router");
+        fetch(
+            "cicl-host",
+            PUBLIC_HOST,
+            OBJECT_STORAGE_HOST,
+            Duration::from_secs(3),
+        )
+        .expect("the service over the other PoP");
+        lab.cli(&["public-connection", "stop-bgp-failover-test", &pu]);
+        wait_hops(2, "both PoPs back after the test");
 
         // A silent cut of the PoP carrying the public flow.
         let o = cic(&[

@@ -887,6 +887,13 @@ pub struct PublicConnection {
     /// Live state of the IPv6 session (output, not stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_ipv6: Option<crate::edge::SessionStatus>,
+    /// BGP failover tests, newest last (the last 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bgp_failover_tests: Vec<FailoverTest>,
+    /// How many times the session was restarted on request (`:resetBgpSession`).
+    #[serde(default, skip_serializing_if = "is_zero", with = "crate::int64")]
+    #[schemars(with = "String")]
+    pub bgp_session_resets: u64,
 }
 
 /// A BGP failover test: the connection's session is held down from `startedAt` until

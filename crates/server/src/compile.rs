@@ -332,8 +332,12 @@ pub fn compile(
                 vlan_id: p.vlan_id,
                 mtu: settings.public_peering_mtu,
                 peerings,
-                hold_down_until: None,
-                reset_seq: 0,
+                hold_down_until: p
+                    .bgp_failover_tests
+                    .last()
+                    .filter(|t| t.stopped_at.is_none())
+                    .map(|t| t.ends_at.clone()),
+                reset_seq: p.bgp_session_resets,
                 // Public connections take the operator's defaults.
                 ttl_security: settings.bgp.ttl_security,
                 bgp_role: settings.bgp.bgp_role,

@@ -2992,9 +2992,68 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         (&json!(true), &json!(4790), &json!(["213.180.193.0/24"]))
     );
 
-    // A deleted connection's slot is free again: the next connection has its VNI.
-    h.report(&edge, h.revision().await, json!([])).await;
+    // The session's methods, as a private connection's: a failover test held down at
+    // the edge until it ends or is stopped, a reset.
     let path = format!("/cic/v1/publicConnections/{id}");
+    let conn = |cfg: &Value| instance(cfg)["connections"][0].clone();
+    h.report(&edge, h.revision().await, json!([])).await;
+    for (bad, field) in [
+        (json!({"durationSeconds": 0}), "durationSeconds"),
+        (json!({"privateConnectionId": id}), "privateConnectionId"),
+        (
+            json!({"publicConnectionId": "pu-other"}),
+            "publicConnectionId",
+        ),
+    ] {
+        let rev = h.revision().await;
+        let (s, v) = h
+            .admin(
+                Method::POST,
+                &format!("{path}:startBgpFailoverTest"),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains(field), "{field}: {v}");
+        assert_eq!(h.revision().await, rev, "nothing written");
+    }
+    h.ok(
+        Method::POST,
+        &format!("{path}:startBgpFailoverTest"),
+        json!({"publicConnectionId": id, "durationSeconds": 60}),
+    )
+    .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert!(conn(&cfg)["holdDownUntil"].is_string(), "{cfg}");
+    let (_, v) = h.call(Method::GET, &path, Some(&viewer), None).await;
+    assert_eq!(v["bgpFailoverTests"][0]["status"], "IN_PROGRESS", "{v}");
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (s, v) = h
+        .admin(Method::POST, &format!("{path}:startBgpFailoverTest"), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "one at a time: {v}");
+    h.ok(
+        Method::POST,
+        &format!("{path}:stopBgpFailoverTest"),
+        json!({}),
+    )
+    .await;
+    h.report(&edge, h.revision().await, json!([])).await;
+    h.ok(Method::POST, &format!("{path}:resetBgpSession"), json!({}))
+        .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(
+        (&conn(&cfg)["holdDownUntil"], &conn(&cfg)["resetSeq"]),
+        (&Value::Null, &json!(1))
+    );
+    let (_, v) = h.call(Method::GET, &path, Some(&viewer), None).await;
+    assert_eq!(v["bgpFailoverTests"][0]["status"], "STOPPED", "{v}");
+
+    // A deleted connection's slot is free again: the next connection has its VNI.
     h.ok(Method::DELETE, &path, Value::Null).await;
     h.report(&edge, h.revision().await, json!([])).await;
     let (s, _) = h.admin(Method::GET, &path, None).await;

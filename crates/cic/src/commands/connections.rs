@@ -76,16 +76,8 @@ pub enum ConnectionCmd {
         #[arg(long, value_parser = ["off", "announce", "strict", "default"])]
         bgp_role: Option<String>,
     },
-    /// The looking glass: received (with why each refused route was), accepted or
-    /// advertised routes of the session.
-    Routes {
-        id: String,
-        #[arg(long, default_value = "received", value_parser = ["received", "accepted", "advertised"])]
-        direction: String,
-        /// Which session: ipv4 or ipv6 [default: IPv4 when the connection has it].
-        #[arg(long, value_parser = ["ipv4", "ipv6"])]
-        family: Option<String>,
-    },
+    #[command(flatten)]
+    Session(SessionCmd),
     /// Onboarding diagnostics: from what the edge sees of each session, which step of
     /// bringing it up is missing (carrier, ARP/ND, TCP to 179, ASN, MD5, hold time,
     /// prefixes) and what to change.
@@ -95,16 +87,6 @@ pub enum ConnectionCmd {
         #[arg(long, value_parser = ["ipv4", "ipv6"])]
         family: Option<String>,
     },
-    /// Hold the BGP session down for a while to test failover; it comes back by itself.
-    StartBgpFailoverTest {
-        id: String,
-        #[arg(long, default_value_t = 300)]
-        duration_seconds: u64,
-    },
-    /// End a running failover test now.
-    StopBgpFailoverTest { id: String },
-    /// Restart the BGP session at once (ends a max-prefix idle hold).
-    ResetBgpSession { id: String },
     /// Up to 1000 private connections by id.
     BatchGet {
         #[arg(required = true)]
@@ -389,62 +371,13 @@ impl ConnectionCmd {
                 )
                 .await
             }
-            ConnectionCmd::StartBgpFailoverTest {
-                id,
-                duration_seconds,
-            } => {
-                out.mutate(
-                    api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:startBgpFailoverTest"),
-                    Some(json!({"durationSeconds": duration_seconds})),
-                    "failover test started; session held down",
-                )
-                .await
-            }
-            ConnectionCmd::StopBgpFailoverTest { id } => {
-                out.mutate(
-                    api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:stopBgpFailoverTest"),
-                    Some(json!({})),
-                    "failover test stopped",
-                )
-                .await
-            }
-            ConnectionCmd::Routes {
-                id,
-                direction,
-                family,
-            } => {
-                let family = family.map(|f| format!("&family={f}")).unwrap_or_default();
-                let v = api
-                    .get(&format!("{BASE}/{id}:routes?direction={direction}{family}"))
-                    .await?;
-                out.print(&v, |v| {
-                    table(
-                        v,
-                        &["prefix", "nextHop", "asPath", "origin", "rpki", "rejected"],
-                    )
-                });
-                Ok(())
-            }
             ConnectionCmd::Common(v) => v.run(api, out).await,
+            ConnectionCmd::Session(c) => c.run(api, out, BASE).await,
             ConnectionCmd::Diagnose { id, family } => {
                 let family = family.map(|f| format!("?family={f}")).unwrap_or_default();
                 let v = api.get(&format!("{BASE}/{id}:diagnose{family}")).await?;
                 out.print(&v, diagnosis_text);
                 Ok(())
-            }
-            ConnectionCmd::ResetBgpSession { id } => {
-                out.mutate(
-                    api,
-                    Method::POST,
-                    &format!("{BASE}/{id}:resetBgpSession"),
-                    Some(json!({})),
-                    "BGP session reset",
-                )
-                .await
             }
             ConnectionCmd::BatchGet { ids } => {
                 batch_get(
@@ -567,4 +500,88 @@ fn diagnosis_text(v: &Value) -> String {
         }
     }
     out.trim_end().to_string()
+}
+
+/// What a connection's BGP session can be asked, private or public: the looking glass, a
+/// failover test, a reset.
+#[derive(Subcommand)]
+pub enum SessionCmd {
+    /// The looking glass: received (with why each refused route was), accepted or
+    /// advertised routes of the session.
+    Routes {
+        id: String,
+        #[arg(long, default_value = "received", value_parser = ["received", "accepted", "advertised"])]
+        direction: String,
+        /// Which session: ipv4 or ipv6 [default: IPv4 when the connection has it].
+        #[arg(long, value_parser = ["ipv4", "ipv6"])]
+        family: Option<String>,
+    },
+    /// Hold the BGP session down for a while to test failover; it comes back by itself.
+    StartBgpFailoverTest {
+        id: String,
+        #[arg(long, default_value_t = 300)]
+        duration_seconds: u64,
+    },
+    /// End a running failover test now.
+    StopBgpFailoverTest { id: String },
+    /// Restart the BGP session at once (ends a max-prefix idle hold).
+    ResetBgpSession { id: String },
+}
+
+impl SessionCmd {
+    /// Runs the command on the connections under `base` (`/cic/v1/privateConnections`, …).
+    pub async fn run(self, api: &Api, out: &Output, base: &str) -> Result<()> {
+        match self {
+            SessionCmd::StartBgpFailoverTest {
+                id,
+                duration_seconds,
+            } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{base}/{id}:startBgpFailoverTest"),
+                    Some(json!({"durationSeconds": duration_seconds})),
+                    "failover test started; session held down",
+                )
+                .await
+            }
+            SessionCmd::StopBgpFailoverTest { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{base}/{id}:stopBgpFailoverTest"),
+                    Some(json!({})),
+                    "failover test stopped",
+                )
+                .await
+            }
+            SessionCmd::ResetBgpSession { id } => {
+                out.mutate(
+                    api,
+                    Method::POST,
+                    &format!("{base}/{id}:resetBgpSession"),
+                    Some(json!({})),
+                    "BGP session reset",
+                )
+                .await
+            }
+            SessionCmd::Routes {
+                id,
+                direction,
+                family,
+            } => {
+                let family = family.map(|f| format!("&family={f}")).unwrap_or_default();
+                let v = api
+                    .get(&format!("{base}/{id}:routes?direction={direction}{family}"))
+                    .await?;
+                out.print(&v, |v| {
+                    table(
+                        v,
+                        &["prefix", "nextHop", "asPath", "origin", "rpki", "rejected"],
+                    )
+                });
+                Ok(())
+            }
+        }
+    }
 }

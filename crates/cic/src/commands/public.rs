@@ -34,6 +34,8 @@ pub enum PublicConnectionCmd {
         announced6: Vec<String>,
     },
     #[command(flatten)]
+    Session(super::connections::SessionCmd),
+    #[command(flatten)]
     Common(FolderVerbs<PublicConnections>),
 }
 
@@ -42,6 +44,7 @@ impl PublicConnectionCmd {
         const BASE: &str = "/cic/v1/publicConnections";
         match self {
             PublicConnectionCmd::Common(v) => v.run(api, out).await,
+            PublicConnectionCmd::Session(c) => c.run(api, out, BASE).await,
             PublicConnectionCmd::Create {
                 folder,
                 name,

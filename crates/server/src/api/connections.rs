@@ -248,7 +248,7 @@ pub async fn post_method(
 ) -> ApiResult<Json<Value>> {
     match id_method.split_once(':') {
         Some((id, m @ ("startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"))) => {
-            session_method(&st, &who, id, m, &body).await
+            session_method::<PrivateConnection>(&st, &who, id, m, &body).await
         }
         Some((id, m @ ("upsertStaticRoutes" | "removeStaticRoutes"))) => {
             static_routes(&st, &who, id, m == "upsertStaticRoutes", &body).await
@@ -265,17 +265,83 @@ pub async fn post_method(
     }
 }
 
-/// Body of `:startBgpFailoverTest`.
+/// Body of `:startBgpFailoverTest` of a private connection (for the schema: the id is
+/// taken out first, the rest read as [`FailoverTestBody`]).
+#[allow(dead_code)]
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct FailoverTestRequest {
-    // These two are documented in the schema; `patch::read` takes them out of the body.
-    #[allow(dead_code)]
     #[serde(default)]
     private_connection_id: Option<String>,
     /// How long the session stays down: 1 s to 3 days (default 5 minutes).
     #[serde(default)]
     duration_seconds: Option<u64>,
+}
+
+/// Body of `:startBgpFailoverTest` of a public connection (for the schema, as above).
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PublicFailoverTestRequest {
+    #[serde(default)]
+    public_connection_id: Option<String>,
+    /// How long the session stays down: 1 s to 3 days (default 5 minutes).
+    #[serde(default)]
+    duration_seconds: Option<u64>,
+}
+
+/// What a session method's body says besides the connection's id.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FailoverTestBody {
+    #[serde(default)]
+    duration_seconds: Option<u64>,
+}
+
+/// A connection whose BGP session can be tested and reset: private and public ones.
+pub(crate) trait Session: super::Tenant {
+    /// `private connection`, `public connection`.
+    const NOUN: &'static str;
+    /// The body's optional repetition of the id: `privateConnectionId`, …
+    const ID_FIELD: &'static str;
+    fn tests_mut(&mut self) -> &mut Vec<FailoverTest>;
+    fn tests(&self) -> &[FailoverTest];
+    fn resets_mut(&mut self) -> &mut u64;
+    fn trunk(&self) -> &str;
+}
+
+impl Session for PrivateConnection {
+    const NOUN: &'static str = "private connection";
+    const ID_FIELD: &'static str = "privateConnectionId";
+    fn tests_mut(&mut self) -> &mut Vec<FailoverTest> {
+        &mut self.bgp_failover_tests
+    }
+    fn tests(&self) -> &[FailoverTest] {
+        &self.bgp_failover_tests
+    }
+    fn resets_mut(&mut self) -> &mut u64 {
+        &mut self.bgp_session_resets
+    }
+    fn trunk(&self) -> &str {
+        &self.trunk_connection_id
+    }
+}
+
+impl Session for cic_model::resource::PublicConnection {
+    const NOUN: &'static str = "public connection";
+    const ID_FIELD: &'static str = "publicConnectionId";
+    fn tests_mut(&mut self) -> &mut Vec<FailoverTest> {
+        &mut self.bgp_failover_tests
+    }
+    fn tests(&self) -> &[FailoverTest] {
+        &self.bgp_failover_tests
+    }
+    fn resets_mut(&mut self) -> &mut u64 {
+        &mut self.bgp_session_resets
+    }
+    fn trunk(&self) -> &str {
+        &self.trunk_connection_id
+    }
 }
 
 /// Most failover tests kept in a connection's history.
@@ -284,23 +350,27 @@ const FAILOVER_HISTORY: usize = 20;
 /// `POST …/privateConnections/{id}:startBgpFailoverTest` holds the session down for a
 /// while (the edge brings it back by itself); `:stopBgpFailoverTest` ends a running test;
 /// `:resetBgpSession` restarts the session at once, ending a max-prefix idle hold.
-async fn session_method(
+pub(crate) async fn session_method<T: Session>(
     st: &AppState,
     who: &Principal,
     id: &str,
     method: &str,
     body: &[u8],
 ) -> ApiResult<Json<Value>> {
-    let req: FailoverTestRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        FailoverTestRequest::default()
+    // The body's id field is the kind's own; the rest as in [`FailoverTestRequest`].
+    let mut req: serde_json::Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Default::default()
     } else {
         crate::error::decode_json(body)?
     };
-    super::same_id(
-        "privateConnectionId",
-        req.private_connection_id.as_ref(),
-        id,
-    )?;
+    let repeated = match req.remove(T::ID_FIELD) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(ApiError::field(T::ID_FIELD, "must be a string").into()),
+    };
+    super::same_id(T::ID_FIELD, repeated.as_ref(), id)?;
+    let req: FailoverTestBody =
+        crate::error::decode_json(&serde_json::to_vec(&req).unwrap_or_default())?;
     let duration = req.duration_seconds.unwrap_or(300);
     if method == "startBgpFailoverTest" && !(1..=259_200).contains(&duration) {
         return Err(ApiError::field(
@@ -317,15 +387,13 @@ async fn session_method(
         .into());
     }
     let _w = st.lock_writes().await?;
-    let (old, view) = fetch_for::<PrivateConnection>(st, who, id, Need::Write).await?;
-    if old.meta.status == Status::Deleting {
-        return Err(
-            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
-        );
+    let (old, view) = fetch_for::<T>(st, who, id, Need::Write).await?;
+    if old.meta().status == Status::Deleting {
+        return Err(ApiError::precondition(format!("{} {id} is being deleted", T::NOUN)).into());
     }
     let now = time::OffsetDateTime::now_utc();
     let running = old
-        .bgp_failover_tests
+        .tests()
         .last()
         .filter(|t| test_status(t, now) == "IN_PROGRESS")
         .cloned();
@@ -339,7 +407,8 @@ async fn session_method(
                 ))
                 .into());
             }
-            pc.bgp_failover_tests.push(FailoverTest {
+            let tests = pc.tests_mut();
+            tests.push(FailoverTest {
                 id: crate::new_id("ft"),
                 started_at: rfc3339(now),
                 ends_at: rfc3339(now + time::Duration::seconds(duration as i64)),
@@ -347,18 +416,19 @@ async fn session_method(
                 started_by: who.subject().to_string(),
                 status: String::new(),
             });
-            let excess = pc.bgp_failover_tests.len().saturating_sub(FAILOVER_HISTORY);
-            pc.bgp_failover_tests.drain(..excess);
+            let excess = tests.len().saturating_sub(FAILOVER_HISTORY);
+            tests.drain(..excess);
             "Start BGP failover test"
         }
         "stopBgpFailoverTest" => {
             let Some(t) = pc
-                .bgp_failover_tests
+                .tests_mut()
                 .last_mut()
                 .filter(|t| test_status(t, now) == "IN_PROGRESS")
             else {
                 return Err(ApiError::precondition(format!(
-                    "private connection {id} has no failover test running"
+                    "{} {id} has no failover test running",
+                    T::NOUN
                 ))
                 .into());
             };
@@ -366,14 +436,12 @@ async fn session_method(
             "Stop BGP failover test"
         }
         _ => {
-            pc.bgp_session_resets += 1;
+            *pc.resets_mut() += 1;
             "Reset BGP session"
         }
     };
-    pc.meta.status = Status::Updating;
-    let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
-        .await?
-        .edge_id;
+    pc.meta_mut().status = Status::Updating;
+    let edge = fetch::<TrunkConnection>(st, pc.trunk()).await?.edge_id;
     write_one(st, who, &view, &pc, description, Action::Update, vec![edge]).await
 }
 

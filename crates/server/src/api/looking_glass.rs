@@ -80,35 +80,63 @@ pub async fn routes(
     q: RoutesQuery,
 ) -> ApiResult<Json<Value>> {
     let (pc, _) = fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
+    let families = Families {
+        ipv4: pc.ipv4_peering.is_some(),
+        ipv6: pc.ipv6_peering.is_some(),
+    };
+    routes_of(
+        st,
+        "private connection",
+        "privateConnectionId",
+        &pc.meta.id,
+        &pc.trunk_connection_id,
+        families,
+        q,
+    )
+    .await
+}
+
+/// Which families a connection has sessions of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Families {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+/// The looking glass of connection `id` (a `noun`, named in the answer by `id_field`) on
+/// trunk `trunk`, read by the caller already.
+pub(crate) async fn routes_of(
+    st: &AppState,
+    noun: &str,
+    id_field: &str,
+    id: &str,
+    trunk: &str,
+    families: Families,
+    q: RoutesQuery,
+) -> ApiResult<Json<Value>> {
     let direction = q.direction.unwrap_or(RouteDirection::Received);
     let family = match q.family {
-        Some(Family::Ipv4) if pc.ipv4_peering.is_none() => {
-            return Err(ApiError::field(
-                "family",
-                format!("private connection {id} has no ipv4Peering"),
-            )
-            .into());
+        Some(Family::Ipv4) if !families.ipv4 => {
+            return Err(
+                ApiError::field("family", format!("{noun} {id} has no ipv4Peering")).into(),
+            );
         }
-        Some(Family::Ipv6) if pc.ipv6_peering.is_none() => {
-            return Err(ApiError::field(
-                "family",
-                format!("private connection {id} has no ipv6Peering"),
-            )
-            .into());
+        Some(Family::Ipv6) if !families.ipv6 => {
+            return Err(
+                ApiError::field("family", format!("{noun} {id} has no ipv6Peering")).into(),
+            );
         }
         Some(f) => f,
-        None if pc.ipv4_peering.is_none() => Family::Ipv6,
+        None if !families.ipv4 => Family::Ipv6,
         None => Family::Ipv4,
     };
-    let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
-        .await?
-        .edge_id;
+    let edge = fetch::<TrunkConnection>(st, trunk).await?.edge_id;
     let a = ask(
         st,
         &edge,
         RouteQuery {
             id: crate::new_id("lg"),
-            connection_id: pc.meta.id.clone(),
+            connection_id: id.to_string(),
             family,
             direction,
             diagnose: false,
@@ -119,7 +147,7 @@ pub async fn routes(
         return Err(ApiError::precondition(e).into());
     }
     Ok(Json(json!({
-        "privateConnectionId": pc.meta.id,
+        id_field: id,
         "direction": direction,
         "routes": a.routes,
     })))

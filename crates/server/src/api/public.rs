@@ -239,6 +239,8 @@ pub async fn create(
         ipv6_peer_announced_prefixes: req.ipv6_peer_announced_prefixes,
         bgp: None,
         bgp_ipv6: None,
+        bgp_failover_tests: vec![],
+        bgp_session_resets: 0,
     };
     // Its segment toward the public services: a fabric slot of its edge (VNI and transit
     // /31), held from the start so that a PoP given a public-services network later has
@@ -338,6 +340,30 @@ async fn allowed_services(st: &AppState, field: &str, types: &[String], v6: bool
     Ok(())
 }
 
+/// `POST …/publicConnections/{id}:method`: the session's methods (as a private
+/// connection's: a failover test, a reset), then `:move`.
+pub async fn post_method(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    Path(id_method): Path<String>,
+    crate::error::ApiBody(body): crate::error::ApiBody,
+) -> ApiResult<Json<Value>> {
+    match id_method.split_once(':') {
+        Some((id, m @ ("startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"))) => {
+            super::connections::session_method::<PublicConnection>(&st, &who, id, m, &body).await
+        }
+        _ => {
+            super::post_method::<PublicConnection>(
+                State(st),
+                who,
+                Path(id_method),
+                crate::error::ApiBody(body),
+            )
+            .await
+        }
+    }
+}
+
 /// `DELETE /cic/v1/publicConnections/{id}` (operator).
 pub async fn delete(
     State(st): State<Arc<AppState>>,
@@ -367,6 +393,10 @@ async fn present(st: &AppState, mut pc: PublicConnection) -> ApiResult<PublicCon
             .session_of(SessionKind::Customer, &pc.meta.id, Family::Ipv6)
             .cloned();
     }
+    let now = time::OffsetDateTime::now_utc();
+    for t in &mut pc.bgp_failover_tests {
+        t.status = super::connections::test_status(t, now).to_string();
+    }
     Ok(pc)
 }
 
@@ -374,7 +404,33 @@ pub async fn get(
     State(st): State<Arc<AppState>>,
     who: Principal,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
 ) -> ApiResult<Json<Value>> {
+    if let Some(pc) = id.strip_suffix(":routes") {
+        let q = super::query_of(&uri)?;
+        let (pc, _) = fetch_for::<PublicConnection>(&st, &who, pc, Need::Read).await?;
+        let families = super::looking_glass::Families {
+            ipv4: true,
+            ipv6: pc.ipv6_peering.is_some(),
+        };
+        return super::looking_glass::routes_of(
+            &st,
+            "public connection",
+            "publicConnectionId",
+            &pc.meta.id,
+            &pc.trunk_connection_id,
+            families,
+            q,
+        )
+        .await;
+    }
+    if let Some((_, m)) = id.split_once(':') {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("public connections have no GET method {m:?}; there is :routes"),
+        )
+        .into());
+    }
     let (pc, view) = fetch_for::<PublicConnection>(&st, &who, &id, Need::Read).await?;
     Ok(Json(view.show(&present(&st, pc).await?)))
 }

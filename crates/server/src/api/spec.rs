@@ -698,7 +698,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/publicConnections/{id}",
             "Methods of a public connection (see the :method paths)",
             Editor,
-            post(post_method::<PublicConnection>),
+            post(public::post_method),
         ),
         method(
             "/cic/v1/publicConnections/{id}:move",
@@ -706,6 +706,30 @@ pub fn endpoints() -> Vec<Endpoint> {
             Editor,
         )
         .body::<super::MoveRequest>(),
+        method(
+            "/cic/v1/publicConnections/{id}:routes",
+            "The looking glass: received (with the reason for each refused route), accepted or advertised routes, from the edge",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::looking_glass::RoutesQuery>()
+        .list::<cic_model::edge::RouteEntry>("routes"),
+        method(
+            "/cic/v1/publicConnections/{id}:startBgpFailoverTest",
+            "Hold the BGP session down for durationSeconds (default 300); it comes back by itself",
+            Editor,
+        )
+        .body::<connections::PublicFailoverTestRequest>(),
+        method(
+            "/cic/v1/publicConnections/{id}:stopBgpFailoverTest",
+            "End the running failover test now",
+            Editor,
+        ),
+        method(
+            "/cic/v1/publicConnections/{id}:resetBgpSession",
+            "Restart the BGP session at once (ends a max-prefix idle hold)",
+            Editor,
+        ),
         ep(
             "get",
             "/cic/v1/publicConnections/{id}/operations",
