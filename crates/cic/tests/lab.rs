@@ -2316,6 +2316,39 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
         );
         assert_eq!(prefixes(&lg("received")), vec![PUBLIC_PREFIX]);
 
+        // A maintenance drain of PoP 1's edge marks the service's route from there with
+        // GRACEFUL_SHUTDOWN, as it does a private connection's.
+        let route = || {
+            let o = Command::new("birdc")
+                .args([
+                    "-s",
+                    &lab.customer_bird(),
+                    "show",
+                    "route",
+                    OBJECT_STORAGE_PREFIX,
+                    "all",
+                ])
+                .output()
+                .expect("birdc");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        let edge1 = lab.info["pops"][0]["edgeId"]
+            .as_str()
+            .expect("edge")
+            .to_string();
+        lab.cli(&["edge-router", "drain", &edge1]);
+        cic_peers::wait_until(
+            Duration::from_secs(10),
+            "GRACEFUL_SHUTDOWN on the public route",
+            || route().contains("(65535,0)").then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", route()));
+        lab.cli(&["edge-router", "undrain", &edge1]);
+        cic_peers::wait_until(Duration::from_secs(10), "the community gone again", || {
+            (!route().contains("(65535,0)")).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", route()));
+
         // A failover test holds the PoP 1 session down: the flow goes on over PoP 2.
         let hops = || cic_lab::kernel_next_hops("cicl-site", OBJECT_STORAGE_PREFIX);
         let wait_hops = |n: usize, what: &str| {
