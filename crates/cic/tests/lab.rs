@@ -216,7 +216,12 @@ fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
     }
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
     for run in 1..=2 {
-        let o = cic(&["lab", "demo"]);
+        // The second run with the public services too.
+        let o = if run == 1 {
+            cic(&["lab", "demo"])
+        } else {
+            cic(&["lab", "demo", "--public"])
+        };
         let out = text(&o);
         assert!(o.status.success(), "run {run}: demo failed:\n{out}");
         let line = |needle: &str| {
@@ -239,6 +244,15 @@ fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
             out.contains("ESTABLISHED"),
             "run {run}: BGP state shown through the API\n{out}"
         );
+        if run == 2 {
+            for needle in [
+                "✓ on-prem server 198.19.10.10 → Object Storage http://198.18.0.10/ over the public connection: cic lab public service at 198.18.0.10",
+                "✓ on-prem server 198.19.10.10 → Container Registry http://198.18.1.10/ refused at the edge",
+                "✓ on-prem server 198.19.10.10 → cloud VM 10.128.0.10 over the public connection refused at the edge",
+            ] {
+                assert!(out.contains(needle), "run {run}: {needle}\n{out}");
+            }
+        }
         assert!(
             lab_namespaces().is_empty(),
             "run {run}: namespaces left: {:?}",

@@ -1482,6 +1482,11 @@ pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
         say(
             "Demo succeeded: IPv4 and IPv6 connectivity both ways through private connections set up in seconds.",
         );
+        if public {
+            say(
+                "Public connections reached the allowed service, and nothing else, from the registered address.",
+            );
+        }
     }
     result
 }
