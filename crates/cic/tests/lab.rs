@@ -2402,6 +2402,56 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
             "outage {outage} ms: {run}"
         );
         assert_eq!(run["lostAtRestore"], 0, "{run}");
+
+        // Static routing on the public-services network: no session over the segments;
+        // the edges route the allowed service to the services routers' address and
+        // announce it, the services routers route the customer's prefix back (the lab's
+        // automation, from …/publicServicesAttachments).
+        for p in [1, 2] {
+            lab.cli(&[
+                "pop",
+                "set-public-services",
+                &format!("pop{p}"),
+                "--vtep",
+                &format!("100.66.{p}.2"),
+                "--routing",
+                "static",
+            ]);
+        }
+        let ns = format!("cicl-pop1-{pu}");
+        let routes_of = |n: &str, proto: &str| {
+            let o = Command::new("ip")
+                .args(["-n", n, "route", "show", "proto", proto])
+                .output()
+                .expect("ip");
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        cic_peers::wait_until(
+            Duration::from_secs(30),
+            "static routes on both sides",
+            || {
+                (routes_of(&ns, "static").contains(OBJECT_STORAGE_PREFIX)
+                    && routes_of(NS_SERVICES, "static").contains(PUBLIC_PREFIX)
+                    && !routes_of(NS_SERVICES, "bird").contains(PUBLIC_PREFIX))
+                .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: edge {} services {}",
+                routes_of(&ns, "static"),
+                routes_of(NS_SERVICES, "bird")
+            )
+        });
+        wait_hops(2, "the service announced by both PoPs under static routing");
+        let body = fetch(
+            "cicl-host",
+            PUBLIC_HOST,
+            OBJECT_STORAGE_HOST,
+            Duration::from_secs(3),
+        )
+        .expect("the service under static routing");
+        assert!(body.contains(OBJECT_STORAGE_HOST), "{body}");
     });
     let _ = result;
 }

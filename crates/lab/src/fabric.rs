@@ -32,6 +32,20 @@ struct Attachment {
     /// The segment's IPv6 side, when its routing instance has IPv6.
     #[serde(default)]
     ipv6: Option<Ipv6Side>,
+    /// A public-services segment with static routing: the customer's prefixes are routed
+    /// to the edge's address here (there is no session to learn them from).
+    #[serde(default)]
+    routing: Option<String>,
+    #[serde(default)]
+    customer_prefixes: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    edge_ip: Option<Ipv4Addr>,
+}
+
+impl Attachment {
+    fn static_routing(&self) -> bool {
+        self.routing.as_deref() == Some("STATIC")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -129,11 +143,14 @@ async fn reconcile(
                 },
                 mtu,
                 // With "v6" when it has an IPv6 side: gaining one makes the segment anew.
+                // With "static" for static routing: a change of routing makes it anew
+                // (and its routes go with the old device).
                 alias: format!(
-                    "{mine}ri:{} {}{}",
+                    "{mine}ri:{} {}{}{}",
                     a.routing_instance_id,
                     a.edge_vtep,
-                    if a.ipv6.is_some() { " v6" } else { "" }
+                    if a.ipv6.is_some() { " v6" } else { "" },
+                    if a.static_routing() { " static" } else { "" }
                 ),
             };
             let mut addrs = vec![ipnet::IpNet::V4(
@@ -173,6 +190,38 @@ async fn reconcile(
         }
         nl.set_up(idx, None).await?;
         info!(link = %name, vni = ?spec.kind, ?addr, "fabric segment built");
+    }
+    // Static routing: the customer's IPv4 prefixes via the edge, one metric per segment
+    // (several edges' routes to one prefix stand side by side, the first one used).
+    for a in want.iter().filter(|a| a.static_routing()) {
+        let (Some(edge_ip), Some(ns)) = (a.edge_ip, nl.netns()) else {
+            continue;
+        };
+        for p in a.customer_prefixes.iter().filter(|p| p.addr().is_ipv4()) {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "-n",
+                    ns,
+                    "route",
+                    "replace",
+                    &p.to_string(),
+                    "via",
+                    &edge_ip.to_string(),
+                    "dev",
+                    &format!("vx{}", a.vni),
+                    "metric",
+                    &a.vni.to_string(),
+                    "proto",
+                    "static",
+                ])
+                .output()?;
+            if !out.status.success() {
+                warn!(
+                    "route {p} via {edge_ip}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
     }
     Ok(())
 }
