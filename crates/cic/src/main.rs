@@ -1238,10 +1238,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     &direct_server,
                     &tls,
                     cli.token.as_deref().unwrap_or_default(),
-                    &edge_id,
-                    &netns,
-                    &underlay_dev,
-                    public_services,
+                    cic_lab::fabric::Segments {
+                        edge_id: &edge_id,
+                        netns: &netns,
+                        underlay_dev: &underlay_dev,
+                        public_services,
+                    },
                     shutdown_signal(),
                 )
                 .await

@@ -61,16 +61,30 @@ struct Items {
     items: Vec<Attachment>,
 }
 
+/// Whose segments one automation process builds, and where.
+pub struct Segments<'a> {
+    pub edge_id: &'a str,
+    /// The fabric's (or the services routers') namespace.
+    pub netns: &'a str,
+    /// Its port toward the edge.
+    pub underlay_dev: &'a str,
+    /// The public connections' segments instead of the routing instances'.
+    pub public_services: bool,
+}
+
 pub async fn run(
     server: &str,
     tls: &cic_client::tls::ClientTls,
     token: &str,
-    edge_id: &str,
-    netns: &str,
-    underlay_dev: &str,
-    public_services: bool,
+    seg: Segments<'_>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let Segments {
+        edge_id,
+        netns,
+        underlay_dev,
+        public_services,
+    } = seg;
     let nl = Netlink::open(Some(netns)).context("netlink in the fabric namespace")?;
     let http = cic_client::tls::http_client(
         server,
