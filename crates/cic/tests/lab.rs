@@ -2232,6 +2232,15 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
         )
         .expect("the allowed service over the public connection");
         assert!(body.contains(OBJECT_STORAGE_HOST), "{body}");
+        // The services are anycast; each PoP's services routers send the answer back over
+        // their own PoP (the one it came in by).
+        for p in [1, 2] {
+            assert_eq!(
+                cic_lab::kernel_next_hops(&services_ns(p), PUBLIC_PREFIX),
+                1,
+                "PoP {p}"
+            );
+        }
 
         // A source the customer did not register: the customer's router routes it to the
         // service (it has the route), the edge drops it.
@@ -2245,10 +2254,10 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
             )
             .is_err()
         );
-        let before = echoes_in(NS_SERVICES);
+        let before = echoes_at_services();
         assert_eq!(pings_answered("cicl-host", spoofed, OBJECT_STORAGE_HOST), 0);
         assert_eq!(
-            echoes_in(NS_SERVICES),
+            echoes_at_services(),
             before,
             "no spoofed echo reached the services"
         );
@@ -2257,7 +2266,7 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
             3
         );
         assert_eq!(
-            echoes_in(NS_SERVICES),
+            echoes_at_services(),
             before + 3,
             "the registered source's did"
         );
@@ -2266,7 +2275,7 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
         // connection anyway, dropped at the edge.
         let pop1 = cic_lab::Pop(1);
         let (fetched, answered) = through_public(pop1, REGISTRY_PREFIX, || {
-            let before = echoes_in(NS_SERVICES);
+            let before = echoes_at_services();
             let f = fetch(
                 "cicl-host",
                 PUBLIC_HOST,
@@ -2274,11 +2283,7 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
                 Duration::from_secs(2),
             );
             let a = pings_answered("cicl-host", PUBLIC_HOST, REGISTRY_HOST);
-            assert_eq!(
-                echoes_in(NS_SERVICES),
-                before,
-                "nothing reached the registry"
-            );
+            assert_eq!(echoes_at_services(), before, "nothing reached the registry");
             (f, a)
         })
         .expect("route");
@@ -2431,8 +2436,8 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
             "static routes on both sides",
             || {
                 (routes_of(&ns, "static").contains(OBJECT_STORAGE_PREFIX)
-                    && routes_of(NS_SERVICES, "static").contains(PUBLIC_PREFIX)
-                    && !routes_of(NS_SERVICES, "bird").contains(PUBLIC_PREFIX))
+                    && routes_of(&services_ns(1), "static").contains(PUBLIC_PREFIX)
+                    && !routes_of(&services_ns(1), "bird").contains(PUBLIC_PREFIX))
                 .then_some(())
             },
         )
@@ -2440,7 +2445,7 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
             panic!(
                 "{e}: edge {} services {}",
                 routes_of(&ns, "static"),
-                routes_of(NS_SERVICES, "bird")
+                routes_of(&services_ns(1), "bird")
             )
         });
         wait_hops(2, "the service announced by both PoPs under static routing");

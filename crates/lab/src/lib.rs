@@ -1253,9 +1253,9 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
         ));
     }
     if public {
-        public::wait_up(&customer, &public_ids, made.len())?;
+        public::wait_up(&customer, &public_ids, &pop_list)?;
         say(&format!(
-            "      ✓ public connections ESTABLISHED at every PoP: the customer router learned {} (Object Storage) from each; the services routers learned {}",
+            "      ✓ public connections ESTABLISHED at every PoP: the customer router learned {} (Object Storage) from each; each PoP's services routers learned {} over their own PoP",
             public::OBJECT_STORAGE_PREFIX,
             public::PUBLIC_PREFIX
         ));
@@ -1290,7 +1290,8 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
         "namespaces": {"onpremHost": NS_HOST, "customerRouter": NS_SITE, "edge": first.pop.ns(), "fabric": NS_FABRIC, "vm": NS_VM},
         "bird": {"customer": site_sock, "fabric": fabric_sock, "services": services_sock},
         "public": public.then(|| serde_json::json!({
-            "publicConnectionIds": public_ids, "namespace": public::NS_SERVICES,
+            "publicConnectionIds": public_ids,
+            "namespaces": pop_list.iter().map(|p| public::services_ns(p.0)).collect::<Vec<_>>(),
             "allowedService": {"id": public::OBJECT_STORAGE, "prefix": public::OBJECT_STORAGE_PREFIX, "http": public::OBJECT_STORAGE_HOST},
             "otherService": {"id": public::REGISTRY, "prefix": public::REGISTRY_PREFIX, "http": public::REGISTRY_HOST},
             "customerPrefix": public::PUBLIC_PREFIX, "onpremPublicAddress": public::PUBLIC_HOST,

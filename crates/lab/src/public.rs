@@ -1,14 +1,15 @@
 //! The lab's public services (`cic lab up --public`): what a public connection reaches.
 //!
-//! A "public services" namespace stands for the cloud's services routers behind every
-//! PoP: a BIRD (AS 65530) that announces two services, each with an HTTP endpoint in the
+//! A "public services" namespace per PoP stands for the cloud's services routers there: a
+//! BIRD (AS 65530) that announces two services, each with an HTTP endpoint in the
 //! benchmarking range 198.18.0.0/15 (RFC 2544: nothing real is addressed) — Object
 //! Storage on 198.18.0.0/24, which the customer's public connections allow, and a
-//! container registry on 198.18.1.0/24, which they do not. It is reached from each PoP's
-//! edge over a link of its own, and the operator describes it as the PoP's
-//! public-services network (a VXLAN segment per public connection, BGP over it). The lab's
-//! stand-in for the operator's automation builds the services routers' side of each
-//! segment from `…/publicServicesAttachments`.
+//! container registry on 198.18.1.0/24, which they do not. The services are anycast: the
+//! same addresses at every PoP, so what enters at a PoP is answered from that PoP and goes
+//! back over it. Each is reached from its PoP's edge over a link of its own, and the
+//! operator describes it as the PoP's public-services network (a VXLAN segment per public
+//! connection, BGP over it). The lab's stand-in for the operator's automation builds the
+//! services routers' side of each segment from `…/publicServicesAttachments`.
 //!
 //! The customer's side: the on-prem server has a public address, 198.19.10.10 of the
 //! customer's registered 198.19.10.0/24, and the customer's router a public connection at
@@ -29,7 +30,19 @@ use crate::{
     spawn, sysctl,
 };
 
-pub const NS_SERVICES: &str = "cicl-svc";
+/// The services routers' namespace at PoP `n` (1, 2).
+pub fn services_ns(n: u32) -> String {
+    format!("{}svc{n}", crate::PREFIX)
+}
+
+/// Echo requests that reached the services routers of every PoP.
+pub fn echoes_at_services() -> u64 {
+    (1..=2)
+        .map(services_ns)
+        .filter(|n| cic_dataplane::netns::exists(n))
+        .map(|n| echoes_in(&n))
+        .sum()
+}
 pub const SERVICES_ASN: u32 = 65_530;
 /// What the lab's server takes as public space besides the Internet's.
 pub const LAB_PUBLIC_SPACE: &str = "198.18.0.0/15";
@@ -70,17 +83,23 @@ impl Pop {
 /// The namespace, its links to each PoP, the HTTP endpoints, and the customer's public
 /// addresses and interfaces (added to the topology `build_topology` made).
 pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
-    cic_dataplane::netns::add(NS_SERVICES).map_err(|e| anyhow!("{e}"))?;
-    ns(NS_SERVICES, &["link", "set", "lo", "up"])?;
-    sysctl(NS_SERVICES, "net/ipv4/ip_forward", "1")?;
-    sysctl(NS_SERVICES, "net/ipv4/fib_multipath_hash_policy", "1")?;
-    for host in [OBJECT_STORAGE_HOST, REGISTRY_HOST] {
-        ns(
-            NS_SERVICES,
-            &["addr", "add", &format!("{host}/32"), "dev", "lo"],
-        )?;
-    }
     for &p in pops {
+        let svc = services_ns(p.0);
+        cic_dataplane::netns::add(&svc).map_err(|e| anyhow!("{e}"))?;
+        ns(&svc, &["link", "set", "lo", "up"])?;
+        sysctl(&svc, "net/ipv4/ip_forward", "1")?;
+        for host in [OBJECT_STORAGE_HOST, REGISTRY_HOST] {
+            ns(&svc, &["addr", "add", &format!("{host}/32"), "dev", "lo"])?;
+        }
+        let mut args = vec!["lab", "http", "--netns", svc.as_str()];
+        let listens: Vec<String> = [OBJECT_STORAGE_HOST, REGISTRY_HOST]
+            .iter()
+            .map(|h| format!("{h}:80"))
+            .collect();
+        for l in &listens {
+            args.extend(["--listen", l.as_str()]);
+        }
+        spawn(dir, &format!("http-services-{}", p.id()), bin, &args, &[])?;
         crate::ip(&[
             "link",
             "add",
@@ -95,7 +114,7 @@ pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
             "name",
             &p.id(),
             "netns",
-            NS_SERVICES,
+            &svc,
             "mtu",
             "9000",
         ])?;
@@ -110,7 +129,7 @@ pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
             ],
         )?;
         ns(
-            NS_SERVICES,
+            &svc,
             &[
                 "addr",
                 "add",
@@ -120,10 +139,10 @@ pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
             ],
         )?;
         ns(&p.ns(), &["link", "set", "svc0", "up"])?;
-        ns(NS_SERVICES, &["link", "set", &p.id(), "up"])?;
+        ns(&svc, &["link", "set", &p.id(), "up"])?;
         // The edge's VTEP (its fabric address) is reached over the PoP's link.
         ns(
-            NS_SERVICES,
+            &svc,
             &[
                 "route",
                 "add",
@@ -172,24 +191,15 @@ pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
         NS_HOST,
         &["addr", "add", &format!("{PUBLIC_HOST}/24"), "dev", "eth0"],
     )?;
-    let mut args = vec!["lab", "http", "--netns", NS_SERVICES];
-    let listens: Vec<String> = [OBJECT_STORAGE_HOST, REGISTRY_HOST]
-        .iter()
-        .map(|h| format!("{h}:80"))
-        .collect();
-    for l in &listens {
-        args.extend(["--listen", l.as_str()]);
-    }
-    spawn(dir, "http-services", bin, &args, &[])?;
     Ok(())
 }
 
-/// The services routers' BIRD: sessions with every edge's segments (dynamic), the two
-/// services announced, the customers' prefixes taken (ECMP over the PoPs).
-fn services_bird_conf() -> String {
+/// The services routers' BIRD at PoP `p`: sessions with its edge's segments (dynamic),
+/// the two services announced, the customers' prefixes taken.
+fn services_bird_conf(p: Pop) -> String {
     format!(
-        r#"# The cloud's public-services routers (AS {SERVICES_ASN}).
-router id 100.66.255.1;
+        r#"# The cloud's public-services routers at {pop} (AS {SERVICES_ASN}).
+router id {id};
 log stderr all;
 debug protocols {{ states, events }};
 protocol device {{}}
@@ -213,6 +223,8 @@ protocol bgp edges {{
 }}
 "#,
         cloud = crate::CLOUD_ASN,
+        pop = p.id(),
+        id = p.services_link(2),
     )
 }
 
@@ -253,13 +265,15 @@ pub(crate) fn site_conf_path() -> String {
 
 /// The operator's steps: the services in the catalogue, each PoP's public-services
 /// network; the services routers and the lab's stand-in for their automation started.
+/// Returns each PoP's services BIRD's control socket.
 pub(crate) fn operator(
     admin: &Cli,
     edges: &[(Pop, String)],
     dir: &Path,
     bin: &Path,
     ca: &str,
-) -> Result<std::path::PathBuf> {
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut socks = Vec::new();
     for (id, name, prefix) in [
         (OBJECT_STORAGE, "Object Storage", OBJECT_STORAGE_PREFIX),
         (REGISTRY, "Container Registry", REGISTRY_PREFIX),
@@ -306,7 +320,7 @@ pub(crate) fn operator(
                 "--edge-id",
                 edge_id,
                 "--netns",
-                NS_SERVICES,
+                &services_ns(p.0),
                 "--underlay-dev",
                 &p.id(),
             ],
@@ -316,18 +330,18 @@ pub(crate) fn operator(
                 ("RUST_LOG", "info"),
             ],
         )?;
+        let bird = Bird::start(
+            &format!("services-{}", p.id()),
+            &services_bird_conf(*p),
+            Some(&services_ns(p.0)),
+            Some(dir),
+        )?;
+        socks.push(bird.socket());
+        if let Some(pid) = bird.detach() {
+            record_pid(dir, &format!("bird-services-{}", p.id()), pid)?;
+        }
     }
-    let bird = Bird::start(
-        "services",
-        &services_bird_conf(),
-        Some(NS_SERVICES),
-        Some(dir),
-    )?;
-    let sock = bird.socket();
-    if let Some(pid) = bird.detach() {
-        record_pid(dir, "bird-services", pid)?;
-    }
-    Ok(sock)
+    Ok(socks)
 }
 
 /// The operator makes a public connection on the customer's trunk at each PoP (public
@@ -368,8 +382,9 @@ pub(crate) fn connections(admin: &Cli, trunks: &[(Pop, String)]) -> Result<Vec<S
 }
 
 /// Until every public session is Established (through the API), the customer's router
-/// has the allowed service over every PoP, and the services routers the customer's prefix.
-pub(crate) fn wait_up(customer: &Cli, ids: &[String], n_pops: usize) -> Result<()> {
+/// has the allowed service over every PoP, and each PoP's services routers the
+/// customer's prefix over their own PoP.
+pub(crate) fn wait_up(customer: &Cli, ids: &[String], pops: &[Pop]) -> Result<()> {
     for id in ids {
         wait_until(
             crate::WAIT,
@@ -382,15 +397,16 @@ pub(crate) fn wait_up(customer: &Cli, ids: &[String], n_pops: usize) -> Result<(
             },
         )?;
     }
-    for (n, prefix) in [
-        (NS_SITE, OBJECT_STORAGE_PREFIX),
-        (NS_SERVICES, PUBLIC_PREFIX),
-    ] {
-        wait_until(
-            crate::WAIT,
-            &format!("{prefix} over every PoP in {n}"),
-            || (crate::kernel_next_hops(n, prefix) >= n_pops).then_some(()),
-        )?;
+    wait_until(
+        crate::WAIT,
+        &format!("{OBJECT_STORAGE_PREFIX} over every PoP in {NS_SITE}"),
+        || (crate::kernel_next_hops(NS_SITE, OBJECT_STORAGE_PREFIX) >= pops.len()).then_some(()),
+    )?;
+    for p in pops {
+        let n = services_ns(p.0);
+        wait_until(crate::WAIT, &format!("{PUBLIC_PREFIX} in {n}"), || {
+            (crate::kernel_next_hops(&n, PUBLIC_PREFIX) >= 1).then_some(())
+        })?;
     }
     Ok(())
 }
@@ -528,14 +544,14 @@ pub(crate) fn demo() -> Result<()> {
     ));
     // The customer's router sends the registry's prefix into the public connection too,
     // though the cloud does not announce it there.
-    let before = echoes_in(NS_SERVICES);
+    let before = echoes_at_services();
     let (fetched, answered) = through_public(Pop(1), REGISTRY_PREFIX, || {
         (
             fetch(NS_HOST, PUBLIC_HOST, REGISTRY_HOST, Duration::from_secs(2)),
             pings_answered(NS_HOST, PUBLIC_HOST, REGISTRY_HOST),
         )
     })?;
-    let arrived = echoes_in(NS_SERVICES) - before;
+    let arrived = echoes_at_services() - before;
     match fetched {
         Err(_) if answered == 0 && arrived == 0 => say(&format!(
             "      ✓ on-prem server {PUBLIC_HOST} → Container Registry http://{REGISTRY_HOST}/ refused at the edge: not a service this connection allows (0/3 pings, none reached the services)"

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::failover::{Flow, Pinger, Side, outage, set_link};
 use crate::public::{
-    NS_SERVICES, OBJECT_STORAGE_HOST, OBJECT_STORAGE_PREFIX, PUBLIC_HOST, PUBLIC_PREFIX,
+    OBJECT_STORAGE_HOST, OBJECT_STORAGE_PREFIX, PUBLIC_HOST, PUBLIC_PREFIX, services_ns,
 };
 use crate::{NS_SITE, Pop, kernel_next_hops};
 
@@ -32,18 +32,23 @@ pub struct PublicRun {
 }
 
 /// The customer's router has `n` next hops toward the service, and the services routers
-/// `n` toward the customer's prefix.
+/// of `n` PoPs a route back over their own.
 fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
-    for (ns, prefix) in [
-        (NS_SITE, OBJECT_STORAGE_PREFIX),
-        (NS_SERVICES, PUBLIC_PREFIX),
-    ] {
-        wait_until(
-            timeout,
-            &format!("{what}: {prefix} with {n} next hop(s) in {ns}"),
-            || (kernel_next_hops(ns, prefix) == n).then_some(()),
-        )?;
-    }
+    wait_until(
+        timeout,
+        &format!("{what}: {OBJECT_STORAGE_PREFIX} with {n} next hop(s) in {NS_SITE}"),
+        || (kernel_next_hops(NS_SITE, OBJECT_STORAGE_PREFIX) == n).then_some(()),
+    )?;
+    wait_until(
+        timeout,
+        &format!("{what}: {PUBLIC_PREFIX} at the services routers of {n} PoP(s)"),
+        || {
+            let back: usize = (1..=2)
+                .map(|p| kernel_next_hops(&services_ns(p), PUBLIC_PREFIX))
+                .sum();
+            (back == n).then_some(())
+        },
+    )?;
     Ok(())
 }
 
