@@ -735,7 +735,7 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
         .clone();
     // Each family's services on its session: S3's IPv6 prefix, not MONITORING's (none).
     assert_eq!(
-        inst["announce"],
+        inst["vpcPrefixes"],
         json!([
             "84.201.181.26/32",
             "213.180.193.243/32",
@@ -748,6 +748,28 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
     );
     let peerings = &inst["connections"][0]["peerings"];
     assert_eq!(peerings[1]["peerIp"], "2a0c:9a40::1", "{inst}");
+    // With a public-services network at the PoP, its segment has an IPv6 side for the
+    // IPv6 session toward the services routers.
+    assert_eq!(inst["fabric"], Value::Null, "no network yet");
+    let pop = "pop1";
+    h.ok(
+        Method::PUT,
+        &format!("/cic/v1/pointOfPresences/{pop}"),
+        json!({"id": pop, "name": pop,
+               "publicServices": {"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999}}),
+    )
+    .await;
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    let inst = cfg["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .expect("its instance")
+        .clone();
+    assert!(inst["fabric"]["ipv6"]["edgeIp"].is_string(), "{inst}");
     let (_, v) = h
         .admin(
             Method::GET,
@@ -768,3 +790,4 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
     )
     .await;
 }
+
