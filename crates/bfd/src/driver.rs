@@ -78,6 +78,7 @@ enum Command {
         reply: oneshot::Sender<io::Result<watch::Receiver<Status>>>,
     },
     Remove(IpAddr, oneshot::Sender<()>),
+    Reconfigure(IpAddr, Config, oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -149,6 +150,17 @@ impl Bfd {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Remove(peer, reply))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// New timers for the session to `peer`, without taking it down (a Poll Sequence
+    /// announces them, RFC 5880 §6.8.3). False when there is no session to `peer`.
+    pub async fn reconfigure(&self, peer: IpAddr, cfg: Config) -> io::Result<bool> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Reconfigure(peer, cfg, reply))
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
@@ -229,6 +241,9 @@ impl Engine {
                     Some(Command::Remove(peer, reply)) => {
                         self.remove(peer);
                         let _ = reply.send(());
+                    }
+                    Some(Command::Reconfigure(peer, cfg, reply)) => {
+                        let _ = reply.send(self.reconfigure(peer, cfg));
                     }
                     Some(Command::Shutdown(reply)) => {
                         let peers: Vec<IpAddr> = self.by_peer.keys().copied().collect();
@@ -395,6 +410,18 @@ impl Engine {
             }
             self.after(disc, out);
         }
+    }
+
+    fn reconfigure(&mut self, peer: IpAddr, cfg: Config) -> bool {
+        let Some(&disc) = self.by_peer.get(&peer) else {
+            return false;
+        };
+        let mut out = vec![];
+        if let Some(e) = self.sessions.get_mut(&disc) {
+            e.session.reconfigure(cfg, Instant::now(), &mut out);
+        }
+        self.after(disc, out);
+        true
     }
 
     fn received(&mut self, b: &[u8], from: IpAddr, ttl: Option<u8>) {

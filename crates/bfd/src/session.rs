@@ -69,6 +69,10 @@ pub struct Session {
     /// The interval actually used for periodic packets until a Poll Sequence ends.
     tx_in_use: u32,
     required_min_rx: u32,
+    /// The Required Min RX detection is computed from: the advertised one, except after a
+    /// reduction, until its Poll Sequence ends (§6.8.3: the peer may still send at the old
+    /// rate until it has seen the new value).
+    detect_rx: u32,
     remote_min_rx: u32,
     remote_desired_min_tx: u32,
     remote_detect_mult: u8,
@@ -101,6 +105,7 @@ impl Session {
             desired_min_tx: slow,
             tx_in_use: slow,
             required_min_rx: us(cfg.required_min_rx),
+            detect_rx: us(cfg.required_min_rx),
             // §6.8.1: initialised to 1 µs, so the first packets go at our own rate.
             remote_min_rx: 1,
             remote_desired_min_tx: 0,
@@ -129,6 +134,41 @@ impl Session {
         s.poll_pending = true;
         s.detect_at = s.detection_time().map(|d| now + d);
         s
+    }
+
+    /// New timers for a running session, without taking it down (§6.8.3): a Poll Sequence
+    /// announces them. A faster transmit rate is used at once, a slower one once the peer
+    /// has answered; a lower Required Min RX counts for detection only then too (the
+    /// peer may go on sending at the old rate until it has seen it).
+    pub fn reconfigure(&mut self, cfg: Config, now: Instant, out: &mut Vec<Output>) {
+        let cfg = Config {
+            detect_mult: cfg.detect_mult.max(1),
+            ..cfg
+        };
+        if cfg == self.cfg {
+            return;
+        }
+        self.cfg = cfg;
+        let rx = us(cfg.required_min_rx);
+        if rx > self.required_min_rx {
+            self.detect_rx = rx;
+        }
+        self.required_min_rx = rx;
+        let want = if self.state == State::Up {
+            us(cfg.desired_min_tx)
+        } else {
+            us(cfg.desired_min_tx.max(SLOW_TX))
+        };
+        self.desired_min_tx = want;
+        if want < self.tx_in_use || self.state != State::Up {
+            self.tx_in_use = want;
+        }
+        self.poll_pending = true;
+        out.push(Output::Send(self.packet(false)));
+        self.schedule_tx(now);
+        if self.detect_at.is_some() {
+            self.detect_at = self.detection_time().map(|d| now + d);
+        }
     }
 
     /// The state to resume this session from, while it is Up.
@@ -167,7 +207,7 @@ impl Session {
         (self.remote_detect_mult > 0).then(|| {
             Duration::from_micros(
                 u64::from(self.remote_detect_mult)
-                    * u64::from(self.required_min_rx.max(self.remote_desired_min_tx)),
+                    * u64::from(self.detect_rx.max(self.remote_desired_min_tx)),
             )
         })
     }
@@ -228,6 +268,7 @@ impl Session {
         if p.final_ && self.poll_pending {
             self.poll_pending = false;
             self.tx_in_use = self.desired_min_tx;
+            self.detect_rx = self.required_min_rx;
         }
         if self.state == State::AdminDown {
             return;
@@ -453,6 +494,84 @@ mod tests {
         assert_eq!(p.a.detection_time(), Some(Duration::from_millis(900)));
         assert_eq!(p.b.detection_time(), Some(Duration::from_millis(900)));
         assert!(!p.a.poll_pending && !p.b.poll_pending);
+    }
+
+    fn timers(ms: u64, mult: u8) -> Config {
+        Config {
+            desired_min_tx: Duration::from_millis(ms),
+            required_min_rx: Duration::from_millis(ms),
+            detect_mult: mult,
+        }
+    }
+
+    #[test]
+    fn new_timers_on_both_sides_take_effect_by_poll_without_going_down() {
+        let mut p = Pair::new();
+        p.run(Duration::from_secs(3));
+        assert_eq!(p.a.detection_time(), Some(Duration::from_millis(900)));
+        // 100 ms × 3 on both sides, one after the other, as a customer and the edge would.
+        let mut out = vec![];
+        p.a.reconfigure(timers(100, 3), p.now, &mut out);
+        assert!(sends(&out)[0].poll, "announced with a Poll");
+        p.exchange(out, vec![]);
+        // The peer still asks for 300 ms: nothing is faster yet, nothing has expired.
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.a.tx_interval(), Some(Duration::from_millis(300)));
+        let mut out = vec![];
+        p.b.reconfigure(timers(100, 3), p.now, &mut out);
+        p.exchange(vec![], out);
+        p.run(Duration::from_secs(1));
+        assert_eq!(p.a.tx_interval(), Some(Duration::from_millis(100)));
+        assert_eq!(p.a.detection_time(), Some(Duration::from_millis(300)));
+        assert_eq!(p.b.detection_time(), Some(Duration::from_millis(300)));
+        assert!(!p.a.poll_pending && !p.b.poll_pending);
+        assert!(
+            !p.a_changes.contains(&(State::Up, State::Down))
+                && !p.b_changes.contains(&(State::Up, State::Down)),
+            "{:?} {:?}",
+            p.a_changes,
+            p.b_changes
+        );
+        // The same timers again change nothing (no Poll).
+        let mut out = vec![];
+        p.a.reconfigure(timers(100, 3), p.now, &mut out);
+        assert!(out.is_empty());
+        // And 100 ms × 3 detects a cut in 300 ms.
+        p.cut = true;
+        let cut_at = p.now;
+        p.run(Duration::from_millis(400));
+        assert_eq!(p.a.state(), State::Down);
+        assert!(p.now - cut_at <= Duration::from_millis(400));
+    }
+
+    #[test]
+    fn a_lower_required_rx_counts_for_detection_only_once_the_peer_has_answered() {
+        // The peer transmits at 300 ms while we ask for it; we lower our Required Min RX to
+        // 50 ms (its own desired rate is 50 ms): until its Final, it may still send every
+        // 300 ms, and detection must allow for it.
+        let now = Instant::now();
+        let mut s = Session::new(7, Config::default(), now);
+        let mut out = vec![];
+        let mut pk = peer_packet(State::Init);
+        pk.your_discriminator = 7;
+        pk.desired_min_tx_us = 50_000;
+        pk.required_min_rx_us = 50_000;
+        s.on_packet(&pk, now, &mut out);
+        assert_eq!(s.state(), State::Up);
+        assert_eq!(s.detection_time(), Some(Duration::from_millis(900)));
+        s.reconfigure(timers(50, 3), now, &mut out);
+        assert_eq!(
+            s.detection_time(),
+            Some(Duration::from_millis(900)),
+            "the old value until the Poll Sequence ends"
+        );
+        let mut fin = peer_packet(State::Up);
+        fin.your_discriminator = 7;
+        fin.desired_min_tx_us = 50_000;
+        fin.required_min_rx_us = 50_000;
+        fin.final_ = true;
+        s.on_packet(&fin, now, &mut out);
+        assert_eq!(s.detection_time(), Some(Duration::from_millis(150)));
     }
 
     #[test]

@@ -594,3 +594,109 @@ async fn interop_with_frr_bfdd_over_ipv6_up_cut_and_admin_down() {
     .expect("bfdd down");
     a.shutdown().await;
 }
+
+fn fast() -> Config {
+    Config {
+        desired_min_tx: Duration::from_millis(100),
+        required_min_rx: Duration::from_millis(100),
+        detect_mult: 3,
+    }
+}
+
+/// A customer asks for 100 ms × 3 on a session that runs at 300 ms × 3: BIRD (configured
+/// for 100 ms) and FRR's bfdd (the same) go on at the slower rate while we ask for it,
+/// move to 100 ms when our Poll Sequence tells them, without the session leaving Up on
+/// either side, and a cut is then detected in 300 ms (within 600 ms here).
+#[tokio::test]
+async fn new_timers_reach_bird_and_frr_by_poll_and_a_cut_is_detected_at_100_ms() {
+    if !bird_or_skip("bfd new timers with BIRD") {
+        return;
+    }
+    // BIRD, configured for 100 ms × 3.
+    let w = Wire::new("bird100");
+    let conf = bird_conf().replace("300 ms", "100 ms");
+    let bird = Bird::start("bfd100", &conf, Some(&w.b), None).expect("start BIRD");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add");
+    until(&mut s, "Up at our 300 ms", |s| {
+        s.state == State::Up && s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    let since = bird_since(&bird).expect("BIRD's session");
+    assert!(a.reconfigure(B.into(), fast()).await.expect("reconfigure"));
+    until(&mut s, "100 ms × 3 negotiated", |s| {
+        s.detection_time == Some(Duration::from_millis(300))
+            && s.tx_interval == Some(Duration::from_millis(100))
+    })
+    .await;
+    assert_eq!(s.borrow().downs, 0, "never left Up");
+    assert_eq!(
+        bird_since(&bird),
+        Some(since),
+        "BIRD's session did not change state"
+    );
+    fast_cut_is_detected(&w, &mut s, "BIRD").await;
+    a.shutdown().await;
+    drop(bird);
+
+    if !peer_or_skip("bfd new timers with FRR", frr_available(), "FRR", "frr") {
+        return;
+    }
+    let w = Wire::new("frr100");
+    let conf = frr_conf().replace(" 300", " 100");
+    let frr = Frr::bfdd("bfd100", &conf, Some(&w.b)).expect("start bfdd");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let mut s = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add");
+    until(&mut s, "Up with FRR at our 300 ms", |s| {
+        s.state == State::Up && s.detection_time == Some(Duration::from_millis(900))
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "bfdd up", || {
+        frr_status(&frr).filter(|s| s == "up")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", frr.log()));
+    assert!(a.reconfigure(B.into(), fast()).await.expect("reconfigure"));
+    until(&mut s, "100 ms × 3 negotiated with FRR", |s| {
+        s.detection_time == Some(Duration::from_millis(300))
+            && s.tx_interval == Some(Duration::from_millis(100))
+    })
+    .await;
+    assert_eq!(s.borrow().downs, 0, "never left Up");
+    let peer = frr
+        .json("show bfd peers json")
+        .expect("bfdd")
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["peer"] == "10.77.0.1").cloned())
+        .expect("the session");
+    assert_eq!(
+        (
+            peer["status"].as_str(),
+            peer["remote-receive-interval"].as_u64()
+        ),
+        (Some("up"), Some(100)),
+        "bfdd sees our new Required Min RX: {peer}"
+    );
+    fast_cut_is_detected(&w, &mut s, "FRR").await;
+    a.shutdown().await;
+}
+
+async fn fast_cut_is_detected(w: &Wire, s: &mut watch::Receiver<Status>, peer: &str) {
+    let cut = Instant::now();
+    w.set_b_link(false);
+    until(s, "Down after the cut", |s| s.state != State::Up).await;
+    let took = cut.elapsed();
+    assert!(
+        took <= Duration::from_millis(600),
+        "detected after {took:?} at 100 ms × 3 ({peer})"
+    );
+    eprintln!(
+        "cut detected after {} ms at 100 ms × 3 ({peer} peer)",
+        took.as_millis()
+    );
+}

@@ -400,6 +400,9 @@ struct ServerArgs {
     /// BFD detect multiplier (packets missed before a session is declared down).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=50))]
     bfd_multiplier: u8,
+    /// The shortest BFD interval a private connection may ask for (its `bfd`; ms).
+    #[arg(long, default_value_t = 50, value_parser = parse_bfd_interval)]
+    bfd_min_interval_ms: u32,
     /// Graceful restart time the edges announce (seconds, up to 4095): how long peers
     /// keep an edge's routes while `cic edge` restarts. 0 turns graceful restart off.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(0..=4095))]
@@ -1075,10 +1078,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "--treat-as-public {n} is too wide: name the lab's or test network's range (at most /8)"
                 );
             }
+            if a.bfd_min_interval_ms == 0 {
+                anyhow::bail!(
+                    "--bfd-min-interval-ms 0: give the shortest interval (50 ms or more)"
+                );
+            }
+            if a.bfd_interval_ms > 0 && a.bfd_min_interval_ms > a.bfd_interval_ms {
+                anyhow::bail!(
+                    "--bfd-min-interval-ms {} is above --bfd-interval-ms {}: the default must be one a connection may ask for",
+                    a.bfd_min_interval_ms,
+                    a.bfd_interval_ms
+                );
+            }
             let config = cic_server::ServerConfig {
                 cloud_asn: a.cloud_asn,
                 bgp,
                 treat_as_public: a.treat_as_public.clone(),
+                bfd_min_interval_ms: a.bfd_min_interval_ms,
                 peering_mtu: a.peering_mtu,
                 max_connections_per_trunk: a.quota_private_connections_per_trunk,
                 max_public_connections_per_trunk: a.quota_public_connections_per_trunk,

@@ -183,7 +183,8 @@ impl TrafficSource {
     }
 }
 
-/// What a peer was added under; any change makes a new session.
+/// What a peer was added under; any change but BFD's timers makes a new session (new
+/// timers are given to the running BFD session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerWant {
     config: PeerConfig,
@@ -529,6 +530,15 @@ impl Instance {
             .filter(|c| up.contains(&c.id.as_str()))
             .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
         {
+            // The connection's own BFD timers over the operator's.
+            let bfd = bfd.map(|b| match c.bfd {
+                Some(t) => BfdSettings {
+                    interval_ms: t.min_interval_ms,
+                    multiplier: t.multiplier,
+                    ..b
+                },
+                None => b,
+            });
             for p in &c.peerings {
                 desired.insert(
                     peer_key(&c.id, p.family()),
@@ -574,6 +584,28 @@ impl Instance {
                         bfd,
                     },
                 );
+            }
+        }
+        // New BFD timers alone: the running BFD session takes them (a Poll Sequence), the
+        // BGP session stays.
+        for (k, p) in self.peers.iter_mut() {
+            let Some(w) = desired.get(k) else { continue };
+            let (Some(new), Some(old), Ok(bfd)) = (w.bfd, p.want.bfd, &self.bfd) else {
+                continue;
+            };
+            let same_but_timers = PeerWant {
+                bfd: Some(new),
+                ..p.want.clone()
+            } == *w;
+            if new != old && same_but_timers && p.bfd.is_some() {
+                match bfd
+                    .reconfigure(w.config.spec.address, bfd_config(&new))
+                    .await
+                {
+                    Ok(true) => p.want = w.clone(),
+                    Ok(false) => {}
+                    Err(e) => errors.push(err(k, format!("BFD: {e}"))),
+                }
             }
         }
         let gone: Vec<String> = self
@@ -638,11 +670,7 @@ impl Instance {
         let (mut link, mut bfd_error) = (None, None);
         if let Some(b) = want.bfd {
             let spec = &want.config.spec;
-            let cfg = cic_bfd::Config {
-                desired_min_tx: Duration::from_millis(b.interval_ms.into()),
-                required_min_rx: Duration::from_millis(b.interval_ms.into()),
-                detect_mult: b.multiplier,
-            };
+            let cfg = bfd_config(&b);
             // After a restart, the session the last agent had Up carries on, so the peer
             // sees no failure if we were back within its detection time.
             let path = bfd_state_path(&self.ns, spec.address);
@@ -1060,6 +1088,15 @@ async fn program_routes(
             changed = rx.changed() => if changed.is_err() { return },
             _ = tick.tick() => {}
         }
+    }
+}
+
+/// The BFD session's timers for `b`.
+fn bfd_config(b: &BfdSettings) -> cic_bfd::Config {
+    cic_bfd::Config {
+        desired_min_tx: Duration::from_millis(b.interval_ms.into()),
+        required_min_rx: Duration::from_millis(b.interval_ms.into()),
+        detect_mult: b.multiplier,
     }
 }
 

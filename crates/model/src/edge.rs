@@ -329,6 +329,10 @@ pub struct ConnectionConfig {
     /// BGP roles (RFC 9234) on its sessions.
     #[serde(default, skip_serializing_if = "BgpRoleMode::is_off")]
     pub bgp_role: BgpRoleMode,
+    /// BFD timers of its own (over `bgp.bfd`'s interval and multiplier; BFD runs only
+    /// while `bgp.bfd` is enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<crate::resource::BfdTimers>,
 }
 
 impl ConnectionConfig {

@@ -739,6 +739,20 @@ pub struct CreatePrivateConnectionRequest {
     /// Absent: the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_role: Option<crate::edge::BgpRoleMode>,
+    /// BFD timers of the connection's sessions (e.g. 100 ms × 3 for a faster failover),
+    /// down to the operator's minimum. Absent: the operator's default (300 ms × 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdTimers>,
+}
+
+/// BFD timers a connection asks for (RFC 5880): its Desired Min TX and Required Min RX
+/// interval, and the detection multiplier. The session runs at the slower of the two
+/// sides' intervals; it is declared down after `multiplier` intervals without a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BfdTimers {
+    pub min_interval_ms: u32,
+    pub multiplier: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -766,6 +780,9 @@ pub struct PrivateConnection {
     /// the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp_role: Option<crate::edge::BgpRoleMode>,
+    /// BFD timers, as the customer chose; absent: the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdTimers>,
     /// What is in force on the connection's sessions: its own choices, else the
     /// operator's defaults (output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -795,19 +812,31 @@ pub struct PrivateConnection {
 pub struct BgpSessionOptions {
     pub ttl_security: bool,
     pub bgp_role: crate::edge::BgpRoleMode,
+    /// BFD timers in force; absent: no BFD (the operator turned it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdTimers>,
 }
 
 impl BgpSessionOptions {
     /// A connection's choices over the operator's defaults.
-    pub fn of(
-        ttl_security: Option<bool>,
-        bgp_role: Option<crate::edge::BgpRoleMode>,
-        defaults: &crate::edge::BgpSettings,
-    ) -> BgpSessionOptions {
+    pub fn of(c: &PrivateConnection, defaults: &crate::edge::BgpSettings) -> BgpSessionOptions {
         BgpSessionOptions {
-            ttl_security: ttl_security.unwrap_or(defaults.ttl_security),
-            bgp_role: bgp_role.unwrap_or(defaults.bgp_role),
+            ttl_security: c.ttl_security.unwrap_or(defaults.ttl_security),
+            bgp_role: c.bgp_role.unwrap_or(defaults.bgp_role),
+            bfd: BfdTimers::in_force(c.bfd, &defaults.bfd),
         }
+    }
+}
+
+impl BfdTimers {
+    /// A connection's timers over the operator's BFD settings (none while BFD is off).
+    pub fn in_force(own: Option<BfdTimers>, op: &crate::edge::BfdSettings) -> Option<BfdTimers> {
+        op.enabled.then(|| {
+            own.unwrap_or(BfdTimers {
+                min_interval_ms: op.interval_ms,
+                multiplier: op.multiplier,
+            })
+        })
     }
 }
 

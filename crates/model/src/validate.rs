@@ -349,6 +349,34 @@ pub fn public_services(field: &str, n: &crate::resource::PublicServicesNetwork) 
     }
 }
 
+/// A connection's BFD timers: an interval from the operator's minimum to 10 s, a
+/// multiplier of 2 to 255 (one lost packet must not be a failure).
+pub fn bfd_timers(
+    field: &str,
+    t: &crate::resource::BfdTimers,
+    min_interval_ms: u32,
+) -> ApiResult<()> {
+    if t.min_interval_ms < min_interval_ms || t.min_interval_ms > 10_000 {
+        return Err(ApiError::field(
+            &format!("{field}.minIntervalMs"),
+            format!(
+                "{} ms is out of range {min_interval_ms}-10000 ms (this cloud's minimum is {min_interval_ms} ms)",
+                t.min_interval_ms
+            ),
+        ));
+    }
+    if t.multiplier < 2 {
+        return Err(ApiError::field(
+            &format!("{field}.multiplier"),
+            format!(
+                "{} is out of range 2-255: one lost packet would take the session down",
+                t.multiplier
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Peer ASN: 1–4294967294, not 23456, not a documentation ASN, not the cloud's own.
 pub fn peer_asn(field: &str, asn: u32, cloud_asn: u32) -> ApiResult<()> {
     if asn == 0 || asn == 4_294_967_295 {

@@ -204,6 +204,7 @@ pub fn compile(
         reset_seq: c.bgp_session_resets,
         ttl_security: c.ttl_security.unwrap_or(settings.bgp.ttl_security),
         bgp_role: c.bgp_role.unwrap_or(settings.bgp.bgp_role),
+        bfd: c.bfd,
     };
 
     let mut instances = Vec::new();
@@ -341,6 +342,7 @@ pub fn compile(
                 // Public connections take the operator's defaults.
                 ttl_security: settings.bgp.ttl_security,
                 bgp_role: settings.bgp.bgp_role,
+                bfd: None,
             }],
             accept_only: Some(accept_only),
         });

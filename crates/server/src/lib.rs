@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub public_peering_mtu: u32,
     /// Space the public checks take as public besides the Internet's (a lab's range).
     pub treat_as_public: Vec<ipnet::IpNet>,
+    /// The shortest BFD interval a connection may ask for.
+    pub bfd_min_interval_ms: u32,
     /// Longest long-poll an edge may ask for.
     pub max_wait: Duration,
     /// How edges authenticate.
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             max_static_routes_per_connection: 100,
             public_peering_mtu: 1500,
             treat_as_public: vec![],
+            bfd_min_interval_ms: 50,
             max_wait: Duration::from_secs(60),
             edge_auth: auth::EdgeAuth::default(),
             audit_retention: Duration::from_secs(365 * 86_400),

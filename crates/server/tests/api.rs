@@ -2723,7 +2723,8 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
     );
     assert_eq!(
         got["bgpSessionOptions"],
-        json!({"ttlSecurity": false, "bgpRole": "STRICT"})
+        json!({"ttlSecurity": false, "bgpRole": "STRICT",
+               "bfd": {"minIntervalMs": 300, "multiplier": 3}})
     );
     let edge_conn = |cfg: &Value| cfg["instances"][0]["connections"][0].clone();
     let (_, cfg) = h
@@ -2749,7 +2750,8 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
     );
     assert_eq!(
         got["bgpSessionOptions"],
-        json!({"ttlSecurity": true, "bgpRole": "ANNOUNCE"})
+        json!({"ttlSecurity": true, "bgpRole": "ANNOUNCE",
+               "bfd": {"minIntervalMs": 300, "multiplier": 3}})
     );
     let (_, cfg) = h
         .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
@@ -2780,6 +2782,151 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
         "{text}"
     );
     assert!(!text.contains("require roles"), "{text}");
+}
+
+/// A connection's BFD timers (RFC 5880): its own within the operator's bounds (each wrong
+/// one named, nothing stored), shown with what is in force, sent to the edge, `null` back
+/// to the operator's 300 ms × 3, followed by the customer's router config; refused where
+/// the operator turned BFD off.
+#[tokio::test]
+async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds() {
+    let mut config = cic_server::ServerConfig::default();
+    config.bfd_min_interval_ms = 100;
+    let h = H::with_config(&common::test_database().await, config).await;
+    h.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1", "name": "folder-f1"}),
+    )
+    .await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let body = |bfd: Value| {
+        json!({"folderId": "f1", "trunkConnectionId": trunk, "vlanId": 100,
+            "ipv4Peering": {"peeringSubnet": "169.254.100.0/30", "peerIp": "169.254.100.2",
+                            "cloudIp": "169.254.100.1", "peerBgpAsn": 65001},
+            "bfd": bfd})
+    };
+    for (bad, msg) in [
+        (
+            json!({"minIntervalMs": 50, "multiplier": 3}),
+            "bfd.minIntervalMs: 50 ms is out of range 100-10000 ms (this cloud's minimum is 100 ms)",
+        ),
+        (
+            json!({"minIntervalMs": 20000, "multiplier": 3}),
+            "bfd.minIntervalMs",
+        ),
+        (
+            json!({"minIntervalMs": 100, "multiplier": 1}),
+            "bfd.multiplier: 1 is out of range 2-255",
+        ),
+        (json!({"minIntervalMs": 100}), "multiplier"),
+        (
+            json!({"minIntervalMs": 100, "multiplier": 3, "echo": true}),
+            "echo",
+        ),
+    ] {
+        let (s, v) = h
+            .admin(Method::POST, "/cic/v1/privateConnections", Some(body(bad)))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(common::err_message(&v).contains(msg), "{msg}: {v}");
+        assert_eq!(h.count("/cic/v1/privateConnections?folderId=f1").await, 0);
+    }
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/privateConnections",
+            body(json!({"minIntervalMs": 100, "multiplier": 3})),
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let path = format!("/cic/v1/privateConnections/{pc}");
+    let got = h.ok(Method::GET, &path, Value::Null).await;
+    assert_eq!(got["bfd"], json!({"minIntervalMs": 100, "multiplier": 3}));
+    assert_eq!(
+        got["bgpSessionOptions"]["bfd"],
+        json!({"minIntervalMs": 100, "multiplier": 3})
+    );
+    let edge_conn = |cfg: &Value| cfg["instances"][0]["connections"][0].clone();
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(
+        edge_conn(&cfg)["bfd"],
+        json!({"minIntervalMs": 100, "multiplier": 3})
+    );
+    let rc = h
+        .ok(
+            Method::GET,
+            &format!("{path}:routerConfig?vendor=bird"),
+            Value::Null,
+        )
+        .await;
+    let text = rc["config"].as_str().expect("config");
+    assert!(
+        text.contains("min rx interval 100 ms; min tx interval 100 ms; multiplier 3;"),
+        "{text}"
+    );
+    // A PATCH below the bound: named, nothing changed.
+    h.report(&edge, h.revision().await, json!([])).await;
+    let rev = h.revision().await;
+    let (s, v) = h
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"bfd": {"minIntervalMs": 60, "multiplier": 3}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(common::err_message(&v).contains("bfd.minIntervalMs"), "{v}");
+    assert_eq!(h.revision().await, rev, "nothing written");
+    // Back to the operator's default.
+    h.ok(Method::PATCH, &path, json!({"bfd": null})).await;
+    let got = h.ok(Method::GET, &path, Value::Null).await;
+    assert!(got.get("bfd").is_none(), "{got}");
+    assert_eq!(
+        got["bgpSessionOptions"]["bfd"],
+        json!({"minIntervalMs": 300, "multiplier": 3})
+    );
+    let (_, cfg) = h
+        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
+        .await;
+    assert_eq!(edge_conn(&cfg).get("bfd"), None);
+
+    // An operator without BFD: no timers to ask for, none in force.
+    let mut config = cic_server::ServerConfig::default();
+    config.bgp.bfd.enabled = false;
+    let h = H::with_config(&common::test_database().await, config).await;
+    h.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1", "name": "folder-f1"}),
+    )
+    .await;
+    h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let mut b = body(json!({"minIntervalMs": 300, "multiplier": 3}));
+    b["trunkConnectionId"] = json!(trunk);
+    let (s, v) = h
+        .admin(Method::POST, "/cic/v1/privateConnections", Some(b.clone()))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(common::err_message(&v).contains("BFD is off"), "{v}");
+    b.as_object_mut().expect("object").remove("bfd");
+    let op = h.ok(Method::POST, "/cic/v1/privateConnections", b).await;
+    let pc = op["metadata"]["resourceId"].as_str().expect("pc");
+    let got = h
+        .ok(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(got["bgpSessionOptions"].get("bfd"), None, "{got}");
 }
 
 /// The public-services network of a PoP: the operator's, checked field by field (a wrong

@@ -790,4 +790,3 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
     )
     .await;
 }
-

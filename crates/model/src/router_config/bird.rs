@@ -64,15 +64,19 @@ pub(super) fn render(site: &Site) -> String {
         }
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "protocol bfd cic_bfd {{");
-    for c in &site.connections {
-        let _ = writeln!(
-            out,
-            "  interface \"{}\" {{ min rx interval {} ms; min tx interval {} ms; multiplier {}; }};",
-            c.interface, site.bfd_interval_ms, site.bfd_interval_ms, site.bfd_multiplier
-        );
+    if site.connections.iter().any(|c| c.bfd.is_some()) {
+        let _ = writeln!(out, "protocol bfd cic_bfd {{");
+        for c in &site.connections {
+            if let Some((i, m)) = c.bfd() {
+                let _ = writeln!(
+                    out,
+                    "  interface \"{}\" {{ min rx interval {i} ms; min tx interval {i} ms; multiplier {m}; }};",
+                    c.interface
+                );
+            }
+        }
+        let _ = writeln!(out, "}}");
     }
-    let _ = writeln!(out, "}}");
     for c in &site.connections {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -131,7 +135,9 @@ pub(super) fn render(site: &Site) -> String {
             if c.bgp_role == crate::edge::BgpRoleMode::Strict {
                 let _ = writeln!(out, "  require roles on;");
             }
-            let _ = writeln!(out, "  bfd on;");
+            if c.bfd.is_some() {
+                let _ = writeln!(out, "  bfd on;");
+            }
             let _ = writeln!(
                 out,
                 "  graceful restart {};",

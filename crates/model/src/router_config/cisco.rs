@@ -101,13 +101,14 @@ pub(super) fn render(site: &Site, os: Os) -> String {
                 }
             }
         }
-        let (i, m) = (site.bfd_interval_ms, site.bfd_multiplier);
-        match os {
-            Os::IosXe => {
-                let _ = writeln!(out, " bfd interval {i} min_rx {i} multiplier {m}");
-            }
-            Os::Eos => {
-                let _ = writeln!(out, " bfd interval {i} min-rx {i} multiplier {m}");
+        if let Some((i, m)) = c.bfd() {
+            match os {
+                Os::IosXe => {
+                    let _ = writeln!(out, " bfd interval {i} min_rx {i} multiplier {m}");
+                }
+                Os::Eos => {
+                    let _ = writeln!(out, " bfd interval {i} min-rx {i} multiplier {m}");
+                }
             }
         }
     }
@@ -207,10 +208,14 @@ pub(super) fn render(site: &Site, os: Os) -> String {
             }
             match os {
                 Os::IosXe => {
-                    let _ = writeln!(out, " neighbor {ip} fall-over bfd");
+                    if c.bfd.is_some() {
+                        let _ = writeln!(out, " neighbor {ip} fall-over bfd");
+                    }
                 }
                 Os::Eos => {
-                    let _ = writeln!(out, " neighbor {ip} bfd");
+                    if c.bfd.is_some() {
+                        let _ = writeln!(out, " neighbor {ip} bfd");
+                    }
                     let _ = writeln!(out, " neighbor {ip} maximum-routes {}", site.max_prefixes);
                 }
             }

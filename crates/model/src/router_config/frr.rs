@@ -126,7 +126,9 @@ pub(super) fn render(site: &Site) -> String {
                     let _ = writeln!(out, " neighbor {ip} local-role customer strict-mode");
                 }
             }
-            let _ = writeln!(out, " neighbor {ip} bfd profile cic");
+            if let Some((i, m)) = c.bfd() {
+                let _ = writeln!(out, " neighbor {ip} bfd profile cic-{i}x{m}");
+            }
         }
     }
     for f in families(site) {
@@ -154,13 +156,19 @@ pub(super) fn render(site: &Site) -> String {
     let _ = writeln!(out, "!");
     // Last: a daemon that reads the integrated file and does not know the `bfd` node
     // (bgpd, zebra) loses only what follows it.
-    let _ = writeln!(out, "bfd");
-    let _ = writeln!(out, " profile cic");
-    let _ = writeln!(out, "  receive-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  transmit-interval {}", site.bfd_interval_ms);
-    let _ = writeln!(out, "  detect-multiplier {}", site.bfd_multiplier);
-    let _ = writeln!(out, " exit");
-    let _ = writeln!(out, "exit");
-    let _ = writeln!(out, "!");
+    let profiles: std::collections::BTreeSet<(u32, u8)> =
+        site.connections.iter().filter_map(|c| c.bfd()).collect();
+    if !profiles.is_empty() {
+        let _ = writeln!(out, "bfd");
+        for (i, m) in profiles {
+            let _ = writeln!(out, " profile cic-{i}x{m}");
+            let _ = writeln!(out, "  receive-interval {i}");
+            let _ = writeln!(out, "  transmit-interval {i}");
+            let _ = writeln!(out, "  detect-multiplier {m}");
+            let _ = writeln!(out, " exit");
+        }
+        let _ = writeln!(out, "exit");
+        let _ = writeln!(out, "!");
+    }
     out
 }

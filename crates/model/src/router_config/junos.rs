@@ -133,20 +133,16 @@ pub(super) fn render(site: &Site) -> String {
                 "{nb} family {fam_kw} unicast prefix-limit maximum {} teardown",
                 site.max_prefixes
             ));
+            if let Some((i, m)) = c.bfd() {
+                w(format!("{nb} bfd-liveness-detection minimum-interval {i}"));
+                w(format!("{nb} bfd-liveness-detection multiplier {m}"));
+            }
         }
     }
     let g = "set protocols bgp group cic";
     w(format!("{g} type external"));
     w(format!("{g} peer-as {}", site.cloud_asn));
     w(format!("{g} multipath"));
-    w(format!(
-        "{g} bfd-liveness-detection minimum-interval {}",
-        site.bfd_interval_ms
-    ));
-    w(format!(
-        "{g} bfd-liveness-detection multiplier {}",
-        site.bfd_multiplier
-    ));
     if site.graceful_restart {
         w(format!("{g} graceful-restart"));
     }

@@ -70,6 +70,15 @@ pub struct Connection {
     /// BGP roles (RFC 9234) in force: the cloud announces provider; the customer's
     /// local role is customer.
     pub bgp_role: crate::edge::BgpRoleMode,
+    /// BFD timers in force (`None`: no BFD on this cloud).
+    pub bfd: Option<crate::resource::BfdTimers>,
+}
+
+impl Connection {
+    /// `(interval ms, multiplier)` of its BFD, if it has BFD.
+    fn bfd(&self) -> Option<(u32, u8)> {
+        self.bfd.map(|t| (t.min_interval_ms, t.multiplier))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -112,11 +121,29 @@ pub struct Site {
     pub vpc_prefixes: Vec<IpNet>,
     /// What the customer wants to announce (export sends only these; none until listed).
     pub announce: Vec<IpNet>,
-    pub bfd_interval_ms: u32,
-    pub bfd_multiplier: u8,
     /// The import limit on the customer's side (the cloud sends at most this many).
     pub max_prefixes: u32,
     pub graceful_restart: bool,
+}
+
+/// The BFD timers of the site's connections, for the header: one setting for all, each
+/// connection's, or off.
+fn bfd_summary(site: &Site) -> String {
+    let mut all: Vec<Option<(u32, u8)>> = site.connections.iter().map(Connection::bfd).collect();
+    all.dedup();
+    match all.as_slice() {
+        [Some((i, m))] => format!("{i} ms × {m}"),
+        [None] | [] => "off".into(),
+        _ => site
+            .connections
+            .iter()
+            .map(|c| match c.bfd() {
+                Some((i, m)) => format!("{} {i} ms × {m}", c.id),
+                None => format!("{} off", c.id),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// The port a vendor's config uses when the caller names none.
@@ -264,14 +291,13 @@ pub(super) fn header(out: &mut String, site: &Site, vendor: &str, comment: &str,
     w(
         out,
         &format!(
-            "BGP AS {} (you) ↔ AS {} (cloud); BFD {} ms × {}; graceful restart {}.",
+            "BGP AS {} (you) ↔ AS {} (cloud); BFD {}; graceful restart {}.",
             site.connections
                 .first()
                 .map(|c| c.customer_asn)
                 .unwrap_or(0),
             site.cloud_asn,
-            site.bfd_interval_ms,
-            site.bfd_multiplier,
+            bfd_summary(site),
             if site.graceful_restart { "on" } else { "off" }
         ),
     );
@@ -375,6 +401,10 @@ mod tests {
                 standby,
                 ttl_security: false,
                 bgp_role: crate::edge::BgpRoleMode::Off,
+                bfd: Some(crate::resource::BfdTimers {
+                    min_interval_ms: 300,
+                    multiplier: 3,
+                }),
             }
         };
         let mut vpc: Vec<IpNet> = vec!["10.128.0.0/24".parse().expect("net")];
@@ -388,8 +418,6 @@ mod tests {
             connections: vec![conn(100, None), conn(200, standby)],
             vpc_prefixes: vpc,
             announce,
-            bfd_interval_ms: 300,
-            bfd_multiplier: 3,
             max_prefixes: 100,
             graceful_restart: true,
         }
@@ -472,6 +500,13 @@ mod tests {
             s.connections[0].bgp_role = crate::edge::BgpRoleMode::Strict;
             s.connections[1].bgp_role = crate::edge::BgpRoleMode::Announce;
             golden(&format!("gtsm-and-roles.{ext}"), &render(vendor, &s));
+            // Faster BFD on the first connection (100 ms × 3), the default on the second.
+            let mut s = site(true, None, None);
+            s.connections[0].bfd = Some(crate::resource::BfdTimers {
+                min_interval_ms: 100,
+                multiplier: 3,
+            });
+            golden(&format!("bfd-per-connection.{ext}"), &render(vendor, &s));
         }
     }
 

@@ -60,10 +60,11 @@ pub(super) fn render(site: &Site) -> String {
                 )),
             }
         }
-        w(format!(
-            "/routing bfd configuration add interfaces={vif} min-rx={0}ms min-tx={0}ms multiplier={1}",
-            site.bfd_interval_ms, site.bfd_multiplier
-        ));
+        if let Some((i, m)) = c.bfd() {
+            w(format!(
+                "/routing bfd configuration add interfaces={vif} min-rx={i}ms min-tx={i}ms multiplier={m}"
+            ));
+        }
         for p in &c.peerings {
             let n = fam(p.family());
             let chain = format!("cic-{}-v{n}", ident(&c.id).to_lowercase());
@@ -110,13 +111,14 @@ pub(super) fn render(site: &Site) -> String {
             } else {
                 "ebgp-customer"
             };
+            let bfd = if c.bfd.is_some() { "yes" } else { "no" };
             let network = if of(&site.announce, p.family()).is_empty() {
                 String::new()
             } else {
                 format!(" output.network=cic-mine{n}")
             };
             w(format!(
-                "/routing bgp connection add name={chain} as={} local.role={role} local.address={} remote.address={} remote.as={} address-families={afi} use-bfd=yes{key} input.filter={chain}-in input.limit-process-routes-{limit}={} output.filter-chain={chain}-out{network}",
+                "/routing bgp connection add name={chain} as={} local.role={role} local.address={} remote.address={} remote.as={} address-families={afi} use-bfd={bfd}{key} input.filter={chain}-in input.limit-process-routes-{limit}={} output.filter-chain={chain}-out{network}",
                 c.customer_asn, p.customer_ip, p.cloud_ip, site.cloud_asn, site.max_prefixes
             ));
         }

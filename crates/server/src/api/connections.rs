@@ -642,6 +642,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreatePrivateConnectionRequest>,
 ) -> ApiResult<Json<Value>> {
     check_meta(&req.folder_id, &req.name, &req.description, &req.labels)?;
+    check_bfd(&st, req.bfd.as_ref())?;
     let view = st.access_to_create(&who, &req.folder_id).await?;
     validate::id_ref("trunkConnectionId", &req.trunk_connection_id)?;
     let vlan = check_spec(
@@ -681,6 +682,7 @@ pub async fn create(
         ipv6_static_routes: req.ipv6_static_routes,
         ttl_security: req.ttl_security,
         bgp_role: req.bgp_role,
+        bfd: req.bfd,
         bgp_session_options: None,
         bgp_failover_tests: vec![],
         bgp_session_resets: 0,
@@ -742,6 +744,22 @@ pub struct UpdateRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schemars(with = "Option<cic_model::edge::BgpRoleMode>")]
     bgp_role: Option<Option<cic_model::edge::BgpRoleMode>>,
+    /// BFD timers of the connection's sessions; `null`: the operator's default again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<cic_model::resource::BfdTimers>")]
+    bfd: Option<Option<cic_model::resource::BfdTimers>>,
+}
+
+/// A connection's BFD timers: within the operator's bounds, and only where BFD runs.
+fn check_bfd(st: &AppState, t: Option<&cic_model::resource::BfdTimers>) -> ApiResult<()> {
+    let Some(t) = t else { return Ok(()) };
+    if !st.config.bgp.bfd.enabled {
+        return Err(
+            ApiError::field("bfd", "BFD is off on this cloud (the operator's choice)").into(),
+        );
+    }
+    validate::bfd_timers("bfd", t, st.config.bfd_min_interval_ms)?;
+    Ok(())
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -874,6 +892,10 @@ pub async fn update(
     if let Some(r) = req.bgp_role {
         pc.bgp_role = r;
     }
+    if let Some(b) = req.bfd {
+        check_bfd(&st, b.as_ref())?;
+        pc.bfd = b;
+    }
     let subnet4 = |c: &PrivateConnection| c.ipv4_peering.as_ref().map(|p| p.peering_subnet);
     let subnet6 = |c: &PrivateConnection| c.ipv6_peering.as_ref().map(|p| p.peering_subnet);
     let moved = trunk_id != old.trunk_connection_id
@@ -910,7 +932,8 @@ pub async fn update(
         || pc.ipv4_static_routes != old.ipv4_static_routes
         || pc.ipv6_static_routes != old.ipv6_static_routes
         || pc.ttl_security != old.ttl_security
-        || pc.bgp_role != old.bgp_role;
+        || pc.bgp_role != old.bgp_role
+        || pc.bfd != old.bfd;
     let mut edges = Vec::new();
     if config_changed {
         pc.meta.status = Status::Updating;
@@ -964,11 +987,7 @@ async fn present(
                 t.status = test_status(t, now).to_string();
             }
             pc.routing_instance_id = c.owner;
-            pc.bgp_session_options = Some(BgpSessionOptions::of(
-                pc.ttl_security,
-                pc.bgp_role,
-                &st.config.bgp,
-            ));
+            pc.bgp_session_options = Some(BgpSessionOptions::of(&pc, &st.config.bgp));
             pc
         })
         .collect())

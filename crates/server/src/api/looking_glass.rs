@@ -252,8 +252,7 @@ pub async fn diagnose(
     let edge = fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
         .await?
         .edge_id;
-    let options =
-        cic_model::resource::BgpSessionOptions::of(pc.ttl_security, pc.bgp_role, &st.config.bgp);
+    let options = cic_model::resource::BgpSessionOptions::of(&pc, &st.config.bgp);
     let mut sessions = Vec::new();
     for (family, peer_ip, cloud_ip, peer_asn) in peerings {
         let a = ask(

@@ -145,8 +145,7 @@ async fn connection(
         key = key.or(p.peer_bgp_md5_key.clone());
         asn = p.peer_bgp_asn;
     }
-    let options =
-        cic_model::resource::BgpSessionOptions::of(pc.ttl_security, pc.bgp_role, &st.config.bgp);
+    let options = cic_model::resource::BgpSessionOptions::of(pc, &st.config.bgp);
     Ok(rc::Connection {
         id: pc.meta.id.clone(),
         name: pc.meta.name.clone(),
@@ -163,6 +162,7 @@ async fn connection(
         standby,
         ttl_security: options.ttl_security,
         bgp_role: options.bgp_role,
+        bfd: options.bfd,
     })
 }
 
@@ -178,8 +178,6 @@ fn site(
         connections,
         vpc_prefixes: vpc,
         announce,
-        bfd_interval_ms: bgp.bfd.interval_ms,
-        bfd_multiplier: bgp.bfd.multiplier,
         max_prefixes: u32::try_from(st.config.max_prefixes_per_instance).unwrap_or(u32::MAX),
         graceful_restart: bgp.graceful_restart_secs > 0,
     }
