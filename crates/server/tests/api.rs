@@ -2790,8 +2790,10 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
 /// the operator turned BFD off.
 #[tokio::test]
 async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds() {
-    let mut config = cic_server::ServerConfig::default();
-    config.bfd_min_interval_ms = 100;
+    let config = cic_server::ServerConfig {
+        bfd_min_interval_ms: 100,
+        ..Default::default()
+    };
     let h = H::with_config(&common::test_database().await, config).await;
     h.ok(
         Method::POST,
