@@ -637,6 +637,7 @@ mod tests {
             ipv6_static_routes: vec![],
             ttl_security: None,
             bgp_role: None,
+            bfd: None,
             bgp_session_options: None,
             bgp_failover_tests: vec![],
             bgp_session_resets: 0,
