@@ -538,6 +538,11 @@ enum LabCmd {
         /// the public service; the lab must be up with --public).
         #[arg(long, conflicts_with = "standby")]
         public: bool,
+        /// First give the lab's private connections these BFD timers
+        /// (INTERVAL_MSxMULTIPLIER, e.g. 100x3, or default) through the API, and the
+        /// customer's router the config cic generates for them; they stay after the runs.
+        #[arg(long)]
+        bfd: Option<String>,
     },
     /// In a running two-PoP lab: kill -9 the edge agent of the PoP carrying traffic and
     /// start it again while pinging every 10 ms; report losses and whether the routers
@@ -1225,6 +1230,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             LabCmd::Demo { pops, public } => cic_lab::demo(pops, public).await,
             LabCmd::Http { netns, listens } => cic_lab::public::serve_http(&netns, &listens),
             LabCmd::Down => cic_lab::down(),
+            LabCmd::Failover {
+                bfd: Some(timers),
+                runs,
+                side,
+                standby,
+                public,
+            } => {
+                cic_lab::failover::set_bfd(&timers)?;
+                match (standby, public) {
+                    (Some(how), _) => cic_lab::failover::run_standby(runs, how),
+                    (None, true) => cic_lab::public_failover::run(runs, side),
+                    (None, false) => cic_lab::failover::run(runs, side),
+                }
+            }
             LabCmd::Failover {
                 runs,
                 standby: Some(how),

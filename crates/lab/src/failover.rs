@@ -444,6 +444,25 @@ pub fn reconfigure_site(cic: &std::path::Path) -> Result<()> {
     configure_site_with(&cli, None)
 }
 
+/// Gives each of the lab's private connections BFD timers of its own (`100x3`, or
+/// `default`), as the customer would through the API, and has the customer's router run
+/// the config cic generates for them; returns once both PoPs carry traffic again.
+pub fn set_bfd(timers: &str) -> Result<()> {
+    let cli = crate::lab_cli()?;
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{}/lab.json",
+        crate::STATE_DIR
+    ))?)?;
+    for p in info["pops"].as_array().into_iter().flatten() {
+        let pc = p["privateConnectionId"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no connection in lab.json"))?;
+        cli.run(true, &["private-connection", "update", pc, "--bfd", timers])?;
+    }
+    configure_site_with(&cli, None)?;
+    both_ways(2, Duration::from_secs(60), "after the new BFD timers")
+}
+
 /// Gives the customer's router `standby` (none: both PoPs in use again).
 /// As a customer would: asks cic for the router config with that PoP's connection as the
 /// standby (or none), and has the customer's BIRD run it.
