@@ -1078,10 +1078,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if a.cloud_asn == 0 || a.cloud_asn == 23456 {
                 anyhow::bail!("--cloud-asn {} is not a usable ASN", a.cloud_asn);
             }
-            if let Some(n) = a.treat_as_public.iter().find(|n| n.prefix_len() < 8) {
-                anyhow::bail!(
-                    "--treat-as-public {n} is too wide: name the lab's or test network's range (at most /8)"
-                );
+            for n in &a.treat_as_public {
+                if let Err(why) = cic_model::validate::treatable_as_public(n) {
+                    anyhow::bail!("--treat-as-public {n}: {why}");
+                }
             }
             if a.bfd_min_interval_ms == 0 {
                 anyhow::bail!(

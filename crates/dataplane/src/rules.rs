@@ -23,35 +23,52 @@ pub const FIRST_PRIORITY: u32 = 1000;
 /// The routing table an allowed source is looked up in.
 const MAIN: u32 = 254;
 
-/// One rule as cic makes it: on `iif`, from `from` to the main table, or (`from` None)
-/// everything else to the blackhole.
+/// One rule as cic makes it: on `iif`, packets from `from` (any source when `None`) to
+/// `to` (anywhere when `None`) go to the main table (`allow`) or to the blackhole.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceRule {
     pub priority: u32,
     pub iif: String,
     pub from: Option<IpNet>,
+    pub to: Option<IpNet>,
+    pub allow: bool,
 }
 
-/// The rules that let only `allowed` in on `iif`, per family: one per allowed prefix,
-/// then a blackhole for the rest of that family. `index` keeps several interfaces'
-/// rules apart (each gets a block of 1000 priorities).
-pub fn wanted(iif: &str, index: u32, allowed: &[IpNet]) -> Vec<SourceRule> {
+impl SourceRule {
+    /// The family it is of (`None`: a rule for both, made once per family).
+    fn v6(&self) -> Option<bool> {
+        self.from.or(self.to).map(|p| matches!(p, IpNet::V6(_)))
+    }
+}
+
+/// The rules that let only `allowed` sources in on `iif`, and none of them toward
+/// `denied` (addresses of the edge's side that the customer has no business with): a
+/// blackhole per denied destination, a rule per allowed prefix, then a blackhole for
+/// the rest, of both families. `index` keeps several interfaces' rules apart (each gets a
+/// block of 1000 priorities: 100 for denied destinations, 899 for allowed sources).
+pub fn wanted(iif: &str, index: u32, allowed: &[IpNet], denied: &[IpNet]) -> Vec<SourceRule> {
     let base = FIRST_PRIORITY + index * 1000;
-    let mut out: Vec<SourceRule> = allowed
-        .iter()
-        .take(998)
-        .enumerate()
-        .map(|(i, p)| SourceRule {
-            priority: base + i as u32,
-            iif: iif.to_string(),
-            from: Some(p.trunc()),
-        })
-        .collect();
-    out.push(SourceRule {
-        priority: base + 999,
+    let rule = |priority: u32, from: Option<IpNet>, to: Option<IpNet>, allow: bool| SourceRule {
+        priority,
         iif: iif.to_string(),
-        from: None,
-    });
+        from,
+        to,
+        allow,
+    };
+    let mut out: Vec<SourceRule> = denied
+        .iter()
+        .take(100)
+        .enumerate()
+        .map(|(i, d)| rule(base + i as u32, None, Some(d.trunc()), false))
+        .collect();
+    out.extend(
+        allowed
+            .iter()
+            .take(899)
+            .enumerate()
+            .map(|(i, p)| rule(base + 100 + i as u32, Some(p.trunc()), None, true)),
+    );
+    out.push(rule(base + 999, None, None, false));
     out
 }
 
@@ -81,6 +98,8 @@ impl Netlink {
                     priority: 0,
                     iif: String::new(),
                     from: None,
+                    to: None,
+                    allow: m.header.action == RuleAction::ToTable,
                 };
                 for a in &m.attributes {
                     match a {
@@ -88,6 +107,9 @@ impl Netlink {
                         RuleAttribute::Iifname(n) => r.iif = n.clone(),
                         RuleAttribute::Source(s) => {
                             r.from = IpNet::new(*s, m.header.src_len).ok();
+                        }
+                        RuleAttribute::Destination(d) => {
+                            r.to = IpNet::new(*d, m.header.dst_len).ok();
                         }
                         _ => {}
                     }
@@ -104,8 +126,8 @@ impl Netlink {
     pub async fn set_source_rules(&self, want: &[SourceRule]) -> Result<()> {
         let mut wanted: Vec<(bool, SourceRule)> = Vec::new();
         for r in want {
-            match r.from {
-                Some(p) => wanted.push((matches!(p, IpNet::V6(_)), r.clone())),
+            match r.v6() {
+                Some(v6) => wanted.push((v6, r.clone())),
                 None => {
                     wanted.push((false, r.clone()));
                     wanted.push((true, r.clone()));
@@ -116,9 +138,9 @@ impl Netlink {
         for h in have.iter().filter(|h| !wanted.contains(h)) {
             self.del_rule(h.0, &h.1).await?;
         }
-        // Allowed sources before the blackhole: a new interface is never shut for a moment
-        // its allowed rules are not there yet.
-        wanted.sort_by_key(|(_, r)| (r.from.is_none(), r.priority));
+        // Allowed sources before the catch-all blackhole: a new interface is never shut
+        // for a moment its allowed rules are not there yet.
+        wanted.sort_by_key(|(_, r)| (r.from.is_none() && r.to.is_none(), r.priority));
         for w in wanted.iter().filter(|w| !have.contains(w)) {
             self.add_rule(w.0, &w.1).await?;
         }
@@ -161,17 +183,23 @@ fn fill(m: &mut RuleMessage, r: &SourceRule) {
     m.attributes.push(RuleAttribute::Iifname(r.iif.clone()));
     m.attributes
         .push(RuleAttribute::Protocol(RouteProtocol::from(PROTO_BGP)));
-    match r.from {
-        Some(p) => {
-            m.header.src_len = p.prefix_len();
-            m.header.action = RuleAction::ToTable;
-            m.header.table = MAIN as u8;
-            m.attributes.push(RuleAttribute::Table(MAIN));
-            m.attributes.push(RuleAttribute::Source(match p {
-                IpNet::V4(p) => IpAddr::V4(p.network()),
-                IpNet::V6(p) => IpAddr::V6(p.network()),
-            }));
-        }
-        None => m.header.action = RuleAction::Blackhole,
+    let addr = |p: IpNet| match p {
+        IpNet::V4(p) => IpAddr::V4(p.network()),
+        IpNet::V6(p) => IpAddr::V6(p.network()),
+    };
+    if let Some(p) = r.from {
+        m.header.src_len = p.prefix_len();
+        m.attributes.push(RuleAttribute::Source(addr(p)));
+    }
+    if let Some(p) = r.to {
+        m.header.dst_len = p.prefix_len();
+        m.attributes.push(RuleAttribute::Destination(addr(p)));
+    }
+    if r.allow {
+        m.header.action = RuleAction::ToTable;
+        m.header.table = MAIN as u8;
+        m.attributes.push(RuleAttribute::Table(MAIN));
+    } else {
+        m.header.action = RuleAction::Blackhole;
     }
 }

@@ -662,17 +662,19 @@ fn tcp_md5_drops_are_counted_per_namespace() {
     );
 }
 
-/// Echo requests that reached namespace `ns` (its `IcmpInEchos`).
-fn echoes_in(ns: &str) -> u64 {
+/// Echo requests of a family that reached namespace `ns` (`IcmpInEchos`,
+/// `Icmp6InEchos`).
+fn echoes_in(ns: &str, v6: bool) -> u64 {
+    let key = if v6 { "Icmp6InEchos" } else { "IcmpInEchos" };
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nstat", "-az", "IcmpInEchos"])
+        .args(["netns", "exec", ns, "nstat", "-az", key])
         .output()
         .expect("nstat");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| {
             let mut w = l.split_whitespace();
-            (w.next() == Some("IcmpInEchos")).then(|| w.next()?.parse().ok())?
+            (w.next() == Some(key)).then(|| w.next()?.parse().ok())?
         })
         .unwrap_or(0)
 }
@@ -688,15 +690,17 @@ fn ping_from(ns: &str, from: &str, to: &str) -> bool {
 }
 
 /// A public connection's source validation: on the customer's interface, only packets
-/// from the allowed prefixes are forwarded; the rest never reach the far side (counted
-/// there), in both families; the rules are set idempotently and removed again.
+/// from the allowed prefixes are forwarded, and none toward the denied destinations (the
+/// edge's segment to the services routers); the rest never reach the far side (counted
+/// there), in both families; neighbor discovery still works under the rules; they are
+/// set idempotently and removed again.
 #[tokio::test]
 async fn source_rules_forward_only_allowed_sources_in_both_families() {
     use cic_dataplane::rules::{SourceRule, wanted};
     if !root_or_skip("source_rules") {
         return;
     }
-    // customer ──cx── edge ──sx── services
+    // customer ──cx── edge ──sx── services (a service on 198.18.0.10 / 2a0c:18::10)
     let nets = Nets::new(3);
     let (c, e, s) = (nets.get(0), nets.get(1), nets.get(2));
     loopbacks_up(&[c, e, s]);
@@ -742,6 +746,7 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
         ),
         (e, "sx", &["100.66.0.1/30", "2a0c:ff::1/64"][..]),
         (s, "sx0", &["100.66.0.2/30", "2a0c:ff::2/64"][..]),
+        (s, "lo", &["198.18.0.10/32", "2a0c:18::10/128"][..]),
     ] {
         for a in addrs {
             setup(ns, &["addr", "add", a, "dev", dev, "nodad"]);
@@ -750,36 +755,60 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
     }
     setup(c, &["route", "add", "default", "via", "198.19.10.1"]);
     setup(c, &["-6", "route", "add", "default", "via", "2a0c:10::1"]);
+    setup(e, &["route", "add", "198.18.0.10/32", "via", "100.66.0.2"]);
+    setup(
+        e,
+        &["-6", "route", "add", "2a0c:18::10/128", "via", "2a0c:ff::2"],
+    );
     setup(s, &["route", "add", "default", "via", "100.66.0.1"]);
     setup(s, &["-6", "route", "add", "default", "via", "2a0c:ff::1"]);
-    // Without rules every source gets through.
-    assert!(ping_from(c, "192.168.1.10", "100.66.0.2"));
-    assert!(ping_from(c, "fd00:1::10", "2a0c:ff::2"));
+    // Without rules every source gets through, to the service and to the segment.
+    assert!(ping_from(c, "192.168.1.10", "198.18.0.10"));
+    assert!(ping_from(c, "fd00:1::10", "2a0c:18::10"));
+    assert!(ping_from(c, "198.19.10.10", "100.66.0.2"));
 
-    let want = wanted("cx", 0, &[net("198.19.10.0/24"), net("2a0c:10::/64")]);
+    let want = wanted(
+        "cx",
+        0,
+        &[net("198.19.10.0/24"), net("2a0c:10::/64")],
+        &[net("100.66.0.0/30"), net("2a0c:ff::/64")],
+    );
     nle.set_source_rules(&want).await.expect("rules");
     nle.set_source_rules(&want).await.expect("the same again");
     assert_eq!(
         nle.source_rules().await.expect("read").len(),
-        4,
-        "one allowed rule per prefix, a blackhole per family"
+        6,
+        "a rule per denied destination and per allowed prefix, a blackhole per family"
     );
-    let before = echoes_in(s);
-    assert!(ping_from(c, "198.19.10.10", "100.66.0.2"), "allowed IPv4");
-    assert!(ping_from(c, "2a0c:10::10", "2a0c:ff::2"), "allowed IPv6");
-    assert_eq!(echoes_in(s), before + 1, "the IPv4 echo arrived");
-    assert!(!ping_from(c, "192.168.1.10", "100.66.0.2"), "spoofed IPv4");
-    assert!(!ping_from(c, "fd00:1::10", "2a0c:ff::2"), "spoofed IPv6");
+    // Neighbor discovery and ARP from scratch, under the rules.
+    for n in [c, e, s] {
+        setup(n, &["neigh", "flush", "all"]);
+        setup(n, &["-6", "neigh", "flush", "all"]);
+    }
+    let (v4, v6) = (echoes_in(s, false), echoes_in(s, true));
+    assert!(ping_from(c, "198.19.10.10", "198.18.0.10"), "allowed IPv4");
+    assert!(ping_from(c, "2a0c:10::10", "2a0c:18::10"), "allowed IPv6");
+    assert_eq!((echoes_in(s, false), echoes_in(s, true)), (v4 + 1, v6 + 1));
+    assert!(!ping_from(c, "192.168.1.10", "198.18.0.10"), "spoofed IPv4");
+    assert!(!ping_from(c, "fd00:1::10", "2a0c:18::10"), "spoofed IPv6");
+    assert!(
+        !ping_from(c, "198.19.10.10", "100.66.0.2"),
+        "the segment, IPv4"
+    );
+    assert!(
+        !ping_from(c, "2a0c:10::10", "2a0c:ff::2"),
+        "the segment, IPv6"
+    );
     assert_eq!(
-        echoes_in(s),
-        before + 1,
-        "no spoofed echo reached the far side"
+        (echoes_in(s, false), echoes_in(s, true)),
+        (v4 + 1, v6 + 1),
+        "no spoofed echo and none to the segment reached the far side"
     );
     // The edge's own address still answers the customer (BGP, BFD).
     assert!(ping_from(c, "192.168.1.10", "192.168.1.1"));
     // Gone again: every source passes.
     nle.set_source_rules(&[]).await.expect("none");
     assert!(nle.source_rules().await.expect("read").is_empty());
-    assert!(ping_from(c, "192.168.1.10", "100.66.0.2"));
+    assert!(ping_from(c, "192.168.1.10", "198.18.0.10"));
     let _: Vec<SourceRule> = want;
 }

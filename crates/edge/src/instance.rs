@@ -129,9 +129,12 @@ pub struct Instance {
     nl: Netlink,
     bgp: InstanceHandle,
     vpc_prefixes: Vec<IpNet>,
-    /// What the speaker was started with and cannot change while running: announced
-    /// services and accepted prefixes (of a public connection).
-    fixed: (Vec<IpNet>, Option<Vec<IpNet>>),
+    /// What the speaker was started with and cannot change while running: the accepted
+    /// prefixes (of a public connection).
+    fixed: Option<Vec<IpNet>>,
+    /// What it announces unconditionally (a public connection's services, with static
+    /// routing), changed in the running speaker.
+    announce: Vec<IpNet>,
     /// The speaker's peers by connection id (or `fabric:…`).
     peers: BTreeMap<String, Peer>,
     routes_task: JoinHandle<()>,
@@ -140,10 +143,6 @@ pub struct Instance {
     bfd: Result<Bfd, String>,
     /// Started after `cic edge` restarted: BFD sessions carry on where they were.
     restarted: bool,
-    /// The source-validation rules and static routes last set in the namespace (`None`:
-    /// never; an instance that needs neither never lists the kernel's for them).
-    source_rules: Option<Vec<cic_dataplane::rules::SourceRule>>,
-    static_routes: Option<KernelRoutes>,
 }
 
 /// An instance's namespace and its connections, for reading their interface counters.
@@ -305,14 +304,13 @@ impl Instance {
             nl,
             bgp,
             vpc_prefixes: ic.vpc_prefixes.clone(),
-            fixed: (ic.announce.clone(), ic.accept_only.clone()),
+            fixed: ic.accept_only.clone(),
+            announce: ic.announce.clone(),
             peers: BTreeMap::new(),
             routes_task,
             route_error,
             bfd,
             restarted: restarting,
-            source_rules: None,
-            static_routes: None,
         })
     }
 
@@ -415,7 +413,7 @@ impl Instance {
 
     /// Whether `ic` needs a new speaker (its fixed policy changed).
     pub fn needs_restart(&self, ic: &InstanceConfig) -> bool {
-        self.fixed != (ic.announce.clone(), ic.accept_only.clone())
+        self.fixed != ic.accept_only
     }
 
     pub fn status(&self) -> watch::Receiver<cic_bgp::driver::InstanceStatus> {
@@ -486,29 +484,38 @@ impl Instance {
                 .collect(),
             });
         }
+        // A public connection's source validation is in place before its link carries
+        // anything; checked against the kernel at every apply (public connections are
+        // few), and without it the customer gets no session (fail closed).
+        let public = ic.accept_only.is_some();
+        let mut validated = true;
+        if public && let Err(e) = self.nl.set_source_rules(&source_rules(ic)).await {
+            errors.push(err(&ic.id, format!("source validation: {e}")));
+            validated = false;
+        }
         let failed = self.reconcile_links(underlay, &mut wanted).await;
         errors.extend(failed.iter().cloned());
-        let up: Vec<&str> = wanted.iter().map(|w| w.owner.as_str()).collect();
-        let rules = source_rules(ic);
-        if changed(&self.source_rules, &rules, Vec::is_empty) {
-            match self.nl.set_source_rules(&rules).await {
-                Ok(()) => self.source_rules = Some(rules),
-                Err(e) => errors.push(err(&ic.id, format!("source validation: {e}"))),
+        // The links that are there: the connections' by connection id, the segment apart
+        // (a public connection's instance has the connection's id).
+        let segment_up = wanted.iter().any(|w| w.spec.name == FABRIC_IF);
+        let up: Vec<&str> = wanted
+            .iter()
+            .filter(|w| w.spec.name != FABRIC_IF && validated)
+            .map(|w| w.owner.as_str())
+            .collect();
+        if public {
+            let statics = match &ic.fabric {
+                Some(f) if f.static_routing && segment_up => static_service_routes(ic, f),
+                _ => KernelRoutes::new(),
+            };
+            if let Err(e) = sync_routes(&self.nl, &statics, PROTO_STATIC).await {
+                errors.push(err(&ic.id, format!("routes to the public services: {e}")));
             }
         }
-        let statics = match &ic.fabric {
-            Some(f) if f.static_routing && up.contains(&ic.id.as_str()) => {
-                static_service_routes(ic, f)
-            }
-            _ => KernelRoutes::new(),
-        };
-        // A public connection's namespace is looked at once after a start (its segment's
-        // routing may have changed while the edge was away).
-        let public = ic.accept_only.is_some();
-        if changed(&self.static_routes, &statics, |w| w.is_empty() && !public) {
-            match sync_routes(&self.nl, &statics, PROTO_STATIC).await {
-                Ok(()) => self.static_routes = Some(statics),
-                Err(e) => errors.push(err(&ic.id, format!("routes to the public services: {e}"))),
+        if self.announce != ic.announce {
+            match self.bgp.set_announce(ic.announce.clone()).await {
+                Ok(()) => self.announce = ic.announce.clone(),
+                Err(e) => errors.push(err(&ic.id, e.to_string())),
             }
         }
 
@@ -550,10 +557,7 @@ impl Instance {
                 );
             }
         }
-        if let (Some(f), true) = (
-            ic.fabric.as_ref().filter(|f| !f.static_routing),
-            up.contains(&ic.id.as_str()),
-        ) {
+        if let (Some(f), true) = (ic.fabric.as_ref().filter(|f| !f.static_routing), segment_up) {
             let fabric = format!("fabric:{}", ic.id);
             desired.insert(
                 peer_key(&fabric, Family::Ipv4),
@@ -1100,21 +1104,13 @@ fn bfd_config(b: &BfdSettings) -> cic_bfd::Config {
     }
 }
 
-/// Whether `want` differs from what was last set (`last`; nothing set yet counts as
-/// `none`).
-fn changed<T: PartialEq>(last: &Option<T>, want: &T, none: impl Fn(&T) -> bool) -> bool {
-    match last {
-        Some(l) => l != want,
-        None => !none(want),
-    }
-}
-
 /// The kernel's routing protocol number for routes an administrator set (`proto static`).
 const PROTO_STATIC: u8 = 4;
 
 /// A public connection's source validation (none for other instances): on each
 /// connection's interface, packets from the customer's registered prefixes and from the
-/// connection's peering subnets are forwarded, the rest dropped.
+/// connection's peering subnets are forwarded, the rest dropped; none toward the segment
+/// to the services routers (their addresses there are not a service).
 fn source_rules(ic: &InstanceConfig) -> Vec<cic_dataplane::rules::SourceRule> {
     let Some(registered) = &ic.accept_only else {
         return vec![];
@@ -1128,7 +1124,15 @@ fn source_rules(ic: &InstanceConfig) -> Vec<cic_dataplane::rules::SourceRule> {
                 .copied()
                 .chain(c.peerings.iter().map(|p| p.subnet))
                 .collect();
-            cic_dataplane::rules::wanted(&ifname(&c.id), i as u32, &allowed)
+            let segment: Vec<IpNet> = ic
+                .fabric
+                .iter()
+                .flat_map(|f| {
+                    std::iter::once(IpNet::V4(f.subnet))
+                        .chain(f.ipv6.map(|v6| IpNet::V6(v6.subnet)))
+                })
+                .collect();
+            cic_dataplane::rules::wanted(&ifname(&c.id), i as u32, &allowed, &segment)
         })
         .collect()
 }

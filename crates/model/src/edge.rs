@@ -220,8 +220,9 @@ pub struct FabricAttachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<FabricIpv6>,
     /// No session on the segment: the instance's VPC prefixes are routed to `fabricIp`
-    /// (a public-services network with static routing) and announced to customers while
-    /// the segment's link is up.
+    /// (a public-services network with static routing) and announced to customers
+    /// unconditionally (`announce`): nothing tells the edge that the services routers
+    /// are gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub static_routing: bool,
 }

@@ -87,9 +87,10 @@ pub enum PublicServicesRouting {
     /// customer's accepted prefixes; each side withdraws what it can no longer reach.
     Bgp,
     /// No session: the edge routes the allowed services' prefixes to the services
-    /// router's address on the segment and announces them while the customer's session
-    /// is up; the services routers route the customer's registered prefixes back to the
-    /// edge's address (`…/publicServicesAttachments` says which).
+    /// router's address on the segment and announces them to the customer whatever the
+    /// services routers' state (nothing tells the edge they are gone); the services
+    /// routers route the customer's registered prefixes back to the edge's address
+    /// (`…/publicServicesAttachments` says which).
     Static,
 }
 

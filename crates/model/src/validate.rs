@@ -173,6 +173,38 @@ pub fn public_peering(
     peering_hosts(field, subnet, peer_ip, cloud_ip)
 }
 
+/// Space an operator may take as public besides the Internet's (`--treat-as-public`): at
+/// most a /8 (IPv4) or /16 (IPv6), and never space no unicast route may be in (this
+/// network, loopback, link local, multicast, reserved).
+pub fn treatable_as_public(p: &IpNet) -> Result<(), String> {
+    const NEVER: [&str; 8] = [
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/3",
+        "::/8",
+        "fe80::/10",
+        "ff00::/8",
+        "100::/64",
+    ];
+    let widest = if p.addr().is_ipv4() { 8 } else { 16 };
+    if p.prefix_len() < widest {
+        return Err(format!(
+            "{p} is too wide: name the lab's or test network's range (at most /{widest})"
+        ));
+    }
+    if let Some(r) = NEVER
+        .iter()
+        .filter_map(|r| r.parse::<IpNet>().ok())
+        .find(|r| r.contains(p) || p.contains(r))
+    {
+        return Err(format!(
+            "{p} overlaps {r}, which no unicast route may be in"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `p` lies in space the operator treats as public besides the Internet's
 /// (`cic server --treat-as-public`: a lab's or a test network's benchmarking range).
 pub fn treated_as_public(also: &[IpNet], p: &IpNet) -> bool {
@@ -318,7 +350,8 @@ pub fn is_reserved_asn(asn: u32) -> bool {
 pub fn public_services(field: &str, n: &crate::resource::PublicServicesNetwork) -> ApiResult<()> {
     use crate::resource::PublicServicesRouting;
     let v = n.remote_vtep;
-    if v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback() {
+    let o = v.octets();
+    if o[0] == 0 || o[0] >= 224 || v.is_loopback() || v.is_link_local() {
         return Err(ApiError::field(
             &format!("{field}.remoteVtep"),
             format!("{v} is not a unicast address a VXLAN segment can be sent to"),
@@ -919,5 +952,63 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("quota"));
+    }
+}
+
+#[cfg(test)]
+mod public_space_tests {
+    use super::*;
+    use crate::resource::{PublicServicesNetwork, PublicServicesRouting};
+
+    #[test]
+    fn only_a_narrow_unicast_range_may_be_taken_as_public() {
+        let n = |s: &str| s.parse::<IpNet>().expect("prefix");
+        for ok in [
+            "198.18.0.0/15",
+            "10.0.0.0/8",
+            "2001:db8::/32",
+            "2001:2::/48",
+        ] {
+            assert_eq!(treatable_as_public(&n(ok)), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("0.0.0.0/0", "too wide"),
+            ("2000::/3", "too wide"),
+            ("ff00::/8", "too wide"),
+            ("ff02::/16", "overlaps ff00::/8"),
+            ("fe80::/16", "overlaps fe80::/10"),
+            ("224.0.0.0/8", "overlaps 224.0.0.0/3"),
+            ("127.0.0.0/8", "overlaps 127.0.0.0/8"),
+        ] {
+            let e = treatable_as_public(&n(bad)).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_services_vtep_is_a_unicast_address_and_the_asn_goes_with_bgp() {
+        let net = |vtep: &str, routing, asn| PublicServicesNetwork {
+            remote_vtep: vtep.parse().expect("address"),
+            udp_port: 4789,
+            routing,
+            asn,
+        };
+        let bgp = PublicServicesRouting::Bgp;
+        assert!(public_services("p", &net("100.66.0.2", bgp, Some(64999))).is_ok());
+        for vtep in [
+            "0.1.2.3",
+            "127.0.0.1",
+            "169.254.1.1",
+            "224.0.0.5",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            let e = public_services("p", &net(vtep, bgp, Some(64999))).expect_err(vtep);
+            assert!(e.to_string().contains("p.remoteVtep"), "{vtep}: {e}");
+        }
+        assert!(public_services("p", &net("100.66.0.2", bgp, None)).is_err());
+        let st = PublicServicesRouting::Static;
+        assert!(public_services("p", &net("100.66.0.2", st, Some(1))).is_err());
+        assert!(public_services("p", &net("100.66.0.2", st, None)).is_ok());
     }
 }

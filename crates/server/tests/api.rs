@@ -3031,6 +3031,16 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
         .await;
     assert_eq!(instance(&cfg)["fabric"], Value::Null, "no network yet");
+    // A connection made by an older server has no slot: the PoP's network gives it one.
+    {
+        let mut tx = h.state.store.begin().await.expect("tx");
+        let rev = tx.bump_revision().await.expect("rev");
+        tx.delete::<cic_store::FabricSlot>(&cic_store::FabricSlot::key(&edge_id, &id))
+            .await
+            .expect("slot gone");
+        let _ = rev;
+        tx.commit().await.expect("commit");
+    }
 
     h.ok(
         Method::PUT,
@@ -3178,6 +3188,16 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
     assert!(conn(&cfg)["holdDownUntil"].is_string(), "{cfg}");
     let (_, v) = h.call(Method::GET, &path, Some(&viewer), None).await;
     assert_eq!(v["bgpFailoverTests"][0]["status"], "IN_PROGRESS", "{v}");
+    for list in [
+        "/cic/v1/publicConnections?folderId=f1".to_string(),
+        format!("/cic/v1/trunkConnections/{trunk}/publicConnections"),
+    ] {
+        let (_, v) = h.call(Method::GET, &list, Some(&viewer), None).await;
+        assert_eq!(
+            v["publicConnections"][0]["bgpFailoverTests"][0]["status"], "IN_PROGRESS",
+            "{list}: {v}"
+        );
+    }
     h.report(&edge, h.revision().await, json!([])).await;
     let (s, v) = h
         .admin(Method::POST, &format!("{path}:startBgpFailoverTest"), None)

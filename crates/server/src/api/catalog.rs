@@ -96,7 +96,63 @@ pub async fn replace_pop(
     check_pop(&pop)?;
     let _w = st.lock_writes().await?;
     fetch::<PointOfPresence>(&st, &id).await?;
-    put_catalog(&st, &pop).await?;
+    // Every public connection at the PoP has its segment's slot (one that somehow has
+    // none — made by an older server — is given one now).
+    let (snap, _) = st.snapshot().await?;
+    let mut add = Vec::new();
+    for e in snap.edges.iter().filter(|e| e.point_of_presence_id == id) {
+        let on_edge = snap
+            .public_connections
+            .iter()
+            .filter(|p| {
+                snap.trunks
+                    .iter()
+                    .any(|t| t.meta.id == p.trunk_connection_id && t.edge_id == e.id)
+            })
+            .filter(|p| {
+                !snap
+                    .slots
+                    .iter()
+                    .any(|s| s.edge_id == e.id && s.routing_instance_id == p.meta.id)
+            });
+        let mut taken: std::collections::BTreeSet<u32> = snap
+            .slots
+            .iter()
+            .filter(|s| s.edge_id == e.id)
+            .map(|s| s.slot)
+            .collect();
+        for p in on_edge {
+            let slot = (0..compile::slot_capacity(e))
+                .find(|n| !taken.contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        cic_model::Code::ResourceExhausted,
+                        format!(
+                            "edge {} has no free fabric segment for public connection {}",
+                            e.name, p.meta.id
+                        ),
+                    )
+                })?;
+            taken.insert(slot);
+            add.push(cic_store::FabricSlot {
+                edge_id: e.id.clone(),
+                routing_instance_id: p.meta.id.clone(),
+                slot,
+            });
+        }
+    }
+    let mut tx = st.store.begin().await?;
+    let rev = tx.bump_revision().await?;
+    for s in &add {
+        tx.put_keyed(
+            s,
+            &cic_store::FabricSlot::key(&s.edge_id, &s.routing_instance_id),
+            rev,
+        )
+        .await?;
+    }
+    tx.put(&pop, rev).await?;
+    commit(&st, tx, rev).await?;
     Ok(Json(pop))
 }
 

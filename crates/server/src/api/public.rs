@@ -435,6 +435,23 @@ pub async fn get(
     Ok(Json(view.show(&present(&st, pc).await?)))
 }
 
+/// `GET /cic/v1/publicConnections?folderId=…`: each with its live state and its failover
+/// tests' status, as a Get shows it.
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<super::ListQuery>,
+) -> ApiResult<Json<super::KeyedPage<crate::access::Shown<PublicConnection>>>> {
+    let (folder, view) = super::list_scope(&st, &who, &q).await?;
+    let mut page = q.fetch::<PublicConnection>(&st, folder.as_deref()).await?;
+    let mut shown = Vec::with_capacity(page.items.len());
+    for pc in page.items.drain(..) {
+        shown.push(present(&st, pc).await?);
+    }
+    page.items = shown;
+    Ok(Json(super::present_page(&view, page)))
+}
+
 /// `GET /cic/v1/trunkConnections/{id}/publicConnections`.
 pub async fn of_trunk(
     State(st): State<Arc<AppState>>,
@@ -443,10 +460,14 @@ pub async fn of_trunk(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let (trunk, view) = fetch_for::<TrunkConnection>(&st, &who, &id, Need::Read).await?;
-    let on_trunk = st
+    let mut on_trunk = Vec::new();
+    for pc in st
         .store
         .children::<PublicConnection>(&trunk.meta.id)
-        .await?;
+        .await?
+    {
+        on_trunk.push(present(&st, pc).await?);
+    }
     let p = super::page_by(
         &st,
         &q,

@@ -666,7 +666,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/cic/v1/publicConnections",
             "List public connections of a folder",
             Viewer,
-            get(list_in_folder::<PublicConnection>),
+            get(public::list),
         )
         .query::<ListQuery>()
         .list::<PublicConnection>("publicConnections"),
