@@ -2200,7 +2200,8 @@ fn gtsm_and_strict_roles_on_a_connection_hold_the_customer_to_them() {
         .expect("json");
         assert_eq!(
             got["bgpSessionOptions"],
-            serde_json::json!({"ttlSecurity": true, "bgpRole": "STRICT"}),
+            serde_json::json!({"ttlSecurity": true, "bgpRole": "STRICT",
+                               "bfd": {"minIntervalMs": 300, "multiplier": 3}}),
             "{got}"
         );
         cic_lab::failover::reconfigure_site(std::path::Path::new(env!("CARGO_BIN_EXE_cic")))
