@@ -762,13 +762,18 @@ fn roles_with_bird_route_down_and_up_and_refuse_a_mismatch() {
         !at_prov.contains("otc"),
         "nothing marks a route going up: {at_prov}"
     );
+    // Whichever side reads the other's OPEN first refuses it (with both connecting, BIRD
+    // may be first; it then waits its error time before trying again, and our side saw
+    // only the connection closed).
     wait_until(WAIT, "the mismatched role refused", || {
         let row = neighbor(&sock, "127.0.35.4");
-        (row["state"] != "ESTABLISHED"
-            && row["lastError"]
-                .as_str()
-                .is_some_and(|e| e.contains("Role Mismatch")))
-        .then_some(())
+        let ours = row["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("Role Mismatch"));
+        let birds = odd
+            .cmd("show protocols all speaker")
+            .is_ok_and(|t| t.contains("Role mismatch"));
+        (row["state"] != "ESTABLISHED" && (ours || birds)).then_some(())
     })
     .unwrap_or_else(|e| {
         panic!(

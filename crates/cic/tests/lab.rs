@@ -2349,6 +2349,17 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
         assert_eq!(v["bgp"]["state"], "ESTABLISHED", "{v}");
         assert_eq!(v["bgp"]["prefixesAccepted"], 1, "{v}");
         assert_eq!(v["bgp"]["prefixesAdvertised"], 1, "{v}");
+        // The edge's metrics: the public session, as a private connection's.
+        let metrics = http_get(
+            lab.info["pops"][0]["edgeMetrics"]
+                .as_str()
+                .expect("metrics"),
+        );
+        let up = format!(
+            "bgp_ipv4_session_state_up_down{{edge_id=\"{}\",connection_id=\"{pu}\",session=\"customer\",peer=\"198.19.255.2\"}} 1",
+            lab.info["pops"][0]["edgeId"].as_str().expect("edge")
+        );
+        assert!(metrics.contains(&up), "{up} in\n{metrics}");
         let lg = |direction: &str| -> Value {
             serde_json::from_str(&lab.cli(&[
                 "public-connection",
