@@ -77,6 +77,9 @@ pub struct Session {
     remote_desired_min_tx: u32,
     remote_detect_mult: u8,
     poll_pending: bool,
+    /// The parameters changed again while a Poll was pending: the Final that comes may
+    /// answer the older values, so a new Poll follows it before the change counts.
+    poll_again: bool,
     next_tx: Instant,
     detect_at: Option<Instant>,
     rng: u64,
@@ -111,6 +114,7 @@ impl Session {
             remote_desired_min_tx: 0,
             remote_detect_mult: 0,
             poll_pending: false,
+            poll_again: false,
             next_tx: now,
             detect_at: None,
             rng: u64::from(local_disc) | 1,
@@ -150,9 +154,9 @@ impl Session {
         }
         self.cfg = cfg;
         let rx = us(cfg.required_min_rx);
-        if rx > self.required_min_rx {
-            self.detect_rx = rx;
-        }
+        // A higher Required Min RX is safe for detection at once; a lower one only after
+        // the Poll Sequence (the larger of the two counts meanwhile).
+        self.detect_rx = self.detect_rx.max(rx);
         self.required_min_rx = rx;
         let want = if self.state == State::Up {
             us(cfg.desired_min_tx)
@@ -163,12 +167,22 @@ impl Session {
         if want < self.tx_in_use || self.state != State::Up {
             self.tx_in_use = want;
         }
-        self.poll_pending = true;
-        out.push(Output::Send(self.packet(false)));
-        self.schedule_tx(now);
-        if self.detect_at.is_some() {
-            self.detect_at = self.detection_time().map(|d| now + d);
+        // Out of Up the new values simply go out; while Up a Poll Sequence confirms them,
+        // carried by the periodic packets (§6.5: no extra packets for it).
+        if self.state == State::Up {
+            self.start_poll();
+        } else {
+            self.detect_rx = rx;
         }
+        let _ = (now, out);
+    }
+
+    /// Starts a Poll Sequence, or, while one is pending, another after it.
+    fn start_poll(&mut self) {
+        if self.poll_pending {
+            self.poll_again = true;
+        }
+        self.poll_pending = true;
     }
 
     /// The state to resume this session from, while it is Up.
@@ -266,9 +280,14 @@ impl Session {
         let old_remote_rx = self.remote_min_rx;
         self.remote_min_rx = p.required_min_rx_us;
         if p.final_ && self.poll_pending {
-            self.poll_pending = false;
-            self.tx_in_use = self.desired_min_tx;
-            self.detect_rx = self.required_min_rx;
+            if self.poll_again {
+                // It answers an older Poll: ask again, and keep the safe values meanwhile.
+                self.poll_again = false;
+            } else {
+                self.poll_pending = false;
+                self.tx_in_use = self.desired_min_tx;
+                self.detect_rx = self.required_min_rx;
+            }
         }
         if self.state == State::AdminDown {
             return;
@@ -328,7 +347,7 @@ impl Session {
             if want < self.tx_in_use || to != State::Up {
                 self.tx_in_use = want;
             }
-            self.poll_pending = true;
+            self.start_poll();
         }
         // Announce the change now instead of at the next periodic packet.
         out.push(Output::Send(self.packet(false)));
@@ -512,8 +531,11 @@ mod tests {
         // 100 ms × 3 on both sides, one after the other, as a customer and the edge would.
         let mut out = vec![];
         p.a.reconfigure(timers(100, 3), p.now, &mut out);
-        assert!(sends(&out)[0].poll, "announced with a Poll");
-        p.exchange(out, vec![]);
+        assert!(out.is_empty(), "no extra packet (§6.5)");
+        assert!(
+            p.a.poll_pending,
+            "the next periodic packet carries the Poll"
+        );
         // The peer still asks for 300 ms: nothing is faster yet, nothing has expired.
         p.run(Duration::from_secs(1));
         assert_eq!(p.a.tx_interval(), Some(Duration::from_millis(300)));
@@ -536,12 +558,21 @@ mod tests {
         let mut out = vec![];
         p.a.reconfigure(timers(100, 3), p.now, &mut out);
         assert!(out.is_empty());
-        // And 100 ms × 3 detects a cut in 300 ms.
+        // And 100 ms × 3 detects a cut in at most 300 ms.
         p.cut = true;
-        let cut_at = p.now;
-        p.run(Duration::from_millis(400));
-        assert_eq!(p.a.state(), State::Down);
-        assert!(p.now - cut_at <= Duration::from_millis(400));
+        let mut waited = Duration::ZERO;
+        while p.a.state() == State::Up {
+            p.run(Duration::from_millis(10));
+            waited += Duration::from_millis(10);
+            assert!(
+                waited <= Duration::from_millis(310),
+                "still Up after {waited:?}"
+            );
+        }
+        assert!(
+            waited >= Duration::from_millis(200),
+            "down after {waited:?}"
+        );
     }
 
     #[test]
@@ -558,6 +589,14 @@ mod tests {
         pk.required_min_rx_us = 50_000;
         s.on_packet(&pk, now, &mut out);
         assert_eq!(s.state(), State::Up);
+        let mut fin = peer_packet(State::Up);
+        fin.your_discriminator = 7;
+        fin.desired_min_tx_us = 50_000;
+        fin.required_min_rx_us = 50_000;
+        fin.final_ = true;
+        // The Poll of going Up answered.
+        s.on_packet(&fin, now, &mut out);
+        assert!(!s.poll_pending);
         assert_eq!(s.detection_time(), Some(Duration::from_millis(900)));
         s.reconfigure(timers(50, 3), now, &mut out);
         assert_eq!(
@@ -565,13 +604,24 @@ mod tests {
             Some(Duration::from_millis(900)),
             "the old value until the Poll Sequence ends"
         );
-        let mut fin = peer_packet(State::Up);
-        fin.your_discriminator = 7;
-        fin.desired_min_tx_us = 50_000;
-        fin.required_min_rx_us = 50_000;
-        fin.final_ = true;
         s.on_packet(&fin, now, &mut out);
         assert_eq!(s.detection_time(), Some(Duration::from_millis(150)));
+
+        // Two changes in one Poll: a Final may answer the first; only a second Poll's
+        // Final makes the lower value count.
+        s.reconfigure(timers(300, 3), now, &mut out);
+        s.on_packet(&fin, now, &mut out);
+        s.reconfigure(timers(50, 3), now, &mut out);
+        s.reconfigure(timers(100, 3), now, &mut out);
+        s.on_packet(&fin, now, &mut out);
+        assert_eq!(
+            s.detection_time(),
+            Some(Duration::from_millis(900)),
+            "a Final that may answer the older Poll changes nothing"
+        );
+        assert!(s.poll_pending, "a new Poll follows");
+        s.on_packet(&fin, now, &mut out);
+        assert_eq!(s.detection_time(), Some(Duration::from_millis(300)));
     }
 
     #[test]

@@ -460,7 +460,30 @@ pub fn set_bfd(timers: &str) -> Result<()> {
         cli.run(true, &["private-connection", "update", pc, "--bfd", timers])?;
     }
     configure_site_with(&cli, None)?;
-    both_ways(2, Duration::from_secs(60), "after the new BFD timers")
+    both_ways(2, Duration::from_secs(60), "after the new BFD timers")?;
+    // Until both sides run them: each session's detection time as the edge reports it.
+    let (interval, mult) = match timers.split_once('x') {
+        Some((i, m)) => (
+            i.parse::<u64>().unwrap_or(300),
+            m.parse::<u64>().unwrap_or(3),
+        ),
+        None => (300, 3),
+    };
+    for p in info["pops"].as_array().into_iter().flatten() {
+        let pc = p["privateConnectionId"].as_str().unwrap_or_default();
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{pc}'s BFD sessions detecting in {} ms", interval * mult),
+            || {
+                let v = cli.run(false, &["private-connection", "get", pc]).ok()?;
+                let ok = |b: &serde_json::Value| {
+                    b["bfd"]["detectionTimeMs"].as_u64() == Some(interval * mult)
+                };
+                (ok(&v["bgp"]) && ok(&v["bgpIpv6"])).then_some(())
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Gives the customer's router `standby` (none: both PoPs in use again).

@@ -333,7 +333,16 @@ pub struct ConnectionConfig {
     /// BFD timers of its own (over `bgp.bfd`'s interval and multiplier; BFD runs only
     /// while `bgp.bfd` is enabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bfd: Option<crate::resource::BfdTimers>,
+    pub bfd: Option<ConnectionBfd>,
+}
+
+/// A connection's own BFD timers, as the edge is sent them (open to new fields: an
+/// older edge must not refuse a newer server's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionBfd {
+    pub min_interval_ms: u32,
+    pub multiplier: u8,
 }
 
 impl ConnectionConfig {

@@ -813,7 +813,8 @@ pub struct PrivateConnection {
 pub struct BgpSessionOptions {
     pub ttl_security: bool,
     pub bgp_role: crate::edge::BgpRoleMode,
-    /// BFD timers in force; absent: no BFD (the operator turned it off).
+    /// BFD timers the cloud's side runs (the session negotiates the slower of its and the
+    /// customer router's); absent: no BFD (the operator turned it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdTimers>,
 }

@@ -383,7 +383,8 @@ pub fn public_services(field: &str, n: &crate::resource::PublicServicesNetwork) 
 }
 
 /// A connection's BFD timers: an interval from the operator's minimum to 10 s, a
-/// multiplier of 2 to 255 (one lost packet must not be a failure).
+/// multiplier of 2 to 50 (one lost packet must not be a failure; the operator's own
+/// setting goes to 50).
 pub fn bfd_timers(
     field: &str,
     t: &crate::resource::BfdTimers,
@@ -398,11 +399,11 @@ pub fn bfd_timers(
             ),
         ));
     }
-    if t.multiplier < 2 {
+    if !(2..=50).contains(&t.multiplier) {
         return Err(ApiError::field(
             &format!("{field}.multiplier"),
             format!(
-                "{} is out of range 2-255: one lost packet would take the session down",
+                "{} is out of range 2-50 (1: one lost packet would take the session down)",
                 t.multiplier
             ),
         ));

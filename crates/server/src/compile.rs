@@ -204,7 +204,10 @@ pub fn compile(
         reset_seq: c.bgp_session_resets,
         ttl_security: c.ttl_security.unwrap_or(settings.bgp.ttl_security),
         bgp_role: c.bgp_role.unwrap_or(settings.bgp.bgp_role),
-        bfd: c.bfd,
+        bfd: c.bfd.map(|t| cic_model::edge::ConnectionBfd {
+            min_interval_ms: t.min_interval_ms,
+            multiplier: t.multiplier,
+        }),
     };
 
     let mut instances = Vec::new();

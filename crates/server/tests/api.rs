@@ -2820,7 +2820,7 @@ async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds()
         ),
         (
             json!({"minIntervalMs": 100, "multiplier": 1}),
-            "bfd.multiplier: 1 is out of range 2-255",
+            "bfd.multiplier: 1 is out of range 2-50",
         ),
         (json!({"minIntervalMs": 100}), "multiplier"),
         (

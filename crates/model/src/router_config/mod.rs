@@ -507,6 +507,12 @@ mod tests {
                 multiplier: 3,
             });
             golden(&format!("bfd-per-connection.{ext}"), &render(vendor, &s));
+            // An operator without BFD: none on either connection.
+            let mut s = site(false, None, None);
+            for c in &mut s.connections {
+                c.bfd = None;
+            }
+            golden(&format!("bfd-off.{ext}"), &render(vendor, &s));
         }
     }
 

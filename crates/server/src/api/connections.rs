@@ -818,6 +818,8 @@ pub(crate) const PATCH: super::patch::Spec = super::patch::Spec {
         Field("ipv6StaticRoutes", To("[]")),
         Field("ttlSecurity", To("null")),
         Field("bgpRole", To("null")),
+        // Replaced whole (both timers given), or `null`.
+        Field("bfd", To("null")),
     ],
     output_only: &[
         "id",
@@ -893,7 +895,10 @@ pub async fn update(
         pc.bgp_role = r;
     }
     if let Some(b) = req.bfd {
-        check_bfd(&st, b.as_ref())?;
+        // Judged when it changes: a Get sent back stays valid under new bounds.
+        if b != old.bfd {
+            check_bfd(&st, b.as_ref())?;
+        }
         pc.bfd = b;
     }
     let subnet4 = |c: &PrivateConnection| c.ipv4_peering.as_ref().map(|p| p.peering_subnet);
