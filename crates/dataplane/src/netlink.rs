@@ -120,6 +120,12 @@ impl Netlink {
         &self.handle
     }
 
+    /// Held across a dump: one connection takes one dump at a time (the kernel answers a
+    /// second with EBUSY).
+    pub(crate) async fn one_dump(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.dump.lock().await
+    }
+
     pub fn netns(&self) -> Option<&str> {
         self.netns.as_deref()
     }

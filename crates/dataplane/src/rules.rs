@@ -78,6 +78,7 @@ impl Netlink {
     pub async fn source_rules(&self) -> Result<Vec<(bool, SourceRule)>> {
         let mut out = Vec::new();
         for (v6, version) in [(false, IpVersion::V4), (true, IpVersion::V6)] {
+            let _one = self.one_dump().await;
             let msgs: Vec<RuleMessage> = self
                 .handle()
                 .rule()
