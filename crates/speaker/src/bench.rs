@@ -479,7 +479,8 @@ impl Target for GoBgp {
         for i in 0..peers {
             conf += &format!(
                 "[[neighbors]]\n[neighbors.config]\nneighbor-address = \"{}\"\npeer-as = {FEED_ASN}\n\
-                 [neighbors.transport.config]\npassive-mode = true\n[neighbors.timers.config]\nhold-time = 240\n",
+                 [neighbors.transport.config]\npassive-mode = true\n[neighbors.timers.config]\nhold-time = 240\n\
+                 [neighbors.apply-policy.config]\ndefault-export-policy = \"reject-route\"\n",
                 peer_addr(i)
             );
         }
@@ -534,15 +535,28 @@ struct Frr {
 
 impl Frr {
     fn vtysh(&self, command: &str) -> Option<String> {
-        let out = Command::new("vtysh")
-            .arg("--vty_socket")
-            .arg(&self.dir)
-            .args(["-d", "bgpd", "-c", command])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+        // bgpd's vty socket itself, as vtysh talks to it (the command and a NUL; the
+        // answer ends with three NULs and a status byte): polling through a `vtysh`
+        // process every 20 ms would cost the machine more than the answer, as it did cic
+        // and BIRD until they were read directly.
+        let mut s = UnixStream::connect(self.dir.join("bgpd.vty")).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.write_all(command.as_bytes()).ok()?;
+        s.write_all(&[0]).ok()?;
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = s.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            out.extend_from_slice(&chunk[..n]);
+            if out.len() >= 4 && out[out.len() - 4..out.len() - 1] == [0, 0, 0] {
+                let status = out[out.len() - 1];
+                out.truncate(out.len() - 4);
+                return (status == 0).then(|| String::from_utf8_lossy(&out).to_string());
+            }
+        }
     }
 }
 
@@ -569,7 +583,8 @@ impl Target for Frr {
         let mut conf = format!(
             "frr defaults traditional\nrouter bgp {SPEAKER_ASN}\n bgp router-id {SPEAKER}\n\
              no bgp ebgp-requires-policy\n neighbor feed peer-group\n neighbor feed remote-as {FEED_ASN}\n\
-             neighbor feed passive\n neighbor feed timers 80 240\n"
+             neighbor feed passive\n neighbor feed timers 80 240\n\
+             neighbor feed route-map NOTHING out\n"
         );
         for i in 0..peers {
             conf += &format!(" neighbor {} peer-group feed\n", peer_addr(i));
@@ -579,6 +594,9 @@ impl Target for Frr {
                 " neighbor {RECEIVER} remote-as {RECEIVER_ASN}\n neighbor {RECEIVER} passive\n neighbor {RECEIVER} timers 80 240\n"
             );
         }
+        // The feeders are sent nothing, as by every other speaker here (FRR would send
+        // each feeder the others' routes: its sender-side loop check is off by default).
+        conf += "route-map NOTHING deny 10\n";
         let path = dir.join("bgpd.conf");
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
         self.dir = dir.to_path_buf();
