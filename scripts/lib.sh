@@ -34,7 +34,7 @@ ensure_rust() {
 }
 
 ensure_lab_packages() {
-  ensure_packages ip:iproute2 tc:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc
+  ensure_packages ip:iproute2 tc:iproute2 nstat:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc
 }
 
 # The other routers the interop tests run against (FRR, GoBGP, ExaBGP). Their system

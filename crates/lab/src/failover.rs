@@ -230,28 +230,30 @@ fn source6_through(pop: Pop) -> Result<String> {
 
 /// The PoP the customer router sends the on-prem → VM flow through.
 fn carrying_pop(pops: &[Pop]) -> Result<Pop> {
+    carrying(pops, VM, ONPREM_HOST, Pop::customer_if)
+}
+
+/// The PoP whose interface `dev_of` the customer router sends the ICMP flow from `from`
+/// to `to` through.
+pub(crate) fn carrying(
+    pops: &[Pop],
+    to: &str,
+    from: &str,
+    dev_of: impl Fn(Pop) -> String,
+) -> Result<Pop> {
     let out = Command::new("ip")
         .args([
-            "-n",
-            NS_SITE,
-            "route",
-            "get",
-            VM,
-            "from",
-            ONPREM_HOST,
-            "iif",
-            "lan0",
+            "-n", NS_SITE, "route", "get", to, "from", from, "iif", "lan0",
             // The routers hash flows on L4 (with the protocol): without it the kernel
             // answers for another flow than the pings (which it may send elsewhere).
-            "ipproto",
-            "icmp",
+            "ipproto", "icmp",
         ])
         .output()?;
     let s = String::from_utf8_lossy(&out.stdout);
     pops.iter()
         .copied()
-        .find(|p| s.contains(&format!("dev {} ", p.customer_if())))
-        .ok_or_else(|| anyhow!("the flow uses no PoP of the lab: {s}"))
+        .find(|p| s.contains(&format!("dev {} ", dev_of(*p))))
+        .ok_or_else(|| anyhow!("the flow {from} → {to} uses no PoP of the lab: {s}"))
 }
 
 /// Both routers have `n` next hops toward the other side, for both families.

@@ -318,45 +318,57 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
     // The customer's side of each private connection, as their engineer would set it up
     // on a router without 802.1Q here: a VXLAN VNI (= the VLAN) over the cross-connect.
     for &p in pop_list {
-        let dev = p.customer_if();
-        ns(
-            NS_SITE,
+        customer_vlan(
+            p,
+            &p.customer_if(),
+            p.vlan(),
+            8910,
             &[
-                "link",
-                "add",
-                &dev,
-                "mtu",
-                "8910",
-                "type",
-                "vxlan",
-                "id",
-                &p.vlan().to_string(),
-                "remote",
-                &p.xc(1),
-                "dstport",
-                "4789",
-                "dev",
-                &p.site_port(),
+                format!("{}/30", p.peering(2)),
+                format!("{}/126", p.peering6(2)),
             ],
         )?;
-        ns(
-            NS_SITE,
-            &["addr", "add", &format!("{}/30", p.peering(2)), "dev", &dev],
-        )?;
-        ns(
-            NS_SITE,
-            &[
-                "addr",
-                "add",
-                &format!("{}/126", p.peering6(2)),
-                "dev",
-                &dev,
-                "nodad",
-            ],
-        )?;
-        ns(NS_SITE, &["link", "set", &dev, "up"])?;
     }
     Ok(())
+}
+
+/// A connection's interface on the customer's router at PoP `p`: VXLAN VNI `vlan` over the
+/// cross-connect (this kernel has no 802.1Q), with `addresses`, up.
+pub(crate) fn customer_vlan(
+    p: Pop,
+    dev: &str,
+    vlan: u32,
+    mtu: u32,
+    addresses: &[String],
+) -> Result<()> {
+    ns(
+        NS_SITE,
+        &[
+            "link",
+            "add",
+            dev,
+            "mtu",
+            &mtu.to_string(),
+            "type",
+            "vxlan",
+            "id",
+            &vlan.to_string(),
+            "remote",
+            &p.xc(1),
+            "dstport",
+            "4789",
+            "dev",
+            &p.site_port(),
+        ],
+    )?;
+    for a in addresses {
+        let mut args = vec!["addr", "add", a.as_str(), "dev", dev];
+        if a.contains(':') {
+            args.push("nodad");
+        }
+        ns(NS_SITE, &args)?;
+    }
+    ns(NS_SITE, &["link", "set", dev, "up"])
 }
 
 /// BFD as both of the lab's routers run it: the modelled service's 300 ms × 3.
@@ -1369,11 +1381,20 @@ impl BirdCtl {
 
 /// Pings `to` from namespace `from`; Ok((received, sent, avg rtt ms)).
 fn ping(from: &str, to: &str) -> Result<(u32, u32, String)> {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", from, "ping", "-c", "3", "-i", "0.2", "-W", "2", to,
-        ])
-        .output()?;
+    ping_src(from, None, to)
+}
+
+/// 3 pings from namespace `from` (from address `src`, when given) to `to`: replies,
+/// sent, average round trip.
+pub(crate) fn ping_src(from: &str, src: Option<&str>, to: &str) -> Result<(u32, u32, String)> {
+    let mut args = vec![
+        "netns", "exec", from, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "2",
+    ];
+    if let Some(s) = src {
+        args.extend(["-I", s]);
+    }
+    args.push(to);
+    let out = Command::new("ip").args(&args).output()?;
     let s = String::from_utf8_lossy(&out.stdout);
     let stats = s
         .lines()

@@ -152,38 +152,13 @@ pub(crate) fn build(pops: &[Pop], dir: &Path, bin: &Path) -> Result<()> {
             ],
         )?;
         // The customer's public connection: VLAN (VNI) 1 above the private one's.
-        let dev = p.public_if();
-        ns(
-            NS_SITE,
-            &[
-                "link",
-                "add",
-                &dev,
-                "mtu",
-                "1500",
-                "type",
-                "vxlan",
-                "id",
-                &p.public_vlan().to_string(),
-                "remote",
-                &p.xc(1),
-                "dstport",
-                "4789",
-                "dev",
-                &p.site_port(),
-            ],
+        crate::customer_vlan(
+            p,
+            &p.public_if(),
+            p.public_vlan(),
+            1500,
+            &[format!("{}/30", p.public_peering(2))],
         )?;
-        ns(
-            NS_SITE,
-            &[
-                "addr",
-                "add",
-                &format!("{}/30", p.public_peering(2)),
-                "dev",
-                &dev,
-            ],
-        )?;
-        ns(NS_SITE, &["link", "set", &dev, "up"])?;
     }
     // The customer's public prefix on its LAN: the server has an address in it.
     ns(NS_SITE, &["addr", "add", "198.19.10.1/24", "dev", "lan0"])?;
@@ -510,23 +485,7 @@ pub fn through_public<T>(pop: Pop, to: &str, f: impl FnOnce() -> T) -> Result<T>
 
 /// Echo replies to 3 pings from namespace `n`, source `from`, to `to`.
 pub fn pings_answered(n: &str, from: &str, to: &str) -> u32 {
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", n, "ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-I", from, to,
-        ])
-        .output();
-    out.ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).to_string();
-            let l = text.lines().find(|l| l.contains("packets transmitted"))?;
-            l.split(", ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    crate::ping_src(n, Some(from), to).map_or(0, |(replies, _, _)| replies)
 }
 
 /// What the demo shows: the fetch over the public connection, and the same request

@@ -52,30 +52,6 @@ fn both_ways(n: usize, timeout: Duration, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The PoP whose public connection the customer's router sends the flow through.
-fn carrying_pop(pops: &[Pop]) -> Result<Pop> {
-    let out = std::process::Command::new("ip")
-        .args([
-            "-n",
-            NS_SITE,
-            "route",
-            "get",
-            OBJECT_STORAGE_HOST,
-            "from",
-            PUBLIC_HOST,
-            "iif",
-            "lan0",
-            "ipproto",
-            "icmp",
-        ])
-        .output()?;
-    let s = String::from_utf8_lossy(&out.stdout);
-    pops.iter()
-        .copied()
-        .find(|p| s.contains(&format!("dev {} ", p.public_if())))
-        .ok_or_else(|| anyhow!("the public flow uses no PoP of the lab: {s}"))
-}
-
 /// One cut and restore of the PoP carrying the public flow.
 pub fn once(side: Side) -> Result<PublicRun> {
     if side == Side::Cloud {
@@ -85,7 +61,7 @@ pub fn once(side: Side) -> Result<PublicRun> {
     both_ways(2, Duration::from_secs(60), "before the cut").map_err(|e| {
         anyhow!("{e}: the lab must be up with two PoPs and --public (cic lab up --public)")
     })?;
-    let pop = carrying_pop(&pops)?;
+    let pop = crate::failover::carrying(&pops, OBJECT_STORAGE_HOST, PUBLIC_HOST, Pop::public_if)?;
     let ping = Pinger::flow(&Flow::Public)?;
     // Traffic flows for a second before the cut.
     std::thread::sleep(Duration::from_secs(1));

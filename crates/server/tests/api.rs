@@ -850,9 +850,7 @@ async fn compiled_config_follows_the_customer_steps() {
         .as_str()
         .expect("pc")
         .to_string();
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(
         cfg["instances"][0]["id"],
         pc.as_str(),
@@ -872,9 +870,7 @@ async fn compiled_config_follows_the_customer_steps() {
         .as_str()
         .expect("ri")
         .to_string();
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let inst = &cfg["instances"][0];
     assert_eq!(inst["routingInstanceId"], ri.as_str());
     assert_eq!(inst["vpcPrefixes"], json!(["10.128.0.0/24"]));
@@ -1097,9 +1093,7 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
     let base = format!("/cloudrouter/v1/routingInstances/{ri}");
     // The edge applies whatever is pending.
     let apply = || async {
-        let (_, cfg) = h
-            .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-            .await;
+        let cfg = h.edge_config(&edge).await;
         h.report(&edge, cfg["revision"].as_u64().expect("rev"), json!([]))
             .await;
         cfg
@@ -1422,9 +1416,7 @@ async fn a_private_connection_is_updated_within_the_rules_of_create() {
         )
         .await;
     assert_eq!(op["done"], false, "{op}");
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     h.report(&edge, cfg["revision"].as_u64().expect("rev"), json!([]))
         .await;
     let (_, v) = h.admin(Method::GET, &path, None).await;
@@ -1622,9 +1614,7 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
         "Upsert static routes of private connection"
     );
     assert_eq!(op["done"], false, "waits for the edge");
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(statics(&cfg), json!(["192.168.20.0/24", "192.168.21.0/24"]));
     // Upserting one that is there changes nothing.
     let rev = h.revision().await;
@@ -1756,16 +1746,12 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
         op["description"],
         "Remove static routes of private connection"
     );
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(statics(&cfg), json!(["192.168.21.0/24"]));
     // Update replaces the whole list.
     h.ok(Method::PATCH, &path, json!({"ipv4StaticRoutes": []}))
         .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(statics(&cfg), Value::Null, "no static routes left");
 }
 
@@ -1904,16 +1890,8 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
         .expect("id")
         .to_string();
     assert_eq!(op["done"], false, "the edge applies it");
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
-    let inst = cfg["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id.as_str())
-        .expect("the public connection's own instance")
-        .clone();
+    let cfg = h.edge_config(&edge).await;
+    let inst = common::edge_instance(&cfg, &id);
     // No public-services network at the PoP yet: the services are what the connection
     // may reach, but nothing is announced (no packet could follow) and there is no
     // segment.
@@ -1983,9 +1961,7 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
         json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.243/32"]}),
     )
     .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert!(
         cfg.to_string()
             .contains(r#""vpcPrefixes":["213.180.193.243/32"]"#),
@@ -2133,9 +2109,7 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let att = cfg["trunks"]
         .as_array()
         .expect("trunks")
@@ -2334,9 +2308,7 @@ async fn a_failover_test_holds_the_session_down_until_it_ends_and_keeps_a_histor
     h.report(&edge, h.revision().await, json!([])).await;
     let path = format!("/cic/v1/privateConnections/{pc}");
     let conn_cfg = || async {
-        let (_, cfg) = h
-            .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-            .await;
+        let cfg = h.edge_config(&edge).await;
         cfg["instances"][0]["connections"][0].clone()
     };
 
@@ -2727,9 +2699,7 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
                "bfd": {"minIntervalMs": 300, "multiplier": 3}})
     );
     let edge_conn = |cfg: &Value| cfg["instances"][0]["connections"][0].clone();
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let c = edge_conn(&cfg);
     assert_eq!(
         (c.get("ttlSecurity"), c["bgpRole"].clone()),
@@ -2753,9 +2723,7 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
         json!({"ttlSecurity": true, "bgpRole": "ANNOUNCE",
                "bfd": {"minIntervalMs": 300, "multiplier": 3}})
     );
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let c = edge_conn(&cfg);
     assert_eq!(
         (c["ttlSecurity"].clone(), c["bgpRole"].clone()),
@@ -2854,9 +2822,7 @@ async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds()
         json!({"minIntervalMs": 100, "multiplier": 3})
     );
     let edge_conn = |cfg: &Value| cfg["instances"][0]["connections"][0].clone();
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(
         edge_conn(&cfg)["bfd"],
         json!({"minIntervalMs": 100, "multiplier": 3})
@@ -2894,9 +2860,7 @@ async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds()
         got["bgpSessionOptions"]["bfd"],
         json!({"minIntervalMs": 300, "multiplier": 3})
     );
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(edge_conn(&cfg).get("bfd"), None);
 
     // An operator without BFD: no timers to ask for, none in force.
@@ -3018,18 +2982,8 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         .as_str()
         .expect("id")
         .to_string();
-    let instance = |cfg: &Value| {
-        cfg["instances"]
-            .as_array()
-            .expect("instances")
-            .iter()
-            .find(|i| i["id"] == id.as_str())
-            .cloned()
-            .expect("the public connection's instance")
-    };
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let instance = |cfg: &Value| common::edge_instance(cfg, &id);
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(instance(&cfg)["fabric"], Value::Null, "no network yet");
     // A connection made by an older server has no slot: the PoP's network gives it one.
     {
@@ -3048,9 +3002,7 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         pop(json!({"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999})),
     )
     .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let i = instance(&cfg);
     // The edge's transit pool is 100.127.0.0/24, its first slot taken by this connection.
     assert_eq!(
@@ -3138,9 +3090,7 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         pop(json!({"remoteVtep": "100.66.0.2", "routing": "STATIC", "udpPort": 4790})),
     )
     .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let i = instance(&cfg);
     assert_eq!(
         (
@@ -3182,9 +3132,7 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         json!({"publicConnectionId": id, "durationSeconds": 60}),
     )
     .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert!(conn(&cfg)["holdDownUntil"].is_string(), "{cfg}");
     let (_, v) = h.call(Method::GET, &path, Some(&viewer), None).await;
     assert_eq!(v["bgpFailoverTests"][0]["status"], "IN_PROGRESS", "{v}");
@@ -3212,9 +3160,7 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
     h.report(&edge, h.revision().await, json!([])).await;
     h.ok(Method::POST, &format!("{path}:resetBgpSession"), json!({}))
         .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     assert_eq!(
         (&conn(&cfg)["holdDownUntil"], &conn(&cfg)["resetSeq"]),
         (&Value::Null, &json!(1))

@@ -325,9 +325,7 @@ async fn dual_stack_and_ipv6_only_connections_reach_the_edge_with_a_peering_per_
         "an IPv6-only connection has no ipv4Peering: {v}"
     );
 
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let conn = |id: &str| -> Value {
         cfg["instances"]
             .as_array()
@@ -458,9 +456,7 @@ async fn patch_adds_and_removes_a_family_but_never_the_last() {
         .await;
     let (_, v) = h.admin(Method::GET, &path, None).await;
     assert!(v.get(V4).is_none(), "{v}");
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
+    let cfg = h.edge_config(&edge).await;
     let peerings = &cfg["instances"][0]["connections"][0]["peerings"];
     assert_eq!(peerings.as_array().map(Vec::len), Some(1), "{cfg}");
     assert_eq!(peerings[0]["peerIp"], "fd00:a9fe:100::3");
@@ -723,16 +719,8 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
         .as_str()
         .expect("id")
         .to_string();
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
-    let inst = cfg["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id.as_str())
-        .expect("its instance")
-        .clone();
+    let cfg = h.edge_config(&edge).await;
+    let inst = common::edge_instance(&cfg, &id);
     // Each family's services on its session: S3's IPv6 prefix, not MONITORING's (none).
     assert_eq!(
         inst["vpcPrefixes"],
@@ -759,16 +747,8 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
                "publicServices": {"remoteVtep": "100.66.0.2", "routing": "BGP", "asn": 64999}}),
     )
     .await;
-    let (_, cfg) = h
-        .call(Method::GET, "/cic/v1/edgeSync/config", Some(&edge), None)
-        .await;
-    let inst = cfg["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .find(|i| i["id"] == id.as_str())
-        .expect("its instance")
-        .clone();
+    let cfg = h.edge_config(&edge).await;
+    let inst = common::edge_instance(&cfg, &id);
     assert!(inst["fabric"]["ipv6"]["edgeIp"].is_string(), "{inst}");
     let (_, v) = h
         .admin(

@@ -1714,6 +1714,16 @@ impl Tx {
     }
 
     /// Stores `doc` under an explicit id (for documents keyed by several parts).
+    /// A fabric slot, under its key (one per owner and edge).
+    pub async fn put_slot(&mut self, s: &FabricSlot, revision: u64) -> Result<()> {
+        self.put_keyed(
+            s,
+            &FabricSlot::key(&s.edge_id, &s.routing_instance_id),
+            revision,
+        )
+        .await
+    }
+
     pub async fn put_keyed<T: Document>(&mut self, doc: &T, id: &str, revision: u64) -> Result<()> {
         let body = self.sealing.encode(doc).map_err(|e| Error::Corrupt {
             kind: T::KIND,

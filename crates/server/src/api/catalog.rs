@@ -144,12 +144,7 @@ pub async fn replace_pop(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     for s in &add {
-        tx.put_keyed(
-            s,
-            &cic_store::FabricSlot::key(&s.edge_id, &s.routing_instance_id),
-            rev,
-        )
-        .await?;
+        tx.put_slot(s, rev).await?;
     }
     tx.put(&pop, rev).await?;
     commit(&st, tx, rev).await?;

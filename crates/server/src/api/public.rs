@@ -10,12 +10,12 @@ use cic_model::resource::{
     CloudService, CreatePublicConnectionRequest, Edge, PublicConnection, TrunkConnection,
 };
 use cic_model::{ApiError, Code, validate};
-use cic_store::{Action, Document, FabricSlot};
+use cic_store::{Action, Document};
 use serde_json::Value;
 
 use super::catalog::{delete_catalog, put_catalog};
 use super::connections::{check_placement, delete_on_trunk, peering_of};
-use super::routing::free_slot;
+use super::routing::new_slot;
 use super::{
     ApiQuery, Mutation, PageQuery, check_meta, check_unique_name, fetch, fetch_for,
     finish_mutation, new_meta, show_page,
@@ -246,28 +246,10 @@ pub async fn create(
     // /31), held from the start so that a PoP given a public-services network later has
     // every segment's addresses already.
     let edge = fetch::<Edge>(&st, &trunk.edge_id).await?;
-    let slot = free_slot(&st, &edge).await?.ok_or_else(|| {
-        ApiError::new(
-            Code::ResourceExhausted,
-            format!(
-                "edge {} has no free fabric segment (transit pool exhausted)",
-                edge.name
-            ),
-        )
-    })?;
-    let slot = FabricSlot {
-        edge_id: edge.id.clone(),
-        routing_instance_id: pc.meta.id.clone(),
-        slot,
-    };
+    let slot = new_slot(&st, &edge, &pc.meta.id).await?;
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
-    tx.put_keyed(
-        &slot,
-        &FabricSlot::key(&slot.edge_id, &slot.routing_instance_id),
-        rev,
-    )
-    .await?;
+    tx.put_slot(&slot, rev).await?;
     tx.put(&pc, rev).await?;
     let op = finish_mutation(
         &st,

@@ -200,7 +200,7 @@ async fn check_in_store(
 /// A fabric slot of `edge` no instance holds, by index: the one after the highest in use,
 /// or when the pool's end is reached, the first freed one below it (probed one by one) —
 /// never a read of every slot of the edge.
-pub(crate) async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
+async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u32>> {
     let capacity = slot_capacity(edge);
     let next = st
         .store
@@ -223,6 +223,25 @@ pub(crate) async fn free_slot(st: &AppState, edge: &Edge) -> ApiResult<Option<u3
     Ok(None)
 }
 
+/// A free fabric slot of `edge` for `owner` (a routing instance or a public connection),
+/// or why there is none.
+pub(crate) async fn new_slot(st: &AppState, edge: &Edge, owner: &str) -> ApiResult<FabricSlot> {
+    let slot = free_slot(st, edge).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::ResourceExhausted,
+            format!(
+                "edge {} has no free fabric segment (transit pool exhausted)",
+                edge.name
+            ),
+        )
+    })?;
+    Ok(FabricSlot {
+        edge_id: edge.id.clone(),
+        routing_instance_id: owner.to_string(),
+        slot,
+    })
+}
+
 /// Fabric segments for `ri` on `edges`: the ones to add (a free slot on each edge that
 /// has none yet) and the ones to free (edges that no longer carry the instance).
 async fn plan_slots(
@@ -238,20 +257,7 @@ async fn plan_slots(
             continue;
         }
         let edge = fetch::<Edge>(st, e).await?;
-        let slot = free_slot(st, &edge).await?.ok_or_else(|| {
-            ApiError::new(
-                Code::ResourceExhausted,
-                format!(
-                    "edge {} has no free fabric segment (transit pool exhausted)",
-                    edge.name
-                ),
-            )
-        })?;
-        add.push(FabricSlot {
-            edge_id: e.clone(),
-            routing_instance_id: ri.to_string(),
-            slot,
-        });
+        add.push(new_slot(st, &edge, ri).await?);
     }
     let free = slots
         .into_iter()
@@ -294,8 +300,7 @@ pub async fn create(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     for s in &add {
-        tx.put_keyed(s, &FabricSlot::key(&s.edge_id, &s.routing_instance_id), rev)
-            .await?;
+        tx.put_slot(s, rev).await?;
     }
     tx.put(&ri, rev).await?;
     let op = finish_mutation(
@@ -593,8 +598,7 @@ async fn change(
     let mut tx = st.store.begin().await?;
     let rev = tx.bump_revision().await?;
     for s in &add {
-        tx.put_keyed(s, &FabricSlot::key(&s.edge_id, &s.routing_instance_id), rev)
-            .await?;
+        tx.put_slot(s, rev).await?;
     }
     for s in &free {
         tx.delete::<FabricSlot>(&FabricSlot::key(&s.edge_id, &s.routing_instance_id))

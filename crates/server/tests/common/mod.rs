@@ -279,6 +279,20 @@ impl H {
         .await
     }
 
+    /// The config the edge of `edge_token` is sent now.
+    pub async fn edge_config(&self, edge_token: &str) -> Value {
+        let (s, cfg) = self
+            .call(
+                Method::GET,
+                "/cic/v1/edgeSync/config",
+                Some(edge_token),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{cfg}");
+        cfg
+    }
+
     pub async fn report(&self, edge_token: &str, applied: u64, errors: Value) {
         let (s, v) = self
             .call(
@@ -338,4 +352,15 @@ pub fn answer_one_question_with(
 
 pub fn err_message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_string()
+}
+
+/// Instance `id` of an edge's config.
+pub fn edge_instance(cfg: &Value, id: &str) -> Value {
+    cfg["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no instance {id} in {cfg}"))
 }
