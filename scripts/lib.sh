@@ -37,6 +37,11 @@ ensure_lab_packages() {
   ensure_packages ip:iproute2 tc:iproute2 nstat:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc
 }
 
+# The browser the console's tests drive (headless Chromium through WebDriver).
+ensure_browser() {
+  ensure_packages chromium:chromium chromedriver:chromium-driver
+}
+
 # The other routers the interop tests run against (FRR, GoBGP, ExaBGP). Their system
 # services are not started: the tests run each daemon themselves, in namespaces.
 ensure_peer_packages() {

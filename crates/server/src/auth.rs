@@ -180,41 +180,53 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauth("Authorization must be \"Bearer <token>\""))?;
-        let rec = state
-            .store
-            .token(&hash(t))
-            .await?
-            .ok_or_else(|| unauth("unknown token"))?;
-        if let Some(at) = rec.expires_at
-            && at <= unix_now()
-        {
-            return Err(unauth(format!("this token expired at {}", rfc3339(at))));
-        }
-        match rec.role.as_str() {
-            "admin" => Ok(Principal::Admin {
-                subject: rec.subject,
-            }),
-            "edge" => {
-                if let Some(c) = &cert
-                    && c.edge_id.as_deref() != Some(rec.subject.as_str())
-                {
-                    return Err(unauth(
-                        "the edge token and the client certificate name different edges",
-                    ));
-                }
-                if !edges.tokens {
-                    return Err(unauth(
-                        "this server authenticates edges by certificate, not by token",
-                    ));
-                }
-                Ok(Principal::Edge {
-                    edge_id: rec.subject,
-                })
+        principal_of_token(state, t, cert.as_ref()).await
+    }
+}
+
+/// Who a bearer token (an API key, the operator's token, an edge's token) names, unless
+/// it is unknown or expired. `cert`: the client certificate the request came with, which
+/// must name the same edge as an edge token.
+pub async fn principal_of_token(
+    state: &AppState,
+    t: &str,
+    cert: Option<&PeerCert>,
+) -> Result<Principal, AppError> {
+    let edges = &state.config.edge_auth;
+    let rec = state
+        .store
+        .token(&hash(t))
+        .await?
+        .ok_or_else(|| unauth("unknown token"))?;
+    if let Some(at) = rec.expires_at
+        && at <= unix_now()
+    {
+        return Err(unauth(format!("this token expired at {}", rfc3339(at))));
+    }
+    match rec.role.as_str() {
+        "admin" => Ok(Principal::Admin {
+            subject: rec.subject,
+        }),
+        "edge" => {
+            if let Some(c) = cert
+                && c.edge_id.as_deref() != Some(rec.subject.as_str())
+            {
+                return Err(unauth(
+                    "the edge token and the client certificate name different edges",
+                ));
             }
-            "user" => Ok(Principal::User {
-                subject: rec.subject,
-            }),
-            _ => Err(unauth("token has an unknown role")),
+            if !edges.tokens {
+                return Err(unauth(
+                    "this server authenticates edges by certificate, not by token",
+                ));
+            }
+            Ok(Principal::Edge {
+                edge_id: rec.subject,
+            })
         }
+        "user" => Ok(Principal::User {
+            subject: rec.subject,
+        }),
+        _ => Err(unauth("token has an unknown role")),
     }
 }

@@ -17,6 +17,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod compile;
+pub mod console;
 pub mod error;
 pub mod headers;
 pub mod limits;
@@ -547,7 +548,17 @@ pub fn new_operation(description: &str, created_by: &str, resource_id: &str) -> 
     }
 }
 
+/// The API, and beside it the console (`/console/`), which calls the API in process.
 pub fn app(state: Arc<AppState>) -> Router {
+    let api = api_app(state.clone());
+    console::router(state, api.clone())
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn(headers::layer))
+}
+
+/// The API's router with its layers, but for the response headers (added once, for the
+/// console too, by [`app`]).
+fn api_app(state: Arc<AppState>) -> Router {
     api::router()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -563,7 +574,6 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             audit::layer,
         ))
-        .layer(axum::middleware::from_fn(headers::layer))
         .with_state(state)
 }
 

@@ -295,6 +295,15 @@ pub enum Action {
     Delete,
 }
 
+/// A console session as stored (see migration 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub sealed_key: String,
+    pub subject: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub role: String,
@@ -409,6 +418,14 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX audit_events_time ON audit_events (at_ms, id)",
         "CREATE INDEX audit_events_folder ON audit_events (folder_id, at_ms, id)",
         "CREATE INDEX audit_events_subject ON audit_events (subject, at_ms, id)",
+    ],
+    // 6: the console's sign-in sessions, shared by every server: a hash of the cookie's
+    // secret, the API key sealed under a key derived from that secret (the database alone
+    // opens no key), and when the session ends.
+    &[
+        "CREATE TABLE console_sessions (id_hash TEXT PRIMARY KEY, sealed_key TEXT NOT NULL, \
+         subject TEXT NOT NULL, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL)",
+        "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
     ],
 ];
 
@@ -1383,6 +1400,26 @@ impl Store {
             .collect()
     }
 
+    /// The console session whose cookie secret hashes to `id_hash`, even if expired (the
+    /// caller judges the time).
+    pub async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>> {
+        let row = sqlx::query(
+            "SELECT sealed_key, subject, created_at, expires_at FROM console_sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(ConsoleSession {
+                sealed_key: r.try_get(0)?,
+                subject: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+                expires_at: r.try_get(3)?,
+            }),
+            None => None,
+        })
+    }
+
     pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query("SELECT role, subject, expires_at FROM tokens WHERE hash = $1")
             .bind(hash)
@@ -1914,6 +1951,43 @@ impl Tx {
         .execute(&mut *self.tx)
         .await?
         .rows_affected())
+    }
+
+    /// Starts a console session; sessions that ended before `now` are removed on the way.
+    pub async fn put_console_session(
+        &mut self,
+        id_hash: &str,
+        s: &ConsoleSession,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (id_hash, sealed_key, subject, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(&s.sealed_key)
+        .bind(&s.subject)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a console session (sign-out); false if there was none.
+    pub async fn delete_console_session(&mut self, id_hash: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected()
+                > 0,
+        )
     }
 
     /// Revokes every token of an edge.

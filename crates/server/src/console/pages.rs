@@ -1,0 +1,1017 @@
+//! The console's pages: each reads what it shows from the API as the signed-in caller and
+//! renders a template; each form posts here, is checked for its CSRF token, and becomes
+//! one API call whose errors are shown beside the fields.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::forms::{self, Field};
+use super::{Console, Ctx, Failure, cookie, same_site, session, topology};
+use crate::access::{Need, folder_not_found};
+use crate::auth::{Principal, unix_now};
+use crate::listen::Peer;
+
+type C = State<Arc<Console>>;
+type FormData = Form<Vec<(String, String)>>;
+
+/// A list from the API: the items under `key` (one page of at most 1,000).
+async fn list(c: &Console, ctx: &Ctx, path: &str, key: &str) -> Result<Vec<Value>, Failure> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let v = c
+        .api(ctx, Method::GET, &format!("{path}{sep}pageSize=1000"), None)
+        .await?;
+    Ok(v.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Whether the caller may change things in `folder` (edit buttons are shown only then; the
+/// API refuses the rest anyway).
+async fn can_write(c: &Console, ctx: &Ctx, folder: &str) -> bool {
+    c.st.access(&ctx.who, folder, Need::Write, || folder_not_found(folder))
+        .await
+        .is_ok()
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Ids come from the path; anything but an id's characters is a page that is not there.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+macro_rules! try_api {
+    ($c:expr, $ctx:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(f) => return $c.failure(&$ctx, f),
+        }
+    };
+}
+
+macro_rules! check_id {
+    ($c:expr, $ctx:expr, $id:expr) => {
+        if !plain_id(&$id) {
+            return $c.not_found(&$ctx);
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing in and out
+
+#[derive(Deserialize, Default)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// Only a page of the console is a place to go after sign-in.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\') => {
+            n.to_string()
+        }
+        _ => "/console/".to_string(),
+    }
+}
+
+pub async fn signin_form(State(c): C, Query(q): Query<Next>) -> Response {
+    c.render(
+        None,
+        "signin.html",
+        json!({"title": "Sign in", "next": safe_next(q.next.as_deref())}),
+    )
+}
+
+pub async fn signin(
+    State(c): C,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<Peer>>,
+    Form(form): FormData,
+) -> Response {
+    let field = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let next = safe_next(Some(&field("next")));
+    let again = |status: StatusCode, message: &str| {
+        c.render_status(
+            None,
+            status,
+            "signin.html",
+            json!({"title": "Sign in", "next": next, "error": message}),
+        )
+    };
+    // Login CSRF: a form from another site must not sign the browser in as someone else.
+    if !same_site(&headers) {
+        return again(
+            StatusCode::FORBIDDEN,
+            "This sign-in did not come from this console.",
+        );
+    }
+    let key = field("key");
+    if key.is_empty() {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Enter an API key (or the operator's token).",
+        );
+    }
+    let who = match crate::auth::principal_of_token(&c.st, &key, None).await {
+        Ok(Principal::Edge { .. }) => {
+            return again(
+                StatusCode::FORBIDDEN,
+                "That is an edge's token; edges do not use the console.",
+            );
+        }
+        Ok(w) => w,
+        Err(e) => {
+            return again(
+                StatusCode::UNAUTHORIZED,
+                &format!("This key is not accepted: {}.", e.0.message),
+            );
+        }
+    };
+    let secret = session::new_secret();
+    let now = unix_now();
+    let stored = cic_store::ConsoleSession {
+        sealed_key: session::seal(&secret, &key),
+        subject: who.name(),
+        created_at: now,
+        expires_at: now + session::LIFETIME_SECS,
+    };
+    let written = async {
+        let mut tx = c.st.store.begin().await?;
+        tx.put_console_session(&session::id_hash(&secret), &stored, now)
+            .await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = written {
+        return c.error_page(
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in failed",
+            &format!("the session could not be stored: {e}"),
+        );
+    }
+    let tls = peer.is_some_and(|p| p.tls);
+    let mut resp = Redirect::to(&next).into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(&secret, session::LIFETIME_SECS, tls),
+    );
+    resp
+}
+
+pub async fn signout(
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    peer: Option<axum::Extension<Peer>>,
+    Form(form): FormData,
+) -> Response {
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let ended = async {
+        let mut tx = c.st.store.begin().await?;
+        tx.delete_console_session(&ctx.id_hash).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = ended {
+        return c.error_page(
+            Some(&ctx),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-out failed",
+            &e.to_string(),
+        );
+    }
+    let tls = peer.is_some_and(|p| p.tls);
+    let mut resp = Redirect::to("/console/signin").into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie("", 0, tls));
+    resp
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+pub async fn home(State(c): C, ctx: Ctx) -> Response {
+    let folders = try_api!(
+        c,
+        ctx,
+        list(&c, &ctx, "/resourcemanager/v1/folders", "folders").await
+    );
+    c.render(
+        Some(&ctx),
+        "home.html",
+        json!({"title": "Folders", "folders": folders}),
+    )
+}
+
+/// A folder's connections as the tables show them: the API's item plus the names the
+/// table needs (its trunk's PoP, its routing instance).
+fn connection_rows(pcs: &[Value], trunks: &[Value], instances: &[Value]) -> Vec<Value> {
+    pcs.iter()
+        .map(|pc| {
+            let mut row = pc.clone();
+            let id = s(pc, "id");
+            if let Some(t) = trunks
+                .iter()
+                .find(|t| s(t, "id") == s(pc, "trunkConnectionId"))
+            {
+                row["pop"] = json!(s(t, "pointOfPresenceId"));
+            }
+            if let Some(ri) = instances.iter().find(|ri| {
+                ri["cicPrivateConnectionInfo"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|r| s(r, "cicPrivateConnectionId") == id))
+            }) {
+                row["instance"] = json!({"id": s(ri, "id"), "name": s(ri, "name")});
+            }
+            row
+        })
+        .collect()
+}
+
+pub async fn folder(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    check_id!(c, ctx, id);
+    let folder = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::GET,
+            &format!("/resourcemanager/v1/folders/{id}"),
+            None
+        )
+        .await
+    );
+    let q = format!("?folderId={id}");
+    let trunks = try_api!(
+        c,
+        ctx,
+        list(
+            &c,
+            &ctx,
+            &format!("/cic/v1/trunkConnections{q}"),
+            "trunkConnections"
+        )
+        .await
+    );
+    let pcs = try_api!(
+        c,
+        ctx,
+        list(
+            &c,
+            &ctx,
+            &format!("/cic/v1/privateConnections{q}"),
+            "privateConnections"
+        )
+        .await
+    );
+    let public = try_api!(
+        c,
+        ctx,
+        list(
+            &c,
+            &ctx,
+            &format!("/cic/v1/publicConnections{q}"),
+            "publicConnections"
+        )
+        .await
+    );
+    let instances = try_api!(
+        c,
+        ctx,
+        list(
+            &c,
+            &ctx,
+            &format!("/cloudrouter/v1/routingInstances{q}"),
+            "routingInstances"
+        )
+        .await
+    );
+    let drawing = topology::draw(&trunks, &pcs, &instances);
+    let rows = connection_rows(&pcs, &trunks, &instances);
+    c.render(
+        Some(&ctx),
+        "folder.html",
+        json!({
+            "title": format!("Folder {}", s(&folder, "name")),
+            "folder": folder,
+            "trunks": trunks,
+            "connections": rows,
+            "public": public,
+            "instances": instances,
+            "topology": drawing,
+            "can_write": can_write(&c, &ctx, &id).await,
+        }),
+    )
+}
+
+pub async fn connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    check_id!(c, ctx, id);
+    let pc = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None
+        )
+        .await
+    );
+    let folder = s(&pc, "folderId").to_string();
+    let trunk = try_api!(
+        c,
+        ctx,
+        c.get_opt(
+            &ctx,
+            &format!("/cic/v1/trunkConnections/{}", s(&pc, "trunkConnectionId"))
+        )
+        .await
+    );
+    let instance = match pc.get("routingInstanceId").and_then(Value::as_str) {
+        Some(ri) => try_api!(
+            c,
+            ctx,
+            c.get_opt(&ctx, &format!("/cloudrouter/v1/routingInstances/{ri}"))
+                .await
+        ),
+        None => None,
+    };
+    let ops = try_api!(
+        c,
+        ctx,
+        list(
+            &c,
+            &ctx,
+            &format!("/cic/v1/privateConnections/{id}/operations"),
+            "operations"
+        )
+        .await
+    );
+    let testing = pc["bgpFailoverTests"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|t| s(t, "status") == "IN_PROGRESS"));
+    c.render(
+        Some(&ctx),
+        "connection.html",
+        json!({
+            "title": format!("Private connection {}", if s(&pc, "name").is_empty() { &id } else { s(&pc, "name") }),
+            "pc": pc,
+            "trunk": trunk,
+            "instance": instance,
+            "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
+            "testing": testing,
+            "can_write": can_write(&c, &ctx, &folder).await,
+        }),
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub struct RoutesQuery {
+    direction: Option<String>,
+    family: Option<String>,
+}
+
+pub async fn routes(
+    State(c): C,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<RoutesQuery>,
+) -> Response {
+    check_id!(c, ctx, id);
+    let pc = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None
+        )
+        .await
+    );
+    let direction = q
+        .direction
+        .as_deref()
+        .filter(|d| ["received", "accepted", "advertised"].contains(d))
+        .unwrap_or("received");
+    let family = match q.family.as_deref() {
+        Some("ipv6") => "ipv6",
+        _ => "ipv4",
+    };
+    let answer = c
+        .api(
+            &ctx,
+            Method::GET,
+            &format!(
+                "/cic/v1/privateConnections/{id}:routes?direction={direction}&family={family}"
+            ),
+            None,
+        )
+        .await;
+    let (routes, error) = match answer {
+        Ok(v) => (v, None),
+        Err(f) if f.status == StatusCode::NOT_FOUND => return c.not_found(&ctx),
+        Err(f) => (Value::Null, Some(f.error.message)),
+    };
+    c.render(
+        Some(&ctx),
+        "routes.html",
+        json!({
+            "title": format!("Routes of {id}"),
+            "pc": pc,
+            "direction": direction,
+            "family": family,
+            "answer": routes,
+            "error": error,
+        }),
+    )
+}
+
+pub async fn public_connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    resource(c, ctx, id, "/cic/v1/publicConnections", "Public connection").await
+}
+
+pub async fn trunk(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    resource(c, ctx, id, "/cic/v1/trunkConnections", "Trunk").await
+}
+
+pub async fn routing_instance(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    resource(
+        c,
+        ctx,
+        id,
+        "/cloudrouter/v1/routingInstances",
+        "Routing instance",
+    )
+    .await
+}
+
+/// A resource shown as its fields (trunks, public connections, routing instances).
+async fn resource(c: Arc<Console>, ctx: Ctx, id: String, base: &str, noun: &str) -> Response {
+    check_id!(c, ctx, id);
+    let v = try_api!(
+        c,
+        ctx,
+        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
+            .await
+    );
+    let ops = c
+        .api(&ctx, Method::GET, &format!("{base}/{id}/operations"), None)
+        .await
+        .ok()
+        .and_then(|v| v.get("operations").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    flatten("", &v, &mut fields);
+    c.render(
+        Some(&ctx),
+        "resource.html",
+        json!({
+            "title": format!("{noun} {}", if s(&v, "name").is_empty() { &id } else { s(&v, "name") }),
+            "noun": noun,
+            "item": v,
+            "fields": fields,
+            "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// `{"a": {"b": 1}}` → `a.b = 1`, for a resource's table of fields.
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, x, out);
+            }
+        }
+        Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => {
+            out.push((
+                prefix.to_string(),
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), x, out);
+            }
+        }
+        Value::String(x) => out.push((prefix.to_string(), x.clone())),
+        Value::Null => {}
+        x => out.push((prefix.to_string(), x.to_string())),
+    }
+}
+
+pub async fn operation(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    check_id!(c, ctx, id);
+    let op = try_api!(
+        c,
+        ctx,
+        c.api(&ctx, Method::GET, &format!("/operations/{id}"), None)
+            .await
+    );
+    // Where the operation's resource is shown (ids name their kind by prefix).
+    let rid = s(&op["metadata"], "resourceId");
+    let resource = resource_page(rid);
+    c.render(
+        Some(&ctx),
+        "operation.html",
+        json!({"title": format!("Operation {id}"), "op": op, "resource": resource}),
+    )
+}
+
+/// The console page of a resource, by its id's kind prefix.
+fn resource_page(id: &str) -> Option<String> {
+    let kind = match id.get(..2)? {
+        "pc" => "privateConnections",
+        "pu" => "publicConnections",
+        "ri" => "routingInstances",
+        "tc" => "trunkConnections",
+        _ => return None,
+    };
+    plain_id(id).then(|| format!("/console/{kind}/{id}"))
+}
+
+pub async fn operator(State(c): C, ctx: Ctx) -> Response {
+    if !ctx.is_operator() {
+        return c.not_found(&ctx);
+    }
+    let pops = try_api!(
+        c,
+        ctx,
+        list(&c, &ctx, "/cic/v1/pointOfPresences", "pointOfPresences").await
+    );
+    let edges = try_api!(c, ctx, list(&c, &ctx, "/cic/v1/edges", "edges").await);
+    let partners = try_api!(c, ctx, list(&c, &ctx, "/cic/v1/partners", "partners").await);
+    let services = try_api!(
+        c,
+        ctx,
+        list(&c, &ctx, "/cic/v1/cloudServices", "cloudServices").await
+    );
+    let folders = try_api!(
+        c,
+        ctx,
+        list(&c, &ctx, "/resourcemanager/v1/folders", "folders").await
+    );
+    // Each edge's report: how old, and how many of its sessions are up.
+    let live = c.st.live().await.unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc();
+    let edges: Vec<Value> = edges
+        .into_iter()
+        .map(|mut e| {
+            if let Some(l) = live.get(s(&e, "id")) {
+                let age = time::OffsetDateTime::parse(
+                    &l.reported_at,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map(|t| (now - t).whole_seconds().max(0))
+                .ok();
+                let up = l
+                    .report
+                    .sessions
+                    .iter()
+                    .filter(|x| x.state == "ESTABLISHED")
+                    .count();
+                e["report"] = json!({
+                    "ageSecs": age,
+                    "appliedRevision": l.report.applied_revision,
+                    "sessions": l.report.sessions.len(),
+                    "established": up,
+                    "errors": l.report.errors.len(),
+                });
+            }
+            e
+        })
+        .collect();
+    c.render(
+        Some(&ctx),
+        "operator.html",
+        json!({
+            "title": "Operator",
+            "pops": pops,
+            "edges": edges,
+            "partners": partners,
+            "services": services,
+            "folders": folders,
+        }),
+    )
+}
+
+pub async fn not_found(State(c): C, ctx: Ctx) -> Response {
+    c.not_found(&ctx)
+}
+
+// ---------------------------------------------------------------------------------------
+// Changing
+
+/// The fields of a new private connection; the trunks to choose from are the folder's.
+fn connection_fields(trunks: &[Value]) -> Vec<Field> {
+    vec![
+        Field::text("name", "Name", "Lowercase letters, digits and hyphens.").required(),
+        Field::text("description", "Description", ""),
+        Field::select(
+            "trunkConnectionId",
+            "Trunk",
+            "The trunk that carries this connection.",
+            trunks
+                .iter()
+                .map(|t| {
+                    (
+                        s(t, "id").to_string(),
+                        format!(
+                            "{} ({}, {})",
+                            s(t, "name"),
+                            s(t, "id"),
+                            s(t, "pointOfPresenceId")
+                        ),
+                    )
+                })
+                .collect(),
+        )
+        .required(),
+        Field::number(
+            "vlanId",
+            "VLAN",
+            "2-4000, not used by another connection on the trunk.",
+        )
+        .required(),
+        Field::text(
+            "ipv4Peering.peeringSubnet",
+            "IPv4 peering subnet",
+            "A /30 or /31, e.g. 169.254.100.0/30.",
+        )
+        .required(),
+        Field::text(
+            "ipv4Peering.peerIp",
+            "Your router's address",
+            "Inside the subnet.",
+        )
+        .required(),
+        Field::text(
+            "ipv4Peering.cloudIp",
+            "The cloud's address",
+            "Inside the subnet.",
+        )
+        .required(),
+        Field::number("ipv4Peering.peerBgpAsn", "Your BGP ASN", "1-4294967295.").required(),
+        Field::secret(
+            "ipv4Peering.peerBgpMd5Key",
+            "BGP MD5 key",
+            "Optional (TCP-MD5, RFC 2385).",
+        ),
+    ]
+}
+
+async fn folder_trunks(c: &Console, ctx: &Ctx, folder: &str) -> Result<Vec<Value>, Failure> {
+    list(
+        c,
+        ctx,
+        &format!("/cic/v1/trunkConnections?folderId={folder}"),
+        "trunkConnections",
+    )
+    .await
+}
+
+/// A form page: the fields, the values sent, the errors beside them.
+#[allow(clippy::too_many_arguments)]
+fn form_page(
+    c: &Console,
+    ctx: &Ctx,
+    status: StatusCode,
+    title: &str,
+    action: &str,
+    back: &str,
+    fields: &[Field],
+    values: Map<String, Value>,
+    failure: Option<Failure>,
+) -> Response {
+    let (errors, others, message) = match failure {
+        Some(f) => {
+            let message = f.error.message.clone();
+            let (at, others) = forms::split_errors(f.field_errors(), fields);
+            (at, others, Some(message))
+        }
+        None => (Map::new(), Vec::new(), None),
+    };
+    c.render_status(
+        Some(ctx),
+        status,
+        "form.html",
+        json!({
+            "title": title,
+            "action": action,
+            "back": back,
+            "fields": fields,
+            "values": values,
+            "errors": errors,
+            "other_errors": others,
+            "message": message,
+        }),
+    )
+}
+
+pub async fn new_connection_form(State(c): C, ctx: Ctx, Path(folder): Path<String>) -> Response {
+    check_id!(c, ctx, folder);
+    let trunks = try_api!(c, ctx, folder_trunks(&c, &ctx, &folder).await);
+    if !can_write(&c, &ctx, &folder).await {
+        return c.error_page(
+            Some(&ctx),
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Creating connections in this folder needs the editor role.",
+        );
+    }
+    form_page(
+        &c,
+        &ctx,
+        StatusCode::OK,
+        "New private connection",
+        &format!("/console/folders/{folder}/privateConnections"),
+        &format!("/console/folders/{folder}"),
+        &connection_fields(&trunks),
+        Map::new(),
+        None,
+    )
+}
+
+pub async fn create_connection(
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(folder): Path<String>,
+    Form(form): FormData,
+) -> Response {
+    check_id!(c, ctx, folder);
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let trunks = try_api!(c, ctx, folder_trunks(&c, &ctx, &folder).await);
+    let fields = connection_fields(&trunks);
+    let mut base = Map::new();
+    base.insert("folderId".into(), json!(folder));
+    let body = forms::body(&form, &fields, base);
+    match c
+        .api(&ctx, Method::POST, "/cic/v1/privateConnections", Some(body))
+        .await
+    {
+        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
+        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
+            let status = f.status;
+            form_page(
+                &c,
+                &ctx,
+                status,
+                "New private connection",
+                &format!("/console/folders/{folder}/privateConnections"),
+                &format!("/console/folders/{folder}"),
+                &fields,
+                forms::values(&form, &fields),
+                Some(f),
+            )
+        }
+        Err(f) => c.failure(&ctx, f),
+    }
+}
+
+fn edit_fields() -> Vec<Field> {
+    vec![
+        Field::text("name", "Name", "Lowercase letters, digits and hyphens."),
+        Field::text("description", "Description", ""),
+    ]
+}
+
+pub async fn edit_connection_form(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    check_id!(c, ctx, id);
+    let pc = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None
+        )
+        .await
+    );
+    let fields = edit_fields();
+    let values: Map<String, Value> = fields
+        .iter()
+        .map(|f| (f.name.to_string(), json!(s(&pc, f.name))))
+        .collect();
+    form_page(
+        &c,
+        &ctx,
+        StatusCode::OK,
+        &format!("Edit {id}"),
+        &format!("/console/privateConnections/{id}/edit"),
+        &format!("/console/privateConnections/{id}"),
+        &fields,
+        values,
+        None,
+    )
+}
+
+pub async fn edit_connection(
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): FormData,
+) -> Response {
+    check_id!(c, ctx, id);
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let fields = edit_fields();
+    let values = forms::values(&form, &fields);
+    // Both fields are sent as they stand (an emptied description is cleared).
+    let body = json!({
+        "name": values.get("name").cloned().unwrap_or(json!("")),
+        "description": values.get("description").cloned().unwrap_or(json!("")),
+    });
+    match c
+        .api(
+            &ctx,
+            Method::PATCH,
+            &format!("/cic/v1/privateConnections/{id}?updateMask=name,description"),
+            Some(body),
+        )
+        .await
+    {
+        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
+        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
+            let status = f.status;
+            form_page(
+                &c,
+                &ctx,
+                status,
+                &format!("Edit {id}"),
+                &format!("/console/privateConnections/{id}/edit"),
+                &format!("/console/privateConnections/{id}"),
+                &fields,
+                values,
+                Some(f),
+            )
+        }
+        Err(f) => c.failure(&ctx, f),
+    }
+}
+
+pub async fn delete_connection(
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): FormData,
+) -> Response {
+    check_id!(c, ctx, id);
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let op = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{id}"),
+            None
+        )
+        .await
+    );
+    Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response()
+}
+
+pub async fn failover_test(
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): FormData,
+) -> Response {
+    check_id!(c, ctx, id);
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let value = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (method, body) = match value("action").as_str() {
+        "start" => {
+            let mut b = Map::new();
+            let d = value("durationSeconds");
+            if !d.is_empty() {
+                b.insert(
+                    "durationSeconds".into(),
+                    d.parse::<u64>().map(Value::from).unwrap_or(json!(d)),
+                );
+            }
+            ("startBgpFailoverTest", Value::Object(b))
+        }
+        "stop" => ("stopBgpFailoverTest", json!({})),
+        _ => {
+            return c.error_page(
+                Some(&ctx),
+                StatusCode::BAD_REQUEST,
+                "Unknown action",
+                "The form asked for neither start nor stop.",
+            );
+        }
+    };
+    match c
+        .api(
+            &ctx,
+            Method::POST,
+            &format!("/cic/v1/privateConnections/{id}:{method}"),
+            Some(body),
+        )
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/console/privateConnections/{id}")).into_response(),
+        Err(f) if f.status == StatusCode::NOT_FOUND => c.not_found(&ctx),
+        Err(f) => c.error_page(
+            Some(&ctx),
+            f.status,
+            "The failover test was not changed",
+            &f.error.message,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_returns_only_to_a_console_page() {
+        assert_eq!(
+            safe_next(Some("/console/folders/f1")),
+            "/console/folders/f1"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/cic/v1/edges",
+            "/console\\x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/console/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/console/");
+    }
+
+    #[test]
+    fn ids_in_paths_are_plain() {
+        assert!(plain_id("cf3abc-1"));
+        assert!(!plain_id(""));
+        assert!(!plain_id("a/b"));
+        assert!(!plain_id("a?b"));
+    }
+
+    #[test]
+    fn a_resource_reads_as_a_list_of_fields() {
+        let mut out = Vec::new();
+        flatten(
+            "",
+            &json!({"id": "x", "joint": {"port": "ge-0/0/1"}, "tags": ["a", "b"], "n": 3,
+                    "vpc": [{"id": "net1"}]}),
+            &mut out,
+        );
+        let get = |k: &str| out.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("joint.port"), Some("ge-0/0/1"));
+        assert_eq!(get("tags"), Some("a, b"));
+        assert_eq!(get("n"), Some("3"));
+        assert_eq!(get("vpc[0].id"), Some("net1"));
+    }
+}

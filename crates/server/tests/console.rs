@@ -1,0 +1,659 @@
+//! The console in a real browser: Debian's headless Chromium driven through WebDriver
+//! (chromedriver) against a real `cic server` listening on loopback, with a real store.
+//! The edge's part (its reports, its looking-glass answers) is played through the edge
+//! sync API, as an edge speaks it; the lab's test drives the console against real edges.
+//!
+//! Without chromium and chromedriver these tests are skipped, unless
+//! `CIC_REQUIRE_BROWSER=1` (as in CI), where that is a failure. Screenshots of the main
+//! pages are written to `target/console-screenshots/`, and to `docs/console/` with
+//! `CIC_UPDATE_SCREENSHOTS=1` (the README shows those).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const DRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A headless Chromium at 1280×800 (or `width`×`height`), or `None` (skipped) without one.
+async fn browser(test: &str, width: u32, height: u32) -> Option<Browser> {
+    let have = std::path::Path::new(DRIVER).exists() && std::path::Path::new(CHROMIUM).exists();
+    if !have {
+        if std::env::var("CIC_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!(
+                "{test}: CIC_REQUIRE_BROWSER=1 but {DRIVER} or {CHROMIUM} is missing (apt install chromium chromium-driver)"
+            );
+        }
+        eprintln!("{test}: skipped (install chromium and chromium-driver)");
+        return None;
+    }
+    // The WebDriver client's TLS (unused: chromedriver speaks HTTP on loopback) needs a
+    // provider; the server's own.
+    let _ = Arc::unwrap_or_clone(cic_server::listen::provider()).install_default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let driver = Command::new(DRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+               "--disable-dev-shm-usage", format!("--window-size={width},{height}")]}),
+    );
+    // chromedriver takes a moment to listen: try until it answers (bounded).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        let mut b = ClientBuilder::rustls().expect("rustls");
+        match b
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                panic!("{test}: no WebDriver session: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    Some(Browser { client, driver })
+}
+
+/// The server of `h` on a loopback port; returns its base URL.
+async fn serve(h: &H) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = h.app.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+fn screenshot_dirs() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut dirs = vec![root.join("target/console-screenshots")];
+    if std::env::var("CIC_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        dirs.push(root.join("docs/console"));
+    }
+    dirs
+}
+
+async fn screenshot(b: &Client, name: &str) {
+    let png = b.screenshot().await.expect("screenshot");
+    for d in screenshot_dirs() {
+        std::fs::create_dir_all(&d).expect("screenshot dir");
+        std::fs::write(d.join(format!("{name}.png")), &png).expect("write screenshot");
+    }
+}
+
+async fn sign_in(b: &Client, base: &str, key: &str) {
+    b.goto(&format!("{base}/console/")).await.expect("goto");
+    let url = b.current_url().await.expect("url");
+    assert!(
+        url.path().ends_with("/console/signin"),
+        "sent to sign in: {url}"
+    );
+    b.find(Locator::Id("key"))
+        .await
+        .expect("key field")
+        .send_keys(key)
+        .await
+        .expect("type key");
+    b.find(Locator::Css("form button[type=submit]"))
+        .await
+        .expect("sign in button")
+        .click()
+        .await
+        .expect("submit");
+    wait_for_path(b, "/console/").await;
+}
+
+/// The text of the first element `css` selects, once the page has one (a page loading
+/// after a click may not yet: tried for at most 10 s).
+async fn text_of(b: &Client, css: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = match b.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(t) => return t,
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("{css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Waits until the browser is at a page whose path ends with `end` (at most 10 s).
+async fn wait_for_path(b: &Client, end: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = b.current_url().await.expect("url");
+        if url.path().ends_with(end) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("never reached …{end}; at {url}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn body_text(b: &Client) -> String {
+    text_of(b, "body").await
+}
+
+/// Waits (at most 15 s) until the page's text contains `what`: the page updates itself.
+async fn wait_for_text(b: &Client, css: &str, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let t = match b.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if t.contains(what) {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let page = b.source().await.unwrap_or_default();
+            panic!("{css} never showed {what:?}; it shows {t:?}; the page:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The edge reports its applied revision and the sessions given (as an edge does).
+async fn report(h: &H, edge_token: &str, sessions: Value) {
+    let rev = h.revision().await;
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            "/cic/v1/edgeSync/status",
+            Some(edge_token),
+            Some(json!({"appliedRevision": rev, "dataplane": "vxlan-overlay",
+                        "sessions": sessions, "errors": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+fn session(pc: &str, state: &str) -> Value {
+    json!({"resourceId": pc, "kind": "customer", "peer": "169.254.100.2", "peerAsn": 65001,
+           "state": state, "uptimeSecs": if state == "ESTABLISHED" { 3725 } else { 0 },
+           "prefixesReceived": 3, "prefixesAccepted": 2, "prefixesAdvertised": 5,
+           "bfd": {"state": if state == "ESTABLISHED" { "up" } else { "down" }}})
+}
+
+/// A folder with a trunk and a connection whose session the edge reports ESTABLISHED.
+async fn world() -> (Arc<H>, String, String, String) {
+    let h = H::new().await;
+    let (edge_token, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (s, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc id")
+        .to_string();
+    report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
+    (Arc::new(h), edge_token, trunk, pc)
+}
+
+#[tokio::test]
+async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
+    let Some(br) = browser("console customer", 1280, 800).await else {
+        return;
+    };
+    let b = &br.client;
+    let (h, edge_token, trunk, pc) = world().await;
+    let key = h.user("alice", "f1", "editor").await;
+    let base = serve(&h).await;
+
+    // A wrong key is refused on the sign-in page, in words.
+    b.goto(&format!("{base}/console/signin"))
+        .await
+        .expect("goto");
+    b.find(Locator::Id("key"))
+        .await
+        .expect("key")
+        .send_keys("not-a-key")
+        .await
+        .expect("type");
+    b.find(Locator::Css("form button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("submit");
+    assert!(
+        text_of(b, "#signin-error").await.contains("not accepted"),
+        "a wrong key is named"
+    );
+    screenshot(b, "signin").await;
+
+    sign_in(b, &base, &key).await;
+    let home = body_text(b).await;
+    assert!(home.contains("folder-f1"), "{home}");
+    assert!(
+        !home.contains("folder-f2"),
+        "a folder without a role does not exist: {home}"
+    );
+
+    // The folder: the connection ESTABLISHED, its prefixes, the topology drawn from it.
+    b.find(Locator::LinkText("folder-f1"))
+        .await
+        .expect("folder link")
+        .click()
+        .await
+        .expect("open folder");
+    let row = format!("tr[data-id='{pc}']");
+    wait_for_text(b, &format!("{row} td.bgp"), "ESTABLISHED").await;
+    assert!(text_of(b, &row).await.contains("3 / 2 / 5"));
+    let svg = b
+        .find(Locator::Css("figure.topology svg"))
+        .await
+        .expect("topology")
+        .html(false)
+        .await
+        .expect("svg");
+    assert!(
+        svg.contains("link ok"),
+        "the connection's link is drawn up: {svg}"
+    );
+    assert!(svg.contains("pop1") && svg.contains(&trunk));
+    screenshot(b, "folder").await;
+
+    // Live: the edge reports the session down; the page shows it without a reload.
+    b.execute("window.__marker = 1;", vec![])
+        .await
+        .expect("mark the page");
+    report(&h, &edge_token, json!([session(&pc, "ACTIVE")])).await;
+    wait_for_text(b, &format!("{row} td.bgp"), "ACTIVE").await;
+    let same_page = b
+        .execute("return window.__marker === 1;", vec![])
+        .await
+        .expect("marker");
+    assert_eq!(same_page, json!(true), "updated in place, not reloaded");
+    let svg = text_or_html(b, "figure.topology svg").await;
+    assert!(svg.contains("link bad"), "the link turned red: {svg}");
+    report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
+
+    // The connection's page and its looking glass (the edge answers the question).
+    b.goto(&format!("{base}/console/privateConnections/{pc}"))
+        .await
+        .expect("connection page");
+    wait_for_text(b, "#session-ipv4 td.bgp", "ESTABLISHED").await;
+    assert!(text_of(b, "#session-ipv4").await.contains("1 h 2 min"));
+    screenshot(b, "connection").await;
+    let q = answer_one_question(h.clone(), edge_token.clone(), |_| {
+        json!([{"prefix": "10.10.0.0/16", "nextHop": "169.254.100.2", "asPath": [65001],
+                "origin": "IGP"},
+               {"prefix": "10.0.0.0/8", "nextHop": "169.254.100.2", "asPath": [65001],
+                "origin": "IGP", "rejected": "covers a VPC prefix"}])
+    });
+    b.find(Locator::Css("a[href$='/routes']"))
+        .await
+        .expect("looking glass link")
+        .click()
+        .await
+        .expect("open looking glass");
+    let routes = text_of(b, "#routes").await;
+    assert!(
+        routes.contains("10.10.0.0/16") && routes.contains("covers a VPC prefix"),
+        "{routes}"
+    );
+    assert_eq!(q.await.expect("question")["direction"], "received");
+    screenshot(b, "looking-glass").await;
+
+    // A connection with a wrong VLAN: the API's error beside the field, nothing made.
+    let before = h.count("/cic/v1/privateConnections?folderId=f1").await;
+    b.goto(&format!("{base}/console/folders/f1/privateConnections/new"))
+        .await
+        .expect("form");
+    for (id, v) in [
+        ("f-name", "second"),
+        ("f-vlanId", "5000"),
+        ("f-ipv4Peering-peeringSubnet", "169.254.101.0/30"),
+        ("f-ipv4Peering-peerIp", "169.254.101.2"),
+        ("f-ipv4Peering-cloudIp", "169.254.101.1"),
+        ("f-ipv4Peering-peerBgpAsn", "65001"),
+    ] {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+            .send_keys(v)
+            .await
+            .expect("type");
+    }
+    b.find(Locator::Css("form.form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    let err = text_of(b, ".field-error[data-field='vlanId']").await;
+    assert!(
+        err.contains("2-4000"),
+        "the VLAN's rule is shown at the field: {err}"
+    );
+    assert_eq!(
+        b.find(Locator::Id("f-vlanId"))
+            .await
+            .expect("vlan")
+            .attr("aria-invalid")
+            .await
+            .expect("attr")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        b.find(Locator::Id("f-name"))
+            .await
+            .expect("name")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("second"),
+        "what was typed is kept"
+    );
+    assert_eq!(
+        h.count("/cic/v1/privateConnections?folderId=f1").await,
+        before
+    );
+    screenshot(b, "form-error").await;
+
+    // Corrected: the operation's page follows it until the edge has applied it.
+    let vlan = b.find(Locator::Id("f-vlanId")).await.expect("vlan");
+    vlan.clear().await.expect("clear");
+    vlan.send_keys("200").await.expect("type");
+    b.find(Locator::Css("form.form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+    wait_for_text(b, "#op-state", "in progress").await;
+    assert_eq!(
+        h.count("/cic/v1/privateConnections?folderId=f1").await,
+        before + 1
+    );
+    report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
+    wait_for_text(b, "#op-state", "done").await;
+    b.find(Locator::Id("op-resource"))
+        .await
+        .expect("link to the connection")
+        .click()
+        .await
+        .expect("open it");
+    wait_for_text(b, "#status", "ACTIVE").await;
+
+    // A failover test, started and stopped from the page.
+    b.goto(&format!("{base}/console/privateConnections/{pc}"))
+        .await
+        .expect("connection page");
+    b.find(Locator::Id("start-test"))
+        .await
+        .expect("start button")
+        .click()
+        .await
+        .expect("start");
+    wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
+    screenshot(b, "failover-test").await;
+    b.find(Locator::Id("stop-test"))
+        .await
+        .expect("stop button")
+        .click()
+        .await
+        .expect("stop");
+    wait_for_text(b, "#failover-tests", "STOPPED").await;
+    assert!(b.find(Locator::Id("start-test")).await.is_ok());
+
+    // Sign-out ends the session on the server: its cookie no longer opens a page.
+    let cookie = b
+        .get_named_cookie("cic_console")
+        .await
+        .expect("session cookie")
+        .value()
+        .to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let with_cookie = |path: &str| {
+        http.get(format!("{base}{path}"))
+            .header("cookie", format!("cic_console={cookie}"))
+    };
+    let r = with_cookie("/console/").send().await.expect("get");
+    assert_eq!(r.status(), 200, "the cookie works while signed in");
+    b.find(Locator::Css("form.signout button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("sign out");
+    assert!(
+        b.current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/signin")
+    );
+    let r = with_cookie("/console/").send().await.expect("get");
+    assert_eq!(r.status(), 303, "signed out: back to sign-in");
+}
+
+async fn text_or_html(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .expect(css)
+        .html(false)
+        .await
+        .expect("html")
+}
+
+#[tokio::test]
+async fn viewers_see_no_edit_buttons_and_forged_or_foreign_requests_are_refused() {
+    let Some(br) = browser("console viewer", 390, 844).await else {
+        return;
+    };
+    let b = &br.client;
+    let (h, _edge_token, _trunk, pc) = world().await;
+    let viewer = h.user("victor", "f1", "viewer").await;
+    let editor = h.user("erin", "f1", "editor").await;
+    // Another tenant's connection, in f2.
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f2", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "overlayJoint": {"remoteVtep": "100.64.1.9"}}),
+        )
+        .await;
+    let foreign_trunk = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let base = serve(&h).await;
+
+    // A viewer (on a phone-sized window) reads but is offered no change.
+    sign_in(b, &base, &viewer).await;
+    b.goto(&format!("{base}/console/folders/f1"))
+        .await
+        .expect("folder");
+    wait_for_text(b, &format!("tr[data-id='{pc}'] td.bgp"), "ESTABLISHED").await;
+    assert!(
+        b.find(Locator::LinkText("New private connection"))
+            .await
+            .is_err(),
+        "no create button for a viewer"
+    );
+    screenshot(b, "folder-phone").await;
+    b.goto(&format!("{base}/console/privateConnections/{pc}"))
+        .await
+        .expect("connection");
+    for id in ["start-test", "delete"] {
+        assert!(
+            b.find(Locator::Id(id)).await.is_err(),
+            "no {id} for a viewer"
+        );
+    }
+    // Another tenant's ids are pages that do not exist.
+    for path in [
+        format!("/console/trunkConnections/{foreign_trunk}"),
+        "/console/folders/f2".to_string(),
+    ] {
+        b.goto(&format!("{base}{path}")).await.expect("goto");
+        assert!(text_of(b, "h1").await.contains("Not found"), "{path}");
+    }
+    screenshot(b, "not-found").await;
+
+    // A form posted without this session's CSRF token is refused and changes nothing, even
+    // for an editor; so is one a browser says came from another site.
+    b.find(Locator::Css("form.signout button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("sign out");
+    sign_in(b, &base, &editor).await;
+    let cookie = b
+        .get_named_cookie("cic_console")
+        .await
+        .expect("cookie")
+        .value()
+        .to_string();
+    b.goto(&format!("{base}/console/privateConnections/{pc}"))
+        .await
+        .expect("connection");
+    let csrf = b
+        .find(Locator::Css("form input[name=_csrf]"))
+        .await
+        .expect("csrf field")
+        .attr("value")
+        .await
+        .expect("value")
+        .expect("a token");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let post = |token: &str, origin: Option<&str>| {
+        let mut r = http
+            .post(format!("{base}/console/privateConnections/{pc}/delete"))
+            .header("cookie", format!("cic_console={cookie}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("_csrf={token}"));
+        if let Some(o) = origin {
+            r = r.header("origin", o).header("sec-fetch-site", "cross-site");
+        }
+        r.send()
+    };
+    let rev = h.revision().await;
+    for (what, token, origin) in [
+        ("no token", "", None),
+        ("another token", &"0".repeat(64)[..], None),
+        (
+            "from another site",
+            csrf.as_str(),
+            Some("https://evil.example"),
+        ),
+    ] {
+        let r = post(token, origin).await.expect("post");
+        assert_eq!(r.status(), 403, "{what}");
+        assert!(
+            r.text().await.unwrap_or_default().contains("Form refused"),
+            "{what}"
+        );
+        assert_eq!(h.revision().await, rev, "{what}: nothing changed");
+    }
+    // The same form from the page itself goes through.
+    let r = post(&csrf, None).await.expect("post");
+    assert_eq!(r.status(), 303, "the console's own form is taken");
+    assert!(h.revision().await > rev);
+
+    // The session cookie: HttpOnly, SameSite=Strict, for the console only.
+    let c = b.get_named_cookie("cic_console").await.expect("cookie");
+    assert_eq!(c.http_only(), Some(true));
+    assert_eq!(c.path(), Some("/console"));
+    assert_eq!(format!("{:?}", c.same_site()), "Some(Strict)");
+}
+
+#[tokio::test]
+async fn the_operator_sees_every_edge_with_its_report() {
+    let Some(br) = browser("console operator", 1280, 800).await else {
+        return;
+    };
+    let b = &br.client;
+    let (h, _edge_token, _trunk, _pc) = world().await;
+    h.pop_and_edge("pop2", "edge2", "100.64.255.3").await;
+    let base = serve(&h).await;
+    sign_in(b, &base, ADMIN).await;
+    b.find(Locator::LinkText("Operator"))
+        .await
+        .expect("operator link")
+        .click()
+        .await
+        .expect("open");
+    let edges = text_of(b, "#edges").await;
+    assert!(
+        edges.contains("never reported"),
+        "edge2 has not reported: {edges}"
+    );
+    assert!(
+        edges.contains("1 / 1"),
+        "edge1's one session is up: {edges}"
+    );
+    screenshot(b, "operator").await;
+    // A customer is not shown the operator's page.
+    let key = h.user("carol", "f1", "viewer").await;
+    b.find(Locator::Css("form.signout button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("sign out");
+    sign_in(b, &base, &key).await;
+    assert!(b.find(Locator::LinkText("Operator")).await.is_err());
+    b.goto(&format!("{base}/console/operator"))
+        .await
+        .expect("goto");
+    assert!(text_of(b, "h1").await.contains("Not found"));
+}
