@@ -403,6 +403,13 @@ struct ServerArgs {
     /// The shortest BFD interval a private connection may ask for (its `bfd`; ms).
     #[arg(long, default_value_t = 50, value_parser = parse_bfd_interval)]
     bfd_min_interval_ms: u32,
+    /// Minutes of every edge report kept per connection, in memory, for the console's
+    /// graphs and `:history` (0: none). About 56 bytes a report.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=1440))]
+    history_minutes: u64,
+    /// Hours of one sample a minute kept per connection (0: none). 56 bytes a minute.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(0..=720))]
+    history_hours: u64,
     /// Graceful restart time the edges announce (seconds, up to 4095): how long peers
     /// keep an edge's routes while `cic edge` restarts. 0 turns graceful restart off.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u16).range(0..=4095))]
@@ -1105,6 +1112,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_public_connections_per_trunk: a.quota_public_connections_per_trunk,
                 max_prefixes_per_instance: a.quota_prefixes_per_instance,
                 max_static_routes_per_connection: a.quota_static_routes_per_connection,
+                history: cic_server::history::HistoryConfig {
+                    recent: Duration::from_secs(a.history_minutes * 60),
+                    day: Duration::from_secs(a.history_hours * 3600),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let admin = std::env::var("CIC_ADMIN_TOKEN")

@@ -13,6 +13,36 @@ use crate::{Agent, State, instance};
 
 impl Agent {
     pub async fn report_now(&self) -> EdgeReport {
+        let (mut report, sources) = self.report_state().await;
+        // The counters are read with the agent's lock released (a netlink dump per
+        // routing instance).
+        use futures::stream::{self, StreamExt};
+        let read: Vec<_> = stream::iter(sources)
+            .map(|s| async move { s.read().await })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        report.traffic = read
+            .into_iter()
+            .flatten()
+            .map(|(resource_id, t)| cic_model::edge::ConnectionCounters {
+                resource_id,
+                counters: cic_model::edge::Counters {
+                    bytes_to_cloud: t.bytes_to_cloud,
+                    bytes_from_cloud: t.bytes_from_cloud,
+                    packets_to_cloud: t.packets_to_cloud,
+                    packets_from_cloud: t.packets_from_cloud,
+                },
+            })
+            .collect();
+        report
+            .traffic
+            .sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+        report
+    }
+
+    /// The report's sessions and errors, and where to read the connections' counters.
+    async fn report_state(&self) -> (EdgeReport, Vec<instance::TrafficSource>) {
         let mut st = self.state.lock().await;
         let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st, None);
         let mut sessions = Vec::new();
@@ -39,12 +69,17 @@ impl Agent {
             }
             sessions.extend(session_statuses(i, &status, &md5_mismatch, &gtsm_drops));
         }
-        EdgeReport {
-            applied_revision: st.applied,
-            dataplane: self.caps.mode().to_string(),
-            sessions,
-            errors,
-        }
+        let sources = st.instances.values().map(|i| i.traffic_source()).collect();
+        (
+            EdgeReport {
+                applied_revision: st.applied,
+                dataplane: self.caps.mode().to_string(),
+                sessions,
+                errors,
+                traffic: Vec::new(),
+            },
+            sources,
+        )
     }
 
     pub(crate) async fn report(&self) {

@@ -397,6 +397,32 @@ pub struct EdgeReport {
     pub sessions: Vec<SessionStatus>,
     /// Resources the edge could not realise at `appliedRevision`.
     pub errors: Vec<ResourceError>,
+    /// Each connection's interface counters when the report was made (the server keeps
+    /// a history of rates from them). Absent from older edges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<ConnectionCounters>,
+}
+
+/// A connection's interface counters on the edge, as the kernel counts them ("to cloud":
+/// what the edge receives from the customer).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub bytes_to_cloud: u64,
+    pub bytes_from_cloud: u64,
+    pub packets_to_cloud: u64,
+    pub packets_from_cloud: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionCounters {
+    /// The private or public connection.
+    pub resource_id: String,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -20,6 +20,7 @@ pub mod compile;
 pub mod console;
 pub mod error;
 pub mod headers;
+pub mod history;
 pub mod limits;
 pub mod listen;
 pub mod pki;
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub audit_retention: Duration,
     /// What one credential may cost (none by default; `cic server` sets its own).
     pub limits: limits::Limits,
+    /// How much of the edges' reports is kept for graphs.
+    pub history: history::HistoryConfig,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             edge_auth: auth::EdgeAuth::default(),
             audit_retention: Duration::from_secs(365 * 86_400),
             limits: limits::Limits::NONE,
+            history: history::HistoryConfig::default(),
         }
     }
 }
@@ -155,6 +159,8 @@ pub struct AppState {
     pub tls_not_after: std::sync::Mutex<Option<Arc<std::sync::atomic::AtomicI64>>>,
     /// What SIGHUP may change without a restart (starts as `config` says).
     reloadable: std::sync::RwLock<Reloadable>,
+    /// The edges' reports over time, per connection (graphs, `:history`).
+    pub history: history::History,
 }
 
 /// The settings a running server takes again on SIGHUP.
@@ -184,6 +190,7 @@ impl AppState {
                 .await?,
         )
         .unwrap_or_else(|_| candidate.to_vec());
+        let history = config.history;
         let st = Arc::new(AppState {
             store,
             reloadable: std::sync::RwLock::new(Reloadable {
@@ -199,6 +206,7 @@ impl AppState {
             audit_writes: Default::default(),
             limiter: Default::default(),
             tls_not_after: Default::default(),
+            history: history::History::new(history),
         });
         st.follow_others();
         Ok(st)

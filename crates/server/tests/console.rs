@@ -106,8 +106,21 @@ fn screenshot_dirs() -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// A screenshot of the whole page (the window grown to the page's height for it, at most
+/// 2,400 pixels, then put back).
 async fn screenshot(b: &Client, name: &str) {
+    let (w, h) = b.get_window_size().await.expect("window size");
+    let page = b
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(h);
+    let _ = b
+        .set_window_size(w as u32, page.clamp(h, 2400) as u32 + 120)
+        .await;
     let png = b.screenshot().await.expect("screenshot");
+    let _ = b.set_window_size(w as u32, h as u32).await;
     for d in screenshot_dirs() {
         std::fs::create_dir_all(&d).expect("screenshot dir");
         std::fs::write(d.join(format!("{name}.png")), &png).expect("write screenshot");
@@ -191,8 +204,21 @@ async fn wait_for_text(b: &Client, css: &str, what: &str) {
     }
 }
 
-/// The edge reports its applied revision and the sessions given (as an edge does).
+/// The edge reports its applied revision and the sessions given (as an edge does), and
+/// each connection's counters, a megabyte more each report.
 async fn report(h: &H, edge_token: &str, sessions: Value) {
+    static BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let bytes = BYTES.fetch_add(1_000_000, std::sync::atomic::Ordering::Relaxed);
+    let traffic: Vec<Value> = sessions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            json!({"resourceId": s["resourceId"], "bytesToCloud": bytes,
+                        "bytesFromCloud": bytes / 2, "packetsToCloud": bytes / 1000,
+                        "packetsFromCloud": bytes / 2000})
+        })
+        .collect();
     let rev = h.revision().await;
     let (s, v) = h
         .call(
@@ -200,7 +226,7 @@ async fn report(h: &H, edge_token: &str, sessions: Value) {
             "/cic/v1/edgeSync/status",
             Some(edge_token),
             Some(json!({"appliedRevision": rev, "dataplane": "vxlan-overlay",
-                        "sessions": sessions, "errors": []})),
+                        "sessions": sessions, "errors": [], "traffic": traffic})),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -314,6 +340,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     let svg = text_or_html(b, "figure.topology svg").await;
     assert!(svg.contains("link bad"), "the link turned red: {svg}");
     report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
+    report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
 
     // The connection's page and its looking glass (the edge answers the question).
     b.goto(&format!("{base}/console/privateConnections/{pc}"))
@@ -321,6 +348,26 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         .expect("connection page");
     wait_for_text(b, "#session-ipv4 td.bgp", "ESTABLISHED").await;
     assert!(text_of(b, "#session-ipv4").await.contains("1 h 2 min"));
+    // Its graphs: the session's state over time with the drop above, the event with
+    // its reason, traffic both ways from the edge's counters.
+    let state = text_or_html(b, "#chart-bgp-state svg").await;
+    assert!(
+        state.contains("band bad") && state.contains("band ok"),
+        "{state}"
+    );
+    assert!(state.contains("mark session-down"), "{state}");
+    assert!(text_of(b, "#events").await.contains("BGP session down"));
+    let bits = text_or_html(b, "#chart-bits svg").await;
+    assert_eq!(
+        bits.matches("class=\"series").count(),
+        2,
+        "both ways: {bits}"
+    );
+    assert!(
+        text_of(b, "#chart-bits figcaption")
+            .await
+            .contains("to the cloud")
+    );
     screenshot(b, "connection").await;
     let q = answer_one_question(h.clone(), edge_token.clone(), |_| {
         json!([{"prefix": "10.10.0.0/16", "nextHop": "169.254.100.2", "asPath": [65001],
@@ -436,6 +483,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         .await
         .expect("start");
     wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
+    wait_for_text(b, "#events", "failover test started by alice").await;
     screenshot(b, "failover-test").await;
     b.find(Locator::Id("stop-test"))
         .await

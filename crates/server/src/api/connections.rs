@@ -1074,6 +1074,56 @@ pub(crate) async fn instance_of(st: &AppState, pc: &str) -> ApiResult<Option<Str
         .map(|(_, ri)| ri))
 }
 
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// `hour` (every report of the last hour; the default) or `day` (a sample a minute).
+    pub window: Option<String>,
+}
+
+/// `:history` of a connection: its BGP state, prefixes and traffic rates over the last
+/// hour or day, and the events between, as this server took the edge's reports.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryAnswer {
+    pub connection_id: String,
+    pub window: String,
+    /// Oldest first. Each: `at` (unix ms), `state` (BGP, IPv4's; `stateIpv6` beside it
+    /// for a dual-stack connection), prefixes received/accepted/advertised, and bits and
+    /// packets per second both ways since the sample before.
+    #[schemars(with = "Vec<Value>")]
+    pub samples: Vec<crate::history::Sample>,
+    /// SESSION_DOWN (with the reason), SESSION_UP, BFD_DOWN, BFD_UP, PREFIX_LIMIT.
+    #[schemars(with = "Vec<Value>")]
+    pub events: Vec<crate::history::Event>,
+}
+
+pub(crate) async fn history(
+    st: &AppState,
+    who: &Principal,
+    id: &str,
+    q: HistoryQuery,
+) -> ApiResult<Json<Value>> {
+    let (pc, _) = super::fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
+    let window = match q.window.as_deref() {
+        None | Some("hour") => crate::history::Window::Hour,
+        Some("day") => crate::history::Window::Day,
+        Some(other) => {
+            return Err(
+                ApiError::field("window", format!("{other:?} is not one of hour, day")).into(),
+            );
+        }
+    };
+    let series = st.history.series(&pc.meta.id, window);
+    let answer = HistoryAnswer {
+        connection_id: pc.meta.id,
+        window: q.window.unwrap_or_else(|| "hour".into()),
+        samples: series.samples,
+        events: series.events,
+    };
+    Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
+}
+
 pub async fn get(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -1093,11 +1143,15 @@ pub async fn get(
         let c = super::router_config::of_connection(&st, &who, pc, q).await?;
         return Ok(Json(serde_json::to_value(c.0).unwrap_or_default()));
     }
+    if let Some(pc) = id.strip_suffix(":history") {
+        let q = super::query_of(&uri)?;
+        return history(&st, &who, pc, q).await;
+    }
     if let Some((_, m)) = id.split_once(':') {
         return Err(ApiError::new(
             Code::NotFound,
             format!(
-                "private connections have no GET method {m:?}; there are :routes, :routerConfig and :diagnose"
+                "private connections have no GET method {m:?}; there are :routes, :routerConfig, :diagnose and :history"
             ),
         )
         .into());

@@ -552,6 +552,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .get_method()
         .query::<super::router_config::RouterConfigQuery>()
         .returns::<super::router_config::RouterConfig>(),
+        method(
+            "/cic/v1/privateConnections/{id}:history",
+            "The connection's BGP state, prefixes and traffic (bits and packets per second both ways) over the last hour (every edge report) or day (a sample a minute), with the events between (session down with its reason, up, BFD down, max-prefix hold), as this server took the edge's reports",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::connections::HistoryQuery>()
+        .returns::<super::connections::HistoryAnswer>(),
         ep(
             "patch",
             "/cic/v1/privateConnections/{id}",

@@ -42,6 +42,13 @@ pub async fn config(
         .ok_or_else(|| not_found("edge", &edge_id))
 }
 
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 pub async fn status(
     State(st): State<Arc<AppState>>,
     who: Principal,
@@ -62,6 +69,7 @@ pub async fn status(
     st.store
         .put_edge_report(&edge_id, &report, &now(), &crate::new_id("rv"))
         .await?;
+    st.history.record(unix_ms(), &report);
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -13,6 +13,7 @@
 //!          ◀──HTML────  templates ◀────────────────────────────────────────────┘
 //! ```
 
+mod chart;
 mod forms;
 mod pages;
 pub mod session;
@@ -580,6 +581,7 @@ mod tests {
                         "vpcInfo": [{"vpcNetworkId": "net1", "azInfos": [{"prefixes": ["10.0.0.0/16"]}]}]});
         let op = json!({"id": "op1", "description": "Create", "createdAt": "x", "createdBy": "a",
                         "done": false, "metadata": {"resourceId": "pc1"}});
+        let span = chart::Span { from: 0, to: 10 };
         let pages = [
             (
                 "signin.html",
@@ -607,7 +609,14 @@ mod tests {
             (
                 "connection.html",
                 json!({"title": "PC", "pc": pc, "trunk": trunk, "instance": ri,
-                "operations": [op], "testing": true, "can_write": true}),
+                "operations": [op], "testing": true, "can_write": true,
+                "graphs": {"window": "hour",
+                    "events": [{"at": 1, "time": "t", "kind": "SESSION_DOWN", "text": "x"}],
+                    "charts": [
+                        chart::states(&[json!({"at": 1, "state": "IDLE"})], span),
+                        chart::lines("p", "P", &[json!({"at": 1, "v": 2.0})], span,
+                            &[chart::Series { label: "v", class: "a", field: "v" }]),
+                    ]}}),
             ),
             (
                 "routes.html",

@@ -326,7 +326,138 @@ pub async fn folder(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
     )
 }
 
-pub async fn connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+pub struct WindowQuery {
+    window: Option<String>,
+}
+
+/// Unix ms of an RFC 3339 time.
+fn ms_of(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// The connection's graphs over `window` (hour or day): its history from the API, with
+/// its failover tests among the events.
+async fn graphs(c: &Console, ctx: &Ctx, pc: &Value, window: &str) -> Result<Value, Failure> {
+    use super::chart::{self, Series, Span};
+    let h = c
+        .api(
+            ctx,
+            Method::GET,
+            &format!(
+                "/cic/v1/privateConnections/{}:history?window={window}",
+                s(pc, "id")
+            ),
+            None,
+        )
+        .await?;
+    let samples = h["samples"].as_array().cloned().unwrap_or_default();
+    let mut events = h["events"].as_array().cloned().unwrap_or_default();
+    for t in pc["bgpFailoverTests"].as_array().into_iter().flatten() {
+        if let Some(at) = ms_of(s(t, "startedAt")) {
+            events.push(json!({"at": at, "kind": "FAILOVER_TEST",
+                               "text": format!("failover test started by {}", s(t, "startedBy"))}));
+        }
+        if let Some(at) = t.get("stoppedAt").and_then(Value::as_str).and_then(ms_of) {
+            events
+                .push(json!({"at": at, "kind": "FAILOVER_TEST", "text": "failover test stopped"}));
+        }
+    }
+    events.sort_by_key(|e| e["at"].as_i64().unwrap_or_default());
+    let to = unix_now() * 1000;
+    let span = Span {
+        from: to
+            - if window == "day" {
+                86_400_000
+            } else {
+                3_600_000
+            },
+        to,
+    };
+    let mut charts = vec![
+        chart::states(&samples, span),
+        chart::lines(
+            "prefixes",
+            "Prefixes",
+            &samples,
+            span,
+            &[
+                Series {
+                    label: "received",
+                    class: "a",
+                    field: "prefixesReceived",
+                },
+                Series {
+                    label: "advertised",
+                    class: "b",
+                    field: "prefixesAdvertised",
+                },
+            ],
+        ),
+        chart::lines(
+            "bits",
+            "Traffic, bits per second",
+            &samples,
+            span,
+            &[
+                Series {
+                    label: "to the cloud",
+                    class: "a",
+                    field: "bitsToCloud",
+                },
+                Series {
+                    label: "from the cloud",
+                    class: "b",
+                    field: "bitsFromCloud",
+                },
+            ],
+        ),
+        chart::lines(
+            "packets",
+            "Packets per second",
+            &samples,
+            span,
+            &[
+                Series {
+                    label: "to the cloud",
+                    class: "a",
+                    field: "packetsToCloud",
+                },
+                Series {
+                    label: "from the cloud",
+                    class: "b",
+                    field: "packetsFromCloud",
+                },
+            ],
+        ),
+    ];
+    for ch in &mut charts {
+        chart::mark(ch, &events, span);
+    }
+    let listed: Vec<Value> = events
+        .iter()
+        .rev()
+        .filter(|e| e["at"].as_i64().is_some_and(|t| t >= span.from))
+        .take(20)
+        .map(|e| {
+            let mut e = e.clone();
+            e["time"] = json!(crate::auth::rfc3339(
+                e["at"].as_i64().unwrap_or_default() / 1000
+            ));
+            e
+        })
+        .collect();
+    Ok(json!({"window": window, "charts": charts, "events": listed}))
+}
+
+pub async fn connection(
+    State(c): C,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(w): Query<WindowQuery>,
+) -> Response {
     check_id!(c, ctx, id);
     let pc = try_api!(
         c,
@@ -372,6 +503,12 @@ pub async fn connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Respon
     let testing = pc["bgpFailoverTests"]
         .as_array()
         .is_some_and(|a| a.iter().any(|t| s(t, "status") == "IN_PROGRESS"));
+    let window = if w.window.as_deref() == Some("day") {
+        "day"
+    } else {
+        "hour"
+    };
+    let graphs = try_api!(c, ctx, graphs(&c, &ctx, &pc, window).await);
     c.render(
         Some(&ctx),
         "connection.html",
@@ -382,6 +519,7 @@ pub async fn connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Respon
             "instance": instance,
             "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
             "testing": testing,
+            "graphs": graphs,
             "can_write": can_write(&c, &ctx, &folder).await,
         }),
     )

@@ -1,0 +1,576 @@
+//! What edges reported, over time: per connection, its BGP state, prefixes and traffic
+//! rates, in two bounded rings — every report for the last `recent` (an hour by default,
+//! at the edges' report interval) and one sample a minute for the last `day` — and the
+//! events seen between reports (a session down or up with its reason, BFD down, the
+//! max-prefix hold). The console draws its graphs from it; `:history` serves it.
+//!
+//! Kept in this server's memory (the reports of the edges that report to it): a restart
+//! starts it empty, and with several servers each has the history of the reports it took.
+//! Its cost is fixed per connection by the flags (see [`HistoryConfig::bytes_per_connection`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cic_model::edge::{Counters, EdgeReport, Family, SessionKind, SessionStatus};
+use serde::Serialize;
+
+/// How much history is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryConfig {
+    /// Every report, this far back.
+    pub recent: Duration,
+    /// One sample a minute, this far back.
+    pub day: Duration,
+    /// Events kept per connection.
+    pub events: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            recent: Duration::from_secs(3600),
+            day: Duration::from_secs(86_400),
+            events: 100,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// The most a connection's history takes, for edges reporting every `report_every`.
+    pub fn bytes_per_connection(&self, report_every: Duration) -> usize {
+        let recent = (self.recent.as_secs_f64() / report_every.as_secs_f64().max(1.0)).ceil();
+        let minutes = (self.day.as_secs() / 60) as f64;
+        (recent + minutes) as usize * std::mem::size_of::<Sample>()
+            + self.events * (std::mem::size_of::<Event>() + 64)
+            + std::mem::size_of::<Connection>()
+    }
+}
+
+/// BGP state, as a number (compact; the API shows the word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BgpState {
+    #[default]
+    NoReport,
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+impl BgpState {
+    fn of(word: &str) -> BgpState {
+        match word {
+            "IDLE" => BgpState::Idle,
+            "CONNECT" => BgpState::Connect,
+            "ACTIVE" => BgpState::Active,
+            "OPEN_SENT" => BgpState::OpenSent,
+            "OPEN_CONFIRM" => BgpState::OpenConfirm,
+            "ESTABLISHED" => BgpState::Established,
+            _ => BgpState::NoReport,
+        }
+    }
+
+    /// The worse of two (down beats up), for a minute's sample.
+    fn worse(self, o: BgpState) -> BgpState {
+        if self == BgpState::Established {
+            o
+        } else {
+            self
+        }
+    }
+}
+
+/// One point of a connection's history.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The IPv4 session's state (the IPv6 one's for an IPv6-only connection).
+    pub state: BgpState,
+    /// The IPv6 session's, for a dual-stack connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_ipv6: Option<BgpState>,
+    pub prefixes_received: u32,
+    pub prefixes_accepted: u32,
+    pub prefixes_advertised: u32,
+    /// Rates since the sample before (absent at the first, or when a counter went back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_to_cloud: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_from_cloud: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_to_cloud: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_from_cloud: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub at: i64,
+    /// SESSION_DOWN, SESSION_UP, BFD_DOWN, BFD_UP, PREFIX_LIMIT.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// A minute being summed into one sample.
+#[derive(Debug, Default)]
+struct Minute {
+    start: i64,
+    sample: Sample,
+    rates: u32,
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    recent: VecDeque<Sample>,
+    minutes: VecDeque<Sample>,
+    events: VecDeque<Event>,
+    minute: Option<Minute>,
+    /// The last report's counters and its time, for rates.
+    counters: Option<(i64, Counters)>,
+    /// The last report's session facts, for events.
+    last: Option<Seen>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    state: BgpState,
+    bfd_up: Option<bool>,
+    held: bool,
+}
+
+/// The windows a history can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Series {
+    /// Seconds between samples: the report interval (hour) or 60 (day).
+    pub samples: Vec<Sample>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    config: HistoryConfig,
+    connections: Mutex<HashMap<String, Connection>>,
+    /// Reports taken (every so many, connections no report names any longer are dropped).
+    taken: std::sync::atomic::AtomicU64,
+}
+
+/// How often the connections that are no longer reported are looked for.
+const PRUNE_EVERY: u64 = 256;
+
+impl History {
+    pub fn new(config: HistoryConfig) -> History {
+        History {
+            config,
+            connections: Mutex::new(HashMap::new()),
+            taken: Default::default(),
+        }
+    }
+
+    /// Takes an edge's report made at `at` (unix ms).
+    pub fn record(&self, at: i64, report: &EdgeReport) {
+        if self.config.recent.is_zero() && self.config.day.is_zero() {
+            return;
+        }
+        let mut by_id: HashMap<&str, (Option<&SessionStatus>, Option<&SessionStatus>)> =
+            HashMap::new();
+        for s in report
+            .sessions
+            .iter()
+            .filter(|s| s.kind == SessionKind::Customer)
+        {
+            let e = by_id.entry(s.resource_id.as_str()).or_default();
+            match s.family {
+                Family::Ipv4 => e.0 = Some(s),
+                Family::Ipv6 => e.1 = Some(s),
+            }
+        }
+        let counters: HashMap<&str, &Counters> = report
+            .traffic
+            .iter()
+            .map(|t| (t.resource_id.as_str(), &t.counters))
+            .collect();
+        let Ok(mut all) = self.connections.lock() else {
+            return;
+        };
+        for (id, (v4, v6)) in by_id {
+            let c = all.entry(id.to_string()).or_default();
+            c.take(at, v4, v6, counters.get(id).copied(), &self.config);
+        }
+        // A connection no edge has reported for longer than the history reaches back
+        // (deleted, or moved to another server's edges) is forgotten.
+        let n = self
+            .taken
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            let reach = self.config.recent.max(self.config.day).as_millis() as i64;
+            all.retain(|_, c| c.newest().is_some_and(|t| t >= at - reach));
+        }
+    }
+
+    pub fn series(&self, id: &str, window: Window) -> Series {
+        let Ok(all) = self.connections.lock() else {
+            return Series {
+                samples: vec![],
+                events: vec![],
+            };
+        };
+        let Some(c) = all.get(id) else {
+            return Series {
+                samples: vec![],
+                events: vec![],
+            };
+        };
+        let (samples, span) = match window {
+            Window::Hour => (c.recent.iter().copied().collect::<Vec<_>>(), 3_600_000),
+            Window::Day => {
+                let mut v: Vec<Sample> = c.minutes.iter().copied().collect();
+                if let Some(m) = &c.minute {
+                    v.push(m.summary());
+                }
+                (v, 86_400_000)
+            }
+        };
+        let from = samples.last().map(|s| s.at - span).unwrap_or(0);
+        Series {
+            events: c.events.iter().filter(|e| e.at >= from).cloned().collect(),
+            samples,
+        }
+    }
+
+    /// Connections with a history (for the cost report).
+    pub fn len(&self) -> usize {
+        self.connections.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Minute {
+    fn summary(&self) -> Sample {
+        let mut s = self.sample;
+        if self.rates > 0 {
+            let n = self.rates as f32;
+            s.bits_to_cloud = s.bits_to_cloud.map(|x| x / n);
+            s.bits_from_cloud = s.bits_from_cloud.map(|x| x / n);
+            s.packets_to_cloud = s.packets_to_cloud.map(|x| x / n);
+            s.packets_from_cloud = s.packets_from_cloud.map(|x| x / n);
+        }
+        s.at = self.start;
+        s
+    }
+}
+
+fn add(a: Option<f32>, b: Option<f32>) -> Option<f32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl Connection {
+    /// When it was last reported.
+    fn newest(&self) -> Option<i64> {
+        let recent = self.recent.back().map(|s| s.at);
+        let minute = self.minute.as_ref().map(|m| m.sample.at.max(m.start));
+        recent.max(minute)
+    }
+
+    fn take(
+        &mut self,
+        at: i64,
+        v4: Option<&SessionStatus>,
+        v6: Option<&SessionStatus>,
+        counters: Option<&Counters>,
+        cfg: &HistoryConfig,
+    ) {
+        let Some(main) = v4.or(v6) else { return };
+        let mut s = Sample {
+            at,
+            state: BgpState::of(&main.state),
+            state_ipv6: v4.and(v6).map(|s| BgpState::of(&s.state)),
+            prefixes_received: main.prefixes_received
+                + v4.and(v6).map_or(0, |s| s.prefixes_received),
+            prefixes_accepted: main.prefixes_accepted
+                + v4.and(v6).map_or(0, |s| s.prefixes_accepted),
+            prefixes_advertised: main.prefixes_advertised
+                + v4.and(v6).map_or(0, |s| s.prefixes_advertised),
+            ..Default::default()
+        };
+        if let (Some(now), Some((then, before))) = (counters, &self.counters) {
+            let secs = (at - then) as f64 / 1000.0;
+            if let Some(r) =
+                cic_model::metrics::Rates::between(&traffic(before), &traffic(now), secs)
+            {
+                s.bits_to_cloud = Some(r.bits_to_cloud as f32);
+                s.bits_from_cloud = Some(r.bits_from_cloud as f32);
+                s.packets_to_cloud = Some(r.packets_to_cloud as f32);
+                s.packets_from_cloud = Some(r.packets_from_cloud as f32);
+            }
+        }
+        self.counters = counters.map(|c| (at, *c));
+        self.events_of(at, main, cfg.events);
+        // Every report, for the recent window.
+        if !cfg.recent.is_zero() {
+            self.recent.push_back(s);
+            let oldest = at - cfg.recent.as_millis() as i64;
+            while self.recent.front().is_some_and(|x| x.at < oldest) {
+                self.recent.pop_front();
+            }
+        }
+        // A sample a minute, for the day.
+        if !cfg.day.is_zero() {
+            let start = at - at.rem_euclid(60_000);
+            match &mut self.minute {
+                Some(m) if m.start == start => {
+                    let rates = s.bits_to_cloud.is_some();
+                    m.sample.state = m.sample.state.worse(s.state);
+                    m.sample.state_ipv6 = match (m.sample.state_ipv6, s.state_ipv6) {
+                        (Some(a), Some(b)) => Some(a.worse(b)),
+                        (a, b) => a.or(b),
+                    };
+                    m.sample.prefixes_received = s.prefixes_received;
+                    m.sample.prefixes_accepted = s.prefixes_accepted;
+                    m.sample.prefixes_advertised = s.prefixes_advertised;
+                    m.sample.bits_to_cloud = add(m.sample.bits_to_cloud, s.bits_to_cloud);
+                    m.sample.bits_from_cloud = add(m.sample.bits_from_cloud, s.bits_from_cloud);
+                    m.sample.packets_to_cloud = add(m.sample.packets_to_cloud, s.packets_to_cloud);
+                    m.sample.packets_from_cloud =
+                        add(m.sample.packets_from_cloud, s.packets_from_cloud);
+                    m.rates += u32::from(rates);
+                }
+                _ => {
+                    if let Some(done) = self.minute.take() {
+                        self.minutes.push_back(done.summary());
+                        let oldest = at - cfg.day.as_millis() as i64;
+                        while self.minutes.front().is_some_and(|x| x.at < oldest) {
+                            self.minutes.pop_front();
+                        }
+                    }
+                    self.minute = Some(Minute {
+                        start,
+                        sample: s,
+                        rates: u32::from(s.bits_to_cloud.is_some()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Events: what changed since the last report.
+    fn events_of(&mut self, at: i64, s: &SessionStatus, keep: usize) {
+        let seen = Seen {
+            state: BgpState::of(&s.state),
+            bfd_up: s.bfd.as_ref().map(|b| b.state.eq_ignore_ascii_case("up")),
+            held: s.prefix_limit_exceeded,
+        };
+        let before = self.last.replace(seen.clone());
+        let Some(before) = before else { return };
+        let mut push = |kind: &'static str, text: String| {
+            self.events.push_back(Event { at, kind, text });
+            while self.events.len() > keep {
+                self.events.pop_front();
+            }
+        };
+        let up = |x: BgpState| x == BgpState::Established;
+        if up(before.state) && !up(seen.state) {
+            let why = s
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            push("SESSION_DOWN", format!("BGP session down{why}"));
+        } else if !up(before.state) && up(seen.state) {
+            push("SESSION_UP", "BGP session established".into());
+        }
+        match (before.bfd_up, seen.bfd_up) {
+            (Some(true), Some(false)) => {
+                let why = s
+                    .bfd
+                    .as_ref()
+                    .and_then(|b| b.last_diagnostic.clone())
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                push("BFD_DOWN", format!("BFD down{why}"));
+            }
+            (Some(false), Some(true)) => push("BFD_UP", "BFD up".into()),
+            _ => {}
+        }
+        if !before.held && seen.held {
+            push(
+                "PREFIX_LIMIT",
+                "more prefixes than the limit: the session is held down".into(),
+            );
+        }
+    }
+}
+
+fn traffic(c: &Counters) -> cic_model::metrics::Traffic {
+    cic_model::metrics::Traffic {
+        bytes_to_cloud: c.bytes_to_cloud,
+        bytes_from_cloud: c.bytes_from_cloud,
+        packets_to_cloud: c.packets_to_cloud,
+        packets_from_cloud: c.packets_from_cloud,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cic_model::edge::ConnectionCounters;
+
+    fn session(state: &str, received: u32, error: Option<&str>) -> SessionStatus {
+        serde_json::from_value(serde_json::json!({
+            "resourceId": "pc1", "kind": "customer", "peer": "169.254.0.2", "peerAsn": 65001,
+            "state": state, "uptimeSecs": 0, "prefixesReceived": received,
+            "prefixesAccepted": received, "prefixesAdvertised": 2, "lastError": error,
+            "bfd": {"state": if state == "ESTABLISHED" { "up" } else { "down" }}
+        }))
+        .expect("session")
+    }
+
+    fn report(s: SessionStatus, bytes: u64) -> EdgeReport {
+        EdgeReport {
+            applied_revision: 1,
+            dataplane: "x".into(),
+            sessions: vec![s],
+            errors: vec![],
+            traffic: vec![ConnectionCounters {
+                resource_id: "pc1".into(),
+                counters: Counters {
+                    bytes_to_cloud: bytes,
+                    bytes_from_cloud: bytes / 2,
+                    packets_to_cloud: bytes / 100,
+                    packets_from_cloud: bytes / 200,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn reports_become_rates_states_and_events() {
+        let h = History::new(HistoryConfig::default());
+        let t0 = 1_700_000_000_000;
+        h.record(t0, &report(session("ESTABLISHED", 3, None), 0));
+        h.record(
+            t0 + 5_000,
+            &report(session("ESTABLISHED", 4, None), 5_000_000),
+        );
+        h.record(
+            t0 + 10_000,
+            &report(session("IDLE", 0, Some("hold timer expired")), 5_000_000),
+        );
+        h.record(
+            t0 + 15_000,
+            &report(session("ESTABLISHED", 3, None), 5_000_000),
+        );
+        let s = h.series("pc1", Window::Hour);
+        assert_eq!(s.samples.len(), 4);
+        assert_eq!(
+            s.samples[0].bits_to_cloud, None,
+            "no rate at the first report"
+        );
+        assert_eq!(s.samples[1].bits_to_cloud, Some(8_000_000.0), "5 MB in 5 s");
+        assert_eq!(s.samples[1].prefixes_received, 4);
+        assert_eq!(s.samples[2].state, BgpState::Idle);
+        let kinds: Vec<&str> = s.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["SESSION_DOWN", "BFD_DOWN", "SESSION_UP", "BFD_UP"]);
+        assert!(s.events[0].text.contains("hold timer expired"));
+        assert!(h.series("other", Window::Hour).samples.is_empty());
+    }
+
+    #[test]
+    fn the_rings_are_bounded_and_the_day_is_down_sampled_by_minute() {
+        let cfg = HistoryConfig {
+            recent: Duration::from_secs(60),
+            day: Duration::from_secs(600),
+            events: 3,
+        };
+        let h = History::new(cfg);
+        let t0: i64 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000;
+        for i in 0..(20 * 12) {
+            // Every 5 s for 20 minutes, the session flapping every report.
+            let state = if i % 2 == 0 { "ESTABLISHED" } else { "IDLE" };
+            h.record(
+                t0 + i * 5_000,
+                &report(session(state, 1, None), i as u64 * 1000),
+            );
+        }
+        let hour = h.series("pc1", Window::Hour);
+        assert!(
+            hour.samples.len() <= 13,
+            "a minute of 5 s reports: {}",
+            hour.samples.len()
+        );
+        assert!(hour.events.len() <= 3);
+        let day = h.series("pc1", Window::Day);
+        assert!(
+            day.samples.len() <= 11,
+            "ten minutes and the one being summed"
+        );
+        assert!(day.samples.len() >= 10);
+        assert!(day.samples.iter().all(|s| s.at % 60_000 == 0));
+        assert!(
+            day.samples.iter().all(|s| s.state == BgpState::Idle),
+            "a minute with a down report is down"
+        );
+        let rate = day.samples[1].bits_to_cloud.expect("a rate");
+        assert!(
+            (rate - 1600.0).abs() < 1.0,
+            "1000 bytes per 5 s averaged: {rate}"
+        );
+        assert!(cfg.bytes_per_connection(Duration::from_secs(5)) > 0);
+    }
+
+    #[test]
+    fn connections_no_longer_reported_are_forgotten() {
+        let cfg = HistoryConfig {
+            recent: Duration::from_secs(60),
+            day: Duration::from_secs(120),
+            events: 3,
+        };
+        let h = History::new(cfg);
+        h.record(0, &report(session("ESTABLISHED", 1, None), 0));
+        let mut other = report(session("ESTABLISHED", 1, None), 0);
+        other.sessions[0].resource_id = "pc2".into();
+        for i in 1..=PRUNE_EVERY as i64 {
+            h.record(i * 1_000, &other);
+        }
+        assert!(!h.series("pc2", Window::Hour).samples.is_empty());
+        assert!(
+            h.series("pc1", Window::Day).samples.is_empty(),
+            "pc1 was last reported over two minutes before"
+        );
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn the_default_cost_per_connection_is_as_documented() {
+        let per = HistoryConfig::default().bytes_per_connection(Duration::from_secs(5));
+        // README: at most about 130 KiB a connection with reports every 5 s (720 reports,
+        // 1,440 minutes, 100 events).
+        assert!(per < 135 * 1024, "{per}");
+        assert_eq!(
+            std::mem::size_of::<Sample>(),
+            56,
+            "README's figure a sample"
+        );
+    }
+}
