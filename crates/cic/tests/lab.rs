@@ -2518,3 +2518,121 @@ fn public_connections_reach_the_allowed_services_from_registered_sources_and_not
     });
     let _ = result;
 }
+
+#[path = "../../server/tests/common/browser.rs"]
+mod browser;
+
+/// The console against the lab's real edges: the customer signs in with its key, sees
+/// both sessions ESTABLISHED and the topology to the VPC, reads the routes the edge holds
+/// in the looking glass, and watches a failover test take its session down and back on
+/// the page and in its graph; the operator sees both edges reporting.
+#[test]
+fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
+    with_lab("console on the lab", |lab| {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            use browser::*;
+            use fantoccini::Locator;
+            let Some(br) = browser("console on the lab", 1280, 800).await else {
+                return;
+            };
+            let b = &br.client;
+            let base = lab.server.trim_end_matches('/').to_string();
+            let key = std::fs::read_to_string(
+                lab.info["customerTokenFile"]
+                    .as_str()
+                    .expect("customer token file"),
+            )
+            .expect("customer token");
+            let folder = lab.info["folderId"].as_str().expect("folder").to_string();
+            let pc = lab.pop1_connection();
+            let long = std::time::Duration::from_secs(60);
+            sign_in(b, &base, key.trim()).await;
+            b.goto(&format!("{base}/console/folders/{folder}"))
+                .await
+                .expect("folder");
+            for p in lab.info["pops"].as_array().expect("pops") {
+                let id = p["privateConnectionId"].as_str().expect("pc");
+                wait_for_text_within(
+                    b,
+                    &format!("tr[data-id='{id}'] td.bgp"),
+                    "ESTABLISHED",
+                    long,
+                )
+                .await;
+            }
+            let svg = text_or_html(b, "figure.topology svg").await;
+            assert!(svg.contains("pop1") && svg.contains("pop2"), "{svg}");
+            assert!(!svg.contains("link bad"), "every link up: {svg}");
+            screenshot(b, "lab-folder").await;
+
+            // The looking glass: what the edge holds, asked of the edge.
+            b.goto(&format!(
+                "{base}/console/privateConnections/{pc}/routes?direction=received"
+            ))
+            .await
+            .expect("routes");
+            let received = text_of(b, "#routes").await;
+            assert!(
+                received.contains("192.168.10.0/24"),
+                "the on-prem LAN: {received}"
+            );
+            screenshot(b, "lab-looking-glass").await;
+            b.goto(&format!(
+                "{base}/console/privateConnections/{pc}/routes?direction=advertised"
+            ))
+            .await
+            .expect("routes");
+            let advertised = text_of(b, "#routes").await;
+            assert!(
+                advertised.contains("10.128.0.0/"),
+                "the VPC's prefix: {advertised}"
+            );
+
+            // A failover test from the page: the session goes down and comes back, on the
+            // page and in its graph.
+            b.goto(&format!("{base}/console/privateConnections/{pc}"))
+                .await
+                .expect("connection");
+            wait_for_text_within(b, "#session-ipv4 td.bgp", "ESTABLISHED", long).await;
+            b.find(Locator::Id("start-test"))
+                .await
+                .expect("start")
+                .click()
+                .await
+                .expect("start");
+            wait_for_text_within(b, "#events", "BGP session down", long).await;
+            b.find(Locator::Id("stop-test"))
+                .await
+                .expect("stop")
+                .click()
+                .await
+                .expect("stop");
+            wait_for_text_within(b, "#events", "BGP session established", long).await;
+            wait_for_text_within(b, "#session-ipv4 td.bgp", "ESTABLISHED", long).await;
+            let state = text_or_html(b, "#chart-bgp-state svg").await;
+            assert!(
+                state.contains("band bad") && state.contains("mark failover-test"),
+                "{state}"
+            );
+            screenshot(b, "lab-connection").await;
+
+            // The operator: both edges, each with a fresh report and its sessions up.
+            b.find(Locator::Css("form.signout button"))
+                .await
+                .expect("sign out")
+                .click()
+                .await
+                .expect("sign out");
+            wait_for_path(b, "/console/signin").await;
+            sign_in(b, &base, lab.token.trim()).await;
+            b.goto(&format!("{base}/console/operator"))
+                .await
+                .expect("operator");
+            let edges = text_of(b, "#edges").await;
+            assert!(!edges.contains("never reported"), "{edges}");
+            assert_eq!(edges.matches("in service").count(), 2, "{edges}");
+            screenshot(b, "lab-operator").await;
+        });
+    });
+}

@@ -51,8 +51,10 @@ impl HistoryConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BgpState {
+    /// The edge reported no session (a failover test holds it down, its link is down,
+    /// or it is being made or removed).
     #[default]
-    NoReport,
+    NoSession,
     Idle,
     Connect,
     Active,
@@ -70,7 +72,7 @@ impl BgpState {
             "OPEN_SENT" => BgpState::OpenSent,
             "OPEN_CONFIRM" => BgpState::OpenConfirm,
             "ESTABLISHED" => BgpState::Established,
-            _ => BgpState::NoReport,
+            _ => BgpState::NoSession,
         }
     }
 
@@ -128,6 +130,10 @@ struct Minute {
 
 #[derive(Debug, Default)]
 struct Connection {
+    /// The edge that reported it last, and when (unix ms; what pruning goes by: an edge
+    /// that no longer reports a connection records it as without a session, not alive).
+    edge: String,
+    seen_at: i64,
     recent: VecDeque<Sample>,
     minutes: VecDeque<Sample>,
     events: VecDeque<Event>,
@@ -180,8 +186,9 @@ impl History {
         }
     }
 
-    /// Takes an edge's report made at `at` (unix ms).
-    pub fn record(&self, at: i64, report: &EdgeReport) {
+    /// Takes the report of edge `edge` made at `at` (unix ms). A connection this edge
+    /// reported before and does not now has no session (a failover test holds it down).
+    pub fn record(&self, edge: &str, at: i64, report: &EdgeReport) {
         if self.config.recent.is_zero() && self.config.day.is_zero() {
             return;
         }
@@ -206,8 +213,23 @@ impl History {
         let Ok(mut all) = self.connections.lock() else {
             return;
         };
+        for (id, c) in all.iter_mut() {
+            if c.edge == edge && !by_id.contains_key(id.as_str()) {
+                c.take(
+                    at,
+                    None,
+                    None,
+                    counters.get(id.as_str()).copied(),
+                    &self.config,
+                );
+            }
+        }
         for (id, (v4, v6)) in by_id {
             let c = all.entry(id.to_string()).or_default();
+            if c.edge != edge {
+                c.edge = edge.to_string();
+            }
+            c.seen_at = at;
             c.take(at, v4, v6, counters.get(id).copied(), &self.config);
         }
         // A connection no edge has reported for longer than the history reaches back
@@ -217,7 +239,7 @@ impl History {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
             let reach = self.config.recent.max(self.config.day).as_millis() as i64;
-            all.retain(|_, c| c.newest().is_some_and(|t| t >= at - reach));
+            all.retain(|_, c| c.seen_at >= at - reach);
         }
     }
 
@@ -285,13 +307,6 @@ fn add(a: Option<f32>, b: Option<f32>) -> Option<f32> {
 }
 
 impl Connection {
-    /// When it was last reported.
-    fn newest(&self) -> Option<i64> {
-        let recent = self.recent.back().map(|s| s.at);
-        let minute = self.minute.as_ref().map(|m| m.sample.at.max(m.start));
-        recent.max(minute)
-    }
-
     fn take(
         &mut self,
         at: i64,
@@ -300,17 +315,18 @@ impl Connection {
         counters: Option<&Counters>,
         cfg: &HistoryConfig,
     ) {
-        let Some(main) = v4.or(v6) else { return };
+        let main = v4.or(v6);
+        let other = v4.and(v6);
         let mut s = Sample {
             at,
-            state: BgpState::of(&main.state),
-            state_ipv6: v4.and(v6).map(|s| BgpState::of(&s.state)),
-            prefixes_received: main.prefixes_received
-                + v4.and(v6).map_or(0, |s| s.prefixes_received),
-            prefixes_accepted: main.prefixes_accepted
-                + v4.and(v6).map_or(0, |s| s.prefixes_accepted),
-            prefixes_advertised: main.prefixes_advertised
-                + v4.and(v6).map_or(0, |s| s.prefixes_advertised),
+            state: main.map_or(BgpState::NoSession, |m| BgpState::of(&m.state)),
+            state_ipv6: other.map(|s| BgpState::of(&s.state)),
+            prefixes_received: main.map_or(0, |m| m.prefixes_received)
+                + other.map_or(0, |s| s.prefixes_received),
+            prefixes_accepted: main.map_or(0, |m| m.prefixes_accepted)
+                + other.map_or(0, |s| s.prefixes_accepted),
+            prefixes_advertised: main.map_or(0, |m| m.prefixes_advertised)
+                + other.map_or(0, |s| s.prefixes_advertised),
             ..Default::default()
         };
         if let (Some(now), Some((then, before))) = (counters, &self.counters) {
@@ -373,12 +389,14 @@ impl Connection {
         }
     }
 
-    /// Events: what changed since the last report.
-    fn events_of(&mut self, at: i64, s: &SessionStatus, keep: usize) {
+    /// Events: what changed since the last report (`s`: the session, if there is one).
+    fn events_of(&mut self, at: i64, s: Option<&SessionStatus>, keep: usize) {
         let seen = Seen {
-            state: BgpState::of(&s.state),
-            bfd_up: s.bfd.as_ref().map(|b| b.state.eq_ignore_ascii_case("up")),
-            held: s.prefix_limit_exceeded,
+            state: s.map_or(BgpState::NoSession, |s| BgpState::of(&s.state)),
+            bfd_up: s
+                .and_then(|s| s.bfd.as_ref())
+                .map(|b| b.state.eq_ignore_ascii_case("up")),
+            held: s.is_some_and(|s| s.prefix_limit_exceeded),
         };
         let before = self.last.replace(seen.clone());
         let Some(before) = before else { return };
@@ -390,11 +408,17 @@ impl Connection {
         };
         let up = |x: BgpState| x == BgpState::Established;
         if up(before.state) && !up(seen.state) {
-            let why = s
-                .last_error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
+            let why = match s {
+                None => {
+                    ": the edge has no session (a failover test holds it down, or its link is down)"
+                        .to_string()
+                }
+                Some(s) => s
+                    .last_error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default(),
+            };
             push("SESSION_DOWN", format!("BGP session down{why}"));
         } else if !up(before.state) && up(seen.state) {
             push("SESSION_UP", "BGP session established".into());
@@ -402,8 +426,7 @@ impl Connection {
         match (before.bfd_up, seen.bfd_up) {
             (Some(true), Some(false)) => {
                 let why = s
-                    .bfd
-                    .as_ref()
+                    .and_then(|s| s.bfd.as_ref())
                     .and_then(|b| b.last_diagnostic.clone())
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default();
@@ -468,16 +491,19 @@ mod tests {
     fn reports_become_rates_states_and_events() {
         let h = History::new(HistoryConfig::default());
         let t0 = 1_700_000_000_000;
-        h.record(t0, &report(session("ESTABLISHED", 3, None), 0));
+        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0));
         h.record(
+            "e1",
             t0 + 5_000,
             &report(session("ESTABLISHED", 4, None), 5_000_000),
         );
         h.record(
+            "e1",
             t0 + 10_000,
             &report(session("IDLE", 0, Some("hold timer expired")), 5_000_000),
         );
         h.record(
+            "e1",
             t0 + 15_000,
             &report(session("ESTABLISHED", 3, None), 5_000_000),
         );
@@ -497,6 +523,34 @@ mod tests {
     }
 
     #[test]
+    fn a_session_the_edge_stops_reporting_is_down_until_it_returns() {
+        let h = History::new(HistoryConfig::default());
+        let t0 = 1_700_000_000_000;
+        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0));
+        let mut none = report(session("ESTABLISHED", 3, None), 0);
+        none.sessions.clear();
+        h.record("e1", t0 + 5_000, &none);
+        h.record("e2", t0 + 6_000, &none);
+        h.record(
+            "e1",
+            t0 + 10_000,
+            &report(session("ESTABLISHED", 3, None), 0),
+        );
+        let s = h.series("pc1", Window::Hour);
+        let states: Vec<BgpState> = s.samples.iter().map(|x| x.state).collect();
+        assert_eq!(
+            states,
+            [
+                BgpState::Established,
+                BgpState::NoSession,
+                BgpState::Established
+            ],
+            "another edge's report says nothing of it"
+        );
+        assert!(s.events[0].text.contains("failover test"), "{:?}", s.events);
+    }
+
+    #[test]
     fn the_rings_are_bounded_and_the_day_is_down_sampled_by_minute() {
         let cfg = HistoryConfig {
             recent: Duration::from_secs(60),
@@ -509,6 +563,7 @@ mod tests {
             // Every 5 s for 20 minutes, the session flapping every report.
             let state = if i % 2 == 0 { "ESTABLISHED" } else { "IDLE" };
             h.record(
+                "e1",
                 t0 + i * 5_000,
                 &report(session(state, 1, None), i as u64 * 1000),
             );
@@ -547,11 +602,11 @@ mod tests {
             events: 3,
         };
         let h = History::new(cfg);
-        h.record(0, &report(session("ESTABLISHED", 1, None), 0));
+        h.record("e1", 0, &report(session("ESTABLISHED", 1, None), 0));
         let mut other = report(session("ESTABLISHED", 1, None), 0);
         other.sessions[0].resource_id = "pc2".into();
         for i in 1..=PRUNE_EVERY as i64 {
-            h.record(i * 1_000, &other);
+            h.record("e1", i * 1_000, &other);
         }
         assert!(!h.series("pc2", Window::Hour).samples.is_empty());
         assert!(

@@ -69,7 +69,7 @@ pub async fn status(
     st.store
         .put_edge_report(&edge_id, &report, &now(), &crate::new_id("rv"))
         .await?;
-    st.history.record(unix_ms(), &report);
+    st.history.record(&edge_id, unix_ms(), &report);
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -238,7 +238,6 @@ pub fn states(samples: &[Value], span: Span) -> Chart {
         let w = (span.x(end) - x).max(1.0);
         let class = match state {
             "ESTABLISHED" => "ok",
-            "NO_REPORT" => "none",
             "CONNECT" | "OPEN_SENT" | "OPEN_CONFIRM" => "changing",
             _ => "bad",
         };

@@ -578,7 +578,7 @@ mod tests {
                            "capacity": "CAPACITY_1_GBPS", "status": "ACTIVE",
                            "overlayJoint": {"remoteVtep": "100.64.0.1"}});
         let ri = json!({"id": "ri1", "name": "r", "status": "ACTIVE", "cicPrivateConnectionInfo": [],
-                        "vpcInfo": [{"vpcNetworkId": "net1", "azInfos": [{"prefixes": ["10.0.0.0/16"]}]}]});
+                        "vpcInfo": [{"vpcNetworkId": "net1", "azInfos": [{"manualInfo": {"azId": "zone-a", "prefixes": ["10.0.0.0/16"]}}]}]});
         let op = json!({"id": "op1", "description": "Create", "createdAt": "x", "createdBy": "a",
                         "done": false, "metadata": {"resourceId": "pc1"}});
         let span = chart::Span { from: 0, to: 10 };
@@ -662,7 +662,46 @@ mod tests {
                 .render_captured(minijinja::Value::from_serialize(&data))
                 .and_then(|mut c| c.with_state_mut(|s| s.render_block("live")));
             assert!(live.is_ok(), "{name} live: {:?}", live.err());
+            // (minijinja escapes "/" too, as &#x2f;)
+            let html = out.unwrap_or_default().replace("&#x2f;", "/");
+            let want: &[&str] = match name {
+                "folder.html" => &[
+                    "zone-a",
+                    "10.0.0.0/16",
+                    "ESTABLISHED",
+                    "New private connection",
+                ],
+                "connection.html" => {
+                    &["169.254.0.2", "IN_PROGRESS", "stop-test", "chart-bgp-state"]
+                }
+                "routes.html" => &["10.0.0.0/8", "why"],
+                "form.html" => &[
+                    "must be 2-4094",
+                    "aria-invalid=\"true\"",
+                    "name=\"_csrf\" value=\"t\"",
+                ],
+                _ => &[],
+            };
+            for w in want {
+                assert!(html.contains(w), "{name} shows {w}");
+            }
         }
+    }
+
+    #[test]
+    fn what_a_page_shows_is_escaped() {
+        let env = environment();
+        let t = env.get_template("error.html").expect("error.html");
+        let html = t
+            .render(minijinja::Value::from_serialize(json!({
+                "title": "<script>alert(1)</script>", "message": "\"><img src=x onerror=alert(1)>",
+                "status": 404})))
+            .expect("render");
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<img src=x"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;"));
     }
 
     #[test]
