@@ -119,9 +119,7 @@ pub fn si(v: f64) -> String {
         x if x >= 1e3 => (v / 1e3, " k"),
         _ => (v, ""),
     };
-    let s = if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    let s = if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
