@@ -558,7 +558,8 @@ mod tests {
             events: 3,
         };
         let h = History::new(cfg);
-        let t0: i64 = 1_700_000_040_000 - 1_700_000_040_000 % 60_000;
+        // On a minute.
+        let t0: i64 = 1_700_000_040_000;
         for i in 0..(20 * 12) {
             // Every 5 s for 20 minutes, the session flapping every report.
             let state = if i % 2 == 0 { "ESTABLISHED" } else { "IDLE" };
