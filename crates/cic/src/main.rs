@@ -522,6 +522,9 @@ enum LabCmd {
         /// them, and what they do not allow is refused.
         #[arg(long)]
         public: bool,
+        /// Leave the lab up afterwards and say how to sign in to its console.
+        #[arg(long)]
+        keep: bool,
     },
     /// Remove every namespace, link and process the lab made.
     Down,
@@ -1239,7 +1242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server_args,
                 public,
             } => cic_lab::up_and_explain(pops, &server_args, public).await,
-            LabCmd::Demo { pops, public } => cic_lab::demo(pops, public).await,
+            LabCmd::Demo { pops, public, keep } => cic_lab::demo(pops, public, keep).await,
             LabCmd::Http { netns, listens } => cic_lab::public::serve_http(&netns, &listens),
             LabCmd::Down => cic_lab::down(),
             LabCmd::Failover {

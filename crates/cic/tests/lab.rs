@@ -264,6 +264,47 @@ fn demo_pings_both_ways_twice_in_a_row_and_leaves_nothing_behind() {
             "run {run}: state dir left"
         );
     }
+    // --keep: the lab stays up, and the demo says where its console is and how to sign in.
+    let o = cic(&["lab", "demo", "--pops", "1", "--keep"]);
+    let out = text(&o);
+    let kept = std::panic::catch_unwind(|| {
+        assert!(o.status.success(), "demo --keep failed:\n{out}");
+        let url = out
+            .lines()
+            .find_map(|l| l.split("The console: ").nth(1))
+            .unwrap_or_else(|| panic!("no console address:\n{out}"))
+            .trim()
+            .to_string();
+        assert!(url.ends_with("/console/"), "{url}");
+        assert!(
+            out.contains("sign in as the customer with its API key: cic-"),
+            "{out}"
+        );
+        assert!(!lab_namespaces().is_empty(), "the lab is still up");
+        let key = std::fs::read_to_string("/run/cic-lab/customer-token").expect("key");
+        assert!(
+            out.contains(key.trim()),
+            "the key printed is the customer's"
+        );
+        let page = Command::new("curl")
+            .args([
+                "-s",
+                "--cacert",
+                "/run/cic-lab/pki/ca.crt",
+                &format!("{url}signin"),
+            ])
+            .output()
+            .expect("curl");
+        assert!(
+            String::from_utf8_lossy(&page.stdout).contains("Sign in to the cic console"),
+            "the console answers at {url}"
+        );
+    });
+    let down = cic(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    if let Err(p) = kept {
+        std::panic::resume_unwind(p);
+    }
 }
 
 #[test]

@@ -1452,12 +1452,18 @@ Remove it all with: cic lab down"#,
 }
 
 /// Up, ping both ways, down. Ok only if both directions answer.
-pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
+/// `keep`: leave the lab up after a demo that worked, with the console's address and a
+/// key to sign in with.
+pub async fn demo(n_pops: u32, public: bool, keep: bool) -> Result<()> {
     say(
         "cic lab demo: a customer's on-prem server reaches a cloud VM through cic, every part real\n",
     );
     let result = async {
         let info = up_opts(n_pops, &[], public).await?;
+        say(&format!(
+            "      console: {}/console/ (cic lab demo --keep leaves it up to look at)",
+            info.server.trim_end_matches('/')
+        ));
         say("\nTraffic:");
         let (r1, s1, rtt1) = ping(NS_HOST, VM)?;
         say(&format!(
@@ -1488,7 +1494,7 @@ pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
             say("\nPublic services:");
             public::demo()?;
         }
-        Ok(())
+        Ok(info)
     }
     .await;
     if let Err(e) = &result {
@@ -1497,6 +1503,20 @@ pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
             "\nDemo FAILED: {e:#}\n(logs kept in {})",
             path.display()
         ));
+    }
+    if keep && let Ok(info) = &result {
+        let key = fs::read_to_string(format!("{STATE_DIR}/customer-token")).unwrap_or_default();
+        say(&format!(
+            "\nThe lab stays up (--keep). The console: {}/console/\n      \
+             sign in as the customer with its API key: {}\n      \
+             or as the operator with the token in {STATE_DIR}/admin-token\n      \
+             (the server's certificate is the lab's own CA's, {CA_CERT}; from another \
+             machine: ssh -L PORT:127.0.0.1:PORT this-machine)\n\
+             Take it down with: cic lab down",
+            info.server.trim_end_matches('/'),
+            key.trim()
+        ));
+        return Ok(());
     }
     say("\nTearing the lab down");
     down()?;
@@ -1510,7 +1530,7 @@ pub async fn demo(n_pops: u32, public: bool) -> Result<()> {
             );
         }
     }
-    result
+    result.map(|_| ())
 }
 
 /// Copies the lab's logs somewhere `down` does not remove.
