@@ -2659,13 +2659,7 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
             screenshot(b, "lab-connection").await;
 
             // The operator: both edges, each with a fresh report and its sessions up.
-            b.find(Locator::Css("form.signout button"))
-                .await
-                .expect("sign out")
-                .click()
-                .await
-                .expect("sign out");
-            wait_for_path(b, "/console/signin").await;
+            sign_out(b).await;
             sign_in(b, &base, lab.token.trim()).await;
             b.goto(&format!("{base}/console/operator"))
                 .await

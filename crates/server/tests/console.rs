@@ -33,6 +33,28 @@ async fn serve(h: &H) -> String {
     format!("http://{addr}")
 }
 
+/// Types each value into the input of that id.
+async fn fill(b: &fantoccini::Client, values: &[(&str, &str)]) {
+    for (id, v) in values {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+            .send_keys(v)
+            .await
+            .expect("type");
+    }
+}
+
+/// Sends the page's form.
+async fn submit(b: &fantoccini::Client) {
+    b.find(Locator::Css("form.form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+}
+
 /// The edge reports its applied revision and the sessions given (as an edge does), and
 /// each connection's counters, a megabyte more each report.
 async fn report(h: &H, edge_token: &str, sessions: Value) {
@@ -323,6 +345,119 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     wait_for_text(b, "#failover-tests", "STOPPED").await;
     assert!(b.find(Locator::Id("start-test")).await.is_ok());
 
+    // A trunk and a routing instance from their forms; the instance's bad prefix shown at
+    // its field first.
+    b.goto(&format!("{base}/console/folders/f1/trunkConnections/new"))
+        .await
+        .expect("trunk form");
+    fill(
+        b,
+        &[
+            ("f-name", "site2"),
+            ("f-overlayJoint-remoteVtep", "100.64.1.3"),
+        ],
+    )
+    .await;
+    b.find(Locator::Id("f-capacity"))
+        .await
+        .expect("capacity")
+        .select_by_value("CAPACITY_10_GBPS")
+        .await
+        .expect("choose a capacity");
+    submit(b).await;
+    wait_for_text(b, "#op-state", "in progress").await;
+    let trunks = h
+        .admin(Method::GET, "/cic/v1/trunkConnections?folderId=f1", None)
+        .await
+        .1;
+    assert!(
+        trunks["trunkConnections"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|t| t["name"] == "site2" && t["capacity"] == "CAPACITY_10_GBPS")),
+        "{trunks}"
+    );
+    b.goto(&format!("{base}/console/folders/f1/routingInstances/new"))
+        .await
+        .expect("instance form");
+    fill(
+        b,
+        &[
+            ("f-name", "cloud-router"),
+            ("f-vpcInfo-0--vpcNetworkId", "net1"),
+            ("f-vpcInfo-0--azInfos-0--azId", "zone-a"),
+            ("f-vpcInfo-0--azInfos-0--prefixes", "10.10.0.0/33"),
+        ],
+    )
+    .await;
+    submit(b).await;
+    let err = text_of(
+        b,
+        ".field-error[data-field='vpcInfo[0].azInfos[0].prefixes']",
+    )
+    .await;
+    assert!(
+        err.contains("must be a prefix"),
+        "the prefix's rule at its field: {err}"
+    );
+    let prefixes = b
+        .find(Locator::Id("f-vpcInfo-0--azInfos-0--prefixes"))
+        .await
+        .expect("prefixes");
+    prefixes.clear().await.expect("clear");
+    prefixes
+        .send_keys("10.10.0.0/16, 10.11.0.0/16")
+        .await
+        .expect("type");
+    b.find(Locator::Id(
+        "f-cicPrivateConnectionInfo-0--cicPrivateConnectionId",
+    ))
+    .await
+    .expect("connection")
+    .select_by_value(&pc)
+    .await
+    .expect("choose the connection");
+    submit(b).await;
+    wait_for_text(b, "#op-state", "in progress").await;
+    let ri = h
+        .admin(
+            Method::GET,
+            &format!("/cloudrouter/v1/routingInstances:getByCicPrivateConnectionId/{pc}"),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(ri["name"], "cloud-router", "{ri}");
+    assert_eq!(
+        ri["vpcInfo"][0]["azInfos"][0]["manualInfo"]["prefixes"],
+        json!(["10.10.0.0/16", "10.11.0.0/16"])
+    );
+    screenshot(b, "operation").await;
+    // Deleted from its page.
+    b.goto(&format!(
+        "{base}/console/routingInstances/{}",
+        ri["id"].as_str().expect("id")
+    ))
+    .await
+    .expect("instance page");
+    b.find(Locator::Id("delete"))
+        .await
+        .expect("delete button")
+        .click()
+        .await
+        .expect("delete");
+    wait_for_text(b, "#op-state", "in progress").await;
+    let (s, _) = h
+        .admin(
+            Method::GET,
+            &format!(
+                "/cloudrouter/v1/routingInstances/{}",
+                ri["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND);
+
     // Sign-out ends the session on the server: its cookie no longer opens a page.
     let cookie = b
         .get_named_cookie("cic_console")
@@ -340,12 +475,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     };
     let r = with_cookie("/console/").send().await.expect("get");
     assert_eq!(r.status(), 200, "the cookie works while signed in");
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("sign out");
+    sign_out(b).await;
     assert!(
         b.current_url()
             .await
@@ -415,12 +545,7 @@ async fn viewers_see_no_edit_buttons_and_forged_or_foreign_requests_are_refused(
 
     // A form posted without this session's CSRF token is refused and changes nothing, even
     // for an editor; so is one a browser says came from another site.
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("sign out");
+    sign_out(b).await;
     sign_in(b, &base, &editor).await;
     let cookie = b
         .get_named_cookie("cic_console")
@@ -512,12 +637,7 @@ async fn the_operator_sees_every_edge_with_its_report() {
     screenshot(b, "operator").await;
     // A customer is not shown the operator's page.
     let key = h.user("carol", "f1", "viewer").await;
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .expect("sign out")
-        .click()
-        .await
-        .expect("sign out");
+    sign_out(b).await;
     sign_in(b, &base, &key).await;
     assert!(b.find(Locator::LinkText("Operator")).await.is_err());
     b.goto(&format!("{base}/console/operator"))

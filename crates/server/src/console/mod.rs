@@ -139,14 +139,8 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
             get(|| asset(JS, "text/javascript")),
         )
         .route("/console/folders/{id}", get(pages::folder))
-        .route(
-            "/console/folders/{id}/privateConnections/new",
-            get(pages::new_connection_form),
-        )
-        .route(
-            "/console/folders/{id}/privateConnections",
-            post(pages::create_connection),
-        )
+        .route("/console/folders/{id}/{kind}/new", get(new_form))
+        .route("/console/folders/{id}/{kind}", post(create))
         .route("/console/privateConnections/{id}", get(pages::connection))
         .route(
             "/console/privateConnections/{id}/edit",
@@ -154,8 +148,21 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         )
         .route(
             "/console/privateConnections/{id}/delete",
-            post(pages::delete_connection),
+            post(delete_of::<0>),
         )
+        .route(
+            "/console/publicConnections/{id}/delete",
+            post(delete_of::<1>),
+        )
+        .route(
+            "/console/trunkConnections/{id}/delete",
+            post(delete_of::<2>),
+        )
+        .route(
+            "/console/routingInstances/{id}/delete",
+            post(delete_of::<3>),
+        )
+        .route("/console/routingInstances/{id}/attach", post(pages::attach))
         .route(
             "/console/privateConnections/{id}/failoverTest",
             post(pages::failover_test),
@@ -182,6 +189,57 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         .layer(axum::middleware::from_fn(console_headers))
         .with_state(console)
 }
+
+/// The kind a folder's path names (`privateConnections`, …), if the console makes it.
+fn new_kind(segment: &str) -> Option<pages::NewKind> {
+    use pages::NewKind::*;
+    [Connection, Trunk, Instance]
+        .into_iter()
+        .find(|k| k.segment() == segment)
+}
+
+async fn new_form(
+    axum::extract::State(c): axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    axum::extract::Path((folder, kind)): axum::extract::Path<(String, String)>,
+) -> Response {
+    match new_kind(&kind) {
+        Some(k) => pages::new_form(k, c, ctx, folder).await,
+        None => c.not_found(&ctx),
+    }
+}
+
+async fn create(
+    axum::extract::State(c): axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    axum::extract::Path((folder, kind)): axum::extract::Path<(String, String)>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    match new_kind(&kind) {
+        Some(k) => pages::create(k, c, ctx, headers, folder, form).await,
+        None => c.not_found(&ctx),
+    }
+}
+
+/// `POST /console/{kind}/{id}/delete` of the `K`th kind of [`DELETABLE`].
+async fn delete_of<const K: usize>(
+    st: axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    id: axum::extract::Path<String>,
+    form: axum::Form<Vec<(String, String)>>,
+) -> Response {
+    pages::delete(DELETABLE[K], st, ctx, headers, id, form).await
+}
+
+/// What the console deletes, by its path's kind.
+const DELETABLE: [&str; 4] = [
+    "privateConnections",
+    "publicConnections",
+    "trunkConnections",
+    "routingInstances",
+];
 
 /// Pages may be framed by nobody and run only our script.
 async fn console_headers(req: Request, next: axum::middleware::Next) -> Response {

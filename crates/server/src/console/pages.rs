@@ -588,27 +588,25 @@ pub async fn routes(
 }
 
 pub async fn public_connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    resource(c, ctx, id, "/cic/v1/publicConnections", "Public connection").await
+    resource(c, ctx, id, "publicConnections", "Public connection").await
 }
 
 pub async fn trunk(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    resource(c, ctx, id, "/cic/v1/trunkConnections", "Trunk").await
+    resource(c, ctx, id, "trunkConnections", "Trunk").await
 }
 
 pub async fn routing_instance(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    resource(
-        c,
-        ctx,
-        id,
-        "/cloudrouter/v1/routingInstances",
-        "Routing instance",
-    )
-    .await
+    resource(c, ctx, id, "routingInstances", "Routing instance").await
 }
 
-/// A resource shown as its fields (trunks, public connections, routing instances).
-async fn resource(c: Arc<Console>, ctx: Ctx, id: String, base: &str, noun: &str) -> Response {
+/// A resource shown as its fields (trunks, public connections, routing instances), with
+/// its operations, and for an editor its delete button (and a routing instance's form to
+/// attach a connection).
+async fn resource(c: Arc<Console>, ctx: Ctx, id: String, kind: &str, noun: &str) -> Response {
     check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
     let v = try_api!(
         c,
         ctx,
@@ -623,15 +621,43 @@ async fn resource(c: Arc<Console>, ctx: Ctx, id: String, base: &str, noun: &str)
         .unwrap_or_default();
     let mut fields: Vec<(String, String)> = Vec::new();
     flatten("", &v, &mut fields);
+    let folder = s(&v, "folderId").to_string();
+    let writable = !folder.is_empty() && can_write(&c, &ctx, &folder).await;
+    // A routing instance: the folder's connections it does not have yet.
+    let mut attachable = Vec::new();
+    if kind == "routingInstances" && writable {
+        let have: Vec<&str> = v["cicPrivateConnectionInfo"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| s(r, "cicPrivateConnectionId"))
+            .collect();
+        let pcs = list(
+            &c,
+            &ctx,
+            &format!("/cic/v1/privateConnections?folderId={folder}"),
+            "privateConnections",
+        )
+        .await
+        .unwrap_or_default();
+        attachable = pcs
+            .into_iter()
+            .filter(|pc| !have.contains(&s(pc, "id")) && pc.get("routingInstanceId").is_none())
+            .map(|pc| json!({"id": s(&pc, "id"), "name": s(&pc, "name")}))
+            .collect();
+    }
     c.render(
         Some(&ctx),
         "resource.html",
         json!({
             "title": format!("{noun} {}", if s(&v, "name").is_empty() { &id } else { s(&v, "name") }),
             "noun": noun,
+            "kind": kind,
             "item": v,
             "fields": fields,
             "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
+            "can_write": writable,
+            "attachable": attachable,
         }),
     )
 }
@@ -877,50 +903,206 @@ fn form_page(
     )
 }
 
-pub async fn new_connection_form(State(c): C, ctx: Ctx, Path(folder): Path<String>) -> Response {
+/// What a folder's "New …" form makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKind {
+    Connection,
+    Trunk,
+    Instance,
+}
+
+impl NewKind {
+    fn title(self) -> &'static str {
+        match self {
+            NewKind::Connection => "New private connection",
+            NewKind::Trunk => "New trunk",
+            NewKind::Instance => "New routing instance",
+        }
+    }
+
+    /// The API collection it is created in.
+    fn api(self) -> &'static str {
+        match self {
+            NewKind::Connection => "/cic/v1/privateConnections",
+            NewKind::Trunk => "/cic/v1/trunkConnections",
+            NewKind::Instance => "/cloudrouter/v1/routingInstances",
+        }
+    }
+
+    /// The console's path under a folder.
+    pub fn segment(self) -> &'static str {
+        match self {
+            NewKind::Connection => "privateConnections",
+            NewKind::Trunk => "trunkConnections",
+            NewKind::Instance => "routingInstances",
+        }
+    }
+
+    async fn fields(self, c: &Console, ctx: &Ctx, folder: &str) -> Result<Vec<Field>, Failure> {
+        Ok(match self {
+            NewKind::Connection => connection_fields(&folder_trunks(c, ctx, folder).await?),
+            NewKind::Trunk => {
+                let pops = list(c, ctx, "/cic/v1/pointOfPresences", "pointOfPresences").await?;
+                trunk_fields(&pops)
+            }
+            NewKind::Instance => {
+                let pcs = list(
+                    c,
+                    ctx,
+                    &format!("/cic/v1/privateConnections?folderId={folder}"),
+                    "privateConnections",
+                )
+                .await?;
+                instance_fields(&pcs)
+            }
+        })
+    }
+}
+
+/// The capacities a trunk may have, as the API's schema lists them.
+fn capacities() -> Vec<(String, String)> {
+    let schema = serde_json::to_value(schemars::schema_for!(cic_model::resource::Capacity))
+        .unwrap_or_default();
+    let mut names: Vec<String> = schema["enum"]
+        .as_array()
+        .or_else(|| schema["oneOf"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v["const"].as_str().map(str::to_string))
+                .or_else(|| v["enum"][0].as_str().map(str::to_string))
+        })
+        .collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|n| {
+            let label = n.trim_start_matches("CAPACITY_").replace('_', " ");
+            (n, label)
+        })
+        .collect()
+}
+
+fn trunk_fields(pops: &[Value]) -> Vec<Field> {
+    vec![
+        Field::text("name", "Name", "Lowercase letters, digits and hyphens.").required(),
+        Field::text("description", "Description", ""),
+        Field::select(
+            "pointOfPresenceId",
+            "Point of presence",
+            "Where your router meets the cloud's.",
+            pops.iter()
+                .map(|p| {
+                    let name = if s(p, "name").is_empty() {
+                        s(p, "id")
+                    } else {
+                        s(p, "name")
+                    };
+                    (s(p, "id").to_string(), name.to_string())
+                })
+                .collect(),
+        )
+        .required(),
+        Field::select("capacity", "Capacity", "", capacities()).required(),
+        Field::text(
+            "singlePortDirectJoint.portName",
+            "Port (a direct joint)",
+            "The cloud router's port your cross-connect lands on; or give a VXLAN peer below.",
+        ),
+        Field::text(
+            "overlayJoint.remoteVtep",
+            "Your VXLAN endpoint (an overlay joint)",
+            "The IPv4 address of your router's VTEP.",
+        ),
+    ]
+}
+
+fn instance_fields(pcs: &[Value]) -> Vec<Field> {
+    let mut options = vec![(String::new(), "(none yet)".to_string())];
+    options.extend(pcs.iter().map(|pc| {
+        let name = if s(pc, "name").is_empty() {
+            s(pc, "id")
+        } else {
+            s(pc, "name")
+        };
+        (s(pc, "id").to_string(), name.to_string())
+    }));
+    vec![
+        Field::text("name", "Name", "Lowercase letters, digits and hyphens.").required(),
+        Field::text("description", "Description", ""),
+        Field::text(
+            "vpcInfo[0].vpcNetworkId",
+            "VPC network",
+            "The VPC network to reach.",
+        )
+        .required(),
+        Field::text(
+            "vpcInfo[0].azInfos[0].azId",
+            "Zone",
+            "The VPC's availability zone.",
+        )
+        .required(),
+        Field::list(
+            "vpcInfo[0].azInfos[0].prefixes",
+            "Prefixes",
+            "The zone's prefixes announced to your routers, separated by commas or spaces.",
+        )
+        .errors_as("vpcInfo.azInfos.prefixes")
+        .required(),
+        Field::select(
+            "cicPrivateConnectionInfo[0].cicPrivateConnectionId",
+            "Private connection",
+            "A connection to carry it (more can be attached later).",
+            options,
+        ),
+    ]
+}
+
+/// `GET /console/folders/{id}/{kind}/new`.
+pub async fn new_form(kind: NewKind, c: Arc<Console>, ctx: Ctx, folder: String) -> Response {
     check_id!(c, ctx, folder);
-    let trunks = try_api!(c, ctx, folder_trunks(&c, &ctx, &folder).await);
+    let fields = try_api!(c, ctx, kind.fields(&c, &ctx, &folder).await);
     if !can_write(&c, &ctx, &folder).await {
         return c.error_page(
             Some(&ctx),
             StatusCode::FORBIDDEN,
             "Not allowed",
-            "Creating connections in this folder needs the editor role.",
+            "Creating in this folder needs the editor role.",
         );
     }
     form_page(
         &c,
         &ctx,
         StatusCode::OK,
-        "New private connection",
-        &format!("/console/folders/{folder}/privateConnections"),
+        kind.title(),
+        &format!("/console/folders/{folder}/{}", kind.segment()),
         &format!("/console/folders/{folder}"),
-        &connection_fields(&trunks),
+        &fields,
         Map::new(),
         None,
     )
 }
 
-pub async fn create_connection(
-    State(c): C,
+/// `POST /console/folders/{id}/{kind}`: the API's create; its errors beside the fields.
+pub async fn create(
+    kind: NewKind,
+    c: Arc<Console>,
     ctx: Ctx,
     headers: HeaderMap,
-    Path(folder): Path<String>,
-    Form(form): FormData,
+    folder: String,
+    form: Vec<(String, String)>,
 ) -> Response {
     check_id!(c, ctx, folder);
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
-    let trunks = try_api!(c, ctx, folder_trunks(&c, &ctx, &folder).await);
-    let fields = connection_fields(&trunks);
+    let fields = try_api!(c, ctx, kind.fields(&c, &ctx, &folder).await);
     let mut base = Map::new();
     base.insert("folderId".into(), json!(folder));
     let body = forms::body(&form, &fields, base);
-    match c
-        .api(&ctx, Method::POST, "/cic/v1/privateConnections", Some(body))
-        .await
-    {
+    match c.api(&ctx, Method::POST, kind.api(), Some(body)).await {
         Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
         Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
             let status = f.status;
@@ -928,8 +1110,8 @@ pub async fn create_connection(
                 &c,
                 &ctx,
                 status,
-                "New private connection",
-                &format!("/console/folders/{folder}/privateConnections"),
+                kind.title(),
+                &format!("/console/folders/{folder}/{}", kind.segment()),
                 &format!("/console/folders/{folder}"),
                 &fields,
                 forms::values(&form, &fields),
@@ -1024,7 +1206,44 @@ pub async fn edit_connection(
     }
 }
 
-pub async fn delete_connection(
+/// The API collection of a kind the console shows (`trunkConnections`, …).
+pub fn api_base(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "privateConnections" => "/cic/v1/privateConnections",
+        "publicConnections" => "/cic/v1/publicConnections",
+        "trunkConnections" => "/cic/v1/trunkConnections",
+        "routingInstances" => "/cloudrouter/v1/routingInstances",
+        _ => return None,
+    })
+}
+
+/// `POST /console/{kind}/{id}/delete`.
+pub async fn delete(
+    kind: &str,
+    State(c): C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): FormData,
+) -> Response {
+    check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let op = try_api!(
+        c,
+        ctx,
+        c.api(&ctx, Method::DELETE, &format!("{base}/{id}"), None)
+            .await
+    );
+    Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response()
+}
+
+/// `POST /console/routingInstances/{id}/attach`: a private connection joins it.
+pub async fn attach(
     State(c): C,
     ctx: Ctx,
     headers: HeaderMap,
@@ -1035,18 +1254,29 @@ pub async fn delete_connection(
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
-    let op = try_api!(
-        c,
-        ctx,
-        c.api(
+    let pc = form
+        .iter()
+        .find(|(k, _)| k == "cicPrivateConnectionId")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    match c
+        .api(
             &ctx,
-            Method::DELETE,
-            &format!("/cic/v1/privateConnections/{id}"),
-            None
+            Method::POST,
+            &format!("/cloudrouter/v1/routingInstances/{id}:addPrivateConnection"),
+            Some(json!({"cicPrivateConnectionId": pc})),
         )
         .await
-    );
-    Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response()
+    {
+        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
+        Err(f) if f.status == StatusCode::NOT_FOUND => c.not_found(&ctx),
+        Err(f) => c.error_page(
+            Some(&ctx),
+            f.status,
+            "The connection was not attached",
+            &f.error.message,
+        ),
+    }
 }
 
 pub async fn failover_test(

@@ -129,6 +129,17 @@ pub async fn sign_in(b: &Client, base: &str, key: &str) {
     wait_for_path(b, "/console/").await;
 }
 
+/// Signs out, and waits for the sign-in page it leads to.
+pub async fn sign_out(b: &Client) {
+    b.find(Locator::Css("form.signout button"))
+        .await
+        .expect("sign out button")
+        .click()
+        .await
+        .expect("sign out");
+    wait_for_path(b, "/console/signin").await;
+}
+
 /// The text of the first element `css` selects, once the page has one (a page loading
 /// after a click may not yet: tried for at most 10 s).
 pub async fn text_of(b: &Client, css: &str) -> String {
