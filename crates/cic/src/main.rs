@@ -407,6 +407,10 @@ struct ServerArgs {
     /// graphs and `:history` (0: none). About 56 bytes a report.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=1440))]
     history_minutes: u64,
+    /// The console's session cookie is Secure (`__Host-`) though this server speaks plain
+    /// HTTP: a proxy in front of it terminates TLS.
+    #[arg(long)]
+    console_secure_cookies: bool,
     /// Hours of one sample a minute kept per connection (0: none). 56 bytes a minute.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(0..=720))]
     history_hours: u64,
@@ -1115,6 +1119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_public_connections_per_trunk: a.quota_public_connections_per_trunk,
                 max_prefixes_per_instance: a.quota_prefixes_per_instance,
                 max_static_routes_per_connection: a.quota_static_routes_per_connection,
+                console_secure_cookies: a.console_secure_cookies,
                 history: cic_server::history::HistoryConfig {
                     recent: Duration::from_secs(a.history_minutes * 60),
                     day: Duration::from_secs(a.history_hours * 3600),

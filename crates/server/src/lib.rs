@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub limits: limits::Limits,
     /// How much of the edges' reports is kept for graphs.
     pub history: history::HistoryConfig,
+    /// The console's session cookie is Secure even without TLS here (a proxy in front
+    /// terminates it).
+    pub console_secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             audit_retention: Duration::from_secs(365 * 86_400),
             limits: limits::Limits::NONE,
             history: history::HistoryConfig::default(),
+            console_secure_cookies: false,
         }
     }
 }

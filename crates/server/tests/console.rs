@@ -445,6 +445,14 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         .click()
         .await
         .expect("delete");
+    // Asked first, on a page of its own.
+    assert!(text_of(b, "h1").await.contains("Delete cloud-router?"));
+    b.find(Locator::Id("confirm"))
+        .await
+        .expect("confirm button")
+        .click()
+        .await
+        .expect("confirm");
     wait_for_text(b, "#op-state", "in progress").await;
     let (s, _) = h
         .admin(

@@ -59,6 +59,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("resource.html", include_str!("templates/resource.html")),
     ("operator.html", include_str!("templates/operator.html")),
     ("macros.html", include_str!("templates/macros.html")),
+    ("confirm.html", include_str!("templates/confirm.html")),
 ];
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
@@ -148,19 +149,19 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         )
         .route(
             "/console/privateConnections/{id}/delete",
-            post(delete_of::<0>),
+            get(confirm_of::<0>).post(delete_of::<0>),
         )
         .route(
             "/console/publicConnections/{id}/delete",
-            post(delete_of::<1>),
+            get(confirm_of::<1>).post(delete_of::<1>),
         )
         .route(
             "/console/trunkConnections/{id}/delete",
-            post(delete_of::<2>),
+            get(confirm_of::<2>).post(delete_of::<2>),
         )
         .route(
             "/console/routingInstances/{id}/delete",
-            post(delete_of::<3>),
+            get(confirm_of::<3>).post(delete_of::<3>),
         )
         .route("/console/routingInstances/{id}/attach", post(pages::attach))
         .route(
@@ -233,6 +234,15 @@ async fn delete_of<const K: usize>(
     pages::delete(DELETABLE[K], st, ctx, headers, id, form).await
 }
 
+/// `GET /console/{kind}/{id}/delete`: are you sure?
+async fn confirm_of<const K: usize>(
+    st: axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    id: axum::extract::Path<String>,
+) -> Response {
+    pages::confirm_delete(DELETABLE[K], st, ctx, id).await
+}
+
 /// What the console deletes, by its path's kind.
 const DELETABLE: [&str; 4] = [
     "privateConnections",
@@ -285,17 +295,23 @@ impl Ctx {
     }
 }
 
-/// The cookie's secret, if the request has one that looks like ours.
-fn cookie_secret(headers: &HeaderMap) -> Option<String> {
-    headers
+/// The cookie's secret, if the request has one that looks like ours — and only one: a
+/// second (one planted for a narrower path or over plain HTTP) makes the request signed
+/// out rather than let the planted one win.
+pub(crate) fn cookie_secret(headers: &HeaderMap) -> Option<String> {
+    let mut ours = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == session::COOKIE)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| session::well_formed(v))
+        .filter(|(k, _)| *k == session::COOKIE || *k == session::SECURE_COOKIE)
+        .map(|(_, v)| v.to_string());
+    let first = ours.next()?;
+    if ours.next().is_some() {
+        return None;
+    }
+    Some(first).filter(|v| session::well_formed(v))
 }
 
 /// Where a request without a usable session goes: the sign-in page, which returns to the
@@ -303,6 +319,10 @@ fn cookie_secret(headers: &HeaderMap) -> Option<String> {
 fn to_signin(parts: &Parts) -> Response {
     if parts.headers.contains_key("x-console-fragment") {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    // A form sent after the session ended: its address is not a page to return to.
+    if parts.method != Method::GET {
+        return Redirect::to("/console/signin").into_response();
     }
     let next = parts
         .uri
@@ -343,11 +363,12 @@ impl FromRequestParts<Arc<Console>> for Ctx {
         let stored = match c.st.store.console_session(&id_hash).await {
             Ok(s) => s,
             Err(e) => {
+                tracing::error!("console: sessions cannot be read: {e}");
                 return Err(c.error_page(
                     None,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The console cannot read its sessions",
-                    &e.to_string(),
+                    "Try again in a moment.",
                 ));
             }
         };
@@ -393,6 +414,12 @@ impl Failure {
 }
 
 impl Console {
+    /// Whether the session cookie is marked Secure: over TLS, or when the operator says
+    /// a proxy in front terminates TLS (`--console-secure-cookies`).
+    pub fn secure_cookie(&self, tls: bool) -> bool {
+        tls || self.st.config.console_secure_cookies
+    }
+
     /// Calls the API as the signed-in caller.
     pub async fn api(
         &self,
@@ -522,6 +549,8 @@ impl Console {
     /// the API's own words.
     pub fn failure(&self, ctx: &Ctx, f: Failure) -> Response {
         match f.status {
+            // The script reloads on a 401 (a redirect it would follow into the page).
+            StatusCode::UNAUTHORIZED if ctx.fragment => StatusCode::UNAUTHORIZED.into_response(),
             StatusCode::UNAUTHORIZED => Redirect::to("/console/signin").into_response(),
             StatusCode::NOT_FOUND => self.not_found(ctx),
             StatusCode::FORBIDDEN => self.error_page(
@@ -596,14 +625,22 @@ pub(crate) fn same_site(headers: &HeaderMap) -> bool {
     }
 }
 
-/// The session cookie: HttpOnly, SameSite=Strict, Secure over TLS, for `/console` only.
-pub(crate) fn cookie(value: &str, max_age: i64, tls: bool) -> HeaderValue {
-    let secure = if tls { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
-        session::COOKIE
-    ))
-    .unwrap_or(HeaderValue::from_static(""))
+/// The session cookie: HttpOnly, SameSite=Strict. Secure (over TLS), it is
+/// `__Host-cic_console` for the whole host — a cookie no other site, subdomain or plain
+/// HTTP page can set; without TLS (a lab on loopback), `cic_console` for `/console`.
+pub(crate) fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let v = if secure {
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure",
+            session::SECURE_COOKIE
+        )
+    } else {
+        format!(
+            "{}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+            session::COOKIE
+        )
+    };
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -707,6 +744,11 @@ mod tests {
                 "partners": [], "services": [], "folders": []}),
             ),
         ];
+        let pages = pages.into_iter().chain([(
+            "confirm.html",
+            json!({"title": "Delete x?", "message": "m", "action": "/console/a/b/delete",
+                   "back": "/console/a/b", "button": "Delete"}),
+        )]);
         for (name, mut data) in pages {
             data["me"] = me.clone();
             let t = env.get_template(name).expect(name);
@@ -733,6 +775,7 @@ mod tests {
                     &["169.254.0.2", "IN_PROGRESS", "stop-test", "chart-bgp-state"]
                 }
                 "routes.html" => &["10.0.0.0/8", "why"],
+                "confirm.html" => &["action=\"/console/a/b/delete\"", "name=\"_csrf\""],
                 "form.html" => &[
                     "must be 2-4094",
                     "aria-invalid=\"true\"",
@@ -789,8 +832,27 @@ mod tests {
         let c = cookie("ab", 60, true);
         let c = c.to_str().unwrap_or("");
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Secure"));
+        assert!(c.starts_with("__Host-cic_console=ab;") && c.contains("Path=/;"));
         let c = cookie("ab", 60, false);
         assert!(!c.to_str().unwrap_or("").contains("Secure"));
+    }
+
+    #[test]
+    fn a_second_session_cookie_signs_the_request_out() {
+        let secret = session::new_secret();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=b; cic_console={secret}"))
+                .unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(cookie_secret(&h).as_deref(), Some(secret.as_str()));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("__Host-cic_console={}", session::new_secret()))
+                .unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(cookie_secret(&h), None, "a planted second cookie");
     }
 
     #[test]

@@ -20,37 +20,57 @@ use crate::listen::Peer;
 type C = State<Arc<Console>>;
 type FormData = Form<Vec<(String, String)>>;
 
-/// A list from the API: the items under `key` (one page of at most 1,000).
+/// The most items a page lists (then it says the list goes on).
+const LIST_CAP: usize = 5_000;
+
+/// A list from the API: the items under `key`, page after page, at most [`LIST_CAP`].
 async fn list(c: &Console, ctx: &Ctx, path: &str, key: &str) -> Result<Vec<Value>, Failure> {
     let sep = if path.contains('?') { '&' } else { '?' };
-    let v = c
-        .api(ctx, Method::GET, &format!("{path}{sep}pageSize=1000"), None)
-        .await?;
-    Ok(v.get(key)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("{path}{sep}pageSize=1000");
+        if let Some(t) = &token {
+            url.push_str("&pageToken=");
+            url.push_str(&super::percent(t));
+        }
+        let v = c.api(ctx, Method::GET, &url, None).await?;
+        out.extend(
+            v.get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        token = v
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() || out.len() >= LIST_CAP {
+            return Ok(out);
+        }
+    }
 }
 
 /// Whether the caller may change things in `folder` (edit buttons are shown only then; the
 /// API refuses the rest anyway).
 async fn can_write(c: &Console, ctx: &Ctx, folder: &str) -> bool {
-    c.st.access(&ctx.who, folder, Need::Write, || folder_not_found(folder))
-        .await
-        .is_ok()
+    plain_id(folder)
+        && c.st
+            .access(&ctx.who, folder, Need::Write, || folder_not_found(folder))
+            .await
+            .is_ok()
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Ids come from the path; anything but an id's characters is a page that is not there.
+/// An id as the API makes them (at most 50 of `[-_a-zA-Z0-9]`): what the console puts
+/// into an API path, from a page's path or from an API's answer; anything else is a page
+/// that is not there.
 fn plain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    cic_model::validate::id_ref("id", id).is_ok()
 }
 
 macro_rules! try_api {
@@ -81,7 +101,11 @@ pub struct Next {
 /// Only a page of the console is a place to go after sign-in.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\') => {
+        Some(n)
+            if n.starts_with("/console/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             n.to_string()
         }
         _ => "/console/".to_string(),
@@ -96,12 +120,24 @@ pub async fn signin_form(State(c): C, Query(q): Query<Next>) -> Response {
     )
 }
 
+/// Sign-in attempts one address may make: a second each, ten at once.
+const SIGNIN_LIMIT: crate::limits::Limits = crate::limits::Limits {
+    rate: 1.0,
+    burst: 10.0,
+    long_polls: 0,
+};
+
 pub async fn signin(
     State(c): C,
     headers: HeaderMap,
     peer: Option<axum::Extension<Peer>>,
     Form(form): FormData,
 ) -> Response {
+    let addr = peer
+        .as_ref()
+        .and_then(|p| p.addr)
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let field = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)
@@ -124,6 +160,20 @@ pub async fn signin(
             "This sign-in did not come from this console.",
         );
     }
+    if c.st
+        .limiter
+        .take(
+            &format!("console-signin:{addr}"),
+            &SIGNIN_LIMIT,
+            std::time::Instant::now(),
+        )
+        .is_err()
+    {
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts from this address; wait a few seconds.",
+        );
+    }
     let key = field("key");
     if key.is_empty() {
         return again(
@@ -139,10 +189,11 @@ pub async fn signin(
             );
         }
         Ok(w) => w,
-        Err(e) => {
+        Err(_) => {
+            tracing::info!("console: a sign-in from {addr} with a key that is not accepted");
             return again(
                 StatusCode::UNAUTHORIZED,
-                &format!("This key is not accepted: {}.", e.0.message),
+                "This key is not accepted (unknown, expired or revoked).",
             );
         }
     };
@@ -154,26 +205,32 @@ pub async fn signin(
         created_at: now,
         expires_at: now + session::LIFETIME_SECS,
     };
+    // A session this browser had is ended: one session a browser.
+    let previous = super::cookie_secret(&headers).map(|s| session::id_hash(&s));
     let written = async {
         let mut tx = c.st.store.begin().await?;
+        if let Some(p) = &previous {
+            tx.delete_console_session(p).await?;
+        }
         tx.put_console_session(&session::id_hash(&secret), &stored, now)
             .await?;
         tx.commit().await
     }
     .await;
     if let Err(e) = written {
+        tracing::error!("console: a session could not be stored: {e}");
         return c.error_page(
             None,
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in failed",
-            &format!("the session could not be stored: {e}"),
+            "The session could not be stored; try again in a moment.",
         );
     }
-    let tls = peer.is_some_and(|p| p.tls);
+    let secure = c.secure_cookie(peer.is_some_and(|p| p.tls));
     let mut resp = Redirect::to(&next).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(&secret, session::LIFETIME_SECS, tls),
+        cookie(&secret, session::LIFETIME_SECS, secure),
     );
     resp
 }
@@ -195,17 +252,18 @@ pub async fn signout(
     }
     .await;
     if let Err(e) = ended {
+        tracing::error!("console: a session could not be ended: {e}");
         return c.error_page(
             Some(&ctx),
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-out failed",
-            &e.to_string(),
+            "The session could not be ended; try again in a moment.",
         );
     }
-    let tls = peer.is_some_and(|p| p.tls);
+    let secure = c.secure_cookie(peer.is_some_and(|p| p.tls));
     let mut resp = Redirect::to("/console/signin").into_response();
     resp.headers_mut()
-        .insert(header::SET_COOKIE, cookie("", 0, tls));
+        .insert(header::SET_COOKIE, cookie("", 0, secure));
     resp
 }
 
@@ -471,16 +529,22 @@ pub async fn connection(
         .await
     );
     let folder = s(&pc, "folderId").to_string();
-    let trunk = try_api!(
-        c,
-        ctx,
-        c.get_opt(
-            &ctx,
-            &format!("/cic/v1/trunkConnections/{}", s(&pc, "trunkConnectionId"))
+    let trunk_id = s(&pc, "trunkConnectionId");
+    let trunk = if plain_id(trunk_id) {
+        try_api!(
+            c,
+            ctx,
+            c.get_opt(&ctx, &format!("/cic/v1/trunkConnections/{trunk_id}"))
+                .await
         )
-        .await
-    );
-    let instance = match pc.get("routingInstanceId").and_then(Value::as_str) {
+    } else {
+        None
+    };
+    let instance = match pc
+        .get("routingInstanceId")
+        .and_then(Value::as_str)
+        .filter(|ri| plain_id(ri))
+    {
         Some(ri) => try_api!(
             c,
             ctx,
@@ -517,7 +581,7 @@ pub async fn connection(
             "pc": pc,
             "trunk": trunk,
             "instance": instance,
-            "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
+            "operations": ops.iter().take(10).collect::<Vec<_>>(),
             "testing": testing,
             "graphs": graphs,
             "can_write": can_write(&c, &ctx, &folder).await,
@@ -556,6 +620,9 @@ pub async fn routes(
         .unwrap_or("received");
     let family = match q.family.as_deref() {
         Some("ipv6") => "ipv6",
+        Some("ipv4") => "ipv4",
+        // The family the connection has (an IPv6-only one has no IPv4 session).
+        _ if pc.get("ipv4Peering").is_none() && pc.get("ipv6Peering").is_some() => "ipv6",
         _ => "ipv4",
     };
     let answer = c
@@ -655,7 +722,7 @@ async fn resource(c: Arc<Console>, ctx: Ctx, id: String, kind: &str, noun: &str)
             "kind": kind,
             "item": v,
             "fields": fields,
-            "operations": ops.iter().rev().take(10).collect::<Vec<_>>(),
+            "operations": ops.iter().take(10).collect::<Vec<_>>(),
             "can_write": writable,
             "attachable": attachable,
         }),
@@ -1142,6 +1209,14 @@ pub async fn edit_connection_form(State(c): C, ctx: Ctx, Path(id): Path<String>)
         )
         .await
     );
+    if !can_write(&c, &ctx, s(&pc, "folderId")).await {
+        return c.error_page(
+            Some(&ctx),
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Changing connections in this folder needs the editor role.",
+        );
+    }
     let fields = edit_fields();
     let values: Map<String, Value> = fields
         .iter()
@@ -1174,15 +1249,24 @@ pub async fn edit_connection(
     let fields = edit_fields();
     let values = forms::values(&form, &fields);
     // Both fields are sent as they stand (an emptied description is cleared).
+    let trimmed = |k: &str| {
+        values
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
     let body = json!({
-        "name": values.get("name").cloned().unwrap_or(json!("")),
-        "description": values.get("description").cloned().unwrap_or(json!("")),
+        "name": trimmed("name"),
+        "description": trimmed("description"),
+        "updateMask": "name,description",
     });
     match c
         .api(
             &ctx,
             Method::PATCH,
-            &format!("/cic/v1/privateConnections/{id}?updateMask=name,description"),
+            &format!("/cic/v1/privateConnections/{id}"),
             Some(body),
         )
         .await
@@ -1215,6 +1299,36 @@ pub fn api_base(kind: &str) -> Option<&'static str> {
         "routingInstances" => "/cloudrouter/v1/routingInstances",
         _ => return None,
     })
+}
+
+/// `GET /console/{kind}/{id}/delete`: what is about to be deleted, and a button that does.
+pub async fn confirm_delete(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+    check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
+    let v = try_api!(
+        c,
+        ctx,
+        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
+            .await
+    );
+    let name = if s(&v, "name").is_empty() {
+        id.as_str()
+    } else {
+        s(&v, "name")
+    };
+    c.render(
+        Some(&ctx),
+        "confirm.html",
+        json!({
+            "title": format!("Delete {name}?"),
+            "message": format!("{name} ({id}) will be deleted: its sessions end and the edges remove what they made for it."),
+            "action": format!("/console/{kind}/{id}/delete"),
+            "back": format!("/console/{kind}/{id}"),
+            "button": "Delete",
+        }),
+    )
 }
 
 /// `POST /console/{kind}/{id}/delete`.

@@ -8,8 +8,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
-/// The cookie's name; its path is `/console`.
+/// The cookie's name without TLS (its path `/console`), and with (the whole host's; see
+/// [`super::cookie`]).
 pub const COOKIE: &str = "cic_console";
+pub const SECURE_COOKIE: &str = "__Host-cic_console";
 /// How long a session lasts from sign-in (then the key is asked for again).
 pub const LIFETIME_SECS: i64 = 12 * 3600;
 

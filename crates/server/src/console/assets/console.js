@@ -9,21 +9,30 @@
   var stamp = document.createElement("p");
   stamp.className = "live-stamp";
   live.parentNode.insertBefore(stamp, live.nextSibling);
+  var last = live.innerHTML;
   function tick() {
+    // Not while the page is hidden; not after a part that says it is final.
+    if (document.hidden) { setTimeout(tick, every); return; }
     fetch(location.href, { headers: { "X-Console-Fragment": "1" }, credentials: "same-origin" })
       .then(function (r) {
         if (r.status === 401) { location.reload(); return null; }
         return r.ok ? r.text() : null;
       })
       .then(function (html) {
-        if (html !== null && html !== undefined && !live.contains(document.activeElement)) {
-          live.innerHTML = html;
+        if (html === null || html === undefined) {
+          stamp.textContent = "Not updated: the server refused (reload the page)";
+        } else if (!live.contains(document.activeElement)) {
+          if (html !== last) { live.innerHTML = html; last = html; }
           stamp.textContent = "Updated " + new Date().toLocaleTimeString();
           document.documentElement.setAttribute("data-refreshed", String(Date.now()));
+          if (live.querySelector("[data-final]")) { return; }
         }
+        setTimeout(tick, every);
       })
-      .catch(function () { stamp.textContent = "Not updated: the server did not answer"; })
-      .then(function () { setTimeout(tick, every); });
+      .catch(function () {
+        stamp.textContent = "Not updated: the server did not answer";
+        setTimeout(tick, every);
+      });
   }
-  setTimeout(tick, every);
+  if (!live.querySelector("[data-final]")) { setTimeout(tick, every); }
 })();
