@@ -3194,3 +3194,140 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         .await;
     assert_eq!(v["items"][0]["vni"], 100_000, "{v}");
 }
+
+// ---------------------------------------------------------------------------------------
+// History: what the edges reported, over time
+
+#[tokio::test]
+async fn a_connection_s_history_holds_its_reports_rates_and_events_for_those_who_may_read_it() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = h
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.243/32"]}),
+    )
+    .await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/publicConnections",
+            json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+                   "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1",
+                                   "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+                   "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+                   "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]}),
+        )
+        .await;
+    let pu = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let report = |state: &str, bytes: u64| {
+        let session = |id: &str| {
+            json!({"resourceId": id, "kind": "customer", "peer": "169.254.100.2",
+                   "peerAsn": 65001, "state": state, "uptimeSecs": 1, "prefixesReceived": 2,
+                   "prefixesAccepted": 2, "prefixesAdvertised": 1,
+                   "lastError": if state == "ESTABLISHED" { Value::Null } else { json!("hold timer expired") }})
+        };
+        json!({"appliedRevision": 1, "dataplane": "vxlan-overlay",
+               "sessions": [session(&pc), session(&pu)], "errors": [],
+               "traffic": [{"resourceId": pc, "bytesToCloud": bytes, "bytesFromCloud": bytes,
+                            "packetsToCloud": bytes / 100, "packetsFromCloud": bytes / 100}]})
+    };
+    for (state, bytes) in [
+        ("ESTABLISHED", 0),
+        ("ESTABLISHED", 1_000_000),
+        ("IDLE", 2_000_000),
+    ] {
+        let (s, v) = h
+            .call(
+                Method::PUT,
+                "/cic/v1/edgeSync/status",
+                Some(&edge),
+                Some(report(state, bytes)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let viewer = h.user("vic", "f1", "viewer").await;
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:history"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["window"], "hour");
+    let samples = v["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 3, "{v}");
+    assert_eq!(samples[2]["state"], "IDLE");
+    assert!(
+        samples[0].get("bitsToCloud").is_none(),
+        "no rate at the first report"
+    );
+    assert!(
+        samples[1]["bitsToCloud"].as_f64().is_some_and(|b| b > 0.0),
+        "{v}"
+    );
+    assert_eq!(v["events"][0]["kind"], "SESSION_DOWN");
+    assert!(
+        v["events"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("hold timer expired"))
+    );
+    // A public connection's too, and its day.
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/publicConnections/{pu}:history?window=day"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["samples"].as_array().map(Vec::len),
+        Some(1),
+        "one minute: {v}"
+    );
+    assert_eq!(
+        v["samples"][0]["state"], "IDLE",
+        "a minute with a down report is down"
+    );
+    // A wrong window is named; another tenant finds nothing.
+    let (s, v) = h
+        .call(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}:history?window=week"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(err_message(&v).contains("window"), "{v}");
+    let stranger = h.user("eve", "f2", "viewer").await;
+    for path in [
+        format!("/cic/v1/privateConnections/{pc}:history"),
+        format!("/cic/v1/publicConnections/{pu}:history"),
+    ] {
+        let (s, _) = h.call(Method::GET, &path, Some(&stranger), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+}

@@ -432,6 +432,49 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         json!(["10.10.0.0/16", "10.11.0.0/16"])
     );
     screenshot(b, "operation").await;
+    let ri_id = ri["id"].as_str().expect("id").to_string();
+    // A prefix added from its page, and its description edited.
+    b.goto(&format!("{base}/console/routingInstances/{ri_id}"))
+        .await
+        .expect("instance page");
+    b.find(Locator::Id("prefixes"))
+        .await
+        .expect("prefixes button")
+        .click()
+        .await
+        .expect("open");
+    fill(
+        b,
+        &[
+            ("f-vpcAzInfoPrefixes-0--azId", "zone-a"),
+            ("f-vpcAzInfoPrefixes-0--prefixes", "10.12.0.0/16"),
+        ],
+    )
+    .await;
+    submit(b).await;
+    wait_for_text(b, "#op-state", "in progress").await;
+    b.goto(&format!("{base}/console/routingInstances/{ri_id}/edit"))
+        .await
+        .expect("edit");
+    fill(b, &[("f-description", "our cloud router")]).await;
+    submit(b).await;
+    // (done at once: a description is nothing an edge applies)
+    wait_for_text(b, "#op-state", "done").await;
+    let ri = h
+        .admin(
+            Method::GET,
+            &format!("/cloudrouter/v1/routingInstances/{ri_id}"),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(ri["description"], "our cloud router", "{ri}");
+    assert!(
+        ri["vpcInfo"][0]["azInfos"][0]["manualInfo"]["prefixes"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == "10.12.0.0/16")),
+        "{ri}"
+    );
     // Deleted from its page.
     b.goto(&format!(
         "{base}/console/routingInstances/{}",
@@ -623,7 +666,7 @@ async fn the_operator_sees_every_edge_with_its_report() {
         return;
     };
     let b = &br.client;
-    let (h, _edge_token, _trunk, _pc) = world().await;
+    let (h, edge_token, trunk, pc) = world().await;
     h.pop_and_edge("pop2", "edge2", "100.64.255.3").await;
     let base = serve(&h).await;
     sign_in(b, &base, ADMIN).await;
@@ -643,6 +686,59 @@ async fn the_operator_sees_every_edge_with_its_report() {
         "edge1's one session is up: {edges}"
     );
     screenshot(b, "operator").await;
+
+    // A public connection's page: its session, services and prefixes, a failover test.
+    h.ok(
+        Method::POST,
+        "/cic/v1/cloudServices",
+        json!({"id": "CLOUD_SERVICE_S3", "name": "Object Storage", "prefixes": ["213.180.193.243/32"]}),
+    )
+    .await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/publicConnections",
+            json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+                   "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1",
+                                   "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+                   "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+                   "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]}),
+        )
+        .await;
+    let pu = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    report(
+        &h,
+        &edge_token,
+        json!([session(&pc, "ESTABLISHED"), session(&pu, "ESTABLISHED")]),
+    )
+    .await;
+    b.goto(&format!("{base}/console/publicConnections/{pu}"))
+        .await
+        .expect("public connection");
+    wait_for_text(b, "#session-ipv4 td.bgp", "ESTABLISHED").await;
+    let facts = text_of(b, "dl.facts").await;
+    assert!(
+        facts.contains("CLOUD_SERVICE_S3") && facts.contains("5.45.192.0/22"),
+        "{facts}"
+    );
+    assert!(
+        b.find(Locator::Css(&format!(
+            "a[href='/console/publicConnections/{pu}/routes']"
+        )))
+        .await
+        .is_ok(),
+        "its looking glass"
+    );
+    b.find(Locator::Id("start-test"))
+        .await
+        .expect("start")
+        .click()
+        .await
+        .expect("start");
+    wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
     // A customer is not shown the operator's page.
     let key = h.user("carol", "f1", "viewer").await;
     sign_out(b).await;

@@ -1105,6 +1105,11 @@ pub(crate) async fn history(
     q: HistoryQuery,
 ) -> ApiResult<Json<Value>> {
     let (pc, _) = super::fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
+    history_of(st, pc.meta.id, q)
+}
+
+/// The history of connection `id` (private or public), which the caller may read.
+pub(crate) fn history_of(st: &AppState, id: String, q: HistoryQuery) -> ApiResult<Json<Value>> {
     let window = match q.window.as_deref() {
         None | Some("hour") => crate::history::Window::Hour,
         Some("day") => crate::history::Window::Day,
@@ -1114,9 +1119,9 @@ pub(crate) async fn history(
             );
         }
     };
-    let series = st.history.series(&pc.meta.id, window);
+    let series = st.history.series(&id, window);
     let answer = HistoryAnswer {
-        connection_id: pc.meta.id,
+        connection_id: id,
         window: q.window.unwrap_or_else(|| "hour".into()),
         samples: series.samples,
         events: series.events,

@@ -406,10 +406,15 @@ pub async fn get(
         )
         .await;
     }
+    if let Some(pc) = id.strip_suffix(":history") {
+        let q = super::query_of(&uri)?;
+        let (pc, _) = fetch_for::<PublicConnection>(&st, &who, pc, Need::Read).await?;
+        return super::connections::history_of(&st, pc.meta.id, q);
+    }
     if let Some((_, m)) = id.split_once(':') {
         return Err(ApiError::new(
             Code::NotFound,
-            format!("public connections have no GET method {m:?}; there is :routes"),
+            format!("public connections have no GET method {m:?}; there are :routes and :history"),
         )
         .into());
     }

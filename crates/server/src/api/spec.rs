@@ -723,6 +723,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         .query::<super::looking_glass::RoutesQuery>()
         .list::<cic_model::edge::RouteEntry>("routes"),
         method(
+            "/cic/v1/publicConnections/{id}:history",
+            "The public connection's BGP state, prefixes and traffic over the last hour or day, with the events between (as :history of a private connection)",
+            Viewer,
+        )
+        .get_method()
+        .query::<super::connections::HistoryQuery>()
+        .returns::<super::connections::HistoryAnswer>(),
+        method(
             "/cic/v1/publicConnections/{id}:startBgpFailoverTest",
             "Hold the BGP session down for durationSeconds (default 300); it comes back by itself",
             Editor,

@@ -145,7 +145,19 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         .route("/console/privateConnections/{id}", get(pages::connection))
         .route(
             "/console/privateConnections/{id}/edit",
-            get(pages::edit_connection_form).post(pages::edit_connection),
+            get(edit_form_of::<0>).post(edit_of::<0>),
+        )
+        .route(
+            "/console/trunkConnections/{id}/edit",
+            get(edit_form_of::<2>).post(edit_of::<2>),
+        )
+        .route(
+            "/console/routingInstances/{id}/edit",
+            get(edit_form_of::<3>).post(edit_of::<3>),
+        )
+        .route(
+            "/console/routingInstances/{id}/prefixes",
+            get(pages::prefixes_form).post(pages::prefixes_post),
         )
         .route(
             "/console/privateConnections/{id}/delete",
@@ -175,6 +187,14 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         .route(
             "/console/publicConnections/{id}",
             get(pages::public_connection),
+        )
+        .route(
+            "/console/publicConnections/{id}/routes",
+            get(pages::public_routes),
+        )
+        .route(
+            "/console/publicConnections/{id}/failoverTest",
+            post(pages::public_failover_test),
         )
         .route("/console/trunkConnections/{id}", get(pages::trunk))
         .route(
@@ -232,6 +252,26 @@ async fn delete_of<const K: usize>(
     form: axum::Form<Vec<(String, String)>>,
 ) -> Response {
     pages::delete(DELETABLE[K], st, ctx, headers, id, form).await
+}
+
+/// `GET /console/{kind}/{id}/edit` of the `K`th kind of [`DELETABLE`].
+async fn edit_form_of<const K: usize>(
+    st: axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    id: axum::extract::Path<String>,
+) -> Response {
+    pages::edit_form(DELETABLE[K], st, ctx, id).await
+}
+
+/// `POST /console/{kind}/{id}/edit` of the `K`th kind of [`DELETABLE`].
+async fn edit_of<const K: usize>(
+    st: axum::extract::State<Arc<Console>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    id: axum::extract::Path<String>,
+    form: axum::Form<Vec<(String, String)>>,
+) -> Response {
+    pages::edit(DELETABLE[K], st, ctx, headers, id, form).await
 }
 
 /// `GET /console/{kind}/{id}/delete`: are you sure?
@@ -744,11 +784,22 @@ mod tests {
                 "partners": [], "services": [], "folders": []}),
             ),
         ];
-        let pages = pages.into_iter().chain([(
-            "confirm.html",
-            json!({"title": "Delete x?", "message": "m", "action": "/console/a/b/delete",
+        let mut public = pc.clone();
+        public["ipv4AllowedServiceTypes"] = json!(["CLOUD_SERVICE_S3"]);
+        public["ipv4PeerAnnouncedPrefixes"] = json!(["5.45.192.0/22"]);
+        let pages = pages.into_iter().chain([
+            (
+                "connection.html",
+                json!({"title": "Public", "kind": "publicConnections", "pc": public, "trunk": trunk,
+                   "operations": [], "testing": false, "can_write": true,
+                   "graphs": {"window": "day", "events": [], "charts": []}}),
+            ),
+            (
+                "confirm.html",
+                json!({"title": "Delete x?", "message": "m", "action": "/console/a/b/delete",
                    "back": "/console/a/b", "button": "Delete"}),
-        )]);
+            ),
+        ]);
         for (name, mut data) in pages {
             data["me"] = me.clone();
             let t = env.get_template(name).expect(name);
@@ -770,6 +821,12 @@ mod tests {
                     "10.0.0.0/16",
                     "ESTABLISHED",
                     "New private connection",
+                ],
+                "connection.html" if data["kind"] == "publicConnections" => &[
+                    "CLOUD_SERVICE_S3",
+                    "5.45.192.0/22",
+                    "/console/publicConnections/pc1/routes",
+                    "/console/publicConnections/pc1/failoverTest",
                 ],
                 "connection.html" => {
                     &["169.254.0.2", "IN_PROGRESS", "stop-test", "chart-bgp-state"]

@@ -398,16 +398,19 @@ fn ms_of(t: &str) -> Option<i64> {
 
 /// The connection's graphs over `window` (hour or day): its history from the API, with
 /// its failover tests among the events.
-async fn graphs(c: &Console, ctx: &Ctx, pc: &Value, window: &str) -> Result<Value, Failure> {
+async fn graphs(
+    c: &Console,
+    ctx: &Ctx,
+    base: &str,
+    pc: &Value,
+    window: &str,
+) -> Result<Value, Failure> {
     use super::chart::{self, Series, Span};
     let h = c
         .api(
             ctx,
             Method::GET,
-            &format!(
-                "/cic/v1/privateConnections/{}:history?window={window}",
-                s(pc, "id")
-            ),
+            &format!("{base}/{}:history?window={window}", s(pc, "id")),
             None,
         )
         .await?;
@@ -510,23 +513,37 @@ async fn graphs(c: &Console, ctx: &Ctx, pc: &Value, window: &str) -> Result<Valu
     Ok(json!({"window": window, "charts": charts, "events": listed}))
 }
 
-pub async fn connection(
+pub async fn connection(st: C, ctx: Ctx, id: Path<String>, w: Query<WindowQuery>) -> Response {
+    connection_of("privateConnections", st, ctx, id, w).await
+}
+
+pub async fn public_connection(
+    st: C,
+    ctx: Ctx,
+    id: Path<String>,
+    w: Query<WindowQuery>,
+) -> Response {
+    connection_of("publicConnections", st, ctx, id, w).await
+}
+
+/// A private or public connection's page: its sessions, graphs, failover tests and
+/// operations, and an editor's actions.
+async fn connection_of(
+    kind: &str,
     State(c): C,
     ctx: Ctx,
     Path(id): Path<String>,
     Query(w): Query<WindowQuery>,
 ) -> Response {
     check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
     let pc = try_api!(
         c,
         ctx,
-        c.api(
-            &ctx,
-            Method::GET,
-            &format!("/cic/v1/privateConnections/{id}"),
-            None
-        )
-        .await
+        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
+            .await
     );
     let folder = s(&pc, "folderId").to_string();
     let trunk_id = s(&pc, "trunkConnectionId");
@@ -556,13 +573,7 @@ pub async fn connection(
     let ops = try_api!(
         c,
         ctx,
-        list(
-            &c,
-            &ctx,
-            &format!("/cic/v1/privateConnections/{id}/operations"),
-            "operations"
-        )
-        .await
+        list(&c, &ctx, &format!("{base}/{id}/operations"), "operations").await
     );
     let testing = pc["bgpFailoverTests"]
         .as_array()
@@ -572,12 +583,18 @@ pub async fn connection(
     } else {
         "hour"
     };
-    let graphs = try_api!(c, ctx, graphs(&c, &ctx, &pc, window).await);
+    let graphs = try_api!(c, ctx, graphs(&c, &ctx, base, &pc, window).await);
+    let noun = if kind == "publicConnections" {
+        "Public connection"
+    } else {
+        "Private connection"
+    };
     c.render(
         Some(&ctx),
         "connection.html",
         json!({
-            "title": format!("Private connection {}", if s(&pc, "name").is_empty() { &id } else { s(&pc, "name") }),
+            "title": format!("{noun} {}", if s(&pc, "name").is_empty() { &id } else { s(&pc, "name") }),
+            "kind": kind,
             "pc": pc,
             "trunk": trunk,
             "instance": instance,
@@ -595,23 +612,31 @@ pub struct RoutesQuery {
     family: Option<String>,
 }
 
-pub async fn routes(
+pub async fn routes(st: C, ctx: Ctx, id: Path<String>, q: Query<RoutesQuery>) -> Response {
+    routes_of("privateConnections", st, ctx, id, q).await
+}
+
+pub async fn public_routes(st: C, ctx: Ctx, id: Path<String>, q: Query<RoutesQuery>) -> Response {
+    routes_of("publicConnections", st, ctx, id, q).await
+}
+
+/// The looking glass of a private or public connection.
+async fn routes_of(
+    kind: &str,
     State(c): C,
     ctx: Ctx,
     Path(id): Path<String>,
     Query(q): Query<RoutesQuery>,
 ) -> Response {
     check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
     let pc = try_api!(
         c,
         ctx,
-        c.api(
-            &ctx,
-            Method::GET,
-            &format!("/cic/v1/privateConnections/{id}"),
-            None
-        )
-        .await
+        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
+            .await
     );
     let direction = q
         .direction
@@ -629,9 +654,7 @@ pub async fn routes(
         .api(
             &ctx,
             Method::GET,
-            &format!(
-                "/cic/v1/privateConnections/{id}:routes?direction={direction}&family={family}"
-            ),
+            &format!("{base}/{id}:routes?direction={direction}&family={family}"),
             None,
         )
         .await;
@@ -645,6 +668,7 @@ pub async fn routes(
         "routes.html",
         json!({
             "title": format!("Routes of {id}"),
+            "kind": kind,
             "pc": pc,
             "direction": direction,
             "family": family,
@@ -652,10 +676,6 @@ pub async fn routes(
             "error": error,
         }),
     )
-}
-
-pub async fn public_connection(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    resource(c, ctx, id, "publicConnections", "Public connection").await
 }
 
 pub async fn trunk(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
@@ -1196,46 +1216,49 @@ fn edit_fields() -> Vec<Field> {
     ]
 }
 
-pub async fn edit_connection_form(State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
+/// `GET /console/{kind}/{id}/edit`: a private connection's, trunk's or routing instance's
+/// name and description.
+pub async fn edit_form(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
     check_id!(c, ctx, id);
-    let pc = try_api!(
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
+    let v = try_api!(
         c,
         ctx,
-        c.api(
-            &ctx,
-            Method::GET,
-            &format!("/cic/v1/privateConnections/{id}"),
-            None
-        )
-        .await
+        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
+            .await
     );
-    if !can_write(&c, &ctx, s(&pc, "folderId")).await {
+    if !can_write(&c, &ctx, s(&v, "folderId")).await {
         return c.error_page(
             Some(&ctx),
             StatusCode::FORBIDDEN,
             "Not allowed",
-            "Changing connections in this folder needs the editor role.",
+            "Changing this folder's resources needs the editor role.",
         );
     }
     let fields = edit_fields();
     let values: Map<String, Value> = fields
         .iter()
-        .map(|f| (f.name.to_string(), json!(s(&pc, f.name))))
+        .map(|f| (f.name.to_string(), json!(s(&v, f.name))))
         .collect();
     form_page(
         &c,
         &ctx,
         StatusCode::OK,
         &format!("Edit {id}"),
-        &format!("/console/privateConnections/{id}/edit"),
-        &format!("/console/privateConnections/{id}"),
+        &format!("/console/{kind}/{id}/edit"),
+        &format!("/console/{kind}/{id}"),
         &fields,
         values,
         None,
     )
 }
 
-pub async fn edit_connection(
+/// `POST /console/{kind}/{id}/edit`: a PATCH of both fields (an emptied description is
+/// cleared).
+pub async fn edit(
+    kind: &str,
     State(c): C,
     ctx: Ctx,
     headers: HeaderMap,
@@ -1243,12 +1266,14 @@ pub async fn edit_connection(
     Form(form): FormData,
 ) -> Response {
     check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
     let fields = edit_fields();
     let values = forms::values(&form, &fields);
-    // Both fields are sent as they stand (an emptied description is cleared).
     let trimmed = |k: &str| {
         values
             .get(k)
@@ -1263,10 +1288,145 @@ pub async fn edit_connection(
         "updateMask": "name,description",
     });
     match c
+        .api(&ctx, Method::PATCH, &format!("{base}/{id}"), Some(body))
+        .await
+    {
+        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
+        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
+            let status = f.status;
+            form_page(
+                &c,
+                &ctx,
+                status,
+                &format!("Edit {id}"),
+                &format!("/console/{kind}/{id}/edit"),
+                &format!("/console/{kind}/{id}"),
+                &fields,
+                values,
+                Some(f),
+            )
+        }
+        Err(f) => c.failure(&ctx, f),
+    }
+}
+
+/// The fields of a routing instance's prefixes form: which VPC, add or remove, the zone,
+/// the prefixes.
+fn prefixes_fields(ri: &Value) -> Vec<Field> {
+    let vpcs = ri["vpcInfo"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let id = s(v, "vpcNetworkId").to_string();
+            (id.clone(), id)
+        })
+        .collect();
+    vec![
+        Field::select(
+            "action",
+            "Change",
+            "",
+            vec![
+                ("upsertPrefixes".into(), "Add these prefixes".into()),
+                ("removePrefixes".into(), "Remove these prefixes".into()),
+            ],
+        )
+        .required(),
+        Field::select("vpcNetworkId", "VPC network", "", vpcs).required(),
+        Field::text("vpcAzInfoPrefixes[0].azId", "Zone", "").required(),
+        Field::list(
+            "vpcAzInfoPrefixes[0].prefixes",
+            "Prefixes",
+            "Separated by commas or spaces.",
+        )
+        .errors_as("vpcInfo.azInfos.prefixes")
+        .required(),
+    ]
+}
+
+/// `GET/POST /console/routingInstances/{id}/prefixes`: a VPC's prefixes added or removed
+/// (`:upsertPrefixes`, `:removePrefixes`).
+pub async fn prefixes_form(st: C, ctx: Ctx, id: Path<String>) -> Response {
+    prefixes(st, ctx, Method::GET, HeaderMap::new(), id, None).await
+}
+
+pub async fn prefixes_post(
+    st: C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    id: Path<String>,
+    Form(form): FormData,
+) -> Response {
+    prefixes(st, ctx, Method::POST, headers, id, Some(form)).await
+}
+
+async fn prefixes(
+    State(c): C,
+    ctx: Ctx,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Option<Vec<(String, String)>>,
+) -> Response {
+    check_id!(c, ctx, id);
+    let ri = try_api!(
+        c,
+        ctx,
+        c.api(
+            &ctx,
+            Method::GET,
+            &format!("/cloudrouter/v1/routingInstances/{id}"),
+            None
+        )
+        .await
+    );
+    let fields = prefixes_fields(&ri);
+    let action = format!("/console/routingInstances/{id}/prefixes");
+    let back = format!("/console/routingInstances/{id}");
+    let title = format!(
+        "Prefixes of {}",
+        if s(&ri, "name").is_empty() {
+            &id
+        } else {
+            s(&ri, "name")
+        }
+    );
+    if method != Method::POST {
+        return form_page(
+            &c,
+            &ctx,
+            StatusCode::OK,
+            &title,
+            &action,
+            &back,
+            &fields,
+            Map::new(),
+            None,
+        );
+    }
+    let form = form.unwrap_or_default();
+    if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
+        return r;
+    }
+    let what = form
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| ["upsertPrefixes", "removePrefixes"].contains(v))
+        .unwrap_or("upsertPrefixes")
+        .to_string();
+    let body_fields: Vec<Field> = fields
+        .iter()
+        .filter(|f| f.name != "action")
+        .cloned()
+        .collect();
+    let body = forms::body(&form, &body_fields, Map::new());
+    match c
         .api(
             &ctx,
-            Method::PATCH,
-            &format!("/cic/v1/privateConnections/{id}"),
+            Method::POST,
+            &format!("/cloudrouter/v1/routingInstances/{id}:{what}"),
             Some(body),
         )
         .await
@@ -1278,11 +1438,11 @@ pub async fn edit_connection(
                 &c,
                 &ctx,
                 status,
-                &format!("Edit {id}"),
-                &format!("/console/privateConnections/{id}/edit"),
-                &format!("/console/privateConnections/{id}"),
+                &title,
+                &action,
+                &back,
                 &fields,
-                values,
+                forms::values(&form, &fields),
                 Some(f),
             )
         }
@@ -1394,6 +1554,28 @@ pub async fn attach(
 }
 
 pub async fn failover_test(
+    st: C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    id: Path<String>,
+    form: FormData,
+) -> Response {
+    failover_test_of("privateConnections", st, ctx, headers, id, form).await
+}
+
+pub async fn public_failover_test(
+    st: C,
+    ctx: Ctx,
+    headers: HeaderMap,
+    id: Path<String>,
+    form: FormData,
+) -> Response {
+    failover_test_of("publicConnections", st, ctx, headers, id, form).await
+}
+
+/// Starts or stops a private or public connection's failover test.
+async fn failover_test_of(
+    kind: &str,
     State(c): C,
     ctx: Ctx,
     headers: HeaderMap,
@@ -1401,6 +1583,9 @@ pub async fn failover_test(
     Form(form): FormData,
 ) -> Response {
     check_id!(c, ctx, id);
+    let Some(base) = api_base(kind) else {
+        return c.not_found(&ctx);
+    };
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
@@ -1436,12 +1621,12 @@ pub async fn failover_test(
         .api(
             &ctx,
             Method::POST,
-            &format!("/cic/v1/privateConnections/{id}:{method}"),
+            &format!("{base}/{id}:{method}"),
             Some(body),
         )
         .await
     {
-        Ok(_) => Redirect::to(&format!("/console/privateConnections/{id}")).into_response(),
+        Ok(_) => Redirect::to(&format!("/console/{kind}/{id}")).into_response(),
         Err(f) if f.status == StatusCode::NOT_FOUND => c.not_found(&ctx),
         Err(f) => c.error_page(
             Some(&ctx),
