@@ -115,7 +115,7 @@ pub struct Sample {
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub at: i64,
-    /// SESSION_DOWN, SESSION_UP, BFD_DOWN, BFD_UP, PREFIX_LIMIT.
+    /// SESSION_DOWN, SESSION_UP, BFD_DOWN, BFD_UP, PREFIX_LIMIT, DRAIN, UNDRAIN.
     pub kind: &'static str,
     pub text: String,
 }
@@ -170,6 +170,8 @@ pub struct Series {
 pub struct History {
     config: HistoryConfig,
     connections: Mutex<HashMap<String, Connection>>,
+    /// Each edge's drain (maintenance) as its last report found it, for its events.
+    drains: Mutex<HashMap<String, bool>>,
     /// Reports taken (every so many, connections no report names any longer are dropped).
     taken: std::sync::atomic::AtomicU64,
 }
@@ -182,16 +184,25 @@ impl History {
         History {
             config,
             connections: Mutex::new(HashMap::new()),
+            drains: Mutex::new(HashMap::new()),
             taken: Default::default(),
         }
     }
 
-    /// Takes the report of edge `edge` made at `at` (unix ms). A connection this edge
-    /// reported before and does not now has no session (a failover test holds it down).
-    pub fn record(&self, edge: &str, at: i64, report: &EdgeReport) {
+    /// Takes the report of edge `edge` made at `at` (unix ms), the edge drained for
+    /// maintenance or not. A connection this edge reported before and does not now has no
+    /// session (a failover test holds it down); a drain begun or ended since its last
+    /// report is an event of each of its connections.
+    pub fn record(&self, edge: &str, at: i64, report: &EdgeReport, drained: bool) {
         if self.config.recent.is_zero() && self.config.day.is_zero() {
             return;
         }
+        let drain_changed = self
+            .drains
+            .lock()
+            .ok()
+            .and_then(|mut d| d.insert(edge.to_string(), drained))
+            .is_some_and(|was| was != drained);
         let mut by_id: HashMap<&str, (Option<&SessionStatus>, Option<&SessionStatus>)> =
             HashMap::new();
         for s in report
@@ -231,6 +242,19 @@ impl History {
             }
             c.seen_at = at;
             c.take(at, v4, v6, counters.get(id).copied(), &self.config);
+        }
+        if drain_changed {
+            let (kind, text) = if drained {
+                (
+                    "DRAIN",
+                    "the edge was drained for maintenance: its routes carry GRACEFUL_SHUTDOWN",
+                )
+            } else {
+                ("UNDRAIN", "the edge's drain ended")
+            };
+            for c in all.values_mut().filter(|c| c.edge == edge) {
+                c.push_event(at, kind, text.to_string(), self.config.events);
+            }
         }
         // A connection no edge has reported for longer than the history reaches back
         // (deleted, or moved to another server's edges) is forgotten.
@@ -389,6 +413,13 @@ impl Connection {
         }
     }
 
+    fn push_event(&mut self, at: i64, kind: &'static str, text: String, keep: usize) {
+        self.events.push_back(Event { at, kind, text });
+        while self.events.len() > keep {
+            self.events.pop_front();
+        }
+    }
+
     /// Events: what changed since the last report (`s`: the session, if there is one).
     fn events_of(&mut self, at: i64, s: Option<&SessionStatus>, keep: usize) {
         let seen = Seen {
@@ -400,12 +431,7 @@ impl Connection {
         };
         let before = self.last.replace(seen.clone());
         let Some(before) = before else { return };
-        let mut push = |kind: &'static str, text: String| {
-            self.events.push_back(Event { at, kind, text });
-            while self.events.len() > keep {
-                self.events.pop_front();
-            }
-        };
+        let mut push = |kind: &'static str, text: String| self.push_event(at, kind, text, keep);
         let up = |x: BgpState| x == BgpState::Established;
         if up(before.state) && !up(seen.state) {
             let why = match s {
@@ -491,21 +517,24 @@ mod tests {
     fn reports_become_rates_states_and_events() {
         let h = History::new(HistoryConfig::default());
         let t0 = 1_700_000_000_000;
-        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0));
+        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0), false);
         h.record(
             "e1",
             t0 + 5_000,
             &report(session("ESTABLISHED", 4, None), 5_000_000),
+            false,
         );
         h.record(
             "e1",
             t0 + 10_000,
             &report(session("IDLE", 0, Some("hold timer expired")), 5_000_000),
+            false,
         );
         h.record(
             "e1",
             t0 + 15_000,
             &report(session("ESTABLISHED", 3, None), 5_000_000),
+            false,
         );
         let s = h.series("pc1", Window::Hour);
         assert_eq!(s.samples.len(), 4);
@@ -526,15 +555,16 @@ mod tests {
     fn a_session_the_edge_stops_reporting_is_down_until_it_returns() {
         let h = History::new(HistoryConfig::default());
         let t0 = 1_700_000_000_000;
-        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0));
+        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0), false);
         let mut none = report(session("ESTABLISHED", 3, None), 0);
         none.sessions.clear();
-        h.record("e1", t0 + 5_000, &none);
-        h.record("e2", t0 + 6_000, &none);
+        h.record("e1", t0 + 5_000, &none, false);
+        h.record("e2", t0 + 6_000, &none, false);
         h.record(
             "e1",
             t0 + 10_000,
             &report(session("ESTABLISHED", 3, None), 0),
+            false,
         );
         let s = h.series("pc1", Window::Hour);
         let states: Vec<BgpState> = s.samples.iter().map(|x| x.state).collect();
@@ -567,6 +597,7 @@ mod tests {
                 "e1",
                 t0 + i * 5_000,
                 &report(session(state, 1, None), i as u64 * 1000),
+                false,
             );
         }
         let hour = h.series("pc1", Window::Hour);
@@ -596,6 +627,24 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_of_the_edge_is_an_event_of_its_connections() {
+        let h = History::new(HistoryConfig::default());
+        let up = report(session("ESTABLISHED", 1, None), 0);
+        h.record("e1", 0, &up, false);
+        h.record("e1", 5_000, &up, true);
+        h.record("e1", 10_000, &up, true);
+        h.record("e2", 12_000, &up, false);
+        h.record("e1", 15_000, &up, false);
+        let kinds: Vec<&str> = h
+            .series("pc1", Window::Hour)
+            .events
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["DRAIN", "UNDRAIN"]);
+    }
+
+    #[test]
     fn connections_no_longer_reported_are_forgotten() {
         let cfg = HistoryConfig {
             recent: Duration::from_secs(60),
@@ -603,11 +652,11 @@ mod tests {
             events: 3,
         };
         let h = History::new(cfg);
-        h.record("e1", 0, &report(session("ESTABLISHED", 1, None), 0));
+        h.record("e1", 0, &report(session("ESTABLISHED", 1, None), 0), false);
         let mut other = report(session("ESTABLISHED", 1, None), 0);
         other.sessions[0].resource_id = "pc2".into();
         for i in 1..=PRUNE_EVERY as i64 {
-            h.record("e1", i * 1_000, &other);
+            h.record("e1", i * 1_000, &other, false);
         }
         assert!(!h.series("pc2", Window::Hour).samples.is_empty());
         assert!(

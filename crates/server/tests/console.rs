@@ -739,6 +739,38 @@ async fn the_operator_sees_every_edge_with_its_report() {
         .await
         .expect("start");
     wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
+
+    // The operator drains the edge: an event on its connections' graphs.
+    let edges = h.admin(Method::GET, "/cic/v1/edges", None).await.1;
+    let edge_id = edges["edges"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "edge1"))
+        .and_then(|e| e["id"].as_str())
+        .expect("edge1")
+        .to_string();
+    let (s, v) = h
+        .admin(
+            Method::POST,
+            &format!("/cic/v1/edges/{edge_id}:drain"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    report(
+        &h,
+        &edge_token,
+        json!([session(&pc, "ESTABLISHED"), session(&pu, "ESTABLISHED")]),
+    )
+    .await;
+    b.goto(&format!("{base}/console/privateConnections/{pc}"))
+        .await
+        .expect("connection");
+    wait_for_text(b, "#events", "drained for maintenance").await;
+    assert!(
+        text_or_html(b, "#chart-bgp-state svg")
+            .await
+            .contains("mark drain")
+    );
     // A customer is not shown the operator's page.
     let key = h.user("carol", "f1", "viewer").await;
     sign_out(b).await;

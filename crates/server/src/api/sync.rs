@@ -69,7 +69,12 @@ pub async fn status(
     st.store
         .put_edge_report(&edge_id, &report, &now(), &crate::new_id("rv"))
         .await?;
-    st.history.record(&edge_id, unix_ms(), &report);
+    let drained = st
+        .store
+        .get::<cic_model::resource::Edge>(&edge_id)
+        .await?
+        .is_some_and(|e| e.drain);
+    st.history.record(&edge_id, unix_ms(), &report, drained);
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }
