@@ -2658,6 +2658,62 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
             );
             screenshot(b, "lab-connection").await;
 
+            // A new connection from the form: a VLAN the trunk already carries is refused at
+            // its field; another is made, and the real edge brings it to ACTIVE.
+            let trunk = lab.info["pops"][0]["trunkConnectionId"]
+                .as_str()
+                .expect("trunk");
+            b.goto(&format!(
+                "{base}/console/folders/{folder}/privateConnections/new"
+            ))
+            .await
+            .expect("form");
+            b.find(Locator::Id("f-trunkConnectionId"))
+                .await
+                .expect("trunk field")
+                .select_by_value(trunk)
+                .await
+                .expect("choose the trunk");
+            for (id, v) in [
+                ("f-name", "site1-vlan300"),
+                ("f-vlanId", "100"),
+                ("f-ipv4Peering-peeringSubnet", "169.254.130.0/30"),
+                ("f-ipv4Peering-peerIp", "169.254.130.2"),
+                ("f-ipv4Peering-cloudIp", "169.254.130.1"),
+                ("f-ipv4Peering-peerBgpAsn", "65001"),
+            ] {
+                b.find(Locator::Id(id))
+                    .await
+                    .expect(id)
+                    .send_keys(v)
+                    .await
+                    .expect("type");
+            }
+            let save = || async {
+                b.find(Locator::Css("form.form button[type=submit]"))
+                    .await
+                    .expect("save")
+                    .click()
+                    .await
+                    .expect("submit");
+            };
+            save().await;
+            let err = text_of(b, ".field-error[data-field='vlanId']").await;
+            assert!(err.contains("100"), "the VLAN in use, at its field: {err}");
+            let vlan = b.find(Locator::Id("f-vlanId")).await.expect("vlan");
+            vlan.clear().await.expect("clear");
+            vlan.send_keys("300").await.expect("type");
+            save().await;
+            wait_for_text_within(b, "#op-state", "done", long).await;
+            b.find(Locator::Id("op-resource"))
+                .await
+                .expect("its page")
+                .click()
+                .await
+                .expect("open");
+            wait_for_text_within(b, "#status", "ACTIVE", long).await;
+            screenshot(b, "lab-new-connection").await;
+
             // The operator: both edges, each with a fresh report and its sessions up.
             sign_out(b).await;
             sign_in(b, &base, lab.token.trim()).await;

@@ -87,6 +87,20 @@ impl ApiError {
         ApiError::new(Code::AlreadyExists, message)
     }
 
+    /// A conflict caused by one field's value (a VLAN already used): named in `details`
+    /// too, so a form can show it beside the field.
+    pub fn conflict_at(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError {
+            code: Code::AlreadyExists,
+            details: vec![FieldViolation {
+                field: field.to_string(),
+                description: message.clone(),
+            }],
+            message,
+        }
+    }
+
     pub fn precondition(message: impl Into<String>) -> Self {
         ApiError::new(Code::FailedPrecondition, message)
     }

@@ -119,10 +119,13 @@ pub(crate) async fn check_placement(
         .chain(&public_ones)
         .find(|(v, _, _)| *v == vlan)
     {
-        return Err(ApiError::conflict(format!(
-            "VLAN {vlan} is already used on trunk {} by {kind} {c}",
-            trunk.meta.id
-        ))
+        return Err(ApiError::conflict_at(
+            "vlanId",
+            format!(
+                "VLAN {vlan} is already used on trunk {} by {kind} {c}",
+                trunk.meta.id
+            ),
+        )
         .into());
     }
     let (held, quota, kind) = if public {
@@ -166,11 +169,14 @@ pub(crate) async fn check_placement(
             } else {
                 format!("VLAN {vlan}")
             };
-            return Err(ApiError::conflict(format!(
-                "{what} is already carried on {w} of this edge by {} {c} (trunk {t}); \
-                 trunks on one wire need distinct VLAN ids",
-                super::title(kind)
-            ))
+            return Err(ApiError::conflict_at(
+                "vlanId",
+                format!(
+                    "{what} is already carried on {w} of this edge by {} {c} (trunk {t}); \
+                     trunks on one wire need distinct VLAN ids",
+                    super::title(kind)
+                ),
+            )
             .into());
         }
     }

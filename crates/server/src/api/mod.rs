@@ -829,10 +829,13 @@ pub(crate) async fn check_unique_name<T: Document>(
         return Ok(());
     }
     match st.store.id_by_name::<T>(folder_id, name).await? {
-        Some(id) if Some(id.as_str()) != this => Err(ApiError::conflict(format!(
-            "a {} named {name:?} already exists in this folder",
-            title(T::KIND)
-        ))
+        Some(id) if Some(id.as_str()) != this => Err(ApiError::conflict_at(
+            "name",
+            format!(
+                "a {} named {name:?} already exists in this folder",
+                title(T::KIND)
+            ),
+        )
         .into()),
         _ => Ok(()),
     }

@@ -256,10 +256,13 @@ pub async fn create(
     if let Some(j) = &req.single_port_direct_joint
         && let Some((_, t)) = held.iter().find(|(p, t)| *p == j.port_name && t.lag)
     {
-        return Err(ApiError::conflict(format!(
-            "port {} of edge {} is a member of LAG trunk {}",
-            j.port_name, edge.name, t.id
-        ))
+        return Err(ApiError::conflict_at(
+            "singlePortDirectJoint.portName",
+            format!(
+                "port {} of edge {} is a member of LAG trunk {}",
+                j.port_name, edge.name, t.id
+            ),
+        )
         .into());
     }
     let mut lag = req.lag_direct_joint.clone();
