@@ -433,7 +433,10 @@ async fn each_private_connection_rule_rejects_and_stores_nothing() {
             err_message(&v)
         );
         if what == "vlan taken" {
-            assert_eq!(v["details"][0]["field"], "vlanId", "the field a form marks: {v}");
+            assert_eq!(
+                v["details"][0]["field"], "vlanId",
+                "the field a form marks: {v}"
+            );
         }
         assert_eq!(h.revision().await, rev, "{what}: nothing was written");
         assert_eq!(

@@ -345,6 +345,54 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     wait_for_text(b, "#failover-tests", "STOPPED").await;
     assert!(b.find(Locator::Id("start-test")).await.is_ok());
 
+    // Its BFD timers from the edit form: one below the operator's minimum refused at its
+    // field, then 100 ms × 3 taken.
+    b.goto(&format!("{base}/console/privateConnections/{pc}/edit"))
+        .await
+        .expect("edit");
+    assert_eq!(
+        b.find(Locator::Id("f-vlanId"))
+            .await
+            .expect("vlan")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("100"),
+        "the form starts from the connection"
+    );
+    fill(
+        b,
+        &[("f-bfd-minIntervalMs", "10"), ("f-bfd-multiplier", "3")],
+    )
+    .await;
+    submit(b).await;
+    let err = text_of(b, ".field-error[data-field='bfd.minIntervalMs']").await;
+    assert!(err.contains("50"), "the operator's minimum named: {err}");
+    let interval = b
+        .find(Locator::Id("f-bfd-minIntervalMs"))
+        .await
+        .expect("interval");
+    interval.clear().await.expect("clear");
+    interval.send_keys("100").await.expect("type");
+    submit(b).await;
+    wait_for_text(b, "#op-state", "").await;
+
+    let got = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(
+        got["bfd"],
+        json!({"minIntervalMs": 100, "multiplier": 3}),
+        "{got}"
+    );
+    assert_eq!(got["vlanId"], "100", "the VLAN as it was");
+
     // A trunk and a routing instance from their forms; the instance's bad prefix shown at
     // its field first.
     b.goto(&format!("{base}/console/folders/f1/trunkConnections/new"))

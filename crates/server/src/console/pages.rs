@@ -1211,11 +1211,47 @@ pub async fn create(
     }
 }
 
-fn edit_fields() -> Vec<Field> {
-    vec![
+/// What the edit form of a kind changes: name and description; a private connection's
+/// VLAN and BFD timers too.
+fn edit_fields(kind: &str) -> Vec<Field> {
+    let mut f = vec![
         Field::text("name", "Name", "Lowercase letters, digits and hyphens."),
         Field::text("description", "Description", ""),
-    ]
+    ];
+    if kind == "privateConnections" {
+        f.extend([
+            Field::number(
+                "vlanId",
+                "VLAN",
+                "Change it on your router at the same time: the session moves to the new VLAN.",
+            )
+            .required(),
+            Field::number(
+                "bfd.minIntervalMs",
+                "BFD interval (ms)",
+                "Empty for the operator's default; at least the operator's minimum.",
+            ),
+            Field::number(
+                "bfd.multiplier",
+                "BFD multiplier",
+                "Packets missed before the session is down (2-50).",
+            ),
+        ]);
+    }
+    f
+}
+
+/// The value of field path `name` (`bfd.multiplier`) in `v`, as a form shows it.
+fn value_at(v: &Value, name: &str) -> Value {
+    let mut at = v;
+    for part in name.split('.') {
+        at = &at[part];
+    }
+    match at {
+        Value::Null => json!(""),
+        Value::String(_) => at.clone(),
+        other => json!(other.to_string()),
+    }
 }
 
 /// `GET /console/{kind}/{id}/edit`: a private connection's, trunk's or routing instance's
@@ -1239,10 +1275,10 @@ pub async fn edit_form(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>
             "Changing this folder's resources needs the editor role.",
         );
     }
-    let fields = edit_fields();
+    let fields = edit_fields(kind);
     let values: Map<String, Value> = fields
         .iter()
-        .map(|f| (f.name.to_string(), json!(s(&v, f.name))))
+        .map(|f| (f.name.to_string(), value_at(&v, f.name)))
         .collect();
     form_page(
         &c,
@@ -1274,21 +1310,24 @@ pub async fn edit(
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
-    let fields = edit_fields();
+    let fields = edit_fields(kind);
     let values = forms::values(&form, &fields);
-    let trimmed = |k: &str| {
-        values
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let body = json!({
-        "name": trimmed("name"),
-        "description": trimmed("description"),
-        "updateMask": "name,description",
-    });
+    let mut body = forms::body(&form, &fields, Map::new());
+    // Name and description as they stand (emptied: cleared); BFD back to the operator's
+    // default when both timers are emptied.
+    let mut mask = vec!["name", "description"];
+    for k in ["name", "description"] {
+        if body.get(k).is_none() {
+            body[k] = json!("");
+        }
+    }
+    if kind == "privateConnections" {
+        mask.extend(["vlanId", "bfd"]);
+        if body.get("bfd").is_none() {
+            body["bfd"] = Value::Null;
+        }
+    }
+    body["updateMask"] = json!(mask.join(","));
     match c
         .api(&ctx, Method::PATCH, &format!("{base}/{id}"), Some(body))
         .await

@@ -15,13 +15,28 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _processes: Processes,
 }
 
-impl Drop for Browser {
+/// chromedriver and the profile of its Chromium.
+struct Processes {
+    driver: Child,
+    /// This browser's own profile: no two share one, and its processes are found by it.
+    profile: std::path::PathBuf,
+}
+
+impl Drop for Processes {
+    /// chromedriver and every Chromium process it started (its process group, and any
+    /// process naming this profile) are killed, whether the test passed or not.
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.profile.display().to_string()])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -44,22 +59,32 @@ pub async fn browser(test: &str, width: u32, height: u32) -> Option<Browser> {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
+    let profile = std::env::temp_dir().join(format!("cic-chromium-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).expect("a profile directory");
+    use std::os::unix::process::CommandExt as _;
     let driver = Command::new(DRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start chromedriver");
+    // From here the processes are cleaned up however this function ends.
+    let processes = Processes { driver, profile };
     let mut caps = serde_json::Map::new();
     // The lab's server has a certificate of the lab's own CA.
     caps.insert("acceptInsecureCerts".into(), json!(true));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"binary": CHROMIUM, "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-               "--disable-dev-shm-usage", format!("--window-size={width},{height}")]}),
+               "--disable-dev-shm-usage", format!("--user-data-dir={}", processes.profile.display()),
+               format!("--window-size={width},{height}")]}),
     );
-    // chromedriver takes a moment to listen: try until it answers (bounded).
+    // chromedriver takes a moment to listen: try until it answers (bounded). A session
+    // it refuses (Chromium did not start) is tried again twice, not more.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut refused = 0;
     let client = loop {
         let mut b = ClientBuilder::rustls().expect("rustls");
         match b
@@ -68,13 +93,21 @@ pub async fn browser(test: &str, width: u32, height: u32) -> Option<Browser> {
             .await
         {
             Ok(c) => break c,
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                panic!("{test}: no WebDriver session: {e}")
+            Err(e) => {
+                if matches!(e, fantoccini::error::NewSessionError::SessionNotCreated(_)) {
+                    refused += 1;
+                }
+                if tokio::time::Instant::now() > deadline || refused > 2 {
+                    panic!("{test}: no WebDriver session: {e}")
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    Some(Browser { client, driver })
+    Some(Browser {
+        client,
+        _processes: processes,
+    })
 }
 
 fn screenshot_dirs() -> Vec<std::path::PathBuf> {
