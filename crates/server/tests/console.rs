@@ -376,7 +376,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     interval.clear().await.expect("clear");
     interval.send_keys("100").await.expect("type");
     submit(b).await;
-    wait_for_text(b, "#op-state", "").await;
+    wait_for_text(b, "h1", "Update private connection").await;
 
     let got = h
         .admin(

@@ -218,13 +218,15 @@ pub async fn wait_for_text(b: &Client, css: &str, what: &str) {
 pub async fn wait_for_text_within(b: &Client, css: &str, what: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
+        // The element must be there (an empty `what` waits for it to appear).
         let t = match b.find(Locator::Css(css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
+            Ok(e) => e.text().await.ok(),
+            Err(_) => None,
         };
-        if t.contains(what) {
+        if t.as_deref().is_some_and(|t| t.contains(what)) {
             return;
         }
+        let t = t.unwrap_or_default();
         if tokio::time::Instant::now() > deadline {
             let page = b.source().await.unwrap_or_default();
             panic!("{css} never showed {what:?}; it shows {t:?}; the page:\n{page}");
