@@ -2649,13 +2649,27 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
                 .click()
                 .await
                 .expect("stop");
-            wait_for_text_within(b, "#events", "BGP session established", long).await;
             wait_for_text_within(b, "#session-ipv4 td.bgp", "ESTABLISHED", long).await;
-            let state = text_or_html(b, "#chart-bgp-state svg").await;
-            assert!(
-                state.contains("band bad") && state.contains("mark failover-test"),
-                "{state}"
-            );
+            // Back in the graph too: the band after the down one is up again, and a second
+            // "established" event (the first was the lab's bring-up).
+            let deadline = tokio::time::Instant::now() + long;
+            loop {
+                let events = text_of(b, "#events").await;
+                let state = text_or_html(b, "#chart-bgp-state svg").await;
+                let last_band = state.rsplit("class=\"band ").next().unwrap_or("");
+                if events.matches("BGP session established").count() >= 2
+                    && state.contains("band bad")
+                    && last_band.starts_with("ok")
+                    && state.contains("mark failover-test")
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the session's return never showed: {events}\n{state}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             screenshot(b, "lab-connection").await;
 
             // A new connection from the form: a VLAN the trunk already carries is refused at

@@ -129,6 +129,9 @@ pub struct Agent {
     /// Held for a whole apply: applies follow one another, while the state's lock is
     /// taken only for the steps that need it.
     applying: Mutex<()>,
+    /// Held while a report is made and sent: reports reach the server in the order their
+    /// state was read.
+    reporting: Mutex<()>,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -157,6 +160,7 @@ impl Agent {
         let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
         Ok(Arc::new(Agent {
             applying: Mutex::new(()),
+            reporting: Mutex::new(()),
             opts,
             caps,
             underlay,
@@ -444,7 +448,8 @@ impl Agent {
     /// `GET /metrics`: the sessions from the speakers and the connections' interface
     /// counters from the kernel, read at the scrape.
     pub async fn metrics(&self) -> String {
-        let report = self.report_now().await;
+        // Sessions and errors only: the scrape reads the counters itself, below.
+        let report = self.report_state().await.0;
         let mut e = Exposition::default();
         // The counters are read after the lock is let go, many namespaces at a time.
         let (edge_id, sources, trunks, trunk_of, previous) = {

@@ -42,7 +42,7 @@ impl Agent {
     }
 
     /// The report's sessions and errors, and where to read the connections' counters.
-    async fn report_state(&self) -> (EdgeReport, Vec<instance::TrafficSource>) {
+    pub(crate) async fn report_state(&self) -> (EdgeReport, Vec<instance::TrafficSource>) {
         let mut st = self.state.lock().await;
         let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st, None);
         let mut sessions = Vec::new();
@@ -83,6 +83,7 @@ impl Agent {
     }
 
     pub(crate) async fn report(&self) {
+        let _one = self.reporting.lock().await;
         let r = self.report_now().await;
         if let Err(e) = self.client.report(&r).await {
             warn!("report: {e}");

@@ -38,12 +38,19 @@ impl Default for HistoryConfig {
 
 impl HistoryConfig {
     /// The most a connection's history takes, for edges reporting every `report_every`.
+    /// Counted as allocated: a ring's buffer grows by doubling, so it holds the next
+    /// power of two of its samples; an event's text is at most [`MAX_EVENT_TEXT`]
+    /// characters (counted at 64 bytes, a typical one). Edges that report more often
+    /// than `report_every` (a session changing) add samples up to one a second.
     pub fn bytes_per_connection(&self, report_every: Duration) -> usize {
-        let recent = (self.recent.as_secs_f64() / report_every.as_secs_f64().max(1.0)).ceil();
-        let minutes = (self.day.as_secs() / 60) as f64;
-        (recent + minutes) as usize * std::mem::size_of::<Sample>()
-            + self.events * (std::mem::size_of::<Event>() + 64)
+        let ring = |n: f64| (n.ceil() as usize + 1).next_power_of_two();
+        let recent = ring(self.recent.as_secs_f64() / report_every.as_secs_f64().max(1.0));
+        let minutes = ring((self.day.as_secs() / 60) as f64);
+        let events = ring(self.events as f64);
+        (recent + minutes) * std::mem::size_of::<Sample>()
+            + events * (std::mem::size_of::<Event>() + 64)
             + std::mem::size_of::<Connection>()
+            + 64
     }
 }
 
@@ -120,12 +127,32 @@ pub struct Event {
     pub text: String,
 }
 
-/// A minute being summed into one sample.
+/// A minute being summed into one sample: its rates weighted by the seconds each covers.
 #[derive(Debug, Default)]
 struct Minute {
     start: i64,
     sample: Sample,
-    rates: u32,
+    /// Rate × seconds, summed (bits to and from the cloud, packets to and from).
+    weighted: [f64; 4],
+    secs: f64,
+}
+
+impl Minute {
+    fn add_rates(&mut self, s: &Sample, secs: Option<f64>) {
+        let (Some(secs), Some(a), Some(b), Some(c), Some(d)) = (
+            secs,
+            s.bits_to_cloud,
+            s.bits_from_cloud,
+            s.packets_to_cloud,
+            s.packets_from_cloud,
+        ) else {
+            return;
+        };
+        for (w, r) in self.weighted.iter_mut().zip([a, b, c, d]) {
+            *w += f64::from(r) * secs;
+        }
+        self.secs += secs;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -178,6 +205,10 @@ pub struct History {
 
 /// How often the connections that are no longer reported are looked for.
 const PRUNE_EVERY: u64 = 256;
+/// Samples closer than this are one (edges report at once when a session changes).
+const MIN_GAP_MS: i64 = 1000;
+/// An event's text is cut to this many characters (a peer's message can be long).
+const MAX_EVENT_TEXT: usize = 200;
 
 impl History {
     pub fn new(config: HistoryConfig) -> History {
@@ -221,9 +252,10 @@ impl History {
             .iter()
             .map(|t| (t.resource_id.as_str(), &t.counters))
             .collect();
-        let Ok(mut all) = self.connections.lock() else {
-            return;
-        };
+        let mut all = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (id, c) in all.iter_mut() {
             if c.edge == edge && !by_id.contains_key(id.as_str()) {
                 c.take(
@@ -238,7 +270,10 @@ impl History {
         for (id, (v4, v6)) in by_id {
             let c = all.entry(id.to_string()).or_default();
             if c.edge != edge {
+                // Another edge's counters and sessions: no rate or event across the two.
                 c.edge = edge.to_string();
+                c.counters = None;
+                c.last = None;
             }
             c.seen_at = at;
             c.take(at, v4, v6, counters.get(id).copied(), &self.config);
@@ -290,7 +325,9 @@ impl History {
                 (v, 86_400_000)
             }
         };
+        // The window, whatever the rings keep (`--history-minutes` may keep more).
         let from = samples.last().map(|s| s.at - span).unwrap_or(0);
+        let samples: Vec<Sample> = samples.into_iter().filter(|s| s.at >= from).collect();
         Series {
             events: c.events.iter().filter(|e| e.at >= from).cloned().collect(),
             samples,
@@ -310,23 +347,13 @@ impl History {
 impl Minute {
     fn summary(&self) -> Sample {
         let mut s = self.sample;
-        if self.rates > 0 {
-            let n = self.rates as f32;
-            s.bits_to_cloud = s.bits_to_cloud.map(|x| x / n);
-            s.bits_from_cloud = s.bits_from_cloud.map(|x| x / n);
-            s.packets_to_cloud = s.packets_to_cloud.map(|x| x / n);
-            s.packets_from_cloud = s.packets_from_cloud.map(|x| x / n);
-        }
+        let avg = |i: usize| (self.secs > 0.0).then(|| (self.weighted[i] / self.secs) as f32);
+        s.bits_to_cloud = avg(0);
+        s.bits_from_cloud = avg(1);
+        s.packets_to_cloud = avg(2);
+        s.packets_from_cloud = avg(3);
         s.at = self.start;
         s
-    }
-}
-
-fn add(a: Option<f32>, b: Option<f32>) -> Option<f32> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a + b),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
@@ -345,30 +372,61 @@ impl Connection {
             at,
             state: main.map_or(BgpState::NoSession, |m| BgpState::of(&m.state)),
             state_ipv6: other.map(|s| BgpState::of(&s.state)),
-            prefixes_received: main.map_or(0, |m| m.prefixes_received)
-                + other.map_or(0, |s| s.prefixes_received),
-            prefixes_accepted: main.map_or(0, |m| m.prefixes_accepted)
-                + other.map_or(0, |s| s.prefixes_accepted),
-            prefixes_advertised: main.map_or(0, |m| m.prefixes_advertised)
-                + other.map_or(0, |s| s.prefixes_advertised),
+            prefixes_received: main
+                .map_or(0, |m| m.prefixes_received)
+                .saturating_add(other.map_or(0, |s| s.prefixes_received)),
+            prefixes_accepted: main
+                .map_or(0, |m| m.prefixes_accepted)
+                .saturating_add(other.map_or(0, |s| s.prefixes_accepted)),
+            prefixes_advertised: main
+                .map_or(0, |m| m.prefixes_advertised)
+                .saturating_add(other.map_or(0, |s| s.prefixes_advertised)),
             ..Default::default()
         };
-        if let (Some(now), Some((then, before))) = (counters, &self.counters) {
-            let secs = (at - then) as f64 / 1000.0;
-            if let Some(r) =
-                cic_model::metrics::Rates::between(&traffic(before), &traffic(now), secs)
-            {
-                s.bits_to_cloud = Some(r.bits_to_cloud as f32);
-                s.bits_from_cloud = Some(r.bits_from_cloud as f32);
-                s.packets_to_cloud = Some(r.packets_to_cloud as f32);
-                s.packets_from_cloud = Some(r.packets_from_cloud as f32);
+        // Rates over at least a second: a report soon after another (edges report at
+        // once when a session changes) is merged into the sample before it.
+        let close = self.recent.back().is_some_and(|x| at - x.at < MIN_GAP_MS);
+        let mut interval = None;
+        match (counters, &self.counters) {
+            (Some(now), Some((then, before))) if at - then >= MIN_GAP_MS => {
+                let secs = (at - then) as f64 / 1000.0;
+                if let Some(r) =
+                    cic_model::metrics::Rates::between(&traffic(before), &traffic(now), secs)
+                {
+                    s.bits_to_cloud = Some(r.bits_to_cloud as f32);
+                    s.bits_from_cloud = Some(r.bits_from_cloud as f32);
+                    s.packets_to_cloud = Some(r.packets_to_cloud as f32);
+                    s.packets_from_cloud = Some(r.packets_from_cloud as f32);
+                    interval = Some(secs);
+                }
+                self.counters = Some((at, *now));
             }
+            (Some(now), None) => self.counters = Some((at, *now)),
+            (Some(_), Some(_)) => {}
+            (None, _) => self.counters = None,
         }
-        self.counters = counters.map(|c| (at, *c));
         self.events_of(at, main, cfg.events);
-        // Every report, for the recent window.
+        // Every report (at most one a second), for the recent window.
         if !cfg.recent.is_zero() {
-            self.recent.push_back(s);
+            match self.recent.back_mut() {
+                Some(last) if close => {
+                    last.state = last.state.worse(s.state);
+                    last.state_ipv6 = match (last.state_ipv6, s.state_ipv6) {
+                        (Some(a), Some(b)) => Some(a.worse(b)),
+                        (a, b) => a.or(b),
+                    };
+                    last.prefixes_received = s.prefixes_received;
+                    last.prefixes_accepted = s.prefixes_accepted;
+                    last.prefixes_advertised = s.prefixes_advertised;
+                    if s.bits_to_cloud.is_some() {
+                        last.bits_to_cloud = s.bits_to_cloud;
+                        last.bits_from_cloud = s.bits_from_cloud;
+                        last.packets_to_cloud = s.packets_to_cloud;
+                        last.packets_from_cloud = s.packets_from_cloud;
+                    }
+                }
+                _ => self.recent.push_back(s),
+            }
             let oldest = at - cfg.recent.as_millis() as i64;
             while self.recent.front().is_some_and(|x| x.at < oldest) {
                 self.recent.pop_front();
@@ -379,7 +437,7 @@ impl Connection {
             let start = at - at.rem_euclid(60_000);
             match &mut self.minute {
                 Some(m) if m.start == start => {
-                    let rates = s.bits_to_cloud.is_some();
+                    m.add_rates(&s, interval);
                     m.sample.state = m.sample.state.worse(s.state);
                     m.sample.state_ipv6 = match (m.sample.state_ipv6, s.state_ipv6) {
                         (Some(a), Some(b)) => Some(a.worse(b)),
@@ -388,12 +446,6 @@ impl Connection {
                     m.sample.prefixes_received = s.prefixes_received;
                     m.sample.prefixes_accepted = s.prefixes_accepted;
                     m.sample.prefixes_advertised = s.prefixes_advertised;
-                    m.sample.bits_to_cloud = add(m.sample.bits_to_cloud, s.bits_to_cloud);
-                    m.sample.bits_from_cloud = add(m.sample.bits_from_cloud, s.bits_from_cloud);
-                    m.sample.packets_to_cloud = add(m.sample.packets_to_cloud, s.packets_to_cloud);
-                    m.sample.packets_from_cloud =
-                        add(m.sample.packets_from_cloud, s.packets_from_cloud);
-                    m.rates += u32::from(rates);
                 }
                 _ => {
                     if let Some(done) = self.minute.take() {
@@ -403,17 +455,23 @@ impl Connection {
                             self.minutes.pop_front();
                         }
                     }
-                    self.minute = Some(Minute {
+                    let mut m = Minute {
                         start,
                         sample: s,
-                        rates: u32::from(s.bits_to_cloud.is_some()),
-                    });
+                        ..Default::default()
+                    };
+                    m.add_rates(&s, interval);
+                    self.minute = Some(m);
                 }
             }
         }
     }
 
-    fn push_event(&mut self, at: i64, kind: &'static str, text: String, keep: usize) {
+    fn push_event(&mut self, at: i64, kind: &'static str, mut text: String, keep: usize) {
+        if let Some((cut, _)) = text.char_indices().nth(MAX_EVENT_TEXT) {
+            text.truncate(cut);
+            text.push('…');
+        }
         self.events.push_back(Event { at, kind, text });
         while self.events.len() > keep {
             self.events.pop_front();
@@ -627,6 +685,77 @@ mod tests {
     }
 
     #[test]
+    fn reports_a_moment_apart_are_one_sample_and_rates_span_a_second_at_least() {
+        let h = History::new(HistoryConfig::default());
+        let t0 = 1_700_000_000_000;
+        h.record("e1", t0, &report(session("ESTABLISHED", 3, None), 0), false);
+        // A burst of reports as a session flaps: one sample, the worse state kept.
+        for (i, state) in ["IDLE", "ESTABLISHED", "ESTABLISHED"].iter().enumerate() {
+            let at = t0 + 100 * (i as i64 + 1);
+            h.record(
+                "e1",
+                at,
+                &report(session(state, 3, Some("x".repeat(500).as_str())), 1000),
+                false,
+            );
+        }
+        let s = h.series("pc1", Window::Hour);
+        assert_eq!(s.samples.len(), 1, "{:?}", s.samples);
+        assert_eq!(s.samples[0].state, BgpState::Idle);
+        assert!(
+            s.events[0].text.chars().count() <= MAX_EVENT_TEXT + 1,
+            "cut"
+        );
+        // The next rate spans from the first report: 1,000,000 bytes in 2 s.
+        h.record(
+            "e1",
+            t0 + 2_000,
+            &report(session("ESTABLISHED", 3, None), 1_000_000),
+            false,
+        );
+        let s = h.series("pc1", Window::Hour);
+        assert_eq!(s.samples[1].bits_to_cloud, Some(4_000_000.0));
+        // Another edge reporting it (a move): no rate across the two edges' counters.
+        h.record(
+            "e2",
+            t0 + 4_000,
+            &report(session("ESTABLISHED", 3, None), 7),
+            false,
+        );
+        let s = h.series("pc1", Window::Hour);
+        assert_eq!(s.samples[2].bits_to_cloud, None);
+    }
+
+    #[test]
+    fn a_minute_s_rate_is_weighted_by_the_seconds_each_report_covers() {
+        let h = History::new(HistoryConfig::default());
+        let t0: i64 = 1_700_000_040_000; // on a minute
+        let at = |ms: i64| t0 + ms;
+        h.record(
+            "e1",
+            at(0),
+            &report(session("ESTABLISHED", 1, None), 0),
+            false,
+        );
+        // 1 s at 8 Mbit/s, then 9 s at 0: 0.8 Mbit/s over the ten seconds.
+        h.record(
+            "e1",
+            at(1_000),
+            &report(session("ESTABLISHED", 1, None), 1_000_000),
+            false,
+        );
+        h.record(
+            "e1",
+            at(10_000),
+            &report(session("ESTABLISHED", 1, None), 1_000_000),
+            false,
+        );
+        let day = h.series("pc1", Window::Day);
+        let rate = day.samples[0].bits_to_cloud.expect("a rate");
+        assert!((rate - 800_000.0).abs() < 1.0, "{rate}");
+    }
+
+    #[test]
     fn a_drain_of_the_edge_is_an_event_of_its_connections() {
         let h = History::new(HistoryConfig::default());
         let up = report(session("ESTABLISHED", 1, None), 0);
@@ -669,9 +798,12 @@ mod tests {
     #[test]
     fn the_default_cost_per_connection_is_as_documented() {
         let per = HistoryConfig::default().bytes_per_connection(Duration::from_secs(5));
-        // README: at most about 130 KiB a connection with reports every 5 s (720 reports,
-        // 1,440 minutes, 100 events).
-        assert!(per < 135 * 1024, "{per}");
+        // README: about 190 KiB a connection with reports every 5 s (720 reports, 1,440
+        // minutes, 100 events, in buffers of 1,024, 2,048 and 128).
+        assert!((180 * 1024..200 * 1024).contains(&per), "{per}");
+        let busy = HistoryConfig::default().bytes_per_connection(Duration::from_secs(1));
+        // README: at most about 370 KiB when a connection's edge reports every second.
+        assert!(busy < 380 * 1024, "{busy}");
         assert_eq!(
             std::mem::size_of::<Sample>(),
             56,

@@ -220,17 +220,27 @@ pub fn lines(
     c
 }
 
+/// How far a sample's state is drawn when no sample follows soon: a gap in the reports
+/// (an edge that stopped reporting) is left blank, not drawn as the last state.
+const REACH_MS: i64 = 60_000;
+
 /// The session's state as a band: green while ESTABLISHED, red otherwise, each sample
-/// reaching to the next.
+/// reaching to the next (at most [`REACH_MS`], or two of the window's minute samples).
 pub fn states(samples: &[Value], span: Span) -> Chart {
     let mut c = frame("bgp-state", "BGP session", span);
+    let reach = if span.to - span.from > 3_600_000 {
+        2 * 60_000
+    } else {
+        REACH_MS
+    };
     for (i, s) in samples.iter().enumerate() {
         let Some(t) = at(s) else { continue };
         let end = samples
             .get(i + 1)
             .and_then(at)
             .unwrap_or(span.to)
-            .min(span.to);
+            .min(span.to)
+            .min(t + reach);
         let state = s.get("state").and_then(Value::as_str).unwrap_or("");
         let x = span.x(t);
         let w = (span.x(end) - x).max(1.0);
@@ -326,6 +336,17 @@ mod tests {
         let mut c = states(&samples, span);
         let classes: Vec<&str> = c.bands.iter().map(|b| b.class).collect();
         assert_eq!(classes, ["ok", "bad", "ok"]);
+        // A report long ago is not drawn to now.
+        let long = Span {
+            from: 0,
+            to: 3_600_000,
+        };
+        let c2 = states(&[json!({"at": 0, "state": "ESTABLISHED"})], long);
+        assert!(
+            c2.bands[0].w < 30.0,
+            "a minute of an hour: {}",
+            c2.bands[0].w
+        );
         mark(
             &mut c,
             &[

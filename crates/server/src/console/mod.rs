@@ -335,17 +335,23 @@ impl Ctx {
     }
 }
 
-/// The cookie's secret, if the request has one that looks like ours — and only one: a
-/// second (one planted for a narrower path or over plain HTTP) makes the request signed
-/// out rather than let the planted one win.
-pub(crate) fn cookie_secret(headers: &HeaderMap) -> Option<String> {
+/// The cookie's secret, if the request has one that looks like ours — of the name in use
+/// (`secure`: only the `__Host-` one, which no plain-HTTP page or other host can set) and
+/// only one: a second (planted for a narrower path) makes the request signed out rather
+/// than let the planted one win.
+pub(crate) fn cookie_secret(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let name = if secure {
+        session::SECURE_COOKIE
+    } else {
+        session::COOKIE
+    };
     let mut ours = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .filter(|(k, _)| *k == session::COOKIE || *k == session::SECURE_COOKIE)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string());
     let first = ours.next()?;
     if ours.next().is_some() {
@@ -396,7 +402,8 @@ impl FromRequestParts<Arc<Console>> for Ctx {
         parts: &mut Parts,
         c: &Arc<Console>,
     ) -> Result<Self, Self::Rejection> {
-        let Some(secret) = cookie_secret(&parts.headers) else {
+        let tls = parts.extensions.get::<Peer>().is_some_and(|p| p.tls);
+        let Some(secret) = cookie_secret(&parts.headers, c.secure_cookie(tls)) else {
             return Err(to_signin(parts));
         };
         let id_hash = session::id_hash(&secret);
@@ -668,6 +675,12 @@ pub(crate) fn same_site(headers: &HeaderMap) -> bool {
 /// The session cookie: HttpOnly, SameSite=Strict. Secure (over TLS), it is
 /// `__Host-cic_console` for the whole host — a cookie no other site, subdomain or plain
 /// HTTP page can set; without TLS (a lab on loopback), `cic_console` for `/console`.
+/// The Set-Cookie that ends the session cookie of the other name (the one not in use):
+/// one left from before TLS, or planted, is not sent again.
+pub(crate) fn expire_other(secure: bool) -> HeaderValue {
+    cookie("", 0, !secure)
+}
+
 pub(crate) fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     let v = if secure {
         format!(
@@ -903,13 +916,28 @@ mod tests {
             HeaderValue::from_str(&format!("a=b; cic_console={secret}"))
                 .unwrap_or(HeaderValue::from_static("")),
         );
-        assert_eq!(cookie_secret(&h).as_deref(), Some(secret.as_str()));
+        assert_eq!(cookie_secret(&h, false).as_deref(), Some(secret.as_str()));
+        assert_eq!(
+            cookie_secret(&h, true),
+            None,
+            "over TLS only the __Host- cookie counts"
+        );
         h.append(
             header::COOKIE,
             HeaderValue::from_str(&format!("__Host-cic_console={}", session::new_secret()))
                 .unwrap_or(HeaderValue::from_static("")),
         );
-        assert_eq!(cookie_secret(&h), None, "a planted second cookie");
+        assert_eq!(
+            cookie_secret(&h, true).map(|s| s.len()),
+            Some(64),
+            "the __Host- one alone"
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("cic_console={}", session::new_secret()))
+                .unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(cookie_secret(&h, false), None, "a planted second cookie");
     }
 
     #[test]

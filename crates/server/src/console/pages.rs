@@ -206,7 +206,8 @@ pub async fn signin(
         expires_at: now + session::LIFETIME_SECS,
     };
     // A session this browser had is ended: one session a browser.
-    let previous = super::cookie_secret(&headers).map(|s| session::id_hash(&s));
+    let secure = c.secure_cookie(peer.as_ref().is_some_and(|p| p.tls));
+    let previous = super::cookie_secret(&headers, secure).map(|s| session::id_hash(&s));
     let written = async {
         let mut tx = c.st.store.begin().await?;
         if let Some(p) = &previous {
@@ -226,12 +227,13 @@ pub async fn signin(
             "The session could not be stored; try again in a moment.",
         );
     }
-    let secure = c.secure_cookie(peer.is_some_and(|p| p.tls));
     let mut resp = Redirect::to(&next).into_response();
-    resp.headers_mut().insert(
+    let h = resp.headers_mut();
+    h.insert(
         header::SET_COOKIE,
         cookie(&secret, session::LIFETIME_SECS, secure),
     );
+    h.append(header::SET_COOKIE, super::expire_other(secure));
     resp
 }
 
@@ -262,8 +264,9 @@ pub async fn signout(
     }
     let secure = c.secure_cookie(peer.is_some_and(|p| p.tls));
     let mut resp = Redirect::to("/console/signin").into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, cookie("", 0, secure));
+    let h = resp.headers_mut();
+    h.insert(header::SET_COOKIE, cookie("", 0, secure));
+    h.append(header::SET_COOKIE, super::expire_other(secure));
     resp
 }
 
@@ -585,7 +588,10 @@ async fn connection_of(
     } else {
         "hour"
     };
-    let graphs = try_api!(c, ctx, graphs(&c, &ctx, base, &pc, window).await);
+    // A page without its graphs rather than no page, if the history cannot be had.
+    let graphs = graphs(&c, &ctx, base, &pc, window).await.unwrap_or_else(
+        |f| json!({"window": window, "charts": [], "events": [], "error": f.error.message}),
+    );
     let noun = if kind == "publicConnections" {
         "Public connection"
     } else {
