@@ -167,8 +167,10 @@ struct Connection {
     minute: Option<Minute>,
     /// The last report's counters and its time, for rates.
     counters: Option<(i64, Counters)>,
-    /// The last report's session facts, for events.
+    /// The last report's session facts, for events (the IPv6 session's beside, for a
+    /// dual-stack connection).
     last: Option<Seen>,
+    last6: Option<Seen>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -274,6 +276,7 @@ impl History {
                 c.edge = edge.to_string();
                 c.counters = None;
                 c.last = None;
+                c.last6 = None;
             }
             c.seen_at = at;
             c.take(at, v4, v6, counters.get(id).copied(), &self.config);
@@ -405,7 +408,7 @@ impl Connection {
             (Some(_), Some(_)) => {}
             (None, _) => self.counters = None,
         }
-        self.events_of(at, main, cfg.events);
+        self.events_of(at, main, other, cfg.events);
         // Every report (at most one a second), for the recent window.
         if !cfg.recent.is_zero() {
             match self.recent.back_mut() {
@@ -478,54 +481,88 @@ impl Connection {
         }
     }
 
-    /// Events: what changed since the last report (`s`: the session, if there is one).
-    fn events_of(&mut self, at: i64, s: Option<&SessionStatus>, keep: usize) {
-        let seen = Seen {
+    /// Events: what changed since the last report, of the connection's session (`s`, if
+    /// there is one) and of its IPv6 session beside it (`s6`, dual stack).
+    fn events_of(
+        &mut self,
+        at: i64,
+        s: Option<&SessionStatus>,
+        s6: Option<&SessionStatus>,
+        keep: usize,
+    ) {
+        let seen = Seen::of(s);
+        let seen6 = s6.map(|x| Seen::of(Some(x)));
+        let before = self.last.replace(seen.clone());
+        let before6 = std::mem::replace(&mut self.last6, seen6.clone());
+        let mut found = Vec::new();
+        if let Some(before) = before {
+            found.extend(changes(&before, &seen, s, ""));
+        }
+        if let (Some(before6), Some(seen6)) = (before6, seen6) {
+            found.extend(changes(&before6, &seen6, s6, "IPv6 "));
+        }
+        for (kind, text) in found {
+            self.push_event(at, kind, text, keep);
+        }
+    }
+}
+
+impl Seen {
+    fn of(s: Option<&SessionStatus>) -> Seen {
+        Seen {
             state: s.map_or(BgpState::NoSession, |s| BgpState::of(&s.state)),
             bfd_up: s
                 .and_then(|s| s.bfd.as_ref())
                 .map(|b| b.state.eq_ignore_ascii_case("up")),
             held: s.is_some_and(|s| s.prefix_limit_exceeded),
-        };
-        let before = self.last.replace(seen.clone());
-        let Some(before) = before else { return };
-        let mut push = |kind: &'static str, text: String| self.push_event(at, kind, text, keep);
-        let up = |x: BgpState| x == BgpState::Established;
-        if up(before.state) && !up(seen.state) {
-            let why = match s {
-                None => {
-                    ": the edge has no session (a failover test holds it down, or its link is down)"
-                        .to_string()
-                }
-                Some(s) => s
-                    .last_error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default(),
-            };
-            push("SESSION_DOWN", format!("BGP session down{why}"));
-        } else if !up(before.state) && up(seen.state) {
-            push("SESSION_UP", "BGP session established".into());
-        }
-        match (before.bfd_up, seen.bfd_up) {
-            (Some(true), Some(false)) => {
-                let why = s
-                    .and_then(|s| s.bfd.as_ref())
-                    .and_then(|b| b.last_diagnostic.clone())
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default();
-                push("BFD_DOWN", format!("BFD down{why}"));
-            }
-            (Some(false), Some(true)) => push("BFD_UP", "BFD up".into()),
-            _ => {}
-        }
-        if !before.held && seen.held {
-            push(
-                "PREFIX_LIMIT",
-                "more prefixes than the limit: the session is held down".into(),
-            );
         }
     }
+}
+
+/// The events between two reports of one session (`family`: "" or "IPv6 ").
+fn changes(
+    before: &Seen,
+    seen: &Seen,
+    s: Option<&SessionStatus>,
+    family: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let up = |x: BgpState| x == BgpState::Established;
+    if up(before.state) && !up(seen.state) {
+        let why = match s {
+            None => {
+                ": the edge has no session (a failover test holds it down, or its link is down)"
+                    .to_string()
+            }
+            Some(s) => s
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default(),
+        };
+        out.push(("SESSION_DOWN", format!("{family}BGP session down{why}")));
+    } else if !up(before.state) && up(seen.state) {
+        out.push(("SESSION_UP", format!("{family}BGP session established")));
+    }
+    match (before.bfd_up, seen.bfd_up) {
+        (Some(true), Some(false)) => {
+            let why = s
+                .and_then(|s| s.bfd.as_ref())
+                .and_then(|b| b.last_diagnostic.clone())
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            out.push(("BFD_DOWN", format!("{family}BFD down{why}")));
+        }
+        (Some(false), Some(true)) => out.push(("BFD_UP", format!("{family}BFD up"))),
+        _ => {}
+    }
+    if !before.held && seen.held {
+        out.push((
+            "PREFIX_LIMIT",
+            format!("{family}more prefixes than the limit: the session is held down"),
+        ));
+    }
+    out
 }
 
 fn traffic(c: &Counters) -> cic_model::metrics::Traffic {
@@ -753,6 +790,28 @@ mod tests {
         let day = h.series("pc1", Window::Day);
         let rate = day.samples[0].bits_to_cloud.expect("a rate");
         assert!((rate - 800_000.0).abs() < 1.0, "{rate}");
+    }
+
+    #[test]
+    fn a_dual_stack_connection_s_ipv6_session_has_events_of_its_own() {
+        let h = History::new(HistoryConfig::default());
+        let both = |v6: &str| {
+            let mut r = report(session("ESTABLISHED", 1, None), 0);
+            let mut s6 = session(v6, 1, Some("hold timer expired"));
+            s6.family = Family::Ipv6;
+            r.sessions.push(s6);
+            r
+        };
+        h.record("e1", 0, &both("ESTABLISHED"), false);
+        h.record("e1", 5_000, &both("IDLE"), false);
+        let s = h.series("pc1", Window::Hour);
+        let texts: Vec<&str> = s.events.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(
+            texts[0], "IPv6 BGP session down: hold timer expired",
+            "{texts:?}"
+        );
+        assert_eq!(s.samples[1].state, BgpState::Established);
+        assert_eq!(s.samples[1].state_ipv6, Some(BgpState::Idle));
     }
 
     #[test]

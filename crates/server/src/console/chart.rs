@@ -241,7 +241,17 @@ pub fn states(samples: &[Value], span: Span) -> Chart {
             .unwrap_or(span.to)
             .min(span.to)
             .min(t + reach);
-        let state = s.get("state").and_then(Value::as_str).unwrap_or("");
+        // A dual-stack connection's band is the worse of its two sessions.
+        let v4 = s.get("state").and_then(Value::as_str).unwrap_or("");
+        let v6 = s.get("stateIpv6").and_then(Value::as_str);
+        let state = match v6 {
+            Some(v6) if v4 == "ESTABLISHED" => v6,
+            _ => v4,
+        };
+        let title = match v6 {
+            Some(v6) => format!("IPv4 {v4}, IPv6 {v6}"),
+            None => v4.to_string(),
+        };
         let x = span.x(t);
         let w = (span.x(end) - x).max(1.0);
         let class = match state {
@@ -254,12 +264,7 @@ pub fn states(samples: &[Value], span: Span) -> Chart {
             Some(b) if b.class == class && (b.x + b.w - x).abs() < 1.5 => {
                 b.w = x + w - b.x;
             }
-            _ => c.bands.push(Band {
-                x,
-                w,
-                class,
-                title: state.to_string(),
-            }),
+            _ => c.bands.push(Band { x, w, class, title }),
         }
         c.empty = false;
     }
@@ -336,6 +341,13 @@ mod tests {
         let mut c = states(&samples, span);
         let classes: Vec<&str> = c.bands.iter().map(|b| b.class).collect();
         assert_eq!(classes, ["ok", "bad", "ok"]);
+        // Dual stack: the worse of the two sessions.
+        let c3 = states(
+            &[json!({"at": 0, "state": "ESTABLISHED", "stateIpv6": "IDLE"})],
+            span,
+        );
+        assert_eq!(c3.bands[0].class, "bad");
+        assert_eq!(c3.bands[0].title, "IPv4 ESTABLISHED, IPv6 IDLE");
         // A report long ago is not drawn to now.
         let long = Span {
             from: 0,
