@@ -132,6 +132,8 @@ pub struct Agent {
     /// Held while a report is made and sent: reports reach the server in the order their
     /// state was read.
     reporting: Mutex<()>,
+    /// When the connections' counters were last read for a report.
+    counters_read: std::sync::Mutex<Option<std::time::Instant>>,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -161,6 +163,7 @@ impl Agent {
         Ok(Arc::new(Agent {
             applying: Mutex::new(()),
             reporting: Mutex::new(()),
+            counters_read: std::sync::Mutex::new(None),
             opts,
             caps,
             underlay,

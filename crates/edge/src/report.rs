@@ -14,6 +14,23 @@ use crate::{Agent, State, instance};
 impl Agent {
     pub async fn report_now(&self) -> EdgeReport {
         let (mut report, sources) = self.report_state().await;
+        // The counters go with a report once per report interval at most: a session
+        // changing sends a report at once, and with 1,000 instances reading them is 1,000
+        // netlink dumps (the server keeps the last ones it had for its rates).
+        let due = {
+            let mut last = self
+                .counters_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last.is_none_or(|t| t.elapsed() >= self.opts.report_every);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if !due {
+            return report;
+        }
         // The counters are read with the agent's lock released (a netlink dump per
         // routing instance).
         use futures::stream::{self, StreamExt};

@@ -405,8 +405,9 @@ impl Connection {
                 self.counters = Some((at, *now));
             }
             (Some(now), None) => self.counters = Some((at, *now)),
-            (Some(_), Some(_)) => {}
-            (None, _) => self.counters = None,
+            // Too soon for a rate, or a report without counters (an edge sends them once
+            // per report interval): the last ones stay for the next rate.
+            (Some(_), Some(_)) | (None, _) => {}
         }
         self.events_of(at, main, other, cfg.events);
         // Every report (at most one a second), for the recent window.
@@ -761,6 +762,28 @@ mod tests {
         );
         let s = h.series("pc1", Window::Hour);
         assert_eq!(s.samples[2].bits_to_cloud, None);
+    }
+
+    #[test]
+    fn a_report_without_counters_keeps_the_last_ones_for_the_next_rate() {
+        let h = History::new(HistoryConfig::default());
+        h.record("e1", 0, &report(session("ESTABLISHED", 1, None), 0), false);
+        let mut bare = report(session("ESTABLISHED", 1, None), 0);
+        bare.traffic.clear();
+        h.record("e1", 2_000, &bare, false);
+        h.record(
+            "e1",
+            5_000,
+            &report(session("ESTABLISHED", 1, None), 5_000_000),
+            false,
+        );
+        let s = h.series("pc1", Window::Hour);
+        assert_eq!(s.samples[1].bits_to_cloud, None, "no counters, no rate");
+        assert_eq!(
+            s.samples[2].bits_to_cloud,
+            Some(8_000_000.0),
+            "over the 5 s since"
+        );
     }
 
     #[test]
