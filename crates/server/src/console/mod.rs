@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -142,60 +142,11 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
         .route("/console/folders/{id}", get(pages::folder))
         .route("/console/folders/{id}/{kind}/new", get(new_form))
         .route("/console/folders/{id}/{kind}", post(create))
-        .route("/console/privateConnections/{id}", get(pages::connection))
-        .route(
-            "/console/privateConnections/{id}/edit",
-            get(edit_form_of::<0>).post(edit_of::<0>),
-        )
-        .route(
-            "/console/trunkConnections/{id}/edit",
-            get(edit_form_of::<2>).post(edit_of::<2>),
-        )
-        .route(
-            "/console/routingInstances/{id}/edit",
-            get(edit_form_of::<3>).post(edit_of::<3>),
-        )
         .route(
             "/console/routingInstances/{id}/prefixes",
             get(pages::prefixes_form).post(pages::prefixes_post),
         )
-        .route(
-            "/console/privateConnections/{id}/delete",
-            get(confirm_of::<0>).post(delete_of::<0>),
-        )
-        .route(
-            "/console/publicConnections/{id}/delete",
-            get(confirm_of::<1>).post(delete_of::<1>),
-        )
-        .route(
-            "/console/trunkConnections/{id}/delete",
-            get(confirm_of::<2>).post(delete_of::<2>),
-        )
-        .route(
-            "/console/routingInstances/{id}/delete",
-            get(confirm_of::<3>).post(delete_of::<3>),
-        )
         .route("/console/routingInstances/{id}/attach", post(pages::attach))
-        .route(
-            "/console/privateConnections/{id}/failoverTest",
-            post(pages::failover_test),
-        )
-        .route(
-            "/console/privateConnections/{id}/routes",
-            get(pages::routes),
-        )
-        .route(
-            "/console/publicConnections/{id}",
-            get(pages::public_connection),
-        )
-        .route(
-            "/console/publicConnections/{id}/routes",
-            get(pages::public_routes),
-        )
-        .route(
-            "/console/publicConnections/{id}/failoverTest",
-            post(pages::public_failover_test),
-        )
         .route("/console/trunkConnections/{id}", get(pages::trunk))
         .route(
             "/console/routingInstances/{id}",
@@ -207,8 +158,59 @@ pub fn router(st: Arc<AppState>, api: Router) -> Router {
             "/console/{*rest}",
             get(pages::not_found).post(pages::not_found),
         )
+        .merge(kind_routes())
         .layer(axum::middleware::from_fn(console_headers))
         .with_state(console)
+}
+
+type Form = axum::Form<Vec<(String, String)>>;
+
+/// The pages several kinds have, each with its kind's name in the path: a connection's
+/// (private and public), a delete (every kind), an edit (all but public connections).
+fn kind_routes() -> Router<Arc<Console>> {
+    let mut r = Router::new();
+    for kind in ["privateConnections", "publicConnections"] {
+        r = r
+            .route(
+                &format!("/console/{kind}/{{id}}"),
+                get(move |st, ctx, id, w: Query<pages::WindowQuery>| {
+                    pages::connection(kind, st, ctx, id, w)
+                }),
+            )
+            .route(
+                &format!("/console/{kind}/{{id}}/routes"),
+                get(move |st, ctx, id, q: Query<pages::RoutesQuery>| {
+                    pages::routes(kind, st, ctx, id, q)
+                }),
+            )
+            .route(
+                &format!("/console/{kind}/{{id}}/failoverTest"),
+                post(move |st, ctx, headers, id, form: Form| {
+                    pages::failover_test(kind, st, ctx, headers, id, form)
+                }),
+            );
+    }
+    for kind in DELETABLE {
+        r = r.route(
+            &format!("/console/{kind}/{{id}}/delete"),
+            get(move |st, ctx, id| pages::confirm_delete(kind, st, ctx, id)).post(
+                move |st, ctx, headers, id, form: Form| {
+                    pages::delete(kind, st, ctx, headers, id, form)
+                },
+            ),
+        );
+    }
+    for kind in ["privateConnections", "trunkConnections", "routingInstances"] {
+        r = r.route(
+            &format!("/console/{kind}/{{id}}/edit"),
+            get(move |st, ctx, id| pages::edit_form(kind, st, ctx, id)).post(
+                move |st, ctx, headers, id, form: Form| {
+                    pages::edit(kind, st, ctx, headers, id, form)
+                },
+            ),
+        );
+    }
+    r
 }
 
 /// The kind a folder's path names (`privateConnections`, …), if the console makes it.
@@ -241,46 +243,6 @@ async fn create(
         Some(k) => pages::create(k, c, ctx, headers, folder, form).await,
         None => c.not_found(&ctx),
     }
-}
-
-/// `POST /console/{kind}/{id}/delete` of the `K`th kind of [`DELETABLE`].
-async fn delete_of<const K: usize>(
-    st: axum::extract::State<Arc<Console>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    id: axum::extract::Path<String>,
-    form: axum::Form<Vec<(String, String)>>,
-) -> Response {
-    pages::delete(DELETABLE[K], st, ctx, headers, id, form).await
-}
-
-/// `GET /console/{kind}/{id}/edit` of the `K`th kind of [`DELETABLE`].
-async fn edit_form_of<const K: usize>(
-    st: axum::extract::State<Arc<Console>>,
-    ctx: Ctx,
-    id: axum::extract::Path<String>,
-) -> Response {
-    pages::edit_form(DELETABLE[K], st, ctx, id).await
-}
-
-/// `POST /console/{kind}/{id}/edit` of the `K`th kind of [`DELETABLE`].
-async fn edit_of<const K: usize>(
-    st: axum::extract::State<Arc<Console>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    id: axum::extract::Path<String>,
-    form: axum::Form<Vec<(String, String)>>,
-) -> Response {
-    pages::edit(DELETABLE[K], st, ctx, headers, id, form).await
-}
-
-/// `GET /console/{kind}/{id}/delete`: are you sure?
-async fn confirm_of<const K: usize>(
-    st: axum::extract::State<Arc<Console>>,
-    ctx: Ctx,
-    id: axum::extract::Path<String>,
-) -> Response {
-    pages::confirm_delete(DELETABLE[K], st, ctx, id).await
 }
 
 /// What the console deletes, by its path's kind.

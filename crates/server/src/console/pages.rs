@@ -90,6 +90,44 @@ macro_rules! check_id {
     };
 }
 
+/// The page an `Err` is (boxed: a response is large), returned; the value of an `Ok`.
+macro_rules! or_page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+
+/// The API collection of `kind` for the resource `id`, both checked; the not-found page
+/// for either that is not one.
+fn base_of(c: &Console, ctx: &Ctx, kind: &str, id: &str) -> Result<&'static str, Box<Response>> {
+    match api_base(kind) {
+        Some(base) if plain_id(id) => Ok(base),
+        _ => Err(Box::new(c.not_found(ctx))),
+    }
+}
+
+/// The resource `id` of `kind` as the API shows it to the caller, with its collection.
+async fn fetch_of(
+    c: &Console,
+    ctx: &Ctx,
+    kind: &str,
+    id: &str,
+) -> Result<(&'static str, Value), Box<Response>> {
+    let base = base_of(c, ctx, kind, id)?;
+    match c.api(ctx, Method::GET, &format!("{base}/{id}"), None).await {
+        Ok(v) => Ok((base, v)),
+        Err(f) => Err(Box::new(c.failure(ctx, f))),
+    }
+}
+
+/// The page of operation `op` (an API answer), where a change is followed.
+fn to_operation(op: &Value) -> Response {
+    Redirect::to(&format!("/console/operations/{}", s(op, "id"))).into_response()
+}
+
 // ---------------------------------------------------------------------------------------
 // Signing in and out
 
@@ -518,38 +556,16 @@ async fn graphs(
     Ok(json!({"window": window, "charts": charts, "events": listed}))
 }
 
-pub async fn connection(st: C, ctx: Ctx, id: Path<String>, w: Query<WindowQuery>) -> Response {
-    connection_of("privateConnections", st, ctx, id, w).await
-}
-
-pub async fn public_connection(
-    st: C,
-    ctx: Ctx,
-    id: Path<String>,
-    w: Query<WindowQuery>,
-) -> Response {
-    connection_of("publicConnections", st, ctx, id, w).await
-}
-
 /// A private or public connection's page: its sessions, graphs, failover tests and
 /// operations, and an editor's actions.
-async fn connection_of(
+pub async fn connection(
     kind: &str,
     State(c): C,
     ctx: Ctx,
     Path(id): Path<String>,
     Query(w): Query<WindowQuery>,
 ) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
-    let pc = try_api!(
-        c,
-        ctx,
-        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
-            .await
-    );
+    let (base, pc) = or_page!(fetch_of(&c, &ctx, kind, &id).await);
     let folder = s(&pc, "folderId").to_string();
     let trunk_id = s(&pc, "trunkConnectionId");
     let trunk = if plain_id(trunk_id) {
@@ -620,32 +636,15 @@ pub struct RoutesQuery {
     family: Option<String>,
 }
 
-pub async fn routes(st: C, ctx: Ctx, id: Path<String>, q: Query<RoutesQuery>) -> Response {
-    routes_of("privateConnections", st, ctx, id, q).await
-}
-
-pub async fn public_routes(st: C, ctx: Ctx, id: Path<String>, q: Query<RoutesQuery>) -> Response {
-    routes_of("publicConnections", st, ctx, id, q).await
-}
-
 /// The looking glass of a private or public connection.
-async fn routes_of(
+pub async fn routes(
     kind: &str,
     State(c): C,
     ctx: Ctx,
     Path(id): Path<String>,
     Query(q): Query<RoutesQuery>,
 ) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
-    let pc = try_api!(
-        c,
-        ctx,
-        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
-            .await
-    );
+    let (base, pc) = or_page!(fetch_of(&c, &ctx, kind, &id).await);
     let direction = q
         .direction
         .as_deref()
@@ -698,16 +697,7 @@ pub async fn routing_instance(State(c): C, ctx: Ctx, Path(id): Path<String>) -> 
 /// its operations, and for an editor its delete button (and a routing instance's form to
 /// attach a connection).
 async fn resource(c: Arc<Console>, ctx: Ctx, id: String, kind: &str, noun: &str) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
-    let v = try_api!(
-        c,
-        ctx,
-        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
-            .await
-    );
+    let (base, v) = or_page!(fetch_of(&c, &ctx, kind, &id).await);
     let ops = c
         .api(&ctx, Method::GET, &format!("{base}/{id}/operations"), None)
         .await
@@ -960,42 +950,66 @@ async fn folder_trunks(c: &Console, ctx: &Ctx, folder: &str) -> Result<Vec<Value
     .await
 }
 
-/// A form page: the fields, the values sent, the errors beside them.
-#[allow(clippy::too_many_arguments)]
-fn form_page(
-    c: &Console,
-    ctx: &Ctx,
-    status: StatusCode,
-    title: &str,
-    action: &str,
-    back: &str,
-    fields: &[Field],
-    values: Map<String, Value>,
-    failure: Option<Failure>,
-) -> Response {
-    let (errors, others, message) = match failure {
-        Some(f) => {
-            let message = f.error.message.clone();
-            let (at, others) = forms::split_errors(f.field_errors(), fields);
-            (at, others, Some(message))
+/// A form's page: its title, where it posts, where Cancel leads, its fields.
+struct FormPage<'a> {
+    title: String,
+    action: String,
+    back: String,
+    fields: &'a [Field],
+}
+
+impl FormPage<'_> {
+    /// The form with `values`, and the API's errors beside the fields they name.
+    fn show(
+        &self,
+        c: &Console,
+        ctx: &Ctx,
+        status: StatusCode,
+        values: Map<String, Value>,
+        failure: Option<Failure>,
+    ) -> Response {
+        let (errors, others, message) = match failure {
+            Some(f) => {
+                let message = f.error.message.clone();
+                let (at, others) = forms::split_errors(f.field_errors(), self.fields);
+                (at, others, Some(message))
+            }
+            None => (Map::new(), Vec::new(), None),
+        };
+        c.render_status(
+            Some(ctx),
+            status,
+            "form.html",
+            json!({
+                "title": self.title,
+                "action": self.action,
+                "back": self.back,
+                "fields": self.fields,
+                "values": values,
+                "errors": errors,
+                "other_errors": others,
+                "message": message,
+            }),
+        )
+    }
+
+    /// After the API answered the form sent: its operation's page, or the form again as
+    /// it was sent, with what the API refused.
+    fn answered(
+        &self,
+        c: &Console,
+        ctx: &Ctx,
+        answer: Result<Value, Failure>,
+        form: &[(String, String)],
+    ) -> Response {
+        match answer {
+            Ok(op) => to_operation(&op),
+            Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
+                self.show(c, ctx, f.status, forms::values(form, self.fields), Some(f))
+            }
+            Err(f) => c.failure(ctx, f),
         }
-        None => (Map::new(), Vec::new(), None),
-    };
-    c.render_status(
-        Some(ctx),
-        status,
-        "form.html",
-        json!({
-            "title": title,
-            "action": action,
-            "back": back,
-            "fields": fields,
-            "values": values,
-            "errors": errors,
-            "other_errors": others,
-            "message": message,
-        }),
-    )
+    }
 }
 
 /// What a folder's "New …" form makes.
@@ -1025,6 +1039,16 @@ impl NewKind {
     }
 
     /// The console's path under a folder.
+    /// Its form's page in `folder`.
+    fn page<'a>(self, folder: &str, fields: &'a [Field]) -> FormPage<'a> {
+        FormPage {
+            title: self.title().to_string(),
+            action: format!("/console/folders/{folder}/{}", self.segment()),
+            back: format!("/console/folders/{folder}"),
+            fields,
+        }
+    }
+
     pub fn segment(self) -> &'static str {
         match self {
             NewKind::Connection => "privateConnections",
@@ -1167,17 +1191,8 @@ pub async fn new_form(kind: NewKind, c: Arc<Console>, ctx: Ctx, folder: String) 
             "Creating in this folder needs the editor role.",
         );
     }
-    form_page(
-        &c,
-        &ctx,
-        StatusCode::OK,
-        kind.title(),
-        &format!("/console/folders/{folder}/{}", kind.segment()),
-        &format!("/console/folders/{folder}"),
-        &fields,
-        Map::new(),
-        None,
-    )
+    kind.page(&folder, &fields)
+        .show(&c, &ctx, StatusCode::OK, Map::new(), None)
 }
 
 /// `POST /console/folders/{id}/{kind}`: the API's create; its errors beside the fields.
@@ -1197,24 +1212,9 @@ pub async fn create(
     let mut base = Map::new();
     base.insert("folderId".into(), json!(folder));
     let body = forms::body(&form, &fields, base);
-    match c.api(&ctx, Method::POST, kind.api(), Some(body)).await {
-        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
-        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
-            let status = f.status;
-            form_page(
-                &c,
-                &ctx,
-                status,
-                kind.title(),
-                &format!("/console/folders/{folder}/{}", kind.segment()),
-                &format!("/console/folders/{folder}"),
-                &fields,
-                forms::values(&form, &fields),
-                Some(f),
-            )
-        }
-        Err(f) => c.failure(&ctx, f),
-    }
+    let answer = c.api(&ctx, Method::POST, kind.api(), Some(body)).await;
+    kind.page(&folder, &fields)
+        .answered(&c, &ctx, answer, &form)
 }
 
 /// What the edit form of a kind changes: name and description; a private connection's
@@ -1263,16 +1263,7 @@ fn value_at(v: &Value, name: &str) -> Value {
 /// `GET /console/{kind}/{id}/edit`: a private connection's, trunk's or routing instance's
 /// name and description.
 pub async fn edit_form(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
-    let v = try_api!(
-        c,
-        ctx,
-        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
-            .await
-    );
+    let (_, v) = or_page!(fetch_of(&c, &ctx, kind, &id).await);
     if !can_write(&c, &ctx, s(&v, "folderId")).await {
         return c.error_page(
             Some(&ctx),
@@ -1286,17 +1277,17 @@ pub async fn edit_form(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>
         .iter()
         .map(|f| (f.name.to_string(), value_at(&v, f.name)))
         .collect();
-    form_page(
-        &c,
-        &ctx,
-        StatusCode::OK,
-        &format!("Edit {id}"),
-        &format!("/console/{kind}/{id}/edit"),
-        &format!("/console/{kind}/{id}"),
-        &fields,
-        values,
-        None,
-    )
+    edit_page(kind, &id, &fields).show(&c, &ctx, StatusCode::OK, values, None)
+}
+
+/// The edit form's page of resource `id` of `kind`.
+fn edit_page<'a>(kind: &str, id: &str, fields: &'a [Field]) -> FormPage<'a> {
+    FormPage {
+        title: format!("Edit {id}"),
+        action: format!("/console/{kind}/{id}/edit"),
+        back: format!("/console/{kind}/{id}"),
+        fields,
+    }
 }
 
 /// `POST /console/{kind}/{id}/edit`: a PATCH of both fields (an emptied description is
@@ -1309,15 +1300,11 @@ pub async fn edit(
     Path(id): Path<String>,
     Form(form): FormData,
 ) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
+    let base = or_page!(base_of(&c, &ctx, kind, &id));
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
     let fields = edit_fields(kind);
-    let values = forms::values(&form, &fields);
     let mut body = forms::body(&form, &fields, Map::new());
     // Name and description as they stand (emptied: cleared); BFD back to the operator's
     // default when both timers are emptied.
@@ -1334,27 +1321,10 @@ pub async fn edit(
         }
     }
     body["updateMask"] = json!(mask.join(","));
-    match c
+    let answer = c
         .api(&ctx, Method::PATCH, &format!("{base}/{id}"), Some(body))
-        .await
-    {
-        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
-        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
-            let status = f.status;
-            form_page(
-                &c,
-                &ctx,
-                status,
-                &format!("Edit {id}"),
-                &format!("/console/{kind}/{id}/edit"),
-                &format!("/console/{kind}/{id}"),
-                &fields,
-                values,
-                Some(f),
-            )
-        }
-        Err(f) => c.failure(&ctx, f),
-    }
+        .await;
+    edit_page(kind, &id, &fields).answered(&c, &ctx, answer, &form)
 }
 
 /// The fields of a routing instance's prefixes form: which VPC, add or remove, the zone,
@@ -1429,28 +1399,21 @@ async fn prefixes(
         .await
     );
     let fields = prefixes_fields(&ri);
-    let action = format!("/console/routingInstances/{id}/prefixes");
-    let back = format!("/console/routingInstances/{id}");
-    let title = format!(
-        "Prefixes of {}",
-        if s(&ri, "name").is_empty() {
-            &id
-        } else {
-            s(&ri, "name")
-        }
-    );
+    let page = FormPage {
+        title: format!(
+            "Prefixes of {}",
+            if s(&ri, "name").is_empty() {
+                &id
+            } else {
+                s(&ri, "name")
+            }
+        ),
+        action: format!("/console/routingInstances/{id}/prefixes"),
+        back: format!("/console/routingInstances/{id}"),
+        fields: &fields,
+    };
     if method != Method::POST {
-        return form_page(
-            &c,
-            &ctx,
-            StatusCode::OK,
-            &title,
-            &action,
-            &back,
-            &fields,
-            Map::new(),
-            None,
-        );
+        return page.show(&c, &ctx, StatusCode::OK, Map::new(), None);
     }
     let form = form.unwrap_or_default();
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
@@ -1469,32 +1432,15 @@ async fn prefixes(
         .cloned()
         .collect();
     let body = forms::body(&form, &body_fields, Map::new());
-    match c
+    let answer = c
         .api(
             &ctx,
             Method::POST,
             &format!("/cloudrouter/v1/routingInstances/{id}:{what}"),
             Some(body),
         )
-        .await
-    {
-        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
-        Err(f) if f.status == StatusCode::BAD_REQUEST || f.status == StatusCode::CONFLICT => {
-            let status = f.status;
-            form_page(
-                &c,
-                &ctx,
-                status,
-                &title,
-                &action,
-                &back,
-                &fields,
-                forms::values(&form, &fields),
-                Some(f),
-            )
-        }
-        Err(f) => c.failure(&ctx, f),
-    }
+        .await;
+    page.answered(&c, &ctx, answer, &form)
 }
 
 /// The API collection of a kind the console shows (`trunkConnections`, …).
@@ -1510,16 +1456,7 @@ pub fn api_base(kind: &str) -> Option<&'static str> {
 
 /// `GET /console/{kind}/{id}/delete`: what is about to be deleted, and a button that does.
 pub async fn confirm_delete(kind: &str, State(c): C, ctx: Ctx, Path(id): Path<String>) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
-    let v = try_api!(
-        c,
-        ctx,
-        c.api(&ctx, Method::GET, &format!("{base}/{id}"), None)
-            .await
-    );
+    let (_, v) = or_page!(fetch_of(&c, &ctx, kind, &id).await);
     let name = if s(&v, "name").is_empty() {
         id.as_str()
     } else {
@@ -1547,10 +1484,7 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(form): FormData,
 ) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
+    let base = or_page!(base_of(&c, &ctx, kind, &id));
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
@@ -1560,7 +1494,7 @@ pub async fn delete(
         c.api(&ctx, Method::DELETE, &format!("{base}/{id}"), None)
             .await
     );
-    Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response()
+    to_operation(&op)
 }
 
 /// `POST /console/routingInstances/{id}/attach`: a private connection joins it.
@@ -1589,7 +1523,7 @@ pub async fn attach(
         )
         .await
     {
-        Ok(op) => Redirect::to(&format!("/console/operations/{}", s(&op, "id"))).into_response(),
+        Ok(op) => to_operation(&op),
         Err(f) if f.status == StatusCode::NOT_FOUND => c.not_found(&ctx),
         Err(f) => c.error_page(
             Some(&ctx),
@@ -1600,28 +1534,8 @@ pub async fn attach(
     }
 }
 
-pub async fn failover_test(
-    st: C,
-    ctx: Ctx,
-    headers: HeaderMap,
-    id: Path<String>,
-    form: FormData,
-) -> Response {
-    failover_test_of("privateConnections", st, ctx, headers, id, form).await
-}
-
-pub async fn public_failover_test(
-    st: C,
-    ctx: Ctx,
-    headers: HeaderMap,
-    id: Path<String>,
-    form: FormData,
-) -> Response {
-    failover_test_of("publicConnections", st, ctx, headers, id, form).await
-}
-
 /// Starts or stops a private or public connection's failover test.
-async fn failover_test_of(
+pub async fn failover_test(
     kind: &str,
     State(c): C,
     ctx: Ctx,
@@ -1629,10 +1543,7 @@ async fn failover_test_of(
     Path(id): Path<String>,
     Form(form): FormData,
 ) -> Response {
-    check_id!(c, ctx, id);
-    let Some(base) = api_base(kind) else {
-        return c.not_found(&ctx);
-    };
+    let base = or_page!(base_of(&c, &ctx, kind, &id));
     if let Some(r) = c.refuse_form(&ctx, &headers, &form) {
         return r;
     }
