@@ -2636,19 +2636,9 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
                 .await
                 .expect("connection");
             wait_for_text_within(b, "#session-ipv4 td.bgp", "ESTABLISHED", long).await;
-            b.find(Locator::Id("start-test"))
-                .await
-                .expect("start")
-                .click()
-                .await
-                .expect("start");
+            click(b, "start-test").await;
             wait_for_text_within(b, "#events", "BGP session down", long).await;
-            b.find(Locator::Id("stop-test"))
-                .await
-                .expect("stop")
-                .click()
-                .await
-                .expect("stop");
+            click(b, "stop-test").await;
             wait_for_text_within(b, "#session-ipv4 td.bgp", "ESTABLISHED", long).await;
             // Back in the graph too: the band after the down one is up again, and a second
             // "established" event (the first was the lab's bring-up).
@@ -2682,49 +2672,28 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
             ))
             .await
             .expect("form");
-            b.find(Locator::Id("f-trunkConnectionId"))
-                .await
-                .expect("trunk field")
-                .select_by_value(trunk)
-                .await
-                .expect("choose the trunk");
-            for (id, v) in [
-                ("f-name", "site1-vlan300"),
-                ("f-vlanId", "100"),
-                ("f-ipv4Peering-peeringSubnet", "169.254.130.0/30"),
-                ("f-ipv4Peering-peerIp", "169.254.130.2"),
-                ("f-ipv4Peering-cloudIp", "169.254.130.1"),
-                ("f-ipv4Peering-peerBgpAsn", "65001"),
-            ] {
-                b.find(Locator::Id(id))
-                    .await
-                    .expect(id)
-                    .send_keys(v)
-                    .await
-                    .expect("type");
-            }
-            let save = || async {
-                b.find(Locator::Css("form.form button[type=submit]"))
-                    .await
-                    .expect("save")
-                    .click()
-                    .await
-                    .expect("submit");
-            };
-            save().await;
+            choose(b, "f-trunkConnectionId", trunk).await;
+            fill(
+                b,
+                &[
+                    ("f-name", "site1-vlan300"),
+                    ("f-vlanId", "100"),
+                    ("f-ipv4Peering-peeringSubnet", "169.254.130.0/30"),
+                    ("f-ipv4Peering-peerIp", "169.254.130.2"),
+                    ("f-ipv4Peering-cloudIp", "169.254.130.1"),
+                    ("f-ipv4Peering-peerBgpAsn", "65001"),
+                ],
+            )
+            .await;
+            submit(b).await;
             let err = text_of(b, ".field-error[data-field='vlanId']").await;
             assert!(err.contains("100"), "the VLAN in use, at its field: {err}");
             let vlan = b.find(Locator::Id("f-vlanId")).await.expect("vlan");
             vlan.clear().await.expect("clear");
             vlan.send_keys("300").await.expect("type");
-            save().await;
+            submit(b).await;
             wait_for_text_within(b, "#op-state", "done", long).await;
-            b.find(Locator::Id("op-resource"))
-                .await
-                .expect("its page")
-                .click()
-                .await
-                .expect("open");
+            click(b, "op-resource").await;
             wait_for_text_within(b, "#status", "ACTIVE", long).await;
             screenshot(b, "lab-new-connection").await;
 

@@ -3207,42 +3207,8 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
 #[tokio::test]
 async fn a_connection_s_history_holds_its_reports_rates_and_events_for_those_who_may_read_it() {
     let h = H::new().await;
-    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let (_, op) = h
-        .connection(
-            &trunk,
-            100,
-            "169.254.100.0/30",
-            "169.254.100.2",
-            "169.254.100.1",
-        )
-        .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
-    h.ok(
-        Method::POST,
-        "/cic/v1/cloudServices",
-        json!({"id": "CLOUD_SERVICE_S3", "prefixes": ["213.180.193.243/32"]}),
-    )
-    .await;
-    let op = h
-        .ok(
-            Method::POST,
-            "/cic/v1/publicConnections",
-            json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
-                   "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1",
-                                   "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
-                   "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
-                   "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]}),
-        )
-        .await;
-    let pu = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let (edge, trunk, pc) = h.one_connection().await;
+    let pu = h.public_connection(&trunk).await;
     let report = |state: &str, bytes: u64| {
         let session = |id: &str| {
             json!({"resourceId": id, "kind": "customer", "peer": "169.254.100.2",

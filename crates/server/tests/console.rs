@@ -33,28 +33,6 @@ async fn serve(h: &H) -> String {
     format!("http://{addr}")
 }
 
-/// Types each value into the input of that id.
-async fn fill(b: &fantoccini::Client, values: &[(&str, &str)]) {
-    for (id, v) in values {
-        b.find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"))
-            .send_keys(v)
-            .await
-            .expect("type");
-    }
-}
-
-/// Sends the page's form.
-async fn submit(b: &fantoccini::Client) {
-    b.find(Locator::Css("form.form button[type=submit]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
-}
-
 /// The edge reports its applied revision and the sessions given (as an edge does), and
 /// each connection's counters, a megabyte more each report.
 async fn report(h: &H, edge_token: &str, sessions: Value) {
@@ -93,22 +71,7 @@ fn session(pc: &str, state: &str) -> Value {
 /// A folder with a trunk and a connection whose session the edge reports ESTABLISHED.
 async fn world() -> (Arc<H>, String, String, String) {
     let h = H::new().await;
-    let (edge_token, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let (s, op) = h
-        .connection(
-            &trunk,
-            100,
-            "169.254.100.0/30",
-            "169.254.100.2",
-            "169.254.100.1",
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{op}");
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc id")
-        .to_string();
+    let (edge_token, trunk, pc) = h.one_connection().await;
     report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
     (Arc::new(h), edge_token, trunk, pc)
 }
@@ -241,27 +204,19 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     b.goto(&format!("{base}/console/folders/f1/privateConnections/new"))
         .await
         .expect("form");
-    for (id, v) in [
-        ("f-name", "second"),
-        ("f-vlanId", "5000"),
-        ("f-ipv4Peering-peeringSubnet", "169.254.101.0/30"),
-        ("f-ipv4Peering-peerIp", "169.254.101.2"),
-        ("f-ipv4Peering-cloudIp", "169.254.101.1"),
-        ("f-ipv4Peering-peerBgpAsn", "65001"),
-    ] {
-        b.find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"))
-            .send_keys(v)
-            .await
-            .expect("type");
-    }
-    b.find(Locator::Css("form.form button[type=submit]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
+    fill(
+        b,
+        &[
+            ("f-name", "second"),
+            ("f-vlanId", "5000"),
+            ("f-ipv4Peering-peeringSubnet", "169.254.101.0/30"),
+            ("f-ipv4Peering-peerIp", "169.254.101.2"),
+            ("f-ipv4Peering-cloudIp", "169.254.101.1"),
+            ("f-ipv4Peering-peerBgpAsn", "65001"),
+        ],
+    )
+    .await;
+    submit(b).await;
     let err = text_of(b, ".field-error[data-field='vlanId']").await;
     assert!(
         err.contains("2-4000"),
@@ -298,12 +253,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     let vlan = b.find(Locator::Id("f-vlanId")).await.expect("vlan");
     vlan.clear().await.expect("clear");
     vlan.send_keys("200").await.expect("type");
-    b.find(Locator::Css("form.form button[type=submit]"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("submit");
+    submit(b).await;
     wait_for_text(b, "#op-state", "in progress").await;
     assert_eq!(
         h.count("/cic/v1/privateConnections?folderId=f1").await,
@@ -311,33 +261,18 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     );
     report(&h, &edge_token, json!([session(&pc, "ESTABLISHED")])).await;
     wait_for_text(b, "#op-state", "done").await;
-    b.find(Locator::Id("op-resource"))
-        .await
-        .expect("link to the connection")
-        .click()
-        .await
-        .expect("open it");
+    click(b, "op-resource").await;
     wait_for_text(b, "#status", "ACTIVE").await;
 
     // A failover test, started and stopped from the page.
     b.goto(&format!("{base}/console/privateConnections/{pc}"))
         .await
         .expect("connection page");
-    b.find(Locator::Id("start-test"))
-        .await
-        .expect("start button")
-        .click()
-        .await
-        .expect("start");
+    click(b, "start-test").await;
     wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
     wait_for_text(b, "#events", "failover test started by alice").await;
     screenshot(b, "failover-test").await;
-    b.find(Locator::Id("stop-test"))
-        .await
-        .expect("stop button")
-        .click()
-        .await
-        .expect("stop");
+    click(b, "stop-test").await;
     wait_for_text(b, "#failover-tests", "STOPPED").await;
     assert!(b.find(Locator::Id("start-test")).await.is_ok());
 
@@ -402,12 +337,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         ],
     )
     .await;
-    b.find(Locator::Id("f-capacity"))
-        .await
-        .expect("capacity")
-        .select_by_value("CAPACITY_10_GBPS")
-        .await
-        .expect("choose a capacity");
+    choose(b, "f-capacity", "CAPACITY_10_GBPS").await;
     submit(b).await;
     wait_for_text(b, "#op-state", "in progress").await;
     let trunks = h
@@ -452,14 +382,12 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
         .send_keys("10.10.0.0/16, 10.11.0.0/16")
         .await
         .expect("type");
-    b.find(Locator::Id(
+    choose(
+        b,
         "f-cicPrivateConnectionInfo-0--cicPrivateConnectionId",
-    ))
-    .await
-    .expect("connection")
-    .select_by_value(&pc)
-    .await
-    .expect("choose the connection");
+        &pc,
+    )
+    .await;
     submit(b).await;
     wait_for_text(b, "#op-state", "in progress").await;
     let ri = h
@@ -481,12 +409,7 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     b.goto(&format!("{base}/console/routingInstances/{ri_id}"))
         .await
         .expect("instance page");
-    b.find(Locator::Id("prefixes"))
-        .await
-        .expect("prefixes button")
-        .click()
-        .await
-        .expect("open");
+    click(b, "prefixes").await;
     fill(
         b,
         &[
@@ -526,20 +449,10 @@ async fn a_customer_signs_in_sees_live_state_and_manages_connections() {
     ))
     .await
     .expect("instance page");
-    b.find(Locator::Id("delete"))
-        .await
-        .expect("delete button")
-        .click()
-        .await
-        .expect("delete");
+    click(b, "delete").await;
     // Asked first, on a page of its own.
     wait_for_text(b, "h1", "Delete cloud-router?").await;
-    b.find(Locator::Id("confirm"))
-        .await
-        .expect("confirm button")
-        .click()
-        .await
-        .expect("confirm");
+    click(b, "confirm").await;
     wait_for_text(b, "#op-state", "in progress").await;
     let (s, _) = h
         .admin(
@@ -733,27 +646,7 @@ async fn the_operator_sees_every_edge_with_its_report() {
     screenshot(b, "operator").await;
 
     // A public connection's page: its session, services and prefixes, a failover test.
-    h.ok(
-        Method::POST,
-        "/cic/v1/cloudServices",
-        json!({"id": "CLOUD_SERVICE_S3", "name": "Object Storage", "prefixes": ["213.180.193.243/32"]}),
-    )
-    .await;
-    let op = h
-        .ok(
-            Method::POST,
-            "/cic/v1/publicConnections",
-            json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
-                   "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1",
-                                   "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
-                   "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
-                   "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]}),
-        )
-        .await;
-    let pu = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let pu = h.public_connection(&trunk).await;
     report(
         &h,
         &edge_token,
@@ -777,12 +670,7 @@ async fn the_operator_sees_every_edge_with_its_report() {
         .is_ok(),
         "its looking glass"
     );
-    b.find(Locator::Id("start-test"))
-        .await
-        .expect("start")
-        .click()
-        .await
-        .expect("start");
+    click(b, "start-test").await;
     wait_for_text(b, "#failover-tests", "IN_PROGRESS").await;
 
     // The operator drains the edge: an event on its connections' graphs.

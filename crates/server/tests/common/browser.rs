@@ -243,3 +243,45 @@ pub async fn text_or_html(b: &Client, css: &str) -> String {
         .await
         .expect("html")
 }
+
+/// Types each value into the input of that id.
+pub async fn fill(b: &Client, values: &[(&str, &str)]) {
+    for (id, v) in values {
+        b.find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+            .send_keys(v)
+            .await
+            .expect("type");
+    }
+}
+
+/// Sends the page's form.
+pub async fn submit(b: &Client) {
+    b.find(Locator::Css("form.form button[type=submit]"))
+        .await
+        .expect("save")
+        .click()
+        .await
+        .expect("submit");
+}
+
+/// Clicks the element of that id.
+pub async fn click(b: &Client, id: &str) {
+    b.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {id}: {e}"));
+}
+
+/// Chooses `value` in the select of that id.
+pub async fn choose(b: &Client, id: &str, value: &str) {
+    b.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: {e}"))
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {id}: {e}"));
+}

@@ -279,6 +279,55 @@ impl H {
         .await
     }
 
+    /// PoP `pop1` with edge `edge1`, a trunk in `f1` and a connection on it (VLAN 100);
+    /// returns the edge's token, the trunk's id and the connection's id.
+    pub async fn one_connection(&self) -> (String, String, String) {
+        let (edge, _) = self.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+        let trunk = self.trunk("pop1", "100.64.1.2").await;
+        let (s, op) = self
+            .connection(
+                &trunk,
+                100,
+                "169.254.100.0/30",
+                "169.254.100.2",
+                "169.254.100.1",
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{op}");
+        let pc = op["metadata"]["resourceId"]
+            .as_str()
+            .expect("pc")
+            .to_string();
+        (edge, trunk, pc)
+    }
+
+    /// The catalogue's Object Storage and a public connection to it on `trunk` (VLAN
+    /// 300, the customer's 5.45.192.0/22); returns its id.
+    pub async fn public_connection(&self, trunk: &str) -> String {
+        self.ok(
+            Method::POST,
+            "/cic/v1/cloudServices",
+            json!({"id": "CLOUD_SERVICE_S3", "name": "Object Storage",
+                   "prefixes": ["213.180.193.243/32"]}),
+        )
+        .await;
+        let op = self
+            .ok(
+                Method::POST,
+                "/cic/v1/publicConnections",
+                json!({"folderId": "f1", "name": "pub", "trunkConnectionId": trunk, "vlanId": "300",
+                       "ipv4Peering": {"peeringSubnet": "5.45.200.0/31", "peerIp": "5.45.200.1",
+                                       "cloudIp": "5.45.200.0", "peerBgpAsn": "65001"},
+                       "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
+                       "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]}),
+            )
+            .await;
+        op["metadata"]["resourceId"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     /// The config the edge of `edge_token` is sent now.
     pub async fn edge_config(&self, edge_token: &str) -> Value {
         let (s, cfg) = self
