@@ -838,6 +838,27 @@ mod tests {
     }
 
     #[test]
+    fn a_max_prefix_hold_is_an_event() {
+        let h = History::new(HistoryConfig::default());
+        h.record("e1", 0, &report(session("ESTABLISHED", 1, None), 0), false);
+        let mut held = session("IDLE", 0, Some("Cease: maximum number of prefixes reached"));
+        held.prefix_limit_exceeded = true;
+        h.record("e1", 5_000, &report(held.clone(), 0), false);
+        h.record("e1", 10_000, &report(held, 0), false);
+        let kinds: Vec<&str> = h
+            .series("pc1", Window::Hour)
+            .events
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["SESSION_DOWN", "BFD_DOWN", "PREFIX_LIMIT"],
+            "once, when it begins"
+        );
+    }
+
+    #[test]
     fn a_drain_of_the_edge_is_an_event_of_its_connections() {
         let h = History::new(HistoryConfig::default());
         let up = report(session("ESTABLISHED", 1, None), 0);
