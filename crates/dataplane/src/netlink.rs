@@ -25,6 +25,8 @@ use crate::{Error, Result, netns};
 pub const PROTO_BGP: u8 = 186;
 const RT_TABLE_MAIN: u32 = 254;
 const EOPNOTSUPP: i32 = 95;
+/// No such device: a link asked for by name that is not there.
+const ENODEV: i32 = 19;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -88,8 +90,24 @@ pub struct LinkSpec {
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
-    netns: Option<String>,
+    netns: Option<std::sync::Arc<Namespace>>,
     dump: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The namespace a [`Netlink`] is in: a handle on it (links are placed by it, whatever
+/// the namespace is named now) and its name, for messages; shared by the clones.
+struct Namespace {
+    name: std::sync::RwLock<String>,
+    handle: std::fs::File,
+}
+
+impl Namespace {
+    fn name(&self) -> String {
+        self.name
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Netlink {
@@ -109,11 +127,34 @@ impl Netlink {
             ))
         })?;
         tokio::spawn(conn);
+        let netns = match netns {
+            Some(name) => Some(std::sync::Arc::new(Namespace {
+                name: std::sync::RwLock::new(name.to_string()),
+                handle: netns::open(name).map_err(|e| Error::Io(e.to_string()))?,
+            })),
+            None => None,
+        };
         Ok(Netlink {
             handle,
-            netns: netns.map(str::to_string),
+            netns,
             dump: Default::default(),
         })
+    }
+
+    /// The namespace is now called `name` ([`netns::rename`]); this connection, and every
+    /// clone of it, goes on in it.
+    pub fn renamed(&self, name: &str) {
+        if let Some(ns) = &self.netns {
+            *ns.name
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
+        }
+    }
+
+    /// A handle on this connection's namespace (`None` for the current one): sockets made
+    /// in it with [`netns::tcp_socket_in`] follow it through a rename.
+    pub fn namespace_handle(&self) -> Option<std::io::Result<std::fs::File>> {
+        self.netns.as_ref().map(|ns| ns.handle.try_clone())
     }
 
     pub(crate) fn handle(&self) -> &Handle {
@@ -126,8 +167,8 @@ impl Netlink {
         self.dump.lock().await
     }
 
-    pub fn netns(&self) -> Option<&str> {
-        self.netns.as_deref()
+    pub fn netns(&self) -> Option<String> {
+        self.netns.as_ref().map(|ns| ns.name())
     }
 
     fn ctx(&self, what: &str) -> impl Fn(rtnetlink::Error) -> Error + '_ {
@@ -136,7 +177,7 @@ impl Netlink {
             Error::from_netlink(
                 &format!(
                     "{what} in {}",
-                    self.netns.as_deref().unwrap_or("the host namespace")
+                    self.netns().as_deref().unwrap_or("the host namespace")
                 ),
                 e,
             )
@@ -156,8 +197,22 @@ impl Netlink {
         Ok(msgs.iter().map(link_from).collect())
     }
 
+    /// The link called `name`, asked of the kernel by name (one message, not a dump of
+    /// every link: a fabric router's namespace holds a thousand).
     pub async fn link(&self, name: &str) -> Result<Option<Link>> {
-        Ok(self.links().await?.into_iter().find(|l| l.name == name))
+        let got: std::result::Result<Vec<LinkMessage>, rtnetlink::Error> = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_collect()
+            .await;
+        match got {
+            Ok(msgs) => Ok(msgs.iter().map(link_from).find(|l| l.name == name)),
+            Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
+            Err(e) => Err(self.ctx(&format!("find link {name}"))(e)),
+        }
     }
 
     async fn index_of(&self, name: &str) -> Result<u32> {
@@ -172,10 +227,9 @@ impl Netlink {
     pub async fn create_link_in(&self, spec: &LinkSpec, target: &Netlink) -> Result<u32> {
         let target_ns = target
             .netns
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| Error::Invalid("target must be a named namespace".into()))?;
-        let ns = netns::open(target_ns).map_err(|e| Error::Io(e.to_string()))?;
-        let fd = ns.as_raw_fd();
+        let fd = target_ns.handle.as_raw_fd();
         let msg = match &spec.kind {
             LinkKind::Vxlan {
                 vni,

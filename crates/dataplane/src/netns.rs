@@ -71,6 +71,86 @@ pub fn add(name: &str) -> io::Result<()> {
     res.map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
 }
 
+/// Makes namespace `name` (or keeps the one there) with `sysctls` (`key`, `value` under
+/// /proc/sys) set in it, on one thread: the new namespace is entered by the thread that
+/// unshared it, so setting it up costs one thread, not one per sysctl. Returns whether it
+/// was there already. Blocking: call it from a blocking thread.
+pub fn ensure(name: &str, sysctls: &[(&str, &str)]) -> io::Result<bool> {
+    let write_all = || -> io::Result<()> {
+        for (key, value) in sysctls {
+            std::fs::write(format!("/proc/sys/{key}"), value).map_err(|e| {
+                io::Error::new(e.kind(), format!("sysctl {key}={value} in {name}: {e}"))
+            })?;
+        }
+        Ok(())
+    };
+    if exists(name) {
+        run_in(Some(name), write_all)??;
+        return Ok(true);
+    }
+    let p = path(name)?;
+    std::fs::create_dir_all(RUN_DIR)?;
+    // A stale file from an earlier unclean exit is replaced.
+    let _ = std::fs::remove_file(&p);
+    File::options().write(true).create_new(true).open(&p)?;
+    let target = p.clone();
+    let res = std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            write_all()?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(io::Error::from)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    });
+    if res.is_err() {
+        let _ = std::fs::remove_file(&p);
+    }
+    res.map(|()| false)
+        .map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
+}
+
+/// Gives namespace `from` the name `to`: the namespace itself (its links, sockets,
+/// routes) is untouched; it is mounted under the new name before the old one is taken
+/// away, so it is never without a name. Fails when `to` is a live namespace already.
+pub fn rename(from: &str, to: &str) -> io::Result<()> {
+    let (src, dst) = (path(from)?, path(to)?);
+    if !exists(from) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("rename network namespace {from}: it does not exist"),
+        ));
+    }
+    if exists(to) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("rename network namespace {from} to {to}: {to} exists"),
+        ));
+    }
+    let _ = std::fs::remove_file(&dst);
+    File::options().write(true).create_new(true).open(&dst)?;
+    if let Err(e) = mount(
+        Some(&src),
+        &dst,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = std::fs::remove_file(&dst);
+        return Err(io::Error::other(format!(
+            "rename network namespace {from} to {to}: {e}"
+        )));
+    }
+    del(from)
+}
+
 /// Deletes namespace `name`; its virtual links go with it, but only when the kernel's
 /// cleanup work runs, later: use [`crate::purge`] when they must be gone at once (a VXLAN
 /// VNI to be reused, say). Missing is fine.
@@ -123,6 +203,53 @@ pub fn run_in<T: Send>(name: Option<&str>, f: impl FnOnce() -> T + Send) -> io::
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
     })
+}
+
+/// Runs `f` on a thread inside the namespace `ns` is a handle on (see [`open`]): unlike
+/// [`run_in`], it follows the namespace whatever it is named now.
+pub fn run_in_handle<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || -> io::Result<T> {
+            setns(ns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| io::Error::other(format!("enter a network namespace: {e}")))?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// A new TCP socket of `domain` inside the namespace `ns` is a handle on.
+pub fn tcp_socket_in(ns: &File, domain: socket2::Domain) -> io::Result<socket2::Socket> {
+    run_in_handle(ns, || {
+        socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+    })?
+}
+
+/// A new UDP socket of `domain` inside the namespace `ns` is a handle on.
+pub fn udp_socket_in(ns: &File, domain: socket2::Domain) -> io::Result<socket2::Socket> {
+    run_in_handle(ns, || {
+        socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
+    })?
+}
+
+/// Writes sysctls under /proc/sys inside namespace `name` (the host's when `None`), on
+/// one thread.
+pub fn sysctls(name: Option<&str>, pairs: &[(String, String)]) -> io::Result<()> {
+    run_in(name, || -> io::Result<()> {
+        for (key, value) in pairs {
+            std::fs::write(format!("/proc/sys/{key}"), value).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "sysctl {key}={value} in {}: {e}",
+                        name.unwrap_or("the host")
+                    ),
+                )
+            })?;
+        }
+        Ok(())
+    })?
 }
 
 /// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`) inside namespace `name`.

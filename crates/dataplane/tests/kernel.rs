@@ -94,6 +94,124 @@ async fn namespaces_are_created_idempotently_listed_and_deleted() {
     assert!(netns::add("../etc").is_err(), "names are validated");
 }
 
+/// A namespace made with its sysctls in one go has them set, and one that exists is
+/// kept (its links with it) and given them.
+#[tokio::test]
+async fn a_namespace_is_made_with_its_sysctls_on_one_thread_or_kept() {
+    if !root_or_skip("namespace with sysctls") {
+        return;
+    }
+    let name = format!(
+        "cictest-dp{}-ens{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let _cleanup = Nets(vec![name.clone(), format!("{name}-x")]);
+    let read = |key: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &name, "cat", &format!("/proc/sys/{key}")])
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let sysctls = [
+        ("net/ipv4/ip_forward", "1"),
+        ("net/ipv6/conf/all/forwarding", "1"),
+    ];
+    assert!(
+        !netns::ensure(&name, &sysctls).expect("made"),
+        "it was not there"
+    );
+    assert_eq!(read("net/ipv4/ip_forward"), "1");
+    assert_eq!(read("net/ipv6/conf/all/forwarding"), "1");
+    // The host's own are untouched by it.
+    let nl = Netlink::open(Some(&name)).expect("netlink");
+    nl.create_veth("keep0", "keep1", None).await.expect("veth");
+    let off = [("net/ipv4/ip_forward", "0")];
+    assert!(netns::ensure(&name, &off).expect("kept"), "it was there");
+    assert_eq!(read("net/ipv4/ip_forward"), "0");
+    assert!(
+        nl.link("keep0").await.expect("links").is_some(),
+        "links stay"
+    );
+    assert!(
+        netns::ensure("bad/name", &sysctls).is_err(),
+        "names are validated"
+    );
+    let bad = [("net/ipv4/no_such_sysctl", "1")];
+    let other = format!("{name}-x");
+    let e = netns::ensure(&other, &bad).expect_err("a sysctl that cannot be set");
+    assert!(e.to_string().contains("no_such_sysctl"), "{e}");
+    assert!(!netns::exists(&other), "nothing left behind");
+}
+
+/// Renaming a namespace keeps what is in it (links, addresses, a listening socket), and
+/// what holds a handle on it — a netlink connection, sockets made through the handle —
+/// follows it; the old name is gone, and a taken name is refused.
+#[tokio::test]
+async fn a_renamed_namespace_keeps_its_links_and_sockets_and_handles_follow_it() {
+    if !root_or_skip("namespace rename") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let (from, taken) = (nets.get(0).to_string(), nets.get(1).to_string());
+    let to = format!("{from}-renamed");
+    let _cleanup = Nets(vec![to.clone()]);
+    let nl = Netlink::open(Some(&from)).expect("netlink");
+    let lo = nl.link("lo").await.expect("links").expect("lo");
+    nl.set_up(lo.index, None).await.expect("lo up");
+    nl.create_veth("rn0", "rn1", None).await.expect("veth");
+    let idx = nl.link("rn0").await.expect("links").expect("rn0").index;
+    nl.add_address(idx, net("192.0.2.1/24"))
+        .await
+        .expect("address");
+    nl.set_up(idx, None).await.expect("up");
+    let handle = nl.namespace_handle().expect("named").expect("handle");
+    let listener = netns::tcp_socket_in(&handle, socket2::Domain::IPV4).expect("socket");
+    listener
+        .bind(&std::net::SocketAddr::from(([192, 0, 2, 1], 1790)).into())
+        .expect("bind");
+    listener.listen(1).expect("listen");
+
+    assert!(
+        netns::rename(&from, &taken).is_err(),
+        "a live namespace's name is refused"
+    );
+    netns::rename(&from, &to).expect("rename");
+    nl.renamed(&to);
+    assert!(!netns::exists(&from), "the old name is gone");
+    assert!(netns::exists(&to));
+    assert_eq!(nl.netns().as_deref(), Some(to.as_str()));
+    let link = nl
+        .link("rn0")
+        .await
+        .expect("links")
+        .expect("rn0 is still there");
+    assert!(
+        nl.addresses(link.index)
+            .await
+            .expect("addresses")
+            .contains(&net("192.0.2.1/24"))
+    );
+    // A socket made through the handle after the rename is in the renamed namespace: it
+    // reaches the listener there.
+    let client = netns::tcp_socket_in(&handle, socket2::Domain::IPV4).expect("socket");
+    client
+        .connect_timeout(
+            &std::net::SocketAddr::from(([192, 0, 2, 1], 1790)).into(),
+            std::time::Duration::from_secs(5),
+        )
+        .expect("connects to the listener in the renamed namespace");
+    // `ip netns` sees the new name.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &to, "ip", "-br", "addr", "show", "rn0"])
+        .output()
+        .expect("ip");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("192.0.2.1/24"));
+    let e = netns::rename(&from, &to).expect_err("the old name is gone");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+}
+
 /// The neighbor table is host-wide: a few hundred connections' peers fill the default
 /// 1,024 entries and the next cannot be resolved (ENOBUFS). After
 /// `ensure_neighbor_room(n)` a namespace takes 2,000 neighbors; it never lowers the limit.

@@ -215,7 +215,7 @@ async fn reconcile(
             let out = std::process::Command::new("ip")
                 .args([
                     "-n",
-                    ns,
+                    &ns,
                     "route",
                     "replace",
                     &p.to_string(),
