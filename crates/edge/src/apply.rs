@@ -31,6 +31,7 @@ impl Agent {
 
         let mut st = self.state.lock().await;
         self.follow_rpki(&mut st, cfg);
+        self.take_over_moved_connections(&mut st, cfg).await;
         self.remove_gone_instances(&mut st, cfg).await;
         let context = ApplyContext {
             bgp: cfg.bgp.clone(),
@@ -195,6 +196,57 @@ impl Agent {
         }
     }
 
+    /// A connection whose instance goes away while an instance new on this edge takes
+    /// it (a connection attached to a routing instance; a routing instance deleted, its
+    /// connections each on their own again) keeps its namespace: the going instance
+    /// becomes the new one ([`Instance::rename`]), so its links stay and its customer's
+    /// session stays up, and the reconcile adds what the new one has more (the fabric
+    /// segment, the VPC prefixes). Without this each joining connection's namespace was
+    /// removed and another made, its session dropped, at a cost of tens of milliseconds.
+    async fn take_over_moved_connections(&self, st: &mut State, cfg: &EdgeConfig) {
+        let wanted: BTreeSet<&str> = cfg.instances.iter().map(|i| i.id.as_str()).collect();
+        // Each connection of a going instance, and that instance.
+        let mut going: BTreeMap<String, String> = BTreeMap::new();
+        for (id, i) in st
+            .instances
+            .iter()
+            .filter(|(k, _)| !wanted.contains(k.as_str()))
+        {
+            for c in i.connections() {
+                going.insert(c.clone(), id.clone());
+            }
+        }
+        if going.is_empty() {
+            return;
+        }
+        for ic in cfg.instances.iter() {
+            if st.instances.contains_key(&ic.id) {
+                continue;
+            }
+            let Some(from) = ic.connections.iter().find_map(|c| {
+                let from = going.get(&c.id)?;
+                let i = st.instances.get(from)?;
+                (!i.needs_restart(ic)).then(|| from.clone())
+            }) else {
+                continue;
+            };
+            going.retain(|_, i| *i != from);
+            let Some(mut i) = st.instances.remove(&from) else {
+                continue;
+            };
+            match i.rename(&ic.id, &self.ns_name(&ic.id)).await {
+                Ok(()) => {
+                    st.applied_instances.remove(&from);
+                    st.instances.insert(ic.id.clone(), i);
+                }
+                Err(e) => {
+                    warn!(instance = %from, to = %ic.id, "taking the namespace over: {e}; making a new one");
+                    st.instances.insert(from, i);
+                }
+            }
+        }
+    }
+
     /// Routing instances no longer wanted go first (their VXLAN VNIs free up), including
     /// namespaces left by an earlier run.
     async fn remove_gone_instances(&self, st: &mut State, cfg: &EdgeConfig) {
@@ -207,25 +259,26 @@ impl Agent {
             .filter(|k| !wanted.contains(k.as_str()))
             .cloned()
             .collect();
-        for k in gone {
-            if let Some(i) = st.instances.remove(&k) {
-                i.stop().await;
-            }
-        }
+        // Each is stopped on its own (a speaker's Cease, its links deleted): several at once.
+        let stopping: Vec<Instance> = gone.iter().filter_map(|k| st.instances.remove(k)).collect();
+        futures::stream::iter(stopping)
+            .for_each_concurrent(RECONCILE_AT_ONCE, Instance::stop)
+            .await;
         let wanted_ns: BTreeSet<String> = wanted.iter().map(|i| self.ns_name(i)).collect();
         let prefix = self.opts.netns_prefix.clone();
         // Listing reads a directory: on a blocking thread.
         let present = tokio::task::spawn_blocking(move || netns::list(&prefix).unwrap_or_default())
             .await
             .unwrap_or_default();
-        for ns in present {
-            if !wanted_ns.contains(&ns) {
+        let unwanted = present.into_iter().filter(|ns| !wanted_ns.contains(ns));
+        futures::stream::iter(unwanted)
+            .for_each_concurrent(RECONCILE_AT_ONCE, |ns| async move {
                 info!(netns = %ns, "removing a namespace no routing instance wants");
                 if let Err(e) = cic_dataplane::purge(&ns).await {
                     warn!("{e}");
                 }
-            }
-        }
+            })
+            .await;
     }
 
     /// Each wanted instance started (or restarted when what it announces or accepts

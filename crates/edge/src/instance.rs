@@ -36,6 +36,22 @@ pub const FABRIC_IF: &str = "fabric0";
 /// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
 const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
 
+/// Set in each instance's namespace. IPv4 forwarding; IPv6: forwarding, and links made
+/// from here on take no router advertisements, skip duplicate address detection (a
+/// point-to-point peering, RFC 6164) and keep their addresses while their carrier is
+/// down, as IPv4 does.
+const NAMESPACE_SYSCTLS: &[(&str, &str)] = &[
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv6/conf/all/forwarding", "1"),
+    ("net/ipv6/conf/default/forwarding", "1"),
+    ("net/ipv6/conf/all/accept_ra", "0"),
+    ("net/ipv6/conf/default/accept_ra", "0"),
+    ("net/ipv6/conf/all/accept_dad", "0"),
+    ("net/ipv6/conf/default/accept_dad", "0"),
+    ("net/ipv6/conf/all/keep_addr_on_down", "1"),
+    ("net/ipv6/conf/default/keep_addr_on_down", "1"),
+];
+
 /// The key of a peer in an instance: the connection id (or `fabric:<instance>`) for its
 /// IPv4 session, with `/ipv6` for its IPv6 one.
 pub fn peer_key(resource: &str, family: Family) -> String {
@@ -143,6 +159,8 @@ pub struct Instance {
     bfd: Result<Bfd, String>,
     /// Started after `cic edge` restarted: BFD sessions carry on where they were.
     restarted: bool,
+    /// The connections of the config it was last applied with.
+    connections: Vec<String>,
 }
 
 /// An instance's namespace and its connections, for reading their interface counters.
@@ -202,7 +220,13 @@ struct Peer {
 struct BfdLink {
     state: watch::Receiver<BfdState>,
     watcher: JoinHandle<()>,
+    /// Where the watcher keeps the session's snapshot (it moves with a renamed namespace).
+    snapshot: SnapshotPath,
 }
+
+/// The file a BFD session's snapshot is kept in, shared by its watcher and the instance;
+/// held while the file is written or moved.
+type SnapshotPath = Arc<Mutex<std::path::PathBuf>>;
 
 impl BfdLink {
     fn status(&self) -> BfdStatus {
@@ -231,24 +255,12 @@ impl Instance {
         cfg: &EdgeConfig,
         ic: &InstanceConfig,
     ) -> Result<Instance, String> {
-        let adopted = netns::exists(ns);
-        netns::add(ns).map_err(|e| e.to_string())?;
-        netns::sysctl(Some(ns), "net/ipv4/ip_forward", "1").map_err(|e| e.to_string())?;
-        // IPv6: forwarding; links made from here on take no router advertisements, skip
-        // duplicate address detection (a point-to-point peering, RFC 6164) and keep
-        // their addresses while their carrier is down, as IPv4 does.
-        for (key, value) in [
-            ("net/ipv6/conf/all/forwarding", "1"),
-            ("net/ipv6/conf/default/forwarding", "1"),
-            ("net/ipv6/conf/all/accept_ra", "0"),
-            ("net/ipv6/conf/default/accept_ra", "0"),
-            ("net/ipv6/conf/all/accept_dad", "0"),
-            ("net/ipv6/conf/default/accept_dad", "0"),
-            ("net/ipv6/conf/all/keep_addr_on_down", "1"),
-            ("net/ipv6/conf/default/keep_addr_on_down", "1"),
-        ] {
-            netns::sysctl(Some(ns), key, value).map_err(|e| format!("{key}: {e}"))?;
-        }
+        // The namespace and its sysctls: one blocking thread, which enters it once.
+        let name = ns.to_string();
+        let adopted = tokio::task::spawn_blocking(move || netns::ensure(&name, NAMESPACE_SYSCTLS))
+            .await
+            .map_err(|e| format!("namespace task: {e}"))?
+            .map_err(|e| e.to_string())?;
         let nl = Netlink::open(Some(ns)).map_err(|e| e.to_string())?;
         if let Ok(Some(lo)) = nl.link("lo").await {
             nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
@@ -266,9 +278,16 @@ impl Instance {
             );
         }
         let params = params(&cfg.bgp, cfg.local_asn, ic, restarting);
-        let ns_name = ns.to_string();
+        // Sockets are made in the namespace by a handle on it, which follows it through a
+        // rename (a connection's namespace taken over by the routing instance it joins).
+        let handle = Arc::new(
+            nl.namespace_handle()
+                .ok_or("an instance's namespace has a name")?
+                .map_err(|e| format!("namespace {ns}: {e}"))?,
+        );
+        let h = handle.clone();
         let sockets: cic_bgp::driver::SocketFactory =
-            Arc::new(move |domain| netns::tcp_socket_of(Some(&ns_name), domain));
+            Arc::new(move |domain| netns::tcp_socket_in(&h, domain));
         let bgp = spawn_instance(
             params,
             sockets,
@@ -277,9 +296,8 @@ impl Instance {
                 SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, cic_bgp::driver::BGP_PORT)),
             ],
         );
-        let ns_name = ns.to_string();
         let bfd = Bfd::spawn(
-            Arc::new(move |domain| netns::udp_socket_of(Some(&ns_name), domain)),
+            Arc::new(move |domain| netns::udp_socket_in(&handle, domain)),
             cic_bfd::driver::PORT,
         )
         .map_err(|e| e.to_string());
@@ -311,6 +329,7 @@ impl Instance {
             route_error,
             bfd,
             restarted: restarting,
+            connections: ic.connections.iter().map(|c| c.id.clone()).collect(),
         })
     }
 
@@ -398,6 +417,48 @@ impl Instance {
         &self.nl
     }
 
+    /// The connections of the config it was last applied with.
+    pub fn connections(&self) -> &[String] {
+        &self.connections
+    }
+
+    /// Becomes instance `id` in namespace `ns`, keeping all it has: the namespace is
+    /// renamed (its links, addresses and routes stay), the speaker and its sessions run
+    /// on, and the BFD sessions' snapshots move with it. A connection joining a routing
+    /// instance that is new on this edge takes its namespace along this way, and its
+    /// customer sees no session drop.
+    pub async fn rename(&mut self, id: &str, ns: &str) -> Result<(), String> {
+        let (from, to) = (self.ns.clone(), ns.to_string());
+        tokio::task::spawn_blocking(move || netns::rename(&from, &to))
+            .await
+            .map_err(|e| format!("rename task: {e}"))?
+            .map_err(|e| e.to_string())?;
+        self.nl.renamed(ns);
+        for p in self.peers.values() {
+            let Some(l) = &p.bfd else { continue };
+            let mut path = l
+                .snapshot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let new = bfd_state_path(ns, p.want.config.spec.address);
+            if path.exists() {
+                let moved = new
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::rename(&*path, &new));
+                if let Err(e) = moved {
+                    warn!(netns = ns, "moving a BFD snapshot: {e}");
+                }
+            }
+            *path = new;
+        }
+        let _ = std::fs::remove_dir_all(std::path::Path::new(BFD_STATE_DIR).join(&self.ns));
+        info!(from = %self.id, to = id, netns = ns, "routing instance renamed");
+        self.id = id.to_string();
+        self.ns = ns.to_string();
+        Ok(())
+    }
+
     /// Every peer of the config is added (a restarting speaker waits for this).
     pub async fn peers_added(&self) {
         let _ = self.bgp.peers_added().await;
@@ -442,6 +503,7 @@ impl Instance {
         ic: &InstanceConfig,
         trunks: &BTreeMap<String, (TrunkConfig, Option<String>)>,
     ) -> Vec<ResourceError> {
+        self.connections = ic.connections.iter().map(|c| c.id.clone()).collect();
         let mut errors = Vec::new();
         let mut wanted: Vec<WantedLink> = Vec::new();
         for c in &ic.connections {
@@ -688,13 +750,18 @@ impl Instance {
             };
             match added {
                 Ok(state) => {
+                    let snapshot = Arc::new(Mutex::new(path));
                     let watcher = tokio::spawn(take_down_on_failure(
                         self.bgp.clone(),
                         id,
                         state.clone(),
-                        path,
+                        snapshot.clone(),
                     ));
-                    link = Some(BfdLink { state, watcher });
+                    link = Some(BfdLink {
+                        state,
+                        watcher,
+                        snapshot,
+                    });
                 }
                 Err(e) => bfd_error = Some(format!("BFD: {e}")),
             }
@@ -797,16 +864,22 @@ impl Instance {
                 // neighbor request is lost, ask again after 100 ms rather than a second,
                 // for as long as the default would (30 tries, 3 s).
                 // The same for IPv6 neighbor discovery.
-                for family in ["ipv4", "ipv6"] {
-                    for (key, value) in [("retrans_time_ms", "100"), ("mcast_solicit", "30")] {
-                        netns::sysctl(
-                            Some(&self.ns),
-                            &format!("net/{family}/neigh/{}/{key}", spec.name),
-                            value,
-                        )
-                        .map_err(|e| e.to_string())?;
-                    }
-                }
+                let pairs: Vec<(String, String)> = ["ipv4", "ipv6"]
+                    .into_iter()
+                    .flat_map(|family| {
+                        [("retrans_time_ms", "100"), ("mcast_solicit", "30")].map(|(k, v)| {
+                            (
+                                format!("net/{family}/neigh/{}/{k}", spec.name),
+                                v.to_string(),
+                            )
+                        })
+                    })
+                    .collect();
+                let ns = self.ns.clone();
+                tokio::task::spawn_blocking(move || netns::sysctls(Some(&ns), &pairs))
+                    .await
+                    .map_err(|e| format!("sysctl task: {e}"))?
+                    .map_err(|e| e.to_string())?;
                 index
             }
         };
@@ -866,13 +939,19 @@ async fn take_down_on_failure(
     bgp: InstanceHandle,
     peer: PeerId,
     mut rx: watch::Receiver<BfdState>,
-    state: std::path::PathBuf,
+    state: SnapshotPath,
 ) {
     let (mut seen, mut saved) = {
         let s = rx.borrow();
         (s.downs, s.snapshot)
     };
-    write_snapshot(&state, saved);
+    let keep = |saved| {
+        let path = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        write_snapshot(&path, saved);
+    };
+    keep(saved);
     while rx.changed().await.is_ok() {
         let (downs, diag, snapshot) = {
             let s = rx.borrow_and_update();
@@ -880,7 +959,7 @@ async fn take_down_on_failure(
         };
         if snapshot != saved {
             saved = snapshot;
-            write_snapshot(&state, saved);
+            keep(saved);
         }
         if downs > seen {
             seen = downs;

@@ -208,11 +208,11 @@ impl Agent {
                         let _ = futures::future::select_all(futs).await;
                         tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
                     };
-                    tokio::select! {
-                        _ = t.tick() => {}
-                        _ = changed => {}
-                    }
-                    me.report().await;
+                    let periodic = tokio::select! {
+                        _ = t.tick() => true,
+                        _ = changed => false,
+                    };
+                    me.report(periodic).await;
                 }
             })
         };
@@ -652,7 +652,7 @@ impl Agent {
                 "{e}: running the last config it gave until it answers"
             );
             self.apply(&kept).await;
-            self.report().await;
+            self.report(false).await;
             last = Some((kept, Instant::now()));
         }
         loop {
@@ -675,7 +675,7 @@ impl Agent {
                         Duration::from_millis(250)
                     };
                     self.apply(cfg).await;
-                    self.report().await;
+                    self.report(false).await;
                     last = Some((cfg.clone(), Instant::now()));
                     continue;
                 }
@@ -695,7 +695,7 @@ impl Agent {
                 if let Some((cfg, _)) = last.take() {
                     info!("a failover test ended: bringing its session back");
                     self.apply(&cfg).await;
-                    self.report().await;
+                    self.report(false).await;
                     last = Some((cfg, Instant::now()));
                 }
                 continue;
@@ -714,7 +714,7 @@ impl Agent {
                         self.keep_config(&cfg);
                         retry = Duration::from_millis(250);
                         self.apply_changes(&cfg).await;
-                        self.report().await;
+                        self.report(false).await;
                         last = Some((cfg, Instant::now()));
                     }
                 }

@@ -12,12 +12,14 @@ use tracing::warn;
 use crate::{Agent, State, instance};
 
 impl Agent {
-    pub async fn report_now(&self) -> EdgeReport {
-        let (mut report, sources) = self.report_state().await;
-        // The counters go with a report once per report interval at most: a session
-        // changing sends a report at once, and with 1,000 instances reading them is 1,000
-        // netlink dumps (the server keeps the last ones it had for its rates).
-        let due = {
+    /// The report, with the connections' interface counters when `counters` and they
+    /// were not read less than a report interval ago.
+    pub async fn report_now(&self, counters: bool) -> EdgeReport {
+        // The counters go with the periodic report, once per report interval at most: a
+        // session changing or a config applied sends a report at once, which must not
+        // wait for them (with 1,000 instances reading them is 1,000 netlink dumps); the
+        // server keeps the last ones it had for its rates.
+        let due = counters && {
             let mut last = self
                 .counters_read
                 .lock()
@@ -29,16 +31,22 @@ impl Agent {
             due
         };
         if !due {
-            return report;
+            return self.report_state().await.0;
         }
-        // The counters are read with the agent's lock released (a netlink dump per
-        // routing instance).
+        // The counters are read first, with the agent's lock released (a netlink dump per
+        // routing instance), and the sessions and the applied revision after, so that
+        // what the report says of those is as fresh as it can be.
+        let sources: Vec<instance::TrafficSource> = {
+            let st = self.state.lock().await;
+            st.instances.values().map(|i| i.traffic_source()).collect()
+        };
         use futures::stream::{self, StreamExt};
         let read: Vec<_> = stream::iter(sources)
             .map(|s| async move { s.read().await })
             .buffer_unordered(8)
             .collect()
             .await;
+        let mut report = self.report_state().await.0;
         report.traffic = read
             .into_iter()
             .flatten()
@@ -99,9 +107,10 @@ impl Agent {
         )
     }
 
-    pub(crate) async fn report(&self) {
+    /// Sends a report (see [`Agent::report_now`]).
+    pub(crate) async fn report(&self, counters: bool) {
         let _one = self.reporting.lock().await;
-        let r = self.report_now().await;
+        let r = self.report_now(counters).await;
         if let Err(e) = self.client.report(&r).await {
             warn!("report: {e}");
         }
