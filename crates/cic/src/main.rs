@@ -266,6 +266,10 @@ enum BenchCmd {
         /// Leave the lab up afterwards (`cic lab down` removes it).
         #[arg(long)]
         keep: bool,
+        /// Measure bring-up and the cold start only, not the edge with everything up
+        /// (a no-op apply, the minute's full reconcile, 20 s of scrapes).
+        #[arg(long)]
+        bring_up_only: bool,
     },
 }
 
@@ -1396,8 +1400,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&results)?);
             Ok(())
         }
-        Cmd::Bench(BenchCmd::Scale { connections, keep }) => {
-            let run = cic_lab::scale::bench(connections, keep).await?;
+        Cmd::Bench(BenchCmd::Scale {
+            connections,
+            keep,
+            bring_up_only,
+        }) => {
+            let run = cic_lab::scale::bench(connections, keep, bring_up_only).await?;
             println!("{}", serde_json::to_string_pretty(&run)?);
             Ok(())
         }

@@ -2710,3 +2710,40 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
         });
     });
 }
+
+/// `cic bench scale` end to end at a small size (the benchmark's own run is 1,000): every
+/// customer and fabric session comes up, a ping crosses each connection of the sample,
+/// every customer session stays up while its connection joins a routing instance (the
+/// routing instance takes over the connection's namespace), and a cold start — the agent
+/// killed, every namespace it made deleted, the agent started again — brings it all back.
+#[test]
+fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_session() {
+    let test = "bench scale";
+    if !ready(test) {
+        return;
+    }
+    let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let o = cic(&["bench", "scale", "--connections", "12", "--bring-up-only"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let json = &stdout[stdout.rfind("\n{").map_or(0, |i| i + 1)..];
+    let run: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(run["connections"], 12, "{run}");
+    assert_eq!(run["pingSample"], 10, "{run}");
+    assert_eq!(
+        run["customerSessionsKept"], 12,
+        "each customer session stays up through joining its routing instance: {run}"
+    );
+    // The customers' 10 prefixes each and the cloud's own, in the fabric's table.
+    assert!(run["fabricRoutes"].as_u64() >= Some(120), "{run}");
+    for key in [
+        "establishedSecs",
+        "pingedSecs",
+        "coldStartEstablishedSecs",
+        "coldStartPingedSecs",
+    ] {
+        assert!(run[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {run}");
+    }
+    assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
+    assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
+}

@@ -630,10 +630,33 @@ pub struct RestartRun {
 }
 
 /// A running process: pid, command line, environment.
-type Process = (i32, Vec<String>, Vec<(String, String)>);
+pub(crate) type Process = (i32, Vec<String>, Vec<(String, String)>);
 
 /// The pid, command line and environment of the running edge agent of `pop`.
-fn edge_process(pop: Pop) -> Result<Process> {
+/// Starts `pop`'s edge agent again with the arguments and environment it had (from
+/// [`edge_process`]), its output appended to its log, recorded for `cic lab down`.
+pub(crate) fn start_edge_again(pop: Pop, args: &[String], env: &[(String, String)]) -> Result<()> {
+    let name = format!("edge-{}", pop.id());
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(format!("{}/{name}.log", crate::STATE_DIR))?;
+    let (bin, rest) = args.split_first().context("the edge's command line")?;
+    let mut cmd = Command::new(bin);
+    cmd.args(rest)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn().context("start the edge agent again")?;
+    crate::record_pid(std::path::Path::new(crate::STATE_DIR), &name, child.id())?;
+    Ok(())
+}
+
+/// The running edge agent of `pop`: its pid, command line and environment.
+pub(crate) fn edge_process(pop: Pop) -> Result<Process> {
     let pids = std::fs::read_to_string(format!("{}/pids", crate::STATE_DIR))?;
     let name = format!("edge-{}", pop.id());
     let pid: i32 = pids
@@ -739,22 +762,7 @@ pub fn restart_once() -> Result<RestartRun> {
                 "the killed agent to be gone",
                 || crate::is_zombie(pid).then_some(()),
             )?;
-            let name = format!("edge-{}", pop.id());
-            let log = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(format!("{}/{name}.log", crate::STATE_DIR))?;
-            let mut cmd = Command::new(&args[0]);
-            cmd.args(&args[1..])
-                .env_clear()
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            let child = cmd.spawn().context("start the edge agent again")?;
-            crate::record_pid(std::path::Path::new(crate::STATE_DIR), &name, child.id())?;
-            drop(child);
+            start_edge_again(pop, &args, &env)?;
             wait_until(
                 Duration::from_secs(90),
                 "the customer's session to the restarted edge",

@@ -6,8 +6,16 @@
 //! - the time from the first API call until the edge has every session Established, with
 //!   its phases (connections created, attached to the routing instance);
 //! - the memory of `cic edge` (RSS and its peak) once they are;
+//! - how many customer sessions stayed up while their connection joined its routing
+//!   instance (the customer's BIRD says when each last came up);
+//! - when a sample of the connections carries a ping to the cloud VM (from one of the
+//!   connection's own prefixes, so the answer comes back over that connection);
+//! - a cold start: the edge agent killed, every namespace it made deleted (a rebooted
+//!   box), the agent started again, and the time until every session is Established
+//!   and the sample pings again;
 //! - how long the edge takes to apply a revision that changes nothing on it (a
-//!   description is edited), and how long its periodic full reconcile takes.
+//!   description is edited), and how long its periodic full reconcile takes (not with
+//!   `--bring-up-only`).
 
 use std::fs;
 use std::io::Write;
@@ -39,11 +47,32 @@ pub struct ScaleRun {
     /// … until the edge has every session Established: each connection's with the
     /// customer's router, and each routing instance's with the fabric router.
     pub established_secs: f64,
+    /// … until each of a sample of the connections carried a ping to the cloud VM and its
+    /// answer.
+    pub pinged_secs: f64,
+    /// The connections in that sample.
+    pub ping_sample: usize,
+    /// Customer sessions (of the `connections`) that came up before the routing
+    /// instances were created and stayed up through joining them.
+    pub customer_sessions_kept: usize,
     /// Networks in the fabric router's table at that point (the customers' prefixes, which
     /// the edge passed on, and its own).
     pub fabric_routes: usize,
     pub edge_rss_mib: f64,
     pub edge_peak_rss_mib: f64,
+    /// The cold start: seconds from starting the agent again (its namespaces gone) until
+    /// every session is Established, and until the sample pings again.
+    pub cold_start_established_secs: f64,
+    pub cold_start_pinged_secs: f64,
+    /// What the edge does with everything up (not measured with `--bring-up-only`).
+    #[serde(flatten)]
+    pub steady: Option<Steady>,
+}
+
+/// The edge with every session up.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Steady {
     /// The apply of a new revision that changes nothing on the edge (its own measure),
     /// and how many instances it reconciled.
     pub noop_apply_secs: f64,
@@ -103,10 +132,25 @@ fn ip_batch(ns: &str, lines: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The connections whose path is pinged: up to 10, spread over them.
+fn ping_sample(n: usize) -> Vec<usize> {
+    let k = n.min(10);
+    (0..k).map(|j| j * n / k).collect()
+}
+
+/// The address connection `i`'s pings come from: the first of its first prefix, which
+/// the cloud routes back over that connection.
+fn ping_source(i: usize) -> String {
+    prefix(i, 0).replace(".0/24", ".1")
+}
+
 /// The customer's side: a VXLAN interface per connection over the cross-connect, and
-/// BIRD told about every session.
+/// BIRD told about every session (its times to the millisecond).
 fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = ping_sample(n)
+        .into_iter()
+        .map(|i| format!("addr add {}/32 dev lo", ping_source(i)))
+        .collect();
     for i in 0..n {
         let (vlan, subnet, _, me) = plan(i);
         let len = subnet.rsplit('/').next().unwrap_or("30");
@@ -120,6 +164,7 @@ fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
     }
     ip_batch(NS_SITE, &lines)?;
     let mut conf = site_bird_conf(&[pop], None);
+    conf.push_str("timeformat protocol iso long ms;\ntimeformat base iso long ms;\n");
     for i in 0..n {
         let (vlan, _, cloud, me) = plan(i);
         let routes: String = (0..PREFIXES_EACH)
@@ -142,6 +187,77 @@ fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
         bail!("the customer's BIRD refused {path}: {text}");
     }
     Ok(())
+}
+
+/// Pings the cloud VM from each sample connection's address until each has an answer
+/// (one ping at a time per connection, all connections at once); an error after `within`.
+fn ping_until_answered(n: usize, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = ping_sample(n)
+            .into_iter()
+            .map(|i| {
+                s.spawn(move || {
+                    let src = ping_source(i);
+                    while Instant::now() < deadline {
+                        let ok = Command::new("ip")
+                            .args(["netns", "exec", NS_SITE, "ping", "-n", "-q", "-c", "1"])
+                            .args(["-W", "1", "-I", &src, crate::VM])
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status()
+                            .is_ok_and(|s| s.success());
+                        if ok {
+                            return Ok(());
+                        }
+                    }
+                    bail!(
+                        "no answer from {} to pings from {src} (connection {i}) within {within:?}",
+                        crate::VM
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .try_for_each(|r| r.join().unwrap_or_else(|_| bail!("a ping thread panicked")))
+    })
+}
+
+/// BIRD's clock (`show status`, in its base time format).
+fn bird_now(socket: &str) -> Result<String> {
+    let out = Command::new("birdc")
+        .args(["-s", socket, "show", "status"])
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Current server time is ")
+                .map(str::to_string)
+        })
+        .context("the customer's BIRD's time (show status)")
+}
+
+/// The scale sessions of the customer's BIRD that are up and came up before `since`
+/// (both in its millisecond ISO format, which sorts as text).
+fn up_since_before(socket: &str, since: &str) -> Result<usize> {
+    let out = Command::new("birdc")
+        .args(["-s", socket, "show", "protocols"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // name  proto  table  state  date time  info
+            f.len() >= 7
+                && f[0].starts_with('c')
+                && f[0][1..].parse::<u32>().is_ok()
+                && f[1] == "BGP"
+                && f[3] == "up"
+                && format!("{} {}", f[4], f[5]).as_str() < since
+        })
+        .count())
 }
 
 /// Sessions Established (customer, fabric), from the edge's metrics.
@@ -180,7 +296,7 @@ fn rss_mib(pid: u32, key: &str) -> f64 {
 }
 
 /// Brings a one-PoP lab up, runs [`run`] on it, and takes it down (unless `keep`).
-pub async fn bench(n: usize, keep: bool) -> Result<ScaleRun> {
+pub async fn bench(n: usize, keep: bool, bring_up_only: bool) -> Result<ScaleRun> {
     if !(1..=3000).contains(&n) {
         bail!("--connections {n}: from 1 to 3000");
     }
@@ -197,7 +313,7 @@ pub async fn bench(n: usize, keep: bool) -> Result<ScaleRun> {
         ],
     )
     .await?;
-    let r = run(n).await;
+    let r = run(n, bring_up_only).await;
     if !keep {
         crate::down()?;
     }
@@ -205,7 +321,7 @@ pub async fn bench(n: usize, keep: bool) -> Result<ScaleRun> {
 }
 
 /// Adds `n` connections to a running one-PoP lab and measures (see the module's doc).
-pub async fn run(n: usize) -> Result<ScaleRun> {
+pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
     let lab: Value = serde_json::from_str(&read("lab.json")?)?;
     let pops = lab["pops"].as_array().context("lab.json: pops")?;
     if pops.len() != 1 {
@@ -255,6 +371,10 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         .iter()
         .map(|op| crate::id_of(op, "connection"))
         .collect::<Result<_>>()?;
+    // Every customer session is up before the routing instances come: those that are
+    // still up at the end, since before now, were kept through joining.
+    wait_established(&api.http, &metrics, (already.0 + n, already.1), t0).await?;
+    let attach_from = bird_now(bird)?;
     // One routing instance per connection: a VPC allows one connection per PoP, so on
     // one edge every connection is another customer's (its own namespace, its own
     // session with the fabric). Each VPC has the lab's 10.128.0.0/24, which the fabric
@@ -281,9 +401,54 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         attached.as_secs_f64()
     );
     let want = (already.0 + n, already.1 + n);
+    let established_at = wait_established(&api.http, &metrics, want, t0).await?;
+    let kept = up_since_before(bird, &attach_from)?;
+    ping_until_answered(n, WAIT)?;
+    let pinged = t0.elapsed();
+    eprintln!(
+        "a ping across each of {} connections answered at {:.1} s; {kept} of {n} customer sessions kept through joining",
+        ping_sample(n).len(),
+        pinged.as_secs_f64()
+    );
+    let fabric_routes =
+        crate::BirdCtl(lab["bird"]["fabric"].as_str().context("fabric")?.into()).count_routes();
+    let (rss, peak) = (rss_mib(edge_pid, "VmRSS:"), rss_mib(edge_pid, "VmHWM:"));
+
+    let (cold_established, cold_pinged) = cold_start(pop, &api.http, &metrics, want, n).await?;
+    let steady = if bring_up_only {
+        None
+    } else {
+        Some(steady(&api, &metrics, &ids[0]).await?)
+    };
+    Ok(ScaleRun {
+        connections: n,
+        prefixes_each: PREFIXES_EACH,
+        created_secs: created.as_secs_f64(),
+        attached_secs: attached.as_secs_f64(),
+        established_secs: established_at.as_secs_f64(),
+        pinged_secs: pinged.as_secs_f64(),
+        ping_sample: ping_sample(n).len(),
+        customer_sessions_kept: kept,
+        fabric_routes,
+        edge_rss_mib: rss,
+        edge_peak_rss_mib: peak,
+        cold_start_established_secs: cold_established,
+        cold_start_pinged_secs: cold_pinged,
+        steady,
+    })
+}
+
+/// Waits until the edge has `want` (customer, fabric) sessions Established; the time
+/// since `t0` then.
+async fn wait_established(
+    http: &reqwest::Client,
+    metrics: &str,
+    want: (usize, usize),
+    t0: Instant,
+) -> Result<Duration> {
     let mut last = (0, 0);
-    let established_at = loop {
-        let up = established(&api.http, &metrics).await;
+    let at = loop {
+        let up = established(http, metrics).await;
         if up.0 >= want.0 && up.1 >= want.1 {
             break t0.elapsed();
         }
@@ -309,26 +474,77 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         "all {} customer and {} fabric sessions Established at {:.1} s",
         want.0,
         want.1,
-        established_at.as_secs_f64()
+        at.as_secs_f64()
     );
-    let fabric_routes =
-        crate::BirdCtl(lab["bird"]["fabric"].as_str().context("fabric")?.into()).count_routes();
-    let (rss, peak) = (rss_mib(edge_pid, "VmRSS:"), rss_mib(edge_pid, "VmHWM:"));
+    Ok(at)
+}
 
+/// A rebooted edge box: the agent killed, every namespace it made deleted (and the BFD
+/// state it keeps in tmpfs), then started again with the config on the server. Seconds
+/// from the start until every session is Established, and until the sample pings.
+async fn cold_start(
+    pop: Pop,
+    http: &reqwest::Client,
+    metrics: &str,
+    want: (usize, usize),
+    n: usize,
+) -> Result<(f64, f64)> {
+    let (pid, args, env) = crate::failover::edge_process(pop)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    cic_peers::wait_until(
+        Duration::from_secs(10),
+        "the killed agent to be gone",
+        || crate::is_zombie(pid).then_some(()),
+    )?;
+    let prefix = format!("{}-", pop.ns());
+    let namespaces = cic_dataplane::netns::list(&prefix)?;
+    eprintln!(
+        "cold start: deleting the {} namespaces the edge made",
+        namespaces.len()
+    );
+    use futures::stream::{self, StreamExt};
+    let failed: Vec<String> = stream::iter(namespaces)
+        .map(|ns| async move { cic_dataplane::purge(&ns).await.err().map(|e| e.to_string()) })
+        .buffer_unordered(16)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if let Some(e) = failed.first() {
+        bail!("deleting the edge's namespaces: {e}");
+    }
+    let _ = fs::remove_dir_all("/run/cic-edge/bfd");
+    let t = Instant::now();
+    crate::failover::start_edge_again(pop, &args, &env)?;
+    let established = wait_established(http, metrics, want, t).await?;
+    ping_until_answered(n, WAIT)?;
+    let pinged = t.elapsed();
+    eprintln!(
+        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s",
+        established.as_secs_f64(),
+        pinged.as_secs_f64()
+    );
+    Ok((established.as_secs_f64(), pinged.as_secs_f64()))
+}
+
+/// The no-op apply, the full reconcile and the scrapes, with every session up.
+async fn steady(api: &Api, metrics: &str, connection: &str) -> Result<Steady> {
     // A new revision with the same content for the edge: a full reconcile of nothing.
-    let applies = metric(&api.http, &metrics, "cic_edge_applies_total")
+    let applies = metric(&api.http, metrics, "cic_edge_applies_total")
         .await
         .unwrap_or(0.0);
     let op = api
         .call(
             reqwest::Method::PATCH,
-            &format!("/cic/v1/privateConnections/{}", ids[0]),
+            &format!("/cic/v1/privateConnections/{connection}"),
             Some(json!({"description": "edited by cic bench scale"})),
         )
         .await?;
     api.done(op).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(&api.http, &metrics, "cic_edge_applies_total")
+    while metric(&api.http, metrics, "cic_edge_applies_total")
         .await
         .unwrap_or(0.0)
         <= applies
@@ -338,32 +554,32 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let noop = metric(&api.http, &metrics, "cic_edge_last_apply_seconds")
+    let noop = metric(&api.http, metrics, "cic_edge_last_apply_seconds")
         .await
         .context("cic_edge_last_apply_seconds")?;
     let noop_reconciled = metric(
         &api.http,
-        &metrics,
+        metrics,
         "cic_edge_last_apply_reconciled_instances",
     )
     .await
     .unwrap_or(0.0) as usize;
     // The next full reconcile comes within a minute.
-    let applies = metric(&api.http, &metrics, "cic_edge_applies_total")
+    let applies = metric(&api.http, metrics, "cic_edge_applies_total")
         .await
         .unwrap_or(0.0);
     let deadline = Instant::now() + Duration::from_secs(90);
     let full = loop {
-        let text = api.http.get(&metrics).send().await?.text().await?;
+        let text = api.http.get(metrics).send().await?.text().await?;
         let full_line = text.lines().any(|l| {
             l.starts_with("cic_edge_last_apply_reconciled_instances{")
                 && l.contains("full=\"true\"")
         });
-        let now = metric(&api.http, &metrics, "cic_edge_applies_total")
+        let now = metric(&api.http, metrics, "cic_edge_applies_total")
             .await
             .unwrap_or(0.0);
         if full_line && now > applies {
-            break metric(&api.http, &metrics, "cic_edge_last_apply_seconds")
+            break metric(&api.http, metrics, "cic_edge_last_apply_seconds")
                 .await
                 .context("cic_edge_last_apply_seconds")?;
         }
@@ -377,24 +593,16 @@ pub async fn run(n: usize) -> Result<ScaleRun> {
     let mut lines = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        let text = api.http.get(&metrics).send().await?.text().await?;
+        let text = api.http.get(metrics).send().await?.text().await?;
         scrapes.push(t.elapsed().as_secs_f64());
         lines = text.lines().count();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     scrapes.sort_by(f64::total_cmp);
-    Ok(ScaleRun {
+    Ok(Steady {
         metrics_scrape_p50_secs: scrapes[scrapes.len() / 2],
         metrics_scrape_max_secs: scrapes[scrapes.len() - 1],
         metrics_lines: lines,
-        connections: n,
-        prefixes_each: PREFIXES_EACH,
-        created_secs: created.as_secs_f64(),
-        attached_secs: attached.as_secs_f64(),
-        established_secs: established_at.as_secs_f64(),
-        fabric_routes,
-        edge_rss_mib: rss,
-        edge_peak_rss_mib: peak,
         noop_apply_secs: noop,
         noop_apply_reconciled: noop_reconciled,
         full_apply_secs: full,
