@@ -200,6 +200,10 @@ impl Netlink {
     /// The link called `name`, asked of the kernel by name (one message, not a dump of
     /// every link: a fabric router's namespace holds a thousand).
     pub async fn link(&self, name: &str) -> Result<Option<Link>> {
+        // The kernel refuses a longer name (ERANGE) rather than find nothing.
+        if name.is_empty() || name.len() >= 16 {
+            return Ok(None);
+        }
         let got: std::result::Result<Vec<LinkMessage>, rtnetlink::Error> = self
             .handle
             .link()

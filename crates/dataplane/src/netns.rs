@@ -148,7 +148,19 @@ pub fn rename(from: &str, to: &str) -> io::Result<()> {
             "rename network namespace {from} to {to}: {e}"
         )));
     }
-    del(from)
+    // An error means it is still under its old name (and only there): a failed unmount
+    // takes the new name away again; once the old name is unmounted the rename is done,
+    // and a file left behind is only a file.
+    if let Err(e) = umount2(&src, MntFlags::MNT_DETACH) {
+        let _ = umount2(&dst, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&dst);
+        return Err(io::Error::other(format!(
+            "rename network namespace {from} to {to}: unmount {}: {e}",
+            src.display()
+        )));
+    }
+    let _ = std::fs::remove_file(&src);
+    Ok(())
 }
 
 /// Deletes namespace `name`; its virtual links go with it, but only when the kernel's

@@ -31,7 +31,7 @@ impl Agent {
 
         let mut st = self.state.lock().await;
         self.follow_rpki(&mut st, cfg);
-        self.take_over_moved_connections(&mut st, cfg).await;
+        let renamed = self.take_over_moved_connections(&mut st, cfg).await;
         self.remove_gone_instances(&mut st, cfg).await;
         let context = ApplyContext {
             bgp: cfg.bgp.clone(),
@@ -41,7 +41,7 @@ impl Agent {
             trunks: trunks.clone(),
         };
         let skipped = self
-            .reconcile_instances(&mut st, cfg, &context, full, &mut errors)
+            .reconcile_instances(&mut st, cfg, &context, full, &renamed, &mut errors)
             .await;
         st.applied_context = Some(context);
         for e in &errors {
@@ -201,9 +201,18 @@ impl Agent {
     /// connections each on their own again) keeps its namespace: the going instance
     /// becomes the new one ([`Instance::rename`]), so its links stay and its customer's
     /// session stays up, and the reconcile adds what the new one has more (the fabric
-    /// segment, the VPC prefixes). Without this each joining connection's namespace was
-    /// removed and another made, its session dropped, at a cost of tens of milliseconds.
-    async fn take_over_moved_connections(&self, st: &mut State, cfg: &EdgeConfig) {
+    /// segment, the VPC prefixes) and removes what it has not. Without this each joining
+    /// connection's namespace was removed and another made, its session dropped, at a
+    /// cost of tens of milliseconds. One going instance becomes one new one: when a
+    /// routing instance is deleted, one of its connections keeps the namespace (and its
+    /// session), the others move (as when several lone connections join one new
+    /// routing instance). Returns the new ids of the instances renamed.
+    async fn take_over_moved_connections(
+        &self,
+        st: &mut State,
+        cfg: &EdgeConfig,
+    ) -> BTreeSet<String> {
+        let mut renamed = BTreeSet::new();
         let wanted: BTreeSet<&str> = cfg.instances.iter().map(|i| i.id.as_str()).collect();
         // Each connection of a going instance, and that instance.
         let mut going: BTreeMap<String, String> = BTreeMap::new();
@@ -217,7 +226,7 @@ impl Agent {
             }
         }
         if going.is_empty() {
-            return;
+            return renamed;
         }
         for ic in cfg.instances.iter() {
             if st.instances.contains_key(&ic.id) {
@@ -230,14 +239,18 @@ impl Agent {
             }) else {
                 continue;
             };
-            going.retain(|_, i| *i != from);
             let Some(mut i) = st.instances.remove(&from) else {
                 continue;
             };
+            for c in i.connections() {
+                going.remove(c);
+            }
             match i.rename(&ic.id, &self.ns_name(&ic.id)).await {
                 Ok(()) => {
                     st.applied_instances.remove(&from);
+                    st.tcp_drops.remove(&from);
                     st.instances.insert(ic.id.clone(), i);
+                    renamed.insert(ic.id.clone());
                 }
                 Err(e) => {
                     warn!(instance = %from, to = %ic.id, "taking the namespace over: {e}; making a new one");
@@ -245,6 +258,7 @@ impl Agent {
                 }
             }
         }
+        renamed
     }
 
     /// Routing instances no longer wanted go first (their VXLAN VNIs free up), including
@@ -260,7 +274,13 @@ impl Agent {
             .cloned()
             .collect();
         // Each is stopped on its own (a speaker's Cease, its links deleted): several at once.
-        let stopping: Vec<Instance> = gone.iter().filter_map(|k| st.instances.remove(k)).collect();
+        let stopping: Vec<Instance> = gone
+            .iter()
+            .filter_map(|k| {
+                st.tcp_drops.remove(k);
+                st.instances.remove(k)
+            })
+            .collect();
         futures::stream::iter(stopping)
             .for_each_concurrent(RECONCILE_AT_ONCE, Instance::stop)
             .await;
@@ -291,6 +311,7 @@ impl Agent {
         cfg: &EdgeConfig,
         context: &ApplyContext,
         full: bool,
+        renamed: &BTreeSet<String>,
         errors: &mut Vec<ResourceError>,
     ) -> usize {
         let same_context = !full && st.applied_context.as_ref() == Some(context);
@@ -325,12 +346,17 @@ impl Agent {
         // Instances are each other's strangers (a namespace, a speaker, links of their
         // own each): several are reconciled at once, so that one's netlink round trips
         // and its speaker's start overlap another's. Those that exist go first (a change
-        // there may free what a new one needs, such as a connection's VNI).
+        // there may free what a new one needs, such as a connection's VNI), and before
+        // them those just renamed: one may still hold a link of a connection that moved
+        // to another instance (a routing instance deleted, its connections apart again).
         let (existing, new): (Vec<&InstanceConfig>, Vec<&InstanceConfig>) = todo
             .into_iter()
             .partition(|ic| st.instances.contains_key(&ic.id));
+        let (renamed, existing): (Vec<&InstanceConfig>, Vec<&InstanceConfig>) = existing
+            .into_iter()
+            .partition(|ic| renamed.contains(&ic.id));
         let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
-        for wave in [existing, new] {
+        for wave in [renamed, existing, new] {
             let held: Vec<(&InstanceConfig, Option<Instance>)> = wave
                 .into_iter()
                 .map(|ic| (ic, st.instances.remove(&ic.id)))

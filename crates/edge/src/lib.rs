@@ -452,7 +452,7 @@ impl Agent {
     /// counters from the kernel, read at the scrape.
     pub async fn metrics(&self) -> String {
         // Sessions and errors only: the scrape reads the counters itself, below.
-        let report = self.report_state().await.0;
+        let report = self.report_state().await;
         let mut e = Exposition::default();
         // The counters are read after the lock is let go, many namespaces at a time.
         let (edge_id, sources, trunks, trunk_of, previous) = {

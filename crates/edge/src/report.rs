@@ -24,14 +24,16 @@ impl Agent {
                 .counters_read
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = last.is_none_or(|t| t.elapsed() >= self.opts.report_every);
+            // (Half an interval: the tick's report may start a little later one time
+            // than the next.)
+            let due = last.is_none_or(|t| t.elapsed() >= self.opts.report_every / 2);
             if due {
                 *last = Some(Instant::now());
             }
             due
         };
         if !due {
-            return self.report_state().await.0;
+            return self.report_state().await;
         }
         // The counters are read first, with the agent's lock released (a netlink dump per
         // routing instance), and the sessions and the applied revision after, so that
@@ -46,7 +48,7 @@ impl Agent {
             .buffer_unordered(8)
             .collect()
             .await;
-        let mut report = self.report_state().await.0;
+        let mut report = self.report_state().await;
         report.traffic = read
             .into_iter()
             .flatten()
@@ -66,8 +68,8 @@ impl Agent {
         report
     }
 
-    /// The report's sessions and errors, and where to read the connections' counters.
-    pub(crate) async fn report_state(&self) -> (EdgeReport, Vec<instance::TrafficSource>) {
+    /// The report's sessions and errors (no counters).
+    pub(crate) async fn report_state(&self) -> EdgeReport {
         let mut st = self.state.lock().await;
         let (md5_mismatch, gtsm_drops) = tcp_drops(&mut st, None);
         let mut sessions = Vec::new();
@@ -94,17 +96,13 @@ impl Agent {
             }
             sessions.extend(session_statuses(i, &status, &md5_mismatch, &gtsm_drops));
         }
-        let sources = st.instances.values().map(|i| i.traffic_source()).collect();
-        (
-            EdgeReport {
-                applied_revision: st.applied,
-                dataplane: self.caps.mode().to_string(),
-                sessions,
-                errors,
-                traffic: Vec::new(),
-            },
-            sources,
-        )
+        EdgeReport {
+            applied_revision: st.applied,
+            dataplane: self.caps.mode().to_string(),
+            sessions,
+            errors,
+            traffic: Vec::new(),
+        }
     }
 
     /// Sends a report (see [`Agent::report_now`]).
