@@ -266,10 +266,21 @@ enum BenchCmd {
         /// Leave the lab up afterwards (`cic lab down` removes it).
         #[arg(long)]
         keep: bool,
-        /// Measure bring-up and the cold start only, not the edge with everything up
-        /// (a no-op apply, the minute's full reconcile, 20 s of scrapes).
+        /// Measure bring-up, propagation and the cold start only, not the edge with
+        /// everything up (a no-op apply, the minute's full reconcile, 20 s of scrapes).
         #[arg(long)]
         bring_up_only: bool,
+        /// BFD timers of every connection and of the customer's router: this interval
+        /// (ms) × 3, from the operator's minimum (default: the operator's 300 ms).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(10..=10000))]
+        bfd_ms: Option<u32>,
+        /// With every session up, watch this many seconds for BFD Down events (none
+        /// should come: nothing fails) while the metrics are scraped every second.
+        #[arg(long, default_value_t = 0)]
+        bfd_watch_secs: u64,
+        /// API calls in flight at once, each waited for to its operation's end.
+        #[arg(long, default_value_t = cic_lab::scale::IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+        in_flight: u16,
     },
 }
 
@@ -1404,8 +1415,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connections,
             keep,
             bring_up_only,
+            bfd_ms,
+            bfd_watch_secs,
+            in_flight,
         }) => {
-            let run = cic_lab::scale::bench(connections, keep, bring_up_only).await?;
+            let opts = cic_lab::scale::Options {
+                connections,
+                bring_up_only,
+                bfd_ms,
+                bfd_watch_secs,
+                in_flight: usize::from(in_flight),
+            };
+            let run = cic_lab::scale::bench(opts, keep).await?;
             println!("{}", serde_json::to_string_pretty(&run)?);
             Ok(())
         }

@@ -2716,6 +2716,7 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
 /// every customer session stays up while its connection joins a routing instance (the
 /// routing instance takes over the connection's namespace), and a cold start — the agent
 /// killed, every namespace it made deleted, the agent started again — brings it all back.
+/// Every connection asks for BFD at 100 ms × 3, and the customer's BIRD runs it so.
 #[test]
 fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_session() {
     let test = "bench scale";
@@ -2723,7 +2724,17 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
         return;
     }
     let _one = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let o = cic(&["bench", "scale", "--connections", "12", "--bring-up-only"]);
+    let o = cic(&[
+        "bench",
+        "scale",
+        "--connections",
+        "12",
+        "--bring-up-only",
+        "--bfd-ms",
+        "100",
+        "--bfd-watch-secs",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let json = &stdout[stdout.rfind("\n{").map_or(0, |i| i + 1)..];
@@ -2744,6 +2755,21 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
     ] {
         assert!(run[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {run}");
     }
+    // A second VPC subnet added to every routing instance reaches the customer on each
+    // connection's session, and goes when removed (the bench fails when one never does).
+    assert_eq!(run["propagation"]["changes"], 12, "{run}");
+    for key in ["addP99Ms", "removeP99Ms"] {
+        assert!(
+            run["propagation"][key].as_f64().is_some_and(|ms| ms > 0.0),
+            "{key}: {run}"
+        );
+    }
+    // Every connection's BFD at 100 ms × 3, as the customer's BIRD runs it too, and no
+    // false Down while nothing fails (3 s of scrapes once a second).
+    let bfd = &run["bfd"];
+    assert_eq!(bfd["birdSessionsAtInterval"], 12, "{run}");
+    assert_eq!(bfd["downsInWatch"], 0, "{run}");
+    assert_eq!(bfd["bgpSessionsLostInWatch"], 0, "{run}");
     assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
     assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
 }

@@ -191,20 +191,26 @@ async fn reconcile(
             nl.del_link(l.index).await?;
         }
     }
-    for (name, (spec, addr)) in &specs {
-        let exists = have
+    // New segments are built 16 at a time (a thousand routing instances made at once
+    // wait on them otherwise).
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(specs.iter().filter(|(name, (spec, _))| {
+        !have
             .iter()
-            .any(|l| &l.name == name && l.alias.as_deref() == Some(spec.alias.as_str()));
-        if exists {
-            continue;
-        }
+            .any(|l| &l.name == *name && l.alias.as_deref() == Some(spec.alias.as_str()))
+    }))
+    .map(|(name, (spec, addr))| async move {
         let idx = nl.create_link_in(spec, nl).await?;
         for a in addr {
             nl.add_address(idx, *a).await?;
         }
         nl.set_up(idx, None).await?;
         info!(link = %name, vni = ?spec.kind, ?addr, "fabric segment built");
-    }
+        Ok::<_, anyhow::Error>(())
+    })
+    .buffer_unordered(16)
+    .try_collect::<()>()
+    .await?;
     // Static routing: the customer's IPv4 prefixes via the edge, one metric per segment
     // (several edges' routes to one prefix stand side by side, the first one used).
     for a in want.iter().filter(|a| a.static_routing()) {

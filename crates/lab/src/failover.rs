@@ -632,7 +632,6 @@ pub struct RestartRun {
 /// A running process: pid, command line, environment.
 pub(crate) type Process = (i32, Vec<String>, Vec<(String, String)>);
 
-/// The pid, command line and environment of the running edge agent of `pop`.
 /// Starts `pop`'s edge agent again with the arguments and environment it had (from
 /// [`edge_process`]), its output appended to its log, recorded for `cic lab down`.
 pub(crate) fn start_edge_again(pop: Pop, args: &[String], env: &[(String, String)]) -> Result<()> {

@@ -580,7 +580,10 @@ fn fabric_bird_conf() -> String {
 router id 100.64.255.2;
 log stderr all;
 debug protocols {{ states, events }};
-protocol device {{}}
+# A thousand routing instances' segments made at once overflow BIRD's netlink socket
+# ("Kernel dropped some netlink messages, will resync on next scan"): the segments it
+# missed wait for the next scan of the interfaces, 60 s by default.
+protocol device {{ scan time 2; }}
 protocol direct vpc {{ ipv4; interface "vpc0"; }}
 protocol direct vpc6 {{ ipv6; interface "vpc0"; }}
 protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}

@@ -10,6 +10,9 @@
 //!   instance (the customer's BIRD says when each last came up);
 //! - when a sample of the connections carries a ping to the cloud VM (from one of the
 //!   connection's own prefixes, so the answer comes back over that connection);
+//! - propagation: a VPC subnet added to every routing instance (one API call each, 16 in
+//!   flight), and for each the time from its call until the customer's BIRD has the
+//!   route from that connection's session; then removed, until it is gone;
 //! - a cold start: the edge agent killed, every namespace it made deleted (a rebooted
 //!   box), the agent started again, and the time until every session is Established
 //!   and the sample pings again;
@@ -17,6 +20,7 @@
 //!   description is edited), and how long its periodic full reconcile takes (not with
 //!   `--bring-up-only`).
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -31,14 +35,16 @@ use crate::{CLOUD_ASN, CUSTOMER_ASN, FOLDER, NS_SITE, Pop, STATE_DIR, site_bird_
 
 /// Prefixes the customer announces on each connection.
 const PREFIXES_EACH: usize = 10;
-/// API calls in flight at once.
-const IN_FLIGHT: usize = 16;
+/// API calls in flight at once, unless told otherwise.
+pub const IN_FLIGHT: usize = 16;
 const WAIT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleRun {
     pub connections: usize,
+    /// API calls in flight at once.
+    pub in_flight: usize,
     pub prefixes_each: usize,
     /// Seconds from the first API call until every connection exists (operations done).
     pub created_secs: f64,
@@ -60,6 +66,11 @@ pub struct ScaleRun {
     pub fabric_routes: usize,
     pub edge_rss_mib: f64,
     pub edge_peak_rss_mib: f64,
+    /// A VPC prefix added to every routing instance, then removed.
+    pub propagation: Propagation,
+    /// BFD Down events while nothing failed (with `--bfd-watch-secs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdWatch>,
     /// The cold start: seconds from starting the agent again (its namespaces gone) until
     /// every session is Established, and until the sample pings again.
     pub cold_start_established_secs: f64,
@@ -67,6 +78,191 @@ pub struct ScaleRun {
     /// What the edge does with everything up (not measured with `--bring-up-only`).
     #[serde(flatten)]
     pub steady: Option<Steady>,
+}
+
+/// A second VPC subnet (10.129.0.0/24, which the fabric router is given for it) added to
+/// every routing instance, one API call each with 16 in flight, then removed the same
+/// way: for each routing instance, milliseconds from its API call until the customer's
+/// BIRD has the route from that connection's session (or, removed, no longer has it).
+/// The customer's table is read again as soon as a read ends (`birdc show route`); a
+/// route is taken to arrive when the read that first shows it ends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Propagation {
+    pub changes: usize,
+    pub add_p50_ms: f64,
+    pub add_p99_ms: f64,
+    pub add_max_ms: f64,
+    pub remove_p50_ms: f64,
+    pub remove_p99_ms: f64,
+    pub remove_max_ms: f64,
+    /// Seconds for all the calls (each to its operation's end).
+    pub add_calls_secs: f64,
+    pub remove_calls_secs: f64,
+    /// The median time of one read of the customer's table.
+    pub read_p50_ms: f64,
+}
+
+/// The prefix [`Propagation`] adds and removes, and the fabric router's address in it
+/// (on its VPC interface, so it announces the subnet to every routing instance, which
+/// takes it only once it is one of its VPC prefixes).
+const PROPAGATED: &str = "10.129.0.0/24";
+const PROPAGATED_FABRIC_IP: &str = "10.129.0.1/24";
+
+/// The scale connections (by index) whose session gave the customer's BIRD a route to
+/// `prefix`, and how long the read took.
+fn sessions_with(socket: &str, prefix: &str) -> (BTreeSet<usize>, Duration) {
+    let t = Instant::now();
+    let out = Command::new("birdc")
+        .args(["-s", socket, "show", "route", prefix])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "10.128.0.0/16  unicast [c1000 21:06:07.465 from 169.254.128.1] * (100) [AS200350i]"
+    let have = out
+        .split("[c")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let vlan: usize = digits.parse().ok()?;
+            rest[digits.len()..]
+                .starts_with(' ')
+                .then_some(vlan.checked_sub(1000)?)
+        })
+        .collect();
+    (have, t.elapsed())
+}
+
+/// One half of [`Propagation`]: `method` (`upsertPrefixes` or `removePrefixes`) on
+/// every routing instance; each one's latency (ms) until the route is `present` (or
+/// not) on its connection's session, the seconds the calls took, and the reads' times.
+async fn propagate(
+    api: &Api,
+    bird: &str,
+    instances: &[String],
+    method: &str,
+    present: bool,
+    in_flight: usize,
+) -> Result<(Vec<f64>, f64, Vec<f64>)> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let n = instances.len();
+    // Set when the calls are over; `failed` when one of them failed (nothing to wait for).
+    let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
+    let deadline = Instant::now() + WAIT;
+    let body = json!({"vpcNetworkId": "", "vpcAzInfoPrefixes": [{"azId": "zone-a", "prefixes": [PROPAGATED]}]});
+    let (seen, reads, called, calls) = std::thread::scope(|s| -> Result<_> {
+        let watcher = s.spawn(|| {
+            let mut seen: Vec<Option<Instant>> = vec![None; n];
+            let mut reads = Vec::new();
+            while seen.iter().any(Option::is_none)
+                && Instant::now() < deadline
+                && !failed.load(Ordering::Relaxed)
+            {
+                let (have, took) = sessions_with(bird, PROPAGATED);
+                let at = Instant::now();
+                reads.push(took.as_secs_f64() * 1000.0);
+                for (i, s) in seen.iter_mut().enumerate() {
+                    if s.is_none() && have.contains(&i) == present {
+                        *s = Some(at);
+                    }
+                }
+                if done.load(Ordering::Relaxed) && seen.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+            (seen, reads)
+        });
+        let t = Instant::now();
+        let called: Result<Vec<(usize, Instant)>> = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(
+                stream::iter(instances.iter().enumerate())
+                    .map(|(i, id)| {
+                        let mut body = body.clone();
+                        body["vpcNetworkId"] = json!(format!("vpc-scale-{i}"));
+                        async move {
+                            let at = Instant::now();
+                            let op = api
+                                .call(
+                                    reqwest::Method::POST,
+                                    &format!("/cloudrouter/v1/routingInstances/{id}:{method}"),
+                                    Some(body),
+                                )
+                                .await?;
+                            api.done(op).await?;
+                            Ok::<_, anyhow::Error>((i, at))
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .try_collect(),
+            )
+        });
+        let calls = t.elapsed().as_secs_f64();
+        failed.store(called.is_err(), Ordering::Relaxed);
+        done.store(true, Ordering::Relaxed);
+        let (seen, reads) = watcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the watcher panicked"))?;
+        Ok((seen, reads, called?, calls))
+    })?;
+    let mut latencies = Vec::with_capacity(n);
+    for (i, at) in called {
+        let Some(seen) = seen[i] else {
+            bail!(
+                "{method} on {}: the customer's session c{} {} {PROPAGATED} after {WAIT:?}",
+                instances[i],
+                1000 + i,
+                if present { "never had" } else { "still had" }
+            );
+        };
+        latencies.push(seen.saturating_duration_since(at).as_secs_f64() * 1000.0);
+    }
+    Ok((latencies, calls, reads))
+}
+
+/// [`Propagation`] over these routing instances (connection `i`'s is `instances[i]`).
+async fn propagation(
+    api: &Api,
+    bird: &str,
+    instances: &[String],
+    in_flight: usize,
+) -> Result<Propagation> {
+    let q = |v: &mut Vec<f64>, p: f64| -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (mut add, add_calls, mut reads) =
+        propagate(api, bird, instances, "upsertPrefixes", true, in_flight).await?;
+    eprintln!(
+        "{PROPAGATED} added to {} routing instances: at the customer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms after each call",
+        instances.len(),
+        q(&mut add, 0.5),
+        q(&mut add, 0.99),
+        q(&mut add, 1.0)
+    );
+    let (mut remove, remove_calls, more) =
+        propagate(api, bird, instances, "removePrefixes", false, in_flight).await?;
+    reads.extend(more);
+    eprintln!(
+        "{PROPAGATED} removed: gone at the customer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms after each call",
+        q(&mut remove, 0.5),
+        q(&mut remove, 0.99),
+        q(&mut remove, 1.0)
+    );
+    Ok(Propagation {
+        changes: instances.len(),
+        add_p50_ms: q(&mut add, 0.5),
+        add_p99_ms: q(&mut add, 0.99),
+        add_max_ms: q(&mut add, 1.0),
+        remove_p50_ms: q(&mut remove, 0.5),
+        remove_p99_ms: q(&mut remove, 0.99),
+        remove_max_ms: q(&mut remove, 1.0),
+        add_calls_secs: add_calls,
+        remove_calls_secs: remove_calls,
+        read_p50_ms: q(&mut reads, 0.5),
+    })
 }
 
 /// The edge with every session up.
@@ -86,6 +282,45 @@ pub struct Steady {
     pub metrics_scrape_max_secs: f64,
     /// Lines in one scrape.
     pub metrics_lines: usize,
+}
+
+/// What `cic bench scale` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub connections: usize,
+    /// Bring-up, propagation and the cold start only (no no-op apply, full reconcile or
+    /// scrape series).
+    pub bring_up_only: bool,
+    /// BFD timers of every connection (and of the customer's BIRD): this interval × 3.
+    /// The operator's default (300 ms) when `None`.
+    pub bfd_ms: Option<u32>,
+    /// With every session up, this many seconds of watching for BFD Down events
+    /// (false ones: nothing fails) while the metrics are scraped every second.
+    pub bfd_watch_secs: u64,
+    /// API calls in flight at once (each to its operation's end).
+    pub in_flight: usize,
+}
+
+/// BFD Down events the edge counted on the customer sessions, while nothing failed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdWatch {
+    /// The interval every connection asked for (× 3).
+    pub interval_ms: u32,
+    /// The customer's BIRD's BFD sessions running at that interval (its `show bfd
+    /// sessions`), of all of them.
+    pub bird_sessions_at_interval: usize,
+    pub bird_sessions: usize,
+    /// Down events during the bring-up (counted once every session is up).
+    pub downs_in_bring_up: u64,
+    /// … and during the watch.
+    pub watch_secs: u64,
+    pub downs_in_watch: u64,
+    /// Customer BGP sessions that went down during the watch (their lifetime shorter).
+    pub bgp_sessions_lost_in_watch: usize,
+    /// Scrapes of `GET /metrics` during the watch (one a second) and their median.
+    pub scrapes: usize,
+    pub scrape_p50_secs: f64,
 }
 
 /// Connection `i`'s VLAN, its /30 and the cloud's and the customer's addresses in it.
@@ -146,7 +381,7 @@ fn ping_source(i: usize) -> String {
 
 /// The customer's side: a VXLAN interface per connection over the cross-connect, and
 /// BIRD told about every session (its times to the millisecond).
-fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
+fn customer_side(pop: Pop, n: usize, bird_socket: &str, bfd_ms: Option<u32>) -> Result<()> {
     let mut lines: Vec<String> = ping_sample(n)
         .into_iter()
         .map(|i| format!("addr add {}/32 dev lo", ping_source(i)))
@@ -164,6 +399,16 @@ fn customer_side(pop: Pop, n: usize, bird_socket: &str) -> Result<()> {
     }
     ip_batch(NS_SITE, &lines)?;
     let mut conf = site_bird_conf(&[pop], None);
+    if let Some(ms) = bfd_ms {
+        let lab = "min rx interval 300 ms; min tx interval 300 ms;";
+        if !conf.contains(lab) {
+            bail!("the lab's customer BIRD has no BFD interval of 300 ms to change");
+        }
+        conf = conf.replace(
+            lab,
+            &format!("min rx interval {ms} ms; min tx interval {ms} ms;"),
+        );
+    }
     conf.push_str("timeformat protocol iso long ms;\ntimeformat base iso long ms;\n");
     for i in 0..n {
         let (vlan, _, cloud, me) = plan(i);
@@ -296,7 +541,8 @@ fn rss_mib(pid: u32, key: &str) -> f64 {
 }
 
 /// Brings a one-PoP lab up, runs [`run`] on it, and takes it down (unless `keep`).
-pub async fn bench(n: usize, keep: bool, bring_up_only: bool) -> Result<ScaleRun> {
+pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
+    let n = opts.connections;
     if !(1..=3000).contains(&n) {
         bail!("--connections {n}: from 1 to 3000");
     }
@@ -313,7 +559,7 @@ pub async fn bench(n: usize, keep: bool, bring_up_only: bool) -> Result<ScaleRun
         ],
     )
     .await?;
-    let r = run(n, bring_up_only).await;
+    let r = run(opts).await;
     if !keep {
         crate::down()?;
     }
@@ -321,7 +567,8 @@ pub async fn bench(n: usize, keep: bool, bring_up_only: bool) -> Result<ScaleRun
 }
 
 /// Adds `n` connections to a running one-PoP lab and measures (see the module's doc).
-pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
+pub async fn run(opts: Options) -> Result<ScaleRun> {
+    let n = opts.connections;
     let lab: Value = serde_json::from_str(&read("lab.json")?)?;
     let pops = lab["pops"].as_array().context("lab.json: pops")?;
     if pops.len() != 1 {
@@ -346,17 +593,20 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
     };
     let already = established(&api.http, &metrics).await;
 
-    customer_side(pop, n, bird)?;
+    customer_side(pop, n, bird, opts.bfd_ms)?;
     eprintln!("customer side ready: {n} interfaces and BGP sessions in {NS_SITE}");
 
     let t0 = Instant::now();
     let creates = (0..n)
         .map(|i| {
             let (vlan, subnet, cloud, me) = plan(i);
-            let body = json!({"folderId": FOLDER, "name": format!("scale-vlan{vlan}"),
+            let mut body = json!({"folderId": FOLDER, "name": format!("scale-vlan{vlan}"),
                 "trunkConnectionId": trunk, "vlanId": vlan.to_string(),
                 "ipv4Peering": {"peeringSubnet": subnet, "peerIp": me, "cloudIp": cloud,
                                 "peerBgpAsn": CUSTOMER_ASN.to_string()}});
+            if let Some(ms) = opts.bfd_ms {
+                body["bfd"] = json!({"minIntervalMs": ms, "multiplier": 3});
+            }
             (
                 reqwest::Method::POST,
                 "/cic/v1/privateConnections".to_string(),
@@ -364,7 +614,7 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
             )
         })
         .collect();
-    let ops = api.all(IN_FLIGHT, creates).await?;
+    let ops = api.all(opts.in_flight, creates).await?;
     let created = t0.elapsed();
     eprintln!("{n} connections created in {:.1} s", created.as_secs_f64());
     let ids: Vec<String> = ops
@@ -379,7 +629,7 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
     // one edge every connection is another customer's (its own namespace, its own
     // session with the fabric). Each VPC has the lab's 10.128.0.0/24, which the fabric
     // router announces to every instance.
-    let instances = ids
+    let instance_calls: Vec<_> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
@@ -394,7 +644,12 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
             )
         })
         .collect();
-    api.all(IN_FLIGHT, instances).await?;
+    let instances: Vec<String> = api
+        .all(opts.in_flight, instance_calls)
+        .await?
+        .iter()
+        .map(|op| crate::id_of(op, "routing instance"))
+        .collect::<Result<_>>()?;
     let attached = t0.elapsed();
     eprintln!(
         "{n} routing instances created at {:.1} s",
@@ -414,14 +669,37 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
         crate::BirdCtl(lab["bird"]["fabric"].as_str().context("fabric")?.into()).count_routes();
     let (rss, peak) = (rss_mib(edge_pid, "VmRSS:"), rss_mib(edge_pid, "VmHWM:"));
 
+    let bfd = match opts.bfd_watch_secs {
+        0 => None,
+        secs => Some(bfd_watch(&api.http, &metrics, bird, opts.bfd_ms.unwrap_or(300), secs).await?),
+    };
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            crate::NS_FABRIC,
+            "addr",
+            "replace",
+            PROPAGATED_FABRIC_IP,
+            "dev",
+            "vpc0",
+        ])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "a second VPC subnet on the fabric router: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let propagation = propagation(&api, bird, &instances, opts.in_flight).await?;
     let (cold_established, cold_pinged) = cold_start(pop, &api.http, &metrics, want, n).await?;
-    let steady = if bring_up_only {
+    let steady = if opts.bring_up_only {
         None
     } else {
         Some(steady(&api, &metrics, &ids[0]).await?)
     };
     Ok(ScaleRun {
         connections: n,
+        in_flight: opts.in_flight,
         prefixes_each: PREFIXES_EACH,
         created_secs: created.as_secs_f64(),
         attached_secs: attached.as_secs_f64(),
@@ -432,10 +710,105 @@ pub async fn run(n: usize, bring_up_only: bool) -> Result<ScaleRun> {
         fabric_routes,
         edge_rss_mib: rss,
         edge_peak_rss_mib: peak,
+        propagation,
+        bfd,
         cold_start_established_secs: cold_established,
         cold_start_pinged_secs: cold_pinged,
         steady,
     })
+}
+
+/// Whether a metric's line is of one of the benchmark's customer sessions (their peers
+/// are in 169.254.128.0/17, see [`plan`]; the lab's own connection is not counted).
+fn scale_customer(line: &str) -> bool {
+    line.contains("session=\"customer\"")
+        && line
+            .split("peer=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
+            .is_some_and(|a| {
+                let o = a.octets();
+                o[0] == 169 && o[1] == 254 && o[2] >= 128
+            })
+}
+
+/// The sum of a metric's samples over the benchmark's customer sessions.
+fn customer_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && scale_customer(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The customer's BIRD's BFD sessions: how many run at `interval_ms`, of how many.
+fn bird_bfd_sessions(socket: &str, interval_ms: u32) -> (usize, usize) {
+    let out = Command::new("birdc")
+        .args(["-s", socket, "show", "bfd", "sessions"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "169.254.128.1  vl1000  Up  21:06:07.465  0.100  0.300"
+    let want = format!("{:.3}", f64::from(interval_ms) / 1000.0);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 6 && f[0].parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    let at = rows.iter().filter(|f| f[f.len() - 2] == want).count();
+    (at, rows.len())
+}
+
+/// Watches the customer sessions' BFD for `secs` with every session up, scraping the
+/// metrics once a second; the Down events counted before and during.
+async fn bfd_watch(
+    http: &reqwest::Client,
+    metrics: &str,
+    bird: &str,
+    interval_ms: u32,
+    secs: u64,
+) -> Result<BfdWatch> {
+    let (at, all) = bird_bfd_sessions(bird, interval_ms);
+    let text = http.get(metrics).send().await?.text().await?;
+    let before = customer_sum(&text, "bfd_session_downs_num");
+    eprintln!(
+        "BFD: {at} of the customer BIRD's {all} sessions at {interval_ms} ms; {before} Down events in the bring-up; watching for {secs} s"
+    );
+    let start = Instant::now();
+    let mut scrapes = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while start.elapsed() < Duration::from_secs(secs) {
+        tick.tick().await;
+        let t = Instant::now();
+        http.get(metrics).send().await?.text().await?;
+        scrapes.push(t.elapsed().as_secs_f64());
+    }
+    let text = http.get(metrics).send().await?.text().await?;
+    let after = customer_sum(&text, "bfd_session_downs_num");
+    // A session that went down and came back is younger than the watch.
+    let lost = text
+        .lines()
+        .filter(|l| l.starts_with("bgp_ipv4_session_lifetime_seconds{") && scale_customer(l))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .filter(|age| *age < secs as f64)
+        .count();
+    scrapes.sort_by(f64::total_cmp);
+    let watch = BfdWatch {
+        interval_ms,
+        bird_sessions_at_interval: at,
+        bird_sessions: all,
+        downs_in_bring_up: before as u64,
+        watch_secs: secs,
+        downs_in_watch: (after - before).max(0.0) as u64,
+        bgp_sessions_lost_in_watch: lost,
+        scrapes: scrapes.len(),
+        scrape_p50_secs: scrapes.get(scrapes.len() / 2).copied().unwrap_or(0.0),
+    };
+    eprintln!(
+        "BFD: {} Down events and {} BGP sessions lost in {secs} s",
+        watch.downs_in_watch, watch.bgp_sessions_lost_in_watch
+    );
+    Ok(watch)
 }
 
 /// Waits until the edge has `want` (customer, fabric) sessions Established; the time
