@@ -165,6 +165,9 @@ pub struct AppState {
     reloadable: std::sync::RwLock<Reloadable>,
     /// The edges' reports over time, per connection (graphs, `:history`).
     pub history: history::History,
+    /// The last [`AppState::snapshot`] and its revision: every edge fetching its config at
+    /// one revision, and the fabric's attachments, share one read of the store.
+    snapshots: std::sync::Mutex<Option<(u64, Arc<Snapshot>)>>,
 }
 
 /// The settings a running server takes again on SIGHUP.
@@ -211,6 +214,7 @@ impl AppState {
             limiter: Default::default(),
             tls_not_after: Default::default(),
             history: history::History::new(history),
+            snapshots: std::sync::Mutex::new(None),
         });
         st.follow_others();
         Ok(st)
@@ -343,7 +347,21 @@ impl AppState {
     /// What the compiler reads, all as of one revision (returned with it): a config
     /// labelled with a revision must hold every change up to it, or an operation waiting
     /// for that revision would be finished by an edge that has not seen its change.
-    pub async fn snapshot(&self) -> Result<(Snapshot, u64), cic_store::Error> {
+    ///
+    /// Every committed change moves the store's revision (on PostgreSQL, another server's
+    /// too), so a snapshot read at the revision the store is at now is the one to give:
+    /// it is read once per revision, however many edges ask.
+    pub async fn snapshot(&self) -> Result<(Arc<Snapshot>, u64), cic_store::Error> {
+        let now = self.store.revision().await?;
+        if let Some((rev, snap)) = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && *rev == now
+        {
+            return Ok((snap.clone(), now));
+        }
         let mut r = self.store.read().await?;
         let snap = Snapshot {
             edges: r.list::<Edge>(None).await?,
@@ -355,7 +373,15 @@ impl AppState {
             public_connections: r.list::<PublicConnection>(None).await?,
             services: r.list::<CloudService>(None).await?,
         };
-        Ok((snap, r.revision()))
+        let (snap, rev) = (Arc::new(snap), r.revision());
+        let mut kept = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.as_ref().is_none_or(|(k, _)| *k < rev) {
+            *kept = Some((rev, snap.clone()));
+        }
+        Ok((snap, rev))
     }
 
     /// Finishes every operation whose edges have all applied its revision.

@@ -3305,3 +3305,31 @@ async fn a_connection_s_history_holds_its_reports_rates_and_events_for_those_who
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+/// What the compiler reads is read from the store once per revision: the edges and the
+/// fabric asking at one revision share one read, and after a change the next one reads
+/// again and holds it.
+#[tokio::test]
+async fn the_compiler_s_snapshot_is_read_once_per_revision_and_again_after_a_change() {
+    let h = H::new().await;
+    let (_, _, pc) = h.one_connection().await;
+    let (a, ra) = h.state.snapshot().await.expect("snapshot");
+    let (b, rb) = h.state.snapshot().await.expect("snapshot");
+    assert_eq!(ra, rb);
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "one read for one revision");
+    h.ok(
+        Method::PATCH,
+        &format!("/cic/v1/privateConnections/{pc}"),
+        json!({"description": "changed"}),
+    )
+    .await;
+    let (c, rc) = h.state.snapshot().await.expect("snapshot");
+    assert!(rc > ra, "the change moved the revision");
+    assert!(!std::sync::Arc::ptr_eq(&a, &c), "read again after a change");
+    let conn = c
+        .connections
+        .iter()
+        .find(|c| c.meta.id == pc)
+        .expect("the connection");
+    assert_eq!(conn.meta.description, "changed", "{conn:?}");
+}
