@@ -110,14 +110,19 @@ const PROPAGATED: &str = "10.129.0.0/24";
 const PROPAGATED_FABRIC_IP: &str = "10.129.0.1/24";
 
 /// The scale connections (by index) whose session gave the customer's BIRD a route to
-/// `prefix`, and how long the read took.
-fn sessions_with(socket: &str, prefix: &str) -> (BTreeSet<usize>, Duration) {
-    let t = Instant::now();
-    let out = Command::new("birdc")
+/// `prefix`; `None` when BIRD did not answer with its table (a failed read is not taken
+/// for routes gone).
+fn sessions_with(socket: &str, prefix: &str) -> Option<BTreeSet<usize>> {
+    let o = Command::new("birdc")
         .args(["-s", socket, "show", "route", prefix])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+        .ok()?;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // (birdc's exit status says nothing: it is 0 for an error, and "Network not found"
+    // is an answer.)
+    if !(out.contains("Table ") || out.contains("Network not found")) {
+        return None;
+    }
     // "10.128.0.0/16  unicast [c1000 21:06:07.465 from 169.254.128.1] * (100) [AS200350i]"
     let have = out
         .split("[c")
@@ -130,7 +135,7 @@ fn sessions_with(socket: &str, prefix: &str) -> (BTreeSet<usize>, Duration) {
                 .then_some(vlan.checked_sub(1000)?)
         })
         .collect();
-    (have, t.elapsed())
+    Some(have)
 }
 
 /// One half of [`Propagation`]: `method` (`upsertPrefixes` or `removePrefixes`) on
@@ -149,6 +154,9 @@ async fn propagate(
     let n = instances.len();
     // Set when the calls are over; `failed` when one of them failed (nothing to wait for).
     let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
+    // When each routing instance's call was sent: a read that began before it says
+    // nothing of it.
+    let sent: std::sync::Mutex<Vec<Option<Instant>>> = std::sync::Mutex::new(vec![None; n]);
     let deadline = Instant::now() + WAIT;
     let body = json!({"vpcNetworkId": "", "vpcAzInfoPrefixes": [{"azId": "zone-a", "prefixes": [PROPAGATED]}]});
     let (seen, reads, called, calls) = std::thread::scope(|s| -> Result<_> {
@@ -159,11 +167,21 @@ async fn propagate(
                 && Instant::now() < deadline
                 && !failed.load(Ordering::Relaxed)
             {
-                let (have, took) = sessions_with(bird, PROPAGATED);
+                let began = Instant::now();
+                let Some(have) = sessions_with(bird, PROPAGATED) else {
+                    continue;
+                };
                 let at = Instant::now();
-                reads.push(took.as_secs_f64() * 1000.0);
+                reads.push((at - began).as_secs_f64() * 1000.0);
+                let sent = sent
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
                 for (i, s) in seen.iter_mut().enumerate() {
-                    if s.is_none() && have.contains(&i) == present {
+                    if s.is_none()
+                        && sent[i].is_some_and(|c| began >= c)
+                        && have.contains(&i) == present
+                    {
                         *s = Some(at);
                     }
                 }
@@ -180,8 +198,11 @@ async fn propagate(
                     .map(|(i, id)| {
                         let mut body = body.clone();
                         body["vpcNetworkId"] = json!(format!("vpc-scale-{i}"));
+                        let sent = &sent;
                         async move {
                             let at = Instant::now();
+                            sent.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(at);
                             let op = api
                                 .call(
                                     reqwest::Method::POST,
@@ -318,8 +339,10 @@ pub struct BfdWatch {
     pub downs_in_watch: u64,
     /// Customer BGP sessions that went down during the watch (their lifetime shorter).
     pub bgp_sessions_lost_in_watch: usize,
-    /// Scrapes of `GET /metrics` during the watch (one a second) and their median.
+    /// Scrapes of `GET /metrics` during the watch (one a second) and their median; and
+    /// those that failed.
     pub scrapes: usize,
+    pub failed_scrapes: usize,
     pub scrape_p50_secs: f64,
 }
 
@@ -775,13 +798,16 @@ async fn bfd_watch(
         "BFD: {at} of the customer BIRD's {all} sessions at {interval_ms} ms; {before} Down events in the bring-up; watching for {secs} s"
     );
     let start = Instant::now();
-    let mut scrapes = Vec::new();
+    let (mut scrapes, mut failed_scrapes) = (Vec::new(), 0usize);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while start.elapsed() < Duration::from_secs(secs) {
         tick.tick().await;
         let t = Instant::now();
-        http.get(metrics).send().await?.text().await?;
-        scrapes.push(t.elapsed().as_secs_f64());
+        match async { http.get(metrics).send().await?.text().await }.await {
+            Ok(_) => scrapes.push(t.elapsed().as_secs_f64()),
+            Err(_) => failed_scrapes += 1,
+        }
     }
     let text = http.get(metrics).send().await?.text().await?;
     let after = customer_sum(&text, "bfd_session_downs_num");
@@ -802,6 +828,7 @@ async fn bfd_watch(
         downs_in_watch: (after - before).max(0.0) as u64,
         bgp_sessions_lost_in_watch: lost,
         scrapes: scrapes.len(),
+        failed_scrapes,
         scrape_p50_secs: scrapes.get(scrapes.len() / 2).copied().unwrap_or(0.0),
     };
     eprintln!(

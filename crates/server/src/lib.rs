@@ -168,6 +168,9 @@ pub struct AppState {
     /// The last [`AppState::snapshot`] and its revision: every edge fetching its config at
     /// one revision, and the fabric's attachments, share one read of the store.
     snapshots: std::sync::Mutex<Option<(u64, Arc<Snapshot>)>>,
+    /// Held while the store is read for a snapshot: the edges' long polls all wake at a
+    /// new revision, and the first reads it for the others.
+    snapshot_read: tokio::sync::Mutex<()>,
 }
 
 /// The settings a running server takes again on SIGHUP.
@@ -215,6 +218,7 @@ impl AppState {
             tls_not_after: Default::default(),
             history: history::History::new(history),
             snapshots: std::sync::Mutex::new(None),
+            snapshot_read: tokio::sync::Mutex::new(()),
         });
         st.follow_others();
         Ok(st)
@@ -352,15 +356,23 @@ impl AppState {
     /// too), so a snapshot read at the revision the store is at now is the one to give:
     /// it is read once per revision, however many edges ask.
     pub async fn snapshot(&self) -> Result<(Arc<Snapshot>, u64), cic_store::Error> {
+        let kept = |now: u64| {
+            self.snapshots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .filter(|(rev, _)| *rev == now)
+                .map(|(_, snap)| snap.clone())
+        };
         let now = self.store.revision().await?;
-        if let Some((rev, snap)) = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            && *rev == now
-        {
-            return Ok((snap.clone(), now));
+        if let Some(snap) = kept(now) {
+            return Ok((snap, now));
+        }
+        // One reads, the others waiting here take what it read.
+        let _one = self.snapshot_read.lock().await;
+        let now = self.store.revision().await?;
+        if let Some(snap) = kept(now) {
+            return Ok((snap, now));
         }
         let mut r = self.store.read().await?;
         let snap = Snapshot {
@@ -374,13 +386,12 @@ impl AppState {
             services: r.list::<CloudService>(None).await?,
         };
         let (snap, rev) = (Arc::new(snap), r.revision());
-        let mut kept = self
+        // The latest read is kept, even at a lower revision (a database restored from a
+        // backup goes back): a revision is only ever matched exactly.
+        *self
             .snapshots
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.as_ref().is_none_or(|(k, _)| *k < rev) {
-            *kept = Some((rev, snap.clone()));
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((rev, snap.clone()));
         Ok((snap, rev))
     }
 
