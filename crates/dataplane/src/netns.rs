@@ -41,54 +41,36 @@ pub fn exists(name: &str) -> bool {
 
 /// Creates namespace `name` (idempotent: an existing one is kept as it is).
 pub fn add(name: &str) -> io::Result<()> {
-    let p = path(name)?;
-    if exists(name) {
-        return Ok(());
+    ensure(name, &[] as &[(&str, &str)]).map(|_| ())
+}
+
+/// Writes `pairs` (`key`, `value` under /proc/sys) in the calling thread's namespace,
+/// which errors name as `place`.
+fn write_sysctls<K: AsRef<str>, V: AsRef<str>>(place: &str, pairs: &[(K, V)]) -> io::Result<()> {
+    for (key, value) in pairs {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        std::fs::write(format!("/proc/sys/{key}"), value).map_err(|e| {
+            io::Error::new(e.kind(), format!("sysctl {key}={value} in {place}: {e}"))
+        })?;
     }
-    std::fs::create_dir_all(RUN_DIR)?;
-    // A stale file from an earlier unclean exit is replaced.
-    let _ = std::fs::remove_file(&p);
-    File::options().write(true).create_new(true).open(&p)?;
-    let target = p.clone();
-    let res = std::thread::scope(|s| {
-        s.spawn(move || -> io::Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(io::Error::from)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
-    });
-    if res.is_err() {
-        let _ = std::fs::remove_file(&p);
-    }
-    res.map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
+    Ok(())
 }
 
 /// Makes namespace `name` (or keeps the one there) with `sysctls` (`key`, `value` under
 /// /proc/sys) set in it, on one thread: the new namespace is entered by the thread that
 /// unshared it, so setting it up costs one thread, not one per sysctl. Returns whether it
 /// was there already. Blocking: call it from a blocking thread.
-pub fn ensure(name: &str, sysctls: &[(&str, &str)]) -> io::Result<bool> {
-    let write_all = || -> io::Result<()> {
-        for (key, value) in sysctls {
-            std::fs::write(format!("/proc/sys/{key}"), value).map_err(|e| {
-                io::Error::new(e.kind(), format!("sysctl {key}={value} in {name}: {e}"))
-            })?;
-        }
-        Ok(())
-    };
+pub fn ensure<K: AsRef<str> + Sync, V: AsRef<str> + Sync>(
+    name: &str,
+    sysctls: &[(K, V)],
+) -> io::Result<bool> {
+    let p = path(name)?;
     if exists(name) {
-        run_in(Some(name), write_all)??;
+        if !sysctls.is_empty() {
+            run_in(Some(name), || write_sysctls(name, sysctls))??;
+        }
         return Ok(true);
     }
-    let p = path(name)?;
     std::fs::create_dir_all(RUN_DIR)?;
     // A stale file from an earlier unclean exit is replaced.
     let _ = std::fs::remove_file(&p);
@@ -97,7 +79,7 @@ pub fn ensure(name: &str, sysctls: &[(&str, &str)]) -> io::Result<bool> {
     let res = std::thread::scope(|s| {
         s.spawn(move || -> io::Result<()> {
             unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-            write_all()?;
+            write_sysctls(name, sysctls)?;
             mount(
                 Some("/proc/thread-self/ns/net"),
                 &target,
@@ -247,35 +229,16 @@ pub fn udp_socket_in(ns: &File, domain: socket2::Domain) -> io::Result<socket2::
 
 /// Writes sysctls under /proc/sys inside namespace `name` (the host's when `None`), on
 /// one thread.
-pub fn sysctls(name: Option<&str>, pairs: &[(String, String)]) -> io::Result<()> {
-    run_in(name, || -> io::Result<()> {
-        for (key, value) in pairs {
-            std::fs::write(format!("/proc/sys/{key}"), value).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "sysctl {key}={value} in {}: {e}",
-                        name.unwrap_or("the host")
-                    ),
-                )
-            })?;
-        }
-        Ok(())
-    })?
+pub fn sysctls<K: AsRef<str> + Sync, V: AsRef<str> + Sync>(
+    name: Option<&str>,
+    pairs: &[(K, V)],
+) -> io::Result<()> {
+    run_in(name, || write_sysctls(name.unwrap_or("the host"), pairs))?
 }
 
 /// Writes a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`) inside namespace `name`.
 pub fn sysctl(name: Option<&str>, key: &str, value: &str) -> io::Result<()> {
-    let p = format!("/proc/sys/{key}");
-    run_in(name, || std::fs::write(&p, value))?.map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "sysctl {key}={value} in {}: {e}",
-                name.unwrap_or("the host")
-            ),
-        )
-    })
+    sysctls(name, &[(key, value)])
 }
 
 /// A new TCP/IPv4 socket inside namespace `name`.
