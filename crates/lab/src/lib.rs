@@ -1343,26 +1343,26 @@ pub fn kernel_next_hops(n: &str, prefix: &str) -> usize {
 pub(crate) struct BirdCtl(pub(crate) PathBuf);
 
 impl BirdCtl {
-    /// `show protocols all NAME` (empty when BIRD does not answer).
-    pub(crate) fn protocol(&self, name: &str) -> String {
-        Command::new("birdc")
+    /// `birdc -s SOCKET COMMAND…`: what BIRD answered (its exit status says nothing: it is
+    /// 0 for an error too).
+    pub(crate) fn ask(&self, command: &[&str]) -> std::io::Result<String> {
+        let out = Command::new("birdc")
             .arg("-s")
             .arg(&self.0)
-            .args(["show", "protocols", "all", name])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .args(command)
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `show protocols all NAME` (empty when BIRD does not answer).
+    pub(crate) fn protocol(&self, name: &str) -> String {
+        self.ask(&["show", "protocols", "all", name])
             .unwrap_or_default()
     }
 
     /// Networks in BIRD's main table (`show route count`).
     pub(crate) fn count_routes(&self) -> usize {
-        let out = Command::new("birdc")
-            .arg("-s")
-            .arg(&self.0)
-            .args(["show", "route", "count"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let out = self.ask(&["show", "route", "count"]).unwrap_or_default();
         // "1234 of 1234 routes for 1234 networks in table master4"
         out.split(" for ")
             .nth(1)
@@ -1371,13 +1371,7 @@ impl BirdCtl {
     }
 
     fn route(&self, prefix: &str) -> Option<String> {
-        let out = Command::new("birdc")
-            .arg("-s")
-            .arg(&self.0)
-            .args(["show", "route", prefix, "all"])
-            .output()
-            .ok()?;
-        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let s = self.ask(&["show", "route", prefix, "all"]).ok()?;
         s.lines().any(|l| l.starts_with(prefix)).then_some(s)
     }
 }

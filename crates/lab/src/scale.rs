@@ -113,13 +113,10 @@ const PROPAGATED_FABRIC_IP: &str = "10.129.0.1/24";
 /// `prefix`; `None` when BIRD did not answer with its table (a failed read is not taken
 /// for routes gone).
 fn sessions_with(socket: &str, prefix: &str) -> Option<BTreeSet<usize>> {
-    let o = Command::new("birdc")
-        .args(["-s", socket, "show", "route", prefix])
-        .output()
+    let out = crate::BirdCtl(socket.into())
+        .ask(&["show", "route", prefix])
         .ok()?;
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    // (birdc's exit status says nothing: it is 0 for an error, and "Network not found"
-    // is an answer.)
+    // ("Network not found" is an answer.)
     if !(out.contains("Table ") || out.contains("Network not found")) {
         return None;
     }
@@ -447,10 +444,7 @@ fn customer_side(pop: Pop, n: usize, bird_socket: &str, bfd_ms: Option<u32>) -> 
     }
     let path = format!("{STATE_DIR}/site-scale.conf");
     fs::write(&path, conf)?;
-    let out = Command::new("birdc")
-        .args(["-s", bird_socket, "configure", &format!("\"{path}\"")])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = crate::BirdCtl(bird_socket.into()).ask(&["configure", &format!("\"{path}\"")])?;
     if !text.contains("Reconfigured") && !text.contains("Reconfiguration in progress") {
         bail!("the customer's BIRD refused {path}: {text}");
     }
@@ -493,10 +487,8 @@ fn ping_until_answered(n: usize, within: Duration) -> Result<()> {
 
 /// BIRD's clock (`show status`, in its base time format).
 fn bird_now(socket: &str) -> Result<String> {
-    let out = Command::new("birdc")
-        .args(["-s", socket, "show", "status"])
-        .output()?;
-    String::from_utf8_lossy(&out.stdout)
+    crate::BirdCtl(socket.into())
+        .ask(&["show", "status"])?
         .lines()
         .find_map(|l| {
             l.trim()
@@ -509,10 +501,7 @@ fn bird_now(socket: &str) -> Result<String> {
 /// The scale sessions of the customer's BIRD that are up and came up before `since`
 /// (both in its millisecond ISO format, which sorts as text).
 fn up_since_before(socket: &str, since: &str) -> Result<usize> {
-    let out = Command::new("birdc")
-        .args(["-s", socket, "show", "protocols"])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::BirdCtl(socket.into()).ask(&["show", "protocols"])?;
     Ok(text
         .lines()
         .filter(|l| {
@@ -766,10 +755,8 @@ fn customer_sum(text: &str, name: &str) -> f64 {
 
 /// The customer's BIRD's BFD sessions: how many run at `interval_ms`, of how many.
 fn bird_bfd_sessions(socket: &str, interval_ms: u32) -> (usize, usize) {
-    let out = Command::new("birdc")
-        .args(["-s", socket, "show", "bfd", "sessions"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    let out = crate::BirdCtl(socket.into())
+        .ask(&["show", "bfd", "sessions"])
         .unwrap_or_default();
     // "169.254.128.1  vl1000  Up  21:06:07.465  0.100  0.300"
     let want = format!("{:.3}", f64::from(interval_ms) / 1000.0);
