@@ -327,6 +327,19 @@ impl Session {
                     self.state = Connect;
                 }
             }
+            (Idle, TcpConnected) if self.started && self.backing_off => {
+                // The peer connected while we wait out the backoff after a failure: it is
+                // ready now, so the session opens on its connection (RFC 4271 §8.2.2 has
+                // a failed connection wait in Active, listening; the backoff is ours, to
+                // keep from hammering a peer, not to turn it away). The backoff keeps
+                // its length until the session is Established.
+                out.push(Output::StopTimer(Timer::IdleHold));
+                self.backing_off = false;
+                self.connect_failure = None;
+                out.push(Output::Send(Msg::Open(self.open())));
+                out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
+                self.state = OpenSent;
+            }
             (Idle, _) => {} // everything else is ignored in Idle (RFC 4271 §8.2.2)
 
             // -- waiting for TCP
@@ -531,6 +544,13 @@ impl Session {
             // (Only an Established session is one the peer can have restarted from.)
             (OpenSent | OpenConfirm, PeerRestarted) => {}
         }
+    }
+
+    /// Whether a connection the peer opens now is taken: always but in Idle, where only
+    /// a session waiting out its backoff after a failure takes one (not one stopped, or
+    /// held down by a Stop, such as a max-prefix hold).
+    pub fn accepts_connection(&self) -> bool {
+        self.state != State::Idle || (self.started && self.backing_off)
     }
 
     fn begin(&mut self, out: &mut Vec<Output>) {
@@ -1142,6 +1162,65 @@ mod tests {
         s.handle(Input::TcpFailed);
         s.handle(Input::TcpConnected);
         assert_eq!(s.state(), State::OpenSent);
+    }
+
+    #[test]
+    fn a_connection_from_the_peer_during_the_failure_backoff_opens_at_once() {
+        // Our connection was taken and closed before any OPEN (BIRD does so while its
+        // interface is not up yet): we back off, 1 s, 2 s, … up to two minutes. The peer
+        // connecting in the meantime is ready: its connection is taken, not refused.
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        for _ in 0..5 {
+            s.handle(Input::TcpConnected);
+            s.handle(Input::TcpFailed);
+            assert_eq!(s.state(), State::Idle);
+            s.handle(Input::TimerExpired(Timer::IdleHold));
+        }
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::TcpFailed);
+        assert!(out.contains(&Output::StartTimer(
+            Timer::IdleHold,
+            Duration::from_secs(32)
+        )));
+        assert!(s.accepts_connection());
+        let out = s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+        assert!(out.contains(&Output::StopTimer(Timer::IdleHold)), "{out:?}");
+        assert!(matches!(sent(&out)[..], [M::Open(_)]), "{out:?}");
+        // Still failing: the backoff goes on growing from where it was.
+        let out = s.handle(Input::TcpFailed);
+        assert!(out.contains(&Output::StartTimer(
+            Timer::IdleHold,
+            Duration::from_secs(64)
+        )));
+        // Once up, it starts again from the first.
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        let out = s.handle(Input::TcpFailed);
+        assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn a_session_stopped_or_held_by_a_stop_refuses_the_peer_s_connection() {
+        let s = Session::new(cfg());
+        assert!(!s.accepts_connection(), "not started");
+        let mut s = established();
+        s.handle(Input::Stop {
+            notification: Notification::new(error_code::CEASE, cease::MAX_PREFIXES),
+            restart_after: Some(Duration::from_secs(1800)),
+        });
+        assert!(!s.accepts_connection(), "a max-prefix hold");
+        assert!(s.handle(Input::TcpConnected).is_empty());
+        assert_eq!(s.state(), State::Idle);
+        let mut s = established();
+        s.handle(Input::Stop {
+            notification: admin_shutdown("deleted"),
+            restart_after: None,
+        });
+        assert!(!s.accepts_connection(), "stopped");
     }
 
     #[test]

@@ -406,7 +406,9 @@ pub(crate) fn site_bird_conf(pop_list: &[Pop], standby: Option<(Pop, Standby)>) 
 router id 192.168.10.1;
 log stderr all;
 debug protocols {{ states, events }};
-protocol device {{}}
+# The scale benchmark's thousand interfaces, made at once, overflow BIRD's netlink
+# socket: a neighbor on an interface it missed waits for the next scan, 60 s by default.
+protocol device {{ scan time 2; }}
 protocol direct lan {{ ipv4; interface "lan0"; }}
 protocol direct lan6 {{ ipv6; interface "lan0"; }}
 protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}

@@ -242,12 +242,12 @@ impl SessionTask {
         }
         let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
         match self.fsm.state() {
-            State::Idle => {
-                // Administratively down or holding idle after an error: refuse.
+            State::Idle if !self.fsm.accepts_connection() => {
+                // Administratively down, or held down by a Stop: refuse.
                 let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
                 refuse(stream, n).await;
             }
-            State::Connect | State::Active => {
+            State::Idle | State::Connect | State::Active => {
                 self.connecting = None;
                 self.attach(stream);
                 self.input(Input::TcpConnected).await;
