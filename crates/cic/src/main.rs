@@ -206,9 +206,10 @@ enum NeighborRoutes {
 enum BenchCmd {
     /// BGP: the same pre-encoded feed into cic's speaker and BIRD (FRR, GoBGP) in turn.
     /// ingest: seconds from Established to the last prefix in the Loc-RIB, and peak RSS;
+    /// monitor: the same feed, timed until a peer the speaker exports to holds all of it;
     /// export: the table loaded first, seconds until a new peer holds all of it.
     Bgp {
-        /// ingest or export.
+        /// ingest, monitor or export.
         #[arg(long, default_value = "ingest")]
         mode: String,
         #[arg(long, default_value_t = 1_000_000)]
@@ -1390,8 +1391,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let mode = match mode.as_str() {
                 "ingest" => cic_speaker::bench::Mode::Ingest,
+                "monitor" => cic_speaker::bench::Mode::Monitor,
                 "export" => cic_speaker::bench::Mode::Export,
-                other => anyhow::bail!("--mode {other:?}: ingest or export"),
+                other => anyhow::bail!("--mode {other:?}: ingest, monitor or export"),
             };
             if sets > prefixes {
                 anyhow::bail!("--sets {sets}: at most --prefixes ({prefixes})");

@@ -506,34 +506,58 @@ fn sighup_applies_what_changed_and_a_config_that_does_not_load_changes_nothing()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `cic bench bgp` end to end on a small feed: both speakers take every prefix over
-/// several sessions, and the report reads each one's count off its control socket (cic's
-/// JSON request, BIRD's `show protocols all` on its own socket).
+/// `cic bench bgp` end to end on a small feed, both ways of timing it, for all four
+/// speakers: polled (cic's JSON request and BIRD's `show protocols all` on their control
+/// sockets, FRR's vty socket, GoBGP's gRPC API, each poll one call on a kept connection),
+/// and at the monitor peer each exports to, which must get every prefix of the feed from
+/// each. (One test: every run uses the bench's fixed loopback addresses.)
 #[test]
-fn the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed() {
-    if !bird_or_skip("the_ingest_benchmark_measures_cic_and_bird_on_the_same_feed") {
+fn the_ingest_benchmark_is_polled_on_sockets_and_timed_at_the_monitor_peer() {
+    let test = "the_ingest_benchmark_is_polled_on_sockets_and_timed_at_the_monitor_peer";
+    if !bird_or_skip(test)
+        || !cic_peers::peer_or_skip(test, cic_peers::frr_available(), "FRR", "frr")
+        || !cic_peers::peer_or_skip(test, cic_peers::gobgp_available(), "GoBGP", "gobgpd")
+    {
         return;
     }
-    let o = cic(&[
-        "bench",
-        "bgp",
-        "--prefixes",
-        "3000",
-        "--peers",
-        "3",
-        "--speakers",
-        "cic,bird",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON report");
-    let runs = runs.as_array().expect("one entry per speaker");
-    let names: Vec<&str> = runs.iter().filter_map(|r| r["speaker"].as_str()).collect();
-    assert_eq!(names, ["cic", "BIRD"]);
-    for r in runs {
-        assert_eq!(r["prefixes"], 3000, "{r}");
-        assert_eq!(r["peers"], 3, "{r}");
-        assert!(r["seconds"].as_f64().is_some_and(|s| s > 0.0), "{r}");
-        assert!(r["peakRssMib"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+    for mode in ["ingest", "monitor"] {
+        let o = cic(&[
+            "bench",
+            "bgp",
+            "--mode",
+            mode,
+            "--prefixes",
+            "3000",
+            "--peers",
+            "3",
+            "--speakers",
+            "cic,bird,frr,gobgp",
+        ]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let runs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON report");
+        let runs = runs.as_array().expect("one entry per speaker");
+        let names: Vec<&str> = runs.iter().filter_map(|r| r["speaker"].as_str()).collect();
+        assert_eq!(names, ["cic", "BIRD", "FRR", "GoBGP"], "{mode}");
+        for r in runs {
+            assert_eq!(r["prefixes"], 3000, "{r}");
+            assert_eq!(r["peers"], 3, "{r}");
+            assert!(
+                r["seconds"].as_f64().is_some_and(|s| s > 0.0),
+                "{mode}: {r}"
+            );
+            assert!(r["peakRssMib"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+            // Only the monitor counts UPDATEs: from one per 16-prefix run of the feed
+            // (packed as it came) to one per prefix (GoBGP's way).
+            match mode {
+                "monitor" => assert!(
+                    r["updates"]
+                        .as_u64()
+                        .is_some_and(|u| (3000 / 16..=3000).contains(&u)),
+                    "{r}"
+                ),
+                _ => assert!(r["updates"].is_null(), "{r}"),
+            }
+        }
     }
 }
 

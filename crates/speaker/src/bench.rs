@@ -4,7 +4,10 @@
 //!
 //! - **ingest**: a feeder sends pre-encoded UPDATEs as fast as TCP takes them; seconds
 //!   from the moment every session is Established until the last prefix is in the
-//!   speaker's Loc-RIB, and its peak RSS (VmHWM).
+//!   speaker's Loc-RIB, and its peak RSS (VmHWM). Each speaker's count is polled every
+//!   20 ms on a socket (GoBGP's through its gRPC API, `gobgp_api.rs`).
+//! - **monitor**: the same feed, timed until a peer the speaker exports everything to
+//!   (this process, as for export) holds every prefix of the feed; nothing is polled.
 //! - **export**: the speaker is fed the table first; then a receiving peer connects and
 //!   the time is taken from its session Established until it holds every prefix. The
 //!   receiver is this process (the same code for every speaker): it decodes every UPDATE
@@ -51,6 +54,9 @@ pub struct Feed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Ingest,
+    /// Ingest timed at a monitor peer: the speaker exports everything to a peer of this
+    /// process, which counts the feed's prefixes as they arrive; nothing is polled.
+    Monitor,
     Export,
 }
 
@@ -64,13 +70,14 @@ pub struct Measurement {
     pub version: String,
     pub prefixes: usize,
     pub peers: usize,
-    /// From every session Established to the last prefix in the Loc-RIB.
+    /// From every session Established to the last prefix in the Loc-RIB (monitor: in
+    /// the monitor peer's hands).
     pub seconds: f64,
     /// Peak resident memory of the speaker's process, MiB.
     pub peak_rss_mib: f64,
     /// Bytes of peak RSS per prefix, above the idle process's RSS.
     pub bytes_per_prefix: f64,
-    /// Export: the UPDATEs the receiver got, and their octets.
+    /// Export and monitor: the UPDATEs the receiving peer got, and their octets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updates: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -451,10 +458,29 @@ impl Target for Bird {
 
 struct GoBgp {
     child: Option<Child>,
+    /// Its gRPC API, connected at the first poll that finds it listening.
+    api: std::sync::Mutex<Option<crate::gobgp_api::GoBgpApi>>,
 }
 
 /// GoBGP's gRPC API, on loopback only.
 const GOBGP_API: &str = "127.0.0.1:50941";
+
+impl GoBgp {
+    /// Neighbors `gobgp neighbor` lists (one line each, after its header).
+    fn neighbors(&self) -> Option<usize> {
+        let (host, port) = GOBGP_API.split_once(':')?;
+        let out = Command::new("gobgp")
+            .args(["-u", host, "-p", port, "neighbor"])
+            .output()
+            .ok()?;
+        out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+                .count()
+        })
+    }
+}
 
 impl Target for GoBgp {
     fn name(&self) -> String {
@@ -510,21 +536,31 @@ impl Target for GoBgp {
         let pid = child.id();
         self.child = Some(child);
         wait(|| self.count().is_some(), "GoBGP's API")?;
+        // gobgpd answers on its API before it has read its neighbors from the config:
+        // once, before anything is measured, its CLI is asked until it lists them all.
+        let want = peers + usize::from(export);
+        wait(|| self.neighbors() == Some(want), "GoBGP's neighbors")?;
         Ok(pid)
     }
     fn count(&self) -> Option<usize> {
-        // "Table ipv4-unicast\nDestination: 1000000, Path: 1000000"
-        let (host, port) = GOBGP_API.split_once(':')?;
-        let out = Command::new("gobgp")
-            .args(["-u", host, "-p", port, "global", "rib", "summary"])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let rest = text.split("Destination:").nth(1)?;
-        rest.split(',').next()?.trim().parse().ok()
+        // Its gRPC API directly, one call on a connection kept open (what `gobgp global
+        // rib summary` asks), for the same reason as cic's and BIRD's control sockets.
+        let mut api = self.api.lock().unwrap_or_else(|e| e.into_inner());
+        if api.is_none() {
+            *api = Some(crate::gobgp_api::GoBgpApi::connect(GOBGP_API.parse().ok()?).ok()?);
+        }
+        match api.as_ref()?.global_destinations() {
+            Ok(n) => usize::try_from(n).ok(),
+            Err(_) => {
+                // Connected again at the next poll.
+                *api = None;
+                None
+            }
+        }
     }
     fn stop(&mut self) {
         kill(&mut self.child);
+        *self.api.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -590,8 +626,12 @@ impl Target for Frr {
             conf += &format!(" neighbor {} peer-group feed\n", peer_addr(i));
         }
         if export {
+            // Sent at once, as the others send: FRR otherwise holds an update group's
+            // changes for a coalesce time that grows with the peers, 10 s at 200, and
+            // may wait an advertisement interval.
             conf += &format!(
-                " neighbor {RECEIVER} remote-as {RECEIVER_ASN}\n neighbor {RECEIVER} passive\n neighbor {RECEIVER} timers 80 240\n"
+                " coalesce-time 0\n neighbor {RECEIVER} remote-as {RECEIVER_ASN}\n neighbor {RECEIVER} passive\n\
+                 neighbor {RECEIVER} timers 80 240\n neighbor {RECEIVER} advertisement-interval 0\n"
             );
         }
         // The feeders are sent nothing, as by every other speaker here (FRR would send
@@ -643,12 +683,25 @@ fn wait(mut ok: impl FnMut() -> bool, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurement, String> {
+/// The ingest benchmark: timed by polling the speaker's own count, or (`monitor`) at a
+/// peer the speaker exports everything to, which this process reads — the same reader
+/// for every speaker, and nothing asked of the speaker while it works.
+fn run_one(
+    t: &mut dyn Target,
+    feed: &Feed,
+    wire: &[Vec<u8>],
+    monitor: bool,
+) -> Result<Measurement, String> {
     let dir =
         std::env::temp_dir().join(format!("cic-bench-bgp-{}-{}", t.name(), std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let pid = t.start(&dir, feed.peers, false)?;
+    let pid = t.start(&dir, feed.peers, monitor)?;
     let idle_kib = rss_kib(pid, "VmRSS:");
+    // The monitor's session is up before the feed begins.
+    let mut rx = match monitor {
+        true => Some(establish(RECEIVER, SPEAKER, RECEIVER_ASN).inspect_err(|_| t.stop())?),
+        false => None,
+    };
     let up = Arc::new(Barrier::new(feed.peers + 1));
     let go = Arc::new(Barrier::new(feed.peers + 1));
     let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -680,7 +733,19 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
         return Err(format!("{}: a session did not come up: {e}", t.name()));
     }
     let mut last = 0;
+    let monitored = rx
+        .as_mut()
+        .map(|rx| receive(rx, feed.prefixes).map(|(u, o)| (u, o, t0.elapsed().as_secs_f64())));
     let seconds = loop {
+        if let Some(r) = &monitored {
+            match r {
+                Ok((_, _, secs)) => break *secs,
+                Err(e) => {
+                    t.stop();
+                    return Err(format!("{}: at the monitor: {e}", t.name()));
+                }
+            }
+        }
         let n = t.count().unwrap_or(0);
         if n >= feed.prefixes {
             break t0.elapsed().as_secs_f64();
@@ -704,6 +769,7 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
     };
     let peak_kib = rss_kib(pid, "VmHWM:");
     t.stop();
+    drop(rx);
     for f in feeders {
         match f.join() {
             Ok(Ok(())) | Ok(Err(_)) => {}
@@ -719,8 +785,14 @@ fn run_one(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measurem
         seconds,
         peak_rss_mib: peak_kib / 1024.0,
         bytes_per_prefix: (peak_kib - idle_kib) * 1024.0 / feed.prefixes as f64,
-        updates: None,
-        octets: None,
+        updates: monitored
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| r.0),
+        octets: monitored
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|r| r.1),
         slowest_control_ms: None,
     })
 }
@@ -833,7 +905,9 @@ fn receive(s: &mut TcpStream, want: usize) -> Result<(usize, usize), String> {
             if let Message::Update(u) = m {
                 updates += 1;
                 octets += len;
-                seen.extend(u.nlri);
+                // The feed's /24s only: a speaker may export more (BIRD its static
+                // route for the feed's next hops).
+                seen.extend(u.nlri.into_iter().filter(|p| p.prefix_len() == 24));
             }
         }
         buf.drain(..at);
@@ -872,7 +946,10 @@ pub fn run(
                 socket: PathBuf::new(),
                 child: None,
             }),
-            "gobgp" => Box::new(GoBgp { child: None }),
+            "gobgp" => Box::new(GoBgp {
+                child: None,
+                api: Default::default(),
+            }),
             "frr" => Box::new(Frr {
                 dir: PathBuf::new(),
                 child: None,
@@ -884,7 +961,8 @@ pub fn run(
             }
         };
         let r = match mode {
-            Mode::Ingest => run_one(t.as_mut(), feed, &wire)?,
+            Mode::Ingest => run_one(t.as_mut(), feed, &wire, false)?,
+            Mode::Monitor => run_one(t.as_mut(), feed, &wire, true)?,
             Mode::Export => run_export(t.as_mut(), feed, &wire)?,
         };
         eprintln!(
@@ -898,6 +976,10 @@ pub fn run(
             match (r.updates, r.octets, r.slowest_control_ms) {
                 (Some(u), Some(o), Some(c)) => format!(
                     "  {u} UPDATEs, {:.1} MiB  slowest control answer {c:.0} ms",
+                    o as f64 / 1048576.0
+                ),
+                (Some(u), Some(o), None) => format!(
+                    "  {u} UPDATEs, {:.1} MiB at the monitor",
                     o as f64 / 1048576.0
                 ),
                 _ => String::new(),

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod config;
 pub mod control;
+mod gobgp_api;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
