@@ -209,6 +209,9 @@ pub struct Session {
     idle_hold: Duration,
     /// Idle only because of the backoff after a failure (not a Stop's hold).
     backing_off: bool,
+    /// That failure was the connection closing under us (RFC 4271 §8.2.2: TcpConnectionFails,
+    /// after which the FSM listens in Active), not an error either side found.
+    connection_lost: bool,
     /// The session being taken down qualifies for graceful restart (set around `fail`).
     graceful_down: bool,
     last_error: Option<String>,
@@ -234,6 +237,7 @@ impl Session {
             negotiated: None,
             idle_hold,
             backing_off: false,
+            connection_lost: false,
             graceful_down: false,
             last_error: None,
             failure: None,
@@ -327,14 +331,17 @@ impl Session {
                     self.state = Connect;
                 }
             }
-            (Idle, TcpConnected) if self.started && self.backing_off => {
-                // The peer connected while we wait out the backoff after a failure: it is
-                // ready now, so the session opens on its connection (RFC 4271 §8.2.2 has
-                // a failed connection wait in Active, listening; the backoff is ours, to
-                // keep from hammering a peer, not to turn it away). The backoff keeps
+            (Idle, TcpConnected) if self.accepts_connection() => {
+                // The connection closed under us and we wait out the backoff: the peer
+                // connecting now is ready, so the session opens on its connection (RFC
+                // 4271 §8.2.2 has a failed connection wait in Active, listening; the
+                // backoff is ours, to keep from hammering a peer, not to turn it away).
+                // After an error either side found (a refused OPEN, a hold timer, a
+                // NOTIFICATION) Idle refuses, as the RFC's Idle does. The backoff keeps
                 // its length until the session is Established.
                 out.push(Output::StopTimer(Timer::IdleHold));
                 self.backing_off = false;
+                self.connection_lost = false;
                 self.connect_failure = None;
                 out.push(Output::Send(Msg::Open(self.open())));
                 out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
@@ -403,6 +410,7 @@ impl Session {
                     self.next_failure = Some(SessionFailure::ClosedBeforeOpen);
                 }
                 self.fail(out, "TCP connection closed".into());
+                self.connection_lost = true;
             }
             (_, SendHoldTimerExpired) => {
                 self.fail(
@@ -547,10 +555,11 @@ impl Session {
     }
 
     /// Whether a connection the peer opens now is taken: always but in Idle, where only
-    /// a session waiting out its backoff after a failure takes one (not one stopped, or
-    /// held down by a Stop, such as a max-prefix hold).
+    /// a session waiting out its backoff after its connection closed takes one (not one
+    /// that failed on an error, one stopped, or one held down by a Stop such as a
+    /// max-prefix hold).
     pub fn accepts_connection(&self) -> bool {
-        self.state != State::Idle || (self.started && self.backing_off)
+        self.state != State::Idle || (self.started && self.backing_off && self.connection_lost)
     }
 
     fn begin(&mut self, out: &mut Vec<Output>) {
@@ -609,6 +618,7 @@ impl Session {
         self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
         self.go_idle(out, why, Some(hold));
         self.backing_off = true;
+        self.connection_lost = false;
     }
 
     fn go_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
@@ -1201,6 +1211,28 @@ mod tests {
         assert_eq!(s.state(), State::Established);
         let out = s.handle(Input::TcpFailed);
         assert!(out.contains(&Output::StartTimer(Timer::IdleHold, Duration::from_secs(1))));
+    }
+
+    #[test]
+    fn after_an_error_found_on_the_connection_the_backoff_refuses_the_peer() {
+        // The peer's OPEN refused (its AS is not the one configured): Idle refuses its
+        // next connection until our backoff ends, as RFC 4271's Idle does.
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65099, 90)));
+        assert_eq!(s.state(), State::Idle);
+        assert!(!s.accepts_connection());
+        assert!(s.handle(Input::TcpConnected).is_empty());
+        assert_eq!(s.state(), State::Idle);
+        // A hold timer run out is the same.
+        let mut s = established();
+        s.handle(Input::TimerExpired(Timer::Hold));
+        assert!(!s.accepts_connection());
+        // A connection closed under an Established session is taken again at once.
+        let mut s = established();
+        s.handle(Input::TcpFailed);
+        assert!(s.accepts_connection());
     }
 
     #[test]

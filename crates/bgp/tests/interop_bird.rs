@@ -604,19 +604,19 @@ async fn a_peer_connecting_while_we_back_off_after_failures_is_taken_at_once() {
     let p = Plan { x: 27, base: 17270 };
     // At first the customer's port takes our connection and closes it before any OPEN,
     // as BIRD does while it has not yet seen the interface its neighbor is on: each
-    // failure doubles our wait before the next attempt, 1, 2, 4, then 8 s.
+    // failure doubles our wait before the next attempt, 1, 2, 4, 8, then 16 s.
     let not_ready = tokio::net::TcpListener::bind((p.customer(), p.base + 2))
         .await
         .expect("bind the customer's port");
     let h = start(&p, 500, None, false).await;
-    for attempt in 1..=4 {
+    for attempt in 1..=5 {
         let (s, _) = tokio::time::timeout(WAIT, not_ready.accept())
             .await
             .unwrap_or_else(|_| panic!("attempt {attempt} of ours never came"))
             .expect("accept");
         drop(s);
     }
-    // Our next attempt is due 8 s after this fourth failure.
+    // Our next attempt is due 16 s after this fifth failure.
     let failed = std::time::Instant::now();
     drop(not_ready);
     // The customer's router is ready now, and connects to us itself.
@@ -632,7 +632,7 @@ async fn a_peer_connecting_while_we_back_off_after_failures_is_taken_at_once() {
     .await;
     let took = failed.elapsed();
     assert!(
-        took < Duration::from_secs(7),
+        took < Duration::from_secs(14),
         "the session came up {took:?} after our last failure: the peer's connection waited for our backoff\n--- BIRD log ---\n{}",
         cust.log()
     );

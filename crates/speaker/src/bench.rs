@@ -695,7 +695,11 @@ fn run_one(
     let dir =
         std::env::temp_dir().join(format!("cic-bench-bgp-{}-{}", t.name(), std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let pid = t.start(&dir, feed.peers, monitor)?;
+    // (A speaker that started but did not come up is stopped, not left holding the
+    // bench's addresses.)
+    let pid = t
+        .start(&dir, feed.peers, monitor)
+        .inspect_err(|_| t.stop())?;
     let idle_kib = rss_kib(pid, "VmRSS:");
     // The monitor's session is up before the feed begins.
     let mut rx = match monitor {
@@ -805,7 +809,7 @@ fn run_export(t: &mut dyn Target, feed: &Feed, wire: &[Vec<u8>]) -> Result<Measu
         std::process::id()
     ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let pid = t.start(&dir, feed.peers, true)?;
+    let pid = t.start(&dir, feed.peers, true).inspect_err(|_| t.stop())?;
     let idle_kib = rss_kib(pid, "VmRSS:");
     // The feed, as fast as the speaker takes it; the sessions stay up.
     let mut feeders = Vec::new();
@@ -888,10 +892,32 @@ fn receive(s: &mut TcpStream, want: usize) -> Result<(usize, usize), String> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 1 << 16];
     let cx = cic_bgp::wire::DecodeContext::default();
-    s.set_read_timeout(Some(Duration::from_secs(600)))
+    s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut keepalive = Instant::now();
     while seen.len() < want {
-        let n = s.read(&mut chunk).map_err(|e| format!("receiving: {e}"))?;
+        if Instant::now() > deadline {
+            return Err(format!("{} of {want} prefixes after 600 s", seen.len()));
+        }
+        // Our KEEPALIVEs, so a long run is not ended by the speaker's hold timer (240 s).
+        if keepalive.elapsed() > Duration::from_secs(30) {
+            s.write_all(&Message::Keepalive.encode())
+                .map_err(|e| format!("sending a KEEPALIVE: {e}"))?;
+            keepalive = Instant::now();
+        }
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("receiving: {e}")),
+        };
         if n == 0 {
             return Err(format!(
                 "the speaker closed the session with {} of {want} prefixes sent",
@@ -900,7 +926,9 @@ fn receive(s: &mut TcpStream, want: usize) -> Result<(usize, usize), String> {
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut at = 0;
-        while let Ok(Some((m, len))) = cic_bgp::wire::decode_message(&buf[at..], &cx) {
+        while let Some((m, len)) = cic_bgp::wire::decode_message(&buf[at..], &cx)
+            .map_err(|e| format!("a message from the speaker: {e}"))?
+        {
             at += len;
             if let Message::Update(u) = m {
                 updates += 1;

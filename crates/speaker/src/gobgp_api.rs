@@ -3,11 +3,13 @@
 //! kept open and each poll is one unary call on it, so polling GoBGP costs what polling
 //! the others' control sockets does, not a process started every 20 ms.
 //!
-//! The messages are GoBGP 3's (`api/gobgp.proto`, package `apipb`), written out for the
+//! The messages are GoBGP 3's (`api/gobgp.proto`, package `apipb`; GoBGP 4 renamed the
+//! service), written out for the
 //! three fields asked: an enum travels as its number, which is what protobuf puts on the
 //! wire.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -110,7 +112,12 @@ impl GoBgpApi {
             }),
             name: String::new(),
         };
-        let r: GetTableResponse = self.rt.block_on(self.unary(GET_TABLE, &req))?;
+        // As long as the other speakers' polls may take (their sockets' read timeouts).
+        let call = tokio::time::timeout(Duration::from_secs(10), self.unary(GET_TABLE, &req));
+        let r: GetTableResponse = self
+            .rt
+            .block_on(call)
+            .map_err(|_| format!("{GET_TABLE}: no answer in 10 s"))??;
         Ok(r.num_destination)
     }
 
