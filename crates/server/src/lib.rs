@@ -148,15 +148,7 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Serialises this server's mutations: validation and write see the same state.
     write: Mutex<()>,
-    /// The store's revision as of this server's last change to what edges are given (and
-    /// any change another server made): edges' config long polls wait on it. Finishing
-    /// operations moves the store's revision without sending here, since it changes
-    /// nothing an edge is given (a resource's CREATING or UPDATING becomes ACTIVE; a
-    /// DELETING one, already left out of every edge's config, is removed).
     pub revision: watch::Sender<u64>,
-    /// Counts this server's finishing of operations (and any change by another server):
-    /// operation long polls wait on it, not on every change of the store.
-    pub settled: watch::Sender<u64>,
     /// Looking-glass questions for the edges, and the callers waiting for answers.
     pub queries: api::looking_glass::Broker,
     /// Edges' reports as last decoded here (see [`EdgeLiveState`]).
@@ -218,7 +210,6 @@ impl AppState {
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
-            settled: watch::channel(0).0,
             queries: Default::default(),
             reports: Default::default(),
             page_key,
@@ -335,7 +326,7 @@ impl AppState {
                     }
                 };
                 if let Some(r) = rev {
-                    let moved = st.revision.send_if_modified(|cur| {
+                    st.revision.send_if_modified(|cur| {
                         if r > *cur {
                             *cur = r;
                             true
@@ -343,10 +334,6 @@ impl AppState {
                             false
                         }
                     });
-                    // (Another server's change may have finished operations.)
-                    if moved {
-                        st.settled.send_modify(|n| *n += 1);
-                    }
                 }
             }
         });
@@ -429,9 +416,6 @@ impl AppState {
         edges.sort();
         edges.dedup();
         let live = self.live_of(Some(&edges)).await?;
-        // Every operation the reports finish, in one transaction and one revision: a
-        // report that completes sixty operations is one commit, not sixty.
-        let mut finished = Vec::new();
         for (mut op, p) in pending {
             let applied = p.edges.iter().all(|e| {
                 live.get(e)
@@ -471,27 +455,16 @@ impl AppState {
             }
             // Reads first: a transaction must not wait on the pool it holds a connection of.
             let finish = Finish::read(&self.store, &p).await?;
-            finished.push((op, p, finish, failed));
-        }
-        if finished.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.store.begin().await?;
-        let rev = tx.bump_revision().await?;
-        let mut done = Vec::with_capacity(finished.len());
-        for (mut op, p, finish, failed) in finished {
+            let mut tx = self.store.begin().await?;
+            let rev = tx.bump_revision().await?;
             let response = finish.write(&mut tx, rev).await?;
             if !failed {
                 op.response = Some(response);
             }
             tx.put_operation(&op, &p.folder_id, None).await?;
-            done.push((op.id.clone(), p.resource_id.clone(), op.error.is_none()));
-        }
-        tx.commit().await?;
-        // Operation waiters wake; edges do not (see `AppState::revision`).
-        self.settled.send_modify(|n| *n += 1);
-        for (op, resource, ok) in done {
-            info!(operation = %op, %resource, ok, "operation done");
+            tx.commit().await?;
+            self.revision.send_replace(rev);
+            info!(operation = %op.id, resource = %p.resource_id, ok = op.error.is_none(), "operation done");
         }
         Ok(())
     }
