@@ -48,6 +48,20 @@ struct GetTableResponse {
     num_accepted: u64,
 }
 
+impl GetTableRequest {
+    /// The global table, IPv4 unicast (what `gobgp global rib summary` asks).
+    fn global_ipv4() -> Self {
+        GetTableRequest {
+            table_type: GLOBAL,
+            family: Some(Family {
+                afi: AFI_IP,
+                safi: SAFI_UNICAST,
+            }),
+            name: String::new(),
+        }
+    }
+}
+
 /// A gRPC message on the wire: not compressed, its length, the message.
 fn frame(m: &impl Message) -> Bytes {
     let mut b = BytesMut::with_capacity(5 + m.encoded_len());
@@ -104,14 +118,7 @@ impl GoBgpApi {
 
     /// Destinations (prefixes) in the global IPv4 unicast table.
     pub fn global_destinations(&self) -> Result<u64, String> {
-        let req = GetTableRequest {
-            table_type: GLOBAL,
-            family: Some(Family {
-                afi: AFI_IP,
-                safi: SAFI_UNICAST,
-            }),
-            name: String::new(),
-        };
+        let req = GetTableRequest::global_ipv4();
         // As long as the other speakers' polls may take (their sockets' read timeouts).
         let call = tokio::time::timeout(Duration::from_secs(10), self.unary(GET_TABLE, &req));
         let r: GetTableResponse = self
@@ -173,14 +180,7 @@ mod tests {
 
     #[test]
     fn the_table_request_is_the_bytes_protobuf_puts_on_the_wire() {
-        let req = GetTableRequest {
-            table_type: GLOBAL,
-            family: Some(Family {
-                afi: AFI_IP,
-                safi: SAFI_UNICAST,
-            }),
-            name: String::new(),
-        };
+        let req = GetTableRequest::global_ipv4();
         // Field 2 (family), 4 bytes: afi (1) = 1, safi (2) = 1; GLOBAL and "" omitted.
         assert_eq!(
             &frame(&req)[..],
