@@ -305,6 +305,15 @@ fn build_topology(pop_list: &[Pop]) -> Result<()> {
         NS_VM,
         &["-6", "route", "add", "default", "via", "fd80:128::1"],
     )?;
+    // The end hosts send IPv6 without automatic flow labels. Computing one stores the
+    // sending kernel's own flow hash in the packet's buffer, marked as an L4 hash; a veth
+    // hands that buffer to the router's namespace as it is, and the router's ECMP then
+    // takes that hash instead of hashing the packet itself (as it would off a wire), so
+    // `ip route get` — how `cic lab failover` finds a flow through the PoP it cuts —
+    // answered for another path than the packets took (seen on kernel 6.18).
+    for n in [NS_HOST, NS_VM] {
+        sysctl(n, "net/ipv6/auto_flowlabels", "0")?;
+    }
     for n in [NS_SITE, NS_FABRIC] {
         sysctl(n, "net/ipv4/ip_forward", "1")?;
         sysctl(n, "net/ipv6/conf/all/forwarding", "1")?;
