@@ -1270,6 +1270,20 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
         check("with a static route");
         // A revision that changes nothing this edge holds (a description) reconciles no
         // instance: the edge applies changes, not the whole config, at each revision.
+        // (Its operation waits for no edge: the edge's apply of it is waited for here.)
+        let metric = |m: &str, name: &str| -> Option<String> {
+            m.lines()
+                .find(|l| l.starts_with(&format!("{name}{{")))
+                .map(String::from)
+        };
+        let applied = |m: &str| -> Option<f64> {
+            metric(m, "cic_edge_applied_revision")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        };
+        let before = applied(&http_get(&metrics_url)).expect("cic_edge_applied_revision");
         api(&[
             "private-connection",
             "update",
@@ -1277,10 +1291,16 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
             "--description",
             "edited",
         ]);
-        let m = http_get(&metrics_url);
-        let line = m
-            .lines()
-            .find(|l| l.starts_with("cic_edge_last_apply_reconciled_instances{"))
+        let m = cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the edge to apply the description's revision",
+            || {
+                let m = http_get(&metrics_url);
+                (applied(&m)? > before).then_some(m)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", http_get(&metrics_url)));
+        let line = metric(&m, "cic_edge_last_apply_reconciled_instances")
             .unwrap_or_else(|| panic!("no cic_edge_last_apply_reconciled_instances in:\n{m}"));
         // (Unless the minute's full reconcile came in between, which is allowed.)
         if line.contains("full=\"false\"") {

@@ -148,7 +148,15 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Serialises this server's mutations: validation and write see the same state.
     write: Mutex<()>,
+    /// The store's revision as of the last change to what edges are given (made here,
+    /// or told by the database of another server's): edges' config long polls wait on
+    /// it. Operations finishing move the store's revision without sending here: that
+    /// changes nothing an edge is given (a CREATING or UPDATING resource becomes ACTIVE;
+    /// a DELETING one, already left out of every edge's config, is removed).
     pub revision: watch::Sender<u64>,
+    /// Counts operations finishing (here, or told by the database, on another server):
+    /// operation long polls wait on it, not on every change of the store.
+    pub settled: watch::Sender<u64>,
     /// Looking-glass questions for the edges, and the callers waiting for answers.
     pub queries: api::looking_glass::Broker,
     /// Edges' reports as last decoded here (see [`EdgeLiveState`]).
@@ -210,6 +218,7 @@ impl AppState {
             config,
             write: Mutex::new(()),
             revision: watch::channel(rev).0,
+            settled: watch::channel(0).0,
             queries: Default::default(),
             reports: Default::default(),
             page_key,
@@ -296,15 +305,16 @@ impl AppState {
 
     /// Other servers on the same database commit too: follow what they do, so that edges,
     /// operation waiters and looking-glass questions here wake up for their writes. On
-    /// PostgreSQL LISTEN/NOTIFY tells (`cic_revision`, `cic_question`, `cic_answer`); when
-    /// the listening connection is lost, the revision is read again and every waiter
-    /// looks again. SQLite has one server: nothing to follow.
+    /// PostgreSQL LISTEN/NOTIFY tells (`cic_revision`, `cic_settled`, `cic_question`,
+    /// `cic_answer`); when the listening connection is lost, the revision is read again
+    /// and every waiter looks again. SQLite has one server: nothing to follow.
     fn follow_others(self: &Arc<Self>) {
         let Some(mut rx) = self.store.notices() else {
             return;
         };
         let st = Arc::downgrade(self);
         tokio::spawn(async move {
+            use cic_store::channel;
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 let notice = match rx.recv().await {
@@ -314,14 +324,20 @@ impl AppState {
                 };
                 let Some(st) = st.upgrade() else { return };
                 let rev = match &notice {
-                    Some(n) if n.channel == cic_store::channel::REVISION => n.payload.parse().ok(),
+                    // Operations finished: their waiters look again; edges are not woken.
+                    Some(n) if n.channel == channel::SETTLED => {
+                        st.settled.send_modify(|n| *n += 1);
+                        continue;
+                    }
+                    Some(n) if n.channel == channel::REVISION => n.payload.parse().ok(),
                     Some(n) if !n.channel.is_empty() => {
                         st.queries.wake.notify_waiters();
                         continue;
                     }
-                    // Lost or lagged: look again.
+                    // Lost or lagged: every waiter looks again.
                     _ => {
                         st.queries.wake.notify_waiters();
+                        st.settled.send_modify(|n| *n += 1);
                         st.store.revision().await.ok()
                     }
                 };
@@ -416,6 +432,9 @@ impl AppState {
         edges.sort();
         edges.dedup();
         let live = self.live_of(Some(&edges)).await?;
+        // Every operation the reports finish, in one transaction and one revision: a
+        // report that completes sixty operations is one commit, not sixty.
+        let mut finished = Vec::new();
         for (mut op, p) in pending {
             let applied = p.edges.iter().all(|e| {
                 live.get(e)
@@ -455,16 +474,27 @@ impl AppState {
             }
             // Reads first: a transaction must not wait on the pool it holds a connection of.
             let finish = Finish::read(&self.store, &p).await?;
-            let mut tx = self.store.begin().await?;
-            let rev = tx.bump_revision().await?;
+            finished.push((op, p, finish, failed));
+        }
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        let rev = tx.bump_revision_settling().await?;
+        let mut done = Vec::with_capacity(finished.len());
+        for (mut op, p, finish, failed) in finished {
             let response = finish.write(&mut tx, rev).await?;
             if !failed {
                 op.response = Some(response);
             }
             tx.put_operation(&op, &p.folder_id, None).await?;
-            tx.commit().await?;
-            self.revision.send_replace(rev);
-            info!(operation = %op.id, resource = %p.resource_id, ok = op.error.is_none(), "operation done");
+            done.push((op.id.clone(), p.resource_id.clone(), op.error.is_none()));
+        }
+        tx.commit().await?;
+        // Operation waiters wake; edges do not (see `AppState::revision`).
+        self.settled.send_modify(|n| *n += 1);
+        for (op, resource, ok) in done {
+            info!(operation = %op, %resource, ok, "operation done");
         }
         Ok(())
     }

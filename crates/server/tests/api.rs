@@ -3333,3 +3333,77 @@ async fn the_compiler_s_snapshot_is_read_once_per_revision_and_again_after_a_cha
         .expect("the connection");
     assert_eq!(conn.meta.description, "changed", "{conn:?}");
 }
+
+/// A report that completes several operations finishes them in one commit and one
+/// revision. That revision wakes those waiting on an operation, but not the edges' config
+/// long polls: finishing an operation changes nothing an edge is given, and during a
+/// bring-up every edge fetched and compared the whole config again for nothing.
+#[tokio::test]
+async fn operations_one_report_finishes_are_one_revision_that_wakes_their_waiters_not_the_edges() {
+    use std::time::{Duration, Instant};
+    let h = std::sync::Arc::new(H::new().await);
+    let (edge, trunk, _) = h.one_connection().await;
+    let mut ops = vec![];
+    for n in 1..=3 {
+        let (s, op) = h
+            .connection(
+                &trunk,
+                100 + n,
+                &format!("169.254.10{n}.0/30"),
+                &format!("169.254.10{n}.2"),
+                &format!("169.254.10{n}.1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{op}");
+        assert_eq!(op["done"], false, "{op}");
+        ops.push(op["id"].as_str().expect("op").to_string());
+    }
+    let before = h.revision().await;
+    let waiter = {
+        let (h, id) = (h.clone(), ops[2].clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let path = format!("/operations/{id}?waitSeconds=30");
+            let (_, v) = h.admin(Method::GET, &path, None).await;
+            (v, t.elapsed())
+        })
+    };
+    let edge_poll = {
+        let (h, edge) = (h.clone(), edge.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let path = format!("/cic/v1/edgeSync/config?afterRevision={before}&waitSeconds=2");
+            let (s, v) = h.call(Method::GET, &path, Some(&edge), None).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            (v, t.elapsed())
+        })
+    };
+    h.report(&edge, before, json!([])).await;
+    assert_eq!(
+        h.revision().await,
+        before + 1,
+        "one revision for the report's three operations"
+    );
+    for id in &ops {
+        let (_, op) = h
+            .admin(Method::GET, &format!("/operations/{id}"), None)
+            .await;
+        assert_eq!(op["done"], true, "{op}");
+    }
+    let (op, took) = waiter.await.expect("waiter");
+    assert_eq!(op["done"], true, "{op}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the waiter woke after {took:?}"
+    );
+    let (cfg, took) = edge_poll.await.expect("edge poll");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the edge's long poll was woken after {took:?} by operations finishing"
+    );
+    assert_eq!(
+        cfg["revision"],
+        before + 1,
+        "the config is as of the store's revision"
+    );
+}

@@ -184,3 +184,75 @@ async fn a_question_asked_of_one_server_is_answered_through_the_other() {
     assert_eq!(s, StatusCode::OK, "{cfg}");
     assert!(cfg["revision"].as_u64() > Some(rev), "{cfg}");
 }
+
+/// Operations finished through one server (the edge reported there) wake a caller
+/// waiting on one of them at the other, told by the database (`cic_settled`); the edges'
+/// config long polls on the other are not woken by it, since it changes nothing they
+/// are given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operations_finished_on_one_server_wake_their_waiters_on_the_other_not_its_edges() {
+    use std::time::{Duration, Instant};
+    let Some(pg) = postgres_server("settled_across_servers") else {
+        return;
+    };
+    let db = new_postgres_database(&pg).await;
+    let a = std::sync::Arc::new(H::on(&db).await);
+    let b = std::sync::Arc::new(H::on(&db).await);
+    a.ok(
+        Method::POST,
+        "/resourcemanager/v1/folders",
+        json!({"id": "f1"}),
+    )
+    .await;
+    let (edge, _) = a.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = a.trunk("pop1", "100.64.1.2").await;
+    let (_, op) = a
+        .connection(
+            &trunk,
+            100,
+            "169.254.100.0/30",
+            "169.254.100.2",
+            "169.254.100.1",
+        )
+        .await;
+    assert_eq!(op["done"], false, "{op}");
+    let id = op["id"].as_str().expect("op").to_string();
+    let before = a.revision().await;
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let (_, v) = a
+                .admin(
+                    Method::GET,
+                    &format!("/operations/{id}?waitSeconds=30"),
+                    None,
+                )
+                .await;
+            (v, t.elapsed())
+        })
+    };
+    let edge_poll = {
+        let (a, edge) = (a.clone(), edge.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let path = format!("/cic/v1/edgeSync/config?afterRevision={before}&waitSeconds=3");
+            let (s, v) = a.call(Method::GET, &path, Some(&edge), None).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            (v, t.elapsed())
+        })
+    };
+    b.report(&edge, before, json!([])).await;
+    let (op, took) = waiter.await.expect("waiter");
+    assert_eq!(op["done"], true, "{op}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the waiter on the other server woke after {took:?}"
+    );
+    let (cfg, took) = edge_poll.await.expect("edge poll");
+    assert!(
+        took >= Duration::from_millis(2900),
+        "the edge's long poll was woken after {took:?} by operations finishing"
+    );
+    assert_eq!(cfg["revision"], before + 1, "{cfg}");
+}

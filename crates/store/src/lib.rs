@@ -540,6 +540,9 @@ pub struct Notice {
 pub mod channel {
     /// The global revision moved (payload: the new revision).
     pub const REVISION: &str = "cic_revision";
+    /// The global revision moved for operations finishing alone (payload: the new
+    /// revision): nothing an edge is given changed, only operation waiters look again.
+    pub const SETTLED: &str = "cic_settled";
     /// A looking-glass question for an edge (payload: the edge id).
     pub const QUESTION: &str = "cic_question";
     /// A looking-glass answer (payload: the question id).
@@ -1578,7 +1581,12 @@ fn listen(url: String) -> tokio::sync::broadcast::Sender<Notice> {
                 }
             };
             if let Err(e) = l
-                .listen_all([channel::REVISION, channel::QUESTION, channel::ANSWER])
+                .listen_all([
+                    channel::REVISION,
+                    channel::SETTLED,
+                    channel::QUESTION,
+                    channel::ANSWER,
+                ])
                 .await
             {
                 tracing::warn!("LISTEN: {e}; retrying");
@@ -1728,6 +1736,17 @@ pub struct Tx {
 impl Tx {
     /// Bumps the global revision and returns the new value.
     pub async fn bump_revision(&mut self) -> Result<u64> {
+        self.bump(channel::REVISION).await
+    }
+
+    /// Bumps the global revision for operations finishing, which changes nothing an edge
+    /// is given: other servers are told on [`channel::SETTLED`], so that they wake their
+    /// operation waiters but not their edges.
+    pub async fn bump_revision_settling(&mut self) -> Result<u64> {
+        self.bump(channel::SETTLED).await
+    }
+
+    async fn bump(&mut self, notice: &str) -> Result<u64> {
         sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1")
             .execute(&mut *self.tx)
             .await?;
@@ -1738,7 +1757,7 @@ impl Tx {
         if self.postgres {
             // Delivered when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(channel::REVISION)
+                .bind(notice)
                 .bind(rev.to_string())
                 .execute(&mut *self.tx)
                 .await?;

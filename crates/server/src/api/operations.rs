@@ -48,7 +48,7 @@ pub async fn get(
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Value>> {
     // Subscribed before the first read, so a change right after it still wakes us.
-    let mut rx = st.revision.subscribe();
+    let mut rx = st.settled.subscribe();
     // Who may read it is decided once: an operation never changes folders.
     let first = st
         .store
@@ -63,7 +63,7 @@ pub async fn get(
         if op.done || tokio::time::Instant::now() >= deadline {
             return Ok(Json(view.show_operation(&op)));
         }
-        // Every finished operation bumps the revision: wake on that, then look again.
+        // Operations finishing (here or on another server) wake us: then look again.
         let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
         rx.borrow_and_update();
         op = st
