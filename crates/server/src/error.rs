@@ -121,6 +121,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body of a type made of structs and lists alone (no maps, no free JSON values),
+/// such as an edge's report (hundreds of KB at every report): decoded in one pass, since
+/// serde's derive refuses a field given twice in a struct; only a refused body is read
+/// again, strictly, to say what is wrong in [`ApiJson`]'s words.
+pub struct StructJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for StructJson<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiBody(bytes) = ApiBody::from_request(req, state).await?;
+        match serde_json::from_slice(&bytes) {
+            Ok(t) => Ok(StructJson(t)),
+            Err(_) => Ok(StructJson(decode_json(&bytes)?)),
+        }
+    }
+}
+
 /// A JSON request body as `T`; errors name the field that is wrong.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     from_value(parse_body(bytes)?)

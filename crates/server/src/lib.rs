@@ -265,6 +265,14 @@ impl AppState {
         })
     }
 
+    /// Keeps a report this server just stored, as decoded, under its version.
+    pub(crate) fn keep_report(&self, edge: &str, report: EdgeReport, at: String, version: String) {
+        let live = Arc::new(EdgeLiveState::new(report, at, version));
+        if let Ok(mut k) = self.reports.lock() {
+            k.insert(edge.to_string(), live);
+        }
+    }
+
     /// Every edge's last report (shared through the store by all servers).
     pub async fn live(&self) -> ApiResult<HashMap<String, Arc<EdgeLiveState>>> {
         self.live_of(None).await

@@ -791,3 +791,86 @@ async fn gets_lists_and_creates_read_only_their_own_instance_and_edge_report() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+/// An edge's report is decoded in one pass (it is hundreds of KB at every report), and a
+/// bad one is refused as strictly as any request: a field given twice, a wrong type deep
+/// inside, something after the object — each named, and the report kept is the last
+/// good one.
+#[tokio::test]
+async fn a_bad_edge_report_is_refused_by_name_and_changes_nothing() {
+    let h = H::new().await;
+    let (edge, _, pc) = h.one_connection().await;
+    let rev = h.edge_config(&edge).await["revision"]
+        .as_u64()
+        .expect("rev");
+    let session = |state: &str| {
+        format!(
+            r#"{{"resourceId": "{pc}", "kind": "customer", "peer": "169.254.100.2", "peerAsn": 65001, "state": "{state}", "uptimeSecs": 7, "prefixesReceived": 1, "prefixesAccepted": 1, "prefixesAdvertised": 1}}"#
+        )
+    };
+    let good = format!(
+        r#"{{"appliedRevision": {rev}, "dataplane": "vxlan-overlay", "sessions": [{}], "errors": []}}"#,
+        session("ESTABLISHED")
+    );
+    let (s, v) = h
+        .raw(
+            Method::PUT,
+            "/cic/v1/edgeSync/status",
+            Some(&edge),
+            Some(good),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let bad = [
+        (
+            format!(
+                r#"{{"appliedRevision": {rev}, "appliedRevision": {rev}, "dataplane": "x", "sessions": [{}], "errors": []}}"#,
+                session("IDLE")
+            ),
+            "appliedRevision",
+            "twice",
+        ),
+        (
+            format!(
+                r#"{{"appliedRevision": {rev}, "dataplane": "x", "sessions": [{}], "errors": []}}"#,
+                session("IDLE").replace(r#""uptimeSecs": 7"#, r#""uptimeSecs": "seven""#)
+            ),
+            "sessions[0].uptimeSecs",
+            "",
+        ),
+        (
+            format!(
+                r#"{{"appliedRevision": {rev}, "dataplane": "x", "sessions": [{}], "errors": []}} {{}}"#,
+                session("IDLE")
+            ),
+            "",
+            "after its JSON object",
+        ),
+    ];
+    for (body, field, says) in bad {
+        let (s, v) = h
+            .raw(
+                Method::PUT,
+                "/cic/v1/edgeSync/status",
+                Some(&edge),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["code"], "INVALID_ARGUMENT", "{v}");
+        assert!(v.to_string().contains(field), "{field}: {v}");
+        assert!(err_message(&v).contains(says), "{says}: {v}");
+    }
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["bgp"]["state"], "ESTABLISHED",
+        "the last good report: {v}"
+    );
+}

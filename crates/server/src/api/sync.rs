@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{ApiQuery, not_found};
 use crate::auth::Principal;
 use crate::compile::compile;
-use crate::error::{ApiJson, ApiResult};
+use crate::error::{ApiResult, StructJson};
 use crate::{AppState, now};
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -52,7 +52,7 @@ fn unix_ms() -> i64 {
 pub async fn status(
     State(st): State<Arc<AppState>>,
     who: Principal,
-    ApiJson(report): ApiJson<EdgeReport>,
+    StructJson(report): StructJson<EdgeReport>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let edge_id = who.edge_id()?.to_string();
     let current = st.store.revision().await?;
@@ -66,8 +66,9 @@ pub async fn status(
         )
         .into());
     }
+    let (at, version) = (now(), crate::new_id("rv"));
     st.store
-        .put_edge_report(&edge_id, &report, &now(), &crate::new_id("rv"))
+        .put_edge_report(&edge_id, &report, &at, &version)
         .await?;
     let drained = st
         .store
@@ -75,6 +76,8 @@ pub async fn status(
         .await?
         .is_some_and(|e| e.drain);
     st.history.record(&edge_id, unix_ms(), &report, drained);
+    // Kept as decoded here: finishing operations next does not read it back.
+    st.keep_report(&edge_id, report, at, version);
     st.settle().await?;
     Ok(Json(serde_json::json!({})))
 }
