@@ -24,6 +24,7 @@ pub mod history;
 pub mod limits;
 pub mod listen;
 pub mod pki;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,8 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use cic_model::edge::{BgpSettings, EdgeReport, Family, SessionKind, SessionStatus};
 use cic_model::resource::{
-    CloudService, Edge, Operation, PointOfPresence, PrivateConnection, PublicConnection,
-    RoutingInstance, Status, TrunkConnection,
+    Operation, PrivateConnection, PublicConnection, RoutingInstance, Status, TrunkConnection,
 };
 use cic_model::{ApiError, Code};
 use cic_store::{Action, FabricSlot, Pending, Store};
@@ -173,12 +173,9 @@ pub struct AppState {
     reloadable: std::sync::RwLock<Reloadable>,
     /// The edges' reports over time, per connection (graphs, `:history`).
     pub history: history::History,
-    /// The last [`AppState::snapshot`] and its revision: every edge fetching its config at
-    /// one revision, and the fabric's attachments, share one read of the store.
-    snapshots: std::sync::Mutex<Option<(u64, Arc<Snapshot>)>>,
-    /// Held while the store is read for a snapshot: the edges' long polls all wake at a
-    /// new revision, and the first reads it for the others.
-    snapshot_read: tokio::sync::Mutex<()>,
+    /// The compiler's snapshot of the store, kept for its revision: every edge fetching
+    /// its config at one revision, and the fabric's attachments, share one read.
+    pub snapshots: snapshot::Snapshots,
 }
 
 /// The settings a running server takes again on SIGHUP.
@@ -226,8 +223,7 @@ impl AppState {
             limiter: Default::default(),
             tls_not_after: Default::default(),
             history: history::History::new(history),
-            snapshots: std::sync::Mutex::new(None),
-            snapshot_read: tokio::sync::Mutex::new(()),
+            snapshots: Default::default(),
         });
         st.follow_others();
         Ok(st)
@@ -380,43 +376,7 @@ impl AppState {
     /// too), so a snapshot read at the revision the store is at now is the one to give:
     /// it is read once per revision, however many edges ask.
     pub async fn snapshot(&self) -> Result<(Arc<Snapshot>, u64), cic_store::Error> {
-        let kept = |now: u64| {
-            self.snapshots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .filter(|(rev, _)| *rev == now)
-                .map(|(_, snap)| snap.clone())
-        };
-        let now = self.store.revision().await?;
-        if let Some(snap) = kept(now) {
-            return Ok((snap, now));
-        }
-        // One reads, the others waiting here take what it read.
-        let _one = self.snapshot_read.lock().await;
-        let now = self.store.revision().await?;
-        if let Some(snap) = kept(now) {
-            return Ok((snap, now));
-        }
-        let mut r = self.store.read().await?;
-        let snap = Snapshot {
-            edges: r.list::<Edge>(None).await?,
-            trunks: r.list::<TrunkConnection>(None).await?,
-            connections: r.list::<PrivateConnection>(None).await?,
-            routing_instances: r.list::<RoutingInstance>(None).await?,
-            slots: r.list::<FabricSlot>(None).await?,
-            pops: r.list::<PointOfPresence>(None).await?,
-            public_connections: r.list::<PublicConnection>(None).await?,
-            services: r.list::<CloudService>(None).await?,
-        };
-        let (snap, rev) = (Arc::new(snap), r.revision());
-        // The latest read is kept, even at a lower revision (a database restored from a
-        // backup goes back): a revision is only ever matched exactly.
-        *self
-            .snapshots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((rev, snap.clone()));
-        Ok((snap, rev))
+        self.snapshots.get(&self.store).await
     }
 
     /// Finishes every operation whose edges have all applied its revision.

@@ -3334,6 +3334,97 @@ async fn the_compiler_s_snapshot_is_read_once_per_revision_and_again_after_a_cha
     assert_eq!(conn.meta.description, "changed", "{conn:?}");
 }
 
+/// A new revision's snapshot decodes only the rows written since the last one and takes
+/// the rest from it — and is the same as a whole read of the store: after a change, a
+/// create, a delete, and a row rewritten under an older revision.
+#[tokio::test]
+async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_whole_read() {
+    let h = H::new().await;
+    let (edge, trunk, pc) = h.one_connection().await;
+    for n in 1..=4 {
+        let (s, v) = h
+            .connection(
+                &trunk,
+                100 + n,
+                &format!("169.254.10{n}.0/30"),
+                &format!("169.254.10{n}.2"),
+                &format!("169.254.10{n}.1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let whole = || async {
+        let mut r = h.state.store.read().await.expect("read");
+        json!({
+            "edges": r.list::<cic_model::resource::Edge>(None).await.expect("edges"),
+            "trunks": r.list::<cic_model::resource::TrunkConnection>(None).await.expect("trunks"),
+            "connections": r.list::<cic_model::resource::PrivateConnection>(None).await.expect("pcs"),
+            "ris": r.list::<cic_model::resource::RoutingInstance>(None).await.expect("ris"),
+            "slots": r.list::<cic_store::FabricSlot>(None).await.expect("slots"),
+            "pops": r.list::<cic_model::resource::PointOfPresence>(None).await.expect("pops"),
+            "public": r.list::<cic_model::resource::PublicConnection>(None).await.expect("public"),
+            "services": r.list::<cic_model::resource::CloudService>(None).await.expect("services"),
+        })
+    };
+    let held = |s: &cic_server::compile::Snapshot| {
+        json!({
+            "edges": s.edges, "trunks": s.trunks, "connections": s.connections,
+            "ris": s.routing_instances, "slots": s.slots, "pops": s.pops,
+            "public": s.public_connections, "services": s.services,
+        })
+    };
+    let (first, _) = h.state.snapshot().await.expect("snapshot");
+    assert_eq!(held(&first), whole().await);
+    let all = h.state.snapshots.last_read().expect("read").decoded;
+    assert!(all >= 7, "the first read decodes every row: {all}");
+
+    // A change: one row decoded.
+    h.ok(
+        Method::PATCH,
+        &format!("/cic/v1/privateConnections/{pc}"),
+        json!({"description": "changed"}),
+    )
+    .await;
+    let (snap, rev) = h.state.snapshot().await.expect("snapshot");
+    let last = h.state.snapshots.last_read().expect("read");
+    assert_eq!(last.revision, rev);
+    assert_eq!((last.decoded, last.kept), (1, all - 1), "{last:?}");
+    assert_eq!(held(&snap), whole().await);
+
+    // A delete (finished by the edge's report): the row is gone from the snapshot.
+    let (s, v) = h
+        .admin(Method::DELETE, &format!("/cic/v1/privateConnections/{pc}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (snap, _) = h.state.snapshot().await.expect("snapshot");
+    assert!(snap.connections.iter().all(|c| c.meta.id != pc));
+    assert_eq!(held(&snap), whole().await);
+
+    // A row rewritten under an older revision than the last snapshot's is read too.
+    let other = snap.connections[0].meta.id.clone();
+    let mut tx = h.state.store.begin().await.expect("tx");
+    tx.execute_raw(
+        "UPDATE resources SET revision = 1, body = REPLACE(body, '\"description\":\"\"', \
+         '\"description\":\"rewritten\"') WHERE kind = 'privateConnection' AND id = \
+         (SELECT MIN(id) FROM resources WHERE kind = 'privateConnection')",
+    )
+    .await
+    .expect("rewrite");
+    tx.bump_revision().await.expect("bump");
+    tx.commit().await.expect("commit");
+    let (snap, _) = h.state.snapshot().await.expect("snapshot");
+    let last = h.state.snapshots.last_read().expect("read");
+    assert_eq!(last.decoded, 1, "{last:?}");
+    let c = snap
+        .connections
+        .iter()
+        .find(|c| c.meta.id == other)
+        .expect("connection");
+    assert_eq!(c.meta.description, "rewritten", "{c:?}");
+    assert_eq!(held(&snap), whole().await);
+}
+
 /// A report that completes several operations finishes them in one commit and one
 /// revision. That revision wakes those waiting on an operation, but not the edges' config
 /// long polls: finishing an operation changes nothing an edge is given, and during a

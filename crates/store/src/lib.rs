@@ -1672,6 +1672,43 @@ impl Read {
     pub async fn list<T: Document>(&mut self, folder_id: Option<&str>) -> Result<Vec<T>> {
         list_in(&self.sealing, &mut *self.tx, folder_id).await
     }
+
+    /// The id and revision of every document of kind `T`, in id order: what changed since
+    /// an earlier read, without reading a body.
+    pub async fn revisions<T: Document>(&mut self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT id, revision FROM resources WHERE kind = $1 ORDER BY id")
+            .bind(T::KIND)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64)))
+            .collect()
+    }
+
+    /// The documents of kind `T` written after `revision`, by id.
+    pub async fn written_after<T: Document>(
+        &mut self,
+        revision: u64,
+    ) -> Result<std::collections::HashMap<String, T>> {
+        let rows = sqlx::query("SELECT id, body FROM resources WHERE kind = $1 AND revision > $2")
+            .bind(T::KIND)
+            .bind(revision as i64)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, decode_with_id::<T>(&self.sealing, r)?)))
+            .collect()
+    }
+
+    /// [`Store::get`], as of this view.
+    pub async fn get<T: Document>(&mut self, id: &str) -> Result<Option<T>> {
+        let row = sqlx::query("SELECT body FROM resources WHERE kind = $1 AND id = $2")
+            .bind(T::KIND)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| decode::<T>(&self.sealing, &r, id)).transpose()
+    }
 }
 
 fn decode<T: Document>(s: &Sealing, r: &AnyRow, id: &str) -> Result<T> {
