@@ -74,13 +74,17 @@ impl Api {
         calls: Vec<(reqwest::Method, String, Value)>,
     ) -> Result<Vec<Value>> {
         use futures::stream::{self, StreamExt, TryStreamExt};
-        stream::iter(calls)
-            .map(|(m, path, body)| async move {
+        // Unordered: a call that waits long for its operation holds its own slot only
+        // (in order, the calls finished behind it held theirs until it ended).
+        let mut done: Vec<(usize, Value)> = stream::iter(calls.into_iter().enumerate())
+            .map(|(i, (m, path, body))| async move {
                 let op = self.call(m, &path, Some(body)).await?;
-                self.done(op).await
+                Ok::<_, anyhow::Error>((i, self.done(op).await?))
             })
-            .buffered(in_flight)
+            .buffer_unordered(in_flight)
             .try_collect()
-            .await
+            .await?;
+        done.sort_by_key(|(i, _)| *i);
+        Ok(done.into_iter().map(|(_, v)| v).collect())
     }
 }

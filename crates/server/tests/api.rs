@@ -3393,7 +3393,11 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
 
     // A delete (finished by the edge's report): the row is gone from the snapshot.
     let (s, v) = h
-        .admin(Method::DELETE, &format!("/cic/v1/privateConnections/{pc}"), None)
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     h.report(&edge, h.revision().await, json!([])).await;
@@ -3496,5 +3500,66 @@ async fn operations_one_report_finishes_are_one_revision_that_wakes_their_waiter
         cfg["revision"],
         before + 1,
         "the config is as of the store's revision"
+    );
+}
+
+/// A trunk's VLANs and its quota of private connections are checked by index (never by
+/// reading its connections): a VLAN held is named with its holder, the quota counts the
+/// others, and a connection changed in place neither clashes with itself nor counts
+/// against its own room.
+#[tokio::test]
+async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connection_changed() {
+    let h = H::new().await;
+    let (_, trunk, first) = h.one_connection().await;
+    let mut last = String::new();
+    for n in 1..=4 {
+        let (s, v) = h
+            .connection(
+                &trunk,
+                100 + n,
+                &format!("169.254.10{n}.0/30"),
+                &format!("169.254.10{n}.2"),
+                &format!("169.254.10{n}.1"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        last = v["metadata"]["resourceId"]
+            .as_str()
+            .expect("id")
+            .to_string();
+    }
+    // The quota (5 by default) is full.
+    let (s, v) = h
+        .connection(
+            &trunk,
+            105,
+            "169.254.105.0/30",
+            "169.254.105.2",
+            "169.254.105.1",
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(
+        err_message(&v).contains("already has 5 private connections (quota)"),
+        "{v}"
+    );
+    // The fifth moves to another VLAN: room for itself, no clash with itself.
+    let path = format!("/cic/v1/privateConnections/{last}");
+    for vlan in [106, 106] {
+        let (s, v) = h
+            .admin(Method::PATCH, &path, Some(json!({"vlanId": vlan})))
+            .await;
+        assert_eq!(s, StatusCode::OK, "VLAN {vlan}: {v}");
+    }
+    // Onto the first one's VLAN: refused, naming who holds it.
+    let (s, v) = h
+        .admin(Method::PATCH, &path, Some(json!({"vlanId": 100})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(
+        err_message(&v).contains(&format!(
+            "VLAN 100 is already used on trunk {trunk} by private connection {first}"
+        )),
+        "{v}"
     );
 }

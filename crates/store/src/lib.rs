@@ -874,6 +874,38 @@ impl Store {
         Ok(out)
     }
 
+    /// The documents (kind, id) of any kind that link to `target` by `rel` (who holds a
+    /// VLAN on a trunk, say), by index.
+    pub async fn linking(&self, rel: &str, target: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT kind, id FROM resource_links WHERE rel = $1 AND target = $2 ORDER BY kind, id",
+        )
+        .bind(rel)
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// [`Store::count_children`] leaving out `except` (the document being changed).
+    pub async fn count_children_except<T: Document>(
+        &self,
+        parent_id: &str,
+        except: Option<&str>,
+    ) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM resources WHERE kind = $1 AND parent_id = $2 AND id <> $3",
+        )
+        .bind(T::KIND)
+        .bind(parent_id)
+        .bind(except.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
     /// The connections (kind, id, trunk) on VLAN `vlan` of any trunk on the wire
     /// `wire_key` ([`rel::wire_key`]): one indexed join, however many trunks share it.
     pub async fn vlan_on_wire(

@@ -111,37 +111,44 @@ pub(crate) async fn check_placement(
         ))
         .into());
     }
-    // By index: the trunk's connections, and those of the edge's other overlay trunks on
-    // the same UDP port — never every connection there is.
-    let (private, public_ones) = vlans_on(st, &trunk.meta.id, this).await?;
-    if let Some((_, kind, c)) = private
-        .iter()
-        .chain(&public_ones)
-        .find(|(v, _, _)| *v == vlan)
-    {
+    // By index: who holds the VLAN on the trunk, how many the trunk holds, and who holds
+    // it on the edge's other trunks on the same wire — never reading a connection.
+    let users = st
+        .store
+        .linking(rel::VLAN, &rel::vlan_key(&trunk.meta.id, vlan))
+        .await?;
+    if let Some((kind, c)) = users.iter().find(|(_, c)| Some(c.as_str()) != this) {
         return Err(ApiError::conflict_at(
             "vlanId",
             format!(
-                "VLAN {vlan} is already used on trunk {} by {kind} {c}",
-                trunk.meta.id
+                "VLAN {vlan} is already used on trunk {} by {} {c}",
+                trunk.meta.id,
+                super::title(kind)
             ),
         )
         .into());
     }
     let (held, quota, kind) = if public {
         (
-            public_ones.len(),
+            st.store
+                .count_children_except::<cic_model::resource::PublicConnection>(
+                    &trunk.meta.id,
+                    this,
+                )
+                .await?,
             st.config.max_public_connections_per_trunk,
             "public",
         )
     } else {
         (
-            private.len(),
+            st.store
+                .count_children_except::<PrivateConnection>(&trunk.meta.id, this)
+                .await?,
             st.config.max_connections_per_trunk,
             "private",
         )
     };
-    if held >= quota {
+    if held >= quota as u64 {
         return Err(ApiError::new(
             Code::ResourceExhausted,
             format!(
@@ -612,30 +619,6 @@ async fn static_routes(
         edges,
     )
     .await
-}
-
-/// The VLANs used on a trunk: (vlan, kind, id) of its private and its public connections,
-/// leaving out `this`.
-type Vlans = Vec<(u16, &'static str, String)>;
-async fn vlans_on(st: &AppState, trunk: &str, this: Option<&str>) -> ApiResult<(Vlans, Vlans)> {
-    let mine = |id: &str| Some(id) == this;
-    let private = st
-        .store
-        .children::<PrivateConnection>(trunk)
-        .await?
-        .into_iter()
-        .filter(|c| !mine(&c.meta.id))
-        .map(|c| (c.vlan_id, "private connection", c.meta.id))
-        .collect();
-    let public = st
-        .store
-        .children::<cic_model::resource::PublicConnection>(trunk)
-        .await?
-        .into_iter()
-        .filter(|c| !mine(&c.meta.id))
-        .map(|c| (c.vlan_id, "public connection", c.meta.id))
-        .collect();
-    Ok((private, public))
 }
 
 pub(crate) fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
