@@ -34,44 +34,13 @@ pub async fn config(
     let edge_id = who.edge_id()?.to_string();
     let wait = Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
     let mut rx = st.revision.subscribe();
-    let newer = |r: &u64| *r > q.after_revision;
-    if !newer(&rx.borrow_and_update()) {
-        // Wait for a newer revision, or the timeout; either way answer with the current
-        // config. Woken by a change, gather those that follow it closely (a client's
-        // calls in flight land one after another): one config for them, not one each.
-        let woken = matches!(
-            tokio::time::timeout(wait, rx.wait_for(newer)).await,
-            Ok(Ok(_))
-        );
-        if woken {
-            gather(&mut rx).await;
-        }
-    }
+    // Wait for a newer revision, or the timeout; either way answer with the current config.
+    let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > q.after_revision)).await;
     let (snap, revision) = st.snapshot().await?;
     compile(&snap, &edge_id, revision, &st.settings())
         .map(Json)
         .ok_or_else(|| not_found("edge", &edge_id))
 }
-
-/// After a change woke an edge: until no further change for [`GATHER_QUIET`], and at most
-/// [`GATHER_MAX`] (what a change may wait to reach the edges for it).
-async fn gather(rx: &mut tokio::sync::watch::Receiver<u64>) {
-    let until = tokio::time::Instant::now() + GATHER_MAX;
-    rx.borrow_and_update();
-    while tokio::time::Instant::now() < until {
-        let quiet = (tokio::time::Instant::now() + GATHER_QUIET).min(until);
-        match tokio::time::timeout_at(quiet, rx.changed()).await {
-            Ok(Ok(())) => {
-                rx.borrow_and_update();
-            }
-            _ => return,
-        }
-    }
-}
-
-/// See [`gather`].
-const GATHER_QUIET: Duration = Duration::from_millis(10);
-const GATHER_MAX: Duration = Duration::from_millis(50);
 
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
