@@ -123,7 +123,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 /// A JSON body of a type made of structs and lists alone (no maps, no free JSON values),
 /// such as an edge's report (hundreds of KB at every report): decoded in one pass, since
-/// serde's derive refuses a field given twice in a struct; only a refused body is read
+/// serde's derive refuses a known field given twice in a struct (a key the type does not
+/// know is ignored, even twice); only a refused body is read
 /// again, strictly, to say what is wrong in [`ApiJson`]'s words.
 pub struct StructJson<T>(pub T);
 

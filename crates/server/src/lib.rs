@@ -513,6 +513,10 @@ impl Finish {
                 if $action == Action::Delete {
                     tx.delete::<$t>(&r.meta.id).await?;
                     serde_json::json!({})
+                } else if r.meta.status == Status::Deleting {
+                    // A delete came after this change: the resource stays DELETING (out
+                    // of every edge's config) until that delete finishes it.
+                    serde_json::to_value(&*r).unwrap_or_default()
                 } else {
                     r.meta.status = Status::Active;
                     tx.put(&*r, rev).await?;

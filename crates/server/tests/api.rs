@@ -3563,3 +3563,75 @@ async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connectio
         "{v}"
     );
 }
+
+/// Operations finishing change nothing an edge is given, which is why they wake no edge:
+/// a create finished after a delete of the same resource came leaves it DELETING (out of
+/// every config) instead of bringing it back as ACTIVE until the delete finishes.
+#[tokio::test]
+async fn a_create_finished_after_its_delete_came_leaves_the_resource_deleting() {
+    let h = H::new().await;
+    let (edge, trunk, _) = h.one_connection().await;
+    let (s, op) = h
+        .connection(
+            &trunk,
+            101,
+            "169.254.101.0/30",
+            "169.254.101.2",
+            "169.254.101.1",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    assert_eq!(op["done"], false, "{op}");
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let created_at = h.revision().await;
+    let (s, del) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{del}");
+    // The edge had applied the create's revision, not the delete's.
+    h.report(&edge, created_at, json!([])).await;
+    let (_, op) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", op["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "DELETING", "{v}");
+    let cfg = h.edge_config(&edge).await;
+    assert!(!cfg.to_string().contains(&pc), "{cfg}");
+    // The delete finishes it.
+    h.report(&edge, h.revision().await, json!([])).await;
+    let (_, op) = h
+        .admin(
+            Method::GET,
+            &format!("/operations/{}", del["id"].as_str().expect("op")),
+            None,
+        )
+        .await;
+    assert_eq!(op["done"], true, "{op}");
+    let (s, _) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
