@@ -1076,15 +1076,7 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
         )
         .await;
     let pc1 = id_of(&op);
-    let (_, op) = h
-        .connection(
-            &trunk,
-            101,
-            "169.254.101.0/30",
-            "169.254.101.2",
-            "169.254.101.1",
-        )
-        .await;
+    let (_, op) = h.numbered_connection(&trunk, 1).await;
     let pc2 = id_of(&op);
     let op = h
         .ok(
@@ -3342,15 +3334,7 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
     let h = H::new().await;
     let (edge, trunk, pc) = h.one_connection().await;
     for n in 1..=4 {
-        let (s, v) = h
-            .connection(
-                &trunk,
-                100 + n,
-                &format!("169.254.10{n}.0/30"),
-                &format!("169.254.10{n}.2"),
-                &format!("169.254.10{n}.1"),
-            )
-            .await;
+        let (s, v) = h.numbered_connection(&trunk, n).await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     let whole = || async {
@@ -3440,15 +3424,7 @@ async fn operations_one_report_finishes_are_one_revision_that_wakes_their_waiter
     let (edge, trunk, _) = h.one_connection().await;
     let mut ops = vec![];
     for n in 1..=3 {
-        let (s, op) = h
-            .connection(
-                &trunk,
-                100 + n,
-                &format!("169.254.10{n}.0/30"),
-                &format!("169.254.10{n}.2"),
-                &format!("169.254.10{n}.1"),
-            )
-            .await;
+        let (s, op) = h.numbered_connection(&trunk, n).await;
         assert_eq!(s, StatusCode::OK, "{op}");
         assert_eq!(op["done"], false, "{op}");
         ops.push(op["id"].as_str().expect("op").to_string());
@@ -3513,15 +3489,7 @@ async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connectio
     let (_, trunk, first) = h.one_connection().await;
     let mut last = String::new();
     for n in 1..=4 {
-        let (s, v) = h
-            .connection(
-                &trunk,
-                100 + n,
-                &format!("169.254.10{n}.0/30"),
-                &format!("169.254.10{n}.2"),
-                &format!("169.254.10{n}.1"),
-            )
-            .await;
+        let (s, v) = h.numbered_connection(&trunk, n).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         last = v["metadata"]["resourceId"]
             .as_str()
@@ -3529,15 +3497,7 @@ async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connectio
             .to_string();
     }
     // The quota (5 by default) is full.
-    let (s, v) = h
-        .connection(
-            &trunk,
-            105,
-            "169.254.105.0/30",
-            "169.254.105.2",
-            "169.254.105.1",
-        )
-        .await;
+    let (s, v) = h.numbered_connection(&trunk, 5).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     assert!(
         err_message(&v).contains("already has 5 private connections (quota)"),
@@ -3571,15 +3531,7 @@ async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connectio
 async fn a_create_finished_after_its_delete_came_leaves_the_resource_deleting() {
     let h = H::new().await;
     let (edge, trunk, _) = h.one_connection().await;
-    let (s, op) = h
-        .connection(
-            &trunk,
-            101,
-            "169.254.101.0/30",
-            "169.254.101.2",
-            "169.254.101.1",
-        )
-        .await;
+    let (s, op) = h.numbered_connection(&trunk, 1).await;
     assert_eq!(s, StatusCode::OK, "{op}");
     assert_eq!(op["done"], false, "{op}");
     let pc = op["metadata"]["resourceId"]
@@ -3597,13 +3549,7 @@ async fn a_create_finished_after_its_delete_came_leaves_the_resource_deleting() 
     assert_eq!(s, StatusCode::OK, "{del}");
     // The edge had applied the create's revision, not the delete's.
     h.report(&edge, created_at, json!([])).await;
-    let (_, op) = h
-        .admin(
-            Method::GET,
-            &format!("/operations/{}", op["id"].as_str().expect("op")),
-            None,
-        )
-        .await;
+    let op = h.operation(&op["id"]).await;
     assert_eq!(op["done"], true, "{op}");
     let (s, v) = h
         .admin(
@@ -3618,13 +3564,7 @@ async fn a_create_finished_after_its_delete_came_leaves_the_resource_deleting() 
     assert!(!cfg.to_string().contains(&pc), "{cfg}");
     // The delete finishes it.
     h.report(&edge, h.revision().await, json!([])).await;
-    let (_, op) = h
-        .admin(
-            Method::GET,
-            &format!("/operations/{}", del["id"].as_str().expect("op")),
-            None,
-        )
-        .await;
+    let op = h.operation(&del["id"]).await;
     assert_eq!(op["done"], true, "{op}");
     let (s, _) = h
         .admin(

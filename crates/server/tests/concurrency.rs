@@ -97,14 +97,18 @@ async fn the_suite_runs_on_the_backend_it_was_asked_for() {
     assert_eq!(h.state.store.is_postgres(), want_pg, "{}", h.database);
 }
 
-/// Behind a load balancer an edge polls whichever server it reaches: a looking-glass
-/// question asked of one server is handed out, answered and returned through the other,
-/// and a change written through one wakes an edge long-polling the other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_question_asked_of_one_server_is_answered_through_the_other() {
-    let Some(pg) = postgres_server("looking_glass_across_servers") else {
-        return;
-    };
+/// Two servers on a new PostgreSQL database (None without one), and made through the
+/// first: folder f1, PoP pop1 with its edge, a trunk, and a connection on it (VLAN 100).
+/// Returns both servers, the edge's token and the connection's operation.
+async fn two_servers_with_a_connection(
+    name: &str,
+) -> Option<(
+    std::sync::Arc<H>,
+    std::sync::Arc<H>,
+    String,
+    serde_json::Value,
+)> {
+    let pg = postgres_server(name)?;
     let db = new_postgres_database(&pg).await;
     let a = std::sync::Arc::new(H::on(&db).await);
     let b = std::sync::Arc::new(H::on(&db).await);
@@ -116,15 +120,20 @@ async fn a_question_asked_of_one_server_is_answered_through_the_other() {
     .await;
     let (edge, _) = a.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let trunk = a.trunk("pop1", "100.64.1.2").await;
-    let (_, op) = a
-        .connection(
-            &trunk,
-            100,
-            "169.254.100.0/30",
-            "169.254.100.2",
-            "169.254.100.1",
-        )
-        .await;
+    let (_, op) = a.numbered_connection(&trunk, 0).await;
+    Some((a, b, edge, op))
+}
+
+/// Behind a load balancer an edge polls whichever server it reaches: a looking-glass
+/// question asked of one server is handed out, answered and returned through the other,
+/// and a change written through one wakes an edge long-polling the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_question_asked_of_one_server_is_answered_through_the_other() {
+    let Some((a, b, edge, op)) =
+        two_servers_with_a_connection("looking_glass_across_servers").await
+    else {
+        return;
+    };
     let pc = op["metadata"]["resourceId"]
         .as_str()
         .expect("pc")
@@ -192,29 +201,10 @@ async fn a_question_asked_of_one_server_is_answered_through_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operations_finished_on_one_server_wake_their_waiters_on_the_other_not_its_edges() {
     use std::time::{Duration, Instant};
-    let Some(pg) = postgres_server("settled_across_servers") else {
+    let Some((a, b, edge, op)) = two_servers_with_a_connection("settled_across_servers").await
+    else {
         return;
     };
-    let db = new_postgres_database(&pg).await;
-    let a = std::sync::Arc::new(H::on(&db).await);
-    let b = std::sync::Arc::new(H::on(&db).await);
-    a.ok(
-        Method::POST,
-        "/resourcemanager/v1/folders",
-        json!({"id": "f1"}),
-    )
-    .await;
-    let (edge, _) = a.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let trunk = a.trunk("pop1", "100.64.1.2").await;
-    let (_, op) = a
-        .connection(
-            &trunk,
-            100,
-            "169.254.100.0/30",
-            "169.254.100.2",
-            "169.254.100.1",
-        )
-        .await;
     assert_eq!(op["done"], false, "{op}");
     let id = op["id"].as_str().expect("op").to_string();
     let before = a.revision().await;

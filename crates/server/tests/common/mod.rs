@@ -279,6 +279,29 @@ impl H {
         .await
     }
 
+    /// Connection `n` on `trunk`: VLAN 100 + n, peering 169.254.(100 + n).0/30.
+    pub async fn numbered_connection(&self, trunk: &str, n: u32) -> (StatusCode, Value) {
+        let net = 100 + n;
+        self.connection(
+            trunk,
+            net,
+            &format!("169.254.{net}.0/30"),
+            &format!("169.254.{net}.2"),
+            &format!("169.254.{net}.1"),
+        )
+        .await
+    }
+
+    /// Operation `id` as the admin sees it.
+    pub async fn operation(&self, id: &Value) -> Value {
+        let id = id.as_str().expect("an operation id");
+        let (s, v) = self
+            .admin(Method::GET, &format!("/operations/{id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
     /// PoP `pop1` with edge `edge1`, a trunk in `f1` and a connection on it (VLAN 100);
     /// returns the edge's token, the trunk's id and the connection's id.
     pub async fn one_connection(&self) -> (String, String, String) {
