@@ -1037,12 +1037,7 @@ impl Store {
 
     /// How many documents of a kind hang from `parent_id`.
     pub async fn count_children<T: Document>(&self, parent_id: &str) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) FROM resources WHERE kind = $1 AND parent_id = $2")
-            .bind(T::KIND)
-            .bind(parent_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+        self.count_children_except::<T>(parent_id, None).await
     }
 
     /// The id of the document of a kind named `name` in a folder, if any, by index.
