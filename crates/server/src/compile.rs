@@ -1,7 +1,7 @@
 //! The desired-state compiler: from the resources in the store to what one edge must
 //! realise. Pure (a snapshot in, a config out), so it is tested without a database.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cic_model::edge::{
     Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, FabricIpv6,
@@ -83,12 +83,7 @@ pub fn wire(t: &TrunkConnection) -> Option<String> {
 
 /// The fabric segment of slot `slot` on `edge`: VNI and a /31 of the edge's transit pool.
 pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
-    let subnet = edge
-        .fabric
-        .transit_pool
-        .subnets(31)
-        .ok()?
-        .nth(slot as usize)?;
+    let subnet = nth_slash31(edge.fabric.transit_pool, slot)?;
     let ip = u32::from(subnet.network());
     let ipv6 = match edge.fabric.transit_pool6 {
         // The operator's pool: its n-th /127.
@@ -129,6 +124,16 @@ pub fn fabric_attachment(edge: &Edge, slot: u32) -> Option<FabricAttachment> {
         ipv6,
         static_routing: false,
     })
+}
+
+/// The `n`-th /31 of `pool` (what `pool.subnets(31).nth(n)` gives), computed rather than
+/// counted to: the compiler asks it once per routing instance.
+fn nth_slash31(pool: Ipv4Net, n: u32) -> Option<Ipv4Net> {
+    let len = pool.prefix_len();
+    if len > 31 || u64::from(n) >= 1u64 << (31 - len) {
+        return None;
+    }
+    Ipv4Net::new((u32::from(pool.network()) + 2 * n).into(), 31).ok()
 }
 
 /// A public connection's segment toward its PoP's public services: the VNI and transit
@@ -210,6 +215,16 @@ pub fn compile(
         }),
     };
 
+    // Looked up by id: a routing instance's members, its slot, its members' families
+    // (scanning the lists for each instance made a config at 1,000 instances quadratic).
+    let conn_at: HashMap<&str, usize> = conns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.meta.id.as_str(), i))
+        .collect();
+    let slot_of = slots_on(snap, edge_id);
+    let v6 = ipv6_connections(snap);
+
     let mut instances = Vec::new();
     let mut placed: BTreeSet<&str> = BTreeSet::new();
     for ri in snap
@@ -217,24 +232,20 @@ pub fn compile(
         .iter()
         .filter_map(|r| live(r.meta.status, r))
     {
-        let members: Vec<&PrivateConnection> = conns
+        // In the order of the store's connections, each once.
+        let at: BTreeSet<usize> = ri
+            .cic_private_connection_info
             .iter()
-            .copied()
-            .filter(|c| {
-                ri.cic_private_connection_info
-                    .iter()
-                    .any(|r| r.cic_private_connection_id == c.meta.id)
-            })
+            .filter_map(|r| conn_at.get(r.cic_private_connection_id.as_str()).copied())
             .collect();
+        let members: Vec<&PrivateConnection> = at.into_iter().map(|i| conns[i]).collect();
         if members.is_empty() {
             continue;
         }
-        let fabric = snap
-            .slots
-            .iter()
-            .find(|s| s.edge_id == edge_id && s.routing_instance_id == ri.meta.id)
-            .and_then(|s| fabric_attachment(edge, s.slot))
-            .map(|f| ipv6_if_wanted(f, ri, snap));
+        let fabric = slot_of
+            .get(ri.meta.id.as_str())
+            .and_then(|&slot| fabric_attachment(edge, slot))
+            .map(|f| ipv6_if_wanted(f, ri, &v6));
         placed.extend(members.iter().map(|c| c.meta.id.as_str()));
         instances.push(InstanceConfig {
             id: ri.meta.id.clone(),
@@ -371,26 +382,40 @@ pub fn compile(
     })
 }
 
+/// The ids of the connections (of any edge) with an IPv6 peering.
+fn ipv6_connections(snap: &Snapshot) -> HashSet<&str> {
+    snap.connections
+        .iter()
+        .filter(|c| c.ipv6_peering.is_some())
+        .map(|c| c.meta.id.as_str())
+        .collect()
+}
+
+/// Each routing instance's fabric slot on `edge_id` (the first, should there be two).
+fn slots_on<'a>(snap: &'a Snapshot, edge_id: &str) -> HashMap<&'a str, u32> {
+    let mut out = HashMap::new();
+    for s in snap.slots.iter().filter(|s| s.edge_id == edge_id) {
+        out.entry(s.routing_instance_id.as_str()).or_insert(s.slot);
+    }
+    out
+}
+
 /// A fabric segment carries an IPv6 session when its routing instance has IPv6: VPC
 /// prefixes or a member's IPv6 peering. (An IPv4-only instance asks nothing new of the
 /// fabric router.)
 fn ipv6_if_wanted(
     mut f: FabricAttachment,
     ri: &RoutingInstance,
-    snap: &Snapshot,
+    v6_connections: &HashSet<&str>,
 ) -> FabricAttachment {
     let v6_prefixes = ri
         .prefixes()
         .iter()
         .any(|p| matches!(p, ipnet::IpNet::V6(_)));
     let v6_member = || {
-        snap.connections.iter().any(|c| {
-            c.ipv6_peering.is_some()
-                && ri
-                    .cic_private_connection_info
-                    .iter()
-                    .any(|r| r.cic_private_connection_id == c.meta.id)
-        })
+        ri.cic_private_connection_info
+            .iter()
+            .any(|r| v6_connections.contains(r.cic_private_connection_id.as_str()))
     };
     if !v6_prefixes && !v6_member() {
         f.ipv6 = None;
@@ -458,17 +483,21 @@ pub fn fabric_attachments(
     let Some(edge) = snap.edges.iter().find(|e| e.id == edge_id) else {
         return vec![];
     };
+    let mut live_instances: HashMap<&str, &RoutingInstance> = HashMap::new();
+    for r in snap
+        .routing_instances
+        .iter()
+        .filter_map(|r| live(r.meta.status, r))
+    {
+        live_instances.entry(r.meta.id.as_str()).or_insert(r);
+    }
+    let v6 = ipv6_connections(snap);
     let mut out = Vec::new();
     for s in snap.slots.iter().filter(|s| s.edge_id == edge_id) {
-        let Some(ri) = snap
-            .routing_instances
-            .iter()
-            .filter_map(|r| live(r.meta.status, r))
-            .find(|r| r.meta.id == s.routing_instance_id)
-        else {
+        let Some(&ri) = live_instances.get(s.routing_instance_id.as_str()) else {
             continue;
         };
-        let Some(f) = fabric_attachment(edge, s.slot).map(|f| ipv6_if_wanted(f, ri, snap)) else {
+        let Some(f) = fabric_attachment(edge, s.slot).map(|f| ipv6_if_wanted(f, ri, &v6)) else {
             continue;
         };
         out.push(FabricAttachmentView {
@@ -889,5 +918,46 @@ mod tests {
     fn slot_capacity_follows_the_pool() {
         let s = snapshot();
         assert_eq!(slot_capacity(&s.edges[0]), 128);
+    }
+
+    #[test]
+    fn a_slot_s_slash31_is_the_pool_s_nth_as_counted() {
+        for pool in [
+            "100.127.0.0/24",
+            "10.0.0.5/30",
+            "10.0.0.0/31",
+            "10.0.0.0/32",
+        ] {
+            let pool: Ipv4Net = pool.parse().unwrap();
+            for n in [0, 1, 2, 127, 128, 129, u32::MAX] {
+                let counted = pool.subnets(31).ok().and_then(|mut s| s.nth(n as usize));
+                assert_eq!(nth_slash31(pool, n), counted, "{pool} slot {n}");
+            }
+        }
+        // The whole space (too long to count): its last /31, and past it.
+        let all: Ipv4Net = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(
+            nth_slash31(all, (1 << 31) - 1),
+            "255.255.255.254/31".parse().ok()
+        );
+        assert_eq!(nth_slash31(all, 1 << 31), None);
+    }
+
+    #[test]
+    fn members_keep_the_store_s_order_once_each_whatever_the_instance_lists() {
+        let mut s = snapshot();
+        let mut third = s.connections[0].clone();
+        third.meta = meta("pc3");
+        third.vlan_id = 300;
+        s.connections.push(third);
+        let listed = |id: &str| PrivateConnectionRef {
+            cic_private_connection_id: id.into(),
+        };
+        s.routing_instances[0].cic_private_connection_info =
+            vec![listed("pc3"), listed("pc1"), listed("pc3"), listed("nope")];
+        let cfg = compile(&s, "ed1", 1, &settings()).unwrap();
+        let inst = cfg.instances.iter().find(|i| i.id == "ri1").unwrap();
+        let ids: Vec<&str> = inst.connections.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["pc1", "pc3"]);
     }
 }
