@@ -67,24 +67,68 @@ impl Api {
         Ok(op)
     }
 
-    /// Runs `calls`, `in_flight` at once, each to its operation's end; the results in order.
+    /// Runs `calls`, `in_flight` at once, each to its operation's end; the results in order,
+    /// and where each call's time went.
     pub(crate) async fn all(
         &self,
         in_flight: usize,
         calls: Vec<(reqwest::Method, String, Value)>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<(Vec<Value>, Calls)> {
         use futures::stream::{self, StreamExt, TryStreamExt};
+        use std::time::Instant;
         // Unordered: a call that waits long for its operation holds its own slot only
         // (in order, the calls finished behind it held theirs until it ended).
-        let mut done: Vec<(usize, Value)> = stream::iter(calls.into_iter().enumerate())
+        let mut done: Vec<(usize, Value, f64, f64)> = stream::iter(calls.into_iter().enumerate())
             .map(|(i, (m, path, body))| async move {
+                let t = Instant::now();
                 let op = self.call(m, &path, Some(body)).await?;
-                Ok::<_, anyhow::Error>((i, self.done(op).await?))
+                let answered = t.elapsed();
+                let op = self.done(op).await?;
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+                Ok::<_, anyhow::Error>((i, op, ms(answered), ms(t.elapsed() - answered)))
             })
             .buffer_unordered(in_flight)
             .try_collect()
             .await?;
-        done.sort_by_key(|(i, _)| *i);
-        Ok(done.into_iter().map(|(_, v)| v).collect())
+        done.sort_by_key(|(i, ..)| *i);
+        let mut answer: Vec<f64> = done.iter().map(|d| d.2).collect();
+        let mut wait: Vec<f64> = done.iter().map(|d| d.3).collect();
+        let calls = Calls {
+            answer_p50_ms: quantile(&mut answer, 0.5),
+            answer_p99_ms: quantile(&mut answer, 0.99),
+            done_p50_ms: quantile(&mut wait, 0.5),
+            done_p99_ms: quantile(&mut wait, 0.99),
+        };
+        Ok((done.into_iter().map(|d| d.1).collect(), calls))
     }
+}
+
+/// Where the time of [`Api::all`]'s calls went: from sending each until the server
+/// answered it (the operation created), and from then until its operation was done (the
+/// edges applied it).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Calls {
+    pub answer_p50_ms: f64,
+    pub answer_p99_ms: f64,
+    pub done_p50_ms: f64,
+    pub done_p99_ms: f64,
+}
+
+impl std::fmt::Display for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "each call answered in p50 {:.0} / p99 {:.0} ms, its operation done p50 {:.0} / p99 {:.0} ms after",
+            self.answer_p50_ms, self.answer_p99_ms, self.done_p50_ms, self.done_p99_ms
+        )
+    }
+}
+
+/// The `p` quantile of `v` (nearest rank; 0 when empty).
+pub(crate) fn quantile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0)
 }

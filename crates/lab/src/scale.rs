@@ -48,8 +48,12 @@ pub struct ScaleRun {
     pub prefixes_each: usize,
     /// Seconds from the first API call until every connection exists (operations done).
     pub created_secs: f64,
+    /// Where the connections' calls spent their time.
+    pub create_calls: crate::api::Calls,
     /// … until every connection is in a routing instance of its own (operations done).
     pub attached_secs: f64,
+    /// Where the routing instances' calls spent their time.
+    pub instance_calls: crate::api::Calls,
     /// … until the edge has every session Established: each connection's with the
     /// customer's router, and each routing instance's with the fabric router.
     pub established_secs: f64,
@@ -245,12 +249,7 @@ async fn propagation(
     instances: &[String],
     in_flight: usize,
 ) -> Result<Propagation> {
-    let q = |v: &mut Vec<f64>, p: f64| -> f64 {
-        v.sort_by(f64::total_cmp);
-        v.get(((v.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let q = crate::api::quantile;
     let (mut add, add_calls, mut reads) =
         propagate(api, bird, instances, "upsertPrefixes", true, in_flight).await?;
     eprintln!(
@@ -626,9 +625,12 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
             )
         })
         .collect();
-    let ops = api.all(opts.in_flight, creates).await?;
+    let (ops, create_calls) = api.all(opts.in_flight, creates).await?;
     let created = t0.elapsed();
-    eprintln!("{n} connections created in {:.1} s", created.as_secs_f64());
+    eprintln!(
+        "{n} connections created in {:.1} s ({create_calls})",
+        created.as_secs_f64()
+    );
     let ids: Vec<String> = ops
         .iter()
         .map(|op| crate::id_of(op, "connection"))
@@ -641,7 +643,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     // one edge every connection is another customer's (its own namespace, its own
     // session with the fabric). Each VPC has the lab's 10.128.0.0/24, which the fabric
     // router announces to every instance.
-    let instance_calls: Vec<_> = ids
+    let instance_requests: Vec<_> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
@@ -656,15 +658,14 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
             )
         })
         .collect();
-    let instances: Vec<String> = api
-        .all(opts.in_flight, instance_calls)
-        .await?
+    let (instance_ops, instance_calls) = api.all(opts.in_flight, instance_requests).await?;
+    let instances: Vec<String> = instance_ops
         .iter()
         .map(|op| crate::id_of(op, "routing instance"))
         .collect::<Result<_>>()?;
     let attached = t0.elapsed();
     eprintln!(
-        "{n} routing instances created at {:.1} s",
+        "{n} routing instances created at {:.1} s ({instance_calls})",
         attached.as_secs_f64()
     );
     let want = (already.0 + n, already.1 + n);
@@ -714,7 +715,9 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         in_flight: opts.in_flight,
         prefixes_each: PREFIXES_EACH,
         created_secs: created.as_secs_f64(),
+        create_calls,
         attached_secs: attached.as_secs_f64(),
+        instance_calls,
         established_secs: established_at.as_secs_f64(),
         pinged_secs: pinged.as_secs_f64(),
         ping_sample: ping_sample(n).len(),
