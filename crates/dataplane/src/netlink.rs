@@ -98,7 +98,7 @@ pub struct Netlink {
 /// the namespace is named now) and its name, for messages; shared by the clones.
 struct Namespace {
     name: std::sync::RwLock<String>,
-    handle: std::fs::File,
+    handle: std::sync::Arc<std::fs::File>,
 }
 
 impl Namespace {
@@ -130,7 +130,9 @@ impl Netlink {
         let netns = match netns {
             Some(name) => Some(std::sync::Arc::new(Namespace {
                 name: std::sync::RwLock::new(name.to_string()),
-                handle: netns::open(name).map_err(|e| Error::Io(e.to_string()))?,
+                handle: std::sync::Arc::new(
+                    netns::open(name).map_err(|e| Error::Io(e.to_string()))?,
+                ),
             })),
             None => None,
         };
@@ -152,9 +154,10 @@ impl Netlink {
     }
 
     /// A handle on this connection's namespace (`None` for the current one): sockets made
-    /// in it with [`netns::tcp_socket_in`] follow it through a rename.
-    pub fn namespace_handle(&self) -> Option<std::io::Result<std::fs::File>> {
-        self.netns.as_ref().map(|ns| ns.handle.try_clone())
+    /// in it with [`netns::tcp_socket_in`] follow it through a rename. The connection's
+    /// own, shared: an edge holds one per instance, not one per user of it.
+    pub fn namespace_handle(&self) -> Option<std::sync::Arc<std::fs::File>> {
+        self.netns.as_ref().map(|ns| ns.handle.clone())
     }
 
     pub(crate) fn handle(&self) -> &Handle {

@@ -82,3 +82,38 @@ async fn run(ns: &str) -> Result<Capabilities, Error> {
     };
     Ok(Capabilities { vlan, vxlan, bond })
 }
+
+/// Open files an instance with one connection and a fabric session holds in `cic edge`
+/// (IPv4): its namespace, its rtnetlink socket, BGP's listeners (IPv4, IPv6) and two
+/// sessions, BFD's receivers (IPv4, IPv6) and a sender per session — counted on a running
+/// edge (BENCHMARKS.md, issue 17); a connection in no routing instance holds 8.
+pub const FILES_PER_INSTANCE: u64 = 10;
+
+/// Raises this process's soft limit of open files to its hard limit (an edge holds about
+/// [`FILES_PER_INSTANCE`] per instance; the usual soft limit of 1,024 would stop it near
+/// a hundred). Returns the limits it found: (soft, hard).
+pub fn raise_open_files() -> nix::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok((soft, hard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+    // nextest runs each test in a process of its own: lowering the limit here touches
+    // no other test.
+    #[test]
+    fn the_soft_limit_of_open_files_is_raised_to_the_hard_one() {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let low = hard.min(256);
+        setrlimit(Resource::RLIMIT_NOFILE, low, hard).unwrap();
+        assert_eq!(raise_open_files().unwrap(), (low, hard));
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    }
+}

@@ -166,7 +166,7 @@ async fn a_renamed_namespace_keeps_its_links_and_sockets_and_handles_follow_it()
         .await
         .expect("address");
     nl.set_up(idx, None).await.expect("up");
-    let handle = nl.namespace_handle().expect("named").expect("handle");
+    let handle = nl.namespace_handle().expect("named");
     let listener = netns::tcp_socket_in(&handle, socket2::Domain::IPV4).expect("socket");
     listener
         .bind(&std::net::SocketAddr::from(([192, 0, 2, 1], 1790)).into())
@@ -928,4 +928,26 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
     nle.set_source_rules(&[]).await.expect("none");
     assert!(nle.source_rules().await.expect("read").is_empty());
     assert!(ping_from(c, "192.168.1.10", "198.18.0.10"));
+}
+
+/// An instance's namespace is held open once, by its netlink connection: the handle
+/// sockets are made through is that one, not another descriptor (an edge holds one per
+/// instance; at thousands, descriptors are what runs out first).
+#[tokio::test]
+async fn a_namespace_handle_is_the_connection_s_own_not_another_open_file() {
+    if !root_or_skip("namespace handle") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let open_files = || std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
+    let before = open_files();
+    let (a, b) = (
+        nl.namespace_handle().expect("named"),
+        nl.namespace_handle().expect("named"),
+    );
+    assert_eq!(open_files(), before, "no descriptor opened for a handle");
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    let s = netns::udp_socket_in(&a, socket2::Domain::IPV4).expect("a socket through it");
+    drop(s);
 }

@@ -280,11 +280,9 @@ impl Instance {
         let params = params(&cfg.bgp, cfg.local_asn, ic, restarting);
         // Sockets are made in the namespace by a handle on it, which follows it through a
         // rename (a connection's namespace taken over by the routing instance it joins).
-        let handle = Arc::new(
-            nl.namespace_handle()
-                .ok_or("an instance's namespace has a name")?
-                .map_err(|e| format!("namespace {ns}: {e}"))?,
-        );
+        let handle = nl
+            .namespace_handle()
+            .ok_or("an instance's namespace has a name")?;
         let h = handle.clone();
         let sockets: cic_bgp::driver::SocketFactory =
             Arc::new(move |domain| netns::tcp_socket_in(&h, domain));

@@ -158,6 +158,16 @@ impl Agent {
                 "not available"
             }
         );
+        match probe::raise_open_files() {
+            Ok((was, now)) => {
+                let room = now / probe::FILES_PER_INSTANCE;
+                info!(
+                    was,
+                    now, "open-file limit: room for about {room} connections"
+                );
+            }
+            Err(e) => warn!("open-file limit: {e}"),
+        }
         let underlay = Netlink::open(opts.host_netns.as_deref())?;
         let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
         Ok(Arc::new(Agent {
