@@ -200,6 +200,16 @@ pub enum Output {
     },
 }
 
+/// What a session waiting out its backoff in Idle failed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backoff {
+    /// An error either side found (a refused OPEN, a hold timer, a NOTIFICATION).
+    AfterError,
+    /// The connection closing under us (RFC 4271 §8.2.2: TcpConnectionFails, after which
+    /// the FSM listens in Active).
+    AfterClose,
+}
+
 #[derive(Debug)]
 pub struct Session {
     cfg: SessionConfig,
@@ -207,11 +217,8 @@ pub struct Session {
     started: bool,
     negotiated: Option<Negotiated>,
     idle_hold: Duration,
-    /// Idle only because of the backoff after a failure (not a Stop's hold).
-    backing_off: bool,
-    /// That failure was the connection closing under us (RFC 4271 §8.2.2: TcpConnectionFails,
-    /// after which the FSM listens in Active), not an error either side found.
-    connection_lost: bool,
+    /// Idle only because of the backoff after a failure (not a Stop's hold), and which.
+    backoff: Option<Backoff>,
     /// The session being taken down qualifies for graceful restart (set around `fail`).
     graceful_down: bool,
     last_error: Option<String>,
@@ -236,8 +243,7 @@ impl Session {
             started: false,
             negotiated: None,
             idle_hold,
-            backing_off: false,
-            connection_lost: false,
+            backoff: None,
             graceful_down: false,
             last_error: None,
             failure: None,
@@ -306,7 +312,7 @@ impl Session {
                 let why = format!("stopped locally: {}", notification.describe());
                 self.started = restart_after.is_some();
                 self.go_idle(out, why, restart_after);
-                self.backing_off = false;
+                self.backoff = None;
             }
             (Idle, TimerExpired(Timer::IdleHold)) => {
                 if self.started {
@@ -314,7 +320,7 @@ impl Session {
                 }
             }
             (Idle, PathUp) => {
-                if self.started && self.backing_off {
+                if self.started && self.backoff.is_some() {
                     out.push(Output::StopTimer(Timer::IdleHold));
                     self.idle_hold = first_idle_hold(&self.cfg);
                     self.begin(out);
@@ -340,8 +346,7 @@ impl Session {
                 // NOTIFICATION) Idle refuses, as the RFC's Idle does. The backoff keeps
                 // its length until the session is Established.
                 out.push(Output::StopTimer(Timer::IdleHold));
-                self.backing_off = false;
-                self.connection_lost = false;
+                self.backoff = None;
                 self.connect_failure = None;
                 out.push(Output::Send(Msg::Open(self.open())));
                 out.push(Output::StartTimer(Timer::Hold, OPEN_SENT_HOLD));
@@ -410,7 +415,7 @@ impl Session {
                     self.next_failure = Some(SessionFailure::ClosedBeforeOpen);
                 }
                 self.fail(out, "TCP connection closed".into());
-                self.connection_lost = true;
+                self.backoff = Some(Backoff::AfterClose);
             }
             (_, SendHoldTimerExpired) => {
                 self.fail(
@@ -559,11 +564,11 @@ impl Session {
     /// that failed on an error, one stopped, or one held down by a Stop such as a
     /// max-prefix hold).
     pub fn accepts_connection(&self) -> bool {
-        self.state != State::Idle || (self.started && self.backing_off && self.connection_lost)
+        self.state != State::Idle || (self.started && self.backoff == Some(Backoff::AfterClose))
     }
 
     fn begin(&mut self, out: &mut Vec<Output>) {
-        self.backing_off = false;
+        self.backoff = None;
         out.push(Output::StartTimer(
             Timer::ConnectRetry,
             self.cfg.connect_retry,
@@ -617,8 +622,7 @@ impl Session {
         let hold = self.idle_hold;
         self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
         self.go_idle(out, why, Some(hold));
-        self.backing_off = true;
-        self.connection_lost = false;
+        self.backoff = Some(Backoff::AfterError);
     }
 
     fn go_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
