@@ -2790,6 +2790,10 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
     assert_eq!(bfd["birdSessionsAtInterval"], 12, "{run}");
     assert_eq!(bfd["downsInWatch"], 0, "{run}");
     assert_eq!(bfd["bgpSessionsLostInWatch"], 0, "{run}");
+    // The cold start makes the 13 instances (the lab's own connection and the 12) in one
+    // apply, several at once (one after another, this is 1).
+    assert!(run["coldStartAtOnce"].as_u64() >= Some(2), "{run}");
+    assert!(run["coldStartAtOnce"].as_u64() <= Some(16), "{run}");
     assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
     assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
 }

@@ -17,6 +17,37 @@ use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State};
 /// Instances reconciled at once.
 const RECONCILE_AT_ONCE: usize = 16;
 
+/// How many instances are being reconciled at once, and the most there have been.
+#[derive(Debug, Default)]
+pub(crate) struct AtOnce {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl AtOnce {
+    /// One more until the guard is dropped.
+    pub(crate) fn enter(&self) -> impl Drop + '_ {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now.fetch_add(1, Relaxed) + 1;
+        self.peak.fetch_max(now, Relaxed);
+        Leave(self)
+    }
+
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct Leave<'a>(&'a AtOnce);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0
+            .now
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Each trunk of the config, and what keeps this edge from carrying it.
 type Trunks = BTreeMap<String, (TrunkConfig, Option<String>)>;
 
@@ -364,6 +395,7 @@ impl Agent {
             let jobs = held.into_iter().map(|(ic, held)| {
                 let vrps = vrps.clone();
                 async move {
+                    let _counted = self.reconciling.enter();
                     let mut i = match held {
                         Some(i) => i,
                         None => match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await
@@ -492,5 +524,24 @@ async fn make_neighbor_room(cfg: &EdgeConfig) {
             "cannot make room in the kernel's neighbor table: {e}"
         ),
         Err(e) => warn!("neighbor table task failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_once_counts_those_inside_and_keeps_the_most() {
+        let a = AtOnce::default();
+        let one = a.enter();
+        let two = a.enter();
+        drop(one);
+        let three = a.enter();
+        assert_eq!(a.peak(), 2);
+        drop((two, three));
+        let _four = a.enter();
+        assert_eq!(a.peak(), 2);
+        assert_eq!(a.now.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

@@ -139,6 +139,8 @@ pub struct Agent {
     underlay: Netlink,
     client: SyncClient,
     state: Arc<Mutex<State>>,
+    /// Instances being reconciled now, and the most there have been at once.
+    reconciling: apply::AtOnce,
 }
 
 impl Agent {
@@ -178,6 +180,7 @@ impl Agent {
             caps,
             underlay,
             client,
+            reconciling: apply::AtOnce::default(),
             state: Arc::new(Mutex::new(State {
                 applied: 0,
                 edge_id: String::new(),
@@ -488,6 +491,13 @@ impl Agent {
                 "Routing instances the last apply reconciled; a new revision leaves unchanged ones alone.",
                 vec![edge(), ("full", st.last_full.to_string())],
                 st.last_reconciled as f64,
+            );
+            e.sample(
+                "cic_edge_instances_reconciled_at_once_peak",
+                "gauge",
+                "The most routing instances reconciled at the same time since the agent started (they are reconciled several at once).",
+                vec![edge()],
+                self.reconciling.peak() as f64,
             );
             e.sample(
                 "cic_edge_applies_total",

@@ -79,6 +79,9 @@ pub struct ScaleRun {
     /// every session is Established, and until the sample pings again.
     pub cold_start_established_secs: f64,
     pub cold_start_pinged_secs: f64,
+    /// The most instances the agent made at the same time in that cold start (its
+    /// `cic_edge_instances_reconciled_at_once_peak`).
+    pub cold_start_at_once: usize,
     /// What the edge does with everything up (not measured with `--bring-up-only`).
     #[serde(flatten)]
     pub steady: Option<Steady>,
@@ -704,7 +707,8 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         );
     }
     let propagation = propagation(&api, bird, &instances, opts.in_flight).await?;
-    let (cold_established, cold_pinged) = cold_start(pop, &api.http, &metrics, want, n).await?;
+    let (cold_established, cold_pinged, cold_at_once) =
+        cold_start(pop, &api.http, &metrics, want, n).await?;
     let steady = if opts.bring_up_only {
         None
     } else {
@@ -729,6 +733,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         bfd,
         cold_start_established_secs: cold_established,
         cold_start_pinged_secs: cold_pinged,
+        cold_start_at_once: cold_at_once,
         steady,
     })
 }
@@ -878,7 +883,7 @@ async fn cold_start(
     metrics: &str,
     want: (usize, usize),
     n: usize,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, usize)> {
     let (pid, args, env) = crate::failover::edge_process(pop)?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -911,12 +916,16 @@ async fn cold_start(
     let established = wait_established(http, metrics, want, t).await?;
     ping_until_answered(n, WAIT)?;
     let pinged = t.elapsed();
+    // The agent started again made every instance in one apply: how many at once.
+    let at_once = metric(http, metrics, "cic_edge_instances_reconciled_at_once_peak")
+        .await
+        .unwrap_or(0.0) as usize;
     eprintln!(
-        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s",
+        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s; at most {at_once} instances made at once",
         established.as_secs_f64(),
         pinged.as_secs_f64()
     );
-    Ok((established.as_secs_f64(), pinged.as_secs_f64()))
+    Ok((established.as_secs_f64(), pinged.as_secs_f64(), at_once))
 }
 
 /// The no-op apply, the full reconcile and the scrapes, with every session up.
