@@ -76,6 +76,11 @@ impl Api {
     ) -> Result<(Vec<Value>, Calls)> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         use std::time::Instant;
+        // The server lets one credential hold so many long polls open (`cic server
+        // --max-long-polls`, 32 by default): with more calls in flight, the operations
+        // beyond are waited for as others end.
+        let polls = tokio::sync::Semaphore::new(LONG_POLLS);
+        let polls = &polls;
         // Unordered: a call that waits long for its operation holds its own slot only
         // (in order, the calls finished behind it held theirs until it ended).
         let mut done: Vec<(usize, Value, f64, f64)> = stream::iter(calls.into_iter().enumerate())
@@ -83,6 +88,7 @@ impl Api {
                 let t = Instant::now();
                 let op = self.call(m, &path, Some(body)).await?;
                 let answered = t.elapsed();
+                let _poll = polls.acquire().await?;
                 let op = self.done(op).await?;
                 let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
                 Ok::<_, anyhow::Error>((i, op, ms(answered), ms(t.elapsed() - answered)))
@@ -102,6 +108,9 @@ impl Api {
         Ok((done.into_iter().map(|d| d.1).collect(), calls))
     }
 }
+
+/// Long polls the lab's server lets one credential hold open (its default).
+const LONG_POLLS: usize = 32;
 
 /// Where the time of [`Api::all`]'s calls went: from sending each until the server
 /// answered it (the operation created), and from then until its operation was done (the
