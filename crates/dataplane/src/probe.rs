@@ -87,7 +87,8 @@ async fn run(ns: &str) -> Result<Capabilities, Error> {
 /// (IPv4, BFD on both sessions): its namespace, its rtnetlink socket, BGP's listeners
 /// (IPv4, IPv6) and two sessions, BFD's receivers (IPv4, IPv6) and a sender per session —
 /// counted on a running edge (BENCHMARKS.md, issue 17); a connection in no routing
-/// instance holds 8 (each without BFD, two fewer).
+/// instance holds 8. BFD's receivers are there either way; without BFD the senders are
+/// not (8 and 7).
 pub const FILES_PER_INSTANCE: u64 = 10;
 
 /// Raises this process's soft limit of open files to its hard limit (an edge holds about

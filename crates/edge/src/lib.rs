@@ -495,7 +495,7 @@ impl Agent {
             e.sample(
                 "cic_edge_instances_reconciled_at_once_peak",
                 "gauge",
-                "The most routing instances reconciled at the same time since the agent started (they are reconciled several at once).",
+                "The most instances (a routing instance's, or a lone connection's) reconciled at the same time since the agent started; they are reconciled several at once.",
                 vec![edge()],
                 self.reconciling.peak() as f64,
             );

@@ -8,6 +8,9 @@ pub(crate) struct Api {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
     pub(crate) token: String,
+    /// The server lets one credential hold so many long polls open (`cic server
+    /// --max-long-polls`, 32 by default): operations beyond are waited for as others end.
+    pub(crate) polls: tokio::sync::Semaphore,
 }
 
 impl Api {
@@ -48,8 +51,19 @@ impl Api {
         Ok(v)
     }
 
-    /// Waits for an operation to be done (the edges applied it).
+    /// What [`Api`] holds for waiting: as many long polls as the lab's server allows one
+    /// credential.
+    pub(crate) fn polls() -> tokio::sync::Semaphore {
+        tokio::sync::Semaphore::new(LONG_POLLS)
+    }
+
+    /// Waits for an operation to be done (the edges applied it), with one of the
+    /// credential's long polls (waiting for one first, when all are taken).
     pub(crate) async fn done(&self, op: Value) -> Result<Value> {
+        if op["done"] == true {
+            return self.done_now(op);
+        }
+        let _poll = self.polls.acquire().await?;
         let id = op["id"].as_str().context("operation id")?.to_string();
         let mut op = op;
         while op["done"] != true {
@@ -61,8 +75,13 @@ impl Api {
                 )
                 .await?;
         }
+        self.done_now(op)
+    }
+
+    /// A done operation, or its error.
+    fn done_now(&self, op: Value) -> Result<Value> {
         if let Some(e) = op.get("error") {
-            bail!("operation {id} failed: {e}");
+            bail!("operation {} failed: {e}", op["id"]);
         }
         Ok(op)
     }
@@ -76,11 +95,6 @@ impl Api {
     ) -> Result<(Vec<Value>, Calls)> {
         use futures::stream::{self, StreamExt, TryStreamExt};
         use std::time::Instant;
-        // The server lets one credential hold so many long polls open (`cic server
-        // --max-long-polls`, 32 by default): with more calls in flight, the operations
-        // beyond are waited for as others end.
-        let polls = tokio::sync::Semaphore::new(LONG_POLLS);
-        let polls = &polls;
         // Unordered: a call that waits long for its operation holds its own slot only
         // (in order, the calls finished behind it held theirs until it ended).
         let mut done: Vec<(usize, Value, f64, f64)> = stream::iter(calls.into_iter().enumerate())
@@ -88,7 +102,6 @@ impl Api {
                 let t = Instant::now();
                 let op = self.call(m, &path, Some(body)).await?;
                 let answered = t.elapsed();
-                let _poll = polls.acquire().await?;
                 let op = self.done(op).await?;
                 let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
                 Ok::<_, anyhow::Error>((i, op, ms(answered), ms(t.elapsed() - answered)))
@@ -113,8 +126,9 @@ impl Api {
 const LONG_POLLS: usize = 32;
 
 /// Where the time of [`Api::all`]'s calls went: from sending each until the server
-/// answered it (the operation created), and from then until its operation was done (the
-/// edges applied it).
+/// answered it (the operation created), and from then until its operation was seen done
+/// (the edges applied it; with more than the server's long polls in flight, this includes
+/// waiting for one).
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Calls {

@@ -48,6 +48,7 @@ async fn run(runs: usize, dual: bool, pc: Option<String>) -> Result<String> {
         http: crate::lab_client(info["server"].as_str().context("server")?, crate::CA_CERT)?,
         base: info["server"].as_str().context("server")?.to_string(),
         token: std::fs::read_to_string(format!("{STATE_DIR}/admin-token"))?,
+        polls: Api::polls(),
     };
     let ri = info["routingInstanceId"]
         .as_str()

@@ -10,9 +10,10 @@
 //!   instance (the customer's BIRD says when each last came up);
 //! - when a sample of the connections carries a ping to the cloud VM (from one of the
 //!   connection's own prefixes, so the answer comes back over that connection);
-//! - propagation: a VPC subnet added to every routing instance (one API call each, 16 in
-//!   flight), and for each the time from its call until the customer's BIRD has the
-//!   route from that connection's session; then removed, until it is gone;
+//! - propagation: a VPC subnet added to every routing instance (one API call each,
+//!   `--in-flight` at once, 16 unless told), and for each the time from its call until
+//!   the customer's BIRD has the route from that connection's session; then removed,
+//!   until it is gone;
 //! - a cold start: the edge agent killed, every namespace it made deleted (a rebooted
 //!   box), the agent started again, and the time until every session is Established
 //!   and the sample pings again;
@@ -88,9 +89,9 @@ pub struct ScaleRun {
 }
 
 /// A second VPC subnet (10.129.0.0/24, which the fabric router is given for it) added to
-/// every routing instance, one API call each with 16 in flight, then removed the same
-/// way: for each routing instance, milliseconds from its API call until the customer's
-/// BIRD has the route from that connection's session (or, removed, no longer has it).
+/// every routing instance, one API call each with `--in-flight` (16) at once, then
+/// removed the same way: for each routing instance, milliseconds from its API call until
+/// the customer's BIRD has the route from that connection's session (or, removed, no longer has it).
 /// The customer's table is read again as soon as a read ends (`birdc show route`); a
 /// route is taken to arrive when the read that first shows it ends.
 #[derive(Debug, Clone, Serialize)]
@@ -604,6 +605,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         http: crate::lab_client(lab["server"].as_str().context("server")?, crate::CA_CERT)?,
         base: lab["server"].as_str().context("server")?.to_string(),
         token: read("customer-token")?,
+        polls: Api::polls(),
     };
     let already = established(&api.http, &metrics).await;
 
@@ -919,7 +921,8 @@ async fn cold_start(
     // The agent started again made every instance in one apply: how many at once.
     let at_once = metric(http, metrics, "cic_edge_instances_reconciled_at_once_peak")
         .await
-        .unwrap_or(0.0) as usize;
+        .context("the edge's cic_edge_instances_reconciled_at_once_peak")?
+        as usize;
     eprintln!(
         "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s; at most {at_once} instances made at once",
         established.as_secs_f64(),
