@@ -8,8 +8,8 @@ pub(crate) struct Api {
     pub(crate) http: reqwest::Client,
     pub(crate) base: String,
     pub(crate) token: String,
-    /// The server lets one credential hold so many long polls open (`cic server
-    /// --max-long-polls`, 32 by default): operations beyond are waited for as others end.
+    /// The lab's server lets one credential hold [`LONG_POLLS`] long polls open:
+    /// operations beyond are waited for as others end.
     pub(crate) polls: tokio::sync::Semaphore,
 }
 
@@ -122,8 +122,9 @@ impl Api {
     }
 }
 
-/// Long polls the lab's server lets one credential hold open (its default).
-const LONG_POLLS: usize = 32;
+/// Long polls the lab's server lets one credential hold open: the lab starts it with
+/// this (`cic server --max-long-polls`), and its clients wait on no more at once.
+pub(crate) const LONG_POLLS: usize = 32;
 
 /// Where the time of [`Api::all`]'s calls went: from sending each until the server
 /// answered it (the operation created), and from then until its operation was seen done

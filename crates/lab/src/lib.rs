@@ -846,10 +846,13 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
         format!("{pki}/server.key"),
         format!("{pki}/ca.key"),
     );
+    let polls = api::LONG_POLLS.to_string();
     let mut args = vec![
         "server",
         "--listen",
         &listen,
+        "--max-long-polls",
+        &polls,
         "--database",
         &db,
         "--tls-cert",
