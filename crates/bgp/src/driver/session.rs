@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -31,8 +31,19 @@ const REFUSE_WAIT: Duration = Duration::from_secs(1);
 /// RFC 9687 §5: the send hold time is the greater of 8 minutes and twice the hold time.
 const MIN_SEND_HOLD: Duration = Duration::from_secs(8 * 60);
 
-type ConnectFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<TcpStream>> + Send>>;
+/// A connection attempt of ours. The socket is the session task's while the handshake
+/// runs (not hidden in a future), so that an incoming connection can ask whether the
+/// kernel has already connected it (see [`SessionTask::incoming`]).
+enum Attempt {
+    /// Waiting for the handshake until `deadline` (the connect retry time).
+    Connecting {
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Instant,
+    },
+    /// The socket could not even be made (taken once).
+    Failed(Option<io::Error>),
+}
 
 pub(super) struct SessionTask {
     id: PeerId,
@@ -47,7 +58,9 @@ pub(super) struct SessionTask {
     writer: Option<Writer>,
     /// A NOTIFICATION the FSM sent, for the writer to put before it closes.
     closing_with: Option<Notification>,
-    connecting: Option<ConnectFuture>,
+    connecting: Option<Attempt>,
+    /// Whether the connection held was opened by us (not accepted from the peer).
+    ours: bool,
     buf: BytesMut,
     epoch: u64,
     /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
@@ -75,6 +88,7 @@ impl SessionTask {
             writer: None,
             closing_with: None,
             connecting: None,
+            ours: false,
             buf: BytesMut::with_capacity(READ_CHUNK),
             epoch: 0,
             pending: Vec::new(),
@@ -122,7 +136,7 @@ impl SessionTask {
                     self.connecting = None;
                     match res {
                         Ok(stream) => {
-                            self.attach(stream);
+                            self.attach(stream, true);
                             Input::TcpConnected
                         }
                         Err(e) => {
@@ -247,17 +261,36 @@ impl SessionTask {
                 let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
                 refuse(stream, n).await;
             }
-            State::Idle | State::Connect | State::Active => {
-                self.connecting = None;
-                self.attach(stream);
-                self.input(Input::TcpConnected).await;
-            }
+            State::Idle | State::Connect | State::Active => match self.connecting.take() {
+                // Our own attempt is connected already (the kernel completed its
+                // handshake: it has a peer address), so the peer has it in its
+                // accept queue and will take it as ours whenever it gets to it. Were
+                // the session to come up on the peer's connection meanwhile, a peer with
+                // graceful restart would then take ours as our restart (RFC 4724 §4.2;
+                // BIRD does) and drop the session. So ours is kept, theirs refused. An
+                // attempt still in its handshake is dropped: the peer never sees it.
+                Some(Attempt::Connecting { stream: mine, .. }) if mine.peer_addr().is_ok() => {
+                    self.attach(mine, true);
+                    self.input(Input::TcpConnected).await;
+                    refuse(stream, collision).await;
+                }
+                _ => {
+                    self.attach(stream, false);
+                    self.input(Input::TcpConnected).await;
+                }
+            },
+            // Ours is up and the peer has it (see above): theirs is refused. (The peer's
+            // OPEN decides a collision, RFC 4271 §6.8, but that needs both connections
+            // kept until it comes, and BIRD may bring the session up on its own before
+            // it has even accepted ours.)
+            State::OpenSent if self.ours => refuse(stream, collision).await,
             State::OpenSent => {
-                // The peer's OPEN on our connection is not in yet; keep theirs.
+                // A second connection from the peer before its OPEN on the first: the
+                // peer gave that one up (a restart between connecting and its OPEN).
                 if let Some(w) = self.writer.take() {
                     w.close(Some(collision)).await;
                 }
-                self.attach(stream);
+                self.attach(stream, false);
                 self.input(Input::TcpConnected).await;
             }
             State::OpenConfirm => {
@@ -273,7 +306,7 @@ impl SessionTask {
                     if let Some(w) = self.writer.take() {
                         w.close(Some(collision)).await;
                     }
-                    self.attach(stream);
+                    self.attach(stream, false);
                     self.input(Input::TcpConnected).await;
                 }
             }
@@ -292,15 +325,17 @@ impl SessionTask {
                 if let Some(w) = self.writer.take() {
                     w.close(None).await;
                 }
-                self.attach(stream);
+                self.attach(stream, false);
                 self.input(Input::PeerRestarted).await;
             }
             State::Established => refuse(stream, collision).await,
         }
     }
 
-    /// Takes `stream` as the session's connection, with a writer task of its own.
-    fn attach(&mut self, stream: TcpStream) {
+    /// Takes `stream` as the session's connection, with a writer task of its own; `ours`
+    /// when we opened it.
+    fn attach(&mut self, stream: TcpStream, ours: bool) {
+        self.ours = ours;
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
         self.reader = Some(r);
@@ -430,33 +465,36 @@ impl SessionTask {
         }
     }
 
-    fn connect(&self) -> ConnectFuture {
-        let sockets = self.sockets.clone();
-        let local = self.cfg.spec.local_address;
+    fn connect(&self) -> Attempt {
         let peer = SocketAddr::new(self.cfg.spec.address, self.cfg.port);
-        let key = self.cfg.md5_key.clone();
-        let gtsm = self.cfg.ttl_security;
-        let timeout = self.cfg.session.connect_retry;
-        Box::pin(async move {
-            let s = sockets(socket2::Domain::for_address(peer))?;
-            s.set_nonblocking(true)?;
-            if let Some(k) = &key {
-                cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
-            }
-            if gtsm {
-                cic_sockopt::set_gtsm(s.as_fd(), peer.is_ipv6(), 1)?;
-            }
-            // Source the connection from our address on the shared subnet.
-            s.bind(&SocketAddr::new(local, 0).into())?;
-            let sock = TcpSocket::from_std_stream(s.into());
-            match tokio::time::timeout(timeout, sock.connect(peer)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {peer} timed out"),
-                )),
-            }
-        })
+        let deadline = Instant::now() + self.cfg.session.connect_retry;
+        match self.start_connect(peer) {
+            Ok(stream) => Attempt::Connecting {
+                stream,
+                peer,
+                deadline,
+            },
+            Err(e) => Attempt::Failed(Some(e)),
+        }
+    }
+
+    /// A socket sourced from our address on the shared subnet, its handshake begun.
+    fn start_connect(&self, peer: SocketAddr) -> io::Result<TcpStream> {
+        let s = (self.sockets)(socket2::Domain::for_address(peer))?;
+        s.set_nonblocking(true)?;
+        if let Some(k) = &self.cfg.md5_key {
+            cic_sockopt::set_tcp_md5sig(s.as_fd(), peer, k.as_bytes())?;
+        }
+        if self.cfg.ttl_security {
+            cic_sockopt::set_gtsm(s.as_fd(), peer.is_ipv6(), 1)?;
+        }
+        s.bind(&SocketAddr::new(self.cfg.spec.local_address, 0).into())?;
+        match s.connect(&peer.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        TcpStream::from_std(s.into())
     }
 }
 
@@ -485,10 +523,34 @@ async fn writer_done(w: &mut Option<Writer>) -> WriterEnd {
     }
 }
 
-async fn connect_poll(f: &mut Option<ConnectFuture>) -> io::Result<TcpStream> {
-    match f {
-        Some(f) => f.await,
+/// Our attempt's end: its connection, or why it failed. Cancel-safe: the attempt stays
+/// until it ends.
+async fn connect_poll(a: &mut Option<Attempt>) -> io::Result<TcpStream> {
+    let ready = match a {
         None => std::future::pending().await,
+        Some(Attempt::Failed(e)) => Err(e
+            .take()
+            .unwrap_or_else(|| io::Error::other("the connection attempt failed"))),
+        Some(Attempt::Connecting {
+            stream,
+            peer,
+            deadline,
+        }) => match tokio::time::timeout_at(*deadline, stream.writable()).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {peer} timed out"),
+            )),
+        },
+    };
+    let attempt = a.take();
+    ready?;
+    match attempt {
+        Some(Attempt::Connecting { stream, .. }) => match stream.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        },
+        _ => Err(io::Error::other("the connection attempt failed")),
     }
 }
 

@@ -1,0 +1,198 @@
+//! Connection collisions with real sockets on loopback (127.0.28.1 is us, 127.0.28.2
+//! the peer, a scripted TCP peer): which connection the session keeps when the peer
+//! connects while a connection of ours is up, and what each connection is sent.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cic_bgp::driver::{InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance};
+use cic_bgp::fsm::{SessionConfig, State};
+use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
+use cic_bgp::policy::Role;
+use cic_bgp::wire::{self, DecodeContext, Message, Open, cease};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+const US: Ipv4Addr = Ipv4Addr::new(127, 0, 28, 1);
+const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 28, 2);
+const WAIT: Duration = Duration::from_secs(10);
+const PEER_ASN: u32 = 65001;
+
+/// Our speaker, listening on `US:port`, with one active session to `PEER:port + 2`.
+async fn speaker(port: u16) -> InstanceHandle {
+    let params = InstanceParams {
+        local_asn: 200_350,
+        vpc_prefixes: vec![],
+        max_prefixes: 100,
+        max_prefix_action: MaxPrefixAction::Teardown,
+        max_prefix_idle: Duration::from_secs(1800),
+        max_prefix_warning: 0,
+        announce: vec![],
+        accept_only: None,
+        restarting: false,
+        kernel: false,
+        rpki_reject_invalid: false,
+    };
+    let h = spawn_instance(params, plain_sockets(), &[SocketAddr::new(US.into(), port)]);
+    h.add_peer(PeerConfig {
+        spec: PeerSpec {
+            name: "pc-1".into(),
+            role: Role::Customer,
+            address: PEER.into(),
+            local_address: US.into(),
+            local_address6: None,
+            asn: PEER_ASN,
+            policy: None,
+        },
+        session: SessionConfig {
+            local_asn: 200_350,
+            router_id: Ipv4Addr::new(10, 255, 0, 1),
+            peer_asn: PEER_ASN,
+            hold_time: 90,
+            min_hold_time: 0,
+            connect_retry: Duration::from_secs(30),
+            passive: false,
+            graceful_restart: None,
+            ipv4: true,
+            ipv6: false,
+            role: None,
+        },
+        md5_key: None,
+        ttl_security: false,
+        send_hold_time: None,
+        port: port + 2,
+    })
+    .await
+    .expect("add the peer");
+    h.peers_added().await.expect("peers added");
+    h
+}
+
+async fn wait_state(h: &InstanceHandle, want: State) -> InstanceStatus {
+    let mut rx = h.status();
+    let r = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| s.peers.iter().any(|p| p.state == want)),
+    )
+    .await
+    .map(|r| r.map(|s| s.clone()));
+    match r {
+        Ok(Ok(s)) => s,
+        _ => panic!("the session never reached {want:?}: {:#?}", *rx.borrow()),
+    }
+}
+
+/// The next message on `s`, or None at its end.
+async fn next_message(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Message> {
+    let cx = DecodeContext {
+        ibgp: false,
+        extended: false,
+    };
+    loop {
+        if let Some((m, n)) = wire::decode_message(buf, &cx).expect("a well-formed message") {
+            let _ = buf.split_to(n);
+            return Some(m);
+        }
+        let read = tokio::time::timeout(WAIT, s.read_buf(buf))
+            .await
+            .expect("the speaker to send or close")
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+    }
+}
+
+/// Our connection is up and in the peer's accept queue (OpenSent: our OPEN sent) when
+/// the peer connects to us too. The peer will take ours when it gets to it, and a peer
+/// with graceful restart (BIRD) takes a connection from a neighbor whose session is up
+/// as that neighbor's restart: so the session must stay on ours and refuse theirs, not
+/// come up on theirs while ours waits in the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_s_connection_while_ours_is_up_is_refused_and_ours_kept() {
+    let port = 17280;
+    // The peer listens and does not accept yet: our handshake completes in its kernel.
+    let queue = TcpListener::bind((PEER, port + 2))
+        .await
+        .expect("bind the peer's port");
+    let h = speaker(port).await;
+    wait_state(&h, State::OpenSent).await;
+
+    // The peer connects to us from its own address.
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(PEER.into(), 0))
+        .expect("bind the peer's address");
+    let mut theirs = sock
+        .connect(SocketAddr::new(US.into(), port))
+        .await
+        .expect("connect to the speaker");
+    let mut buf = BytesMut::new();
+    match next_message(&mut theirs, &mut buf).await {
+        Some(Message::Notification(n)) => assert_eq!(
+            (n.code, n.subcode),
+            (wire::error_code::CEASE, cease::COLLISION),
+            "the peer's connection is refused as a collision"
+        ),
+        other => panic!(
+            "the peer's connection was taken while ours was up and queued at the peer (it got {other:?}, not a Cease)"
+        ),
+    }
+    assert!(
+        next_message(&mut theirs, &mut buf).await.is_none(),
+        "the refused connection is closed"
+    );
+
+    // The peer gets to our connection: it carries our OPEN, and the session comes up on it.
+    let (mut ours, from) = tokio::time::timeout(WAIT, queue.accept())
+        .await
+        .expect("our connection in the queue")
+        .expect("accept");
+    assert_eq!(from.ip(), std::net::IpAddr::from(US));
+    let mut buf = BytesMut::new();
+    match next_message(&mut ours, &mut buf).await {
+        Some(Message::Open(o)) => assert_eq!(o.hold_time, 90),
+        other => panic!("our connection carries our OPEN first, not {other:?}"),
+    }
+    let open = Message::Open(Open::new(PEER_ASN, 90, Ipv4Addr::new(10, 0, 0, 2)));
+    ours.write_all(&open.encode()).await.expect("send OPEN");
+    ours.write_all(&Message::Keepalive.encode())
+        .await
+        .expect("send KEEPALIVE");
+    wait_state(&h, State::Established).await;
+    match next_message(&mut ours, &mut buf).await {
+        Some(Message::Keepalive) => {}
+        other => panic!("the session answers on our connection, not {other:?}"),
+    }
+    h.shutdown().await;
+}
+
+/// The peer connects while our attempt has not reached it at all (nothing listens on
+/// its port: our handshake is refused, and we wait for the connect retry): the
+/// session takes the peer's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_s_connection_while_ours_is_not_up_is_taken() {
+    let port = 17285;
+    let h = speaker(port).await;
+    wait_state(&h, State::Active).await;
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(PEER.into(), 0))
+        .expect("bind the peer's address");
+    let mut theirs = sock
+        .connect(SocketAddr::new(US.into(), port))
+        .await
+        .expect("connect to the speaker");
+    let mut buf = BytesMut::new();
+    match next_message(&mut theirs, &mut buf).await {
+        Some(Message::Open(_)) => {}
+        other => panic!("the peer's connection gets our OPEN, not {other:?}"),
+    }
+    let open = Message::Open(Open::new(PEER_ASN, 90, Ipv4Addr::new(10, 0, 0, 2)));
+    theirs.write_all(&open.encode()).await.expect("send OPEN");
+    theirs
+        .write_all(&Message::Keepalive.encode())
+        .await
+        .expect("send KEEPALIVE");
+    wait_state(&h, State::Established).await;
+    h.shutdown().await;
+}
