@@ -430,6 +430,34 @@ impl Session {
                 self.notify(out, Notification::new(error_code::HOLD_TIMER_EXPIRED, 0));
                 self.fail(out, "hold timer expired".into());
             }
+            (OpenSent | OpenConfirm, Message(Msg::Notification(n)))
+                if n.code == error_code::CEASE && n.subcode == cease::COLLISION =>
+            {
+                // The peer kept another connection (RFC 4271 §6.8): no failure of the
+                // session, so no backoff. We wait in Active, where the peer's connection
+                // is taken, until the connect retry timer (jittered by the driver, RFC
+                // 4271 §10) says to try ours again: two speakers that each kept their own
+                // connection and refused the other's do not come back in step.
+                out.push(Output::Disconnect);
+                for t in [Timer::Hold, Timer::Keepalive, Timer::IdleHold] {
+                    out.push(Output::StopTimer(t));
+                }
+                out.push(Output::StartTimer(
+                    Timer::ConnectRetry,
+                    self.cfg.connect_retry,
+                ));
+                let why = format!("received {}", n.describe());
+                self.failure = Some(SessionFailure::PeerRefusedOpen {
+                    code: n.code,
+                    subcode: n.subcode,
+                    notification: n.describe(),
+                });
+                self.next_failure = None;
+                self.connect_failure = None;
+                self.last_error = Some(why);
+                self.negotiated = None;
+                self.state = Active;
+            }
             (_, Message(Msg::Notification(n))) => {
                 // RFC 8538: with the N bit on both sides, anything but a Hard Reset (or
                 // what we take as one, see `is_hard`) is a graceful restart for the routes.
@@ -1591,6 +1619,59 @@ mod tests {
         assert_eq!(s.state(), State::OpenSent);
         assert!(matches!(sent(&out)[..], [M::Open(_)]));
         assert!(s.negotiated().is_none());
+    }
+
+    /// A Cease (connection collision) before Established says the peer kept another
+    /// connection: no backoff that grows, and the peer's next connection is taken at
+    /// once (Active), where any other NOTIFICATION is an error waited out in Idle.
+    #[test]
+    fn a_collision_lost_before_established_waits_in_active_without_a_backoff() {
+        let collision = || {
+            Input::Message(M::Notification(Notification::new(
+                error_code::CEASE,
+                cease::COLLISION,
+            )))
+        };
+        let mut s = Session::new(cfg());
+        s.handle(Input::Start);
+        for _ in 0..3 {
+            s.handle(Input::TcpConnected);
+            assert_eq!(s.state(), State::OpenSent);
+            let out = s.handle(collision());
+            assert_eq!(s.state(), State::Active);
+            assert!(out.contains(&Output::Disconnect));
+            assert!(out.contains(&Output::StartTimer(
+                Timer::ConnectRetry,
+                Duration::from_secs(5)
+            )));
+            assert!(
+                !out.iter()
+                    .any(|o| matches!(o, Output::StartTimer(Timer::IdleHold, _)))
+            );
+            assert!(s.accepts_connection());
+            assert!(matches!(
+                s.last_failure(),
+                Some(SessionFailure::PeerRefusedOpen { subcode, .. }) if *subcode == cease::COLLISION
+            ));
+        }
+        // In OpenConfirm too.
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 90)));
+        assert_eq!(s.state(), State::OpenConfirm);
+        s.handle(collision());
+        assert_eq!(s.state(), State::Active);
+        // Any other Cease before Established is an error: Idle, and the wait grows.
+        s.handle(Input::TcpConnected);
+        let out = s.handle(Input::Message(M::Notification(Notification::new(
+            error_code::CEASE,
+            cease::CONNECTION_REJECTED,
+        ))));
+        assert_eq!(s.state(), State::Idle);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::StartTimer(Timer::IdleHold, _)))
+        );
+        assert!(!s.accepts_connection());
     }
 
     fn rr(afi: u16, safi: u8, subtype: u8) -> Input {

@@ -167,14 +167,33 @@ async fn a_peer_s_connection_while_ours_is_up_is_refused_and_ours_kept() {
     h.shutdown().await;
 }
 
-/// The peer connects while our attempt has not reached it at all (nothing listens on
-/// its port: our handshake is refused, and we wait for the connect retry): the
-/// session takes the peer's connection.
+/// Our attempt is still in its handshake when the peer connects (the peer's accept
+/// queue is full, so its kernel drops our SYN): the session takes the peer's connection
+/// and drops our attempt before it completes, so it never reaches the peer (had it
+/// lived, its SYN would be sent again after a second and land in the freed queue).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_s_connection_while_ours_is_not_up_is_taken() {
+async fn a_peer_s_connection_while_ours_is_in_its_handshake_is_taken_and_ours_dropped() {
     let port = 17285;
+    let listener = TcpSocket::new_v4().expect("socket");
+    // (The last run's connections to this port may still be in TIME_WAIT.)
+    listener.set_reuseaddr(true).expect("SO_REUSEADDR");
+    listener
+        .bind(SocketAddr::new(PEER.into(), port + 2))
+        .expect("bind the peer's port");
+    // A backlog of 0 holds one connection: another host's, left unaccepted, fills it.
+    let queue = listener.listen(0).expect("listen");
+    let other = Ipv4Addr::new(127, 0, 28, 3);
+    let filler = TcpSocket::new_v4().expect("socket");
+    filler
+        .bind(SocketAddr::new(other.into(), 0))
+        .expect("bind another address");
+    let _filler = filler
+        .connect(SocketAddr::new(PEER.into(), port + 2))
+        .await
+        .expect("fill the peer's queue");
     let h = speaker(port).await;
-    wait_state(&h, State::Active).await;
+    wait_state(&h, State::Connect).await;
+
     let sock = TcpSocket::new_v4().expect("socket");
     sock.bind(SocketAddr::new(PEER.into(), 0))
         .expect("bind the peer's address");
@@ -194,5 +213,13 @@ async fn a_peer_s_connection_while_ours_is_not_up_is_taken() {
         .await
         .expect("send KEEPALIVE");
     wait_state(&h, State::Established).await;
+
+    let (_, from) = queue.accept().await.expect("the filler");
+    assert_eq!(from.ip(), std::net::IpAddr::from(other));
+    let late = tokio::time::timeout(Duration::from_secs(3), queue.accept()).await;
+    assert!(
+        late.is_err(),
+        "our dropped attempt reached the peer after the session came up on the peer's connection: {late:?}"
+    );
     h.shutdown().await;
 }

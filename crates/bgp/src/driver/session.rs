@@ -41,7 +41,7 @@ enum Attempt {
         peer: SocketAddr,
         deadline: Instant,
     },
-    /// The socket could not even be made (taken once).
+    /// The socket could not be made, or its connect failed at once (taken once).
     Failed(Option<io::Error>),
 }
 
@@ -268,13 +268,17 @@ impl SessionTask {
                 // the session to come up on the peer's connection meanwhile, a peer with
                 // graceful restart would then take ours as our restart (RFC 4724 §4.2;
                 // BIRD does) and drop the session. So ours is kept, theirs refused. An
-                // attempt still in its handshake is dropped: the peer never sees it.
+                // attempt still in its handshake is dropped at once: the peer never
+                // sees it.
                 Some(Attempt::Connecting { stream: mine, .. }) if mine.peer_addr().is_ok() => {
                     self.attach(mine, true);
                     self.input(Input::TcpConnected).await;
                     refuse(stream, collision).await;
                 }
-                _ => {
+                other => {
+                    // Closed before anything waits, so its handshake cannot complete
+                    // while the session goes on.
+                    drop(other);
                     self.attach(stream, false);
                     self.input(Input::TcpConnected).await;
                 }
@@ -332,6 +336,12 @@ impl SessionTask {
         }
     }
 
+    /// Whether our attempt's handshake is complete in the kernel (it has a peer address):
+    /// the peer then has the connection in its accept queue, or will once our ACK is in.
+    fn attempt_connected(&self) -> bool {
+        matches!(&self.connecting, Some(Attempt::Connecting { stream, .. }) if stream.peer_addr().is_ok())
+    }
+
     /// Takes `stream` as the session's connection, with a writer task of its own; `ours`
     /// when we opened it.
     fn attach(&mut self, stream: TcpStream, ours: bool) {
@@ -354,6 +364,9 @@ impl SessionTask {
         let outputs = self.fsm.handle(input);
         for o in outputs {
             match o {
+                // An attempt the kernel has connected is kept (the peer has it, see
+                // `incoming`): its completion comes next.
+                Output::Connect if self.attempt_connected() => {}
                 Output::Connect => self.connecting = Some(self.connect()),
                 // A NOTIFICATION goes with the close that follows it: the writer puts it
                 // after the message it is writing, then closes.
@@ -368,7 +381,7 @@ impl SessionTask {
                     self.connecting = None;
                 }
                 Output::StartTimer(t, d) => {
-                    self.timers.insert(t, Instant::now() + d);
+                    self.timers.insert(t, Instant::now() + jittered(t, d));
                 }
                 Output::StopTimer(t) => {
                     self.timers.remove(&t);
@@ -520,6 +533,15 @@ async fn writer_done(w: &mut Option<Writer>) -> WriterEnd {
     match w {
         Some(w) => (&mut w.done).await.unwrap_or(WriterEnd::Closed),
         None => std::future::pending().await,
+    }
+}
+
+/// RFC 4271 §10: the connect retry timer is jittered (0.75 to 1 of its length), so two
+/// speakers that failed together do not try again together.
+fn jittered(t: Timer, d: Duration) -> Duration {
+    match t {
+        Timer::ConnectRetry => d.mul_f64(0.75 + 0.25 * rand::random::<f64>()),
+        _ => d,
     }
 }
 
