@@ -61,6 +61,8 @@ pub(super) struct SessionTask {
     connecting: Option<Attempt>,
     /// Whether the connection held was opened by us (not accepted from the peer).
     ours: bool,
+    /// When the connection held was taken.
+    attached_at: Instant,
     buf: BytesMut,
     epoch: u64,
     /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
@@ -89,6 +91,7 @@ impl SessionTask {
             closing_with: None,
             connecting: None,
             ours: false,
+            attached_at: Instant::now(),
             buf: BytesMut::with_capacity(READ_CHUNK),
             epoch: 0,
             pending: Vec::new(),
@@ -287,7 +290,13 @@ impl SessionTask {
             // OPEN decides a collision, RFC 4271 §6.8, but that needs both connections
             // kept until it comes, and BIRD may bring the session up on its own before
             // it has even accepted ours.)
-            State::OpenSent if self.ours => refuse(stream, collision).await,
+            // (Unless ours has waited for the peer's OPEN longer than a connect retry: the
+            // peer may have lost it, and its new connection says it is there.)
+            State::OpenSent
+                if self.ours && self.attached_at.elapsed() < self.cfg.session.connect_retry =>
+            {
+                refuse(stream, collision).await
+            }
             State::OpenSent => {
                 // A second connection from the peer before its OPEN on the first: the
                 // peer gave that one up (a restart between connecting and its OPEN).
@@ -346,6 +355,7 @@ impl SessionTask {
     /// when we opened it.
     fn attach(&mut self, stream: TcpStream, ours: bool) {
         self.ours = ours;
+        self.attached_at = Instant::now();
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
         self.reader = Some(r);
