@@ -180,17 +180,23 @@ async fn a_peer_s_connection_while_ours_is_in_its_handshake_is_taken_and_ours_dr
     listener
         .bind(SocketAddr::new(PEER.into(), port + 2))
         .expect("bind the peer's port");
-    // A backlog of 0 holds one connection: another host's, left unaccepted, fills it.
-    let queue = listener.listen(0).expect("listen");
+    // A backlog of 1 holds two connections (without SYN cookies too): another host's
+    // two, left unaccepted, fill it.
+    let queue = listener.listen(1).expect("listen");
     let other = Ipv4Addr::new(127, 0, 28, 3);
-    let filler = TcpSocket::new_v4().expect("socket");
-    filler
-        .bind(SocketAddr::new(other.into(), 0))
-        .expect("bind another address");
-    let _filler = filler
-        .connect(SocketAddr::new(PEER.into(), port + 2))
-        .await
-        .expect("fill the peer's queue");
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        let filler = TcpSocket::new_v4().expect("socket");
+        filler
+            .bind(SocketAddr::new(other.into(), 0))
+            .expect("bind another address");
+        let connected =
+            tokio::time::timeout(WAIT, filler.connect(SocketAddr::new(PEER.into(), port + 2)))
+                .await
+                .expect("the peer's queue takes two connections")
+                .expect("fill the peer's queue");
+        fillers.push(connected);
+    }
     let h = speaker(port).await;
     wait_state(&h, State::Connect).await;
 
@@ -214,8 +220,10 @@ async fn a_peer_s_connection_while_ours_is_in_its_handshake_is_taken_and_ours_dr
         .expect("send KEEPALIVE");
     wait_state(&h, State::Established).await;
 
-    let (_, from) = queue.accept().await.expect("the filler");
-    assert_eq!(from.ip(), std::net::IpAddr::from(other));
+    for _ in 0..2 {
+        let (_, from) = queue.accept().await.expect("a filler");
+        assert_eq!(from.ip(), std::net::IpAddr::from(other));
+    }
     let late = tokio::time::timeout(Duration::from_secs(3), queue.accept()).await;
     assert!(
         late.is_err(),

@@ -28,6 +28,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_BATCH: usize = 64;
 /// A NOTIFICATION on a connection we refuse goes within this, or not at all.
 const REFUSE_WAIT: Duration = Duration::from_secs(1);
+/// How long a connection of ours waits for the peer's OPEN before a new connection from the
+/// peer is taken instead of refused (see `incoming`).
+const OURS_WAIT_FOR_OPEN: Duration = Duration::from_secs(60);
 /// RFC 9687 §5: the send hold time is the greater of 8 minutes and twice the hold time.
 const MIN_SEND_HOLD: Duration = Duration::from_secs(8 * 60);
 
@@ -290,11 +293,10 @@ impl SessionTask {
             // OPEN decides a collision, RFC 4271 §6.8, but that needs both connections
             // kept until it comes, and BIRD may bring the session up on its own before
             // it has even accepted ours.)
-            // (Unless ours has waited for the peer's OPEN longer than a connect retry: the
-            // peer may have lost it, and its new connection says it is there.)
-            State::OpenSent
-                if self.ours && self.attached_at.elapsed() < self.cfg.session.connect_retry =>
-            {
+            // (Unless ours has waited a minute for the peer's OPEN: a peer that lost it
+            // without a reset, a reboot, would otherwise be refused for the OPEN hold time.
+            // A busy BIRD has left ours in its accept queue for 13 s, so not sooner.)
+            State::OpenSent if self.ours && self.attached_at.elapsed() < OURS_WAIT_FOR_OPEN => {
                 refuse(stream, collision).await
             }
             State::OpenSent => {
