@@ -104,6 +104,25 @@ async fn next_message(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Message> 
     }
 }
 
+/// The peer connects to the speaker from its own address.
+async fn peer_connects(port: u16) -> TcpStream {
+    let sock = TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(PEER.into(), 0))
+        .expect("bind the peer's address");
+    sock.connect(SocketAddr::new(US.into(), port))
+        .await
+        .expect("connect to the speaker")
+}
+
+/// The peer's OPEN and KEEPALIVE on `s` (the speaker's OPEN read already).
+async fn open_session(s: &mut TcpStream) {
+    let open = Message::Open(Open::new(PEER_ASN, 90, Ipv4Addr::new(10, 0, 0, 2)));
+    s.write_all(&open.encode()).await.expect("send OPEN");
+    s.write_all(&Message::Keepalive.encode())
+        .await
+        .expect("send KEEPALIVE");
+}
+
 /// Our connection is up and in the peer's accept queue (OpenSent: our OPEN sent) when
 /// the peer connects to us too. The peer will take ours when it gets to it, and a peer
 /// with graceful restart (BIRD) takes a connection from a neighbor whose session is up
@@ -120,13 +139,7 @@ async fn a_peer_s_connection_while_ours_is_up_is_refused_and_ours_kept() {
     wait_state(&h, State::OpenSent).await;
 
     // The peer connects to us from its own address.
-    let sock = TcpSocket::new_v4().expect("socket");
-    sock.bind(SocketAddr::new(PEER.into(), 0))
-        .expect("bind the peer's address");
-    let mut theirs = sock
-        .connect(SocketAddr::new(US.into(), port))
-        .await
-        .expect("connect to the speaker");
+    let mut theirs = peer_connects(port).await;
     let mut buf = BytesMut::new();
     match next_message(&mut theirs, &mut buf).await {
         Some(Message::Notification(n)) => assert_eq!(
@@ -154,11 +167,7 @@ async fn a_peer_s_connection_while_ours_is_up_is_refused_and_ours_kept() {
         Some(Message::Open(o)) => assert_eq!(o.hold_time, 90),
         other => panic!("our connection carries our OPEN first, not {other:?}"),
     }
-    let open = Message::Open(Open::new(PEER_ASN, 90, Ipv4Addr::new(10, 0, 0, 2)));
-    ours.write_all(&open.encode()).await.expect("send OPEN");
-    ours.write_all(&Message::Keepalive.encode())
-        .await
-        .expect("send KEEPALIVE");
+    open_session(&mut ours).await;
     wait_state(&h, State::Established).await;
     match next_message(&mut ours, &mut buf).await {
         Some(Message::Keepalive) => {}
@@ -200,24 +209,13 @@ async fn a_peer_s_connection_while_ours_is_in_its_handshake_is_taken_and_ours_dr
     let h = speaker(port).await;
     wait_state(&h, State::Connect).await;
 
-    let sock = TcpSocket::new_v4().expect("socket");
-    sock.bind(SocketAddr::new(PEER.into(), 0))
-        .expect("bind the peer's address");
-    let mut theirs = sock
-        .connect(SocketAddr::new(US.into(), port))
-        .await
-        .expect("connect to the speaker");
+    let mut theirs = peer_connects(port).await;
     let mut buf = BytesMut::new();
     match next_message(&mut theirs, &mut buf).await {
         Some(Message::Open(_)) => {}
         other => panic!("the peer's connection gets our OPEN, not {other:?}"),
     }
-    let open = Message::Open(Open::new(PEER_ASN, 90, Ipv4Addr::new(10, 0, 0, 2)));
-    theirs.write_all(&open.encode()).await.expect("send OPEN");
-    theirs
-        .write_all(&Message::Keepalive.encode())
-        .await
-        .expect("send KEEPALIVE");
+    open_session(&mut theirs).await;
     wait_state(&h, State::Established).await;
 
     for _ in 0..2 {
