@@ -446,15 +446,15 @@ impl Session {
                     Timer::ConnectRetry,
                     self.cfg.connect_retry,
                 ));
-                let why = format!("received {}", n.describe());
+                let notification = n.describe();
+                self.last_error = Some(format!("received {notification}"));
                 self.failure = Some(SessionFailure::PeerRefusedOpen {
                     code: n.code,
                     subcode: n.subcode,
-                    notification: n.describe(),
+                    notification,
                 });
                 self.next_failure = None;
                 self.connect_failure = None;
-                self.last_error = Some(why);
                 self.negotiated = None;
                 self.state = Active;
             }

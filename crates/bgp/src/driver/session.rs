@@ -48,6 +48,22 @@ enum Attempt {
     Failed(Option<io::Error>),
 }
 
+impl Attempt {
+    /// Whether the kernel has completed our handshake (the socket has a peer address):
+    /// the peer then has the connection in its accept queue, or will once our ACK is in.
+    fn connected(&self) -> bool {
+        matches!(self, Attempt::Connecting { stream, .. } if stream.peer_addr().is_ok())
+    }
+
+    /// The connection, if [`Attempt::connected`]; else the attempt is closed here.
+    fn into_connected(self) -> Option<TcpStream> {
+        match self {
+            Attempt::Connecting { stream, .. } if stream.peer_addr().is_ok() => Some(stream),
+            _ => None,
+        }
+    }
+}
+
 pub(super) struct SessionTask {
     id: PeerId,
     cfg: PeerConfig,
@@ -267,28 +283,25 @@ impl SessionTask {
                 let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
                 refuse(stream, n).await;
             }
-            State::Idle | State::Connect | State::Active => match self.connecting.take() {
-                // Our own attempt is connected already (the kernel completed its
-                // handshake: it has a peer address), so the peer has it in its
-                // accept queue and will take it as ours whenever it gets to it. Were
-                // the session to come up on the peer's connection meanwhile, a peer with
-                // graceful restart would then take ours as our restart (RFC 4724 §4.2;
-                // BIRD does) and drop the session. So ours is kept, theirs refused. An
-                // attempt still in its handshake is dropped at once: the peer never
-                // sees it.
-                Some(Attempt::Connecting { stream: mine, .. }) if mine.peer_addr().is_ok() => {
-                    self.attach(mine, true);
-                    self.input(Input::TcpConnected).await;
-                    refuse(stream, collision).await;
+            // Our own attempt, if connected already, is in the peer's accept queue and
+            // will be taken as ours whenever the peer gets to it. Were the session to
+            // come up on the peer's connection meanwhile, a peer with graceful restart
+            // would then take ours as our restart (RFC 4724 §4.2; BIRD does) and drop
+            // the session. So ours is kept, theirs refused. An attempt still in its
+            // handshake is closed here, before anything waits: the peer never sees it.
+            State::Idle | State::Connect | State::Active => {
+                match self.connecting.take().and_then(Attempt::into_connected) {
+                    Some(mine) => {
+                        self.attach(mine, true);
+                        self.input(Input::TcpConnected).await;
+                        refuse(stream, collision).await;
+                    }
+                    None => {
+                        self.attach(stream, false);
+                        self.input(Input::TcpConnected).await;
+                    }
                 }
-                other => {
-                    // Closed before anything waits, so its handshake cannot complete
-                    // while the session goes on.
-                    drop(other);
-                    self.attach(stream, false);
-                    self.input(Input::TcpConnected).await;
-                }
-            },
+            }
             // Ours is up and the peer has it (see above): theirs is refused. (The peer's
             // OPEN decides a collision, RFC 4271 §6.8, but that needs both connections
             // kept until it comes, and BIRD may bring the session up on its own before
@@ -347,12 +360,6 @@ impl SessionTask {
         }
     }
 
-    /// Whether our attempt's handshake is complete in the kernel (it has a peer address):
-    /// the peer then has the connection in its accept queue, or will once our ACK is in.
-    fn attempt_connected(&self) -> bool {
-        matches!(&self.connecting, Some(Attempt::Connecting { stream, .. }) if stream.peer_addr().is_ok())
-    }
-
     /// Takes `stream` as the session's connection, with a writer task of its own; `ours`
     /// when we opened it.
     fn attach(&mut self, stream: TcpStream, ours: bool) {
@@ -378,7 +385,7 @@ impl SessionTask {
             match o {
                 // An attempt the kernel has connected is kept (the peer has it, see
                 // `incoming`): its completion comes next.
-                Output::Connect if self.attempt_connected() => {}
+                Output::Connect if self.connecting.as_ref().is_some_and(Attempt::connected) => {}
                 Output::Connect => self.connecting = Some(self.connect()),
                 // A NOTIFICATION goes with the close that follows it: the writer puts it
                 // after the message it is writing, then closes.
