@@ -4,6 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Routinator: `CIC_ROUTINATOR`, else `routinator` on PATH.
 pub fn routinator_path() -> Option<PathBuf> {
@@ -67,11 +68,26 @@ impl Routinator {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        Ok(Routinator {
+        let mut r = Routinator {
             child,
             dir: dir.to_path_buf(),
             slurm,
-        })
+        };
+        // Ready when its RTR port takes a connection: a client that came sooner would be
+        // refused and try again only after its retry wait (30 s for ours).
+        let rtr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        crate::wait_until(Duration::from_secs(30), "Routinator's RTR port", || {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                return Some(Err(io::Error::other(format!(
+                    "Routinator exited ({status}): {}",
+                    r.log()
+                ))));
+            }
+            std::net::TcpStream::connect_timeout(&rtr, Duration::from_millis(200))
+                .ok()
+                .map(|_| Ok(()))
+        })??;
+        Ok(r)
     }
 
     /// Replaces the assertions it serves (in force at its next validation, within a
