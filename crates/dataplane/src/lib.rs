@@ -2,17 +2,20 @@
 //!
 //! - [`netns`]: named network namespaces (one per routing instance) without forking.
 //! - [`netlink`]: links, addresses and routes, through one rtnetlink connection per
-//!   namespace.
+//!   namespace; [`routes`]: routes one at a time or many in a batch.
 //! - [`probe`]: what this kernel can do (802.1Q or not), checked at start, never assumed.
 
 pub mod doctor;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod routes;
+mod rtnl;
 pub mod rules;
 pub mod tc;
 
 pub use netlink::{Link, LinkKind, LinkSpec, Neighbor, Netlink, PROTO_BGP};
+pub use routes::RouteChange;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

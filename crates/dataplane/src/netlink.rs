@@ -2,28 +2,24 @@
 //! links (VXLAN, 802.1Q, veth), IPv4 and IPv6 addresses, IPv4 and IPv6 routes with ECMP
 //! next hops.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
+use netlink_packet_route::RouteNetlinkMessage as Rt;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     BondLacpRate, BondMode, BondXmitHashPolicy, InfoBond, InfoKind, LinkAttribute, LinkFlags,
     LinkInfo, LinkMessage,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteProtocol,
-    RouteScope, RouteType,
-};
-use rtnetlink::{Handle, LinkBond, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{AddressMessageBuilder, LinkBond, LinkUnspec, LinkVeth, LinkVlan, LinkVxlan};
 
+use crate::rtnl::{ACK, CREATE, DUMP, GET, NlError, REPLACE, Rtnl};
 use crate::{Error, Result, netns};
 
 /// `RTPROT_BGP`: routes cic installs are marked `proto bgp`; cic owns exactly those.
 pub const PROTO_BGP: u8 = 186;
-const RT_TABLE_MAIN: u32 = 254;
+pub(crate) const RT_TABLE_MAIN: u32 = 254;
 const EOPNOTSUPP: i32 = 95;
 /// No such device: a link asked for by name that is not there.
 const ENODEV: i32 = 19;
@@ -89,7 +85,7 @@ pub struct LinkSpec {
 /// (a second one gets EBUSY).
 #[derive(Clone)]
 pub struct Netlink {
-    handle: Handle,
+    rtnl: Rtnl,
     netns: Option<std::sync::Arc<Namespace>>,
     dump: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -115,9 +111,9 @@ impl Netlink {
     /// tokio runtime; the connection task runs on it.
     pub fn open(netns: Option<&str>) -> Result<Netlink> {
         let rt = tokio::runtime::Handle::current();
-        let (conn, handle, _) = netns::run_in(netns, move || {
+        let (mut conn, handle, _) = netns::run_in(netns, move || {
             let _guard = rt.enter();
-            rtnetlink::new_connection()
+            rtnetlink::proto::new_connection::<Rt>(rtnetlink::sys::protocols::NETLINK_ROUTE)
         })
         .and_then(|r| r)
         .map_err(|e| {
@@ -126,6 +122,8 @@ impl Netlink {
                 netns.unwrap_or("the host namespace")
             ))
         })?;
+        // Acknowledgements are passed on, so a batch's answers can be told apart.
+        conn.set_forward_ack(true);
         tokio::spawn(conn);
         let netns = match netns {
             Some(name) => Some(std::sync::Arc::new(Namespace {
@@ -137,7 +135,7 @@ impl Netlink {
             None => None,
         };
         Ok(Netlink {
-            handle,
+            rtnl: Rtnl::new(handle),
             netns,
             dump: Default::default(),
         })
@@ -160,8 +158,8 @@ impl Netlink {
         self.netns.as_ref().map(|ns| ns.handle.clone())
     }
 
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
+    pub(crate) fn rtnl(&self) -> &Rtnl {
+        &self.rtnl
     }
 
     /// Held across a dump: one connection takes one dump at a time (the kernel answers a
@@ -174,7 +172,7 @@ impl Netlink {
         self.netns.as_ref().map(|ns| ns.name())
     }
 
-    fn ctx(&self, what: &str) -> impl Fn(rtnetlink::Error) -> Error + '_ {
+    pub(crate) fn ctx(&self, what: &str) -> impl Fn(NlError) -> Error + '_ {
         let what = what.to_string();
         move |e| {
             Error::from_netlink(
@@ -189,15 +187,18 @@ impl Netlink {
 
     pub async fn links(&self) -> Result<Vec<Link>> {
         let _one = self.dump.lock().await;
-        let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
+        let msgs = self
+            .rtnl
+            .objects(Rt::GetLink(LinkMessage::default()), DUMP)
             .await
             .map_err(self.ctx("list links"))?;
-        Ok(msgs.iter().map(link_from).collect())
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                Rt::NewLink(l) => Some(link_from(l)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The link called `name`, asked of the kernel by name (one message, not a dump of
@@ -207,17 +208,17 @@ impl Netlink {
         if name.is_empty() || name.len() >= 16 {
             return Ok(None);
         }
-        let got: std::result::Result<Vec<LinkMessage>, rtnetlink::Error> = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_collect()
-            .await;
-        match got {
-            Ok(msgs) => Ok(msgs.iter().map(link_from).find(|l| l.name == name)),
-            Err(e) if errno(&e) == Some(ENODEV) => Ok(None),
+        let mut ask = LinkMessage::default();
+        ask.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.rtnl.objects(Rt::GetLink(ask), GET).await {
+            Ok(msgs) => Ok(msgs
+                .iter()
+                .filter_map(|m| match m {
+                    Rt::NewLink(l) => Some(link_from(l)),
+                    _ => None,
+                })
+                .find(|l| l.name == name)),
+            Err(e) if e.errno() == Some(ENODEV) => Ok(None),
             Err(e) => Err(self.ctx(&format!("find link {name}"))(e)),
         }
     }
@@ -261,10 +262,8 @@ impl Netlink {
                     .build()
             }
         };
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
+        self.rtnl
+            .ack(Rt::NewLink(msg), CREATE)
             .await
             .map_err(self.ctx(&format!("create {}", spec.name)))?;
         // The kernel ignores IFLA_IFALIAS when creating a link; set it in its new home.
@@ -273,10 +272,7 @@ impl Netlink {
             .append_extra_attribute(LinkAttribute::IfAlias(spec.alias.clone()))
             .build();
         target
-            .handle
-            .link()
-            .set(msg)
-            .execute()
+            .set_link(msg)
             .await
             .map_err(target.ctx(&format!("set alias of {}", spec.name)))?;
         Ok(index)
@@ -290,10 +286,8 @@ impl Netlink {
             ns_file = netns::open(ns).map_err(|e| Error::Io(e.to_string()))?;
             // The peer's attributes live inside IFLA_INFO_DATA; moving the peer is simplest
             // after creation.
-            self.handle
-                .link()
-                .add(b.build())
-                .execute()
+            self.rtnl
+                .ack(Rt::NewLink(b.build()), CREATE)
                 .await
                 .map_err(self.ctx(&format!("create veth {name}")))?;
             let idx = self.index_of(peer).await?;
@@ -301,18 +295,13 @@ impl Netlink {
                 .setns_by_fd(ns_file.as_raw_fd())
                 .build();
             return self
-                .handle
-                .link()
-                .set(msg)
-                .execute()
+                .set_link(msg)
                 .await
                 .map_err(self.ctx(&format!("move {peer} to {ns}")));
         }
         b = b.up();
-        self.handle
-            .link()
-            .add(b.build())
-            .execute()
+        self.rtnl
+            .ack(Rt::NewLink(b.build()), CREATE)
             .await
             .map_err(self.ctx(&format!("create veth {name}")))
     }
@@ -330,20 +319,15 @@ impl Netlink {
                     .append_info_data(InfoBond::XmitHashPolicy(BondXmitHashPolicy::Layer34))
                     .append_info_data(InfoBond::AdLacpRate(BondLacpRate::Fast))
                     .build();
-                self.handle
-                    .link()
-                    .add(msg)
-                    .execute()
+                self.rtnl
+                    .ack(Rt::NewLink(msg), CREATE)
                     .await
                     .map_err(self.ctx(&format!("create bond {name}")))?;
                 let index = self.index_of(name).await?;
                 let msg = LinkUnspec::new_with_index(index)
                     .append_extra_attribute(LinkAttribute::IfAlias(alias.to_string()))
                     .build();
-                self.handle
-                    .link()
-                    .set(msg)
-                    .execute()
+                self.set_link(msg)
                     .await
                     .map_err(self.ctx(&format!("set alias of {name}")))?;
                 index
@@ -360,19 +344,13 @@ impl Netlink {
             }
             // A port joins a bond while down.
             let msg = LinkUnspec::new_with_index(port.index).down().build();
-            self.handle
-                .link()
-                .set(msg)
-                .execute()
+            self.set_link(msg)
                 .await
                 .map_err(self.ctx(&format!("set {p} down")))?;
             let msg = LinkUnspec::new_with_index(port.index)
                 .controller(bond)
                 .build();
-            self.handle
-                .link()
-                .set(msg)
-                .execute()
+            self.set_link(msg)
                 .await
                 .map_err(self.ctx(&format!("add {p} to bond {name}")))?;
             self.set_up(port.index, None).await?;
@@ -382,12 +360,17 @@ impl Netlink {
     }
 
     pub async fn del_link(&self, index: u32) -> Result<()> {
-        self.handle
-            .link()
-            .del(index)
-            .execute()
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        self.rtnl
+            .ack(Rt::DelLink(m), ACK)
             .await
             .map_err(self.ctx(&format!("delete link {index}")))
+    }
+
+    /// Changes a link's settings (`ip link set`), as rtnetlink's `link().set()` asks.
+    async fn set_link(&self, msg: LinkMessage) -> std::result::Result<(), NlError> {
+        self.rtnl.ack(Rt::SetLink(msg), CREATE).await
     }
 
     pub async fn set_up(&self, index: u32, mtu: Option<u32>) -> Result<()> {
@@ -395,10 +378,7 @@ impl Netlink {
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
-        self.handle
-            .link()
-            .set(b.build())
-            .execute()
+        self.set_link(b.build())
             .await
             .map_err(self.ctx(&format!("set link {index} up")))
     }
@@ -406,14 +386,8 @@ impl Netlink {
     /// The link's addresses, IPv4 and IPv6 (link-local ones, which the kernel makes by
     /// itself, left out).
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
-        let _one = self.dump.lock().await;
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
+        let msgs = self
+            .address_dump()
             .await
             .map_err(self.ctx("list addresses"))?;
         Ok(msgs
@@ -451,20 +425,22 @@ impl Netlink {
             NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
         };
         let _one = self.dump.lock().await;
-        let msgs: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(match addr {
-                IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
-                IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
-            })
-            .execute()
-            .try_collect()
+        let mut ask = NeighbourMessage::default();
+        ask.header.family = match addr {
+            IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => netlink_packet_route::AddressFamily::Inet6,
+        };
+        let msgs = self
+            .rtnl
+            .objects(Rt::GetNeighbour(ask), DUMP)
             .await
             .map_err(self.ctx("list neighbors"))?;
         Ok(msgs
             .iter()
+            .filter_map(|m| match m {
+                Rt::NewNeighbour(n) => Some(n),
+                _ => None,
+            })
             .filter(|m| m.header.ifindex == index)
             .find(|m| {
                 m.attributes.iter().any(|a| match a {
@@ -490,222 +466,64 @@ impl Netlink {
     /// session can bind it without waiting a second.
     pub async fn add_address(&self, index: u32, addr: impl Into<IpNet>) -> Result<()> {
         let addr: IpNet = addr.into();
-        let mut req = self
-            .handle
-            .address()
-            .add(index, addr.addr(), addr.prefix_len())
-            .replace();
+        let mut msg = match addr {
+            IpNet::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(a.addr(), a.prefix_len())
+                .build(),
+            IpNet::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(index)
+                .address(a.addr(), a.prefix_len())
+                .build(),
+        };
         if addr.addr().is_ipv6() {
-            req.message_mut()
-                .attributes
+            msg.attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        req.execute()
+        self.rtnl
+            .ack(Rt::NewAddress(msg), REPLACE)
             .await
             .map_err(self.ctx(&format!("add address {addr}")))
     }
 
     pub async fn del_address(&self, index: u32, addr: impl Into<IpNet>) -> Result<()> {
         let addr: IpNet = addr.into();
-        let one = self.dump.lock().await;
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(addr.addr())
-            .execute()
-            .try_collect()
+        let msgs = self
+            .address_dump()
             .await
             .map_err(self.ctx("find address"))?;
-        drop(one);
-        for m in msgs
-            .into_iter()
-            .filter(|m| m.header.index == index && m.header.prefix_len == addr.prefix_len())
-        {
-            self.handle
-                .address()
-                .del(m)
-                .execute()
+        for m in msgs.into_iter().filter(|m| {
+            m.header.index == index
+                && m.header.prefix_len == addr.prefix_len()
+                && m.attributes.iter().any(|a| {
+                    matches!(a, AddressAttribute::Address(x) | AddressAttribute::Local(x)
+                        if *x == addr.addr())
+                })
+        }) {
+            self.rtnl
+                .ack(Rt::DelAddress(m), ACK)
                 .await
                 .map_err(self.ctx(&format!("delete address {addr}")))?;
         }
         Ok(())
     }
 
-    /// IPv4 and IPv6 routes of the main table installed with `proto`: prefix → next
-    /// hops.
-    pub async fn routes(&self, proto: u8) -> Result<BTreeMap<IpNet, Vec<IpAddr>>> {
-        let mut out = BTreeMap::new();
-        for req in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let _one = self.dump.lock().await;
-            let msgs: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(req)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(self.ctx("list routes"))?;
-            for m in msgs {
-                if u8::from(m.header.protocol) != proto || table_of(&m) != RT_TABLE_MAIN {
-                    continue;
-                }
-                let v6 = m.header.address_family == netlink_packet_route::AddressFamily::Inet6;
-                let dst = m.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Destination(a) => address(a),
-                    _ => None,
-                });
-                let unspecified = if v6 {
-                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-                } else {
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-                };
-                let Ok(prefix) = IpNet::new(
-                    dst.unwrap_or(unspecified),
-                    m.header.destination_prefix_length,
-                ) else {
-                    continue;
-                };
-                let mut hops: Vec<IpAddr> = Vec::new();
-                for a in &m.attributes {
-                    match a {
-                        RouteAttribute::Gateway(gw) => hops.extend(address(gw)),
-                        RouteAttribute::MultiPath(nhs) => {
-                            for nh in nhs {
-                                for na in &nh.attributes {
-                                    if let RouteAttribute::Gateway(gw) = na {
-                                        hops.extend(address(gw));
-                                    }
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                hops.sort();
-                // The kernel lists an IPv6 multipath route once per next hop (with
-                // RTA_GATEWAY each); they make one route.
-                let e: &mut Vec<IpAddr> = out.entry(prefix).or_default();
-                e.extend(hops);
-                e.sort();
-                e.dedup();
-            }
-        }
-        Ok(out)
+    /// Every address of the namespace, IPv4 and IPv6 (the kernel filters a dump by
+    /// nothing: callers pick theirs).
+    async fn address_dump(&self) -> std::result::Result<Vec<AddressMessage>, NlError> {
+        let _one = self.dump.lock().await;
+        let msgs = self
+            .rtnl
+            .objects(Rt::GetAddress(AddressMessage::default()), DUMP)
+            .await?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                Rt::NewAddress(a) => Some(a),
+                _ => None,
+            })
+            .collect())
     }
-
-    /// Installs or replaces `prefix` via `nexthops` (ECMP when more than one), which
-    /// must be of the prefix's family.
-    pub async fn replace_route(
-        &self,
-        prefix: impl Into<IpNet>,
-        nexthops: &[IpAddr],
-        proto: u8,
-    ) -> Result<()> {
-        let prefix: IpNet = prefix.into();
-        if nexthops.is_empty() {
-            return Err(Error::Invalid(format!("route {prefix} has no next hop")));
-        }
-        if let Some(h) = nexthops
-            .iter()
-            .find(|h| h.is_ipv4() != prefix.addr().is_ipv4())
-        {
-            return Err(Error::Invalid(format!(
-                "route {prefix}: next hop {h} is of the other address family"
-            )));
-        }
-        let mut msg = match prefix {
-            IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(p.network(), p.prefix_len())
-                .protocol(RouteProtocol::from(proto))
-                .scope(RouteScope::Universe)
-                .kind(RouteType::Unicast)
-                .build(),
-            IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(p.network(), p.prefix_len())
-                .protocol(RouteProtocol::from(proto))
-                .scope(RouteScope::Universe)
-                .kind(RouteType::Unicast)
-                .build(),
-        };
-        match nexthops {
-            [one] => msg
-                .attributes
-                .push(RouteAttribute::Gateway(route_address(*one))),
-            many => {
-                let hops = many
-                    .iter()
-                    .map(|gw| {
-                        let mut nh = RouteNextHop::default();
-                        nh.attributes
-                            .push(RouteAttribute::Gateway(route_address(*gw)));
-                        nh
-                    })
-                    .collect();
-                msg.attributes.push(RouteAttribute::MultiPath(hops));
-            }
-        }
-        self.handle
-            .route()
-            .add(msg)
-            .replace()
-            .execute()
-            .await
-            .map_err(self.ctx(&format!("install route {prefix}")))
-    }
-
-    // RouteHeader is #[non_exhaustive]: it cannot be built with a struct expression.
-    #[allow(clippy::field_reassign_with_default)]
-    pub async fn del_route(&self, prefix: impl Into<IpNet>, proto: u8) -> Result<()> {
-        let prefix: IpNet = prefix.into();
-        let mut m = RouteMessage::default();
-        let mut h = RouteHeader::default();
-        h.address_family = match prefix {
-            IpNet::V4(_) => netlink_packet_route::AddressFamily::Inet,
-            IpNet::V6(_) => netlink_packet_route::AddressFamily::Inet6,
-        };
-        h.destination_prefix_length = prefix.prefix_len();
-        h.table = RT_TABLE_MAIN as u8;
-        h.protocol = RouteProtocol::from(proto);
-        h.scope = RouteScope::Universe;
-        h.kind = RouteType::Unicast;
-        m.header = h;
-        m.attributes
-            .push(RouteAttribute::Destination(route_address(prefix.network())));
-        match self.handle.route().del(m).execute().await {
-            Err(e) if errno(&e) == Some(3) => Ok(()), // ESRCH: already gone
-            r => r.map_err(self.ctx(&format!("delete route {prefix}"))),
-        }
-    }
-}
-
-fn address(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
-        _ => None,
-    }
-}
-
-fn route_address(a: IpAddr) -> RouteAddress {
-    match a {
-        IpAddr::V4(a) => RouteAddress::Inet(a),
-        IpAddr::V6(a) => RouteAddress::Inet6(a),
-    }
-}
-
-fn table_of(m: &RouteMessage) -> u32 {
-    m.attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(m.header.table as u32)
 }
 
 fn link_from(m: &LinkMessage) -> Link {
@@ -761,24 +579,13 @@ fn link_from(m: &LinkMessage) -> Link {
     l
 }
 
-pub(crate) fn errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
-        _ => None,
-    }
-}
-
 impl Error {
-    fn from_netlink(what: &str, e: rtnetlink::Error) -> Error {
-        match errno(&e) {
+    fn from_netlink(what: &str, e: NlError) -> Error {
+        match e.errno() {
             Some(EOPNOTSUPP) => Error::Unsupported(format!(
                 "{what}: the kernel does not support this link type"
             )),
-            Some(code) => Error::Netlink(format!(
-                "{what}: {}",
-                std::io::Error::from_raw_os_error(code)
-            )),
-            None => Error::Netlink(format!("{what}: {e}")),
+            _ => Error::Netlink(format!("{what}: {e}")),
         }
     }
 }

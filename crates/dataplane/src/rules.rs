@@ -6,14 +6,13 @@
 
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
 use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use rtnetlink::IpVersion;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::netlink::{Netlink, PROTO_BGP};
+use crate::rtnl::{ACK, CREATE, DUMP};
 use crate::{Error, Result};
 
 /// The first priority of the rules cic makes: before the `main` table's rule (32766),
@@ -77,16 +76,21 @@ impl Netlink {
     /// with the family each is of.
     pub async fn source_rules(&self) -> Result<Vec<(bool, SourceRule)>> {
         let mut out = Vec::new();
-        for (v6, version) in [(false, IpVersion::V4), (true, IpVersion::V6)] {
+        for (v6, family) in [(false, AddressFamily::Inet), (true, AddressFamily::Inet6)] {
             let _one = self.one_dump().await;
+            let mut ask = RuleMessage::default();
+            ask.header.family = family;
             let msgs: Vec<RuleMessage> = self
-                .handle()
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
+                .rtnl()
+                .objects(RouteNetlinkMessage::GetRule(ask), DUMP)
                 .await
-                .map_err(|e| Error::Netlink(format!("list rules: {e}")))?;
+                .map_err(|e| Error::Netlink(format!("list rules: {e}")))?
+                .into_iter()
+                .filter_map(|m| match m {
+                    RouteNetlinkMessage::NewRule(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
             for m in msgs {
                 if !m
                     .attributes
@@ -136,47 +140,51 @@ impl Netlink {
             }
         }
         let have = self.source_rules().await?;
-        for h in have.iter().filter(|h| !wanted.contains(h)) {
-            self.del_rule(h.0, &h.1).await?;
-        }
         // Allowed sources before the catch-all blackhole: a new interface is never shut
-        // for a moment its allowed rules are not there yet.
+        // for a moment its allowed rules are not there yet. Removals first, then
+        // additions, each a batch the kernel takes in order.
         wanted.sort_by_key(|(_, r)| (r.from.is_none() && r.to.is_none(), r.priority));
-        for w in wanted.iter().filter(|w| !have.contains(w)) {
-            self.add_rule(w.0, &w.1).await?;
+        let gone: Vec<&(bool, SourceRule)> = have.iter().filter(|h| !wanted.contains(h)).collect();
+        let new: Vec<&(bool, SourceRule)> = wanted.iter().filter(|w| !have.contains(w)).collect();
+        for (verb, rules, flags) in [("delete", gone, ACK), ("add", new, CREATE)] {
+            let requests = rules
+                .iter()
+                .map(|(v6, r)| {
+                    let mut m = message(*v6, r);
+                    let m = match flags {
+                        ACK => RouteNetlinkMessage::DelRule(m),
+                        _ => {
+                            // As `ip rule add` (and rtnetlink's) asks: the main table.
+                            m.header.table = MAIN as u8;
+                            RouteNetlinkMessage::NewRule(m)
+                        }
+                    };
+                    (m, flags)
+                })
+                .collect();
+            let answers = self.rtnl().batch(requests).await;
+            if let Some((r, e)) = rules
+                .iter()
+                .zip(answers)
+                .find_map(|(r, a)| a.err().map(|e| (r, e)))
+            {
+                return Err(Error::Netlink(format!("{verb} rule {:?}: {e}", r.1)));
+            }
         }
         Ok(())
     }
+}
 
-    async fn add_rule(&self, v6: bool, r: &SourceRule) -> Result<()> {
-        let mut req = self.handle().rule().add();
-        let m = req.message_mut();
-        m.header.family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
-        fill(m, r);
-        req.execute()
-            .await
-            .map_err(|e| Error::Netlink(format!("add rule {r:?}: {e}")))
-    }
-
-    async fn del_rule(&self, v6: bool, r: &SourceRule) -> Result<()> {
-        let mut m = RuleMessage::default();
-        m.header.family = if v6 {
-            AddressFamily::Inet6
-        } else {
-            AddressFamily::Inet
-        };
-        fill(&mut m, r);
-        self.handle()
-            .rule()
-            .del(m)
-            .execute()
-            .await
-            .map_err(|e| Error::Netlink(format!("delete rule {r:?}: {e}")))
-    }
+/// The rule `r` of one family, as the kernel is asked to add or delete it.
+fn message(v6: bool, r: &SourceRule) -> RuleMessage {
+    let mut m = RuleMessage::default();
+    m.header.family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    fill(&mut m, r);
+    m
 }
 
 fn fill(m: &mut RuleMessage, r: &SourceRule) {

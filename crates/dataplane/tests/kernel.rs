@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cic_dataplane::netlink::PROTO_BGP;
-use cic_dataplane::{Error, LinkKind, LinkSpec, Netlink, netns, probe};
+use cic_dataplane::{Error, LinkKind, LinkSpec, Netlink, RouteChange, netns, probe};
 use ipnet::IpNet;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -514,6 +514,87 @@ async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
         nl.replace_route(p, &[], PROTO_BGP).await.is_err(),
         "a route needs a next hop"
     );
+}
+
+/// A batch of routes larger than the socket's receive buffer could hold the answers of
+/// at once (several datagrams), each refusal matched to its own route, the rest applied.
+#[tokio::test]
+async fn routes_are_applied_in_batches_and_each_refusal_is_its_own_route_s() {
+    if !root_or_skip("route batches") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
+    nl.create_veth("b0", "b1", Some(nets.get(1)))
+        .await
+        .expect("veth");
+    let b0 = nl.link("b0").await.expect("links").expect("b0");
+    nl.add_address(b0.index, net("10.9.0.1/24"))
+        .await
+        .expect("addr");
+    nl.add_address(b0.index, net("fd00:9::1/64"))
+        .await
+        .expect("addr6");
+    nl.set_up(b0.index, None).await.expect("up");
+
+    // 3,000 IPv4 routes (every third one ECMP) and 500 IPv6 ones; in the middle of a
+    // datagram, one the kernel refuses (its next hop is on no connected network) and
+    // one it is never asked (no next hop); a removal of a route that is not there.
+    let v4 = |i: u32| IpNet::new(IpAddr::V4(Ipv4Addr::from(0x0a64_0000 + (i << 8))), 24).unwrap();
+    let v6 = |i: u32| net(&format!("fd00:1:{i:x}::/48"));
+    let mut changes: Vec<RouteChange> = (0..3000)
+        .map(|i| {
+            let hops = match i % 3 {
+                0 => vec![ip("10.9.0.2"), ip("10.9.0.3")],
+                _ => vec![ip("10.9.0.2")],
+            };
+            RouteChange::Replace(v4(i), hops)
+        })
+        .chain((0..500).map(|i| RouteChange::Replace(v6(i), vec![ip("fd00:9::2")])))
+        .collect();
+    let unreachable = net("198.51.100.0/24");
+    let hopless = net("203.0.113.0/24");
+    changes.insert(
+        100,
+        RouteChange::Replace(unreachable, vec![ip("192.0.2.1")]),
+    );
+    changes.insert(1500, RouteChange::Replace(hopless, vec![]));
+    changes.insert(2000, RouteChange::Delete(net("192.0.2.0/24")));
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        nl.apply_routes(&changes, PROTO_BGP),
+    )
+    .await
+    .expect("every answer came back (none dropped by a full receive buffer)");
+    let failed: Vec<(IpNet, String)> = failed
+        .into_iter()
+        .map(|(p, e)| (p, e.to_string()))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed.iter().any(|(p, e)| *p == unreachable
+            && e.contains("install route 198.51.100.0/24")
+            && e.contains("unreachable")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .any(|(p, e)| *p == hopless && e.contains("no next hop")),
+        "{failed:?}"
+    );
+    let got = nl.routes(PROTO_BGP).await.expect("routes");
+    assert_eq!(got.len(), 3500);
+    assert_eq!(got.get(&v4(0)), Some(&vec![ip("10.9.0.2"), ip("10.9.0.3")]));
+    assert_eq!(got.get(&v4(2999)), Some(&vec![ip("10.9.0.2")]));
+    assert_eq!(got.get(&v6(499)), Some(&vec![ip("fd00:9::2")]));
+    assert!(!got.contains_key(&unreachable));
+
+    // Removing them is a batch too; what is gone already is no error.
+    let gone: Vec<RouteChange> = got.keys().map(|p| RouteChange::Delete(*p)).collect();
+    assert!(nl.apply_routes(&gone, PROTO_BGP).await.is_empty());
+    assert!(nl.apply_routes(&gone[..10], PROTO_BGP).await.is_empty());
+    assert!(nl.routes(PROTO_BGP).await.expect("routes").is_empty());
 }
 
 #[tokio::test]
