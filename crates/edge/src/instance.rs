@@ -14,7 +14,7 @@ use cic_bgp::fsm::{GrConfig, RoleConfig, SessionConfig};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
 use cic_bgp::policy::Role;
 use cic_bgp::rib::PeerId;
-use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
+use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, RouteChange, netns};
 use cic_model::edge::{
     Attachment, BfdSettings, BfdStatus, BgpRoleMode, BgpSettings, ConnectionConfig, EdgeConfig,
     FabricAttachment, Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection,
@@ -568,7 +568,11 @@ impl Instance {
                 Some(f) if f.static_routing && segment_up => static_service_routes(ic, f),
                 _ => KernelRoutes::new(),
             };
-            if let Err(e) = sync_routes(&self.nl, &statics, PROTO_STATIC).await {
+            let synced = match self.nl.routes(PROTO_STATIC).await {
+                Ok(have) => sync_routes(&self.nl, &statics, &have, PROTO_STATIC).await,
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = synced {
                 errors.push(err(&ic.id, format!("routes to the public services: {e}")));
             }
         }
@@ -1137,8 +1141,10 @@ fn fabric_peer(
 }
 
 /// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
-/// every change, and every 30 s against the kernel (someone may have touched it). After
-/// a restart (`restarting`), nothing is touched until the speaker's first table.
+/// every change, the difference from the table it last programmed (in batches, not a
+/// route at a time); every 30 s, and after an error, against the kernel's own (someone
+/// may have touched it). After a restart (`restarting`), nothing is touched until the
+/// speaker's first table.
 async fn program_routes(
     nl: Netlink,
     mut rx: watch::Receiver<Arc<KernelTable>>,
@@ -1151,9 +1157,21 @@ async fn program_routes(
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // What the kernel holds as far as this task knows: the table it last programmed
+    // without an error; none when the kernel is to be read.
+    let mut programmed: Option<Arc<KernelTable>> = None;
     loop {
         let want = rx.borrow_and_update().clone();
-        let r = sync_routes(&nl, &want, PROTO_BGP).await;
+        let r = match programmed.take() {
+            Some(had) => sync_routes(&nl, &want, &had, PROTO_BGP).await,
+            None => match nl.routes(PROTO_BGP).await {
+                Ok(have) => sync_routes(&nl, &want, &have, PROTO_BGP).await,
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if r.is_ok() {
+            programmed = Some(want.clone());
+        }
         // Acknowledged whether it worked or not: a route that cannot be programmed is
         // reported as the instance's error, and must not hold every announcement back.
         if let Some(a) = &acks {
@@ -1167,7 +1185,7 @@ async fn program_routes(
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
+            _ = tick.tick() => programmed = None,
         }
     }
 }
@@ -1229,30 +1247,82 @@ fn static_service_routes(ic: &InstanceConfig, f: &FabricAttachment) -> KernelRou
         .collect()
 }
 
-/// Makes the namespace's routes of `proto` exactly `want`.
-async fn sync_routes(nl: &Netlink, want: &KernelRoutes, proto: u8) -> Result<(), String> {
-    let have = nl.routes(proto).await.map_err(|e| e.to_string())?;
-    let mut first_err = None;
-    for (p, hops) in want.iter() {
-        let mut sorted = hops.clone();
-        sorted.sort();
-        if have.get(p) != Some(&sorted)
-            && let Err(e) = nl.replace_route(*p, &sorted, proto).await
-        {
-            first_err.get_or_insert(e.to_string());
-        }
+/// Makes the namespace's routes of `proto` exactly `want`, given that it holds `have`:
+/// what differs, in batches. The first error, if any (the other changes are made).
+async fn sync_routes(
+    nl: &Netlink,
+    want: &KernelRoutes,
+    have: &KernelRoutes,
+    proto: u8,
+) -> Result<(), String> {
+    let changes = route_changes(want, have);
+    if changes.is_empty() {
+        return Ok(());
     }
-    for p in have.keys().filter(|p| !want.contains_key(*p)) {
-        if let Err(e) = nl.del_route(*p, proto).await {
-            first_err.get_or_insert(e.to_string());
-        }
+    match nl.apply_routes(&changes, proto).await.into_iter().next() {
+        Some((_, e)) => Err(e.to_string()),
+        None => Ok(()),
     }
-    first_err.map_or(Ok(()), Err)
+}
+
+/// What turns `have` into `want`: prefixes whose next hops differ (in any order) are
+/// replaced, those not wanted removed.
+fn route_changes(want: &KernelRoutes, have: &KernelRoutes) -> Vec<RouteChange> {
+    let sorted = |hops: &[IpAddr]| {
+        let mut v = hops.to_vec();
+        v.sort();
+        v
+    };
+    let mut out: Vec<RouteChange> = want
+        .iter()
+        .filter_map(|(p, hops)| {
+            let hops = sorted(hops);
+            match have.get(p) {
+                Some(h) if sorted(h) == hops => None,
+                _ => Some(RouteChange::Replace(*p, hops)),
+            }
+        })
+        .collect();
+    out.extend(
+        have.keys()
+            .filter(|p| !want.contains_key(*p))
+            .map(|p| RouteChange::Delete(*p)),
+    );
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_changes_are_what_differs_whatever_the_order_of_next_hops() {
+        let p = |s: &str| -> IpNet { s.parse().expect("prefix") };
+        let a = |s: &str| -> IpAddr { s.parse().expect("address") };
+        let have: KernelRoutes = [
+            (p("10.1.0.0/16"), vec![a("10.9.0.2"), a("10.9.0.3")]),
+            (p("10.2.0.0/16"), vec![a("10.9.0.2")]),
+            (p("10.3.0.0/16"), vec![a("10.9.0.2")]),
+        ]
+        .into();
+        let want: KernelRoutes = [
+            // The same next hops in another order: nothing to do.
+            (p("10.1.0.0/16"), vec![a("10.9.0.3"), a("10.9.0.2")]),
+            // Another next hop: replaced, its hops in order.
+            (p("10.2.0.0/16"), vec![a("10.9.0.4"), a("10.9.0.2")]),
+            (p("fd00:1::/48"), vec![a("fd00:9::2")]),
+        ]
+        .into();
+        assert_eq!(
+            route_changes(&want, &have),
+            vec![
+                RouteChange::Replace(p("10.2.0.0/16"), vec![a("10.9.0.2"), a("10.9.0.4")]),
+                RouteChange::Replace(p("fd00:1::/48"), vec![a("fd00:9::2")]),
+                RouteChange::Delete(p("10.3.0.0/16")),
+            ]
+        );
+        assert!(route_changes(&have, &have).is_empty());
+    }
 
     #[test]
     fn ifnames_fit_the_kernel_limit() {
