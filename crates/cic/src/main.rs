@@ -252,6 +252,17 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         list_rounds: usize,
     },
+    /// Routes into a namespace (root): cic's netlink batches against cic a route at a
+    /// time and against iproute2's `ip -batch`, the same routes for each, installed and
+    /// removed.
+    Routes {
+        /// IPv4 /24s to install (every third one over two next hops), 1–65536.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        routes: u32,
+        /// Rounds; each runs every contender once, in a fresh namespace.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+        rounds: u32,
+    },
     /// Provisioning latency in the lab (root): create + attach a private connection →
     /// BGP Established → first ping across.
     Provision {
@@ -1430,6 +1441,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let run = cic_lab::scale::bench(opts, keep).await?;
             println!("{}", serde_json::to_string_pretty(&run)?);
+            Ok(())
+        }
+        Cmd::Bench(BenchCmd::Routes { routes, rounds }) => {
+            let report = cic_dataplane::bench::routes(routes as usize, rounds as usize).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Cmd::Bench(BenchCmd::Provision { runs }) => {

@@ -2797,3 +2797,35 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
     assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
     assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
 }
+
+/// `cic bench routes` end to end on a small table: every contender installs and removes
+/// every route (the bench checks each by a dump and fails otherwise), and nothing is left.
+#[test]
+fn the_route_bench_runs_every_contender_and_leaves_no_namespace() {
+    let test = "bench routes";
+    if !ready(test) {
+        return;
+    }
+    let o = cic(&["bench", "routes", "--routes", "300", "--rounds", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(run["routes"], 300, "{run}");
+    let who: Vec<&str> = run["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["contender"].as_str().expect("contender"))
+        .collect();
+    assert_eq!(who, ["cic-batch", "cic-one-at-a-time", "ip-batch"], "{run}");
+    for r in run["runs"].as_array().expect("runs") {
+        for step in ["install", "remove"] {
+            assert!(r[step]["seconds"].as_f64() > Some(0.0), "{run}");
+        }
+    }
+    let left = cic_dataplane_list("cicbench-rt");
+    assert!(left.is_empty(), "{left:?}");
+    let bad = cic(&["bench", "routes", "--routes", "0"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("--routes"), "{}", text(&bad));
+}

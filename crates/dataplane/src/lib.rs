@@ -5,6 +5,7 @@
 //!   namespace; [`routes`]: routes one at a time or many in a batch.
 //! - [`probe`]: what this kernel can do (802.1Q or not), checked at start, never assumed.
 
+pub mod bench;
 pub mod doctor;
 pub mod netlink;
 pub mod netns;
