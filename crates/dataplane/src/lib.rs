@@ -1,8 +1,8 @@
 //! The Linux data plane of a cic edge.
 //!
 //! - [`netns`]: named network namespaces (one per routing instance) without forking.
-//! - [`netlink`]: links, addresses and routes, through one rtnetlink connection per
-//!   namespace; [`routes`]: routes one at a time or many in a batch.
+//! - [`netlink`]: links and addresses, through one rtnetlink connection per namespace;
+//!   [`routes`]: routes one at a time or many in a batch; [`rules`]: source rules.
 //! - [`probe`]: what this kernel can do (802.1Q or not), checked at start, never assumed.
 
 pub mod bench;

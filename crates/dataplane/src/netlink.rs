@@ -1,6 +1,6 @@
 //! One rtnetlink connection per namespace, and the few kernel objects cic programs:
-//! links (VXLAN, 802.1Q, veth), IPv4 and IPv6 addresses, IPv4 and IPv6 routes with ECMP
-//! next hops.
+//! links (VXLAN, 802.1Q, veth), IPv4 and IPv6 addresses, neighbors; routes are in
+//! [`crate::routes`], source rules in [`crate::rules`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
@@ -122,8 +122,11 @@ impl Netlink {
                 netns.unwrap_or("the host namespace")
             ))
         })?;
-        // Acknowledgements are passed on, so a batch's answers can be told apart.
+        // Acknowledgements and the ends of dumps are passed on: a batch's answers are
+        // told apart, and a request or dump cut off by a closed connection is not taken
+        // for done.
         conn.set_forward_ack(true);
+        conn.set_forward_done(true);
         tokio::spawn(conn);
         let netns = match netns {
             Some(name) => Some(std::sync::Arc::new(Namespace {
@@ -186,7 +189,7 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
-        let _one = self.dump.lock().await;
+        let _one = self.one_dump().await;
         let msgs = self
             .rtnl
             .objects(Rt::GetLink(LinkMessage::default()), DUMP)
@@ -368,7 +371,7 @@ impl Netlink {
             .map_err(self.ctx(&format!("delete link {index}")))
     }
 
-    /// Changes a link's settings (`ip link set`), as rtnetlink's `link().set()` asks.
+    /// Changes a link's settings, as rtnetlink's `link().set()` asks (RTM_SETLINK).
     async fn set_link(&self, msg: LinkMessage) -> std::result::Result<(), NlError> {
         self.rtnl.ack(Rt::SetLink(msg), CREATE).await
     }
@@ -424,7 +427,7 @@ impl Netlink {
         use netlink_packet_route::neighbour::{
             NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
         };
-        let _one = self.dump.lock().await;
+        let _one = self.one_dump().await;
         let mut ask = NeighbourMessage::default();
         ask.header.family = match addr {
             IpAddr::V4(_) => netlink_packet_route::AddressFamily::Inet,
@@ -511,7 +514,7 @@ impl Netlink {
     /// Every address of the namespace, IPv4 and IPv6 (the kernel filters a dump by
     /// nothing: callers pick theirs).
     async fn address_dump(&self) -> std::result::Result<Vec<AddressMessage>, NlError> {
-        let _one = self.dump.lock().await;
+        let _one = self.one_dump().await;
         let msgs = self
             .rtnl
             .objects(Rt::GetAddress(AddressMessage::default()), DUMP)

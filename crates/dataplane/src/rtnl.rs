@@ -58,7 +58,8 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Requests answered with an acknowledgement.
 pub(crate) const ACK: u16 = NLM_F_REQUEST | NLM_F_ACK;
-/// Creates; refused when it exists (`ip link add`).
+/// Creates; refused when it exists (`ip link add`); with RTM_SETLINK, how rtnetlink
+/// changes a link.
 pub(crate) const CREATE: u16 = ACK | NLM_F_CREATE | NLM_F_EXCL;
 /// Creates or replaces (`ip route replace`).
 pub(crate) const REPLACE: u16 = ACK | NLM_F_CREATE | NLM_F_REPLACE;
@@ -88,7 +89,8 @@ impl Rtnl {
         Rtnl(handle)
     }
 
-    /// Sends one request and waits for its acknowledgement.
+    /// Sends one request and waits for its acknowledgement (a stream that ends without
+    /// one is a connection that closed under it).
     pub(crate) async fn ack(
         &self,
         payload: RouteNetlinkMessage,
@@ -99,17 +101,19 @@ impl Rtnl {
             .request(message(payload, flags), SocketAddr::new(0, 0))
             .map_err(|_| NlError::Closed)?;
         while let Some(m) = answers.next().await {
-            if let NetlinkPayload::Error(e) = m.payload
-                && e.code.is_some()
-            {
-                return Err(NlError::Refused(e));
+            if let NetlinkPayload::Error(e) = m.payload {
+                return match e.code {
+                    Some(_) => Err(NlError::Refused(e)),
+                    None => Ok(()),
+                };
             }
         }
-        Ok(())
+        Err(NlError::Closed)
     }
 
     /// Sends a request the kernel answers with objects (a dump, or one object asked for
-    /// by its key) and collects them.
+    /// by its key) and collects them. A dump counts only when its end came (the
+    /// connection passes it on: `forward_done`), not a part of one cut off.
     pub(crate) async fn objects(
         &self,
         payload: RouteNetlinkMessage,
@@ -120,14 +124,19 @@ impl Rtnl {
             .request(message(payload, flags), SocketAddr::new(0, 0))
             .map_err(|_| NlError::Closed)?;
         let mut out = Vec::new();
+        let mut ended = flags & NLM_F_DUMP == 0;
         while let Some(m) = answers.next().await {
             match m.payload {
                 NetlinkPayload::InnerMessage(o) => out.push(o),
                 NetlinkPayload::Error(e) if e.code.is_some() => {
                     return Err(NlError::Refused(e));
                 }
+                NetlinkPayload::Done(_) => ended = true,
                 _ => {}
             }
+        }
+        if !ended {
+            return Err(NlError::Closed);
         }
         Ok(out)
     }
@@ -135,14 +144,21 @@ impl Rtnl {
     /// Sends `requests` (each with its flags, each asking for an acknowledgement), up to
     /// [`BATCH`] in one datagram, a datagram only when the one before is answered; the
     /// kernel applies them in order and goes on past one it refuses. The answer of each,
-    /// in the order given.
+    /// in the order given. Once a datagram is not answered in full (the connection
+    /// closed, or answers were lost), the rest are not sent: they and it count as not
+    /// done, and the caller reads the kernel again.
     pub(crate) async fn batch(
         &self,
         requests: Vec<(RouteNetlinkMessage, u16)>,
     ) -> Vec<Result<(), NlError>> {
         let mut out: Vec<Result<(), NlError>> = Vec::with_capacity(requests.len());
         let mut requests = requests.into_iter().peekable();
+        let mut failed: Option<NlError> = None;
         while requests.peek().is_some() {
+            if let Some(why) = &failed {
+                out.extend(requests.by_ref().map(|_| Err(why.clone())));
+                break;
+            }
             let chunk: Vec<_> = requests
                 .by_ref()
                 .take(BATCH)
@@ -157,6 +173,7 @@ impl Rtnl {
                     for r in &mut out[first..] {
                         *r = Err(NlError::Closed);
                     }
+                    failed = Some(NlError::Closed);
                     continue;
                 }
             };
@@ -183,7 +200,8 @@ impl Rtnl {
             let in_time = tokio::time::timeout(ANSWER_WAIT, all).await.is_ok();
             if answered < n {
                 // The socket closed under the batch, or answers were lost: what was not
-                // answered is unknown, so none of the datagram counts as done.
+                // answered is unknown (nor which answer is whose), so none of the
+                // datagram counts as done.
                 let why = if in_time {
                     NlError::Closed
                 } else {
@@ -192,6 +210,8 @@ impl Rtnl {
                 for r in &mut out[first..] {
                     *r = Err(why.clone());
                 }
+                failed = Some(why);
+                continue;
             }
             for (i, e) in refused {
                 if let Some(r) = out.get_mut(first + i as usize) {
