@@ -140,39 +140,65 @@ impl Netlink {
             }
         }
         let have = self.source_rules().await?;
-        // Allowed sources before the catch-all blackhole: a new interface is never shut
-        // for a moment its allowed rules are not there yet. Removals first, then
-        // additions, each a batch the kernel takes in order.
-        wanted.sort_by_key(|(_, r)| (r.from.is_none() && r.to.is_none(), r.priority));
+        // Removals first, then the allowed sources, then the catch-all blackholes, each
+        // a batch the kernel takes in order, each only once the one before is done: a
+        // new interface is never shut for a moment its allowed rules are not there yet,
+        // nor at all when one of them could not be added.
+        let catch_all = |r: &SourceRule| r.from.is_none() && r.to.is_none();
+        wanted.sort_by_key(|(_, r)| (catch_all(r), r.priority));
         let gone: Vec<&(bool, SourceRule)> = have.iter().filter(|h| !wanted.contains(h)).collect();
-        let new: Vec<&(bool, SourceRule)> = wanted.iter().filter(|w| !have.contains(w)).collect();
-        for (verb, rules, flags) in [("delete", gone, ACK), ("add", new, CREATE)] {
-            let requests = rules
-                .iter()
-                .map(|(v6, r)| {
-                    let mut m = message(*v6, r);
-                    let m = match flags {
-                        ACK => RouteNetlinkMessage::DelRule(m),
-                        _ => {
-                            // As `ip rule add` (and rtnetlink's) asks: the main table.
-                            m.header.table = MAIN as u8;
-                            RouteNetlinkMessage::NewRule(m)
-                        }
-                    };
-                    (m, flags)
-                })
-                .collect();
-            let answers = self.rtnl().batch(requests).await;
-            if let Some((r, e)) = rules
-                .iter()
-                .zip(answers)
-                .find_map(|(r, a)| a.err().map(|e| (r, e)))
-            {
-                return Err(Error::Netlink(format!("{verb} rule {:?}: {e}", r.1)));
-            }
-        }
-        Ok(())
+        let (last, first): (Vec<&(bool, SourceRule)>, Vec<_>) = wanted
+            .iter()
+            .filter(|w| !have.contains(w))
+            .partition(|(_, r)| catch_all(r));
+        self.rule_batch(Change::Delete, &gone).await?;
+        self.rule_batch(Change::Add, &first).await?;
+        self.rule_batch(Change::Add, &last).await
     }
+
+    /// `rules` added or deleted in one batch; the first that failed, if any.
+    async fn rule_batch(&self, change: Change, rules: &[&(bool, SourceRule)]) -> Result<()> {
+        let requests = rules
+            .iter()
+            .map(|(v6, r)| {
+                let mut m = message(*v6, r);
+                match change {
+                    Change::Delete => (RouteNetlinkMessage::DelRule(m), ACK),
+                    Change::Add => {
+                        // As `ip rule add` (and rtnetlink's) asks: the main table.
+                        m.header.table = MAIN as u8;
+                        (RouteNetlinkMessage::NewRule(m), CREATE)
+                    }
+                }
+            })
+            .collect();
+        let answers = self.rtnl().batch(requests).await;
+        let mut failed = rules
+            .iter()
+            .zip(answers)
+            .filter_map(|(r, a)| a.err().map(|e| (r, e)));
+        match (failed.next(), failed.count()) {
+            (None, _) => Ok(()),
+            (Some((r, e)), more) => Err(Error::Netlink(format!(
+                "{} rule {:?}: {e}{}",
+                match change {
+                    Change::Delete => "delete",
+                    Change::Add => "add",
+                },
+                r.1,
+                match more {
+                    0 => String::new(),
+                    n => format!(" (and {n} more)"),
+                }
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Add,
+    Delete,
 }
 
 /// The rule `r` of one family, as the kernel is asked to add or delete it.

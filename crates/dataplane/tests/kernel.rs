@@ -519,7 +519,7 @@ async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
 /// A batch of routes larger than the socket's receive buffer could hold the answers of
 /// at once (several datagrams), each refusal matched to its own route, the rest applied.
 #[tokio::test]
-async fn routes_are_applied_in_batches_and_each_refusal_is_its_own_route_s() {
+async fn routes_are_applied_in_batches_each_refusal_matched_to_its_route() {
     if !root_or_skip("route batches") {
         return;
     }
@@ -1009,6 +1009,49 @@ async fn source_rules_forward_only_allowed_sources_in_both_families() {
     nle.set_source_rules(&[]).await.expect("none");
     assert!(nle.source_rules().await.expect("read").is_empty());
     assert!(ping_from(c, "192.168.1.10", "198.18.0.10"));
+}
+
+/// Source rules go to the kernel in batches, the catch-all blackholes last and only once
+/// every allowed source's rule is in: one the kernel refuses (an interface name longer
+/// than it takes) leaves no interface shut, and the error names the rule.
+#[tokio::test]
+async fn a_refused_allowed_source_adds_no_blackhole() {
+    if !root_or_skip("rule batches") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
+    let mut want = cic_dataplane::rules::wanted("cx0", 0, &[net("198.19.10.0/24")], &[]);
+    let mut refused = cic_dataplane::rules::wanted(
+        "an-interface-name-too-long",
+        1,
+        &[net("198.19.20.0/24")],
+        &[],
+    );
+    refused.retain(|r| r.from.is_some());
+    want.extend(refused);
+    let e = nl
+        .set_source_rules(&want)
+        .await
+        .expect_err("a refused rule");
+    assert!(
+        e.to_string().contains("add rule") && e.to_string().contains("an-interface-name-too-long"),
+        "{e}"
+    );
+    let held = nl.source_rules().await.expect("read");
+    assert!(
+        held.iter().all(|(_, r)| r.allow),
+        "no blackhole while an allowed source is missing: {held:?}"
+    );
+    assert!(
+        held.iter().any(|(_, r)| r.iif == "cx0" && r.allow),
+        "{held:?}"
+    );
+    // Without the refused one, the blackholes follow.
+    want.retain(|r| r.iif == "cx0");
+    nl.set_source_rules(&want).await.expect("rules");
+    let held = nl.source_rules().await.expect("read");
+    assert_eq!(held.iter().filter(|(_, r)| !r.allow).count(), 2, "{held:?}");
 }
 
 /// An instance's namespace is held open once, by its netlink connection: the handle
