@@ -155,6 +155,9 @@ pub struct Instance {
     peers: BTreeMap<String, Peer>,
     routes_task: JoinHandle<()>,
     route_error: Arc<Mutex<Option<String>>>,
+    /// Tells the routes task to read the kernel's routes again: links or addresses
+    /// changed, and the kernel removes the routes through a link that goes away.
+    resync: Arc<tokio::sync::Notify>,
     /// The namespace's BFD task, or why it could not start.
     bfd: Result<Bfd, String>,
     /// Started after `cic edge` restarted: BFD sessions carry on where they were.
@@ -303,13 +306,17 @@ impl Instance {
             warn!(netns = ns, "BFD: {e}");
         }
         let route_error = Arc::new(Mutex::new(None));
+        let resync = Arc::new(tokio::sync::Notify::new());
         // Peers are sent a route once it is in the kernel: the programmer acknowledges.
         let acks = bgp.kernel_acks(cic_bgp::driver::KERNEL_ACK_WAIT).await.ok();
         let routes_task = tokio::spawn(program_routes(
             nl.clone(),
             bgp.routes(),
             acks,
-            route_error.clone(),
+            RouteTaskState {
+                error: route_error.clone(),
+                resync: resync.clone(),
+            },
             ns.to_string(),
             restarting,
         ));
@@ -325,6 +332,7 @@ impl Instance {
             peers: BTreeMap::new(),
             routes_task,
             route_error,
+            resync,
             bfd,
             restarted: restarting,
             connections: ic.connections.iter().map(|c| c.id.clone()).collect(),
@@ -799,6 +807,7 @@ impl Instance {
         wanted: &mut Vec<WantedLink>,
     ) -> Vec<ResourceError> {
         let mut errors = Vec::new();
+        let mut changed = false;
         let have = match self.nl.links().await {
             Ok(v) => v,
             Err(e) => {
@@ -813,6 +822,7 @@ impl Instance {
             });
             if !keep {
                 info!(netns = %self.ns, link = %l.name, "removing link");
+                changed = true;
                 if let Err(e) = self.nl.del_link(l.index).await {
                     warn!("{e}");
                 }
@@ -821,23 +831,31 @@ impl Instance {
         let mut ok = Vec::new();
         for w in wanted.drain(..) {
             match self.ensure_link(underlay, &w, &have).await {
-                Ok(()) => ok.push(w),
+                Ok(made) => {
+                    changed |= made;
+                    ok.push(w);
+                }
                 Err(e) => {
+                    changed = true;
                     warn!(netns = %self.ns, link = %w.spec.name, "{e}");
                     errors.push(err(&w.owner, e));
                 }
             }
         }
+        if changed {
+            self.resync.notify_one();
+        }
         *wanted = ok;
         errors
     }
 
+    /// Makes `w` as wanted; whether it made or changed anything (a link, an address).
     async fn ensure_link(
         &self,
         underlay: &Netlink,
         w: &WantedLink,
         have: &[cic_dataplane::Link],
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let existing = have
             .iter()
             .find(|l| l.name == w.spec.name && l.alias.as_deref() == Some(w.spec.alias.as_str()));
@@ -885,20 +903,27 @@ impl Instance {
                 index
             }
         };
+        let mut changed = existing.is_none();
         let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
         for a in addrs.iter().filter(|a| !w.addresses.contains(a)) {
+            changed = true;
             self.nl
                 .del_address(index, *a)
                 .await
                 .map_err(|e| e.to_string())?;
         }
         for a in w.addresses.iter().filter(|a| !addrs.contains(a)) {
+            changed = true;
             self.nl
                 .add_address(index, *a)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        self.nl.set_up(index, None).await.map_err(|e| e.to_string())
+        self.nl
+            .set_up(index, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(changed)
     }
 
     /// The agent is stopping: every BGP session ends with Cease / Administrative Shutdown
@@ -1140,23 +1165,34 @@ fn fabric_peer(
     }
 }
 
+/// What the routes task shares with its instance: the error it last met, and the
+/// instance's word that the kernel's routes are to be read again.
+struct RouteTaskState {
+    error: Arc<Mutex<Option<String>>>,
+    resync: Arc<tokio::sync::Notify>,
+}
+
 /// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
 /// every change, the difference from the table it last programmed (in batches, not a
-/// route at a time); every 30 s, and after an error, against the kernel's own (someone
-/// may have touched it). After a restart (`restarting`), nothing is touched until the
+/// route at a time). Against the kernel's own routes (read again) every 30 s (someone
+/// may have touched them), at the next change or tick after an error, and at once when
+/// the instance changed its links or addresses (the kernel removes the routes through a
+/// link that goes away). After a restart (`restarting`), nothing is touched until the
 /// speaker's first table.
 async fn program_routes(
     nl: Netlink,
     mut rx: watch::Receiver<Arc<KernelTable>>,
     acks: Option<watch::Sender<u64>>,
-    error: Arc<Mutex<Option<String>>>,
+    state: RouteTaskState,
     ns: String,
     restarting: bool,
 ) {
+    let RouteTaskState { error, resync } = state;
     if restarting && rx.changed().await.is_err() {
         return;
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let every = Duration::from_secs(30);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     // What the kernel holds as far as this task knows: the table it last programmed
     // without an error; none when the kernel is to be read.
     let mut programmed: Option<Arc<KernelTable>> = None;
@@ -1186,6 +1222,7 @@ async fn program_routes(
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = tick.tick() => programmed = None,
+            _ = resync.notified() => programmed = None,
         }
     }
 }
