@@ -2822,6 +2822,12 @@ fn the_route_bench_runs_every_contender_and_leaves_no_namespace() {
         for step in ["install", "remove"] {
             assert!(r[step]["seconds"].as_f64() > Some(0.0), "{run}");
         }
+        // What `ip` costs with nothing to do is reported beside its figures.
+        assert_eq!(
+            r["emptyBatch"].is_object(),
+            r["contender"] == "ip-batch",
+            "{run}"
+        );
     }
     let left = cic_dataplane_list("cicbench-rt");
     assert!(left.is_empty(), "{left:?}");

@@ -16,7 +16,9 @@ const CONTENDERS: [&str; 3] = ["cic-batch", "cic-one-at-a-time", "ip-batch"];
 
 /// `routes` IPv4 /24s of 10.0.0.0/8 (every third one ECMP over two next hops), installed and then
 /// removed by each contender, `rounds` times; wall time and the CPU time it cost (the
-/// process's own for cic, the `ip` child's for iproute2; most of it the kernel's).
+/// process's own for cic, the `ip` child's for iproute2, user and system apart). `ip
+/// -batch` is timed as a process, its start and reading its file included: what it costs
+/// with an empty file is reported beside it.
 pub async fn routes(routes: usize, rounds: usize) -> Result<Value> {
     if !crate::is_root() {
         return Err(Error::Invalid("cic bench routes needs root".into()));
@@ -39,24 +41,33 @@ pub async fn routes(routes: usize, rounds: usize) -> Result<Value> {
         .collect();
     let mut runs: Vec<Value> = Vec::new();
     for round in 0..rounds {
-        for who in CONTENDERS {
+        // Each round in another order: a namespace's teardown (the kernel's, after the
+        // bench has gone on) weighs on whichever contender comes next.
+        for k in 0..CONTENDERS.len() {
+            let who = CONTENDERS[(round + k) % CONTENDERS.len()];
             let ns = format!("cicbench-rt{}-{round}-{who}", std::process::id());
             let r = one(who, &ns, &table).await;
             let _ = crate::purge(&format!("{ns}-peer")).await;
             let _ = crate::purge(&ns).await;
-            let (install, remove) = r?;
-            runs.push(json!({
+            let (install, remove, empty) = r?;
+            let mut run = json!({
                 "contender": who,
                 "round": round,
                 "install": install.json(routes),
                 "remove": remove.json(routes),
-            }));
+            });
+            if let Some(e) = empty {
+                run["emptyBatch"] = e.json(0);
+            }
+            runs.push(run);
         }
     }
     Ok(json!({
         "routes": routes,
         "ecmpEveryThird": true,
-        "batch": crate::rtnl::BATCH,
+        // cic-batch's requests to a datagram; cic-one-at-a-time and `ip -batch` wait
+        // for each request's answer before the next.
+        "cicBatch": crate::rtnl::BATCH,
         "runs": runs,
     }))
 }
@@ -74,17 +85,21 @@ struct Cost {
 
 impl Cost {
     fn json(&self, routes: usize) -> Value {
-        json!({
-            "seconds": round3(self.wall.as_secs_f64()),
-            "routesPerSecond": (routes as f64 / self.wall.as_secs_f64()).round(),
-            "cpuUserSeconds": round3(self.user.as_secs_f64()),
-            "cpuSystemSeconds": round3(self.system.as_secs_f64()),
-        })
+        let mut j = json!({
+            "seconds": round6(self.wall.as_secs_f64()),
+            "cpuUserSeconds": round6(self.user.as_secs_f64()),
+            "cpuSystemSeconds": round6(self.system.as_secs_f64()),
+        });
+        if routes > 0 {
+            j["routesPerSecond"] = json!((routes as f64 / self.wall.as_secs_f64()).round());
+        }
+        j
     }
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+/// To the microsecond.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 fn cpu(who: UsageWho) -> Result<(Duration, Duration)> {
@@ -111,7 +126,7 @@ async fn timed<F: std::future::Future<Output = Result<()>>>(who: UsageWho, f: F)
 
 /// A fresh namespace `ns` with a link to a peer namespace on 192.168.255.1/24, then the
 /// table installed and removed by `who`; each checked by a dump afterwards (not timed).
-async fn one(who: &str, ns: &str, table: &[RouteChange]) -> Result<(Cost, Cost)> {
+async fn one(who: &str, ns: &str, table: &[RouteChange]) -> Result<(Cost, Cost, Option<Cost>)> {
     let io = |e: std::io::Error| Error::Io(e.to_string());
     netns::add(ns).map_err(io)?;
     netns::add(&format!("{ns}-peer")).map_err(io)?;
@@ -133,11 +148,23 @@ async fn one(who: &str, ns: &str, table: &[RouteChange]) -> Result<(Cost, Cost)>
         .map(|c| RouteChange::Delete(c.prefix()))
         .collect();
     let install = run(who, ns, &nl, table).await?;
-    let held = nl.routes(PROTO_BGP).await?.len();
-    if held != table.len() {
+    let want: std::collections::BTreeMap<IpNet, Vec<IpAddr>> = table
+        .iter()
+        .filter_map(|c| match c {
+            RouteChange::Replace(p, hops) => Some((*p, hops.clone())),
+            RouteChange::Delete(_) => None,
+        })
+        .collect();
+    let held = nl.routes(PROTO_BGP).await?;
+    if held != want {
+        let wrong = want
+            .iter()
+            .filter(|(p, h)| held.get(*p) != Some(*h))
+            .count();
         return Err(Error::Invalid(format!(
-            "{who}: {held} routes of {} after the install",
-            table.len()
+            "{who}: after the install {} routes, {wrong} of the {} wanted missing or with other next hops",
+            held.len(),
+            want.len()
         )));
     }
     let remove = run(who, ns, &nl, &removal).await?;
@@ -146,7 +173,11 @@ async fn one(who: &str, ns: &str, table: &[RouteChange]) -> Result<(Cost, Cost)>
             "{who}: routes left after the removal"
         )));
     }
-    Ok((install, remove))
+    let empty = match who {
+        "ip-batch" => Some(run(who, ns, &nl, &[]).await?),
+        _ => None,
+    };
+    Ok((install, remove, empty))
 }
 
 /// `changes` made by `who`, timed.
