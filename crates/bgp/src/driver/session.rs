@@ -89,8 +89,8 @@ pub(super) struct SessionTask {
     /// When the connection held was taken.
     attached_at: Instant,
     buf: BytesMut,
-    /// How much the next read asks room for: doubled when a read fills the room it had,
-    /// halved when the buffer drains after a small one (READ_SMALL..=READ_CHUNK).
+    /// How much the next read asks room for: doubled when a read fills the room it had
+    /// (READ_SMALL..=READ_CHUNK).
     read_size: usize,
     epoch: u64,
     /// UPDATEs decoded and not yet handed to the instance (see [`PeerEvent::Updates`]).
@@ -199,8 +199,7 @@ impl SessionTask {
                     Ok((0, _)) | Err(_) => Input::TcpFailed,
                     Ok((n, room)) => {
                         self.drain_messages().await;
-                        (self.read_size, self.buf) =
-                            next_read(self.read_size, n, room, std::mem::take(&mut self.buf));
+                        self.read_size = next_read(self.read_size, n, room);
                         continue;
                     }
                 },
@@ -626,24 +625,16 @@ async fn read_some(
     }
 }
 
-/// The read size after a read of `n` bytes into `room`, and the buffer: a read that
-/// filled its room doubles the size (a table is arriving); one that left the buffer
-/// empty and was small halves it, and an empty buffer much larger than the size is
-/// given back (a table came and went; the session keeps no more than it reads).
-fn next_read(size: usize, n: usize, room: usize, buf: BytesMut) -> (usize, BytesMut) {
-    let size = if n >= room {
+/// The read size after a read of `n` bytes into a room of `room`: doubled (up to
+/// READ_CHUNK) when the read filled it — a table is arriving. It does not shrink: one that
+/// shrank after reads that left the buffer empty slowed a full table's ingest by a quarter
+/// (the reads of a table are of every size, and a session that got one will again).
+fn next_read(size: usize, n: usize, room: usize) -> usize {
+    if n >= room {
         (size * 2).min(READ_CHUNK)
-    } else if buf.is_empty() && n < size / 4 {
-        (size / 2).max(READ_SMALL)
     } else {
         size
-    };
-    let buf = if buf.is_empty() && buf.capacity() > 2 * size {
-        BytesMut::new()
-    } else {
-        buf
-    };
-    (size, buf)
+    }
 }
 
 /// The send hold time RFC 9687 §5 suggests for a hold time (seconds).
@@ -656,35 +647,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_grow_while_they_fill_and_shrink_and_give_back_the_buffer_when_small() {
+    fn reads_start_at_one_message_and_grow_while_they_fill() {
         // A session passing KEEPALIVEs reads little: the size stays the smallest.
-        let (size, _) = next_read(READ_SMALL, 19, READ_SMALL, BytesMut::new());
-        assert_eq!(size, READ_SMALL);
-        // A table arriving fills each read: the size doubles up to READ_CHUNK.
+        assert_eq!(next_read(READ_SMALL, 19, READ_SMALL), READ_SMALL);
+        // A table arriving fills each read: the size doubles up to READ_CHUNK, and stays.
         let mut size = READ_SMALL;
         for _ in 0..10 {
-            let mut buf = BytesMut::with_capacity(size);
-            buf.extend_from_slice(&[0; 100]); // part of a message, kept
-            (size, _) = next_read(size, size, size, buf);
+            size = next_read(size, size, size);
         }
         assert_eq!(size, READ_CHUNK);
-        // The table ends: small reads that drain the buffer halve it back, and the large
-        // buffer is given back once it is empty and far larger than what is read.
-        let big = BytesMut::with_capacity(READ_CHUNK);
-        let (size, buf) = next_read(READ_CHUNK, 19, READ_CHUNK, big);
-        assert_eq!(size, READ_CHUNK / 2);
-        assert!(
-            buf.capacity() >= READ_CHUNK,
-            "not yet more than twice the size"
-        );
-        let (size, buf) = next_read(size, 19, READ_CHUNK, buf);
-        assert_eq!(size, READ_CHUNK / 4);
-        assert_eq!(buf.capacity(), 0, "given back");
-        // A buffer holding part of a message is never given back.
-        let mut part = BytesMut::with_capacity(READ_CHUNK);
-        part.extend_from_slice(&[0; 10]);
-        let (_, part) = next_read(READ_SMALL, 10, READ_CHUNK, part);
-        assert_eq!(part.len(), 10);
+        assert_eq!(next_read(size, 19, READ_CHUNK), READ_CHUNK);
     }
 
     #[test]
