@@ -441,21 +441,27 @@ async fn vxlan_placed_in_a_routing_namespace_carries_packets() {
     assert!(nlr.link("pc1").await.expect("links").is_none());
 }
 
+/// A connection to the first of `nets`, with a link `r0` to the second on `addresses`, up.
+async fn link_to_a_peer(nets: &Nets, addresses: &[&str]) -> Netlink {
+    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
+    nl.create_veth("r0", "r1", Some(nets.get(1)))
+        .await
+        .expect("veth");
+    let r0 = nl.link("r0").await.expect("links").expect("r0");
+    for a in addresses {
+        nl.add_address(r0.index, net(a)).await.expect("address");
+    }
+    nl.set_up(r0.index, None).await.expect("up");
+    nl
+}
+
 #[tokio::test]
 async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
     if !root_or_skip("routes") {
         return;
     }
     let nets = Nets::new(2);
-    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
-    nl.create_veth("r0", "r1", Some(nets.get(1)))
-        .await
-        .expect("veth");
-    let r0 = nl.link("r0").await.expect("links").expect("r0");
-    nl.add_address(r0.index, net("10.9.0.1/24"))
-        .await
-        .expect("addr");
-    nl.set_up(r0.index, None).await.expect("up");
+    let nl = link_to_a_peer(&nets, &["10.9.0.1/24"]).await;
 
     let p = net("192.168.10.0/24");
     nl.replace_route(p, &[ip("10.9.0.2"), ip("10.9.0.3")], PROTO_BGP)
@@ -524,18 +530,7 @@ async fn routes_are_applied_in_batches_each_refusal_matched_to_its_route() {
         return;
     }
     let nets = Nets::new(2);
-    let nl = Netlink::open(Some(nets.get(0))).expect("netlink");
-    nl.create_veth("b0", "b1", Some(nets.get(1)))
-        .await
-        .expect("veth");
-    let b0 = nl.link("b0").await.expect("links").expect("b0");
-    nl.add_address(b0.index, net("10.9.0.1/24"))
-        .await
-        .expect("addr");
-    nl.add_address(b0.index, net("fd00:9::1/64"))
-        .await
-        .expect("addr6");
-    nl.set_up(b0.index, None).await.expect("up");
+    let nl = link_to_a_peer(&nets, &["10.9.0.1/24", "fd00:9::1/64"]).await;
 
     // 3,000 IPv4 routes (every third one ECMP) and 500 IPv6 ones; in the middle of a
     // datagram, one the kernel refuses (its next hop is on no connected network) and
