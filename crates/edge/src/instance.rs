@@ -576,11 +576,7 @@ impl Instance {
                 Some(f) if f.static_routing && segment_up => static_service_routes(ic, f),
                 _ => KernelRoutes::new(),
             };
-            let synced = match self.nl.routes(PROTO_STATIC).await {
-                Ok(have) => sync_routes(&self.nl, &statics, &have, PROTO_STATIC).await,
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = synced {
+            if let Err(e) = sync_routes(&self.nl, &statics, None, PROTO_STATIC).await {
                 errors.push(err(&ic.id, format!("routes to the public services: {e}")));
             }
         }
@@ -1198,13 +1194,8 @@ async fn program_routes(
     let mut programmed: Option<Arc<KernelTable>> = None;
     loop {
         let want = rx.borrow_and_update().clone();
-        let r = match programmed.take() {
-            Some(had) => sync_routes(&nl, &want, &had, PROTO_BGP).await,
-            None => match nl.routes(PROTO_BGP).await {
-                Ok(have) => sync_routes(&nl, &want, &have, PROTO_BGP).await,
-                Err(e) => Err(e.to_string()),
-            },
-        };
+        let had = programmed.take();
+        let r = sync_routes(&nl, &want, had.as_deref().map(|t| &t.routes), PROTO_BGP).await;
         if r.is_ok() {
             programmed = Some(want.clone());
         }
@@ -1284,21 +1275,32 @@ fn static_service_routes(ic: &InstanceConfig, f: &FabricAttachment) -> KernelRou
         .collect()
 }
 
-/// Makes the namespace's routes of `proto` exactly `want`, given that it holds `have`:
-/// what differs, in batches. The first error, if any (the other changes are made).
+/// Makes the namespace's routes of `proto` exactly `want`, given that it holds `have`
+/// (read from the kernel when `None`): what differs, in batches. The first error and how
+/// many more, if any (the other changes are made).
 async fn sync_routes(
     nl: &Netlink,
     want: &KernelRoutes,
-    have: &KernelRoutes,
+    have: Option<&KernelRoutes>,
     proto: u8,
 ) -> Result<(), String> {
+    let read;
+    let have = match have {
+        Some(h) => h,
+        None => {
+            read = nl.routes(proto).await.map_err(|e| e.to_string())?;
+            &read
+        }
+    };
     let changes = route_changes(want, have);
     if changes.is_empty() {
         return Ok(());
     }
-    match nl.apply_routes(&changes, proto).await.into_iter().next() {
-        Some((_, e)) => Err(e.to_string()),
+    let failed = nl.apply_routes(&changes, proto).await;
+    match failed.first() {
         None => Ok(()),
+        Some((_, e)) if failed.len() == 1 => Err(e.to_string()),
+        Some((_, e)) => Err(format!("{e} (and {} more)", failed.len() - 1)),
     }
 }
 
