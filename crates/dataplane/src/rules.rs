@@ -141,9 +141,10 @@ impl Netlink {
         }
         let have = self.source_rules().await?;
         // Removals first, then the allowed sources, then the catch-all blackholes, each
-        // a batch the kernel takes in order, each only once the one before is done: a
-        // new interface is never shut for a moment its allowed rules are not there yet,
-        // nor at all when one of them could not be added.
+        // a batch the kernel takes in order: a new interface is never shut for a moment
+        // its allowed rules are not there yet. The blackholes go in whatever came before
+        // them: a rule that could not be added or removed leaves a source shut, never
+        // every source open (fail closed; the error says which).
         let catch_all = |r: &SourceRule| r.from.is_none() && r.to.is_none();
         wanted.sort_by_key(|(_, r)| (catch_all(r), r.priority));
         let gone: Vec<&(bool, SourceRule)> = have.iter().filter(|h| !wanted.contains(h)).collect();
@@ -151,9 +152,10 @@ impl Netlink {
             .iter()
             .filter(|w| !have.contains(w))
             .partition(|(_, r)| catch_all(r));
-        self.rule_batch(Change::Delete, &gone).await?;
-        self.rule_batch(Change::Add, &first).await?;
-        self.rule_batch(Change::Add, &last).await
+        let removed = self.rule_batch(Change::Delete, &gone).await;
+        let allowed = self.rule_batch(Change::Add, &first).await;
+        let shut = self.rule_batch(Change::Add, &last).await;
+        removed.and(allowed).and(shut)
     }
 
     /// `rules` added or deleted in one batch; the first that failed, if any.
