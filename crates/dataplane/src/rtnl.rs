@@ -21,6 +21,8 @@ pub(crate) enum NlError {
     Refused(ErrorMessage),
     /// The connection's task or socket is gone.
     Closed,
+    /// A dump ended with this error (negative errno) instead of its objects.
+    DumpFailed(i32),
     /// No answer in [`ANSWER_WAIT`]: the kernel drops answers a full receive buffer has
     /// no room for, so whether it was done is unknown (read the kernel again).
     NoAnswer,
@@ -31,6 +33,7 @@ impl NlError {
     pub(crate) fn errno(&self) -> Option<i32> {
         match self {
             NlError::Refused(m) => m.code.map(|c| -c.get()),
+            NlError::DumpFailed(code) => Some(-code),
             _ => None,
         }
     }
@@ -44,6 +47,9 @@ impl std::fmt::Display for NlError {
                 None => write!(f, "{m}"),
             },
             NlError::Closed => write!(f, "the netlink connection is closed"),
+            NlError::DumpFailed(code) => {
+                write!(f, "{}", std::io::Error::from_raw_os_error(-code))
+            }
             NlError::NoAnswer => write!(
                 f,
                 "no answer from the kernel in {} s",
@@ -113,7 +119,8 @@ impl Rtnl {
 
     /// Sends a request the kernel answers with objects (a dump, or one object asked for
     /// by its key) and collects them. A dump counts only when its end came (the
-    /// connection passes it on: `forward_done`), not a part of one cut off.
+    /// connection passes it on: `forward_done`) without an error, one object only when
+    /// it came: not a part cut off by a closed connection.
     pub(crate) async fn objects(
         &self,
         payload: RouteNetlinkMessage,
@@ -124,13 +131,18 @@ impl Rtnl {
             .request(message(payload, flags), SocketAddr::new(0, 0))
             .map_err(|_| NlError::Closed)?;
         let mut out = Vec::new();
-        let mut ended = flags & NLM_F_DUMP == 0;
+        let dump = flags & NLM_F_DUMP != 0;
+        let mut ended = false;
         while let Some(m) = answers.next().await {
             match m.payload {
-                NetlinkPayload::InnerMessage(o) => out.push(o),
+                NetlinkPayload::InnerMessage(o) => {
+                    out.push(o);
+                    ended |= !dump;
+                }
                 NetlinkPayload::Error(e) if e.code.is_some() => {
                     return Err(NlError::Refused(e));
                 }
+                NetlinkPayload::Done(d) if d.code < 0 => return Err(NlError::DumpFailed(d.code)),
                 NetlinkPayload::Done(_) => ended = true,
                 _ => {}
             }
