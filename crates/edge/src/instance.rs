@@ -818,9 +818,9 @@ impl Instance {
             });
             if !keep {
                 info!(netns = %self.ns, link = %l.name, "removing link");
-                changed = true;
-                if let Err(e) = self.nl.del_link(l.index).await {
-                    warn!("{e}");
+                match self.nl.del_link(l.index).await {
+                    Ok(()) => changed = true,
+                    Err(e) => warn!("{e}"),
                 }
             }
         }
@@ -832,7 +832,6 @@ impl Instance {
                     ok.push(w);
                 }
                 Err(e) => {
-                    changed = true;
                     warn!(netns = %self.ns, link = %w.spec.name, "{e}");
                     errors.push(err(&w.owner, e));
                 }
@@ -899,7 +898,9 @@ impl Instance {
                 index
             }
         };
-        let mut changed = existing.is_none();
+        // A link made, or brought up again (the kernel dropped the routes through it
+        // when it went down), is a change.
+        let mut changed = existing.is_none_or(|l| !l.up);
         let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
         for a in addrs.iter().filter(|a| !w.addresses.contains(a)) {
             changed = true;
