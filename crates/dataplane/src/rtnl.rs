@@ -59,7 +59,8 @@ impl std::fmt::Display for NlError {
     }
 }
 
-/// How long a batch's datagram waits for its answers (the kernel gives them at once).
+/// How long a request, a dump or a batch's datagram waits for its answers (the kernel
+/// gives them at once; one the socket had no room for never comes).
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Requests answered with an acknowledgement.
@@ -102,6 +103,12 @@ impl Rtnl {
         payload: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<(), NlError> {
+        tokio::time::timeout(ANSWER_WAIT, self.ack_now(payload, flags))
+            .await
+            .unwrap_or(Err(NlError::NoAnswer))
+    }
+
+    async fn ack_now(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), NlError> {
         let mut answers = self
             .0
             .request(message(payload, flags), SocketAddr::new(0, 0))
@@ -122,6 +129,16 @@ impl Rtnl {
     /// connection passes it on: `forward_done`) without an error, one object only when
     /// it came: not a part cut off by a closed connection.
     pub(crate) async fn objects(
+        &self,
+        payload: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        tokio::time::timeout(ANSWER_WAIT, self.objects_now(payload, flags))
+            .await
+            .unwrap_or(Err(NlError::NoAnswer))
+    }
+
+    async fn objects_now(
         &self,
         payload: RouteNetlinkMessage,
         flags: u16,
