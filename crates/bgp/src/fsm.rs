@@ -446,13 +446,11 @@ impl Session {
                     Timer::ConnectRetry,
                     self.cfg.connect_retry,
                 ));
-                let notification = n.describe();
-                self.last_error = Some(format!("received {notification}"));
-                self.failure = Some(SessionFailure::PeerRefusedOpen {
-                    code: n.code,
-                    subcode: n.subcode,
-                    notification,
-                });
+                // Said as what happened, but no failure: the session opens on the peer's
+                // connection, and a failure recorded before (a refused connect, say) is
+                // no longer true either.
+                self.last_error = Some(format!("received {}", n.describe()));
+                self.failure = None;
                 self.next_failure = None;
                 self.connect_failure = None;
                 self.negotiated = None;
@@ -1649,10 +1647,7 @@ mod tests {
                     .any(|o| matches!(o, Output::StartTimer(Timer::IdleHold, _)))
             );
             assert!(s.accepts_connection());
-            assert!(matches!(
-                s.last_failure(),
-                Some(SessionFailure::PeerRefusedOpen { subcode, .. }) if *subcode == cease::COLLISION
-            ));
+            assert_eq!(s.last_failure(), None, "a collision lost is no failure");
         }
         // In OpenConfirm too.
         s.handle(Input::TcpConnected);

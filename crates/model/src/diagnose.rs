@@ -471,13 +471,6 @@ fn failure(
                     .into(),
             ),
         ),
-        // A connection collision lost (RFC 4271 §6.8): the peer kept its own connection
-        // and the session opens on it; no fault of either side.
-        SessionFailure::PeerRefusedOpen {
-            code: 6,
-            subcode: 7,
-            ..
-        } => return None,
         SessionFailure::PeerRefusedOpen { notification, .. } => (
             Step::OpenRefusedByPeer,
             format!("the customer's router refused the cloud's OPEN: {notification}"),
@@ -659,20 +652,6 @@ mod tests {
 
     /// The peer's Cease (connection collision) says it kept its own connection, on which
     /// the session opens: not the customer's router refusing the cloud.
-    #[test]
-    fn a_collision_the_peer_resolved_is_no_refusal() {
-        let d = diagnose(
-            &ctx(),
-            &failed(SessionFailure::PeerRefusedOpen {
-                code: 6,
-                subcode: 7,
-                notification: "Cease / Connection Collision Resolution".into(),
-            }),
-        );
-        assert_eq!(d.step, Step::Connecting, "{d:?}");
-        assert!(!d.summary.contains("refused"), "{d:?}");
-    }
-
     #[test]
     fn roles_and_gtsm_are_named_with_what_to_change() {
         let mut c = ctx();
