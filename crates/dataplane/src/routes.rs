@@ -113,23 +113,21 @@ impl Netlink {
         nexthops: &[IpAddr],
         proto: u8,
     ) -> Result<()> {
-        let prefix: IpNet = prefix.into();
-        let msg = replace_message(prefix, nexthops, proto)?;
-        self.rtnl()
-            .ack(Rt::NewRoute(msg), REPLACE)
-            .await
-            .map_err(self.ctx(&format!("install route {prefix}")))
+        let change = RouteChange::Replace(prefix.into(), nexthops.to_vec());
+        self.apply_one(change, proto).await
     }
 
+    /// Removes `prefix` (done when it is not there).
     pub async fn del_route(&self, prefix: impl Into<IpNet>, proto: u8) -> Result<()> {
-        let prefix: IpNet = prefix.into();
-        match self
-            .rtnl()
-            .ack(Rt::DelRoute(delete_message(prefix, proto)), ACK)
+        self.apply_one(RouteChange::Delete(prefix.into()), proto)
             .await
-        {
-            Err(e) if e.errno() == Some(ESRCH) => Ok(()), // already gone
-            r => r.map_err(self.ctx(&format!("delete route {prefix}"))),
+    }
+
+    /// One change, as [`Netlink::apply_routes`] makes it.
+    async fn apply_one(&self, change: RouteChange, proto: u8) -> Result<()> {
+        match self.apply_routes(&[change], proto).await.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
         }
     }
 

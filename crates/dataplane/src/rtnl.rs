@@ -96,32 +96,16 @@ impl Rtnl {
         Rtnl(handle)
     }
 
-    /// Sends one request and waits for its acknowledgement (a stream that ends without
-    /// one is a connection that closed under it).
+    /// Sends one request and waits for its acknowledgement: a batch of one.
     pub(crate) async fn ack(
         &self,
         payload: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<(), NlError> {
-        tokio::time::timeout(ANSWER_WAIT, self.ack_now(payload, flags))
+        self.batch(vec![(payload, flags)])
             .await
-            .unwrap_or(Err(NlError::NoAnswer))
-    }
-
-    async fn ack_now(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), NlError> {
-        let mut answers = self
-            .0
-            .request(message(payload, flags), SocketAddr::new(0, 0))
-            .map_err(|_| NlError::Closed)?;
-        while let Some(m) = answers.next().await {
-            if let NetlinkPayload::Error(e) = m.payload {
-                return match e.code {
-                    Some(_) => Err(NlError::Refused(e)),
-                    None => Ok(()),
-                };
-            }
-        }
-        Err(NlError::Closed)
+            .pop()
+            .unwrap_or(Err(NlError::Closed))
     }
 
     /// Sends a request the kernel answers with objects (a dump, or one object asked for
