@@ -313,10 +313,8 @@ impl Instance {
             nl.clone(),
             bgp.routes(),
             acks,
-            RouteTaskState {
-                error: route_error.clone(),
-                resync: resync.clone(),
-            },
+            route_error.clone(),
+            resync.clone(),
             ns.to_string(),
             restarting,
         ));
@@ -1162,13 +1160,6 @@ fn fabric_peer(
     }
 }
 
-/// What the routes task shares with its instance: the error it last met, and the
-/// instance's word that the kernel's routes are to be read again.
-struct RouteTaskState {
-    error: Arc<Mutex<Option<String>>>,
-    resync: Arc<tokio::sync::Notify>,
-}
-
 /// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
 /// every change, the difference from the table it last programmed (in batches, not a
 /// route at a time). Against the kernel's own routes (read again) every 30 s (someone
@@ -1180,11 +1171,11 @@ async fn program_routes(
     nl: Netlink,
     mut rx: watch::Receiver<Arc<KernelTable>>,
     acks: Option<watch::Sender<u64>>,
-    state: RouteTaskState,
+    error: Arc<Mutex<Option<String>>>,
+    resync: Arc<tokio::sync::Notify>,
     ns: String,
     restarting: bool,
 ) {
-    let RouteTaskState { error, resync } = state;
     if restarting && rx.changed().await.is_err() {
         return;
     }

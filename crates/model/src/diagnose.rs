@@ -650,8 +650,6 @@ mod tests {
         }
     }
 
-    /// The peer's Cease (connection collision) says it kept its own connection, on which
-    /// the session opens: not the customer's router refusing the cloud.
     #[test]
     fn roles_and_gtsm_are_named_with_what_to_change() {
         let mut c = ctx();

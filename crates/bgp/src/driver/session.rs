@@ -27,8 +27,8 @@ use crate::wire::{self, DecodeContext, Message, Notification, Update, cease};
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes a session reads at a time while reads are small: one message of the largest
 /// size without extended messages (RFC 4271 §4.1). An edge holds two sessions a
-/// connection, most of them passing a KEEPALIVE now and then; 64 KiB each was 128 MiB
-/// allocated at 1,000 connections.
+/// connection, most of them passing a KEEPALIVE now and then; 64 KiB each was 131 MB
+/// allocated at 1,000 connections (heaptrack, BENCHMARKS.md).
 const READ_SMALL: usize = 4096;
 /// UPDATEs handed to the instance in one event, at most.
 const MAX_BATCH: usize = 64;
