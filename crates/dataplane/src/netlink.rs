@@ -195,13 +195,7 @@ impl Netlink {
             .objects(Rt::GetLink(LinkMessage::default()), DUMP)
             .await
             .map_err(self.ctx("list links"))?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                Rt::NewLink(l) => Some(link_from(l)),
-                _ => None,
-            })
-            .collect())
+        Ok(links_in(&msgs).collect())
     }
 
     /// The link called `name`, asked of the kernel by name (one message, not a dump of
@@ -214,13 +208,7 @@ impl Netlink {
         let mut ask = LinkMessage::default();
         ask.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.rtnl.objects(Rt::GetLink(ask), GET).await {
-            Ok(msgs) => Ok(msgs
-                .iter()
-                .filter_map(|m| match m {
-                    Rt::NewLink(l) => Some(link_from(l)),
-                    _ => None,
-                })
-                .find(|l| l.name == name)),
+            Ok(msgs) => Ok(links_in(&msgs).find(|l| l.name == name)),
             Err(e) if e.errno() == Some(ENODEV) => Ok(None),
             Err(e) => Err(self.ctx(&format!("find link {name}"))(e)),
         }
@@ -527,6 +515,14 @@ impl Netlink {
             })
             .collect())
     }
+}
+
+/// The links among the kernel's answers.
+fn links_in(msgs: &[Rt]) -> impl Iterator<Item = Link> + '_ {
+    msgs.iter().filter_map(|m| match m {
+        Rt::NewLink(l) => Some(link_from(l)),
+        _ => None,
+    })
 }
 
 fn link_from(m: &LinkMessage) -> Link {
