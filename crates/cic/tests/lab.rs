@@ -406,6 +406,26 @@ fn deleting_resources_removes_everything_the_edge_made() {
                 "{name} at the second scrape:\n{again}"
             );
         }
+        // With nothing changing, the edge reports once a report interval (the lab's: a
+        // second), not again and again for a session state that was reported already.
+        let reports = |m: &str| {
+            m.lines()
+                .find(|l| l.starts_with("cic_edge_reports_total{"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("cic_edge_reports_total in:\n{m}"))
+        };
+        let window = std::time::Duration::from_secs(4);
+        let before = reports(&again);
+        std::thread::sleep(window); // the span counted, not a wait for something
+        let after = reports(&http_get(
+            info["edgeMetrics"].as_str().expect("edge metrics url"),
+        ));
+        assert!(
+            after - before <= window.as_secs_f64() + 2.0,
+            "an idle edge sent {} reports in {window:?}",
+            after - before
+        );
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
         // The looking glass asks the edge: what the customer sent, what we announce.

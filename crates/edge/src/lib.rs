@@ -77,7 +77,8 @@ struct State {
     applied: u64,
     /// This edge's id, from its config (for metric labels).
     edge_id: String,
-    /// Watches of each instance's BGP status, so a state change is reported at once.
+    /// Watches of each instance's BGP status, so a state change is reported at once;
+    /// marked seen by each report sent (see `Agent::report`).
     watches: Vec<tokio::sync::watch::Receiver<cic_bgp::driver::InstanceStatus>>,
     errors: Vec<ResourceError>,
     instances: BTreeMap<String, Instance>,
@@ -134,6 +135,10 @@ pub struct Agent {
     reporting: Mutex<()>,
     /// When the connections' counters were last read for a report.
     counters_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Reports the server took since the agent started.
+    reports_sent: std::sync::atomic::AtomicU64,
+    /// Asks the reporter for a report now (see [`Agent::report_soon`]).
+    report_due: tokio::sync::Notify,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -176,6 +181,8 @@ impl Agent {
             applying: Mutex::new(()),
             reporting: Mutex::new(()),
             counters_read: std::sync::Mutex::new(None),
+            reports_sent: std::sync::atomic::AtomicU64::new(0),
+            report_due: tokio::sync::Notify::new(),
             opts,
             caps,
             underlay,
@@ -211,7 +218,8 @@ impl Agent {
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(me.opts.report_every);
                 loop {
-                    // Every `report_every`, and soon after any session changes state.
+                    // Every `report_every`, at once after an apply, and soon after any
+                    // session changes state.
                     let mut watches = me.state.lock().await.watches.clone();
                     let changed = async {
                         if watches.is_empty() {
@@ -223,6 +231,7 @@ impl Agent {
                     };
                     let periodic = tokio::select! {
                         _ = t.tick() => true,
+                        _ = me.report_due.notified() => false,
                         _ = changed => false,
                     };
                     me.report(periodic).await;
@@ -507,6 +516,13 @@ impl Agent {
                 st.applies as f64,
             );
             e.sample(
+                "cic_edge_reports_total",
+                "counter",
+                "Reports the server took since the agent started: one after each apply, one soon after sessions change state, and one every report interval.",
+                vec![edge()],
+                self.reports_sent.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+            e.sample(
                 "cic_edge_resource_errors",
                 "gauge",
                 "Resources this edge could not realise.",
@@ -672,7 +688,7 @@ impl Agent {
                 "{e}: running the last config it gave until it answers"
             );
             self.apply(&kept).await;
-            self.report(false).await;
+            self.report_soon();
             last = Some((kept, Instant::now()));
         }
         loop {
@@ -695,7 +711,7 @@ impl Agent {
                         Duration::from_millis(250)
                     };
                     self.apply(cfg).await;
-                    self.report(false).await;
+                    self.report_soon();
                     last = Some((cfg.clone(), Instant::now()));
                     continue;
                 }
@@ -715,7 +731,7 @@ impl Agent {
                 if let Some((cfg, _)) = last.take() {
                     info!("a failover test ended: bringing its session back");
                     self.apply(&cfg).await;
-                    self.report(false).await;
+                    self.report_soon();
                     last = Some((cfg, Instant::now()));
                 }
                 continue;
@@ -723,6 +739,7 @@ impl Agent {
             let wait = hold_end.map_or(wait, |h| {
                 wait.min(h.saturating_duration_since(Instant::now()))
             });
+            let asked = Instant::now();
             match self
                 .client
                 .config(after, wait.min(self.opts.poll_wait))
@@ -731,10 +748,19 @@ impl Agent {
                 Ok(cfg) => {
                     backoff = Duration::from_millis(500);
                     if cfg.revision != after {
+                        let fetched = Instant::now();
                         self.keep_config(&cfg);
+                        let kept = Instant::now();
                         retry = Duration::from_millis(250);
                         self.apply_changes(&cfg).await;
-                        self.report(false).await;
+                        self.report_soon();
+                        debug!(
+                            revision = cfg.revision,
+                            answered = ?fetched - asked,
+                            kept = ?kept - fetched,
+                            applied = ?kept.elapsed(),
+                            "a revision realised"
+                        );
                         last = Some((cfg, Instant::now()));
                     }
                 }
@@ -745,6 +771,15 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Has the reporter send a report now, while the sync loop goes on to the next
+    /// revision: the report of an apply (which completes its operations) overlaps the
+    /// next long poll and apply instead of delaying them. Asked again while a report is
+    /// being made, it sends one more after it (which reads the state then), not one per
+    /// ask.
+    fn report_soon(&self) {
+        self.report_due.notify_one();
     }
 
     fn ns_name(&self, instance_id: &str) -> String {

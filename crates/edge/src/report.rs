@@ -108,9 +108,22 @@ impl Agent {
     /// Sends a report (see [`Agent::report_now`]).
     pub(crate) async fn report(&self, counters: bool) {
         let _one = self.reporting.lock().await;
+        // What the sessions say from here on is this report's: the statuses are marked
+        // seen before they are read (a change in between is read now and wakes the
+        // reporter once more, never not at all), so the reporter wakes only for a change
+        // that came after. (Without this every status that had ever changed woke it at
+        // once, and an idle edge with a thousand sessions sent its whole report several
+        // times a second.)
+        for w in self.state.lock().await.watches.iter_mut() {
+            w.borrow_and_update();
+        }
         let r = self.report_now(counters).await;
-        if let Err(e) = self.client.report(&r).await {
-            warn!("report: {e}");
+        match self.client.report(&r).await {
+            Ok(()) => {
+                self.reports_sent
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => warn!("report: {e}"),
         }
     }
 }

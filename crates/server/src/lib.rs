@@ -262,6 +262,24 @@ impl AppState {
     }
 
     /// Keeps a report this server just stored, as decoded, under its version.
+    /// The applied revision of the last report this server took from `edge`, if it
+    /// took one.
+    pub(crate) fn kept_revision(&self, edge: &str) -> Option<u64> {
+        self.reports
+            .lock()
+            .ok()?
+            .get(edge)
+            .map(|l| l.report.applied_revision)
+    }
+
+    /// Drops what this server kept of `edge`'s last report (read again from the store
+    /// when needed).
+    pub(crate) fn forget_report(&self, edge: &str) {
+        if let Ok(mut k) = self.reports.lock() {
+            k.remove(edge);
+        }
+    }
+
     pub(crate) fn keep_report(&self, edge: &str, report: EdgeReport, at: String, version: String) {
         let live = Arc::new(EdgeLiveState::new(report, at, version));
         if let Ok(mut k) = self.reports.lock() {

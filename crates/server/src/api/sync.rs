@@ -1,13 +1,14 @@
 //! Edge sync: the edge long-polls its desired config and reports what it applied.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
 use cic_model::ApiError;
 use cic_model::edge::{EdgeConfig, EdgeReport};
 use serde::Deserialize;
+use tracing::debug;
 
 use super::{ApiQuery, not_found};
 use crate::auth::Principal;
@@ -36,10 +37,13 @@ pub async fn config(
     let mut rx = st.revision.subscribe();
     // Wait for a newer revision, or the timeout; either way answer with the current config.
     let _ = tokio::time::timeout(wait, rx.wait_for(|r| *r > q.after_revision)).await;
+    let woke = Instant::now();
     let (snap, revision) = st.snapshot().await?;
-    compile(&snap, &edge_id, revision, &st.settings())
-        .map(Json)
-        .ok_or_else(|| not_found("edge", &edge_id))
+    let read = woke.elapsed();
+    let cfg = compile(&snap, &edge_id, revision, &st.settings())
+        .ok_or_else(|| not_found("edge", &edge_id))?;
+    debug!(edge = %edge_id, revision, snapshot = ?read, compile = ?woke.elapsed() - read, "edge config compiled");
+    Ok(Json(cfg))
 }
 
 fn unix_ms() -> i64 {
@@ -67,9 +71,11 @@ pub async fn status(
         .into());
     }
     let (at, version) = (now(), crate::new_id("rv"));
+    let started = Instant::now();
     st.store
         .put_edge_report(&edge_id, &report, &at, &version)
         .await?;
+    let stored = started.elapsed();
     let drained = st
         .store
         .get::<cic_model::resource::Edge>(&edge_id)
@@ -77,7 +83,19 @@ pub async fn status(
         .is_some_and(|e| e.drain);
     st.history.record(&edge_id, unix_ms(), &report, drained);
     // Kept as decoded here: finishing operations next does not read it back.
+    let revision = report.applied_revision;
+    // Operations finish when their edges have applied their revision: a report that
+    // applied nothing newer than the last this server took from the edge (a session's
+    // state, the periodic one) finishes none, and does not queue for the writers' lock.
+    let newer = st
+        .kept_revision(&edge_id)
+        .is_none_or(|before| revision > before);
     st.keep_report(&edge_id, report, at, version);
-    st.settle().await?;
+    if newer && let Err(e) = st.settle().await {
+        // The next report tries again, whatever revision it carries.
+        st.forget_report(&edge_id);
+        return Err(e);
+    }
+    debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
     Ok(Json(serde_json::json!({})))
 }
