@@ -641,6 +641,13 @@ pub(crate) fn record_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// The log levels of the lab's server, edges and fabric automation: `CIC_LAB_LOG` when
+/// set (`info,cic_edge=debug,cic_server=debug` shows where each sync round's time goes),
+/// else `info`.
+fn daemon_log() -> String {
+    std::env::var("CIC_LAB_LOG").unwrap_or_else(|_| "info".into())
+}
+
 fn spawn(dir: &Path, name: &str, bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<u32> {
     let log = fs::File::create(dir.join(format!("{name}.log")))?;
     let mut cmd = Command::new(bin);
@@ -873,7 +880,7 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
         "server",
         &bin,
         &args,
-        &[("CIC_ADMIN_TOKEN", &token), ("RUST_LOG", "info")],
+        &[("CIC_ADMIN_TOKEN", &token), ("RUST_LOG", &daemon_log())],
     )?;
     fs::write(dir.join("server"), &server)?;
     fs::write(dir.join("admin-token"), &token)?;
@@ -1010,7 +1017,7 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
                 "--tls-key",
                 &format!("{STATE_DIR}/edge-{}-pki/edge.key", p.id()),
             ],
-            &[("CIC_CA_CERT", &ca), ("RUST_LOG", "info")],
+            &[("CIC_CA_CERT", &ca), ("RUST_LOG", &daemon_log())],
         )?;
         spawn(
             &dir,
@@ -1031,7 +1038,7 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
             &[
                 ("CIC_TOKEN", &token),
                 ("CIC_CA_CERT", &ca),
-                ("RUST_LOG", "info"),
+                ("RUST_LOG", &daemon_log()),
             ],
         )?;
         metrics_of.push(edge_metrics);
