@@ -38,6 +38,10 @@ pub struct LastRead {
     pub revision: u64,
     pub decoded: usize,
     pub kept: usize,
+    /// Kinds whose every id and revision were listed to find what changed (a document
+    /// gone, or one rewritten under an older revision); the others were told by their
+    /// count and sum of revisions.
+    pub listed: usize,
 }
 
 impl Snapshots {
@@ -69,12 +73,23 @@ impl Snapshots {
         // Rows written since the last snapshot are read; a database restored from a
         // backup (its revision gone back) is read whole.
         let before = self.kept().filter(|k| k.revision <= r.revision());
+        // How many documents of each kind, and the sum of their revisions: when a kind has
+        // as many as the last snapshot's plus those added since, and its sum is the last
+        // snapshot's with those written since counted in, none went and none was
+        // rewritten under an older revision, so its documents are the last snapshot's
+        // with those written since put in (no listing of every id).
+        let counts = match before {
+            Some(_) => r.counts().await?,
+            None => HashMap::new(),
+        };
         let mut reader = Reader {
             read: &mut r,
             before: before.as_deref(),
+            counts,
             revisions: Revisions::default(),
             decoded: 0,
             kept: 0,
+            listed: 0,
         };
         let snapshot = Snapshot {
             edges: reader.kind(|s| &s.edges).await?,
@@ -86,7 +101,8 @@ impl Snapshots {
             public_connections: reader.kind(|s| &s.public_connections).await?,
             services: reader.kind(|s| &s.services).await?,
         };
-        let (revisions, decoded, kept) = (reader.revisions, reader.decoded, reader.kept);
+        let (revisions, decoded, kept, listed) =
+            (reader.revisions, reader.decoded, reader.kept, reader.listed);
         let revision = r.revision();
         let k = Arc::new(Kept {
             revision,
@@ -106,6 +122,7 @@ impl Snapshots {
             revision,
             decoded,
             kept,
+            listed,
         });
         Ok((k.snapshot.clone(), revision))
     }
@@ -122,9 +139,13 @@ impl Snapshots {
 struct Reader<'a> {
     read: &'a mut Read,
     before: Option<&'a Kept>,
+    /// Each kind's number of documents and sum of revisions as of the read (empty
+    /// without `before`).
+    counts: HashMap<String, (u64, u64)>,
     revisions: Revisions,
     decoded: usize,
     kept: usize,
+    listed: usize,
 }
 
 impl Reader<'_> {
@@ -134,6 +155,25 @@ impl Reader<'_> {
         &mut self,
         list: impl Fn(&Snapshot) -> &Vec<T>,
     ) -> Result<Vec<T>, cic_store::Error> {
+        let since = self.before.map_or(0, |k| k.revision);
+        let mut written = self.read.written_after::<T>(since).await?;
+        if let Some(k) = self.before {
+            let revs: &[(String, u64)] = k.revisions.kinds.get(T::KIND).map_or(&[], |r| r);
+            let mut count = revs.len() as u64;
+            let mut sum: u64 = revs.iter().map(|(_, r)| r).sum();
+            for (id, (rev, _)) in &written {
+                match revs.binary_search_by(|(i, _)| i.as_str().cmp(id)) {
+                    Ok(at) => sum = sum - revs[at].1 + rev,
+                    Err(_) => (count, sum) = (count + 1, sum + rev),
+                }
+            }
+            if self.counts.get(T::KIND).copied().unwrap_or((0, 0)) == (count, sum) {
+                return Ok(self.merge(revs, list(&k.snapshot), written));
+            }
+        }
+        if self.before.is_some() {
+            self.listed += 1;
+        }
         let rows = self.read.revisions::<T>().await?;
         let before: HashMap<&str, (u64, &T)> = match self.before {
             Some(k) => k
@@ -149,11 +189,9 @@ impl Reader<'_> {
                 .unwrap_or_default(),
             None => HashMap::new(),
         };
-        let since = self.before.map_or(0, |k| k.revision);
-        let mut written = self.read.written_after::<T>(since).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, rev) in &rows {
-            if let Some(doc) = written.remove(id) {
+            if let Some((_, doc)) = written.remove(id) {
                 self.decoded += 1;
                 out.push(doc);
             } else if let Some((_, doc)) = before.get(id.as_str()).filter(|(r, _)| r == rev) {
@@ -167,5 +205,45 @@ impl Reader<'_> {
         }
         self.revisions.kinds.insert(T::KIND, rows);
         Ok(out)
+    }
+
+    /// A kind none of whose documents went since the last snapshot: its documents (`revs`
+    /// and `docs`, aligned, in id order) with those `written` since replacing or joining
+    /// them, in id order.
+    fn merge<T: Document + Clone>(
+        &mut self,
+        revs: &[(String, u64)],
+        docs: &[T],
+        written: HashMap<String, (u64, T)>,
+    ) -> Vec<T> {
+        let mut new: Vec<(String, (u64, T))> = written.into_iter().collect();
+        new.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut new = new.into_iter().peekable();
+        let mut rows = Vec::with_capacity(revs.len() + new.len());
+        let mut out = Vec::with_capacity(revs.len() + new.len());
+        for ((id, rev), doc) in revs.iter().zip(docs) {
+            // Those added before this id, then this one: as written since, or as it was.
+            while let Some((n, (r, d))) = new.next_if(|(n, _)| n < id) {
+                self.decoded += 1;
+                rows.push((n, r));
+                out.push(d);
+            }
+            if let Some((n, (r, d))) = new.next_if(|(n, _)| n == id) {
+                self.decoded += 1;
+                rows.push((n, r));
+                out.push(d);
+            } else {
+                self.kept += 1;
+                rows.push((id.clone(), *rev));
+                out.push(doc.clone());
+            }
+        }
+        for (n, (r, d)) in new {
+            self.decoded += 1;
+            rows.push((n, r));
+            out.push(d);
+        }
+        self.revisions.kinds.insert(T::KIND, rows);
+        out
     }
 }

@@ -3373,6 +3373,7 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
     let last = h.state.snapshots.last_read().expect("read");
     assert_eq!(last.revision, rev);
     assert_eq!((last.decoded, last.kept), (1, all - 1), "{last:?}");
+    assert_eq!(last.listed, 0, "nothing went: no kind is listed: {last:?}");
     assert_eq!(held(&snap), whole().await);
 
     // A delete (finished by the edge's report): the row is gone from the snapshot.
@@ -3387,6 +3388,19 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
     h.report(&edge, h.revision().await, json!([])).await;
     let (snap, _) = h.state.snapshot().await.expect("snapshot");
     assert!(snap.connections.iter().all(|c| c.meta.id != pc));
+    let last = h.state.snapshots.last_read().expect("read");
+    assert!(
+        last.listed >= 1,
+        "a document went: its kind is listed: {last:?}"
+    );
+    assert_eq!(held(&snap), whole().await);
+
+    // A create (its id anywhere in id order): put in its place, still without a listing.
+    let (s, v) = h.numbered_connection(&trunk, 5).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (snap, _) = h.state.snapshot().await.expect("snapshot");
+    let last = h.state.snapshots.last_read().expect("read");
+    assert_eq!(last.listed, 0, "{last:?}");
     assert_eq!(held(&snap), whole().await);
 
     // A row rewritten under an older revision than the last snapshot's is read too.
@@ -3403,7 +3417,7 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
     tx.commit().await.expect("commit");
     let (snap, _) = h.state.snapshot().await.expect("snapshot");
     let last = h.state.snapshots.last_read().expect("read");
-    assert_eq!(last.decoded, 1, "{last:?}");
+    assert_eq!((last.decoded, last.listed), (1, 1), "{last:?}");
     let c = snap
         .connections
         .iter()

@@ -1700,6 +1700,27 @@ impl Read {
         list_in(&self.sealing, &mut *self.tx, folder_id).await
     }
 
+    /// How many documents of each kind there are, and the sum of the revisions that wrote
+    /// them (a kind with none is absent).
+    pub async fn counts(&mut self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*), CAST(SUM(revision) AS BIGINT) FROM resources GROUP BY kind",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    (
+                        r.try_get::<i64, _>(1)? as u64,
+                        r.try_get::<i64, _>(2)? as u64,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
     /// The id and revision of every document of kind `T`, in id order: what changed since
     /// an earlier read, without reading a body.
     pub async fn revisions<T: Document>(&mut self) -> Result<Vec<(String, u64)>> {
@@ -1712,18 +1733,29 @@ impl Read {
             .collect()
     }
 
-    /// The documents of kind `T` written after `revision`, by id.
+    /// The documents of kind `T` written after `revision`, by id, each with the revision
+    /// that wrote it.
     pub async fn written_after<T: Document>(
         &mut self,
         revision: u64,
-    ) -> Result<std::collections::HashMap<String, T>> {
-        let rows = sqlx::query("SELECT id, body FROM resources WHERE kind = $1 AND revision > $2")
-            .bind(T::KIND)
-            .bind(revision as i64)
-            .fetch_all(&mut *self.tx)
-            .await?;
+    ) -> Result<std::collections::HashMap<String, (u64, T)>> {
+        let rows = sqlx::query(
+            "SELECT id, body, revision FROM resources WHERE kind = $1 AND revision > $2",
+        )
+        .bind(T::KIND)
+        .bind(revision as i64)
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, decode_with_id::<T>(&self.sealing, r)?)))
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    (
+                        r.try_get::<i64, _>(2)? as u64,
+                        decode_with_id::<T>(&self.sealing, r)?,
+                    ),
+                ))
+            })
             .collect()
     }
 
