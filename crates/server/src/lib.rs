@@ -161,6 +161,9 @@ pub struct AppState {
     pub queries: api::looking_glass::Broker,
     /// Edges' reports as last decoded here (see [`EdgeLiveState`]).
     reports: std::sync::Mutex<HashMap<String, Arc<EdgeLiveState>>>,
+    /// Each edge's highest applied revision after whose report this server settled
+    /// operations successfully (see [`AppState::may_finish`]).
+    settled_by_edge: std::sync::Mutex<HashMap<String, u64>>,
     /// Signs page tokens; shared by every server on the database.
     pub(crate) page_key: Vec<u8>,
     /// Audit events written by this server (old ones are pruned every so many).
@@ -218,6 +221,7 @@ impl AppState {
             settled: watch::channel(0).0,
             queries: Default::default(),
             reports: Default::default(),
+            settled_by_edge: Default::default(),
             page_key,
             audit_writes: Default::default(),
             limiter: Default::default(),
@@ -261,25 +265,27 @@ impl AppState {
         })
     }
 
-    /// Keeps a report this server just stored, as decoded, under its version.
-    /// The applied revision of the last report this server took from `edge`, if it
-    /// took one.
-    pub(crate) fn kept_revision(&self, edge: &str) -> Option<u64> {
-        self.reports
+    /// Whether a report from `edge` that applied `revision` may finish operations: not
+    /// when this server already settled, successfully, after a report of `edge` at that
+    /// revision or a later one (a session's report, the periodic one). Only a settle that
+    /// succeeded counts (see [`AppState::settled_through`]); the reports this server
+    /// keeps decoded are a cache any request fills and say nothing of it.
+    pub(crate) fn may_finish(&self, edge: &str, revision: u64) -> bool {
+        self.settled_by_edge
             .lock()
-            .ok()?
-            .get(edge)
-            .map(|l| l.report.applied_revision)
+            .map(|s| s.get(edge).is_none_or(|done| revision > *done))
+            .unwrap_or(true)
     }
 
-    /// Drops what this server kept of `edge`'s last report (read again from the store
-    /// when needed).
-    pub(crate) fn forget_report(&self, edge: &str) {
-        if let Ok(mut k) = self.reports.lock() {
-            k.remove(edge);
+    /// Records that a settle after `edge`'s report at `revision` succeeded.
+    pub(crate) fn settled_through(&self, edge: &str, revision: u64) {
+        if let Ok(mut s) = self.settled_by_edge.lock() {
+            let done = s.entry(edge.to_string()).or_default();
+            *done = (*done).max(revision);
         }
     }
 
+    /// Keeps a report this server just stored, as decoded, under its version.
     pub(crate) fn keep_report(&self, edge: &str, report: EdgeReport, at: String, version: String) {
         let live = Arc::new(EdgeLiveState::new(report, at, version));
         if let Ok(mut k) = self.reports.lock() {

@@ -3427,6 +3427,52 @@ async fn a_snapshot_at_a_new_revision_reads_only_what_was_written_and_equals_a_w
     assert_eq!(held(&snap), whole().await);
 }
 
+/// A report at a revision this server has not settled after finishes the operations
+/// waiting on it, whatever this server holds of that report already: here another server
+/// stored it and stopped before settling, and a Get here read it (and kept it decoded);
+/// the edge's next report, at the same revision, finishes the operation. (Settling was
+/// once skipped for a report at the revision of the one held decoded, which any request
+/// fills: the operation stayed pending until a newer revision.)
+#[tokio::test]
+async fn a_report_stored_but_not_settled_is_settled_by_the_next_at_its_revision() {
+    let h = H::new().await;
+    let (edge, edge_id) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let (s, op) = h.numbered_connection(&trunk, 1).await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    assert_eq!(op["done"], false, "{op}");
+    let (op_id, pc) = (
+        op["id"].as_str().expect("op").to_string(),
+        op["metadata"]["resourceId"]
+            .as_str()
+            .expect("pc")
+            .to_string(),
+    );
+    let rev = h.revision().await;
+    let report: cic_model::edge::EdgeReport = serde_json::from_value(json!({
+        "appliedRevision": rev, "dataplane": "vxlan-overlay", "sessions": [], "errors": []
+    }))
+    .expect("report");
+    h.state
+        .store
+        .put_edge_report(&edge_id, &report, "2026-12-06T00:00:00Z", "rvother")
+        .await
+        .expect("stored by another server");
+    let (s, v) = h
+        .admin(
+            Method::GET,
+            &format!("/cic/v1/privateConnections/{pc}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    h.report(&edge, rev, json!([])).await;
+    let (_, v) = h
+        .admin(Method::GET, &format!("/operations/{op_id}"), None)
+        .await;
+    assert_eq!(v["done"], true, "{v}");
+}
+
 /// A report that completes several operations finishes them in one commit and one
 /// revision. That revision wakes those waiting on an operation, but not the edges' config
 /// long polls: finishing an operation changes nothing an edge is given, and during a

@@ -82,19 +82,16 @@ pub async fn status(
         .await?
         .is_some_and(|e| e.drain);
     st.history.record(&edge_id, unix_ms(), &report, drained);
-    // Kept as decoded here: finishing operations next does not read it back.
     let revision = report.applied_revision;
-    // Operations finish when their edges have applied their revision: a report that
-    // applied nothing newer than the last this server took from the edge (a session's
-    // state, the periodic one) finishes none, and does not queue for the writers' lock.
-    let newer = st
-        .kept_revision(&edge_id)
-        .is_none_or(|before| revision > before);
+    // Kept as decoded here: finishing operations next does not read it back.
     st.keep_report(&edge_id, report, at, version);
-    if newer && let Err(e) = st.settle().await {
-        // The next report tries again, whatever revision it carries.
-        st.forget_report(&edge_id);
-        return Err(e);
+    // Operations finish when their edges have applied their revision: a report at a
+    // revision this server already settled after (a session's report, the periodic one)
+    // finishes none, and does not queue for the writers' lock. A settle that failed, or
+    // was cut short, is not counted: the next report settles again.
+    if st.may_finish(&edge_id, revision) {
+        st.settle().await?;
+        st.settled_through(&edge_id, revision);
     }
     debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
     Ok(Json(serde_json::json!({})))
