@@ -21,7 +21,15 @@ struct Kept {
     revision: u64,
     snapshot: Arc<Snapshot>,
     revisions: Revisions,
+    /// When every kind was last listed id by id (see [`LIST_EVERY`]).
+    listed_at: std::time::Instant,
 }
+
+/// How often a new revision's snapshot lists every kind id by id even when counts and
+/// sums say nothing went: what they cannot see (a document lost and another written
+/// under the same revision, as a database failed over to a replica that lost
+/// transactions could hold) lasts no longer than this.
+const LIST_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The last snapshot, and the lock one reader holds while the others wait for it.
 #[derive(Default)]
@@ -38,9 +46,10 @@ pub struct LastRead {
     pub revision: u64,
     pub decoded: usize,
     pub kept: usize,
-    /// Kinds whose every id and revision were listed to find what changed (a document
-    /// gone, or one rewritten under an older revision); the others were told by their
-    /// count and sum of revisions.
+    /// Kinds whose every id and revision were listed (all of them at the first read and
+    /// once a minute; otherwise those whose count or sum of revisions showed a document
+    /// gone or rewritten under an older revision); the others were taken from the last
+    /// snapshot with the rows written since.
     pub listed: usize,
 }
 
@@ -75,12 +84,17 @@ impl Snapshots {
         let before = self.kept().filter(|k| k.revision <= r.revision());
         // How many documents of each kind, and the sum of their revisions: when a kind has
         // as many as the last snapshot's plus those added since, and its sum is the last
-        // snapshot's with those written since counted in, none went and none was
-        // rewritten under an older revision, so its documents are the last snapshot's
-        // with those written since put in (no listing of every id).
+        // snapshot's with those written since counted in, its documents are taken to be
+        // the last snapshot's with those written since put in (no listing of every id).
+        // Commits take revisions in order, so a document that went or was rewritten under
+        // an older revision changes the count or the sum; changes that cancel out in both
+        // are not seen until the next listing of every kind, at least once a minute.
+        let list_all = before
+            .as_ref()
+            .is_none_or(|k| k.listed_at.elapsed() >= LIST_EVERY);
         let counts = match before {
-            Some(_) => r.counts().await?,
-            None => HashMap::new(),
+            Some(_) if !list_all => Some(r.counts().await?),
+            _ => None,
         };
         let mut reader = Reader {
             read: &mut r,
@@ -104,10 +118,15 @@ impl Snapshots {
         let (revisions, decoded, kept, listed) =
             (reader.revisions, reader.decoded, reader.kept, reader.listed);
         let revision = r.revision();
+        let listed_at = match &before {
+            Some(k) if !list_all => k.listed_at,
+            _ => std::time::Instant::now(),
+        };
         let k = Arc::new(Kept {
             revision,
             snapshot: Arc::new(snapshot),
             revisions,
+            listed_at,
         });
         // The latest read is kept, even at a lower revision: a revision is only ever
         // matched exactly.
@@ -139,9 +158,9 @@ impl Snapshots {
 struct Reader<'a> {
     read: &'a mut Read,
     before: Option<&'a Kept>,
-    /// Each kind's number of documents and sum of revisions as of the read (empty
-    /// without `before`).
-    counts: HashMap<String, (u64, u64)>,
+    /// Each kind's number of documents and sum of revisions as of the read; None when
+    /// every kind is to be listed.
+    counts: Option<HashMap<String, (u64, u64)>>,
     revisions: Revisions,
     decoded: usize,
     kept: usize,
@@ -157,7 +176,7 @@ impl Reader<'_> {
     ) -> Result<Vec<T>, cic_store::Error> {
         let since = self.before.map_or(0, |k| k.revision);
         let mut written = self.read.written_after::<T>(since).await?;
-        if let Some(k) = self.before {
+        if let (Some(k), Some(counts)) = (self.before, &self.counts) {
             let revs: &[(String, u64)] = k.revisions.kinds.get(T::KIND).map_or(&[], |r| r);
             let mut count = revs.len() as u64;
             let mut sum: u64 = revs.iter().map(|(_, r)| r).sum();
@@ -167,13 +186,11 @@ impl Reader<'_> {
                     Err(_) => (count, sum) = (count + 1, sum + rev),
                 }
             }
-            if self.counts.get(T::KIND).copied().unwrap_or((0, 0)) == (count, sum) {
+            if counts.get(T::KIND).copied().unwrap_or((0, 0)) == (count, sum) {
                 return Ok(self.merge(revs, list(&k.snapshot), written));
             }
         }
-        if self.before.is_some() {
-            self.listed += 1;
-        }
+        self.listed += 1;
         let rows = self.read.revisions::<T>().await?;
         let before: HashMap<&str, (u64, &T)> = match self.before {
             Some(k) => k

@@ -778,6 +778,7 @@ impl Store {
             tx,
             revision,
             sealing: self.sealing.clone(),
+            postgres: self.postgres,
         })
     }
 
@@ -1687,6 +1688,7 @@ pub struct Read {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     revision: u64,
     sealing: Sealing,
+    postgres: bool,
 }
 
 impl Read {
@@ -1721,10 +1723,17 @@ impl Read {
             .collect()
     }
 
-    /// The id and revision of every document of kind `T`, in id order: what changed since
-    /// an earlier read, without reading a body.
+    /// The id and revision of every document of kind `T`, in the byte order of the ids
+    /// (whatever the database's collation): what changed since an earlier read, without
+    /// reading a body.
     pub async fn revisions<T: Document>(&mut self) -> Result<Vec<(String, u64)>> {
-        let rows = sqlx::query("SELECT id, revision FROM resources WHERE kind = $1 ORDER BY id")
+        let q = if self.postgres {
+            "SELECT id, revision FROM resources WHERE kind = $1 ORDER BY id COLLATE \"C\""
+        } else {
+            // SQLite's default collation, BINARY, is byte order.
+            "SELECT id, revision FROM resources WHERE kind = $1 ORDER BY id"
+        };
+        let rows = sqlx::query(q)
             .bind(T::KIND)
             .fetch_all(&mut *self.tx)
             .await?;
