@@ -139,9 +139,11 @@ pub struct Agent {
     reports_sent: std::sync::atomic::AtomicU64,
     /// Asks the reporter for a report now (see [`Agent::report_soon`]).
     report_due: tokio::sync::Notify,
-    /// The latest config from the server, for the keeper to write to the state directory
-    /// (see [`Agent::keep_config`]).
-    keeping: tokio::sync::watch::Sender<Option<Arc<EdgeConfig>>>,
+    /// The latest config from the server and its hand-over number, to be written to the
+    /// state directory by the next report (see [`Agent::keep_latest`]).
+    keeping: std::sync::Mutex<(u64, Option<Arc<EdgeConfig>>)>,
+    /// The hand-over number of the config last written; held while one is written.
+    kept: std::sync::Mutex<u64>,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -186,7 +188,8 @@ impl Agent {
             counters_read: std::sync::Mutex::new(None),
             reports_sent: std::sync::atomic::AtomicU64::new(0),
             report_due: tokio::sync::Notify::new(),
-            keeping: tokio::sync::watch::Sender::new(None),
+            keeping: std::sync::Mutex::new((0, None)),
+            kept: std::sync::Mutex::new(0),
             opts,
             caps,
             underlay,
@@ -233,29 +236,14 @@ impl Agent {
                         let _ = futures::future::select_all(futs).await;
                         tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
                     };
+                    // (An apply's report first: the periodic one waits for the counters.)
                     let periodic = tokio::select! {
-                        _ = t.tick() => true,
+                        biased;
                         _ = me.report_due.notified() => false,
+                        _ = t.tick() => true,
                         _ = changed => false,
                     };
                     me.report(periodic).await;
-                }
-            })
-        };
-        // Keeps the latest config for a restart while the server is away, on a blocking
-        // thread, off the path from a new revision to its apply (with a thousand
-        // instances: half a megabyte written and synced, every revision). Only the latest
-        // is written: one that arrives while another is being written replaces it.
-        let keeper = {
-            let me = self.clone();
-            let mut latest = self.keeping.subscribe();
-            tokio::spawn(async move {
-                while latest.changed().await.is_ok() {
-                    let Some(cfg) = latest.borrow_and_update().clone() else {
-                        continue;
-                    };
-                    let me = me.clone();
-                    let _ = tokio::task::spawn_blocking(move || me.keep_config(&cfg)).await;
                 }
             })
         };
@@ -317,11 +305,8 @@ impl Agent {
             }
         }
         reporter.abort();
-        keeper.abort();
-        // The latest config, in case the keeper had not written it yet.
-        if let Some(cfg) = self.keeping.borrow().clone() {
-            self.keep_config(&cfg);
-        }
+        // The latest config, in case no report wrote it yet.
+        self.keep_latest();
         if let Some(m) = metrics {
             m.abort();
         }
@@ -544,7 +529,7 @@ impl Agent {
             e.sample(
                 "cic_edge_reports_total",
                 "counter",
-                "Reports the server took since the agent started: one after each apply, one soon after sessions change state, and one every report interval.",
+                "Reports the server took since the agent started: after applies, soon after sessions change state, and every report interval (asks that come while one is being made are answered by one more).",
                 vec![edge()],
                 self.reports_sent.load(std::sync::atomic::Ordering::Relaxed) as f64,
             );
@@ -650,6 +635,40 @@ impl Agent {
             );
         }
         e.render()
+    }
+
+    /// Hands `cfg` over to be kept (see [`Agent::keep_latest`]).
+    fn hand_over(&self, cfg: &Arc<EdgeConfig>) {
+        let mut k = self
+            .keeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *k = (k.0 + 1, Some(cfg.clone()));
+    }
+
+    /// Writes the latest config handed over, unless it was written already: called by
+    /// each report before it is sent (on a blocking thread), so the file is written off
+    /// the path from a new revision to its apply (with a thousand instances half a
+    /// megabyte written and synced each revision) and yet never behind what the server
+    /// was told is applied — an operation the server finished (a deletion) does not come
+    /// back from the file after a restart while the server is away. Writes follow one
+    /// another, and one never replaces a later one.
+    fn keep_latest(&self) {
+        let (n, cfg) = self
+            .keeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let Some(cfg) = cfg else { return };
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *kept >= n {
+            return;
+        }
+        self.keep_config(&cfg);
+        *kept = n;
     }
 
     fn cached_config_path(&self) -> Option<std::path::PathBuf> {
@@ -776,8 +795,7 @@ impl Agent {
                     if cfg.revision != after {
                         let fetched = Instant::now();
                         let cfg = Arc::new(cfg);
-                        // Written to disk by the keeper while this revision is applied.
-                        self.keeping.send_replace(Some(cfg.clone()));
+                        self.hand_over(&cfg);
                         retry = Duration::from_millis(250);
                         self.apply_changes(&cfg).await;
                         self.report_soon();
