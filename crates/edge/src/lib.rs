@@ -224,6 +224,10 @@ impl Agent {
             let me = self.clone();
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(me.opts.report_every);
+                // After a report the server did not take, the next is sent after a pause
+                // that doubles up to the report interval (the operations an apply's report
+                // finishes should not wait a whole interval for a blip of the server).
+                let mut again: Option<Duration> = None;
                 loop {
                     // Every `report_every`, at once after an apply, and soon after any
                     // session changes state.
@@ -237,13 +241,26 @@ impl Agent {
                         tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
                     };
                     // (An apply's report first: the periodic one waits for the counters.)
+                    let retry = async {
+                        match again {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => std::future::pending().await,
+                        }
+                    };
                     let periodic = tokio::select! {
                         biased;
                         _ = me.report_due.notified() => false,
                         _ = t.tick() => true,
                         _ = changed => false,
+                        _ = retry => false,
                     };
-                    me.report(periodic).await;
+                    again = if me.report(periodic).await {
+                        None
+                    } else {
+                        Some(again.map_or(Duration::from_millis(250), |d| {
+                            (d * 2).min(me.opts.report_every)
+                        }))
+                    };
                 }
             })
         };

@@ -106,8 +106,8 @@ impl Agent {
         }
     }
 
-    /// Sends a report (see [`Agent::report_now`]).
-    pub(crate) async fn report(self: &Arc<Self>, counters: bool) {
+    /// Sends a report (see [`Agent::report_now`]); whether the server took it.
+    pub(crate) async fn report(self: &Arc<Self>, counters: bool) -> bool {
         let _one = self.reporting.lock().await;
         // The config applied is on disk before the server hears it is applied.
         let me = self.clone();
@@ -126,8 +126,12 @@ impl Agent {
             Ok(()) => {
                 self.reports_sent
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                true
             }
-            Err(e) => warn!("report: {e}"),
+            Err(e) => {
+                warn!("report: {e}");
+                false
+            }
         }
     }
 }
