@@ -240,13 +240,13 @@ impl Agent {
                         let _ = futures::future::select_all(futs).await;
                         tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
                     };
-                    // (An apply's report first: the periodic one waits for the counters.)
                     let retry = async {
                         match again {
                             Some(d) => tokio::time::sleep(d).await,
                             None => std::future::pending().await,
                         }
                     };
+                    // (An apply's report first: the periodic one waits for the counters.)
                     let periodic = tokio::select! {
                         biased;
                         _ = me.report_due.notified() => false,

@@ -92,9 +92,10 @@ impl Snapshots {
         let list_all = before
             .as_ref()
             .is_none_or(|k| k.listed_at.elapsed() >= LIST_EVERY);
-        let counts = match before {
-            Some(_) if !list_all => Some(r.counts().await?),
-            _ => None,
+        let counts = if list_all {
+            None
+        } else {
+            Some(r.counts().await?)
         };
         let mut reader = Reader {
             read: &mut r,
@@ -168,8 +169,10 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// One kind's documents as of the read: those whose row still has the revision it had
-    /// in the last snapshot are taken from it, the others decoded from their rows.
+    /// One kind's documents as of the read: the last snapshot's with the rows written
+    /// since put in, when the kind's count and sum of revisions allow (see
+    /// [`Reader::merge`]); otherwise listed id by id, those whose row still has the
+    /// revision it had in the last snapshot taken from it, the others decoded.
     async fn kind<T: Document + Clone>(
         &mut self,
         list: impl Fn(&Snapshot) -> &Vec<T>,
