@@ -2824,6 +2824,23 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
     // apply, several at once (one after another, this is 1).
     assert!(run["coldStartAtOnce"].as_u64() >= Some(2), "{run}");
     assert!(run["coldStartAtOnce"].as_u64() <= Some(16), "{run}");
+    // The kernel's memory beside the agent's: read from /proc/meminfo around the bring-up
+    // and the cold start (machine-wide, so at 12 connections beside other tests only
+    // their presence is checked, not their size).
+    for key in [
+        "kernelLabPerConnection",
+        "kernelEdgeFreedPerConnection",
+        "kernelEdgeTakenPerConnection",
+    ] {
+        for field in [
+            "heldKib",
+            "slabUnreclaimableKib",
+            "percpuKib",
+            "slabReclaimableKib",
+        ] {
+            assert!(run[key][field].is_number(), "{key}.{field}: {run}");
+        }
+    }
     assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
     assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
 }

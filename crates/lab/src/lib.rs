@@ -25,6 +25,7 @@ mod api;
 pub mod bench;
 
 pub mod failover;
+pub mod kmem;
 pub mod scale;
 
 use std::fs;

@@ -17,6 +17,9 @@
 //! - a cold start: the edge agent killed, every namespace it made deleted (a rebooted
 //!   box), the agent started again, and the time until every session is Established
 //!   and the sample pings again;
+//! - the kernel's own memory per connection (`/proc/meminfo`), for the whole lab's
+//!   bring-up and for the edge's instances alone (freed by the cold start's clean-up,
+//!   taken again by its start), beside the agent's RSS;
 //! - how long the edge takes to apply a revision that changes nothing on it (a
 //!   description is edited), and how long its periodic full reconcile takes (not with
 //!   `--bring-up-only`).
@@ -32,6 +35,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::Api;
+use crate::kmem::{KernelMemory, PerConnection};
 use crate::{CLOUD_ASN, CUSTOMER_ASN, FOLDER, NS_SITE, Pop, STATE_DIR, site_bird_conf};
 
 /// Prefixes the customer announces on each connection.
@@ -71,6 +75,15 @@ pub struct ScaleRun {
     pub fabric_routes: usize,
     pub edge_rss_mib: f64,
     pub edge_peak_rss_mib: f64,
+    /// The kernel's memory per connection for the whole bring-up: the edge's instances
+    /// (namespace, links, addresses, routes, sockets), the customer's interfaces, the
+    /// fabric's segments and both BIRDs' sockets.
+    pub kernel_lab_per_connection: crate::kmem::PerConnection,
+    /// … for the edge's alone: what the kernel gave back when the agent was killed and
+    /// its namespaces deleted (the cold start's first step), per namespace deleted…
+    pub kernel_edge_freed_per_connection: crate::kmem::PerConnection,
+    /// … and what it took again when the agent started and made them anew.
+    pub kernel_edge_taken_per_connection: crate::kmem::PerConnection,
     /// A VPC prefix added to every routing instance, then removed.
     pub propagation: Propagation,
     /// BFD Down events while nothing failed (with `--bfd-watch-secs`).
@@ -608,6 +621,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         polls: Api::polls(),
     };
     let already = established(&api.http, &metrics).await;
+    let kernel_before = KernelMemory::read()?;
 
     customer_side(pop, n, bird, opts.bfd_ms)?;
     eprintln!("customer side ready: {n} interfaces and BGP sessions in {NS_SITE}");
@@ -686,6 +700,14 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     let fabric_routes =
         crate::BirdCtl(lab["bird"]["fabric"].as_str().context("fabric")?.into()).count_routes();
     let (rss, peak) = (rss_mib(edge_pid, "VmRSS:"), rss_mib(edge_pid, "VmHWM:"));
+    let kernel_lab = PerConnection::between(&kernel_before, &KernelMemory::read()?, n);
+    eprintln!(
+        "the kernel's memory for the lab's bring-up: {:.0} KiB a connection held ({:.0} of it unreclaimable slab, {:.1} per-CPU), {:.0} reclaimable; the edge's RSS {rss:.1} MiB",
+        kernel_lab.held_kib,
+        kernel_lab.slab_unreclaimable_kib,
+        kernel_lab.percpu_kib,
+        kernel_lab.slab_reclaimable_kib
+    );
 
     let bfd = match opts.bfd_watch_secs {
         0 => None,
@@ -709,8 +731,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         );
     }
     let propagation = propagation(&api, bird, &instances, opts.in_flight).await?;
-    let (cold_established, cold_pinged, cold_at_once) =
-        cold_start(pop, &api.http, &metrics, want, n).await?;
+    let cold = cold_start(pop, &api.http, &metrics, want, n).await?;
     let steady = if opts.bring_up_only {
         None
     } else {
@@ -731,11 +752,14 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         fabric_routes,
         edge_rss_mib: rss,
         edge_peak_rss_mib: peak,
+        kernel_lab_per_connection: kernel_lab,
+        kernel_edge_freed_per_connection: cold.kernel_freed,
+        kernel_edge_taken_per_connection: cold.kernel_taken,
         propagation,
         bfd,
-        cold_start_established_secs: cold_established,
-        cold_start_pinged_secs: cold_pinged,
-        cold_start_at_once: cold_at_once,
+        cold_start_established_secs: cold.established,
+        cold_start_pinged_secs: cold.pinged,
+        cold_start_at_once: cold.at_once,
         steady,
     })
 }
@@ -885,8 +909,9 @@ async fn cold_start(
     metrics: &str,
     want: (usize, usize),
     n: usize,
-) -> Result<(f64, f64, usize)> {
+) -> Result<ColdStart> {
     let (pid, args, env) = crate::failover::edge_process(pop)?;
+    let kernel_with = KernelMemory::read()?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -898,10 +923,8 @@ async fn cold_start(
     )?;
     let prefix = format!("{}-", pop.ns());
     let namespaces = cic_dataplane::netns::list(&prefix)?;
-    eprintln!(
-        "cold start: deleting the {} namespaces the edge made",
-        namespaces.len()
-    );
+    let made = namespaces.len();
+    eprintln!("cold start: deleting the {made} namespaces the edge made");
     use futures::stream::{self, StreamExt};
     let failed: Vec<String> = stream::iter(namespaces)
         .map(|ns| async move { cic_dataplane::purge(&ns).await.err().map(|e| e.to_string()) })
@@ -913,6 +936,8 @@ async fn cold_start(
         bail!("deleting the edge's namespaces: {e}");
     }
     let _ = fs::remove_dir_all("/run/cic-edge/bfd");
+    let kernel_without = KernelMemory::settled(Duration::from_secs(60)).await?;
+    let kernel_freed = PerConnection::between(&kernel_without, &kernel_with, made);
     let t = Instant::now();
     crate::failover::start_edge_again(pop, &args, &env)?;
     let established = wait_established(http, metrics, want, t).await?;
@@ -923,12 +948,30 @@ async fn cold_start(
         .await
         .context("the edge's cic_edge_instances_reconciled_at_once_peak")?
         as usize;
+    let kernel_taken = PerConnection::between(&kernel_without, &KernelMemory::read()?, made);
     eprintln!(
-        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s; at most {at_once} instances made at once",
+        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s; at most {at_once} instances made at once; the kernel's memory per instance: {:.0} KiB held freed by the clean-up, {:.0} taken again",
         established.as_secs_f64(),
-        pinged.as_secs_f64()
+        pinged.as_secs_f64(),
+        kernel_freed.held_kib,
+        kernel_taken.held_kib
     );
-    Ok((established.as_secs_f64(), pinged.as_secs_f64(), at_once))
+    Ok(ColdStart {
+        established: established.as_secs_f64(),
+        pinged: pinged.as_secs_f64(),
+        at_once,
+        kernel_freed,
+        kernel_taken,
+    })
+}
+
+/// What [`cold_start`] measured.
+struct ColdStart {
+    established: f64,
+    pinged: f64,
+    at_once: usize,
+    kernel_freed: PerConnection,
+    kernel_taken: PerConnection,
 }
 
 /// The no-op apply, the full reconcile and the scrapes, with every session up.
