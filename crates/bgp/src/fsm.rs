@@ -13,6 +13,16 @@
 //! After an error the session waits in Idle for the idle-hold time, which doubles on each
 //! failure before Established (RFC 4271 §8.1.1 DampPeerOscillations) and resets once the
 //! session is up; a Cease from the local side can ask for a fixed hold (max-prefix).
+//!
+//! With damping on ([`SessionConfig::damping`], the longest wait), a session that keeps
+//! going down soon after coming up is held down: from the second time it goes down within
+//! [`STABLE`] of becoming Established, it waits in Idle 2 s, then 4 s, doubling up to that
+//! longest wait, refusing the peer's connections and not cut short by its BFD coming Up;
+//! staying Established for [`STABLE`] forgives it. Each flap costs both sides a table
+//! exchange: an edge whose peers flap because the machine is loaded (BFD packets late)
+//! would otherwise keep itself loaded. An administrative Stop is never counted. Off by
+//! default, as in the routers operators know (BIRD, FRR, Junos have no such hold; IOS XR
+//! and VRP's BFD dampening is off until configured).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -32,6 +42,13 @@ const MAX_IDLE_HOLD: Duration = Duration::from_secs(120);
 /// for a second after any error), then doubled each time up to [`MAX_IDLE_HOLD`]; never
 /// longer than the connect retry time to begin with.
 const FIRST_IDLE_HOLD: Duration = Duration::from_secs(1);
+/// How long a session must stay Established for its earlier downs to be forgiven.
+pub const STABLE: Duration = Duration::from_secs(60);
+/// The wait of the first damped down (the second within [`STABLE`] of coming up), or
+/// the longest wait configured if that is shorter.
+pub const FIRST_DAMP: Duration = Duration::from_secs(2);
+/// The wait after the path to the peer failed (its BFD went Down), undamped.
+const PATH_DOWN_HOLD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -52,6 +69,9 @@ pub struct SessionConfig {
     /// Our BGP role on this session (RFC 9234), announced; with `strict`, a peer that
     /// announces none is refused too.
     pub role: Option<RoleConfig>,
+    /// Damping of a session that keeps going down soon after coming up (see the module's
+    /// doc): the longest it is held down. `None`: off.
+    pub damping: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +119,8 @@ pub enum Timer {
     Hold,
     Keepalive,
     IdleHold,
+    /// Runs for [`STABLE`] from Established: a session still up when it ends is stable.
+    Stable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,8 +145,14 @@ pub enum Input {
     TimerExpired(Timer),
     /// The path to the peer is back (its BFD session came Up): a session waiting out the
     /// backoff after a failure starts now, with the backoff reset. A hold ordered by a
-    /// Stop (a max-prefix teardown, a failover test) is not cut short.
+    /// Stop (a max-prefix teardown, a failover test) or by damping is not cut short.
     PathUp,
+    /// The path to the peer failed (its BFD session went Down, RFC 5882 §4.3): a Cease
+    /// (BFD Down) is sent and the session starts again after a second, or after its
+    /// damped wait when it keeps flapping.
+    PathDown {
+        why: String,
+    },
     /// The peer took none of our data for the send hold time (RFC 9687): the writer has
     /// attempted the NOTIFICATION and closed the connection.
     SendHoldTimerExpired,
@@ -208,6 +236,8 @@ enum Backoff {
     /// The connection closing under us (RFC 4271 §8.2.2: TcpConnectionFails, after which
     /// the FSM listens in Active).
     AfterClose,
+    /// The session keeps going down soon after coming up (see the module's doc).
+    Damped,
 }
 
 #[derive(Debug)]
@@ -228,6 +258,8 @@ pub struct Session {
     next_failure: Option<SessionFailure>,
     /// Why our last connection attempt failed, since the last failure or connection.
     connect_failure: Option<SessionFailure>,
+    /// Downs from Established with no stable period between them (see [`STABLE`]).
+    flaps: u32,
 }
 
 fn first_idle_hold(cfg: &SessionConfig) -> Duration {
@@ -249,7 +281,13 @@ impl Session {
             failure: None,
             next_failure: None,
             connect_failure: None,
+            flaps: 0,
         }
+    }
+
+    /// Downs from Established in a row, each within [`STABLE`] of coming up.
+    pub fn flaps(&self) -> u32 {
+        self.flaps
     }
 
     pub fn state(&self) -> State {
@@ -314,13 +352,29 @@ impl Session {
                 self.go_idle(out, why, restart_after);
                 self.backoff = None;
             }
+            (Idle, PathDown { .. }) => {}
+            (state, PathDown { why }) => {
+                if matches!(state, OpenSent | OpenConfirm | Established) {
+                    self.notify(out, Notification::new(error_code::CEASE, cease::BFD_DOWN));
+                }
+                let damp = self.flapped();
+                let hold = damp.unwrap_or(PATH_DOWN_HOLD);
+                self.go_idle(out, why, Some(hold));
+                self.backoff = damp.map(|_| Backoff::Damped);
+                self.say_damped(damp);
+            }
             (Idle, TimerExpired(Timer::IdleHold)) => {
                 if self.started {
                     self.begin(out);
                 }
             }
             (Idle, PathUp) => {
-                if self.started && self.backoff.is_some() {
+                if self.started
+                    && matches!(
+                        self.backoff,
+                        Some(Backoff::AfterError | Backoff::AfterClose)
+                    )
+                {
                     out.push(Output::StopTimer(Timer::IdleHold));
                     self.idle_hold = first_idle_hold(&self.cfg);
                     self.begin(out);
@@ -415,7 +469,9 @@ impl Session {
                     self.next_failure = Some(SessionFailure::ClosedBeforeOpen);
                 }
                 self.fail(out, "TCP connection closed".into());
-                self.backoff = Some(Backoff::AfterClose);
+                if self.backoff != Some(Backoff::Damped) {
+                    self.backoff = Some(Backoff::AfterClose);
+                }
             }
             (_, SendHoldTimerExpired) => {
                 self.fail(
@@ -495,6 +551,7 @@ impl Session {
                     self.fail(out, why);
                 }
             },
+            (Established, TimerExpired(Timer::Stable)) => self.flaps = 0,
             (OpenConfirm | Established, TimerExpired(Timer::Keepalive)) => {
                 out.push(Output::Send(Msg::Keepalive));
                 if let Some(n) = &self.negotiated {
@@ -505,6 +562,7 @@ impl Session {
                 self.restart_hold(out);
                 self.state = Established;
                 self.idle_hold = first_idle_hold(&self.cfg);
+                out.push(Output::StartTimer(Timer::Stable, STABLE));
                 self.last_error = None;
                 self.failure = None;
                 self.connect_failure = None;
@@ -564,7 +622,7 @@ impl Session {
                     .negotiated
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
-                for t in [Timer::Hold, Timer::Keepalive] {
+                for t in [Timer::Hold, Timer::Keepalive, Timer::Stable] {
                     out.push(Output::StopTimer(t));
                 }
                 let why = "the peer connected again: it restarted".to_string();
@@ -645,10 +703,45 @@ impl Session {
 
     /// An error on a live connection: close it, go Idle, restart after the idle hold.
     fn fail(&mut self, out: &mut Vec<Output>, why: String) {
-        let hold = self.idle_hold;
+        let damp = self.flapped();
+        let hold = damp.map_or(self.idle_hold, |d| d.max(self.idle_hold));
         self.idle_hold = (self.idle_hold * 2).min(MAX_IDLE_HOLD);
         self.go_idle(out, why, Some(hold));
-        self.backoff = Some(Backoff::AfterError);
+        self.backoff = Some(if damp.is_some() {
+            Backoff::Damped
+        } else {
+            Backoff::AfterError
+        });
+        self.say_damped(damp);
+    }
+
+    /// Counts a down from Established that came before the session was stable, and says
+    /// how long to hold it when it is to be damped: not the first in a row, which may be
+    /// a failure like any other, but each after it, 2 s doubling up to the configured
+    /// longest wait (none with damping off).
+    /// Called before the session leaves its state; nothing for a session not Established.
+    fn flapped(&mut self) -> Option<Duration> {
+        if self.state != State::Established {
+            return None;
+        }
+        self.flaps = self.flaps.saturating_add(1);
+        let max = self.cfg.damping.filter(|d| !d.is_zero())?;
+        (self.flaps >= 2).then(|| {
+            let doublings = (self.flaps - 2).min(16);
+            (FIRST_DAMP * 2u32.pow(doublings)).min(max)
+        })
+    }
+
+    /// Puts a damped wait into the reason the session is down, for the operator.
+    fn say_damped(&mut self, damp: Option<Duration>) {
+        if let (Some(d), Some(why)) = (damp, &self.last_error) {
+            self.last_error = Some(format!(
+                "{why}; held down {} s: down {} times in a row within {} s of coming up",
+                d.as_secs(),
+                self.flaps,
+                STABLE.as_secs()
+            ));
+        }
     }
 
     fn go_idle(&mut self, out: &mut Vec<Output>, why: String, restart_after: Option<Duration>) {
@@ -660,6 +753,7 @@ impl Session {
             Timer::Hold,
             Timer::Keepalive,
             Timer::IdleHold,
+            Timer::Stable,
         ] {
             out.push(Output::StopTimer(t));
         }
@@ -867,6 +961,7 @@ mod tests {
             ipv4: true,
             ipv6: false,
             role: None,
+            damping: None,
         }
     }
 
@@ -1132,7 +1227,11 @@ mod tests {
 
     /// Drives a session to Established and returns it.
     fn established() -> Session {
-        let mut s = Session::new(cfg());
+        established_with(cfg())
+    }
+
+    fn established_with(cfg: SessionConfig) -> Session {
+        let mut s = Session::new(cfg);
         s.handle(Input::Start);
         s.handle(Input::TcpConnected);
         s.handle(Input::Message(peer_open(65001, 240)));
@@ -1263,6 +1362,149 @@ mod tests {
         let mut s = established();
         s.handle(Input::TcpFailed);
         assert!(s.accepts_connection());
+    }
+
+    /// From Idle after its hold (or from Connect): the peer's connection, OPEN and
+    /// KEEPALIVE, to Established.
+    fn come_up(s: &mut Session) {
+        if s.state() == State::Idle {
+            s.handle(Input::TimerExpired(Timer::IdleHold));
+        }
+        s.handle(Input::TcpConnected);
+        s.handle(Input::Message(peer_open(65001, 240)));
+        let out = s.handle(Input::Message(M::Keepalive));
+        assert_eq!(s.state(), State::Established);
+        assert!(
+            out.contains(&Output::StartTimer(Timer::Stable, STABLE)),
+            "{out:?}"
+        );
+    }
+
+    fn idle_hold(out: &[Output]) -> Option<Duration> {
+        out.iter().find_map(|o| match o {
+            Output::StartTimer(Timer::IdleHold, d) => Some(*d),
+            _ => None,
+        })
+    }
+
+    fn bfd_down() -> Input {
+        Input::PathDown {
+            why: "BFD session down: control detection time expired".into(),
+        }
+    }
+
+    /// Damping on, held down at most a minute.
+    fn damped() -> SessionConfig {
+        SessionConfig {
+            damping: Some(Duration::from_secs(60)),
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn a_session_that_keeps_going_down_soon_after_coming_up_is_held_longer_each_time() {
+        let mut s = established_with(damped());
+        // The first down is a failure like any other: Cease (BFD Down), a second's wait.
+        let out = s.handle(bfd_down());
+        let n = sent(&out)
+            .into_iter()
+            .find_map(|m| match m {
+                M::Notification(n) => Some(n.clone()),
+                _ => None,
+            })
+            .expect("a NOTIFICATION");
+        assert_eq!((n.code, n.subcode), (error_code::CEASE, cease::BFD_DOWN));
+        assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+        assert!(out.contains(&Output::StopTimer(Timer::Stable)), "{out:?}");
+        assert_eq!(s.flaps(), 1);
+        come_up(&mut s);
+        // Down again before it was stable: held 2 s, then doubling up to a minute; the
+        // peer's connections are refused and BFD coming Up does not cut the hold short.
+        for want in [2, 4, 8, 16, 32, 60, 60] {
+            let out = s.handle(bfd_down());
+            assert_eq!(idle_hold(&out), Some(Duration::from_secs(want)), "{out:?}");
+            assert!(!s.accepts_connection());
+            assert!(s.handle(Input::PathUp).is_empty());
+            assert!(s.handle(Input::TcpConnected).is_empty());
+            assert_eq!(s.state(), State::Idle);
+            let why = s.last_error().expect("why");
+            assert!(
+                why.starts_with("BFD session down") && why.contains(&format!("held down {want} s")),
+                "{why}"
+            );
+            come_up(&mut s);
+        }
+        // A minute Established forgives it: the next down is a first again.
+        s.handle(Input::TimerExpired(Timer::Stable));
+        assert_eq!(s.flaps(), 0);
+        let out = s.handle(bfd_down());
+        assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+        assert!(!s.last_error().expect("why").contains("held down"));
+    }
+
+    #[test]
+    fn flaps_by_errors_and_closed_connections_are_damped_too_but_not_stops() {
+        // A closed connection, then a hold timer run out before the session was stable.
+        let mut s = established_with(damped());
+        let out = s.handle(Input::TcpFailed);
+        assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+        assert!(s.accepts_connection(), "a first close takes the peer back");
+        come_up(&mut s);
+        let out = s.handle(Input::TimerExpired(Timer::Hold));
+        assert_eq!(idle_hold(&out), Some(FIRST_DAMP));
+        assert!(!s.accepts_connection());
+        assert!(s.handle(Input::PathUp).is_empty(), "not cut short");
+        come_up(&mut s);
+        // A closed connection while damped refuses the peer's next one until the hold
+        // ends (undamped, it would take it at once).
+        let out = s.handle(Input::TcpFailed);
+        assert_eq!(idle_hold(&out), Some(FIRST_DAMP * 2));
+        assert!(!s.accepts_connection());
+
+        // An administrative Stop (a config change, a failover test's hold) is not a flap.
+        let mut s = established_with(damped());
+        s.handle(Input::Stop {
+            notification: Notification::new(error_code::CEASE, cease::OTHER_CONFIG_CHANGE),
+            restart_after: Some(Duration::from_secs(1)),
+        });
+        come_up(&mut s);
+        assert_eq!(s.flaps(), 0);
+        let out = s.handle(bfd_down());
+        assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+        // Nor does a down before Established count: only sessions that came up flap.
+        let mut s = Session::new(damped());
+        s.handle(Input::Start);
+        s.handle(Input::TcpConnected);
+        s.handle(bfd_down());
+        assert_eq!(s.flaps(), 0);
+    }
+
+    #[test]
+    fn without_damping_a_flapping_session_waits_as_after_any_failure() {
+        let mut s = established();
+        for _ in 0..5 {
+            let out = s.handle(bfd_down());
+            assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+            come_up(&mut s);
+            let out = s.handle(Input::TcpFailed);
+            assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+            assert!(
+                s.accepts_connection(),
+                "the peer's connection is taken at once"
+            );
+            come_up(&mut s);
+        }
+        assert!(!s.last_error().unwrap_or_default().contains("held down"));
+        // A shorter longest wait than the first damped one caps it.
+        let mut s = established_with(SessionConfig {
+            damping: Some(Duration::from_secs(1)),
+            ..cfg()
+        });
+        s.handle(bfd_down());
+        come_up(&mut s);
+        let out = s.handle(bfd_down());
+        assert_eq!(idle_hold(&out), Some(Duration::from_secs(1)));
+        assert!(!s.accepts_connection(), "still damped: the peer waits");
     }
 
     #[test]

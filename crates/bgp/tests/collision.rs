@@ -57,6 +57,7 @@ async fn speaker(port: u16) -> InstanceHandle {
             ipv4: true,
             ipv6: false,
             role: None,
+            damping: None,
         },
         md5_key: None,
         ttl_security: false,

@@ -106,6 +106,7 @@ fn session(peer_asn: u32, min_hold: u16) -> SessionConfig {
         ipv4: true,
         ipv6: false,
         role: None,
+        damping: None,
     }
 }
 

@@ -420,6 +420,11 @@ struct ServerArgs {
     /// Smallest hold time accepted from customers (seconds).
     #[arg(long, default_value_t = 90)]
     min_hold_time: u16,
+    /// Damping of edge sessions that keep going down soon after coming up: from the
+    /// second down within a minute of coming up, the session is held down 2 s, then 4 s,
+    /// doubling up to this many seconds (0–3600; 0, the default, turns it off).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=3600))]
+    flap_damping_max_secs: u16,
     /// BFD transmit and receive interval beside every session (ms, 50–10000); 0 turns
     /// BFD off.
     #[arg(long, default_value_t = 300, value_parser = parse_bfd_interval)]
@@ -1093,6 +1098,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 max_prefix_idle_secs: a.max_prefix_idle_minutes * 60,
                 max_prefix_warning_percent: a.max_prefix_warning,
+                flap_damping_max_secs: a.flap_damping_max_secs,
                 bfd: cic_model::edge::BfdSettings {
                     enabled: a.bfd_interval_ms > 0,
                     interval_ms: a.bfd_interval_ms,

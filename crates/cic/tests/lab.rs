@@ -1418,6 +1418,70 @@ fn a_silent_cut_of_a_pop_fails_both_families_over_within_a_second() {
     let _ = result;
 }
 
+/// With damping on (`cic server --flap-damping-max-secs`), a session that goes down again
+/// within a minute of coming back is held down: three silent cuts in a row cut one PoP's
+/// sessions twice (each cut takes the PoP that carries the traffic), and its history's
+/// second SESSION_DOWN says it is held down 2 s. Every cut still fails over, and the
+/// restores still bring both PoPs back.
+#[test]
+fn with_damping_on_a_session_cut_again_soon_after_coming_back_is_held_down() {
+    let result = with_lab_args(
+        "lab failover with damping",
+        &["--flap-damping-max-secs", "60"],
+        |lab| {
+            let o = cic(&["lab", "failover", "--runs", "3", "--side", "silent"]);
+            assert!(o.status.success(), "{}", text(&o));
+            let runs: Vec<Value> = o
+                .stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| l.starts_with(b"{"))
+                .map(|l| serde_json::from_slice(l).expect("json"))
+                .collect();
+            assert_eq!(runs.len(), 3, "{}", text(&o));
+            for r in &runs {
+                failed_over(r, "a silent cut with damping on");
+            }
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            let downs: Vec<String> = lab.info["pops"]
+                .as_array()
+                .expect("pops")
+                .iter()
+                .flat_map(|p| {
+                    let pc = p["privateConnectionId"].as_str().expect("pc");
+                    let url = format!("{}/cic/v1/privateConnections/{pc}:history", lab.server);
+                    let answer: Value = rt.block_on(async {
+                        let http =
+                            cic_lab::lab_client(&lab.server, cic_lab::CA_CERT).expect("client");
+                        http.get(url)
+                            .bearer_auth(lab.token.trim())
+                            .send()
+                            .await
+                            .expect("history")
+                            .json()
+                            .await
+                            .expect("json")
+                    });
+                    answer["events"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|e| e["kind"] == "SESSION_DOWN")
+                        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert!(
+                downs.iter().any(|d| d.contains("held down 2 s")),
+                "a second cut within a minute is damped: {downs:?}"
+            );
+            // The first cut of each PoP is a failure like any other.
+            assert!(downs.iter().any(|d| !d.contains("held down")), "{downs:?}");
+        },
+    );
+    let _ = result;
+}
+
 /// Faster BFD on a connection: the customer asks for 100 ms × 3 through the API (the
 /// running BFD sessions move to it by poll), its router gets the config cic generates
 /// for it, and a silent cut then costs about 300 ms of traffic — under 600 ms here, where

@@ -1095,6 +1095,8 @@ fn session(cfg: &EdgeConfig, peer_asn: u32, min_hold_time: u16, family: Family) 
         ipv4: family == Family::Ipv4,
         ipv6: family == Family::Ipv6,
         role: None,
+        damping: (cfg.bgp.flap_damping_max_secs > 0)
+            .then(|| Duration::from_secs(cfg.bgp.flap_damping_max_secs.into())),
     }
 }
 

@@ -64,6 +64,11 @@ pub struct BgpSettings {
     /// otherwise.
     #[serde(default, skip_serializing_if = "BgpRoleMode::is_off")]
     pub bgp_role: BgpRoleMode,
+    /// Damping of sessions (customer and fabric) that keep going down soon after coming
+    /// up: from the second down within a minute of coming up, the session is held down
+    /// 2 s, then 4 s, doubling up to this many seconds; 0: off.
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub flap_damping_max_secs: u16,
 }
 
 /// BGP roles (RFC 9234) on a customer's session. The cloud is the customer's provider:
@@ -160,6 +165,7 @@ impl Default for BgpSettings {
             rpki_reject_invalid_private: false,
             ttl_security: false,
             bgp_role: BgpRoleMode::Off,
+            flap_damping_max_secs: 0,
         }
     }
 }
@@ -474,6 +480,10 @@ pub struct SessionStatus {
     /// BFD beside this session, when BFD is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bfd: Option<BfdStatus>,
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -808,6 +808,7 @@ impl Config {
                     ipv4,
                     ipv6,
                     role,
+                    damping: None,
                 },
                 md5_key: n.md5_key.clone(),
                 ttl_security: n.ttl_security,

@@ -204,6 +204,8 @@ enum SessionCmd {
     },
     Incoming(TcpStream),
     PathUp,
+    /// Its BFD session went Down: see [`crate::fsm::Input::PathDown`].
+    PathDown(String),
     /// Our restart is over: OPENs no longer carry the R and F bits.
     RestartDone,
     Exit(Notification),
@@ -786,11 +788,8 @@ impl InstanceTask {
             return;
         }
         info!(peer = %s.config.spec.address, "session down: {reason}");
-        s.last_error = Some(reason);
-        let _ = s.cmd.try_send(SessionCmd::Stop {
-            notification: Notification::new(wire::error_code::CEASE, cease::BFD_DOWN),
-            restart_after: Some(Duration::from_secs(1)),
-        });
+        s.last_error = Some(reason.clone());
+        let _ = s.cmd.try_send(SessionCmd::PathDown(reason));
     }
 
     /// Tells the session to end; returns its task, which ends once the Cease is sent.

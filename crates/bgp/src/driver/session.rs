@@ -149,6 +149,7 @@ impl SessionTask {
                         continue;
                     }
                     Some(SessionCmd::PathUp) => Input::PathUp,
+                    Some(SessionCmd::PathDown(why)) => Input::PathDown { why },
                     Some(SessionCmd::RestartDone) => {
                         self.fsm.restart_done();
                         continue;
