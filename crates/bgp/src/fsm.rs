@@ -290,6 +290,12 @@ impl Session {
         self.flaps
     }
 
+    /// A new longest damped wait (`None`: off) for this session as it runs: the next down
+    /// is judged by it; a hold under way keeps its length.
+    pub fn set_damping(&mut self, damping: Option<Duration>) {
+        self.cfg.damping = damping;
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
@@ -645,7 +651,7 @@ impl Session {
 
     /// Whether a connection the peer opens now is taken: always but in Idle, where only
     /// a session waiting out its backoff after its connection closed takes one (not one
-    /// that failed on an error, one stopped, or one held down by a Stop such as a
+    /// that failed on an error, one stopped, one damped, or one held down by a Stop such as a
     /// max-prefix hold).
     pub fn accepts_connection(&self) -> bool {
         self.state != State::Idle || (self.started && self.backoff == Some(Backoff::AfterClose))
@@ -736,10 +742,10 @@ impl Session {
     fn say_damped(&mut self, damp: Option<Duration>) {
         if let (Some(d), Some(why)) = (damp, &self.last_error) {
             self.last_error = Some(format!(
-                "{why}; held down {} s: down {} times in a row within {} s of coming up",
+                "{why}; held down {} s: down again within {} s of coming up ({} downs in a row)",
                 d.as_secs(),
-                self.flaps,
-                STABLE.as_secs()
+                STABLE.as_secs(),
+                self.flaps
             ));
         }
     }
@@ -1495,6 +1501,16 @@ mod tests {
             come_up(&mut s);
         }
         assert!(!s.last_error().unwrap_or_default().contains("held down"));
+        // Damping turned on while it runs (the operator's setting changed): the downs
+        // counted meanwhile count, the next is held.
+        s.set_damping(Some(Duration::from_secs(60)));
+        let out = s.handle(bfd_down());
+        assert_eq!(
+            idle_hold(&out),
+            Some(Duration::from_secs(60)),
+            "the 11th down in a row"
+        );
+        assert!(!s.accepts_connection());
         // A shorter longest wait than the first damped one caps it.
         let mut s = established_with(SessionConfig {
             damping: Some(Duration::from_secs(1)),

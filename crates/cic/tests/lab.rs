@@ -1419,9 +1419,10 @@ fn a_silent_cut_of_a_pop_fails_both_families_over_within_a_second() {
 }
 
 /// With damping on (`cic server --flap-damping-max-secs`), a session that goes down again
-/// within a minute of coming back is held down: three silent cuts in a row cut one PoP's
-/// sessions twice (each cut takes the PoP that carries the traffic), and its history's
-/// second SESSION_DOWN says it is held down 2 s. Every cut still fails over, and the
+/// within a minute of coming back is held down: of three silent cuts in a row (each of the
+/// PoP that carries the traffic), at least two cut the same PoP's sessions, and in that
+/// connection's history the first SESSION_DOWN of its IPv4 session is a failure like any
+/// other and the next says it is held down 2 s. Every cut still fails over, and the
 /// restores still bring both PoPs back.
 #[test]
 fn with_damping_on_a_session_cut_again_soon_after_coming_back_is_held_down() {
@@ -1442,11 +1443,12 @@ fn with_damping_on_a_session_cut_again_soon_after_coming_back_is_held_down() {
                 failed_over(r, "a silent cut with damping on");
             }
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            let downs: Vec<String> = lab.info["pops"]
+            // Each connection's IPv4 SESSION_DOWN events, oldest first.
+            let downs: Vec<Vec<String>> = lab.info["pops"]
                 .as_array()
                 .expect("pops")
                 .iter()
-                .flat_map(|p| {
+                .map(|p| {
                     let pc = p["privateConnectionId"].as_str().expect("pc");
                     let url = format!("{}/cic/v1/privateConnections/{pc}:history", lab.server);
                     let answer: Value = rt.block_on(async {
@@ -1467,16 +1469,17 @@ fn with_damping_on_a_session_cut_again_soon_after_coming_back_is_held_down() {
                         .unwrap_or_default()
                         .into_iter()
                         .filter(|e| e["kind"] == "SESSION_DOWN")
-                        .map(|e| e["text"].as_str().unwrap_or_default().to_string())
-                        .collect::<Vec<_>>()
+                        .filter_map(|e| e["text"].as_str().map(str::to_string))
+                        .filter(|t| t.starts_with("BGP session down"))
+                        .collect()
                 })
                 .collect();
-            assert!(
-                downs.iter().any(|d| d.contains("held down 2 s")),
-                "a second cut within a minute is damped: {downs:?}"
-            );
-            // The first cut of each PoP is a failure like any other.
-            assert!(downs.iter().any(|d| !d.contains("held down")), "{downs:?}");
+            let twice = downs
+                .iter()
+                .find(|d| d.len() >= 2)
+                .unwrap_or_else(|| panic!("one PoP cut twice: {downs:?}"));
+            assert!(!twice[0].contains("held down"), "{twice:?}");
+            assert!(twice[1].contains("held down 2 s"), "{twice:?}");
         },
     );
     let _ = result;
@@ -2905,6 +2908,11 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
             assert!(run[key][field].is_number(), "{key}.{field}: {run}");
         }
     }
+    // 13 namespaces made again, at about 170 KiB of unreclaimable slab each here.
+    assert!(
+        run["kernelEdgeTakenPerConnection"]["slabUnreclaimableKib"].as_f64() > Some(0.0),
+        "{run}"
+    );
     assert!(run.get("noopApplySecs").is_none(), "--bring-up-only: {run}");
     assert!(lab_namespaces().is_empty(), "the bench takes its lab down");
 }

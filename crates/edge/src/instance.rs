@@ -203,8 +203,8 @@ impl TrafficSource {
     }
 }
 
-/// What a peer was added under; any change but BFD's timers makes a new session (new
-/// timers are given to the running BFD session).
+/// What a peer was added under; any change but BFD's timers or BGP damping makes a new
+/// session (those are given to the running BFD or BGP session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerWant {
     config: PeerConfig,
@@ -675,6 +675,18 @@ impl Instance {
                     Ok(true) => p.want = w.clone(),
                     Ok(false) => {}
                     Err(e) => errors.push(err(k, format!("BFD: {e}"))),
+                }
+            }
+        }
+        // A new damping setting alone: the running session takes it.
+        for (k, p) in self.peers.iter_mut() {
+            let Some(w) = desired.get(k) else { continue };
+            let mut same_but_damping = p.want.clone();
+            same_but_damping.config.session.damping = w.config.session.damping;
+            if same_but_damping == *w && p.want != *w {
+                match self.bgp.set_damping(p.id, w.config.session.damping).await {
+                    Ok(()) => p.want = w.clone(),
+                    Err(e) => errors.push(err(k, format!("BGP damping: {e}"))),
                 }
             }
         }

@@ -52,23 +52,46 @@ impl KernelMemory {
         self.slab_unreclaimable + self.percpu + self.kernel_stack + self.page_tables + self.vmalloc
     }
 
-    /// Reads until the unreclaimable slab stops falling (two reads 500 ms apart within
-    /// 1 MiB of each other), at most `within`: a deleted namespace is freed by the
-    /// kernel's clean-up worker after `ip netns del` returns.
-    pub async fn settled(within: Duration) -> Result<Self> {
+    /// Reads once the kernel has freed what was deleted, at most `within` (then `false`
+    /// beside the reading): a deleted namespace is freed by the kernel's clean-up worker
+    /// after `ip netns del` returns, in batches with pauses between them (one quiet
+    /// interval is not enough: 500 namespaces read as 7 % freed). Waits until at most
+    /// `namespaces` are left (the `net_namespace` slab's objects, where `/proc/slabinfo`
+    /// says), then until the unreclaimable slab is within 1 MiB over four reads 500 ms
+    /// apart.
+    pub async fn settled(within: Duration, namespaces: Option<i64>) -> Result<(Self, bool)> {
         let start = Instant::now();
-        let mut last = Self::read()?;
+        let mut anchor = Self::read()?;
+        let mut quiet = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let now = Self::read()?;
-            if (last.slab_unreclaimable - now.slab_unreclaimable).abs() < 1024
-                || start.elapsed() > within
-            {
-                return Ok(now);
+            if (anchor.slab_unreclaimable - now.slab_unreclaimable).abs() < 1024 {
+                quiet += 1;
+            } else {
+                (quiet, anchor) = (0, now);
             }
-            last = now;
+            let gone = match (namespaces, live_namespaces()) {
+                (Some(want), Some(live)) => live <= want,
+                _ => true,
+            };
+            if gone && quiet >= 3 {
+                return Ok((now, true));
+            }
+            if start.elapsed() > within {
+                return Ok((now, false));
+            }
         }
     }
+}
+
+/// The network namespaces the kernel holds (the `net_namespace` slab's active objects),
+/// where `/proc/slabinfo` can be read.
+pub fn live_namespaces() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("net_namespace "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 /// What a change cost the kernel, KiB per connection (the difference of two readings

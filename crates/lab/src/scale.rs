@@ -79,10 +79,13 @@ pub struct ScaleRun {
     /// (namespace, links, addresses, routes, sockets), the customer's interfaces, the
     /// fabric's segments and both BIRDs' sockets.
     pub kernel_lab_per_connection: crate::kmem::PerConnection,
-    /// … for the edge's alone: what the kernel gave back when the agent was killed and
-    /// its namespaces deleted (the cold start's first step), per namespace deleted…
+    /// … for the edge's instances: what the kernel gave back when the agent was killed
+    /// and its namespaces deleted (the cold start's first step), per namespace deleted —
+    /// their links, addresses, routes and sockets, the agent's own page tables and stacks,
+    /// and the peers' sockets of the sessions that ended with them…
     pub kernel_edge_freed_per_connection: crate::kmem::PerConnection,
-    /// … and what it took again when the agent started and made them anew.
+    /// … and what it took again when the agent started and made them anew (the sessions
+    /// up again).
     pub kernel_edge_taken_per_connection: crate::kmem::PerConnection,
     /// A VPC prefix added to every routing instance, then removed.
     pub propagation: Propagation,
@@ -912,6 +915,7 @@ async fn cold_start(
 ) -> Result<ColdStart> {
     let (pid, args, env) = crate::failover::edge_process(pop)?;
     let kernel_with = KernelMemory::read()?;
+    let namespaces_with = crate::kmem::live_namespaces();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -936,7 +940,20 @@ async fn cold_start(
         bail!("deleting the edge's namespaces: {e}");
     }
     let _ = fs::remove_dir_all("/run/cic-edge/bfd");
-    let kernel_without = KernelMemory::settled(Duration::from_secs(60)).await?;
+    // Before the agent starts again (the sessions are down already): the kernel's
+    // clean-up of the deleted namespaces, waited for so that what it gave back is read.
+    let settling = Instant::now();
+    let left = namespaces_with.map(|n| n - made as i64);
+    let (kernel_without, settled) = KernelMemory::settled(Duration::from_secs(60), left).await?;
+    eprintln!(
+        "cold start: the kernel's clean-up of {made} namespaces {} after {:.1} s",
+        if settled {
+            "read as done"
+        } else {
+            "NOT done (read anyway)"
+        },
+        settling.elapsed().as_secs_f64()
+    );
     let kernel_freed = PerConnection::between(&kernel_without, &kernel_with, made);
     let t = Instant::now();
     crate::failover::start_edge_again(pop, &args, &env)?;

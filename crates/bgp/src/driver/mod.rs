@@ -180,6 +180,7 @@ enum Command {
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
     PeerDown(PeerId, String, oneshot::Sender<()>),
+    SetDamping(PeerId, Option<Duration>, oneshot::Sender<()>),
     PathUp(PeerId),
     PeersAdded,
     BestRoutes(oneshot::Sender<Vec<(IpNet, Path)>>),
@@ -206,6 +207,7 @@ enum SessionCmd {
     PathUp,
     /// Its BFD session went Down: see [`crate::fsm::Input::PathDown`].
     PathDown(String),
+    SetDamping(Option<Duration>),
     /// Our restart is over: OPENs no longer carry the R and F bits.
     RestartDone,
     Exit(Notification),
@@ -346,9 +348,16 @@ impl InstanceHandle {
     }
 
     /// The path to a peer has failed (its BFD session went down): the session ends at
-    /// once with Cease / BFD Down (RFC 9384) and reconnects as usual, a second later.
+    /// once with Cease / BFD Down (RFC 9384) and reconnects a second later, or after its
+    /// damped wait when it keeps flapping (see [`crate::fsm`]).
     pub async fn peer_down(&self, peer: PeerId, reason: String) -> io::Result<()> {
         self.ask(|tx| Command::PeerDown(peer, reason, tx)).await
+    }
+
+    /// A new longest damped wait for a running session (`None`: off), taken without
+    /// restarting it; a hold under way keeps its length.
+    pub async fn set_damping(&self, peer: PeerId, damping: Option<Duration>) -> io::Result<()> {
+        self.ask(|tx| Command::SetDamping(peer, damping, tx)).await
     }
 
     /// Ends the instance the way a crash does: every connection closes without a
@@ -620,6 +629,13 @@ impl InstanceTask {
                     }
                     Some(Command::PeerDown(peer, reason, reply)) => {
                         self.peer_down(peer, reason);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::SetDamping(peer, damping, reply)) => {
+                        if let Some(s) = self.sessions.get_mut(&peer) {
+                            s.config.session.damping = damping;
+                            let _ = s.cmd.try_send(SessionCmd::SetDamping(damping));
+                        }
                         let _ = reply.send(());
                     }
                     Some(Command::Abort(reply)) => {

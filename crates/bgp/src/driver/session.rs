@@ -150,6 +150,10 @@ impl SessionTask {
                     }
                     Some(SessionCmd::PathUp) => Input::PathUp,
                     Some(SessionCmd::PathDown(why)) => Input::PathDown { why },
+                    Some(SessionCmd::SetDamping(d)) => {
+                        self.fsm.set_damping(d);
+                        continue;
+                    }
                     Some(SessionCmd::RestartDone) => {
                         self.fsm.restart_done();
                         continue;
@@ -291,7 +295,7 @@ impl SessionTask {
         let collision = Notification::new(wire::error_code::CEASE, cease::COLLISION);
         match self.fsm.state() {
             State::Idle if !self.fsm.accepts_connection() => {
-                // Administratively down, or held down by a Stop: refuse.
+                // Administratively down, held down by a Stop or damped: refuse.
                 let n = Notification::new(wire::error_code::CEASE, cease::CONNECTION_REJECTED);
                 refuse(stream, n).await;
             }
