@@ -915,7 +915,6 @@ async fn cold_start(
 ) -> Result<ColdStart> {
     let (pid, args, env) = crate::failover::edge_process(pop)?;
     let kernel_with = KernelMemory::read()?;
-    let namespaces_with = crate::kmem::live_namespaces();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -943,8 +942,7 @@ async fn cold_start(
     // Before the agent starts again (the sessions are down already): the kernel's
     // clean-up of the deleted namespaces, waited for so that what it gave back is read.
     let settling = Instant::now();
-    let left = namespaces_with.map(|n| n - made as i64);
-    let (kernel_without, settled) = KernelMemory::settled(Duration::from_secs(60), left).await?;
+    let (kernel_without, settled) = KernelMemory::settled(Duration::from_secs(60)).await?;
     eprintln!(
         "cold start: the kernel's clean-up of {made} namespaces {} after {:.1} s",
         if settled {
