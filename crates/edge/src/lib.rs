@@ -153,6 +153,24 @@ pub struct Agent {
     reconciling: apply::AtOnce,
 }
 
+/// Resolves when any of `watches` changes. One whose sender is gone (an instance's
+/// speaker ended) never resolves it — it would at once, every time — and neither does an
+/// empty list.
+async fn first_change<T>(watches: &mut [tokio::sync::watch::Receiver<T>]) {
+    let futs = watches.iter_mut().map(|w| {
+        Box::pin(async move {
+            if w.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    });
+    let futs: Vec<_> = futs.collect();
+    if futs.is_empty() {
+        return std::future::pending().await;
+    }
+    let _ = futures::future::select_all(futs).await;
+}
+
 impl Agent {
     pub async fn new(opts: EdgeOptions) -> Result<Arc<Agent>, EdgeError> {
         let caps = probe::probe().await?;
@@ -218,52 +236,46 @@ impl Agent {
         self.caps
     }
 
+    /// Reports every `report_every`, at once after an apply, and soon after any session
+    /// changes state; after a report the server did not take, the next is sent after a
+    /// pause that doubles up to the report interval (the operations an apply's report
+    /// finishes should not wait a whole interval for a blip of the server).
+    async fn report_loop(self: Arc<Self>) {
+        let mut t = tokio::time::interval(self.opts.report_every);
+        let mut again: Option<Duration> = None;
+        loop {
+            let mut watches = self.state.lock().await.watches.clone();
+            let changed = async {
+                first_change(&mut watches).await;
+                tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
+            };
+            let retry = async {
+                match again {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // (An apply's report first: the periodic one waits for the counters.)
+            let periodic = tokio::select! {
+                biased;
+                _ = self.report_due.notified() => false,
+                _ = t.tick() => true,
+                _ = changed => false,
+                _ = retry => false,
+            };
+            again = if self.report(periodic).await {
+                None
+            } else {
+                Some(again.map_or(Duration::from_millis(250), |d| {
+                    (d * 2).min(self.opts.report_every)
+                }))
+            };
+        }
+    }
+
     /// Syncs and reports until `shutdown` resolves.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        let reporter = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut t = tokio::time::interval(me.opts.report_every);
-                // After a report the server did not take, the next is sent after a pause
-                // that doubles up to the report interval (the operations an apply's report
-                // finishes should not wait a whole interval for a blip of the server).
-                let mut again: Option<Duration> = None;
-                loop {
-                    // Every `report_every`, at once after an apply, and soon after any
-                    // session changes state.
-                    let mut watches = me.state.lock().await.watches.clone();
-                    let changed = async {
-                        if watches.is_empty() {
-                            return std::future::pending().await;
-                        }
-                        let futs = watches.iter_mut().map(|w| Box::pin(w.changed()));
-                        let _ = futures::future::select_all(futs).await;
-                        tokio::time::sleep(Duration::from_millis(100)).await; // coalesce a burst
-                    };
-                    let retry = async {
-                        match again {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    // (An apply's report first: the periodic one waits for the counters.)
-                    let periodic = tokio::select! {
-                        biased;
-                        _ = me.report_due.notified() => false,
-                        _ = t.tick() => true,
-                        _ = changed => false,
-                        _ = retry => false,
-                    };
-                    again = if me.report(periodic).await {
-                        None
-                    } else {
-                        Some(again.map_or(Duration::from_millis(250), |d| {
-                            (d * 2).min(me.opts.report_every)
-                        }))
-                    };
-                }
-            })
-        };
+        let reporter = tokio::spawn(self.clone().report_loop());
         let metrics = match self.opts.metrics_listen {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(l) => {
@@ -688,6 +700,17 @@ impl Agent {
         *kept = n;
     }
 
+    /// Whether a config handed over is not written yet (or a write is under way): only
+    /// then does a report wait on a blocking thread for [`Agent::keep_latest`].
+    fn keep_due(&self) -> bool {
+        let handed = self
+            .keeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+        self.kept.try_lock().map_or(true, |kept| *kept < handed)
+    }
+
     fn cached_config_path(&self) -> Option<std::path::PathBuf> {
         self.opts.state_dir.as_ref().map(|d| d.join("config.json"))
     }
@@ -896,4 +919,29 @@ fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {
         .filter_map(|end| end.duration_since(now).ok())
         .min()
         .map(|d| Instant::now() + d)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use tokio::sync::watch;
+
+    use super::first_change;
+
+    #[tokio::test]
+    async fn a_watch_whose_sender_is_gone_never_wakes_the_reporter() {
+        let (gone, mut a) = watch::channel(0);
+        let (live, mut b) = watch::channel(0);
+        drop(gone);
+        a.borrow_and_update();
+        b.borrow_and_update();
+        let mut watches = vec![a, b];
+        // With the ended speaker's watch among them, nothing has changed yet.
+        assert!(first_change(&mut watches).now_or_never().is_none());
+        let mut none: Vec<watch::Receiver<i32>> = vec![];
+        assert!(first_change(&mut none).now_or_never().is_none(), "no watch");
+        // A change of a live one does.
+        live.send_replace(1);
+        assert!(first_change(&mut watches).now_or_never().is_some());
+    }
 }

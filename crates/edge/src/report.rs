@@ -110,8 +110,10 @@ impl Agent {
     pub(crate) async fn report(self: &Arc<Self>, counters: bool) -> bool {
         let _one = self.reporting.lock().await;
         // The config applied is on disk before the server hears it is applied.
-        let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || me.keep_latest()).await;
+        if self.keep_due() {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.keep_latest()).await;
+        }
         // What the sessions say from here on is this report's: the statuses are marked
         // seen before they are read (a change in between is read now and wakes the
         // reporter once more, never not at all), so the reporter wakes only for a change
