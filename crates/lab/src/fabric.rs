@@ -227,7 +227,9 @@ async fn reconcile(
     .try_collect::<()>()
     .await?;
     // Static routing: the customer's IPv4 prefixes via the edge, one metric per segment
-    // (several edges' routes to one prefix stand side by side, the first one used).
+    // (several edges' routes to one prefix stand side by side, the first one used). A
+    // route refused makes the pass a failure, so the next tick tries again.
+    let mut refused = Vec::new();
     for a in want.iter().filter(|a| a.static_routing()) {
         let (Some(edge_ip), Some(ns)) = (a.edge_ip, nl.netns()) else {
             continue;
@@ -251,12 +253,15 @@ async fn reconcile(
                 ])
                 .output()?;
             if !out.status.success() {
-                warn!(
+                refused.push(format!(
                     "route {p} via {edge_ip}: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
+                ));
             }
         }
+    }
+    if !refused.is_empty() {
+        anyhow::bail!("{}", refused.join("; "));
     }
     Ok(())
 }
