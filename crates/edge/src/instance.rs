@@ -3,27 +3,35 @@
 //! the speaker's.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use cic_bfd::Snapshot;
-use cic_bfd::driver::{Bfd, Status as BfdState};
-use cic_bgp::driver::{InstanceHandle, KernelRoutes, KernelTable, PeerConfig, spawn_instance};
-use cic_bgp::fsm::{GrConfig, RoleConfig, SessionConfig};
-use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec, RouteSet};
-use cic_bgp::policy::Role;
+use cic_bfd::driver::Bfd;
+use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
+use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
-use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, RouteChange, netns};
+use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
-    Attachment, BfdSettings, BfdStatus, BgpRoleMode, BgpSettings, ConnectionConfig, EdgeConfig,
-    FabricAttachment, Family, InstanceConfig, PeeringConfig, ResourceError, RouteDirection,
-    RouteEntry, TrunkConfig,
+    Attachment, BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig,
+    ResourceError, RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+mod bfd;
+mod peers;
+mod routes;
+
+use self::bfd::{
+    BFD_STATE_DIR, BfdLink, bfd_config, bfd_state_path, read_snapshot, take_down_on_failure,
+    write_snapshot,
+};
+use self::peers::{customer_peer, fabric_peer, params};
+use self::routes::{
+    PROTO_STATIC, program_routes, source_rules, static_service_routes, sync_routes,
+};
 
 /// Name of a connection's interface: the first 15 characters of its id (IFNAMSIZ).
 pub fn ifname(connection_id: &str) -> String {
@@ -31,10 +39,6 @@ pub fn ifname(connection_id: &str) -> String {
 }
 
 pub const FABRIC_IF: &str = "fabric0";
-
-/// Where each Up BFD session leaves what a restarted agent needs to carry it on
-/// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
-const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
 
 /// Set in each instance's namespace. IPv4 forwarding; IPv6: forwarding, and links made
 /// from here on take no router advertisements, skip duplicate address detection (a
@@ -58,65 +62,6 @@ pub fn peer_key(resource: &str, family: Family) -> String {
     match family {
         Family::Ipv4 => resource.to_string(),
         Family::Ipv6 => format!("{resource}/ipv6"),
-    }
-}
-
-fn bfd_state_path(ns: &str, peer: IpAddr) -> std::path::PathBuf {
-    std::path::Path::new(BFD_STATE_DIR)
-        .join(ns)
-        .join(peer.to_string())
-}
-
-fn write_snapshot(path: &std::path::Path, s: Option<Snapshot>) {
-    let r = match s {
-        Some(s) => path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                std::fs::write(
-                    path,
-                    format!(
-                        "{} {} {} {} {}\n",
-                        s.local_disc,
-                        s.remote_disc,
-                        s.remote_min_rx,
-                        s.remote_desired_min_tx,
-                        s.remote_detect_mult
-                    ),
-                )
-            }),
-        None => match std::fs::remove_file(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        },
-    };
-    if let Err(e) = r {
-        debug!(path = %path.display(), "BFD state: {e}");
-    }
-}
-
-fn read_snapshot(path: &std::path::Path) -> Option<Snapshot> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Vec<u32> = text
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    match v[..] {
-        [
-            local_disc,
-            remote_disc,
-            remote_min_rx,
-            remote_desired_min_tx,
-            mult,
-        ] => Some(Snapshot {
-            local_disc,
-            remote_disc,
-            remote_min_rx,
-            remote_desired_min_tx,
-            remote_detect_mult: u8::try_from(mult).ok()?,
-        }),
-        _ => None,
     }
 }
 
@@ -217,33 +162,6 @@ struct Peer {
     id: PeerId,
     want: PeerWant,
     bfd: Option<BfdLink>,
-}
-
-/// A BFD session beside a BGP session, and the task that takes BGP down when it fails.
-struct BfdLink {
-    state: watch::Receiver<BfdState>,
-    watcher: JoinHandle<()>,
-    /// Where the watcher keeps the session's snapshot (it moves with a renamed namespace).
-    snapshot: SnapshotPath,
-}
-
-/// The file a BFD session's snapshot is kept in, shared by its watcher and the instance;
-/// held while the file is written or moved.
-type SnapshotPath = Arc<Mutex<std::path::PathBuf>>;
-
-impl BfdLink {
-    fn status(&self) -> BfdStatus {
-        let s = self.state.borrow();
-        BfdStatus {
-            state: s.state.name().to_string(),
-            detection_time_ms: s
-                .detection_time
-                .map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX))
-                .unwrap_or(0),
-            downs: s.downs,
-            last_diagnostic: s.last_failure.map(|d| d.text().to_string()),
-        }
-    }
 }
 
 impl Instance {
@@ -966,44 +884,6 @@ impl Instance {
     }
 }
 
-/// Takes the BGP session down each time its BFD session leaves Up (RFC 5882 §4.3). A
-/// count of failures, not the last state, so a Down followed at once by Up is not missed.
-/// Keeps the session's snapshot at `state` for a restarted agent.
-async fn take_down_on_failure(
-    bgp: InstanceHandle,
-    peer: PeerId,
-    mut rx: watch::Receiver<BfdState>,
-    state: SnapshotPath,
-) {
-    let (mut seen, mut saved) = {
-        let s = rx.borrow();
-        (s.downs, s.snapshot)
-    };
-    let keep = |saved| {
-        let path = state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        write_snapshot(&path, saved);
-    };
-    keep(saved);
-    while rx.changed().await.is_ok() {
-        let (downs, diag, snapshot) = {
-            let s = rx.borrow_and_update();
-            (s.downs, s.diag, s.snapshot)
-        };
-        if snapshot != saved {
-            saved = snapshot;
-            keep(saved);
-        }
-        if downs > seen {
-            seen = downs;
-            let _ = bgp
-                .peer_down(peer, format!("BFD session down: {}", diag.text()))
-                .await;
-        }
-    }
-}
-
 /// When a connection's hold-down (failover test) ends, if it has one.
 pub fn hold_down_end(c: &ConnectionConfig) -> Option<std::time::SystemTime> {
     let t = time::OffsetDateTime::parse(
@@ -1018,44 +898,6 @@ fn err(id: &str, message: String) -> ResourceError {
     ResourceError {
         resource_id: id.to_string(),
         message,
-    }
-}
-
-/// What the sessions announce: the restart time; the speaker sets the R and F bits while
-/// it is restarting.
-fn graceful_restart(bgp: &BgpSettings) -> Option<GrConfig> {
-    (bgp.graceful_restart_secs > 0).then_some(GrConfig {
-        restart_time: bgp.graceful_restart_secs,
-        restarting: false,
-    })
-}
-
-fn params(
-    bgp: &BgpSettings,
-    local_asn: u32,
-    ic: &InstanceConfig,
-    restarting: bool,
-) -> InstanceParams {
-    use cic_model::edge::MaxPrefixAction as M;
-    InstanceParams {
-        local_asn,
-        vpc_prefixes: ic.vpc_prefixes.clone(),
-        announce: ic.announce.clone(),
-        accept_only: ic.accept_only.clone(),
-        max_prefixes: bgp.max_prefixes,
-        max_prefix_action: match bgp.max_prefix_action {
-            M::Teardown => MaxPrefixAction::Teardown,
-            M::Discard => MaxPrefixAction::Discard,
-            M::Warn => MaxPrefixAction::Warn,
-        },
-        max_prefix_idle: Duration::from_secs(bgp.max_prefix_idle_secs as u64),
-        max_prefix_warning: bgp.max_prefix_warning_percent,
-        restarting,
-        kernel: true,
-        // A public connection's instance (it accepts only registered prefixes) refuses
-        // RPKI invalids; private ones where the operator says.
-        rpki_reject_invalid: !bgp.rpki_caches.is_empty()
-            && (ic.accept_only.is_some() || bgp.rpki_reject_invalid_private),
     }
 }
 
@@ -1092,282 +934,9 @@ fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLink {
     }
 }
 
-/// A session of one family over its own addresses: IPv4 unicast over IPv4, IPv6 unicast
-/// over IPv6 (as the clouds run them).
-fn session(cfg: &EdgeConfig, peer_asn: u32, min_hold_time: u16, family: Family) -> SessionConfig {
-    SessionConfig {
-        local_asn: cfg.local_asn,
-        router_id: cfg.router_id,
-        peer_asn,
-        hold_time: cfg.bgp.hold_time_secs,
-        min_hold_time,
-        connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs as u64),
-        passive: false,
-        graceful_restart: graceful_restart(&cfg.bgp),
-        ipv4: family == Family::Ipv4,
-        ipv6: family == Family::Ipv6,
-        role: None,
-        damping: (cfg.bgp.flap_damping_max_secs > 0)
-            .then(|| Duration::from_secs(cfg.bgp.flap_damping_max_secs.into())),
-    }
-}
-
-/// The cloud is its customers' provider (RFC 9234).
-fn customer_role(mode: BgpRoleMode) -> Option<RoleConfig> {
-    let role = |strict| {
-        Some(RoleConfig {
-            role: cic_bgp::wire::BgpRole::Provider,
-            strict,
-        })
-    };
-    match mode {
-        BgpRoleMode::Off => None,
-        BgpRoleMode::Announce => role(false),
-        BgpRoleMode::Strict => role(true),
-    }
-}
-
-fn customer_peer(cfg: &EdgeConfig, c: &ConnectionConfig, p: &PeeringConfig) -> PeerConfig {
-    PeerConfig {
-        spec: PeerSpec {
-            name: c.id.clone(),
-            role: Role::Customer,
-            address: p.peer_ip,
-            local_address: p.cloud_ip,
-            local_address6: None,
-            asn: p.peer_asn,
-            policy: None,
-        },
-        session: SessionConfig {
-            role: customer_role(c.bgp_role),
-            ..session(cfg, p.peer_asn, cfg.bgp.min_hold_time_secs, p.family())
-        },
-        md5_key: p.md5_key.as_ref().map(|k| k.expose().to_string()),
-        ttl_security: c.ttl_security,
-        send_hold_time: None,
-        port: cic_bgp::driver::BGP_PORT,
-    }
-}
-
-fn fabric_peer(
-    cfg: &EdgeConfig,
-    ic: &InstanceConfig,
-    address: IpAddr,
-    local_address: IpAddr,
-    asn: u32,
-) -> PeerConfig {
-    PeerConfig {
-        spec: PeerSpec {
-            name: ic.id.clone(),
-            role: Role::Fabric,
-            address,
-            local_address,
-            local_address6: None,
-            asn,
-            policy: None,
-        },
-        session: session(cfg, asn, 0, Family::of(address)),
-        md5_key: None,
-        ttl_security: false,
-        send_hold_time: None,
-        port: cic_bgp::driver::BGP_PORT,
-    }
-}
-
-/// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
-/// every change, the difference from the table it last programmed (in batches, not a
-/// route at a time). Against the kernel's own routes (read again) every 30 s (someone
-/// may have touched them), at the next change or tick after an error, and at once when
-/// the instance changed its links or addresses (the kernel removes the routes through a
-/// link that goes away). After a restart (`restarting`), nothing is touched until the
-/// speaker's first table.
-async fn program_routes(
-    nl: Netlink,
-    mut rx: watch::Receiver<Arc<KernelTable>>,
-    acks: Option<watch::Sender<u64>>,
-    error: Arc<Mutex<Option<String>>>,
-    resync: Arc<tokio::sync::Notify>,
-    ns: String,
-    restarting: bool,
-) {
-    if restarting && rx.changed().await.is_err() {
-        return;
-    }
-    let every = Duration::from_secs(30);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    // What the kernel holds as far as this task knows: the table it last programmed
-    // without an error; none when the kernel is to be read.
-    let mut programmed: Option<Arc<KernelTable>> = None;
-    loop {
-        let want = rx.borrow_and_update().clone();
-        let had = programmed.take();
-        let r = sync_routes(&nl, &want, had.as_deref().map(|t| &t.routes), PROTO_BGP).await;
-        if r.is_ok() {
-            programmed = Some(want.clone());
-        }
-        // Acknowledged whether it worked or not: a route that cannot be programmed is
-        // reported as the instance's error, and must not hold every announcement back.
-        if let Some(a) = &acks {
-            a.send_replace(want.generation);
-        }
-        if let Ok(mut g) = error.lock() {
-            *g = r.err();
-            if let Some(e) = g.as_ref() {
-                warn!(netns = %ns, "routes: {e}");
-            }
-        }
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = tick.tick() => programmed = None,
-            _ = resync.notified() => programmed = None,
-        }
-    }
-}
-
-/// The BFD session's timers for `b`.
-fn bfd_config(b: &BfdSettings) -> cic_bfd::Config {
-    cic_bfd::Config {
-        desired_min_tx: Duration::from_millis(b.interval_ms.into()),
-        required_min_rx: Duration::from_millis(b.interval_ms.into()),
-        detect_mult: b.multiplier,
-    }
-}
-
-/// The kernel's routing protocol number for routes an administrator set (`proto static`).
-const PROTO_STATIC: u8 = 4;
-
-/// A public connection's source validation (none for other instances): on each
-/// connection's interface, packets from the customer's registered prefixes and from the
-/// connection's peering subnets are forwarded, the rest dropped; none toward the segment
-/// to the services routers (their addresses there are not a service).
-fn source_rules(ic: &InstanceConfig) -> Vec<cic_dataplane::rules::SourceRule> {
-    let Some(registered) = &ic.accept_only else {
-        return vec![];
-    };
-    ic.connections
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| {
-            let allowed: Vec<IpNet> = registered
-                .iter()
-                .copied()
-                .chain(c.peerings.iter().map(|p| p.subnet))
-                .collect();
-            let segment: Vec<IpNet> = ic
-                .fabric
-                .iter()
-                .flat_map(|f| {
-                    std::iter::once(IpNet::V4(f.subnet))
-                        .chain(f.ipv6.map(|v6| IpNet::V6(v6.subnet)))
-                })
-                .collect();
-            cic_dataplane::rules::wanted(&ifname(&c.id), i as u32, &allowed, &segment)
-        })
-        .collect()
-}
-
-/// With static routing on a public-services segment: each allowed service's prefix via
-/// the services router's address of its family.
-fn static_service_routes(ic: &InstanceConfig, f: &FabricAttachment) -> KernelRoutes {
-    ic.vpc_prefixes
-        .iter()
-        .filter_map(|n| {
-            let via: IpAddr = match n {
-                IpNet::V4(_) => f.fabric_ip.into(),
-                IpNet::V6(_) => f.ipv6?.fabric_ip.into(),
-            };
-            Some((*n, vec![via]))
-        })
-        .collect()
-}
-
-/// Makes the namespace's routes of `proto` exactly `want`, given that it holds `have`
-/// (read from the kernel when `None`): what differs, in batches. The first error and how
-/// many more, if any (the other changes are made).
-async fn sync_routes(
-    nl: &Netlink,
-    want: &KernelRoutes,
-    have: Option<&KernelRoutes>,
-    proto: u8,
-) -> Result<(), String> {
-    let read;
-    let have = match have {
-        Some(h) => h,
-        None => {
-            read = nl.routes(proto).await.map_err(|e| e.to_string())?;
-            &read
-        }
-    };
-    let changes = route_changes(want, have);
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let failed = nl.apply_routes(&changes, proto).await;
-    match failed.first() {
-        None => Ok(()),
-        Some((_, e)) if failed.len() == 1 => Err(e.to_string()),
-        Some((_, e)) => Err(format!("{e} (and {} more)", failed.len() - 1)),
-    }
-}
-
-/// What turns `have` into `want`: prefixes whose next hops differ (in any order) are
-/// replaced, those not wanted removed.
-fn route_changes(want: &KernelRoutes, have: &KernelRoutes) -> Vec<RouteChange> {
-    let sorted = |hops: &[IpAddr]| {
-        let mut v = hops.to_vec();
-        v.sort();
-        v
-    };
-    let mut out: Vec<RouteChange> = want
-        .iter()
-        .filter_map(|(p, hops)| {
-            let hops = sorted(hops);
-            match have.get(p) {
-                Some(h) if sorted(h) == hops => None,
-                _ => Some(RouteChange::Replace(*p, hops)),
-            }
-        })
-        .collect();
-    out.extend(
-        have.keys()
-            .filter(|p| !want.contains_key(*p))
-            .map(|p| RouteChange::Delete(*p)),
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn route_changes_are_what_differs_whatever_the_order_of_next_hops() {
-        let p = |s: &str| -> IpNet { s.parse().expect("prefix") };
-        let a = |s: &str| -> IpAddr { s.parse().expect("address") };
-        let have: KernelRoutes = [
-            (p("10.1.0.0/16"), vec![a("10.9.0.2"), a("10.9.0.3")]),
-            (p("10.2.0.0/16"), vec![a("10.9.0.2")]),
-            (p("10.3.0.0/16"), vec![a("10.9.0.2")]),
-        ]
-        .into();
-        let want: KernelRoutes = [
-            // The same next hops in another order: nothing to do.
-            (p("10.1.0.0/16"), vec![a("10.9.0.3"), a("10.9.0.2")]),
-            // Another next hop: replaced, its hops in order.
-            (p("10.2.0.0/16"), vec![a("10.9.0.4"), a("10.9.0.2")]),
-            (p("fd00:1::/48"), vec![a("fd00:9::2")]),
-        ]
-        .into();
-        assert_eq!(
-            route_changes(&want, &have),
-            vec![
-                RouteChange::Replace(p("10.2.0.0/16"), vec![a("10.9.0.2"), a("10.9.0.4")]),
-                RouteChange::Replace(p("fd00:1::/48"), vec![a("fd00:9::2")]),
-                RouteChange::Delete(p("10.3.0.0/16")),
-            ]
-        );
-        assert!(route_changes(&have, &have).is_empty());
-    }
 
     #[test]
     fn ifnames_fit_the_kernel_limit() {
