@@ -293,6 +293,10 @@ enum BenchCmd {
         /// API calls in flight at once, each waited for to its operation's end.
         #[arg(long, default_value_t = cic_lab::scale::IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
         in_flight: u16,
+        /// How often the edge reports, in seconds: `cic edge`'s own default (5) unless
+        /// told; the lab's tests run it at 1.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        report_every: u64,
     },
 }
 
@@ -1437,6 +1441,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bfd_ms,
             bfd_watch_secs,
             in_flight,
+            report_every,
         }) => {
             let opts = cic_lab::scale::Options {
                 connections,
@@ -1444,6 +1449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bfd_ms,
                 bfd_watch_secs,
                 in_flight: usize::from(in_flight),
+                report_every,
             };
             let run = cic_lab::scale::bench(opts, keep).await?;
             println!("{}", serde_json::to_string_pretty(&run)?);

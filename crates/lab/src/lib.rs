@@ -24,6 +24,7 @@ pub mod public_failover;
 mod api;
 pub mod bench;
 
+pub mod cpu;
 pub mod failover;
 pub mod kmem;
 pub mod scale;
@@ -778,12 +779,23 @@ pub async fn up(n_pops: u32) -> Result<LabInfo> {
 
 /// [`up`], with more arguments for `cic server` (quotas, as a rule).
 pub async fn up_with(n_pops: u32, server_args: &[&str]) -> Result<LabInfo> {
-    up_opts(n_pops, server_args, false).await
+    up_opts(n_pops, server_args, false, LAB_REPORT_EVERY).await
 }
 
+/// How often the lab's edges report, in seconds: every second, so that tests see a
+/// session's state through the API soon (`cic edge`'s own default is 5).
+pub const LAB_REPORT_EVERY: u64 = 1;
+
 /// [`up_with`]; with `public`, the public services too ([`public`]): their namespace and
-/// routers, the PoPs' public-services network, a public connection at each PoP.
-pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<LabInfo> {
+/// routers, the PoPs' public-services network, a public connection at each PoP. The edges
+/// report every `report_every` seconds.
+pub async fn up_opts(
+    n_pops: u32,
+    server_args: &[&str],
+    public: bool,
+    report_every: u64,
+) -> Result<LabInfo> {
+    let report_every = report_every.to_string();
     if !(1..=2).contains(&n_pops) {
         bail!("--pops {n_pops}: the lab has 1 or 2 PoPs");
     }
@@ -1008,7 +1020,7 @@ pub async fn up_opts(n_pops: u32, server_args: &[&str], public: bool) -> Result<
                 "--netns-prefix",
                 &prefix,
                 "--report-every",
-                "1",
+                &report_every,
                 "--metrics-listen",
                 &edge_metrics,
                 "--state-dir",
@@ -1439,7 +1451,7 @@ pub(crate) fn ping_src(from: &str, src: Option<&str>, to: &str) -> Result<(u32, 
 /// `cic lab up`: build, run the customer's steps, and say how to look around.
 pub async fn up_and_explain(n_pops: u32, server_args: &[String], public: bool) -> Result<()> {
     let args: Vec<&str> = server_args.iter().map(String::as_str).collect();
-    let info = up_opts(n_pops, &args, public).await?;
+    let info = up_opts(n_pops, &args, public, LAB_REPORT_EVERY).await?;
     if public {
         say(&format!(
             r#"
@@ -1478,7 +1490,7 @@ pub async fn demo(n_pops: u32, public: bool, keep: bool) -> Result<()> {
         "cic lab demo: a customer's on-prem server reaches a cloud VM through cic, every part real\n",
     );
     let result = async {
-        let info = up_opts(n_pops, &[], public).await?;
+        let info = up_opts(n_pops, &[], public, LAB_REPORT_EVERY).await?;
         say(&format!(
             "      console: {}/console/ (cic lab demo --keep leaves it up to look at)",
             info.server.trim_end_matches('/')

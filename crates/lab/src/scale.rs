@@ -24,7 +24,6 @@
 //!   description is edited), and how long its periodic full reconcile takes (not with
 //!   `--bring-up-only`).
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -38,6 +37,16 @@ use crate::api::Api;
 use crate::kmem::{KernelMemory, PerConnection};
 use crate::{CLOUD_ASN, CUSTOMER_ASN, FOLDER, NS_SITE, Pop, STATE_DIR, site_bird_conf};
 
+mod bfd;
+mod cold;
+mod propagation;
+
+pub use self::bfd::BfdWatch;
+use self::bfd::bfd_watch;
+use self::cold::cold_start;
+pub use self::propagation::Propagation;
+use self::propagation::{PROPAGATED_FABRIC_IP, propagation};
+
 /// Prefixes the customer announces on each connection.
 const PREFIXES_EACH: usize = 10;
 /// API calls in flight at once, unless told otherwise.
@@ -50,6 +59,8 @@ pub struct ScaleRun {
     pub connections: usize,
     /// API calls in flight at once.
     pub in_flight: usize,
+    /// Seconds between the edge's reports.
+    pub report_every: u64,
     pub prefixes_each: usize,
     /// Seconds from the first API call until every connection exists (operations done).
     pub created_secs: f64,
@@ -62,6 +73,9 @@ pub struct ScaleRun {
     /// … until the edge has every session Established: each connection's with the
     /// customer's router, and each routing instance's with the fabric router.
     pub established_secs: f64,
+    /// The machine's CPU time from the first API call to every session Established (all
+    /// CPUs together): how busy it was, and how much the host took away (steal).
+    pub bring_up_cpu: crate::cpu::CpuSpent,
     /// … until each of a sample of the connections carried a ping to the cloud VM and its
     /// answer.
     pub pinged_secs: f64,
@@ -104,204 +118,6 @@ pub struct ScaleRun {
     pub steady: Option<Steady>,
 }
 
-/// A second VPC subnet (10.129.0.0/24, which the fabric router is given for it) added to
-/// every routing instance, one API call each with `--in-flight` (16) at once, then
-/// removed the same way: for each routing instance, milliseconds from its API call until
-/// the customer's BIRD has the route from that connection's session (or, removed, no longer has it).
-/// The customer's table is read again as soon as a read ends (`birdc show route`); a
-/// route is taken to arrive when the read that first shows it ends.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Propagation {
-    pub changes: usize,
-    pub add_p50_ms: f64,
-    pub add_p99_ms: f64,
-    pub add_max_ms: f64,
-    pub remove_p50_ms: f64,
-    pub remove_p99_ms: f64,
-    pub remove_max_ms: f64,
-    /// Seconds for all the calls (each to its operation's end).
-    pub add_calls_secs: f64,
-    pub remove_calls_secs: f64,
-    /// The median time of one read of the customer's table.
-    pub read_p50_ms: f64,
-}
-
-/// The prefix [`Propagation`] adds and removes, and the fabric router's address in it
-/// (on its VPC interface, so it announces the subnet to every routing instance, which
-/// takes it only once it is one of its VPC prefixes).
-const PROPAGATED: &str = "10.129.0.0/24";
-const PROPAGATED_FABRIC_IP: &str = "10.129.0.1/24";
-
-/// The scale connections (by index) whose session gave the customer's BIRD a route to
-/// `prefix`; `None` when BIRD did not answer with its table (a failed read is not taken
-/// for routes gone).
-fn sessions_with(socket: &str, prefix: &str) -> Option<BTreeSet<usize>> {
-    let out = crate::BirdCtl(socket.into())
-        .ask(&["show", "route", prefix])
-        .ok()?;
-    // ("Network not found" is an answer.)
-    if !(out.contains("Table ") || out.contains("Network not found")) {
-        return None;
-    }
-    // "10.128.0.0/16  unicast [c1000 21:06:07.465 from 169.254.128.1] * (100) [AS200350i]"
-    let have = out
-        .split("[c")
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let vlan: usize = digits.parse().ok()?;
-            rest[digits.len()..]
-                .starts_with(' ')
-                .then_some(vlan.checked_sub(1000)?)
-        })
-        .collect();
-    Some(have)
-}
-
-/// One half of [`Propagation`]: `method` (`upsertPrefixes` or `removePrefixes`) on
-/// every routing instance; each one's latency (ms) until the route is `present` (or
-/// not) on its connection's session, the seconds the calls took, and the reads' times.
-async fn propagate(
-    api: &Api,
-    bird: &str,
-    instances: &[String],
-    method: &str,
-    present: bool,
-    in_flight: usize,
-) -> Result<(Vec<f64>, f64, Vec<f64>)> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let n = instances.len();
-    // Set when the calls are over; `failed` when one of them failed (nothing to wait for).
-    let (done, failed) = (AtomicBool::new(false), AtomicBool::new(false));
-    // When each routing instance's call was sent: a read that began before it says
-    // nothing of it.
-    let sent: std::sync::Mutex<Vec<Option<Instant>>> = std::sync::Mutex::new(vec![None; n]);
-    let deadline = Instant::now() + WAIT;
-    let body = json!({"vpcNetworkId": "", "vpcAzInfoPrefixes": [{"azId": "zone-a", "prefixes": [PROPAGATED]}]});
-    let (seen, reads, called, calls) = std::thread::scope(|s| -> Result<_> {
-        let watcher = s.spawn(|| {
-            let mut seen: Vec<Option<Instant>> = vec![None; n];
-            let mut reads = Vec::new();
-            while seen.iter().any(Option::is_none)
-                && Instant::now() < deadline
-                && !failed.load(Ordering::Relaxed)
-            {
-                let began = Instant::now();
-                let Some(have) = sessions_with(bird, PROPAGATED) else {
-                    continue;
-                };
-                let at = Instant::now();
-                reads.push((at - began).as_secs_f64() * 1000.0);
-                let sent = sent
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                for (i, s) in seen.iter_mut().enumerate() {
-                    if s.is_none()
-                        && sent[i].is_some_and(|c| began >= c)
-                        && have.contains(&i) == present
-                    {
-                        *s = Some(at);
-                    }
-                }
-                if done.load(Ordering::Relaxed) && seen.iter().all(Option::is_some) {
-                    break;
-                }
-            }
-            (seen, reads)
-        });
-        let t = Instant::now();
-        let called: Result<Vec<(usize, Instant)>> = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(
-                stream::iter(instances.iter().enumerate())
-                    .map(|(i, id)| {
-                        let mut body = body.clone();
-                        body["vpcNetworkId"] = json!(format!("vpc-scale-{i}"));
-                        let sent = &sent;
-                        async move {
-                            let at = Instant::now();
-                            sent.lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(at);
-                            let op = api
-                                .call(
-                                    reqwest::Method::POST,
-                                    &format!("/cloudrouter/v1/routingInstances/{id}:{method}"),
-                                    Some(body),
-                                )
-                                .await?;
-                            api.done(op).await?;
-                            Ok::<_, anyhow::Error>((i, at))
-                        }
-                    })
-                    .buffer_unordered(in_flight)
-                    .try_collect(),
-            )
-        });
-        let calls = t.elapsed().as_secs_f64();
-        failed.store(called.is_err(), Ordering::Relaxed);
-        done.store(true, Ordering::Relaxed);
-        let (seen, reads) = watcher
-            .join()
-            .map_err(|_| anyhow::anyhow!("the watcher panicked"))?;
-        Ok((seen, reads, called?, calls))
-    })?;
-    let mut latencies = Vec::with_capacity(n);
-    for (i, at) in called {
-        let Some(seen) = seen[i] else {
-            bail!(
-                "{method} on {}: the customer's session c{} {} {PROPAGATED} after {WAIT:?}",
-                instances[i],
-                1000 + i,
-                if present { "never had" } else { "still had" }
-            );
-        };
-        latencies.push(seen.saturating_duration_since(at).as_secs_f64() * 1000.0);
-    }
-    Ok((latencies, calls, reads))
-}
-
-/// [`Propagation`] over these routing instances (connection `i`'s is `instances[i]`).
-async fn propagation(
-    api: &Api,
-    bird: &str,
-    instances: &[String],
-    in_flight: usize,
-) -> Result<Propagation> {
-    let q = crate::api::quantile;
-    let (mut add, add_calls, mut reads) =
-        propagate(api, bird, instances, "upsertPrefixes", true, in_flight).await?;
-    eprintln!(
-        "{PROPAGATED} added to {} routing instances: at the customer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms after each call",
-        instances.len(),
-        q(&mut add, 0.5),
-        q(&mut add, 0.99),
-        q(&mut add, 1.0)
-    );
-    let (mut remove, remove_calls, more) =
-        propagate(api, bird, instances, "removePrefixes", false, in_flight).await?;
-    reads.extend(more);
-    eprintln!(
-        "{PROPAGATED} removed: gone at the customer p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms after each call",
-        q(&mut remove, 0.5),
-        q(&mut remove, 0.99),
-        q(&mut remove, 1.0)
-    );
-    Ok(Propagation {
-        changes: instances.len(),
-        add_p50_ms: q(&mut add, 0.5),
-        add_p99_ms: q(&mut add, 0.99),
-        add_max_ms: q(&mut add, 1.0),
-        remove_p50_ms: q(&mut remove, 0.5),
-        remove_p99_ms: q(&mut remove, 0.99),
-        remove_max_ms: q(&mut remove, 1.0),
-        add_calls_secs: add_calls,
-        remove_calls_secs: remove_calls,
-        read_p50_ms: q(&mut reads, 0.5),
-    })
-}
-
 /// The edge with every session up.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -336,30 +152,9 @@ pub struct Options {
     pub bfd_watch_secs: u64,
     /// API calls in flight at once (each to its operation's end).
     pub in_flight: usize,
-}
-
-/// BFD Down events the edge counted on the customer sessions, while nothing failed.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BfdWatch {
-    /// The interval every connection asked for (× 3).
-    pub interval_ms: u32,
-    /// The customer's BIRD's BFD sessions running at that interval (its `show bfd
-    /// sessions`), of all of them.
-    pub bird_sessions_at_interval: usize,
-    pub bird_sessions: usize,
-    /// Down events during the bring-up (counted once every session is up).
-    pub downs_in_bring_up: u64,
-    /// … and during the watch.
-    pub watch_secs: u64,
-    pub downs_in_watch: u64,
-    /// Customer BGP sessions that went down during the watch (their lifetime shorter).
-    pub bgp_sessions_lost_in_watch: usize,
-    /// Scrapes of `GET /metrics` during the watch (one a second) and their median; and
-    /// those that failed.
-    pub scrapes: usize,
-    pub failed_scrapes: usize,
-    pub scrape_p50_secs: f64,
+    /// How often the edge reports, in seconds (`cic edge --report-every`: 5 unless told,
+    /// its default; the lab's tests run it at 1).
+    pub report_every: u64,
 }
 
 /// Connection `i`'s VLAN, its /30 and the cloud's and the customer's addresses in it.
@@ -580,7 +375,7 @@ pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
     // The modelled service allows 5 private connections per trunk: an operator raises it.
     let quota = (n + 1).to_string();
     // The benchmark measures the edge, not the API's rate limit: off for its customer.
-    crate::up_with(
+    crate::up_opts(
         1,
         &[
             "--quota-private-connections-per-trunk",
@@ -588,6 +383,8 @@ pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
             "--rate-limit",
             "0",
         ],
+        false,
+        opts.report_every,
     )
     .await?;
     let r = run(opts).await;
@@ -630,6 +427,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     eprintln!("customer side ready: {n} interfaces and BGP sessions in {NS_SITE}");
 
     let t0 = Instant::now();
+    let cpu0 = crate::cpu::CpuTimes::read()?;
     let creates = (0..n)
         .map(|i| {
             let (vlan, subnet, cloud, me) = plan(i);
@@ -692,6 +490,8 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     );
     let want = (already.0 + n, already.1 + n);
     let established_at = wait_established(&api.http, &metrics, want, t0).await?;
+    let bring_up_cpu = crate::cpu::CpuSpent::between(&cpu0, &crate::cpu::CpuTimes::read()?);
+    eprintln!("bring-up: {bring_up_cpu}");
     let kept = up_since_before(bird, &attach_from)?;
     ping_until_answered(n, WAIT)?;
     let pinged = t0.elapsed();
@@ -743,12 +543,14 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     Ok(ScaleRun {
         connections: n,
         in_flight: opts.in_flight,
+        report_every: opts.report_every,
         prefixes_each: PREFIXES_EACH,
         created_secs: created.as_secs_f64(),
         create_calls,
         attached_secs: attached.as_secs_f64(),
         instance_calls,
         established_secs: established_at.as_secs_f64(),
+        bring_up_cpu,
         pinged_secs: pinged.as_secs_f64(),
         ping_sample: ping_sample(n).len(),
         customer_sessions_kept: kept,
@@ -765,101 +567,6 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         cold_start_at_once: cold.at_once,
         steady,
     })
-}
-
-/// Whether a metric's line is of one of the benchmark's customer sessions (their peers
-/// are in 169.254.128.0/17, see [`plan`]; the lab's own connection is not counted).
-fn scale_customer(line: &str) -> bool {
-    line.contains("session=\"customer\"")
-        && line
-            .split("peer=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
-            .is_some_and(|a| {
-                let o = a.octets();
-                o[0] == 169 && o[1] == 254 && o[2] >= 128
-            })
-}
-
-/// The sum of a metric's samples over the benchmark's customer sessions.
-fn customer_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && scale_customer(l))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// The customer's BIRD's BFD sessions: how many run at `interval_ms`, of how many.
-fn bird_bfd_sessions(socket: &str, interval_ms: u32) -> (usize, usize) {
-    let out = crate::BirdCtl(socket.into())
-        .ask(&["show", "bfd", "sessions"])
-        .unwrap_or_default();
-    // "169.254.128.1  vl1000  Up  21:06:07.465  0.100  0.300"
-    let want = format!("{:.3}", f64::from(interval_ms) / 1000.0);
-    let rows: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() >= 6 && f[0].parse::<std::net::IpAddr>().is_ok())
-        .collect();
-    let at = rows.iter().filter(|f| f[f.len() - 2] == want).count();
-    (at, rows.len())
-}
-
-/// Watches the customer sessions' BFD for `secs` with every session up, scraping the
-/// metrics once a second; the Down events counted before and during.
-async fn bfd_watch(
-    http: &reqwest::Client,
-    metrics: &str,
-    bird: &str,
-    interval_ms: u32,
-    secs: u64,
-) -> Result<BfdWatch> {
-    let (at, all) = bird_bfd_sessions(bird, interval_ms);
-    let text = http.get(metrics).send().await?.text().await?;
-    let before = customer_sum(&text, "bfd_session_downs_num");
-    eprintln!(
-        "BFD: {at} of the customer BIRD's {all} sessions at {interval_ms} ms; {before} Down events in the bring-up; watching for {secs} s"
-    );
-    let start = Instant::now();
-    let (mut scrapes, mut failed_scrapes) = (Vec::new(), 0usize);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while start.elapsed() < Duration::from_secs(secs) {
-        tick.tick().await;
-        let t = Instant::now();
-        match async { http.get(metrics).send().await?.text().await }.await {
-            Ok(_) => scrapes.push(t.elapsed().as_secs_f64()),
-            Err(_) => failed_scrapes += 1,
-        }
-    }
-    let text = http.get(metrics).send().await?.text().await?;
-    let after = customer_sum(&text, "bfd_session_downs_num");
-    // A session that went down and came back is younger than the watch.
-    let lost = text
-        .lines()
-        .filter(|l| l.starts_with("bgp_ipv4_session_lifetime_seconds{") && scale_customer(l))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .filter(|age| *age < secs as f64)
-        .count();
-    scrapes.sort_by(f64::total_cmp);
-    let watch = BfdWatch {
-        interval_ms,
-        bird_sessions_at_interval: at,
-        bird_sessions: all,
-        downs_in_bring_up: before as u64,
-        watch_secs: secs,
-        downs_in_watch: (after - before).max(0.0) as u64,
-        bgp_sessions_lost_in_watch: lost,
-        scrapes: scrapes.len(),
-        failed_scrapes,
-        scrape_p50_secs: scrapes.get(scrapes.len() / 2).copied().unwrap_or(0.0),
-    };
-    eprintln!(
-        "BFD: {} Down events and {} BGP sessions lost in {secs} s",
-        watch.downs_in_watch, watch.bgp_sessions_lost_in_watch
-    );
-    Ok(watch)
 }
 
 /// Waits until the edge has `want` (customer, fabric) sessions Established; the time
@@ -901,92 +608,6 @@ async fn wait_established(
         at.as_secs_f64()
     );
     Ok(at)
-}
-
-/// A rebooted edge box: the agent killed, every namespace it made deleted (and the BFD
-/// state it keeps in tmpfs), then started again with the config on the server. Seconds
-/// from the start until every session is Established, and until the sample pings.
-async fn cold_start(
-    pop: Pop,
-    http: &reqwest::Client,
-    metrics: &str,
-    want: (usize, usize),
-    n: usize,
-) -> Result<ColdStart> {
-    let (pid, args, env) = crate::failover::edge_process(pop)?;
-    let kernel_with = KernelMemory::read()?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    cic_peers::wait_until(
-        Duration::from_secs(10),
-        "the killed agent to be gone",
-        || crate::is_zombie(pid).then_some(()),
-    )?;
-    let prefix = format!("{}-", pop.ns());
-    let namespaces = cic_dataplane::netns::list(&prefix)?;
-    let made = namespaces.len();
-    eprintln!("cold start: deleting the {made} namespaces the edge made");
-    use futures::stream::{self, StreamExt};
-    let failed: Vec<String> = stream::iter(namespaces)
-        .map(|ns| async move { cic_dataplane::purge(&ns).await.err().map(|e| e.to_string()) })
-        .buffer_unordered(16)
-        .filter_map(|e| async move { e })
-        .collect()
-        .await;
-    if let Some(e) = failed.first() {
-        bail!("deleting the edge's namespaces: {e}");
-    }
-    let _ = fs::remove_dir_all("/run/cic-edge/bfd");
-    // Before the agent starts again (the sessions are down already): the kernel's
-    // clean-up of the deleted namespaces, waited for so that what it gave back is read.
-    let settling = Instant::now();
-    let (kernel_without, settled) = KernelMemory::settled(Duration::from_secs(60)).await?;
-    eprintln!(
-        "cold start: the kernel's clean-up of {made} namespaces {} after {:.1} s",
-        if settled {
-            "read as done"
-        } else {
-            "NOT done (read anyway)"
-        },
-        settling.elapsed().as_secs_f64()
-    );
-    let kernel_freed = PerConnection::between(&kernel_without, &kernel_with, made);
-    let t = Instant::now();
-    crate::failover::start_edge_again(pop, &args, &env)?;
-    let established = wait_established(http, metrics, want, t).await?;
-    ping_until_answered(n, WAIT)?;
-    let pinged = t.elapsed();
-    // The agent started again made every instance in one apply: how many at once.
-    let at_once = metric(http, metrics, "cic_edge_instances_reconciled_at_once_peak")
-        .await
-        .context("the edge's cic_edge_instances_reconciled_at_once_peak")?
-        as usize;
-    let kernel_taken = PerConnection::between(&kernel_without, &KernelMemory::read()?, made);
-    eprintln!(
-        "cold start: every session Established at {:.1} s, the sample pinged at {:.1} s; at most {at_once} instances made at once; the kernel's memory per instance: {:.0} KiB held freed by the clean-up, {:.0} taken again",
-        established.as_secs_f64(),
-        pinged.as_secs_f64(),
-        kernel_freed.held_kib,
-        kernel_taken.held_kib
-    );
-    Ok(ColdStart {
-        established: established.as_secs_f64(),
-        pinged: pinged.as_secs_f64(),
-        at_once,
-        kernel_freed,
-        kernel_taken,
-    })
-}
-
-/// What [`cold_start`] measured.
-struct ColdStart {
-    established: f64,
-    pinged: f64,
-    at_once: usize,
-    kernel_freed: PerConnection,
-    kernel_taken: PerConnection,
 }
 
 /// The no-op apply, the full reconcile and the scrapes, with every session up.

@@ -1,0 +1,118 @@
+//! The machine's CPU time by kind (`/proc/stat`'s first line) over a span: what the scale
+//! benchmark sets beside a phase's wall time, so that a slow run says whether the machine
+//! was busy with the benchmark's own processes, idle (waiting on something), or not given
+//! its CPUs at all (steal: a virtual machine's host ran something else).
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Cumulative CPU time of every CPU, in clock ticks (USER_HZ, 100 a second on Linux).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    user: u64,
+    nice: u64,
+    system: u64,
+    idle: u64,
+    iowait: u64,
+    irq: u64,
+    softirq: u64,
+    steal: u64,
+}
+
+/// Ticks a second as `/proc/stat` counts them (USER_HZ; 100 on every Linux architecture
+/// that runs this).
+const TICKS: f64 = 100.0;
+
+impl CpuTimes {
+    pub fn read() -> Result<Self> {
+        let text = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+        Self::parse(&text).context("/proc/stat: no cpu line")
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let line = text.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(Self {
+            user: at(0),
+            nice: at(1),
+            system: at(2),
+            idle: at(3),
+            iowait: at(4),
+            irq: at(5),
+            softirq: at(6),
+            steal: at(7),
+        })
+    }
+}
+
+/// CPU seconds, all CPUs together, spent between two readings.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuSpent {
+    /// User time (nice included).
+    pub user_secs: f64,
+    /// System time, interrupts included.
+    pub system_secs: f64,
+    pub idle_secs: f64,
+    pub iowait_secs: f64,
+    /// Time the hypervisor gave the CPUs to something else.
+    pub steal_secs: f64,
+}
+
+impl CpuSpent {
+    pub fn between(before: &CpuTimes, after: &CpuTimes) -> Self {
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICKS;
+        Self {
+            user_secs: d(after.user + after.nice, before.user + before.nice),
+            system_secs: d(
+                after.system + after.irq + after.softirq,
+                before.system + before.irq + before.softirq,
+            ),
+            idle_secs: d(after.idle, before.idle),
+            iowait_secs: d(after.iowait, before.iowait),
+            steal_secs: d(after.steal, before.steal),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuSpent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU user {:.1} s, system {:.1} s, idle {:.1} s, iowait {:.1} s, steal {:.1} s",
+            self.user_secs, self.system_secs, self.idle_secs, self.iowait_secs, self.steal_secs
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_cpu_line_is_read_and_differences_are_seconds() {
+        let before = CpuTimes::parse(
+            "cpu  6425447 10707 2292081 5303346 41729 0 230838 52685 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n",
+        )
+        .expect("cpu line");
+        let after = CpuTimes {
+            user: before.user + 150,
+            nice: before.nice + 50,
+            system: before.system + 30,
+            softirq: before.softirq + 20,
+            steal: before.steal + 400,
+            ..before
+        };
+        let s = CpuSpent::between(&before, &after);
+        assert_eq!(s.user_secs, 2.0);
+        assert_eq!(s.system_secs, 0.5);
+        assert_eq!(s.steal_secs, 4.0);
+        assert_eq!(s.idle_secs, 0.0);
+        assert!(CpuTimes::parse("intr 1 2 3\n").is_none());
+    }
+}
