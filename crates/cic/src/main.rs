@@ -293,9 +293,9 @@ enum BenchCmd {
         /// API calls in flight at once, each waited for to its operation's end.
         #[arg(long, default_value_t = cic_lab::scale::IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
         in_flight: u16,
-        /// How often the edge reports, in seconds: `cic edge`'s own default (5) unless
-        /// told; the lab's tests run it at 1.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+        /// How often the edge reports, in seconds: the lab's 1 unless told (`cic edge`'s
+        /// own default is 5).
+        #[arg(long, default_value_t = cic_lab::LAB_REPORT_EVERY, value_parser = clap::value_parser!(u64).range(1..=60))]
         report_every: u64,
     },
 }

@@ -133,6 +133,8 @@ pub struct Agent {
     /// Held while a report is made and sent: reports reach the server in the order their
     /// state was read.
     reporting: Mutex<()>,
+    /// The ports' rates as last shaped without an error (see `Agent::shape_capacity`).
+    shaped: Mutex<Option<BTreeMap<String, u64>>>,
     /// When the connections' counters were last read for a report.
     counters_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Reports the server took since the agent started.
@@ -203,6 +205,7 @@ impl Agent {
         Ok(Arc::new(Agent {
             applying: Mutex::new(()),
             reporting: Mutex::new(()),
+            shaped: Mutex::new(None),
             counters_read: std::sync::Mutex::new(None),
             reports_sent: std::sync::atomic::AtomicU64::new(0),
             report_due: tokio::sync::Notify::new(),

@@ -152,8 +152,8 @@ pub struct Options {
     pub bfd_watch_secs: u64,
     /// API calls in flight at once (each to its operation's end).
     pub in_flight: usize,
-    /// How often the edge reports, in seconds (`cic edge --report-every`: 5 unless told,
-    /// its default; the lab's tests run it at 1).
+    /// How often the edge reports, in seconds (`cic edge --report-every`; the lab's 1
+    /// unless told).
     pub report_every: u64,
 }
 
