@@ -574,36 +574,33 @@ impl Instance {
                 );
             }
         }
-        // New BFD timers alone: the running BFD session takes them (a Poll Sequence), the
-        // BGP session stays.
+        // New BFD timers or a new damping setting, and nothing else: the running
+        // sessions take them (BFD by a Poll Sequence), the BGP session stays. Each is
+        // recorded as taken only once it is; what is not taken makes a new session below.
         for (k, p) in self.peers.iter_mut() {
             let Some(w) = desired.get(k) else { continue };
-            let (Some(new), Some(old), Ok(bfd)) = (w.bfd, p.want.bfd, &self.bfd) else {
+            let mut same_but_live = p.want.clone();
+            same_but_live.bfd = w.bfd;
+            same_but_live.config.session.damping = w.config.session.damping;
+            if same_but_live != *w || p.want == *w {
                 continue;
-            };
-            let same_but_timers = PeerWant {
-                bfd: Some(new),
-                ..p.want.clone()
-            } == *w;
-            if new != old && same_but_timers && p.bfd.is_some() {
+            }
+            if let (Some(new), Some(old), Ok(bfd), Some(_)) = (w.bfd, p.want.bfd, &self.bfd, &p.bfd)
+                && new != old
+            {
                 match bfd
                     .reconfigure(w.config.spec.address, bfd_config(&new))
                     .await
                 {
-                    Ok(true) => p.want = w.clone(),
+                    Ok(true) => p.want.bfd = w.bfd,
                     Ok(false) => {}
                     Err(e) => errors.push(err(k, format!("BFD: {e}"))),
                 }
             }
-        }
-        // A new damping setting alone: the running session takes it.
-        for (k, p) in self.peers.iter_mut() {
-            let Some(w) = desired.get(k) else { continue };
-            let mut same_but_damping = p.want.clone();
-            same_but_damping.config.session.damping = w.config.session.damping;
-            if same_but_damping == *w && p.want != *w {
-                match self.bgp.set_damping(p.id, w.config.session.damping).await {
-                    Ok(()) => p.want = w.clone(),
+            let damping = w.config.session.damping;
+            if damping != p.want.config.session.damping {
+                match self.bgp.set_damping(p.id, damping).await {
+                    Ok(()) => p.want.config.session.damping = damping,
                     Err(e) => errors.push(err(k, format!("BGP damping: {e}"))),
                 }
             }

@@ -109,11 +109,6 @@ impl Agent {
     /// Sends a report (see [`Agent::report_now`]); whether the server took it.
     pub(crate) async fn report(self: &Arc<Self>, counters: bool) -> bool {
         let _one = self.reporting.lock().await;
-        // The config applied is on disk before the server hears it is applied.
-        if self.keep_due() {
-            let me = self.clone();
-            let _ = tokio::task::spawn_blocking(move || me.keep_latest()).await;
-        }
         // What the sessions say from here on is this report's: the statuses are marked
         // seen before they are read (a change in between is read now and wakes the
         // reporter once more, never not at all), so the reporter wakes only for a change
@@ -124,6 +119,13 @@ impl Agent {
             w.borrow_and_update();
         }
         let r = self.report_now(counters).await;
+        // The config applied is on disk before the server hears it is applied: written
+        // after the report read the revision applied (a revision handed over and applied
+        // while the counters were read is in the file too), before it is sent.
+        if self.keep_due() {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.keep_latest()).await;
+        }
         match self.client.report(&r).await {
             Ok(()) => {
                 self.reports_sent

@@ -19,9 +19,15 @@ pub struct CpuTimes {
     steal: u64,
 }
 
-/// Ticks a second as `/proc/stat` counts them (USER_HZ; 100 on every Linux architecture
-/// that runs this).
-const TICKS: f64 = 100.0;
+/// Ticks a second as `/proc/stat` counts them (USER_HZ, which `sysconf(_SC_CLK_TCK)`
+/// says; 100 on every Linux architecture that runs this, if it cannot).
+fn ticks() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .map_or(100.0, |t| t as f64)
+}
 
 impl CpuTimes {
     pub fn read() -> Result<Self> {
@@ -66,7 +72,8 @@ pub struct CpuSpent {
 
 impl CpuSpent {
     pub fn between(before: &CpuTimes, after: &CpuTimes) -> Self {
-        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICKS;
+        let ticks = ticks();
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / ticks;
         Self {
             user_secs: d(after.user + after.nice, before.user + before.nice),
             system_secs: d(

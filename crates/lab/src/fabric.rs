@@ -108,6 +108,9 @@ pub async fn run(
         // (with a thousand segments a link dump every 300 ms took a quarter of a core from
         // the machine the benches measure).
         let mut done: Option<(Vec<Attachment>, tokio::time::Instant)> = None;
+        // After a failed pass, the same attachments are tried again after a wait that
+        // doubles from 300 ms up to 10 s (changed ones at once).
+        let mut failing: Option<(Vec<Attachment>, Duration, tokio::time::Instant)> = None;
         loop {
             tick.tick().await;
             let got = async {
@@ -125,14 +128,27 @@ pub async fn run(
                     let fresh = done.as_ref().is_some_and(|(was, at)| {
                         *was == items.items && at.elapsed() < Duration::from_secs(10)
                     });
-                    if fresh {
+                    let waiting = failing.as_ref().is_some_and(|(was, _, at)| {
+                        *was == items.items && tokio::time::Instant::now() < *at
+                    });
+                    if fresh || waiting {
                         continue;
                     }
                     match reconcile(&nl, edge_id, underlay_dev, &items.items).await {
-                        Ok(()) => done = Some((items.items, tokio::time::Instant::now())),
+                        Ok(()) => {
+                            done = Some((items.items, tokio::time::Instant::now()));
+                            failing = None;
+                        }
                         Err(e) => {
                             done = None;
                             warn!("fabric: {e:#}");
+                            let wait = failing
+                                .as_ref()
+                                .filter(|(was, _, _)| *was == items.items)
+                                .map_or(Duration::from_millis(300), |(_, w, _)| {
+                                    (*w * 2).min(Duration::from_secs(10))
+                                });
+                            failing = Some((items.items, wait, tokio::time::Instant::now() + wait));
                         }
                     }
                 }

@@ -187,7 +187,8 @@ enum Command {
     SetGracefulShutdown(bool, oneshot::Sender<()>),
     SetStaticRoutes(PeerId, Vec<IpNet>, oneshot::Sender<Vec<(IpNet, String)>>),
     PeerDown(PeerId, String, oneshot::Sender<()>),
-    SetDamping(PeerId, Option<Duration>, oneshot::Sender<()>),
+    /// Whether the session was told (false: no such peer, or its queue full).
+    SetDamping(PeerId, Option<Duration>, oneshot::Sender<bool>),
     PathUp(PeerId),
     PeersAdded,
     BestRoutes(oneshot::Sender<Vec<(IpNet, Path)>>),
@@ -362,9 +363,19 @@ impl InstanceHandle {
     }
 
     /// A new longest damped wait for a running session (`None`: off), taken without
-    /// restarting it; a hold under way keeps its length.
+    /// restarting it; a hold under way keeps its length. An error when the session could
+    /// not be told (its command queue full): the caller tries again.
     pub async fn set_damping(&self, peer: PeerId, damping: Option<Duration>) -> io::Result<()> {
-        self.ask(|tx| Command::SetDamping(peer, damping, tx)).await
+        if self
+            .ask(|tx| Command::SetDamping(peer, damping, tx))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(io::Error::other(
+                "the session did not take the damping setting",
+            ))
+        }
     }
 
     /// Ends the instance the way a crash does: every connection closes without a

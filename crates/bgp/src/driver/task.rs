@@ -162,11 +162,14 @@ impl InstanceTask {
                         let _ = reply.send(());
                     }
                     Some(Command::SetDamping(peer, damping, reply)) => {
-                        if let Some(s) = self.sessions.get_mut(&peer) {
-                            s.config.session.damping = damping;
-                            let _ = s.cmd.try_send(SessionCmd::SetDamping(damping));
-                        }
-                        let _ = reply.send(());
+                        let told = self.sessions.get_mut(&peer).is_some_and(|s| {
+                            let told = s.cmd.try_send(SessionCmd::SetDamping(damping)).is_ok();
+                            if told {
+                                s.config.session.damping = damping;
+                            }
+                            told
+                        });
+                        let _ = reply.send(told);
                     }
                     Some(Command::Abort(reply)) => {
                         for (_, s) in self.sessions.drain() {
