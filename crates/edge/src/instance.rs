@@ -579,10 +579,13 @@ impl Instance {
         // recorded as taken only once it is; what is not taken makes a new session below.
         for (k, p) in self.peers.iter_mut() {
             let Some(w) = desired.get(k) else { continue };
+            if p.want == *w {
+                continue;
+            }
             let mut same_but_live = p.want.clone();
             same_but_live.bfd = w.bfd;
             same_but_live.config.session.damping = w.config.session.damping;
-            if same_but_live != *w || p.want == *w {
+            if same_but_live != *w {
                 continue;
             }
             if let (Some(new), Some(old), Ok(bfd), Some(_)) = (w.bfd, p.want.bfd, &self.bfd, &p.bfd)

@@ -159,14 +159,16 @@ pub struct Agent {
 /// speaker ended) never resolves it — it would at once, every time — and neither does an
 /// empty list.
 async fn first_change<T>(watches: &mut [tokio::sync::watch::Receiver<T>]) {
-    let futs = watches.iter_mut().map(|w| {
-        Box::pin(async move {
-            if w.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+    let futs: Vec<_> = watches
+        .iter_mut()
+        .map(|w| {
+            Box::pin(async move {
+                if w.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
         })
-    });
-    let futs: Vec<_> = futs.collect();
+        .collect();
     if futs.is_empty() {
         return std::future::pending().await;
     }

@@ -861,14 +861,7 @@ async fn a_bad_edge_report_is_refused_by_name_and_changes_nothing() {
         assert!(v.to_string().contains(field), "{field}: {v}");
         assert!(err_message(&v).contains(says), "{says}: {v}");
     }
-    let (s, v) = h
-        .admin(
-            Method::GET,
-            &format!("/cic/v1/privateConnections/{pc}"),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let v = h.private_connection(&pc).await;
     assert_eq!(
         v["bgp"]["state"], "ESTABLISHED",
         "the last good report: {v}"

@@ -904,7 +904,7 @@ impl Store {
         .bind(except.unwrap_or(""))
         .fetch_one(&self.pool)
         .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+        u64_at(&row, 0)
     }
 
     /// The connections (kind, id, trunk) on VLAN `vlan` of any trunk on the wire
@@ -1074,7 +1074,7 @@ impl Store {
         let row = sqlx::query("SELECT COUNT(*) FROM operations WHERE done = 0")
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get::<i64, _>(0)? as u64)
+        u64_at(&row, 0)
     }
 
     pub async fn pending_operations(&self) -> Result<Vec<(Operation, Pending)>> {
@@ -1655,7 +1655,7 @@ async fn revision_in<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e: E) -> R
     let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
         .fetch_one(e)
         .await?;
-    Ok(row.try_get::<i64, _>(0)? as u64)
+    u64_at(&row, 0)
 }
 
 async fn list_in<'e, T: Document, E: sqlx::Executor<'e, Database = sqlx::Any>>(
@@ -1711,15 +1711,7 @@ impl Read {
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    (
-                        r.try_get::<i64, _>(1)? as u64,
-                        r.try_get::<i64, _>(2)? as u64,
-                    ),
-                ))
-            })
+            .map(|r| Ok((r.try_get(0)?, (u64_at(r, 1)?, u64_at(r, 2)?))))
             .collect()
     }
 
@@ -1738,7 +1730,7 @@ impl Read {
             .fetch_all(&mut *self.tx)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)? as u64)))
+            .map(|r| Ok((r.try_get(0)?, u64_at(r, 1)?)))
             .collect()
     }
 
@@ -1759,10 +1751,7 @@ impl Read {
             .map(|r| {
                 Ok((
                     r.try_get(0)?,
-                    (
-                        r.try_get::<i64, _>(2)? as u64,
-                        decode_with_id::<T>(&self.sealing, r)?,
-                    ),
+                    (u64_at(r, 2)?, decode_with_id::<T>(&self.sealing, r)?),
                 ))
             })
             .collect()
@@ -1777,6 +1766,11 @@ impl Read {
             .await?;
         row.map(|r| decode::<T>(&self.sealing, &r, id)).transpose()
     }
+}
+
+/// Column `i` of `r`, a count or revision the database holds as a BIGINT.
+fn u64_at(r: &AnyRow, i: usize) -> Result<u64> {
+    Ok(r.try_get::<i64, _>(i)? as u64)
 }
 
 fn decode<T: Document>(s: &Sealing, r: &AnyRow, id: &str) -> Result<T> {
@@ -1858,7 +1852,7 @@ impl Tx {
         let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
             .fetch_one(&mut *self.tx)
             .await?;
-        let rev = row.try_get::<i64, _>(0)? as u64;
+        let rev = u64_at(&row, 0)?;
         if self.postgres {
             // Delivered when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")

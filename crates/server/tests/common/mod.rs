@@ -292,6 +292,19 @@ impl H {
         .await
     }
 
+    /// Private connection `id` as the admin sees it (which must answer).
+    pub async fn private_connection(&self, id: &str) -> Value {
+        let (s, v) = self
+            .admin(
+                Method::GET,
+                &format!("/cic/v1/privateConnections/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
     /// Operation `id` as the admin sees it.
     pub async fn operation(&self, id: &Value) -> Value {
         let id = id.as_str().expect("an operation id");
