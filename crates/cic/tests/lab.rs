@@ -428,6 +428,21 @@ fn deleting_resources_removes_everything_the_edge_made() {
             "an idle edge sent {} reports in {window:?}",
             after - before
         );
+        // The edge was sent its config whole once, when it started; every revision since
+        // came as the changes since the answer it held.
+        let answers = |kind: &str| {
+            again
+                .lines()
+                .find(|l| {
+                    l.starts_with("cic_edge_config_answers_total{")
+                        && l.contains(&format!("kind=\"{kind}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("cic_edge_config_answers_total {kind} in:\n{again}"))
+        };
+        assert_eq!(answers("whole"), 1.0, "{again}");
+        assert!(answers("changes") >= 3.0, "{again}");
         let fabric_bird = info["bird"]["fabric"].as_str().expect("fabric bird socket");
 
         // The looking glass asks the edge: what the customer sent, what we announce.

@@ -207,7 +207,7 @@ fn plain_http_is_refused_and_clients_check_ca_name_and_date_saying_which() {
         .expect("client");
         tokio::runtime::Runtime::new()
             .expect("runtime")
-            .block_on(agent.config(0, Duration::ZERO))
+            .block_on(agent.config(0, Duration::ZERO, None))
             .expect_err("refused")
             .to_string()
     };
@@ -546,8 +546,11 @@ async fn an_edge_by_certificate_is_only_itself_and_rotates_without_a_gap() {
         },
     )
     .expect("agent client");
-    let first = agent.config(0, Duration::ZERO).await.expect("agent syncs");
-    assert_eq!(&first.edge_id, a_id);
+    let first = agent
+        .config(0, Duration::ZERO, None)
+        .await
+        .expect("agent syncs");
+    assert_eq!(&first.0.config.edge_id, a_id);
     let (st, cfg) = get(&a, &config, None).await;
     assert_eq!(st, 200, "{cfg}");
     assert_eq!(cfg["edgeId"], a_id.as_str(), "the certificate is edge a");
@@ -622,7 +625,7 @@ async fn an_edge_by_certificate_is_only_itself_and_rotates_without_a_gap() {
             .contains("revoked"),
         "{refused}"
     );
-    let again = agent.config(0, Duration::ZERO).await;
+    let again = agent.config(0, Duration::ZERO, None).await;
     assert!(
         again.is_ok(),
         "the agent, reading its new files, goes on after the old certificate's revocation: {:?}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cic_client::tls::{ClientTls, Stamp, TlsSetupError, explain, http_client, identity_stamp};
 
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfig, EdgeReport};
+use cic_model::edge::{EdgeConfigUpdate, EdgeReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -85,20 +85,31 @@ impl SyncClient {
         ClientError::Transport(explain(&e, &self.base, &self.tls))
     }
 
-    /// The config at a revision above `after`, or the current one after `wait`.
-    pub async fn config(&self, after: u64, wait: Duration) -> Result<EdgeConfig, ClientError> {
+    /// The config at a revision above `after`, or the current one after `wait`: as the
+    /// changes since the answer tagged `since` when the server still has that answer.
+    /// With the answer's size in bytes.
+    pub async fn config(
+        &self,
+        after: u64,
+        wait: Duration,
+        since: Option<&str>,
+    ) -> Result<(EdgeConfigUpdate, usize), ClientError> {
         let url = format!("{}/cic/v1/edgeSync/config", self.base);
+        let mut query = vec![
+            ("afterRevision", after.to_string()),
+            ("waitSeconds", wait.as_secs().to_string()),
+        ];
+        if let Some(tag) = since {
+            query.push(("changesSince", tag.to_string()));
+        }
         let r = self
             .request(reqwest::Method::GET, &url)
-            .query(&[
-                ("afterRevision", after.to_string()),
-                ("waitSeconds", wait.as_secs().to_string()),
-            ])
+            .query(&query)
             .timeout(wait + Duration::from_secs(15))
             .send()
             .await
             .map_err(|e| self.transport(e))?;
-        decode(r).await
+        decode_sized(r).await
     }
 
     pub async fn report(&self, report: &EdgeReport) -> Result<(), ClientError> {
@@ -146,10 +157,18 @@ impl SyncClient {
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(r: reqwest::Response) -> Result<T, ClientError> {
+    decode_sized(r).await.map(|(t, _)| t)
+}
+
+/// [`decode`], with the body's size in bytes.
+async fn decode_sized<T: serde::de::DeserializeOwned>(
+    r: reqwest::Response,
+) -> Result<(T, usize), ClientError> {
     let status = r.status();
     let body = r.bytes().await.unwrap_or_default();
     if status.is_success() {
         return serde_json::from_slice(&body)
+            .map(|t| (t, body.len()))
             .map_err(|e| ClientError::Http(status.as_u16(), e.to_string()));
     }
     match serde_json::from_slice::<ApiError>(&body) {

@@ -139,6 +139,10 @@ pub struct Agent {
     counters_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Reports the server took since the agent started.
     reports_sent: std::sync::atomic::AtomicU64,
+    /// The server's config answers since the agent started: whole, and as changes.
+    config_answers: [std::sync::atomic::AtomicU64; 2],
+    /// The bytes of those answers.
+    config_bytes: std::sync::atomic::AtomicU64,
     /// Asks the reporter for a report now (see [`Agent::report_soon`]).
     report_due: tokio::sync::Notify,
     /// The latest config from the server and its hand-over number, to be written to the
@@ -210,6 +214,8 @@ impl Agent {
             shaped: Mutex::new(None),
             counters_read: std::sync::Mutex::new(None),
             reports_sent: std::sync::atomic::AtomicU64::new(0),
+            config_answers: Default::default(),
+            config_bytes: std::sync::atomic::AtomicU64::new(0),
             report_due: tokio::sync::Notify::new(),
             keeping: std::sync::Mutex::new((0, None)),
             kept: std::sync::Mutex::new(0),
@@ -567,6 +573,22 @@ impl Agent {
                 vec![edge()],
                 self.reports_sent.load(std::sync::atomic::Ordering::Relaxed) as f64,
             );
+            for (kind, n) in ["whole", "changes"].iter().zip(&self.config_answers) {
+                e.sample(
+                    "cic_edge_config_answers_total",
+                    "counter",
+                    "The server's answers to the edge's config requests since the agent started: the config whole (the first, or when the server no longer has the answer the edge holds) or the changes since the answer it holds.",
+                    vec![edge(), ("kind", kind.to_string())],
+                    n.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                );
+            }
+            e.sample(
+                "cic_edge_config_bytes_total",
+                "counter",
+                "The bytes of the server's config answers since the agent started.",
+                vec![edge()],
+                self.config_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
             e.sample(
                 "cic_edge_resource_errors",
                 "gauge",
@@ -768,10 +790,13 @@ impl Agent {
         let mut backoff = Duration::from_millis(500);
         let mut retry = Duration::from_millis(250);
         let mut last: Option<(Arc<EdgeConfig>, Instant)> = None;
+        // The server's last answer, made whole, under its tag: the next asks for the
+        // changes since it.
+        let mut held: Option<(String, Arc<EdgeConfig>)> = None;
         // (A server that answers, even to refuse us, is not for a kept config to argue.)
         if let Some(kept) = self.kept_config()
             && let Err(e @ client::ClientError::Transport(..)) =
-                self.client.config(0, Duration::ZERO).await
+                self.client.config(0, Duration::ZERO, None).await
         {
             warn!(
                 revision = kept.revision,
@@ -830,22 +855,41 @@ impl Agent {
                 wait.min(h.saturating_duration_since(Instant::now()))
             });
             let asked = Instant::now();
+            let since = held.as_ref().map(|(tag, _)| tag.as_str());
             match self
                 .client
-                .config(after, wait.min(self.opts.poll_wait))
+                .config(after, wait.min(self.opts.poll_wait), since)
                 .await
             {
-                Ok(cfg) => {
+                Ok((update, bytes)) => {
                     backoff = Duration::from_millis(500);
+                    let (tag, whole) = (update.tag.clone(), update.changes_since.is_none());
+                    self.config_answers[usize::from(!whole)]
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.config_bytes
+                        .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                    let sent = update.config.instances.len() + update.removed_instances.len();
+                    let cfg =
+                        match update.into_config(held.as_ref().map(|(t, c)| (t.as_str(), &**c))) {
+                            Ok(cfg) => Arc::new(cfg),
+                            Err(e) => {
+                                warn!("sync: {e}; asking for the whole config");
+                                held = None;
+                                continue;
+                            }
+                        };
+                    held = Some((tag, cfg.clone()));
                     if cfg.revision != after {
                         let fetched = Instant::now();
-                        let cfg = Arc::new(cfg);
                         self.hand_over(&cfg);
                         retry = Duration::from_millis(250);
                         self.apply_changes(&cfg).await;
                         self.report_soon();
                         debug!(
                             revision = cfg.revision,
+                            whole,
+                            bytes,
+                            instances_sent = sent,
                             answered = ?fetched - asked,
                             applied = ?fetched.elapsed(),
                             "a revision realised"

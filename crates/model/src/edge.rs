@@ -25,6 +25,109 @@ pub struct EdgeConfig {
     pub drain: bool,
 }
 
+/// What `GET /cic/v1/edgeSync/config` answers: the edge's config whole, or — when the edge
+/// names the answer it holds (`changesSince`) and this server gave it — the config with
+/// only the instances that changed since then, and the ids of those gone. A few hundred
+/// bytes a round instead of the whole config (half a megabyte at 1,000 instances).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeConfigUpdate {
+    /// Names this answer: the edge sends it back as `changesSince`.
+    pub tag: String,
+    /// When set, `instances` holds only the instances added or changed since the answer
+    /// with this tag, and `removedInstances` those gone; when absent, the config is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_instances: Vec<String>,
+    #[serde(flatten)]
+    pub config: EdgeConfig,
+}
+
+/// An update that changes a config the edge does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the server sent changes since its answer {since}, which this edge does not hold")]
+pub struct NotHeld {
+    pub since: String,
+}
+
+impl EdgeConfig {
+    /// The update that turns `old` into `self`: every field but the instances whole, the
+    /// instances added or changed, and the ids of those gone.
+    pub fn changes_from(&self, old: &EdgeConfig, tag: String, since: String) -> EdgeConfigUpdate {
+        let before: std::collections::HashMap<&str, &InstanceConfig> =
+            old.instances.iter().map(|i| (i.id.as_str(), i)).collect();
+        let now: std::collections::HashSet<&str> =
+            self.instances.iter().map(|i| i.id.as_str()).collect();
+        let changed = self
+            .instances
+            .iter()
+            .filter(|i| before.get(i.id.as_str()) != Some(i))
+            .cloned()
+            .collect();
+        let removed_instances = old
+            .instances
+            .iter()
+            .filter(|i| !now.contains(i.id.as_str()))
+            .map(|i| i.id.clone())
+            .collect();
+        EdgeConfigUpdate {
+            tag,
+            changes_since: Some(since),
+            removed_instances,
+            config: EdgeConfig {
+                instances: changed,
+                ..self.without_instances()
+            },
+        }
+    }
+
+    /// Everything but the instances (which are most of a config).
+    fn without_instances(&self) -> EdgeConfig {
+        EdgeConfig {
+            revision: self.revision,
+            edge_id: self.edge_id.clone(),
+            router_id: self.router_id,
+            local_asn: self.local_asn,
+            bgp: self.bgp.clone(),
+            trunks: self.trunks.clone(),
+            instances: vec![],
+            drain: self.drain,
+        }
+    }
+
+    /// Instances in the order the server compiles them: by id.
+    pub fn sort_instances(&mut self) {
+        self.instances.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+}
+
+impl EdgeConfigUpdate {
+    /// The whole config this update gives, given the config of the answer tagged
+    /// `held.0` (`None`: the edge holds none).
+    pub fn into_config(self, held: Option<(&str, &EdgeConfig)>) -> Result<EdgeConfig, NotHeld> {
+        let Some(since) = self.changes_since else {
+            return Ok(self.config);
+        };
+        let Some((_, old)) = held.filter(|(tag, _)| *tag == since) else {
+            return Err(NotHeld { since });
+        };
+        let gone: std::collections::HashSet<&str> =
+            self.removed_instances.iter().map(String::as_str).collect();
+        let mut config = self.config;
+        let changed: std::collections::HashSet<String> =
+            config.instances.iter().map(|i| i.id.clone()).collect();
+        config.instances.extend(
+            old.instances
+                .iter()
+                .filter(|i| !gone.contains(i.id.as_str()) && !changed.contains(&i.id))
+                .cloned(),
+        );
+        config.sort_instances();
+        Ok(config)
+    }
+}
+
 /// Operator-wide BGP settings; defaults are the modelled service's numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -668,4 +771,103 @@ pub struct RouteAnswer {
     /// The answer to a `diagnose` question.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Box<SessionFacts>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(id: &str, prefix: &str) -> InstanceConfig {
+        InstanceConfig {
+            id: id.into(),
+            routing_instance_id: Some(format!("ri-{id}")),
+            vpc_prefixes: vec![prefix.parse().unwrap()],
+            fabric: None,
+            connections: vec![],
+            announce: vec![],
+            accept_only: None,
+        }
+    }
+
+    fn config(revision: u64, instances: Vec<InstanceConfig>) -> EdgeConfig {
+        let mut c = EdgeConfig {
+            revision,
+            edge_id: "e1".into(),
+            router_id: Ipv4Addr::new(10, 255, 0, 1),
+            local_asn: 200350,
+            bgp: BgpSettings::default(),
+            trunks: vec![],
+            instances,
+            drain: false,
+        };
+        c.sort_instances();
+        c
+    }
+
+    #[test]
+    fn an_update_carries_only_what_changed_and_gives_the_whole_config_back() {
+        let old = config(
+            7,
+            vec![
+                instance("a", "10.0.0.0/24"),
+                instance("b", "10.0.1.0/24"),
+                instance("c", "10.0.2.0/24"),
+            ],
+        );
+        let mut new = config(
+            9,
+            vec![
+                instance("a", "10.0.0.0/24"),  // the same
+                instance("b", "10.9.1.0/24"),  // changed
+                instance("aa", "10.0.3.0/24"), // added
+            ],
+        );
+        new.drain = true;
+        let update = new.changes_from(&old, "t2".into(), "t1".into());
+        let ids: Vec<&str> = update
+            .config
+            .instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect();
+        assert_eq!(ids, ["aa", "b"], "the changed and added instances alone");
+        assert_eq!(update.removed_instances, ["c"]);
+        assert_eq!(update.config.revision, 9);
+        assert!(update.config.drain, "every other field whole");
+        let got = update.clone().into_config(Some(("t1", &old))).unwrap();
+        assert_eq!(got, new);
+        // Nothing changed: no instance sent, the config the same.
+        let same = new.changes_from(&new, "t3".into(), "t2".into());
+        assert!(same.config.instances.is_empty() && same.removed_instances.is_empty());
+        assert_eq!(same.into_config(Some(("t2", &new))).unwrap(), new);
+    }
+
+    #[test]
+    fn changes_since_an_answer_the_edge_does_not_hold_are_refused() {
+        let old = config(1, vec![instance("a", "10.0.0.0/24")]);
+        let new = config(2, vec![instance("b", "10.0.1.0/24")]);
+        let update = new.changes_from(&old, "t2".into(), "t1".into());
+        let err = update.clone().into_config(Some(("t0", &old))).unwrap_err();
+        assert_eq!(err.since, "t1");
+        assert!(err.to_string().contains("does not hold"), "{err}");
+        assert_eq!(update.into_config(None).unwrap_err().since, "t1");
+    }
+
+    #[test]
+    fn a_whole_answer_reads_as_a_config_for_an_edge_that_knows_no_updates() {
+        let whole = EdgeConfigUpdate {
+            tag: "t1".into(),
+            changes_since: None,
+            removed_instances: vec![],
+            config: config(3, vec![instance("a", "10.0.0.0/24")]),
+        };
+        let json = serde_json::to_value(&whole).unwrap();
+        assert_eq!(json["tag"], "t1");
+        assert!(json.get("changesSince").is_none());
+        let read: EdgeConfig = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(read, whole.config);
+        let back: EdgeConfigUpdate = serde_json::from_value(json).unwrap();
+        assert_eq!(back.clone().into_config(None).unwrap(), whole.config);
+        assert_eq!(back, whole);
+    }
 }

@@ -361,7 +361,7 @@ pub fn compile(
             accept_only: Some(accept_only),
         });
     }
-    Some(EdgeConfig {
+    let mut config = EdgeConfig {
         revision,
         edge_id: edge_id.to_string(),
         router_id: edge.router_id,
@@ -379,7 +379,10 @@ pub fn compile(
             .collect(),
         instances,
         drain: edge.drain,
-    })
+    };
+    // In one order, which an edge's config made from updates has too.
+    config.sort_instances();
+    Some(config)
 }
 
 /// The ids of the connections (of any edge) with an IPv6 peering.
@@ -714,6 +717,14 @@ mod tests {
         }
     }
 
+    /// The instance of the snapshot's routing instance (instances are in id order).
+    fn joined(c: &EdgeConfig) -> &InstanceConfig {
+        c.instances
+            .iter()
+            .find(|i| i.routing_instance_id.is_some())
+            .expect("the routing instance's instance")
+    }
+
     #[test]
     fn routing_instance_and_unattached_connection_become_instances() {
         let c = compile(&snapshot(), "ed1", 7, &settings()).expect("edge exists");
@@ -724,7 +735,7 @@ mod tests {
             matches!(&c.trunks[0].attachment, Attachment::Vxlan { udp_port: 4789, port: Some(p), .. } if p == "xc0")
         );
         assert_eq!(c.instances.len(), 2);
-        let ri = &c.instances[0];
+        let ri = joined(&c);
         assert_eq!(ri.routing_instance_id.as_deref(), Some("ri1"));
         assert_eq!(
             ri.vpc_prefixes,
@@ -760,7 +771,7 @@ mod tests {
                 "100.127.0.7".into()
             )
         );
-        let lone = &c.instances[1];
+        let lone = &c.instances[0];
         assert_eq!(
             (
                 lone.id.as_str(),
@@ -776,14 +787,7 @@ mod tests {
         let mut s = snapshot();
         // IPv4 only: the fabric segment asks nothing of IPv6.
         let c = compile(&s, "ed1", 7, &settings()).expect("edge");
-        assert!(
-            c.instances[0]
-                .fabric
-                .as_ref()
-                .expect("fabric")
-                .ipv6
-                .is_none()
-        );
+        assert!(joined(&c).fabric.as_ref().expect("fabric").ipv6.is_none());
         s.connections[0].ipv6_peering = Some(Ipv6Peering {
             peering_subnet: "fd00:c1c::/127".parse().unwrap(),
             peer_ip: "fd00:c1c::1".parse().unwrap(),
@@ -796,7 +800,7 @@ mod tests {
             prefix: "2a00:1::/48".parse().unwrap(),
         }];
         let c = compile(&s, "ed1", 8, &settings()).expect("edge");
-        let pc = &c.instances[0].connections[0];
+        let pc = &joined(&c).connections[0];
         let fams: Vec<_> = pc.peerings.iter().map(|p| p.family()).collect();
         assert_eq!(fams, vec![Family::Ipv4, Family::Ipv6]);
         let v6 = pc.peering(Family::Ipv6).expect("v6");
@@ -810,7 +814,7 @@ mod tests {
         );
         // Slot 3 (100.127.0.6/31): without a pool of its own, the IPv4 addresses
         // embedded in fd63:6963::/96 — distinct wherever the IPv4 pools are.
-        let f = c.instances[0].fabric.as_ref().expect("fabric");
+        let f = joined(&c).fabric.as_ref().expect("fabric");
         let f6 = f.ipv6.expect("an IPv6 fabric session");
         assert_eq!(
             (
@@ -827,11 +831,7 @@ mod tests {
         // With the operator's pool: its 4th /127.
         s.edges[0].fabric.transit_pool6 = Some("fd00:fab::/64".parse().unwrap());
         let c = compile(&s, "ed1", 8, &settings()).expect("edge");
-        let f6 = c.instances[0]
-            .fabric
-            .as_ref()
-            .and_then(|f| f.ipv6)
-            .expect("v6");
+        let f6 = joined(&c).fabric.as_ref().and_then(|f| f.ipv6).expect("v6");
         assert_eq!(
             (f6.edge_ip.to_string(), f6.fabric_ip.to_string()),
             ("fd00:fab::6".into(), "fd00:fab::7".into())
@@ -840,7 +840,7 @@ mod tests {
         s.connections[1].ipv4_peering = None;
         s.connections[1].ipv6_peering = s.connections[0].ipv6_peering.clone();
         let c = compile(&s, "ed1", 9, &settings()).expect("edge");
-        let lone = &c.instances[1].connections[0];
+        let lone = &c.instances[0].connections[0];
         assert_eq!(lone.peerings.len(), 1);
         assert_eq!(lone.peerings[0].family(), Family::Ipv6);
     }

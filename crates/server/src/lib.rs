@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use cic_model::edge::{BgpSettings, EdgeReport, Family, SessionKind, SessionStatus};
+use cic_model::edge::{BgpSettings, EdgeConfig, EdgeReport, Family, SessionKind, SessionStatus};
 use cic_model::resource::{
     Operation, PrivateConnection, PublicConnection, RoutingInstance, Status, TrunkConnection,
 };
@@ -164,6 +164,9 @@ pub struct AppState {
     /// Each edge's highest applied revision after whose report this server settled
     /// operations successfully (see [`AppState::may_finish`]).
     settled_by_edge: std::sync::Mutex<HashMap<String, u64>>,
+    /// The config this server last answered each edge with, under its answer's tag: the
+    /// next answer to that edge is the changes since it (see [`api::sync::config`]).
+    pub(crate) answered: std::sync::Mutex<HashMap<String, (String, Arc<EdgeConfig>)>>,
     /// Signs page tokens; shared by every server on the database.
     pub(crate) page_key: Vec<u8>,
     /// Audit events written by this server (old ones are pruned every so many).
@@ -222,6 +225,7 @@ impl AppState {
             queries: Default::default(),
             reports: Default::default(),
             settled_by_edge: Default::default(),
+            answered: Default::default(),
             page_key,
             audit_writes: Default::default(),
             limiter: Default::default(),

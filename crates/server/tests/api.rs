@@ -85,6 +85,135 @@ async fn a_generated_admin_token_is_stored_only_as_a_hash_and_made_once() {
 // ---------------------------------------------------------------------------------------
 // Operations finish when the edge has applied them
 
+/// The edge's config as the edge asks for it, with the tag of the answer it holds.
+async fn edge_sync(h: &H, edge: &str, since: Option<&str>) -> Value {
+    let path = match since {
+        Some(tag) => format!("/cic/v1/edgeSync/config?changesSince={tag}"),
+        None => "/cic/v1/edgeSync/config".to_string(),
+    };
+    let (s, v) = h.call(Method::GET, &path, Some(edge), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["tag"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    v
+}
+
+#[tokio::test]
+async fn an_edge_is_sent_only_the_instances_changed_since_the_answer_it_holds() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let mut pcs = vec![];
+    for n in 1..=3 {
+        let (s, op) = h.numbered_connection(&trunk, n).await;
+        assert_eq!(s, StatusCode::OK, "{op}");
+        pcs.push(
+            op["metadata"]["resourceId"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["instances"]
+            .as_array()
+            .expect("instances")
+            .iter()
+            .map(|i| i["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let first = edge_sync(&h, &edge, None).await;
+    assert!(
+        first.get("changesSince").is_none(),
+        "asked for nothing: whole"
+    );
+    assert_eq!(ids(&first).len(), 3);
+    let t1 = first["tag"].as_str().expect("tag").to_string();
+
+    // One connection added, one changed, one deleted; the third left alone.
+    let (s, op) = h.numbered_connection(&trunk, 4).await;
+    assert_eq!(s, StatusCode::OK, "{op}");
+    let added = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let (s, v) = h
+        .admin(
+            Method::PATCH,
+            &format!("/cic/v1/privateConnections/{}", pcs[1]),
+            Some(json!({"bfd": {"minIntervalMs": 300, "multiplier": 3}, "updateMask": "bfd"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = h
+        .admin(
+            Method::DELETE,
+            &format!("/cic/v1/privateConnections/{}", pcs[0]),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    let changes = edge_sync(&h, &edge, Some(&t1)).await;
+    assert_eq!(changes["changesSince"], t1.as_str());
+    // The same request again names an answer no longer kept (the one just given
+    // replaced it): answered whole — which says what the changes must have been.
+    let whole = edge_sync(&h, &edge, Some(&t1)).await;
+    assert!(whole.get("changesSince").is_none(), "{whole}");
+    let before: Vec<&Value> = first["instances"].as_array().unwrap().iter().collect();
+    let want: Vec<String> = whole["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| !before.contains(i))
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(want.contains(&added) && want.contains(&pcs[1]), "{want:?}");
+    assert!(
+        !want.contains(&pcs[2]),
+        "the untouched connection is not sent"
+    );
+    assert_eq!(ids(&changes), want);
+    let now = ids(&whole);
+    let gone: Vec<String> = ids(&first)
+        .into_iter()
+        .filter(|i| !now.contains(i))
+        .collect();
+    assert_eq!(
+        changes["removedInstances"].as_array().map_or(0, Vec::len),
+        gone.len()
+    );
+    for id in &gone {
+        assert!(
+            changes["removedInstances"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(id))
+        );
+    }
+    for field in [
+        "revision", "edgeId", "routerId", "localAsn", "bgp", "trunks",
+    ] {
+        assert_eq!(changes[field], whole[field], "{field} is sent whole");
+    }
+    let changed_instances: Vec<&Value> = changes["instances"].as_array().unwrap().iter().collect();
+    for i in whole["instances"].as_array().unwrap() {
+        if want.contains(&i["id"].as_str().unwrap().to_string()) {
+            assert!(changed_instances.contains(&i), "sent as compiled: {i}");
+        }
+    }
+
+    // Nothing changed since: nothing sent but the config's other fields.
+    let t3 = whole["tag"].as_str().expect("tag");
+    let idle = edge_sync(&h, &edge, Some(t3)).await;
+    assert_eq!(idle["changesSince"], t3);
+    assert_eq!(idle["instances"], json!([]));
+    assert!(idle.get("removedInstances").is_none(), "{idle}");
+    // A tag this server never gave: whole.
+    let unknown = edge_sync(&h, &edge, Some("cf-not-a-tag")).await;
+    assert!(unknown.get("changesSince").is_none());
+    assert_eq!(ids(&unknown), now);
+}
+
 #[tokio::test]
 async fn operation_finishes_when_the_edge_reports_the_revision() {
     let h = H::new().await;

@@ -376,12 +376,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "get",
             "/cic/v1/edgeSync/config",
-            "The calling edge's desired configuration (long-poll with sinceRevision)",
+            "The calling edge's desired configuration (long-poll with afterRevision; the changes since the answer it holds with changesSince)",
             Caller::Edge,
             get(sync::config),
         )
         .query::<sync::ConfigQuery>()
-        .returns::<EdgeConfig>(),
+        .returns::<cic_model::edge::EdgeConfigUpdate>(),
         ep(
             "get",
             "/cic/v1/edgeSync/queries",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfig, EdgeReport};
+use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport};
 use serde::Deserialize;
 use tracing::debug;
 
@@ -25,13 +25,17 @@ pub struct ConfigQuery {
     /// How long to wait for a newer revision, in seconds.
     #[serde(default)]
     wait_seconds: u64,
+    /// The tag of the answer the edge holds: answer with the changes since it, when this
+    /// server gave it (the whole config otherwise).
+    #[serde(default)]
+    changes_since: Option<String>,
 }
 
 pub async fn config(
     State(st): State<Arc<AppState>>,
     who: Principal,
     ApiQuery(q): ApiQuery<ConfigQuery>,
-) -> ApiResult<Json<EdgeConfig>> {
+) -> ApiResult<Json<EdgeConfigUpdate>> {
     let edge_id = who.edge_id()?.to_string();
     let wait = Duration::from_secs(q.wait_seconds).min(st.config.max_wait);
     let mut rx = st.revision.subscribe();
@@ -42,8 +46,47 @@ pub async fn config(
     let read = woke.elapsed();
     let cfg = compile(&snap, &edge_id, revision, &st.settings())
         .ok_or_else(|| not_found("edge", &edge_id))?;
-    debug!(edge = %edge_id, revision, snapshot = ?read, compile = ?woke.elapsed() - read, "edge config compiled");
-    Ok(Json(cfg))
+    let compiled = woke.elapsed() - read;
+    let update = answer(&st, &edge_id, q.changes_since, cfg);
+    debug!(
+        edge = %edge_id, revision, snapshot = ?read, compile = ?compiled,
+        whole = update.changes_since.is_none(), instances = update.config.instances.len(),
+        removed = update.removed_instances.len(), "edge config compiled"
+    );
+    Ok(Json(update))
+}
+
+/// The answer to `edge_id`: the changes since the answer it holds when this server gave
+/// that answer and still has it, the whole config otherwise; kept as the edge's next
+/// base under a new tag. (Two requests of one edge at once — one abandoned by it — each
+/// keep theirs; the edge then names a tag that is not kept, and is answered whole.)
+fn answer(
+    st: &AppState,
+    edge_id: &str,
+    since: Option<String>,
+    cfg: EdgeConfig,
+) -> EdgeConfigUpdate {
+    let held = st
+        .answered
+        .lock()
+        .ok()
+        .and_then(|a| a.get(edge_id).cloned())
+        .filter(|(tag, _)| since.as_ref() == Some(tag));
+    let tag = crate::new_id("cf");
+    let cfg = Arc::new(cfg);
+    let update = match held {
+        Some((since, old)) => cfg.changes_from(&old, tag.clone(), since),
+        None => EdgeConfigUpdate {
+            tag: tag.clone(),
+            changes_since: None,
+            removed_instances: vec![],
+            config: EdgeConfig::clone(&cfg),
+        },
+    };
+    if let Ok(mut a) = st.answered.lock() {
+        a.insert(edge_id.to_string(), (tag, cfg));
+    }
+    update
 }
 
 fn unix_ms() -> i64 {
