@@ -1,6 +1,6 @@
 use super::*;
 use crate::policy::Export;
-use crate::wire::{AsPathSegment, BgpRole};
+use crate::wire::{AsPathSegment, BgpRole, UpdateProblem, cease, error_code};
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 
