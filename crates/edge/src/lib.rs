@@ -855,7 +855,11 @@ impl Agent {
                 wait.min(h.saturating_duration_since(Instant::now()))
             });
             let asked = Instant::now();
-            let since = held.as_ref().map(|(tag, _)| tag.as_str());
+            // (A server older than tags answers with none: ask it for nothing.)
+            let since = held
+                .as_ref()
+                .map(|(tag, _)| tag.as_str())
+                .filter(|t| !t.is_empty());
             match self
                 .client
                 .config(after, wait.min(self.opts.poll_wait), since)
@@ -898,6 +902,10 @@ impl Agent {
                     }
                 }
                 Err(e) => {
+                    // The next asks for the whole config: a server that refused
+                    // `changesSince` (one older than it, behind the same address) or
+                    // restarted holds no answer to send changes since.
+                    held = None;
                     warn!("sync: {e}; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));

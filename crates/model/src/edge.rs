@@ -32,12 +32,15 @@ pub struct EdgeConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeConfigUpdate {
-    /// Names this answer: the edge sends it back as `changesSince`.
+    /// Names this answer: the edge sends it back as `changesSince`. (Empty from a server
+    /// older than this field, which knows no `changesSince`.)
+    #[serde(default)]
     pub tag: String,
     /// When set, `instances` holds only the instances added or changed since the answer
     /// with this tag, and `removedInstances` those gone; when absent, the config is whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes_since: Option<String>,
+    /// With `changesSince`: the ids of the instances gone since that answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_instances: Vec<String>,
     #[serde(flatten)]
@@ -869,5 +872,10 @@ mod tests {
         let back: EdgeConfigUpdate = serde_json::from_value(json).unwrap();
         assert_eq!(back.clone().into_config(None).unwrap(), whole.config);
         assert_eq!(back, whole);
+        // A server older than tags answers a plain config: read as whole, with no tag.
+        let plain: EdgeConfigUpdate =
+            serde_json::from_value(serde_json::to_value(&whole.config).unwrap()).unwrap();
+        assert_eq!(plain.tag, "");
+        assert_eq!(plain.into_config(None).unwrap(), whole.config);
     }
 }

@@ -869,7 +869,12 @@ mod tests {
         assert_eq!(of("pc2"), (true, BgpRoleMode::Announce));
         // Without defaults, nothing.
         let c = compile(&snapshot(), "ed1", 7, &settings()).expect("edge");
-        let pc2 = &c.instances[1].connections[0];
+        let pc2 = c
+            .instances
+            .iter()
+            .flat_map(|i| &i.connections)
+            .find(|x| x.id == "pc2")
+            .expect("pc2");
         assert_eq!((pc2.ttl_security, pc2.bgp_role), (false, BgpRoleMode::Off));
     }
 

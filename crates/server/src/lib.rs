@@ -289,6 +289,13 @@ impl AppState {
         }
     }
 
+    /// Forgets the config last answered to `edge` (a deleted edge).
+    pub(crate) fn forget_answer(&self, edge: &str) {
+        if let Ok(mut a) = self.answered.lock() {
+            a.remove(edge);
+        }
+    }
+
     /// Keeps a report this server just stored, as decoded, under its version.
     pub(crate) fn keep_report(&self, edge: &str, report: EdgeReport, at: String, version: String) {
         let live = Arc::new(EdgeLiveState::new(report, at, version));

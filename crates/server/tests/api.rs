@@ -179,6 +179,11 @@ async fn an_edge_is_sent_only_the_instances_changed_since_the_answer_it_holds() 
         .filter(|i| !now.contains(i))
         .collect();
     assert_eq!(
+        gone,
+        [pcs[0].clone()],
+        "the deleted connection's instance goes at once"
+    );
+    assert_eq!(
         changes["removedInstances"].as_array().map_or(0, Vec::len),
         gone.len()
     );
@@ -201,6 +206,15 @@ async fn an_edge_is_sent_only_the_instances_changed_since_the_answer_it_holds() 
             assert!(changed_instances.contains(&i), "sent as compiled: {i}");
         }
     }
+    // What the edge makes of them, from the whole config it held: the config compiled.
+    let update = |v: &Value| {
+        serde_json::from_value::<cic_model::edge::EdgeConfigUpdate>(v.clone()).expect("an update")
+    };
+    let held = update(&first).config;
+    let made = update(&changes)
+        .into_config(Some((t1.as_str(), &held)))
+        .expect("the changes apply to the answer held");
+    assert_eq!(made, update(&whole).config);
 
     // Nothing changed since: nothing sent but the config's other fields.
     let t3 = whole["tag"].as_str().expect("tag");

@@ -414,6 +414,7 @@ pub async fn delete_edge(
         .await?;
     tx.delete_edge_report(&id).await?;
     commit(&st, tx, rev).await?;
+    st.forget_answer(&id);
     Ok(Json(serde_json::json!({})))
 }
 

@@ -59,7 +59,8 @@ pub async fn config(
 /// The answer to `edge_id`: the changes since the answer it holds when this server gave
 /// that answer and still has it, the whole config otherwise; kept as the edge's next
 /// base under a new tag. (Two requests of one edge at once — one abandoned by it — each
-/// keep theirs; the edge then names a tag that is not kept, and is answered whole.)
+/// keep theirs, the later replacing the earlier: when the abandoned one is answered
+/// last, the edge names a tag no longer kept and is answered whole next.)
 fn answer(
     st: &AppState,
     edge_id: &str,
