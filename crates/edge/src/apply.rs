@@ -183,7 +183,7 @@ impl Agent {
         }
         let want: BTreeMap<String, u64> = rates.iter().map(|(p, (m, _))| (p.clone(), *m)).collect();
         let mut shaped = self.shaped.lock().await;
-        if !full && shaped.as_ref() == Some(&want) {
+        if !shaping_due(shaped.as_ref(), &want, full) {
             return vec![];
         }
         let host = self.opts.host_netns.clone();
@@ -540,9 +540,50 @@ async fn make_neighbor_room(cfg: &EdgeConfig) {
     }
 }
 
+/// Whether the ports are to be shaped (by `tc`) at this apply: at a full reconcile (which
+/// undoes drift), when their rates changed, or when the last shaping failed (`shaped`
+/// holds the rates of the last one without an error).
+fn shaping_due(
+    shaped: Option<&BTreeMap<String, u64>>,
+    want: &BTreeMap<String, u64>,
+    full: bool,
+) -> bool {
+    full || shaped != Some(want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_shaped_again_only_when_their_rates_change_or_at_a_full_reconcile() {
+        let rates = |r: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            r.iter().map(|(p, m)| (p.to_string(), *m)).collect()
+        };
+        let now = rates(&[("xc0", 1000), ("xc1", 200)]);
+        assert!(!shaping_due(Some(&now), &now, false), "nothing changed");
+        assert!(
+            shaping_due(Some(&now), &now, true),
+            "the full reconcile undoes drift"
+        );
+        assert!(
+            shaping_due(None, &now, false),
+            "the last shaping failed, or none yet"
+        );
+        let more = rates(&[("xc0", 2000), ("xc1", 200)]);
+        assert!(shaping_due(Some(&now), &more, false), "a rate changed");
+        let fewer = rates(&[("xc0", 1000)]);
+        assert!(shaping_due(Some(&now), &fewer, false), "a port to unshape");
+        assert!(
+            shaping_due(None, &BTreeMap::new(), false),
+            "nothing shaped yet"
+        );
+        assert!(!shaping_due(
+            Some(&BTreeMap::new()),
+            &BTreeMap::new(),
+            false
+        ));
+    }
 
     #[test]
     fn at_once_counts_those_inside_and_keeps_the_most() {
