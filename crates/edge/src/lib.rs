@@ -577,7 +577,7 @@ impl Agent {
                 e.sample(
                     "cic_edge_config_answers_total",
                     "counter",
-                    "The server's answers to the edge's config requests since the agent started: the config whole (the first, or when the server no longer has the answer the edge holds) or the changes since the answer it holds.",
+                    "The server's answers to the edge's config requests since the agent started: the config whole (the first, after a failed request, from a server without tags, or when the server no longer has the answer the edge holds) or the changes since the answer it holds.",
                     vec![edge(), ("kind", kind.to_string())],
                     n.load(std::sync::atomic::Ordering::Relaxed) as f64,
                 );

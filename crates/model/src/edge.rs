@@ -27,8 +27,8 @@ pub struct EdgeConfig {
 
 /// What `GET /cic/v1/edgeSync/config` answers: the edge's config whole, or — when the edge
 /// names the answer it holds (`changesSince`) and this server gave it — the config with
-/// only the instances that changed since then, and the ids of those gone. A few hundred
-/// bytes a round instead of the whole config (half a megabyte at 1,000 instances).
+/// only the instances that changed since then, and the ids of those gone. A few kilobytes
+/// a round instead of the whole config (half a megabyte at 1,000 instances).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeConfigUpdate {
