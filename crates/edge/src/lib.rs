@@ -16,11 +16,12 @@ mod apply;
 pub mod client;
 pub mod instance;
 mod report;
+mod sync;
 pub use cic_client::tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, probe};
@@ -779,141 +780,6 @@ impl Agent {
             .ok()
     }
 
-    /// Applies each new revision; while the last apply left errors, applies it again with
-    /// a growing pause (a busy kernel object, a port that appears later), and every
-    /// minute anyway, to undo drift (a link or route removed by hand).
-    ///
-    /// Started while the server cannot be reached, the agent runs the last config it was
-    /// given (kept in its state directory) rather than nothing, so its sessions come back
-    /// and its routes stay; the server's config replaces it once it answers.
-    async fn sync_loop(&self) {
-        let mut backoff = Duration::from_millis(500);
-        let mut retry = Duration::from_millis(250);
-        let mut last: Option<(Arc<EdgeConfig>, Instant)> = None;
-        // The server's last answer, made whole, under its tag: the next asks for the
-        // changes since it.
-        let mut held: Option<(String, Arc<EdgeConfig>)> = None;
-        // (A server that answers, even to refuse us, is not for a kept config to argue.)
-        if let Some(kept) = self.kept_config()
-            && let Err(e @ client::ClientError::Transport(..)) =
-                self.client.config(0, Duration::ZERO, None).await
-        {
-            warn!(
-                revision = kept.revision,
-                "{e}: running the last config it gave until it answers"
-            );
-            self.apply(&kept).await;
-            self.report_soon();
-            last = Some((Arc::new(kept), Instant::now()));
-        }
-        loop {
-            let (after, failing) = {
-                let st = self.state.lock().await;
-                (st.applied, !st.errors.is_empty())
-            };
-            // A failover test ending brings its session back: apply again then.
-            let hold_end = last.as_ref().and_then(|(cfg, _)| next_hold_end(cfg));
-            if let Some((cfg, at)) = &last {
-                let due = if failing {
-                    *at + retry
-                } else {
-                    *at + Duration::from_secs(60)
-                };
-                if Instant::now() >= due {
-                    retry = if failing {
-                        (retry * 2).min(Duration::from_secs(30))
-                    } else {
-                        Duration::from_millis(250)
-                    };
-                    self.apply(cfg).await;
-                    self.report_soon();
-                    last = Some((cfg.clone(), Instant::now()));
-                    continue;
-                }
-            }
-            let wait = match &last {
-                Some((_, at)) if failing => (*at + retry)
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_secs(1)),
-                _ => self.opts.poll_wait,
-            };
-            // The server's long poll counts whole seconds: the last second of a hold is
-            // slept here.
-            if let Some(h) = hold_end
-                && h.saturating_duration_since(Instant::now()) < Duration::from_secs(1)
-            {
-                tokio::time::sleep_until(h.into()).await;
-                if let Some((cfg, _)) = last.take() {
-                    info!("a failover test ended: bringing its session back");
-                    self.apply(&cfg).await;
-                    self.report_soon();
-                    last = Some((cfg, Instant::now()));
-                }
-                continue;
-            }
-            let wait = hold_end.map_or(wait, |h| {
-                wait.min(h.saturating_duration_since(Instant::now()))
-            });
-            let asked = Instant::now();
-            // (A server older than tags answers with none: ask it for nothing.)
-            let since = held
-                .as_ref()
-                .map(|(tag, _)| tag.as_str())
-                .filter(|t| !t.is_empty());
-            match self
-                .client
-                .config(after, wait.min(self.opts.poll_wait), since)
-                .await
-            {
-                Ok((update, bytes)) => {
-                    backoff = Duration::from_millis(500);
-                    let (tag, whole) = (update.tag.clone(), update.changes_since.is_none());
-                    self.config_answers[usize::from(!whole)]
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.config_bytes
-                        .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-                    let sent = update.config.instances.len() + update.removed_instances.len();
-                    let cfg =
-                        match update.into_config(held.as_ref().map(|(t, c)| (t.as_str(), &**c))) {
-                            Ok(cfg) => Arc::new(cfg),
-                            Err(e) => {
-                                warn!("sync: {e}; asking for the whole config");
-                                held = None;
-                                continue;
-                            }
-                        };
-                    held = Some((tag, cfg.clone()));
-                    if cfg.revision != after {
-                        let fetched = Instant::now();
-                        self.hand_over(&cfg);
-                        retry = Duration::from_millis(250);
-                        self.apply_changes(&cfg).await;
-                        self.report_soon();
-                        debug!(
-                            revision = cfg.revision,
-                            whole,
-                            bytes,
-                            instances_sent = sent,
-                            answered = ?fetched - asked,
-                            applied = ?fetched.elapsed(),
-                            "a revision realised"
-                        );
-                        last = Some((cfg, Instant::now()));
-                    }
-                }
-                Err(e) => {
-                    // The next asks for the whole config: a server that refused
-                    // `changesSince` (one older than it, behind the same address) or
-                    // restarted holds no answer to send changes since.
-                    held = None;
-                    warn!("sync: {e}; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
     /// Has the reporter send a report now, while the sync loop goes on to the next
     /// revision: the report of an apply (which completes its operations) overlaps the
     /// next long poll and apply instead of delaying them. Asked again while a report is
@@ -965,18 +831,6 @@ impl Agent {
 
 /// How many refused routes a diagnosis names (the looking glass has them all).
 const DIAGNOSE_REFUSED: usize = 5;
-
-/// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
-fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {
-    let now = std::time::SystemTime::now();
-    cfg.instances
-        .iter()
-        .flat_map(|i| &i.connections)
-        .filter_map(instance::hold_down_end)
-        .filter_map(|end| end.duration_since(now).ok())
-        .min()
-        .map(|d| Instant::now() + d)
-}
 
 #[cfg(test)]
 mod tests {
