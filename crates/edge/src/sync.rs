@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cic_model::edge::EdgeConfig;
+use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, NotHeld};
 use tracing::{debug, info, warn};
 
 use crate::{Agent, client, instance};
@@ -22,9 +22,7 @@ impl Agent {
         let mut backoff = Duration::from_millis(500);
         let mut retry = Duration::from_millis(250);
         let mut last: Option<(Arc<EdgeConfig>, Instant)> = None;
-        // The server's last answer, made whole, under its tag: the next asks for the
-        // changes since it.
-        let mut held: Option<(String, Arc<EdgeConfig>)> = None;
+        let mut held = Held::default();
         // (A server that answers, even to refuse us, is not for a kept config to argue.)
         if let Some(kept) = self.kept_config()
             && let Err(e @ client::ClientError::Transport(..)) =
@@ -87,34 +85,26 @@ impl Agent {
                 wait.min(h.saturating_duration_since(Instant::now()))
             });
             let asked = Instant::now();
-            // (A server older than tags answers with none: ask it for nothing.)
-            let since = held
-                .as_ref()
-                .map(|(tag, _)| tag.as_str())
-                .filter(|t| !t.is_empty());
             match self
                 .client
-                .config(after, wait.min(self.opts.poll_wait), since)
+                .config(after, wait.min(self.opts.poll_wait), held.since())
                 .await
             {
                 Ok((update, bytes)) => {
                     backoff = Duration::from_millis(500);
-                    let (tag, whole) = (update.tag.clone(), update.changes_since.is_none());
+                    let whole = update.changes_since.is_none();
                     self.config_answers[usize::from(!whole)]
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.config_bytes
                         .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
                     let sent = update.config.instances.len() + update.removed_instances.len();
-                    let cfg =
-                        match update.into_config(held.as_ref().map(|(t, c)| (t.as_str(), &**c))) {
-                            Ok(cfg) => Arc::new(cfg),
-                            Err(e) => {
-                                warn!("sync: {e}; asking for the whole config");
-                                held = None;
-                                continue;
-                            }
-                        };
-                    held = Some((tag, cfg.clone()));
+                    let cfg = match held.take(update) {
+                        Ok(cfg) => cfg,
+                        Err(e) => {
+                            warn!("sync: {e}; asking for the whole config");
+                            continue;
+                        }
+                    };
                     if cfg.revision != after {
                         let fetched = Instant::now();
                         self.hand_over(&cfg);
@@ -137,7 +127,7 @@ impl Agent {
                     // The next asks for the whole config: a server that refused
                     // `changesSince` (one older than it, behind the same address) or
                     // restarted holds no answer to send changes since.
-                    held = None;
+                    held = Held::default();
                     warn!("sync: {e}; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -157,4 +147,108 @@ fn next_hold_end(cfg: &EdgeConfig) -> Option<Instant> {
         .filter_map(|end| end.duration_since(now).ok())
         .min()
         .map(|d| Instant::now() + d)
+}
+
+/// The server's last answer, made whole, under its tag: the next request asks for the
+/// changes since it.
+#[derive(Default)]
+struct Held(Option<(String, Arc<EdgeConfig>)>);
+
+impl Held {
+    /// The tag to ask for the changes since; none from a server older than tags (which
+    /// answers with an empty one and refuses the parameter).
+    fn since(&self) -> Option<&str> {
+        self.0
+            .as_ref()
+            .map(|(tag, _)| tag.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The whole config `update` gives, now held under its tag; changes since an answer
+    /// not held are refused and forget the one held (the next request asks for the
+    /// whole config).
+    fn take(&mut self, update: EdgeConfigUpdate) -> Result<Arc<EdgeConfig>, NotHeld> {
+        let tag = update.tag.clone();
+        let base = self.0.as_ref().map(|(t, c)| (t.as_str(), &**c));
+        match update.into_config(base) {
+            Ok(cfg) => {
+                let cfg = Arc::new(cfg);
+                self.0 = Some((tag, cfg.clone()));
+                Ok(cfg)
+            }
+            Err(e) => {
+                self.0 = None;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cic_model::edge::{BgpSettings, InstanceConfig};
+
+    fn config(revision: u64, ids: &[&str]) -> EdgeConfig {
+        EdgeConfig {
+            revision,
+            edge_id: "e1".into(),
+            router_id: "10.255.0.1".parse().unwrap(),
+            local_asn: 200_350,
+            bgp: BgpSettings::default(),
+            trunks: vec![],
+            instances: ids
+                .iter()
+                .map(|id| InstanceConfig {
+                    id: id.to_string(),
+                    routing_instance_id: None,
+                    vpc_prefixes: vec![],
+                    fabric: None,
+                    connections: vec![],
+                    announce: vec![],
+                    accept_only: None,
+                })
+                .collect(),
+            drain: false,
+        }
+    }
+
+    fn whole(tag: &str, cfg: EdgeConfig) -> EdgeConfigUpdate {
+        EdgeConfigUpdate {
+            tag: tag.into(),
+            changes_since: None,
+            removed_instances: vec![],
+            config: cfg,
+        }
+    }
+
+    #[test]
+    fn the_edge_asks_for_changes_since_what_it_holds_and_for_all_when_it_holds_nothing() {
+        let mut held = Held::default();
+        assert_eq!(held.since(), None, "nothing held: the whole config");
+        let first = config(1, &["a", "b"]);
+        assert_eq!(*held.take(whole("t1", first.clone())).unwrap(), first);
+        assert_eq!(held.since(), Some("t1"));
+        // Changes since t1: b gone, c added.
+        let next = config(2, &["a", "c"]);
+        let update = next.changes_from(&first, "t2".into(), "t1".into());
+        assert_eq!(*held.take(update).unwrap(), next);
+        assert_eq!(held.since(), Some("t2"));
+        // Changes since an answer it does not hold: refused, and it holds nothing.
+        let stray = config(3, &["a"]).changes_from(&first, "t3".into(), "t1".into());
+        assert!(held.take(stray).is_err());
+        assert_eq!(
+            held.since(),
+            None,
+            "the next request asks for the whole config"
+        );
+    }
+
+    #[test]
+    fn a_server_without_tags_is_asked_for_nothing() {
+        let mut held = Held::default();
+        let cfg = config(1, &["a"]);
+        assert_eq!(*held.take(whole("", cfg.clone())).unwrap(), cfg);
+        assert_eq!(held.since(), None);
+    }
 }
