@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use cic_model::edge::{Family, SessionKind};
 use cic_model::resource::ListResponse;
 use cic_model::resource::{
-    BgpSessionOptions, CreatePrivateConnectionRequest, FailoverTest, Ipv4Peering, Ipv4PeeringPatch,
+    BgpSessionOptions, CreatePrivateConnectionRequest, Ipv4Peering, Ipv4PeeringPatch,
     Ipv4PeeringSpec, Ipv6PeeringPatch, Ipv6PeeringSpec, Ipv6StaticRoute, Labels, PrivateConnection,
     RoutingInstance, StaticRoute, Status, TrunkConnection,
 };
@@ -18,6 +18,8 @@ use ipnet::IpNet;
 
 use super::patch::Clear::{Required, To};
 use super::patch::{Field, META};
+use super::sessions::{history, session_method, test_status};
+use super::static_routes::static_routes;
 use super::{
     ApiQuery, ListQuery, check_meta, check_unique_name, fetch, fetch_for, list_scope, new_meta,
     not_found, show_page, write_one,
@@ -192,7 +194,7 @@ pub(crate) async fn check_placement(
 
 /// A static route's next hop is the peer's address of its family: routes of a family
 /// need that family's peering.
-fn needs_family(routes4: bool, v4: bool, routes6: bool, v6: bool) -> ApiResult<()> {
+pub(super) fn needs_family(routes4: bool, v4: bool, routes6: bool, v6: bool) -> ApiResult<()> {
     if routes4 && !v4 {
         return Err(ApiError::field(
             "ipv4StaticRoutes",
@@ -212,7 +214,7 @@ fn needs_family(routes4: bool, v4: bool, routes6: bool, v6: bool) -> ApiResult<(
 
 /// Static routes must not take traffic meant for the VPC: none may overlap a prefix of
 /// the routing instance that `pc` belongs to. `statics`: (field, prefix) of each.
-async fn check_statics_in_instance(
+pub(super) async fn check_statics_in_instance(
     st: &AppState,
     pc: &str,
     statics: &[(String, IpNet)],
@@ -239,7 +241,10 @@ async fn check_statics_in_instance(
 }
 
 /// Each route's field and prefix, for [`check_statics_in_instance`].
-fn fields_of(statics4: &[StaticRoute], statics6: &[Ipv6StaticRoute]) -> Vec<(String, IpNet)> {
+pub(super) fn fields_of(
+    statics4: &[StaticRoute],
+    statics6: &[Ipv6StaticRoute],
+) -> Vec<(String, IpNet)> {
     let v4 = statics4
         .iter()
         .enumerate()
@@ -276,349 +281,6 @@ pub async fn post_method(
             .await
         }
     }
-}
-
-/// Body of `:startBgpFailoverTest` of a private connection (for the schema: the id is
-/// taken out first, the rest read as [`FailoverTestBody`]).
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct FailoverTestRequest {
-    #[serde(default)]
-    private_connection_id: Option<String>,
-    /// How long the session stays down: 1 s to 3 days (default 5 minutes).
-    #[serde(default)]
-    duration_seconds: Option<u64>,
-}
-
-/// Body of `:startBgpFailoverTest` of a public connection (for the schema, as above).
-#[allow(dead_code)]
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct PublicFailoverTestRequest {
-    #[serde(default)]
-    public_connection_id: Option<String>,
-    /// How long the session stays down: 1 s to 3 days (default 5 minutes).
-    #[serde(default)]
-    duration_seconds: Option<u64>,
-}
-
-/// What a session method's body says besides the connection's id.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FailoverTestBody {
-    #[serde(default)]
-    duration_seconds: Option<u64>,
-}
-
-/// A connection whose BGP session can be tested and reset: private and public ones.
-pub(crate) trait Session: super::Tenant {
-    /// `private connection`, `public connection`.
-    const NOUN: &'static str;
-    /// The body's optional repetition of the id: `privateConnectionId`, …
-    const ID_FIELD: &'static str;
-    fn tests_mut(&mut self) -> &mut Vec<FailoverTest>;
-    fn tests(&self) -> &[FailoverTest];
-    fn resets_mut(&mut self) -> &mut u64;
-    fn trunk(&self) -> &str;
-}
-
-impl Session for PrivateConnection {
-    const NOUN: &'static str = "private connection";
-    const ID_FIELD: &'static str = "privateConnectionId";
-    fn tests_mut(&mut self) -> &mut Vec<FailoverTest> {
-        &mut self.bgp_failover_tests
-    }
-    fn tests(&self) -> &[FailoverTest] {
-        &self.bgp_failover_tests
-    }
-    fn resets_mut(&mut self) -> &mut u64 {
-        &mut self.bgp_session_resets
-    }
-    fn trunk(&self) -> &str {
-        &self.trunk_connection_id
-    }
-}
-
-impl Session for cic_model::resource::PublicConnection {
-    const NOUN: &'static str = "public connection";
-    const ID_FIELD: &'static str = "publicConnectionId";
-    fn tests_mut(&mut self) -> &mut Vec<FailoverTest> {
-        &mut self.bgp_failover_tests
-    }
-    fn tests(&self) -> &[FailoverTest] {
-        &self.bgp_failover_tests
-    }
-    fn resets_mut(&mut self) -> &mut u64 {
-        &mut self.bgp_session_resets
-    }
-    fn trunk(&self) -> &str {
-        &self.trunk_connection_id
-    }
-}
-
-/// Most failover tests kept in a connection's history.
-const FAILOVER_HISTORY: usize = 20;
-
-/// `POST …/privateConnections/{id}:startBgpFailoverTest` holds the session down for a
-/// while (the edge brings it back by itself); `:stopBgpFailoverTest` ends a running test;
-/// `:resetBgpSession` restarts the session at once, ending a max-prefix idle hold.
-pub(crate) async fn session_method<T: Session>(
-    st: &AppState,
-    who: &Principal,
-    id: &str,
-    method: &str,
-    body: &[u8],
-) -> ApiResult<Json<Value>> {
-    // The body's id field is the kind's own; the rest as in [`FailoverTestRequest`].
-    let mut req: serde_json::Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
-        Default::default()
-    } else {
-        crate::error::decode_json(body)?
-    };
-    let repeated = match req.remove(T::ID_FIELD) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(ApiError::field(T::ID_FIELD, "must be a string").into()),
-    };
-    super::same_id(T::ID_FIELD, repeated.as_ref(), id)?;
-    let req: FailoverTestBody =
-        crate::error::decode_json(&serde_json::to_vec(&req).unwrap_or_default())?;
-    let duration = req.duration_seconds.unwrap_or(300);
-    if method == "startBgpFailoverTest" && !(1..=259_200).contains(&duration) {
-        return Err(ApiError::field(
-            "durationSeconds",
-            format!("{duration} is out of range 1-259200 (3 days)"),
-        )
-        .into());
-    }
-    if method != "startBgpFailoverTest" && req.duration_seconds.is_some() {
-        return Err(ApiError::field(
-            "durationSeconds",
-            format!("is for :startBgpFailoverTest, not :{method}"),
-        )
-        .into());
-    }
-    let _w = st.lock_writes().await?;
-    let (old, view) = fetch_for::<T>(st, who, id, Need::Write).await?;
-    if old.meta().status == Status::Deleting {
-        return Err(ApiError::precondition(format!("{} {id} is being deleted", T::NOUN)).into());
-    }
-    let now = time::OffsetDateTime::now_utc();
-    let running = old
-        .tests()
-        .last()
-        .filter(|t| test_status(t, now) == "IN_PROGRESS")
-        .cloned();
-    let mut pc = old.clone();
-    let description = match method {
-        "startBgpFailoverTest" => {
-            if let Some(t) = running {
-                return Err(ApiError::precondition(format!(
-                    "failover test {} is running until {}; stop it first",
-                    t.id, t.ends_at
-                ))
-                .into());
-            }
-            let tests = pc.tests_mut();
-            tests.push(FailoverTest {
-                id: crate::new_id("ft"),
-                started_at: rfc3339(now),
-                ends_at: rfc3339(now + time::Duration::seconds(duration as i64)),
-                stopped_at: None,
-                started_by: who.subject().to_string(),
-                status: String::new(),
-            });
-            let excess = tests.len().saturating_sub(FAILOVER_HISTORY);
-            tests.drain(..excess);
-            "Start BGP failover test"
-        }
-        "stopBgpFailoverTest" => {
-            let Some(t) = pc
-                .tests_mut()
-                .last_mut()
-                .filter(|t| test_status(t, now) == "IN_PROGRESS")
-            else {
-                return Err(ApiError::precondition(format!(
-                    "{} {id} has no failover test running",
-                    T::NOUN
-                ))
-                .into());
-            };
-            t.stopped_at = Some(rfc3339(now));
-            "Stop BGP failover test"
-        }
-        _ => {
-            *pc.resets_mut() += 1;
-            "Reset BGP session"
-        }
-    };
-    pc.meta_mut().status = Status::Updating;
-    let edge = fetch::<TrunkConnection>(st, pc.trunk()).await?.edge_id;
-    write_one(st, who, &view, &pc, description, Action::Update, vec![edge]).await
-}
-
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// IN_PROGRESS, COMPLETED or STOPPED, at `now`.
-pub(crate) fn test_status(t: &FailoverTest, now: time::OffsetDateTime) -> &'static str {
-    let ends =
-        time::OffsetDateTime::parse(&t.ends_at, &time::format_description::well_known::Rfc3339)
-            .unwrap_or(now);
-    match (&t.stopped_at, now < ends) {
-        (Some(_), _) => "STOPPED",
-        (None, true) => "IN_PROGRESS",
-        (None, false) => "COMPLETED",
-    }
-}
-
-/// Body of `:upsertStaticRoutes` and `:removeStaticRoutes`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(crate) struct StaticRoutesRequest {
-    #[serde(default)]
-    private_connection_id: Option<String>,
-    #[serde(default)]
-    ipv4_static_routes: Vec<StaticRoute>,
-    #[serde(default)]
-    ipv6_static_routes: Vec<Ipv6StaticRoute>,
-}
-
-/// One family's routes after an upsert (adds the ones not there) or a remove (each must
-/// be there); the quota holds for the result.
-fn merge_routes<R: Clone + PartialEq>(
-    field: &str,
-    id: &str,
-    old: &[R],
-    asked: &[R],
-    upsert: bool,
-    max: usize,
-    show: impl Fn(&R) -> String,
-) -> ApiResult<Vec<R>> {
-    let mut routes = old.to_vec();
-    for (i, r) in asked.iter().enumerate() {
-        let there = routes.contains(r);
-        if upsert && !there {
-            routes.push(r.clone());
-        } else if !upsert && !there {
-            return Err(ApiError::field(
-                &format!("{field}[{i}].prefix"),
-                format!(
-                    "{} is not a static route of private connection {id}",
-                    show(r)
-                ),
-            )
-            .into());
-        }
-    }
-    if !upsert {
-        routes.retain(|r| !asked.contains(r));
-    }
-    if routes.len() > max {
-        return Err(ApiError::field(
-            field,
-            format!(
-                "would make {} routes; the quota is {max} per private connection",
-                routes.len()
-            ),
-        )
-        .into());
-    }
-    Ok(routes)
-}
-
-/// `POST …/privateConnections/{id}:upsertStaticRoutes` (adds the routes not there yet)
-/// and `:removeStaticRoutes` (each named route must be there), of either family.
-async fn static_routes(
-    st: &AppState,
-    who: &Principal,
-    id: &str,
-    upsert: bool,
-    body: &[u8],
-) -> ApiResult<Json<Value>> {
-    let req: StaticRoutesRequest = crate::error::decode_json(body)?;
-    super::same_id(
-        "privateConnectionId",
-        req.private_connection_id.as_ref(),
-        id,
-    )?;
-    if req.ipv4_static_routes.is_empty() && req.ipv6_static_routes.is_empty() {
-        return Err(ApiError::field(
-            "ipv4StaticRoutes",
-            "names no route (nor does ipv6StaticRoutes)",
-        )
-        .into());
-    }
-    let max = st.config.max_static_routes_per_connection;
-    let asked: Vec<_> = req.ipv4_static_routes.iter().map(|r| r.prefix).collect();
-    validate::static_routes("ipv4StaticRoutes", &asked, max)?;
-    let asked: Vec<_> = req.ipv6_static_routes.iter().map(|r| r.prefix).collect();
-    validate::static_routes("ipv6StaticRoutes", &asked, max)?;
-    let _w = st.lock_writes().await?;
-    let (old, view) = fetch_for::<PrivateConnection>(st, who, id, Need::Write).await?;
-    if old.meta.status == Status::Deleting {
-        return Err(
-            ApiError::precondition(format!("private connection {id} is being deleted")).into(),
-        );
-    }
-    if upsert {
-        needs_family(
-            !req.ipv4_static_routes.is_empty(),
-            old.ipv4_peering.is_some(),
-            !req.ipv6_static_routes.is_empty(),
-            old.ipv6_peering.is_some(),
-        )?;
-    }
-    let routes4 = merge_routes(
-        "ipv4StaticRoutes",
-        id,
-        &old.ipv4_static_routes,
-        &req.ipv4_static_routes,
-        upsert,
-        max,
-        |r| r.prefix.to_string(),
-    )?;
-    let routes6 = merge_routes(
-        "ipv6StaticRoutes",
-        id,
-        &old.ipv6_static_routes,
-        &req.ipv6_static_routes,
-        upsert,
-        max,
-        |r| r.prefix.to_string(),
-    )?;
-    check_statics_in_instance(
-        st,
-        id,
-        &fields_of(&req.ipv4_static_routes, &req.ipv6_static_routes),
-    )
-    .await?;
-    let mut pc = old.clone();
-    let mut edges = Vec::new();
-    if routes4 != old.ipv4_static_routes || routes6 != old.ipv6_static_routes {
-        pc.ipv4_static_routes = routes4;
-        pc.ipv6_static_routes = routes6;
-        pc.meta.status = Status::Updating;
-        edges.push(
-            fetch::<TrunkConnection>(st, &pc.trunk_connection_id)
-                .await?
-                .edge_id,
-        );
-    }
-    let what = if upsert { "Upsert" } else { "Remove" };
-    write_one(
-        st,
-        who,
-        &view,
-        &pc,
-        &format!("{what} static routes of private connection"),
-        Action::Update,
-        edges,
-    )
-    .await
 }
 
 pub(crate) fn peering_of(p: &Ipv4PeeringSpec, cloud_asn: u32) -> Ipv4Peering {
@@ -1061,61 +723,6 @@ pub(crate) async fn instance_of(st: &AppState, pc: &str) -> ApiResult<Option<Str
         .into_iter()
         .next()
         .map(|(_, ri)| ri))
-}
-
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HistoryQuery {
-    /// `hour` (every report of the last hour; the default) or `day` (a sample a minute).
-    pub window: Option<String>,
-}
-
-/// `:history` of a connection: its BGP state, prefixes and traffic rates over the last
-/// hour or day, and the events between, as this server took the edge's reports.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryAnswer {
-    pub connection_id: String,
-    pub window: String,
-    /// Oldest first. Each: `at` (unix ms), `state` (BGP, IPv4's; `stateIpv6` beside it
-    /// for a dual-stack connection), prefixes received/accepted/advertised, and bits and
-    /// packets per second both ways since the sample before.
-    #[schemars(with = "Vec<Value>")]
-    pub samples: Vec<crate::history::Sample>,
-    /// SESSION_DOWN (with the reason), SESSION_UP, BFD_DOWN, BFD_UP, PREFIX_LIMIT.
-    #[schemars(with = "Vec<Value>")]
-    pub events: Vec<crate::history::Event>,
-}
-
-pub(crate) async fn history(
-    st: &AppState,
-    who: &Principal,
-    id: &str,
-    q: HistoryQuery,
-) -> ApiResult<Json<Value>> {
-    let (pc, _) = super::fetch_for::<PrivateConnection>(st, who, id, Need::Read).await?;
-    history_of(st, pc.meta.id, q)
-}
-
-/// The history of connection `id` (private or public), which the caller may read.
-pub(crate) fn history_of(st: &AppState, id: String, q: HistoryQuery) -> ApiResult<Json<Value>> {
-    let window = match q.window.as_deref() {
-        None | Some("hour") => crate::history::Window::Hour,
-        Some("day") => crate::history::Window::Day,
-        Some(other) => {
-            return Err(
-                ApiError::field("window", format!("{other:?} is not one of hour, day")).into(),
-            );
-        }
-    };
-    let series = st.history.series(&id, window);
-    let answer = HistoryAnswer {
-        connection_id: id,
-        window: q.window.unwrap_or_else(|| "hour".into()),
-        samples: series.samples,
-        events: series.events,
-    };
-    Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
 }
 
 pub async fn get(

@@ -12,7 +12,9 @@ mod patch;
 mod public;
 mod router_config;
 mod routing;
+mod sessions;
 mod spec;
+mod static_routes;
 mod sync;
 pub(crate) mod trunks;
 

@@ -332,7 +332,7 @@ pub async fn post_method(
 ) -> ApiResult<Json<Value>> {
     match id_method.split_once(':') {
         Some((id, m @ ("startBgpFailoverTest" | "stopBgpFailoverTest" | "resetBgpSession"))) => {
-            super::connections::session_method::<PublicConnection>(&st, &who, id, m, &body).await
+            super::sessions::session_method::<PublicConnection>(&st, &who, id, m, &body).await
         }
         _ => {
             super::post_method::<PublicConnection>(
@@ -377,7 +377,7 @@ async fn present(st: &AppState, mut pc: PublicConnection) -> ApiResult<PublicCon
     }
     let now = time::OffsetDateTime::now_utc();
     for t in &mut pc.bgp_failover_tests {
-        t.status = super::connections::test_status(t, now).to_string();
+        t.status = super::sessions::test_status(t, now).to_string();
     }
     Ok(pc)
 }
@@ -409,7 +409,7 @@ pub async fn get(
     if let Some(pc) = id.strip_suffix(":history") {
         let q = super::query_of(&uri)?;
         let (pc, _) = fetch_for::<PublicConnection>(&st, &who, pc, Need::Read).await?;
-        return super::connections::history_of(&st, pc.meta.id, q);
+        return super::sessions::history_of(&st, pc.meta.id, q);
     }
     if let Some((_, m)) = id.split_once(':') {
         return Err(ApiError::new(

@@ -31,7 +31,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ListQuery, PageQuery, batch_get, catalog, connections, folders, get_one, list_in_folder,
-    list_operations_of, operations, post_method, public, routing, sync, trunks,
+    list_operations_of, operations, post_method, public, routing, sessions, static_routes, sync,
+    trunks,
 };
 use crate::AppState;
 
@@ -558,8 +559,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             Viewer,
         )
         .get_method()
-        .query::<super::connections::HistoryQuery>()
-        .returns::<super::connections::HistoryAnswer>(),
+        .query::<super::sessions::HistoryQuery>()
+        .returns::<super::sessions::HistoryAnswer>(),
         ep(
             "patch",
             "/cic/v1/privateConnections/{id}",
@@ -593,13 +594,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Add static routes (prefix via the customer's peer address)",
             Editor,
         )
-        .body::<connections::StaticRoutesRequest>(),
+        .body::<static_routes::StaticRoutesRequest>(),
         method(
             "/cic/v1/privateConnections/{id}:startBgpFailoverTest",
             "Hold the BGP session down for durationSeconds (default 300); it comes back by itself",
             Editor,
         )
-        .body::<connections::FailoverTestRequest>(),
+        .body::<sessions::FailoverTestRequest>(),
         method(
             "/cic/v1/privateConnections/{id}:stopBgpFailoverTest",
             "End the running failover test now",
@@ -615,7 +616,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Remove static routes",
             Editor,
         )
-        .body::<connections::StaticRoutesRequest>(),
+        .body::<static_routes::StaticRoutesRequest>(),
         ep(
             "get",
             "/cic/v1/privateConnections/{id}/operations",
@@ -728,14 +729,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             Viewer,
         )
         .get_method()
-        .query::<super::connections::HistoryQuery>()
-        .returns::<super::connections::HistoryAnswer>(),
+        .query::<super::sessions::HistoryQuery>()
+        .returns::<super::sessions::HistoryAnswer>(),
         method(
             "/cic/v1/publicConnections/{id}:startBgpFailoverTest",
             "Hold the BGP session down for durationSeconds (default 300); it comes back by itself",
             Editor,
         )
-        .body::<connections::PublicFailoverTestRequest>(),
+        .body::<sessions::PublicFailoverTestRequest>(),
         method(
             "/cic/v1/publicConnections/{id}:stopBgpFailoverTest",
             "End the running failover test now",
