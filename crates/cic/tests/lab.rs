@@ -442,6 +442,18 @@ fn deleting_resources_removes_everything_the_edge_made() {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or_else(|| panic!("cic_edge_config_answers_total {kind} in:\n{again}"))
         };
+        // And the edge's reports: after the first, the changes since the last one taken.
+        let as_changes = again
+            .lines()
+            .find(|l| l.starts_with("cic_edge_reports_as_changes_total{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("cic_edge_reports_as_changes_total in:\n{again}"));
+        assert!(
+            as_changes >= 3.0 && as_changes * 2.0 >= reports(&again),
+            "{as_changes} of {} reports as changes",
+            reports(&again)
+        );
         let (whole, changes) = (answers("whole"), answers("changes"));
         assert!(
             whole >= 1.0 && changes >= 3.0 && whole * 3.0 <= changes,

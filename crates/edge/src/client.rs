@@ -112,16 +112,29 @@ impl SyncClient {
         decode_sized(r).await
     }
 
-    pub async fn report(&self, report: &EdgeReport) -> Result<(), ClientError> {
+    /// Sends a report; the version the server keeps it as (none from a server older than
+    /// versions), and the report's size in bytes.
+    pub async fn report(
+        &self,
+        report: &EdgeReport,
+    ) -> Result<(Option<String>, usize), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Taken {
+            #[serde(default)]
+            version: Option<String>,
+        }
         let url = format!("{}/cic/v1/edgeSync/status", self.base);
+        let body = serde_json::to_vec(report).map_err(|e| ClientError::Http(0, e.to_string()))?;
+        let size = body.len();
         let r = self
             .request(reqwest::Method::PUT, &url)
-            .json(report)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .timeout(Duration::from_secs(15))
             .send()
             .await
             .map_err(|e| self.transport(e))?;
-        decode::<serde_json::Value>(r).await.map(|_| ())
+        decode::<Taken>(r).await.map(|t| (t.version, size))
     }
 }
 

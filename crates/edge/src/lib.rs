@@ -140,6 +140,17 @@ pub struct Agent {
     counters_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Reports the server took since the agent started.
     reports_sent: std::sync::atomic::AtomicU64,
+    /// The last report the server took: the version it keeps it as, and its sessions by
+    /// key (the next report is the changes since it).
+    report_base: std::sync::Mutex<
+        Option<(
+            String,
+            std::collections::HashMap<cic_model::edge::SessionKey, cic_model::edge::SessionStatus>,
+        )>,
+    >,
+    /// Of the reports taken, those sent as changes; and the bytes of all.
+    reports_as_changes: std::sync::atomic::AtomicU64,
+    report_bytes: std::sync::atomic::AtomicU64,
     /// The server's config answers since the agent started: whole, and as changes.
     config_answers: [std::sync::atomic::AtomicU64; 2],
     /// The bytes of those answers.
@@ -215,6 +226,9 @@ impl Agent {
             shaped: Mutex::new(None),
             counters_read: std::sync::Mutex::new(None),
             reports_sent: std::sync::atomic::AtomicU64::new(0),
+            report_base: std::sync::Mutex::new(None),
+            reports_as_changes: std::sync::atomic::AtomicU64::new(0),
+            report_bytes: std::sync::atomic::AtomicU64::new(0),
             config_answers: Default::default(),
             config_bytes: std::sync::atomic::AtomicU64::new(0),
             report_due: tokio::sync::Notify::new(),
@@ -573,6 +587,20 @@ impl Agent {
                 "Reports the server took since the agent started: after applies, soon after sessions change state, and every report interval (asks that come while one is being made are answered by one more).",
                 vec![edge()],
                 self.reports_sent.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+            e.sample(
+                "cic_edge_reports_as_changes_total",
+                "counter",
+                "Of the reports the server took, those sent as the changes since the last one it took (the others whole: the first, after a failure, or to a server without versions).",
+                vec![edge()],
+                self.reports_as_changes.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            );
+            e.sample(
+                "cic_edge_report_bytes_total",
+                "counter",
+                "The bytes of the reports the server took.",
+                vec![edge()],
+                self.report_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64,
             );
             for (kind, n) in ["whole", "changes"].iter().zip(&self.config_answers) {
                 e.sample(

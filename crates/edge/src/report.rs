@@ -103,6 +103,8 @@ impl Agent {
             sessions,
             errors,
             traffic: Vec::new(),
+            changes_since: None,
+            removed_sessions: vec![],
         }
     }
 
@@ -126,10 +128,36 @@ impl Agent {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.keep_latest()).await;
         }
-        match self.client.report(&r).await {
-            Ok(()) => {
-                self.reports_sent
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // As the changes since the last report the server took, when it named one; the
+        // base is taken out first: should this one fail, the next is whole.
+        let base = self.report_base.lock().ok().and_then(|mut b| b.take());
+        let changes = base.and_then(|(version, sessions)| r.changes_from(&sessions, &version));
+        let mut as_changes = changes.is_some();
+        let mut sent = match &changes {
+            Some(c) => self.client.report(c).await,
+            None => self.client.report(&r).await,
+        };
+        if let (true, Err(crate::client::ClientError::Api(e))) = (as_changes, &sent)
+            && e.code == cic_model::Code::Aborted
+        {
+            // The server no longer has the report these changes are since: whole.
+            as_changes = false;
+            sent = self.client.report(&r).await;
+        }
+        match sent {
+            Ok((version, bytes)) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.reports_sent.fetch_add(1, Relaxed);
+                self.report_bytes.fetch_add(bytes as u64, Relaxed);
+                if as_changes {
+                    self.reports_as_changes.fetch_add(1, Relaxed);
+                }
+                if let (Some(version), Ok(mut b)) = (version, self.report_base.lock()) {
+                    *b = Some((
+                        version,
+                        r.sessions.into_iter().map(|s| (s.key(), s)).collect(),
+                    ));
+                }
                 true
             }
             Err(e) => {

@@ -513,6 +513,106 @@ pub struct EdgeReport {
     /// a history of rates from them). Absent from older edges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<ConnectionCounters>,
+    /// When set, `sessions` holds only the sessions changed or new since the report the
+    /// server took as this version (its answer named it), and `removedSessions` those
+    /// gone; when absent, the report is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_sessions: Vec<SessionKey>,
+}
+
+/// Which of an edge's sessions a status is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionKey {
+    pub resource_id: String,
+    pub kind: SessionKind,
+    #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
+}
+
+impl SessionStatus {
+    pub fn key(&self) -> SessionKey {
+        SessionKey {
+            resource_id: self.resource_id.clone(),
+            kind: self.kind,
+            family: self.family,
+        }
+    }
+}
+
+impl EdgeReport {
+    /// This report as the changes since the report the server took as `version`, whose
+    /// sessions were `base`: every field but the sessions whole, the sessions changed or
+    /// new, and the keys of those gone. None when two of its sessions have one key (it
+    /// is sent whole then).
+    pub fn changes_from(
+        &self,
+        base: &std::collections::HashMap<SessionKey, SessionStatus>,
+        version: &str,
+    ) -> Option<EdgeReport> {
+        let mut seen = std::collections::HashSet::new();
+        let mut sessions = Vec::new();
+        for s in &self.sessions {
+            let key = s.key();
+            if base.get(&key) != Some(s) {
+                sessions.push(s.clone());
+            }
+            if !seen.insert(key) {
+                return None;
+            }
+        }
+        let removed_sessions = base
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        Some(EdgeReport {
+            applied_revision: self.applied_revision,
+            dataplane: self.dataplane.clone(),
+            sessions,
+            errors: self.errors.clone(),
+            traffic: self.traffic.clone(),
+            changes_since: Some(version.to_string()),
+            removed_sessions,
+        })
+    }
+
+    /// The whole report this one gives (a report of changes), given `base`: the report
+    /// it changes. Sessions keep `base`'s order; new ones come after.
+    pub fn onto(self, base: &EdgeReport) -> EdgeReport {
+        let gone: std::collections::HashSet<&SessionKey> = self.removed_sessions.iter().collect();
+        let mut changed: std::collections::HashMap<SessionKey, SessionStatus> =
+            self.sessions.into_iter().map(|s| (s.key(), s)).collect();
+        let mut sessions = Vec::with_capacity(base.sessions.len() + changed.len());
+        for s in &base.sessions {
+            let key = s.key();
+            if gone.contains(&key) {
+                continue;
+            }
+            sessions.push(changed.remove(&key).unwrap_or_else(|| s.clone()));
+        }
+        // The new ones, in a stable order.
+        let mut new: Vec<SessionStatus> = changed.into_values().collect();
+        new.sort_by(|a, b| {
+            (&a.resource_id, a.kind as u8, a.family as u8).cmp(&(
+                &b.resource_id,
+                b.kind as u8,
+                b.family as u8,
+            ))
+        });
+        sessions.extend(new);
+        EdgeReport {
+            applied_revision: self.applied_revision,
+            dataplane: self.dataplane,
+            sessions,
+            errors: self.errors,
+            traffic: self.traffic,
+            changes_since: None,
+            removed_sessions: vec![],
+        }
+    }
 }
 
 /// A connection's interface counters on the edge, as the kernel counts them ("to cloud":
@@ -877,5 +977,68 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&whole.config).unwrap()).unwrap();
         assert_eq!(plain.tag, "");
         assert_eq!(plain.into_config(None).unwrap(), whole.config);
+    }
+
+    fn session(id: &str, family: Family, state: &str, uptime: u64) -> SessionStatus {
+        serde_json::from_value(serde_json::json!({
+            "resourceId": id, "kind": "customer", "family": family, "peer": "169.254.0.2",
+            "peerAsn": 65001, "state": state, "uptimeSecs": uptime, "prefixesReceived": 0,
+            "prefixesAccepted": 0, "prefixesAdvertised": 0}))
+        .unwrap()
+    }
+
+    fn report(sessions: Vec<SessionStatus>) -> EdgeReport {
+        EdgeReport {
+            applied_revision: 5,
+            dataplane: "x".into(),
+            sessions,
+            errors: vec![],
+            traffic: vec![],
+            changes_since: None,
+            removed_sessions: vec![],
+        }
+    }
+
+    #[test]
+    fn a_report_of_changes_carries_what_changed_and_makes_the_whole_report_back() {
+        let before = report(vec![
+            session("a", Family::Ipv4, "ESTABLISHED", 10),
+            session("a", Family::Ipv6, "ESTABLISHED", 10),
+            session("b", Family::Ipv4, "ACTIVE", 0),
+        ]);
+        let base = before
+            .sessions
+            .iter()
+            .map(|s| (s.key(), s.clone()))
+            .collect();
+        let now = report(vec![
+            session("a", Family::Ipv4, "ESTABLISHED", 10),
+            session("b", Family::Ipv4, "ESTABLISHED", 1),
+            session("c", Family::Ipv4, "CONNECT", 0),
+        ]);
+        let changes = now.changes_from(&base, "v1").unwrap();
+        assert_eq!(changes.changes_since.as_deref(), Some("v1"));
+        let sent: Vec<(&str, &str)> = changes
+            .sessions
+            .iter()
+            .map(|s| (s.resource_id.as_str(), s.state.as_str()))
+            .collect();
+        assert_eq!(sent, [("b", "ESTABLISHED"), ("c", "CONNECT")]);
+        assert_eq!(
+            changes.removed_sessions,
+            [SessionKey {
+                resource_id: "a".into(),
+                kind: SessionKind::Customer,
+                family: Family::Ipv6
+            }]
+        );
+        let made = changes.onto(&before);
+        assert_eq!(made, now, "the whole report, in its order");
+        // The same key twice: no changes to make, it goes whole.
+        let twice = report(vec![
+            session("a", Family::Ipv4, "ESTABLISHED", 10),
+            session("a", Family::Ipv4, "IDLE", 0),
+        ]);
+        assert!(twice.changes_from(&base, "v1").is_none());
     }
 }

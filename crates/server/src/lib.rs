@@ -110,6 +110,11 @@ pub struct EdgeLiveState {
 }
 
 impl EdgeLiveState {
+    /// The version the report was stored under.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
     fn new(report: EdgeReport, reported_at: String, version: String) -> EdgeLiveState {
         let sessions = report
             .sessions
@@ -294,6 +299,11 @@ impl AppState {
         if let Ok(mut a) = self.answered.lock() {
             a.remove(edge);
         }
+    }
+
+    /// The report this server last took from `edge` (or read of it), as decoded.
+    pub(crate) fn kept_report(&self, edge: &str) -> Option<Arc<EdgeLiveState>> {
+        self.reports.lock().ok()?.get(edge).cloned()
     }
 
     /// Keeps a report this server just stored, as decoded, under its version.

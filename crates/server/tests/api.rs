@@ -2429,6 +2429,123 @@ async fn metrics_show_each_session_as_its_edge_reported_it_with_its_folder() {
 }
 
 #[tokio::test]
+async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let mut pcs = vec![];
+    for n in 1..=2 {
+        let (s, op) = h.numbered_connection(&trunk, n).await;
+        assert_eq!(s, StatusCode::OK, "{op}");
+        pcs.push(
+            op["metadata"]["resourceId"]
+                .as_str()
+                .expect("id")
+                .to_string(),
+        );
+    }
+    let rev = h.revision().await;
+    let session = |pc: &str, n: u32, state: &str, uptime: u64| {
+        json!({"resourceId": pc, "kind": "customer", "peer": format!("169.254.{}.2", 100 + n),
+               "peerAsn": 65001, "state": state, "uptimeSecs": uptime, "prefixesReceived": 0,
+               "prefixesAccepted": 0, "prefixesAdvertised": 0})
+    };
+    let put = |body: Value| {
+        let h = &h;
+        let edge = edge.clone();
+        async move {
+            h.call(
+                Method::PUT,
+                "/cic/v1/edgeSync/status",
+                Some(&edge),
+                Some(body),
+            )
+            .await
+        }
+    };
+    // Each connection's BGP state and lifetime as /metrics shows them (None: no session).
+    let shown = |pc: String| {
+        let h = &h;
+        async move {
+            let (_, v) = h.admin(Method::GET, "/metrics", None).await;
+            let text = v.as_str().expect("text").to_string();
+            let value = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(name) && l.contains(&format!("connection_id=\"{pc}\"")))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .map(str::to_string)
+            };
+            value("bgp_ipv4_session_state_up_down").zip(value("bgp_ipv4_session_lifetime_seconds"))
+        }
+    };
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "sessions": [session(&pcs[0], 1, "ESTABLISHED", 12), session(&pcs[1], 2, "ACTIVE", 0)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v1 = v["version"]
+        .as_str()
+        .expect("the version the report is kept as")
+        .to_string();
+
+    // The second session came up: only it is sent.
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "changesSince": v1, "sessions": [session(&pcs[1], 2, "ESTABLISHED", 1)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v2 = v["version"].as_str().expect("version").to_string();
+    assert_ne!(v1, v2);
+    assert_eq!(
+        shown(pcs[0].clone()).await,
+        Some(("1".into(), "12".into())),
+        "kept"
+    );
+    assert_eq!(
+        shown(pcs[1].clone()).await,
+        Some(("1".into(), "1".into())),
+        "changed"
+    );
+
+    // Changes since a report that is no longer the last: refused, nothing taken.
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "changesSince": v1, "sessions": [session(&pcs[0], 1, "IDLE", 0)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "ABORTED");
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains("whole"),
+        "{v}"
+    );
+    assert_eq!(shown(pcs[0].clone()).await, Some(("1".into(), "12".into())));
+
+    // A session gone.
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "changesSince": v2, "sessions": [],
+        "removedSessions": [{"resourceId": pcs[0], "kind": "customer"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(shown(pcs[0].clone()).await, None, "removed");
+    assert_eq!(shown(pcs[1].clone()).await, Some(("1".into(), "1".into())));
+
+    // Only a report of changes removes sessions.
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "sessions": [], "removedSessions": [{"resourceId": pcs[1], "kind": "customer"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("removedSessions"), "{v}");
+    assert_eq!(shown(pcs[1].clone()).await, Some(("1".into(), "1".into())));
+}
+
+#[tokio::test]
 async fn a_failover_test_holds_the_session_down_until_it_ends_and_keeps_a_history() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;

@@ -404,7 +404,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "put",
             "/cic/v1/edgeSync/status",
-            "The calling edge reports what it applied and its sessions",
+            "The calling edge reports what it applied and its sessions (whole, or the changes since its last report taken, with changesSince)",
             Caller::Edge,
             // An edge's report grows with its sessions (about 250 bytes each).
             put(sync::status).layer(axum::extract::DefaultBodyLimit::max(
@@ -412,7 +412,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             )),
         )
         .body::<EdgeReport>()
-        .empty(),
+        .returns::<sync::ReportTaken>(),
         // Trunk connections.
         ep(
             "get",

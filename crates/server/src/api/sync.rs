@@ -97,12 +97,42 @@ fn unix_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// What the server answers a report it took.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportTaken {
+    /// The version the report is kept as: the edge's next report may be the changes
+    /// since it (`changesSince`).
+    pub version: String,
+}
+
 pub async fn status(
     State(st): State<Arc<AppState>>,
     who: Principal,
-    StructJson(report): StructJson<EdgeReport>,
-) -> ApiResult<Json<serde_json::Value>> {
+    StructJson(mut report): StructJson<EdgeReport>,
+) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
+    // A report of changes, onto the report this server took as the version it names.
+    if let Some(since) = report.changes_since.take() {
+        let base = st
+            .kept_report(&edge_id)
+            .filter(|live| live.version() == since)
+            .ok_or_else(|| {
+                ApiError::new(
+                    cic_model::Code::Aborted,
+                    format!(
+                        "changesSince {since:?} is not the last report this server took from the edge: send the report whole"
+                    ),
+                )
+            })?;
+        report = report.onto(&base.report);
+    } else if !report.removed_sessions.is_empty() {
+        return Err(ApiError::field(
+            "removedSessions",
+            "only a report of changes (changesSince) removes sessions",
+        )
+        .into());
+    }
     let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
@@ -128,7 +158,7 @@ pub async fn status(
     st.history.record(&edge_id, unix_ms(), &report, drained);
     let revision = report.applied_revision;
     // Kept as decoded here: finishing operations next does not read it back.
-    st.keep_report(&edge_id, report, at, version);
+    st.keep_report(&edge_id, report, at, version.clone());
     // Operations finish when their edges have applied their revision: a report at a
     // revision this server already settled after (a session's report, the periodic one)
     // finishes none, and does not queue for the writers' lock. A settle that failed, or
@@ -138,5 +168,6 @@ pub async fn status(
         st.settled_through(&edge_id, revision);
     }
     debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
-    Ok(Json(serde_json::json!({})))
+    // The edge's next report may be the changes since this one.
+    Ok(Json(ReportTaken { version }))
 }
