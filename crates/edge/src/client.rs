@@ -7,7 +7,7 @@ use std::time::Duration;
 use cic_client::tls::{ClientTls, Stamp, TlsSetupError, explain, http_client, identity_stamp};
 
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfigUpdate, EdgeReport};
+use cic_model::edge::{EdgeConfigUpdate, EdgeReport, EdgeReportChanges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -118,6 +118,23 @@ impl SyncClient {
         &self,
         report: &EdgeReport,
     ) -> Result<(Option<String>, usize), ClientError> {
+        self.send_report(reqwest::Method::PUT, report).await
+    }
+
+    /// Sends a report as the changes since the last one the server took (PATCH; a server
+    /// older than it refuses it).
+    pub async fn report_changes(
+        &self,
+        changes: &EdgeReportChanges,
+    ) -> Result<(Option<String>, usize), ClientError> {
+        self.send_report(reqwest::Method::PATCH, changes).await
+    }
+
+    async fn send_report(
+        &self,
+        method: reqwest::Method,
+        report: &impl serde::Serialize,
+    ) -> Result<(Option<String>, usize), ClientError> {
         #[derive(serde::Deserialize)]
         struct Taken {
             #[serde(default)]
@@ -127,7 +144,7 @@ impl SyncClient {
         let body = serde_json::to_vec(report).map_err(|e| ClientError::Http(0, e.to_string()))?;
         let size = body.len();
         let r = self
-            .request(reqwest::Method::PUT, &url)
+            .request(method, &url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .timeout(Duration::from_secs(15))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cic_dataplane::netns;
 use cic_model::edge::{EdgeReport, ResourceError, SessionKind, SessionStatus};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::{Agent, State, instance};
 
@@ -103,8 +103,6 @@ impl Agent {
             sessions,
             errors,
             traffic: Vec::new(),
-            changes_since: None,
-            removed_sessions: vec![],
         }
     }
 
@@ -134,13 +132,13 @@ impl Agent {
         let changes = base.and_then(|(version, sessions)| r.changes_from(&sessions, &version));
         let mut as_changes = changes.is_some();
         let mut sent = match &changes {
-            Some(c) => self.client.report(c).await,
+            Some(c) => self.client.report_changes(c).await,
             None => self.client.report(&r).await,
         };
-        if let (true, Err(crate::client::ClientError::Api(e))) = (as_changes, &sent)
-            && e.code == cic_model::Code::Aborted
-        {
-            // The server no longer has the report these changes are since: whole.
+        if let (true, Err(e)) = (as_changes, &sent) {
+            // The last report taken is another (ABORTED), the server is older than
+            // reports of changes, or they did not go: the report whole, once.
+            debug!("report of changes: {e}; sending it whole");
             as_changes = false;
             sent = self.client.report(&r).await;
         }
@@ -152,11 +150,11 @@ impl Agent {
                 if as_changes {
                     self.reports_as_changes.fetch_add(1, Relaxed);
                 }
-                if let (Some(version), Ok(mut b)) = (version, self.report_base.lock()) {
-                    *b = Some((
-                        version,
-                        r.sessions.into_iter().map(|s| (s.key(), s)).collect(),
-                    ));
+                // (A report with a session key twice is no base: the next is whole.)
+                if let (Some(version), Some(sessions), Ok(mut b)) =
+                    (version, r.sessions_by_key(), self.report_base.lock())
+                {
+                    *b = Some((version, sessions));
                 }
                 true
             }

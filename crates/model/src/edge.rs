@@ -513,13 +513,27 @@ pub struct EdgeReport {
     /// a history of rates from them). Absent from older edges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traffic: Vec<ConnectionCounters>,
-    /// When set, `sessions` holds only the sessions changed or new since the report the
-    /// server took as this version (its answer named it), and `removedSessions` those
-    /// gone; when absent, the report is whole.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes_since: Option<String>,
+}
+
+/// A report as the changes since the last report the server took (`PATCH
+/// /cic/v1/edgeSync/status`): every field of a report but the sessions whole, the sessions
+/// changed or new, and the keys of those gone. (A separate method, so that a server that
+/// does not know it refuses it rather than storing a part of the sessions as all.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeReportChanges {
+    /// The version the server answered the report these changes are since with.
+    pub changes_since: String,
+    pub applied_revision: u64,
+    pub dataplane: String,
+    /// The sessions changed or new since.
+    pub sessions: Vec<SessionStatus>,
+    /// The sessions gone since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_sessions: Vec<SessionKey>,
+    pub errors: Vec<ResourceError>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<ConnectionCounters>,
 }
 
 /// Which of an edge's sessions a status is about.
@@ -544,14 +558,13 @@ impl SessionStatus {
 
 impl EdgeReport {
     /// This report as the changes since the report the server took as `version`, whose
-    /// sessions were `base`: every field but the sessions whole, the sessions changed or
-    /// new, and the keys of those gone. None when two of its sessions have one key (it
-    /// is sent whole then).
+    /// sessions were `base`. None when two of its sessions have one key (it is sent whole
+    /// then).
     pub fn changes_from(
         &self,
         base: &std::collections::HashMap<SessionKey, SessionStatus>,
         version: &str,
-    ) -> Option<EdgeReport> {
+    ) -> Option<EdgeReportChanges> {
         let mut seen = std::collections::HashSet::new();
         let mut sessions = Vec::new();
         for s in &self.sessions {
@@ -568,50 +581,78 @@ impl EdgeReport {
             .filter(|k| !seen.contains(*k))
             .cloned()
             .collect();
-        Some(EdgeReport {
+        Some(EdgeReportChanges {
+            changes_since: version.to_string(),
             applied_revision: self.applied_revision,
             dataplane: self.dataplane.clone(),
             sessions,
+            removed_sessions,
             errors: self.errors.clone(),
             traffic: self.traffic.clone(),
-            changes_since: Some(version.to_string()),
-            removed_sessions,
         })
     }
 
-    /// The whole report this one gives (a report of changes), given `base`: the report
-    /// it changes. Sessions keep `base`'s order; new ones come after.
-    pub fn onto(self, base: &EdgeReport) -> EdgeReport {
+    /// Its sessions by key; None when two have one key.
+    pub fn sessions_by_key(&self) -> Option<std::collections::HashMap<SessionKey, SessionStatus>> {
+        let by_key: std::collections::HashMap<SessionKey, SessionStatus> =
+            self.sessions.iter().map(|s| (s.key(), s.clone())).collect();
+        (by_key.len() == self.sessions.len()).then_some(by_key)
+    }
+}
+
+/// A report of changes that cannot be taken as it is: a session sent twice, or sent and
+/// removed. (`sessions[i]`, what is wrong.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BadChanges {
+    pub field: String,
+    pub message: String,
+}
+
+impl EdgeReportChanges {
+    /// The whole report these changes give, onto `base` (the report they are since).
+    /// Sessions keep `base`'s order (a key it holds twice, once); new ones come after.
+    pub fn onto(self, base: &EdgeReport) -> Result<EdgeReport, BadChanges> {
         let gone: std::collections::HashSet<&SessionKey> = self.removed_sessions.iter().collect();
         let mut changed: std::collections::HashMap<SessionKey, SessionStatus> =
-            self.sessions.into_iter().map(|s| (s.key(), s)).collect();
+            std::collections::HashMap::new();
+        let mut order = Vec::new();
+        for (i, s) in self.sessions.into_iter().enumerate() {
+            let key = s.key();
+            let why = if gone.contains(&key) {
+                Some("is also in removedSessions")
+            } else if changed.contains_key(&key) {
+                Some("is sent twice")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(BadChanges {
+                    field: format!("sessions[{i}]"),
+                    message: format!("the {:?} session of {} {why}", key.family, key.resource_id),
+                });
+            }
+            order.push(key.clone());
+            changed.insert(key, s);
+        }
+        let mut seen = std::collections::HashSet::new();
         let mut sessions = Vec::with_capacity(base.sessions.len() + changed.len());
         for s in &base.sessions {
             let key = s.key();
-            if gone.contains(&key) {
+            if gone.contains(&key) || !seen.insert(key.clone()) {
                 continue;
             }
             sessions.push(changed.remove(&key).unwrap_or_else(|| s.clone()));
         }
-        // The new ones, in a stable order.
-        let mut new: Vec<SessionStatus> = changed.into_values().collect();
-        new.sort_by(|a, b| {
-            (&a.resource_id, a.kind as u8, a.family as u8).cmp(&(
-                &b.resource_id,
-                b.kind as u8,
-                b.family as u8,
-            ))
-        });
-        sessions.extend(new);
-        EdgeReport {
+        // The new ones, in the order they were sent.
+        sessions.extend(order.into_iter().filter_map(|k| changed.remove(&k)));
+        Ok(EdgeReport {
             applied_revision: self.applied_revision,
             dataplane: self.dataplane,
             sessions,
             errors: self.errors,
             traffic: self.traffic,
-            changes_since: None,
-            removed_sessions: vec![],
-        }
+        })
     }
 }
 
@@ -994,8 +1035,6 @@ mod tests {
             sessions,
             errors: vec![],
             traffic: vec![],
-            changes_since: None,
-            removed_sessions: vec![],
         }
     }
 
@@ -1017,7 +1056,7 @@ mod tests {
             session("c", Family::Ipv4, "CONNECT", 0),
         ]);
         let changes = now.changes_from(&base, "v1").unwrap();
-        assert_eq!(changes.changes_since.as_deref(), Some("v1"));
+        assert_eq!(changes.changes_since, "v1");
         let sent: Vec<(&str, &str)> = changes
             .sessions
             .iter()
@@ -1032,13 +1071,29 @@ mod tests {
                 family: Family::Ipv6
             }]
         );
-        let made = changes.onto(&before);
+        let made = changes.clone().onto(&before).unwrap();
         assert_eq!(made, now, "the whole report, in its order");
+        // A session sent twice, or sent and removed: refused, by name.
+        let mut twice = changes.clone();
+        twice.sessions.push(twice.sessions[0].clone());
+        assert_eq!(twice.onto(&before).unwrap_err().field, "sessions[2]");
+        let mut both = changes.clone();
+        both.removed_sessions.push(both.sessions[1].key());
+        let err = both.onto(&before).unwrap_err();
+        assert_eq!(err.field, "sessions[1]");
+        assert!(err.to_string().contains("removedSessions"), "{err}");
+        // A base that holds a key twice: once in what is made.
+        let mut doubled = before.clone();
+        doubled.sessions.push(session("b", Family::Ipv4, "IDLE", 0));
+        let made = changes.onto(&doubled).unwrap();
+        assert_eq!(made, now);
         // The same key twice: no changes to make, it goes whole.
         let twice = report(vec![
             session("a", Family::Ipv4, "ESTABLISHED", 10),
             session("a", Family::Ipv4, "IDLE", 0),
         ]);
         assert!(twice.changes_from(&base, "v1").is_none());
+        assert!(twice.sessions_by_key().is_none());
+        assert_eq!(now.sessions_by_key().map(|m| m.len()), Some(3));
     }
 }

@@ -606,8 +606,6 @@ mod tests {
                     packets_from_cloud: bytes / 200,
                 },
             }],
-            changes_since: None,
-            removed_sessions: vec![],
         }
     }
 

@@ -2450,19 +2450,16 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
                "peerAsn": 65001, "state": state, "uptimeSecs": uptime, "prefixesReceived": 0,
                "prefixesAccepted": 0, "prefixesAdvertised": 0})
     };
-    let put = |body: Value| {
+    let send = |method: Method, body: Value| {
         let h = &h;
         let edge = edge.clone();
         async move {
-            h.call(
-                Method::PUT,
-                "/cic/v1/edgeSync/status",
-                Some(&edge),
-                Some(body),
-            )
-            .await
+            h.call(method, "/cic/v1/edgeSync/status", Some(&edge), Some(body))
+                .await
         }
     };
+    let put = |body: Value| send(Method::PUT, body);
+    let patch = |body: Value| send(Method::PATCH, body);
     // Each connection's BGP state and lifetime as /metrics shows them (None: no session).
     let shown = |pc: String| {
         let h = &h;
@@ -2490,7 +2487,7 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
         .to_string();
 
     // The second session came up: only it is sent.
-    let (s, v) = put(
+    let (s, v) = patch(
         json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
         "changesSince": v1, "sessions": [session(&pcs[1], 2, "ESTABLISHED", 1)]}),
     )
@@ -2510,7 +2507,7 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
     );
 
     // Changes since a report that is no longer the last: refused, nothing taken.
-    let (s, v) = put(
+    let (s, v) = patch(
         json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
         "changesSince": v1, "sessions": [session(&pcs[0], 1, "IDLE", 0)]}),
     )
@@ -2524,7 +2521,7 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
     assert_eq!(shown(pcs[0].clone()).await, Some(("1".into(), "12".into())));
 
     // A session gone.
-    let (s, v) = put(
+    let (s, v) = patch(
         json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
         "changesSince": v2, "sessions": [],
         "removedSessions": [{"resourceId": pcs[0], "kind": "customer"}]}),
@@ -2534,15 +2531,26 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
     assert_eq!(shown(pcs[0].clone()).await, None, "removed");
     assert_eq!(shown(pcs[1].clone()).await, Some(("1".into(), "1".into())));
 
-    // Only a report of changes removes sessions.
-    let (s, v) = put(
+    // A session both sent and removed: refused by name, nothing taken.
+    let v3 = v["version"].as_str().expect("version").to_string();
+    let (s, v) = patch(
         json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
-        "sessions": [], "removedSessions": [{"resourceId": pcs[1], "kind": "customer"}]}),
+        "changesSince": v3, "sessions": [session(&pcs[1], 2, "IDLE", 0)],
+        "removedSessions": [{"resourceId": pcs[1], "kind": "customer"}]}),
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v.to_string().contains("removedSessions"), "{v}");
+    assert!(v.to_string().contains("sessions[0]"), "{v}");
     assert_eq!(shown(pcs[1].clone()).await, Some(("1".into(), "1".into())));
+    // A whole report replaces it all, as before.
+    let (s, v) = put(
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+        "sessions": [session(&pcs[0], 1, "CONNECT", 0)]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(shown(pcs[0].clone()).await, Some(("0".into(), "0".into())));
+    assert_eq!(shown(pcs[1].clone()).await, None);
 }
 
 #[tokio::test]

@@ -404,7 +404,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "put",
             "/cic/v1/edgeSync/status",
-            "The calling edge reports what it applied and its sessions (whole, or the changes since its last report taken, with changesSince)",
+            "The calling edge reports what it applied and its sessions",
             Caller::Edge,
             // An edge's report grows with its sessions (about 250 bytes each).
             put(sync::status).layer(axum::extract::DefaultBodyLimit::max(
@@ -412,6 +412,17 @@ pub fn endpoints() -> Vec<Endpoint> {
             )),
         )
         .body::<EdgeReport>()
+        .returns::<sync::ReportTaken>(),
+        ep(
+            "patch",
+            "/cic/v1/edgeSync/status",
+            "The calling edge reports the changes since the last report taken from it (ABORTED when that is not the report named: send it whole)",
+            Caller::Edge,
+            patch(sync::status_changes).layer(axum::extract::DefaultBodyLimit::max(
+                crate::error::MAX_EDGE_REPORT,
+            )),
+        )
+        .body::<cic_model::edge::EdgeReportChanges>()
         .returns::<sync::ReportTaken>(),
         // Trunk connections.
         ep(

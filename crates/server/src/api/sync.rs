@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport};
+use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport, EdgeReportChanges};
 use serde::Deserialize;
 use tracing::debug;
 
@@ -106,33 +106,53 @@ pub struct ReportTaken {
     pub version: String,
 }
 
+/// `PUT …/edgeSync/status`: the edge's whole report.
 pub async fn status(
     State(st): State<Arc<AppState>>,
     who: Principal,
-    StructJson(mut report): StructJson<EdgeReport>,
+    StructJson(report): StructJson<EdgeReport>,
 ) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
-    // A report of changes, onto the report this server took as the version it names.
-    if let Some(since) = report.changes_since.take() {
-        let base = st
-            .kept_report(&edge_id)
-            .filter(|live| live.version() == since)
-            .ok_or_else(|| {
-                ApiError::new(
-                    cic_model::Code::Aborted,
-                    format!(
-                        "changesSince {since:?} is not the last report this server took from the edge: send the report whole"
-                    ),
-                )
-            })?;
-        report = report.onto(&base.report);
-    } else if !report.removed_sessions.is_empty() {
-        return Err(ApiError::field(
-            "removedSessions",
-            "only a report of changes (changesSince) removes sessions",
-        )
-        .into());
+    take_report(&st, edge_id, report).await
+}
+
+/// `PATCH …/edgeSync/status`: the edge's report as the changes since the last report the
+/// server took from it, made whole onto that one; refused (ABORTED: send it whole) when
+/// the last report taken is another.
+pub async fn status_changes(
+    State(st): State<Arc<AppState>>,
+    who: Principal,
+    StructJson(changes): StructJson<EdgeReportChanges>,
+) -> ApiResult<Json<ReportTaken>> {
+    let edge_id = who.edge_id()?.to_string();
+    let since = changes.changes_since.clone();
+    let mut base = st.kept_report(&edge_id);
+    if base.as_ref().is_none_or(|b| b.version() != since) {
+        // Another server (on the same database) may have taken the last one.
+        base = st
+            .live_of(Some(std::slice::from_ref(&edge_id)))
+            .await?
+            .remove(&edge_id);
     }
+    let base = base.filter(|b| b.version() == since).ok_or_else(|| {
+        ApiError::new(
+            cic_model::Code::Aborted,
+            format!(
+                "changesSince {since:?} is not the last report taken from this edge: send the report whole"
+            ),
+        )
+    })?;
+    let report = changes
+        .onto(&base.report)
+        .map_err(|e| ApiError::field(&e.field, e.message))?;
+    take_report(&st, edge_id, report).await
+}
+
+async fn take_report(
+    st: &Arc<AppState>,
+    edge_id: String,
+    report: EdgeReport,
+) -> ApiResult<Json<ReportTaken>> {
     let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
