@@ -102,17 +102,7 @@ async fn an_edge_is_sent_only_the_instances_changed_since_the_answer_it_holds() 
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let mut pcs = vec![];
-    for n in 1..=3 {
-        let (s, op) = h.numbered_connection(&trunk, n).await;
-        assert_eq!(s, StatusCode::OK, "{op}");
-        pcs.push(
-            op["metadata"]["resourceId"]
-                .as_str()
-                .expect("id")
-                .to_string(),
-        );
-    }
+    let pcs = h.numbered_connections(&trunk, 3).await;
     let ids = |v: &Value| -> Vec<String> {
         v["instances"]
             .as_array()
@@ -2433,17 +2423,7 @@ async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let mut pcs = vec![];
-    for n in 1..=2 {
-        let (s, op) = h.numbered_connection(&trunk, n).await;
-        assert_eq!(s, StatusCode::OK, "{op}");
-        pcs.push(
-            op["metadata"]["resourceId"]
-                .as_str()
-                .expect("id")
-                .to_string(),
-        );
-    }
+    let pcs = h.numbered_connections(&trunk, 2).await;
     let rev = h.revision().await;
     let session = |pc: &str, n: u32, state: &str, uptime: u64| {
         json!({"resourceId": pc, "kind": "customer", "peer": format!("169.254.{}.2", 100 + n),

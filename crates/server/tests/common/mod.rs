@@ -292,6 +292,23 @@ impl H {
         .await
     }
 
+    /// Connections 1 to `n` on `trunk` (see [`H::numbered_connection`]), which must be
+    /// made: their ids.
+    pub async fn numbered_connections(&self, trunk: &str, n: u32) -> Vec<String> {
+        let mut ids = vec![];
+        for i in 1..=n {
+            let (s, op) = self.numbered_connection(trunk, i).await;
+            assert_eq!(s, StatusCode::OK, "{op}");
+            ids.push(
+                op["metadata"]["resourceId"]
+                    .as_str()
+                    .expect("id")
+                    .to_string(),
+            );
+        }
+        ids
+    }
+
     /// Private connection `id` as the admin sees it (which must answer).
     pub async fn private_connection(&self, id: &str) -> Value {
         let (s, v) = self
