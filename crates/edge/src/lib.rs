@@ -131,23 +131,16 @@ pub struct Agent {
     /// Held for a whole apply: applies follow one another, while the state's lock is
     /// taken only for the steps that need it.
     applying: Mutex<()>,
-    /// Held while a report is made and sent: reports reach the server in the order their
-    /// state was read.
-    reporting: Mutex<()>,
+    /// Held while a report is made and sent (reports reach the server in the order their
+    /// state was read), with the last report the server took: the version it keeps it
+    /// as, and its sessions by key (the next report is the changes since it).
+    reporting: Mutex<Option<ReportBase>>,
     /// The ports' rates as last shaped without an error (see `Agent::shape_capacity`).
     shaped: Mutex<Option<BTreeMap<String, u64>>>,
     /// When the connections' counters were last read for a report.
     counters_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Reports the server took since the agent started.
     reports_sent: std::sync::atomic::AtomicU64,
-    /// The last report the server took: the version it keeps it as, and its sessions by
-    /// key (the next report is the changes since it).
-    report_base: std::sync::Mutex<
-        Option<(
-            String,
-            std::collections::HashMap<cic_model::edge::SessionKey, cic_model::edge::SessionStatus>,
-        )>,
-    >,
     /// Of the reports taken, those sent as changes; and the bytes of all.
     reports_as_changes: std::sync::atomic::AtomicU64,
     report_bytes: std::sync::atomic::AtomicU64,
@@ -222,11 +215,10 @@ impl Agent {
         let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
         Ok(Arc::new(Agent {
             applying: Mutex::new(()),
-            reporting: Mutex::new(()),
+            reporting: Mutex::new(None),
             shaped: Mutex::new(None),
             counters_read: std::sync::Mutex::new(None),
             reports_sent: std::sync::atomic::AtomicU64::new(0),
-            report_base: std::sync::Mutex::new(None),
             reports_as_changes: std::sync::atomic::AtomicU64::new(0),
             report_bytes: std::sync::atomic::AtomicU64::new(0),
             config_answers: Default::default(),
@@ -856,6 +848,12 @@ impl Agent {
         )
     }
 }
+
+/// The last report the server took: its version, and its sessions by key.
+type ReportBase = (
+    String,
+    std::collections::HashMap<cic_model::edge::SessionKey, cic_model::edge::SessionStatus>,
+);
 
 /// How many refused routes a diagnosis names (the looking glass has them all).
 const DIAGNOSE_REFUSED: usize = 5;

@@ -108,7 +108,7 @@ impl Agent {
 
     /// Sends a report (see [`Agent::report_now`]); whether the server took it.
     pub(crate) async fn report(self: &Arc<Self>, counters: bool) -> bool {
-        let _one = self.reporting.lock().await;
+        let mut base = self.reporting.lock().await;
         // What the sessions say from here on is this report's: the statuses are marked
         // seen before they are read (a change in between is read now and wakes the
         // reporter once more, never not at all), so the reporter wakes only for a change
@@ -128,8 +128,9 @@ impl Agent {
         }
         // As the changes since the last report the server took, when it named one; the
         // base is taken out first: should this one fail, the next is whole.
-        let base = self.report_base.lock().ok().and_then(|mut b| b.take());
-        let changes = base.and_then(|(version, sessions)| r.changes_from(&sessions, &version));
+        let changes = base
+            .take()
+            .and_then(|(version, sessions)| r.changes_from(&sessions, &version));
         let mut as_changes = changes.is_some();
         let mut sent = match &changes {
             Some(c) => self.client.report_changes(c).await,
@@ -151,11 +152,7 @@ impl Agent {
                     self.reports_as_changes.fetch_add(1, Relaxed);
                 }
                 // (A report with a session key twice is no base: the next is whole.)
-                if let (Some(version), Some(sessions), Ok(mut b)) =
-                    (version, r.sessions_by_key(), self.report_base.lock())
-                {
-                    *b = Some((version, sessions));
-                }
+                *base = version.zip(r.into_sessions_by_key());
                 true
             }
             Err(e) => {

@@ -593,10 +593,13 @@ impl EdgeReport {
     }
 
     /// Its sessions by key; None when two have one key.
-    pub fn sessions_by_key(&self) -> Option<std::collections::HashMap<SessionKey, SessionStatus>> {
+    pub fn into_sessions_by_key(
+        self,
+    ) -> Option<std::collections::HashMap<SessionKey, SessionStatus>> {
+        let n = self.sessions.len();
         let by_key: std::collections::HashMap<SessionKey, SessionStatus> =
-            self.sessions.iter().map(|s| (s.key(), s.clone())).collect();
-        (by_key.len() == self.sessions.len()).then_some(by_key)
+            self.sessions.into_iter().map(|s| (s.key(), s)).collect();
+        (by_key.len() == n).then_some(by_key)
     }
 }
 
@@ -1093,7 +1096,7 @@ mod tests {
             session("a", Family::Ipv4, "IDLE", 0),
         ]);
         assert!(twice.changes_from(&base, "v1").is_none());
-        assert!(twice.sessions_by_key().is_none());
-        assert_eq!(now.sessions_by_key().map(|m| m.len()), Some(3));
+        assert!(twice.into_sessions_by_key().is_none());
+        assert_eq!(now.into_sessions_by_key().map(|m| m.len()), Some(3));
     }
 }
