@@ -392,6 +392,7 @@ pub(crate) async fn finish_mutation(
         tx.finish_idempotency(&scope, &op.id).await?;
     }
     tx.commit().await?;
+    tracing::debug!(revision, kind, resource = resource_id, "mutation committed");
     state.revision.send_replace(revision);
     state.settle_these(vec![(op.clone(), pending)]).await?;
     Ok(state.store.operation(&op.id).await?.unwrap_or(op))
