@@ -411,7 +411,14 @@ impl Agent {
                     let _counted = self.reconciling.enter();
                     let mut i = match held {
                         Some(i) => i,
-                        None => match Instance::start(&ic.id, &self.ns_name(&ic.id), cfg, ic).await
+                        None => match Instance::start(
+                            &ic.id,
+                            &self.ns_name(&ic.id),
+                            cfg,
+                            ic,
+                            self.bfd_book.clone(),
+                        )
+                        .await
                         {
                             Ok(i) => {
                                 if let Some(v) = vrps {

@@ -21,13 +21,12 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 mod bfd;
+mod bfd_book;
 mod peers;
 mod routes;
 
-use self::bfd::{
-    BFD_STATE_DIR, BfdLink, bfd_config, bfd_state_path, read_snapshot, take_down_on_failure,
-    write_snapshot,
-};
+use self::bfd::{BfdLink, bfd_config, take_down_on_failure};
+pub use self::bfd_book::{BFD_STATE_DIR, BfdBook};
 use self::peers::{customer_peer, fabric_peer, params};
 use self::routes::{
     PROTO_STATIC, program_routes, source_rules, static_service_routes, sync_routes,
@@ -107,6 +106,8 @@ pub struct Instance {
     bfd: Result<Bfd, String>,
     /// Started after `cic edge` restarted: BFD sessions carry on where they were.
     restarted: bool,
+    /// Where the BFD sessions' snapshots are kept for a restarted agent.
+    bfd_book: Arc<BfdBook>,
     /// The connections of the config it was last applied with.
     connections: Vec<String>,
 }
@@ -175,6 +176,7 @@ impl Instance {
         ns: &str,
         cfg: &EdgeConfig,
         ic: &InstanceConfig,
+        bfd_book: Arc<BfdBook>,
     ) -> Result<Instance, String> {
         // The namespace and its sysctls: one blocking thread, which enters it once.
         let name = ns.to_string();
@@ -251,6 +253,7 @@ impl Instance {
             resync,
             bfd,
             restarted: restarting,
+            bfd_book,
             connections: ic.connections.iter().map(|c| c.id.clone()).collect(),
         })
     }
@@ -358,23 +361,18 @@ impl Instance {
         self.nl.renamed(ns);
         for p in self.peers.values() {
             let Some(l) = &p.bfd else { continue };
-            let mut path = l
-                .snapshot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let new = bfd_state_path(ns, p.want.config.spec.address);
-            if path.exists() {
-                let moved = new
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::rename(&*path, &new));
-                if let Err(e) = moved {
-                    warn!(netns = ns, "moving a BFD snapshot: {e}");
-                }
-            }
-            *path = new;
+            // Moved under the session's lock: its watcher keeps it under one name or the
+            // other, never the old one after the move.
+            let mut held =
+                l.ns.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let peer = p.want.config.spec.address;
+            let snapshot = self.bfd_book.get(&held, peer);
+            self.bfd_book.set(&held, peer, None);
+            self.bfd_book.set(ns, peer, snapshot);
+            *held = ns.to_string();
         }
-        let _ = std::fs::remove_dir_all(std::path::Path::new(BFD_STATE_DIR).join(&self.ns));
+        self.bfd_book.forget(&self.ns);
         info!(from = %self.id, to = id, netns = ns, "routing instance renamed");
         self.id = id.to_string();
         self.ns = ns.to_string();
@@ -673,8 +671,10 @@ impl Instance {
             let cfg = bfd_config(&b);
             // After a restart, the session the last agent had Up carries on, so the peer
             // sees no failure if we were back within its detection time.
-            let path = bfd_state_path(&self.ns, spec.address);
-            let resume = self.restarted.then(|| read_snapshot(&path)).flatten();
+            let resume = self
+                .restarted
+                .then(|| self.bfd_book.get(&self.ns, spec.address))
+                .flatten();
             let added = match &self.bfd {
                 Ok(bfd) => bfd
                     .add_resumed(spec.local_address, spec.address, cfg, resume)
@@ -684,18 +684,16 @@ impl Instance {
             };
             match added {
                 Ok(state) => {
-                    let snapshot = Arc::new(Mutex::new(path));
+                    let ns = Arc::new(Mutex::new(self.ns.clone()));
                     let watcher = tokio::spawn(take_down_on_failure(
                         self.bgp.clone(),
                         id,
                         state.clone(),
-                        snapshot.clone(),
+                        self.bfd_book.clone(),
+                        ns.clone(),
+                        spec.address,
                     ));
-                    link = Some(BfdLink {
-                        state,
-                        watcher,
-                        snapshot,
-                    });
+                    link = Some(BfdLink { state, watcher, ns });
                 }
                 Err(e) => bfd_error = Some(format!("BFD: {e}")),
             }
@@ -720,7 +718,8 @@ impl Instance {
         if let (Some(_), Ok(bfd)) = (&p.bfd, &self.bfd) {
             let _ = bfd.remove(p.want.config.spec.address).await;
         }
-        write_snapshot(&bfd_state_path(&self.ns, p.want.config.spec.address), None);
+        self.bfd_book
+            .set(&self.ns, p.want.config.spec.address, None);
     }
 
     /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
@@ -876,7 +875,7 @@ impl Instance {
             bfd.shutdown().await;
         }
         self.routes_task.abort();
-        let _ = std::fs::remove_dir_all(std::path::Path::new(BFD_STATE_DIR).join(&self.ns));
+        self.bfd_book.forget(&self.ns);
         if let Err(e) = cic_dataplane::purge(&self.ns).await {
             warn!(netns = %self.ns, "delete namespace: {e}");
         }

@@ -162,6 +162,8 @@ pub struct Agent {
     state: Arc<Mutex<State>>,
     /// Instances being reconciled now, and the most there have been at once.
     reconciling: apply::AtOnce,
+    /// The BFD sessions' snapshots, for the agent that comes after this one.
+    bfd_book: Arc<instance::BfdBook>,
 }
 
 /// Resolves when any of `watches` changes. One whose sender is gone (an instance's
@@ -213,6 +215,11 @@ impl Agent {
         }
         let underlay = Netlink::open(opts.host_netns.as_deref())?;
         let client = SyncClient::new(&opts.server, opts.token.as_deref(), opts.tls.clone())?;
+        // Read once, before anything runs (a few hundred kilobytes at most).
+        let bfd_book = instance::BfdBook::open(
+            std::path::Path::new(instance::BFD_STATE_DIR),
+            &opts.netns_prefix,
+        );
         Ok(Arc::new(Agent {
             applying: Mutex::new(()),
             reporting: Mutex::new(None),
@@ -231,6 +238,7 @@ impl Agent {
             underlay,
             client,
             reconciling: apply::AtOnce::default(),
+            bfd_book,
             state: Arc::new(Mutex::new(State {
                 applied: 0,
                 edge_id: String::new(),

@@ -5,89 +5,26 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cic_bfd::Snapshot;
+use super::BfdBook;
 use cic_bfd::driver::Status as BfdState;
 use cic_bgp::driver::InstanceHandle;
 use cic_bgp::rib::PeerId;
 use cic_model::edge::{BfdSettings, BfdStatus};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::debug;
-
-/// Where each Up BFD session leaves what a restarted agent needs to carry it on
-/// (`<dir>/<namespace>/<peer>`): tmpfs, so it lives exactly as long as the namespaces.
-pub(super) const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
-
-pub(super) fn bfd_state_path(ns: &str, peer: IpAddr) -> std::path::PathBuf {
-    std::path::Path::new(BFD_STATE_DIR)
-        .join(ns)
-        .join(peer.to_string())
-}
-
-pub(super) fn write_snapshot(path: &std::path::Path, s: Option<Snapshot>) {
-    let r = match s {
-        Some(s) => path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                std::fs::write(
-                    path,
-                    format!(
-                        "{} {} {} {} {}\n",
-                        s.local_disc,
-                        s.remote_disc,
-                        s.remote_min_rx,
-                        s.remote_desired_min_tx,
-                        s.remote_detect_mult
-                    ),
-                )
-            }),
-        None => match std::fs::remove_file(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        },
-    };
-    if let Err(e) = r {
-        debug!(path = %path.display(), "BFD state: {e}");
-    }
-}
-
-pub(super) fn read_snapshot(path: &std::path::Path) -> Option<Snapshot> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: Vec<u32> = text
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    match v[..] {
-        [
-            local_disc,
-            remote_disc,
-            remote_min_rx,
-            remote_desired_min_tx,
-            mult,
-        ] => Some(Snapshot {
-            local_disc,
-            remote_disc,
-            remote_min_rx,
-            remote_desired_min_tx,
-            remote_detect_mult: u8::try_from(mult).ok()?,
-        }),
-        _ => None,
-    }
-}
 
 /// A BFD session beside a BGP session, and the task that takes BGP down when it fails.
 pub(super) struct BfdLink {
     pub(super) state: watch::Receiver<BfdState>,
     pub(super) watcher: JoinHandle<()>,
-    /// Where the watcher keeps the session's snapshot (it moves with a renamed namespace).
-    pub(super) snapshot: SnapshotPath,
+    /// The namespace the session's snapshot is kept under in the book, shared by its
+    /// watcher and the instance: it changes with a renamed namespace, the snapshot moved
+    /// while it is held.
+    pub(super) ns: SessionNs,
 }
 
-/// The file a BFD session's snapshot is kept in, shared by its watcher and the instance;
-/// held while the file is written or moved.
-pub(super) type SnapshotPath = Arc<Mutex<std::path::PathBuf>>;
+/// See [`BfdLink::ns`].
+pub(super) type SessionNs = Arc<Mutex<String>>;
 
 impl BfdLink {
     pub(super) fn status(&self) -> BfdStatus {
@@ -106,22 +43,23 @@ impl BfdLink {
 
 /// Takes the BGP session down each time its BFD session leaves Up (RFC 5882 §4.3). A
 /// count of failures, not the last state, so a Down followed at once by Up is not missed.
-/// Keeps the session's snapshot at `state` for a restarted agent.
+/// Keeps the session's snapshot in `book`, under the namespace `ns` names, for a
+/// restarted agent.
 pub(super) async fn take_down_on_failure(
     bgp: InstanceHandle,
     peer: PeerId,
     mut rx: watch::Receiver<BfdState>,
-    state: SnapshotPath,
+    book: Arc<BfdBook>,
+    ns: SessionNs,
+    address: IpAddr,
 ) {
     let (mut seen, mut saved) = {
         let s = rx.borrow();
         (s.downs, s.snapshot)
     };
     let keep = |saved| {
-        let path = state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        write_snapshot(&path, saved);
+        let ns = ns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        book.set(&ns, address, saved);
     };
     keep(saved);
     while rx.changed().await.is_ok() {
