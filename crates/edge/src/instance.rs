@@ -367,9 +367,7 @@ impl Instance {
                 l.ns.lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             let peer = p.want.config.spec.address;
-            let snapshot = self.bfd_book.get(&held, peer);
-            self.bfd_book.set(&held, peer, None);
-            self.bfd_book.set(ns, peer, snapshot);
+            self.bfd_book.move_session(&held, ns, peer);
             *held = ns.to_string();
         }
         self.bfd_book.forget(&self.ns);

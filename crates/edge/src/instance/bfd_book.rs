@@ -1,14 +1,17 @@
 //! The book of the agent's Up BFD sessions: for each, what a restarted agent needs to carry
-//! it on (its discriminators and the peer's timers), kept in one file in tmpfs, so it lives
-//! exactly as long as the namespaces.
+//! it on (its discriminators and the peer's timers), kept in one file under `/run` (tmpfs
+//! on an edge router; the sessions of namespaces that are gone are left out when it is
+//! read, so a rebooted box resumes none wherever it lives).
 //!
 //! One file for the agent, rewritten whole (to a temporary file, then renamed over the
 //! last) on a blocking thread after a change, at most every 100 ms: the changes that come
 //! meanwhile go together into the next write. It was a file per session: at a cold start of a thousand
 //! instances that was two thousand files and a thousand directories made one by one,
 //! a fifth of the agent's time where `/run` is not tmpfs (ext4's inode allocation).
-//! A session that comes Up and is killed with the agent before the write lands (100 ms
-//! at most) resumes Down, as the agent's first start does.
+//! What changes in the window before a kill (100 ms, more when the blocking threads are
+//! busy) is not in the file: a session that came Up then resumes Down, as at a first
+//! start; one that changed since resumes from the snapshot before and fails after the
+//! detection time.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cic_bfd::Snapshot;
-use tracing::{debug, warn};
+use tracing::warn;
 
 /// Where the agents keep their books: one file each, named by the agent's namespace
 /// prefix (several agents on one box, as in the lab, each have theirs).
@@ -64,8 +67,10 @@ impl BfdBook {
         };
         let older = read_per_session_files(dir, prefix);
         let migrate = !older.is_empty();
-        for (k, s) in older {
-            sessions.entry(k).or_insert(s);
+        if migrate {
+            // Files of an older agent exist only when one ran after the book was last
+            // written (an upgrade, or a rollback and an upgrade again): they are the newer.
+            sessions = older.into_iter().collect();
         }
         sessions.retain(|(ns, _), _| exists(ns));
         let book = Arc::new(BfdBook {
@@ -75,8 +80,8 @@ impl BfdBook {
                 ..Book::default()
             }),
         });
-        if migrate {
-            book.write_now();
+        // The older files are removed once the book holds them on disk.
+        if migrate && book.write_now().is_ok() {
             for ns in namespaces_in(dir, prefix) {
                 let _ = std::fs::remove_dir_all(dir.join(ns));
             }
@@ -101,6 +106,17 @@ impl BfdBook {
     /// The snapshot of the session with `peer` in namespace `ns`, if it was Up.
     pub fn get(&self, ns: &str, peer: IpAddr) -> Option<Snapshot> {
         self.lock().sessions.get(&(ns.to_string(), peer)).copied()
+    }
+
+    /// The session with `peer` in namespace `from` is now in `to` (its namespace renamed),
+    /// in one change.
+    pub fn move_session(self: &Arc<Self>, from: &str, to: &str, peer: IpAddr) {
+        let mut b = self.lock();
+        let Some(s) = b.sessions.remove(&(from.to_string(), peer)) else {
+            return;
+        };
+        b.sessions.insert((to.to_string(), peer), s);
+        self.changed(b);
     }
 
     /// Keeps `snapshot` for the session with `peer` in `ns` (none: the session is not Up).
@@ -129,8 +145,11 @@ impl BfdBook {
     /// Marks the book changed and, unless a write is under way (which will take this
     /// change too), starts one on a blocking thread.
     fn changed(self: &Arc<Self>, mut b: MutexGuard<'_, Book>) {
+        if self.path.is_none() {
+            return;
+        }
         b.dirty = true;
-        if b.writing || self.path.is_none() {
+        if b.writing {
             return;
         }
         b.writing = true;
@@ -163,33 +182,38 @@ impl BfdBook {
                 b.dirty = false;
                 render(&b.sessions)
             };
-            self.write_text(&text);
+            if let Err(e) = self.write_text(&text) {
+                warn!("BFD sessions' book: {e}");
+            }
             last = Some(std::time::Instant::now());
             self.lock().written += 1;
         }
     }
 
     /// Writes the book at once, on this thread.
-    fn write_now(&self) {
+    fn write_now(&self) -> std::io::Result<()> {
         let text = {
             let mut b = self.lock();
             b.dirty = false;
             render(&b.sessions)
         };
-        self.write_text(&text);
+        self.write_text(&text)
     }
 
-    fn write_text(&self, text: &str) {
-        let Some(path) = &self.path else { return };
-        let tmp = path.with_extension("tmp");
-        let r = path
-            .parent()
+    /// Writes `text` to a temporary file of this agent's (`.<book>.tmp` beside it, so
+    /// two agents' never meet) and renames it over the book: a crash leaves one or the
+    /// other whole.
+    fn write_text(&self, text: &str) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("book");
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        path.parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = r {
-            debug!(path = %path.display(), "BFD sessions' book: {e}");
-        }
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 
     /// Waits until every change so far is written (tests).
@@ -202,7 +226,7 @@ impl BfdBook {
                     return b.written;
                 }
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 }
@@ -379,9 +403,8 @@ mod tests {
         book.written().await;
         assert_eq!(files(&dir.0), vec!["t-sessions"], "one file for the agent");
 
-        // A restarted agent: the sessions of the namespaces still there.
-        let only_ri1 = |n: &str| n == ns;
-        let again = BfdBook::open_with(&dir.0, "t-", only_ri1);
+        // A restarted agent: the sessions Up when the last one ended.
+        let again = BfdBook::open_with(&dir.0, "t-", all);
         assert_eq!(again.get(ns, ip("fd00::2")), Some(snap(2)));
         assert_eq!(again.get(ns, ip("169.254.0.2")), Some(snap(1)));
         assert_eq!(
@@ -391,14 +414,29 @@ mod tests {
         );
         book.set("t-ri3", ip("169.254.0.10"), Some(snap(4)));
         book.written().await;
+        let all_there = BfdBook::open_with(&dir.0, "t-", all);
+        assert_eq!(all_there.get("t-ri3", ip("169.254.0.10")), Some(snap(4)));
+        let only_ri1 = |n: &str| n == ns;
         let gone = BfdBook::open_with(&dir.0, "t-", only_ri1);
         assert_eq!(
             gone.get("t-ri3", ip("169.254.0.10")),
             None,
             "its namespace is gone"
         );
+        assert_eq!(gone.get(ns, ip("fd00::2")), Some(snap(2)));
 
-        book.forget(ns);
+        // A renamed namespace: its sessions move.
+        book.move_session(ns, "t-ri9", ip("169.254.0.2"));
+        book.move_session(ns, "t-ri9", ip("fd00::2"));
+        book.move_session(ns, "t-ri9", ip("169.254.0.99"));
+        book.written().await;
+        let read = parse(&std::fs::read_to_string(dir.0.join("t-sessions")).unwrap());
+        assert_eq!(read[&("t-ri9".to_string(), ip("169.254.0.2"))], snap(1));
+        assert_eq!(read[&("t-ri9".to_string(), ip("fd00::2"))], snap(2));
+        assert!(!read.keys().any(|(n, _)| n == ns), "moved, not copied");
+        assert_eq!(files(&dir.0), vec!["t-sessions"], "no temporary file left");
+
+        book.forget("t-ri9");
         book.forget("t-ri3");
         book.written().await;
         assert_eq!(
@@ -435,7 +473,18 @@ mod tests {
         mk("t-ri1", "not-an-address", "1 2 3 4 5\n");
         mk("t-gone", "169.254.0.6", "13 14 300000 300000 3\n");
         mk("u-ri1", "169.254.0.10", "15 16 300000 300000 3\n");
+        // A book from before a rollback to the older agent: its files are the newer.
+        std::fs::write(
+            dir.0.join("t-sessions"),
+            "t-ri1 169.254.0.2 91 92 300000 300000 3\nt-ri1 169.254.0.3 93 94 300000 300000 3\n",
+        )
+        .unwrap();
         let book = BfdBook::open_with(&dir.0, "t-", |n| n != "t-gone");
+        assert_eq!(
+            book.get("t-ri1", ip("169.254.0.3")),
+            None,
+            "the book from before is set aside"
+        );
         assert_eq!(
             book.get("t-ri1", ip("169.254.0.2")).map(|s| s.local_disc),
             Some(11)
