@@ -29,8 +29,8 @@ pub const BFD_STATE_DIR: &str = "/run/cic-edge/bfd";
 const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct BfdBook {
-    /// The file; none: kept in memory only.
-    path: Option<PathBuf>,
+    /// The file.
+    path: PathBuf,
     book: Mutex<Book>,
 }
 
@@ -74,7 +74,7 @@ impl BfdBook {
         }
         sessions.retain(|(ns, _), _| exists(ns));
         let book = Arc::new(BfdBook {
-            path: Some(path),
+            path,
             book: Mutex::new(Book {
                 sessions,
                 ..Book::default()
@@ -87,14 +87,6 @@ impl BfdBook {
             }
         }
         book
-    }
-
-    /// A book that is not written anywhere.
-    pub fn in_memory() -> Arc<BfdBook> {
-        Arc::new(BfdBook {
-            path: None,
-            book: Mutex::default(),
-        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Book> {
@@ -145,9 +137,6 @@ impl BfdBook {
     /// Marks the book changed and, unless a write is under way (which will take this
     /// change too), starts one on a blocking thread.
     fn changed(self: &Arc<Self>, mut b: MutexGuard<'_, Book>) {
-        if self.path.is_none() {
-            return;
-        }
         b.dirty = true;
         if b.writing {
             return;
@@ -204,9 +193,7 @@ impl BfdBook {
     /// two agents' never meet) and renames it over the book: a crash leaves one or the
     /// other whole.
     fn write_text(&self, text: &str) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
+        let path = &self.path;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("book");
         let tmp = path.with_file_name(format!(".{name}.tmp"));
         path.parent()
