@@ -73,6 +73,7 @@ impl Store {
         subject: &str,
         body: &str,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO audit_events (id, at_ms, folder_id, subject, body) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -88,6 +89,7 @@ impl Store {
 
     /// Forgets audit events older than `before_ms`; how many.
     pub async fn prune_audit_events(&self, before_ms: i64) -> Result<u64> {
+        let _turn = self.write_turn().await;
         Ok(sqlx::query("DELETE FROM audit_events WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)

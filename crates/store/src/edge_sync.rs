@@ -22,6 +22,7 @@ impl Store {
             id: edge_id.into(),
             err: e.to_string(),
         })?;
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO edge_reports (edge_id, body, reported_at, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at, \
@@ -98,6 +99,7 @@ impl Store {
         body: &str,
         now: i64,
     ) -> Result<()> {
+        let turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO route_queries (id, edge_id, body, taken, created_at) VALUES ($1, $2, $3, 0, $4)",
         )
@@ -107,11 +109,13 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        drop(turn);
         self.notify(channel::QUESTION, edge_id).await
     }
 
     /// The questions for `edge_id` not yet taken, now taken (each is handed out once).
     pub async fn take_route_queries(&self, edge_id: &str) -> Result<Vec<String>> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "SELECT id, body FROM route_queries WHERE edge_id = $1 AND taken = 0 ORDER BY created_at, id",
@@ -138,6 +142,7 @@ impl Store {
     /// Records `edge_id`'s answer to question `id`; false when there is no such question
     /// of that edge still waiting.
     pub async fn answer_route_query(&self, id: &str, edge_id: &str, answer: &str) -> Result<bool> {
+        let turn = self.write_turn().await;
         let r = sqlx::query(
             "UPDATE route_queries SET answer = $3 WHERE id = $1 AND edge_id = $2 AND answer IS NULL",
         )
@@ -146,6 +151,7 @@ impl Store {
         .bind(answer)
         .execute(&self.pool)
         .await?;
+        drop(turn);
         if r.rows_affected() == 1 {
             self.notify(channel::ANSWER, id).await?;
         }
@@ -166,6 +172,7 @@ impl Store {
 
     /// Forgets question `id`, and any question older than `stale_before` (its asker is gone).
     pub async fn drop_route_query(&self, id: &str, stale_before: i64) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM route_queries WHERE id = $1 OR created_at < $2")
             .bind(id)
             .bind(stale_before)

@@ -128,6 +128,7 @@ impl Store {
     /// Claims `scope` (an idempotency key with its caller) for a request with `hash`, or
     /// tells what claimed it before.
     pub async fn claim_idempotency(&self, scope: &str, hash: &str, now: i64) -> Result<Claim> {
+        let turn = self.write_turn().await;
         let r = sqlx::query(
             "INSERT INTO idempotency (scope, request_hash, operation_id, claimed_at) VALUES ($1, $2, '', $3) \
              ON CONFLICT (scope) DO NOTHING",
@@ -137,6 +138,7 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        drop(turn);
         if r.rows_affected() == 1 {
             return Ok(Claim::New);
         }
@@ -166,6 +168,7 @@ impl Store {
         now: i64,
         stale_before: i64,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let r = sqlx::query(
             "UPDATE idempotency SET request_hash = $2, claimed_at = $3 \
              WHERE scope = $1 AND operation_id = '' AND claimed_at < $4",
@@ -181,6 +184,7 @@ impl Store {
 
     /// Drops a claim whose request made no operation (it failed), so a retry can run.
     pub async fn release_idempotency(&self, scope: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND operation_id = ''")
             .bind(scope)
             .execute(&self.pool)
