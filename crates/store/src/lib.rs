@@ -858,10 +858,7 @@ impl Tx {
     }
 
     async fn bump(&mut self, notice: &str) -> Result<u64> {
-        sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1")
-            .execute(&mut *self.tx)
-            .await?;
-        let row = sqlx::query("SELECT value FROM revision WHERE id = 1")
+        let row = sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value")
             .fetch_one(&mut *self.tx)
             .await?;
         let rev = u64_at(&row, 0)?;
@@ -897,13 +894,11 @@ impl Tx {
             id: id.into(),
             err: e.to_string(),
         })?;
-        sqlx::query("DELETE FROM resources WHERE kind = $1 AND id = $2")
-            .bind(T::KIND)
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
+        // One statement, whether the document is new or replaces one.
         sqlx::query(
-            "INSERT INTO resources (kind, id, folder_id, name, body, revision, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO resources (kind, id, folder_id, name, body, revision, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (kind, id) DO UPDATE SET folder_id = excluded.folder_id, name = excluded.name, \
+             body = excluded.body, revision = excluded.revision, parent_id = excluded.parent_id",
         )
         .bind(T::KIND)
         .bind(id)

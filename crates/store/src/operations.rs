@@ -208,10 +208,6 @@ impl Tx {
             err: e.to_string(),
         })?;
         let pending = serde_json::to_string(&pending).unwrap_or_else(|_| "null".into());
-        sqlx::query("DELETE FROM operations WHERE id = $1")
-            .bind(&op.id)
-            .execute(&mut *self.tx)
-            .await?;
         let resource_id = op
             .metadata
             .get("resourceId")
@@ -219,7 +215,10 @@ impl Tx {
             .unwrap_or_default();
         sqlx::query(
             "INSERT INTO operations (id, done, body, pending, created_at, folder_id, resource_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (id) DO UPDATE SET done = excluded.done, body = excluded.body, \
+             pending = excluded.pending, created_at = excluded.created_at, \
+             folder_id = excluded.folder_id, resource_id = excluded.resource_id",
         )
         .bind(&op.id)
         .bind(op.done as i64)

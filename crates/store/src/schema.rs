@@ -168,15 +168,23 @@ pub(crate) async fn put_links<T: Document>(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    for (rel, target) in doc.links() {
-        sqlx::query("INSERT INTO resource_links (kind, id, rel, target) VALUES ($1, $2, $3, $4)")
-            .bind(T::KIND)
-            .bind(id)
-            .bind(rel)
-            .bind(target)
-            .execute(&mut **tx)
-            .await?;
+    // All of them in one statement (a document has a handful).
+    let links = doc.links();
+    if links.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<String> = (0..links.len())
+        .map(|i| format!("($1, $2, ${}, ${})", 2 * i + 3, 2 * i + 4))
+        .collect();
+    let sql = format!(
+        "INSERT INTO resource_links (kind, id, rel, target) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(T::KIND).bind(id);
+    for (rel, target) in links {
+        q = q.bind(rel).bind(target);
+    }
+    q.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -287,3 +287,61 @@ async fn this_servers_writes_take_turns_and_never_meet_in_sqlite() {
         "every mutation committed"
     );
 }
+
+/// A document is written in one statement whether it is new or replaces one, and its
+/// links (all of them in one statement) replace the ones it had.
+#[tokio::test]
+async fn a_document_written_again_replaces_itself_and_its_links() {
+    use cic_model::resource::{Meta, PrivateConnectionRef, RoutingInstance, VpcInfo};
+    use cic_store::rel;
+    let url = database("links").await;
+    let s = Store::open(&url).await.expect("open");
+    let ri = |members: &[&str]| RoutingInstance {
+        meta: Meta {
+            id: "ri1".into(),
+            folder_id: "f1".into(),
+            name: format!("ri-{}", members.len()),
+            ..Default::default()
+        },
+        vpc_info: vec![VpcInfo {
+            vpc_network_id: "vpc1".into(),
+            az_infos: vec![],
+        }],
+        cic_private_connection_info: members
+            .iter()
+            .map(|m| PrivateConnectionRef {
+                cic_private_connection_id: m.to_string(),
+            })
+            .collect(),
+        deletion_protection: false,
+    };
+    let write = |doc: RoutingInstance| {
+        let s = s.clone();
+        async move {
+            let mut tx = s.begin().await.expect("tx");
+            let r = tx.bump_revision().await.expect("bump");
+            tx.put(&doc, r).await.expect("put");
+            tx.commit().await.expect("commit");
+            r
+        }
+    };
+    let linking = |r: &'static str, target: &'static str| {
+        let s = s.clone();
+        async move { s.linking(r, target).await.expect("linking") }
+    };
+    let held = vec![("routingInstance".to_string(), "ri1".to_string())];
+    assert_eq!(write(ri(&["pc-a", "pc-b", "pc-c"])).await, 1);
+    for pc in ["pc-a", "pc-b", "pc-c"] {
+        assert_eq!(linking(rel::MEMBER, pc).await, held, "{pc}");
+    }
+    assert_eq!(linking(rel::VPC, "vpc1").await, held);
+
+    assert_eq!(write(ri(&["pc-a"])).await, 2);
+    assert_eq!(linking(rel::MEMBER, "pc-a").await, held);
+    assert!(linking(rel::MEMBER, "pc-b").await.is_empty());
+    assert!(linking(rel::MEMBER, "pc-c").await.is_empty());
+    assert_eq!(linking(rel::VPC, "vpc1").await, held);
+    let all = s.list::<RoutingInstance>(None).await.expect("list");
+    assert_eq!(all, vec![ri(&["pc-a"])], "one document, the new one");
+    assert_eq!(s.revision().await.expect("revision"), 2);
+}
