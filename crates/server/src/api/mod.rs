@@ -394,6 +394,11 @@ pub(crate) async fn finish_mutation(
     tx.commit().await?;
     tracing::debug!(revision, kind, resource = resource_id, "mutation committed");
     state.revision.send_replace(revision);
+    if !pending.edges.is_empty() {
+        // No edge can have applied a revision committed just now: the report of the
+        // first that does settles it. Nothing to look at while the writers wait.
+        return Ok(op);
+    }
     state.settle_these(vec![(op.clone(), pending)]).await?;
     Ok(state.store.operation(&op.id).await?.unwrap_or(op))
 }
