@@ -512,7 +512,9 @@ pub(crate) struct EdgeArgs {
     /// Network namespace that holds this router's ports (default: the agent's own).
     #[arg(long)]
     pub(crate) netns: Option<String>,
-    /// Prefix of the namespaces this agent creates, one per routing instance.
+    /// Prefix of the namespaces this agent creates, one per routing instance. It takes for
+    /// its own (and removes when no instance wants it) only a namespace named this prefix
+    /// and an instance's id, never another agent's whose prefix nests in it.
     #[arg(long, default_value = "cic-")]
     pub(crate) netns_prefix: String,
     /// Seconds between status reports.

@@ -331,9 +331,11 @@ impl Agent {
         let wanted_ns: BTreeSet<String> = wanted.iter().map(|i| self.ns_name(i)).collect();
         let prefix = self.opts.netns_prefix.clone();
         // Listing reads a directory: on a blocking thread.
-        let present = tokio::task::spawn_blocking(move || netns::list(&prefix).unwrap_or_default())
-            .await
-            .unwrap_or_default();
+        let present = tokio::task::spawn_blocking(move || {
+            ours(&prefix, netns::list(&prefix).unwrap_or_default())
+        })
+        .await
+        .unwrap_or_default();
         let unwanted = present.into_iter().filter(|ns| !wanted_ns.contains(ns));
         futures::stream::iter(unwanted)
             .for_each_concurrent(RECONCILE_AT_ONCE, |ns| async move {
@@ -558,9 +560,39 @@ fn shaping_due(
     full || shaped != Some(want)
 }
 
+/// Of the namespaces whose names start with `prefix`, those this agent may have made:
+/// the prefix and an instance's id, nothing else. Another agent's whose prefix nests in
+/// this one (`cic-lab-…` under `cic-`) and an operator's own (`cic-test`) are not touched.
+fn ours(prefix: &str, names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|n| n.strip_prefix(prefix).is_some_and(cic_model::is_made_id))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_namespaces_named_after_an_instance_are_taken_for_ours() {
+        let names = [
+            "cic-rifjgpu3lsvdzlupfqie",
+            "cic-pc0123456789abcdefgh",
+            "cic-lab-rifjgpu3lsvdzlupfqie",
+            "cic-test",
+            "cic-",
+            "cic-rifjgpu3lsvdzlupfqie-old",
+            "other-rifjgpu3lsvdzlupfqie",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            ours("cic-", names.clone()),
+            ["cic-rifjgpu3lsvdzlupfqie", "cic-pc0123456789abcdefgh"]
+        );
+        assert_eq!(ours("cic-lab-", names), ["cic-lab-rifjgpu3lsvdzlupfqie"]);
+    }
 
     #[test]
     fn ports_are_shaped_again_only_when_their_rates_change_or_at_a_full_reconcile() {

@@ -13,6 +13,44 @@ pub mod validate;
 
 pub use error::{ApiError, ApiResult, Code};
 
+/// The characters of a made id's random tail.
+pub const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+/// A made id: a 2-letter kind prefix and this many of [`ID_ALPHABET`].
+pub const ID_TAIL: usize = 18;
+
+/// Whether `s` has the shape of an id the server makes for a tenant resource (a
+/// connection, a routing instance): 2 lowercase letters and [`ID_TAIL`] of
+/// [`ID_ALPHABET`]. The edge names a namespace after such an id, and takes a namespace for
+/// its own only when the rest of its name is one.
+pub fn is_made_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 2 + ID_TAIL
+        && b[..2].iter().all(u8::is_ascii_lowercase)
+        && b[2..].iter().all(|c| ID_ALPHABET.contains(c))
+}
+
+#[cfg(test)]
+mod id_tests {
+    #[test]
+    fn made_ids_are_told_from_other_names() {
+        assert!(super::is_made_id("rifjgpu3lsvdzlupfqie"));
+        assert!(super::is_made_id("pc0123456789abcdefgh"));
+        for not in [
+            "",
+            "ri",
+            "test",
+            "rifjgpu3lsvdzlupfqi",   // one short
+            "rifjgpu3lsvdzlupfqiex", // one long
+            "Rifjgpu3lsvdzlupfqie",
+            "r1fjgpu3lsvdzlupfqie",
+            "ri-jgpu3lsvdzlupfqie",
+            "lab-rifjgpu3lsvdzlup",
+        ] {
+            assert!(!super::is_made_id(not), "{not:?}");
+        }
+    }
+}
+
 /// How a secret is shown to a caller who may not read it. Written back (a client that
 /// reads a resource, changes something else and sends it again), it means "unchanged".
 pub const SECRET_MASK: &str = "********";

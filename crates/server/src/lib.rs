@@ -621,12 +621,25 @@ pub fn now() -> String {
 
 /// Ids as the modelled service makes them: a 2-letter kind prefix and 18 of [a-z0-9].
 pub fn new_id(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    use cic_model::{ID_ALPHABET, ID_TAIL};
     let mut rng = rand::rng();
-    let tail: String = (0..18)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+    let tail: String = (0..ID_TAIL)
+        .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
         .collect();
     format!("{prefix}{tail}")
+}
+
+#[cfg(test)]
+mod id_tests {
+    /// The edge takes a namespace for its own only when its name is its prefix and such
+    /// an id ([`cic_model::is_made_id`]): every kind it makes instances of has one.
+    #[test]
+    fn the_ids_of_what_edges_run_have_the_shape_they_look_for() {
+        for kind in ["pc", "ri", "pu", "tc"] {
+            let id = super::new_id(kind);
+            assert!(cic_model::is_made_id(&id), "{id}");
+        }
+    }
 }
 
 pub fn new_operation(description: &str, created_by: &str, resource_id: &str) -> Operation {

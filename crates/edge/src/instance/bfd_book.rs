@@ -282,7 +282,8 @@ fn namespaces_in(dir: &Path, prefix: &str) -> Vec<String> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix))
+        // Its prefix and an instance's id: not those of an agent whose prefix nests in it.
+        .filter(|n| n.strip_prefix(prefix).is_some_and(cic_model::is_made_id))
         .collect()
 }
 
@@ -456,39 +457,43 @@ mod tests {
             std::fs::create_dir_all(dir.0.join(ns)).unwrap();
             std::fs::write(dir.0.join(ns).join(peer), body).unwrap();
         };
-        mk("t-ri1", "169.254.0.2", "11 12 300000 300000 3\n");
-        mk("t-ri1", "not-an-address", "1 2 3 4 5\n");
-        mk("t-gone", "169.254.0.6", "13 14 300000 300000 3\n");
-        mk("u-ri1", "169.254.0.10", "15 16 300000 300000 3\n");
+        const RI1: &str = "t-ri000000000000000001";
+        const GONE: &str = "t-ri000000000000000002";
+        const OTHER: &str = "u-ri000000000000000001";
+        const NESTED: &str = "t-x-ri000000000000000001";
+        mk(RI1, "169.254.0.2", "11 12 300000 300000 3\n");
+        mk(RI1, "not-an-address", "1 2 3 4 5\n");
+        mk(GONE, "169.254.0.6", "13 14 300000 300000 3\n");
+        mk(OTHER, "169.254.0.10", "15 16 300000 300000 3\n");
+        mk(NESTED, "169.254.0.14", "17 18 300000 300000 3\n");
         // A book from before a rollback to the older agent: its files are the newer.
         std::fs::write(
             dir.0.join("t-sessions"),
-            "t-ri1 169.254.0.2 91 92 300000 300000 3\nt-ri1 169.254.0.3 93 94 300000 300000 3\n",
+            format!(
+                "{RI1} 169.254.0.2 91 92 300000 300000 3\n{RI1} 169.254.0.3 93 94 300000 300000 3\n"
+            ),
         )
         .unwrap();
-        let book = BfdBook::open_with(&dir.0, "t-", |n| n != "t-gone");
+        let book = BfdBook::open_with(&dir.0, "t-", |n| n != GONE);
         assert_eq!(
-            book.get("t-ri1", ip("169.254.0.3")),
+            book.get(RI1, ip("169.254.0.3")),
             None,
             "the book from before is set aside"
         );
         assert_eq!(
-            book.get("t-ri1", ip("169.254.0.2")).map(|s| s.local_disc),
+            book.get(RI1, ip("169.254.0.2")).map(|s| s.local_disc),
             Some(11)
         );
+        assert_eq!(book.get(GONE, ip("169.254.0.6")), None, "namespace gone");
+        assert_eq!(book.get(OTHER, ip("169.254.0.10")), None, "another agent's");
         assert_eq!(
-            book.get("t-gone", ip("169.254.0.6")),
+            book.get(NESTED, ip("169.254.0.14")),
             None,
-            "namespace gone"
-        );
-        assert_eq!(
-            book.get("u-ri1", ip("169.254.0.10")),
-            None,
-            "another agent's"
+            "an agent's whose prefix (t-x-) nests in this one's"
         );
         assert_eq!(
             files(&dir.0),
-            vec!["t-sessions", "u-ri1"],
+            vec!["t-sessions", NESTED, OTHER],
             "this agent's old files removed once the book is written; another agent's kept"
         );
         let read = parse(&std::fs::read_to_string(dir.0.join("t-sessions")).unwrap());
