@@ -147,12 +147,15 @@ pub fn rename(from: &str, to: &str) -> io::Result<()> {
 
 /// Deletes namespace `name`; its virtual links go with it, but only when the kernel's
 /// cleanup work runs, later: use [`crate::purge`] when they must be gone at once (a VXLAN
-/// VNI to be reused, say). Missing is fine.
+/// VNI to be reused, say). Missing is fine, and so is a file no longer mounted: another
+/// process (an agent, `ip netns del`) may unmount it between a look and the unmount, so
+/// there is no look first.
 pub fn del(name: &str) -> io::Result<()> {
     let p = path(name)?;
-    if exists(name) {
-        umount2(&p, MntFlags::MNT_DETACH)
-            .map_err(|e| io::Error::other(format!("unmount {}: {e}", p.display())))?;
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        // EINVAL: not a mount point (any more); ENOENT: no file.
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(io::Error::other(format!("unmount {}: {e}", p.display()))),
     }
     match std::fs::remove_file(&p) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -94,6 +94,27 @@ async fn namespaces_are_created_idempotently_listed_and_deleted() {
     assert!(netns::add("../etc").is_err(), "names are validated");
 }
 
+/// Another process may unmount a namespace between the moment it is seen mounted and
+/// its deletion (an agent and `cic lab down` at once): the file left is deleted, and that
+/// is no error.
+#[tokio::test]
+async fn a_namespace_someone_else_unmounted_is_deleted_without_error() {
+    if !root_or_skip("unmounted by another") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    let file = format!("{}/{ns}", netns::RUN_DIR);
+    let out = Command::new("umount")
+        .args(["-l", &file])
+        .output()
+        .expect("umount");
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::path::Path::new(&file).exists(), "the file is left");
+    netns::del(ns).expect("a file no longer mounted is deleted without error");
+    assert!(!std::path::Path::new(&file).exists());
+}
+
 /// A namespace made with its sysctls in one go has them set, and one that exists is
 /// kept (its links with it) and given them.
 #[tokio::test]
