@@ -259,7 +259,7 @@ impl Store {
     }
 
     /// This server's turn to write on SQLite (see [`Store::writer`]); None on PostgreSQL.
-    /// Held until the write commits; nothing that holds it may wait for another write.
+    /// Held until the write ends; nothing that holds it may wait for another write.
     async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         if self.postgres {
             return None;
@@ -269,7 +269,11 @@ impl Store {
 
     /// A write transaction: on SQLite it holds this server's turn to write until it
     /// commits or is dropped, so a [`Store`] method that writes must not be called while
-    /// one is held (reads are free).
+    /// one is held; nor one that reads on `sqlite::memory:`, whose pool is the one
+    /// connection the transaction holds (read first, as the settle does). A transaction
+    /// dropped without a commit gives the turn back before sqlx's rollback has run on its
+    /// connection: the next writer may then wait in SQLite's busy handler once (a failed
+    /// mutation, a cancelled request).
     pub async fn begin(&self) -> Result<Tx> {
         let turn = self.write_turn().await;
         Ok(Tx {
@@ -838,7 +842,8 @@ fn decode_json<T: DeserializeOwned>(
 /// A write transaction. Nothing is visible to others until [`Tx::commit`].
 pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
-    /// Dropped after `tx` (fields drop in order), so the turn outlives the commit.
+    /// Dropped after `tx` (fields drop in order), so the turn outlives the commit (not a
+    /// rollback, which sqlx only queues when `tx` is dropped).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     postgres: bool,
     sealing: Sealing,
