@@ -152,7 +152,8 @@ pub fn rename(from: &str, to: &str) -> io::Result<()> {
 /// there is no look first.
 pub fn del(name: &str) -> io::Result<()> {
     let p = path(name)?;
-    match umount2(&p, MntFlags::MNT_DETACH) {
+    // Not through a symlink: only what is mounted at the name itself.
+    match umount2(&p, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
         // EINVAL: not a mount point (any more); ENOENT: no file.
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(io::Error::other(format!("unmount {}: {e}", p.display()))),
