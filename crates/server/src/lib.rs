@@ -456,11 +456,11 @@ impl AppState {
             if !applied {
                 continue;
             }
+            // Reads first: a transaction must not wait on the pool it holds a connection of.
+            let finish = Finish::read(&self.store, &p).await?;
             // A routing instance fails with its connections; a trunk with its port.
             let mut concerned = vec![p.resource_id.clone()];
-            if p.kind == "routingInstance"
-                && let Some(ri) = self.store.get::<RoutingInstance>(&p.resource_id).await?
-            {
+            if let Finish::Instance(ri, ..) = &finish {
                 concerned.extend(
                     ri.cic_private_connection_info
                         .iter()
@@ -485,8 +485,6 @@ impl AppState {
             if failed {
                 op.error = Some(ApiError::new(Code::FailedPrecondition, errors.join("; ")));
             }
-            // Reads first: a transaction must not wait on the pool it holds a connection of.
-            let finish = Finish::read(&self.store, &p).await?;
             finished.push((op, p, finish, failed));
         }
         if finished.is_empty() {
@@ -535,20 +533,29 @@ impl Finish {
             },
             "publicConnection" => match store.get::<PublicConnection>(&p.resource_id).await? {
                 Some(r) => {
-                    let mine = store.children::<FabricSlot>(&p.resource_id).await?;
+                    let mine = Finish::slots_freed(store, p).await?;
                     Finish::Public(Box::new(r), p.action, mine)
                 }
                 None => Finish::Nothing,
             },
             "routingInstance" => match store.get::<RoutingInstance>(&p.resource_id).await? {
                 Some(r) => {
-                    let mine = store.children::<FabricSlot>(&p.resource_id).await?;
+                    let mine = Finish::slots_freed(store, p).await?;
                     Finish::Instance(Box::new(r), p.action, mine)
                 }
                 None => Finish::Nothing,
             },
             _ => Finish::Nothing,
         })
+    }
+
+    /// The fabric slots a finished delete frees: the resource's own; none for another
+    /// action (no read).
+    async fn slots_freed(store: &Store, p: &Pending) -> ApiResult<Vec<FabricSlot>> {
+        if p.action != Action::Delete {
+            return Ok(Vec::new());
+        }
+        Ok(store.children::<FabricSlot>(&p.resource_id).await?)
     }
 
     async fn write(self, tx: &mut cic_store::Tx, rev: u64) -> ApiResult<serde_json::Value> {

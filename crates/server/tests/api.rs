@@ -1068,6 +1068,16 @@ async fn compiled_config_follows_the_customer_steps() {
         )
         .await;
     assert_eq!(fa["items"], json!([]));
+    // Its slot is free again: the next routing instance on the edge has its VNI.
+    h.ok(
+        Method::POST,
+        "/cloudrouter/v1/routingInstances",
+        json!({"folderId": "f1", "vpcInfo": [{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "a", "prefixes": ["10.128.0.0/24"]}]}],
+               "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
+    )
+    .await;
+    let cfg = h.edge_config(&edge).await;
+    assert_eq!(cfg["instances"][0]["fabric"]["vni"], 100000, "{cfg}");
 }
 
 #[tokio::test]
