@@ -43,20 +43,19 @@ pub fn is_root() -> bool {
 /// addresses — is free when this returns), then the namespace.
 pub async fn purge(name: &str) -> Result<()> {
     if netns::exists(name) {
-        let nl = match Netlink::open(Some(name)) {
-            Ok(nl) => nl,
+        match Netlink::open(Some(name)) {
+            Ok(nl) => {
+                for l in nl.links().await?.into_iter().filter(|l| l.name != "lo") {
+                    match nl.del_link(l.index).await {
+                        // A veth peer deleted with its other end is already gone.
+                        Err(Error::Netlink(m)) if m.contains("No such device") => {}
+                        r => r?,
+                    }
+                }
+            }
             // Unmounted by another process since the look: nothing left to enter.
-            Err(_) if !netns::exists(name) => {
-                return netns::del(name).map_err(|e| Error::Io(e.to_string()));
-            }
+            Err(_) if !netns::exists(name) => {}
             Err(e) => return Err(e),
-        };
-        for l in nl.links().await?.into_iter().filter(|l| l.name != "lo") {
-            match nl.del_link(l.index).await {
-                // A veth peer deleted with its other end is already gone.
-                Err(Error::Netlink(m)) if m.contains("No such device") => {}
-                r => r?,
-            }
         }
     }
     netns::del(name).map_err(|e| Error::Io(e.to_string()))
