@@ -211,7 +211,8 @@ enum SessionCmd {
         notification: Notification,
         restart_after: Option<Duration>,
     },
-    Incoming(TcpStream),
+    /// A connection the peer opened, and when the listener accepted it.
+    Incoming(TcpStream, tokio::time::Instant),
     PathUp,
     /// Its BFD session went Down: see [`crate::fsm::Input::PathDown`].
     PathDown(String),

@@ -88,6 +88,8 @@ pub(super) struct SessionTask {
     ours: bool,
     /// When the connection held was taken.
     attached_at: Instant,
+    /// When the session last became Established.
+    established_at: Option<Instant>,
     buf: BytesMut,
     /// How much the next read asks room for: doubled when a read fills the room it had
     /// (READ_SMALL..=READ_CHUNK).
@@ -120,6 +122,7 @@ impl SessionTask {
             connecting: None,
             ours: false,
             attached_at: Instant::now(),
+            established_at: None,
             buf: BytesMut::new(),
             read_size: READ_SMALL,
             epoch: 0,
@@ -144,8 +147,8 @@ impl SessionTask {
                         continue;
                     }
                     Some(SessionCmd::Stop { notification, restart_after }) => Input::Stop { notification, restart_after },
-                    Some(SessionCmd::Incoming(stream)) => {
-                        self.incoming(stream).await;
+                    Some(SessionCmd::Incoming(stream, accepted)) => {
+                        self.incoming(stream, accepted).await;
                         continue;
                     }
                     Some(SessionCmd::PathUp) => Input::PathUp,
@@ -281,8 +284,8 @@ impl SessionTask {
         }
     }
 
-    /// Connection collision (RFC 4271 §6.8).
-    async fn incoming(&mut self, stream: TcpStream) {
+    /// Connection collision (RFC 4271 §6.8). `accepted`: when the listener took it.
+    async fn incoming(&mut self, stream: TcpStream, accepted: Instant) {
         // GTSM on a connection the peer opened: from here on its packets must arrive with
         // TTL 255 (its OPEN among them), and ours leave with 255.
         if self.cfg.ttl_security {
@@ -358,7 +361,8 @@ impl SessionTask {
                 if self
                     .fsm
                     .negotiated()
-                    .is_some_and(|n| n.graceful_restart.is_some()) =>
+                    .is_some_and(|n| n.graceful_restart.is_some())
+                    && connected_since(accepted, self.established_at) =>
             {
                 // RFC 4724 §4.2: with graceful restart, a new connection from an
                 // Established peer means it restarted and its old connection is dead (a
@@ -422,6 +426,7 @@ impl SessionTask {
                     self.timers.remove(&t);
                 }
                 Output::Established(n) => {
+                    self.established_at = Some(Instant::now());
                     self.flush_updates().await;
                     self.epoch += 1;
                     info!(hold = n.hold_time, "session established");
@@ -642,6 +647,19 @@ fn next_read(size: usize, n: usize, room: usize) -> usize {
     }
 }
 
+/// Whether a connection the listener accepted at `accepted` was opened since the session
+/// came up at `established`: only then can it be the peer's restart (RFC 4724 §4.2). One
+/// accepted before is the peer's own attempt crossing ours: taken from the listener while
+/// ours was still opening, it reached this task after ours came up (the task reads its
+/// connection and its commands in no fixed order). That is a collision with an
+/// Established session, and the new connection is the one closed (RFC 4271 §6.8; BIRD
+/// does the same on its side). Taken for a restart, it cost the session: both ends closed
+/// the one they had agreed on, and BIRD connected again after its 5 s connect delay (seen
+/// in `cic bench scale`'s cold start, where both ends connect).
+fn connected_since(accepted: Instant, established: Option<Instant>) -> bool {
+    established.is_some_and(|e| accepted >= e)
+}
+
 /// The send hold time RFC 9687 §5 suggests for a hold time (seconds).
 pub fn default_send_hold(hold_time: u16) -> Duration {
     MIN_SEND_HOLD.max(Duration::from_secs(2 * u64::from(hold_time)))
@@ -668,6 +686,181 @@ mod tests {
     fn the_send_hold_time_is_eight_minutes_or_twice_the_hold_time() {
         assert_eq!(default_send_hold(90), Duration::from_secs(480));
         assert_eq!(default_send_hold(300), Duration::from_secs(600));
+    }
+
+    /// The next message on `s` (None at its end).
+    async fn next_message(s: &mut TcpStream, buf: &mut BytesMut) -> Option<Message> {
+        loop {
+            if let Some((m, n)) =
+                wire::decode_message(buf, &DecodeContext::default()).expect("a well-formed message")
+            {
+                let _ = buf.split_to(n);
+                return Some(m);
+            }
+            let read = tokio::time::timeout(Duration::from_secs(10), s.read_buf(buf))
+                .await
+                .expect("the session to send or close")
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The states the session has told of so far.
+    fn states(events: &mut mpsc::Receiver<(PeerId, PeerEvent)>) -> Vec<State> {
+        std::iter::from_fn(|| events.try_recv().ok())
+            .filter_map(|(_, e)| match e {
+                PeerEvent::State { state, .. } => Some(state),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A session with graceful restart up on our connection is handed a connection the
+    /// peer opened: accepted before the session came up (the peer's attempt crossing
+    /// ours), it is refused as a collision and the session stays; accepted after, it is
+    /// the peer's restart and the session opens on it. Real sockets on loopback; the
+    /// listener's part (when it accepted) is played by the test.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_accepted_before_the_session_came_up_is_a_collision_not_a_restart() {
+        use crate::fsm::{GrConfig, SessionConfig};
+        use crate::instance::PeerSpec;
+        use crate::policy::Role;
+        use crate::wire::{Capability, GrFamily, GracefulRestart, Open};
+        use tokio::net::{TcpListener, TcpSocket};
+
+        let us = Ipv4Addr::new(127, 0, 29, 1);
+        let peer = Ipv4Addr::new(127, 0, 29, 2);
+        let port = 17290;
+        let peer_side = TcpListener::bind((peer, port))
+            .await
+            .expect("bind the peer");
+        let our_side = TcpListener::bind((us, port)).await.expect("bind ours");
+        let cfg = PeerConfig {
+            spec: PeerSpec {
+                name: "pc-1".into(),
+                role: Role::Customer,
+                address: peer.into(),
+                local_address: us.into(),
+                local_address6: None,
+                asn: 65001,
+                policy: None,
+            },
+            session: SessionConfig {
+                local_asn: 200_350,
+                router_id: Ipv4Addr::new(10, 255, 0, 1),
+                peer_asn: 65001,
+                hold_time: 90,
+                min_hold_time: 0,
+                connect_retry: Duration::from_secs(30),
+                passive: false,
+                graceful_restart: Some(GrConfig {
+                    restart_time: 120,
+                    restarting: false,
+                }),
+                ipv4: true,
+                ipv6: false,
+                role: None,
+                damping: None,
+            },
+            md5_key: None,
+            ttl_security: false,
+            port,
+            send_hold_time: None,
+        };
+        let (events_tx, mut events) = mpsc::channel(1024);
+        let (cmds, cmds_rx) = mpsc::channel(8);
+        let task = SessionTask::new(
+            1,
+            cfg,
+            super::super::plain_sockets(),
+            events_tx,
+            Arc::new(Notify::new()),
+        );
+        tokio::spawn(task.run(cmds_rx));
+
+        // The peer takes our connection and the session comes up on it.
+        let (mut ours, _) = peer_side.accept().await.expect("our connection");
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            next_message(&mut ours, &mut buf).await,
+            Some(Message::Open(_))
+        ));
+        let mut open = Open::new(65001, 90, Ipv4Addr::new(10, 0, 0, 2));
+        open.capabilities
+            .push(Capability::GracefulRestart(GracefulRestart {
+                restarting: false,
+                notification: false,
+                restart_time: 120,
+                families: vec![GrFamily {
+                    afi: 1,
+                    safi: 1,
+                    forwarding: true,
+                }],
+            }));
+        let before_up = Instant::now();
+        ours.write_all(&Message::Open(open).encode()).await.unwrap();
+        ours.write_all(&Message::Keepalive.encode()).await.unwrap();
+        while tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the session to come up")
+            .is_some_and(|(_, e)| {
+                !matches!(
+                    e,
+                    PeerEvent::State {
+                        state: State::Established,
+                        ..
+                    }
+                )
+            })
+        {}
+
+        // A connection from the peer, handed over as the listener would.
+        let theirs = || async {
+            let s = TcpSocket::new_v4().unwrap();
+            s.bind(SocketAddr::new(peer.into(), 0)).unwrap();
+            let peer_end = s.connect(SocketAddr::new(us.into(), port)).await.unwrap();
+            let (our_end, _) = our_side.accept().await.unwrap();
+            (peer_end, our_end)
+        };
+
+        // Accepted while the session was opening: refused, the session kept.
+        let (mut crossing, our_end) = theirs().await;
+        cmds.send(SessionCmd::Incoming(our_end, before_up))
+            .await
+            .unwrap();
+        let mut buf = BytesMut::new();
+        match next_message(&mut crossing, &mut buf).await {
+            Some(Message::Notification(n)) => assert_eq!(
+                (n.code, n.subcode),
+                (wire::error_code::CEASE, cease::COLLISION)
+            ),
+            other => panic!(
+                "a connection the peer opened before the session came up was taken (it got {other:?}, not a Cease)"
+            ),
+        }
+        assert!(next_message(&mut crossing, &mut buf).await.is_none());
+        assert_eq!(states(&mut events), vec![], "the session stays up");
+
+        // Accepted since: the peer's restart, the session opens on it.
+        let (mut again, our_end) = theirs().await;
+        cmds.send(SessionCmd::Incoming(our_end, Instant::now()))
+            .await
+            .unwrap();
+        let mut buf = BytesMut::new();
+        assert!(
+            matches!(
+                next_message(&mut again, &mut buf).await,
+                Some(Message::Open(_))
+            ),
+            "a connection opened since the session came up is the peer's restart"
+        );
+        assert!(
+            states(&mut events).contains(&State::OpenSent),
+            "the session opens again on the new connection"
+        );
+        drop(cmds);
     }
 
     #[tokio::test]

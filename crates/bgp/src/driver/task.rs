@@ -626,7 +626,8 @@ impl InstanceTask {
         match hit {
             Some(s) => {
                 debug!(%from, "incoming BGP connection");
-                let _ = s.cmd.try_send(SessionCmd::Incoming(stream));
+                let accepted = tokio::time::Instant::now();
+                let _ = s.cmd.try_send(SessionCmd::Incoming(stream, accepted));
             }
             None => debug!(%from, "refusing BGP connection from an unknown address"),
         }
