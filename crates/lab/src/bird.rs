@@ -192,20 +192,28 @@ pub(crate) fn customer_protocol_at(pop: Pop) -> Result<String> {
         .ok_or_else(|| anyhow!("no session of {} in lab.json", pop.id()))
 }
 
+/// The fabric BIRD's netlink receive buffer, bytes (the kernel doubles it).
+const NETLINK_RX: u32 = 16 << 20;
+
 pub(crate) fn fabric_bird_conf() -> String {
     format!(
         r#"# The cloud's fabric router for the demo VPC (AS {CLOUD_ASN}, iBGP with the edges).
 router id 100.64.255.2;
 log stderr all;
 debug protocols {{ states, events }};
-# A thousand routing instances' segments made at once overflow BIRD's netlink socket
-# ("Kernel dropped some netlink messages, will resync on next scan"): the segments it
-# missed wait for the next scan of the interfaces, 60 s by default.
+# A thousand routing instances' segments made at once, and the routes BIRD writes to the
+# kernel and hears back, overflow BIRD's netlink socket at the kernel's default size
+# (212,992 bytes: 15,050 messages dropped in a bring-up of 1,000, "Kernel dropped some
+# netlink messages, will resync on next scan"). A session whose segment BIRD missed
+# waits as "Waiting for ... to become my neighbor" until the next scan of the
+# interfaces (up to 1.9 s at a scan every 2 s; 60 s by default). So the socket is given
+# room for them (`netlink rx buffer`, which sets the socket BIRD listens on), and the
+# scan stays short for what still overflows.
 protocol device {{ scan time 2; }}
 protocol direct vpc {{ ipv4; interface "vpc0"; }}
 protocol direct vpc6 {{ ipv6; interface "vpc0"; }}
-protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
-protocol kernel {{ ipv6 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; netlink rx buffer {NETLINK_RX}; }}
+protocol kernel {{ ipv6 {{ import none; export where source = RTS_BGP; }}; merge paths on; netlink rx buffer {NETLINK_RX}; }}
 protocol bfd {{ interface "vx*" {{ {BIRD_BFD} }}; }}
 protocol bgp edges {{
   description "routing instances of cic edges (dynamic)";
