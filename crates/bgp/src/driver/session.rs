@@ -362,7 +362,7 @@ impl SessionTask {
                     .fsm
                     .negotiated()
                     .is_some_and(|n| n.graceful_restart.is_some())
-                    && connected_since(accepted, self.established_at) =>
+                    && restarted_by(accepted, self.established_at) =>
             {
                 // RFC 4724 §4.2: with graceful restart, a new connection from an
                 // Established peer means it restarted and its old connection is dead (a
@@ -647,17 +647,25 @@ fn next_read(size: usize, n: usize, room: usize) -> usize {
     }
 }
 
-/// Whether a connection the listener accepted at `accepted` was opened since the session
-/// came up at `established`: only then can it be the peer's restart (RFC 4724 §4.2). One
-/// accepted before is the peer's own attempt crossing ours: taken from the listener while
-/// ours was still opening, it reached this task after ours came up (the task reads its
-/// connection and its commands in no fixed order). That is a collision with an
-/// Established session, and the new connection is the one closed (RFC 4271 §6.8; BIRD
-/// does the same on its side). Taken for a restart, it cost the session: both ends closed
-/// the one they had agreed on, and BIRD connected again after its 5 s connect delay (seen
-/// in `cic bench scale`'s cold start, where both ends connect).
-fn connected_since(accepted: Instant, established: Option<Instant>) -> bool {
-    established.is_some_and(|e| accepted >= e)
+/// How long after a session comes up a connection from the peer is still its own
+/// attempt crossing ours, not its restart (see [`restarted_by`]).
+const RESTART_NOT_BEFORE: Duration = Duration::from_secs(5);
+
+/// Whether a connection the listener accepted at `accepted` is the peer's restart, the
+/// session having come up at `established` (RFC 4724 §4.2 lets a new connection stand for
+/// the restart of a peer whose old one died without a word: a reboot, seconds at the very
+/// least; a peer process that merely exits has its kernel close the old one). In the
+/// first seconds of a session a connection from the peer is its own attempt crossing
+/// ours: its handshake done while ours was opening (or held up by ARP while the
+/// interface was being made), accepted and handed to this task just after ours came up
+/// (the task reads its connection and its commands in no fixed order). That is a
+/// collision with an Established session, and the new connection is the one closed (RFC
+/// 4271 §6.8; BIRD does the same on its side). Taken for a restart, it cost the session:
+/// both ends closed the one they had agreed on, and BIRD connected again after its 5 s
+/// connect delay (seen in `cic bench scale`, 4 times in one cold start, once in a
+/// bring-up with the handshake 2 ms before the session came up and the accept after).
+fn restarted_by(accepted: Instant, established: Option<Instant>) -> bool {
+    established.is_some_and(|e| accepted >= e + RESTART_NOT_BEFORE)
 }
 
 /// The send hold time RFC 9687 §5 suggests for a hold time (seconds).
@@ -718,12 +726,12 @@ mod tests {
     }
 
     /// A session with graceful restart up on our connection is handed a connection the
-    /// peer opened: accepted before the session came up (the peer's attempt crossing
-    /// ours), it is refused as a collision and the session stays; accepted after, it is
-    /// the peer's restart and the session opens on it. Real sockets on loopback; the
+    /// peer opened: accepted before the session came up or just after (the peer's attempt
+    /// crossing ours), it is refused as a collision and the session stays; accepted once
+    /// it has been up a while, it is the peer's restart and the session opens on it. Real sockets on loopback; the
     /// listener's part (when it accepted) is played by the test.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_connection_accepted_before_the_session_came_up_is_a_collision_not_a_restart() {
+    async fn a_peer_s_connection_as_the_session_comes_up_is_a_collision_not_its_restart() {
         use crate::fsm::{GrConfig, SessionConfig};
         use crate::instance::PeerSpec;
         use crate::policy::Role;
@@ -825,36 +833,43 @@ mod tests {
             (peer_end, our_end)
         };
 
-        // Accepted while the session was opening: refused, the session kept.
-        let (mut crossing, our_end) = theirs().await;
-        cmds.send(SessionCmd::Incoming(our_end, before_up))
-            .await
-            .unwrap();
-        let mut buf = BytesMut::new();
-        match next_message(&mut crossing, &mut buf).await {
-            Some(Message::Notification(n)) => assert_eq!(
-                (n.code, n.subcode),
-                (wire::error_code::CEASE, cease::COLLISION)
-            ),
-            other => panic!(
-                "a connection the peer opened before the session came up was taken (it got {other:?}, not a Cease)"
-            ),
+        // Accepted while the session was opening, or just after it came up: the peer's
+        // attempt crossing ours, refused, the session kept.
+        for accepted in [before_up, Instant::now()] {
+            let (mut crossing, our_end) = theirs().await;
+            cmds.send(SessionCmd::Incoming(our_end, accepted))
+                .await
+                .unwrap();
+            let mut buf = BytesMut::new();
+            match next_message(&mut crossing, &mut buf).await {
+                Some(Message::Notification(n)) => assert_eq!(
+                    (n.code, n.subcode),
+                    (wire::error_code::CEASE, cease::COLLISION)
+                ),
+                other => panic!(
+                    "a connection the peer opened as the session came up was taken (it got {other:?}, not a Cease)"
+                ),
+            }
+            assert!(next_message(&mut crossing, &mut buf).await.is_none());
+            assert_eq!(states(&mut events), vec![], "the session stays up");
         }
-        assert!(next_message(&mut crossing, &mut buf).await.is_none());
-        assert_eq!(states(&mut events), vec![], "the session stays up");
 
-        // Accepted since: the peer's restart, the session opens on it.
+        // Accepted once the session has been up a while (the listener's stamp says so
+        // here rather than the test waiting): the peer's restart, the session opens on it.
         let (mut again, our_end) = theirs().await;
-        cmds.send(SessionCmd::Incoming(our_end, Instant::now()))
-            .await
-            .unwrap();
+        cmds.send(SessionCmd::Incoming(
+            our_end,
+            Instant::now() + RESTART_NOT_BEFORE,
+        ))
+        .await
+        .unwrap();
         let mut buf = BytesMut::new();
         assert!(
             matches!(
                 next_message(&mut again, &mut buf).await,
                 Some(Message::Open(_))
             ),
-            "a connection opened since the session came up is the peer's restart"
+            "a connection opened once the session had been up a while is the peer's restart"
         );
         assert!(
             states(&mut events).contains(&State::OpenSent),
