@@ -1,4 +1,5 @@
-//! Named network namespaces, compatible with `ip netns` (bind mounts under /run/netns),
+//! Named network namespaces, compatible with `ip netns` (bind mounts under /run/netns, a
+//! shared mount point of its own as iproute2 makes it),
 //! made without forking: a scoped thread unshares or enters the namespace, since a
 //! thread's network namespace is its own (setns(2), unshare(2)).
 
@@ -72,6 +73,7 @@ pub fn ensure<K: AsRef<str> + Sync, V: AsRef<str> + Sync>(
         return Ok(true);
     }
     std::fs::create_dir_all(RUN_DIR)?;
+    shared_run_dir()?;
     // A stale file from an earlier unclean exit is replaced.
     let _ = std::fs::remove_file(&p);
     File::options().write(true).create_new(true).open(&p)?;
@@ -97,6 +99,45 @@ pub fn ensure<K: AsRef<str> + Sync, V: AsRef<str> + Sync>(
     }
     res.map(|()| false)
         .map_err(|e| io::Error::new(e.kind(), format!("create network namespace {name}: {e}")))
+}
+
+/// Makes /run/netns a mount point of its own with shared propagation, as iproute2's `ip
+/// netns add` does before it mounts a namespace. Left a plain directory, the first `ip
+/// netns add` after ours (an operator's, a test's) bind-mounts it over itself, copying our
+/// namespaces' mounts above: a delete then unmounts the copy, and the mount beneath — out
+/// of reach of any path, keeping the namespace alive — makes the name undeletable (EBUSY).
+/// One system call when it is one already (each namespace made asks again: another
+/// process may have made it a mount point, or taken it away).
+fn shared_run_dir() -> io::Result<()> {
+    let mut made = false;
+    loop {
+        match mount(
+            None::<&str>,
+            RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            // Not a mount point: made one, carrying any namespace mounted there already.
+            Err(nix::errno::Errno::EINVAL) if !made => {
+                mount(
+                    Some(RUN_DIR),
+                    RUN_DIR,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| io::Error::other(format!("bind-mount {RUN_DIR} on itself: {e}")))?;
+                made = true;
+            }
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "make {RUN_DIR} a shared mount point: {e}"
+                )));
+            }
+        }
+    }
 }
 
 /// Gives namespace `from` the name `to`: the namespace itself (its links, sockets,

@@ -115,6 +115,65 @@ async fn a_namespace_someone_else_unmounted_is_deleted_without_error() {
     assert!(!std::path::Path::new(&file).exists());
 }
 
+/// `ip netns add` after a namespace of ours leaves ours deletable. On a machine where no
+/// namespace was made yet /run/netns is a plain directory; iproute2 makes it a mount point
+/// of its own (a recursive bind on itself) when it finds it one, which put a copy of our
+/// namespace's mount above the first: a delete took the copy away and then failed
+/// (EBUSY) on the one beneath, which kept the namespace alive. Played in a mount
+/// namespace of the test's own, with /run a fresh tmpfs, so that /run/netns is a plain
+/// directory there whatever the machine's is, and nothing is seen outside.
+#[test]
+fn a_namespace_of_ours_stays_deletable_after_an_ip_netns_add() {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    if !root_or_skip("ip netns add after ours") {
+        return;
+    }
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let ours = format!("cictest-dp{}-ours{n}", std::process::id());
+    let theirs = format!("cictest-dp{}-theirs{n}", std::process::id());
+    std::thread::spawn(move || {
+        // This thread's mounts are its own from here (and the `ip` it starts inherits them).
+        unshare(CloneFlags::CLONE_NEWNS).expect("a mount namespace of its own");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("nothing propagates out");
+        mount(
+            Some("tmpfs"),
+            "/run",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("a fresh /run");
+        netns::add(&ours).expect("ours");
+        let out = Command::new("ip")
+            .args(["netns", "add", &theirs])
+            .output()
+            .expect("ip netns add");
+        assert!(out.status.success(), "ip netns add: {out:?}");
+        assert!(netns::exists(&ours), "ours is still there");
+        netns::del(&ours).expect("ours is deleted after an ip netns add");
+        assert!(!netns::exists(&ours), "ours is gone");
+        assert!(
+            !std::path::Path::new(&format!("{}/{ours}", netns::RUN_DIR)).exists(),
+            "its name is gone"
+        );
+        let out = Command::new("ip")
+            .args(["netns", "del", &theirs])
+            .output()
+            .expect("ip netns del");
+        assert!(out.status.success(), "ip netns del: {out:?}");
+    })
+    .join()
+    .expect("the test's thread");
+}
+
 /// A namespace made with its sysctls in one go has them set, and one that exists is
 /// kept (its links with it) and given them.
 #[tokio::test]
