@@ -1087,6 +1087,26 @@ fn realised(cfg: &Value) -> Result<(), String> {
                 "{ns} links: want {want_links:?}, have {have_links:?}"
             ));
         }
+        // Each link the edge made asks for a neighbor it does not know every 100 ms, 30
+        // times (its far end may still be being built), IPv4 and IPv6.
+        for link in want_links.iter().filter(|l| *l != "lo") {
+            for family in ["ipv4", "ipv6"] {
+                let probing = cic_dataplane::netns::run_in(Some(&ns), || {
+                    ["retrans_time_ms", "mcast_solicit"].map(|k| {
+                        std::fs::read_to_string(format!("/proc/sys/net/{family}/neigh/{link}/{k}"))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    })
+                })
+                .map_err(|e| format!("{ns}: {e}"))?;
+                if probing != ["100", "30"] {
+                    return Err(format!(
+                        "{ns} {link} {family}: neighbor probing {probing:?}, not every 100 ms 30 times"
+                    ));
+                }
+            }
+        }
         let addr_of = |name: &str| -> BTreeSet<String> {
             links
                 .as_array()

@@ -452,6 +452,43 @@ impl Netlink {
             }))
     }
 
+    /// Sets how link `index` asks for a neighbor it does not know, ARP for IPv4 and
+    /// neighbor discovery for IPv6: again after `retrans`, `probes` times before it gives
+    /// up (`ip ntable change name arp_cache dev …`). One request a family on this
+    /// namespace's connection, where the sysctls under /proc/sys took a thread entering the
+    /// namespace and a path walk each.
+    pub async fn set_neighbor_probes(
+        &self,
+        index: u32,
+        retrans: std::time::Duration,
+        probes: u32,
+    ) -> Result<()> {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::neighbour_table::{
+            NeighbourTableAttribute as Attr, NeighbourTableMessage, NeighbourTableParameter as P,
+        };
+        for (family, table) in [
+            (AddressFamily::Inet, "arp_cache"),
+            (AddressFamily::Inet6, "ndisc_cache"),
+        ] {
+            let mut msg = NeighbourTableMessage::default();
+            msg.header.family = family;
+            msg.attributes = vec![
+                Attr::Name(table.into()),
+                Attr::Parms(vec![
+                    P::Ifindex(index),
+                    P::RetransTime(retrans.as_millis() as u64),
+                    P::McastProbes(probes),
+                ]),
+            ];
+            self.rtnl
+                .ack(Rt::SetNeighbourTable(msg), ACK)
+                .await
+                .map_err(self.ctx(&format!("neighbor probes of link {index} ({table})")))?;
+        }
+        Ok(())
+    }
+
     /// Adds an address. An IPv6 one is usable at once: no duplicate address detection
     /// (the peering subnet is a point-to-point link we were given, RFC 6164), so a
     /// session can bind it without waiting a second.

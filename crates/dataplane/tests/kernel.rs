@@ -174,6 +174,45 @@ fn a_namespace_of_ours_stays_deletable_after_an_ip_netns_add() {
     .expect("the test's thread");
 }
 
+/// A link's neighbor probing set by netlink (`RTM_SETNEIGHTBL`) on the namespace's own
+/// connection: what the sysctls under /proc/sys/net/ipv{4,6}/neigh/<link>/ read, for
+/// that link only.
+#[tokio::test]
+async fn a_link_s_neighbor_probing_is_set_through_netlink() {
+    if !root_or_skip("neighbor probing") {
+        return;
+    }
+    let nets = Nets::new(1);
+    let ns = nets.get(0);
+    let nl = Netlink::open(Some(ns)).expect("netlink");
+    nl.create_veth("np0", "np1", None).await.expect("veth");
+    let index = nl.link("np0").await.expect("links").expect("np0").index;
+    nl.set_neighbor_probes(index, std::time::Duration::from_millis(100), 30)
+        .await
+        .expect("neighbor probes");
+    let read = |key: String| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "cat", &format!("/proc/sys/{key}")])
+            .output()
+            .expect("ip netns exec");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for family in ["ipv4", "ipv6"] {
+        for (dev, retrans, probes) in [("np0", "100", "30"), ("np1", "1000", "3")] {
+            assert_eq!(
+                read(format!("net/{family}/neigh/{dev}/retrans_time_ms")),
+                retrans,
+                "{family} {dev}"
+            );
+            assert_eq!(
+                read(format!("net/{family}/neigh/{dev}/mcast_solicit")),
+                probes,
+                "{family} {dev}"
+            );
+        }
+    }
+}
+
 /// A namespace made with its sysctls in one go has them set, and one that exists is
 /// kept (its links with it) and given them.
 #[tokio::test]

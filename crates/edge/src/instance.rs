@@ -802,23 +802,12 @@ impl Instance {
                     .map_err(|e| e.to_string())?;
                 // A new segment's far end may still be being built: when the first
                 // neighbor request is lost, ask again after 100 ms rather than a second,
-                // for as long as the default would (30 tries, 3 s).
-                // The same for IPv6 neighbor discovery.
-                let pairs: Vec<(String, String)> = ["ipv4", "ipv6"]
-                    .into_iter()
-                    .flat_map(|family| {
-                        [("retrans_time_ms", "100"), ("mcast_solicit", "30")].map(|(k, v)| {
-                            (
-                                format!("net/{family}/neigh/{}/{k}", spec.name),
-                                v.to_string(),
-                            )
-                        })
-                    })
-                    .collect();
-                let ns = self.ns.clone();
-                tokio::task::spawn_blocking(move || netns::sysctls(Some(&ns), &pairs))
+                // for as long as the default would (30 tries, 3 s). The same for IPv6
+                // neighbor discovery. By netlink on the instance's own connection (the
+                // sysctls took a thread entering the namespace and four path walks).
+                self.nl
+                    .set_neighbor_probes(index, std::time::Duration::from_millis(100), 30)
                     .await
-                    .map_err(|e| format!("sysctl task: {e}"))?
                     .map_err(|e| e.to_string())?;
                 index
             }
