@@ -12,8 +12,8 @@ use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
-    Attachment, BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig,
-    ResourceError, RouteDirection, RouteEntry, TrunkConfig,
+    BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig, ResourceError,
+    RouteDirection, RouteEntry, TrunkConfig,
 };
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::watch;
@@ -22,11 +22,13 @@ use tracing::{debug, info, warn};
 
 mod bfd;
 mod bfd_book;
+mod links;
 mod peers;
 mod routes;
 
 use self::bfd::{BfdLink, bfd_config, take_down_on_failure};
 pub use self::bfd_book::{BFD_STATE_DIR, BfdBook};
+use self::links::{WantedLink, connection_link, fingerprint};
 use self::peers::{customer_peer, fabric_peer, params};
 use self::routes::{
     PROTO_STATIC, program_routes, source_rules, static_service_routes, sync_routes,
@@ -62,25 +64,6 @@ pub fn peer_key(resource: &str, family: Family) -> String {
         Family::Ipv4 => resource.to_string(),
         Family::Ipv6 => format!("{resource}/ipv6"),
     }
-}
-
-/// FNV-1a of the parts of a link that need a new device when they change.
-fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{kind:?}/{mtu}").bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// A link this instance wants, with its address.
-#[derive(Debug, Clone)]
-struct WantedLink {
-    owner: String,
-    spec: LinkSpec,
-    /// One per family the link carries.
-    addresses: Vec<IpNet>,
 }
 
 pub struct Instance {
@@ -720,123 +703,6 @@ impl Instance {
             .set(&self.ns, p.want.config.spec.address, None);
     }
 
-    /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
-    /// drops from `wanted` what could not be made and returns why.
-    async fn reconcile_links(
-        &self,
-        underlay: &Netlink,
-        wanted: &mut Vec<WantedLink>,
-    ) -> Vec<ResourceError> {
-        let mut errors = Vec::new();
-        let mut changed = false;
-        let have = match self.nl.links().await {
-            Ok(v) => v,
-            Err(e) => {
-                let e = err(&self.id, e.to_string());
-                wanted.clear();
-                return vec![e];
-            }
-        };
-        for l in have.iter().filter(|l| l.name != "lo") {
-            let keep = wanted.iter().any(|w| {
-                w.spec.name == l.name && l.alias.as_deref() == Some(w.spec.alias.as_str())
-            });
-            if !keep {
-                info!(netns = %self.ns, link = %l.name, "removing link");
-                match self.nl.del_link(l.index).await {
-                    Ok(()) => changed = true,
-                    Err(e) => warn!("{e}"),
-                }
-            }
-        }
-        let mut ok = Vec::new();
-        for w in wanted.drain(..) {
-            match self.ensure_link(underlay, &w, &have).await {
-                Ok(made) => {
-                    changed |= made;
-                    ok.push(w);
-                }
-                Err(e) => {
-                    warn!(netns = %self.ns, link = %w.spec.name, "{e}");
-                    errors.push(err(&w.owner, e));
-                }
-            }
-        }
-        if changed {
-            self.resync.notify_one();
-        }
-        *wanted = ok;
-        errors
-    }
-
-    /// Makes `w` as wanted; whether it made or changed anything (a link, an address).
-    async fn ensure_link(
-        &self,
-        underlay: &Netlink,
-        w: &WantedLink,
-        have: &[cic_dataplane::Link],
-    ) -> Result<bool, String> {
-        let existing = have
-            .iter()
-            .find(|l| l.name == w.spec.name && l.alias.as_deref() == Some(w.spec.alias.as_str()));
-        let index = match existing {
-            Some(l) => l.index,
-            None => {
-                let mut spec = w.spec.clone();
-                // A VXLAN device cannot be larger than its underlay port allows (50 bytes
-                // of encapsulation); say so instead of failing on it.
-                if let LinkKind::Vxlan {
-                    underlay_dev: Some(dev),
-                    ..
-                } = &spec.kind
-                    && let Ok(Some(port)) = underlay.link(dev).await
-                    && port.mtu.saturating_sub(50) < spec.mtu
-                {
-                    warn!(link = %spec.name, port = %dev, "MTU {} clamped to {} by the underlay port", spec.mtu, port.mtu - 50);
-                    spec.mtu = port.mtu.saturating_sub(50);
-                }
-                info!(netns = %self.ns, link = %spec.name, kind = ?spec.kind, "creating link");
-                let index = underlay
-                    .create_link_in(&spec, &self.nl)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // A new segment's far end may still be being built: when the first
-                // neighbor request is lost, ask again after 100 ms rather than a second,
-                // for as long as the default would (30 tries, 3 s). The same for IPv6
-                // neighbor discovery. By netlink on the instance's own connection (the
-                // sysctls took a thread entering the namespace and four path walks).
-                self.nl
-                    .set_neighbor_probes(index, std::time::Duration::from_millis(100), 30)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                index
-            }
-        };
-        // A link made, or brought up again (the kernel dropped the routes through it
-        // when it went down), is a change.
-        let mut changed = existing.is_none_or(|l| !l.up);
-        let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
-        for a in addrs.iter().filter(|a| !w.addresses.contains(a)) {
-            changed = true;
-            self.nl
-                .del_address(index, *a)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        for a in w.addresses.iter().filter(|a| !addrs.contains(a)) {
-            changed = true;
-            self.nl
-                .add_address(index, *a)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        self.nl
-            .set_up(index, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(changed)
-    }
-
     /// The agent is stopping: every BGP session ends with Cease / Administrative Shutdown
     /// and `why` (RFC 9003), so peers withdraw our routes at once; the namespace, links
     /// and kernel routes stay and keep forwarding what still arrives.
@@ -884,39 +750,6 @@ fn err(id: &str, message: String) -> ResourceError {
     ResourceError {
         resource_id: id.to_string(),
         message,
-    }
-}
-
-fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLink {
-    let kind = match &t.attachment {
-        Attachment::Vxlan {
-            remote_vtep,
-            port,
-            udp_port,
-        } => LinkKind::Vxlan {
-            vni: c.vlan_id as u32,
-            remote: *remote_vtep,
-            port: *udp_port,
-            underlay_dev: port.clone(),
-        },
-        Attachment::Vlan { port } => LinkKind::Vlan {
-            parent: port.clone(),
-            vlan: c.vlan_id,
-        },
-        Attachment::Lag { bond, .. } => LinkKind::Vlan {
-            parent: bond.clone(),
-            vlan: c.vlan_id,
-        },
-    };
-    WantedLink {
-        owner: c.id.clone(),
-        spec: LinkSpec {
-            name: ifname(&c.id),
-            alias: format!("{} {}", c.id, fingerprint(&kind, c.mtu)),
-            kind,
-            mtu: c.mtu,
-        },
-        addresses: c.peerings.iter().map(|p| p.cloud_address()).collect(),
     }
 }
 
