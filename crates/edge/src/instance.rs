@@ -10,12 +10,12 @@ use cic_bfd::driver::Bfd;
 use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
 use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
-use cic_dataplane::{LinkKind, LinkSpec, Netlink, PROTO_BGP, netns};
+use cic_dataplane::{Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
     BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig, ResourceError,
     RouteDirection, RouteEntry, TrunkConfig,
 };
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -28,7 +28,7 @@ mod routes;
 
 use self::bfd::{BfdLink, bfd_config, take_down_on_failure};
 pub use self::bfd_book::{BFD_STATE_DIR, BfdBook};
-use self::links::{WantedLink, connection_link, fingerprint};
+use self::links::wanted_links;
 use self::peers::{customer_peer, fabric_peer, params};
 use self::routes::{
     PROTO_STATIC, program_routes, source_rules, static_service_routes, sync_routes,
@@ -406,47 +406,7 @@ impl Instance {
     ) -> Vec<ResourceError> {
         self.connections = ic.connections.iter().map(|c| c.id.clone()).collect();
         let mut errors = Vec::new();
-        let mut wanted: Vec<WantedLink> = Vec::new();
-        for c in &ic.connections {
-            match trunks.get(&c.trunk_id) {
-                Some((t, None)) => wanted.push(connection_link(c, t)),
-                Some((_, Some(why))) => {
-                    errors.push(err(&c.id, format!("trunk {}: {why}", c.trunk_id)))
-                }
-                None => errors.push(err(
-                    &c.id,
-                    format!("trunk {} is not on this edge", c.trunk_id),
-                )),
-            }
-        }
-        if let Some(f) = &ic.fabric {
-            let kind = LinkKind::Vxlan {
-                vni: f.vni,
-                remote: f.remote_vtep,
-                port: f.udp_port,
-                underlay_dev: f.port_name.clone(),
-            };
-            let mtu = 9000;
-            wanted.push(WantedLink {
-                owner: ic.id.clone(),
-                spec: LinkSpec {
-                    name: FABRIC_IF.into(),
-                    alias: format!("fabric:{} {}", ic.id, fingerprint(&kind, mtu)),
-                    kind,
-                    mtu,
-                },
-                addresses: std::iter::once(IpNet::V4(
-                    Ipv4Net::new(f.edge_ip, f.subnet.prefix_len()).unwrap_or(f.subnet),
-                ))
-                .chain(f.ipv6.map(|v6| {
-                    IpNet::V6(
-                        ipnet::Ipv6Net::new(v6.edge_ip, v6.subnet.prefix_len())
-                            .unwrap_or(v6.subnet),
-                    )
-                }))
-                .collect(),
-            });
-        }
+        let mut wanted = wanted_links(ic, trunks, &mut errors);
         // A public connection's source validation is in place before its link carries
         // anything; checked against the kernel at every apply (public connections are
         // few), and without it the customer gets no session (fail closed).
@@ -475,84 +435,39 @@ impl Instance {
                 errors.push(err(&ic.id, format!("routes to the public services: {e}")));
             }
         }
+        self.set_announcements(ic, &mut errors).await;
+        // BGP: one peer per connection whose link is up, plus the fabric.
+        let desired = desired_peers(cfg, ic, &up, segment_up);
+        self.take_live_changes(&desired, &mut errors).await;
+        self.replace_peers(desired, &mut errors).await;
+        self.set_static_routes(ic, &mut errors).await;
+        errors
+    }
+
+    /// What the speaker announces besides the VPC's routes, and the VPC's prefixes, when
+    /// they changed.
+    async fn set_announcements(&mut self, ic: &InstanceConfig, errors: &mut Vec<ResourceError>) {
         if self.announce != ic.announce {
             match self.bgp.set_announce(ic.announce.clone()).await {
                 Ok(()) => self.announce = ic.announce.clone(),
                 Err(e) => errors.push(err(&ic.id, e.to_string())),
             }
         }
-
-        // BGP: one peer per connection whose link is up, plus the fabric.
         if self.vpc_prefixes != ic.vpc_prefixes {
             if let Err(e) = self.bgp.set_vpc_prefixes(ic.vpc_prefixes.clone()).await {
                 errors.push(err(&ic.id, e.to_string()));
             }
             self.vpc_prefixes = ic.vpc_prefixes.clone();
         }
-        // A connection held down (a failover test) has no peer until the hold ends; a new
-        // reset sequence makes a new session.
-        let now = std::time::SystemTime::now();
-        let bfd = cfg.bgp.bfd.enabled.then_some(cfg.bgp.bfd);
-        let mut desired: BTreeMap<String, PeerWant> = BTreeMap::new();
-        for c in ic
-            .connections
-            .iter()
-            .filter(|c| up.contains(&c.id.as_str()))
-            .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
-        {
-            // The connection's own BFD timers over the operator's.
-            let bfd = bfd.map(|b| match c.bfd {
-                Some(t) => BfdSettings {
-                    interval_ms: t.min_interval_ms,
-                    multiplier: t.multiplier,
-                    ..b
-                },
-                None => b,
-            });
-            for p in &c.peerings {
-                desired.insert(
-                    peer_key(&c.id, p.family()),
-                    PeerWant {
-                        config: customer_peer(cfg, c, p),
-                        seq: c.reset_seq,
-                        bfd,
-                    },
-                );
-            }
-        }
-        if let (Some(f), true) = (ic.fabric.as_ref().filter(|f| !f.static_routing), segment_up) {
-            let fabric = format!("fabric:{}", ic.id);
-            desired.insert(
-                peer_key(&fabric, Family::Ipv4),
-                PeerWant {
-                    config: fabric_peer(
-                        cfg,
-                        ic,
-                        f.fabric_ip.into(),
-                        f.edge_ip.into(),
-                        f.fabric_asn,
-                    ),
-                    seq: 0,
-                    bfd,
-                },
-            );
-            if let Some(v6) = &f.ipv6 {
-                desired.insert(
-                    peer_key(&fabric, Family::Ipv6),
-                    PeerWant {
-                        config: fabric_peer(
-                            cfg,
-                            ic,
-                            v6.fabric_ip.into(),
-                            v6.edge_ip.into(),
-                            f.fabric_asn,
-                        ),
-                        seq: 0,
-                        bfd,
-                    },
-                );
-            }
-        }
+    }
+
+    /// Running sessions that differ from `desired` only in their BFD timers or damping
+    /// take the new ones.
+    async fn take_live_changes(
+        &mut self,
+        desired: &BTreeMap<String, PeerWant>,
+        errors: &mut Vec<ResourceError>,
+    ) {
         // New BFD timers or a new damping setting, and nothing else: the running
         // sessions take them (BFD by a Poll Sequence), the BGP session stays. Each is
         // recorded as taken only once it is; what is not taken makes a new session below.
@@ -587,6 +502,14 @@ impl Instance {
                 }
             }
         }
+    }
+
+    /// Removes the peers not wanted as they are, and adds the wanted ones not there.
+    async fn replace_peers(
+        &mut self,
+        desired: BTreeMap<String, PeerWant>,
+        errors: &mut Vec<ResourceError>,
+    ) {
         let gone: Vec<String> = self
             .peers
             .iter()
@@ -613,8 +536,11 @@ impl Instance {
                 Err(e) => errors.push(err(&k, e)),
             }
         }
-        // Static routes of each session that is there; the speaker ignores a set equal
-        // to the last and tells which it refused.
+    }
+
+    /// Each session's static routes (the speaker ignores a set equal to the last and tells
+    /// which it refused).
+    async fn set_static_routes(&self, ic: &InstanceConfig, errors: &mut Vec<ResourceError>) {
         for c in &ic.connections {
             for p in &c.peerings {
                 let Some(Peer { id, .. }) = self.peers.get(&peer_key(&c.id, p.family())) else {
@@ -634,7 +560,6 @@ impl Instance {
                 }
             }
         }
-        errors
     }
 
     /// Adds a BGP peer and, with BFD on, its BFD session and the task that takes the BGP
@@ -736,6 +661,75 @@ impl Instance {
     }
 }
 
+/// The peers `ic` wants: one a family for each connection whose link is `up` (and not
+/// held down), and the fabric's when its segment is up.
+fn desired_peers(
+    cfg: &EdgeConfig,
+    ic: &InstanceConfig,
+    up: &[&str],
+    segment_up: bool,
+) -> BTreeMap<String, PeerWant> {
+    // A connection held down (a failover test) has no peer until the hold ends; a new
+    // reset sequence makes a new session.
+    let now = std::time::SystemTime::now();
+    let bfd = cfg.bgp.bfd.enabled.then_some(cfg.bgp.bfd);
+    let mut desired: BTreeMap<String, PeerWant> = BTreeMap::new();
+    for c in ic
+        .connections
+        .iter()
+        .filter(|c| up.contains(&c.id.as_str()))
+        .filter(|c| hold_down_end(c).is_none_or(|end| end <= now))
+    {
+        // The connection's own BFD timers over the operator's.
+        let bfd = bfd.map(|b| match c.bfd {
+            Some(t) => BfdSettings {
+                interval_ms: t.min_interval_ms,
+                multiplier: t.multiplier,
+                ..b
+            },
+            None => b,
+        });
+        for p in &c.peerings {
+            desired.insert(
+                peer_key(&c.id, p.family()),
+                PeerWant {
+                    config: customer_peer(cfg, c, p),
+                    seq: c.reset_seq,
+                    bfd,
+                },
+            );
+        }
+    }
+    if let (Some(f), true) = (ic.fabric.as_ref().filter(|f| !f.static_routing), segment_up) {
+        let fabric = format!("fabric:{}", ic.id);
+        desired.insert(
+            peer_key(&fabric, Family::Ipv4),
+            PeerWant {
+                config: fabric_peer(cfg, ic, f.fabric_ip.into(), f.edge_ip.into(), f.fabric_asn),
+                seq: 0,
+                bfd,
+            },
+        );
+        if let Some(v6) = &f.ipv6 {
+            desired.insert(
+                peer_key(&fabric, Family::Ipv6),
+                PeerWant {
+                    config: fabric_peer(
+                        cfg,
+                        ic,
+                        v6.fabric_ip.into(),
+                        v6.edge_ip.into(),
+                        f.fabric_asn,
+                    ),
+                    seq: 0,
+                    bfd,
+                },
+            );
+        }
+    }
+    desired
+}
+
 /// When a connection's hold-down (failover test) ends, if it has one.
 pub fn hold_down_end(c: &ConnectionConfig) -> Option<std::time::SystemTime> {
     let t = time::OffsetDateTime::parse(
@@ -761,18 +755,5 @@ mod tests {
     fn ifnames_fit_the_kernel_limit() {
         assert_eq!(ifname("pcabcdefghijklmnopqr"), "pcabcdefghijklm");
         assert!(ifname("pcabcdefghijklmnopqr").len() <= 15);
-    }
-
-    #[test]
-    fn fingerprint_changes_with_what_needs_a_new_device() {
-        let k = |vni| LinkKind::Vxlan {
-            vni,
-            remote: Ipv4Addr::new(10, 0, 0, 1),
-            port: 4789,
-            underlay_dev: None,
-        };
-        assert_eq!(fingerprint(&k(100), 8910), fingerprint(&k(100), 8910));
-        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(101), 8910));
-        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(100), 1500));
     }
 }

@@ -3,11 +3,13 @@
 //! a change needs a new device, with the neighbor probing a new segment needs.
 
 use cic_dataplane::{LinkKind, LinkSpec, Netlink};
-use cic_model::edge::{Attachment, ConnectionConfig, ResourceError, TrunkConfig};
-use ipnet::IpNet;
+use std::collections::BTreeMap;
+
+use cic_model::edge::{Attachment, ConnectionConfig, InstanceConfig, ResourceError, TrunkConfig};
+use ipnet::{IpNet, Ipv4Net};
 use tracing::{info, warn};
 
-use super::{Instance, err, ifname};
+use super::{FABRIC_IF, Instance, err, ifname};
 
 /// FNV-1a of the parts of a link that need a new device when they change.
 pub(super) fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
@@ -26,6 +28,54 @@ pub(super) struct WantedLink {
     pub(super) spec: LinkSpec,
     /// One per family the link carries.
     pub(super) addresses: Vec<IpNet>,
+}
+
+/// The links `ic` wants: each connection's on its trunk (a connection whose trunk is
+/// not here, or failed, is an error instead), and the fabric segment.
+pub(super) fn wanted_links(
+    ic: &InstanceConfig,
+    trunks: &BTreeMap<String, (TrunkConfig, Option<String>)>,
+    errors: &mut Vec<ResourceError>,
+) -> Vec<WantedLink> {
+    let mut wanted: Vec<WantedLink> = Vec::new();
+    for c in &ic.connections {
+        match trunks.get(&c.trunk_id) {
+            Some((t, None)) => wanted.push(connection_link(c, t)),
+            Some((_, Some(why))) => errors.push(err(&c.id, format!("trunk {}: {why}", c.trunk_id))),
+            None => errors.push(err(
+                &c.id,
+                format!("trunk {} is not on this edge", c.trunk_id),
+            )),
+        }
+    }
+    if let Some(f) = &ic.fabric {
+        let kind = LinkKind::Vxlan {
+            vni: f.vni,
+            remote: f.remote_vtep,
+            port: f.udp_port,
+            underlay_dev: f.port_name.clone(),
+        };
+        let mtu = 9000;
+        wanted.push(WantedLink {
+            owner: ic.id.clone(),
+            spec: LinkSpec {
+                name: FABRIC_IF.into(),
+                alias: format!("fabric:{} {}", ic.id, fingerprint(&kind, mtu)),
+                kind,
+                mtu,
+            },
+            addresses: std::iter::once(IpNet::V4(
+                Ipv4Net::new(f.edge_ip, f.subnet.prefix_len()).unwrap_or(f.subnet),
+            ))
+            .chain(f.ipv6.map(|v6| {
+                IpNet::V6(
+                    ipnet::Ipv6Net::new(v6.edge_ip, v6.subnet.prefix_len()).unwrap_or(v6.subnet),
+                )
+            }))
+            .collect(),
+        });
+    }
+    wanted
 }
 
 impl Instance {
@@ -177,5 +227,25 @@ pub(super) fn connection_link(c: &ConnectionConfig, t: &TrunkConfig) -> WantedLi
             mtu: c.mtu,
         },
         addresses: c.peerings.iter().map(|p| p.cloud_address()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn fingerprint_changes_with_what_needs_a_new_device() {
+        let k = |vni| LinkKind::Vxlan {
+            vni,
+            remote: Ipv4Addr::new(10, 0, 0, 1),
+            port: 4789,
+            underlay_dev: None,
+        };
+        assert_eq!(fingerprint(&k(100), 8910), fingerprint(&k(100), 8910));
+        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(101), 8910));
+        assert_ne!(fingerprint(&k(100), 8910), fingerprint(&k(100), 1500));
     }
 }
