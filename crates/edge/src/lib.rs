@@ -15,6 +15,8 @@
 mod apply;
 pub mod client;
 pub mod instance;
+mod looking_glass;
+mod metrics;
 mod report;
 mod sync;
 pub use cic_client::tls;
@@ -25,17 +27,13 @@ use std::time::Duration;
 
 use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, probe};
-use cic_model::edge::{
-    Attachment, EdgeConfig, InstanceConfig, LinkFacts, NeighborState, ResourceError, RouteAnswer,
-    RouteDirection, RouteEntry, RouteQuery, SessionFacts, SessionKind, TrunkConfig,
-};
-use cic_model::metrics::Exposition;
+use cic_model::edge::{EdgeConfig, InstanceConfig, ResourceError, TrunkConfig};
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::client::SyncClient;
 use crate::instance::Instance;
-use crate::report::{Drops, session_statuses, tcp_drops};
+use crate::report::Drops;
 
 /// IFLA_IFALIAS prefix of the bonds this agent made for LAG trunks.
 const LAG_ALIAS: &str = "cic-lag:";
@@ -70,9 +68,6 @@ pub enum EdgeError {
     #[error("data plane: {0}")]
     Dataplane(#[from] cic_dataplane::Error),
 }
-
-/// Namespaces whose interface counters a scrape reads at once.
-const METRICS_IN_FLIGHT: usize = 32;
 
 struct State {
     applied: u64,
@@ -367,361 +362,6 @@ impl Agent {
         }
     }
 
-    /// Answers the server's looking-glass questions as they come (a long poll of its own,
-    /// beside the config's).
-    async fn query_loop(&self) {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match self.client.queries(self.opts.poll_wait).await {
-                Ok(qs) => {
-                    backoff = Duration::from_millis(500);
-                    for q in qs {
-                        let answer = self.answer(&q).await;
-                        if let Err(e) = self.client.answer(&q.id, &answer).await {
-                            warn!("looking glass: {e}");
-                        }
-                    }
-                }
-                Err(e) => {
-                    debug!("looking glass: {e}; retrying in {backoff:?}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    async fn answer(&self, q: &RouteQuery) -> RouteAnswer {
-        if q.diagnose {
-            return RouteAnswer {
-                routes: vec![],
-                error: None,
-                facts: Some(Box::new(self.diagnose(q).await)),
-            };
-        }
-        let st = self.state.lock().await;
-        let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
-        for i in st.instances.values() {
-            match i
-                .looking_glass(&q.connection_id, q.family, q.direction, vrps.as_deref())
-                .await
-            {
-                Some(Ok(routes)) => {
-                    return RouteAnswer {
-                        routes,
-                        error: None,
-                        facts: None,
-                    };
-                }
-                Some(Err(e)) => {
-                    return RouteAnswer {
-                        routes: vec![],
-                        error: Some(e),
-                        facts: None,
-                    };
-                }
-                None => {}
-            }
-        }
-        RouteAnswer {
-            facts: None,
-            routes: vec![],
-            error: Some(format!(
-                "{} has no {} BGP session on this edge (it has no such peering, its link is not up, or a failover test holds it down)",
-                q.connection_id,
-                match q.family {
-                    cic_model::edge::Family::Ipv4 => "IPv4",
-                    cic_model::edge::Family::Ipv6 => "IPv6",
-                }
-            )),
-        }
-    }
-
-    /// What this edge sees of one session of a connection, for `:diagnose`: the trunk's
-    /// port and the connection's interface, the peer's ARP / ND entry, the session, and
-    /// the first routes import refused.
-    async fn diagnose(&self, q: &RouteQuery) -> SessionFacts {
-        let mut st = self.state.lock().await;
-        // The one session, as a report would say it (its namespace's drops read alone).
-        let session = match st
-            .applied_instances
-            .values()
-            .find(|ic| ic.connections.iter().any(|c| c.id == q.connection_id))
-            .map(|ic| ic.id.clone())
-        {
-            Some(id) => {
-                let (md5, gtsm) = tcp_drops(&mut st, Some(&id));
-                st.instances.get(&id).and_then(|i| {
-                    let status = i.status().borrow().clone();
-                    session_statuses(i, &status, &md5, &gtsm)
-                        .into_iter()
-                        .find(|s| {
-                            s.kind == SessionKind::Customer
-                                && s.resource_id == q.connection_id
-                                && s.family == q.family
-                        })
-                })
-            }
-            None => None,
-        };
-        let min_hold_time_secs = st
-            .applied_context
-            .as_ref()
-            .map_or(0, |c| c.bgp.min_hold_time_secs);
-        let mut facts = SessionFacts {
-            port: None,
-            missing_port: None,
-            interface: None,
-            neighbor: NeighborState::None,
-            session,
-            refused: vec![],
-            refused_total: 0,
-            min_hold_time_secs,
-        };
-        let Some((instance, c)) = st.applied_instances.values().find_map(|ic| {
-            let c = ic.connections.iter().find(|c| c.id == q.connection_id)?;
-            Some((st.instances.get(&ic.id)?, c))
-        }) else {
-            return facts;
-        };
-        let trunk = st
-            .applied_context
-            .as_ref()
-            .and_then(|ctx| ctx.trunks.get(&c.trunk_id));
-        let port = trunk.and_then(|(t, _)| match &t.attachment {
-            Attachment::Vlan { port } => Some(port.clone()),
-            Attachment::Lag { bond, .. } => Some(bond.clone()),
-            Attachment::Vxlan { port, .. } => port.clone(),
-        });
-        let facts_of = |l: &cic_dataplane::Link| LinkFacts {
-            name: l.name.clone(),
-            up: l.up,
-            carrier: l.carrier,
-        };
-        if let Some(port) = port {
-            match self.underlay.link(&port).await {
-                Ok(Some(l)) => facts.port = Some(facts_of(&l)),
-                Ok(None) => facts.missing_port = Some(port),
-                Err(e) => warn!("diagnose: {e}"),
-            }
-        }
-        let nl = instance.netlink();
-        if let Ok(Some(l)) = nl.link(&instance::ifname(&c.id)).await {
-            facts.interface = Some(facts_of(&l));
-            if let Some(p) = c.peerings.iter().find(|p| p.family() == q.family) {
-                facts.neighbor = match nl.neighbor(l.index, p.peer_ip).await {
-                    Ok(Some(cic_dataplane::Neighbor::Incomplete)) => NeighborState::Incomplete,
-                    Ok(Some(cic_dataplane::Neighbor::Failed)) => NeighborState::Failed,
-                    Ok(Some(cic_dataplane::Neighbor::Resolved)) => NeighborState::Resolved,
-                    Ok(None) => NeighborState::None,
-                    Err(e) => {
-                        warn!("diagnose: {e}");
-                        NeighborState::None
-                    }
-                };
-            }
-        }
-        let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
-        if let Some(Ok(routes)) = instance
-            .looking_glass(&c.id, q.family, RouteDirection::Received, vrps.as_deref())
-            .await
-        {
-            let refused: Vec<RouteEntry> = routes
-                .into_iter()
-                .filter(|r| r.rejected.is_some())
-                .collect();
-            facts.refused_total = refused.len() as u32;
-            facts.refused = refused.into_iter().take(DIAGNOSE_REFUSED).collect();
-        }
-        facts
-    }
-
-    /// `GET /metrics`: the sessions from the speakers and the connections' interface
-    /// counters from the kernel, read at the scrape.
-    pub async fn metrics(&self) -> String {
-        // Sessions and errors only: the scrape reads the counters itself, below.
-        let report = self.report_state().await;
-        let mut e = Exposition::default();
-        // The counters are read after the lock is let go, many namespaces at a time.
-        let (edge_id, sources, trunks, trunk_of, previous) = {
-            let st = self.state.lock().await;
-            let edge = || ("edge_id", st.edge_id.clone());
-            e.sample(
-                "cic_edge_applied_revision",
-                "gauge",
-                "The config revision this edge has applied.",
-                vec![edge()],
-                report.applied_revision as f64,
-            );
-            e.sample(
-                "cic_edge_last_apply_seconds",
-                "gauge",
-                "How long the last apply of the config took (see cic_edge_last_apply_reconciled_instances for how much it reconciled).",
-                vec![edge()],
-                st.last_apply.as_secs_f64(),
-            );
-            e.sample(
-                "cic_edge_last_apply_reconciled_instances",
-                "gauge",
-                "Routing instances the last apply reconciled; a new revision leaves unchanged ones alone.",
-                vec![edge(), ("full", st.last_full.to_string())],
-                st.last_reconciled as f64,
-            );
-            e.sample(
-                "cic_edge_instances_reconciled_at_once_peak",
-                "gauge",
-                "The most instances (a routing instance's, or a lone connection's) reconciled at the same time since the agent started; they are reconciled several at once.",
-                vec![edge()],
-                self.reconciling.peak() as f64,
-            );
-            e.sample(
-                "cic_edge_applies_total",
-                "counter",
-                "Applies of the config since the agent started: new revisions, retries and drift checks.",
-                vec![edge()],
-                st.applies as f64,
-            );
-            e.sample(
-                "cic_edge_reports_total",
-                "counter",
-                "Reports the server took since the agent started: after applies, soon after sessions change state, and every report interval (asks that come while one is being made are answered by one more).",
-                vec![edge()],
-                self.reports_sent.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            e.sample(
-                "cic_edge_reports_as_changes_total",
-                "counter",
-                "Of the reports the server took, those sent as the changes since the last one it took (the others whole: the first, after a failure, or to a server without versions).",
-                vec![edge()],
-                self.reports_as_changes.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            e.sample(
-                "cic_edge_report_bytes_total",
-                "counter",
-                "The bytes of the reports the server took.",
-                vec![edge()],
-                self.report_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            for (kind, n) in ["whole", "changes"].iter().zip(&self.config_answers) {
-                e.sample(
-                    "cic_edge_config_answers_total",
-                    "counter",
-                    "The server's answers to the edge's config requests since the agent started: the config whole (the first, after a failed request, from a server without tags, or when the server no longer has the answer the edge holds) or the changes since the answer it holds.",
-                    vec![edge(), ("kind", kind.to_string())],
-                    n.load(std::sync::atomic::Ordering::Relaxed) as f64,
-                );
-            }
-            e.sample(
-                "cic_edge_config_bytes_total",
-                "counter",
-                "The bytes of the server's config answers since the agent started.",
-                vec![edge()],
-                self.config_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64,
-            );
-            e.sample(
-                "cic_edge_resource_errors",
-                "gauge",
-                "Resources this edge could not realise.",
-                vec![edge()],
-                report.errors.len() as f64,
-            );
-            for s in &report.sessions {
-                let id = match s.kind {
-                    SessionKind::Customer => "connection_id",
-                    SessionKind::Fabric => "routing_instance_id",
-                };
-                e.session(s, vec![edge(), (id, s.resource_id.clone())]);
-            }
-            let sources: Vec<_> = st.instances.values().map(|i| i.traffic_source()).collect();
-            // Trunks: which connection rides which, where each trunk's port is, and its
-            // counters at the last scrape (for its rates).
-            let trunks: Vec<(TrunkConfig, bool)> = st
-                .applied_context
-                .iter()
-                .flat_map(|c| c.trunks.values())
-                .map(|(t, problem)| (t.clone(), problem.is_none()))
-                .collect();
-            let trunk_of: BTreeMap<String, String> = st
-                .applied_instances
-                .values()
-                .flat_map(|ic| ic.connections.iter())
-                .map(|c| (c.id.clone(), c.trunk_id.clone()))
-                .collect();
-            (
-                st.edge_id.clone(),
-                sources,
-                trunks,
-                trunk_of,
-                st.trunk_readings.clone(),
-            )
-        };
-        use futures::stream::{self, StreamExt};
-        let mut traffic: Vec<_> = stream::iter(sources)
-            .map(|s| async move { s.read().await })
-            .buffer_unordered(METRICS_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        traffic.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut per_trunk: BTreeMap<&str, cic_model::metrics::Traffic> = BTreeMap::new();
-        for (conn, t) in &traffic {
-            if let Some(trunk) = trunk_of.get(conn) {
-                per_trunk.entry(trunk.as_str()).or_default().add(t);
-            }
-        }
-        let ports = self.underlay.links().await.unwrap_or_default();
-        let carrier = |name: &str| ports.iter().any(|l| l.name == name && l.carrier);
-        let now = std::time::Instant::now();
-        let mut readings = BTreeMap::new();
-        for (t, realised) in &trunks {
-            let own_port = match &t.attachment {
-                Attachment::Vlan { port } => Some(port.as_str()),
-                Attachment::Lag { bond, .. } => Some(bond.as_str()),
-                Attachment::Vxlan { port, .. } => port.as_deref(),
-            };
-            let lag_health = match &t.attachment {
-                Attachment::Lag { ports: members, .. } if !members.is_empty() => Some(
-                    members.iter().filter(|m| carrier(m)).count() as f64 / members.len() as f64,
-                ),
-                _ => None,
-            };
-            let traffic = per_trunk.get(t.id.as_str()).copied().unwrap_or_default();
-            // Rates against the previous scrape.
-            let rates = previous.get(&t.id).and_then(|(then, before)| {
-                cic_model::metrics::Rates::between(
-                    before,
-                    &traffic,
-                    now.duration_since(*then).as_secs_f64(),
-                )
-            });
-            readings.insert(t.id.clone(), (now, traffic));
-            let trunk = cic_model::metrics::Trunk {
-                up: *realised && own_port.is_none_or(carrier),
-                lag_health,
-                traffic,
-                rates,
-            };
-            e.trunk(
-                &trunk,
-                vec![
-                    ("edge_id", edge_id.clone()),
-                    ("trunk_connection_id", t.id.clone()),
-                ],
-            );
-        }
-        // This scrape's counters, for the next one's rates.
-        self.state.lock().await.trunk_readings = readings;
-        for (conn, t) in traffic {
-            e.traffic(
-                &t,
-                vec![("edge_id", edge_id.clone()), ("connection_id", conn)],
-            );
-        }
-        e.render()
-    }
-
     /// Hands `cfg` over to be kept (see [`Agent::keep_latest`]).
     fn hand_over(&self, cfg: &Arc<EdgeConfig>) {
         let mut k = self
@@ -862,9 +502,6 @@ type ReportBase = (
     String,
     std::collections::HashMap<cic_model::edge::SessionKey, cic_model::edge::SessionStatus>,
 );
-
-/// How many refused routes a diagnosis names (the looking glass has them all).
-const DIAGNOSE_REFUSED: usize = 5;
 
 #[cfg(test)]
 mod tests {
