@@ -50,6 +50,15 @@ impl Drop for Nets {
     }
 }
 
+/// Sysctl `key` (under /proc/sys) as namespace `ns` reads it.
+fn sysctl_in(ns: &str, key: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", &format!("/proc/sys/{key}")])
+        .output()
+        .expect("ip netns exec");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn net(s: &str) -> IpNet {
     s.parse().expect("prefix")
 }
@@ -190,13 +199,7 @@ async fn a_link_s_neighbor_probing_is_set_through_netlink() {
     nl.set_neighbor_probes(index, std::time::Duration::from_millis(100), 30)
         .await
         .expect("neighbor probes");
-    let read = |key: String| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns, "cat", &format!("/proc/sys/{key}")])
-            .output()
-            .expect("ip netns exec");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let read = |key: String| sysctl_in(ns, &key);
     for family in ["ipv4", "ipv6"] {
         for (dev, retrans, probes) in [("np0", "100", "30"), ("np1", "1000", "3")] {
             assert_eq!(
@@ -226,13 +229,7 @@ async fn a_namespace_is_made_with_its_sysctls_on_one_thread_or_kept() {
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
     let _cleanup = Nets(vec![name.clone(), format!("{name}-x")]);
-    let read = |key: &str| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &name, "cat", &format!("/proc/sys/{key}")])
-            .output()
-            .expect("ip netns exec");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let read = |key: &str| sysctl_in(&name, key);
     let sysctls = [
         ("net/ipv4/ip_forward", "1"),
         ("net/ipv6/conf/all/forwarding", "1"),

@@ -721,6 +721,22 @@ mod tests {
         }
     }
 
+    /// Waits until the session tells of `want` (any other event passed over).
+    async fn wait_for_state(
+        events: &mut mpsc::Receiver<(PeerId, PeerEvent)>,
+        want: State,
+        wait: Duration,
+    ) {
+        loop {
+            match tokio::time::timeout(wait, events.recv()).await {
+                Ok(Some((_, PeerEvent::State { state, .. }))) if state == want => return,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the session ended before {want:?}"),
+                Err(_) => panic!("no {want:?} within {wait:?}"),
+            }
+        }
+    }
+
     /// The states the session has told of so far.
     fn states(events: &mut mpsc::Receiver<(PeerId, PeerEvent)>) -> Vec<State> {
         std::iter::from_fn(|| events.try_recv().ok())
@@ -820,19 +836,7 @@ mod tests {
         let before_up = Instant::now();
         ours.write_all(&Message::Open(open).encode()).await.unwrap();
         ours.write_all(&Message::Keepalive.encode()).await.unwrap();
-        while tokio::time::timeout(wait, events.recv())
-            .await
-            .expect("the session to come up")
-            .is_some_and(|(_, e)| {
-                !matches!(
-                    e,
-                    PeerEvent::State {
-                        state: State::Established,
-                        ..
-                    }
-                )
-            })
-        {}
+        wait_for_state(&mut events, State::Established, wait).await;
 
         // A connection from the peer, handed over as the listener would.
         let theirs = || async {
@@ -888,19 +892,7 @@ mod tests {
             "a connection opened once the session had been up a while is the peer's restart"
         );
         // The OPEN goes to the writer before the state is told: wait for it.
-        while tokio::time::timeout(wait, events.recv())
-            .await
-            .expect("the session to open again on the new connection")
-            .is_some_and(|(_, e)| {
-                !matches!(
-                    e,
-                    PeerEvent::State {
-                        state: State::OpenSent,
-                        ..
-                    }
-                )
-            })
-        {}
+        wait_for_state(&mut events, State::OpenSent, wait).await;
         drop(cmds);
     }
 
