@@ -11,15 +11,7 @@ use serde_json::Value;
 static LAB: Mutex<()> = Mutex::new(());
 
 fn ready(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CIC_REQUIRE_ROOT").is_err(),
-            "{test}: needs root"
-        );
-        eprintln!("{test}: skipped, needs root");
-        return false;
-    }
-    cic_peers::bird_or_skip(test)
+    cic_peers::root_or_skip(test) && cic_peers::bird_or_skip(test)
 }
 
 fn cic(args: &[&str]) -> Output {

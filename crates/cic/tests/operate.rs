@@ -330,12 +330,7 @@ fn shell_completions_and_man_pages_cover_every_command() {
 
 #[test]
 fn doctor_reports_what_this_kernel_lacks_and_what_the_edge_does_without() {
-    if !nix::unistd::Uid::effective().is_root() {
-        assert!(
-            std::env::var("CIC_REQUIRE_ROOT").is_err(),
-            "cic doctor needs root (CIC_REQUIRE_ROOT is set)"
-        );
-        eprintln!("skipped: cic doctor needs root");
+    if !cic_peers::root_or_skip("cic doctor") {
         return;
     }
     let o = cic(&["doctor", "--json"], &[]);
@@ -485,12 +480,8 @@ async fn sighup_reads_the_config_file_again_and_a_broken_one_changes_nothing() {
 /// only a restart changes named, and a broken file refused with nothing changed.
 #[test]
 fn an_edge_reloads_its_log_levels_on_sighup_and_names_what_waits_for_a_restart() {
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            std::env::var("CIC_REQUIRE_ROOT").is_err(),
-            "edge SIGHUP: needs root (the agent probes the kernel in a namespace)"
-        );
-        eprintln!("edge SIGHUP: skipped, needs root");
+    // (The agent probes the kernel in a namespace.)
+    if !cic_peers::root_or_skip("edge SIGHUP") {
         return;
     }
     let d = dir("edge-hup");

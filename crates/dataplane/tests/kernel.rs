@@ -7,21 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cic_dataplane::netlink::PROTO_BGP;
 use cic_dataplane::{Error, LinkKind, LinkSpec, Netlink, RouteChange, netns, probe};
+use cic_peers::root_or_skip;
 use ipnet::IpNet;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn root_or_skip(test: &str) -> bool {
-    if cic_dataplane::is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CIC_REQUIRE_ROOT").is_err(),
-        "{test}: needs root (CIC_REQUIRE_ROOT is set)"
-    );
-    eprintln!("{test}: skipped, needs root");
-    false
-}
 
 /// Namespaces of one test, deleted on drop.
 struct Nets(Vec<String>);

@@ -55,6 +55,20 @@ pub fn peer_or_skip(test: &str, available: bool, what: &str, package: &str) -> b
     false
 }
 
+/// `true` when this process runs as root (tests that make namespaces, or put sockets in
+/// repair mode, need it); else `false` (skip), or a failure with CIC_REQUIRE_ROOT=1 (CI).
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CIC_REQUIRE_ROOT").is_err(),
+        "{test}: needs root (CIC_REQUIRE_ROOT is set)"
+    );
+    eprintln!("{test}: skipped, needs root");
+    false
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, or fails naming `what` after `timeout`.
 /// For conditions only observable by asking an outside process (birdc, the kernel).
 pub fn wait_until<T>(
