@@ -34,7 +34,7 @@ ensure_rust() {
 }
 
 ensure_lab_packages() {
-  ensure_packages ip:iproute2 tc:iproute2 nstat:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc curl:curl
+  ensure_packages ip:iproute2 tc:iproute2 nstat:iproute2 ss:iproute2 bird:bird2 birdc:bird2 ping:iputils-ping pgrep:procps gcc:gcc curl:curl
 }
 
 # The browser the console's tests drive (headless Chromium through WebDriver).

@@ -140,6 +140,10 @@ pub enum Input {
     TcpConnected,
     /// The connection closed (or an attempt failed, when the driver cannot say why).
     TcpFailed,
+    /// The connection timed out: the other end answered none of the kernel's probes (see
+    /// the driver's `probe_while_opening`) or retransmissions. As [`Input::TcpFailed`], but
+    /// said as a peer that stopped answering, not one that closed.
+    TcpTimedOut,
     /// Our connection attempt failed, and how.
     ConnectFailed(SessionFailure),
     Message(Msg),
@@ -431,15 +435,29 @@ impl Session {
                     format!("sent {}: {}", e.notification.describe(), e.reason),
                 );
             }
-            (state, TcpFailed) => {
+            (state, input @ (TcpFailed | TcpTimedOut)) => {
+                let timed_out = matches!(input, TcpTimedOut);
                 self.graceful_down = self
                     .negotiated
                     .as_ref()
                     .is_some_and(|n| n.graceful_restart.is_some());
                 if state != Established {
-                    self.next_failure = Some(SessionFailure::ClosedBeforeOpen);
+                    self.next_failure = Some(if timed_out {
+                        SessionFailure::ConnectFailed {
+                            error: "connected, then the peer answered nothing before the session \
+                                    came up (no reply to TCP probes or retransmissions)"
+                                .into(),
+                        }
+                    } else {
+                        SessionFailure::ClosedBeforeOpen
+                    });
                 }
-                self.fail(out, "TCP connection closed".into());
+                let why = if timed_out {
+                    "TCP connection timed out: the other end stopped answering"
+                } else {
+                    "TCP connection closed"
+                };
+                self.fail(out, why.into());
                 if self.backoff != Some(Backoff::Damped) {
                     self.backoff = Some(Backoff::AfterClose);
                 }
@@ -1433,6 +1451,19 @@ mod tests {
         assert_eq!(s.state(), State::OpenSent);
         s.handle(Input::TcpFailed);
         assert_eq!(s.last_failure(), Some(&SessionFailure::ClosedBeforeOpen));
+        // Connected, then silence: the kernel's probes went unanswered. Not a close (the
+        // diagnosis would send the customer to configure a neighbor it may well have).
+        s.handle(Input::TimerExpired(Timer::IdleHold));
+        s.handle(Input::TcpConnected);
+        assert_eq!(s.state(), State::OpenSent);
+        s.handle(Input::TcpTimedOut);
+        assert_ne!(s.state(), State::OpenSent);
+        assert!(s.last_error().is_some_and(|e| e.contains("timed out")));
+        assert!(
+            matches!(s.last_failure(), Some(SessionFailure::ConnectFailed { error }) if error.contains("answered nothing")),
+            "{:?}",
+            s.last_failure()
+        );
         // The peer refuses our OPEN.
         s.handle(Input::TimerExpired(Timer::IdleHold));
         s.handle(Input::TcpConnected);

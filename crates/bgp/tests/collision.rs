@@ -174,6 +174,31 @@ async fn a_peer_s_connection_while_ours_is_up_is_refused_and_ours_kept() {
         Some(Message::Keepalive) => {}
         other => panic!("the session answers on our connection, not {other:?}"),
     }
+    // Up, the session's KEEPALIVEs and hold timer tell: the kernel's probes, on while our
+    // connection waited for the OPEN, are off (`ss -o` shows a socket's keepalive timer).
+    let ss = std::process::Command::new("ss")
+        .args([
+            "-tnoH",
+            "state",
+            "established",
+            "sport",
+            "=",
+            &format!(":{}", ours.peer_addr().expect("peer").port()),
+            "and",
+            "dst",
+            &format!("{PEER}:{}", port + 2),
+        ])
+        .output()
+        .expect("ss");
+    let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+    assert!(
+        ss.contains(&format!("{PEER}:{}", port + 2)),
+        "our connection in: {ss}"
+    );
+    assert!(
+        !ss.contains("keepalive"),
+        "kernel probes on an established session: {ss}"
+    );
     h.shutdown().await;
 }
 
@@ -228,5 +253,74 @@ async fn a_peer_s_connection_while_ours_is_in_its_handshake_is_taken_and_ours_dr
         late.is_err(),
         "our dropped attempt reached the peer after the session came up on the peer's connection: {late:?}"
     );
+    h.shutdown().await;
+}
+
+/// Our connection waits for the peer's OPEN, its end held by the peer's kernel: in the
+/// peer's accept queue for longer than the probes take, it is kept (the kernel answers
+/// them; a busy BIRD has left ours there 13 s). Then the peer forgets it without a word
+/// (a reboot, or a reset lost on the way; played with TCP_REPAIR, whose close sends
+/// nothing): the probe that follows is answered with a reset, and the session leaves
+/// OpenSent within seconds instead of waiting minutes for an OPEN that cannot come, the
+/// peer's connections refused meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_of_ours_the_peer_forgot_is_given_up_within_seconds() {
+    let port = 17295;
+    // A socket can be put in repair mode only with CAP_NET_ADMIN: asked first, of a new one.
+    let probe =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    if let Err(e) = nix::sys::socket::setsockopt(&probe, nix::sys::socket::sockopt::TcpRepair, &1) {
+        assert!(
+            std::env::var("CIC_REQUIRE_ROOT").is_err(),
+            "TCP_REPAIR needs CAP_NET_ADMIN: {e}"
+        );
+        eprintln!("skipped: TCP_REPAIR needs CAP_NET_ADMIN ({e})");
+        return;
+    }
+    drop(probe);
+    let queue = TcpListener::bind((PEER, port + 2))
+        .await
+        .expect("bind the peer's port");
+    let h = speaker(port).await;
+    wait_state(&h, State::OpenSent).await;
+    // Probed unanswered for 6 s at most (3 s idle, 3 probes a second apart): 8 s in the
+    // queue, answered by the kernel, and still ours.
+    tokio::time::sleep(Duration::from_secs(8)).await; // the span tested, not a wait for an event
+    assert_eq!(
+        h.status().borrow().peers[0].state,
+        State::OpenSent,
+        "our connection in a live peer's accept queue is kept"
+    );
+    let (mut ours, _) = tokio::time::timeout(WAIT, queue.accept())
+        .await
+        .expect("our connection in the queue")
+        .expect("accept");
+    let mut buf = BytesMut::new();
+    assert!(
+        matches!(
+            next_message(&mut ours, &mut buf).await,
+            Some(Message::Open(_))
+        ),
+        "our OPEN on it"
+    );
+    // Forgotten: in repair mode a socket closes without a FIN or a reset.
+    nix::sys::socket::setsockopt(&ours, nix::sys::socket::sockopt::TcpRepair, &1)
+        .expect("repair mode");
+    drop(ours);
+    drop(queue);
+    let forgotten = tokio::time::Instant::now();
+    let mut rx = h.status();
+    tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| s.peers.iter().all(|p| p.state != State::OpenSent)),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "still waiting for an OPEN on a connection the peer forgot, {:?} on",
+            forgotten.elapsed()
+        )
+    })
+    .expect("status");
     h.shutdown().await;
 }

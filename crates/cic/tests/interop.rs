@@ -3,7 +3,8 @@
 //! speaker at 10.78.N.1, the other router at 10.78.N.2 (FRR refuses loopback next hops,
 //! so these cannot run on 127.0.0.0/8). Needs root; skipped when a router is not
 //! installed, unless CIC_REQUIRE_PEERS=1 (CI). Each test first reads the peer's OPEN off
-//! the wire with a listener of its own, and decodes those real bytes.
+//! the wire with a listener of its own, and decodes those real bytes. One has no other
+//! router: the path going silent while our connection waits for an OPEN.
 
 mod common;
 
@@ -1381,4 +1382,42 @@ prefix = "198.51.100.0/24"
     );
     let log = std::fs::read_to_string(w.dir.join("speaker.log")).unwrap_or_default();
     assert!(!log.contains("TCP-MD5 key on listener"), "{log}");
+}
+
+/// Our connection is up and waits for the peer's OPEN when the path goes silent (the
+/// peer's port down: nothing crosses, no reset comes). The kernel's probes go unanswered,
+/// and the session gives the connection up within seconds, saying it timed out — not
+/// that the peer closed it (which would read as a router with no neighbor for us) — where
+/// it would otherwise wait for the OPEN hold time, minutes. (Needs root: namespaces.)
+#[test]
+fn a_connection_gone_silent_before_the_peer_s_open_is_given_up_as_timed_out() {
+    if !cic_peers::root_or_skip("silent connection") {
+        return;
+    }
+    let w = Wire::new("silent", 11);
+    // The peer listens and never accepts: our handshake completes in its kernel.
+    let sock = netns::tcp_socket(Some(&w.p)).expect("socket");
+    let peer: SocketAddr = format!("{}:179", w.peer()).parse().expect("address");
+    sock.bind(&peer.into()).expect("bind the peer's port 179");
+    sock.listen(1).expect("listen");
+    let speaker = run_speaker(&w.dir, &w.speaker_config(65001, ""), Some(&w.s));
+    let state = || neighbor(&speaker.socket, &w.peer());
+    wait_until(WAIT, "our OPEN sent on our connection", || {
+        (state()["state"] == "OPEN_SENT").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", state()));
+    ip(&["-n", &w.p, "link", "set", "v0", "down"]);
+    let cut = Instant::now();
+    wait_until(
+        Duration::from_secs(15),
+        "the silent connection given up",
+        || (state()["state"] != "OPEN_SENT").then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e} ({:?} after the cut): {}", cut.elapsed(), state()));
+    let why = state()["lastError"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("timed out"), "{why}");
+    drop(sock);
 }

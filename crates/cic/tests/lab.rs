@@ -1877,9 +1877,12 @@ fn an_frr_customer_router_on_cic_s_generated_config_carries_both_families() {
         // A session may wait up to a minute in OpenSent on our own connection for FRR's
         // OPEN, refusing FRR's connections meanwhile (`OURS_WAIT_FOR_OPEN` in the BGP
         // driver, for a busy peer's accept queue); seen once under a full suite's load,
-        // FRR sending no OPEN on ours for 20 s and more (why is not known). The wait
-        // covers that minute: what this test shows is both families up on the generated
-        // config.
+        // FRR sending no OPEN on ours for 20 s and more. FRR answers a connection it
+        // accepts with its OPEN at once (8.4's `bgp_accept`, `bgp_connect_success`), so
+        // ours was likely one FRR never had: taken by the stopping BIRD's socket, its
+        // reset lost. Such a connection is now given up within seconds (the kernel's
+        // probes while waiting for an OPEN); the wait still covers the minute: what this
+        // test shows is both families up on the generated config.
         for pop in ["pop1", "pop2"] {
             cic_peers::wait_until(
                 std::time::Duration::from_secs(75),

@@ -39,6 +39,15 @@ const REFUSE_WAIT: Duration = Duration::from_secs(1);
 const OURS_WAIT_FOR_OPEN: Duration = Duration::from_secs(60);
 /// RFC 9687 §5: the send hold time is the greater of 8 minutes and twice the hold time.
 const MIN_SEND_HOLD: Duration = Duration::from_secs(8 * 60);
+/// While a connection waits for the peer's OPEN, the kernel asks the other end whether it
+/// still has the connection after this long idle, then every [`OPENING_PROBE_EVERY`], and
+/// gives up after [`OPENING_PROBES`] unanswered: a peer that rebooted, or whose reset was
+/// lost on the way, answers with a reset. Nothing else tells us (we send nothing in
+/// OpenSent, and its hold time is 4 minutes); a live peer's kernel answers even while the
+/// connection waits in its accept queue.
+const OPENING_PROBE_IDLE: Duration = Duration::from_secs(3);
+const OPENING_PROBE_EVERY: Duration = Duration::from_secs(1);
+const OPENING_PROBES: u32 = 3;
 
 /// A connection attempt of ours. The socket is the session task's while the handshake
 /// runs (not hidden in a future), so that an incoming connection can ask whether the
@@ -204,6 +213,9 @@ impl SessionTask {
                     }
                 }
                 res = read_some(&mut self.reader, &mut self.buf, self.read_size) => match res {
+                    // The kernel's probes (`probe_while_opening`) or retransmissions went
+                    // unanswered.
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => Input::TcpTimedOut,
                     Ok((0, _)) | Err(_) => Input::TcpFailed,
                     Ok((n, room)) => {
                         self.drain_messages().await;
@@ -325,9 +337,11 @@ impl SessionTask {
             // OPEN decides a collision, RFC 4271 §6.8, but that needs both connections
             // kept until it comes, and BIRD may bring the session up on its own before
             // it has even accepted ours.)
-            // (Unless ours has waited a minute for the peer's OPEN: a peer that lost it
-            // without a reset, a reboot, would otherwise be refused for the OPEN hold time.
-            // A busy BIRD has left ours in its accept queue for 13 s, so not sooner.)
+            // (Unless ours has waited a minute for the peer's OPEN. A peer that lost our
+            // connection without a reset — a reboot, a reset lost on the way — answers the
+            // kernel's probes with one within seconds (`probe_while_opening`), and ours
+            // is given up; the minute is for a live peer that never sends its OPEN. A busy
+            // BIRD has left ours in its accept queue for 13 s, so not sooner.)
             State::OpenSent if self.ours && self.attached_at.elapsed() < OURS_WAIT_FOR_OPEN => {
                 refuse(stream, collision).await
             }
@@ -386,6 +400,7 @@ impl SessionTask {
         self.ours = ours;
         self.attached_at = Instant::now();
         let _ = stream.set_nodelay(true);
+        probe_while_opening(&stream, true);
         let (r, w) = stream.into_split();
         self.reader = Some(r);
         self.writer = Some(Writer::spawn(w, self.room.clone()));
@@ -401,6 +416,13 @@ impl SessionTask {
             self.fsm.last_failure().cloned(),
         );
         let outputs = self.fsm.handle(input);
+        // The peer's OPEN came: from here its KEEPALIVEs and the hold timer tell.
+        if before.0 == State::OpenSent
+            && self.fsm.state() != State::OpenSent
+            && let Some(r) = &self.reader
+        {
+            probe_while_opening(r.as_ref(), false);
+        }
         for o in outputs {
             match o {
                 // An attempt the kernel has connected is kept (the peer has it, see
@@ -644,6 +666,24 @@ fn next_read(size: usize, n: usize, room: usize) -> usize {
         (size * 2).min(READ_CHUNK)
     } else {
         size
+    }
+}
+
+/// TCP keepalive probes on a connection while it waits for the peer's OPEN (`on`), or
+/// none once the OPEN came (see [`OPENING_PROBE_IDLE`]).
+fn probe_while_opening(stream: &TcpStream, on: bool) {
+    let sock = socket2::SockRef::from(stream);
+    let done = if on {
+        let probes = socket2::TcpKeepalive::new()
+            .with_time(OPENING_PROBE_IDLE)
+            .with_interval(OPENING_PROBE_EVERY)
+            .with_retries(OPENING_PROBES);
+        sock.set_tcp_keepalive(&probes)
+    } else {
+        sock.set_keepalive(false)
+    };
+    if let Err(e) = done {
+        debug!("TCP keepalive while waiting for the OPEN: {e}");
     }
 }
 
