@@ -1021,6 +1021,69 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(ping().status.success());
+
+        // A report of the edge's that the server did not take from it (another agent with
+        // its identity, a database restored) is the last one now: the edge's next report
+        // of changes since its own is refused, and it sends its report whole at once,
+        // without failing a report (a warning), so the server shows its sessions again.
+        let log_before = std::fs::read_to_string("/run/cic-lab/edge-pop1.log")
+            .expect("edge log")
+            .len();
+        let pki = std::path::Path::new("/run/cic-lab/edge-pop1-pki");
+        let tls = cic_client::tls::ClientTls {
+            ca_cert: Some(cic_lab::CA_CERT.into()),
+            identity: Some((pki.join("edge.crt"), pki.join("edge.key"))),
+            insecure_http: false,
+        };
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let as_edge = cic_client::tls::http_client(server, &tls, reqwest::Client::builder())
+            .expect("a client with the edge's certificate");
+        let status = rt.block_on(async {
+            as_edge
+                .put(format!("{server}/cic/v1/edgeSync/status"))
+                .json(
+                    &serde_json::json!({"appliedRevision": 0, "dataplane": "vxlan-overlay",
+                    "errors": [], "sessions": []}),
+                )
+                .send()
+                .await
+                .expect("a report as the edge")
+                .status()
+        });
+        assert!(status.is_success(), "the report as the edge: {status}");
+        let admin = cic_lab::lab_client(server, cic_lab::CA_CERT).expect("client");
+        let session_shown = || {
+            let m = rt.block_on(async {
+                admin
+                    .get(format!("{server}/metrics"))
+                    .bearer_auth(token.trim())
+                    .send()
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+            })?;
+            m.lines()
+                .any(|l| {
+                    l.starts_with("bgp_ipv4_session_state_up_down{")
+                        && l.contains(&format!("connection_id=\"{pc}\""))
+                        && l.ends_with(" 1")
+                })
+                .then_some(())
+        };
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(20),
+            "the edge's sessions shown by the server again",
+            session_shown,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let log = std::fs::read_to_string("/run/cic-lab/edge-pop1.log").expect("edge log");
+        let failed: Vec<&str> = log[log_before..]
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(" report: "))
+            .collect();
+        assert!(failed.is_empty(), "reports that failed: {failed:?}");
         child
     });
     // `lab down` stopped the restarted server (it is in the pid file): reap it.

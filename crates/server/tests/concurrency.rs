@@ -1,5 +1,6 @@
 //! Several servers on one PostgreSQL database: rules that need the whole picture (VLAN
-//! unique on a trunk, names unique in a folder) hold when requests race on both servers.
+//! unique on a trunk, names unique in a folder) hold when requests race on both servers,
+//! and an edge may be answered, and report, through either.
 
 mod common;
 
@@ -245,4 +246,77 @@ async fn operations_finished_on_one_server_wake_their_waiters_on_the_other_not_i
         "the edge's long poll was woken after {took:?} by operations finishing"
     );
     assert_eq!(cfg["revision"], before + 1, "{cfg}");
+}
+
+/// Behind a load balancer an edge's reports land on either server: a report of changes
+/// since one the other server took is made whole onto that one, read from the database
+/// (neither server has it, or the one that has it holds an older one); changes since a
+/// report that is no longer the last are refused on either, and nothing is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_of_changes_is_made_whole_by_the_server_that_did_not_take_its_base() {
+    let Some((a, b, edge, op)) = two_servers_with_a_connection("report_across_servers").await
+    else {
+        return;
+    };
+    let pc = op["metadata"]["resourceId"]
+        .as_str()
+        .expect("pc")
+        .to_string();
+    let rev = a.revision().await;
+    let session = |uptime: u64| {
+        json!([{"resourceId": pc, "kind": "customer", "peer": "169.254.100.2", "peerAsn": 65001,
+            "state": "ESTABLISHED", "uptimeSecs": uptime, "prefixesReceived": 0,
+            "prefixesAccepted": 0, "prefixesAdvertised": 0}])
+    };
+    let send = |h: std::sync::Arc<H>, method: Method, body: serde_json::Value| {
+        let edge = edge.clone();
+        async move {
+            h.call(method, "/cic/v1/edgeSync/status", Some(&edge), Some(body))
+                .await
+        }
+    };
+    // The session's lifetime as a server's /metrics shows it.
+    let lifetime = |h: std::sync::Arc<H>| {
+        let pc = pc.clone();
+        async move {
+            let (_, v) = h.admin(Method::GET, "/metrics", None).await;
+            v.as_str()
+                .expect("text")
+                .lines()
+                .find(|l| {
+                    l.starts_with("bgp_ipv4_session_lifetime_seconds")
+                        && l.contains(&format!("connection_id=\"{pc}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        }
+    };
+    let version = |v: &serde_json::Value| v["version"].as_str().expect("version").to_string();
+    let whole = |uptime| json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [], "sessions": session(uptime)});
+    let changes = |since: &str, uptime| {
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+            "changesSince": since, "sessions": session(uptime)})
+    };
+
+    let (s, v) = send(a.clone(), Method::PUT, whole(12)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v1 = version(&v);
+    // B never took a report of this edge: it reads A's from the database.
+    let (s, v) = send(b.clone(), Method::PATCH, changes(&v1, 20)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let v2 = version(&v);
+    assert_eq!(lifetime(b.clone()).await.as_deref(), Some("20"));
+    // A holds its own, older one (v1): it reads B's (v2) from the database.
+    let (s, v) = send(a.clone(), Method::PATCH, changes(&v2, 30)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(lifetime(a.clone()).await.as_deref(), Some("30"));
+    assert_eq!(lifetime(b.clone()).await.as_deref(), Some("30"));
+    // Changes since v2, which is no longer the last, on either server: refused.
+    for h in [&a, &b] {
+        let (s, v) = send(h.clone(), Method::PATCH, changes(&v2, 99)).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["code"], "ABORTED", "{v}");
+    }
+    assert_eq!(lifetime(a.clone()).await.as_deref(), Some("30"));
+    assert_eq!(lifetime(b.clone()).await.as_deref(), Some("30"));
 }
