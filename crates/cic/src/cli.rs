@@ -287,6 +287,11 @@ pub(crate) enum BenchCmd {
         /// own default is 5).
         #[arg(long, default_value_t = cic_lab::LAB_REPORT_EVERY, value_parser = clap::value_parser!(u64).range(1..=60))]
         report_every: u64,
+        /// The server's damping of sessions that keep going down soon after coming up:
+        /// held down 2 s, doubling up to this many seconds (`cic server
+        /// --flap-damping-max-secs`; 0, the default, off).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3600))]
+        flap_damping_max_secs: u32,
     },
 }
 

@@ -607,6 +607,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bfd_watch_secs,
             in_flight,
             report_every,
+            flap_damping_max_secs,
         }) => {
             let opts = cic_lab::scale::Options {
                 connections,
@@ -615,6 +616,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bfd_watch_secs,
                 in_flight: usize::from(in_flight),
                 report_every,
+                flap_damping_max_secs,
             };
             let run = cic_lab::scale::bench(opts, keep).await?;
             println!("{}", serde_json::to_string_pretty(&run)?);

@@ -2948,7 +2948,8 @@ fn the_console_shows_the_lab_s_sessions_routes_and_a_failover_test_live() {
 /// every customer session stays up while its connection joins a routing instance (the
 /// routing instance takes over the connection's namespace), and a cold start — the agent
 /// killed, every namespace it made deleted, the agent started again — brings it all back.
-/// Every connection asks for BFD at 100 ms × 3, and the customer's BIRD runs it so.
+/// Every connection asks for BFD at 100 ms × 3, and the customer's BIRD runs it so; the
+/// server's flap damping is set from the bench's command line.
 #[test]
 fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_session() {
     let test = "bench scale";
@@ -2966,12 +2967,16 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
         "100",
         "--bfd-watch-secs",
         "3",
+        "--flap-damping-max-secs",
+        "30",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let json = &stdout[stdout.rfind("\n{").map_or(0, |i| i + 1)..];
     let run: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(run["connections"], 12, "{run}");
+    // The server's damping, as the edge was given it.
+    assert_eq!(run["flapDampingMaxSecs"], 30, "{run}");
     assert_eq!(run["pingSample"], 10, "{run}");
     assert_eq!(
         run["customerSessionsKept"], 12,

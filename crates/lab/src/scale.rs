@@ -61,6 +61,9 @@ pub struct ScaleRun {
     pub in_flight: usize,
     /// Seconds between the edge's reports.
     pub report_every: u64,
+    /// The flap damping the edge ran with (`bgp.flapDampingMaxSecs` of the config it kept
+    /// after the bring-up; 0: off).
+    pub flap_damping_max_secs: u64,
     pub prefixes_each: usize,
     /// Seconds from the first API call until every connection exists (operations done).
     pub created_secs: f64,
@@ -155,6 +158,9 @@ pub struct Options {
     /// How often the edge reports, in seconds (`cic edge --report-every`; the lab's 1
     /// unless told).
     pub report_every: u64,
+    /// The server's flap damping (`cic server --flap-damping-max-secs`; 0: off, its
+    /// default).
+    pub flap_damping_max_secs: u32,
 }
 
 /// Connection `i`'s VLAN, its /30 and the cloud's and the customer's addresses in it.
@@ -366,6 +372,16 @@ fn rss_mib(pid: u32, key: &str) -> f64 {
         / 1024.0
 }
 
+/// The flap damping in the config `pop`'s edge kept (what it runs; 0: off).
+fn kept_damping(pop: Pop) -> Result<u64> {
+    let path = format!("{STATE_DIR}/edge-{}/config.json", pop.id());
+    let cfg: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(&path).with_context(|| format!("the edge's kept config {path}"))?,
+    )
+    .with_context(|| format!("the edge's kept config {path}"))?;
+    Ok(cfg["bgp"]["flapDampingMaxSecs"].as_u64().unwrap_or(0))
+}
+
 /// Brings a one-PoP lab up, runs [`run`] on it, and takes it down (unless `keep`).
 pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
     let n = opts.connections;
@@ -374,6 +390,7 @@ pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
     }
     // The modelled service allows 5 private connections per trunk: an operator raises it.
     let quota = (n + 1).to_string();
+    let damping = opts.flap_damping_max_secs.to_string();
     // The benchmark measures the edge, not the API's rate limit: off for its customer.
     crate::up_opts(
         1,
@@ -382,6 +399,8 @@ pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
             &quota,
             "--rate-limit",
             "0",
+            "--flap-damping-max-secs",
+            &damping,
         ],
         false,
         opts.report_every,
@@ -533,6 +552,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let flap_damping_max_secs = kept_damping(pop)?;
     let propagation = propagation(&api, bird, &instances, opts.in_flight).await?;
     let cold = cold_start(pop, &api.http, &metrics, want, n).await?;
     let steady = if opts.bring_up_only {
@@ -544,6 +564,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         connections: n,
         in_flight: opts.in_flight,
         report_every: opts.report_every,
+        flap_damping_max_secs,
         prefixes_each: PREFIXES_EACH,
         created_secs: created.as_secs_f64(),
         create_calls,
