@@ -2977,6 +2977,25 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
     assert_eq!(run["connections"], 12, "{run}");
     // The server's damping, as the edge was given it.
     assert_eq!(run["flapDampingMaxSecs"], 30, "{run}");
+    // Where the bring-up's CPU went: each of the lab's processes named, the agent and the
+    // server having worked.
+    let by_process = &run["bringUpCpuByProcess"];
+    for name in [
+        "server",
+        "edge-pop1",
+        "fabric-automation-pop1",
+        "bird-fabric",
+        "bird-site",
+        "bench",
+    ] {
+        assert!(by_process[name].is_f64(), "{name}: {by_process}");
+    }
+    for name in ["server", "edge-pop1"] {
+        assert!(
+            by_process[name].as_f64() > Some(0.0),
+            "{name}: {by_process}"
+        );
+    }
     assert_eq!(run["pingSample"], 10, "{run}");
     assert_eq!(
         run["customerSessionsKept"], 12,

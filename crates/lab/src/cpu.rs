@@ -97,9 +97,73 @@ impl std::fmt::Display for CpuSpent {
     }
 }
 
+/// CPU seconds each of the lab's processes took between two readings (user and system, and
+/// those of children it waited for, such as an agent's `tc`), by its name in the lab's pid
+/// file; `bench` is the process running the benchmark, which drives the API and reads
+/// the routers.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessTimes(Vec<(String, u64)>);
+
+impl ProcessTimes {
+    /// Reads each named process's ticks; one gone (or never there) is left out.
+    pub fn read(pids: &[(String, u32)]) -> Self {
+        let mut v: Vec<(String, u64)> = pids
+            .iter()
+            .filter_map(|(name, pid)| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                Some((name.clone(), Self::ticks_of(&stat)?))
+            })
+            .collect();
+        if let Some(own) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| Self::ticks_of(&s))
+        {
+            v.push(("bench".into(), own));
+        }
+        Self(v)
+    }
+
+    /// utime + stime + cutime + cstime of one `/proc/<pid>/stat` line (proc(5): fields
+    /// 14–17, counted after the command name, which may hold spaces and parentheses).
+    fn ticks_of(stat: &str) -> Option<u64> {
+        let after = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        (11..=14).map(|i| f.get(i)?.parse::<u64>().ok()).sum()
+    }
+
+    /// Seconds each process took since `before`, by name (a process in only one reading
+    /// is left out: restarted, its time is not comparable).
+    pub fn since(&self, before: &Self) -> std::collections::BTreeMap<String, f64> {
+        let ticks = ticks();
+        self.0
+            .iter()
+            .filter_map(|(name, t)| {
+                let (_, b) = before.0.iter().find(|(n, _)| n == name)?;
+                Some((name.clone(), t.saturating_sub(*b) as f64 / ticks))
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_s_ticks_are_read_past_a_command_name_with_spaces_and_parentheses() {
+        // proc(5): pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        // cmajflt utime stime cutime cstime ...
+        let stat = "4242 (bird (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 7 3 20 0 1 0";
+        assert_eq!(ProcessTimes::ticks_of(stat), Some(410));
+        assert_eq!(ProcessTimes::ticks_of("4242 (short) S 1"), None);
+        let me = ProcessTimes::read(&[("gone".into(), u32::MAX)]);
+        assert_eq!(me.0.len(), 1, "only the bench itself: {me:?}");
+        assert_eq!(me.0[0].0, "bench");
+        let later = ProcessTimes(vec![("bench".into(), me.0[0].1 + 200), ("new".into(), 5)]);
+        let spent = later.since(&me);
+        assert_eq!(spent.get("bench").copied(), Some(200.0 / ticks()));
+        assert!(!spent.contains_key("new"), "{spent:?}");
+    }
 
     #[test]
     fn the_first_cpu_line_is_read_and_differences_are_seconds() {

@@ -79,6 +79,10 @@ pub struct ScaleRun {
     /// The machine's CPU time from the first API call to every session Established (all
     /// CPUs together): how busy it was, and how much the host took away (steal).
     pub bring_up_cpu: crate::cpu::CpuSpent,
+    /// … and each of the lab's processes' share of it, in CPU seconds by name (`server`,
+    /// `edge-pop1`, `fabric-automation-pop1`, `bird-fabric`, `bird-site` — the customer's
+    /// routers —, and `bench`, this process): where the time went.
+    pub bring_up_cpu_by_process: std::collections::BTreeMap<String, f64>,
     /// … until each of a sample of the connections carried a ping to the cloud VM and its
     /// answer.
     pub pinged_secs: f64,
@@ -428,10 +432,18 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         .context("edge metrics")?
         .to_string();
     let bird = lab["bird"]["customer"].as_str().context("customer BIRD")?;
-    let edge_pid: u32 = read("pids")?
+    let pids: Vec<(String, u32)> = read("pids")?
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("edge-{} ", pop.id())))
-        .and_then(|p| p.trim().parse().ok())
+        .filter_map(|l| {
+            let (name, pid) = l.split_once(' ')?;
+            Some((name.to_string(), pid.trim().parse().ok()?))
+        })
+        .collect();
+    let edge_name = format!("edge-{}", pop.id());
+    let edge_pid = pids
+        .iter()
+        .find(|(name, _)| *name == edge_name)
+        .map(|(_, pid)| *pid)
         .context("the edge's pid")?;
     let api = Api {
         http: crate::lab_client(lab["server"].as_str().context("server")?, crate::CA_CERT)?,
@@ -447,6 +459,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
 
     let t0 = Instant::now();
     let cpu0 = crate::cpu::CpuTimes::read()?;
+    let processes0 = crate::cpu::ProcessTimes::read(&pids);
     let creates = (0..n)
         .map(|i| {
             let (vlan, subnet, cloud, me) = plan(i);
@@ -510,7 +523,16 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     let want = (already.0 + n, already.1 + n);
     let established_at = wait_established(&api.http, &metrics, want, t0).await?;
     let bring_up_cpu = crate::cpu::CpuSpent::between(&cpu0, &crate::cpu::CpuTimes::read()?);
+    let bring_up_cpu_by_process = crate::cpu::ProcessTimes::read(&pids).since(&processes0);
     eprintln!("bring-up: {bring_up_cpu}");
+    eprintln!(
+        "bring-up: CPU by process: {}",
+        bring_up_cpu_by_process
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let kept = up_since_before(bird, &attach_from)?;
     ping_until_answered(n, WAIT)?;
     let pinged = t0.elapsed();
@@ -572,6 +594,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         instance_calls,
         established_secs: established_at.as_secs_f64(),
         bring_up_cpu,
+        bring_up_cpu_by_process,
         pinged_secs: pinged.as_secs_f64(),
         ping_sample: ping_sample(n).len(),
         customer_sessions_kept: kept,
