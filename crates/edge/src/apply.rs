@@ -4,6 +4,7 @@
 //! namespaces) run on blocking threads. Applies follow one another (`applying`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cic_dataplane::netns;
@@ -372,7 +373,10 @@ impl Agent {
         for ic in &cfg.instances {
             if same_context
                 && st.instances.contains_key(&ic.id)
-                && st.applied_instances.get(&ic.id) == Some(ic)
+                && st
+                    .applied_instances
+                    .get(&ic.id)
+                    .is_some_and(|a| Arc::ptr_eq(a, ic) || a == ic)
             {
                 skipped += 1;
                 continue;
@@ -395,15 +399,15 @@ impl Agent {
         // there may free what a new one needs, such as a connection's VNI), and before
         // them those just renamed: one may still hold a link of a connection that moved
         // to another instance (a routing instance deleted, its connections apart again).
-        let (existing, new): (Vec<&InstanceConfig>, Vec<&InstanceConfig>) = todo
+        let (existing, new): (Vec<&Arc<InstanceConfig>>, Vec<&Arc<InstanceConfig>>) = todo
             .into_iter()
             .partition(|ic| st.instances.contains_key(&ic.id));
-        let (renamed, existing): (Vec<&InstanceConfig>, Vec<&InstanceConfig>) = existing
+        let (renamed, existing): (Vec<&Arc<InstanceConfig>>, Vec<&Arc<InstanceConfig>>) = existing
             .into_iter()
             .partition(|ic| renamed.contains(&ic.id));
         let vrps = st.rpki.as_ref().and_then(|r| r.data.borrow().clone());
         for wave in [renamed, existing, new] {
-            let held: Vec<(&InstanceConfig, Option<Instance>)> = wave
+            let held: Vec<(&Arc<InstanceConfig>, Option<Instance>)> = wave
                 .into_iter()
                 .map(|ic| (ic, st.instances.remove(&ic.id)))
                 .collect();

@@ -87,8 +87,10 @@ struct State {
     last_full: bool,
     /// What each instance was last applied with, without an error, and the edge-wide
     /// inputs of that apply: a new revision reconciles only the instances whose part
-    /// changed (with a thousand instances a full reconcile takes seconds).
-    applied_instances: BTreeMap<String, InstanceConfig>,
+    /// changed (with a thousand instances a full reconcile takes seconds). Shared with
+    /// the config: an instance the sync made whole from the config before is the same
+    /// allocation, told unchanged without comparing it field by field.
+    applied_instances: BTreeMap<String, Arc<InstanceConfig>>,
     applied_context: Option<ApplyContext>,
     /// Each trunk's counters at the last scrape, for its rates at the next.
     trunk_readings: BTreeMap<String, (std::time::Instant, cic_model::metrics::Traffic)>,

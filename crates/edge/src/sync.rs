@@ -199,14 +199,16 @@ mod tests {
             trunks: vec![],
             instances: ids
                 .iter()
-                .map(|id| InstanceConfig {
-                    id: id.to_string(),
-                    routing_instance_id: None,
-                    vpc_prefixes: vec![],
-                    fabric: None,
-                    connections: vec![],
-                    announce: vec![],
-                    accept_only: None,
+                .map(|id| {
+                    Arc::new(InstanceConfig {
+                        id: id.to_string(),
+                        routing_instance_id: None,
+                        vpc_prefixes: vec![],
+                        fabric: None,
+                        connections: vec![],
+                        announce: vec![],
+                        accept_only: None,
+                    })
                 })
                 .collect(),
             drain: false,

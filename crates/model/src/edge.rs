@@ -3,6 +3,7 @@
 //! and the looking glass's questions ([`routes`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,10 @@ pub struct EdgeConfig {
     pub bgp: BgpSettings,
     pub trunks: Vec<TrunkConfig>,
     /// One per routing instance, plus one per private connection not (yet) in a routing
-    /// instance, so that its BGP session can come up and be seen.
-    pub instances: Vec<InstanceConfig>,
+    /// instance, so that its BGP session can come up and be seen. Shared: a config made
+    /// whole from the changes since the one before takes the unchanged instances from it
+    /// without copying them, and an edge tells an unchanged instance by its pointer.
+    pub instances: Vec<Arc<InstanceConfig>>,
     /// Maintenance drain: every route sent with GRACEFUL_SHUTDOWN (RFC 8326).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drain: bool,
@@ -64,7 +67,7 @@ impl EdgeConfig {
     /// The update that turns `old` into `self`: every field but the instances whole, the
     /// instances added or changed, and the ids of those gone.
     pub fn changes_from(&self, old: &EdgeConfig, tag: String, since: String) -> EdgeConfigUpdate {
-        let before: std::collections::HashMap<&str, &InstanceConfig> =
+        let before: std::collections::HashMap<&str, &Arc<InstanceConfig>> =
             old.instances.iter().map(|i| (i.id.as_str(), i)).collect();
         let now: std::collections::HashSet<&str> =
             self.instances.iter().map(|i| i.id.as_str()).collect();
@@ -527,6 +530,7 @@ mod tests {
     }
 
     fn config(revision: u64, instances: Vec<InstanceConfig>) -> EdgeConfig {
+        let instances = instances.into_iter().map(Arc::new).collect();
         let mut c = EdgeConfig {
             revision,
             edge_id: "e1".into(),
@@ -577,6 +581,28 @@ mod tests {
         let same = new.changes_from(&new, "t3".into(), "t2".into());
         assert!(same.config.instances.is_empty() && same.removed_instances.is_empty());
         assert_eq!(same.into_config(Some(("t2", &new))).unwrap(), new);
+    }
+
+    #[test]
+    fn a_config_made_whole_shares_the_instances_that_did_not_change() {
+        let old = config(
+            1,
+            vec![instance("a", "10.0.0.0/24"), instance("b", "10.0.1.0/24")],
+        );
+        let new = config(
+            2,
+            vec![instance("a", "10.0.0.0/24"), instance("b", "10.9.1.0/24")],
+        );
+        let got = new
+            .changes_from(&old, "t2".into(), "t1".into())
+            .into_config(Some(("t1", &old)))
+            .unwrap();
+        assert_eq!(got, new);
+        assert!(
+            Arc::ptr_eq(&got.instances[0], &old.instances[0]),
+            "a, unchanged, is the one held (not a copy)"
+        );
+        assert!(!Arc::ptr_eq(&got.instances[1], &old.instances[1]));
     }
 
     #[test]

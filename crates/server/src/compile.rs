@@ -2,6 +2,7 @@
 //! realise. Pure (a snapshot in, a config out), so it is tested without a database.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use cic_model::edge::{
     Attachment, BgpSettings, ConnectionConfig, EdgeConfig, FabricAttachment, FabricIpv6,
@@ -247,7 +248,7 @@ pub fn compile(
             .and_then(|&slot| fabric_attachment(edge, slot))
             .map(|f| ipv6_if_wanted(f, ri, &v6));
         placed.extend(members.iter().map(|c| c.meta.id.as_str()));
-        instances.push(InstanceConfig {
+        instances.push(Arc::new(InstanceConfig {
             id: ri.meta.id.clone(),
             routing_instance_id: Some(ri.meta.id.clone()),
             vpc_prefixes: ri.prefixes(),
@@ -255,14 +256,14 @@ pub fn compile(
             connections: members.into_iter().map(conn_config).collect(),
             announce: vec![],
             accept_only: None,
-        });
+        }));
     }
     // A connection in no routing instance still gets its own namespace and BGP session.
     for c in conns
         .iter()
         .filter(|c| !placed.contains(c.meta.id.as_str()))
     {
-        instances.push(InstanceConfig {
+        instances.push(Arc::new(InstanceConfig {
             id: c.meta.id.clone(),
             routing_instance_id: None,
             vpc_prefixes: vec![],
@@ -270,7 +271,7 @@ pub fn compile(
             connections: vec![conn_config(c)],
             announce: vec![],
             accept_only: None,
-        });
+        }));
     }
     // A public connection: its own namespace and session, and its segment toward the
     // PoP's public services. The allowed services' prefixes are what it may reach (routes
@@ -331,7 +332,7 @@ pub fn compile(
             .collect();
         let segment = public_services_segment(snap, edge, p, settings.cloud_asn);
         let announce: Vec<ipnet::IpNet> = announce.into_iter().collect();
-        instances.push(InstanceConfig {
+        instances.push(Arc::new(InstanceConfig {
             id: p.meta.id.clone(),
             routing_instance_id: None,
             vpc_prefixes: announce.clone(),
@@ -359,7 +360,7 @@ pub fn compile(
                 bfd: None,
             }],
             accept_only: Some(accept_only),
-        });
+        }));
     }
     let mut config = EdgeConfig {
         revision,
