@@ -1,7 +1,8 @@
 //! The machine's CPU time by kind (`/proc/stat`'s first line) over a span: what the scale
 //! benchmark sets beside a phase's wall time, so that a slow run says whether the machine
 //! was busy with the benchmark's own processes, idle (waiting on something), or not given
-//! its CPUs at all (steal: a virtual machine's host ran something else).
+//! its CPUs at all (steal: a virtual machine's host ran something else); and each of the
+//! lab's processes' CPU time (`/proc/<pid>/stat`), which says whose it was.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -97,10 +98,10 @@ impl std::fmt::Display for CpuSpent {
     }
 }
 
-/// CPU seconds each of the lab's processes took between two readings (user and system, and
-/// those of children it waited for, such as an agent's `tc`), by its name in the lab's pid
-/// file; `bench` is the process running the benchmark, which drives the API and reads
-/// the routers.
+/// Each of the lab's processes' CPU ticks at one reading (user and system, and those of
+/// children it waited for, such as an agent's `tc`), by its name in the lab's pid file;
+/// `bench` is the process running the benchmark, which drives the API and reads the
+/// routers. [`ProcessTimes::since`] gives the seconds between two readings.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessTimes(Vec<(String, u64)>);
 
@@ -123,8 +124,9 @@ impl ProcessTimes {
         Self(v)
     }
 
-    /// utime + stime + cutime + cstime of one `/proc/<pid>/stat` line (proc(5): fields
-    /// 14–17, counted after the command name, which may hold spaces and parentheses).
+    /// utime + stime + cutime + cstime of one `/proc/<pid>/stat` line: proc(5)'s fields
+    /// 14–17 (numbered from the pid), found as 11–14 counting from the field after the `)`
+    /// that ends the command name (which may hold spaces and parentheses).
     fn ticks_of(stat: &str) -> Option<u64> {
         let after = &stat[stat.rfind(')')? + 1..];
         let f: Vec<&str> = after.split_whitespace().collect();
@@ -132,7 +134,7 @@ impl ProcessTimes {
     }
 
     /// Seconds each process took since `before`, by name (a process in only one reading
-    /// is left out: restarted, its time is not comparable).
+    /// is left out: it exited, or its stat could not be read).
     pub fn since(&self, before: &Self) -> std::collections::BTreeMap<String, f64> {
         let ticks = ticks();
         self.0

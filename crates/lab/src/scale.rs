@@ -80,8 +80,9 @@ pub struct ScaleRun {
     /// CPUs together): how busy it was, and how much the host took away (steal).
     pub bring_up_cpu: crate::cpu::CpuSpent,
     /// … and each of the lab's processes' share of it, in CPU seconds by name (`server`,
-    /// `edge-pop1`, `fabric-automation-pop1`, `bird-fabric`, `bird-site` — the customer's
-    /// routers —, and `bench`, this process): where the time went.
+    /// `edge-pop1`, `fabric-automation-pop1`, `bird-fabric` (the cloud fabric's router),
+    /// `bird-site` (the customer's routers) and `bench`, this process): where the time
+    /// went.
     pub bring_up_cpu_by_process: std::collections::BTreeMap<String, f64>,
     /// … until each of a sample of the connections carried a ping to the cloud VM and its
     /// answer.
@@ -432,13 +433,22 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         .context("edge metrics")?
         .to_string();
     let bird = lab["bird"]["customer"].as_str().context("customer BIRD")?;
-    let pids: Vec<(String, u32)> = read("pids")?
-        .lines()
-        .filter_map(|l| {
-            let (name, pid) = l.split_once(' ')?;
-            Some((name.to_string(), pid.trim().parse().ok()?))
-        })
-        .collect();
+    // The lab's processes by name; of a name written twice (an agent restarted), the
+    // last one alive.
+    let mut pids: Vec<(String, u32)> = Vec::new();
+    for l in read("pids")?.lines() {
+        let Some((name, pid)) = l.split_once(' ') else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            continue;
+        };
+        if crate::is_zombie(pid as i32) {
+            continue;
+        }
+        pids.retain(|(n, _)| n != name);
+        pids.push((name.to_string(), pid));
+    }
     let edge_name = format!("edge-{}", pop.id());
     let edge_pid = pids
         .iter()
