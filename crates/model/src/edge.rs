@@ -25,9 +25,10 @@ pub struct EdgeConfig {
     pub bgp: BgpSettings,
     pub trunks: Vec<TrunkConfig>,
     /// One per routing instance, plus one per private connection not (yet) in a routing
-    /// instance, so that its BGP session can come up and be seen. Shared: a config made
-    /// whole from the changes since the one before takes the unchanged instances from it
-    /// without copying them, and an edge tells an unchanged instance by its pointer.
+    /// instance, so that its BGP session can come up and be seen.
+    // Shared (not in the API's words: the wire carries each whole): a config made whole
+    // from the changes since the one before takes the unchanged instances from it
+    // without copying them, and an edge tells an unchanged instance by its pointer.
     pub instances: Vec<Arc<InstanceConfig>>,
     /// Maintenance drain: every route sent with GRACEFUL_SHUTDOWN (RFC 8326).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
