@@ -122,10 +122,7 @@ async fn an_edge_is_sent_only_the_instances_changed_since_the_answer_it_holds() 
     // One connection added, one changed, one deleted; the third left alone.
     let (s, op) = h.numbered_connection(&trunk, 4).await;
     assert_eq!(s, StatusCode::OK, "{op}");
-    let added = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let added = resource_id(&op);
     let (s, v) = h
         .admin(
             Method::PATCH,
@@ -232,7 +229,7 @@ async fn operation_finishes_when_the_edge_reports_the_revision() {
         .await;
     assert_eq!(op["done"], false);
     assert!(op.get("response").is_none() && op.get("error").is_none());
-    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let id = resource_id(&op);
     let (_, t) = h
         .admin(Method::GET, &format!("/cic/v1/trunkConnections/{id}"), None)
         .await;
@@ -285,7 +282,7 @@ async fn an_edge_error_finishes_the_operation_with_that_error() {
                    "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
         )
         .await;
-    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let id = resource_id(&op);
     let rev = h.revision().await;
     h.report(
         &edge,
@@ -792,7 +789,7 @@ async fn trunk_names_are_unique_in_a_folder_and_protected_trunks_stay() {
         .admin(Method::POST, "/cic/v1/trunkConnections", Some(body))
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let id = resource_id(&op);
     let (s, v) = h
         .admin(
             Method::DELETE,
@@ -838,8 +835,8 @@ async fn each_routing_instance_rule_rejects_and_stores_nothing() {
     let (_, b) = h
         .connection(&trunk, 101, "169.254.1.0/30", "169.254.1.2", "169.254.1.1")
         .await;
-    let a = a["metadata"]["resourceId"].as_str().expect("a").to_string();
-    let b = b["metadata"]["resourceId"].as_str().expect("b").to_string();
+    let a = resource_id(&a);
+    let b = resource_id(&b);
     let ri = |vpc: &str, prefixes: Value, conns: Vec<&str>| {
         json!({"folderId": "f1",
                "vpcInfo": [{"vpcNetworkId": vpc, "azInfos": [{"azId": "az-a", "prefixes": prefixes}]}],
@@ -939,12 +936,6 @@ async fn one_connection_per_vpc_per_pop_and_no_overlapping_peerings() {
     let (_, c) = h
         .connection(&trunk, 102, "169.254.2.0/30", "169.254.2.2", "169.254.2.1")
         .await;
-    let id = |v: &Value| {
-        v["metadata"]["resourceId"]
-            .as_str()
-            .expect("id")
-            .to_string()
-    };
     let body = |conns: Vec<String>, vpc: bool| {
         json!({"folderId": "f1",
                "vpcInfo": if vpc { json!([{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "a", "prefixes": ["10.128.0.0/24"]}]}]) } else { json!([]) },
@@ -954,7 +945,7 @@ async fn one_connection_per_vpc_per_pop_and_no_overlapping_peerings() {
         .admin(
             Method::POST,
             "/cloudrouter/v1/routingInstances",
-            Some(body(vec![id(&a), id(&b)], true)),
+            Some(body(vec![resource_id(&a), resource_id(&b)], true)),
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -964,7 +955,7 @@ async fn one_connection_per_vpc_per_pop_and_no_overlapping_peerings() {
         .admin(
             Method::POST,
             "/cloudrouter/v1/routingInstances",
-            Some(body(vec![id(&b), id(&c)], false)),
+            Some(body(vec![resource_id(&b), resource_id(&c)], false)),
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -985,10 +976,7 @@ async fn compiled_config_follows_the_customer_steps() {
             "169.254.100.1",
         )
         .await;
-    let pc = pc["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&pc);
     let cfg = h.edge_config(&edge).await;
     assert_eq!(
         cfg["instances"][0]["id"],
@@ -1005,10 +993,7 @@ async fn compiled_config_follows_the_customer_steps() {
                    "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
         )
         .await;
-    let ri = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("ri")
-        .to_string();
+    let ri = resource_id(&op);
     let cfg = h.edge_config(&edge).await;
     let inst = &cfg["instances"][0];
     assert_eq!(inst["routingInstanceId"], ri.as_str());
@@ -1173,7 +1158,7 @@ async fn int64_fields_are_strings_out_numbers_or_strings_in_and_lists_are_keyed_
                                    "cloudIp": "169.254.100.1", "peerBgpAsn": "4200000001"}}),
         )
         .await;
-    let id = op["metadata"]["resourceId"].as_str().expect("id");
+    let id = resource_id(&op);
     let (_, pc) = h
         .admin(
             Method::GET,
@@ -1203,12 +1188,6 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let trunk = h.trunk("pop1", "100.64.1.2").await;
-    let id_of = |v: &Value| {
-        v["metadata"]["resourceId"]
-            .as_str()
-            .expect("id")
-            .to_string()
-    };
     let (_, op) = h
         .connection(
             &trunk,
@@ -1218,9 +1197,9 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
             "169.254.100.1",
         )
         .await;
-    let pc1 = id_of(&op);
+    let pc1 = resource_id(&op);
     let (_, op) = h.numbered_connection(&trunk, 1).await;
-    let pc2 = id_of(&op);
+    let pc2 = resource_id(&op);
     let op = h
         .ok(
             Method::POST,
@@ -1230,7 +1209,7 @@ async fn routing_instance_methods_change_it_only_within_the_rules_of_create() {
                    "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc1}]}),
         )
         .await;
-    let ri = id_of(&op);
+    let ri = resource_id(&op);
     let base = format!("/cloudrouter/v1/routingInstances/{ri}");
     // The edge applies whatever is pending.
     let apply = || async {
@@ -1483,12 +1462,6 @@ async fn a_private_connection_is_updated_within_the_rules_of_create() {
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
     let t1 = h.trunk("pop1", "100.64.1.2").await;
     let t2 = h.trunk("pop1", "100.64.1.3").await;
-    let id_of = |v: &Value| {
-        v["metadata"]["resourceId"]
-            .as_str()
-            .expect("id")
-            .to_string()
-    };
     let (_, op) = h
         .connection(
             &t1,
@@ -1498,7 +1471,7 @@ async fn a_private_connection_is_updated_within_the_rules_of_create() {
             "169.254.100.1",
         )
         .await;
-    let pc = id_of(&op);
+    let pc = resource_id(&op);
     let (_, op) = h
         .connection(
             &t1,
@@ -1508,7 +1481,7 @@ async fn a_private_connection_is_updated_within_the_rules_of_create() {
             "169.254.101.1",
         )
         .await;
-    let other = id_of(&op);
+    let other = resource_id(&op);
     let path = format!("/cic/v1/privateConnections/{pc}");
     let rev = h.revision().await;
     for (what, body, want) in [
@@ -1629,16 +1602,14 @@ async fn batch_get_returns_all_or_names_the_missing_one_and_cancel_explains_itse
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Routing instances and a trunk's connections, the same way.
-    let ri = h
-        .ok(
+    let ri = resource_id(
+        &h.ok(
             Method::POST,
             "/cloudrouter/v1/routingInstances",
             json!({"folderId": "f1", "name": "ri"}),
         )
-        .await["metadata"]["resourceId"]
-        .as_str()
-        .expect("ri")
-        .to_string();
+        .await,
+    );
     let (s, v) = h
         .admin(
             Method::POST,
@@ -1657,7 +1628,7 @@ async fn batch_get_returns_all_or_names_the_missing_one_and_cancel_explains_itse
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"].as_str().expect("pc");
+    let pc = resource_id(&op);
     let (s, v) = h
         .admin(
             Method::GET,
@@ -1735,10 +1706,7 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let path = format!("/cic/v1/privateConnections/{pc}");
     let statics =
         |cfg: &Value| cfg["instances"][0]["connections"][0]["peerings"][0]["staticRoutes"].clone();
@@ -1784,10 +1752,7 @@ async fn static_routes_are_upserted_removed_and_reach_the_edge_within_the_rules(
                    "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": pc}]}),
         )
         .await;
-    let ri = ri["metadata"]["resourceId"]
-        .as_str()
-        .expect("ri")
-        .to_string();
+    let ri = resource_id(&ri);
     // And the other way round: a VPC prefix may not cover a member's static route.
     let rev = h.revision().await;
     let (s, v) = h
@@ -2026,10 +1991,7 @@ async fn public_connections_are_the_operators_to_make_and_announce_the_catalogue
     let op = h
         .ok(Method::POST, "/cic/v1/publicConnections", body.clone())
         .await;
-    let id = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = resource_id(&op);
     assert_eq!(op["done"], false, "the edge applies it");
     let cfg = h.edge_config(&edge).await;
     let inst = common::edge_instance(&cfg, &id);
@@ -2190,10 +2152,7 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{op}");
-    let t1 = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("t1")
-        .to_string();
+    let t1 = resource_id(&op);
     let (_, op) = h
         .call(
             Method::POST,
@@ -2202,10 +2161,7 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
             Some(partner_trunk("f2")),
         )
         .await;
-    let t2 = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("t2")
-        .to_string();
+    let t2 = resource_id(&op);
     let (_, t) = h
         .call(
             Method::GET,
@@ -2309,10 +2265,7 @@ async fn partners_bring_trunks_over_their_port_and_lags_bundle_the_edges_ports()
             "lagAllocationSettings": {"lagSize": "2"}, "accessDeviceName": "edge2"})),
         )
         .await;
-    let l1 = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("lag")
-        .to_string();
+    let l1 = resource_id(&op);
     let (_, t) = h
         .admin(Method::GET, &format!("/cic/v1/trunkConnections/{l1}"), None)
         .await;
@@ -2380,10 +2333,7 @@ async fn metrics_show_each_session_as_its_edge_reported_it_with_its_folder() {
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let (s, v) = h
         .call(
             Method::PUT,
@@ -2557,10 +2507,7 @@ async fn a_failover_test_holds_the_session_down_until_it_ends_and_keeps_a_histor
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     h.report(&edge, h.revision().await, json!([])).await;
     let path = format!("/cic/v1/privateConnections/{pc}");
     let conn_cfg = || async {
@@ -2673,10 +2620,7 @@ async fn the_looking_glass_asks_the_edge_of_the_connection_and_passes_its_answer
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     // Playing the edge: fetch one question, answer it from a table of routes.
     let edge_side = answer_one_question(h.clone(), edge.clone(), |q| {
         match q["direction"].as_str() {
@@ -2761,10 +2705,7 @@ async fn diagnose_turns_what_the_edge_sees_into_the_missing_step() {
             "169.254.100.1",
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let facts = |failure: Value| {
         json!({"facts": {
             "port": {"name": "xc-site1", "up": true, "carrier": true},
@@ -2939,10 +2880,7 @@ async fn a_connection_s_gtsm_and_roles_are_its_choice_over_the_operator_s_defaul
             body(json!({"ttlSecurity": false, "bgpRole": "STRICT"})),
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let path = format!("/cic/v1/privateConnections/{pc}");
     let got = h.ok(Method::GET, &path, Value::Null).await;
     assert_eq!(
@@ -3066,10 +3004,7 @@ async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds()
             body(json!({"minIntervalMs": 100, "multiplier": 3})),
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let path = format!("/cic/v1/privateConnections/{pc}");
     let got = h.ok(Method::GET, &path, Value::Null).await;
     assert_eq!(got["bfd"], json!({"minIntervalMs": 100, "multiplier": 3}));
@@ -3140,7 +3075,7 @@ async fn a_connection_s_bfd_timers_are_its_choice_within_the_operator_s_bounds()
     assert!(common::err_message(&v).contains("BFD is off"), "{v}");
     b.as_object_mut().expect("object").remove("bfd");
     let op = h.ok(Method::POST, "/cic/v1/privateConnections", b).await;
-    let pc = op["metadata"]["resourceId"].as_str().expect("pc");
+    let pc = resource_id(&op);
     let got = h
         .ok(
             Method::GET,
@@ -3234,10 +3169,7 @@ async fn a_pop_s_public_services_network_gives_each_public_connection_its_segmen
         "ipv4AllowedServiceTypes": ["CLOUD_SERVICE_S3"],
         "ipv4PeerAnnouncedPrefixes": ["5.45.192.0/22"]});
     let op = h.ok(Method::POST, "/cic/v1/publicConnections", body).await;
-    let id = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = resource_id(&op);
     let instance = |cfg: &Value| common::edge_instance(cfg, &id);
     let cfg = h.edge_config(&edge).await;
     assert_eq!(instance(&cfg)["fabric"], Value::Null, "no network yet");
@@ -3699,13 +3631,7 @@ async fn a_report_stored_but_not_settled_is_settled_by_the_next_at_its_revision(
     let (s, op) = h.numbered_connection(&trunk, 1).await;
     assert_eq!(s, StatusCode::OK, "{op}");
     assert_eq!(op["done"], false, "{op}");
-    let (op_id, pc) = (
-        op["id"].as_str().expect("op").to_string(),
-        op["metadata"]["resourceId"]
-            .as_str()
-            .expect("pc")
-            .to_string(),
-    );
+    let (op_id, pc) = (op["id"].as_str().expect("op").to_string(), resource_id(&op));
     let rev = h.revision().await;
     let report: cic_model::edge::EdgeReport = serde_json::from_value(json!({
         "appliedRevision": rev, "dataplane": "vxlan-overlay", "sessions": [], "errors": []
@@ -3803,10 +3729,7 @@ async fn a_trunk_s_vlans_and_quota_are_judged_by_index_leaving_out_the_connectio
     for n in 1..=4 {
         let (s, v) = h.numbered_connection(&trunk, n).await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        last = v["metadata"]["resourceId"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        last = resource_id(&v);
     }
     // The quota (5 by default) is full.
     let (s, v) = h.numbered_connection(&trunk, 5).await;
@@ -3846,10 +3769,7 @@ async fn a_create_finished_after_its_delete_came_leaves_the_resource_deleting() 
     let (s, op) = h.numbered_connection(&trunk, 1).await;
     assert_eq!(s, StatusCode::OK, "{op}");
     assert_eq!(op["done"], false, "{op}");
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let pc = resource_id(&op);
     let created_at = h.revision().await;
     let (s, del) = h
         .admin(

@@ -135,10 +135,7 @@ async fn a_question_asked_of_one_server_is_answered_through_the_other() {
     else {
         return;
     };
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     // The edge, on server B only.
     let edge_side = answer_one_question(
         b.clone(),
@@ -258,10 +255,7 @@ async fn a_report_of_changes_is_made_whole_by_the_server_that_did_not_take_its_b
     else {
         return;
     };
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("pc")
-        .to_string();
+    let pc = resource_id(&op);
     let rev = a.revision().await;
     let session = |uptime: u64| {
         json!([{"resourceId": pc, "kind": "customer", "peer": "169.254.100.2", "peerAsn": 65001,

@@ -513,10 +513,7 @@ async fn viewers_see_no_edit_buttons_and_forged_or_foreign_requests_are_refused(
                    "overlayJoint": {"remoteVtep": "100.64.1.9"}}),
         )
         .await;
-    let foreign_trunk = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let foreign_trunk = resource_id(&op);
     let base = serve(&h).await;
 
     // A viewer (on a phone-sized window) reads but is offered no change.

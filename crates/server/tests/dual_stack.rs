@@ -278,10 +278,7 @@ async fn dual_stack_and_ipv6_only_connections_reach_the_edge_with_a_peering_per_
     let mut body = create(&trunk, 100, Some(v4()), Some(p6));
     body["ipv6StaticRoutes"] = json!([{"prefix": "2a00:1::/48"}]);
     let op = h.ok(Method::POST, "/cic/v1/privateConnections", body).await;
-    let dual = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let dual = resource_id(&op);
     // A /127 uses both of its addresses (RFC 6164): the all-zeros one is a host there.
     let only6 = json!({"peeringSubnet": "fd00:a9fe:101::/127", "peerIp": "fd00:a9fe:101::1",
                        "cloudIp": "fd00:a9fe:101::", "peerBgpAsn": "4200000001"});
@@ -292,10 +289,7 @@ async fn dual_stack_and_ipv6_only_connections_reach_the_edge_with_a_peering_per_
             create(&trunk, 101, None, Some(only6)),
         )
         .await;
-    let six = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let six = resource_id(&op);
 
     let viewer = h.user("val", "f1", "viewer").await;
     let (s, v) = h
@@ -407,10 +401,7 @@ async fn patch_adds_and_removes_a_family_but_never_the_last() {
             create(&trunk, 100, Some(v4()), None),
         )
         .await;
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let pc = resource_id(&op);
     let path = format!("/cic/v1/privateConnections/{pc}");
     // A patch that would make a new IPv6 peering must be whole.
     refused(
@@ -520,7 +511,7 @@ async fn routing_instances_take_ipv6_prefixes_with_the_rules_per_family() {
     let mut a = create(&trunk, 100, Some(v4()), Some(v6()));
     a["ipv6StaticRoutes"] = json!([{"prefix": "fd80:128:1::/48"}]);
     let a = h.ok(Method::POST, "/cic/v1/privateConnections", a).await;
-    let a = a["metadata"]["resourceId"].as_str().expect("a").to_string();
+    let a = resource_id(&a);
     // Another PoP, but the same IPv6 peering subnet.
     let mut p4 = v4();
     p4["peeringSubnet"] = json!("169.254.200.0/30");
@@ -533,7 +524,7 @@ async fn routing_instances_take_ipv6_prefixes_with_the_rules_per_family() {
             create(&pop2_trunk, 200, Some(p4), Some(v6())),
         )
         .await;
-    let b = b["metadata"]["resourceId"].as_str().expect("b").to_string();
+    let b = resource_id(&b);
     let ri = |prefixes: Value, conns: Vec<&str>| {
         json!({"folderId": "f1",
                "vpcInfo": [{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "az-a", "prefixes": prefixes}]}],
@@ -715,10 +706,7 @@ async fn a_public_connection_takes_an_ipv6_peering_to_the_services_ipv6_prefixes
         .await;
     }
     let op = h.ok(Method::POST, "/cic/v1/publicConnections", body).await;
-    let id = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let id = resource_id(&op);
     let cfg = h.edge_config(&edge).await;
     let inst = common::edge_instance(&cfg, &id);
     // Each family's services on its session: S3's IPv6 prefix, not MONITORING's (none).

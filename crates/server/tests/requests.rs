@@ -11,13 +11,6 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::{Value, json};
 
-fn id_of(op: &Value) -> String {
-    op["metadata"]["resourceId"]
-        .as_str()
-        .expect("resource id")
-        .to_string()
-}
-
 /// A folder f1 with a trunk and one private connection with an MD5 key; returns the
 /// harness, the edge token, the connection id.
 async fn with_keyed_connection() -> (H, String, String) {
@@ -34,7 +27,7 @@ async fn with_keyed_connection() -> (H, String, String) {
                                    "peerBgpMd5Key": "the-real-key-0123456789"}}),
         )
         .await;
-    (h, edge, id_of(&op))
+    (h, edge, resource_id(&op))
 }
 
 /// The MD5 key the edge is given for connection `pc` (what a session would use).
@@ -294,7 +287,7 @@ async fn update_mask_changes_only_the_masked_fields() {
             json!({"folderId": "f1", "name": "ri1", "description": "keep"}),
         )
         .await;
-    let ri = format!("/cloudrouter/v1/routingInstances/{}", id_of(&op));
+    let ri = format!("/cloudrouter/v1/routingInstances/{}", resource_id(&op));
     h.ok(
         Method::PATCH,
         &ri,
@@ -330,7 +323,7 @@ async fn paging_while_resources_change_neither_skips_nor_repeats() {
                 )
                 .await;
             assert_eq!(s, StatusCode::OK, "{op}");
-            ids.push(id_of(&op));
+            ids.push(resource_id(&op));
         }
     }
     let list = |token: String| {
@@ -711,7 +704,7 @@ async fn gets_lists_and_creates_read_only_their_own_instance_and_edge_report() {
             "169.254.100.1",
         )
         .await;
-    let pa = id_of(&op);
+    let pa = resource_id(&op);
     h.ok(
         Method::POST,
         "/cloudrouter/v1/routingInstances",

@@ -23,11 +23,11 @@ async fn setup() -> (H, String, String, String) {
     let a = h
         .ok(Method::POST, "/cic/v1/privateConnections", mk(&t1, 100))
         .await;
-    let a = a["metadata"]["resourceId"].as_str().expect("a").to_string();
+    let a = resource_id(&a);
     let b = h
         .ok(Method::POST, "/cic/v1/privateConnections", mk(&t2, 200))
         .await;
-    let b = b["metadata"]["resourceId"].as_str().expect("b").to_string();
+    let b = resource_id(&b);
     let ri = h
         .ok(
             Method::POST,
@@ -37,10 +37,7 @@ async fn setup() -> (H, String, String, String) {
                    "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": a}, {"cicPrivateConnectionId": b}]}),
         )
         .await;
-    let ri = ri["metadata"]["resourceId"]
-        .as_str()
-        .expect("ri")
-        .to_string();
+    let ri = resource_id(&ri);
     (h, a, b, ri)
 }
 

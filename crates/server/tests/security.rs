@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::H;
+use common::{H, resource_id};
 use serde_json::{Value, json};
 
 const MD5: &str = "Audit-Must-Never-See-This-Key";
@@ -51,10 +51,7 @@ async fn mutations_and_refusals_are_audited_with_who_where_and_no_secret() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{op}");
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let pc = resource_id(&op);
     let (s, v) = h
         .with_headers(
             Method::PATCH,

@@ -47,10 +47,7 @@ async fn a_tenant_cannot_list_read_change_or_probe_another_folder() {
         .call(Method::POST, TRUNK, Some(&alice), Some(trunk_body("f1")))
         .await;
     assert_eq!(s, StatusCode::OK, "{op}");
-    let trunk = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let trunk = resource_id(&op);
     let op_id = op["id"].as_str().expect("op").to_string();
     assert_eq!(op["createdBy"], "alice");
 
@@ -212,10 +209,7 @@ async fn only_a_secret_viewer_sees_an_md5_key_anywhere() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{op}");
-    let pc = op["metadata"]["resourceId"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let pc = resource_id(&op);
     let op_id = op["id"].as_str().expect("op").to_string();
     // Let the edge apply it, so the operation's response holds the connection.
     let (_, cfg) = h

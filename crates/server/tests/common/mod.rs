@@ -452,6 +452,14 @@ pub fn answer_one_question_with(
     })
 }
 
+/// The id of the resource an operation is about (its `metadata.resourceId`).
+pub fn resource_id(op: &Value) -> String {
+    op["metadata"]["resourceId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an operation with a resource id: {op}"))
+        .to_string()
+}
+
 pub fn err_message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_string()
 }
