@@ -2996,6 +2996,14 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
             "{name}: {by_process}"
         );
     }
+    // The cold start's, the agent started again counted whole.
+    let cold = &run["coldStartCpuByProcess"];
+    assert!(cold["edge-pop1"].as_f64() > Some(0.0), "{cold}");
+    assert!(cold["bird-site"].is_f64(), "{cold}");
+    assert!(
+        run["coldStartCpu"]["userSecs"].as_f64() > Some(0.0),
+        "{run}"
+    );
     assert_eq!(run["pingSample"], 10, "{run}");
     assert_eq!(
         run["customerSessionsKept"], 12,

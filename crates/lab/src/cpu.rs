@@ -99,27 +99,27 @@ impl std::fmt::Display for CpuSpent {
 }
 
 /// Each of the lab's processes' CPU ticks at one reading (user and system, and those of
-/// children it waited for, such as an agent's `tc`), by its name in the lab's pid file;
-/// `bench` is the process running the benchmark, which drives the API and reads the
-/// routers. [`ProcessTimes::since`] gives the seconds between two readings.
+/// children it waited for, such as an agent's `tc`), by its name in the lab's pid file and
+/// its pid; `bench` is the process running the benchmark, which drives the API and reads
+/// the routers. [`ProcessTimes::since`] gives the seconds between two readings.
 #[derive(Debug, Clone, Default)]
-pub struct ProcessTimes(Vec<(String, u64)>);
+pub struct ProcessTimes(Vec<(String, u32, u64)>);
 
 impl ProcessTimes {
     /// Reads each named process's ticks; one gone (or never there) is left out.
     pub fn read(pids: &[(String, u32)]) -> Self {
-        let mut v: Vec<(String, u64)> = pids
+        let mut v: Vec<(String, u32, u64)> = pids
             .iter()
             .filter_map(|(name, pid)| {
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                Some((name.clone(), Self::ticks_of(&stat)?))
+                Some((name.clone(), *pid, Self::ticks_of(&stat)?))
             })
             .collect();
         if let Some(own) = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| Self::ticks_of(&s))
         {
-            v.push(("bench".into(), own));
+            v.push(("bench".into(), std::process::id(), own));
         }
         Self(v)
     }
@@ -133,15 +133,21 @@ impl ProcessTimes {
         (11..=14).map(|i| f.get(i)?.parse::<u64>().ok()).sum()
     }
 
-    /// Seconds each process took since `before`, by name (a process in only one reading
-    /// is left out: it exited, or its stat could not be read).
+    /// Seconds each process took since `before`, by name. A process in `before` too
+    /// counts the difference; one only in this reading started in between (an agent
+    /// started again), and all its time counts; one only in `before` exited, and is left
+    /// out.
     pub fn since(&self, before: &Self) -> std::collections::BTreeMap<String, f64> {
         let ticks = ticks();
         self.0
             .iter()
-            .filter_map(|(name, t)| {
-                let (_, b) = before.0.iter().find(|(n, _)| n == name)?;
-                Some((name.clone(), t.saturating_sub(*b) as f64 / ticks))
+            .map(|(name, pid, t)| {
+                let b = before
+                    .0
+                    .iter()
+                    .find(|(n, p, _)| n == name && p == pid)
+                    .map_or(0, |(_, _, b)| *b);
+                (name.clone(), t.saturating_sub(b) as f64 / ticks)
             })
             .collect()
     }
@@ -160,11 +166,27 @@ mod tests {
         assert_eq!(ProcessTimes::ticks_of("4242 (short) S 1"), None);
         let me = ProcessTimes::read(&[("gone".into(), u32::MAX)]);
         assert_eq!(me.0.len(), 1, "only the bench itself: {me:?}");
-        assert_eq!(me.0[0].0, "bench");
-        let later = ProcessTimes(vec![("bench".into(), me.0[0].1 + 200), ("new".into(), 5)]);
-        let spent = later.since(&me);
+        let (name, pid, t) = me.0[0].clone();
+        assert_eq!((name.as_str(), pid), ("bench", std::process::id()));
+        // The bench 200 ticks on; an agent started again in between (a new pid under a
+        // name seen before): all of its 70; one that exited: left out.
+        let before = ProcessTimes(vec![
+            me.0[0].clone(),
+            ("edge".into(), 10, 900),
+            ("gone".into(), 11, 5),
+        ]);
+        let later = ProcessTimes(vec![
+            ("bench".into(), pid, t + 200),
+            ("edge".into(), 12, 70),
+        ]);
+        let spent = later.since(&before);
         assert_eq!(spent.get("bench").copied(), Some(200.0 / ticks()));
-        assert!(!spent.contains_key("new"), "{spent:?}");
+        assert_eq!(
+            spent.get("edge").copied(),
+            Some(70.0 / ticks()),
+            "{spent:?}"
+        );
+        assert!(!spent.contains_key("gone"), "{spent:?}");
     }
 
     #[test]

@@ -121,6 +121,11 @@ pub struct ScaleRun {
     /// The most instances the agent made at the same time in that cold start (its
     /// `cic_edge_instances_reconciled_at_once_peak`).
     pub cold_start_at_once: usize,
+    /// The machine's CPU time over the cold start (from starting the agent to every
+    /// session Established), and each process's share, as for the bring-up (the agent's
+    /// is all the new agent's time).
+    pub cold_start_cpu: crate::cpu::CpuSpent,
+    pub cold_start_cpu_by_process: std::collections::BTreeMap<String, f64>,
     /// What the edge does with everything up (not measured with `--bring-up-only`).
     #[serde(flatten)]
     pub steady: Option<Steady>,
@@ -387,6 +392,43 @@ fn kept_damping(pop: Pop) -> Result<u64> {
     Ok(cfg["bgp"]["flapDampingMaxSecs"].as_u64().unwrap_or(0))
 }
 
+/// The lab's processes by name (its pid file); of a name written twice (an agent started
+/// again), the last one alive.
+fn lab_processes() -> Result<Vec<(String, u32)>> {
+    let mut pids: Vec<(String, u32)> = Vec::new();
+    for l in read("pids")?.lines() {
+        let Some((name, pid)) = l.split_once(' ') else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            continue;
+        };
+        if crate::is_zombie(pid as i32) {
+            continue;
+        }
+        pids.retain(|(n, _)| n != name);
+        pids.push((name.to_string(), pid));
+    }
+    Ok(pids)
+}
+
+/// Seconds of CPU each of the lab's processes took since `before`, and a line saying so.
+fn by_process(
+    phase: &str,
+    before: &crate::cpu::ProcessTimes,
+) -> Result<std::collections::BTreeMap<String, f64>> {
+    let spent = crate::cpu::ProcessTimes::read(&lab_processes()?).since(before);
+    eprintln!(
+        "{phase}: CPU by process: {}",
+        spent
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(spent)
+}
+
 /// Brings a one-PoP lab up, runs [`run`] on it, and takes it down (unless `keep`).
 pub async fn bench(opts: Options, keep: bool) -> Result<ScaleRun> {
     let n = opts.connections;
@@ -433,22 +475,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         .context("edge metrics")?
         .to_string();
     let bird = lab["bird"]["customer"].as_str().context("customer BIRD")?;
-    // The lab's processes by name; of a name written twice (an agent restarted), the
-    // last one alive.
-    let mut pids: Vec<(String, u32)> = Vec::new();
-    for l in read("pids")?.lines() {
-        let Some((name, pid)) = l.split_once(' ') else {
-            continue;
-        };
-        let Ok(pid) = pid.trim().parse::<u32>() else {
-            continue;
-        };
-        if crate::is_zombie(pid as i32) {
-            continue;
-        }
-        pids.retain(|(n, _)| n != name);
-        pids.push((name.to_string(), pid));
-    }
+    let pids = lab_processes()?;
     let edge_name = format!("edge-{}", pop.id());
     let edge_pid = pids
         .iter()
@@ -533,16 +560,8 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     let want = (already.0 + n, already.1 + n);
     let established_at = wait_established(&api.http, &metrics, want, t0).await?;
     let bring_up_cpu = crate::cpu::CpuSpent::between(&cpu0, &crate::cpu::CpuTimes::read()?);
-    let bring_up_cpu_by_process = crate::cpu::ProcessTimes::read(&pids).since(&processes0);
+    let bring_up_cpu_by_process = by_process("bring-up", &processes0)?;
     eprintln!("bring-up: {bring_up_cpu}");
-    eprintln!(
-        "bring-up: CPU by process: {}",
-        bring_up_cpu_by_process
-            .iter()
-            .map(|(name, secs)| format!("{name} {secs:.1} s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let kept = up_since_before(bird, &attach_from)?;
     ping_until_answered(n, WAIT)?;
     let pinged = t0.elapsed();
@@ -619,6 +638,8 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         cold_start_established_secs: cold.established,
         cold_start_pinged_secs: cold.pinged,
         cold_start_at_once: cold.at_once,
+        cold_start_cpu: cold.cpu,
+        cold_start_cpu_by_process: cold.by_process,
         steady,
     })
 }

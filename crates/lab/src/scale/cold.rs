@@ -60,9 +60,14 @@ pub(super) async fn cold_start(
         settling.elapsed().as_secs_f64()
     );
     let kernel_freed = PerConnection::between(&kernel_without, &kernel_with, made);
+    let processes0 = crate::cpu::ProcessTimes::read(&super::lab_processes()?);
+    let cpu0 = crate::cpu::CpuTimes::read()?;
     let t = Instant::now();
     crate::failover::start_edge_again(pop, &args, &env)?;
     let established = wait_established(http, metrics, want, t).await?;
+    let cpu = crate::cpu::CpuSpent::between(&cpu0, &crate::cpu::CpuTimes::read()?);
+    let by_process = super::by_process("cold start", &processes0)?;
+    eprintln!("cold start: {cpu}");
     ping_until_answered(n, WAIT)?;
     let pinged = t.elapsed();
     // The agent started again made every instance in one apply: how many at once.
@@ -84,6 +89,8 @@ pub(super) async fn cold_start(
         at_once,
         kernel_freed,
         kernel_taken,
+        cpu,
+        by_process,
     })
 }
 
@@ -94,4 +101,6 @@ pub(super) struct ColdStart {
     pub(super) at_once: usize,
     pub(super) kernel_freed: PerConnection,
     pub(super) kernel_taken: PerConnection,
+    pub(super) cpu: crate::cpu::CpuSpent,
+    pub(super) by_process: std::collections::BTreeMap<String, f64>,
 }
