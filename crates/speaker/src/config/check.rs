@@ -287,30 +287,25 @@ fn rule(
     let set = Actions {
         local_pref: r.set_local_pref,
         med: r.set_med,
-        communities: r
-            .add_community
-            .iter()
-            .enumerate()
-            .map(|(k, c)| community(&format!("{key}.add_community[{k}]"), c))
-            .collect::<Result<_, _>>()?,
-        large_communities: r
-            .add_large_community
-            .iter()
-            .enumerate()
-            .map(|(k, c)| large_community(&format!("{key}.add_large_community[{k}]"), c))
-            .collect::<Result<_, _>>()?,
-        remove_communities: r
-            .remove_community
-            .iter()
-            .enumerate()
-            .map(|(k, c)| community_pattern(&format!("{key}.remove_community[{k}]"), c))
-            .collect::<Result<_, _>>()?,
-        remove_large_communities: r
-            .remove_large_community
-            .iter()
-            .enumerate()
-            .map(|(k, c)| large_pattern(&format!("{key}.remove_large_community[{k}]"), c))
-            .collect::<Result<_, _>>()?,
+        communities: each(key, "add_community", &r.add_community, community)?,
+        large_communities: each(
+            key,
+            "add_large_community",
+            &r.add_large_community,
+            large_community,
+        )?,
+        remove_communities: each(
+            key,
+            "remove_community",
+            &r.remove_community,
+            community_pattern,
+        )?,
+        remove_large_communities: each(
+            key,
+            "remove_large_community",
+            &r.remove_large_community,
+            large_pattern,
+        )?,
         prepend: r.prepend,
         replace_private_asns: r.replace_private_asns,
     };
@@ -595,6 +590,21 @@ fn large_pattern(key: &str, text: &str) -> Result<LargePattern, String> {
 }
 
 /// "65001:666" as the 32-bit community; `key` names it in the error.
+/// Each item of list `field` of `key`, checked by `check` under its own key
+/// (`key.field[i]`).
+fn each<T>(
+    key: &str,
+    field: &str,
+    items: &[String],
+    check: impl Fn(&str, &str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| check(&format!("{key}.{field}[{i}]"), item))
+        .collect()
+}
+
 fn community(key: &str, text: &str) -> Result<u32, String> {
     let bad = || format!("{key}: {text:?} is not a community \"asn:value\" (each 0–65535)");
     let (a, b) = text.split_once(':').ok_or_else(bad)?;
