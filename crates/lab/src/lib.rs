@@ -174,6 +174,26 @@ pub(crate) fn record_pid(dir: &Path, name: &str, pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// The lab's processes by name (its pid file); of a name written twice (an agent started
+/// again), the last one alive.
+pub(crate) fn processes() -> Result<Vec<(String, u32)>> {
+    let mut pids: Vec<(String, u32)> = Vec::new();
+    for l in fs::read_to_string(Path::new(STATE_DIR).join("pids"))?.lines() {
+        let Some((name, pid)) = l.split_once(' ') else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            continue;
+        };
+        if crate::is_zombie(pid as i32) {
+            continue;
+        }
+        pids.retain(|(n, _)| n != name);
+        pids.push((name.to_string(), pid));
+    }
+    Ok(pids)
+}
+
 /// The log levels of the lab's server, edges and fabric automation: `CIC_LAB_LOG` when
 /// set (`info,cic_edge=debug,cic_server=debug` shows where each sync round's time goes),
 /// else `info`.

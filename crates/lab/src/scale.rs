@@ -392,32 +392,12 @@ fn kept_damping(pop: Pop) -> Result<u64> {
     Ok(cfg["bgp"]["flapDampingMaxSecs"].as_u64().unwrap_or(0))
 }
 
-/// The lab's processes by name (its pid file); of a name written twice (an agent started
-/// again), the last one alive.
-fn lab_processes() -> Result<Vec<(String, u32)>> {
-    let mut pids: Vec<(String, u32)> = Vec::new();
-    for l in read("pids")?.lines() {
-        let Some((name, pid)) = l.split_once(' ') else {
-            continue;
-        };
-        let Ok(pid) = pid.trim().parse::<u32>() else {
-            continue;
-        };
-        if crate::is_zombie(pid as i32) {
-            continue;
-        }
-        pids.retain(|(n, _)| n != name);
-        pids.push((name.to_string(), pid));
-    }
-    Ok(pids)
-}
-
 /// Seconds of CPU each of the lab's processes took since `before`, and a line saying so.
 fn by_process(
     phase: &str,
     before: &crate::cpu::ProcessTimes,
 ) -> Result<std::collections::BTreeMap<String, f64>> {
-    let spent = crate::cpu::ProcessTimes::read(&lab_processes()?).since(before);
+    let spent = crate::cpu::ProcessTimes::read(&crate::processes()?).since(before);
     eprintln!(
         "{phase}: CPU by process: {}",
         spent
@@ -475,7 +455,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         .context("edge metrics")?
         .to_string();
     let bird = lab["bird"]["customer"].as_str().context("customer BIRD")?;
-    let pids = lab_processes()?;
+    let pids = crate::processes()?;
     let edge_name = format!("edge-{}", pop.id());
     let edge_pid = pids
         .iter()

@@ -67,14 +67,11 @@ pub(crate) fn start_edge_again(pop: Pop, args: &[String], env: &[(String, String
 
 /// The running edge agent of `pop`: its pid, command line and environment.
 pub(crate) fn edge_process(pop: Pop) -> Result<Process> {
-    let pids = std::fs::read_to_string(format!("{}/pids", crate::STATE_DIR))?;
     let name = format!("edge-{}", pop.id());
-    let pid: i32 = pids
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(n, _)| *n == name)
-        .filter_map(|(_, p)| p.trim().parse().ok())
-        .rfind(|p| !crate::is_zombie(*p))
+    let pid = crate::processes()?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| p as i32)
         .ok_or_else(|| anyhow!("no running {name} in the lab"))?;
     let split = |b: Vec<u8>| -> Vec<String> {
         b.split(|c| *c == 0)

@@ -60,7 +60,7 @@ pub(super) async fn cold_start(
         settling.elapsed().as_secs_f64()
     );
     let kernel_freed = PerConnection::between(&kernel_without, &kernel_with, made);
-    let processes0 = crate::cpu::ProcessTimes::read(&super::lab_processes()?);
+    let processes0 = crate::cpu::ProcessTimes::read(&crate::processes()?);
     let cpu0 = crate::cpu::CpuTimes::read()?;
     let t = Instant::now();
     crate::failover::start_edge_again(pop, &args, &env)?;
