@@ -626,8 +626,10 @@ fn deleting_resources_removes_everything_the_edge_made() {
         api(&["connection", "delete", pc]);
         // The config the edge keeps for a restart while the server is away is never
         // behind what it reported applied: the finished deletion is in it.
-        let kept = std::fs::read_to_string("/run/cic-lab/edge-pop1/config.json")
-            .expect("the edge's kept config");
+        let kept = serde_json::to_string(
+            &cic_lab::edge_kept_config("pop1").expect("the edge's kept config"),
+        )
+        .unwrap();
         assert!(
             !kept.contains(pc),
             "the kept config still has the deleted connection"
@@ -936,6 +938,13 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         // An edge agent killed and started again meanwhile runs the config it kept: its
         // sessions come back (without it they could not, and the peers would drop its
         // routes when their graceful-restart time ran out), and no ping is lost.
+        let applied = || {
+            http_get(metrics)
+                .lines()
+                .find(|l| l.starts_with("cic_edge_applied_revision{"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        let before = applied().expect("the edge's applied revision");
         let o = cic(&["lab", "restart-edge", "--runs", "1"]);
         assert!(
             o.status.success(),
@@ -944,6 +953,14 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         );
         let run = json_line(&o);
         assert_eq!(run["lost"], 0, "{run}");
+        // The config it runs is the latest it was given (the whole config it kept and the
+        // journal of changes since), not an older one.
+        cic_peers::wait_until(
+            std::time::Duration::from_secs(20),
+            "the restarted agent to apply the revision it had",
+            || (applied() == Some(before)).then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: applied {:?}, before {before}", applied()));
         let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
 
         // It comes back on the same database; the edge syncs again and applies a change.

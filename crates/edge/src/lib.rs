@@ -15,6 +15,7 @@
 mod apply;
 pub mod client;
 pub mod instance;
+mod keep;
 mod looking_glass;
 mod metrics;
 mod report;
@@ -29,7 +30,7 @@ use cic_dataplane::probe::Capabilities;
 use cic_dataplane::{Netlink, probe};
 use cic_model::edge::{EdgeConfig, InstanceConfig, ResourceError, TrunkConfig};
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::client::SyncClient;
 use crate::instance::Instance;
@@ -150,8 +151,9 @@ pub struct Agent {
     /// The latest config from the server and its hand-over number, to be written to the
     /// state directory by the next report (see [`Agent::keep_latest`]).
     keeping: std::sync::Mutex<(u64, Option<Arc<EdgeConfig>>)>,
-    /// The hand-over number of the config last written; held while one is written.
-    kept: std::sync::Mutex<u64>,
+    /// The hand-over number of the config last written, and what writes them (none
+    /// without a state directory); held while one is written.
+    kept: std::sync::Mutex<(u64, Option<keep::Keeper>)>,
     opts: EdgeOptions,
     caps: Capabilities,
     underlay: Netlink,
@@ -229,7 +231,7 @@ impl Agent {
             config_bytes: std::sync::atomic::AtomicU64::new(0),
             report_due: tokio::sync::Notify::new(),
             keeping: std::sync::Mutex::new((0, None)),
-            kept: std::sync::Mutex::new(0),
+            kept: std::sync::Mutex::new((0, opts.state_dir.clone().map(keep::Keeper::new))),
             opts,
             caps,
             underlay,
@@ -374,10 +376,9 @@ impl Agent {
     }
 
     /// Writes the latest config handed over, unless it was written already: called by
-    /// each report before it is sent (on a blocking thread), so the file is written off
-    /// the path from a new revision to its apply (with a thousand instances half a
-    /// megabyte written and synced each revision) and yet never behind what the server
-    /// was told is applied — an operation the server finished (a deletion) does not come
+    /// each report before it is sent (on a blocking thread), so it is written off the
+    /// path from a new revision to its apply (its changes appended and synced, see
+    /// [`keep`]) and yet never behind what the server was told is applied — an operation the server finished (a deletion) does not come
     /// back from the file after a restart while the server is away. Writes follow one
     /// another, and one never replaces a later one.
     fn keep_latest(&self) {
@@ -391,11 +392,16 @@ impl Agent {
             .kept
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *kept >= n {
+        if kept.0 >= n {
             return;
         }
-        self.keep_config(&cfg);
-        *kept = n;
+        if let Some(keeper) = &mut kept.1 {
+            match keeper.keep(&cfg) {
+                Ok(how) => debug!(revision = cfg.revision, ?how, "config kept"),
+                Err(e) => warn!("keeping the config in the state directory: {e}"),
+            }
+        }
+        kept.0 = n;
     }
 
     /// Whether a config handed over is not written yet (or a write is under way): only
@@ -406,48 +412,12 @@ impl Agent {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .0;
-        self.kept.try_lock().map_or(true, |kept| *kept < handed)
+        self.kept.try_lock().map_or(true, |kept| kept.0 < handed)
     }
 
-    fn cached_config_path(&self) -> Option<std::path::PathBuf> {
-        self.opts.state_dir.as_ref().map(|d| d.join("config.json"))
-    }
-
-    /// Keeps `cfg` for a restart while the server is away: written whole to a temporary
-    /// file, then renamed over the old one, so a crash leaves one or the other.
-    fn keep_config(&self, cfg: &EdgeConfig) {
-        let Some(path) = self.cached_config_path() else {
-            return;
-        };
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("json.tmp");
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&serde_json::to_vec(cfg).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        if let Err(e) = write() {
-            warn!("keeping the config in {}: {e}", path.display());
-        }
-    }
-
-    /// The config kept by [`Agent::keep_config`], if there is one that reads.
+    /// The config kept in the state directory, if there is one that reads.
     fn kept_config(&self) -> Option<EdgeConfig> {
-        let path = self.cached_config_path()?;
-        let bytes = std::fs::read(&path).ok()?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| warn!("{} does not read: {e}", path.display()))
-            .ok()
+        keep::kept_config(self.opts.state_dir.as_ref()?)
     }
 
     /// Has the reporter send a report now, while the sync loop goes on to the next

@@ -223,6 +223,21 @@ fn spawn(dir: &Path, name: &str, bin: &Path, args: &[&str], envs: &[(&str, &str)
 /// The lab's CA certificate (made by `cic pki init` when the lab comes up).
 pub const CA_CERT: &str = "/run/cic-lab/pki/ca.crt";
 
+/// The config the edge agent of PoP `pop` (`pop1`, …) keeps in its state directory for a
+/// restart while the server is away, read as the agent reads it (the whole config and
+/// the journal of changes since).
+pub fn edge_kept_config(pop: &str) -> Result<cic_model::edge::EdgeConfig> {
+    use cic_model::edge::kept;
+    let dir = Path::new(STATE_DIR).join(format!("edge-{pop}"));
+    let whole_path = dir.join(kept::WHOLE);
+    let whole = fs::read(&whole_path)
+        .with_context(|| format!("the edge's kept config {}", whole_path.display()))?;
+    let journal = fs::read(dir.join(kept::JOURNAL)).ok();
+    Ok(kept::read(&whole, journal.as_deref())
+        .with_context(|| format!("the edge's kept config {}", whole_path.display()))?
+        .config)
+}
+
 /// An HTTP client of the lab's server, trusting the lab's CA.
 pub fn lab_client(server: &str, ca: &str) -> Result<reqwest::Client> {
     let tls = cic_client::tls::ClientTls {

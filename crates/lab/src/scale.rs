@@ -384,11 +384,7 @@ fn rss_mib(pid: u32, key: &str) -> f64 {
 
 /// The flap damping in the config `pop`'s edge kept (what it runs; 0: off).
 fn kept_damping(pop: Pop) -> Result<u64> {
-    let path = format!("{STATE_DIR}/edge-{}/config.json", pop.id());
-    let cfg: cic_model::edge::EdgeConfig = serde_json::from_str(
-        &fs::read_to_string(&path).with_context(|| format!("the edge's kept config {path}"))?,
-    )
-    .with_context(|| format!("the edge's kept config {path}"))?;
+    let cfg = crate::edge_kept_config(&pop.id())?;
     Ok(u64::from(cfg.bgp.flap_damping_max_secs))
 }
 

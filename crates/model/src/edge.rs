@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+pub mod kept;
 mod report;
 mod routes;
 pub use report::*;
@@ -518,7 +519,7 @@ impl PeeringConfig {
 mod tests {
     use super::*;
 
-    fn instance(id: &str, prefix: &str) -> InstanceConfig {
+    pub(super) fn instance(id: &str, prefix: &str) -> InstanceConfig {
         InstanceConfig {
             id: id.into(),
             routing_instance_id: Some(format!("ri-{id}")),
@@ -530,7 +531,7 @@ mod tests {
         }
     }
 
-    fn config(revision: u64, instances: Vec<InstanceConfig>) -> EdgeConfig {
+    pub(super) fn config(revision: u64, instances: Vec<InstanceConfig>) -> EdgeConfig {
         let instances = instances.into_iter().map(Arc::new).collect();
         let mut c = EdgeConfig {
             revision,
