@@ -874,6 +874,17 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
             ready["established"].as_u64().unwrap_or(0) >= 2,
             "customer and fabric: {ready}"
         );
+        // By kind and family too (what `cic bench scale` watches instead of scraping the
+        // metrics): each of the lab's four sessions here up, and no more than in all.
+        let mut by_kind = 0;
+        for kind in ["customer", "fabric"] {
+            for family in ["ipv4", "ipv6"] {
+                let up = ready[kind][family]["established"].as_u64().unwrap_or(0);
+                assert!(up >= 1, "{kind} {family}: {ready}");
+                by_kind += up;
+            }
+        }
+        assert_eq!(Some(by_kind), ready["established"].as_u64(), "{ready}");
         assert_eq!(http_get(&metrics.replace("/metrics", "/healthz")), "ok");
 
         // The edge's certificate rotated, the old one refused at once: the agent picks

@@ -448,23 +448,38 @@ impl Agent {
     }
 
     /// `GET /readyz` of the metrics listener: ready once a config (the server's, or the
-    /// one kept from it) is applied; with the sessions counted.
+    /// one kept from it) is applied; with the sessions counted, in all and by kind
+    /// (customer, fabric) and family. Cheap beside `/metrics` (no counters read, nothing
+    /// rendered per session): what a watcher of the sessions coming up polls.
     pub async fn readiness(&self) -> (bool, serde_json::Value) {
         let st = self.state.lock().await;
         let (mut sessions, mut established) = (0, 0);
+        // [customer, fabric] × [IPv4, IPv6]: (sessions, established).
+        let mut by = [[(0u32, 0u32); 2]; 2];
         for i in st.instances.values() {
             for p in &i.status().borrow().peers {
+                let up = p.established_at.is_some();
                 sessions += 1;
-                if p.established_at.is_some() {
-                    established += 1;
-                }
+                established += u32::from(up);
+                let kind = usize::from(p.spec.role == cic_bgp::policy::Role::Fabric);
+                let family = usize::from(p.spec.address.is_ipv6());
+                let c = &mut by[kind][family];
+                c.0 += 1;
+                c.1 += u32::from(up);
             }
         }
         let ready = st.applied > 0;
+        let counts = |k: [(u32, u32); 2]| {
+            serde_json::json!({
+                "ipv4": {"sessions": k[0].0, "established": k[0].1},
+                "ipv6": {"sessions": k[1].0, "established": k[1].1},
+            })
+        };
         (
             ready,
             serde_json::json!({"ready": ready, "appliedRevision": st.applied,
-                "sessions": sessions, "established": established, "errors": st.errors.len()}),
+                "sessions": sessions, "established": established, "errors": st.errors.len(),
+                "customer": counts(by[0]), "fabric": counts(by[1])}),
         )
     }
 }
