@@ -886,22 +886,6 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         }
         assert_eq!(Some(by_kind), ready["established"].as_u64(), "{ready}");
         assert_eq!(http_get(&metrics.replace("/metrics", "/healthz")), "ok");
-        // Each of the lab's daemons (server, edges, fabric automation, BIRDs) leads a
-        // session of its own, as a service manager starts services: the scheduler shares
-        // the CPUs between them as between services, whatever started the lab.
-        for l in std::fs::read_to_string("/run/cic-lab/pids")
-            .expect("pids")
-            .lines()
-        {
-            let (name, pid) = l.split_once(' ').expect("name pid");
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let after = &stat[stat.rfind(')').expect("comm") + 1..];
-            // state ppid pgrp session
-            let session = after.split_whitespace().nth(3).expect("session");
-            assert_eq!(session, pid, "{name}: not in a session of its own");
-        }
 
         // The edge's certificate rotated, the old one refused at once: the agent picks
         // the new files up, syncs and applies a change, and no BGP session notices.

@@ -203,7 +203,7 @@ fn daemon_log() -> String {
 
 fn spawn(dir: &Path, name: &str, bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<u32> {
     let log = fs::File::create(dir.join(format!("{name}.log")))?;
-    let mut cmd = daemon(bin);
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -211,24 +211,13 @@ fn spawn(dir: &Path, name: &str, bin: &Path, args: &[&str], envs: &[(&str, &str)
     for (k, v) in envs {
         cmd.env(k, v);
     }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().with_context(|| format!("start {name}"))?;
     let pid = child.id();
     record_pid(dir, name, pid)?;
     // Not waited for here: `down` stops it by pid; the `Child` handle is just dropped.
     drop(child);
     Ok(pid)
-}
-
-/// A command that runs `bin` as one of the lab's daemons: in a session (and process
-/// group) of its own, as a service manager starts each service, so that the kernel's
-/// scheduler shares the CPUs between the lab's processes as it would between services
-/// (with `sched_autogroup` on, between sessions) whatever started the lab; and so that
-/// a signal to the caller's group (a Ctrl-C) does not reach it (`down` stops it).
-/// `setsid` (util-linux) execs `bin` in its place: the pid is the daemon's.
-pub(crate) fn daemon(bin: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new("setsid");
-    cmd.arg(bin);
-    cmd
 }
 
 /// The lab's CA certificate (made by `cic pki init` when the lab comes up).

@@ -305,7 +305,7 @@ pub(crate) fn operator(
                 ("RUST_LOG", "info"),
             ],
         )?;
-        let bird = Bird::start_as_service(
+        let bird = Bird::start(
             &format!("services-{}", p.id()),
             &services_bird_conf(*p),
             Some(&services_ns(p.0)),

@@ -429,14 +429,14 @@ fn start_edges(
 /// its kernel): the BGP part comes from cic once the connections exist (step 7). Their
 /// control sockets.
 fn start_routers(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let fabric = Bird::start_as_service("fabric", &fabric_bird_conf(), Some(NS_FABRIC), Some(dir))?;
+    let fabric = Bird::start("fabric", &fabric_bird_conf(), Some(NS_FABRIC), Some(dir))?;
     let fabric_sock = fabric.socket();
     if let Some(pid) = fabric.detach() {
         record_pid(dir, "bird-fabric", pid)?;
     }
     // The customer's router starts with its own part only (its LAN, its kernel); the
     // BGP part comes from cic once the connections exist (step 7).
-    let site = Bird::start_as_service("site", &site_preamble(), Some(NS_SITE), Some(dir))?;
+    let site = Bird::start("site", &site_preamble(), Some(NS_SITE), Some(dir))?;
     let site_sock = site.socket();
     if let Some(pid) = site.detach() {
         record_pid(dir, "bird-site", pid)?;

@@ -97,8 +97,6 @@ pub struct Bird {
     netns: Option<String>,
     child: Option<Child>,
     keep_dir: bool,
-    /// Run in a session of its own (see [`Bird::start_as_service`]).
-    own_session: bool,
 }
 
 impl Bird {
@@ -110,30 +108,6 @@ impl Bird {
         config: &str,
         netns: Option<&str>,
         base: Option<&Path>,
-    ) -> io::Result<Bird> {
-        Self::start_with(name, config, netns, base, false)
-    }
-
-    /// [`Bird::start`], BIRD in a session (and process group) of its own, as a service
-    /// manager starts a service: the kernel's scheduler (with `sched_autogroup` on)
-    /// shares the CPUs between it and the caller's session as between two services, and
-    /// a signal to the caller's group does not reach it. The lab's routers run so;
-    /// benchmarks that compare BIRD with another speaker start both the same way.
-    pub fn start_as_service(
-        name: &str,
-        config: &str,
-        netns: Option<&str>,
-        base: Option<&Path>,
-    ) -> io::Result<Bird> {
-        Self::start_with(name, config, netns, base, true)
-    }
-
-    fn start_with(
-        name: &str,
-        config: &str,
-        netns: Option<&str>,
-        base: Option<&Path>,
-        own_session: bool,
     ) -> io::Result<Bird> {
         let base = base
             .map(Path::to_path_buf)
@@ -167,7 +141,6 @@ impl Bird {
             netns: netns.map(str::to_string),
             child: None,
             keep_dir: false,
-            own_session,
         };
         b.launch(false)?;
         Ok(b)
@@ -180,17 +153,14 @@ impl Bird {
             .create(true)
             .append(true)
             .open(self.dir.join("bird.log"))?;
-        // `setsid` (util-linux) execs what follows in its place: the child is BIRD.
-        let mut cmd = if self.own_session {
-            let mut c = Command::new("setsid");
-            c.arg(if self.netns.is_some() { "ip" } else { "bird" });
-            c
-        } else {
-            Command::new(if self.netns.is_some() { "ip" } else { "bird" })
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "bird"]);
+                c
+            }
+            None => Command::new("bird"),
         };
-        if let Some(ns) = &self.netns {
-            cmd.args(["netns", "exec", ns, "bird"]);
-        }
         cmd.arg("-f")
             .arg("-c")
             .arg(self.dir.join("bird.conf"))

@@ -52,13 +52,14 @@ pub(crate) fn start_edge_again(pop: Pop, args: &[String], env: &[(String, String
         .create(true)
         .open(format!("{}/{name}.log", crate::STATE_DIR))?;
     let (bin, rest) = args.split_first().context("the edge's command line")?;
-    let mut cmd = crate::daemon(bin);
+    let mut cmd = Command::new(bin);
     cmd.args(rest)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn().context("start the edge agent again")?;
     crate::record_pid(std::path::Path::new(crate::STATE_DIR), &name, child.id())?;
     Ok(())
