@@ -949,13 +949,29 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         // An edge agent killed and started again meanwhile runs the config it kept: its
         // sessions come back (without it they could not, and the peers would drop its
         // routes when their graceful-restart time ran out), and no ping is lost.
-        let applied = || {
-            http_get(metrics)
+        // Each PoP's edge's applied revision (the restart picks the PoP that carries
+        // the pings).
+        let applied = |pop: &str| {
+            let url = info["pops"]
+                .as_array()
+                .expect("pops")
+                .iter()
+                .find(|p| p["pop"] == pop)
+                .and_then(|p| p["edgeMetrics"].as_str())
+                .unwrap_or_else(|| panic!("no {pop} in {info}"))
+                .to_string();
+            http_get(&url)
                 .lines()
                 .find(|l| l.starts_with("cic_edge_applied_revision{"))
                 .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         };
-        let before = applied().expect("the edge's applied revision");
+        let before: Vec<(String, Option<f64>)> = info["pops"]
+            .as_array()
+            .expect("pops")
+            .iter()
+            .map(|p| p["pop"].as_str().expect("pop").to_string())
+            .map(|pop| (pop.clone(), applied(&pop)))
+            .collect();
         let o = cic(&["lab", "restart-edge", "--runs", "1"]);
         assert!(
             o.status.success(),
@@ -966,12 +982,18 @@ fn stopping_the_server_does_not_disturb_forwarding_and_the_edge_resumes_when_it_
         assert_eq!(run["lost"], 0, "{run}");
         // The config it runs is the latest it was given (the whole config it kept and the
         // journal of changes since), not an older one.
+        let pop = run["pop"].as_str().expect("the restarted PoP");
+        let had = before
+            .iter()
+            .find(|(p, _)| p == pop)
+            .and_then(|(_, r)| *r)
+            .unwrap_or_else(|| panic!("{pop}'s applied revision before: {before:?}"));
         cic_peers::wait_until(
             std::time::Duration::from_secs(20),
             "the restarted agent to apply the revision it had",
-            || (applied() == Some(before)).then_some(()),
+            || (applied(pop) == Some(had)).then_some(()),
         )
-        .unwrap_or_else(|e| panic!("{e}: applied {:?}, before {before}", applied()));
+        .unwrap_or_else(|e| panic!("{e}: {pop} applied {:?}, before {had}", applied(pop)));
         let pids = std::fs::read_to_string("/run/cic-lab/pids").expect("pids");
 
         // It comes back on the same database; the edge syncs again and applies a change.

@@ -2,9 +2,10 @@
 //! whole config, then a journal of each revision's changes (the format:
 //! [`cic_model::edge::kept`]). A revision appends what changed and syncs it; the whole
 //! config is written again (and the journal started anew) when the journal has grown to
-//! its size, so the bytes written stay within twice the changes', and a restart reads at
-//! most twice the config. The first keep after a start writes the whole config, so a
-//! journal cut short by a crash is never appended to.
+//! the size of the whole config's file, so the bytes written stay within a small multiple
+//! of the changes' (about three times while the config grows, as in a bring-up), and a
+//! restart reads at most twice that file. The first keep after a start writes the whole
+//! config, so a journal cut short by a crash is never appended to.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -49,20 +50,21 @@ impl Keeper {
 
     /// Keeps `cfg`, synced to disk when this returns.
     pub(crate) fn keep(&mut self, cfg: &Arc<EdgeConfig>) -> io::Result<Kept> {
-        if let Some(j) = &mut self.journal {
-            let line = journal_line(cfg, &j.last, j.lines + 1);
-            if j.bytes + line.len() as u64 <= j.whole_bytes {
-                let appended = j.file.write_all(&line).and_then(|()| j.file.sync_data());
-                match appended {
-                    Ok(()) => {
-                        j.lines += 1;
-                        j.bytes += line.len() as u64;
-                        j.last = cfg.clone();
-                        return Ok(Kept::Changes(line.len()));
-                    }
-                    // What the file holds now is not known: written whole below.
-                    Err(e) => warn!("appending to the kept config's journal: {e}"),
+        // A line that cannot be made, or that would take the journal past the whole
+        // config's size: the whole config instead.
+        if let Some(j) = &mut self.journal
+            && let Ok(line) = journal_line(cfg, &j.last, j.lines + 1)
+            && j.bytes + line.len() as u64 <= j.whole_bytes
+        {
+            match j.file.write_all(&line).and_then(|()| j.file.sync_data()) {
+                Ok(()) => {
+                    j.lines += 1;
+                    j.bytes += line.len() as u64;
+                    j.last = cfg.clone();
+                    return Ok(Kept::Changes(line.len()));
                 }
+                // What the file holds now is not known: written whole below.
+                Err(e) => warn!("appending to the kept config's journal: {e}"),
             }
         }
         self.journal = None;

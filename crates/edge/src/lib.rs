@@ -378,9 +378,10 @@ impl Agent {
     /// Writes the latest config handed over, unless it was written already: called by
     /// each report before it is sent (on a blocking thread), so it is written off the
     /// path from a new revision to its apply (its changes appended and synced, see
-    /// [`keep`]) and yet never behind what the server was told is applied — an operation the server finished (a deletion) does not come
-    /// back from the file after a restart while the server is away. Writes follow one
-    /// another, and one never replaces a later one.
+    /// [`keep`]) and yet never behind what the server was told is applied — an operation
+    /// the server finished (a deletion) does not come back from the file after a restart
+    /// while the server is away. Writes follow one another, and one never replaces a
+    /// later one; one that failed is tried again by the next report.
     fn keep_latest(&self) {
         let (n, cfg) = self
             .keeping
@@ -398,7 +399,11 @@ impl Agent {
         if let Some(keeper) = &mut kept.1 {
             match keeper.keep(&cfg) {
                 Ok(how) => debug!(revision = cfg.revision, ?how, "config kept"),
-                Err(e) => warn!("keeping the config in the state directory: {e}"),
+                // Not marked kept: the next report tries again (whole).
+                Err(e) => {
+                    warn!("keeping the config in the state directory: {e}");
+                    return;
+                }
             }
         }
         kept.0 = n;

@@ -230,9 +230,11 @@ pub fn edge_kept_config(pop: &str) -> Result<cic_model::edge::EdgeConfig> {
     use cic_model::edge::kept;
     let dir = Path::new(STATE_DIR).join(format!("edge-{pop}"));
     let whole_path = dir.join(kept::WHOLE);
+    // The journal first: the agent writes a new whole config before the journal that
+    // follows it, so read in this order the two match, or the whole one is the newer.
+    let journal = fs::read(dir.join(kept::JOURNAL)).ok();
     let whole = fs::read(&whole_path)
         .with_context(|| format!("the edge's kept config {}", whole_path.display()))?;
-    let journal = fs::read(dir.join(kept::JOURNAL)).ok();
     Ok(kept::read(&whole, journal.as_deref())
         .with_context(|| format!("the edge's kept config {}", whole_path.display()))?
         .config)

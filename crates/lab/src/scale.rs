@@ -347,7 +347,6 @@ fn up_since_before(socket: &str, since: &str) -> Result<usize> {
         .count())
 }
 
-/// Sessions Established (customer, fabric), from the edge's metrics.
 /// The edge's Established IPv4 sessions, customer and fabric, from its `/readyz` (a
 /// count it keeps; `/metrics` would read every interface's counters and render every
 /// session, a tenth of a CPU-second a scrape at 1,000 connections, four times a second).

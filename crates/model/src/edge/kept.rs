@@ -12,7 +12,7 @@
 //! is not read; a line that does not read ends the journal (a crash while it was
 //! appended: the edge had not synced it, so had not reported its revision).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{EdgeConfig, EdgeConfigUpdate};
@@ -22,7 +22,7 @@ pub const WHOLE: &str = "config.json";
 /// The file of the changes since it.
 pub const JOURNAL: &str = "config.journal";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Header {
     /// The SHA-256 (hex) of the whole config's file this journal follows.
     follows: String,
@@ -34,22 +34,20 @@ fn digest(whole: &[u8]) -> String {
 
 /// The first line of a journal following the whole config `whole` (its file's bytes).
 pub fn journal_start(whole: &[u8]) -> Vec<u8> {
-    line(&Header {
-        follows: digest(whole),
-    })
+    format!("{{\"follows\":\"{}\"}}\n", digest(whole)).into_bytes()
 }
 
 /// Line `n` (from 1) of a journal: the changes that turn `old` (the config of line
 /// `n - 1`, or the whole config for the first) into `new`.
-pub fn journal_line(new: &EdgeConfig, old: &EdgeConfig, n: u64) -> Vec<u8> {
-    line(&new.changes_from(old, n.to_string(), (n - 1).to_string()))
-}
-
-fn line<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing our own types to JSON does not fail (string keys, no non-finite floats).
-    let mut l = serde_json::to_vec(value).unwrap_or_default();
+pub fn journal_line(
+    new: &EdgeConfig,
+    old: &EdgeConfig,
+    n: u64,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut l =
+        serde_json::to_vec(&new.changes_from(old, n.to_string(), n.saturating_sub(1).to_string()))?;
     l.push(b'\n');
-    l
+    Ok(l)
 }
 
 /// What [`read`] made of the two files.
@@ -155,7 +153,7 @@ mod tests {
         let whole = serde_json::to_vec(&c0).unwrap();
         let mut journal = journal_start(&whole);
         for (n, (new, old)) in (1..).zip([(&c1, &c0), (&c2, &c1), (&c3, &c2)]) {
-            let l = journal_line(new, old, n);
+            let l = journal_line(new, old, n).unwrap();
             assert!(
                 l.len() * 10 < whole.len(),
                 "line {n} holds what changed, not the whole config: {} bytes of {}",
@@ -179,9 +177,9 @@ mod tests {
         let c2 = config(3, instances(4, "i001"));
         let whole = serde_json::to_vec(&c0).unwrap();
         let mut journal = journal_start(&whole);
-        journal.extend(journal_line(&c1, &c0, 1));
+        journal.extend(journal_line(&c1, &c0, 1).unwrap());
         let good = journal.len();
-        journal.extend(journal_line(&c2, &c1, 2));
+        journal.extend(journal_line(&c2, &c1, 2).unwrap());
         // Cut in the middle of the last line (a crash while it was written).
         let cut = read(&whole, Some(&journal[..journal.len() - 5])).unwrap();
         assert_eq!((cut.changes, &cut.config), (1, &c1));
@@ -204,7 +202,7 @@ mod tests {
                 .contains("line 2 of the journal does not read")
         );
         let mut skipped = journal[..good].to_vec();
-        skipped.extend(journal_line(&c2, &c1, 3));
+        skipped.extend(journal_line(&c2, &c1, 3).unwrap());
         let got = read(&whole, Some(&skipped)).unwrap();
         assert_eq!(got.config, c1);
         assert!(got.left.unwrap().contains("is tagged \"3\""));
@@ -216,7 +214,7 @@ mod tests {
         let c1 = config(2, instances(3, "i002"));
         let old_whole = serde_json::to_vec(&c0).unwrap();
         let mut journal = journal_start(&old_whole);
-        journal.extend(journal_line(&c1, &c0, 1));
+        journal.extend(journal_line(&c1, &c0, 1).unwrap());
         // A crash after the whole config was written anew, before its journal was.
         let new_whole = serde_json::to_vec(&c1).unwrap();
         let got = read(&new_whole, Some(&journal)).unwrap();
