@@ -140,47 +140,29 @@ pub(crate) fn kept_config(dir: &Path) -> Option<EdgeConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cic_model::edge::{BgpSettings, InstanceConfig};
+    use crate::testing::{TempDir, edge_config, instance};
     use std::os::unix::fs::PermissionsExt;
 
+    /// `n` instances, each with its own prefix but `changed`, whose prefix says the
+    /// revision.
     fn config(revision: u64, n: usize, changed: usize) -> Arc<EdgeConfig> {
-        Arc::new(EdgeConfig {
-            revision,
-            edge_id: "e1".into(),
-            router_id: "10.255.0.1".parse().unwrap(),
-            local_asn: 200_350,
-            bgp: BgpSettings::default(),
-            trunks: vec![],
-            instances: (0..n)
-                .map(|i| {
-                    Arc::new(InstanceConfig {
-                        id: format!("i{i:04}"),
-                        routing_instance_id: None,
-                        vpc_prefixes: vec![if i == changed {
-                            format!("10.200.{}.0/24", revision % 256).parse().unwrap()
-                        } else {
-                            format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap()
-                        }],
-                        fabric: None,
-                        connections: vec![],
-                        announce: vec![],
-                        accept_only: None,
-                    })
-                })
-                .collect(),
-            drain: false,
-        })
-    }
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cic-keep-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        let instances = (0..n)
+            .map(|i| {
+                let prefix = if i == changed {
+                    format!("10.200.{}.0/24", revision % 256)
+                } else {
+                    format!("10.{}.{}.0/24", i / 256, i % 256)
+                };
+                instance(&format!("i{i:04}"), &[&prefix])
+            })
+            .collect();
+        Arc::new(edge_config(revision, instances))
     }
 
     #[test]
     fn each_revision_appends_its_changes_and_a_restart_reads_the_latest() {
-        let dir = scratch("append");
+        let tmp = TempDir::new("keep-append");
+        let dir = tmp.0.clone();
         let mut k = Keeper::new(dir.clone());
         let Kept::Whole(whole) = k.keep(&config(1, 1000, 0)).unwrap() else {
             panic!("the first keep writes the whole config");
@@ -209,12 +191,12 @@ mod tests {
         let mut again = Keeper::new(dir.clone());
         assert!(matches!(again.keep(&last).unwrap(), Kept::Whole(_)));
         assert_eq!(kept_config(&dir).as_ref(), Some(&*last));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_whole_config_is_written_again_once_the_journal_has_grown_to_its_size() {
-        let dir = scratch("compact");
+        let tmp = TempDir::new("keep-compact");
+        let dir = tmp.0.clone();
         let mut k = Keeper::new(dir.clone());
         let (mut appended, mut wholes, mut written, mut changes) = (0, 0, 0, 0);
         for rev in 1..=400u64 {
@@ -248,16 +230,15 @@ mod tests {
             written < 3 * changes && written * 10 < 400 * whole,
             "{written} bytes written for {changes} of changes (the whole config: {whole})"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_state_directory_with_no_config_or_one_that_does_not_read_gives_none() {
-        let dir = scratch("none");
+        let tmp = TempDir::new("keep-none");
+        let dir = tmp.0.join("state");
         assert_eq!(kept_config(&dir), None);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(WHOLE), b"{ not json").unwrap();
         assert_eq!(kept_config(&dir), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -20,6 +20,8 @@ mod looking_glass;
 mod metrics;
 mod report;
 mod sync;
+#[cfg(test)]
+mod testing;
 pub use cic_client::tls;
 
 use std::collections::BTreeMap;

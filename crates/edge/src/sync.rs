@@ -187,32 +187,10 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cic_model::edge::{BgpSettings, InstanceConfig};
+    use crate::testing::{edge_config, instance};
 
     fn config(revision: u64, ids: &[&str]) -> EdgeConfig {
-        EdgeConfig {
-            revision,
-            edge_id: "e1".into(),
-            router_id: "10.255.0.1".parse().unwrap(),
-            local_asn: 200_350,
-            bgp: BgpSettings::default(),
-            trunks: vec![],
-            instances: ids
-                .iter()
-                .map(|id| {
-                    Arc::new(InstanceConfig {
-                        id: id.to_string(),
-                        routing_instance_id: None,
-                        vpc_prefixes: vec![],
-                        fabric: None,
-                        connections: vec![],
-                        announce: vec![],
-                        accept_only: None,
-                    })
-                })
-                .collect(),
-            drain: false,
-        }
+        edge_config(revision, ids.iter().map(|id| instance(id, &[])).collect())
     }
 
     fn whole(tag: &str, cfg: EdgeConfig) -> EdgeConfigUpdate {

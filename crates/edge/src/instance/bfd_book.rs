@@ -317,6 +317,7 @@ fn read_per_session_files(dir: &Path, prefix: &str) -> Vec<((String, IpAddr), Sn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
     fn snap(d: u32) -> Snapshot {
         Snapshot {
@@ -330,25 +331,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    /// A directory of its own under the system's temporary one, removed at the end.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let d =
-                std::env::temp_dir().join(format!("cic-bfd-book-{}-{name}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            TempDir(d)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     fn files(dir: &Path) -> Vec<String> {
