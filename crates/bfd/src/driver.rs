@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::packet::{Diag, Packet, State};
-use crate::session::{Config, Output, Session, Snapshot};
+use crate::session::{Config, Grid, Output, Session, Snapshot};
 
 /// RFC 5881 §4: single-hop Control packets go to this port.
 pub const PORT: u16 = 3784;
@@ -193,6 +193,16 @@ fn receiver(sockets: &SocketFactory, domain: Domain, port: u16) -> io::Result<Ud
     UdpSocket::from_std(s.into())
 }
 
+/// The ticks every session of this process sends on, whichever engine (namespace) it is
+/// in: a thousand sessions' packets leave in a few hundred batches a second, not
+/// thousands of wake-ups (see [`Grid`]).
+fn grid() -> Grid {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    Grid {
+        origin: *ORIGIN.get_or_init(Instant::now),
+    }
+}
+
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "BFD task has stopped")
 }
@@ -305,7 +315,7 @@ impl Engine {
         let session = match resume {
             Some(snap) => {
                 debug!(%peer, disc = snap.local_disc, "BFD session resumed");
-                Session::resume(snap, cfg, now)
+                Session::resume(snap, cfg, now).with_grid(grid())
             }
             None => {
                 let disc = loop {
@@ -315,7 +325,7 @@ impl Engine {
                         break d;
                     }
                 };
-                Session::new(disc, cfg, now)
+                Session::new(disc, cfg, now).with_grid(grid())
             }
         };
         let disc = session.local_discriminator();

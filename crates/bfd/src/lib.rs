@@ -20,4 +20,4 @@ pub mod packet;
 pub mod session;
 
 pub use packet::{Diag, Packet, State};
-pub use session::{Config, Output, Session, Snapshot};
+pub use session::{Config, Grid, Output, Session, Snapshot};

@@ -9,6 +9,10 @@
 //!   0–25 % jitter (10–25 % with Detect Mult 1) (§6.8.7); none while the peer asks for 0.
 //! - Detection time is the peer's Detect Mult × max(our Required Min RX, the peer's
 //!   Desired Min TX) (§6.8.4); its expiry takes an Init or Up session Down with diag 1.
+//! - With a [`Grid`], each periodic packet's time (jittered as above) is moved to a tick of
+//!   a clock shared by the caller's sessions, staying inside the jitter's window, so that
+//!   many sessions' packets leave together and wake the sender and each peer once per tick
+//!   instead of once per packet. Jitter stays random per packet (the window's ticks).
 //! - A Poll is answered at once with Final; a state change is announced at once rather
 //!   than at the next periodic packet, as BIRD and FRR do, so the three-way handshake
 //!   and a signalled Down take one round trip instead of one interval.
@@ -35,6 +39,39 @@ impl Default for Config {
             required_min_rx: Duration::from_millis(300),
             detect_mult: 3,
         }
+    }
+}
+
+/// Ticks of a clock that several sessions share: periodic packets go out on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Tick 0; the same for every session that should send together.
+    pub origin: Instant,
+}
+
+impl Grid {
+    /// The ticks tried, coarsest first; each divides the one before, so sessions at
+    /// different intervals still meet on the coarser ticks.
+    const TICKS_US: [u64; 4] = [10_000, 5_000, 2_000, 1_000];
+
+    /// The tick in `[lo, hi]` nearest below `t` (or the first after `lo`), with the
+    /// coarsest tick that leaves at least four choices in the window; `t` itself when the
+    /// window is narrower than four of the finest ticks or lies before the origin.
+    pub fn snap(&self, t: Instant, lo: Instant, hi: Instant) -> Instant {
+        let (Some(from_lo), Some(from_t)) = (
+            lo.checked_duration_since(self.origin),
+            t.checked_duration_since(self.origin),
+        ) else {
+            return t;
+        };
+        let window = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
+        let Some(tick) = Self::TICKS_US.into_iter().find(|k| window >= 4 * k) else {
+            return t;
+        };
+        let (lo_us, t_us) = (from_lo.as_micros() as u64, from_t.as_micros() as u64);
+        let snapped = (t_us / tick * tick).max(lo_us.div_ceil(tick) * tick);
+        let at = self.origin + Duration::from_micros(snapped);
+        if at > hi { t } else { at }
     }
 }
 
@@ -83,6 +120,7 @@ pub struct Session {
     next_tx: Instant,
     detect_at: Option<Instant>,
     rng: u64,
+    grid: Option<Grid>,
 }
 
 fn us(d: Duration) -> u32 {
@@ -118,7 +156,14 @@ impl Session {
             next_tx: now,
             detect_at: None,
             rng: u64::from(local_disc) | 1,
+            grid: None,
         }
+    }
+
+    /// Periodic packets from now on go out on `grid`'s ticks (see [`Grid`]).
+    pub fn with_grid(mut self, grid: Grid) -> Session {
+        self.grid = Some(grid);
+        self
     }
 
     /// Carries on an Up session from a [`Snapshot`] taken by an earlier process (the
@@ -376,7 +421,11 @@ impl Session {
         // §6.8.7 jitter: 75–100 % of the interval (75–90 % with Detect Mult 1).
         let top = if self.cfg.detect_mult == 1 { 90 } else { 100 };
         let pct = 75 + self.next_random() % (top - 75 + 1);
-        self.next_tx = now + Duration::from_micros(iv * pct / 100);
+        let at = |pct: u64| now + Duration::from_micros(iv * pct / 100);
+        self.next_tx = match self.grid {
+            Some(g) => g.snap(at(pct), at(75), at(top)),
+            None => at(pct),
+        };
     }
 
     /// xorshift64: jitter needs spread, not secrecy.
@@ -762,5 +811,108 @@ mod tests {
             );
             t = next;
         }
+    }
+
+    /// Up at `iv` × 3 with the peer asking for the same, on `grid` when given.
+    fn up_at(disc: u32, iv: Duration, now: Instant, grid: Option<Grid>) -> Session {
+        let cfg = Config {
+            desired_min_tx: iv,
+            required_min_rx: iv,
+            detect_mult: 3,
+        };
+        let mut s = Session::resume(
+            Snapshot {
+                local_disc: disc,
+                remote_disc: 7,
+                remote_min_rx: us(iv),
+                remote_desired_min_tx: us(iv),
+                remote_detect_mult: 3,
+            },
+            cfg,
+            now,
+        );
+        if let Some(g) = grid {
+            s = s.with_grid(g);
+        }
+        s
+    }
+
+    /// The times of `n` periodic packets after `start`, the peer's packets arriving just
+    /// before each (so detection never expires).
+    fn send_times(s: &mut Session, start: Instant, n: usize) -> Vec<Instant> {
+        let iv = s.tx_interval().expect("an interval");
+        let from_peer = Packet {
+            state: State::Up,
+            my_discriminator: 7,
+            your_discriminator: s.local_discriminator(),
+            desired_min_tx_us: us(iv),
+            required_min_rx_us: us(iv),
+            ..peer_packet(State::Up)
+        };
+        let mut t = start;
+        let mut times = vec![];
+        while times.len() < n {
+            let mut out = vec![];
+            s.on_packet(&from_peer, t, &mut out);
+            out.clear();
+            s.on_timer(t, &mut out);
+            if out.iter().any(|o| matches!(o, Output::Send(_))) {
+                times.push(t);
+            }
+            t = s.deadline();
+        }
+        times
+    }
+
+    #[test]
+    fn on_a_grid_every_gap_stays_in_the_jitter_window_and_lands_on_a_tick() {
+        let origin = Instant::now();
+        let grid = Grid { origin };
+        for (iv_ms, tick_us) in [(300, 10_000), (100, 5_000), (50, 2_000), (10, 0)] {
+            let iv = Duration::from_millis(iv_ms);
+            // Started off the grid, as a session added at any moment is.
+            let start = origin + Duration::from_micros(1_234_567);
+            let mut s = up_at(99, iv, start, Some(grid));
+            let times = send_times(&mut s, start, 300);
+            let mut gaps = std::collections::BTreeSet::new();
+            for w in times.windows(2) {
+                let gap = w[1] - w[0];
+                assert!(gap >= iv * 3 / 4 && gap <= iv, "{iv_ms} ms: gap {gap:?}");
+                gaps.insert(gap);
+            }
+            for t in &times[1..] {
+                let us = (*t - origin).as_micros() as u64;
+                if tick_us > 0 {
+                    assert_eq!(us % tick_us, 0, "{iv_ms} ms: {us} µs is not on a tick");
+                } else {
+                    // A window narrower than four 1 ms ticks is not snapped.
+                    assert_ne!(us % 1_000, 0, "{iv_ms} ms: snapped to {us} µs");
+                }
+            }
+            assert!(gaps.len() >= 3, "{iv_ms} ms: jitter gone, gaps {gaps:?}");
+        }
+    }
+
+    #[test]
+    fn sessions_on_one_grid_send_together() {
+        let origin = Instant::now();
+        let grid = Grid { origin };
+        let iv = Duration::from_millis(300);
+        let count = |grid: Option<Grid>| {
+            let mut instants = std::collections::BTreeSet::new();
+            for disc in 1..=200u32 {
+                // Sessions that came up at scattered moments.
+                let start = origin + Duration::from_micros(u64::from(disc) * 7_919);
+                let mut s = up_at(disc, iv, start, grid);
+                instants.extend(send_times(&mut s, start, 20).into_iter().skip(1));
+            }
+            instants.len()
+        };
+        // 200 sessions × 19 packets: on their own nearly every packet is a wake-up of its
+        // own; on 10 ms ticks they share a few hundred.
+        let alone = count(None);
+        let together = count(Some(grid));
+        assert!(alone > 3_000, "{alone}");
+        assert!(together < 700, "{together}");
     }
 }
