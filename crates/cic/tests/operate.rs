@@ -476,6 +476,87 @@ async fn sighup_reads_the_config_file_again_and_a_broken_one_changes_nothing() {
     let _ = child.wait();
 }
 
+/// Two agents on one machine with one namespace prefix would each take the other's
+/// namespaces for leftovers and delete them: the second refuses to start, naming the
+/// first, and starts once the first has stopped.
+#[test]
+fn a_second_edge_with_the_same_namespace_prefix_refuses_to_start() {
+    if !cic_peers::root_or_skip("edge namespace claim") {
+        return;
+    }
+    let d = dir("edge-claim");
+    let f = d.join("edge.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "server = \"http://127.0.0.1:9\"\ntoken = \"t\"\nstate-dir = \"{}\"\nnetns-prefix = \"cicclaim-\"\n",
+            s(&d.join("state")),
+        ),
+    )
+    .expect("write");
+    let edge = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cic"));
+        c.args(["edge", "--config", s(&f)])
+            .env_remove("RUST_LOG")
+            .env_remove("CIC_SERVER")
+            .env("NO_COLOR", "1");
+        c
+    };
+    let started = |child: &mut std::process::Child| {
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let claimed = lines
+            .find(|l| l.contains("namespace prefix"))
+            .expect("the agent's claim logged");
+        // Drain the rest, so the agent never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        claimed
+    };
+    let mut first = edge()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic edge");
+    let claimed = started(&mut first);
+    assert!(claimed.contains("\"cicclaim-\" claimed"), "{claimed}");
+    // It waits up to 10 s for an agent on its way out, then gives up.
+    let mut second = edge()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cic edge again");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while second.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            let _ = first.kill();
+            let _ = first.wait();
+            panic!("a second agent with the prefix of a running one did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = second.wait_with_output().expect("its output");
+    let said = text(&second);
+    assert!(!second.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("pid {}", first.id()))
+            && said.contains("--netns-prefix \"cicclaim-\""),
+        "{said}"
+    );
+    // Once the first has gone (however: here by SIGKILL), another starts.
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut third = edge()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cic edge a third time");
+    started(&mut third);
+    let _ = third.kill();
+    let _ = third.wait();
+}
+
 /// SIGHUP of `cic edge`: the log levels of its file in force at once, a change to what
 /// only a restart changes named, and a broken file refused with nothing changed.
 #[test]

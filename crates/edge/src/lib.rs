@@ -13,6 +13,7 @@
 //! so a restart adopts the namespaces it finds and deletes only what is no longer wanted.
 
 mod apply;
+mod claim;
 pub mod client;
 pub mod instance;
 mod keep;
@@ -70,6 +71,9 @@ pub enum EdgeError {
     Tls(#[from] tls::TlsSetupError),
     #[error("data plane: {0}")]
     Dataplane(#[from] cic_dataplane::Error),
+    /// Another agent runs with the same namespace prefix.
+    #[error("{0}")]
+    Claimed(String),
 }
 
 struct State {
@@ -165,6 +169,8 @@ pub struct Agent {
     reconciling: apply::AtOnce,
     /// The BFD sessions' snapshots, for the agent that comes after this one.
     bfd_book: Arc<instance::BfdBook>,
+    /// This agent's hold on its namespace prefix (see [`claim`]).
+    _claim: claim::Claim,
 }
 
 /// Resolves when any of `watches` changes. One whose sender is gone (an instance's
@@ -189,6 +195,20 @@ async fn first_change<T>(watches: &mut [tokio::sync::watch::Receiver<T>]) {
 
 impl Agent {
     pub async fn new(opts: EdgeOptions) -> Result<Arc<Agent>, EdgeError> {
+        // Before anything looks at the namespaces: another agent's would be taken for
+        // leftovers. An agent a supervisor restarts may still be exiting: a few seconds.
+        let prefix = opts.netns_prefix.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            claim::claim(
+                std::path::Path::new(claim::CLAIM_DIR),
+                &prefix,
+                Duration::from_secs(10),
+            )
+        })
+        .await
+        .map_err(|e| EdgeError::Claimed(format!("claiming the namespace prefix: {e}")))?
+        .map_err(EdgeError::Claimed)?;
+        info!(claim = %claimed.path.display(), "namespace prefix {:?} claimed", opts.netns_prefix);
         let caps = probe::probe().await?;
         info!(
             dataplane = caps.mode(),
@@ -240,6 +260,7 @@ impl Agent {
             client,
             reconciling: apply::AtOnce::default(),
             bfd_book,
+            _claim: claimed,
             state: Arc::new(Mutex::new(State {
                 applied: 0,
                 edge_id: String::new(),
