@@ -216,6 +216,7 @@ pub(crate) fn session_statuses(
             peer_asn: p.spec.asn,
             state: p.state.name().to_string(),
             uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
+            established_at: p.established_wall.and_then(rfc3339_ms),
             prefixes_received: p.stats.received,
             prefixes_accepted: p.stats.accepted,
             prefixes_advertised: p.stats.advertised,
@@ -363,4 +364,14 @@ pub(crate) struct Drops {
     md5_rose: Option<Instant>,
     gtsm_rose: Option<Instant>,
     read: Instant,
+}
+
+/// A wall-clock time as RFC 3339 to the millisecond (a session's establishment).
+fn rfc3339_ms(t: std::time::SystemTime) -> Option<String> {
+    let t = time::OffsetDateTime::from(t);
+    let t = t
+        .replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }

@@ -523,6 +523,7 @@ mod tests {
             peer_asn: 65001,
             state: state.into(),
             uptime_secs: 0,
+            established_at: None,
             prefixes_received: 0,
             prefixes_accepted: 0,
             prefixes_advertised: 1,

@@ -717,4 +717,36 @@ mod tests {
         assert!(twice.into_sessions_by_key().is_none());
         assert_eq!(now.into_sessions_by_key().map(|m| m.len()), Some(3));
     }
+
+    #[test]
+    fn a_session_that_only_grew_older_is_left_out_of_the_changes() {
+        let up = |uptime: u64, since: Option<&str>| SessionStatus {
+            established_at: since.map(str::to_string),
+            ..session("a", Family::Ipv4, "ESTABLISHED", uptime)
+        };
+        let t1 = Some("2026-12-07T17:00:00.250Z");
+        let t2 = Some("2026-12-07T17:01:30.000Z");
+        let sent = |base: SessionStatus, now: SessionStatus| {
+            let base = [(base.key(), base)].into_iter().collect();
+            report(vec![now])
+                .changes_from(&base, "v1")
+                .unwrap()
+                .sessions
+                .len()
+        };
+        // The same Established period, older: not sent (the server counts the age).
+        assert_eq!(sent(up(10, t1), up(95, t1)), 0);
+        // Anything else changed with it: sent, with its age.
+        let mut more = up(95, t1);
+        more.prefixes_received = 3;
+        assert_eq!(sent(up(10, t1), more), 1);
+        // Up again since (a flap between two reports): sent.
+        assert_eq!(sent(up(10, t1), up(2, t2)), 1);
+        assert_eq!(sent(up(10, t1), up(12, t2)), 1);
+        // Younger in the same period cannot be: sent.
+        assert_eq!(sent(up(10, t1), up(9, t1)), 1);
+        // An edge that does not say when (an older agent): its age is the news.
+        assert_eq!(sent(up(10, None), up(11, None)), 1);
+        assert_eq!(sent(up(10, None), up(10, None)), 0);
+    }
 }

@@ -358,6 +358,7 @@ mod tests {
             peer_asn: 65001,
             state: "ESTABLISHED".into(),
             uptime_secs: 42,
+            established_at: None,
             prefixes_received: 3,
             prefixes_accepted: 2,
             prefixes_advertised: 1,

@@ -157,6 +157,8 @@ pub struct PeerStatus {
     pub spec: PeerSpec,
     pub state: State,
     pub established_at: Option<std::time::Instant>,
+    /// The same moment by the wall clock: what a report says, unchanged while it is up.
+    pub established_wall: Option<std::time::SystemTime>,
     /// Until when the session is held idle after a teardown (max-prefix).
     pub held_until: Option<std::time::Instant>,
     pub last_error: Option<String>,

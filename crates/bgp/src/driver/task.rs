@@ -11,6 +11,7 @@ pub(super) struct SessionEntry {
     state: State,
     epoch: u64,
     established_at: Option<std::time::Instant>,
+    established_wall: Option<std::time::SystemTime>,
     last_error: Option<String>,
     last_failure: Option<crate::fsm::SessionFailure>,
     /// Until when a teardown (max-prefix) keeps the session idle.
@@ -319,6 +320,7 @@ impl InstanceTask {
                 state: State::Idle,
                 epoch: 0,
                 established_at: None,
+                established_wall: None,
                 last_error: None,
                 last_failure: None,
                 held_until: None,
@@ -401,6 +403,7 @@ impl InstanceTask {
                 s.wire = Some(wire);
                 s.gate = None;
                 s.established_at = Some(std::time::Instant::now());
+                s.established_wall = Some(std::time::SystemTime::now());
                 s.held_until = None;
                 // Configured without an address of ours: the next hop we announce is
                 // whichever address the connection came to or from.
@@ -411,6 +414,7 @@ impl InstanceTask {
             }
             PeerEvent::Down { epoch, graceful } if epoch == s.epoch => {
                 s.established_at = None;
+                s.established_wall = None;
                 s.wire = None;
                 s.gate = None;
                 if graceful {
@@ -643,6 +647,7 @@ impl InstanceTask {
                     spec: self.core.peer_spec(*id)?.clone(),
                     state: s.state,
                     established_at: s.established_at.filter(|_| s.state == State::Established),
+                    established_wall: s.established_wall.filter(|_| s.state == State::Established),
                     held_until: s.held_until.filter(|t| *t > std::time::Instant::now()),
                     last_error: s.last_error.clone(),
                     last_failure: s.last_failure.clone(),

@@ -56,6 +56,23 @@ pub struct SessionKey {
 }
 
 impl SessionStatus {
+    /// Whether `now` says what `self` said, but for an uptime grown in the same
+    /// Established period (both name when it began): the server counts the uptime from
+    /// `establishedAt` itself, so it need not be sent again.
+    pub fn same_but_older(&self, now: &SessionStatus) -> bool {
+        if self == now {
+            return true;
+        }
+        self.established_at.is_some()
+            && self.established_at == now.established_at
+            && self.uptime_secs <= now.uptime_secs
+            && *self
+                == SessionStatus {
+                    uptime_secs: self.uptime_secs,
+                    ..now.clone()
+                }
+    }
+
     pub fn key(&self) -> SessionKey {
         SessionKey {
             resource_id: self.resource_id.clone(),
@@ -78,7 +95,7 @@ impl EdgeReport {
         let mut sessions = Vec::new();
         for s in &self.sessions {
             let key = s.key();
-            if base.get(&key) != Some(s) {
+            if !base.get(&key).is_some_and(|b| b.same_but_older(s)) {
                 sessions.push(s.clone());
             }
             if !seen.insert(key) {
@@ -217,7 +234,13 @@ pub struct SessionStatus {
     pub peer_asn: u32,
     /// RFC 4271 state name: IDLE, CONNECT, ACTIVE, OPEN_SENT, OPEN_CONFIRM, ESTABLISHED.
     pub state: String,
+    /// Seconds Established, when the server took the report (counted from
+    /// `establishedAt` when the edge sends it).
     pub uptime_secs: u64,
+    /// When the session last became Established (RFC 3339, the edge's clock); the same
+    /// while it stays up, so a report of changes leaves out a session that only grew older.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_at: Option<String>,
     pub prefixes_received: u32,
     pub prefixes_accepted: u32,
     pub prefixes_advertised: u32,

@@ -148,11 +148,36 @@ pub async fn status_changes(
     take_report(&st, edge_id, report).await
 }
 
+/// Counts each session's uptime from when it became Established, by this server's clock
+/// (an edge sends a session again only when more than its age changed). An edge clock
+/// ahead of the server's counts from now. An `establishedAt` that is not a time refuses
+/// the report.
+fn count_uptimes(report: &mut EdgeReport, now: time::OffsetDateTime) -> Result<(), ApiError> {
+    use time::format_description::well_known::Rfc3339;
+    for s in &mut report.sessions {
+        let Some(at) = &s.established_at else {
+            continue;
+        };
+        let at = time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
+            ApiError::field(
+                "sessions.establishedAt",
+                format!(
+                    "{at:?} (the {:?} session of {}) is not an RFC 3339 time",
+                    s.kind, s.resource_id
+                ),
+            )
+        })?;
+        s.uptime_secs = u64::try_from((now - at).whole_seconds()).unwrap_or(0);
+    }
+    Ok(())
+}
+
 async fn take_report(
     st: &Arc<AppState>,
     edge_id: String,
-    report: EdgeReport,
+    mut report: EdgeReport,
 ) -> ApiResult<Json<ReportTaken>> {
+    count_uptimes(&mut report, time::OffsetDateTime::now_utc())?;
     let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
@@ -190,4 +215,72 @@ async fn take_report(
     debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
     // The edge's next report may be the changes since this one.
     Ok(Json(ReportTaken { version }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cic_model::edge::{Family, SessionKind, SessionStatus};
+
+    fn report(established_at: Option<&str>, uptime_secs: u64) -> EdgeReport {
+        EdgeReport {
+            applied_revision: 1,
+            dataplane: "vxlan".into(),
+            sessions: vec![SessionStatus {
+                resource_id: "pc1".into(),
+                kind: SessionKind::Customer,
+                family: Family::Ipv4,
+                peer: "169.254.0.2".parse().unwrap(),
+                peer_asn: 65001,
+                state: "ESTABLISHED".into(),
+                uptime_secs,
+                established_at: established_at.map(str::to_string),
+                prefixes_received: 0,
+                prefixes_accepted: 0,
+                prefixes_advertised: 0,
+                prefix_limit_exceeded: false,
+                prefix_limit_warning: false,
+                idle_hold_remaining_secs: None,
+                last_error: None,
+                last_failure: None,
+                bfd: None,
+            }],
+            errors: vec![],
+            traffic: vec![],
+        }
+    }
+
+    fn at(s: &str) -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn uptime_is_counted_from_the_establishment_by_the_servers_clock() {
+        let now = at("2026-12-07T17:00:00Z");
+        // The report says 3 s (sent long ago, or a session only its age changed in).
+        let mut r = report(Some("2026-12-07T16:58:59.500Z"), 3);
+        count_uptimes(&mut r, now).unwrap();
+        assert_eq!(r.sessions[0].uptime_secs, 60);
+        // An edge clock ahead of ours: not a negative age.
+        let mut r = report(Some("2026-12-07T17:00:05Z"), 3);
+        count_uptimes(&mut r, now).unwrap();
+        assert_eq!(r.sessions[0].uptime_secs, 0);
+        // An edge that does not say (an older agent): its own count stands.
+        let mut r = report(None, 7);
+        count_uptimes(&mut r, now).unwrap();
+        assert_eq!(r.sessions[0].uptime_secs, 7);
+    }
+
+    #[test]
+    fn an_establishment_that_is_not_a_time_refuses_the_report_naming_it() {
+        let mut r = report(Some("yesterday"), 3);
+        let e = count_uptimes(&mut r, at("2026-12-07T17:00:00Z")).unwrap_err();
+        let text = format!("{e:?}");
+        assert!(
+            text.contains("sessions.establishedAt")
+                && text.contains("yesterday")
+                && text.contains("pc1"),
+            "{text}"
+        );
+    }
 }
