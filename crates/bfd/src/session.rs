@@ -52,7 +52,7 @@ pub struct Grid {
 impl Grid {
     /// The ticks tried, coarsest first; each divides the one before, so sessions at
     /// different intervals still meet on the coarser ticks.
-    const TICKS_US: [u64; 4] = [10_000, 5_000, 2_000, 1_000];
+    const TICKS_NS: [u128; 4] = [10_000_000, 5_000_000, 2_000_000, 1_000_000];
 
     /// The tick in `[lo, hi]` nearest below `t` (or the first after `lo`), with the
     /// coarsest tick that leaves at least four choices in the window; `t` itself when the
@@ -64,13 +64,17 @@ impl Grid {
         ) else {
             return t;
         };
-        let window = u64::try_from((hi - lo).as_micros()).unwrap_or(u64::MAX);
-        let Some(tick) = Self::TICKS_US.into_iter().find(|k| window >= 4 * k) else {
+        let window = hi.saturating_duration_since(lo).as_nanos();
+        let Some(tick) = Self::TICKS_NS.into_iter().find(|k| window >= 4 * k) else {
             return t;
         };
-        let (lo_us, t_us) = (from_lo.as_micros() as u64, from_t.as_micros() as u64);
-        let snapped = (t_us / tick * tick).max(lo_us.div_ceil(tick) * tick);
-        let at = self.origin + Duration::from_micros(snapped);
+        // To the nanosecond: a tick a fraction of a microsecond before `lo` is outside.
+        let (lo_ns, t_ns) = (from_lo.as_nanos(), from_t.as_nanos());
+        let snapped = (t_ns / tick * tick).max(lo_ns.div_ceil(tick) * tick);
+        let Ok(snapped) = u64::try_from(snapped) else {
+            return t;
+        };
+        let at = self.origin + Duration::from_nanos(snapped);
         if at > hi { t } else { at }
     }
 }
@@ -891,6 +895,32 @@ mod tests {
             }
             assert!(gaps.len() >= 3, "{iv_ms} ms: jitter gone, gaps {gaps:?}");
         }
+    }
+
+    #[test]
+    fn a_snap_never_leaves_the_window() {
+        let origin = Instant::now();
+        let g = Grid { origin };
+        let ms = Duration::from_millis;
+        // `lo` a few nanoseconds after a tick: the tick before it is outside.
+        let lo = origin + ms(20) + Duration::from_nanos(3);
+        let hi = lo + ms(75);
+        for t in [lo, lo + Duration::from_nanos(500), lo + ms(33), hi] {
+            let at = g.snap(t, lo, hi);
+            assert!(at >= lo && at <= hi, "{:?}", at - origin);
+        }
+        assert_eq!(g.snap(lo, lo, hi) - origin, ms(30));
+        // Detect Mult 1 at 100 ms: a 15 ms window, 2 ms ticks.
+        let (lo, hi) = (origin + ms(75), origin + ms(90));
+        assert_eq!(g.snap(origin + ms(81), lo, hi) - origin, ms(80));
+        // A window before the origin, or narrower than four 1 ms ticks: left as it is.
+        let late = Grid {
+            origin: origin + ms(500),
+        };
+        let t = origin + ms(40);
+        assert_eq!(late.snap(t, origin + ms(30), origin + ms(100)), t);
+        let t = origin + ms(41) + Duration::from_micros(7);
+        assert_eq!(g.snap(t, origin + ms(40), origin + ms(43)), t);
     }
 
     #[test]
