@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,16 +37,20 @@ pub fn claim(dir: &Path, prefix: &str, wait: Duration) -> Result<Claim, String> 
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let deadline = Instant::now() + wait;
     loop {
+        // Root's alone: anyone who could open it could lock it and keep the agent out.
         let file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 // Who holds it, for the message another agent gives.
+                // (One made by an older agent may be readable by others.)
+                let _ = lock.set_permissions(std::fs::Permissions::from_mode(0o600));
                 let pid = std::process::id().to_string();
                 let _ = lock.set_len(0);
                 let _ = lock.rewind();
@@ -87,6 +92,8 @@ mod tests {
             err.contains(&format!("pid {}", std::process::id())) && err.contains("cicl-pop1-"),
             "{err}"
         );
+        let mode = std::fs::metadata(&first.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         // Another prefix is another agent's.
         let other = claim(&dir.0, "cicl-pop2-", Duration::ZERO).expect("another prefix");
         drop(first);
