@@ -114,10 +114,7 @@ impl SyncClient {
 
     /// Sends a report; the version the server keeps it as (none from a server older than
     /// versions), and the report's size in bytes.
-    pub async fn report(
-        &self,
-        report: &EdgeReport,
-    ) -> Result<(Option<String>, usize), ClientError> {
+    pub async fn report(&self, report: &EdgeReport) -> Result<(Taken, usize), ClientError> {
         self.send_report(reqwest::Method::PUT, report).await
     }
 
@@ -126,7 +123,7 @@ impl SyncClient {
     pub async fn report_changes(
         &self,
         changes: &EdgeReportChanges,
-    ) -> Result<(Option<String>, usize), ClientError> {
+    ) -> Result<(Taken, usize), ClientError> {
         self.send_report(reqwest::Method::PATCH, changes).await
     }
 
@@ -134,12 +131,7 @@ impl SyncClient {
         &self,
         method: reqwest::Method,
         report: &impl serde::Serialize,
-    ) -> Result<(Option<String>, usize), ClientError> {
-        #[derive(serde::Deserialize)]
-        struct Taken {
-            #[serde(default)]
-            version: Option<String>,
-        }
+    ) -> Result<(Taken, usize), ClientError> {
         let url = format!("{}/cic/v1/edgeSync/status", self.base);
         let body = serde_json::to_vec(report).map_err(|e| ClientError::Http(0, e.to_string()))?;
         let size = body.len();
@@ -151,7 +143,7 @@ impl SyncClient {
             .send()
             .await
             .map_err(|e| self.transport(e))?;
-        decode::<Taken>(r).await.map(|t| (t.version, size))
+        decode::<Taken>(r).await.map(|t| (t, size))
     }
 }
 
@@ -208,4 +200,18 @@ async fn decode_sized<T: serde::de::DeserializeOwned>(
             String::from_utf8_lossy(&body).into(),
         )),
     }
+}
+
+/// What the server answers a report it took.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Taken {
+    /// The version it keeps the report as (none from a server older than reports of
+    /// changes).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The server counts the uptime of a session a report of changes leaves out (older
+    /// servers do not: every session whose age changed is sent).
+    #[serde(default)]
+    pub counts_uptime: bool,
 }

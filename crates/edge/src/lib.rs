@@ -512,10 +512,12 @@ impl Agent {
     }
 }
 
-/// The last report the server took: its version, and its sessions by key.
+/// The last report the server took: its version, its sessions by key, and whether the
+/// server counts the uptime of a session a report of changes leaves out.
 type ReportBase = (
     String,
     std::collections::HashMap<cic_model::edge::SessionKey, cic_model::edge::SessionStatus>,
+    bool,
 );
 
 #[cfg(test)]

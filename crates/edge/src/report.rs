@@ -130,7 +130,7 @@ impl Agent {
         // base is taken out first: should this one fail, the next is whole.
         let changes = base
             .take()
-            .and_then(|(version, sessions)| r.changes_from(&sessions, &version));
+            .and_then(|(version, sessions, counted)| r.changes_from(&sessions, &version, counted));
         let mut as_changes = changes.is_some();
         let mut sent = match &changes {
             Some(c) => self.client.report_changes(c).await,
@@ -144,7 +144,7 @@ impl Agent {
             sent = self.client.report(&r).await;
         }
         match sent {
-            Ok((version, bytes)) => {
+            Ok((taken, bytes)) => {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.reports_sent.fetch_add(1, Relaxed);
                 self.report_bytes.fetch_add(bytes as u64, Relaxed);
@@ -152,7 +152,11 @@ impl Agent {
                     self.reports_as_changes.fetch_add(1, Relaxed);
                 }
                 // (A report with a session key twice is no base: the next is whole.)
-                *base = version.zip(r.into_sessions_by_key());
+                let counted = taken.counts_uptime;
+                *base = taken
+                    .version
+                    .zip(r.into_sessions_by_key())
+                    .map(|(v, s)| (v, s, counted));
                 true
             }
             Err(e) => {

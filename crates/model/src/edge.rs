@@ -676,7 +676,7 @@ mod tests {
             session("b", Family::Ipv4, "ESTABLISHED", 1),
             session("c", Family::Ipv4, "CONNECT", 0),
         ]);
-        let changes = now.changes_from(&base, "v1").unwrap();
+        let changes = now.changes_from(&base, "v1", true).unwrap();
         assert_eq!(changes.changes_since, "v1");
         let sent: Vec<(&str, &str)> = changes
             .sessions
@@ -713,7 +713,7 @@ mod tests {
             session("a", Family::Ipv4, "ESTABLISHED", 10),
             session("a", Family::Ipv4, "IDLE", 0),
         ]);
-        assert!(twice.changes_from(&base, "v1").is_none());
+        assert!(twice.changes_from(&base, "v1", true).is_none());
         assert!(twice.into_sessions_by_key().is_none());
         assert_eq!(now.into_sessions_by_key().map(|m| m.len()), Some(3));
     }
@@ -728,11 +728,15 @@ mod tests {
         let t2 = Some("2026-12-07T17:01:30.000Z");
         let sent = |base: SessionStatus, now: SessionStatus| {
             let base = [(base.key(), base)].into_iter().collect();
-            report(vec![now])
-                .changes_from(&base, "v1")
-                .unwrap()
-                .sessions
-                .len()
+            let r = report(vec![now]);
+            let counted = r.changes_from(&base, "v1", true).unwrap().sessions.len();
+            // A server that does not count ages is sent every session whose age changed.
+            let uncounted = r.changes_from(&base, "v1", false).unwrap().sessions;
+            assert_eq!(
+                uncounted.len(),
+                usize::from(r.sessions[0] != base[&r.sessions[0].key()])
+            );
+            counted
         };
         // The same Established period, older: not sent (the server counts the age).
         assert_eq!(sent(up(10, t1), up(95, t1)), 0);

@@ -2378,6 +2378,106 @@ async fn metrics_show_each_session_as_its_edge_reported_it_with_its_folder() {
     );
 }
 
+/// A session's age, counted by the server: an edge sends how long a session has been up (by
+/// its own steady clock) and when it came up (by its wall clock, which only tells one
+/// Established period from the next); the server keeps the time it came up by its own
+/// clock and counts the age of a session a report of changes leaves out from it.
+#[tokio::test]
+async fn a_session_left_out_of_a_report_of_changes_keeps_its_age_by_the_servers_clock() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let trunk = h.trunk("pop1", "100.64.1.2").await;
+    let pcs = h.numbered_connections(&trunk, 1).await;
+    let rev = h.revision().await;
+    let call = |method: Method, body: Value| {
+        let h = &h;
+        let edge = edge.clone();
+        async move {
+            h.call(method, "/cic/v1/edgeSync/status", Some(&edge), Some(body))
+                .await
+        }
+    };
+    let lifetime = || {
+        let h = &h;
+        let pc = pcs[0].clone();
+        async move {
+            let (_, v) = h.admin(Method::GET, "/metrics", None).await;
+            let text = v.as_str().expect("text").to_string();
+            text.lines()
+                .find(|l| {
+                    l.starts_with("bgp_ipv4_session_lifetime_seconds")
+                        && l.contains(&format!("connection_id=\"{pc}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        }
+    };
+    let established_at = || {
+        let h = &h;
+        let pc = pcs[0].clone();
+        async move {
+            let (_, got) = h
+                .admin(
+                    Method::GET,
+                    &format!("/cic/v1/privateConnections/{pc}"),
+                    None,
+                )
+                .await;
+            let at = got["bgp"]["establishedAt"].as_str().expect("establishedAt");
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .expect("an RFC 3339 time")
+        }
+    };
+    // Up for an hour; the edge's wall clock 25 years behind.
+    let before = time::OffsetDateTime::now_utc();
+    let (s, v) = call(
+        Method::PUT,
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+            "sessions": [{"resourceId": pcs[0], "kind": "customer", "peer": "169.254.101.2",
+                "peerAsn": 65001, "state": "ESTABLISHED", "uptimeSecs": 3600,
+                "establishedAt": "2001-12-07T16:00:00Z", "prefixesReceived": 0,
+                "prefixesAccepted": 0, "prefixesAdvertised": 0}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["countsUptime"], true, "{v}");
+    let v1 = v["version"].as_str().expect("version").to_string();
+    let after = time::OffsetDateTime::now_utc();
+    let up = established_at().await;
+    let hour = time::Duration::hours(1);
+    assert!(
+        up >= before - hour - time::Duration::seconds(1) && up <= after - hour,
+        "came up at {up}, by the server's clock an hour before {before}..{after}"
+    );
+    assert_eq!(lifetime().await, Some(3600));
+    // A report of changes that leaves it out: its age counted from then, not lost, and
+    // not from the edge's clock.
+    let (s, v) = call(
+        Method::PATCH,
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+            "changesSince": v1, "sessions": []}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let age = lifetime().await.expect("the session is still shown");
+    let since = (time::OffsetDateTime::now_utc() - before).whole_seconds() as u64;
+    assert!((3600..=3601 + since).contains(&age), "{age}");
+    assert_eq!(established_at().await, up);
+    // An establishedAt that is not a time: refused, naming it; nothing taken.
+    let (s, v) = call(
+        Method::PATCH,
+        json!({"appliedRevision": rev, "dataplane": "vxlan-overlay", "errors": [],
+            "changesSince": v["version"], "sessions": [{"resourceId": pcs[0], "kind": "customer",
+                "peer": "169.254.101.2", "peerAsn": 65001, "state": "ESTABLISHED",
+                "uptimeSecs": 1, "establishedAt": "soon", "prefixesReceived": 0,
+                "prefixesAccepted": 0, "prefixesAdvertised": 0}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("establishedAt"), "{v}");
+    assert_eq!(established_at().await, up);
+}
+
 #[tokio::test]
 async fn an_edge_reports_the_changes_since_the_last_report_the_server_took() {
     let h = H::new().await;

@@ -57,8 +57,8 @@ pub struct SessionKey {
 
 impl SessionStatus {
     /// Whether `now` says what `self` said, but for an uptime grown in the same
-    /// Established period (both name when it began): the server counts the uptime from
-    /// `establishedAt` itself, so it need not be sent again.
+    /// Established period (both name when it began, by the edge's clock): a server that
+    /// counts the uptime of a session left out need not be sent it again.
     pub fn same_but_older(&self, now: &SessionStatus) -> bool {
         if self == now {
             return true;
@@ -84,18 +84,23 @@ impl SessionStatus {
 
 impl EdgeReport {
     /// This report as the changes since the report the server took as `version`, whose
-    /// sessions were `base`. None when two of its sessions have one key (it is sent whole
-    /// then).
+    /// sessions were `base`; with `ages_counted` (the server said it counts the uptime of
+    /// a session left out) a session that only grew older is left out. None when two of
+    /// its sessions have one key (it is sent whole then).
     pub fn changes_from(
         &self,
         base: &std::collections::HashMap<SessionKey, SessionStatus>,
         version: &str,
+        ages_counted: bool,
     ) -> Option<EdgeReportChanges> {
         let mut seen = std::collections::HashSet::new();
         let mut sessions = Vec::new();
         for s in &self.sessions {
             let key = s.key();
-            if !base.get(&key).is_some_and(|b| b.same_but_older(s)) {
+            let same = base
+                .get(&key)
+                .is_some_and(|b| b == s || (ages_counted && b.same_but_older(s)));
+            if !same {
                 sessions.push(s.clone());
             }
             if !seen.insert(key) {
@@ -234,11 +239,12 @@ pub struct SessionStatus {
     pub peer_asn: u32,
     /// RFC 4271 state name: IDLE, CONNECT, ACTIVE, OPEN_SENT, OPEN_CONFIRM, ESTABLISHED.
     pub state: String,
-    /// Seconds Established, when the server took the report (counted from
-    /// `establishedAt` when the edge sends it).
+    /// Seconds Established, when the server took the report (for a session the edge left
+    /// out of a report of changes, counted by the server from `establishedAt`).
     pub uptime_secs: u64,
-    /// When the session last became Established (RFC 3339, the edge's clock); the same
-    /// while it stays up, so a report of changes leaves out a session that only grew older.
+    /// When the session last became Established (RFC 3339): by the server's clock, counted
+    /// back from the uptime the edge last sent for it. (An edge sends the time by its own
+    /// clock: it tells one Established period from the next.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub established_at: Option<String>,
     pub prefixes_received: u32,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport, EdgeReportChanges};
+use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport, EdgeReportChanges, SessionKey};
 use serde::Deserialize;
 use tracing::debug;
 
@@ -104,6 +104,9 @@ pub struct ReportTaken {
     /// The version the report is kept as: the edge's next report may be the changes
     /// since it (`changesSince`).
     pub version: String,
+    /// This server counts the uptime of a session a report of changes leaves out (from
+    /// its `establishedAt`): the edge need not send a session that only grew older.
+    pub counts_uptime: bool,
 }
 
 /// `PUT …/edgeSync/status`: the edge's whole report.
@@ -113,7 +116,7 @@ pub async fn status(
     StructJson(report): StructJson<EdgeReport>,
 ) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
-    take_report(&st, edge_id, report).await
+    take_report(&st, edge_id, report, None).await
 }
 
 /// `PATCH …/edgeSync/status`: the edge's report as the changes since the last report the
@@ -126,6 +129,8 @@ pub async fn status_changes(
 ) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
     let since = changes.changes_since.clone();
+    let sent: std::collections::HashSet<SessionKey> =
+        changes.sessions.iter().map(|s| s.key()).collect();
     let mut base = st.kept_report(&edge_id);
     if base.as_ref().is_none_or(|b| b.version() != since) {
         // Another server (on the same database) may have taken the last one.
@@ -145,29 +150,44 @@ pub async fn status_changes(
     let report = changes
         .onto(&base.report)
         .map_err(|e| ApiError::field(&e.field, e.message))?;
-    take_report(&st, edge_id, report).await
+    take_report(&st, edge_id, report, Some(&sent)).await
 }
 
-/// Counts each session's uptime from when it became Established, by this server's clock
-/// (an edge sends a session again only when more than its age changed). An edge clock
-/// ahead of the server's counts from now. An `establishedAt` that is not a time refuses
-/// the report.
-fn count_uptimes(report: &mut EdgeReport, now: time::OffsetDateTime) -> Result<(), ApiError> {
+/// Keeps each session's `establishedAt` by this server's clock: a session the edge sent is
+/// counted back from the uptime it sent (the edge's own count, whatever its clock says),
+/// and a session a report of changes left out (`sent` names those it carried; `None`: a
+/// whole report) has its uptime counted from the `establishedAt` kept before. A session
+/// without one (an older agent's) keeps the uptime it was sent with. An `establishedAt`
+/// the edge sends that is not a time refuses the report.
+fn count_uptimes(
+    report: &mut EdgeReport,
+    sent: Option<&std::collections::HashSet<SessionKey>>,
+    now: time::OffsetDateTime,
+) -> Result<(), ApiError> {
     use time::format_description::well_known::Rfc3339;
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now);
     for s in &mut report.sessions {
         let Some(at) = &s.established_at else {
             continue;
         };
-        let at = time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
-            ApiError::field(
-                "sessions.establishedAt",
-                format!(
-                    "{at:?} (the {:?} session of {}) is not an RFC 3339 time",
-                    s.kind, s.resource_id
-                ),
-            )
-        })?;
-        s.uptime_secs = u64::try_from((now - at).whole_seconds()).unwrap_or(0);
+        if sent.is_none_or(|k| k.contains(&s.key())) {
+            time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
+                ApiError::field(
+                    "sessions.establishedAt",
+                    format!(
+                        "{at:?} (the {:?} session of {}) is not an RFC 3339 time",
+                        s.kind, s.resource_id
+                    ),
+                )
+            })?;
+            let since =
+                now - time::Duration::seconds(i64::try_from(s.uptime_secs).unwrap_or(i64::MAX / 2));
+            s.established_at = since.format(&Rfc3339).ok();
+        } else if let Ok(since) = time::OffsetDateTime::parse(at, &Rfc3339) {
+            s.uptime_secs = u64::try_from((now - since).whole_seconds()).unwrap_or(0);
+        }
     }
     Ok(())
 }
@@ -176,8 +196,9 @@ async fn take_report(
     st: &Arc<AppState>,
     edge_id: String,
     mut report: EdgeReport,
+    sent: Option<&std::collections::HashSet<SessionKey>>,
 ) -> ApiResult<Json<ReportTaken>> {
-    count_uptimes(&mut report, time::OffsetDateTime::now_utc())?;
+    count_uptimes(&mut report, sent, time::OffsetDateTime::now_utc())?;
     let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
@@ -214,7 +235,10 @@ async fn take_report(
     }
     debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
     // The edge's next report may be the changes since this one.
-    Ok(Json(ReportTaken { version }))
+    Ok(Json(ReportTaken {
+        version,
+        counts_uptime: true,
+    }))
 }
 
 #[cfg(test)]
@@ -255,26 +279,51 @@ mod tests {
     }
 
     #[test]
-    fn uptime_is_counted_from_the_establishment_by_the_servers_clock() {
+    fn a_sent_sessions_establishment_is_counted_back_from_its_uptime_by_our_clock() {
+        let now = at("2026-12-07T17:00:00.250Z");
+        // The edge's clock an hour behind: its uptime counts, not its clock.
+        let mut r = report(Some("2026-12-07T15:58:00Z"), 120);
+        count_uptimes(&mut r, None, now).unwrap();
+        assert_eq!(r.sessions[0].uptime_secs, 120);
+        assert_eq!(
+            r.sessions[0].established_at.as_deref(),
+            Some("2026-12-07T16:58:00.25Z")
+        );
+        // Sent in a report of changes: the same.
+        let mut r = report(Some("2026-12-07T15:58:00Z"), 120);
+        let sent = r.sessions.iter().map(|s| s.key()).collect();
+        count_uptimes(&mut r, Some(&sent), now).unwrap();
+        assert_eq!(
+            r.sessions[0].established_at.as_deref(),
+            Some("2026-12-07T16:58:00.25Z")
+        );
+    }
+
+    #[test]
+    fn a_session_left_out_grows_older_from_the_establishment_kept() {
         let now = at("2026-12-07T17:00:00Z");
-        // The report says 3 s (sent long ago, or a session only its age changed in).
+        // Kept from an earlier report (by our clock) with the age it had then.
         let mut r = report(Some("2026-12-07T16:58:59.500Z"), 3);
-        count_uptimes(&mut r, now).unwrap();
+        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
         assert_eq!(r.sessions[0].uptime_secs, 60);
-        // An edge clock ahead of ours: not a negative age.
+        assert_eq!(
+            r.sessions[0].established_at.as_deref(),
+            Some("2026-12-07T16:58:59.500Z")
+        );
+        // A clock that went back: not a negative age.
         let mut r = report(Some("2026-12-07T17:00:05Z"), 3);
-        count_uptimes(&mut r, now).unwrap();
+        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
         assert_eq!(r.sessions[0].uptime_secs, 0);
-        // An edge that does not say (an older agent): its own count stands.
+        // An older agent's session, without one: its own count stands.
         let mut r = report(None, 7);
-        count_uptimes(&mut r, now).unwrap();
+        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
         assert_eq!(r.sessions[0].uptime_secs, 7);
     }
 
     #[test]
     fn an_establishment_that_is_not_a_time_refuses_the_report_naming_it() {
         let mut r = report(Some("yesterday"), 3);
-        let e = count_uptimes(&mut r, at("2026-12-07T17:00:00Z")).unwrap_err();
+        let e = count_uptimes(&mut r, None, at("2026-12-07T17:00:00Z")).unwrap_err();
         let text = format!("{e:?}");
         assert!(
             text.contains("sessions.establishedAt")
