@@ -89,12 +89,13 @@ pub struct Bfd {
 }
 
 impl Bfd {
-    /// Binds the receive sockets on `port` (3784 but for tests) and starts the task. The
-    /// IPv4 one must bind; without an IPv6 one (IPv6 off in the namespace) IPv6 sessions
-    /// cannot be added, and the task says so when asked for one.
+    /// Binds the IPv4 receive socket on `port` (3784 but for tests) and starts the task.
+    /// The IPv6 one is bound with the first IPv6 session (a namespace of IPv4 sessions
+    /// holds none); without it (IPv6 off in the namespace) an IPv6 session cannot be
+    /// added, and the task says why.
     pub fn spawn(sockets: SocketFactory, port: u16) -> io::Result<Bfd> {
         let rx4 = receiver(&sockets, Domain::IPV4, port)?;
-        let rx6 = receiver(&sockets, Domain::IPV6, port).map_err(|e| e.to_string());
+        let rx6 = None;
         let (tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let engine = Engine {
             sockets,
@@ -221,8 +222,8 @@ struct Entry {
 struct Engine {
     sockets: SocketFactory,
     rx4: UdpSocket,
-    /// The IPv6 receive socket, or why there is none.
-    rx6: Result<UdpSocket, String>,
+    /// The IPv6 receive socket, once an IPv6 session wanted one.
+    rx6: Option<UdpSocket>,
     port: u16,
     sessions: HashMap<u32, Entry>,
     by_peer: HashMap<IpAddr, u32>,
@@ -303,10 +304,11 @@ impl Engine {
                 format!("BFD: {local} and {peer} are of different address families"),
             ));
         }
-        if let (IpAddr::V6(_), Err(why)) = (peer, &self.rx6) {
-            return Err(io::Error::other(format!(
-                "BFD: no IPv6 sessions here ({why})"
-            )));
+        if peer.is_ipv6() && self.rx6.is_none() {
+            let rx6 = receiver(&self.sockets, Domain::IPV6, self.port).map_err(|e| {
+                io::Error::new(e.kind(), format!("BFD: no IPv6 sessions here ({e})"))
+            })?;
+            self.rx6 = Some(rx6);
         }
         let tx = self.bind_source(local)?;
         let now = Instant::now();
@@ -562,11 +564,11 @@ async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, IpAddr, Op
 
 /// [`recv`] on the IPv6 socket; never ready when there is none.
 async fn recv6(
-    sock: &Result<UdpSocket, String>,
+    sock: &Option<UdpSocket>,
     buf: &mut [u8],
 ) -> io::Result<(usize, IpAddr, Option<u8>)> {
     match sock {
-        Ok(s) => recv(s, buf).await,
-        Err(_) => std::future::pending().await,
+        Some(s) => recv(s, buf).await,
+        None => std::future::pending().await,
     }
 }

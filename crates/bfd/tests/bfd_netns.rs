@@ -168,6 +168,49 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
     b.shutdown().await;
 }
 
+/// Whether namespace `ns` has a UDP socket of `family`'s table (`udp` or `udp6`) bound to
+/// BFD's port.
+fn bound_to_bfd(ns: &str, table: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", &format!("/proc/net/{table}")])
+        .output()
+        .expect("read the namespace's sockets");
+    let port = format!(":{PORT:04X} ");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| format!("{local} ").ends_with(&port))
+        })
+}
+
+/// A namespace of IPv4 sessions holds no IPv6 socket: the IPv6 receiver is bound with the
+/// first IPv6 session.
+#[tokio::test]
+async fn the_ipv6_receiver_is_bound_with_the_first_ipv6_session() {
+    let w = Wire::new("lazy");
+    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
+    let _s4 = a
+        .add(A.into(), B.into(), Config::default())
+        .await
+        .expect("add v4");
+    assert!(bound_to_bfd(&w.a, "udp"), "the IPv4 receiver");
+    assert!(
+        !bound_to_bfd(&w.a, "udp6"),
+        "no IPv6 receiver without an IPv6 session"
+    );
+    let _s6 = a
+        .add(A6.into(), B6.into(), Config::default())
+        .await
+        .expect("add v6");
+    assert!(
+        bound_to_bfd(&w.a, "udp6"),
+        "the IPv6 receiver, with the IPv6 session"
+    );
+}
+
 #[tokio::test]
 async fn a_packet_with_ttl_below_255_is_ignored() {
     let w = Wire::new("ttl");
