@@ -6,7 +6,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use cic_bgp::driver::{InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance};
+use cic_bgp::driver::{
+    InstanceHandle, InstanceStatus, PeerConfig, plain_sockets, spawn_instance,
+    spawn_instance_listening,
+};
 use cic_bgp::fsm::{SessionConfig, State};
 use cic_bgp::instance::{InstanceParams, MaxPrefixAction, PeerSpec};
 use cic_bgp::policy::Role;
@@ -19,9 +22,8 @@ const PEER: Ipv4Addr = Ipv4Addr::new(127, 0, 28, 2);
 const WAIT: Duration = Duration::from_secs(10);
 const PEER_ASN: u32 = 65001;
 
-/// Our speaker, listening on `US:port`, with one active session to `PEER:port + 2`.
-async fn speaker(port: u16) -> InstanceHandle {
-    let params = InstanceParams {
+fn params() -> InstanceParams {
+    InstanceParams {
         local_asn: 200_350,
         vpc_prefixes: vec![],
         max_prefixes: 100,
@@ -33,9 +35,12 @@ async fn speaker(port: u16) -> InstanceHandle {
         restarting: false,
         kernel: false,
         rpki_reject_invalid: false,
-    };
-    let h = spawn_instance(params, plain_sockets(), &[SocketAddr::new(US.into(), port)]);
-    h.add_peer(PeerConfig {
+    }
+}
+
+/// One peer at `PEER:port + 2`, ours connecting to it.
+fn peer_config(port: u16) -> PeerConfig {
+    PeerConfig {
         spec: PeerSpec {
             name: "pc-1".into(),
             role: Role::Customer,
@@ -63,11 +68,45 @@ async fn speaker(port: u16) -> InstanceHandle {
         ttl_security: false,
         send_hold_time: None,
         port: port + 2,
-    })
-    .await
-    .expect("add the peer");
+    }
+}
+
+/// Our speaker, listening on `US:port`, with one active session to `PEER:port + 2`.
+async fn speaker(port: u16) -> InstanceHandle {
+    let h = spawn_instance(
+        params(),
+        plain_sockets(),
+        &[SocketAddr::new(US.into(), port)],
+    );
+    h.add_peer(peer_config(port)).await.expect("add the peer");
     h.peers_added().await.expect("peers added");
     h
+}
+
+/// Whether something listens at `to`.
+async fn listening(to: SocketAddr) -> bool {
+    TcpStream::connect(to).await.is_ok()
+}
+
+/// An address listened on only with the first peer of its family: none before, the IPv4
+/// one with an IPv4 peer, never the IPv6 one without an IPv6 peer.
+#[tokio::test]
+async fn a_familys_listener_is_bound_with_its_first_peer() {
+    let port = 17300;
+    let v4 = SocketAddr::new(US.into(), port);
+    let v6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), port);
+    let h = spawn_instance_listening(params(), plain_sockets(), &[], &[v4, v6]);
+    // A command answered: the task has started.
+    h.peers_added().await.expect("the task");
+    assert!(!listening(v4).await, "nothing before a peer");
+    h.add_peer(peer_config(port)).await.expect("add the peer");
+    assert!(listening(v4).await, "the IPv4 listener, with the IPv4 peer");
+    assert!(
+        !listening(v6).await,
+        "no IPv6 listener without an IPv6 peer"
+    );
+    assert_eq!(h.status().borrow().listen_error, None);
+    h.shutdown().await;
 }
 
 async fn wait_state(h: &InstanceHandle, want: State) -> InstanceStatus {

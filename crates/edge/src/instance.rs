@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use cic_bfd::driver::Bfd;
-use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance};
+use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance_listening};
 use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{Netlink, PROTO_BGP, netns};
@@ -192,9 +192,12 @@ impl Instance {
         let h = handle.clone();
         let sockets: cic_bgp::driver::SocketFactory =
             Arc::new(move |domain| netns::tcp_socket_in(&h, domain));
-        let bgp = spawn_instance(
+        // Each family's listener with its first peer: an instance of IPv4 peers holds no
+        // IPv6 socket.
+        let bgp = spawn_instance_listening(
             params,
             sockets,
+            &[],
             &[
                 SocketAddr::from((Ipv4Addr::UNSPECIFIED, cic_bgp::driver::BGP_PORT)),
                 SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, cic_bgp::driver::BGP_PORT)),

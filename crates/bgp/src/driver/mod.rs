@@ -453,6 +453,18 @@ pub fn spawn_instance(
     sockets: SocketFactory,
     listen: &[SocketAddr],
 ) -> InstanceHandle {
+    spawn_instance_listening(params, sockets, listen, &[])
+}
+
+/// [`spawn_instance`], with addresses listened on only once a peer of their family is
+/// added (`with_first_peer`): an instance of IPv4 peers holds no IPv6 listener. A bind that
+/// fails then is the status's `listen_error`, and the next peer of the family tries again.
+pub fn spawn_instance_listening(
+    params: InstanceParams,
+    sockets: SocketFactory,
+    listen: &[SocketAddr],
+    with_first_peer: &[SocketAddr],
+) -> InstanceHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (routes_tx, routes_rx) = watch::channel(Arc::new(KernelTable::default()));
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -491,7 +503,7 @@ pub fn spawn_instance(
         listen_error,
         timers,
     );
-    tokio::spawn(task.run(cmd_rx, ev_rx, listeners));
+    tokio::spawn(task.run(cmd_rx, ev_rx, listeners, with_first_peer.to_vec()));
     InstanceHandle {
         cmd: cmd_tx,
         status: status_rx,

@@ -82,7 +82,8 @@ impl InstanceTask {
         mut self,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut ev_rx: mpsc::Receiver<(PeerId, PeerEvent)>,
-        listeners: Vec<TcpListener>,
+        mut listeners: Vec<TcpListener>,
+        mut later: Vec<SocketAddr>,
     ) {
         let mut last_publish = Instant::now() - PUBLISH_EVERY;
         let mut publish_due: Option<Instant> = None;
@@ -94,6 +95,7 @@ impl InstanceTask {
                 biased;
                 cmd = cmd_rx.recv() => match cmd {
                     Some(Command::AddPeer(cfg, reply)) => {
+                        self.listen_for(cfg.spec.address, &mut listeners, &mut later);
                         let id = self.add_peer(*cfg, &listeners);
                         let _ = reply.send(id);
                     }
@@ -285,6 +287,55 @@ impl InstanceTask {
             let _ = s.cmd.try_send(SessionCmd::RestartDone);
         }
         self.publish_routes();
+    }
+
+    /// Binds the listeners of `later` of `peer`'s family (see
+    /// [`super::spawn_instance_listening`]); those that fail stay for the next peer, and
+    /// the status says why until one binds.
+    fn listen_for(
+        &mut self,
+        peer: IpAddr,
+        listeners: &mut Vec<TcpListener>,
+        later: &mut Vec<SocketAddr>,
+    ) {
+        let mut errors = Vec::new();
+        let mut bound = false;
+        later.retain(|a| {
+            if a.is_ipv4() != peer.is_ipv4() {
+                return true;
+            }
+            match super::bind_listener(&self.sockets, *a) {
+                Ok(l) => {
+                    // Peers of the family added while it would not bind: their keys.
+                    for s in self.sessions.values() {
+                        if let (Some(key), true) = (
+                            &s.config.md5_key,
+                            s.config.spec.address.is_ipv4() == a.is_ipv4(),
+                        ) {
+                            let peer = SocketAddr::new(s.config.spec.address, 0);
+                            if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
+                                warn!(peer = %s.config.spec.address, "TCP-MD5 key on listener: {e}");
+                            }
+                        }
+                    }
+                    listeners.push(l);
+                    bound = true;
+                    false
+                }
+                Err(e) => {
+                    warn!("BGP listener: {e}");
+                    errors.push(e.to_string());
+                    true
+                }
+            }
+        });
+        if !errors.is_empty() {
+            self.listen_error = Some(errors.join("; "));
+            self.publish();
+        } else if bound && self.listen_error.is_some() && later.is_empty() {
+            self.listen_error = None;
+            self.publish();
+        }
     }
 
     fn add_peer(&mut self, mut cfg: PeerConfig, listeners: &[TcpListener]) -> PeerId {
