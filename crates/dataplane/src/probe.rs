@@ -84,12 +84,12 @@ async fn run(ns: &str) -> Result<Capabilities, Error> {
 }
 
 /// Open files an instance with one connection and a fabric session holds in `cic edge`
-/// (IPv4, BFD on both sessions): its namespace, its rtnetlink socket, BGP's listeners
-/// (IPv4, IPv6) and two sessions, BFD's receivers (IPv4, IPv6) and a sender per session —
-/// counted on a running edge (BENCHMARKS.md, issue 17); a connection in no routing
-/// instance holds 8. BFD's receivers are there either way; without BFD the senders are
-/// not (8 and 7).
-pub const FILES_PER_INSTANCE: u64 = 10;
+/// (IPv4, BFD on both sessions): its namespace, its rtnetlink socket, BGP's IPv4 listener
+/// and two sessions, BFD's IPv4 receiver and a sender per session — counted on a running
+/// edge (BENCHMARKS.md, issue 17). A family's listener and BFD receiver come with its
+/// first session: an instance with IPv6 sessions holds two more, and their sessions and
+/// senders.
+pub const FILES_PER_INSTANCE: u64 = 8;
 
 /// Raises this process's soft limit of open files to its hard limit (an edge holds about
 /// [`FILES_PER_INSTANCE`] per instance; the usual soft limit of 1,024 would stop it near
