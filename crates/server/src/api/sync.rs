@@ -244,34 +244,18 @@ async fn take_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cic_model::edge::{Family, SessionKind, SessionStatus};
 
     fn report(established_at: Option<&str>, uptime_secs: u64) -> EdgeReport {
-        EdgeReport {
-            applied_revision: 1,
-            dataplane: "vxlan".into(),
-            sessions: vec![SessionStatus {
-                resource_id: "pc1".into(),
-                kind: SessionKind::Customer,
-                family: Family::Ipv4,
-                peer: "169.254.0.2".parse().unwrap(),
-                peer_asn: 65001,
-                state: "ESTABLISHED".into(),
-                uptime_secs,
-                established_at: established_at.map(str::to_string),
-                prefixes_received: 0,
-                prefixes_accepted: 0,
-                prefixes_advertised: 0,
-                prefix_limit_exceeded: false,
-                prefix_limit_warning: false,
-                idle_hold_remaining_secs: None,
-                last_error: None,
-                last_failure: None,
-                bfd: None,
-            }],
-            errors: vec![],
-            traffic: vec![],
+        let mut session = serde_json::json!({
+            "resourceId": "pc1", "kind": "customer", "peer": "169.254.0.2", "peerAsn": 65001,
+            "state": "ESTABLISHED", "uptimeSecs": uptime_secs, "prefixesReceived": 0,
+            "prefixesAccepted": 0, "prefixesAdvertised": 0});
+        if let Some(at) = established_at {
+            session["establishedAt"] = at.into();
         }
+        serde_json::from_value(serde_json::json!({
+            "appliedRevision": 1, "dataplane": "vxlan", "errors": [], "sessions": [session]}))
+        .unwrap()
     }
 
     fn at(s: &str) -> time::OffsetDateTime {
