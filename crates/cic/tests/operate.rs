@@ -508,6 +508,10 @@ fn a_second_edge_with_the_same_namespace_prefix_refuses_to_start() {
         let claimed = lines
             .find(|l| l.contains("namespace prefix"))
             .expect("the agent's claim logged");
+        // Its kernel probe done (killed in the middle, it would leave its namespace).
+        lines
+            .find(|l| l.contains("kernel probed"))
+            .expect("the agent's probe logged");
         // Drain the rest, so the agent never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         claimed
