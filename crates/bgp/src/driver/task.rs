@@ -308,15 +308,7 @@ impl InstanceTask {
                 Ok(l) => {
                     // Peers of the family added while it would not bind: their keys.
                     for s in self.sessions.values() {
-                        if let (Some(key), true) = (
-                            &s.config.md5_key,
-                            s.config.spec.address.is_ipv4() == a.is_ipv4(),
-                        ) {
-                            let peer = SocketAddr::new(s.config.spec.address, 0);
-                            if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
-                                warn!(peer = %s.config.spec.address, "TCP-MD5 key on listener: {e}");
-                            }
-                        }
+                        key_on_listeners(std::slice::from_ref(&l), &s.config);
                     }
                     listeners.push(l);
                     bound = true;
@@ -343,15 +335,7 @@ impl InstanceTask {
             g.restarting = self.core.deferring();
         }
         let id = self.core.add_peer(cfg.spec.clone());
-        if let Some(key) = &cfg.md5_key {
-            let peer = SocketAddr::new(cfg.spec.address, 0);
-            // (A peer calls on a listener of its own family.)
-            for l in listeners.iter().filter(|l| same_family(l, &peer)) {
-                if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
-                    warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
-                }
-            }
-        }
+        key_on_listeners(listeners, &cfg);
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let task = SessionTask::new(
             id,
@@ -728,6 +712,20 @@ impl InstanceTask {
                 true
             }
         });
+    }
+}
+
+/// `cfg`'s TCP-MD5 key, if it has one, on those of `listeners` of its family (a peer calls
+/// on a listener of its own family).
+fn key_on_listeners(listeners: &[TcpListener], cfg: &PeerConfig) {
+    let Some(key) = &cfg.md5_key else {
+        return;
+    };
+    let peer = SocketAddr::new(cfg.spec.address, 0);
+    for l in listeners.iter().filter(|l| same_family(l, &peer)) {
+        if let Err(e) = cic_sockopt::set_tcp_md5sig(l.as_fd(), peer, key.as_bytes()) {
+            warn!(peer = %cfg.spec.address, "TCP-MD5 key on listener: {e}");
+        }
     }
 }
 
