@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use cic_model::ApiError;
-use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport, EdgeReportChanges, SessionKey};
+use cic_model::edge::{EdgeConfig, EdgeConfigUpdate, EdgeReport, EdgeReportChanges, SessionStatus};
 use serde::Deserialize;
 use tracing::debug;
 
@@ -116,7 +116,10 @@ pub async fn status(
     StructJson(report): StructJson<EdgeReport>,
 ) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
-    take_report(&st, edge_id, report, None).await
+    let clock = now_ms();
+    let mut report = report;
+    reckon_established(&mut report.sessions, clock)?;
+    take_report(&st, edge_id, report, clock).await
 }
 
 /// `PATCH …/edgeSync/status`: the edge's report as the changes since the last report the
@@ -125,12 +128,12 @@ pub async fn status(
 pub async fn status_changes(
     State(st): State<Arc<AppState>>,
     who: Principal,
-    StructJson(changes): StructJson<EdgeReportChanges>,
+    StructJson(mut changes): StructJson<EdgeReportChanges>,
 ) -> ApiResult<Json<ReportTaken>> {
     let edge_id = who.edge_id()?.to_string();
     let since = changes.changes_since.clone();
-    let sent: std::collections::HashSet<SessionKey> =
-        changes.sessions.iter().map(|s| s.key()).collect();
+    let clock = now_ms();
+    reckon_established(&mut changes.sessions, clock)?;
     let mut base = st.kept_report(&edge_id);
     if base.as_ref().is_none_or(|b| b.version() != since) {
         // Another server (on the same database) may have taken the last one.
@@ -150,55 +153,67 @@ pub async fn status_changes(
     let report = changes
         .onto(&base.report)
         .map_err(|e| ApiError::field(&e.field, e.message))?;
-    take_report(&st, edge_id, report, Some(&sent)).await
+    take_report(&st, edge_id, report, clock).await
 }
 
-/// Keeps each session's `establishedAt` by this server's clock: a session the edge sent is
-/// counted back from the uptime it sent (the edge's own count, whatever its clock says),
-/// and a session a report of changes left out (`sent` names those it carried; `None`: a
-/// whole report) has its uptime counted from the `establishedAt` kept before. A session
-/// without one (an older agent's) keeps the uptime it was sent with. An `establishedAt`
-/// the edge sends that is not a time refuses the report.
-fn count_uptimes(
-    report: &mut EdgeReport,
-    sent: Option<&std::collections::HashSet<SessionKey>>,
+/// This server's clock, to the millisecond (what an `establishedAt` it keeps says).
+fn now_ms() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now)
+}
+
+/// The sessions an edge sent: each one's `establishedAt` by this server's clock, counted
+/// back from the uptime the edge sent (its own steady count, whatever its wall clock
+/// says). A session without one (an older agent's) is left as it is; one that is not a
+/// time refuses the report.
+fn reckon_established(
+    sessions: &mut [SessionStatus],
     now: time::OffsetDateTime,
 ) -> Result<(), ApiError> {
     use time::format_description::well_known::Rfc3339;
-    let now = now
-        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(now);
-    for s in &mut report.sessions {
+    for s in sessions {
         let Some(at) = &s.established_at else {
             continue;
         };
-        if sent.is_none_or(|k| k.contains(&s.key())) {
-            time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
-                ApiError::field(
-                    "sessions.establishedAt",
-                    format!(
-                        "{at:?} (the {:?} session of {}) is not an RFC 3339 time",
-                        s.kind, s.resource_id
-                    ),
-                )
-            })?;
-            let since =
-                now - time::Duration::seconds(i64::try_from(s.uptime_secs).unwrap_or(i64::MAX / 2));
-            s.established_at = since.format(&Rfc3339).ok();
-        } else if let Ok(since) = time::OffsetDateTime::parse(at, &Rfc3339) {
+        time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
+            ApiError::field(
+                "sessions.establishedAt",
+                format!(
+                    "{at:?} (the {:?} session of {}) is not an RFC 3339 time",
+                    s.kind, s.resource_id
+                ),
+            )
+        })?;
+        let up = time::Duration::seconds(i64::try_from(s.uptime_secs).unwrap_or(i64::MAX / 2));
+        s.established_at = (now - up).format(&Rfc3339).ok();
+    }
+    Ok(())
+}
+
+/// Each session's uptime from its `establishedAt` (reckoned just now for those the edge
+/// sent, kept from before for those a report of changes left out); a clock gone back
+/// gives 0. A session without one keeps the uptime it was sent with.
+fn count_uptimes(report: &mut EdgeReport, now: time::OffsetDateTime) {
+    use time::format_description::well_known::Rfc3339;
+    for s in &mut report.sessions {
+        if let Some(since) = s
+            .established_at
+            .as_deref()
+            .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
+        {
             s.uptime_secs = u64::try_from((now - since).whole_seconds()).unwrap_or(0);
         }
     }
-    Ok(())
 }
 
 async fn take_report(
     st: &Arc<AppState>,
     edge_id: String,
     mut report: EdgeReport,
-    sent: Option<&std::collections::HashSet<SessionKey>>,
+    clock: time::OffsetDateTime,
 ) -> ApiResult<Json<ReportTaken>> {
-    count_uptimes(&mut report, sent, time::OffsetDateTime::now_utc())?;
+    count_uptimes(&mut report, clock);
     let current = st.store.revision().await?;
     if report.applied_revision > current {
         return Err(ApiError::field(
@@ -267,16 +282,9 @@ mod tests {
         let now = at("2026-12-07T17:00:00.250Z");
         // The edge's clock an hour behind: its uptime counts, not its clock.
         let mut r = report(Some("2026-12-07T15:58:00Z"), 120);
-        count_uptimes(&mut r, None, now).unwrap();
+        reckon_established(&mut r.sessions, now).unwrap();
+        count_uptimes(&mut r, now);
         assert_eq!(r.sessions[0].uptime_secs, 120);
-        assert_eq!(
-            r.sessions[0].established_at.as_deref(),
-            Some("2026-12-07T16:58:00.25Z")
-        );
-        // Sent in a report of changes: the same.
-        let mut r = report(Some("2026-12-07T15:58:00Z"), 120);
-        let sent = r.sessions.iter().map(|s| s.key()).collect();
-        count_uptimes(&mut r, Some(&sent), now).unwrap();
         assert_eq!(
             r.sessions[0].established_at.as_deref(),
             Some("2026-12-07T16:58:00.25Z")
@@ -288,7 +296,7 @@ mod tests {
         let now = at("2026-12-07T17:00:00Z");
         // Kept from an earlier report (by our clock) with the age it had then.
         let mut r = report(Some("2026-12-07T16:58:59.500Z"), 3);
-        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
+        count_uptimes(&mut r, now);
         assert_eq!(r.sessions[0].uptime_secs, 60);
         assert_eq!(
             r.sessions[0].established_at.as_deref(),
@@ -296,18 +304,18 @@ mod tests {
         );
         // A clock that went back: not a negative age.
         let mut r = report(Some("2026-12-07T17:00:05Z"), 3);
-        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
+        count_uptimes(&mut r, now);
         assert_eq!(r.sessions[0].uptime_secs, 0);
         // An older agent's session, without one: its own count stands.
         let mut r = report(None, 7);
-        count_uptimes(&mut r, Some(&Default::default()), now).unwrap();
+        count_uptimes(&mut r, now);
         assert_eq!(r.sessions[0].uptime_secs, 7);
     }
 
     #[test]
     fn an_establishment_that_is_not_a_time_refuses_the_report_naming_it() {
         let mut r = report(Some("yesterday"), 3);
-        let e = count_uptimes(&mut r, None, at("2026-12-07T17:00:00Z")).unwrap_err();
+        let e = reckon_established(&mut r.sessions, at("2026-12-07T17:00:00Z")).unwrap_err();
         let text = format!("{e:?}");
         assert!(
             text.contains("sessions.establishedAt")
