@@ -3046,6 +3046,14 @@ fn the_scale_bench_runs_end_to_end_and_joining_a_routing_instance_keeps_each_ses
             "{name}: {by_process}"
         );
     }
+    // The connections' phase's share: part of the whole.
+    let first = &run["connectionsCpuByProcess"];
+    for name in ["server", "edge-pop1"] {
+        assert!(
+            first[name].as_f64() > Some(0.0) && first[name].as_f64() <= by_process[name].as_f64(),
+            "{name}: {first} of {by_process}"
+        );
+    }
     // The cold start's, the agent started again counted whole.
     let cold = &run["coldStartCpuByProcess"];
     assert!(cold["edge-pop1"].as_f64() > Some(0.0), "{cold}");

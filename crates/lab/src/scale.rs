@@ -84,6 +84,9 @@ pub struct ScaleRun {
     /// `bird-site` (the customer's routers) and `bench`, this process): where the time
     /// went.
     pub bring_up_cpu_by_process: std::collections::BTreeMap<String, f64>,
+    /// … of which the connections' phase (from the first call to every customer session
+    /// Established): the rest is the routing instances'.
+    pub connections_cpu_by_process: std::collections::BTreeMap<String, f64>,
     /// … until each of a sample of the connections carried a ping to the cloud VM and its
     /// answer.
     pub pinged_secs: f64,
@@ -501,6 +504,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
     // Every customer session is up before the routing instances come: those that are
     // still up at the end, since before now, were kept through joining.
     wait_established(&api.http, &metrics, (already.0 + n, already.1), t0).await?;
+    let connections_cpu_by_process = by_process("connections' phase", &processes0)?;
     let attach_from = bird_now(bird)?;
     // One routing instance per connection: a VPC allows one connection per PoP, so on
     // one edge every connection is another customer's (its own namespace, its own
@@ -598,6 +602,7 @@ pub async fn run(opts: Options) -> Result<ScaleRun> {
         established_secs: established_at.as_secs_f64(),
         bring_up_cpu,
         bring_up_cpu_by_process,
+        connections_cpu_by_process,
         pinged_secs: pinged.as_secs_f64(),
         ping_sample: ping_sample(n).len(),
         customer_sessions_kept: kept,
