@@ -354,7 +354,7 @@ fn deleting_resources_removes_everything_the_edge_made() {
 
         // The edge's own metrics, read from the speaker and the kernel at the scrape.
         let metrics = http_get(info["edgeMetrics"].as_str().expect("edge metrics url"));
-        let sample = |name: &str| {
+        let sample_in = |metrics: &str, name: &str| {
             metrics
                 .lines()
                 .find(|l| l.starts_with(name) && l.contains(&format!("connection_id=\"{pc}\"")))
@@ -362,6 +362,7 @@ fn deleting_resources_removes_everything_the_edge_made() {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or_else(|| panic!("{name} of {pc} in:\n{metrics}"))
         };
+        let sample = |name: &str| sample_in(&metrics, name);
         assert_eq!(sample("bgp_ipv4_session_state_up_down{"), 1.0);
         assert_eq!(sample("ipv4_announces_received_by_cloud_num{"), 1.0);
         assert_eq!(sample("ipv4_announces_advertised_from_cloud_num{"), 1.0);
@@ -392,6 +393,11 @@ fn deleting_resources_removes_everything_the_edge_made() {
             "{metrics}"
         );
         let again = http_get(info["edgeMetrics"].as_str().expect("edge metrics url"));
+        // Read again (by the links' counters alone, the links known): the connection's
+        // counters are there, not behind the first scrape's.
+        for name in ["packets_to_cloud_num{", "bytes_from_cloud_num{"] {
+            assert!(sample_in(&again, name) >= sample(name), "{name}: {again}");
+        }
         for name in ["bitrate_to_cloud_bps{", "packet_rate_from_cloud_pps{"] {
             assert!(
                 trunk_sample(&again, name).is_some_and(|r| r >= 0.0),

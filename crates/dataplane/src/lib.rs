@@ -15,7 +15,7 @@ mod rtnl;
 pub mod rules;
 pub mod tc;
 
-pub use netlink::{Link, LinkKind, LinkSpec, Neighbor, Netlink, PROTO_BGP};
+pub use netlink::{Link, LinkCounters, LinkKind, LinkSpec, Neighbor, Netlink, PROTO_BGP};
 pub use routes::RouteChange;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

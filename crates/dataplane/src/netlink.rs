@@ -34,6 +34,14 @@ pub struct Link {
     pub up: bool,
     /// Carrier (IFF_LOWER_UP): the port's link is up, not only configured up.
     pub carrier: bool,
+    pub counters: LinkCounters,
+    /// The bond (or bridge) this link is a member of.
+    pub controller: Option<u32>,
+}
+
+/// A link's packet and byte counters, as the kernel keeps them (64-bit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,
@@ -42,8 +50,21 @@ pub struct Link {
     pub tx_dropped: u64,
     pub rx_errors: u64,
     pub tx_errors: u64,
-    /// The bond (or bridge) this link is a member of.
-    pub controller: Option<u32>,
+}
+
+impl From<&netlink_packet_route::link::Stats64> for LinkCounters {
+    fn from(s: &netlink_packet_route::link::Stats64) -> LinkCounters {
+        LinkCounters {
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_dropped: s.rx_dropped,
+            tx_dropped: s.tx_dropped,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+        }
+    }
 }
 
 /// A neighbor (ARP / ND) entry's state, as far as it tells whether the peer answers.
@@ -196,6 +217,31 @@ impl Netlink {
             .await
             .map_err(self.ctx("list links"))?;
         Ok(links_in(&msgs).collect())
+    }
+
+    /// Every link's counters, by index: a dump of their 64-bit counters alone
+    /// (`RTM_GETSTATS`), where a dump of the links would fill and decode every attribute
+    /// of every link (read for each routing instance at each periodic report).
+    pub async fn counters(&self) -> Result<std::collections::BTreeMap<u32, LinkCounters>> {
+        use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
+        let _one = self.one_dump().await;
+        let mut ask = StatsMessage::default();
+        ask.header.filter_mask = StatsFilterMask::Link64;
+        let msgs = self
+            .rtnl
+            .objects(Rt::GetStats(ask), DUMP)
+            .await
+            .map_err(self.ctx("read the links' counters"))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                Rt::NewStats(s) => s.attributes.iter().find_map(|a| match a {
+                    StatsAttribute::Link64(c) => Some((s.header.ifindex, c.into())),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The link called `name`, asked of the kernel by name (one message, not a dump of
@@ -571,14 +617,7 @@ fn link_from(m: &LinkMessage) -> Link {
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
         carrier: m.header.flags.contains(LinkFlags::LowerUp),
-        rx_bytes: 0,
-        tx_bytes: 0,
-        rx_packets: 0,
-        tx_packets: 0,
-        rx_dropped: 0,
-        tx_dropped: 0,
-        rx_errors: 0,
-        tx_errors: 0,
+        counters: LinkCounters::default(),
         controller: None,
     };
     for a in &m.attributes {
@@ -587,16 +626,7 @@ fn link_from(m: &LinkMessage) -> Link {
             LinkAttribute::IfAlias(s) => l.alias = Some(s.clone()),
             LinkAttribute::Mtu(v) => l.mtu = *v,
             LinkAttribute::Controller(c) => l.controller = Some(*c),
-            LinkAttribute::Stats64(s) => {
-                l.rx_bytes = s.rx_bytes;
-                l.tx_bytes = s.tx_bytes;
-                l.rx_packets = s.rx_packets;
-                l.tx_packets = s.tx_packets;
-                l.rx_dropped = s.rx_dropped;
-                l.tx_dropped = s.tx_dropped;
-                l.rx_errors = s.rx_errors;
-                l.tx_errors = s.tx_errors;
-            }
+            LinkAttribute::Stats64(s) => l.counters = s.into(),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let LinkInfo::Kind(k) = i {

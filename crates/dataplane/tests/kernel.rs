@@ -560,6 +560,60 @@ async fn link_to_a_peer(nets: &Nets, addresses: &[&str]) -> Netlink {
     nl
 }
 
+/// The links' counters alone (`RTM_GETSTATS`) say what a dump of the links says of them,
+/// by index, for every link of the namespace and no other.
+#[tokio::test]
+async fn the_links_counters_are_read_alone_by_index() {
+    if !root_or_skip("link counters") {
+        return;
+    }
+    let nets = Nets::new(2);
+    let nl = link_to_a_peer(&nets, &["10.9.0.1/30"]).await;
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip -n {0} addr add 10.9.0.2/30 dev r1 && ip -n {0} link set r1 up",
+            nets.get(1)
+        ))
+        .status()
+        .expect("sh");
+    assert!(ok.success());
+    assert!(ping(nets.get(0), "10.9.0.2"), "the pair carries packets");
+
+    // Read between two reads of the counters alone (the link may carry the odd packet
+    // of its own meanwhile: IPv6's, ARP's).
+    let before = nl.counters().await.expect("counters");
+    let links = nl.links().await.expect("links");
+    let after = nl.counters().await.expect("counters");
+    assert_eq!(
+        before.keys().copied().collect::<Vec<_>>(),
+        links.iter().map(|l| l.index).collect::<Vec<_>>(),
+        "every link's counters, by index"
+    );
+    let r0 = links.iter().find(|l| l.name == "r0").expect("r0");
+    let (b, a, l) = (before[&r0.index], after[&r0.index], r0.counters);
+    assert!(
+        b.tx_packets >= 1 && b.rx_packets >= 1,
+        "the ping counted: {b:?}"
+    );
+    for (b, l, a) in [
+        (b.tx_packets, l.tx_packets, a.tx_packets),
+        (b.rx_packets, l.rx_packets, a.rx_packets),
+        (b.tx_bytes, l.tx_bytes, a.tx_bytes),
+        (b.rx_bytes, l.rx_bytes, a.rx_bytes),
+    ] {
+        assert!(b <= l && l <= a, "{b} <= {l} <= {a}");
+    }
+    nl.del_link(r0.index).await.expect("del");
+    assert!(
+        !nl.counters()
+            .await
+            .expect("counters")
+            .contains_key(&r0.index),
+        "a removed link has no counters"
+    );
+}
+
 #[tokio::test]
 async fn ecmp_routes_are_installed_read_back_replaced_and_removed() {
     if !root_or_skip("routes") {

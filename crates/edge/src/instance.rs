@@ -93,42 +93,72 @@ pub struct Instance {
     bfd_book: Arc<BfdBook>,
     /// The connections of the config it was last applied with.
     connections: Vec<String>,
+    /// Whose each of its links is, by index (see [`TrafficSource`]).
+    traffic_links: Arc<Mutex<BTreeMap<u32, Option<String>>>>,
 }
 
 /// An instance's namespace and its connections, for reading their interface counters.
 pub struct TrafficSource {
     nl: Netlink,
     connections: std::collections::BTreeSet<String>,
+    /// Whose each of the namespace's links is (by its alias), by index, as the last dump
+    /// of them said.
+    links: Arc<Mutex<BTreeMap<u32, Option<String>>>>,
 }
 
 impl TrafficSource {
-    /// Each connection's interface counters, by connection id.
+    /// Each connection's interface counters, by connection id. The counters alone are
+    /// read (`RTM_GETSTATS`) while the namespace has the links of the last dump of them,
+    /// by index; the links again (whose aliases say whose they are) when one was made or
+    /// removed since.
     pub async fn read(&self) -> Vec<(String, cic_model::metrics::Traffic)> {
+        if let Ok(counters) = self.nl.counters().await {
+            let known = self.links.lock().unwrap_or_else(|e| e.into_inner());
+            if !known.is_empty() && known.keys().eq(counters.keys()) {
+                return counters
+                    .iter()
+                    .filter_map(|(index, c)| {
+                        let owner = known.get(index)?.as_ref()?;
+                        self.connections
+                            .contains(owner)
+                            .then(|| (owner.clone(), traffic(c)))
+                    })
+                    .collect();
+            }
+        }
         let Ok(links) = self.nl.links().await else {
             return vec![];
         };
+        let owner = |l: &cic_dataplane::Link| {
+            let o = l.alias.as_deref()?.split(' ').next()?;
+            (!o.starts_with("fabric:")).then(|| o.to_string())
+        };
+        *self.links.lock().unwrap_or_else(|e| e.into_inner()) =
+            links.iter().map(|l| (l.index, owner(l))).collect();
         links
-            .into_iter()
+            .iter()
             .filter_map(|l| {
-                let owner = l.alias.as_deref()?.split(' ').next()?.to_string();
-                if owner.starts_with("fabric:") || !self.connections.contains(&owner) {
-                    return None;
-                }
-                Some((
-                    owner,
-                    cic_model::metrics::Traffic {
-                        bytes_to_cloud: l.rx_bytes,
-                        bytes_from_cloud: l.tx_bytes,
-                        packets_to_cloud: l.rx_packets,
-                        packets_from_cloud: l.tx_packets,
-                        dropped_packets_to_cloud: l.rx_dropped,
-                        dropped_packets_from_cloud: l.tx_dropped,
-                        error_packets_to_cloud: l.rx_errors,
-                        error_packets_from_cloud: l.tx_errors,
-                    },
-                ))
+                let o = owner(l)?;
+                self.connections
+                    .contains(&o)
+                    .then(|| (o, traffic(&l.counters)))
             })
             .collect()
+    }
+}
+
+/// A connection's traffic from its link's counters: what the link receives goes to the
+/// cloud.
+fn traffic(c: &cic_dataplane::LinkCounters) -> cic_model::metrics::Traffic {
+    cic_model::metrics::Traffic {
+        bytes_to_cloud: c.rx_bytes,
+        bytes_from_cloud: c.tx_bytes,
+        packets_to_cloud: c.rx_packets,
+        packets_from_cloud: c.tx_packets,
+        dropped_packets_to_cloud: c.rx_dropped,
+        dropped_packets_from_cloud: c.tx_dropped,
+        error_packets_to_cloud: c.rx_errors,
+        error_packets_from_cloud: c.tx_errors,
     }
 }
 
@@ -241,6 +271,7 @@ impl Instance {
             restarted: restarting,
             bfd_book,
             connections: ic.connections.iter().map(|c| c.id.clone()).collect(),
+            traffic_links: Arc::default(),
         })
     }
 
@@ -310,6 +341,7 @@ impl Instance {
                 .values()
                 .map(|p| p.want.config.spec.name.clone())
                 .collect(),
+            links: self.traffic_links.clone(),
         }
     }
 
