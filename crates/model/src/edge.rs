@@ -753,4 +753,40 @@ mod tests {
         assert_eq!(sent(up(10, None), up(11, None)), 1);
         assert_eq!(sent(up(10, None), up(10, None)), 0);
     }
+
+    #[test]
+    fn a_session_with_anything_but_its_age_changed_is_not_only_older() {
+        let base = serde_json::to_value(SessionStatus {
+            established_at: Some("2026-12-07T17:00:00.250Z".into()),
+            ..session("a", Family::Ipv4, "ESTABLISHED", 10)
+        })
+        .unwrap();
+        let older = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            v["uptimeSecs"] = 95.into();
+            serde_json::from_value::<SessionStatus>(v).unwrap()
+        };
+        let was: SessionStatus = serde_json::from_value(base.clone()).unwrap();
+        assert!(was.same_but_older(&older(&base)));
+        // Each field but the age, changed alone (every field the schema names is here).
+        let changes = serde_json::json!({
+            "resourceId": "b", "kind": "fabric", "family": "ipv6", "peer": "169.254.0.6",
+            "peerAsn": 65002, "state": "IDLE", "establishedAt": "2026-12-07T17:01:00.000Z",
+            "prefixesReceived": 1, "prefixesAccepted": 1, "prefixesAdvertised": 1,
+            "prefixLimitExceeded": true, "prefixLimitWarning": true,
+            "idleHoldRemainingSecs": 30, "lastError": "hold timer expired",
+            "lastFailure": {"kind": "connectRefused"}, "bfd": {"state": "UP"}});
+        let schema = serde_json::to_value(schemars::schema_for!(SessionStatus)).unwrap();
+        let mut named: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        named.retain(|k| *k != "uptimeSecs");
+        let mut changed: Vec<&String> = changes.as_object().unwrap().keys().collect();
+        named.sort();
+        changed.sort();
+        assert_eq!(named, changed, "a case for each field");
+        for (field, value) in changes.as_object().unwrap() {
+            let mut v = base.clone();
+            v[field.as_str()] = value.clone();
+            assert!(!was.same_but_older(&older(&v)), "{field} changed");
+        }
+    }
 }

@@ -60,17 +60,45 @@ impl SessionStatus {
     /// Established period (both name when it began, by the edge's clock): a server that
     /// counts the uptime of a session left out need not be sent it again.
     pub fn same_but_older(&self, now: &SessionStatus) -> bool {
-        if self == now {
-            return true;
-        }
-        self.established_at.is_some()
-            && self.established_at == now.established_at
-            && self.uptime_secs <= now.uptime_secs
-            && *self
-                == SessionStatus {
-                    uptime_secs: self.uptime_secs,
-                    ..now.clone()
-                }
+        // Field by field (every field named: one added must be placed here), without a
+        // copy of either (this runs for every session of every report).
+        let SessionStatus {
+            resource_id,
+            kind,
+            family,
+            peer,
+            peer_asn,
+            state,
+            uptime_secs,
+            established_at,
+            prefixes_received,
+            prefixes_accepted,
+            prefixes_advertised,
+            prefix_limit_exceeded,
+            prefix_limit_warning,
+            idle_hold_remaining_secs,
+            last_error,
+            last_failure,
+            bfd,
+        } = self;
+        *established_at == now.established_at
+            && (*uptime_secs == now.uptime_secs
+                || (established_at.is_some() && *uptime_secs <= now.uptime_secs))
+            && *resource_id == now.resource_id
+            && *kind == now.kind
+            && *family == now.family
+            && *peer == now.peer
+            && *peer_asn == now.peer_asn
+            && *state == now.state
+            && *prefixes_received == now.prefixes_received
+            && *prefixes_accepted == now.prefixes_accepted
+            && *prefixes_advertised == now.prefixes_advertised
+            && *prefix_limit_exceeded == now.prefix_limit_exceeded
+            && *prefix_limit_warning == now.prefix_limit_warning
+            && *idle_hold_remaining_secs == now.idle_hold_remaining_secs
+            && *last_error == now.last_error
+            && *last_failure == now.last_failure
+            && *bfd == now.bfd
     }
 
     pub fn key(&self) -> SessionKey {
