@@ -25,13 +25,39 @@ impl Capabilities {
     }
 }
 
-/// Tries to create each link type on a veth in a throwaway namespace.
+/// The scratch namespaces' names: this, and the prober's pid.
+pub const SCRATCH_PREFIX: &str = "cic-probe-";
+
+/// Tries to create each link type on a veth in a throwaway namespace (and first removes
+/// those of probes whose process is gone: killed in the middle of probing).
 pub async fn probe() -> Result<Capabilities, Error> {
-    let ns = format!("cic-probe-{}", std::process::id());
+    sweep();
+    let ns = format!("{SCRATCH_PREFIX}{}", std::process::id());
     netns::add(&ns).map_err(|e| Error::Io(e.to_string()))?;
     let r = run(&ns).await;
     let _ = netns::del(&ns);
     r
+}
+
+/// Removes the scratch namespaces of probers no longer running (no such pid in
+/// `/proc`): each holds a veth pair for as long as its name stays mounted.
+fn sweep() {
+    for name in netns::list(SCRATCH_PREFIX).unwrap_or_default() {
+        let Some(pid) = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            match netns::del(&name) {
+                Ok(()) => {
+                    tracing::info!(netns = %name, "removed the scratch namespace of a probe that did not finish (its process is gone)")
+                }
+                Err(e) => tracing::warn!(netns = %name, "{e}"),
+            }
+        }
+    }
 }
 
 async fn run(ns: &str) -> Result<Capabilities, Error> {

@@ -460,6 +460,30 @@ async fn probe_agrees_with_what_ip_link_can_create() {
     }
 }
 
+/// A probe's scratch namespace left by a prober killed in the middle is removed by the
+/// next probe; a running prober's is not.
+#[tokio::test]
+async fn a_probe_removes_the_scratch_namespaces_of_probers_gone() {
+    if !root_or_skip("probe sweep") {
+        return;
+    }
+    let mut gone = Command::new("true").spawn().expect("true");
+    let dead = gone.id();
+    gone.wait().expect("wait");
+    let left = format!("{}{dead}", probe::SCRATCH_PREFIX);
+    // Pid 1 runs as long as the machine does.
+    let running = format!("{}1", probe::SCRATCH_PREFIX);
+    for ns in [&left, &running] {
+        netns::add(ns).expect("netns add");
+    }
+    probe::probe().await.expect("probe");
+    let after = netns::list(probe::SCRATCH_PREFIX).expect("list");
+    netns::del(&running).expect("del");
+    let _ = netns::del(&left);
+    assert!(!after.contains(&left), "{left} removed: {after:?}");
+    assert!(after.contains(&running), "{running} kept: {after:?}");
+}
+
 #[tokio::test]
 async fn vxlan_placed_in_a_routing_namespace_carries_packets() {
     if !root_or_skip("vxlan") {
