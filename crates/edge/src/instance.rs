@@ -133,8 +133,15 @@ impl TrafficSource {
             let o = l.alias.as_deref()?.split(' ').next()?;
             (!o.starts_with("fabric:")).then(|| o.to_string())
         };
-        *self.links.lock().unwrap_or_else(|e| e.into_inner()) =
-            links.iter().map(|l| (l.index, owner(l))).collect();
+        // A link made a moment ago may not have its alias yet (it is set by a second
+        // request, in the link's new namespace): the next read dumps the links again
+        // rather than keep it as no one's.
+        let whole = links.iter().all(|l| l.name == "lo" || l.alias.is_some());
+        *self.links.lock().unwrap_or_else(|e| e.into_inner()) = if whole {
+            links.iter().map(|l| (l.index, owner(l))).collect()
+        } else {
+            BTreeMap::new()
+        };
         links
             .iter()
             .filter_map(|l| {
@@ -785,6 +792,55 @@ fn err(id: &str, message: String) -> ResourceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection's counters are read by the links' counters alone once its link is
+    /// known, and a link seen before its alias was set is not taken for no one's.
+    #[tokio::test]
+    async fn a_connection_s_counters_follow_its_link_once_it_has_its_alias() {
+        if !cic_peers::root_or_skip("traffic source") {
+            return;
+        }
+        let ns = format!("cictest-edge-traffic-{}", std::process::id());
+        netns::add(&ns).expect("netns");
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = netns::del(&self.0);
+            }
+        }
+        let _gone = Gone(ns.clone());
+        let nl = Netlink::open(Some(&ns)).expect("netlink");
+        nl.create_veth("c1", "c1p", None).await.expect("veth");
+        let alias = |link: &str, alias: &str| {
+            let ok = std::process::Command::new("ip")
+                .args(["-n", &ns, "link", "set", link, "alias", alias])
+                .status()
+                .expect("ip");
+            assert!(ok.success());
+        };
+        alias("c1p", "someone-else 0000");
+        let source = TrafficSource {
+            nl: nl.clone(),
+            connections: ["pc1".to_string()].into(),
+            links: Arc::default(),
+        };
+        let owners = |read: Vec<(String, cic_model::metrics::Traffic)>| {
+            read.into_iter().map(|(o, _)| o).collect::<Vec<_>>()
+        };
+        // Made, its alias not yet set: no one's connection.
+        assert!(owners(source.read().await).is_empty());
+        alias("c1", "pc1 0123");
+        assert_eq!(owners(source.read().await), ["pc1"], "its alias read");
+        assert!(
+            !source.links.lock().unwrap().is_empty(),
+            "the links known, every one with its alias"
+        );
+        assert_eq!(
+            owners(source.read().await),
+            ["pc1"],
+            "by the counters alone"
+        );
+    }
 
     #[test]
     fn ifnames_fit_the_kernel_limit() {
