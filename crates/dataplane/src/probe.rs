@@ -1,5 +1,7 @@
 //! Probes the kernel for the link types cic can use, in a scratch namespace, by trying.
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::netlink::{LinkKind, LinkSpec, Netlink};
 use crate::{Error, netns};
 
@@ -25,38 +27,58 @@ impl Capabilities {
     }
 }
 
-/// The scratch namespaces' names: this, and the prober's pid.
+/// The scratch namespaces' names: this, the prober's pid and a count of its probes.
 pub const SCRATCH_PREFIX: &str = "cic-probe-";
 
 /// Tries to create each link type on a veth in a throwaway namespace (and first removes
-/// those of probes whose process is gone: killed in the middle of probing).
+/// those of probes that did not finish: killed in the middle of probing).
 pub async fn probe() -> Result<Capabilities, Error> {
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     sweep();
-    let ns = format!("{SCRATCH_PREFIX}{}", std::process::id());
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ns = format!("{SCRATCH_PREFIX}{}-{n}", std::process::id());
+    // One of an earlier process that had this pid is not ours to reuse.
+    let _ = netns::del(&ns);
     netns::add(&ns).map_err(|e| Error::Io(e.to_string()))?;
+    // Held while probing: a sweep leaves a namespace whose lock is held.
+    let held = netns::open(&ns)
+        .ok()
+        .and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok());
     let r = run(&ns).await;
     let _ = netns::del(&ns);
+    drop(held);
     r
 }
 
-/// Removes the scratch namespaces of probers no longer running (no such pid in
-/// `/proc`): each holds a veth pair for as long as its name stays mounted.
+/// Removes the scratch namespaces of probes that did not finish: no process holds its
+/// lock and its prober's pid is not running (each holds a veth pair for as long as its
+/// name stays mounted). The lock tells a live prober in another pid namespace, whose pid
+/// is not in this `/proc`; the pid, one between making its namespace and locking it.
 fn sweep() {
     for name in netns::list(SCRATCH_PREFIX).unwrap_or_default() {
         let Some(pid) = name
             .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            match netns::del(&name) {
-                Ok(()) => {
-                    tracing::info!(netns = %name, "removed the scratch namespace of a probe that did not finish (its process is gone)")
-                }
-                Err(e) => tracing::warn!(netns = %name, "{e}"),
-            }
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
         }
+        let Ok(file) = netns::open(&name) else {
+            continue;
+        };
+        let Ok(unheld) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        match netns::del(&name) {
+            Ok(()) => {
+                tracing::info!(netns = %name, "removed the scratch namespace of a probe that did not finish (its process is gone)")
+            }
+            Err(e) => tracing::warn!(netns = %name, "{e}"),
+        }
+        drop(unheld);
     }
 }
 

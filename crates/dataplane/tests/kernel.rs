@@ -470,18 +470,29 @@ async fn a_probe_removes_the_scratch_namespaces_of_probers_gone() {
     let mut gone = Command::new("true").spawn().expect("true");
     let dead = gone.id();
     gone.wait().expect("wait");
-    let left = format!("{}{dead}", probe::SCRATCH_PREFIX);
+    let left = format!("{}{dead}-0", probe::SCRATCH_PREFIX);
     // Pid 1 runs as long as the machine does.
-    let running = format!("{}1", probe::SCRATCH_PREFIX);
-    for ns in [&left, &running] {
+    let running = format!("{}1-0", probe::SCRATCH_PREFIX);
+    // A prober whose pid this /proc does not show (another pid namespace's) but which
+    // holds its namespace's lock: probing still.
+    let elsewhere = format!("{}{dead}-1", probe::SCRATCH_PREFIX);
+    for ns in [&left, &running, &elsewhere] {
         netns::add(ns).expect("netns add");
     }
+    let held = nix::fcntl::Flock::lock(
+        netns::open(&elsewhere).expect("open"),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .expect("lock");
     probe::probe().await.expect("probe");
     let after = netns::list(probe::SCRATCH_PREFIX).expect("list");
-    netns::del(&running).expect("del");
-    let _ = netns::del(&left);
+    drop(held);
+    for ns in [&left, &running, &elsewhere] {
+        let _ = netns::del(ns);
+    }
     assert!(!after.contains(&left), "{left} removed: {after:?}");
     assert!(after.contains(&running), "{running} kept: {after:?}");
+    assert!(after.contains(&elsewhere), "{elsewhere} kept: {after:?}");
 }
 
 #[tokio::test]
