@@ -30,6 +30,17 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     Io(String),
+    /// The kernel did not answer in time, or was busy: trying again may succeed.
+    #[error("{0}")]
+    Busy(String),
+}
+
+impl Error {
+    /// Whether trying again may succeed (the kernel did not answer, or was busy), as
+    /// opposed to a request it refused for what it asked.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Busy(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

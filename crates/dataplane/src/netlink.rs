@@ -21,6 +21,10 @@ use crate::{Error, Result, netns};
 pub const PROTO_BGP: u8 = 186;
 pub(crate) const RT_TABLE_MAIN: u32 = 254;
 const EOPNOTSUPP: i32 = 95;
+/// Busy, try again, no buffer space: the kernel may do it when asked again.
+const EBUSY: i32 = 16;
+const EAGAIN: i32 = 11;
+const ENOBUFS: i32 = 105;
 /// No such device: a link asked for by name that is not there.
 const ENODEV: i32 = 19;
 
@@ -646,12 +650,53 @@ fn link_from(m: &LinkMessage) -> Link {
 }
 
 impl Error {
-    fn from_netlink(what: &str, e: NlError) -> Error {
+    /// The error of a request about `what` the kernel refused or did not answer.
+    pub(crate) fn from_netlink(what: &str, e: NlError) -> Error {
         match e.errno() {
             Some(EOPNOTSUPP) => Error::Unsupported(format!(
                 "{what}: the kernel does not support this link type"
             )),
+            Some(EBUSY | EAGAIN | ENOBUFS) => Error::Busy(format!("{what}: {e}")),
+            None if matches!(e, NlError::NoAnswer) => Error::Busy(format!("{what}: {e}")),
             _ => Error::Netlink(format!("{what}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(errno: i32) -> NlError {
+        let mut m = rtnetlink::packet_core::ErrorMessage::default();
+        m.code = std::num::NonZeroI32::new(-errno);
+        NlError::Refused(m)
+    }
+
+    #[test]
+    fn a_kernel_that_did_not_answer_or_was_busy_is_a_transient_error() {
+        for e in [
+            NlError::NoAnswer,
+            refused(EBUSY),
+            refused(EAGAIN),
+            refused(ENOBUFS),
+            NlError::DumpFailed(-EBUSY),
+        ] {
+            let err = Error::from_netlink("find link fab0 in ns1", e.clone());
+            assert!(err.is_transient(), "{e}: {err:?}");
+            assert!(
+                err.to_string().starts_with("find link fab0 in ns1: "),
+                "{err}"
+            );
+        }
+        for e in [
+            refused(ENODEV),
+            refused(17),
+            refused(EOPNOTSUPP),
+            NlError::Closed,
+        ] {
+            let err = Error::from_netlink("add link", e.clone());
+            assert!(!err.is_transient(), "{e}: {err:?}");
         }
     }
 }

@@ -84,7 +84,7 @@ impl Netlink {
                 .rtnl()
                 .objects(RouteNetlinkMessage::GetRule(ask), DUMP)
                 .await
-                .map_err(|e| Error::Netlink(format!("list rules: {e}")))?
+                .map_err(self.ctx("list rules"))?
                 .into_iter()
                 .filter_map(|m| match m {
                     RouteNetlinkMessage::NewRule(r) => Some(r),
@@ -181,18 +181,21 @@ impl Netlink {
             .filter_map(|(r, a)| a.err().map(|e| (r, e)));
         match (failed.next(), failed.count()) {
             (None, _) => Ok(()),
-            (Some((r, e)), more) => Err(Error::Netlink(format!(
-                "{} rule {:?}: {e}{}",
-                match change {
-                    Change::Delete => "delete",
-                    Change::Add => "add",
-                },
-                r.1,
-                match more {
-                    0 => String::new(),
-                    n => format!(" (and {n} more)"),
-                }
-            ))),
+            (Some((r, e)), more) => Err(Error::from_netlink(
+                &format!(
+                    "{} rule {:?}{}",
+                    match change {
+                        Change::Delete => "delete",
+                        Change::Add => "add",
+                    },
+                    r.1,
+                    match more {
+                        0 => String::new(),
+                        n => format!(" (and {n} more)"),
+                    }
+                ),
+                e,
+            )),
         }
     }
 }
