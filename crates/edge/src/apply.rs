@@ -12,6 +12,7 @@ use cic_model::edge::{Attachment, EdgeConfig, InstanceConfig, ResourceError, Tru
 use futures::StreamExt;
 use tracing::{info, warn};
 
+use crate::failure::Failure;
 use crate::instance::Instance;
 use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State};
 
@@ -145,10 +146,7 @@ impl Agent {
                 problem = Some(e.to_string());
             }
             if let Some(p) = &problem {
-                errors.push(ResourceError {
-                    resource_id: t.id.clone(),
-                    message: p.clone(),
-                });
+                errors.push(ResourceError::new(&t.id, p.clone()));
             }
             trunks.insert(t.id.clone(), (t.clone(), problem));
         }
@@ -208,14 +206,16 @@ impl Agent {
         let mut errors = Vec::new();
         for (port, e) in failed {
             match rates.get(&port) {
-                Some((_, ids)) => errors.extend(ids.iter().map(|id| ResourceError {
-                    resource_id: id.clone(),
-                    message: format!("capacity on {port}: {e}"),
+                Some((_, ids)) => errors.extend(ids.iter().map(|id| {
+                    Failure::from(e.clone())
+                        .within(&format!("capacity on {port}"))
+                        .of(id)
                 })),
-                None => errors.push(ResourceError {
-                    resource_id: cfg.edge_id.clone(),
-                    message: format!("unshaping {port}: {e}"),
-                }),
+                None => errors.push(
+                    Failure::from(e)
+                        .within(&format!("unshaping {port}"))
+                        .of(&cfg.edge_id),
+                ),
             }
         }
         errors
@@ -433,18 +433,9 @@ impl Agent {
                                 i
                             }
                             Err(e) => {
-                                let mut own: Vec<ResourceError> = ic
-                                    .connections
-                                    .iter()
-                                    .map(|c| ResourceError {
-                                        resource_id: c.id.clone(),
-                                        message: e.clone(),
-                                    })
-                                    .collect();
-                                own.push(ResourceError {
-                                    resource_id: ic.id.clone(),
-                                    message: e,
-                                });
+                                let mut own: Vec<ResourceError> =
+                                    ic.connections.iter().map(|c| e.clone().of(&c.id)).collect();
+                                own.push(e.of(&ic.id));
                                 return (ic, None, own);
                             }
                         },
@@ -452,10 +443,7 @@ impl Agent {
                     let mut own = i.apply(&self.underlay, cfg, ic, &context.trunks).await;
                     i.peers_added().await;
                     if let Err(e) = i.set_drain(cfg.drain).await {
-                        own.push(ResourceError {
-                            resource_id: ic.id.clone(),
-                            message: format!("drain: {e}"),
-                        });
+                        own.push(Failure::from(e).within("drain").of(&ic.id));
                     }
                     (ic, Some(i), own)
                 }

@@ -11,6 +11,8 @@ use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance_l
 use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{Netlink, PROTO_BGP, netns};
+
+use crate::failure::Failure;
 use cic_model::edge::{
     BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig, ResourceError,
     RouteDirection, RouteEntry, TrunkConfig,
@@ -81,7 +83,7 @@ pub struct Instance {
     /// The speaker's peers by connection id (or `fabric:…`).
     peers: BTreeMap<String, Peer>,
     routes_task: JoinHandle<()>,
-    route_error: Arc<Mutex<Option<String>>>,
+    route_error: Arc<Mutex<Option<Failure>>>,
     /// Tells the routes task to read the kernel's routes again: links or addresses
     /// changed, and the kernel removes the routes through a link that goes away.
     resync: Arc<tokio::sync::Notify>,
@@ -197,16 +199,15 @@ impl Instance {
         cfg: &EdgeConfig,
         ic: &InstanceConfig,
         bfd_book: Arc<BfdBook>,
-    ) -> Result<Instance, String> {
+    ) -> Result<Instance, Failure> {
         // The namespace and its sysctls: one blocking thread, which enters it once.
         let name = ns.to_string();
         let adopted = tokio::task::spawn_blocking(move || netns::ensure(&name, NAMESPACE_SYSCTLS))
             .await
-            .map_err(|e| format!("namespace task: {e}"))?
-            .map_err(|e| e.to_string())?;
-        let nl = Netlink::open(Some(ns)).map_err(|e| e.to_string())?;
+            .map_err(|e| format!("namespace task: {e}"))??;
+        let nl = Netlink::open(Some(ns))?;
         if let Ok(Some(lo)) = nl.link("lo").await {
-            nl.set_up(lo.index, None).await.map_err(|e| e.to_string())?;
+            nl.set_up(lo.index, None).await?;
         }
         let kept = match adopted {
             true => nl.routes(PROTO_BGP).await.map(|r| r.len()).unwrap_or(0),
@@ -377,12 +378,11 @@ impl Instance {
     /// on, and the BFD sessions' snapshots move with it. A connection joining a routing
     /// instance that is new on this edge takes its namespace along this way, and its
     /// customer sees no session drop.
-    pub async fn rename(&mut self, id: &str, ns: &str) -> Result<(), String> {
+    pub async fn rename(&mut self, id: &str, ns: &str) -> Result<(), Failure> {
         let (from, to) = (self.ns.clone(), ns.to_string());
         tokio::task::spawn_blocking(move || netns::rename(&from, &to))
             .await
-            .map_err(|e| format!("rename task: {e}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("rename task: {e}"))??;
         self.nl.renamed(ns);
         for p in self.peers.values() {
             let Some(l) = &p.bfd else { continue };
@@ -424,7 +424,7 @@ impl Instance {
         self.bgp.status()
     }
 
-    pub fn route_error(&self) -> Option<String> {
+    pub fn route_error(&self) -> Option<Failure> {
         self.route_error.lock().ok().and_then(|g| g.clone())
     }
 
@@ -455,7 +455,7 @@ impl Instance {
         let public = ic.accept_only.is_some();
         let mut validated = true;
         if public && let Err(e) = self.nl.set_source_rules(&source_rules(ic)).await {
-            errors.push(err(&ic.id, format!("source validation: {e}")));
+            errors.push(err(&ic.id, Failure::from(e).within("source validation")));
             validated = false;
         }
         let failed = self.reconcile_links(underlay, &mut wanted).await;
@@ -474,7 +474,7 @@ impl Instance {
                 _ => KernelRoutes::new(),
             };
             if let Err(e) = sync_routes(&self.nl, &statics, None, PROTO_STATIC).await {
-                errors.push(err(&ic.id, format!("routes to the public services: {e}")));
+                errors.push(err(&ic.id, e.within("routes to the public services")));
             }
         }
         self.set_announcements(ic, &mut errors).await;
@@ -782,11 +782,8 @@ pub fn hold_down_end(c: &ConnectionConfig) -> Option<std::time::SystemTime> {
     Some(std::time::SystemTime::from(t))
 }
 
-fn err(id: &str, message: String) -> ResourceError {
-    ResourceError {
-        resource_id: id.to_string(),
-        message,
-    }
+fn err(id: &str, why: impl Into<Failure>) -> ResourceError {
+    why.into().of(id)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 mod apply;
 mod claim;
 pub mod client;
+pub mod failure;
 pub mod instance;
 mod keep;
 mod looking_glass;
@@ -84,6 +85,9 @@ struct State {
     /// marked seen by each report sent (see `Agent::report`).
     watches: Vec<tokio::sync::watch::Receiver<cic_bgp::driver::InstanceStatus>>,
     errors: Vec<ResourceError>,
+    /// When each failing resource's run of failures began: a transient failure is
+    /// reported as such for a bounded time from it (`cic_model::edge::age_transients`).
+    failing_since: BTreeMap<String, std::time::Instant>,
     instances: BTreeMap<String, Instance>,
     /// How long the last apply took, and how many there have been.
     last_apply: Duration,
@@ -266,6 +270,7 @@ impl Agent {
                 edge_id: String::new(),
                 watches: vec![],
                 errors: vec![],
+                failing_since: BTreeMap::new(),
                 instances: BTreeMap::new(),
                 last_apply: Duration::ZERO,
                 applies: 0,

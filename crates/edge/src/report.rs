@@ -77,26 +77,24 @@ impl Agent {
         let mut errors = st.errors.clone();
         for i in st.instances.values() {
             if let Some(e) = i.route_error() {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("routes: {e}"),
-                });
+                errors.push(e.within("routes").of(&i.id));
             }
             let status = i.status().borrow().clone();
             if let Some(e) = &status.listen_error {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("BGP listener: {e}"),
-                });
+                errors.push(ResourceError::new(&i.id, format!("BGP listener: {e}")));
             }
             if let Some(e) = i.bfd_error() {
-                errors.push(ResourceError {
-                    resource_id: i.id.clone(),
-                    message: format!("BFD: {e}"),
-                });
+                errors.push(ResourceError::new(&i.id, format!("BFD: {e}")));
             }
             sessions.extend(session_statuses(i, &status, &md5_mismatch, &gtsm_drops));
         }
+        // A failure that may pass goes on being sent as such for a bounded time: the
+        // operations waiting for it wait while the edge applies again.
+        cic_model::edge::age_transients(
+            &mut st.failing_since,
+            &mut errors,
+            std::time::Instant::now(),
+        );
         EdgeReport {
             applied_revision: st.applied,
             dataplane: self.caps.mode().to_string(),

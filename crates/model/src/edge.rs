@@ -789,4 +789,51 @@ mod tests {
             assert!(!was.same_but_older(&older(&v)), "{field} changed");
         }
     }
+
+    #[test]
+    fn a_transient_failure_is_sent_as_final_once_it_has_lasted_the_bound() {
+        use std::collections::BTreeMap;
+        use std::time::Duration;
+        let t = |s: u64| Duration::from_secs(s);
+        let busy = |id: &str| ResourceError {
+            transient: true,
+            ..ResourceError::new(id, "no answer from the kernel in 10 s")
+        };
+        let mut since = BTreeMap::new();
+        let mut errors = vec![busy("c1"), ResourceError::new("c2", "port eth9 not found")];
+        age_transients(&mut since, &mut errors, t(100));
+        assert!(errors[0].transient, "new: still transient");
+        assert!(!errors[1].transient, "a final failure stays final");
+        // Failing again and again: the run began at the first.
+        let mut errors = vec![busy("c1")];
+        age_transients(&mut since, &mut errors, t(100) + TRANSIENT_FOR - t(1));
+        assert!(errors[0].transient, "within the bound");
+        assert!(
+            !since.contains_key("c2"),
+            "c2 no longer fails: its run ended"
+        );
+        let mut errors = vec![busy("c1")];
+        age_transients(&mut since, &mut errors, t(100) + TRANSIENT_FOR);
+        assert!(!errors[0].transient, "the bound reached: final");
+        // An apply without the failure ends its run; the next begins anew.
+        age_transients(&mut since, &mut [], t(200));
+        assert!(since.is_empty());
+        let mut errors = vec![busy("c1")];
+        age_transients(&mut since, &mut errors, t(300));
+        assert!(errors[0].transient, "a new run");
+    }
+
+    #[test]
+    fn a_failure_is_final_unless_it_says_otherwise() {
+        let e: ResourceError =
+            serde_json::from_value(serde_json::json!({"resourceId": "c1", "message": "m"}))
+                .unwrap();
+        assert!(!e.transient, "an older edge's failure is final");
+        assert!(serde_json::to_value(&e).unwrap().get("transient").is_none());
+        let busy = ResourceError {
+            transient: true,
+            ..e
+        };
+        assert_eq!(serde_json::to_value(&busy).unwrap()["transient"], true);
+    }
 }

@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use cic_model::edge::{BgpSettings, EdgeConfig, EdgeReport, Family, SessionKind, SessionStatus};
+use cic_model::edge::{
+    BgpSettings, EdgeConfig, EdgeReport, Family, ResourceError, SessionKind, SessionStatus,
+};
 use cic_model::resource::{
     Operation, PrivateConnection, PublicConnection, RoutingInstance, Status, TrunkConnection,
 };
@@ -467,7 +469,7 @@ impl AppState {
                         .map(|c| c.cic_private_connection_id.clone()),
                 );
             }
-            let errors: Vec<String> = p
+            let errors: Vec<(&String, &ResourceError)> = p
                 .edges
                 .iter()
                 .flat_map(|e| {
@@ -476,8 +478,21 @@ impl AppState {
                         .errors
                         .iter()
                         .filter(|x| concerned.contains(&x.resource_id))
-                        .map(move |x| format!("edge {e}: {}: {}", x.resource_id, x.message))
+                        .map(move |x| (e, x))
                 })
+                .collect();
+            // Failures the edge says may pass (it is applying again) are waited through:
+            // the operation finishes with the edge's next word on them, a success or a
+            // failure as final. One final failure among them finishes it now.
+            if p.action != Action::Delete
+                && !errors.is_empty()
+                && errors.iter().all(|(_, x)| x.transient)
+            {
+                continue;
+            }
+            let errors: Vec<String> = errors
+                .into_iter()
+                .map(|(e, x)| format!("edge {e}: {}: {}", x.resource_id, x.message))
                 .collect();
             op.done = true;
             op.modified_at = now();

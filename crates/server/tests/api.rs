@@ -306,6 +306,76 @@ async fn an_edge_error_finishes_the_operation_with_that_error() {
 }
 
 #[tokio::test]
+async fn a_transient_edge_error_keeps_the_operation_waiting_until_the_edge_s_next_word() {
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let create = || {
+        h.ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
+        )
+    };
+    let op_of = |op: &Value| format!("/operations/{}", op["id"].as_str().expect("op"));
+    let busy = |id: &str| {
+        json!({"resourceId": id, "message": "find link eth9: no answer from the kernel in 10 s",
+               "transient": true})
+    };
+
+    // Waited through, then done once the edge applies it.
+    let op = create().await;
+    let id = resource_id(&op);
+    let rev = h.revision().await;
+    h.report(&edge, rev, json!([busy(&id)])).await;
+    let (_, o) = h.admin(Method::GET, &op_of(&op), None).await;
+    assert_eq!(
+        o["done"], false,
+        "a transient failure does not finish it: {o}"
+    );
+    h.report(&edge, rev, json!([])).await;
+    let (_, o) = h.admin(Method::GET, &op_of(&op), None).await;
+    assert_eq!(o["done"], true, "{o}");
+    assert!(o.get("error").is_none(), "{o}");
+    assert_eq!(o["response"]["status"], "ACTIVE");
+
+    // Waited through, then failed with the failure as final.
+    let op = create().await;
+    let id = resource_id(&op);
+    let rev = h.revision().await;
+    h.report(&edge, rev, json!([busy(&id)])).await;
+    let (_, o) = h.admin(Method::GET, &op_of(&op), None).await;
+    assert_eq!(o["done"], false, "{o}");
+    let mut last = busy(&id);
+    last["transient"] = json!(false);
+    h.report(&edge, rev, json!([last])).await;
+    let (_, o) = h.admin(Method::GET, &op_of(&op), None).await;
+    assert_eq!(o["done"], true, "{o}");
+    assert_eq!(o["error"]["code"], "FAILED_PRECONDITION");
+    assert!(
+        err_message(&o["error"]).contains("no answer from the kernel"),
+        "{o}"
+    );
+
+    // One final failure beside a transient one finishes it at once.
+    let op = create().await;
+    let id = resource_id(&op);
+    let rev = h.revision().await;
+    h.report(
+        &edge,
+        rev,
+        json!([busy(&id), {"resourceId": id, "message": "port eth9 not found"}]),
+    )
+    .await;
+    let (_, o) = h.admin(Method::GET, &op_of(&op), None).await;
+    assert_eq!(o["done"], true, "{o}");
+    assert!(
+        err_message(&o["error"]).contains("port eth9 not found"),
+        "{o}"
+    );
+}
+
+#[tokio::test]
 async fn a_report_ahead_of_the_server_is_refused() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;

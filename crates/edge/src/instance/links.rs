@@ -10,6 +10,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tracing::{info, warn};
 
 use super::{FABRIC_IF, Instance, err, ifname};
+use crate::failure::Failure;
 
 /// FNV-1a of the parts of a link that need a new device when they change.
 pub(super) fn fingerprint(kind: &LinkKind, mtu: u32) -> String {
@@ -91,7 +92,7 @@ impl Instance {
         let have = match self.nl.links().await {
             Ok(v) => v,
             Err(e) => {
-                let e = err(&self.id, e.to_string());
+                let e = err(&self.id, e);
                 wanted.clear();
                 return vec![e];
             }
@@ -134,7 +135,7 @@ impl Instance {
         underlay: &Netlink,
         w: &WantedLink,
         have: &[cic_dataplane::Link],
-    ) -> Result<bool, String> {
+    ) -> Result<bool, Failure> {
         let existing = have
             .iter()
             .find(|l| l.name == w.spec.name && l.alias.as_deref() == Some(w.spec.alias.as_str()));
@@ -155,10 +156,7 @@ impl Instance {
                     spec.mtu = port.mtu.saturating_sub(50);
                 }
                 info!(netns = %self.ns, link = %spec.name, kind = ?spec.kind, "creating link");
-                let index = underlay
-                    .create_link_in(&spec, &self.nl)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let index = underlay.create_link_in(&spec, &self.nl).await?;
                 // A new segment's far end may still be being built: when the first
                 // neighbor request is lost, ask again after 100 ms rather than a second,
                 // for as long as the default would (30 tries, 3 s). The same for IPv6
@@ -166,33 +164,23 @@ impl Instance {
                 // sysctls took a thread entering the namespace and four path walks).
                 self.nl
                     .set_neighbor_probes(index, std::time::Duration::from_millis(100), 30)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 index
             }
         };
         // A link made, or brought up again (the kernel dropped the routes through it
         // when it went down), is a change.
         let mut changed = existing.is_none_or(|l| !l.up);
-        let addrs = self.nl.addresses(index).await.map_err(|e| e.to_string())?;
+        let addrs = self.nl.addresses(index).await?;
         for a in addrs.iter().filter(|a| !w.addresses.contains(a)) {
             changed = true;
-            self.nl
-                .del_address(index, *a)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.nl.del_address(index, *a).await?;
         }
         for a in w.addresses.iter().filter(|a| !addrs.contains(a)) {
             changed = true;
-            self.nl
-                .add_address(index, *a)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.nl.add_address(index, *a).await?;
         }
-        self.nl
-            .set_up(index, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.nl.set_up(index, None).await?;
         Ok(changed)
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::ifname;
+use crate::failure::Failure;
 
 /// Keeps the namespace's `proto bgp` routes equal to the speaker's desired table: on
 /// every change, the difference from the table it last programmed (in batches, not a
@@ -25,7 +26,7 @@ pub(super) async fn program_routes(
     nl: Netlink,
     mut rx: watch::Receiver<Arc<KernelTable>>,
     acks: Option<watch::Sender<u64>>,
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<Mutex<Option<Failure>>>,
     resync: Arc<tokio::sync::Notify>,
     ns: String,
     restarting: bool,
@@ -120,12 +121,12 @@ pub(super) async fn sync_routes(
     want: &KernelRoutes,
     have: Option<&KernelRoutes>,
     proto: u8,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let read;
     let have = match have {
         Some(h) => h,
         None => {
-            read = nl.routes(proto).await.map_err(|e| e.to_string())?;
+            read = nl.routes(proto).await?;
             &read
         }
     };
@@ -134,10 +135,17 @@ pub(super) async fn sync_routes(
         return Ok(());
     }
     let failed = nl.apply_routes(&changes, proto).await;
+    // Transient when every failure is (trying again may do them all).
+    let transient = failed.iter().all(|(_, e)| e.is_transient());
     match failed.first() {
         None => Ok(()),
-        Some((_, e)) if failed.len() == 1 => Err(e.to_string()),
-        Some((_, e)) => Err(format!("{e} (and {} more)", failed.len() - 1)),
+        Some((_, e)) => Err(Failure {
+            message: match failed.len() {
+                1 => e.to_string(),
+                n => format!("{e} (and {} more)", n - 1),
+            },
+            transient,
+        }),
     }
 }
 

@@ -245,6 +245,45 @@ pub struct ConnectionCounters {
 pub struct ResourceError {
     pub resource_id: String,
     pub message: String,
+    /// The edge is trying again and the failure may pass (the kernel did not answer in
+    /// time, or was busy): an operation waiting for the resource goes on waiting instead
+    /// of failing with it. The edge sends a failure as transient for a bounded time
+    /// ([`TRANSIENT_FOR`]), then as it is. Absent (false) from older edges.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
+}
+
+/// How long an edge reports a failure that may pass as transient before it reports it
+/// as final (the operations waiting for it fail then).
+pub const TRANSIENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ResourceError {
+    /// A failure that trying again will not mend.
+    pub fn new(resource_id: impl Into<String>, message: impl Into<String>) -> ResourceError {
+        ResourceError {
+            resource_id: resource_id.into(),
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
+/// Marks as final those of `errors` that are transient but whose resource has failed
+/// since longer than [`TRANSIENT_FOR`]. `since` holds when each resource's current run of
+/// failures began (a resource failing in one apply and the next is one run); it is
+/// updated for these errors, and a resource without an error leaves it.
+pub fn age_transients<T: Copy + Ord + std::ops::Sub<Output = std::time::Duration>>(
+    since: &mut std::collections::BTreeMap<String, T>,
+    errors: &mut [ResourceError],
+    now: T,
+) {
+    since.retain(|id, _| errors.iter().any(|e| &e.resource_id == id));
+    for e in errors.iter_mut() {
+        let began = *since.entry(e.resource_id.clone()).or_insert(now);
+        if e.transient && now - began >= TRANSIENT_FOR {
+            e.transient = false;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]

@@ -238,6 +238,9 @@ async fn take_report(
         .is_some_and(|e| e.drain);
     st.history.record(&edge_id, unix_ms(), &report, drained);
     let revision = report.applied_revision;
+    // Operations held by a failure that may pass wait for a later report at the same
+    // revision: one with transient failures does not count as settled after.
+    let waiting = report.errors.iter().any(|e| e.transient);
     // Kept as decoded here: finishing operations next does not read it back.
     st.keep_report(&edge_id, report, at, version.clone());
     // Operations finish when their edges have applied their revision: a report at a
@@ -246,7 +249,9 @@ async fn take_report(
     // was cut short, is not counted: the next report settles again.
     if st.may_finish(&edge_id, revision) {
         st.settle().await?;
-        st.settled_through(&edge_id, revision);
+        if !waiting {
+            st.settled_through(&edge_id, revision);
+        }
     }
     debug!(edge = %edge_id, revision, stored = ?stored, settled = ?started.elapsed() - stored, "edge report taken");
     // The edge's next report may be the changes since this one.
