@@ -467,15 +467,15 @@ impl Agent {
     }
 
     /// Realises `cfg`, reconciling every instance with the kernel and its speaker;
-    /// afterwards `applied` is its revision, `errors` what failed. Retries, the periodic
-    /// drift check and the end of a failover test's hold use this.
+    /// afterwards `applied` is its revision, `errors` what failed. The periodic drift
+    /// check, the end of a failover test's hold and the kept config at start use this.
     pub async fn apply(&self, cfg: &EdgeConfig) {
         self.apply_with(cfg, true).await
     }
 
-    /// Realises a new revision: like [`Agent::apply`], but an instance whose part of the
-    /// config (and the edge-wide inputs) is what it was last applied with, without an
-    /// error, is left as it is.
+    /// Realises a new revision, or the same again after errors: like [`Agent::apply`],
+    /// but an instance whose part of the config (and the edge-wide inputs) is what it was
+    /// last applied with, without an error, is left as it is.
     pub async fn apply_changes(&self, cfg: &EdgeConfig) {
         self.apply_with(cfg, false).await
     }

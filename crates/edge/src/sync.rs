@@ -12,8 +12,10 @@ use crate::{Agent, client, instance};
 
 impl Agent {
     /// Applies each new revision; while the last apply left errors, applies it again with
-    /// a growing pause (a busy kernel object, a port that appears later), and every
-    /// minute anyway, to undo drift (a link or route removed by hand).
+    /// a growing pause (a busy kernel object, a port that appears later) — what failed,
+    /// not every instance, so that an edge overloaded into a transient error is not given
+    /// a thousand instances more to reconcile — and every minute the whole config, to undo
+    /// drift (a link or route removed by hand).
     ///
     /// Started while the server cannot be reached, the agent runs the last config it was
     /// given (kept in its state directory) rather than nothing, so its sessions come back
@@ -22,6 +24,9 @@ impl Agent {
         let mut backoff = Duration::from_millis(500);
         let mut retry = Duration::from_millis(250);
         let mut last: Option<(Arc<EdgeConfig>, Instant)> = None;
+        // When the whole config was last reconciled (a new revision's apply is of what
+        // changed, a retry's of what failed).
+        let mut whole_at = Instant::now();
         let mut held = Held::default();
         // (A server that answers, even to refuse us, is not for a kept config to argue.)
         if let Some(kept) = self.kept_config()
@@ -43,23 +48,23 @@ impl Agent {
             };
             // A failover test ending brings its session back: apply again then.
             let hold_end = last.as_ref().and_then(|(cfg, _)| next_hold_end(cfg));
-            if let Some((cfg, at)) = &last {
-                let due = if failing {
-                    *at + retry
+            if let Some((cfg, at)) = &last
+                && let Some(whole) = apply_due(failing, *at, retry, whole_at, Instant::now())
+            {
+                retry = if failing {
+                    (retry * 2).min(Duration::from_secs(30))
                 } else {
-                    *at + Duration::from_secs(60)
+                    Duration::from_millis(250)
                 };
-                if Instant::now() >= due {
-                    retry = if failing {
-                        (retry * 2).min(Duration::from_secs(30))
-                    } else {
-                        Duration::from_millis(250)
-                    };
+                if whole {
                     self.apply(cfg).await;
-                    self.report_soon();
-                    last = Some((cfg.clone(), Instant::now()));
-                    continue;
+                    whole_at = Instant::now();
+                } else {
+                    self.apply_changes(cfg).await;
                 }
+                self.report_soon();
+                last = Some((cfg.clone(), Instant::now()));
+                continue;
             }
             let wait = match &last {
                 Some((_, at)) if failing => (*at + retry)
@@ -76,6 +81,7 @@ impl Agent {
                 if let Some((cfg, _)) = last.take() {
                     info!("a failover test ended: bringing its session back");
                     self.apply(&cfg).await;
+                    whole_at = Instant::now();
                     self.report_soon();
                     last = Some((cfg, Instant::now()));
                 }
@@ -135,6 +141,29 @@ impl Agent {
             }
         }
     }
+}
+
+/// How often the whole config is reconciled, against drift, even while applies fail.
+const WHOLE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether the config held (last applied at `last`) is to be applied again now, and if so
+/// whether whole (`Some(true)`): after errors, once `retry` has passed, what failed
+/// (`Some(false)`: the instances not applied without an error, and any changed), or the
+/// whole config when it was last reconciled whole (`whole`) a minute ago or more; without
+/// errors, the whole config a minute after the last apply.
+fn apply_due(
+    failing: bool,
+    last: Instant,
+    retry: Duration,
+    whole: Instant,
+    now: Instant,
+) -> Option<bool> {
+    let due = if failing {
+        last + retry
+    } else {
+        last + WHOLE_EVERY
+    };
+    (now >= due).then(|| !failing || now >= whole + WHOLE_EVERY)
 }
 
 /// The soonest end of a hold-down (failover test) still ahead, as an `Instant`.
@@ -200,6 +229,29 @@ mod tests {
             removed_instances: vec![],
             config: cfg,
         }
+    }
+
+    #[test]
+    fn a_retry_applies_what_failed_and_the_whole_config_once_a_minute() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let retry = ms(250);
+        // Failing: nothing before the retry's pause, then what failed.
+        assert_eq!(apply_due(true, t0, retry, t0, t0 + ms(249)), None);
+        assert_eq!(apply_due(true, t0, retry, t0, t0 + ms(250)), Some(false));
+        // Still failing a minute after the last whole apply: the whole config.
+        let later = t0 + WHOLE_EVERY;
+        assert_eq!(
+            apply_due(true, later - ms(250), retry, t0, later),
+            Some(true)
+        );
+        assert_eq!(
+            apply_due(true, later - ms(250), retry, t0 + ms(1), later),
+            Some(false)
+        );
+        // Not failing: the whole config a minute after the last apply, nothing before.
+        assert_eq!(apply_due(false, t0, retry, t0, t0 + ms(59_999)), None);
+        assert_eq!(apply_due(false, t0, retry, t0, later), Some(true));
     }
 
     #[test]
