@@ -288,6 +288,18 @@ impl AppState {
             .unwrap_or(true)
     }
 
+    /// Forgets that `edge`'s reports at `revision` were settled after: one of them now
+    /// holds a failure that may pass, and the operations it holds (this edge's alone, or
+    /// shared with edges that reported before) finish with a later report at the same
+    /// revision.
+    pub(crate) fn unsettle(&self, edge: &str, revision: u64) {
+        if let Ok(mut s) = self.settled_by_edge.lock()
+            && let Some(done) = s.get_mut(edge)
+        {
+            *done = (*done).min(revision.saturating_sub(1));
+        }
+    }
+
     /// Records that a settle after `edge`'s report at `revision` succeeded.
     pub(crate) fn settled_through(&self, edge: &str, revision: u64) {
         if let Ok(mut s) = self.settled_by_edge.lock() {

@@ -375,6 +375,53 @@ async fn a_transient_edge_error_keeps_the_operation_waiting_until_the_edge_s_nex
     );
 }
 
+/// An operation on two edges, held by one edge's transient failure after that edge had
+/// reported the revision clean, finishes with that edge's next report.
+#[tokio::test]
+async fn an_operation_on_two_edges_held_by_a_transient_failure_finishes_with_its_edge_s_next_report()
+ {
+    let h = H::new().await;
+    let (e1, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let (e2, _) = h.pop_and_edge("pop2", "edge2", "100.64.255.3").await;
+    let t1 = h.trunk("pop1", "100.64.1.2").await;
+    let t2 = h.trunk("pop2", "100.64.1.3").await;
+    for edge in [&e1, &e2] {
+        h.report(edge, h.revision().await, json!([])).await;
+    }
+    let (_, a) = h.numbered_connection(&t1, 1).await;
+    let (_, b) = h.numbered_connection(&t2, 2).await;
+    for edge in [&e1, &e2] {
+        h.report(edge, h.revision().await, json!([])).await;
+    }
+    let (a, b) = (resource_id(&a), resource_id(&b));
+    let op = h
+        .ok(
+            Method::POST,
+            "/cloudrouter/v1/routingInstances",
+            json!({"folderId": "f1",
+                   "vpcInfo": [{"vpcNetworkId": "vpc1", "azInfos": [{"azId": "az-a", "prefixes": ["10.128.0.0/24"]}]}],
+                   "cicPrivateConnectionInfo": [{"cicPrivateConnectionId": a}, {"cicPrivateConnectionId": b}]}),
+        )
+        .await;
+    let ri = resource_id(&op);
+    let path = format!("/operations/{}", op["id"].as_str().expect("op"));
+    let rev = h.revision().await;
+    let busy = json!([{"resourceId": ri, "message": "routes: no answer from the kernel in 10 s",
+                       "transient": true}]);
+    // Edge 1 applies it clean, then fails with a transient failure at the same revision;
+    // edge 2's report finds it held.
+    h.report(&e1, rev, json!([])).await;
+    h.report(&e1, rev, busy).await;
+    h.report(&e2, rev, json!([])).await;
+    let (_, o) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(o["done"], false, "held by edge 1's transient failure: {o}");
+    // Edge 1's failure passes: its report at the same revision finishes it.
+    h.report(&e1, rev, json!([])).await;
+    let (_, o) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(o["done"], true, "{o}");
+    assert!(o.get("error").is_none(), "{o}");
+}
+
 #[tokio::test]
 async fn a_report_ahead_of_the_server_is_refused() {
     let h = H::new().await;

@@ -239,8 +239,13 @@ async fn take_report(
     st.history.record(&edge_id, unix_ms(), &report, drained);
     let revision = report.applied_revision;
     // Operations held by a failure that may pass wait for a later report at the same
-    // revision: one with transient failures does not count as settled after.
+    // revision: one with transient failures does not count as settled after, and undoes
+    // the count of an earlier one at that revision (which may have let an operation on
+    // several edges wait for another edge).
     let waiting = report.errors.iter().any(|e| e.transient);
+    if waiting {
+        st.unsettle(&edge_id, revision);
+    }
     // Kept as decoded here: finishing operations next does not read it back.
     st.keep_report(&edge_id, report, at, version.clone());
     // Operations finish when their edges have applied their revision: a report at a
