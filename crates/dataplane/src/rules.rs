@@ -175,28 +175,38 @@ impl Netlink {
             })
             .collect();
         let answers = self.rtnl().batch(requests).await;
-        let mut failed = rules
+        let failed: Vec<_> = rules
             .iter()
             .zip(answers)
-            .filter_map(|(r, a)| a.err().map(|e| (r, e)));
-        match (failed.next(), failed.count()) {
-            (None, _) => Ok(()),
-            (Some((r, e)), more) => Err(Error::from_netlink(
-                &format!(
-                    "{} rule {:?}{}",
-                    match change {
-                        Change::Delete => "delete",
-                        Change::Add => "add",
-                    },
-                    r.1,
-                    match more {
-                        0 => String::new(),
-                        n => format!(" (and {n} more)"),
-                    }
-                ),
-                e,
-            )),
-        }
+            .filter_map(|(r, a)| a.err().map(|e| (r, e)))
+            .collect();
+        let Some((r, e)) = failed.first() else {
+            return Ok(());
+        };
+        let err = Error::from_netlink(
+            &format!(
+                "{} rule {:?}{}",
+                match change {
+                    Change::Delete => "delete",
+                    Change::Add => "add",
+                },
+                r.1,
+                match failed.len() - 1 {
+                    0 => String::new(),
+                    n => format!(" (and {n} more)"),
+                }
+            ),
+            e.clone(),
+        );
+        // Transient only when every one is (as a batch of routes): a refusal among them
+        // would not pass by trying again.
+        let all_transient = failed
+            .iter()
+            .all(|(_, e)| Error::from_netlink("", e.clone()).is_transient());
+        Err(match err {
+            Error::Busy(m) if !all_transient => Error::Netlink(m),
+            err => err,
+        })
     }
 }
 

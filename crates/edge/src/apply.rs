@@ -143,11 +143,23 @@ impl Agent {
                     .ensure_bond(bond, ports, &format!("{LAG_ALIAS}{}", t.id))
                     .await
             {
-                problem = Some(e.to_string());
+                problem = Some(e.into());
             }
-            if let Some(p) = &problem {
-                errors.push(ResourceError::new(&t.id, p.clone()));
-            }
+            // A kernel too busy to answer says nothing of the trunk: it is carried on as
+            // it is (its connections' links and sessions stay), the failure reported on
+            // the trunk alone and the apply retried. Only a trunk this edge cannot carry
+            // takes its connections down.
+            let problem = match problem {
+                Some(f) if f.transient => {
+                    errors.push(f.of(&t.id));
+                    None
+                }
+                Some(f) => {
+                    errors.push(f.clone().of(&t.id));
+                    Some(f.message)
+                }
+                None => None,
+            };
             trunks.insert(t.id.clone(), (t.clone(), problem));
         }
         (trunks, errors)
@@ -465,11 +477,13 @@ impl Agent {
         skipped
     }
 
-    async fn check_trunk(&self, t: &TrunkConfig) -> Option<String> {
+    /// What keeps this edge from carrying trunk `t`, if anything (a kernel that did not
+    /// answer about its port is a transient failure: it says nothing of the port).
+    async fn check_trunk(&self, t: &TrunkConfig) -> Option<Failure> {
         let port = match &t.attachment {
             Attachment::Lag { ports, .. } => {
                 if !self.caps.bond || !self.caps.vlan {
-                    return Some(format!(
+                    return Some(Failure::from(format!(
                         "this edge's kernel has no {} support ({} mode); a LAG trunk needs bonding and 802.1Q",
                         if self.caps.bond {
                             "802.1Q VLAN"
@@ -477,23 +491,25 @@ impl Agent {
                             "bonding"
                         },
                         self.caps.mode()
-                    ));
+                    )));
                 }
                 for p in ports {
                     match self.underlay.link(p).await {
                         Ok(Some(_)) => {}
-                        Ok(None) => return Some(format!("port {p} does not exist on this edge")),
-                        Err(e) => return Some(e.to_string()),
+                        Ok(None) => {
+                            return Some(format!("port {p} does not exist on this edge").into());
+                        }
+                        Err(e) => return Some(e.into()),
                     }
                 }
                 None
             }
             Attachment::Vlan { port } => {
                 if !self.caps.vlan {
-                    return Some(format!(
+                    return Some(Failure::from(format!(
                         "this edge's kernel has no 802.1Q VLAN support ({} mode); use an overlay trunk here",
                         self.caps.mode()
-                    ));
+                    )));
                 }
                 Some(port)
             }
@@ -507,8 +523,8 @@ impl Agent {
         match port {
             Some(p) => match self.underlay.link(p).await {
                 Ok(Some(_)) => None,
-                Ok(None) => Some(format!("port {p} does not exist on this edge")),
-                Err(e) => Some(e.to_string()),
+                Ok(None) => Some(format!("port {p} does not exist on this edge").into()),
+                Err(e) => Some(e.into()),
             },
             None => None,
         }

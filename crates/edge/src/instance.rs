@@ -458,7 +458,21 @@ impl Instance {
             errors.push(err(&ic.id, Failure::from(e).within("source validation")));
             validated = false;
         }
-        let failed = self.reconcile_links(underlay, &mut wanted).await;
+        let failed = match self.reconcile_links(underlay, &mut wanted).await {
+            Ok(failed) => failed,
+            // The links unknown, nothing else is touched (the sessions stay as they
+            // are); the failure is the instance's and each of its connections'.
+            Err(e) => {
+                errors.push(err(&ic.id, e.clone()));
+                errors.extend(
+                    ic.connections
+                        .iter()
+                        .filter(|c| c.id != ic.id)
+                        .map(|c| err(&c.id, e.clone())),
+                );
+                return errors;
+            }
+        };
         errors.extend(failed.iter().cloned());
         // The links that are there: the connections' by connection id, the segment apart
         // (a public connection's instance has the connection's id).

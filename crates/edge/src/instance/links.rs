@@ -81,22 +81,16 @@ pub(super) fn wanted_links(
 
 impl Instance {
     /// Makes the namespace's links exactly `wanted` (recreating any whose spec changed);
-    /// drops from `wanted` what could not be made and returns why.
+    /// drops from `wanted` what could not be made and returns why. Fails, changing
+    /// nothing, when the namespace's links cannot be read.
     pub(super) async fn reconcile_links(
         &self,
         underlay: &Netlink,
         wanted: &mut Vec<WantedLink>,
-    ) -> Vec<ResourceError> {
+    ) -> Result<Vec<ResourceError>, Failure> {
         let mut errors = Vec::new();
         let mut changed = false;
-        let have = match self.nl.links().await {
-            Ok(v) => v,
-            Err(e) => {
-                let e = err(&self.id, e);
-                wanted.clear();
-                return vec![e];
-            }
-        };
+        let have = self.nl.links().await?;
         for l in have.iter().filter(|l| l.name != "lo") {
             let keep = wanted.iter().any(|w| {
                 w.spec.name == l.name && l.alias.as_deref() == Some(w.spec.alias.as_str())
@@ -126,7 +120,7 @@ impl Instance {
             self.resync.notify_one();
         }
         *wanted = ok;
-        errors
+        Ok(errors)
     }
 
     /// Makes `w` as wanted; whether it made or changed anything (a link, an address).

@@ -277,7 +277,9 @@ pub fn age_transients<T: Copy + Ord + std::ops::Sub<Output = std::time::Duration
     errors: &mut [ResourceError],
     now: T,
 ) {
-    since.retain(|id, _| errors.iter().any(|e| &e.resource_id == id));
+    let failing: std::collections::BTreeSet<&str> =
+        errors.iter().map(|e| e.resource_id.as_str()).collect();
+    since.retain(|id, _| failing.contains(id.as_str()));
     for e in errors.iter_mut() {
         let began = *since.entry(e.resource_id.clone()).or_insert(now);
         if e.transient && now - began >= TRANSIENT_FOR {
