@@ -145,21 +145,7 @@ impl Agent {
             {
                 problem = Some(e.into());
             }
-            // A kernel too busy to answer says nothing of the trunk: it is carried on as
-            // it is (its connections' links and sessions stay), the failure reported on
-            // the trunk alone and the apply retried. Only a trunk this edge cannot carry
-            // takes its connections down.
-            let problem = match problem {
-                Some(f) if f.transient => {
-                    errors.push(f.of(&t.id));
-                    None
-                }
-                Some(f) => {
-                    errors.push(f.clone().of(&t.id));
-                    Some(f.message)
-                }
-                None => None,
-            };
+            let problem = trunk_problem(&t.id, problem, &mut errors);
             trunks.insert(t.id.clone(), (t.clone(), problem));
         }
         (trunks, errors)
@@ -531,6 +517,21 @@ impl Agent {
     }
 }
 
+/// What keeps trunk `id` from being carried, from its check (`checked`), its failure
+/// added to `errors`. A kernel too busy to answer says nothing of the trunk: it is carried
+/// on as it is (its connections' links and sessions stay), the failure reported on the
+/// trunk alone, and the apply retried. Only a trunk this edge cannot carry takes its
+/// connections down.
+fn trunk_problem(
+    id: &str,
+    checked: Option<Failure>,
+    errors: &mut Vec<ResourceError>,
+) -> Option<String> {
+    let f = checked?;
+    errors.push(f.clone().of(id));
+    (!f.transient).then_some(f.message)
+}
+
 /// The kernel's neighbor table is the host's, shared by every namespace: room for each
 /// connection's and each fabric segment's peer before they need it (sysctl writes, on a
 /// blocking thread).
@@ -581,6 +582,29 @@ fn ours(prefix: &str, names: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trunk_the_kernel_did_not_answer_about_is_carried_on_its_failure_reported() {
+        let mut errors = vec![];
+        assert_eq!(trunk_problem("t1", None, &mut errors), None);
+        assert!(errors.is_empty());
+        let busy = Failure::from(cic_dataplane::Error::Busy(
+            "find link xc-site1 in cicl-pop1: no answer from the kernel in 10 s".into(),
+        ));
+        assert_eq!(
+            trunk_problem("t1", Some(busy), &mut errors),
+            None,
+            "carried on: its connections keep their links"
+        );
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].transient && errors[0].resource_id == "t1");
+        let missing = Failure::from("port eth9 does not exist on this edge");
+        assert_eq!(
+            trunk_problem("t2", Some(missing), &mut errors).as_deref(),
+            Some("port eth9 does not exist on this edge")
+        );
+        assert!(!errors[1].transient);
+    }
 
     #[test]
     fn only_the_namespaces_named_after_an_instance_are_taken_for_ours() {
