@@ -21,10 +21,6 @@ use crate::{Error, Result, netns};
 pub const PROTO_BGP: u8 = 186;
 pub(crate) const RT_TABLE_MAIN: u32 = 254;
 const EOPNOTSUPP: i32 = 95;
-/// Busy, try again, no buffer space: the kernel may do it when asked again.
-const EBUSY: i32 = 16;
-const EAGAIN: i32 = 11;
-const ENOBUFS: i32 = 105;
 /// No such device: a link asked for by name that is not there.
 const ENODEV: i32 = 19;
 
@@ -656,8 +652,7 @@ impl Error {
             Some(EOPNOTSUPP) => Error::Unsupported(format!(
                 "{what}: the kernel does not support this link type"
             )),
-            Some(EBUSY | EAGAIN | ENOBUFS) => Error::Busy(format!("{what}: {e}")),
-            None if matches!(e, NlError::NoAnswer) => Error::Busy(format!("{what}: {e}")),
+            _ if e.is_transient() => Error::Busy(format!("{what}: {e}")),
             _ => Error::Netlink(format!("{what}: {e}")),
         }
     }
@@ -677,10 +672,10 @@ mod tests {
     fn a_kernel_that_did_not_answer_or_was_busy_is_a_transient_error() {
         for e in [
             NlError::NoAnswer,
-            refused(EBUSY),
-            refused(EAGAIN),
-            refused(ENOBUFS),
-            NlError::DumpFailed(-EBUSY),
+            refused(16),
+            refused(11),
+            refused(105),
+            NlError::DumpFailed(-16),
         ] {
             let err = Error::from_netlink("find link fab0 in ns1", e.clone());
             assert!(err.is_transient(), "{e}: {err:?}");

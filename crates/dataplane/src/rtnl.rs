@@ -28,7 +28,18 @@ pub(crate) enum NlError {
     NoAnswer,
 }
 
+/// Busy, try again, no buffer space: the kernel may do it when asked again.
+const EBUSY: i32 = 16;
+const EAGAIN: i32 = 11;
+const ENOBUFS: i32 = 105;
+
 impl NlError {
+    /// Whether asking again may succeed: no answer came (the kernel dropped it), or the
+    /// kernel was busy, not a request it refused for what it asked.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, NlError::NoAnswer) || matches!(self.errno(), Some(EBUSY | EAGAIN | ENOBUFS))
+    }
+
     /// The errno the kernel refused with.
     pub(crate) fn errno(&self) -> Option<i32> {
         match self {

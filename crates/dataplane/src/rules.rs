@@ -200,9 +200,7 @@ impl Netlink {
         );
         // Transient only when every one is (as a batch of routes): a refusal among them
         // would not pass by trying again.
-        let all_transient = failed
-            .iter()
-            .all(|(_, e)| Error::from_netlink("", e.clone()).is_transient());
+        let all_transient = failed.iter().all(|(_, e)| e.is_transient());
         Err(match err {
             Error::Busy(m) if !all_transient => Error::Netlink(m),
             err => err,

@@ -480,12 +480,8 @@ impl Agent {
                     )));
                 }
                 for p in ports {
-                    match self.underlay.link(p).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            return Some(format!("port {p} does not exist on this edge").into());
-                        }
-                        Err(e) => return Some(e.into()),
+                    if let Some(f) = self.port_problem(p).await {
+                        return Some(f);
                     }
                 }
                 None
@@ -507,12 +503,17 @@ impl Agent {
             }
         };
         match port {
-            Some(p) => match self.underlay.link(p).await {
-                Ok(Some(_)) => None,
-                Ok(None) => Some(format!("port {p} does not exist on this edge").into()),
-                Err(e) => Some(e.into()),
-            },
+            Some(p) => self.port_problem(p).await,
             None => None,
+        }
+    }
+
+    /// Whether port `p` is missing from this edge (or the kernel did not say).
+    async fn port_problem(&self, p: &str) -> Option<Failure> {
+        match self.underlay.link(p).await {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!("port {p} does not exist on this edge").into()),
+            Err(e) => Some(e.into()),
         }
     }
 }

@@ -11,8 +11,6 @@ use cic_bgp::driver::{InstanceHandle, KernelRoutes, PeerConfig, spawn_instance_l
 use cic_bgp::instance::RouteSet;
 use cic_bgp::rib::PeerId;
 use cic_dataplane::{Netlink, PROTO_BGP, netns};
-
-use crate::failure::Failure;
 use cic_model::edge::{
     BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig, ResourceError,
     RouteDirection, RouteEntry, TrunkConfig,
@@ -21,6 +19,8 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+use crate::failure::Failure;
 
 mod bfd;
 mod bfd_book;

@@ -268,10 +268,10 @@ impl ResourceError {
     }
 }
 
-/// Marks as final those of `errors` that are transient but whose resource has failed
-/// since longer than [`TRANSIENT_FOR`]. `since` holds when each resource's current run of
-/// failures began (a resource failing in one apply and the next is one run); it is
-/// updated for these errors, and a resource without an error leaves it.
+/// Marks as final those of `errors` that are transient but whose resource has been
+/// failing for [`TRANSIENT_FOR`] or longer. `since` holds when each resource's current
+/// run of failures began (failing in one report and the next is one run): a resource
+/// failing anew is entered at `now`, one without an error here leaves it.
 pub fn age_transients<T: Copy + Ord + std::ops::Sub<Output = std::time::Duration>>(
     since: &mut std::collections::BTreeMap<String, T>,
     errors: &mut [ResourceError],
