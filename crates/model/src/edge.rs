@@ -824,6 +824,28 @@ mod tests {
     }
 
     #[test]
+    fn an_operation_is_held_by_failures_that_may_pass_and_for_a_bounded_time() {
+        use std::time::Duration;
+        let busy = ResourceError {
+            transient: true,
+            ..ResourceError::new("c1", "no answer from the kernel in 10 s")
+        };
+        let gone = ResourceError::new("c1", "port eth9 not found");
+        let zero = Duration::ZERO;
+        assert!(holds([&busy], zero), "a failure that may pass holds it");
+        assert!(holds(
+            [&busy, &busy],
+            HELD_AT_MOST - Duration::from_millis(1)
+        ));
+        assert!(!holds([&busy], HELD_AT_MOST), "held long enough: it fails");
+        assert!(
+            !holds([&busy, &gone], zero),
+            "one final failure finishes it"
+        );
+        assert!(!holds([], zero), "no failure: it finishes, done");
+    }
+
+    #[test]
     fn a_failure_is_final_unless_it_says_otherwise() {
         let e: ResourceError =
             serde_json::from_value(serde_json::json!({"resourceId": "c1", "message": "m"}))

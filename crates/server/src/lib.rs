@@ -171,6 +171,9 @@ pub struct AppState {
     /// Each edge's highest applied revision after whose report this server settled
     /// operations successfully (see [`AppState::may_finish`]).
     settled_by_edge: std::sync::Mutex<HashMap<String, u64>>,
+    /// Since when each operation held by failures that may pass has been held, as this
+    /// server saw it (see [`cic_model::edge::holds`]).
+    held_since: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// The config this server last answered each edge with, under its answer's tag: the
     /// next answer to that edge is the changes since it (see [`api::sync::config`]).
     pub(crate) answered: std::sync::Mutex<HashMap<String, (String, Arc<EdgeConfig>)>>,
@@ -232,6 +235,7 @@ impl AppState {
             queries: Default::default(),
             reports: Default::default(),
             settled_by_edge: Default::default(),
+            held_since: Default::default(),
             answered: Default::default(),
             page_key,
             audit_writes: Default::default(),
@@ -297,6 +301,28 @@ impl AppState {
             && let Some(done) = s.get_mut(edge)
         {
             *done = (*done).min(revision.saturating_sub(1));
+        }
+    }
+
+    /// How long operation `op` has been held by failures that may pass, counted from the
+    /// first time this server held it (zero then).
+    fn held_for(&self, op: &str) -> Duration {
+        let now = tokio::time::Instant::now();
+        let Ok(mut held) = self.held_since.lock() else {
+            return Duration::ZERO;
+        };
+        // An operation finished by another server, or whose edges went quiet, is not
+        // kept for long.
+        held.retain(|_, since| now - *since < 10 * cic_model::edge::HELD_AT_MOST);
+        now - *held.entry(op.to_string()).or_insert(now)
+    }
+
+    /// Forgets how long operations `ops` were held (they are finished).
+    fn release<'a>(&self, ops: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut held) = self.held_since.lock() {
+            for op in ops {
+                held.remove(op);
+            }
         }
     }
 
@@ -495,17 +521,29 @@ impl AppState {
                 .collect();
             // Failures the edge says may pass (it is applying again) are waited through:
             // the operation finishes with the edge's next word on them, a success or a
-            // failure as final. One final failure among them finishes it now.
+            // failure as final. One final failure among them finishes it now, and so does
+            // being held for too long.
+            let mut held_too_long = None;
             if p.action != Action::Delete
                 && !errors.is_empty()
                 && errors.iter().all(|(_, x)| x.transient)
             {
-                continue;
+                let held_for = self.held_for(&op.id);
+                if cic_model::edge::holds(errors.iter().map(|(_, x)| *x), held_for) {
+                    continue;
+                }
+                held_too_long = Some(held_for);
             }
-            let errors: Vec<String> = errors
+            let mut errors: Vec<String> = errors
                 .into_iter()
                 .map(|(e, x)| format!("edge {e}: {}: {}", x.resource_id, x.message))
                 .collect();
+            if let Some(held_for) = held_too_long {
+                errors.push(format!(
+                    "still failing after {} s of trying again",
+                    held_for.as_secs()
+                ));
+            }
             op.done = true;
             op.modified_at = now();
             let failed = !errors.is_empty() && p.action != Action::Delete;
@@ -529,6 +567,7 @@ impl AppState {
             done.push((op.id.clone(), p.resource_id.clone(), op.error.is_none()));
         }
         tx.commit().await?;
+        self.release(done.iter().map(|(op, ..)| op.as_str()));
         // Operation waiters wake; edges do not (see `AppState::revision`).
         self.settled.send_modify(|n| *n += 1);
         for (op, resource, ok) in done {

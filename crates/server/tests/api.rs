@@ -375,6 +375,52 @@ async fn a_transient_edge_error_keeps_the_operation_waiting_until_the_edge_s_nex
     );
 }
 
+/// An edge that reports a failure as one that may pass for ever (an agent that restarts
+/// again and again counts its failures anew each time) does not hold an operation without
+/// end: the server fails it after its own bound, the failure named.
+#[tokio::test]
+async fn an_operation_held_by_failures_that_may_pass_fails_after_the_server_s_bound() {
+    use cic_model::edge::HELD_AT_MOST;
+    use std::time::Duration;
+    let h = H::new().await;
+    let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
+    let op = h
+        .ok(
+            Method::POST,
+            "/cic/v1/trunkConnections",
+            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
+        )
+        .await;
+    let path = format!("/operations/{}", op["id"].as_str().expect("op"));
+    let id = resource_id(&op);
+    let busy = json!([{"resourceId": id, "message": "find link eth9: no answer from the kernel in 10 s",
+                       "transient": true}]);
+    let rev = h.revision().await;
+    // The server's clock moved on by hand (time is the input here, not a wait).
+    let pass = |d: Duration| async move {
+        tokio::time::pause();
+        tokio::time::advance(d).await;
+        tokio::time::resume();
+    };
+    h.report(&edge, rev, busy.clone()).await;
+    pass(HELD_AT_MOST - Duration::from_secs(1)).await;
+    h.report(&edge, rev, busy.clone()).await;
+    let (_, o) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(o["done"], false, "within the bound it waits: {o}");
+    pass(Duration::from_secs(1)).await;
+    h.report(&edge, rev, busy).await;
+    let (_, o) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(o["done"], true, "held for the bound: {o}");
+    assert_eq!(o["error"]["code"], "FAILED_PRECONDITION", "{o}");
+    let message = err_message(&o["error"]);
+    assert!(
+        message.contains("no answer from the kernel")
+            && message.contains(&format!("still failing after {} s", HELD_AT_MOST.as_secs())),
+        "{message}"
+    );
+}
+
 /// An operation on two edges, held by one edge's transient failure after that edge had
 /// reported the revision clean, finishes with that edge's next report.
 #[tokio::test]

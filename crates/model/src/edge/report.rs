@@ -257,6 +257,31 @@ pub struct ResourceError {
 /// as final (the operations waiting for it fail then).
 pub const TRANSIENT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long an operation is waited through its failures that may pass before it fails
+/// with them all the same: the edge's own bound ([`TRANSIENT_FOR`]) and two minutes more
+/// for applies that take long. The edge's count does not outlive its agent (a restarted
+/// agent counts anew), so without this bound an agent restarting again and again could
+/// hold an operation without end.
+pub const HELD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(180);
+const _: () = assert!(HELD_AT_MOST.as_secs() > TRANSIENT_FOR.as_secs());
+
+/// Whether an operation whose failures on its edges are `errors` waits for its edges'
+/// next word instead of finishing: it has failures, every one may pass, and it has been
+/// held by them for less than [`HELD_AT_MOST`] (`held_for`; zero when first held).
+pub fn holds<'a>(
+    errors: impl IntoIterator<Item = &'a ResourceError>,
+    held_for: std::time::Duration,
+) -> bool {
+    let mut any = false;
+    for e in errors {
+        if !e.transient {
+            return false;
+        }
+        any = true;
+    }
+    any && held_for < HELD_AT_MOST
+}
+
 impl ResourceError {
     /// A failure that trying again will not mend.
     pub fn new(resource_id: impl Into<String>, message: impl Into<String>) -> ResourceError {
