@@ -58,7 +58,15 @@ impl Agent {
         let _one = self.applying.lock().await;
         let started = Instant::now();
         make_neighbor_room(cfg).await;
-        let (trunks, mut errors) = self.realise_trunks(cfg).await;
+        // What the last apply decided of each trunk (this apply alone changes it).
+        let before = {
+            let st = self.state.lock().await;
+            st.applied_context
+                .as_ref()
+                .map(|c| c.trunks.clone())
+                .unwrap_or_default()
+        };
+        let (trunks, mut errors) = self.realise_trunks(cfg, &before).await;
         errors.extend(self.shape_capacity(cfg, &trunks, full).await);
         self.remove_stale_bonds(cfg).await;
 
@@ -131,8 +139,12 @@ impl Agent {
     }
 
     /// Trunks: can this router carry them? A LAG trunk's bundle is made here (it lives
-    /// with its ports, in the underlay).
-    async fn realise_trunks(&self, cfg: &EdgeConfig) -> (Trunks, Vec<ResourceError>) {
+    /// with its ports, in the underlay). `before`: what the last apply decided.
+    async fn realise_trunks(
+        &self,
+        cfg: &EdgeConfig,
+        before: &Trunks,
+    ) -> (Trunks, Vec<ResourceError>) {
         let mut trunks = Trunks::new();
         let mut errors = Vec::new();
         for t in &cfg.trunks {
@@ -145,7 +157,11 @@ impl Agent {
             {
                 problem = Some(e.into());
             }
-            let problem = trunk_problem(&t.id, problem, &mut errors);
+            let known = before
+                .get(&t.id)
+                .filter(|(was, _)| was == t)
+                .and_then(|(_, p)| p.clone());
+            let problem = trunk_problem(&t.id, problem, known, &mut errors);
             trunks.insert(t.id.clone(), (t.clone(), problem));
         }
         (trunks, errors)
@@ -519,18 +535,21 @@ impl Agent {
 }
 
 /// What keeps trunk `id` from being carried, from its check (`checked`), its failure
-/// added to `errors`. A kernel too busy to answer says nothing of the trunk: it is carried
-/// on as it is (its connections' links and sessions stay), the failure reported on the
-/// trunk alone, and the apply retried. Only a trunk this edge cannot carry takes its
+/// added to `errors`. A kernel too busy to answer says nothing of the trunk: it stays as
+/// the last apply left it (`known`: what kept the same trunk from being carried then, if
+/// anything), so a trunk carried goes on being carried (its connections' links and
+/// sessions stay) and one whose port was missing stays down; the failure is reported on
+/// the trunk, and the apply retried. Only a trunk this edge cannot carry takes its
 /// connections down.
 fn trunk_problem(
     id: &str,
     checked: Option<Failure>,
+    known: Option<String>,
     errors: &mut Vec<ResourceError>,
 ) -> Option<String> {
     let f = checked?;
     errors.push(f.clone().of(id));
-    (!f.transient).then_some(f.message)
+    if f.transient { known } else { Some(f.message) }
 }
 
 /// The kernel's neighbor table is the host's, shared by every namespace: room for each
@@ -587,24 +606,37 @@ mod tests {
     #[test]
     fn a_trunk_the_kernel_did_not_answer_about_is_carried_on_its_failure_reported() {
         let mut errors = vec![];
-        assert_eq!(trunk_problem("t1", None, &mut errors), None);
+        assert_eq!(trunk_problem("t1", None, None, &mut errors), None);
         assert!(errors.is_empty());
         let busy = Failure::from(cic_dataplane::Error::Busy(
             "find link xc-site1 in cicl-pop1: no answer from the kernel in 10 s".into(),
         ));
         assert_eq!(
-            trunk_problem("t1", Some(busy), &mut errors),
+            trunk_problem("t1", Some(busy.clone()), None, &mut errors),
             None,
             "carried on: its connections keep their links"
         );
         assert_eq!(errors.len(), 1);
         assert!(errors[0].transient && errors[0].resource_id == "t1");
-        let missing = Failure::from("port eth9 does not exist on this edge");
+        let gone = "port eth9 does not exist on this edge";
+        let missing = Failure::from(gone);
         assert_eq!(
-            trunk_problem("t2", Some(missing), &mut errors).as_deref(),
-            Some("port eth9 does not exist on this edge")
+            trunk_problem("t2", Some(missing), None, &mut errors).as_deref(),
+            Some(gone)
         );
         assert!(!errors[1].transient);
+        // A trunk whose port was missing at the last apply stays down while the kernel
+        // does not answer: its connections are not carried on a port not known to be.
+        assert_eq!(
+            trunk_problem("t2", Some(busy), Some(gone.into()), &mut errors).as_deref(),
+            Some(gone)
+        );
+        assert!(errors[2].transient && errors[2].resource_id == "t2");
+        // The port back: carried.
+        assert_eq!(
+            trunk_problem("t2", None, Some(gone.into()), &mut errors),
+            None
+        );
     }
 
     #[test]
