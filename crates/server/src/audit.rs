@@ -164,13 +164,8 @@ fn now_ms_text() -> String {
         .unwrap_or_default()
 }
 
-fn parse_ms(t: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
 async fn record(st: &AppState, e: &AuditEvent) {
-    let at = parse_ms(&e.time).unwrap_or_else(now_ms);
+    let at = crate::clock::unix_ms(&e.time).unwrap_or_else(now_ms);
     let body = serde_json::to_string(e).unwrap_or_default();
     if let Err(err) = st
         .store
@@ -229,7 +224,7 @@ pub async fn list(
         (Principal::Edge { .. }, _) => who.require_user().map(|_| ())?,
     }
     let since = match &q.since {
-        Some(t) => Some(parse_ms(t).ok_or_else(|| {
+        Some(t) => Some(crate::clock::unix_ms(t).ok_or_else(|| {
             ApiError::field(
                 "since",
                 format!("{t:?} is not an RFC 3339 time (2026-12-04T10:00:00Z)"),

@@ -116,16 +116,6 @@ pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
 fn unauth(m: impl Into<String>) -> AppError {
     AppError(ApiError::new(Code::Unauthenticated, m))
 }
@@ -146,7 +136,7 @@ async fn edge_by_certificate(state: &AppState, cert: &PeerCert) -> Result<Princi
         return Err(unauth(format!(
             "the client certificate with serial {} was revoked at {}",
             cert.serial,
-            rfc3339(at)
+            crate::clock::of_unix(at)
         )));
     }
     Ok(Principal::Edge {
@@ -201,7 +191,10 @@ pub async fn principal_of_token(
     if let Some(at) = rec.expires_at
         && at <= unix_now()
     {
-        return Err(unauth(format!("this token expired at {}", rfc3339(at))));
+        return Err(unauth(format!(
+            "this token expired at {}",
+            crate::clock::of_unix(at)
+        )));
     }
     match rec.role.as_str() {
         "admin" => Ok(Principal::Admin {

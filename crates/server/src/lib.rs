@@ -16,6 +16,7 @@ pub mod access;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod clock;
 pub mod compile;
 pub mod console;
 pub mod error;
@@ -686,11 +687,7 @@ pub async fn readyz(
     Err(ApiError::new(Code::Unavailable, why).into())
 }
 
-pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use clock::now;
 
 /// Ids as the modelled service makes them: a 2-letter kind prefix and 18 of [a-z0-9].
 pub fn new_id(prefix: &str) -> String {

@@ -8,7 +8,8 @@ use cic_model::resource::{Edge, EdgeCredentials, EdgeCredentialsRequest};
 
 use super::fetch;
 use crate::AppState;
-use crate::auth::{hash, new_token, rfc3339, unix_now};
+use crate::auth::{hash, new_token, unix_now};
+use crate::clock::of_unix;
 use crate::error::ApiResult;
 
 /// Days a certificate may be valid at most (the CA/Browser Forum's old ceiling).
@@ -90,7 +91,7 @@ pub async fn issue(
                 crate::pki::PkiError::Csr(m) => ApiError::field("csr", m),
                 e => ApiError::new(cic_model::Code::Internal, e.to_string()),
             })?;
-        let not_after = rfc3339(issued.not_after.unix_timestamp());
+        let not_after = of_unix(issued.not_after.unix_timestamp());
         tx.put_edge_certificate(&issued.serial, edge_id, &not_after, &crate::now())
             .await?;
         if rotate {
@@ -110,7 +111,7 @@ pub async fn issue(
         out.token = Some(token);
     }
     if rotate {
-        out.old_revoked_at = Some(rfc3339(revoke_at));
+        out.old_revoked_at = Some(of_unix(revoke_at));
     }
     // No revision: an edge's credentials are not part of any edge's config.
     tx.commit().await?;

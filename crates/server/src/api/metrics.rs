@@ -62,11 +62,7 @@ pub async fn metrics(
     let mut live: Vec<_> = st.live().await?.into_iter().collect();
     live.sort_by(|a, b| a.0.cmp(&b.0));
     for (edge, l) in &live {
-        let at = time::OffsetDateTime::parse(
-            &l.reported_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok();
+        let at = crate::clock::parse(&l.reported_at);
         e.sample(
             "cic_edge_applied_revision",
             "gauge",

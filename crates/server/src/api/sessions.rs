@@ -10,6 +10,7 @@ use super::{fetch, fetch_for, write_one};
 use crate::AppState;
 use crate::access::Need;
 use crate::auth::Principal;
+use crate::clock::text;
 use crate::error::ApiResult;
 use serde::Deserialize;
 use serde_json::Value;
@@ -159,8 +160,8 @@ pub(crate) async fn session_method<T: Session>(
             let tests = pc.tests_mut();
             tests.push(FailoverTest {
                 id: crate::new_id("ft"),
-                started_at: rfc3339(now),
-                ends_at: rfc3339(now + time::Duration::seconds(duration as i64)),
+                started_at: text(now),
+                ends_at: text(now + time::Duration::seconds(duration as i64)),
                 stopped_at: None,
                 started_by: who.subject().to_string(),
                 status: String::new(),
@@ -181,7 +182,7 @@ pub(crate) async fn session_method<T: Session>(
                 ))
                 .into());
             };
-            t.stopped_at = Some(rfc3339(now));
+            t.stopped_at = Some(text(now));
             "Stop BGP failover test"
         }
         _ => {
@@ -194,16 +195,9 @@ pub(crate) async fn session_method<T: Session>(
     write_one(st, who, &view, &pc, description, Action::Update, vec![edge]).await
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// IN_PROGRESS, COMPLETED or STOPPED, at `now`.
 pub(crate) fn test_status(t: &FailoverTest, now: time::OffsetDateTime) -> &'static str {
-    let ends =
-        time::OffsetDateTime::parse(&t.ends_at, &time::format_description::well_known::Rfc3339)
-            .unwrap_or(now);
+    let ends = crate::clock::parse(&t.ends_at).unwrap_or(now);
     match (&t.stopped_at, now < ends) {
         (Some(_), _) => "STOPPED",
         (None, true) => "IN_PROGRESS",

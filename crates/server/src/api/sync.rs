@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::{ApiQuery, not_found};
 use crate::auth::Principal;
+use crate::clock::now_ms;
 use crate::compile::compile;
 use crate::error::{ApiResult, StructJson};
 use crate::{AppState, now};
@@ -156,13 +157,6 @@ pub async fn status_changes(
     take_report(&st, edge_id, report, clock).await
 }
 
-/// This server's clock, to the millisecond (what an `establishedAt` it keeps says).
-fn now_ms() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(now)
-}
-
 /// The sessions an edge sent: each one's `establishedAt` by this server's clock, counted
 /// back from the uptime the edge sent (its own steady count, whatever its wall clock
 /// says). A session without one (an older agent's) is left as it is; one that is not a
@@ -171,12 +165,11 @@ fn reckon_established(
     sessions: &mut [SessionStatus],
     now: time::OffsetDateTime,
 ) -> Result<(), ApiError> {
-    use time::format_description::well_known::Rfc3339;
     for s in sessions {
         let Some(at) = &s.established_at else {
             continue;
         };
-        time::OffsetDateTime::parse(at, &Rfc3339).map_err(|_| {
+        crate::clock::parse(at).ok_or_else(|| {
             ApiError::field(
                 "sessions.establishedAt",
                 format!(
@@ -186,7 +179,7 @@ fn reckon_established(
             )
         })?;
         let up = time::Duration::seconds(i64::try_from(s.uptime_secs).unwrap_or(i64::MAX / 2));
-        s.established_at = (now - up).format(&Rfc3339).ok();
+        s.established_at = Some(crate::clock::text(now - up));
     }
     Ok(())
 }
@@ -195,13 +188,8 @@ fn reckon_established(
 /// sent, kept from before for those a report of changes left out); a clock gone back
 /// gives 0. A session without one keeps the uptime it was sent with.
 fn count_uptimes(report: &mut EdgeReport, now: time::OffsetDateTime) {
-    use time::format_description::well_known::Rfc3339;
     for s in &mut report.sessions {
-        if let Some(since) = s
-            .established_at
-            .as_deref()
-            .and_then(|at| time::OffsetDateTime::parse(at, &Rfc3339).ok())
-        {
+        if let Some(since) = s.established_at.as_deref().and_then(crate::clock::parse) {
             s.uptime_secs = u64::try_from((now - since).whole_seconds()).unwrap_or(0);
         }
     }

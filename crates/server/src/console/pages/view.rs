@@ -133,13 +133,6 @@ pub struct WindowQuery {
     window: Option<String>,
 }
 
-/// Unix ms of an RFC 3339 time.
-fn ms_of(t: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
 /// The connection's graphs over `window` (hour or day): its history from the API, with
 /// its failover tests among the events.
 async fn graphs(
@@ -161,11 +154,11 @@ async fn graphs(
     let samples = h["samples"].as_array().cloned().unwrap_or_default();
     let mut events = h["events"].as_array().cloned().unwrap_or_default();
     for t in pc["bgpFailoverTests"].as_array().into_iter().flatten() {
-        if let Some(at) = ms_of(s(t, "startedAt")) {
+        if let Some(at) = crate::clock::unix_ms(s(t, "startedAt")) {
             events.push(json!({"at": at, "kind": "FAILOVER_TEST",
                                "text": format!("failover test started by {}", s(t, "startedBy"))}));
         }
-        if let Some(at) = t.get("stoppedAt").and_then(Value::as_str).and_then(ms_of) {
+        if let Some(at) = t.get("stoppedAt").and_then(Value::as_str).and_then(crate::clock::unix_ms) {
             events
                 .push(json!({"at": at, "kind": "FAILOVER_TEST", "text": "failover test stopped"}));
         }
@@ -250,7 +243,7 @@ async fn graphs(
         .take(20)
         .map(|e| {
             let mut e = e.clone();
-            e["time"] = json!(crate::auth::rfc3339(
+            e["time"] = json!(crate::clock::of_unix(
                 e["at"].as_i64().unwrap_or_default() / 1000
             ));
             e
@@ -541,12 +534,8 @@ pub async fn operator(State(c): C, ctx: Ctx) -> Response {
         .into_iter()
         .map(|mut e| {
             if let Some(l) = live.get(s(&e, "id")) {
-                let age = time::OffsetDateTime::parse(
-                    &l.reported_at,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map(|t| (now - t).whole_seconds().max(0))
-                .ok();
+                let age =
+                    crate::clock::parse(&l.reported_at).map(|t| (now - t).whole_seconds().max(0));
                 let up = l
                     .report
                     .sessions
