@@ -178,8 +178,21 @@ fn reckon_established(
                 ),
             )
         })?;
-        let up = time::Duration::seconds(i64::try_from(s.uptime_secs).unwrap_or(i64::MAX / 2));
-        s.established_at = Some(crate::clock::text(now - up));
+        // An uptime longer than the calendar this server counts in is refused, not a
+        // panic (an edge's report is input like any other).
+        let since = i64::try_from(s.uptime_secs)
+            .ok()
+            .and_then(|up| now.checked_sub(time::Duration::seconds(up)))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "sessions.uptimeSecs",
+                    format!(
+                        "{} (the {:?} session of {}) goes back before the year -9999",
+                        s.uptime_secs, s.kind, s.resource_id
+                    ),
+                )
+            })?;
+        s.established_at = Some(crate::clock::text(since));
     }
     Ok(())
 }
@@ -273,6 +286,30 @@ mod tests {
 
     fn at(s: &str) -> time::OffsetDateTime {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn an_uptime_beyond_the_calendar_is_refused_by_name_not_a_panic() {
+        let now = at("2026-12-07T17:00:00Z");
+        for up in [u64::MAX, i64::MAX as u64, 400_000_000_000] {
+            let mut r = report(Some("2026-12-07T15:58:00Z"), up);
+            let e = reckon_established(&mut r.sessions, now).expect_err("refused");
+            let text = serde_json::to_string(&e).unwrap();
+            assert!(
+                text.contains("sessions.uptimeSecs") && text.contains(&up.to_string()),
+                "{text}"
+            );
+        }
+        // Long, but within the calendar: taken.
+        let mut r = report(Some("2026-12-07T15:58:00Z"), 3_000_000_000);
+        reckon_established(&mut r.sessions, now).unwrap();
+        assert!(
+            r.sessions[0]
+                .established_at
+                .as_deref()
+                .unwrap()
+                .starts_with("1931-")
+        );
     }
 
     #[test]
