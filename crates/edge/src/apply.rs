@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::failure::Failure;
 use crate::instance::Instance;
-use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State};
+use crate::{Agent, ApplyContext, LAG_ALIAS, Rpki, State, Trunks};
 
 /// Instances reconciled at once.
 const RECONCILE_AT_ONCE: usize = 16;
@@ -49,9 +49,6 @@ impl Drop for Leave<'_> {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
-
-/// Each trunk of the config, and what keeps this edge from carrying it.
-type Trunks = BTreeMap<String, (TrunkConfig, Option<String>)>;
 
 impl Agent {
     pub(crate) async fn apply_with(&self, cfg: &EdgeConfig, full: bool) {
@@ -157,9 +154,10 @@ impl Agent {
             {
                 problem = Some(e.into());
             }
+            // Known of the same port(s) only: a trunk's capacity changed says nothing.
             let known = before
                 .get(&t.id)
-                .filter(|(was, _)| was == t)
+                .filter(|(was, _)| was.attachment == t.attachment)
                 .and_then(|(_, p)| p.clone());
             let problem = trunk_problem(&t.id, problem, known, &mut errors);
             trunks.insert(t.id.clone(), (t.clone(), problem));
@@ -538,18 +536,25 @@ impl Agent {
 /// added to `errors`. A kernel too busy to answer says nothing of the trunk: it stays as
 /// the last apply left it (`known`: what kept the same trunk from being carried then, if
 /// anything), so a trunk carried goes on being carried (its connections' links and
-/// sessions stay) and one whose port was missing stays down; the failure is reported on
-/// the trunk, and the apply retried. Only a trunk this edge cannot carry takes its
-/// connections down.
+/// sessions stay) and one whose port was missing stays down, its connections' failures
+/// then said to be ones that may pass, as the trunk's is; the apply is retried. Only a
+/// trunk this edge cannot carry takes its connections down.
 fn trunk_problem(
     id: &str,
     checked: Option<Failure>,
-    known: Option<String>,
+    known: Option<Failure>,
     errors: &mut Vec<ResourceError>,
-) -> Option<String> {
+) -> Option<Failure> {
     let f = checked?;
     errors.push(f.clone().of(id));
-    if f.transient { known } else { Some(f.message) }
+    if f.transient {
+        known.map(|k| Failure {
+            transient: true,
+            ..k
+        })
+    } else {
+        Some(f)
+    }
 }
 
 /// The kernel's neighbor table is the host's, shared by every namespace: room for each
@@ -620,23 +625,21 @@ mod tests {
         assert!(errors[0].transient && errors[0].resource_id == "t1");
         let gone = "port eth9 does not exist on this edge";
         let missing = Failure::from(gone);
-        assert_eq!(
-            trunk_problem("t2", Some(missing), None, &mut errors).as_deref(),
-            Some(gone)
-        );
+        let decided = trunk_problem("t2", Some(missing.clone()), None, &mut errors);
+        assert_eq!(decided.as_ref(), Some(&missing), "a missing port: final");
         assert!(!errors[1].transient);
         // A trunk whose port was missing at the last apply stays down while the kernel
-        // does not answer: its connections are not carried on a port not known to be.
-        assert_eq!(
-            trunk_problem("t2", Some(busy), Some(gone.into()), &mut errors).as_deref(),
-            Some(gone)
+        // does not answer: its connections are not carried on a port not known to be,
+        // and their failures, as the trunk's, may pass.
+        let kept = trunk_problem("t2", Some(busy), decided, &mut errors).expect("kept down");
+        assert_eq!(kept.message, gone);
+        assert!(
+            kept.transient,
+            "what the last apply knew, now a failure that may pass"
         );
         assert!(errors[2].transient && errors[2].resource_id == "t2");
         // The port back: carried.
-        assert_eq!(
-            trunk_problem("t2", None, Some(gone.into()), &mut errors),
-            None
-        );
+        assert_eq!(trunk_problem("t2", None, Some(kept), &mut errors), None);
     }
 
     #[test]

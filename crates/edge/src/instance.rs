@@ -13,7 +13,7 @@ use cic_bgp::rib::PeerId;
 use cic_dataplane::{Netlink, PROTO_BGP, netns};
 use cic_model::edge::{
     BfdSettings, BfdStatus, ConnectionConfig, EdgeConfig, Family, InstanceConfig, ResourceError,
-    RouteDirection, RouteEntry, TrunkConfig,
+    RouteDirection, RouteEntry,
 };
 use ipnet::IpNet;
 use tokio::sync::watch;
@@ -444,7 +444,7 @@ impl Instance {
         underlay: &Netlink,
         cfg: &EdgeConfig,
         ic: &InstanceConfig,
-        trunks: &BTreeMap<String, (TrunkConfig, Option<String>)>,
+        trunks: &crate::Trunks,
     ) -> Vec<ResourceError> {
         self.connections = ic.connections.iter().map(|c| c.id.clone()).collect();
         let mut errors = Vec::new();

@@ -132,8 +132,12 @@ struct ApplyContext {
     local_asn: u32,
     router_id: std::net::Ipv4Addr,
     drain: bool,
-    trunks: BTreeMap<String, (TrunkConfig, Option<String>)>,
+    trunks: Trunks,
 }
+
+/// Each trunk of the config, and what keeps this edge from carrying it: a failure that
+/// may pass when it is the last apply's, kept while the kernel does not answer.
+pub(crate) type Trunks = BTreeMap<String, (TrunkConfig, Option<failure::Failure>)>;
 
 pub struct Agent {
     /// Held for a whole apply: applies follow one another, while the state's lock is

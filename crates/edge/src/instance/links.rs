@@ -3,7 +3,6 @@
 //! a change needs a new device, with the neighbor probing a new segment needs.
 
 use cic_dataplane::{LinkKind, LinkSpec, Netlink};
-use std::collections::BTreeMap;
 
 use cic_model::edge::{Attachment, ConnectionConfig, InstanceConfig, ResourceError, TrunkConfig};
 use ipnet::{IpNet, Ipv4Net};
@@ -35,14 +34,20 @@ pub(super) struct WantedLink {
 /// not here, or failed, is an error instead), and the fabric segment.
 pub(super) fn wanted_links(
     ic: &InstanceConfig,
-    trunks: &BTreeMap<String, (TrunkConfig, Option<String>)>,
+    trunks: &crate::Trunks,
     errors: &mut Vec<ResourceError>,
 ) -> Vec<WantedLink> {
     let mut wanted: Vec<WantedLink> = Vec::new();
     for c in &ic.connections {
         match trunks.get(&c.trunk_id) {
             Some((t, None)) => wanted.push(connection_link(c, t)),
-            Some((_, Some(why))) => errors.push(err(&c.id, format!("trunk {}: {why}", c.trunk_id))),
+            // A trunk's failure that may pass (its port not known while the kernel
+            // does not answer) is one for its connections too.
+            Some((_, Some(why))) => errors.push(
+                why.clone()
+                    .within(&format!("trunk {}", c.trunk_id))
+                    .of(&c.id),
+            ),
             None => errors.push(err(
                 &c.id,
                 format!("trunk {} is not on this edge", c.trunk_id),
@@ -217,6 +222,57 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
+
+    #[test]
+    fn a_connection_on_a_trunk_not_carried_fails_as_the_trunk_does() {
+        let conn = |id: &str, trunk: &str| ConnectionConfig {
+            id: id.into(),
+            trunk_id: trunk.into(),
+            vlan_id: 100,
+            mtu: 1500,
+            peerings: vec![],
+            hold_down_until: None,
+            reset_seq: 0,
+            ttl_security: false,
+            bgp_role: Default::default(),
+            bfd: None,
+        };
+        let mut ic = crate::testing::instance("ri1", &[]);
+        ic.connections = vec![conn("c1", "t1"), conn("c2", "t2"), conn("c3", "t3")];
+        let trunk = |id: &str| TrunkConfig {
+            id: id.into(),
+            capacity_mbps: 1000,
+            attachment: Attachment::Vlan {
+                port: "eth9".into(),
+            },
+        };
+        let gone = "port eth9 does not exist on this edge";
+        let trunks: crate::Trunks = [
+            ("t1".to_string(), (trunk("t1"), Some(Failure::from(gone)))),
+            (
+                "t2".to_string(),
+                (
+                    trunk("t2"),
+                    Some(Failure {
+                        message: gone.into(),
+                        transient: true,
+                    }),
+                ),
+            ),
+        ]
+        .into();
+        let mut errors = vec![];
+        assert!(wanted_links(&ic, &trunks, &mut errors).is_empty());
+        let of = |id: &str| errors.iter().find(|e| e.resource_id == id).unwrap();
+        assert_eq!(of("c1").message, format!("trunk t1: {gone}"));
+        assert!(!of("c1").transient, "a trunk that cannot be carried: final");
+        assert!(
+            of("c2").transient,
+            "the trunk's last known problem, kept: may pass"
+        );
+        assert_eq!(of("c3").message, "trunk t3 is not on this edge");
+        assert!(!of("c3").transient);
+    }
 
     #[test]
     fn fingerprint_changes_with_what_needs_a_new_device() {
