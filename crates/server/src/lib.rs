@@ -312,9 +312,6 @@ impl AppState {
         let Ok(mut held) = self.held_since.lock() else {
             return Duration::ZERO;
         };
-        // An operation finished by another server, or whose edges went quiet, is not
-        // kept for long.
-        held.retain(|_, since| now - *since < 10 * cic_model::edge::HELD_AT_MOST);
         now - *held.entry(op.to_string()).or_insert(now)
     }
 
@@ -473,6 +470,14 @@ impl AppState {
 
     pub(crate) async fn settle_locked(&self) -> ApiResult<()> {
         let pending = self.store.pending_operations().await?;
+        // Operations no longer pending (finished by another server) are forgotten.
+        if let Ok(mut held) = self.held_since.lock()
+            && !held.is_empty()
+        {
+            let ids: std::collections::HashSet<&str> =
+                pending.iter().map(|(o, _)| o.id.as_str()).collect();
+            held.retain(|op, _| ids.contains(op.as_str()));
+        }
         self.settle_these(pending).await
     }
 

@@ -247,8 +247,9 @@ pub struct ResourceError {
     pub message: String,
     /// The edge is trying again and the failure may pass (the kernel did not answer in
     /// time, or was busy): an operation waiting for the resource goes on waiting instead
-    /// of failing with it. The edge sends a failure as transient for a bounded time
-    /// ([`TRANSIENT_FOR`]), then as it is. Absent (false) from older edges.
+    /// of failing with it, for at most [`HELD_AT_MOST`] by the server's count. The edge
+    /// sends a failure as transient for a bounded time ([`TRANSIENT_FOR`]), then as it
+    /// is. Absent (false) from older edges.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
 }

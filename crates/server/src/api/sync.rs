@@ -178,16 +178,17 @@ fn reckon_established(
                 ),
             )
         })?;
-        // An uptime longer than the calendar this server counts in is refused, not a
-        // panic (an edge's report is input like any other).
+        // An uptime going back before what RFC 3339 can write (the year 0) is refused,
+        // not a panic or an empty time (an edge's report is input like any other).
         let since = i64::try_from(s.uptime_secs)
             .ok()
             .and_then(|up| now.checked_sub(time::Duration::seconds(up)))
+            .filter(|t| t.year() >= 0)
             .ok_or_else(|| {
                 ApiError::field(
                     "sessions.uptimeSecs",
                     format!(
-                        "{} (the {:?} session of {}) goes back before the year -9999",
+                        "{} (the {:?} session of {}) goes back before the year 0",
                         s.uptime_secs, s.kind, s.resource_id
                     ),
                 )
@@ -291,7 +292,8 @@ mod tests {
     #[test]
     fn an_uptime_beyond_the_calendar_is_refused_by_name_not_a_panic() {
         let now = at("2026-12-07T17:00:00Z");
-        for up in [u64::MAX, i64::MAX as u64, 400_000_000_000] {
+        // Beyond the calendar's range, and within it but before the year 0.
+        for up in [u64::MAX, i64::MAX as u64, 400_000_000_000, 100_000_000_000] {
             let mut r = report(Some("2026-12-07T15:58:00Z"), up);
             let e = reckon_established(&mut r.sessions, now).expect_err("refused");
             let text = serde_json::to_string(&e).unwrap();

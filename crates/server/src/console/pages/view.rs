@@ -158,7 +158,11 @@ async fn graphs(
             events.push(json!({"at": at, "kind": "FAILOVER_TEST",
                                "text": format!("failover test started by {}", s(t, "startedBy"))}));
         }
-        if let Some(at) = t.get("stoppedAt").and_then(Value::as_str).and_then(crate::clock::unix_ms) {
+        if let Some(at) = t
+            .get("stoppedAt")
+            .and_then(Value::as_str)
+            .and_then(crate::clock::unix_ms)
+        {
             events
                 .push(json!({"at": at, "kind": "FAILOVER_TEST", "text": "failover test stopped"}));
         }
