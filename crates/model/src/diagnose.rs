@@ -286,7 +286,8 @@ fn step(ctx: &Context, facts: &SessionFacts) -> Diagnosis {
     if facts.refused_total > 0 || s.prefixes_accepted < s.prefixes_received {
         let refused = facts
             .refused_total
-            .max(s.prefixes_received - s.prefixes_accepted);
+            // Facts from an edge: counts that disagree are not a panic.
+            .max(s.prefixes_received.saturating_sub(s.prefixes_accepted));
         let examples: Vec<String> = facts
             .refused
             .iter()
@@ -749,6 +750,16 @@ mod tests {
             "{}",
             d.summary
         );
+    }
+
+    #[test]
+    fn counts_that_disagree_are_said_as_sent_not_a_panic() {
+        // More accepted than received (an edge's facts are input like any other).
+        let mut f = up(1, 2);
+        f.refused_total = 1;
+        let d = diagnose(&ctx(), &f);
+        assert_eq!(d.step, Step::PrefixesRefused);
+        assert!(d.summary.contains("1 of the 1 prefixes"), "{}", d.summary);
     }
 
     #[test]
