@@ -1498,6 +1498,77 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
         if line.contains("full=\"false\"") {
             assert!(line.ends_with(" 0"), "{line}");
         }
+        // A connection that keeps failing (its trunk's port is not on the edge): the
+        // edge applies again and again, each time the instances that failed, not every
+        // instance it holds (the whole config is reconciled once a minute).
+        let value = |m: &str, name: &str| -> Option<f64> {
+            metric(m, name)?.rsplit(' ').next()?.parse().ok()
+        };
+        let t3 = id(&api(&[
+            "--async",
+            "trunk-connection",
+            "create",
+            "--folder",
+            &folder,
+            "--pop",
+            "pop1",
+            "--capacity",
+            "1g",
+            "--overlay-remote-vtep",
+            "100.64.1.2",
+            "--port",
+            "xc-none",
+        ]));
+        let op = api(&[
+            "--async",
+            "private-connection",
+            "create",
+            "--folder",
+            &folder,
+            "--trunk-id",
+            &t3,
+            "--vlan-id",
+            "160",
+            "--ipv4-peering",
+            "peering-subnet=169.254.160.0/30,peer-ip=169.254.160.2,cloud-ip=169.254.160.1,peer-bgp-asn=65001",
+        ]);
+        let pc3 = id(&op);
+        let op_id = op["id"].as_str().expect("operation id").to_string();
+        let done = cic_peers::wait_until(
+            std::time::Duration::from_secs(10),
+            "the failing connection's operation to end",
+            || {
+                let o = api(&["operation", "get", &op_id]);
+                (o["done"] == true).then_some(o)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            done["error"].to_string().contains("xc-none"),
+            "it fails naming the port: {done}"
+        );
+        let m = http_get(&metrics_url);
+        let applies = value(&m, "cic_edge_applies_total").expect("cic_edge_applies_total");
+        // Its retries: after 250 ms, 500 ms, 1 s, … (one of them may be the minute's
+        // whole reconcile, `full="true"`: the next is waited for then).
+        let line = cic_peers::wait_until(
+            std::time::Duration::from_secs(15),
+            "the edge to apply the failing connection again, by its changes",
+            || {
+                let m = http_get(&metrics_url);
+                let line = metric(&m, "cic_edge_last_apply_reconciled_instances")?;
+                (value(&m, "cic_edge_applies_total")? >= applies + 2.0
+                    && line.contains("full=\"false\""))
+                .then_some(line)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", http_get(&metrics_url)));
+        assert!(
+            line.ends_with(" 1"),
+            "a retry reconciles the failing instance alone, not every one: {line}"
+        );
+        api(&["private-connection", "delete", &pc3]);
+        api(&["trunk-connection", "delete", &t3]);
         api(&["routing-instance", "delete", &ri2]);
         check("the routing instance deleted");
         api(&["private-connection", "delete", &pc2]);
