@@ -94,9 +94,6 @@ impl Bfd {
     /// holds none); without it (IPv6 off in the namespace) an IPv6 session cannot be
     /// added, and the task says why.
     pub fn spawn(sockets: SocketFactory, port: u16) -> io::Result<Bfd> {
-        let runtime = runtime();
-        // Its sockets are the BFD thread's to wait on (made in its runtime's context).
-        let _in = runtime.as_ref().map(|r| r.enter());
         let rx4 = receiver(&sockets, Domain::IPV4, port)?;
         let rx6 = None;
         let (tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -111,10 +108,7 @@ impl Bfd {
             next_disc: rand::random::<u32>() | 1,
             next_port: *SOURCE_PORTS.start() + rand::random::<u16>() % 1024,
         };
-        match runtime {
-            Some(r) => r.spawn(engine.run(cmd_rx)),
-            None => tokio::spawn(engine.run(cmd_rx)),
-        };
+        tokio::spawn(engine.run(cmd_rx));
         Ok(Bfd { cmd: tx })
     }
 
@@ -198,32 +192,6 @@ fn receiver(sockets: &SocketFactory, domain: Domain, port: u16) -> io::Result<Ud
     s.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("BFD: bind UDP {addr}: {e}")))?;
     UdpSocket::from_std(s.into())
-}
-
-/// The runtime every engine of this process runs on: one thread of its own, so that
-/// BFD's packets leave and are read on time whatever else the process is busy with (an
-/// apply of a thousand instances, a report): a session's peer declares it down after a
-/// few intervals without a packet, however busy we were. Without a thread (the system
-/// refused one), engines run on the caller's runtime, as tasks among its others.
-fn runtime() -> Option<&'static tokio::runtime::Handle> {
-    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Handle>> =
-        std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            let made = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .and_then(|rt| {
-                    let handle = rt.handle().clone();
-                    std::thread::Builder::new()
-                        .name("bfd".into())
-                        .spawn(move || rt.block_on(std::future::pending::<()>()))
-                        .map(|_| handle)
-                });
-            made.map_err(|e| warn!("BFD: no thread of its own ({e}); sharing the runtime"))
-                .ok()
-        })
-        .as_ref()
 }
 
 /// The ticks every session of this process sends on, whichever engine (namespace) it is

@@ -168,41 +168,6 @@ async fn two_speakers_come_up_detect_a_cut_link_in_the_detection_time_and_recove
     b.shutdown().await;
 }
 
-/// The engines run on a thread of their own: a caller's runtime held up for longer
-/// than the detection time (an agent busy applying a thousand instances) costs no
-/// session at the peer (BIRD, in a process of its own).
-#[tokio::test]
-async fn a_session_stays_up_at_bird_while_the_callers_runtime_is_held_up_past_the_detection_time() {
-    if !bird_or_skip("bfd held_up") {
-        return;
-    }
-    let w = Wire::new("busy");
-    let bird = Bird::start("bfdbusy", &bird_conf(), Some(&w.b), None).expect("start BIRD");
-    let a = Bfd::spawn(Wire::sockets(&w.a), PORT).expect("bfd");
-    let mut s = a
-        .add(A.into(), B.into(), Config::default())
-        .await
-        .expect("add");
-    until(&mut s, "BIRD's fast rate", |s| {
-        s.state == State::Up && s.detection_time == Some(Duration::from_millis(900))
-    })
-    .await;
-    wait_until(Duration::from_secs(10), "BIRD to show Up", || {
-        bird_state(&bird).filter(|s| s == "Up")
-    })
-    .expect("BIRD Up");
-    // The caller's runtime does nothing else for three detection times (the load this
-    // test is about, not a wait for anything).
-    std::thread::sleep(Duration::from_millis(2700));
-    // Had our packets stopped, BIRD would have declared the session down and said so.
-    let fell = tokio::time::timeout(Duration::from_millis(1000), s.wait_for(|st| st.downs > 0))
-        .await
-        .map(|r| r.is_ok());
-    assert!(fell.is_err(), "went down: {:?}", *s.borrow());
-    assert_eq!(bird_state(&bird).as_deref(), Some("Up"));
-    a.shutdown().await;
-}
-
 /// Whether namespace `ns` has a UDP socket of `family`'s table (`udp` or `udp6`) bound to
 /// BFD's port.
 fn bound_to_bfd(ns: &str, table: &str) -> bool {
