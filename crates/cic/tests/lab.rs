@@ -1412,20 +1412,29 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
                 .to_string()
         };
         check("the lab as built");
-        let t2 = id(&api(&[
-            "trunk-connection",
-            "create",
-            "--folder",
-            &folder,
-            "--pop",
-            "pop1",
-            "--capacity",
-            "1g",
-            "--overlay-remote-vtep",
-            "100.64.1.2",
-            "--port",
-            "xc-site1",
-        ]));
+        // An overlay trunk on pop1 whose port is `port` (created without waiting with
+        // `--async`).
+        let overlay_trunk = |port: &str, wait: bool| {
+            let mut args = vec![
+                "trunk-connection",
+                "create",
+                "--folder",
+                &folder,
+                "--pop",
+                "pop1",
+                "--capacity",
+                "1g",
+                "--overlay-remote-vtep",
+                "100.64.1.2",
+                "--port",
+                port,
+            ];
+            if !wait {
+                args.insert(0, "--async");
+            }
+            id(&api(&args))
+        };
+        let t2 = overlay_trunk("xc-site1", true);
         let pc2 = id(&api(&[
             "private-connection",
             "create",
@@ -1504,21 +1513,7 @@ fn after_creates_updates_and_deletes_the_edge_holds_exactly_the_desired_config()
         let value = |m: &str, name: &str| -> Option<f64> {
             metric(m, name)?.rsplit(' ').next()?.parse().ok()
         };
-        let t3 = id(&api(&[
-            "--async",
-            "trunk-connection",
-            "create",
-            "--folder",
-            &folder,
-            "--pop",
-            "pop1",
-            "--capacity",
-            "1g",
-            "--overlay-remote-vtep",
-            "100.64.1.2",
-            "--port",
-            "xc-none",
-        ]));
+        let t3 = overlay_trunk("xc-none", false);
         let op = api(&[
             "--async",
             "private-connection",

@@ -270,18 +270,22 @@ async fn operation_finishes_when_the_edge_reports_the_revision() {
     assert_eq!(t["status"], "ACTIVE");
 }
 
+/// Creates a trunk on port eth9 of pop1 (folder f1); its operation.
+async fn create_eth9_trunk(h: &H) -> Value {
+    h.ok(
+        Method::POST,
+        "/cic/v1/trunkConnections",
+        json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
+               "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_edge_error_finishes_the_operation_with_that_error() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let op = h
-        .ok(
-            Method::POST,
-            "/cic/v1/trunkConnections",
-            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
-                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
-        )
-        .await;
+    let op = create_eth9_trunk(&h).await;
     let id = resource_id(&op);
     let rev = h.revision().await;
     h.report(
@@ -309,14 +313,7 @@ async fn an_edge_error_finishes_the_operation_with_that_error() {
 async fn a_transient_edge_error_keeps_the_operation_waiting_until_the_edge_s_next_word() {
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let create = || {
-        h.ok(
-            Method::POST,
-            "/cic/v1/trunkConnections",
-            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
-                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
-        )
-    };
+    let create = || create_eth9_trunk(&h);
     let op_of = |op: &Value| format!("/operations/{}", op["id"].as_str().expect("op"));
     let busy = |id: &str| {
         json!({"resourceId": id, "message": "find link eth9: no answer from the kernel in 10 s",
@@ -384,14 +381,7 @@ async fn an_operation_held_by_failures_that_may_pass_fails_after_the_server_s_bo
     use std::time::Duration;
     let h = H::new().await;
     let (edge, _) = h.pop_and_edge("pop1", "edge1", "100.64.255.1").await;
-    let op = h
-        .ok(
-            Method::POST,
-            "/cic/v1/trunkConnections",
-            json!({"folderId": "f1", "pointOfPresenceId": "pop1", "capacity": "CAPACITY_1_GBPS",
-                   "singlePortDirectJoint": {"transceiverType": "TRANSCEIVER_TYPE_10GBASE_LR", "portName": "eth9"}}),
-        )
-        .await;
+    let op = create_eth9_trunk(&h).await;
     let path = format!("/operations/{}", op["id"].as_str().expect("op"));
     let id = resource_id(&op);
     let busy = json!([{"resourceId": id, "message": "find link eth9: no answer from the kernel in 10 s",
