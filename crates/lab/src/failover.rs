@@ -125,7 +125,25 @@ fn epoch_secs() -> f64 {
 pub(crate) struct Replies {
     times: Vec<f64>,
     sent: u32,
+    /// The sequence numbers answered (each once).
+    answered: std::collections::BTreeSet<u32>,
     window: (f64, f64),
+}
+
+impl Replies {
+    /// Requests lost: those unanswered before the last one answered. A request still on
+    /// its way when the pinger was stopped (sent a moment before, its reply not yet read)
+    /// is not a loss; counting every request sent less the replies took it for one, a
+    /// race with the stop that a busy machine loses (one "lost at restore" in a suite run
+    /// of 2026-12-08).
+    pub(crate) fn lost(&self) -> u32 {
+        // ping numbers its requests from 1: all up to the last answered were sent before
+        // it, and those of them unanswered are lost (none answered: every one).
+        match self.answered.last() {
+            Some(&last) => last.saturating_sub(self.answered.len() as u32),
+            None => self.sent,
+        }
+    }
 }
 
 impl Pinger {
@@ -166,11 +184,12 @@ impl Pinger {
             o.read_to_string(&mut out)?;
         }
         let _ = self.child.wait();
-        let times: Vec<f64> = out
-            .lines()
-            .filter(|l| l.contains("bytes from"))
+        let replies: Vec<&str> = out.lines().filter(|l| l.contains("bytes from")).collect();
+        let times: Vec<f64> = replies
+            .iter()
             .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
             .collect();
+        let answered = replies.iter().filter_map(|l| icmp_seq(l)).collect();
         let sent = out
             .lines()
             .find(|l| l.contains("packets transmitted"))
@@ -179,6 +198,7 @@ impl Pinger {
         Ok(Replies {
             times,
             sent,
+            answered,
             window: (self.started, ended),
         })
     }
@@ -288,8 +308,16 @@ pub(crate) fn outage(r: &Replies) -> (f64, u32) {
     edges.push(end);
     (
         edges.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max),
-        r.sent.saturating_sub(r.times.len() as u32),
+        r.lost(),
     )
+}
+
+/// The request number of a reply line of ping's (`… icmp_seq=12 ttl=63 …`).
+fn icmp_seq(line: &str) -> Option<u32> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("icmp_seq="))?
+        .parse()
+        .ok()
 }
 
 /// One cut and restore.
@@ -395,4 +423,31 @@ fn site_bird() -> Result<crate::BirdCtl> {
         .as_str()
         .ok_or_else(|| anyhow!("no customer BIRD socket in lab.json"))?;
     Ok(crate::BirdCtl(sock.into()))
+}
+
+#[cfg(test)]
+mod replies_tests {
+    use super::*;
+
+    #[test]
+    fn a_request_on_its_way_at_the_stop_is_not_lost_one_unanswered_before_the_last_is() {
+        let r = |seqs: &[u32], sent| Replies {
+            times: vec![],
+            sent,
+            answered: seqs.iter().copied().collect(),
+            window: (0.0, 1.0),
+        };
+        assert_eq!(
+            r(&[1, 2, 3, 4], 5).lost(),
+            0,
+            "the fifth on its way at the stop"
+        );
+        assert_eq!(r(&[1, 2, 4, 5], 5).lost(), 1);
+        assert_eq!(r(&[3, 4], 4).lost(), 2, "the first two unanswered");
+        assert_eq!(r(&[], 7).lost(), 7, "none answered");
+        assert_eq!(
+            icmp_seq("[1733616000.123456] 64 bytes from fd10::1: icmp_seq=12 ttl=63 time=0.1 ms"),
+            Some(12)
+        );
+    }
 }
