@@ -150,10 +150,6 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     Response::from_parts(resp_parts, body)
 }
 
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// RFC 3339 with three digits of milliseconds always (times sort as text).
 fn now_ms_text() -> String {
     let f = time::macros::format_description!(
@@ -165,7 +161,7 @@ fn now_ms_text() -> String {
 }
 
 async fn record(st: &AppState, e: &AuditEvent) {
-    let at = crate::clock::unix_ms(&e.time).unwrap_or_else(now_ms);
+    let at = crate::clock::unix_ms(&e.time).unwrap_or_else(crate::clock::unix_now_ms);
     let body = serde_json::to_string(e).unwrap_or_default();
     if let Err(err) = st
         .store

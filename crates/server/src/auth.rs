@@ -9,6 +9,7 @@ use rand::RngExt;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::clock::unix_now;
 use crate::error::AppError;
 use crate::listen::{Peer, PeerCert};
 
@@ -110,10 +111,6 @@ impl std::fmt::Debug for EdgeAuth {
             .field("issuer", &self.issuer.is_some())
             .finish()
     }
-}
-
-pub fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 fn unauth(m: impl Into<String>) -> AppError {

@@ -1,4 +1,5 @@
-//! This server's time as the API writes and reads it: RFC 3339, in UTC.
+//! This server's time as the API writes and reads it (RFC 3339, in UTC), and as the store
+//! and the history keep it (unix seconds and milliseconds).
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -6,6 +7,16 @@ use time::format_description::well_known::Rfc3339;
 /// Now, as the API writes a time (`createdAt`, `modifiedAt`, a report's `reportedAt`).
 pub fn now() -> String {
     text(OffsetDateTime::now_utc())
+}
+
+/// Now in unix seconds (what the store keeps of expiries and revocations).
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Now in unix milliseconds (the history's samples, the audit log's order).
+pub fn unix_now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// This server's clock to the millisecond (what an `establishedAt` it keeps says).

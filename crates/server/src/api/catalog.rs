@@ -410,7 +410,7 @@ pub async fn delete_edge(
     let rev = tx.bump_revision().await?;
     tx.delete::<Edge>(&id).await?;
     tx.delete_edge_tokens(&id).await?;
-    tx.revoke_edge_certificates(&id, crate::auth::unix_now(), "")
+    tx.revoke_edge_certificates(&id, crate::clock::unix_now(), "")
         .await?;
     tx.delete_edge_report(&id).await?;
     commit(&st, tx, rev).await?;

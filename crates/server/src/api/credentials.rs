@@ -8,8 +8,8 @@ use cic_model::resource::{Edge, EdgeCredentials, EdgeCredentialsRequest};
 
 use super::fetch;
 use crate::AppState;
-use crate::auth::{hash, new_token, unix_now};
-use crate::clock::of_unix;
+use crate::auth::{hash, new_token};
+use crate::clock::{of_unix, unix_now};
 use crate::error::ApiResult;
 
 /// Days a certificate may be valid at most (the CA/Browser Forum's old ceiling).

@@ -40,13 +40,6 @@ fn bad(m: impl Into<String>) -> Response {
     AppError(ApiError::new(Code::InvalidArgument, m)).into_response()
 }
 
-fn epoch() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
@@ -85,7 +78,7 @@ pub async fn layer(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
     let request_hash = hex::encode(h.finalize());
     let scope = format!("{}:{key}", crate::auth::hash(&token));
 
-    let now = epoch();
+    let now = crate::clock::unix_now();
     let claim = match st.store.claim_idempotency(&scope, &request_hash, now).await {
         Ok(c) => c,
         Err(e) => return AppError::from(e).into_response(),

@@ -40,13 +40,6 @@ pub struct Broker {
     pub(crate) wake: Notify,
 }
 
-fn epoch() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// Waits until the broker is woken, at most until `deadline` and at most a second (in
 /// case a wake-up was missed); `woken` was enabled before the caller last looked.
 async fn nap(
@@ -157,7 +150,7 @@ pub(crate) async fn routes_of(
 async fn ask(st: &AppState, edge: &str, query: RouteQuery) -> ApiResult<RouteAnswer> {
     let body = serde_json::to_string(&query).unwrap_or_default();
     st.store
-        .put_route_query(&query.id, edge, &body, epoch())
+        .put_route_query(&query.id, edge, &body, crate::clock::unix_now())
         .await?;
     st.queries.wake.notify_waiters();
     let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
@@ -171,7 +164,7 @@ async fn ask(st: &AppState, edge: &str, query: RouteQuery) -> ApiResult<RouteAns
         }
     };
     st.store
-        .drop_route_query(&query.id, epoch() - FORGET_AFTER_SECS)
+        .drop_route_query(&query.id, crate::clock::unix_now() - FORGET_AFTER_SECS)
         .await?;
     match answer?.map(|a| serde_json::from_str(&a)) {
         Some(Ok(a)) => Ok(a),

@@ -91,13 +91,6 @@ fn answer(
     update
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 /// What the server answers a report it took.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -238,7 +231,8 @@ async fn take_report(
         .get::<cic_model::resource::Edge>(&edge_id)
         .await?
         .is_some_and(|e| e.drain);
-    st.history.record(&edge_id, unix_ms(), &report, drained);
+    st.history
+        .record(&edge_id, crate::clock::unix_now_ms(), &report, drained);
     let revision = report.applied_revision;
     // Operations held by a failure that may pass wait for a later report at the same
     // revision: one with transient failures does not count as settled after, and undoes

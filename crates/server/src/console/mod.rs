@@ -34,7 +34,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::AppState;
-use crate::auth::{Principal, unix_now};
+use crate::auth::Principal;
+use crate::clock::unix_now;
 use crate::headers::RequestId;
 use crate::listen::Peer;
 

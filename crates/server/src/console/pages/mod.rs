@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::forms::{self, Field};
 use super::{Console, Ctx, Failure, cookie, same_site, session, topology};
 use crate::access::{Need, folder_not_found};
-use crate::auth::{Principal, unix_now};
+use crate::auth::Principal;
+use crate::clock::unix_now;
 use crate::listen::Peer;
 
 type C = State<Arc<Console>>;

@@ -170,7 +170,7 @@ async fn graphs(
     events.sort_by_key(|e| e["at"].as_i64().unwrap_or_default());
     // Now, to the millisecond (events are stamped so; a span ending at the second would
     // leave out what happened in this one).
-    let to = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let to = crate::clock::unix_now_ms();
     let span = Span {
         from: to
             - if window == "day" {
